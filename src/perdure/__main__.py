@@ -1,0 +1,5 @@
+"""``python -m perdure`` is the ``perdure`` command."""
+
+from perdure.cli import main
+
+main()

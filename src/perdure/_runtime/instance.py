@@ -1,0 +1,377 @@
+"""WorkflowInstance: one workflow run, driven turn by turn. No I/O.
+
+``activate(time, inputs, recorded)`` applies one turn's input events, runs every
+coroutine that became ready until none is, and returns the commands produced.
+With ``recorded`` (replay), the produced commands are checked one by one against
+the commands that turn recorded; the first difference is a
+:class:`NonDeterminismError` naming both sides and the line of workflow code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from perdure import _history as h
+from perdure._converter import DataConverter
+from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
+from perdure.errors import (
+    ActivityError,
+    NonDeterminismError,
+    PayloadError,
+    cause_from_failure,
+    failure_from_exception,
+)
+
+log = logging.getLogger("perdure.runtime")
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
+
+# The instance whose turn is running; set only during activate()/evict().
+_current: ContextVar[WorkflowInstance | None] = ContextVar("perdure_instance", default=None)
+
+
+def current_instance() -> WorkflowInstance | None:
+    """The running workflow instance, or None outside workflow code."""
+    loop = asyncio.events._get_running_loop()
+    if isinstance(loop, WorkflowLoop):
+        return loop._instance
+    return None
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """What a run knows about itself (``workflow.info()``)."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    attempt: int
+    seed: int
+
+
+class _Splitmix64:
+    """A tiny deterministic PRNG (the runtime may not import ``random``)."""
+
+    _MASK = (1 << 64) - 1
+
+    def __init__(self, seed: int) -> None:
+        self._state = seed & self._MASK
+
+    def next(self) -> int:
+        self._state = (self._state + 0x9E3779B97F4A7C15) & self._MASK
+        z = self._state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
+        return z ^ (z >> 31)
+
+
+WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]
+
+
+class WorkflowInstance:
+    def __init__(self, fn: WorkflowFn, converter: DataConverter) -> None:
+        self.fn = fn
+        self.converter = converter
+        self.loop = WorkflowLoop(self)
+        self.now_ts = 0.0
+        self.activating = False
+        self.replaying = False
+        self.info: WorkflowInfo | None = None
+        self.closed = False  # a closing command was issued
+        self.state: dict[str, Any] = {}
+        self.extras: dict[str, Any] = {}  # per-run objects of the API layer (its Random)
+        self._rng = _Splitmix64(0)
+        self._next_ref = 1
+        self._commands: list[h.Command] = []
+        self._expected: deque[h.Event] | None = None
+        self._error: NonDeterminismError | None = None
+        self._discarding = False
+        self._main: asyncio.Task[Any] | None = None
+        self._timers: dict[int, DurableTimerHandle] = {}
+        self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
+        self._signals: dict[str, deque[Any]] = {}
+        self._signal_waiters: dict[str, deque[asyncio.Future[Any]]] = {}
+        self._turn = 0
+
+    # ------------------------------------------------------------- activation
+
+    def activate(
+        self, time: float, inputs: list[h.Event], recorded: list[h.Event] | None = None
+    ) -> list[h.Command]:
+        """Run one turn. ``recorded`` is the turn's recorded commands when replaying."""
+        if self.closed:
+            raise RuntimeError("activate() on a workflow instance that already closed")
+        self._turn += 1
+        self.now_ts = time
+        self.replaying = recorded is not None
+        self._expected = deque(recorded) if recorded is not None else None
+        token = _current.set(self)
+        outer = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(self.loop)
+        self.activating = True
+        try:
+            for event in inputs:
+                self._apply(event)
+            ready = self.loop.ready
+            while ready and self._error is None:
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+        finally:
+            self.activating = False
+            asyncio.events._set_running_loop(outer)
+            _current.reset(token)
+        if self._error is None and self._expected:
+            missing = self._expected[0]
+            self._error = NonDeterminismError(
+                f"{self._where()}: history recorded {h.describe_recorded(missing)} "
+                f"(event #{missing.seq}), but the workflow code no longer issues it"
+            )
+        if self._error is not None:
+            raise self._error
+        commands, self._commands = self._commands, []
+        return commands
+
+    def _apply(self, event: h.Event) -> None:
+        if isinstance(event, h.WorkflowStarted):
+            self._start(event)
+        elif isinstance(event, h.ActivityCompleted):
+            entry = self._activities.pop(event.ref, None)
+            if entry is not None and not entry[1].done():
+                entry[1].set_result(event.result)
+        elif isinstance(event, h.ActivityFailed):
+            entry = self._activities.pop(event.ref, None)
+            if entry is not None and not entry[1].done():
+                cause = cause_from_failure(event.failure)
+                entry[1].set_exception(
+                    ActivityError(
+                        f"activity {entry[0]!r} failed after {event.attempt} attempt(s): {cause}",
+                        activity=entry[0],
+                        attempt=event.attempt,
+                        cause=cause,
+                    )
+                )
+        elif isinstance(event, h.TimerFired):
+            handle = self._timers.pop(event.ref, None)
+            if handle is not None and not handle._cancelled:
+                handle._scheduled = False  # a later cancel() must not issue CancelTimer
+                self.loop.ready.append(handle)
+        elif isinstance(event, h.SignalReceived):
+            self._deliver_signal(event.name, event.payload)
+        elif isinstance(event, h.CancelRequested):
+            if self._main is not None and not self._main.done():
+                self._main.cancel(event.reason)
+        else:
+            raise ValueError(f"{event.TYPE} is not an input event")
+
+    def _start(self, event: h.WorkflowStarted) -> None:
+        self.info = WorkflowInfo(
+            workflow_id=event.workflow_id,
+            run_id=event.run_id,
+            workflow_type=event.workflow_type,
+            task_queue=event.task_queue,
+            attempt=event.attempt,
+            seed=event.seed,
+        )
+        self._rng = _Splitmix64(event.seed)
+        self._main = self.loop.create_task(self._run_main(event.args, event.kwargs))
+        self._main.add_done_callback(self._on_main_done)
+
+    async def _run_main(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        # Decoding inside the task makes a payload that does not fit the
+        # signature fail the workflow (with the PayloadError) rather than the turn.
+        pos, kw = self.converter.decode_args(self.fn, args, kwargs)
+        return await self.fn(*pos, **kw)
+
+    def _on_main_done(self, task: asyncio.Task[Any]) -> None:
+        if self._discarding:
+            return
+        command: h.Command
+        if task.cancelled():
+            command = h.CancelWorkflow()
+        elif (exc := task.exception()) is not None:
+            command = h.FailWorkflow(failure_from_exception(exc))
+        else:
+            try:
+                command = h.CompleteWorkflow(
+                    self.converter.encode_result(self.fn, task.result())
+                )
+            except PayloadError as err:
+                command = h.FailWorkflow(failure_from_exception(err))
+        self.issue(command)
+        self.closed = True
+
+    # -------------------------------------------------------------- commands
+
+    def issue(self, command: h.Command) -> None:
+        """Record a command; when replaying, check it against the history."""
+        if self._discarding or self._error is not None:
+            return
+        if self._expected is None:
+            self._commands.append(command)
+            return
+        if not self._expected:
+            self._error = NonDeterminismError(
+                f"{self._where()}: the workflow code issued {command.describe()} "
+                f"at {_user_location()}, but the history recorded no further command "
+                f"in this turn"
+            )
+            return
+        recorded = self._expected.popleft()
+        if not h.matches(command, recorded):
+            self._error = NonDeterminismError(
+                f"{self._where()}: history recorded {h.describe_recorded(recorded)} "
+                f"(event #{recorded.seq}), but the workflow code issued "
+                f"{command.describe()} at {_user_location()}"
+            )
+
+    def _where(self) -> str:
+        info = self.info
+        name = info.workflow_type if info else getattr(self.fn, "__name__", "?")
+        ident = f" {info.workflow_id!r} (run {info.run_id})" if info else ""
+        return f"non-determinism in workflow {name!r}{ident}, turn {self._turn}"
+
+    def next_ref(self) -> int:
+        ref = self._next_ref
+        self._next_ref += 1
+        return ref
+
+    # ----------------------------------------------------- services for the API
+
+    def start_timer(self, handle: DurableTimerHandle, when: float) -> None:
+        ref = self.next_ref()
+        handle.ref = ref
+        handle._scheduled = True  # so TimerHandle.cancel() reaches cancel_timer()
+        self._timers[ref] = handle
+        self.issue(h.StartTimer(ref=ref, fire_at=when))
+
+    def cancel_timer(self, handle: DurableTimerHandle) -> None:
+        if self._timers.pop(handle.ref, None) is not None:
+            self.issue(h.CancelTimer(ref=handle.ref))
+
+    def schedule_activity(
+        self,
+        name: str,
+        task_queue: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+    ) -> asyncio.Future[Any]:
+        """Issue ScheduleActivity; the future gets the JSON result (or ActivityError)."""
+        ref = self.next_ref()
+        future = self.loop.create_future()
+        self._activities[ref] = (name, future)
+        self.issue(h.ScheduleActivity(ref, name, task_queue, args, kwargs, options))
+
+        def on_done(fut: asyncio.Future[Any]) -> None:
+            # The awaiting code was cancelled: tell the engine the result is unwanted.
+            if fut.cancelled() and self._activities.pop(ref, None) is not None:
+                self.issue(h.CancelActivity(ref=ref))
+
+        future.add_done_callback(on_done)
+        return future
+
+    async def wait_signal(self, name: str, timeout: float | None) -> Any:
+        buffered = self._signals.get(name)
+        if buffered:
+            return buffered.popleft()
+        future = self.loop.create_future()
+        waiters = self._signal_waiters.setdefault(name, deque())
+        waiters.append(future)
+        timer = None
+        if timeout is not None:
+            timer = self.loop.call_later(timeout, _time_out, future, name, timeout)
+        try:
+            return await future
+        finally:
+            if future in waiters:
+                waiters.remove(future)
+            if timer is not None:
+                timer.cancel()
+
+    def _deliver_signal(self, name: str, payload: Any) -> None:
+        waiters = self._signal_waiters.get(name)
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(payload)
+                return
+        # Nobody is waiting: keep it, in arrival order, for the next wait_signal().
+        self._signals.setdefault(name, deque()).append(payload)
+
+    def set_state(self, key: str, value: Any) -> None:
+        encoded = self.converter.to_json(value, where=f"state {key!r}")
+        self.state[key] = encoded
+        self.issue(h.SetState(key=key, value=encoded))
+
+    def random_bits(self) -> int:
+        return self._rng.next()
+
+    def waiting_signals(self) -> list[str]:
+        return sorted(n for n, ws in self._signal_waiters.items() if any(not w.done() for w in ws))
+
+    # -------------------------------------------------------------- lifecycle
+
+    def on_loop_exception(self, context: dict[str, Any]) -> None:
+        if self._discarding:
+            return
+        log.error(
+            "unhandled error in workflow %s: %s",
+            self.info.workflow_id if self.info else "?",
+            context.get("message"),
+            exc_info=context.get("exception"),
+        )
+
+    def evict(self) -> None:
+        """Drop every pending coroutine without recording anything.
+
+        Closing a coroutine runs its ``finally:`` blocks, which may call workflow
+        APIs (a compensation activity); in discarding mode those calls issue no
+        command, so eviction never invents history.
+        """
+        self._discarding = True
+        token = _current.set(self)
+        outer = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(self.loop)
+        try:
+            for task in list(self.loop.tasks):
+                task._log_destroy_pending = False  # type: ignore[attr-defined]
+                try:
+                    task.get_coro().close()  # type: ignore[union-attr]
+                except BaseException:  # noqa: S110 - a coroutine refusing to close is dropped anyway
+                    pass
+            self.loop.tasks.clear()
+            self.loop.ready.clear()
+            self._timers.clear()
+            self._activities.clear()
+            self._signal_waiters.clear()
+        finally:
+            asyncio.events._set_running_loop(outer)
+            _current.reset(token)
+        self.loop.close()
+
+
+def _time_out(future: asyncio.Future[Any], name: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"no signal {name!r} arrived within {timeout:g}s"))
+
+
+def _user_location() -> str:
+    """The innermost stack frame that belongs to workflow code, as 'file:line in fn'."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not path.startswith(_PACKAGE_DIR) and not path.startswith(_ASYNCIO_DIR):
+            return f"{path}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "<unknown location>"

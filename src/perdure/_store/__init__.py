@@ -1,0 +1,53 @@
+"""The store layer: the Store interface, its backends, and database URLs.
+
+May import the history model and errors; never the runtime, worker or client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from perdure._store.base import Store
+from perdure.errors import StoreError
+
+DEFAULT_URL = "sqlite:///perdure.db"
+
+__all__ = ["DEFAULT_URL", "Store", "resolve_url", "store_for_url"]
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL to use: the given one, else ``$PERDURE_DB``, else ``sqlite:///perdure.db``."""
+    return url or os.environ.get("PERDURE_DB") or DEFAULT_URL
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db``;
+    ``sqlite://:memory:`` -> ``:memory:``."""
+    rest = url[len("sqlite:") :]
+    if rest in ("//:memory:", "///:memory:", ":memory:"):
+        return ":memory:"
+    if not rest.startswith("///") or len(rest) == 3:
+        raise StoreError(
+            f"malformed SQLite URL {url!r}: use sqlite:///relative/path.db, "
+            f"sqlite:////absolute/path.db or sqlite://:memory:"
+        )
+    return rest[3:]
+
+
+def store_for_url(url: str, *, clock: Callable[[], float] | None = None) -> Store:
+    """A Store (not yet opened) for a database URL."""
+    if url.startswith("sqlite:"):
+        from perdure._store.sqlite import SqliteStore
+
+        return SqliteStore(sqlite_path(url), clock=clock)
+    if url.startswith(("postgresql:", "postgres:")):
+        raise StoreError(
+            f"PostgreSQL is not supported by this version of perdure yet ({url!r}); "
+            f"use a sqlite:/// URL"
+        )
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise StoreError(
+        f"unsupported database URL {url!r} (scheme {scheme!r}): expected sqlite:///path.db, "
+        f"sqlite://:memory: or postgresql://user@host/db"
+    )

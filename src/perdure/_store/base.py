@@ -1,0 +1,248 @@
+"""The Store interface and the records it trades in. Imports only the history model.
+
+A backend owns every byte of SQL. The worker and the client talk to the store
+through these methods only, in terms of runs, events, inbox rows and tasks.
+Every method that writes is one transaction: it commits whole or not at all.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from perdure._history import Event
+
+OPEN = "running"
+CLOSED_STATUSES = ("completed", "failed", "cancelled", "terminated")
+IdConflict = Literal["fail", "use_existing", "terminate_existing"]
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    workflow_id: str
+    workflow_type: str
+    task_queue: str
+    status: str
+    input: dict[str, Any]
+    result: Any
+    failure: dict[str, Any] | None
+    state: dict[str, Any]
+    waiting: dict[str, Any]
+    last_error: str | None
+    version: int
+    last_seq: int
+    created_at: float
+    updated_at: float
+    closed_at: float | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == OPEN
+
+
+@dataclass
+class NewRun:
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    seed: int
+    start_at: float | None = None  # first turn not before this time (start_delay)
+
+
+@dataclass
+class WorkflowTask:
+    task_id: int
+    run_id: str
+    token: str
+    attempt: int
+
+
+@dataclass
+class TurnInput:
+    """What a turn needs: the run row, the history after a seq, and the inbox."""
+
+    run: RunRecord
+    events: list[Event]
+    inbox: list[tuple[int, Event]]
+
+
+@dataclass
+class NewActivity:
+    ref: int
+    name: str
+    task_queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+
+
+@dataclass
+class TurnCommit:
+    """Everything one turn writes, applied in one fenced transaction."""
+
+    task: WorkflowTask
+    run_id: str
+    expected_version: int
+    events: list[Event]  # with seq and time already assigned
+    consumed_inbox: list[int]
+    activities: list[NewActivity] = field(default_factory=list)
+    cancelled_activities: list[int] = field(default_factory=list)
+    timers: list[tuple[int, float]] = field(default_factory=list)
+    cancelled_timers: list[int] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    waiting: dict[str, Any] = field(default_factory=dict)
+    close_status: str | None = None
+    result: Any = None
+    failure: dict[str, Any] | None = None
+
+
+@dataclass
+class ActivityTask:
+    task_id: int
+    token: str
+    run_id: str
+    workflow_id: str
+    workflow_type: str
+    ref: int
+    name: str
+    task_queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    attempt: int
+    scheduled_at: float
+    heartbeat: Any = None
+
+
+@dataclass
+class PendingActivity:
+    ref: int
+    name: str
+    attempt: int
+    running: bool
+    next_attempt_at: float | None
+    last_failure: dict[str, Any] | None
+
+
+@dataclass
+class PendingTimer:
+    ref: int
+    fire_at: float
+
+
+class Store(abc.ABC):
+    """The storage interface. ``clock`` is the time every backend query uses."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._listeners: set[Callable[[], None]] = set()
+
+    # -- wake-ups within this process -------------------------------------
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """``callback`` is called (from any thread) after a commit that may
+        have made work runnable or closed a run."""
+        self._listeners.add(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        self._listeners.discard(callback)
+
+    def notify(self) -> None:
+        for callback in list(self._listeners):
+            callback()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations. Raises StoreError subclasses."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # -- client side -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_run(self, new: NewRun, id_conflict: IdConflict) -> tuple[RunRecord, bool]:
+        """Create a run (row, WorkflowStarted in its inbox, a workflow task).
+        Returns the run and whether it was created (False: an existing one)."""
+
+    @abc.abstractmethod
+    async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
+        """The given run, or the latest run of the workflow id."""
+
+    @abc.abstractmethod
+    async def list_runs(
+        self, status: str | None, workflow_type: str | None, limit: int
+    ) -> list[RunRecord]: ...
+
+    @abc.abstractmethod
+    async def deliver(self, workflow_id: str, run_id: str | None, event: Event) -> RunRecord:
+        """Put a signal or cancel request in an open run's inbox.
+        Raises WorkflowNotFoundError / WorkflowClosedError."""
+
+    @abc.abstractmethod
+    async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None: ...
+
+    @abc.abstractmethod
+    async def history(self, run_id: str, after_seq: int = 0) -> list[Event]: ...
+
+    @abc.abstractmethod
+    async def pending_work(self, run_id: str) -> tuple[list[PendingActivity], list[PendingTimer]]: ...
+
+    # -- worker side -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim_workflow_tasks(
+        self, queues: list[str], owner: str, lease: float, limit: int
+    ) -> list[WorkflowTask]: ...
+
+    @abc.abstractmethod
+    async def load_turn(self, run_id: str, after_seq: int) -> TurnInput: ...
+
+    @abc.abstractmethod
+    async def commit_turn(self, commit: TurnCommit) -> bool:
+        """Apply a turn. False (and nothing written) if the lease or version was lost."""
+
+    @abc.abstractmethod
+    async def fail_turn(self, task: WorkflowTask, error: str, retry_in: float) -> bool:
+        """Record why a turn could not run and make the task visible again later."""
+
+    @abc.abstractmethod
+    async def claim_activity_tasks(
+        self, queues: list[str], owner: str, lease: float, limit: int
+    ) -> list[ActivityTask]: ...
+
+    @abc.abstractmethod
+    async def complete_activity(self, task: ActivityTask, event: Event) -> bool:
+        """Deliver an activity's final result/failure event to its run. Fenced."""
+
+    @abc.abstractmethod
+    async def retry_activity(
+        self, task: ActivityTask, failure: dict[str, Any], retry_in: float
+    ) -> bool: ...
+
+    @abc.abstractmethod
+    async def renew_leases(self, leases: list[tuple[int, str]], lease: float) -> list[int]:
+        """Extend held leases; returns the task ids whose lease was lost."""
+
+    @abc.abstractmethod
+    async def record_heartbeat(
+        self, task_id: int, token: str, details: Any, lease: float
+    ) -> bool:
+        """Save an activity's heartbeat details and extend its lease. Fenced."""
+
+    @abc.abstractmethod
+    async def fire_due_timers(self, limit: int) -> int:
+        """Move due timers into their runs' inboxes, exactly once each."""
+
+    @abc.abstractmethod
+    async def next_due(self, queues: list[str]) -> float | None:
+        """The earliest time any task on these queues or any timer becomes due."""

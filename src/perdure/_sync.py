@@ -1,0 +1,119 @@
+"""SyncClient: the Client's methods, blocking, for programs that are not asyncio.
+
+It runs a private event loop in a daemon thread and forwards each call to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+from perdure._converter import DataConverter
+from perdure.client import Client, WorkflowDescription, WorkflowExecution, WorkflowHandle
+
+__all__ = ["SyncClient", "SyncWorkflowHandle"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="perdure-sync",
+                                        daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+class SyncClient:
+    """Blocking twin of :class:`Client`: ``SyncClient.connect(url)``."""
+
+    def __init__(self, runner: _LoopThread, client: Client) -> None:
+        self._runner = runner
+        self.client = client
+
+    @classmethod
+    def connect(cls, url: str | None = None, *, converter: DataConverter | None = None,
+                clock: Callable[[], float] | None = None) -> SyncClient:
+        runner = _LoopThread()
+        try:
+            client = runner.call(Client.connect(url, converter=converter, clock=clock))
+        except BaseException:
+            runner.stop()
+            raise
+        return cls(runner, client)
+
+    def close(self) -> None:
+        try:
+            self._runner.call(self.client.close())
+        finally:
+            self._runner.stop()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, workflow: Any, *args: Any, **options: Any) -> SyncWorkflowHandle[Any]:
+        handle = self._runner.call(self.client.start(workflow, *args, **options))
+        return SyncWorkflowHandle(self._runner, handle)
+
+    def execute(self, workflow: Any, *args: Any, **options: Any) -> Any:
+        return self._runner.call(self.client.execute(workflow, *args, **options))
+
+    def signal_with_start(self, workflow: Any, *args: Any, **options: Any) -> SyncWorkflowHandle[Any]:
+        handle = self._runner.call(self.client.signal_with_start(workflow, *args, **options))
+        return SyncWorkflowHandle(self._runner, handle)
+
+    def get_handle(self, id: str, run_id: str | None = None) -> SyncWorkflowHandle[Any]:
+        return SyncWorkflowHandle(self._runner, self.client.get_handle(id, run_id))
+
+    def list(self, status: str | None = None, workflow: str | None = None,
+             limit: int = 100) -> list[WorkflowExecution]:
+        return self._runner.call(self.client.list(status=status, workflow=workflow, limit=limit))
+
+
+class SyncWorkflowHandle(Generic[R]):
+    def __init__(self, runner: _LoopThread, handle: WorkflowHandle[R]) -> None:
+        self._runner = runner
+        self.handle = handle
+
+    @property
+    def id(self) -> str:
+        return self.handle.id
+
+    @property
+    def run_id(self) -> str | None:
+        return self.handle.run_id
+
+    def result(self, timeout: float | None = None) -> R:
+        return self._runner.call(self.handle.result(timeout))
+
+    def signal(self, name: str, payload: Any = None) -> None:
+        self._runner.call(self.handle.signal(name, payload))
+
+    def cancel(self, reason: str | None = None) -> None:
+        self._runner.call(self.handle.cancel(reason))
+
+    def terminate(self, reason: str | None = None) -> None:
+        self._runner.call(self.handle.terminate(reason))
+
+    def describe(self) -> WorkflowDescription:
+        return self._runner.call(self.handle.describe())
+
+    def state(self, key: str | None = None) -> Any:
+        return self._runner.call(self.handle.state(key))
+
+    def history(self) -> list[dict[str, Any]]:
+        return self._runner.call(self.handle.history())

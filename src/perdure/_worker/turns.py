@@ -1,0 +1,197 @@
+"""Workflow turns: load a run, replay or reuse its cached instance, apply the
+new inbox events, and commit the result in one fenced transaction.
+
+Imports the runtime, the history model and the Store interface.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from perdure import _history as h
+from perdure._converter import DataConverter
+from perdure._runtime import WorkflowInstance
+from perdure._store.base import NewActivity, Store, TurnCommit, TurnInput, WorkflowTask
+from perdure.errors import NonDeterminismError, StoreError
+
+log = logging.getLogger("perdure.worker")
+
+
+@dataclass
+class _Cached:
+    instance: WorkflowInstance
+    version: int  # the run's version right after this instance's last commit
+    last_seq: int
+
+
+class TurnFailed(Exception):
+    """A turn could not run; the message is what ``describe()`` shows."""
+
+
+def turn_retry_delay(attempt: int) -> float:
+    """Backoff for a failing workflow task: 1 s, 2 s, 4 s ... capped at 60 s."""
+    return float(min(60, 2 ** max(0, attempt - 1)))
+
+
+class TurnRunner:
+    """Runs workflow turns for one worker; owns its bounded instance cache."""
+
+    def __init__(
+        self,
+        store: Store,
+        converter: DataConverter,
+        workflows: dict[str, Callable[..., Any]],
+        cache_size: int,
+    ) -> None:
+        self.store = store
+        self.converter = converter
+        self.workflows = workflows
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self.turns_committed = 0
+        self.replays = 0
+
+    @property
+    def cached_runs(self) -> int:
+        return len(self._cache)
+
+    def evict_all(self) -> None:
+        while self._cache:
+            _, cached = self._cache.popitem()
+            cached.instance.evict()
+
+    def drop(self, run_id: str) -> None:
+        cached = self._cache.pop(run_id, None)
+        if cached is not None:
+            cached.instance.evict()
+
+    async def run_turn(self, task: WorkflowTask) -> None:
+        """Process one claimed workflow task. Never raises for workflow problems:
+        they are recorded on the run (``last_error``) and the task backs off."""
+        cached = self._cache.pop(task.run_id, None)
+        instance: WorkflowInstance | None = None
+        try:
+            data = await self.store.load_turn(task.run_id, cached.last_seq if cached else 0)
+            if cached is not None and cached.version != data.run.version:
+                # Another worker advanced this run since we cached it: start over.
+                cached.instance.evict()
+                cached = None
+                data = await self.store.load_turn(task.run_id, 0)
+            if not data.run.is_open:
+                return
+            if cached is not None:
+                instance, last_seq = cached.instance, cached.last_seq
+            else:
+                instance, last_seq = self._replay(data), data.run.last_seq
+            commit = self._new_turn(task, data, instance, last_seq)
+        except (TurnFailed, NonDeterminismError, h.HistoryFormatError) as exc:
+            if instance is not None:
+                instance.evict()
+            await self._fail(task, str(exc))
+            return
+        except StoreError:
+            if instance is not None:
+                instance.evict()
+            raise
+        except Exception as exc:  # a bug in perdure itself: keep the run, report it
+            log.exception("workflow task for run %s failed", task.run_id)
+            if instance is not None:
+                instance.evict()
+            await self._fail(task, f"internal error in the worker: {exc!r}")
+            return
+        try:
+            committed = await self.store.commit_turn(commit)
+        except BaseException:
+            instance.evict()
+            raise
+        if not committed:
+            log.info("turn for run %s was fenced out (lease lost); dropping it", task.run_id)
+            instance.evict()
+            return
+        self.turns_committed += 1
+        if instance.closed:
+            instance.evict()
+            return
+        new_seq = commit.events[-1].seq if commit.events else last_seq
+        self._cache[task.run_id] = _Cached(instance, commit.expected_version + 1, new_seq)
+        while len(self._cache) > self.cache_size:
+            _, old = self._cache.popitem(last=False)
+            old.instance.evict()
+
+    async def _fail(self, task: WorkflowTask, error: str) -> None:
+        log.warning("workflow task for run %s failed: %s", task.run_id, error)
+        await self.store.fail_turn(task, error, turn_retry_delay(task.attempt))
+
+    def _replay(self, data: TurnInput) -> WorkflowInstance:
+        fn = self.workflows.get(data.run.workflow_type)
+        if fn is None:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise TurnFailed(
+                f"workflow type {data.run.workflow_type!r} is not registered on this worker "
+                f"(registered: {known}); start a worker that has it, and the run resumes"
+            )
+        self.replays += 1
+        instance = WorkflowInstance(fn, self.converter)
+        for turn in h.split_turns(data.events):
+            instance.activate(turn.time, turn.inputs, turn.commands)
+        return instance
+
+    def _new_turn(
+        self, task: WorkflowTask, data: TurnInput, instance: WorkflowInstance, last_seq: int
+    ) -> TurnCommit:
+        # Workflow time never goes backwards, even if this host's clock is behind.
+        now = max(self.store.clock(), instance.now_ts)
+        inputs = [event for _, event in data.inbox]
+        commands = instance.activate(now, inputs) if inputs else []
+        seq = last_seq
+        events: list[h.Event] = []
+
+        def record(event: h.Event) -> None:
+            nonlocal seq
+            seq += 1
+            events.append(dataclasses.replace(event, seq=seq, time=now))
+
+        if inputs:
+            record(h.TurnStarted())
+            for event in inputs:
+                record(event)
+        commit = TurnCommit(
+            task=task,
+            run_id=data.run.run_id,
+            expected_version=data.run.version,
+            events=events,
+            consumed_inbox=[inbox_id for inbox_id, _ in data.inbox],
+            state=dict(instance.state),
+            waiting={"signals": instance.waiting_signals()},
+        )
+        for command in commands:
+            record(command.to_event())
+            if isinstance(command, h.ScheduleActivity):
+                commit.activities.append(
+                    NewActivity(
+                        command.ref,
+                        command.name,
+                        command.task_queue,
+                        command.args,
+                        command.kwargs,
+                        command.options,
+                    )
+                )
+            elif isinstance(command, h.CancelActivity):
+                commit.cancelled_activities.append(command.ref)
+            elif isinstance(command, h.StartTimer):
+                commit.timers.append((command.ref, command.fire_at))
+            elif isinstance(command, h.CancelTimer):
+                commit.cancelled_timers.append(command.ref)
+            elif isinstance(command, h.CompleteWorkflow):
+                commit.close_status, commit.result = "completed", command.result
+            elif isinstance(command, h.FailWorkflow):
+                commit.close_status, commit.failure = "failed", command.failure
+            elif isinstance(command, h.CancelWorkflow):
+                commit.close_status = "cancelled"
+        return commit

@@ -1,0 +1,263 @@
+"""Worker: polls the store for workflow tasks, activity tasks and due timers,
+runs them, and keeps the leases it holds alive.
+
+Crash recovery is not a mode here: a dead worker's leases expire and any
+worker claims those tasks again. SIGTERM (or leaving ``async with``) stops
+claiming, lets in-flight work finish for ``drain_timeout`` seconds, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from perdure._worker.activities import ActivityRunner
+from perdure._worker.turns import TurnRunner
+from perdure.activity import ActivityFunction
+from perdure.errors import StoreError
+from perdure.workflow import definition_of
+
+if TYPE_CHECKING:
+    from perdure.client import Client
+
+log = logging.getLogger("perdure.worker")
+
+__all__ = ["Worker"]
+
+
+class Worker:
+    """Runs the given workflows and activities for one task queue.
+
+    ``lease_timeout`` is how long a claimed task stays ours without renewal: a
+    crashed worker's work is picked up by others after at most this long.
+    ``poll_interval`` bounds how long an idle worker takes to notice work
+    written by another process (work from this process wakes it at once).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        workflows: Iterable[Any] = (),
+        activities: Iterable[Any] = (),
+        task_queue: str = "default",
+        max_concurrent_activities: int = 100,
+        max_concurrent_workflow_tasks: int = 100,
+        *,
+        identity: str | None = None,
+        lease_timeout: float = 30.0,
+        poll_interval: float = 0.2,
+        cache_size: int = 10_000,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.store = client.store
+        self.task_queue = task_queue
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_timeout = lease_timeout
+        self.poll_interval = poll_interval
+        self.drain_timeout = drain_timeout
+        self.max_activities = max_concurrent_activities
+        self.max_turns = max_concurrent_workflow_tasks
+        self.workflows = self._collect_workflows(workflows)
+        self.activities = self._collect_activities(activities)
+        self.turns = TurnRunner(self.store, client.converter, self.workflows, cache_size)
+        self.activity_runner = ActivityRunner(
+            self.store, client.converter, self.activities, max_concurrent_activities
+        )
+        self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
+        self._activities_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
+        self._stopping: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._background: asyncio.Task[None] | None = None
+        self._listener: Any = None
+
+    @staticmethod
+    def _collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for item in items:
+            definition = definition_of(item)
+            if definition is None:
+                raise TypeError(f"{item!r} is not a workflow: decorate it with @workflow.defn")
+            if definition.name in found and found[definition.name] is not item:
+                raise ValueError(f"two workflows are named {definition.name!r}")
+            found[definition.name] = definition.fn
+        return found
+
+    @staticmethod
+    def _collect_activities(items: Iterable[Any]) -> dict[str, ActivityFunction[Any, Any]]:
+        found: dict[str, ActivityFunction[Any, Any]] = {}
+        for item in items:
+            if not isinstance(item, ActivityFunction):
+                raise TypeError(f"{item!r} is not an activity: decorate it with @activity.defn")
+            if item.name in found and found[item.name].fn is not item.fn:
+                raise ValueError(f"two activities are named {item.name!r}")
+            found[item.name] = item
+        return found
+
+    # ------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Run until cancelled or until SIGTERM/SIGINT asks for a graceful drain."""
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        wake = self._wake
+
+        def listener() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        self._listener = listener
+        self.store.add_listener(listener)
+        installed = self._install_signal_handlers(loop)
+        lease_task = asyncio.create_task(self._renew_leases())
+        log.info("worker %s serving task queue %r", self.identity, self.task_queue)
+        try:
+            await self._poll()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self._drain()
+            lease_task.cancel()
+            await asyncio.gather(lease_task, return_exceptions=True)
+            self.store.remove_listener(listener)
+            self.turns.evict_all()
+            self.activity_runner.shutdown()
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+            except (RuntimeError, ValueError, NotImplementedError):
+                pass  # not the main thread: the embedding program handles signals
+        return installed
+
+    def stop(self) -> None:
+        """Ask the worker to stop claiming work and drain."""
+        if self._stopping is not None:
+            self._stopping.set()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def __aenter__(self) -> Worker:
+        self._background = asyncio.create_task(self.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        if self._background is not None:
+            await self._background
+
+    async def _poll(self) -> None:
+        assert self._stopping is not None and self._wake is not None
+        queues = [self.task_queue]
+        errors = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                busy = await self._poll_once(queues)
+                errors = 0
+            except StoreError as exc:
+                errors += 1
+                delay = min(5.0, 0.1 * 2**errors)
+                log.warning("worker %s: store error (%s); retrying in %.1fs", self.identity, exc, delay)
+                await self._sleep_or_wake(delay)
+                continue
+            if not busy:
+                await self._idle(queues)
+
+    async def _poll_once(self, queues: list[str]) -> bool:
+        busy = await self.store.fire_due_timers(100) > 0
+        free = self.max_turns - len(self._turns_inflight)
+        if free > 0:
+            for task in await self.store.claim_workflow_tasks(
+                queues, self.identity, self.lease_timeout, min(free, 50)
+            ):
+                busy = True
+                self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
+        free = self.max_activities - len(self._activities_inflight)
+        if free > 0:
+            for act in await self.store.claim_activity_tasks(
+                queues, self.identity, self.lease_timeout, min(free, 50)
+            ):
+                busy = True
+                self._spawn(
+                    self._activities_inflight, self._activity(act), act.task_id, act.token
+                )
+        return busy
+
+    async def _idle(self, queues: list[str]) -> None:
+        due = await self.store.next_due(queues)
+        delay = self.poll_interval
+        if due is not None:
+            delay = max(0.0, min(delay, due - self.store.clock()))
+        if delay > 0:
+            await self._sleep_or_wake(delay)
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        assert self._wake is not None
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+
+    def _spawn(self, registry: dict[asyncio.Task[None], tuple[int, str]], coro: Any,
+               task_id: int, token: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        registry[task] = (task_id, token)
+
+        def done(t: asyncio.Task[None]) -> None:
+            registry.pop(t, None)
+            if self._wake is not None:
+                self._wake.set()  # a slot is free
+            if not t.cancelled() and t.exception() is not None:
+                log.error("worker task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def _turn(self, task: Any) -> None:
+        await self.turns.run_turn(task)
+
+    async def _activity(self, task: Any) -> None:
+        await self.activity_runner.run(task)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_timeout / 3)
+            held = list(self._turns_inflight.values()) + list(self._activities_inflight.values())
+            try:
+                await self._flush_heartbeats()
+                lost = await self.store.renew_leases(held, self.lease_timeout)
+            except StoreError as exc:
+                log.warning("worker %s: could not renew leases: %s", self.identity, exc)
+                continue
+            if lost:
+                log.warning("worker %s lost the lease of tasks %s", self.identity, lost)
+
+    async def _flush_heartbeats(self) -> None:
+        beats = self.activity_runner.heartbeats
+        inflight = {tid: tok for tid, tok in self._activities_inflight.values()}
+        for task_id, details in list(beats.items()):
+            beats.pop(task_id, None)
+            if task_id in inflight:
+                await self.store.record_heartbeat(
+                    task_id, inflight[task_id], details, self.lease_timeout
+                )
+
+    async def _drain(self) -> None:
+        pending = list(self._turns_inflight) + list(self._activities_inflight)
+        if not pending:
+            return
+        log.info("worker %s draining %d task(s)", self.identity, len(pending))
+        done, still = await asyncio.wait(pending, timeout=self.drain_timeout)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=5)

@@ -1,0 +1,201 @@
+"""Activity-side API: ``activity.defn``, ``activity.info()``, ``activity.heartbeat()``.
+
+An activity is where side effects live. Inside a workflow, calling an activity
+function records a ScheduleActivity command and awaits its durable result;
+anywhere else it simply runs the function, so activities stay unit-testable.
+Imports the runtime (to detect workflow code), the converter, retry and errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from perdure._converter import DataConverter
+from perdure._runtime import current_instance
+from perdure.retry import RetryPolicy
+
+__all__ = [
+    "ActivityFunction",
+    "ActivityInfo",
+    "ActivityOptions",
+    "defn",
+    "heartbeat",
+    "in_activity",
+    "info",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    task_queue: str | None = None
+    retry: RetryPolicy | None = None
+    start_to_close_timeout: timedelta | None = None
+    schedule_to_close_timeout: timedelta | None = None
+    heartbeat_timeout: timedelta | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form recorded in ActivityScheduled (the worker reads it back)."""
+
+        def secs(d: timedelta | None) -> float | None:
+            return None if d is None else d.total_seconds()
+
+        return {
+            "retry": (self.retry or RetryPolicy()).to_dict(),
+            "start_to_close_timeout": secs(self.start_to_close_timeout),
+            "schedule_to_close_timeout": secs(self.schedule_to_close_timeout),
+            "heartbeat_timeout": secs(self.heartbeat_timeout),
+        }
+
+
+@dataclass(frozen=True)
+class ActivityInfo:
+    """What a running activity attempt knows about itself (``activity.info()``)."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    activity_id: str
+    activity_type: str
+    task_queue: str
+    attempt: int
+    idempotency_key: str
+    """Stable across retries and crashes: ``{workflow_id}/{run_id}/{activity_id}``.
+    Pass it to external systems (a payment API's idempotency key) to get
+    exactly-once effects out of at-least-once execution."""
+    heartbeat_details: Any = None
+
+
+@dataclass
+class _ActivityContext:
+    info: ActivityInfo
+    on_heartbeat: Callable[[Any], None] = field(default=lambda details: None)
+
+
+_context: ContextVar[_ActivityContext | None] = ContextVar("perdure_activity", default=None)
+
+
+def info() -> ActivityInfo:
+    ctx = _context.get()
+    if ctx is None:
+        raise RuntimeError("activity.info() can only be called inside a running activity")
+    return ctx.info
+
+
+def in_activity() -> bool:
+    return _context.get() is not None
+
+
+def heartbeat(details: Any = None) -> None:
+    """Tell the worker this attempt is alive (and record progress ``details``).
+    Outside an activity this does nothing, so activities stay unit-testable."""
+    ctx = _context.get()
+    if ctx is not None:
+        ctx.on_heartbeat(details)
+
+
+class ActivityFunction(Generic[P, R]):
+    """The object ``@activity.defn`` returns: call it like the function."""
+
+    def __init__(self, fn: Callable[P, R], name: str, options: ActivityOptions) -> None:
+        self.fn = fn
+        self.name = name
+        self.opts = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", name)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        inst = current_instance()
+        if inst is None:
+            return self.fn(*args, **kwargs)
+        converter: DataConverter = inst.converter
+        pos, kw = converter.encode_args(self.fn, args, kwargs)
+        assert inst.info is not None
+        future = inst.schedule_activity(
+            self.name,
+            self.opts.task_queue or inst.info.task_queue,
+            pos,
+            kw,
+            self.opts.to_dict(),
+        )
+
+        async def result() -> Any:
+            return converter.decode_result(self.fn, await future)
+
+        return result()  # type: ignore[return-value]
+
+    def options(
+        self,
+        *,
+        task_queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        start_to_close_timeout: timedelta | None = None,
+        schedule_to_close_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+    ) -> ActivityFunction[P, R]:
+        """A copy of this activity with per-call overrides (``None`` keeps the default)."""
+        changes = {
+            k: v
+            for k, v in dict(
+                task_queue=task_queue,
+                retry=retry,
+                start_to_close_timeout=start_to_close_timeout,
+                schedule_to_close_timeout=schedule_to_close_timeout,
+                heartbeat_timeout=heartbeat_timeout,
+            ).items()
+            if v is not None
+        }
+        return ActivityFunction(self.fn, self.name, dataclasses.replace(self.opts, **changes))
+
+    def __repr__(self) -> str:
+        return f"<activity {self.name!r}>"
+
+
+@overload
+def defn(fn: Callable[P, R]) -> ActivityFunction[P, R]: ...
+@overload
+def defn(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+    task_queue: str | None = None,
+) -> Callable[[Callable[P, R]], ActivityFunction[P, R]]: ...
+def defn(
+    fn: Any = None,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+    task_queue: str | None = None,
+) -> Any:
+    """Mark a function (``async def`` or plain ``def``) as an activity."""
+    options = ActivityOptions(
+        task_queue=task_queue,
+        retry=retry,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+    )
+
+    def wrap(f: Any) -> ActivityFunction[Any, Any]:
+        if not callable(f):
+            raise TypeError(f"@activity.defn needs a function, got {f!r}")
+        return ActivityFunction(f, name or f.__name__, options)
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,389 @@
+"""Client and WorkflowHandle: start workflows, signal, cancel, wait for results.
+
+Talks to a Store only; never runs workflow code. ``SyncClient`` (in
+``perdure._sync``) wraps this one for programs that are not asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from perdure import _history as h
+from perdure._converter import DataConverter, default_converter
+from perdure._store import resolve_url, store_for_url
+from perdure._store.base import IdConflict, NewRun, RunRecord, Store
+from perdure.errors import (
+    PayloadError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowTerminatedError,
+    cause_from_failure,
+)
+from perdure.workflow import definition_of
+
+__all__ = [
+    "Client",
+    "PendingActivityInfo",
+    "PendingTimerInfo",
+    "WorkflowDescription",
+    "WorkflowExecution",
+    "WorkflowHandle",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class WorkflowExecution:
+    """One run, as ``Client.list`` shows it."""
+
+    id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: str
+    created_at: datetime
+    closed_at: datetime | None
+
+    @classmethod
+    def from_record(cls, run: RunRecord) -> WorkflowExecution:
+        created = _dt(run.created_at)
+        assert created is not None
+        return cls(run.workflow_id, run.run_id, run.workflow_type, run.task_queue, run.status,
+                   created, _dt(run.closed_at))
+
+
+@dataclass(frozen=True)
+class PendingActivityInfo:
+    activity_id: int
+    activity_type: str
+    attempt: int
+    running: bool
+    next_attempt_at: datetime | None
+    last_failure: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PendingTimerInfo:
+    timer_id: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    """Everything an operator needs to see where a run is (``handle.describe()``)."""
+
+    id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: str
+    input: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    state: dict[str, Any]
+    result: Any
+    failure: dict[str, Any] | None
+    last_error: str | None
+    """Why the latest workflow task could not run (non-determinism, unknown
+    workflow type, ...): the run is intact and retried with backoff."""
+    history_length: int
+    pending_activities: list[PendingActivityInfo] = field(default_factory=list)
+    pending_timers: list[PendingTimerInfo] = field(default_factory=list)
+    waiting_signals: list[str] = field(default_factory=list)
+
+
+class Client:
+    """Connects to a perdure database. Use ``await Client.connect(url)``."""
+
+    def __init__(self, store: Store, converter: DataConverter | None = None) -> None:
+        self.store = store
+        self.converter = converter or default_converter
+        self.poll_interval = 0.2
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str | None = None,
+        *,
+        converter: DataConverter | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Client:
+        """Open (and if needed create and migrate) the database at ``url``
+        (default ``$PERDURE_DB``, else ``sqlite:///perdure.db``)."""
+        store = store_for_url(resolve_url(url), clock=clock)
+        await store.open()
+        return cls(store, converter)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ starting
+
+    @overload
+    async def start(
+        self,
+        workflow: Callable[P, Coroutine[Any, Any, R]],
+        *args: Any,
+        id: str | None = None,
+        task_queue: str = "default",
+        id_conflict: IdConflict = "fail",
+        start_delay: timedelta | None = None,
+    ) -> WorkflowHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        workflow: str,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str = "default",
+        id_conflict: IdConflict = "fail",
+        start_delay: timedelta | None = None,
+    ) -> WorkflowHandle[Any]: ...
+    async def start(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str = "default",
+        id_conflict: IdConflict = "fail",
+        start_delay: timedelta | None = None,
+    ) -> WorkflowHandle[Any]:
+        """Start a run. Once this returns, the run is durable: it will run to a
+        terminal state as long as some worker serves ``task_queue``."""
+        if id_conflict not in ("fail", "use_existing", "terminate_existing"):
+            raise ValueError(
+                f"id_conflict must be 'fail', 'use_existing' or 'terminate_existing', "
+                f"not {id_conflict!r}"
+            )
+        fn, name = self._resolve(workflow)
+        if fn is not None:
+            pos, kw = self.converter.encode_args(fn, args, {})
+        else:
+            pos = [self.converter.to_json(a, where=f"argument {i}") for i, a in enumerate(args)]
+            kw = {}
+        start_at = None
+        if start_delay is not None:
+            start_at = self.store.clock() + start_delay.total_seconds()
+        new = NewRun(
+            workflow_id=id or str(uuid.uuid4()),
+            run_id=str(uuid.uuid4()),
+            workflow_type=name,
+            task_queue=task_queue,
+            args=pos,
+            kwargs=kw,
+            seed=secrets.randbits(63),
+            start_at=start_at,
+        )
+        run, _created = await self.store.create_run(new, id_conflict)
+        return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
+
+    @staticmethod
+    def _resolve(workflow: Any) -> tuple[Callable[..., Any] | None, str]:
+        if isinstance(workflow, str):
+            if not workflow:
+                raise ValueError("workflow name must not be empty")
+            return None, workflow
+        definition = definition_of(workflow)
+        if definition is None:
+            raise TypeError(
+                f"{workflow!r} is not a workflow: decorate it with @workflow.defn or pass its name"
+            )
+        return definition.fn, definition.name
+
+    async def execute(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        task_queue: str = "default",
+        id_conflict: IdConflict = "fail",
+        start_delay: timedelta | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Start a run and wait for its result."""
+        handle = await self.start(
+            workflow, *args, id=id, task_queue=task_queue, id_conflict=id_conflict,
+            start_delay=start_delay,
+        )
+        return await handle.result(timeout=timeout)
+
+    async def signal_with_start(
+        self,
+        workflow: Any,
+        *args: Any,
+        signal: str,
+        signal_payload: Any = None,
+        id: str,
+        task_queue: str = "default",
+    ) -> WorkflowHandle[Any]:
+        """Signal the open run of ``id``, starting it first if there is none."""
+        existing = await self.store.get_run(id)
+        if existing is not None and existing.is_open:
+            handle = WorkflowHandle(self, id, existing.run_id, self._resolve(workflow)[0])
+        else:
+            conflict: IdConflict = "terminate_existing" if existing is not None else "fail"
+            handle = await self.start(workflow, *args, id=id, task_queue=task_queue,
+                                      id_conflict=conflict)
+        await handle.signal(signal, signal_payload)
+        return handle
+
+    def get_handle(self, id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
+        """A handle to the given run, or to the latest run of ``id``."""
+        return WorkflowHandle(self, id, run_id, None)
+
+    async def list(
+        self, status: str | None = None, workflow: str | None = None, limit: int = 100
+    ) -> list[WorkflowExecution]:
+        """Runs, newest first, optionally filtered by status and workflow type name."""
+        runs = await self.store.list_runs(status, workflow, limit)
+        return [WorkflowExecution.from_record(r) for r in runs]
+
+
+class WorkflowHandle(Generic[R]):
+    """A reference to a workflow run; cheap to create, does I/O only when used."""
+
+    def __init__(
+        self, client: Client, id: str, run_id: str | None, fn: Callable[..., Any] | None
+    ) -> None:
+        self.client = client
+        self.id = id
+        self.run_id = run_id
+        self._fn = fn
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
+
+    async def _run(self) -> RunRecord:
+        run = await self.client.store.get_run(self.id, self.run_id)
+        if run is None:
+            which = f"run {self.run_id!r} of workflow" if self.run_id else "workflow"
+            raise WorkflowNotFoundError(f"no {which} with id {self.id!r}")
+        return run
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the run to end; return its result or raise why it did not complete."""
+        store = self.client.store
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def listener() -> None:
+            loop.call_soon_threadsafe(changed.set)
+
+        store.add_listener(listener)
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while True:
+                changed.clear()
+                run = await self._run()
+                if not run.is_open:
+                    return self._outcome(run)
+                wait = self.client.poll_interval
+                if deadline is not None:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise TimeoutError(
+                            f"workflow {self.id!r} did not finish within {timeout:g}s "
+                            f"(status: {run.status})"
+                        )
+                    wait = min(wait, left)
+                try:
+                    await asyncio.wait_for(changed.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            store.remove_listener(listener)
+
+    def _outcome(self, run: RunRecord) -> R:
+        if run.status == "completed":
+            if self._fn is None:
+                return run.result  # type: ignore[no-any-return]
+            try:
+                return self.client.converter.decode_result(self._fn, run.result)  # type: ignore[no-any-return]
+            except PayloadError as exc:
+                raise PayloadError(f"result of workflow {self.id!r}: {exc}") from exc
+        if run.status == "failed":
+            cause = cause_from_failure(run.failure or {})
+            raise WorkflowFailedError(
+                f"workflow {self.id!r} failed: {cause}",
+                workflow_id=run.workflow_id, run_id=run.run_id, cause=cause,
+            )
+        if run.status == "cancelled":
+            raise WorkflowCancelledError(f"workflow {self.id!r} was cancelled")
+        reason = (run.failure or {}).get("message") or None
+        raise WorkflowTerminatedError(
+            f"workflow {self.id!r} was terminated" + (f": {reason}" if reason else ""),
+            reason=reason,
+        )
+
+    async def signal(self, name: str, payload: Any = None) -> None:
+        """Deliver a signal. Once this returns it is durable and will be
+        delivered exactly once, after every signal accepted before it."""
+        encoded = self.client.converter.to_json(payload, where=f"payload of signal {name!r}")
+        await self.client.store.deliver(self.id, self.run_id, h.SignalReceived(name=name, payload=encoded))
+
+    async def cancel(self, reason: str | None = None) -> None:
+        """Ask the run to cancel: workflow code sees ``asyncio.CancelledError``."""
+        await self.client.store.deliver(self.id, self.run_id, h.CancelRequested(reason=reason))
+
+    async def terminate(self, reason: str | None = None) -> None:
+        """End the run at once, without running any more workflow code."""
+        await self.client.store.terminate(self.id, self.run_id, reason)
+
+    async def describe(self) -> WorkflowDescription:
+        run = await self._run()
+        activities, timers = await self.client.store.pending_work(run.run_id)
+        created, updated = _dt(run.created_at), _dt(run.updated_at)
+        assert created is not None and updated is not None
+        return WorkflowDescription(
+            id=run.workflow_id,
+            run_id=run.run_id,
+            workflow_type=run.workflow_type,
+            task_queue=run.task_queue,
+            status=run.status,
+            input=run.input,
+            created_at=created,
+            updated_at=updated,
+            closed_at=_dt(run.closed_at),
+            state=run.state,
+            result=run.result,
+            failure=run.failure,
+            last_error=run.last_error,
+            history_length=run.last_seq,
+            pending_activities=[
+                PendingActivityInfo(a.ref, a.name, a.attempt, a.running,
+                                    _dt(a.next_attempt_at), a.last_failure)
+                for a in activities
+            ],
+            pending_timers=[PendingTimerInfo(t.ref, _dt(t.fire_at)) for t in timers],  # type: ignore[arg-type]
+            waiting_signals=list(run.waiting.get("signals", [])),
+        )
+
+    async def state(self, key: str | None = None) -> Any:
+        """Published state (``workflow.set_state``): one key, or all as a dict."""
+        run = await self._run()
+        return dict(run.state) if key is None else run.state.get(key)
+
+    async def history(self) -> list[dict[str, Any]]:
+        """The run's event history in its versioned JSON form, oldest first."""
+        run = await self._run()
+        return [h.event_to_dict(e) for e in await self.client.store.history(run.run_id)]

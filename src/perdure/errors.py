@@ -1,0 +1,168 @@
+"""Public exception types. Imports nothing from perdure.
+
+Every error a user can see derives from :class:`PerdureError`. Errors that cross
+a process boundary (an activity's failure reaching its workflow, a workflow's
+failure reaching a client) travel as a *failure* dict: type name, message,
+traceback text, and the ``non_retryable`` flag; see :func:`failure_from_exception`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+__all__ = [
+    "ActivityError",
+    "ApplicationError",
+    "NonDeterminismError",
+    "PayloadError",
+    "PerdureError",
+    "SchemaVersionError",
+    "StoreError",
+    "WorkflowAlreadyStartedError",
+    "WorkflowCancelledError",
+    "WorkflowClosedError",
+    "WorkflowFailedError",
+    "WorkflowNotFoundError",
+    "WorkflowTerminatedError",
+]
+
+
+class PerdureError(Exception):
+    """Base class of every error perdure raises on purpose."""
+
+
+class ApplicationError(PerdureError):
+    """Raise from an activity or workflow to fail it with a message of your own.
+
+    ``non_retryable=True`` stops an activity's retries at once, whatever its
+    retry policy says. ``details`` must be JSON-encodable; it travels with the
+    failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        non_retryable: bool = False,
+        details: Any = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.non_retryable = non_retryable
+        self.details = details
+        self.type = type or "ApplicationError"
+
+
+class FailureCause:
+    """A failure that came from somewhere else (another process, another run)."""
+
+    def __init__(self, type: str, message: str, traceback: str = "", details: Any = None):
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+        self.details = details
+
+    def __repr__(self) -> str:
+        return f"FailureCause(type={self.type!r}, message={self.message!r})"
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+class ActivityError(PerdureError):
+    """An activity failed after its retries; ``.cause`` says how the last attempt failed."""
+
+    def __init__(self, message: str, *, activity: str, attempt: int, cause: FailureCause):
+        super().__init__(message)
+        self.activity = activity
+        self.attempt = attempt
+        self.cause = cause
+
+
+class WorkflowFailedError(PerdureError):
+    """The workflow run ended with an exception; ``.cause`` describes it."""
+
+    def __init__(self, message: str, *, workflow_id: str, run_id: str, cause: FailureCause):
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.cause = cause
+
+
+class WorkflowCancelledError(PerdureError):
+    """The workflow run ended cancelled."""
+
+
+class WorkflowTerminatedError(PerdureError):
+    """The workflow run was terminated by an operator."""
+
+    def __init__(self, message: str, *, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+
+
+class NonDeterminismError(PerdureError):
+    """Replaying a history produced a different command than the one it recorded."""
+
+
+class WorkflowAlreadyStartedError(PerdureError):
+    """A run with this workflow id exists and ``id_conflict="fail"`` was asked for."""
+
+    def __init__(self, message: str, *, workflow_id: str, run_id: str):
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+
+
+class WorkflowNotFoundError(PerdureError):
+    """No workflow run has this id (or this run id)."""
+
+
+class WorkflowClosedError(PerdureError):
+    """The workflow run has already ended, so it cannot take a signal or a cancel."""
+
+
+class PayloadError(PerdureError):
+    """A value could not be encoded to JSON or decoded into its type hint."""
+
+
+def failure_from_exception(exc: BaseException) -> dict[str, Any]:
+    """Encode an exception as a failure dict (JSON-safe)."""
+    details: Any = None
+    non_retryable = False
+    type_name = type(exc).__name__
+    if isinstance(exc, ApplicationError):
+        details = exc.details
+        non_retryable = exc.non_retryable
+        type_name = exc.type
+    elif isinstance(exc, ActivityError):
+        details = {"activity": exc.activity, "attempt": exc.attempt,
+                   "cause": {"type": exc.cause.type, "message": exc.cause.message}}
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {
+        "type": type_name,
+        "message": str(exc),
+        "traceback": text,
+        "non_retryable": non_retryable,
+        "details": details,
+    }
+
+
+def cause_from_failure(failure: dict[str, Any]) -> FailureCause:
+    """Decode a failure dict written by :func:`failure_from_exception`."""
+    return FailureCause(
+        type=str(failure.get("type", "Error")),
+        message=str(failure.get("message", "")),
+        traceback=str(failure.get("traceback", "")),
+        details=failure.get("details"),
+    )
+
+
+class StoreError(PerdureError):
+    """The database cannot be used: bad URL, unreachable, or a schema we cannot run on."""
+
+
+class SchemaVersionError(StoreError):
+    """The database schema was written by a newer perdure than this one."""
