@@ -19,6 +19,7 @@ own and ignores fields it does not know, so older histories keep replaying.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -416,3 +417,14 @@ def split_turns(events: list[Event]) -> list[RecordedTurn]:
         else:
             turn.commands.append(event)
     return turns
+
+
+def turn_events(
+    last_seq: int, time: float, inputs: list[Event], commands: list[Command]
+) -> list[Event]:
+    """The events one turn appends: its marker, its inputs, then its commands,
+    numbered from ``last_seq + 1`` and stamped with the turn's time."""
+    out: list[Event] = []
+    for event in [TurnStarted(), *inputs, *(c.to_event() for c in commands)]:
+        out.append(dataclasses.replace(event, seq=last_seq + len(out) + 1, time=time))
+    return out

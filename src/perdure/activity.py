@@ -8,7 +8,6 @@ Imports the runtime (to detect workflow code), the converter, retry and errors.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -145,18 +144,15 @@ class ActivityFunction(Generic[P, R]):
         heartbeat_timeout: timedelta | None = None,
     ) -> ActivityFunction[P, R]:
         """A copy of this activity with per-call overrides (``None`` keeps the default)."""
-        changes = {
-            k: v
-            for k, v in dict(
-                task_queue=task_queue,
-                retry=retry,
-                start_to_close_timeout=start_to_close_timeout,
-                schedule_to_close_timeout=schedule_to_close_timeout,
-                heartbeat_timeout=heartbeat_timeout,
-            ).items()
-            if v is not None
-        }
-        return ActivityFunction(self.fn, self.name, dataclasses.replace(self.opts, **changes))
+        old = self.opts
+        new = ActivityOptions(
+            task_queue=task_queue or old.task_queue,
+            retry=retry or old.retry,
+            start_to_close_timeout=start_to_close_timeout or old.start_to_close_timeout,
+            schedule_to_close_timeout=schedule_to_close_timeout or old.schedule_to_close_timeout,
+            heartbeat_timeout=heartbeat_timeout or old.heartbeat_timeout,
+        )
+        return ActivityFunction(self.fn, self.name, new)
 
     def __repr__(self) -> str:
         return f"<activity {self.name!r}>"

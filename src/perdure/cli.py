@@ -23,6 +23,8 @@ from perdure.activity import ActivityFunction
 from perdure.errors import PerdureError
 from perdure.workflow import definition_of
 
+ModulesArg = typer.Argument(..., help="Modules (or .py files) to load.")
+
 app = typer.Typer(
     name="perdure",
     help="perdure: durable workflows on SQLite (and soon PostgreSQL).",
@@ -70,8 +72,8 @@ def collect(modules: list[ModuleType]) -> tuple[list[Any], list[Any]]:
 
 @app.command()
 def worker(
-    modules: list[str] = typer.Argument(..., help="Modules (or .py files) to load."),
-    db: Optional[str] = DbOption,  # noqa: UP007 - typer needs Optional
+    modules: list[str] = ModulesArg,
+    db: Optional[str] = DbOption,
     task_queue: str = typer.Option("default", "--task-queue", "-q"),
     lease_timeout: float = typer.Option(30.0, help="Seconds before a dead worker's tasks move."),
     poll_interval: float = typer.Option(0.2, help="Idle poll interval in seconds."),
@@ -79,10 +81,12 @@ def worker(
     log_level: str = typer.Option("INFO", help="Logging level."),
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
-    from perdure.client import Client
     from perdure._worker.worker import Worker
+    from perdure.client import Client
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     loaded = [load_module(m) for m in modules]
     workflows, activities = collect(loaded)
     if not workflows and not activities:
@@ -92,9 +96,15 @@ def worker(
     async def main() -> None:
         client = await Client.connect(db)
         try:
-            w = Worker(client, workflows, activities, task_queue=task_queue,
-                       lease_timeout=lease_timeout, poll_interval=poll_interval,
-                       max_concurrent_activities=max_activities)
+            w = Worker(
+                client,
+                workflows,
+                activities,
+                task_queue=task_queue,
+                lease_timeout=lease_timeout,
+                poll_interval=poll_interval,
+                max_concurrent_activities=max_activities,
+            )
             names = sorted(w.workflows) + sorted(w.activities)
             logging.getLogger("perdure.cli").info("serving %s", ", ".join(names))
             await w.run()
@@ -110,7 +120,7 @@ def worker(
 
 @app.command()
 def demo(
-    folder: Optional[str] = typer.Option(None, help="Where to keep the demo database."),  # noqa: UP007
+    folder: Optional[str] = typer.Option(None, help="Where to keep the demo database."),
 ) -> None:
     """The order-fulfilment demo: a worker is SIGKILLed mid-way, the order still
     completes, and the card is charged exactly once."""

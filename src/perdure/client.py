@@ -61,8 +61,15 @@ class WorkflowExecution:
     def from_record(cls, run: RunRecord) -> WorkflowExecution:
         created = _dt(run.created_at)
         assert created is not None
-        return cls(run.workflow_id, run.run_id, run.workflow_type, run.task_queue, run.status,
-                   created, _dt(run.closed_at))
+        return cls(
+            run.workflow_id,
+            run.run_id,
+            run.workflow_type,
+            run.task_queue,
+            run.status,
+            created,
+            _dt(run.closed_at),
+        )
 
 
 @dataclass(frozen=True)
@@ -222,7 +229,11 @@ class Client:
     ) -> Any:
         """Start a run and wait for its result."""
         handle = await self.start(
-            workflow, *args, id=id, task_queue=task_queue, id_conflict=id_conflict,
+            workflow,
+            *args,
+            id=id,
+            task_queue=task_queue,
+            id_conflict=id_conflict,
             start_delay=start_delay,
         )
         return await handle.result(timeout=timeout)
@@ -238,12 +249,14 @@ class Client:
     ) -> WorkflowHandle[Any]:
         """Signal the open run of ``id``, starting it first if there is none."""
         existing = await self.store.get_run(id)
+        handle: WorkflowHandle[Any]
         if existing is not None and existing.is_open:
             handle = WorkflowHandle(self, id, existing.run_id, self._resolve(workflow)[0])
         else:
             conflict: IdConflict = "terminate_existing" if existing is not None else "fail"
-            handle = await self.start(workflow, *args, id=id, task_queue=task_queue,
-                                      id_conflict=conflict)
+            handle = await self.start(
+                workflow, *args, id=id, task_queue=task_queue, id_conflict=conflict
+            )
         await handle.signal(signal, signal_payload)
         return handle
 
@@ -325,7 +338,9 @@ class WorkflowHandle(Generic[R]):
             cause = cause_from_failure(run.failure or {})
             raise WorkflowFailedError(
                 f"workflow {self.id!r} failed: {cause}",
-                workflow_id=run.workflow_id, run_id=run.run_id, cause=cause,
+                workflow_id=run.workflow_id,
+                run_id=run.run_id,
+                cause=cause,
             )
         if run.status == "cancelled":
             raise WorkflowCancelledError(f"workflow {self.id!r} was cancelled")
@@ -339,7 +354,8 @@ class WorkflowHandle(Generic[R]):
         """Deliver a signal. Once this returns it is durable and will be
         delivered exactly once, after every signal accepted before it."""
         encoded = self.client.converter.to_json(payload, where=f"payload of signal {name!r}")
-        await self.client.store.deliver(self.id, self.run_id, h.SignalReceived(name=name, payload=encoded))
+        event = h.SignalReceived(name=name, payload=encoded)
+        await self.client.store.deliver(self.id, self.run_id, event)
 
     async def cancel(self, reason: str | None = None) -> None:
         """Ask the run to cancel: workflow code sees ``asyncio.CancelledError``."""
@@ -370,8 +386,9 @@ class WorkflowHandle(Generic[R]):
             last_error=run.last_error,
             history_length=run.last_seq,
             pending_activities=[
-                PendingActivityInfo(a.ref, a.name, a.attempt, a.running,
-                                    _dt(a.next_attempt_at), a.last_failure)
+                PendingActivityInfo(
+                    a.ref, a.name, a.attempt, a.running, _dt(a.next_attempt_at), a.last_failure
+                )
                 for a in activities
             ],
             pending_timers=[PendingTimerInfo(t.ref, _dt(t.fire_at)) for t in timers],  # type: ignore[arg-type]

@@ -6,7 +6,12 @@ time comes from the history and randomness from a per-run seed, so replaying
 the same history always produces the same commands.
 """
 
-from perdure._runtime.instance import WorkflowInfo, WorkflowInstance, current_instance
+from perdure._runtime.instance import (
+    WorkflowInfo,
+    WorkflowInstance,
+    current_instance,
+    replay_history,
+)
 from perdure._runtime.loop import WorkflowLoop
 
-__all__ = ["WorkflowInfo", "WorkflowInstance", "WorkflowLoop", "current_instance"]
+__all__ = ["WorkflowInfo", "WorkflowInstance", "WorkflowLoop", "current_instance", "replay_history"]

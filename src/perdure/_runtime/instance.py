@@ -203,9 +203,7 @@ class WorkflowInstance:
             command = h.FailWorkflow(failure_from_exception(exc))
         else:
             try:
-                command = h.CompleteWorkflow(
-                    self.converter.encode_result(self.fn, task.result())
-                )
+                command = h.CompleteWorkflow(self.converter.encode_result(self.fn, task.result()))
             except PayloadError as err:
                 command = h.FailWorkflow(failure_from_exception(err))
         self.issue(command)
@@ -220,19 +218,21 @@ class WorkflowInstance:
         if self._expected is None:
             self._commands.append(command)
             return
+        closing = isinstance(command, (h.CompleteWorkflow, h.FailWorkflow, h.CancelWorkflow))
         if not self._expected:
+            where = "when the workflow function ended" if closing else f"at {_user_location()}"
             self._error = NonDeterminismError(
                 f"{self._where()}: the workflow code issued {command.describe()} "
-                f"at {_user_location()}, but the history recorded no further command "
-                f"in this turn"
+                f"{where}, but the history recorded no further command in this turn"
             )
             return
         recorded = self._expected.popleft()
         if not h.matches(command, recorded):
+            where = "when the workflow function ended" if closing else f"at {_user_location()}"
             self._error = NonDeterminismError(
                 f"{self._where()}: history recorded {h.describe_recorded(recorded)} "
                 f"(event #{recorded.seq}), but the workflow code issued "
-                f"{command.describe()} at {_user_location()}"
+                f"{command.describe()} {where}"
             )
 
     def _where(self) -> str:
@@ -347,8 +347,8 @@ class WorkflowInstance:
             for task in list(self.loop.tasks):
                 task._log_destroy_pending = False  # type: ignore[attr-defined]
                 try:
-                    task.get_coro().close()  # type: ignore[union-attr]
-                except BaseException:  # noqa: S110 - a coroutine refusing to close is dropped anyway
+                    task.get_coro().close()
+                except BaseException:  # a coroutine refusing to close is dropped anyway
                     pass
             self.loop.tasks.clear()
             self.loop.ready.clear()
@@ -370,8 +370,23 @@ def _user_location() -> str:
     """The innermost stack frame that belongs to workflow code, as 'file:line in fn'."""
     frame = sys._getframe(1)
     while frame is not None:
+        if frame.f_code is WorkflowInstance.activate.__code__:
+            break  # reached the driver: the command came from a callback, not user code
         path = os.path.abspath(frame.f_code.co_filename)
         if not path.startswith(_PACKAGE_DIR) and not path.startswith(_ASYNCIO_DIR):
             return f"{path}:{frame.f_lineno} in {frame.f_code.co_name}"
         frame = frame.f_back  # type: ignore[assignment]
     return "<unknown location>"
+
+
+def replay_history(
+    fn: WorkflowFn, events: list[h.Event], converter: DataConverter
+) -> WorkflowInstance:
+    """A new instance that has replayed ``events`` turn by turn, checking every
+    command against the record. Raises NonDeterminismError or HistoryFormatError."""
+    instance = WorkflowInstance(fn, converter)
+    for turn in h.split_turns(events):
+        if instance.closed:
+            break
+        instance.activate(turn.time, turn.inputs, turn.commands)
+    return instance

@@ -7,6 +7,8 @@ function of the history. Anything that would do I/O raises
 :class:`WorkflowIOError` naming the rule.
 """
 
+# mypy: disable-error-code="override"
+
 from __future__ import annotations
 
 import asyncio
@@ -27,6 +29,8 @@ class DurableTimerHandle(asyncio.TimerHandle):
     """A TimerHandle that knows the ``ref`` of its StartTimer command."""
 
     __slots__ = ("ref",)
+    ref: int
+    _scheduled: bool
 
 
 class WorkflowLoop(asyncio.AbstractEventLoop):
@@ -87,15 +91,20 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(  # type: ignore[override]
+    def create_task(
         self,
         coro: Coroutine[Any, Any, Any],
         *,
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
-        if context is not None:
-            task: asyncio.Task[Any] = asyncio.Task(coro, loop=self, name=name, context=context)
+        if context is not None:  # Python 3.11+
+            task: asyncio.Task[Any] = asyncio.Task(
+                coro,
+                loop=self,
+                name=name,
+                context=context,  # type: ignore[call-arg,unused-ignore]
+            )
         else:
             task = asyncio.Task(coro, loop=self, name=name)
         self.tasks.add(task)
@@ -143,53 +152,107 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         pass
 
+    def stop(self) -> None:
+        pass
+
     def run_forever(self) -> None:
         raise WorkflowIOError("a workflow loop is driven by perdure, not run directly")
 
     def run_until_complete(self, future: Any) -> Any:
         raise WorkflowIOError("a workflow loop is driven by perdure, not run directly")
 
+    # -- everything that would do I/O or use threads is refused ---------------
 
-def _forbidden(name: str) -> Callable[..., Any]:
-    def method(self: WorkflowLoop, *args: Any, **kwargs: Any) -> Any:
-        raise WorkflowIOError(
-            f"workflow code called loop.{name}(): workflows must be deterministic and do "
-            f"no I/O, threads or subprocesses; do that work in an activity instead"
-        )
+    def run_in_executor(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("run_in_executor")
 
-    method.__name__ = name
-    return method
+    def set_default_executor(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("set_default_executor")
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("call_soon_threadsafe")
+
+    def getaddrinfo(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("getaddrinfo")
+
+    def getnameinfo(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("getnameinfo")
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("create_connection")
+
+    def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("create_server")
+
+    def create_unix_connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("create_unix_connection")
+
+    def create_unix_server(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("create_unix_server")
+
+    def create_datagram_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("create_datagram_endpoint")
+
+    def connect_accepted_socket(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("connect_accepted_socket")
+
+    def connect_read_pipe(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("connect_read_pipe")
+
+    def connect_write_pipe(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("connect_write_pipe")
+
+    def subprocess_exec(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("subprocess_exec")
+
+    def subprocess_shell(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("subprocess_shell")
+
+    def add_reader(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("add_reader")
+
+    def remove_reader(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("remove_reader")
+
+    def add_writer(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("add_writer")
+
+    def remove_writer(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("remove_writer")
+
+    def sock_recv(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_recv")
+
+    def sock_recv_into(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_recv_into")
+
+    def sock_sendall(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_sendall")
+
+    def sock_connect(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_connect")
+
+    def sock_accept(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_accept")
+
+    def sock_sendfile(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_sendfile")
+
+    def sendfile(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sendfile")
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("start_tls")
+
+    def add_signal_handler(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("add_signal_handler")
+
+    def remove_signal_handler(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("remove_signal_handler")
 
 
-for _name in (
-    "run_in_executor",
-    "set_default_executor",
-    "call_soon_threadsafe",
-    "getaddrinfo",
-    "getnameinfo",
-    "create_connection",
-    "create_server",
-    "create_unix_connection",
-    "create_unix_server",
-    "create_datagram_endpoint",
-    "connect_accepted_socket",
-    "connect_read_pipe",
-    "connect_write_pipe",
-    "subprocess_exec",
-    "subprocess_shell",
-    "add_reader",
-    "remove_reader",
-    "add_writer",
-    "remove_writer",
-    "sock_recv",
-    "sock_recv_into",
-    "sock_sendall",
-    "sock_connect",
-    "sock_accept",
-    "sock_sendfile",
-    "sendfile",
-    "start_tls",
-    "add_signal_handler",
-    "remove_signal_handler",
-):
-    setattr(WorkflowLoop, _name, _forbidden(_name))
+def _forbidden(name: str) -> WorkflowIOError:
+    return WorkflowIOError(
+        f"workflow code called loop.{name}(): workflows must be deterministic and do "
+        f"no I/O, threads or subprocesses; do that work in an activity instead"
+    )

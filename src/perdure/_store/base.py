@@ -195,7 +195,9 @@ class Store(abc.ABC):
     async def history(self, run_id: str, after_seq: int = 0) -> list[Event]: ...
 
     @abc.abstractmethod
-    async def pending_work(self, run_id: str) -> tuple[list[PendingActivity], list[PendingTimer]]: ...
+    async def pending_work(
+        self, run_id: str
+    ) -> tuple[list[PendingActivity], list[PendingTimer]]: ...
 
     # -- worker side -----------------------------------------------------------
 
@@ -234,9 +236,7 @@ class Store(abc.ABC):
         """Extend held leases; returns the task ids whose lease was lost."""
 
     @abc.abstractmethod
-    async def record_heartbeat(
-        self, task_id: int, token: str, details: Any, lease: float
-    ) -> bool:
+    async def record_heartbeat(self, task_id: int, token: str, details: Any, lease: float) -> bool:
         """Save an activity's heartbeat details and extend its lease. Fenced."""
 
     @abc.abstractmethod

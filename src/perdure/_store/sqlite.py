@@ -240,7 +240,9 @@ class SqliteStore(Store):
             ).fetchone()
         return None if row is None else _run_from_row(row)
 
-    def _open_run(self, conn: sqlite3.Connection, workflow_id: str, run_id: str | None) -> RunRecord:
+    def _open_run(
+        self, conn: sqlite3.Connection, workflow_id: str, run_id: str | None
+    ) -> RunRecord:
         run = self._latest(conn, workflow_id, run_id)
         if run is None:
             which = f"run {run_id!r} of workflow" if run_id else "workflow"
@@ -252,8 +254,14 @@ class SqliteStore(Store):
         return run
 
     @staticmethod
-    def _to_inbox(conn: sqlite3.Connection, run_id: str, queue: str, event: h.Event, now: float,
-                  visible_at: float | None = None) -> None:
+    def _to_inbox(
+        conn: sqlite3.Connection,
+        run_id: str,
+        queue: str,
+        event: h.Event,
+        now: float,
+        visible_at: float | None = None,
+    ) -> None:
         """Append to a run's inbox and make sure it has a workflow task.
         If the task exists (leased, or backing off) it is left alone: the turn
         in flight sees the leftover inbox row when it commits and re-queues."""
@@ -293,7 +301,9 @@ class SqliteStore(Store):
                         run_id=existing.run_id,
                     )
                 if existing.is_open:
-                    self._terminate(conn, existing, "replaced by a new run (terminate_existing)", now)
+                    self._terminate(
+                        conn, existing, "replaced by a new run (terminate_existing)", now
+                    )
             conn.execute(
                 "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -360,8 +370,9 @@ class SqliteStore(Store):
         self.notify()
         return run
 
-    def _terminate(self, conn: sqlite3.Connection, run: RunRecord, reason: str | None,
-                   now: float) -> None:
+    def _terminate(
+        self, conn: sqlite3.Connection, run: RunRecord, reason: str | None, now: float
+    ) -> None:
         # Bumping the version fences out any turn in flight for this run.
         seq = run.last_seq + 1
         conn.execute(
@@ -394,9 +405,7 @@ class SqliteStore(Store):
 
         return await self._run(query)
 
-    async def pending_work(
-        self, run_id: str
-    ) -> tuple[list[PendingActivity], list[PendingTimer]]:
+    async def pending_work(self, run_id: str) -> tuple[list[PendingActivity], list[PendingTimer]]:
         now = self.clock()
 
         def query(conn: sqlite3.Connection) -> tuple[list[PendingActivity], list[PendingTimer]]:
@@ -427,8 +436,15 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------ worker side
 
-    def _claim(self, conn: sqlite3.Connection, kind: str, queues: list[str], owner: str,
-               lease: float, limit: int) -> list[tuple[Any, ...]]:
+    def _claim(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        queues: list[str],
+        owner: str,
+        lease: float,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
         # SQLite serialises writers, so "SELECT then UPDATE" inside BEGIN
         # IMMEDIATE cannot hand one task to two workers (no SKIP LOCKED needed).
         # The lease is the new visible_at: an expired lease is claimable again.
@@ -515,7 +531,9 @@ class SqliteStore(Store):
                 "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
                 [_event_row(commit.run_id, e) for e in commit.events],
             )
-            conn.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox])
+            conn.executemany(
+                "DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox]
+            )
             if closing:
                 self._close_run_rows(conn, commit.run_id)
                 return True
@@ -523,9 +541,21 @@ class SqliteStore(Store):
                 "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, payload, created_at)"
                 " VALUES ('activity', ?, ?, ?, ?, ?, ?)",
                 [
-                    (a.task_queue, commit.run_id, a.ref, now,
-                     _dumps({"name": a.name, "args": a.args, "kwargs": a.kwargs,
-                             "options": a.options}), now)
+                    (
+                        a.task_queue,
+                        commit.run_id,
+                        a.ref,
+                        now,
+                        _dumps(
+                            {
+                                "name": a.name,
+                                "args": a.args,
+                                "kwargs": a.kwargs,
+                                "options": a.options,
+                            }
+                        ),
+                        now,
+                    )
                     for a in commit.activities
                 ],
             )
@@ -672,9 +702,7 @@ class SqliteStore(Store):
 
         return await self._tx(renew)
 
-    async def record_heartbeat(
-        self, task_id: int, token: str, details: Any, lease: float
-    ) -> bool:
+    async def record_heartbeat(self, task_id: int, token: str, details: Any, lease: float) -> bool:
         until = self.clock() + lease
 
         def beat(conn: sqlite3.Connection) -> bool:

@@ -111,8 +111,8 @@ class ActivityRunner:
         ctx.run(_context.set, _ActivityContext(info, on_heartbeat))
         timeout = task.options.get("start_to_close_timeout")
         if activity.is_async:
-            call: Any = ctx.run(activity.fn, *args, **kwargs)
-            awaitable = asyncio.ensure_future(call)
+            # A task copies the context current at its creation: create it inside ctx.
+            awaitable = ctx.run(loop.create_task, activity.fn(*args, **kwargs))
         else:
             # Plain `def` activities run in the thread pool, with the same context.
             awaitable = loop.run_in_executor(
@@ -129,7 +129,9 @@ class ActivityRunner:
             ) from exc
         return self.converter.encode_result(activity.fn, value)
 
-    async def _handle_failure(self, task: ActivityTask, policy: RetryPolicy, exc: Exception) -> None:
+    async def _handle_failure(
+        self, task: ActivityTask, policy: RetryPolicy, exc: Exception
+    ) -> None:
         failure = failure_from_exception(exc)
         names = {cls.__name__ for cls in type(exc).__mro__}
         non_retryable = (
@@ -141,7 +143,11 @@ class ActivityRunner:
             delay = policy.delay_after(task.attempt)
             log.info(
                 "activity %s (run %s) attempt %d failed: %s; retrying in %.3gs",
-                task.name, task.run_id, task.attempt, exc, delay,
+                task.name,
+                task.run_id,
+                task.attempt,
+                exc,
+                delay,
             )
             await self.store.retry_activity(task, failure, delay)
             return

@@ -6,7 +6,6 @@ Imports the runtime, the history model and the Store interface.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._converter import DataConverter
-from perdure._runtime import WorkflowInstance
+from perdure._runtime import WorkflowInstance, replay_history
 from perdure._store.base import NewActivity, Store, TurnCommit, TurnInput, WorkflowTask
 from perdure.errors import NonDeterminismError, StoreError
 
@@ -136,10 +135,7 @@ class TurnRunner:
                 f"(registered: {known}); start a worker that has it, and the run resumes"
             )
         self.replays += 1
-        instance = WorkflowInstance(fn, self.converter)
-        for turn in h.split_turns(data.events):
-            instance.activate(turn.time, turn.inputs, turn.commands)
-        return instance
+        return replay_history(fn, data.events, self.converter)
 
     def _new_turn(
         self, task: WorkflowTask, data: TurnInput, instance: WorkflowInstance, last_seq: int
@@ -148,18 +144,7 @@ class TurnRunner:
         now = max(self.store.clock(), instance.now_ts)
         inputs = [event for _, event in data.inbox]
         commands = instance.activate(now, inputs) if inputs else []
-        seq = last_seq
-        events: list[h.Event] = []
-
-        def record(event: h.Event) -> None:
-            nonlocal seq
-            seq += 1
-            events.append(dataclasses.replace(event, seq=seq, time=now))
-
-        if inputs:
-            record(h.TurnStarted())
-            for event in inputs:
-                record(event)
+        events = h.turn_events(last_seq, now, inputs, commands) if inputs else []
         commit = TurnCommit(
             task=task,
             run_id=data.run.run_id,
@@ -170,7 +155,6 @@ class TurnRunner:
             waiting={"signals": instance.waiting_signals()},
         )
         for command in commands:
-            record(command.to_event())
             if isinstance(command, h.ScheduleActivity):
                 commit.activities.append(
                     NewActivity(

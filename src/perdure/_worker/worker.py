@@ -130,7 +130,7 @@ class Worker:
             self.activity_runner.shutdown()
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        installed = []
+        installed: list[int] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self.stop)
@@ -167,7 +167,9 @@ class Worker:
             except StoreError as exc:
                 errors += 1
                 delay = min(5.0, 0.1 * 2**errors)
-                log.warning("worker %s: store error (%s); retrying in %.1fs", self.identity, exc, delay)
+                log.warning(
+                    "worker %s: store error (%s); retrying in %.1fs", self.identity, exc, delay
+                )
                 await self._sleep_or_wake(delay)
                 continue
             if not busy:
@@ -188,9 +190,7 @@ class Worker:
                 queues, self.identity, self.lease_timeout, min(free, 50)
             ):
                 busy = True
-                self._spawn(
-                    self._activities_inflight, self._activity(act), act.task_id, act.token
-                )
+                self._spawn(self._activities_inflight, self._activity(act), act.task_id, act.token)
         return busy
 
     async def _idle(self, queues: list[str]) -> None:
@@ -208,8 +208,13 @@ class Worker:
         except asyncio.TimeoutError:
             pass
 
-    def _spawn(self, registry: dict[asyncio.Task[None], tuple[int, str]], coro: Any,
-               task_id: int, token: str) -> None:
+    def _spawn(
+        self,
+        registry: dict[asyncio.Task[None], tuple[int, str]],
+        coro: Any,
+        task_id: int,
+        token: str,
+    ) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         registry[task] = (task_id, token)
 
@@ -256,7 +261,7 @@ class Worker:
         if not pending:
             return
         log.info("worker %s draining %d task(s)", self.identity, len(pending))
-        done, still = await asyncio.wait(pending, timeout=self.drain_timeout)
+        _, still = await asyncio.wait(pending, timeout=self.drain_timeout)
         for task in still:
             task.cancel()
         if still:

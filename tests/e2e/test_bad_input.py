@@ -1,0 +1,183 @@
+"""Bad input gets the documented error, and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import fast_worker, wait_until
+
+import perdure
+from perdure import activity, workflow
+
+
+@activity.defn
+async def echo(x: str) -> str:
+    return x
+
+
+@workflow.defn
+async def waiter(x: str) -> str:
+    got = await workflow.wait_signal("go")
+    return f"{await echo(x)}:{got}"
+
+
+@workflow.defn
+async def quick(x: str) -> str:
+    return await echo(x)
+
+
+async def test_unserialisable_argument_fails_at_start_and_writes_nothing(
+    client: perdure.Client,
+) -> None:
+    with socket.socket() as s, pytest.raises(perdure.PayloadError, match=r"argument 'x'.*socket"):
+        await client.start(quick, s)  # type: ignore[arg-type]
+    assert await client.list() == []
+
+
+async def test_wrong_number_of_arguments_fails_at_start(client: perdure.Client) -> None:
+    with pytest.raises(TypeError):
+        await client.start(quick, "a", "b")  # type: ignore[call-arg]
+    assert await client.list() == []
+
+
+async def test_not_a_workflow_is_refused(client: perdure.Client) -> None:
+    async def plain() -> None: ...
+
+    with pytest.raises(TypeError, match="not a workflow"):
+        await client.start(plain)
+
+
+async def test_duplicate_workflow_id(client: perdure.Client) -> None:
+    first = await client.start(waiter, "a", id="order-1")
+    with pytest.raises(perdure.WorkflowAlreadyStartedError, match="order-1") as err:
+        await client.start(waiter, "b", id="order-1")
+    assert err.value.run_id == first.run_id
+    same = await client.start(waiter, "c", id="order-1", id_conflict="use_existing")
+    assert same.run_id == first.run_id
+    fresh = await client.start(waiter, "d", id="order-1", id_conflict="terminate_existing")
+    assert fresh.run_id != first.run_id
+    assert (await client.get_handle("order-1", first.run_id).describe()).status == "terminated"
+    with pytest.raises(ValueError, match="id_conflict"):
+        await client.start(waiter, "e", id="order-1", id_conflict="maybe")  # type: ignore[arg-type]
+
+
+async def test_signal_cancel_terminate_missing_or_closed_workflow(client: perdure.Client) -> None:
+    missing = client.get_handle("no-such-workflow")
+    for action in (
+        missing.signal("go"),
+        missing.cancel(),
+        missing.terminate(),
+        missing.describe(),
+        missing.result(timeout=1),
+    ):
+        with pytest.raises(perdure.WorkflowNotFoundError, match="no-such-workflow"):
+            await action
+    async with fast_worker(client, [quick], [echo]):
+        handle = await client.start(quick, "x")
+        await handle.result(timeout=10)
+    for action in (handle.signal("go"), handle.cancel(), handle.terminate()):
+        with pytest.raises(perdure.WorkflowClosedError, match="already completed"):
+            await action
+
+
+async def test_unserialisable_signal_payload(client: perdure.Client) -> None:
+    handle = await client.start(waiter, "x")
+    with pytest.raises(perdure.PayloadError, match="signal 'go'"):
+        await handle.signal("go", object())
+
+
+async def test_unknown_workflow_name_waits_for_a_worker_that_has_it(
+    client: perdure.Client,
+) -> None:
+    handle = await client.start("waiter", "late", id="unknown-1")
+    await handle.signal("go", "now")
+    async with fast_worker(client, [quick], [echo]):  # does not know "waiter"
+
+        async def error_recorded() -> bool:
+            return (await handle.describe()).last_error is not None
+
+        await wait_until(error_recorded, what="the unknown-type error")
+    desc = await handle.describe()
+    assert desc.status == "running"
+    assert "workflow type 'waiter' is not registered" in (desc.last_error or "")
+    # Deploy a worker that knows it: the run resumes, signal included.
+    async with fast_worker(client, [waiter], [echo]):
+        assert await handle.result(timeout=15) == "late:now"
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("mysql://localhost/db", "unsupported database URL"),
+        ("sqlite:/relative.db", "malformed SQLite URL"),
+        ("perdure.db", "unsupported database URL"),
+        ("sqlite:////no/such/folder/x.db", "does not exist"),
+    ],
+)
+async def test_bad_database_urls(url: str, message: str) -> None:
+    with pytest.raises(perdure.StoreError, match=message):
+        await perdure.Client.connect(url)
+
+
+async def test_not_a_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(perdure.StoreError, match=r"junk\.db"):
+        await perdure.Client.connect(f"sqlite:///{path}")
+
+
+async def test_schema_from_a_newer_perdure_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    c = await perdure.Client.connect(f"sqlite:///{path}")
+    await c.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE perdure_schema SET version = 999")
+    with pytest.raises(perdure.SchemaVersionError, match=r"newer perdure"):
+        await perdure.Client.connect(f"sqlite:///{path}")
+
+
+async def test_corrupt_history_row_is_reported_and_nothing_is_lost(
+    client: perdure.Client, db_url: str
+) -> None:
+    async with fast_worker(client, [waiter], [echo]):
+        handle = await client.start(waiter, "x", id="corrupt-1")
+        await wait_until(lambda: _waiting(handle), what="signal wait")
+    path = db_url[len("sqlite:///") :]
+    with sqlite3.connect(path) as conn:
+        good = conn.execute("SELECT data FROM events WHERE seq = 2").fetchone()[0]
+        conn.execute('UPDATE events SET data = \'{"type": "Bogus"}\' WHERE seq = 2')
+    await handle.signal("go", "1")
+    async with fast_worker(client, [waiter], [echo], cache_size=0):
+        await wait_until(lambda: _error(handle), what="the corrupt-row error")
+    desc = await handle.describe()
+    assert desc.status == "running" and "unknown event type 'Bogus'" in (desc.last_error or "")
+    with sqlite3.connect(path) as conn:  # an operator repairs the row
+        conn.execute("UPDATE events SET data = ? WHERE seq = 2", (good,))
+    async with fast_worker(client, [waiter], [echo]):
+        assert await handle.result(timeout=15) == "x:1"
+
+
+async def _waiting(handle: perdure.WorkflowHandle[str]) -> bool:
+    return (await handle.describe()).waiting_signals == ["go"]
+
+
+async def _error(handle: perdure.WorkflowHandle[str]) -> bool:
+    return (await handle.describe()).last_error is not None
+
+
+def test_worker_refuses_undecorated_functions(tmp_path: Path) -> None:
+    async def main() -> None:
+        c = await perdure.Client.connect(f"sqlite:///{tmp_path / 'w.db'}")
+        try:
+            with pytest.raises(TypeError, match="not a workflow"):
+                perdure.Worker(c, [echo])
+            with pytest.raises(TypeError, match="not an activity"):
+                perdure.Worker(c, [], [quick])
+        finally:
+            await c.close()
+
+    asyncio.run(main())

@@ -1,0 +1,156 @@
+"""Activity retries, backoff, non-retryable errors and start_to_close timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import timedelta
+
+import pytest
+from conftest import fast_worker
+
+import perdure
+from perdure import ActivityError, ApplicationError, RetryPolicy, activity, workflow
+
+attempts: dict[str, list[float]] = {}
+
+
+def _note(key: str) -> int:
+    attempts.setdefault(key, []).append(time.monotonic())
+    return len(attempts[key])
+
+
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff=2.0))
+async def flaky(key: str) -> str:
+    n = _note(key)
+    if n <= 2:
+        raise ConnectionError(f"attempt {n} failed")
+    assert activity.info().attempt == n
+    return f"ok after {n}"
+
+
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=10)))
+def refuses(key: str) -> str:
+    _note(key)
+    raise ApplicationError("card declined", non_retryable=True, details={"code": 51})
+
+
+@activity.defn(
+    retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), non_retryable=(KeyError,))
+)
+def bad_key(key: str) -> str:
+    _note(key)
+    raise KeyError(key)
+
+
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), max_attempts=3))
+def always_fails(key: str) -> str:
+    _note(key)
+    raise RuntimeError("still broken")
+
+
+@activity.defn(
+    retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), max_attempts=2),
+    start_to_close_timeout=timedelta(milliseconds=200),
+)
+async def hangs(key: str) -> str:
+    _note(key)
+    await asyncio.sleep(30)
+    return "never"
+
+
+@workflow.defn
+async def call(name: str, key: str) -> str:
+    fn = {
+        "flaky": flaky,
+        "refuses": refuses,
+        "bad_key": bad_key,
+        "always_fails": always_fails,
+        "hangs": hangs,
+    }[name]
+    return str(await fn(key))
+
+
+ALL = [flaky, refuses, bad_key, always_fails, hangs]
+
+
+async def test_fails_twice_then_succeeds_with_configured_backoff(client: perdure.Client) -> None:
+    async with fast_worker(client, [call], ALL):
+        assert await client.execute(call, "flaky", "k1", timeout=20) == "ok after 3"
+    times = attempts["k1"]
+    assert len(times) == 3
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # 100 ms then 200 ms (initial_interval * backoff**n), never sooner.
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2, gaps
+    assert gaps[1] > gaps[0]
+
+
+async def test_non_retryable_application_error_fails_at_once(client: perdure.Client) -> None:
+    async with fast_worker(client, [call], ALL):
+        with pytest.raises(perdure.WorkflowFailedError) as err:
+            await client.execute(call, "refuses", "k2", timeout=20)
+    assert len(attempts["k2"]) == 1
+    assert err.value.cause.type == "ActivityError"
+    assert "card declined" in err.value.cause.message
+
+
+async def test_non_retryable_types_in_the_policy(client: perdure.Client) -> None:
+    async with fast_worker(client, [call], ALL):
+        with pytest.raises(perdure.WorkflowFailedError, match="KeyError"):
+            await client.execute(call, "bad_key", "k3", timeout=20)
+    assert len(attempts["k3"]) == 1
+
+
+async def test_max_attempts_then_activity_error(client: perdure.Client) -> None:
+    @workflow.defn(name="catcher")
+    async def catcher() -> str:
+        try:
+            await always_fails("k4")
+        except ActivityError as exc:
+            return f"{exc.cause.type}: {exc.cause.message} after {exc.attempt}"
+        return "no error?"
+
+    async with fast_worker(client, [catcher], ALL):
+        result = await client.execute(catcher, timeout=20)
+    assert result == "RuntimeError: still broken after 3"
+    assert len(attempts["k4"]) == 3
+
+
+async def test_start_to_close_timeout_retries_then_fails(client: perdure.Client) -> None:
+    async with fast_worker(client, [call], ALL):
+        with pytest.raises(perdure.WorkflowFailedError) as err:
+            await client.execute(call, "hangs", "k5", timeout=20)
+    assert len(attempts["k5"]) == 2
+    assert "start_to_close_timeout" in err.value.cause.message
+
+
+def test_retry_policy_schedule() -> None:
+    policy = RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff=3.0,
+        max_interval=timedelta(seconds=20),
+        max_attempts=5,
+    )
+    assert [policy.delay_after(n) for n in range(1, 6)] == [1, 3, 9, 20, 20]
+    assert policy.allows_another(4) and not policy.allows_another(5)
+    assert RetryPolicy.from_dict(policy.to_dict()) == RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff=3.0,
+        max_interval=timedelta(seconds=20),
+        max_attempts=5,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"initial_interval": timedelta(0)},
+        {"backoff": 0.5},
+        {"max_attempts": 0},
+        {"initial_interval": timedelta(seconds=5), "max_interval": timedelta(seconds=1)},
+    ],
+)
+def test_retry_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="RetryPolicy"):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,76 @@
+"""Workflows whose recorded histories (``histories/*.json``) must keep replaying.
+
+Never change these in a way that alters the commands they issue: the golden
+files are the contract that histories written by an older perdure still replay.
+Re-record with ``python tests/golden/record.py`` only when the history *format*
+deliberately changes (and keep the old files too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from perdure import RetryPolicy, activity, workflow
+
+
+@dataclass
+class Order:
+    order_id: str
+    cents: int
+
+
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=10)))
+def charge(order: Order) -> str:
+    return f"ch-{order.order_id}-{order.cents}"
+
+
+@activity.defn
+async def ship(order_id: str) -> str:
+    return f"label-{order_id}"
+
+
+@activity.defn
+async def slow_lookup(key: str) -> str:
+    await asyncio.sleep(0.3)
+    return key
+
+
+@workflow.defn
+async def golden_order(order: Order) -> dict[str, str]:
+    workflow.set_state("stage", "charging")
+    charge_id = await charge(order)
+    workflow.set_state("stage", "waiting")
+    try:
+        decision = await workflow.wait_signal("approve", timeout=timedelta(seconds=2))
+    except TimeoutError:
+        decision = "auto"
+    await workflow.sleep(0.05)
+    labels = await asyncio.gather(ship(order.order_id), ship(order.order_id + "-b"))
+    try:
+        fast = await asyncio.wait_for(slow_lookup("k"), timeout=0.05)
+    except asyncio.TimeoutError:
+        fast = "timed out"
+    token = str(workflow.uuid4())[:8]
+    return {
+        "charge": charge_id,
+        "decision": str(decision),
+        "labels": ",".join(labels),
+        "fast": fast,
+        "token_len": str(len(token)),
+    }
+
+
+@workflow.defn
+async def golden_cancel(order_id: str) -> str:
+    try:
+        await workflow.wait_signal("never")
+        return "unreachable"
+    except asyncio.CancelledError:
+        await ship(order_id + "-refund")
+        raise
+
+
+WORKFLOWS = [golden_order, golden_cancel]
+ACTIVITIES = [charge, ship, slow_lookup]

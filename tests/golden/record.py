@@ -1,0 +1,47 @@
+"""Record the golden histories by running the golden workflows for real.
+
+Usage: ``python tests/golden/record.py`` (writes tests/golden/histories/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+import golden_workflows as g  # noqa: E402
+
+import perdure  # noqa: E402
+
+
+async def main() -> None:
+    client = await perdure.Client.connect("sqlite://:memory:")
+    async with perdure.Worker(client, g.WORKFLOWS, g.ACTIVITIES, poll_interval=0.02):
+        runs = {}
+        h1 = await client.start(g.golden_order, g.Order("o-1", 1999), id="golden-approved")
+        await asyncio.sleep(0.2)
+        await h1.signal("approve", "yes")
+        runs["order_approved"] = h1
+        h2 = await client.start(g.golden_order, g.Order("o-2", 500), id="golden-timeout")
+        runs["order_timeout"] = h2
+        h3 = await client.start(g.golden_cancel, "o-3", id="golden-cancel")
+        await asyncio.sleep(0.2)
+        await h3.cancel()
+        runs["cancel_saga"] = h3
+        for name, handle in runs.items():
+            try:
+                await handle.result(timeout=20)
+            except perdure.WorkflowCancelledError:
+                pass
+            history = await handle.history()
+            out = HERE / "histories" / f"{name}.json"
+            out.write_text(json.dumps(history, indent=1) + "\n")
+            print(f"wrote {out} ({len(history)} events)")
+    await client.close()
+
+
+asyncio.run(main())

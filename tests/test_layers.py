@@ -1,0 +1,92 @@
+"""The layering in DESIGN.md, enforced: each room imports only the rooms below it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import perdure
+
+PACKAGE = Path(perdure.__file__).parent
+
+# module prefix -> perdure modules it may import (prefixes)
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "perdure.errors": (),
+    "perdure.retry": (),
+    "perdure._history": (),
+    "perdure._converter": ("perdure.errors",),
+    "perdure._store": ("perdure._store", "perdure._history", "perdure.errors"),
+    "perdure._runtime": (
+        "perdure._runtime",
+        "perdure._history",
+        "perdure._converter",
+        "perdure.errors",
+    ),
+}
+# Names the runtime must never import: it has no clock, no randomness, no I/O.
+RUNTIME_FORBIDDEN = {
+    "time",
+    "random",
+    "uuid",
+    "socket",
+    "sqlite3",
+    "threading",
+    "datetime",
+    "secrets",
+    "subprocess",
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[module_name(p) for p in MODULES])
+def test_module_imports_respect_the_layers(path: Path) -> None:
+    name = module_name(path)
+    rule = next((ALLOWED[p] for p in ALLOWED if name == p or name.startswith(p + ".")), None)
+    if rule is None:
+        return  # public API and surfaces may use everything below them
+    for imported in imports_of(path):
+        if imported.startswith("perdure."):
+            assert imported.startswith(rule), f"{name} must not import {imported}"
+
+
+def test_runtime_does_no_io_and_has_no_clock() -> None:
+    for path in (PACKAGE / "_runtime").rglob("*.py"):
+        bad = {i for i in imports_of(path) if i.split(".")[0] in RUNTIME_FORBIDDEN}
+        assert not bad, f"{module_name(path)} imports {bad}"
+
+
+def test_every_module_says_what_it_owns() -> None:
+    for path in MODULES:
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        assert doc, f"{module_name(path)} has no module docstring"
+
+
+def test_sqlite_path_does_not_import_postgres_driver() -> None:
+    for path in MODULES:
+        assert "psycopg" not in {i.split(".")[0] for i in imports_of(path)} or "postgres" in (
+            path.name
+        )

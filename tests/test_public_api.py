@@ -1,0 +1,71 @@
+"""The public surface is deliberate: pin it."""
+
+from __future__ import annotations
+
+import perdure
+from perdure import activity, workflow
+
+
+def test_top_level_all_is_pinned() -> None:
+    assert sorted(perdure.__all__) == [
+        "ActivityError",
+        "ApplicationError",
+        "Client",
+        "DataConverter",
+        "NonDeterminismError",
+        "PayloadCodec",
+        "PayloadError",
+        "PerdureError",
+        "RetryPolicy",
+        "SchemaVersionError",
+        "StoreError",
+        "SyncClient",
+        "SyncWorkflowHandle",
+        "Worker",
+        "WorkflowAlreadyStartedError",
+        "WorkflowCancelledError",
+        "WorkflowClosedError",
+        "WorkflowDescription",
+        "WorkflowExecution",
+        "WorkflowFailedError",
+        "WorkflowHandle",
+        "WorkflowNotFoundError",
+        "WorkflowTerminatedError",
+        "activity",
+        "workflow",
+    ]
+    for name in perdure.__all__:
+        assert not name.startswith("_") and hasattr(perdure, name)
+
+
+def test_workflow_and_activity_modules_are_pinned() -> None:
+    assert sorted(workflow.__all__) == [
+        "WorkflowDefinition",
+        "WorkflowInfo",
+        "defn",
+        "in_workflow",
+        "info",
+        "logger",
+        "now",
+        "random",
+        "set_state",
+        "sleep",
+        "uuid4",
+        "wait_signal",
+    ]
+    assert sorted(activity.__all__) == [
+        "ActivityFunction",
+        "ActivityInfo",
+        "ActivityOptions",
+        "defn",
+        "heartbeat",
+        "in_activity",
+        "info",
+    ]
+
+
+def test_errors_share_one_base() -> None:
+    from perdure import errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), perdure.PerdureError)
