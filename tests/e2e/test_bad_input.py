@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import fast_worker, wait_until
+from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import activity, workflow

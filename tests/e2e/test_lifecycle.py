@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 
 import pytest
-from conftest import fast_worker, wait_until
+from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import RetryPolicy, activity, workflow

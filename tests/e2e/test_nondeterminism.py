@@ -3,7 +3,7 @@ recoverable: the run is untouched and resumes once compatible code returns."""
 
 from __future__ import annotations
 
-from conftest import fast_worker, wait_until
+from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import activity, workflow

@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from conftest import fast_worker
+from e2e_helpers import fast_worker
 
 import perdure
 from perdure import ActivityError, ApplicationError, RetryPolicy, activity, workflow
