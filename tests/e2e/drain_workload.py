@@ -1,0 +1,25 @@
+"""Workload for the graceful-drain test, loaded by ``perdure worker`` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from perdure import activity, workflow
+
+
+@activity.defn
+def slow_step(name: str) -> str:
+    folder = Path(os.environ["PERDURE_TEST_DIR"])
+    with open(folder / "runs.log", "a") as f:
+        f.write(f"start {name} {os.getpid()}\n")
+    time.sleep(1.5)
+    with open(folder / "runs.log", "a") as f:
+        f.write(f"end {name} {os.getpid()}\n")
+    return f"{name} done"
+
+
+@workflow.defn
+async def drained(name: str) -> str:
+    return await slow_step(name)
