@@ -110,6 +110,7 @@ class ActivityRunner:
         ctx = contextvars.copy_context()
         ctx.run(_context.set, _ActivityContext(info, on_heartbeat))
         timeout = task.options.get("start_to_close_timeout")
+        awaitable: asyncio.Future[Any]
         if activity.is_async:
             # A task copies the context current at its creation: create it inside ctx.
             awaitable = ctx.run(loop.create_task, activity.fn(*args, **kwargs))
