@@ -22,8 +22,9 @@ R = TypeVar("R")
 class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="perdure-sync",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="perdure-sync", daemon=True
+        )
         self._thread.start()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -43,8 +44,13 @@ class SyncClient:
         self.client = client
 
     @classmethod
-    def connect(cls, url: str | None = None, *, converter: DataConverter | None = None,
-                clock: Callable[[], float] | None = None) -> SyncClient:
+    def connect(
+        cls,
+        url: str | None = None,
+        *,
+        converter: DataConverter | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> SyncClient:
         runner = _LoopThread()
         try:
             client = runner.call(Client.connect(url, converter=converter, clock=clock))
@@ -72,15 +78,18 @@ class SyncClient:
     def execute(self, workflow: Any, *args: Any, **options: Any) -> Any:
         return self._runner.call(self.client.execute(workflow, *args, **options))
 
-    def signal_with_start(self, workflow: Any, *args: Any, **options: Any) -> SyncWorkflowHandle[Any]:
+    def signal_with_start(
+        self, workflow: Any, *args: Any, **options: Any
+    ) -> SyncWorkflowHandle[Any]:
         handle = self._runner.call(self.client.signal_with_start(workflow, *args, **options))
         return SyncWorkflowHandle(self._runner, handle)
 
     def get_handle(self, id: str, run_id: str | None = None) -> SyncWorkflowHandle[Any]:
         return SyncWorkflowHandle(self._runner, self.client.get_handle(id, run_id))
 
-    def list(self, status: str | None = None, workflow: str | None = None,
-             limit: int = 100) -> list[WorkflowExecution]:
+    def list(
+        self, status: str | None = None, workflow: str | None = None, limit: int = 100
+    ) -> list[WorkflowExecution]:
         return self._runner.call(self.client.list(status=status, workflow=workflow, limit=limit))
 
 

@@ -138,8 +138,11 @@ def failure_from_exception(exc: BaseException) -> dict[str, Any]:
         non_retryable = exc.non_retryable
         type_name = exc.type
     elif isinstance(exc, ActivityError):
-        details = {"activity": exc.activity, "attempt": exc.attempt,
-                   "cause": {"type": exc.cause.type, "message": exc.cause.message}}
+        details = {
+            "activity": exc.activity,
+            "attempt": exc.attempt,
+            "cause": {"type": exc.cause.type, "message": exc.cause.message},
+        }
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return {
         "type": type_name,
