@@ -244,5 +244,6 @@ class Store(abc.ABC):
         """Move due timers into their runs' inboxes, exactly once each."""
 
     @abc.abstractmethod
-    async def next_due(self, queues: list[str]) -> float | None:
-        """The earliest time any task on these queues or any timer becomes due."""
+    async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
+        """The earliest time any task of these kinds ("workflow", "activity") on
+        these queues, or any timer, becomes due."""

@@ -738,7 +738,7 @@ class SqliteStore(Store):
             self.notify()
         return fired
 
-    async def next_due(self, queues: list[str]) -> float | None:
+    async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
         marks = ",".join("?" * len(queues))
 
         def query(conn: sqlite3.Connection) -> float | None:
@@ -747,7 +747,7 @@ class SqliteStore(Store):
                     f"SELECT MIN(visible_at) FROM tasks WHERE kind = ? AND queue IN ({marks})",
                     (kind, *queues),
                 ).fetchone()[0]
-                for kind in ("workflow", "activity")
+                for kind in kinds
             )
             times = [t for t in candidates if t is not None]
             timer = conn.execute("SELECT MIN(fire_at) FROM timers").fetchone()[0]

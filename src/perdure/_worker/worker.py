@@ -194,7 +194,17 @@ class Worker:
         return busy
 
     async def _idle(self, queues: list[str]) -> None:
-        due = await self.store.next_due(queues)
+        # Only work we have room for counts: with every slot busy, a due task
+        # must not make us spin; a finishing task sets _wake instead.
+        kinds = tuple(
+            kind
+            for kind, free in (
+                ("workflow", self.max_turns - len(self._turns_inflight)),
+                ("activity", self.max_activities - len(self._activities_inflight)),
+            )
+            if free > 0
+        )
+        due = await self.store.next_due(queues, kinds)
         delay = self.poll_interval
         if due is not None:
             delay = max(0.0, min(delay, due - self.store.clock()))
@@ -243,6 +253,12 @@ class Worker:
             except StoreError as exc:
                 log.warning("worker %s: could not renew leases: %s", self.identity, exc)
                 continue
+            # A task that finished while the renewal ran has no row (or no lease)
+            # any more: only tasks still in flight were really lost.
+            still = {tid for tid, _ in self._turns_inflight.values()} | {
+                tid for tid, _ in self._activities_inflight.values()
+            }
+            lost = [tid for tid in lost if tid in still]
             if lost:
                 log.warning("worker %s lost the lease of tasks %s", self.identity, lost)
 

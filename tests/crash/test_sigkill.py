@@ -1,0 +1,141 @@
+"""A worker SIGKILLed mid-workflow: the run resumes in a new worker process,
+no completed step runs again, and durable waits (signals, timers) survive."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from crash_harness import Cluster, check_executions
+
+pytestmark = pytest.mark.slow
+
+STEPS = 20
+STEP_DELAY = 0.05
+SEEDS = [1, 7, 2024]
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
+def test_sigkill_at_random_step(cluster: Cluster, seed: int) -> None:
+    rng = random.Random(seed)
+    k = rng.randint(3, 17)
+    # A little jitter after step k starts moves the kill around within the step:
+    # during the activity, during its completion, or during the workflow turn.
+    jitter = rng.uniform(0.0, STEP_DELAY * 1.2)
+    print(f"seed={seed}: SIGKILL once {k} of {STEPS} steps ran, +{jitter * 1000:.0f} ms")
+
+    handle = cluster.client.start("sequential", STEPS, STEP_DELAY, id="wf-sigkill")
+    first = cluster.start_worker()
+
+    def steps_started() -> int:
+        return len({e.step for e in cluster.executions_by_pid().get(first.pid, [])})
+
+    cluster.wait_until(
+        lambda: steps_started() >= k,
+        timeout=60,
+        interval=0.005,
+        what=f"{k} steps to run in the first worker",
+    )
+    time.sleep(jitter)  # not a wait for anything: it only picks the kill point
+    cluster.kill(first)
+    done_before_kill = sorted({e.step for e in cluster.executions_by_pid()[first.pid]})
+    assert len(done_before_kill) >= k and max(done_before_kill) < STEPS, done_before_kill
+    assert handle.describe().status == "running"
+
+    second = cluster.start_worker()
+    result = handle.result(timeout=60)
+    assert result == [f"wf-sigkill#{n}" for n in range(1, STEPS + 1)]
+
+    executions = cluster.executions()
+    by_step: dict[int, list[int]] = {}
+    for e in executions:
+        by_step.setdefault(e.step, []).append(e.pid)
+    assert sorted(by_step) == list(range(1, STEPS + 1)), f"steps executed: {sorted(by_step)}"
+    twice = {n: pids for n, pids in by_step.items() if len(pids) > 1}
+    assert len(twice) <= 1 and all(len(p) == 2 for p in twice.values()), (
+        f"more than the one in-flight step ran again: {twice}\n{cluster.diagnostics()}"
+    )
+    print(f"re-ran after the kill: {sorted(twice) or 'nothing (killed between steps)'}")
+    for n, pids in twice.items():
+        # Only the step in flight at the kill may run again: the last one the
+        # first worker started, re-run once by the second worker.
+        assert n == max(done_before_kill), (n, done_before_kill)
+        assert sorted(pids) == sorted([first.pid, second.pid]), (n, pids)
+    assert set(by_step[STEPS]) == {second.pid}
+
+    history = handle.history()
+    completions = [e for e in history if e["type"] == "ActivityCompleted"]
+    assert len(completions) == STEPS
+    assert len({e["ref"] for e in completions}) == STEPS
+    check_executions(executions, {"wf-sigkill": history}, STEPS, killed_pids={first.pid})
+    cluster.assert_no_tracebacks()
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "signal-then-restart",  # signal sent while no worker runs; restart at once
+        "signal-restart-after-deadline",  # ... and the worker only returns after the timeout
+        "no-signal",  # the durable timeout fires in the new worker
+    ],
+)
+def test_sigkill_during_signal_wait(cluster: Cluster, scenario: str) -> None:
+    timeout_s = 3.0
+    handle = cluster.client.start("approval", timeout_s, id="wf-approval")
+    first = cluster.start_worker()
+    cluster.wait_until(
+        lambda: handle.describe().waiting_signals == ["approve"],
+        timeout=30,
+        what="the workflow to wait for 'approve'",
+    )
+    waiting_since = time.time()
+    cluster.kill(first)
+
+    described = handle.describe()
+    assert described.status == "running"
+    assert len(described.pending_timers) == 1, described.pending_timers
+    fire_at = described.pending_timers[0].fire_at.timestamp()
+    assert fire_at > time.time(), "the timeout fired before the worker was killed"
+
+    payload = {"by": "alice", "amount": 7}
+    if scenario != "no-signal":
+        handle.signal("approve", payload)  # durable once it returns, with no worker running
+    if scenario == "signal-restart-after-deadline":
+        wait_until_clock = fire_at + 0.2
+        cluster.wait_until(
+            lambda: time.time() > wait_until_clock,
+            timeout=timeout_s + 5,
+            what="the timeout to fall due",
+        )
+        # No worker: nothing fires, the run still waits.
+        assert handle.describe().status == "running"
+
+    cluster.start_worker()
+    result = handle.result(timeout=30)
+    finished = time.time()
+
+    history = handle.history()
+    types = [e["type"] for e in history]
+    if scenario == "no-signal":
+        assert result["outcome"] == "timed out", result
+        assert result["payload"] is None
+        # Durable timers fire at or after their due time, after any restart.
+        assert result["waited_s"] >= timeout_s, result
+        assert finished >= fire_at
+        (started,) = [e for e in history if e["type"] == "TimerStarted"]
+        (fired,) = [e for e in history if e["type"] == "TimerFired"]
+        assert fired["ref"] == started["ref"] and fired["time"] >= started["fire_at"]
+        assert "SignalReceived" not in types
+    else:
+        # The signal was accepted before the timeout fell due, so it wins even
+        # when the worker comes back after the deadline.
+        assert result["outcome"] == "approved", (result, history)
+        assert result["payload"] == payload
+        assert types.count("SignalReceived") == 1
+        assert "TimerFired" not in types or types.index("SignalReceived") < types.index(
+            "TimerFired"
+        )
+    assert types.count("WorkflowCompleted") == 1
+    assert waiting_since < finished
+    cluster.assert_no_tracebacks()

@@ -1,0 +1,91 @@
+"""Workflows and activities that the crash tests run in real ``perdure worker`` processes.
+
+Loaded by path (``perdure worker tests/crash/workloads.py``), so it imports only
+perdure and the standard library. Side files go to ``$PERDURE_TEST_DIR``:
+
+- ``exec-<pid>.log``: one JSON line per activity execution, written (and fsynced)
+  *before* the activity does its work. A line is therefore a side effect that
+  happened, even if the process is SIGKILLed right after: counting lines is how
+  the tests prove that no completed step ran twice.
+- ``ready-<pid>``: written when a worker process has imported this module, so
+  the harness can tell a worker came up (and fail fast if it did not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+from perdure import activity, workflow
+
+TEST_DIR_ENV = "PERDURE_TEST_DIR"
+
+
+def _append(path: str, record: dict[str, Any]) -> None:
+    data = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        # One write(2) on an O_APPEND descriptor: a SIGKILL lands before or after
+        # it, never in the middle, so a log holds whole lines only.
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(f"short write to {path}: {written} of {len(data)} bytes")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _record_execution(n: int) -> activity.ActivityInfo:
+    info = activity.info()
+    pid = os.getpid()
+    _append(
+        os.path.join(os.environ[TEST_DIR_ENV], f"exec-{pid}.log"),
+        {
+            "pid": pid,
+            "wf": info.workflow_id,
+            "step": n,
+            "key": info.idempotency_key,
+            "attempt": info.attempt,
+            "activity_id": info.activity_id,
+        },
+    )
+    return info
+
+
+@activity.defn
+async def step(n: int, delay: float) -> str:
+    """Step ``n`` of a workflow: record the execution, then work for ``delay`` seconds."""
+    info = _record_execution(n)
+    await asyncio.sleep(delay)
+    return f"{info.workflow_id}#{n}"
+
+
+@workflow.defn
+async def sequential(steps: int, delay: float) -> list[str]:
+    """``steps`` activities, one after the other."""
+    results = []
+    for n in range(1, steps + 1):
+        results.append(await step(n, delay))
+    return results
+
+
+@workflow.defn
+async def approval(timeout_s: float) -> dict[str, Any]:
+    """Wait for an ``approve`` signal; report its payload, or that none came in time."""
+    started = workflow.now()
+    outcome: dict[str, Any]
+    try:
+        payload = await workflow.wait_signal("approve", timeout=timedelta(seconds=timeout_s))
+    except TimeoutError:
+        outcome = {"outcome": "timed out", "payload": None}
+    else:
+        outcome = {"outcome": "approved", "payload": payload}
+    outcome["waited_s"] = (workflow.now() - started).total_seconds()
+    return outcome
+
+
+if TEST_DIR_ENV in os.environ:
+    _append(os.path.join(os.environ[TEST_DIR_ENV], f"ready-{os.getpid()}"), {"pid": os.getpid()})
