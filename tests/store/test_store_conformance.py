@@ -185,7 +185,7 @@ async def test_timers_fire_exactly_once_across_connections(
     await a.commit_turn(
         await first_turn(a, task, timers=[(i, clock.now + i) for i in range(1, 21)])
     )
-    assert await a.next_due(["q"]) == clock.now + 1
+    assert await a.next_due(["q"], ("workflow", "activity")) == clock.now + 1
     clock.advance(100)
     fired = await asyncio.gather(*(s.fire_due_timers(7) for s in (a, b, a, b, a, b)))
     assert sum(fired) == 20
