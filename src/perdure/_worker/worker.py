@@ -76,6 +76,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._background: asyncio.Task[None] | None = None
         self._listener: Any = None
+        self._sleeping = False  # the poller found nothing to do and waits
 
     @staticmethod
     def _collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
@@ -138,6 +139,17 @@ class Worker:
             except (RuntimeError, ValueError, NotImplementedError):
                 pass  # not the main thread: the embedding program handles signals
         return installed
+
+    @property
+    def idle(self) -> bool:
+        """True while nothing runs here and the last poll found nothing due
+        (a time-skipping test environment may then move its clock forward)."""
+        return self._sleeping and not self._turns_inflight and not self._activities_inflight
+
+    def wake(self) -> None:
+        """Poll now (the clock moved, or work was written by other means)."""
+        if self._wake is not None:
+            self._wake.set()
 
     def stop(self) -> None:
         """Ask the worker to stop claiming work and drain."""
@@ -213,10 +225,13 @@ class Worker:
 
     async def _sleep_or_wake(self, delay: float) -> None:
         assert self._wake is not None
+        self._sleeping = True
         try:
             await asyncio.wait_for(self._wake.wait(), delay)
         except asyncio.TimeoutError:
             pass
+        finally:
+            self._sleeping = False
 
     def _spawn(
         self,

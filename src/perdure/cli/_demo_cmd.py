@@ -1,0 +1,20 @@
+"""``perdure demo``: the order-fulfilment crash demo."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from perdure.cli._app import app
+
+
+@app.command()
+def demo(
+    folder: Optional[str] = typer.Option(None, help="Where to keep the demo database."),
+) -> None:
+    """The order-fulfilment demo: a worker is SIGKILLed mid-way, the order still
+    completes, and the card is charged exactly once."""
+    from perdure.demo.run import run_demo
+
+    raise typer.Exit(run_demo(folder))
