@@ -1,0 +1,1 @@
+"""Testing helpers for workflows (a surface over the public API)."""
