@@ -10,6 +10,7 @@ def test_top_level_all_is_pinned() -> None:
     assert sorted(perdure.__all__) == [
         "ActivityError",
         "ApplicationError",
+        "ChildWorkflowError",
         "Client",
         "DataConverter",
         "NonDeterminismError",
@@ -31,6 +32,7 @@ def test_top_level_all_is_pinned() -> None:
         "WorkflowHandle",
         "WorkflowNotFoundError",
         "WorkflowTerminatedError",
+        "WorkflowTimedOutError",
         "activity",
         "workflow",
     ]
@@ -40,16 +42,23 @@ def test_top_level_all_is_pinned() -> None:
 
 def test_workflow_and_activity_modules_are_pinned() -> None:
     assert sorted(workflow.__all__) == [
+        "ChildHandle",
+        "ParentClosePolicy",
         "WorkflowDefinition",
         "WorkflowInfo",
+        "continue_as_new",
         "defn",
+        "execute_child",
         "in_workflow",
         "info",
         "logger",
         "now",
+        "patched",
         "random",
         "set_state",
+        "side_effect",
         "sleep",
+        "start_child",
         "uuid4",
         "wait_signal",
     ]

@@ -23,6 +23,7 @@ from perdure.client import (
 from perdure.errors import (
     ActivityError,
     ApplicationError,
+    ChildWorkflowError,
     NonDeterminismError,
     PayloadError,
     PerdureError,
@@ -34,6 +35,7 @@ from perdure.errors import (
     WorkflowFailedError,
     WorkflowNotFoundError,
     WorkflowTerminatedError,
+    WorkflowTimedOutError,
 )
 from perdure.retry import RetryPolicy
 
@@ -42,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivityError",
     "ApplicationError",
+    "ChildWorkflowError",
     "Client",
     "DataConverter",
     "NonDeterminismError",
@@ -63,6 +66,7 @@ __all__ = [
     "WorkflowHandle",
     "WorkflowNotFoundError",
     "WorkflowTerminatedError",
+    "WorkflowTimedOutError",
     "activity",
     "workflow",
 ]

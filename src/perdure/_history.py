@@ -66,6 +66,9 @@ class WorkflowStarted(Event):
     kwargs: dict[str, JSON] = field(default_factory=dict)
     seed: int = 0
     attempt: int = 1
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
+    continued_from_run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,45 @@ class CancelRequested(Event):
     TYPE: ClassVar[str] = "CancelRequested"
     KIND: ClassVar[str] = "input"
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ChildWorkflowStarted(Event):
+    TYPE: ClassVar[str] = "ChildWorkflowStarted"
+    KIND: ClassVar[str] = "input"
+    ref: int = 0
+    workflow_id: str = ""
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class ChildWorkflowStartFailed(Event):
+    """The child could not start (its workflow id is taken)."""
+
+    TYPE: ClassVar[str] = "ChildWorkflowStartFailed"
+    KIND: ClassVar[str] = "input"
+    ref: int = 0
+    failure: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChildWorkflowCompleted(Event):
+    TYPE: ClassVar[str] = "ChildWorkflowCompleted"
+    KIND: ClassVar[str] = "input"
+    ref: int = 0
+    result: JSON = None
+
+
+@dataclass(frozen=True)
+class ChildWorkflowFailed(Event):
+    """The child ended without a result: ``status`` is failed, cancelled,
+    terminated or timed_out; ``failure`` says why."""
+
+    TYPE: ClassVar[str] = "ChildWorkflowFailed"
+    KIND: ClassVar[str] = "input"
+    ref: int = 0
+    status: str = "failed"
+    failure: dict[str, JSON] = field(default_factory=dict)
 
 
 # Command events: the record of a command the workflow issued.
@@ -154,6 +196,49 @@ class StateSet(Event):
 
 
 @dataclass(frozen=True)
+class ChildWorkflowRequested(Event):
+    TYPE: ClassVar[str] = "ChildWorkflowRequested"
+    KIND: ClassVar[str] = "command"
+    ref: int = 0
+    workflow_type: str = ""
+    workflow_id: str = ""
+    task_queue: str = "default"
+    args: list[JSON] = field(default_factory=list)
+    kwargs: dict[str, JSON] = field(default_factory=dict)
+    parent_close_policy: str = "cancel"
+
+
+@dataclass(frozen=True)
+class ChildWorkflowCancelRequested(Event):
+    TYPE: ClassVar[str] = "ChildWorkflowCancelRequested"
+    KIND: ClassVar[str] = "command"
+    ref: int = 0
+
+
+@dataclass(frozen=True)
+class PatchRecorded(Event):
+    TYPE: ClassVar[str] = "PatchRecorded"
+    KIND: ClassVar[str] = "command"
+    patch_id: str = ""
+
+
+@dataclass(frozen=True)
+class SideEffectRecorded(Event):
+    TYPE: ClassVar[str] = "SideEffectRecorded"
+    KIND: ClassVar[str] = "command"
+    ref: int = 0
+    value: JSON = None
+
+
+@dataclass(frozen=True)
+class WorkflowContinuedAsNew(Event):
+    TYPE: ClassVar[str] = "WorkflowContinuedAsNew"
+    KIND: ClassVar[str] = "command"
+    args: list[JSON] = field(default_factory=list)
+    kwargs: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WorkflowCompleted(Event):
     TYPE: ClassVar[str] = "WorkflowCompleted"
     KIND: ClassVar[str] = "command"
@@ -182,6 +267,15 @@ class WorkflowTerminated(Event):
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class WorkflowTimedOut(Event):
+    """Written when the run's execution timeout passes, not by workflow code."""
+
+    TYPE: ClassVar[str] = "WorkflowTimedOut"
+    KIND: ClassVar[str] = "marker"
+    timeout: float = 0.0
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
@@ -192,19 +286,36 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TimerFired,
         SignalReceived,
         CancelRequested,
+        ChildWorkflowStarted,
+        ChildWorkflowStartFailed,
+        ChildWorkflowCompleted,
+        ChildWorkflowFailed,
         ActivityScheduled,
         ActivityCancelled,
         TimerStarted,
         TimerCancelled,
         StateSet,
+        ChildWorkflowRequested,
+        ChildWorkflowCancelRequested,
+        PatchRecorded,
+        SideEffectRecorded,
+        WorkflowContinuedAsNew,
         WorkflowCompleted,
         WorkflowFailed,
         WorkflowCancelled,
         WorkflowTerminated,
+        WorkflowTimedOut,
     )
 }
 
-CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowTerminated)
+CLOSING_EVENTS = (
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowCancelled,
+    WorkflowContinuedAsNew,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+)
 
 
 def event_to_dict(event: Event) -> dict[str, JSON]:
@@ -319,6 +430,77 @@ class SetState(Command):
 
 
 @dataclass(frozen=True)
+class StartChild(Command):
+    ref: int
+    workflow_type: str
+    workflow_id: str
+    task_queue: str
+    args: list[JSON]
+    kwargs: dict[str, JSON]
+    parent_close_policy: str
+
+    def to_event(self) -> Event:
+        return ChildWorkflowRequested(
+            ref=self.ref,
+            workflow_type=self.workflow_type,
+            workflow_id=self.workflow_id,
+            task_queue=self.task_queue,
+            args=self.args,
+            kwargs=self.kwargs,
+            parent_close_policy=self.parent_close_policy,
+        )
+
+    def describe(self) -> str:
+        return f"StartChild {self.workflow_type!r} (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class CancelChild(Command):
+    ref: int
+
+    def to_event(self) -> Event:
+        return ChildWorkflowCancelRequested(ref=self.ref)
+
+    def describe(self) -> str:
+        return f"CancelChild (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class RecordPatch(Command):
+    patch_id: str
+
+    def to_event(self) -> Event:
+        return PatchRecorded(patch_id=self.patch_id)
+
+    def describe(self) -> str:
+        return f"RecordPatch {self.patch_id!r}"
+
+
+@dataclass(frozen=True)
+class RecordSideEffect(Command):
+    ref: int
+    value: JSON
+
+    def to_event(self) -> Event:
+        return SideEffectRecorded(ref=self.ref, value=self.value)
+
+    def describe(self) -> str:
+        return f"RecordSideEffect (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class ContinueAsNew(Command):
+    args: list[JSON]
+    kwargs: dict[str, JSON]
+
+    def to_event(self) -> Event:
+        return WorkflowContinuedAsNew(args=self.args, kwargs=self.kwargs)
+
+    def describe(self) -> str:
+        return "ContinueAsNew"
+
+
+@dataclass(frozen=True)
 class CompleteWorkflow(Command):
     result: JSON
 
@@ -361,10 +543,19 @@ def describe_recorded(event: Event) -> str:
         return f"CancelTimer (ref {event.ref})"
     if isinstance(event, StateSet):
         return f"SetState {event.key!r}"
+    if isinstance(event, ChildWorkflowRequested):
+        return f"StartChild {event.workflow_type!r} (ref {event.ref})"
+    if isinstance(event, ChildWorkflowCancelRequested):
+        return f"CancelChild (ref {event.ref})"
+    if isinstance(event, PatchRecorded):
+        return f"RecordPatch {event.patch_id!r}"
+    if isinstance(event, SideEffectRecorded):
+        return f"RecordSideEffect (ref {event.ref})"
     return {
         WorkflowCompleted: "CompleteWorkflow",
         WorkflowFailed: "FailWorkflow",
         WorkflowCancelled: "CancelWorkflow",
+        WorkflowContinuedAsNew: "ContinueAsNew",
     }.get(type(event), event.TYPE)
 
 
@@ -379,6 +570,14 @@ def matches(command: Command, event: Event) -> bool:
         )
     if isinstance(command, SetState):
         return isinstance(event, StateSet) and event.key == command.key
+    if isinstance(command, StartChild):
+        return (
+            isinstance(event, ChildWorkflowRequested)
+            and event.ref == command.ref
+            and event.workflow_type == command.workflow_type
+        )
+    if isinstance(command, RecordPatch):
+        return isinstance(event, PatchRecorded) and event.patch_id == command.patch_id
     recorded = command.to_event()
     if type(recorded) is not type(event):
         return False
@@ -392,6 +591,7 @@ class RecordedTurn:
     time: float
     inputs: list[Event]
     commands: list[Event]
+    events_before: int = 0  # history length when the turn began
 
 
 def split_turns(events: list[Event]) -> list[RecordedTurn]:
@@ -399,9 +599,11 @@ def split_turns(events: list[Event]) -> list[RecordedTurn]:
     turns: list[RecordedTurn] = []
     for event in events:
         if isinstance(event, TurnStarted):
-            turns.append(RecordedTurn(time=event.time, inputs=[], commands=[]))
+            turns.append(
+                RecordedTurn(time=event.time, inputs=[], commands=[], events_before=event.seq - 1)
+            )
             continue
-        if isinstance(event, WorkflowTerminated):
+        if isinstance(event, (WorkflowTerminated, WorkflowTimedOut)):
             break
         if not turns:
             raise HistoryFormatError(

@@ -17,13 +17,14 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from perdure import _history as h
 from perdure._converter import DataConverter, default_converter
 from perdure._store import resolve_url, store_for_url
-from perdure._store.base import IdConflict, NewRun, RunRecord, Store
+from perdure._store.base import IdConflict, NewRun, RunRecord, Store, WorkflowTaskState
 from perdure.errors import (
     PayloadError,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowNotFoundError,
     WorkflowTerminatedError,
+    WorkflowTimedOutError,
     cause_from_failure,
 )
 from perdure.workflow import definition_of
@@ -83,6 +84,13 @@ class PendingActivityInfo:
 
 
 @dataclass(frozen=True)
+class PendingChildInfo:
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+
+
+@dataclass(frozen=True)
 class PendingTimerInfo:
     timer_id: int
     fire_at: datetime
@@ -110,7 +118,18 @@ class WorkflowDescription:
     history_length: int
     pending_activities: list[PendingActivityInfo] = field(default_factory=list)
     pending_timers: list[PendingTimerInfo] = field(default_factory=list)
+    pending_children: list[PendingChildInfo] = field(default_factory=list)
     waiting_signals: list[str] = field(default_factory=list)
+    waiting_for_worker: bool = False
+    """The run has work to do but no worker has picked it up yet: is a worker
+    for its task queue running, and does it register this workflow type?"""
+    parent_run_id: str | None = None
+    continued_to: str | None = None
+
+
+def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:
+    # Due and unclaimed for more than a moment: nobody is serving it.
+    return task is not None and not task.claimed and task.visible_at < now - 1.0
 
 
 class Client:
@@ -155,6 +174,7 @@ class Client:
         task_queue: str = "default",
         id_conflict: IdConflict = "fail",
         start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start(
@@ -165,6 +185,7 @@ class Client:
         task_queue: str = "default",
         id_conflict: IdConflict = "fail",
         start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
     ) -> WorkflowHandle[Any]: ...
     async def start(
         self,
@@ -174,6 +195,7 @@ class Client:
         task_queue: str = "default",
         id_conflict: IdConflict = "fail",
         start_delay: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a run. Once this returns, the run is durable: it will run to a
         terminal state as long as some worker serves ``task_queue``."""
@@ -182,6 +204,19 @@ class Client:
                 f"id_conflict must be 'fail', 'use_existing' or 'terminate_existing', "
                 f"not {id_conflict!r}"
             )
+        fn, new = self._new_run(workflow, args, id, task_queue, start_delay, execution_timeout)
+        run, _created = await self.store.create_run(new, id_conflict)
+        return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
+
+    def _new_run(
+        self,
+        workflow: Any,
+        args: tuple[Any, ...],
+        id: str | None,
+        task_queue: str,
+        start_delay: timedelta | None,
+        execution_timeout: timedelta | None,
+    ) -> tuple[Callable[..., Any] | None, NewRun]:
         fn, name = self._resolve(workflow)
         if fn is not None:
             pos, kw = self.converter.encode_args(fn, args, {})
@@ -191,6 +226,11 @@ class Client:
         start_at = None
         if start_delay is not None:
             start_at = self.store.clock() + start_delay.total_seconds()
+        timeout = None
+        if execution_timeout is not None:
+            timeout = execution_timeout.total_seconds()
+            if timeout <= 0:
+                raise ValueError("execution_timeout must be positive")
         new = NewRun(
             workflow_id=id or str(uuid.uuid4()),
             run_id=str(uuid.uuid4()),
@@ -200,9 +240,9 @@ class Client:
             kwargs=kw,
             seed=secrets.randbits(63),
             start_at=start_at,
+            execution_timeout=timeout,
         )
-        run, _created = await self.store.create_run(new, id_conflict)
-        return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
+        return fn, new
 
     @staticmethod
     def _resolve(workflow: Any) -> tuple[Callable[..., Any] | None, str]:
@@ -247,18 +287,14 @@ class Client:
         id: str,
         task_queue: str = "default",
     ) -> WorkflowHandle[Any]:
-        """Signal the open run of ``id``, starting it first if there is none."""
-        existing = await self.store.get_run(id)
-        handle: WorkflowHandle[Any]
-        if existing is not None and existing.is_open:
-            handle = WorkflowHandle(self, id, existing.run_id, self._resolve(workflow)[0])
-        else:
-            conflict: IdConflict = "terminate_existing" if existing is not None else "fail"
-            handle = await self.start(
-                workflow, *args, id=id, task_queue=task_queue, id_conflict=conflict
-            )
-        await handle.signal(signal, signal_payload)
-        return handle
+        """Signal the open run of ``id``, or start a new run (with these arguments)
+        and queue the signal for it — atomically: either way, once this returns
+        the signal is durable and will be delivered."""
+        fn, new = self._new_run(workflow, args, id, task_queue, None, None)
+        payload = self.converter.to_json(signal_payload, where=f"payload of signal {signal!r}")
+        event = h.SignalReceived(name=signal, payload=payload)
+        run = await self.store.signal_with_start(new, event)
+        return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
     def get_handle(self, id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
         """A handle to the given run, or to the latest run of ``id``."""
@@ -286,10 +322,11 @@ class WorkflowHandle(Generic[R]):
     def __repr__(self) -> str:
         return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
 
-    async def _run(self) -> RunRecord:
-        run = await self.client.store.get_run(self.id, self.run_id)
+    async def _run(self, run_id: str | None = None) -> RunRecord:
+        run_id = run_id or self.run_id
+        run = await self.client.store.get_run(self.id, run_id)
         if run is None:
-            which = f"run {self.run_id!r} of workflow" if self.run_id else "workflow"
+            which = f"run {run_id!r} of workflow" if run_id else "workflow"
             raise WorkflowNotFoundError(f"no {which} with id {self.id!r}")
         return run
 
@@ -305,9 +342,13 @@ class WorkflowHandle(Generic[R]):
         store.add_listener(listener)
         deadline = None if timeout is None else loop.time() + timeout
         try:
+            run_id = self.run_id
             while True:
                 changed.clear()
-                run = await self._run()
+                run = await self._run(run_id)
+                if run.continued_to is not None:
+                    run_id = run.continued_to  # follow the continue-as-new chain
+                    continue
                 if not run.is_open:
                     return self._outcome(run)
                 wait = self.client.poll_interval
@@ -344,6 +385,14 @@ class WorkflowHandle(Generic[R]):
             )
         if run.status == "cancelled":
             raise WorkflowCancelledError(f"workflow {self.id!r} was cancelled")
+        if run.status == "timed_out":
+            cause = cause_from_failure(run.failure or {})
+            raise WorkflowTimedOutError(
+                f"workflow {self.id!r} timed out: {cause.message}",
+                workflow_id=run.workflow_id,
+                run_id=run.run_id,
+                cause=cause,
+            )
         reason = (run.failure or {}).get("message") or None
         raise WorkflowTerminatedError(
             f"workflow {self.id!r} was terminated" + (f": {reason}" if reason else ""),
@@ -367,7 +416,7 @@ class WorkflowHandle(Generic[R]):
 
     async def describe(self) -> WorkflowDescription:
         run = await self._run()
-        activities, timers = await self.client.store.pending_work(run.run_id)
+        pending = await self.client.store.pending_work(run.run_id)
         created, updated = _dt(run.created_at), _dt(run.updated_at)
         assert created is not None and updated is not None
         return WorkflowDescription(
@@ -389,10 +438,21 @@ class WorkflowHandle(Generic[R]):
                 PendingActivityInfo(
                     a.ref, a.name, a.attempt, a.running, _dt(a.next_attempt_at), a.last_failure
                 )
-                for a in activities
+                for a in pending.activities
             ],
-            pending_timers=[PendingTimerInfo(t.ref, _dt(t.fire_at)) for t in timers],  # type: ignore[arg-type]
+            pending_timers=[
+                PendingTimerInfo(t.ref, _dt(t.fire_at))  # type: ignore[arg-type]
+                for t in pending.timers
+            ],
+            pending_children=[
+                PendingChildInfo(c.workflow_id, c.run_id, c.workflow_type) for c in pending.children
+            ],
             waiting_signals=list(run.waiting.get("signals", [])),
+            waiting_for_worker=_waiting_for_worker(
+                pending.workflow_task, self.client.store.clock()
+            ),
+            parent_run_id=run.parent_run_id,
+            continued_to=run.continued_to,
         )
 
     async def state(self, key: str | None = None) -> Any:

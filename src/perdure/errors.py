@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "ActivityError",
     "ApplicationError",
+    "ChildWorkflowError",
     "NonDeterminismError",
     "PayloadError",
     "PerdureError",
@@ -25,6 +26,7 @@ __all__ = [
     "WorkflowFailedError",
     "WorkflowNotFoundError",
     "WorkflowTerminatedError",
+    "WorkflowTimedOutError",
 ]
 
 
@@ -81,6 +83,20 @@ class ActivityError(PerdureError):
         self.cause = cause
 
 
+class ChildWorkflowError(PerdureError):
+    """A child workflow ended without a result (failed, cancelled, terminated or
+    timed out); ``.status`` says which and ``.cause`` why."""
+
+    def __init__(
+        self, message: str, *, workflow_id: str, run_id: str, status: str, cause: FailureCause
+    ):
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.status = status
+        self.cause = cause
+
+
 class WorkflowFailedError(PerdureError):
     """The workflow run ended with an exception; ``.cause`` describes it."""
 
@@ -89,6 +105,10 @@ class WorkflowFailedError(PerdureError):
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.cause = cause
+
+
+class WorkflowTimedOutError(WorkflowFailedError):
+    """The run's execution timeout passed before it finished."""
 
 
 class WorkflowCancelledError(PerdureError):
@@ -137,6 +157,12 @@ def failure_from_exception(exc: BaseException) -> dict[str, Any]:
         details = exc.details
         non_retryable = exc.non_retryable
         type_name = exc.type
+    elif isinstance(exc, ChildWorkflowError):
+        details = {
+            "workflow_id": exc.workflow_id,
+            "status": exc.status,
+            "cause": {"type": exc.cause.type, "message": exc.cause.message},
+        }
     elif isinstance(exc, ActivityError):
         details = {
             "activity": exc.activity,

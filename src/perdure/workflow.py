@@ -7,30 +7,42 @@ running event loop). Imports the runtime, the converter and errors.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import random as _random
 import uuid as _uuid
-from collections.abc import Callable, Coroutine, MutableMapping
+from collections.abc import Callable, Coroutine, Generator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
+from perdure._runtime.instance import ContinueAsNewError
 
 __all__ = [
+    "ChildHandle",
+    "ParentClosePolicy",
     "WorkflowDefinition",
     "WorkflowInfo",
+    "continue_as_new",
     "defn",
+    "execute_child",
     "in_workflow",
     "info",
     "logger",
     "now",
+    "patched",
     "random",
     "set_state",
+    "side_effect",
     "sleep",
+    "start_child",
     "uuid4",
     "wait_signal",
 ]
+
+ParentClosePolicy = Literal["cancel", "terminate", "abandon"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,8 +102,6 @@ def _seconds(delay: timedelta | float) -> float:
 async def sleep(delay: timedelta | float) -> None:
     """A durable timer: the run holds no memory while it sleeps, and survives restarts."""
     _instance("sleep")
-    import asyncio
-
     await asyncio.sleep(_seconds(delay))
 
 
@@ -119,7 +129,134 @@ def now() -> datetime:
 def info() -> WorkflowInfo:
     inst = _instance("info")
     assert inst.info is not None
-    return inst.info
+    return dataclasses.replace(inst.info, history_length=inst.history_length)
+
+
+def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:
+    """End this run and start a fresh one of the same workflow, with the same
+    workflow id, these arguments and an empty history. Never returns.
+
+    Use it to keep the history of an endless loop bounded: roll over when
+    ``workflow.info().history_length`` passes a few thousand events.
+    """
+    inst = _instance("continue_as_new")
+    pos, kw = inst.converter.encode_args(inst.fn, args, kwargs)
+    raise ContinueAsNewError(pos, kw)
+
+
+def patched(change_id: str) -> bool:
+    """Version a change to workflow code.
+
+    Returns True for runs that reach this point on the new code (and records
+    that), False when replaying a history that reached it before the change. So
+    ``if workflow.patched("x"): new() else: old()`` serves both. Once no run
+    from before the change is open, delete the old branch (see docs/versioning.md).
+    """
+    return _instance("patched").patched(change_id)
+
+
+def side_effect(compute: Callable[[], R]) -> R:
+    """Run ``compute()`` once, record its (JSON-encodable) value, and return the
+    recorded value on every replay: for small non-deterministic reads, such as a
+    feature flag or a configuration value. Never use it for I/O that must not
+    repeat; that is an activity's job."""
+    return _instance("side_effect").side_effect(compute)  # type: ignore[no-any-return]
+
+
+class ChildHandle(Generic[R]):
+    """A child workflow started by this workflow. ``await handle`` returns its
+    result or raises :class:`perdure.errors.ChildWorkflowError`."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any] | None,
+        workflow_id: str,
+        started: asyncio.Future[str],
+        result: asyncio.Future[Any],
+        converter: Any,
+    ) -> None:
+        self.id = workflow_id
+        self._fn = fn
+        self._started = started
+        self._result = result
+        self._converter = converter
+
+    @property
+    def run_id(self) -> str | None:
+        """The child's run id, once its start has been recorded."""
+        return (
+            self._started.result()
+            if self._started.done() and not (self._started.cancelled() or self._started.exception())
+            else None
+        )
+
+    async def started(self) -> str:
+        """Wait until the child run exists; returns its run id."""
+        return await asyncio.shield(self._started)
+
+    async def result(self) -> R:
+        data = await self._result
+        if self._fn is None:
+            return data  # type: ignore[no-any-return]
+        return self._converter.decode_result(self._fn, data)  # type: ignore[no-any-return]
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self.result().__await__()
+
+
+async def start_child(
+    workflow_fn: Callable[P, Coroutine[Any, Any, R]] | str,
+    *args: Any,
+    id: str | None = None,
+    task_queue: str | None = None,
+    parent_close_policy: ParentClosePolicy = "cancel",
+) -> ChildHandle[R]:
+    """Start a child workflow and return once its start is recorded.
+
+    The child has its own id (default: ``<parent id>/child-<n>``, deterministic),
+    history and result. ``parent_close_policy`` says what happens to it if this
+    run ends first: ``"cancel"`` (request cancellation, the default),
+    ``"terminate"``, or ``"abandon"`` (let it run on). Cancelling the code that
+    awaits the child's result also requests the child's cancellation.
+    """
+    inst = _instance("start_child")
+    assert inst.info is not None
+    if isinstance(workflow_fn, str):
+        fn, name = None, workflow_fn
+        pos = [inst.converter.to_json(a, where=f"argument {i}") for i, a in enumerate(args)]
+        kw: dict[str, Any] = {}
+    else:
+        definition = definition_of(workflow_fn)
+        if definition is None:
+            raise TypeError(f"{workflow_fn!r} is not a workflow: decorate it with @workflow.defn")
+        fn, name = definition.fn, definition.name
+        pos, kw = inst.converter.encode_args(fn, args, {})
+    if parent_close_policy not in ("cancel", "terminate", "abandon"):
+        raise ValueError(
+            f"parent_close_policy must be 'cancel', 'terminate' or 'abandon', "
+            f"not {parent_close_policy!r}"
+        )
+    child_id = id or f"{inst.info.workflow_id}/child-{inst._next_ref}"
+    started, result = inst.start_child(
+        name, child_id, task_queue or inst.info.task_queue, pos, kw, parent_close_policy
+    )
+    handle: ChildHandle[R] = ChildHandle(fn, child_id, started, result, inst.converter)
+    await started
+    return handle
+
+
+async def execute_child(
+    workflow_fn: Callable[P, Coroutine[Any, Any, R]] | str,
+    *args: Any,
+    id: str | None = None,
+    task_queue: str | None = None,
+    parent_close_policy: ParentClosePolicy = "cancel",
+) -> R:
+    """Start a child workflow and wait for its result."""
+    handle: ChildHandle[R] = await start_child(
+        workflow_fn, *args, id=id, task_queue=task_queue, parent_close_policy=parent_close_policy
+    )
+    return await handle.result()
 
 
 def random() -> _random.Random:

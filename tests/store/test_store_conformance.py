@@ -124,8 +124,9 @@ async def test_commit_schedules_activities_and_timers(open_store: Any, clock: Fa
     assert await store.commit_turn(commit)
     run = await store.get_run("wf-1")
     assert run is not None and run.state == {"stage": "charging"} and run.version == 1
-    acts, timers = await store.pending_work("run-1")
-    assert [a.name for a in acts] == ["charge"] and [t.ref for t in timers] == [2]
+    pending = await store.pending_work("run-1")
+    assert [a.name for a in pending.activities] == ["charge"]
+    assert [t.ref for t in pending.timers] == [2]
     # Nothing is left in the inbox, so the workflow task is gone.
     assert await store.claim_workflow_tasks(["q"], "w", 30, 1) == []
     [act] = await store.claim_activity_tasks(["q"], "w", 30, 1)
@@ -169,7 +170,7 @@ async def test_retry_makes_the_activity_visible_after_the_delay(
     [act] = await store.claim_activity_tasks(["q"], "w", 30, 1)
     assert await store.retry_activity(act, {"type": "E", "message": "m"}, 10.0)
     assert await store.claim_activity_tasks(["q"], "w", 30, 1) == []
-    acts, _ = await store.pending_work("run-1")
+    acts = (await store.pending_work("run-1")).activities
     assert acts[0].last_failure == {"type": "E", "message": "m"} and not acts[0].running
     clock.advance(10)
     [again] = await store.claim_activity_tasks(["q"], "w", 30, 1)
@@ -246,7 +247,8 @@ async def test_closing_a_run_clears_its_tasks_and_timers(open_store: Any, clock:
         close_status="cancelled",
     )
     assert await store.commit_turn(commit)
-    assert await store.pending_work("run-1") == ([], [])
+    pending = await store.pending_work("run-1")
+    assert (pending.activities, pending.timers, pending.workflow_task) == ([], [], None)
     run = await store.get_run("wf-1")
     assert run is not None and run.status == "cancelled" and run.closed_at is not None
 

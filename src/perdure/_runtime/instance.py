@@ -24,8 +24,10 @@ from perdure._converter import DataConverter
 from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
 from perdure.errors import (
     ActivityError,
+    ChildWorkflowError,
     NonDeterminismError,
     PayloadError,
+    WorkflowAlreadyStartedError,
     cause_from_failure,
     failure_from_exception,
 )
@@ -57,6 +59,30 @@ class WorkflowInfo:
     task_queue: str
     attempt: int
     seed: int
+    history_length: int = 0
+    """Events recorded before the current turn: a long-running loop calls
+    ``continue_as_new`` when this grows past a few thousand."""
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
+    continued_from_run_id: str | None = None
+
+
+class ContinueAsNewError(BaseException):
+    """Raised by ``workflow.continue_as_new``; a BaseException so that user code's
+    ``except Exception`` cannot swallow it."""
+
+    def __init__(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        super().__init__("continue-as-new")
+        self.new_args = args
+        self.new_kwargs = kwargs
+
+
+@dataclass
+class _Child:
+    workflow_type: str
+    workflow_id: str
+    started: asyncio.Future[str]  # the child's run id
+    result: asyncio.Future[Any]  # its JSON result, or ChildWorkflowError
 
 
 class _Splitmix64:
@@ -101,17 +127,27 @@ class WorkflowInstance:
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._signals: dict[str, deque[Any]] = {}
         self._signal_waiters: dict[str, deque[asyncio.Future[Any]]] = {}
+        self._children: dict[int, _Child] = {}
+        self._patches: dict[str, bool] = {}
+        self._cancel_requested = False
         self._turn = 0
+        self.history_length = 0
 
     # ------------------------------------------------------------- activation
 
     def activate(
-        self, time: float, inputs: list[h.Event], recorded: list[h.Event] | None = None
+        self,
+        time: float,
+        inputs: list[h.Event],
+        recorded: list[h.Event] | None = None,
+        history_length: int = 0,
     ) -> list[h.Command]:
-        """Run one turn. ``recorded`` is the turn's recorded commands when replaying."""
+        """Run one turn. ``recorded`` is the turn's recorded commands when replaying;
+        ``history_length`` the number of events recorded before this turn."""
         if self.closed:
             raise RuntimeError("activate() on a workflow instance that already closed")
         self._turn += 1
+        self.history_length = history_length
         self.now_ts = time
         self.replaying = recorded is not None
         self._expected = deque(recorded) if recorded is not None else None
@@ -131,6 +167,10 @@ class WorkflowInstance:
             self.activating = False
             asyncio.events._set_running_loop(outer)
             _current.reset(token)
+        # Patch markers are optional on replay: code whose patch branch was
+        # removed after old runs finished no longer asks for them.
+        while self._expected and isinstance(self._expected[0], h.PatchRecorded):
+            self._expected.popleft()
         if self._error is None and self._expected:
             missing = self._expected[0]
             self._error = NonDeterminismError(
@@ -169,8 +209,46 @@ class WorkflowInstance:
         elif isinstance(event, h.SignalReceived):
             self._deliver_signal(event.name, event.payload)
         elif isinstance(event, h.CancelRequested):
-            if self._main is not None and not self._main.done():
+            # Only the first request cancels: compensation that runs after it
+            # cannot be interrupted by a second one (terminate is the hard stop).
+            if not self._cancel_requested and self._main is not None and not self._main.done():
+                self._cancel_requested = True
                 self._main.cancel(event.reason)
+        elif isinstance(event, h.ChildWorkflowStarted):
+            child = self._children.get(event.ref)
+            if child is not None and not child.started.done():
+                child.started.set_result(event.run_id)
+        elif isinstance(event, h.ChildWorkflowStartFailed):
+            child = self._children.pop(event.ref, None)
+            if child is not None:
+                cause = cause_from_failure(event.failure)
+                error = WorkflowAlreadyStartedError(
+                    f"child workflow {child.workflow_id!r} could not start: {cause.message}",
+                    workflow_id=child.workflow_id,
+                    run_id="",
+                )
+                for future in (child.started, child.result):
+                    if not future.done():
+                        future.set_exception(error)
+        elif isinstance(event, h.ChildWorkflowCompleted):
+            child = self._children.pop(event.ref, None)
+            if child is not None and not child.result.done():
+                child.result.set_result(event.result)
+        elif isinstance(event, h.ChildWorkflowFailed):
+            child = self._children.pop(event.ref, None)
+            if child is not None and not child.result.done():
+                cause = cause_from_failure(event.failure)
+                run_id = child.started.result() if child.started.done() else ""
+                child.result.set_exception(
+                    ChildWorkflowError(
+                        f"child workflow {child.workflow_type!r} ({child.workflow_id!r}) "
+                        f"{event.status}: {cause}",
+                        workflow_id=child.workflow_id,
+                        run_id=run_id,
+                        status=event.status,
+                        cause=cause,
+                    )
+                )
         else:
             raise ValueError(f"{event.TYPE} is not an input event")
 
@@ -182,6 +260,9 @@ class WorkflowInstance:
             task_queue=event.task_queue,
             attempt=event.attempt,
             seed=event.seed,
+            parent_workflow_id=event.parent_workflow_id,
+            parent_run_id=event.parent_run_id,
+            continued_from_run_id=event.continued_from_run_id,
         )
         self._rng = _Splitmix64(event.seed)
         self._main = self.loop.create_task(self._run_main(event.args, event.kwargs))
@@ -199,7 +280,9 @@ class WorkflowInstance:
         command: h.Command
         if task.cancelled():
             command = h.CancelWorkflow()
-        elif (exc := task.exception()) is not None:
+        elif isinstance(exc := task.exception(), ContinueAsNewError):
+            command = h.ContinueAsNew(exc.new_args, exc.new_kwargs)
+        elif exc is not None:
             command = h.FailWorkflow(failure_from_exception(exc))
         else:
             try:
@@ -218,7 +301,12 @@ class WorkflowInstance:
         if self._expected is None:
             self._commands.append(command)
             return
-        closing = isinstance(command, (h.CompleteWorkflow, h.FailWorkflow, h.CancelWorkflow))
+        closing = isinstance(
+            command, (h.CompleteWorkflow, h.FailWorkflow, h.CancelWorkflow, h.ContinueAsNew)
+        )
+        if not isinstance(command, h.RecordPatch):
+            while self._expected and isinstance(self._expected[0], h.PatchRecorded):
+                self._expected.popleft()  # a marker the current code does not ask for
         if not self._expected:
             where = "when the workflow function ended" if closing else f"at {_user_location()}"
             self._error = NonDeterminismError(
@@ -309,6 +397,67 @@ class WorkflowInstance:
         # Nobody is waiting: keep it, in arrival order, for the next wait_signal().
         self._signals.setdefault(name, deque()).append(payload)
 
+    def start_child(
+        self,
+        workflow_type: str,
+        workflow_id: str,
+        task_queue: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        parent_close_policy: str,
+    ) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
+        """Issue StartChild; returns futures for the child's run id and its result."""
+        ref = self.next_ref()
+        child = _Child(
+            workflow_type, workflow_id, self.loop.create_future(), self.loop.create_future()
+        )
+        self._children[ref] = child
+        self.issue(
+            h.StartChild(
+                ref, workflow_type, workflow_id, task_queue, args, kwargs, parent_close_policy
+            )
+        )
+
+        def on_done(fut: asyncio.Future[Any]) -> None:
+            # The awaiting code was cancelled: ask the child to cancel too.
+            if fut.cancelled() and self._children.pop(ref, None) is not None:
+                self.issue(h.CancelChild(ref=ref))
+
+        child.result.add_done_callback(on_done)
+        return child.started, child.result
+
+    def patched(self, patch_id: str) -> bool:
+        """True on new code paths and for histories that recorded the patch."""
+        if patch_id in self._patches:
+            return self._patches[patch_id]
+        if self._expected is None:
+            self.issue(h.RecordPatch(patch_id))
+            value = True
+        else:
+            head = self._expected[0] if self._expected else None
+            value = isinstance(head, h.PatchRecorded) and head.patch_id == patch_id
+            if value:
+                self._expected.popleft()
+        self._patches[patch_id] = value
+        return value
+
+    def side_effect(self, compute: Callable[[], Any]) -> Any:
+        """Run ``compute`` once and record its JSON value; replay returns the record."""
+        ref = self.next_ref()
+        if self._expected is None:
+            value = self.converter.encode_result(compute, compute())
+            self.issue(h.RecordSideEffect(ref=ref, value=value))
+        else:
+            while self._expected and isinstance(self._expected[0], h.PatchRecorded):
+                self._expected.popleft()
+            head = self._expected[0] if self._expected else None
+            if not (isinstance(head, h.SideEffectRecorded) and head.ref == ref):
+                self.issue(h.RecordSideEffect(ref=ref, value=None))  # reports the mismatch
+                raise _TurnAborted()
+            self._expected.popleft()
+            value = head.value
+        return self.converter.decode_result(compute, value)
+
     def set_state(self, key: str, value: Any) -> None:
         encoded = self.converter.to_json(value, where=f"state {key!r}")
         self.state[key] = encoded
@@ -361,6 +510,10 @@ class WorkflowInstance:
         self.loop.close()
 
 
+class _TurnAborted(BaseException):
+    """Stops workflow code after a non-determinism error was recorded."""
+
+
 def _time_out(future: asyncio.Future[Any], name: str, timeout: float) -> None:
     if not future.done():
         future.set_exception(TimeoutError(f"no signal {name!r} arrived within {timeout:g}s"))
@@ -388,5 +541,5 @@ def replay_history(
     for turn in h.split_turns(events):
         if instance.closed:
             break
-        instance.activate(turn.time, turn.inputs, turn.commands)
+        instance.activate(turn.time, turn.inputs, turn.commands, turn.events_before)
     return instance

@@ -16,7 +16,14 @@ from typing import Any, Literal
 from perdure._history import Event
 
 OPEN = "running"
-CLOSED_STATUSES = ("completed", "failed", "cancelled", "terminated")
+CLOSED_STATUSES = (
+    "completed",
+    "failed",
+    "cancelled",
+    "terminated",
+    "timed_out",
+    "continued_as_new",
+)
 IdConflict = Literal["fail", "use_existing", "terminate_existing"]
 
 
@@ -38,10 +45,20 @@ class RunRecord:
     created_at: float
     updated_at: float
     closed_at: float | None
+    parent_run_id: str | None = None
+    parent_ref: int | None = None
+    deadline: float | None = None
 
     @property
     def is_open(self) -> bool:
         return self.status == OPEN
+
+    @property
+    def continued_to(self) -> str | None:
+        """The next run's id, for a run that continued-as-new."""
+        if self.status == "continued_as_new" and isinstance(self.result, dict):
+            return self.result.get("continued_to")
+        return None
 
 
 @dataclass
@@ -54,6 +71,7 @@ class NewRun:
     kwargs: dict[str, Any]
     seed: int
     start_at: float | None = None  # first turn not before this time (start_delay)
+    execution_timeout: float | None = None  # seconds, across continue-as-new
 
 
 @dataclass
@@ -84,6 +102,19 @@ class NewActivity:
 
 
 @dataclass
+class NewChild:
+    ref: int
+    workflow_type: str
+    workflow_id: str
+    run_id: str
+    task_queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    parent_close_policy: str
+    seed: int
+
+
+@dataclass
 class TurnCommit:
     """Everything one turn writes, applied in one fenced transaction."""
 
@@ -96,6 +127,9 @@ class TurnCommit:
     cancelled_activities: list[int] = field(default_factory=list)
     timers: list[tuple[int, float]] = field(default_factory=list)
     cancelled_timers: list[int] = field(default_factory=list)
+    children: list[NewChild] = field(default_factory=list)
+    cancelled_children: list[int] = field(default_factory=list)
+    continue_as_new: NewRun | None = None  # with close_status "continued_as_new"
     state: dict[str, Any] = field(default_factory=dict)
     waiting: dict[str, Any] = field(default_factory=dict)
     close_status: str | None = None
@@ -132,9 +166,35 @@ class PendingActivity:
 
 
 @dataclass
+class PendingChild:
+    ref: int
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    status: str
+
+
+@dataclass
+class WorkflowTaskState:
+    """The run's workflow task, if it has one: is it waiting for a worker?"""
+
+    visible_at: float
+    attempt: int
+    claimed: bool
+
+
+@dataclass
 class PendingTimer:
     ref: int
     fire_at: float
+
+
+@dataclass
+class PendingWork:
+    activities: list[PendingActivity]
+    timers: list[PendingTimer]
+    children: list[PendingChild]
+    workflow_task: WorkflowTaskState | None
 
 
 class Store(abc.ABC):
@@ -175,6 +235,12 @@ class Store(abc.ABC):
         Returns the run and whether it was created (False: an existing one)."""
 
     @abc.abstractmethod
+    async def signal_with_start(self, new: NewRun, signal: Event) -> RunRecord:
+        """In one transaction: deliver ``signal`` to the open run of the workflow
+        id, or create ``new`` (whatever closed runs the id has) with the signal
+        queued right after its start."""
+
+    @abc.abstractmethod
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
         """The given run, or the latest run of the workflow id."""
 
@@ -195,9 +261,7 @@ class Store(abc.ABC):
     async def history(self, run_id: str, after_seq: int = 0) -> list[Event]: ...
 
     @abc.abstractmethod
-    async def pending_work(
-        self, run_id: str
-    ) -> tuple[list[PendingActivity], list[PendingTimer]]: ...
+    async def pending_work(self, run_id: str) -> PendingWork: ...
 
     # -- worker side -----------------------------------------------------------
 
@@ -236,8 +300,10 @@ class Store(abc.ABC):
         """Extend held leases; returns the task ids whose lease was lost."""
 
     @abc.abstractmethod
-    async def record_heartbeat(self, task_id: int, token: str, details: Any, lease: float) -> bool:
-        """Save an activity's heartbeat details and extend its lease. Fenced."""
+    async def record_heartbeat(self, task_id: int, token: str, details: Any, lease: float) -> str:
+        """Save an activity's heartbeat details and extend its lease. Fenced.
+        Returns "ok", "cancelled" (the workflow asked to cancel it: stop) or
+        "lost" (this attempt no longer holds the task)."""
 
     @abc.abstractmethod
     async def fire_due_timers(self, limit: int) -> int:

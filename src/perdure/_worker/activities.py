@@ -2,7 +2,11 @@
 
 An attempt's outcome is written with the attempt's lease token, so an attempt
 that lost its lease (timed out, worker presumed dead) cannot overwrite a newer
-one. Imports the activity definitions, retry policy, errors and the Store.
+one. Heartbeats are saved (throttled) with the task; they extend the lease of
+activities that have a ``heartbeat_timeout`` (nothing else does, so a stalled
+attempt's lease lapses and another worker retries it), and they are how a
+running attempt learns that its workflow cancelled it.
+Imports the activity definitions, retry policy, errors and the Store.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from perdure import _history as h
@@ -24,10 +30,41 @@ from perdure.retry import RetryPolicy
 log = logging.getLogger("perdure.worker")
 
 UNKNOWN_ACTIVITY_RETRY = 5.0
+MAX_HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeat writes, at most one per task
 
 
 class ActivityTimeoutError(Exception):
-    """An attempt ran longer than its start_to_close_timeout."""
+    """An attempt outlived its start_to_close, schedule_to_close or heartbeat timeout."""
+
+
+def _failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any]:
+    return {
+        "type": type_name,
+        "message": message,
+        "traceback": "",
+        "non_retryable": non_retryable,
+        "details": None,
+    }
+
+
+@dataclass
+class _Running:
+    """One attempt in flight on this worker."""
+
+    task: ActivityTask
+    heartbeat_timeout: float | None
+    last_beat: float = field(default_factory=time.monotonic)
+    details: Any = None
+    dirty: bool = False
+    flushing: bool = False
+    stop_reason: str | None = None  # "cancelled", "lost" or "heartbeat_timeout"
+    future: asyncio.Future[Any] | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            if self.future is not None:
+                self.future.cancel()
 
 
 class ActivityRunner:
@@ -37,59 +74,98 @@ class ActivityRunner:
         converter: DataConverter,
         activities: dict[str, ActivityFunction[Any, Any]],
         max_threads: int,
+        lease_timeout: float,
     ) -> None:
         self.store = store
         self.converter = converter
         self.activities = activities
+        self.lease_timeout = lease_timeout
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="perdure-activity")
-        self.heartbeats: dict[int, Any] = {}  # task id -> latest details, flushed by the lease loop
+        self.running: dict[int, _Running] = {}
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def renewable(self) -> list[tuple[int, str]]:
+        """Leases the worker's generic renewal may extend: every attempt except
+        those whose liveness is proven by heartbeats only."""
+        return [
+            (r.task.task_id, r.task.token)
+            for r in self.running.values()
+            if r.heartbeat_timeout is None
+        ]
 
     async def run(self, task: ActivityTask) -> None:
         activity = self.activities.get(task.name)
         if activity is None:
             known = ", ".join(sorted(self.activities)) or "none"
-            failure = {
-                "type": "ActivityNotRegistered",
-                "message": f"activity {task.name!r} is not registered on this worker "
-                f"(registered: {known})",
-                "traceback": "",
-                "non_retryable": False,
-                "details": None,
-            }
-            log.warning("%s", failure["message"])
+            message = (
+                f"activity {task.name!r} is not registered on this worker (registered: {known})"
+            )
+            log.warning("%s", message)
+            failure = _failure("ActivityNotRegistered", message, False)
             await self.store.retry_activity(task, failure, UNKNOWN_ACTIVITY_RETRY)
             return
-        policy = RetryPolicy.from_dict(task.options["retry"])
+        options = task.options
+        policy = RetryPolicy.from_dict(options["retry"])
         if policy.max_attempts is not None and task.attempt > policy.max_attempts:
             # The previous attempt was lost (its worker died or its lease ran out)
             # and it was the last one allowed.
-            failure = {
-                "type": "ActivityTimeoutError",
-                "message": f"attempt {task.attempt - 1} of activity {task.name!r} was lost "
-                f"(its worker stopped or it outlived its lease) and no attempts remain",
-                "traceback": "",
-                "non_retryable": True,
-                "details": None,
-            }
-            await self.store.complete_activity(
-                task, h.ActivityFailed(ref=task.ref, failure=failure, attempt=task.attempt - 1)
+            message = (
+                f"attempt {task.attempt - 1} of activity {task.name!r} was lost (its "
+                f"worker stopped or it outlived its lease) and no attempts remain"
+            )
+            await self._fail(
+                task, _failure("ActivityTimeoutError", message, True), task.attempt - 1
             )
             return
+        timeout = options.get("start_to_close_timeout")
+        close_by = options.get("schedule_to_close_timeout")
+        if close_by is not None:
+            left = task.scheduled_at + close_by - self.store.clock()
+            if left <= 0:
+                message = (
+                    f"activity {task.name!r} exceeded its schedule_to_close_timeout "
+                    f"of {close_by:g}s"
+                )
+                await self._fail(
+                    task, _failure("ActivityTimeoutError", message, True), task.attempt
+                )
+                return
+            timeout = left if timeout is None else min(timeout, left)
+        running = _Running(task, options.get("heartbeat_timeout"))
+        self.running[task.task_id] = running
+        watchdog = None
         try:
-            result = await self._execute(activity, task)
+            if running.heartbeat_timeout is not None:
+                await self.store.renew_leases(
+                    [(task.task_id, task.token)], running.heartbeat_timeout
+                )
+                watchdog = asyncio.create_task(self._watch(running))
+            result = await self._execute(activity, task, running, timeout)
         except asyncio.CancelledError:
-            raise
+            if running.stop_reason is None:
+                raise  # the worker is shutting down
+            await self._stopped(running, policy)
+            return
         except Exception as exc:
             await self._handle_failure(task, policy, exc)
             return
+        finally:
+            self.running.pop(task.task_id, None)
+            if watchdog is not None:
+                watchdog.cancel()
         await self.store.complete_activity(
             task, h.ActivityCompleted(ref=task.ref, result=result, attempt=task.attempt)
         )
 
-    async def _execute(self, activity: ActivityFunction[Any, Any], task: ActivityTask) -> Any:
+    async def _execute(
+        self,
+        activity: ActivityFunction[Any, Any],
+        task: ActivityTask,
+        running: _Running,
+        timeout: float | None,
+    ) -> Any:
         args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
         info = ActivityInfo(
             workflow_id=task.workflow_id,
@@ -105,11 +181,13 @@ class ActivityRunner:
         loop = asyncio.get_running_loop()
 
         def on_heartbeat(details: Any) -> None:
-            self.heartbeats[task.task_id] = details
+            # May run on an activity thread: hand over to the loop.
+            if running.stop_reason is not None and not activity.is_async:
+                raise asyncio.CancelledError(f"activity {running.stop_reason}")
+            loop.call_soon_threadsafe(self._beat, running, details)
 
         ctx = contextvars.copy_context()
         ctx.run(_context.set, _ActivityContext(info, on_heartbeat))
-        timeout = task.options.get("start_to_close_timeout")
         awaitable: asyncio.Future[Any]
         if activity.is_async:
             # A task copies the context current at its creation: create it inside ctx.
@@ -119,16 +197,82 @@ class ActivityRunner:
             awaitable = loop.run_in_executor(
                 self._pool, functools.partial(ctx.run, activity.fn, *args, **kwargs)
             )
+        running.future = awaitable
         try:
             value = await asyncio.wait_for(awaitable, timeout)
         except asyncio.TimeoutError as exc:
             if timeout is None or not awaitable.cancelled():
                 raise  # the activity's own TimeoutError, not our deadline
+            which = "start_to_close_timeout"
+            if timeout != task.options.get("start_to_close_timeout"):
+                which = "schedule_to_close_timeout"
             raise ActivityTimeoutError(
-                f"activity {task.name!r} attempt {task.attempt} exceeded its "
-                f"start_to_close_timeout of {timeout:g}s"
+                f"activity {task.name!r} attempt {task.attempt} exceeded its {which} "
+                f"({timeout:g}s for this attempt)"
             ) from exc
         return self.converter.encode_result(activity.fn, value)
+
+    # ------------------------------------------------------------ heartbeats
+
+    def _beat(self, running: _Running, details: Any) -> None:
+        running.last_beat = time.monotonic()
+        running.details = details
+        running.dirty = True
+        if not running.flushing:
+            running.flushing = True
+            asyncio.get_running_loop().create_task(self._flush(running))
+
+    async def _flush(self, running: _Running) -> None:
+        """Write heartbeats, at most one per MAX_HEARTBEAT_INTERVAL per attempt."""
+        task = running.task
+        lease = running.heartbeat_timeout or self.lease_timeout
+        interval = min(MAX_HEARTBEAT_INTERVAL, lease / 3)
+        try:
+            while running.dirty and running.stop_reason is None:
+                running.dirty = False
+                try:
+                    status = await self.store.record_heartbeat(
+                        task.task_id, task.token, running.details, lease
+                    )
+                except Exception as exc:
+                    log.warning("could not record a heartbeat for %s: %s", task.name, exc)
+                    status = "ok"
+                if status != "ok":
+                    running.stop(status)
+                    return
+                await asyncio.sleep(interval)
+        finally:
+            running.flushing = False
+
+    async def _watch(self, running: _Running) -> None:
+        assert running.heartbeat_timeout is not None
+        while running.stop_reason is None:
+            left = running.last_beat + running.heartbeat_timeout - time.monotonic()
+            if left <= 0:
+                running.stop("heartbeat_timeout")
+                return
+            await asyncio.sleep(left)
+
+    # ------------------------------------------------------------ outcomes
+
+    async def _stopped(self, running: _Running, policy: RetryPolicy) -> None:
+        task = running.task
+        if running.stop_reason == "cancelled":
+            failure = _failure("CancelledError", "activity cancelled by its workflow", True)
+            await self._fail(task, failure, task.attempt)
+        elif running.stop_reason == "heartbeat_timeout":
+            timeout = running.heartbeat_timeout or 0
+            error = ActivityTimeoutError(
+                f"activity {task.name!r} attempt {task.attempt} sent no heartbeat for "
+                f"{timeout:g}s (heartbeat_timeout)"
+            )
+            await self._handle_failure(task, policy, error)
+        # "lost": another worker owns the task now; write nothing.
+
+    async def _fail(self, task: ActivityTask, failure: dict[str, Any], attempt: int) -> None:
+        await self.store.complete_activity(
+            task, h.ActivityFailed(ref=task.ref, failure=failure, attempt=attempt)
+        )
 
     async def _handle_failure(
         self, task: ActivityTask, policy: RetryPolicy, exc: Exception
@@ -140,8 +284,11 @@ class ActivityRunner:
             or isinstance(exc, PayloadError)  # bad input fails the same way every time
             or bool(names & set(policy.names_non_retryable()))
         )
+        delay = policy.delay_after(task.attempt)
+        close_by = task.options.get("schedule_to_close_timeout")
+        if close_by is not None and self.store.clock() + delay >= task.scheduled_at + close_by:
+            non_retryable = True  # the next attempt could not start in time
         if not non_retryable and policy.allows_another(task.attempt):
-            delay = policy.delay_after(task.attempt)
             log.info(
                 "activity %s (run %s) attempt %d failed: %s; retrying in %.3gs",
                 task.name,
@@ -153,6 +300,4 @@ class ActivityRunner:
             await self.store.retry_activity(task, failure, delay)
             return
         failure["non_retryable"] = non_retryable
-        await self.store.complete_activity(
-            task, h.ActivityFailed(ref=task.ref, failure=failure, attempt=task.attempt)
-        )
+        await self._fail(task, failure, task.attempt)

@@ -7,6 +7,8 @@ Imports the runtime, the history model and the Store interface.
 from __future__ import annotations
 
 import logging
+import secrets
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +17,15 @@ from typing import Any
 from perdure import _history as h
 from perdure._converter import DataConverter
 from perdure._runtime import WorkflowInstance, replay_history
-from perdure._store.base import NewActivity, Store, TurnCommit, TurnInput, WorkflowTask
+from perdure._store.base import (
+    NewActivity,
+    NewChild,
+    NewRun,
+    Store,
+    TurnCommit,
+    TurnInput,
+    WorkflowTask,
+)
 from perdure.errors import NonDeterminismError, StoreError
 
 log = logging.getLogger("perdure.worker")
@@ -143,7 +153,7 @@ class TurnRunner:
         # Workflow time never goes backwards, even if this host's clock is behind.
         now = max(self.store.clock(), instance.now_ts)
         inputs = [event for _, event in data.inbox]
-        commands = instance.activate(now, inputs) if inputs else []
+        commands = instance.activate(now, inputs, history_length=last_seq) if inputs else []
         events = h.turn_events(last_seq, now, inputs, commands) if inputs else []
         commit = TurnCommit(
             task=task,
@@ -172,6 +182,33 @@ class TurnRunner:
                 commit.timers.append((command.ref, command.fire_at))
             elif isinstance(command, h.CancelTimer):
                 commit.cancelled_timers.append(command.ref)
+            elif isinstance(command, h.StartChild):
+                commit.children.append(
+                    NewChild(
+                        ref=command.ref,
+                        workflow_type=command.workflow_type,
+                        workflow_id=command.workflow_id,
+                        run_id=str(uuid.uuid4()),
+                        task_queue=command.task_queue,
+                        args=command.args,
+                        kwargs=command.kwargs,
+                        parent_close_policy=command.parent_close_policy,
+                        seed=secrets.randbits(63),
+                    )
+                )
+            elif isinstance(command, h.CancelChild):
+                commit.cancelled_children.append(command.ref)
+            elif isinstance(command, h.ContinueAsNew):
+                commit.close_status = "continued_as_new"
+                commit.continue_as_new = NewRun(
+                    workflow_id=data.run.workflow_id,
+                    run_id=str(uuid.uuid4()),
+                    workflow_type=data.run.workflow_type,
+                    task_queue=data.run.task_queue,
+                    args=command.args,
+                    kwargs=command.kwargs,
+                    seed=secrets.randbits(63),
+                )
             elif isinstance(command, h.CompleteWorkflow):
                 commit.close_status, commit.result = "completed", command.result
             elif isinstance(command, h.FailWorkflow):

@@ -68,7 +68,7 @@ class Worker:
         self.activities = self._collect_activities(activities)
         self.turns = TurnRunner(self.store, client.converter, self.workflows, cache_size)
         self.activity_runner = ActivityRunner(
-            self.store, client.converter, self.activities, max_concurrent_activities
+            self.store, client.converter, self.activities, max_concurrent_activities, lease_timeout
         )
         self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
         self._activities_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
@@ -261,31 +261,23 @@ class Worker:
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(self.lease_timeout / 3)
-            held = list(self._turns_inflight.values()) + list(self._activities_inflight.values())
+            held = list(self._turns_inflight.values()) + self.activity_runner.renewable()
             try:
-                await self._flush_heartbeats()
                 lost = await self.store.renew_leases(held, self.lease_timeout)
             except StoreError as exc:
                 log.warning("worker %s: could not renew leases: %s", self.identity, exc)
                 continue
             # A task that finished while the renewal ran has no row (or no lease)
             # any more: only tasks still in flight were really lost.
-            still = {tid for tid, _ in self._turns_inflight.values()} | {
-                tid for tid, _ in self._activities_inflight.values()
-            }
+            still = {tid for tid, _ in self._turns_inflight.values()}
+            still |= set(self.activity_runner.running)
             lost = [tid for tid in lost if tid in still]
             if lost:
                 log.warning("worker %s lost the lease of tasks %s", self.identity, lost)
-
-    async def _flush_heartbeats(self) -> None:
-        beats = self.activity_runner.heartbeats
-        inflight = {tid: tok for tid, tok in self._activities_inflight.values()}
-        for task_id, details in list(beats.items()):
-            beats.pop(task_id, None)
-            if task_id in inflight:
-                await self.store.record_heartbeat(
-                    task_id, inflight[task_id], details, self.lease_timeout
-                )
+                for tid in lost:
+                    running = self.activity_runner.running.get(tid)
+                    if running is not None:
+                        running.stop("lost")
 
     async def _drain(self) -> None:
         pending = list(self._turns_inflight) + list(self._activities_inflight)

@@ -1,0 +1,268 @@
+"""Row-level steps shared by the SQL backends, each run inside a caller's transaction.
+
+SQL is written once, with ``?`` placeholders; a backend's :class:`Tx` adapts it.
+Concurrency rule for every backend: a writer that touches a run's inbox or
+tasks first locks that run's row (``Dialect.for_update``). On PostgreSQL that
+serialises a signal against a turn commit of the same run, so a turn that
+decides "the inbox is empty, drop the workflow task" can never miss a signal
+committed at the same moment. (SQLite serialises all writers anyway.)
+Imports the history model, the store records and errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from perdure import _history as h
+from perdure._store.base import OPEN, NewRun, RunRecord
+from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
+
+RUN_COLUMNS = (
+    "run_id, workflow_id, workflow_type, task_queue, status, input, result, failure, state,"
+    " waiting, last_error, version, last_seq, created_at, updated_at, closed_at,"
+    " parent_run_id, parent_ref, deadline"
+)
+
+
+class Tx(Protocol):
+    """One open transaction of a backend."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns the number of rows it changed."""
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+class Dialect:
+    """What differs between backends in shared SQL."""
+
+    for_update = ""  # row lock on SELECT (PostgreSQL: " FOR UPDATE")
+    skip_locked = ""  # on claim subqueries (PostgreSQL: " FOR UPDATE SKIP LOCKED")
+
+    async def lock_workflow_id(self, tx: Tx, workflow_id: str) -> None:
+        """Serialise transactions that create runs for one workflow id."""
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def run_from_row(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0],
+        workflow_id=row[1],
+        workflow_type=row[2],
+        task_queue=row[3],
+        status=row[4],
+        input=loads(row[5]),
+        result=loads(row[6]),
+        failure=loads(row[7]),
+        state=loads(row[8]) or {},
+        waiting=loads(row[9]) or {},
+        last_error=row[10],
+        version=row[11],
+        last_seq=row[12],
+        created_at=row[13],
+        updated_at=row[14],
+        closed_at=row[15],
+        parent_run_id=row[16],
+        parent_ref=row[17],
+        deadline=row[18],
+    )
+
+
+def event_row(run_id: str, event: h.Event) -> tuple[str, int, str, float, str]:
+    return (run_id, event.seq, event.TYPE, event.time, dumps(h.event_to_dict(event)))
+
+
+def event_from_row(data: str, run_id: str) -> h.Event:
+    try:
+        return h.event_from_dict(json.loads(data))
+    except (ValueError, TypeError) as exc:
+        raise h.HistoryFormatError(f"run {run_id}: unreadable event row: {exc}") from exc
+
+
+async def get_run(tx: Tx, d: Dialect, workflow_id: str, run_id: str | None) -> RunRecord | None:
+    """A run by id, or the latest run of a workflow id (locked for update)."""
+    if run_id is not None:
+        row = await tx.one(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND workflow_id = ?{d.for_update}",
+            (run_id, workflow_id),
+        )
+    else:
+        row = await tx.one(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
+            f" ORDER BY id DESC LIMIT 1{d.for_update}",
+            (workflow_id,),
+        )
+    return None if row is None else run_from_row(row)
+
+
+async def run_by_id(tx: Tx, d: Dialect, run_id: str) -> RunRecord | None:
+    row = await tx.one(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?{d.for_update}", (run_id,))
+    return None if row is None else run_from_row(row)
+
+
+async def open_run(tx: Tx, d: Dialect, workflow_id: str, run_id: str | None) -> RunRecord:
+    run = await get_run(tx, d, workflow_id, run_id)
+    if run is None:
+        which = f"run {run_id!r} of workflow" if run_id else "workflow"
+        raise WorkflowNotFoundError(f"no {which} with id {workflow_id!r}")
+    if not run.is_open:
+        raise WorkflowClosedError(
+            f"workflow {workflow_id!r} (run {run.run_id}) is already {run.status}"
+        )
+    return run
+
+
+async def to_inbox(
+    tx: Tx, run_id: str, queue: str, event: h.Event, now: float, visible_at: float | None = None
+) -> None:
+    """Append to a run's inbox and make sure it has a workflow task.
+
+    If the task exists (leased, or backing off) it is left alone: the turn in
+    flight sees the leftover inbox row when it commits and re-queues the task.
+    The caller holds the run's row lock (see the module docstring)."""
+    await tx.execute(
+        "INSERT INTO inbox (run_id, data, created_at) VALUES (?, ?, ?)",
+        (run_id, dumps(h.event_to_dict(event)), now),
+    )
+    await tx.execute(
+        "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
+        " VALUES ('workflow', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (queue, run_id, now if visible_at is None else visible_at, now),
+    )
+
+
+async def insert_run(
+    tx: Tx,
+    new: NewRun,
+    now: float,
+    *,
+    parent: RunRecord | None = None,
+    parent_ref: int | None = None,
+    parent_close_policy: str | None = None,
+    deadline: float | None = None,
+    continued_from: str | None = None,
+    after_start: Sequence[h.Event] = (),
+) -> None:
+    """Create a run: its row, WorkflowStarted (and ``after_start``) in its
+    inbox, its workflow task, and its execution-timeout timer (ref 0)."""
+    if deadline is None and new.execution_timeout is not None:
+        deadline = now + new.execution_timeout
+    await tx.execute(
+        "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
+        " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new.run_id,
+            new.workflow_id,
+            new.workflow_type,
+            new.task_queue,
+            OPEN,
+            dumps({"args": new.args, "kwargs": new.kwargs}),
+            now,
+            now,
+            parent.run_id if parent else None,
+            parent_ref,
+            parent_close_policy,
+            deadline,
+        ),
+    )
+    started = h.WorkflowStarted(
+        workflow_type=new.workflow_type,
+        workflow_id=new.workflow_id,
+        run_id=new.run_id,
+        task_queue=new.task_queue,
+        args=new.args,
+        kwargs=new.kwargs,
+        seed=new.seed,
+        parent_workflow_id=parent.workflow_id if parent else None,
+        parent_run_id=parent.run_id if parent else None,
+        continued_from_run_id=continued_from,
+        time=now,
+    )
+    await to_inbox(tx, new.run_id, new.task_queue, started, now, new.start_at)
+    for event in after_start:
+        await to_inbox(tx, new.run_id, new.task_queue, event, now)
+    if deadline is not None:
+        await tx.execute(
+            "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, 0, ?)", (new.run_id, deadline)
+        )
+
+
+async def close_run(
+    tx: Tx,
+    d: Dialect,
+    run: RunRecord,
+    status: str,
+    result: Any,
+    failure: dict[str, Any] | None,
+    now: float,
+) -> None:
+    """Everything that follows a run's end, in the transaction that ended it:
+    drop its pending work (a leased activity attempt is fenced out because its
+    row is gone), tell its parent, and apply each open child's close policy."""
+    await tx.execute("DELETE FROM tasks WHERE run_id = ?", (run.run_id,))
+    await tx.execute("DELETE FROM timers WHERE run_id = ?", (run.run_id,))
+    await tx.execute("DELETE FROM inbox WHERE run_id = ?", (run.run_id,))
+    if run.parent_run_id is not None and status != "continued_as_new":
+        parent = await run_by_id(tx, d, run.parent_run_id)
+        if parent is not None and parent.is_open:
+            event: h.Event
+            if status == "completed":
+                event = h.ChildWorkflowCompleted(ref=run.parent_ref or 0, result=result)
+            else:
+                event = h.ChildWorkflowFailed(
+                    ref=run.parent_ref or 0, status=status, failure=failure or {}
+                )
+            await to_inbox(tx, parent.run_id, parent.task_queue, event, now)
+    children = await tx.all(
+        f"SELECT {RUN_COLUMNS}, parent_close_policy FROM runs"
+        f" WHERE parent_run_id = ? AND status = ?{d.for_update}",
+        (run.run_id, OPEN),
+    )
+    for row in children:
+        child, policy = run_from_row(row), row[-1]
+        if policy == "terminate":
+            await terminate_run(tx, d, child, f"parent {run.workflow_id!r} ended ({status})", now)
+        elif policy == "cancel":
+            reason = f"parent {run.workflow_id!r} ended ({status})"
+            await to_inbox(
+                tx, child.run_id, child.task_queue, h.CancelRequested(reason=reason), now
+            )
+
+
+async def end_run_by_marker(
+    tx: Tx, d: Dialect, run: RunRecord, marker: h.Event, status: str, message: str, now: float
+) -> None:
+    """Close a run from outside its workflow code (terminate, execution timeout).
+    Bumping the version fences out any turn in flight for this run."""
+    seq = run.last_seq + 1
+    await tx.execute(
+        "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
+        event_row(run.run_id, dataclasses.replace(marker, seq=seq, time=now)),
+    )
+    failure = {"type": marker.TYPE, "message": message, "traceback": "", "details": None}
+    await tx.execute(
+        "UPDATE runs SET status = ?, version = version + 1, last_seq = ?, failure = ?,"
+        " updated_at = ?, closed_at = ? WHERE run_id = ?",
+        (status, seq, dumps(failure), now, now, run.run_id),
+    )
+    await close_run(tx, d, run, status, None, failure, now)
+
+
+async def terminate_run(tx: Tx, d: Dialect, run: RunRecord, reason: str | None, now: float) -> None:
+    marker = h.WorkflowTerminated(reason=reason)
+    await end_run_by_marker(tx, d, run, marker, "terminated", reason or "", now)

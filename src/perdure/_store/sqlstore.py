@@ -1,0 +1,453 @@
+"""SqlStore: the Store operations, written once for every SQL backend.
+
+A backend subclass supplies a transaction (``_write``/``_read`` run an async
+body against a :class:`~perdure._store.sqlrows.Tx`), the dialect hooks, and its
+connection life cycle. Every public method here is one transaction; the
+comments beside each say why it is atomic and what a crash leaves behind.
+Imports the history model, the store records, the row helpers and errors.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from perdure import _history as h
+from perdure._store import sqlrows as rows
+from perdure._store.base import (
+    OPEN,
+    ActivityTask,
+    IdConflict,
+    NewRun,
+    PendingActivity,
+    PendingChild,
+    PendingTimer,
+    PendingWork,
+    RunRecord,
+    Store,
+    TurnCommit,
+    TurnInput,
+    WorkflowTask,
+    WorkflowTaskState,
+)
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps, loads
+from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
+
+T = TypeVar("T")
+Body = Callable[[Tx], Awaitable[T]]
+
+
+class SqlStore(Store, Dialect):
+    # ------------------------------------------------------------ backend hooks
+
+    @abc.abstractmethod
+    async def _write(self, body: Body[T]) -> T:
+        """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
+
+    @abc.abstractmethod
+    async def _read(self, body: Body[T]) -> T:
+        """Run ``body`` against a consistent snapshot."""
+
+    # ------------------------------------------------------------ client side
+
+    async def create_run(self, new: NewRun, id_conflict: IdConflict) -> tuple[RunRecord, bool]:
+        now = self.clock()
+
+        async def create(tx: Tx) -> tuple[RunRecord, bool]:
+            await self.lock_workflow_id(tx, new.workflow_id)
+            existing = await rows.get_run(tx, self, new.workflow_id, None)
+            if existing is not None:
+                if id_conflict == "use_existing":
+                    return existing, False
+                if id_conflict == "fail":
+                    raise WorkflowAlreadyStartedError(
+                        f"workflow id {new.workflow_id!r} is already used by run "
+                        f"{existing.run_id} ({existing.status}); pass id_conflict="
+                        f"'use_existing' or 'terminate_existing' to reuse it",
+                        workflow_id=new.workflow_id,
+                        run_id=existing.run_id,
+                    )
+                if existing.is_open:
+                    reason = "replaced by a new run (terminate_existing)"
+                    await rows.terminate_run(tx, self, existing, reason, now)
+            await rows.insert_run(tx, new, now)
+            run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
+            assert run is not None
+            return run, True
+
+        result = await self._write(create)
+        self.notify()
+        return result
+
+    async def signal_with_start(self, new: NewRun, signal: h.Event) -> RunRecord:
+        now = self.clock()
+
+        async def signal_or_start(tx: Tx) -> RunRecord:
+            await self.lock_workflow_id(tx, new.workflow_id)
+            existing = await rows.get_run(tx, self, new.workflow_id, None)
+            if existing is not None and existing.is_open:
+                await rows.to_inbox(tx, existing.run_id, existing.task_queue, signal, now)
+                return existing
+            await rows.insert_run(tx, new, now, after_start=[signal])
+            run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
+            assert run is not None
+            return run
+
+        run = await self._write(signal_or_start)
+        self.notify()
+        return run
+
+    async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
+        return await self._read(lambda tx: rows.get_run(tx, Dialect(), workflow_id, run_id))
+
+    async def list_runs(
+        self, status: str | None, workflow_type: str | None, limit: int
+    ) -> list[RunRecord]:
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if workflow_type is not None:
+            clauses.append("workflow_type = ?")
+            params.append(workflow_type)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?"
+
+        async def query(tx: Tx) -> list[RunRecord]:
+            return [rows.run_from_row(r) for r in await tx.all(sql, (*params, limit))]
+
+        return await self._read(query)
+
+    async def deliver(self, workflow_id: str, run_id: str | None, event: h.Event) -> RunRecord:
+        now = self.clock()
+
+        async def deliver(tx: Tx) -> RunRecord:
+            run = await rows.open_run(tx, self, workflow_id, run_id)
+            await rows.to_inbox(tx, run.run_id, run.task_queue, event, now)
+            return run
+
+        run = await self._write(deliver)
+        self.notify()
+        return run
+
+    async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
+        now = self.clock()
+
+        async def terminate(tx: Tx) -> None:
+            run = await rows.open_run(tx, self, workflow_id, run_id)
+            await rows.terminate_run(tx, self, run, reason, now)
+
+        await self._write(terminate)
+        self.notify()
+
+    async def history(self, run_id: str, after_seq: int = 0) -> list[h.Event]:
+        async def query(tx: Tx) -> list[h.Event]:
+            found = await tx.all(
+                "SELECT data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                (run_id, after_seq),
+            )
+            return [rows.event_from_row(r[0], run_id) for r in found]
+
+        return await self._read(query)
+
+    async def pending_work(self, run_id: str) -> PendingWork:
+        now = self.clock()
+
+        async def query(tx: Tx) -> PendingWork:
+            activities = [
+                PendingActivity(
+                    ref=r[0],
+                    name=loads(r[1])["name"],
+                    attempt=r[2],
+                    running=r[3] is not None,
+                    next_attempt_at=None if r[3] is not None else max(r[4], now),
+                    last_failure=loads(r[5]),
+                )
+                for r in await tx.all(
+                    "SELECT ref, payload, attempt, lease_token, visible_at, last_failure"
+                    " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
+                    (run_id,),
+                )
+            ]
+            timers = [
+                PendingTimer(ref=r[0], fire_at=r[1])
+                for r in await tx.all(
+                    "SELECT ref, fire_at FROM timers WHERE run_id = ? AND ref > 0 ORDER BY ref",
+                    (run_id,),
+                )
+            ]
+            children = [
+                PendingChild(
+                    ref=r[0], workflow_id=r[1], run_id=r[2], workflow_type=r[3], status=r[4]
+                )
+                for r in await tx.all(
+                    "SELECT parent_ref, workflow_id, run_id, workflow_type, status FROM runs"
+                    " WHERE parent_run_id = ? AND status = ? ORDER BY parent_ref",
+                    (run_id, OPEN),
+                )
+            ]
+            task = await tx.one(
+                "SELECT visible_at, attempt, lease_token FROM tasks"
+                " WHERE run_id = ? AND kind = 'workflow'",
+                (run_id,),
+            )
+            state = (
+                None if task is None else WorkflowTaskState(task[0], task[1], task[2] is not None)
+            )
+            return PendingWork(activities, timers, children, state)
+
+        return await self._read(query)
+
+    # ------------------------------------------------------------ claiming
+
+    async def _claim(
+        self, tx: Tx, kind: str, queues: list[str], owner: str, lease: float, limit: int
+    ) -> list[tuple[Any, ...]]:
+        # The lease is the new visible_at: an expired lease is claimable again.
+        # SQLite serialises writers, so no task goes to two workers; PostgreSQL
+        # gets the same from FOR UPDATE SKIP LOCKED in the subquery.
+        now = self.clock()
+        token = uuid.uuid4().hex
+        marks = ",".join("?" * len(queues))
+        return await tx.all(
+            f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
+            f" attempt = attempt + 1 WHERE id IN (SELECT id FROM tasks WHERE kind = ?"
+            f" AND queue IN ({marks}) AND visible_at <= ? ORDER BY visible_at LIMIT ?"
+            f"{self.skip_locked})"
+            f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at",
+            (now + lease, owner, token, kind, *queues, now, limit),
+        )
+
+    async def claim_workflow_tasks(
+        self, queues: list[str], owner: str, lease: float, limit: int
+    ) -> list[WorkflowTask]:
+        found = await self._write(
+            lambda tx: self._claim(tx, "workflow", queues, owner, lease, limit)
+        )
+        return [WorkflowTask(task_id=r[0], run_id=r[1], token=r[6], attempt=r[3]) for r in found]
+
+    async def claim_activity_tasks(
+        self, queues: list[str], owner: str, lease: float, limit: int
+    ) -> list[ActivityTask]:
+        async def claim(tx: Tx) -> list[ActivityTask]:
+            tasks = []
+            for r in await self._claim(tx, "activity", queues, owner, lease, limit):
+                payload = loads(r[4])
+                run = await tx.one(
+                    "SELECT workflow_id, workflow_type, task_queue FROM runs WHERE run_id = ?",
+                    (r[1],),
+                )
+                assert run is not None
+                tasks.append(
+                    ActivityTask(
+                        task_id=r[0],
+                        token=r[6],
+                        run_id=r[1],
+                        workflow_id=run[0],
+                        workflow_type=run[1],
+                        ref=r[2],
+                        name=payload["name"],
+                        task_queue=run[2],
+                        args=payload["args"],
+                        kwargs=payload["kwargs"],
+                        options=payload["options"],
+                        attempt=r[3],
+                        scheduled_at=r[7],
+                        heartbeat=loads(r[5]),
+                    )
+                )
+            return tasks
+
+        return await self._write(claim)
+
+    # ------------------------------------------------------------ turns
+
+    async def load_turn(self, run_id: str, after_seq: int) -> TurnInput:
+        async def load(tx: Tx) -> TurnInput:
+            run = await rows.run_by_id(tx, Dialect(), run_id)
+            if run is None:
+                raise WorkflowNotFoundError(f"no run {run_id!r}")
+            events = [
+                rows.event_from_row(r[0], run_id)
+                for r in await tx.all(
+                    "SELECT data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                    (run_id, after_seq),
+                )
+            ]
+            inbox = [
+                (r[0], rows.event_from_row(r[1], run_id))
+                for r in await tx.all(
+                    "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id", (run_id,)
+                )
+            ]
+            return TurnInput(run=run, events=events, inbox=inbox)
+
+        return await self._read(load)
+
+    async def commit_turn(self, commit: TurnCommit) -> bool:
+        from perdure._store.sqlturn import apply_turn
+
+        ok = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock()))
+        if ok:
+            self.notify()
+        return ok
+
+    async def fail_turn(self, task: WorkflowTask, error: str, retry_in: float) -> bool:
+        now = self.clock()
+
+        async def fail(tx: Tx) -> bool:
+            changed = await tx.execute(
+                "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL"
+                " WHERE id = ? AND lease_token = ?",
+                (now + retry_in, task.task_id, task.token),
+            )
+            if changed != 1:
+                return False
+            await tx.execute(
+                "UPDATE runs SET last_error = ?, updated_at = ? WHERE run_id = ?",
+                (error, now, task.run_id),
+            )
+            return True
+
+        return await self._write(fail)
+
+    # ------------------------------------------------------------ activities
+
+    async def complete_activity(self, task: ActivityTask, event: h.Event) -> bool:
+        now = self.clock()
+
+        async def complete(tx: Tx) -> bool:
+            run = await rows.run_by_id(tx, self, task.run_id)  # lock the run first
+            # Deleting our own leased row is the fence: a timed-out attempt whose
+            # task was re-claimed (new token) or cancelled (row gone) changes nothing.
+            deleted = await tx.execute(
+                "DELETE FROM tasks WHERE id = ? AND lease_token = ?", (task.task_id, task.token)
+            )
+            if deleted != 1:
+                return False
+            if run is not None and run.is_open:
+                await rows.to_inbox(tx, run.run_id, run.task_queue, event, now)
+            return True
+
+        ok = await self._write(complete)
+        if ok:
+            self.notify()
+        return ok
+
+    async def retry_activity(
+        self, task: ActivityTask, failure: dict[str, Any], retry_in: float
+    ) -> bool:
+        now = self.clock()
+
+        async def retry(tx: Tx) -> bool:
+            changed = await tx.execute(
+                "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
+                " last_failure = ? WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
+                (now + retry_in, dumps(failure), task.task_id, task.token),
+            )
+            if changed != 1:
+                # Cancelled meanwhile: nobody wants another attempt.
+                await tx.execute(
+                    "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
+                    (task.task_id, task.token),
+                )
+            return changed == 1
+
+        ok = await self._write(retry)
+        if ok:
+            self.notify()
+        return ok
+
+    async def renew_leases(self, leases: list[tuple[int, str]], lease: float) -> list[int]:
+        if not leases:
+            return []
+        until = self.clock() + lease
+
+        async def renew(tx: Tx) -> list[int]:
+            lost = []
+            for task_id, token in leases:
+                changed = await tx.execute(
+                    "UPDATE tasks SET visible_at = ? WHERE id = ? AND lease_token = ?",
+                    (until, task_id, token),
+                )
+                if changed != 1:
+                    lost.append(task_id)
+            return lost
+
+        return await self._write(renew)
+
+    async def record_heartbeat(self, task_id: int, token: str, details: Any, lease: float) -> str:
+        until = self.clock() + lease
+
+        async def beat(tx: Tx) -> str:
+            row = await tx.one(
+                "UPDATE tasks SET visible_at = ?, heartbeat = ? WHERE id = ? AND lease_token = ?"
+                " RETURNING cancel_requested",
+                (until, dumps(details), task_id, token),
+            )
+            if row is None:
+                return "lost"
+            return "cancelled" if row[0] else "ok"
+
+        return await self._write(beat)
+
+    # ------------------------------------------------------------ timers
+
+    async def fire_due_timers(self, limit: int) -> int:
+        now = self.clock()
+
+        async def fire(tx: Tx) -> int:
+            # Delete-and-deliver in one transaction: each timer fires exactly once,
+            # whichever worker gets here first.
+            due = await tx.all(
+                "DELETE FROM timers WHERE (run_id, ref) IN (SELECT run_id, ref FROM timers"
+                f" WHERE fire_at <= ? ORDER BY fire_at LIMIT ?{self.skip_locked})"
+                " RETURNING run_id, ref",
+                (now, limit),
+            )
+            for run_id, ref in due:
+                run = await rows.run_by_id(tx, self, run_id)
+                if run is None or not run.is_open:
+                    continue
+                if ref == 0:  # the execution timeout
+                    timeout = (run.deadline or now) - run.created_at
+                    await rows.end_run_by_marker(
+                        tx,
+                        self,
+                        run,
+                        h.WorkflowTimedOut(timeout=timeout),
+                        "timed_out",
+                        "the workflow's execution timeout passed",
+                        now,
+                    )
+                else:
+                    await rows.to_inbox(
+                        tx, run_id, run.task_queue, h.TimerFired(ref=ref, time=now), now
+                    )
+            return len(due)
+
+        fired = await self._write(fire)
+        if fired:
+            self.notify()
+        return fired
+
+    async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
+        marks = ",".join("?" * len(queues))
+
+        async def query(tx: Tx) -> float | None:
+            times = []
+            for kind in kinds:
+                row = await tx.one(
+                    f"SELECT MIN(visible_at) FROM tasks WHERE kind = ? AND queue IN ({marks})",
+                    (kind, *queues),
+                )
+                if row is not None and row[0] is not None:
+                    times.append(row[0])
+            row = await tx.one("SELECT MIN(fire_at) FROM timers")
+            if row is not None and row[0] is not None:
+                times.append(row[0])
+            return min(times) if times else None
+
+        return await self._read(query)

@@ -1,0 +1,193 @@
+"""Applying one workflow turn: the fenced transaction at the heart of the engine.
+
+Everything a turn produced — its events, the inbox rows it consumed, new
+activity tasks, timers, child runs, a continued run, the run's new status — is
+written here in the caller's single transaction, or nothing is. A crash at any
+point before the commit leaves the run exactly as it was: the workflow task's
+lease expires and another worker repeats the turn from the same inputs.
+Imports the history model, the store records and the row helpers.
+"""
+
+from __future__ import annotations
+
+from perdure import _history as h
+from perdure._store import sqlrows as rows
+from perdure._store.base import OPEN, NewChild, NewRun, RunRecord, TurnCommit
+from perdure._store.sqlrows import Dialect, Tx, dumps
+
+
+async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> bool:
+    """Returns False, having written nothing, if this worker was fenced out."""
+    # Lock the run first (see sqlrows): signals for it wait for this commit.
+    run = await rows.run_by_id(tx, d, commit.run_id)
+    # Fence 1: we still hold the workflow-task lease (an expired lease that
+    # another worker claimed carries a new token).
+    held = await tx.one(
+        f"SELECT 1 FROM tasks WHERE id = ? AND lease_token = ?{d.for_update}",
+        (commit.task.task_id, commit.task.token),
+    )
+    if held is None or run is None:
+        return False
+    # Fence 2: nobody advanced (or terminated) the run since we loaded it.
+    last_seq = commit.events[-1].seq if commit.events else None
+    closing = commit.close_status is not None
+    result = commit.result
+    if commit.continue_as_new is not None:
+        result = {"continued_to": commit.continue_as_new.run_id}
+    changed = await tx.execute(
+        "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
+        " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
+        " status = COALESCE(?, status), result = ?, failure = ?,"
+        " closed_at = CASE WHEN ? THEN ? ELSE closed_at END"
+        " WHERE run_id = ? AND version = ? AND status = ?",
+        (
+            last_seq,
+            dumps(commit.state),
+            dumps(commit.waiting),
+            now,
+            commit.close_status,
+            dumps(result) if closing else None,
+            dumps(commit.failure) if commit.failure is not None else None,
+            closing,
+            now,
+            commit.run_id,
+            commit.expected_version,
+            OPEN,
+        ),
+    )
+    if changed != 1:
+        return False
+    # The (run_id, seq) primary key is the last safety net against a double append.
+    await tx.executemany(
+        "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
+        [rows.event_row(commit.run_id, e) for e in commit.events],
+    )
+    await tx.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox])
+    if closing:
+        assert commit.close_status is not None
+        if commit.continue_as_new is not None:
+            await _continue(tx, d, run, commit.continue_as_new, now)
+        await rows.close_run(tx, d, run, commit.close_status, commit.result, commit.failure, now)
+        return True
+    await _schedule(tx, d, run, commit, now)
+    # Inbox rows that arrived during the turn need another turn now; otherwise
+    # the workflow task is done.
+    if await tx.one("SELECT 1 FROM inbox WHERE run_id = ? LIMIT 1", (commit.run_id,)):
+        await tx.execute(
+            "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
+            " attempt = 0 WHERE id = ?",
+            (now, commit.task.task_id),
+        )
+    else:
+        await tx.execute("DELETE FROM tasks WHERE id = ?", (commit.task.task_id,))
+    return True
+
+
+async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now: float) -> None:
+    """The turn's new work: activity tasks, timers, children, cancellations."""
+    await tx.executemany(
+        "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, payload, created_at)"
+        " VALUES ('activity', ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                a.task_queue,
+                run.run_id,
+                a.ref,
+                now,
+                dumps({"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}),
+                now,
+            )
+            for a in commit.activities
+        ],
+    )
+    for ref in commit.cancelled_activities:
+        # A waiting attempt is simply dropped; a running one is told at its
+        # next heartbeat, and its result will be ignored.
+        await tx.execute(
+            "DELETE FROM tasks WHERE kind = 'activity' AND run_id = ? AND ref = ?"
+            " AND lease_token IS NULL",
+            (run.run_id, ref),
+        )
+        await tx.execute(
+            "UPDATE tasks SET cancel_requested = 1 WHERE kind = 'activity' AND run_id = ?"
+            " AND ref = ?",
+            (run.run_id, ref),
+        )
+    await tx.executemany(
+        "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, ?, ?)",
+        [(run.run_id, ref, at) for ref, at in commit.timers],
+    )
+    await tx.executemany(
+        "DELETE FROM timers WHERE run_id = ? AND ref = ?",
+        [(run.run_id, ref) for ref in commit.cancelled_timers],
+    )
+    for child in commit.children:
+        await _start_child(tx, d, run, child, now)
+    for ref in commit.cancelled_children:
+        row = await tx.one(
+            f"SELECT run_id, task_queue FROM runs WHERE parent_run_id = ? AND parent_ref = ?"
+            f" AND status = ?{d.for_update}",
+            (run.run_id, ref, OPEN),
+        )
+        if row is not None:
+            reason = f"parent {run.workflow_id!r} cancelled it"
+            await rows.to_inbox(tx, row[0], row[1], h.CancelRequested(reason=reason), now)
+
+
+async def _start_child(tx: Tx, d: Dialect, parent: RunRecord, child: NewChild, now: float) -> None:
+    """Create the child run, or tell the parent its id is taken. Either way the
+    answer reaches the parent's inbox in this same transaction."""
+    await d.lock_workflow_id(tx, child.workflow_id)
+    existing = await rows.get_run(tx, d, child.workflow_id, None)
+    if existing is not None:
+        failure = {
+            "type": "WorkflowAlreadyStartedError",
+            "message": f"workflow id {child.workflow_id!r} is already used by run "
+            f"{existing.run_id} ({existing.status})",
+            "traceback": "",
+            "details": None,
+        }
+        event: h.Event = h.ChildWorkflowStartFailed(ref=child.ref, failure=failure)
+    else:
+        new = NewRun(
+            workflow_id=child.workflow_id,
+            run_id=child.run_id,
+            workflow_type=child.workflow_type,
+            task_queue=child.task_queue,
+            args=child.args,
+            kwargs=child.kwargs,
+            seed=child.seed,
+        )
+        await rows.insert_run(
+            tx,
+            new,
+            now,
+            parent=parent,
+            parent_ref=child.ref,
+            parent_close_policy=child.parent_close_policy,
+        )
+        event = h.ChildWorkflowStarted(
+            ref=child.ref, workflow_id=child.workflow_id, run_id=child.run_id
+        )
+    await rows.to_inbox(tx, parent.run_id, parent.task_queue, event, now)
+
+
+async def _continue(tx: Tx, d: Dialect, run: RunRecord, new: NewRun, now: float) -> None:
+    """The next run of a continued-as-new chain: same workflow id, empty history,
+    the same parent link and the same execution deadline."""
+    parent = None
+    policy = None
+    if run.parent_run_id is not None:
+        parent = await rows.run_by_id(tx, d, run.parent_run_id)
+        row = await tx.one("SELECT parent_close_policy FROM runs WHERE run_id = ?", (run.run_id,))
+        policy = row[0] if row else None
+    await rows.insert_run(
+        tx,
+        new,
+        now,
+        parent=parent,
+        parent_ref=run.parent_ref,
+        parent_close_policy=policy,
+        deadline=run.deadline,
+        continued_from=run.run_id,
+    )
