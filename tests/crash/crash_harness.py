@@ -106,12 +106,15 @@ class Cluster:
 
     # ------------------------------------------------------------ workers
 
-    def start_worker(self, *extra_args: str, wait_ready: bool = True) -> WorkerProcess:
-        """Start ``perdure worker workloads.py`` on this cluster's database."""
+    def start_worker(
+        self, *extra_args: str, wait_ready: bool = True, module: Path | None = None
+    ) -> WorkerProcess:
+        """Start ``perdure worker workloads.py`` (or ``module``) on this cluster's
+        database. The module must write ``ready-<pid>`` to $PERDURE_TEST_DIR on import."""
         name = f"worker-{len(self.workers) + 1}"
         log_path = self.root / f"{name}.log"
         cmd = [
-            sys.executable, "-m", "perdure", "worker", str(WORKLOADS),
+            sys.executable, "-m", "perdure", "worker", str(module or WORKLOADS),
             "--db", self.url,
             "--lease-timeout", str(LEASE_TIMEOUT),
             "--poll-interval", str(POLL_INTERVAL),

@@ -12,11 +12,16 @@ from perdure._runtime import WorkflowInstance
 
 T0 = 1_700_000_000.0
 
+# Every instance a test created; conftest evicts them after each test, as a
+# worker would, so no pending workflow task is left for the garbage collector.
+LIVE: list[WorkflowInstance] = []
+
 
 class Driver:
     def __init__(self, fn: Callable[..., Any], *args: Any, workflow_id: str = "wf-1") -> None:
         self.fn = fn
         self.instance = WorkflowInstance(fn, default_converter)
+        LIVE.append(self.instance)
         self.history: list[h.Event] = []
         self.time = T0
         self.pending: list[h.Event] = [
@@ -34,16 +39,19 @@ class Driver:
         self.time += advance
         batch = [*self.pending, *inputs]
         self.pending = []
-        commands = self.instance.activate(self.time, batch)
         last = self.history[-1].seq if self.history else 0
+        commands = self.instance.activate(self.time, batch, history_length=last)
         self.history.extend(h.turn_events(last, self.time, batch, commands))
         return commands
 
     def replay(self, fn: Callable[..., Any] | None = None) -> WorkflowInstance:
         """A fresh instance replaying the whole recorded history."""
         instance = WorkflowInstance(fn or self.fn, default_converter)
+        LIVE.append(instance)
         for turn in h.split_turns(self.history):
-            instance.activate(turn.time, turn.inputs, turn.commands)
+            if instance.closed:
+                break
+            instance.activate(turn.time, turn.inputs, turn.commands, turn.events_before)
         return instance
 
     def result(self) -> Any:

@@ -227,9 +227,11 @@ class WorkflowInstance:
                     workflow_id=child.workflow_id,
                     run_id="",
                 )
-                for future in (child.started, child.result):
-                    if not future.done():
-                        future.set_exception(error)
+                if not child.started.done():
+                    child.started.set_exception(error)
+                if not child.result.done():
+                    child.result.set_exception(error)
+                    child.result.exception()  # start_child raises it; never log it twice
         elif isinstance(event, h.ChildWorkflowCompleted):
             child = self._children.pop(event.ref, None)
             if child is not None and not child.result.done():
