@@ -171,7 +171,7 @@ def test_side_effect_is_recorded_once_and_replayed() -> None:
         return value
 
     d = Driver(flagged)
-    [record, timer] = d.turn()
+    [record, _timer] = d.turn()
     assert isinstance(record, h.RecordSideEffect) and record.value == draws[0]
     d.turn(h.TimerFired(ref=2))
     d.replay()
