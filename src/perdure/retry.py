@@ -38,8 +38,12 @@ class RetryPolicy:
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        raw = self.initial_interval.total_seconds() * self.backoff ** max(0, attempt - 1)
-        return min(raw, self.max_interval.total_seconds())
+        cap = self.max_interval.total_seconds()
+        try:
+            raw = self.initial_interval.total_seconds() * self.backoff ** max(0, attempt - 1)
+        except OverflowError:  # unlimited retries reach huge exponents eventually
+            return cap
+        return min(raw, cap)
 
     def names_non_retryable(self) -> list[str]:
         return [t if isinstance(t, str) else t.__name__ for t in self.non_retryable]

@@ -154,3 +154,7 @@ def test_retry_policy_schedule() -> None:
 def test_retry_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="RetryPolicy"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_unlimited_retries_never_overflow_the_backoff() -> None:
+    assert RetryPolicy().delay_after(5_000) == 100.0

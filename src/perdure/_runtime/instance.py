@@ -207,7 +207,7 @@ class WorkflowInstance:
                 handle._scheduled = False  # a later cancel() must not issue CancelTimer
                 self.loop.ready.append(handle)
         elif isinstance(event, h.SignalReceived):
-            self._deliver_signal(event.name, event.payload)
+            self._deliver_signal(event.name, self.converter.from_json(event.payload))
         elif isinstance(event, h.CancelRequested):
             # Only the first request cancels: compensation that runs after it
             # cannot be interrupted by a second one (terminate is the hard stop).
@@ -540,8 +540,14 @@ def replay_history(
     """A new instance that has replayed ``events`` turn by turn, checking every
     command against the record. Raises NonDeterminismError or HistoryFormatError."""
     instance = WorkflowInstance(fn, converter)
-    for turn in h.split_turns(events):
-        if instance.closed:
-            break
-        instance.activate(turn.time, turn.inputs, turn.commands, turn.events_before)
+    try:
+        for turn in h.split_turns(events):
+            if instance.closed:
+                break
+            instance.activate(turn.time, turn.inputs, turn.commands, turn.events_before)
+    except BaseException:
+        # Close its coroutines now, in discarding mode: left to the garbage
+        # collector, their finally blocks would run outside any workflow loop.
+        instance.evict()
+        raise
     return instance

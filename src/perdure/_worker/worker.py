@@ -103,8 +103,10 @@ class Worker:
 
     # ------------------------------------------------------------ running
 
-    async def run(self) -> None:
-        """Run until cancelled or until SIGTERM/SIGINT asks for a graceful drain."""
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Run until cancelled or until SIGTERM/SIGINT asks for a graceful drain.
+        With ``handle_signals=False`` (what ``async with worker`` uses) the
+        embedding program keeps its own signal handling; call :meth:`stop`."""
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -115,7 +117,7 @@ class Worker:
 
         self._listener = listener
         self.store.add_listener(listener)
-        installed = self._install_signal_handlers(loop)
+        installed = self._install_signal_handlers(loop) if handle_signals else []
         lease_task = asyncio.create_task(self._renew_leases())
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
         try:
@@ -159,7 +161,7 @@ class Worker:
             self._wake.set()
 
     async def __aenter__(self) -> Worker:
-        self._background = asyncio.create_task(self.run())
+        self._background = asyncio.create_task(self.run(handle_signals=False))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

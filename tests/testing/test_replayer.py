@@ -1,0 +1,147 @@
+"""Replayer: recorded histories (JSON lists or a database) checked against code."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from toolkit_support import THREE_DAYS, greet, wait_until, waits_for_approval
+
+import perdure
+from perdure import NonDeterminismError, StoreError, workflow
+from perdure._history import HistoryFormatError
+from perdure.testing import Replayer, WorkflowEnvironment
+
+
+@workflow.defn(name="waits_for_approval")
+async def approval_that_greets_first(order: str) -> str:
+    """An incompatible change: an activity now comes before the signal wait."""
+    await greet("manager")
+    try:
+        decision = await workflow.wait_signal("approval", timeout=THREE_DAYS)
+    except TimeoutError:
+        return f"{order}: escalated"
+    return f"{order}: {decision}"
+
+
+@workflow.defn(name="waits_for_approval")
+async def approval_with_new_wording(order: str) -> str:
+    """A compatible change: same commands, different result text."""
+    try:
+        decision = await workflow.wait_signal("approval", timeout=THREE_DAYS)
+    except TimeoutError:
+        return f"{order} was escalated"
+    return f"{order} was {decision}"
+
+
+async def recorded_history(signal: bool) -> list[dict[str, object]]:
+    async with WorkflowEnvironment([waits_for_approval]) as env:
+        handle = await env.start(waits_for_approval, "o-1", id="o-1")
+        if signal:
+            await handle.signal("approval", "approved")
+        await handle.result()
+        history = await handle.history()
+    decoded: list[dict[str, object]] = json.loads(json.dumps(history))
+    return decoded  # exactly what a JSON file holds
+
+
+async def test_a_history_replays_against_the_code_that_wrote_it() -> None:
+    for signal in (True, False):
+        result = Replayer([waits_for_approval]).replay(await recorded_history(signal))
+        assert result.ok and result.error is None
+        assert (result.workflow_id, result.workflow_type) == ("o-1", "waits_for_approval")
+        result.raise_for_error()  # does nothing
+
+
+async def test_an_incompatible_change_is_reported_with_the_first_mismatch() -> None:
+    history = await recorded_history(signal=True)
+    result = Replayer([approval_that_greets_first]).replay(history)
+    assert not result.ok
+    assert result.error_type == "NonDeterminismError"
+    assert result.error is not None
+    assert "history recorded" in result.error
+    assert "the workflow code issued ScheduleActivity 'greet' (ref 1)" in result.error
+    assert "test_replayer.py" in result.error  # the line of code that diverged
+    with pytest.raises(NonDeterminismError):
+        result.raise_for_error()
+
+
+async def test_a_compatible_change_replays() -> None:
+    for signal in (True, False):
+        result = Replayer([approval_with_new_wording]).replay(await recorded_history(signal))
+        assert result.ok, result.error
+
+
+async def test_replay_file_reads_the_json_a_history_export_writes(tmp_path: Path) -> None:
+    path = tmp_path / "o-1.json"
+    path.write_text(json.dumps(await recorded_history(signal=False)))
+    assert Replayer([waits_for_approval]).replay_file(path).ok
+    path.write_text("[{")
+    with pytest.raises(HistoryFormatError, match=r"o-1\.json"):
+        Replayer([waits_for_approval]).replay_file(path)
+    with pytest.raises(ValueError, match="cannot read history file"):
+        Replayer([waits_for_approval]).replay_file(tmp_path / "missing.json")
+
+
+async def test_input_that_is_not_a_replayable_history_is_refused() -> None:
+    replayer = Replayer([waits_for_approval])
+    history = await recorded_history(signal=False)
+    with pytest.raises(HistoryFormatError, match="list of event objects"):
+        replayer.replay({"events": history})  # type: ignore[arg-type]
+    with pytest.raises(HistoryFormatError, match="empty"):
+        replayer.replay([])
+    with pytest.raises(HistoryFormatError, match=r"event \[1\].*unknown event type 'Nope'"):
+        replayer.replay([history[0], {"v": 1, "type": "Nope"}])
+    with pytest.raises(HistoryFormatError, match="no WorkflowStarted"):
+        replayer.replay(history[:1])
+    with pytest.raises(ValueError, match="'waits_for_approval', which is not among"):
+        Replayer([greet_workflow]).replay(history)
+    with pytest.raises(ValueError, match="at least one workflow"):
+        Replayer([])
+    with pytest.raises(TypeError, match="not a workflow"):
+        Replayer([greet])
+
+
+@workflow.defn
+async def greet_workflow(name: str) -> str:
+    return await greet(name)
+
+
+async def test_replay_db_checks_every_run_of_the_registered_workflows(
+    perdure_client: perdure.Client, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'perdure.db'}"
+    async with perdure.Worker(
+        perdure_client, [waits_for_approval, greet_workflow], [greet], poll_interval=0.02
+    ):
+        done = await perdure_client.start(waits_for_approval, "o-1", id="done")
+        await done.signal("approval", "approved")
+        assert await done.result(timeout=10) == "o-1: approved"
+        waiting = await perdure_client.start(waits_for_approval, "o-2", id="waiting")
+
+        async def is_waiting() -> bool:
+            return (await waiting.describe()).waiting_signals == ["approval"]
+
+        await wait_until(is_waiting, what="the open run's signal wait")
+        assert await perdure_client.execute(greet_workflow, "ada", id="greet") == "hello ada"
+
+    results = await Replayer([waits_for_approval, greet_workflow]).replay_db(url)
+    assert [(r.workflow_id, r.ok) for r in results] == [
+        ("done", True),
+        ("waiting", True),  # open runs are replayed too: they will replay on the new code
+        ("greet", True),
+    ]
+    changed = await Replayer([approval_that_greets_first, greet_workflow]).replay_db(
+        url, workflow="waits_for_approval"
+    )
+    assert [(r.workflow_id, r.ok) for r in changed] == [("done", False), ("waiting", False)]
+    assert all("ScheduleActivity 'greet'" in (r.error or "") for r in changed)
+
+    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert await Replayer([waits_for_approval]).replay_db(url, since=future) == []
+    with pytest.raises(ValueError, match="not among"):
+        await Replayer([waits_for_approval]).replay_db(url, workflow="greet_workflow")
+    with pytest.raises(StoreError, match="no SQLite database"):
+        await Replayer([waits_for_approval]).replay_db(f"sqlite:///{tmp_path / 'nope.db'}")
