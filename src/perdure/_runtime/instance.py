@@ -446,8 +446,16 @@ class WorkflowInstance:
     def side_effect(self, compute: Callable[[], Any]) -> Any:
         """Run ``compute`` once and record its JSON value; replay returns the record."""
         ref = self.next_ref()
+        # Lambdas (the usual argument) have no return hint: skip the per-function
+        # hint lookup, which would otherwise run for every new lambda object.
+        typed = "return" in getattr(compute, "__annotations__", {})
         if self._expected is None:
-            value = self.converter.encode_result(compute, compute())
+            raw = compute()
+            value = (
+                self.converter.encode_result(compute, raw)
+                if typed
+                else self.converter.to_json(raw, where="side effect")
+            )
             self.issue(h.RecordSideEffect(ref=ref, value=value))
         else:
             while self._expected and isinstance(self._expected[0], h.PatchRecorded):
@@ -458,7 +466,9 @@ class WorkflowInstance:
                 raise _TurnAborted()
             self._expected.popleft()
             value = head.value
-        return self.converter.decode_result(compute, value)
+        if typed:
+            return self.converter.decode_result(compute, value)
+        return self.converter.from_json(value, where="side effect")
 
     def set_state(self, key: str, value: Any) -> None:
         encoded = self.converter.to_json(value, where=f"state {key!r}")
