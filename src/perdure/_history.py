@@ -318,11 +318,25 @@ CLOSING_EVENTS = (
 )
 
 
+# Field names per event class, computed once (fields() is slow on a hot path).
+_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
 def event_to_dict(event: Event) -> dict[str, JSON]:
     out: dict[str, JSON] = {"v": HISTORY_FORMAT, "type": event.TYPE}
-    for f in fields(event):
-        out[f.name] = getattr(event, f.name)
+    for name in _field_names(type(event)):
+        out[name] = getattr(event, name)
     return out
+
+
+_HEADER = frozenset(("v", "type"))
 
 
 def event_from_dict(data: dict[str, JSON]) -> Event:
@@ -339,9 +353,9 @@ def event_from_dict(data: dict[str, JSON]) -> Event:
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise HistoryFormatError(f"unknown event type {type_name!r}")
-    known = {f.name for f in fields(cls)}
+    known = _field_names(cls)
     try:
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in known and k not in _HEADER})
     except TypeError as exc:
         raise HistoryFormatError(f"malformed {type_name} event: {exc}") from exc
 
