@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt clean
+.PHONY: demo test lint fmt clean chromium
+
+# The web UI's browser tests need Debian's chromium. `make test` installs it first
+# only as root or in CI (CI=true); elsewhere those tests skip, saying why.
+CHROMIUM_STEP := $(if $(or $(filter true,$(CI)),$(filter 0,$(shell id -u))),chromium)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,7 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/perdure demo
 
-test: $(STAMP)
+chromium:
+	command -v chromium || (apt-get update && apt-get install -y chromium)
+
+test: $(STAMP) $(CHROMIUM_STEP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

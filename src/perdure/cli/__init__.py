@@ -10,7 +10,8 @@ from __future__ import annotations
 from perdure.cli._app import app
 
 # Importing a command module registers its commands.
-from perdure.cli import _demo_cmd, _worker_cmd  # noqa: F401  isort: skip
+from perdure.cli import _control_cmd, _demo_cmd, _inspect_cmd  # noqa: F401  isort: skip
+from perdure.cli import _replay_cmd, _server_cmd, _worker_cmd  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

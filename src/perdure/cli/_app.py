@@ -13,11 +13,13 @@ from typing import Any
 import typer
 
 from perdure.activity import ActivityFunction
+from perdure.cli._operator import EPILOG
 from perdure.workflow import definition_of
 
 app = typer.Typer(
     name="perdure",
-    help="perdure: durable workflows on SQLite (and soon PostgreSQL).",
+    help="perdure: durable workflows on SQLite or PostgreSQL.",
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
 )

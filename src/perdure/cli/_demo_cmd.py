@@ -12,9 +12,15 @@ from perdure.cli._app import app
 @app.command()
 def demo(
     folder: Optional[str] = typer.Option(None, help="Where to keep the demo database."),
+    ui: bool = typer.Option(
+        False,
+        "--ui",
+        help="Then serve the web UI on 127.0.0.1 over the demo's data (Ctrl-C stops).",
+    ),
+    port: int = typer.Option(8765, min=0, max=65535, help="Port for --ui (busy: any free one)."),
 ) -> None:
     """The order-fulfilment demo: a worker is SIGKILLed mid-way, the order still
     completes, and the card is charged exactly once."""
     from perdure.demo.run import run_demo
 
-    raise typer.Exit(run_demo(folder))
+    raise typer.Exit(run_demo(folder, ui_port=port if ui else None))

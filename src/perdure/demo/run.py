@@ -1,7 +1,8 @@
 """``perdure demo``: start an order, SIGKILL its worker mid-way, finish it on a second
 worker, and show from the database and the outside world that the card was charged
 exactly once. Owns the storytelling (rich output) and the worker subprocesses; the
-workflow itself lives in :mod:`perdure.demo.order`. Imports the public API and rich.
+workflow itself lives in :mod:`perdure.demo.order`. Imports the public API and rich;
+``--ui`` then serves :mod:`perdure.server` over the demo's database (imported lazily).
 """
 
 from __future__ import annotations
@@ -459,11 +460,50 @@ async def tell_story(console: Console, folder: Path, workers: list[WorkerProcess
     return report(narrator, receipt, killed_at, in_flight)
 
 
-def run_demo(folder: str | os.PathLike[str] | None) -> int:
-    """Run the crash demo in ``folder`` (default: a fresh temporary one); the exit code."""
+def run_demo(folder: str | os.PathLike[str] | None, ui_port: int | None = None) -> int:
+    """Run the crash demo in ``folder`` (default: a fresh temporary one); the exit code.
+    With ``ui_port``, then serve the web UI on 127.0.0.1 over the demo's database
+    until Ctrl-C (another port if that one is busy)."""
     console = Console()
     path = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="perdure-demo-"))
     path = path.resolve()
+    code = _run_story(console, path)
+    if ui_port is not None and (path / "demo.db").exists():
+        serve_ui(console, path, ui_port)
+    return code
+
+
+def serve_ui(console: Console, folder: Path, port: int) -> None:
+    """Serve the HTTP API and web UI over the demo database until Ctrl-C."""
+    try:
+        from perdure.server import _serve
+        from perdure.server._auth import AuthConfig
+    except ImportError as exc:
+        console.print(
+            f"[red]The web UI needs the server extra ({exc.name or exc} is missing):[/] "
+            "pip install 'perdure\\[server]'"
+        )
+        return
+    try:
+        sock = _serve.bind("127.0.0.1", port)
+    except OSError:
+        sock = _serve.bind("127.0.0.1", 0)  # the port is busy: any free one will do
+
+    def ready(url: str) -> None:
+        console.print(
+            Panel(
+                f"Open [bold]{url}[/] in a browser to see the order's\n"
+                f"timeline, its retries and its full event history.\n"
+                f"Ctrl-C stops the server.",
+                title="perdure web UI",
+                border_style="cyan",
+            )
+        )
+
+    _serve.serve(sock, f"sqlite:///{folder / 'demo.db'}", AuthConfig(), on_ready=ready)
+
+
+def _run_story(console: Console, path: Path) -> int:
     path.mkdir(parents=True, exist_ok=True)
     console.print(
         Panel(

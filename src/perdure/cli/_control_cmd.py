@@ -1,0 +1,153 @@
+"""``perdure start``, ``signal``, ``cancel``, ``terminate`` and ``migrate``: the
+commands that change something.
+
+Imports the public API, typer and rich; exit codes come from ``_operator.run``.
+``migrate`` alone may create a database; the others refuse a missing SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from perdure.cli._app import DbOption, app
+from perdure.cli._operator import (
+    EPILOG,
+    JsonOption,
+    RunIdOption,
+    err,
+    parse_json,
+    print_json,
+    run,
+)
+from perdure.client import Client
+
+out = Console(highlight=False, soft_wrap=True)
+
+IdArg = typer.Argument(..., metavar="ID", help="Workflow id.")
+ReasonOption = typer.Option(None, "--reason", "-r", help="Why (recorded in the history).")
+ArgsOption = typer.Option(
+    [], "--arg", "-a", help="A positional argument as JSON; repeat for more: --arg '\"o-1\"'."
+)
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Control")
+def start(
+    workflow: str = typer.Argument(..., help="Workflow type name (as @workflow.defn names it)."),
+    args: list[str] = ArgsOption,
+    workflow_id: Optional[str] = typer.Option(None, "--id", help="Workflow id (default: a UUID)."),
+    task_queue: str = typer.Option("default", "--task-queue", "-q", help="Task queue."),
+    id_conflict: str = typer.Option(
+        "fail", help="If the id is taken: fail, use_existing or terminate_existing."
+    ),
+    db: Optional[str] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Start a workflow by name. A worker serving the task queue runs it."""
+    values = [parse_json(a, f"--arg #{i + 1}") for i, a in enumerate(args)]
+    if id_conflict not in ("fail", "use_existing", "terminate_existing"):
+        raise typer.BadParameter(
+            "must be fail, use_existing or terminate_existing", param_hint="--id-conflict"
+        )
+    if not workflow.strip():
+        raise typer.BadParameter("must not be empty", param_hint="WORKFLOW")
+
+    async def work(client: Client) -> None:
+        handle = await client.start(
+            workflow, *values, id=workflow_id, task_queue=task_queue, id_conflict=id_conflict
+        )  # type: ignore[call-overload]
+        if as_json:
+            print_json({"id": handle.id, "run_id": handle.run_id})
+            return
+        out.print(
+            f"Started [bold]{escape(workflow)}[/] id [bold]{escape(handle.id)}[/] "
+            f"(run {handle.run_id}) on task queue {escape(task_queue)}"
+        )
+        out.print(
+            f"[dim]perdure show {escape(handle.id)}   perdure result {escape(handle.id)} --wait[/]"
+        )
+
+    run(db, work)
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Control")
+def signal(
+    workflow_id: str = IdArg,
+    name: str = typer.Argument(..., help="Signal name (what workflow.wait_signal waits for)."),
+    payload: Optional[str] = typer.Option(None, "--payload", "-p", help="Payload as JSON."),
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+) -> None:
+    """Send a signal to an open run (exit 5 if it has ended)."""
+    value: Any = None if payload is None else parse_json(payload, "--payload")
+
+    async def work(client: Client) -> None:
+        await client.get_handle(workflow_id, run_id).signal(name, value)
+        out.print(f"Signal [bold]{escape(name)}[/] delivered to {escape(workflow_id)}")
+
+    run(db, work)
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Control")
+def cancel(
+    workflow_id: str = IdArg,
+    reason: Optional[str] = ReasonOption,
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+) -> None:
+    """Ask an open run to cancel (its code sees CancelledError and may compensate)."""
+
+    async def work(client: Client) -> None:
+        await client.get_handle(workflow_id, run_id).cancel(reason)
+        out.print(f"Cancellation requested for {escape(workflow_id)}")
+
+    run(db, work)
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Control")
+def terminate(
+    workflow_id: str = IdArg,
+    reason: Optional[str] = ReasonOption,
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+) -> None:
+    """End an open run at once, without running any more of its code."""
+
+    async def work(client: Client) -> None:
+        await client.get_handle(workflow_id, run_id).terminate(reason)
+        out.print(f"Terminated {escape(workflow_id)}")
+
+    run(db, work)
+
+
+async def schema_version(client: Client) -> int | None:
+    """The database's schema version. The Client has no accessor for it yet; both
+    stores answer ``schema_version()``, which is not (yet) part of the Store interface."""
+    query = getattr(client.store, "schema_version", None)
+    return None if query is None else int(await query())
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Operate")
+def migrate(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
+    """Create the database, or migrate its schema to this perdure's version."""
+    url = db or os.environ.get("PERDURE_DB") or "sqlite:///perdure.db"
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
+    created = path is not None and path != ":memory:" and not os.path.exists(path)
+
+    found: list[int | None] = []
+
+    async def work(client: Client) -> None:
+        found.append(await schema_version(client))  # connecting was migrating
+
+    with err.status(f"connecting to {url} and migrating the schema", spinner="dots"):
+        run(url, work, create=True)
+    version = found[0]
+    if as_json:
+        print_json({"url": url, "schema_version": version, "created": created})
+    else:
+        what = "Created database" if created else "Database ready"
+        out.print(f"{what}: {escape(url)} (schema version {version})")

@@ -1,0 +1,386 @@
+"""``perdure list``, ``show``, ``history`` and ``result``: the read commands.
+
+Imports the public API, rich, and the framework-free query helpers of
+``perdure.server._query`` (shared with the HTTP API). Each has ``--json``; exit
+codes come from ``_operator.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from perdure.cli._app import DbOption, app
+from perdure.cli._operator import (
+    EPILOG,
+    EXIT_FAILED,
+    EXIT_RUNNING,
+    JsonOption,
+    RunIdOption,
+    err,
+    local_time,
+    print_json,
+    run,
+)
+from perdure.client import Client, WorkflowDescription
+from perdure.errors import WorkflowCancelledError, WorkflowFailedError, WorkflowTerminatedError
+from perdure.server._query import (
+    KNOWN_STATUSES,
+    MAX_LIMIT,
+    ListQuery,
+    description_json,
+    execution_json,
+    final_description,
+    list_page,
+    outcome_json,
+    parse_when,
+)
+
+out = Console(highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {
+    "running": "bold blue",
+    "completed": "bold green",
+    "failed": "bold red",
+    "cancelled": "bold yellow",
+    "terminated": "bold magenta",
+    "timed_out": "bold red",
+    "continued_as_new": "bold cyan",
+}
+
+
+def status_text(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'bold')}]{escape(status)}[/]"
+
+
+def _when(text: Optional[str], option: str) -> Optional[datetime]:
+    if text is None:
+        return None
+    local = datetime.now().astimezone()
+    assert local.tzinfo is not None  # astimezone() always sets one
+    try:
+        return parse_when(text, now=local, naive_tz=local.tzinfo)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+@app.command("list", epilog=EPILOG, rich_help_panel="Inspect")
+def list_workflows(
+    db: Optional[str] = DbOption,
+    status: Optional[str] = typer.Option(
+        None, "--status", "-s", help=f"Only runs in this status ({', '.join(KNOWN_STATUSES)})."
+    ),
+    workflow_type: Optional[str] = typer.Option(None, "--type", "-t", help="Workflow type."),
+    since: Optional[str] = typer.Option(
+        None, help="Started at or after: ISO time (local if no offset) or an age: 15m, 2h, 3d."
+    ),
+    until: Optional[str] = typer.Option(None, help="Started at or before (same forms)."),
+    search: Optional[str] = typer.Option(None, help="Text the workflow id contains."),
+    limit: int = typer.Option(20, min=1, max=MAX_LIMIT, help="Runs per page."),
+    page: Optional[int] = typer.Option(None, min=1, help="Page number (1 = newest)."),
+    cursor: Optional[str] = typer.Option(None, help="Continue after a previous page's cursor."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List workflow runs, newest first."""
+    query = ListQuery(
+        status=status,
+        workflow_type=workflow_type,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+        search=search,
+        limit=limit,
+        page=page,
+        cursor=cursor,
+    )
+    try:
+        query.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    async def work(client: Client) -> None:
+        result = await list_page(client, query)
+        if as_json:
+            items = [execution_json(e) for e in result.items]
+            print_json({"items": items, "next_cursor": result.next_cursor})
+            return
+        if not result.items:
+            out.print("[dim]No workflow runs match.[/]")
+            return
+        table = Table(show_edge=False, header_style="bold", pad_edge=False)
+        for column in ("ID", "TYPE", "STATUS", "STARTED", "CLOSED"):
+            table.add_column(column, overflow="fold")
+        for e in result.items:
+            table.add_row(
+                escape(e.id),
+                escape(e.workflow_type),
+                status_text(e.status),
+                local_time(e.created_at),
+                local_time(e.closed_at),
+            )
+        out.print(table)
+        if result.next_cursor:
+            out.print(f"[dim]More: --cursor {result.next_cursor}[/]")
+
+    run(db, work)
+
+
+def _pending_lines(d: WorkflowDescription) -> list[str]:
+    lines = []
+    for a in d.pending_activities:
+        if a.running:
+            where = f"attempt {a.attempt} running"
+        elif a.attempt == 0:
+            where = "scheduled, not started"
+        else:
+            where = f"attempt {a.attempt} failed, next attempt at {local_time(a.next_attempt_at)}"
+        line = f"activity [bold]{escape(a.activity_type)}[/] (ref {a.activity_id}): {where}"
+        if a.last_failure:
+            failure = f"{a.last_failure.get('type')}: {a.last_failure.get('message')}"
+            line += f"\n    [red]last error: {escape(failure)}[/]"
+        lines.append(line)
+    for t in d.pending_timers:
+        lines.append(f"timer (ref {t.timer_id}): due {local_time(t.fire_at)}")
+    for c in d.pending_children:
+        lines.append(
+            f"child workflow [bold]{escape(c.workflow_id)}[/] ({escape(c.workflow_type)}, "
+            f"run {c.run_id})"
+        )
+    for name in d.waiting_signals:
+        lines.append(f"signal [bold]{escape(name)}[/]")
+    return lines
+
+
+def _show(d: WorkflowDescription) -> None:
+    out.print(f"[bold]{escape(d.id)}[/]  {escape(d.workflow_type)}  {status_text(d.status)}")
+    facts = [
+        ("run id", d.run_id),
+        ("task queue", d.task_queue),
+        ("started", local_time(d.created_at)),
+        ("updated", local_time(d.updated_at)),
+        ("closed", local_time(d.closed_at)),
+        ("history", f"{d.history_length} events"),
+    ]
+    if d.parent_run_id:
+        facts.append(("parent run", d.parent_run_id))
+    if d.continued_to:
+        facts.append(("continued", f"as new into run {d.continued_to}"))
+    for label, value in facts:
+        out.print(f"  [dim]{label:<11}[/]{escape(value)}")
+    if d.waiting_for_worker:
+        out.print(
+            f"[bold yellow]No worker has taken this run's work.[/] Is a worker running for task "
+            f"queue {escape(d.task_queue)!r} with workflow {escape(d.workflow_type)!r}?"
+        )
+    out.print(f"\n[bold]Input[/]  {escape(json.dumps(d.input, ensure_ascii=False))}")
+    if d.state:
+        out.print("[bold]State[/]")
+        for key, value in d.state.items():
+            out.print(f"  {escape(key)} = {escape(json.dumps(value, ensure_ascii=False))}")
+    pending = _pending_lines(d)
+    if pending:
+        out.print("[bold]Waiting on[/]")
+        for line in pending:
+            out.print(f"  • {line}")
+    if d.status == "completed":
+        out.print(f"[bold]Result[/] {escape(json.dumps(d.result, ensure_ascii=False))}")
+    elif d.failure:
+        kind, message = d.failure.get("type"), d.failure.get("message")
+        out.print(f"[bold red]Failure[/] {escape(f'{kind}: {message}')}")
+        if d.failure.get("traceback"):
+            out.print(f"[dim]{escape(str(d.failure['traceback']).rstrip())}[/]")
+    if d.last_error:
+        out.print(f"[bold red]Last error[/] (the run is retried) {escape(d.last_error)}")
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Inspect")
+def show(
+    workflow_id: str = typer.Argument(..., metavar="ID", help="Workflow id."),
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show where a run is: status, what it waits on, state, result or failure.
+
+    Waiting on: pending activities (attempt, next retry, last error), timers with
+    their due time, and the signals it awaits.
+    """
+
+    async def work(client: Client) -> None:
+        d = await client.get_handle(workflow_id, run_id).describe()
+        if as_json:
+            print_json(description_json(d))
+        else:
+            _show(d)
+
+    run(db, work)
+
+
+def summarize(event: dict[str, Any]) -> str:
+    """One line saying what a history event records."""
+
+    def js(value: Any) -> str:
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    kind, ref = event.get("type"), event.get("ref")
+    failure = event.get("failure") or {}
+    if kind == "WorkflowStarted":
+        return f"{event.get('workflow_type')} args={js(event.get('args'))}"
+    if kind == "ActivityScheduled":
+        return f"{event.get('name')} (ref {ref}) args={js(event.get('args'))}"
+    if kind == "ActivityCompleted":
+        return f"ref {ref} attempt {event.get('attempt')} -> {js(event.get('result'))}"
+    if kind == "ActivityFailed":
+        why = f"{failure.get('type')}: {failure.get('message')}"
+        return f"ref {ref} attempt {event.get('attempt')} failed: {why}"
+    if kind == "TimerStarted":
+        fire_at = datetime.fromtimestamp(float(event.get("fire_at", 0))).astimezone()
+        return f"ref {ref}, fires at {local_time(fire_at)}"
+    if kind in ("TimerFired", "TimerCancelled", "ActivityCancelled"):
+        return f"ref {ref}"
+    if kind == "SignalReceived":
+        return f"{event.get('name')} {js(event.get('payload'))}"
+    if kind == "StateSet":
+        return f"{event.get('key')} = {js(event.get('value'))}"
+    if kind == "WorkflowCompleted":
+        return js(event.get("result"))
+    if kind == "WorkflowFailed":
+        return f"{failure.get('type')}: {failure.get('message')}"
+    if kind in ("WorkflowTerminated", "CancelRequested"):
+        return str(event.get("reason") or "")
+    if kind == "ChildWorkflowRequested":
+        return f"{event.get('workflow_type')} id={event.get('workflow_id')} (ref {ref})"
+    if kind == "ChildWorkflowStarted":
+        return f"ref {ref} run {event.get('run_id')}"
+    if kind == "ChildWorkflowCompleted":
+        return f"ref {ref} -> {js(event.get('result'))}"
+    if kind in ("ChildWorkflowFailed", "ChildWorkflowStartFailed"):
+        why = f"{failure.get('type')}: {failure.get('message')}"
+        return f"ref {ref} {event.get('status', 'failed')}: {why}"
+    if kind in ("ChildWorkflowCancelRequested",):
+        return f"ref {ref}"
+    if kind == "SideEffectRecorded":
+        return f"ref {ref} -> {js(event.get('value'))}"
+    if kind == "PatchRecorded":
+        return str(event.get("patch_id"))
+    if kind == "WorkflowContinuedAsNew":
+        return f"args={js(event.get('args'))}"
+    if kind == "WorkflowTimedOut":
+        return f"after {event.get('timeout')}s"
+    return ""
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    when = datetime.fromtimestamp(float(event.get("time", 0))).astimezone()
+    stamp = when.strftime("%H:%M:%S.%f")[:-3]
+    kind = str(event.get("type"))
+    style = "dim" if kind == "TurnStarted" else "bold" if kind.startswith("Workflow") else ""
+    name = f"[{style}]{kind:<18}[/]" if style else f"{kind:<18}"
+    return f"{event.get('seq', 0):>4}  {stamp}  {name}  {escape(summarize(event))}"
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Inspect")
+def history(
+    workflow_id: str = typer.Argument(..., metavar="ID", help="Workflow id."),
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print handle.history()'s JSON array (what `perdure replay` reads)."
+    ),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Print new events as they happen until the run closes."
+    ),
+    interval: float = typer.Option(0.5, min=0.05, help="Seconds between polls with --follow."),
+) -> None:
+    """Print a run's event history (--follow: live, until the run closes).
+
+    --json prints exactly the array handle.history() returns, the input of
+    `perdure replay --history FILE.json`; with --follow, one event object per line.
+    """
+
+    async def work(client: Client) -> None:
+        handle = client.get_handle(workflow_id, run_id)
+        if not follow:
+            events = await handle.history()
+            if as_json:
+                print_json(events)
+            else:
+                out.print(f"[dim]{'seq':>4}  {'time':<12}  {'event':<18}  detail[/]")
+                for event in events:
+                    out.print(_event_line(event))
+            return
+        pinned = client.get_handle(workflow_id, (await handle.describe()).run_id)
+        seen = 0
+        with out.status(f"following {workflow_id} (Ctrl-C to stop)", spinner="dots"):
+            while True:
+                closed = (await pinned.describe()).closed_at is not None
+                events = await pinned.history()
+                for event in events[seen:]:
+                    if as_json:
+                        out.out(json.dumps(event, ensure_ascii=False), highlight=False)
+                    else:
+                        out.print(_event_line(event))
+                seen = len(events)
+                if closed:
+                    return
+                await asyncio.sleep(interval)
+
+    run(db, work)
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Inspect")
+def result(
+    workflow_id: str = typer.Argument(..., metavar="ID", help="Workflow id."),
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+    wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the run to end."),
+    timeout: Optional[float] = typer.Option(
+        None, min=0, help="With --wait: give up after this many seconds (exit 6)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Print a run's result as JSON (--wait: wait for the end).
+
+    A run that continued as new is followed to the run that carries on. Exit 1 if
+    the run failed, timed out, was cancelled or terminated; exit 6 if it is still
+    running (without --wait, or when --timeout passed).
+    """
+
+    async def work(client: Client) -> int:
+        handle = client.get_handle(workflow_id, run_id)
+        if wait:
+            with err.status(f"waiting for {workflow_id} to finish", spinner="dots"):
+                try:
+                    await handle.result(timeout=timeout)
+                except (
+                    TimeoutError,
+                    WorkflowFailedError,
+                    WorkflowCancelledError,
+                    WorkflowTerminatedError,
+                ):
+                    pass  # described below
+        d = await final_description(client, workflow_id, run_id)
+        outcome = outcome_json(d)
+        if as_json:
+            print_json(outcome)
+        elif d.status == "completed":
+            print_json(d.result)
+        code = 0 if d.status == "completed" else EXIT_FAILED if outcome["done"] else EXIT_RUNNING
+        if code and not as_json:
+            if outcome["done"]:
+                why = d.failure or {}
+                detail = f"{why.get('type')}: {why.get('message')}" if why else ""
+                err.print(f"[red]{escape(d.id)} {d.status}[/] {escape(detail)}".rstrip())
+            else:
+                hint = "not finished within the timeout" if wait else "use --wait to wait"
+                err.print(f"{escape(d.id)} is still {status_text(d.status)} ({hint})")
+        return code
+
+    run(db, work)

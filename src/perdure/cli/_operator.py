@@ -1,0 +1,149 @@
+"""Plumbing shared by the operator commands (``_inspect_cmd``, ``_control_cmd``,
+``_server_cmd``): exit codes, connecting, error reporting, JSON and time output.
+
+Imports the public API, typer and rich. Every command runs its work through
+:func:`run`, which maps perdure's errors to the documented exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from perdure.client import Client
+from perdure.errors import (
+    PayloadError,
+    PerdureError,
+    StoreError,
+    WorkflowAlreadyStartedError,
+    WorkflowCancelledError,
+    WorkflowClosedError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowTerminatedError,
+)
+
+__all__ = [
+    "EPILOG",
+    "EXIT_CONFLICT",
+    "EXIT_DB",
+    "EXIT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_RUNNING",
+    "EXIT_USAGE",
+    "JsonOption",
+    "RunIdOption",
+    "err",
+    "fail",
+    "local_time",
+    "parse_json",
+    "print_json",
+    "run",
+]
+
+EXIT_FAILED = 1  # `result`: the run failed, timed out, was cancelled or terminated
+EXIT_USAGE = 2  # what click/typer use for a bad option or argument
+EXIT_NOT_FOUND = 3  # no workflow with this id
+EXIT_DB = 4  # the database cannot be used: bad URL, missing file, newer schema
+EXIT_CONFLICT = 5  # the run is already closed, or the workflow id is taken
+EXIT_RUNNING = 6  # `result`: the run has not ended (no --wait, or --timeout passed)
+
+EPILOG = (
+    "Exit codes: 0 ok; 1 the workflow failed, timed out, was cancelled or terminated (result); "
+    "2 usage error; 3 workflow not found; 4 database error; "
+    "5 conflict (run already closed, or id taken); 6 still running (result)."
+)
+
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+RunIdOption = typer.Option(None, "--run-id", help="A specific run (default: the latest).")
+
+err = Console(stderr=True, highlight=False)
+
+
+def fail(code: int, message: str, hint: str | None = None) -> NoReturn:
+    """Print ``error: message`` (and a hint) to stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        err.print(f"[dim]{escape(hint)}[/]", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def parse_json(text: str, what: str) -> Any:
+    """A JSON option value, or a usage error (exit 2) saying what is wrong."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(
+            f"{what} must be JSON ({exc.msg} at column {exc.colno}): {text!r}; "
+            f"strings need quotes, e.g. '\"text\"'"
+        ) from None
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def local_time(when: datetime | None) -> str:
+    return "-" if when is None else when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a ``sqlite:///`` URL (None for other URLs and :memory:)."""
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return None
+    return url[len("sqlite:///") :]
+
+
+def run(
+    db: Optional[str],
+    work: Callable[[Client], Awaitable[int | None]],
+    *,
+    create: bool = False,
+) -> None:
+    """Connect to ``db``, run ``work(client)``, and exit with its code (or the code
+    of the error it raised). Unless ``create``, a missing SQLite file is an error
+    (exit 4) instead of a new empty database: a typo in --db must not look like
+    "no workflows"."""
+    url = db or os.environ.get("PERDURE_DB") or "sqlite:///perdure.db"
+    path = _sqlite_file(url)
+    if not create and path is not None and not os.path.exists(path):
+        fail(
+            EXIT_DB,
+            f"database file {path!r} does not exist ({url})",
+            "check --db / $PERDURE_DB, or create it with `perdure migrate`",
+        )
+
+    async def main() -> int | None:
+        client = await Client.connect(url)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    try:
+        code = asyncio.run(main())
+    except WorkflowNotFoundError as exc:
+        fail(EXIT_NOT_FOUND, str(exc), "`perdure list` shows the workflows there are")
+    except StoreError as exc:
+        fail(EXIT_DB, str(exc))
+    except (WorkflowClosedError, WorkflowAlreadyStartedError) as exc:
+        fail(EXIT_CONFLICT, str(exc))
+    except PayloadError as exc:
+        fail(EXIT_USAGE, str(exc))
+    except (WorkflowFailedError, WorkflowCancelledError, WorkflowTerminatedError) as exc:
+        fail(EXIT_FAILED, str(exc))
+    except PerdureError as exc:
+        fail(EXIT_FAILED, f"{type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:
+        fail(130, "interrupted")
+    if code:
+        raise typer.Exit(code)

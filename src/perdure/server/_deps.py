@@ -1,0 +1,149 @@
+"""What the ``/api`` routes depend on: the server's state (client and tokens), the
+caller's role, lenient JSON bodies, times, and the documented error answers.
+
+Imports fastapi, pydantic, the public Client API and ``_auth``/``_query``/``_models``.
+A role check raises 401 (no or unknown token) or 403 (read token, admin route).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Annotated, Any, Optional
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+
+from perdure.client import Client
+from perdure.server import _models as m
+from perdure.server._auth import AuthConfig, Role
+from perdure.server._query import parse_when
+
+__all__ = [
+    "READ_ERRORS",
+    "REASON_BODY",
+    "WRITE_ERRORS",
+    "ServerState",
+    "client_of",
+    "error_responses",
+    "json_body",
+    "parse_time",
+    "reason_of",
+    "require_admin",
+    "require_read",
+    "role_of",
+    "state_of",
+]
+
+_bearer = HTTPBearer(auto_error=False, description="A read or admin token.")
+
+
+@dataclass
+class ServerState:
+    client: Client
+    auth: AuthConfig
+
+
+def state_of(request: Request) -> ServerState:
+    state: ServerState = request.app.state.perdure
+    return state
+
+
+def client_of(request: Request) -> Client:
+    return state_of(request).client
+
+
+def role_of(
+    request: Request,
+    credentials: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)],
+) -> Optional[Role]:
+    """The caller's role; None if auth is on and no token was sent. A wrong token is 401."""
+    auth = state_of(request).auth
+    if not auth.enabled:
+        return "admin"  # open API: loopback only, enforced at bind and on the Host header
+    if credentials is None:
+        return None
+    role = auth.role_of(credentials.credentials)
+    if role is None:
+        raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    return role
+
+
+def require_read(role: Annotated[Optional[Role], Depends(role_of)]) -> Role:
+    if role is None:
+        raise HTTPException(
+            401,
+            "missing token: send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return role
+
+
+def require_admin(role: Annotated[Role, Depends(require_read)]) -> Role:
+    if role != "admin":
+        raise HTTPException(403, "this token is read-only: this action needs an admin token")
+    return role
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route may answer with."""
+    what = {
+        401: "No token, or an invalid one",
+        403: "A read-only token on a write route, or a cross-origin write",
+        404: "No workflow with this id",
+        409: "The run is closed, or the workflow id is already used",
+        422: "Malformed body or query",
+        503: "The database is unavailable",
+    }
+    return {c: {"model": m.ErrorBody, "description": what[c]} for c in codes}
+
+
+READ_ERRORS = error_responses(401, 403, 404, 422, 503)
+WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON whatever its Content-Type (``curl -d`` says form-urlencoded,
+    webhooks vary): empty is null, anything else must parse."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise HTTPException(422, f"the request body is not valid JSON: {exc}") from None
+
+
+async def reason_of(request: Request) -> Optional[str]:
+    """The optional ``{"reason": ...}`` body of cancel and terminate."""
+    try:
+        body = m.ReasonRequest.model_validate(await json_body(request) or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("body", *first["loc"]))
+        raise HTTPException(422, f"{where}: {first['msg']}") from None
+    return body.reason
+
+
+REASON_BODY: dict[str, Any] = {
+    "requestBody": {
+        "description": "Optional; the reason is recorded in the history.",
+        "required": False,
+        "content": {"application/json": {"schema": m.ReasonRequest.model_json_schema()}},
+    }
+}
+
+
+def parse_time(text: Optional[str], name: str) -> Optional[datetime]:
+    if text is None:
+        return None
+    try:
+        return parse_when(text, now=datetime.now(timezone.utc))
+    except ValueError as exc:
+        raise HTTPException(422, f"{name}: {exc}") from None

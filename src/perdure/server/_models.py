@@ -1,0 +1,141 @@
+"""The HTTP API's request and response bodies (pydantic), which make its OpenAPI
+document. Imports pydantic only; the field names match ``_query``'s JSON views.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Accepted",
+    "ErrorBody",
+    "Health",
+    "PendingActivity",
+    "PendingChild",
+    "PendingTimer",
+    "ReasonRequest",
+    "StartRequest",
+    "StartResponse",
+    "WhoAmI",
+    "WorkflowDescription",
+    "WorkflowPage",
+    "WorkflowResult",
+    "WorkflowSummary",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """Every error: ``detail`` says what is wrong (for 422, the list of problems
+    and ``message``, the first one in a sentence)."""
+
+    detail: Union[str, list[dict[str, Any]]]
+    message: Optional[str] = None
+
+
+class StartRequest(_Strict):
+    workflow: str = Field(min_length=1, description="The workflow's type name.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
+    id: Optional[str] = Field(None, min_length=1, description="Workflow id; a UUID if omitted.")
+    task_queue: str = Field("default", min_length=1)
+    id_conflict: Literal["fail", "use_existing", "terminate_existing"] = Field(
+        "fail", description="What to do when a run with this id exists."
+    )
+
+
+class StartResponse(BaseModel):
+    id: str
+    run_id: str
+
+
+class ReasonRequest(_Strict):
+    reason: Optional[str] = Field(None, max_length=10_000)
+
+
+class Accepted(BaseModel):
+    id: str
+    action: str = Field(description="What was accepted, e.g. 'signal approval'.")
+
+
+class WorkflowSummary(BaseModel):
+    id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: str
+    created_at: str
+    closed_at: Optional[str]
+
+
+class WorkflowPage(BaseModel):
+    items: list[WorkflowSummary]
+    next_cursor: Optional[str] = Field(description="Pass as ?cursor= for the next page.")
+
+
+class PendingActivity(BaseModel):
+    activity_id: int
+    activity_type: str
+    attempt: int
+    running: bool
+    next_attempt_at: Optional[str]
+    last_failure: Optional[dict[str, Any]]
+
+
+class PendingChild(BaseModel):
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+
+
+class PendingTimer(BaseModel):
+    timer_id: int
+    fire_at: str
+
+
+class WorkflowDescription(BaseModel):
+    id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: str
+    input: dict[str, Any]
+    created_at: str
+    updated_at: str
+    closed_at: Optional[str]
+    state: dict[str, Any]
+    result: Any
+    failure: Optional[dict[str, Any]]
+    last_error: Optional[str]
+    history_length: int
+    pending_activities: list[PendingActivity]
+    pending_timers: list[PendingTimer]
+    pending_children: list[PendingChild]
+    waiting_signals: list[str]
+    waiting_for_worker: bool = Field(
+        description="Work is due but no worker took it: is one serving this task queue and type?"
+    )
+    parent_run_id: Optional[str]
+    continued_to: Optional[str] = Field(description="The run this one continued as new into.")
+
+
+class WorkflowResult(BaseModel):
+    id: str
+    run_id: str
+    status: str
+    done: bool = Field(description="False if the run was still open when the wait ended.")
+    result: Any
+    failure: Optional[dict[str, Any]]
+
+
+class WhoAmI(BaseModel):
+    role: Optional[Literal["read", "admin"]]
+    auth_required: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

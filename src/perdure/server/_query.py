@@ -1,0 +1,249 @@
+"""Operator queries shared by the CLI and the HTTP API: list filters and paging,
+time parsing, and the JSON views of runs and descriptions.
+
+Framework-free on purpose (no fastapi import): ``perdure list`` uses it without
+the ``server`` extra. Imports the public Client API only.
+
+``Client.list`` filters by status and type and returns the newest runs first; the
+time range, the id search and the paging are done here, over growing windows of
+that list (see :func:`list_page`). That is O(runs scanned) per page: fine for
+operators, and the day the store grows keyset paging it moves there unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+from perdure.client import Client, WorkflowDescription, WorkflowExecution
+
+__all__ = [
+    "KNOWN_STATUSES",
+    "MAX_LIMIT",
+    "ListQuery",
+    "Page",
+    "decode_cursor",
+    "description_json",
+    "encode_cursor",
+    "execution_json",
+    "final_description",
+    "iso",
+    "list_page",
+    "outcome_json",
+    "parse_when",
+]
+
+KNOWN_STATUSES = (
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "terminated",
+    "timed_out",
+    "continued_as_new",
+)
+MAX_CHAIN = 10_000  # continue-as-new hops followed before giving up
+MAX_LIMIT = 1000
+FIRST_WINDOW = 256
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str, *, now: datetime, naive_tz: tzinfo = timezone.utc) -> datetime:
+    """``"15m"``, ``"2h"``, ``"3d"``, ``"1w"`` (that long before ``now``) or an ISO 8601
+    date/time; a time without an offset is read in ``naive_tz``. Raises ValueError."""
+    match = _RELATIVE.match(text)
+    if match:
+        return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"cannot read time {text!r}: use an ISO 8601 time (2024-05-01T12:00:00Z, "
+            f"2024-05-01) or an age such as 30s, 15m, 2h, 3d, 1w"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=naive_tz)
+
+
+def iso(when: datetime | None) -> str | None:
+    """UTC ISO 8601 with a ``Z``, the one time format the API and ``--json`` speak."""
+    if when is None:
+        return None
+    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def encode_cursor(execution: WorkflowExecution) -> str:
+    raw = json.dumps([execution.run_id, execution.created_at.timestamp()]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, float]:
+    """The (run id, creation time) a cursor points after. Raises ValueError."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        run_id, created = json.loads(raw)
+        if isinstance(run_id, str) and isinstance(created, (int, float)):
+            return run_id, float(created)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        pass
+    raise ValueError(f"invalid cursor {cursor!r}: pass the next_cursor of a previous page")
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What to list. ``page`` (1-based) and ``cursor`` are two ways to page; not both."""
+
+    status: str | None = None
+    workflow_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str | None = None
+    limit: int = 50
+    page: int | None = None
+    cursor: str | None = None
+
+    def check(self) -> None:
+        """Raise ValueError naming what is wrong with the query."""
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {self.limit}")
+        if self.page is not None and self.page < 1:
+            raise ValueError(f"page numbers start at 1, not {self.page}")
+        if self.page is not None and self.cursor is not None:
+            raise ValueError("pass either a page number or a cursor, not both")
+        if self.since and self.until and self.since > self.until:
+            raise ValueError(f"since ({iso(self.since)}) is after until ({iso(self.until)})")
+        if self.cursor is not None:
+            decode_cursor(self.cursor)
+
+    def matches(self, e: WorkflowExecution) -> bool:
+        if self.since is not None and e.created_at < self.since:
+            return False
+        if self.until is not None and e.created_at > self.until:
+            return False
+        return not self.search or self.search.casefold() in e.id.casefold()
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[WorkflowExecution]
+    next_cursor: str | None
+
+
+async def list_page(client: Client, query: ListQuery) -> Page:
+    """One page of runs matching ``query``, newest first."""
+    query.check()
+    after = decode_cursor(query.cursor) if query.cursor is not None else None
+    skip = (query.page - 1) * query.limit if query.page is not None else 0
+    want = skip + query.limit + 1  # one more than the page tells whether a next page exists
+    window = FIRST_WINDOW
+    while True:
+        rows = await client.list(status=query.status, workflow=query.workflow_type, limit=window)
+        exhausted = len(rows) < window
+        # Newest first: once a row is older than `since`, every later row is too.
+        if query.since is not None and rows and rows[-1].created_at < query.since:
+            exhausted = True
+        found = [e for e in _after(rows, after) if query.matches(e)]
+        if exhausted or len(found) >= want:
+            break
+        window *= 4
+    chosen = found[skip : skip + query.limit]
+    more = len(found) > skip + query.limit
+    return Page(chosen, encode_cursor(chosen[-1]) if more and chosen else None)
+
+
+def _after(
+    rows: list[WorkflowExecution], after: tuple[str, float] | None
+) -> list[WorkflowExecution]:
+    if after is None:
+        return rows
+    run_id, created = after
+    for i, e in enumerate(rows):
+        if e.run_id == run_id:
+            return rows[i + 1 :]
+    # The cursor's run is beyond this window (or gone): fall back on its time.
+    return [e for e in rows if e.created_at.timestamp() < created]
+
+
+def execution_json(e: WorkflowExecution) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "run_id": e.run_id,
+        "workflow_type": e.workflow_type,
+        "task_queue": e.task_queue,
+        "status": e.status,
+        "created_at": iso(e.created_at),
+        "closed_at": iso(e.closed_at),
+    }
+
+
+def description_json(d: WorkflowDescription) -> dict[str, Any]:
+    """Everything ``describe()`` says, JSON-ready (times in UTC ISO 8601)."""
+    return {
+        "id": d.id,
+        "run_id": d.run_id,
+        "workflow_type": d.workflow_type,
+        "task_queue": d.task_queue,
+        "status": d.status,
+        "input": d.input,
+        "created_at": iso(d.created_at),
+        "updated_at": iso(d.updated_at),
+        "closed_at": iso(d.closed_at),
+        "state": d.state,
+        "result": d.result,
+        "failure": d.failure,
+        "last_error": d.last_error,
+        "history_length": d.history_length,
+        "pending_activities": [
+            {
+                "activity_id": a.activity_id,
+                "activity_type": a.activity_type,
+                "attempt": a.attempt,
+                "running": a.running,
+                "next_attempt_at": iso(a.next_attempt_at),
+                "last_failure": a.last_failure,
+            }
+            for a in d.pending_activities
+        ],
+        "pending_timers": [
+            {"timer_id": t.timer_id, "fire_at": iso(t.fire_at)} for t in d.pending_timers
+        ],
+        "pending_children": [
+            {"workflow_id": c.workflow_id, "run_id": c.run_id, "workflow_type": c.workflow_type}
+            for c in d.pending_children
+        ],
+        "waiting_signals": list(d.waiting_signals),
+        "waiting_for_worker": d.waiting_for_worker,
+        "parent_run_id": d.parent_run_id,
+        "continued_to": d.continued_to,
+    }
+
+
+async def final_description(
+    client: Client, workflow_id: str, run_id: str | None
+) -> WorkflowDescription:
+    """The run's description, following continue-as-new to the run that carries on
+    (``handle.result()`` follows the same chain)."""
+    d = await client.get_handle(workflow_id, run_id).describe()
+    for _ in range(MAX_CHAIN):
+        if d.continued_to is None:
+            break
+        d = await client.get_handle(workflow_id, d.continued_to).describe()
+    return d
+
+
+def outcome_json(d: WorkflowDescription) -> dict[str, Any]:
+    """What ``result`` answers: the status, and the result or the failure."""
+    return {
+        "id": d.id,
+        "run_id": d.run_id,
+        "status": d.status,
+        "done": d.closed_at is not None,
+        "result": d.result,
+        "failure": d.failure,
+    }

@@ -1,0 +1,260 @@
+"""The ``/api`` routes: each one is a few calls on the Client and a JSON view.
+
+Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies) and the
+framework-free ``_query``. Auth: every route needs the ``read`` role except
+``/api/health`` and ``/api/whoami``; start, signal, cancel and terminate need
+``admin``. Errors map to status codes in ``app.py`` (not found 404, closed or id
+taken 409, bad input 422).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+
+from perdure.client import Client
+from perdure.errors import (
+    WorkflowCancelledError,
+    WorkflowFailedError,
+    WorkflowTerminatedError,
+)
+from perdure.server import _models as m
+from perdure.server._auth import Role
+from perdure.server._deps import (
+    READ_ERRORS,
+    REASON_BODY,
+    WRITE_ERRORS,
+    client_of,
+    error_responses,
+    json_body,
+    parse_time,
+    reason_of,
+    require_admin,
+    require_read,
+    role_of,
+    state_of,
+)
+from perdure.server._query import (
+    MAX_LIMIT,
+    ListQuery,
+    description_json,
+    execution_json,
+    final_description,
+    list_page,
+    outcome_json,
+)
+
+__all__ = ["MAX_RESULT_WAIT", "router"]
+
+MAX_RESULT_WAIT = 60.0  # seconds a result long-poll may hold a request
+
+router = APIRouter(prefix="/api")
+
+
+ClientDep = Annotated[Client, Depends(client_of)]
+Reader = [Depends(require_read)]
+Admin = [Depends(require_admin)]
+WorkflowId = Annotated[str, Path(description="The workflow id (may contain '/').")]
+RunId = Annotated[Optional[str], Query(description="A run of the workflow; default: latest.")]
+
+
+# ------------------------------------------------------------------ open routes
+
+
+@router.get(
+    "/health",
+    response_model=m.Health,
+    summary="Is the database reachable?",
+    responses=error_responses(403, 503),
+)
+async def health(client: ClientDep) -> dict[str, Any]:
+    await client.list(limit=1)
+    return {"status": "ok"}
+
+
+@router.get(
+    "/whoami",
+    response_model=m.WhoAmI,
+    summary="The role of the sent token",
+    responses=error_responses(401, 403),
+    openapi_extra={"security": [{}]},  # the token is optional here
+)
+async def whoami(request: Request, role: Annotated[Optional[Role], Depends(role_of)]) -> Any:
+    return {"role": role, "auth_required": state_of(request).auth.enabled}
+
+
+# ------------------------------------------------------------------ workflows
+
+
+@router.get(
+    "/workflows",
+    response_model=m.WorkflowPage,
+    dependencies=Reader,
+    responses=error_responses(401, 403, 422, 503),
+)
+async def list_workflows(
+    client: ClientDep,
+    status: Annotated[Optional[str], Query(max_length=64)] = None,
+    type: Annotated[Optional[str], Query(max_length=512, description="Workflow type")] = None,
+    since: Annotated[Optional[str], Query(description="ISO time or age: 2h, 3d")] = None,
+    until: Annotated[Optional[str], Query(description="ISO time or age")] = None,
+    search: Annotated[Optional[str], Query(max_length=512, description="Text in the id")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    page: Annotated[Optional[int], Query(ge=1, le=1_000_000)] = None,
+    cursor: Annotated[Optional[str], Query(max_length=2048)] = None,
+) -> Any:
+    """Runs, newest first, filtered; page with ``cursor`` (or ``page``)."""
+    query = ListQuery(
+        status=status or None,
+        workflow_type=type or None,
+        since=parse_time(since, "since"),
+        until=parse_time(until, "until"),
+        search=search or None,
+        limit=limit,
+        page=page,
+        cursor=cursor or None,
+    )
+    try:
+        query.check()
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    result = await list_page(client, query)
+    return {"items": [execution_json(e) for e in result.items], "next_cursor": result.next_cursor}
+
+
+@router.post(
+    "/workflows",
+    status_code=201,
+    response_model=m.StartResponse,
+    dependencies=Admin,
+    responses=error_responses(401, 403, 409, 422, 503),
+)
+async def start_workflow(client: ClientDep, body: m.StartRequest) -> Any:
+    """Start a workflow by type name with JSON arguments (409 if the id is taken)."""
+    handle = await client.start(
+        body.workflow,
+        *body.args,
+        id=body.id,
+        task_queue=body.task_queue,
+        id_conflict=body.id_conflict,
+    )
+    return {"id": handle.id, "run_id": handle.run_id}
+
+
+@router.get(
+    "/workflows/{workflow_id:path}/history",
+    response_model=list[dict[str, Any]],
+    dependencies=Reader,
+    responses=READ_ERRORS,
+)
+async def workflow_history(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    run_id: RunId = None,
+    after_seq: Annotated[int, Query(ge=0, description="Only events after this seq")] = 0,
+) -> Any:
+    """The event history exactly as ``handle.history()`` returns it (``perdure replay``
+    reads this array)."""
+    events = await client.get_handle(workflow_id, run_id).history()
+    return [e for e in events if int(e.get("seq", 0)) > after_seq]
+
+
+@router.get(
+    "/workflows/{workflow_id:path}/result",
+    response_model=m.WorkflowResult,
+    dependencies=Reader,
+    responses=READ_ERRORS,
+)
+async def workflow_result(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    run_id: RunId = None,
+    timeout: Annotated[
+        float, Query(ge=0, le=MAX_RESULT_WAIT, description="Seconds to wait for the end")
+    ] = 0.0,
+) -> Any:
+    """The outcome (of the run it continued as new into, if it did); with ``timeout``, a
+    long-poll that answers as soon as the run ends."""
+    try:
+        await client.get_handle(workflow_id, run_id).result(timeout=timeout)
+    except (TimeoutError, WorkflowFailedError, WorkflowCancelledError, WorkflowTerminatedError):
+        pass  # the description below says which
+    return outcome_json(await final_description(client, workflow_id, run_id))
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/signals/{name}",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "description": "The signal's payload: any JSON value (empty body: null).",
+            "required": False,
+            "content": {"application/json": {"schema": {}}},
+        }
+    },
+)
+async def signal_workflow(
+    request: Request,
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    name: Annotated[str, Path(min_length=1, max_length=512)],
+    run_id: RunId = None,
+) -> Any:
+    """Deliver a signal; the request body (any JSON) is its payload. 409 if closed."""
+    payload = await json_body(request)
+    await client.get_handle(workflow_id, run_id).signal(name, payload)
+    return {"id": workflow_id, "action": f"signal {name}"}
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/cancel",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra=REASON_BODY,
+)
+async def cancel_workflow(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    request: Request,
+    run_id: RunId = None,
+) -> Any:
+    """Ask the run to cancel (it may compensate first). 409 if closed."""
+    await client.get_handle(workflow_id, run_id).cancel(await reason_of(request))
+    return {"id": workflow_id, "action": "cancel"}
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/terminate",
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra=REASON_BODY,
+)
+async def terminate_workflow(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    request: Request,
+    run_id: RunId = None,
+) -> Any:
+    """End the run at once, running no more workflow code. 409 if closed."""
+    await client.get_handle(workflow_id, run_id).terminate(await reason_of(request))
+    return {"id": workflow_id, "action": "terminate"}
+
+
+@router.get(
+    "/workflows/{workflow_id:path}",
+    response_model=m.WorkflowDescription,
+    dependencies=Reader,
+    responses=READ_ERRORS,
+)
+async def describe_workflow(
+    client: ClientDep, workflow_id: WorkflowId, run_id: RunId = None
+) -> Any:
+    """Status, input, result or failure, published state and pending work."""
+    return description_json(await client.get_handle(workflow_id, run_id).describe())

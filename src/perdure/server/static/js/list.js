@@ -1,0 +1,179 @@
+// The workflow list: status filter, id search, type filter, time range, paging
+// by cursor, auto-refresh. Filters live in the URL (#/?status=failed&search=o-1)
+// so a filtered view can be shared.
+
+import { api, ApiError, wfHref } from "./api.js";
+import { clear, fmtDuration, fmtRelative, fmtTime, h, statusBadge, toSeconds } from "./dom.js";
+
+const STATUSES = ["running", "completed", "failed", "cancelled", "terminated", "timed_out",
+  "continued_as_new"];
+const LABELS = { timed_out: "timed out", continued_as_new: "continued" };
+const RANGES = [
+  ["", "Any time"],
+  ["1h", "Last hour"],
+  ["24h", "Last 24 hours"],
+  ["7d", "Last 7 days"],
+  ["30d", "Last 30 days"],
+];
+const PAGE_SIZE = 50;
+const REFRESH_MS = 5000;
+
+export function renderList(container, params, ctx) {
+  const filters = {
+    status: params.get("status") || "",
+    search: params.get("search") || "",
+    type: params.get("type") || "",
+    since: params.get("since") || "",
+  };
+  const cursors = [null]; // cursor of each page seen; the last is the current page
+  let timer = null;
+  let controller = null;
+  let disposed = false;
+
+  const heading = h("div", { class: "page-head" },
+    h("h1", { text: "Workflows" }),
+    h("span", { class: "muted", id: "list-count" }));
+
+  const chips = h("div", { class: "chips", role: "group", "aria-label": "Status" },
+    ["", ...STATUSES].map((status) => h("button", {
+      type: "button",
+      class: `chip${status ? ` chip-${status}` : ""}`,
+      "data-status": status,
+      "aria-pressed": String(filters.status === status),
+      text: LABELS[status] || status || "all",
+      onclick: () => { filters.status = status; changed(); },
+    })));
+
+  const search = h("input", {
+    type: "search", id: "search", placeholder: "Search workflow id…",
+    value: filters.search, "aria-label": "Search workflow id", spellcheck: "false",
+  });
+  const type = h("input", {
+    type: "search", id: "type-filter", placeholder: "Workflow type", value: filters.type,
+    "aria-label": "Workflow type", spellcheck: "false",
+  });
+  const since = h("select", { id: "since", "aria-label": "Started" },
+    RANGES.map(([value, label]) =>
+      h("option", { value, selected: filters.since === value, text: label })));
+  let typing = null;
+  for (const input of [search, type]) {
+    input.addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => {
+        filters.search = search.value.trim();
+        filters.type = type.value.trim();
+        changed();
+      }, 250);
+    });
+  }
+  since.addEventListener("change", () => { filters.since = since.value; changed(); });
+  const auto = h("input", { type: "checkbox", id: "auto-refresh", checked: true });
+  auto.addEventListener("change", schedule);
+
+  const toolbar = h("div", { class: "toolbar" }, chips,
+    h("div", { class: "filters" }, search, type, since,
+      h("label", { class: "check" }, auto, " Auto-refresh")));
+
+  const body = h("tbody");
+  const table = h("table", { class: "runs" },
+    h("thead", {}, h("tr", {},
+      ["Workflow id", "Type", "Status", "Started", "Duration", "Closed"].map((t) =>
+        h("th", { text: t })))),
+    body);
+  const newer = h("button", { type: "button", class: "ghost", text: "← Newer" });
+  const older = h("button", { type: "button", class: "ghost", text: "Older →" });
+  const pageLabel = h("span", { class: "muted" });
+  newer.addEventListener("click", () => { cursors.pop(); load(); });
+  older.addEventListener("click", () => { cursors.push(older.dataset.cursor); load(); });
+  const pager = h("div", { class: "pager" }, newer, pageLabel, older);
+  const message = h("div", { class: "empty", hidden: true });
+
+  container.append(heading, toolbar, h("div", { class: "card flush" }, table, message), pager);
+
+  function changed() {
+    cursors.length = 1;
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(filters)) if (value) query.set(key, value);
+    const qs = query.toString();
+    history.replaceState(null, "", `#/${qs ? `?${qs}` : ""}`);
+    for (const chip of chips.children) {
+      chip.setAttribute("aria-pressed", String(chip.dataset.status === filters.status));
+    }
+    load();
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    // Only the first page refreshes by itself: older pages hold still while read.
+    if (!disposed && auto.checked && cursors.length === 1) timer = setTimeout(load, REFRESH_MS);
+  }
+
+  async function load() {
+    clearTimeout(timer);
+    controller?.abort();
+    controller = new AbortController();
+    const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (filters.status) query.set("status", filters.status);
+    if (filters.search) query.set("search", filters.search);
+    if (filters.type) query.set("type", filters.type);
+    if (filters.since) query.set("since", filters.since);
+    const cursor = cursors[cursors.length - 1];
+    if (cursor) query.set("cursor", cursor);
+    try {
+      const page = await api(`/workflows?${query}`, { signal: controller.signal });
+      show(page);
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      showMessage(error instanceof ApiError && error.status === 401
+        ? "Enter an access token to see workflows."
+        : `Cannot load workflows: ${error.message}`, true);
+    }
+    schedule();
+  }
+
+  function showMessage(text, isError = false) {
+    clear(body);
+    message.hidden = false;
+    message.textContent = text;
+    message.classList.toggle("error", isError);
+  }
+
+  function show(page) {
+    clear(body);
+    const now = Date.now() / 1000;
+    for (const run of page.items) {
+      const started = toSeconds(run.created_at);
+      const end = run.closed_at ? toSeconds(run.closed_at) : now;
+      const href = wfHref(run.id, run.run_id);
+      body.append(h("tr", { "data-id": run.id },
+        h("td", { class: "mono" }, h("a", { href, text: run.id })),
+        h("td", { text: run.workflow_type }),
+        h("td", {}, statusBadge(run.status)),
+        h("td", { title: fmtRelative(run.created_at, now), text: fmtTime(run.created_at) }),
+        h("td", { class: "num", text: fmtDuration(end - started) }),
+        h("td", { text: run.closed_at ? fmtTime(run.closed_at) : "–" })));
+    }
+    if (page.items.length === 0) {
+      const filtered = Object.values(filters).some(Boolean);
+      showMessage(filtered ? "No workflow runs match these filters." : "No workflow runs yet.");
+    } else {
+      message.hidden = true;
+    }
+    const n = cursors.length;
+    document.getElementById("list-count").textContent =
+      `${page.items.length} shown${n > 1 ? ` · page ${n}` : ""}`;
+    pageLabel.textContent = `Page ${n}`;
+    newer.disabled = n === 1;
+    older.disabled = !page.next_cursor;
+    older.dataset.cursor = page.next_cursor || "";
+    pager.hidden = n === 1 && !page.next_cursor;
+  }
+
+  load();
+  return () => {
+    disposed = true;
+    clearTimeout(timer);
+    clearTimeout(typing);
+    controller?.abort();
+  };
+}

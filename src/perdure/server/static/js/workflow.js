@@ -1,0 +1,359 @@
+// One workflow run: status, what it waits on, timeline, input, result or
+// failure, published state and the full history; signal / cancel / terminate
+// for admins. Refreshes every 2 s while the run is open. #/workflows/<id> shows
+// the latest run, #/workflows/<id>?run=<run id> a given one. An "approve link"
+// adds ?signal=<name>[&payload=<json>]: it opens the signal form.
+
+import { api, ApiError, wfHref, wfPath } from "./api.js";
+import {
+  clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
+} from "./dom.js";
+import { buildTimeline, renderTimeline } from "./timeline.js";
+
+const REFRESH_MS = 2000;
+const BURST_MS = 250;
+
+function section(title, ...children) {
+  return h("section", { class: "card" }, h("h2", { text: title }), ...children);
+}
+
+function pre(value, cls = "") {
+  return h("pre", { class: `json ${cls}`, text: typeof value === "string" ? value : json(value, true) });
+}
+
+function failureBlock(failure) {
+  const trace = failure.traceback
+    ? h("details", {}, h("summary", { text: "Traceback" }), pre(String(failure.traceback), "trace"))
+    : null;
+  return h("div", { class: "failure" },
+    h("div", { class: "failure-head" }, h("b", { text: failure.type || "Error" }), `: ${failure.message ?? ""}`),
+    trace);
+}
+
+function eventDetail(e) {
+  const f = e.failure || {};
+  switch (e.type) {
+    case "WorkflowStarted": return `${e.workflow_type}(${(e.args || []).map((a) => json(a)).join(", ")})`;
+    case "ActivityScheduled": return `${e.name} · ref ${e.ref} · args ${json(e.args)}`;
+    case "ActivityCompleted": return `ref ${e.ref} · attempt ${e.attempt} → ${json(e.result)}`;
+    case "ActivityFailed": return `ref ${e.ref} · attempt ${e.attempt} · ${f.type}: ${f.message}`;
+    case "TimerStarted": return `ref ${e.ref} · due ${fmtTime(e.fire_at)} (${fmtDuration(e.fire_at - e.time)})`;
+    case "TimerFired": case "TimerCancelled": case "ActivityCancelled": return `ref ${e.ref}`;
+    case "SignalReceived": return `${e.name} ${json(e.payload)}`;
+    case "StateSet": return `${e.key} = ${json(e.value)}`;
+    case "WorkflowCompleted": return json(e.result);
+    case "WorkflowFailed": return `${f.type}: ${f.message}`;
+    case "WorkflowTerminated": case "CancelRequested": return e.reason || "";
+    case "ChildWorkflowRequested": return `${e.workflow_type} · id ${e.workflow_id} · ref ${e.ref}`;
+    case "ChildWorkflowStarted": return `ref ${e.ref} · run ${e.run_id}`;
+    case "ChildWorkflowCompleted": return `ref ${e.ref} → ${json(e.result)}`;
+    case "ChildWorkflowFailed": case "ChildWorkflowStartFailed":
+      return `ref ${e.ref} · ${e.status || "failed"} · ${f.type}: ${f.message}`;
+    case "ChildWorkflowCancelRequested": return `ref ${e.ref}`;
+    case "SideEffectRecorded": return `ref ${e.ref} → ${json(e.value)}`;
+    case "PatchRecorded": return e.patch_id;
+    case "WorkflowContinuedAsNew": return `args ${json(e.args)}`;
+    case "WorkflowTimedOut": return `after ${fmtDuration(e.timeout)}`;
+    default: return "";
+  }
+}
+
+function eventKind(type) {
+  if (type === "TurnStarted") return "marker";
+  if (type.startsWith("ChildWorkflow")) return "child";
+  if (type.startsWith("Workflow")) return "workflow";
+  if (type.startsWith("Activity")) return "activity";
+  if (type.startsWith("Timer")) return "timer";
+  if (type === "SignalReceived" || type === "CancelRequested") return "signal";
+  return "other";
+}
+
+export function renderWorkflow(container, id, params, ctx) {
+  let desc = null;
+  let events = [];
+  let timer = null;
+  let controller = null;
+  let disposed = false;
+  let approveLinkUsed = false;
+  const expanded = new Set();
+  let showMarkers = false;
+  let burst = 0; // refreshes left at BURST_MS after an action
+
+  const runId = params.get("run") || "";
+  const q = runId ? `?run_id=${encodeURIComponent(runId)}` : ""; // the run this page shows
+  const root = h("div", { class: "workflow" });
+  container.append(h("a", { class: "back", href: "#/", text: "← All workflows" }), root);
+
+  async function load() {
+    clearTimeout(timer);
+    controller?.abort();
+    controller = new AbortController();
+    try {
+      const [d, history] = await Promise.all([
+        api(`${wfPath(id)}${q}`, { signal: controller.signal }),
+        api(`${wfPath(id)}/history${q}`, { signal: controller.signal }),
+      ]);
+      desc = d;
+      events = history;
+      draw();
+      if (!approveLinkUsed && params.get("signal") && ctx.isAdmin && !desc.closed_at) {
+        approveLinkUsed = true;
+        openSignal(params.get("signal"), params.get("payload") || "null");
+      }
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      clear(root);
+      const text = error instanceof ApiError && error.status === 404
+        ? `No workflow with id “${id}”.`
+        : error instanceof ApiError && error.status === 401
+          ? "Enter an access token to see this workflow."
+          : `Cannot load this workflow: ${error.message}`;
+      root.append(h("div", { class: "card empty error", text }));
+    }
+    if (!disposed && (!desc || !desc.closed_at)) {
+      // Right after an action, look again soon: the worker reacts within moments.
+      timer = setTimeout(load, burst > 0 ? (burst--, BURST_MS) : REFRESH_MS);
+    }
+  }
+
+  function actions() {
+    if (!ctx.isAdmin || desc.closed_at) return null;
+    return h("div", { class: "actions" },
+      h("button", { type: "button", id: "signal-button", class: "primary", text: "Signal…",
+        onclick: () => openSignal(desc.waiting_signals[0] || "", "null") }),
+      h("button", { type: "button", id: "cancel-button", text: "Cancel…",
+        onclick: () => confirmAction("cancel") }),
+      h("button", { type: "button", id: "terminate-button", class: "danger", text: "Terminate…",
+        onclick: () => confirmAction("terminate") }));
+  }
+
+  function header() {
+    const now = Date.now() / 1000;
+    const start = toSeconds(desc.created_at);
+    const end = desc.closed_at ? toSeconds(desc.closed_at) : now;
+    const stat = (label, value, title) =>
+      h("div", { class: "stat", title }, h("div", { class: "stat-label", text: label }),
+        h("div", { class: "stat-value", text: value }));
+    return h("div", { class: "wf-head" },
+      h("div", { class: "wf-title" },
+        h("h1", { class: "mono", id: "wf-id", text: desc.id }), statusBadge(desc.status), actions()),
+      h("div", { class: "wf-meta muted" },
+        h("span", {}, "type ", h("b", { text: desc.workflow_type })),
+        h("span", {}, "run ", h("code", { text: desc.run_id })),
+        h("span", {}, "task queue ", h("b", { text: desc.task_queue })),
+        lineage()),
+      h("div", { class: "stats" },
+        stat("Started", fmtTime(desc.created_at), fmtRelative(desc.created_at, now)),
+        stat(desc.closed_at ? "Closed" : "Last change", fmtTime(desc.closed_at || desc.updated_at)),
+        stat(desc.closed_at ? "Duration" : "Running for", fmtDuration(end - start)),
+        stat("History", `${desc.history_length} events`),
+        desc.state && "stage" in desc.state ? stat("Stage", String(desc.state.stage)) : null));
+  }
+
+  function lineage() {
+    const started = events.find((e) => e.type === "WorkflowStarted") || {};
+    const link = (text, wid, rid) => h("a", { href: wfHref(wid, rid), text });
+    return [
+      started.parent_workflow_id ? h("span", { id: "parent" }, "child of ",
+        link(started.parent_workflow_id, started.parent_workflow_id, started.parent_run_id)) : null,
+      started.continued_from_run_id ? h("span", {}, "continued from ",
+        link(`run ${started.continued_from_run_id.slice(0, 8)}…`, desc.id, started.continued_from_run_id)) : null,
+      desc.continued_to ? h("span", { id: "continued-to" }, "continued as new in ",
+        link(`run ${desc.continued_to.slice(0, 8)}…`, desc.id, desc.continued_to)) : null,
+    ];
+  }
+
+  function pendingWork() {
+    const items = [];
+    for (const a of desc.pending_activities) {
+      const what = a.running ? `attempt ${a.attempt} running`
+        : a.attempt === 0 ? "waiting for a worker"
+          : toSeconds(a.next_attempt_at) <= Date.now() / 1000
+            ? `attempt ${a.attempt} failed · next attempt due now`
+            : `attempt ${a.attempt} failed · next attempt ${fmtClock(a.next_attempt_at)} (${fmtRelative(a.next_attempt_at)})`;
+      items.push(h("li", { class: "pending-activity" },
+        h("span", { class: "tag tag-activity", text: "activity" }),
+        h("b", { text: a.activity_type }), h("span", { class: "muted", text: ` ref ${a.activity_id} · ` }),
+        what, a.last_failure ? failureBlock(a.last_failure) : null));
+    }
+    for (const t of desc.pending_timers) {
+      items.push(h("li", {}, h("span", { class: "tag tag-timer", text: "timer" }),
+        `ref ${t.timer_id} · due ${fmtTime(t.fire_at)} (${fmtRelative(t.fire_at)})`));
+    }
+    for (const c of desc.pending_children) {
+      items.push(h("li", {}, h("span", { class: "tag tag-child", text: "child" }),
+        h("a", { href: wfHref(c.workflow_id, c.run_id), text: c.workflow_id }),
+        h("span", { class: "muted", text: ` ${c.workflow_type} · running` })));
+    }
+    for (const name of desc.waiting_signals) {
+      items.push(h("li", {}, h("span", { class: "tag tag-signal", text: "signal" }),
+        "awaiting ", h("b", { text: name }),
+        ctx.isAdmin ? h("button", { type: "button", class: "link", text: "send…",
+          onclick: () => openSignal(name, "null") }) : null));
+    }
+    if (!items.length) return null;
+    return section("Waiting on", h("ul", { class: "pending", id: "pending" }, items));
+  }
+
+  function timeline() {
+    const holder = h("div", { class: "timeline", id: "timeline" });
+    const model = buildTimeline(events, desc, Date.now() / 1000);
+    const drawIt = () => clear(holder).append(renderTimeline(model, Math.max(480, holder.clientWidth)));
+    requestAnimationFrame(drawIt);
+    const legend = h("div", { class: "legend muted" },
+      [["act-completed", "completed"], ["act-running", "running"], ["act-retrying", "retrying"],
+        ["act-failed", "failed"], ["timer", "timer"]].map(([cls, label]) =>
+        h("span", {}, h("i", { class: `swatch ${cls}` }), label)),
+      h("span", {}, h("i", { class: "swatch diamond" }), "signal / timer fired"));
+    return section("Timeline", holder, legend);
+  }
+
+  function historyTable() {
+    const rows = [];
+    const t0 = events.length ? events[0].time : 0;
+    for (const e of events) {
+      if (e.type === "TurnStarted" && !showMarkers) continue;
+      const open = expanded.has(e.seq);
+      const tr = h("tr", { class: `ev ev-${eventKind(e.type)}`, "data-seq": e.seq },
+        h("td", { class: "num", text: e.seq }),
+        h("td", { class: "mono", title: fmtTime(e.time), text: fmtClock(e.time) }),
+        h("td", { class: "num muted", text: `+${fmtDuration(e.time - t0)}` }),
+        h("td", {}, h("span", { class: `evtype evtype-${eventKind(e.type)}`, text: e.type })),
+        h("td", { class: "detail", text: truncate(eventDetail(e), 160) }));
+      tr.addEventListener("click", () => {
+        if (expanded.has(e.seq)) expanded.delete(e.seq); else expanded.add(e.seq);
+        draw();
+      });
+      rows.push(tr);
+      if (open) rows.push(h("tr", { class: "ev-json" }, h("td", { colspan: 5 }, pre(e))));
+    }
+    const markers = h("input", { type: "checkbox", checked: showMarkers });
+    markers.addEventListener("change", () => { showMarkers = markers.checked; draw(); });
+    const download = h("button", { type: "button", class: "ghost", text: "Download JSON",
+      title: "The history as handle.history() returns it: input for perdure replay --history",
+      onclick: () => {
+        const blob = new Blob([JSON.stringify(events, null, 2)], { type: "application/json" });
+        const a = h("a", { href: URL.createObjectURL(blob), download: `${desc.id}.history.json` });
+        a.click();
+        setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+      } });
+    return h("section", { class: "card" },
+      h("div", { class: "section-head" }, h("h2", { text: `History (${events.length} events)` }),
+        h("label", { class: "check" }, markers, " Turn markers"), download),
+      h("table", { class: "history", id: "history" },
+        h("thead", {}, h("tr", {}, ["#", "Time", "Since start", "Event", "Detail"].map((t) =>
+          h("th", { text: t })))),
+        h("tbody", {}, rows)));
+  }
+
+  function draw() {
+    const y = window.scrollY;
+    clear(root);
+    const outcome = desc.status === "completed"
+      ? section("Result", pre(desc.result))
+      : desc.failure ? section(desc.status === "terminated" ? "Terminated" : "Failure", failureBlock(desc.failure))
+        : section("Result", h("p", { class: "muted", text: desc.closed_at ? "No result." : "Not finished yet." }));
+    const state = Object.entries(desc.state || {});
+    const parts = [
+      header(),
+      desc.last_error ? h("div", { class: "alert", id: "last-error" },
+        h("b", { text: "The latest workflow task failed" }),
+        " — the run is intact and retried with backoff:", pre(desc.last_error, "trace")) : null,
+      desc.waiting_for_worker ? h("div", { class: "alert warn", id: "no-worker" },
+        h("b", { text: "No worker has taken this run's work." }),
+        ` Is a worker running for task queue “${desc.task_queue}” that registers `,
+        h("code", { text: desc.workflow_type }), "?") : null,
+      pendingWork(),
+      timeline(),
+      h("div", { class: "grid2" },
+        section("Input", pre(desc.input.kwargs && Object.keys(desc.input.kwargs).length
+          ? desc.input : desc.input.args)),
+        outcome),
+      section("Published state", state.length
+        ? h("table", { class: "kv" }, h("tbody", {}, state.map(([k, v]) =>
+          h("tr", {}, h("th", { text: k }), h("td", {}, pre(v))))))
+        : h("p", { class: "muted", text: "Nothing published (workflow.set_state)." })),
+      historyTable(),
+    ];
+    root.append(...parts.filter(Boolean));
+    window.scrollTo(0, y);
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  function openSignal(name, payload) {
+    const dialog = document.getElementById("signal-dialog");
+    const nameInput = document.getElementById("signal-name");
+    const payloadInput = document.getElementById("signal-payload");
+    const error = document.getElementById("signal-error");
+    const names = clear(document.getElementById("signal-names"));
+    for (const n of desc.waiting_signals) names.append(h("option", { value: n }));
+    nameInput.value = name;
+    payloadInput.value = payload;
+    error.hidden = true;
+    document.getElementById("signal-cancel").onclick = () => dialog.close();
+    document.getElementById("signal-form").onsubmit = async (event) => {
+      event.preventDefault();
+      let value;
+      try {
+        value = JSON.parse(payloadInput.value.trim() || "null");
+      } catch (e) {
+        error.textContent = `The payload is not valid JSON: ${e.message}. Strings need quotes: "yes".`;
+        error.hidden = false;
+        return;
+      }
+      try {
+        await api(`${wfPath(id)}/signals/${encodeURIComponent(nameInput.value.trim())}${q}`,
+          { method: "POST", body: value });
+        dialog.close();
+        ctx.toast(`Signal “${nameInput.value.trim()}” sent.`, "ok");
+        burst = 8;
+        load();
+      } catch (e) {
+        error.textContent = e.message;
+        error.hidden = false;
+      }
+    };
+    dialog.showModal();
+    (name ? payloadInput : nameInput).focus();
+  }
+
+  function confirmAction(action) {
+    const dialog = document.getElementById("confirm-dialog");
+    const reason = document.getElementById("confirm-reason");
+    const error = document.getElementById("confirm-error");
+    document.getElementById("confirm-title").textContent =
+      action === "cancel" ? `Cancel ${desc.id}?` : `Terminate ${desc.id}?`;
+    document.getElementById("confirm-text").textContent = action === "cancel"
+      ? "The workflow sees a cancellation at its current step and may run compensations before it ends."
+      : "The run ends at once: no more workflow code runs, and no compensation either.";
+    document.getElementById("confirm-ok").textContent = action === "cancel" ? "Cancel workflow" : "Terminate";
+    reason.value = "";
+    error.hidden = true;
+    document.getElementById("confirm-cancel").onclick = () => dialog.close();
+    document.getElementById("confirm-form").onsubmit = async (event) => {
+      event.preventDefault();
+      try {
+        await api(`${wfPath(id)}/${action}${q}`, { method: "POST", body: { reason: reason.value || null } });
+        dialog.close();
+        ctx.toast(action === "cancel" ? "Cancellation requested." : "Workflow terminated.", "ok");
+        burst = 8;
+        load();
+      } catch (e) {
+        error.textContent = e.message;
+        error.hidden = false;
+      }
+    };
+    dialog.showModal();
+  }
+
+  const onResize = () => { if (desc) draw(); };
+  window.addEventListener("resize", onResize);
+  load();
+  return () => {
+    disposed = true;
+    clearTimeout(timer);
+    controller?.abort();
+    window.removeEventListener("resize", onResize);
+  };
+}

@@ -1,0 +1,36 @@
+"""Fixtures for the operator-surface tests: a database, and an in-process client
+and worker over it. (Subprocesses of the real ``perdure`` entry point live in
+``surface_helpers``; every test that starts one also stops it.)"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import surface_workflows as wf
+
+import perdure
+
+WORKFLOWS = [wf.approval, wf.countdown, wf.doomed, wf.double, wf.family, wf.onboarding]
+ACTIVITIES = [wf.make_greeting, wf.flaky_step, wf.verify_identity, wf.send_welcome_email]
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'surfaces.db'}"
+
+
+@pytest.fixture
+async def client(db_url: str) -> AsyncIterator[perdure.Client]:
+    c = await perdure.Client.connect(db_url)
+    c.poll_interval = 0.02
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+async def worker(client: perdure.Client) -> AsyncIterator[perdure.Worker]:
+    w = perdure.Worker(client, WORKFLOWS, ACTIVITIES, poll_interval=0.02, lease_timeout=5.0)
+    async with w:
+        yield w

@@ -1,0 +1,87 @@
+"""Helpers for the surface tests (importable by name, unlike conftest): the real
+``perdure`` entry point in a subprocess, and waiting on conditions with deadlines."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+PERDURE = [sys.executable, "-m", "perdure"]
+ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "COLUMNS": "200", "NO_COLOR": "1"}
+ENV.pop("PERDURE_DB", None)
+ENV.pop("PERDURE_TOKEN", None)
+ENV.pop("PERDURE_ADMIN_TOKEN", None)
+
+
+def cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m perdure ARGS`` to completion."""
+    return subprocess.run(
+        [*PERDURE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**ENV, **(env or {})},
+    )
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Proc:
+    """A ``perdure`` subprocess whose output goes to a log file."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def url(self, timeout: float = 15) -> str:
+        """The http:// URL the process printed (``perdure server``, ``demo --ui``)."""
+
+        def found() -> str | None:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"process exited early:\n{self.output()}")
+            match = re.search(r"http://127\.0\.0\.1:\d+/", self.output())
+            return match[0] if match else None
+
+        return wait_for(found, timeout, "the server's URL")
+
+    def stop(self, sig: int = 15) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def spawn(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Proc:
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        popen = subprocess.Popen(
+            [*PERDURE, *args], stdout=out, stderr=subprocess.STDOUT, env={**ENV, **(env or {})}
+        )
+    return Proc(popen, log)

@@ -1,0 +1,157 @@
+"""The web UI in headless Chromium (Debian's ``chromium``, driven by Playwright):
+the list, a workflow's page and timeline, a signal that resumes the run, and the
+token flow. A real ``perdure server`` and ``perdure worker`` run in subprocesses.
+
+Skipped when chromium is absent, except in CI (``CI=true``), where it must run:
+``make chromium`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import surface_workflows as wf
+from surface_helpers import Proc, spawn, wait_for
+
+import perdure
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"),
+    *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
+]
+ADMIN, READ = "admin-token-for-browser-tests", "read-token-for-browser-tests"
+TIMEOUT_MS = 15_000
+
+if not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true":
+    pytest.skip(
+        "chromium is not installed (apt-get install -y chromium, or `make chromium`); "
+        "these tests run in CI",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("CI=true but chromium is missing: run `make chromium` first")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@dataclass
+class Stack:
+    db: str
+    open_url: str  # a server without tokens (loopback)
+    auth_url: str  # a server with a read and an admin token
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A database with a worker, an open server and a server with tokens: the URLs."""
+    folder = tmp_path_factory.mktemp("browser")
+    db = f"sqlite:///{folder / 'ui.db'}"
+    procs: list[Proc] = []
+    try:
+        worker_args = ["worker", wf.__file__, "--db", db, "--poll-interval", "0.02"]
+        procs.append(spawn(worker_args, folder / "worker.log"))
+        procs.append(spawn(["server", "--port", "0", "--db", db], folder / "open.log"))
+        tokens = {"PERDURE_ADMIN_TOKEN": ADMIN, "PERDURE_TOKEN": READ}
+        procs.append(spawn(["server", "--port", "0", "--db", db], folder / "auth.log", tokens))
+        yield Stack(db, procs[1].url(), procs[2].url())
+        for proc in procs:
+            assert proc.stop() == 0, proc.output()
+    finally:
+        for proc in procs:
+            proc.stop(9)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    p = context.new_page()
+    p.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield p
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, page: Page) -> None:
+    with perdure.SyncClient.connect(stack.db) as client:
+        handle = client.start("approval", "ada", 1, id="ui-approval-1")
+        client.start("doomed", "the printer is on fire", id="ui-doomed-1")
+        wait_for(lambda: handle.describe().waiting_signals == ["approve"], 20, "the signal wait")
+
+        page.goto(stack.open_url)
+        row = page.locator("tr[data-id='ui-approval-1']")
+        expect(row).to_contain_text("running")
+        expect(page.locator("tr[data-id='ui-doomed-1']")).to_contain_text("failed")
+        page.get_by_role("button", name="running", exact=True).click()
+        expect(page.locator("tr[data-id='ui-doomed-1']")).to_have_count(0)
+        page.fill("#search", "approval-1")
+        expect(page).to_have_url(re.compile(r"status=running&search=approval-1"))
+        expect(page.locator("tbody tr")).to_have_count(1)
+
+        row.get_by_role("link").click()
+        expect(page.locator("#wf-id")).to_have_text("ui-approval-1")
+        expect(page.locator(".wf-title .badge")).to_have_text("running")
+        expect(page.locator("#pending")).to_contain_text("awaiting approve")
+        timeline = page.locator("#timeline svg")
+        expect(timeline.locator("g.row-activity")).to_have_count(2)  # make_greeting, flaky_step
+        expect(timeline.locator("g.row-timer")).to_have_count(1)  # the signal wait's timeout
+        expect(timeline).to_contain_text("flaky_step")
+        expect(timeline).to_contain_text("2 attempts")
+        expect(page.locator("#history")).to_contain_text("ActivityScheduled")
+
+        page.click("#signal-button")
+        expect(page.locator("#signal-name")).to_have_value("approve")
+        page.fill("#signal-payload", "not json")
+        page.click("#signal-send")
+        expect(page.locator("#signal-error")).to_contain_text("not valid JSON")
+        page.fill("#signal-payload", '"browser"')
+        page.click("#signal-send")
+        expect(page.locator(".wf-title .badge")).to_have_text("completed")
+        expect(page.locator("#history")).to_contain_text('approve "browser"')
+        expect(page.locator("#timeline svg g.row-signals")).to_have_count(1)
+        assert handle.result(timeout=10)["approved_by"] == "browser"
+
+
+def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:
+    with perdure.SyncClient.connect(stack.db) as client:
+        client.start("approval", "bob", id="ui-token-1")
+        wait_for(lambda: client.get_handle("ui-token-1").describe().waiting_signals, 20, "the wait")
+
+    page.goto(f"{stack.auth_url}#/workflows/ui-token-1")
+    expect(page.locator("#token-dialog")).to_be_visible()  # 401: the UI asks for a token
+    page.fill("#token-input", "wrong-token-wrong-token")
+    page.click("#token-save")
+    expect(page.locator("#token-error")).to_contain_text("not valid")
+    page.fill("#token-input", READ)
+    page.click("#token-save")
+    expect(page.locator("#wf-id")).to_have_text("ui-token-1")
+    expect(page.locator("#token-button")).to_have_text("Token: read")
+    expect(page.locator("#signal-button")).to_have_count(0)  # read-only: no actions
+    expect(page.locator("#terminate-button")).to_have_count(0)
+
+    page.click("#token-button")
+    page.fill("#token-input", ADMIN)
+    page.click("#token-save")
+    expect(page.locator("#token-button")).to_have_text("Token: admin")
+    page.click("#terminate-button")
+    page.fill("#confirm-reason", "cleanup from the UI")
+    page.click("#confirm-ok")
+    expect(page.locator(".wf-title .badge")).to_have_text("terminated")
+    expect(page.locator("body")).to_contain_text("cleanup from the UI")
+    page.reload()  # the token survives a reload (sessionStorage)
+    expect(page.locator("#token-button")).to_have_text("Token: admin")

@@ -1,0 +1,265 @@
+"""The operator commands through the real entry point (``python -m perdure``),
+against a real worker process: outputs, and every documented exit code.
+
+Each command runs as a subprocess (about half a second each, mostly imports), so
+set-up and waiting go through an in-process SyncClient, and independent
+invocations run side by side (:func:`cli_all`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import surface_workflows as wf
+from surface_helpers import ENV, PERDURE, Proc, cli, spawn, wait_for
+
+import perdure
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'cli.db'}"
+    done = cli("migrate", "--db", url)
+    assert done.returncode == 0, done.stderr
+    assert "Created database" in done.stdout and "schema version" in done.stdout
+    return url
+
+
+@pytest.fixture(scope="module")
+def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    log = tmp_path_factory.mktemp("cli-worker") / "worker.log"
+    args = ["worker", wf.__file__, "--db", db, "--poll-interval", "0.05", "--log-level", "ERROR"]
+    proc = spawn(args, log)
+    yield proc
+    assert proc.stop() == 0, proc.output()
+
+
+@pytest.fixture(scope="module")
+def client(db: str) -> Iterator[perdure.SyncClient]:
+    with perdure.SyncClient.connect(db) as c:
+        c.client.poll_interval = 0.02
+        yield c
+
+
+def cli_all(
+    *commands: tuple[str, ...], env: dict[str, str] | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent commands concurrently; results in order."""
+    procs = [
+        subprocess.Popen(
+            [*PERDURE, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**ENV, **(env or {})},
+        )
+        for args in commands
+    ]
+    results = []
+    for args, proc in zip(commands, procs, strict=True):
+        out, err = proc.communicate(timeout=30)
+        results.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
+    return results
+
+
+def waiting_for_signal(client: perdure.SyncClient, workflow_id: str) -> None:
+    handle = client.get_handle(workflow_id)
+    wait_for(lambda: handle.describe().waiting_signals == ["approve"], 20, "the signal wait")
+
+
+# ------------------------------------------------------------------ errors first
+
+
+def test_error_exit_codes(db: str, tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    cases: dict[tuple[str, ...], tuple[int, str]] = {
+        ("show", "x", "--db", f"sqlite:///{missing}"): (4, "does not exist (sqlite:///"),
+        ("list", "--db", "mysql://nowhere/db"): (4, "unsupported database URL"),
+        ("start", "double", "--arg", "ada", "--db", db): (2, "must be JSON"),
+        ("signal", "x", "go", "--payload", "{", "--db", db): (2, "must be JSON"),
+        ("list", "--since", "yesterday", "--db", db): (2, "cannot read time"),
+        ("list", "--page", "2", "--cursor", "abc", "--db", db): (2, "not both"),
+        ("server", "--host", "0.0.0.0", "--db", db): (2, "refusing to serve on '0.0.0.0'"),
+        ("show", "nope", "--db", db): (3, "no workflow with id 'nope'"),
+        ("signal", "nope", "go", "--db", db): (3, "no workflow with id 'nope'"),
+    }
+    for (args, (code, message)), done in zip(cases.items(), cli_all(*cases), strict=True):
+        assert done.returncode == code, (args, done)
+        assert message in done.stderr, (args, done.stderr)
+    assert not missing.exists()  # a typo in --db does not create an empty database
+
+
+def test_migrate_reads_perdure_db_and_help_lists_exit_codes(db: str) -> None:
+    migrated, helped = cli_all(("migrate", "--json"), ("result", "--help"), env={"PERDURE_DB": db})
+    report = json.loads(migrated.stdout)
+    assert report["url"] == db and report["created"] is False
+    assert isinstance(report["schema_version"], int) and report["schema_version"] >= 1
+    assert helped.returncode == 0
+    assert "Exit codes" in helped.stdout and "3 workflow not found" in helped.stdout
+
+
+# ------------------------------------------------------------------ a whole run
+
+
+def test_start_show_signal_result_history(
+    db: str, worker: Proc, client: perdure.SyncClient
+) -> None:
+    args = ("approval", "--arg", '"ada"', "--arg", "1", "--id", "cli-1", "--db", db)
+    done = cli("start", *args)
+    assert done.returncode == 0, done.stderr
+    assert "Started approval id cli-1" in done.stdout
+    waiting_for_signal(client, "cli-1")
+
+    again, shown, as_json, still, timed_out = cli_all(
+        ("start", *args),
+        ("show", "cli-1", "--db", db),
+        ("show", "cli-1", "--json", "--db", db),
+        ("result", "cli-1", "--db", db),
+        ("result", "cli-1", "--wait", "--timeout", "0.2", "--db", db),
+    )
+    assert again.returncode == 5 and "already used" in again.stderr
+    assert shown.returncode == 0
+    assert "running" in shown.stdout and "signal approve" in shown.stdout
+    assert 'stage = "waiting for approval"' in shown.stdout
+    assert "timer (ref 3): due" in shown.stdout  # the signal wait's timeout
+    described = json.loads(as_json.stdout)
+    assert described["waiting_signals"] == ["approve"] and described["status"] == "running"
+    assert described["input"] == {"args": ["ada", 1], "kwargs": {}}
+    assert still.returncode == 6 and "still running" in still.stderr
+    assert timed_out.returncode == 6
+
+    signal = cli("signal", "cli-1", "approve", "--payload", '"ops"', "--db", db)
+    assert signal.returncode == 0 and "delivered" in signal.stdout
+    final = cli("result", "cli-1", "--wait", "--timeout", "20", "--db", db)
+    assert final.returncode == 0, final.stderr
+    assert json.loads(final.stdout) == {
+        "greeting": "hello ada",
+        "step": "ok after 2 attempts",
+        "approved_by": "ops",
+    }
+
+    closed, history, table = cli_all(
+        ("signal", "cli-1", "approve", "--db", db),
+        ("history", "cli-1", "--json", "--db", db),
+        ("history", "cli-1", "--db", db),
+    )
+    assert closed.returncode == 5 and "already completed" in closed.stderr
+    events = json.loads(history.stdout)
+    assert events == client.get_handle("cli-1").history()  # exactly handle.history()
+    assert events[-1]["type"] == "WorkflowCompleted"
+    assert "ActivityCompleted" in table.stdout and 'approve "ops"' in table.stdout
+
+
+def test_result_exit_codes_cancel_terminate_and_continue_as_new(
+    db: str, worker: Proc, client: perdure.SyncClient
+) -> None:
+    client.start("doomed", "boom", id="doomed-1")
+    client.start("countdown", 2, id="count-1")
+    for ident in ("cancel-me", "end-me"):
+        client.start("approval", "x", id=ident)
+    cancel, terminate = cli_all(
+        ("cancel", "cancel-me", "--reason", "not needed", "--db", db),
+        ("terminate", "end-me", "--reason", "operator says so", "--db", db),
+    )
+    assert cancel.returncode == 0 and "Cancellation requested" in cancel.stdout
+    assert terminate.returncode == 0 and "Terminated end-me" in terminate.stdout
+
+    failed, cancelled, terminated, again, continued = cli_all(
+        ("result", "doomed-1", "--wait", "--timeout", "20", "--json", "--db", db),
+        ("result", "cancel-me", "--wait", "--timeout", "20", "--db", db),
+        ("result", "end-me", "--db", db),
+        ("terminate", "end-me", "--db", db),
+        ("result", "count-1", "--wait", "--timeout", "20", "--db", db),
+    )
+    assert continued.returncode == 0 and json.loads(continued.stdout) == "liftoff"
+    assert failed.returncode == 1
+    outcome = json.loads(failed.stdout)
+    assert outcome["status"] == "failed" and outcome["failure"]["message"] == "boom"
+    assert cancelled.returncode == 1 and "cancel-me cancelled" in cancelled.stderr
+    assert terminated.returncode == 1 and "operator says so" in terminated.stderr
+    assert again.returncode == 5 and "already terminated" in again.stderr
+
+
+def test_list_filters_and_pages(db: str, worker: Proc, client: perdure.SyncClient) -> None:
+    ids = [f"page-{i}" for i in range(5)]
+    for ident in ids:
+        client.start("double", 2, id=ident)
+    for ident in ids:
+        assert client.get_handle(ident).result(timeout=20) == 4
+
+    runs = cli_all(
+        ("list", "--search", "PAGE-", "--limit", "2", "--json", "--db", db),
+        ("list", "--search", "page-", "--limit", "2", "--page", "3", "--json", "--db", db),
+        ("list", "--type", "double", "--status", "completed", "--json", "--db", db),
+        ("list", "--since", "2999-01-01", "--json", "--db", db),
+        ("list", "--search", "page-", "--since", "1h", "--limit", "2", "--db", db),
+    )
+    first, third, typed, future = (json.loads(done.stdout) for done in runs[:4])
+    table = runs[4]
+    assert [r["id"] for r in first["items"]] == ["page-4", "page-3"]  # newest first
+    assert [r["id"] for r in third["items"]] == ["page-0"] and third["next_cursor"] is None
+    assert {r["id"] for r in typed["items"]} >= set(ids)
+    assert {r["workflow_type"] for r in typed["items"]} == {"double"}
+    assert future == {"items": [], "next_cursor": None}
+    assert "page-4" in table.stdout and "completed" in table.stdout
+    assert "--cursor" in table.stdout
+
+    cursor = first["next_cursor"]
+    second = cli(
+        "list", "--search", "page-", "--limit", "2", "--cursor", cursor, "--json", "--db", db
+    )
+    assert [r["id"] for r in json.loads(second.stdout)["items"]] == ["page-2", "page-1"]
+
+
+@pytest.mark.timeout(60)
+def test_history_follow_tails_until_the_run_closes(
+    db: str, worker: Proc, client: perdure.SyncClient
+) -> None:
+    handle = client.start("approval", "f", id="follow-1")
+    waiting_for_signal(client, "follow-1")
+    args = ["history", "follow-1", "--follow", "--json", "--interval", "0.05", "--db", db]
+    follower = subprocess.Popen([*PERDURE, *args], stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert follower.stdout is not None
+        seen: list[dict[str, Any]] = []
+        while not any(e["type"] == "TimerStarted" for e in seen):  # it caught up with the past
+            seen.append(json.loads(follower.stdout.readline()))
+        handle.signal("approve", 1)
+        rest, _ = follower.communicate(timeout=20)  # it ends by itself when the run closes
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 0
+    seen += [json.loads(line) for line in rest.splitlines()]
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    assert seen[-1]["type"] == "WorkflowCompleted"
+    assert any(e["type"] == "SignalReceived" and e["payload"] == 1 for e in seen)
+
+
+# ------------------------------------------------------------------ server
+
+
+def test_server_serves_the_api_and_the_ui_until_sigterm(db: str, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# ops\nadmin aaaaaaaaaaaaaaaaaaaa\nread rrrrrrrrrrrrrrrrrrrr\n")
+    server = spawn(
+        ["server", "--port", "0", "--token-file", str(tokens), "--db", db], tmp_path / "server.log"
+    )
+    try:
+        url = server.url()
+        assert "tokens: admin, read" in server.output()
+        assert httpx.get(f"{url}api/workflows").status_code == 401
+        read = {"Authorization": "Bearer rrrrrrrrrrrrrrrrrrrr"}
+        assert httpx.get(f"{url}api/workflows", headers=read).status_code == 200
+        page = httpx.get(url)
+        assert page.status_code == 200 and "<title>perdure</title>" in page.text
+    finally:
+        code = server.stop()
+    assert code == 0, server.output()
