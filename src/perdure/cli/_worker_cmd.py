@@ -21,6 +21,11 @@ def worker(
     poll_interval: float = typer.Option(0.2, help="Idle poll interval in seconds."),
     max_activities: int = typer.Option(100, help="Concurrent activities."),
     log_level: str = typer.Option("INFO", help="Logging level."),
+    identity: Optional[str] = typer.Option(  # noqa: UP007
+        None,
+        help="A stable name for this worker (host:pid:random by default). A worker "
+        "restarted with the same identity takes its dead predecessor's leases at once.",
+    ),
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
     from perdure._worker.worker import Worker
@@ -46,6 +51,7 @@ def worker(
                 lease_timeout=lease_timeout,
                 poll_interval=poll_interval,
                 max_concurrent_activities=max_activities,
+                identity=identity,
             )
             names = sorted(w.workflows) + sorted(w.activities)
             logging.getLogger("perdure.cli").info("serving %s", ", ".join(names))

@@ -1,0 +1,237 @@
+"""Benchmarks of perdure itself: each mode prints one JSON line of results.
+
+Usage: python benchmarks/bench_perdure.py MODE [--db URL] [options]
+Modes: sequential, concurrent, sleep, recovery, replay, growth.
+Run by hand or through ``benchmarks/run.py`` (``make bench``); never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import workloads as w  # noqa: E402
+
+import perdure  # noqa: E402
+from perdure import _history as h  # noqa: E402
+from perdure._converter import default_converter  # noqa: E402
+from perdure._runtime import replay_history  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def fresh_url(db: str, tag: str) -> str:
+    if db == "sqlite":
+        folder = tempfile.mkdtemp(prefix=f"perdure-bench-{tag}-")
+        return f"sqlite:///{folder}/bench.db"
+    return db
+
+
+async def with_worker(url: str, **options: Any) -> tuple[perdure.Client, perdure.Worker]:
+    client = await perdure.Client.connect(url)
+    client.poll_interval = 0.5
+    worker = perdure.Worker(client, w.WORKFLOWS, w.ACTIVITIES, **options)
+    await worker.__aenter__()
+    return client, worker
+
+
+async def sequential(url: str, n: int, k: int) -> dict[str, Any]:
+    client, worker = await with_worker(url)
+    try:
+        for _ in range(5):
+            await client.execute(w.steps, k)
+        latencies = []
+        t0 = time.perf_counter()
+        for _ in range(n):
+            t = time.perf_counter()
+            await client.execute(w.steps, k)
+            latencies.append((time.perf_counter() - t) * 1000)
+        wall = time.perf_counter() - t0
+    finally:
+        await worker.__aexit__()
+        await client.close()
+    return {"mode": "sequential", "n": n, "k": k, "wf_per_s": n / wall,
+            "steps_per_s": n * k / wall, "p50_ms": statistics.median(latencies),
+            "p99_ms": pct(latencies, 0.99), "mean_ms": statistics.mean(latencies)}
+
+
+async def concurrent(url: str, n: int, k: int) -> dict[str, Any]:
+    client, worker = await with_worker(url, max_concurrent_workflow_tasks=500,
+                                       max_concurrent_activities=500)
+    try:
+        t0 = time.perf_counter()
+        handles = [await client.start(w.steps, k) for _ in range(n)]
+        started = time.perf_counter() - t0
+        await asyncio.gather(*(hd.result(timeout=600) for hd in handles))
+        wall = time.perf_counter() - t0
+    finally:
+        await worker.__aexit__()
+        await client.close()
+    return {"mode": "concurrent", "n": n, "k": k, "wf_per_s": n / wall,
+            "steps_per_s": n * k / wall, "wall_s": wall, "submit_s": started}
+
+
+async def sleep(url: str, n: int) -> dict[str, Any]:
+    """n workflows sleeping an hour: worker memory per sleeper, then n short
+    naps to measure timer-fire lateness."""
+    client, worker = await with_worker(url, cache_size=1000)
+    try:
+        base = rss_kb()
+        t0 = time.perf_counter()
+        batch = 500
+        for start in range(0, n, batch):
+            await asyncio.gather(*(client.start(w.sleeper, 1.0) for _ in range(start, min(n, start + batch))))
+        while True:
+            pending = await client.store.next_due(["default"], ("workflow",))
+            if pending is None or pending > client.store.clock() + 60:
+                break
+            await asyncio.sleep(0.2)
+        settle = time.perf_counter() - t0
+        after = rss_kb()
+        naps = min(n, 2000)
+        due = time.time() + 2.0
+        handles = [await client.start(w.napper, due - time.time()) for _ in range(naps)]
+        fired = await asyncio.gather(*(hd.result(timeout=600) for hd in handles))
+        lateness = [(f - due) * 1000 for f in fired]
+    finally:
+        await worker.__aexit__()
+        await client.close()
+    return {"mode": "sleep", "n": n, "settle_s": settle, "rss_before_kb": base,
+            "rss_after_kb": after, "bytes_per_sleeper": (after - base) * 1024 / n,
+            "nap_lateness_p50_ms": statistics.median(lateness),
+            "nap_lateness_p99_ms": pct(lateness, 0.99)}
+
+
+def recovery(url: str, same_identity: bool) -> dict[str, Any]:
+    """SIGKILL a worker process mid-run; time until the run continues."""
+    side = tempfile.mktemp(prefix="perdure-bench-side-")
+    env = {**os.environ, "PERDURE_BENCH_SIDE": side}
+    cmd = [sys.executable, "-m", "perdure", "worker", str(HERE / "workloads.py"), "--db", url,
+           "--lease-timeout", "5", "--poll-interval", "0.05", "--log-level", "WARNING"]
+    identity = ["--identity", "bench-worker"] if same_identity else []
+    first = subprocess.Popen(cmd + identity, env=env)
+    try:
+        client = perdure.SyncClient.connect(url)
+        handle = client.start(w.recover, 20)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if os.path.exists(side) and len(open(side).read().splitlines()) >= 11:
+                break
+            time.sleep(0.005)
+        time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_at = time.time()
+        seen = len(open(side).read().splitlines())
+        second = subprocess.Popen(cmd + identity, env=env)
+        try:
+            while len(open(side).read().splitlines()) == seen and time.time() < killed_at + 60:
+                time.sleep(0.002)
+            resumed = time.time() - killed_at
+            handle.result(timeout=120)
+            done = time.time() - killed_at
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait()
+        client.close()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    return {"mode": "recovery", "same_identity": same_identity, "resume_s": resumed,
+            "done_s": done, "lease_s": 5.0}
+
+
+async def replay(url: str, n: int) -> dict[str, Any]:
+    client, worker = await with_worker(url)
+    try:
+        handle = await client.start(w.long_history, n)
+        await handle.result(timeout=600)
+        run_id = (await handle.describe()).run_id
+        times, loads = [], []
+        for _ in range(5):
+            t = time.perf_counter()
+            events = await client.store.history(run_id)
+            loaded = time.perf_counter()
+            replay_history(w.long_history, events, default_converter).evict()
+            times.append((time.perf_counter() - t) * 1000)
+            loads.append((loaded - t) * 1000)
+    finally:
+        await worker.__aexit__()
+        await client.close()
+    return {"mode": "replay", "events": len(events), "cold_replay_ms": statistics.median(times),
+            "of_which_load_ms": statistics.median(loads)}
+
+
+async def growth(url: str) -> dict[str, Any]:
+    """Per-step cost of a workflow whose history already holds 10, 1,000 and
+    10,000 events (a sticky instance: a turn costs its new events only)."""
+    out: dict[str, Any] = {"mode": "growth"}
+    for size in (10, 1000, 10000):
+        client, worker = await with_worker(fresh_url(url, f"growth{size}") if url.startswith("sqlite") else url)
+        try:
+            handle = await client.start(w.long_history, size)
+            await handle.result(timeout=600)
+            t = time.perf_counter()
+            await client.execute(w.steps, 20)
+            base = (time.perf_counter() - t) / 20
+            out[f"step_ms_after_{size}"] = base * 1000
+        finally:
+            await worker.__aexit__()
+            await client.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["sequential", "concurrent", "sleep", "recovery",
+                                         "replay", "growth"])
+    parser.add_argument("--db", default="sqlite", help="'sqlite' (a fresh file) or a URL")
+    parser.add_argument("-n", type=int, default=None)
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--same-identity", action="store_true")
+    args = parser.parse_args()
+    url = fresh_url(args.db, args.mode)
+    if args.mode == "sequential":
+        result = asyncio.run(sequential(url, args.n or 200, args.k))
+    elif args.mode == "concurrent":
+        result = asyncio.run(concurrent(url, args.n or 5000, args.k))
+    elif args.mode == "sleep":
+        result = asyncio.run(sleep(url, args.n or 100_000))
+    elif args.mode == "recovery":
+        result = recovery(url, args.same_identity)
+    elif args.mode == "replay":
+        result = asyncio.run(replay(url, args.n or 10_000))
+    else:
+        result = asyncio.run(growth(args.db))
+    result["db"] = "sqlite" if url.startswith("sqlite") else "postgres"
+    result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

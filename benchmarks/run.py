@@ -1,0 +1,150 @@
+"""Run the benchmark suite and write a report: ``python benchmarks/run.py [--peers]``
+(``make bench``). Each measurement runs in a fresh process; results go to
+``benchmarks/results/<time>.json`` plus a Markdown table, and a PNG plot to
+``docs/img/bench.png``. Peers (DBOS Transact, Restate) run the same workloads
+back to back when ``--peers`` is given and their set-up is available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def run(cmd: list[str], timeout: float = 1800) -> dict[str, Any] | None:
+    print("$", " ".join(cmd), flush=True)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        print(f"  failed: {exc}\n{getattr(exc, 'stderr', '')}", flush=True)
+        return None
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1]
+    result: dict[str, Any] = json.loads(line)
+    print("  ", result, flush=True)
+    return result
+
+
+def perdure_suite(dbs: list[str], repeat: int, quick: bool) -> list[dict[str, Any]]:
+    py = sys.executable
+    bench = str(HERE / "bench_perdure.py")
+    results = []
+    for db in dbs:
+        for _ in range(repeat):
+            for args in (
+                ["sequential", "-n", "50" if quick else "200"],
+                ["concurrent", "-n", "500" if quick else "5000"],
+            ):
+                r = run([py, bench, *args, "--db", db])
+                if r:
+                    results.append({"engine": "perdure", **r})
+        for args in (
+            ["sleep", "-n", "5000" if quick else "100000"],
+            ["recovery", "--same-identity"],
+            ["recovery"],
+            ["replay", "-n", "10000"],
+            ["growth"],
+        ):
+            r = run([py, bench, *args, "--db", db])
+            if r:
+                results.append({"engine": "perdure", **r})
+    return results
+
+
+def medians(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, float]]:
+    """(engine, db, mode) -> median of every numeric field over repeats."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        key = (r["engine"], r["db"], r["mode"] + ("-same" if r.get("same_identity") else ""))
+        groups.setdefault(key, []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        numeric = {k for r in rs for k, v in r.items() if isinstance(v, (int, float))}
+        out[key] = {k: statistics.median(r[k] for r in rs if k in r) for k in numeric}
+    return out
+
+
+def markdown(table: dict[tuple[str, str, str], dict[str, float]]) -> str:
+    metrics = {
+        "sequential": ["p50_ms", "p99_ms", "wf_per_s"],
+        "concurrent": ["steps_per_s", "wf_per_s"],
+        "sleep": ["bytes_per_sleeper", "nap_lateness_p99_ms"],
+        "recovery": ["resume_s", "done_s"],
+        "recovery-same": ["resume_s", "done_s"],
+        "replay": ["cold_replay_ms", "events"],
+        "growth": ["step_ms_after_10", "step_ms_after_1000", "step_ms_after_10000"],
+    }
+    lines = ["| engine | db | mode | metric | median | ratio vs perdure |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for (engine, db, mode), values in sorted(table.items()):
+        for metric in metrics.get(mode, []):
+            if metric not in values:
+                continue
+            ours = table.get(("perdure", db, mode), {}).get(metric)
+            ratio = ""
+            if engine != "perdure" and ours:
+                ratio = f"{values[metric] / ours:.1f}x"
+            lines.append(f"| {engine} | {db} | {mode} | {metric} | {values[metric]:.4g} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict[tuple[str, str, str], dict[str, float]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    labels, steps, lat = [], [], []
+    for (engine, db, mode), v in sorted(table.items()):
+        if mode == "concurrent":
+            labels.append(f"{engine}\n{db}")
+            steps.append(v.get("steps_per_s", 0))
+            lat.append(table.get((engine, db, "sequential"), {}).get("p50_ms", 0))
+    ax1.bar(labels, steps, color="#3b6ea5")
+    ax1.set_title("concurrent: durable steps/s (higher is better)")
+    ax2.bar(labels, lat, color="#a5543b")
+    ax2.set_title("sequential 10-step workflow: p50 ms (lower is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--peers", action="store_true", help="also run DBOS and Restate")
+    parser.add_argument("--pg", default=PG_DEFAULT, help="PostgreSQL URL ('' to skip)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    dbs = ["sqlite"] + ([args.pg] if args.pg else [])
+    results = perdure_suite(dbs, args.repeat, args.quick)
+    if args.peers:
+        from peers import run_peers
+
+        results += run_peers(args.repeat, args.quick)
+    table = medians(results)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=1) + "\n")
+    report = markdown(table)
+    (out_dir / f"{stamp}.md").write_text(report)
+    print(report)
+    plot(table, ROOT / "docs" / "img" / "bench.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The benchmark workloads, shared by every perdure benchmark mode.
+
+A "step" is a trivial activity returning ``{"i": i, "ok": True}``, as in the
+peer baselines (../shared/bench/peers), so numbers compare like for like.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from perdure import activity, workflow
+
+
+@activity.defn
+async def step(i: int) -> dict[str, Any]:
+    return {"i": i, "ok": True}
+
+
+@workflow.defn
+async def steps(k: int) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+    for i in range(k):
+        last = await step(i)
+    return {"k": k, "last": last}
+
+
+@workflow.defn
+async def sleeper(hours: float) -> None:
+    await workflow.sleep(timedelta(hours=hours))
+
+
+@workflow.defn
+async def napper(seconds: float) -> float:
+    await workflow.sleep(seconds)
+    return workflow.now().timestamp()
+
+
+@activity.defn
+def slow_step(i: int) -> int:
+    """For the recovery benchmark: notes each start in a side file."""
+    import time
+
+    path = os.environ.get("PERDURE_BENCH_SIDE")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"start {i} {os.getpid()} {time.time()}\n")
+    time.sleep(0.1)
+    return i
+
+
+@workflow.defn
+async def recover(k: int) -> int:
+    total = 0
+    for i in range(k):
+        total += await slow_step(i)
+    return total
+
+
+@workflow.defn
+async def long_history(n: int) -> int:
+    """n side effects (one event each) and a timer: a history of ~n events."""
+    for i in range(n):
+        workflow.side_effect(lambda i=i: i)  # type: ignore[misc]
+    await workflow.sleep(0.001)
+    return n
+
+
+WORKFLOWS = [steps, sleeper, napper, recover, long_history]
+ACTIVITIES = [step, slow_step]
