@@ -27,7 +27,6 @@ sys.path.insert(0, str(HERE))
 import workloads as w  # noqa: E402
 
 import perdure  # noqa: E402
-from perdure import _history as h  # noqa: E402
 from perdure._converter import default_converter  # noqa: E402
 from perdure._runtime import replay_history  # noqa: E402
 
@@ -75,14 +74,22 @@ async def sequential(url: str, n: int, k: int) -> dict[str, Any]:
     finally:
         await worker.__aexit__()
         await client.close()
-    return {"mode": "sequential", "n": n, "k": k, "wf_per_s": n / wall,
-            "steps_per_s": n * k / wall, "p50_ms": statistics.median(latencies),
-            "p99_ms": pct(latencies, 0.99), "mean_ms": statistics.mean(latencies)}
+    return {
+        "mode": "sequential",
+        "n": n,
+        "k": k,
+        "wf_per_s": n / wall,
+        "steps_per_s": n * k / wall,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": pct(latencies, 0.99),
+        "mean_ms": statistics.mean(latencies),
+    }
 
 
 async def concurrent(url: str, n: int, k: int) -> dict[str, Any]:
-    client, worker = await with_worker(url, max_concurrent_workflow_tasks=500,
-                                       max_concurrent_activities=500)
+    client, worker = await with_worker(
+        url, max_concurrent_workflow_tasks=500, max_concurrent_activities=500
+    )
     try:
         t0 = time.perf_counter()
         handles = [await client.start(w.steps, k) for _ in range(n)]
@@ -92,8 +99,15 @@ async def concurrent(url: str, n: int, k: int) -> dict[str, Any]:
     finally:
         await worker.__aexit__()
         await client.close()
-    return {"mode": "concurrent", "n": n, "k": k, "wf_per_s": n / wall,
-            "steps_per_s": n * k / wall, "wall_s": wall, "submit_s": started}
+    return {
+        "mode": "concurrent",
+        "n": n,
+        "k": k,
+        "wf_per_s": n / wall,
+        "steps_per_s": n * k / wall,
+        "wall_s": wall,
+        "submit_s": started,
+    }
 
 
 async def sleep(url: str, n: int) -> dict[str, Any]:
@@ -105,7 +119,8 @@ async def sleep(url: str, n: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         batch = 500
         for start in range(0, n, batch):
-            await asyncio.gather(*(client.start(w.sleeper, 1.0) for _ in range(start, min(n, start + batch))))
+            count = min(n, start + batch) - start
+            await asyncio.gather(*(client.start(w.sleeper, 1.0) for _ in range(count)))
         while True:
             pending = await client.store.next_due(["default"], ("workflow",))
             if pending is None or pending > client.store.clock() + 60:
@@ -121,18 +136,44 @@ async def sleep(url: str, n: int) -> dict[str, Any]:
     finally:
         await worker.__aexit__()
         await client.close()
-    return {"mode": "sleep", "n": n, "settle_s": settle, "rss_before_kb": base,
-            "rss_after_kb": after, "bytes_per_sleeper": (after - base) * 1024 / n,
-            "nap_lateness_p50_ms": statistics.median(lateness),
-            "nap_lateness_p99_ms": pct(lateness, 0.99)}
+    return {
+        "mode": "sleep",
+        "n": n,
+        "settle_s": settle,
+        "rss_before_kb": base,
+        "rss_after_kb": after,
+        "bytes_per_sleeper": (after - base) * 1024 / n,
+        "nap_lateness_p50_ms": statistics.median(lateness),
+        "nap_lateness_p99_ms": pct(lateness, 0.99),
+    }
+
+
+def lines(path: str) -> int:
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return len(f.read().splitlines())
 
 
 def recovery(url: str, same_identity: bool) -> dict[str, Any]:
     """SIGKILL a worker process mid-run; time until the run continues."""
     side = tempfile.mktemp(prefix="perdure-bench-side-")
     env = {**os.environ, "PERDURE_BENCH_SIDE": side}
-    cmd = [sys.executable, "-m", "perdure", "worker", str(HERE / "workloads.py"), "--db", url,
-           "--lease-timeout", "5", "--poll-interval", "0.05", "--log-level", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "perdure",
+        "worker",
+        str(HERE / "workloads.py"),
+        "--db",
+        url,
+        "--lease-timeout",
+        "5",
+        "--poll-interval",
+        "0.05",
+        "--log-level",
+        "WARNING",
+    ]
     identity = ["--identity", "bench-worker"] if same_identity else []
     first = subprocess.Popen(cmd + identity, env=env)
     try:
@@ -140,17 +181,17 @@ def recovery(url: str, same_identity: bool) -> dict[str, Any]:
         handle = client.start(w.recover, 20)
         deadline = time.time() + 60
         while time.time() < deadline:
-            if os.path.exists(side) and len(open(side).read().splitlines()) >= 11:
+            if lines(side) >= 11:
                 break
             time.sleep(0.005)
         time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait()
         killed_at = time.time()
-        seen = len(open(side).read().splitlines())
+        seen = lines(side)
         second = subprocess.Popen(cmd + identity, env=env)
         try:
-            while len(open(side).read().splitlines()) == seen and time.time() < killed_at + 60:
+            while lines(side) == seen and time.time() < killed_at + 60:
                 time.sleep(0.002)
             resumed = time.time() - killed_at
             handle.result(timeout=120)
@@ -162,8 +203,13 @@ def recovery(url: str, same_identity: bool) -> dict[str, Any]:
     finally:
         if first.poll() is None:
             first.kill()
-    return {"mode": "recovery", "same_identity": same_identity, "resume_s": resumed,
-            "done_s": done, "lease_s": 5.0}
+    return {
+        "mode": "recovery",
+        "same_identity": same_identity,
+        "resume_s": resumed,
+        "done_s": done,
+        "lease_s": 5.0,
+    }
 
 
 async def replay(url: str, n: int) -> dict[str, Any]:
@@ -183,8 +229,12 @@ async def replay(url: str, n: int) -> dict[str, Any]:
     finally:
         await worker.__aexit__()
         await client.close()
-    return {"mode": "replay", "events": len(events), "cold_replay_ms": statistics.median(times),
-            "of_which_load_ms": statistics.median(loads)}
+    return {
+        "mode": "replay",
+        "events": len(events),
+        "cold_replay_ms": statistics.median(times),
+        "of_which_load_ms": statistics.median(loads),
+    }
 
 
 async def growth(url: str) -> dict[str, Any]:
@@ -192,7 +242,8 @@ async def growth(url: str) -> dict[str, Any]:
     10,000 events (a sticky instance: a turn costs its new events only)."""
     out: dict[str, Any] = {"mode": "growth"}
     for size in (10, 1000, 10000):
-        client, worker = await with_worker(fresh_url(url, f"growth{size}") if url.startswith("sqlite") else url)
+        target = fresh_url(url, f"growth{size}") if url == "sqlite" else url
+        client, worker = await with_worker(target)
         try:
             handle = await client.start(w.long_history, size)
             await handle.result(timeout=600)
@@ -208,8 +259,9 @@ async def growth(url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["sequential", "concurrent", "sleep", "recovery",
-                                         "replay", "growth"])
+    parser.add_argument(
+        "mode", choices=["sequential", "concurrent", "sleep", "recovery", "replay", "growth"]
+    )
     parser.add_argument("--db", default="sqlite", help="'sqlite' (a fresh file) or a URL")
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("-k", type=int, default=10)

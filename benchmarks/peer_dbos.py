@@ -73,8 +73,12 @@ def main() -> None:
             steps(args.k)
             latencies.append((time.perf_counter() - t) * 1000)
         wall = time.perf_counter() - t0
-        result.update(wf_per_s=args.n / wall, steps_per_s=args.n * args.k / wall,
-                      p50_ms=statistics.median(latencies), p99_ms=pct(latencies, 0.99))
+        result.update(
+            wf_per_s=args.n / wall,
+            steps_per_s=args.n * args.k / wall,
+            p50_ms=statistics.median(latencies),
+            p99_ms=pct(latencies, 0.99),
+        )
     elif args.mode == "concurrent":
         t0 = time.perf_counter()
         handles = [DBOS.start_workflow(steps, args.k) for _ in range(args.n)]
@@ -87,8 +91,11 @@ def main() -> None:
         for _ in range(args.n):
             DBOS.start_workflow(sleeper, 3600.0)
         time.sleep(2.0)
-        result.update(rss_before_kb=base, rss_after_kb=rss_kb(),
-                      bytes_per_sleeper=(rss_kb() - base) * 1024 / args.n)
+        result.update(
+            rss_before_kb=base,
+            rss_after_kb=rss_kb(),
+            bytes_per_sleeper=(rss_kb() - base) * 1024 / args.n,
+        )
     result["db"] = "sqlite" if url.startswith("sqlite") else "postgres"
     result["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(result), flush=True)

@@ -42,8 +42,10 @@ def run_peers(repeat: int, quick: bool) -> list[dict[str, Any]]:
         return results
     script = str(HERE / "peer_dbos.py")
     for _ in range(repeat):
-        for args in (["sequential", "-n", "50" if quick else "200"],
-                     ["concurrent", "-n", "200" if quick else "500"]):
+        for args in (
+            ["sequential", "-n", "50" if quick else "200"],
+            ["concurrent", "-n", "200" if quick else "500"],
+        ):
             r = run([str(python), script, *args, "--db", "sqlite"])
             if r:
                 results.append(r)

@@ -83,8 +83,10 @@ def markdown(table: dict[tuple[str, str, str], dict[str, float]]) -> str:
         "replay": ["cold_replay_ms", "events"],
         "growth": ["step_ms_after_10", "step_ms_after_1000", "step_ms_after_10000"],
     }
-    lines = ["| engine | db | mode | metric | median | ratio vs perdure |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| engine | db | mode | metric | median | ratio vs perdure |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for (engine, db, mode), values in sorted(table.items()):
         for metric in metrics.get(mode, []):
             if metric not in values:
@@ -93,7 +95,8 @@ def markdown(table: dict[tuple[str, str, str], dict[str, float]]) -> str:
             ratio = ""
             if engine != "perdure" and ours:
                 ratio = f"{values[metric] / ours:.1f}x"
-            lines.append(f"| {engine} | {db} | {mode} | {metric} | {values[metric]:.4g} | {ratio} |")
+            value = f"{values[metric]:.4g}"
+            lines.append(f"| {engine} | {db} | {mode} | {metric} | {value} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ def worker(
     poll_interval: float = typer.Option(0.2, help="Idle poll interval in seconds."),
     max_activities: int = typer.Option(100, help="Concurrent activities."),
     log_level: str = typer.Option("INFO", help="Logging level."),
-    identity: Optional[str] = typer.Option(  # noqa: UP007
+    identity: Optional[str] = typer.Option(
         None,
         help="A stable name for this worker (host:pid:random by default). A worker "
         "restarted with the same identity takes its dead predecessor's leases at once.",
