@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt clean chromium
+.PHONY: demo test lint fmt clean chromium bench
 
 # The web UI's browser tests need Debian's chromium. `make test` installs it first
 # only as root or in CI (CI=true); elsewhere those tests skip, saying why.
@@ -25,14 +25,20 @@ chromium:
 test: $(STAMP) $(CHROMIUM_STEP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks are run by hand: `make bench` (perdure on SQLite and PostgreSQL),
+# `make bench PEERS=1` (also DBOS and Restate, same run), `make bench QUICK=1`.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'matplotlib>=3.7'
+	$(BIN)/python benchmarks/run.py $(if $(PEERS),--peers) $(if $(QUICK),--quick)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests examples
-	$(BIN)/ruff check --fix src tests examples
+	$(BIN)/ruff format src tests examples benchmarks
+	$(BIN)/ruff check --fix src tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
