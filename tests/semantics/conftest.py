@@ -1,35 +1,12 @@
-"""Fixtures for the semantics tests: a cluster of real worker processes (the
-crash harness) running ``semantics_workloads.py``."""
+"""Fixtures for the semantics tests (the harness is in ``semantics_harness.py``)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crash"))
-
-from crash_harness import Cluster
-
-WORKLOADS = Path(__file__).resolve().with_name("semantics_workloads.py")
-
-
-class SemanticsCluster(Cluster):
-    def start(self, *extra: str, module: Path = WORKLOADS) -> object:
-        return self.start_worker(*extra, module=module)
-
-    def side_events(self, kind: str | None = None) -> list[dict[str, object]]:
-        import json
-
-        found = []
-        for path in sorted(self.side_dir.glob("events-*.log")):
-            for line in path.read_text().splitlines():
-                record = json.loads(line)
-                if kind is None or record["kind"] == kind:
-                    found.append(record)
-        return found
+from semantics_harness import SemanticsCluster
 
 
 @pytest.fixture

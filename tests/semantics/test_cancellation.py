@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import SemanticsCluster
+from semantics_harness import SemanticsCluster
 
 import perdure
 

@@ -4,7 +4,7 @@ children run loses nothing, and parent close policies reach the children."""
 from __future__ import annotations
 
 import pytest
-from conftest import SemanticsCluster
+from semantics_harness import SemanticsCluster
 
 import perdure
 

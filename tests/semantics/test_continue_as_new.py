@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import SemanticsCluster
+from semantics_harness import SemanticsCluster
 
 import perdure
 from perdure import workflow

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import SemanticsCluster
+from semantics_harness import SemanticsCluster
 
 import perdure
 from perdure import RetryPolicy, activity, workflow

@@ -3,7 +3,7 @@ recomputed, after a crash."""
 
 from __future__ import annotations
 
-from conftest import SemanticsCluster
+from semantics_harness import SemanticsCluster
 
 
 def test_side_effect_value_survives_a_crash(cluster: SemanticsCluster) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from conftest import SemanticsCluster
+from semantics_harness import SemanticsCluster
 
 
 def test_signal_with_start_creates_then_signals(cluster: SemanticsCluster) -> None:

@@ -5,7 +5,7 @@ signal to a closed run is a clear error."""
 from __future__ import annotations
 
 import pytest
-from conftest import SemanticsCluster
+from semantics_harness import SemanticsCluster
 
 import perdure
 

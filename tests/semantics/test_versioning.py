@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import SemanticsCluster
+from semantics_harness import SemanticsCluster
 
 V2 = Path(__file__).resolve().with_name("semantics_workloads_v2.py")
 

@@ -99,6 +99,9 @@ class NewActivity:
     args: list[Any]
     kwargs: dict[str, Any]
     options: dict[str, Any]
+    # (owner, token, lease seconds): inserted already claimed as attempt 1, for
+    # a worker that runs the activity itself right after the commit.
+    lease: tuple[str, str, float] | None = None
 
 
 @dataclass
@@ -118,7 +121,7 @@ class NewChild:
 class TurnCommit:
     """Everything one turn writes, applied in one fenced transaction."""
 
-    task: WorkflowTask
+    task: WorkflowTask | None  # None: an inline continuation (see activity_done)
     run_id: str
     expected_version: int
     events: list[Event]  # with seq and time already assigned
@@ -135,6 +138,11 @@ class TurnCommit:
     close_status: str | None = None
     result: Any = None
     failure: dict[str, Any] | None = None
+    # An inline continuation: the (task id, lease token) of the activity attempt
+    # whose outcome is this turn's input; deleting it is this commit's fence.
+    activity_done: tuple[int, str] | None = None
+    # Filled in by the store: activity ref -> task id of pre-leased activities.
+    created_tasks: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass

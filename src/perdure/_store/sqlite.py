@@ -78,6 +78,8 @@ class SqliteStore(SqlStore):
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Body[Any], asyncio.Future[Any]]] = []
+        self._flush_scheduled = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="perdure-sqlite", daemon=True
@@ -101,18 +103,95 @@ class SqliteStore(SqlStore):
             conn.execute(begin)
             try:
                 result = await body(_SqliteTx(conn))
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLITE_FULL and some I/O errors roll back by themselves; a failed
+                # COMMIT (SQLITE_BUSY) leaves the transaction open: close it either way.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return result
         except sqlite3.OperationalError as exc:
             raise StoreError(f"SQLite error on {self.path!r}: {exc}") from exc
 
     async def _write(self, body: Body[T]) -> T:
-        # BEGIN IMMEDIATE takes the write lock up front, so two processes
-        # never deadlock upgrading read locks to write locks.
-        return await self._on_thread(self._transaction(body, "BEGIN IMMEDIATE"))
+        return await self._on_thread(self._queue_write(body))
+
+    # -- group commit --------------------------------------------------------
+    #
+    # Every write (a turn, a claim, an activity completion, a signal) becomes a
+    # body queued on the store's thread. One flush runs every body queued so far
+    # in ONE transaction, each inside its own SAVEPOINT, and commits once: many
+    # workflows' turns share one fsync. A body that raises (a fenced turn, a
+    # duplicate id) rolls back to its savepoint only; its caller gets its error
+    # and the others commit. Callers are released only after the COMMIT
+    # returned, so nothing is acknowledged before it is durable.
+
+    async def _queue_write(self, body: Body[T]) -> T:
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._pending.append((body, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # call_soon: bodies submitted meanwhile join this batch.
+            self._loop.call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        self._loop.create_task(self._flush(batch))
+
+    async def _flush(self, batch: list[tuple[Body[Any], asyncio.Future[Any]]]) -> None:
+        conn = self._conn
+        if conn is None:
+            for _, future in batch:
+                future.set_exception(StoreError(f"the SQLite store {self.path!r} is closed"))
+            return
+        tx = _SqliteTx(conn)
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        single = len(batch) == 1
+        try:
+            # BEGIN IMMEDIATE takes the write lock up front, so two processes
+            # never deadlock upgrading read locks to write locks.
+            conn.execute("BEGIN IMMEDIATE")
+            for index, (body, future) in enumerate(batch):
+                if not single:
+                    conn.execute(f"SAVEPOINT w{index}")
+                try:
+                    value = await body(tx)
+                except sqlite3.Error:
+                    raise  # the database itself failed: the whole batch fails
+                except Exception as exc:
+                    if single:
+                        raise
+                    conn.execute(f"ROLLBACK TO w{index}")
+                    conn.execute(f"RELEASE w{index}")
+                    outcomes.append((future, False, exc))
+                    continue
+                if not single:
+                    conn.execute(f"RELEASE w{index}")
+                outcomes.append((future, True, value))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLITE_FULL and some I/O errors roll back by themselves; a failed
+            # COMMIT (SQLITE_BUSY) leaves the transaction open: close it either way.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error: BaseException = exc
+            if isinstance(exc, sqlite3.Error):
+                error = StoreError(f"SQLite error on {self.path!r}: {exc}")
+                error.__cause__ = exc
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for future, ok, value in outcomes:
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     async def _read(self, body: Body[T]) -> T:
         return await self._on_thread(self._transaction(body, "BEGIN"))

@@ -287,9 +287,13 @@ class SqlStore(Store, Dialect):
         return await self._read(load)
 
     async def commit_turn(self, commit: TurnCommit) -> bool:
-        from perdure._store.sqlturn import apply_turn
+        from perdure._store.sqlturn import Fenced, apply_turn
 
-        ok = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock()))
+        try:
+            ok = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock()))
+        except Fenced:
+            commit.created_tasks.clear()
+            return False
         if ok:
             self.notify()
         return ok

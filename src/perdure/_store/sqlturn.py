@@ -16,18 +16,35 @@ from perdure._store.base import OPEN, NewChild, NewRun, RunRecord, TurnCommit
 from perdure._store.sqlrows import Dialect, Tx, dumps
 
 
+class Fenced(Exception):
+    """This worker lost the right to write the turn. Raised (not returned) so
+    that the transaction — or the group commit's savepoint — rolls back
+    whatever the turn had written before the fence tripped."""
+
+
 async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> bool:
-    """Returns False, having written nothing, if this worker was fenced out."""
+    """Raises Fenced, having written nothing, if this worker was fenced out."""
     # Lock the run first (see sqlrows): signals for it wait for this commit.
     run = await rows.run_by_id(tx, d, commit.run_id)
-    # Fence 1: we still hold the workflow-task lease (an expired lease that
-    # another worker claimed carries a new token).
-    held = await tx.one(
-        f"SELECT 1 FROM tasks WHERE id = ? AND lease_token = ?{d.for_update}",
-        (commit.task.task_id, commit.task.token),
-    )
-    if held is None or run is None:
-        return False
+    if run is None:
+        raise Fenced()
+    if commit.task is not None:
+        # Fence 1: we still hold the workflow-task lease (an expired lease that
+        # another worker claimed carries a new token).
+        held = await tx.one(
+            f"SELECT 1 FROM tasks WHERE id = ? AND lease_token = ?{d.for_update}",
+            (commit.task.task_id, commit.task.token),
+        )
+        if held is None:
+            raise Fenced()
+    else:
+        # An inline continuation: the activity attempt we ran is still ours.
+        assert commit.activity_done is not None
+        gone = await tx.execute(
+            "DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done
+        )
+        if gone != 1:
+            raise Fenced()
     # Fence 2: nobody advanced (or terminated) the run since we loaded it.
     last_seq = commit.events[-1].seq if commit.events else None
     closing = commit.close_status is not None
@@ -56,7 +73,7 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> bool
         ),
     )
     if changed != 1:
-        return False
+        raise Fenced()  # rolls back the activity task deleted above, if any
     # The (run_id, seq) primary key is the last safety net against a double append.
     await tx.executemany(
         "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
@@ -70,36 +87,46 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> bool
         await rows.close_run(tx, d, run, commit.close_status, commit.result, commit.failure, now)
         return True
     await _schedule(tx, d, run, commit, now)
-    # Inbox rows that arrived during the turn need another turn now; otherwise
-    # the workflow task is done.
-    if await tx.one("SELECT 1 FROM inbox WHERE run_id = ? LIMIT 1", (commit.run_id,)):
+    if commit.task is None:
+        return True  # no workflow task was ours; any inbox rows keep their own
+    # The workflow task is done, unless inbox rows arrived during the turn: they
+    # need another turn now. (No inbox row can appear meanwhile: we hold the run.)
+    done = await tx.execute(
+        "DELETE FROM tasks WHERE id = ? AND NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)",
+        (commit.task.task_id, commit.run_id),
+    )
+    if not done:
         await tx.execute(
             "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
             " attempt = 0 WHERE id = ?",
             (now, commit.task.task_id),
         )
-    else:
-        await tx.execute("DELETE FROM tasks WHERE id = ?", (commit.task.task_id,))
     return True
 
 
 async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now: float) -> None:
     """The turn's new work: activity tasks, timers, children, cancellations."""
-    await tx.executemany(
-        "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, payload, created_at)"
-        " VALUES ('activity', ?, ?, ?, ?, ?, ?)",
-        [
+    for a in commit.activities:
+        payload = dumps({"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options})
+        owner, token, lease = a.lease or (None, None, 0.0)
+        row = await tx.one(
+            "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
+            " lease_token, payload, created_at) VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING id",
             (
                 a.task_queue,
                 run.run_id,
                 a.ref,
+                now + lease,
+                1 if a.lease else 0,
+                owner,
+                token,
+                payload,
                 now,
-                dumps({"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}),
-                now,
-            )
-            for a in commit.activities
-        ],
-    )
+            ),
+        )
+        if a.lease and row is not None:
+            commit.created_tasks[a.ref] = row[0]
     for ref in commit.cancelled_activities:
         # A waiting attempt is simply dropped; a running one is told at its
         # next heartbeat, and its result will be ignored.
@@ -117,8 +144,9 @@ async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now:
         "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, ?, ?)",
         [(run.run_id, ref, at) for ref, at in commit.timers],
     )
-    await tx.executemany(
-        "DELETE FROM timers WHERE run_id = ? AND ref = ?",
+    await tx.executemany(  # except one a firer holds: it will find it cancelled (sqlrows)
+        "DELETE FROM timers WHERE (run_id, ref) IN"
+        f" (SELECT run_id, ref FROM timers WHERE run_id = ? AND ref = ?{d.skip_locked})",
         [(run.run_id, ref) for ref in commit.cancelled_timers],
     )
     for child in commit.children:

@@ -16,6 +16,7 @@ import contextvars
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from perdure import _history as h
 from perdure._converter import DataConverter
 from perdure._store.base import ActivityTask, Store
+from perdure._worker.crashpoints import crash_point
 from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
 from perdure.errors import ApplicationError, PayloadError, failure_from_exception
 from perdure.retry import RetryPolicy
@@ -82,6 +84,9 @@ class ActivityRunner:
         self.lease_timeout = lease_timeout
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="perdure-activity")
         self.running: dict[int, _Running] = {}
+        # Where an attempt's final outcome goes; the worker may route it into an
+        # inline turn instead (see TurnRunner.continue_inline).
+        self.deliver: Callable[[ActivityTask, h.Event], Awaitable[Any]] = store.complete_activity
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -155,9 +160,11 @@ class ActivityRunner:
             self.running.pop(task.task_id, None)
             if watchdog is not None:
                 watchdog.cancel()
-        await self.store.complete_activity(
+        crash_point("activity.before_complete")
+        await self.deliver(
             task, h.ActivityCompleted(ref=task.ref, result=result, attempt=task.attempt)
         )
+        crash_point("activity.after_complete")
 
     async def _execute(
         self,
@@ -176,7 +183,7 @@ class ActivityRunner:
             task_queue=task.task_queue,
             attempt=task.attempt,
             idempotency_key=f"{task.workflow_id}/{task.run_id}/{task.ref}",
-            heartbeat_details=task.heartbeat,
+            heartbeat_details=self.converter.from_json(task.heartbeat),
         )
         loop = asyncio.get_running_loop()
 
@@ -232,7 +239,7 @@ class ActivityRunner:
                 running.dirty = False
                 try:
                     status = await self.store.record_heartbeat(
-                        task.task_id, task.token, running.details, lease
+                        task.task_id, task.token, self.converter.to_json(running.details), lease
                     )
                 except Exception as exc:
                     log.warning("could not record a heartbeat for %s: %s", task.name, exc)
@@ -270,9 +277,7 @@ class ActivityRunner:
         # "lost": another worker owns the task now; write nothing.
 
     async def _fail(self, task: ActivityTask, failure: dict[str, Any], attempt: int) -> None:
-        await self.store.complete_activity(
-            task, h.ActivityFailed(ref=task.ref, failure=failure, attempt=attempt)
-        )
+        await self.deliver(task, h.ActivityFailed(ref=task.ref, failure=failure, attempt=attempt))
 
     async def _handle_failure(
         self, task: ActivityTask, policy: RetryPolicy, exc: Exception

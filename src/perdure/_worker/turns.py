@@ -1,6 +1,13 @@
 """Workflow turns: load a run, replay or reuse its cached instance, apply the
 new inbox events, and commit the result in one fenced transaction.
 
+The fast path: a turn that schedules an activity this worker can run inserts
+it already claimed (attempt 1) and hands it to the worker at once; when the
+activity ends, its outcome is applied to the still-cached instance and the next
+turn is committed directly (``continue_inline``), fenced by the attempt's lease
+and the run's version. A sequential workflow thus costs one commit per step and
+never waits for a poll. Every fallback is the ordinary inbox path.
+
 Imports the runtime, the history model and the Store interface.
 """
 
@@ -18,6 +25,7 @@ from perdure import _history as h
 from perdure._converter import DataConverter
 from perdure._runtime import WorkflowInstance, replay_history
 from perdure._store.base import (
+    ActivityTask,
     NewActivity,
     NewChild,
     NewRun,
@@ -26,6 +34,7 @@ from perdure._store.base import (
     TurnInput,
     WorkflowTask,
 )
+from perdure._worker.crashpoints import crash_point
 from perdure.errors import NonDeterminismError, StoreError
 
 log = logging.getLogger("perdure.worker")
@@ -36,6 +45,11 @@ class _Cached:
     instance: WorkflowInstance
     version: int  # the run's version right after this instance's last commit
     last_seq: int
+
+
+# (activity name, task queue) -> (owner, lease seconds) to run it here, or None.
+InlinePolicy = Callable[[str, str], "tuple[str, float] | None"]
+InlineSink = Callable[[ActivityTask], None]
 
 
 class TurnFailed(Exception):
@@ -56,11 +70,17 @@ class TurnRunner:
         converter: DataConverter,
         workflows: dict[str, Callable[..., Any]],
         cache_size: int,
+        inline: InlinePolicy | None = None,
+        on_inline: InlineSink | None = None,
+        on_settled: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.converter = converter
         self.workflows = workflows
         self.cache_size = cache_size
+        self.inline = inline
+        self.on_inline = on_inline
+        self.on_settled = on_settled  # told how many inline slots a commit had asked for
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self.turns_committed = 0
         self.replays = 0
@@ -82,6 +102,7 @@ class TurnRunner:
     async def run_turn(self, task: WorkflowTask) -> None:
         """Process one claimed workflow task. Never raises for workflow problems:
         they are recorded on the run (``last_error``) and the task backs off."""
+        # Taking the instance out of the cache makes this turn its only user.
         cached = self._cache.pop(task.run_id, None)
         instance: WorkflowInstance | None = None
         try:
@@ -97,7 +118,11 @@ class TurnRunner:
                 instance, last_seq = cached.instance, cached.last_seq
             else:
                 instance, last_seq = self._replay(data), data.run.last_seq
-            commit = self._new_turn(task, data, instance, last_seq)
+            inputs = [event for _, event in data.inbox]
+            commit = self._build_commit(
+                task, data.run.run_id, data.run.version, instance, last_seq, inputs
+            )
+            commit.consumed_inbox = [inbox_id for inbox_id, _ in data.inbox]
         except (TurnFailed, NonDeterminismError, h.HistoryFormatError) as exc:
             if instance is not None:
                 instance.evict()
@@ -113,24 +138,92 @@ class TurnRunner:
                 instance.evict()
             await self._fail(task, f"internal error in the worker: {exc!r}")
             return
+        if not await self._commit(instance, commit, last_seq):
+            # Fenced out: free the task now rather than when its lease expires.
+            await self.store.fail_turn(task, "", 0.0)
+
+    async def continue_inline(self, activity: ActivityTask, outcome: h.Event) -> bool:
+        """Apply an inline activity's outcome to the cached instance and commit
+        the next turn at once. False if that cannot be done here (the instance
+        is busy or gone, or the commit was fenced): the caller then delivers
+        the outcome through the run's inbox, the ordinary way."""
+        cached = self._cache.pop(activity.run_id, None)
+        if cached is None:
+            return False
+        instance = cached.instance
+        try:
+            commit = self._build_commit(
+                None, activity.run_id, cached.version, instance, cached.last_seq, [outcome]
+            )
+        except Exception:
+            log.exception("inline turn for run %s failed; using the inbox", activity.run_id)
+            instance.evict()
+            return False
+        commit.activity_done = (activity.task_id, activity.token)
+        return await self._commit(instance, commit, cached.last_seq)
+
+    async def _commit(self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int) -> bool:
+        try:
+            return await self._commit_and_cache(instance, commit, last_seq)
+        finally:
+            asked = sum(1 for a in commit.activities if a.lease is not None)
+            if asked and self.on_settled is not None:
+                self.on_settled(asked)  # after _hand_over counted the ones it started
+
+    async def _commit_and_cache(
+        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int
+    ) -> bool:
+        crash_point("turn.before_commit")
         try:
             committed = await self.store.commit_turn(commit)
         except BaseException:
             instance.evict()
             raise
         if not committed:
-            log.info("turn for run %s was fenced out (lease lost); dropping it", task.run_id)
+            log.info("turn for run %s was fenced out; dropping its instance", commit.run_id)
             instance.evict()
-            return
+            return False
+        crash_point("turn.after_commit")
         self.turns_committed += 1
         if instance.closed:
             instance.evict()
-            return
+            return True
         new_seq = commit.events[-1].seq if commit.events else last_seq
-        self._cache[task.run_id] = _Cached(instance, commit.expected_version + 1, new_seq)
+        self._cache[commit.run_id] = _Cached(instance, commit.expected_version + 1, new_seq)
         while len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
             old.instance.evict()
+        self._hand_over(instance, commit)
+        return True
+
+    def _hand_over(self, instance: WorkflowInstance, commit: TurnCommit) -> None:
+        """Give the activities this commit inserted already claimed to the worker."""
+        if not commit.created_tasks or self.on_inline is None:
+            return
+        info = instance.info
+        assert info is not None
+        now = commit.events[-1].time if commit.events else self.store.clock()
+        for activity in commit.activities:
+            task_id = commit.created_tasks.get(activity.ref)
+            if task_id is None or activity.lease is None:
+                continue
+            self.on_inline(
+                ActivityTask(
+                    task_id=task_id,
+                    token=activity.lease[1],
+                    run_id=commit.run_id,
+                    workflow_id=info.workflow_id,
+                    workflow_type=info.workflow_type,
+                    ref=activity.ref,
+                    name=activity.name,
+                    task_queue=info.task_queue,
+                    args=activity.args,
+                    kwargs=activity.kwargs,
+                    options=activity.options,
+                    attempt=1,
+                    scheduled_at=now,
+                )
+            )
 
     async def _fail(self, task: WorkflowTask, error: str) -> None:
         log.warning("workflow task for run %s failed: %s", task.run_id, error)
@@ -147,25 +240,36 @@ class TurnRunner:
         self.replays += 1
         return replay_history(fn, data.events, self.converter)
 
-    def _new_turn(
-        self, task: WorkflowTask, data: TurnInput, instance: WorkflowInstance, last_seq: int
+    def _build_commit(
+        self,
+        task: WorkflowTask | None,
+        run_id: str,
+        version: int,
+        instance: WorkflowInstance,
+        last_seq: int,
+        inputs: list[h.Event],
     ) -> TurnCommit:
         # Workflow time never goes backwards, even if this host's clock is behind.
         now = max(self.store.clock(), instance.now_ts)
-        inputs = [event for _, event in data.inbox]
         commands = instance.activate(now, inputs, history_length=last_seq) if inputs else []
         events = h.turn_events(last_seq, now, inputs, commands) if inputs else []
         commit = TurnCommit(
             task=task,
-            run_id=data.run.run_id,
-            expected_version=data.run.version,
+            run_id=run_id,
+            expected_version=version,
             events=events,
-            consumed_inbox=[inbox_id for inbox_id, _ in data.inbox],
+            consumed_inbox=[],
             state=dict(instance.state),
             waiting={"signals": instance.waiting_signals()},
         )
+        info = instance.info
         for command in commands:
             if isinstance(command, h.ScheduleActivity):
+                lease = None
+                if self.inline is not None:
+                    here = self.inline(command.name, command.task_queue)
+                    if here is not None:
+                        lease = (here[0], uuid.uuid4().hex, here[1])
                 commit.activities.append(
                     NewActivity(
                         command.ref,
@@ -174,6 +278,7 @@ class TurnRunner:
                         command.args,
                         command.kwargs,
                         command.options,
+                        lease,
                     )
                 )
             elif isinstance(command, h.CancelActivity):
@@ -199,12 +304,13 @@ class TurnRunner:
             elif isinstance(command, h.CancelChild):
                 commit.cancelled_children.append(command.ref)
             elif isinstance(command, h.ContinueAsNew):
+                assert info is not None
                 commit.close_status = "continued_as_new"
                 commit.continue_as_new = NewRun(
-                    workflow_id=data.run.workflow_id,
+                    workflow_id=info.workflow_id,
                     run_id=str(uuid.uuid4()),
-                    workflow_type=data.run.workflow_type,
-                    task_queue=data.run.task_queue,
+                    workflow_type=info.workflow_type,
+                    task_queue=info.task_queue,
                     args=command.args,
                     kwargs=command.kwargs,
                     seed=secrets.randbits(63),

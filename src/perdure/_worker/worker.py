@@ -17,7 +17,10 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from perdure import _history as h
+from perdure._store.base import ActivityTask
 from perdure._worker.activities import ActivityRunner
+from perdure._worker.crashpoints import crash_point
 from perdure._worker.turns import TurnRunner
 from perdure.activity import ActivityFunction
 from perdure.errors import StoreError
@@ -36,6 +39,10 @@ class Worker:
 
     ``lease_timeout`` is how long a claimed task stays ours without renewal: a
     crashed worker's work is picked up by others after at most this long.
+    ``inline_activities``: an activity a turn schedules on this worker's queue
+    runs here at once, claimed in the turn's own commit, and its result feeds
+    the next turn directly (one commit per step); off, every activity goes
+    through the queue.
     ``poll_interval`` bounds how long an idle worker takes to notice work
     written by another process (work from this process wakes it at once).
     """
@@ -54,6 +61,7 @@ class Worker:
         poll_interval: float = 0.2,
         cache_size: int = 10_000,
         drain_timeout: float = 30.0,
+        inline_activities: bool = True,
     ) -> None:
         self.client = client
         self.store = client.store
@@ -66,10 +74,19 @@ class Worker:
         self.max_turns = max_concurrent_workflow_tasks
         self.workflows = self._collect_workflows(workflows)
         self.activities = self._collect_activities(activities)
-        self.turns = TurnRunner(self.store, client.converter, self.workflows, cache_size)
+        self.turns = TurnRunner(
+            self.store,
+            client.converter,
+            self.workflows,
+            cache_size,
+            inline=self._inline_here if inline_activities else None,
+            on_inline=self._run_inline,
+            on_settled=self._inline_settled,
+        )
         self.activity_runner = ActivityRunner(
             self.store, client.converter, self.activities, max_concurrent_activities, lease_timeout
         )
+        self.activity_runner.deliver = self._deliver
         self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
         self._activities_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
         self._stopping: asyncio.Event | None = None
@@ -77,6 +94,7 @@ class Worker:
         self._background: asyncio.Task[None] | None = None
         self._listener: Any = None
         self._sleeping = False  # the poller found nothing to do and waits
+        self._inline_reserved = 0  # activity slots promised to turns not yet committed
 
     @staticmethod
     def _collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
@@ -190,22 +208,54 @@ class Worker:
                 await self._idle(queues)
 
     async def _poll_once(self, queues: list[str]) -> bool:
-        busy = await self.store.fire_due_timers(100) > 0
-        free = self.max_turns - len(self._turns_inflight)
-        if free > 0:
-            for task in await self.store.claim_workflow_tasks(
-                queues, self.identity, self.lease_timeout, min(free, 50)
-            ):
-                busy = True
-                self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
-        free = self.max_activities - len(self._activities_inflight)
-        if free > 0:
-            for act in await self.store.claim_activity_tasks(
-                queues, self.identity, self.lease_timeout, min(free, 50)
-            ):
-                busy = True
-                self._spawn(self._activities_inflight, self._activity(act), act.task_id, act.token)
-        return busy
+        # Issued together, the three writes share one group commit.
+        free_turns = self.max_turns - len(self._turns_inflight)
+        free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
+        fired, turns, acts = await asyncio.gather(
+            self.store.fire_due_timers(100),
+            self.store.claim_workflow_tasks(
+                queues, self.identity, self.lease_timeout, min(free_turns, 50)
+            )
+            if free_turns > 0
+            else _nothing(),
+            self.store.claim_activity_tasks(
+                queues, self.identity, self.lease_timeout, min(free_acts, 50)
+            )
+            if free_acts > 0
+            else _nothing(),
+        )
+        crash_point("timers.after_fire", fired > 0)
+        for task in turns:
+            self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
+        for act in acts:
+            self._spawn(self._activities_inflight, self._activity(act), act.task_id, act.token)
+        return bool(fired or turns or acts)
+
+    # ------------------------------------------------------------ inline activities
+
+    def _inline_here(self, name: str, queue: str) -> tuple[str, float] | None:
+        """Run this freshly scheduled activity in this process, right away?"""
+        if queue != self.task_queue or name not in self.activities:
+            return None
+        if self._stopping is None or self._stopping.is_set():
+            return None
+        # Slots promised to turns being committed count too, or a burst of
+        # concurrent turns would run more activities than max_concurrent_activities.
+        if len(self._activities_inflight) + self._inline_reserved >= self.max_activities:
+            return None
+        self._inline_reserved += 1
+        return self.identity, self.lease_timeout
+
+    def _inline_settled(self, count: int) -> None:
+        self._inline_reserved -= count
+
+    def _run_inline(self, task: ActivityTask) -> None:
+        self._spawn(self._activities_inflight, self._activity(task), task.task_id, task.token)
+
+    async def _deliver(self, task: ActivityTask, event: h.Event) -> bool:
+        if await self.turns.continue_inline(task, event):
+            return True
+        return await self.store.complete_activity(task, event)
 
     async def _idle(self, queues: list[str]) -> None:
         # Only work we have room for counts: with every slot busy, a due task
@@ -291,3 +341,7 @@ class Worker:
             task.cancel()
         if still:
             await asyncio.wait(still, timeout=5)
+
+
+async def _nothing() -> list[Any]:
+    return []
