@@ -7,6 +7,7 @@ Talks to a Store only; never runs workflow code. ``SyncClient`` (in
 from __future__ import annotations
 
 import asyncio
+import builtins
 import secrets
 import uuid
 from collections.abc import Callable, Coroutine
@@ -33,6 +34,7 @@ __all__ = [
     "Client",
     "PendingActivityInfo",
     "PendingTimerInfo",
+    "WorkerInfo",
     "WorkflowDescription",
     "WorkflowExecution",
     "WorkflowHandle",
@@ -125,6 +127,23 @@ class WorkflowDescription:
     for its task queue running, and does it register this workflow type?"""
     parent_run_id: str | None = None
     continued_to: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live worker, as ``Client.list_workers`` shows it."""
+
+    identity: str
+    host: str
+    pid: int
+    task_queue: str
+    workflows: list[str]
+    activities: list[str]
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
 
 
 def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:
@@ -306,6 +325,25 @@ class Client:
         """Runs, newest first, optionally filtered by status and workflow type name."""
         runs = await self.store.list_runs(status, workflow, limit)
         return [WorkflowExecution.from_record(r) for r in runs]
+
+    async def list_workers(self) -> builtins.list[WorkerInfo]:
+        """Workers that are running now (on any machine): those whose last
+        heartbeat is at most three lease timeouts old. Oldest first."""
+        now = self.store.clock()
+        return [
+            WorkerInfo(
+                w.identity,
+                w.host,
+                w.pid,
+                w.task_queue,
+                w.workflows,
+                w.activities,
+                datetime.fromtimestamp(w.started_at, tz=timezone.utc),
+                datetime.fromtimestamp(w.heartbeat_at, tz=timezone.utc),
+            )
+            for w in await self.store.list_workers()
+            if now - w.heartbeat_at <= LIVE_WORKER_LEASES * w.lease_timeout
+        ]
 
 
 class WorkflowHandle(Generic[R]):

@@ -86,11 +86,14 @@ class WorkerProcess:
 
 
 class Cluster:
-    def __init__(self, root: Path) -> None:
+    """Workers and a client on one database: a SQLite file in ``root`` by
+    default, or the database at ``url`` (tests/postgres passes a PostgreSQL one)."""
+
+    def __init__(self, root: Path, url: str | None = None) -> None:
         self.root = root
         self.db_path = root / "perdure.db"
-        self.url = f"sqlite:///{self.db_path}"  # absolute path: four slashes
-        assert self.url.startswith("sqlite:////"), self.url
+        self.url = url or f"sqlite:///{self.db_path}"  # absolute path: four slashes
+        assert url or self.url.startswith("sqlite:////"), self.url
         self.side_dir = root / "side"
         self.side_dir.mkdir()
         self.workers: list[WorkerProcess] = []

@@ -1,9 +1,11 @@
-"""Store fixtures. Every test in this folder runs against every backend; the
-PostgreSQL backend joins the ``BACKENDS`` list when it lands."""
+"""Store fixtures. Every test in this folder runs against every backend in
+``BACKENDS``: SQLite on a fresh file, PostgreSQL in a fresh schema of a database
+made for this test session (see tests/postgres/pg_testdb.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,15 @@ from store_helpers import FakeClock
 from perdure._store import store_for_url
 from perdure._store.base import Store
 
-BACKENDS = ["sqlite"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "postgres"))
+import pg_testdb
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[pg_testdb.TestDatabase]:
+    yield from pg_testdb.session_database()
 
 
 @pytest.fixture
@@ -22,6 +32,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        database: pg_testdb.TestDatabase = request.getfixturevalue("pg_database")
+        return database.fresh_url()
     return f"sqlite:///{tmp_path / 'store.db'}"
 
 

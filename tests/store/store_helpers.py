@@ -1,6 +1,12 @@
-"""Helpers for the store conformance suite."""
+"""Helpers for the store conformance suite: a hand-moved clock, and turns
+built by hand (what a worker would commit), so tests drive the Store directly."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from perdure import _history as h
+from perdure._store.base import NewRun, Store, TurnCommit, WorkflowTask
 
 
 class FakeClock:
@@ -14,3 +20,40 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def new_run(wid: str = "wf-1", run_id: str = "run-1", queue: str = "q") -> NewRun:
+    return NewRun(
+        workflow_id=wid,
+        run_id=run_id,
+        workflow_type="t",
+        task_queue=queue,
+        args=[1],
+        kwargs={},
+        seed=7,
+    )
+
+
+async def turn(
+    store: Store, task: WorkflowTask, commands: list[h.Command] | None = None, **extra: Any
+) -> TurnCommit:
+    """The commit of a turn that consumes the whole inbox and issues ``commands``
+    (their effects — timers, close status... — go in ``extra``)."""
+    data = await store.load_turn(task.run_id, 0)
+    return TurnCommit(
+        task=task,
+        run_id=task.run_id,
+        expected_version=data.run.version,
+        events=h.turn_events(data.run.last_seq, 1.0, [e for _, e in data.inbox], commands or []),
+        consumed_inbox=[i for i, _ in data.inbox],
+        **extra,
+    )
+
+
+async def claim_one(store: Store, run_id: str, queue: str = "q") -> WorkflowTask:
+    """Claim workflow tasks until the one of ``run_id`` comes up (others are left leased)."""
+    for _ in range(100):
+        for task in await store.claim_workflow_tasks([queue], "test", 30, 10):
+            if task.run_id == run_id:
+                return task
+    raise AssertionError(f"no workflow task for {run_id}")

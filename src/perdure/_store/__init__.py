@@ -1,6 +1,7 @@
 """The store layer: the Store interface, its backends, and database URLs.
 
 May import the history model and errors; never the runtime, worker or client.
+The PostgreSQL backend (and psycopg) is imported only for a PostgreSQL URL.
 """
 
 from __future__ import annotations
@@ -42,10 +43,17 @@ def store_for_url(url: str, *, clock: Callable[[], float] | None = None) -> Stor
 
         return SqliteStore(sqlite_path(url), clock=clock)
     if url.startswith(("postgresql:", "postgres:")):
-        raise StoreError(
-            f"PostgreSQL is not supported by this version of perdure yet ({url!r}); "
-            f"use a sqlite:/// URL"
-        )
+        # Imported here, so that SQLite users never import (or need) psycopg.
+        try:
+            from perdure._store.postgres import PostgresStore
+        except ImportError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            raise StoreError(
+                f"PostgreSQL URLs need the psycopg driver, which is not installed ({exc}): "
+                f"pip install perdure[postgres]"
+            ) from exc
+        return PostgresStore(url, clock=clock)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise StoreError(
         f"unsupported database URL {url!r} (scheme {scheme!r}): expected sqlite:///path.db, "

@@ -205,6 +205,21 @@ class PendingWork:
     workflow_task: WorkflowTaskState | None
 
 
+@dataclass
+class WorkerRecord:
+    """One row of the worker registry: a worker process that announced itself."""
+
+    identity: str
+    host: str
+    pid: int
+    task_queue: str
+    workflows: list[str]
+    activities: list[str]
+    lease_timeout: float
+    started_at: float
+    heartbeat_at: float
+
+
 class Store(abc.ABC):
     """The storage interface. ``clock`` is the time every backend query uses."""
 
@@ -321,3 +336,32 @@ class Store(abc.ABC):
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
         """The earliest time any task of these kinds ("workflow", "activity") on
         these queues, or any timer, becomes due."""
+
+    # -- worker registry -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def register_worker(
+        self,
+        identity: str,
+        *,
+        host: str,
+        pid: int,
+        task_queue: str,
+        workflows: list[str],
+        activities: list[str],
+        lease_timeout: float,
+    ) -> None:
+        """Announce a worker (or refresh its row if the identity is known)."""
+
+    @abc.abstractmethod
+    async def heartbeat_worker(self, identity: str) -> bool:
+        """Refresh a worker's heartbeat; False if it is not registered."""
+
+    @abc.abstractmethod
+    async def unregister_worker(self, identity: str) -> None:
+        """Remove a worker that stops gracefully."""
+
+    @abc.abstractmethod
+    async def list_workers(self) -> list[WorkerRecord]:
+        """Every registered worker, live or not (callers judge liveness from
+        ``heartbeat_at`` and ``lease_timeout``), oldest first."""

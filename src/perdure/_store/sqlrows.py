@@ -6,6 +6,19 @@ tasks first locks that run's row (``Dialect.for_update``). On PostgreSQL that
 serialises a signal against a turn commit of the same run, so a turn that
 decides "the inbox is empty, drop the workflow task" can never miss a signal
 committed at the same moment. (SQLite serialises all writers anyway.)
+
+Lock order, so that PostgreSQL transactions do not deadlock: the workflow-id
+lock before a run row; a run's row before its task rows. Writers that change
+one task row fenced by its lease token (claim, renew, heartbeat, retry) lock
+only task rows and never wait for a run row while holding one. Timers are the
+exception: a firer claims due timer rows (SKIP LOCKED) and then waits for their
+runs, in run-id order; so nothing else ever waits for a timer row: a turn or a
+close that deletes timers skips those a firer holds (``Dialect.skip_locked``),
+and the firer, once it has the run, finds it closed, or delivers a TimerFired
+the workflow ignores because it cancelled that timer. The one order that
+cannot be fixed up front is parent and child (a closing child tells its
+parent; a closing parent ends its children): the PostgreSQL backend retries a
+transaction that the server aborted as a deadlock.
 Imports the history model, the store records and errors.
 """
 
@@ -86,11 +99,13 @@ def event_row(run_id: str, event: h.Event) -> tuple[str, int, str, float, str]:
     return (run_id, event.seq, event.TYPE, event.time, dumps(h.event_to_dict(event)))
 
 
-def event_from_row(data: str, run_id: str) -> h.Event:
+def event_from_row(data: str, run_id: str, where: str = "event row") -> h.Event:
+    """Decode a stored event; ``where`` names the row in the error (``event #3``)."""
     try:
         return h.event_from_dict(json.loads(data))
-    except (ValueError, TypeError) as exc:
-        raise h.HistoryFormatError(f"run {run_id}: unreadable event row: {exc}") from exc
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # AttributeError: valid JSON that is not an object; RecursionError: absurd nesting.
+        raise h.HistoryFormatError(f"run {run_id}: unreadable {where}: {exc}") from exc
 
 
 async def get_run(tx: Tx, d: Dialect, workflow_id: str, run_id: str | None) -> RunRecord | None:
@@ -101,11 +116,24 @@ async def get_run(tx: Tx, d: Dialect, workflow_id: str, run_id: str | None) -> R
             (run_id, workflow_id),
         )
     else:
-        row = await tx.one(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
-            f" ORDER BY id DESC LIMIT 1{d.for_update}",
-            (workflow_id,),
-        )
+        while True:
+            row = await tx.one(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
+                f" ORDER BY id DESC LIMIT 1{d.for_update}",
+                (workflow_id,),
+            )
+            if row is None or not d.for_update:
+                break
+            # PostgreSQL (READ COMMITTED): the lock waited for any transaction
+            # holding this row, but keeps the row it chose first. If that
+            # transaction started a newer run of the id (continue-as-new), the
+            # newer run is the latest: lock that one instead.
+            latest = await tx.one(
+                "SELECT run_id FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1",
+                (workflow_id,),
+            )
+            if latest is None or latest[0] == row[0]:
+                break
     return None if row is None else run_from_row(row)
 
 
@@ -215,7 +243,11 @@ async def close_run(
     drop its pending work (a leased activity attempt is fenced out because its
     row is gone), tell its parent, and apply each open child's close policy."""
     await tx.execute("DELETE FROM tasks WHERE run_id = ?", (run.run_id,))
-    await tx.execute("DELETE FROM timers WHERE run_id = ?", (run.run_id,))
+    await tx.execute(  # except timers a firer holds: see the lock order above
+        "DELETE FROM timers WHERE (run_id, ref) IN"
+        f" (SELECT run_id, ref FROM timers WHERE run_id = ?{d.skip_locked})",
+        (run.run_id,),
+    )
     await tx.execute("DELETE FROM inbox WHERE run_id = ?", (run.run_id,))
     if run.parent_run_id is not None and status != "continued_as_new":
         parent = await run_by_id(tx, d, run.parent_run_id)

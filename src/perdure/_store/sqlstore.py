@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from perdure import _history as h
 from perdure._store import sqlrows as rows
+from perdure._store import sqlworkers as registry
 from perdure._store.base import (
     OPEN,
     ActivityTask,
@@ -29,6 +30,7 @@ from perdure._store.base import (
     Store,
     TurnCommit,
     TurnInput,
+    WorkerRecord,
     WorkflowTask,
     WorkflowTaskState,
 )
@@ -49,6 +51,15 @@ class SqlStore(Store, Dialect):
     @abc.abstractmethod
     async def _read(self, body: Body[T]) -> T:
         """Run ``body`` against a consistent snapshot."""
+
+    def notify_other_processes(self) -> None:
+        """Wake workers and result waiters in other processes (PostgreSQL:
+        NOTIFY). Without it they notice new work at their next poll."""
+
+    def _committed(self) -> None:
+        """After a commit that may have made work runnable or closed a run."""
+        self.notify()
+        self.notify_other_processes()
 
     # ------------------------------------------------------------ client side
 
@@ -78,7 +89,7 @@ class SqlStore(Store, Dialect):
             return run, True
 
         result = await self._write(create)
-        self.notify()
+        self._committed()
         return result
 
     async def signal_with_start(self, new: NewRun, signal: h.Event) -> RunRecord:
@@ -96,7 +107,7 @@ class SqlStore(Store, Dialect):
             return run
 
         run = await self._write(signal_or_start)
-        self.notify()
+        self._committed()
         return run
 
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
@@ -129,7 +140,7 @@ class SqlStore(Store, Dialect):
             return run
 
         run = await self._write(deliver)
-        self.notify()
+        self._committed()
         return run
 
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
@@ -140,15 +151,15 @@ class SqlStore(Store, Dialect):
             await rows.terminate_run(tx, self, run, reason, now)
 
         await self._write(terminate)
-        self.notify()
+        self._committed()
 
     async def history(self, run_id: str, after_seq: int = 0) -> list[h.Event]:
         async def query(tx: Tx) -> list[h.Event]:
             found = await tx.all(
-                "SELECT data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
                 (run_id, after_seq),
             )
-            return [rows.event_from_row(r[0], run_id) for r in found]
+            return [rows.event_from_row(r[1], run_id, f"event #{r[0]}") for r in found]
 
         return await self._read(query)
 
@@ -232,14 +243,24 @@ class SqlStore(Store, Dialect):
         self, queues: list[str], owner: str, lease: float, limit: int
     ) -> list[ActivityTask]:
         async def claim(tx: Tx) -> list[ActivityTask]:
-            tasks = []
-            for r in await self._claim(tx, "activity", queues, owner, lease, limit):
-                payload = loads(r[4])
-                run = await tx.one(
-                    "SELECT workflow_id, workflow_type, task_queue FROM runs WHERE run_id = ?",
-                    (r[1],),
+            claimed = await self._claim(tx, "activity", queues, owner, lease, limit)
+            if not claimed:
+                return []
+            # One query for all the runs, not one per task: on PostgreSQL the
+            # claimed rows stay locked until this transaction commits.
+            run_ids = sorted({r[1] for r in claimed})
+            runs = {
+                row[0]: row[1:]
+                for row in await tx.all(
+                    "SELECT run_id, workflow_id, workflow_type, task_queue FROM runs"
+                    f" WHERE run_id IN ({','.join('?' * len(run_ids))})",
+                    run_ids,
                 )
-                assert run is not None
+            }
+            tasks = []
+            for r in claimed:
+                payload = loads(r[4])
+                run = runs[r[1]]
                 tasks.append(
                     ActivityTask(
                         task_id=r[0],
@@ -270,14 +291,14 @@ class SqlStore(Store, Dialect):
             if run is None:
                 raise WorkflowNotFoundError(f"no run {run_id!r}")
             events = [
-                rows.event_from_row(r[0], run_id)
+                rows.event_from_row(r[1], run_id, f"event #{r[0]}")
                 for r in await tx.all(
-                    "SELECT data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                    "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
                     (run_id, after_seq),
                 )
             ]
             inbox = [
-                (r[0], rows.event_from_row(r[1], run_id))
+                (r[0], rows.event_from_row(r[1], run_id, f"inbox row {r[0]}"))
                 for r in await tx.all(
                     "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id", (run_id,)
                 )
@@ -295,13 +316,14 @@ class SqlStore(Store, Dialect):
             commit.created_tasks.clear()
             return False
         if ok:
-            self.notify()
+            self._committed()
         return ok
 
     async def fail_turn(self, task: WorkflowTask, error: str, retry_in: float) -> bool:
         now = self.clock()
 
         async def fail(tx: Tx) -> bool:
+            await rows.run_by_id(tx, self, task.run_id)  # lock order: the run, then its task
             changed = await tx.execute(
                 "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL"
                 " WHERE id = ? AND lease_token = ?",
@@ -337,7 +359,7 @@ class SqlStore(Store, Dialect):
 
         ok = await self._write(complete)
         if ok:
-            self.notify()
+            self._committed()
         return ok
 
     async def retry_activity(
@@ -370,15 +392,31 @@ class SqlStore(Store, Dialect):
         until = self.clock() + lease
 
         async def renew(tx: Tx) -> list[int]:
-            lost = []
-            for task_id, token in leases:
-                changed = await tx.execute(
-                    "UPDATE tasks SET visible_at = ? WHERE id = ? AND lease_token = ?",
-                    (until, task_id, token),
-                )
-                if changed != 1:
-                    lost.append(task_id)
-            return lost
+            # A few statements for all the leases, and none of them waits: a row
+            # another transaction holds (a turn committing, an activity
+            # completing) is skipped (PostgreSQL) -- it is ours while its token
+            # matches, and the next renewal comes after a third of the lease.
+            renewed: set[int] = set()
+            for i in range(0, len(leases), 400):
+                chunk = leases[i : i + 400]
+                pairs = ", ".join(["(?, ?)"] * len(chunk))
+                flat = [value for held in chunk for value in held]
+                for row in await tx.all(
+                    "UPDATE tasks SET visible_at = ? WHERE id IN (SELECT id FROM tasks"
+                    f" WHERE (id, lease_token) IN (VALUES {pairs}){self.skip_locked})"
+                    " RETURNING id",
+                    (until, *flat),
+                ):
+                    renewed.add(row[0])
+                skipped = [held for held in chunk if held[0] not in renewed]
+                if skipped and self.skip_locked:
+                    pairs = ", ".join(["(?, ?)"] * len(skipped))
+                    for row in await tx.all(
+                        f"SELECT id FROM tasks WHERE (id, lease_token) IN (VALUES {pairs})",
+                        [value for held in skipped for value in held],
+                    ):
+                        renewed.add(row[0])  # still ours, only busy
+            return [task_id for task_id, _ in leases if task_id not in renewed]
 
         return await self._write(renew)
 
@@ -404,14 +442,17 @@ class SqlStore(Store, Dialect):
 
         async def fire(tx: Tx) -> int:
             # Delete-and-deliver in one transaction: each timer fires exactly once,
-            # whichever worker gets here first.
+            # whichever worker gets here first. SKIP LOCKED shares the due timers
+            # out among concurrent firers; their runs are then locked in run-id
+            # order, so two firers never wait for each other in a cycle (see the
+            # lock order in sqlrows).
             due = await tx.all(
                 "DELETE FROM timers WHERE (run_id, ref) IN (SELECT run_id, ref FROM timers"
                 f" WHERE fire_at <= ? ORDER BY fire_at LIMIT ?{self.skip_locked})"
-                " RETURNING run_id, ref",
+                " RETURNING run_id, ref, fire_at",
                 (now, limit),
             )
-            for run_id, ref in due:
+            for run_id, ref, _ in sorted(due, key=lambda row: (row[0], row[2], row[1])):
                 run = await rows.run_by_id(tx, self, run_id)
                 if run is None or not run.is_open:
                     continue
@@ -434,7 +475,7 @@ class SqlStore(Store, Dialect):
 
         fired = await self._write(fire)
         if fired:
-            self.notify()
+            self._committed()
         return fired
 
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
@@ -455,3 +496,30 @@ class SqlStore(Store, Dialect):
             return min(times) if times else None
 
         return await self._read(query)
+
+    # ------------------------------------------------------------ worker registry
+
+    async def register_worker(
+        self,
+        identity: str,
+        *,
+        host: str,
+        pid: int,
+        task_queue: str,
+        workflows: list[str],
+        activities: list[str],
+        lease_timeout: float,
+    ) -> None:
+        now = self.clock()
+        row = (identity, host, pid, task_queue, workflows, activities, lease_timeout)
+        await self._write(lambda tx: registry.register(tx, row, now))
+
+    async def heartbeat_worker(self, identity: str) -> bool:
+        now = self.clock()
+        return await self._write(lambda tx: registry.heartbeat(tx, identity, now))
+
+    async def unregister_worker(self, identity: str) -> None:
+        await self._write(lambda tx: registry.unregister(tx, identity))
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        return await self._read(registry.list_all)

@@ -136,6 +136,7 @@ class Worker:
         self._listener = listener
         self.store.add_listener(listener)
         installed = self._install_signal_handlers(loop) if handle_signals else []
+        await self._register()
         lease_task = asyncio.create_task(self._renew_leases())
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
         try:
@@ -146,6 +147,7 @@ class Worker:
             await self._drain()
             lease_task.cancel()
             await asyncio.gather(lease_task, return_exceptions=True)
+            await self._unregister()
             self.store.remove_listener(listener)
             self.turns.evict_all()
             self.activity_runner.shutdown()
@@ -194,7 +196,8 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                busy = await self._poll_once(queues)
+                if not await self._poll_once(queues):
+                    await self._idle(queues)  # it reads the store too (next_due)
                 errors = 0
             except StoreError as exc:
                 errors += 1
@@ -203,32 +206,36 @@ class Worker:
                     "worker %s: store error (%s); retrying in %.1fs", self.identity, exc, delay
                 )
                 await self._sleep_or_wake(delay)
-                continue
-            if not busy:
-                await self._idle(queues)
 
     async def _poll_once(self, queues: list[str]) -> bool:
         # Issued together, the three writes share one group commit.
         free_turns = self.max_turns - len(self._turns_inflight)
         free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
-        fired, turns, acts = await asyncio.gather(
-            self.store.fire_due_timers(100),
-            self.store.claim_workflow_tasks(
-                queues, self.identity, self.lease_timeout, min(free_turns, 50)
+        want_acts = max(0, min(free_acts, 50))
+        # The slots this claim may fill are reserved while it waits for its
+        # commit, so inline activities cannot take them meanwhile.
+        self._inline_reserved += want_acts
+        try:
+            fired, turns, acts = await asyncio.gather(
+                self.store.fire_due_timers(100),
+                self.store.claim_workflow_tasks(
+                    queues, self.identity, self.lease_timeout, min(free_turns, 50)
+                )
+                if free_turns > 0
+                else _nothing(),
+                self.store.claim_activity_tasks(
+                    queues, self.identity, self.lease_timeout, want_acts
+                )
+                if want_acts > 0
+                else _nothing(),
             )
-            if free_turns > 0
-            else _nothing(),
-            self.store.claim_activity_tasks(
-                queues, self.identity, self.lease_timeout, min(free_acts, 50)
-            )
-            if free_acts > 0
-            else _nothing(),
-        )
+            for task in turns:
+                self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
+            for act in acts:
+                self._spawn(self._activities_inflight, self._activity(act), act.task_id, act.token)
+        finally:
+            self._inline_reserved -= want_acts
         crash_point("timers.after_fire", fired > 0)
-        for task in turns:
-            self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
-        for act in acts:
-            self._spawn(self._activities_inflight, self._activity(act), act.task_id, act.token)
         return bool(fired or turns or acts)
 
     # ------------------------------------------------------------ inline activities
@@ -321,15 +328,50 @@ class Worker:
                 continue
             # A task that finished while the renewal ran has no row (or no lease)
             # any more: only tasks still in flight were really lost.
-            still = {tid for tid, _ in self._turns_inflight.values()}
-            still |= set(self.activity_runner.running)
-            lost = [tid for tid in lost if tid in still]
+            # Match by token too: a retried activity's task row was claimed again (by us,
+            # with a new token) while the renewal ran with the old one.
+            renewed = dict(held)
+            still = set(self._turns_inflight.values())
+            still |= {(tid, r.task.token) for tid, r in self.activity_runner.running.items()}
+            lost = [tid for tid in lost if (tid, renewed[tid]) in still]
             if lost:
                 log.warning("worker %s lost the lease of tasks %s", self.identity, lost)
                 for tid in lost:
                     running = self.activity_runner.running.get(tid)
                     if running is not None:
                         running.stop("lost")
+            await self._heartbeat()  # after the renewal, so that it never delays it
+
+    # ------------------------------------------------------------ registry
+
+    async def _register(self) -> None:
+        """Announce this worker in the registry (``Client.list_workers``). The
+        registry is informational: a failure here never stops the worker."""
+        try:
+            await self.store.register_worker(
+                self.identity,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                task_queue=self.task_queue,
+                workflows=sorted(self.workflows),
+                activities=sorted(self.activities),
+                lease_timeout=self.lease_timeout,
+            )
+        except StoreError as exc:
+            log.warning("worker %s: could not register: %s", self.identity, exc)
+
+    async def _heartbeat(self) -> None:
+        try:
+            if not await self.store.heartbeat_worker(self.identity):
+                await self._register()  # not registered yet, or pruned
+        except StoreError as exc:
+            log.warning("worker %s: could not send its heartbeat: %s", self.identity, exc)
+
+    async def _unregister(self) -> None:
+        try:
+            await self.store.unregister_worker(self.identity)
+        except StoreError as exc:
+            log.warning("worker %s: could not unregister: %s", self.identity, exc)
 
     async def _drain(self) -> None:
         pending = list(self._turns_inflight) + list(self._activities_inflight)

@@ -1,0 +1,152 @@
+"""Cross-process wake-ups on PostgreSQL: LISTEN on one dedicated connection,
+NOTIFY after commits, and nothing else.
+
+A notification carries no data: it only means "something committed, poll
+now". Losing one costs latency, never correctness (the worker's poll interval
+is the safety net), so both sides favour staying cheap and reconnecting over
+being exact. Imports psycopg and the standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger("perdure.store")
+
+PING_EVERY = 10.0  # seconds of silence after which the listener checks its connection
+RECONNECT_MIN, RECONNECT_MAX = 0.05, 2.0  # backoff between reconnection attempts
+
+
+async def finish(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has really ended. One cancel is not
+    always enough: ``asyncio.wait_for`` before Python 3.12 (psycopg_pool waits
+    for connections with it) drops a cancellation that races with its result."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("%s ended with an error", task.get_name(), exc_info=task.exception())
+
+
+class Listener:
+    """LISTENs on ``channel`` over its own connection and calls ``on_notify``
+    with each notification's payload. When the connection drops (a server
+    restart, a network cut), it reconnects with backoff and then calls
+    ``on_reconnect``: whatever was notified meanwhile is lost, so the owner
+    polls once to catch up."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        channel: str,
+        on_notify: Callable[[str], None],
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self._conninfo = conninfo
+        self._channel = channel
+        self._on_notify = on_notify
+        self._on_reconnect = on_reconnect
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()  # set while LISTEN is in effect (tests wait on it)
+        self.reconnects = 0
+        self.backend_pid: int | None = None  # the server process serving the LISTEN
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="perdure-listen")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await finish(task)
+
+    async def _run(self) -> None:
+        delay = RECONNECT_MIN
+        first = True
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            except psycopg.Error as exc:
+                log.warning("LISTEN connection failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(RECONNECT_MAX, delay * 2)
+                continue
+            try:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                self.backend_pid = conn.info.backend_pid
+                self.connected.set()
+                delay = RECONNECT_MIN
+                if not first:
+                    self.reconnects += 1
+                    log.info("LISTEN connection re-established")
+                    self._call(self._on_reconnect)
+                first = False
+                await self._receive(conn)
+            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+                log.warning("LISTEN connection lost (%s); reconnecting", exc or type(exc).__name__)
+            finally:
+                self.connected.clear()
+                await conn.close()
+
+    @staticmethod
+    def _call(callback: Callable[..., None], *args: str) -> None:
+        try:
+            callback(*args)
+        except Exception:  # a wake-up callback must not deafen the store
+            log.exception("wake-up callback failed")
+
+    async def _receive(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        while True:
+            # aclosing: a cancelled listener must close the generator (which
+            # holds the connection's lock) now, not at interpreter shutdown.
+            async with contextlib.aclosing(conn.notifies(timeout=PING_EVERY)) as notices:
+                async for notice in notices:
+                    self._call(self._on_notify, notice.payload)
+            # Quiet for a while: make sure the connection is still there, since a
+            # silently dead one would make this process deaf until its next poll.
+            await asyncio.wait_for(conn.execute("SELECT 1"), PING_EVERY)
+
+
+class Notifier:
+    """Sends ``NOTIFY channel, payload`` after commits, coalesced: at most one
+    NOTIFY is in flight per store, and any number of commits during it cause
+    one more. It is sent outside the committing transaction on purpose: a
+    transaction that NOTIFYs holds a database-wide lock through its commit,
+    which would serialise every turn commit of every worker."""
+
+    def __init__(self, pool: AsyncConnectionPool, channel: str, payload: str) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._payload = payload
+        self._wanted = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="perdure-notify")
+
+    def kick(self) -> None:
+        self._wanted.set()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await finish(task)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, self._payload))
+                self.sent += 1
+            except psycopg.Error as exc:
+                # Other processes notice the work at their next poll instead.
+                log.debug("NOTIFY failed: %s", exc)

@@ -1,0 +1,59 @@
+"""The worker registry, seen from a client: live workers are listed with what
+they serve; a worker that stops leaves the list, one that went silent drops off."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from e2e_helpers import fast_worker, wait_until
+
+import perdure
+from perdure import activity, workflow
+
+
+@activity.defn
+async def shout(x: str) -> str:
+    return x.upper()
+
+
+@workflow.defn
+async def loud(x: str) -> str:
+    return await shout(x)
+
+
+async def test_a_running_worker_is_listed_until_it_stops(client: perdure.Client) -> None:
+    assert await client.list_workers() == []
+    async with fast_worker(client, [loud], [shout], task_queue="reg-q", identity="reg-1"):
+
+        async def listed() -> bool:
+            return bool(await client.list_workers())
+
+        await wait_until(listed, what="the worker to register")
+        [info] = await client.list_workers()
+        assert (info.identity, info.task_queue, info.pid) == ("reg-1", "reg-q", os.getpid())
+        assert info.host == socket.gethostname()
+        assert (info.workflows, info.activities) == (["loud"], ["shout"])
+        assert info.heartbeat_at >= info.started_at
+        assert await client.execute(loud, "hi", task_queue="reg-q") == "HI"
+    assert await client.list_workers() == []  # a graceful stop unregisters
+
+
+async def test_a_silent_worker_drops_off_the_list(client: perdure.Client) -> None:
+    # As a SIGKILLed worker would: registered, then never heard of again.
+    await client.store.register_worker(
+        "ghost",
+        host="elsewhere",
+        pid=1,
+        task_queue="q",
+        workflows=[],
+        activities=[],
+        lease_timeout=0.05,
+    )
+    assert [w.identity for w in await client.list_workers()] == ["ghost"]
+
+    async def gone() -> bool:
+        return await client.list_workers() == []
+
+    await wait_until(gone, timeout=5, what="the silent worker to drop off (3 leases)")
+    assert [w.identity for w in await client.store.list_workers()] == ["ghost"]  # still a row

@@ -1,0 +1,246 @@
+"""What only the PostgreSQL backend has: connection errors, migrations under an
+advisory lock, LISTEN/NOTIFY wake-ups, reconnection, and psycopg errors
+surfacing as StoreError. (The Store contract itself is tests/store, run on
+both backends.)"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pg_private
+import psycopg
+import pytest
+
+import perdure
+from perdure import _history as h
+from perdure._store import store_for_url
+from perdure._store.base import NewRun, Store
+from perdure._store.postgres import PostgresStore, parse_url
+
+
+def new_run(i: int) -> NewRun:
+    return NewRun(f"wf-{i}", f"run-{i}", "t", "q", [], {}, 1)
+
+
+async def opened(url: str) -> PostgresStore:
+    store = store_for_url(url)
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    return store
+
+
+# ---------------------------------------------------------------- bad URLs
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("postgresql://postgres@127.0.0.1:{port}/test", "Connection refused"),
+        ("postgresql://postgres@127.0.0.1:{port}/test?pool_max_size=many", "pool_max_size"),
+        ("postgresql://postgres@127.0.0.1:{port}/test?no_such_option=1", "malformed"),
+    ],
+)
+async def test_unreachable_or_malformed_urls_raise_store_error(url: str, message: str) -> None:
+    url = url.format(port=pg_private.free_port())  # nothing listens there
+    began = time.monotonic()
+    with pytest.raises(perdure.StoreError, match=message):
+        await perdure.Client.connect(url)
+    assert time.monotonic() - began < 5
+
+
+async def test_missing_database_or_role_is_explained(pg_database: Any) -> None:
+    server = pg_database.server
+    with pytest.raises(perdure.StoreError, match=r'database "no_such_db" does not exist.*createdb'):
+        await perdure.Client.connect(pg_database.url.replace(pg_database.name, "no_such_db"))
+    bad_role = server.replace("postgresql://postgres@", "postgresql://no_such_role@")
+    with pytest.raises(perdure.StoreError, match=r'role "no_such_role" does not exist'):
+        await perdure.Client.connect(bad_role)
+
+
+def test_pool_options_are_read_from_the_url_and_hidden_from_libpq() -> None:
+    conninfo, options, where = parse_url(
+        "postgresql://ada:secret@db.example:6543/app?pool_max_size=20&sslmode=disable"
+    )
+    assert options["pool_max_size"] == 20 and options["pool_min_size"] == 1
+    assert "pool_max_size" not in conninfo and "sslmode=disable" in conninfo
+    assert where == "postgresql://ada@db.example:6543/app"  # no password in messages
+
+
+def test_a_missing_driver_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m.startswith("perdure._store.postgres")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(perdure.StoreError, match=r"pip install perdure\[postgres\]"):
+        store_for_url("postgresql://localhost/db")
+
+
+def test_the_sqlite_path_never_imports_psycopg(tmp_path: Path) -> None:
+    code = (
+        "import sys, perdure\n"
+        f"c = perdure.SyncClient.connect('sqlite:///{tmp_path / 'x.db'}')\n"
+        "c.list(); c.close()\n"
+        "assert not [m for m in sys.modules if m.startswith('psycopg')], 'psycopg imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------- schema
+
+
+async def test_concurrent_first_opens_migrate_once(pg_url: str) -> None:
+    stores = await asyncio.gather(*(opened(pg_url) for _ in range(4)))
+    try:
+        versions = {await s.schema_version() for s in stores}
+        assert versions == {max(v for v, _ in migrations_shipped())}
+    finally:
+        for s in stores:
+            await s.close()
+
+
+def migrations_shipped() -> list[tuple[int, str]]:
+    from perdure._store.postgres_schema import migrations
+
+    return migrations()
+
+
+async def test_a_newer_schema_is_refused_untouched(pg_url: str) -> None:
+    store = await opened(pg_url)
+    await store.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE perdure_schema SET version = 999")
+    with pytest.raises(perdure.SchemaVersionError, match=r"version 999.*upgrade perdure"):
+        await perdure.Client.connect(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM perdure_schema").fetchone() == (999,)
+
+
+async def test_tables_and_columns_match_the_sqlite_schema(pg_url: str, tmp_path: Path) -> None:
+    sqlite_url = f"sqlite:///{tmp_path / 'same.db'}"
+    for url in (pg_url, sqlite_url):
+        store = store_for_url(url)
+        await store.open()
+        await store.close()
+    with sqlite3.connect(tmp_path / "same.db") as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        lite = {
+            t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")}
+            for t in tables
+            if not t.startswith("sqlite_")
+        }
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema()"
+        ).fetchall()
+    pg: dict[str, set[str]] = {}
+    for table, column in rows:
+        pg.setdefault(table, set()).add(column)
+    assert pg == lite
+
+
+# ---------------------------------------------------------------- wake-ups
+
+
+async def woken_by(store: Store, action: Any, within: float = 2.0) -> float:
+    """Seconds until ``store``'s listeners hear of ``action`` (done elsewhere)."""
+    loop = asyncio.get_running_loop()
+    heard = asyncio.Event()
+
+    def listener() -> None:
+        loop.call_soon_threadsafe(heard.set)
+
+    store.add_listener(listener)
+    try:
+        began = time.monotonic()
+        await action()
+        await asyncio.wait_for(heard.wait(), within)
+        return time.monotonic() - began
+    finally:
+        store.remove_listener(listener)
+
+
+async def test_a_commit_in_one_process_wakes_listeners_in_another(pg_url: str) -> None:
+    writer, reader = await opened(pg_url), await opened(pg_url)
+    try:
+        assert reader._listener is not None
+        await asyncio.wait_for(reader._listener.connected.wait(), 5)
+        await writer.create_run(new_run(1), "fail")
+        latency = await woken_by(
+            reader, lambda: writer.deliver("wf-1", None, h.SignalReceived(name="go"))
+        )
+        assert latency < 1.0  # a NOTIFY, not the 0.2 s poll of a worker nor a timeout
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_the_listener_reconnects_after_its_connection_is_killed(pg_url: str) -> None:
+    writer, reader = await opened(pg_url), await opened(pg_url)
+    try:
+        listener = reader._listener
+        assert listener is not None
+        await asyncio.wait_for(listener.connected.wait(), 5)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
+        # Reconnecting wakes the store once (it may have missed notifications).
+        deadline = time.monotonic() + 10
+        while listener.reconnects < 1 or not listener.connected.is_set():
+            assert time.monotonic() < deadline, "the listener did not reconnect"
+            await asyncio.sleep(0.02)
+        await writer.create_run(new_run(2), "fail")
+        await woken_by(reader, lambda: writer.deliver("wf-2", None, h.SignalReceived(name="x")))
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+# ---------------------------------------------------------------- connections and errors
+
+
+async def test_dead_pooled_connections_are_replaced_transparently(pg_url: str) -> None:
+    store = await opened(pg_url)
+    try:
+        await store.create_run(new_run(3), "fail")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'perdure'"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert killed
+        run = await store.get_run("wf-3")  # on a new connection, without an error
+        assert run is not None and run.run_id == "run-3"
+    finally:
+        await store.close()
+
+
+async def test_psycopg_errors_surface_as_store_errors(pg_url: str) -> None:
+    store = await opened(pg_url)
+    try:
+        await store.create_run(new_run(4), "fail")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("ALTER TABLE events RENAME TO events_gone")
+        with pytest.raises(perdure.StoreError, match="events") as err:
+            await store.history("run-4")
+        assert isinstance(err.value.__cause__, psycopg.Error)
+        await store.close()
+        with pytest.raises(perdure.StoreError, match="closed"):
+            await store.get_run("wf-4")
+    finally:
+        await store.close()
+
+
+async def test_the_default_clock_is_the_servers(pg_url: str) -> None:
+    store = await opened(pg_url)
+    try:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+        assert row is not None and abs(store.clock() - row[0]) < 0.5
+    finally:
+        await store.close()
