@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt clean chromium bench
+.PHONY: demo test lint fmt clean chromium bench chaos
 
 # The web UI's browser tests need Debian's chromium. `make test` installs it first
 # only as root or in CI (CI=true); elsewhere those tests skip, saying why.
@@ -30,6 +30,10 @@ test: $(STAMP) $(CHROMIUM_STEP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'matplotlib>=3.7'
 	$(BIN)/python benchmarks/run.py $(if $(PEERS),--peers) $(if $(QUICK),--quick)
+
+# The long crash-fuzzing run (by hand): `make chaos`, `PERDURE_CHAOS_SECONDS=900 make chaos`.
+chaos: $(STAMP)
+	PERDURE_CHAOS_SECONDS=$${PERDURE_CHAOS_SECONDS:-300} $(BIN)/python -m pytest -q -s tests/chaos -m chaos_long
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

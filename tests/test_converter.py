@@ -1,8 +1,10 @@
 """The data converter: round trips of every supported type, error messages, codecs."""
 
+import base64
 import dataclasses
 import enum
 import functools
+import json
 import math
 import os
 import socket
@@ -17,11 +19,12 @@ from uuid import UUID
 
 import pydantic
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import perdure.errors
-from perdure._converter import DataConverter, default_converter
+from perdure import codecs
+from perdure._converter import ENVELOPE_KEY, DataConverter, default_converter
 from perdure.errors import PayloadError
 
 # ------------------------------------------------------------------ fixtures
@@ -609,6 +612,7 @@ records: st.SearchStrategy[Record] = st.deferred(
 )
 
 
+@settings(deadline=None, max_examples=50)  # generating a Record is slow
 @given(records)
 def test_dataclass_instances_round_trip(record: Record) -> None:
     back = round_trip(record, Record)
@@ -616,3 +620,273 @@ def test_dataclass_instances_round_trip(record: Record) -> None:
     assert default_converter.dumps(default_converter.to_json(back, Record)) == (
         default_converter.dumps(default_converter.to_json(record, Record))
     )
+
+
+# ------------------------------------------------------------------ at rest: envelopes, limits
+
+KEY_A, KEY_B = bytes(range(32)), bytes(range(32, 64))
+
+
+def sealed_converter(**options: Any) -> DataConverter:
+    return DataConverter(
+        [codecs.ZlibCodec(min_size=16), codecs.AesGcmCodec({"a": KEY_A}, active="a")], **options
+    )
+
+
+def test_with_codecs_to_json_returns_an_opaque_envelope() -> None:
+    conv = sealed_converter()
+    data = conv.to_json({"card": "4111-1111"})
+    assert set(data) == {ENVELOPE_KEY, "data"} and data[ENVELOPE_KEY] == 1
+    assert "4111" not in json.dumps(data)
+    assert conv.from_json(data) == {"card": "4111-1111"}
+    assert conv.from_json(conv.loads(conv.dumps(data))) == {"card": "4111-1111"}
+    # Encryption is randomised: the same value never gives the same envelope twice.
+    assert conv.to_json("x") != conv.to_json("x")
+
+
+@pytest.mark.parametrize(("value", "hint"), ROUND_TRIPS, ids=lambda p: repr(p)[:40])
+def test_round_trip_through_codecs(value: Any, hint: Any) -> None:
+    conv = sealed_converter()
+    back = conv.from_json(conv.to_json(value, hint), hint)
+    assert back == value and type(back) is type(value)
+
+
+def test_arguments_are_sealed_one_by_one_including_var_args() -> None:
+    conv = sealed_converter()
+    args, kwargs = conv.encode_args(
+        place, [7, 2.0, Color.RED, Color.GREEN], {"urgent": True, "a": UUID(int=1)}
+    )
+    assert len(args) == 4 and all(ENVELOPE_KEY in a for a in args)
+    assert set(kwargs) == {"urgent", "a"} and all(ENVELOPE_KEY in v for v in kwargs.values())
+    assert conv.decode_args(place, args, kwargs) == (
+        [7, 2.0, Color.RED, Color.GREEN],
+        {"urgent": True, "a": UUID(int=1)},
+    )
+    assert conv.decode_result(place, conv.encode_result(place, Order(UUID(int=2), AT, []))) == (
+        Order(UUID(int=2), AT, [])
+    )
+
+
+def test_plain_payloads_still_decode_after_codecs_are_turned_on() -> None:
+    # Runs written before codecs were configured keep working.
+    stored = default_converter.to_json([AT], list[datetime])
+    assert sealed_converter().from_json(stored, list[datetime]) == [AT]
+    assert sealed_converter().decode_args(place, [1], {}) == ([1], {})
+
+
+def test_a_converter_without_codecs_refuses_an_envelope_clearly() -> None:
+    stored = sealed_converter().to_json("secret")
+    with pytest.raises(PayloadError, match=r"argument 'x'.*stored through payload codecs"):
+        default_converter.from_json(stored, where="argument 'x'")
+
+
+def test_damaged_envelopes_are_payload_errors_naming_the_payload() -> None:
+    conv = sealed_converter()
+    good = conv.to_json("secret")
+    cases = [
+        ({ENVELOPE_KEY: 2, "data": good["data"]}, "malformed codec envelope"),
+        ({ENVELOPE_KEY: 1}, "malformed codec envelope"),
+        ({ENVELOPE_KEY: 1, "data": "!!!"}, "damaged codec envelope"),
+        ({ENVELOPE_KEY: 1, "data": good["data"][:-8] + "AAAAAAA="}, "failed authentication"),
+    ]
+    for envelope, message in cases:
+        with pytest.raises(PayloadError, match=rf"result of f.*{message}"):
+            conv.from_json(envelope, where="result of f")
+
+
+def test_the_envelope_key_is_reserved_at_the_top_level_only() -> None:
+    for conv in (default_converter, sealed_converter()):
+        with pytest.raises(PayloadError, match=r"state 'k'.*reserved"):
+            conv.to_json({ENVELOPE_KEY: 1, "data": ""}, where="state 'k'")
+        nested = {"inner": {ENVELOPE_KEY: "mine"}}
+        assert conv.from_json(conv.to_json(nested)) == nested
+
+
+def test_display_opens_envelopes_inside_run_records_and_keeps_unreadable_ones() -> None:
+    conv = sealed_converter()
+    args, kwargs = conv.encode_args(place, [1], {"urgent": True})
+    record = {"args": args, "kwargs": kwargs}
+    assert conv.display(record) == {"args": [1], "kwargs": {"urgent": True}}
+    assert conv.display({"stage": conv.to_json("shipped")}) == {"stage": "shipped"}
+    other = DataConverter([codecs.AesGcmCodec({"b": KEY_B}, active="b")])
+    assert other.display(record) == record  # cannot open: shown as stored, no error
+    assert default_converter.display(record) == record
+
+
+def test_nan_and_infinity_are_refused_where_they_are() -> None:
+    with pytest.raises(PayloadError, match=r"argument 'x' at \[1\]: nan is not valid JSON"):
+        default_converter.to_json([1.0, math.nan], list[float], where="argument 'x'")
+    with pytest.raises(PayloadError, match="inf is not valid JSON"):
+        sealed_converter().to_json({"a": math.inf})
+
+
+def test_lone_surrogates_are_refused_before_they_reach_the_database() -> None:
+    with pytest.raises(PayloadError, match=r"argument 'x' at \[1\]: string contains the lone"):
+        default_converter.to_json(["ok", "bad \ud800"], where="argument 'x'")
+    with pytest.raises(PayloadError, match="lone surrogate"):
+        default_converter.to_json({"key \udfff": 1})
+    assert default_converter.to_json("é ✓ \U0001f600") == "é ✓ \U0001f600"
+
+
+@given(st.text(st.characters() | st.sampled_from(["\ud800", "\udbff", "\udc00"]), max_size=20))
+def test_any_text_is_stored_or_refused_cleanly(text: str) -> None:
+    try:
+        data = default_converter.to_json(text)
+    except PayloadError as error:
+        assert "lone surrogate" in str(error)
+        with pytest.raises(UnicodeEncodeError):
+            text.encode("utf-8")
+    else:
+        assert json.loads(default_converter.dumps(data)) == text
+
+
+def test_payload_size_limit_names_the_payload_and_its_size() -> None:
+    conv = DataConverter(max_payload_bytes=1000)
+    assert conv.to_json("x" * 998) == "x" * 998  # 1000 bytes with its quotes
+    with pytest.raises(PayloadError) as error:
+        conv.to_json("x" * 999, where="argument 'blob' of upload")
+    message = str(error.value)
+    assert "argument 'blob' of upload is too large: 1,001 bytes" in message
+    assert "limit of 1,000 bytes" in message and "max_payload_bytes" in message
+    # Multi-byte characters count as the UTF-8 they are stored as.
+    assert conv.to_json("é" * 499) == "é" * 499
+    with pytest.raises(PayloadError, match="1,002 bytes"):
+        conv.to_json(["é" * 499])
+    # Default: 2 MiB; None: no limit.
+    with pytest.raises(PayloadError, match=r"\(2\.00 MiB\)"):
+        default_converter.to_json("x" * (2 * 1024 * 1024))
+    assert DataConverter(max_payload_bytes=None).to_json("x" * (3 * 1024 * 1024))
+    with pytest.raises(ValueError, match="max_payload_bytes"):
+        DataConverter(max_payload_bytes=0)
+    # An int too long to print is a PayloadError, not a ValueError from the store.
+    with pytest.raises(PayloadError, match=r"argument 'n'.*digits"):
+        default_converter.to_json([10**5000], where="argument 'n'")
+
+
+def test_size_limit_applies_after_codecs_and_to_each_argument() -> None:
+    compressing = DataConverter([codecs.ZlibCodec()], max_payload_bytes=1000)
+    assert compressing.from_json(compressing.to_json("x" * 5000)) == "x" * 5000
+    with pytest.raises(PayloadError, match=r"after its codecs"):
+        compressing.to_json(os.urandom(2000).hex())
+    conv = DataConverter(max_payload_bytes=100)
+
+    def wide(*items: str, **named: str) -> None: ...
+
+    assert len(conv.encode_args(wide, ["x" * 90] * 5, {})[0]) == 5  # each fits alone
+    with pytest.raises(PayloadError, match=r"argument 'items' of .*wide\[1\] is too large"):
+        conv.encode_args(wide, ["x", "x" * 99], {})
+    with pytest.raises(PayloadError, match=r"argument 'named' of .*wide\['b'\] is too large"):
+        conv.encode_args(wide, [], {"a": "x", "b": "x" * 99})
+
+
+# ------------------------------------------------------------------ codecs of perdure.codecs
+
+
+def test_zlib_codec_compresses_only_when_it_pays() -> None:
+    codec = codecs.ZlibCodec(min_size=100)
+    small, large = b"a" * 99, b"a" * 1000
+    assert codec.encode(small) == b"\x00" + small
+    assert len(codec.encode(large)) < 100
+    noise = os.urandom(1000)
+    assert codec.encode(noise) == b"\x00" + noise  # incompressible: stored
+    for data in (small, large, noise, b""):
+        assert codec.decode(codec.encode(data)) == data
+    with pytest.raises(ValueError, match="not a ZlibCodec payload"):
+        codec.decode(b"\x07abc")
+    with pytest.raises(ValueError, match="damaged compressed payload"):
+        codec.decode(b"\x01garbage")
+    with pytest.raises(ValueError):
+        codecs.ZlibCodec(level=12)
+
+
+def test_aes_gcm_codec_round_trips_and_names_the_key_in_the_ciphertext() -> None:
+    codec = codecs.AesGcmCodec({"2024-01": KEY_A}, active="2024-01")
+    sealed = codec.encode(b"card 4111")
+    assert b"card" not in sealed and b"2024-01" in sealed
+    assert codec.decode(sealed) == b"card 4111"
+    assert codec.decode(codec.encode(b"")) == b""
+
+
+def test_aes_gcm_key_rotation_keeps_old_payloads_readable() -> None:
+    old = DataConverter([codecs.AesGcmCodec({"k1": KEY_A}, active="k1")])
+    written_before = old.to_json({"amount": 1999})
+    rotated = DataConverter([codecs.AesGcmCodec({"k1": KEY_A, "k2": KEY_B}, active="k2")])
+    written_after = rotated.to_json({"amount": 2999})
+    assert rotated.from_json(written_before) == {"amount": 1999}
+    assert rotated.from_json(written_after) == {"amount": 2999}
+    assert b"k2" in base64.b64decode(written_after["data"])
+    with pytest.raises(PayloadError, match=r"key id 'k2', which is not configured"):
+        old.from_json(written_after)
+    # The key id is authenticated: relabelling a payload with another key id fails.
+    raw = bytearray(base64.b64decode(written_before["data"]))
+    raw[3:5] = b"k2"
+    relabelled = {ENVELOPE_KEY: 1, "data": base64.b64encode(bytes(raw)).decode()}
+    with pytest.raises(PayloadError, match="failed authentication under key id 'k2'"):
+        rotated.from_json(relabelled)
+
+
+def test_aes_gcm_codec_validates_its_keys() -> None:
+    with pytest.raises(ValueError, match="16, 24 or 32 bytes"):
+        codecs.AesGcmCodec({"a": b"short"}, active="a")
+    with pytest.raises(ValueError, match="active key id 'b'"):
+        codecs.AesGcmCodec({"a": KEY_A}, active="b")
+    with pytest.raises(ValueError, match="1 to 255 bytes"):
+        codecs.AesGcmCodec({"": KEY_A}, active="")
+
+
+# ------------------------------------------------------------------ fuzzed inputs
+
+FUZZ_HINTS: list[Any] = [hint for _, hint in ROUND_TRIPS] + [Record, list[Record], dict[str, Any]]
+
+
+@settings(deadline=None)
+@given(json_values, st.sampled_from(FUZZ_HINTS))
+def test_decoding_arbitrary_json_gives_a_value_or_a_payload_error(data: Any, hint: Any) -> None:
+    try:
+        default_converter.from_json(data, hint)
+    except PayloadError:
+        pass
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash_the_codecs(raw: bytes) -> None:
+    conv = sealed_converter()
+    for codec in conv.codecs:
+        try:
+            codec.decode(raw)
+        except ValueError:
+            pass
+    envelope = {ENVELOPE_KEY: 1, "data": base64.b64encode(raw).decode()}
+    with pytest.raises(PayloadError, match="cannot decode value"):
+        conv.from_json(envelope)
+
+
+@given(json_values.filter(lambda v: not (isinstance(v, dict) and ENVELOPE_KEY in v)))
+def test_json_values_round_trip_through_codecs(value: Any) -> None:
+    conv = sealed_converter()
+    assert conv.from_json(conv.to_json(value)) == value
+
+
+@settings(deadline=None, max_examples=15)
+@given(records)
+def test_records_round_trip_through_codecs_and_arguments(record: Record) -> None:
+    conv = sealed_converter()
+
+    def handle(first: Record, *more: Record, **named: Record) -> Record:
+        raise NotImplementedError
+
+    args, kwargs = conv.encode_args(handle, [record, record], {"x": record})
+    assert conv.decode_args(handle, args, kwargs) == ([record, record], {"x": record})
+
+
+@given(json_values, st.integers(24, 200))
+def test_the_size_limit_is_exact(value: Any, limit: int) -> None:
+    conv = DataConverter(max_payload_bytes=limit)
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    try:
+        assert conv.to_json(value) == value
+    except PayloadError as error:
+        assert size > limit, error
+        assert f"{size:,} bytes" in str(error)
+    else:
+        assert size <= limit

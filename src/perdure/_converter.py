@@ -1,8 +1,16 @@
 """Payloads: values to JSON and back, steered by type hints. Imports only ``perdure.errors``.
 
 :class:`DataConverter` turns values into JSON-able objects (``to_json``/``from_json``) and those
-into bytes at rest (``dumps``/``loads``) through a chain of :class:`PayloadCodec`. With a hint
+into bytes (``dumps``/``loads``) through a chain of :class:`PayloadCodec`. With a hint
 of ``Any`` the encoding follows the value's runtime type, and decoding returns plain JSON.
+
+At rest: every *top-level* payload the engine stores (an argument, a result, a signal payload,
+a state value, a side-effect value, heartbeat details) goes through ``to_json``/``from_json``
+(or ``encode_args``/``decode_args``, ``encode_result``/``decode_result``). With codecs, ``to_json``
+returns an opaque envelope ``{"__perdure_codec__": 1, "data": "<base64>"}`` holding the codec-
+encoded JSON bytes, and ``from_json`` opens it; without codecs the JSON itself is stored. Either
+way a payload larger than ``max_payload_bytes`` (as stored) is refused with a
+:class:`PayloadError` that names it and its size, where the value is produced.
 
 Supported: ``None``, ``bool``, ``int``, ``float`` (takes an int, never a bool), ``str``;
 ``list``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``set``, ``frozenset``, ``dict`` and their
@@ -28,18 +36,26 @@ import functools
 import inspect
 import itertools
 import json
+import math
 import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Literal, Protocol, Union, get_args, get_origin
+from typing import Any, Literal, NoReturn, Protocol, Union, get_args, get_origin
 from uuid import UUID
 
 from perdure.errors import PayloadError
 
-__all__ = ["JSON", "DataConverter", "PayloadCodec", "default_converter"]
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "ENVELOPE_KEY",
+    "JSON",
+    "DataConverter",
+    "PayloadCodec",
+    "default_converter",
+]
 
 JSON = Any
 """A JSON-able Python object: dict (with str keys), list, str, int, float, bool or None."""
@@ -67,8 +83,18 @@ _PARSERS: dict[Any, Callable[[str], Any]] = {
 }
 
 
+ENVELOPE_KEY = "__perdure_codec__"
+"""The key that marks a codec envelope. A top-level payload may not use it as a dict key."""
+_ENVELOPE_VERSION = 1
+DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+"""The default ``max_payload_bytes``: 2 MiB per payload as stored."""
+
+
 class PayloadCodec(Protocol):
-    """Transforms payload bytes at rest (compression, encryption); ``decode`` undoes ``encode``."""
+    """Transforms payload bytes at rest (compression, encryption); ``decode`` undoes ``encode``.
+
+    ``decode`` raises (any exception) on bytes it cannot read; the converter turns that into
+    a :class:`PayloadError` naming the payload."""
 
     def encode(self, data: bytes) -> bytes: ...
 
@@ -250,6 +276,20 @@ def _seconds(data: float) -> timedelta:
     return timedelta(seconds=data)
 
 
+def _check_text(text: str) -> str:
+    """``text`` if it can be stored as UTF-8; a lone surrogate (``"\\ud800"``, from a
+    bad decode) cannot, and would fail later, in the database driver."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = text[error.start]
+        raise _Failure(
+            f"string contains the lone surrogate {bad!r} at index {error.start}, which is "
+            f"not valid Unicode text and cannot be stored"
+        ) from None
+    return text
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -261,19 +301,131 @@ def _sort(items: list[JSON]) -> list[JSON]:
         return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
 
 
-class DataConverter:
-    """Encodes values to JSON by their type hints, and JSON to bytes through ``codecs``."""
+# For the size check: to_json's output is a tree (never circular), and escaped ASCII
+# is the C encoder's fastest path.
+_MEASURE = json.JSONEncoder(check_circular=False)
+_INT64 = 2**63
 
-    def __init__(self, codecs: Sequence[PayloadCodec] = ()) -> None:
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 10 * 1024 else f"{n:,} bytes ({n / 1024 / 1024:.2f} MiB)"
+
+
+class DataConverter:
+    """Encodes values to JSON by their type hints, and JSON to bytes through ``codecs``.
+
+    ``codecs`` apply in order on the way in (so ``[ZlibCodec(), AesGcmCodec(...)]``
+    compresses, then encrypts) and in reverse on the way out. ``max_payload_bytes``
+    (``None``: no limit) bounds each top-level payload as stored.
+    """
+
+    def __init__(
+        self,
+        codecs: Sequence[PayloadCodec] = (),
+        *,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        if max_payload_bytes is not None and max_payload_bytes < 1:
+            raise ValueError(f"max_payload_bytes must be positive, not {max_payload_bytes}")
         self.codecs: tuple[PayloadCodec, ...] = tuple(codecs)
+        self.max_payload_bytes = max_payload_bytes
 
     def to_json(self, value: Any, hint: Any = Any, *, where: str = "value") -> JSON:
-        """``value`` as a JSON-able object; :class:`PayloadError` says where it cannot be."""
-        return self._guard("encode", self._encode, value, hint, where)
+        """``value`` as a JSON-able object, ready to store (an envelope when there are
+        codecs); :class:`PayloadError` says where it cannot be, or that it is too large."""
+        return self._seal(self._guard("encode", self._encode, value, hint, where), where)
 
     def from_json(self, data: JSON, hint: Any = Any, *, where: str = "value") -> Any:
-        """``data`` read back as a value of type ``hint``."""
-        return self._guard("decode", self._decode, data, hint, where)
+        """``data`` (as :meth:`to_json` stored it) read back as a value of type ``hint``."""
+        return self._guard("decode", self._decode, self._open(data, where), hint, where)
+
+    # ------------------------------------------------------------ at rest
+
+    def _seal(self, data: JSON, where: str) -> JSON:
+        """Plain JSON -> what is stored: the JSON itself, or a codec envelope."""
+        if type(data) is dict and ENVELOPE_KEY in data:
+            raise PayloadError(
+                f"cannot encode {where}: the dict key {ENVELOPE_KEY!r} is reserved for "
+                f"perdure's codec envelopes"
+            )
+        limit = self.max_payload_bytes
+        if self.codecs:
+            try:
+                raw = self.dumps(data)
+            except PayloadError as error:
+                raise PayloadError(f"cannot encode {where}: {error}") from error
+            text = base64.b64encode(raw).decode("ascii")
+            if limit is not None and len(text) > limit:
+                self._too_large(where, len(text), limit, "after its codecs")
+            return {ENVELOPE_KEY: _ENVELOPE_VERSION, "data": text}
+        kind = type(data)
+        if limit is None or data is None or kind is bool or kind is float:
+            return data  # at most 24 characters: never near a sensible limit
+        if kind is int and -_INT64 <= data < _INT64:
+            return data
+        if kind is str and 6 * len(data) + 2 <= limit:
+            return data  # even fully escaped, this string fits
+        try:
+            # ASCII-escaped JSON is never shorter than its UTF-8 form (an escape is at least
+            # as long as the bytes it stands for): measure exactly only when that bound is over.
+            if len(_MEASURE.encode(data)) > limit:
+                text = json.dumps(data, ensure_ascii=False)
+                size = len(text.encode("utf-8", "surrogatepass"))
+                if size > limit:
+                    self._too_large(where, size, limit, "as JSON")
+        except ValueError as error:  # an int beyond sys.get_int_max_str_digits()
+            raise PayloadError(f"cannot encode {where}: {error}") from None
+        return data
+
+    @staticmethod
+    def _too_large(where: str, size: int, limit: int, form: str) -> NoReturn:
+        raise PayloadError(
+            f"{where} is too large: {_size(size)} {form}, over the limit of {_size(limit)}; "
+            f"store large data elsewhere and pass a reference, or raise the limit with "
+            f"DataConverter(max_payload_bytes=...)"
+        )
+
+    def _open(self, data: JSON, where: str) -> JSON:
+        """What is stored -> plain JSON (the inverse of :meth:`_seal`)."""
+        if type(data) is not dict or ENVELOPE_KEY not in data:
+            return data
+        if not self.codecs:
+            raise PayloadError(
+                f"cannot decode {where}: it was stored through payload codecs (encrypted or "
+                f"compressed), but this DataConverter has none; configure the same codecs "
+                f"(and keys) as the program that wrote it"
+            )
+        version, text = data.get(ENVELOPE_KEY), data.get("data")
+        if version != _ENVELOPE_VERSION or not isinstance(text, str):
+            raise PayloadError(
+                f"cannot decode {where}: malformed codec envelope (version {version!r}); "
+                f"it was written by a newer perdure, or damaged"
+            )
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except ValueError as error:
+            raise PayloadError(f"cannot decode {where}: damaged codec envelope: {error}") from None
+        try:
+            return self.loads(raw)
+        except PayloadError as error:
+            raise PayloadError(f"cannot decode {where}: {error}") from error.__cause__
+
+    def display(self, data: JSON, depth: int = 3) -> JSON:
+        """Stored JSON opened for people (``describe()``, the CLI, the UI): codec envelopes
+        in ``data`` — at the top or within ``depth`` levels of lists and dicts, such as a
+        run's ``{"args": [...], "kwargs": {...}}`` or its state — are opened; one that cannot
+        be opened (a missing key) is left as stored rather than failing the whole view."""
+        if type(data) is dict:
+            if ENVELOPE_KEY in data:
+                try:
+                    return self._open(data, "value")
+                except PayloadError:
+                    return data
+            if depth > 0:
+                return {key: self.display(value, depth - 1) for key, value in data.items()}
+        elif type(data) is list and depth > 0:
+            return [self.display(item, depth - 1) for item in data]
+        return data
 
     def dumps(self, data: JSON) -> bytes:
         """Compact UTF-8 JSON, then each codec in order."""
@@ -314,9 +466,16 @@ class DataConverter:
             if name not in bound:
                 contiguous = contiguous and kind is _VAR_POSITIONAL
             elif kind is _VAR_POSITIONAL:
-                positional.extend(self.to_json(bound[name], hint, where=where))
+                # Each item is a payload of its own, sealed (and size-checked) alone.
+                items = self._guard("encode", self._encode, bound[name], hint, where)
+                positional.extend(
+                    self._seal(item, f"{where}[{index}]") for index, item in enumerate(items)
+                )
             elif kind is _VAR_KEYWORD:
-                keywords.update(self.to_json(bound[name], hint, where=where))
+                items = self._guard("encode", self._encode, bound[name], hint, where)
+                keywords.update(
+                    {key: self._seal(v, f"{where}[{key!r}]") for key, v in items.items()}
+                )
             elif contiguous and kind in _POSITIONAL:
                 positional.append(self.to_json(bound[name], hint, where=where))
             else:
@@ -336,9 +495,14 @@ class DataConverter:
             if kind in _POSITIONAL and len(positional) < len(args):
                 positional.append(self.from_json(args[len(positional)], hint, where=where))
             elif kind is _VAR_POSITIONAL:
-                positional.extend(self.from_json(list(args[len(positional) :]), hint, where=where))
+                rest = [
+                    self._open(item, f"{where}[{index}]")
+                    for index, item in enumerate(args[len(positional) :])
+                ]
+                positional.extend(self._guard("decode", self._decode, rest, hint, where))
             elif kind is _VAR_KEYWORD:
-                extra = self.from_json(extra, hint, where=where)
+                opened = {key: self._open(v, f"{where}[{key!r}]") for key, v in extra.items()}
+                extra = self._guard("decode", self._decode, opened, hint, where)
             if kind in _BY_NAME and name in extra:
                 keywords[name] = self.from_json(extra.pop(name), hint, where=where)
         positional.extend(args[len(positional) :])  # surplus and unknown names: bind() reports
@@ -407,10 +571,18 @@ class DataConverter:
         """Encode by the value's runtime type: the hint said nothing more."""
         kind = type(value)
         if kind in _JSON_SCALARS:
+            if kind is str:
+                return value if value.isascii() else _check_text(value)
+            if kind is float and not math.isfinite(value):
+                raise _Failure(f"{value!r} is not valid JSON (NaN and infinities cannot be stored)")
             return value
         if isinstance(value, enum.Enum):
             return self._encode_value(value.value)
         if isinstance(value, (str, int, float)):
+            if isinstance(value, str) and not value.isascii():
+                _check_text(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _Failure(f"{value!r} is not valid JSON (NaN and infinities cannot be stored)")
             return value  # subclasses, which json writes as their base type
         if isinstance(value, tuple) and hasattr(kind, "_fields"):
             return self._encode_record(value, kind)

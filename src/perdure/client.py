@@ -408,7 +408,7 @@ class WorkflowHandle(Generic[R]):
     def _outcome(self, run: RunRecord) -> R:
         if run.status == "completed":
             if self._fn is None:
-                return run.result  # type: ignore[no-any-return]
+                return self.client.converter.from_json(run.result)  # type: ignore[no-any-return]
             try:
                 return self.client.converter.decode_result(self._fn, run.result)  # type: ignore[no-any-return]
             except PayloadError as exc:
@@ -463,12 +463,12 @@ class WorkflowHandle(Generic[R]):
             workflow_type=run.workflow_type,
             task_queue=run.task_queue,
             status=run.status,
-            input=run.input,
+            input=self.client.converter.display(run.input),
             created_at=created,
             updated_at=updated,
             closed_at=_dt(run.closed_at),
-            state=run.state,
-            result=run.result,
+            state=self.client.converter.display(run.state),
+            result=self.client.converter.display(run.result),
             failure=run.failure,
             last_error=run.last_error,
             history_length=run.last_seq,
@@ -496,7 +496,10 @@ class WorkflowHandle(Generic[R]):
     async def state(self, key: str | None = None) -> Any:
         """Published state (``workflow.set_state``): one key, or all as a dict."""
         run = await self._run()
-        return dict(run.state) if key is None else run.state.get(key)
+        conv = self.client.converter
+        if key is not None:
+            return conv.from_json(run.state.get(key), where=f"state {key!r}")
+        return {k: conv.from_json(v, where=f"state {k!r}") for k, v in run.state.items()}
 
     async def history(self) -> list[dict[str, Any]]:
         """The run's event history in its versioned JSON form, oldest first."""

@@ -197,7 +197,7 @@ class ChildHandle(Generic[R]):
     async def result(self) -> R:
         data = await self._result
         if self._fn is None:
-            return data  # type: ignore[no-any-return]
+            return self._converter.from_json(data)  # type: ignore[no-any-return]
         return self._converter.decode_result(self._fn, data)  # type: ignore[no-any-return]
 
     def __await__(self) -> Generator[Any, None, R]:

@@ -1,0 +1,165 @@
+"""Invariant checks for the chaos fuzzer, over stored histories and execution side files.
+
+Pure functions of what the run left behind (no processes, no database): each raises
+:class:`InvariantError` naming the run and what broke, or returns counts for the report.
+Imports perdure's history model only (to cut histories into turns).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from perdure import _history as h
+
+
+class InvariantError(AssertionError):
+    """A guarantee did not hold; the message says which run and how."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One activity execution, as a worker logged it before running it."""
+
+    pid: int
+    wf: str
+    run: str
+    ref: int
+    attempt: int
+    key: str
+    tag: str
+    fails: bool
+
+
+@dataclass
+class Counts:
+    runs: int = 0
+    events: int = 0
+    activities: int = 0
+    executions: int = 0
+    re_executions: int = 0  # executions of a step beyond its first, all by killed processes
+    planned_failures: int = 0
+    timers_fired: int = 0
+    signals: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+
+
+def check_history_shape(run_id: str, history: list[dict[str, Any]]) -> list[h.Event]:
+    """Every event decodes, ``seq`` runs 1..n without a gap, and the history cuts into turns."""
+    events = [h.event_from_dict(e) for e in history]
+    seqs = [e.seq for e in events]
+    if seqs != list(range(1, len(seqs) + 1)):
+        raise InvariantError(f"run {run_id}: event seqs are not 1..{len(seqs)}: {seqs}")
+    h.split_turns(events)
+    closing = [e for e in events if isinstance(e, h.CLOSING_EVENTS)]
+    if len(closing) > 1:
+        raise InvariantError(f"run {run_id}: closed twice: {[e.TYPE for e in closing]}")
+    return events
+
+
+def check_activities(run_id: str, events: list[h.Event], closed: bool) -> dict[int, int]:
+    """Each scheduled activity completed at most once (exactly once in a closed run);
+    returns ref -> the attempt that completed it."""
+    scheduled = {e.ref for e in events if isinstance(e, h.ActivityScheduled)}
+    done: dict[int, int] = {}
+    for e in events:
+        if isinstance(e, h.ActivityFailed):
+            raise InvariantError(f"run {run_id}: activity ref {e.ref} failed for good: {e}")
+        if isinstance(e, h.ActivityCompleted):
+            if e.ref in done:
+                raise InvariantError(f"run {run_id}: activity ref {e.ref} completed twice")
+            if e.ref not in scheduled:
+                raise InvariantError(f"run {run_id}: completion of unscheduled ref {e.ref}")
+            done[e.ref] = e.attempt
+    if closed and set(done) != scheduled:
+        missing = sorted(scheduled - set(done))
+        raise InvariantError(f"run {run_id}: closed with activities not completed: {missing}")
+    return done
+
+
+def check_timers(run_id: str, events: list[h.Event], closed: bool) -> int:
+    """Every timer fired at most once, never before its due time, and in a closed run
+    every timer that was not cancelled fired exactly once. Returns the number fired."""
+    started = {e.ref: e.fire_at for e in events if isinstance(e, h.TimerStarted)}
+    cancelled = {e.ref for e in events if isinstance(e, h.TimerCancelled)}
+    fired = Counter(e.ref for e in events if isinstance(e, h.TimerFired))
+    for e in events:
+        if isinstance(e, h.TimerFired):
+            if e.ref not in started:
+                raise InvariantError(f"run {run_id}: timer ref {e.ref} fired but never started")
+            if e.time < started[e.ref] - 1e-6:
+                raise InvariantError(
+                    f"run {run_id}: timer ref {e.ref} fired at {e.time}, before its due "
+                    f"time {started[e.ref]}"
+                )
+    twice = {ref: n for ref, n in fired.items() if n > 1}
+    if twice:
+        raise InvariantError(f"run {run_id}: timers fired more than once: {twice}")
+    if closed:
+        silent = sorted(set(started) - cancelled - set(fired))
+        if silent:
+            raise InvariantError(f"run {run_id}: closed with timers that never fired: {silent}")
+    return sum(fired.values())
+
+
+def check_signals(run_id: str, events: list[h.Event], accepted: list[Any]) -> None:
+    """The accepted signals were delivered exactly once each, in acceptance order."""
+    delivered = [e.payload for e in events if isinstance(e, h.SignalReceived)]
+    if delivered != accepted:
+        raise InvariantError(
+            f"run {run_id}: signals delivered {delivered}, but accepted (in order) {accepted}"
+        )
+
+
+def check_executions(
+    executions: Iterable[Execution],
+    completed: dict[str, dict[int, int]],
+    killed_pids: set[int],
+    counts: Counts,
+) -> None:
+    """At least once, and never again after completion.
+
+    For each (run, ref) the history completed by attempt ``a``: exactly one execution
+    is attempt ``a``, every other one is an earlier attempt that either failed on
+    purpose or ran in a process that was SIGKILLed; the idempotency key never changes.
+    An execution of a step no run recorded is a phantom and fails the check too.
+    """
+    by_step: dict[tuple[str, int], list[Execution]] = defaultdict(list)
+    for e in executions:
+        by_step[(e.run, e.ref)].append(e)
+        counts.executions += 1
+        counts.planned_failures += e.fails
+    for (run, ref), execs in sorted(by_step.items()):
+        if run not in completed:
+            raise InvariantError(f"executions of a run that was never checked: {execs}")
+        attempt = completed[run].get(ref)
+        if attempt is None:
+            raise InvariantError(f"run {run}: activity ref {ref} ran but never completed: {execs}")
+        if len({e.key for e in execs}) != 1:
+            raise InvariantError(f"run {run} ref {ref}: idempotency key changed: {execs}")
+        winners = [e for e in execs if e.attempt == attempt]
+        if len(winners) != 1 or winners[0].fails:
+            raise InvariantError(
+                f"run {run} ref {ref}: completed by attempt {attempt}, but executions were {execs}"
+            )
+        for e in execs:
+            if e is winners[0]:
+                continue
+            if e.attempt > attempt:
+                raise InvariantError(
+                    f"run {run} ref {ref} ran again after it completed (attempt {attempt}): {e}"
+                )
+            if e.fails:
+                continue
+            if e.pid not in killed_pids:
+                raise InvariantError(
+                    f"run {run} ref {ref}: attempt {e.attempt} (pid {e.pid}) neither failed "
+                    f"nor was killed, yet attempt {attempt} ran too: {execs}"
+                )
+            counts.re_executions += 1
+    for run, refs in completed.items():
+        for ref in refs:
+            if (run, ref) not in by_step:
+                raise InvariantError(f"run {run}: activity ref {ref} completed but never ran")

@@ -1,0 +1,135 @@
+"""The chaos fuzzer's mixed workload, run by real ``perdure worker`` processes.
+
+Loaded by path (``perdure worker tests/chaos/chaos_workloads.py``), so it imports only
+perdure and the standard library; the driver imports it too, for :func:`expected_result`.
+Four workflow shapes cover the engine's features: ``pipeline`` (sequential steps, planned
+activity failures and retries, ``asyncio.gather``, a durable sleep, a side effect, state),
+``mailbox`` (signals, with a ``wait_signal`` timeout that starts and cancels timers),
+``family`` (child workflows) and ``rollover`` (continue-as-new).
+
+Side files in ``$PERDURE_TEST_DIR``: ``exec-<pid>.log`` gets one JSON line per activity
+execution, written and fsynced *before* the activity does anything (so a line is an
+execution that happened, even if the process died right after); ``ready-<pid>`` says
+the worker imported this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+from perdure import ApplicationError, RetryPolicy, activity, workflow
+
+TEST_DIR_ENV = "PERDURE_TEST_DIR"
+STEP_DELAY = 0.02
+SLEEP = 0.25  # seconds of durable sleep in pipeline and rollover
+SIGNAL_TIMEOUT = 2.0  # mailbox's wait_signal timeout: often hit, then waited again
+
+FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff=1.0)
+
+
+def _append(path: str, record: dict[str, Any]) -> None:
+    data = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        # One write(2) on an O_APPEND descriptor: a SIGKILL lands before or after it.
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {path}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@activity.defn(retry=FAST_RETRY)
+async def work(tag: str, fail_first: int) -> str:
+    """One step: log the execution, work a little, fail the first ``fail_first`` attempts."""
+    info = activity.info()
+    fails = info.attempt <= fail_first
+    pid = os.getpid()
+    _append(
+        os.path.join(os.environ[TEST_DIR_ENV], f"exec-{pid}.log"),
+        {
+            "pid": pid,
+            "wf": info.workflow_id,
+            "run": info.run_id,
+            "ref": int(info.activity_id),
+            "attempt": info.attempt,
+            "key": info.idempotency_key,
+            "tag": tag,
+            "fails": fails,
+        },
+    )
+    await asyncio.sleep(STEP_DELAY)
+    if fails:
+        raise ApplicationError(f"planned failure of {tag} attempt {info.attempt}")
+    return f"{tag}@ok"
+
+
+@workflow.defn
+async def pipeline(tag: str, steps: int, fail_every: int) -> list[str]:
+    results = []
+    for i in range(steps):
+        results.append(await work(f"{tag}:s{i}", 1 if i % fail_every == 0 else 0))
+    results.extend(await asyncio.gather(*(work(f"{tag}:g{i}", 0) for i in range(3))))
+    await workflow.sleep(SLEEP)
+    results.append(workflow.side_effect(lambda: tag.upper()))
+    workflow.set_state("done", len(results))
+    return results
+
+
+@workflow.defn
+async def mailbox(tag: str, count: int) -> list[int]:
+    got: list[int] = []
+    while len(got) < count:
+        try:
+            got.append(await workflow.wait_signal("item", timeout=SIGNAL_TIMEOUT))
+        except TimeoutError:
+            continue  # the timer fired: wait again
+        workflow.set_state("received", len(got))
+        if len(got) % 2 == 0:
+            await work(f"{tag}:ack{len(got)}", 0)
+    return got
+
+
+@workflow.defn
+async def family(tag: str, kids: int) -> list[list[str]]:
+    return list(
+        await asyncio.gather(
+            *(workflow.execute_child(pipeline, f"{tag}/k{i}", 2, 2) for i in range(kids))
+        )
+    )
+
+
+@workflow.defn
+async def rollover(tag: str, i: int, total: int, acc: list[str]) -> list[str]:
+    acc = [*acc, await work(f"{tag}:r{i}", 0)]
+    await workflow.sleep(SLEEP / 2)
+    if i + 1 < total:
+        workflow.continue_as_new(tag, i + 1, total, acc)
+    return acc
+
+
+def expected_result(kind: str, args: list[Any], signals: list[int]) -> Any:
+    """What a workflow started with ``args`` must return (``signals``: those accepted)."""
+    if kind == "pipeline":
+        tag, steps, _ = args
+        return [f"{tag}:s{i}@ok" for i in range(steps)] + [
+            *(f"{tag}:g{i}@ok" for i in range(3)),
+            tag.upper(),
+        ]
+    if kind == "mailbox":
+        return signals
+    if kind == "family":
+        tag, kids = args
+        return [expected_result("pipeline", [f"{tag}/k{i}", 2, 2], []) for i in range(kids)]
+    if kind == "rollover":
+        tag, _, total, _ = args
+        return [f"{tag}:r{i}@ok" for i in range(total)]
+    raise ValueError(kind)
+
+
+if TEST_DIR_ENV in os.environ:
+    _append(os.path.join(os.environ[TEST_DIR_ENV], f"ready-{os.getpid()}"), {"pid": os.getpid()})

@@ -1,0 +1,432 @@
+"""The chaos fuzzer's driver: a mixed workload on 2-4 worker processes, killed at will.
+
+While the chaos lasts, the driver keeps a stream of workflows open (``chaos_workloads``),
+sends signals, SIGKILLs a random worker at random moments, and arms workers with named
+crash points (``PERDURE_CRASH_AT``, see ``perdure._worker.crashpoints``) so that they
+kill themselves at exact moments of their commit path. Every dead worker is replaced at
+once. Then it stops killing, lets the work drain, and checks every history and execution
+side file against the guarantees (``chaos_checks``).
+
+Run it by hand for a long session (any database URL; the default is a fresh SQLite file)::
+
+    .venv/bin/python tests/chaos/run_chaos.py --seconds 300 [--db postgresql://...] [--seed 7]
+
+Imports perdure (client side only) and the two sibling modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import chaos_checks as checks  # noqa: E402
+import chaos_workloads as workloads  # noqa: E402
+
+import perdure  # noqa: E402
+from perdure import _history as h  # noqa: E402
+from perdure._worker.crashpoints import CRASH_POINTS, ENV_VAR  # noqa: E402
+
+CLOSED = {"completed", "failed", "cancelled", "terminated", "timed_out"}
+
+
+class ChaosFailure(AssertionError):
+    """The run broke a guarantee, or could not finish; the message has diagnostics."""
+
+
+@dataclass
+class ChaosConfig:
+    root: Path  # side files and worker logs go here
+    url: str | None = None  # None: a fresh SQLite file under root
+    seconds: float = 20.0  # how long the killing lasts
+    workers: int = 3
+    seed: int = 0
+    lease_timeout: float = 1.5
+    poll_interval: float = 0.05
+    kill_every: tuple[float, float] = (0.7, 2.0)  # seconds between random kills
+    max_open: int = 8  # top-level workflows open at once
+    drain_timeout: float = 45.0
+    max_extension: float = 15.0  # more chaos, if a crash point has not been hit yet
+    crash_points: tuple[str, ...] = CRASH_POINTS
+
+
+@dataclass
+class ChaosReport:
+    url: str
+    seed: int
+    seconds: float
+    elapsed: float = 0.0
+    random_kills: int = 0
+    crash_point_kills: Counter[str] = field(default_factory=Counter)
+    workers_started: int = 0
+    workflows: Counter[str] = field(default_factory=Counter)
+    signals_accepted: int = 0
+    counts: checks.Counts = field(default_factory=checks.Counts)
+
+    @property
+    def kills(self) -> int:
+        return self.random_kills + sum(self.crash_point_kills.values())
+
+    def summary(self) -> str:
+        c = self.counts
+        points = ", ".join(f"{p} x{n}" for p, n in sorted(self.crash_point_kills.items()))
+        return (
+            f"chaos on {self.url} (seed {self.seed}, {self.seconds:g}s of kills, "
+            f"{self.elapsed:.1f}s in all): survived {self.kills} SIGKILLs "
+            f"({self.random_kills} at random moments, {sum(self.crash_point_kills.values())} "
+            f"at crash points: {points or 'none'}); {self.workers_started} worker processes; "
+            f"{sum(self.workflows.values())} workflows ({dict(self.workflows)}) over "
+            f"{c.runs} runs and {c.events} events; {c.executions} activity executions "
+            f"({c.re_executions} re-run after a kill, {c.planned_failures} planned failures "
+            f"retried); {self.signals_accepted} signals; {c.timers_fired} timers fired"
+        )
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+@dataclass
+class Worker:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    crash_at: str | None
+    killed: bool = False  # by the driver
+    reaped: bool = False  # its death has been accounted for
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class Fleet:
+    """The worker processes: started, killed, reaped and replaced."""
+
+    def __init__(self, cfg: ChaosConfig, url: str, side: Path, report: ChaosReport) -> None:
+        self.cfg, self.url, self.side, self.report = cfg, url, side, report
+        self.rng = random.Random(cfg.seed)
+        self.workers: list[Worker] = []
+        self.points: deque[str] = deque(cfg.crash_points)
+        self.armed = True  # new workers get a crash point
+
+    def live(self) -> list[Worker]:
+        return [w for w in self.workers if w.proc.poll() is None]
+
+    def ready(self, w: Worker) -> bool:
+        return (self.side / f"ready-{w.pid}").exists()
+
+    def start(self) -> Worker:
+        crash_at = None
+        # One worker always runs unarmed, so that progress never depends on luck.
+        if self.armed and self.points and len(self.live()) > 0:
+            crash_at = f"{self.points[0]}:{self.rng.randint(1, 3)}"
+            self.points.rotate(-1)  # every point in turn
+        name = f"worker-{len(self.workers) + 1}"
+        log = self.side.parent / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if k not in ("PERDURE_DB", ENV_VAR)}
+        env.update(PERDURE_TEST_DIR=str(self.side), PYTHONUNBUFFERED="1")
+        if crash_at:
+            env[ENV_VAR] = crash_at
+        cmd = [
+            sys.executable, "-m", "perdure", "worker", str(HERE / "chaos_workloads.py"),
+            "--db", self.url,
+            "--lease-timeout", str(self.cfg.lease_timeout),
+            "--poll-interval", str(self.cfg.poll_interval),
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        worker = Worker(name, proc, log, crash_at)
+        self.workers.append(worker)
+        self.report.workers_started += 1
+        return worker
+
+    def kill_random(self) -> bool:
+        """SIGKILL a random worker that is up and serving; False if none is (yet)."""
+        candidates = [w for w in self.live() if self.ready(w)]
+        if candidates:
+            victim = self.rng.choice(candidates)
+            victim.killed = True
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait(timeout=30)
+            self.report.random_kills += 1
+            if victim.crash_at:  # its crash point was not reached: the next worker gets it
+                point = victim.crash_at.split(":")[0]
+                self.points.remove(point)
+                self.points.appendleft(point)
+        return bool(candidates)
+
+    def reap(self) -> None:
+        """Account for every worker that died, and start one in its place."""
+        for w in self.workers:
+            if w.proc.poll() is None or w.killed or w.reaped:
+                continue
+            w.reaped = True
+            point = w.crash_at.split(":")[0] if w.crash_at else None
+            if (
+                w.proc.returncode == -signal.SIGKILL
+                and point
+                and f"crash point {point}" in (w.output())
+            ):
+                self.report.crash_point_kills[point] += 1
+                self.start()
+                continue
+            raise ChaosFailure(
+                f"{w.name} (pid {w.pid}) exited with code {w.proc.returncode} on its own"
+                f"\n{self.diagnostics()}"
+            )
+
+    def killed_pids(self) -> set[int]:
+        return {w.pid for w in self.workers if w.killed or w.proc.returncode == -signal.SIGKILL}
+
+    def stop(self) -> None:
+        for w in self.live():
+            w.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for w in self.workers:
+            try:
+                w.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(timeout=30)
+
+    def diagnostics(self, tail: int = 3000) -> str:
+        parts = []
+        for w in self.workers:
+            rc = w.proc.poll()
+            state = "killed" if w.killed else ("alive" if rc is None else f"rc={rc}")
+            out = w.output().strip()[-tail:] or "(no output)"
+            parts.append(f"--- {w.name} pid {w.pid} ({state}, crash_at={w.crash_at}) ---\n{out}")
+        return "\n".join(parts)
+
+    def tracebacks(self) -> list[str]:
+        return [f"{w.name}:\n{w.output()}" for w in self.workers if "Traceback" in w.output()]
+
+
+# ---------------------------------------------------------------- the workload
+
+
+@dataclass
+class Started:
+    id: str
+    kind: str
+    args: list[Any]
+    run_id: str
+    signals_to_send: int = 0
+    accepted: list[int] = field(default_factory=list)
+    done: bool = False
+
+
+def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
+    kind = ("pipeline", "mailbox", "family", "rollover", "pipeline")[n % 5]
+    tag = f"{kind}-{n}"
+    if kind == "pipeline":
+        return kind, [tag, rng.randint(2, 5), rng.randint(1, 3)], 0
+    if kind == "mailbox":
+        count = rng.randint(2, 5)
+        return kind, [tag, count], count
+    if kind == "family":
+        return kind, [tag, rng.randint(1, 3)], 0
+    return kind, [tag, 0, rng.randint(2, 4), []], 0
+
+
+def run_chaos(cfg: ChaosConfig) -> ChaosReport:
+    """Run one chaos session and check it; raises :class:`ChaosFailure` (or an
+    :class:`~chaos_checks.InvariantError`) with diagnostics when a guarantee broke."""
+    side = cfg.root / "side"
+    side.mkdir(parents=True, exist_ok=True)
+    url = cfg.url or f"sqlite:///{cfg.root / 'chaos.db'}"
+    report = ChaosReport(url=url, seed=cfg.seed, seconds=cfg.seconds)
+    rng = random.Random(cfg.seed ^ 0x5EED)
+    started_at = time.monotonic()
+    client = perdure.SyncClient.connect(url)
+    fleet = Fleet(cfg, url, side, report)
+    flows: list[Started] = []
+    try:
+        for _ in range(cfg.workers):
+            fleet.start()
+        _wait(lambda: all(fleet.ready(w) for w in fleet.live()), 30, fleet, "workers to start")
+        chaos_end = time.monotonic() + cfg.seconds
+        next_kill = time.monotonic() + rng.uniform(*cfg.kill_every)
+        next_poll = 0.0
+        calm_since = chaos_end
+        while True:
+            now = time.monotonic()
+            fleet.reap()
+            # Past its time, the chaos goes on (for at most max_extension s) until every
+            # crash point has been hit at least once.
+            missing = set(cfg.crash_points) - set(report.crash_point_kills)
+            chaotic = now < chaos_end or (bool(missing) and now < chaos_end + cfg.max_extension)
+            if chaotic:
+                calm_since = now
+            else:
+                fleet.armed = False
+            open_flows = [f for f in flows if not f.done]
+            if chaotic and len(open_flows) < cfg.max_open:
+                kind, args, signals = new_workflow(rng, len(flows))
+                handle = client.start(kind, *args, id=f"chaos-{len(flows)}")
+                assert handle.run_id is not None
+                flows.append(Started(handle.id, kind, args, handle.run_id, signals))
+                report.workflows[kind] += 1
+            for f in open_flows:
+                if f.signals_to_send and (not chaotic or rng.random() < 0.02):
+                    payload = len(f.accepted) + 1000 * int(f.id.split("-")[1])
+                    client.get_handle(f.id).signal("item", payload)
+                    f.accepted.append(payload)  # signal() returned: the signal is durable
+                    f.signals_to_send -= 1
+                    report.signals_accepted += 1
+            if chaotic and now >= next_kill and fleet.kill_random():
+                fleet.reap()
+                while len(fleet.live()) < cfg.workers:
+                    fleet.start()
+                next_kill = now + rng.uniform(*cfg.kill_every)
+            if now >= next_poll:
+                next_poll = now + 0.25
+                for f in open_flows:
+                    status = client.get_handle(f.id).describe().status
+                    f.done = status in CLOSED
+                if not chaotic and all(f.done for f in flows):
+                    break
+            if now > calm_since + cfg.drain_timeout:
+                stuck = [f.id for f in flows if not f.done]
+                raise ChaosFailure(
+                    f"{len(stuck)} workflows did not finish within {cfg.drain_timeout:g}s "
+                    f"after the chaos ended: {stuck[:10]}\n{_describe(client, stuck)}"
+                    f"\n{fleet.diagnostics()}"
+                )
+            time.sleep(0.02)
+        report.seconds = round(calm_since - (chaos_end - cfg.seconds), 1)
+        fleet.stop()
+        _verify(client, flows, fleet, side, report)
+        if url.startswith("sqlite:"):
+            _integrity(Path(url[len("sqlite:///") :]))
+        bad = fleet.tracebacks()
+        if bad:
+            raise ChaosFailure("a worker logged a traceback:\n" + "\n".join(bad)[-6000:])
+    finally:
+        fleet.stop()
+        client.close()
+    report.elapsed = time.monotonic() - started_at
+    return report
+
+
+def _wait(predicate: Any, timeout: float, fleet: Fleet, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        fleet.reap()
+        if time.monotonic() > deadline:
+            raise ChaosFailure(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _describe(client: perdure.SyncClient, ids: list[str]) -> str:
+    lines = []
+    for wid in ids[:5]:
+        d = client.get_handle(wid).describe()
+        lines.append(f"{wid}: {d.status} history={d.history_length} last_error={d.last_error!r}")
+        lines += [f"  pending {a}" for a in d.pending_activities]
+    return "\n".join(lines)
+
+
+def _verify(
+    client: perdure.SyncClient, flows: list[Started], fleet: Fleet, side: Path, r: ChaosReport
+) -> None:
+    """Every workflow ended as expected, and every run's history and the side files
+    satisfy the guarantees (see ``chaos_checks``)."""
+    completed: dict[str, dict[int, int]] = {}
+    c = r.counts
+
+    def check_run(wid: str, run_id: str, accepted: list[int] | None) -> tuple[str, str | None]:
+        handle = client.get_handle(wid, run_id)
+        d = handle.describe()
+        history = handle.history()
+        events = checks.check_history_shape(run_id, history)
+        closed = d.status != "running"
+        completed[run_id] = checks.check_activities(run_id, events, closed)
+        c.timers_fired += checks.check_timers(run_id, events, closed)
+        if accepted is not None:
+            checks.check_signals(run_id, events, accepted)
+            c.signals += len(accepted)
+        c.runs += 1
+        c.events += len(events)
+        c.by_status[d.status] += 1
+        for e in events:  # children: checked like any run
+            if isinstance(e, h.ChildWorkflowStarted):
+                check_run(e.workflow_id, e.run_id, None)
+        return d.status, d.continued_to
+
+    for f in flows:
+        run_id: str | None = f.run_id
+        status = "unknown"
+        while run_id is not None:
+            status, run_id = check_run(f.id, run_id, f.accepted if f.kind == "mailbox" else None)
+        if status != "completed":
+            raise checks.InvariantError(f"{f.id} ({f.kind} {f.args}) ended {status}")
+        result = client.get_handle(f.id).result(timeout=5)
+        expected = workloads.expected_result(f.kind, f.args, f.accepted)
+        if result != expected:
+            raise checks.InvariantError(f"{f.id}: result {result!r}, expected {expected!r}")
+    executions = []
+    for path in sorted(side.glob("exec-*.log")):
+        executions += [
+            checks.Execution(**json.loads(line)) for line in path.read_text().splitlines()
+        ]
+    checks.check_executions(executions, completed, fleet.killed_pids(), c)
+
+
+def _integrity(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        result = conn.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        conn.close()
+    if result != [("ok",)]:
+        raise ChaosFailure(f"SQLite integrity_check of {path}: {result}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="perdure-chaos-"))
+    cfg = ChaosConfig(
+        root=root, url=args.db, seconds=args.seconds, workers=args.workers, seed=args.seed
+    )
+    print(f"chaos: seed {cfg.seed}, work folder {root}", flush=True)
+    report = run_chaos(cfg)
+    print(report.summary())
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The crash fuzzer: a mixed workload on three worker processes, SIGKILLed at random
+moments and at every named crash point of the commit path, then checked against the
+guarantees (see ``run_chaos`` and ``chaos_checks``).
+
+``make test`` runs a short session per backend (under a minute each). For a long one::
+
+    PERDURE_CHAOS_SECONDS=300 .venv/bin/python -m pytest -s tests/chaos -m chaos_long
+
+``PERDURE_CHAOS_SEED`` fixes the seed (the default is fixed for the short runs and
+random for the long ones; a failure names it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+from run_chaos import ChaosConfig, ChaosReport, run_chaos
+
+from perdure._worker.crashpoints import CRASH_POINTS
+
+pytestmark = pytest.mark.slow
+
+CI_SECONDS = 12.0
+LONG_SECONDS = float(os.environ.get("PERDURE_CHAOS_SECONDS", "0"))
+
+
+def _seed(default: int | None) -> int:
+    value = os.environ.get("PERDURE_CHAOS_SEED")
+    if value:
+        return int(value)
+    return default if default is not None else random.randrange(1 << 30)
+
+
+def _run(tmp_path: Path, url: str | None, seconds: float, seed: int) -> ChaosReport:
+    cfg = ChaosConfig(root=tmp_path, url=url, seconds=seconds, seed=seed)
+    print(f"\nchaos seed {seed} (rerun with PERDURE_CHAOS_SEED={seed})")
+    report = run_chaos(cfg)
+    print(report.summary())
+    return report
+
+
+def _assert_meaningful(report: ChaosReport, seconds: float) -> None:
+    # Enough happened for the checks to mean something.
+    assert report.random_kills >= seconds / 4, report.summary()
+    assert set(report.crash_point_kills) == set(CRASH_POINTS), report.summary()
+    assert report.counts.re_executions >= 1, report.summary()
+    assert report.workflows.keys() == {"pipeline", "mailbox", "family", "rollover"}
+    assert report.counts.timers_fired > 0 and report.signals_accepted > 0
+
+
+@pytest.mark.timeout(300)
+def test_chaos_sqlite(tmp_path: Path) -> None:
+    report = _run(tmp_path, None, CI_SECONDS, _seed(20241124))
+    _assert_meaningful(report, CI_SECONDS)
+
+
+@pytest.mark.timeout(300)
+def test_chaos_postgres(tmp_path: Path, pg_url: str) -> None:
+    report = _run(tmp_path, pg_url, CI_SECONDS, _seed(20241125))
+    _assert_meaningful(report, CI_SECONDS)
+
+
+@pytest.mark.chaos_long
+@pytest.mark.timeout(LONG_SECONDS + 600)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_chaos_long(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    if not LONG_SECONDS:
+        pytest.skip("set PERDURE_CHAOS_SECONDS to run the long chaos session")
+    url = None if backend == "sqlite" else request.getfixturevalue("pg_url")
+    report = _run(tmp_path, url, LONG_SECONDS, _seed(None))
+    _assert_meaningful(report, LONG_SECONDS)

@@ -1,0 +1,108 @@
+"""One StoreError from each store call a worker makes: the worker must survive it.
+
+Each parametrized case makes one store method fail once (the database was locked,
+full, or its connection dropped at that moment) under a workflow that uses an
+activity, a retry, a timer and a signal. The worker must keep running (its
+``run()`` task does not end), the workflow must finish with the right result, and
+nothing may be recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import perdure
+from perdure import ApplicationError, RetryPolicy, activity, workflow
+from perdure.errors import StoreError
+
+attempts: Counter[str] = Counter()
+
+
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=20)))
+async def flaky(tag: str) -> str:
+    attempts[tag] += 1
+    activity.heartbeat(tag)
+    if attempts[tag] == 1:
+        raise ApplicationError("first attempt fails")
+    return f"{tag}!"
+
+
+@workflow.defn
+async def uses_everything(tag: str) -> list[str]:
+    first = await flaky(tag)
+    await workflow.sleep(0.05)
+    signal = await workflow.wait_signal("go")
+    return [first, str(signal)]
+
+
+WORKER_CALLS = [
+    "fire_due_timers",
+    "claim_workflow_tasks",
+    "claim_activity_tasks",
+    "next_due",
+    "load_turn",
+    "commit_turn",
+    "fail_turn",
+    "complete_activity",
+    "retry_activity",
+    "renew_leases",
+    "record_heartbeat",
+]
+
+
+@pytest.mark.parametrize("method", WORKER_CALLS)
+async def test_the_worker_survives_a_store_error_in(method: str, tmp_path: Path) -> None:
+    attempts.clear()
+    client = await perdure.Client.connect(f"sqlite:///{tmp_path / 'errors.db'}")
+    client.poll_interval = 0.02
+    store: Any = client.store
+    real = getattr(store, method)
+    failed: list[str] = []
+
+    async def fail_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed:
+            failed.append(method)
+            raise StoreError(f"injected: {method} failed (database is locked)")
+        return await real(*args, **kwargs)
+
+    setattr(store, method, fail_once)
+    worker = perdure.Worker(
+        client, [uses_everything], [flaky], poll_interval=0.02, lease_timeout=0.6
+    )
+    try:
+        async with worker:
+            handle = await client.start(uses_everything, "t", id="wf")
+            for _ in range(500):
+                if (await handle.describe()).waiting_signals == ["go"]:
+                    break
+                assert worker._background is not None and not worker._background.done(), (
+                    f"the worker stopped after a StoreError in {method}"
+                )
+                await asyncio.sleep(0.02)
+            await handle.signal("go", 1)
+            assert await handle.result(timeout=20) == ["t!", "1"]
+            assert not worker._background.done(), f"the worker stopped after {method} failed"
+    finally:
+        await client.close()
+    history = await _history(tmp_path, handle.run_id)
+    types = Counter(e["type"] for e in history)
+    assert types["ActivityCompleted"] == 1 and types["TimerFired"] == 1, types
+    assert types["SignalReceived"] == 1 and types["WorkflowCompleted"] == 1, types
+    if method in ("fire_due_timers", "claim_workflow_tasks", "next_due", "load_turn"):
+        assert failed == [method]  # every worker hits these
+    for name in failed:
+        assert name == method
+
+
+async def _history(path: Path, run_id: str | None) -> list[dict[str, Any]]:
+    client = await perdure.Client.connect(f"sqlite:///{path / 'errors.db'}")
+    try:
+        return await client.get_handle("wf", run_id).history()
+    finally:
+        await client.close()
