@@ -237,6 +237,9 @@ async def start_child(
             f"not {parent_close_policy!r}"
         )
     child_id = id or f"{inst.info.workflow_id}/child-{inst._next_ref}"
+    if id is None and inst.info.continued_from_run_id is not None:
+        # Each run of a continue-as-new chain numbers its commands from 1 again.
+        child_id = f"{inst.info.workflow_id}/{inst.info.run_id[:8]}/child-{inst._next_ref}"
     started, result = inst.start_child(
         name, child_id, task_queue or inst.info.task_queue, pos, kw, parent_close_policy
     )

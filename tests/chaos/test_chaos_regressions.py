@@ -8,13 +8,13 @@
    Fixed in ``Worker._renew_leases`` (lost leases are matched by task id and token).
 2. ``async with Worker(...)`` whose body ends before the worker's task first ran (an
    exception right away) never returns: ``stop()`` found no ``_stopping`` event yet, and
-   ``run()`` then created a fresh one and polled forever. Not fixed yet (strict xfail).
+   ``run()`` then created a fresh one and polled forever. Fixed.
 3. A signal accepted while a closing turn is computed (its inbox row arrives between
    ``load_turn`` and ``commit_turn``) is deleted by ``close_run`` with the run's inbox:
-   ``signal()`` returned, but no history records it. Not fixed yet (strict xfail).
+   ``signal()`` returned, but no history records it. Fixed.
 4. The default child workflow id, ``<workflow id>/child-<n>``, is the same in every run
    of a continue-as-new chain: the second run's child fails to start (id taken by the
-   first run's child). Not fixed yet (strict xfail).
+   first run's child). Fixed.
 """
 
 from __future__ import annotations
@@ -96,11 +96,6 @@ async def idle() -> None:
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Worker.stop() before run() has started is lost: __aexit__ then waits forever "
-    "(fix: remember the request, e.g. create the events in __init__/__aenter__)",
-)
 async def test_leaving_async_with_at_once_stops_the_worker(tmp_path: Path) -> None:
     client = await perdure.Client.connect(f"sqlite:///{tmp_path / 'quick.db'}")
     worker = perdure.Worker(client, [idle], [], poll_interval=0.02)
@@ -126,12 +121,6 @@ async def entity(generation: int) -> str:
     return str(item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a signal accepted while a closing turn (continue-as-new, completion) is being "
-    "computed is deleted with the run's inbox by close_run: signal() returned, yet no "
-    "history ever records it (guarantee 5)",
-)
 async def test_a_signal_accepted_during_a_closing_turn_is_not_lost(tmp_path: Path) -> None:
     client = await perdure.Client.connect(f"sqlite:///{tmp_path / 'entity.db'}")
     client.poll_interval = 0.02
@@ -188,12 +177,6 @@ async def parent_rolls_over(generation: int) -> int:
     return got
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="default child ids (<workflow id>/child-<ref>) repeat across a continue-as-new "
-    "chain, so the next run's child cannot start (fix: include the run, e.g. its first "
-    "8 characters, or draw the id from workflow.uuid4())",
-)
 async def test_default_child_ids_do_not_collide_across_continue_as_new(tmp_path: Path) -> None:
     client = await perdure.Client.connect(f"sqlite:///{tmp_path / 'kids.db'}")
     client.poll_interval = 0.02

@@ -298,8 +298,8 @@ class WorkflowInstance:
 
     def issue(self, command: h.Command) -> None:
         """Record a command; when replaying, check it against the history."""
-        if self._discarding or self._error is not None:
-            return
+        if self._discarding or self._error is not None or self.closed:
+            return  # nothing a run does after its closing command is recorded
         if self._expected is None:
             self._commands.append(command)
             return

@@ -82,6 +82,11 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> bool
     await tx.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox])
     if closing:
         assert commit.close_status is not None
+        # A signal (or any input) that reached the inbox while this closing turn
+        # was being computed must not be dropped with the run: refuse the close.
+        # The worker requeues the task and the turn is recomputed with it.
+        if await tx.one("SELECT 1 FROM inbox WHERE run_id = ? LIMIT 1", (commit.run_id,)):
+            raise Fenced()
         if commit.continue_as_new is not None:
             await _continue(tx, d, run, commit.continue_as_new, now)
         await rows.close_run(tx, d, run, commit.close_status, commit.result, commit.failure, now)

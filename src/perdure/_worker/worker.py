@@ -94,6 +94,7 @@ class Worker:
         self._background: asyncio.Task[None] | None = None
         self._listener: Any = None
         self._sleeping = False  # the poller found nothing to do and waits
+        self._stop_requested = False  # stop() may come before run() has started
         self._inline_reserved = 0  # activity slots promised to turns not yet committed
 
     @staticmethod
@@ -128,6 +129,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        if self._stop_requested:
+            self._stopping.set()
         wake = self._wake
 
         def listener() -> None:
@@ -175,6 +178,7 @@ class Worker:
 
     def stop(self) -> None:
         """Ask the worker to stop claiming work and drain."""
+        self._stop_requested = True
         if self._stopping is not None:
             self._stopping.set()
         if self._wake is not None:
