@@ -225,11 +225,6 @@ async def _progressed(handle: perdure.WorkflowHandle[int]) -> bool:
     return (await handle.describe()).history_length >= 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PostgresStore's parse_url re-encodes the query with urlencode(), which writes a "
-    "space as '+': libpq then sees '-c+statement_timeout=400' (fix: quote_via=quote)",
-)
 async def test_libpq_options_in_the_url_reach_the_server(pg_url: str) -> None:
     client = await perdure.Client.connect(pg_url + "?options=-c%20statement_timeout%3D400")
     await client.close()

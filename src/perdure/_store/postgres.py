@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -65,7 +65,8 @@ def parse_url(url: str) -> tuple[str, dict[str, float], str]:
                 raise StoreError(f"bad {key}={value!r} in the PostgreSQL URL") from None
         else:
             query.append((key, value))
-    url = urlunsplit(parts._replace(query=urlencode(query)))
+    # quote, not quote_plus: libpq reads '+' literally, not as a space.
+    url = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error as exc:
