@@ -321,6 +321,25 @@ CLOSING_EVENTS = (
 # Field names per event class, computed once (fields() is slow on a hot path).
 _FIELDS: dict[type[Event], tuple[str, ...]] = {}
 
+# What a stored field may hold, by its annotation; None: any JSON value.
+_ACCEPTS: dict[str, tuple[type, ...] | None] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "str | None": (str, type(None)),
+    "list[JSON]": (list,),
+    "dict[str, JSON]": (dict,),
+    "JSON": None,
+}
+_CHECKS: dict[type[Event], tuple[tuple[str, tuple[type, ...] | None], ...]] = {}
+
+
+def _field_checks(cls: type[Event]) -> tuple[tuple[str, tuple[type, ...] | None], ...]:
+    checks = _CHECKS.get(cls)
+    if checks is None:
+        checks = _CHECKS[cls] = tuple((f.name, _ACCEPTS.get(str(f.type))) for f in fields(cls))
+    return checks
+
 
 def _field_names(cls: type[Event]) -> tuple[str, ...]:
     names = _FIELDS.get(cls)
@@ -354,6 +373,17 @@ def event_from_dict(data: dict[str, JSON]) -> Event:
     if cls is None:
         raise HistoryFormatError(f"unknown event type {type_name!r}")
     known = _field_names(cls)
+    for name, accepts in _field_checks(cls):
+        value = data.get(name)
+        if (
+            name in data
+            and accepts is not None
+            and (not isinstance(value, accepts) or isinstance(value, bool))
+        ):
+            raise HistoryFormatError(
+                f"{type_name} event field {name!r} holds {type(value).__name__} {value!r:.60}, "
+                f"not {' or '.join(t.__name__ for t in accepts)}"
+            )
     try:
         return cls(**{k: v for k, v in data.items() if k in known and k not in _HEADER})
     except TypeError as exc:

@@ -89,11 +89,6 @@ def test_a_damaged_row_decodes_or_fails_naming_run_and_row(text: str) -> None:
         assert isinstance(event, h.Event)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="event_from_dict does not check field types: a field of the wrong type gets "
-    "through decoding and fails later as a TypeError ('internal error in the worker')",
-)
 def test_a_field_of_the_wrong_type_is_a_history_format_error() -> None:
     data = json.loads(ROWS[0])  # TurnStarted
     data["seq"] = [1]
