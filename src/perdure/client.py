@@ -170,7 +170,11 @@ class Client:
         """Open (and if needed create and migrate) the database at ``url``
         (default ``$PERDURE_DB``, else ``sqlite:///perdure.db``)."""
         store = store_for_url(resolve_url(url), clock=clock)
-        await store.open()
+        try:
+            await store.open()
+        except BaseException:
+            await store.close()  # its thread, its pool: nothing outlives a failed connect
+            raise
         return cls(store, converter)
 
     async def close(self) -> None:

@@ -104,11 +104,6 @@ async def _open_fds_on(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SqliteStore._open does not close its connection when a PRAGMA fails, and "
-    "Client.connect does not close the store (its thread) when open() fails",
-)
 async def test_a_failed_open_leaves_no_file_open(tmp_path: Path, mount_point: Path) -> None:
     source = tmp_path / "data"
     source.mkdir()

@@ -212,14 +212,20 @@ class SqliteStore(SqlStore):
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
             )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             if self.path != ":memory:":
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":
                     raise StoreError(f"could not switch {self.path!r} to WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        except BaseException as exc:
+            conn.close()  # never leave the file open behind a failed open()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            raise
         try:
             self._migrate(conn)
         except sqlite3.DatabaseError as exc:
