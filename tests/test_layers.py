@@ -15,7 +15,7 @@ PACKAGE = Path(perdure.__file__).parent
 ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure.errors": (),
     "perdure.retry": (),
-    "perdure._history": (),
+    "perdure._history": ("perdure._history",),
     "perdure._converter": ("perdure.errors",),
     "perdure._store": ("perdure._store", "perdure._history", "perdure.errors"),
     "perdure._runtime": (

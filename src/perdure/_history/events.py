@@ -1,27 +1,48 @@
-"""The history model: events (past tense) and commands (imperative). Imports nothing.
+"""History events (past tense) and their versioned JSON encoding. Imports nothing.
 
-A run's history is an append-only list of events, numbered from 1 by ``seq``.
-It is cut into *turns*: each turn is a :class:`TurnStarted` marker (carrying the
-workflow time of that turn), then the *input* events the turn consumed (in the
-order they arrived), then the *command* events the workflow code produced while
-handling them. Replay feeds each recorded turn's inputs in the same batch and
-checks the code produces the same commands.
-
-Commands that wait for an answer (an activity, a timer) carry ``ref``: one
-counter per run, incremented in the order the workflow issued them; the answer
-(``ActivityCompleted``, ``TimerFired``) names the same ``ref``.
-
-Encoding: ``event_to_dict`` / ``event_from_dict`` give a JSON object with
-``"v"`` (the encoding version, :data:`HISTORY_FORMAT`), ``"type"``, ``"seq"``,
-``"time"`` and the event's own fields. A reader accepts every version up to its
-own and ignores fields it does not know, so older histories keep replaying.
+The overview of the history model is in ``perdure._history``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
+
+__all__ = [
+    "CLOSING_EVENTS",
+    "HISTORY_FORMAT",
+    "JSON",
+    "ActivityCancelled",
+    "ActivityCompleted",
+    "ActivityFailed",
+    "ActivityScheduled",
+    "CancelRequested",
+    "ChildWorkflowCancelRequested",
+    "ChildWorkflowCompleted",
+    "ChildWorkflowFailed",
+    "ChildWorkflowRequested",
+    "ChildWorkflowStartFailed",
+    "ChildWorkflowStarted",
+    "Event",
+    "HistoryFormatError",
+    "PatchRecorded",
+    "SideEffectRecorded",
+    "SignalReceived",
+    "StateSet",
+    "TimerCancelled",
+    "TimerFired",
+    "TimerStarted",
+    "TurnStarted",
+    "WorkflowCancelled",
+    "WorkflowCompleted",
+    "WorkflowContinuedAsNew",
+    "WorkflowFailed",
+    "WorkflowStarted",
+    "WorkflowTerminated",
+    "WorkflowTimedOut",
+    "event_from_dict",
+    "event_to_dict",
+]
 
 HISTORY_FORMAT = 1
 
@@ -388,289 +409,3 @@ def event_from_dict(data: dict[str, JSON]) -> Event:
         return cls(**{k: v for k, v in data.items() if k in known and k not in _HEADER})
     except TypeError as exc:
         raise HistoryFormatError(f"malformed {type_name} event: {exc}") from exc
-
-
-# ------------------------------------------------------------------- commands
-
-
-@dataclass(frozen=True)
-class Command:
-    """Base of all commands: what workflow code asks the engine to do."""
-
-    def to_event(self) -> Event:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class ScheduleActivity(Command):
-    ref: int
-    name: str
-    task_queue: str
-    args: list[JSON]
-    kwargs: dict[str, JSON]
-    options: dict[str, JSON]
-
-    def to_event(self) -> Event:
-        return ActivityScheduled(
-            ref=self.ref,
-            name=self.name,
-            task_queue=self.task_queue,
-            args=self.args,
-            kwargs=self.kwargs,
-            options=self.options,
-        )
-
-    def describe(self) -> str:
-        return f"ScheduleActivity {self.name!r} (ref {self.ref})"
-
-
-@dataclass(frozen=True)
-class CancelActivity(Command):
-    ref: int
-
-    def to_event(self) -> Event:
-        return ActivityCancelled(ref=self.ref)
-
-    def describe(self) -> str:
-        return f"CancelActivity (ref {self.ref})"
-
-
-@dataclass(frozen=True)
-class StartTimer(Command):
-    ref: int
-    fire_at: float
-
-    def to_event(self) -> Event:
-        return TimerStarted(ref=self.ref, fire_at=self.fire_at)
-
-    def describe(self) -> str:
-        return f"StartTimer (ref {self.ref})"
-
-
-@dataclass(frozen=True)
-class CancelTimer(Command):
-    ref: int
-
-    def to_event(self) -> Event:
-        return TimerCancelled(ref=self.ref)
-
-    def describe(self) -> str:
-        return f"CancelTimer (ref {self.ref})"
-
-
-@dataclass(frozen=True)
-class SetState(Command):
-    key: str
-    value: JSON
-
-    def to_event(self) -> Event:
-        return StateSet(key=self.key, value=self.value)
-
-    def describe(self) -> str:
-        return f"SetState {self.key!r}"
-
-
-@dataclass(frozen=True)
-class StartChild(Command):
-    ref: int
-    workflow_type: str
-    workflow_id: str
-    task_queue: str
-    args: list[JSON]
-    kwargs: dict[str, JSON]
-    parent_close_policy: str
-
-    def to_event(self) -> Event:
-        return ChildWorkflowRequested(
-            ref=self.ref,
-            workflow_type=self.workflow_type,
-            workflow_id=self.workflow_id,
-            task_queue=self.task_queue,
-            args=self.args,
-            kwargs=self.kwargs,
-            parent_close_policy=self.parent_close_policy,
-        )
-
-    def describe(self) -> str:
-        return f"StartChild {self.workflow_type!r} (ref {self.ref})"
-
-
-@dataclass(frozen=True)
-class CancelChild(Command):
-    ref: int
-
-    def to_event(self) -> Event:
-        return ChildWorkflowCancelRequested(ref=self.ref)
-
-    def describe(self) -> str:
-        return f"CancelChild (ref {self.ref})"
-
-
-@dataclass(frozen=True)
-class RecordPatch(Command):
-    patch_id: str
-
-    def to_event(self) -> Event:
-        return PatchRecorded(patch_id=self.patch_id)
-
-    def describe(self) -> str:
-        return f"RecordPatch {self.patch_id!r}"
-
-
-@dataclass(frozen=True)
-class RecordSideEffect(Command):
-    ref: int
-    value: JSON
-
-    def to_event(self) -> Event:
-        return SideEffectRecorded(ref=self.ref, value=self.value)
-
-    def describe(self) -> str:
-        return f"RecordSideEffect (ref {self.ref})"
-
-
-@dataclass(frozen=True)
-class ContinueAsNew(Command):
-    args: list[JSON]
-    kwargs: dict[str, JSON]
-
-    def to_event(self) -> Event:
-        return WorkflowContinuedAsNew(args=self.args, kwargs=self.kwargs)
-
-    def describe(self) -> str:
-        return "ContinueAsNew"
-
-
-@dataclass(frozen=True)
-class CompleteWorkflow(Command):
-    result: JSON
-
-    def to_event(self) -> Event:
-        return WorkflowCompleted(result=self.result)
-
-    def describe(self) -> str:
-        return "CompleteWorkflow"
-
-
-@dataclass(frozen=True)
-class FailWorkflow(Command):
-    failure: dict[str, JSON]
-
-    def to_event(self) -> Event:
-        return WorkflowFailed(failure=self.failure)
-
-    def describe(self) -> str:
-        return "FailWorkflow"
-
-
-@dataclass(frozen=True)
-class CancelWorkflow(Command):
-    def to_event(self) -> Event:
-        return WorkflowCancelled()
-
-    def describe(self) -> str:
-        return "CancelWorkflow"
-
-
-def describe_recorded(event: Event) -> str:
-    """Name a recorded command event the way :meth:`Command.describe` names commands."""
-    if isinstance(event, ActivityScheduled):
-        return f"ScheduleActivity {event.name!r} (ref {event.ref})"
-    if isinstance(event, ActivityCancelled):
-        return f"CancelActivity (ref {event.ref})"
-    if isinstance(event, TimerStarted):
-        return f"StartTimer (ref {event.ref})"
-    if isinstance(event, TimerCancelled):
-        return f"CancelTimer (ref {event.ref})"
-    if isinstance(event, StateSet):
-        return f"SetState {event.key!r}"
-    if isinstance(event, ChildWorkflowRequested):
-        return f"StartChild {event.workflow_type!r} (ref {event.ref})"
-    if isinstance(event, ChildWorkflowCancelRequested):
-        return f"CancelChild (ref {event.ref})"
-    if isinstance(event, PatchRecorded):
-        return f"RecordPatch {event.patch_id!r}"
-    if isinstance(event, SideEffectRecorded):
-        return f"RecordSideEffect (ref {event.ref})"
-    return {
-        WorkflowCompleted: "CompleteWorkflow",
-        WorkflowFailed: "FailWorkflow",
-        WorkflowCancelled: "CancelWorkflow",
-        WorkflowContinuedAsNew: "ContinueAsNew",
-    }.get(type(event), event.TYPE)
-
-
-def matches(command: Command, event: Event) -> bool:
-    """Does a replayed command match the recorded event? Arguments may differ;
-    the kind and the identity (activity name, ref, state key) may not."""
-    if isinstance(command, ScheduleActivity):
-        return (
-            isinstance(event, ActivityScheduled)
-            and event.ref == command.ref
-            and event.name == command.name
-        )
-    if isinstance(command, SetState):
-        return isinstance(event, StateSet) and event.key == command.key
-    if isinstance(command, StartChild):
-        return (
-            isinstance(event, ChildWorkflowRequested)
-            and event.ref == command.ref
-            and event.workflow_type == command.workflow_type
-        )
-    if isinstance(command, RecordPatch):
-        return isinstance(event, PatchRecorded) and event.patch_id == command.patch_id
-    recorded = command.to_event()
-    if type(recorded) is not type(event):
-        return False
-    return getattr(recorded, "ref", None) == getattr(event, "ref", None)
-
-
-@dataclass
-class RecordedTurn:
-    """One turn of a stored history: its time, its inputs and its commands."""
-
-    time: float
-    inputs: list[Event]
-    commands: list[Event]
-    events_before: int = 0  # history length when the turn began
-
-
-def split_turns(events: list[Event]) -> list[RecordedTurn]:
-    """Cut a history into turns. Raises HistoryFormatError on a malformed history."""
-    turns: list[RecordedTurn] = []
-    for event in events:
-        if isinstance(event, TurnStarted):
-            turns.append(
-                RecordedTurn(time=event.time, inputs=[], commands=[], events_before=event.seq - 1)
-            )
-            continue
-        if isinstance(event, (WorkflowTerminated, WorkflowTimedOut)):
-            break
-        if not turns:
-            raise HistoryFormatError(
-                f"history starts with {event.TYPE} (seq {event.seq}), not TurnStarted"
-            )
-        turn = turns[-1]
-        if event.KIND == "input":
-            if turn.commands:
-                raise HistoryFormatError(
-                    f"input event {event.TYPE} (seq {event.seq}) after a command in one turn"
-                )
-            turn.inputs.append(event)
-        else:
-            turn.commands.append(event)
-    return turns
-
-
-def turn_events(
-    last_seq: int, time: float, inputs: list[Event], commands: list[Command]
-) -> list[Event]:
-    """The events one turn appends: its marker, its inputs, then its commands,
-    numbered from ``last_seq + 1`` and stamped with the turn's time."""
-    out: list[Event] = []
-    for event in [TurnStarted(), *inputs, *(c.to_event() for c in commands)]:
-        out.append(dataclasses.replace(event, seq=last_seq + len(out) + 1, time=time))
-    return out

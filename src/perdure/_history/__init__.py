@@ -1,0 +1,29 @@
+"""The history model: events (past tense) and commands (imperative). Imports nothing
+outside itself: ``events`` (types and encoding), ``commands`` (commands and
+replay matching), ``turns`` (cutting histories into turns).
+
+A run's history is an append-only list of events, numbered from 1 by ``seq``.
+It is cut into *turns*: each turn is a :class:`TurnStarted` marker (carrying the
+workflow time of that turn), then the *input* events the turn consumed (in the
+order they arrived), then the *command* events the workflow code produced while
+handling them. Replay feeds each recorded turn's inputs in the same batch and
+checks the code produces the same commands.
+
+Commands that wait for an answer (an activity, a timer) carry ``ref``: one
+counter per run, incremented in the order the workflow issued them; the answer
+(``ActivityCompleted``, ``TimerFired``) names the same ``ref``.
+
+Encoding: ``event_to_dict`` / ``event_from_dict`` give a JSON object with
+``"v"`` (the encoding version, :data:`HISTORY_FORMAT`), ``"type"``, ``"seq"``,
+``"time"`` and the event's own fields. A reader accepts every version up to its
+own and ignores fields it does not know, so older histories keep replaying.
+"""
+
+from perdure._history.commands import *
+from perdure._history.commands import __all__ as _commands
+from perdure._history.events import *
+from perdure._history.events import __all__ as _events
+from perdure._history.turns import *
+from perdure._history.turns import __all__ as _turns
+
+__all__ = [*_events, *_commands, *_turns]

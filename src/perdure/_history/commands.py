@@ -1,0 +1,263 @@
+"""Commands (imperative): what workflow code asks the engine to do, each with
+the event that records it, and how a replayed command is matched against the
+record. Imports the event types only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perdure._history.events import *
+
+__all__ = [
+    "CancelActivity",
+    "CancelChild",
+    "CancelTimer",
+    "CancelWorkflow",
+    "Command",
+    "CompleteWorkflow",
+    "ContinueAsNew",
+    "FailWorkflow",
+    "RecordPatch",
+    "RecordSideEffect",
+    "ScheduleActivity",
+    "SetState",
+    "StartChild",
+    "StartTimer",
+    "describe_recorded",
+    "matches",
+]
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base of all commands: what workflow code asks the engine to do."""
+
+    def to_event(self) -> Event:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ScheduleActivity(Command):
+    ref: int
+    name: str
+    task_queue: str
+    args: list[JSON]
+    kwargs: dict[str, JSON]
+    options: dict[str, JSON]
+
+    def to_event(self) -> Event:
+        return ActivityScheduled(
+            ref=self.ref,
+            name=self.name,
+            task_queue=self.task_queue,
+            args=self.args,
+            kwargs=self.kwargs,
+            options=self.options,
+        )
+
+    def describe(self) -> str:
+        return f"ScheduleActivity {self.name!r} (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class CancelActivity(Command):
+    ref: int
+
+    def to_event(self) -> Event:
+        return ActivityCancelled(ref=self.ref)
+
+    def describe(self) -> str:
+        return f"CancelActivity (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class StartTimer(Command):
+    ref: int
+    fire_at: float
+
+    def to_event(self) -> Event:
+        return TimerStarted(ref=self.ref, fire_at=self.fire_at)
+
+    def describe(self) -> str:
+        return f"StartTimer (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class CancelTimer(Command):
+    ref: int
+
+    def to_event(self) -> Event:
+        return TimerCancelled(ref=self.ref)
+
+    def describe(self) -> str:
+        return f"CancelTimer (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class SetState(Command):
+    key: str
+    value: JSON
+
+    def to_event(self) -> Event:
+        return StateSet(key=self.key, value=self.value)
+
+    def describe(self) -> str:
+        return f"SetState {self.key!r}"
+
+
+@dataclass(frozen=True)
+class StartChild(Command):
+    ref: int
+    workflow_type: str
+    workflow_id: str
+    task_queue: str
+    args: list[JSON]
+    kwargs: dict[str, JSON]
+    parent_close_policy: str
+
+    def to_event(self) -> Event:
+        return ChildWorkflowRequested(
+            ref=self.ref,
+            workflow_type=self.workflow_type,
+            workflow_id=self.workflow_id,
+            task_queue=self.task_queue,
+            args=self.args,
+            kwargs=self.kwargs,
+            parent_close_policy=self.parent_close_policy,
+        )
+
+    def describe(self) -> str:
+        return f"StartChild {self.workflow_type!r} (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class CancelChild(Command):
+    ref: int
+
+    def to_event(self) -> Event:
+        return ChildWorkflowCancelRequested(ref=self.ref)
+
+    def describe(self) -> str:
+        return f"CancelChild (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class RecordPatch(Command):
+    patch_id: str
+
+    def to_event(self) -> Event:
+        return PatchRecorded(patch_id=self.patch_id)
+
+    def describe(self) -> str:
+        return f"RecordPatch {self.patch_id!r}"
+
+
+@dataclass(frozen=True)
+class RecordSideEffect(Command):
+    ref: int
+    value: JSON
+
+    def to_event(self) -> Event:
+        return SideEffectRecorded(ref=self.ref, value=self.value)
+
+    def describe(self) -> str:
+        return f"RecordSideEffect (ref {self.ref})"
+
+
+@dataclass(frozen=True)
+class ContinueAsNew(Command):
+    args: list[JSON]
+    kwargs: dict[str, JSON]
+
+    def to_event(self) -> Event:
+        return WorkflowContinuedAsNew(args=self.args, kwargs=self.kwargs)
+
+    def describe(self) -> str:
+        return "ContinueAsNew"
+
+
+@dataclass(frozen=True)
+class CompleteWorkflow(Command):
+    result: JSON
+
+    def to_event(self) -> Event:
+        return WorkflowCompleted(result=self.result)
+
+    def describe(self) -> str:
+        return "CompleteWorkflow"
+
+
+@dataclass(frozen=True)
+class FailWorkflow(Command):
+    failure: dict[str, JSON]
+
+    def to_event(self) -> Event:
+        return WorkflowFailed(failure=self.failure)
+
+    def describe(self) -> str:
+        return "FailWorkflow"
+
+
+@dataclass(frozen=True)
+class CancelWorkflow(Command):
+    def to_event(self) -> Event:
+        return WorkflowCancelled()
+
+    def describe(self) -> str:
+        return "CancelWorkflow"
+
+
+def describe_recorded(event: Event) -> str:
+    """Name a recorded command event the way :meth:`Command.describe` names commands."""
+    if isinstance(event, ActivityScheduled):
+        return f"ScheduleActivity {event.name!r} (ref {event.ref})"
+    if isinstance(event, ActivityCancelled):
+        return f"CancelActivity (ref {event.ref})"
+    if isinstance(event, TimerStarted):
+        return f"StartTimer (ref {event.ref})"
+    if isinstance(event, TimerCancelled):
+        return f"CancelTimer (ref {event.ref})"
+    if isinstance(event, StateSet):
+        return f"SetState {event.key!r}"
+    if isinstance(event, ChildWorkflowRequested):
+        return f"StartChild {event.workflow_type!r} (ref {event.ref})"
+    if isinstance(event, ChildWorkflowCancelRequested):
+        return f"CancelChild (ref {event.ref})"
+    if isinstance(event, PatchRecorded):
+        return f"RecordPatch {event.patch_id!r}"
+    if isinstance(event, SideEffectRecorded):
+        return f"RecordSideEffect (ref {event.ref})"
+    return {
+        WorkflowCompleted: "CompleteWorkflow",
+        WorkflowFailed: "FailWorkflow",
+        WorkflowCancelled: "CancelWorkflow",
+        WorkflowContinuedAsNew: "ContinueAsNew",
+    }.get(type(event), event.TYPE)
+
+
+def matches(command: Command, event: Event) -> bool:
+    """Does a replayed command match the recorded event? Arguments may differ;
+    the kind and the identity (activity name, ref, state key) may not."""
+    if isinstance(command, ScheduleActivity):
+        return (
+            isinstance(event, ActivityScheduled)
+            and event.ref == command.ref
+            and event.name == command.name
+        )
+    if isinstance(command, SetState):
+        return isinstance(event, StateSet) and event.key == command.key
+    if isinstance(command, StartChild):
+        return (
+            isinstance(event, ChildWorkflowRequested)
+            and event.ref == command.ref
+            and event.workflow_type == command.workflow_type
+        )
+    if isinstance(command, RecordPatch):
+        return isinstance(event, PatchRecorded) and event.patch_id == command.patch_id
+    recorded = command.to_event()
+    if type(recorded) is not type(event):
+        return False
+    return getattr(recorded, "ref", None) == getattr(event, "ref", None)
