@@ -18,7 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from perdure import _history as h
 from perdure._converter import DataConverter, default_converter
 from perdure._store import resolve_url, store_for_url
-from perdure._store.base import IdConflict, NewRun, RunRecord, Store, WorkflowTaskState
+from perdure._store.base import IdConflict, NewRun, RunRecord, Store, WorkflowTaskState, loop_waker
 from perdure.errors import (
     PayloadError,
     WorkflowCancelledError,
@@ -143,6 +143,8 @@ class WorkerInfo:
     heartbeat_at: datetime
 
 
+# The longest a result waiter goes without re-reading its run (see result()).
+MAX_RESULT_POLL = 2.0
 LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
 
 
@@ -377,15 +379,19 @@ class WorkflowHandle(Generic[R]):
         store = self.client.store
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
-
-        def listener() -> None:
-            loop.call_soon_threadsafe(changed.set)
-
-        store.add_listener(listener)
+        listener = loop_waker(loop, changed)
         deadline = None if timeout is None else loop.time() + timeout
+        run_id = self.run_id
+        listening: str | None = None
+        safety_net = self.client.poll_interval
         try:
-            run_id = self.run_id
             while True:
+                if run_id is not None and listening != run_id:
+                    # Listen before reading, so that an end between the two is not missed.
+                    if listening is not None:
+                        store.remove_run_listener(listening, listener)
+                    store.add_run_listener(run_id, listener)
+                    listening = run_id
                 changed.clear()
                 run = await self._run(run_id)
                 if run.continued_to is not None:
@@ -393,7 +399,14 @@ class WorkflowHandle(Generic[R]):
                     continue
                 if not run.is_open:
                     return self._outcome(run)
-                wait = self.client.poll_interval
+                if listening != run.run_id:
+                    run_id = run.run_id  # the latest run of the id: listen, then read again
+                    continue
+                # Commits wake us (from this process, and from others through
+                # the store's watch); the re-read is only a safety net, so it
+                # backs off: thousands of waiters must not poll the database.
+                wait = min(safety_net, MAX_RESULT_POLL)
+                safety_net *= 2
                 if deadline is not None:
                     left = deadline - loop.time()
                     if left <= 0:
@@ -407,7 +420,8 @@ class WorkflowHandle(Generic[R]):
                 except asyncio.TimeoutError:
                     pass
         finally:
-            store.remove_listener(listener)
+            if listening is not None:
+                store.remove_run_listener(listening, listener)
 
     def _outcome(self, run: RunRecord) -> R:
         if run.status == "completed":

@@ -8,14 +8,62 @@ Every method that writes is one transaction: it commits whole or not at all.
 from __future__ import annotations
 
 import abc
+import asyncio
+import itertools
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from perdure._history import Event
 
 OPEN = "running"
+
+# Wake-up topics (see Store.add_listener).
+WORK = "work"
+CLOSED = "closed"
+
+
+class _Tokens:
+    """Lease tokens: unique across processes and cheap (no system call each)."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count):x}"
+
+
+new_token = _Tokens()
+
+
+def closed_topic(run_id: str) -> str:
+    """The topic of one run's end; a plain CLOSED means "any run may have ended"."""
+    return f"{CLOSED}:{run_id}"
+
+
+def loop_waker(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[[], None]:
+    """A listener that sets ``event`` on ``loop``, from whatever thread calls it
+    (directly when that is the loop's own thread: no self-pipe write)."""
+
+    def wake() -> None:
+        if asyncio._get_running_loop() is loop:
+            event.set()
+            return
+        try:
+            loop.call_soon_threadsafe(event.set)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    return wake
+
+
 CLOSED_STATUSES = (
     "completed",
     "failed",
@@ -225,20 +273,58 @@ class Store(abc.ABC):
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._listeners: set[Callable[[], None]] = set()
+        self._listeners: dict[Callable[[], None], frozenset[str]] = {}
+        self._run_listeners: dict[str, set[Callable[[], None]]] = {}
 
     # -- wake-ups within this process -------------------------------------
+    #
+    # A commit announces what it may have changed, by topic: WORK (a task or a
+    # timer became runnable or due: workers poll again) and the end of a given
+    # run (its result waiters read it again). A worker's own commit that only
+    # hands an activity to itself wakes nobody, and a run's end wakes only the
+    # waiters of that run, so neither a sequential workflow nor thousands of
+    # concurrent waiters pay for wake-ups they do not need.
 
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """``callback`` is called (from any thread) after a commit that may
-        have made work runnable or closed a run."""
-        self._listeners.add(callback)
+    def add_listener(
+        self, callback: Callable[[], None], topics: Iterable[str] = (WORK, CLOSED)
+    ) -> None:
+        """``callback`` is called (from any thread) after a commit that may have
+        changed one of ``topics`` (CLOSED: the end of any run)."""
+        self._listeners[callback] = frozenset(topics)
 
     def remove_listener(self, callback: Callable[[], None]) -> None:
-        self._listeners.discard(callback)
+        self._listeners.pop(callback, None)
 
-    def notify(self) -> None:
-        for callback in list(self._listeners):
+    def add_run_listener(self, run_id: str, callback: Callable[[], None]) -> None:
+        """``callback`` is called (from any thread) when run ``run_id`` may have ended."""
+        self._run_listeners.setdefault(run_id, set()).add(callback)
+
+    def remove_run_listener(self, run_id: str, callback: Callable[[], None]) -> None:
+        waiting = self._run_listeners.get(run_id)
+        if waiting is not None:
+            waiting.discard(callback)
+            if not waiting:
+                del self._run_listeners[run_id]
+
+    def notify(self, *topics: str) -> None:
+        """Call the listeners of ``topics`` (of every topic when none is given:
+        what a wake-up from another process means)."""
+        wanted = set(topics or (WORK, CLOSED))
+        prefix = CLOSED + ":"
+        ended = [topic[len(prefix) :] for topic in wanted if topic.startswith(prefix)]
+        callbacks: list[Callable[[], None]] = []
+        if CLOSED in wanted:
+            for waiting in self._run_listeners.values():
+                callbacks += waiting
+        else:
+            for run_id in ended:
+                callbacks += self._run_listeners.get(run_id, ())
+        if ended:
+            wanted.add(CLOSED)  # for listeners of any run's end
+        for callback, interests in list(self._listeners.items()):
+            if interests & wanted:
+                callbacks.append(callback)
+        for callback in callbacks:
             callback()
 
     # -- lifecycle -----------------------------------------------------------

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -25,6 +26,9 @@ from perdure._store.sqlstore import Body, SqlStore
 from perdure.errors import SchemaVersionError, StoreError
 
 T = TypeVar("T")
+
+# How often the store's thread looks for commits made by other processes.
+WATCH_INTERVAL = 0.05
 
 
 def migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
@@ -64,6 +68,42 @@ class _SqliteTx:
         return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
 
 
+class _Job:
+    """One unit of work for the store's thread, and where its answer goes."""
+
+    __slots__ = ("future", "kind", "loop", "work")
+
+    def __init__(
+        self, kind: str, work: Any, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+    ) -> None:
+        self.kind = kind  # "write" (a Body), "read" (a Body) or "call" (a coroutine)
+        self.work = work
+        self.loop = loop
+        self.future = future
+
+
+def _drive(work: Awaitable[T]) -> T:
+    """Run a store coroutine to its end on this thread. Store bodies await only
+    the Tx methods, which never suspend: one ``send`` finishes them."""
+    steps = work.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    steps.close()
+    raise RuntimeError("a store body awaited something other than its transaction")
+
+
+def _resolve(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in answers:
+        if future.done():
+            continue  # the caller stopped waiting (cancelled)
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 class SqliteStore(SqlStore):
     def __init__(
         self,
@@ -78,99 +118,185 @@ class SqliteStore(SqlStore):
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Body[Any], asyncio.Future[Any]]] = []
-        self._flush_scheduled = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="perdure-sqlite", daemon=True
-        )
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._data_version: int | None = None
+        self._watched_at = 0.0
+        self._thread = threading.Thread(target=self._serve, name="perdure-sqlite", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------ plumbing
+    #
+    # One thread owns the connection. Callers (on any event loop) queue jobs and
+    # await a future of their own loop; the thread answers each loop once per
+    # round, whatever the number of jobs it answered there.
+
+    def _closed_error(self) -> StoreError:
+        return StoreError(f"the SQLite store {self.path!r} is closed")
+
+    async def _submit(self, kind: str, work: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            if self._closed:
+                if kind == "call":
+                    work.close()
+                raise self._closed_error()
+            self._jobs.put(_Job(kind, work, loop, future))
+        return await future
 
     async def _on_thread(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop.is_closed():
-            coro.close()
-            raise StoreError(f"the SQLite store {self.path!r} is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return await asyncio.wrap_future(future)
-
-    async def _transaction(self, body: Body[T], begin: str) -> T:
-        conn = self._conn
-        if conn is None:
-            raise StoreError(f"the SQLite store {self.path!r} is closed")
-        try:
-            conn.execute(begin)
-            try:
-                result = await body(_SqliteTx(conn))
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLITE_FULL and some I/O errors roll back by themselves; a failed
-                # COMMIT (SQLITE_BUSY) leaves the transaction open: close it either way.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"SQLite error on {self.path!r}: {exc}") from exc
+        """Run ``coro`` on the store's thread (it may use the connection)."""
+        return await self._submit("call", coro)  # type: ignore[no-any-return]
 
     async def _write(self, body: Body[T]) -> T:
-        return await self._on_thread(self._queue_write(body))
+        return await self._submit("write", body)  # type: ignore[no-any-return]
+
+    async def _read(self, body: Body[T]) -> T:
+        return await self._submit("read", body)  # type: ignore[no-any-return]
+
+    def _serve(self) -> None:
+        jobs = self._jobs
+        stop = False
+        while not stop:
+            self._watch()
+            try:
+                first = jobs.get(timeout=WATCH_INTERVAL)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while True:
+                try:
+                    batch.append(jobs.get_nowait())
+                except queue.Empty:
+                    break
+            # Every write queued this round shares one commit; then the reads
+            # share one snapshot. No job here can depend on another of the same
+            # round: each caller is answered only when the round ends.
+            writes = [job for job in batch if job is not None and job.kind == "write"]
+            reads = [job for job in batch if job is not None and job.kind == "read"]
+            answers = self._flush(writes) if writes else []
+            if reads:
+                answers += self._read_all(reads)
+            for job in batch:
+                if job is None:
+                    stop = True
+                elif job.kind == "call":
+                    try:
+                        answers.append((job, True, _drive(job.work)))
+                    except BaseException as exc:  # handed to the caller
+                        answers.append((job, False, exc))
+            self._answer(answers)
+        # Closed: anything that slipped in is refused, never left hanging.
+        leftovers: list[tuple[_Job, bool, Any]] = []
+        while True:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                if job.kind == "call":
+                    job.work.close()
+                leftovers.append((job, False, self._closed_error()))
+        self._answer(leftovers)
+
+    def _watch(self) -> None:
+        """Notice commits by other processes (another worker, the CLI): SQLite
+        counts them in ``PRAGMA data_version``. A change wakes this process's
+        workers and result waiters, as NOTIFY does on PostgreSQL."""
+        now = time.monotonic()
+        conn = self._conn
+        if conn is None or self.path == ":memory:" or now < self._watched_at + WATCH_INTERVAL:
+            return
+        self._watched_at = now
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return  # the next job will meet (and report) the same trouble
+        if self._data_version is not None and version != self._data_version:
+            self.notify()
+        self._data_version = version
+
+    @staticmethod
+    def _answer(answers: list[tuple[_Job, bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, ok, value in answers:
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:
+                pass  # that loop is closed: nobody is waiting any more
+
+    def _read_all(self, batch: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+        """Run read bodies in one read transaction (one snapshot)."""
+        conn = self._conn
+        if conn is None:
+            return [(job, False, self._closed_error()) for job in batch]
+        tx = _SqliteTx(conn)
+        outcomes: list[tuple[_Job, bool, Any]] = []
+        try:
+            conn.execute("BEGIN")
+            for job in batch:
+                try:
+                    outcomes.append((job, True, _drive(job.work(tx))))
+                except sqlite3.Error as exc:
+                    error = StoreError(f"SQLite error on {self.path!r}: {exc}")
+                    error.__cause__ = exc
+                    outcomes.append((job, False, error))
+                except Exception as exc:  # handed to its caller
+                    outcomes.append((job, False, exc))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = StoreError(f"SQLite error on {self.path!r}: {exc}")
+            error.__cause__ = exc
+            done = {id(job) for job, _, _ in outcomes}
+            outcomes += [(job, False, error) for job in batch if id(job) not in done]
+        return outcomes
 
     # -- group commit --------------------------------------------------------
     #
-    # Every write (a turn, a claim, an activity completion, a signal) becomes a
-    # body queued on the store's thread. One flush runs every body queued so far
-    # in ONE transaction, each inside its own SAVEPOINT, and commits once: many
+    # Every write (a turn, a claim, an activity completion, a signal) is a body
+    # queued for the store's thread. One flush runs every body queued so far in
+    # ONE transaction, each inside its own SAVEPOINT, and commits once: many
     # workflows' turns share one fsync. A body that raises (a fenced turn, a
     # duplicate id) rolls back to its savepoint only; its caller gets its error
-    # and the others commit. Callers are released only after the COMMIT
+    # and the others commit. Callers are answered only after the COMMIT
     # returned, so nothing is acknowledged before it is durable.
 
-    async def _queue_write(self, body: Body[T]) -> T:
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._pending.append((body, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            # call_soon: bodies submitted meanwhile join this batch.
-            self._loop.call_soon(self._start_flush)
-        return await future
-
-    def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._pending = self._pending, []
-        self._loop.create_task(self._flush(batch))
-
-    async def _flush(self, batch: list[tuple[Body[Any], asyncio.Future[Any]]]) -> None:
+    def _flush(self, batch: list[_Job]) -> list[tuple[_Job, bool, Any]]:
         conn = self._conn
         if conn is None:
-            for _, future in batch:
-                future.set_exception(StoreError(f"the SQLite store {self.path!r} is closed"))
-            return
+            return [(job, False, self._closed_error()) for job in batch]
         tx = _SqliteTx(conn)
-        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        outcomes: list[tuple[_Job, bool, Any]] = []
         single = len(batch) == 1
         try:
             # BEGIN IMMEDIATE takes the write lock up front, so two processes
             # never deadlock upgrading read locks to write locks.
             conn.execute("BEGIN IMMEDIATE")
-            for index, (body, future) in enumerate(batch):
+            # One savepoint name for every body (each is released before the
+            # next begins): distinct names would crowd the statement cache out.
+            for job in batch:
                 if not single:
-                    conn.execute(f"SAVEPOINT w{index}")
+                    conn.execute("SAVEPOINT body")
                 try:
-                    value = await body(tx)
+                    value = _drive(job.work(tx))
                 except sqlite3.Error:
                     raise  # the database itself failed: the whole batch fails
                 except Exception as exc:
                     if single:
                         raise
-                    conn.execute(f"ROLLBACK TO w{index}")
-                    conn.execute(f"RELEASE w{index}")
-                    outcomes.append((future, False, exc))
+                    conn.execute("ROLLBACK TO body")
+                    conn.execute("RELEASE body")
+                    outcomes.append((job, False, exc))
                     continue
                 if not single:
-                    conn.execute(f"RELEASE w{index}")
-                outcomes.append((future, True, value))
+                    conn.execute("RELEASE body")
+                outcomes.append((job, True, value))
             conn.execute("COMMIT")
         except BaseException as exc:
             # SQLITE_FULL and some I/O errors roll back by themselves; a failed
@@ -181,20 +307,8 @@ class SqliteStore(SqlStore):
             if isinstance(exc, sqlite3.Error):
                 error = StoreError(f"SQLite error on {self.path!r}: {exc}")
                 error.__cause__ = exc
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        for future, ok, value in outcomes:
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    async def _read(self, body: Body[T]) -> T:
-        return await self._on_thread(self._transaction(body, "BEGIN"))
+            return [(job, False, error) for job in batch]
+        return outcomes
 
     # ------------------------------------------------------------ lifecycle
 
@@ -210,7 +324,11 @@ class SqliteStore(SqlStore):
                 )
         try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self._busy_timeout,
+                cached_statements=512,  # every statement the store uses stays prepared
             )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
@@ -278,8 +396,9 @@ class SqliteStore(SqlStore):
         return await self._read(query)
 
     async def close(self) -> None:
-        if self._loop.is_closed():
-            return
+        with self._lock:
+            if self._closed:
+                return
 
         async def shut() -> None:
             conn, self._conn = self._conn, None
@@ -287,6 +406,7 @@ class SqliteStore(SqlStore):
                 conn.close()
 
         await self._on_thread(shut())
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        with self._lock:
+            self._closed = True
+            self._jobs.put(None)
         await asyncio.to_thread(self._thread.join, 5)
-        self._loop.close()

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from perdure import _history as h
-from perdure._store.base import OPEN, NewRun, RunRecord
+from perdure._store.base import OPEN, WORK, NewRun, RunRecord, closed_topic
 from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
 
 RUN_COLUMNS = (
@@ -238,10 +238,13 @@ async def close_run(
     result: Any,
     failure: dict[str, Any] | None,
     now: float,
-) -> None:
+) -> set[str]:
     """Everything that follows a run's end, in the transaction that ended it:
     drop its pending work (a leased activity attempt is fenced out because its
-    row is gone), tell its parent, and apply each open child's close policy."""
+    row is gone), tell its parent, and apply each open child's close policy.
+    Returns the wake-up topics: this run (and any child it terminated) closed,
+    and WORK if its parent or children have something to do now."""
+    topics = {closed_topic(run.run_id)}
     await tx.execute("DELETE FROM tasks WHERE run_id = ?", (run.run_id,))
     await tx.execute(  # except timers a firer holds: see the lock order above
         "DELETE FROM timers WHERE (run_id, ref) IN"
@@ -260,6 +263,7 @@ async def close_run(
                     ref=run.parent_ref or 0, status=status, failure=failure or {}
                 )
             await to_inbox(tx, parent.run_id, parent.task_queue, event, now)
+            topics.add(WORK)
     children = await tx.all(
         f"SELECT {RUN_COLUMNS}, parent_close_policy FROM runs"
         f" WHERE parent_run_id = ? AND status = ?{d.for_update}",
@@ -268,19 +272,23 @@ async def close_run(
     for row in children:
         child, policy = run_from_row(row), row[-1]
         if policy == "terminate":
-            await terminate_run(tx, d, child, f"parent {run.workflow_id!r} ended ({status})", now)
+            reason = f"parent {run.workflow_id!r} ended ({status})"
+            topics |= await terminate_run(tx, d, child, reason, now)
         elif policy == "cancel":
             reason = f"parent {run.workflow_id!r} ended ({status})"
             await to_inbox(
                 tx, child.run_id, child.task_queue, h.CancelRequested(reason=reason), now
             )
+            topics.add(WORK)
+    return topics
 
 
 async def end_run_by_marker(
     tx: Tx, d: Dialect, run: RunRecord, marker: h.Event, status: str, message: str, now: float
-) -> None:
+) -> set[str]:
     """Close a run from outside its workflow code (terminate, execution timeout).
-    Bumping the version fences out any turn in flight for this run."""
+    Bumping the version fences out any turn in flight for this run. Returns
+    the wake-up topics (see close_run)."""
     seq = run.last_seq + 1
     await tx.execute(
         "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
@@ -292,9 +300,11 @@ async def end_run_by_marker(
         " updated_at = ?, closed_at = ? WHERE run_id = ?",
         (status, seq, dumps(failure), now, now, run.run_id),
     )
-    await close_run(tx, d, run, status, None, failure, now)
+    return await close_run(tx, d, run, status, None, failure, now)
 
 
-async def terminate_run(tx: Tx, d: Dialect, run: RunRecord, reason: str | None, now: float) -> None:
+async def terminate_run(
+    tx: Tx, d: Dialect, run: RunRecord, reason: str | None, now: float
+) -> set[str]:
     marker = h.WorkflowTerminated(reason=reason)
-    await end_run_by_marker(tx, d, run, marker, "terminated", reason or "", now)
+    return await end_run_by_marker(tx, d, run, marker, "terminated", reason or "", now)

@@ -10,7 +10,6 @@ Imports the history model, the store records, the row helpers and errors.
 from __future__ import annotations
 
 import abc
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ from perdure._store import sqlrows as rows
 from perdure._store import sqlworkers as registry
 from perdure._store.base import (
     OPEN,
+    WORK,
     ActivityTask,
     IdConflict,
     NewRun,
@@ -33,6 +33,7 @@ from perdure._store.base import (
     WorkerRecord,
     WorkflowTask,
     WorkflowTaskState,
+    new_token,
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps, loads
 from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
@@ -56,10 +57,11 @@ class SqlStore(Store, Dialect):
         """Wake workers and result waiters in other processes (PostgreSQL:
         NOTIFY). Without it they notice new work at their next poll."""
 
-    def _committed(self) -> None:
-        """After a commit that may have made work runnable or closed a run."""
-        self.notify()
-        self.notify_other_processes()
+    def _committed(self, *topics: str) -> None:
+        """After a commit that may have changed ``topics`` (WORK, CLOSED)."""
+        if topics:
+            self.notify(*topics)
+            self.notify_other_processes()
 
     # ------------------------------------------------------------ client side
 
@@ -82,14 +84,15 @@ class SqlStore(Store, Dialect):
                     )
                 if existing.is_open:
                     reason = "replaced by a new run (terminate_existing)"
-                    await rows.terminate_run(tx, self, existing, reason, now)
+                    topics.update(await rows.terminate_run(tx, self, existing, reason, now))
             await rows.insert_run(tx, new, now)
             run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
             assert run is not None
             return run, True
 
+        topics = {WORK}
         result = await self._write(create)
-        self._committed()
+        self._committed(*topics)
         return result
 
     async def signal_with_start(self, new: NewRun, signal: h.Event) -> RunRecord:
@@ -107,7 +110,7 @@ class SqlStore(Store, Dialect):
             return run
 
         run = await self._write(signal_or_start)
-        self._committed()
+        self._committed(WORK)
         return run
 
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
@@ -140,18 +143,17 @@ class SqlStore(Store, Dialect):
             return run
 
         run = await self._write(deliver)
-        self._committed()
+        self._committed(WORK)
         return run
 
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
         now = self.clock()
 
-        async def terminate(tx: Tx) -> None:
+        async def terminate(tx: Tx) -> set[str]:
             run = await rows.open_run(tx, self, workflow_id, run_id)
-            await rows.terminate_run(tx, self, run, reason, now)
+            return await rows.terminate_run(tx, self, run, reason, now)
 
-        await self._write(terminate)
-        self._committed()
+        self._committed(*await self._write(terminate))
 
     async def history(self, run_id: str, after_seq: int = 0) -> list[h.Event]:
         async def query(tx: Tx) -> list[h.Event]:
@@ -220,7 +222,7 @@ class SqlStore(Store, Dialect):
         # SQLite serialises writers, so no task goes to two workers; PostgreSQL
         # gets the same from FOR UPDATE SKIP LOCKED in the subquery.
         now = self.clock()
-        token = uuid.uuid4().hex
+        token = new_token()
         marks = ",".join("?" * len(queues))
         return await tx.all(
             f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
@@ -311,13 +313,12 @@ class SqlStore(Store, Dialect):
         from perdure._store.sqlturn import Fenced, apply_turn
 
         try:
-            ok = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock()))
+            topics = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock()))
         except Fenced:
             commit.created_tasks.clear()
             return False
-        if ok:
-            self._committed()
-        return ok
+        self._committed(*topics)
+        return True
 
     async def fail_turn(self, task: WorkflowTask, error: str, retry_in: float) -> bool:
         now = self.clock()
@@ -337,7 +338,10 @@ class SqlStore(Store, Dialect):
             )
             return True
 
-        return await self._write(fail)
+        ok = await self._write(fail)
+        if ok:
+            self.notify(WORK)  # runnable again, now or after its backoff
+        return ok
 
     # ------------------------------------------------------------ activities
 
@@ -359,7 +363,7 @@ class SqlStore(Store, Dialect):
 
         ok = await self._write(complete)
         if ok:
-            self._committed()
+            self._committed(WORK)
         return ok
 
     async def retry_activity(
@@ -383,7 +387,7 @@ class SqlStore(Store, Dialect):
 
         ok = await self._write(retry)
         if ok:
-            self.notify()
+            self.notify(WORK)
         return ok
 
     async def renew_leases(self, leases: list[tuple[int, str]], lease: float) -> list[int]:
@@ -458,24 +462,22 @@ class SqlStore(Store, Dialect):
                     continue
                 if ref == 0:  # the execution timeout
                     timeout = (run.deadline or now) - run.created_at
-                    await rows.end_run_by_marker(
-                        tx,
-                        self,
-                        run,
-                        h.WorkflowTimedOut(timeout=timeout),
-                        "timed_out",
-                        "the workflow's execution timeout passed",
-                        now,
+                    marker = h.WorkflowTimedOut(timeout=timeout)
+                    message = "the workflow's execution timeout passed"
+                    ended = await rows.end_run_by_marker(
+                        tx, self, run, marker, "timed_out", message, now
                     )
+                    topics.update(ended)
                 else:
                     await rows.to_inbox(
                         tx, run_id, run.task_queue, h.TimerFired(ref=ref, time=now), now
                     )
             return len(due)
 
+        topics = {WORK}  # and the end of each run whose execution timeout passed
         fired = await self._write(fire)
         if fired:
-            self._committed()
+            self._committed(*topics)
         return fired
 
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from perdure import _history as h
 from perdure._store import sqlrows as rows
-from perdure._store.base import OPEN, NewChild, NewRun, RunRecord, TurnCommit
+from perdure._store.base import OPEN, WORK, NewChild, NewRun, RunRecord, TurnCommit
 from perdure._store.sqlrows import Dialect, Tx, dumps
 
 
@@ -22,8 +22,10 @@ class Fenced(Exception):
     whatever the turn had written before the fence tripped."""
 
 
-async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> bool:
-    """Raises Fenced, having written nothing, if this worker was fenced out."""
+async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tuple[str, ...]:
+    """Write the turn; return whom it must wake (see Store.add_listener). A turn
+    that only handed activities to its own worker, already claimed, wakes nobody.
+    Raises Fenced, having written nothing, if this worker was fenced out."""
     # Lock the run first (see sqlrows): signals for it wait for this commit.
     run = await rows.run_by_id(tx, d, commit.run_id)
     if run is None:
@@ -89,11 +91,19 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> bool
             raise Fenced()
         if commit.continue_as_new is not None:
             await _continue(tx, d, run, commit.continue_as_new, now)
-        await rows.close_run(tx, d, run, commit.close_status, commit.result, commit.failure, now)
-        return True
+        topics = await rows.close_run(
+            tx, d, run, commit.close_status, commit.result, commit.failure, now
+        )
+        if commit.continue_as_new is not None:
+            topics.add(WORK)  # the next run's first workflow task
+        return tuple(topics)
     await _schedule(tx, d, run, commit, now)
+    new_work = bool(commit.timers or commit.children or commit.cancelled_children) or any(
+        a.lease is None for a in commit.activities
+    )
     if commit.task is None:
-        return True  # no workflow task was ours; any inbox rows keep their own
+        # No workflow task was ours; any inbox rows keep their own.
+        return (WORK,) if new_work else ()
     # The workflow task is done, unless inbox rows arrived during the turn: they
     # need another turn now. (No inbox row can appear meanwhile: we hold the run.)
     done = await tx.execute(
@@ -106,7 +116,7 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> bool
             " attempt = 0 WHERE id = ?",
             (now, commit.task.task_id),
         )
-    return True
+    return (WORK,) if new_work or not done else ()
 
 
 async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now: float) -> None:

@@ -33,6 +33,7 @@ from perdure._store.base import (
     TurnCommit,
     TurnInput,
     WorkflowTask,
+    new_token,
 )
 from perdure._worker.crashpoints import crash_point
 from perdure.errors import NonDeterminismError, StoreError
@@ -269,7 +270,7 @@ class TurnRunner:
                 if self.inline is not None:
                     here = self.inline(command.name, command.task_queue)
                     if here is not None:
-                        lease = (here[0], uuid.uuid4().hex, here[1])
+                        lease = (here[0], new_token(), here[1])
                 commit.activities.append(
                     NewActivity(
                         command.ref,

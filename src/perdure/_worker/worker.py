@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
-from perdure._store.base import ActivityTask
+from perdure._store.base import WORK, ActivityTask, loop_waker
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.turns import TurnRunner
@@ -94,6 +94,8 @@ class Worker:
         self._background: asyncio.Task[None] | None = None
         self._listener: Any = None
         self._sleeping = False  # the poller found nothing to do and waits
+        self.polls = 0  # how many times the poller looked for work (see testing)
+        self._saturated = False  # the last poll had no free slot for some kind of task
         self._stop_requested = False  # stop() may come before run() has started
         self._inline_reserved = 0  # activity slots promised to turns not yet committed
 
@@ -131,13 +133,9 @@ class Worker:
         self._wake = asyncio.Event()
         if self._stop_requested:
             self._stopping.set()
-        wake = self._wake
-
-        def listener() -> None:
-            loop.call_soon_threadsafe(wake.set)
-
+        listener = loop_waker(loop, self._wake)
         self._listener = listener
-        self.store.add_listener(listener)
+        self.store.add_listener(listener, (WORK,))
         installed = self._install_signal_handlers(loop) if handle_signals else []
         await self._register()
         lease_task = asyncio.create_task(self._renew_leases())
@@ -212,10 +210,14 @@ class Worker:
                 await self._sleep_or_wake(delay)
 
     async def _poll_once(self, queues: list[str]) -> bool:
+        self.polls += 1
         # Issued together, the three writes share one group commit.
         free_turns = self.max_turns - len(self._turns_inflight)
         free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
         want_acts = max(0, min(free_acts, 50))
+        # With a kind's slots all busy this poll may leave due work behind: a
+        # task that ends must then poll again (see _spawn).
+        self._saturated = free_turns <= 0 or want_acts <= 0
         # The slots this claim may fill are reserved while it waits for its
         # commit, so inline activities cannot take them meanwhile.
         self._inline_reserved += want_acts
@@ -279,6 +281,7 @@ class Worker:
             )
             if free > 0
         )
+        self._saturated = self._saturated or len(kinds) < 2
         due = await self.store.next_due(queues, kinds)
         delay = self.poll_interval
         if due is not None:
@@ -308,8 +311,8 @@ class Worker:
 
         def done(t: asyncio.Task[None]) -> None:
             registry.pop(t, None)
-            if self._wake is not None:
-                self._wake.set()  # a slot is free
+            if self._saturated and self._wake is not None:
+                self._wake.set()  # a slot is free for work the last poll had to leave
             if not t.cancelled() and t.exception() is not None:
                 log.error("worker task failed", exc_info=t.exception())
 
