@@ -5,10 +5,13 @@ days for the ``"approval"`` signal. Approved: the expense is reimbursed.
 Rejected: nothing is paid. No answer in three days: the expense is escalated.
 While it waits, the workflow holds no memory in any worker, only rows.
 
-Run it: ``perdure worker examples/expense_approval/workflow.py``, then from a
-client ``await client.start(expense_approval, Expense(...), id="expense-42")`` and
-``await handle.signal("approval", {"approved": True, "by": "grace"})``.
-Its tests (``test_expense_approval.py``) cover the three days in milliseconds.
+Run the story: ``python -m examples.expense_approval`` (see ``__main__.py``), or
+serve it with ``perdure worker examples.expense_approval.workflow``, start it from a
+client (``await client.start(expense_approval, Expense(...), id="expense-42")``)
+and approve from anywhere: ``handle.signal("approval", {...})``, ``perdure signal``,
+or ``POST /api/workflows/expense-42/signals/approval``. The tests
+(``test_expense_approval.py``) cover the three days in milliseconds, and approve
+through the real CLI and the HTTP API.
 """
 
 from __future__ import annotations
@@ -46,9 +49,26 @@ _RETRY = RetryPolicy(max_attempts=5, initial_interval=timedelta(seconds=2))
 
 
 @activity.defn(retry=_RETRY, start_to_close_timeout=timedelta(seconds=30))
-async def notify_manager(expense: Expense) -> None:
-    """Ask the manager for a decision (a real system would send an email)."""
-    log.info("to %s: please approve %s (%s)", expense.manager, expense.id, expense.amount)
+async def notify_manager(expense: Expense) -> str:
+    """Ask the manager for a decision. A real system would email this text; here
+    it is logged and returned (the workflow publishes it as state "message")."""
+    wf = activity.info().workflow_id
+    text = approval_message(expense, wf)
+    log.info("to %s: %s", expense.manager, text)
+    return text
+
+
+def approval_message(expense: Expense, workflow_id: str) -> str:
+    """The manager's email: how to approve, from a terminal or over HTTP."""
+    payload = f'{{"approved": true, "by": "{expense.manager}"}}'
+    return (
+        f"{expense.employee} asks for {expense.amount} ({expense.description}). Approve with\n"
+        f"  perdure signal {workflow_id} approval --payload '{payload}'\n"
+        f"or, with `perdure server` running,\n"
+        f"  curl -X POST -d '{payload}' "
+        f"http://127.0.0.1:8765/api/workflows/{workflow_id}/signals/approval\n"
+        f"or open http://127.0.0.1:8765/#/workflows/{workflow_id}?signal=approval"
+    )
 
 
 @activity.defn(retry=_RETRY, start_to_close_timeout=timedelta(seconds=30))
@@ -72,7 +92,7 @@ async def escalate(expense: Expense, waited_days: int) -> str:
 @workflow.defn
 async def expense_approval(expense: Expense) -> Outcome:
     workflow.set_state("status", "awaiting approval")
-    await notify_manager(expense)
+    workflow.set_state("message", await notify_manager(expense))
     try:
         decision = await workflow.wait_signal("approval", timeout=APPROVAL_TIMEOUT)
     except TimeoutError:
