@@ -222,6 +222,7 @@ class TurnRunner:
                     options=activity.options,
                     attempt=1,
                     scheduled_at=now,
+                    started_at=now,
                 )
             )
 
