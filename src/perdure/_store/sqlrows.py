@@ -69,14 +69,17 @@ class Dialect:
         return f"json_insert(COALESCE({column}, '[]'), '$[#]', {self.json_object}({pairs}))"
 
 
-# The record a claim appends for the attempt whose lease it takes over (see
-# perdure._history.attempt_record). It reads the task row's values before the
-# claim's UPDATE changes them: SET expressions see the old row.
-LOST_ATTEMPT = (
-    "'attempt', attempt, 'started_at', attempt_started_at, 'ended_at', visible_at,"
-    " 'error', {obj}('type', 'LeaseExpired', 'message',"
-    " 'lease expired: the worker running this attempt stopped, or stalled past its lease')"
-)
+def lost_attempt(d: Dialect) -> str:
+    """SQL for a task's ``attempts`` with a record appended for the attempt
+    whose expired lease a claim takes over (see perdure._history.attempt_record).
+    Column names and constants only; it reads the row's values from before the
+    claim's UPDATE changes them (SET expressions see the old row)."""
+    message = "lease expired: the worker running this attempt stopped, or stalled past its lease"
+    return d.json_append(
+        "attempts",
+        "'attempt', attempt, 'started_at', attempt_started_at, 'ended_at', visible_at,"
+        f" 'error', {d.json_object}('type', 'LeaseExpired', 'message', '{message}')",
+    )
 
 
 def dumps(value: Any) -> str:

@@ -227,7 +227,7 @@ class SqlStore(Store, Dialect):
         now = self.clock()
         token = uuid.uuid4().hex
         marks = ",".join("?" * len(queues))
-        lost = self.json_append("attempts", rows.LOST_ATTEMPT.format(obj=self.json_object))
+        lost = rows.lost_attempt(self)
         return await tx.all(
             f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
             f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
