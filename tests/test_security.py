@@ -70,6 +70,7 @@ SQL_FRAGMENTS = {
     "marks": "'?,?,?': one placeholder per queue name",
     "pairs": "'(?, ?), (?, ?)': placeholders for (id, token) pairs",
     "where": "'WHERE status = ? AND ...': constant clauses with placeholders",
+    "lost": "sqlrows.lost_attempt(): column names and constant literals, per dialect",
     # ... and any module constant named *_COLUMNS: a fixed list of column names.
     "' AND '.join(clauses)": "constant clauses with placeholders ('status = ?')",
     "','.join('?' * len(run_ids))": "one placeholder per run id",

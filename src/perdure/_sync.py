@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from perdure._converter import DataConverter
@@ -88,9 +89,28 @@ class SyncClient:
         return SyncWorkflowHandle(self._runner, self.client.get_handle(id, run_id))
 
     def list(
-        self, status: str | None = None, workflow: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+        after: str | None = None,
+        offset: int = 0,
     ) -> list[WorkflowExecution]:
-        return self._runner.call(self.client.list(status=status, workflow=workflow, limit=limit))
+        query = self.client.list(
+            status,
+            workflow,
+            limit,
+            since=since,
+            until=until,
+            search=search,
+            after=after,
+            offset=offset,
+        )
+        return self._runner.call(query)
 
 
 class SyncWorkflowHandle(Generic[R]):
@@ -124,5 +144,5 @@ class SyncWorkflowHandle(Generic[R]):
     def state(self, key: str | None = None) -> Any:
         return self._runner.call(self.handle.state(key))
 
-    def history(self) -> list[dict[str, Any]]:
-        return self._runner.call(self.handle.history())
+    def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
+        return self._runner.call(self.handle.history(after_seq))

@@ -7,7 +7,10 @@ Talks to a Store only; never runs workflow code. ``SyncClient`` (in
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import builtins
+import json
 import secrets
 import uuid
 from collections.abc import Callable, Coroutine
@@ -18,7 +21,15 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from perdure import _history as h
 from perdure._converter import DataConverter, default_converter
 from perdure._store import resolve_url, store_for_url
-from perdure._store.base import IdConflict, NewRun, RunRecord, Store, WorkflowTaskState, loop_waker
+from perdure._store.base import (
+    IdConflict,
+    NewRun,
+    RunFilter,
+    RunRecord,
+    Store,
+    WorkflowTaskState,
+    loop_waker,
+)
 from perdure.errors import (
     PayloadError,
     WorkflowCancelledError,
@@ -48,6 +59,12 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
+def _timestamp(when: datetime | None) -> float | None:
+    if when is None:
+        return None
+    return (when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
 @dataclass(frozen=True)
 class WorkflowExecution:
     """One run, as ``Client.list`` shows it."""
@@ -59,11 +76,15 @@ class WorkflowExecution:
     status: str
     created_at: datetime
     closed_at: datetime | None
+    cursor: str = field(default="", repr=False, compare=False)
+    """Where a listing continues after this run: ``Client.list(after=cursor)``
+    (opaque: the run's id, exact creation time and place in the store)."""
 
     @classmethod
     def from_record(cls, run: RunRecord) -> WorkflowExecution:
         created = _dt(run.created_at)
         assert created is not None
+        raw = json.dumps([run.run_id, run.created_at, run.row_id]).encode()
         return cls(
             run.workflow_id,
             run.run_id,
@@ -72,7 +93,26 @@ class WorkflowExecution:
             run.status,
             created,
             _dt(run.closed_at),
+            base64.urlsafe_b64encode(raw).decode().rstrip("="),
         )
+
+    @staticmethod
+    def parse_cursor(cursor: str) -> tuple[float, int]:
+        """The place in the listing order a ``cursor`` points after: (creation
+        time, store row id). Raises ValueError."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            parts = json.loads(raw)
+            if isinstance(parts, list) and len(parts) in (2, 3) and isinstance(parts[0], str):
+                created, row_id = parts[1], parts[2] if len(parts) == 3 else -1
+                # A 2-part cursor (before runs were listed by the store) has no
+                # row id: it continues with the runs created strictly earlier.
+                numbers = isinstance(created, (int, float)) and isinstance(row_id, int)
+                if numbers and not isinstance(created, bool) and not isinstance(row_id, bool):
+                    return float(created), row_id
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+            pass
+        raise ValueError(f"invalid cursor {cursor!r}: pass the cursor of a listed run")
 
 
 @dataclass(frozen=True)
@@ -83,6 +123,10 @@ class PendingActivityInfo:
     running: bool
     next_attempt_at: datetime | None
     last_failure: dict[str, Any] | None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    """The attempts that ended, oldest first: ``attempt``, ``started_at``,
+    ``ended_at`` (epoch seconds) and ``error`` (``{"type", "message"}``)."""
+    started_at: datetime | None = None  # of the attempt running now
 
 
 @dataclass(frozen=True)
@@ -326,11 +370,41 @@ class Client:
         return WorkflowHandle(self, id, run_id, None)
 
     async def list(
-        self, status: str | None = None, workflow: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+        after: str | None = None,
+        offset: int = 0,
     ) -> list[WorkflowExecution]:
-        """Runs, newest first, optionally filtered by status and workflow type name."""
-        runs = await self.store.list_runs(status, workflow, limit)
-        return [WorkflowExecution.from_record(r) for r in runs]
+        """Runs, newest first, optionally filtered by status, workflow type name,
+        creation time (``since``/``until``, inclusive; a naive datetime is UTC)
+        and ``search``, text the workflow id contains (case-insensitive).
+        Page with ``after``, the ``cursor`` of the previous page's last run
+        (stable while runs are added), or with ``offset``, a number of runs to skip."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, not {offset}")
+        since_ts, until_ts = _timestamp(since), _timestamp(until)
+        if since_ts is not None and until_ts is not None and since_ts > until_ts:
+            raise ValueError(f"since ({since}) is after until ({until})")
+        keyset = None if after is None else WorkflowExecution.parse_cursor(after)
+        query = RunFilter(
+            status=status,
+            workflow_type=workflow,
+            since=since_ts,
+            until=until_ts,
+            id_contains=search or None,
+            after=keyset,
+            offset=offset,
+            limit=limit,
+        )
+        return [WorkflowExecution.from_record(r) for r in await self.store.list_runs(query)]
 
     async def list_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that are running now (on any machine): those whose last
@@ -492,7 +566,14 @@ class WorkflowHandle(Generic[R]):
             history_length=run.last_seq,
             pending_activities=[
                 PendingActivityInfo(
-                    a.ref, a.name, a.attempt, a.running, _dt(a.next_attempt_at), a.last_failure
+                    a.ref,
+                    a.name,
+                    a.attempt,
+                    a.running,
+                    _dt(a.next_attempt_at),
+                    a.last_failure,
+                    a.attempts,
+                    _dt(a.started_at),
                 )
                 for a in pending.activities
             ],
@@ -519,7 +600,11 @@ class WorkflowHandle(Generic[R]):
             return conv.from_json(run.state.get(key), where=f"state {key!r}")
         return {k: conv.from_json(v, where=f"state {k!r}") for k, v in run.state.items()}
 
-    async def history(self) -> list[dict[str, Any]]:
-        """The run's event history in its versioned JSON form, oldest first."""
+    async def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
+        """The run's event history in its versioned JSON form, oldest first;
+        with ``after_seq``, only the events after that ``seq`` (to tail a run)."""
+        if after_seq < 0:
+            raise ValueError(f"after_seq must not be negative, not {after_seq}")
         run = await self._run()
-        return [h.event_to_dict(e) for e in await self.client.store.history(run.run_id)]
+        events = await self.client.store.history(run.run_id, after_seq)
+        return [h.event_to_dict(e) for e in events]

@@ -86,6 +86,33 @@ async def test_fails_twice_then_succeeds_with_configured_backoff(client: perdure
     assert gaps[1] > gaps[0]
 
 
+async def test_the_final_event_records_every_attempt(client: perdure.Client) -> None:
+    async with fast_worker(client, [call], ALL):
+        handle = await client.start(call, "flaky", "k1-records")
+        assert await handle.result(timeout=20) == "ok after 3"
+        hung = await client.start(call, "hangs", "k5-records")
+        with pytest.raises(perdure.WorkflowFailedError):
+            await hung.result(timeout=20)
+    [done] = [e for e in await handle.history() if e["type"] == "ActivityCompleted"]
+    assert done["attempt"] == 3
+    records = done["attempts"]
+    assert [a["attempt"] for a in records] == [1, 2, 3]
+    assert [a["error"] for a in records] == [
+        {"type": "ConnectionError", "message": "attempt 1 failed"},
+        {"type": "ConnectionError", "message": "attempt 2 failed"},
+        None,
+    ]
+    for a, b in itertools.pairwise(records):
+        assert a["started_at"] <= a["ended_at"] < b["started_at"] <= b["ended_at"]
+    # The backoff lies between the attempts: 100 ms, then 200 ms.
+    assert records[1]["started_at"] - records[0]["ended_at"] >= 0.1
+    assert records[2]["started_at"] - records[1]["ended_at"] >= 0.2
+    [failed] = [e for e in await hung.history() if e["type"] == "ActivityFailed"]
+    assert [a["error"]["type"] for a in failed["attempts"]] == ["ActivityTimeoutError"] * 2
+    for a in failed["attempts"]:
+        assert a["ended_at"] - a["started_at"] >= 0.2  # each ran to its start_to_close_timeout
+
+
 async def test_non_retryable_application_error_fails_at_once(client: perdure.Client) -> None:
     async with fast_worker(client, [call], ALL):
         with pytest.raises(perdure.WorkflowFailedError) as err:

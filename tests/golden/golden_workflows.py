@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
-from perdure import RetryPolicy, activity, workflow
+from perdure import ActivityError, RetryPolicy, activity, workflow
 
 
 @dataclass
@@ -72,5 +72,24 @@ async def golden_cancel(order_id: str) -> str:
         raise
 
 
-WORKFLOWS = [golden_order, golden_cancel]
-ACTIVITIES = [charge, ship, slow_lookup]
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), max_attempts=3))
+async def flaky(fail_times: int) -> str:
+    if activity.info().attempt <= fail_times:
+        raise ConnectionError(f"attempt {activity.info().attempt} failed")
+    return f"ok on attempt {activity.info().attempt}"
+
+
+@workflow.defn
+async def golden_retries(fail_times: int) -> list[str]:
+    """History format with per-attempt records: one activity that succeeds on its
+    third attempt, one that fails on all three."""
+    results = [await flaky(fail_times)]
+    try:
+        await flaky(fail_times + 5)
+    except ActivityError as exc:
+        results.append(exc.cause.type if exc.cause else "?")
+    return results
+
+
+WORKFLOWS = [golden_order, golden_cancel, golden_retries]
+ACTIVITIES = [charge, ship, slow_lookup, flaky]

@@ -1,6 +1,7 @@
 """Record the golden histories by running the golden workflows for real.
 
-Usage: ``python tests/golden/record.py`` (writes tests/golden/histories/).
+Usage: ``python tests/golden/record.py`` (writes the histories missing from
+tests/golden/histories/; ``--overwrite`` re-records the existing ones too).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ async def main() -> None:
         await asyncio.sleep(0.2)
         await h3.cancel()
         runs["cancel_saga"] = h3
+        runs["activity_attempts"] = await client.start(g.golden_retries, 2, id="golden-retries")
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)
@@ -39,6 +41,9 @@ async def main() -> None:
                 pass
             history = await handle.history()
             out = HERE / "histories" / f"{name}.json"
+            if out.exists() and "--overwrite" not in sys.argv:
+                print(f"kept {out} (pass --overwrite to re-record it)")
+                continue
             out.write_text(json.dumps(history, indent=1) + "\n")
             print(f"wrote {out} ({len(history)} events)")
     await client.close()

@@ -41,3 +41,44 @@ def test_unknown_fields_from_the_future_are_ignored() -> None:
     record = json.loads(HISTORIES[0].read_text())[1]
     record["added_in_a_later_release"] = 1
     assert record["type"] == h.event_from_dict(record).TYPE
+
+
+def test_activity_outcomes_carry_their_attempts() -> None:
+    """Recorded with per-attempt records: a success on the third attempt and a
+    failure after three; the last record is the attempt the event names."""
+    path = Path(__file__).parent / "histories" / "activity_attempts.json"
+    events = [h.event_from_dict(e) for e in json.loads(path.read_text())]
+    done = [e for e in events if isinstance(e, (h.ActivityCompleted, h.ActivityFailed))]
+    assert [type(e).__name__ for e in done] == ["ActivityCompleted", "ActivityFailed"]
+    for event in done:
+        assert [a["attempt"] for a in event.attempts] == [1, 2, 3] == [*range(1, event.attempt + 1)]
+        for a in event.attempts:
+            assert a["started_at"] <= a["ended_at"] <= event.time
+    assert [a["error"] for a in done[0].attempts][2] is None
+    assert {a["error"]["type"] for a in done[1].attempts} == {"ConnectionError"}
+
+
+def test_events_recorded_before_attempts_were_kept_decode_with_none() -> None:
+    for path in HISTORIES:
+        for record in json.loads(path.read_text()):
+            if (
+                record["type"] in ("ActivityCompleted", "ActivityFailed")
+                and "attempts" not in record
+            ):
+                event = h.event_from_dict(record)
+                assert event.attempts == []  # type: ignore[attr-defined]
+                assert h.event_to_dict(event) == {**record, "attempts": []}
+
+
+def test_attempt_records_round_trip_and_are_checked() -> None:
+    records = [
+        h.attempt_record(1, 1.0, 2.0, {"type": "E", "message": "x" * 900}),
+        h.attempt_record(2, 3.0, 4.0),
+    ]
+    assert len(records[0]["error"]["message"]) == h.MAX_ERROR_TEXT  # type: ignore[index]
+    event = h.ActivityCompleted(ref=1, result=5, attempt=2, attempts=records)
+    assert h.event_from_dict(h.event_to_dict(event)) == event
+    old = {"v": 1, "type": "ActivityFailed", "seq": 4, "time": 1.0, "ref": 1, "attempt": 3}
+    assert h.event_from_dict(old) == h.ActivityFailed(ref=1, attempt=3, seq=4, time=1.0)
+    with pytest.raises(h.HistoryFormatError, match="'attempts' holds str"):
+        h.event_from_dict({**old, "attempts": "three"})

@@ -31,6 +31,11 @@ def test_stalled_activity_resumes_from_its_last_heartbeat(cluster: SemanticsClus
     chunks = [e["chunk"] for e in cluster.side_events("chunk")]
     assert sorted(set(chunks)) == list(range(1, 31))
     assert len(chunks) < 30 + 15  # only the work since the last heartbeat was redone
+    # The killed attempt is on record: its lease expired, the second one succeeded.
+    [done] = [e for e in handle.history() if e["type"] == "ActivityCompleted" and e["attempt"] == 2]
+    lost, last = done["attempts"]
+    assert (lost["attempt"], lost["error"]["type"], last["error"]) == (1, "LeaseExpired", None)
+    assert lost["started_at"] < lost["ended_at"] <= last["started_at"]
 
 
 def test_execution_timeout_fires_with_no_worker_alive(cluster: SemanticsCluster) -> None:

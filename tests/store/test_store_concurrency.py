@@ -15,7 +15,7 @@ import pytest
 from store_helpers import FakeClock, claim_one, new_run, turn
 
 from perdure import _history as h
-from perdure._store.base import NewChild, Store
+from perdure._store.base import NewChild, RunFilter, Store
 
 
 async def test_racing_claims_give_each_task_to_exactly_one_worker(open_store: Any) -> None:
@@ -138,7 +138,7 @@ async def test_continue_as_new_racing_signals_and_starts_of_the_same_id(open_sto
         # dropped). Whatever the order, nobody sees a closed run as the latest
         # one, and one run of the id is open at the end.
         assert signalled.is_open and started.is_open
-        runs = await a.list_runs(None, None, 100)
+        runs = await a.list_runs(RunFilter())
         still_open = [r.run_id for r in runs if r.workflow_id == wid and r.is_open]
         if conflict == "terminate_existing":
             assert still_open == [f"{wid}-3"]

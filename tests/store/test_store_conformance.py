@@ -9,7 +9,7 @@ import pytest
 from store_helpers import FakeClock
 
 from perdure import _history as h
-from perdure._store.base import NewActivity, NewRun, Store, TurnCommit, WorkflowTask
+from perdure._store.base import NewActivity, NewRun, RunFilter, Store, TurnCommit, WorkflowTask
 from perdure.errors import WorkflowAlreadyStartedError, WorkflowClosedError, WorkflowNotFoundError
 
 
@@ -274,6 +274,6 @@ async def test_list_runs(open_store: Any) -> None:
     for i in range(5):
         await store.create_run(new_run(wid=f"w{i}", run_id=f"r{i}"), "fail")
     await store.terminate("w1", None, None)
-    assert [r.workflow_id for r in await store.list_runs(None, None, 3)] == ["w4", "w3", "w2"]
-    assert [r.workflow_id for r in await store.list_runs("terminated", None, 10)] == ["w1"]
-    assert await store.list_runs(None, "other-type", 10) == []
+    assert [r.workflow_id for r in await store.list_runs(RunFilter(limit=3))] == ["w4", "w3", "w2"]
+    assert [r.workflow_id for r in await store.list_runs(RunFilter(status="terminated"))] == ["w1"]
+    assert await store.list_runs(RunFilter(workflow_type="other-type")) == []

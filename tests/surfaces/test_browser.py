@@ -89,7 +89,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, page: Page) -> None:
     with perdure.SyncClient.connect(stack.db) as client:
-        handle = client.start("approval", "ada", 1, id="ui-approval-1")
+        handle = client.start("approval", "ada", 2, id="ui-approval-1")  # flaky_step fails twice
         client.start("doomed", "the printer is on fire", id="ui-doomed-1")
         wait_for(lambda: handle.describe().waiting_signals == ["approve"], 20, "the signal wait")
 
@@ -111,7 +111,20 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         expect(timeline.locator("g.row-activity")).to_have_count(2)  # make_greeting, flaky_step
         expect(timeline.locator("g.row-timer")).to_have_count(1)  # the signal wait's timeout
         expect(timeline).to_contain_text("flaky_step")
-        expect(timeline).to_contain_text("2 attempts")
+        expect(timeline).to_contain_text("3 attempts")
+        # One bar per attempt: two failed ones (with their error), then the success.
+        flaky = timeline.locator("g.row-activity", has_text="flaky_step")
+        expect(flaky.locator("rect.attempt")).to_have_count(3)
+        expect(flaky.locator("rect.attempt.act-attempt-failed")).to_have_count(2)
+        expect(flaky.locator("rect.attempt.act-completed")).to_have_count(1)
+        failed = flaky.locator("rect.attempt[data-attempt='2'] title")
+        expect(failed).to_have_text(
+            re.compile(r"attempt 2 [\s\S]*ConnectionError: upstream unavailable")
+        )
+        assert flaky.locator("rect.attempt").evaluate_all(
+            "bars => bars.every((b, i) => i === 0 || Number(b.getAttribute('x')) >="
+            " Number(bars[i - 1].getAttribute('x')))"
+        ), "attempt bars are not in time order"
         expect(page.locator("#history")).to_contain_text("ActivityScheduled")
 
         page.click("#signal-button")

@@ -12,6 +12,7 @@ __all__ = [
     "CLOSING_EVENTS",
     "HISTORY_FORMAT",
     "JSON",
+    "MAX_ERROR_TEXT",
     "ActivityCancelled",
     "ActivityCompleted",
     "ActivityFailed",
@@ -40,6 +41,7 @@ __all__ = [
     "WorkflowStarted",
     "WorkflowTerminated",
     "WorkflowTimedOut",
+    "attempt_record",
     "event_from_dict",
     "event_to_dict",
 ]
@@ -51,6 +53,25 @@ JSON = Any  # a value made of dict/list/str/int/float/bool/None
 
 class HistoryFormatError(ValueError):
     """A stored event cannot be read (unknown type, newer format, missing field)."""
+
+
+MAX_ERROR_TEXT = 500  # characters of an attempt's error message kept in its record
+
+
+def attempt_record(
+    attempt: int, started_at: float, ended_at: float, failure: dict[str, JSON] | None = None
+) -> dict[str, JSON]:
+    """One activity attempt as ``ActivityCompleted.attempts`` records it:
+    ``{"attempt", "started_at", "ended_at", "error"}``, times in epoch seconds and
+    ``error`` None (it succeeded) or ``{"type", "message"}`` (no traceback: the
+    final failure carries the last one)."""
+    error = None
+    if failure is not None:
+        message = str(failure.get("message", ""))
+        if len(message) > MAX_ERROR_TEXT:
+            message = message[: MAX_ERROR_TEXT - 1] + "\u2026"
+        error = {"type": str(failure.get("type", "")), "message": message}
+    return {"attempt": attempt, "started_at": started_at, "ended_at": ended_at, "error": error}
 
 
 # --------------------------------------------------------------------- events
@@ -99,6 +120,9 @@ class ActivityCompleted(Event):
     ref: int = 0
     result: JSON = None
     attempt: int = 1
+    # Every attempt, oldest first, the last being this one (see attempt_record).
+    # Absent from events recorded before attempts were kept: decoded as [].
+    attempts: list[JSON] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,7 @@ class ActivityFailed(Event):
     ref: int = 0
     failure: dict[str, JSON] = field(default_factory=dict)
     attempt: int = 1
+    attempts: list[JSON] = field(default_factory=list)  # as in ActivityCompleted
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ class RunRecord:
     parent_run_id: str | None = None
     parent_ref: int | None = None
     deadline: float | None = None
+    row_id: int = 0  # the runs table's own id: creation order, the listing's tie-break
 
     @property
     def is_open(self) -> bool:
@@ -209,6 +210,10 @@ class ActivityTask:
     attempt: int
     scheduled_at: float
     heartbeat: Any = None
+    started_at: float = 0.0  # when this attempt was claimed
+    # The activity's earlier attempts that ended (failed, or lost with their
+    # lease), oldest first, as perdure._history.attempt_record makes them.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -219,6 +224,8 @@ class PendingActivity:
     running: bool
     next_attempt_at: float | None
     last_failure: dict[str, Any] | None
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # the ended ones
+    started_at: float | None = None  # of the running attempt
 
 
 @dataclass
@@ -251,6 +258,29 @@ class PendingWork:
     timers: list[PendingTimer]
     children: list[PendingChild]
     workflow_task: WorkflowTaskState | None
+
+
+MAX_ATTEMPT_RECORDS = 100  # an activity keeps the records of its latest attempts only
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs ``Store.list_runs`` returns, newest first by (created_at, row_id).
+
+    ``id_contains`` matches workflow ids case-insensitively, as a plain
+    substring (``%`` and ``_`` are not wildcards). ``after`` is a keyset cursor:
+    the (created_at, row_id) of the last run of the previous page; the page
+    holds the runs that sort after it. ``since``/``until`` bound created_at
+    (inclusive), in epoch seconds."""
+
+    status: str | None = None
+    workflow_type: str | None = None
+    since: float | None = None
+    until: float | None = None
+    id_contains: str | None = None
+    after: tuple[float, int] | None = None
+    offset: int = 0
+    limit: int = 100
 
 
 @dataclass
@@ -354,9 +384,8 @@ class Store(abc.ABC):
         """The given run, or the latest run of the workflow id."""
 
     @abc.abstractmethod
-    async def list_runs(
-        self, status: str | None, workflow_type: str | None, limit: int
-    ) -> list[RunRecord]: ...
+    async def list_runs(self, query: RunFilter) -> list[RunRecord]:
+        """Runs matching ``query``, newest first (see RunFilter)."""
 
     @abc.abstractmethod
     async def deliver(self, workflow_id: str, run_id: str | None, event: Event) -> RunRecord:
@@ -367,7 +396,8 @@ class Store(abc.ABC):
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None: ...
 
     @abc.abstractmethod
-    async def history(self, run_id: str, after_seq: int = 0) -> list[Event]: ...
+    async def history(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The run's events with seq > ``after_seq``, oldest first."""
 
     @abc.abstractmethod
     async def pending_work(self, run_id: str) -> PendingWork: ...
@@ -402,7 +432,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def retry_activity(
         self, task: ActivityTask, failure: dict[str, Any], retry_in: float
-    ) -> bool: ...
+    ) -> bool:
+        """Record the attempt as failed (appended to the task's attempts) and
+        make the task claimable again in ``retry_in`` seconds. Fenced."""
 
     @abc.abstractmethod
     async def renew_leases(self, leases: list[tuple[int, str]], lease: float) -> list[int]:

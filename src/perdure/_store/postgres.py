@@ -141,10 +141,17 @@ class PostgresStore(SqlStore):
     # The dialect (see sqlrows.Dialect).
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    json_object = "jsonb_build_object"
 
     async def lock_workflow_id(self, tx: Tx, workflow_id: str) -> None:
         # Transaction-scoped: two creators of one id serialise until commit.
         await tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (workflow_id,))
+
+    def json_append(self, column: str, pairs: str) -> str:
+        return (
+            f"(COALESCE({column}, '[]')::jsonb"
+            f" || jsonb_build_array({self.json_object}({pairs})))::text"
+        )
 
     def __init__(self, url: str, *, clock: Callable[[], float] | None = None) -> None:
         self._conninfo, options, self.where = parse_url(url)

@@ -30,13 +30,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from perdure import _history as h
-from perdure._store.base import OPEN, WORK, NewRun, RunRecord, closed_topic
+from perdure._store.base import OPEN, WORK, NewRun, RunFilter, RunRecord, closed_topic
 from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
 
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_type, task_queue, status, input, result, failure, state,"
     " waiting, last_error, version, last_seq, created_at, updated_at, closed_at,"
-    " parent_run_id, parent_ref, deadline"
+    " parent_run_id, parent_ref, deadline, id"
 )
 
 
@@ -58,9 +58,28 @@ class Dialect:
 
     for_update = ""  # row lock on SELECT (PostgreSQL: " FOR UPDATE")
     skip_locked = ""  # on claim subqueries (PostgreSQL: " FOR UPDATE SKIP LOCKED")
+    json_object = "json_object"  # builds a JSON object from 'key', value pairs
 
     async def lock_workflow_id(self, tx: Tx, workflow_id: str) -> None:
         """Serialise transactions that create runs for one workflow id."""
+
+    def json_append(self, column: str, pairs: str) -> str:
+        """SQL for the JSON list in text ``column`` (NULL: empty) with one
+        object appended, built from ``pairs`` (``'key', value, ...``)."""
+        return f"json_insert(COALESCE({column}, '[]'), '$[#]', {self.json_object}({pairs}))"
+
+
+def lost_attempt(d: Dialect) -> str:
+    """SQL for a task's ``attempts`` with a record appended for the attempt
+    whose expired lease a claim takes over (see perdure._history.attempt_record).
+    Column names and constants only; it reads the row's values from before the
+    claim's UPDATE changes them (SET expressions see the old row)."""
+    message = "lease expired: the worker running this attempt stopped, or stalled past its lease"
+    return d.json_append(
+        "attempts",
+        "'attempt', attempt, 'started_at', attempt_started_at, 'ended_at', visible_at,"
+        f" 'error', {d.json_object}('type', 'LeaseExpired', 'message', '{message}')",
+    )
 
 
 def dumps(value: Any) -> str:
@@ -92,7 +111,36 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
         parent_run_id=row[16],
         parent_ref=row[17],
         deadline=row[18],
+        row_id=row[19],
     )
+
+
+def run_filter(query: RunFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses (joined by AND) and parameters of a run listing."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.status is not None:
+        clauses.append("status = ?")
+        params.append(query.status)
+    if query.workflow_type is not None:
+        clauses.append("workflow_type = ?")
+        params.append(query.workflow_type)
+    if query.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("created_at <= ?")
+        params.append(query.until)
+    if query.id_contains:
+        # A plain substring: escape LIKE's wildcards (and the escape itself).
+        # LOWER on both sides: the same folding whatever the backend's LIKE does.
+        text = query.id_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append("LOWER(workflow_id) LIKE LOWER(?) ESCAPE '\\'")
+        params.append(f"%{text}%")
+    if query.after is not None:
+        clauses.append("(created_at, id) < (?, ?)")
+        params.extend(query.after)
+    return clauses, params
 
 
 def event_row(run_id: str, event: h.Event) -> tuple[str, int, str, float, str]:

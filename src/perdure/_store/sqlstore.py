@@ -17,6 +17,7 @@ from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store import sqlworkers as registry
 from perdure._store.base import (
+    MAX_ATTEMPT_RECORDS,
     OPEN,
     WORK,
     ActivityTask,
@@ -26,6 +27,7 @@ from perdure._store.base import (
     PendingChild,
     PendingTimer,
     PendingWork,
+    RunFilter,
     RunRecord,
     Store,
     TurnCommit,
@@ -116,23 +118,21 @@ class SqlStore(Store, Dialect):
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
         return await self._read(lambda tx: rows.get_run(tx, Dialect(), workflow_id, run_id))
 
-    async def list_runs(
-        self, status: str | None, workflow_type: str | None, limit: int
-    ) -> list[RunRecord]:
-        clauses, params = [], []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if workflow_type is not None:
-            clauses.append("workflow_type = ?")
-            params.append(workflow_type)
+    async def list_runs(self, query: RunFilter) -> list[RunRecord]:
+        clauses, params = rows.run_filter(query)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?"
+        # Newest first along an index: runs_newest, or runs_by_status/_type
+        # when that filter is given (see the v4 migration).
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs {where}"
+            " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        )
 
-        async def query(tx: Tx) -> list[RunRecord]:
-            return [rows.run_from_row(r) for r in await tx.all(sql, (*params, limit))]
+        async def select(tx: Tx) -> list[RunRecord]:
+            found = await tx.all(sql, (*params, query.limit, query.offset))
+            return [rows.run_from_row(r) for r in found]
 
-        return await self._read(query)
+        return await self._read(select)
 
     async def deliver(self, workflow_id: str, run_id: str | None, event: h.Event) -> RunRecord:
         now = self.clock()
@@ -177,9 +177,12 @@ class SqlStore(Store, Dialect):
                     running=r[3] is not None,
                     next_attempt_at=None if r[3] is not None else max(r[4], now),
                     last_failure=loads(r[5]),
+                    attempts=loads(r[6]) or [],
+                    started_at=r[7] if r[3] is not None else None,
                 )
                 for r in await tx.all(
-                    "SELECT ref, payload, attempt, lease_token, visible_at, last_failure"
+                    "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
+                    " attempts, attempt_started_at"
                     " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
                     (run_id,),
                 )
@@ -220,17 +223,23 @@ class SqlStore(Store, Dialect):
     ) -> list[tuple[Any, ...]]:
         # The lease is the new visible_at: an expired lease is claimable again.
         # SQLite serialises writers, so no task goes to two workers; PostgreSQL
-        # gets the same from FOR UPDATE SKIP LOCKED in the subquery.
+        # gets the same from FOR UPDATE SKIP LOCKED in the subquery. An activity
+        # row that still has a lease token is one whose lease expired: its
+        # attempt was lost, and is recorded as such in the same statement.
         now = self.clock()
         token = new_token()
         marks = ",".join("?" * len(queues))
+        lost = rows.lost_attempt(self)
         return await tx.all(
             f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
+            f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
+            f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
             f" attempt = attempt + 1 WHERE id IN (SELECT id FROM tasks WHERE kind = ?"
             f" AND queue IN ({marks}) AND visible_at <= ? ORDER BY visible_at LIMIT ?"
             f"{self.skip_locked})"
-            f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at",
-            (now + lease, owner, token, kind, *queues, now, limit),
+            f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
+            f" attempt_started_at, attempts",
+            (now + lease, owner, token, now, kind, *queues, now, limit),
         )
 
     async def claim_workflow_tasks(
@@ -262,6 +271,12 @@ class SqlStore(Store, Dialect):
             tasks = []
             for r in claimed:
                 payload = loads(r[4])
+                attempts = loads(r[9]) or []
+                if len(attempts) > MAX_ATTEMPT_RECORDS:  # many lost attempts in a row
+                    attempts = attempts[-MAX_ATTEMPT_RECORDS:]
+                    await tx.execute(
+                        "UPDATE tasks SET attempts = ? WHERE id = ?", (dumps(attempts), r[0])
+                    )
                 run = runs[r[1]]
                 tasks.append(
                     ActivityTask(
@@ -279,6 +294,8 @@ class SqlStore(Store, Dialect):
                         attempt=r[3],
                         scheduled_at=r[7],
                         heartbeat=loads(r[5]),
+                        started_at=r[8],
+                        attempts=attempts,
                     )
                 )
             return tasks
@@ -371,11 +388,17 @@ class SqlStore(Store, Dialect):
     ) -> bool:
         now = self.clock()
 
+        # The fence (our lease token) also guarantees that task.attempts, read
+        # when this attempt was claimed, is still the row's list to extend.
+        ended = h.attempt_record(task.attempt, task.started_at, now, failure)
+        attempts = [*task.attempts, ended][-MAX_ATTEMPT_RECORDS:]
+
         async def retry(tx: Tx) -> bool:
             changed = await tx.execute(
                 "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
-                " last_failure = ? WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
-                (now + retry_in, dumps(failure), task.task_id, task.token),
+                " last_failure = ?, attempts = ?, attempt_started_at = NULL"
+                " WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
+                (now + retry_in, dumps(failure), dumps(attempts), task.task_id, task.token),
             )
             if changed != 1:
                 # Cancelled meanwhile: nobody wants another attempt.

@@ -126,8 +126,8 @@ async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now:
         owner, token, lease = a.lease or (None, None, 0.0)
         row = await tx.one(
             "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
-            " lease_token, payload, created_at) VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " RETURNING id",
+            " lease_token, attempt_started_at, payload, created_at)"
+            " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 a.task_queue,
                 run.run_id,
@@ -136,6 +136,7 @@ async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now:
                 1 if a.lease else 0,
                 owner,
                 token,
+                now if a.lease else None,
                 payload,
                 now,
             ),

@@ -23,7 +23,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._converter import DataConverter
-from perdure._store.base import ActivityTask, Store
+from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
 from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
 from perdure.errors import ApplicationError, PayloadError, failure_from_exception
@@ -161,8 +161,12 @@ class ActivityRunner:
             if watchdog is not None:
                 watchdog.cancel()
         crash_point("activity.before_complete")
+        attempts = self._attempts(task, task.attempt, None)
         await self.deliver(
-            task, h.ActivityCompleted(ref=task.ref, result=result, attempt=task.attempt)
+            task,
+            h.ActivityCompleted(
+                ref=task.ref, result=result, attempt=task.attempt, attempts=attempts
+            ),
         )
         crash_point("activity.after_complete")
 
@@ -276,8 +280,22 @@ class ActivityRunner:
             await self._handle_failure(task, policy, error)
         # "lost": another worker owns the task now; write nothing.
 
+    def _attempts(
+        self, task: ActivityTask, attempt: int, failure: dict[str, Any] | None
+    ) -> list[Any]:
+        """The final event's attempt records: the earlier ones, then ``attempt``
+        (already among them when it was a lost one: the claim recorded it)."""
+        if attempt != task.attempt:
+            return list(task.attempts)
+        last = h.attempt_record(attempt, task.started_at, self.store.clock(), failure)
+        return [*task.attempts, last][-MAX_ATTEMPT_RECORDS:]
+
     async def _fail(self, task: ActivityTask, failure: dict[str, Any], attempt: int) -> None:
-        await self.deliver(task, h.ActivityFailed(ref=task.ref, failure=failure, attempt=attempt))
+        attempts = self._attempts(task, attempt, failure)
+        await self.deliver(
+            task,
+            h.ActivityFailed(ref=task.ref, failure=failure, attempt=attempt, attempts=attempts),
+        )
 
     async def _handle_failure(
         self, task: ActivityTask, policy: RetryPolicy, exc: Exception

@@ -223,6 +223,7 @@ class TurnRunner:
                     options=activity.options,
                     attempt=1,
                     scheduled_at=now,
+                    started_at=now,
                 )
             )
 

@@ -141,6 +141,9 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
         else:
             where = f"attempt {a.attempt} failed, next attempt at {local_time(a.next_attempt_at)}"
         line = f"activity [bold]{escape(a.activity_type)}[/] (ref {a.activity_id}): {where}"
+        if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here
+            earlier = [f"#{r.get('attempt')} {_attempt_error(r)}" for r in a.attempts[:-1]]
+            line += f"\n    [dim]earlier attempts: {escape('; '.join(earlier))}[/]"
         if a.last_failure:
             failure = f"{a.last_failure.get('type')}: {a.last_failure.get('message')}"
             line += f"\n    [red]last error: {escape(failure)}[/]"
@@ -155,6 +158,11 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
     for name in d.waiting_signals:
         lines.append(f"signal [bold]{escape(name)}[/]")
     return lines
+
+
+def _attempt_error(record: dict[str, Any]) -> str:
+    error = record.get("error")
+    return str(error.get("type")) if isinstance(error, dict) else "ok"
 
 
 def _show(d: WorkflowDescription) -> None:
@@ -321,13 +329,13 @@ def history(
         with out.status(f"following {workflow_id} (Ctrl-C to stop)", spinner="dots"):
             while True:
                 closed = (await pinned.describe()).closed_at is not None
-                events = await pinned.history()
-                for event in events[seen:]:
+                # Only the new events: tailing a long run costs what it adds.
+                for event in await pinned.history(after_seq=seen):
                     if as_json:
                         out.out(json.dumps(event, ensure_ascii=False), highlight=False)
                     else:
                         out.print(_event_line(event))
-                seen = len(events)
+                    seen = max(seen, int(event.get("seq", 0)))
                 if closed:
                     return
                 await asyncio.sleep(interval)

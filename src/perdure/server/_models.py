@@ -77,6 +77,13 @@ class WorkflowPage(BaseModel):
     next_cursor: Optional[str] = Field(description="Pass as ?cursor= for the next page.")
 
 
+class AttemptRecord(BaseModel):
+    attempt: int
+    started_at: Optional[str]
+    ended_at: Optional[str]
+    error: Optional[dict[str, Any]] = Field(description="type and message; null: it succeeded")
+
+
 class PendingActivity(BaseModel):
     activity_id: int
     activity_type: str
@@ -84,6 +91,10 @@ class PendingActivity(BaseModel):
     running: bool
     next_attempt_at: Optional[str]
     last_failure: Optional[dict[str, Any]]
+    started_at: Optional[str] = Field(None, description="Of the attempt running now.")
+    attempts: list[AttemptRecord] = Field(
+        default_factory=list, description="The attempts that ended, oldest first."
+    )
 
 
 class PendingChild(BaseModel):

@@ -4,17 +4,14 @@ time parsing, and the JSON views of runs and descriptions.
 Framework-free on purpose (no fastapi import): ``perdure list`` uses it without
 the ``server`` extra. Imports the public Client API only.
 
-``Client.list`` filters by status and type and returns the newest runs first; the
-time range, the id search and the paging are done here, over growing windows of
-that list (see :func:`list_page`). That is O(runs scanned) per page: fine for
-operators, and the day the store grows keyset paging it moves there unchanged.
+Every filter, and the paging, is done by the store (``Client.list`` passes them
+down as one indexed query); this module only checks a query and turns it into
+pages: a cursor is the ``cursor`` of a page's last run (keyset paging, stable
+while new runs arrive), a page number an offset.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -27,6 +24,7 @@ __all__ = [
     "MAX_LIMIT",
     "ListQuery",
     "Page",
+    "attempt_json",
     "decode_cursor",
     "description_json",
     "encode_cursor",
@@ -49,7 +47,6 @@ KNOWN_STATUSES = (
 )
 MAX_CHAIN = 10_000  # continue-as-new hops followed before giving up
 MAX_LIMIT = 1000
-FIRST_WINDOW = 256
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -79,20 +76,18 @@ def iso(when: datetime | None) -> str | None:
 
 
 def encode_cursor(execution: WorkflowExecution) -> str:
-    raw = json.dumps([execution.run_id, execution.created_at.timestamp()]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The cursor of the page that follows ``execution`` (a run ``Client.list`` gave)."""
+    return execution.cursor
 
 
-def decode_cursor(cursor: str) -> tuple[str, float]:
-    """The (run id, creation time) a cursor points after. Raises ValueError."""
+def decode_cursor(cursor: str) -> tuple[float, int]:
+    """The place in the listing a cursor points after. Raises ValueError."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        run_id, created = json.loads(raw)
-        if isinstance(run_id, str) and isinstance(created, (int, float)):
-            return run_id, float(created)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        pass
-    raise ValueError(f"invalid cursor {cursor!r}: pass the next_cursor of a previous page")
+        return WorkflowExecution.parse_cursor(cursor)
+    except ValueError:
+        raise ValueError(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -121,13 +116,6 @@ class ListQuery:
         if self.cursor is not None:
             decode_cursor(self.cursor)
 
-    def matches(self, e: WorkflowExecution) -> bool:
-        if self.since is not None and e.created_at < self.since:
-            return False
-        if self.until is not None and e.created_at > self.until:
-            return False
-        return not self.search or self.search.casefold() in e.id.casefold()
-
 
 @dataclass(frozen=True)
 class Page:
@@ -138,36 +126,19 @@ class Page:
 async def list_page(client: Client, query: ListQuery) -> Page:
     """One page of runs matching ``query``, newest first."""
     query.check()
-    after = decode_cursor(query.cursor) if query.cursor is not None else None
-    skip = (query.page - 1) * query.limit if query.page is not None else 0
-    want = skip + query.limit + 1  # one more than the page tells whether a next page exists
-    window = FIRST_WINDOW
-    while True:
-        rows = await client.list(status=query.status, workflow=query.workflow_type, limit=window)
-        exhausted = len(rows) < window
-        # Newest first: once a row is older than `since`, every later row is too.
-        if query.since is not None and rows and rows[-1].created_at < query.since:
-            exhausted = True
-        found = [e for e in _after(rows, after) if query.matches(e)]
-        if exhausted or len(found) >= want:
-            break
-        window *= 4
-    chosen = found[skip : skip + query.limit]
-    more = len(found) > skip + query.limit
+    rows = await client.list(
+        query.status,
+        query.workflow_type,
+        query.limit + 1,  # one more than the page tells whether a next page exists
+        since=query.since,
+        until=query.until,
+        search=query.search,
+        after=query.cursor,
+        offset=(query.page - 1) * query.limit if query.page is not None else 0,
+    )
+    chosen = rows[: query.limit]
+    more = len(rows) > query.limit
     return Page(chosen, encode_cursor(chosen[-1]) if more and chosen else None)
-
-
-def _after(
-    rows: list[WorkflowExecution], after: tuple[str, float] | None
-) -> list[WorkflowExecution]:
-    if after is None:
-        return rows
-    run_id, created = after
-    for i, e in enumerate(rows):
-        if e.run_id == run_id:
-            return rows[i + 1 :]
-    # The cursor's run is beyond this window (or gone): fall back on its time.
-    return [e for e in rows if e.created_at.timestamp() < created]
 
 
 def execution_json(e: WorkflowExecution) -> dict[str, Any]:
@@ -179,6 +150,23 @@ def execution_json(e: WorkflowExecution) -> dict[str, Any]:
         "status": e.status,
         "created_at": iso(e.created_at),
         "closed_at": iso(e.closed_at),
+    }
+
+
+def attempt_json(record: dict[str, Any]) -> dict[str, Any]:
+    """An activity attempt record with its times in ISO 8601 (history events
+    keep epoch seconds, as every event time)."""
+
+    def when(value: Any) -> str | None:
+        if not isinstance(value, (int, float)):
+            return None
+        return iso(datetime.fromtimestamp(value, tz=timezone.utc))
+
+    return {
+        "attempt": record.get("attempt"),
+        "started_at": when(record.get("started_at")),
+        "ended_at": when(record.get("ended_at")),
+        "error": record.get("error"),
     }
 
 
@@ -207,6 +195,8 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
                 "running": a.running,
                 "next_attempt_at": iso(a.next_attempt_at),
                 "last_failure": a.last_failure,
+                "started_at": iso(a.started_at),
+                "attempts": [attempt_json(r) for r in a.attempts],
             }
             for a in d.pending_activities
         ],

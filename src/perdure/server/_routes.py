@@ -156,8 +156,7 @@ async def workflow_history(
 ) -> Any:
     """The event history exactly as ``handle.history()`` returns it (``perdure replay``
     reads this array)."""
-    events = await client.get_handle(workflow_id, run_id).history()
-    return [e for e in events if int(e.get("seq", 0)) > after_seq]
+    return await client.get_handle(workflow_id, run_id).history(after_seq=after_seq)
 
 
 @router.get(

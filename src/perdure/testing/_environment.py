@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from perdure._converter import DataConverter
 from perdure._store import store_for_url
-from perdure._store.base import RunRecord
+from perdure._store.base import RunFilter, RunRecord
 from perdure._worker.worker import Worker
 from perdure.client import WorkflowHandle
 from perdure.errors import NonDeterminismError, PerdureError
@@ -305,7 +305,7 @@ class WorkflowEnvironment:
 
     async def _check_closed_runs(self) -> None:
         errors: list[str] = []
-        for run in await self.client.store.list_runs(None, None, _ALL):
+        for run in await self.client.store.list_runs(RunFilter(limit=_ALL)):
             if run.is_open:
                 continue
             try:

@@ -20,7 +20,7 @@ from perdure import _history as h
 from perdure._converter import DataConverter, default_converter
 from perdure._runtime import replay_history
 from perdure._store import resolve_url, sqlite_path, store_for_url
-from perdure._store.base import Store
+from perdure._store.base import RunFilter, Store
 from perdure.errors import NonDeterminismError, StoreError
 from perdure.workflow import definition_of
 
@@ -203,9 +203,12 @@ class Replayer:
         names = [workflow] if workflow is not None else sorted(self.workflows)
         runs = []
         for name in names:
-            runs.extend(await store.list_runs(None, name, _ALL if limit is None else limit))
-        if since is not None:
-            runs = [r for r in runs if r.created_at >= since.timestamp()]
+            query = RunFilter(
+                workflow_type=name,
+                since=None if since is None else since.timestamp(),
+                limit=_ALL if limit is None else limit,
+            )
+            runs.extend(await store.list_runs(query))
         runs.sort(key=lambda r: (r.created_at, r.run_id))
         results = []
         for run in runs:

@@ -1,9 +1,11 @@
-// The timeline of one run, drawn from its history and describe(): a bar per
-// activity (ActivityScheduled -> Completed/Failed/Cancelled, or still pending),
-// a bar per child workflow, a bar per timer (started -> fired/cancelled, with its
-// due time), and marks for signals, cancel requests and the run's end. The history records an activity's
-// final attempt only (failed attempts leave no event), so a bar spans all of its
-// attempts and says how many there were.
+// The timeline of one run, drawn from its history and describe(): for each
+// activity, a thin line from its scheduling to its outcome and a bar per attempt
+// (ActivityCompleted/Failed carry the attempts; a pending activity's come from
+// describe()), failed attempts in their own colour with the error in the bar's
+// title; a bar per child workflow, a bar per timer (started -> fired/cancelled,
+// with its due time), and marks for timers firing, signals, cancel requests and
+// the run's end. Histories recorded before attempts were kept draw one bar per
+// activity, spanning all of its attempts.
 
 import { fmtClock, fmtDuration, fmtTime, json, s, toSeconds, truncate } from "./dom.js";
 
@@ -34,18 +36,21 @@ export function buildTimeline(events, desc, now) {
     const ref = e.ref;
     if (e.type === "ActivityScheduled") {
       const row = { kind: "activity", ref, label: e.name, sub: `ref ${ref}`, start: e.time,
-        end: null, cls: "act-pending", attempts: 1, marks: [] };
+        end: null, cls: "act-pending", attempts: 1, marks: [], segments: [] };
       byRef.set(`a${ref}`, row);
       rows.push(row);
     } else if (e.type === "ActivityCompleted" || e.type === "ActivityFailed") {
       const row = byRef.get(`a${ref}`);
       if (!row) continue;
+      const ok = e.type === "ActivityCompleted";
       row.end = e.time;
       row.attempts = e.attempt || 1;
-      row.cls = e.type === "ActivityCompleted" ? "act-completed" : "act-failed";
-      row.outcome = e.type === "ActivityCompleted"
+      row.cls = ok ? "act-completed" : "act-failed";
+      row.outcome = ok
         ? `completed → ${truncate(json(e.result), 80)}`
         : `failed: ${e.failure?.type}: ${truncate(String(e.failure?.message ?? ""), 80)}`;
+      row.segments = (e.attempts || []).map((a, i, all) =>
+        attemptBar(a, i === all.length - 1 ? row.cls : "act-attempt-failed"));
     } else if (e.type === "ActivityCancelled") {
       const row = byRef.get(`a${ref}`);
       if (row) Object.assign(row, { end: e.time, cls: "act-cancelled", outcome: "cancelled" });
@@ -100,6 +105,11 @@ export function buildTimeline(events, desc, now) {
     if (!p) continue;
     row.attempts = Math.max(1, p.attempt);
     row.cls = p.running ? "act-running" : p.attempt > 0 ? "act-retrying" : "act-pending";
+    row.segments = (p.attempts || []).map((a) => attemptBar(a, "act-attempt-failed"));
+    if (p.running && p.started_at) {
+      row.segments.push(attemptBar({ attempt: p.attempt, started_at: p.started_at, ended_at: end,
+        error: null }, "act-running", "running"));
+    }
     row.outcome = p.running
       ? `attempt ${p.attempt} running`
       : p.attempt > 0 ? `attempt ${p.attempt} failed; next at ${fmtClock(p.next_attempt_at)}`
@@ -109,6 +119,18 @@ export function buildTimeline(events, desc, now) {
   for (const row of rows) if (row.end === null) row.end = end; // timers, children still open
   if (signals.marks.length) rows.push(signals);
   return { start: first, end, rows, open: closed === null };
+}
+
+/** One attempt's bar, from a record of ActivityCompleted/Failed.attempts (epoch
+ * seconds) or of describe()'s pending activity (ISO times). */
+function attemptBar(a, cls, state) {
+  const end = toSeconds(a.ended_at);
+  const start = toSeconds(a.started_at) ?? end; // null: a task from before attempts were kept
+  const what = state || (a.error ? `${a.error.type}: ${truncate(String(a.error.message ?? ""), 160)}`
+    : "succeeded");
+  return { attempt: a.attempt, start, end, cls,
+    title: `attempt ${a.attempt} · ${fmtClock(start)} → ${fmtClock(end)} · ` +
+      `${fmtDuration(end - start)}\n${what}` };
 }
 
 function niceStep(span, width) {
@@ -173,8 +195,20 @@ export function renderTimeline(model, width) {
       const tip = [`${row.label} (${row.sub})`, `${fmtTime(row.start)} → ${fmtTime(row.end)}`,
         fmtDuration(row.end - row.start), row.attempts > 1 ? `${row.attempts} attempts` : "",
         row.outcome || ""].filter(Boolean).join("\n");
-      g.append(s("rect", { class: `bar ${row.cls}`, x: x0, y: mid - BAR / 2, width: x1 - x0,
-        height: BAR, rx: 3 }, s("title", { text: tip })));
+      if (row.segments?.length) {
+        // The activity's life as a thin line, each attempt as a bar on it.
+        g.append(s("rect", { class: `span ${row.cls}`, x: x0, y: mid - 1, width: x1 - x0,
+          height: 2 }, s("title", { text: tip })));
+        for (const a of row.segments) {
+          const a0 = x(a.start);
+          g.append(s("rect", { class: `bar attempt ${a.cls}`, "data-attempt": a.attempt,
+            x: a0, y: mid - BAR / 2, width: Math.max(x(a.end), a0 + 3) - a0, height: BAR, rx: 2 },
+          s("title", { text: `${row.label} (${row.sub}) ${a.title}` })));
+        }
+      } else {
+        g.append(s("rect", { class: `bar ${row.cls}`, x: x0, y: mid - BAR / 2, width: x1 - x0,
+          height: BAR, rx: 3 }, s("title", { text: tip })));
+      }
       let note = fmtDuration(row.end - row.start);
       if (row.attempts > 1) note += ` · ${row.attempts} attempts`;
       if (row.kind === "timer" && row.outcome === "cancelled") note += " · cancelled";
@@ -185,7 +219,7 @@ export function renderTimeline(model, width) {
         // After the bar if it fits, else inside its end, else before it.
         const wide = note.length * 6.4 + 12;
         const [nx, anchor, cls] = x1 + wide < width ? [x1 + 6, "start", "bar-note"]
-          : x1 - x0 > wide ? [x1 - 6, "end", "bar-note inside"]
+          : x1 - x0 > wide ? [x1 - 6, "end", row.segments?.length ? "bar-note over" : "bar-note inside"]
             : [x0 - 6, "end", "bar-note"];
         g.append(s("text", { class: cls, x: nx, y: mid + 4, "text-anchor": anchor, text: note }));
       }

@@ -202,7 +202,8 @@ export function renderWorkflow(container, id, params, ctx) {
     requestAnimationFrame(drawIt);
     const legend = h("div", { class: "legend muted" },
       [["act-completed", "completed"], ["act-running", "running"], ["act-retrying", "retrying"],
-        ["act-failed", "failed"], ["timer", "timer"]].map(([cls, label]) =>
+        ["act-attempt-failed", "failed attempt"], ["act-failed", "failed"],
+        ["timer", "timer"]].map(([cls, label]) =>
         h("span", {}, h("i", { class: `swatch ${cls}` }), label)),
       h("span", {}, h("i", { class: "swatch diamond" }), "signal / timer fired"));
     return section("Timeline", holder, legend);
