@@ -71,6 +71,7 @@ _JSON_SCALARS: frozenset[type] = frozenset({str, int, float, bool, _NONE})
 _VAR_POSITIONAL, _VAR_KEYWORD = inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_PLAIN = _POSITIONAL
 # Types written as a string, and how to read each back.
 _PARSERS: dict[Any, Callable[[str], Any]] = {
     datetime: datetime.fromisoformat,
@@ -140,6 +141,13 @@ def _parse(parse: Callable[[Any], Any], hint: Any, data: Any) -> Any:
 def _split(hint: Any) -> tuple[Any, tuple[Any, ...]]:
     """(origin, arguments) of a hint, seen through Annotated, NewType and TypeVar.
     For a plain class the origin is the class itself, so bare ``list`` means ``list[Any]``."""
+    try:
+        return _cached_split(hint)
+    except TypeError:  # an unhashable hint: fine, just not cached
+        return _split_hint(hint)
+
+
+def _split_hint(hint: Any) -> tuple[Any, tuple[Any, ...]]:
     while True:
         origin = get_origin(hint)
         if origin is typing.Annotated:
@@ -150,6 +158,9 @@ def _split(hint: Any) -> tuple[Any, tuple[Any, ...]]:
             hint = hint.__supertype__
         else:
             return (hint if origin is None else origin), get_args(hint)
+
+
+_cached_split = functools.lru_cache(maxsize=4096)(_split_hint)  # every value of every payload
 
 
 def _matches(value: Any, cls: Any) -> bool:
@@ -237,6 +248,9 @@ class _Shape(typing.NamedTuple):
     signature: inspect.Signature
     params: tuple[_Param, ...]
     returns: Any
+    # Plain positional parameters only (no *args, **kwargs, keyword-only): then
+    # (required, accepted) bounds the positional count that fits, without bind().
+    positional: tuple[int, int] | None
 
 
 def _build_shape(fn: Callable[..., Any]) -> _Shape:
@@ -259,7 +273,11 @@ def _build_shape(fn: Callable[..., Any]) -> _Shape:
             hint = types.GenericAlias(dict, (str, hint))
         params.append(_Param(param.name, param.kind, hint, f"argument {param.name!r} of {name}"))
     returns = fn if inspect.isclass(fn) else hints.get("return", Any)
-    return _Shape(name, signature, tuple(params), returns)
+    positional = None
+    if all(p.kind in _PLAIN for p in signature.parameters.values()):
+        required = sum(p.default is p.empty for p in signature.parameters.values())
+        positional = (required, len(signature.parameters))
+    return _Shape(name, signature, tuple(params), returns, positional)
 
 
 _cached_shape = functools.lru_cache(maxsize=4096)(_build_shape)  # on every call and replay
@@ -507,6 +525,9 @@ class DataConverter:
                 keywords[name] = self.from_json(extra.pop(name), hint, where=where)
         positional.extend(args[len(positional) :])  # surplus and unknown names: bind() reports
         keywords.update(extra)
+        fits = shape.positional
+        if fits is not None and not keywords and fits[0] <= len(positional) <= fits[1]:
+            return positional, keywords  # what bind() would accept, without its cost
         try:
             shape.signature.bind(*positional, **keywords)
         except TypeError as error:

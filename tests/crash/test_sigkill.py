@@ -139,3 +139,37 @@ def test_sigkill_during_signal_wait(cluster: Cluster, scenario: str) -> None:
     assert types.count("WorkflowCompleted") == 1
     assert waiting_since < finished
     cluster.assert_no_tracebacks()
+
+
+def test_a_worker_restarted_under_its_identity_resumes_before_the_lease_expires(
+    cluster: Cluster,
+) -> None:
+    """``--identity``: the new process takes back its predecessor's leases at
+    start, so the run resumes at once, not after the (long) lease timeout."""
+    lease = 120.0  # the run must finish long before this
+    same = ("--identity", "checkout-worker-1", "--lease-timeout", str(lease))
+    handle = cluster.client.start("sequential", 6, 0.2, id="wf-same-identity")
+    first = cluster.start_worker(*same)
+    cluster.wait_until(
+        lambda: len({e.step for e in cluster.executions_by_pid().get(first.pid, [])}) >= 3,
+        timeout=60,
+        interval=0.005,
+        what="3 steps to run in the first worker",
+    )
+    cluster.kill(first)  # mid-step: its activity task and lease are left behind
+    killed_at = time.monotonic()
+    second = cluster.start_worker(*same)
+    assert handle.result(timeout=30) == [f"wf-same-identity#{n}" for n in range(1, 7)]
+    assert time.monotonic() - killed_at < lease / 4
+    executions = cluster.executions()
+    assert {e.step for e in executions if e.pid == second.pid} >= {4, 5, 6}
+    history = handle.history()
+    check_executions(executions, {"wf-same-identity": history}, 6, killed_pids={first.pid})
+    lost = [
+        attempt
+        for e in history
+        if e["type"] == "ActivityCompleted"
+        for attempt in e.get("attempts", [])
+        if attempt.get("error")
+    ]
+    assert [a["error"]["type"] for a in lost] == ["LeaseExpired"], lost

@@ -277,3 +277,18 @@ async def test_list_runs(open_store: Any) -> None:
     assert [r.workflow_id for r in await store.list_runs(RunFilter(limit=3))] == ["w4", "w3", "w2"]
     assert [r.workflow_id for r in await store.list_runs(RunFilter(status="terminated"))] == ["w1"]
     assert await store.list_runs(RunFilter(workflow_type="other-type")) == []
+
+
+async def test_a_restarted_worker_reclaims_the_leases_of_its_identity(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store = await open_store()
+    await store.create_run(new_run(), "fail")
+    [task] = await store.claim_workflow_tasks(["q"], "w-1", 30, 1)
+    assert await store.claim_workflow_tasks(["q"], "w-2", 30, 1) == []  # leased
+    assert await store.reclaim_leases("someone-else") == 0
+    assert await store.reclaim_leases("w-1") == 1
+    [again] = await store.claim_workflow_tasks(["q"], "w-1", 30, 1)
+    assert again.task_id == task.task_id and again.token != task.token
+    assert await store.commit_turn(await first_turn(store, task)) is False  # the old one is fenced
+    assert await store.reclaim_leases("w-1") == 1  # the new lease is w-1's too

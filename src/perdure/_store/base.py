@@ -472,6 +472,13 @@ class Store(abc.ABC):
         """Announce a worker (or refresh its row if the identity is known)."""
 
     @abc.abstractmethod
+    async def reclaim_leases(self, owner: str) -> int:
+        """A worker is starting under ``owner``: whatever that identity held
+        before belonged to a process that is gone, so its leases expire now
+        instead of at their timeout (claims then record the lost attempts and
+        fence the old tokens as for any expired lease). Returns how many."""
+
+    @abc.abstractmethod
     async def heartbeat_worker(self, identity: str) -> bool:
         """Refresh a worker's heartbeat; False if it is not registered."""
 

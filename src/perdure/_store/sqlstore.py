@@ -539,6 +539,20 @@ class SqlStore(Store, Dialect):
         row = (identity, host, pid, task_queue, workflows, activities, lease_timeout)
         await self._write(lambda tx: registry.register(tx, row, now))
 
+    async def reclaim_leases(self, owner: str) -> int:
+        now = self.clock()
+        reclaimed = await self._write(
+            lambda tx: tx.execute(
+                "UPDATE tasks SET visible_at = ? WHERE id IN (SELECT id FROM tasks"
+                f" WHERE lease_owner = ? AND lease_token IS NOT NULL AND visible_at > ?"
+                f"{self.skip_locked})",
+                (now, owner, now),
+            )
+        )
+        if reclaimed:
+            self._committed(WORK)
+        return reclaimed
+
     async def heartbeat_worker(self, identity: str) -> bool:
         now = self.clock()
         return await self._write(lambda tx: registry.heartbeat(tx, identity, now))

@@ -26,28 +26,9 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
     """Write the turn; return whom it must wake (see Store.add_listener). A turn
     that only handed activities to its own worker, already claimed, wakes nobody.
     Raises Fenced, having written nothing, if this worker was fenced out."""
-    # Lock the run first (see sqlrows): signals for it wait for this commit.
-    run = await rows.run_by_id(tx, d, commit.run_id)
-    if run is None:
-        raise Fenced()
-    if commit.task is not None:
-        # Fence 1: we still hold the workflow-task lease (an expired lease that
-        # another worker claimed carries a new token).
-        held = await tx.one(
-            f"SELECT 1 FROM tasks WHERE id = ? AND lease_token = ?{d.for_update}",
-            (commit.task.task_id, commit.task.token),
-        )
-        if held is None:
-            raise Fenced()
-    else:
-        # An inline continuation: the activity attempt we ran is still ours.
-        assert commit.activity_done is not None
-        gone = await tx.execute(
-            "DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done
-        )
-        if gone != 1:
-            raise Fenced()
-    # Fence 2: nobody advanced (or terminated) the run since we loaded it.
+    # Fence 2 first, as it also locks the run (the lock order of sqlrows: the
+    # run, then its tasks; signals for it wait for this commit): nobody advanced
+    # (or terminated) the run since we loaded it.
     last_seq = commit.events[-1].seq if commit.events else None
     closing = commit.close_status is not None
     result = commit.result
@@ -75,7 +56,24 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
         ),
     )
     if changed != 1:
-        raise Fenced()  # rolls back the activity task deleted above, if any
+        raise Fenced()
+    if commit.task is not None:
+        # Fence 1: we still hold the workflow-task lease (an expired lease that
+        # another worker claimed carries a new token).
+        held = await tx.one(
+            f"SELECT 1 FROM tasks WHERE id = ? AND lease_token = ?{d.for_update}",
+            (commit.task.task_id, commit.task.token),
+        )
+        if held is None:
+            raise Fenced()  # rolls back the run's update above
+    else:
+        # An inline continuation: the activity attempt we ran is still ours.
+        assert commit.activity_done is not None
+        gone = await tx.execute(
+            "DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done
+        )
+        if gone != 1:
+            raise Fenced()
     # The (run_id, seq) primary key is the last safety net against a double append.
     await tx.executemany(
         "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
@@ -89,6 +87,7 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
         # The worker requeues the task and the turn is recomputed with it.
         if await tx.one("SELECT 1 FROM inbox WHERE run_id = ? LIMIT 1", (commit.run_id,)):
             raise Fenced()
+        run = await _locked_run(tx, d, commit.run_id)
         if commit.continue_as_new is not None:
             await _continue(tx, d, run, commit.continue_as_new, now)
         topics = await rows.close_run(
@@ -97,7 +96,7 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
         if commit.continue_as_new is not None:
             topics.add(WORK)  # the next run's first workflow task
         return tuple(topics)
-    await _schedule(tx, d, run, commit, now)
+    await _schedule(tx, d, commit, now)
     new_work = bool(commit.timers or commit.children or commit.cancelled_children) or any(
         a.lease is None for a in commit.activities
     )
@@ -119,8 +118,17 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
     return (WORK,) if new_work or not done else ()
 
 
-async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now: float) -> None:
+async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
+    """The run this turn updated (and so already locked), read in full: only
+    the paths that need it pay for it (a close, a child start)."""
+    run = await rows.run_by_id(tx, d, run_id)
+    assert run is not None
+    return run
+
+
+async def _schedule(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> None:
     """The turn's new work: activity tasks, timers, children, cancellations."""
+    run_id = commit.run_id
     for a in commit.activities:
         payload = dumps({"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options})
         owner, token, lease = a.lease or (None, None, 0.0)
@@ -130,7 +138,7 @@ async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now:
             " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 a.task_queue,
-                run.run_id,
+                run_id,
                 a.ref,
                 now + lease,
                 1 if a.lease else 0,
@@ -149,32 +157,35 @@ async def _schedule(tx: Tx, d: Dialect, run: RunRecord, commit: TurnCommit, now:
         await tx.execute(
             "DELETE FROM tasks WHERE kind = 'activity' AND run_id = ? AND ref = ?"
             " AND lease_token IS NULL",
-            (run.run_id, ref),
+            (run_id, ref),
         )
         await tx.execute(
             "UPDATE tasks SET cancel_requested = 1 WHERE kind = 'activity' AND run_id = ?"
             " AND ref = ?",
-            (run.run_id, ref),
+            (run_id, ref),
         )
     await tx.executemany(
         "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, ?, ?)",
-        [(run.run_id, ref, at) for ref, at in commit.timers],
+        [(run_id, ref, at) for ref, at in commit.timers],
     )
     await tx.executemany(  # except one a firer holds: it will find it cancelled (sqlrows)
         "DELETE FROM timers WHERE (run_id, ref) IN"
         f" (SELECT run_id, ref FROM timers WHERE run_id = ? AND ref = ?{d.skip_locked})",
-        [(run.run_id, ref) for ref in commit.cancelled_timers],
+        [(run_id, ref) for ref in commit.cancelled_timers],
     )
+    if not (commit.children or commit.cancelled_children):
+        return
+    parent = await _locked_run(tx, d, run_id)
     for child in commit.children:
-        await _start_child(tx, d, run, child, now)
+        await _start_child(tx, d, parent, child, now)
     for ref in commit.cancelled_children:
         row = await tx.one(
             f"SELECT run_id, task_queue FROM runs WHERE parent_run_id = ? AND parent_ref = ?"
             f" AND status = ?{d.for_update}",
-            (run.run_id, ref, OPEN),
+            (run_id, ref, OPEN),
         )
         if row is not None:
-            reason = f"parent {run.workflow_id!r} cancelled it"
+            reason = f"parent {parent.workflow_id!r} cancelled it"
             await rows.to_inbox(tx, row[0], row[1], h.CancelRequested(reason=reason), now)
 
 

@@ -138,6 +138,7 @@ class Worker:
         self.store.add_listener(listener, (WORK,))
         installed = self._install_signal_handlers(loop) if handle_signals else []
         await self._register()
+        await self._reclaim()
         lease_task = asyncio.create_task(self._renew_leases())
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
         try:
@@ -366,6 +367,18 @@ class Worker:
             )
         except StoreError as exc:
             log.warning("worker %s: could not register: %s", self.identity, exc)
+
+    async def _reclaim(self) -> None:
+        """At start only: a worker restarting under its identity (``--identity``)
+        takes back at once what its previous process held, instead of after
+        the lease timeout. (Never later: it would expire its own live leases.)"""
+        try:
+            reclaimed = await self.store.reclaim_leases(self.identity)
+        except StoreError as exc:
+            log.warning("worker %s: could not reclaim its old leases: %s", self.identity, exc)
+            return
+        if reclaimed:
+            log.info("worker %s took back %d task(s) of its previous run", self.identity, reclaimed)
 
     async def _heartbeat(self) -> None:
         try:
