@@ -67,5 +67,21 @@ async def long_history(n: int) -> int:
     return n
 
 
-WORKFLOWS = [steps, sleeper, napper, recover, long_history]
-ACTIVITIES = [step, slow_step]
+@activity.defn
+async def stamp(i: int) -> float:
+    """The wall-clock time at which step ``i`` ran (for the growth benchmark)."""
+    import time
+
+    return time.time()
+
+
+@workflow.defn
+async def grown(n: int, k: int) -> list[float]:
+    """A history of ~n events (side effects), then k steps: when each ran."""
+    for i in range(n):
+        workflow.side_effect(lambda i=i: i)  # type: ignore[misc]
+    return [await stamp(i) for i in range(k)]
+
+
+WORKFLOWS = [steps, sleeper, napper, recover, long_history, grown]
+ACTIVITIES = [step, slow_step, stamp]

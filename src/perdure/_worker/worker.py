@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("perdure.worker")
 
+CLAIM_BATCH = 50  # tasks of each kind one poll claims at most
+
 __all__ = ["Worker"]
 
 
@@ -215,7 +217,8 @@ class Worker:
         # Issued together, the three writes share one group commit.
         free_turns = self.max_turns - len(self._turns_inflight)
         free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
-        want_acts = max(0, min(free_acts, 50))
+        want_acts = max(0, min(free_acts, CLAIM_BATCH))
+        want_turns = max(0, min(free_turns, CLAIM_BATCH))
         # With a kind's slots all busy this poll may leave due work behind: a
         # task that ends must then poll again (see _spawn).
         self._saturated = free_turns <= 0 or want_acts <= 0
@@ -226,9 +229,9 @@ class Worker:
             fired, turns, acts = await asyncio.gather(
                 self.store.fire_due_timers(100),
                 self.store.claim_workflow_tasks(
-                    queues, self.identity, self.lease_timeout, min(free_turns, 50)
+                    queues, self.identity, self.lease_timeout, want_turns
                 )
-                if free_turns > 0
+                if want_turns > 0
                 else _nothing(),
                 self.store.claim_activity_tasks(
                     queues, self.identity, self.lease_timeout, want_acts
@@ -243,7 +246,13 @@ class Worker:
         finally:
             self._inline_reserved -= want_acts
         crash_point("timers.after_fire", fired > 0)
-        return bool(fired or turns or acts)
+        # Poll again at once only if there may be more: a full batch, or fired
+        # timers. Otherwise the next poll waits for a wake-up (new work) or the
+        # next due time, so a quiet worker does not poll twice per task.
+        full = (want_turns > 0 and len(turns) == want_turns) or (
+            want_acts > 0 and len(acts) == want_acts
+        )
+        return bool(fired or full)
 
     # ------------------------------------------------------------ inline activities
 
