@@ -32,8 +32,10 @@ async def sleeper(hours: float) -> None:
 
 
 @workflow.defn
-async def napper(seconds: float) -> float:
-    await workflow.sleep(seconds)
+async def napper(until: float) -> float:
+    """Sleep until the wall-clock time ``until``; return when the timer fired
+    (the time of the turn it woke)."""
+    await workflow.sleep(max(0.0, until - workflow.now().timestamp()))
     return workflow.now().timestamp()
 
 

@@ -188,7 +188,7 @@ class WorkerInfo:
 
 
 # The longest a result waiter goes without re-reading its run (see result()).
-MAX_RESULT_POLL = 2.0
+MAX_RESULT_POLL = 30.0
 LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
 
 
