@@ -340,6 +340,11 @@ class Worker:
             held = list(self._turns_inflight.values()) + self.activity_runner.renewable()
             try:
                 lost = await self.store.renew_leases(held, self.lease_timeout)
+                if lost:
+                    # A turn whose commit came back in the same round as this
+                    # renewal deleted its task row: let it leave the in-flight
+                    # set before judging (one loop iteration).
+                    await asyncio.sleep(0)
             except StoreError as exc:
                 log.warning("worker %s: could not renew leases: %s", self.identity, exc)
                 continue
