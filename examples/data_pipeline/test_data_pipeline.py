@@ -4,9 +4,6 @@ its own; extract and transform run once (counted in the side file)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -15,9 +12,8 @@ import pytest
 
 from perdure.testing import WorkflowEnvironment
 
+from ..story import run_story
 from .pipeline import LoadReport, daily_sales, extract, load, transform
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def executions(folder: Path) -> Counter[str]:
@@ -65,16 +61,11 @@ async def test_load_is_retried_without_redoing_extract_and_transform(
 def test_the_story_program(tmp_path: Path) -> None:
     """``python -m examples.data_pipeline`` on the real clock: three failed loads,
     the operator's fix, then one successful load."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERDURE_", "PIPELINE_"))}
-    env["PIPELINE_TRANSFORM_SECONDS"] = "0.2"
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.data_pipeline", "--folder", str(tmp_path)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
+    printed = run_story(
+        "data_pipeline",
+        tmp_path,
+        clear_env=("PIPELINE_",),
+        env={"PIPELINE_TRANSFORM_SECONDS": "0.2"},
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "load attempt 3 failed: warehouse unreachable" in done.stdout
+    assert "load attempt 3 failed: warehouse unreachable" in printed
     assert executions(tmp_path) == Counter(extract=1, transform=1, load=4)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,10 +13,10 @@ import pytest
 import perdure
 from perdure.testing import WorkflowEnvironment
 
+from ..story import run_story
 from .agent import APPROVAL_TIMEOUT, call_model, run_tool, support_agent
 from .model import Message, ScriptedModel
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REQUEST = "My order o-7 arrived damaged, refund please"
 
 
@@ -91,17 +88,8 @@ def test_sigkill_mid_conversation_repeats_no_model_call(tmp_path: Path) -> None:
     lookup tool runs (after model call 1 was recorded); worker #2 finishes. Each
     model call ran once — the first in worker #1, the rest in worker #2 — and only
     the interrupted tool call ran twice."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERDURE_", "AGENT_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.durable_agent", "--folder", str(tmp_path)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "kill -9 worker #1" in done.stdout and "no model call was repeated." in done.stdout
+    printed = run_story("durable_agent", tmp_path, clear_env=("AGENT_",))
+    assert "kill -9 worker #1" in printed and "no model call was repeated." in printed
 
     calls = lines(tmp_path / "model-calls.jsonl")
     tools = lines(tmp_path / "tool-calls.jsonl")

@@ -3,9 +3,6 @@ history bounded; the latest status is always readable by workflow id."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,9 +10,9 @@ import pytest
 
 from perdure.testing import WorkflowEnvironment
 
+from ..story import run_story
 from .monitor import Health, MonitorConfig, Totals, check_disk, monitor, send_alert
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = MonitorConfig(path="/data", every_seconds=60, min_free_percent=10, max_history=100)
 
 
@@ -63,14 +60,5 @@ async def test_stop_ends_the_loop_at_once() -> None:
 
 @pytest.mark.slow
 def test_the_story_program(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERDURE_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.monitoring", "--seconds", "4", "--folder", str(tmp_path)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "continued as new after" in done.stdout and "stopped: " in done.stdout
+    printed = run_story("monitoring", tmp_path, "--seconds", "4")
+    assert "continued as new after" in printed and "stopped: " in printed

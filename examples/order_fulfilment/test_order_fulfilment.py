@@ -5,9 +5,6 @@ SIGKILLed worker (the example's own program)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 import perdure
 from perdure.testing import WorkflowEnvironment
 
+from ..story import run_story
 from .payments import PaymentProvider
 from .shop import (
     Order,
@@ -29,7 +27,6 @@ from .shop import (
     validate_payment,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ACTIVITIES = [
     validate_payment,
     charge_card,
@@ -102,17 +99,8 @@ def test_the_story_survives_sigkill_mid_charge(tmp_path: Path) -> None:
     """``python -m examples.order_fulfilment``: worker #1 is SIGKILLed after the
     provider charged and before the activity returned; worker #2 re-runs the
     charge with the same key; the provider moved money once."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PERDURE_DB", "SHOP_DIR")}
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.order_fulfilment", "--folder", str(tmp_path)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "kill -9 worker #1" in done.stdout and "charged exactly once." in done.stdout
+    printed = run_story("order_fulfilment", tmp_path, clear_env=("SHOP_DIR",))
+    assert "kill -9 worker #1" in printed and "charged exactly once." in printed
 
     charges = PaymentProvider(tmp_path / "payments.db").charges()
     assert len(charges) == 1
