@@ -149,3 +149,25 @@ async def test_read_only_database(tmp_path: Path, caplog: pytest.LogCaptureFixtu
 
 async def _waits(handle: perdure.WorkflowHandle[str]) -> bool:
     return (await handle.describe()).waiting_signals == ["go"]
+
+
+async def test_a_new_file_waits_for_a_writer_before_switching_to_wal(tmp_path: Path) -> None:
+    """The switch to WAL needs an exclusive lock that SQLite does not wait for by
+    itself: opening a file another process is writing to (in rollback-journal
+    mode, as a brand-new file is) must wait for it, not fail with 'locked'."""
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE elsewhere (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO elsewhere VALUES (1)")
+    opening = asyncio.create_task(open_sqlite(path, busy_timeout=10))
+    await asyncio.sleep(0.3)  # not a wait for a condition: how long the writer holds on
+    assert not opening.done(), "open() did not wait for the writer"
+    holder.execute("COMMIT")
+    holder.close()
+    client = await asyncio.wait_for(opening, 10)
+    try:
+        assert await pragma(client, "PRAGMA journal_mode") == [("wal",)]
+        assert await client.list() == []
+    finally:
+        await client.close()

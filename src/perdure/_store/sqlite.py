@@ -340,7 +340,7 @@ class SqliteStore(SqlStore):
                 # another process is mid-transaction).
                 mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
                 if mode.lower() != "wal":
-                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    mode = self._switch_to_wal(conn)
                 if mode.lower() != "wal":
                     raise StoreError(f"could not switch {self.path!r} to WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -358,6 +358,22 @@ class SqliteStore(SqlStore):
             conn.close()
             raise
         self._conn = conn
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> str:
+        """``PRAGMA journal_mode = WAL``, waiting up to ``busy_timeout`` for the
+        exclusive lock it needs (SQLite does not wait for that one by itself):
+        two processes may open a new file at once, or one may be writing to a
+        file that another process created in rollback-journal mode."""
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)  # on the store's thread, during open() only
+            delay = min(delay * 2, 0.1)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Apply pending migrations, one transaction each. BEGIN IMMEDIATE is the
