@@ -16,7 +16,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure.errors": (),
     "perdure.retry": (),
     "perdure._history": ("perdure._history",),
-    "perdure._converter": ("perdure.errors",),
+    "perdure._converter": ("perdure._converter", "perdure.errors"),
     "perdure._store": ("perdure._store", "perdure._history", "perdure.errors"),
     "perdure._runtime": (
         "perdure._runtime",
