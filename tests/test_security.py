@@ -69,6 +69,7 @@ SQL_FRAGMENTS = {
     "self.skip_locked": "a dialect constant",
     "marks": "'?,?,?': one placeholder per queue name",
     "pairs": "'(?, ?), (?, ?)': placeholders for (id, token) pairs",
+    "values": "'(?, ?, ?, ?, ?), ...': five placeholders per event row",
     "where": "'WHERE status = ? AND ...': constant clauses with placeholders",
     "lost": "sqlrows.lost_attempt(): column names and constant literals, per dialect",
     # ... and any module constant named *_COLUMNS: a fixed list of column names.

@@ -113,6 +113,14 @@ class ActivityFunction(Generic[P, R]):
         self.__qualname__ = getattr(fn, "__qualname__", name)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
+        self._recorded: tuple[ActivityOptions, dict[str, Any]] | None = None
+
+    def _options_json(self) -> dict[str, Any]:
+        """``opts.to_dict()``, built once per options object (never mutated after)."""
+        recorded = self._recorded
+        if recorded is None or recorded[0] is not self.opts:
+            recorded = self._recorded = (self.opts, self.opts.to_dict())
+        return recorded[1]
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         inst = current_instance()
@@ -126,7 +134,7 @@ class ActivityFunction(Generic[P, R]):
             self.opts.task_queue or inst.info.task_queue,
             pos,
             kw,
-            self.opts.to_dict(),
+            self._options_json(),
         )
 
         async def result() -> Any:

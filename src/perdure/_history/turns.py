@@ -58,7 +58,12 @@ def turn_events(
 ) -> list[Event]:
     """The events one turn appends: its marker, its inputs, then its commands,
     numbered from ``last_seq + 1`` and stamped with the turn's time."""
-    out: list[Event] = []
-    for event in [TurnStarted(), *inputs, *(c.to_event() for c in commands)]:
+    out: list[Event] = [TurnStarted(seq=last_seq + 1, time=time)]
+    for event in inputs:  # shared with the caller: copies
         out.append(dataclasses.replace(event, seq=last_seq + len(out) + 1, time=time))
+    for command in commands:
+        event = command.to_event()  # a new event of this turn's own: stamped in place
+        object.__setattr__(event, "seq", last_seq + len(out) + 1)
+        object.__setattr__(event, "time", time)
+        out.append(event)
     return out

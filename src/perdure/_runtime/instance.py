@@ -479,6 +479,8 @@ class WorkflowInstance:
         return self._rng.next()
 
     def waiting_signals(self) -> list[str]:
+        if not self._signal_waiters:
+            return []
         return sorted(n for n, ws in self._signal_waiters.items() if any(not w.done() for w in ws))
 
     # -------------------------------------------------------------- lifecycle

@@ -17,7 +17,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from perdure._store import postgres_schema as schema
 from perdure._store.postgres_listen import Listener, Notifier
-from perdure._store.sqlrows import Tx
+from perdure._store.sqlrows import Fenced, Tx
 from perdure._store.sqlstore import Body, SqlStore
 from perdure.errors import StoreError
 
@@ -107,6 +107,10 @@ class _PgTx:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return (await self._run(sql, params)).rowcount
 
+    async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if (await self._run(sql, params)).rowcount < 1:
+            raise Fenced()
+
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if len(rows) == 1 or (rows and self._begin is not None):
             for row in rows:
@@ -120,6 +124,72 @@ class _PgTx:
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await (await self._run(sql, params)).fetchall()]
+
+
+class _PipelinedTx:
+    """The Tx protocol for a write transaction, in psycopg's pipeline mode.
+
+    Statements whose results nobody reads yet — fences, inserts — are sent
+    without waiting. A read, a row count, or the end of the body waits once for
+    everything sent so far, then checks the fences: a tripped fence raises
+    :class:`Fenced` before anything can commit. A workflow turn that took five
+    round trips takes two (its statements, then COMMIT)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline) -> None:
+        self._conn = conn
+        self._pipeline = pipeline
+        self._fences: list[psycopg.AsyncCursor[Any]] = []
+        self._unsynced = False  # statements sent whose results have not come back
+        self.begun = False  # BEGIN reached the server (a round trip came back)
+
+    async def _send(self, sql: str, params: Sequence[Any]) -> psycopg.AsyncCursor[Any]:
+        if not self.begun and not self._unsynced:
+            await self._conn.cursor().execute(BEGIN_WRITE)
+        cursor = self._conn.cursor()
+        await cursor.execute(_pg(sql), params or None)
+        self._unsynced = True
+        return cursor
+
+    async def _settle(self, wait: Awaitable[T]) -> T:
+        """Await a result, which brings back everything sent before it; then
+        check the fences among them. After an error, a fence that had already
+        tripped is the explanation (the error followed from it)."""
+        try:
+            value = await wait
+        except psycopg.Error:
+            if any(cursor.rowcount == 0 for cursor in self._fences):
+                raise Fenced() from None
+            raise
+        self.begun, self._unsynced = True, False
+        fences, self._fences = self._fences, []
+        if any(cursor.rowcount < 1 for cursor in fences):
+            raise Fenced()
+        return value
+
+    async def sync(self) -> None:
+        if self._unsynced:
+            await self._settle(self._pipeline.sync())
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self._send(sql, params)
+        await self.sync()
+        return cursor.rowcount
+
+    async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._fences.append(await self._send(sql, params))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        for row in rows:
+            await self._send(sql, row)
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        cursor = await self._send(sql, params)
+        row = await self._settle(cursor.fetchone())
+        return None if row is None else tuple(row)
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = await self._send(sql, params)
+        return [tuple(r) for r in await self._settle(cursor.fetchall())]
 
 
 class _StaleConnection(Exception):
@@ -279,16 +349,24 @@ class PostgresStore(SqlStore):
                 raise StoreError(self._explain("PostgreSQL error", exc)) from exc
 
     async def _attempt(self, conn: psycopg.AsyncConnection[Any], body: Body[T], begin: str) -> T:
-        """One transaction: BEGIN (with the first statement), the body, COMMIT.
+        """One transaction: BEGIN, the body, COMMIT. Writes are pipelined (see
+        _PipelinedTx); reads send BEGIN with their first statement.
         A failure rolls back (or drops the connection) and propagates: a COMMIT
         whose outcome is unknown must not be repeated blindly."""
-        tx = _PgTx(conn, begin)
+        tx: _PgTx | _PipelinedTx | None = None
         try:
-            result = await body(tx)
+            if begin == BEGIN_WRITE:
+                async with conn.pipeline() as pipeline:
+                    tx = _PipelinedTx(conn, pipeline)
+                    result = await body(tx)
+                    await tx.sync()
+            else:
+                tx = _PgTx(conn, begin)
+                result = await body(tx)
             if tx.begun:
                 await conn.execute("COMMIT")
         except psycopg.OperationalError as exc:
-            if not tx.begun and (conn.broken or conn.closed):
+            if (tx is None or not tx.begun) and (conn.broken or conn.closed):
                 # Dead before BEGIN took effect (a restarted server): nothing
                 # happened, so another connection may run the body from scratch.
                 raise _StaleConnection() from exc

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
+from perdure._store.sqlrows import Fenced
 from perdure._store.sqlstore import Body, SqlStore
 from perdure.errors import SchemaVersionError, StoreError
 
@@ -55,6 +56,14 @@ class _SqliteTx:
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(sql, params).rowcount
+
+    async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
+        cursor = self._conn.execute(sql, params)
+        if cursor.description is not None:  # a SELECT: did it find a row?
+            if cursor.fetchone() is None:
+                raise Fenced()
+        elif cursor.rowcount < 1:
+            raise Fenced()
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:

@@ -13,13 +13,9 @@ from __future__ import annotations
 from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store.base import OPEN, WORK, NewChild, NewRun, RunRecord, TurnCommit
-from perdure._store.sqlrows import Dialect, Tx, dumps
+from perdure._store.sqlrows import Dialect, Fenced, Tx, dumps
 
-
-class Fenced(Exception):
-    """This worker lost the right to write the turn. Raised (not returned) so
-    that the transaction — or the group commit's savepoint — rolls back
-    whatever the turn had written before the fence tripped."""
+__all__ = ["Fenced", "apply_turn"]
 
 
 async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tuple[str, ...]:
@@ -34,7 +30,7 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
     result = commit.result
     if commit.continue_as_new is not None:
         result = {"continued_to": commit.continue_as_new.run_id}
-    changed = await tx.execute(
+    await tx.fence(
         "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
         " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
         " status = COALESCE(?, status), result = ?, failure = ?,"
@@ -55,30 +51,18 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
             OPEN,
         ),
     )
-    if changed != 1:
-        raise Fenced()
     if commit.task is not None:
         # Fence 1: we still hold the workflow-task lease (an expired lease that
         # another worker claimed carries a new token).
-        held = await tx.one(
+        await tx.fence(
             f"SELECT 1 FROM tasks WHERE id = ? AND lease_token = ?{d.for_update}",
             (commit.task.task_id, commit.task.token),
         )
-        if held is None:
-            raise Fenced()  # rolls back the run's update above
     else:
         # An inline continuation: the activity attempt we ran is still ours.
         assert commit.activity_done is not None
-        gone = await tx.execute(
-            "DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done
-        )
-        if gone != 1:
-            raise Fenced()
-    # The (run_id, seq) primary key is the last safety net against a double append.
-    await tx.executemany(
-        "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
-        [rows.event_row(commit.run_id, e) for e in commit.events],
-    )
+        await tx.fence("DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done)
+    written = await rows.append_events(tx, commit.run_id, commit.events)
     await tx.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox])
     if closing:
         assert commit.close_status is not None
@@ -96,7 +80,14 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
         if commit.continue_as_new is not None:
             topics.add(WORK)  # the next run's first workflow task
         return tuple(topics)
-    await _schedule(tx, d, commit, now)
+    # An activity task's payload is its ActivityScheduled event as recorded (the
+    # claim reads name, args, kwargs and options from it): encoded once.
+    scheduled = {
+        event.ref: row[4]
+        for event, row in zip(commit.events, written, strict=True)
+        if isinstance(event, h.ActivityScheduled)
+    }
+    await _schedule(tx, d, commit, now, scheduled)
     new_work = bool(commit.timers or commit.children or commit.cancelled_children) or any(
         a.lease is None for a in commit.activities
     )
@@ -126,11 +117,15 @@ async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
     return run
 
 
-async def _schedule(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> None:
+async def _schedule(
+    tx: Tx, d: Dialect, commit: TurnCommit, now: float, scheduled: dict[int, str]
+) -> None:
     """The turn's new work: activity tasks, timers, children, cancellations."""
     run_id = commit.run_id
     for a in commit.activities:
-        payload = dumps({"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options})
+        payload = scheduled.get(a.ref) or dumps(
+            {"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}
+        )
         owner, token, lease = a.lease or (None, None, 0.0)
         row = await tx.one(
             "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"

@@ -112,8 +112,8 @@ class ActivityRunner:
             await self.store.retry_activity(task, failure, UNKNOWN_ACTIVITY_RETRY)
             return
         options = task.options
-        policy = RetryPolicy.from_dict(options["retry"])
-        if policy.max_attempts is not None and task.attempt > policy.max_attempts:
+        max_attempts = options["retry"].get("max_attempts")
+        if max_attempts is not None and task.attempt > max_attempts:
             # The previous attempt was lost (its worker died or its lease ran out)
             # and it was the last one allowed.
             message = (
@@ -151,10 +151,10 @@ class ActivityRunner:
         except asyncio.CancelledError:
             if running.stop_reason is None:
                 raise  # the worker is shutting down
-            await self._stopped(running, policy)
+            await self._stopped(running, RetryPolicy.from_dict(options["retry"]))
             return
         except Exception as exc:
-            await self._handle_failure(task, policy, exc)
+            await self._handle_failure(task, RetryPolicy.from_dict(options["retry"]), exc)
             return
         finally:
             self.running.pop(task.task_id, None)
@@ -187,7 +187,9 @@ class ActivityRunner:
             task_queue=task.task_queue,
             attempt=task.attempt,
             idempotency_key=f"{task.workflow_id}/{task.run_id}/{task.ref}",
-            heartbeat_details=self.converter.from_json(task.heartbeat),
+            heartbeat_details=(
+                None if task.heartbeat is None else self.converter.from_json(task.heartbeat)
+            ),
         )
         loop = asyncio.get_running_loop()
 
@@ -210,7 +212,7 @@ class ActivityRunner:
             )
         running.future = awaitable
         try:
-            value = await asyncio.wait_for(awaitable, timeout)
+            value = await (awaitable if timeout is None else asyncio.wait_for(awaitable, timeout))
         except asyncio.TimeoutError as exc:
             if timeout is None or not awaitable.cancelled():
                 raise  # the activity's own TimeoutError, not our deadline
