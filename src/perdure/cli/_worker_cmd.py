@@ -26,6 +26,12 @@ def worker(
         help="A stable name for this worker (host:pid:random by default). A worker "
         "restarted with the same identity takes its dead predecessor's leases at once.",
     ),
+    tune_gc: bool = typer.Option(
+        False,
+        "--tune-gc",
+        help="Raise the garbage collector's thresholds while serving: more throughput "
+        "with thousands of workflows in flight, more memory (see docs/operations.md).",
+    ),
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
     from perdure._worker.worker import Worker
@@ -52,6 +58,7 @@ def worker(
                 poll_interval=poll_interval,
                 max_concurrent_activities=max_activities,
                 identity=identity,
+                tune_gc=tune_gc,
             )
             names = sorted(w.workflows) + sorted(w.activities)
             logging.getLogger("perdure.cli").info("serving %s", ", ".join(names))

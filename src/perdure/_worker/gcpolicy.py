@@ -1,0 +1,52 @@
+"""The garbage-collection policy of a running worker.
+
+A busy worker keeps thousands of workflow instances alive in its cache, and
+allocates a few dozen objects per step. With CPython's default thresholds
+(a young collection every 700 allocations, a full one whenever the long-lived
+objects grew by a quarter) the cyclic collector keeps re-walking that growing
+cache: 5,000 concurrent workflows spent a third of their CPU in it. With
+``Worker(tune_gc=True)``, while a worker runs, the young threshold is raised to
+20,000 and the middle one to 20 (never lowered: a program that set its own
+higher values keeps them); the last worker to stop puts back what it found,
+unless somebody changed the thresholds meanwhile. The price: evicted instances
+(reference cycles) wait longer for a full collection, so a worker with many
+evictions holds more memory. Off by default; see docs/decisions.md.
+Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+YOUNG = 20_000
+MIDDLE = 20
+
+_lock = threading.Lock()
+_users = 0
+_found: tuple[int, ...] | None = None  # the thresholds before the first worker
+_ours: tuple[int, ...] | None = None  # the thresholds we set
+
+
+def acquire() -> None:
+    global _users, _found, _ours
+    with _lock:
+        _users += 1
+        if _users > 1:
+            return
+        current = gc.get_threshold()
+        wanted = (max(current[0], YOUNG), max(current[1], MIDDLE), *current[2:])
+        if wanted != current:
+            _found, _ours = current, wanted
+            gc.set_threshold(*wanted)
+
+
+def release() -> None:
+    global _users, _found, _ours
+    with _lock:
+        _users -= 1
+        if _users > 0 or _found is None:
+            return
+        if gc.get_threshold() == _ours:
+            gc.set_threshold(*_found)
+        _found = _ours = None

@@ -1,0 +1,80 @@
+"""The worker's garbage-collection policy (perdure._worker.gcpolicy): raised
+thresholds while a worker runs, restored by the last one to stop, and never
+imposed on a program that chose its own."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import perdure
+from perdure import activity, workflow
+
+
+@activity.defn
+async def noop() -> int:
+    return 1
+
+
+@workflow.defn
+async def one_step() -> int:
+    return await noop()
+
+
+@pytest.fixture(autouse=True)
+def _default_thresholds() -> Iterator[None]:
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's defaults
+    yield
+    gc.set_threshold(*saved)
+
+
+async def connect(tmp_path: Path) -> perdure.Client:
+    return await perdure.Client.connect(f"sqlite:///{tmp_path / 'gc.db'}")
+
+
+async def test_a_running_worker_raises_the_thresholds_and_restores_them(tmp_path: Path) -> None:
+    client = await connect(tmp_path)
+    try:
+        worker = perdure.Worker(client, [one_step], [noop], tune_gc=True)
+        async with worker:
+            assert await client.execute(one_step) == 1
+            assert gc.get_threshold() == (20_000, 20, 10)
+            second = perdure.Worker(client, [one_step], [noop], tune_gc=True)
+            async with second:
+                assert await client.execute(one_step) == 1
+            # Another worker still runs: the policy stays.
+            assert gc.get_threshold() == (20_000, 20, 10)
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        await client.close()
+
+
+async def test_by_default_the_thresholds_are_left_alone(tmp_path: Path) -> None:
+    client = await connect(tmp_path)
+    try:
+        async with perdure.Worker(client, [one_step], [noop]):
+            assert await client.execute(one_step) == 1
+            assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        await client.close()
+
+
+async def test_a_program_s_own_choices_are_kept(tmp_path: Path) -> None:
+    client = await connect(tmp_path)
+    try:
+        gc.set_threshold(50_000, 5, 10)  # higher young, lower middle: only middle is raised
+        async with perdure.Worker(client, [one_step], [noop], tune_gc=True):
+            assert await client.execute(one_step) == 1
+            assert gc.get_threshold() == (50_000, 20, 10)
+        assert gc.get_threshold() == (50_000, 5, 10)
+        # Changed while the worker ran: the program's change wins over the restore.
+        async with perdure.Worker(client, [one_step], [noop], tune_gc=True):
+            assert await client.execute(one_step) == 1
+            gc.set_threshold(1_000, 10, 10)
+        assert gc.get_threshold() == (1_000, 10, 10)
+    finally:
+        await client.close()
