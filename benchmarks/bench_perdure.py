@@ -99,7 +99,7 @@ async def sequential(url: str, n: int, k: int) -> dict[str, Any]:
     }
 
 
-async def concurrent(url: str, n: int, k: int, tune_gc: bool = False) -> dict[str, Any]:
+async def concurrent(url: str, n: int, k: int, tune_gc: bool = True) -> dict[str, Any]:
     client, worker = await with_worker(
         url, max_concurrent_workflow_tasks=500, max_concurrent_activities=500, tune_gc=tune_gc
     )
@@ -290,13 +290,15 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--same-identity", action="store_true")
-    parser.add_argument("--tune-gc", action="store_true", help="concurrent: Worker(tune_gc=True)")
+    parser.add_argument(
+        "--no-tune-gc", action="store_true", help="concurrent: Worker(tune_gc=False)"
+    )
     args = parser.parse_args()
     url = fresh_url(args.db, args.mode)
     if args.mode == "sequential":
         result = asyncio.run(sequential(url, args.n or 200, args.k))
     elif args.mode == "concurrent":
-        result = asyncio.run(concurrent(url, args.n or 5000, args.k, args.tune_gc))
+        result = asyncio.run(concurrent(url, args.n or 5000, args.k, not args.no_tune_gc))
     elif args.mode == "sleep":
         result = asyncio.run(sleep(url, args.n or 100_000))
     elif args.mode == "recovery":

@@ -39,11 +39,11 @@ async def connect(tmp_path: Path) -> perdure.Client:
 async def test_a_running_worker_raises_the_thresholds_and_restores_them(tmp_path: Path) -> None:
     client = await connect(tmp_path)
     try:
-        worker = perdure.Worker(client, [one_step], [noop], tune_gc=True)
+        worker = perdure.Worker(client, [one_step], [noop])
         async with worker:
             assert await client.execute(one_step) == 1
             assert gc.get_threshold() == (20_000, 20, 10)
-            second = perdure.Worker(client, [one_step], [noop], tune_gc=True)
+            second = perdure.Worker(client, [one_step], [noop])
             async with second:
                 assert await client.execute(one_step) == 1
             # Another worker still runs: the policy stays.
@@ -53,10 +53,10 @@ async def test_a_running_worker_raises_the_thresholds_and_restores_them(tmp_path
         await client.close()
 
 
-async def test_by_default_the_thresholds_are_left_alone(tmp_path: Path) -> None:
+async def test_tune_gc_false_leaves_the_thresholds_alone(tmp_path: Path) -> None:
     client = await connect(tmp_path)
     try:
-        async with perdure.Worker(client, [one_step], [noop]):
+        async with perdure.Worker(client, [one_step], [noop], tune_gc=False):
             assert await client.execute(one_step) == 1
             assert gc.get_threshold() == (700, 10, 10)
     finally:
@@ -67,12 +67,12 @@ async def test_a_program_s_own_choices_are_kept(tmp_path: Path) -> None:
     client = await connect(tmp_path)
     try:
         gc.set_threshold(50_000, 5, 10)  # higher young, lower middle: only middle is raised
-        async with perdure.Worker(client, [one_step], [noop], tune_gc=True):
+        async with perdure.Worker(client, [one_step], [noop]):
             assert await client.execute(one_step) == 1
             assert gc.get_threshold() == (50_000, 20, 10)
         assert gc.get_threshold() == (50_000, 5, 10)
         # Changed while the worker ran: the program's change wins over the restore.
-        async with perdure.Worker(client, [one_step], [noop], tune_gc=True):
+        async with perdure.Worker(client, [one_step], [noop]):
             assert await client.execute(one_step) == 1
             gc.set_threshold(1_000, 10, 10)
         assert gc.get_threshold() == (1_000, 10, 10)

@@ -35,7 +35,7 @@ def spawn_worker(url: str, folder: Path) -> subprocess.Popen[bytes]:
                 "0.05",
                 "--log-level",
                 "WARNING",
-                "--tune-gc",  # the drain works the same with the worker's GC policy on
+                "--no-tune-gc",  # the drain works the same without the worker's GC policy
             ],
             env={**os.environ, "PERDURE_TEST_DIR": str(folder)},
             stderr=stderr,

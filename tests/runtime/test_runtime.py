@@ -359,3 +359,46 @@ def test_bad_input_payload_fails_the_run_not_the_turn() -> None:
     cmds = d.turn()
     assert kinds(cmds) == ["FailWorkflow"]
     assert cmds[0].failure["type"] == "PayloadError"
+
+
+@workflow.defn
+async def waits_on_everything() -> None:
+    async def nap() -> None:
+        await asyncio.sleep(3600)
+
+    await asyncio.gather(
+        add(1, 2),
+        nap(),
+        workflow.wait_signal("go", timeout=timedelta(days=1)),
+        asyncio.shield(add(3, 4)),
+    )
+
+
+def test_an_evicted_instance_is_freed_without_the_cyclic_collector() -> None:
+    """Eviction breaks the instance's reference cycles (its loop, its dead tasks and
+    the futures they awaited): a worker evicting thousands of idle runs must not
+    leave them all for a full collection (see _worker/gcpolicy.py)."""
+    import gc
+    import weakref
+
+    from perdure._converter import default_converter
+    from perdure._runtime import WorkflowInstance
+
+    def evicted() -> tuple[weakref.ref[WorkflowInstance], weakref.ref[object]]:
+        instance = WorkflowInstance(waits_on_everything, default_converter)
+        start = h.WorkflowStarted(workflow_type="waits_on_everything", run_id="r", seed=1)
+        commands = instance.activate(T0, [start])
+        assert (
+            sorted(kinds(commands)) == ["ScheduleActivity", "ScheduleActivity"] + ["StartTimer"] * 2
+        )
+        instance.evict()
+        return weakref.ref(instance), weakref.ref(instance.loop)
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        refs = [evicted() for _ in range(3)]
+        assert [(a() is None, b() is None) for a, b in refs] == [(True, True)] * 3
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -33,6 +33,9 @@ from perdure.errors import (
 )
 
 log = logging.getLogger("perdure.runtime")
+# Callbacks run while an evicted instance's dead tasks wind down (a bound, in case
+# a callback keeps scheduling more).
+_EVICT_STEPS = 100_000
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
@@ -507,14 +510,31 @@ class WorkflowInstance:
         outer = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self.loop)
         try:
-            for task in list(self.loop.tasks):
+            tasks = list(self.loop.tasks)
+            for task in tasks:
                 task._log_destroy_pending = False  # type: ignore[attr-defined]
                 try:
                     task.get_coro().close()
                 except BaseException:  # a coroutine refusing to close is dropped anyway
                     pass
+            # Let the dead tasks end as cancelled, so that reference counting frees
+            # an evicted instance at once instead of leaving it to the cyclic
+            # collector: a pending task and the future it waits on point to each
+            # other, and done callbacks (gather's, ours) point back at their owners.
+            # Their coroutines are closed: no workflow code runs again here, only
+            # done callbacks, which issue nothing in discarding mode.
+            for task in tasks:
+                task.cancel()
+            ready = self.loop.ready
+            for _ in range(_EVICT_STEPS):
+                if not ready:
+                    break
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
             self.loop.tasks.clear()
-            self.loop.ready.clear()
+            ready.clear()
+            self._main = None
             self._timers.clear()
             self._activities.clear()
             self._signal_waiters.clear()
@@ -522,6 +542,7 @@ class WorkflowInstance:
             asyncio.events._set_running_loop(outer)
             _current.reset(token)
         self.loop.close()
+        self.loop.detach()
 
 
 class _TurnAborted(BaseException):

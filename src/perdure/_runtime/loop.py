@@ -33,6 +33,19 @@ class DurableTimerHandle(asyncio.TimerHandle):
     _scheduled: bool
 
 
+class _Evicted:
+    """What an evicted instance's loop points to: a stopped clock, and silence
+    about the dead tasks' leftovers (the instance was discarding them anyway)."""
+
+    now_ts = 0.0
+
+    def on_loop_exception(self, context: dict[str, Any]) -> None:
+        pass
+
+
+_EVICTED: Any = _Evicted()
+
+
 class WorkflowLoop(asyncio.AbstractEventLoop):
     def __init__(self, instance: WorkflowInstance) -> None:
         self._instance = instance
@@ -41,6 +54,11 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._exception_handler: Any = None
         self._task_factory: Any = None
         self.tasks: set[asyncio.Task[Any]] = set()
+
+    def detach(self) -> None:
+        """Forget the evicted instance (a reference cycle otherwise): a closed
+        loop never runs again, and its clock reads zero."""
+        self._instance = _EVICTED
 
     # -- time and scheduling -------------------------------------------------
 

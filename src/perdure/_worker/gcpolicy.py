@@ -4,13 +4,14 @@ A busy worker keeps thousands of workflow instances alive in its cache, and
 allocates a few dozen objects per step. With CPython's default thresholds
 (a young collection every 700 allocations, a full one whenever the long-lived
 objects grew by a quarter) the cyclic collector keeps re-walking that growing
-cache: 5,000 concurrent workflows spent a third of their CPU in it. With
-``Worker(tune_gc=True)``, while a worker runs, the young threshold is raised to
-20,000 and the middle one to 20 (never lowered: a program that set its own
-higher values keeps them); the last worker to stop puts back what it found,
-unless somebody changed the thresholds meanwhile. The price: evicted instances
-(reference cycles) wait longer for a full collection, so a worker with many
-evictions holds more memory. Off by default; see docs/decisions.md.
+cache: 5,000 concurrent workflows spent a third of their CPU in it. While a
+worker runs, the young threshold is raised to 20,000 and the middle one to 20
+(never lowered: a program that set its own higher values keeps them); the last
+worker to stop puts back what it found, unless somebody changed the thresholds
+meanwhile. ``Worker(tune_gc=False)`` leaves them alone. This costs no memory
+for evicted instances because eviction breaks their reference cycles
+(WorkflowInstance.evict): reference counting frees them at once. See
+docs/decisions.md.
 Imports only the standard library.
 """
 

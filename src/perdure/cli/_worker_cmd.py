@@ -27,10 +27,10 @@ def worker(
         "restarted with the same identity takes its dead predecessor's leases at once.",
     ),
     tune_gc: bool = typer.Option(
-        False,
-        "--tune-gc",
-        help="Raise the garbage collector's thresholds while serving: more throughput "
-        "with thousands of workflows in flight, more memory (see docs/operations.md).",
+        True,
+        "--tune-gc/--no-tune-gc",
+        help="Raise the garbage collector's thresholds while serving (more throughput "
+        "with thousands of workflows in flight; see docs/operations.md).",
     ),
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
