@@ -6,13 +6,20 @@ It runs a private event loop in a daemon thread and forwards each call to it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from perdure._converter import DataConverter
-from perdure.client import Client, WorkflowDescription, WorkflowExecution, WorkflowHandle
+from perdure.client import (
+    Client,
+    WorkerInfo,
+    WorkflowDescription,
+    WorkflowExecution,
+    WorkflowHandle,
+)
 
 __all__ = ["SyncClient", "SyncWorkflowHandle"]
 
@@ -111,6 +118,10 @@ class SyncClient:
             offset=offset,
         )
         return self._runner.call(query)
+
+    def list_workers(self) -> builtins.list[WorkerInfo]:
+        """Workers that are running now, as :meth:`Client.list_workers`."""
+        return self._runner.call(self.client.list_workers())
 
 
 class SyncWorkflowHandle(Generic[R]):

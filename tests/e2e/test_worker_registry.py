@@ -57,3 +57,23 @@ async def test_a_silent_worker_drops_off_the_list(client: perdure.Client) -> Non
 
     await wait_until(gone, timeout=5, what="the silent worker to drop off (3 leases)")
     assert [w.identity for w in await client.store.list_workers()] == ["ghost"]  # still a row
+
+
+async def test_the_sync_client_lists_workers_too(db_url: str) -> None:
+    import asyncio
+
+    client = await perdure.Client.connect(db_url)
+    sync = await asyncio.to_thread(perdure.SyncClient.connect, db_url)
+    try:
+        assert await asyncio.to_thread(sync.list_workers) == []
+        async with fast_worker(client, [loud], [shout], task_queue="sync-q", identity="sync-1"):
+
+            async def listed() -> bool:
+                return bool(await asyncio.to_thread(sync.list_workers))
+
+            await wait_until(listed, what="the worker to be listed")
+            [info] = await asyncio.to_thread(sync.list_workers)
+            assert (info.identity, info.task_queue) == ("sync-1", "sync-q")
+    finally:
+        await asyncio.to_thread(sync.close)
+        await client.close()
