@@ -1,0 +1,157 @@
+"""What the client shows: runs (``Client.list``), descriptions (``describe()``)
+and live workers (``Client.list_workers``), as frozen records.
+
+Imports the store's records only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from perdure._store.base import RunRecord
+
+__all__ = [
+    "PendingActivityInfo",
+    "PendingChildInfo",
+    "PendingTimerInfo",
+    "WorkerInfo",
+    "WorkflowDescription",
+    "WorkflowExecution",
+]
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def _timestamp(when: datetime | None) -> float | None:
+    if when is None:
+        return None
+    return (when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@dataclass(frozen=True)
+class WorkflowExecution:
+    """One run, as ``Client.list`` shows it."""
+
+    id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: str
+    created_at: datetime
+    closed_at: datetime | None
+    cursor: str = field(default="", repr=False, compare=False)
+    """Where a listing continues after this run: ``Client.list(after=cursor)``
+    (opaque: the run's id, exact creation time and place in the store)."""
+
+    @classmethod
+    def from_record(cls, run: RunRecord) -> WorkflowExecution:
+        created = _dt(run.created_at)
+        assert created is not None
+        raw = json.dumps([run.run_id, run.created_at, run.row_id]).encode()
+        return cls(
+            run.workflow_id,
+            run.run_id,
+            run.workflow_type,
+            run.task_queue,
+            run.status,
+            created,
+            _dt(run.closed_at),
+            base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        )
+
+    @staticmethod
+    def parse_cursor(cursor: str) -> tuple[float, int]:
+        """The place in the listing order a ``cursor`` points after: (creation
+        time, store row id). Raises ValueError."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            parts = json.loads(raw)
+            if isinstance(parts, list) and len(parts) in (2, 3) and isinstance(parts[0], str):
+                created, row_id = parts[1], parts[2] if len(parts) == 3 else -1
+                # A 2-part cursor (before runs were listed by the store) has no
+                # row id: it continues with the runs created strictly earlier.
+                numbers = isinstance(created, (int, float)) and isinstance(row_id, int)
+                if numbers and not isinstance(created, bool) and not isinstance(row_id, bool):
+                    return float(created), row_id
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+            pass
+        raise ValueError(f"invalid cursor {cursor!r}: pass the cursor of a listed run")
+
+
+@dataclass(frozen=True)
+class PendingActivityInfo:
+    activity_id: int
+    activity_type: str
+    attempt: int
+    running: bool
+    next_attempt_at: datetime | None
+    last_failure: dict[str, Any] | None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    """The attempts that ended, oldest first: ``attempt``, ``started_at``,
+    ``ended_at`` (epoch seconds) and ``error`` (``{"type", "message"}``)."""
+    started_at: datetime | None = None  # of the attempt running now
+
+
+@dataclass(frozen=True)
+class PendingChildInfo:
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+
+
+@dataclass(frozen=True)
+class PendingTimerInfo:
+    timer_id: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    """Everything an operator needs to see where a run is (``handle.describe()``)."""
+
+    id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: str
+    input: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    state: dict[str, Any]
+    result: Any
+    failure: dict[str, Any] | None
+    last_error: str | None
+    """Why the latest workflow task could not run (non-determinism, unknown
+    workflow type, ...): the run is intact and retried with backoff."""
+    history_length: int
+    pending_activities: list[PendingActivityInfo] = field(default_factory=list)
+    pending_timers: list[PendingTimerInfo] = field(default_factory=list)
+    pending_children: list[PendingChildInfo] = field(default_factory=list)
+    waiting_signals: list[str] = field(default_factory=list)
+    waiting_for_worker: bool = False
+    """The run has work to do but no worker has picked it up yet: is a worker
+    for its task queue running, and does it register this workflow type?"""
+    parent_run_id: str | None = None
+    continued_to: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A live worker, as ``Client.list_workers`` shows it."""
+
+    identity: str
+    host: str
+    pid: int
+    task_queue: str
+    workflows: list[str]
+    activities: list[str]
+    started_at: datetime
+    heartbeat_at: datetime
