@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from perdure._history import Event
 
@@ -129,6 +129,20 @@ class WorkflowTask:
     run_id: str
     token: str
     attempt: int
+
+
+class RunTaker(Protocol):
+    """A worker in this process that takes new runs of its task queue as they
+    are created, their first workflow task leased to it in the creating commit
+    (see Store.take_new_runs): no wake-up, no poll, no claim of its own."""
+
+    def reserve(self) -> tuple[str, float] | None:
+        """(owner, lease seconds) if it has a free slot for a turn (now held for
+        the new run), or None."""
+
+    def take(self, task: WorkflowTask | None) -> None:
+        """After the commit: run the leased task, or (None: the run was not
+        created, or the commit failed) free the slot."""
 
 
 @dataclass
@@ -305,6 +319,18 @@ class Store(abc.ABC):
         self.clock = clock
         self._listeners: dict[Callable[[], None], frozenset[str]] = {}
         self._run_listeners: dict[str, set[Callable[[], None]]] = {}
+        self._run_takers: dict[str, RunTaker] = {}
+
+    # -- new runs straight to an in-process worker -------------------------
+
+    def take_new_runs(self, task_queue: str, taker: RunTaker) -> None:
+        """Offer runs that this process creates on ``task_queue`` to ``taker``
+        first (the latest registered worker of the queue)."""
+        self._run_takers[task_queue] = taker
+
+    def stop_taking_new_runs(self, task_queue: str, taker: RunTaker) -> None:
+        if self._run_takers.get(task_queue) is taker:
+            del self._run_takers[task_queue]
 
     # -- wake-ups within this process -------------------------------------
     #

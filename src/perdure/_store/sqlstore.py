@@ -69,8 +69,15 @@ class SqlStore(Store, Dialect):
 
     async def create_run(self, new: NewRun, id_conflict: IdConflict) -> tuple[RunRecord, bool]:
         now = self.clock()
+        # A worker of this process serving the queue takes the new run's first
+        # turn, leased to it in this very commit (see Store.take_new_runs).
+        taker = self._run_takers.get(new.task_queue) if new.start_at is None else None
+        lease = taker.reserve() if taker is not None else None
+        leased: list[WorkflowTask] = []
+        topics: set[str] = set()
 
         async def create(tx: Tx) -> tuple[RunRecord, bool]:
+            leased.clear()
             await self.lock_workflow_id(tx, new.workflow_id)
             existing = await rows.get_run(tx, self, new.workflow_id, None)
             if existing is not None:
@@ -88,14 +95,37 @@ class SqlStore(Store, Dialect):
                     reason = "replaced by a new run (terminate_existing)"
                     topics.update(await rows.terminate_run(tx, self, existing, reason, now))
             await rows.insert_run(tx, new, now)
+            if lease is not None:
+                leased.extend(await self._lease_first_turn(tx, new.run_id, *lease, now))
+            if not leased:
+                topics.add(WORK)  # for any worker's poll
             run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
             assert run is not None
             return run, True
 
-        topics = {WORK}
-        result = await self._write(create)
+        try:
+            result = await self._write(create)
+        except BaseException:
+            if taker is not None and lease is not None:
+                taker.take(None)
+            raise
         self._committed(*topics)
+        if taker is not None and lease is not None:
+            taker.take(leased[0] if leased else None)
         return result
+
+    async def _lease_first_turn(
+        self, tx: Tx, run_id: str, owner: str, lease: float, now: float
+    ) -> list[WorkflowTask]:
+        """Claim a new run's workflow task for ``owner``, as a poll would."""
+        token = new_token()
+        row = await tx.one(
+            "UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
+            " attempt_started_at = ?, attempt = attempt + 1"
+            " WHERE kind = 'workflow' AND run_id = ? RETURNING id, attempt",
+            (now + lease, owner, token, now, run_id),
+        )
+        return [] if row is None else [WorkflowTask(row[0], run_id, token, row[1])]
 
     async def signal_with_start(self, new: NewRun, signal: h.Event) -> RunRecord:
         now = self.clock()

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
-from perdure._store.base import WORK, ActivityTask, loop_waker
+from perdure._store.base import WORK, ActivityTask, WorkflowTask, loop_waker
 from perdure._worker import gcpolicy
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
@@ -103,10 +103,12 @@ class Worker:
         self._background: asyncio.Task[None] | None = None
         self._listener: Any = None
         self._sleeping = False  # the poller found nothing to do and waits
-        self.polls = 0  # how many times the poller looked for work (see testing)
+        self.polls = 0  # how many times it looked for or was handed work (see testing)
         self._saturated = False  # the last poll had no free slot for some kind of task
         self._stop_requested = False  # stop() may come before run() has started
         self._inline_reserved = 0  # activity slots promised to turns not yet committed
+        self._turns_reserved = 0  # turn slots promised to new runs not yet committed
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @staticmethod
     def _collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
@@ -152,9 +154,12 @@ class Worker:
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
         if self.tune_gc:
             gcpolicy.acquire()
+        self._loop = loop
+        self.store.take_new_runs(self.task_queue, self)
         try:
             await self._poll()
         finally:
+            self.store.stop_taking_new_runs(self.task_queue, self)
             if self.tune_gc:
                 gcpolicy.release()
             for sig in installed:
@@ -181,7 +186,12 @@ class Worker:
     def idle(self) -> bool:
         """True while nothing runs here and the last poll found nothing due
         (a time-skipping test environment may then move its clock forward)."""
-        return self._sleeping and not self._turns_inflight and not self._activities_inflight
+        return (
+            self._sleeping
+            and not self._turns_inflight
+            and not self._activities_inflight
+            and not self._turns_reserved
+        )
 
     def wake(self) -> None:
         """Poll now (the clock moved, or work was written by other means)."""
@@ -226,7 +236,7 @@ class Worker:
     async def _poll_once(self, queues: list[str]) -> bool:
         self.polls += 1
         # Issued together, the three writes share one group commit.
-        free_turns = self.max_turns - len(self._turns_inflight)
+        free_turns = self.max_turns - len(self._turns_inflight) - self._turns_reserved
         free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
         want_acts = max(0, min(free_acts, CLAIM_BATCH))
         want_turns = max(0, min(free_turns, CLAIM_BATCH))
@@ -264,6 +274,32 @@ class Worker:
             want_acts > 0 and len(acts) == want_acts
         )
         return bool(fired or full)
+
+    # ------------------------------------------------------------ new runs (RunTaker)
+
+    def reserve(self) -> tuple[str, float] | None:
+        """A run created in this process asks for its first turn (see
+        Store.take_new_runs). Only a creator on this worker's own event loop
+        is served; any other goes the ordinary way (a poll claims the task)."""
+        if self._stopping is None or self._stopping.is_set() or not self._on_own_loop():
+            return None
+        if len(self._turns_inflight) + self._turns_reserved >= self.max_turns:
+            return None
+        self._turns_reserved += 1
+        self.polls += 1  # it takes on work as a poll would (see idle and testing)
+        return self.identity, self.lease_timeout
+
+    def take(self, task: WorkflowTask | None) -> None:
+        """After the creating commit (on this loop, as reserve() was)."""
+        self._turns_reserved -= 1
+        if task is not None:
+            self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
+
+    def _on_own_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
 
     # ------------------------------------------------------------ inline activities
 
