@@ -161,11 +161,8 @@ class WorkflowInstance:
         try:
             for event in inputs:
                 self._apply(event)
-            ready = self.loop.ready
-            while ready and self._error is None:
-                handle = ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
+            while self._error is None and self.loop.run_one():
+                pass
         finally:
             self.activating = False
             asyncio.events._set_running_loop(outer)
@@ -525,15 +522,11 @@ class WorkflowInstance:
             # done callbacks, which issue nothing in discarding mode.
             for task in tasks:
                 task.cancel()
-            ready = self.loop.ready
             for _ in range(_EVICT_STEPS):
-                if not ready:
+                if not self.loop.run_one():
                     break
-                handle = ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
             self.loop.tasks.clear()
-            ready.clear()
+            self.loop.ready.clear()
             self._main = None
             self._timers.clear()
             self._activities.clear()

@@ -55,6 +55,15 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._task_factory: Any = None
         self.tasks: set[asyncio.Task[Any]] = set()
 
+    def run_one(self) -> bool:
+        """Run the next ready callback (skipping a cancelled one); False if none is left."""
+        if not self.ready:
+            return False
+        handle = self.ready.popleft()
+        if not handle._cancelled:
+            handle._run()
+        return True
+
     def detach(self) -> None:
         """Forget the evicted instance (a reference cycle otherwise): a closed
         loop never runs again, and its clock reads zero."""
