@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import secrets
-import uuid
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -25,6 +24,7 @@ from perdure._store.base import (
     Store,
     WorkflowTaskState,
     loop_waker,
+    new_run_id,
 )
 from perdure._views import (
     PendingActivityInfo,
@@ -175,8 +175,8 @@ class Client:
             if timeout <= 0:
                 raise ValueError("execution_timeout must be positive")
         new = NewRun(
-            workflow_id=id or str(uuid.uuid4()),
-            run_id=str(uuid.uuid4()),
+            workflow_id=id or new_run_id(),
+            run_id=new_run_id(),
             workflow_type=name,
             task_queue=task_queue,
             args=pos,

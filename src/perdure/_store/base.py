@@ -43,6 +43,19 @@ class _Tokens:
 new_token = _Tokens()
 
 
+def new_run_id() -> str:
+    """A new run (or default workflow) id: a UUID of version 7's layout, whose
+    first 48 bits are the time in milliseconds and the rest random. Ids made
+    close in time sort close together, so the rows a busy store writes (events,
+    tasks, the runs' indexes) gather in a few B-tree pages instead of landing
+    on a random page each: fewer pages per commit, and hotter caches."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 4122 variant
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def closed_topic(run_id: str) -> str:
     """The topic of one run's end; a plain CLOSED means "any run may have ended"."""
     return f"{CLOSED}:{run_id}"

@@ -30,27 +30,44 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
     result = commit.result
     if commit.continue_as_new is not None:
         result = {"continued_to": commit.continue_as_new.run_id}
-    await tx.fence(
-        "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
-        " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
-        " status = COALESCE(?, status), result = ?, failure = ?,"
-        " closed_at = CASE WHEN ? THEN ? ELSE closed_at END"
-        " WHERE run_id = ? AND version = ? AND status = ?",
-        (
-            last_seq,
-            dumps(commit.state),
-            dumps(commit.waiting),
-            now,
-            commit.close_status,
-            dumps(result) if closing else None,
-            dumps(commit.failure) if commit.failure is not None else None,
-            closing,
-            now,
-            commit.run_id,
-            commit.expected_version,
-            OPEN,
-        ),
-    )
+    if closing:
+        await tx.fence(
+            "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
+            " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
+            " status = ?, result = ?, failure = ?, closed_at = ?"
+            " WHERE run_id = ? AND version = ? AND status = ?",
+            (
+                last_seq,
+                dumps(commit.state),
+                dumps(commit.waiting),
+                now,
+                commit.close_status,
+                dumps(result),
+                dumps(commit.failure) if commit.failure is not None else None,
+                now,
+                commit.run_id,
+                commit.expected_version,
+                OPEN,
+            ),
+        )
+    else:
+        # A turn that leaves the run open does not name the status (nor the
+        # result) in its SET: SQLite rewrites every index on a column an UPDATE
+        # sets, even to the same value, and three indexes hold the status.
+        await tx.fence(
+            "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
+            " state = ?, waiting = ?, last_error = NULL, updated_at = ?"
+            " WHERE run_id = ? AND version = ? AND status = ?",
+            (
+                last_seq,
+                dumps(commit.state),
+                dumps(commit.waiting),
+                now,
+                commit.run_id,
+                commit.expected_version,
+                OPEN,
+            ),
+        )
     if commit.task is not None:
         # Fence 1: we still hold the workflow-task lease (an expired lease that
         # another worker claimed carries a new token).

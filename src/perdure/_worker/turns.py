@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from perdure._store.base import (
     TurnCommit,
     TurnInput,
     WorkflowTask,
+    new_run_id,
     new_token,
 )
 from perdure._worker.crashpoints import crash_point
@@ -295,7 +295,7 @@ class TurnRunner:
                         ref=command.ref,
                         workflow_type=command.workflow_type,
                         workflow_id=command.workflow_id,
-                        run_id=str(uuid.uuid4()),
+                        run_id=new_run_id(),
                         task_queue=command.task_queue,
                         args=command.args,
                         kwargs=command.kwargs,
@@ -310,7 +310,7 @@ class TurnRunner:
                 commit.close_status = "continued_as_new"
                 commit.continue_as_new = NewRun(
                     workflow_id=info.workflow_id,
-                    run_id=str(uuid.uuid4()),
+                    run_id=new_run_id(),
                     workflow_type=info.workflow_type,
                     task_queue=info.task_queue,
                     args=command.args,
