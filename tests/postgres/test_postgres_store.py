@@ -20,7 +20,7 @@ import pytest
 import perdure
 from perdure import _history as h
 from perdure._store import store_for_url
-from perdure._store.base import NewRun, Store
+from perdure._store.base import NewRun, Store, TurnCommit
 from perdure._store.postgres import PostgresStore, parse_url
 
 
@@ -216,6 +216,48 @@ async def test_dead_pooled_connections_are_replaced_transparently(pg_url: str) -
         assert killed
         run = await store.get_run("wf-3")  # on a new connection, without an error
         assert run is not None and run.run_id == "run-3"
+    finally:
+        await store.close()
+
+
+async def test_a_write_after_the_server_ended_pooled_sessions_goes_through_once(
+    pg_url: str,
+) -> None:
+    # A turn's commit carries COMMIT in its first (and only) query, so a
+    # connection that dies under it would leave the outcome unknown: the store
+    # must notice a session the server already ended before it writes, and
+    # take another connection, without an error and without doubling anything.
+    sep = "&" if "?" in pg_url else "?"
+    store = await opened(f"{pg_url}{sep}pool_min_size=4")
+    try:
+        commits = []
+        for i in range(4):
+            await store.create_run(new_run(10 + i), "fail")
+        for task in await store.claim_workflow_tasks(["q"], "w", 30, 4):
+            data = await store.load_turn(task.run_id, 0)
+            events = h.turn_events(data.run.last_seq, 1.0, [e for _, e in data.inbox], [])
+            commits.append(
+                TurnCommit(
+                    task=task,
+                    run_id=task.run_id,
+                    expected_version=data.run.version,
+                    events=events,
+                    consumed_inbox=[i for i, _ in data.inbox],
+                )
+            )
+        assert len(commits) == 4
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'perdure'"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert len(killed) >= 4
+        for commit in commits:  # each may meet a dead pooled connection first
+            assert await store.commit_turn(commit) is True
+        for commit in commits:
+            history = await store.history(commit.run_id)
+            assert [e.TYPE for e in history] == ["TurnStarted", "WorkflowStarted"]
     finally:
         await store.close()
 

@@ -110,6 +110,23 @@ async def test_version_fence_terminate_during_a_turn_wins(open_store: Any) -> No
     assert [e.TYPE for e in await store.history("run-1")] == ["WorkflowTerminated"]
 
 
+async def test_a_closing_turn_is_refused_when_a_signal_arrived_meanwhile(
+    open_store: Any,
+) -> None:
+    store = await open_store()
+    await store.create_run(new_run(), "fail")
+    [task] = await store.claim_workflow_tasks(["q"], "w", 30, 1)
+    closing = await first_turn(store, task, close_status="completed", result=42)
+    await store.deliver("wf-1", None, h.SignalReceived(name="late", payload=1))
+    # The close would drop the signal: refused, and nothing of it is written.
+    assert await store.commit_turn(closing) is False
+    run = await store.get_run("wf-1")
+    assert run is not None and run.is_open and run.version == 0 and run.result is None
+    assert await store.history("run-1") == []
+    data = await store.load_turn("run-1", 0)
+    assert [e.TYPE for _, e in data.inbox] == ["WorkflowStarted", "SignalReceived"]
+
+
 async def test_commit_schedules_activities_and_timers(open_store: Any, clock: FakeClock) -> None:
     store = await open_store()
     await store.create_run(new_run(), "fail")

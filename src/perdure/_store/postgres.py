@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import select
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -30,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from perdure._store import postgres_schema as schema
 from perdure._store.postgres_listen import Listener, Notifier
 from perdure._store.sqlrows import Fenced, Tx
-from perdure._store.sqlstore import Body, SqlStore
+from perdure._store.sqlstore import Body, Query, SqlStore
 from perdure.errors import StoreError
 
 T = TypeVar("T")
@@ -107,9 +108,17 @@ class _PgTx:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return (await self._run(sql, params)).rowcount
 
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._run(sql, params)
+
     async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
         if (await self._run(sql, params)).rowcount < 1:
             raise Fenced()
+
+    async def later(
+        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
+    ) -> None:
+        then(await self.one(sql, params))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if len(rows) == 1 or (rows and self._begin is not None):
@@ -125,71 +134,134 @@ class _PgTx:
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await (await self._run(sql, params)).fetchall()]
 
+    async def all_at_once(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        """A whole read, as the transaction's only work: one query, no BEGIN
+        or COMMIT for a lone statement."""
+        assert self._begin is not None, "all_at_once must be the transaction's only work"
+        self._begin = None
+        cur = psycopg.AsyncClientCursor(self._conn)
+        params = [value for _, values in queries for value in values]
+        if len(queries) == 1:
+            await cur.execute(_pg(queries[0][0]), params or None)
+            return [[tuple(r) for r in await cur.fetchall()]]
+        parts = [BEGIN_READ, *(_pg(sql) for sql, _ in queries), "COMMIT"]
+        await cur.execute("; ".join(parts), params or None)
+        found = []
+        for _ in queries:
+            cur.nextset()
+            found.append([tuple(r) for r in await cur.fetchall()])
+        return found
 
-class _PipelinedTx:
-    """The Tx protocol for a write transaction, in psycopg's pipeline mode.
 
-    Statements whose results nobody reads yet — fences, inserts — are sent
-    without waiting. A read, a row count, or the end of the body waits once for
-    everything sent so far, then checks the fences: a tripped fence raises
-    :class:`Fenced` before anything can commit. A workflow turn that took five
-    round trips takes two (its statements, then COMMIT)."""
+# The SQLSTATE perdure_fence() raises (migration 0005) when a fence finds no row.
+FENCE_SQLSTATE = "PDF01"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline) -> None:
-        self._conn = conn
-        self._pipeline = pipeline
-        self._fences: list[psycopg.AsyncCursor[Any]] = []
-        self._unsynced = False  # statements sent whose results have not come back
-        self.begun = False  # BEGIN reached the server (a round trip came back)
 
-    async def _send(self, sql: str, params: Sequence[Any]) -> psycopg.AsyncCursor[Any]:
-        if not self.begun and not self._unsynced:
-            await self._conn.cursor().execute(BEGIN_WRITE)
-        cursor = self._conn.cursor()
-        await cursor.execute(_pg(sql), params or None)
-        self._unsynced = True
-        return cursor
+@functools.lru_cache(maxsize=256)
+def _server_fence(sql: str) -> str:
+    """A fence the server enforces: the statement's rows, counted by
+    ``perdure_fence()``, which raises (SQLSTATE PDF01) when there are none and
+    so aborts the transaction on the server, even when COMMIT travels in the
+    same query as the fence."""
+    sql = _pg(sql)
+    if sql.lstrip()[:6].upper() == "SELECT":
+        return f"SELECT perdure_fence(count(*)) FROM ({sql}) AS fenced"
+    return f"WITH fenced AS ({sql} RETURNING 1) SELECT perdure_fence(count(*)) FROM fenced"
 
-    async def _settle(self, wait: Awaitable[T]) -> T:
-        """Await a result, which brings back everything sent before it; then
-        check the fences among them. After an error, a fence that had already
-        tripped is the explanation (the error followed from it)."""
+
+class _BatchedTx:
+    """The Tx protocol for a write transaction: statements travel together.
+
+    Statements whose results the body does not read (``send``, fences,
+    ``later``) are held, and sent with the next statement whose result it
+    awaits, or with COMMIT: one simple-protocol query with client-side
+    binding ("BEGIN ...; UPDATE ...; INSERT ...; COMMIT"), one round trip.
+    Fences are enforced by the server (``_server_fence``): a tripped fence
+    aborts the transaction there, and is raised here as :class:`Fenced`. An
+    inline workflow step, which reads nothing mid-way, is one round trip; it
+    was five with a statement per round trip. Client-side binding also costs
+    psycopg far less CPU than a pipeline of server-bound statements."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._cur = psycopg.AsyncClientCursor(conn)
+        self._sql: list[str] = []
+        self._params: list[Any] = []
+        self._thens: list[Callable[[tuple[Any, ...] | None], None] | None] = []
+        self._rows: list[tuple[Callable[[tuple[Any, ...] | None], None], Any]] = []
+        self._open = False  # BEGIN reached the server, and its answer came back
+        self.begun = False  # the server may have done something (even committed)
+
+    def _hold(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        then: Callable[[tuple[Any, ...] | None], None] | None = None,
+    ) -> None:
+        self._sql.append(sql)
+        self._params.extend(params)
+        self._thens.append(then)
+
+    async def _flush(self, commit: bool = False) -> psycopg.AsyncClientCursor[Any]:
+        """Send everything held (after BEGIN, the first time; COMMIT last if
+        ``commit``) as one query. Returns the cursor on the result of the last
+        statement held."""
+        sql, params, thens = self._sql, self._params, self._thens
+        self._sql, self._params, self._thens = [], [], []
+        parts = sql if self._open else [BEGIN_WRITE, *sql]
+        if commit:
+            parts = [*parts, "COMMIT"]
+            self.begun = True  # an answer lost now leaves the outcome unknown
+        cur = self._cur
         try:
-            value = await wait
-        except psycopg.Error:
-            if any(cursor.rowcount == 0 for cursor in self._fences):
+            await cur.execute("; ".join(parts), params or None)
+        except psycopg.Error as exc:
+            if exc.sqlstate == FENCE_SQLSTATE:
                 raise Fenced() from None
             raise
-        self.begun, self._unsynced = True, False
-        fences, self._fences = self._fences, []
-        if any(cursor.rowcount < 1 for cursor in fences):
-            raise Fenced()
-        return value
+        if not self._open:
+            self._open = self.begun = True
+            cur.nextset()  # past BEGIN's (empty) result
+        for i, then in enumerate(thens):
+            if i:
+                cur.nextset()
+            if then is not None:
+                self._rows.append((then, await cur.fetchone()))
+        return cur
 
-    async def sync(self) -> None:
-        if self._unsynced:
-            await self._settle(self._pipeline.sync())
+    async def finish(self) -> None:
+        """COMMIT, with whatever is still held; then hand ``later`` rows over."""
+        if self._sql or self._open:
+            await self._flush(commit=True)
+        for then, row in self._rows:
+            then(None if row is None else tuple(row))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self._send(sql, params)
-        await self.sync()
-        return cursor.rowcount
+        self._hold(_pg(sql), params)
+        return (await self._flush()).rowcount
+
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._hold(_pg(sql), params)
 
     async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._fences.append(await self._send(sql, params))
+        self._hold(_server_fence(sql), params)
+
+    async def later(
+        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
+    ) -> None:
+        self._hold(_pg(sql), params, then)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         for row in rows:
-            await self._send(sql, row)
+            self._hold(_pg(sql), row)
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        cursor = await self._send(sql, params)
-        row = await self._settle(cursor.fetchone())
+        self._hold(_pg(sql), params)
+        row = await (await self._flush()).fetchone()
         return None if row is None else tuple(row)
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cursor = await self._send(sql, params)
-        return [tuple(r) for r in await self._settle(cursor.fetchall())]
+        self._hold(_pg(sql), params)
+        return [tuple(r) for r in await (await self._flush()).fetchall()]
 
 
 class _StaleConnection(Exception):
@@ -215,7 +287,7 @@ class PostgresStore(SqlStore):
 
     async def lock_workflow_id(self, tx: Tx, workflow_id: str) -> None:
         # Transaction-scoped: two creators of one id serialise until commit.
-        await tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (workflow_id,))
+        await tx.send("SELECT pg_advisory_xact_lock(hashtext(?))", (workflow_id,))
 
     def json_append(self, column: str, pairs: str) -> str:
         return (
@@ -314,6 +386,15 @@ class PostgresStore(SqlStore):
     async def _read(self, body: Body[T]) -> T:
         return await self._transaction(body, BEGIN_READ)
 
+    async def _read_queries(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        # One round trip: a lone query runs by itself (one statement is one
+        # snapshot); several travel as "BEGIN ... READ ONLY; q1; q2; COMMIT".
+        async def body(tx: Tx) -> list[list[tuple[Any, ...]]]:
+            assert isinstance(tx, _PgTx)
+            return await tx.all_at_once(queries)
+
+        return await self._transaction(body, BEGIN_READ)
+
     async def _transaction(self, body: Body[T], begin: str) -> T:
         pool = self._pool
         if pool is None:
@@ -349,22 +430,28 @@ class PostgresStore(SqlStore):
                 raise StoreError(self._explain("PostgreSQL error", exc)) from exc
 
     async def _attempt(self, conn: psycopg.AsyncConnection[Any], body: Body[T], begin: str) -> T:
-        """One transaction: BEGIN, the body, COMMIT. Writes are pipelined (see
-        _PipelinedTx); reads send BEGIN with their first statement.
+        """One transaction: BEGIN, the body, COMMIT. Writes are batched (see
+        _BatchedTx); reads send BEGIN with their first statement.
         A failure rolls back (or drops the connection) and propagates: a COMMIT
         whose outcome is unknown must not be repeated blindly."""
-        tx: _PgTx | _PipelinedTx | None = None
+        tx: _PgTx | _BatchedTx | None = None
         try:
             if begin == BEGIN_WRITE:
-                async with conn.pipeline() as pipeline:
-                    tx = _PipelinedTx(conn, pipeline)
-                    result = await body(tx)
-                    await tx.sync()
+                if _has_unread_input(conn):
+                    # The server spoke to an idle connection: it is ending the
+                    # session (a restart, pg_terminate_backend). A write may
+                    # carry its COMMIT in its first query, whose loss would
+                    # leave its outcome unknown: use another connection.
+                    await conn.close()
+                    raise _StaleConnection()
+                tx = _BatchedTx(conn)
+                result = await body(tx)
+                await tx.finish()
             else:
                 tx = _PgTx(conn, begin)
                 result = await body(tx)
-            if tx.begun:
-                await conn.execute("COMMIT")
+                if tx.begun:
+                    await conn.execute("COMMIT")
         except psycopg.OperationalError as exc:
             if (tx is None or not tx.begun) and (conn.broken or conn.closed):
                 # Dead before BEGIN took effect (a restarted server): nothing
@@ -387,6 +474,17 @@ class PostgresStore(SqlStore):
         elif "password authentication failed" in text:
             hint = " (check the password in the URL, $PGPASSWORD or ~/.pgpass)"
         return f"{what} ({self.where}): {text}{hint}"
+
+
+def _has_unread_input(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle connection's socket has something to read: on a pooled
+    connection between transactions, only the server's goodbye."""
+    try:
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, psycopg.Error):
+        return True
 
 
 async def _abandon(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -57,6 +57,14 @@ class _SqliteTx:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(sql, params).rowcount
 
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql, params)
+
+    async def later(
+        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
+    ) -> None:
+        then(await self.one(sql, params))
+
     async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
         cursor = self._conn.execute(sql, params)
         if cursor.description is not None:  # a SELECT: did it find a row?

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from perdure import _history as h
@@ -53,13 +53,29 @@ class Tx(Protocol):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; returns the number of rows it changed."""
 
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose outcome the body does not read. A batching
+        backend may hold it and send it with the next statement whose result
+        is awaited, or with COMMIT; its error is raised there."""
+
     async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run a statement that must change (or, a SELECT, return) a row; raise
-        :class:`Fenced` if it did not. A pipelining backend may raise it later,
-        at its next result or before COMMIT: statements sent after a fence may
-        run, but a tripped fence never commits."""
+        :class:`Fenced` if it did not. A batching backend may raise it later,
+        at its next result or with COMMIT: a tripped fence never commits.
+        (An ``UPDATE``/``DELETE`` fence has no ``RETURNING`` of its own.)"""
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def later(
+        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
+    ) -> None:
+        """Run a statement returning at most one row that only the
+        transaction's caller needs: ``then(row)`` is called once the row is
+        known, at the latest before the transaction's caller resumes. A
+        batching backend sends it with COMMIT (no round trip of its own) and
+        calls ``then`` only if that commits; others call it at once, so the
+        caller must ignore what ``then`` recorded when the transaction fails."""
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement per row, reading no outcome (may be held, as ``send``)."""
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
 
@@ -183,7 +199,7 @@ async def append_events(
     written = [event_row(run_id, event) for event in events]
     for start in range(0, len(written), _EVENTS_PER_INSERT):
         chunk = written[start : start + _EVENTS_PER_INSERT]
-        await tx.execute(_insert_events_sql(len(chunk)), [v for row in chunk for v in row])
+        await tx.send(_insert_events_sql(len(chunk)), [v for row in chunk for v in row])
     return written
 
 
@@ -250,11 +266,11 @@ async def to_inbox(
     If the task exists (leased, or backing off) it is left alone: the turn in
     flight sees the leftover inbox row when it commits and re-queues the task.
     The caller holds the run's row lock (see the module docstring)."""
-    await tx.execute(
+    await tx.send(
         "INSERT INTO inbox (run_id, data, created_at) VALUES (?, ?, ?)",
         (run_id, dumps(h.event_to_dict(event)), now),
     )
-    await tx.execute(
+    await tx.send(
         "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
         " VALUES ('workflow', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (queue, run_id, now if visible_at is None else visible_at, now),
@@ -277,7 +293,7 @@ async def insert_run(
     inbox, its workflow task, and its execution-timeout timer (ref 0)."""
     if deadline is None and new.execution_timeout is not None:
         deadline = now + new.execution_timeout
-    await tx.execute(
+    await tx.send(
         "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
         " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -313,7 +329,7 @@ async def insert_run(
     for event in after_start:
         await to_inbox(tx, new.run_id, new.task_queue, event, now)
     if deadline is not None:
-        await tx.execute(
+        await tx.send(
             "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, 0, ?)", (new.run_id, deadline)
         )
 
@@ -333,13 +349,13 @@ async def close_run(
     Returns the wake-up topics: this run (and any child it terminated) closed,
     and WORK if its parent or children have something to do now."""
     topics = {closed_topic(run.run_id)}
-    await tx.execute("DELETE FROM tasks WHERE run_id = ?", (run.run_id,))
-    await tx.execute(  # except timers a firer holds: see the lock order above
+    await tx.send("DELETE FROM tasks WHERE run_id = ?", (run.run_id,))
+    await tx.send(  # except timers a firer holds: see the lock order above
         "DELETE FROM timers WHERE (run_id, ref) IN"
         f" (SELECT run_id, ref FROM timers WHERE run_id = ?{d.skip_locked})",
         (run.run_id,),
     )
-    await tx.execute("DELETE FROM inbox WHERE run_id = ?", (run.run_id,))
+    await tx.send("DELETE FROM inbox WHERE run_id = ?", (run.run_id,))
     if run.parent_run_id is not None and status != "continued_as_new":
         parent = await run_by_id(tx, d, run.parent_run_id)
         if parent is not None and parent.is_open:
@@ -380,7 +396,7 @@ async def end_run_by_marker(
     seq = run.last_seq + 1
     await append_events(tx, run.run_id, [dataclasses.replace(marker, seq=seq, time=now)])
     failure = {"type": marker.TYPE, "message": message, "traceback": "", "details": None}
-    await tx.execute(
+    await tx.send(
         "UPDATE runs SET status = ?, version = version + 1, last_seq = ?, failure = ?,"
         " updated_at = ?, closed_at = ? WHERE run_id = ?",
         (status, seq, dumps(failure), now, now, run.run_id),

@@ -10,7 +10,7 @@ Imports the history model, the store records, the row helpers and errors.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from perdure import _history as h
@@ -42,6 +42,7 @@ from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
 
 T = TypeVar("T")
 Body = Callable[[Tx], Awaitable[T]]
+Query = tuple[str, Sequence[Any]]  # SQL with ? placeholders, and its parameters
 
 
 class SqlStore(Store, Dialect):
@@ -54,6 +55,17 @@ class SqlStore(Store, Dialect):
     @abc.abstractmethod
     async def _read(self, body: Body[T]) -> T:
         """Run ``body`` against a consistent snapshot."""
+
+    async def _read_queries(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        """The rows of independent queries (none needs another's answer), read
+        in one snapshot. A backend may send them all at once (PostgreSQL: one
+        round trip, where a read transaction costs one per statement plus one
+        for its COMMIT)."""
+
+        async def body(tx: Tx) -> list[list[tuple[Any, ...]]]:
+            return [await tx.all(sql, params) for sql, params in queries]
+
+        return await self._read(body)
 
     def notify_other_processes(self) -> None:
         """Wake workers and result waiters in other processes (PostgreSQL:
@@ -73,16 +85,18 @@ class SqlStore(Store, Dialect):
         # turn, leased to it in this very commit (see Store.take_new_runs).
         taker = self._run_takers.get(new.task_queue) if new.start_at is None else None
         lease = taker.reserve() if taker is not None else None
-        leased: list[WorkflowTask] = []
         topics: set[str] = set()
 
-        async def create(tx: Tx) -> tuple[RunRecord, bool]:
+        async def create(tx: Tx) -> RunRecord | None:
+            """The existing run to use, or None: this run was created (read
+            back into ``created`` with the commit)."""
             leased.clear()
+            created.clear()
             await self.lock_workflow_id(tx, new.workflow_id)
             existing = await rows.get_run(tx, self, new.workflow_id, None)
             if existing is not None:
                 if id_conflict == "use_existing":
-                    return existing, False
+                    return existing
                 if id_conflict == "fail":
                     raise WorkflowAlreadyStartedError(
                         f"workflow id {new.workflow_id!r} is already used by run "
@@ -96,36 +110,56 @@ class SqlStore(Store, Dialect):
                     topics.update(await rows.terminate_run(tx, self, existing, reason, now))
             await rows.insert_run(tx, new, now)
             if lease is not None:
-                leased.extend(await self._lease_first_turn(tx, new.run_id, *lease, now))
-            if not leased:
-                topics.add(WORK)  # for any worker's poll
-            run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
-            assert run is not None
-            return run, True
+                await self._lease_first_turn(tx, new.run_id, *lease, now, leased.append)
+            await tx.later(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                (new.run_id,),
+                lambda row: created.append(rows.run_from_row(row)) if row else None,
+            )
+            return None
 
+        leased: list[WorkflowTask] = []
+        created: list[RunRecord] = []
         try:
-            result = await self._write(create)
+            existing = await self._write(create)
         except BaseException:
             if taker is not None and lease is not None:
                 taker.take(None)
             raise
+        if existing is None and not leased:
+            topics.add(WORK)  # for any worker's poll
         self._committed(*topics)
         if taker is not None and lease is not None:
             taker.take(leased[0] if leased else None)
-        return result
+        if existing is not None:
+            return existing, False
+        assert created, "a created run reads back"
+        return created[0], True
 
     async def _lease_first_turn(
-        self, tx: Tx, run_id: str, owner: str, lease: float, now: float
-    ) -> list[WorkflowTask]:
-        """Claim a new run's workflow task for ``owner``, as a poll would."""
+        self,
+        tx: Tx,
+        run_id: str,
+        owner: str,
+        lease: float,
+        now: float,
+        then: Callable[[WorkflowTask], None],
+    ) -> None:
+        """Claim a new run's workflow task for ``owner``, as a poll would;
+        ``then`` gets the task once the transaction commits."""
         token = new_token()
-        row = await tx.one(
+
+        def leased(row: tuple[Any, ...] | None) -> None:
+            if row is not None:
+                then(WorkflowTask(row[0], run_id, token, row[1]))
+
+        await tx.later(
             "UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
             " attempt_started_at = ?, attempt = attempt + 1"
             " WHERE kind = 'workflow' AND run_id = ? RETURNING id, attempt",
             (now + lease, owner, token, now, run_id),
+            leased,
         )
-        return [] if row is None else [WorkflowTask(row[0], run_id, token, row[1])]
 
     async def signal_with_start(self, new: NewRun, signal: h.Event) -> RunRecord:
         now = self.clock()
@@ -146,7 +180,14 @@ class SqlStore(Store, Dialect):
         return run
 
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
-        return await self._read(lambda tx: rows.get_run(tx, Dialect(), workflow_id, run_id))
+        if run_id is not None:
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND workflow_id = ?"
+            params: tuple[Any, ...] = (run_id, workflow_id)
+        else:
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1"
+            params = (workflow_id,)
+        [found] = await self._read_queries([(sql, params)])
+        return rows.run_from_row(found[0]) if found else None
 
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
         clauses, params = rows.run_filter(query)
@@ -304,7 +345,7 @@ class SqlStore(Store, Dialect):
                 attempts = loads(r[9]) or []
                 if len(attempts) > MAX_ATTEMPT_RECORDS:  # many lost attempts in a row
                     attempts = attempts[-MAX_ATTEMPT_RECORDS:]
-                    await tx.execute(
+                    await tx.send(
                         "UPDATE tasks SET attempts = ? WHERE id = ?", (dumps(attempts), r[0])
                     )
                 run = runs[r[1]]
@@ -335,26 +376,23 @@ class SqlStore(Store, Dialect):
     # ------------------------------------------------------------ turns
 
     async def load_turn(self, run_id: str, after_seq: int) -> TurnInput:
-        async def load(tx: Tx) -> TurnInput:
-            run = await rows.run_by_id(tx, Dialect(), run_id)
-            if run is None:
-                raise WorkflowNotFoundError(f"no run {run_id!r}")
-            events = [
-                rows.event_from_row(r[1], run_id, f"event #{r[0]}")
-                for r in await tx.all(
+        found, events, inbox = await self._read_queries(
+            [
+                (f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)),
+                (
                     "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
                     (run_id, after_seq),
-                )
+                ),
+                ("SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id", (run_id,)),
             ]
-            inbox = [
-                (r[0], rows.event_from_row(r[1], run_id, f"inbox row {r[0]}"))
-                for r in await tx.all(
-                    "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id", (run_id,)
-                )
-            ]
-            return TurnInput(run=run, events=events, inbox=inbox)
-
-        return await self._read(load)
+        )
+        if not found:
+            raise WorkflowNotFoundError(f"no run {run_id!r}")
+        return TurnInput(
+            run=rows.run_from_row(found[0]),
+            events=[rows.event_from_row(r[1], run_id, f"event #{r[0]}") for r in events],
+            inbox=[(r[0], rows.event_from_row(r[1], run_id, f"inbox row {r[0]}")) for r in inbox],
+        )
 
     async def commit_turn(self, commit: TurnCommit) -> bool:
         from perdure._store.sqlturn import Fenced, apply_turn
@@ -379,7 +417,7 @@ class SqlStore(Store, Dialect):
             )
             if changed != 1:
                 return False
-            await tx.execute(
+            await tx.send(
                 "UPDATE runs SET last_error = ?, updated_at = ? WHERE run_id = ?",
                 (error, now, task.run_id),
             )
@@ -432,7 +470,7 @@ class SqlStore(Store, Dialect):
             )
             if changed != 1:
                 # Cancelled meanwhile: nobody wants another attempt.
-                await tx.execute(
+                await tx.send(
                     "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
                     (task.task_id, task.token),
                 )

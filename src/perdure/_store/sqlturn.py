@@ -10,6 +10,9 @@ Imports the history model, the store records and the row helpers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store.base import OPEN, WORK, NewChild, NewRun, RunRecord, TurnCommit
@@ -18,9 +21,10 @@ from perdure._store.sqlrows import Dialect, Fenced, Tx, dumps
 __all__ = ["Fenced", "apply_turn"]
 
 
-async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tuple[str, ...]:
-    """Write the turn; return whom it must wake (see Store.add_listener). A turn
-    that only handed activities to its own worker, already claimed, wakes nobody.
+async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> set[str]:
+    """Write the turn; return whom it must wake (see Store.add_listener), a set
+    complete once the transaction committed (``Tx.later``). A turn that only
+    handed activities to its own worker, already claimed, wakes nobody.
     Raises Fenced, having written nothing, if this worker was fenced out."""
     # Fence 2 first, as it also locks the run (the lock order of sqlrows: the
     # run, then its tasks; signals for it wait for this commit): nobody advanced
@@ -86,8 +90,9 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
         # A signal (or any input) that reached the inbox while this closing turn
         # was being computed must not be dropped with the run: refuse the close.
         # The worker requeues the task and the turn is recomputed with it.
-        if await tx.one("SELECT 1 FROM inbox WHERE run_id = ? LIMIT 1", (commit.run_id,)):
-            raise Fenced()
+        await tx.fence(
+            "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)", (commit.run_id,)
+        )
         run = await _locked_run(tx, d, commit.run_id)
         if commit.continue_as_new is not None:
             await _continue(tx, d, run, commit.continue_as_new, now)
@@ -96,7 +101,7 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
         )
         if commit.continue_as_new is not None:
             topics.add(WORK)  # the next run's first workflow task
-        return tuple(topics)
+        return topics
     # An activity task's payload is its ActivityScheduled event as recorded (the
     # claim reads name, args, kwargs and options from it): encoded once.
     scheduled = {
@@ -110,20 +115,23 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> tupl
     )
     if commit.task is None:
         # No workflow task was ours; any inbox rows keep their own.
-        return (WORK,) if new_work else ()
+        return {WORK} if new_work else set()
     # The workflow task is done, unless inbox rows arrived during the turn: they
     # need another turn now. (No inbox row can appear meanwhile: we hold the run.)
-    done = await tx.execute(
+    # The UPDATE finds the task only if the DELETE left it; nothing is read
+    # back before COMMIT, so a batching backend sends all of it at once.
+    topics = {WORK} if new_work else set()
+    await tx.send(
         "DELETE FROM tasks WHERE id = ? AND NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)",
         (commit.task.task_id, commit.run_id),
     )
-    if not done:
-        await tx.execute(
-            "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
-            " attempt = 0 WHERE id = ?",
-            (now, commit.task.task_id),
-        )
-    return (WORK,) if new_work or not done else ()
+    await tx.later(
+        "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
+        " attempt = 0 WHERE id = ? RETURNING id",
+        (now, commit.task.task_id),
+        lambda requeued: topics.add(WORK) if requeued else None,
+    )
+    return topics
 
 
 async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
@@ -132,6 +140,21 @@ async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
     run = await rows.run_by_id(tx, d, run_id)
     assert run is not None
     return run
+
+
+_INSERT_ACTIVITY = (
+    "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
+    " lease_token, attempt_started_at, payload, created_at)"
+    " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _task_id(commit: TurnCommit, ref: int) -> Callable[[tuple[Any, ...] | None], None]:
+    def record(row: tuple[Any, ...] | None) -> None:
+        if row is not None:
+            commit.created_tasks[ref] = row[0]
+
+    return record
 
 
 async def _schedule(
@@ -144,34 +167,32 @@ async def _schedule(
             {"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}
         )
         owner, token, lease = a.lease or (None, None, 0.0)
-        row = await tx.one(
-            "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
-            " lease_token, attempt_started_at, payload, created_at)"
-            " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                a.task_queue,
-                run_id,
-                a.ref,
-                now + lease,
-                1 if a.lease else 0,
-                owner,
-                token,
-                now if a.lease else None,
-                payload,
-                now,
-            ),
+        params = (
+            a.task_queue,
+            run_id,
+            a.ref,
+            now + lease,
+            1 if a.lease else 0,
+            owner,
+            token,
+            now if a.lease else None,
+            payload,
+            now,
         )
-        if a.lease and row is not None:
-            commit.created_tasks[a.ref] = row[0]
+        if a.lease:
+            # The worker runs it once this commits: only then does it need the id.
+            await tx.later(_INSERT_ACTIVITY + " RETURNING id", params, _task_id(commit, a.ref))
+        else:
+            await tx.send(_INSERT_ACTIVITY, params)
     for ref in commit.cancelled_activities:
         # A waiting attempt is simply dropped; a running one is told at its
         # next heartbeat, and its result will be ignored.
-        await tx.execute(
+        await tx.send(
             "DELETE FROM tasks WHERE kind = 'activity' AND run_id = ? AND ref = ?"
             " AND lease_token IS NULL",
             (run_id, ref),
         )
-        await tx.execute(
+        await tx.send(
             "UPDATE tasks SET cancel_requested = 1 WHERE kind = 'activity' AND run_id = ?"
             " AND ref = ?",
             (run_id, ref),

@@ -27,8 +27,8 @@ async def register(tx: Tx, row: tuple[Any, ...], now: float) -> None:
     Rows of workers silent for a day are pruned here, so a SIGKILLed worker's
     row does not stay forever."""
     identity, host, pid, task_queue, workflows, activities, lease_timeout = row
-    await tx.execute("DELETE FROM workers WHERE heartbeat_at < ?", (now - FORGET_AFTER,))
-    await tx.execute(
+    await tx.send("DELETE FROM workers WHERE heartbeat_at < ?", (now - FORGET_AFTER,))
+    await tx.send(
         f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (identity) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
         " task_queue = excluded.task_queue, workflows = excluded.workflows,"
@@ -57,7 +57,7 @@ async def heartbeat(tx: Tx, identity: str, now: float) -> bool:
 
 
 async def unregister(tx: Tx, identity: str) -> None:
-    await tx.execute("DELETE FROM workers WHERE identity = ?", (identity,))
+    await tx.send("DELETE FROM workers WHERE identity = ?", (identity,))
 
 
 async def list_all(tx: Tx) -> list[WorkerRecord]:
