@@ -75,6 +75,7 @@ SQL_FRAGMENTS = {
     # ... and any module constant named *_COLUMNS: a fixed list of column names.
     "' AND '.join(clauses)": "constant clauses with placeholders ('status = ?')",
     "','.join('?' * len(run_ids))": "one placeholder per run id",
+    "','.join('?' * len(chunk))": "one placeholder per run id",
     "self._begin": "the BEGIN statement, a module constant",
     "_pg(sql)": "the statement itself, with ? turned into %s",
     "sql": "_server_fence(): a store statement (placeholders only), wrapped to count its rows",

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -332,6 +332,7 @@ class Store(abc.ABC):
         self.clock = clock
         self._listeners: dict[Callable[[], None], frozenset[str]] = {}
         self._run_listeners: dict[str, set[Callable[[], None]]] = {}
+        self._run_watchers: set[Callable[[], None]] = set()
         self._run_takers: dict[str, RunTaker] = {}
 
     # -- new runs straight to an in-process worker -------------------------
@@ -375,6 +376,26 @@ class Store(abc.ABC):
             if not waiting:
                 del self._run_listeners[run_id]
 
+    def add_run_watcher(self, callback: Callable[[], None]) -> None:
+        """``callback`` is called (from any thread) when another process may
+        have ended runs, *instead of* every run listener: it checks the runs
+        listened to (``listened_runs``) in one query and wakes the ended ones
+        (``wake_run``). Without a watcher, every run listener is woken and
+        re-reads its run: one query per waiter per change."""
+        self._run_watchers.add(callback)
+
+    def remove_run_watcher(self, callback: Callable[[], None]) -> None:
+        self._run_watchers.discard(callback)
+
+    def listened_runs(self) -> list[str]:
+        """The runs someone in this process waits on (see add_run_listener)."""
+        return list(self._run_listeners)
+
+    def wake_run(self, run_id: str) -> None:
+        """Call the listeners of run ``run_id`` (a watcher found it ended)."""
+        for callback in list(self._run_listeners.get(run_id, ())):
+            callback()
+
     def notify(self, *topics: str) -> None:
         """Call the listeners of ``topics`` (of every topic when none is given:
         what a wake-up from another process means)."""
@@ -382,8 +403,10 @@ class Store(abc.ABC):
         prefix = CLOSED + ":"
         ended = [topic[len(prefix) :] for topic in wanted if topic.startswith(prefix)]
         callbacks: list[Callable[[], None]] = []
-        if CLOSED in wanted:
-            for waiting in self._run_listeners.values():
+        if CLOSED in wanted and not topics and self._run_watchers:
+            callbacks += self._run_watchers  # they check the listened runs themselves
+        elif CLOSED in wanted:
+            for waiting in list(self._run_listeners.values()):
                 callbacks += waiting
         else:
             for run_id in ended:
@@ -421,6 +444,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
         """The given run, or the latest run of the workflow id."""
+
+    @abc.abstractmethod
+    async def ended_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """Those of ``run_ids`` that are no longer open (or do not exist)."""
 
     @abc.abstractmethod
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:

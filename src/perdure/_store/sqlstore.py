@@ -189,6 +189,22 @@ class SqlStore(Store, Dialect):
         [found] = await self._read_queries([(sql, params)])
         return rows.run_from_row(found[0]) if found else None
 
+    async def ended_runs(self, run_ids: Sequence[str]) -> set[str]:
+        open_: set[str] = set()
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            [found] = await self._read_queries(
+                [
+                    (
+                        f"SELECT run_id FROM runs WHERE status = ? AND run_id IN"
+                        f" ({','.join('?' * len(chunk))})",
+                        (OPEN, *chunk),
+                    )
+                ]
+            )
+            open_.update(row[0] for row in found)
+        return set(run_ids) - open_
+
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
         clauses, params = rows.run_filter(query)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
