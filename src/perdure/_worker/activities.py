@@ -223,6 +223,11 @@ class ActivityRunner:
                 f"activity {task.name!r} attempt {task.attempt} exceeded its {which} "
                 f"({timeout:g}s for this attempt)"
             ) from exc
+        finally:
+            # The task holds its context, whose heartbeat callback holds
+            # ``running``: dropping this link leaves no cycle for the garbage
+            # collector to find, so the attempt is freed when it ends.
+            running.future = None
         return self.converter.encode_result(activity.fn, value)
 
     # ------------------------------------------------------------ heartbeats
