@@ -203,16 +203,22 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(pg_url: st
 # ---------------------------------------------------------------- connections and errors
 
 
+def end_perdure_sessions(admin: psycopg.Connection[Any]) -> list[int]:
+    """Terminate every perdure session of this database; their process ids."""
+    rows = admin.execute(
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name = 'perdure'"
+        " AND pid <> pg_backend_pid()"
+    ).fetchall()
+    return [pid for pid, _ in rows]
+
+
 async def test_dead_pooled_connections_are_replaced_transparently(pg_url: str) -> None:
     store = await opened(pg_url)
     try:
         await store.create_run(new_run(3), "fail")
         with psycopg.connect(pg_url, autocommit=True) as admin:
-            killed = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name = 'perdure'"
-                " AND pid <> pg_backend_pid()"
-            ).fetchall()
+            killed = end_perdure_sessions(admin)
         assert killed
         run = await store.get_run("wf-3")  # on a new connection, without an error
         assert run is not None and run.run_id == "run-3"
@@ -247,17 +253,12 @@ async def test_a_write_after_the_server_ended_pooled_sessions_goes_through_once(
             )
         assert len(commits) == 4
         with psycopg.connect(pg_url, autocommit=True) as admin:
-            killed = admin.execute(
-                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name = 'perdure'"
-                " AND pid <> pg_backend_pid()"
-            ).fetchall()
-            assert len(killed) >= 4
+            pids = end_perdure_sessions(admin)
+            assert len(pids) >= 4
             # Ended, not ending: a session the server is ending *while* a
             # commit travels leaves that commit's outcome unknown (StoreError,
             # and the turn is redone after its lease), which is not this test.
             deadline = time.monotonic() + 10
-            pids = [pid for pid, _ in killed]
             while admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
             ).fetchone() != (0,):
