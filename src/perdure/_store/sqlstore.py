@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from perdure import _history as h
 from perdure._store import sqlrows as rows
+from perdure._store import sqlviews as views
 from perdure._store import sqlworkers as registry
 from perdure._store.base import (
     MAX_ATTEMPT_RECORDS,
@@ -23,9 +24,6 @@ from perdure._store.base import (
     ActivityTask,
     IdConflict,
     NewRun,
-    PendingActivity,
-    PendingChild,
-    PendingTimer,
     PendingWork,
     RunFilter,
     RunRecord,
@@ -34,7 +32,6 @@ from perdure._store.base import (
     TurnInput,
     WorkerRecord,
     WorkflowTask,
-    WorkflowTaskState,
     new_token,
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps, loads
@@ -206,20 +203,7 @@ class SqlStore(Store, Dialect):
         return set(run_ids) - open_
 
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
-        clauses, params = rows.run_filter(query)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        # Newest first along an index: runs_newest, or runs_by_status/_type
-        # when that filter is given (see the v4 migration).
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM runs {where}"
-            " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-        )
-
-        async def select(tx: Tx) -> list[RunRecord]:
-            found = await tx.all(sql, (*params, query.limit, query.offset))
-            return [rows.run_from_row(r) for r in found]
-
-        return await self._read(select)
+        return await self._read(lambda tx: views.list_runs(tx, query))
 
     async def deliver(self, workflow_id: str, run_id: str | None, event: h.Event) -> RunRecord:
         now = self.clock()
@@ -243,65 +227,11 @@ class SqlStore(Store, Dialect):
         self._committed(*await self._write(terminate))
 
     async def history(self, run_id: str, after_seq: int = 0) -> list[h.Event]:
-        async def query(tx: Tx) -> list[h.Event]:
-            found = await tx.all(
-                "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
-                (run_id, after_seq),
-            )
-            return [rows.event_from_row(r[1], run_id, f"event #{r[0]}") for r in found]
-
-        return await self._read(query)
+        return await self._read(lambda tx: views.history(tx, run_id, after_seq))
 
     async def pending_work(self, run_id: str) -> PendingWork:
         now = self.clock()
-
-        async def query(tx: Tx) -> PendingWork:
-            activities = [
-                PendingActivity(
-                    ref=r[0],
-                    name=loads(r[1])["name"],
-                    attempt=r[2],
-                    running=r[3] is not None,
-                    next_attempt_at=None if r[3] is not None else max(r[4], now),
-                    last_failure=loads(r[5]),
-                    attempts=loads(r[6]) or [],
-                    started_at=r[7] if r[3] is not None else None,
-                )
-                for r in await tx.all(
-                    "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
-                    " attempts, attempt_started_at"
-                    " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
-                    (run_id,),
-                )
-            ]
-            timers = [
-                PendingTimer(ref=r[0], fire_at=r[1])
-                for r in await tx.all(
-                    "SELECT ref, fire_at FROM timers WHERE run_id = ? AND ref > 0 ORDER BY ref",
-                    (run_id,),
-                )
-            ]
-            children = [
-                PendingChild(
-                    ref=r[0], workflow_id=r[1], run_id=r[2], workflow_type=r[3], status=r[4]
-                )
-                for r in await tx.all(
-                    "SELECT parent_ref, workflow_id, run_id, workflow_type, status FROM runs"
-                    " WHERE parent_run_id = ? AND status = ? ORDER BY parent_ref",
-                    (run_id, OPEN),
-                )
-            ]
-            task = await tx.one(
-                "SELECT visible_at, attempt, lease_token FROM tasks"
-                " WHERE run_id = ? AND kind = 'workflow'",
-                (run_id,),
-            )
-            state = (
-                None if task is None else WorkflowTaskState(task[0], task[1], task[2] is not None)
-            )
-            return PendingWork(activities, timers, children, state)
-
-        return await self._read(query)
+        return await self._read(lambda tx: views.pending_work(tx, run_id, now))
 
     # ------------------------------------------------------------ claiming
 

@@ -1,0 +1,87 @@
+"""What operators read, shared by the SQL backends (``SqlStore`` runs each
+function in one read transaction): pages of runs, a run's history, and the
+work a run is waiting on. Read-only; nothing here takes a lock or changes a
+row. Imports the history model, the store records and the row helpers.
+"""
+
+from __future__ import annotations
+
+from perdure import _history as h
+from perdure._store import sqlrows as rows
+from perdure._store.base import (
+    OPEN,
+    PendingActivity,
+    PendingChild,
+    PendingTimer,
+    PendingWork,
+    RunFilter,
+    RunRecord,
+    WorkflowTaskState,
+)
+from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
+
+
+async def list_runs(tx: Tx, query: RunFilter) -> list[RunRecord]:
+    """One page of runs matching ``query``, newest first."""
+    clauses, params = rows.run_filter(query)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    # Newest first along an index: runs_newest, or runs_by_status/_type when
+    # that filter is given (see the v4 migration).
+    found = await tx.all(
+        f"SELECT {RUN_COLUMNS} FROM runs {where}"
+        " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+        (*params, query.limit, query.offset),
+    )
+    return [rows.run_from_row(r) for r in found]
+
+
+async def history(tx: Tx, run_id: str, after_seq: int) -> list[h.Event]:
+    """A run's events after ``after_seq``, in order."""
+    found = await tx.all(
+        "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+        (run_id, after_seq),
+    )
+    return [rows.event_from_row(r[1], run_id, f"event #{r[0]}") for r in found]
+
+
+async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
+    """The activities, timers and children a run waits on, and its workflow task."""
+    activities = [
+        PendingActivity(
+            ref=r[0],
+            name=loads(r[1])["name"],
+            attempt=r[2],
+            running=r[3] is not None,
+            next_attempt_at=None if r[3] is not None else max(r[4], now),
+            last_failure=loads(r[5]),
+            attempts=loads(r[6]) or [],
+            started_at=r[7] if r[3] is not None else None,
+        )
+        for r in await tx.all(
+            "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
+            " attempts, attempt_started_at"
+            " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
+            (run_id,),
+        )
+    ]
+    timers = [
+        PendingTimer(ref=r[0], fire_at=r[1])
+        for r in await tx.all(
+            "SELECT ref, fire_at FROM timers WHERE run_id = ? AND ref > 0 ORDER BY ref",
+            (run_id,),
+        )
+    ]
+    children = [
+        PendingChild(ref=r[0], workflow_id=r[1], run_id=r[2], workflow_type=r[3], status=r[4])
+        for r in await tx.all(
+            "SELECT parent_ref, workflow_id, run_id, workflow_type, status FROM runs"
+            " WHERE parent_run_id = ? AND status = ? ORDER BY parent_ref",
+            (run_id, OPEN),
+        )
+    ]
+    task = await tx.one(
+        "SELECT visible_at, attempt, lease_token FROM tasks WHERE run_id = ? AND kind = 'workflow'",
+        (run_id,),
+    )
+    state = None if task is None else WorkflowTaskState(task[0], task[1], task[2] is not None)
+    return PendingWork(activities, timers, children, state)
