@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from store_helpers import FakeClock, new_run, turn
 
+from perdure import _history as h
 from perdure._store.base import WORK, Store, WorkflowTask
 from perdure.errors import WorkflowAlreadyStartedError
 
@@ -60,6 +61,19 @@ async def test_a_new_run_s_first_turn_is_leased_to_the_taker(open_store: Any) ->
     assert await store.commit_turn(await turn(store, task))
     stale = dataclasses.replace(task, token="not-the-lease")
     assert not await store.commit_turn(await turn(store, stale))
+
+
+async def test_the_leased_first_task_carries_what_its_turn_would_read(open_store: Any) -> None:
+    store = await open_store()
+    taker = Taker()
+    store.take_new_runs("q", taker)
+    await store.create_run(new_run(), "fail")
+    [task] = taker.taken
+    assert task is not None and task.first_turn is not None
+    assert task.first_turn == await store.load_turn("run-1", 0)
+    [(_, started)] = task.first_turn.inbox
+    assert isinstance(started, h.WorkflowStarted)
+    assert (started.workflow_type, started.run_id, started.args) == ("t", "run-1", [1])
 
 
 async def test_what_the_taker_cannot_take_goes_the_ordinary_way(

@@ -142,6 +142,10 @@ class WorkflowTask:
     run_id: str
     token: str
     attempt: int
+    # A new run's first task, leased in the commit that created the run, comes
+    # with what that commit wrote (the run and its first inbox row): its turn
+    # needs no read. Input that arrives later is another turn's (see apply_turn).
+    first_turn: TurnInput | None = field(default=None, repr=False, compare=False)
 
 
 class RunTaker(Protocol):

@@ -89,6 +89,7 @@ class SqlStore(Store, Dialect):
             back into ``created`` with the commit)."""
             leased.clear()
             created.clear()
+            inbox.clear()
             await self.lock_workflow_id(tx, new.workflow_id)
             existing = await rows.get_run(tx, self, new.workflow_id, None)
             if existing is not None:
@@ -108,6 +109,11 @@ class SqlStore(Store, Dialect):
             await rows.insert_run(tx, new, now)
             if lease is not None:
                 await self._lease_first_turn(tx, new.run_id, *lease, now, leased.append)
+                await tx.later(  # WorkflowStarted, for the taker's first turn
+                    "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id LIMIT 1",
+                    (new.run_id,),
+                    lambda row: inbox.append((row[0], row[1])) if row else None,
+                )
             await tx.later(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?",
                 (new.run_id,),
@@ -117,6 +123,7 @@ class SqlStore(Store, Dialect):
 
         leased: list[WorkflowTask] = []
         created: list[RunRecord] = []
+        inbox: list[tuple[int, str]] = []
         try:
             existing = await self._write(create)
         except BaseException:
@@ -126,6 +133,10 @@ class SqlStore(Store, Dialect):
         if existing is None and not leased:
             topics.add(WORK)  # for any worker's poll
         self._committed(*topics)
+        if leased and created and inbox:
+            [(inbox_id, data)] = inbox
+            started = rows.event_from_row(data, new.run_id, f"inbox row {inbox_id}")
+            leased[0].first_turn = TurnInput(created[0], [], [(inbox_id, started)])
         if taker is not None and lease is not None:
             taker.take(leased[0] if leased else None)
         if existing is not None:

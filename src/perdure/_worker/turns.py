@@ -106,8 +106,12 @@ class TurnRunner:
         # Taking the instance out of the cache makes this turn its only user.
         cached = self._cache.pop(task.run_id, None)
         instance: WorkflowInstance | None = None
+        first, task.first_turn = task.first_turn, None
         try:
-            data = await self.store.load_turn(task.run_id, cached.last_seq if cached else 0)
+            if first is not None and cached is None:
+                data = first  # a new run's first turn: what its creating commit wrote
+            else:
+                data = await self.store.load_turn(task.run_id, cached.last_seq if cached else 0)
             if cached is not None and cached.version != data.run.version:
                 # Another worker advanced this run since we cached it: start over.
                 cached.instance.evict()
