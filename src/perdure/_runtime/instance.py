@@ -131,6 +131,7 @@ class WorkflowInstance:
         self._signals: dict[str, deque[Any]] = {}
         self._signal_waiters: dict[str, deque[asyncio.Future[Any]]] = {}
         self._children: dict[int, _Child] = {}
+        self.has_children = False  # started a child, in this turn or an earlier one
         self._patches: dict[str, bool] = {}
         self._cancel_requested = False
         self._turn = 0
@@ -414,6 +415,7 @@ class WorkflowInstance:
             workflow_type, workflow_id, self.loop.create_future(), self.loop.create_future()
         )
         self._children[ref] = child
+        self.has_children = True
         self.issue(
             h.StartChild(
                 ref, workflow_type, workflow_id, task_queue, args, kwargs, parent_close_policy

@@ -221,6 +221,10 @@ class TurnCommit:
     # An inline continuation: the (task id, lease token) of the activity attempt
     # whose outcome is this turn's input; deleting it is this commit's fence.
     activity_done: tuple[int, str] | None = None
+    # False when the worker knows the run has no parent and never started a
+    # child: closing it then reads nothing back (no parent to tell, no child's
+    # close policy to apply), so the whole commit can travel at once.
+    has_relatives: bool = True
     # Filled in by the store: activity ref -> task id of pre-leased activities.
     created_tasks: dict[int, int] = field(default_factory=dict)
 

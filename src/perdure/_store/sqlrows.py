@@ -334,6 +334,18 @@ async def insert_run(
         )
 
 
+async def drop_pending_work(tx: Tx, d: Dialect, run_id: str) -> None:
+    """Delete an ending run's tasks, timers and inbox (all of close_run that a
+    run with no parent and no children needs)."""
+    await tx.send("DELETE FROM tasks WHERE run_id = ?", (run_id,))
+    await tx.send(  # except timers a firer holds: see the lock order above
+        "DELETE FROM timers WHERE (run_id, ref) IN"
+        f" (SELECT run_id, ref FROM timers WHERE run_id = ?{d.skip_locked})",
+        (run_id,),
+    )
+    await tx.send("DELETE FROM inbox WHERE run_id = ?", (run_id,))
+
+
 async def close_run(
     tx: Tx,
     d: Dialect,
@@ -349,13 +361,7 @@ async def close_run(
     Returns the wake-up topics: this run (and any child it terminated) closed,
     and WORK if its parent or children have something to do now."""
     topics = {closed_topic(run.run_id)}
-    await tx.send("DELETE FROM tasks WHERE run_id = ?", (run.run_id,))
-    await tx.send(  # except timers a firer holds: see the lock order above
-        "DELETE FROM timers WHERE (run_id, ref) IN"
-        f" (SELECT run_id, ref FROM timers WHERE run_id = ?{d.skip_locked})",
-        (run.run_id,),
-    )
-    await tx.send("DELETE FROM inbox WHERE run_id = ?", (run.run_id,))
+    await drop_pending_work(tx, d, run.run_id)
     if run.parent_run_id is not None and status != "continued_as_new":
         parent = await run_by_id(tx, d, run.parent_run_id)
         if parent is not None and parent.is_open:

@@ -34,7 +34,7 @@ from perdure._store.base import (
     WorkflowTask,
     new_token,
 )
-from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps, loads
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
 from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
 
 T = TypeVar("T")
@@ -91,7 +91,16 @@ class SqlStore(Store, Dialect):
             created.clear()
             inbox.clear()
             await self.lock_workflow_id(tx, new.workflow_id)
-            existing = await rows.get_run(tx, self, new.workflow_id, None)
+            existing = None
+            if first_try:
+                # Most ids are new: fence on that rather than read, so that the
+                # whole start travels at once; a used id takes the reading path.
+                await tx.fence(
+                    "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE workflow_id = ?)",
+                    (new.workflow_id,),
+                )
+            else:
+                existing = await rows.get_run(tx, self, new.workflow_id, None)
             if existing is not None:
                 if id_conflict == "use_existing":
                     return existing
@@ -124,8 +133,13 @@ class SqlStore(Store, Dialect):
         leased: list[WorkflowTask] = []
         created: list[RunRecord] = []
         inbox: list[tuple[int, str]] = []
+        first_try = True
         try:
-            existing = await self._write(create)
+            try:
+                existing = await self._write(create)
+            except Fenced:  # the id is in use: see what id_conflict says
+                first_try = False
+                existing = await self._write(create)
         except BaseException:
             if taker is not None and lease is not None:
                 taker.take(None)
@@ -352,7 +366,7 @@ class SqlStore(Store, Dialect):
         )
 
     async def commit_turn(self, commit: TurnCommit) -> bool:
-        from perdure._store.sqlturn import Fenced, apply_turn
+        from perdure._store.sqlturn import apply_turn
 
         try:
             topics = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock()))

@@ -15,7 +15,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._store import sqlrows as rows
-from perdure._store.base import OPEN, WORK, NewChild, NewRun, RunRecord, TurnCommit
+from perdure._store.base import OPEN, WORK, NewChild, NewRun, RunRecord, TurnCommit, closed_topic
 from perdure._store.sqlrows import Dialect, Fenced, Tx, dumps
 
 __all__ = ["Fenced", "apply_turn"]
@@ -93,6 +93,9 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> set[
         await tx.fence(
             "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)", (commit.run_id,)
         )
+        if not commit.has_relatives and commit.continue_as_new is None:
+            await rows.drop_pending_work(tx, d, commit.run_id)
+            return {closed_topic(commit.run_id)}
         run = await _locked_run(tx, d, commit.run_id)
         if commit.continue_as_new is not None:
             await _continue(tx, d, run, commit.continue_as_new, now)

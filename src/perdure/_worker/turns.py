@@ -327,4 +327,6 @@ class TurnRunner:
                 commit.close_status, commit.failure = "failed", command.failure
             elif isinstance(command, h.CancelWorkflow):
                 commit.close_status = "cancelled"
+        if commit.close_status is not None and info is not None:
+            commit.has_relatives = instance.has_children or info.parent_run_id is not None
         return commit
