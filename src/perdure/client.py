@@ -71,6 +71,15 @@ log = logging.getLogger("perdure.client")
 LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
 
 
+def _checked(id_conflict: IdConflict) -> IdConflict:
+    if id_conflict not in ("fail", "use_existing", "terminate_existing"):
+        raise ValueError(
+            f"id_conflict must be 'fail', 'use_existing' or 'terminate_existing', "
+            f"not {id_conflict!r}"
+        )
+    return id_conflict
+
+
 def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:
     # Due and unclaimed for more than a moment: nobody is serving it.
     return task is not None and not task.claimed and task.visible_at < now - 1.0
@@ -216,13 +225,8 @@ class Client:
     ) -> WorkflowHandle[Any]:
         """Start a run. Once this returns, the run is durable: it will run to a
         terminal state as long as some worker serves ``task_queue``."""
-        if id_conflict not in ("fail", "use_existing", "terminate_existing"):
-            raise ValueError(
-                f"id_conflict must be 'fail', 'use_existing' or 'terminate_existing', "
-                f"not {id_conflict!r}"
-            )
         fn, new = self._new_run(workflow, args, id, task_queue, start_delay, execution_timeout)
-        run, _created = await self.store.create_run(new, id_conflict)
+        run, _created = await self.store.create_run(new, _checked(id_conflict))
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
     def _new_run(
@@ -285,15 +289,17 @@ class Client:
         timeout: float | None = None,
     ) -> Any:
         """Start a run and wait for its result."""
-        handle = await self.start(
-            workflow,
-            *args,
-            id=id,
-            task_queue=task_queue,
-            id_conflict=id_conflict,
-            start_delay=start_delay,
-        )
-        return await handle.result(timeout=timeout)
+        fn, new = self._new_run(workflow, args, id, task_queue, start_delay, None)
+        # Listening before the start commits, the wait can take the start's
+        # own record of the run as its first look: no read.
+        watch = _EndWatch(self.store)
+        watch.listen(new.run_id)
+        try:
+            run, created = await self.store.create_run(new, _checked(id_conflict))
+            handle: WorkflowHandle[Any] = WorkflowHandle(self, run.workflow_id, run.run_id, fn)
+            return await handle._wait(timeout, watch, run if created else None)
+        finally:
+            watch.close()
 
     async def signal_with_start(
         self,
@@ -374,6 +380,27 @@ class Client:
         ]
 
 
+class _EndWatch:
+    """One waiter's ear for the end of one run (it moves along a
+    continue-as-new chain): ``changed`` is set when that run may have ended."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.changed = asyncio.Event()
+        self._listener = loop_waker(asyncio.get_running_loop(), self.changed)
+        self.run_id: str | None = None
+
+    def listen(self, run_id: str) -> None:
+        self.close()
+        self.store.add_run_listener(run_id, self._listener)
+        self.run_id = run_id
+
+    def close(self) -> None:
+        if self.run_id is not None:
+            self.store.remove_run_listener(self.run_id, self._listener)
+            self.run_id = None
+
+
 class WorkflowHandle(Generic[R]):
     """A reference to a workflow run; cheap to create, does I/O only when used."""
 
@@ -398,51 +425,56 @@ class WorkflowHandle(Generic[R]):
 
     async def result(self, timeout: float | None = None) -> R:
         """Wait for the run to end; return its result or raise why it did not complete."""
+        watch = _EndWatch(self.client.store)
+        try:
+            return await self._wait(timeout, watch, None)
+        finally:
+            watch.close()
+
+    async def _wait(self, timeout: float | None, watch: _EndWatch, known: RunRecord | None) -> R:
+        """``result()`` with ``watch``; ``known``: this run as read while ``watch``
+        already listened for it (a start's own record), used instead of a first read."""
         store = self.client.store
         loop = asyncio.get_running_loop()
-        changed = asyncio.Event()
-        listener = loop_waker(loop, changed)
         deadline = None if timeout is None else loop.time() + timeout
         run_id = self.run_id
-        listening: str | None = None
-        try:
-            while True:
-                if run_id is not None and listening != run_id:
-                    # Listen before reading, so that an end between the two is not missed.
-                    if listening is not None:
-                        store.remove_run_listener(listening, listener)
-                    store.add_run_listener(run_id, listener)
-                    listening = run_id
-                changed.clear()
-                run = await self._run(run_id)
-                if run.continued_to is not None:
-                    run_id = run.continued_to  # follow the continue-as-new chain
-                    continue
-                if not run.is_open:
-                    return self._outcome(run)
-                if listening != run.run_id:
-                    run_id = run.run_id  # the latest run of the id: listen, then read again
-                    continue
-                # Commits of this process wake us; the client's result watch
-                # is the safety net, and handles other processes' commits, for
-                # every waiter at once. A waiter re-reads by itself only rarely.
-                self.client._watch_results()
-                wait = MAX_RESULT_POLL
-                if deadline is not None:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        raise TimeoutError(
-                            f"workflow {self.id!r} did not finish within {timeout:g}s "
-                            f"(status: {run.status})"
-                        )
-                    wait = min(wait, left)
-                try:
-                    await asyncio.wait_for(changed.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
-        finally:
-            if listening is not None:
-                store.remove_run_listener(listening, listener)
+        while True:
+            if run_id is not None and watch.run_id != run_id:
+                watch.listen(run_id)  # before reading: an end between the two is not missed
+            if known is not None and known.run_id == watch.run_id and not watch.changed.is_set():
+                run = known
+            else:
+                watch.changed.clear()
+                # Ended by a commit of this process: its record came with the
+                # commit (Store.ended_here), so no read is needed.
+                ended = store.ended_here(run_id) if run_id is not None else None
+                run = ended or await self._run(run_id)
+            known = None
+            if run.continued_to is not None:
+                run_id = run.continued_to  # follow the continue-as-new chain
+                continue
+            if not run.is_open:
+                return self._outcome(run)
+            if watch.run_id != run.run_id:
+                run_id = run.run_id  # the latest run of the id: listen, then read again
+                continue
+            # Commits of this process wake us; the client's result watch is
+            # the safety net, and handles other processes' commits, for every
+            # waiter at once. A waiter re-reads by itself only rarely.
+            self.client._watch_results()
+            wait = MAX_RESULT_POLL
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"workflow {self.id!r} did not finish within {timeout:g}s "
+                        f"(status: {run.status})"
+                    )
+                wait = min(wait, left)
+            try:
+                await asyncio.wait_for(watch.changed.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
 
     def _outcome(self, run: RunRecord) -> R:
         if run.status == "completed":

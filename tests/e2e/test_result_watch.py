@@ -75,3 +75,22 @@ async def test_the_watch_is_the_safety_net_when_no_wake_up_comes(
             assert await result == 3
     finally:
         await waiter.close()
+
+
+async def test_a_run_ended_in_this_process_is_waited_for_without_reads(
+    client: perdure.Client,
+) -> None:
+    # execute() listens before its start commits, so the start's own record is
+    # its first look; the closing commit hands its waiters the ended run.
+    counts: Counter[str] = Counter()
+    count_calls(client.store, counts, "get_run")
+    async with fast_worker(client, [ticks], [tick]):
+        assert await client.execute(ticks, 3) == 3
+        assert counts["get_run"] == 0
+        # A handle's result() begins listening only when called: one first read.
+        handle = await client.start(ticks, 4)
+        assert await handle.result(timeout=10) == 6
+        assert counts["get_run"] == 1
+        # A start that finds the id in use waits for the run it found.
+        assert await client.execute(ticks, 2, id="once") == 1
+        assert await client.execute(ticks, 9, id="once", id_conflict="use_existing") == 1

@@ -103,3 +103,25 @@ async def test_a_commit_through_another_connection_wakes_this_one(open_store: An
     # listeners before the WORK listeners: wait for the one this test is about.
     await asyncio.wait_for(ears.worked.wait(), 5)
     assert ears.work >= 1
+
+
+async def test_a_run_end_hands_its_record_to_the_waiters_of_this_process(open_store: Any) -> None:
+    store = await open_store()
+    unheard = await started(store, "run-2")
+    task = await started(store, "run-1")
+    ears = Ears(store, "run-1")
+    done = h.CompleteWorkflow(result=5)
+    assert await store.commit_turn(
+        await turn(store, task, [done], close_status="completed", result=5)
+    )
+    # The commit read the ended run back: a waiter needs no read of its own.
+    ended = store.ended_here("run-1")
+    assert ended is not None and (ended.status, ended.result) == ("completed", 5)
+    assert ended == await store.get_run("wf-run-1", "run-1")
+    # Kept only while someone here listens for that run.
+    store.remove_run_listener("run-1", ears._on_closed)
+    assert store.ended_here("run-1") is None
+    assert await store.commit_turn(
+        await turn(store, unheard, [done], close_status="completed", result=5)
+    )
+    assert store.ended_here("run-2") is None

@@ -340,6 +340,7 @@ class Store(abc.ABC):
         self.clock = clock
         self._listeners: dict[Callable[[], None], frozenset[str]] = {}
         self._run_listeners: dict[str, set[Callable[[], None]]] = {}
+        self._ended_here: dict[str, RunRecord] = {}  # see ended_here
         self._run_watchers: set[Callable[[], None]] = set()
         self._run_takers: dict[str, RunTaker] = {}
 
@@ -383,6 +384,13 @@ class Store(abc.ABC):
             waiting.discard(callback)
             if not waiting:
                 del self._run_listeners[run_id]
+                self._ended_here.pop(run_id, None)
+
+    def ended_here(self, run_id: str) -> RunRecord | None:
+        """Run ``run_id`` as the commit that ended it in this process left it,
+        kept while anyone here listens for that run: a waiter's answer without
+        a read. None: not ended here (maybe elsewhere), or nobody listened."""
+        return self._ended_here.get(run_id)
 
     def add_run_watcher(self, callback: Callable[[], None]) -> None:
         """``callback`` is called (from any thread) when another process may

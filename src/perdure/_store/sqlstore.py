@@ -368,11 +368,18 @@ class SqlStore(Store, Dialect):
     async def commit_turn(self, commit: TurnCommit) -> bool:
         from perdure._store.sqlturn import apply_turn
 
+        # A closing turn whose run someone here waits for reads the ended run
+        # back with its commit (no round trip of its own): see ended_here.
+        ended: list[RunRecord] = []
+        waited_for = commit.close_status is not None and commit.run_id in self._run_listeners
+        keep = ended.append if waited_for else None
         try:
-            topics = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock()))
+            topics = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock(), keep))
         except Fenced:
             commit.created_tasks.clear()
             return False
+        if ended and commit.run_id in self._run_listeners:
+            self._ended_here[commit.run_id] = ended[-1]
         self._committed(*topics)
         return True
 

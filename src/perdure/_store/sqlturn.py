@@ -21,10 +21,17 @@ from perdure._store.sqlrows import Dialect, Fenced, Tx, dumps
 __all__ = ["Fenced", "apply_turn"]
 
 
-async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> set[str]:
+async def apply_turn(
+    tx: Tx,
+    d: Dialect,
+    commit: TurnCommit,
+    now: float,
+    ended: Callable[[RunRecord], None] | None = None,
+) -> set[str]:
     """Write the turn; return whom it must wake (see Store.add_listener), a set
     complete once the transaction committed (``Tx.later``). A turn that only
     handed activities to its own worker, already claimed, wakes nobody.
+    A closing turn hands the ended run to ``ended`` with the commit.
     Raises Fenced, having written nothing, if this worker was fenced out."""
     # Fence 2 first, as it also locks the run (the lock order of sqlrows: the
     # run, then its tasks; signals for it wait for this commit): nobody advanced
@@ -93,6 +100,12 @@ async def apply_turn(tx: Tx, d: Dialect, commit: TurnCommit, now: float) -> set[
         await tx.fence(
             "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)", (commit.run_id,)
         )
+        if ended is not None:
+            await tx.later(
+                f"SELECT {rows.RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                (commit.run_id,),
+                lambda row: ended(rows.run_from_row(row)) if row else None,
+            )
         if not commit.has_relatives and commit.continue_as_new is None:
             await rows.drop_pending_work(tx, d, commit.run_id)
             return {closed_topic(commit.run_id)}
