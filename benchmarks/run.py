@@ -100,8 +100,14 @@ def baseline(engine: str, db: str, mode: str) -> tuple[str, str]:
 
 def markdown(table: dict[tuple[str, str, str], dict[str, float]]) -> str:
     metrics = {
-        "sequential": ["p50_ms", "p99_ms", "wf_per_s"],
-        "concurrent": ["steps_per_s", "wf_per_s"],
+        "sequential": [
+            "p50_ms",
+            "p99_ms",
+            "wf_per_s",
+            "cpu_ms_per_workflow",
+            "queries_per_workflow",
+        ],
+        "concurrent": ["steps_per_s", "wf_per_s", "cpu_us_per_step"],
         "sleep": ["bytes_per_sleeper", "nap_lateness_p99_ms"],
         "recovery": ["resume_s", "done_s"],
         "recovery-same": ["resume_s", "done_s"],

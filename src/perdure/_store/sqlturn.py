@@ -16,7 +16,7 @@ from typing import Any
 from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store.base import OPEN, WORK, NewChild, NewRun, RunRecord, TurnCommit, closed_topic
-from perdure._store.sqlrows import Dialect, Fenced, Tx, dumps
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 
 __all__ = ["Fenced", "apply_turn"]
 
@@ -102,7 +102,7 @@ async def apply_turn(
         )
         if ended is not None:
             await tx.later(
-                f"SELECT {rows.RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?",
                 (commit.run_id,),
                 lambda row: ended(rows.run_from_row(row)) if row else None,
             )
