@@ -43,17 +43,15 @@ def perdure_suite(dbs: list[str], repeat: int, quick: bool) -> list[dict[str, An
             for args in (
                 ["sequential", "-n", "50" if quick else "200"],
                 ["concurrent", "-n", "500" if quick else "5000"],
+                ["recovery", "--same-identity"],
+                ["recovery"],
+                ["replay", "-n", "10000"],
+                ["growth"],
             ):
                 r = run([py, bench, *args, "--db", db])
                 if r:
                     results.append({"engine": "perdure", **r})
-        for args in (
-            ["sleep", "-n", "5000" if quick else "100000"],
-            ["recovery", "--same-identity"],
-            ["recovery"],
-            ["replay", "-n", "10000"],
-            ["growth"],
-        ):
+        for args in (["sleep", "-n", "5000" if quick else "100000"],):
             r = run([py, bench, *args, "--db", db])
             if r:
                 results.append({"engine": "perdure", **r})
