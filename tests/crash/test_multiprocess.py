@@ -43,6 +43,11 @@ def test_two_workers_share_one_sqlite_file(
 ) -> None:
     count, steps = 200, 3
     workers = [cluster.start_worker(), cluster.start_worker()]
+    # "ready" means imported; wait until both serve (registered, about to poll):
+    # a worker still starting up while the other ran all 200 would prove nothing.
+    cluster.wait_until(
+        lambda: len(cluster.client.list_workers()) == 2, timeout=30, what="both workers to serve"
+    )
     began = time.monotonic()
     handles = start_all(cluster, count, steps, delay=0.01)
     cluster.wait_until(
