@@ -206,6 +206,11 @@ def recovery(url: str, same_identity: bool) -> dict[str, Any]:
     """SIGKILL a worker process mid-run; time until the run continues."""
     side = tempfile.mktemp(prefix="perdure-bench-side-")
     env = {**os.environ, "PERDURE_BENCH_SIDE": side}
+    # A deployed worker starts from compiled bytecode (pip compiles it at
+    # install). Where PYTHONDONTWRITEBYTECODE is set (as on the project's
+    # machines), every restart would compile each module first: let the first
+    # worker write the bytecode that the restarted one then reads.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cmd = [
         sys.executable,
         "-m",
