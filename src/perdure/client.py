@@ -225,8 +225,9 @@ class Client:
     ) -> WorkflowHandle[Any]:
         """Start a run. Once this returns, the run is durable: it will run to a
         terminal state as long as some worker serves ``task_queue``."""
+        id_conflict = _checked(id_conflict)
         fn, new = self._new_run(workflow, args, id, task_queue, start_delay, execution_timeout)
-        run, _created = await self.store.create_run(new, _checked(id_conflict))
+        run, _created = await self.store.create_run(new, id_conflict)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
     def _new_run(
@@ -289,13 +290,14 @@ class Client:
         timeout: float | None = None,
     ) -> Any:
         """Start a run and wait for its result."""
+        id_conflict = _checked(id_conflict)
         fn, new = self._new_run(workflow, args, id, task_queue, start_delay, None)
         # Listening before the start commits, the wait can take the start's
         # own record of the run as its first look: no read.
         watch = _EndWatch(self.store)
         watch.listen(new.run_id)
         try:
-            run, created = await self.store.create_run(new, _checked(id_conflict))
+            run, created = await self.store.create_run(new, id_conflict)
             handle: WorkflowHandle[Any] = WorkflowHandle(self, run.workflow_id, run.run_id, fn)
             return await handle._wait(timeout, watch, run if created else None)
         finally:

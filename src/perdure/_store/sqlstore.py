@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from perdure import _history as h
+from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
 from perdure._store import sqlworkers as registry
@@ -463,50 +464,13 @@ class SqlStore(Store, Dialect):
         if not leases:
             return []
         until = self.clock() + lease
-
-        async def renew(tx: Tx) -> list[int]:
-            # A few statements for all the leases, and none of them waits: a row
-            # another transaction holds (a turn committing, an activity
-            # completing) is skipped (PostgreSQL) -- it is ours while its token
-            # matches, and the next renewal comes after a third of the lease.
-            renewed: set[int] = set()
-            for i in range(0, len(leases), 400):
-                chunk = leases[i : i + 400]
-                pairs = ", ".join(["(?, ?)"] * len(chunk))
-                flat = [value for held in chunk for value in held]
-                for row in await tx.all(
-                    "UPDATE tasks SET visible_at = ? WHERE id IN (SELECT id FROM tasks"
-                    f" WHERE (id, lease_token) IN (VALUES {pairs}){self.skip_locked})"
-                    " RETURNING id",
-                    (until, *flat),
-                ):
-                    renewed.add(row[0])
-                skipped = [held for held in chunk if held[0] not in renewed]
-                if skipped and self.skip_locked:
-                    pairs = ", ".join(["(?, ?)"] * len(skipped))
-                    for row in await tx.all(
-                        f"SELECT id FROM tasks WHERE (id, lease_token) IN (VALUES {pairs})",
-                        [value for held in skipped for value in held],
-                    ):
-                        renewed.add(row[0])  # still ours, only busy
-            return [task_id for task_id, _ in leases if task_id not in renewed]
-
-        return await self._write(renew)
+        return await self._write(lambda tx: leases_sql.renew(tx, self, leases, until))
 
     async def record_heartbeat(self, task_id: int, token: str, details: Any, lease: float) -> str:
         until = self.clock() + lease
-
-        async def beat(tx: Tx) -> str:
-            row = await tx.one(
-                "UPDATE tasks SET visible_at = ?, heartbeat = ? WHERE id = ? AND lease_token = ?"
-                " RETURNING cancel_requested",
-                (until, dumps(details), task_id, token),
-            )
-            if row is None:
-                return "lost"
-            return "cancelled" if row[0] else "ok"
-
-        return await self._write(beat)
+        return await self._write(
+            lambda tx: leases_sql.heartbeat(tx, task_id, token, details, until)
+        )
 
     # ------------------------------------------------------------ timers
 
@@ -587,14 +551,7 @@ class SqlStore(Store, Dialect):
 
     async def reclaim_leases(self, owner: str) -> int:
         now = self.clock()
-        reclaimed = await self._write(
-            lambda tx: tx.execute(
-                "UPDATE tasks SET visible_at = ? WHERE id IN (SELECT id FROM tasks"
-                f" WHERE lease_owner = ? AND lease_token IS NOT NULL AND visible_at > ?"
-                f"{self.skip_locked})",
-                (now, owner, now),
-            )
-        )
+        reclaimed = await self._write(lambda tx: leases_sql.reclaim(tx, self, owner, now))
         if reclaimed:
             self._committed(WORK)
         return reclaimed
