@@ -20,6 +20,7 @@ import surface_workflows as wf
 from surface_helpers import ENV, PERDURE, Proc, cli, spawn, wait_for
 
 import perdure
+from perdure.cli import COMMANDS
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,33 @@ def test_migrate_reads_perdure_db_and_help_lists_exit_codes(db: str) -> None:
     assert isinstance(report["schema_version"], int) and report["schema_version"] >= 1
     assert helped.returncode == 0
     assert "Exit codes" in helped.stdout and "3 workflow not found" in helped.stdout
+
+
+def test_each_command_loads_only_its_own_module() -> None:
+    """``main()`` imports the module of the command it runs, from a table that
+    names every command: the worker's restart skips the others' imports."""
+    code = (
+        "import json, sys, typer.main\n"
+        "import perdure.cli as cli\n"
+        "group = typer.main.get_command(cli.app)\n"
+        "print(json.dumps({n: c.callback.__module__ for n, c in group.commands.items()}))\n"
+        "sys.argv = ['perdure', 'worker', '--help']\n"
+        "for name in [m for m in sys.modules if m.startswith('perdure.cli.')]:\n"
+        "    del sys.modules[name]\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('perdure.cli._'))))\n"
+    )
+    done = subprocess.run(
+        [PERDURE[0], "-c", code], capture_output=True, text=True, timeout=30, env=ENV
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    registered, loaded = json.loads(lines[0]), json.loads(lines[-1])
+    assert registered == {name: f"perdure.cli.{m}" for name, m in COMMANDS.items()}
+    assert loaded == ["perdure.cli._app", "perdure.cli._worker_cmd"]
 
 
 # ------------------------------------------------------------------ a whole run

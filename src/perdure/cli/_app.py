@@ -13,8 +13,13 @@ from typing import Any
 import typer
 
 from perdure.activity import ActivityFunction
-from perdure.cli._operator import EPILOG
 from perdure.workflow import definition_of
+
+EPILOG = (
+    "Exit codes: 0 ok; 1 the workflow failed, timed out, was cancelled or terminated (result); "
+    "2 usage error; 3 workflow not found; 4 database error; "
+    "5 conflict (run already closed, or id taken); 6 still running (result)."
+)
 
 app = typer.Typer(
     name="perdure",
@@ -23,6 +28,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _commands() -> None:
+    # A callback keeps ``app`` a group of commands even when ``perdure.cli.main``
+    # registered only the one it runs (typer runs a lone command directly).
+    pass
+
 
 DbOption = typer.Option(None, "--db", envvar="PERDURE_DB", help="Database URL.")
 ModulesArg = typer.Argument(..., help="Modules (or .py files) to load.")

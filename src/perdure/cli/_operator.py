@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from perdure.cli._app import EPILOG
 from perdure.client import Client
 from perdure.errors import (
     PayloadError,
@@ -56,12 +57,6 @@ EXIT_NOT_FOUND = 3  # no workflow with this id
 EXIT_DB = 4  # the database cannot be used: bad URL, missing file, newer schema
 EXIT_CONFLICT = 5  # the run is already closed, or the workflow id is taken
 EXIT_RUNNING = 6  # `result`: the run has not ended (no --wait, or --timeout passed)
-
-EPILOG = (
-    "Exit codes: 0 ok; 1 the workflow failed, timed out, was cancelled or terminated (result); "
-    "2 usage error; 3 workflow not found; 4 database error; "
-    "5 conflict (run already closed, or id taken); 6 still running (result)."
-)
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 RunIdOption = typer.Option(None, "--run-id", help="A specific run (default: the latest).")

@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from perdure.cli._app import DbOption, app
-from perdure.cli._operator import EPILOG, EXIT_FAILED, EXIT_USAGE, fail, run
+from perdure.cli._app import EPILOG, DbOption, app
+from perdure.cli._operator import EXIT_FAILED, EXIT_USAGE, fail, run
 from perdure.client import Client
 
 DEFAULT_PORT = 8765
