@@ -2,6 +2,8 @@
 
 Usage: python benchmarks/bench_perdure.py MODE [--db URL] [options]
 Modes: sequential, concurrent, sleep, recovery, replay, growth.
+``concurrent --processes 2``: the same workflows run by two ``perdure worker``
+processes on one database, started from this process.
 Run by hand or through ``benchmarks/run.py`` (``make bench``); never a test.
 """
 
@@ -202,16 +204,19 @@ def lines(path: str) -> int:
         return len(f.read().splitlines())
 
 
-def recovery(url: str, same_identity: bool) -> dict[str, Any]:
-    """SIGKILL a worker process mid-run; time until the run continues."""
-    side = tempfile.mktemp(prefix="perdure-bench-side-")
-    env = {**os.environ, "PERDURE_BENCH_SIDE": side}
-    # A deployed worker starts from compiled bytecode (pip compiles it at
-    # install). Where PYTHONDONTWRITEBYTECODE is set (as on the project's
-    # machines), every restart would compile each module first: let the first
-    # worker write the bytecode that the restarted one then reads.
+def worker_env() -> dict[str, str]:
+    """The environment of a ``perdure worker`` process. A deployed worker starts
+    from compiled bytecode (pip compiles it at install). Where
+    PYTHONDONTWRITEBYTECODE is set (as on the project's machines), every restart
+    would compile each module first: let the first worker write the bytecode
+    that later ones read."""
+    env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    cmd = [
+    return env
+
+
+def worker_command(url: str, *options: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "perdure",
@@ -219,13 +224,66 @@ def recovery(url: str, same_identity: bool) -> dict[str, Any]:
         str(HERE / "workloads.py"),
         "--db",
         url,
-        "--lease-timeout",
-        "5",
         "--poll-interval",
         "0.05",
         "--log-level",
         "WARNING",
+        *options,
     ]
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) of a live process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def concurrent_processes(url: str, n: int, k: int, processes: int) -> dict[str, Any]:
+    """As ``concurrent``, run by ``processes`` worker processes (``perdure
+    worker``) on the same database; this process only starts the workflows and
+    waits for their results, as a web application next to its workers would."""
+    workers = [
+        subprocess.Popen(worker_command(url, "--max-activities", "500"), env=worker_env())
+        for _ in range(processes)
+    ]
+    client = await perdure.Client.connect(url)
+    client.poll_interval = 0.5
+    try:
+        deadline = time.time() + 60
+        while len(await client.list_workers()) < processes:
+            if time.time() > deadline:
+                raise RuntimeError("the worker processes did not start serving")
+            await asyncio.sleep(0.05)
+        cpu0 = time.process_time() + sum(process_cpu(p.pid) for p in workers)
+        t0 = time.perf_counter()
+        handles = await asyncio.gather(*(client.start(w.steps, k) for _ in range(n)))
+        await asyncio.gather(*(hd.result(timeout=600) for hd in handles))
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() + sum(process_cpu(p.pid) for p in workers) - cpu0
+    finally:
+        for p in workers:
+            p.send_signal(signal.SIGTERM)
+        for p in workers:
+            p.wait()
+        await client.close()
+    return {
+        "mode": "concurrent-processes",
+        "processes": processes,
+        "cpu_us_per_step": cpu / (n * k) * 1e6,
+        "n": n,
+        "k": k,
+        "wf_per_s": n / wall,
+        "steps_per_s": n * k / wall,
+        "wall_s": wall,
+    }
+
+
+def recovery(url: str, same_identity: bool) -> dict[str, Any]:
+    """SIGKILL a worker process mid-run; time until the run continues."""
+    side = tempfile.mktemp(prefix="perdure-bench-side-")
+    env = {**worker_env(), "PERDURE_BENCH_SIDE": side}
+    cmd = worker_command(url, "--lease-timeout", "5")
     identity = ["--identity", "bench-worker"] if same_identity else []
     first = subprocess.Popen(cmd + identity, env=env)
     try:
@@ -317,12 +375,20 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--same-identity", action="store_true")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="concurrent: run the workflows in this many worker processes (perdure worker)",
+    )
+    parser.add_argument(
         "--no-tune-gc", action="store_true", help="concurrent: Worker(tune_gc=False)"
     )
     args = parser.parse_args()
     url = fresh_url(args.db, args.mode)
     if args.mode == "sequential":
         result = asyncio.run(sequential(url, args.n or 200, args.k))
+    elif args.mode == "concurrent" and args.processes:
+        result = asyncio.run(concurrent_processes(url, args.n or 5000, args.k, args.processes))
     elif args.mode == "concurrent":
         result = asyncio.run(concurrent(url, args.n or 5000, args.k, not args.no_tune_gc))
     elif args.mode == "sleep":

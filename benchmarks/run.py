@@ -43,6 +43,7 @@ def perdure_suite(dbs: list[str], repeat: int, quick: bool) -> list[dict[str, An
             for args in (
                 ["sequential", "-n", "50" if quick else "200"],
                 ["concurrent", "-n", "500" if quick else "5000"],
+                ["concurrent", "--processes", "2", "-n", "500" if quick else "5000"],
                 ["recovery", "--same-identity"],
                 ["recovery"],
                 ["replay", "-n", "10000"],
@@ -84,7 +85,16 @@ def medians(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[st
     return out
 
 
-MODES = ["sequential", "concurrent", "sleep", "recovery-same", "recovery", "replay", "growth"]
+MODES = [
+    "sequential",
+    "concurrent",
+    "concurrent-processes",
+    "sleep",
+    "recovery-same",
+    "recovery",
+    "replay",
+    "growth",
+]
 HIGHER_IS_BETTER = {"wf_per_s", "steps_per_s"}
 
 
@@ -106,6 +116,7 @@ def markdown(table: dict[tuple[str, str, str], dict[str, float]]) -> str:
             "queries_per_workflow",
         ],
         "concurrent": ["steps_per_s", "wf_per_s", "cpu_us_per_step"],
+        "concurrent-processes": ["steps_per_s", "wf_per_s", "cpu_us_per_step", "processes"],
         "sleep": ["bytes_per_sleeper", "nap_lateness_p99_ms"],
         "recovery": ["resume_s", "done_s"],
         "recovery-same": ["resume_s", "done_s"],

@@ -15,9 +15,10 @@ PACKAGE = Path(perdure.__file__).parent
 ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure.errors": (),
     "perdure.retry": (),
+    "perdure._json": (),  # the standard library only
     "perdure._history": ("perdure._history",),
-    "perdure._converter": ("perdure._converter", "perdure.errors"),
-    "perdure._store": ("perdure._store", "perdure._history", "perdure.errors"),
+    "perdure._converter": ("perdure._converter", "perdure._json", "perdure.errors"),
+    "perdure._store": ("perdure._store", "perdure._history", "perdure._json", "perdure.errors"),
     "perdure._runtime": (
         "perdure._runtime",
         "perdure._history",

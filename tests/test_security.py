@@ -79,7 +79,7 @@ SQL_FRAGMENTS = {
     "self._begin": "the BEGIN statement, a module constant",
     "_pg(sql)": "the statement itself, with ? turned into %s",
     "sql": "_server_fence(): a store statement (placeholders only), wrapped to count its rows",
-    "int(self._busy_timeout * 1000)": "an int from the store's configuration",
+    "int(busy_timeout * 1000)": "an int from the store's configuration",
     "self._synchronous": "the store's synchronous= setting, from the program (see security.md)",
 }
 

@@ -42,6 +42,7 @@ from perdure._converter.hints import (
     _shape,
 )
 from perdure._converter.values import JSON, _decode, _encode, _Failure
+from perdure._json import encoder
 from perdure.errors import PayloadError
 
 __all__ = [
@@ -78,7 +79,7 @@ def _reject_constant(name: str) -> Any:
 
 # For the size check: to_json's output is a tree (never circular), and escaped ASCII
 # is the C encoder's fastest path.
-_MEASURE = json.JSONEncoder(check_circular=False)
+_MEASURE = encoder(separators=(", ", ": "))
 _INT64 = 2**63
 
 
@@ -143,7 +144,7 @@ class DataConverter:
         try:
             # ASCII-escaped JSON is never shorter than its UTF-8 form (an escape is at least
             # as long as the bytes it stands for): measure exactly only when that bound is over.
-            if len(_MEASURE.encode(data)) > limit:
+            if len(_MEASURE(data)) > limit:
                 text = json.dumps(data, ensure_ascii=False)
                 size = len(text.encode("utf-8", "surrogatepass"))
                 if size > limit:

@@ -31,6 +31,11 @@ T = TypeVar("T")
 # How often the store's thread looks for commits made by other processes.
 WATCH_INTERVAL = 0.05
 
+# Waiting for another process's write lock: the first pause and the longest.
+_LOCK_PAUSE_MIN = 0.0001
+_LOCK_PAUSE_MAX = 0.001
+_SQLITE_BUSY = 5  # SQLite's primary result code (extended codes add bits above 0xFF)
+
 
 def migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
     """The ordered (version, sql) list shipped in the package for a dialect."""
@@ -133,6 +138,7 @@ class SqliteStore(SqlStore):
         super().__init__(clock or time.time)
         self.path = path
         self._busy_timeout = busy_timeout
+        self._busy_pragma = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -292,9 +298,7 @@ class SqliteStore(SqlStore):
         outcomes: list[tuple[_Job, bool, Any]] = []
         single = len(batch) == 1
         try:
-            # BEGIN IMMEDIATE takes the write lock up front, so two processes
-            # never deadlock upgrading read locks to write locks.
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_write(conn)
             # One savepoint name for every body (each is released before the
             # next begins): distinct names would crowd the statement cache out.
             for job in batch:
@@ -327,6 +331,34 @@ class SqliteStore(SqlStore):
             return [(job, False, error) for job in batch]
         return outcomes
 
+    def _begin_write(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``: the write lock up front, so two processes never
+        deadlock upgrading read locks to write locks. If another process holds
+        it, wait in short steps (up to ``busy_timeout``), not in SQLite's own:
+        its busy handler sleeps 1, 2, 5, 10, ... ms between tries, and a busy
+        writer, which takes the lock again as soon as it commits, would starve
+        every other process of it."""
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = 0.0
+            pause = _LOCK_PAUSE_MIN
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_BUSY:
+                        raise
+                    now = time.monotonic()
+                    if not deadline:
+                        deadline = now + self._busy_timeout
+                    elif now >= deadline:
+                        raise
+                time.sleep(pause)  # on the store's thread, holding nothing
+                pause = min(pause * 1.5, _LOCK_PAUSE_MAX)
+        finally:
+            conn.execute(self._busy_pragma)
+
     # ------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
@@ -350,7 +382,7 @@ class SqliteStore(SqlStore):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            conn.execute(self._busy_pragma)
             if self.path != ":memory:":
                 # WAL is persistent: only a new file needs the switch, which takes an
                 # exclusive lock that ignores busy_timeout ("database is locked" when

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from perdure import _history as h
+from perdure._json import encoder
 from perdure._store.base import OPEN, WORK, NewRun, RunFilter, RunRecord, closed_topic
 from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
 
@@ -111,8 +112,8 @@ def lost_attempt(d: Dialect) -> str:
     )
 
 
-# One encoder for every row: json.dumps with options builds a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# One encoder for every row (json.dumps with options builds a new one per call).
+_encode = encoder(ensure_ascii=False)
 
 
 def dumps(value: Any) -> str:
@@ -176,7 +177,10 @@ def run_filter(query: RunFilter) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-def event_row(run_id: str, event: h.Event) -> tuple[str, int, str, float, str]:
+EventRow = tuple[str, int, str, float, str]
+
+
+def event_row(run_id: str, event: h.Event) -> EventRow:
     return (run_id, event.seq, event.TYPE, event.time, dumps(h.event_to_dict(event)))
 
 
@@ -189,17 +193,25 @@ def _insert_events_sql(count: int) -> str:
     return f"INSERT INTO events (run_id, seq, type, time, data) VALUES {values}"
 
 
-async def append_events(
-    tx: Tx, run_id: str, events: Sequence[h.Event]
-) -> list[tuple[str, int, str, float, str]]:
-    """Append events to a run's history: one multi-row INSERT per 200 events (one
+def event_rows(run_id: str, events: Sequence[h.Event]) -> list[EventRow]:
+    """The rows of ``events`` (their JSON encoded): work that can be done
+    before a transaction begins, so another process waits less for the lock."""
+    return [event_row(run_id, event) for event in events]
+
+
+async def insert_event_rows(tx: Tx, written: Sequence[EventRow]) -> None:
+    """Append rows to a run's history: one multi-row INSERT per 200 events (one
     statement instead of one per row: a round trip, not several, on PostgreSQL).
-    The (run_id, seq) primary key is the last safety net against a double append.
-    Returns the rows written (their JSON can be reused)."""
-    written = [event_row(run_id, event) for event in events]
+    The (run_id, seq) primary key is the last safety net against a double append."""
     for start in range(0, len(written), _EVENTS_PER_INSERT):
         chunk = written[start : start + _EVENTS_PER_INSERT]
         await tx.send(_insert_events_sql(len(chunk)), [v for row in chunk for v in row])
+
+
+async def append_events(tx: Tx, run_id: str, events: Sequence[h.Event]) -> list[EventRow]:
+    """Encode and append events; returns the rows written (their JSON can be reused)."""
+    written = event_rows(run_id, events)
+    await insert_event_rows(tx, written)
     return written
 
 

@@ -374,8 +374,13 @@ class SqlStore(Store, Dialect):
         ended: list[RunRecord] = []
         waited_for = commit.close_status is not None and commit.run_id in self._run_listeners
         keep = ended.append if waited_for else None
+        # Encoded here, outside the transaction: on SQLite, other processes
+        # wait for the write lock while a transaction runs.
+        written = rows.event_rows(commit.run_id, commit.events)
         try:
-            topics = await self._write(lambda tx: apply_turn(tx, self, commit, self.clock(), keep))
+            topics = await self._write(
+                lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep)
+            )
         except Fenced:
             commit.created_tasks.clear()
             return False

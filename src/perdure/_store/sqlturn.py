@@ -10,7 +10,7 @@ Imports the history model, the store records and the row helpers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from perdure import _history as h
@@ -26,12 +26,15 @@ async def apply_turn(
     d: Dialect,
     commit: TurnCommit,
     now: float,
+    written: Sequence[rows.EventRow],
     ended: Callable[[RunRecord], None] | None = None,
 ) -> set[str]:
     """Write the turn; return whom it must wake (see Store.add_listener), a set
     complete once the transaction committed (``Tx.later``). A turn that only
     handed activities to its own worker, already claimed, wakes nobody.
     A closing turn hands the ended run to ``ended`` with the commit.
+    ``written``: the rows of ``commit.events`` (sqlrows.event_rows), encoded
+    before the transaction began.
     Raises Fenced, having written nothing, if this worker was fenced out."""
     # Fence 2 first, as it also locks the run (the lock order of sqlrows: the
     # run, then its tasks; signals for it wait for this commit): nobody advanced
@@ -90,7 +93,7 @@ async def apply_turn(
         # An inline continuation: the activity attempt we ran is still ours.
         assert commit.activity_done is not None
         await tx.fence("DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done)
-    written = await rows.append_events(tx, commit.run_id, commit.events)
+    await rows.insert_event_rows(tx, written)
     await tx.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox])
     if closing:
         assert commit.close_status is not None
