@@ -15,7 +15,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
-from contextvars import ContextVar
+from contextvars import Context
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +39,6 @@ _EVICT_STEPS = 100_000
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
-
-# The instance whose turn is running; set only during activate()/evict().
-_current: ContextVar[WorkflowInstance | None] = ContextVar("perdure_instance", default=None)
 
 
 def current_instance() -> WorkflowInstance | None:
@@ -112,6 +109,10 @@ class WorkflowInstance:
         self.fn = fn
         self.converter = converter
         self.loop = WorkflowLoop(self)
+        # Workflow code runs in a context of its own, whichever worker task
+        # activates it: it sees no context variable of the worker's, or of an
+        # activity that ran before this turn in the same task (determinism).
+        self._context = Context()
         self.now_ts = 0.0
         self.activating = False
         self.replaying = False
@@ -155,19 +156,14 @@ class WorkflowInstance:
         self.now_ts = time
         self.replaying = recorded is not None
         self._expected = deque(recorded) if recorded is not None else None
-        token = _current.set(self)
         outer = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self.loop)
         self.activating = True
         try:
-            for event in inputs:
-                self._apply(event)
-            while self._error is None and self.loop.run_one():
-                pass
+            self._context.run(self._run_turn, inputs)
         finally:
             self.activating = False
             asyncio.events._set_running_loop(outer)
-            _current.reset(token)
         # Patch markers are optional on replay: code whose patch branch was
         # removed after old runs finished no longer asks for them.
         while self._expected and isinstance(self._expected[0], h.PatchRecorded):
@@ -182,6 +178,12 @@ class WorkflowInstance:
             raise self._error
         commands, self._commands = self._commands, []
         return commands
+
+    def _run_turn(self, inputs: list[h.Event]) -> None:
+        for event in inputs:
+            self._apply(event)
+        while self._error is None and self.loop.run_one():
+            pass
 
     def _apply(self, event: h.Event) -> None:
         if isinstance(event, h.WorkflowStarted):
@@ -505,39 +507,40 @@ class WorkflowInstance:
         command, so eviction never invents history.
         """
         self._discarding = True
-        token = _current.set(self)
         outer = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self.loop)
         try:
-            tasks = list(self.loop.tasks)
-            for task in tasks:
-                task._log_destroy_pending = False  # type: ignore[attr-defined]
-                try:
-                    task.get_coro().close()
-                except BaseException:  # a coroutine refusing to close is dropped anyway
-                    pass
-            # Let the dead tasks end as cancelled, so that reference counting frees
-            # an evicted instance at once instead of leaving it to the cyclic
-            # collector: a pending task and the future it waits on point to each
-            # other, and done callbacks (gather's, ours) point back at their owners.
-            # Their coroutines are closed: no workflow code runs again here, only
-            # done callbacks, which issue nothing in discarding mode.
-            for task in tasks:
-                task.cancel()
-            for _ in range(_EVICT_STEPS):
-                if not self.loop.run_one():
-                    break
-            self.loop.tasks.clear()
-            self.loop.ready.clear()
-            self._main = None
-            self._timers.clear()
-            self._activities.clear()
-            self._signal_waiters.clear()
+            self._context.run(self._discard)
         finally:
             asyncio.events._set_running_loop(outer)
-            _current.reset(token)
         self.loop.close()
         self.loop.detach()
+
+    def _discard(self) -> None:
+        tasks = list(self.loop.tasks)
+        for task in tasks:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            try:
+                task.get_coro().close()
+            except BaseException:  # a coroutine refusing to close is dropped anyway
+                pass
+        # Let the dead tasks end as cancelled, so that reference counting frees
+        # an evicted instance at once instead of leaving it to the cyclic
+        # collector: a pending task and the future it waits on point to each
+        # other, and done callbacks (gather's, ours) point back at their owners.
+        # Their coroutines are closed: no workflow code runs again here, only
+        # done callbacks, which issue nothing in discarding mode.
+        for task in tasks:
+            task.cancel()
+        for _ in range(_EVICT_STEPS):
+            if not self.loop.run_one():
+                break
+        self.loop.tasks.clear()
+        self.loop.ready.clear()
+        self._main = None
+        self._timers.clear()
+        self._activities.clear()
+        self._signal_waiters.clear()
 
 
 class _TurnAborted(BaseException):

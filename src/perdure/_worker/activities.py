@@ -151,6 +151,12 @@ class ActivityRunner:
         except asyncio.CancelledError:
             if running.stop_reason is None:
                 raise  # the worker is shutting down
+            # An attempt that ran in this task was stopped by cancelling the
+            # task: it goes on, to record the stop (asyncio.timeout and
+            # TaskGroup count cancellations, from Python 3.11).
+            uncancel = getattr(asyncio.current_task(), "uncancel", None)
+            if uncancel is not None:
+                uncancel()
             await self._stopped(running, RetryPolicy.from_dict(options["retry"]))
             return
         except Exception as exc:
@@ -199,6 +205,20 @@ class ActivityRunner:
                 raise asyncio.CancelledError(f"activity {running.stop_reason}")
             loop.call_soon_threadsafe(self._beat, running, details)
 
+        if activity.is_async and timeout is None:
+            # In this task, the attempt's own (see Worker._spawn): no second
+            # task per attempt. Stopping it cancels this task; its context
+            # variables stay in this task, which the worker started from a
+            # clean context, and never reach workflow code (which runs in its
+            # instance's own context).
+            running.future = asyncio.current_task()
+            token = _context.set(_ActivityContext(info, on_heartbeat))
+            try:
+                value = await activity.fn(*args, **kwargs)
+            finally:
+                running.future = None
+                _context.reset(token)
+            return self.converter.encode_result(activity.fn, value)
         ctx = contextvars.copy_context()
         ctx.run(_context.set, _ActivityContext(info, on_heartbeat))
         awaitable: asyncio.Future[Any]

@@ -9,6 +9,7 @@ claiming, lets in-flight work finish for ``drain_timeout`` seconds, then exits.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import signal
@@ -109,6 +110,7 @@ class Worker:
         self._inline_reserved = 0  # activity slots promised to turns not yet committed
         self._turns_reserved = 0  # turn slots promised to new runs not yet committed
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._context = contextvars.Context()  # set by run(): the context it was started in
 
     @staticmethod
     def _collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
@@ -140,6 +142,7 @@ class Worker:
         With ``handle_signals=False`` (what ``async with worker`` uses) the
         embedding program keeps its own signal handling; call :meth:`stop`."""
         loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         if self._stop_requested:
@@ -363,7 +366,9 @@ class Worker:
         task_id: int,
         token: str,
     ) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)
+        # Each task starts from the context the worker was started in (not
+        # from its spawner's, which may be an activity attempt's own task).
+        task: asyncio.Task[None] = self._context.run(asyncio.create_task, coro)
         registry[task] = (task_id, token)
 
         def done(t: asyncio.Task[None]) -> None:
