@@ -80,6 +80,29 @@ async def test_database_locked_by_another_process(
     assert integrity(path) == [("ok",)]
 
 
+async def test_a_write_waits_for_another_process_lock_then_commits(tmp_path: Path) -> None:
+    """The store waits for another process's write lock itself (short retries,
+    not SQLite's busy handler): the start blocks while the lock is held and
+    commits once it is released, well within busy_timeout."""
+    path = tmp_path / "shared.db"
+    client = await open_sqlite(path, busy_timeout=30.0)
+    try:
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        start = asyncio.ensure_future(client.start(filler, 1, 1, id="after-the-lock"))
+        await asyncio.sleep(0.3)
+        assert not start.done()  # still waiting for the lock
+        holder.execute("COMMIT")
+        holder.close()
+        handle = await asyncio.wait_for(start, 10)
+        assert (await handle.describe()).status == "running"
+        async with fast_worker(client):
+            assert await handle.result(timeout=10) == filler_result(1, 1)
+    finally:
+        await client.close()
+    assert integrity(path) == [("ok",)]
+
+
 async def test_disk_full(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A size-capped database (``PRAGMA max_page_count``) fills up mid-workload."""
     path = tmp_path / "full.db"
