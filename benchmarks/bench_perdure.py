@@ -139,18 +139,21 @@ async def concurrent(url: str, n: int, k: int, tune_gc: bool = True) -> dict[str
     finally:
         await worker.__aexit__()
         await client.close()
+    return throughput("concurrent", n, k, wall, cpu, tune_gc=tune_gc, submit_s=started)
+
+
+def throughput(mode: str, n: int, k: int, wall: float, cpu: float, **extra: Any) -> dict[str, Any]:
+    """A throughput result. Process CPU (every thread) per step is the measure
+    of overhead that a noisy neighbour disturbs least."""
     return {
-        "mode": "concurrent",
-        "tune_gc": tune_gc,
-        # Process CPU (every thread) per step: the measure of overhead that a
-        # noisy neighbour disturbs least.
+        "mode": mode,
+        **extra,
         "cpu_us_per_step": cpu / (n * k) * 1e6,
         "n": n,
         "k": k,
         "wf_per_s": n / wall,
         "steps_per_s": n * k / wall,
         "wall_s": wall,
-        "submit_s": started,
     }
 
 
@@ -267,16 +270,7 @@ async def concurrent_processes(url: str, n: int, k: int, processes: int) -> dict
         for p in workers:
             p.wait()
         await client.close()
-    return {
-        "mode": "concurrent-processes",
-        "processes": processes,
-        "cpu_us_per_step": cpu / (n * k) * 1e6,
-        "n": n,
-        "k": k,
-        "wf_per_s": n / wall,
-        "steps_per_s": n * k / wall,
-        "wall_s": wall,
-    }
+    return throughput("concurrent-processes", n, k, wall, cpu, processes=processes)
 
 
 def recovery(url: str, same_identity: bool) -> dict[str, Any]:
