@@ -37,6 +37,15 @@ _LOCK_PAUSE_MAX = 0.001
 _SQLITE_BUSY = 5  # SQLite's primary result code (extended codes add bits above 0xFF)
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY: another connection holds the lock. Python 3.11 gives the
+    result code; before it, the message is all there is."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "database is locked" in str(exc)
+    return bool(code & 0xFF == _SQLITE_BUSY)
+
+
 def migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
     """The ordered (version, sql) list shipped in the package for a dialect."""
     folder = resources.files("perdure._store") / "migrations" / dialect
@@ -347,7 +356,7 @@ class SqliteStore(SqlStore):
                     conn.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
-                    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_BUSY:
+                    if not _is_busy(exc):
                         raise
                     now = time.monotonic()
                     if not deadline:
