@@ -61,6 +61,21 @@ async def settled(worker: perdure.Worker) -> None:
         await asyncio.sleep(0.01)
 
 
+def round_trips(sent: list[str]) -> list[str]:
+    """The queries of the workload itself: without the PREPAREs with which a
+    connection readies a statement it repeats (once per connection and
+    statement; see test_a_connection_prepares_what_it_repeats)."""
+    return [q for q in sent if not q.startswith("PREPARE ")]
+
+
+def with_option(url: str, option: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{option}"
+
+
+def writes(sent: list[str]) -> list[str]:
+    return [q for q in round_trips(sent) if q.startswith("BEGIN ISOLATION LEVEL READ COMMITTED")]
+
+
 async def test_a_start_each_turn_and_the_close_are_one_query_each(
     client: perdure.Client, sent: list[str]
 ) -> None:
@@ -68,13 +83,79 @@ async def test_a_start_each_turn_and_the_close_are_one_query_each(
         await settled(worker)
         sent.clear()
         handle = await client.start(two_steps, 1)
-        assert len(sent) == 1 and sent[0].rstrip().endswith("COMMIT"), sent
+        trips = round_trips(sent)
+        assert len(trips) == 1 and trips[0].rstrip().endswith("COMMIT"), sent
         sent.clear()
         assert await handle.result(timeout=10) == 3
-        turns = [q for q in sent if "UPDATE runs SET version" in q]
-        # The first turn, one after each step (the last one closes the run).
-        assert len(turns) == 3
-        assert all(q.startswith("BEGIN") and q.rstrip().endswith("COMMIT") for q in turns)
+        # The first turn, one after each step (the last one closes the run):
+        # each one query, carrying its COMMIT.
+        turns = writes(sent)
+        assert len(turns) == 3, sent
+        assert all(q.rstrip().endswith("COMMIT") for q in turns)
+
+
+async def test_a_connection_prepares_what_it_repeats(
+    pg_url: str, sent: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server parses and plans a simple-protocol query anew each time; a
+    statement one connection repeats is prepared once (outside a transaction)
+    and then sent as EXECUTE. A prepared statement the session lost (a pooler
+    in transaction mode) makes the store send text from then on, and the
+    transaction is run again: nothing is lost."""
+    client = await perdure.Client.connect(with_option(pg_url, "pool_max_size=1"))
+    try:
+        async with perdure.Worker(client, [two_steps], [plus_one]):
+            for x in range(3):
+                assert await client.execute(two_steps, x, timeout=10) == x + 2
+            assert any(q.startswith("PREPARE perdure_") for q in sent)
+            sent.clear()
+            assert await client.execute(two_steps, 10, timeout=10) == 12
+            turns = writes(sent)
+            assert turns and all("EXECUTE perdure_" in q for q in turns), sent
+            assert not any("UPDATE runs SET version" in q for q in turns)
+            assert not any(q.startswith("PREPARE ") for q in sent)  # all prepared by now
+
+            store: Any = client.store
+            async with store._pool.connection() as conn:
+                await conn.execute("DEALLOCATE ALL")  # as a pooler's next session would be
+            with caplog.at_level("WARNING", logger="perdure.store"):
+                assert await client.execute(two_steps, 20, timeout=10) == 22
+            assert "lost a prepared statement" in caplog.text
+            sent.clear()
+            assert await client.execute(two_steps, 30, timeout=10) == 32
+            assert not any("EXECUTE perdure_" in q for q in sent)  # text from now on
+    finally:
+        await client.close()
+
+
+async def test_prepare_0_sends_text_only(pg_url: str, sent: list[str]) -> None:
+    client = await perdure.Client.connect(with_option(pg_url, "prepare=0"))
+    try:
+        async with perdure.Worker(client, [two_steps], [plus_one]):
+            for x in range(4):
+                assert await client.execute(two_steps, x, timeout=10) == x + 2
+        assert not any(q.startswith("PREPARE") or "EXECUTE perdure_" in q for q in sent)
+    finally:
+        await client.close()
+
+
+async def test_a_statement_the_server_will_not_prepare_is_sent_as_text(pg_url: str) -> None:
+    from perdure._store.postgres_prepared import PREPARE_AFTER, Statements
+
+    refused: set[str] = set()
+    statements = Statements(refused)
+    untyped = "SELECT %s IS NULL"  # the server cannot infer the parameter's type
+    typed = "SELECT %s::int + 1"
+    for _ in range(PREPARE_AFTER):
+        assert statements.text(untyped) == untyped
+        assert statements.text(typed) == typed
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await statements.prepare_pending(conn)
+        assert statements.text(untyped) == untyped and untyped in refused
+        assert statements.text(typed).startswith("EXECUTE perdure_")
+        cur = psycopg.AsyncClientCursor(conn)
+        await cur.execute(statements.text(typed), [41])
+        assert await cur.fetchone() == (42,)
 
 
 async def test_a_used_id_takes_a_second_transaction_that_reads_the_run(
@@ -85,7 +166,8 @@ async def test_a_used_id_takes_a_second_transaction_that_reads_the_run(
     again = await client.start(two_steps, 5, id="order-7", id_conflict="use_existing")
     assert again.run_id == first.run_id
     # The fenced try failed on the server; then a transaction read the run.
-    assert "perdure_fence" in sent[0] and "ROLLBACK" in sent
-    assert any(q.startswith("BEGIN") and "FROM runs WHERE workflow_id" in q for q in sent[1:])
+    trips = round_trips(sent)
+    assert "perdure_fence" in trips[0] and "ROLLBACK" in trips
+    assert any(q.startswith("BEGIN") and "FROM runs WHERE workflow_id" in q for q in trips[1:])
     with pytest.raises(perdure.WorkflowAlreadyStartedError):
         await client.start(two_steps, 5, id="order-7")

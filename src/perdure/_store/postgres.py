@@ -18,6 +18,7 @@ import logging
 import select
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -30,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from perdure._store import postgres_schema as schema
 from perdure._store.postgres_listen import Listener, Notifier
+from perdure._store.postgres_prepared import Statements
 from perdure._store.sqlrows import Fenced, Tx
 from perdure._store.sqlstore import Body, Query, SqlStore
 from perdure.errors import StoreError
@@ -38,7 +40,9 @@ T = TypeVar("T")
 log = logging.getLogger("perdure.store")
 
 # URL query parameters perdure reads (and removes before libpq sees the URL).
-POOL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0}
+# (``prepare=0`` sends every write statement as text: for a pooler that does
+# not keep a session's prepared statements, such as PgBouncer in transaction mode.)
+POOL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "prepare": 1.0}
 DEADLOCK_RETRIES = 5
 BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
 BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
@@ -182,8 +186,11 @@ class _BatchedTx:
     was five with a statement per round trip. Client-side binding also costs
     psycopg far less CPU than a pipeline of server-bound statements."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], statements: Statements | None = None
+    ) -> None:
         self._cur = psycopg.AsyncClientCursor(conn)
+        self._statements = statements  # prepared ones are sent as EXECUTE
         self._sql: list[str] = []
         self._params: list[Any] = []
         self._thens: list[Callable[[tuple[Any, ...] | None], None] | None] = []
@@ -197,7 +204,7 @@ class _BatchedTx:
         params: Sequence[Any],
         then: Callable[[tuple[Any, ...] | None], None] | None = None,
     ) -> None:
-        self._sql.append(sql)
+        self._sql.append(sql if self._statements is None else self._statements.text(sql))
         self._params.extend(params)
         self._thens.append(then)
 
@@ -302,6 +309,10 @@ class PostgresStore(SqlStore):
         self._min_size = max(1, int(options["pool_min_size"]))
         self._max_size = max(self._min_size, int(options["pool_max_size"]))
         self._pool_timeout = options["pool_timeout"]
+        self._prepare = bool(options["prepare"])
+        self._statements: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], Statements]
+        self._statements = weakref.WeakKeyDictionary()
+        self._refused: set[str] = set()  # statements the server would not prepare
         self._pool: AsyncConnectionPool | None = None
         self._listener: Listener | None = None
         self._notifier: Notifier | None = None
@@ -349,6 +360,10 @@ class PostgresStore(SqlStore):
 
     @staticmethod
     async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        # perdure prepares its own statements (postgres_prepared). psycopg's
+        # automatic ones would be cleared with "DEALLOCATE ALL" after any
+        # ROLLBACK, taking perdure's with them.
+        conn.prepare_threshold = None
         await conn.execute(SESSION_SETUP)
 
     async def close(self) -> None:
@@ -399,7 +414,7 @@ class PostgresStore(SqlStore):
         pool = self._pool
         if pool is None:
             raise StoreError(f"the PostgreSQL store {self.where} is closed")
-        stale = deadlocks = 0
+        stale = deadlocks = lost = 0
         while True:
             try:
                 async with pool.connection() as conn:
@@ -419,6 +434,20 @@ class PostgresStore(SqlStore):
                     raise StoreError(self._explain("gave up after deadlocks", exc)) from exc
                 log.info("PostgreSQL transaction retried after %s", type(exc).__name__)
                 await asyncio.sleep(0.01 * deadlocks)
+            except pg_errors.InvalidSqlStatementName as exc:
+                # A prepared statement is gone: a pooler between us and the
+                # server (PgBouncer in transaction mode) does not keep them.
+                # The server rolled the transaction back: run it again, with
+                # every statement as text from now on.
+                lost += 1
+                if lost > 1:
+                    raise StoreError(self._explain("PostgreSQL error", exc)) from exc
+                if self._prepare:
+                    log.warning(
+                        "PostgreSQL lost a prepared statement (a pooler in transaction mode?): "
+                        "sending statements as text from now on; add prepare=0 to the URL"
+                    )
+                self._prepare = False
             except PoolClosed as exc:
                 raise StoreError(f"the PostgreSQL store {self.where} is closed") from exc
             except PoolTimeout as exc:
@@ -444,7 +473,10 @@ class PostgresStore(SqlStore):
                     # leave its outcome unknown: use another connection.
                     await conn.close()
                     raise _StaleConnection()
-                tx = _BatchedTx(conn)
+                statements = self._statements_of(conn)
+                if statements is not None and statements.pending:
+                    await statements.prepare_pending(conn)
+                tx = _BatchedTx(conn, statements)
                 result = await body(tx)
                 await tx.finish()
             else:
@@ -463,6 +495,14 @@ class PostgresStore(SqlStore):
             await _abandon(conn)
             raise
         return result
+
+    def _statements_of(self, conn: psycopg.AsyncConnection[Any]) -> Statements | None:
+        if not self._prepare:
+            return None
+        statements = self._statements.get(conn)
+        if statements is None:
+            statements = self._statements[conn] = Statements(self._refused)
+        return statements
 
     def _explain(self, what: str, exc: BaseException | None) -> str:
         text = " ".join(str(exc).split()) if exc is not None else "unknown error"
