@@ -5,7 +5,8 @@ Runs the same four statements (a fenced run update, a fenced task delete,
 three event rows, the next task) N times: as one simple-protocol query of
 text, as perdure sent them before it prepared its write statements, and as
 ``EXECUTE`` of statements prepared once per session, as it sends them now
-(``perdure._store.postgres_prepared``). Prints wall, client and server (backend process) CPU per step.
+(``perdure._store.postgres_prepared``). Prints wall, client and server
+(backend process) CPU per step.
 ``synchronous_commit = off``, so that CPU, not the disk, is what differs.
 Uses a scratch schema ``prep`` in the database at ``PERDURE_TEST_PG``
 (default: the local ``test`` database).
