@@ -39,10 +39,10 @@ from perdure.errors import StoreError
 T = TypeVar("T")
 log = logging.getLogger("perdure.store")
 
-# URL query parameters perdure reads (and removes before libpq sees the URL).
-# (``prepare=0`` sends every write statement as text: for a pooler that does
-# not keep a session's prepared statements, such as PgBouncer in transaction mode.)
-POOL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "prepare": 1.0}
+# URL query parameters perdure reads (and removes before libpq sees the URL): the
+# pool's limits, and ``prepare=0``, which sends every write statement as text (for
+# a pooler that keeps no session state, such as PgBouncer in transaction mode).
+URL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "prepare": 1.0}
 DEADLOCK_RETRIES = 5
 BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
 BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
@@ -61,7 +61,7 @@ def _pg(sql: str) -> str:
 def parse_url(url: str) -> tuple[str, dict[str, float], str]:
     """(libpq conninfo, pool options, a printable name without password)."""
     parts = urlsplit(url)
-    query, options = [], dict(POOL_OPTIONS)
+    query, options = [], dict(URL_OPTIONS)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in options:
             try:

@@ -15,7 +15,7 @@ client). Imports psycopg only.
   succeeded would survive a rollback, leaving the bookkeeping wrong.
 - A statement the server will not prepare (it cannot infer a parameter's
   type, say) is sent as text from then on, by every connection; so are the
-  claims (``SKIP LOCKED``), which must be planned for their values.
+  claims (``SKIP LOCKED``), kept planned for their values as a precaution.
 - At most ``MAX_PER_CONNECTION`` statements per connection (multi-row
   inserts make one text per row count); the rest are sent as text.
 - The bookkeeping lives with the connection: a connection the pool drops
