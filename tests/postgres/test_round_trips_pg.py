@@ -171,3 +171,22 @@ async def test_a_used_id_takes_a_second_transaction_that_reads_the_run(
     assert any(q.startswith("BEGIN") and "FROM runs WHERE workflow_id" in q for q in trips[1:])
     with pytest.raises(perdure.WorkflowAlreadyStartedError):
         await client.start(two_steps, 5, id="order-7")
+
+
+async def test_claims_and_timer_firings_are_prepared_too(pg_url: str, sent: list[str]) -> None:
+    """Their locking subquery runs once whatever the plan (test_picking_pg), so
+    they are prepared like every other statement a connection repeats."""
+    from perdure._store import store_for_url
+
+    store = store_for_url(with_option(pg_url, "pool_max_size=1"))
+    await store.open()
+    try:
+        for _ in range(3):
+            sent.clear()
+            assert await store.claim_workflow_tasks(["q"], "w1", 30.0, 10) == []
+            assert await store.claim_activity_tasks(["q"], "w1", 30.0, 10) == []
+            assert await store.fire_due_timers(100) == 0
+        assert sum("EXECUTE perdure_" in q for q in sent) == 3, sent
+        assert not any("SKIP LOCKED" in q for q in round_trips(sent))
+    finally:
+        await store.close()

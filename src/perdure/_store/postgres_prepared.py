@@ -14,8 +14,10 @@ client). Imports psycopg only.
   transaction: a failed ``PREPARE`` inside one would abort it, and one that
   succeeded would survive a rollback, leaving the bookkeeping wrong.
 - A statement the server will not prepare (it cannot infer a parameter's
-  type, say) is sent as text from then on, by every connection; so are the
-  claims (``SKIP LOCKED``), kept planned for their values as a precaution.
+  type, say) is sent as text from then on, by every connection.
+- Claims and timer firings are prepared too: their locking subquery runs
+  once whatever the plan (``PostgresStore.picked``), so a generic plan made
+  without the ``LIMIT``'s value cannot lock more rows than asked for.
 - At most ``MAX_PER_CONNECTION`` statements per connection (multi-row
   inserts make one text per row count); the rest are sent as text.
 - The bookkeeping lives with the connection: a connection the pool drops
@@ -33,12 +35,6 @@ import psycopg
 log = logging.getLogger("perdure.store")
 
 PREPARE_AFTER = 2  # the use (on one connection) that gets a statement prepared
-# Claims pick rows in a subquery with FOR UPDATE SKIP LOCKED and a LIMIT. The
-# server may give a prepared statement a generic plan, made without the
-# LIMIT's value, and a plan that ran the locking subquery more than once
-# could lock more rows than asked for. As a precaution, such statements stay
-# planned for their values every time, as they were before.
-_PLANNED_EACH_TIME = "SKIP LOCKED"
 MAX_PER_CONNECTION = 200
 _MAX_COUNTED = 2000  # texts counted per connection before the counts start over
 
@@ -75,7 +71,6 @@ class Statements:
         self._uses[sql] = uses
         if (
             uses == PREPARE_AFTER
-            and _PLANNED_EACH_TIME not in sql
             and sql not in self._refused
             and len(self.names) + len(self.pending) < MAX_PER_CONNECTION
         ):

@@ -28,8 +28,8 @@ async def renew(tx: Tx, d: Dialect, leases: list[tuple[int, str]], until: float)
         pairs = ", ".join(["(?, ?)"] * len(chunk))
         flat = [value for held in chunk for value in held]
         for row in await tx.all(
-            "UPDATE tasks SET visible_at = ? WHERE id IN (SELECT id FROM tasks"
-            f" WHERE (id, lease_token) IN (VALUES {pairs}){d.skip_locked})"
+            "UPDATE tasks SET visible_at = ? WHERE"
+            f" {d.picked('id', f'FROM tasks WHERE (id, lease_token) IN (VALUES {pairs})')}"
             " RETURNING id",
             (until, *flat),
         ):
@@ -61,8 +61,10 @@ async def heartbeat(tx: Tx, task_id: int, token: str, details: Any, until: float
 async def reclaim(tx: Tx, d: Dialect, owner: str, now: float) -> int:
     """Make ``owner``'s live leases due now (a worker restarting under its
     identity takes them back at once); return how many."""
+    live = d.picked(
+        "id", "FROM tasks WHERE lease_owner = ? AND lease_token IS NOT NULL AND visible_at > ?"
+    )
     return await tx.execute(
-        "UPDATE tasks SET visible_at = ? WHERE id IN (SELECT id FROM tasks"
-        f" WHERE lease_owner = ? AND lease_token IS NOT NULL AND visible_at > ?{d.skip_locked})",
+        f"UPDATE tasks SET visible_at = ? WHERE {live}",
         (now, owner, now),
     )

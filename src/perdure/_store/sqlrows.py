@@ -13,7 +13,7 @@ one task row fenced by its lease token (claim, renew, heartbeat, retry) lock
 only task rows and never wait for a run row while holding one. Timers are the
 exception: a firer claims due timer rows (SKIP LOCKED) and then waits for their
 runs, in run-id order; so nothing else ever waits for a timer row: a turn or a
-close that deletes timers skips those a firer holds (``Dialect.skip_locked``),
+close that deletes timers skips those a firer holds (``Dialect.picked``),
 and the firer, once it has the run, finds it closed, or delivers a TimerFired
 the workflow ignores because it cancelled that timer. The one order that
 cannot be fixed up front is parent and child (a closing child tells its
@@ -87,8 +87,16 @@ class Dialect:
     """What differs between backends in shared SQL."""
 
     for_update = ""  # row lock on SELECT (PostgreSQL: " FOR UPDATE")
-    skip_locked = ""  # on claim subqueries (PostgreSQL: " FOR UPDATE SKIP LOCKED")
+    skip_locked = ""  # row locks that skip rows others hold (" FOR UPDATE SKIP LOCKED")
     json_object = "json_object"  # builds a JSON object from 'key', value pairs
+    timer_key = "(run_id, ref)"  # what picks out one row of timers (see picked)
+
+    def picked(self, key: str, rows: str) -> str:
+        """A WHERE condition: the rows whose ``key`` is among those of
+        ``SELECT key rows`` (``rows`` is "FROM ... WHERE ... [LIMIT ?]"),
+        which the dialect locks, skipping rows others hold. The subquery runs
+        once, whatever the plan; claims and timer firings pick this way."""
+        return f"{key} IN (SELECT {key.strip('()')} {rows})"
 
     async def lock_workflow_id(self, tx: Tx, workflow_id: str) -> None:
         """Serialise transactions that create runs for one workflow id."""
@@ -351,8 +359,7 @@ async def drop_pending_work(tx: Tx, d: Dialect, run_id: str) -> None:
     run with no parent and no children needs)."""
     await tx.send("DELETE FROM tasks WHERE run_id = ?", (run_id,))
     await tx.send(  # except timers a firer holds: see the lock order above
-        "DELETE FROM timers WHERE (run_id, ref) IN"
-        f" (SELECT run_id, ref FROM timers WHERE run_id = ?{d.skip_locked})",
+        f"DELETE FROM timers WHERE {d.picked(d.timer_key, 'FROM timers WHERE run_id = ?')}",
         (run_id,),
     )
     await tx.send("DELETE FROM inbox WHERE run_id = ?", (run_id,))

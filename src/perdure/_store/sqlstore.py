@@ -273,13 +273,16 @@ class SqlStore(Store, Dialect):
         token = new_token()
         marks = ",".join("?" * len(queues))
         lost = rows.lost_attempt(self)
+        due = self.picked(
+            "id",
+            f"FROM tasks WHERE kind = ? AND queue IN ({marks}) AND visible_at <= ?"
+            " ORDER BY visible_at LIMIT ?",
+        )
         return await tx.all(
             f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
             f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
             f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
-            f" attempt = attempt + 1 WHERE id IN (SELECT id FROM tasks WHERE kind = ?"
-            f" AND queue IN ({marks}) AND visible_at <= ? ORDER BY visible_at LIMIT ?"
-            f"{self.skip_locked})"
+            f" attempt = attempt + 1 WHERE {due}"
             f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
             f" attempt_started_at, attempts",
             (now + lease, owner, token, now, kind, *queues, now, limit),
@@ -481,6 +484,9 @@ class SqlStore(Store, Dialect):
 
     async def fire_due_timers(self, limit: int) -> int:
         now = self.clock()
+        picked = self.picked(
+            self.timer_key, "FROM timers WHERE fire_at <= ? ORDER BY fire_at LIMIT ?"
+        )
 
         async def fire(tx: Tx) -> int:
             # Delete-and-deliver in one transaction: each timer fires exactly once,
@@ -489,9 +495,7 @@ class SqlStore(Store, Dialect):
             # order, so two firers never wait for each other in a cycle (see the
             # lock order in sqlrows).
             due = await tx.all(
-                "DELETE FROM timers WHERE (run_id, ref) IN (SELECT run_id, ref FROM timers"
-                f" WHERE fire_at <= ? ORDER BY fire_at LIMIT ?{self.skip_locked})"
-                " RETURNING run_id, ref, fire_at",
+                f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
                 (now, limit),
             )
             for run_id, ref, _ in sorted(due, key=lambda row: (row[0], row[2], row[1])):

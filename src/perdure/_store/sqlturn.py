@@ -221,8 +221,8 @@ async def _schedule(
         [(run_id, ref, at) for ref, at in commit.timers],
     )
     await tx.executemany(  # except one a firer holds: it will find it cancelled (sqlrows)
-        "DELETE FROM timers WHERE (run_id, ref) IN"
-        f" (SELECT run_id, ref FROM timers WHERE run_id = ? AND ref = ?{d.skip_locked})",
+        "DELETE FROM timers WHERE"
+        f" {d.picked(d.timer_key, 'FROM timers WHERE run_id = ? AND ref = ?')}",
         [(run_id, ref) for ref in commit.cancelled_timers],
     )
     if not (commit.children or commit.cancelled_children):
