@@ -116,8 +116,11 @@ async def test_a_connection_prepares_what_it_repeats(
             assert not any(q.startswith("PREPARE ") for q in sent)  # all prepared by now
 
             store: Any = client.store
-            async with store._pool.connection() as conn:
+            conn = await store._conns.take()  # the one connection, with its statements
+            try:
                 await conn.execute("DEALLOCATE ALL")  # as a pooler's next session would be
+            finally:
+                await store._conns.give(conn)
             with caplog.at_level("WARNING", logger="perdure.store"):
                 assert await client.execute(two_steps, 20, timeout=10) == 22
             assert "lost a prepared statement" in caplog.text

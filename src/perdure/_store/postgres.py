@@ -30,6 +30,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from perdure._store import postgres_schema as schema
+from perdure._store.postgres_conns import Connections
 from perdure._store.postgres_listen import Listener, Notifier
 from perdure._store.postgres_prepared import Statements
 from perdure._store.sqlrows import Fenced, Tx
@@ -325,6 +326,7 @@ class PostgresStore(SqlStore):
         self._statements = weakref.WeakKeyDictionary()
         self._refused: set[str] = set()  # statements the server would not prepare
         self._pool: AsyncConnectionPool | None = None
+        self._conns: Connections  # hands the pool's connections to transactions (once open)
         self._listener: Listener | None = None
         self._notifier: Notifier | None = None
         self._id = uuid.uuid4().hex  # our own notifications carry it: ignore them
@@ -364,7 +366,8 @@ class PostgresStore(SqlStore):
             await pool.close()
             raise StoreError(self._explain("cannot open a PostgreSQL pool", exc)) from exc
         self._pool = pool
-        self._notifier = Notifier(pool, self.channel, self._id)
+        self._conns = Connections(pool, self._max_size, self._pool_timeout)
+        self._notifier = Notifier(self._conns, self.channel, self._id)
         self._notifier.start()
         self._listener = Listener(self._conninfo, self.channel, self._on_notify, self.notify)
         self._listener.start()
@@ -385,6 +388,7 @@ class PostgresStore(SqlStore):
         if notifier is not None:
             await notifier.stop()
         if pool is not None:
+            await self._conns.close()
             await pool.close()
 
     async def schema_version(self) -> int:
@@ -422,14 +426,17 @@ class PostgresStore(SqlStore):
         return await self._transaction(body, BEGIN_READ)
 
     async def _transaction(self, body: Body[T], begin: str) -> T:
-        pool = self._pool
-        if pool is None:
+        if self._pool is None:
             raise StoreError(f"the PostgreSQL store {self.where} is closed")
+        conns = self._conns
         stale = deadlocks = lost = 0
         while True:
             try:
-                async with pool.connection() as conn:
+                conn = await conns.take()
+                try:
                     return await self._attempt(conn, body, begin)
+                finally:
+                    await conns.give(conn)
             except _StaleConnection as exc:
                 # Every pooled connection may be dead after a server restart;
                 # the pool replaces each one we hand back.

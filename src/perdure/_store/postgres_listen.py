@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+
+from perdure._store.postgres_conns import Connections
 
 log = logging.getLogger("perdure.store")
 
@@ -120,8 +121,8 @@ class Notifier:
     transaction that NOTIFYs holds a database-wide lock through its commit,
     which would serialise every turn commit of every worker."""
 
-    def __init__(self, pool: AsyncConnectionPool, channel: str, payload: str) -> None:
-        self._pool = pool
+    def __init__(self, conns: Connections, channel: str, payload: str) -> None:
+        self._conns = conns
         self._channel = channel
         self._payload = payload
         self._wanted = asyncio.Event()
@@ -144,8 +145,11 @@ class Notifier:
             await self._wanted.wait()
             self._wanted.clear()
             try:
-                async with self._pool.connection() as conn:
+                conn = await self._conns.take()
+                try:
                     await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, self._payload))
+                finally:
+                    await self._conns.give(conn)
                 self.sent += 1
             except psycopg.Error as exc:
                 # Other processes notice the work at their next poll instead.
