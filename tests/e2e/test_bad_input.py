@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,7 @@ async def test_schema_from_a_newer_perdure_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     c = await perdure.Client.connect(f"sqlite:///{path}")
     await c.close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE perdure_schema SET version = 999")
     with pytest.raises(perdure.SchemaVersionError, match=r"newer perdure"):
         await perdure.Client.connect(f"sqlite:///{path}")
@@ -147,7 +148,7 @@ async def test_corrupt_history_row_is_reported_and_nothing_is_lost(
         handle = await client.start(waiter, "x", id="corrupt-1")
         await wait_until(lambda: _waiting(handle), what="signal wait")
     path = db_url[len("sqlite:///") :]
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         good = conn.execute("SELECT data FROM events WHERE seq = 2").fetchone()[0]
         conn.execute('UPDATE events SET data = \'{"type": "Bogus"}\' WHERE seq = 2')
     await handle.signal("go", "1")
@@ -155,7 +156,7 @@ async def test_corrupt_history_row_is_reported_and_nothing_is_lost(
         await wait_until(lambda: _error(handle), what="the corrupt-row error")
     desc = await handle.describe()
     assert desc.status == "running" and "unknown event type 'Bogus'" in (desc.last_error or "")
-    with sqlite3.connect(path) as conn:  # an operator repairs the row
+    with closing(sqlite3.connect(path)) as conn, conn:  # an operator repairs the row
         conn.execute("UPDATE events SET data = ? WHERE seq = 2", (good,))
     async with fast_worker(client, [waiter], [echo]):
         assert await handle.result(timeout=15) == "x:1"

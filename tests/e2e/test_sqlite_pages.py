@@ -9,6 +9,7 @@ import sqlite3
 import struct
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ async def test_a_step_writes_few_pages_and_leaves_the_status_indexes_alone(
     commits = wal_commits(db)
     assert len(commits) >= 5 * 12  # a start, a first turn and 10 steps each
 
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         owner = {page: name for name, page in conn.execute("SELECT name, pageno FROM dbstat")}
     status_indexes = {"runs_by_status", "runs_by_parent", "runs_one_open_per_workflow_id"}
     touched = [sum(owner.get(p) in status_indexes for p in pages) for pages in commits]

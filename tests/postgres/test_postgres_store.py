@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ async def test_tables_and_columns_match_the_sqlite_schema(pg_url: str, tmp_path:
         store = store_for_url(url)
         await store.open()
         await store.close()
-    with sqlite3.connect(tmp_path / "same.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "same.db")) as conn, conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         lite = {
             t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,10 @@ async def test_a_v3_database_upgrades(
         await old.create_run(new_run(f"wf-{i}", f"run-{i}"), "fail")
     await old.close()
     leased_until = clock.now + 10
-    with sqlite3.connect(path) as conn:  # an attempt a v3 worker held when it stopped
+    with (
+        closing(sqlite3.connect(path)) as conn,
+        conn,
+    ):  # an attempt a v3 worker held when it stopped
         conn.execute(
             "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
             " lease_token, payload, created_at) VALUES ('activity', 'q', 'run-0', 1, ?, 1,"
