@@ -1,6 +1,6 @@
 # One entry point for humans and CI. Every target creates .venv on first use.
 PY ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 

@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from perdure._store.base import RunRecord
@@ -26,13 +26,13 @@ __all__ = [
 
 
 def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
 def _timestamp(when: datetime | None) -> float | None:
     if when is None:
         return None
-    return (when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)).timestamp()
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from perdure import _history as h
@@ -163,7 +163,7 @@ class Client:
                 try:
                     await asyncio.wait_for(poked.wait(), interval)
                     woken = True
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     woken = False
                 poked.clear()
                 if woken and not self._result_foreign:
@@ -374,8 +374,8 @@ class Client:
                 w.task_queue,
                 w.workflows,
                 w.activities,
-                datetime.fromtimestamp(w.started_at, tz=timezone.utc),
-                datetime.fromtimestamp(w.heartbeat_at, tz=timezone.utc),
+                datetime.fromtimestamp(w.started_at, tz=UTC),
+                datetime.fromtimestamp(w.heartbeat_at, tz=UTC),
             )
             for w in await self.store.list_workers()
             if now - w.heartbeat_at <= LIVE_WORKER_LEASES * w.lease_timeout
@@ -475,7 +475,7 @@ class WorkflowHandle(Generic[R]):
                 wait = min(wait, left)
             try:
                 await asyncio.wait_for(watch.changed.wait(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _outcome(self, run: RunRecord) -> R:

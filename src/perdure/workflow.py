@@ -14,7 +14,7 @@ import random as _random
 import uuid as _uuid
 from collections.abc import Callable, Coroutine, Generator, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
@@ -123,7 +123,7 @@ def set_state(key: str, value: Any) -> None:
 
 def now() -> datetime:
     """The workflow's current time: the recorded time of this turn (UTC)."""
-    return datetime.fromtimestamp(_instance("now").now_ts, tz=timezone.utc)
+    return datetime.fromtimestamp(_instance("now").now_ts, tz=UTC)
 
 
 def info() -> WorkflowInfo:

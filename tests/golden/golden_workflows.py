@@ -50,7 +50,7 @@ async def golden_order(order: Order) -> dict[str, str]:
     labels = await asyncio.gather(ship(order.order_id), ship(order.order_id + "-b"))
     try:
         fast = await asyncio.wait_for(slow_lookup("k"), timeout=0.05)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         fast = "timed out"
     token = str(workflow.uuid4())[:8]
     return {

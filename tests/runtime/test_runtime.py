@@ -74,7 +74,7 @@ def test_sleep_is_a_durable_timer_on_workflow_time() -> None:
 async def with_deadline() -> str:
     try:
         return str(await asyncio.wait_for(add(1, 2), timeout=60))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return "too slow"
 
 
@@ -313,6 +313,20 @@ def test_io_in_workflow_code_fails_the_run_with_a_clear_message() -> None:
     cmds = d.turn()
     assert kinds(cmds) == ["FailWorkflow"]
     assert "do that work in an activity" in cmds[0].failure["message"]
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["sock_recv", "sock_recvfrom", "sock_recvfrom_into", "sock_sendto", "create_connection"],
+)
+def test_every_io_method_of_the_workflow_loop_fails_clearly(method: str) -> None:
+    @workflow.defn
+    async def naughty() -> None:
+        await getattr(asyncio.get_running_loop(), method)(None, None, None)
+
+    cmds = Driver(naughty).turn()
+    assert kinds(cmds) == ["FailWorkflow"]
+    assert f"loop.{method}()" in cmds[0].failure["message"]
 
 
 def test_logger_is_silent_during_replay(caplog: pytest.LogCaptureFixture) -> None:

@@ -187,7 +187,7 @@ async def heartbeat_flow(job: str, chunks: int) -> int:
 async def cancel_running_activity(job: str) -> str:
     try:
         return await asyncio.wait_for(cancellable(job), timeout=0.5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return "gave up"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from perdure.server._auth import (
 )
 from perdure.server._query import ListQuery, decode_cursor, encode_cursor, list_page, parse_when
 
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TOKEN = "t" * 20
 
 
@@ -30,9 +30,7 @@ def test_parse_when_reads_ages_and_iso_times() -> None:
     assert parse_when("15m", now=NOW) == NOW - timedelta(minutes=15)
     assert parse_when("1.5h", now=NOW) == NOW - timedelta(minutes=90)
     assert parse_when("2w", now=NOW) == NOW - timedelta(days=14)
-    assert parse_when("2024-04-30T10:00:00Z", now=NOW) == datetime(
-        2024, 4, 30, 10, tzinfo=timezone.utc
-    )
+    assert parse_when("2024-04-30T10:00:00Z", now=NOW) == datetime(2024, 4, 30, 10, tzinfo=UTC)
     plus2 = timezone(timedelta(hours=2))
     assert parse_when("2024-04-30", now=NOW, naive_tz=plus2) == datetime(2024, 4, 30, tzinfo=plus2)
     with pytest.raises(ValueError, match=r"ISO 8601 .* 30s, 15m"):
@@ -84,7 +82,7 @@ async def test_paging_walks_every_match_once(client: perdure.Client) -> None:
     assert seen == expected
     by_page = await list_page(client, ListQuery(search="keep", limit=7, page=3))
     assert [e.id for e in by_page.items] == expected[14:21]
-    later = await list_page(client, ListQuery(since=datetime.now(timezone.utc) + timedelta(1)))
+    later = await list_page(client, ListQuery(since=datetime.now(UTC) + timedelta(1)))
     assert later.items == [] and later.next_cursor is None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -139,7 +139,7 @@ async def test_replay_db_checks_every_run_of_the_registered_workflows(
     assert [(r.workflow_id, r.ok) for r in changed] == [("done", False), ("waiting", False)]
     assert all("ScheduleActivity 'greet'" in (r.error or "") for r in changed)
 
-    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    future = datetime.now(UTC) + timedelta(hours=1)
     assert await Replayer([waits_for_approval]).replay_db(url, since=future) == []
     with pytest.raises(ValueError, match="not among"):
         await Replayer([waits_for_approval]).replay_db(url, workflow="greet_workflow")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from toolkit_support import (
@@ -135,7 +135,7 @@ async def test_handles_from_the_client_and_get_handle_skip_time_too() -> None:
 
 
 async def test_start_time_sets_the_virtual_clock() -> None:
-    new_year = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    new_year = datetime(2030, 1, 1, tzinfo=UTC)
     async with WorkflowEnvironment([naps], start_time=new_year) as env:
         assert new_year <= env.now() < new_year + SLACK
         assert await env.execute(naps, 86_400.0) >= 86_400.0

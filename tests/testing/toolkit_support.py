@@ -133,7 +133,7 @@ async def outlasts_a_long_timeout() -> str:
     """A slow activity raced against a one-minute durable timeout."""
     try:
         await asyncio.wait_for(real_wait(0.3), timeout=60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return "timed out"
     return "finished"
 

@@ -256,6 +256,15 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def sock_sendall(self, *args: Any, **kwargs: Any) -> Any:
         raise _forbidden("sock_sendall")
 
+    def sock_recvfrom(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_recvfrom")
+
+    def sock_recvfrom_into(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_recvfrom_into")
+
+    def sock_sendto(self, *args: Any, **kwargs: Any) -> Any:
+        raise _forbidden("sock_sendto")
+
     def sock_connect(self, *args: Any, **kwargs: Any) -> Any:
         raise _forbidden("sock_connect")
 

@@ -89,7 +89,7 @@ class Listener:
                     self._call(self._on_reconnect)
                 first = False
                 await self._receive(conn)
-            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, psycopg.Error, OSError) as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting", exc or type(exc).__name__)
             finally:
                 self.connected.clear()

@@ -153,10 +153,10 @@ class ActivityRunner:
                 raise  # the worker is shutting down
             # An attempt that ran in this task was stopped by cancelling the
             # task: it goes on, to record the stop (asyncio.timeout and
-            # TaskGroup count cancellations, from Python 3.11).
-            uncancel = getattr(asyncio.current_task(), "uncancel", None)
-            if uncancel is not None:
-                uncancel()
+            # TaskGroup count cancellations).
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
             await self._stopped(running, RetryPolicy.from_dict(options["retry"]))
             return
         except Exception as exc:
@@ -233,7 +233,7 @@ class ActivityRunner:
         running.future = awaitable
         try:
             value = await (awaitable if timeout is None else asyncio.wait_for(awaitable, timeout))
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             if timeout is None or not awaitable.cancelled():
                 raise  # the activity's own TimeoutError, not our deadline
             which = "start_to_close_timeout"

@@ -354,7 +354,7 @@ class Worker:
         self._sleeping = True
         try:
             await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             self._sleeping = False

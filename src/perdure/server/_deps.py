@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Optional
 
 from fastapi import Depends, HTTPException, Request
@@ -144,6 +144,6 @@ def parse_time(text: Optional[str], name: str) -> Optional[datetime]:
     if text is None:
         return None
     try:
-        return parse_when(text, now=datetime.now(timezone.utc))
+        return parse_when(text, now=datetime.now(UTC))
     except ValueError as exc:
         raise HTTPException(422, f"{name}: {exc}") from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from perdure.client import Client, WorkflowDescription, WorkflowExecution
@@ -52,7 +52,7 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_when(text: str, *, now: datetime, naive_tz: tzinfo = timezone.utc) -> datetime:
+def parse_when(text: str, *, now: datetime, naive_tz: tzinfo = UTC) -> datetime:
     """``"15m"``, ``"2h"``, ``"3d"``, ``"1w"`` (that long before ``now``) or an ISO 8601
     date/time; a time without an offset is read in ``naive_tz``. Raises ValueError."""
     match = _RELATIVE.match(text)
@@ -72,7 +72,7 @@ def iso(when: datetime | None) -> str | None:
     """UTC ISO 8601 with a ``Z``, the one time format the API and ``--json`` speak."""
     if when is None:
         return None
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def encode_cursor(execution: WorkflowExecution) -> str:
@@ -160,7 +160,7 @@ def attempt_json(record: dict[str, Any]) -> dict[str, Any]:
     def when(value: Any) -> str | None:
         if not isinstance(value, (int, float)):
             return None
-        return iso(datetime.fromtimestamp(value, tz=timezone.utc))
+        return iso(datetime.fromtimestamp(value, tz=UTC))
 
     return {
         "attempt": record.get("attempt"),

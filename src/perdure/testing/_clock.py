@@ -8,7 +8,7 @@ from one instance of it, so moving it forward moves the whole engine.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = ["VirtualClock"]
 
@@ -51,4 +51,4 @@ class VirtualClock:
         self._skipped += seconds
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self(), tz=timezone.utc)
+        return datetime.fromtimestamp(self(), tz=UTC)

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,7 @@ class Replayer:
         if workflow is not None:
             self._function(workflow)
         if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
+            since = since.replace(tzinfo=UTC)
         names = [workflow] if workflow is not None else sorted(self.workflows)
         runs = []
         for name in names:
@@ -212,7 +212,7 @@ class Replayer:
         runs.sort(key=lambda r: (r.created_at, r.run_id))
         results = []
         for run in runs:
-            created = datetime.fromtimestamp(run.created_at, tz=timezone.utc)
+            created = datetime.fromtimestamp(run.created_at, tz=UTC)
             fn = self.workflows[run.workflow_type]
             try:
                 events = await store.history(run.run_id)
