@@ -435,6 +435,16 @@ class Store(abc.ABC):
         for callback in callbacks:
             callback()
 
+    def notify_elsewhere(self, topics: Sequence[str]) -> None:
+        """Another process committed changes to ``topics``. None named means
+        anything may have changed; so does a bare CLOSED (too many runs ended
+        to name them): watchers then check the runs waited for in one query.
+        Named ends wake only their own waiters."""
+        if not topics or CLOSED in topics:
+            self.notify()
+        else:
+            self.notify(*topics)
+
     # -- lifecycle -----------------------------------------------------------
 
     @abc.abstractmethod

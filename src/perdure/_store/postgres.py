@@ -30,8 +30,9 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from perdure._store import postgres_schema as schema
+from perdure._store.base import CLOSED
 from perdure._store.postgres_conns import Connections
-from perdure._store.postgres_listen import Listener, Notifier
+from perdure._store.postgres_listen import Listener, Notifier, parse_payload
 from perdure._store.postgres_prepared import Statements
 from perdure._store.sqlrows import Fenced, Tx
 from perdure._store.sqlstore import Body, Query, SqlStore
@@ -367,7 +368,7 @@ class PostgresStore(SqlStore):
             raise StoreError(self._explain("cannot open a PostgreSQL pool", exc)) from exc
         self._pool = pool
         self._conns = Connections(pool, self._max_size, self._pool_timeout)
-        self._notifier = Notifier(self._conns, self.channel, self._id)
+        self._notifier = Notifier(self._conns, self.channel, self._id, CLOSED)
         self._notifier.start()
         self._listener = Listener(self._conninfo, self.channel, self._on_notify, self.notify)
         self._listener.start()
@@ -400,13 +401,14 @@ class PostgresStore(SqlStore):
 
     # ------------------------------------------------------------ wake-ups
 
-    def notify_other_processes(self) -> None:
+    def notify_other_processes(self, *topics: str) -> None:
         if self._notifier is not None:
-            self._notifier.kick()
+            self._notifier.kick(topics)
 
     def _on_notify(self, payload: str) -> None:
-        if payload != self._id:  # our own commits woke this process already
-            self.notify()
+        sender, topics = parse_payload(payload)
+        if sender != self._id:  # our own commits woke this process already
+            self.notify_elsewhere(topics)
 
     # ------------------------------------------------------------ transactions
 

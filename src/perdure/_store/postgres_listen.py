@@ -114,17 +114,41 @@ class Listener:
             await asyncio.wait_for(conn.execute("SELECT 1"), PING_EVERY)
 
 
+# PostgreSQL refuses a payload of 8,000 bytes or more.
+MAX_PAYLOAD = 7000
+
+
+def payload(sender: str, topics: set[str], overflow: str) -> str:
+    """A NOTIFY's payload: the sender's id, then the topics its commits
+    changed (see Store.notify), space-separated. Topics naming one run each
+    that would not fit become ``overflow`` ("some runs ended")."""
+    text = " ".join(topics)
+    if len(sender) + len(text) >= MAX_PAYLOAD:
+        text = " ".join({topic for topic in topics if ":" not in topic} | {overflow})
+    return f"{sender} {text}"
+
+
+def parse_payload(text: str) -> tuple[str, list[str]]:
+    """(sender, topics). A payload without topics (earlier versions sent
+    only the sender's id) means "anything may have changed"."""
+    sender, _, topics = text.partition(" ")
+    return sender, topics.split()
+
+
 class Notifier:
     """Sends ``NOTIFY channel, payload`` after commits, coalesced: at most one
     NOTIFY is in flight per store, and any number of commits during it cause
-    one more. It is sent outside the committing transaction on purpose: a
-    transaction that NOTIFYs holds a database-wide lock through its commit,
-    which would serialise every turn commit of every worker."""
+    one more, naming every topic they changed. It is sent outside the
+    committing transaction on purpose: a transaction that NOTIFYs holds a
+    database-wide lock through its commit, which would serialise every turn
+    commit of every worker."""
 
-    def __init__(self, conns: Connections, channel: str, payload: str) -> None:
+    def __init__(self, conns: Connections, channel: str, sender: str, overflow: str) -> None:
         self._conns = conns
         self._channel = channel
-        self._payload = payload
+        self._sender = sender
+        self._overflow = overflow
+        self._topics: set[str] = set()
         self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
@@ -132,7 +156,8 @@ class Notifier:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="perdure-notify")
 
-    def kick(self) -> None:
+    def kick(self, topics: tuple[str, ...]) -> None:
+        self._topics.update(topics)
         self._wanted.set()
 
     async def stop(self) -> None:
@@ -144,10 +169,12 @@ class Notifier:
         while True:
             await self._wanted.wait()
             self._wanted.clear()
+            topics, self._topics = self._topics, set()
+            text = payload(self._sender, topics, self._overflow)
             try:
                 conn = await self._conns.take()
                 try:
-                    await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, self._payload))
+                    await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, text))
                 finally:
                     await self._conns.give(conn)
                 self.sent += 1

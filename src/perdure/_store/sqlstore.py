@@ -65,15 +65,16 @@ class SqlStore(Store, Dialect):
 
         return await self._read(body)
 
-    def notify_other_processes(self) -> None:
-        """Wake workers and result waiters in other processes (PostgreSQL:
-        NOTIFY). Without it they notice new work at their next poll."""
+    def notify_other_processes(self, *topics: str) -> None:
+        """Tell workers and result waiters in other processes what a commit
+        changed (PostgreSQL: NOTIFY, naming ``topics``). Without it they notice
+        at their next poll."""
 
     def _committed(self, *topics: str) -> None:
         """After a commit that may have changed ``topics`` (WORK, CLOSED)."""
         if topics:
             self.notify(*topics)
-            self.notify_other_processes()
+            self.notify_other_processes(*topics)
 
     # ------------------------------------------------------------ client side
 
