@@ -11,7 +11,7 @@ the next one given back, with one future and one timer. The pool still does
 the rest. A connection goes back to it when it is broken or closed, when a
 transaction left it anything but idle, when it has been out for
 ``RECYCLE_AFTER`` seconds (so the pool's ``max_lifetime`` and shrinking still
-apply), and when the store closes. Imports psycopg only.
+apply), and when the store closes. Imports psycopg and psycopg_pool only.
 """
 
 from __future__ import annotations
