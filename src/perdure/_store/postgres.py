@@ -48,9 +48,20 @@ URL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "p
 DEADLOCK_RETRIES = 5
 BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
 BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-# A transaction idle this long holds row locks for a process that froze (or
-# whose event loop is blocked): the server ends the session and frees them.
-SESSION_SETUP = "SET idle_in_transaction_session_timeout = '60s'"
+# Each pooled connection's settings, in one statement:
+# - A transaction idle this long holds row locks for a process that froze (or
+#   whose event loop is blocked): the server ends the session and frees them.
+# - No sequential scans where an index can serve. Every statement the store
+#   sends reaches its rows through an index (or by TID), but on tables that
+#   are empty and never analyzed (a new database) the planner costs a scan
+#   lower, and a prepared statement keeps that generic plan while the table
+#   grows: each claim, timer firing or closing turn would then read the
+#   whole queue (tests/postgres/test_generic_plans_pg.py). A table no index
+#   serves is still scanned.
+SESSION_SETUP = (
+    "SELECT set_config('idle_in_transaction_session_timeout', '60s', false),"
+    " set_config('enable_seqscan', 'off', false)"
+)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -217,16 +217,18 @@ class SqlStore(Store, Dialect):
         open_: set[str] = set()
         for start in range(0, len(run_ids), 500):
             chunk = run_ids[start : start + 500]
+            # By id alone: "status = 'running' AND run_id IN (...)" let
+            # PostgreSQL walk the index of open runs (all of them) instead.
             [found] = await self._read_queries(
                 [
                     (
-                        f"SELECT run_id FROM runs WHERE status = ? AND run_id IN"
+                        f"SELECT run_id, status FROM runs WHERE run_id IN"
                         f" ({','.join('?' * len(chunk))})",
-                        (OPEN, *chunk),
+                        tuple(chunk),
                     )
                 ]
             )
-            open_.update(row[0] for row in found)
+            open_.update(run_id for run_id, status in found if status == OPEN)
         return set(run_ids) - open_
 
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:

@@ -38,7 +38,11 @@ async def apply_turn(
     Raises Fenced, having written nothing, if this worker was fenced out."""
     # Fence 2 first, as it also locks the run (the lock order of sqlrows: the
     # run, then its tasks; signals for it wait for this commit): nobody advanced
-    # (or terminated) the run since we loaded it.
+    # (or terminated) the run since we loaded it. The version alone says so:
+    # every change of a run's status bumps it, and turns are only built for
+    # runs loaded open. (Naming the status as well let PostgreSQL plan this
+    # update through the status index, reading every open run: see
+    # tests/postgres/test_generic_plans_pg.py.)
     last_seq = commit.events[-1].seq if commit.events else None
     closing = commit.close_status is not None
     result = commit.result
@@ -49,7 +53,7 @@ async def apply_turn(
             "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
             " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
             " status = ?, result = ?, failure = ?, closed_at = ?"
-            " WHERE run_id = ? AND version = ? AND status = ?",
+            " WHERE run_id = ? AND version = ?",
             (
                 last_seq,
                 dumps(commit.state),
@@ -61,7 +65,6 @@ async def apply_turn(
                 now,
                 commit.run_id,
                 commit.expected_version,
-                OPEN,
             ),
         )
     else:
@@ -71,7 +74,7 @@ async def apply_turn(
         await tx.fence(
             "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
             " state = ?, waiting = ?, last_error = NULL, updated_at = ?"
-            " WHERE run_id = ? AND version = ? AND status = ?",
+            " WHERE run_id = ? AND version = ?",
             (
                 last_seq,
                 dumps(commit.state),
@@ -79,7 +82,6 @@ async def apply_turn(
                 now,
                 commit.run_id,
                 commit.expected_version,
-                OPEN,
             ),
         )
     if commit.task is not None:

@@ -1,0 +1,163 @@
+"""The plans PostgreSQL keeps for the statements the store prepares reach
+their rows by key, even when they were made while the tables were empty.
+
+A prepared statement gets a *generic* plan after a few executions, made
+once for any parameter values and kept for the connection's life (until an
+``ANALYZE`` of its tables). A fresh database has empty, never-analyzed
+tables, where every path costs about the same: the fenced turn update
+``WHERE run_id = $5 AND version = $6 AND status = $7`` got a plan that
+walked ``runs_by_status`` (every running run) and filtered on the id, and
+kept it while the table grew. Each turn then read all the open runs: a
+worker process that started with its database ran 1,600 steps/s where one
+that happened to avoid that plan ran 2,200. So every statement must leave
+the planner no such choice; these tests ask the server for the generic plan
+of each one on an empty schema, the worst case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+import perdure
+from perdure import activity, workflow
+from perdure._store import store_for_url
+from perdure._store.postgres import SESSION_SETUP
+from perdure._store.postgres_prepared import Statements, _numbered
+
+# Tables that grow with the work in flight, and the indexes that serve
+# listings (by status, type or age) rather than a key.
+GROWING = {"runs", "tasks", "timers", "events", "inbox"}
+LISTING = {"runs_by_status", "runs_by_type", "runs_newest", "runs_one_open_per_workflow_id"}
+
+
+@activity.defn
+async def plus_one(x: int) -> int:
+    return x + 1
+
+
+@workflow.defn
+async def steps(x: int) -> int:
+    for _ in range(3):
+        x = await plus_one(x)
+    return x
+
+
+@workflow.defn
+async def naps(x: int) -> int:
+    await workflow.sleep(timedelta(milliseconds=10))  # a timer that fires
+    return x
+
+
+@workflow.defn
+async def waits(x: int) -> int:
+    # Ends on the signal with its timeout's timer pending: the closing turn
+    # deletes that timer.
+    return x + await workflow.wait_signal("go", timeout=600)
+
+
+@workflow.defn
+async def parent(x: int) -> int:
+    return await workflow.execute_child(steps, x) + 1
+
+
+@pytest.fixture
+def prepared(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """Every statement text the store's connections prepare ($1, $2, ...)."""
+    texts: set[str] = set()
+    original = Statements.prepare_pending
+
+    async def recorded(self: Statements, conn: Any) -> None:
+        texts.update(_numbered(sql)[0] for sql in self.pending)
+        await original(self, conn)
+
+    monkeypatch.setattr(Statements, "prepare_pending", recorded)
+    yield texts
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+async def test_every_prepared_statement_reaches_rows_by_key_on_empty_tables(
+    pg_url: str, pg_database: Any, prepared: set[str]
+) -> None:
+    client = await perdure.Client.connect(pg_url)
+    try:
+        async with perdure.Worker(
+            client, workflows=[steps, naps, waits, parent], activities=[plus_one]
+        ):
+            for _ in range(4):  # each connection prepares what it sends twice
+                handles = [await client.start(fn, 1) for fn in (steps, naps, waits, parent)]
+                await handles[2].signal("go", 1)
+                assert [await h.result(timeout=30) for h in handles] == [4, 1, 2, 5]
+    finally:
+        await client.close()
+    assert any("UPDATE runs SET version" in text for text in prepared), prepared
+
+    # The plans, made for empty tables that were never analyzed.
+    empty_url = pg_database.fresh_url()
+    store = store_for_url(empty_url)
+    await store.open()  # creates the tables
+    await store.close()
+    problems = []
+    async with await psycopg.AsyncConnection.connect(empty_url, autocommit=True) as conn:
+        await conn.execute(SESSION_SETUP)  # the store's own connection settings
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        for number, text in enumerate(sorted(prepared)):
+            await conn.execute(f"PREPARE s{number} AS {text}")
+            args = ", ".join(["NULL"] * text.count("$"))
+            cur = await conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE s{number}({args})")
+            row = await cur.fetchone()
+            assert row is not None
+            for node in nodes(row[0][0]["Plan"]):
+                table, index = node.get("Relation Name"), node.get("Index Name")
+                if node["Node Type"] == "Seq Scan" and table in GROWING:
+                    problems.append(f"scans all of {table}: {text}")
+                if index in LISTING:
+                    problems.append(f"walks {index}: {text}")
+    assert not problems, "\n".join(problems)
+
+
+async def test_checking_awaited_runs_reads_them_by_id(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's result watch checks every run it waits on in one query. It
+    named the status as well, and on a table not analyzed yet PostgreSQL
+    then also read the index of all the open runs (it holds just those)."""
+    store = store_for_url(pg_url)
+    await store.open()
+    try:
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+            await conn.execute(
+                "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status,"
+                " input, created_at, updated_at)"
+                " SELECT 'r' || g, 'w' || g, 'steps', 'q', 'running', '[]', g, g"
+                " FROM generate_series(1, 5000) g"
+            )
+            await conn.execute(SESSION_SETUP)  # and no ANALYZE yet, as in a new database
+            sent: list[tuple[str, Any]] = []
+            read_queries = store._read_queries  # type: ignore[attr-defined]
+
+            async def recorded(queries: Any) -> Any:
+                sent.extend(queries)
+                return await read_queries(queries)
+
+            monkeypatch.setattr(store, "_read_queries", recorded)
+            await conn.execute("UPDATE runs SET status = 'completed' WHERE run_id = 'r7'")
+            assert await store.ended_runs(["r3", "r7", "r9"]) == {"r7"}
+            ((sql, params),) = sent
+            cur = psycopg.AsyncClientCursor(conn)
+            await cur.execute(f"EXPLAIN (FORMAT JSON) {sql.replace('?', '%s')}", params)
+            row = await cur.fetchone()
+            assert row is not None
+            used = {node.get("Index Name") for node in nodes(row[0][0]["Plan"])}
+            assert used == {None, "runs_run_id_key"}, used
+    finally:
+        await store.close()
