@@ -1,22 +1,32 @@
-"""The plans PostgreSQL keeps for the statements the store prepares reach
-their rows by key, even when they were made while the tables were empty.
+"""The store's statements reach their rows by key, whatever the size of the
+tables and whatever the planner knows about them.
 
-A prepared statement gets a *generic* plan after a few executions, made
-once for any parameter values and kept for the connection's life (until an
-``ANALYZE`` of its tables). A fresh database has empty, never-analyzed
-tables, where every path costs about the same: the fenced turn update
-``WHERE run_id = $5 AND version = $6 AND status = $7`` got a plan that
-walked ``runs_by_status`` (every running run) and filtered on the id, and
-kept it while the table grew. Each turn then read all the open runs: a
-worker process that started with its database ran 1,600 steps/s where one
-that happened to avoid that plan ran 2,200. So every statement must leave
-the planner no such choice; these tests ask the server for the generic plan
-of each one on an empty schema, the worst case.
+PostgreSQL: a prepared statement gets a *generic* plan after a few
+executions, made once for any parameter values and kept for the
+connection's life (until an ``ANALYZE`` of its tables). A fresh database
+has empty, never-analyzed tables, where every path costs about the same:
+the fenced turn update ``WHERE run_id = $5 AND version = $6 AND status =
+$7`` got a plan that walked ``runs_by_status`` (every running run) and
+filtered on the id, and kept it while the table grew. Each turn then read
+all the open runs: a worker process that started with its database ran
+1,600 steps/s where one that happened to avoid that plan ran 2,200. Claims,
+timer firings and closing turns had generic plans that scanned their whole
+queue. So every statement must leave the planner no such choice; a test
+asks the server for the generic plan of each one on an empty schema, the
+worst case.
+
+SQLite plans each statement on its own, without statistics: a statement
+with no index to use scans the table. The close of a run deleted its tasks
+``WHERE run_id = ?``, which no SQLite index serves: every queued task was
+read at each close.
 """
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +34,7 @@ import psycopg
 import pytest
 
 import perdure
+import perdure._store.sqlite
 from perdure import activity, workflow
 from perdure._store import store_for_url
 from perdure._store.postgres import SESSION_SETUP
@@ -85,10 +96,9 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from nodes(child)
 
 
-async def test_every_prepared_statement_reaches_rows_by_key_on_empty_tables(
-    pg_url: str, pg_database: Any, prepared: set[str]
-) -> None:
-    client = await perdure.Client.connect(pg_url)
+async def workload(url: str) -> None:
+    """Steps, timers fired and deleted, signals, a child, result waits."""
+    client = await perdure.Client.connect(url)
     try:
         async with perdure.Worker(
             client, workflows=[steps, naps, waits, parent], activities=[plus_one]
@@ -99,6 +109,12 @@ async def test_every_prepared_statement_reaches_rows_by_key_on_empty_tables(
                 assert [await h.result(timeout=30) for h in handles] == [4, 1, 2, 5]
     finally:
         await client.close()
+
+
+async def test_every_prepared_statement_reaches_rows_by_key_on_empty_tables(
+    pg_database: Any, prepared: set[str]
+) -> None:
+    await workload(pg_database.fresh_url())
     assert any("UPDATE runs SET version" in text for text in prepared), prepared
 
     # The plans, made for empty tables that were never analyzed.
@@ -126,11 +142,12 @@ async def test_every_prepared_statement_reaches_rows_by_key_on_empty_tables(
 
 
 async def test_checking_awaited_runs_reads_them_by_id(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_database: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client's result watch checks every run it waits on in one query. It
     named the status as well, and on a table not analyzed yet PostgreSQL
     then also read the index of all the open runs (it holds just those)."""
+    pg_url = pg_database.fresh_url()
     store = store_for_url(pg_url)
     await store.open()
     try:
@@ -161,3 +178,43 @@ async def test_checking_awaited_runs_reads_them_by_id(
             assert used == {None, "runs_run_id_key"}, used
     finally:
         await store.close()
+
+
+# Statements that may read a whole table on SQLite, and why that is fine.
+SQLITE_SCANS_ALLOWED = {
+    # A worker giving back (or taking back) its leases when it stops or
+    # starts: once per worker process, not per step.
+    "SELECT id FROM tasks WHERE lease_owner =",
+}
+
+
+async def test_sqlite_statements_reach_rows_by_index(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: set[str] = set()
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(sent.add)  # each statement, with its values
+        return conn
+
+    monkeypatch.setattr(perdure._store.sqlite.sqlite3, "connect", traced)
+    path = tmp_path / "plans.db"
+    await workload(f"sqlite:///{path}")
+    monkeypatch.undo()
+    problems = set()
+    with closing(sqlite3.connect(path)) as conn:
+        for sql in sent:
+            if (
+                not sql.lstrip()
+                .upper()
+                .startswith(("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"))
+            ):
+                continue
+            for *_, detail in conn.execute(f"EXPLAIN QUERY PLAN {sql}"):
+                scanned = re.match(r"SCAN (\w+)", detail)
+                allowed = any(reason in sql for reason in SQLITE_SCANS_ALLOWED)
+                if scanned and scanned[1] in GROWING and not allowed:
+                    problems.add(f"{detail}: {sql}")
+    assert sent and not problems, "\n".join(sorted(problems))
