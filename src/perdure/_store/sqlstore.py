@@ -501,8 +501,9 @@ class SqlStore(Store, Dialect):
                 f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
                 (now, limit),
             )
+            runs = await rows.runs_by_ids(tx, self, [row[0] for row in due])
             for run_id, ref, _ in sorted(due, key=lambda row: (row[0], row[2], row[1])):
-                run = await rows.run_by_id(tx, self, run_id)
+                run = runs.get(run_id)
                 if run is None or not run.is_open:
                     continue
                 if ref == 0:  # the execution timeout
@@ -513,6 +514,7 @@ class SqlStore(Store, Dialect):
                         tx, self, run, marker, "timed_out", message, now
                     )
                     topics.update(ended)
+                    del runs[run_id]  # closed: its other due timers fire into nothing
                 else:
                     await rows.to_inbox(
                         tx, run_id, run.task_queue, h.TimerFired(ref=ref, time=now), now
