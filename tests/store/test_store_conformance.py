@@ -309,3 +309,20 @@ async def test_a_restarted_worker_reclaims_the_leases_of_its_identity(
     assert again.task_id == task.task_id and again.token != task.token
     assert await store.commit_turn(await first_turn(store, task)) is False  # the old one is fenced
     assert await store.reclaim_leases("w-1") == 1  # the new lease is w-1's too
+
+
+async def test_a_claim_on_several_queues_takes_the_oldest_due_tasks_of_all(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store = await open_store()
+    order = ["a", "b", "b", "c", "a", "b"]  # queue of each run, oldest first
+    for i, queue in enumerate(order):
+        await store.create_run(new_run(f"wf-{i}", f"run-{i}", queue), "fail")
+        clock.advance(1)
+    first = await store.claim_workflow_tasks(["a", "b"], "w", 30, 3)
+    assert sorted(t.run_id for t in first) == ["run-0", "run-1", "run-2"]
+    rest = await store.claim_workflow_tasks(["b", "a"], "w", 30, 10)
+    assert sorted(t.run_id for t in rest) == ["run-4", "run-5"]  # never queue c
+    assert await store.claim_workflow_tasks(["a", "b"], "w", 30, 10) == []
+    [c] = await store.claim_workflow_tasks(["c"], "w", 30, 10)
+    assert c.run_id == "run-3"

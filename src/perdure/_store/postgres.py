@@ -308,13 +308,14 @@ class PostgresStore(SqlStore):
     # stays the same while it lives (and while a picker holds its lock).
     timer_key = "ctid"
 
-    def picked(self, key: str, rows: str) -> str:
+    def picked(self, key: str, rows: str, locked: bool = False) -> str:
         # The subquery is an InitPlan: it runs once per execution, whatever
         # the plan (generic or not), and the rows are then fetched by primary
         # key or TID. "key IN (subquery)" let the planner choose a hash join
         # that read the whole table: a claim of 100 rows scanned all 10,000
         # tasks (3.5 ms), a firing of 500 timers all 100,000 timers (14 ms).
-        return f"{key} = ANY(ARRAY(SELECT {key} {rows}{self.skip_locked}))"
+        lock = "" if locked else self.skip_locked
+        return f"{key} = ANY(ARRAY(SELECT {key} {rows}{lock}))"
 
     async def lock_workflow_id(self, tx: Tx, workflow_id: str) -> None:
         # Transaction-scoped: two creators of one id serialise until commit.

@@ -91,10 +91,11 @@ class Dialect:
     json_object = "json_object"  # builds a JSON object from 'key', value pairs
     timer_key = "(run_id, ref)"  # what picks out one row of timers (see picked)
 
-    def picked(self, key: str, rows: str) -> str:
+    def picked(self, key: str, rows: str, locked: bool = False) -> str:
         """A WHERE condition: the rows whose ``key`` is among those of
         ``SELECT key rows`` (``rows`` is "FROM ... WHERE ... [LIMIT ?]"),
-        which the dialect locks, skipping rows others hold. The subquery runs
+        which the dialect locks, skipping rows others hold (``locked``: rows
+        whose own subqueries take those locks already). The subquery runs
         once, whatever the plan; claims and timer firings pick this way."""
         return f"{key} IN (SELECT {key.strip('()')} {rows})"
 

@@ -274,13 +274,25 @@ class SqlStore(Store, Dialect):
         # attempt was lost, and is recorded as such in the same statement.
         now = self.clock()
         token = new_token()
-        marks = ",".join("?" * len(queues))
         lost = rows.lost_attempt(self)
-        due = self.picked(
-            "id",
-            f"FROM tasks WHERE kind = ? AND queue IN ({marks}) AND visible_at <= ?"
-            " ORDER BY visible_at LIMIT ?",
+        one_queue = (
+            "FROM tasks WHERE kind = ? AND queue = ? AND visible_at <= ? ORDER BY visible_at"
         )
+        if len(queues) == 1:
+            due = self.picked("id", f"{one_queue} LIMIT ?")
+            picking: tuple[Any, ...] = (kind, queues[0], now, limit)
+        else:
+            # The oldest due tasks of each queue, then the oldest of those: one
+            # index range per queue. "queue IN (...) ORDER BY visible_at" read
+            # and sorted every due task of every queue (one index cannot order
+            # two queues), for each claim, however long the backlog.
+            branch = f"SELECT id, visible_at FROM (SELECT id, visible_at {one_queue} LIMIT ?"
+            branch += f"{self.skip_locked}) AS one"
+            union = " UNION ALL ".join([branch] * len(queues))
+            due = self.picked(
+                "id", f"FROM ({union}) AS due ORDER BY visible_at LIMIT ?", locked=True
+            )
+            picking = (*(p for q in queues for p in (kind, q, now, limit)), limit)
         return await tx.all(
             f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
             f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
@@ -288,7 +300,7 @@ class SqlStore(Store, Dialect):
             f" attempt = attempt + 1 WHERE {due}"
             f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
             f" attempt_started_at, attempts",
-            (now + lease, owner, token, now, kind, *queues, now, limit),
+            (now + lease, owner, token, now, *picking),
         )
 
     async def claim_workflow_tasks(
