@@ -218,3 +218,18 @@ async def test_sqlite_statements_reach_rows_by_index(
                 if scanned and scanned[1] in GROWING and not allowed:
                     problems.add(f"{detail}: {sql}")
     assert sent and not problems, "\n".join(sorted(problems))
+
+
+async def test_the_stores_connections_take_those_settings(pg_database: Any) -> None:
+    store = store_for_url(pg_database.fresh_url())
+    await store.open()
+    try:
+        settings = await store._read(  # type: ignore[attr-defined]
+            lambda tx: tx.one(
+                "SELECT current_setting('enable_seqscan'),"
+                " current_setting('idle_in_transaction_session_timeout')"
+            )
+        )
+        assert settings == ("off", "1min")
+    finally:
+        await store.close()
