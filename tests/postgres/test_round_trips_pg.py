@@ -212,3 +212,24 @@ async def test_a_timer_firing_reads_its_runs_in_one_query(
     # The timers picked, their runs locked and read, the TimerFired inbox rows
     # and workflow tasks written with the COMMIT.
     assert len(round_trips(sent)) == 3, round_trips(sent)
+
+
+@workflow.defn
+async def parent_of_one(x: int) -> int:
+    return await workflow.execute_child(two_steps, x) + 1
+
+
+async def test_only_a_run_that_started_children_reads_them_when_it_closes(
+    pg_url: str, sent: list[str]
+) -> None:
+    """Closing a run reads its open children (to apply their close policy)
+    only if it ever started one: a child's close tells its parent, and that
+    is all it reads."""
+    client = await perdure.Client.connect(with_option(pg_url, "prepare=0"))  # SQL as text
+    try:
+        async with perdure.Worker(client, [parent_of_one, two_steps], [plus_one]):
+            assert await client.execute(parent_of_one, 1, timeout=10) == 4
+    finally:
+        await client.close()
+    children_reads = [q for q in sent if "WHERE parent_run_id = %s AND status = %s" in q]
+    assert len(children_reads) == 1, children_reads  # the parent's close, not the child's

@@ -225,6 +225,9 @@ class TurnCommit:
     # child: closing it then reads nothing back (no parent to tell, no child's
     # close policy to apply), so the whole commit can travel at once.
     has_relatives: bool = True
+    # False when the closing run never started a child: no children's close
+    # policies to read and apply.
+    has_children: bool = True
     # Filled in by the store: activity ref -> task id of pre-leased activities.
     created_tasks: dict[int, int] = field(default_factory=dict)
 

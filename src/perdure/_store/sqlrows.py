@@ -395,12 +395,14 @@ async def close_run(
     result: Any,
     failure: dict[str, Any] | None,
     now: float,
+    children: bool = True,
 ) -> set[str]:
     """Everything that follows a run's end, in the transaction that ended it:
     drop its pending work (a leased activity attempt is fenced out because its
-    row is gone), tell its parent, and apply each open child's close policy.
-    Returns the wake-up topics: this run (and any child it terminated) closed,
-    and WORK if its parent or children have something to do now."""
+    row is gone), tell its parent, and apply each open child's close policy
+    (``children=False``: the run never started one, so there is nothing to
+    read). Returns the wake-up topics: this run (and any child it terminated)
+    closed, and WORK if its parent or children have something to do now."""
     topics = {closed_topic(run.run_id)}
     await drop_pending_work(tx, d, run.run_id)
     if run.parent_run_id is not None and status != "continued_as_new":
@@ -415,12 +417,13 @@ async def close_run(
                 )
             await to_inbox(tx, parent.run_id, parent.task_queue, event, now)
             topics.add(WORK)
-    children = await tx.all(
+    if not children:
+        return topics
+    for row in await tx.all(
         f"SELECT {RUN_COLUMNS}, parent_close_policy FROM runs"
         f" WHERE parent_run_id = ? AND status = ?{d.for_update}",
         (run.run_id, OPEN),
-    )
-    for row in children:
+    ):
         child, policy = run_from_row(row), row[-1]
         if policy == "terminate":
             reason = f"parent {run.workflow_id!r} ended ({status})"

@@ -118,7 +118,14 @@ async def apply_turn(
         if commit.continue_as_new is not None:
             await _continue(tx, d, run, commit.continue_as_new, now)
         topics = await rows.close_run(
-            tx, d, run, commit.close_status, commit.result, commit.failure, now
+            tx,
+            d,
+            run,
+            commit.close_status,
+            commit.result,
+            commit.failure,
+            now,
+            children=commit.has_children,
         )
         if commit.continue_as_new is not None:
             topics.add(WORK)  # the next run's first workflow task

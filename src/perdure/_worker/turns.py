@@ -328,5 +328,6 @@ class TurnRunner:
             elif isinstance(command, h.CancelWorkflow):
                 commit.close_status = "cancelled"
         if commit.close_status is not None and info is not None:
+            commit.has_children = instance.has_children
             commit.has_relatives = instance.has_children or info.parent_run_id is not None
         return commit
