@@ -103,8 +103,9 @@ class _PgTx:
 
     BEGIN travels with the body's first statement, as one simple-protocol
     query with client-side binding ("BEGIN ...; SELECT ... FOR UPDATE"): a
-    round trip saved per transaction. Later statements use server-side binding
-    (and prepared statements, once psycopg sees them repeated)."""
+    round trip saved per transaction. Later statements use server-side binding,
+    unprepared (psycopg's automatic preparing is off: see ``_configure``; the
+    write transactions, ``_BatchedTx``, send perdure's own prepared ones)."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], begin: str) -> None:
         self._conn = conn
