@@ -60,6 +60,15 @@ async def test_the_id_search_is_a_plain_substring(open_store: Any) -> None:
     assert sorted(await ids(store, id_contains="")) == sorted(await ids(store))
 
 
+async def test_the_id_search_folds_the_case_of_every_letter(open_store: Any) -> None:
+    store = await open_store()
+    for wid in ("ÉTÉ-1", "été-2", "Ünïcode-3", "ete-4"):
+        await start(store, wid)
+    assert sorted(await ids(store, id_contains="été")) == ["ÉTÉ-1", "été-2"]
+    assert sorted(await ids(store, id_contains="ÉTÉ")) == ["ÉTÉ-1", "été-2"]
+    assert await ids(store, id_contains="üNÏ") == ["Ünïcode-3"]
+
+
 async def test_keyset_paging_has_no_duplicates_or_gaps(open_store: Any, clock: FakeClock) -> None:
     store = await open_store()
     # Runs in bursts that share a creation time: ties are ordered by creation order.

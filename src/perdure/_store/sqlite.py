@@ -99,6 +99,10 @@ class _SqliteTx:
         return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 class _Job:
     """One unit of work for the store's thread, and where its answer goes."""
 
@@ -391,6 +395,10 @@ class SqliteStore(SqlStore):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         try:
+            # SQLite's own LOWER folds ASCII letters only: the id search
+            # (LOWER(workflow_id) LIKE LOWER(?)) would miss "ÉTÉ" for "été".
+            # Python's folds every letter, as PostgreSQL's does.
+            conn.create_function("lower", 1, _lower, deterministic=True)
             conn.execute(self._busy_pragma)
             if self.path != ":memory:":
                 # WAL is persistent: only a new file needs the switch, which takes an
