@@ -56,7 +56,7 @@ BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 #   are empty and never analyzed (a new database) the planner costs a scan
 #   lower, and a prepared statement keeps that generic plan while the table
 #   grows: each claim, timer firing or closing turn would then read the
-#   whole queue (tests/postgres/test_generic_plans_pg.py). A table no index
+#   whole queue (tests/store/test_store_plans.py). A table no index
 #   serves is still scanned.
 SESSION_SETUP = (
     "SELECT set_config('idle_in_transaction_session_timeout', '60s', false),"

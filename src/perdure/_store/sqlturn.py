@@ -42,7 +42,7 @@ async def apply_turn(
     # every change of a run's status bumps it, and turns are only built for
     # runs loaded open. (Naming the status as well let PostgreSQL plan this
     # update through the status index, reading every open run: see
-    # tests/postgres/test_generic_plans_pg.py.)
+    # tests/store/test_store_plans.py.)
     last_seq = commit.events[-1].seq if commit.events else None
     closing = commit.close_status is not None
     result = commit.result
