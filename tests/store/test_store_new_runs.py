@@ -10,21 +10,38 @@ queue) goes the ordinary way.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from store_helpers import FakeClock, new_run, turn
 
 from perdure import _history as h
-from perdure._store.base import WORK, Store, WorkflowTask
+from perdure._store.base import (
+    WORK,
+    FirstTurn,
+    NewActivity,
+    Store,
+    TurnCommit,
+    TurnInput,
+    WorkflowTask,
+)
 from perdure.errors import WorkflowAlreadyStartedError
 
 
 class Taker:
-    def __init__(self, free: bool = True) -> None:
+    """Takes new runs' leased first tasks; with ``turns``, it computes their
+    first turns instead, for the start's commit to write."""
+
+    def __init__(
+        self, free: bool = True, turns: Callable[[TurnInput], TurnCommit] | None = None
+    ) -> None:
         self.free = free
+        self.turns = turns
         self.reserved = 0
         self.taken: list[WorkflowTask | None] = []
+        self.prepared: list[TurnInput] = []
+        self.settled: list[bool] = []
 
     def reserve(self) -> tuple[str, float] | None:
         if not self.free:
@@ -32,9 +49,37 @@ class Taker:
         self.reserved += 1
         return "me", 30.0
 
+    def prepare(self, first: TurnInput) -> FirstTurn | None:
+        if self.turns is None:
+            return None
+        self.prepared.append(first)
+        return FirstTurn(self.turns(first), self.settled.append)
+
     def take(self, task: WorkflowTask | None) -> None:
         self.reserved -= 1
         self.taken.append(task)
+
+
+def first_turn(commands: list[h.Command], **extra: Any) -> Callable[[TurnInput], TurnCommit]:
+    """A first turn that consumes WorkflowStarted and issues ``commands``; an
+    activity in ``extra`` is leased to the taker ("me")."""
+
+    def compute(first: TurnInput) -> TurnCommit:
+        return TurnCommit(
+            task=None,
+            run_id=first.run.run_id,
+            expected_version=first.run.version,
+            events=h.turn_events(0, 2.0, [e for _, e in first.inbox], commands),
+            consumed_inbox=[],
+            fresh=True,
+            **extra,
+        )
+
+    return compute
+
+
+SCHEDULE = h.ScheduleActivity(ref=1, name="a", task_queue="q", args=[1], kwargs={}, options={})
+LEASED = NewActivity(1, "a", "q", [1], {}, {}, lease=("me", "token-1", 30.0))
 
 
 def wakes(store: Store) -> list[int]:
@@ -105,3 +150,84 @@ async def test_what_the_taker_cannot_take_goes_the_ordinary_way(
     store.stop_taking_new_runs("q", taker)
     await store.create_run(new_run(wid="wf-6", run_id="run-6"), "fail")
     assert len(taker.taken) == 2
+
+
+async def test_a_new_run_s_first_turn_can_go_with_its_start(open_store: Any) -> None:
+    # The taker computes the first turn before the run exists; the start's
+    # commit writes the run and that turn together: no workflow task, no inbox
+    # row, no wake-up, and the activity the turn leased is the taker's.
+    store = await open_store()
+    taker = Taker(turns=first_turn([SCHEDULE], activities=[LEASED]))
+    store.take_new_runs("q", taker)
+    woken = wakes(store)
+    run, created = await store.create_run(new_run(), "fail")
+    assert created and run.version == 1 and run.last_seq == 3
+    assert taker.settled == [True] and taker.taken == [None] and taker.reserved == 0
+    assert woken == [0]
+    data = await store.load_turn("run-1", 0)
+    assert [type(e).__name__ for e in data.events] == [
+        "TurnStarted",
+        "WorkflowStarted",
+        "ActivityScheduled",
+    ]
+    assert data.inbox == [] and data.run.version == 1
+    assert await store.claim_workflow_tasks(["q"], "other", 30, 10) == []
+    assert await store.claim_activity_tasks(["q"], "other", 30, 10) == []  # leased to "me"
+
+
+async def test_the_first_turn_reads_what_the_ordinary_way_would(open_store: Any) -> None:
+    # What prepare() is given is what the leased first task carries (and what
+    # a load would read), but for the database's own row and inbox ids.
+    store = await open_store()
+    ordinary = Taker()
+    store.take_new_runs("q", ordinary)
+    await store.create_run(new_run(wid="wf-a", run_id="run-a"), "fail")
+    [task] = ordinary.taken
+    assert task is not None and task.first_turn is not None
+    computing = Taker(turns=first_turn([SCHEDULE]))
+    store.take_new_runs("q", computing)
+    await store.create_run(new_run(wid="wf-b", run_id="run-b"), "fail")
+    [given] = computing.prepared
+
+    def same(data: TurnInput, run_id: str) -> Any:
+        run = dataclasses.replace(data.run, run_id=run_id, workflow_id="wf", row_id=0)
+        events = [dataclasses.replace(e, run_id=run_id, workflow_id="wf") for _, e in data.inbox]
+        return run, events
+
+    assert same(given, "x") == same(task.first_turn, "x")
+
+
+async def test_a_first_turn_that_ends_the_run_goes_with_its_start(open_store: Any) -> None:
+    store = await open_store()
+    complete = h.CompleteWorkflow(result=5)
+    taker = Taker(turns=first_turn([complete], close_status="completed", result=5))
+    store.take_new_runs("q", taker)
+    heard: list[str] = []
+    store.add_run_listener("run-1", lambda: heard.append("run-1"))
+    run, _ = await store.create_run(new_run(), "fail")
+    assert (run.status, run.result) == ("completed", 5)
+    assert taker.settled == [True] and taker.reserved == 0
+    # Its waiter here is woken and has the ended run without a read.
+    assert heard and store.ended_here("run-1") == run
+    assert await store.claim_workflow_tasks(["q"], "other", 30, 10) == []
+    assert (await store.load_turn("run-1", 0)).inbox == []
+
+
+async def test_an_id_in_use_drops_the_computed_first_turn(open_store: Any) -> None:
+    store = await open_store()
+    await store.create_run(new_run(), "fail")  # wf-1, before any taker
+    taker = Taker(turns=first_turn([SCHEDULE], activities=[LEASED]))
+    store.take_new_runs("q", taker)
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await store.create_run(new_run(run_id="run-2"), "fail")
+    assert taker.settled == [False] and taker.taken == [None] and taker.reserved == 0
+    existing, created = await store.create_run(new_run(run_id="run-3"), "use_existing")
+    assert (existing.run_id, created) == ("run-1", False)
+    assert taker.settled == [False, False] and taker.reserved == 0
+    # Replacing the run: the new one is created the ordinary way (the turn was
+    # computed before the id was known to be taken), its first task leased.
+    replaced, created = await store.create_run(new_run(run_id="run-4"), "terminate_existing")
+    assert created and replaced.run_id == "run-4"
+    assert taker.settled == [False, False, False]
+    assert [t.run_id for t in taker.taken if t is not None] == ["run-4"]
+    assert (await store.load_turn("run-4", 0)).events == []  # its turn is still to run

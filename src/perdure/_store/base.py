@@ -157,9 +157,27 @@ class RunTaker(Protocol):
         """(owner, lease seconds) if it has a free slot for a turn (now held for
         the new run), or None."""
 
+    def prepare(self, first: TurnInput) -> FirstTurn | None:
+        """With a slot reserved: compute the new run's first turn from what its
+        creating commit will write, so that the commit carries the turn too
+        (one commit instead of two), or None to take the leased task instead."""
+
     def take(self, task: WorkflowTask | None) -> None:
         """After the commit: run the leased task, or (None: the run was not
-        created, or the commit failed) free the slot."""
+        created, its first turn went with the commit, or the commit failed)
+        free the slot."""
+
+
+@dataclass
+class FirstTurn:
+    """A new run's first turn, computed before the run exists (RunTaker.prepare)
+    and written by the creating commit itself. ``settle`` is told, after that
+    commit, whether the turn was written (then the taker caches the instance
+    and runs the activities it leased) or not (the run went the ordinary way,
+    or was not created)."""
+
+    commit: TurnCommit
+    settle: Callable[[bool], None]
 
 
 @dataclass
@@ -228,6 +246,9 @@ class TurnCommit:
     # False when the closing run never started a child: no children's close
     # policies to read and apply.
     has_children: bool = True
+    # A new run's first turn, written by the commit that creates the run (see
+    # RunTaker.prepare): no workflow task and no inbox rows exist to fence on.
+    fresh: bool = False
     # Filled in by the store: activity ref -> task id of pre-leased activities.
     created_tasks: dict[int, int] = field(default_factory=dict)
 

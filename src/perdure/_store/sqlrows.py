@@ -326,11 +326,13 @@ async def insert_run(
     deadline: float | None = None,
     continued_from: str | None = None,
     after_start: Sequence[h.Event] = (),
+    queued: bool = True,
 ) -> None:
     """Create a run: its row, WorkflowStarted (and ``after_start``) in its
-    inbox, its workflow task, and its execution-timeout timer (ref 0)."""
-    if deadline is None and new.execution_timeout is not None:
-        deadline = now + new.execution_timeout
+    inbox, its workflow task, and its execution-timeout timer (ref 0).
+    ``queued=False``: the row and the timer only, for a run whose first turn
+    the same transaction writes (see RunTaker.prepare)."""
+    deadline = run_deadline(new, now, deadline)
     await tx.send(
         "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
         " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
@@ -350,7 +352,33 @@ async def insert_run(
             deadline,
         ),
     )
-    started = h.WorkflowStarted(
+    if queued:
+        started = started_event(new, now, parent, continued_from)
+        await to_inbox(tx, new.run_id, new.task_queue, started, now, new.start_at)
+        for event in after_start:
+            await to_inbox(tx, new.run_id, new.task_queue, event, now)
+    if deadline is not None:
+        await tx.send(
+            "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, 0, ?)", (new.run_id, deadline)
+        )
+
+
+def run_deadline(new: NewRun, now: float, deadline: float | None = None) -> float | None:
+    """When the run's execution timeout ends it: an inherited deadline, or
+    its own from ``now``."""
+    if deadline is None and new.execution_timeout is not None:
+        return now + new.execution_timeout
+    return deadline
+
+
+def started_event(
+    new: NewRun,
+    now: float,
+    parent: RunRecord | None = None,
+    continued_from: str | None = None,
+) -> h.WorkflowStarted:
+    """The first event of a run's history."""
+    return h.WorkflowStarted(
         workflow_type=new.workflow_type,
         workflow_id=new.workflow_id,
         run_id=new.run_id,
@@ -363,13 +391,30 @@ async def insert_run(
         continued_from_run_id=continued_from,
         time=now,
     )
-    await to_inbox(tx, new.run_id, new.task_queue, started, now, new.start_at)
-    for event in after_start:
-        await to_inbox(tx, new.run_id, new.task_queue, event, now)
-    if deadline is not None:
-        await tx.send(
-            "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, 0, ?)", (new.run_id, deadline)
-        )
+
+
+def new_run_record(new: NewRun, now: float) -> RunRecord:
+    """The row insert_run writes for a run with no parent, as run_from_row
+    would read it back (but for ``row_id``, which only the database knows)."""
+    return RunRecord(
+        run_id=new.run_id,
+        workflow_id=new.workflow_id,
+        workflow_type=new.workflow_type,
+        task_queue=new.task_queue,
+        status=OPEN,
+        input=loads(dumps({"args": new.args, "kwargs": new.kwargs})),
+        result=None,
+        failure=None,
+        state={},
+        waiting={},
+        last_error=None,
+        version=0,
+        last_seq=0,
+        created_at=now,
+        updated_at=now,
+        closed_at=None,
+        deadline=run_deadline(new, now),
+    )
 
 
 async def drop_pending_work(tx: Tx, d: Dialect, run_id: str) -> None:

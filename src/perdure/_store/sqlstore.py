@@ -79,11 +79,19 @@ class SqlStore(Store, Dialect):
     # ------------------------------------------------------------ client side
 
     async def create_run(self, new: NewRun, id_conflict: IdConflict) -> tuple[RunRecord, bool]:
+        from perdure._store.sqlturn import apply_turn
+
         now = self.clock()
         # A worker of this process serving the queue takes the new run's first
-        # turn, leased to it in this very commit (see Store.take_new_runs).
+        # turn: computed now and written by this very commit (one commit, not
+        # two), or else leased to it in this commit (see Store.take_new_runs).
         taker = self._run_takers.get(new.task_queue) if new.start_at is None else None
         lease = taker.reserve() if taker is not None else None
+        first = None
+        if taker is not None and lease is not None:
+            first = taker.prepare(self._first_input(new, now))
+        written = rows.event_rows(new.run_id, first.commit.events) if first else []
+        ended = self._watch_close(first.commit) if first else None
         topics: set[str] = set()
 
         async def create(tx: Tx) -> RunRecord | None:
@@ -92,6 +100,7 @@ class SqlStore(Store, Dialect):
             leased.clear()
             created.clear()
             inbox.clear()
+            topics.clear()
             await self.lock_workflow_id(tx, new.workflow_id)
             existing = None
             if first_try:
@@ -117,8 +126,13 @@ class SqlStore(Store, Dialect):
                 if existing.is_open:
                     reason = "replaced by a new run (terminate_existing)"
                     topics.update(await rows.terminate_run(tx, self, existing, reason, now))
-            await rows.insert_run(tx, new, now)
-            if lease is not None:
+            if first is not None:
+                await rows.insert_run(tx, new, now, queued=False)
+                keep = ended.append if ended is not None else None
+                topics.update(await apply_turn(tx, self, first.commit, now, written, keep))
+            else:
+                await rows.insert_run(tx, new, now)
+            if first is None and lease is not None:
                 await self._lease_first_turn(tx, new.run_id, *lease, now, leased.append)
                 await tx.later(  # WorkflowStarted, for the taker's first turn
                     "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id LIMIT 1",
@@ -141,24 +155,53 @@ class SqlStore(Store, Dialect):
                 existing = await self._write(create)
             except Fenced:  # the id is in use: see what id_conflict says
                 first_try = False
+                if first is not None:  # its turn was computed for a run that may not be
+                    first.settle(False)
+                    first = None
                 existing = await self._write(create)
         except BaseException:
+            if first is not None:
+                first.settle(False)
             if taker is not None and lease is not None:
                 taker.take(None)
             raise
-        if existing is None and not leased:
+        if existing is None and first is None and not leased:
             topics.add(WORK)  # for any worker's poll
+        if first is not None:
+            self._closed_here(new.run_id, ended)
         self._committed(*topics)
         if leased and created and inbox:
             [(inbox_id, data)] = inbox
             started = rows.event_from_row(data, new.run_id, f"inbox row {inbox_id}")
             leased[0].first_turn = TurnInput(created[0], [], [(inbox_id, started)])
+        if first is not None:
+            first.settle(True)
         if taker is not None and lease is not None:
             taker.take(leased[0] if leased else None)
         if existing is not None:
             return existing, False
         assert created, "a created run reads back"
         return created[0], True
+
+    def _first_input(self, new: NewRun, now: float) -> TurnInput:
+        """What a new run's first turn reads, as insert_run will write it:
+        WorkflowStarted goes through JSON, as it would through the inbox."""
+        started = rows.started_event(new, now)
+        data = dumps(h.event_to_dict(started))
+        return TurnInput(
+            rows.new_run_record(new, now), [], [(0, rows.event_from_row(data, new.run_id, ""))]
+        )
+
+    def _watch_close(self, commit: TurnCommit) -> list[RunRecord] | None:
+        """A list for a closing commit to read its ended run back into, if
+        someone in this process waits for that run (see ended_here)."""
+        if commit.close_status is not None and commit.run_id in self._run_listeners:
+            return []
+        return None
+
+    def _closed_here(self, run_id: str, ended: list[RunRecord] | None) -> None:
+        if ended and run_id in self._run_listeners:
+            self._ended_here[run_id] = ended[-1]
 
     async def _lease_first_turn(
         self,
@@ -389,9 +432,8 @@ class SqlStore(Store, Dialect):
 
         # A closing turn whose run someone here waits for reads the ended run
         # back with its commit (no round trip of its own): see ended_here.
-        ended: list[RunRecord] = []
-        waited_for = commit.close_status is not None and commit.run_id in self._run_listeners
-        keep = ended.append if waited_for else None
+        ended = self._watch_close(commit)
+        keep = ended.append if ended is not None else None
         # Encoded here, outside the transaction: on SQLite, other processes
         # wait for the write lock while a transaction runs.
         written = rows.event_rows(commit.run_id, commit.events)
@@ -402,8 +444,7 @@ class SqlStore(Store, Dialect):
         except Fenced:
             commit.created_tasks.clear()
             return False
-        if ended and commit.run_id in self._run_listeners:
-            self._ended_here[commit.run_id] = ended[-1]
+        self._closed_here(commit.run_id, ended)
         self._committed(*topics)
         return True
 

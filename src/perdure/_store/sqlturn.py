@@ -91,7 +91,7 @@ async def apply_turn(
             f"SELECT 1 FROM tasks WHERE id = ? AND lease_token = ?{d.for_update}",
             (commit.task.task_id, commit.task.token),
         )
-    else:
+    elif not commit.fresh:  # (a new run's first turn: nothing else to fence)
         # An inline continuation: the activity attempt we ran is still ours.
         assert commit.activity_done is not None
         await tx.fence("DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done)
@@ -102,9 +102,12 @@ async def apply_turn(
         # A signal (or any input) that reached the inbox while this closing turn
         # was being computed must not be dropped with the run: refuse the close.
         # The worker requeues the task and the turn is recomputed with it.
-        await tx.fence(
-            "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)", (commit.run_id,)
-        )
+        # (Nothing can reach a run created in this very transaction.)
+        if not commit.fresh:
+            await tx.fence(
+                "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)",
+                (commit.run_id,),
+            )
         if ended is not None:
             await tx.later(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?",
@@ -142,7 +145,8 @@ async def apply_turn(
         a.lease is None for a in commit.activities
     )
     if commit.task is None:
-        # No workflow task was ours; any inbox rows keep their own.
+        # No workflow task was ours (an inline continuation: any inbox rows
+        # keep their own; a new run's first turn: it has none).
         return {WORK} if new_work else set()
     # The workflow task is done, unless inbox rows arrived during the turn: they
     # need another turn now. (No inbox row can appear meanwhile: we hold the run.)

@@ -25,6 +25,7 @@ from perdure._converter import DataConverter
 from perdure._runtime import WorkflowInstance, replay_history
 from perdure._store.base import (
     ActivityTask,
+    FirstTurn,
     NewActivity,
     NewChild,
     NewRun,
@@ -167,13 +168,46 @@ class TurnRunner:
         commit.activity_done = (activity.task_id, activity.token)
         return await self._commit(instance, commit, cached.last_seq)
 
+    def first_turn(self, data: TurnInput) -> FirstTurn | None:
+        """A new run's first turn, computed before the run exists, for the
+        commit that creates it to write (see RunTaker.prepare); None if it
+        cannot be computed here (then the run's task is leased the ordinary
+        way and its turn reports the problem)."""
+        instance: WorkflowInstance | None = None
+        try:
+            instance = self._replay(data)
+            commit = self._build_commit(
+                None, data.run.run_id, data.run.version, instance, 0, [e for _, e in data.inbox]
+            )
+        except Exception:
+            if instance is not None:
+                instance.evict()
+            return None
+        commit.fresh = True
+        ready = instance
+
+        def settle(written: bool) -> None:
+            try:
+                if written:
+                    self._committed(ready, commit, 0)
+                else:
+                    ready.evict()
+                    commit.created_tasks.clear()
+            finally:
+                self._settle_inline(commit)
+
+        return FirstTurn(commit, settle)
+
     async def _commit(self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int) -> bool:
         try:
             return await self._commit_and_cache(instance, commit, last_seq)
         finally:
-            asked = sum(1 for a in commit.activities if a.lease is not None)
-            if asked and self.on_settled is not None:
-                self.on_settled(asked)  # after _hand_over counted the ones it started
+            self._settle_inline(commit)
+
+    def _settle_inline(self, commit: TurnCommit) -> None:
+        asked = sum(1 for a in commit.activities if a.lease is not None)
+        if asked and self.on_settled is not None:
+            self.on_settled(asked)  # after _hand_over counted the ones it started
 
     async def _commit_and_cache(
         self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int
@@ -189,17 +223,21 @@ class TurnRunner:
             instance.evict()
             return False
         crash_point("turn.after_commit")
+        self._committed(instance, commit, last_seq)
+        return True
+
+    def _committed(self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int) -> None:
+        """After the turn's commit: cache the instance, start what it leased here."""
         self.turns_committed += 1
         if instance.closed:
             instance.evict()
-            return True
+            return
         new_seq = commit.events[-1].seq if commit.events else last_seq
         self._cache[commit.run_id] = _Cached(instance, commit.expected_version + 1, new_seq)
         while len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
             old.instance.evict()
         self._hand_over(instance, commit)
-        return True
 
     def _hand_over(self, instance: WorkflowInstance, commit: TurnCommit) -> None:
         """Give the activities this commit inserted already claimed to the worker."""

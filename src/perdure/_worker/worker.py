@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
-from perdure._store.base import WORK, ActivityTask, WorkflowTask, loop_waker
+from perdure._store.base import WORK, ActivityTask, FirstTurn, TurnInput, WorkflowTask, loop_waker
 from perdure._worker import gcpolicy
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
@@ -291,6 +291,11 @@ class Worker:
         self._turns_reserved += 1
         self.polls += 1  # it takes on work as a poll would (see idle and testing)
         return self.identity, self.lease_timeout
+
+    def prepare(self, first: TurnInput) -> FirstTurn | None:
+        """The new run's first turn, for its creating commit to write (with
+        the slot reserve() held, on this loop)."""
+        return self.turns.first_turn(first)
 
     def take(self, task: WorkflowTask | None) -> None:
         """After the creating commit (on this loop, as reserve() was)."""
