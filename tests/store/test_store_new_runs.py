@@ -114,9 +114,9 @@ async def test_the_leased_first_task_carries_what_its_turn_would_read(open_store
     store.take_new_runs("q", taker)
     await store.create_run(new_run(), "fail")
     [task] = taker.taken
-    assert task is not None and task.first_turn is not None
-    assert task.first_turn == await store.load_turn("run-1", 0)
-    [(_, started)] = task.first_turn.inbox
+    assert task is not None and task.turn_input is not None
+    assert task.turn_input == await store.load_turn("run-1", 0)
+    [(_, started)] = task.turn_input.inbox
     assert isinstance(started, h.WorkflowStarted)
     assert (started.workflow_type, started.run_id, started.args) == ("t", "run-1", [1])
 
@@ -183,7 +183,7 @@ async def test_the_first_turn_reads_what_the_ordinary_way_would(open_store: Any)
     store.take_new_runs("q", ordinary)
     await store.create_run(new_run(wid="wf-a", run_id="run-a"), "fail")
     [task] = ordinary.taken
-    assert task is not None and task.first_turn is not None
+    assert task is not None and task.turn_input is not None
     computing = Taker(turns=first_turn([SCHEDULE]))
     store.take_new_runs("q", computing)
     await store.create_run(new_run(wid="wf-b", run_id="run-b"), "fail")
@@ -194,7 +194,7 @@ async def test_the_first_turn_reads_what_the_ordinary_way_would(open_store: Any)
         events = [dataclasses.replace(e, run_id=run_id, workflow_id="wf") for _, e in data.inbox]
         return run, events
 
-    assert same(given, "x") == same(task.first_turn, "x")
+    assert same(given, "x") == same(task.turn_input, "x")
 
 
 async def test_a_first_turn_that_ends_the_run_goes_with_its_start(open_store: Any) -> None:

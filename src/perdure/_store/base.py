@@ -142,10 +142,26 @@ class WorkflowTask:
     run_id: str
     token: str
     attempt: int
-    # A new run's first task, leased in the commit that created the run, comes
-    # with what that commit wrote (the run and its first inbox row): its turn
-    # needs no read. Input that arrives later is another turn's (see apply_turn).
-    first_turn: TurnInput | None = field(default=None, repr=False, compare=False)
+    # A task leased by the commit that made it runnable (a new run's start, a
+    # timer's firing) comes with what that commit read or wrote: the run, its
+    # inbox, and no events. Its turn needs no read if the worker's cached
+    # instance is at that run's version (or the run is new: no history yet).
+    # Input that arrives later is another turn's (see apply_turn).
+    turn_input: TurnInput | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class TurnLease:
+    """Asks a write that makes workflow tasks runnable (a timer firing) to
+    lease them to the worker that makes it: at most ``limit`` tasks, of runs
+    on ``queues``. The leased tasks, each with its turn's input, are in
+    ``taken`` once the write returned."""
+
+    owner: str
+    seconds: float
+    queues: frozenset[str]
+    limit: int
+    taken: list[WorkflowTask] = field(default_factory=list)
 
 
 class RunTaker(Protocol):
@@ -563,8 +579,12 @@ class Store(abc.ABC):
         "lost" (this attempt no longer holds the task)."""
 
     @abc.abstractmethod
-    async def fire_due_timers(self, limit: int) -> int:
-        """Move due timers into their runs' inboxes, exactly once each."""
+    async def fire_due_timers(self, limit: int, lease: TurnLease | None = None) -> int:
+        """Move due timers into their runs' inboxes, exactly once each. With
+        ``lease``, the workflow tasks this makes runnable are leased to its
+        owner in the same commit (see TurnLease), so that the firing worker
+        runs those turns itself, without a claim, and from a cached instance
+        without a read."""
 
     @abc.abstractmethod
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:

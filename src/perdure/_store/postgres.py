@@ -138,6 +138,11 @@ class _PgTx:
     ) -> None:
         then(await self.one(sql, params))
 
+    async def later_all(
+        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
+    ) -> None:
+        then(await self.all(sql, params))
+
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if len(rows) == 1 or (rows and self._begin is not None):
             for row in rows:
@@ -187,6 +192,18 @@ def _server_fence(sql: str) -> str:
     return f"WITH fenced AS ({sql} RETURNING 1) SELECT perdure_fence(count(*)) FROM fenced"
 
 
+class _All:
+    """A ``later_all`` callback: it takes every row of its statement."""
+
+    __slots__ = ("then",)
+
+    def __init__(self, then: Callable[[list[tuple[Any, ...]]], None]) -> None:
+        self.then = then
+
+
+_Then = Callable[[tuple[Any, ...] | None], None] | _All
+
+
 class _BatchedTx:
     """The Tx protocol for a write transaction: statements travel together.
 
@@ -207,8 +224,8 @@ class _BatchedTx:
         self._statements = statements  # prepared ones are sent as EXECUTE
         self._sql: list[str] = []
         self._params: list[Any] = []
-        self._thens: list[Callable[[tuple[Any, ...] | None], None] | None] = []
-        self._rows: list[tuple[Callable[[tuple[Any, ...] | None], None], Any]] = []
+        self._thens: list[_Then | None] = []
+        self._rows: list[tuple[_Then, Any]] = []
         self._open = False  # BEGIN reached the server, and its answer came back
         self.begun = False  # the server may have done something (even committed)
 
@@ -216,7 +233,7 @@ class _BatchedTx:
         self,
         sql: str,
         params: Sequence[Any],
-        then: Callable[[tuple[Any, ...] | None], None] | None = None,
+        then: _Then | None = None,
     ) -> None:
         self._sql.append(sql if self._statements is None else self._statements.text(sql))
         self._params.extend(params)
@@ -245,7 +262,9 @@ class _BatchedTx:
         for i, then in enumerate(thens):
             if i:
                 cur.nextset()
-            if then is not None:
+            if isinstance(then, _All):
+                self._rows.append((then, await cur.fetchall()))
+            elif then is not None:
                 self._rows.append((then, await cur.fetchone()))
         return cur
 
@@ -253,8 +272,11 @@ class _BatchedTx:
         """COMMIT, with whatever is still held; then hand ``later`` rows over."""
         if self._sql or self._open:
             await self._flush(commit=True)
-        for then, row in self._rows:
-            then(None if row is None else tuple(row))
+        for then, got in self._rows:
+            if isinstance(then, _All):
+                then.then([tuple(row) for row in got])
+            else:
+                then(None if got is None else tuple(got))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         self._hold(_pg(sql), params)
@@ -270,6 +292,11 @@ class _BatchedTx:
         self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
     ) -> None:
         self._hold(_pg(sql), params, then)
+
+    async def later_all(
+        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
+    ) -> None:
+        self._hold(_pg(sql), params, _All(then))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         for row in rows:

@@ -79,6 +79,11 @@ class _SqliteTx:
     ) -> None:
         then(await self.one(sql, params))
 
+    async def later_all(
+        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
+    ) -> None:
+        then(await self.all(sql, params))
+
     async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
         cursor = self._conn.execute(sql, params)
         if cursor.description is not None:  # a SELECT: did it find a row?

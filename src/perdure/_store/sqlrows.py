@@ -75,6 +75,11 @@ class Tx(Protocol):
         calls ``then`` only if that commits; others call it at once, so the
         caller must ignore what ``then`` recorded when the transaction fails."""
 
+    async def later_all(
+        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
+    ) -> None:
+        """As ``later``, for a statement returning any number of rows."""
+
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement per row, reading no outcome (may be held, as ``send``)."""
 

@@ -31,6 +31,7 @@ from perdure._store.base import (
     Store,
     TurnCommit,
     TurnInput,
+    TurnLease,
     WorkerRecord,
     WorkflowTask,
     new_token,
@@ -133,7 +134,7 @@ class SqlStore(Store, Dialect):
             else:
                 await rows.insert_run(tx, new, now)
             if first is None and lease is not None:
-                await self._lease_first_turn(tx, new.run_id, *lease, now, leased.append)
+                await self._lease_turn_task(tx, new.run_id, *lease, now, leased.append)
                 await tx.later(  # WorkflowStarted, for the taker's first turn
                     "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id LIMIT 1",
                     (new.run_id,),
@@ -173,7 +174,7 @@ class SqlStore(Store, Dialect):
         if leased and created and inbox:
             [(inbox_id, data)] = inbox
             started = rows.event_from_row(data, new.run_id, f"inbox row {inbox_id}")
-            leased[0].first_turn = TurnInput(created[0], [], [(inbox_id, started)])
+            leased[0].turn_input = TurnInput(created[0], [], [(inbox_id, started)])
         if first is not None:
             first.settle(True)
         if taker is not None and lease is not None:
@@ -203,7 +204,7 @@ class SqlStore(Store, Dialect):
         if ended and run_id in self._run_listeners:
             self._ended_here[run_id] = ended[-1]
 
-    async def _lease_first_turn(
+    async def _lease_turn_task(
         self,
         tx: Tx,
         run_id: str,
@@ -212,8 +213,9 @@ class SqlStore(Store, Dialect):
         now: float,
         then: Callable[[WorkflowTask], None],
     ) -> None:
-        """Claim a new run's workflow task for ``owner``, as a poll would;
-        ``then`` gets the task once the transaction commits."""
+        """Claim the run's workflow task for ``owner`` if a poll could: if it is
+        due (neither leased to a live worker nor backing off after a failed
+        turn); ``then`` gets the task once the transaction commits."""
         token = new_token()
 
         def leased(row: tuple[Any, ...] | None) -> None:
@@ -223,8 +225,9 @@ class SqlStore(Store, Dialect):
         await tx.later(
             "UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
             " attempt_started_at = ?, attempt = attempt + 1"
-            " WHERE kind = 'workflow' AND run_id = ? RETURNING id, attempt",
-            (now + lease, owner, token, now, run_id),
+            " WHERE kind = 'workflow' AND run_id = ? AND visible_at <= ?"
+            " RETURNING id, attempt",
+            (now + lease, owner, token, now, run_id, now),
             leased,
         )
 
@@ -538,7 +541,7 @@ class SqlStore(Store, Dialect):
 
     # ------------------------------------------------------------ timers
 
-    async def fire_due_timers(self, limit: int) -> int:
+    async def fire_due_timers(self, limit: int, lease: TurnLease | None = None) -> int:
         now = self.clock()
         picked = self.picked(
             self.timer_key, "FROM timers WHERE fire_at <= ? ORDER BY fire_at LIMIT ?"
@@ -550,11 +553,13 @@ class SqlStore(Store, Dialect):
             # out among concurrent firers; their runs are then locked in run-id
             # order, so two firers never wait for each other in a cycle (see the
             # lock order in sqlrows).
+            taken.clear()
             due = await tx.all(
                 f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
                 (now, limit),
             )
             runs = await rows.runs_by_ids(tx, self, [row[0] for row in due])
+            woken: dict[str, RunRecord] = {}
             for run_id, ref, _ in sorted(due, key=lambda row: (row[0], row[2], row[1])):
                 run = runs.get(run_id)
                 if run is None or not run.is_open:
@@ -568,17 +573,55 @@ class SqlStore(Store, Dialect):
                     )
                     topics.update(ended)
                     del runs[run_id]  # closed: its other due timers fire into nothing
+                    woken.pop(run_id, None)
                 else:
                     await rows.to_inbox(
                         tx, run_id, run.task_queue, h.TimerFired(ref=ref, time=now), now
                     )
+                    woken[run_id] = run
+            if lease is not None:
+                mine = [run for run in woken.values() if run.task_queue in lease.queues]
+                for run in mine[: lease.limit]:
+                    await self._lease_turn(tx, run, lease, now, taken.append)
             return len(due)
 
         topics = {WORK}  # and the end of each run whose execution timeout passed
+        taken: list[WorkflowTask] = []
         fired = await self._write(fire)
+        if lease is not None:
+            lease.taken = taken
         if fired:
             self._committed(*topics)
         return fired
+
+    async def _lease_turn(
+        self,
+        tx: Tx,
+        run: RunRecord,
+        lease: TurnLease,
+        now: float,
+        then: Callable[[WorkflowTask], None],
+    ) -> None:
+        """Lease the run's workflow task to ``lease.owner`` if it is free and
+        due (not leased to another worker, not backing off), and read the
+        run's inbox back with the commit: ``then`` gets the task with its
+        turn's input."""
+        inbox: list[tuple[int, h.Event]] = []
+
+        def read(found: list[tuple[Any, ...]]) -> None:
+            for inbox_id, data in found:
+                where = f"inbox row {inbox_id}"
+                inbox.append((inbox_id, rows.event_from_row(data, run.run_id, where)))
+
+        def leased(task: WorkflowTask) -> None:
+            task.turn_input = TurnInput(run, [], inbox)
+            then(task)
+
+        # (The inbox is read after the lease: a callback runs in statement order.)
+        await self._lease_turn_task(tx, run.run_id, lease.owner, lease.seconds, now, leased)
+        await tx.later_all(
+            "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id", (run.run_id,), read
+        )
 
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
         marks = ",".join("?" * len(queues))

@@ -107,10 +107,15 @@ class TurnRunner:
         # Taking the instance out of the cache makes this turn its only user.
         cached = self._cache.pop(task.run_id, None)
         instance: WorkflowInstance | None = None
-        first, task.first_turn = task.first_turn, None
+        known, task.turn_input = task.turn_input, None
         try:
-            if first is not None and cached is None:
-                data = first  # a new run's first turn: what its creating commit wrote
+            if known is not None and (
+                known.run.version == cached.version if cached else known.run.last_seq == 0
+            ):
+                # What the commit that leased the task read or wrote, and all
+                # this turn needs: the instance is at that version of the run
+                # (or the run is new, with no history to replay).
+                data = known
             else:
                 data = await self.store.load_turn(task.run_id, cached.last_seq if cached else 0)
             if cached is not None and cached.version != data.run.version:

@@ -19,7 +19,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
-from perdure._store.base import WORK, ActivityTask, FirstTurn, TurnInput, WorkflowTask, loop_waker
+from perdure._store.base import (
+    WORK,
+    ActivityTask,
+    FirstTurn,
+    TurnInput,
+    TurnLease,
+    WorkflowTask,
+    loop_waker,
+)
 from perdure._worker import gcpolicy
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
@@ -249,9 +257,14 @@ class Worker:
         # The slots this claim may fill are reserved while it waits for its
         # commit, so inline activities cannot take them meanwhile.
         self._inline_reserved += want_acts
+        # The turns of runs a firing wakes are leased to this worker by the
+        # firing's own commit, up to the slots the claim leaves free: no claim,
+        # and no read for a run whose instance is cached here (see TurnLease).
+        wake = free_turns - want_turns
+        lease = TurnLease(self.identity, self.lease_timeout, frozenset(queues), wake)
         try:
             fired, turns, acts = await asyncio.gather(
-                self.store.fire_due_timers(100),
+                self.store.fire_due_timers(100, lease if wake > 0 else None),
                 self.store.claim_workflow_tasks(
                     queues, self.identity, self.lease_timeout, want_turns
                 )
@@ -263,7 +276,7 @@ class Worker:
                 if want_acts > 0
                 else _nothing(),
             )
-            for task in turns:
+            for task in [*lease.taken, *turns]:
                 self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
             for act in acts:
                 self._spawn(self._activities_inflight, self._activity(act), act.task_id, act.token)

@@ -1,0 +1,71 @@
+"""A timer's wake-up in the worker that fires it: the firing's commit leases
+the woken run's workflow task to that worker and reads the run's inbox back
+(see TurnLease), so the turn needs neither a claim nor, with the instance in
+the worker's cache, a read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from e2e_helpers import fast_worker, wait_until
+
+import perdure
+from perdure import workflow
+
+
+@workflow.defn
+async def naps(n: int) -> int:
+    for _ in range(n):
+        await workflow.sleep(0.05)
+    return n
+
+
+def record_reads(client: perdure.Client, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    store: Any = client.store
+    seen: dict[str, list[str]] = {"loads": [], "claims": []}
+    load_turn, claim = store.load_turn, store.claim_workflow_tasks
+
+    async def loading(run_id: str, after_seq: int) -> Any:
+        seen["loads"].append(run_id)
+        return await load_turn(run_id, after_seq)
+
+    async def claiming(*args: Any) -> Any:
+        tasks = await claim(*args)
+        seen["claims"] += [task.run_id for task in tasks]
+        return tasks
+
+    monkeypatch.setattr(store, "load_turn", loading)
+    monkeypatch.setattr(store, "claim_workflow_tasks", claiming)
+    return seen
+
+
+async def settled(worker: perdure.Worker) -> None:
+    async def idle() -> bool:
+        return worker.idle
+
+    await wait_until(idle, what="the worker to settle")
+
+
+async def test_a_timer_wakes_its_cached_workflow_without_a_claim_or_a_read(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fast_worker(client, [naps], [], poll_interval=60.0) as worker:
+        await settled(worker)
+        seen = record_reads(client, monkeypatch)
+        assert await client.execute(naps, 3, timeout=10) == 3
+    assert seen == {"loads": [], "claims": []}
+
+
+async def test_a_woken_run_no_longer_cached_is_read_and_replayed(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fast_worker(client, [naps], [], poll_interval=60.0) as worker:
+        await settled(worker)
+        seen = record_reads(client, monkeypatch)
+        handle = await client.start(naps, 2)
+        worker.turns.evict_all()  # before its first timer fires
+        replays = worker.turns.replays
+        assert await handle.result(timeout=10) == 2
+        assert seen["loads"] == [handle.run_id] and seen["claims"] == []
+        assert worker.turns.replays == replays + 1
