@@ -72,8 +72,10 @@ async def test_the_worker_survives_a_store_error_in(method: str, tmp_path: Path)
         return await real(*args, **kwargs)
 
     setattr(store, method, fail_once)
+    # Without a cache every turn loads its run (a cached instance needs no read).
+    cache = {"cache_size": 0} if method == "load_turn" else {}
     worker = perdure.Worker(
-        client, [uses_everything], [flaky], poll_interval=0.02, lease_timeout=0.6
+        client, [uses_everything], [flaky], poll_interval=0.02, lease_timeout=0.6, **cache
     )
     try:
         async with worker:

@@ -116,6 +116,8 @@ async def test_every_prepared_statement_reaches_rows_by_key_on_empty_tables(
 ) -> None:
     await workload(pg_database.fresh_url())
     assert any("UPDATE runs SET version" in text for text in prepared), prepared
+    # (and the inboxes a claim or a timer firing reads back for the turns it leased)
+    assert any("FROM inbox WHERE run_id = ANY" in text for text in prepared), prepared
 
     # The plans, made for empty tables that were never analyzed.
     empty_url = pg_database.fresh_url()

@@ -335,6 +335,10 @@ class PostgresStore(SqlStore):
     # Timer rows are inserted and deleted, never updated, so a row's ctid
     # stays the same while it lives (and while a picker holds its lock).
     timer_key = "ctid"
+    among_run_ids = "run_id = ANY(?::text[])"
+
+    def ids_param(self, ids: Sequence[str]) -> Any:
+        return list(ids)
 
     def picked(self, key: str, rows: str, locked: bool = False) -> str:
         # The subquery is an InitPlan: it runs once per execution, whatever

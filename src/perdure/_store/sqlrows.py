@@ -95,6 +95,14 @@ class Dialect:
     skip_locked = ""  # row locks that skip rows others hold (" FOR UPDATE SKIP LOCKED")
     json_object = "json_object"  # builds a JSON object from 'key', value pairs
     timer_key = "(run_id, ref)"  # what picks out one row of timers (see picked)
+    # A WHERE condition: run_id is one of the ids in the one parameter that
+    # ids_param() makes. One statement text for any number of ids (a prepared
+    # statement on PostgreSQL), where "IN (?, ?, ...)" makes one per count.
+    among_run_ids = "run_id IN (SELECT value FROM json_each(?))"
+
+    def ids_param(self, ids: Sequence[str]) -> Any:
+        """The parameter of ``among_run_ids``."""
+        return dumps(list(ids))
 
     def picked(self, key: str, rows: str, locked: bool = False) -> str:
         """A WHERE condition: the rows whose ``key`` is among those of

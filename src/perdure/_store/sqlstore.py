@@ -352,10 +352,76 @@ class SqlStore(Store, Dialect):
     async def claim_workflow_tasks(
         self, queues: list[str], owner: str, lease: float, limit: int
     ) -> list[WorkflowTask]:
-        found = await self._write(
-            lambda tx: self._claim(tx, "workflow", queues, owner, lease, limit)
+        runs: dict[str, RunRecord] = {}
+        inboxes: dict[str, list[tuple[int, h.Event]] | None] = {}
+
+        async def claim(tx: Tx) -> list[tuple[Any, ...]]:
+            runs.clear()
+            inboxes.clear()
+            found = await self._claim(tx, "workflow", queues, owner, lease, limit)
+            if found:
+                # What each turn reads after the history its worker has cached
+                # (see WorkflowTask.turn_input), read back with the commit.
+                await self._turn_inputs(tx, [r[1] for r in found], runs, inboxes)
+            return found
+
+        found = await self._write(claim)
+        return [
+            WorkflowTask(
+                task_id=r[0],
+                run_id=r[1],
+                token=r[6],
+                attempt=r[3],
+                turn_input=_input(runs.get(r[1]), inboxes.get(r[1], [])),
+            )
+            for r in found
+        ]
+
+    async def _turn_inputs(
+        self,
+        tx: Tx,
+        run_ids: list[str],
+        runs: dict[str, RunRecord] | None,
+        inboxes: dict[str, list[tuple[int, h.Event]] | None],
+    ) -> None:
+        """Read the runs (unless ``runs`` is None) and their inboxes into
+        ``runs`` and ``inboxes``, with the transaction's commit (no round trip
+        of its own)."""
+        ids = (self.ids_param(sorted(set(run_ids))),)
+
+        # A row that cannot be decoded costs only its own run the input read
+        # here: that turn loads the run instead, and reports the damage there
+        # (see TurnRunner), rather than failing the claim of every task.
+        def read_runs(found: list[tuple[Any, ...]]) -> None:
+            assert runs is not None
+            for row in found:
+                try:
+                    run = rows.run_from_row(row)
+                except ValueError:
+                    continue
+                runs[run.run_id] = run
+
+        def read_inboxes(found: list[tuple[Any, ...]]) -> None:
+            for run_id, inbox_id, data in found:
+                inbox = inboxes.setdefault(run_id, [])
+                if inbox is None:
+                    continue
+                try:
+                    event = rows.event_from_row(data, run_id, f"inbox row {inbox_id}")
+                except h.HistoryFormatError:
+                    inboxes[run_id] = None
+                    continue
+                inbox.append((inbox_id, event))
+
+        if runs is not None:
+            await tx.later_all(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE {self.among_run_ids}", ids, read_runs
+            )
+        await tx.later_all(
+            f"SELECT run_id, id, data FROM inbox WHERE {self.among_run_ids} ORDER BY id",
+            ids,
+            read_inboxes,
         )
-        return [WorkflowTask(task_id=r[0], run_id=r[1], token=r[6], attempt=r[3]) for r in found]
 
     async def claim_activity_tasks(
         self, queues: list[str], owner: str, lease: float, limit: int
@@ -548,12 +614,12 @@ class SqlStore(Store, Dialect):
         )
 
         async def fire(tx: Tx) -> int:
+            taken.clear()
             # Delete-and-deliver in one transaction: each timer fires exactly once,
             # whichever worker gets here first. SKIP LOCKED shares the due timers
             # out among concurrent firers; their runs are then locked in run-id
             # order, so two firers never wait for each other in a cycle (see the
             # lock order in sqlrows).
-            taken.clear()
             due = await tx.all(
                 f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
                 (now, limit),
@@ -581,47 +647,41 @@ class SqlStore(Store, Dialect):
                     woken[run_id] = run
             if lease is not None:
                 mine = [run for run in woken.values() if run.task_queue in lease.queues]
-                for run in mine[: lease.limit]:
-                    await self._lease_turn(tx, run, lease, now, taken.append)
+                taken[:] = [await self._lease_turns(tx, mine[: lease.limit], lease, now)]
             return len(due)
 
         topics = {WORK}  # and the end of each run whose execution timeout passed
-        taken: list[WorkflowTask] = []
+        taken: list[Callable[[], list[WorkflowTask]]] = []
         fired = await self._write(fire)
-        if lease is not None:
-            lease.taken = taken
+        if lease is not None and taken:
+            lease.taken = taken[0]()
         if fired:
             self._committed(*topics)
         return fired
 
-    async def _lease_turn(
-        self,
-        tx: Tx,
-        run: RunRecord,
-        lease: TurnLease,
-        now: float,
-        then: Callable[[WorkflowTask], None],
-    ) -> None:
-        """Lease the run's workflow task to ``lease.owner`` if it is free and
-        due (not leased to another worker, not backing off), and read the
-        run's inbox back with the commit: ``then`` gets the task with its
-        turn's input."""
-        inbox: list[tuple[int, h.Event]] = []
+    async def _lease_turns(
+        self, tx: Tx, woken: list[RunRecord], lease: TurnLease, now: float
+    ) -> Callable[[], list[WorkflowTask]]:
+        """Lease the woken runs' workflow tasks to ``lease.owner`` (those a
+        claim could take) and read their inboxes back, with the commit; the
+        returned function gives the leased tasks, each with its turn's input,
+        once the transaction committed."""
+        leased: list[WorkflowTask] = []
+        runs = {run.run_id: run for run in woken}
+        inboxes: dict[str, list[tuple[int, h.Event]] | None] = {}
+        for run in woken:
+            await self._lease_turn_task(
+                tx, run.run_id, lease.owner, lease.seconds, now, leased.append
+            )
+        if woken:
+            await self._turn_inputs(tx, list(runs), None, inboxes)
 
-        def read(found: list[tuple[Any, ...]]) -> None:
-            for inbox_id, data in found:
-                where = f"inbox row {inbox_id}"
-                inbox.append((inbox_id, rows.event_from_row(data, run.run_id, where)))
+        def taken() -> list[WorkflowTask]:
+            for task in leased:
+                task.turn_input = _input(runs[task.run_id], inboxes.get(task.run_id, []))
+            return leased
 
-        def leased(task: WorkflowTask) -> None:
-            task.turn_input = TurnInput(run, [], inbox)
-            then(task)
-
-        # (The inbox is read after the lease: a callback runs in statement order.)
-        await self._lease_turn_task(tx, run.run_id, lease.owner, lease.seconds, now, leased)
-        await tx.later_all(
-            "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id", (run.run_id,), read
-        )
+        return taken
 
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
         marks = ",".join("?" * len(queues))
@@ -675,3 +735,11 @@ class SqlStore(Store, Dialect):
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._read(registry.list_all)
+
+
+def _input(run: RunRecord | None, inbox: list[tuple[int, h.Event]] | None) -> TurnInput | None:
+    """A turn's input read back with the commit that leased its task (no
+    events: see WorkflowTask.turn_input); None if a row of it was unreadable."""
+    if run is None or inbox is None:
+        return None
+    return TurnInput(run, [], inbox)

@@ -1,5 +1,6 @@
-"""Timer firings that lease the turns they wake (Store.fire_due_timers with a
-TurnLease), on every backend.
+"""Leased workflow tasks that come with their turn's input
+(WorkflowTask.turn_input), on every backend: claims, and timer firings that
+lease the turns they wake (Store.fire_due_timers with a TurnLease).
 
 The worker that fires a timer takes the workflow task of the run it woke in
 the firing's own commit, with the run and its inbox read back: it runs that
@@ -107,3 +108,18 @@ async def test_a_timer_that_ends_its_run_leases_nothing(open_store: Any, clock: 
     assert asked.taken == []
     run = await store.get_run("wf-1")
     assert run is not None and run.status == "timed_out"
+
+
+async def test_a_claim_reads_back_what_its_turns_read(open_store: Any, clock: FakeClock) -> None:
+    store = await open_store()
+    for run_id in ("run-1", "run-2"):
+        await sleeping(store, run_id)
+    for n in range(2):
+        await store.deliver("wf-run-2", None, h.SignalReceived(name="s", payload=n))
+    claimed = await store.claim_workflow_tasks(["q"], "w", 30, 10)
+    assert [t.run_id for t in claimed] == ["run-2"]
+    [task] = claimed
+    known = task.turn_input
+    assert known is not None and known.events == []
+    assert known == await store.load_turn("run-2", known.run.last_seq)
+    assert [e.payload for _, e in known.inbox] == [0, 1]  # type: ignore[attr-defined]

@@ -1,7 +1,9 @@
-"""A timer's wake-up in the worker that fires it: the firing's commit leases
-the woken run's workflow task to that worker and reads the run's inbox back
-(see TurnLease), so the turn needs neither a claim nor, with the instance in
-the worker's cache, a read."""
+"""Wake-ups of cached workflows without reads. A timer's firing leases the
+woken run's workflow task to the worker that fires it and reads the run's
+inbox back (see TurnLease): the turn needs no claim. A claim (a signal's
+turn, say) reads its runs and inboxes back with its commit. Either way a
+worker whose cache holds the run's instance at that version runs the turn
+without loading anything (see WorkflowTask.turn_input)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,12 @@ from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import workflow
+
+
+@workflow.defn
+async def waits_twice() -> list[Any]:
+    first = await workflow.wait_signal("go")
+    return [first, await workflow.wait_signal("go")]
 
 
 @workflow.defn
@@ -69,3 +77,16 @@ async def test_a_woken_run_no_longer_cached_is_read_and_replayed(
         assert await handle.result(timeout=10) == 2
         assert seen["loads"] == [handle.run_id] and seen["claims"] == []
         assert worker.turns.replays == replays + 1
+
+
+async def test_a_signal_wakes_its_cached_workflow_without_a_read(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fast_worker(client, [waits_twice], [], poll_interval=60.0) as worker:
+        await settled(worker)
+        seen = record_reads(client, monkeypatch)
+        handle = await client.start(waits_twice)
+        await handle.signal("go", 1)
+        await handle.signal("go", 2)
+        assert await handle.result(timeout=10) == [1, 2]
+    assert seen["loads"] == [] and seen["claims"]
