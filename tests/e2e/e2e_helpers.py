@@ -26,3 +26,13 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def settled(worker: perdure.Worker) -> None:
+    """Wait until ``worker`` has started and has nothing in flight (a worker
+    takes new runs from its own process only once it has started)."""
+
+    async def idle() -> bool:
+        return worker.idle
+
+    await wait_until(idle, what="the worker to settle")

@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from e2e_helpers import fast_worker, wait_until
+from e2e_helpers import fast_worker, settled
 
 import perdure
 from perdure import activity, workflow
@@ -28,11 +28,7 @@ async def twice(x: int) -> int:
 
 async def test_the_worker_has_the_first_turn_when_start_returns(client: perdure.Client) -> None:
     async with fast_worker(client, [twice], [double], poll_interval=60.0) as worker:
-
-        async def settled() -> bool:
-            return worker.idle
-
-        await wait_until(settled, what="the worker to settle")
+        await settled(worker)
         handle = await client.start(twice, 21)
         # No await since start returned: only the start's commit can have handed
         # the turn over (a poll needs the event loop to run first).
@@ -63,11 +59,7 @@ async def test_a_run_started_here_has_its_first_turn_without_a_read(
 
     monkeypatch.setattr(client.store, "load_turn", counted)
     async with fast_worker(client, [twice], [double], poll_interval=60.0) as worker:
-
-        async def settled() -> bool:
-            return worker.idle
-
-        await wait_until(settled, what="the worker to settle")
+        await settled(worker)
         handle = await client.start(twice, 4)
         assert await handle.result(timeout=10) == 8
     assert loads == []
@@ -99,13 +91,6 @@ def count_writes(client: perdure.Client, monkeypatch: pytest.MonkeyPatch) -> lis
 
     monkeypatch.setattr(store, "_write", counted)
     return count
-
-
-async def settled(worker: perdure.Worker) -> None:
-    async def idle() -> bool:
-        return worker.idle
-
-    await wait_until(idle, what="the worker to settle")
 
 
 GATE: list[asyncio.Event] = []

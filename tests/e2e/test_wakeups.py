@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_helpers import fast_worker, wait_until
+from e2e_helpers import fast_worker, settled
 
 import perdure
 from perdure import workflow
@@ -46,13 +46,6 @@ def record_reads(client: perdure.Client, monkeypatch: pytest.MonkeyPatch) -> dic
     monkeypatch.setattr(store, "load_turn", loading)
     monkeypatch.setattr(store, "claim_workflow_tasks", claiming)
     return seen
-
-
-async def settled(worker: perdure.Worker) -> None:
-    async def idle() -> bool:
-        return worker.idle
-
-    await wait_until(idle, what="the worker to settle")
 
 
 async def test_a_timer_wakes_its_cached_workflow_without_a_claim_or_a_read(
