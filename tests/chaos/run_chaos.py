@@ -39,7 +39,7 @@ import chaos_workloads as workloads  # noqa: E402
 
 import perdure  # noqa: E402
 from perdure import _history as h  # noqa: E402
-from perdure._worker.crashpoints import CRASH_POINTS, ENV_VAR  # noqa: E402
+from perdure._worker.crashpoints import CRASH_POINTS, ENV_VAR, STARTER_POINTS  # noqa: E402
 
 CLOSED = {"completed", "failed", "cancelled", "terminated", "timed_out"}
 
@@ -61,7 +61,8 @@ class ChaosConfig:
     max_open: int = 8  # top-level workflows open at once
     drain_timeout: float = 45.0
     max_extension: float = 15.0  # more chaos, if a crash point has not been hit yet
-    crash_points: tuple[str, ...] = CRASH_POINTS
+    # (the chaos workers are `perdure worker` processes: they start no runs)
+    crash_points: tuple[str, ...] = tuple(p for p in CRASH_POINTS if p not in STARTER_POINTS)
 
 
 @dataclass

@@ -3,8 +3,13 @@ no completed step runs again, and durable waits (signals, timers) survive."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from crash_harness import Cluster, check_executions
@@ -173,3 +178,44 @@ def test_a_worker_restarted_under_its_identity_resumes_before_the_lease_expires(
         if attempt.get("error")
     ]
     assert [a["error"]["type"] for a in lost] == ["LeaseExpired"], lost
+
+
+STARTER = Path(__file__).resolve().with_name("start_here.py")
+
+
+def test_a_start_that_carried_its_first_turn_is_taken_over_after_a_kill(
+    cluster: Cluster,
+) -> None:
+    """A process that starts a run next to its own worker: the start's one
+    commit carries the first turn and leases the first activity to that
+    worker. SIGKILLed right after that commit, before the activity began:
+    another worker takes the activity once its lease expires, and every step
+    runs exactly once."""
+    env = dict(os.environ, PERDURE_TEST_DIR=str(cluster.side_dir), PYTHONUNBUFFERED="1")
+    env["PERDURE_CRASH_AT"] = "start.after_commit"
+    env.pop("PERDURE_DB", None)
+    starter = subprocess.run(
+        [sys.executable, str(STARTER), cluster.url, "wf-eager", "4", "0.05"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert starter.returncode == -signal.SIGKILL, starter.stderr.decode()
+    assert b"crash point start.after_commit" in starter.stderr
+    handle = cluster.client.get_handle("wf-eager")
+    # The start wrote the first turn; nothing ran in the killed process.
+    kinds = [e["type"] for e in handle.history()]
+    assert kinds == ["TurnStarted", "WorkflowStarted", "ActivityScheduled"]
+    assert cluster.executions() == []
+    cluster.start_worker()
+    assert handle.result(timeout=30) == [f"wf-eager#{n}" for n in range(1, 5)]
+    history = handle.history()
+    check_executions(cluster.executions(), {"wf-eager": history}, 4, killed_pids=set())
+    lost = [
+        attempt["error"]["type"]
+        for e in history
+        if e["type"] == "ActivityCompleted"
+        for attempt in e.get("attempts", [])
+        if attempt.get("error")
+    ]
+    assert lost == ["LeaseExpired"]  # the first activity's lease, left by the kill

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["CRASH_POINTS", "ENV_VAR", "crash_point", "parse_spec"]
+__all__ = ["CRASH_POINTS", "ENV_VAR", "STARTER_POINTS", "crash_point", "parse_spec"]
 
 ENV_VAR = "PERDURE_CRASH_AT"
 
 CRASH_POINTS = (
+    "start.after_commit",  # a start that carried its first turn is durable; nothing ran yet
     "turn.before_commit",  # a turn's commands are computed; its transaction has not run
     "turn.after_commit",  # the turn is durable; the instance is not cached yet
     "activity.before_complete",  # the activity returned; its completion is not written
@@ -25,6 +26,10 @@ CRASH_POINTS = (
     "timers.after_fire",  # due timers were moved into their runs' inboxes
 )
 """The points the worker calls, in the order a step goes through them."""
+
+STARTER_POINTS = ("start.after_commit",)
+"""Points hit only in a process that starts runs next to its own worker (a
+``perdure worker`` process starts none: the chaos tests arm the others)."""
 
 
 def parse_spec(spec: str) -> dict[str, int]:

@@ -194,6 +194,7 @@ class TurnRunner:
         def settle(written: bool) -> None:
             try:
                 if written:
+                    crash_point("start.after_commit")
                     self._committed(ready, commit, 0)
                 else:
                     ready.evict()
