@@ -231,3 +231,16 @@ async def test_an_id_in_use_drops_the_computed_first_turn(open_store: Any) -> No
     assert taker.settled == [False, False, False]
     assert [t.run_id for t in taker.taken if t is not None] == ["run-4"]
     assert (await store.load_turn("run-4", 0)).events == []  # its turn is still to run
+
+
+async def test_a_first_turn_that_cannot_be_written_gives_its_slot_back(open_store: Any) -> None:
+    # Whatever fails between the turn's computation and the commit (here, an
+    # event that cannot be encoded) hands the slot back and drops the turn.
+    store = await open_store()
+    unencodable = h.CompleteWorkflow(result={1, 2})  # a set: not JSON
+    taker = Taker(turns=first_turn([unencodable], close_status="completed"))
+    store.take_new_runs("q", taker)
+    with pytest.raises(TypeError):
+        await store.create_run(new_run(), "fail")
+    assert taker.settled == [False] and taker.taken == [None] and taker.reserved == 0
+    assert await store.get_run("wf-1") is None  # nothing was written

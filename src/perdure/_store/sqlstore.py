@@ -23,6 +23,7 @@ from perdure._store.base import (
     OPEN,
     WORK,
     ActivityTask,
+    FirstTurn,
     IdConflict,
     NewRun,
     PendingWork,
@@ -88,11 +89,9 @@ class SqlStore(Store, Dialect):
         # two), or else leased to it in this commit (see Store.take_new_runs).
         taker = self._run_takers.get(new.task_queue) if new.start_at is None else None
         lease = taker.reserve() if taker is not None else None
-        first = None
-        if taker is not None and lease is not None:
-            first = taker.prepare(self._first_input(new, now))
-        written = rows.event_rows(new.run_id, first.commit.events) if first else []
-        ended = self._watch_close(first.commit) if first else None
+        first: FirstTurn | None = None
+        written: list[rows.EventRow] = []
+        ended: list[RunRecord] | None = None
         topics: set[str] = set()
 
         async def create(tx: Tx) -> RunRecord | None:
@@ -152,6 +151,11 @@ class SqlStore(Store, Dialect):
         inbox: list[tuple[int, str]] = []
         first_try = True
         try:
+            if taker is not None and lease is not None:
+                first = taker.prepare(self._first_input(new, now))
+            if first is not None:
+                written = rows.event_rows(new.run_id, first.commit.events)
+                ended = self._watch_close(first.commit)
             try:
                 existing = await self._write(create)
             except Fenced:  # the id is in use: see what id_conflict says
