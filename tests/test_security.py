@@ -67,7 +67,7 @@ SQL_FRAGMENTS = {
     "d.skip_locked": "a dialect constant ('' or ' FOR UPDATE SKIP LOCKED')",
     "self.for_update": "a dialect constant",
     "self.skip_locked": "a dialect constant",
-    "self.among_run_ids": "a dialect constant: 'run_id IN (...)' of one placeholder",
+    "d.among_run_ids": "a dialect constant: 'run_id IN (...)' of one placeholder",
     "marks": "'?,?,?': one placeholder per queue name",
     "one_queue": "the claim's constant 'FROM tasks WHERE ...' with placeholders",
     "lock": "picked(): the dialect's skip_locked constant, or ''",

@@ -17,6 +17,7 @@ from perdure import _history as h
 from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
+from perdure._store import sqlwake as wake
 from perdure._store import sqlworkers as registry
 from perdure._store.base import (
     MAX_ATTEMPT_RECORDS,
@@ -133,7 +134,7 @@ class SqlStore(Store, Dialect):
             else:
                 await rows.insert_run(tx, new, now)
             if first is None and lease is not None:
-                await self._lease_turn_task(tx, new.run_id, *lease, now, leased.append)
+                await wake.lease_turn_task(tx, new.run_id, *lease, now, leased.append)
                 await tx.later(  # WorkflowStarted, for the taker's first turn
                     "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id LIMIT 1",
                     (new.run_id,),
@@ -152,7 +153,7 @@ class SqlStore(Store, Dialect):
         first_try = True
         try:
             if taker is not None and lease is not None:
-                first = taker.prepare(self._first_input(new, now))
+                first = taker.prepare(wake.first_input(new, now))
             if first is not None:
                 written = rows.event_rows(new.run_id, first.commit.events)
                 ended = self._watch_close(first.commit)
@@ -188,15 +189,6 @@ class SqlStore(Store, Dialect):
         assert created, "a created run reads back"
         return created[0], True
 
-    def _first_input(self, new: NewRun, now: float) -> TurnInput:
-        """What a new run's first turn reads, as insert_run will write it:
-        WorkflowStarted goes through JSON, as it would through the inbox."""
-        started = rows.started_event(new, now)
-        data = dumps(h.event_to_dict(started))
-        return TurnInput(
-            rows.new_run_record(new, now), [], [(0, rows.event_from_row(data, new.run_id, ""))]
-        )
-
     def _watch_close(self, commit: TurnCommit) -> list[RunRecord] | None:
         """A list for a closing commit to read its ended run back into, if
         someone in this process waits for that run (see ended_here)."""
@@ -207,33 +199,6 @@ class SqlStore(Store, Dialect):
     def _closed_here(self, run_id: str, ended: list[RunRecord] | None) -> None:
         if ended and run_id in self._run_listeners:
             self._ended_here[run_id] = ended[-1]
-
-    async def _lease_turn_task(
-        self,
-        tx: Tx,
-        run_id: str,
-        owner: str,
-        lease: float,
-        now: float,
-        then: Callable[[WorkflowTask], None],
-    ) -> None:
-        """Claim the run's workflow task for ``owner`` if a poll could: if it is
-        due (neither leased to a live worker nor backing off after a failed
-        turn); ``then`` gets the task once the transaction commits."""
-        token = new_token()
-
-        def leased(row: tuple[Any, ...] | None) -> None:
-            if row is not None:
-                then(WorkflowTask(row[0], run_id, token, row[1]))
-
-        await tx.later(
-            "UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
-            " attempt_started_at = ?, attempt = attempt + 1"
-            " WHERE kind = 'workflow' AND run_id = ? AND visible_at <= ?"
-            " RETURNING id, attempt",
-            (now + lease, owner, token, now, run_id, now),
-            leased,
-        )
 
     async def signal_with_start(self, new: NewRun, signal: h.Event) -> RunRecord:
         now = self.clock()
@@ -356,76 +321,24 @@ class SqlStore(Store, Dialect):
     async def claim_workflow_tasks(
         self, queues: list[str], owner: str, lease: float, limit: int
     ) -> list[WorkflowTask]:
-        runs: dict[str, RunRecord] = {}
-        inboxes: dict[str, list[tuple[int, h.Event]] | None] = {}
+        inputs = wake.TurnInputs()
 
         async def claim(tx: Tx) -> list[tuple[Any, ...]]:
-            runs.clear()
-            inboxes.clear()
+            inputs.clear()
             found = await self._claim(tx, "workflow", queues, owner, lease, limit)
             if found:
                 # What each turn reads after the history its worker has cached
                 # (see WorkflowTask.turn_input), read back with the commit.
-                await self._turn_inputs(tx, [r[1] for r in found], runs, inboxes)
+                await inputs.read(tx, self, [r[1] for r in found])
             return found
 
         found = await self._write(claim)
         return [
             WorkflowTask(
-                task_id=r[0],
-                run_id=r[1],
-                token=r[6],
-                attempt=r[3],
-                turn_input=_input(runs.get(r[1]), inboxes.get(r[1], [])),
+                task_id=r[0], run_id=r[1], token=r[6], attempt=r[3], turn_input=inputs.of(r[1])
             )
             for r in found
         ]
-
-    async def _turn_inputs(
-        self,
-        tx: Tx,
-        run_ids: list[str],
-        runs: dict[str, RunRecord] | None,
-        inboxes: dict[str, list[tuple[int, h.Event]] | None],
-    ) -> None:
-        """Read the runs (unless ``runs`` is None) and their inboxes into
-        ``runs`` and ``inboxes``, with the transaction's commit (no round trip
-        of its own)."""
-        ids = (self.ids_param(sorted(set(run_ids))),)
-
-        # A row that cannot be decoded costs only its own run the input read
-        # here: that turn loads the run instead, and reports the damage there
-        # (see TurnRunner), rather than failing the claim of every task.
-        def read_runs(found: list[tuple[Any, ...]]) -> None:
-            assert runs is not None
-            for row in found:
-                try:
-                    run = rows.run_from_row(row)
-                except ValueError:
-                    continue
-                runs[run.run_id] = run
-
-        def read_inboxes(found: list[tuple[Any, ...]]) -> None:
-            for run_id, inbox_id, data in found:
-                inbox = inboxes.setdefault(run_id, [])
-                if inbox is None:
-                    continue
-                try:
-                    event = rows.event_from_row(data, run_id, f"inbox row {inbox_id}")
-                except h.HistoryFormatError:
-                    inboxes[run_id] = None
-                    continue
-                inbox.append((inbox_id, event))
-
-        if runs is not None:
-            await tx.later_all(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE {self.among_run_ids}", ids, read_runs
-            )
-        await tx.later_all(
-            f"SELECT run_id, id, data FROM inbox WHERE {self.among_run_ids} ORDER BY id",
-            ids,
-            read_inboxes,
-        )
 
     async def claim_activity_tasks(
         self, queues: list[str], owner: str, lease: float, limit: int
@@ -613,79 +526,15 @@ class SqlStore(Store, Dialect):
 
     async def fire_due_timers(self, limit: int, lease: TurnLease | None = None) -> int:
         now = self.clock()
-        picked = self.picked(
-            self.timer_key, "FROM timers WHERE fire_at <= ? ORDER BY fire_at LIMIT ?"
-        )
-
-        async def fire(tx: Tx) -> int:
-            taken.clear()
-            # Delete-and-deliver in one transaction: each timer fires exactly once,
-            # whichever worker gets here first. SKIP LOCKED shares the due timers
-            # out among concurrent firers; their runs are then locked in run-id
-            # order, so two firers never wait for each other in a cycle (see the
-            # lock order in sqlrows).
-            due = await tx.all(
-                f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
-                (now, limit),
-            )
-            runs = await rows.runs_by_ids(tx, self, [row[0] for row in due])
-            woken: dict[str, RunRecord] = {}
-            for run_id, ref, _ in sorted(due, key=lambda row: (row[0], row[2], row[1])):
-                run = runs.get(run_id)
-                if run is None or not run.is_open:
-                    continue
-                if ref == 0:  # the execution timeout
-                    timeout = (run.deadline or now) - run.created_at
-                    marker = h.WorkflowTimedOut(timeout=timeout)
-                    message = "the workflow's execution timeout passed"
-                    ended = await rows.end_run_by_marker(
-                        tx, self, run, marker, "timed_out", message, now
-                    )
-                    topics.update(ended)
-                    del runs[run_id]  # closed: its other due timers fire into nothing
-                    woken.pop(run_id, None)
-                else:
-                    await rows.to_inbox(
-                        tx, run_id, run.task_queue, h.TimerFired(ref=ref, time=now), now
-                    )
-                    woken[run_id] = run
-            if lease is not None:
-                mine = [run for run in woken.values() if run.task_queue in lease.queues]
-                taken[:] = [await self._lease_turns(tx, mine[: lease.limit], lease, now)]
-            return len(due)
-
         topics = {WORK}  # and the end of each run whose execution timeout passed
-        taken: list[Callable[[], list[WorkflowTask]]] = []
-        fired = await self._write(fire)
-        if lease is not None and taken:
-            lease.taken = taken[0]()
+        fired, taken = await self._write(
+            lambda tx: wake.fire_due(tx, self, now, limit, lease, topics)
+        )
+        if lease is not None:
+            lease.taken = taken()
         if fired:
             self._committed(*topics)
         return fired
-
-    async def _lease_turns(
-        self, tx: Tx, woken: list[RunRecord], lease: TurnLease, now: float
-    ) -> Callable[[], list[WorkflowTask]]:
-        """Lease the woken runs' workflow tasks to ``lease.owner`` (those a
-        claim could take) and read their inboxes back, with the commit; the
-        returned function gives the leased tasks, each with its turn's input,
-        once the transaction committed."""
-        leased: list[WorkflowTask] = []
-        runs = {run.run_id: run for run in woken}
-        inboxes: dict[str, list[tuple[int, h.Event]] | None] = {}
-        for run in woken:
-            await self._lease_turn_task(
-                tx, run.run_id, lease.owner, lease.seconds, now, leased.append
-            )
-        if woken:
-            await self._turn_inputs(tx, list(runs), None, inboxes)
-
-        def taken() -> list[WorkflowTask]:
-            for task in leased:
-                task.turn_input = _input(runs[task.run_id], inboxes.get(task.run_id, []))
-            return leased
-
-        return taken
 
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
         marks = ",".join("?" * len(queues))
@@ -739,11 +588,3 @@ class SqlStore(Store, Dialect):
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._read(registry.list_all)
-
-
-def _input(run: RunRecord | None, inbox: list[tuple[int, h.Event]] | None) -> TurnInput | None:
-    """A turn's input read back with the commit that leased its task (no
-    events: see WorkflowTask.turn_input); None if a row of it was unreadable."""
-    if run is None or inbox is None:
-        return None
-    return TurnInput(run, [], inbox)

@@ -1,0 +1,175 @@
+"""Waking workflow turns: due timers fired into their runs' inboxes, and
+workflow tasks leased together with their turn's input.
+
+A commit that makes a workflow task runnable may lease it at once to the
+worker that will run the turn (a new run's start, a timer's firing), and a
+claim leases many; either reads back, with its commit, what that turn needs
+beyond the worker's cached instance: the run and its inbox
+(``WorkflowTask.turn_input``). A worker whose instance is at that version of
+the run then reads nothing before the turn. Imports the history model, the
+store records and the row helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from perdure import _history as h
+from perdure._store import sqlrows as rows
+from perdure._store.base import NewRun, RunRecord, TurnInput, TurnLease, WorkflowTask, new_token
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps
+
+__all__ = ["TurnInputs", "fire_due", "first_input", "lease_turn_task"]
+
+
+async def lease_turn_task(
+    tx: Tx,
+    run_id: str,
+    owner: str,
+    lease: float,
+    now: float,
+    then: Callable[[WorkflowTask], None],
+) -> None:
+    """Claim the run's workflow task for ``owner`` if a poll could: if it is
+    due (neither leased to a live worker nor backing off after a failed
+    turn); ``then`` gets the task once the transaction commits."""
+    token = new_token()
+
+    def leased(row: tuple[Any, ...] | None) -> None:
+        if row is not None:
+            then(WorkflowTask(row[0], run_id, token, row[1]))
+
+    await tx.later(
+        "UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
+        " attempt_started_at = ?, attempt = attempt + 1"
+        " WHERE kind = 'workflow' AND run_id = ? AND visible_at <= ?"
+        " RETURNING id, attempt",
+        (now + lease, owner, token, now, run_id, now),
+        leased,
+    )
+
+
+class TurnInputs:
+    """Runs and inboxes read back with a commit that leased their turns."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRecord] = {}
+        # None: a row of that run's inbox could not be decoded.
+        self.inboxes: dict[str, list[tuple[int, h.Event]] | None] = {}
+
+    def clear(self) -> None:
+        self.runs.clear()
+        self.inboxes.clear()
+
+    async def read(
+        self, tx: Tx, d: Dialect, run_ids: Sequence[str], with_runs: bool = True
+    ) -> None:
+        """Read these runs (unless the caller has them: ``with_runs=False``)
+        and their inboxes, with the transaction's commit (no round trip of its
+        own on PostgreSQL). One statement text for any number of runs."""
+        ids = (d.ids_param(sorted(set(run_ids))),)
+        if with_runs:
+            await tx.later_all(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE {d.among_run_ids}", ids, self._runs
+            )
+        await tx.later_all(
+            f"SELECT run_id, id, data FROM inbox WHERE {d.among_run_ids} ORDER BY id",
+            ids,
+            self._inboxes,
+        )
+
+    # A row that cannot be decoded costs only its own run the input read here:
+    # that turn loads the run instead, and reports the damage there (see
+    # TurnRunner), rather than failing the claim of every task.
+
+    def _runs(self, found: list[tuple[Any, ...]]) -> None:
+        for row in found:
+            try:
+                run = rows.run_from_row(row)
+            except ValueError:
+                continue
+            self.runs[run.run_id] = run
+
+    def _inboxes(self, found: list[tuple[Any, ...]]) -> None:
+        for run_id, inbox_id, data in found:
+            inbox = self.inboxes.setdefault(run_id, [])
+            if inbox is None:
+                continue
+            try:
+                event = rows.event_from_row(data, run_id, f"inbox row {inbox_id}")
+            except h.HistoryFormatError:
+                self.inboxes[run_id] = None
+                continue
+            inbox.append((inbox_id, event))
+
+    def of(self, run_id: str, run: RunRecord | None = None) -> TurnInput | None:
+        """The input of the run's turn (no events: see WorkflowTask.turn_input),
+        or None if it was not read, or not readable."""
+        run = run or self.runs.get(run_id)
+        inbox = self.inboxes.get(run_id, [])
+        if run is None or inbox is None:
+            return None
+        return TurnInput(run, [], inbox)
+
+
+def first_input(new: NewRun, now: float) -> TurnInput:
+    """What a new run's first turn reads, as insert_run will write it:
+    WorkflowStarted goes through JSON, as it would through the inbox."""
+    started = rows.started_event(new, now)
+    data = dumps(h.event_to_dict(started))
+    return TurnInput(
+        rows.new_run_record(new, now), [], [(0, rows.event_from_row(data, new.run_id, ""))]
+    )
+
+
+async def fire_due(
+    tx: Tx, d: Dialect, now: float, limit: int, lease: TurnLease | None, topics: set[str]
+) -> tuple[int, Callable[[], list[WorkflowTask]]]:
+    """Fire up to ``limit`` due timers: each one's ``TimerFired`` into its
+    run's inbox (an execution timeout ends its run, adding to ``topics``).
+    With ``lease``, lease the woken turns to its owner (see TurnLease).
+    Returns how many fired, and a function that gives the leased tasks,
+    each with its turn's input, once the transaction committed."""
+    # Delete-and-deliver in one transaction: each timer fires exactly once,
+    # whichever worker gets here first. SKIP LOCKED shares the due timers
+    # out among concurrent firers; their runs are then locked in run-id
+    # order, so two firers never wait for each other in a cycle (see the
+    # lock order in sqlrows).
+    picked = d.picked(d.timer_key, "FROM timers WHERE fire_at <= ? ORDER BY fire_at LIMIT ?")
+    due = await tx.all(
+        f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at", (now, limit)
+    )
+    runs = await rows.runs_by_ids(tx, d, [row[0] for row in due])
+    woken: dict[str, RunRecord] = {}
+    for run_id, ref, _ in sorted(due, key=lambda row: (row[0], row[2], row[1])):
+        run = runs.get(run_id)
+        if run is None or not run.is_open:
+            continue
+        if ref == 0:  # the execution timeout
+            timeout = (run.deadline or now) - run.created_at
+            marker = h.WorkflowTimedOut(timeout=timeout)
+            message = "the workflow's execution timeout passed"
+            topics.update(
+                await rows.end_run_by_marker(tx, d, run, marker, "timed_out", message, now)
+            )
+            del runs[run_id]  # closed: its other due timers fire into nothing
+            woken.pop(run_id, None)
+        else:
+            await rows.to_inbox(tx, run_id, run.task_queue, h.TimerFired(ref=ref, time=now), now)
+            woken[run_id] = run
+    leased: list[WorkflowTask] = []
+    inputs = TurnInputs()
+    if lease is not None:
+        mine = [run for run in woken.values() if run.task_queue in lease.queues][: lease.limit]
+        for run in mine:
+            await lease_turn_task(tx, run.run_id, lease.owner, lease.seconds, now, leased.append)
+        if mine:
+            await inputs.read(tx, d, [run.run_id for run in mine], with_runs=False)
+
+    def taken() -> list[WorkflowTask]:
+        for task in leased:
+            task.turn_input = inputs.of(task.run_id, woken[task.run_id])
+        return leased
+
+    return len(due), taken
