@@ -1,4 +1,5 @@
-"""The Store interface and the records it trades in. Imports only the history model.
+"""The Store interface (and, re-exported, the records it trades in: see
+records.py). Imports only the history model.
 
 A backend owns every byte of SQL. The worker and the client talk to the store
 through these methods only, in terms of runs, events, inbox rows and tasks.
@@ -13,12 +14,66 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from perdure._history import Event
+from perdure._store.records import (
+    CLOSED_STATUSES,
+    MAX_ATTEMPT_RECORDS,
+    OPEN,
+    ActivityTask,
+    FirstTurn,
+    IdConflict,
+    NewActivity,
+    NewChild,
+    NewRun,
+    PendingActivity,
+    PendingChild,
+    PendingTimer,
+    PendingWork,
+    RunFilter,
+    RunRecord,
+    RunTaker,
+    TurnCommit,
+    TurnInput,
+    TurnLease,
+    WorkerRecord,
+    WorkflowTask,
+    WorkflowTaskState,
+)
 
-OPEN = "running"
+# The interface, and the records it trades in (defined in records.py).
+__all__ = [
+    "CLOSED",
+    "CLOSED_STATUSES",
+    "MAX_ATTEMPT_RECORDS",
+    "OPEN",
+    "WORK",
+    "ActivityTask",
+    "FirstTurn",
+    "IdConflict",
+    "NewActivity",
+    "NewChild",
+    "NewRun",
+    "PendingActivity",
+    "PendingChild",
+    "PendingTimer",
+    "PendingWork",
+    "RunFilter",
+    "RunRecord",
+    "RunTaker",
+    "Store",
+    "TurnCommit",
+    "TurnInput",
+    "TurnLease",
+    "WorkerRecord",
+    "WorkflowTask",
+    "WorkflowTaskState",
+    "closed_topic",
+    "loop_waker",
+    "new_run_id",
+    "new_token",
+]
 
 # Wake-up topics (see Store.add_listener).
 WORK = "work"
@@ -75,302 +130,6 @@ def loop_waker(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callabl
             pass  # the loop is closed: nobody waits any more
 
     return wake
-
-
-CLOSED_STATUSES = (
-    "completed",
-    "failed",
-    "cancelled",
-    "terminated",
-    "timed_out",
-    "continued_as_new",
-)
-IdConflict = Literal["fail", "use_existing", "terminate_existing"]
-
-
-@dataclass
-class RunRecord:
-    run_id: str
-    workflow_id: str
-    workflow_type: str
-    task_queue: str
-    status: str
-    input: dict[str, Any]
-    result: Any
-    failure: dict[str, Any] | None
-    state: dict[str, Any]
-    waiting: dict[str, Any]
-    last_error: str | None
-    version: int
-    last_seq: int
-    created_at: float
-    updated_at: float
-    closed_at: float | None
-    parent_run_id: str | None = None
-    parent_ref: int | None = None
-    deadline: float | None = None
-    row_id: int = 0  # the runs table's own id: creation order, the listing's tie-break
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == OPEN
-
-    @property
-    def continued_to(self) -> str | None:
-        """The next run's id, for a run that continued-as-new."""
-        if self.status == "continued_as_new" and isinstance(self.result, dict):
-            return self.result.get("continued_to")
-        return None
-
-
-@dataclass
-class NewRun:
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    task_queue: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    seed: int
-    start_at: float | None = None  # first turn not before this time (start_delay)
-    execution_timeout: float | None = None  # seconds, across continue-as-new
-
-
-@dataclass
-class WorkflowTask:
-    task_id: int
-    run_id: str
-    token: str
-    attempt: int
-    # A task leased by the commit that made it runnable (a new run's start, a
-    # timer's firing) comes with what that commit read or wrote: the run, its
-    # inbox, and no events. Its turn needs no read if the worker's cached
-    # instance is at that run's version (or the run is new: no history yet).
-    # Input that arrives later is another turn's (see apply_turn).
-    turn_input: TurnInput | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class TurnLease:
-    """Asks a write that makes workflow tasks runnable (a timer firing) to
-    lease them to the worker that makes it: at most ``limit`` tasks, of runs
-    on ``queues``. The leased tasks, each with its turn's input, are in
-    ``taken`` once the write returned."""
-
-    owner: str
-    seconds: float
-    queues: frozenset[str]
-    limit: int
-    taken: list[WorkflowTask] = field(default_factory=list)
-
-
-class RunTaker(Protocol):
-    """A worker in this process that takes new runs of its task queue as they
-    are created, their first workflow task leased to it in the creating commit
-    (see Store.take_new_runs): no wake-up, no poll, no claim of its own."""
-
-    def reserve(self) -> tuple[str, float] | None:
-        """(owner, lease seconds) if it has a free slot for a turn (now held for
-        the new run), or None."""
-
-    def prepare(self, first: TurnInput) -> FirstTurn | None:
-        """With a slot reserved: compute the new run's first turn from what its
-        creating commit will write, so that the commit carries the turn too
-        (one commit instead of two), or None to take the leased task instead."""
-
-    def take(self, task: WorkflowTask | None) -> None:
-        """After the commit: run the leased task, or (None: the run was not
-        created, its first turn went with the commit, or the commit failed)
-        free the slot."""
-
-
-@dataclass
-class FirstTurn:
-    """A new run's first turn, computed before the run exists (RunTaker.prepare)
-    and written by the creating commit itself. ``settle`` is told, after that
-    commit, whether the turn was written (then the taker caches the instance
-    and runs the activities it leased) or not (the run went the ordinary way,
-    or was not created)."""
-
-    commit: TurnCommit
-    settle: Callable[[bool], None]
-
-
-@dataclass
-class TurnInput:
-    """What a turn needs: the run row, the history after a seq, and the inbox."""
-
-    run: RunRecord
-    events: list[Event]
-    inbox: list[tuple[int, Event]]
-
-
-@dataclass
-class NewActivity:
-    ref: int
-    name: str
-    task_queue: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    options: dict[str, Any]
-    # (owner, token, lease seconds): inserted already claimed as attempt 1, for
-    # a worker that runs the activity itself right after the commit.
-    lease: tuple[str, str, float] | None = None
-
-
-@dataclass
-class NewChild:
-    ref: int
-    workflow_type: str
-    workflow_id: str
-    run_id: str
-    task_queue: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    parent_close_policy: str
-    seed: int
-
-
-@dataclass
-class TurnCommit:
-    """Everything one turn writes, applied in one fenced transaction."""
-
-    task: WorkflowTask | None  # None: an inline continuation (see activity_done)
-    run_id: str
-    expected_version: int
-    events: list[Event]  # with seq and time already assigned
-    consumed_inbox: list[int]
-    activities: list[NewActivity] = field(default_factory=list)
-    cancelled_activities: list[int] = field(default_factory=list)
-    timers: list[tuple[int, float]] = field(default_factory=list)
-    cancelled_timers: list[int] = field(default_factory=list)
-    children: list[NewChild] = field(default_factory=list)
-    cancelled_children: list[int] = field(default_factory=list)
-    continue_as_new: NewRun | None = None  # with close_status "continued_as_new"
-    state: dict[str, Any] = field(default_factory=dict)
-    waiting: dict[str, Any] = field(default_factory=dict)
-    close_status: str | None = None
-    result: Any = None
-    failure: dict[str, Any] | None = None
-    # An inline continuation: the (task id, lease token) of the activity attempt
-    # whose outcome is this turn's input; deleting it is this commit's fence.
-    activity_done: tuple[int, str] | None = None
-    # False when the worker knows the run has no parent and never started a
-    # child: closing it then reads nothing back (no parent to tell, no child's
-    # close policy to apply), so the whole commit can travel at once.
-    has_relatives: bool = True
-    # False when the closing run never started a child: no children's close
-    # policies to read and apply.
-    has_children: bool = True
-    # A new run's first turn, written by the commit that creates the run (see
-    # RunTaker.prepare): no workflow task and no inbox rows exist to fence on.
-    fresh: bool = False
-    # Filled in by the store: activity ref -> task id of pre-leased activities.
-    created_tasks: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass
-class ActivityTask:
-    task_id: int
-    token: str
-    run_id: str
-    workflow_id: str
-    workflow_type: str
-    ref: int
-    name: str
-    task_queue: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    options: dict[str, Any]
-    attempt: int
-    scheduled_at: float
-    heartbeat: Any = None
-    started_at: float = 0.0  # when this attempt was claimed
-    # The activity's earlier attempts that ended (failed, or lost with their
-    # lease), oldest first, as perdure._history.attempt_record makes them.
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class PendingActivity:
-    ref: int
-    name: str
-    attempt: int
-    running: bool
-    next_attempt_at: float | None
-    last_failure: dict[str, Any] | None
-    attempts: list[dict[str, Any]] = field(default_factory=list)  # the ended ones
-    started_at: float | None = None  # of the running attempt
-
-
-@dataclass
-class PendingChild:
-    ref: int
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    status: str
-
-
-@dataclass
-class WorkflowTaskState:
-    """The run's workflow task, if it has one: is it waiting for a worker?"""
-
-    visible_at: float
-    attempt: int
-    claimed: bool
-
-
-@dataclass
-class PendingTimer:
-    ref: int
-    fire_at: float
-
-
-@dataclass
-class PendingWork:
-    activities: list[PendingActivity]
-    timers: list[PendingTimer]
-    children: list[PendingChild]
-    workflow_task: WorkflowTaskState | None
-
-
-MAX_ATTEMPT_RECORDS = 100  # an activity keeps the records of its latest attempts only
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    """Which runs ``Store.list_runs`` returns, newest first by (created_at, row_id).
-
-    ``id_contains`` matches workflow ids case-insensitively, as a plain
-    substring (``%`` and ``_`` are not wildcards). ``after`` is a keyset cursor:
-    the (created_at, row_id) of the last run of the previous page; the page
-    holds the runs that sort after it. ``since``/``until`` bound created_at
-    (inclusive), in epoch seconds."""
-
-    status: str | None = None
-    workflow_type: str | None = None
-    since: float | None = None
-    until: float | None = None
-    id_contains: str | None = None
-    after: tuple[float, int] | None = None
-    offset: int = 0
-    limit: int = 100
-
-
-@dataclass
-class WorkerRecord:
-    """One row of the worker registry: a worker process that announced itself."""
-
-    identity: str
-    host: str
-    pid: int
-    task_queue: str
-    workflows: list[str]
-    activities: list[str]
-    lease_timeout: float
-    started_at: float
-    heartbeat_at: float
 
 
 class Store(abc.ABC):
