@@ -55,16 +55,16 @@ class Statements:
 
     def __init__(self, refused: set[str]) -> None:
         self.names: dict[str, str] = {}  # SQL text -> prepared statement name
+        self._calls: dict[str, str] = {}  # SQL text -> its "EXECUTE name(%s, ...)"
         self.pending: list[str] = []  # to prepare before the next transaction
         self._uses: dict[str, int] = {}
         self._refused = refused  # shared by the store's connections
 
     def text(self, sql: str) -> str:
         """What to send for ``sql``: ``EXECUTE name(%s, ...)`` once prepared."""
-        name = self.names.get(sql)
-        if name is not None:
-            _, count = _numbered(sql)
-            return f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
+        call = self._calls.get(sql)
+        if call is not None:
+            return call
         uses = self._uses.get(sql, 0) + 1
         if len(self._uses) >= _MAX_COUNTED and uses == 1:
             self._uses.clear()
@@ -94,3 +94,7 @@ class Statements:
                 self._refused.add(sql)
                 continue
             self.names[sql] = name
+            _, count = _numbered(sql)
+            self._calls[sql] = (
+                f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
+            )
