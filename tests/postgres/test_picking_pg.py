@@ -20,8 +20,9 @@ import psycopg
 import pytest
 
 from perdure._store import sqlrows, store_for_url
-from perdure._store.postgres import PostgresStore, _pg
+from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_prepared import _numbered
+from perdure._store.postgres_tx import _pg
 from perdure._store.sqlite import SqliteStore
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import select
 import time
@@ -34,7 +33,8 @@ from perdure._store.base import CLOSED
 from perdure._store.postgres_conns import Connections
 from perdure._store.postgres_listen import Listener, Notifier, parse_payload
 from perdure._store.postgres_prepared import Statements
-from perdure._store.sqlrows import Fenced, Tx
+from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
+from perdure._store.sqlrows import Tx
 from perdure._store.sqlstore import Body, Query, SqlStore
 from perdure.errors import StoreError
 
@@ -46,8 +46,6 @@ log = logging.getLogger("perdure.store")
 # a pooler that keeps no session state, such as PgBouncer in transaction mode).
 URL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "prepare": 1.0}
 DEADLOCK_RETRIES = 5
-BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
-BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 # Each pooled connection's settings, in one statement:
 # - A transaction idle this long holds row locks for a process that froze (or
 #   whose event loop is blocked): the server ends the session and frees them.
@@ -62,13 +60,6 @@ SESSION_SETUP = (
     "SELECT set_config('idle_in_transaction_session_timeout', '60s', false),"
     " set_config('enable_seqscan', 'off', false)"
 )
-
-
-@functools.lru_cache(maxsize=1024)
-def _pg(sql: str) -> str:
-    """The shared SQL's ``?`` placeholders as psycopg's ``%s`` (it has no
-    literal ``?`` or ``%``)."""
-    return sql.replace("?", "%s")
 
 
 def parse_url(url: str) -> tuple[str, dict[str, float], str]:
@@ -96,220 +87,6 @@ def parse_url(url: str) -> tuple[str, dict[str, float], str]:
         f":{params.get('port') or 5432}/{params.get('dbname') or ''}"
     )
     return make_conninfo("", **params), options, where
-
-
-class _PgTx:
-    """The Tx protocol over a psycopg connection, inside one transaction.
-
-    BEGIN travels with the body's first statement, as one simple-protocol
-    query with client-side binding ("BEGIN ...; SELECT ... FOR UPDATE"): a
-    round trip saved per transaction. Later statements use server-side binding,
-    unprepared (psycopg's automatic preparing is off: see ``_configure``; the
-    write transactions, ``_BatchedTx``, send perdure's own prepared ones)."""
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any], begin: str) -> None:
-        self._conn = conn
-        self._cur = conn.cursor()
-        self._begin: str | None = begin
-        self.begun = False  # BEGIN reached the server (there is something to commit)
-
-    async def _run(self, sql: str, params: Sequence[Any]) -> psycopg.AsyncCursor[Any]:
-        if self._begin is None:
-            await self._cur.execute(_pg(sql), params or None)
-            return self._cur
-        first = psycopg.AsyncClientCursor(self._conn)
-        await first.execute(f"{self._begin}; {_pg(sql)}", params or None)
-        self._begin, self.begun = None, True
-        first.nextset()  # past BEGIN's (empty) result
-        return first
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return (await self._run(sql, params)).rowcount
-
-    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
-        await self._run(sql, params)
-
-    async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
-        if (await self._run(sql, params)).rowcount < 1:
-            raise Fenced()
-
-    async def later(
-        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
-    ) -> None:
-        then(await self.one(sql, params))
-
-    async def later_all(
-        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
-    ) -> None:
-        then(await self.all(sql, params))
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if len(rows) == 1 or (rows and self._begin is not None):
-            for row in rows:
-                await self._run(sql, row)
-        elif rows:
-            await self._cur.executemany(_pg(sql), rows)
-
-    async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row = await (await self._run(sql, params)).fetchone()
-        return None if row is None else tuple(row)
-
-    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in await (await self._run(sql, params)).fetchall()]
-
-    async def all_at_once(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
-        """A whole read, as the transaction's only work: one query, no BEGIN
-        or COMMIT for a lone statement."""
-        assert self._begin is not None, "all_at_once must be the transaction's only work"
-        self._begin = None
-        cur = psycopg.AsyncClientCursor(self._conn)
-        params = [value for _, values in queries for value in values]
-        if len(queries) == 1:
-            await cur.execute(_pg(queries[0][0]), params or None)
-            return [[tuple(r) for r in await cur.fetchall()]]
-        parts = [BEGIN_READ, *(_pg(sql) for sql, _ in queries), "COMMIT"]
-        await cur.execute("; ".join(parts), params or None)
-        found = []
-        for _ in queries:
-            cur.nextset()
-            found.append([tuple(r) for r in await cur.fetchall()])
-        return found
-
-
-# The SQLSTATE perdure_fence() raises (migration 0005) when a fence finds no row.
-FENCE_SQLSTATE = "PDF01"
-
-
-@functools.lru_cache(maxsize=256)
-def _server_fence(sql: str) -> str:
-    """A fence the server enforces: the statement's rows, counted by
-    ``perdure_fence()``, which raises (SQLSTATE PDF01) when there are none and
-    so aborts the transaction on the server, even when COMMIT travels in the
-    same query as the fence."""
-    sql = _pg(sql)
-    if sql.lstrip()[:6].upper() == "SELECT":
-        return f"SELECT perdure_fence(count(*)) FROM ({sql}) AS fenced"
-    return f"WITH fenced AS ({sql} RETURNING 1) SELECT perdure_fence(count(*)) FROM fenced"
-
-
-class _All:
-    """A ``later_all`` callback: it takes every row of its statement."""
-
-    __slots__ = ("then",)
-
-    def __init__(self, then: Callable[[list[tuple[Any, ...]]], None]) -> None:
-        self.then = then
-
-
-_Then = Callable[[tuple[Any, ...] | None], None] | _All
-
-
-class _BatchedTx:
-    """The Tx protocol for a write transaction: statements travel together.
-
-    Statements whose results the body does not read (``send``, fences,
-    ``later``) are held, and sent with the next statement whose result it
-    awaits, or with COMMIT: one simple-protocol query with client-side
-    binding ("BEGIN ...; UPDATE ...; INSERT ...; COMMIT"), one round trip.
-    Fences are enforced by the server (``_server_fence``): a tripped fence
-    aborts the transaction there, and is raised here as :class:`Fenced`. An
-    inline workflow step, which reads nothing mid-way, is one round trip; it
-    was five with a statement per round trip. Client-side binding also costs
-    psycopg far less CPU than a pipeline of server-bound statements."""
-
-    def __init__(
-        self, conn: psycopg.AsyncConnection[Any], statements: Statements | None = None
-    ) -> None:
-        self._cur = psycopg.AsyncClientCursor(conn)
-        self._statements = statements  # prepared ones are sent as EXECUTE
-        self._sql: list[str] = []
-        self._params: list[Any] = []
-        self._thens: list[_Then | None] = []
-        self._rows: list[tuple[_Then, Any]] = []
-        self._open = False  # BEGIN reached the server, and its answer came back
-        self.begun = False  # the server may have done something (even committed)
-
-    def _hold(
-        self,
-        sql: str,
-        params: Sequence[Any],
-        then: _Then | None = None,
-    ) -> None:
-        self._sql.append(sql if self._statements is None else self._statements.text(sql))
-        self._params.extend(params)
-        self._thens.append(then)
-
-    async def _flush(self, commit: bool = False) -> psycopg.AsyncClientCursor[Any]:
-        """Send everything held (after BEGIN, the first time; COMMIT last if
-        ``commit``) as one query. Returns the cursor on the result of the last
-        statement held."""
-        sql, params, thens = self._sql, self._params, self._thens
-        self._sql, self._params, self._thens = [], [], []
-        parts = sql if self._open else [BEGIN_WRITE, *sql]
-        if commit:
-            parts = [*parts, "COMMIT"]
-            self.begun = True  # an answer lost now leaves the outcome unknown
-        cur = self._cur
-        try:
-            await cur.execute("; ".join(parts), params or None)
-        except psycopg.Error as exc:
-            if exc.sqlstate == FENCE_SQLSTATE:
-                raise Fenced() from None
-            raise
-        if not self._open:
-            self._open = self.begun = True
-            cur.nextset()  # past BEGIN's (empty) result
-        for i, then in enumerate(thens):
-            if i:
-                cur.nextset()
-            if isinstance(then, _All):
-                self._rows.append((then, await cur.fetchall()))
-            elif then is not None:
-                self._rows.append((then, await cur.fetchone()))
-        return cur
-
-    async def finish(self) -> None:
-        """COMMIT, with whatever is still held; then hand ``later`` rows over."""
-        if self._sql or self._open:
-            await self._flush(commit=True)
-        for then, got in self._rows:
-            if isinstance(then, _All):
-                then.then([tuple(row) for row in got])
-            else:
-                then(None if got is None else tuple(got))
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self._hold(_pg(sql), params)
-        return (await self._flush()).rowcount
-
-    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._hold(_pg(sql), params)
-
-    async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._hold(_server_fence(sql), params)
-
-    async def later(
-        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
-    ) -> None:
-        self._hold(_pg(sql), params, then)
-
-    async def later_all(
-        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
-    ) -> None:
-        self._hold(_pg(sql), params, _All(then))
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        for row in rows:
-            self._hold(_pg(sql), row)
-
-    async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        self._hold(_pg(sql), params)
-        row = await (await self._flush()).fetchone()
-        return None if row is None else tuple(row)
-
-    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self._hold(_pg(sql), params)
-        return [tuple(r) for r in await (await self._flush()).fetchall()]
 
 
 class _StaleConnection(Exception):

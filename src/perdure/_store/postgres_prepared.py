@@ -1,7 +1,7 @@
 """Prepared statements for the PostgreSQL store's write transactions.
 
 A write transaction travels as one simple-protocol query ("BEGIN; UPDATE
-...; INSERT ...; COMMIT", see ``postgres._BatchedTx``), which the server
+...; INSERT ...; COMMIT", see ``postgres_tx._BatchedTx``), which the server
 parses and plans anew every time: for an inline workflow step, about as much
 CPU as everything else the server does for it
 (``benchmarks/pg_prepare_probe.py``). So each connection prepares the
