@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from perdure._store.postgres_prepared import Statements
-from perdure._store.sqlrows import Fenced
+from perdure._store.sqlrows import Fenced, RunsAtOnce
 from perdure._store.sqlstore import Query
 
 BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
@@ -29,7 +29,7 @@ def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
-class _PgTx:
+class _PgTx(RunsAtOnce):
     """The Tx protocol over a psycopg connection, inside one transaction.
 
     BEGIN travels with the body's first statement, as one simple-protocol
@@ -63,16 +63,6 @@ class _PgTx:
     async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
         if (await self._run(sql, params)).rowcount < 1:
             raise Fenced()
-
-    async def later(
-        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
-    ) -> None:
-        then(await self.one(sql, params))
-
-    async def later_all(
-        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
-    ) -> None:
-        then(await self.all(sql, params))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if len(rows) == 1 or (rows and self._begin is not None):

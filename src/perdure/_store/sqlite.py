@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-from perdure._store.sqlrows import Fenced
+from perdure._store.sqlrows import Fenced, RunsAtOnce
 from perdure._store.sqlstore import Body, SqlStore
 from perdure.errors import SchemaVersionError, StoreError
 
@@ -62,7 +62,7 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-class _SqliteTx:
+class _SqliteTx(RunsAtOnce):
     """The Tx protocol over a sqlite3 connection (used only on the store's thread)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -73,16 +73,6 @@ class _SqliteTx:
 
     async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._conn.execute(sql, params)
-
-    async def later(
-        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
-    ) -> None:
-        then(await self.one(sql, params))
-
-    async def later_all(
-        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
-    ) -> None:
-        then(await self.all(sql, params))
 
     async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
         cursor = self._conn.execute(sql, params)

@@ -88,6 +88,28 @@ class Tx(Protocol):
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
+class RunsAtOnce:
+    """``later`` and ``later_all`` for a Tx that runs each statement as it is
+    given (everything but PostgreSQL's batched writes): the callback gets the
+    rows at once."""
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def later(
+        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
+    ) -> None:
+        then(await self.one(sql, params))
+
+    async def later_all(
+        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
+    ) -> None:
+        then(await self.all(sql, params))
+
+
 class Dialect:
     """What differs between backends in shared SQL."""
 
