@@ -71,9 +71,10 @@ class Tx(Protocol):
         """Run a statement returning at most one row that only the
         transaction's caller needs: ``then(row)`` is called once the row is
         known, at the latest before the transaction's caller resumes. A
-        batching backend sends it with COMMIT (no round trip of its own) and
-        calls ``then`` only if that commits; others call it at once, so the
-        caller must ignore what ``then`` recorded when the transaction fails."""
+        write transaction calls ``then`` only once it committed (PostgreSQL
+        sends the statement with COMMIT: no round trip of its own); a read
+        may call it at once. A body may be run more than once (a retried
+        transaction): ``then`` is called for the run that committed."""
 
     async def later_all(
         self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
