@@ -430,6 +430,9 @@ class SqlStore(Store, Dialect):
         except Fenced:
             commit.created_tasks.clear()
             return False
+        except BaseException:
+            commit.created_tasks.clear()  # nothing was leased to anyone
+            raise
         self._closed_here(commit.run_id, ended)
         self._committed(*topics)
         return True

@@ -15,7 +15,16 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._store import sqlrows as rows
-from perdure._store.base import OPEN, WORK, NewChild, NewRun, RunRecord, TurnCommit, closed_topic
+from perdure._store.base import (
+    OPEN,
+    WORK,
+    NewActivity,
+    NewChild,
+    NewRun,
+    RunRecord,
+    TurnCommit,
+    closed_topic,
+)
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 
 __all__ = ["Fenced", "apply_turn"]
@@ -84,6 +93,14 @@ async def apply_turn(
                 commit.expected_version,
             ),
         )
+    # An activity task's payload is its ActivityScheduled event as recorded (the
+    # claim reads name, args, kwargs and options from it): encoded once.
+    scheduled = {
+        event.ref: row[4]
+        for event, row in zip(commit.events, written, strict=True)
+        if isinstance(event, h.ActivityScheduled)
+    }
+    heir: NewActivity | None = None
     if commit.task is not None:
         # Fence 1: we still hold the workflow-task lease (an expired lease that
         # another worker claimed carries a new token).
@@ -93,8 +110,23 @@ async def apply_turn(
         )
     elif not commit.fresh:  # (a new run's first turn: nothing else to fence)
         # An inline continuation: the activity attempt we ran is still ours.
+        # Its task row is done with: the next activity this worker runs at
+        # once takes the row over (one UPDATE instead of a DELETE and an
+        # INSERT: fewer statements, index changes and pages per step).
         assert commit.activity_done is not None
-        await tx.fence("DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done)
+        if not closing:  # (a closing turn starts no activity: its tasks go with the run)
+            heir = next((a for a in commit.activities if a.lease is not None), None)
+        if heir is None:
+            await tx.fence(
+                "DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done
+            )
+        else:
+            await tx.fence(
+                _REUSE_ACTIVITY,
+                (*_activity_values(commit, heir, now, scheduled), *commit.activity_done),
+            )
+            # The row keeps its id (commit_turn forgets this if the commit fails).
+            commit.created_tasks[heir.ref] = commit.activity_done[0]
     await rows.insert_event_rows(tx, written)
     await tx.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox])
     if closing:
@@ -133,14 +165,7 @@ async def apply_turn(
         if commit.continue_as_new is not None:
             topics.add(WORK)  # the next run's first workflow task
         return topics
-    # An activity task's payload is its ActivityScheduled event as recorded (the
-    # claim reads name, args, kwargs and options from it): encoded once.
-    scheduled = {
-        event.ref: row[4]
-        for event, row in zip(commit.events, written, strict=True)
-        if isinstance(event, h.ActivityScheduled)
-    }
-    await _schedule(tx, d, commit, now, scheduled)
+    await _schedule(tx, d, commit, now, scheduled, heir)
     new_work = bool(commit.timers or commit.children or commit.cancelled_children) or any(
         a.lease is None for a in commit.activities
     )
@@ -179,6 +204,38 @@ _INSERT_ACTIVITY = (
     " lease_token, attempt_started_at, payload, created_at)"
     " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# The same activity task written over a finished one's row (of the same run,
+# fenced by that attempt's lease token). Every other column goes back to what
+# an INSERT leaves in it: tests/store/test_store_inline_rows.py compares the
+# two rows column by column, so a new column cannot be forgotten here.
+_REUSE_ACTIVITY = (
+    "UPDATE tasks SET queue = ?, run_id = ?, ref = ?, visible_at = ?, attempt = ?,"
+    " lease_owner = ?, lease_token = ?, attempt_started_at = ?, payload = ?, created_at = ?,"
+    " last_failure = NULL, heartbeat = NULL, cancel_requested = 0, attempts = NULL"
+    " WHERE id = ? AND lease_token = ?"
+)
+
+
+def _activity_values(
+    commit: TurnCommit, a: NewActivity, now: float, scheduled: dict[int, str]
+) -> tuple[Any, ...]:
+    """The values of _INSERT_ACTIVITY (and of _REUSE_ACTIVITY's SET) for ``a``."""
+    payload = scheduled.get(a.ref) or dumps(
+        {"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}
+    )
+    owner, token, lease = a.lease or (None, None, 0.0)
+    return (
+        a.task_queue,
+        commit.run_id,
+        a.ref,
+        now + lease,
+        1 if a.lease else 0,
+        owner,
+        token,
+        now if a.lease else None,
+        payload,
+        now,
+    )
 
 
 def _task_id(commit: TurnCommit, ref: int) -> Callable[[tuple[Any, ...] | None], None]:
@@ -190,27 +247,20 @@ def _task_id(commit: TurnCommit, ref: int) -> Callable[[tuple[Any, ...] | None],
 
 
 async def _schedule(
-    tx: Tx, d: Dialect, commit: TurnCommit, now: float, scheduled: dict[int, str]
+    tx: Tx,
+    d: Dialect,
+    commit: TurnCommit,
+    now: float,
+    scheduled: dict[int, str],
+    heir: NewActivity | None,
 ) -> None:
-    """The turn's new work: activity tasks, timers, children, cancellations."""
+    """The turn's new work: activity tasks (but ``heir``, already written over
+    the finished activity's row), timers, children, cancellations."""
     run_id = commit.run_id
     for a in commit.activities:
-        payload = scheduled.get(a.ref) or dumps(
-            {"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}
-        )
-        owner, token, lease = a.lease or (None, None, 0.0)
-        params = (
-            a.task_queue,
-            run_id,
-            a.ref,
-            now + lease,
-            1 if a.lease else 0,
-            owner,
-            token,
-            now if a.lease else None,
-            payload,
-            now,
-        )
+        if a is heir:
+            continue
+        params = _activity_values(commit, a, now, scheduled)
         if a.lease:
             # The worker runs it once this commits: only then does it need the id.
             await tx.later(_INSERT_ACTIVITY + " RETURNING id", params, _task_id(commit, a.ref))

@@ -1,0 +1,147 @@
+"""An inline continuation hands its finished activity's task row to the next
+activity the worker runs at once (one UPDATE instead of a DELETE and an
+INSERT), on every backend. The row taken over must be indistinguishable from
+a freshly inserted one, whatever columns the tasks table grows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store_helpers import claim_one, new_run, turn
+
+from perdure import _history as h
+from perdure._store.base import NewActivity, Store, TurnCommit
+from perdure._store.sqlite import SqliteStore
+from perdure._store.sqlrows import Tx
+
+# Columns that name the row, or differ between two runs by design.
+OWN = {"id", "run_id", "lease_token"}
+
+
+def _schedule(ref: int) -> h.ScheduleActivity:
+    return h.ScheduleActivity(
+        ref=ref, name="charge", task_queue="q", args=[ref], kwargs={}, options={}
+    )
+
+
+def _leased(ref: int, token: str) -> NewActivity:
+    return NewActivity(
+        ref=ref,
+        name="charge",
+        task_queue="q",
+        args=[ref],
+        kwargs={},
+        options={},
+        lease=("worker-1", token, 30.0),
+    )
+
+
+async def _first_activity(store: Store, run_id: str, token: str) -> tuple[TurnCommit, int]:
+    """A run whose first turn leased activity 1 to this worker: the commit and
+    the activity's task id."""
+    await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
+    task = await claim_one(store, run_id)
+    commit = await turn(store, task, [_schedule(1)], activities=[_leased(1, token)])
+    assert await store.commit_turn(commit)
+    return commit, commit.created_tasks[1]
+
+
+async def _tasks(store: Store) -> list[dict[str, Any]]:
+    async def body(tx: Tx) -> list[dict[str, Any]]:
+        names = [row[0] for row in await tx.all(_COLUMNS[isinstance(store, SqliteStore)])]
+        found = await tx.all(f"SELECT {', '.join(names)} FROM tasks WHERE kind = 'activity'")
+        return [dict(zip(names, row, strict=True)) for row in found]
+
+    return await store._read(body)  # type: ignore[attr-defined,no-any-return]
+
+
+_COLUMNS = {
+    True: "SELECT name FROM pragma_table_info('tasks') ORDER BY cid",
+    False: "SELECT column_name FROM information_schema.columns"
+    " WHERE table_name = 'tasks' AND table_schema = current_schema() ORDER BY ordinal_position",
+}
+
+
+async def _dirty(store: Store, task_id: int) -> None:
+    """Put a value no INSERT leaves into every column of the row that does not
+    name it: a column the take-over forgot to reset then shows."""
+    columns = [c for c in (await _tasks(store))[0] if c not in OWN | {"kind", "ref"}]
+
+    async def body(tx: Tx) -> None:
+        for column in columns:
+            await tx.send(
+                f"UPDATE tasks SET {column} = ? WHERE id = ?",
+                (_odd_value(store, column), task_id),
+            )
+
+    await store._write(body)  # type: ignore[attr-defined]
+
+
+def _odd_value(store: Store, column: str) -> Any:
+    # Every column of tasks takes a number or a string; PostgreSQL wants the
+    # right one. (A new column of another type fails here, loudly.)
+    text = {"queue", "lease_owner", "payload", "last_failure", "heartbeat", "attempts"}
+    return "odd" if column in text else 7
+
+
+async def test_the_next_inline_activity_takes_the_finished_ones_row(open_store: Any) -> None:
+    store: Store = await open_store()
+    _, task_id = await _first_activity(store, "run-1", "t1")
+    await _dirty(store, task_id)
+
+    data = await store.load_turn("run-1", 0)
+    events = h.turn_events(
+        data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [_schedule(2)]
+    )
+    continuation = TurnCommit(
+        task=None,
+        run_id="run-1",
+        expected_version=data.run.version,
+        events=events,
+        consumed_inbox=[],
+        activities=[_leased(2, "t2")],
+        activity_done=(task_id, "t1"),
+    )
+    assert await store.commit_turn(continuation)
+    assert continuation.created_tasks == {2: task_id}
+
+    # Another run's first activity, inserted: the same values, a new row.
+    await _first_activity(store, "run-2", "t3")
+    rows = {row["run_id"]: row for row in await _tasks(store)}
+    assert set(rows) == {"run-1", "run-2"}  # the finished activity's row is gone
+    taken, fresh = rows["run-1"], rows["run-2"]
+    assert taken["id"] == task_id and taken["lease_token"] == "t2"
+    # Its payload is the second activity's ActivityScheduled event as recorded.
+    assert '"ref":2' in taken["payload"] and '"seq":6' in taken["payload"]
+    fresh["ref"] = 2  # run-2's activity is its first; run-1's, its second
+    same = OWN | {"payload"}
+    assert {k: v for k, v in taken.items() if k not in same} == {
+        k: v for k, v in fresh.items() if k not in same
+    }
+
+    # The finished attempt can no longer touch the row: its token is gone.
+    assert await store.record_heartbeat(task_id, "t1", None, 30) == "lost"
+    assert await store.record_heartbeat(task_id, "t2", None, 30) == "ok"
+
+
+async def test_a_lost_lease_fences_the_take_over_and_starts_nothing(open_store: Any) -> None:
+    store: Store = await open_store()
+    _, task_id = await _first_activity(store, "run-1", "t1")
+    data = await store.load_turn("run-1", 0)
+    continuation = TurnCommit(
+        task=None,
+        run_id="run-1",
+        expected_version=data.run.version,
+        events=h.turn_events(
+            data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [_schedule(2)]
+        ),
+        consumed_inbox=[],
+        activities=[_leased(2, "t2")],
+        activity_done=(task_id, "not-my-token"),
+    )
+    assert not await store.commit_turn(continuation)
+    assert continuation.created_tasks == {}
+    [row] = await _tasks(store)
+    assert (row["id"], row["ref"], row["lease_token"]) == (task_id, 1, "t1")
+    after = await store.load_turn("run-1", 0)
+    assert after.run.version == data.run.version and after.events == data.events
