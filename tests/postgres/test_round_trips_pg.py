@@ -10,6 +10,7 @@ run closes), and a used id falls back to reading what ``id_conflict`` needs.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,7 +39,7 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     execute = psycopg.AsyncCursor.execute
 
     async def counted(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
-        queries.append(str(query))
+        queries.append(query.decode() if isinstance(query, bytes) else str(query))
         return await execute(self, query, params, **kw)
 
     monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
@@ -233,5 +234,7 @@ async def test_only_a_run_that_started_children_reads_them_when_it_closes(
             assert await client.execute(parent_of_one, 1, timeout=10) == 4
     finally:
         await client.close()
-    children_reads = [q for q in sent if "WHERE parent_run_id = %s AND status = %s" in q]
+    children_reads = [
+        q for q in sent if re.search(r"WHERE parent_run_id = '[^']*' AND status = 'running'", q)
+    ]
     assert len(children_reads) == 1, children_reads  # the parent's close, not the child's

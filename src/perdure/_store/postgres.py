@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from perdure._store import postgres_schema as schema
 from perdure._store.base import CLOSED
 from perdure._store.postgres_conns import Connections
+from perdure._store.postgres_group import GROUPS, GroupedWrites, Member, OutcomeUnknown
 from perdure._store.postgres_listen import Listener, Notifier, parse_payload
 from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
@@ -153,6 +154,9 @@ class PostgresStore(SqlStore):
         self._notifier: Notifier | None = None
         self._id = uuid.uuid4().hex  # our own notifications carry it: ignore them
         self.channel = "perdure"
+        self._writes = GroupedWrites(
+            self._group, self._write_alone, groups=min(GROUPS, self._max_size)
+        )
 
     def _server_time(self) -> float:
         return time.time() + self._clock_offset
@@ -234,7 +238,54 @@ class PostgresStore(SqlStore):
     # ------------------------------------------------------------ transactions
 
     async def _write(self, body: Body[T]) -> T:
+        return await self._writes.write(body)
+
+    async def _write_alone(self, body: Body[T]) -> T:
         return await self._transaction(body, BEGIN_WRITE)
+
+    async def _group(self, bodies: list[Body[Any]]) -> list[tuple[bool, Any]]:
+        """Run ``bodies`` one after the other in one write transaction (see
+        postgres_group): each one's (ok, value or error) once it committed.
+        Raises when the server rolled the group back (then each body runs
+        alone), or OutcomeUnknown."""
+        if self._pool is None:
+            raise StoreError(f"the PostgreSQL store {self.where} is closed")
+        conn = await self._conns.take()
+        tx: _BatchedTx | None = None
+        done: list[tuple[Member, bool, Any]] = []
+        try:
+            if _has_unread_input(conn):  # the server is ending this session
+                await conn.close()
+                raise _StaleConnection()
+            statements = self._statements_of(conn)
+            if statements is not None and statements.pending:
+                await statements.prepare_pending(conn)
+            tx = _BatchedTx(conn, statements)
+            for body in bodies:
+                member = Member(tx)
+                mark = tx.mark()
+                try:
+                    value = await body(member)
+                except Exception as exc:
+                    if not tx.undo(mark):
+                        raise  # its statements reached the server: the group must go
+                    done.append((member, False, exc))
+                    continue
+                done.append((member, True, value))
+            await tx.finish()
+        except BaseException as exc:
+            await _abandon(conn)
+            lost = isinstance(exc, psycopg.Error) and exc.sqlstate is None
+            if tx is not None and tx.committing and lost:
+                error = StoreError(self._explain("lost the connection during COMMIT", exc))
+                raise OutcomeUnknown(error) from exc
+            raise
+        finally:
+            await self._conns.give(conn)
+        return [
+            (False, member.error) if ok and member.error is not None else (ok, value)
+            for member, ok, value in done
+        ]
 
     async def _read(self, body: Body[T]) -> T:
         return await self._transaction(body, BEGIN_READ)

@@ -1,0 +1,146 @@
+"""PostgreSQL's group commit (postgres_group): writes queued while the store
+is busy share one transaction; a body that fails before its statements were
+sent loses only itself; a group the server rolls back (a tripped fence) runs
+each body alone, so each gets its own outcome; a group whose COMMIT answer
+was lost fails every body and runs none again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from perdure._store.postgres import PostgresStore
+from perdure._store.postgres_group import GROUPS
+from perdure._store.sqlrows import Fenced, Tx
+from perdure.errors import StoreError
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    opened = PostgresStore(pg_url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def _insert(run_id: str, then: Callable[[Any], None] | None = None) -> Callable[[Tx], Any]:
+    async def body(tx: Tx) -> str:
+        await tx.send("INSERT INTO inbox (run_id, data, created_at) VALUES (?, '{}', 0)", (run_id,))
+        if then is not None:
+            await tx.later("SELECT count(*) FROM inbox WHERE run_id = ?", (run_id,), then)
+        return run_id
+
+    return body
+
+
+async def _inbox_runs(store: PostgresStore) -> list[str]:
+    async def body(tx: Tx) -> list[str]:
+        return [row[0] for row in await tx.all("SELECT run_id FROM inbox ORDER BY run_id")]
+
+    return await store._read(body)
+
+
+def _alone_calls(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    alone = store._writes._alone
+
+    async def counted(body: Any) -> Any:
+        calls.append(body)
+        return await alone(body)
+
+    monkeypatch.setattr(store._writes, "_alone", counted)
+    return calls
+
+
+async def _at_once(store: PostgresStore, bodies: list[Callable[[Tx], Any]]) -> list[Any]:
+    """Every body written at once: the first GROUPS run alone, the rest wait
+    and go as one group."""
+    return list(
+        await asyncio.gather(*(store._write(body) for body in bodies), return_exceptions=True)
+    )
+
+
+async def test_concurrent_writes_share_a_transaction(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = _alone_calls(store, monkeypatch)
+    names = [f"r{i:02}" for i in range(20)]
+    seen: list[Any] = []
+    results = await _at_once(store, [_insert(n, seen.append) for n in names])
+    assert results == names
+    assert await _inbox_runs(store) == names
+    assert len(alone) == GROUPS  # the rest went as one group, which committed
+    assert store._writes.grouped == 1
+    assert seen == [(1,)] * len(names)  # every callback, once, after the commit
+
+
+async def test_a_body_that_fails_before_sending_loses_only_itself(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = _alone_calls(store, monkeypatch)
+
+    async def refuses(tx: Tx) -> None:
+        await tx.send("INSERT INTO inbox (run_id, data, created_at) VALUES ('no', '{}', 0)")
+        raise ValueError("not this one")
+
+    bodies = [_insert("a"), _insert("b"), _insert("c"), refuses, _insert("d")]
+    results = await _at_once(store, bodies)
+    assert results[:3] == ["a", "b", "c"] and results[4] == "d"
+    assert isinstance(results[3], ValueError)
+    assert await _inbox_runs(store) == ["a", "b", "c", "d"]
+    assert len(alone) == GROUPS and store._writes.grouped == 1
+
+
+async def test_a_tripped_fence_runs_each_body_alone(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = _alone_calls(store, monkeypatch)
+
+    async def fenced(tx: Tx) -> None:
+        await tx.send("INSERT INTO inbox (run_id, data, created_at) VALUES ('no', '{}', 0)")
+        await tx.fence("UPDATE runs SET version = version + 1 WHERE run_id = 'none'")
+
+    bodies = [_insert("a"), _insert("b"), _insert("c"), fenced, _insert("d")]
+    results = await _at_once(store, bodies)
+    assert results[:3] == ["a", "b", "c"] and results[4] == "d"
+    assert isinstance(results[3], Fenced)
+    assert await _inbox_runs(store) == ["a", "b", "c", "d"]
+    # The group was rolled back by the server; its three bodies then ran alone.
+    assert len(alone) == GROUPS + 3 and store._writes.grouped == 0
+
+
+async def test_a_failing_callback_fails_only_its_body(store: PostgresStore) -> None:
+    def broken(row: Any) -> None:
+        raise RuntimeError("cannot use it")
+
+    bodies = [_insert("a"), _insert("b"), _insert("c", broken), _insert("d")]
+    results = await _at_once(store, bodies)
+    assert results[:2] == ["a", "b"] and results[3] == "d"
+    assert isinstance(results[2], RuntimeError)
+    assert await _inbox_runs(store) == ["a", "b", "c", "d"]  # committed all the same
+
+
+async def test_a_lost_commit_answer_fails_the_group_and_runs_nothing_again(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = _alone_calls(store, monkeypatch)
+    execute = psycopg.AsyncClientCursor.execute
+
+    async def cut(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        if text.count("INSERT INTO inbox") > 1 and text.endswith("COMMIT"):
+            raise psycopg.OperationalError("the connection was lost")
+        return await execute(self, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncClientCursor, "execute", cut)
+    results = await _at_once(store, [_insert(n) for n in "abcde"])
+    assert results[:GROUPS] == ["a", "b"][:GROUPS]
+    for error in results[GROUPS:]:
+        assert isinstance(error, StoreError) and "during COMMIT" in str(error)
+    assert len(alone) == GROUPS  # none of the group ran again
+    monkeypatch.setattr(psycopg.AsyncClientCursor, "execute", execute)
+    assert await _inbox_runs(store) == ["a", "b"][:GROUPS]  # (here, it never reached the server)
