@@ -78,6 +78,11 @@ async def test_concurrent_writes_share_a_transaction(
     assert seen == [(1,)] * len(names)  # every callback, once, after the commit
 
 
+def _first() -> list[str]:
+    """Names for the writes that run alone, before the group forms."""
+    return [f"a{i}" for i in range(GROUPS)]
+
+
 async def test_a_body_that_fails_before_sending_loses_only_itself(
     store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,11 +92,12 @@ async def test_a_body_that_fails_before_sending_loses_only_itself(
         await tx.send("INSERT INTO inbox (run_id, data, created_at) VALUES ('no', '{}', 0)")
         raise ValueError("not this one")
 
-    bodies = [_insert("a"), _insert("b"), _insert("c"), refuses, _insert("d")]
+    first = _first()
+    bodies = [*(_insert(n) for n in first), _insert("g1"), refuses, _insert("g2")]
     results = await _at_once(store, bodies)
-    assert results[:3] == ["a", "b", "c"] and results[4] == "d"
-    assert isinstance(results[3], ValueError)
-    assert await _inbox_runs(store) == ["a", "b", "c", "d"]
+    assert results[:GROUPS] == first and results[GROUPS] == "g1" and results[-1] == "g2"
+    assert isinstance(results[GROUPS + 1], ValueError)
+    assert await _inbox_runs(store) == [*first, "g1", "g2"]
     assert len(alone) == GROUPS and store._writes.grouped == 1
 
 
@@ -104,11 +110,12 @@ async def test_a_tripped_fence_runs_each_body_alone(
         await tx.send("INSERT INTO inbox (run_id, data, created_at) VALUES ('no', '{}', 0)")
         await tx.fence("UPDATE runs SET version = version + 1 WHERE run_id = 'none'")
 
-    bodies = [_insert("a"), _insert("b"), _insert("c"), fenced, _insert("d")]
+    first = _first()
+    bodies = [*(_insert(n) for n in first), _insert("g1"), fenced, _insert("g2")]
     results = await _at_once(store, bodies)
-    assert results[:3] == ["a", "b", "c"] and results[4] == "d"
-    assert isinstance(results[3], Fenced)
-    assert await _inbox_runs(store) == ["a", "b", "c", "d"]
+    assert results[:GROUPS] == first and results[GROUPS] == "g1" and results[-1] == "g2"
+    assert isinstance(results[GROUPS + 1], Fenced)
+    assert await _inbox_runs(store) == [*first, "g1", "g2"]
     # The group was rolled back by the server; its three bodies then ran alone.
     assert len(alone) == GROUPS + 3 and store._writes.grouped == 0
 
@@ -117,11 +124,12 @@ async def test_a_failing_callback_fails_only_its_body(store: PostgresStore) -> N
     def broken(row: Any) -> None:
         raise RuntimeError("cannot use it")
 
-    bodies = [_insert("a"), _insert("b"), _insert("c", broken), _insert("d")]
+    first = _first()
+    bodies = [*(_insert(n) for n in first), _insert("g1", broken), _insert("g2")]
     results = await _at_once(store, bodies)
-    assert results[:2] == ["a", "b"] and results[3] == "d"
-    assert isinstance(results[2], RuntimeError)
-    assert await _inbox_runs(store) == ["a", "b", "c", "d"]  # committed all the same
+    assert results[:GROUPS] == first and results[-1] == "g2"
+    assert isinstance(results[GROUPS], RuntimeError)
+    assert await _inbox_runs(store) == [*first, "g1", "g2"]  # committed all the same
 
 
 async def test_a_lost_commit_answer_fails_the_group_and_runs_nothing_again(
@@ -137,10 +145,11 @@ async def test_a_lost_commit_answer_fails_the_group_and_runs_nothing_again(
         return await execute(self, query, params, **kw)
 
     monkeypatch.setattr(psycopg.AsyncClientCursor, "execute", cut)
-    results = await _at_once(store, [_insert(n) for n in "abcde"])
-    assert results[:GROUPS] == ["a", "b"][:GROUPS]
+    first = _first()
+    results = await _at_once(store, [*(_insert(n) for n in first), _insert("g1"), _insert("g2")])
+    assert results[:GROUPS] == first
     for error in results[GROUPS:]:
         assert isinstance(error, StoreError) and "during COMMIT" in str(error)
     assert len(alone) == GROUPS  # none of the group ran again
     monkeypatch.setattr(psycopg.AsyncClientCursor, "execute", execute)
-    assert await _inbox_runs(store) == ["a", "b"][:GROUPS]  # (here, it never reached the server)
+    assert await _inbox_runs(store) == first  # (here, it never reached the server)

@@ -33,7 +33,7 @@ T = TypeVar("T")
 # A group holds at most this many bodies (one query of a few hundred
 # statements at most), and at most GROUPS groups are in flight at once.
 GROUP_SIZE = 64
-GROUPS = 2
+GROUPS = 3
 
 
 class OutcomeUnknown(Exception):
