@@ -254,13 +254,7 @@ class PostgresStore(SqlStore):
         tx: _BatchedTx | None = None
         done: list[tuple[Member, bool, Any]] = []
         try:
-            if _has_unread_input(conn):  # the server is ending this session
-                await conn.close()
-                raise _StaleConnection()
-            statements = self._statements_of(conn)
-            if statements is not None and statements.pending:
-                await statements.prepare_pending(conn)
-            tx = _BatchedTx(conn, statements)
+            tx = await self._write_tx(conn)
             for body in bodies:
                 member = Member(tx)
                 mark = tx.mark()
@@ -358,17 +352,7 @@ class PostgresStore(SqlStore):
         tx: _PgTx | _BatchedTx | None = None
         try:
             if begin == BEGIN_WRITE:
-                if _has_unread_input(conn):
-                    # The server spoke to an idle connection: it is ending the
-                    # session (a restart, pg_terminate_backend). A write may
-                    # carry its COMMIT in its first query, whose loss would
-                    # leave its outcome unknown: use another connection.
-                    await conn.close()
-                    raise _StaleConnection()
-                statements = self._statements_of(conn)
-                if statements is not None and statements.pending:
-                    await statements.prepare_pending(conn)
-                tx = _BatchedTx(conn, statements)
+                tx = await self._write_tx(conn)
                 result = await body(tx)
                 await tx.finish()
             else:
@@ -387,6 +371,20 @@ class PostgresStore(SqlStore):
             await _abandon(conn)
             raise
         return result
+
+    async def _write_tx(self, conn: psycopg.AsyncConnection[Any]) -> _BatchedTx:
+        """A write transaction on ``conn``, its pending statements prepared."""
+        if _has_unread_input(conn):
+            # The server spoke to an idle connection: it is ending the
+            # session (a restart, pg_terminate_backend). A write may
+            # carry its COMMIT in its first query, whose loss would
+            # leave its outcome unknown: use another connection.
+            await conn.close()
+            raise _StaleConnection()
+        statements = self._statements_of(conn)
+        if statements is not None and statements.pending:
+            await statements.prepare_pending(conn)
+        return _BatchedTx(conn, statements)
 
     def _statements_of(self, conn: psycopg.AsyncConnection[Any]) -> Statements | None:
         if not self._prepare:
