@@ -94,12 +94,17 @@ async def apply_turn(
             ),
         )
     # An activity task's payload is its ActivityScheduled event as recorded (the
-    # claim reads name, args, kwargs and options from it): encoded once.
-    scheduled = {
-        event.ref: row[4]
-        for event, row in zip(commit.events, written, strict=True)
-        if isinstance(event, h.ActivityScheduled)
-    }
+    # claim reads name, args, kwargs and options from it): encoded once. A
+    # closing turn starts no activity.
+    scheduled = (
+        {}
+        if closing
+        else {
+            event.ref: row[4]
+            for event, row in zip(commit.events, written, strict=True)
+            if isinstance(event, h.ActivityScheduled)
+        }
+    )
     heir: NewActivity | None = None
     if commit.task is not None:
         # Fence 1: we still hold the workflow-task lease (an expired lease that
