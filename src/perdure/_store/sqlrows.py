@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from perdure import _history as h
 from perdure._json import encoder
 from perdure._store.base import OPEN, WORK, NewRun, RunFilter, RunRecord, closed_topic
+from perdure._store.eventtext import event_text
 from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
 
 RUN_COLUMNS = (
@@ -226,7 +227,7 @@ EventRow = tuple[str, int, str, float, str]
 
 
 def event_row(run_id: str, event: h.Event) -> EventRow:
-    return (run_id, event.seq, event.TYPE, event.time, dumps(h.event_to_dict(event)))
+    return (run_id, event.seq, event.TYPE, event.time, event_text(event))
 
 
 _EVENTS_PER_INSERT = 200  # 5 parameters each: far below every backend's limit
@@ -342,7 +343,7 @@ async def to_inbox(
     The caller holds the run's row lock (see the module docstring)."""
     await tx.send(
         "INSERT INTO inbox (run_id, data, created_at) VALUES (?, ?, ?)",
-        (run_id, dumps(h.event_to_dict(event)), now),
+        (run_id, event_text(event), now),
     )
     await tx.send(
         "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"

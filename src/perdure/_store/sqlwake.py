@@ -18,7 +18,8 @@ from typing import Any
 from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store.base import NewRun, RunRecord, TurnInput, TurnLease, WorkflowTask, new_token
-from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps
+from perdure._store.eventtext import event_text
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 
 __all__ = ["TurnInputs", "fire_due", "first_input", "lease_turn_task"]
 
@@ -117,7 +118,7 @@ def first_input(new: NewRun, now: float) -> TurnInput:
     """What a new run's first turn reads, as insert_run will write it:
     WorkflowStarted goes through JSON, as it would through the inbox."""
     started = rows.started_event(new, now)
-    data = dumps(h.event_to_dict(started))
+    data = event_text(started)
     return TurnInput(
         rows.new_run_record(new, now), [], [(0, rows.event_from_row(data, new.run_id, ""))]
     )

@@ -1,0 +1,142 @@
+"""An event's stored JSON text, written field by field.
+
+``event_text(event)`` is exactly ``dumps(event_to_dict(event))``, the text
+that has always been stored, for half the cost (7.3 against 14.6 µs per
+event, measured inside the concurrent benchmark): no intermediate dict, the
+header and the keys are constant text, and the common values (strings,
+integers, floats, None, empty containers) are written directly. Anything else
+goes through the store's encoder. The three events of every step are written
+by hand; the others by a writer built once per class.
+
+An ``ActivityScheduled`` carries its activity's options, one dict shared by
+every call of that activity (built once per options object and never changed:
+``ActivityFunction._options_json``). Its text is remembered by identity.
+Imports the history model and the JSON encoder.
+"""
+
+from __future__ import annotations
+
+import json.encoder
+import math
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from perdure import _history as h
+from perdure._history.events import _field_names
+from perdure._json import encoder
+
+__all__ = ["event_text"]
+
+# The same encoder as sqlrows.dumps (sqlrows imports this module).
+dumps = encoder(ensure_ascii=False)
+
+# The C function the store's encoder uses for strings (ensure_ascii=False).
+_string: Callable[[str], str] = (
+    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+)
+_int = int.__repr__
+_float = float.__repr__
+
+# The options dicts' texts, by identity (see the module docstring).
+_MEMO_SIZE = 256
+_memo: dict[int, tuple[Any, str]] = {}
+
+
+# Floats: the times of a turn's events are one value (and an attempt's start is
+# the previous turn's time), and writing a float's shortest form is the most
+# costly part of a small event. The last few are kept. (Zero is never kept:
+# -0.0 equals 0.0 as a key.)
+_FLOATS_SIZE = 64
+_floats: dict[float, str] = {}
+
+
+def _value(value: Any) -> str:
+    kind = type(value)
+    if kind is int:
+        return _int(value)
+    if kind is float and value and math.isfinite(value):
+        text = _floats.get(value)
+        if text is None:
+            if len(_floats) >= _FLOATS_SIZE:
+                _floats.clear()
+            text = _floats[value] = _float(value)
+        return text
+    if kind is str:
+        return _string(value)
+    if value is None:
+        return "null"
+    if not value and (kind is dict or kind is list):
+        return "{}" if kind is dict else "[]"
+    return dumps(value)  # bools, NaN, zero, containers, subclasses: as the encoder writes them
+
+
+def _shared(value: Any) -> str:
+    if type(value) is not dict:
+        return _value(value)
+    known = _memo.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    text = _value(value)
+    if len(_memo) >= _MEMO_SIZE:
+        _memo.clear()
+    _memo[id(value)] = (value, text)  # the reference keeps the id from being reused
+    return text
+
+
+_Writer = Callable[[h.Event], str]
+
+
+def _writer(cls: type[h.Event]) -> _Writer:
+    """A function writing one event class: one C call reads every field, and
+    one %-format puts their texts between the constant header and keys."""
+    names = _field_names(cls)
+    template = f'{{"v":{h.HISTORY_FORMAT},"type":{_string(cls.TYPE)}'
+    for name in names:
+        template += f",{_string(name)}:%s"  # (names and types are identifiers: no %)
+    template += "}"
+    read = operator.attrgetter(*names)
+    if len(names) == 1:  # (attrgetter of one name gives the value, not a tuple)
+        return lambda event: template % _value(read(event))
+    return lambda event: template % tuple(map(_value, read(event)))
+
+
+# The events of every step, written out by hand (tests/store/test_event_text.py
+# holds them to the generic writer's text for every field).
+_V = h.HISTORY_FORMAT
+
+
+def _turn_started(e: h.TurnStarted) -> str:
+    return f'{{"v":{_V},"type":"TurnStarted","seq":{_value(e.seq)},"time":{_value(e.time)}}}'
+
+
+def _activity_scheduled(e: h.ActivityScheduled) -> str:
+    return (
+        f'{{"v":{_V},"type":"ActivityScheduled","seq":{_value(e.seq)},"time":{_value(e.time)},'
+        f'"ref":{_value(e.ref)},"name":{_value(e.name)},"task_queue":{_value(e.task_queue)},'
+        f'"args":{_value(e.args)},"kwargs":{_value(e.kwargs)},"options":{_shared(e.options)}}}'
+    )
+
+
+def _activity_completed(e: h.ActivityCompleted) -> str:
+    return (
+        f'{{"v":{_V},"type":"ActivityCompleted","seq":{_value(e.seq)},"time":{_value(e.time)},'
+        f'"ref":{_value(e.ref)},"result":{_value(e.result)},"attempt":{_value(e.attempt)},'
+        f'"attempts":{_value(e.attempts)}}}'
+    )
+
+
+_WRITERS: dict[type[h.Event], _Writer] = {
+    h.TurnStarted: _turn_started,  # type: ignore[dict-item]
+    h.ActivityScheduled: _activity_scheduled,  # type: ignore[dict-item]
+    h.ActivityCompleted: _activity_completed,  # type: ignore[dict-item]
+}
+
+
+def event_text(event: h.Event) -> str:
+    """The stored JSON of ``event``: the same text as ``dumps(event_to_dict(event))``."""
+    cls = type(event)
+    write = _WRITERS.get(cls)
+    if write is None:
+        write = _WRITERS[cls] = _writer(cls)
+    return write(event)
