@@ -132,9 +132,16 @@ def _sort(items: list[JSON]) -> list[JSON]:
 # ---------------------------------------------------------------- encoding
 
 
+# Hints that a value of exactly that class meets as it is (str: once its text
+# is checked). The common case, answered before the hint is taken apart.
+_SAME: frozenset[type] = frozenset({str, int, bool})
+
+
 def _encode(value: Any, hint: Any) -> JSON:
     if hint is Any or hint is object:
         return _encode_value(value)
+    if hint is type(value) and hint in _SAME:
+        return value if hint is not str or value.isascii() else _check_text(value)
     origin, args = _split(hint)
     if origin is Any or origin is object:
         return _encode_value(value)
@@ -268,7 +275,7 @@ def _encode_record(value: Any, cls: type) -> JSON:
 
 
 def _decode(data: JSON, hint: Any) -> Any:
-    if hint is Any or hint is object:
+    if hint is Any or hint is object or (hint is type(data) and hint in _SAME):
         return data
     origin, args = _split(hint)
     kind = type(data)
