@@ -98,7 +98,9 @@ class _SqliteWriteTx(_SqliteTx):
     """A write body's transaction. ``later`` rows are read at once but handed
     to their callbacks only after COMMIT, as on PostgreSQL: a body that the
     group commit runs a second time (see ``_flush``) leaves no trace of its
-    first run, and a body that fails leaves none at all."""
+    first run, and a body that fails leaves none at all. The callbacks run
+    on the caller's event loop (``SqliteStore._write``), not on the store's
+    thread: that thread is what limits a busy store, and they decode rows."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
@@ -208,7 +210,9 @@ class SqliteStore(SqlStore):
         return await self._submit("call", coro)  # type: ignore[no-any-return]
 
     async def _write(self, body: Body[T]) -> T:
-        return await self._submit("write", body)  # type: ignore[no-any-return]
+        value, tx = await self._submit("write", body)
+        tx.hand_over()  # here, on the caller's loop: the store's thread is the busier
+        return value  # type: ignore[no-any-return]
 
     async def _read(self, body: Body[T]) -> T:
         return await self._submit("read", body)  # type: ignore[no-any-return]
@@ -356,15 +360,9 @@ class SqliteStore(SqlStore):
                 error = StoreError(f"SQLite error on {self.path!r}: {exc}")
                 error.__cause__ = exc
             return [(job, False, error) for job in batch]
-        outcomes: list[tuple[_Job, bool, Any]] = []
-        for job, ok, value, tx in done:
-            if ok:
-                try:
-                    tx.hand_over()
-                except Exception as exc:  # committed, but its caller cannot use it
-                    ok, value = False, exc
-            outcomes.append((job, ok, value))
-        return outcomes
+        # A body that succeeded answers with its transaction too: its caller
+        # calls the ``later`` callbacks (see _write).
+        return [(job, ok, (value, tx) if ok else value) for job, ok, value, tx in done]
 
     @staticmethod
     def _run_bodies(

@@ -82,7 +82,7 @@ class SqlStore(Store, Dialect):
     # ------------------------------------------------------------ client side
 
     async def create_run(self, new: NewRun, id_conflict: IdConflict) -> tuple[RunRecord, bool]:
-        from perdure._store.sqlturn import apply_turn
+        from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
 
         now = self.clock()
         # A worker of this process serving the queue takes the new run's first
@@ -91,7 +91,7 @@ class SqlStore(Store, Dialect):
         taker = self._run_takers.get(new.task_queue) if new.start_at is None else None
         lease = taker.reserve() if taker is not None else None
         first: FirstTurn | None = None
-        written: list[rows.EventRow] = []
+        written: Encoded | None = None
         ended: list[RunRecord] | None = None
         topics: set[str] = set()
 
@@ -128,6 +128,7 @@ class SqlStore(Store, Dialect):
                     reason = "replaced by a new run (terminate_existing)"
                     topics.update(await rows.terminate_run(tx, self, existing, reason, now))
             if first is not None:
+                assert written is not None
                 await rows.insert_run(tx, new, now, queued=False)
                 keep = ended.append if ended is not None else None
                 topics.update(await apply_turn(tx, self, first.commit, now, written, keep))
@@ -155,7 +156,7 @@ class SqlStore(Store, Dialect):
             if taker is not None and lease is not None:
                 first = taker.prepare(wake.first_input(new, now))
             if first is not None:
-                written = rows.event_rows(new.run_id, first.commit.events)
+                written = encode_turn(first.commit)
                 ended = self._watch_close(first.commit)
             try:
                 existing = await self._write(create)
@@ -414,7 +415,7 @@ class SqlStore(Store, Dialect):
         )
 
     async def commit_turn(self, commit: TurnCommit) -> bool:
-        from perdure._store.sqlturn import apply_turn
+        from perdure._store.sqlturn import apply_turn, encode_turn
 
         # A closing turn whose run someone here waits for reads the ended run
         # back with its commit (no round trip of its own): see ended_here.
@@ -422,7 +423,7 @@ class SqlStore(Store, Dialect):
         keep = ended.append if ended is not None else None
         # Encoded here, outside the transaction: on SQLite, other processes
         # wait for the write lock while a transaction runs.
-        written = rows.event_rows(commit.run_id, commit.events)
+        written = encode_turn(commit)
         try:
             topics = await self._write(
                 lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep)

@@ -10,8 +10,8 @@ Imports the history model, the store records and the row helpers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from perdure import _history as h
 from perdure._store import sqlrows as rows
@@ -27,7 +27,23 @@ from perdure._store.base import (
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 
-__all__ = ["Fenced", "apply_turn"]
+__all__ = ["Encoded", "Fenced", "apply_turn", "encode_turn"]
+
+
+class Encoded(NamedTuple):
+    """A turn's JSON, encoded before its transaction begins (on SQLite, by the
+    caller rather than by the store's busy thread; on either backend, outside
+    the time the run's row is locked)."""
+
+    events: list[rows.EventRow]
+    state: str
+    waiting: str
+
+
+def encode_turn(commit: TurnCommit) -> Encoded:
+    return Encoded(
+        rows.event_rows(commit.run_id, commit.events), dumps(commit.state), dumps(commit.waiting)
+    )
 
 
 async def apply_turn(
@@ -35,15 +51,14 @@ async def apply_turn(
     d: Dialect,
     commit: TurnCommit,
     now: float,
-    written: Sequence[rows.EventRow],
+    encoded: Encoded,
     ended: Callable[[RunRecord], None] | None = None,
 ) -> set[str]:
     """Write the turn; return whom it must wake (see Store.add_listener), a set
     complete once the transaction committed (``Tx.later``). A turn that only
     handed activities to its own worker, already claimed, wakes nobody.
     A closing turn hands the ended run to ``ended`` with the commit.
-    ``written``: the rows of ``commit.events`` (sqlrows.event_rows), encoded
-    before the transaction began.
+    ``encoded``: the turn's JSON (encode_turn).
     Raises Fenced, having written nothing, if this worker was fenced out."""
     # Fence 2 first, as it also locks the run (the lock order of sqlrows: the
     # run, then its tasks; signals for it wait for this commit): nobody advanced
@@ -65,8 +80,8 @@ async def apply_turn(
             " WHERE run_id = ? AND version = ?",
             (
                 last_seq,
-                dumps(commit.state),
-                dumps(commit.waiting),
+                encoded.state,
+                encoded.waiting,
                 now,
                 commit.close_status,
                 dumps(result),
@@ -86,8 +101,8 @@ async def apply_turn(
             " WHERE run_id = ? AND version = ?",
             (
                 last_seq,
-                dumps(commit.state),
-                dumps(commit.waiting),
+                encoded.state,
+                encoded.waiting,
                 now,
                 commit.run_id,
                 commit.expected_version,
@@ -101,7 +116,7 @@ async def apply_turn(
         if closing
         else {
             event.ref: row[4]
-            for event, row in zip(commit.events, written, strict=True)
+            for event, row in zip(commit.events, encoded.events, strict=True)
             if isinstance(event, h.ActivityScheduled)
         }
     )
@@ -132,7 +147,7 @@ async def apply_turn(
             )
             # The row keeps its id (commit_turn forgets this if the commit fails).
             commit.created_tasks[heir.ref] = commit.activity_done[0]
-    await rows.insert_event_rows(tx, written)
+    await rows.insert_event_rows(tx, encoded.events)
     await tx.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox])
     if closing:
         assert commit.close_status is not None
