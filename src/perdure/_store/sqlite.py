@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from perdure._store.sqlrows import Fenced, RunsAtOnce
 from perdure._store.sqlstore import Body, SqlStore
+from perdure._store.sqlturn import ADVANCE_RUN, INSERT_EVENT, REUSE_ACTIVITY, Plan
 from perdure.errors import SchemaVersionError, StoreError
 
 T = TypeVar("T")
@@ -122,6 +123,30 @@ class _SqliteWriteTx(_SqliteTx):
             then(got)
 
 
+def _run_plans(conn: sqlite3.Connection, batch: list[_Job]) -> list[_Job] | None:
+    """Apply the batch's turn Plans together, one statement per kind for all
+    of them (sqlite3 loops over the rows in C): the jobs applied, or None if
+    a fence tripped (which plan's, the summed row counts cannot say: the
+    batch then runs again as bodies, guarded). Applying them together is
+    the same as applying them one after another: the jobs of one batch are
+    concurrent (any order is theirs), and each plan touches only its own
+    run's rows; so a second plan for the same run is left to its body. A
+    lone plan is too: its body costs no more."""
+    jobs: dict[str, _Job] = {}
+    for job in batch:
+        if job.plan is not None and job.plan.run_id not in jobs:
+            jobs[job.plan.run_id] = job
+    if len(jobs) < 2:
+        return []
+    plans = [job.plan for job in jobs.values() if job.plan is not None]
+    if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != len(plans):
+        return None
+    if conn.executemany(REUSE_ACTIVITY, [p.take_over for p in plans]).rowcount != len(plans):
+        return None
+    conn.executemany(INSERT_EVENT, [row for p in plans for row in p.events])
+    return list(jobs.values())
+
+
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -129,15 +154,21 @@ def _lower(value: Any) -> Any:
 class _Job:
     """One unit of work for the store's thread, and where its answer goes."""
 
-    __slots__ = ("future", "kind", "loop", "work")
+    __slots__ = ("future", "kind", "loop", "plan", "work")
 
     def __init__(
-        self, kind: str, work: Any, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+        self,
+        kind: str,
+        work: Any,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        plan: Plan | None = None,
     ) -> None:
         self.kind = kind  # "write" (a Body), "read" (a Body) or "call" (a coroutine)
         self.work = work
         self.loop = loop
         self.future = future
+        self.plan = plan  # a write that is also a turn's Plan (see _run_plans)
 
 
 def _drive(work: Awaitable[T]) -> T:
@@ -194,7 +225,7 @@ class SqliteStore(SqlStore):
     def _closed_error(self) -> StoreError:
         return StoreError(f"the SQLite store {self.path!r} is closed")
 
-    async def _submit(self, kind: str, work: Any) -> Any:
+    async def _submit(self, kind: str, work: Any, plan: Plan | None = None) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._lock:
@@ -202,7 +233,7 @@ class SqliteStore(SqlStore):
                 if kind == "call":
                     work.close()
                 raise self._closed_error()
-            self._jobs.put(_Job(kind, work, loop, future))
+            self._jobs.put(_Job(kind, work, loop, future, plan))
         return await future
 
     async def _on_thread(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -210,8 +241,15 @@ class SqliteStore(SqlStore):
         return await self._submit("call", coro)  # type: ignore[no-any-return]
 
     async def _write(self, body: Body[T]) -> T:
-        value, tx = await self._submit("write", body)
-        tx.hand_over()  # here, on the caller's loop: the store's thread is the busier
+        return await self._write_job(body, None)
+
+    async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
+        return await self._write_job(body, plan)
+
+    async def _write_job(self, body: Body[T], plan: Plan | None) -> T:
+        value, tx = await self._submit("write", body, plan)
+        if tx is not None:
+            tx.hand_over()  # here, on the caller's loop: the store's thread is the busier
         return value  # type: ignore[no-any-return]
 
     async def _read(self, body: Body[T]) -> T:
@@ -367,14 +405,24 @@ class SqliteStore(SqlStore):
     @staticmethod
     def _run_bodies(
         conn: sqlite3.Connection, batch: list[_Job], guarded: bool
-    ) -> list[tuple[_Job, bool, Any, _SqliteWriteTx]] | None:
-        """Run every body of the batch in the open transaction. Unguarded, a
-        body that fails after changing rows returns None (the batch must run
-        again, guarded), or raises if it is alone. Guarded, each body runs in
+    ) -> list[tuple[_Job, bool, Any, _SqliteWriteTx | None]] | None:
+        """Run every body of the batch in the open transaction. Unguarded, the
+        turns that came with a Plan are applied together first (_run_plans),
+        and a body that fails after changing rows returns None (the batch must
+        run again, guarded), or raises if it is alone. Guarded, each body runs in
         a SAVEPOINT (one name for all: each is released before the next
         begins, and distinct names would crowd the statement cache out)."""
-        done: list[tuple[_Job, bool, Any, _SqliteWriteTx]] = []
+        done: list[tuple[_Job, bool, Any, _SqliteWriteTx | None]] = []
+        planned: set[int] = set()
+        if not guarded:
+            applied = _run_plans(conn, batch)
+            if applied is None:
+                return None
+            done += [(job, True, set(), None) for job in applied]
+            planned = {id(job) for job in applied}
         for job in batch:
+            if id(job) in planned:
+                continue
             tx = _SqliteWriteTx(conn)
             if guarded:
                 conn.execute("SAVEPOINT body")

@@ -39,6 +39,7 @@ from perdure._store.base import (
     new_token,
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
+from perdure._store.sqlturn import Encoded, Plan, apply_turn, encode_turn, plan_turn
 from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
 
 T = TypeVar("T")
@@ -52,6 +53,11 @@ class SqlStore(Store, Dialect):
     @abc.abstractmethod
     async def _write(self, body: Body[T]) -> T:
         """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
+
+    async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
+        """``_write(body)``, for a turn; ``plan`` is the same turn as a Plan
+        (sqlturn.plan_turn), which a backend may apply instead of the body."""
+        return await self._write(body)
 
     @abc.abstractmethod
     async def _read(self, body: Body[T]) -> T:
@@ -82,8 +88,6 @@ class SqlStore(Store, Dialect):
     # ------------------------------------------------------------ client side
 
     async def create_run(self, new: NewRun, id_conflict: IdConflict) -> tuple[RunRecord, bool]:
-        from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
-
         now = self.clock()
         # A worker of this process serving the queue takes the new run's first
         # turn: computed now and written by this very commit (one commit, not
@@ -415,7 +419,6 @@ class SqlStore(Store, Dialect):
         )
 
     async def commit_turn(self, commit: TurnCommit) -> bool:
-        from perdure._store.sqlturn import apply_turn, encode_turn
 
         # A closing turn whose run someone here waits for reads the ended run
         # back with its commit (no round trip of its own): see ended_here.
@@ -424,10 +427,14 @@ class SqlStore(Store, Dialect):
         # Encoded here, outside the transaction: on SQLite, other processes
         # wait for the write lock while a transaction runs.
         written = encode_turn(commit)
+        plan = plan_turn(commit, self.clock(), written)
         try:
-            topics = await self._write(
-                lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep)
+            topics = await self._write_turn(
+                lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep), plan
             )
+            if plan is not None:  # (the body does this itself: a plan cannot)
+                assert commit.activity_done is not None
+                commit.created_tasks[commit.activities[0].ref] = commit.activity_done[0]
         except Fenced:
             commit.created_tasks.clear()
             return False

@@ -27,7 +27,17 @@ from perdure._store.base import (
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 
-__all__ = ["Encoded", "Fenced", "apply_turn", "encode_turn"]
+__all__ = [
+    "ADVANCE_RUN",
+    "INSERT_EVENT",
+    "REUSE_ACTIVITY",
+    "Encoded",
+    "Fenced",
+    "Plan",
+    "apply_turn",
+    "encode_turn",
+    "plan_turn",
+]
 
 
 class Encoded(NamedTuple):
@@ -67,7 +77,6 @@ async def apply_turn(
     # runs loaded open. (Naming the status as well let PostgreSQL plan this
     # update through the status index, reading every open run: see
     # tests/store/test_store_plans.py.)
-    last_seq = commit.events[-1].seq if commit.events else None
     closing = commit.close_status is not None
     result = commit.result
     if commit.continue_as_new is not None:
@@ -79,7 +88,7 @@ async def apply_turn(
             " status = ?, result = ?, failure = ?, closed_at = ?"
             " WHERE run_id = ? AND version = ?",
             (
-                last_seq,
+                commit.events[-1].seq if commit.events else None,
                 encoded.state,
                 encoded.waiting,
                 now,
@@ -95,19 +104,7 @@ async def apply_turn(
         # A turn that leaves the run open does not name the status (nor the
         # result) in its SET: SQLite rewrites every index on a column an UPDATE
         # sets, even to the same value, and three indexes hold the status.
-        await tx.fence(
-            "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
-            " state = ?, waiting = ?, last_error = NULL, updated_at = ?"
-            " WHERE run_id = ? AND version = ?",
-            (
-                last_seq,
-                encoded.state,
-                encoded.waiting,
-                now,
-                commit.run_id,
-                commit.expected_version,
-            ),
-        )
+        await tx.fence(ADVANCE_RUN, _advance_values(commit, now, encoded))
     # An activity task's payload is its ActivityScheduled event as recorded (the
     # claim reads name, args, kwargs and options from it): encoded once. A
     # closing turn starts no activity.
@@ -142,7 +139,7 @@ async def apply_turn(
             )
         else:
             await tx.fence(
-                _REUSE_ACTIVITY,
+                REUSE_ACTIVITY,
                 (*_activity_values(commit, heir, now, scheduled), *commit.activity_done),
             )
             # The row keeps its id (commit_turn forgets this if the commit fails).
@@ -219,6 +216,75 @@ async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
     return run
 
 
+# A turn that leaves its run open: fence 2 (see apply_turn).
+ADVANCE_RUN = (
+    "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
+    " state = ?, waiting = ?, last_error = NULL, updated_at = ?"
+    " WHERE run_id = ? AND version = ?"
+)
+
+
+def _advance_values(commit: TurnCommit, now: float, encoded: Encoded) -> tuple[Any, ...]:
+    last_seq = commit.events[-1].seq if commit.events else None
+    return (
+        last_seq,
+        encoded.state,
+        encoded.waiting,
+        now,
+        commit.run_id,
+        commit.expected_version,
+    )
+
+
+class Plan(NamedTuple):
+    """The commonest turn as three statements' parameters: an inline
+    continuation that leaves its run open and only starts, here, the next
+    activity (see plan_turn). A backend may apply many such plans together,
+    one statement per kind for all of them (SqliteStore's group commit)."""
+
+    run_id: str
+    advance: tuple[Any, ...]  # ADVANCE_RUN's: fence 2
+    take_over: tuple[Any, ...]  # REUSE_ACTIVITY's: fence 1, and the next activity
+    events: list[rows.EventRow]  # INSERT_EVENT's, one row each
+
+
+INSERT_EVENT = "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)"
+
+
+def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
+    """``commit`` as a Plan, if it has that shape; applying the plan writes
+    what apply_turn writes for it (its fences tripped: nothing), wakes nobody
+    and keeps the finished activity's task row for the next one. None for
+    every other turn."""
+    if (
+        commit.task is not None
+        or commit.fresh
+        or commit.activity_done is None
+        or commit.close_status is not None
+        or len(commit.activities) != 1
+        or commit.activities[0].lease is None
+        or commit.consumed_inbox
+        or commit.cancelled_activities
+        or commit.timers
+        or commit.cancelled_timers
+        or commit.children
+        or commit.cancelled_children
+    ):
+        return None
+    heir = commit.activities[0]
+    scheduled = {
+        event.ref: row[4]
+        for event, row in zip(commit.events, encoded.events, strict=True)
+        if isinstance(event, h.ActivityScheduled)
+    }
+    return Plan(
+        commit.run_id,
+        _advance_values(commit, now, encoded),
+        (*_activity_values(commit, heir, now, scheduled), *commit.activity_done),
+        encoded.events,
+    )
+
+
 _INSERT_ACTIVITY = (
     "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
     " lease_token, attempt_started_at, payload, created_at)"
@@ -228,7 +294,7 @@ _INSERT_ACTIVITY = (
 # fenced by that attempt's lease token). Every other column goes back to what
 # an INSERT leaves in it: tests/store/test_store_inline_rows.py compares the
 # two rows column by column, so a new column cannot be forgotten here.
-_REUSE_ACTIVITY = (
+REUSE_ACTIVITY = (
     "UPDATE tasks SET queue = ?, run_id = ?, ref = ?, visible_at = ?, attempt = ?,"
     " lease_owner = ?, lease_token = ?, attempt_started_at = ?, payload = ?, created_at = ?,"
     " last_failure = NULL, heartbeat = NULL, cancel_requested = 0, attempts = NULL"
@@ -239,7 +305,7 @@ _REUSE_ACTIVITY = (
 def _activity_values(
     commit: TurnCommit, a: NewActivity, now: float, scheduled: dict[int, str]
 ) -> tuple[Any, ...]:
-    """The values of _INSERT_ACTIVITY (and of _REUSE_ACTIVITY's SET) for ``a``."""
+    """The values of _INSERT_ACTIVITY (and of REUSE_ACTIVITY's SET) for ``a``."""
     payload = scheduled.get(a.ref) or dumps(
         {"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}
     )

@@ -1,0 +1,216 @@
+"""SQLite applies the commonest turns of one group commit together: inline
+continuations that start the next activity at once come with a Plan
+(sqlturn.plan_turn), and a batch's plans are written with one statement per
+kind for all of them. The rows must be exactly those the turns' bodies write;
+a tripped fence must cost the other turns nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from store_helpers import FakeClock, claim_one, new_run, turn
+
+from perdure import _history as h
+from perdure._store import sqlite as sqlite_module
+from perdure._store.base import NewActivity, TurnCommit
+from perdure._store.sqlite import SqliteStore
+from perdure._store.sqlrows import Tx
+from perdure._store.sqlturn import encode_turn, plan_turn
+
+RUNS = 5
+
+
+def _schedule(ref: int) -> h.ScheduleActivity:
+    return h.ScheduleActivity(
+        ref=ref, name="charge", task_queue="q", args=[ref], kwargs={}, options={"retry": {}}
+    )
+
+
+def _leased(ref: int, token: str) -> NewActivity:
+    return NewActivity(
+        ref=ref,
+        name="charge",
+        task_queue="q",
+        args=[ref],
+        kwargs={},
+        options={"retry": {}},
+        lease=("worker-1", token, 30.0),
+    )
+
+
+async def _open(path: Path, clock: FakeClock) -> SqliteStore:
+    store = SqliteStore(str(path), clock=clock)
+    await store.open()
+    return store
+
+
+async def _first_activities(store: SqliteStore) -> dict[str, int]:
+    """RUNS runs, each with its first activity leased here: run id -> task id."""
+    ids = {}
+    for i in range(RUNS):
+        run_id = f"run-{i}"
+        await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
+        task = await claim_one(store, run_id)
+        commit = await turn(store, task, [_schedule(1)], activities=[_leased(1, f"{run_id}/1")])
+        assert await store.commit_turn(commit)
+        ids[run_id] = commit.created_tasks[1]
+    return ids
+
+
+async def _continuation(
+    store: SqliteStore, run_id: str, task_id: int, token: str | None = None, stale: bool = False
+) -> TurnCommit:
+    """The turn after activity 1 completed: record it, start activity 2 here."""
+    data = await store.load_turn(run_id, 0)
+    return TurnCommit(
+        task=None,
+        run_id=run_id,
+        expected_version=data.run.version - (1 if stale else 0),
+        events=h.turn_events(
+            data.run.last_seq,
+            2.0,
+            [h.ActivityCompleted(ref=1, result={"ok": True}, attempts=[{"attempt": 1}])],
+            [_schedule(2)],
+        ),
+        consumed_inbox=[],
+        activities=[_leased(2, f"{run_id}/2")],
+        activity_done=(task_id, token or f"{run_id}/1"),
+    )
+
+
+async def _together(store: SqliteStore, writes: list[Awaitable[Any]]) -> list[Any]:
+    """Start every write while the store's thread is held, so one flush takes them all."""
+    gate = threading.Event()
+
+    async def hold() -> None:
+        gate.wait(10)
+
+    held = asyncio.ensure_future(store._on_thread(hold()))
+    await asyncio.sleep(0.05)  # the thread is now inside hold()
+    started = [asyncio.ensure_future(w) for w in writes]
+    await asyncio.sleep(0.01)  # each has encoded its turn and queued its write
+    gate.set()
+    await held
+    return list(await asyncio.gather(*started, return_exceptions=True))
+
+
+async def _rows(store: SqliteStore) -> dict[str, list[tuple[Any, ...]]]:
+    async def body(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
+        return {
+            "runs": await tx.all("SELECT * FROM runs ORDER BY run_id"),
+            "tasks": await tx.all("SELECT * FROM tasks ORDER BY id"),
+            "events": await tx.all("SELECT * FROM events ORDER BY run_id, seq"),
+        }
+
+    return await store._read(body)
+
+
+@pytest.fixture
+def applied(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What each call of _run_plans returned (a list of jobs, or None)."""
+    calls: list[Any] = []
+    run_plans = sqlite_module._run_plans
+
+    def spy(conn: Any, batch: Any) -> Any:
+        calls.append(run_plans(conn, batch))
+        return calls[-1]
+
+    monkeypatch.setattr(sqlite_module, "_run_plans", spy)
+    return calls
+
+
+async def test_plans_write_exactly_what_the_bodies_write(
+    tmp_path: Path, applied: list[Any]
+) -> None:
+    stores = []
+    for name in ("together", "alone"):
+        clock = FakeClock()
+        store = await _open(tmp_path / f"{name}.db", clock)
+        stores.append(store)
+        ids = await _first_activities(store)
+        commits = [await _continuation(store, r, t) for r, t in ids.items()]
+        assert all(plan_turn(c, clock(), _encoded(c)) is not None for c in commits)
+        if name == "together":
+            results = await _together(store, [store.commit_turn(c) for c in commits])
+        else:  # one at a time: each flush holds one plan, which its body writes
+            results = [await store.commit_turn(c) for c in commits]
+        assert results == [True] * RUNS
+        # Each next activity took its finished one's task row over.
+        assert [c.created_tasks for c in commits] == [{2: t} for t in ids.values()]
+        if name == "together":
+            assert [len(a) for a in applied if a] == [RUNS]
+    assert applied.count(None) == 0
+    together, alone = [await _rows(store) for store in stores]
+    assert together == alone
+    assert len(together["events"]) == RUNS * (3 + 3)  # the first turn's, the continuation's
+    for store in stores:
+        await store.close()
+
+
+def _encoded(commit: TurnCommit) -> Any:
+    return encode_turn(commit)
+
+
+@pytest.mark.parametrize("fault", ["stale version", "lost lease", "same run twice"])
+async def test_a_tripped_fence_costs_the_other_turns_nothing(
+    tmp_path: Path, applied: list[Any], fault: str
+) -> None:
+    store = await _open(tmp_path / "store.db", FakeClock())
+    ids = await _first_activities(store)
+    before = await _rows(store)
+    commits = [await _continuation(store, r, t) for r, t in ids.items()]
+    bad_run, bad_task = next(iter(ids.items()))
+    if fault == "stale version":
+        commits[0] = await _continuation(store, bad_run, bad_task, stale=True)
+    elif fault == "lost lease":
+        commits[0] = await _continuation(store, bad_run, bad_task, token="not-mine")
+    else:  # a second turn for run-0, from the same version: only one can win
+        commits.append(await _continuation(store, bad_run, bad_task))
+
+    results = await _together(store, [store.commit_turn(c) for c in commits])
+
+    if fault == "same run twice":
+        assert sorted(results[:1] + results[-1:]) == [False, True]
+        assert results[1:-1] == [True] * (RUNS - 1)
+        # The second turn of run-0 was left to its body, so the plans went through.
+        assert [len(a) for a in applied if a] == [RUNS]
+        return
+    assert results == [False] + [True] * (RUNS - 1)
+    assert None in applied  # the fence tripped inside the plans: the bodies took over
+    after = await _rows(store)
+    assert [r for r in after["runs"] if r[1] == bad_run] == [
+        r for r in before["runs"] if r[1] == bad_run
+    ]
+    assert [e for e in after["events"] if e[0] == bad_run] == [
+        e for e in before["events"] if e[0] == bad_run
+    ]
+    assert len(after["events"]) == len(before["events"]) + 3 * (RUNS - 1)
+    assert commits[0].created_tasks == {}
+    await store.close()
+
+
+async def test_other_turns_have_no_plan(tmp_path: Path) -> None:
+    store = await _open(tmp_path / "store.db", FakeClock())
+    ids = await _first_activities(store)
+    run_id, task_id = next(iter(ids.items()))
+    commit = await _continuation(store, run_id, task_id)
+    assert plan_turn(commit, 1.0, _encoded(commit)) is not None
+    variants = {
+        "a closing turn": {"close_status": "completed", "activities": []},
+        "a turn with a timer": {"timers": [(3, 9.0)]},
+        "two activities": {"activities": [*commit.activities, _leased(3, "x")]},
+        "an activity for the queue": {
+            "activities": [NewActivity(2, "charge", "q", [2], {}, {"retry": {}}, None)]
+        },
+        "an inbox row consumed": {"consumed_inbox": [7]},
+        "no finished activity (a workflow task's turn)": {"activity_done": None},
+    }
+    for what, changes in variants.items():
+        other = TurnCommit(**{**commit.__dict__, **changes})
+        assert plan_turn(other, 1.0, _encoded(other)) is None, what
+    await store.close()
