@@ -16,7 +16,7 @@ import pytest
 from store_helpers import FakeClock, claim_one, new_run, turn
 
 from perdure import _history as h
-from perdure._store import sqlite as sqlite_module
+from perdure._store import sqlitetx
 from perdure._store.base import NewActivity, TurnCommit
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlrows import Tx
@@ -112,15 +112,15 @@ async def _rows(store: SqliteStore) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.fixture
 def applied(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """What each call of _run_plans returned (a list of jobs, or None)."""
+    """What each call of run_plans returned (a list of jobs, or None)."""
     calls: list[Any] = []
-    run_plans = sqlite_module._run_plans
+    run_plans = sqlitetx.run_plans
 
     def spy(conn: Any, batch: Any) -> Any:
         calls.append(run_plans(conn, batch))
         return calls[-1]
 
-    monkeypatch.setattr(sqlite_module, "_run_plans", spy)
+    monkeypatch.setattr(sqlitetx, "run_plans", spy)
     return calls
 
 

@@ -18,13 +18,14 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from importlib import resources
 from typing import Any, TypeVar
 
-from perdure._store.sqlrows import Fenced, RunsAtOnce
+from perdure._store import sqlitetx
+from perdure._store.sqlitetx import Job, SqliteTx, SqliteWriteTx, drive
 from perdure._store.sqlstore import Body, SqlStore
-from perdure._store.sqlturn import ADVANCE_RUN, INSERT_EVENT, REUSE_ACTIVITY, Plan
+from perdure._store.sqlturn import Plan
 from perdure.errors import SchemaVersionError, StoreError
 
 T = TypeVar("T")
@@ -63,124 +64,8 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-class _SqliteTx(RunsAtOnce):
-    """The Tx protocol over a sqlite3 connection (used only on the store's thread)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._conn.execute(sql, params).rowcount
-
-    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._conn.execute(sql, params)
-
-    async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
-        cursor = self._conn.execute(sql, params)
-        if cursor.description is not None:  # a SELECT: did it find a row?
-            if cursor.fetchone() is None:
-                raise Fenced()
-        elif cursor.rowcount < 1:
-            raise Fenced()
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self._conn.executemany(sql, rows)
-
-    async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        row = self._conn.execute(sql, params).fetchone()
-        return None if row is None else tuple(row)
-
-    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
-
-
-class _SqliteWriteTx(_SqliteTx):
-    """A write body's transaction. ``later`` rows are read at once but handed
-    to their callbacks only after COMMIT, as on PostgreSQL: a body that the
-    group commit runs a second time (see ``_flush``) leaves no trace of its
-    first run, and a body that fails leaves none at all. The callbacks run
-    on the caller's event loop (``SqliteStore._write``), not on the store's
-    thread: that thread is what limits a busy store, and they decode rows."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        super().__init__(conn)
-        self._thens: list[tuple[Callable[[Any], None], Any]] = []
-
-    async def later(
-        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
-    ) -> None:
-        self._thens.append((then, await self.one(sql, params)))
-
-    async def later_all(
-        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
-    ) -> None:
-        self._thens.append((then, await self.all(sql, params)))
-
-    def hand_over(self) -> None:
-        """Call the ``later`` callbacks (once the transaction committed)."""
-        for then, got in self._thens:
-            then(got)
-
-
-def _run_plans(conn: sqlite3.Connection, batch: list[_Job]) -> list[_Job] | None:
-    """Apply the batch's turn Plans together, one statement per kind for all
-    of them (sqlite3 loops over the rows in C): the jobs applied, or None if
-    a fence tripped (which plan's, the summed row counts cannot say: the
-    batch then runs again as bodies, guarded). Applying them together is
-    the same as applying them one after another: the jobs of one batch are
-    concurrent (any order is theirs), and each plan touches only its own
-    run's rows; so a second plan for the same run is left to its body. A
-    lone plan is too: its body costs no more."""
-    jobs: dict[str, _Job] = {}
-    for job in batch:
-        if job.plan is not None and job.plan.run_id not in jobs:
-            jobs[job.plan.run_id] = job
-    if len(jobs) < 2:
-        return []
-    plans = [job.plan for job in jobs.values() if job.plan is not None]
-    if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != len(plans):
-        return None
-    if conn.executemany(REUSE_ACTIVITY, [p.take_over for p in plans]).rowcount != len(plans):
-        return None
-    conn.executemany(INSERT_EVENT, [row for p in plans for row in p.events])
-    return list(jobs.values())
-
-
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
-
-
-class _Job:
-    """One unit of work for the store's thread, and where its answer goes."""
-
-    __slots__ = ("future", "kind", "loop", "plan", "work")
-
-    def __init__(
-        self,
-        kind: str,
-        work: Any,
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Any],
-        plan: Plan | None = None,
-    ) -> None:
-        self.kind = kind  # "write" (a Body), "read" (a Body) or "call" (a coroutine)
-        self.work = work
-        self.loop = loop
-        self.future = future
-        self.plan = plan  # a write that is also a turn's Plan (see _run_plans)
-
-
-def _drive(work: Awaitable[T]) -> T:
-    """Run a store coroutine to its end on this thread. Store bodies await only
-    the Tx methods, which never suspend: one ``send`` finishes them."""
-    steps = work.__await__()
-    try:
-        steps.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    steps.close()
-    raise RuntimeError("a store body awaited something other than its transaction")
 
 
 def _resolve(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -208,7 +93,7 @@ class SqliteStore(SqlStore):
         self._busy_pragma = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
         self._data_version: int | None = None
@@ -233,7 +118,7 @@ class SqliteStore(SqlStore):
                 if kind == "call":
                     work.close()
                 raise self._closed_error()
-            self._jobs.put(_Job(kind, work, loop, future, plan))
+            self._jobs.put(Job(kind, work, loop, future, plan))
         return await future
 
     async def _on_thread(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -283,12 +168,12 @@ class SqliteStore(SqlStore):
                     stop = True
                 elif job.kind == "call":
                     try:
-                        answers.append((job, True, _drive(job.work)))
+                        answers.append((job, True, drive(job.work)))
                     except BaseException as exc:  # handed to the caller
                         answers.append((job, False, exc))
             self._answer(answers)
         # Closed: anything that slipped in is refused, never left hanging.
-        leftovers: list[tuple[_Job, bool, Any]] = []
+        leftovers: list[tuple[Job, bool, Any]] = []
         while True:
             try:
                 job = jobs.get_nowait()
@@ -318,7 +203,7 @@ class SqliteStore(SqlStore):
         self._data_version = version
 
     @staticmethod
-    def _answer(answers: list[tuple[_Job, bool, Any]]) -> None:
+    def _answer(answers: list[tuple[Job, bool, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for job, ok, value in answers:
             by_loop.setdefault(job.loop, []).append((job.future, ok, value))
@@ -328,18 +213,18 @@ class SqliteStore(SqlStore):
             except RuntimeError:
                 pass  # that loop is closed: nobody is waiting any more
 
-    def _read_all(self, batch: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+    def _read_all(self, batch: list[Job]) -> list[tuple[Job, bool, Any]]:
         """Run read bodies in one read transaction (one snapshot)."""
         conn = self._conn
         if conn is None:
             return [(job, False, self._closed_error()) for job in batch]
-        tx = _SqliteTx(conn)
-        outcomes: list[tuple[_Job, bool, Any]] = []
+        tx = SqliteTx(conn)
+        outcomes: list[tuple[Job, bool, Any]] = []
         try:
             conn.execute("BEGIN")
             for job in batch:
                 try:
-                    outcomes.append((job, True, _drive(job.work(tx))))
+                    outcomes.append((job, True, drive(job.work(tx))))
                 except sqlite3.Error as exc:
                     error = StoreError(f"SQLite error on {self.path!r}: {exc}")
                     error.__cause__ = exc
@@ -375,7 +260,7 @@ class SqliteStore(SqlStore):
     # thread about a tenth of its time. Running a body twice is safe: bodies
     # only talk to the database, and their ``later`` callbacks run after COMMIT.
 
-    def _flush(self, batch: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+    def _flush(self, batch: list[Job]) -> list[tuple[Job, bool, Any]]:
         conn = self._conn
         if conn is None:
             return [(job, False, self._closed_error()) for job in batch]
@@ -404,18 +289,18 @@ class SqliteStore(SqlStore):
 
     @staticmethod
     def _run_bodies(
-        conn: sqlite3.Connection, batch: list[_Job], guarded: bool
-    ) -> list[tuple[_Job, bool, Any, _SqliteWriteTx | None]] | None:
+        conn: sqlite3.Connection, batch: list[Job], guarded: bool
+    ) -> list[tuple[Job, bool, Any, SqliteWriteTx | None]] | None:
         """Run every body of the batch in the open transaction. Unguarded, the
-        turns that came with a Plan are applied together first (_run_plans),
+        turns that came with a Plan are applied together first (run_plans),
         and a body that fails after changing rows returns None (the batch must
         run again, guarded), or raises if it is alone. Guarded, each body runs in
         a SAVEPOINT (one name for all: each is released before the next
         begins, and distinct names would crowd the statement cache out)."""
-        done: list[tuple[_Job, bool, Any, _SqliteWriteTx | None]] = []
+        done: list[tuple[Job, bool, Any, SqliteWriteTx | None]] = []
         planned: set[int] = set()
         if not guarded:
-            applied = _run_plans(conn, batch)
+            applied = sqlitetx.run_plans(conn, batch)
             if applied is None:
                 return None
             done += [(job, True, set(), None) for job in applied]
@@ -423,12 +308,12 @@ class SqliteStore(SqlStore):
         for job in batch:
             if id(job) in planned:
                 continue
-            tx = _SqliteWriteTx(conn)
+            tx = SqliteWriteTx(conn)
             if guarded:
                 conn.execute("SAVEPOINT body")
             changes = conn.total_changes
             try:
-                value = _drive(job.work(tx))
+                value = drive(job.work(tx))
             except sqlite3.Error:
                 raise  # the database itself failed: the whole batch fails
             except Exception as exc:

@@ -55,8 +55,7 @@ class SqlStore(Store, Dialect):
         """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
 
     async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
-        """``_write(body)``, for a turn; ``plan`` is the same turn as a Plan
-        (sqlturn.plan_turn), which a backend may apply instead of the body."""
+        """``_write(body)``; a backend may apply ``plan`` (sqlturn.plan_turn) instead."""
         return await self._write(body)
 
     @abc.abstractmethod
@@ -432,9 +431,8 @@ class SqlStore(Store, Dialect):
             topics = await self._write_turn(
                 lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep), plan
             )
-            if plan is not None:  # (the body does this itself: a plan cannot)
-                assert commit.activity_done is not None
-                commit.created_tasks[commit.activities[0].ref] = commit.activity_done[0]
+            if plan is not None:  # (what the body does itself: the next activity's row)
+                commit.created_tasks[commit.activities[0].ref] = plan.take_over[-2]
         except Fenced:
             commit.created_tasks.clear()
             return False

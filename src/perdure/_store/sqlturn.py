@@ -244,7 +244,9 @@ class Plan(NamedTuple):
 
     run_id: str
     advance: tuple[Any, ...]  # ADVANCE_RUN's: fence 2
-    take_over: tuple[Any, ...]  # REUSE_ACTIVITY's: fence 1, and the next activity
+    # REUSE_ACTIVITY's: the next activity, then fence 1 (the finished one's task
+    # id and lease token: the row it takes over)
+    take_over: tuple[Any, ...]
     events: list[rows.EventRow]  # INSERT_EVENT's, one row each
 
 

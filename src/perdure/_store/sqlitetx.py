@@ -1,0 +1,133 @@
+"""The SQLite store's thread: the Tx protocol over its connection, the jobs
+callers queue for it, and the group commit's fast path for turn Plans. Used
+only on that thread (see perdure._store.sqlite). Imports the SQL layer."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from perdure._store.sqlrows import Fenced, RunsAtOnce
+from perdure._store.sqlturn import ADVANCE_RUN, INSERT_EVENT, REUSE_ACTIVITY, Plan
+
+__all__ = ["Job", "SqliteTx", "SqliteWriteTx", "drive", "run_plans"]
+
+T = TypeVar("T")
+
+
+class SqliteTx(RunsAtOnce):
+    """The Tx protocol over a sqlite3 connection (used only on the store's thread)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql, params)
+
+    async def fence(self, sql: str, params: Sequence[Any] = ()) -> None:
+        cursor = self._conn.execute(sql, params)
+        if cursor.description is not None:  # a SELECT: did it find a row?
+            if cursor.fetchone() is None:
+                raise Fenced()
+        elif cursor.rowcount < 1:
+            raise Fenced()
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._conn.executemany(sql, rows)
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else tuple(row)
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
+
+
+class SqliteWriteTx(SqliteTx):
+    """A write body's transaction. ``later`` rows are read at once but handed
+    to their callbacks only after COMMIT, as on PostgreSQL: a body that the
+    group commit runs a second time (see ``_flush``) leaves no trace of its
+    first run, and a body that fails leaves none at all. The callbacks run
+    on the caller's event loop (``SqliteStore._write``), not on the store's
+    thread: that thread is what limits a busy store, and they decode rows."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        self._thens: list[tuple[Callable[[Any], None], Any]] = []
+
+    async def later(
+        self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
+    ) -> None:
+        self._thens.append((then, await self.one(sql, params)))
+
+    async def later_all(
+        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
+    ) -> None:
+        self._thens.append((then, await self.all(sql, params)))
+
+    def hand_over(self) -> None:
+        """Call the ``later`` callbacks (once the transaction committed)."""
+        for then, got in self._thens:
+            then(got)
+
+
+def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[Job] | None:
+    """Apply the batch's turn Plans together, one statement per kind for all
+    of them (sqlite3 loops over the rows in C): the jobs applied, or None if
+    a fence tripped (which plan's, the summed row counts cannot say: the
+    batch then runs again as bodies, guarded). Applying them together is
+    the same as applying them one after another: the jobs of one batch are
+    concurrent (any order is theirs), and each plan touches only its own
+    run's rows; so a second plan for the same run is left to its body. A
+    lone plan is too: its body costs no more."""
+    jobs: dict[str, Job] = {}
+    for job in batch:
+        if job.plan is not None and job.plan.run_id not in jobs:
+            jobs[job.plan.run_id] = job
+    if len(jobs) < 2:
+        return []
+    plans = [job.plan for job in jobs.values() if job.plan is not None]
+    if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != len(plans):
+        return None
+    if conn.executemany(REUSE_ACTIVITY, [p.take_over for p in plans]).rowcount != len(plans):
+        return None
+    conn.executemany(INSERT_EVENT, [row for p in plans for row in p.events])
+    return list(jobs.values())
+
+
+class Job:
+    """One unit of work for the store's thread, and where its answer goes."""
+
+    __slots__ = ("future", "kind", "loop", "plan", "work")
+
+    def __init__(
+        self,
+        kind: str,
+        work: Any,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        plan: Plan | None = None,
+    ) -> None:
+        self.kind = kind  # "write" (a Body), "read" (a Body) or "call" (a coroutine)
+        self.work = work
+        self.loop = loop
+        self.future = future
+        self.plan = plan  # a write that is also a turn's Plan (see run_plans)
+
+
+def drive(work: Awaitable[T]) -> T:
+    """Run a store coroutine to its end on this thread. Store bodies await only
+    the Tx methods, which never suspend: one ``send`` finishes them."""
+    steps = work.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    steps.close()
+    raise RuntimeError("a store body awaited something other than its transaction")
