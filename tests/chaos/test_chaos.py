@@ -7,7 +7,10 @@ guarantees (see ``run_chaos`` and ``chaos_checks``).
     PERDURE_CHAOS_SECONDS=300 .venv/bin/python -m pytest -s tests/chaos -m chaos_long
 
 ``PERDURE_CHAOS_SEED`` fixes the seed (the default is fixed for the short runs and
-random for the long ones; a failure names it).
+random for the long ones; a failure names it). ``PERDURE_CHAOS_OPEN`` sets how many
+top-level workflows a long session keeps open at once (8 by default): with 64,
+many workers' inline steps share each group commit, so SQLite applies them as
+plans (``sqlturn.plan_turn``) under the kills too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 CI_SECONDS = 12.0
 LONG_SECONDS = float(os.environ.get("PERDURE_CHAOS_SECONDS", "0"))
+LONG_OPEN = int(os.environ.get("PERDURE_CHAOS_OPEN", "8"))
 
 
 def _seed(default: int | None) -> int:
@@ -34,8 +38,10 @@ def _seed(default: int | None) -> int:
     return default if default is not None else random.randrange(1 << 30)
 
 
-def _run(tmp_path: Path, url: str | None, seconds: float, seed: int) -> ChaosReport:
-    cfg = ChaosConfig(root=tmp_path, url=url, seconds=seconds, seed=seed)
+def _run(
+    tmp_path: Path, url: str | None, seconds: float, seed: int, max_open: int = 8
+) -> ChaosReport:
+    cfg = ChaosConfig(root=tmp_path, url=url, seconds=seconds, seed=seed, max_open=max_open)
     print(f"\nchaos seed {seed} (rerun with PERDURE_CHAOS_SEED={seed})")
     report = run_chaos(cfg)
     print(report.summary())
@@ -71,5 +77,5 @@ def test_chaos_long(tmp_path: Path, backend: str, request: pytest.FixtureRequest
     if not LONG_SECONDS:
         pytest.skip("set PERDURE_CHAOS_SECONDS to run the long chaos session")
     url = None if backend == "sqlite" else request.getfixturevalue("pg_url")
-    report = _run(tmp_path, url, LONG_SECONDS, _seed(None))
+    report = _run(tmp_path, url, LONG_SECONDS, _seed(None), LONG_OPEN)
     _assert_meaningful(report, LONG_SECONDS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from perdure import _history as h
-from perdure._store.base import NewRun, Store, TurnCommit, WorkflowTask
+from perdure._store.base import NewActivity, NewRun, Store, TurnCommit, WorkflowTask
 
 
 class FakeClock:
@@ -57,3 +57,23 @@ async def claim_one(store: Store, run_id: str, queue: str = "q") -> WorkflowTask
             if task.run_id == run_id:
                 return task
     raise AssertionError(f"no workflow task for {run_id}")
+
+
+def schedule_charge(ref: int) -> h.ScheduleActivity:
+    """The command of a turn that schedules activity ``ref`` ("charge", queue "q")."""
+    return h.ScheduleActivity(
+        ref=ref, name="charge", task_queue="q", args=[ref], kwargs={}, options={}
+    )
+
+
+def leased_charge(ref: int, token: str) -> NewActivity:
+    """Activity ``ref`` as a turn starts it here at once: leased to this worker."""
+    return NewActivity(
+        ref=ref,
+        name="charge",
+        task_queue="q",
+        args=[ref],
+        kwargs={},
+        options={},
+        lease=("worker-1", token, 30.0),
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import FakeClock, claim_one, new_run, turn
+from store_helpers import FakeClock, claim_one, leased_charge, new_run, schedule_charge, turn
 
 from perdure import _history as h
 from perdure._store import sqlitetx
@@ -23,24 +23,6 @@ from perdure._store.sqlrows import Tx
 from perdure._store.sqlturn import encode_turn, plan_turn
 
 RUNS = 5
-
-
-def _schedule(ref: int) -> h.ScheduleActivity:
-    return h.ScheduleActivity(
-        ref=ref, name="charge", task_queue="q", args=[ref], kwargs={}, options={"retry": {}}
-    )
-
-
-def _leased(ref: int, token: str) -> NewActivity:
-    return NewActivity(
-        ref=ref,
-        name="charge",
-        task_queue="q",
-        args=[ref],
-        kwargs={},
-        options={"retry": {}},
-        lease=("worker-1", token, 30.0),
-    )
 
 
 async def _open(path: Path, clock: FakeClock) -> SqliteStore:
@@ -56,7 +38,9 @@ async def _first_activities(store: SqliteStore) -> dict[str, int]:
         run_id = f"run-{i}"
         await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
         task = await claim_one(store, run_id)
-        commit = await turn(store, task, [_schedule(1)], activities=[_leased(1, f"{run_id}/1")])
+        commit = await turn(
+            store, task, [schedule_charge(1)], activities=[leased_charge(1, f"{run_id}/1")]
+        )
         assert await store.commit_turn(commit)
         ids[run_id] = commit.created_tasks[1]
     return ids
@@ -75,10 +59,10 @@ async def _continuation(
             data.run.last_seq,
             2.0,
             [h.ActivityCompleted(ref=1, result={"ok": True}, attempts=[{"attempt": 1}])],
-            [_schedule(2)],
+            [schedule_charge(2)],
         ),
         consumed_inbox=[],
-        activities=[_leased(2, f"{run_id}/2")],
+        activities=[leased_charge(2, f"{run_id}/2")],
         activity_done=(task_id, token or f"{run_id}/1"),
     )
 
@@ -203,9 +187,9 @@ async def test_other_turns_have_no_plan(tmp_path: Path) -> None:
     variants = {
         "a closing turn": {"close_status": "completed", "activities": []},
         "a turn with a timer": {"timers": [(3, 9.0)]},
-        "two activities": {"activities": [*commit.activities, _leased(3, "x")]},
+        "two activities": {"activities": [*commit.activities, leased_charge(3, "x")]},
         "an activity for the queue": {
-            "activities": [NewActivity(2, "charge", "q", [2], {}, {"retry": {}}, None)]
+            "activities": [NewActivity(2, "charge", "q", [2], {}, {}, None)]
         },
         "an inbox row consumed": {"consumed_inbox": [7]},
         "no finished activity (a workflow task's turn)": {"activity_done": None},

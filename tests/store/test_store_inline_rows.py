@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from store_helpers import claim_one, new_run, turn
+from store_helpers import claim_one, leased_charge, new_run, schedule_charge, turn
 
 from perdure import _history as h
-from perdure._store.base import NewActivity, Store, TurnCommit
+from perdure._store.base import Store, TurnCommit
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlrows import Tx
 
@@ -18,30 +18,12 @@ from perdure._store.sqlrows import Tx
 OWN = {"id", "run_id", "lease_token"}
 
 
-def _schedule(ref: int) -> h.ScheduleActivity:
-    return h.ScheduleActivity(
-        ref=ref, name="charge", task_queue="q", args=[ref], kwargs={}, options={}
-    )
-
-
-def _leased(ref: int, token: str) -> NewActivity:
-    return NewActivity(
-        ref=ref,
-        name="charge",
-        task_queue="q",
-        args=[ref],
-        kwargs={},
-        options={},
-        lease=("worker-1", token, 30.0),
-    )
-
-
 async def _first_activity(store: Store, run_id: str, token: str) -> tuple[TurnCommit, int]:
     """A run whose first turn leased activity 1 to this worker: the commit and
     the activity's task id."""
     await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
     task = await claim_one(store, run_id)
-    commit = await turn(store, task, [_schedule(1)], activities=[_leased(1, token)])
+    commit = await turn(store, task, [schedule_charge(1)], activities=[leased_charge(1, token)])
     assert await store.commit_turn(commit)
     return commit, commit.created_tasks[1]
 
@@ -91,7 +73,7 @@ async def test_the_next_inline_activity_takes_the_finished_ones_row(open_store: 
 
     data = await store.load_turn("run-1", 0)
     events = h.turn_events(
-        data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [_schedule(2)]
+        data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [schedule_charge(2)]
     )
     continuation = TurnCommit(
         task=None,
@@ -99,7 +81,7 @@ async def test_the_next_inline_activity_takes_the_finished_ones_row(open_store: 
         expected_version=data.run.version,
         events=events,
         consumed_inbox=[],
-        activities=[_leased(2, "t2")],
+        activities=[leased_charge(2, "t2")],
         activity_done=(task_id, "t1"),
     )
     assert await store.commit_turn(continuation)
@@ -133,10 +115,10 @@ async def test_a_lost_lease_fences_the_take_over_and_starts_nothing(open_store: 
         run_id="run-1",
         expected_version=data.run.version,
         events=h.turn_events(
-            data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [_schedule(2)]
+            data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [schedule_charge(2)]
         ),
         consumed_inbox=[],
-        activities=[_leased(2, "t2")],
+        activities=[leased_charge(2, "t2")],
         activity_done=(task_id, "not-my-token"),
     )
     assert not await store.commit_turn(continuation)
