@@ -26,9 +26,10 @@ from perdure import _history as h
 from perdure._history.events import _field_names
 from perdure._json import encoder
 
-__all__ = ["event_text"]
+__all__ = ["dumps", "event_text"]
 
-# The same encoder as sqlrows.dumps (sqlrows imports this module).
+# The store's one JSON encoder for every row (sqlrows re-exports it): json.dumps
+# with options would build a new encoder per call.
 dumps = encoder(ensure_ascii=False)
 
 # The C function the store's encoder uses for strings (ensure_ascii=False).
@@ -95,9 +96,7 @@ def _writer(cls: type[h.Event]) -> _Writer:
     for name in names:
         template += f",{_string(name)}:%s"  # (names and types are identifiers: no %)
     template += "}"
-    read = operator.attrgetter(*names)
-    if len(names) == 1:  # (attrgetter of one name gives the value, not a tuple)
-        return lambda event: template % _value(read(event))
+    read = operator.attrgetter(*names)  # (every event has seq and time: a tuple)
     return lambda event: template % tuple(map(_value, read(event)))
 
 

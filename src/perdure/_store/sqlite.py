@@ -128,6 +128,8 @@ class SqliteStore(SqlStore):
     async def _write(self, body: Body[T]) -> T:
         return await self._write_job(body, None)
 
+    applies_plans = True
+
     async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
         return await self._write_job(body, plan)
 

@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from perdure import _history as h
-from perdure._json import encoder
 from perdure._store.base import OPEN, WORK, NewRun, RunFilter, RunRecord, closed_topic
+from perdure._store.eventtext import dumps as dumps
 from perdure._store.eventtext import event_text
 from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
 
@@ -158,14 +158,6 @@ def lost_attempt(d: Dialect) -> str:
     )
 
 
-# One encoder for every row (json.dumps with options builds a new one per call).
-_encode = encoder(ensure_ascii=False)
-
-
-def dumps(value: Any) -> str:
-    return _encode(value)
-
-
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -234,7 +226,7 @@ _EVENTS_PER_INSERT = 200  # 5 parameters each: far below every backend's limit
 
 
 @functools.lru_cache(maxsize=_EVENTS_PER_INSERT)
-def _insert_events_sql(count: int) -> str:
+def insert_events_sql(count: int) -> str:
     values = ", ".join(["(?, ?, ?, ?, ?)"] * count)
     return f"INSERT INTO events (run_id, seq, type, time, data) VALUES {values}"
 
@@ -251,7 +243,7 @@ async def insert_event_rows(tx: Tx, written: Sequence[EventRow]) -> None:
     The (run_id, seq) primary key is the last safety net against a double append."""
     for start in range(0, len(written), _EVENTS_PER_INSERT):
         chunk = written[start : start + _EVENTS_PER_INSERT]
-        await tx.send(_insert_events_sql(len(chunk)), [v for row in chunk for v in row])
+        await tx.send(insert_events_sql(len(chunk)), [v for row in chunk for v in row])
 
 
 async def append_events(tx: Tx, run_id: str, events: Sequence[h.Event]) -> list[EventRow]:

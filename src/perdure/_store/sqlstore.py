@@ -54,6 +54,8 @@ class SqlStore(Store, Dialect):
     async def _write(self, body: Body[T]) -> T:
         """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
 
+    applies_plans = False  # whether _write_turn may apply them (else none is built)
+
     async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
         """``_write(body)``; a backend may apply ``plan`` (sqlturn.plan_turn) instead."""
         return await self._write(body)
@@ -418,7 +420,6 @@ class SqlStore(Store, Dialect):
         )
 
     async def commit_turn(self, commit: TurnCommit) -> bool:
-
         # A closing turn whose run someone here waits for reads the ended run
         # back with its commit (no round trip of its own): see ended_here.
         ended = self._watch_close(commit)
@@ -426,13 +427,13 @@ class SqlStore(Store, Dialect):
         # Encoded here, outside the transaction: on SQLite, other processes
         # wait for the write lock while a transaction runs.
         written = encode_turn(commit)
-        plan = plan_turn(commit, self.clock(), written)
+        plan = plan_turn(commit, self.clock(), written) if self.applies_plans else None
         try:
             topics = await self._write_turn(
                 lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep), plan
             )
-            if plan is not None:  # (what the body does itself: the next activity's row)
-                commit.created_tasks[commit.activities[0].ref] = plan.take_over[-2]
+            if plan is not None and commit.activity_done is not None:  # (as the body does)
+                commit.created_tasks[commit.activities[0].ref] = commit.activity_done[0]
         except Fenced:
             commit.created_tasks.clear()
             return False

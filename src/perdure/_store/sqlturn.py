@@ -108,15 +108,7 @@ async def apply_turn(
     # An activity task's payload is its ActivityScheduled event as recorded (the
     # claim reads name, args, kwargs and options from it): encoded once. A
     # closing turn starts no activity.
-    scheduled = (
-        {}
-        if closing
-        else {
-            event.ref: row[4]
-            for event, row in zip(commit.events, encoded.events, strict=True)
-            if isinstance(event, h.ActivityScheduled)
-        }
-    )
+    scheduled = {} if closing else _payloads(commit, encoded)
     heir: NewActivity | None = None
     if commit.task is not None:
         # Fence 1: we still hold the workflow-task lease (an expired lease that
@@ -138,10 +130,7 @@ async def apply_turn(
                 "DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done
             )
         else:
-            await tx.fence(
-                REUSE_ACTIVITY,
-                (*_activity_values(commit, heir, now, scheduled), *commit.activity_done),
-            )
+            await tx.fence(REUSE_ACTIVITY, _take_over_values(commit, heir, now, scheduled))
             # The row keeps its id (commit_turn forgets this if the commit fails).
             commit.created_tasks[heir.ref] = commit.activity_done[0]
     await rows.insert_event_rows(tx, encoded.events)
@@ -250,7 +239,7 @@ class Plan(NamedTuple):
     events: list[rows.EventRow]  # INSERT_EVENT's, one row each
 
 
-INSERT_EVENT = "INSERT INTO events (run_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)"
+INSERT_EVENT = rows.insert_events_sql(1)
 
 
 def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
@@ -273,16 +262,10 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.cancelled_children
     ):
         return None
-    heir = commit.activities[0]
-    scheduled = {
-        event.ref: row[4]
-        for event, row in zip(commit.events, encoded.events, strict=True)
-        if isinstance(event, h.ActivityScheduled)
-    }
     return Plan(
         commit.run_id,
         _advance_values(commit, now, encoded),
-        (*_activity_values(commit, heir, now, scheduled), *commit.activity_done),
+        _take_over_values(commit, commit.activities[0], now, _payloads(commit, encoded)),
         encoded.events,
     )
 
@@ -302,6 +285,23 @@ REUSE_ACTIVITY = (
     " last_failure = NULL, heartbeat = NULL, cancel_requested = 0, attempts = NULL"
     " WHERE id = ? AND lease_token = ?"
 )
+
+
+def _payloads(commit: TurnCommit, encoded: Encoded) -> dict[int, str]:
+    """Activity ref -> its ActivityScheduled event's text, as recorded."""
+    return {
+        event.ref: row[4]
+        for event, row in zip(commit.events, encoded.events, strict=True)
+        if isinstance(event, h.ActivityScheduled)
+    }
+
+
+def _take_over_values(
+    commit: TurnCommit, heir: NewActivity, now: float, scheduled: dict[int, str]
+) -> tuple[Any, ...]:
+    """REUSE_ACTIVITY's values: ``heir`` over the finished activity's row."""
+    assert commit.activity_done is not None
+    return (*_activity_values(commit, heir, now, scheduled), *commit.activity_done)
 
 
 def _activity_values(
