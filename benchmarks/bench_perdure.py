@@ -50,10 +50,12 @@ def rss_kb() -> int:
 
 def fresh_url(db: str, tag: str) -> str:
     """A database of its own for one measurement: a new SQLite file, or a new
-    PostgreSQL database next to the one ``db`` names (earlier ones dropped)."""
-    if db == "sqlite":
+    PostgreSQL database next to the one ``db`` names (earlier ones dropped).
+    ``sqlite?transactions=thread``: a new SQLite file with those parameters."""
+    if db.partition("?")[0] == "sqlite":
         folder = tempfile.mkdtemp(prefix=f"perdure-bench-{tag}-")
-        return f"sqlite:///{folder}/bench.db"
+        query = db.partition("?")[2]
+        return f"sqlite:///{folder}/bench.db" + (f"?{query}" if query else "")
     import psycopg
 
     name = f"perdure_bench_{tag}"

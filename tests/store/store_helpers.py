@@ -3,6 +3,8 @@ built by hand (what a worker would commit), so tests drive the Store directly.""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from perdure import _history as h
@@ -77,3 +79,13 @@ def leased_charge(ref: int, token: str) -> NewActivity:
         options={},
         lease=("worker-1", token, 30.0),
     )
+
+
+async def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Let the loop turn until ``check()`` holds; fail naming ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.005)

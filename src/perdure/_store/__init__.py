@@ -22,10 +22,40 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("PERDURE_DB") or DEFAULT_URL
 
 
+# A SQLite URL's parameters (``?name=value``), with the values each accepts.
+SQLITE_PARAMETERS = {
+    # Where the store's transactions run: on the event loop's own thread (the
+    # default and the faster; the loop stands still while its commit syncs),
+    # or on the store's thread (the loop never does). See docs/operations.md.
+    "transactions": ("loop", "thread"),
+}
+
+
+def sqlite_parameters(url: str) -> dict[str, str]:
+    """The ``?name=value&...`` parameters of a SQLite URL, checked."""
+    query = url.partition("?")[2]
+    found: dict[str, str] = {}
+    for pair in query.split("&") if query else []:
+        name, _, value = pair.partition("=")
+        accepted = SQLITE_PARAMETERS.get(name)
+        if accepted is None:
+            raise StoreError(
+                f"unknown parameter {name!r} in SQLite URL {url!r}: "
+                f"known are {', '.join(sorted(SQLITE_PARAMETERS))}"
+            )
+        if value not in accepted:
+            raise StoreError(
+                f"bad value in SQLite URL {url!r}: {name}={value} "
+                f"(expected {' or '.join(repr(a) for a in accepted)})"
+            )
+        found[name] = value
+    return found
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db``;
-    ``sqlite://:memory:`` -> ``:memory:``."""
-    rest = url[len("sqlite:") :]
+    ``sqlite://:memory:`` -> ``:memory:`` (parameters after ``?`` dropped)."""
+    rest = url.partition("?")[0][len("sqlite:") :]
     if rest in ("//:memory:", "///:memory:", ":memory:"):
         return ":memory:"
     if not rest.startswith("///") or len(rest) == 3:
@@ -41,7 +71,9 @@ def store_for_url(url: str, *, clock: Callable[[], float] | None = None) -> Stor
     if url.startswith("sqlite:"):
         from perdure._store.sqlite import SqliteStore
 
-        return SqliteStore(sqlite_path(url), clock=clock)
+        path, parameters = sqlite_path(url), sqlite_parameters(url)
+        on_loop = parameters.get("transactions", "loop") == "loop"
+        return SqliteStore(path, clock=clock, rounds_on_loop=on_loop)
     if url.startswith(("postgresql:", "postgres:")):
         # Imported here, so that SQLite users never import (or need) psycopg.
         try:

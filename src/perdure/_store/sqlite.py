@@ -1,13 +1,19 @@
 """The SQLite backend: a connection, its thread, and its migrations.
 
 All of the store's logic lives in :class:`~perdure._store.sqlstore.SqlStore`;
-this module only supplies transactions. One connection per Store, owned by a
-dedicated thread that runs its own small event loop: store coroutines are
-handed to that loop, so the caller's asyncio loop never blocks on SQLite (not
-on an fsync, not on another process holding the write lock). WAL mode with
-``synchronous=FULL``: a commit is durable when it returns. Several processes
-may share the file: writers take the lock with ``BEGIN IMMEDIATE`` and wait up
-to ``busy_timeout``. Imports the SQL layer, the history model and errors.
+this module only supplies transactions. One connection per Store. The reads
+and writes an event loop queues run on that loop's own thread, together, in
+a *round* (one write transaction and one read snapshot) once the loop's
+ready callbacks ran: no hand-off between threads, and many turns share one
+fsync. The caller's loop never *waits* on SQLite: when the connection is in
+use (by the store's thread, or another loop's round) or another process
+holds the write lock, the round's jobs go to the store's thread, which waits
+for them; so does anything else slow (opening, migrating). The loop does
+stand still while its own statements and its own commit (its fsync) run.
+WAL mode with ``synchronous=FULL``: a commit is durable when it returns.
+Several processes may share the file: writers take the lock with ``BEGIN
+IMMEDIATE`` and wait up to ``busy_timeout``. Imports the SQL layer, the
+history model and errors.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ WATCH_INTERVAL = 0.05
 # Waiting for another process's write lock: the first pause and the longest.
 _LOCK_PAUSE_MIN = 0.0001
 _LOCK_PAUSE_MAX = 0.001
+# How long rounds leave their writes to the store's thread after the write
+# lock was found held by another process.
+_CONTENTION_MEMORY = 1.0
 _SQLITE_BUSY = 5  # SQLite's primary result code (extended codes add bits above 0xFF)
 
 
@@ -86,6 +95,7 @@ class SqliteStore(SqlStore):
         clock: Callable[[], float] | None = None,
         busy_timeout: float = 30.0,
         synchronous: str = "FULL",
+        rounds_on_loop: bool = True,
     ) -> None:
         super().__init__(clock or time.time)
         self.path = path
@@ -94,8 +104,17 @@ class SqliteStore(SqlStore):
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _closed, _jobs' last put, _rounds
         self._closed = False
+        # Whoever uses the connection holds this: the store's thread, or one
+        # loop's round (which only ever tries it: see _round).
+        self._conn_lock = threading.Lock()
+        self._rounds_on_loop = rounds_on_loop
+        self._rounds: dict[asyncio.AbstractEventLoop, list[Job]] = {}
+        # Until when writes go to the store's thread, as with
+        # rounds_on_loop=False: another process held the write lock lately
+        # (see _begin_write).
+        self._contended_until = 0.0
         self._data_version: int | None = None
         self._watched_at = 0.0
         self._thread = threading.Thread(target=self._serve, name="perdure-sqlite", daemon=True)
@@ -103,9 +122,11 @@ class SqliteStore(SqlStore):
 
     # ------------------------------------------------------------ plumbing
     #
-    # One thread owns the connection. Callers (on any event loop) queue jobs and
-    # await a future of their own loop; the thread answers each loop once per
-    # round, whatever the number of jobs it answered there.
+    # Callers (on any event loop) queue jobs and await a future of their own
+    # loop. Reads and writes are queued for a round on the caller's loop
+    # (_round); "call" jobs, and any round that cannot run there at once, go
+    # to the store's thread, which answers each loop once per round, whatever
+    # the number of jobs it answered there.
 
     def _closed_error(self) -> StoreError:
         return StoreError(f"the SQLite store {self.path!r} is closed")
@@ -113,13 +134,58 @@ class SqliteStore(SqlStore):
     async def _submit(self, kind: str, work: Any, plan: Plan | None = None) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        job = Job(kind, work, loop, future, plan)
         with self._lock:
             if self._closed:
                 if kind == "call":
                     work.close()
                 raise self._closed_error()
-            self._jobs.put(Job(kind, work, loop, future, plan))
+            if kind == "call" or not self._rounds_on_loop:
+                self._jobs.put(job)
+            elif kind == "write" and self._contended():
+                self._jobs.put(job)  # (reads never wait for the lock: they stay)
+            else:
+                pending = self._rounds.get(loop)
+                if pending is None:
+                    pending = self._rounds[loop] = []
+                    loop.call_soon(self._round, loop)
+                pending.append(job)
         return await future
+
+    def _round(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the reads and writes this loop queued since its last round,
+        here, on the loop's thread: one write transaction, then one read
+        snapshot, as the store's thread does. Scheduled with ``call_soon``
+        when the first of them is queued, it runs once the loop's other ready
+        callbacks did, so the turns they computed share its commit. If the
+        connection is in use, the jobs go to the store's thread instead, and
+        so do the writes if another process holds the write lock: the loop
+        never waits."""
+        with self._lock:
+            batch = self._rounds.pop(loop)
+        if not self._conn_lock.acquire(blocking=False):
+            self._to_thread(batch)
+            return
+        try:
+            answers, left = self._run_round(batch, wait=False)
+        except BaseException as exc:  # a bug: every caller still gets an answer
+            answers, left = [(job, False, exc) for job in batch], []
+        finally:
+            self._conn_lock.release()
+        if left:
+            self._to_thread(left)
+        _resolve([(job.future, ok, value) for job, ok, value in answers])
+
+    def _contended(self) -> bool:
+        return time.monotonic() < self._contended_until
+
+    def _to_thread(self, jobs: list[Job]) -> None:
+        with self._lock:
+            if not self._closed:
+                for job in jobs:
+                    self._jobs.put(job)
+                return
+        _resolve([(job.future, False, self._closed_error()) for job in jobs])
 
     async def _on_thread(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the store's thread (it may use the connection)."""
@@ -136,7 +202,7 @@ class SqliteStore(SqlStore):
     async def _write_job(self, body: Body[T], plan: Plan | None) -> T:
         value, tx = await self._submit("write", body, plan)
         if tx is not None:
-            tx.hand_over()  # here, on the caller's loop: the store's thread is the busier
+            tx.hand_over()  # in the caller, after the commit (a round may hold many)
         return value  # type: ignore[no-any-return]
 
     async def _read(self, body: Body[T]) -> T:
@@ -146,7 +212,11 @@ class SqliteStore(SqlStore):
         jobs = self._jobs
         stop = False
         while not stop:
-            self._watch()
+            if self._conn_lock.acquire(blocking=False):  # else a round is on it, and watches
+                try:
+                    self._watch()
+                finally:
+                    self._conn_lock.release()
             try:
                 first = jobs.get(timeout=WATCH_INTERVAL)
             except queue.Empty:
@@ -157,22 +227,9 @@ class SqliteStore(SqlStore):
                     batch.append(jobs.get_nowait())
                 except queue.Empty:
                     break
-            # Every write queued this round shares one commit; then the reads
-            # share one snapshot. No job here can depend on another of the same
-            # round: each caller is answered only when the round ends.
-            writes = [job for job in batch if job is not None and job.kind == "write"]
-            reads = [job for job in batch if job is not None and job.kind == "read"]
-            answers = self._flush(writes) if writes else []
-            if reads:
-                answers += self._read_all(reads)
-            for job in batch:
-                if job is None:
-                    stop = True
-                elif job.kind == "call":
-                    try:
-                        answers.append((job, True, drive(job.work)))
-                    except BaseException as exc:  # handed to the caller
-                        answers.append((job, False, exc))
+            stop = None in batch
+            with self._conn_lock:
+                answers, _ = self._run_round([job for job in batch if job is not None], wait=True)
             self._answer(answers)
         # Closed: anything that slipped in is refused, never left hanging.
         leftovers: list[tuple[Job, bool, Any]] = []
@@ -187,10 +244,41 @@ class SqliteStore(SqlStore):
                 leftovers.append((job, False, self._closed_error()))
         self._answer(leftovers)
 
+    def _run_round(
+        self, batch: list[Job], wait: bool
+    ) -> tuple[list[tuple[Job, bool, Any]], list[Job]]:
+        """The reads of the round share one snapshot; then every write shares
+        one commit; then the calls run. No job here can depend on another of
+        the same round: each caller is answered only when the round ends (so
+        the reads go first: they never wait for another process's write
+        lock). The answers, and the writes left undone because another
+        process holds the write lock, or held it lately (only when ``wait``
+        is false)."""
+        writes = [job for job in batch if job.kind == "write"]
+        reads = [job for job in batch if job.kind == "read"]
+        answers = self._read_all(reads) if reads else []
+        left: list[Job] = []
+        if writes:
+            done = None if not wait and self._contended() else self._flush(writes, wait)
+            if done is None:
+                left = writes
+            else:
+                answers += done
+        for job in batch:
+            if job.kind == "call":
+                try:
+                    answers.append((job, True, drive(job.work)))
+                except BaseException as exc:  # handed to the caller
+                    answers.append((job, False, exc))
+        self._watch()
+        return answers, left
+
     def _watch(self) -> None:
         """Notice commits by other processes (another worker, the CLI): SQLite
         counts them in ``PRAGMA data_version``. A change wakes this process's
-        workers and result waiters, as NOTIFY does on PostgreSQL."""
+        workers and result waiters, as NOTIFY does on PostgreSQL. Called by
+        whoever holds the connection: at the end of every round, and by the
+        store's thread when it is idle; it looks at most every WATCH_INTERVAL."""
         now = time.monotonic()
         conn = self._conn
         if conn is None or self.path == ":memory:" or now < self._watched_at + WATCH_INTERVAL:
@@ -246,8 +334,9 @@ class SqliteStore(SqlStore):
     # -- group commit --------------------------------------------------------
     #
     # Every write (a turn, a claim, an activity completion, a signal) is a body
-    # queued for the store's thread. One flush runs every body queued so far in
-    # ONE transaction and commits once: many workflows' turns share one fsync.
+    # queued for a round (on the caller's loop, or the store's thread). One
+    # flush runs every body of the round in ONE transaction and commits once:
+    # many workflows' turns share one fsync.
     # Callers are answered only after the COMMIT returned, so nothing is
     # acknowledged before it is durable.
     #
@@ -267,16 +356,20 @@ class SqliteStore(SqlStore):
     # other bodies; a tripped fence among them sends the batch to the guarded
     # run, where every write is its body.
 
-    def _flush(self, batch: list[Job]) -> list[tuple[Job, bool, Any]]:
+    def _flush(self, batch: list[Job], wait: bool) -> list[tuple[Job, bool, Any]] | None:
+        """Run the writes and commit; None if another process holds the write
+        lock and ``wait`` is false (nothing was run)."""
         conn = self._conn
         if conn is None:
             return [(job, False, self._closed_error()) for job in batch]
         try:
-            self._begin_write(conn)
+            if not self._begin_write(conn, wait):
+                return None
             done = self._run_bodies(conn, batch, guarded=False)
             if done is None:
                 conn.execute("ROLLBACK")
-                self._begin_write(conn)
+                if not self._begin_write(conn, wait):
+                    return None  # another process took the lock meanwhile
                 done = self._run_bodies(conn, batch, guarded=True)
                 assert done is not None
             conn.execute("COMMIT")
@@ -338,13 +431,13 @@ class SqliteStore(SqlStore):
             done.append((job, True, value, tx))
         return done
 
-    def _begin_write(self, conn: sqlite3.Connection) -> None:
+    def _begin_write(self, conn: sqlite3.Connection, wait: bool) -> bool:
         """``BEGIN IMMEDIATE``: the write lock up front, so two processes never
         deadlock upgrading read locks to write locks. If another process holds
-        it, wait in short steps (up to ``busy_timeout``), not in SQLite's own:
-        its busy handler sleeps 1, 2, 5, 10, ... ms between tries, and a busy
-        writer, which takes the lock again as soon as it commits, would starve
-        every other process of it."""
+        it, return False at once if not ``wait``; else wait in short steps (up
+        to ``busy_timeout``), not in SQLite's own: its busy handler sleeps 1,
+        2, 5, 10, ... ms between tries, and a busy writer, which takes the lock
+        again as soon as it commits, would starve every other process of it."""
         conn.execute("PRAGMA busy_timeout = 0")
         try:
             deadline = 0.0
@@ -352,16 +445,30 @@ class SqliteStore(SqlStore):
             while True:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                    return
+                    return True
                 except sqlite3.OperationalError as exc:
                     if not _is_busy(exc):
                         raise
+                    # Processes that share the file take turns at its lock. The
+                    # store's thread, waiting for it, overlaps the wait and the
+                    # commit with the loop's own work (two worker processes on
+                    # one file ran more steps per second that way): with the
+                    # lock in demand, writes go to that thread for a while.
+                    self._contended_until = time.monotonic() + _CONTENTION_MEMORY
+                    if not wait:
+                        return False
                     now = time.monotonic()
                     if not deadline:
                         deadline = now + self._busy_timeout
                     elif now >= deadline:
                         raise
-                time.sleep(pause)  # on the store's thread, holding nothing
+                # Only the store's thread waits, and it lets go of the connection
+                # meanwhile (no transaction is open): a loop's reads go on.
+                self._conn_lock.release()
+                try:
+                    time.sleep(pause)
+                finally:
+                    self._conn_lock.acquire()
                 pause = min(pause * 1.5, _LOCK_PAUSE_MAX)
         finally:
             conn.execute(self._busy_pragma)

@@ -1,6 +1,7 @@
-"""The SQLite store's thread: the Tx protocol over its connection, the jobs
-callers queue for it, and the group commit's fast path for turn Plans. Used
-only on that thread (see perdure._store.sqlite). Imports the SQL layer."""
+"""The SQLite store's rounds: the Tx protocol over its connection, the jobs
+callers queue, and the group commit's fast path for turn Plans. Used only by
+whoever holds the connection (a loop's round or the store's thread; see
+perdure._store.sqlite). Imports the SQL layer."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ T = TypeVar("T")
 
 
 class SqliteTx(RunsAtOnce):
-    """The Tx protocol over a sqlite3 connection (used only on the store's thread)."""
+    """The Tx protocol over a sqlite3 connection (used only by its holder)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -102,7 +103,7 @@ def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[Job] | None:
 
 
 class Job:
-    """One unit of work for the store's thread, and where its answer goes."""
+    """One unit of work for a round, and where its answer goes."""
 
     __slots__ = ("future", "kind", "loop", "plan", "work")
 

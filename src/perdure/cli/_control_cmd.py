@@ -135,7 +135,7 @@ async def schema_version(client: Client) -> int | None:
 def migrate(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
     """Create the database, or migrate its schema to this perdure's version."""
     url = db or os.environ.get("PERDURE_DB") or "sqlite:///perdure.db"
-    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else None
+    path = url.partition("?")[0][len("sqlite:///") :] if url.startswith("sqlite:///") else None
     created = path is not None and path != ":memory:" and not os.path.exists(path)
 
     found: list[int | None] = []

@@ -93,6 +93,7 @@ def local_time(when: datetime | None) -> str:
 
 def _sqlite_file(url: str) -> str | None:
     """The file of a ``sqlite:///`` URL (None for other URLs and :memory:)."""
+    url = url.partition("?")[0]  # (the parameters, if any)
     if not url.startswith("sqlite:///") or url.endswith(":memory:"):
         return None
     return url[len("sqlite:///") :]
