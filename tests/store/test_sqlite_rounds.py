@@ -125,6 +125,29 @@ async def test_a_write_lock_held_by_another_process_never_stalls_the_loop(
     assert await _inbox_runs(store) == ["late", "soon", "later"]
 
 
+async def test_a_read_that_finds_sqlite_busy_is_run_again_on_the_stores_thread(
+    store: SqliteStore,
+) -> None:
+    """A round's connection never waits (its busy_timeout is 0): a read that
+    meets SQLITE_BUSY (another process checkpointing or recovering the WAL)
+    goes to the store's thread, which may wait. (Provoked by the body itself:
+    another connection cannot make a WAL reader busy on demand.)"""
+    threads: list[str] = []
+
+    async def body(tx: Tx) -> int:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = 5  # type: ignore[attr-defined]
+            raise busy
+        row = await tx.one("SELECT count(*) FROM inbox")
+        assert row is not None
+        return int(row[0])
+
+    assert await store._read(body) == 0
+    assert threads == [threading.current_thread().name, "perdure-sqlite"]
+
+
 async def test_rounds_of_two_loops_on_two_threads_lose_nothing(store: SqliteStore) -> None:
     threads: list[str] = []
 

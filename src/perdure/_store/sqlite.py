@@ -48,7 +48,7 @@ _CONTENTION_MEMORY = 1.0
 _SQLITE_BUSY = 5  # SQLite's primary result code (extended codes add bits above 0xFF)
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def _is_busy(exc: sqlite3.Error) -> bool:
     """SQLITE_BUSY: another connection holds the lock. Python 3.11 gives the
     result code; before it, the message is all there is."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -251,17 +251,36 @@ class SqliteStore(SqlStore):
         one commit; then the calls run. No job here can depend on another of
         the same round: each caller is answered only when the round ends (so
         the reads go first: they never wait for another process's write
-        lock). The answers, and the writes left undone because another
-        process holds the write lock, or held it lately (only when ``wait``
-        is false)."""
+        lock). The answers, and (only when ``wait`` is false) the jobs left
+        undone because SQLite was busy: another process holds the write lock,
+        or held it lately, or is checkpointing its WAL. The connection's
+        ``busy_timeout`` is 0 but while the store's thread runs a round."""
+        conn = self._conn
+        if wait and conn is not None:
+            conn.execute(self._busy_pragma)
+        try:
+            return self._run_jobs(batch, wait)
+        finally:
+            if wait and self._conn is not None:  # (a call may have opened or closed it)
+                self._conn.execute("PRAGMA busy_timeout = 0")
+
+    def _run_jobs(
+        self, batch: list[Job], wait: bool
+    ) -> tuple[list[tuple[Job, bool, Any]], list[Job]]:
         writes = [job for job in batch if job.kind == "write"]
         reads = [job for job in batch if job.kind == "read"]
-        answers = self._read_all(reads) if reads else []
+        answers: list[tuple[Job, bool, Any]] = []
         left: list[Job] = []
+        if reads:
+            read = self._read_all(reads, wait)
+            if read is None:
+                left += reads
+            else:
+                answers += read
         if writes:
             done = None if not wait and self._contended() else self._flush(writes, wait)
             if done is None:
-                left = writes
+                left += writes
             else:
                 answers += done
         for job in batch:
@@ -303,8 +322,9 @@ class SqliteStore(SqlStore):
             except RuntimeError:
                 pass  # that loop is closed: nobody is waiting any more
 
-    def _read_all(self, batch: list[Job]) -> list[tuple[Job, bool, Any]]:
-        """Run read bodies in one read transaction (one snapshot)."""
+    def _read_all(self, batch: list[Job], wait: bool) -> list[tuple[Job, bool, Any]] | None:
+        """Run read bodies in one read transaction (one snapshot); None if
+        SQLite was busy and ``wait`` is false (reads run again harmlessly)."""
         conn = self._conn
         if conn is None:
             return [(job, False, self._closed_error()) for job in batch]
@@ -316,6 +336,8 @@ class SqliteStore(SqlStore):
                 try:
                     outcomes.append((job, True, drive(job.work(tx))))
                 except sqlite3.Error as exc:
+                    if not wait and _is_busy(exc):
+                        raise
                     error = StoreError(f"SQLite error on {self.path!r}: {exc}")
                     error.__cause__ = exc
                     outcomes.append((job, False, error))
@@ -325,6 +347,8 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if not wait and _is_busy(exc):
+                return None
             error = StoreError(f"SQLite error on {self.path!r}: {exc}")
             error.__cause__ = exc
             done = {id(job) for job, _, _ in outcomes}
@@ -438,30 +462,19 @@ class SqliteStore(SqlStore):
         to ``busy_timeout``), not in SQLite's own: its busy handler sleeps 1,
         2, 5, 10, ... ms between tries, and a busy writer, which takes the lock
         again as soon as it commits, would starve every other process of it."""
+        if not wait:
+            return self._try_begin_write(conn)  # (busy_timeout is 0 in a loop's round)
         conn.execute("PRAGMA busy_timeout = 0")
         try:
             deadline = 0.0
             pause = _LOCK_PAUSE_MIN
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return True
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise
-                    # Processes that share the file take turns at its lock. The
-                    # store's thread, waiting for it, overlaps the wait and the
-                    # commit with the loop's own work (two worker processes on
-                    # one file ran more steps per second that way): with the
-                    # lock in demand, writes go to that thread for a while.
-                    self._contended_until = time.monotonic() + _CONTENTION_MEMORY
-                    if not wait:
-                        return False
-                    now = time.monotonic()
-                    if not deadline:
-                        deadline = now + self._busy_timeout
-                    elif now >= deadline:
-                        raise
+            while not self._try_begin_write(conn):
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self._busy_timeout
+                elif now >= deadline:
+                    conn.execute("BEGIN IMMEDIATE")  # raises SQLITE_BUSY, for the callers
+                    return True  # (got it after all)
                 # Only the store's thread waits, and it lets go of the connection
                 # meanwhile (no transaction is open): a loop's reads go on.
                 self._conn_lock.release()
@@ -470,8 +483,24 @@ class SqliteStore(SqlStore):
                 finally:
                     self._conn_lock.acquire()
                 pause = min(pause * 1.5, _LOCK_PAUSE_MAX)
+            return True
         finally:
             conn.execute(self._busy_pragma)
+
+    def _try_begin_write(self, conn: sqlite3.Connection) -> bool:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            # Processes that share the file take turns at its lock. The
+            # store's thread, waiting for it, overlaps the wait and the
+            # commit with the loop's own work (two worker processes on
+            # one file ran more steps per second that way): with the
+            # lock in demand, writes go to that thread for a while.
+            self._contended_until = time.monotonic() + _CONTENTION_MEMORY
+            return False
 
     # ------------------------------------------------------------ lifecycle
 
