@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from store_helpers import FakeClock, new_run
 
-from perdure._store import sqlite as sqlite_backend
+from perdure._store import sqlite_schema as sqlite_backend
 from perdure._store.base import RunFilter
 from perdure._store.sqlite import SqliteStore
 

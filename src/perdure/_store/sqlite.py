@@ -1,4 +1,4 @@
-"""The SQLite backend: a connection, its thread, and its migrations.
+"""The SQLite backend: a connection, its rounds and its thread.
 
 All of the store's logic lives in :class:`~perdure._store.sqlstore.SqlStore`;
 this module only supplies transactions. One connection per Store. The reads
@@ -25,14 +25,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from importlib import resources
 from typing import Any, TypeVar
 
-from perdure._store import sqlitetx
+from perdure._store import sqlite_schema, sqlitetx
 from perdure._store.sqlitetx import Job, SqliteTx, SqliteWriteTx, drive
 from perdure._store.sqlstore import Body, SqlStore
 from perdure._store.sqlturn import Plan
-from perdure.errors import SchemaVersionError, StoreError
+from perdure.errors import StoreError
 
 T = TypeVar("T")
 
@@ -55,22 +54,6 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     if code is None:
         return "database is locked" in str(exc)
     return bool(code & 0xFF == _SQLITE_BUSY)
-
-
-def migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
-    """The ordered (version, sql) list shipped in the package for a dialect."""
-    folder = resources.files("perdure._store") / "migrations" / dialect
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
-    return sorted(found)
-
-
-def statements(sql: str) -> list[str]:
-    """Split a migration into statements (they contain no literal semicolons)."""
-    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
 def _lower(value: Any) -> Any:
@@ -536,7 +519,7 @@ class SqliteStore(SqlStore):
                 # another process is mid-transaction).
                 mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
                 if mode.lower() != "wal":
-                    mode = self._switch_to_wal(conn)
+                    mode = sqlite_schema.switch_to_wal(conn, self._busy_timeout)
                 if mode.lower() != "wal":
                     raise StoreError(f"could not switch {self.path!r} to WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -553,7 +536,7 @@ class SqliteStore(SqlStore):
                 raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
             raise
         try:
-            self._migrate(conn)
+            sqlite_schema.migrate(conn, self.path)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"cannot prepare SQLite database {self.path!r}: {exc}") from exc
@@ -561,51 +544,6 @@ class SqliteStore(SqlStore):
             conn.close()
             raise
         self._conn = conn
-
-    def _switch_to_wal(self, conn: sqlite3.Connection) -> str:
-        """``PRAGMA journal_mode = WAL``, waiting up to ``busy_timeout`` for the
-        exclusive lock it needs (SQLite does not wait for that one by itself):
-        two processes may open a new file at once, or one may be writing to a
-        file that another process created in rollback-journal mode."""
-        deadline = time.monotonic() + self._busy_timeout
-        delay = 0.005
-        while True:
-            try:
-                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
-                    raise
-            time.sleep(delay)  # on the store's thread, during open() only
-            delay = min(delay * 2, 0.1)
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Apply pending migrations, one transaction each. BEGIN IMMEDIATE is the
-        lock: two processes opening a new file at once serialise here, and the
-        second sees the version the first one reached."""
-        known = migrations()
-        newest = known[-1][0] if known else 0
-        for version, sql in [(0, ""), *known]:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS perdure_schema (version INTEGER NOT NULL)")
-                row = conn.execute("SELECT version FROM perdure_schema").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO perdure_schema (version) VALUES (0)")
-                current = row[0] if row else 0
-                if current > newest:
-                    raise SchemaVersionError(
-                        f"database {self.path!r} has schema version {current}, but this "
-                        f"perdure knows versions up to {newest}: it was written by a newer "
-                        f"perdure; upgrade perdure"
-                    )
-                if version > current:
-                    for statement in statements(sql):
-                        conn.execute(statement)
-                    conn.execute("UPDATE perdure_schema SET version = ?", (version,))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     async def schema_version(self) -> int:
         async def query(tx: Any) -> int:

@@ -1,0 +1,76 @@
+"""Setting up a SQLite file for perdure: WAL mode and the migrations.
+
+All of it runs once, on the store's thread, when ``SqliteStore.open`` makes
+its connection. Imports the errors and the standard library.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from importlib import resources
+
+from perdure.errors import SchemaVersionError
+
+
+def migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
+    """The ordered (version, sql) list shipped in the package for a dialect."""
+    folder = resources.files("perdure._store") / "migrations" / dialect
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def statements(sql: str) -> list[str]:
+    """Split a migration into statements (they contain no literal semicolons)."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """``PRAGMA journal_mode = WAL``, waiting up to ``busy_timeout`` for the
+    exclusive lock it needs (SQLite does not wait for that one by itself):
+    two processes may open a new file at once, or one may be writing to a
+    file that another process created in rollback-journal mode."""
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # on the store's thread, during open() only
+        delay = min(delay * 2, 0.1)
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Apply pending migrations, one transaction each. BEGIN IMMEDIATE is the
+    lock: two processes opening a new file at once serialise here, and the
+    second sees the version the first one reached."""
+    known = migrations()
+    newest = known[-1][0] if known else 0
+    for version, sql in [(0, ""), *known]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS perdure_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM perdure_schema").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO perdure_schema (version) VALUES (0)")
+            current = row[0] if row else 0
+            if current > newest:
+                raise SchemaVersionError(
+                    f"database {path!r} has schema version {current}, but this "
+                    f"perdure knows versions up to {newest}: it was written by a newer "
+                    f"perdure; upgrade perdure"
+                )
+            if version > current:
+                for statement in statements(sql):
+                    conn.execute(statement)
+                conn.execute("UPDATE perdure_schema SET version = ?", (version,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
