@@ -111,29 +111,29 @@ def applied(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 async def test_plans_write_exactly_what_the_bodies_write(
     tmp_path: Path, applied: list[Any]
 ) -> None:
-    stores = []
-    for name in ("together", "alone"):
+    rows = {}
+    for name in ("together", "alone", "bodies"):
         clock = FakeClock()
         store = await _open(tmp_path / f"{name}.db", clock)
-        stores.append(store)
+        if name == "bodies":
+            store.applies_plans = False  # (no plan is built: every turn is its body)
         ids = await _first_activities(store)
         commits = [await _continuation(store, r, t) for r, t in ids.items()]
         assert all(plan_turn(c, clock(), _encoded(c)) is not None for c in commits)
+        applied.clear()
         if name == "together":
             results = await _together(store, [store.commit_turn(c) for c in commits])
-        else:  # one at a time: each flush holds one plan, which its body writes
+        else:  # one at a time: each flush holds one turn
             results = [await store.commit_turn(c) for c in commits]
         assert results == [True] * RUNS
         # Each next activity took its finished one's task row over.
         assert [c.created_tasks for c in commits] == [{2: t} for t in ids.values()]
-        if name == "together":
-            assert [len(a) for a in applied if a] == [RUNS]
-    assert applied.count(None) == 0
-    together, alone = [await _rows(store) for store in stores]
-    assert together == alone
-    assert len(together["events"]) == RUNS * (3 + 3)  # the first turn's, the continuation's
-    for store in stores:
+        expected = {"together": [RUNS], "alone": [1] * RUNS, "bodies": []}[name]
+        assert [len(a) for a in applied if a] == expected
+        rows[name] = await _rows(store)
         await store.close()
+    assert rows["together"] == rows["alone"] == rows["bodies"]
+    assert len(rows["bodies"]["events"]) == RUNS * (3 + 3)  # the first turn's, the continuation's
 
 
 def _encoded(commit: TurnCommit) -> Any:

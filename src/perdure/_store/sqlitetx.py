@@ -86,12 +86,13 @@ def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[Job] | None:
     the same as applying them one after another: the jobs of one batch are
     concurrent (any order is theirs), and each plan touches only its own
     run's rows; so a second plan for the same run is left to its body. A
-    lone plan is too: its body costs no more."""
+    lone plan is applied too (a sequential workflow's every step): three
+    statements without the body's Python cost less."""
     jobs: dict[str, Job] = {}
     for job in batch:
         if job.plan is not None and job.plan.run_id not in jobs:
             jobs[job.plan.run_id] = job
-    if len(jobs) < 2:
+    if not jobs:
         return []
     plans = [job.plan for job in jobs.values() if job.plan is not None]
     if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != len(plans):
