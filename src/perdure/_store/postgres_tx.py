@@ -9,6 +9,7 @@ one round trip. Imports psycopg, the prepared statements and the SQL layer.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,35 @@ def _pg(sql: str) -> str:
     """The shared SQL's ``?`` placeholders as psycopg's ``%s`` (it has no
     literal ``?`` or ``%``)."""
     return sql.replace("?", "%s")
+
+
+def literal_writer(cur: psycopg.AsyncClientCursor[Any]) -> Callable[[Any], bytes]:
+    """How ``cur`` writes a value as an SQL literal: psycopg's own quoting,
+    with the commonest values (ints, finite floats, strings with no
+    backslash) written directly, in the same bytes psycopg gives them
+    (tests/postgres/test_literals_pg.py). Direct strings need
+    ``standard_conforming_strings`` and a UTF-8 connection; else every value
+    goes through psycopg."""
+    psycopgs = psycopg.adapt.Transformer(cur).as_literal
+    conn = cur.connection
+    conforming = conn.pgconn.parameter_status(b"standard_conforming_strings") == b"on"
+    if not conforming or conn.info.encoding != "utf-8":
+        return psycopgs
+
+    def literal(value: Any) -> bytes:
+        kind = type(value)
+        if kind is str:
+            if "\\" not in value and "\x00" not in value:
+                try:
+                    return b"'" + str.replace(value, "'", "''").encode() + b"'"
+                except UnicodeEncodeError:
+                    pass  # (a lone surrogate: psycopg says what is wrong)
+        elif kind is int or (kind is float and math.isfinite(value)):
+            text = repr(value).encode()
+            return b" " + text if text[:1] == b"-" else text  # ("- -1", never "--1")
+        return psycopgs(value)
+
+    return literal
 
 
 class _PgTx(RunsAtOnce):
@@ -143,7 +173,7 @@ class _BatchedTx:
         self, conn: psycopg.AsyncConnection[Any], statements: Statements | None = None
     ) -> None:
         self._cur = psycopg.AsyncClientCursor(conn)
-        self._literal = psycopg.adapt.Transformer(self._cur).as_literal
+        self._literal = literal_writer(self._cur)
         self._statements = statements  # prepared ones are sent as EXECUTE
         self._sql: list[str] = []
         self._params: list[Any] = []

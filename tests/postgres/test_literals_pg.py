@@ -1,0 +1,72 @@
+"""The PostgreSQL store writes values into its grouped queries as literals
+(postgres_tx.literal_writer): its direct path for ints, floats and strings
+must give exactly psycopg's bytes, and the server must read every literal
+back as the value it was."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import psycopg.adapt
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from perdure._store.postgres_tx import literal_writer
+
+VALUES = (
+    st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(exclude_characters="\x00"))
+    | st.booleans()
+    | st.none()
+)
+
+
+@pytest.fixture
+async def conn(pg_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    opened = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+    yield opened
+    await opened.close()
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=VALUES)
+@example(value="o'k")
+@example(value="back\\slash")
+@example(value="été ☃")
+@example(value=-1)
+@example(value=-0.0)
+@example(value=1.7e9 + 0.123)
+async def test_direct_literals_are_psycopgs_bytes(
+    conn: psycopg.AsyncConnection[Any], value: Any
+) -> None:
+    psycopgs = psycopg.adapt.Transformer(psycopg.AsyncClientCursor(conn)).as_literal
+    written = (
+        literal_writer(psycopg.AsyncClientCursor(conn))(value) if value is not None else b"NULL"
+    )
+    assert written == (psycopgs(value) if value is not None else b"NULL")
+
+
+async def test_the_server_reads_each_literal_back(conn: psycopg.AsyncConnection[Any]) -> None:
+    literal = literal_writer(psycopg.AsyncClientCursor(conn))
+    cases: list[tuple[Any, bytes]] = [
+        *((v, b"bigint") for v in (0, -7, 2**62, -(2**63))),
+        *((v, b"float8") for v in (1.5, -2.25, -0.0, 1.7e9 + 0.123, 5e-324)),
+        *((v, b"text") for v in ("", "o'k", "''", "é ☃", "a\\b", "%s")),
+    ]
+    cur = conn.cursor()
+    for value, kind in cases:
+        await cur.execute(b"SELECT (" + literal(value) + b")::" + kind)
+        row = await cur.fetchone()
+        assert row is not None and row[0] == value and type(row[0]) is type(value), value
+    # A negative number after a minus sign stays a number, never a comment.
+    await cur.execute(b"SELECT 1 -" + literal(-7))
+    assert await cur.fetchone() == (8,)
+
+
+async def test_a_nul_in_a_string_is_refused_by_psycopg(conn: psycopg.AsyncConnection[Any]) -> None:
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        literal_writer(psycopg.AsyncClientCursor(conn))("a\x00b")
