@@ -211,8 +211,12 @@ class SqliteStore(SqlStore):
                 except queue.Empty:
                     break
             stop = None in batch
+            work = [job for job in batch if job is not None]
             with self._conn_lock:
-                answers, _ = self._run_round([job for job in batch if job is not None], wait=True)
+                try:
+                    answers, _ = self._run_round(work, wait=True)
+                except BaseException as exc:  # a bug: every caller still gets an answer
+                    answers = [(job, False, exc) for job in work]
             self._answer(answers)
         # Closed: anything that slipped in is refused, never left hanging.
         leftovers: list[tuple[Job, bool, Any]] = []
