@@ -19,12 +19,13 @@ history model and errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from perdure._store import sqlite_schema, sqlitetx
@@ -241,25 +242,17 @@ class SqliteStore(SqlStore):
         lock). The answers, and (only when ``wait`` is false) the jobs left
         undone because SQLite was busy: another process holds the write lock,
         or held it lately, or is checkpointing its WAL. The connection's
-        ``busy_timeout`` is 0 but while the store's thread runs a round."""
-        conn = self._conn
-        if wait and conn is not None:
-            conn.execute(self._busy_pragma)
-        try:
-            return self._run_jobs(batch, wait)
-        finally:
-            if wait and self._conn is not None:  # (a call may have opened or closed it)
-                self._conn.execute("PRAGMA busy_timeout = 0")
-
-    def _run_jobs(
-        self, batch: list[Job], wait: bool
-    ) -> tuple[list[tuple[Job, bool, Any]], list[Job]]:
+        ``busy_timeout`` is 0 but while the store's thread runs reads and
+        calls (writes wait for the lock in _begin_write; inside their
+        transaction nothing else can be busy in WAL mode)."""
         writes = [job for job in batch if job.kind == "write"]
         reads = [job for job in batch if job.kind == "read"]
+        calls = [job for job in batch if job.kind == "call"]
         answers: list[tuple[Job, bool, Any]] = []
         left: list[Job] = []
         if reads:
-            read = self._read_all(reads, wait)
+            with self._patient(wait):
+                read = self._read_all(reads, wait)
             if read is None:
                 left += reads
             else:
@@ -270,14 +263,26 @@ class SqliteStore(SqlStore):
                 left += writes
             else:
                 answers += done
-        for job in batch:
-            if job.kind == "call":
-                try:
-                    answers.append((job, True, drive(job.work)))
-                except BaseException as exc:  # handed to the caller
-                    answers.append((job, False, exc))
+        if calls:
+            with self._patient(wait):
+                for job in calls:
+                    try:
+                        answers.append((job, True, drive(job.work)))
+                    except BaseException as exc:  # handed to the caller
+                        answers.append((job, False, exc))
         self._watch()
         return answers, left
+
+    @contextlib.contextmanager
+    def _patient(self, wait: bool) -> Iterator[None]:
+        """SQLite's own busy_timeout meanwhile, if ``wait`` (on the store's thread)."""
+        if wait and self._conn is not None:
+            self._conn.execute(self._busy_pragma)
+        try:
+            yield
+        finally:
+            if wait and self._conn is not None:  # (a call may have opened or closed it)
+                self._conn.execute("PRAGMA busy_timeout = 0")
 
     def _watch(self) -> None:
         """Notice commits by other processes (another worker, the CLI): SQLite
@@ -449,30 +454,26 @@ class SqliteStore(SqlStore):
         to ``busy_timeout``), not in SQLite's own: its busy handler sleeps 1,
         2, 5, 10, ... ms between tries, and a busy writer, which takes the lock
         again as soon as it commits, would starve every other process of it."""
-        if not wait:
-            return self._try_begin_write(conn)  # (busy_timeout is 0 in a loop's round)
-        conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            deadline = 0.0
-            pause = _LOCK_PAUSE_MIN
-            while not self._try_begin_write(conn):
-                now = time.monotonic()
-                if not deadline:
-                    deadline = now + self._busy_timeout
-                elif now >= deadline:
-                    conn.execute("BEGIN IMMEDIATE")  # raises SQLITE_BUSY, for the callers
-                    return True  # (got it after all)
-                # Only the store's thread waits, and it lets go of the connection
-                # meanwhile (no transaction is open): a loop's reads go on.
-                self._conn_lock.release()
-                try:
-                    time.sleep(pause)
-                finally:
-                    self._conn_lock.acquire()
-                pause = min(pause * 1.5, _LOCK_PAUSE_MAX)
-            return True
-        finally:
-            conn.execute(self._busy_pragma)
+        deadline = 0.0
+        pause = _LOCK_PAUSE_MIN
+        while not self._try_begin_write(conn):  # (busy_timeout is 0: no wait inside)
+            if not wait:
+                return False
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + self._busy_timeout
+            elif now >= deadline:
+                conn.execute("BEGIN IMMEDIATE")  # raises SQLITE_BUSY, for the callers
+                return True  # (got it after all)
+            # Only the store's thread waits, and it lets go of the connection
+            # meanwhile (no transaction is open): a loop's reads go on.
+            self._conn_lock.release()
+            try:
+                time.sleep(pause)
+            finally:
+                self._conn_lock.acquire()
+            pause = min(pause * 1.5, _LOCK_PAUSE_MAX)
+        return True
 
     def _try_begin_write(self, conn: sqlite3.Connection) -> bool:
         try:
