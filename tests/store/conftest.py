@@ -13,6 +13,7 @@ from store_helpers import FakeClock
 
 from perdure._store import store_for_url
 from perdure._store.base import Store
+from perdure._store.sqlite import SqliteStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "postgres"))
 import pg_testdb
@@ -52,3 +53,12 @@ async def open_store(store_url: str, clock: FakeClock) -> AsyncIterator[Callable
     yield make
     for store in opened:
         await store.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A SQLite store of its own, opened (for the SQLite-only tests)."""
+    opened = SqliteStore(str(tmp_path / "store.db"))
+    await opened.open()
+    yield opened
+    await opened.close()

@@ -4,11 +4,14 @@ built by hand (what a worker would commit), so tests drive the Store directly.""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from perdure import _history as h
 from perdure._store.base import NewActivity, NewRun, Store, TurnCommit, WorkflowTask
+from perdure._store.sqlrows import Tx
+from perdure._store.sqlstore import SqlStore
 
 
 class FakeClock:
@@ -89,3 +92,31 @@ async def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) 
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+def inbox_insert(
+    run_id: str,
+    then: Callable[[Any], None] | None = None,
+    threads: list[str] | None = None,
+) -> Callable[[Tx], Any]:
+    """A write body: one inbox row for ``run_id``; ``then`` gets its run's row
+    count after the commit; ``threads`` notes the thread the body ran on."""
+
+    async def body(tx: Tx) -> str:
+        if threads is not None:
+            threads.append(threading.current_thread().name)
+        await tx.send("INSERT INTO inbox (run_id, data, created_at) VALUES (?, '{}', 0)", (run_id,))
+        if then is not None:
+            await tx.later("SELECT count(*) FROM inbox WHERE run_id = ?", (run_id,), then)
+        return run_id
+
+    return body
+
+
+async def inbox_runs(store: SqlStore) -> list[str]:
+    """The run ids of the inbox rows, in the order they were written."""
+
+    async def body(tx: Tx) -> list[str]:
+        return [row[0] for row in await tx.all("SELECT run_id FROM inbox ORDER BY id")]
+
+    return await store._read(body)

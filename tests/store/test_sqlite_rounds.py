@@ -9,12 +9,10 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from store_helpers import wait_for
+from store_helpers import inbox_insert, inbox_runs, wait_for
 
 from perdure._store import store_for_url
 from perdure._store.sqlite import SqliteStore
@@ -22,54 +20,30 @@ from perdure._store.sqlrows import Tx
 from perdure.errors import StoreError
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(str(tmp_path / "store.db"))
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-def _insert(run_id: str, threads: list[str]) -> Callable[[Tx], Any]:
-    """A write that notes the thread it ran on."""
-
-    async def body(tx: Tx) -> str:
-        threads.append(threading.current_thread().name)
-        await tx.send("INSERT INTO inbox (run_id, data, created_at) VALUES (?, '{}', 0)", (run_id,))
-        return run_id
-
-    return body
-
-
-async def _inbox_runs(store: SqliteStore) -> list[str]:
-    async def body(tx: Tx) -> list[str]:
-        return [row[0] for row in await tx.all("SELECT run_id FROM inbox ORDER BY id")]
-
-    return await store._read(body)
-
-
 async def test_writes_queued_in_one_pass_of_the_loop_share_one_commit_on_its_thread(
-    store: SqliteStore,
+    sqlite_store: SqliteStore,
 ) -> None:
     # No look for other processes' commits meanwhile: the store's thread would
     # take the connection for a moment, which sends a round to that thread.
-    store._watched_at = time.monotonic() + 3600
+    sqlite_store._watched_at = time.monotonic() + 3600
     statements: list[str] = []
-    assert store._conn is not None
-    store._conn.set_trace_callback(statements.append)
+    assert sqlite_store._conn is not None
+    sqlite_store._conn.set_trace_callback(statements.append)
     threads: list[str] = []
     names = [f"r{i}" for i in range(20)]
-    results = await asyncio.gather(*(store._write(_insert(n, threads)) for n in names))
-    store._conn.set_trace_callback(None)
+    results = await asyncio.gather(
+        *(sqlite_store._write(inbox_insert(n, threads=threads)) for n in names)
+    )
+    sqlite_store._conn.set_trace_callback(None)
     assert results == names
     assert threads == [threading.current_thread().name] * 20  # no hand-off to another thread
     assert statements.count("BEGIN IMMEDIATE") == 1
     assert statements.count("COMMIT") == 1
-    assert await _inbox_runs(store) == names
+    assert await inbox_runs(sqlite_store) == names
 
 
 async def test_a_connection_in_use_sends_the_round_to_the_stores_thread(
-    store: SqliteStore,
+    sqlite_store: SqliteStore,
 ) -> None:
     gate, inside = threading.Event(), threading.Event()
 
@@ -77,13 +51,15 @@ async def test_a_connection_in_use_sends_the_round_to_the_stores_thread(
         inside.set()
         gate.wait(10)
 
-    held = asyncio.ensure_future(store._on_thread(hold()))
+    held = asyncio.ensure_future(sqlite_store._on_thread(hold()))
     await wait_for(inside.is_set, "the store's thread to hold the connection")
     threads: list[str] = []
     writes = asyncio.ensure_future(
-        asyncio.gather(*(store._write(_insert(f"r{i}", threads)) for i in range(5)))
+        asyncio.gather(
+            *(sqlite_store._write(inbox_insert(f"r{i}", threads=threads)) for i in range(5))
+        )
     )
-    await wait_for(lambda: store._jobs.qsize() == 5, "the round to go to the store's thread")
+    await wait_for(lambda: sqlite_store._jobs.qsize() == 5, "the round to go to the store's thread")
     assert threads == []  # nothing ran while the connection was held
     gate.set()
     await held
@@ -92,13 +68,13 @@ async def test_a_connection_in_use_sends_the_round_to_the_stores_thread(
 
 
 async def test_a_write_lock_held_by_another_process_never_stalls_the_loop(
-    store: SqliteStore, tmp_path: Path
+    sqlite_store: SqliteStore, tmp_path: Path
 ) -> None:
     other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         threads: list[str] = []
-        write = asyncio.ensure_future(store._write(_insert("late", threads)))
+        write = asyncio.ensure_future(sqlite_store._write(inbox_insert("late", threads=threads)))
         # The loop keeps turning while the write waits for the lock, and a
         # read (WAL: readers never wait for writers) is answered meanwhile.
         gaps = []
@@ -106,7 +82,7 @@ async def test_a_write_lock_held_by_another_process_never_stalls_the_loop(
             before = time.monotonic()
             await asyncio.sleep(0.02)
             gaps.append(time.monotonic() - before)
-        assert await _inbox_runs(store) == []
+        assert await inbox_runs(sqlite_store) == []
         assert not write.done()
         assert max(gaps) < 0.5, gaps
         other.execute("COMMIT")
@@ -117,16 +93,16 @@ async def test_a_write_lock_held_by_another_process_never_stalls_the_loop(
     # The lock was in demand: for a while, every job goes to the store's
     # thread (it overlaps the waits and commits with the loop's work); then
     # rounds run on the loop again.
-    await store._write(_insert("soon", threads))
+    await sqlite_store._write(inbox_insert("soon", threads=threads))
     assert threads[-1] == "perdure-sqlite"
-    await wait_for(lambda: not store._contended(), "the lock's demand to be forgotten")
-    await store._write(_insert("later", threads))
+    await wait_for(lambda: not sqlite_store._contended(), "the lock's demand to be forgotten")
+    await sqlite_store._write(inbox_insert("later", threads=threads))
     assert threads[-1] == threading.current_thread().name
-    assert await _inbox_runs(store) == ["late", "soon", "later"]
+    assert await inbox_runs(sqlite_store) == ["late", "soon", "later"]
 
 
 async def test_a_read_that_finds_sqlite_busy_is_run_again_on_the_stores_thread(
-    store: SqliteStore,
+    sqlite_store: SqliteStore,
 ) -> None:
     """A round's connection never waits (its busy_timeout is 0): a read that
     meets SQLITE_BUSY (another process checkpointing or recovering the WAL)
@@ -144,11 +120,11 @@ async def test_a_read_that_finds_sqlite_busy_is_run_again_on_the_stores_thread(
         assert row is not None
         return int(row[0])
 
-    assert await store._read(body) == 0
+    assert await sqlite_store._read(body) == 0
     assert threads == [threading.current_thread().name, "perdure-sqlite"]
 
 
-async def test_rounds_of_two_loops_on_two_threads_lose_nothing(store: SqliteStore) -> None:
+async def test_rounds_of_two_loops_on_two_threads_lose_nothing(sqlite_store: SqliteStore) -> None:
     threads: list[str] = []
 
     def writer(prefix: str) -> list[str]:
@@ -156,34 +132,38 @@ async def test_rounds_of_two_loops_on_two_threads_lose_nothing(store: SqliteStor
             done: list[str] = []
             for batch in range(20):
                 names = [f"{prefix}{batch}-{i}" for i in range(10)]
-                done += await asyncio.gather(*(store._write(_insert(n, threads)) for n in names))
+                done += await asyncio.gather(
+                    *(sqlite_store._write(inbox_insert(n, threads=threads)) for n in names)
+                )
             return done
 
         return asyncio.run(many())
 
     a, b = await asyncio.gather(asyncio.to_thread(writer, "a"), asyncio.to_thread(writer, "b"))
     assert len(a) == len(b) == 200
-    assert sorted(await _inbox_runs(store)) == sorted(a + b)
+    assert sorted(await inbox_runs(sqlite_store)) == sorted(a + b)
 
 
 async def test_a_round_after_close_is_refused(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "store.db"))
-    await store.open()
-    await store.close()
+    sqlite_store = SqliteStore(str(tmp_path / "store.db"))
+    await sqlite_store.open()
+    await sqlite_store.close()
     with pytest.raises(StoreError, match="closed"):
-        await store._write(_insert("x", []))
+        await sqlite_store._write(inbox_insert("x"))
 
 
 async def test_transactions_on_the_stores_thread_when_the_url_asks(tmp_path: Path) -> None:
-    store = store_for_url(f"sqlite:///{tmp_path / 'store.db'}?transactions=thread")
-    assert isinstance(store, SqliteStore)
-    await store.open()
+    sqlite_store = store_for_url(f"sqlite:///{tmp_path / 'store.db'}?transactions=thread")
+    assert isinstance(sqlite_store, SqliteStore)
+    await sqlite_store.open()
     try:
         threads: list[str] = []
-        await asyncio.gather(*(store._write(_insert(f"r{i}", threads)) for i in range(3)))
+        await asyncio.gather(
+            *(sqlite_store._write(inbox_insert(f"r{i}", threads=threads)) for i in range(3))
+        )
         assert threads == ["perdure-sqlite"] * 3
     finally:
-        await store.close()
+        await sqlite_store.close()
 
 
 @pytest.mark.parametrize(
