@@ -43,6 +43,33 @@ async def test_writes_queued_in_one_pass_of_the_loop_share_one_commit_on_its_thr
     assert await inbox_runs(sqlite_store) == names
 
 
+async def test_a_burst_is_committed_in_rounds_of_at_most_round_max_jobs(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst (thousands of starts at once) must not hold the loop for one
+    long transaction: each round takes at most ROUND_MAX jobs, the rest the
+    next round, and the loop's other callbacks run between them."""
+    monkeypatch.setattr(sqlite_module, "ROUND_MAX", 4)
+    sqlite_store._watched_at = time.monotonic() + 3600  # (see the first test)
+    statements: list[str] = []
+    assert sqlite_store._conn is not None
+    sqlite_store._conn.set_trace_callback(statements.append)
+    between: list[int] = []
+
+    def note() -> None:  # another callback of the loop's, due after the first round
+        between.append(statements.count("COMMIT"))
+
+    names = [f"r{i}" for i in range(9)]
+    writes = asyncio.gather(*(sqlite_store._write(inbox_insert(n)) for n in names))
+    await asyncio.sleep(0)  # every write is queued, and the first round scheduled
+    asyncio.get_running_loop().call_soon(note)
+    assert await writes == names
+    sqlite_store._conn.set_trace_callback(None)
+    assert statements.count("BEGIN IMMEDIATE") == statements.count("COMMIT") == 3
+    assert between == [1]  # it ran after the first round, before the next
+    assert await inbox_runs(sqlite_store) == names
+
+
 async def test_a_connection_in_use_sends_the_round_to_the_stores_thread(
     sqlite_store: SqliteStore,
 ) -> None:

@@ -42,6 +42,11 @@ WATCH_INTERVAL = 0.05
 # Waiting for another process's write lock: the first pause and the longest.
 _LOCK_PAUSE_MIN = 0.0001
 _LOCK_PAUSE_MAX = 0.001
+# The most jobs one round of a loop takes: a burst (thousands of starts at
+# once) is committed in several rounds, and the loop runs its other callbacks
+# between them instead of standing still for one long transaction.
+ROUND_MAX = 500
+
 # How long rounds leave their writes to the store's thread after the write
 # lock was found held by another process.
 _CONTENTION_MEMORY = 1.0
@@ -147,6 +152,9 @@ class SqliteStore(SqlStore):
         never waits."""
         with self._lock:
             batch = self._rounds.pop(loop)
+            if len(batch) > ROUND_MAX:
+                batch, self._rounds[loop] = batch[:ROUND_MAX], batch[ROUND_MAX:]
+                loop.call_soon(self._round, loop)  # the rest, next
         if not self._conn_lock.acquire(blocking=False):
             self._to_thread(batch)
             return
