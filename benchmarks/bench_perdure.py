@@ -366,7 +366,11 @@ def main() -> None:
     parser.add_argument(
         "mode", choices=["sequential", "concurrent", "sleep", "recovery", "replay", "growth"]
     )
-    parser.add_argument("--db", default="sqlite", help="'sqlite' (a fresh file) or a URL")
+    parser.add_argument(
+        "--db",
+        default="sqlite",
+        help="'sqlite' (a fresh file; 'sqlite?transactions=thread' too) or a URL",
+    )
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--same-identity", action="store_true")

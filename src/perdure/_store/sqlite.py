@@ -117,6 +117,14 @@ class SqliteStore(SqlStore):
     # to the store's thread, which answers each loop once per round, whatever
     # the number of jobs it answered there.
 
+    def _error(self, exc: BaseException) -> BaseException:
+        """What a caller is told of an exception: SQLite's own as a StoreError."""
+        if not isinstance(exc, sqlite3.Error):
+            return exc
+        error = StoreError(f"SQLite error on {self.path!r}: {exc}")
+        error.__cause__ = exc
+        return error
+
     def _closed_error(self) -> StoreError:
         return StoreError(f"the SQLite store {self.path!r} is closed")
 
@@ -338,9 +346,7 @@ class SqliteStore(SqlStore):
                 except sqlite3.Error as exc:
                     if not wait and _is_busy(exc):
                         raise
-                    error = StoreError(f"SQLite error on {self.path!r}: {exc}")
-                    error.__cause__ = exc
-                    outcomes.append((job, False, error))
+                    outcomes.append((job, False, self._error(exc)))
                 except Exception as exc:  # handed to its caller
                     outcomes.append((job, False, exc))
             conn.execute("COMMIT")
@@ -349,8 +355,7 @@ class SqliteStore(SqlStore):
                 conn.execute("ROLLBACK")
             if not wait and _is_busy(exc):
                 return None
-            error = StoreError(f"SQLite error on {self.path!r}: {exc}")
-            error.__cause__ = exc
+            error = self._error(exc)
             done = {id(job) for job, _, _ in outcomes}
             outcomes += [(job, False, error) for job in batch if id(job) not in done]
         return outcomes
@@ -402,10 +407,7 @@ class SqliteStore(SqlStore):
             # COMMIT (SQLITE_BUSY) leaves the transaction open: close it either way.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            error: BaseException = exc
-            if isinstance(exc, sqlite3.Error):
-                error = StoreError(f"SQLite error on {self.path!r}: {exc}")
-                error.__cause__ = exc
+            error = self._error(exc)
             return [(job, False, error) for job in batch]
         # A body that succeeded answers with its transaction too: its caller
         # calls the ``later`` callbacks (see _write).

@@ -55,8 +55,8 @@ class SqliteWriteTx(SqliteTx):
     to their callbacks only after COMMIT, as on PostgreSQL: a body that the
     group commit runs a second time (see ``_flush``) leaves no trace of its
     first run, and a body that fails leaves none at all. The callbacks run
-    on the caller's event loop (``SqliteStore._write``), not on the store's
-    thread: that thread is what limits a busy store, and they decode rows."""
+    in the caller (``SqliteStore._write_job``) once it has its answer: a
+    round's holder answers many callers, and the callbacks decode rows."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
