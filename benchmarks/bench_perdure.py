@@ -85,7 +85,16 @@ def count_queries() -> list[int]:
         sent[0] += 1
         return await execute(self, query, params, **kw)
 
+    from perdure._store import postgres_wire
+
+    simple_query = postgres_wire.simple_query
+
+    async def counted_simple(conn: Any, query: bytes) -> Any:  # write transactions
+        sent[0] += 1
+        return await simple_query(conn, query)
+
     psycopg.AsyncCursor.execute = counted  # type: ignore[method-assign]
+    postgres_wire.simple_query = counted_simple
     return sent
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from perdure._store import postgres_wire
 from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
 from perdure._store.sqlrows import Fenced, Tx
@@ -136,20 +137,19 @@ async def test_a_lost_commit_answer_fails_the_group_and_runs_nothing_again(
     store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alone = _alone_calls(store, monkeypatch)
-    execute = psycopg.AsyncClientCursor.execute
+    simple_query = postgres_wire.simple_query
 
-    async def cut(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
-        text = query.decode() if isinstance(query, bytes) else str(query)
-        if text.count("INSERT INTO inbox") > 1 and text.endswith("COMMIT"):
+    async def cut(conn: Any, query: bytes) -> Any:  # (write transactions' queries)
+        if query.count(b"INSERT INTO inbox") > 1 and query.endswith(b"COMMIT"):
             raise psycopg.OperationalError("the connection was lost")
-        return await execute(self, query, params, **kw)
+        return await simple_query(conn, query)
 
-    monkeypatch.setattr(psycopg.AsyncClientCursor, "execute", cut)
+    monkeypatch.setattr(postgres_wire, "simple_query", cut)
     first = _first()
     results = await _at_once(store, [*(_insert(n) for n in first), _insert("g1"), _insert("g2")])
     assert results[:GROUPS] == first
     for error in results[GROUPS:]:
         assert isinstance(error, StoreError) and "during COMMIT" in str(error)
     assert len(alone) == GROUPS  # none of the group ran again
-    monkeypatch.setattr(psycopg.AsyncClientCursor, "execute", execute)
+    monkeypatch.setattr(postgres_wire, "simple_query", simple_query)
     assert await _inbox_runs(store) == first  # (here, it never reached the server)

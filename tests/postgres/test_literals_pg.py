@@ -44,14 +44,12 @@ async def test_direct_literals_are_psycopgs_bytes(
     conn: psycopg.AsyncConnection[Any], value: Any
 ) -> None:
     psycopgs = psycopg.adapt.Transformer(psycopg.AsyncClientCursor(conn)).as_literal
-    written = (
-        literal_writer(psycopg.AsyncClientCursor(conn))(value) if value is not None else b"NULL"
-    )
+    written = literal_writer(conn)(value) if value is not None else b"NULL"
     assert written == (psycopgs(value) if value is not None else b"NULL")
 
 
 async def test_the_server_reads_each_literal_back(conn: psycopg.AsyncConnection[Any]) -> None:
-    literal = literal_writer(psycopg.AsyncClientCursor(conn))
+    literal = literal_writer(conn)
     cases: list[tuple[Any, bytes]] = [
         *((v, b"bigint") for v in (0, -7, 2**62, -(2**63))),
         *((v, b"float8") for v in (1.5, -2.25, -0.0, 1.7e9 + 0.123, 5e-324)),
@@ -69,4 +67,4 @@ async def test_the_server_reads_each_literal_back(conn: psycopg.AsyncConnection[
 
 async def test_a_nul_in_a_string_is_refused_by_psycopg(conn: psycopg.AsyncConnection[Any]) -> None:
     with pytest.raises(psycopg.DataError, match="NUL"):
-        literal_writer(psycopg.AsyncClientCursor(conn))("a\x00b")
+        literal_writer(conn)("a\x00b")

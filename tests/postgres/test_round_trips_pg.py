@@ -20,6 +20,7 @@ import pytest
 
 import perdure
 from perdure import activity, workflow
+from perdure._store import postgres_wire
 
 
 @activity.defn
@@ -34,15 +35,22 @@ async def two_steps(x: int) -> int:
 
 @pytest.fixture
 async def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every query this process sends to PostgreSQL, in order."""
+    """Every query this process sends to PostgreSQL, in order: through
+    psycopg's cursors, or (write transactions) straight over libpq."""
     queries: list[str] = []
     execute = psycopg.AsyncCursor.execute
+    simple_query = postgres_wire.simple_query
 
     async def counted(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
         queries.append(query.decode() if isinstance(query, bytes) else str(query))
         return await execute(self, query, params, **kw)
 
+    async def counted_simple(conn: Any, query: bytes) -> Any:
+        queries.append(query.decode())
+        return await simple_query(conn, query)
+
     monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+    monkeypatch.setattr(postgres_wire, "simple_query", counted_simple)
     return queries
 
 

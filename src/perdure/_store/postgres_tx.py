@@ -15,7 +15,9 @@ from typing import Any
 
 import psycopg
 import psycopg.adapt
+from psycopg.pq.abc import PGresult
 
+from perdure._store import postgres_wire as wire
 from perdure._store.postgres_prepared import Statements
 from perdure._store.sqlrows import Fenced, RunsAtOnce
 from perdure._store.sqlstore import Query
@@ -31,18 +33,20 @@ def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
-def literal_writer(cur: psycopg.AsyncClientCursor[Any]) -> Callable[[Any], bytes]:
-    """How ``cur`` writes a value as an SQL literal: psycopg's own quoting,
+def literal_writer(
+    conn: psycopg.AsyncConnection[Any], psycopgs: Callable[[Any], bytes] | None = None
+) -> Callable[[Any], bytes]:
+    """How ``conn`` writes a value as an SQL literal: psycopg's own quoting
+    (``psycopgs``, else a Transformer's of ``conn``),
     with the commonest values (ints, finite floats, strings with no
     backslash) written directly, in the same bytes psycopg gives them
     (tests/postgres/test_literals_pg.py). Direct strings need
     ``standard_conforming_strings`` and a UTF-8 connection; else every value
     goes through psycopg."""
-    psycopgs = psycopg.adapt.Transformer(cur).as_literal
-    conn = cur.connection
+    quote = psycopgs or psycopg.adapt.Transformer(conn).as_literal
     conforming = conn.pgconn.parameter_status(b"standard_conforming_strings") == b"on"
     if not conforming or conn.info.encoding != "utf-8":
-        return psycopgs
+        return quote
 
     def literal(value: Any) -> bytes:
         kind = type(value)
@@ -55,7 +59,7 @@ def literal_writer(cur: psycopg.AsyncClientCursor[Any]) -> Callable[[Any], bytes
         elif kind is int or (kind is float and math.isfinite(value)):
             text = repr(value).encode()
             return b" " + text if text[:1] == b"-" else text  # ("- -1", never "--1")
-        return psycopgs(value)
+        return quote(value)
 
     return literal
 
@@ -172,8 +176,9 @@ class _BatchedTx:
     def __init__(
         self, conn: psycopg.AsyncConnection[Any], statements: Statements | None = None
     ) -> None:
-        self._cur = psycopg.AsyncClientCursor(conn)
-        self._literal = literal_writer(self._cur)
+        self._conn = conn
+        self._loader = psycopg.adapt.Transformer(conn)  # reads rows, writes odd values
+        self._literal = literal_writer(conn, self._loader.as_literal)
         self._statements = statements  # prepared ones are sent as EXECUTE
         self._sql: list[str] = []
         self._params: list[Any] = []
@@ -194,10 +199,10 @@ class _BatchedTx:
         self._params.extend(params)
         self._thens.append(then)
 
-    async def _flush(self, commit: bool = False) -> psycopg.AsyncClientCursor[Any]:
+    async def _flush(self, commit: bool = False) -> PGresult:
         """Send everything held (after BEGIN, the first time; COMMIT last if
-        ``commit``) as one query. Returns the cursor on the result of the last
-        statement held."""
+        ``commit``) as one query (postgres_wire). Returns the result of the
+        last statement held."""
         sql, params, thens = self._sql, self._params, self._thens
         self._sql, self._params, self._thens = [], [], []
         self.sent += 1
@@ -205,7 +210,6 @@ class _BatchedTx:
         if commit:
             parts = [*parts, "COMMIT"]
             self.begun = self.committing = True  # an answer lost now leaves the outcome unknown
-        cur = self._cur
         query = "; ".join(parts).encode()
         if params:
             # Client-side binding done here: each value as a literal, put in
@@ -216,23 +220,22 @@ class _BatchedTx:
             # had been a fifth of a busy worker's CPU.
             literal = self._literal
             query %= tuple(b"NULL" if p is None else literal(p) for p in params)
+        results = await wire.simple_query(self._conn, query)
         try:
-            await cur.execute(query)
+            wire.check(results, self._conn)
         except psycopg.Error as exc:
             if exc.sqlstate == FENCE_SQLSTATE:
                 raise Fenced() from None
             raise
-        if not self._open:
-            self._open = self.begun = True
-            cur.nextset()  # past BEGIN's (empty) result
+        first = 0 if self._open else 1  # past BEGIN's (empty) result
+        self._open = self.begun = True
         for i, then in enumerate(thens):
-            if i:
-                cur.nextset()
             if isinstance(then, _All):
-                self._rows.append((then, await cur.fetchall()))
+                self._rows.append((then, wire.rows(self._loader, results[first + i])))
             elif then is not None:
-                self._rows.append((then, await cur.fetchone()))
-        return cur
+                found = wire.rows(self._loader, results[first + i])
+                self._rows.append((then, found[0] if found else None))
+        return results[first + len(thens) - 1]
 
     def mark(self) -> tuple[int, int, int, int]:
         """Where the transaction stands: see ``undo``."""
@@ -253,13 +256,14 @@ class _BatchedTx:
             await self._flush(commit=True)
         for then, got in self._rows:
             if isinstance(then, _All):
-                then.then([tuple(row) for row in got])
+                then.then(got)
             else:
-                then(None if got is None else tuple(got))
+                then(got)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         self._hold(_pg(sql), params)
-        return (await self._flush()).rowcount
+        count = (await self._flush()).command_tuples
+        return -1 if count is None else count
 
     async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._hold(_pg(sql), params)
@@ -283,9 +287,9 @@ class _BatchedTx:
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         self._hold(_pg(sql), params)
-        row = await (await self._flush()).fetchone()
-        return None if row is None else tuple(row)
+        found = wire.rows(self._loader, await self._flush())
+        return found[0] if found else None
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._hold(_pg(sql), params)
-        return [tuple(r) for r in await (await self._flush()).fetchall()]
+        return wire.rows(self._loader, await self._flush())
