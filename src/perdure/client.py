@@ -19,6 +19,7 @@ from perdure import _history as h
 from perdure._converter import DataConverter, default_converter
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
+    OPEN,
     IdConflict,
     NewRun,
     RunFilter,
@@ -38,6 +39,7 @@ from perdure._views import (
     _dt,
     _timestamp,
 )
+from perdure._waiting import EndWatch, OpenRuns
 from perdure.errors import (
     PayloadError,
     StoreError,
@@ -96,6 +98,7 @@ class Client:
         self._result_poke: asyncio.Event | None = None
         self._result_interval = self.poll_interval
         self._result_foreign = False  # another process committed since the last check
+        self._open_runs = OpenRuns(store)  # waiters' first looks, taken together
 
     @classmethod
     async def connect(
@@ -293,13 +296,14 @@ class Client:
         id_conflict = _checked(id_conflict)
         fn, new = self._new_run(workflow, args, id, task_queue, start_delay, None)
         # Listening before the start commits, the wait can take the start's
-        # own record of the run as its first look: no read.
-        watch = _EndWatch(self.store)
+        # own record of the run as its first look: no read. (So can a start
+        # that found the id used by a run that has ended: it stays ended.)
+        watch = EndWatch(self.store)
         watch.listen(new.run_id)
         try:
             run, created = await self.store.create_run(new, id_conflict)
             handle: WorkflowHandle[Any] = WorkflowHandle(self, run.workflow_id, run.run_id, fn)
-            return await handle._wait(timeout, watch, run if created else None)
+            return await handle._wait(timeout, watch, run if created or not run.is_open else None)
         finally:
             watch.close()
 
@@ -382,27 +386,6 @@ class Client:
         ]
 
 
-class _EndWatch:
-    """One waiter's ear for the end of one run (it moves along a
-    continue-as-new chain): ``changed`` is set when that run may have ended."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.changed = asyncio.Event()
-        self._listener = loop_waker(asyncio.get_running_loop(), self.changed)
-        self.run_id: str | None = None
-
-    def listen(self, run_id: str) -> None:
-        self.close()
-        self.store.add_run_listener(run_id, self._listener)
-        self.run_id = run_id
-
-    def close(self) -> None:
-        if self.run_id is not None:
-            self.store.remove_run_listener(self.run_id, self._listener)
-            self.run_id = None
-
-
 class WorkflowHandle(Generic[R]):
     """A reference to a workflow run; cheap to create, does I/O only when used."""
 
@@ -427,39 +410,45 @@ class WorkflowHandle(Generic[R]):
 
     async def result(self, timeout: float | None = None) -> R:
         """Wait for the run to end; return its result or raise why it did not complete."""
-        watch = _EndWatch(self.client.store)
+        watch = EndWatch(self.client.store)
         try:
             return await self._wait(timeout, watch, None)
         finally:
             watch.close()
 
-    async def _wait(self, timeout: float | None, watch: _EndWatch, known: RunRecord | None) -> R:
+    async def _wait(self, timeout: float | None, watch: EndWatch, known: RunRecord | None) -> R:
         """``result()`` with ``watch``; ``known``: this run as read while ``watch``
         already listened for it (a start's own record), used instead of a first read."""
         store = self.client.store
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         run_id = self.run_id
+        first = known is None  # a first look may be taken with other waiters' (OpenRuns)
         while True:
             if run_id is not None and watch.run_id != run_id:
                 watch.listen(run_id)  # before reading: an end between the two is not missed
+            run: RunRecord | None = None
             if known is not None and known.run_id == watch.run_id and not watch.changed.is_set():
                 run = known
             else:
                 watch.changed.clear()
                 # Ended by a commit of this process: its record came with the
                 # commit (Store.ended_here), so no read is needed.
-                ended = store.ended_here(run_id) if run_id is not None else None
-                run = ended or await self._run(run_id)
-            known = None
-            if run.continued_to is not None:
-                run_id = run.continued_to  # follow the continue-as-new chain
-                continue
-            if not run.is_open:
-                return self._outcome(run)
-            if watch.run_id != run.run_id:
-                run_id = run.run_id  # the latest run of the id: listen, then read again
-                continue
+                run = store.ended_here(run_id) if run_id is not None else None
+                if run is None and not (
+                    first and run_id is not None and await self.client._open_runs.is_open(run_id)
+                ):
+                    run = await self._run(run_id)
+            known, first = None, False
+            if run is not None:  # (None: open, as the first look found it)
+                if run.continued_to is not None:
+                    run_id = run.continued_to  # follow the continue-as-new chain
+                    continue
+                if not run.is_open:
+                    return self._outcome(run)
+                if watch.run_id != run.run_id:
+                    run_id = run.run_id  # the latest run of the id: listen, then read again
+                    continue
             # Commits of this process wake us; the client's result watch is
             # the safety net, and handles other processes' commits, for every
             # waiter at once. A waiter re-reads by itself only rarely.
@@ -468,9 +457,10 @@ class WorkflowHandle(Generic[R]):
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
+                    status = run.status if run is not None else OPEN
                     raise TimeoutError(
                         f"workflow {self.id!r} did not finish within {timeout:g}s "
-                        f"(status: {run.status})"
+                        f"(status: {status})"
                     )
                 wait = min(wait, left)
             try:

@@ -2,7 +2,9 @@
 client with its own store, which is all a process boundary changes for
 wake-ups). The client's result watch checks every awaited run in one query
 when the other process commits, so many waiters do not each re-read their
-run on every foreign commit; and it is the safety net when no wake-up comes."""
+run on every foreign commit; and it is the safety net when no wake-up comes.
+Waiters that begin together take their first look together (one query), and
+read their run only once it ended."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+import pytest
 from e2e_helpers import fast_worker
 
 import perdure
@@ -50,21 +53,22 @@ async def test_waiters_in_another_process_are_woken_by_one_check(
     try:
         handles = [await waiter.start(ticks, 5, task_queue="far") for _ in range(40)]
         results = [asyncio.ensure_future(h.result(timeout=60)) for h in handles]
-        await asyncio.sleep(0.2)  # every waiter has read its open run once
+        await asyncio.sleep(0.2)  # every waiter has taken its first look
+        assert counts == {"ended_runs": 1}  # one look for all 40, no read
         async with fast_worker(client, [ticks], [tick], task_queue="far"):
             assert await asyncio.gather(*results) == [10] * 40
     finally:
         await waiter.close()
-    # Each waiter read its run when it began and once it was woken. The many
-    # foreign commits (6 per workflow) did not wake all 40 waiters every time:
-    # on SQLite, which only learns that another process committed something,
-    # the watch checked the waited runs in one query each time; PostgreSQL's
-    # NOTIFYs name the runs that ended, and only their waiters woke.
-    assert counts["get_run"] <= 2 * 40 + 10, counts
+    # Each waiter read its run once it was woken. The many foreign commits (6
+    # per workflow) did not wake all 40 waiters every time: on SQLite, which
+    # only learns that another process committed something, the watch checked
+    # the waited runs in one query each time; PostgreSQL's NOTIFYs name the
+    # runs that ended, and only their waiters woke.
+    assert counts["get_run"] <= 40 + 10, counts
     if db_url.startswith("postgresql"):
-        assert counts["ended_runs"] == 0, counts
+        assert counts["ended_runs"] == 1, counts
     else:
-        assert counts["ended_runs"] >= 1, counts
+        assert counts["ended_runs"] >= 2, counts
 
 
 async def test_the_watch_is_the_safety_net_when_no_wake_up_comes(
@@ -87,15 +91,77 @@ async def test_a_run_ended_in_this_process_is_waited_for_without_reads(
 ) -> None:
     # execute() listens before its start commits, so the start's own record is
     # its first look; the closing commit hands its waiters the ended run.
+    client.poll_interval = 5.0  # the result watch's timed checks stay out of the way
     counts: Counter[str] = Counter()
     count_calls(client.store, counts, "get_run")
     async with fast_worker(client, [ticks], [tick]):
         assert await client.execute(ticks, 3) == 3
         assert counts["get_run"] == 0
-        # A handle's result() begins listening only when called: one first read.
+        # A handle's result() begins listening only when called: one first
+        # look, and a read only if the run had ended by then.
+        count_calls(client.store, counts, "ended_runs")
         handle = await client.start(ticks, 4)
         assert await handle.result(timeout=10) == 6
-        assert counts["get_run"] == 1
+        assert counts["ended_runs"] == 1 and counts["get_run"] <= 1, counts
+        counts.clear()
         # A start that finds the id in use waits for the run it found.
         assert await client.execute(ticks, 2, id="once") == 1
         assert await client.execute(ticks, 9, id="once", id_conflict="use_existing") == 1
+        assert not counts, counts  # (the run it found had ended: that is final)
+
+
+@workflow.defn
+async def gated() -> str:
+    await workflow.wait_signal("go")
+    return "went"
+
+
+async def test_waiters_that_begin_together_take_one_first_look(client: perdure.Client) -> None:
+    """Ended runs (of a finished earlier worker: nobody here heard them end),
+    open runs and a run that does not exist, awaited at once: one query
+    answers every first look, and only the ended runs are read."""
+    client.poll_interval = 5.0  # the result watch's timed checks stay out of the way
+    async with fast_worker(client, [ticks, gated], [tick]):
+        done = [await client.start(ticks, 3) for _ in range(5)]
+        for handle in done:
+            assert await handle.result(timeout=30) == 3
+    counts: Counter[str] = Counter()
+    count_calls(client.store, counts, "get_run", "ended_runs")
+    waiting = [await client.start(gated) for _ in range(30)]
+    missing = client.get_handle("no-such-workflow", run_id="no-such-run")
+    ended = [asyncio.ensure_future(h.result(timeout=30)) for h in done]
+    open_ = [asyncio.ensure_future(h.result(timeout=30)) for h in waiting]
+    lost = asyncio.ensure_future(missing.result(timeout=30))
+    assert await asyncio.gather(*ended) == [3] * 5
+    with pytest.raises(perdure.WorkflowNotFoundError):
+        await lost
+    assert counts == {"ended_runs": 1, "get_run": 5 + 1}, counts  # the open runs: no read
+    async with fast_worker(client, [ticks, gated], [tick]):
+        for handle in waiting:
+            await handle.signal("go")
+        assert await asyncio.gather(*open_) == ["went"] * 30
+
+
+async def test_a_failed_first_look_leaves_each_waiter_to_read(client: perdure.Client) -> None:
+    async def broken(run_ids: Any) -> set[str]:
+        raise perdure.StoreError("the database went away")
+
+    client.store.ended_runs = broken  # type: ignore[method-assign]
+    counts: Counter[str] = Counter()
+    count_calls(client.store, counts, "get_run")
+    async with fast_worker(client, [ticks], [tick]):
+        handles = [await client.start(ticks, 2) for _ in range(3)]
+        assert await asyncio.gather(*(h.result(timeout=30) for h in handles)) == [1] * 3
+    assert counts["get_run"] >= 3  # each read its own run
+
+
+async def test_a_cancelled_waiter_does_not_disturb_the_others(client: perdure.Client) -> None:
+    handles = [await client.start(gated) for _ in range(3)]
+    waiters = [asyncio.ensure_future(h.result(timeout=30)) for h in handles]
+    waiters[0].cancel()  # before the shared first look answers
+    async with fast_worker(client, [gated], []):
+        for handle in handles:
+            await handle.signal("go")
+        assert await asyncio.gather(*waiters[1:]) == ["went", "went"]
+    with pytest.raises(asyncio.CancelledError):
+        await waiters[0]
