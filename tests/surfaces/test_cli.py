@@ -89,6 +89,13 @@ def test_error_exit_codes(db: str, tmp_path: Path) -> None:
         ("server", "--host", "0.0.0.0", "--db", db): (2, "refusing to serve on '0.0.0.0'"),
         ("show", "nope", "--db", db): (3, "no workflow with id 'nope'"),
         ("signal", "nope", "go", "--db", db): (3, "no workflow with id 'nope'"),
+        # The worker parses its own options (see test_the_worker_starts_without_typer).
+        ("worker", "--db", db): (2, "required: modules"),
+        ("worker", str(tmp_path / "nope.py"), "--db", db): (2, "no such file"),
+        ("worker", wf.__file__, "--lease-timeout", "soon", "--db", db): (2, "invalid float"),
+        ("worker", wf.__file__, "--colour", "--db", db): (2, "unrecognized arguments: --colour"),
+        ("worker", "json", "--db", db): (2, "no workflows or activities found in json"),
+        ("worker", wf.__file__, "--db", "mysql://nowhere/db"): (1, "unsupported database URL"),
     }
     for (args, (code, message)), done in zip(cases.items(), cli_all(*cases), strict=True):
         assert done.returncode == code, (args, done)
@@ -129,7 +136,57 @@ def test_each_command_loads_only_its_own_module() -> None:
     lines = done.stdout.strip().splitlines()
     registered, loaded = json.loads(lines[0]), json.loads(lines[-1])
     assert registered == {name: f"perdure.cli.{m}" for name, m in COMMANDS.items()}
-    assert loaded == ["perdure.cli._app", "perdure.cli._worker_cmd"]
+    assert loaded == [
+        "perdure.cli._app",
+        "perdure.cli._modules",
+        "perdure.cli._worker_cmd",
+        "perdure.cli._worker_run",
+    ]
+
+
+def test_the_worker_starts_without_typer() -> None:
+    """``perdure worker`` (what restarts after a crash) parses its options
+    with argparse: neither typer nor pydantic is imported."""
+    code = (
+        "import json, sys\n"
+        "import perdure.cli as cli\n"
+        "sys.argv = ['perdure', 'worker', 'no/such/module.py']\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit as exc:\n"
+        "    print(json.dumps([exc.code, sorted(m for m in ('typer', 'pydantic', 'click')"
+        " if m in sys.modules)]))\n"
+    )
+    done = subprocess.run(
+        [PERDURE[0], "-c", code], capture_output=True, text=True, timeout=30, env=ENV
+    )
+    assert json.loads(done.stdout) == [2, []], (done.stdout, done.stderr)
+    assert "no such file: no/such/module.py" in done.stderr
+
+
+def test_the_worker_options_are_its_typer_commands() -> None:
+    """The options ``perdure worker`` parses are those its typer command
+    declares (and ``--help`` shows): the same names and defaults."""
+    import typer.main
+
+    import perdure.cli as cli
+    from perdure.cli._worker_run import parser
+
+    command = typer.main.get_command(cli.app).commands["worker"]  # type: ignore[attr-defined]
+    declared = {
+        frozenset(p.opts + p.secondary_opts): p.default
+        for p in command.params
+        if p.param_type_name == "option" and "--help" not in p.opts
+    }
+    arguments = [p.name for p in command.params if p.param_type_name == "argument"]
+    argparse_ = parser()
+    names: dict[str, set[str]] = {}
+    for action in argparse_._actions:
+        if action.option_strings:
+            names.setdefault(action.dest, set()).update(action.option_strings)
+    parsed = {frozenset(opts): argparse_.get_default(dest) for dest, opts in names.items()}
+    assert parsed == declared
+    assert arguments == [a.dest for a in argparse_._actions if not a.option_strings]
 
 
 # ------------------------------------------------------------------ a whole run

@@ -10,7 +10,8 @@ to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
 is what restarts after a crash, and every module it skips (the others' rich
 tables, their parameters for typer to build) shortens the time until the
 restarted worker takes its runs back. ``perdure --help``, or a name it does not
-know, loads them all.
+know, loads them all. ``perdure worker`` itself (but for ``--help``) runs
+without typer at all: ``_worker_run``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def main() -> None:
     # The command is the first argument (the application has no options of
     # its own that take a value).
     args = sys.argv[1:]
+    if args[:1] == ["worker"] and "--help" not in args:
+        # What restarts after a crash starts without typer (see _worker_run).
+        from perdure.cli._worker_run import main as worker
+
+        sys.exit(worker(args[1:]))
     module = COMMANDS.get(args[0]) if args else None
     app = _load({module} if module is not None else set(COMMANDS.values()))
     app()

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import sys
-from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import typer
 
-from perdure.activity import ActivityFunction
-from perdure.workflow import definition_of
+from perdure.cli import _modules
+from perdure.cli._modules import collect
+
+__all__ = ["EPILOG", "DbOption", "ModulesArg", "app", "collect", "load_module"]
 
 EPILOG = (
     "Exit codes: 0 ok; 1 the workflow failed, timed out, was cancelled or terminated (result); "
@@ -42,35 +38,8 @@ ModulesArg = typer.Argument(..., help="Modules (or .py files) to load.")
 
 
 def load_module(spec: str) -> ModuleType:
-    """Import ``pkg.module`` or a ``path/to/file.py``."""
-    if spec.endswith(".py") or os.sep in spec:
-        path = Path(spec).resolve()
-        if not path.exists():
-            raise typer.BadParameter(f"no such file: {spec}")
-        sys.path.insert(0, str(path.parent))
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        if module_spec is None or module_spec.loader is None:
-            raise typer.BadParameter(f"cannot import {spec}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[path.stem] = module
-        module_spec.loader.exec_module(module)
-        return module
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    """Import ``pkg.module`` or a ``path/to/file.py`` (a usage error if not)."""
     try:
-        return importlib.import_module(spec)
-    except ImportError as exc:
-        raise typer.BadParameter(f"cannot import module {spec!r}: {exc}") from exc
-
-
-def collect(modules: list[ModuleType]) -> tuple[list[Any], list[Any]]:
-    """Every workflow and activity defined at the top level of the modules."""
-    workflows: dict[int, Any] = {}
-    activities: dict[int, Any] = {}
-    for module in modules:
-        for value in vars(module).values():
-            if definition_of(value) is not None:
-                workflows[id(value)] = value
-            elif isinstance(value, ActivityFunction):
-                activities[id(value)] = value
-    return list(workflows.values()), list(activities.values())
+        return _modules.load_module(spec)
+    except _modules.ModuleLoadError as exc:
+        raise typer.BadParameter(str(exc)) from exc

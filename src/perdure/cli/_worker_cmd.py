@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Optional
 
 import typer
 
-from perdure.cli._app import DbOption, ModulesArg, app, collect, load_module
-from perdure.errors import PerdureError
+from perdure.cli._app import DbOption, ModulesArg, app
+from perdure.cli._worker_run import serve
 
 
 @app.command()
@@ -34,40 +32,17 @@ def worker(
     ),
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
-    from perdure._worker.worker import Worker
-    from perdure.client import Client
-
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    # (What runs is perdure.cli._worker_run, also without typer: see there.)
+    code = serve(
+        modules,
+        db,
+        task_queue=task_queue,
+        lease_timeout=lease_timeout,
+        poll_interval=poll_interval,
+        max_activities=max_activities,
+        log_level=log_level,
+        identity=identity,
+        tune_gc=tune_gc,
     )
-    loaded = [load_module(m) for m in modules]
-    workflows, activities = collect(loaded)
-    if not workflows and not activities:
-        typer.echo(f"error: no workflows or activities found in {', '.join(modules)}", err=True)
-        raise typer.Exit(2)
-
-    async def main() -> None:
-        client = await Client.connect(db)
-        try:
-            w = Worker(
-                client,
-                workflows,
-                activities,
-                task_queue=task_queue,
-                lease_timeout=lease_timeout,
-                poll_interval=poll_interval,
-                max_concurrent_activities=max_activities,
-                identity=identity,
-                tune_gc=tune_gc,
-            )
-            names = sorted(w.workflows) + sorted(w.activities)
-            logging.getLogger("perdure.cli").info("serving %s", ", ".join(names))
-            await w.run()
-        finally:
-            await client.close()
-
-    try:
-        asyncio.run(main())
-    except PerdureError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,124 @@
+"""``perdure worker`` without typer: what a restarted worker runs.
+
+A worker is the process that restarts after a crash, and the time until it
+takes its runs back is the time its workflows stand still. typer builds a
+pydantic adapter for every parameter of the command it runs, and importing
+pydantic for that took 50-100 ms of a worker's start on the project's
+machine (`python -X importtime`), a quarter of the time from exec to the
+first step. So ``perdure.cli.main`` parses the worker's options here, with
+argparse, and runs it; ``perdure worker --help`` still goes through typer
+(``_worker_cmd``), which documents the same options.
+tests/surfaces/test_cli.py holds the two to the same names and defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+from perdure.cli._modules import ModuleLoadError, collect, load_module
+from perdure.errors import PerdureError
+
+__all__ = ["main", "parser", "serve"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # the CLI's exit code for usage errors
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of ``perdure worker`` (the same as its typer command's)."""
+    p = _Parser(prog="perdure worker", add_help=False)
+    p.add_argument("modules", nargs="+")
+    p.add_argument("--db", default=None)
+    p.add_argument("--task-queue", "-q", default="default")
+    p.add_argument("--lease-timeout", type=float, default=30.0)
+    p.add_argument("--poll-interval", type=float, default=0.2)
+    p.add_argument("--max-activities", type=int, default=100)
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--identity", default=None)
+    p.add_argument("--tune-gc", dest="tune_gc", action="store_true", default=True)
+    p.add_argument("--no-tune-gc", dest="tune_gc", action="store_false")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Run ``perdure worker`` with these arguments; the exit code."""
+    args = parser().parse_intermixed_args(argv)
+    return serve(
+        args.modules,
+        args.db if args.db is not None else os.environ.get("PERDURE_DB"),
+        task_queue=args.task_queue,
+        lease_timeout=args.lease_timeout,
+        poll_interval=args.poll_interval,
+        max_activities=args.max_activities,
+        log_level=args.log_level,
+        identity=args.identity,
+        tune_gc=args.tune_gc,
+    )
+
+
+def serve(
+    modules: list[str],
+    db: str | None,
+    *,
+    task_queue: str,
+    lease_timeout: float,
+    poll_interval: float,
+    max_activities: int,
+    log_level: str,
+    identity: str | None,
+    tune_gc: bool,
+) -> int:
+    """Serve every workflow and activity defined in ``modules`` until
+    stopped; the exit code (2: nothing to serve, or a module that does not
+    load; 1: a perdure error, such as a database that cannot be opened)."""
+    from perdure._worker.worker import Worker
+    from perdure.client import Client
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        loaded = [load_module(m) for m in modules]
+    except ModuleLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    workflows, activities = collect(loaded)
+    if not workflows and not activities:
+        print(f"error: no workflows or activities found in {', '.join(modules)}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        client = await Client.connect(db)
+        try:
+            w = Worker(
+                client,
+                workflows,
+                activities,
+                task_queue=task_queue,
+                lease_timeout=lease_timeout,
+                poll_interval=poll_interval,
+                max_concurrent_activities=max_activities,
+                identity=identity,
+                tune_gc=tune_gc,
+            )
+            names = sorted(w.workflows) + sorted(w.activities)
+            logging.getLogger("perdure.cli").info("serving %s", ", ".join(names))
+            await w.run()
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(run())
+    except PerdureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
