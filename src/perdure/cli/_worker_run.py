@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from typing import Any
 
@@ -52,17 +51,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run ``perdure worker`` with these arguments; the exit code."""
     args = parser().parse_intermixed_args(argv)
-    return serve(
-        args.modules,
-        args.db if args.db is not None else os.environ.get("PERDURE_DB"),
-        task_queue=args.task_queue,
-        lease_timeout=args.lease_timeout,
-        poll_interval=args.poll_interval,
-        max_activities=args.max_activities,
-        log_level=args.log_level,
-        identity=args.identity,
-        tune_gc=args.tune_gc,
-    )
+    return serve(**vars(args))  # (the options' names are serve's parameters)
 
 
 def serve(
@@ -78,8 +67,9 @@ def serve(
     tune_gc: bool,
 ) -> int:
     """Serve every workflow and activity defined in ``modules`` until
-    stopped; the exit code (2: nothing to serve, or a module that does not
-    load; 1: a perdure error, such as a database that cannot be opened)."""
+    stopped (``db`` None: ``$PERDURE_DB``, else the default); the exit code
+    (2: nothing to serve, or a module that does not load; 1: a perdure
+    error, such as a database that cannot be opened)."""
     from perdure._worker.worker import Worker
     from perdure.client import Client
 
