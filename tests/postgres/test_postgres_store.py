@@ -298,3 +298,25 @@ async def test_the_default_clock_is_the_servers(pg_url: str) -> None:
         assert row is not None and abs(store.clock() - row[0]) < 0.5
     finally:
         await store.close()
+
+
+async def test_an_up_to_date_database_opens_without_the_migration_lock(
+    pg_url: str, pg_database: Any
+) -> None:
+    """Opening a migrated database reads its version and takes no lock: a
+    process holding the migration lock (one migrating, or stuck) does not
+    hold up the others. A database still to migrate waits for the lock."""
+    from perdure._store.postgres_schema import MIGRATION_LOCK
+
+    store = await opened(pg_url)
+    await store.close()
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        client = await asyncio.wait_for(perdure.Client.connect(pg_url), 10)
+        await client.close()
+        waiting = asyncio.ensure_future(perdure.Client.connect(pg_database.fresh_url()))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # behind the lock
+        holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    client = await asyncio.wait_for(waiting, 10)
+    await client.close()

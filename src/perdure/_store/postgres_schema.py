@@ -42,6 +42,12 @@ async def migrate(conn: Conn, where: str) -> int:
     so a crash leaves the database at the last whole version."""
     known = migrations()
     newest = known[-1][0] if known else 0
+    # An up-to-date database (every open but the first after an upgrade) is
+    # one query, and takes no lock: a version only grows, so a version read
+    # as the newest stays the newest. Any other answer goes the long way,
+    # under the lock.
+    if await _version(conn) == newest:
+        return newest
     await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
         current = 0
@@ -74,6 +80,15 @@ async def migrate(conn: Conn, where: str) -> int:
     finally:
         with contextlib.suppress(psycopg.Error):  # a dead session released it already
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+async def _version(conn: Conn) -> int | None:
+    """The schema version, read without a lock; None before the first migration."""
+    try:
+        row = await (await conn.execute("SELECT version FROM perdure_schema")).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None  # (autocommit: the failed statement left no transaction behind)
+    return int(row[0]) if row else None
 
 
 async def channel_name(conn: Conn) -> str:
