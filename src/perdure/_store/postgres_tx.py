@@ -1,9 +1,10 @@
 """Transactions of the PostgreSQL backend: the Tx protocol over psycopg.
 
-Reads (``_PgTx``) send BEGIN with their first statement; writes
-(``_BatchedTx``) hold every statement whose result the body does not read
-and send them together, fences enforced by the server, so an inline step is
-one round trip. Imports psycopg, the prepared statements and the SQL layer.
+Reads (``_PgTx``) send BEGIN with their first statement, through psycopg's
+cursors; writes (``_BatchedTx``) hold every statement whose result the body
+does not read and send them together, fences enforced by the server, so an
+inline step is one round trip, sent over libpq directly (postgres_wire).
+Imports psycopg, the prepared statements, the wire and the SQL layer.
 """
 
 from __future__ import annotations

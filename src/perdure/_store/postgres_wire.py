@@ -5,10 +5,10 @@ send (postgres_tx._BatchedTx).
 A write transaction is one query whose whole text perdure has built itself,
 values included ("BEGIN ...; UPDATE ...; INSERT ...; COMMIT"), and whose
 few results it reads itself. psycopg's cursor would parse nothing, bind
-nothing and convert little here, yet its execute cost about 125 µs of CPU
-per query on this machine against about 75 µs this way (a loop of eleven
-one-query commits, the shape of a sequential workflow; see
-docs/performance.md). Its wait polls the socket with select() before every
+nothing and convert little here, yet its execute cost 103-141 µs of CPU
+per query on this machine against 70-107 µs this way (a loop of eleven
+one-query commits, the shape of a sequential workflow:
+benchmarks/pg_wire_probe.py; see docs/decisions.md). Its wait polls the socket with select() before every
 write, and arms a timer as well as a reader and a future for every wait;
 the cursor then selects each result in turn.
 
