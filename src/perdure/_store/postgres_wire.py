@@ -8,9 +8,10 @@ few results it reads itself. psycopg's cursor would parse nothing, bind
 nothing and convert little here, yet its execute cost 103-141 µs of CPU
 per query on this machine against 70-107 µs this way (a loop of eleven
 one-query commits, the shape of a sequential workflow:
-benchmarks/pg_wire_probe.py; see docs/decisions.md). Its wait polls the socket with select() before every
-write, and arms a timer as well as a reader and a future for every wait;
-the cursor then selects each result in turn.
+benchmarks/pg_wire_probe.py; see docs/decisions.md). Its wait polls the
+socket with select() before every write, and arms a timer as well as a
+reader and a future for every wait; the cursor then selects each result in
+turn.
 
 Only psycopg's documented libpq API (``psycopg.pq``) is used, in the order
 libpq's documentation gives for non-blocking use; errors come out as the
