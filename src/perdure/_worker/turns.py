@@ -49,8 +49,10 @@ class _Cached:
     last_seq: int
 
 
-# (activity name, task queue) -> (owner, lease seconds) to run it here, or None.
-InlinePolicy = Callable[[str, str], "tuple[str, float] | None"]
+# (activity name, task queue, own slot) -> (owner, lease seconds) to run it
+# here, or None. "Own slot": the turn is an inline activity's continuation,
+# whose finishing attempt hands its slot to the first activity it schedules.
+InlinePolicy = Callable[[str, str, bool], "tuple[str, float] | None"]
 InlineSink = Callable[[ActivityTask], None]
 
 
@@ -153,18 +155,28 @@ class TurnRunner:
             # Fenced out: free the task now rather than when its lease expires.
             await self.store.fail_turn(task, "", 0.0)
 
-    async def continue_inline(self, activity: ActivityTask, outcome: h.Event) -> bool:
+    async def continue_inline(
+        self, activity: ActivityTask, outcome: h.Event, own_slot: bool = False
+    ) -> bool:
         """Apply an inline activity's outcome to the cached instance and commit
         the next turn at once. False if that cannot be done here (the instance
         is busy or gone, or the commit was fenced): the caller then delivers
-        the outcome through the run's inbox, the ordinary way."""
+        the outcome through the run's inbox, the ordinary way. ``own_slot``:
+        the finishing attempt's slot goes to the first activity the turn
+        schedules (see InlinePolicy)."""
         cached = self._cache.pop(activity.run_id, None)
         if cached is None:
             return False
         instance = cached.instance
         try:
             commit = self._build_commit(
-                None, activity.run_id, cached.version, instance, cached.last_seq, [outcome]
+                None,
+                activity.run_id,
+                cached.version,
+                instance,
+                cached.last_seq,
+                [outcome],
+                own_slot,
             )
         except Exception:
             log.exception("inline turn for run %s failed; using the inbox", activity.run_id)
@@ -298,6 +310,7 @@ class TurnRunner:
         instance: WorkflowInstance,
         last_seq: int,
         inputs: list[h.Event],
+        own_slot: bool = False,
     ) -> TurnCommit:
         # Workflow time never goes backwards, even if this host's clock is behind.
         now = max(self.store.clock(), instance.now_ts)
@@ -317,7 +330,8 @@ class TurnRunner:
             if isinstance(command, h.ScheduleActivity):
                 lease = None
                 if self.inline is not None:
-                    here = self.inline(command.name, command.task_queue)
+                    here = self.inline(command.name, command.task_queue, own_slot)
+                    own_slot = False  # (one successor per finishing attempt)
                     if here is not None:
                         lease = (here[0], new_token(), here[1])
                 commit.activities.append(

@@ -110,6 +110,7 @@ class Worker:
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._background: asyncio.Task[None] | None = None
+        self._serving: asyncio.Future[None] | None = None  # done once run() serves
         self._listener: Any = None
         self._sleeping = False  # the poller found nothing to do and waits
         self.polls = 0  # how many times it looked for or was handed work (see testing)
@@ -167,6 +168,8 @@ class Worker:
             gcpolicy.acquire()
         self._loop = loop
         self.store.take_new_runs(self.task_queue, self)
+        if self._serving is not None and not self._serving.done():
+            self._serving.set_result(None)
         try:
             await self._poll()
         finally:
@@ -218,7 +221,19 @@ class Worker:
             self._wake.set()
 
     async def __aenter__(self) -> Worker:
-        self._background = asyncio.create_task(self.run(handle_signals=False))
+        """Start the worker in the background; return once it serves its
+        queue (registered, and taking the runs this process starts), so that
+        the block's first starts already get the fast path."""
+        self._serving = asyncio.get_running_loop().create_future()
+        background = self._background = asyncio.create_task(self.run(handle_signals=False))
+        try:
+            await asyncio.wait((self._serving, background), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while starting: stop the worker
+            self.stop()
+            await asyncio.gather(background, return_exceptions=True)
+            raise
+        if background.done():
+            background.result()  # it ended before serving: its error, if any
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -324,15 +339,22 @@ class Worker:
 
     # ------------------------------------------------------------ inline activities
 
-    def _inline_here(self, name: str, queue: str) -> tuple[str, float] | None:
-        """Run this freshly scheduled activity in this process, right away?"""
+    def _inline_here(
+        self, name: str, queue: str, own_slot: bool = False
+    ) -> tuple[str, float] | None:
+        """Run this freshly scheduled activity in this process, right away?
+        ``own_slot``: it succeeds an inline attempt that is finishing, whose
+        slot it takes (see _deliver), so the slots' count does not stop it."""
         if queue != self.task_queue or name not in self.activities:
             return None
         if self._stopping is None or self._stopping.is_set():
             return None
         # Slots promised to turns being committed count too, or a burst of
         # concurrent turns would run more activities than max_concurrent_activities.
-        if len(self._activities_inflight) + self._inline_reserved >= self.max_activities:
+        if (
+            not own_slot
+            and len(self._activities_inflight) + self._inline_reserved >= self.max_activities
+        ):
             return None
         self._inline_reserved += 1
         return self.identity, self.lease_timeout
@@ -344,7 +366,14 @@ class Worker:
         self._spawn(self._activities_inflight, self._activity(task), task.task_id, task.token)
 
     async def _deliver(self, task: ActivityTask, event: h.Event) -> bool:
-        if await self.turns.continue_inline(task, event):
+        # An attempt that ends here (in its own task, one of this worker's
+        # activities in flight) hands its slot to the activity its workflow
+        # schedules next: at full load that activity still runs at once, in
+        # place of the one that ended, rather than waiting in the queue for a
+        # later poll. (Its task starts before the ending one's is counted out:
+        # the count is one over for that moment, the attempts running never.)
+        own = asyncio.current_task() in self._activities_inflight
+        if await self.turns.continue_inline(task, event, own):
             return True
         return await self.store.complete_activity(task, event)
 
@@ -401,7 +430,9 @@ class Worker:
     async def _turn(self, task: Any) -> None:
         await self.turns.run_turn(task)
 
-    async def _activity(self, task: Any) -> None:
+    async def _activity(self, task: ActivityTask) -> None:
+        # (One task per attempt, even for an inline successor: an attempt's
+        # context variables must not reach the next one.)
         await self.activity_runner.run(task)
 
     async def _renew_leases(self) -> None:
