@@ -199,7 +199,7 @@ async def test_a_new_file_waits_for_a_writer_before_switching_to_wal(tmp_path: P
 def test_busy_is_told_from_other_errors(tmp_path: Path) -> None:
     """Only SQLITE_BUSY makes a writer wait and retry; any other error is raised
     at once. Python 3.10's exceptions carry no result code: the message tells."""
-    from perdure._store.sqlite import _is_busy
+    from perdure._store.sqlitetx import is_busy
 
     path = tmp_path / "busy.db"
     holder = sqlite3.connect(path, isolation_level=None, timeout=0)
@@ -208,12 +208,12 @@ def test_busy_is_told_from_other_errors(tmp_path: Path) -> None:
         holder.execute("BEGIN IMMEDIATE")
         with pytest.raises(sqlite3.OperationalError) as busy:
             other.execute("BEGIN IMMEDIATE")
-        assert _is_busy(busy.value)
+        assert is_busy(busy.value)
         with pytest.raises(sqlite3.OperationalError) as missing:
             other.execute("SELECT * FROM no_such_table")
-        assert not _is_busy(missing.value)
+        assert not is_busy(missing.value)
     finally:
         holder.close()
         other.close()
-    assert _is_busy(sqlite3.OperationalError("database is locked"))  # as on 3.10
-    assert not _is_busy(sqlite3.OperationalError("disk I/O error"))
+    assert is_busy(sqlite3.OperationalError("database is locked"))  # as on 3.10
+    assert not is_busy(sqlite3.OperationalError("disk I/O error"))

@@ -130,6 +130,40 @@ async def test_a_write_lock_held_by_another_process_never_stalls_the_loop(
     assert await inbox_runs(sqlite_store) == ["late", "soon", "later"]
 
 
+async def test_writes_queued_while_the_thread_waits_for_the_lock_join_its_round(
+    sqlite_store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes on one file take turns at its write lock: a round that
+    waited for it takes along every write queued meanwhile, so one turn at
+    the lock commits them all (before, they waited for the lock again)."""
+    sqlite_store._watched_at = time.monotonic() + 3600  # (see the first test)
+    monkeypatch.setattr(sqlite_module, "_CONTENTION_MEMORY", 3600.0)
+    statements: list[str] = []
+    assert sqlite_store._conn is not None
+    sqlite_store._conn.set_trace_callback(statements.append)
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        first = asyncio.ensure_future(sqlite_store._write(inbox_insert("first")))
+        await wait_for(
+            lambda: sqlite_store._contended() and sqlite_store._jobs.qsize() == 0,
+            "the store's thread to wait for the lock",
+        )
+        later = asyncio.ensure_future(
+            asyncio.gather(*(sqlite_store._write(inbox_insert(f"r{i}")) for i in range(5)))
+        )
+        await wait_for(lambda: sqlite_store._jobs.qsize() == 5, "the writes to queue")
+        assert statements.count("COMMIT") == 0
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(first, 10) == "first"
+        assert await asyncio.wait_for(later, 10) == [f"r{i}" for i in range(5)]
+    finally:
+        other.close()
+        sqlite_store._conn.set_trace_callback(None)
+    assert statements.count("COMMIT") == 1  # one turn at the lock for all six
+    assert await inbox_runs(sqlite_store) == ["first", *(f"r{i}" for i in range(5))]
+
+
 async def test_a_read_that_finds_sqlite_busy_is_run_again_on_the_stores_thread(
     sqlite_store: SqliteStore,
 ) -> None:

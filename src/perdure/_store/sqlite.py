@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from perdure._store import sqlite_schema, sqlitetx
-from perdure._store.sqlitetx import Job, SqliteTx, SqliteWriteTx, drive
+from perdure._store.sqlitetx import Job, SqliteTx, SqliteWriteTx, drive, is_busy
 from perdure._store.sqlstore import Body, SqlStore
 from perdure._store.sqlturn import Plan
 from perdure.errors import StoreError
@@ -50,16 +50,6 @@ ROUND_MAX = 500
 # How long rounds leave their writes to the store's thread after the write
 # lock was found held by another process.
 _CONTENTION_MEMORY = 1.0
-_SQLITE_BUSY = 5  # SQLite's primary result code (extended codes add bits above 0xFF)
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    """SQLITE_BUSY: another connection holds the lock. Python 3.11 gives the
-    result code; before it, the message is all there is."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return "database is locked" in str(exc)
-    return bool(code & 0xFF == _SQLITE_BUSY)
 
 
 def _lower(value: Any) -> Any:
@@ -93,6 +83,7 @@ class SqliteStore(SqlStore):
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._held: list[Job | None] = []  # taken from _jobs, for the next round
         self._lock = threading.Lock()  # guards _closed, _jobs' last put, _rounds
         self._closed = False
         # Whoever uses the connection holds this: the store's thread, or one
@@ -217,11 +208,13 @@ class SqliteStore(SqlStore):
                     self._watch()
                 finally:
                     self._conn_lock.release()
-            try:
-                first = jobs.get(timeout=WATCH_INTERVAL)
-            except queue.Empty:
-                continue
-            batch = [first]
+            if self._held:  # jobs the last round took from the queue but left
+                batch, self._held = self._held, []
+            else:
+                try:
+                    batch = [jobs.get(timeout=WATCH_INTERVAL)]
+                except queue.Empty:
+                    continue
             while True:
                 try:
                     batch.append(jobs.get_nowait())
@@ -239,7 +232,7 @@ class SqliteStore(SqlStore):
         leftovers: list[tuple[Job, bool, Any]] = []
         while True:
             try:
-                job = jobs.get_nowait()
+                job = self._held.pop() if self._held else jobs.get_nowait()
             except queue.Empty:
                 break
             if job is not None:
@@ -344,7 +337,7 @@ class SqliteStore(SqlStore):
                 try:
                     outcomes.append((job, True, drive(job.work(tx))))
                 except sqlite3.Error as exc:
-                    if not wait and _is_busy(exc):
+                    if not wait and is_busy(exc):
                         raise
                     outcomes.append((job, False, self._error(exc)))
                 except Exception as exc:  # handed to its caller
@@ -353,7 +346,7 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if not wait and _is_busy(exc):
+            if not wait and is_busy(exc):
                 return None
             error = self._error(exc)
             done = {id(job) for job, _, _ in outcomes}
@@ -394,6 +387,8 @@ class SqliteStore(SqlStore):
         try:
             if not self._begin_write(conn, wait):
                 return None
+            if wait:
+                self._join_late_writes(batch)
             done = self._run_bodies(conn, batch, guarded=False)
             if done is None:
                 conn.execute("ROLLBACK")
@@ -412,6 +407,23 @@ class SqliteStore(SqlStore):
         # A body that succeeded answers with its transaction too: its caller
         # calls the ``later`` callbacks (see _write).
         return [(job, ok, (value, tx) if ok else value) for job, ok, value, tx in done]
+
+    def _join_late_writes(self, batch: list[Job]) -> None:
+        """On the store's thread, with the write lock just taken: the writes
+        queued while this round waited for it (another process held it) join
+        the round, rather than wait for the lock again in the next one. Two
+        processes on one file take turns at the lock; each turn then carries
+        all the writes its process had ready. Other jobs wait for the next
+        round (``_held``)."""
+        while len(batch) < ROUND_MAX:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None and job.kind == "write":
+                batch.append(job)
+            else:
+                self._held.append(job)
 
     @staticmethod
     def _run_bodies(
@@ -490,7 +502,7 @@ class SqliteStore(SqlStore):
             conn.execute("BEGIN IMMEDIATE")
             return True
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
             # Processes that share the file take turns at its lock. The
             # store's thread, waiting for it, overlaps the wait and the

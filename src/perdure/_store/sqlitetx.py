@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from perdure._store.sqlrows import Fenced, RunsAtOnce
 from perdure._store.sqlturn import ADVANCE_RUN, INSERT_EVENT, REUSE_ACTIVITY, Plan
 
-__all__ = ["Job", "SqliteTx", "SqliteWriteTx", "drive", "run_plans"]
+__all__ = ["Job", "SqliteTx", "SqliteWriteTx", "drive", "is_busy", "run_plans"]
 
 T = TypeVar("T")
 
@@ -133,3 +133,15 @@ def drive(work: Awaitable[T]) -> T:
         return done.value  # type: ignore[no-any-return]
     steps.close()
     raise RuntimeError("a store body awaited something other than its transaction")
+
+
+_SQLITE_BUSY = 5  # SQLite's primary result code (extended codes add bits above 0xFF)
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY: another connection holds the lock. Python 3.11 gives the
+    result code; before it, the message is all there is."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "database is locked" in str(exc)
+    return bool(code & 0xFF == _SQLITE_BUSY)
