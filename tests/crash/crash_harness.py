@@ -192,7 +192,15 @@ class Cluster:
     def executions(self) -> list[Execution]:
         found = []
         for path in sorted(self.side_dir.glob("exec-*.log")):
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            lines = text.splitlines()
+            if text and not text.endswith("\n"):
+                # A SIGKILL landed inside the write(2) of the file's last line
+                # (rare, but Linux lets a fatal signal cut a write short): that
+                # attempt died before its work began, which it does only after
+                # the line is written. Only the last line of a file can be so.
+                lines.pop()
+            for line in lines:
                 found.append(Execution(**json.loads(line)))
         return found
 

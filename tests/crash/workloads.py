@@ -28,8 +28,8 @@ def _append(path: str, record: dict[str, Any]) -> None:
     data = (json.dumps(record, sort_keys=True) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        # One write(2) on an O_APPEND descriptor: a SIGKILL lands before or after
-        # it, never in the middle, so a log holds whole lines only.
+        # One write(2) on an O_APPEND descriptor: lines never interleave. A
+        # SIGKILL may still cut it short (the harness drops a torn last line).
         written = os.write(fd, data)
         if written != len(data):
             raise OSError(f"short write to {path}: {written} of {len(data)} bytes")

@@ -2,7 +2,8 @@
 computes its first turn before the start commits, and the start's commit
 writes the run and that turn together (see RunTaker.prepare); where it cannot,
 the first workflow task is leased to the worker in that commit, without a
-poll (see Store.take_new_runs); with no free slot, the ordinary poll takes it."""
+poll (see Store.take_new_runs); with no free slot, the ordinary poll takes it.
+A computed first turn holds its slot only while it is computed."""
 
 from __future__ import annotations
 
@@ -36,13 +37,25 @@ async def test_the_worker_has_the_first_turn_when_start_returns(client: perdure.
         assert await handle.result(timeout=10) == 42
 
 
-async def test_runs_beyond_the_free_slots_are_polled_and_all_finish(
-    client: perdure.Client,
+async def test_a_burst_beyond_the_turn_slots_has_every_first_turn_with_its_start(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A first turn computed at its start holds its slot only while it is
+    # computed: six starts at once with one slot need no poll for their turns.
+    claimed: list[Any] = []
+    claim = client.store.claim_workflow_tasks
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        tasks = await claim(*args, **kwargs)
+        claimed.extend(tasks)
+        return tasks
+
+    monkeypatch.setattr(client.store, "claim_workflow_tasks", counted)
     async with fast_worker(client, [twice], [double], max_concurrent_workflow_tasks=1):
         handles = await asyncio.gather(*(client.start(twice, i) for i in range(6)))
         results = await asyncio.gather(*(h.result(timeout=10) for h in handles))
         assert results == [0, 2, 4, 6, 8, 10]
+    assert claimed == []
 
 
 async def test_a_run_started_here_has_its_first_turn_without_a_read(

@@ -9,6 +9,7 @@ queue) goes the ordinary way.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -34,17 +35,21 @@ class Taker:
     first turns instead, for the start's commit to write."""
 
     def __init__(
-        self, free: bool = True, turns: Callable[[TurnInput], TurnCommit] | None = None
+        self,
+        free: bool = True,
+        turns: Callable[[TurnInput], TurnCommit] | None = None,
+        slots: int | None = None,
     ) -> None:
         self.free = free
         self.turns = turns
+        self.slots = slots  # at most this many reserved at once
         self.reserved = 0
         self.taken: list[WorkflowTask | None] = []
         self.prepared: list[TurnInput] = []
         self.settled: list[bool] = []
 
     def reserve(self) -> tuple[str, float] | None:
-        if not self.free:
+        if not self.free or (self.slots is not None and self.reserved >= self.slots):
             return None
         self.reserved += 1
         return "me", 30.0
@@ -197,6 +202,25 @@ async def test_the_first_turn_reads_what_the_ordinary_way_would(open_store: Any)
     assert same(given, "x") == same(task.turn_input, "x")
 
 
+async def test_a_computed_first_turn_frees_its_slot_before_the_commit(open_store: Any) -> None:
+    # A burst of starts beyond the taker's slots: each first turn is computed
+    # at its start and frees its slot at once, so every one of them goes with
+    # its start's commit (none is left for a poll to claim).
+    store = await open_store()
+    taker = Taker(turns=first_turn([SCHEDULE]), slots=1)
+    store.take_new_runs("q", taker)
+    runs = await asyncio.gather(
+        *(store.create_run(new_run(f"wf-{i}", f"run-{i}"), "fail") for i in range(4))
+    )
+    assert [created for _, created in runs] == [True] * 4
+    assert len(taker.prepared) == 4 and taker.settled == [True] * 4
+    assert taker.taken == [None] * 4 and taker.reserved == 0
+    assert await store.claim_workflow_tasks(["q"], "other", 30, 10) == []
+    for i in range(4):
+        turn = await store.load_turn(f"run-{i}", 0)
+        assert [type(e).__name__ for e in turn.events][-1] == "ActivityScheduled"
+
+
 async def test_a_first_turn_that_ends_the_run_goes_with_its_start(open_store: Any) -> None:
     store = await open_store()
     complete = h.CompleteWorkflow(result=5)
@@ -220,7 +244,9 @@ async def test_an_id_in_use_drops_the_computed_first_turn(open_store: Any) -> No
     store.take_new_runs("q", taker)
     with pytest.raises(WorkflowAlreadyStartedError):
         await store.create_run(new_run(run_id="run-2"), "fail")
-    assert taker.settled == [False] and taker.taken == [None] and taker.reserved == 0
+    # Its slot came back once the turn was computed; the slot reserved again,
+    # for the leased task a new run would have had, came back with the error.
+    assert taker.settled == [False] and taker.taken == [None, None] and taker.reserved == 0
     existing, created = await store.create_run(new_run(run_id="run-3"), "use_existing")
     assert (existing.run_id, created) == ("run-1", False)
     assert taker.settled == [False, False] and taker.reserved == 0

@@ -112,12 +112,15 @@ class RunTaker(Protocol):
     def prepare(self, first: TurnInput) -> FirstTurn | None:
         """With a slot reserved: compute the new run's first turn from what its
         creating commit will write, so that the commit carries the turn too
-        (one commit instead of two), or None to take the leased task instead."""
+        (one commit instead of two), or None to take the leased task instead.
+        A turn computed frees its slot at once (``take(None)``): the store
+        calls ``reserve`` again should the commit need a leased task after
+        all (the id was in use)."""
 
     def take(self, task: WorkflowTask | None) -> None:
-        """After the commit: run the leased task, or (None: the run was not
-        created, its first turn went with the commit, or the commit failed)
-        free the slot."""
+        """Run the leased task (after the commit), or (None: the first turn
+        was computed, or the run was not created, or the commit failed) free
+        the slot."""
 
 
 @dataclass

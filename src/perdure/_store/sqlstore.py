@@ -160,6 +160,9 @@ class SqlStore(Store, Dialect):
         try:
             if taker is not None and lease is not None:
                 first = taker.prepare(wake.first_input(new, now))
+                if first is not None:  # computed, here and now: its slot is free again
+                    taker.take(None)
+                    lease = None
             if first is not None:
                 written = encode_turn(first.commit)
                 ended = self._watch_close(first.commit)
@@ -167,9 +170,9 @@ class SqlStore(Store, Dialect):
                 existing = await self._write(create)
             except Fenced:  # the id is in use: see what id_conflict says
                 first_try = False
-                if first is not None:  # its turn was computed for a run that may not be
+                if first is not None and taker is not None:  # (for a run that may not be)
                     first.settle(False)
-                    first = None
+                    first, lease = None, taker.reserve()  # a lease, should a run be made
                 existing = await self._write(create)
         except BaseException:
             if first is not None:
@@ -547,23 +550,7 @@ class SqlStore(Store, Dialect):
         return fired
 
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
-        marks = ",".join("?" * len(queues))
-
-        async def query(tx: Tx) -> float | None:
-            times = []
-            for kind in kinds:
-                row = await tx.one(
-                    f"SELECT MIN(visible_at) FROM tasks WHERE kind = ? AND queue IN ({marks})",
-                    (kind, *queues),
-                )
-                if row is not None and row[0] is not None:
-                    times.append(row[0])
-            row = await tx.one("SELECT MIN(fire_at) FROM timers")
-            if row is not None and row[0] is not None:
-                times.append(row[0])
-            return min(times) if times else None
-
-        return await self._read(query)
+        return await self._read(lambda tx: wake.next_due(tx, queues, kinds))
 
     # ------------------------------------------------------------ worker registry
 

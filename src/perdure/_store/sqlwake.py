@@ -21,7 +21,7 @@ from perdure._store.base import NewRun, RunRecord, TurnInput, TurnLease, Workflo
 from perdure._store.eventtext import event_text
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 
-__all__ = ["TurnInputs", "fire_due", "first_input", "lease_turn_task"]
+__all__ = ["TurnInputs", "fire_due", "first_input", "lease_turn_task", "next_due"]
 
 
 async def lease_turn_task(
@@ -174,3 +174,20 @@ async def fire_due(
         return leased
 
     return len(due), taken
+
+
+async def next_due(tx: Tx, queues: list[str], kinds: tuple[str, ...]) -> float | None:
+    """When the earliest task of ``kinds`` on ``queues``, or any timer, is due."""
+    marks = ",".join("?" * len(queues))
+    times = []
+    for kind in kinds:
+        row = await tx.one(
+            f"SELECT MIN(visible_at) FROM tasks WHERE kind = ? AND queue IN ({marks})",
+            (kind, *queues),
+        )
+        if row is not None and row[0] is not None:
+            times.append(row[0])
+    row = await tx.one("SELECT MIN(fire_at) FROM timers")
+    if row is not None and row[0] is not None:
+        times.append(row[0])
+    return min(times) if times else None

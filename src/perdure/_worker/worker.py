@@ -54,7 +54,12 @@ class Worker:
     ``inline_activities``: an activity a turn schedules on this worker's queue
     runs here at once, claimed in the turn's own commit, and its result feeds
     the next turn directly (one commit per step); off, every activity goes
-    through the queue.
+    through the queue. An inline attempt that ends hands its slot (of
+    ``max_concurrent_activities``) to the activity its workflow schedules
+    next, so a run that holds a slot keeps it from step to step.
+    ``max_concurrent_workflow_tasks`` bounds the turns in flight; a first turn
+    computed within ``start()`` (a run started in this process) holds a slot
+    only while it is computed.
     ``poll_interval`` bounds how long an idle worker takes to notice work
     written by another process (work from this process wakes it at once).
     ``tune_gc``: while it runs, raise the cyclic garbage collector's thresholds
