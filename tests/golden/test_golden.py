@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -82,3 +83,23 @@ def test_attempt_records_round_trip_and_are_checked() -> None:
     assert h.event_from_dict(old) == h.ActivityFailed(ref=1, attempt=3, seq=4, time=1.0)
     with pytest.raises(h.HistoryFormatError, match="'attempts' holds str"):
         h.event_from_dict({**old, "attempts": "three"})
+
+
+def _event_classes(cls: type[h.Event] = h.Event) -> list[type[h.Event]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_event_classes(sub)]
+    return found
+
+
+@pytest.mark.parametrize("cls", [c for c in _event_classes() if c.KIND == "input"])
+def test_a_turn_records_copies_of_its_inputs_renumbered(cls: type[h.Event]) -> None:
+    # turn_events copies an input through its __dict__: what dataclasses.replace
+    # gives only while no event class has __slots__ or a __post_init__.
+    assert "__slots__" not in vars(cls) and not hasattr(cls, "__post_init__")
+    event = cls(seq=3, time=1.5)
+    [marker, copy] = h.turn_events(10, 9.0, [event], [])
+    assert marker == h.TurnStarted(seq=11, time=9.0)
+    assert copy == dataclasses.replace(event, seq=12, time=9.0)
+    assert type(copy) is cls and copy is not event
+    assert (event.seq, event.time) == (3, 1.5)  # the caller's event is left alone
