@@ -101,3 +101,29 @@ async def test_a_worker_that_cannot_start_raises_from_the_block(
         async with worker:
             entered = True
     assert not entered  # the worker never served: the block did not run
+
+
+async def test_a_start_cancelled_before_the_worker_serves_stops_it(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = asyncio.Event()
+    registering = asyncio.Event()
+
+    async def slow_register(*args: Any, **kwargs: Any) -> None:
+        registering.set()
+        await gate.wait()
+
+    worker = fast_worker(client, [ticks], [tick])
+    monkeypatch.setattr(worker, "_register", slow_register)
+
+    async def enter() -> None:
+        async with worker:
+            pytest.fail("the block must not run")
+
+    entering = asyncio.ensure_future(enter())
+    await asyncio.wait_for(registering.wait(), 10)
+    entering.cancel()
+    gate.set()  # registering ends, and the stopped worker winds down
+    with pytest.raises(asyncio.CancelledError):
+        await entering
+    assert worker._background is not None and worker._background.done()

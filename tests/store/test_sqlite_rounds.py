@@ -152,11 +152,18 @@ async def test_writes_queued_while_the_thread_waits_for_the_lock_join_its_round(
         later = asyncio.ensure_future(
             asyncio.gather(*(sqlite_store._write(inbox_insert(f"r{i}")) for i in range(5)))
         )
-        await wait_for(lambda: sqlite_store._jobs.qsize() == 5, "the writes to queue")
+
+        async def call() -> int:  # not a write: left for the next round
+            return statements.count("COMMIT")
+
+        called = asyncio.ensure_future(sqlite_store._on_thread(call()))
+        await wait_for(lambda: sqlite_store._jobs.qsize() == 6, "the writes and a call to queue")
         assert statements.count("COMMIT") == 0
         other.execute("COMMIT")
         assert await asyncio.wait_for(first, 10) == "first"
         assert await asyncio.wait_for(later, 10) == [f"r{i}" for i in range(5)]
+        assert await asyncio.wait_for(called, 10) == 1  # it ran after the round's commit
+        assert sqlite_store._held == []
     finally:
         other.close()
         sqlite_store._conn.set_trace_callback(None)
