@@ -133,9 +133,14 @@ async def sequential(url: str, n: int, k: int) -> dict[str, Any]:
     }
 
 
-async def concurrent(url: str, n: int, k: int, tune_gc: bool = True) -> dict[str, Any]:
+SLOTS = 500  # each worker's activity and turn slots in the concurrent modes (--slots)
+
+
+async def concurrent(
+    url: str, n: int, k: int, tune_gc: bool = True, slots: int = SLOTS
+) -> dict[str, Any]:
     client, worker = await with_worker(
-        url, max_concurrent_workflow_tasks=500, max_concurrent_activities=500, tune_gc=tune_gc
+        url, max_concurrent_workflow_tasks=slots, max_concurrent_activities=slots, tune_gc=tune_gc
     )
     try:
         cpu0 = time.process_time()
@@ -150,7 +155,7 @@ async def concurrent(url: str, n: int, k: int, tune_gc: bool = True) -> dict[str
     finally:
         await worker.__aexit__()
         await client.close()
-    return throughput("concurrent", n, k, wall, cpu, tune_gc=tune_gc, submit_s=started)
+    return throughput("concurrent", n, k, wall, cpu, tune_gc=tune_gc, submit_s=started, slots=slots)
 
 
 def throughput(mode: str, n: int, k: int, wall: float, cpu: float, **extra: Any) -> dict[str, Any]:
@@ -253,12 +258,14 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def concurrent_processes(url: str, n: int, k: int, processes: int) -> dict[str, Any]:
+async def concurrent_processes(
+    url: str, n: int, k: int, processes: int, slots: int = SLOTS
+) -> dict[str, Any]:
     """As ``concurrent``, run by ``processes`` worker processes (``perdure
     worker``) on the same database; this process only starts the workflows and
     waits for their results, as a web application next to its workers would."""
     workers = [
-        subprocess.Popen(worker_command(url, "--max-activities", "500"), env=worker_env())
+        subprocess.Popen(worker_command(url, "--max-activities", str(slots)), env=worker_env())
         for _ in range(processes)
     ]
     client = await perdure.Client.connect(url)
@@ -281,7 +288,7 @@ async def concurrent_processes(url: str, n: int, k: int, processes: int) -> dict
         for p in workers:
             p.wait()
         await client.close()
-    return throughput("concurrent-processes", n, k, wall, cpu, processes=processes)
+    return throughput("concurrent-processes", n, k, wall, cpu, processes=processes, slots=slots)
 
 
 def recovery(url: str, same_identity: bool) -> dict[str, Any]:
@@ -392,14 +399,25 @@ def main() -> None:
     parser.add_argument(
         "--no-tune-gc", action="store_true", help="concurrent: Worker(tune_gc=False)"
     )
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=SLOTS,
+        help=f"concurrent: each worker's activity slots (and, in one process, turn slots;"
+        f" default {SLOTS})",
+    )
     args = parser.parse_args()
     url = fresh_url(args.db, args.mode)
     if args.mode == "sequential":
         result = asyncio.run(sequential(url, args.n or 200, args.k))
     elif args.mode == "concurrent" and args.processes:
-        result = asyncio.run(concurrent_processes(url, args.n or 5000, args.k, args.processes))
+        result = asyncio.run(
+            concurrent_processes(url, args.n or 5000, args.k, args.processes, args.slots)
+        )
     elif args.mode == "concurrent":
-        result = asyncio.run(concurrent(url, args.n or 5000, args.k, not args.no_tune_gc))
+        result = asyncio.run(
+            concurrent(url, args.n or 5000, args.k, not args.no_tune_gc, args.slots)
+        )
     elif args.mode == "sleep":
         result = asyncio.run(sleep(url, args.n or 100_000))
     elif args.mode == "recovery":
