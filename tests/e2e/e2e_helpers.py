@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
 
 import perdure
 
@@ -29,10 +32,25 @@ async def wait_until(
 
 
 async def settled(worker: perdure.Worker) -> None:
-    """Wait until ``worker`` has started and has nothing in flight (a worker
-    takes new runs from its own process only once it has started)."""
+    """Wait until ``worker`` has nothing in flight and its poller sleeps."""
 
     async def idle() -> bool:
         return worker.idle
 
     await wait_until(idle, what="the worker to settle")
+
+
+def record_claims(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch, method: str
+) -> list[Any]:
+    """Every task the store's ``method`` (a claim) returns from now on."""
+    claimed: list[Any] = []
+    original = getattr(client.store, method)
+
+    async def recorded(*args: Any, **kwargs: Any) -> Any:
+        tasks = await original(*args, **kwargs)
+        claimed.extend(tasks)
+        return tasks
+
+    monkeypatch.setattr(client.store, method, recorded)
+    return claimed

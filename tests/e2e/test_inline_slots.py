@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from e2e_helpers import fast_worker
+from e2e_helpers import fast_worker, record_claims
 
 import perdure
 from perdure import activity, workflow
@@ -39,22 +39,6 @@ async def ticks(k: int) -> int:
     for i in range(k):
         total += await tick(i)
     return total
-
-
-def record_claims(
-    client: perdure.Client, monkeypatch: pytest.MonkeyPatch, method: str
-) -> list[Any]:
-    """Every task the store's ``method`` (a claim) returned."""
-    claimed: list[Any] = []
-    original = getattr(client.store, method)
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        tasks = await original(*args, **kwargs)
-        claimed.extend(tasks)
-        return tasks
-
-    monkeypatch.setattr(client.store, method, counted)
-    return claimed
 
 
 @pytest.mark.parametrize("slots", [1, 3])

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from e2e_helpers import fast_worker, settled
+from e2e_helpers import fast_worker, record_claims, settled
 
 import perdure
 from perdure import activity, workflow
@@ -42,15 +42,7 @@ async def test_a_burst_beyond_the_turn_slots_has_every_first_turn_with_its_start
 ) -> None:
     # A first turn computed at its start holds its slot only while it is
     # computed: six starts at once with one slot need no poll for their turns.
-    claimed: list[Any] = []
-    claim = client.store.claim_workflow_tasks
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        tasks = await claim(*args, **kwargs)
-        claimed.extend(tasks)
-        return tasks
-
-    monkeypatch.setattr(client.store, "claim_workflow_tasks", counted)
+    claimed = record_claims(client, monkeypatch, "claim_workflow_tasks")
     async with fast_worker(client, [twice], [double], max_concurrent_workflow_tasks=1):
         handles = await asyncio.gather(*(client.start(twice, i) for i in range(6)))
         results = await asyncio.gather(*(h.result(timeout=10) for h in handles))
