@@ -111,3 +111,35 @@ async def test_a_start_cancelled_before_the_worker_serves_stops_it(
     with pytest.raises(asyncio.CancelledError):
         await entering
     assert worker._background is not None and worker._background.done()
+
+
+@workflow.defn
+async def two_at_once() -> int:
+    first = await tick(0)
+    a, b = await asyncio.gather(tick(1), tick(2))
+    return first + a + b
+
+
+async def test_a_turn_that_fails_midway_gives_its_reserved_slots_back(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The turn after the first step (an inline continuation) reserves a slot
+    # for its first activity to run here; building it raises (once). The
+    # turn is dropped, and so is what it had reserved: no slot stays
+    # promised to an activity that nobody will run.
+    from perdure._worker import turns
+
+    real = turns.NewActivity
+    built: list[int] = []
+
+    def second_fails(*args: Any) -> Any:
+        built.append(1)
+        if len(built) == 2:
+            raise RuntimeError("the second activity cannot be built")
+        return real(*args)
+
+    monkeypatch.setattr(turns, "NewActivity", second_fails)
+    async with fast_worker(client, [two_at_once], [tick], max_concurrent_activities=2) as worker:
+        assert await client.execute(two_at_once, timeout=20) == 3
+        assert len(built) > 2  # the turn failed once, then was computed again
+        assert worker._inline_reserved == 0

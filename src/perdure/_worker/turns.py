@@ -325,26 +325,39 @@ class TurnRunner:
             state=dict(instance.state),
             waiting={"signals": instance.waiting_signals()},
         )
+        try:
+            self._add_commands(commit, instance, commands, own_slot)
+        except BaseException:
+            # Give back the slots reserved so far (each is an activity with a
+            # lease in the commit): nobody will run those activities.
+            self._settle_inline(commit)
+            raise
+        return commit
+
+    def _add_commands(
+        self,
+        commit: TurnCommit,
+        instance: WorkflowInstance,
+        commands: list[h.Command],
+        own_slot: bool,
+    ) -> None:
         info = instance.info
         for command in commands:
             if isinstance(command, h.ScheduleActivity):
-                lease = None
-                if self.inline is not None:
+                activity = NewActivity(
+                    command.ref,
+                    command.name,
+                    command.task_queue,
+                    command.args,
+                    command.kwargs,
+                    command.options,
+                )
+                commit.activities.append(activity)
+                if self.inline is not None:  # (a slot reserved here is counted in the commit)
                     here = self.inline(command.name, command.task_queue, own_slot)
                     own_slot = False  # (one successor per finishing attempt)
                     if here is not None:
-                        lease = (here[0], new_token(), here[1])
-                commit.activities.append(
-                    NewActivity(
-                        command.ref,
-                        command.name,
-                        command.task_queue,
-                        command.args,
-                        command.kwargs,
-                        command.options,
-                        lease,
-                    )
-                )
+                        activity.lease = (here[0], new_token(), here[1])
             elif isinstance(command, h.CancelActivity):
                 commit.cancelled_activities.append(command.ref)
             elif isinstance(command, h.StartTimer):
@@ -388,4 +401,3 @@ class TurnRunner:
         if commit.close_status is not None and info is not None:
             commit.has_children = instance.has_children
             commit.has_relatives = instance.has_children or info.parent_run_id is not None
-        return commit
