@@ -183,16 +183,29 @@ async def test_a_new_run_s_first_turn_can_go_with_its_start(open_store: Any) -> 
 async def test_the_first_turn_reads_what_the_ordinary_way_would(open_store: Any) -> None:
     # What prepare() is given is what the leased first task carries (and what
     # a load would read), but for the database's own row and inbox ids.
+    # The arguments as JSON gives them back (a tuple comes back a list), and
+    # the run's input and the event's arguments are objects of their own.
+    inputs = {"args": [(1, 2), {"k": 1.5}], "kwargs": {"x": [None, "é"]}}
     store = await open_store()
     ordinary = Taker()
     store.take_new_runs("q", ordinary)
-    await store.create_run(new_run(wid="wf-a", run_id="run-a"), "fail")
+    await store.create_run(
+        dataclasses.replace(new_run(wid="wf-a", run_id="run-a"), **inputs), "fail"
+    )
     [task] = ordinary.taken
     assert task is not None and task.turn_input is not None
     computing = Taker(turns=first_turn([SCHEDULE]))
     store.take_new_runs("q", computing)
-    await store.create_run(new_run(wid="wf-b", run_id="run-b"), "fail")
+    await store.create_run(
+        dataclasses.replace(new_run(wid="wf-b", run_id="run-b"), **inputs), "fail"
+    )
     [given] = computing.prepared
+    [(_, started)] = given.inbox
+    assert isinstance(started, h.WorkflowStarted)
+    assert started.args == [[1, 2], {"k": 1.5}] and started.kwargs == {"x": [None, "é"]}
+    assert given.run.input == {"args": started.args, "kwargs": started.kwargs}
+    assert started.args is not given.run.input["args"]
+    assert started.kwargs is not given.run.input["kwargs"]
 
     def same(data: TurnInput, run_id: str) -> Any:
         run = dataclasses.replace(data.run, run_id=run_id, workflow_id="wf", row_id=0)

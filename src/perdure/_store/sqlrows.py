@@ -372,7 +372,7 @@ async def insert_run(
             new.workflow_type,
             new.task_queue,
             OPEN,
-            dumps({"args": new.args, "kwargs": new.kwargs}),
+            input_text(new),
             now,
             now,
             parent.run_id if parent else None,
@@ -400,20 +400,27 @@ def run_deadline(new: NewRun, now: float, deadline: float | None = None) -> floa
     return deadline
 
 
+def input_text(new: NewRun) -> str:
+    """The run's arguments as its row stores them (its ``input`` column)."""
+    return dumps({"args": new.args, "kwargs": new.kwargs})
+
+
 def started_event(
     new: NewRun,
     now: float,
     parent: RunRecord | None = None,
     continued_from: str | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> h.WorkflowStarted:
-    """The first event of a run's history."""
+    """The first event of a run's history. ``inputs``: its ``args`` and
+    ``kwargs`` instead of the NewRun's (input_text, decoded)."""
     return h.WorkflowStarted(
         workflow_type=new.workflow_type,
         workflow_id=new.workflow_id,
         run_id=new.run_id,
         task_queue=new.task_queue,
-        args=new.args,
-        kwargs=new.kwargs,
+        args=new.args if inputs is None else inputs["args"],
+        kwargs=new.kwargs if inputs is None else inputs["kwargs"],
         seed=new.seed,
         parent_workflow_id=parent.workflow_id if parent else None,
         parent_run_id=parent.run_id if parent else None,
@@ -422,16 +429,17 @@ def started_event(
     )
 
 
-def new_run_record(new: NewRun, now: float) -> RunRecord:
+def new_run_record(new: NewRun, now: float, inputs: Any = None) -> RunRecord:
     """The row insert_run writes for a run with no parent, as run_from_row
-    would read it back (but for ``row_id``, which only the database knows)."""
+    would read it back (but for ``row_id``, which only the database knows).
+    ``inputs``: its ``input``, if the caller decoded input_text already."""
     return RunRecord(
         run_id=new.run_id,
         workflow_id=new.workflow_id,
         workflow_type=new.workflow_type,
         task_queue=new.task_queue,
         status=OPEN,
-        input=loads(dumps({"args": new.args, "kwargs": new.kwargs})),
+        input=loads(input_text(new)) if inputs is None else inputs,
         result=None,
         failure=None,
         state={},
@@ -446,9 +454,10 @@ def new_run_record(new: NewRun, now: float) -> RunRecord:
     )
 
 
-async def drop_pending_work(tx: Tx, d: Dialect, run_id: str) -> None:
+async def drop_pending_work(tx: Tx, d: Dialect, run_id: str, inbox: bool = True) -> None:
     """Delete an ending run's tasks, timers and inbox (all of close_run that a
-    run with no parent and no children needs)."""
+    run with no parent and no children needs). ``inbox=False``: the caller
+    knows the run's inbox is empty."""
     # One statement per kind, each served by that kind's partial index on
     # run_id: "WHERE run_id = ?" alone has no index on SQLite, and scanned
     # every queued task at each run's close.
@@ -458,7 +467,8 @@ async def drop_pending_work(tx: Tx, d: Dialect, run_id: str) -> None:
         f"DELETE FROM timers WHERE {d.picked(d.timer_key, 'FROM timers WHERE run_id = ?')}",
         (run_id,),
     )
-    await tx.send("DELETE FROM inbox WHERE run_id = ?", (run_id,))
+    if inbox:
+        await tx.send("DELETE FROM inbox WHERE run_id = ?", (run_id,))
 
 
 async def close_run(

@@ -134,7 +134,10 @@ async def apply_turn(
             # The row keeps its id (commit_turn forgets this if the commit fails).
             commit.created_tasks[heir.ref] = commit.activity_done[0]
     await rows.insert_event_rows(tx, encoded.events)
-    await tx.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox])
+    if commit.consumed_inbox:
+        await tx.executemany(
+            "DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox]
+        )
     if closing:
         assert commit.close_status is not None
         # A signal (or any input) that reached the inbox while this closing turn
@@ -153,7 +156,9 @@ async def apply_turn(
                 lambda row: ended(rows.run_from_row(row)) if row else None,
             )
         if not commit.has_relatives and commit.continue_as_new is None:
-            await rows.drop_pending_work(tx, d, commit.run_id)
+            # (Its inbox is empty: the rows it consumed are gone, and the
+            # fence above saw no other; a fresh run never had any.)
+            await rows.drop_pending_work(tx, d, commit.run_id, inbox=False)
             return {closed_topic(commit.run_id)}
         run = await _locked_run(tx, d, commit.run_id)
         if commit.continue_as_new is not None:

@@ -18,7 +18,6 @@ from typing import Any
 from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store.base import NewRun, RunRecord, TurnInput, TurnLease, WorkflowTask, new_token
-from perdure._store.eventtext import event_text
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 
 __all__ = ["TurnInputs", "fire_due", "first_input", "lease_turn_task", "next_due"]
@@ -115,13 +114,12 @@ class TurnInputs:
 
 
 def first_input(new: NewRun, now: float) -> TurnInput:
-    """What a new run's first turn reads, as insert_run will write it:
-    WorkflowStarted goes through JSON, as it would through the inbox."""
-    started = rows.started_event(new, now)
-    data = event_text(started)
-    return TurnInput(
-        rows.new_run_record(new, now), [], [(0, rows.event_from_row(data, new.run_id, ""))]
-    )
+    """What a new run's first turn reads, as insert_run will write it and a
+    replay would read it back: WorkflowStarted, with the arguments as JSON
+    gives them back (a copy of their own for each reader)."""
+    text = rows.input_text(new)
+    started = rows.started_event(new, now, inputs=rows.loads(text))
+    return TurnInput(rows.new_run_record(new, now, rows.loads(text)), [], [(0, started)])
 
 
 async def fire_due(
