@@ -11,7 +11,17 @@ share one transaction and one fsync (group commit, ``synchronous=FULL`` in WAL
 mode, as perdure). No leases, fences, history model, workflow code, replay,
 cache, converter, wake-ups or threads.
 
-Usage: python benchmarks/floor.py [-n STEPS] [--batch N]
+``--engine``: the floor of a minimal engine instead, one that also runs
+workflow code and keeps a history. Each run is a Python coroutine (a loop of
+ten awaited steps, as the benchmark's workflow) resumed with each step's
+result; each step appends three history events (the turn's start, the
+activity's completion, the next activity's scheduling), each encoded to JSON
+on its own; a round writes all its steps with one ``executemany`` per
+statement (the run's version, the events, the step's task row taken over by
+the next activity). Still no leases, fences, converter, cache, wake-ups or
+threads: what any engine of this kind must do in CPython, and no more.
+
+Usage: python benchmarks/floor.py [-n STEPS] [--batch N] [--engine]
 Prints one JSON line. Run by hand; never a test.
 """
 
@@ -79,9 +89,122 @@ async def main(n: int, batch: int) -> dict[str, Any]:
     }
 
 
+class Schedule:
+    """The one command of the minimal engine's workflows: run activity ``step(i)``."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __await__(self) -> Any:
+        return (yield self)
+
+
+async def workflow(k: int) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+    for i in range(k):
+        last = await Schedule(i)
+    return {"k": k, "last": last}
+
+
+async def engine(n: int, batch: int, k: int = 10) -> dict[str, Any]:
+    folder = tempfile.mkdtemp(prefix="perdure-floor-")
+    conn = sqlite3.connect(os.path.join(folder, "floor.db"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    for sql in SCHEMA:
+        conn.execute(sql)
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    done = 0
+    serial = 0
+    while done < n:
+        # A batch of runs, each started and taken to its first step.
+        runs: dict[str, tuple[Any, int, int]] = {}  # run id -> coroutine, command, seq
+        conn.execute("BEGIN IMMEDIATE")
+        for _ in range(batch):
+            serial += 1
+            run_id = f"{serial:08x}-run"
+            coro = workflow(k)
+            command = coro.send(None)
+            runs[run_id] = (coro, command.i, 1)
+            conn.execute("INSERT INTO runs VALUES (?, 0)", (run_id,))
+            conn.execute("INSERT INTO tasks (id, run_id, ref) VALUES (?, ?, 0)", (serial, run_id))
+        conn.execute("COMMIT")
+        ids = {run_id: int(run_id[:8], 16) for run_id in runs}
+        while runs:
+            results = await asyncio.gather(
+                *(asyncio.ensure_future(step(i)) for _, i, _ in runs.values())
+            )
+            versions, events, tasks = [], [], []
+            now = time.time()
+            for (run_id, (coro, i, seq)), result in zip(list(runs.items()), results, strict=True):
+                versions.append((run_id,))
+                events.append(
+                    (run_id, seq, dumps({"type": "TurnStarted", "seq": seq, "time": now}))
+                )
+                events.append(
+                    (
+                        run_id,
+                        seq + 1,
+                        dumps(
+                            {
+                                "type": "ActivityCompleted",
+                                "seq": seq + 1,
+                                "time": now,
+                                "ref": i,
+                                "result": result,
+                            }
+                        ),
+                    )
+                )
+                try:
+                    command = coro.send(result)
+                except StopIteration:
+                    del runs[run_id]  # (its last step: the completion goes with it)
+                    tasks.append((-1, ids[run_id]))
+                    continue
+                events.append(
+                    (
+                        run_id,
+                        seq + 2,
+                        dumps(
+                            {
+                                "type": "ActivityScheduled",
+                                "seq": seq + 2,
+                                "time": now,
+                                "ref": command.i,
+                                "name": "step",
+                                "args": [command.i],
+                            }
+                        ),
+                    )
+                )
+                tasks.append((command.i, ids[run_id]))
+                runs[run_id] = (coro, command.i, seq + 3)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("UPDATE runs SET version = version + 1 WHERE run_id = ?", versions)
+            conn.executemany("INSERT INTO events VALUES (?, ?, ?)", events)
+            conn.executemany("UPDATE tasks SET ref = ? WHERE id = ?", tasks)
+            conn.execute("COMMIT")
+            done += len(results)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    conn.close()
+    return {
+        "mode": "engine floor",
+        "n": done,
+        "batch": batch,
+        "steps_per_s": done / wall,
+        "cpu_us_per_step": cpu / done * 1e6,
+    }
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--engine", action="store_true", help="a minimal engine's floor")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.n, args.batch))))
+    run = engine if args.engine else main
+    print(json.dumps(asyncio.run(run(args.n, args.batch))))
