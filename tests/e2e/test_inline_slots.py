@@ -141,5 +141,6 @@ async def test_a_turn_that_fails_midway_gives_its_reserved_slots_back(
     monkeypatch.setattr(turns, "NewActivity", second_fails)
     async with fast_worker(client, [two_at_once], [tick], max_concurrent_activities=2) as worker:
         assert await client.execute(two_at_once, timeout=20) == 3
-        assert len(built) > 2  # the turn failed once, then was computed again
-        assert worker._inline_reserved == 0
+    assert len(built) > 2  # the turn failed once, then was computed again
+    # (Checked once the worker stopped: a poll reserves slots while it claims.)
+    assert worker._inline_reserved == 0
