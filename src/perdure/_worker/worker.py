@@ -112,6 +112,10 @@ class Worker:
         self.activity_runner.deliver = self._deliver
         self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
         self._activities_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
+        # Attempt tasks whose attempt is ending (in _deliver), and the
+        # successor each was handed to run next (see _run_inline).
+        self._ending: set[asyncio.Task[Any]] = set()
+        self._successors: dict[asyncio.Task[Any], ActivityTask] = {}
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._background: asyncio.Task[None] | None = None
@@ -368,6 +372,22 @@ class Worker:
         self._inline_reserved -= count
 
     def _run_inline(self, task: ActivityTask) -> None:
+        current = asyncio.current_task()
+        if (
+            current in self._ending
+            and current not in self._successors
+            and contextvars.copy_context() == self._context
+        ):
+            # The attempt ending in this task hands the task on: the successor
+            # runs in it next (see _activity), in the same slot, without a
+            # task of its own. Only if the task's context is still the one the
+            # worker started it with: whatever an attempt set in it must not
+            # reach the next one. (Its task row is the one the successor took
+            # over: same id, new token.)
+            assert current is not None
+            self._successors[current] = task
+            self._activities_inflight[current] = (task.task_id, task.token)
+            return
         self._spawn(self._activities_inflight, self._activity(task), task.task_id, task.token)
 
     async def _deliver(self, task: ActivityTask, event: h.Event) -> bool:
@@ -375,11 +395,19 @@ class Worker:
         # activities in flight) hands its slot to the activity its workflow
         # schedules next: at full load that activity still runs at once, in
         # place of the one that ended, rather than waiting in the queue for a
-        # later poll. (Its task starts before the ending one's is counted out:
-        # the count is one over for that moment, the attempts running never.)
-        own = asyncio.current_task() in self._activities_inflight
-        if await self.turns.continue_inline(task, event, own):
-            return True
+        # later poll. It runs in the same task if it can (see _run_inline);
+        # else its task starts before the ending one's is counted out: the
+        # count is one over for that moment, the attempts running never.
+        current = asyncio.current_task()
+        own = current in self._activities_inflight
+        if own:
+            assert current is not None
+            self._ending.add(current)
+        try:
+            if await self.turns.continue_inline(task, event, own):
+                return True
+        finally:
+            self._ending.discard(current)
         return await self.store.complete_activity(task, event)
 
     async def _idle(self, queues: list[str]) -> None:
@@ -436,9 +464,19 @@ class Worker:
         await self.turns.run_turn(task)
 
     async def _activity(self, task: ActivityTask) -> None:
-        # (One task per attempt, even for an inline successor: an attempt's
-        # context variables must not reach the next one.)
-        await self.activity_runner.run(task)
+        # The attempt, then each successor handed this task as its
+        # predecessor ended (see _run_inline): a loop, so that a long chain
+        # of steps does not deepen the stack.
+        current = asyncio.current_task()
+        try:
+            while True:
+                await self.activity_runner.run(task)
+                successor = self._successors.pop(current, None)  # type: ignore[arg-type]
+                if successor is None:
+                    return
+                task = successor
+        finally:
+            self._successors.pop(current, None)  # type: ignore[arg-type]
 
     async def _renew_leases(self) -> None:
         while True:
