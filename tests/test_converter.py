@@ -888,3 +888,15 @@ def test_the_size_limit_is_exact(value: Any, limit: int) -> None:
         assert f"{size:,} bytes" in str(error)
     else:
         assert size <= limit
+
+
+@pytest.mark.parametrize("hint", [Any, object, dict[str, Any], dict[str, list[Any]]])
+def test_a_decoded_value_shares_no_container_with_its_stored_form(hint: Any) -> None:
+    # Workflow code may change what it is handed; the event it came from is
+    # written to the history after the turn (tests/e2e/test_history_is_what_happened.py).
+    stored = {"a": [1, {"b": []}]}
+    value = default_converter.from_json(stored, hint)
+    assert value == stored
+    value["a"][1]["b"].append("changed")
+    value["a"].append("changed")
+    assert stored == {"a": [1, {"b": []}]}

@@ -41,7 +41,7 @@ from perdure._converter.hints import (
     _VAR_POSITIONAL,
     _shape,
 )
-from perdure._converter.values import JSON, _decode, _encode, _Failure
+from perdure._converter.values import JSON, _decode, _encode, _Failure, fresh
 from perdure._json import encoder
 from perdure.errors import PayloadError
 
@@ -52,6 +52,7 @@ __all__ = [
     "DataConverter",
     "PayloadCodec",
     "default_converter",
+    "fresh",
 ]
 
 

@@ -274,8 +274,22 @@ def _encode_record(value: Any, cls: type) -> JSON:
 # ---------------------------------------------------------------- decoding
 
 
+def fresh(data: JSON) -> Any:
+    """``data`` with its containers copied. A decoded value belongs to the code
+    it is handed to, which may change it; the stored form it came from (an
+    event of the history, still to be written) must not change with it."""
+    kind = type(data)
+    if kind is dict:
+        return {key: fresh(item) for key, item in data.items()}
+    if kind is list:
+        return [fresh(item) for item in data]
+    return data
+
+
 def _decode(data: JSON, hint: Any) -> Any:
-    if hint is Any or hint is object or (hint is type(data) and hint in _SAME):
+    if hint is Any or hint is object:
+        return fresh(data)
+    if hint is type(data) and hint in _SAME:
         return data
     origin, args = _split(hint)
     kind = type(data)
@@ -292,7 +306,7 @@ def _decode(data: JSON, hint: Any) -> Any:
         if data is None:
             return None
     elif origin is Any or origin is object:
-        return data
+        return fresh(data)
     elif origin in _UNIONS:
         return _decode_union(data, hint, args)
     elif origin is Literal:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perdure import _history as h
-from perdure._converter import DataConverter
+from perdure._converter import DataConverter, fresh
 from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
 from perdure.errors import (
     ActivityError,
@@ -195,7 +195,7 @@ class WorkflowInstance:
         elif isinstance(event, h.ActivityFailed):
             entry = self._activities.pop(event.ref, None)
             if entry is not None and not entry[1].done():
-                cause = cause_from_failure(event.failure)
+                cause = cause_from_failure(fresh(event.failure))  # (its own details)
                 entry[1].set_exception(
                     ActivityError(
                         f"activity {entry[0]!r} failed after {event.attempt} attempt(s): {cause}",
@@ -224,7 +224,7 @@ class WorkflowInstance:
         elif isinstance(event, h.ChildWorkflowStartFailed):
             child = self._children.pop(event.ref, None)
             if child is not None:
-                cause = cause_from_failure(event.failure)
+                cause = cause_from_failure(fresh(event.failure))  # (its own details)
                 error = WorkflowAlreadyStartedError(
                     f"child workflow {child.workflow_id!r} could not start: {cause.message}",
                     workflow_id=child.workflow_id,
@@ -242,7 +242,7 @@ class WorkflowInstance:
         elif isinstance(event, h.ChildWorkflowFailed):
             child = self._children.pop(event.ref, None)
             if child is not None and not child.result.done():
-                cause = cause_from_failure(event.failure)
+                cause = cause_from_failure(fresh(event.failure))  # (its own details)
                 run_id = child.started.result() if child.started.done() else ""
                 child.result.set_exception(
                     ChildWorkflowError(
