@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from perdure import _history as h
 from perdure._history.events import EVENT_TYPES
 from perdure._store import eventtext
+from perdure._store.base import TurnCommit
 from perdure._store.eventtext import event_text
 from perdure._store.sqlrows import dumps
+from perdure._store.sqlturn import encode_turn
 
 
 class Name(str):
@@ -101,3 +103,27 @@ def test_kept_floats_are_written_exactly() -> None:
             )
     assert event_text(h.TurnStarted(seq=1, time=-0.0)).endswith('"time":-0.0}')
     assert event_text(h.TurnStarted(seq=1, time=0.0)).endswith('"time":0.0}')
+
+
+@pytest.mark.parametrize(
+    ("state", "waiting"),
+    [
+        ({}, {"signals": []}),  # the common turn: both texts written as kept
+        ({"stage": "paid"}, {"signals": ["approve"]}),
+        ({}, {"signals": [], "more": 1}),
+    ],
+)
+def test_a_turn_s_state_and_waiting_are_written_as_encoded(
+    state: dict[str, Any], waiting: dict[str, Any]
+) -> None:
+    commit = TurnCommit(
+        task=None,
+        run_id="r",
+        expected_version=0,
+        events=[],
+        consumed_inbox=[],
+        state=state,
+        waiting=waiting,
+    )
+    encoded = encode_turn(commit)
+    assert (encoded.state, encoded.waiting) == (dumps(state), dumps(waiting))

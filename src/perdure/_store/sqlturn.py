@@ -50,9 +50,18 @@ class Encoded(NamedTuple):
     waiting: str
 
 
+# Most turns leave a run with no state and waiting for no signal: those two
+# texts are written as they are, not encoded anew at every step.
+_NO_WAITING: dict[str, Any] = {"signals": []}
+_NO_WAITING_TEXT = dumps(_NO_WAITING)
+
+
 def encode_turn(commit: TurnCommit) -> Encoded:
+    state, waiting = commit.state, commit.waiting
     return Encoded(
-        rows.event_rows(commit.run_id, commit.events), dumps(commit.state), dumps(commit.waiting)
+        rows.event_rows(commit.run_id, commit.events),
+        "{}" if not state and type(state) is dict else dumps(state),
+        _NO_WAITING_TEXT if waiting == _NO_WAITING else dumps(waiting),
     )
 
 
