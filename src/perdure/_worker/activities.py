@@ -206,11 +206,12 @@ class ActivityRunner:
             loop.call_soon_threadsafe(self._beat, running, details)
 
         if activity.is_async and timeout is None:
-            # In this task, the attempt's own (see Worker._spawn): no second
+            # In this task, the attempt's (see Worker._spawn; an ending
+            # attempt may hand it to the next: Worker._run_inline): no second
             # task per attempt. Stopping it cancels this task; its context
-            # variables stay in this task, which the worker started from a
-            # clean context, and never reach workflow code (which runs in its
-            # instance's own context).
+            # variables stay in this task, which holds the worker's clean
+            # context when an attempt begins, and never reach workflow code
+            # (which runs in its instance's own context).
             running.future = asyncio.current_task()
             token = _context.set(_ActivityContext(info, on_heartbeat))
             try:

@@ -391,7 +391,7 @@ class Worker:
         self._spawn(self._activities_inflight, self._activity(task), task.task_id, task.token)
 
     async def _deliver(self, task: ActivityTask, event: h.Event) -> bool:
-        # An attempt that ends here (in its own task, one of this worker's
+        # An attempt that ends here (in its task, one of this worker's
         # activities in flight) hands its slot to the activity its workflow
         # schedules next: at full load that activity still runs at once, in
         # place of the one that ended, rather than waiting in the queue for a
