@@ -1,18 +1,21 @@
-"""What result() waiters share: an ear for one run's end (EndWatch), and the
-first look at their runs, taken together (OpenRuns).
+"""What result() waiters share: an ear for one run's end (EndWatch), and
+their looks at their runs, taken together (OpenRuns).
 
-A waiter reads its run once before it waits: the run may have ended before
-anyone listened. A program that starts many workflows and then awaits all
-their results (a fan-out) used to pay one read each: 5,000 queries for
-5,000 waiters. Waiters that start in the same pass of the event loop now ask
-one question together ("which of these runs are still open?", one query
-per 500 runs), and only those whose run has ended read it in full. Talks to
-a Store only.
+A waiter reads its run once before it waits (the run may have ended before
+anyone listened), and again each time it is woken. A program that starts
+many workflows and then awaits all their results (a fan-out) used to pay
+one read each, and another each time they were woken: 5,000 queries for
+5,000 waiters. Waiters that look in the same pass of the event loop now ask
+one question together ("which of these runs are still open?", one query per
+500 runs), and the records of those that ended come with the answer (one
+more query per 500 of them), kept for their waiters by the store
+(``Store.keep_ended``). Talks to a Store only.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 from perdure._store.base import Store, loop_waker
 
@@ -42,7 +45,8 @@ class EndWatch:
 
 class OpenRuns:
     """``await is_open(run_id)``: whether the run is open now, asked together
-    with every other question of the same pass of the loop."""
+    with every other question of the same pass of the loop. The record of a
+    run found ended is then ``store.ended_here(run_id)`` for its listeners."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -68,11 +72,16 @@ class OpenRuns:
 
     async def _ask(self, loop: asyncio.AbstractEventLoop) -> None:
         asked = self._asked.pop(loop)
-        ended = {run_id for run_id, _ in asked}  # unless the store answers
+        ended: Collection[str] = {run_id for run_id, _ in asked}  # unless the store answers
         try:
-            ended = await self.store.ended_runs(list(ended))
+            records = await self.store.ended_runs(list(ended))
         except Exception:
             pass  # each waiter reads its run itself, and meets the error there
+        else:
+            ended = records
+            for record in records.values():
+                if record is not None:
+                    self.store.keep_ended(record)  # its waiter needs no read of its own
         finally:
             for run_id, answer in asked:
                 if not answer.done():  # (its waiter may have been cancelled)

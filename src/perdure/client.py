@@ -98,7 +98,7 @@ class Client:
         self._result_poke: asyncio.Event | None = None
         self._result_interval = self.poll_interval
         self._result_foreign = False  # another process committed since the last check
-        self._open_runs = OpenRuns(store)  # waiters' first looks, taken together
+        self._open_runs = OpenRuns(store)  # waiters' looks, taken together
 
     @classmethod
     async def connect(
@@ -177,11 +177,13 @@ class Client:
                 )
                 waited = store.listened_runs()
                 try:
-                    ended = await store.ended_runs(waited) if waited else set()
+                    ended = await store.ended_runs(waited) if waited else {}
                 except StoreError as exc:
                     log.warning("checking %d awaited runs failed: %s", len(waited), exc)
                     continue
-                for run_id in ended:
+                for run_id, record in ended.items():
+                    if record is not None:
+                        store.keep_ended(record)  # its waiters need no read of their own
                     store.wake_run(run_id)
         finally:
             store.remove_run_watcher(other_process_committed)
@@ -416,14 +418,30 @@ class WorkflowHandle(Generic[R]):
         finally:
             watch.close()
 
+    async def _look(self, run_id: str | None) -> RunRecord | None:
+        """The run if it has ended, or as read now; None if it is open (then
+        its record was not needed). A known run is first asked about with
+        every other waiter looking in the same pass of the loop (OpenRuns);
+        its record, if it ended, comes with that answer or with this
+        process's commit that ended it (Store.ended_here). A waiter reads its
+        run alone only when neither has it (a workflow id's latest run, a run
+        that does not exist, a store error)."""
+        store = self.client.store
+        if run_id is not None:
+            run = store.ended_here(run_id)
+            if run is None and await self.client._open_runs.is_open(run_id):
+                return None
+            run = run or store.ended_here(run_id)
+            if run is not None:
+                return run
+        return await self._run(run_id)
+
     async def _wait(self, timeout: float | None, watch: EndWatch, known: RunRecord | None) -> R:
         """``result()`` with ``watch``; ``known``: this run as read while ``watch``
         already listened for it (a start's own record), used instead of a first read."""
-        store = self.client.store
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         run_id = self.run_id
-        first = known is None  # a first look may be taken with other waiters' (OpenRuns)
         while True:
             if run_id is not None and watch.run_id != run_id:
                 watch.listen(run_id)  # before reading: an end between the two is not missed
@@ -432,15 +450,9 @@ class WorkflowHandle(Generic[R]):
                 run = known
             else:
                 watch.changed.clear()
-                # Ended by a commit of this process: its record came with the
-                # commit (Store.ended_here), so no read is needed.
-                run = store.ended_here(run_id) if run_id is not None else None
-                if run is None and not (
-                    first and run_id is not None and await self.client._open_runs.is_open(run_id)
-                ):
-                    run = await self._run(run_id)
-            known, first = None, False
-            if run is not None:  # (None: open, as the first look found it)
+                run = await self._look(run_id)
+            known = None
+            if run is not None:  # (None: open, as the look found it)
                 if run.continued_to is not None:
                     run_id = run.continued_to  # follow the continue-as-new chain
                     continue

@@ -170,14 +170,19 @@ async def test_checking_awaited_runs_reads_them_by_id(
 
             monkeypatch.setattr(store, "_read_queries", recorded)
             await conn.execute("UPDATE runs SET status = 'completed' WHERE run_id = 'r7'")
-            assert await store.ended_runs(["r3", "r7", "r9"]) == {"r7"}
-            ((sql, params),) = sent
+            ended = await store.ended_runs(["r3", "r7", "r9"])
+            assert list(ended) == ["r7"]
+            record = ended["r7"]
+            assert record is not None and record.status == "completed"
+            # The question, then the ended run's record: both by id.
+            assert len(sent) == 2, sent
             cur = psycopg.AsyncClientCursor(conn)
-            await cur.execute(f"EXPLAIN (FORMAT JSON) {sql.replace('?', '%s')}", params)
-            row = await cur.fetchone()
-            assert row is not None
-            used = {node.get("Index Name") for node in nodes(row[0][0]["Plan"])}
-            assert used == {None, "runs_run_id_key"}, used
+            for sql, params in sent:
+                await cur.execute(f"EXPLAIN (FORMAT JSON) {sql.replace('?', '%s')}", params)
+                row = await cur.fetchone()
+                assert row is not None
+                used = {node.get("Index Name") for node in nodes(row[0][0]["Plan"])}
+                assert used - {None} == {"runs_run_id_key"}, (sql, used)
     finally:
         await store.close()
 

@@ -186,10 +186,17 @@ class Store(abc.ABC):
                 self._ended_here.pop(run_id, None)
 
     def ended_here(self, run_id: str) -> RunRecord | None:
-        """Run ``run_id`` as the commit that ended it in this process left it,
-        kept while anyone here listens for that run: a waiter's answer without
-        a read. None: not ended here (maybe elsewhere), or nobody listened."""
+        """Run ``run_id`` as this process last saw it end, kept while anyone
+        here listens for that run: a waiter's answer without a read of its
+        own. Seen by the commit that ended it here, or by a check of the runs
+        waited on (``keep_ended``). None: not seen ended, or nobody listened."""
         return self._ended_here.get(run_id)
+
+    def keep_ended(self, record: RunRecord) -> None:
+        """Keep an ended run's record (read by ``ended_runs``) for its
+        waiters, if any (see ended_here). An ended run never changes again."""
+        if record.run_id in self._run_listeners:
+            self._ended_here[record.run_id] = record
 
     def add_run_watcher(self, callback: Callable[[], None]) -> None:
         """``callback`` is called (from any thread) when another process may
@@ -271,8 +278,9 @@ class Store(abc.ABC):
         """The given run, or the latest run of the workflow id."""
 
     @abc.abstractmethod
-    async def ended_runs(self, run_ids: Sequence[str]) -> set[str]:
-        """Those of ``run_ids`` that are no longer open (or do not exist)."""
+    async def ended_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord | None]:
+        """Those of ``run_ids`` that are no longer open, each with its record
+        (None: no such run)."""
 
     @abc.abstractmethod
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:

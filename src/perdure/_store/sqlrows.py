@@ -296,15 +296,23 @@ async def run_by_id(tx: Tx, d: Dialect, run_id: str) -> RunRecord | None:
     return None if row is None else run_from_row(row)
 
 
+def chunks(ids: Sequence[str], size: int = 500) -> list[tuple[str, ...]]:
+    """``ids`` in tuples of at most ``size``: the parameters of IN lists."""
+    return [tuple(ids[start : start + size]) for start in range(0, len(ids), size)]
+
+
+def marks(params: Sequence[Any]) -> str:
+    """The placeholders of an IN list of ``params``."""
+    return ",".join("?" * len(params))
+
+
 async def runs_by_ids(tx: Tx, d: Dialect, run_ids: Sequence[str]) -> dict[str, RunRecord]:
     """The runs with these ids (each once), locked in run-id order (see the
     lock order above): one query per 500 ids, not one per run."""
-    ids = sorted(set(run_ids))
     found: dict[str, RunRecord] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk in chunks(sorted(set(run_ids))):
         for row in await tx.all(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({marks(chunk)})"
             f" ORDER BY run_id{d.for_update}",
             chunk,
         ):

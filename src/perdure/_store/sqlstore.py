@@ -237,23 +237,30 @@ class SqlStore(Store, Dialect):
         [found] = await self._read_queries([(sql, params)])
         return rows.run_from_row(found[0]) if found else None
 
-    async def ended_runs(self, run_ids: Sequence[str]) -> set[str]:
-        open_: set[str] = set()
-        for start in range(0, len(run_ids), 500):
-            chunk = run_ids[start : start + 500]
+    async def ended_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord | None]:
+        # Two questions: which runs are open (for thousands of waiters, most
+        # are, and their rows are not worth reading in full), then the records
+        # of those that ended, for their waiters (Store.keep_ended): 5,000
+        # runs ending between two checks cost two queries, not 5,000 reads.
+        # The two need no common snapshot: an ended run never changes again.
+        ended: dict[str, RunRecord | None] = {}
+        for chunk in rows.chunks(run_ids):
             # By id alone: "status = 'running' AND run_id IN (...)" let
             # PostgreSQL walk the index of open runs (all of them) instead.
             [found] = await self._read_queries(
-                [
-                    (
-                        f"SELECT run_id, status FROM runs WHERE run_id IN"
-                        f" ({','.join('?' * len(chunk))})",
-                        tuple(chunk),
-                    )
-                ]
+                [(f"SELECT run_id, status FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)]
             )
-            open_.update(run_id for run_id, status in found if status == OPEN)
-        return set(run_ids) - open_
+            open_ = {run_id for run_id, status in found if status == OPEN}
+            ended.update((run_id, None) for run_id in chunk if run_id not in open_)
+        for chunk in rows.chunks(list(ended)):
+            [found] = await self._read_queries(
+                [(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)]
+            )
+            for row in found:
+                run = rows.run_from_row(row)
+                if not run.is_open:  # (a run created since the first question)
+                    ended[run.run_id] = run
+        return ended
 
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
         return await self._read(lambda tx: views.list_runs(tx, query))
@@ -363,7 +370,7 @@ class SqlStore(Store, Dialect):
                 row[0]: row[1:]
                 for row in await tx.all(
                     "SELECT run_id, workflow_id, workflow_type, task_queue FROM runs"
-                    f" WHERE run_id IN ({','.join('?' * len(run_ids))})",
+                    f" WHERE run_id IN ({rows.marks(run_ids)})",
                     run_ids,
                 )
             }

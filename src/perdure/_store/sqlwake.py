@@ -176,7 +176,7 @@ async def fire_due(
 
 async def next_due(tx: Tx, queues: list[str], kinds: tuple[str, ...]) -> float | None:
     """When the earliest task of ``kinds`` on ``queues``, or any timer, is due."""
-    marks = ",".join("?" * len(queues))
+    marks = rows.marks(queues)
     times = []
     for kind in kinds:
         row = await tx.one(
