@@ -425,14 +425,14 @@ class WorkflowHandle(Generic[R]):
         its record, if it ended, comes with that answer or with this
         process's commit that ended it (Store.ended_here). A waiter reads its
         run alone only when neither has it (a workflow id's latest run, a run
-        that does not exist, a store error)."""
+        that does not exist or is another workflow id's, a store error)."""
         store = self.client.store
         if run_id is not None:
             run = store.ended_here(run_id)
             if run is None and await self.client._open_runs.is_open(run_id):
                 return None
             run = run or store.ended_here(run_id)
-            if run is not None:
+            if run is not None and run.workflow_id == self.id:  # (both are found by run id)
                 return run
         return await self._run(run_id)
 

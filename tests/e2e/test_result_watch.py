@@ -143,6 +143,24 @@ async def test_waiters_that_begin_together_take_one_first_look(client: perdure.C
         assert await asyncio.gather(*open_) == ["went"] * 30
 
 
+async def test_a_run_id_of_another_workflow_id_is_not_its_result(client: perdure.Client) -> None:
+    """Shared looks find runs by run id alone: a handle that pairs a workflow
+    id with another id's run must still be told that it names no run."""
+    client.poll_interval = 5.0
+    async with fast_worker(client, [ticks], [tick]):
+        other = await client.start(ticks, 2, id="the-other")
+        assert await other.result(timeout=30) == 1
+        wrong = client.get_handle("not-the-other", run_id=other.run_id)
+        with pytest.raises(perdure.WorkflowNotFoundError):
+            await wrong.result(timeout=30)
+        # The same while the right handle still listens (its record is kept).
+        right = client.get_handle("the-other", run_id=other.run_id)
+        waiting = asyncio.ensure_future(right.result(timeout=30))
+        with pytest.raises(perdure.WorkflowNotFoundError):
+            await wrong.result(timeout=30)
+        assert await waiting == 1
+
+
 async def test_a_failed_look_leaves_each_waiter_to_read(client: perdure.Client) -> None:
     async with fast_worker(client, [ticks], [tick]):
         handles = [await client.start(ticks, 2) for _ in range(3)]
