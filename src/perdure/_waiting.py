@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from perdure._store.base import Store, loop_waker
+from perdure._store.base import RunRecord, Store, loop_waker
 
-__all__ = ["EndWatch", "OpenRuns"]
+__all__ = ["EndWatch", "OpenRuns", "awaited_ended"]
 
 
 class EndWatch:
@@ -86,3 +86,28 @@ class OpenRuns:
             for run_id, answer in asked:
                 if not answer.done():  # (its waiter may have been cancelled)
                     answer.set_result(run_id not in ended)
+
+
+async def awaited_ended(
+    store: Store, position: int | None, everything: bool
+) -> tuple[int | None, dict[str, RunRecord | None]]:
+    """For a client's result watch: the runs waited on in this process that
+    have ended, with their records (see Store.ended_runs), and the position
+    to give next time in the store's feed of ended runs. Unless
+    ``everything`` is asked for (the watch's timed safety net), only the
+    runs the feed says ended since ``position`` are asked about: on SQLite,
+    which says only that another process committed something, 5,000
+    waiters then cost a look at the latest ends, not 5,000 index probes per
+    commit. With no feed to go by (none kept, none reaching back that far),
+    every run waited on is asked about.
+
+    The runs waited on are taken after the feed's answer: a waiter that
+    began listening later took its first look later too, so an end before
+    that look is what the look saw, and an end after it is beyond the
+    position returned."""
+    now, since = await store.runs_ended_after(position)
+    waited = store.listened_runs()
+    if since is not None and not everything:
+        ended = set(since)
+        waited = [run_id for run_id in waited if run_id in ended]
+    return now, (await store.ended_runs(waited) if waited else {})

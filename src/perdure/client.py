@@ -39,7 +39,7 @@ from perdure._views import (
     _dt,
     _timestamp,
 )
-from perdure._waiting import EndWatch, OpenRuns
+from perdure._waiting import EndWatch, OpenRuns, awaited_ended
 from perdure.errors import (
     PayloadError,
     StoreError,
@@ -160,6 +160,7 @@ class Client:
             wake()
 
         store.add_run_watcher(other_process_committed)
+        position: int | None = None  # in the store's feed of ended runs
         try:
             while store.listened_runs():
                 interval = self._result_interval
@@ -175,11 +176,10 @@ class Client:
                 self._result_interval = (
                     self.poll_interval if woken else min(interval * 2, MAX_RESULT_POLL)
                 )
-                waited = store.listened_runs()
                 try:
-                    ended = await store.ended_runs(waited) if waited else {}
+                    position, ended = await awaited_ended(store, position, not woken)
                 except StoreError as exc:
-                    log.warning("checking %d awaited runs failed: %s", len(waited), exc)
+                    log.warning("checking the awaited runs failed: %s", exc)
                     continue
                 for run_id, record in ended.items():
                     if record is not None:

@@ -282,6 +282,16 @@ class Store(abc.ABC):
         """Those of ``run_ids`` that are no longer open, each with its record
         (None: no such run)."""
 
+    async def runs_ended_after(self, position: int | None) -> tuple[int | None, list[str] | None]:
+        """The store's feed of the runs that end: its position now, and the
+        runs that ended after ``position``, in the order they ended. The list
+        is None when the feed cannot say (no position given, or the feed no
+        longer reaches back to it); the position is None when the store keeps
+        no feed (PostgreSQL: its NOTIFYs name the runs that ended). An end
+        after the position returned is in the feed from then on: read it
+        before asking about runs by id."""
+        return None, None
+
     @abc.abstractmethod
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
         """Runs matching ``query``, newest first (see RunFilter)."""

@@ -186,6 +186,7 @@ class SqliteStore(SqlStore):
         return await self._write_job(body, None)
 
     applies_plans = True
+    keeps_ended_feed = True
 
     async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
         return await self._write_job(body, plan)

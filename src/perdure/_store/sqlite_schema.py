@@ -24,9 +24,21 @@ def migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
 
 
 def statements(sql: str) -> list[str]:
-    """Split a migration into statements (they contain no literal semicolons)."""
+    """Split a migration into statements (they contain no literal semicolons,
+    but a trigger's body holds statements of its own: SQLite's own parser
+    says where each statement ends)."""
     lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    found: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending.strip().removesuffix(";").strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"a migration ends inside a statement: {pending.strip()[:200]!r}")
+    return found
 
 
 def switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:

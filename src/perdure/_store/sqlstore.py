@@ -55,6 +55,7 @@ class SqlStore(Store, Dialect):
         """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
 
     applies_plans = False  # whether _write_turn may apply them (else none is built)
+    keeps_ended_feed = False  # the ended_runs table (see runs_ended_after)
 
     async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
         """``_write(body)``; a backend may apply ``plan`` (sqlturn.plan_turn) instead."""
@@ -261,6 +262,11 @@ class SqlStore(Store, Dialect):
                 if not run.is_open:  # (a run created since the first question)
                     ended[run.run_id] = run
         return ended
+
+    async def runs_ended_after(self, position: int | None) -> tuple[int | None, list[str] | None]:
+        if not self.keeps_ended_feed:
+            return None, None
+        return await self._read(lambda tx: views.ended_after(tx, position))
 
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
         return await self._read(lambda tx: views.list_runs(tx, query))

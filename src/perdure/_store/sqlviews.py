@@ -85,3 +85,19 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
     )
     state = None if task is None else WorkflowTaskState(task[0], task[1], task[2] is not None)
     return PendingWork(activities, timers, children, state)
+
+
+async def ended_after(tx: Tx, position: int | None) -> tuple[int, list[str] | None]:
+    """SQLite's feed of the runs that ended (the ended_runs table, filled by a
+    trigger: migration 6). Ids grow by one per end and only the oldest rows
+    are deleted, so a position the feed still reaches is the one before its
+    lowest id, or above."""
+    row = await tx.one("SELECT MIN(id), MAX(id) FROM ended_runs")
+    low, high = row if row is not None else (None, None)
+    now = high or 0
+    if position is None or position > now or (low is not None and low > position + 1):
+        return now, None
+    found = await tx.all(
+        "SELECT run_id FROM ended_runs WHERE id > ? AND id <= ? ORDER BY id", (position, now)
+    )
+    return now, [run_id for (run_id,) in found]
