@@ -46,6 +46,19 @@ def count_calls(store: Any, counts: Counter[str], *names: str) -> None:
         setattr(store, name, counted)
 
 
+def record_questions(store: Any) -> list[int]:
+    """How many runs each of ``store.ended_runs``'s questions names, in order."""
+    asked: list[int] = []
+    ended_runs = store.ended_runs
+
+    async def recorded(run_ids: Any) -> Any:
+        asked.append(len(run_ids))
+        return await ended_runs(run_ids)
+
+    store.ended_runs = recorded
+    return asked
+
+
 async def test_waiters_in_another_process_read_no_run_alone(
     client: perdure.Client, db_url: str
 ) -> None:
@@ -53,14 +66,7 @@ async def test_waiters_in_another_process_read_no_run_alone(
     waiter.poll_interval = 5.0  # the timed safety net stays out of the way
     counts: Counter[str] = Counter()
     count_calls(waiter.store, counts, "get_run")
-    asked: list[int] = []  # how many runs each question named
-    ended_runs = waiter.store.ended_runs
-
-    async def recorded(run_ids: Any) -> Any:
-        asked.append(len(run_ids))
-        return await ended_runs(run_ids)
-
-    waiter.store.ended_runs = recorded  # type: ignore[method-assign]
+    asked = record_questions(waiter.store)
     try:
         handles = [await waiter.start(ticks, 5, task_queue="far") for _ in range(40)]
         results = [asyncio.ensure_future(h.result(timeout=60)) for h in handles]
@@ -87,14 +93,7 @@ async def test_runs_ending_one_by_one_elsewhere_are_asked_about_one_by_one(
     question about every run still awaited: 10 + 9 + 8 + ...)"""
     waiter = await perdure.Client.connect(db_url)
     waiter.poll_interval = 5.0  # the timed safety net stays out of the way
-    asked: list[int] = []  # how many runs each question named
-    ended_runs = waiter.store.ended_runs
-
-    async def recorded(run_ids: Any) -> Any:
-        asked.append(len(run_ids))
-        return await ended_runs(run_ids)
-
-    waiter.store.ended_runs = recorded  # type: ignore[method-assign]
+    asked = record_questions(waiter.store)
     try:
         handles = [await waiter.start(gated, task_queue="far") for _ in range(10)]
         results = [asyncio.ensure_future(h.result(timeout=60)) for h in handles]
