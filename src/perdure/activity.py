@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -73,10 +73,25 @@ class ActivityInfo:
     heartbeat_details: Any = None
 
 
-@dataclass
 class _ActivityContext:
-    info: ActivityInfo
-    on_heartbeat: Callable[[Any], None] = field(default=lambda details: None)
+    """A running attempt's context: its info, built when first asked for
+    (most attempts never ask: building it for each cost about 1% of a
+    step), and where its heartbeats go."""
+
+    __slots__ = ("_info", "_make_info", "on_heartbeat")
+
+    def __init__(
+        self, make_info: Callable[[], ActivityInfo], on_heartbeat: Callable[[Any], None]
+    ) -> None:
+        self._make_info = make_info
+        self._info: ActivityInfo | None = None
+        self.on_heartbeat = on_heartbeat
+
+    @property
+    def info(self) -> ActivityInfo:
+        if self._info is None:
+            self._info = self._make_info()
+        return self._info
 
 
 _context: ContextVar[_ActivityContext | None] = ContextVar("perdure_activity", default=None)

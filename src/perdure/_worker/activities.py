@@ -184,19 +184,8 @@ class ActivityRunner:
         timeout: float | None,
     ) -> Any:
         args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
-        info = ActivityInfo(
-            workflow_id=task.workflow_id,
-            run_id=task.run_id,
-            workflow_type=task.workflow_type,
-            activity_id=str(task.ref),
-            activity_type=task.name,
-            task_queue=task.task_queue,
-            attempt=task.attempt,
-            idempotency_key=f"{task.workflow_id}/{task.run_id}/{task.ref}",
-            heartbeat_details=(
-                None if task.heartbeat is None else self.converter.from_json(task.heartbeat)
-            ),
-        )
+        details = None if task.heartbeat is None else self.converter.from_json(task.heartbeat)
+        info = functools.partial(_activity_info, task, details)  # (built if asked for)
         loop = asyncio.get_running_loop()
 
         def on_heartbeat(details: Any) -> None:
@@ -352,3 +341,18 @@ class ActivityRunner:
             return
         failure["non_retryable"] = non_retryable
         await self._fail(task, failure, task.attempt)
+
+
+def _activity_info(task: ActivityTask, heartbeat_details: Any) -> ActivityInfo:
+    """What ``activity.info()`` tells an attempt of ``task``."""
+    return ActivityInfo(
+        workflow_id=task.workflow_id,
+        run_id=task.run_id,
+        workflow_type=task.workflow_type,
+        activity_id=str(task.ref),
+        activity_type=task.name,
+        task_queue=task.task_queue,
+        attempt=task.attempt,
+        idempotency_key=f"{task.workflow_id}/{task.run_id}/{task.ref}",
+        heartbeat_details=heartbeat_details,
+    )
