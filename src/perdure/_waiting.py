@@ -79,9 +79,7 @@ class OpenRuns:
             pass  # each waiter reads its run itself, and meets the error there
         else:
             ended = records
-            for record in records.values():
-                if record is not None:
-                    self.store.keep_ended(record)  # its waiter needs no read of its own
+            self.store.keep_ended(records)  # their waiters need no read of their own
         finally:
             for run_id, answer in asked:
                 if not answer.done():  # (its waiter may have been cancelled)

@@ -181,9 +181,8 @@ class Client:
                 except StoreError as exc:
                     log.warning("checking the awaited runs failed: %s", exc)
                     continue
-                for run_id, record in ended.items():
-                    if record is not None:
-                        store.keep_ended(record)  # its waiters need no read of their own
+                store.keep_ended(ended)  # their waiters need no read of their own
+                for run_id in ended:
                     store.wake_run(run_id)
         finally:
             store.remove_run_watcher(other_process_committed)

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from perdure._history import Event
@@ -192,11 +192,12 @@ class Store(abc.ABC):
         waited on (``keep_ended``). None: not seen ended, or nobody listened."""
         return self._ended_here.get(run_id)
 
-    def keep_ended(self, record: RunRecord) -> None:
-        """Keep an ended run's record (read by ``ended_runs``) for its
-        waiters, if any (see ended_here). An ended run never changes again."""
-        if record.run_id in self._run_listeners:
-            self._ended_here[record.run_id] = record
+    def keep_ended(self, ended: Mapping[str, RunRecord | None]) -> None:
+        """Keep the records of ended runs (as ``ended_runs`` returns them) for
+        their waiters, if any (see ended_here). An ended run never changes again."""
+        for run_id, record in ended.items():
+            if record is not None and run_id in self._run_listeners:
+                self._ended_here[run_id] = record
 
     def add_run_watcher(self, callback: Callable[[], None]) -> None:
         """``callback`` is called (from any thread) when another process may

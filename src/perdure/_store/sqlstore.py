@@ -239,28 +239,28 @@ class SqlStore(Store, Dialect):
         return rows.run_from_row(found[0]) if found else None
 
     async def ended_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord | None]:
-        # Two questions: which runs are open (for thousands of waiters, most
-        # are, and their rows are not worth reading in full), then the records
-        # of those that ended, for their waiters (Store.keep_ended): 5,000
-        # runs ending between two checks cost two queries, not 5,000 reads.
-        # The two need no common snapshot: an ended run never changes again.
-        ended: dict[str, RunRecord | None] = {}
-        for chunk in rows.chunks(run_ids):
-            # By id alone: "status = 'running' AND run_id IN (...)" let
-            # PostgreSQL walk the index of open runs (all of them) instead.
-            [found] = await self._read_queries(
-                [(f"SELECT run_id, status FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)]
-            )
-            open_ = {run_id for run_id, status in found if status == OPEN}
-            ended.update((run_id, None) for run_id in chunk if run_id not in open_)
-        for chunk in rows.chunks(list(ended)):
-            [found] = await self._read_queries(
-                [(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)]
-            )
-            for row in found:
-                run = rows.run_from_row(row)
-                if not run.is_open:  # (a run created since the first question)
-                    ended[run.run_id] = run
+        # Which runs are open, then the records of the ended ones (Store.keep_ended);
+        # an ended run never changes: no common snapshot. By id alone: with "status
+        # = 'running' AND run_id IN", PostgreSQL walked the index of all open runs.
+        statuses = await self._read_queries(
+            [
+                (f"SELECT run_id, status FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)
+                for chunk in rows.chunks(run_ids)
+            ]
+        )
+        open_ = {run_id for found in statuses for run_id, status in found if status == OPEN}
+        ended: dict[str, RunRecord | None] = {r: None for r in run_ids if r not in open_}
+        if ended:
+            for found in await self._read_queries(
+                [
+                    (f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)
+                    for chunk in rows.chunks(list(ended))
+                ]
+            ):
+                for row in found:
+                    run = rows.run_from_row(row)
+                    if not run.is_open:  # (a run created since the first question)
+                        ended[run.run_id] = run
         return ended
 
     async def runs_ended_after(self, position: int | None) -> tuple[int | None, list[str] | None]:

@@ -184,8 +184,8 @@ class ActivityRunner:
         timeout: float | None,
     ) -> Any:
         args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
-        details = None if task.heartbeat is None else self.converter.from_json(task.heartbeat)
-        info = functools.partial(_activity_info, task, details)  # (built if asked for)
+        beat = None if task.heartbeat is None else self.converter.from_json(task.heartbeat)
+        info = functools.partial(_activity_info, task, beat)  # (built if asked for)
         loop = asyncio.get_running_loop()
 
         def on_heartbeat(details: Any) -> None:
