@@ -220,7 +220,7 @@ class _BatchedTx:
             # parameters: a grouped commit's query is neither, and parsing it
             # had been a fifth of a busy worker's CPU.
             literal = self._literal
-            query %= tuple(b"NULL" if p is None else literal(p) for p in params)
+            query %= tuple([b"NULL" if p is None else literal(p) for p in params])
         results = await wire.simple_query(self._conn, query)
         try:
             wire.check(results, self._conn)
