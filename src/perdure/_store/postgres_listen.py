@@ -19,7 +19,7 @@ from psycopg import sql
 
 from perdure._store import postgres_wire as wire
 from perdure._store.postgres_conns import Connections
-from perdure._store.postgres_tx import literal_writer
+from perdure._store.postgres_tx import bind, literal_writer
 
 log = logging.getLogger("perdure.store")
 
@@ -116,6 +116,8 @@ class Listener:
             await asyncio.wait_for(conn.execute("SELECT 1"), PING_EVERY)
 
 
+NOTIFY = b"SELECT pg_notify(%s, %s)"  # the channel, the payload
+
 # PostgreSQL refuses a payload of 8,000 bytes or more.
 MAX_PAYLOAD = 7000
 
@@ -179,8 +181,7 @@ class Notifier:
                     # Over libpq directly, as the write transactions go: a
                     # sequential workflow sends one NOTIFY per run it ends, and
                     # psycopg's cursor cost about twice the CPU for it.
-                    literal = literal_writer(conn)
-                    query = b"SELECT pg_notify(%s, %s)" % (literal(self._channel), literal(text))
+                    query = bind(NOTIFY, (self._channel, text), literal_writer(conn))
                     wire.check(await wire.simple_query(conn, query), conn)
                 finally:
                     await self._conns.give(conn)

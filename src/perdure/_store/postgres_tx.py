@@ -65,6 +65,13 @@ def literal_writer(
     return literal
 
 
+def bind(query: bytes, params: Sequence[Any], literal: Callable[[Any], bytes]) -> bytes:
+    """Client-side binding: ``query``'s ``%s`` placeholders (it has no other
+    ``%``) filled with ``params``, each written by ``literal`` (see
+    literal_writer), None as NULL."""
+    return query % tuple([b"NULL" if p is None else literal(p) for p in params])
+
+
 class _PgTx(RunsAtOnce):
     """The Tx protocol over a psycopg connection, inside one transaction.
 
@@ -219,8 +226,7 @@ class _BatchedTx:
             # placeholders, which it caches only for short queries with few
             # parameters: a grouped commit's query is neither, and parsing it
             # had been a fifth of a busy worker's CPU.
-            literal = self._literal
-            query %= tuple([b"NULL" if p is None else literal(p) for p in params])
+            query = bind(query, params, self._literal)
         results = await wire.simple_query(self._conn, query)
         try:
             wire.check(results, self._conn)
