@@ -66,7 +66,7 @@ def fresh_url(db: str, tag: str) -> str:
 
 
 async def with_worker(url: str, **options: Any) -> tuple[perdure.Client, perdure.Worker]:
-    client = await perdure.Client.connect(url)
+    client = await perdure.Client.connect(url, tune_gc=options.get("tune_gc", True))
     client.poll_interval = 0.5
     worker = perdure.Worker(client, w.WORKFLOWS, w.ACTIVITIES, **options)
     await worker.__aenter__()
@@ -397,7 +397,7 @@ def main() -> None:
         help="concurrent: run the workflows in this many worker processes (perdure worker)",
     )
     parser.add_argument(
-        "--no-tune-gc", action="store_true", help="concurrent: Worker(tune_gc=False)"
+        "--no-tune-gc", action="store_true", help="concurrent: Worker and Client with tune_gc=False"
     )
     parser.add_argument(
         "--slots",

@@ -58,10 +58,13 @@ class SyncClient:
         *,
         converter: DataConverter | None = None,
         clock: Callable[[], float] | None = None,
+        tune_gc: bool = True,
     ) -> SyncClient:
         runner = _LoopThread()
         try:
-            client = runner.call(Client.connect(url, converter=converter, clock=clock))
+            client = runner.call(
+                Client.connect(url, converter=converter, clock=clock, tune_gc=tune_gc)
+            )
         except BaseException:
             runner.stop()
             raise

@@ -104,8 +104,11 @@ async def awaited_ended(
     that look is what the look saw, and an end after it is beyond the
     position returned."""
     now, since = await store.runs_ended_after(position)
-    waited = store.listened_runs()
+    listened = store.listened_runs()
     if since is not None and not everything:
-        ended = set(since)
-        waited = [run_id for run_id in waited if run_id in ended]
+        # The feed's few ids, each looked up among the waited ones: not a
+        # pass over every waiter at each commit of another process.
+        waited = [run_id for run_id in dict.fromkeys(since) if run_id in listened]
+    else:
+        waited = list(listened)
     return now, (await store.ended_runs(waited) if waited else {})

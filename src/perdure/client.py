@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
 from perdure._converter import DataConverter, default_converter
 from perdure._store import resolve_url, store_for_url
@@ -99,6 +100,7 @@ class Client:
         self._result_interval = self.poll_interval
         self._result_foreign = False  # another process committed since the last check
         self._open_runs = OpenRuns(store)  # waiters' looks, taken together
+        self._gc_tuned = False  # holds the garbage-collection policy (see connect)
 
     @classmethod
     async def connect(
@@ -107,18 +109,32 @@ class Client:
         *,
         converter: DataConverter | None = None,
         clock: Callable[[], float] | None = None,
+        tune_gc: bool = True,
     ) -> Client:
         """Open (and if needed create and migrate) the database at ``url``
-        (default ``$PERDURE_DB``, else ``sqlite:///perdure.db``)."""
+        (default ``$PERDURE_DB``, else ``sqlite:///perdure.db``).
+
+        ``tune_gc``: until the client is closed, raise the cyclic garbage
+        collector's thresholds as a running worker does (young 20,000, middle
+        20; never lowered; the last client or worker to stop restores them): a
+        program awaiting thousands of results had spent 44% of its CPU in the
+        collector (see docs/operations.md). ``False`` leaves them alone."""
         store = store_for_url(resolve_url(url), clock=clock)
         try:
             await store.open()
         except BaseException:
             await store.close()  # its thread, its pool: nothing outlives a failed connect
             raise
-        return cls(store, converter)
+        client = cls(store, converter)
+        if tune_gc:
+            gcpolicy.acquire()
+            client._gc_tuned = True
+        return client
 
     async def close(self) -> None:
+        if self._gc_tuned:
+            self._gc_tuned = False
+            gcpolicy.release()
         watch, self._result_watch = self._result_watch, None
         if watch is not None and not watch.done():
             watch.cancel()

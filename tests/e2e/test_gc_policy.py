@@ -1,6 +1,6 @@
-"""The worker's garbage-collection policy (perdure._worker.gcpolicy): raised
-thresholds while a worker runs, restored by the last one to stop, and never
-imposed on a program that chose its own."""
+"""The garbage-collection policy (perdure._gcpolicy): raised thresholds while
+a worker runs or a client is connected, restored by the last of them to stop,
+and never imposed on a program that chose its own."""
 
 from __future__ import annotations
 
@@ -32,8 +32,10 @@ def _default_thresholds() -> Iterator[None]:
     gc.set_threshold(*saved)
 
 
-async def connect(tmp_path: Path) -> perdure.Client:
-    return await perdure.Client.connect(f"sqlite:///{tmp_path / 'gc.db'}")
+async def connect(tmp_path: Path, tune_gc: bool = False) -> perdure.Client:
+    # (A client leaves the thresholds alone here unless asked: these tests
+    # watch what the workers do.)
+    return await perdure.Client.connect(f"sqlite:///{tmp_path / 'gc.db'}", tune_gc=tune_gc)
 
 
 async def test_a_running_worker_raises_the_thresholds_and_restores_them(tmp_path: Path) -> None:
@@ -78,6 +80,35 @@ async def test_a_program_s_own_choices_are_kept(tmp_path: Path) -> None:
         assert gc.get_threshold() == (1_000, 10, 10)
     finally:
         await client.close()
+
+
+async def test_a_connected_client_raises_the_thresholds_until_it_closes(tmp_path: Path) -> None:
+    client = await connect(tmp_path, tune_gc=True)
+    try:
+        assert gc.get_threshold() == (20_000, 20, 10)
+        async with perdure.Worker(client, [one_step], [noop]):
+            assert await client.execute(one_step) == 1
+        # The worker stopped, the client still holds the policy.
+        assert gc.get_threshold() == (20_000, 20, 10)
+    finally:
+        await client.close()
+    assert gc.get_threshold() == (700, 10, 10)
+    await client.close()  # a second close gives nothing back twice
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_sync_client_holds_the_policy_too_unless_told_not_to(tmp_path: Path) -> None:
+    with perdure.SyncClient.connect(f"sqlite:///{tmp_path / 'sync.db'}"):
+        assert gc.get_threshold() == (20_000, 20, 10)
+    assert gc.get_threshold() == (700, 10, 10)
+    with perdure.SyncClient.connect(f"sqlite:///{tmp_path / 'sync.db'}", tune_gc=False):
+        assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_client_that_cannot_connect_leaves_the_thresholds_alone(tmp_path: Path) -> None:
+    with pytest.raises(perdure.StoreError):
+        perdure.SyncClient.connect(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    assert gc.get_threshold() == (700, 10, 10)
 
 
 @activity.defn

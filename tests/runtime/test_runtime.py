@@ -391,7 +391,7 @@ async def waits_on_everything() -> None:
 def test_an_evicted_instance_is_freed_without_the_cyclic_collector() -> None:
     """Eviction breaks the instance's reference cycles (its loop, its dead tasks and
     the futures they awaited): a worker evicting thousands of idle runs must not
-    leave them all for a full collection (see _worker/gcpolicy.py)."""
+    leave them all for a full collection (see perdure/_gcpolicy.py)."""
     import gc
     import weakref
 

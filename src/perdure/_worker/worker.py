@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
 from perdure._store.base import (
     WORK,
@@ -28,7 +29,6 @@ from perdure._store.base import (
     WorkflowTask,
     loop_waker,
 )
-from perdure._worker import gcpolicy
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.turns import TurnRunner

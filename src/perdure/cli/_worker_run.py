@@ -87,7 +87,7 @@ def serve(
         return 2
 
     async def run() -> None:
-        client = await Client.connect(db)
+        client = await Client.connect(db, tune_gc=tune_gc)
         try:
             w = Worker(
                 client,
