@@ -36,7 +36,7 @@ import pytest
 import perdure
 import perdure._store.sqlite
 from perdure import activity, workflow
-from perdure._store import store_for_url
+from perdure._store import sqlite_schema, store_for_url
 from perdure._store.postgres import SESSION_SETUP
 from perdure._store.postgres_prepared import Statements, _numbered
 
@@ -211,12 +211,19 @@ async def test_sqlite_statements_reach_rows_by_index(
     await workload(f"sqlite:///{path}")
     monkeypatch.undo()
     problems = set()
+    # A migration runs once per database, and may copy a whole table on purpose.
+    migrating = {
+        " ".join(statement.split())
+        for _, text in sqlite_schema.migrations()
+        for statement in sqlite_schema.statements(text)
+    }
     with closing(sqlite3.connect(path)) as conn:
         for sql in sent:
             if (
                 not sql.lstrip()
                 .upper()
                 .startswith(("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"))
+                or " ".join(sql.split()) in migrating
             ):
                 continue
             for *_, detail in conn.execute(f"EXPLAIN QUERY PLAN {sql}"):

@@ -1,9 +1,12 @@
-"""A SQLite database written before attempt records and store-side listing (schema
-v3) upgrades in place: its runs list newest first, and an activity attempt leased
-before the upgrade is recorded as lost when its lease expires."""
+"""SQLite databases written by earlier schemas upgrade in place: one from before
+attempt records and store-side listing (v3) lists its runs newest first and
+records an attempt leased before the upgrade as lost when its lease expires;
+one from before the event table kept rows in the order written (v6) reads
+every history back as it was, and its runs go on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from contextlib import closing
@@ -12,6 +15,8 @@ from pathlib import Path
 import pytest
 from store_helpers import FakeClock, new_run
 
+import perdure
+from perdure import activity, workflow
 from perdure._store import sqlite_schema as sqlite_backend
 from perdure._store.base import RunFilter
 from perdure._store.sqlite import SqliteStore
@@ -63,3 +68,69 @@ async def test_a_v3_database_upgrades(
         assert lost["started_at"] is None and lost["ended_at"] == leased_until  # not known
     finally:
         await store.close()
+
+
+@activity.defn
+async def add_one(x: int) -> int:
+    return x + 1
+
+
+@workflow.defn
+async def count_then_wait(x: int) -> int:
+    for _ in range(3):
+        x = await add_one(x)
+    return x + await workflow.wait_signal("more")
+
+
+async def test_a_v6_database_keeps_its_histories_in_the_v7_event_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 7 rebuilds the event table (rows in the order written, an
+    index by run): every history reads back as it was, and a run that was
+    waiting goes on appending to it."""
+    url = f"sqlite:///{tmp_path / 'v6.db'}"
+    every = sqlite_backend.migrations()
+    monkeypatch.setattr(sqlite_backend, "migrations", lambda dialect="sqlite": every[:6])
+    client = await perdure.Client.connect(url, tune_gc=False)
+    try:
+        async with perdure.Worker(client, [count_then_wait], [add_one], poll_interval=0.05):
+            handles = [await client.start(count_then_wait, 10 * i, id=f"c-{i}") for i in range(3)]
+            for handle in handles[:2]:
+                await handle.signal("more", 100)
+            assert [await h.result(timeout=10) for h in handles[:2]] == [103, 113]
+            while (await handles[2].describe()).waiting_signals != ["more"]:  # steps done
+                await asyncio.sleep(0.02)
+        assert await client.store.schema_version() == 6
+        before = {h.id: await h.history() for h in handles}
+    finally:
+        await client.close()
+    monkeypatch.undo()
+
+    with closing(sqlite3.connect(tmp_path / "v6.db")) as conn:
+        assert (
+            "WITHOUT ROWID"
+            in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+        )
+    client = await perdure.Client.connect(url, tune_gc=False)
+    try:
+        assert await client.store.schema_version() == len(every) >= 7
+        after = {i: await client.get_handle(i).history() for i in before}
+        assert after == before
+        async with perdure.Worker(client, [count_then_wait], [add_one], poll_interval=0.05):
+            waiting = client.get_handle("c-2")
+            await waiting.signal("more", 1)
+            assert await waiting.result(timeout=10) == 24
+        grown = await waiting.history()
+        assert grown[: len(before["c-2"])] == before["c-2"]
+        assert [e["seq"] for e in grown] == list(range(1, len(grown) + 1))
+    finally:
+        await client.close()
+    with closing(sqlite3.connect(tmp_path / "v6.db")) as conn:
+        table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+        assert "WITHOUT ROWID" not in table and "id     INTEGER PRIMARY KEY" in table
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT seq, data FROM events WHERE run_id = ? AND seq > ?"
+            " ORDER BY seq",
+            ("x", 0),
+        ).fetchall()
+        assert any("USING INDEX events_by_run" in row[-1] for row in plan), plan
