@@ -26,7 +26,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "perdure.errors",
     ),
     "perdure._views": ("perdure._store.base",),  # the client's records
-    "perdure._waiting": ("perdure._store.base",),  # the client's result waiters
+    "perdure._waiting": ("perdure._store.base", "perdure.errors"),  # the client's result waiters
     "perdure._gcpolicy": (),  # the standard library only
 }
 # Names the runtime must never import: it has no clock, no randomness, no I/O.

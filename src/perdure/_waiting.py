@@ -1,5 +1,6 @@
-"""What result() waiters share: an ear for one run's end (EndWatch), and
-their looks at their runs, taken together (OpenRuns).
+"""What result() waiters share: an ear for one run's end (EndWatch), their
+looks at their runs, taken together (OpenRuns), and one check of every run
+waited on when another process may have ended some (ResultWatch).
 
 A waiter reads its run once before it waits (the run may have ended before
 anyone listened), and again each time it is woken. A program that starts
@@ -15,11 +16,20 @@ more query per 500 of them), kept for their waiters by the store
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+import contextlib
+import logging
+from collections.abc import Callable, Collection
 
 from perdure._store.base import RunRecord, Store, loop_waker
+from perdure.errors import StoreError
 
-__all__ = ["EndWatch", "OpenRuns", "awaited_ended"]
+__all__ = ["MAX_RESULT_POLL", "EndWatch", "OpenRuns", "ResultWatch", "awaited_ended"]
+
+log = logging.getLogger("perdure.client")
+
+# The longest the result watch backs off to, and the longest a result waiter
+# goes without re-reading its run itself.
+MAX_RESULT_POLL = 30.0
 
 
 class EndWatch:
@@ -112,3 +122,80 @@ async def awaited_ended(
     else:
         waited = list(listened)
     return now, (await store.ended_runs(waited) if waited else {})
+
+
+class ResultWatch:
+    """A client's one check, for every result() waiter at once, of the runs
+    they wait on.
+
+    Waiters listen on their run: a commit of this process that ends it wakes
+    exactly its waiters. For the rest (a commit by another process, which the
+    store's watch or NOTIFY reports only as "something changed", or a wake-up
+    lost to a crash between a commit and its NOTIFY) one task asks about the
+    runs waited on (awaited_ended) and wakes the ended ones; it backs off from
+    the client's poll interval while nothing changes. So 5,000 waiters cost
+    one query per check, not 5,000 re-reads."""
+
+    def __init__(self, store: Store, poll_interval: Callable[[], float]) -> None:
+        self.store = store
+        self._poll_interval = poll_interval  # the client's, which may change
+        self._task: asyncio.Task[None] | None = None
+        self._poke: asyncio.Event | None = None
+        self._interval = 0.0
+        self._foreign = False  # another process committed since the last check
+
+    def ensure(self) -> None:
+        """Make sure the watch runs (on the caller's event loop), and checks
+        again within the poll interval: a new waiter gets a prompt safety
+        net, as the first check of a backing-off series."""
+        poll = self._poll_interval()
+        if self._task is None or self._task.done():
+            self._interval = poll
+            self._poke = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(self._poke))
+        elif self._interval > poll and self._poke is not None:
+            self._interval = poll
+            self._poke.set()  # it sleeps for longer: restart its backoff
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, poked: asyncio.Event) -> None:
+        store = self.store
+        wake = loop_waker(asyncio.get_running_loop(), poked)
+
+        def other_process_committed() -> None:  # from any thread
+            self._foreign = True
+            wake()
+
+        store.add_run_watcher(other_process_committed)
+        position: int | None = None  # in the store's feed of ended runs
+        try:
+            while store.listened_runs():
+                interval = self._interval
+                try:
+                    await asyncio.wait_for(poked.wait(), interval)
+                    woken = True
+                except TimeoutError:
+                    woken = False
+                poked.clear()
+                if woken and not self._foreign:
+                    continue  # a new waiter restarted the backoff: sleep again
+                self._foreign = False
+                self._interval = (
+                    self._poll_interval() if woken else min(interval * 2, MAX_RESULT_POLL)
+                )
+                try:
+                    position, ended = await awaited_ended(store, position, not woken)
+                except StoreError as exc:
+                    log.warning("checking the awaited runs failed: %s", exc)
+                    continue
+                store.keep_ended(ended)  # their waiters need no read of their own
+                for run_id in ended:
+                    store.wake_run(run_id)
+        finally:
+            store.remove_run_watcher(other_process_committed)

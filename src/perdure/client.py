@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
@@ -27,7 +26,6 @@ from perdure._store.base import (
     RunRecord,
     Store,
     WorkflowTaskState,
-    loop_waker,
     new_run_id,
 )
 from perdure._views import (
@@ -40,10 +38,9 @@ from perdure._views import (
     _dt,
     _timestamp,
 )
-from perdure._waiting import EndWatch, OpenRuns, awaited_ended
+from perdure._waiting import MAX_RESULT_POLL, EndWatch, OpenRuns, ResultWatch
 from perdure.errors import (
     PayloadError,
-    StoreError,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowNotFoundError,
@@ -67,9 +64,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-# The longest the result watch backs off to, and the longest a result waiter
-# goes without re-reading its run itself (see Client._watch_results).
-MAX_RESULT_POLL = 30.0
 log = logging.getLogger("perdure.client")
 LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
 
@@ -95,10 +89,8 @@ class Client:
         self.store = store
         self.converter = converter or default_converter
         self.poll_interval = 0.2
-        self._result_watch: asyncio.Task[None] | None = None
-        self._result_poke: asyncio.Event | None = None
-        self._result_interval = self.poll_interval
-        self._result_foreign = False  # another process committed since the last check
+        # One check for every result() waiter at once (see ResultWatch).
+        self._results = ResultWatch(store, lambda: self.poll_interval)
         self._open_runs = OpenRuns(store)  # waiters' looks, taken together
         self._gc_tuned = False  # holds the garbage-collection policy (see connect)
 
@@ -135,73 +127,8 @@ class Client:
         if self._gc_tuned:
             self._gc_tuned = False
             gcpolicy.release()
-        watch, self._result_watch = self._result_watch, None
-        if watch is not None and not watch.done():
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+        await self._results.close()
         await self.store.close()
-
-    # ------------------------------------------------------------ result waiters
-    #
-    # result() waiters listen on their run: a commit of this process that ends
-    # it wakes exactly its waiters. For the rest — a commit by another process
-    # (the store's watch or NOTIFY says only "something changed"), or a wake-up
-    # lost to a crash between a commit and its NOTIFY — one task per client
-    # checks every run waited on in one query and wakes the ended ones; it
-    # backs off from poll_interval while nothing changes. So 5,000 waiters cost
-    # one query per check, not 5,000 re-reads.
-
-    def _watch_results(self) -> None:
-        """Make sure the result watch runs (on the caller's event loop), and
-        checks again within ``poll_interval``: a new waiter gets a prompt
-        safety net, as the first check of a backing-off series."""
-        watch = self._result_watch
-        if watch is None or watch.done():
-            self._result_interval = self.poll_interval
-            self._result_poke = asyncio.Event()
-            self._result_watch = asyncio.get_running_loop().create_task(
-                self._result_watcher(self._result_poke)
-            )
-        elif self._result_interval > self.poll_interval and self._result_poke is not None:
-            self._result_interval = self.poll_interval
-            self._result_poke.set()  # it sleeps for longer: restart its backoff
-
-    async def _result_watcher(self, poked: asyncio.Event) -> None:
-        store = self.store
-        wake = loop_waker(asyncio.get_running_loop(), poked)
-
-        def other_process_committed() -> None:  # from any thread
-            self._result_foreign = True
-            wake()
-
-        store.add_run_watcher(other_process_committed)
-        position: int | None = None  # in the store's feed of ended runs
-        try:
-            while store.listened_runs():
-                interval = self._result_interval
-                try:
-                    await asyncio.wait_for(poked.wait(), interval)
-                    woken = True
-                except TimeoutError:
-                    woken = False
-                poked.clear()
-                if woken and not self._result_foreign:
-                    continue  # a new waiter restarted the backoff: sleep again
-                self._result_foreign = False
-                self._result_interval = (
-                    self.poll_interval if woken else min(interval * 2, MAX_RESULT_POLL)
-                )
-                try:
-                    position, ended = await awaited_ended(store, position, not woken)
-                except StoreError as exc:
-                    log.warning("checking the awaited runs failed: %s", exc)
-                    continue
-                store.keep_ended(ended)  # their waiters need no read of their own
-                for run_id in ended:
-                    store.wake_run(run_id)
-        finally:
-            store.remove_run_watcher(other_process_committed)
 
     async def __aenter__(self) -> Client:
         return self
@@ -479,7 +406,7 @@ class WorkflowHandle(Generic[R]):
             # Commits of this process wake us; the client's result watch is
             # the safety net, and handles other processes' commits, for every
             # waiter at once. A waiter re-reads by itself only rarely.
-            self.client._watch_results()
+            self.client._results.ensure()
             wait = MAX_RESULT_POLL
             if deadline is not None:
                 left = deadline - loop.time()
