@@ -52,6 +52,19 @@ class EndWatch:
             self.store.remove_run_listener(self.run_id, self._listener)
             self.run_id = None
 
+    async def wait(self, timeout: float) -> None:
+        """Until ``changed`` is set, or set it after ``timeout`` seconds (the
+        waiter then reads its run again either way). Awaited in the waiter's
+        own task: ``asyncio.wait_for`` would make a task per wait."""
+        changed = self.changed
+        if changed.is_set():
+            return
+        timer = asyncio.get_running_loop().call_later(timeout, changed.set)
+        try:
+            await changed.wait()
+        finally:
+            timer.cancel()
+
 
 class OpenRuns:
     """``await is_open(run_id)``: whether the run is open now, asked together

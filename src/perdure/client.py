@@ -417,10 +417,7 @@ class WorkflowHandle(Generic[R]):
                         f"(status: {status})"
                     )
                 wait = min(wait, left)
-            try:
-                await asyncio.wait_for(watch.changed.wait(), wait)
-            except TimeoutError:
-                pass
+            await watch.wait(wait)
 
     def _outcome(self, run: RunRecord) -> R:
         if run.status == "completed":

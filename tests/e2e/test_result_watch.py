@@ -226,3 +226,36 @@ async def test_a_cancelled_waiter_does_not_disturb_the_others(client: perdure.Cl
         assert await asyncio.gather(*waiters[1:]) == ["went", "went"]
     with pytest.raises(asyncio.CancelledError):
         await waiters[0]
+
+
+async def test_a_waiter_waits_in_its_own_task_and_times_out(client: perdure.Client) -> None:
+    """A waiting result() holds no task besides its caller's (asyncio.wait_for
+    would add one per waiter: 5,000 for a fan-out of 5,000), gives up with
+    the run's status at its timeout, and a later wait still sees the end."""
+    handles = [await client.start(gated) for _ in range(3)]
+    loop = asyncio.get_running_loop()
+
+    async def settled(waiting: int) -> int:
+        """The number of tasks once ``waiting`` runs are listened for and the
+        shared first look's task is gone."""
+        deadline = loop.time() + 10
+        while True:
+            count = len(asyncio.all_tasks())
+            await asyncio.sleep(0.05)
+            if len(client.store.listened_runs()) == waiting and len(asyncio.all_tasks()) == count:
+                return count
+            assert loop.time() < deadline, asyncio.all_tasks()
+
+    first = asyncio.ensure_future(handles[0].result(timeout=5))
+    one = await settled(1)
+    more = [asyncio.ensure_future(h.result(timeout=0.5)) for h in handles[1:]]
+    assert await settled(3) == one + 2  # one task per waiter: its caller's
+    for waiter in more:
+        with pytest.raises(TimeoutError, match=r"did not finish within 0\.5s \(status: running\)"):
+            await waiter
+    assert list(client.store.listened_runs()) == [handles[0].run_id]  # the others let go
+    async with fast_worker(client, [gated], []):
+        for handle in handles:
+            await handle.signal("go")
+        assert await first == "went"
+        assert await handles[1].result(timeout=30) == "went"
