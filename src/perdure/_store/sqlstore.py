@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from perdure import _history as h
 from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlrows as rows
+from perdure._store import sqlstart
 from perdure._store import sqlviews as views
 from perdure._store import sqlwake as wake
 from perdure._store import sqlworkers as registry
@@ -24,7 +25,6 @@ from perdure._store.base import (
     OPEN,
     WORK,
     ActivityTask,
-    FirstTurn,
     IdConflict,
     NewRun,
     PendingWork,
@@ -39,8 +39,8 @@ from perdure._store.base import (
     new_token,
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
-from perdure._store.sqlturn import Encoded, Plan, apply_turn, encode_turn, plan_turn
-from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
+from perdure._store.sqlturn import Plan, apply_turn, encode_turn, plan_turn
+from perdure.errors import WorkflowNotFoundError
 
 T = TypeVar("T")
 Body = Callable[[Tx], Awaitable[T]]
@@ -90,114 +90,7 @@ class SqlStore(Store, Dialect):
     # ------------------------------------------------------------ client side
 
     async def create_run(self, new: NewRun, id_conflict: IdConflict) -> tuple[RunRecord, bool]:
-        now = self.clock()
-        # A worker of this process serving the queue takes the new run's first
-        # turn: computed now and written by this very commit (one commit, not
-        # two), or else leased to it in this commit (see Store.take_new_runs).
-        taker = self._run_takers.get(new.task_queue) if new.start_at is None else None
-        lease = taker.reserve() if taker is not None else None
-        first: FirstTurn | None = None
-        written: Encoded | None = None
-        ended: list[RunRecord] | None = None
-        topics: set[str] = set()
-
-        async def create(tx: Tx) -> RunRecord | None:
-            """The existing run to use, or None: this run was created (read
-            back into ``created`` with the commit)."""
-            leased.clear()
-            created.clear()
-            inbox.clear()
-            topics.clear()
-            await self.lock_workflow_id(tx, new.workflow_id)
-            existing = None
-            if first_try:
-                # Most ids are new: fence on that rather than read, so that the
-                # whole start travels at once; a used id takes the reading path.
-                await tx.fence(
-                    "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE workflow_id = ?)",
-                    (new.workflow_id,),
-                )
-            else:
-                existing = await rows.get_run(tx, self, new.workflow_id, None)
-            if existing is not None:
-                if id_conflict == "use_existing":
-                    return existing
-                if id_conflict == "fail":
-                    raise WorkflowAlreadyStartedError(
-                        f"workflow id {new.workflow_id!r} is already used by run "
-                        f"{existing.run_id} ({existing.status}); pass id_conflict="
-                        f"'use_existing' or 'terminate_existing' to reuse it",
-                        workflow_id=new.workflow_id,
-                        run_id=existing.run_id,
-                    )
-                if existing.is_open:
-                    reason = "replaced by a new run (terminate_existing)"
-                    topics.update(await rows.terminate_run(tx, self, existing, reason, now))
-            if first is not None:
-                assert written is not None
-                await rows.insert_run(tx, new, now, queued=False)
-                keep = ended.append if ended is not None else None
-                topics.update(await apply_turn(tx, self, first.commit, now, written, keep))
-            else:
-                await rows.insert_run(tx, new, now)
-            if first is None and lease is not None:
-                await wake.lease_turn_task(tx, new.run_id, *lease, now, leased.append)
-                await tx.later(  # WorkflowStarted, for the taker's first turn
-                    "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id LIMIT 1",
-                    (new.run_id,),
-                    lambda row: inbox.append((row[0], row[1])) if row else None,
-                )
-            await tx.later(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?",
-                (new.run_id,),
-                lambda row: created.append(rows.run_from_row(row)) if row else None,
-            )
-            return None
-
-        leased: list[WorkflowTask] = []
-        created: list[RunRecord] = []
-        inbox: list[tuple[int, str]] = []
-        first_try = True
-        try:
-            if taker is not None and lease is not None:
-                first = taker.prepare(wake.first_input(new, now))
-                if first is not None:  # computed, here and now: its slot is free again
-                    taker.take(None)
-                    lease = None
-            if first is not None:
-                written = encode_turn(first.commit)
-                ended = self._watch_close(first.commit)
-            try:
-                existing = await self._write(create)
-            except Fenced:  # the id is in use: see what id_conflict says
-                first_try = False
-                if first is not None and taker is not None:  # (for a run that may not be)
-                    first.settle(False)
-                    first, lease = None, taker.reserve()  # a lease, should a run be made
-                existing = await self._write(create)
-        except BaseException:
-            if first is not None:
-                first.settle(False)
-            if taker is not None and lease is not None:
-                taker.take(None)
-            raise
-        if existing is None and first is None and not leased:
-            topics.add(WORK)  # for any worker's poll
-        if first is not None:
-            self._closed_here(new.run_id, ended)
-        self._committed(*topics)
-        if leased and created and inbox:
-            [(inbox_id, data)] = inbox
-            started = rows.event_from_row(data, new.run_id, f"inbox row {inbox_id}")
-            leased[0].turn_input = TurnInput(created[0], [], [(inbox_id, started)])
-        if first is not None:
-            first.settle(True)
-        if taker is not None and lease is not None:
-            taker.take(leased[0] if leased else None)
-        if existing is not None:
-            return existing, False
-        assert created, "a created run reads back"
-        return created[0], True
+        return await sqlstart.create_run(self, new, id_conflict)
 
     def _watch_close(self, commit: TurnCommit) -> list[RunRecord] | None:
         """A list for a closing commit to read its ended run back into, if
