@@ -23,6 +23,7 @@ import pytest
 
 import perdure
 from perdure import activity, workflow
+from perdure._store.sqlite import SqliteStore
 from perdure.codecs import AesGcmCodec, ZlibCodec
 
 PACKAGE = Path(perdure.__file__).parent
@@ -85,7 +86,7 @@ SQL_FRAGMENTS = {
     "_pg(sql)": "the statement itself, with ? turned into %s",
     "sql": "_server_fence(): a store statement (placeholders only), wrapped to count its rows",
     "int(busy_timeout * 1000)": "an int from the store's configuration",
-    "self._synchronous": "the store's synchronous= setting, from the program (see security.md)",
+    "synchronous": "SqliteStore's synchronous= setting: OFF, NORMAL, FULL or EXTRA, checked",
     # Dialect.picked(key, rows) builds a WHERE condition; every call's arguments
     # are checked (test_picked_is_given_placeholders_only), so inside it key and
     # rows are safe, and so is what it returns.
@@ -195,6 +196,22 @@ SECRET_NAMES = {
     "url",
 }
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+
+
+async def test_sqlite_synchronous_takes_only_sqlites_levels(tmp_path: Path) -> None:
+    # The one store setting written into SQL text: refused unless it is a level.
+    with pytest.raises(
+        ValueError, match=r"OFF, NORMAL, FULL, EXTRA .* not 'FULL; DROP TABLE runs'"
+    ):
+        SqliteStore(str(tmp_path / "a.db"), synchronous="FULL; DROP TABLE runs")
+    assert not (tmp_path / "a.db").exists()
+    store = SqliteStore(str(tmp_path / "b.db"), synchronous="normal")
+    await store.open()
+    try:
+        level = await store._read(lambda tx: tx.one("PRAGMA synchronous"))
+        assert level == (1,)  # NORMAL
+    finally:
+        await store.close()
 
 
 def test_log_calls_never_pass_payloads_tokens_or_urls() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
 import sqlite3
 import threading
@@ -51,9 +50,8 @@ ROUND_MAX = 500
 # lock was found held by another process.
 _CONTENTION_MEMORY = 1.0
 
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
+# SQLite's levels of PRAGMA synchronous, the only text that setting may hold.
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def _resolve(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -80,7 +78,12 @@ class SqliteStore(SqlStore):
         self.path = path
         self._busy_timeout = busy_timeout
         self._busy_pragma = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
-        self._synchronous = synchronous
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(_SYNCHRONOUS)} (SQLite's levels "
+                f"of durability), not {synchronous!r}"
+            )
+        self._synchronous = synchronous.upper()
         self._conn: sqlite3.Connection | None = None
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._held: list[Job | None] = []  # taken from _jobs, for the next round
@@ -519,59 +522,7 @@ class SqliteStore(SqlStore):
         await self._on_thread(self._open())
 
     async def _open(self) -> None:
-        if self.path != ":memory:":
-            folder = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(folder):
-                raise StoreError(
-                    f"cannot open SQLite database {self.path!r}: folder {folder!r} does not exist"
-                )
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=self._busy_timeout,
-                cached_statements=512,  # every statement the store uses stays prepared
-            )
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
-        try:
-            # SQLite's own LOWER folds ASCII letters only: the id search
-            # (LOWER(workflow_id) LIKE LOWER(?)) would miss "ÉTÉ" for "été".
-            # Python's folds every letter, as PostgreSQL's does.
-            conn.create_function("lower", 1, _lower, deterministic=True)
-            conn.execute(self._busy_pragma)
-            if self.path != ":memory:":
-                # WAL is persistent: only a new file needs the switch, which takes an
-                # exclusive lock that ignores busy_timeout ("database is locked" when
-                # another process is mid-transaction).
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode.lower() != "wal":
-                    mode = sqlite_schema.switch_to_wal(conn, self._busy_timeout)
-                if mode.lower() != "wal":
-                    raise StoreError(f"could not switch {self.path!r} to WAL mode (got {mode})")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            # Statement and savepoint journals in memory, not in temporary
-            # files: every page a savepoint (or a multi-row INSERT) touches is
-            # journaled, and SQLite spills that journal to a file past 64 KiB,
-            # one write system call per page (25 per workflow step when every
-            # body of a group commit had its savepoint; see _flush). Perdure
-            # keeps no temporary tables of its own.
-            conn.execute("PRAGMA temp_store = MEMORY")
-        except BaseException as exc:
-            conn.close()  # never leave the file open behind a failed open()
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
-            raise
-        try:
-            sqlite_schema.migrate(conn, self.path)
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreError(f"cannot prepare SQLite database {self.path!r}: {exc}") from exc
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = sqlite_schema.connect(self.path, self._busy_timeout, self._synchronous)
 
     async def schema_version(self) -> int:
         async def query(tx: Any) -> int:

@@ -1,4 +1,5 @@
-"""Setting up a SQLite file for perdure: WAL mode and the migrations.
+"""Setting up a SQLite file for perdure: the store's connection, WAL mode
+and the migrations.
 
 All of it runs once, on the store's thread, when ``SqliteStore.open`` makes
 its connection. Imports the errors and the standard library.
@@ -6,11 +7,13 @@ its connection. Imports the errors and the standard library.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from importlib import resources
+from typing import Any
 
-from perdure.errors import SchemaVersionError
+from perdure.errors import SchemaVersionError, StoreError
 
 
 def migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
@@ -86,3 +89,65 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def connect(path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
+    """The store's connection to ``path``, in WAL mode and migrated to the
+    current schema; StoreError says why it could not be."""
+    if path != ":memory:":
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise StoreError(
+                f"cannot open SQLite database {path!r}: folder {folder!r} does not exist"
+            )
+    try:
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=busy_timeout,
+            cached_statements=512,  # every statement the store uses stays prepared
+        )
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
+    try:
+        # SQLite's own LOWER folds ASCII letters only: the id search
+        # (LOWER(workflow_id) LIKE LOWER(?)) would miss "ÉTÉ" for "été".
+        # Python's folds every letter, as PostgreSQL's does.
+        conn.create_function("lower", 1, _lower, deterministic=True)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if path != ":memory:":
+            # WAL is persistent: only a new file needs the switch, which takes an
+            # exclusive lock that ignores busy_timeout ("database is locked" when
+            # another process is mid-transaction).
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != "wal":
+                mode = switch_to_wal(conn, busy_timeout)
+            if mode.lower() != "wal":
+                raise StoreError(f"could not switch {path!r} to WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        # Statement and savepoint journals in memory, not in temporary
+        # files: every page a savepoint (or a multi-row INSERT) touches is
+        # journaled, and SQLite spills that journal to a file past 64 KiB,
+        # one write system call per page (25 per workflow step when every
+        # body of a group commit had its savepoint; see SqliteStore._flush).
+        # Perdure keeps no temporary tables of its own.
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except BaseException as exc:
+        conn.close()  # never leave the file open behind a failed open()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        raise
+    try:
+        migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"cannot prepare SQLite database {path!r}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
