@@ -71,41 +71,69 @@ def dbos_pg_url(pg: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/dbos_bench", "", ""))
 
 
-def run_dbos(repeat: int, quick: bool, pg: str) -> list[dict[str, Any]]:
+def _rounded(results: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """The sequential and concurrent results, tagged with their round (run.py)."""
+    return [
+        {**r, "round": index} if r.get("mode") in ("sequential", "concurrent") else r
+        for r in results
+    ]
+
+
+def dbos_dbs(pg: str) -> list[str]:
+    return ["sqlite"] + ([dbos_pg_url(pg)] if pg else [])
+
+
+def dbos_round(index: int, quick: bool, pg: str) -> list[dict[str, Any]]:
     python = dbos_python()
     if python is None:
         return []
     script = str(HERE / "peer_dbos.py")
     results: list[dict[str, Any]] = []
-    for db in ["sqlite"] + ([dbos_pg_url(pg)] if pg else []):
+    for db in dbos_dbs(pg):
         # DBOS is a process-wide singleton: one fresh process per measurement.
-        for _ in range(repeat):
-            for args in (
-                ["sequential", "-n", "50" if quick else "200"],
-                ["concurrent", "-n", "200" if quick else "500"],
-            ):
-                results += run_lines([str(python), script, *args, "--db", db])
+        for args in (
+            ["sequential", "-n", "50" if quick else "200"],
+            ["concurrent", "-n", "200" if quick else "500"],
+        ):
+            results += run_lines([str(python), script, *args, "--db", db])
+    return _rounded(results, index)
+
+
+def dbos_rest(quick: bool, pg: str) -> list[dict[str, Any]]:
+    python = dbos_python()
+    if python is None:
+        return []
+    script = str(HERE / "peer_dbos.py")
+    results: list[dict[str, Any]] = []
+    for db in dbos_dbs(pg):
         for args in (["sleep", "-n", "200" if quick else "1000"], ["recovery"]):
             results += run_lines([str(python), script, *args, "--db", db])
     return results
 
 
-def run_restate(repeat: int, quick: bool) -> list[dict[str, Any]]:
-    """One fresh server per repeat (sequential, concurrent); recovery and the
+_restate_missing = False
+
+
+def restate_round(index: int, quick: bool) -> list[dict[str, Any]]:
+    """A fresh server per round (sequential, concurrent); recovery and the
     sleepers (left sleeping, so last) in the first one."""
-    script = str(HERE / "peer_restate.py")
-    results: list[dict[str, Any]] = []
-    for i in range(repeat):
-        modes = [f"sequential={50 if quick else 200}", f"concurrent={200 if quick else 500}"]
-        if i == 0:
-            modes += ["recovery", f"sleep={200 if quick else 1000}"]
-            modes += [] if quick else ["--suspend"]
-        lines = run_lines([sys.executable, script, *modes])
-        results += lines
-        if not lines:
-            break  # not available (see the note): do not try again
-    return results
+    global _restate_missing
+    if _restate_missing:
+        return []  # not available (see the note): do not try again
+    modes = [f"sequential={50 if quick else 200}", f"concurrent={200 if quick else 500}"]
+    if index == 0:
+        modes += ["recovery", f"sleep={200 if quick else 1000}"]
+        modes += [] if quick else ["--suspend"]
+    lines = run_lines([sys.executable, str(HERE / "peer_restate.py"), *modes])
+    _restate_missing = not lines
+    return _rounded(lines, index)
 
 
-def run_peers(repeat: int, quick: bool, pg: str = "") -> list[dict[str, Any]]:
-    return run_dbos(repeat, quick, pg) + run_restate(repeat, quick)
+def peer_round(index: int, quick: bool, pg: str = "") -> list[dict[str, Any]]:
+    """Round ``index`` of the modes compared with perdure's (see run.py)."""
+    return dbos_round(index, quick, pg) + restate_round(index, quick)
+
+
+def peer_rest(quick: bool, pg: str = "") -> list[dict[str, Any]]:
+    """The peers' other measurements, once each (Restate's are in its first round)."""
+    return dbos_rest(quick, pg)

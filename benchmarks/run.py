@@ -34,28 +34,38 @@ def run(cmd: list[str], timeout: float = 1800) -> dict[str, Any] | None:
     return result
 
 
-def perdure_suite(dbs: list[str], repeat: int, quick: bool) -> list[dict[str, Any]]:
-    py = sys.executable
-    bench = str(HERE / "bench_perdure.py")
+def _perdure(args: list[str], db: str, **tags: Any) -> list[dict[str, Any]]:
+    r = run([sys.executable, str(HERE / "bench_perdure.py"), *args, "--db", db])
+    return [{"engine": "perdure", **r, **tags}] if r else []
+
+
+def perdure_round(dbs: list[str], quick: bool, index: int) -> list[dict[str, Any]]:
+    """One round of the modes compared with the peers' (see main)."""
+    n = "500" if quick else "5000"
+    results = []
+    for db in dbs:
+        for args in (
+            ["sequential", "-n", "50" if quick else "200"],
+            ["concurrent", "-n", n],
+            ["concurrent", "--processes", "2", "-n", n],
+        ):
+            results += _perdure(args, db, round=index)
+    return results
+
+
+def perdure_rest(dbs: list[str], repeat: int, quick: bool) -> list[dict[str, Any]]:
+    """perdure's other modes: ``repeat`` runs each, the sleepers once."""
     results = []
     for db in dbs:
         for _ in range(repeat):
             for args in (
-                ["sequential", "-n", "50" if quick else "200"],
-                ["concurrent", "-n", "500" if quick else "5000"],
-                ["concurrent", "--processes", "2", "-n", "500" if quick else "5000"],
                 ["recovery", "--same-identity"],
                 ["recovery"],
                 ["replay", "-n", "10000"],
                 ["growth"],
             ):
-                r = run([py, bench, *args, "--db", db])
-                if r:
-                    results.append({"engine": "perdure", **r})
-        for args in (["sleep", "-n", "5000" if quick else "100000"],):
-            r = run([py, bench, *args, "--db", db])
-            if r:
-                results.append({"engine": "perdure", **r})
+                results += _perdure(args, db)
+        results += _perdure(["sleep", "-n", "5000" if quick else "100000"], db)
     return results
 
 
@@ -106,7 +116,41 @@ def baseline(engine: str, db: str, mode: str) -> tuple[str, str]:
     return db, ("recovery-same" if mode == "recovery" and engine != "perdure" else mode)
 
 
-def markdown(table: dict[tuple[str, str, str], dict[str, float]]) -> str:
+def _better(metric: str, ours: float, theirs: float) -> float:
+    return ours / theirs if metric in HIGHER_IS_BETTER else theirs / ours
+
+
+def by_round(results: list[dict[str, Any]]) -> dict[tuple[str, str, str, str, int], float]:
+    """(engine, db, mode, metric, round) -> value, for the measurements of a round."""
+    out = {}
+    for r in results:
+        if "round" in r:
+            for metric, value in r.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out[(r["engine"], db_name(r["db"]), r["mode"], metric, r["round"])] = value
+    return out
+
+
+def round_ratios(
+    rounds: dict[tuple[str, str, str, str, int], float],
+    peer: tuple[str, str, str],
+    ours: tuple[str, str, str],
+    metric: str,
+) -> list[float]:
+    """perdure's advantage in each round where both were measured."""
+    found = []
+    for (engine, db, mode, name, index), value in sorted(rounds.items()):
+        if (engine, db, mode, name) == (*peer, metric):
+            mine = rounds.get((*ours, metric, index))
+            if mine and value:
+                found.append(_better(metric, mine, value))
+    return found
+
+
+def markdown(
+    table: dict[tuple[str, str, str], dict[str, float]],
+    results: list[dict[str, Any]] | None = None,
+) -> str:
     metrics = {
         "sequential": [
             "p50_ms",
@@ -132,6 +176,7 @@ def markdown(table: dict[tuple[str, str, str], dict[str, float]]) -> str:
         engine, db, mode = key
         return (MODES.index(mode) if mode in MODES else len(MODES), engine != "perdure", engine, db)
 
+    rounds = by_round(results or [])
     for engine, db, mode in sorted(table, key=order):
         values = table[(engine, db, mode)]
         for metric in metrics.get(mode, []):
@@ -143,19 +188,21 @@ def markdown(table: dict[tuple[str, str, str], dict[str, float]]) -> str:
                 ours = table.get(("perdure", base_db, base_mode), {}).get(metric)
                 against = f"perdure {base_db} {base_mode}"
                 if ours and values[metric]:
-                    better = (
-                        ours / values[metric]
-                        if metric in HIGHER_IS_BETTER
-                        else values[metric] / ours
+                    ratio = f"{_better(metric, ours, values[metric]):.1f}x"
+                    each = round_ratios(
+                        rounds, (engine, db, mode), ("perdure", base_db, base_mode), metric
                     )
-                    ratio = f"{better:.1f}x"
+                    if len(each) > 1:
+                        ratio += f" (by round: {', '.join(f'{x:.1f}' for x in each)})"
             value = f"{values[metric]:.4g}"
             lines.append(f"| {engine} | {db} | {mode} | {metric} | {value} | {against} | {ratio} |")
     lines += [
         "",
         "perdure better by: perdure's median / the peer's for throughput (wf_per_s, "
         "steps_per_s), the peer's / perdure's for times and bytes; above 1x perdure is "
-        "better. Peers run back to back with perdure in the same run. Restate keeps "
+        "better. The sequential and concurrent modes run in rounds, every engine once per "
+        "round (perdure, DBOS, Restate, then again), so that each ratio compares runs "
+        "minutes apart; 'by round' gives the ratio within each round. Restate keeps "
         "its own log, so its rows are compared with perdure on SQLite; a peer's recovery "
         "restarts the same process identity, so it is compared with perdure's recovery-same. "
         "Restate's bytes_per_sleeper is the RSS growth of its SDK process plus restate-server.",
@@ -196,19 +243,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     args = parser.parse_args()
     dbs = ["sqlite"] + ([args.pg] if args.pg else [])
-    results = perdure_suite(dbs, args.repeat, args.quick)
     if args.peers:
-        from peers import NOTES, run_peers
-
-        results += run_peers(args.repeat, args.quick, args.pg)
+        import peers
+    # The modes compared with the peers run in rounds, every engine once per
+    # round: the machine's speed drifts over the quarter hour a report takes,
+    # and a ratio should compare runs minutes apart, not perdure's first
+    # minutes with a peer's last.
+    results: list[dict[str, Any]] = []
+    for index in range(args.repeat):
+        results += perdure_round(dbs, args.quick, index)
+        if args.peers:
+            results += peers.peer_round(index, args.quick, args.pg)
+    results += perdure_rest(dbs, args.repeat, args.quick)
+    if args.peers:
+        results += peers.peer_rest(args.quick, args.pg)
     table = medians(results)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=1) + "\n")
-    report = markdown(table)
-    if args.peers and NOTES:
-        report += "\nPeers not measured:\n\n" + "".join(f"- {n}\n" for n in NOTES)
+    report = markdown(table, results)
+    if args.peers and peers.NOTES:
+        report += "\nPeers not measured:\n\n" + "".join(f"- {n}\n" for n in peers.NOTES)
     (out_dir / f"{stamp}.md").write_text(report)
     print(report)
     plot(table, ROOT / "docs" / "img" / "bench.png")
