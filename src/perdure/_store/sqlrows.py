@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from perdure import _history as h
+from perdure._json import decoder
 from perdure._store.base import OPEN, WORK, NewRun, RunFilter, RunRecord, closed_topic
 from perdure._store.eventtext import dumps as dumps
 from perdure._store.eventtext import event_text
 from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
+
+_decode = decoder()  # json.loads, reusing one C scanner
 
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_type, task_queue, status, input, result, failure, state,"
@@ -159,7 +161,7 @@ def lost_attempt(d: Dialect) -> str:
 
 
 def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else _decode(text)
 
 
 def run_from_row(row: Sequence[Any]) -> RunRecord:
@@ -256,7 +258,7 @@ async def append_events(tx: Tx, run_id: str, events: Sequence[h.Event]) -> list[
 def event_from_row(data: str, run_id: str, where: str = "event row") -> h.Event:
     """Decode a stored event; ``where`` names the row in the error (``event #3``)."""
     try:
-        return h.event_from_dict(json.loads(data))
+        return h.event_from_dict(_decode(data))
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         # AttributeError: valid JSON that is not an object; RecursionError: absurd nesting.
         raise h.HistoryFormatError(f"run {run_id}: unreadable {where}: {exc}") from exc
