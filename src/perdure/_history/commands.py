@@ -25,6 +25,7 @@ __all__ = [
     "StartTimer",
     "describe_recorded",
     "matches",
+    "schedule_activity",
 ]
 
 
@@ -49,17 +50,29 @@ class ScheduleActivity(Command):
     options: dict[str, JSON]
 
     def to_event(self) -> Event:
-        return ActivityScheduled(
-            ref=self.ref,
-            name=self.name,
-            task_queue=self.task_queue,
-            args=self.args,
-            kwargs=self.kwargs,
-            options=self.options,
+        return activity_scheduled(
+            self.ref, self.name, self.task_queue, self.args, self.kwargs, self.options
         )
 
     def describe(self) -> str:
         return f"ScheduleActivity {self.name!r} (ref {self.ref})"
+
+
+def schedule_activity(
+    ref: int,
+    name: str,
+    task_queue: str,
+    args: list[JSON],
+    kwargs: dict[str, JSON],
+    options: dict[str, JSON],
+) -> ScheduleActivity:
+    """``ScheduleActivity(ref, name, ...)``, quickly: see the quick event
+    constructors in perdure._history.events."""
+    command = object.__new__(ScheduleActivity)
+    command.__dict__.update(
+        ref=ref, name=name, task_queue=task_queue, args=args, kwargs=kwargs, options=options
+    )
+    return command
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def turn_events(
 ) -> list[Event]:
     """The events one turn appends: its marker, its inputs, then its commands,
     numbered from ``last_seq + 1`` and stamped with the turn's time."""
-    out: list[Event] = [TurnStarted(seq=last_seq + 1, time=time)]
+    out: list[Event] = [turn_started(last_seq + 1, time)]
     for event in inputs:  # shared with the caller: copies (what dataclasses.replace
         # makes, for a tenth of its cost: events have no __post_init__ or slots)
         copy = object.__new__(type(event))

@@ -364,7 +364,7 @@ class WorkflowInstance:
         ref = self.next_ref()
         future = self.loop.create_future()
         self._activities[ref] = (name, future)
-        self.issue(h.ScheduleActivity(ref, name, task_queue, args, kwargs, options))
+        self.issue(h.schedule_activity(ref, name, task_queue, args, kwargs, options))
 
         def on_done(fut: asyncio.Future[Any]) -> None:
             # The awaiting code was cancelled: tell the engine the result is unwanted.

@@ -168,12 +168,7 @@ class ActivityRunner:
                 watchdog.cancel()
         crash_point("activity.before_complete")
         attempts = self._attempts(task, task.attempt, None)
-        await self.deliver(
-            task,
-            h.ActivityCompleted(
-                ref=task.ref, result=result, attempt=task.attempt, attempts=attempts
-            ),
-        )
+        await self.deliver(task, h.activity_completed(task.ref, result, task.attempt, attempts))
         crash_point("activity.after_complete")
 
     async def _execute(
