@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from perdure import _history as h
+from perdure._history.events import EVENT_TYPES
 
 OPTIONS = {"retry": {"max_attempts": 3}, "start_to_close_timeout": 2.5}
 
@@ -49,9 +50,11 @@ CASES: list[tuple[Callable[..., Any], type[Any], dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("quick", "cls", "values"), CASES, ids=lambda c: getattr(c, "__name__", "")
-)
+def _name(case: Any) -> str:
+    return getattr(case, "__name__", "")
+
+
+@pytest.mark.parametrize(("quick", "cls", "values"), CASES, ids=_name)
 def test_a_quick_constructor_builds_what_the_class_builds(
     quick: Callable[..., Any], cls: type[Any], values: dict[str, Any]
 ) -> None:
@@ -71,3 +74,36 @@ def test_the_scheduled_event_of_a_command_is_the_classes_own() -> None:
         ref=4, name="charge", task_queue="payments", args=[1], kwargs={}, options=OPTIONS
     )
     assert h.matches(command, command.to_event())
+
+
+def _value_of(annotation: str, name: str, index: int) -> Any:
+    if annotation == "int":
+        return index + 1
+    if annotation == "float":
+        return index + 0.5
+    if annotation.startswith("list"):
+        return [name]
+    if annotation.startswith("dict") or annotation == "JSON":
+        return {name: index}
+    return f"value of {name}"  # str, str | None
+
+
+@pytest.mark.parametrize("cls", sorted(EVENT_TYPES.values(), key=lambda c: c.TYPE), ids=_name)
+def test_a_decoded_event_is_what_the_class_builds(cls: type[h.Event]) -> None:
+    # Distinct values of each field's type: a field the decoder skipped or swapped differs.
+    values = {
+        f.name: _value_of(str(f.type), f.name, index)
+        for index, f in enumerate(dataclasses.fields(cls))
+    }
+    event = cls(**values)  # type: ignore[arg-type]
+    decoded = h.event_from_dict(h.event_to_dict(event))
+    assert type(decoded) is cls
+    assert decoded == event
+    assert vars(decoded) == vars(event)
+    # Absent fields take their defaults, and a default container is each event's own.
+    bare = h.event_from_dict({"v": 1, "type": cls.TYPE})
+    assert vars(bare) == vars(cls())
+    again = h.event_from_dict({"v": 1, "type": cls.TYPE})
+    for name, value in vars(bare).items():
+        if isinstance(value, (list, dict)):
+            assert value is not getattr(again, name)

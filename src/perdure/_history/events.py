@@ -5,7 +5,8 @@ The overview of the history model is in ``perdure._history``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 __all__ = [
@@ -439,6 +440,20 @@ def _field_checks(cls: type[Event]) -> tuple[tuple[str, tuple[type, ...] | None]
     return checks
 
 
+_DEFAULTS: dict[type[Event], tuple[tuple[str, Any, Callable[[], Any] | None], ...]] = {}
+
+
+def _field_defaults(cls: type[Event]) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
+    """(name, default, default factory) of each field, in order."""
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        found = _DEFAULTS[cls] = tuple(
+            (f.name, f.default, None if f.default_factory is MISSING else f.default_factory)
+            for f in fields(cls)
+        )
+    return found
+
+
 def _field_names(cls: type[Event]) -> tuple[str, ...]:
     names = _FIELDS.get(cls)
     if names is None:
@@ -451,9 +466,6 @@ def event_to_dict(event: Event) -> dict[str, JSON]:
     for name in _field_names(type(event)):
         out[name] = getattr(event, name)
     return out
-
-
-_HEADER = frozenset(("v", "type"))
 
 
 def event_from_dict(data: dict[str, JSON]) -> Event:
@@ -470,7 +482,6 @@ def event_from_dict(data: dict[str, JSON]) -> Event:
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise HistoryFormatError(f"unknown event type {type_name!r}")
-    known = _field_names(cls)
     for name, accepts in _field_checks(cls):
         value = data.get(name)
         if (
@@ -482,7 +493,17 @@ def event_from_dict(data: dict[str, JSON]) -> Event:
                 f"{type_name} event field {name!r} holds {type(value).__name__} {value!r:.60}, "
                 f"not {' or '.join(t.__name__ for t in accepts)}"
             )
-    try:
-        return cls(**{k: v for k, v in data.items() if k in known and k not in _HEADER})
-    except TypeError as exc:
-        raise HistoryFormatError(f"malformed {type_name} event: {exc}") from exc
+    # Built as the quick constructors above build (a replay reads every event
+    # of a history): each field from the record, or its default.
+    event = object.__new__(cls)
+    store = event.__dict__
+    for name, default, factory in _field_defaults(cls):
+        if name in data:
+            store[name] = data[name]
+        elif factory is not None:
+            store[name] = factory()
+        elif default is not MISSING:
+            store[name] = default
+        else:
+            raise HistoryFormatError(f"malformed {type_name} event: no {name!r}")
+    return event
