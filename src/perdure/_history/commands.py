@@ -50,9 +50,10 @@ class ScheduleActivity(Command):
     options: dict[str, JSON]
 
     def to_event(self) -> Event:
-        return activity_scheduled(
-            self.ref, self.name, self.task_queue, self.args, self.kwargs, self.options
-        )
+        # The event has the command's fields, numbered later (see schedule_activity).
+        event = object.__new__(ActivityScheduled)
+        event.__dict__.update(self.__dict__, seq=0, time=0.0)
+        return event
 
     def describe(self) -> str:
         return f"ScheduleActivity {self.name!r} (ref {self.ref})"

@@ -43,7 +43,6 @@ __all__ = [
     "WorkflowTerminated",
     "WorkflowTimedOut",
     "activity_completed",
-    "activity_scheduled",
     "attempt_record",
     "event_from_dict",
     "event_to_dict",
@@ -326,10 +325,11 @@ class WorkflowTimedOut(Event):
     timeout: float = 0.0
 
 
-# Quick constructors for the events every step of every workflow makes. A
-# frozen dataclass's __init__ sets each field through object.__setattr__,
-# which made these three events and the ScheduleActivity command about 5% of
-# a concurrent step's instructions; writing the instance's __dict__ at once
+# Quick constructors for the events every step of every workflow makes (the
+# third, ActivityScheduled, is ScheduleActivity.to_event's). A frozen
+# dataclass's __init__ sets each field through object.__setattr__, which made
+# these three events and the ScheduleActivity command about 5% of a
+# concurrent step's instructions; writing the instance's __dict__ at once
 # builds the same object. Each names every field of its class
 # (tests/runtime/test_quick_events.py holds them to the classes' own).
 
@@ -348,29 +348,6 @@ def activity_completed(
     event = object.__new__(ActivityCompleted)
     event.__dict__.update(
         seq=0, time=0.0, ref=ref, result=result, attempt=attempt, attempts=attempts
-    )
-    return event
-
-
-def activity_scheduled(
-    ref: int,
-    name: str,
-    task_queue: str,
-    args: list[JSON],
-    kwargs: dict[str, JSON],
-    options: dict[str, JSON],
-) -> ActivityScheduled:
-    """``ActivityScheduled(ref=..., name=..., ...)``, not yet numbered."""
-    event = object.__new__(ActivityScheduled)
-    event.__dict__.update(
-        seq=0,
-        time=0.0,
-        ref=ref,
-        name=name,
-        task_queue=task_queue,
-        args=args,
-        kwargs=kwargs,
-        options=options,
     )
     return event
 
