@@ -77,7 +77,7 @@ class SqliteStore(SqlStore):
         super().__init__(clock or time.time)
         self.path = path
         self._busy_timeout = busy_timeout
-        self._busy_pragma = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
+        self._busy_pragma = sqlite_schema.busy_pragma(busy_timeout)
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(
                 f"synchronous must be one of {', '.join(_SYNCHRONOUS)} (SQLite's levels "

@@ -91,6 +91,11 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
         conn.execute("COMMIT")
 
 
+def busy_pragma(busy_timeout: float) -> str:
+    """How long SQLite itself waits for a lock, in seconds, as its pragma."""
+    return f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
+
+
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -119,7 +124,7 @@ def connect(path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connect
         # (LOWER(workflow_id) LIKE LOWER(?)) would miss "ÉTÉ" for "été".
         # Python's folds every letter, as PostgreSQL's does.
         conn.create_function("lower", 1, _lower, deterministic=True)
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        conn.execute(busy_pragma(busy_timeout))
         if path != ":memory:":
             # WAL is persistent: only a new file needs the switch, which takes an
             # exclusive lock that ignores busy_timeout ("database is locked" when
