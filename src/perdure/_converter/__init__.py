@@ -41,7 +41,13 @@ from perdure._converter.hints import (
     _VAR_POSITIONAL,
     _shape,
 )
-from perdure._converter.values import JSON, _decode, _encode, _Failure, fresh
+from perdure._converter.values import (
+    JSON,
+    _Failure,
+    decoder_for,
+    encoder_for,
+    fresh,
+)
 from perdure._json import encoder
 from perdure.errors import PayloadError
 
@@ -110,11 +116,20 @@ class DataConverter:
     def to_json(self, value: Any, hint: Any = Any, *, where: str = "value") -> JSON:
         """``value`` as a JSON-able object, ready to store (an envelope when there are
         codecs); :class:`PayloadError` says where it cannot be, or that it is too large."""
-        return self._seal(self._guard("encode", _encode, value, hint, where), where)
+        try:
+            data = encoder_for(hint)(value)
+        except (_Failure, RecursionError) as error:
+            raise _payload_error("encode", where, error) from _cause(error)
+        return self._seal(data, where)
 
     def from_json(self, data: JSON, hint: Any = Any, *, where: str = "value") -> Any:
         """``data`` (as :meth:`to_json` stored it) read back as a value of type ``hint``."""
-        return self._guard("decode", _decode, self._open(data, where), hint, where)
+        if type(data) is dict and ENVELOPE_KEY in data:
+            data = self._open(data, where)
+        try:
+            return decoder_for(hint)(data)
+        except (_Failure, RecursionError) as error:
+            raise _payload_error("decode", where, error) from _cause(error)
 
     # ------------------------------------------------------------ at rest
 
@@ -232,13 +247,16 @@ class DataConverter:
         shape = _shape(fn)
         fits = shape.positional
         if fits is not None and not kwargs and fits[0] <= len(args) <= fits[1]:
-            # Plain positional parameters, filled in order: what bind() would say, cheaply.
-            bound = {param.name: value for param, value in zip(shape.params, args, strict=False)}
-        else:
-            try:
-                bound = shape.signature.bind(*args, **kwargs).arguments
-            except TypeError as error:
-                raise TypeError(f"{shape.name}(): {error}") from None
+            # Plain positional parameters, filled in order (what bind() would say):
+            # each travels by position, and those left to their defaults not at all.
+            to_json, params = self.to_json, shape.params
+            return [
+                to_json(v, p.hint, where=p.where) for p, v in zip(params, args, strict=False)
+            ], {}
+        try:
+            bound = shape.signature.bind(*args, **kwargs).arguments
+        except TypeError as error:
+            raise TypeError(f"{shape.name}(): {error}") from None
         positional: list[JSON] = []
         keywords: dict[str, JSON] = {}
         # After a parameter left to its default, later ones travel by name: by position,
@@ -249,12 +267,12 @@ class DataConverter:
                 contiguous = contiguous and kind is _VAR_POSITIONAL
             elif kind is _VAR_POSITIONAL:
                 # Each item is a payload of its own, sealed (and size-checked) alone.
-                items = self._guard("encode", _encode, bound[name], hint, where)
+                items = self._guard("encode", encoder_for(hint), bound[name], where)
                 positional.extend(
                     self._seal(item, f"{where}[{index}]") for index, item in enumerate(items)
                 )
             elif kind is _VAR_KEYWORD:
-                items = self._guard("encode", _encode, bound[name], hint, where)
+                items = self._guard("encode", encoder_for(hint), bound[name], where)
                 keywords.update(
                     {key: self._seal(v, f"{where}[{key!r}]") for key, v in items.items()}
                 )
@@ -270,6 +288,15 @@ class DataConverter:
         """Inverse of :meth:`encode_args`. Arguments that no longer fit ``fn`` (its signature
         changed since they were written) raise :class:`PayloadError`."""
         shape = _shape(fn)
+        fits = shape.positional
+        if fits is not None and not kwargs and fits[0] <= len(args) <= fits[1]:
+            # Plain positional parameters, and arguments that fit them: what the
+            # general way below would decode, and bind() accept.
+            from_json, params = self.from_json, shape.params
+            decoded = [
+                from_json(a, p.hint, where=p.where) for p, a in zip(params, args, strict=False)
+            ]
+            return decoded, {}
         positional: list[Any] = []
         keywords: dict[str, Any] = {}
         extra = dict(kwargs)
@@ -281,15 +308,14 @@ class DataConverter:
                     self._open(item, f"{where}[{index}]")
                     for index, item in enumerate(args[len(positional) :])
                 ]
-                positional.extend(self._guard("decode", _decode, rest, hint, where))
+                positional.extend(self._guard("decode", decoder_for(hint), rest, where))
             elif kind is _VAR_KEYWORD:
                 opened = {key: self._open(v, f"{where}[{key!r}]") for key, v in extra.items()}
-                extra = self._guard("decode", _decode, opened, hint, where)
+                extra = self._guard("decode", decoder_for(hint), opened, where)
             if kind in _BY_NAME and name in extra:
                 keywords[name] = self.from_json(extra.pop(name), hint, where=where)
         positional.extend(args[len(positional) :])  # surplus and unknown names: bind() reports
         keywords.update(extra)
-        fits = shape.positional
         if fits is not None and not keywords and fits[0] <= len(positional) <= fits[1]:
             return positional, keywords  # what bind() would accept, without its cost
         try:
@@ -301,26 +327,36 @@ class DataConverter:
     def encode_result(self, fn: Callable[..., Any], value: Any) -> JSON:
         """``fn``'s result encoded by its return hint (``X`` for ``async def f() -> X``)."""
         shape = _shape(fn)
-        return self.to_json(value, shape.returns, where=f"result of {shape.name}")
+        return self.to_json(value, shape.returns, where=shape.result_where)
 
     def decode_result(self, fn: Callable[..., Any], data: JSON) -> Any:
         """Inverse of :meth:`encode_result`."""
         shape = _shape(fn)
-        return self.from_json(data, shape.returns, where=f"result of {shape.name}")
+        return self.from_json(data, shape.returns, where=shape.result_where)
 
-    def _guard(
-        self, verb: str, step: Callable[[Any, Any], Any], data: Any, hint: Any, where: str
-    ) -> Any:
-        """Run ``step``, turning an inner failure into a PayloadError that says where it was."""
+    @staticmethod
+    def _guard(verb: str, step: Callable[[Any], Any], data: Any, where: str) -> Any:
+        """Run ``step`` (an encoder_for or decoder_for), turning an inner failure
+        into a PayloadError that says where it was."""
         try:
-            return step(data, hint)
-        except _Failure as failure:
-            if failure.path:
-                where = f"{where} at {''.join(reversed(failure.path)).lstrip('.')}"
-            raise PayloadError(f"cannot {verb} {where}: {failure.message}") from failure.__cause__
-        except RecursionError:  # also how a circular structure ends
-            message = f"cannot {verb} {where}: it is nested too deeply, or contains itself"
-            raise PayloadError(message) from None
+            return step(data)
+        except (_Failure, RecursionError) as error:
+            raise _payload_error(verb, where, error) from _cause(error)
+
+
+def _payload_error(verb: str, where: str, error: _Failure | RecursionError) -> PayloadError:
+    """The PayloadError for a failure to encode or decode ``where``."""
+    if isinstance(error, RecursionError):  # also how a circular structure ends
+        return PayloadError(f"cannot {verb} {where}: it is nested too deeply, or contains itself")
+    if error.path:
+        where = f"{where} at {''.join(reversed(error.path)).lstrip('.')}"
+    return PayloadError(f"cannot {verb} {where}: {error.message}")
+
+
+def _cause(error: _Failure | RecursionError) -> BaseException | None:
+    """What a PayloadError is raised from: the failure's own cause (a parser's
+    error, say); nothing for a RecursionError."""
+    return error.__cause__ if isinstance(error, _Failure) else None
 
 
 default_converter = DataConverter()

@@ -20,13 +20,34 @@ _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_O
 _PLAIN = _POSITIONAL
 
 
+T = typing.TypeVar("T")
+
+
+def by_identity(build: Callable[[Any], T], size: int = 4096) -> Callable[[Any], T]:
+    """``build``, remembering its answer for each hint object it was asked about.
+    By identity, not equality: ``Union[A, B] == Union[B, A]`` and ``int | None ==
+    Optional[int]``, but a union tries its members in order and an error names
+    the hint as written. (Hints are long-lived objects, mostly: of a function's
+    annotations. Past ``size`` of them, all are forgotten at once.)"""
+    known: dict[int, tuple[Any, T]] = {}
+
+    def cached(hint: Any) -> T:
+        entry = known.get(id(hint))
+        if entry is not None and entry[0] is hint:
+            return entry[1]
+        answer = build(hint)
+        if len(known) >= size:
+            known.clear()
+        known[id(hint)] = (hint, answer)  # (the reference keeps the id from being reused)
+        return answer
+
+    return cached
+
+
 def _split(hint: Any) -> tuple[Any, tuple[Any, ...]]:
     """(origin, arguments) of a hint, seen through Annotated, NewType and TypeVar.
     For a plain class the origin is the class itself, so bare ``list`` means ``list[Any]``."""
-    try:
-        return _cached_split(hint)
-    except TypeError:  # an unhashable hint: fine, just not cached
-        return _split_hint(hint)
+    return _cached_split(hint)
 
 
 def _split_hint(hint: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -42,7 +63,7 @@ def _split_hint(hint: Any) -> tuple[Any, tuple[Any, ...]]:
             return (hint if origin is None else origin), get_args(hint)
 
 
-_cached_split = functools.lru_cache(maxsize=4096)(_split_hint)  # every value of every payload
+_cached_split = by_identity(_split_hint)  # every value of every payload
 
 
 def _is_model(cls: type) -> bool:
@@ -115,6 +136,7 @@ class _Shape(typing.NamedTuple):
     # Plain positional parameters only (no *args, **kwargs, keyword-only): then
     # (required, accepted) bounds the positional count that fits, without bind().
     positional: tuple[int, int] | None
+    result_where: str  # how a payload error names the result
 
 
 def _build_shape(fn: Callable[..., Any]) -> _Shape:
@@ -141,7 +163,7 @@ def _build_shape(fn: Callable[..., Any]) -> _Shape:
     if all(p.kind in _PLAIN for p in signature.parameters.values()):
         required = sum(p.default is p.empty for p in signature.parameters.values())
         positional = (required, len(signature.parameters))
-    return _Shape(name, signature, tuple(params), returns, positional)
+    return _Shape(name, signature, tuple(params), returns, positional, f"result of {name}")
 
 
 _cached_shape = functools.lru_cache(maxsize=4096)(_build_shape)  # on every call and replay

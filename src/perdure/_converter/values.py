@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Literal, Union, get_origin
 from uuid import UUID
 
-from perdure._converter.hints import _fields_of, _is_model, _is_record, _split
+from perdure._converter.hints import _fields_of, _is_model, _is_record, _split, by_identity
 
 JSON = Any
 """A JSON-able Python object: dict (with str keys), list, str, int, float, bool or None."""
@@ -420,3 +420,116 @@ def _decode_record(data: JSON, hint: Any, cls: type) -> Any:
         return cls(**values)
     except Exception as error:  # __post_init__ validation and the like, in user code
         raise _Failure(f"{cls.__qualname__}() raised {error!r}") from error
+
+
+# ---------------------------------------------------------------- coders by hint
+#
+# Every payload goes through _encode or _decode at its top level with its
+# parameter's or result's hint, and most hints are the same few: Any, a plain
+# scalar, a dict of str keys, a list. For those, encoder_for and decoder_for
+# build (once per hint) a function that does the common case directly, and
+# hands anything else, including every value that fails, to _encode or _decode
+# from the start: the results, and the errors with their paths, are theirs.
+
+
+def _dict_args(hint: Any) -> tuple[bool, Any] | None:
+    """(True, value hint) for a dict hint whose keys are str (or anything), else None."""
+    origin, args = _split(hint)
+    if origin not in _DICTS:
+        return None
+    key, value = args or (Any, Any)
+    return (True, value) if key is str or key is Any or key is object else None
+
+
+def _list_item(hint: Any) -> tuple[bool, Any] | None:
+    """(True, item hint) for a list or Sequence hint, else None."""
+    origin, args = _split(hint)
+    if origin not in _LISTS or len(args) > 1:
+        return None
+    return True, (args[0] if args else Any)
+
+
+def _build_encoder(hint: Any) -> Callable[[Any], JSON]:
+    if hint is Any or hint is object:
+        return _encode_value
+    if isinstance(hint, type) and hint in _SAME:
+        if hint is str:
+            return lambda value: (
+                value if type(value) is str and value.isascii() else _encode(value, str)
+            )
+        return lambda value: value if type(value) is hint else _encode(value, hint)
+    if (as_dict := _dict_args(hint)) is not None:
+        encode_item = encoder_for(as_dict[1])
+
+        def encode_dict(value: Any) -> JSON:
+            if type(value) is dict:
+                out: dict[str, JSON] = {}
+                try:
+                    for key, item in value.items():
+                        if type(key) is not str or not key.isascii():
+                            break
+                        out[key] = encode_item(item)
+                    else:
+                        return out
+                except _Failure:
+                    pass  # _encode says where, and what
+            return _encode(value, hint)
+
+        return encode_dict
+    if (as_list := _list_item(hint)) is not None:
+        encode_each = encoder_for(as_list[1])
+
+        def encode_list(value: Any) -> JSON:
+            if type(value) is list:
+                try:
+                    return [encode_each(item) for item in value]
+                except _Failure:
+                    pass
+            return _encode(value, hint)
+
+        return encode_list
+    return lambda value: _encode(value, hint)
+
+
+def _build_decoder(hint: Any) -> Callable[[JSON], Any]:
+    if hint is Any or hint is object:
+        return fresh
+    if isinstance(hint, type) and hint in _SAME:
+        return lambda data: data if type(data) is hint else _decode(data, hint)
+    if (as_dict := _dict_args(hint)) is not None:
+        decode_item = decoder_for(as_dict[1])
+
+        def decode_dict(data: JSON) -> Any:
+            if type(data) is dict:
+                out: dict[str, Any] = {}
+                try:
+                    for key, item in data.items():
+                        if type(key) is not str:
+                            break
+                        out[key] = decode_item(item)
+                    else:
+                        return out
+                except _Failure:
+                    pass
+            return _decode(data, hint)
+
+        return decode_dict
+    if (as_list := _list_item(hint)) is not None:
+        decode_each = decoder_for(as_list[1])
+
+        def decode_list(data: JSON) -> Any:
+            if type(data) is list:
+                try:
+                    return [decode_each(item) for item in data]
+                except _Failure:
+                    pass
+            return _decode(data, hint)
+
+        return decode_list
+    return lambda data: _decode(data, hint)
+
+
+encoder_for: Callable[[Any], Callable[[Any], JSON]] = by_identity(_build_encoder)
+"""The function that encodes a value of ``hint``: ``_encode(value, hint)``, quicker."""
+decoder_for: Callable[[Any], Callable[[JSON], Any]] = by_identity(_build_decoder)
+"""The function that decodes stored ``hint``: ``_decode(data, hint)``, quicker."""
