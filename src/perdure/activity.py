@@ -8,6 +8,7 @@ Imports the runtime (to detect workflow code), the converter, retry and errors.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -144,7 +145,7 @@ class ActivityFunction(Generic[P, R]):
         converter: DataConverter = inst.converter
         pos, kw = converter.encode_args(self.fn, args, kwargs)
         assert inst.info is not None
-        future = inst.schedule_activity(
+        ref, future = inst.schedule_activity(
             self.name,
             self.opts.task_queue or inst.info.task_queue,
             pos,
@@ -153,7 +154,17 @@ class ActivityFunction(Generic[P, R]):
         )
 
         async def result() -> Any:
-            return converter.decode_result(self.fn, await future)
+            try:
+                data = await future
+            except asyncio.CancelledError:
+                # The awaiting code was cancelled (which cancels the future it
+                # waits on): the engine need not wait for this result. Said here,
+                # when the cancellation reaches this await, rather than by a
+                # callback on the future: a step costs one callback fewer, and
+                # the command comes at the same point of the turn.
+                inst.abandon_activity(ref)
+                raise
+            return converter.decode_result(self.fn, data)
 
         return result()  # type: ignore[return-value]
 

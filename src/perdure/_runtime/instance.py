@@ -359,20 +359,21 @@ class WorkflowInstance:
         args: list[Any],
         kwargs: dict[str, Any],
         options: dict[str, Any],
-    ) -> asyncio.Future[Any]:
-        """Issue ScheduleActivity; the future gets the JSON result (or ActivityError)."""
+    ) -> tuple[int, asyncio.Future[Any]]:
+        """Issue ScheduleActivity; its ref, and the future that gets its JSON
+        result (or ActivityError). Whoever awaits the future calls
+        abandon_activity if that await is cancelled."""
         ref = self.next_ref()
         future = self.loop.create_future()
         self._activities[ref] = (name, future)
         self.issue(h.schedule_activity(ref, name, task_queue, args, kwargs, options))
+        return ref, future
 
-        def on_done(fut: asyncio.Future[Any]) -> None:
-            # The awaiting code was cancelled: tell the engine the result is unwanted.
-            if fut.cancelled() and self._activities.pop(ref, None) is not None:
-                self.issue(h.CancelActivity(ref=ref))
-
-        future.add_done_callback(on_done)
-        return future
+    def abandon_activity(self, ref: int) -> None:
+        """The code awaiting activity ``ref`` was cancelled: tell the engine its
+        result is unwanted (unless it already came)."""
+        if self._activities.pop(ref, None) is not None:
+            self.issue(h.CancelActivity(ref=ref))
 
     async def wait_signal(self, name: str, timeout: float | None) -> Any:
         buffered = self._signals.get(name)
