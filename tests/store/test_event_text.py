@@ -69,6 +69,38 @@ def test_every_field_of_every_class_is_written(cls: type[h.Event]) -> None:
     assert event_text(event) == dumps(h.event_to_dict(event))
 
 
+# Each kind of value the hand-written writers tell apart, or might confuse.
+TRICKY_VALUES: list[Any] = [
+    True,
+    False,
+    0,
+    -(2**70),
+    1.5,
+    -0.0,
+    math.nan,
+    math.inf,
+    None,
+    "",
+    "é\n",
+    Name("n"),
+    {},
+    [],
+    {"a": [1, None]},
+]
+
+
+@pytest.mark.parametrize("cls", [h.TurnStarted, h.ActivityScheduled, h.ActivityCompleted])
+@pytest.mark.parametrize("value", TRICKY_VALUES, ids=repr)
+def test_each_field_of_a_step_s_events_takes_any_value(cls: type[h.Event], value: Any) -> None:
+    # The events of every step have writers of their own (written by hand):
+    # each field, in turn, holds each kind of value.
+    for name in (f.name for f in dataclasses.fields(cls)):
+        values = {f.name: f"value of {f.name}" for f in dataclasses.fields(cls)}
+        values[name] = value
+        event = cls(**values)  # type: ignore[arg-type]
+        assert event_text(event) == dumps(h.event_to_dict(event)), name
+
+
 def _scheduled(options: dict[str, Any]) -> h.ActivityScheduled:
     return h.ActivityScheduled(seq=3, time=1.5, ref=1, name="step", args=[1], options=options)
 
