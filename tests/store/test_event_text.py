@@ -126,6 +126,28 @@ def test_a_freed_options_dict_cannot_lend_its_text_to_a_new_one() -> None:
     assert len(eventtext._memo) <= eventtext._MEMO_SIZE
 
 
+@pytest.mark.parametrize(
+    "attempts",
+    [
+        [h.attempt_record(1, 1796121606.2865493, 1796121606.2866)],
+        [
+            h.attempt_record(1, 1.5, 2.5, {"type": "E", "message": "é\n\ud800"}),
+            h.attempt_record(2, 3.0, 4, None),
+        ],
+        [{"attempt": 1, "ended_at": 2.0, "started_at": 1.0, "error": None}],  # another order
+        [{"attempt": 1, "started_at": 1.0, "ended_at": 2.0, "error": None, "more": 1}],
+        [{"attempt": True, "started_at": math.nan, "ended_at": -0.0, "error": []}],
+        [None],
+        ({"attempt": 1, "started_at": 1.0, "ended_at": 2.0, "error": None},),
+        [],
+    ],
+    ids=repr,
+)
+def test_attempt_records_are_written_as_the_encoder_would(attempts: Any) -> None:
+    event = h.ActivityCompleted(seq=2, time=1.5, ref=1, result=None, attempts=attempts)
+    assert event_text(event) == dumps(h.event_to_dict(event))
+
+
 def test_kept_floats_are_written_exactly() -> None:
     times = [1796121606.2865493, 0.1 + 0.2, 1e-310, 5e-324, 2.0**60, -1.5]
     for _ in range(2):  # the second round reads them from the memo
@@ -133,6 +155,13 @@ def test_kept_floats_are_written_exactly() -> None:
             assert event_text(h.TurnStarted(seq=1, time=t)) == dumps(
                 {"v": h.HISTORY_FORMAT, "type": "TurnStarted", "seq": 1, "time": t}
             )
+    # Through several generations of the kept texts, each still its own float's.
+    many = [1796121606.0 + i / 7 for i in range(3 * eventtext._FLOATS_SIZE)]
+    for _ in range(2):
+        for t in many:
+            assert event_text(h.TurnStarted(seq=1, time=t)).endswith(f'"time":{t!r}}}')
+    assert len(eventtext._floats) <= eventtext._FLOATS_SIZE
+    assert len(eventtext._older_floats) <= eventtext._FLOATS_SIZE
     assert event_text(h.TurnStarted(seq=1, time=-0.0)).endswith('"time":-0.0}')
     assert event_text(h.TurnStarted(seq=1, time=0.0)).endswith('"time":0.0}')
 

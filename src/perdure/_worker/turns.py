@@ -177,6 +177,7 @@ class TurnRunner:
                 cached.last_seq,
                 [outcome],
                 own_slot,
+                _ended_at(outcome),
             )
         except Exception:
             log.exception("inline turn for run %s failed; using the inbox", activity.run_id)
@@ -311,9 +312,13 @@ class TurnRunner:
         last_seq: int,
         inputs: list[h.Event],
         own_slot: bool = False,
+        at: float | None = None,
     ) -> TurnCommit:
+        """The turn's commit. ``at``: the turn's time, if not now (an inline
+        outcome's turn takes its attempt's end: the same moment, give or take
+        microseconds, and one float's text written for both, not two)."""
         # Workflow time never goes backwards, even if this host's clock is behind.
-        now = max(self.store.clock(), instance.now_ts)
+        now = max(self.store.clock() if at is None else at, instance.now_ts)
         commands = instance.activate(now, inputs, history_length=last_seq) if inputs else []
         events = h.turn_events(last_seq, now, inputs, commands) if inputs else []
         commit = TurnCommit(
@@ -401,3 +406,13 @@ class TurnRunner:
         if commit.close_status is not None and info is not None:
             commit.has_children = instance.has_children
             commit.has_relatives = instance.has_children or info.parent_run_id is not None
+
+
+def _ended_at(outcome: h.Event) -> float | None:
+    """When the attempt whose outcome this is ended, as its record says."""
+    attempts = getattr(outcome, "attempts", None)
+    if attempts:
+        ended = attempts[-1].get("ended_at")
+        if type(ended) is float:
+            return ended
+    return None
