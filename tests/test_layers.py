@@ -16,9 +16,21 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure.errors": (),
     "perdure.retry": (),
     "perdure._json": (),  # the standard library only
+    "perdure._memo": (),  # the standard library only
     "perdure._history": ("perdure._history",),
-    "perdure._converter": ("perdure._converter", "perdure._json", "perdure.errors"),
-    "perdure._store": ("perdure._store", "perdure._history", "perdure._json", "perdure.errors"),
+    "perdure._converter": (
+        "perdure._converter",
+        "perdure._json",
+        "perdure._memo",
+        "perdure.errors",
+    ),
+    "perdure._store": (
+        "perdure._store",
+        "perdure._history",
+        "perdure._json",
+        "perdure._memo",
+        "perdure.errors",
+    ),
     "perdure._runtime": (
         "perdure._runtime",
         "perdure._history",

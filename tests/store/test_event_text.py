@@ -123,7 +123,7 @@ def test_a_freed_options_dict_cannot_lend_its_text_to_a_new_one() -> None:
         gc.collect()
         fresh = {"n": -i}
         assert event_text(_scheduled(fresh)).endswith(f'"options":{{"n":{-i}}}}}')
-    assert len(eventtext._memo) <= eventtext._MEMO_SIZE
+    assert len(eventtext._options_text.known) <= eventtext._MEMO_SIZE  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

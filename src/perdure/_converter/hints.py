@@ -1,7 +1,7 @@
 """What type hints and signatures say, for the converter: a hint split into
 its origin and arguments, the fields of a record class, the shape of a
 function (its parameters and their hints). Cached: every payload asks.
-Imports nothing from perdure."""
+Imports only perdure._memo."""
 
 from __future__ import annotations
 
@@ -14,34 +14,12 @@ import typing
 from collections.abc import Callable
 from typing import Any, get_args, get_origin
 
+from perdure._memo import by_identity
+
 _VAR_POSITIONAL, _VAR_KEYWORD = inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _PLAIN = _POSITIONAL
-
-
-T = typing.TypeVar("T")
-
-
-def by_identity(build: Callable[[Any], T], size: int = 4096) -> Callable[[Any], T]:
-    """``build``, remembering its answer for each hint object it was asked about.
-    By identity, not equality: ``Union[A, B] == Union[B, A]`` and ``int | None ==
-    Optional[int]``, but a union tries its members in order and an error names
-    the hint as written. (Hints are long-lived objects, mostly: of a function's
-    annotations. Past ``size`` of them, all are forgotten at once.)"""
-    known: dict[int, tuple[Any, T]] = {}
-
-    def cached(hint: Any) -> T:
-        entry = known.get(id(hint))
-        if entry is not None and entry[0] is hint:
-            return entry[1]
-        answer = build(hint)
-        if len(known) >= size:
-            known.clear()
-        known[id(hint)] = (hint, answer)  # (the reference keeps the id from being reused)
-        return answer
-
-    return cached
 
 
 def _split(hint: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -63,7 +41,10 @@ def _split_hint(hint: Any) -> tuple[Any, tuple[Any, ...]]:
             return (hint if origin is None else origin), get_args(hint)
 
 
-_cached_split = by_identity(_split_hint)  # every value of every payload
+# Every value of every payload. By identity, not equality: Union[A, B] ==
+# Union[B, A] and int | None == Optional[int], but a union tries its members
+# in order, and an error names the hint as written.
+_cached_split = by_identity(_split_hint)
 
 
 def _is_model(cls: type) -> bool:

@@ -5,7 +5,7 @@ Stateless: :class:`~perdure._converter.DataConverter` calls :func:`_encode` and
 limits, envelopes). A mismatch raises :class:`_Failure`, which collects the path
 to the offending part on its way out; the converter turns it into a
 PayloadError that says where.
-Imports the hint reader only.
+Imports the hint reader and the identity memo.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from decimal import Decimal
 from typing import Any, Literal, Union, get_origin
 from uuid import UUID
 
-from perdure._converter.hints import _fields_of, _is_model, _is_record, _split, by_identity
+from perdure._converter.hints import _fields_of, _is_model, _is_record, _split
+from perdure._memo import by_identity
 
 JSON = Any
 """A JSON-able Python object: dict (with str keys), list, str, int, float, bool or None."""
@@ -449,6 +450,46 @@ def _list_item(hint: Any) -> tuple[bool, Any] | None:
     return True, (args[0] if args else Any)
 
 
+def _dict_coder(
+    code_item: Callable[[Any], Any], slow: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    """For a dict hint: a dict of ASCII str keys (what JSON gives back, mostly),
+    each value by ``code_item``; anything else, and any failure, by ``slow``."""
+
+    def code_dict(value: Any) -> Any:
+        if type(value) is dict:
+            out: dict[str, Any] = {}
+            try:
+                for key, item in value.items():
+                    if type(key) is not str or not key.isascii():
+                        break
+                    out[key] = code_item(item)
+                else:
+                    return out
+            except _Failure:
+                pass  # slow says where, and what
+        return slow(value)
+
+    return code_dict
+
+
+def _list_coder(
+    code_item: Callable[[Any], Any], slow: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    """For a list hint: a list, each item by ``code_item``; anything else, and
+    any failure, by ``slow``."""
+
+    def code_list(value: Any) -> Any:
+        if type(value) is list:
+            try:
+                return [code_item(item) for item in value]
+            except _Failure:
+                pass
+        return slow(value)
+
+    return code_list
+
+
 def _build_encoder(hint: Any) -> Callable[[Any], JSON]:
     if hint is Any or hint is object:
         return _encode_value
@@ -458,37 +499,15 @@ def _build_encoder(hint: Any) -> Callable[[Any], JSON]:
                 value if type(value) is str and value.isascii() else _encode(value, str)
             )
         return lambda value: value if type(value) is hint else _encode(value, hint)
+
+    def slow(value: Any) -> JSON:
+        return _encode(value, hint)
+
     if (as_dict := _dict_args(hint)) is not None:
-        encode_item = encoder_for(as_dict[1])
-
-        def encode_dict(value: Any) -> JSON:
-            if type(value) is dict:
-                out: dict[str, JSON] = {}
-                try:
-                    for key, item in value.items():
-                        if type(key) is not str or not key.isascii():
-                            break
-                        out[key] = encode_item(item)
-                    else:
-                        return out
-                except _Failure:
-                    pass  # _encode says where, and what
-            return _encode(value, hint)
-
-        return encode_dict
+        return _dict_coder(encoder_for(as_dict[1]), slow)
     if (as_list := _list_item(hint)) is not None:
-        encode_each = encoder_for(as_list[1])
-
-        def encode_list(value: Any) -> JSON:
-            if type(value) is list:
-                try:
-                    return [encode_each(item) for item in value]
-                except _Failure:
-                    pass
-            return _encode(value, hint)
-
-        return encode_list
-    return lambda value: _encode(value, hint)
+        return _list_coder(encoder_for(as_list[1]), slow)
+    return slow
 
 
 def _build_decoder(hint: Any) -> Callable[[JSON], Any]:
@@ -496,37 +515,15 @@ def _build_decoder(hint: Any) -> Callable[[JSON], Any]:
         return fresh
     if isinstance(hint, type) and hint in _SAME:
         return lambda data: data if type(data) is hint else _decode(data, hint)
+
+    def slow(data: JSON) -> Any:
+        return _decode(data, hint)
+
     if (as_dict := _dict_args(hint)) is not None:
-        decode_item = decoder_for(as_dict[1])
-
-        def decode_dict(data: JSON) -> Any:
-            if type(data) is dict:
-                out: dict[str, Any] = {}
-                try:
-                    for key, item in data.items():
-                        if type(key) is not str:
-                            break
-                        out[key] = decode_item(item)
-                    else:
-                        return out
-                except _Failure:
-                    pass
-            return _decode(data, hint)
-
-        return decode_dict
+        return _dict_coder(decoder_for(as_dict[1]), slow)
     if (as_list := _list_item(hint)) is not None:
-        decode_each = decoder_for(as_list[1])
-
-        def decode_list(data: JSON) -> Any:
-            if type(data) is list:
-                try:
-                    return [decode_each(item) for item in data]
-                except _Failure:
-                    pass
-            return _decode(data, hint)
-
-        return decode_list
-    return lambda data: _decode(data, hint)
+        return _list_coder(decoder_for(as_list[1]), slow)
+    return slow
 
 
 encoder_for: Callable[[Any], Callable[[Any], JSON]] = by_identity(_build_encoder)

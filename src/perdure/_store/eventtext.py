@@ -11,7 +11,7 @@ by hand; the others by a writer built once per class.
 An ``ActivityScheduled`` carries its activity's options, one dict shared by
 every call of that activity (built once per options object and never changed:
 ``ActivityFunction._options_json``). Its text is remembered by identity.
-Imports the history model and the JSON encoder.
+Imports the history model, the JSON encoder and the identity memo.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from perdure import _history as h
 from perdure._history.events import _field_names
 from perdure._json import encoder
+from perdure._memo import by_identity
 
 __all__ = ["dumps", "event_text"]
 
@@ -39,9 +40,7 @@ _string: Callable[[str], str] = (
 _int = int.__repr__
 _float = float.__repr__
 
-# The options dicts' texts, by identity (see the module docstring).
 _MEMO_SIZE = 256
-_memo: dict[int, tuple[Any, str]] = {}
 
 
 # Floats: the times of a turn's events are one value, an inline attempt ends
@@ -82,17 +81,12 @@ def _value(value: Any) -> str:
     return dumps(value)  # bools, NaN, zero, containers, subclasses: as the encoder writes them
 
 
+# The options dicts' texts, by identity (see the module docstring).
+_options_text = by_identity(_value, _MEMO_SIZE)
+
+
 def _shared(value: Any) -> str:
-    if type(value) is not dict:
-        return _value(value)
-    known = _memo.get(id(value))
-    if known is not None and known[0] is value:
-        return known[1]
-    text = _value(value)
-    if len(_memo) >= _MEMO_SIZE:
-        _memo.clear()
-    _memo[id(value)] = (value, text)  # the reference keeps the id from being reused
-    return text
+    return _value(value) if type(value) is not dict else _options_text(value)
 
 
 _Writer = Callable[[h.Event], str]
