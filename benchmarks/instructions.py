@@ -9,8 +9,11 @@ loop's and the SQLite store's, SQLite's own C code included; the kernel's
 work (the fsyncs) does not. valgrind runs threads one at a time, so group
 commits hold fewer writes than in a real run.
 
-Usage: python benchmarks/instructions.py [MODE] [--small N] [--large N] [--db URL]
-(for example ``concurrent --small 100 --large 300``). Needs valgrind
+Usage: python benchmarks/instructions.py [MODE] [--small N] [--large N] [--db URL] [-k K]
+(for example ``concurrent --small 100 --large 300``). ``-k`` sets the steps
+per workflow (10 by default); the difference between ``-k 10`` and ``-k 1``
+per workflow separates a step's cost from a workflow's fixed cost (its
+start, its closing turn, its awaited result). Needs valgrind
 (Debian: ``apt-get install valgrind``). Compare two versions of the code
 by pointing PYTHONPATH at each tree. Run by hand; never a test.
 """
@@ -25,10 +28,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STEPS_PER_WORKFLOW = 10  # bench_perdure.py's default k
 
 
-def instructions(mode: str, n: int, db: str) -> int:
+def instructions(mode: str, n: int, db: str, k: int) -> int:
     """Instructions valgrind counted for one whole run of ``n`` workflows."""
     command = [
         "valgrind",
@@ -41,6 +43,8 @@ def instructions(mode: str, n: int, db: str) -> int:
         str(n),
         "--db",
         db,
+        "-k",
+        str(k),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     found = re.search(r"Collected : (\d+)", done.stderr)
@@ -55,15 +59,22 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100, help="workflows in the first run")
     parser.add_argument("--large", type=int, default=300, help="workflows in the second run")
     parser.add_argument("--db", default="sqlite", help="sqlite, or a PostgreSQL URL")
+    parser.add_argument("-k", type=int, default=10, help="steps per workflow")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     if args.large <= args.small:
         raise SystemExit("--large must be more workflows than --small")
-    small = instructions(args.mode, args.small, args.db)
-    large = instructions(args.mode, args.large, args.db)
-    steps = (args.large - args.small) * STEPS_PER_WORKFLOW
-    print(f"{args.mode} on {args.db}: {round((large - small) / steps):,} instructions per step")
+    if args.k < 1:
+        raise SystemExit("-k must be at least 1")
+    small = instructions(args.mode, args.small, args.db, args.k)
+    large = instructions(args.mode, args.large, args.db, args.k)
+    workflows = args.large - args.small
+    print(
+        f"{args.mode} on {args.db}, {args.k} steps per workflow:"
+        f" {round((large - small) / (workflows * args.k)):,} instructions per step,"
+        f" {round((large - small) / workflows):,} per workflow"
+    )
 
 
 if __name__ == "__main__":
