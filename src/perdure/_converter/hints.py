@@ -22,13 +22,9 @@ _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_O
 _PLAIN = _POSITIONAL
 
 
-def _split(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+def _split_hint(hint: Any) -> tuple[Any, tuple[Any, ...]]:
     """(origin, arguments) of a hint, seen through Annotated, NewType and TypeVar.
     For a plain class the origin is the class itself, so bare ``list`` means ``list[Any]``."""
-    return _cached_split(hint)
-
-
-def _split_hint(hint: Any) -> tuple[Any, tuple[Any, ...]]:
     while True:
         origin = get_origin(hint)
         if origin is typing.Annotated:
@@ -44,7 +40,7 @@ def _split_hint(hint: Any) -> tuple[Any, tuple[Any, ...]]:
 # Every value of every payload. By identity, not equality: Union[A, B] ==
 # Union[B, A] and int | None == Optional[int], but a union tries its members
 # in order, and an error names the hint as written.
-_cached_split = by_identity(_split_hint)
+_split = by_identity(_split_hint)
 
 
 def _is_model(cls: type) -> bool:

@@ -409,10 +409,11 @@ class TurnRunner:
 
 
 def _ended_at(outcome: h.Event) -> float | None:
-    """When the attempt whose outcome this is ended, as its record says."""
-    attempts = getattr(outcome, "attempts", None)
-    if attempts:
-        ended = attempts[-1].get("ended_at")
+    """When the attempt that just succeeded ended, as its record says. (A
+    failure's last record may be of an attempt lost a while ago: its turn
+    reads the clock.)"""
+    if isinstance(outcome, h.ActivityCompleted) and outcome.attempts:
+        ended = outcome.attempts[-1].get("ended_at")
         if type(ended) is float:
             return ended
     return None
