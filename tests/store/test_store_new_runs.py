@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from store_helpers import FakeClock, new_run, turn
+from store_helpers import FakeClock, claim_one, new_run, turn
 
 from perdure import _history as h
 from perdure._store.base import (
@@ -27,6 +27,8 @@ from perdure._store.base import (
     TurnInput,
     WorkflowTask,
 )
+from perdure._store.sqlite import SqliteStore
+from perdure._store.sqlrows import Tx
 from perdure.errors import WorkflowAlreadyStartedError
 
 
@@ -283,3 +285,62 @@ async def test_a_first_turn_that_cannot_be_written_gives_its_slot_back(open_stor
         await store.create_run(new_run(), "fail")
     assert taker.settled == [False] and taker.taken == [None] and taker.reserved == 0
     assert await store.get_run("wf-1") is None  # nothing was written
+
+
+async def test_a_first_turn_written_with_its_start_leaves_the_row_a_claimed_one_would(
+    open_store: Any,
+) -> None:
+    # A run that stays open after a first turn computed at its start is
+    # inserted with that turn's outcome (one statement, not an INSERT and an
+    # UPDATE): its row must be the one the ordinary way leaves, a claimed
+    # first task's turn, column for column but for the columns naming it.
+    store = await open_store()
+    extra: dict[str, Any] = {"state": {"phase": "b", "n": 2.5}, "waiting": {"signals": ["go"]}}
+    timeout = {"execution_timeout": 60.0}
+    ordinary = dataclasses.replace(new_run(wid="wf-a", run_id="run-a"), **timeout)
+    await store.create_run(ordinary, "fail")
+    task = await claim_one(store, "run-a")
+    commit = await turn(store, task, [SCHEDULE], **extra)
+    assert await store.commit_turn(commit)
+    taker = Taker(turns=first_turn([SCHEDULE], **extra))
+    store.take_new_runs("q", taker)
+    started, created = await store.create_run(
+        dataclasses.replace(new_run(wid="wf-b", run_id="run-b"), **timeout), "fail"
+    )
+    assert created and taker.settled == [True]
+    rows = {run_id: await _row(store, run_id) for run_id in ("run-a", "run-b")}
+    naming = {"id", "run_id", "workflow_id"}
+    assert {k: v for k, v in rows["run-b"].items() if k not in naming} == {
+        k: v for k, v in rows["run-a"].items() if k not in naming
+    }
+    assert rows["run-b"]["version"] == 1 and rows["run-b"]["last_seq"] == 3
+    # What create_run returned is that row, read back.
+    assert (started.version, started.state, started.waiting) == (
+        1,
+        extra["state"],
+        extra["waiting"],
+    )
+    # Both have their execution-timeout timer, due at the same moment.
+    timers = await _all(store, "SELECT run_id, ref, fire_at FROM timers ORDER BY run_id")
+    assert [(r, ref) for r, ref, _ in timers] == [("run-a", 0), ("run-b", 0)]
+    assert timers[0][2] == timers[1][2] == started.deadline
+
+
+_COLUMNS = {
+    True: "SELECT name FROM pragma_table_info('runs') ORDER BY cid",
+    False: "SELECT column_name FROM information_schema.columns"
+    " WHERE table_name = 'runs' AND table_schema = current_schema() ORDER BY ordinal_position",
+}
+
+
+async def _all(store: Store, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def body(tx: Tx) -> list[tuple[Any, ...]]:
+        return await tx.all(sql, params)
+
+    return await store._read(body)  # type: ignore[attr-defined,no-any-return]
+
+
+async def _row(store: Store, run_id: str) -> dict[str, Any]:
+    names = [row[0] for row in await _all(store, _COLUMNS[isinstance(store, SqliteStore)])]
+    [found] = await _all(store, f"SELECT {', '.join(names)} FROM runs WHERE run_id = ?", (run_id,))
+    return dict(zip(names, found, strict=True))

@@ -366,31 +366,33 @@ async def insert_run(
     continued_from: str | None = None,
     after_start: Sequence[h.Event] = (),
     queued: bool = True,
+    turn: tuple[Any, ...] | None = None,
 ) -> None:
     """Create a run: its row, WorkflowStarted (and ``after_start``) in its
     inbox, its workflow task, and its execution-timeout timer (ref 0).
     ``queued=False``: the row and the timer only, for a run whose first turn
-    the same transaction writes (see RunTaker.prepare)."""
+    the same transaction writes (see RunTaker.prepare). ``turn``: that first
+    turn's outcome, written with the row (its version, last event, state and
+    waiting, as an open run's turn leaves them: sqlturn.first_outcome)."""
     deadline = run_deadline(new, now, deadline)
-    await tx.send(
-        "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
-        " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            new.run_id,
-            new.workflow_id,
-            new.workflow_type,
-            new.task_queue,
-            OPEN,
-            input_text(new),
-            now,
-            now,
-            parent.run_id if parent else None,
-            parent_ref,
-            parent_close_policy,
-            deadline,
-        ),
+    values = (
+        new.run_id,
+        new.workflow_id,
+        new.workflow_type,
+        new.task_queue,
+        OPEN,
+        input_text(new),
+        now,
+        now,
+        parent.run_id if parent else None,
+        parent_ref,
+        parent_close_policy,
+        deadline,
     )
+    if turn is None:
+        await tx.send(_INSERT_RUN, values)
+    else:
+        await tx.send(_INSERT_RUN_WITH_TURN, (*values, *turn))
     if queued:
         started = started_event(new, now, parent, continued_from)
         await to_inbox(tx, new.run_id, new.task_queue, started, now, new.start_at)
@@ -400,6 +402,21 @@ async def insert_run(
         await tx.send(
             "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, 0, ?)", (new.run_id, deadline)
         )
+
+
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
+    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The same row with its first turn's outcome (what the turn's update of the
+# row would set: see sqlturn.first_outcome), for the commonest start.
+_INSERT_RUN_WITH_TURN = (
+    "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
+    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
+    " version, last_seq, state, waiting)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def run_deadline(new: NewRun, now: float, deadline: float | None = None) -> float | None:

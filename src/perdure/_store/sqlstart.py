@@ -8,7 +8,7 @@ Imports the store records, the row and turn helpers, and errors.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from perdure._store import sqlrows as rows
 from perdure._store import sqlwake as wake
@@ -22,7 +22,7 @@ from perdure._store.base import (
     WorkflowTask,
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, Tx
-from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
+from perdure._store.sqlturn import Encoded, apply_turn, encode_turn, first_outcome
 from perdure.errors import WorkflowAlreadyStartedError
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ async def create_run(
     first: FirstTurn | None = None
     written: Encoded | None = None
     ended: list[RunRecord] | None = None
+    outcome: tuple[Any, ...] | None = None  # the first turn's, for the run's row
     topics: set[str] = set()
 
     async def create(tx: Tx) -> RunRecord | None:
@@ -79,14 +80,16 @@ async def create_run(
             if existing.is_open:
                 reason = "replaced by a new run (terminate_existing)"
                 topics.update(await rows.terminate_run(tx, store, existing, reason, now))
+        # A first turn computed here: the row is inserted with its outcome when
+        # the run stays open (one statement instead of an INSERT and an UPDATE).
+        await rows.insert_run(tx, new, now, queued=first is None, turn=outcome)
         if first is not None:
             assert written is not None
-            await rows.insert_run(tx, new, now, queued=False)
             keep = ended.append if ended is not None else None
-            topics.update(await apply_turn(tx, store, first.commit, now, written, keep))
-        else:
-            await rows.insert_run(tx, new, now)
-        if first is None and lease is not None:
+            inserted = outcome is not None
+            turn = await apply_turn(tx, store, first.commit, now, written, keep, inserted)
+            topics.update(turn)
+        elif lease is not None:
             await wake.lease_turn_task(tx, new.run_id, *lease, now, leased.append)
             await tx.later(  # WorkflowStarted, for the taker's first turn
                 "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id LIMIT 1",
@@ -113,6 +116,7 @@ async def create_run(
         if first is not None:
             written = encode_turn(first.commit)
             ended = store._watch_close(first.commit)
+            outcome = first_outcome(first.commit, written)
         try:
             existing = await store._write(create)
         except Fenced:  # the id is in use: see what id_conflict says
@@ -120,6 +124,7 @@ async def create_run(
             if first is not None and taker is not None:  # (for a run that may not be)
                 first.settle(False)
                 first, lease = None, taker.reserve()  # a lease, should a run be made
+                outcome = None
             existing = await store._write(create)
     except BaseException:
         if first is not None:

@@ -36,6 +36,7 @@ __all__ = [
     "Plan",
     "apply_turn",
     "encode_turn",
+    "first_outcome",
     "plan_turn",
 ]
 
@@ -72,12 +73,14 @@ async def apply_turn(
     now: float,
     encoded: Encoded,
     ended: Callable[[RunRecord], None] | None = None,
+    inserted: bool = False,
 ) -> set[str]:
     """Write the turn; return whom it must wake (see Store.add_listener), a set
     complete once the transaction committed (``Tx.later``). A turn that only
     handed activities to its own worker, already claimed, wakes nobody.
     A closing turn hands the ended run to ``ended`` with the commit.
-    ``encoded``: the turn's JSON (encode_turn).
+    ``encoded``: the turn's JSON (encode_turn). ``inserted``: a new run's
+    first turn whose outcome its row was inserted with (first_outcome).
     Raises Fenced, having written nothing, if this worker was fenced out."""
     # Fence 2 first, as it also locks the run (the lock order of sqlrows: the
     # run, then its tasks; signals for it wait for this commit): nobody advanced
@@ -109,7 +112,7 @@ async def apply_turn(
                 commit.expected_version,
             ),
         )
-    else:
+    elif not inserted:
         # A turn that leaves the run open does not name the status (nor the
         # result) in its SET: SQLite rewrites every index on a column an UPDATE
         # sets, even to the same value, and three indexes hold the status.
@@ -225,6 +228,17 @@ ADVANCE_RUN = (
     " state = ?, waiting = ?, last_error = NULL, updated_at = ?"
     " WHERE run_id = ? AND version = ?"
 )
+
+
+def first_outcome(commit: TurnCommit, encoded: Encoded) -> tuple[Any, ...] | None:
+    """What ADVANCE_RUN would set on a new run's row for its first turn (its
+    version, last event, state and waiting), for rows.insert_run to write
+    with the row itself; None for a first turn that ends the run (that
+    UPDATE of its status is what the feed of ended runs is made from)."""
+    if not commit.fresh or commit.close_status is not None:
+        return None
+    last_seq = commit.events[-1].seq if commit.events else 0
+    return (commit.expected_version + 1, last_seq, encoded.state, encoded.waiting)
 
 
 def _advance_values(commit: TurnCommit, now: float, encoded: Encoded) -> tuple[Any, ...]:
