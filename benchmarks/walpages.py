@@ -16,6 +16,7 @@ at the end.
 
     python benchmarks/walpages.py                    # one process, 5,000 workflows
     python benchmarks/walpages.py --processes 2 -n 2000
+    python benchmarks/walpages.py --sequential -n 200   # one workflow at a time
 
 Session 17 found with it that the event table, clustered by run, cost 1.79
 of 1.91 pages per step (schema 7 made it 0.84 in all).
@@ -114,7 +115,7 @@ def attribute(wal: bytes, db: sqlite3.Connection) -> tuple[collections.Counter[s
     return counts, commits
 
 
-async def run(n: int, processes: int, folder: str) -> dict[str, Any]:
+async def run(n: int, processes: int, folder: str, sequential: bool = False) -> dict[str, Any]:
     url = bench.fresh_url("sqlite", "walpages")
     path = url[len("sqlite:///") :]
     client = await perdure.Client.connect(url)  # creates the schema
@@ -123,7 +124,9 @@ async def run(n: int, processes: int, folder: str) -> dict[str, Any]:
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM runs").fetchone()  # the snapshot that pins the WAL
     try:
-        if processes:
+        if sequential:
+            result = await bench.sequential(url, n, 10)
+        elif processes:
             result = await bench.concurrent_processes(url, n, 10, processes)
         else:
             result = await bench.concurrent(url, n, 10)
@@ -142,15 +145,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=5000, help="workflows of 10 steps")
     parser.add_argument("--processes", type=int, default=0, help="perdure worker processes")
+    parser.add_argument(
+        "--sequential", action="store_true", help="the sequential workload instead (after 5)"
+    )
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="perdure-walpages-")
-    result = asyncio.run(run(args.n, args.processes, folder))
+    result = asyncio.run(run(args.n, args.processes, folder, args.sequential))
     wal = Path(f"{folder}/frames.wal").read_bytes()
     db = sqlite3.connect(f"{folder}/copy.db")  # (reads the copied WAL as its own)
     counts, commits = attribute(wal, db)
     db.close()
     shutil.rmtree(folder)
-    steps = args.n * 10
+    steps = (args.n + (5 if args.sequential else 0)) * 10  # (sequential warms up with 5)
     frames = sum(counts.values())
     print(
         f"{result['steps_per_s']:.0f} steps/s; {frames} frames in {commits} commits: "
