@@ -1,7 +1,8 @@
 """SQLite's rounds: the reads and writes an event loop queues run on that
 loop's own thread, together, once its ready callbacks ran; the loop never
-waits on SQLite for anyone else: a connection in use, or a write lock held by
-another process, sends the round to the store's thread. SQLite only."""
+waits on SQLite for anyone else: a connection in use sends the round to the
+store's thread, and a write lock held by another process has the loop try
+its writes again after short pauses. SQLite only."""
 
 from __future__ import annotations
 
@@ -96,16 +97,14 @@ async def test_a_connection_in_use_sends_the_round_to_the_stores_thread(
 
 
 async def test_a_write_lock_held_by_another_process_never_stalls_the_loop(
-    sqlite_store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: SqliteStore, tmp_path: Path
 ) -> None:
-    # (No look for other processes' commits meanwhile: see the first test. And
-    # the lock's demand is remembered until this test forgets it.)
-    sqlite_store._watched_at = time.monotonic() + 3600
-    monkeypatch.setattr(sqlite_module, "_CONTENTION_MEMORY", 3600.0)
+    sqlite_store._watched_at = time.monotonic() + 3600  # (see the first test)
     other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         threads: list[str] = []
+        cpu = time.process_time()
         write = asyncio.ensure_future(sqlite_store._write(inbox_insert("late", threads=threads)))
         # The loop keeps turning while the write waits for the lock (a loop
         # that waited for it would never get here: the lock is let go below),
@@ -114,30 +113,28 @@ async def test_a_write_lock_held_by_another_process_never_stalls_the_loop(
             await asyncio.sleep(0.02)
         assert await inbox_runs(sqlite_store) == []
         assert not write.done()
+        # Tried again after pauses, not at every turn of the loop: half a
+        # second of waiting costs this process a small part of its CPU.
+        assert time.process_time() - cpu < 0.25
         other.execute("COMMIT")
         assert await asyncio.wait_for(write, 10) == "late"
-        assert threads == ["perdure-sqlite"]  # the store's thread waited for the lock
+        # Every try, and the commit, on the loop's own thread: no hand-off.
+        assert threads == [threading.current_thread().name]
     finally:
         other.close()
-    # The lock was in demand: for a while, every job goes to the store's
-    # thread (it overlaps the waits and commits with the loop's work); then
-    # rounds run on the loop again.
     await sqlite_store._write(inbox_insert("soon", threads=threads))
-    assert threads[-1] == "perdure-sqlite"
-    sqlite_store._contended_until = 0.0  # (as _CONTENTION_MEMORY after the last wait)
-    await sqlite_store._write(inbox_insert("later", threads=threads))
     assert threads[-1] == threading.current_thread().name
-    assert await inbox_runs(sqlite_store) == ["late", "soon", "later"]
+    assert sqlite_store._pauses == {}  # the next wait for the lock starts short
+    assert await inbox_runs(sqlite_store) == ["late", "soon"]
 
 
-async def test_writes_queued_while_the_thread_waits_for_the_lock_join_its_round(
-    sqlite_store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_writes_queued_while_a_loop_waits_for_the_lock_join_its_round(
+    sqlite_store: SqliteStore, tmp_path: Path
 ) -> None:
-    """Two processes on one file take turns at its write lock: a round that
-    waited for it takes along every write queued meanwhile, so one turn at
-    the lock commits them all (before, they waited for the lock again)."""
+    """Two processes on one file take turns at its write lock: the writes a
+    loop queues while its round waits for the lock join that round, so one
+    turn at the lock commits them all."""
     sqlite_store._watched_at = time.monotonic() + 3600  # (see the first test)
-    monkeypatch.setattr(sqlite_module, "_CONTENTION_MEMORY", 3600.0)
     statements: list[str] = []
     assert sqlite_store._conn is not None
     sqlite_store._conn.set_trace_callback(statements.append)
@@ -146,29 +143,39 @@ async def test_writes_queued_while_the_thread_waits_for_the_lock_join_its_round(
         other.execute("BEGIN IMMEDIATE")
         first = asyncio.ensure_future(sqlite_store._write(inbox_insert("first")))
         await wait_for(
-            lambda: sqlite_store._contended() and sqlite_store._jobs.qsize() == 0,
-            "the store's thread to wait for the lock",
+            lambda: statements.count("BEGIN IMMEDIATE") >= 2, "the round to try the lock again"
         )
         later = asyncio.ensure_future(
             asyncio.gather(*(sqlite_store._write(inbox_insert(f"r{i}")) for i in range(5)))
         )
-
-        async def call() -> int:  # not a write: left for the next round
-            return statements.count("COMMIT")
-
-        called = asyncio.ensure_future(sqlite_store._on_thread(call()))
-        await wait_for(lambda: sqlite_store._jobs.qsize() == 6, "the writes and a call to queue")
+        await asyncio.sleep(0.05)
         assert statements.count("COMMIT") == 0
         other.execute("COMMIT")
         assert await asyncio.wait_for(first, 10) == "first"
         assert await asyncio.wait_for(later, 10) == [f"r{i}" for i in range(5)]
-        assert await asyncio.wait_for(called, 10) == 1  # it ran after the round's commit
-        assert sqlite_store._held == []
     finally:
         other.close()
         sqlite_store._conn.set_trace_callback(None)
     assert statements.count("COMMIT") == 1  # one turn at the lock for all six
     assert await inbox_runs(sqlite_store) == ["first", *(f"r{i}" for i in range(5))]
+
+
+async def test_a_write_refused_the_lock_for_busy_timeout_is_told_so(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "busy.db"), busy_timeout=0.3)
+    await store.open()
+    other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        began = time.monotonic()
+        with pytest.raises(StoreError, match=r"busy\.db.*database is locked"):
+            await asyncio.wait_for(store._write(inbox_insert("never")), 10)
+        assert time.monotonic() - began >= 0.3  # (not before busy_timeout)
+        other.execute("ROLLBACK")
+        assert await store._write(inbox_insert("after")) == "after"  # the lock is free again
+        assert await inbox_runs(store) == ["after"]
+    finally:
+        other.close()
+        await store.close()
 
 
 async def test_a_read_that_finds_sqlite_busy_is_run_again_on_the_stores_thread(

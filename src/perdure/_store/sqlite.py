@@ -46,10 +46,6 @@ _LOCK_PAUSE_MAX = 0.001
 # between them instead of standing still for one long transaction.
 ROUND_MAX = 500
 
-# How long rounds leave their writes to the store's thread after the write
-# lock was found held by another process.
-_CONTENTION_MEMORY = 1.0
-
 # SQLite's levels of PRAGMA synchronous, the only text that setting may hold.
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -94,10 +90,9 @@ class SqliteStore(SqlStore):
         self._conn_lock = threading.Lock()
         self._rounds_on_loop = rounds_on_loop
         self._rounds: dict[asyncio.AbstractEventLoop, list[Job]] = {}
-        # Until when writes go to the store's thread, as with
-        # rounds_on_loop=False: another process held the write lock lately
-        # (see _begin_write).
-        self._contended_until = 0.0
+        # A loop's pause before it tries the write lock again, while another
+        # process holds it (see _retry_writes).
+        self._pauses: dict[asyncio.AbstractEventLoop, float] = {}
         self._data_version: int | None = None
         self._watched_at = 0.0
         self._thread = threading.Thread(target=self._serve, name="perdure-sqlite", daemon=True)
@@ -133,8 +128,6 @@ class SqliteStore(SqlStore):
                 raise self._closed_error()
             if kind == "call" or not self._rounds_on_loop:
                 self._jobs.put(job)
-            elif kind == "write" and self._contended():
-                self._jobs.put(job)  # (reads never wait for the lock: they stay)
             else:
                 pending = self._rounds.get(loop)
                 if pending is None:
@@ -149,9 +142,9 @@ class SqliteStore(SqlStore):
         snapshot, as the store's thread does. Scheduled with ``call_soon``
         when the first of them is queued, it runs once the loop's other ready
         callbacks did, so the turns they computed share its commit. If the
-        connection is in use, the jobs go to the store's thread instead, and
-        so do the writes if another process holds the write lock: the loop
-        never waits."""
+        connection is in use, the jobs go to the store's thread instead. If
+        another process holds the write lock, the writes are tried again by a
+        later round of this loop (_retry_writes): the loop never waits."""
         with self._lock:
             batch = self._rounds.pop(loop)
             if len(batch) > ROUND_MAX:
@@ -166,12 +159,47 @@ class SqliteStore(SqlStore):
             answers, left = [(job, False, exc) for job in batch], []
         finally:
             self._conn_lock.release()
-        if left:
-            self._to_thread(left)
+        writes = [job for job in left if job.kind == "write"]
+        if writes:
+            self._retry_writes(loop, writes)
+        elif loop in self._pauses and any(job.kind == "write" for job in batch):
+            del self._pauses[loop]  # the lock was had: the next wait starts short
+        if len(writes) < len(left):  # reads that met SQLITE_BUSY (a checkpoint, a recovery)
+            self._to_thread([job for job in left if job.kind != "write"])
         _resolve([(job.future, ok, value) for job, ok, value in answers])
 
-    def _contended(self) -> bool:
-        return time.monotonic() < self._contended_until
+    def _retry_writes(self, loop: asyncio.AbstractEventLoop, writes: list[Job]) -> None:
+        """Writes a round left because another process holds the write lock:
+        a round of this loop tries them again after a short pause (0.1 ms,
+        growing to 1 ms while the lock stays held), with whatever the loop
+        queued meanwhile, so one turn at the lock commits all of it. Two
+        processes on one file take turns at the lock; between tries the loop
+        runs its other work. A write refused for ``busy_timeout`` gets
+        SQLite's "database is locked", as from the store's own thread."""
+        now = time.monotonic()
+        refused: list[Job] = []
+        again: list[Job] = []
+        for job in writes:
+            if not job.busy_since:
+                job.busy_since = now
+            (refused if now - job.busy_since >= self._busy_timeout else again).append(job)
+        pause = self._pauses.get(loop, _LOCK_PAUSE_MIN)
+        self._pauses[loop] = min(pause * 1.5, _LOCK_PAUSE_MAX)
+        if refused:
+            error = self._error(sqlite3.OperationalError("database is locked"))
+            _resolve([(job.future, False, error) for job in refused])
+        if not again:
+            return
+        with self._lock:
+            if not self._closed:
+                pending = self._rounds.get(loop)
+                if pending is None:
+                    self._rounds[loop] = again
+                    loop.call_later(pause, self._round, loop)
+                else:  # (a round is due already: a job queued since this one began)
+                    pending[:0] = again
+                return
+        _resolve([(job.future, False, self._closed_error()) for job in again])
 
     def _to_thread(self, jobs: list[Job]) -> None:
         with self._lock:
@@ -254,7 +282,7 @@ class SqliteStore(SqlStore):
         the reads go first: they never wait for another process's write
         lock). The answers, and (only when ``wait`` is false) the jobs left
         undone because SQLite was busy: another process holds the write lock,
-        or held it lately, or is checkpointing its WAL. The connection's
+        or is checkpointing its WAL. The connection's
         ``busy_timeout`` is 0 but while the store's thread runs reads and
         calls (writes wait for the lock in _begin_write; inside their
         transaction nothing else can be busy in WAL mode)."""
@@ -271,7 +299,7 @@ class SqliteStore(SqlStore):
             else:
                 answers += read
         if writes:
-            done = None if not wait and self._contended() else self._flush(writes, wait)
+            done = self._flush(writes, wait)
             if done is None:
                 left += writes
             else:
@@ -508,12 +536,6 @@ class SqliteStore(SqlStore):
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise
-            # Processes that share the file take turns at its lock. The
-            # store's thread, waiting for it, overlaps the wait and the
-            # commit with the loop's own work (two worker processes on
-            # one file ran more steps per second that way): with the
-            # lock in demand, writes go to that thread for a while.
-            self._contended_until = time.monotonic() + _CONTENTION_MEMORY
             return False
 
     # ------------------------------------------------------------ lifecycle

@@ -106,7 +106,7 @@ def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[Job] | None:
 class Job:
     """One unit of work for a round, and where its answer goes."""
 
-    __slots__ = ("future", "kind", "loop", "plan", "work")
+    __slots__ = ("busy_since", "future", "kind", "loop", "plan", "work")
 
     def __init__(
         self,
@@ -121,6 +121,7 @@ class Job:
         self.loop = loop
         self.future = future
         self.plan = plan  # a write that is also a turn's Plan (see run_plans)
+        self.busy_since = 0.0  # when it first found the write lock held (0: never)
 
 
 def drive(work: Awaitable[T]) -> T:
