@@ -6,9 +6,10 @@ and writes an event loop queues run on that loop's own thread, together, in
 a *round* (one write transaction and one read snapshot) once the loop's
 ready callbacks ran: no hand-off between threads, and many turns share one
 fsync. The caller's loop never *waits* on SQLite: when the connection is in
-use (by the store's thread, or another loop's round) or another process
-holds the write lock, the round's jobs go to the store's thread, which waits
-for them; so does anything else slow (opening, migrating). The loop does
+use (by the store's thread, or another loop's round), the round's jobs go to
+the store's thread, which waits for them, as does anything else slow
+(opening, migrating); when another process holds the write lock, a later
+round of the loop tries the writes again after a short pause. The loop does
 stand still while its own statements and its own commit (its fsync) run.
 WAL mode with ``synchronous=FULL``: a commit is durable when it returns.
 Several processes may share the file: writers take the lock with ``BEGIN
@@ -162,8 +163,8 @@ class SqliteStore(SqlStore):
         writes = [job for job in left if job.kind == "write"]
         if writes:
             self._retry_writes(loop, writes)
-        elif loop in self._pauses and any(job.kind == "write" for job in batch):
-            del self._pauses[loop]  # the lock was had: the next wait starts short
+        else:
+            self._pauses.pop(loop, None)  # no write was refused: the next wait starts short
         if len(writes) < len(left):  # reads that met SQLITE_BUSY (a checkpoint, a recovery)
             self._to_thread([job for job in left if job.kind != "write"])
         _resolve([(job.future, ok, value) for job, ok, value in answers])
