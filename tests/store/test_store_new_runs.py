@@ -344,3 +344,35 @@ async def _row(store: Store, run_id: str) -> dict[str, Any]:
     names = [row[0] for row in await _all(store, _COLUMNS[isinstance(store, SqliteStore)])]
     [found] = await _all(store, f"SELECT {', '.join(names)} FROM runs WHERE run_id = ?", (run_id,))
     return dict(zip(names, found, strict=True))
+
+
+async def test_what_a_start_returns_is_its_row_as_read(open_store: Any, clock: FakeClock) -> None:
+    # create_run builds the new run's record itself (only the row's id comes
+    # back from the INSERT): it must equal what a read gives, field for
+    # field, for every shape of start: queued, leased to a taker, with a first
+    # turn that leaves the run open (with state, a signal waited for and an
+    # execution timeout), and with one that ends it (read back).
+    store = await open_store()
+    timeout = {"execution_timeout": 60.0}
+    extra: dict[str, Any] = {"state": {"phase": "b", "n": 2.5}, "waiting": {"signals": ["go"]}}
+    returned = [await store.create_run(new_run(wid="wf-q", run_id="run-q"), "fail")]
+    delayed = dataclasses.replace(new_run(wid="wf-d", run_id="run-d"), start_at=clock.now + 60)
+    returned.append(await store.create_run(delayed, "fail"))
+    store.take_new_runs("q", Taker())
+    returned.append(await store.create_run(new_run(wid="wf-l", run_id="run-l"), "fail"))
+    store.take_new_runs("q", Taker(turns=first_turn([SCHEDULE], activities=[LEASED], **extra)))
+    with_turn = dataclasses.replace(new_run(wid="wf-t", run_id="run-t"), **timeout)
+    returned.append(await store.create_run(with_turn, "fail"))
+    complete = h.CompleteWorkflow(result={"n": 5})
+    store.take_new_runs("q", Taker(turns=first_turn([complete], close_status="completed")))
+    returned.append(await store.create_run(new_run(wid="wf-c", run_id="run-c"), "fail"))
+    # An id in use, with "use_existing": the existing run, as read.
+    returned.append(await store.create_run(new_run(wid="wf-q", run_id="run-x"), "use_existing"))
+    assert [created for _, created in returned] == [True] * 5 + [False]
+    for run, _ in returned:
+        assert run == await store.get_run(run.workflow_id, run.run_id)
+    ids = [run.row_id for run, _ in returned[:5]]
+    assert ids == sorted(ids) and len(set(ids)) == 5 and ids[0] > 0
+    assert returned[3][0].version == 1 and returned[3][0].state == extra["state"]
+    assert returned[3][0].deadline == clock.now + 60
+    assert returned[4][0].status == "completed"

@@ -127,6 +127,9 @@ class PostgresStore(SqlStore):
         lock = "" if locked else self.skip_locked
         return f"{key} = ANY(ARRAY(SELECT {key} {rows}{lock}))"
 
+    def timers_not_held(self, where: str) -> str:
+        return self.picked(self.timer_key, f"FROM timers WHERE {where}")
+
     async def lock_workflow_id(self, tx: Tx, workflow_id: str) -> None:
         # Transaction-scoped: two creators of one id serialise until commit.
         await tx.send("SELECT pg_advisory_xact_lock(hashtext(?))", (workflow_id,))

@@ -49,9 +49,10 @@ async def create_run(
     topics: set[str] = set()
 
     async def create(tx: Tx) -> RunRecord | None:
-        """The existing run to use, or None: this run was created (read
-        back into ``created`` with the commit)."""
+        """The existing run to use, or None: this run was created (its
+        record is built once the commit is answered: see _record)."""
         leased.clear()
+        row_ids.clear()
         created.clear()
         inbox.clear()
         topics.clear()
@@ -82,7 +83,11 @@ async def create_run(
                 topics.update(await rows.terminate_run(tx, store, existing, reason, now))
         # A first turn computed here: the row is inserted with its outcome when
         # the run stays open (one statement instead of an INSERT and an UPDATE).
-        await rows.insert_run(tx, new, now, queued=first is None, turn=outcome)
+        # The row's record is built here after the commit (see _record), but
+        # for its id; a first turn that ended the run has its row read back.
+        ends = first is not None and outcome is None
+        made = None if ends else row_ids.append
+        await rows.insert_run(tx, new, now, queued=first is None, turn=outcome, row_id=made)
         if first is not None:
             assert written is not None
             keep = ended.append if ended is not None else None
@@ -96,14 +101,16 @@ async def create_run(
                 (new.run_id,),
                 lambda row: inbox.append((row[0], row[1])) if row else None,
             )
-        await tx.later(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?",
-            (new.run_id,),
-            lambda row: created.append(rows.run_from_row(row)) if row else None,
-        )
+        if ends:
+            await tx.later(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                (new.run_id,),
+                lambda row: created.append(rows.run_from_row(row)) if row else None,
+            )
         return None
 
     leased: list[WorkflowTask] = []
+    row_ids: list[Any] = []
     created: list[RunRecord] = []
     inbox: list[tuple[int, str]] = []
     first_try = True
@@ -137,6 +144,8 @@ async def create_run(
     if first is not None:
         store._closed_here(new.run_id, ended)
     store._committed(*topics)
+    if existing is None and row_ids:
+        created.append(_record(new, now, outcome, row_ids[0]))
     if leased and created and inbox:
         [(inbox_id, data)] = inbox
         started = rows.event_from_row(data, new.run_id, f"inbox row {inbox_id}")
@@ -149,3 +158,18 @@ async def create_run(
         return existing, False
     assert created, "a created run reads back"
     return created[0], True
+
+
+def _record(new: NewRun, now: float, outcome: tuple[Any, ...] | None, row: Any) -> RunRecord:
+    """The new run's record as its row was written (insert_run, with the
+    first turn's ``outcome`` if one went with it), for the row's ``id`` in
+    ``row`` (what the INSERT returned): the columns a read would give back,
+    without the read."""
+    record = rows.new_run_record(new, now)
+    if row is not None:
+        record.row_id = row[0]
+    if outcome is not None:
+        version, last_seq, state, waiting = outcome
+        record.version, record.last_seq = version, last_seq
+        record.state, record.waiting = rows.loads(state) or {}, rows.loads(waiting) or {}
+    return record

@@ -400,8 +400,7 @@ async def _schedule(
         [(run_id, ref, at) for ref, at in commit.timers],
     )
     await tx.executemany(  # except one a firer holds: it will find it cancelled (sqlrows)
-        "DELETE FROM timers WHERE"
-        f" {d.picked(d.timer_key, 'FROM timers WHERE run_id = ? AND ref = ?')}",
+        f"DELETE FROM timers WHERE {d.timers_not_held('run_id = ? AND ref = ?')}",
         [(run_id, ref) for ref in commit.cancelled_timers],
     )
     if not (commit.children or commit.cancelled_children):
