@@ -38,6 +38,12 @@ def settled(cluster: Cluster) -> bool:
 def test_a_postgres_restart_mid_run(private_cluster: Cluster, private_server: Any) -> None:
     cluster = private_cluster
     workers = [cluster.start_worker("--lease-timeout", "2") for _ in range(2)]
+    # Both connected (registered) before the restart: a worker whose first
+    # connection meets a server shutting down exits, as a command that cannot
+    # reach its database at all should; that is not what is tested here.
+    cluster.wait_until(
+        lambda: len(cluster.client.list_workers()) == 2, timeout=30, what="both workers to serve"
+    )
     handles = [cluster.client.start("sequential", STEPS, 0.05, id=f"wf-{i}") for i in range(COUNT)]
 
     def under_way() -> bool:

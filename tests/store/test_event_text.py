@@ -5,7 +5,6 @@ history has), for every event class and every value a field can hold."""
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 from typing import Any
 
@@ -118,9 +117,11 @@ def test_the_options_text_is_kept_for_the_same_dict_only() -> None:
 
 def test_a_freed_options_dict_cannot_lend_its_text_to_a_new_one() -> None:
     # The memo keeps a reference, so a new dict never gets a remembered one's id.
+    # (Reference counting frees an unkept dict at once, and CPython's allocator
+    # hands its memory, and so its id, to the next dict of its size: no
+    # collection is needed, and 512 full ones took minutes in a large process.)
     for i in range(2 * eventtext._MEMO_SIZE):
         event_text(_scheduled({"n": i}))
-        gc.collect()
         fresh = {"n": -i}
         assert event_text(_scheduled(fresh)).endswith(f'"options":{{"n":{-i}}}}}')
     assert len(eventtext._options_text.known) <= eventtext._MEMO_SIZE  # type: ignore[attr-defined]
