@@ -52,7 +52,7 @@ async def create_run(
         """The existing run to use, or None: this run was created (its
         record is built once the commit is answered: see _record)."""
         leased.clear()
-        row_ids.clear()
+        returned.clear()
         created.clear()
         inbox.clear()
         topics.clear()
@@ -86,7 +86,7 @@ async def create_run(
         # The row's record is built here after the commit (see _record), but
         # for its id; a first turn that ended the run has its row read back.
         ends = first is not None and outcome is None
-        made = None if ends else row_ids.append
+        made = None if ends else returned.append
         await rows.insert_run(tx, new, now, queued=first is None, turn=outcome, row_id=made)
         if first is not None:
             assert written is not None
@@ -110,7 +110,7 @@ async def create_run(
         return None
 
     leased: list[WorkflowTask] = []
-    row_ids: list[Any] = []
+    returned: list[Any] = []
     created: list[RunRecord] = []
     inbox: list[tuple[int, str]] = []
     first_try = True
@@ -144,8 +144,8 @@ async def create_run(
     if first is not None:
         store._closed_here(new.run_id, ended)
     store._committed(*topics)
-    if existing is None and row_ids:
-        created.append(_record(new, now, outcome, row_ids[0]))
+    if existing is None and returned:
+        created.append(_record(new, now, outcome, returned[0]))
     if leased and created and inbox:
         [(inbox_id, data)] = inbox
         started = rows.event_from_row(data, new.run_id, f"inbox row {inbox_id}")
@@ -156,7 +156,7 @@ async def create_run(
         taker.take(leased[0] if leased else None)
     if existing is not None:
         return existing, False
-    assert created, "a created run reads back"
+    assert created, "a created run has its record"
     return created[0], True
 
 
