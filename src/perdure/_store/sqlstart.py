@@ -83,8 +83,9 @@ async def create_run(
                 topics.update(await rows.terminate_run(tx, store, existing, reason, now))
         # A first turn computed here: the row is inserted with its outcome when
         # the run stays open (one statement instead of an INSERT and an UPDATE).
-        # The row's record is built here after the commit (see _record), but
-        # for its id; a first turn that ended the run has its row read back.
+        # The new run's record is built from what this writes (see _record):
+        # only the row's id comes back, from the INSERT. A first turn that
+        # ended the run has its row read back (the closing UPDATE's columns).
         ends = first is not None and outcome is None
         made = None if ends else returned.append
         await rows.insert_run(tx, new, now, queued=first is None, turn=outcome, row_id=made)
@@ -110,7 +111,7 @@ async def create_run(
         return None
 
     leased: list[WorkflowTask] = []
-    returned: list[Any] = []
+    returned: list[tuple[Any, ...] | None] = []  # what the INSERT returned
     created: list[RunRecord] = []
     inbox: list[tuple[int, str]] = []
     first_try = True
@@ -160,7 +161,9 @@ async def create_run(
     return created[0], True
 
 
-def _record(new: NewRun, now: float, outcome: tuple[Any, ...] | None, row: Any) -> RunRecord:
+def _record(
+    new: NewRun, now: float, outcome: tuple[Any, ...] | None, row: tuple[Any, ...] | None
+) -> RunRecord:
     """The new run's record as its row was written (insert_run, with the
     first turn's ``outcome`` if one went with it), for the row's ``id`` in
     ``row`` (what the INSERT returned): the columns a read would give back,
