@@ -1,7 +1,9 @@
 """Record the golden histories by running the golden workflows for real.
 
-Usage: ``python tests/golden/record.py`` (writes the histories missing from
-tests/golden/histories/; ``--overwrite`` re-records the existing ones too).
+Usage: ``python tests/golden/record.py`` (writes the histories of the current
+history format, ``NAME_vN.json``, missing from tests/golden/histories/;
+``--overwrite`` re-records the existing ones too). Each format's histories
+stay: a newer perdure must keep replaying them all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ sys.path.insert(0, str(HERE))
 import golden_workflows as g  # noqa: E402
 
 import perdure  # noqa: E402
+from perdure._history import HISTORY_FORMAT  # noqa: E402
 
 
 async def main() -> None:
@@ -40,7 +43,7 @@ async def main() -> None:
             except perdure.WorkflowCancelledError:
                 pass
             history = await handle.history()
-            out = HERE / "histories" / f"{name}.json"
+            out = HERE / "histories" / f"{name}_v{HISTORY_FORMAT}.json"
             if out.exists() and "--overwrite" not in sys.argv:
                 print(f"kept {out} (pass --overwrite to re-record it)")
                 continue

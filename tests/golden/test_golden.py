@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 
@@ -27,8 +28,22 @@ def test_golden_history_replays(path: Path) -> None:
     assert isinstance(events[-1], h.CLOSING_EVENTS)
 
 
-def test_there_are_golden_histories() -> None:
-    assert len(HISTORIES) >= 3
+@pytest.mark.parametrize("version", range(1, h.HISTORY_FORMAT + 1))
+def test_there_are_golden_histories_of_every_format(version: int) -> None:
+    """Each format's histories, as recorded (``record.py``); format 2 writes
+    a marker only where a turn does not begin right after a command."""
+    mine = [p for p in HISTORIES if p.stem.endswith(f"_v{version}")]
+    assert len(mine) >= 3
+    for path in mine:
+        records = json.loads(path.read_text())
+        assert {r["v"] for r in records} == {version}
+        events = [h.event_from_dict(r) for r in records]
+        unneeded = [
+            e.seq
+            for before, e in itertools.pairwise(events)
+            if isinstance(e, h.TurnStarted) and before.KIND == "command"
+        ]
+        assert bool(unneeded) == (version == 1), (path.name, unneeded)
 
 
 def test_a_history_from_a_newer_format_is_refused_clearly() -> None:
@@ -44,10 +59,10 @@ def test_unknown_fields_from_the_future_are_ignored() -> None:
     assert record["type"] == h.event_from_dict(record).TYPE
 
 
-def test_activity_outcomes_carry_their_attempts() -> None:
+@pytest.mark.parametrize("path", [p for p in HISTORIES if p.stem.startswith("activity_attempts")])
+def test_activity_outcomes_carry_their_attempts(path: Path) -> None:
     """Recorded with per-attempt records: a success on the third attempt and a
     failure after three; the last record is the attempt the event names."""
-    path = Path(__file__).parent / "histories" / "activity_attempts.json"
     events = [h.event_from_dict(e) for e in json.loads(path.read_text())]
     done = [e for e in events if isinstance(e, (h.ActivityCompleted, h.ActivityFailed))]
     assert [type(e).__name__ for e in done] == ["ActivityCompleted", "ActivityFailed"]
@@ -68,7 +83,8 @@ def test_events_recorded_before_attempts_were_kept_decode_with_none() -> None:
             ):
                 event = h.event_from_dict(record)
                 assert event.attempts == []  # type: ignore[attr-defined]
-                assert h.event_to_dict(event) == {**record, "attempts": []}
+                rewritten = {**record, "v": h.HISTORY_FORMAT, "attempts": []}
+                assert h.event_to_dict(event) == rewritten
 
 
 def test_attempt_records_round_trip_and_are_checked() -> None:

@@ -6,8 +6,10 @@ A run's history is an append-only list of events, numbered from 1 by ``seq``.
 It is cut into *turns*: each turn is a :class:`TurnStarted` marker (carrying the
 workflow time of that turn), then the *input* events the turn consumed (in the
 order they arrived), then the *command* events the workflow code produced while
-handling them. Replay feeds each recorded turn's inputs in the same batch and
-checks the code produces the same commands.
+handling them. A turn whose first input comes right after the previous turn's
+last command has no marker (since format 2): that input begins it, and every
+event of a turn carries the turn's time. Replay feeds each recorded turn's
+inputs in the same batch and checks the code produces the same commands.
 
 Commands that wait for an answer (an activity, a timer) carry ``ref``: one
 counter per run, incremented in the order the workflow issued them; the answer

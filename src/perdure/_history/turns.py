@@ -10,6 +10,7 @@ from perdure._history.events import *
 
 __all__ = [
     "RecordedTurn",
+    "ends_in_command",
     "split_turns",
     "turn_events",
 ]
@@ -26,38 +27,57 @@ class RecordedTurn:
 
 
 def split_turns(events: list[Event]) -> list[RecordedTurn]:
-    """Cut a history into turns. Raises HistoryFormatError on a malformed history."""
+    """Cut a history into turns. A turn begins at a ``TurnStarted`` marker, or
+    (history format 2) at an input right after a command: inputs come before
+    commands within a turn, so such an input can only begin the next one, whose
+    time every one of its events carries. Raises HistoryFormatError on a
+    malformed history."""
     turns: list[RecordedTurn] = []
+    turn: RecordedTurn | None = None
     for event in events:
         if isinstance(event, TurnStarted):
-            turns.append(
-                RecordedTurn(time=event.time, inputs=[], commands=[], events_before=event.seq - 1)
+            turn = RecordedTurn(
+                time=event.time, inputs=[], commands=[], events_before=event.seq - 1
             )
+            turns.append(turn)
             continue
         if isinstance(event, (WorkflowTerminated, WorkflowTimedOut)):
             break
-        if not turns:
+        if turn is None:
             raise HistoryFormatError(
                 f"history starts with {event.TYPE} (seq {event.seq}), not TurnStarted"
             )
-        turn = turns[-1]
         if event.KIND == "input":
-            if turn.commands:
-                raise HistoryFormatError(
-                    f"input event {event.TYPE} (seq {event.seq}) after a command in one turn"
+            if turn.commands:  # the next turn, unmarked
+                turn = RecordedTurn(
+                    time=event.time, inputs=[], commands=[], events_before=event.seq - 1
                 )
+                turns.append(turn)
             turn.inputs.append(event)
         else:
             turn.commands.append(event)
     return turns
 
 
+def ends_in_command(events: list[Event]) -> bool:
+    """Whether a history's last event is a command: the next turn's first
+    input then begins it, and it needs no marker (see turn_events)."""
+    return bool(events) and events[-1].KIND == "command"
+
+
 def turn_events(
-    last_seq: int, time: float, inputs: list[Event], commands: list[Command]
+    last_seq: int,
+    time: float,
+    inputs: list[Event],
+    commands: list[Command],
+    after_command: bool = False,
 ) -> list[Event]:
     """The events one turn appends: its marker, its inputs, then its commands,
-    numbered from ``last_seq + 1`` and stamped with the turn's time."""
-    out: list[Event] = [turn_started(last_seq + 1, time)]
+    numbered from ``last_seq + 1`` and stamped with the turn's time. No marker
+    where the history so far ends in a command (``after_command``) and the
+    turn has an input: that input begins the turn (see split_turns), and a
+    step of a sequential workflow writes two events instead of three."""
+    out: list[Event] = [] if after_command and inputs else [turn_started(last_seq + 1, time)]
     for event in inputs:  # shared with the caller: copies (what dataclasses.replace
         # makes, for a tenth of its cost: events have no __post_init__ or slots)
         copy = object.__new__(type(event))

@@ -47,6 +47,7 @@ class _Cached:
     instance: WorkflowInstance
     version: int  # the run's version right after this instance's last commit
     last_seq: int
+    after_command: bool  # the history ends in a command (h.turn_events)
 
 
 # (activity name, task queue, own slot) -> (owner, lease seconds) to run it
@@ -129,11 +130,13 @@ class TurnRunner:
                 return
             if cached is not None:
                 instance, last_seq = cached.instance, cached.last_seq
+                after_command = cached.after_command
             else:
                 instance, last_seq = self._replay(data), data.run.last_seq
+                after_command = h.ends_in_command(data.events)
             inputs = [event for _, event in data.inbox]
             commit = self._build_commit(
-                task, data.run.run_id, data.run.version, instance, last_seq, inputs
+                task, data.run.run_id, data.run.version, instance, last_seq, after_command, inputs
             )
             commit.consumed_inbox = [inbox_id for inbox_id, _ in data.inbox]
         except (TurnFailed, NonDeterminismError, h.HistoryFormatError) as exc:
@@ -151,7 +154,7 @@ class TurnRunner:
                 instance.evict()
             await self._fail(task, f"internal error in the worker: {exc!r}")
             return
-        if not await self._commit(instance, commit, last_seq):
+        if not await self._commit(instance, commit, last_seq, after_command):
             # Fenced out: free the task now rather than when its lease expires.
             await self.store.fail_turn(task, "", 0.0)
 
@@ -175,6 +178,7 @@ class TurnRunner:
                 cached.version,
                 instance,
                 cached.last_seq,
+                cached.after_command,
                 [outcome],
                 own_slot,
                 _ended_at(outcome),
@@ -184,7 +188,7 @@ class TurnRunner:
             instance.evict()
             return False
         commit.activity_done = (activity.task_id, activity.token)
-        return await self._commit(instance, commit, cached.last_seq)
+        return await self._commit(instance, commit, cached.last_seq, cached.after_command)
 
     def first_turn(self, data: TurnInput) -> FirstTurn | None:
         """A new run's first turn, computed before the run exists, for the
@@ -195,7 +199,13 @@ class TurnRunner:
         try:
             instance = self._replay(data)
             commit = self._build_commit(
-                None, data.run.run_id, data.run.version, instance, 0, [e for _, e in data.inbox]
+                None,
+                data.run.run_id,
+                data.run.version,
+                instance,
+                0,
+                False,
+                [e for _, e in data.inbox],
             )
         except Exception:
             if instance is not None:
@@ -208,7 +218,7 @@ class TurnRunner:
             try:
                 if written:
                     crash_point("start.after_commit")
-                    self._committed(ready, commit, 0)
+                    self._committed(ready, commit, 0, False)
                 else:
                     ready.evict()
                     commit.created_tasks.clear()
@@ -217,9 +227,11 @@ class TurnRunner:
 
         return FirstTurn(commit, settle)
 
-    async def _commit(self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int) -> bool:
+    async def _commit(
+        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, after_command: bool
+    ) -> bool:
         try:
-            return await self._commit_and_cache(instance, commit, last_seq)
+            return await self._commit_and_cache(instance, commit, last_seq, after_command)
         finally:
             self._settle_inline(commit)
 
@@ -229,7 +241,7 @@ class TurnRunner:
             self.on_settled(asked)  # after _hand_over counted the ones it started
 
     async def _commit_and_cache(
-        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int
+        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, after_command: bool
     ) -> bool:
         crash_point("turn.before_commit")
         try:
@@ -242,17 +254,24 @@ class TurnRunner:
             instance.evict()
             return False
         crash_point("turn.after_commit")
-        self._committed(instance, commit, last_seq)
+        self._committed(instance, commit, last_seq, after_command)
         return True
 
-    def _committed(self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int) -> None:
-        """After the turn's commit: cache the instance, start what it leased here."""
+    def _committed(
+        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, after_command: bool
+    ) -> None:
+        """After the turn's commit: cache the instance, start what it leased here.
+        ``last_seq`` and ``after_command``: the history before the commit."""
         self.turns_committed += 1
         if instance.closed:
             instance.evict()
             return
-        new_seq = commit.events[-1].seq if commit.events else last_seq
-        self._cache[commit.run_id] = _Cached(instance, commit.expected_version + 1, new_seq)
+        events = commit.events
+        if events:
+            last_seq, after_command = events[-1].seq, events[-1].KIND == "command"
+        self._cache[commit.run_id] = _Cached(
+            instance, commit.expected_version + 1, last_seq, after_command
+        )
         while len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
             old.instance.evict()
@@ -310,17 +329,19 @@ class TurnRunner:
         version: int,
         instance: WorkflowInstance,
         last_seq: int,
+        after_command: bool,
         inputs: list[h.Event],
         own_slot: bool = False,
         at: float | None = None,
     ) -> TurnCommit:
-        """The turn's commit. ``at``: the turn's time, if not now (an inline
+        """The turn's commit. ``last_seq`` and ``after_command``: the history
+        so far (see h.turn_events). ``at``: the turn's time, if not now (an inline
         outcome's turn takes its attempt's end: the same moment, give or take
         microseconds, and one float's text written for both, not two)."""
         # Workflow time never goes backwards, even if this host's clock is behind.
         now = max(self.store.clock() if at is None else at, instance.now_ts)
         commands = instance.activate(now, inputs, history_length=last_seq) if inputs else []
-        events = h.turn_events(last_seq, now, inputs, commands) if inputs else []
+        events = h.turn_events(last_seq, now, inputs, commands, after_command) if inputs else []
         commit = TurnCommit(
             task=task,
             run_id=run_id,
