@@ -65,6 +65,12 @@ class PrivateServer:
         """Stop (fast: in-flight transactions are rolled back, sessions cut) and start."""
         self._pg_ctl("restart", "-m", "fast")
 
+    def begin_smart_stop(self) -> None:
+        """A smart shutdown, not waited for: the server refuses new
+        connections ("the database system is shutting down") until its last
+        session ends, then stops."""
+        self._pg_ctl("stop", "-m", "smart", "-W")
+
     def stop(self) -> None:
         try:
             self._pg_ctl("stop", "-m", "immediate")

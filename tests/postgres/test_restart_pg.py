@@ -39,8 +39,8 @@ def test_a_postgres_restart_mid_run(private_cluster: Cluster, private_server: An
     cluster = private_cluster
     workers = [cluster.start_worker("--lease-timeout", "2") for _ in range(2)]
     # Both connected (registered) before the restart: a worker whose first
-    # connection meets a server shutting down exits, as a command that cannot
-    # reach its database at all should; that is not what is tested here.
+    # connection meets the restart waits for the server instead (see
+    # test_open_while_restarting_pg.py); what is tested here is a run's.
     cluster.wait_until(
         lambda: len(cluster.client.list_workers()) == 2, timeout=30, what="both workers to serve"
     )

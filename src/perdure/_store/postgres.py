@@ -45,6 +45,11 @@ log = logging.getLogger("perdure.store")
 # URL query parameters perdure reads (and removes before libpq sees the URL): the
 # pool's limits, and ``prepare=0``, which sends every write statement as text (for
 # a pooler that keeps no session state, such as PgBouncer in transaction mode).
+# What the server answers a connection while it starts, stops or recovers
+# (SQLSTATE 57P03, cannot_connect_now, which a failed connection's error does
+# not carry in psycopg: its message, as the server words it in English).
+_NOT_NOW = "the database system is "
+
 URL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "prepare": 1.0}
 DEADLOCK_RETRIES = 5
 # Each pooled connection's settings, in one statement:
@@ -168,7 +173,7 @@ class PostgresStore(SqlStore):
 
     async def open(self) -> None:
         try:
-            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            conn = await self._first_connection()
         except psycopg.Error as exc:
             raise StoreError(self._explain("cannot connect to PostgreSQL", exc)) from exc
         try:
@@ -200,6 +205,33 @@ class PostgresStore(SqlStore):
         self._notifier.start()
         self._listener = Listener(self._conninfo, self.channel, self._on_notify, self.notify)
         self._listener.start()
+
+    async def _first_connection(self) -> psycopg.AsyncConnection[Any]:
+        """The store's first connection. A server that answers that it cannot
+        take connections now (starting up, shutting down, recovering: a
+        restart or a failover under way) is waited for, and so is the gap
+        of a restart after such an answer, up to ``pool_timeout`` seconds, as
+        the pool then waits for its own connections. A server that was never
+        there fails at once: a wrong address should not look like a hang."""
+        deadline = time.monotonic() + self._pool_timeout
+        pause, waited = 0.05, False
+        while True:
+            try:
+                return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            except psycopg.OperationalError as exc:
+                not_now = _NOT_NOW in str(exc)
+                if not (not_now or waited) or time.monotonic() + pause > deadline:
+                    raise
+                if not waited:
+                    log.warning(
+                        "PostgreSQL at %s cannot take connections yet (%s); waiting up to %gs",
+                        self.where,
+                        str(exc).strip().splitlines()[-1],
+                        self._pool_timeout,
+                    )
+                waited = True
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     @staticmethod
     async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
