@@ -268,7 +268,7 @@ class TurnRunner:
             return
         events = commit.events
         if events:
-            last_seq, after_command = events[-1].seq, events[-1].KIND == "command"
+            last_seq, after_command = events[-1].seq, h.ends_in_command(events)
         self._cache[commit.run_id] = _Cached(
             instance, commit.expected_version + 1, last_seq, after_command
         )
