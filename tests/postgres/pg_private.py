@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,14 @@ class PrivateServer:
         connections ("the database system is shutting down") until its last
         session ends, then stops."""
         self._pg_ctl("stop", "-m", "smart", "-W")
+
+    def wait_stopped(self, timeout: float = 60) -> None:
+        """Wait until the server has gone (its postmaster.pid is removed last)."""
+        deadline = time.monotonic() + timeout
+        while (self.data / "postmaster.pid").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not stop within {timeout}s:\n{self.log()}")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         try:

@@ -60,6 +60,7 @@ async def test_a_store_opened_during_a_restart_waits_for_the_server(
         await _until(lambda: any("shutting down" in s for s in seen), "a refused connection")
         assert not opening.done()
         await holder.close()  # the server stops; then it starts again
+        await asyncio.to_thread(private_server.wait_stopped)
         await asyncio.to_thread(private_server.start)
         await asyncio.wait_for(opening, 60)
         assert seen[-1] == "ok" and len(seen) >= 2
