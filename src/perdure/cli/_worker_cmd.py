@@ -30,6 +30,11 @@ def worker(
         help="Raise the garbage collector's thresholds while serving (more throughput "
         "with thousands of workflows in flight; see docs/operations.md).",
     ),
+    processes: int = typer.Option(
+        1,
+        help="Worker processes to run (one core each), identities IDENTITY/1 ... "
+        "IDENTITY/N; one that dies is started again and takes its leases back.",
+    ),
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
     # (What runs is perdure.cli._worker_run, also without typer: see there.)
@@ -43,6 +48,7 @@ def worker(
         log_level=log_level,
         identity=identity,
         tune_gc=tune_gc,
+        processes=processes,
     )
     if code:
         raise typer.Exit(code)

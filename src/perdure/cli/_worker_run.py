@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import sys
 from typing import Any
 
@@ -45,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", default=None)
     p.add_argument("--tune-gc", dest="tune_gc", action="store_true", default=True)
     p.add_argument("--no-tune-gc", dest="tune_gc", action="store_false")
+    p.add_argument("--processes", type=int, default=1)
     return p
 
 
@@ -65,17 +68,20 @@ def serve(
     log_level: str,
     identity: str | None,
     tune_gc: bool,
+    processes: int = 1,
 ) -> int:
     """Serve every workflow and activity defined in ``modules`` until
     stopped (``db`` None: ``$PERDURE_DB``, else the default); the exit code
     (2: nothing to serve, or a module that does not load; 1: a perdure
-    error, such as a database that cannot be opened)."""
-    from perdure._worker.worker import Worker
-    from perdure.client import Client
-
+    error, such as a database that cannot be opened). ``processes`` > 1:
+    that many worker processes, each ``perdure worker`` with these options
+    (see _supervise)."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if processes < 1:
+        print(f"error: --processes must be at least 1, not {processes}", file=sys.stderr)
+        return 2
     try:
         loaded = [load_module(m) for m in modules]
     except ModuleLoadError as exc:
@@ -85,6 +91,21 @@ def serve(
     if not workflows and not activities:
         print(f"error: no workflows or activities found in {', '.join(modules)}", file=sys.stderr)
         return 2
+    if processes > 1:
+        from perdure.cli._supervise import supervise
+
+        base = identity or f"{socket.gethostname()}:{os.getpid()}"
+        options = [
+            *("--task-queue", task_queue, "--lease-timeout", repr(lease_timeout)),
+            *("--poll-interval", repr(poll_interval), "--max-activities", str(max_activities)),
+            *("--log-level", log_level, "--tune-gc" if tune_gc else "--no-tune-gc"),
+            *(("--db", db) if db is not None else ()),
+        ]
+        worker = [sys.executable, "-m", "perdure", "worker", *modules, *options]
+        return supervise(lambda k: [*worker, "--identity", f"{base}/{k}"], processes)
+
+    from perdure._worker.worker import Worker
+    from perdure.client import Client
 
     async def run() -> None:
         client = await Client.connect(db, tune_gc=tune_gc)

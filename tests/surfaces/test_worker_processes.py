@@ -1,0 +1,108 @@
+"""``perdure worker --processes N``: N worker processes under one command,
+each with an identity of its own (IDENTITY/1 ... IDENTITY/N); one that is
+killed is started again under the same identity; SIGTERM drains them all;
+a child that cannot start stops the command with its exit code; and a
+SIGKILL of the command itself leaves no worker behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import surface_workflows as wf
+from surface_helpers import Proc, cli, spawn, wait_for
+
+import perdure
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'processes.db'}"
+
+
+@pytest.fixture
+def client(db: str) -> Iterator[perdure.SyncClient]:
+    with perdure.SyncClient.connect(db) as c:
+        c.client.poll_interval = 0.02
+        yield c
+
+
+def _group(db: str, log: Path, *extra: str) -> Proc:
+    args = ["worker", wf.__file__, "--db", db, "--poll-interval", "0.05"]
+    return spawn([*args, "--log-level", "WARNING", "--processes", "2", *extra], log)
+
+
+def _pids(client: perdure.SyncClient) -> dict[str, int]:
+    return {w.identity: w.pid for w in client.list_workers()}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie (not reaped yet by a parent that is itself gone) is gone too.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _double_all(client: perdure.SyncClient, count: int) -> list[int]:
+    handles = [client.start(wf.double, i) for i in range(count)]
+    return [h.result(timeout=30) for h in handles]
+
+
+def test_processes_share_the_work_come_back_and_drain(
+    db: str, client: perdure.SyncClient, tmp_path: Path
+) -> None:
+    group = _group(db, tmp_path / "group.log", "--identity", "grp")
+    try:
+        pids = wait_for(
+            lambda: (p := _pids(client)).keys() == {"grp/1", "grp/2"} and p,
+            30,
+            "both worker processes",
+        )
+        assert group.popen.pid not in pids.values()  # children, not the command
+        assert _double_all(client, 20) == [2 * i for i in range(20)]
+
+        os.kill(pids["grp/1"], signal.SIGKILL)
+        restarted = wait_for(
+            lambda: (p := _pids(client)).get("grp/1") not in (None, pids["grp/1"]) and p,
+            30,
+            "worker 1 started again under its identity",
+        )
+        assert restarted["grp/2"] == pids["grp/2"]  # the other one went on
+        assert _double_all(client, 5) == [0, 2, 4, 6, 8]
+    finally:
+        code = group.stop(signal.SIGTERM)
+    assert code == 0, group.output()
+    assert "worker 1 ended (exit code -9)" in group.output()
+    for pid in restarted.values():
+        assert _gone(pid)
+    assert client.list_workers() == []  # both drained and left the registry
+
+
+def test_a_child_that_cannot_start_stops_the_command(tmp_path: Path) -> None:
+    missing = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"
+    alone = cli("worker", wf.__file__, "--db", missing)
+    assert alone.returncode != 0
+    group = cli("worker", wf.__file__, "--db", missing, "--processes", "3")
+    assert group.returncode == alone.returncode, group.stderr
+    assert "failed to start" in group.stderr
+    bad = cli("worker", wf.__file__, "--processes", "0")
+    assert bad.returncode == 2 and "--processes must be at least 1" in bad.stderr
+
+
+def test_killing_the_command_drains_its_workers(
+    db: str, client: perdure.SyncClient, tmp_path: Path
+) -> None:
+    group = _group(db, tmp_path / "group.log")
+    pids = wait_for(lambda: len(p := _pids(client)) == 2 and p, 30, "both worker processes")
+    group.popen.kill()  # SIGKILL: nobody forwards anything
+    group.popen.wait()
+    wait_for(lambda: all(_gone(pid) for pid in pids.values()), 30, "the workers to drain")
+    wait_for(lambda: client.list_workers() == [], 30, "an empty registry")
