@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +107,25 @@ def test_killing_the_command_drains_its_workers(
     group.popen.wait()
     wait_for(lambda: all(_gone(pid) for pid in pids.values()), 30, "the workers to drain")
     wait_for(lambda: client.list_workers() == [], 30, "an empty registry")
+
+
+def test_a_child_that_cannot_be_started_stops_the_others(tmp_path: Path) -> None:
+    from perdure.cli._supervise import supervise
+
+    pid_file = tmp_path / "first.pid"
+    first = [
+        sys.executable,
+        "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)",
+    ]
+
+    def command(k: int) -> list[str]:
+        if k == 2:
+            wait_for(pid_file.exists, 10, "the first child")
+            return [str(tmp_path / "no-such-program")]
+        return first
+
+    with pytest.raises(FileNotFoundError):
+        supervise(command, 2)
+    pid = int(pid_file.read_text())
+    wait_for(lambda: _gone(pid), 10, "the first child to stop")

@@ -42,6 +42,7 @@ log = logging.getLogger("perdure.cli")
 
 START_GRACE = 5.0  # a child that exits sooner than this failed to start
 RESTART_PAUSE = 0.5  # before a child that ran for a while is started again
+DRAIN_WAIT = 60.0  # for the children left when the supervisor fails
 
 _PR_SET_PDEATHSIG = 1
 
@@ -113,7 +114,7 @@ def supervise(command: Callable[[int], Sequence[str]], count: int) -> int:
             ran = time.monotonic() - began
             if ran < START_GRACE and code > 0:  # (not a signal: it gave up by itself)
                 log.error("worker %d failed to start (exit code %d); stopping", k, code)
-                worst = code if code > 0 else 1
+                worst = code
                 stop_all()
                 continue
             log.warning(
@@ -123,6 +124,16 @@ def supervise(command: Callable[[int], Sequence[str]], count: int) -> int:
             if not stopping:
                 start(k)
     finally:
+        # Left here by an error (a child that could not be executed): stop
+        # the others too, and wait for them to drain.
+        for pid in children:
+            _terminate(pid)
+        for _, process, _ in children.values():
+            try:
+                process.wait(timeout=DRAIN_WAIT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return worst
