@@ -230,8 +230,23 @@ class TurnRunner:
     async def _commit(
         self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, after_command: bool
     ) -> bool:
+        """Commit the turn, then cache the instance and start what it leased
+        here; False (the instance dropped) if it was fenced out. Either way
+        the slots the commit had asked for are settled."""
         try:
-            return await self._commit_and_cache(instance, commit, last_seq, after_command)
+            crash_point("turn.before_commit")
+            try:
+                committed = await self.store.commit_turn(commit)
+            except BaseException:
+                instance.evict()
+                raise
+            if not committed:
+                log.info("turn for run %s was fenced out; dropping its instance", commit.run_id)
+                instance.evict()
+                return False
+            crash_point("turn.after_commit")
+            self._committed(instance, commit, last_seq, after_command)
+            return True
         finally:
             self._settle_inline(commit)
 
@@ -239,23 +254,6 @@ class TurnRunner:
         asked = sum(1 for a in commit.activities if a.lease is not None)
         if asked and self.on_settled is not None:
             self.on_settled(asked)  # after _hand_over counted the ones it started
-
-    async def _commit_and_cache(
-        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, after_command: bool
-    ) -> bool:
-        crash_point("turn.before_commit")
-        try:
-            committed = await self.store.commit_turn(commit)
-        except BaseException:
-            instance.evict()
-            raise
-        if not committed:
-            log.info("turn for run %s was fenced out; dropping its instance", commit.run_id)
-            instance.evict()
-            return False
-        crash_point("turn.after_commit")
-        self._committed(instance, commit, last_seq, after_command)
-        return True
 
     def _committed(
         self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, after_command: bool
