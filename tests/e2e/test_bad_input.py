@@ -149,15 +149,15 @@ async def test_corrupt_history_row_is_reported_and_nothing_is_lost(
         await wait_until(lambda: _waiting(handle), what="signal wait")
     path = db_url[len("sqlite:///") :]
     with closing(sqlite3.connect(path)) as conn, conn:
-        good = conn.execute("SELECT data FROM events WHERE seq = 2").fetchone()[0]
-        conn.execute('UPDATE events SET data = \'{"type": "Bogus"}\' WHERE seq = 2')
+        good = conn.execute("SELECT data FROM events WHERE seq = 1").fetchone()[0]
+        conn.execute('UPDATE events SET data = \'{"type": "Bogus"}\' WHERE seq = 1')
     await handle.signal("go", "1")
     async with fast_worker(client, [waiter], [echo], cache_size=0):
         await wait_until(lambda: _error(handle), what="the corrupt-row error")
     desc = await handle.describe()
     assert desc.status == "running" and "unknown event type 'Bogus'" in (desc.last_error or "")
     with closing(sqlite3.connect(path)) as conn, conn:  # an operator repairs the row
-        conn.execute("UPDATE events SET data = ? WHERE seq = 2", (good,))
+        conn.execute("UPDATE events SET data = ? WHERE seq = 1", (good,))
     async with fast_worker(client, [waiter], [echo]):
         assert await handle.result(timeout=15) == "x:1"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from pathlib import Path
 
@@ -31,17 +30,18 @@ def test_golden_history_replays(path: Path) -> None:
 @pytest.mark.parametrize("version", range(1, h.HISTORY_FORMAT + 1))
 def test_there_are_golden_histories_of_every_format(version: int) -> None:
     """Each format's histories, as recorded (``record.py``); format 2 writes
-    a marker only where a turn does not begin right after a command."""
+    a marker only before a turn that follows an input."""
     mine = [p for p in HISTORIES if p.stem.endswith(f"_v{version}")]
     assert len(mine) >= 3
     for path in mine:
         records = json.loads(path.read_text())
         assert {r["v"] for r in records} == {version}
         events = [h.event_from_dict(r) for r in records]
+        # Markers a history needs: before a turn that follows an input.
         unneeded = [
             e.seq
-            for before, e in itertools.pairwise(events)
-            if isinstance(e, h.TurnStarted) and before.KIND == "command"
+            for index, e in enumerate(events)
+            if isinstance(e, h.TurnStarted) and not h.needs_marker(events[:index])
         ]
         assert bool(unneeded) == (version == 1), (path.name, unneeded)
 

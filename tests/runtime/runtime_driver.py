@@ -41,8 +41,8 @@ class Driver:
         self.pending = []
         last = self.history[-1].seq if self.history else 0
         commands = self.instance.activate(self.time, batch, history_length=last)
-        after_command = h.ends_in_command(self.history)  # as the worker writes it
-        self.history.extend(h.turn_events(last, self.time, batch, commands, after_command))
+        marked = h.needs_marker(self.history)  # as the worker writes it
+        self.history.extend(h.turn_events(last, self.time, batch, commands, marked))
         return commands
 
     def replay(self, fn: Callable[..., Any] | None = None) -> WorkflowInstance:

@@ -114,12 +114,12 @@ def test_info_reports_history_length_per_turn() -> None:
     d.turn()
     d.turn(h.TimerFired(ref=1))
     d.turn(h.TimerFired(ref=2))
-    # The first turn writes its marker, WorkflowStarted and StartTimer; each
-    # later one begins with its TimerFired right after a command: no marker.
-    assert lengths == [0, 3, 5]
+    # The first turn writes WorkflowStarted and StartTimer; each later one
+    # its TimerFired and StartTimer (no markers: each turn begins with its input).
+    assert lengths == [0, 2, 4]
     lengths.clear()
     d.replay()
-    assert lengths == [0, 3, 5]
+    assert lengths == [0, 2, 4]
 
 
 @workflow.defn(name="versioned")

@@ -95,7 +95,7 @@ async def test_input_that_is_not_a_replayable_history_is_refused() -> None:
     with pytest.raises(HistoryFormatError, match=r"event \[1\].*unknown event type 'Nope'"):
         replayer.replay([history[0], {"v": 1, "type": "Nope"}])
     with pytest.raises(HistoryFormatError, match="no WorkflowStarted"):
-        replayer.replay(history[:1])
+        replayer.replay([e for e in history if e["type"] != "WorkflowStarted"])
     with pytest.raises(ValueError, match="'waits_for_approval', which is not among"):
         Replayer([greet_workflow]).replay(history)
     with pytest.raises(ValueError, match="at least one workflow"):

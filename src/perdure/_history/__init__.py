@@ -3,13 +3,14 @@ outside itself: ``events`` (types and encoding), ``commands`` (commands and
 replay matching), ``turns`` (cutting histories into turns).
 
 A run's history is an append-only list of events, numbered from 1 by ``seq``.
-It is cut into *turns*: each turn is a :class:`TurnStarted` marker (carrying the
-workflow time of that turn), then the *input* events the turn consumed (in the
+It is cut into *turns*: each turn is the *input* events it consumed (in the
 order they arrived), then the *command* events the workflow code produced while
-handling them. A turn whose first input comes right after the previous turn's
-last command has no marker (since format 2): that input begins it, and every
-event of a turn carries the turn's time. Replay feeds each recorded turn's
-inputs in the same batch and checks the code produces the same commands.
+handling them, every one stamped with the turn's workflow time. Inputs come
+before commands, so an input that begins the history or follows a command
+begins a turn; a turn that follows an input (one whose turn issued no
+command) begins with a :class:`TurnStarted` marker instead (format 1 put one
+before every turn). Replay feeds each recorded turn's inputs in the same
+batch and checks the code produces the same commands.
 
 Commands that wait for an answer (an activity, a timer) carry ``ref``: one
 counter per run, incremented in the order the workflow issued them; the answer

@@ -49,9 +49,10 @@ __all__ = [
     "turn_started",
 ]
 
-# 2 (session 22): a turn that begins with an input right after a command is
-# written without its TurnStarted marker (see turns.split_turns). A reader of
-# format 1 would misread such a history, so it refuses format 2's events.
+# 2 (session 22): a turn that begins the history, or begins with an input right
+# after a command, is written without its TurnStarted marker (see
+# turns.split_turns). A reader of format 1 would misread such a history, so it
+# refuses format 2's events.
 HISTORY_FORMAT = 2
 
 JSON = Any  # a value made of dict/list/str/int/float/bool/None

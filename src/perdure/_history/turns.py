@@ -10,7 +10,7 @@ from perdure._history.events import *
 
 __all__ = [
     "RecordedTurn",
-    "ends_in_command",
+    "needs_marker",
     "split_turns",
     "turn_events",
 ]
@@ -28,10 +28,10 @@ class RecordedTurn:
 
 def split_turns(events: list[Event]) -> list[RecordedTurn]:
     """Cut a history into turns. A turn begins at a ``TurnStarted`` marker, or
-    (history format 2) at an input right after a command: inputs come before
-    commands within a turn, so such an input can only begin the next one, whose
-    time every one of its events carries. Raises HistoryFormatError on a
-    malformed history."""
+    (history format 2) at an input that begins the history or comes right
+    after a command: inputs come before commands within a turn, so such an
+    input can only begin a turn, whose time every one of its events carries.
+    Raises HistoryFormatError on a malformed history."""
     turns: list[RecordedTurn] = []
     turn: RecordedTurn | None = None
     for event in events:
@@ -43,26 +43,29 @@ def split_turns(events: list[Event]) -> list[RecordedTurn]:
             continue
         if isinstance(event, (WorkflowTerminated, WorkflowTimedOut)):
             break
-        if turn is None:
-            raise HistoryFormatError(
-                f"history starts with {event.TYPE} (seq {event.seq}), not TurnStarted"
-            )
         if event.KIND == "input":
-            if turn.commands:  # the next turn, unmarked
+            if turn is None or turn.commands:  # a turn of its own, unmarked
                 turn = RecordedTurn(
                     time=event.time, inputs=[], commands=[], events_before=event.seq - 1
                 )
                 turns.append(turn)
             turn.inputs.append(event)
+        elif turn is None:
+            raise HistoryFormatError(
+                f"history starts with the command {event.TYPE} (seq {event.seq}), "
+                f"not with an input or TurnStarted"
+            )
         else:
             turn.commands.append(event)
     return turns
 
 
-def ends_in_command(events: list[Event]) -> bool:
-    """Whether a history's last event is a command: the next turn's first
-    input then begins it, and it needs no marker (see turn_events)."""
-    return bool(events) and events[-1].KIND == "command"
+def needs_marker(events: list[Event]) -> bool:
+    """Whether the next turn of a history needs a ``TurnStarted`` marker: only
+    where the history so far ends in an input (a turn that issued no command),
+    since an input that begins the history or follows a command begins a turn
+    by itself (see split_turns)."""
+    return bool(events) and events[-1].KIND != "command"
 
 
 def turn_events(
@@ -70,14 +73,14 @@ def turn_events(
     time: float,
     inputs: list[Event],
     commands: list[Command],
-    after_command: bool = False,
+    marked: bool = True,
 ) -> list[Event]:
-    """The events one turn appends: its marker, its inputs, then its commands,
-    numbered from ``last_seq + 1`` and stamped with the turn's time. No marker
-    where the history so far ends in a command (``after_command``) and the
-    turn has an input: that input begins the turn (see split_turns), and a
-    step of a sequential workflow writes two events instead of three."""
-    out: list[Event] = [] if after_command and inputs else [turn_started(last_seq + 1, time)]
+    """The events one turn appends: its marker (if ``marked``: see
+    needs_marker; a turn without an input always has one), its inputs, then
+    its commands, numbered from ``last_seq + 1`` and stamped with the turn's
+    time. Unmarked, a step of a sequential workflow writes two events, not
+    three."""
+    out: list[Event] = [turn_started(last_seq + 1, time)] if marked or not inputs else []
     for event in inputs:  # shared with the caller: copies (what dataclasses.replace
         # makes, for a tenth of its cost: events have no __post_init__ or slots)
         copy = object.__new__(type(event))

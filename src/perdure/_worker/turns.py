@@ -47,7 +47,7 @@ class _Cached:
     instance: WorkflowInstance
     version: int  # the run's version right after this instance's last commit
     last_seq: int
-    after_command: bool  # the history ends in a command (h.turn_events)
+    marked: bool  # whether the next turn needs its TurnStarted (h.needs_marker)
 
 
 # (activity name, task queue, own slot) -> (owner, lease seconds) to run it
@@ -130,13 +130,13 @@ class TurnRunner:
                 return
             if cached is not None:
                 instance, last_seq = cached.instance, cached.last_seq
-                after_command = cached.after_command
+                marked = cached.marked
             else:
                 instance, last_seq = self._replay(data), data.run.last_seq
-                after_command = h.ends_in_command(data.events)
+                marked = h.needs_marker(data.events)
             inputs = [event for _, event in data.inbox]
             commit = self._build_commit(
-                task, data.run.run_id, data.run.version, instance, last_seq, after_command, inputs
+                task, data.run.run_id, data.run.version, instance, last_seq, marked, inputs
             )
             commit.consumed_inbox = [inbox_id for inbox_id, _ in data.inbox]
         except (TurnFailed, NonDeterminismError, h.HistoryFormatError) as exc:
@@ -154,7 +154,7 @@ class TurnRunner:
                 instance.evict()
             await self._fail(task, f"internal error in the worker: {exc!r}")
             return
-        if not await self._commit(instance, commit, last_seq, after_command):
+        if not await self._commit(instance, commit, last_seq, marked):
             # Fenced out: free the task now rather than when its lease expires.
             await self.store.fail_turn(task, "", 0.0)
 
@@ -178,7 +178,7 @@ class TurnRunner:
                 cached.version,
                 instance,
                 cached.last_seq,
-                cached.after_command,
+                cached.marked,
                 [outcome],
                 own_slot,
                 _ended_at(outcome),
@@ -188,7 +188,7 @@ class TurnRunner:
             instance.evict()
             return False
         commit.activity_done = (activity.task_id, activity.token)
-        return await self._commit(instance, commit, cached.last_seq, cached.after_command)
+        return await self._commit(instance, commit, cached.last_seq, cached.marked)
 
     def first_turn(self, data: TurnInput) -> FirstTurn | None:
         """A new run's first turn, computed before the run exists, for the
@@ -228,7 +228,7 @@ class TurnRunner:
         return FirstTurn(commit, settle)
 
     async def _commit(
-        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, after_command: bool
+        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, marked: bool
     ) -> bool:
         """Commit the turn, then cache the instance and start what it leased
         here; False (the instance dropped) if it was fenced out. Either way
@@ -245,7 +245,7 @@ class TurnRunner:
                 instance.evict()
                 return False
             crash_point("turn.after_commit")
-            self._committed(instance, commit, last_seq, after_command)
+            self._committed(instance, commit, last_seq, marked)
             return True
         finally:
             self._settle_inline(commit)
@@ -256,19 +256,19 @@ class TurnRunner:
             self.on_settled(asked)  # after _hand_over counted the ones it started
 
     def _committed(
-        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, after_command: bool
+        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, marked: bool
     ) -> None:
         """After the turn's commit: cache the instance, start what it leased here.
-        ``last_seq`` and ``after_command``: the history before the commit."""
+        ``last_seq`` and ``marked``: the history before the commit."""
         self.turns_committed += 1
         if instance.closed:
             instance.evict()
             return
         events = commit.events
         if events:
-            last_seq, after_command = events[-1].seq, h.ends_in_command(events)
+            last_seq, marked = events[-1].seq, h.needs_marker(events)
         self._cache[commit.run_id] = _Cached(
-            instance, commit.expected_version + 1, last_seq, after_command
+            instance, commit.expected_version + 1, last_seq, marked
         )
         while len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
@@ -327,19 +327,19 @@ class TurnRunner:
         version: int,
         instance: WorkflowInstance,
         last_seq: int,
-        after_command: bool,
+        marked: bool,
         inputs: list[h.Event],
         own_slot: bool = False,
         at: float | None = None,
     ) -> TurnCommit:
-        """The turn's commit. ``last_seq`` and ``after_command``: the history
-        so far (see h.turn_events). ``at``: the turn's time, if not now (an inline
+        """The turn's commit. ``last_seq`` and ``marked``: the history
+        so far (see h.needs_marker). ``at``: the turn's time, if not now (an inline
         outcome's turn takes its attempt's end: the same moment, give or take
         microseconds, and one float's text written for both, not two)."""
         # Workflow time never goes backwards, even if this host's clock is behind.
         now = max(self.store.clock() if at is None else at, instance.now_ts)
         commands = instance.activate(now, inputs, history_length=last_seq) if inputs else []
-        events = h.turn_events(last_seq, now, inputs, commands, after_command) if inputs else []
+        events = h.turn_events(last_seq, now, inputs, commands, marked) if inputs else []
         commit = TurnCommit(
             task=task,
             run_id=run_id,
