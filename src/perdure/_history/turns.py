@@ -35,28 +35,23 @@ def split_turns(events: list[Event]) -> list[RecordedTurn]:
     turns: list[RecordedTurn] = []
     turn: RecordedTurn | None = None
     for event in events:
-        if isinstance(event, TurnStarted):
+        if isinstance(event, (WorkflowTerminated, WorkflowTimedOut)):
+            break
+        marker = isinstance(event, TurnStarted)
+        if marker or (event.KIND == "input" and (turn is None or turn.commands)):
+            # A turn begins here (unmarked: at its first input).
             turn = RecordedTurn(
                 time=event.time, inputs=[], commands=[], events_before=event.seq - 1
             )
             turns.append(turn)
+        if marker:
             continue
-        if isinstance(event, (WorkflowTerminated, WorkflowTimedOut)):
-            break
-        if event.KIND == "input":
-            if turn is None or turn.commands:  # a turn of its own, unmarked
-                turn = RecordedTurn(
-                    time=event.time, inputs=[], commands=[], events_before=event.seq - 1
-                )
-                turns.append(turn)
-            turn.inputs.append(event)
-        elif turn is None:
+        if turn is None:  # (an input would have begun one)
             raise HistoryFormatError(
                 f"history starts with the command {event.TYPE} (seq {event.seq}), "
                 f"not with an input or TurnStarted"
             )
-        else:
-            turn.commands.append(event)
+        (turn.inputs if event.KIND == "input" else turn.commands).append(event)
     return turns
 
 

@@ -45,12 +45,11 @@ log = logging.getLogger("perdure.store")
 # URL query parameters perdure reads (and removes before libpq sees the URL): the
 # pool's limits, and ``prepare=0``, which sends every write statement as text (for
 # a pooler that keeps no session state, such as PgBouncer in transaction mode).
+URL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "prepare": 1.0}
 # What the server answers a connection while it starts, stops or recovers
 # (SQLSTATE 57P03, cannot_connect_now, which a failed connection's error does
 # not carry in psycopg: its message, as the server words it in English).
 _NOT_NOW = "the database system is "
-
-URL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "prepare": 1.0}
 DEADLOCK_RETRIES = 5
 # Each pooled connection's settings, in one statement:
 # - A transaction idle this long holds row locks for a process that froze (or
@@ -219,8 +218,7 @@ class PostgresStore(SqlStore):
             try:
                 return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
             except psycopg.OperationalError as exc:
-                not_now = _NOT_NOW in str(exc)
-                if not (not_now or waited) or time.monotonic() + pause > deadline:
+                if not (waited or _NOT_NOW in str(exc)) or time.monotonic() + pause > deadline:
                     raise
                 if not waited:
                     log.warning(
