@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pg_private
+import pg_testdb
 import psycopg
 import pytest
 
@@ -108,6 +109,74 @@ def migrations_shipped() -> list[tuple[int, str]]:
     from perdure._store.postgres_schema import migrations
 
     return migrations()
+
+
+def _pages_after_one_update(url: str, runs: int) -> list[tuple[int, int]]:
+    """The heap page of every fourth run before and after one update of it
+    that changes no indexed column, as every step's turn does."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        ids = [f"run-{i}" for i in range(0, runs, 4)]
+        before = dict(
+            conn.execute(
+                "SELECT run_id, (ctid::text::point)[0]::int FROM runs WHERE run_id = ANY(%s)",
+                (ids,),
+            ).fetchall()
+        )
+        for run_id in ids:
+            conn.execute(
+                "UPDATE runs SET version = version + 1, updated_at = updated_at + 1,"
+                " state = '{\"step\": 1}' WHERE run_id = %s",
+                (run_id,),
+            )
+        after = dict(
+            conn.execute(
+                "SELECT run_id, (ctid::text::point)[0]::int FROM runs WHERE run_id = ANY(%s)",
+                (ids,),
+            ).fetchall()
+        )
+    return [(before[i], after[i]) for i in ids]
+
+
+async def test_a_runs_update_stays_on_its_page(
+    pg_database: pg_testdb.TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema 7 leaves room on each page of runs (and tasks), so that a step's
+    update of its run's row is heap-only: its new version on the old one's
+    page, no entry written in the run's eight indexes. Without it the pages
+    of newly created runs are full, and updates leave them."""
+    from perdure._store import postgres_schema
+
+    pg_url = pg_database.fresh_url()
+    store = await opened(pg_url)
+    try:
+        for i in range(120):  # several pages of runs
+            await store.create_run(new_run(i), "fail")
+    finally:
+        await store.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        options = dict(
+            conn.execute(
+                "SELECT relname, reloptions FROM pg_class"
+                " WHERE relname IN ('runs', 'tasks')"
+                " AND relnamespace = current_schema()::regnamespace"
+            ).fetchall()
+        )
+    assert all("fillfactor=70" in options[table] for table in ("runs", "tasks")), options
+    moves = _pages_after_one_update(pg_url, 120)
+    assert moves and all(before == after for before, after in moves), moves
+
+    # The control: the same runs in a database at schema 6 (full pages).
+    every = postgres_schema.migrations()
+    monkeypatch.setattr(postgres_schema, "migrations", lambda: every[:6])
+    pg_url = pg_database.fresh_url()
+    store = await opened(pg_url)
+    try:
+        for i in range(120):
+            await store.create_run(new_run(i), "fail")
+    finally:
+        await store.close()
+    moves = _pages_after_one_update(pg_url, 120)
+    assert any(before != after for before, after in moves), moves
 
 
 async def test_a_newer_schema_is_refused_untouched(pg_url: str) -> None:
