@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from perdure._store.postgres_tx import literal_writer
+from perdure._store.postgres_tx import Array, literal_writer
 
 VALUES = (
     st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -68,3 +68,25 @@ async def test_the_server_reads_each_literal_back(conn: psycopg.AsyncConnection[
 async def test_a_nul_in_a_string_is_refused_by_psycopg(conn: psycopg.AsyncConnection[Any]) -> None:
     with pytest.raises(psycopg.DataError, match="NUL"):
         literal_writer(conn)("a\x00b")
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(
+        st.text(alphabet=st.characters(exclude_characters="\x00")) | st.none(), min_size=1
+    ),
+    floats=st.lists(st.floats(allow_nan=False) | st.none(), min_size=1),
+    ints=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), min_size=1),
+)
+@example(texts=["o'k", "a\\b", '{"x": "y"}', None, "NULL", ","], floats=[-0.0, 1.5], ints=[-1])
+async def test_arrays_read_back_as_their_items(
+    conn: psycopg.AsyncConnection[Any], texts: list[Any], floats: list[Any], ints: list[int]
+) -> None:
+    """An Array parameter (the arrays of a group's plans) is ARRAY[...] of its
+    items' literals: the server reads every item back as it was."""
+    literal = literal_writer(conn)
+    cur = conn.cursor()
+    for values, kind in ((texts, b"text[]"), (floats, b"float8[]"), (ints, b"bigint[]")):
+        await cur.execute(b"SELECT (" + literal(Array(values)) + b")::" + kind)
+        row = await cur.fetchone()
+        assert row is not None and row[0] == values

@@ -17,9 +17,10 @@ from store_helpers import FakeClock, claim_one, leased_charge, new_run, schedule
 
 from perdure import _history as h
 from perdure._store import sqlitetx
-from perdure._store.base import NewActivity, TurnCommit
+from perdure._store.base import NewActivity, Store, TurnCommit
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlrows import Tx
+from perdure._store.sqlstore import SqlStore
 from perdure._store.sqlturn import encode_turn, plan_turn
 
 RUNS = 5
@@ -31,10 +32,10 @@ async def _open(path: Path, clock: FakeClock) -> SqliteStore:
     return store
 
 
-async def _first_activities(store: SqliteStore) -> dict[str, int]:
-    """RUNS runs, each with its first activity leased here: run id -> task id."""
+async def _first_activities(store: Store, runs: int = RUNS) -> dict[str, int]:
+    """``runs`` runs, each with its first activity leased here: run id -> task id."""
     ids = {}
-    for i in range(RUNS):
+    for i in range(runs):
         run_id = f"run-{i}"
         await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
         task = await claim_one(store, run_id)
@@ -47,7 +48,7 @@ async def _first_activities(store: SqliteStore) -> dict[str, int]:
 
 
 async def _continuation(
-    store: SqliteStore, run_id: str, task_id: int, token: str | None = None, stale: bool = False
+    store: Store, run_id: str, task_id: int, token: str | None = None, stale: bool = False
 ) -> TurnCommit:
     """The turn after activity 1 completed: record it, start activity 2 here."""
     data = await store.load_turn(run_id, 0)
@@ -83,7 +84,7 @@ async def _together(store: SqliteStore, writes: list[Awaitable[Any]]) -> list[An
     return list(await asyncio.gather(*started, return_exceptions=True))
 
 
-async def _rows(store: SqliteStore) -> dict[str, list[tuple[Any, ...]]]:
+async def _rows(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
     async def body(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
         return {
             "runs": await tx.all("SELECT * FROM runs ORDER BY run_id"),

@@ -31,12 +31,14 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from perdure._store import postgres_schema as schema
 from perdure._store.base import CLOSED
 from perdure._store.postgres_conns import Connections
-from perdure._store.postgres_group import GROUPS, GroupedWrites, Member, OutcomeUnknown
+from perdure._store.postgres_group import GROUPS, GroupedWrites, Member, OutcomeUnknown, Write
 from perdure._store.postgres_listen import Listener, Notifier, parse_payload
+from perdure._store.postgres_plans import apply_plans
 from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstore import Body, Query, SqlStore
+from perdure._store.sqlturn import Plan
 from perdure.errors import StoreError
 
 T = TypeVar("T")
@@ -273,23 +275,35 @@ class PostgresStore(SqlStore):
     async def _write(self, body: Body[T]) -> T:
         return await self._writes.write(body)
 
+    applies_plans = True
+
+    async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
+        return await self._writes.write(body, plan)
+
     async def _write_alone(self, body: Body[T]) -> T:
         return await self._transaction(body, BEGIN_WRITE)
 
-    async def _group(self, bodies: list[Body[Any]]) -> list[tuple[bool, Any]]:
-        """Run ``bodies`` one after the other in one write transaction (see
-        postgres_group): each one's (ok, value or error) once it committed.
-        Raises when the server rolled the group back (then each body runs
-        alone), or OutcomeUnknown."""
+    async def _group(self, writes: list[Write]) -> list[tuple[bool, Any]]:
+        """Run the bodies of ``writes`` one after the other in one write
+        transaction (see postgres_group), those that came with a plan first,
+        applied together as their plans (postgres_plans): each one's (ok,
+        value or error) once it committed. Raises when the server rolled the
+        group back (then each body runs alone), or OutcomeUnknown."""
         if self._pool is None:
             raise StoreError(f"the PostgreSQL store {self.where} is closed")
         conn = await self._conns.take()
         tx: _BatchedTx | None = None
         done: list[tuple[Member, bool, Any]] = []
+        plans = [plan for _, plan in writes if plan is not None]
         try:
             tx = await self._write_tx(conn)
-            for body in bodies:
+            if len(plans) > 1:  # (a lone plan: its body's statements are the same three)
+                await apply_plans(tx, plans)
+            for body, plan in writes:
                 member = Member(tx)
+                if plan is not None and len(plans) > 1:
+                    done.append((member, True, set()))  # (an inline step wakes nobody)
+                    continue
                 mark = tx.mark()
                 try:
                     value = await body(member)

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from perdure._store.sqlstore import Body
+from perdure._store.sqlturn import Plan
 
 T = TypeVar("T")
 
@@ -93,10 +94,12 @@ class Member:
         return await self._tx.all(sql, params)  # type: ignore[no-any-return]
 
 
-# Runs a group's bodies in one transaction: each body's (ok, value or error),
-# once committed. Raises OutcomeUnknown, or anything else when the server
-# rolled the whole group back.
-GroupRunner = Callable[[list[Body[Any]]], Awaitable[list[tuple[bool, Any]]]]
+# Runs a group's bodies in one transaction (a body that came with a Plan may
+# be applied as that plan instead, with the others': postgres_plans): each
+# body's (ok, value or error), once committed. Raises OutcomeUnknown, or
+# anything else when the server rolled the whole group back.
+Write = tuple[Body[Any], Plan | None]
+GroupRunner = Callable[[list[Write]], Awaitable[list[tuple[bool, Any]]]]
 
 
 class GroupedWrites:
@@ -113,12 +116,12 @@ class GroupedWrites:
         self._run_group = run_group
         self._alone = alone
         self._groups = groups
-        self._queued: list[tuple[Body[Any], asyncio.Future[Any]]] = []
+        self._queued: list[tuple[Write, asyncio.Future[Any]]] = []
         self._running = 0  # transactions in flight: lone writes and groups
         self._drainers: set[asyncio.Future[None]] = set()
         self.grouped = 0  # groups of two or more bodies committed (for tests)
 
-    async def write(self, body: Body[T]) -> T:
+    async def write(self, body: Body[T], plan: Plan | None = None) -> T:
         if self._running < self._groups and not self._queued:
             self._running += 1
             try:
@@ -127,7 +130,7 @@ class GroupedWrites:
                 self._running -= 1
                 self._kick()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queued.append((body, future))
+        self._queued.append(((body, plan), future))
         self._kick()
         return await future
 
@@ -139,7 +142,7 @@ class GroupedWrites:
             drainer.add_done_callback(self._drainers.discard)
 
     async def _drain(self) -> None:
-        batch: list[tuple[Body[Any], asyncio.Future[Any]]] = []
+        batch: list[tuple[Write, asyncio.Future[Any]]] = []
         try:
             while self._queued:
                 batch = self._queued[:GROUP_SIZE]
@@ -165,18 +168,18 @@ class GroupedWrites:
         finally:
             self._running -= 1
 
-    async def _run(
-        self, batch: list[tuple[Body[Any], asyncio.Future[Any]]]
-    ) -> list[tuple[bool, Any]]:
+    async def _run(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         if len(batch) == 1:
-            return [await _settle(self._alone(batch[0][0]))]
+            return [await _settle(self._alone(batch[0][0][0]))]
         try:
-            outcomes = await self._run_group([body for body, _ in batch])
+            outcomes = await self._run_group([write for write, _ in batch])
         except OutcomeUnknown as unknown:
             return [(False, unknown.error)] * len(batch)
         except Exception:
-            # The server rolled the group back: each body alone.
-            return list(await asyncio.gather(*(_settle(self._alone(body)) for body, _ in batch)))
+            # The server rolled the group back: each body alone (no plans).
+            return list(
+                await asyncio.gather(*(_settle(self._alone(body)) for (body, _), _ in batch))
+            )
         self.grouped += 1
         return outcomes
 

@@ -1,0 +1,104 @@
+"""PostgreSQL applies a group commit's inline steps together (postgres_plans):
+the turns that come with a Plan (sqlturn.plan_turn) are written by one
+statement per kind, fed by arrays. The rows must be exactly those the turns'
+bodies write; a tripped fence must cost the other turns nothing (the group
+is rolled back and every body runs alone)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pg_testdb
+import pytest
+from store_helpers import FakeClock
+from test_sqlite_plans import _continuation, _encoded, _first_activities, _rows
+
+from perdure._store import postgres
+from perdure._store.postgres import PostgresStore
+from perdure._store.postgres_group import GROUPS
+from perdure._store.sqlturn import plan_turn
+
+RUNS = GROUPS + 5  # the first GROUPS writes of a burst go alone, the rest as a group
+
+
+async def _open(database: pg_testdb.TestDatabase, clock: FakeClock) -> PostgresStore:
+    store = PostgresStore(database.fresh_url(), clock=clock)
+    await store.open()
+    return store
+
+
+@pytest.fixture
+def applied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many plans each call of apply_plans had."""
+    calls: list[int] = []
+    apply_plans = postgres.apply_plans
+
+    async def spy(tx: Any, plans: Any) -> None:
+        calls.append(len(plans))
+        await apply_plans(tx, plans)
+
+    monkeypatch.setattr(postgres, "apply_plans", spy)
+    return calls
+
+
+async def test_plans_write_exactly_what_the_bodies_write(
+    pg_database: pg_testdb.TestDatabase, applied: list[int]
+) -> None:
+    rows = {}
+    for name in ("together", "bodies"):
+        clock = FakeClock()
+        store = await _open(pg_database, clock)
+        if name == "bodies":
+            store.applies_plans = False  # (no plan is built: every turn is its body)
+        ids = await _first_activities(store, RUNS)
+        commits = [await _continuation(store, r, t) for r, t in ids.items()]
+        assert all(plan_turn(c, clock(), _encoded(c)) is not None for c in commits)
+        applied.clear()
+        results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
+        assert results == [True] * RUNS
+        assert [c.created_tasks for c in commits] == [{2: t} for t in ids.values()]
+        assert applied == ([RUNS - GROUPS] if name == "together" else [])
+        assert store._writes.grouped == 1  # (plans or bodies, the burst's rest went as one)
+        rows[name] = await _rows(store)
+        await store.close()
+    assert rows["together"] == rows["bodies"]
+    assert len(rows["bodies"]["events"]) == RUNS * (3 + 3)  # the first turn's, the continuation's
+
+
+@pytest.mark.parametrize("fault", ["stale version", "lost lease", "same run twice"])
+async def test_a_tripped_fence_costs_the_other_turns_nothing(
+    pg_database: pg_testdb.TestDatabase, applied: list[int], fault: str
+) -> None:
+    store = await _open(pg_database, FakeClock())
+    ids = await _first_activities(store, RUNS)
+    before = await _rows(store)
+    commits = [await _continuation(store, r, t) for r, t in ids.items()]
+    bad_run, bad_task = list(ids.items())[-1]  # (the last: it goes in the group)
+    if fault == "stale version":
+        commits[-1] = await _continuation(store, bad_run, bad_task, stale=True)
+    elif fault == "lost lease":
+        commits[-1] = await _continuation(store, bad_run, bad_task, token="not-mine")
+    else:  # a second turn of the first run, from the same version: only one can win
+        bad_run, bad_task = next(iter(ids.items()))
+        commits.append(await _continuation(store, bad_run, bad_task))
+
+    results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
+
+    assert applied and applied[0] >= 2  # the plans were tried together, and failed
+    assert store._writes.grouped == 0  # so every body ran alone
+    after = await _rows(store)
+    if fault == "same run twice":
+        assert results == [True] * RUNS + [False]
+        assert len(after["events"]) == len(before["events"]) + 3 * RUNS
+    else:
+        assert results == [True] * (RUNS - 1) + [False]
+        assert [r for r in after["runs"] if r[1] == bad_run] == [
+            r for r in before["runs"] if r[1] == bad_run
+        ]
+        assert [e for e in after["events"] if e[0] == bad_run] == [
+            e for e in before["events"] if e[0] == bad_run
+        ]
+        assert len(after["events"]) == len(before["events"]) + 3 * (RUNS - 1)
+        assert commits[-1].created_tasks == {}
+    await store.close()
