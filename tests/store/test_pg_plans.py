@@ -1,8 +1,9 @@
-"""PostgreSQL applies a group commit's inline steps together (postgres_plans):
-the turns that come with a Plan (sqlturn.plan_turn) are written by one
-statement per kind, fed by arrays. The rows must be exactly those the turns'
-bodies write; a tripped fence must cost the other turns nothing (the group
-is rolled back and every body runs alone)."""
+"""PostgreSQL applies a group commit's inline steps and plain closes together
+(postgres_plans): the turns that come with a Plan or a ClosePlan
+(sqlturn.plan_turn, plan_close) are written by one statement per kind, fed
+by arrays. The rows must be exactly those the turns' bodies write; a tripped
+fence must cost the other turns nothing (the group is rolled back and every
+body runs alone)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,23 @@ from typing import Any
 
 import pg_testdb
 import pytest
-from store_helpers import FakeClock
+from store_helpers import (
+    FakeClock,
+    claim_one,
+    leased_charge,
+    new_run,
+    schedule_charge,
+    turn,
+)
 from test_sqlite_plans import _continuation, _encoded, _first_activities, _rows
 
+from perdure import _history as h
 from perdure._store import postgres
+from perdure._store.base import NewActivity, TurnCommit
 from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
-from perdure._store.sqlturn import plan_turn
+from perdure._store.sqlrows import Tx
+from perdure._store.sqlturn import plan_close, plan_turn
 
 RUNS = GROUPS + 5  # the first GROUPS writes of a burst go alone, the rest as a group
 
@@ -101,4 +112,123 @@ async def test_a_tripped_fence_costs_the_other_turns_nothing(
         ]
         assert len(after["events"]) == len(before["events"]) + 3 * (RUNS - 1)
         assert commits[-1].created_tasks == {}
+    await store.close()
+
+
+async def _with_leftovers(store: PostgresStore, runs: int) -> dict[str, int]:
+    """As _first_activities, each run also with a timer and a queued
+    activity of its own: what a close must delete with the run."""
+    ids = {}
+    for i in range(runs):
+        run_id = f"run-{i}"
+        await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
+        task = await claim_one(store, run_id)
+        commit = await turn(
+            store,
+            task,
+            [schedule_charge(1), schedule_charge(3), h.StartTimer(ref=4, fire_at=999.0)],
+            activities=[
+                leased_charge(1, f"{run_id}/1"),
+                NewActivity(3, "charge", "q", [3], {}, {}, None),
+            ],
+            timers=[(4, 999.0)],
+        )
+        assert await store.commit_turn(commit)
+        ids[run_id] = commit.created_tasks[1]
+    return ids
+
+
+async def _close(
+    store: PostgresStore, run_id: str, task_id: int, token: str | None = None, stale: bool = False
+) -> TurnCommit:
+    """The turn after activity 1 completed, which completes the run."""
+    data = await store.load_turn(run_id, 0)
+    return TurnCommit(
+        task=None,
+        run_id=run_id,
+        expected_version=data.run.version - (1 if stale else 0),
+        events=h.turn_events(
+            data.run.last_seq,
+            2.0,
+            [h.ActivityCompleted(ref=1, result={"ok": True}, attempts=[{"attempt": 1}])],
+            [h.CompleteWorkflow(result={"done": run_id})],
+        ),
+        consumed_inbox=[],
+        activity_done=(task_id, token or f"{run_id}/1"),
+        close_status="completed",
+        result={"done": run_id},
+        has_relatives=False,
+    )
+
+
+async def _all_rows(store: PostgresStore) -> dict[str, list[tuple[Any, ...]]]:
+    async def body(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
+        return {
+            table: await tx.all(f"SELECT * FROM {table} ORDER BY {key}")
+            for table, key in (
+                ("runs", "run_id"),
+                ("tasks", "id"),
+                ("events", "run_id, seq"),
+                ("timers", "run_id, ref"),
+                ("inbox", "id"),
+            )
+        }
+
+    return await store._read(body)
+
+
+async def test_closes_write_exactly_what_the_bodies_write(
+    pg_database: pg_testdb.TestDatabase, applied: list[int]
+) -> None:
+    rows = {}
+    seen: dict[str, list[Any]] = {}
+    for name in ("together", "bodies"):
+        clock = FakeClock()
+        store = await _open(pg_database, clock)
+        if name == "bodies":
+            store.applies_close_plans = False
+        ids = await _with_leftovers(store, RUNS)
+        left = await _all_rows(store)
+        assert (len(left["tasks"]), len(left["timers"])) == (2 * RUNS, RUNS)
+        for run_id in ids:  # someone here waits for each run: the close reads it back
+            store.add_run_listener(run_id, lambda: None)
+        commits = [await _close(store, r, t) for r, t in ids.items()]
+        assert all(plan_close(c, clock(), _encoded(c), None) is not None for c in commits)
+        results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
+        assert results == [True] * RUNS
+        assert store._writes.grouped == 1
+        seen[name] = [store.ended_here(r) for r in ids]
+        rows[name] = await _all_rows(store)
+        await store.close()
+    assert rows["together"] == rows["bodies"]
+    assert rows["bodies"]["tasks"] == rows["bodies"]["timers"] == []  # all went with the runs
+    assert [r.status if r else None for r in seen["together"]] == ["completed"] * RUNS
+    assert seen["together"] == seen["bodies"]
+
+
+@pytest.mark.parametrize("fault", ["stale version", "lost lease", "a signal came"])
+async def test_a_tripped_close_costs_the_other_turns_nothing(
+    pg_database: pg_testdb.TestDatabase, fault: str
+) -> None:
+    store = await _open(pg_database, FakeClock())
+    ids = await _with_leftovers(store, RUNS)
+    commits = [await _close(store, r, t) for r, t in ids.items()]
+    bad_run, bad_task = list(ids.items())[-1]  # (the last: it goes in the group)
+    if fault == "stale version":
+        commits[-1] = await _close(store, bad_run, bad_task, stale=True)
+    elif fault == "lost lease":
+        commits[-1] = await _close(store, bad_run, bad_task, token="not-mine")
+    else:  # input reached the run's inbox after its turn was computed
+        await store.deliver(bad_run, None, h.SignalReceived(name="late"))
+    before = await _all_rows(store)
+
+    results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
+
+    assert results == [True] * (RUNS - 1) + [False]
+    assert store._writes.grouped == 0  # the group was rolled back: every body ran alone
+    after = await _all_rows(store)
+    for table in ("runs", "tasks", "events", "timers", "inbox"):
+        mine = [row for row in before[table] if bad_run in row]
+        assert [row for row in after[table] if bad_run in row] == mine, table
+    assert sum(1 for r in after["runs"] if "completed" in r) == RUNS - 1
     await store.close()

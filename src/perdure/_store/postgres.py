@@ -33,12 +33,12 @@ from perdure._store.base import CLOSED
 from perdure._store.postgres_conns import Connections
 from perdure._store.postgres_group import GROUPS, GroupedWrites, Member, OutcomeUnknown, Write
 from perdure._store.postgres_listen import Listener, Notifier, parse_payload
-from perdure._store.postgres_plans import apply_plans
+from perdure._store.postgres_plans import apply_closes, apply_plans, close_topics
 from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstore import Body, Query, SqlStore
-from perdure._store.sqlturn import Plan
+from perdure._store.sqlturn import ClosePlan, Plan
 from perdure.errors import StoreError
 
 T = TypeVar("T")
@@ -276,8 +276,9 @@ class PostgresStore(SqlStore):
         return await self._writes.write(body)
 
     applies_plans = True
+    applies_close_plans = True
 
-    async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
+    async def _write_turn(self, body: Body[set[str]], plan: Plan | ClosePlan | None) -> set[str]:
         return await self._writes.write(body, plan)
 
     async def _write_alone(self, body: Body[T]) -> T:
@@ -294,15 +295,26 @@ class PostgresStore(SqlStore):
         conn = await self._conns.take()
         tx: _BatchedTx | None = None
         done: list[tuple[Member, bool, Any]] = []
-        plans = [plan for _, plan in writes if plan is not None]
+        # (A lone plan is its body's statements: applied as the body.)
+        planned = sum(plan is not None for _, plan in writes) > 1
+        steps = [plan for _, plan in writes if isinstance(plan, Plan)] if planned else []
+        closes = [plan for _, plan in writes if isinstance(plan, ClosePlan)] if planned else []
+        errors: dict[str, Exception] = {}  # (filled by the commit: see apply_closes)
+        ended: list[tuple[Member, str]] = []
         try:
             tx = await self._write_tx(conn)
-            if len(plans) > 1:  # (a lone plan: its body's statements are the same three)
-                await apply_plans(tx, plans)
+            if steps:
+                await apply_plans(tx, steps)
+            if closes:
+                errors = await apply_closes(tx, self, closes)
             for body, plan in writes:
                 member = Member(tx)
-                if plan is not None and len(plans) > 1:
+                if isinstance(plan, Plan) and planned:
                     done.append((member, True, set()))  # (an inline step wakes nobody)
+                    continue
+                if isinstance(plan, ClosePlan) and planned:
+                    done.append((member, True, close_topics(plan)))
+                    ended.append((member, plan.run_id))
                     continue
                 mark = tx.mark()
                 try:
@@ -314,6 +326,8 @@ class PostgresStore(SqlStore):
                     continue
                 done.append((member, True, value))
             await tx.finish()
+            for member, run_id in ended:
+                member.error = errors.get(run_id)
         except BaseException as exc:
             await _abandon(conn)
             lost = isinstance(exc, psycopg.Error) and exc.sqlstate is None

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from perdure._store import sqlite_schema, sqlitetx
 from perdure._store.sqlitetx import Job, SqliteTx, SqliteWriteTx, drive, is_busy
 from perdure._store.sqlstore import Body, SqlStore
-from perdure._store.sqlturn import Plan
+from perdure._store.sqlturn import ClosePlan, Plan
 from perdure.errors import StoreError
 
 T = TypeVar("T")
@@ -118,7 +118,7 @@ class SqliteStore(SqlStore):
     def _closed_error(self) -> StoreError:
         return StoreError(f"the SQLite store {self.path!r} is closed")
 
-    async def _submit(self, kind: str, work: Any, plan: Plan | None = None) -> Any:
+    async def _submit(self, kind: str, work: Any, plan: Plan | ClosePlan | None = None) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         job = Job(kind, work, loop, future, plan)
@@ -220,7 +220,7 @@ class SqliteStore(SqlStore):
     applies_plans = True
     keeps_ended_feed = True
 
-    async def _write_job(self, body: Body[T], plan: Plan | None) -> T:
+    async def _write_job(self, body: Body[T], plan: Plan | ClosePlan | None) -> T:
         value, tx = await self._submit("write", body, plan)
         if tx is not None:
             tx.hand_over()  # in the caller, after the commit (a round may hold many)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from perdure._store.sqlrows import Fenced, RunsAtOnce
-from perdure._store.sqlturn import ADVANCE_RUN, INSERT_EVENT, REUSE_ACTIVITY, Plan
+from perdure._store.sqlturn import ADVANCE_RUN, INSERT_EVENT, REUSE_ACTIVITY, ClosePlan, Plan
 
 __all__ = ["Job", "SqliteTx", "SqliteWriteTx", "drive", "is_busy", "run_plans"]
 
@@ -89,12 +89,12 @@ def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[Job] | None:
     lone plan is applied too (a sequential workflow's every step): three
     statements without the body's Python cost less."""
     jobs: dict[str, Job] = {}
-    for job in batch:
-        if job.plan is not None and job.plan.run_id not in jobs:
+    for job in batch:  # (this store builds no ClosePlan: applies_close_plans)
+        if type(job.plan) is Plan and job.plan.run_id not in jobs:
             jobs[job.plan.run_id] = job
     if not jobs:
         return []
-    plans = [job.plan for job in jobs.values() if job.plan is not None]
+    plans = [job.plan for job in jobs.values() if type(job.plan) is Plan]
     if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != len(plans):
         return None
     if conn.executemany(REUSE_ACTIVITY, [p.take_over for p in plans]).rowcount != len(plans):
@@ -114,7 +114,7 @@ class Job:
         work: Any,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
-        plan: Plan | None = None,
+        plan: Plan | ClosePlan | None = None,
     ) -> None:
         self.kind = kind  # "write" (a Body), "read" (a Body) or "call" (a coroutine)
         self.work = work

@@ -39,7 +39,14 @@ from perdure._store.base import (
     new_token,
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
-from perdure._store.sqlturn import Plan, apply_turn, encode_turn, plan_turn
+from perdure._store.sqlturn import (
+    ClosePlan,
+    Plan,
+    apply_turn,
+    encode_turn,
+    plan_close,
+    plan_turn,
+)
 from perdure.errors import WorkflowNotFoundError
 
 T = TypeVar("T")
@@ -55,9 +62,10 @@ class SqlStore(Store, Dialect):
         """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
 
     applies_plans = False  # whether _write_turn may apply them (else none is built)
+    applies_close_plans = False  # the same, for sqlturn.ClosePlan
     keeps_ended_feed = False  # the ended_runs table (see runs_ended_after)
 
-    async def _write_turn(self, body: Body[set[str]], plan: Plan | None) -> set[str]:
+    async def _write_turn(self, body: Body[set[str]], plan: Plan | ClosePlan | None) -> set[str]:
         """``_write(body)``; a backend may apply ``plan`` (sqlturn.plan_turn) instead."""
         return await self._write(body)
 
@@ -336,12 +344,16 @@ class SqlStore(Store, Dialect):
         # Encoded here, outside the transaction: on SQLite, other processes
         # wait for the write lock while a transaction runs.
         written = encode_turn(commit)
-        plan = plan_turn(commit, self.clock(), written) if self.applies_plans else None
+        plan: Plan | ClosePlan | None = None
+        if self.applies_plans:
+            plan = plan_turn(commit, self.clock(), written)
+        if plan is None and self.applies_close_plans:
+            plan = plan_close(commit, self.clock(), written, keep)
         try:
             topics = await self._write_turn(
                 lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep), plan
             )
-            if plan is not None and commit.activity_done is not None:  # (as the body does)
+            if isinstance(plan, Plan) and commit.activity_done is not None:  # (as the body does)
                 commit.created_tasks[commit.activities[0].ref] = commit.activity_done[0]
         except Fenced:
             commit.created_tasks.clear()

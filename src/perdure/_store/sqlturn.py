@@ -31,12 +31,14 @@ __all__ = [
     "ADVANCE_RUN",
     "INSERT_EVENT",
     "REUSE_ACTIVITY",
+    "ClosePlan",
     "Encoded",
     "Fenced",
     "Plan",
     "apply_turn",
     "encode_turn",
     "first_outcome",
+    "plan_close",
     "plan_turn",
 ]
 
@@ -99,18 +101,7 @@ async def apply_turn(
             " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
             " status = ?, result = ?, failure = ?, closed_at = ?"
             " WHERE run_id = ? AND version = ?",
-            (
-                commit.events[-1].seq if commit.events else None,
-                encoded.state,
-                encoded.waiting,
-                now,
-                commit.close_status,
-                dumps(result),
-                dumps(commit.failure) if commit.failure is not None else None,
-                now,
-                commit.run_id,
-                commit.expected_version,
-            ),
+            _close_values(commit, now, encoded, result),
         )
     elif not inserted:
         # A turn that leaves the run open does not name the status (nor the
@@ -295,6 +286,62 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         _advance_values(commit, now, encoded),
         _take_over_values(commit, commit.activities[0], now, _payloads(commit, encoded)),
         encoded.events,
+    )
+
+
+class ClosePlan(NamedTuple):
+    """A run's commonest end as parameters: the inline step that ends a run
+    with no parent, no children and nothing consumed from its inbox (see
+    plan_close). A backend may apply many together (PostgresStore's group
+    commit); applying one writes what apply_turn writes for its turn."""
+
+    run_id: str
+    close: tuple[Any, ...]  # the closing UPDATE's (see apply_turn): fence 2
+    done: tuple[int, str]  # the finished activity's task id and lease token: fence 1
+    events: list[rows.EventRow]
+    ended: Callable[[RunRecord], None] | None  # handed the ended run after the commit
+
+
+def plan_close(
+    commit: TurnCommit,
+    now: float,
+    encoded: Encoded,
+    ended: Callable[[RunRecord], None] | None,
+) -> ClosePlan | None:
+    """``commit`` as a ClosePlan, if it has that shape (the fences and
+    writes of apply_turn's closing path with nothing to read); else None."""
+    if (
+        commit.close_status is None
+        or commit.task is not None
+        or commit.fresh
+        or commit.activity_done is None
+        or commit.has_relatives
+        or commit.continue_as_new is not None
+        or commit.consumed_inbox
+    ):
+        return None
+    return ClosePlan(
+        commit.run_id,
+        _close_values(commit, now, encoded, commit.result),
+        commit.activity_done,
+        encoded.events,
+        ended,
+    )
+
+
+def _close_values(commit: TurnCommit, now: float, encoded: Encoded, result: Any) -> tuple[Any, ...]:
+    """The closing UPDATE's values (see apply_turn)."""
+    return (
+        commit.events[-1].seq if commit.events else None,
+        encoded.state,
+        encoded.waiting,
+        now,
+        commit.close_status,
+        dumps(result),
+        dumps(commit.failure) if commit.failure is not None else None,
+        now,
+        commit.run_id,
+        commit.expected_version,
     )
 
 
