@@ -14,20 +14,21 @@ import pg_testdb
 import pytest
 from store_helpers import (
     FakeClock,
-    claim_one,
-    leased_charge,
-    new_run,
-    schedule_charge,
-    turn,
 )
-from test_sqlite_plans import _continuation, _encoded, _first_activities, _rows
+from test_sqlite_plans import (
+    _all_rows,
+    _close,
+    _continuation,
+    _encoded,
+    _first_activities,
+    _rows,
+    _with_leftovers,
+)
 
 from perdure import _history as h
 from perdure._store import postgres
-from perdure._store.base import NewActivity, TurnCommit
 from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
-from perdure._store.sqlrows import Tx
 from perdure._store.sqlturn import plan_close, plan_turn
 
 RUNS = GROUPS + 5  # the first GROUPS writes of a burst go alone, the rest as a group
@@ -113,68 +114,6 @@ async def test_a_tripped_fence_costs_the_other_turns_nothing(
         assert len(after["events"]) == len(before["events"]) + 3 * (RUNS - 1)
         assert commits[-1].created_tasks == {}
     await store.close()
-
-
-async def _with_leftovers(store: PostgresStore, runs: int) -> dict[str, int]:
-    """As _first_activities, each run also with a timer and a queued
-    activity of its own: what a close must delete with the run."""
-    ids = {}
-    for i in range(runs):
-        run_id = f"run-{i}"
-        await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
-        task = await claim_one(store, run_id)
-        commit = await turn(
-            store,
-            task,
-            [schedule_charge(1), schedule_charge(3), h.StartTimer(ref=4, fire_at=999.0)],
-            activities=[
-                leased_charge(1, f"{run_id}/1"),
-                NewActivity(3, "charge", "q", [3], {}, {}, None),
-            ],
-            timers=[(4, 999.0)],
-        )
-        assert await store.commit_turn(commit)
-        ids[run_id] = commit.created_tasks[1]
-    return ids
-
-
-async def _close(
-    store: PostgresStore, run_id: str, task_id: int, token: str | None = None, stale: bool = False
-) -> TurnCommit:
-    """The turn after activity 1 completed, which completes the run."""
-    data = await store.load_turn(run_id, 0)
-    return TurnCommit(
-        task=None,
-        run_id=run_id,
-        expected_version=data.run.version - (1 if stale else 0),
-        events=h.turn_events(
-            data.run.last_seq,
-            2.0,
-            [h.ActivityCompleted(ref=1, result={"ok": True}, attempts=[{"attempt": 1}])],
-            [h.CompleteWorkflow(result={"done": run_id})],
-        ),
-        consumed_inbox=[],
-        activity_done=(task_id, token or f"{run_id}/1"),
-        close_status="completed",
-        result={"done": run_id},
-        has_relatives=False,
-    )
-
-
-async def _all_rows(store: PostgresStore) -> dict[str, list[tuple[Any, ...]]]:
-    async def body(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
-        return {
-            table: await tx.all(f"SELECT * FROM {table} ORDER BY {key}")
-            for table, key in (
-                ("runs", "run_id"),
-                ("tasks", "id"),
-                ("events", "run_id, seq"),
-                ("timers", "run_id, ref"),
-                ("inbox", "id"),
-            )
-        }
-
-    return await store._read(body)
 
 
 async def test_closes_write_exactly_what_the_bodies_write(

@@ -21,7 +21,7 @@ from perdure._store.base import NewActivity, Store, TurnCommit
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstore import SqlStore
-from perdure._store.sqlturn import encode_turn, plan_turn
+from perdure._store.sqlturn import encode_turn, plan_close, plan_turn
 
 RUNS = 5
 
@@ -198,4 +198,124 @@ async def test_other_turns_have_no_plan(tmp_path: Path) -> None:
     for what, changes in variants.items():
         other = TurnCommit(**{**commit.__dict__, **changes})
         assert plan_turn(other, 1.0, _encoded(other)) is None, what
+    await store.close()
+
+
+async def _with_leftovers(store: SqlStore, runs: int) -> dict[str, int]:
+    """As _first_activities, each run also with a timer and a queued
+    activity of its own: what a close must delete with the run."""
+    ids = {}
+    for i in range(runs):
+        run_id = f"run-{i}"
+        await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
+        task = await claim_one(store, run_id)
+        commit = await turn(
+            store,
+            task,
+            [schedule_charge(1), schedule_charge(3), h.StartTimer(ref=4, fire_at=999.0)],
+            activities=[
+                leased_charge(1, f"{run_id}/1"),
+                NewActivity(3, "charge", "q", [3], {}, {}, None),
+            ],
+            timers=[(4, 999.0)],
+        )
+        assert await store.commit_turn(commit)
+        ids[run_id] = commit.created_tasks[1]
+    return ids
+
+
+async def _close(
+    store: SqlStore, run_id: str, task_id: int, token: str | None = None, stale: bool = False
+) -> TurnCommit:
+    """The turn after activity 1 completed, which completes the run."""
+    data = await store.load_turn(run_id, 0)
+    return TurnCommit(
+        task=None,
+        run_id=run_id,
+        expected_version=data.run.version - (1 if stale else 0),
+        events=h.turn_events(
+            data.run.last_seq,
+            2.0,
+            [h.ActivityCompleted(ref=1, result={"ok": True}, attempts=[{"attempt": 1}])],
+            [h.CompleteWorkflow(result={"done": run_id})],
+        ),
+        consumed_inbox=[],
+        activity_done=(task_id, token or f"{run_id}/1"),
+        close_status="completed",
+        result={"done": run_id},
+        has_relatives=False,
+    )
+
+
+async def _all_rows(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
+    async def body(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
+        return {
+            table: await tx.all(f"SELECT * FROM {table} ORDER BY {key}")
+            for table, key in (
+                ("runs", "run_id"),
+                ("tasks", "id"),
+                ("events", "run_id, seq"),
+                ("timers", "run_id, ref"),
+                ("inbox", "id"),
+            )
+        }
+
+    return await store._read(body)
+
+
+async def test_closes_write_exactly_what_the_bodies_write(
+    tmp_path: Path, applied: list[Any]
+) -> None:
+    rows = {}
+    seen = {}
+    for name in ("together", "bodies"):
+        clock = FakeClock()
+        store = await _open(tmp_path / f"{name}.db", clock)
+        if name == "bodies":
+            store.applies_close_plans = False
+        ids = await _with_leftovers(store, RUNS)
+        left = await _all_rows(store)
+        assert (len(left["tasks"]), len(left["timers"])) == (2 * RUNS, RUNS)
+        for run_id in ids:  # someone here waits for each run: the close reads it back
+            store.add_run_listener(run_id, lambda: None)
+        commits = [await _close(store, r, t) for r, t in ids.items()]
+        assert all(plan_close(c, clock(), _encoded(c), None) is not None for c in commits)
+        applied.clear()
+        results = await _together(store, [store.commit_turn(c) for c in commits])
+        assert results == [True] * RUNS
+        assert [len(a) for a in applied if a] == ([RUNS] if name == "together" else [])
+        seen[name] = [store.ended_here(r) for r in ids]
+        rows[name] = await _all_rows(store)
+        await store.close()
+    assert rows["together"] == rows["bodies"]
+    assert rows["bodies"]["tasks"] == rows["bodies"]["timers"] == []  # all went with the runs
+    assert [r.status if r else None for r in seen["together"]] == ["completed"] * RUNS
+    assert seen["together"] == seen["bodies"]
+
+
+@pytest.mark.parametrize("fault", ["stale version", "lost lease", "a signal came"])
+async def test_a_tripped_close_costs_the_other_turns_nothing(
+    tmp_path: Path, applied: list[Any], fault: str
+) -> None:
+    store = await _open(tmp_path / "store.db", FakeClock())
+    ids = await _with_leftovers(store, RUNS)
+    commits = [await _close(store, r, t) for r, t in ids.items()]
+    bad_run, bad_task = next(iter(ids.items()))
+    if fault == "stale version":
+        commits[0] = await _close(store, bad_run, bad_task, stale=True)
+    elif fault == "lost lease":
+        commits[0] = await _close(store, bad_run, bad_task, token="not-mine")
+    else:  # input reached the run's inbox after its turn was computed
+        await store.deliver(bad_run, None, h.SignalReceived(name="late"))
+    before = await _all_rows(store)
+
+    results = await _together(store, [store.commit_turn(c) for c in commits])
+
+    assert results == [False] + [True] * (RUNS - 1)
+    assert None in applied  # the fence tripped inside the plans: the bodies took over
+    after = await _all_rows(store)
+    for table in ("runs", "tasks", "events", "timers", "inbox"):
+        mine = [row for row in before[table] if bad_run in row]
+        assert [row for row in after[table] if bad_run in row] == mine, table
+    assert sum(1 for r in after["runs"] if "completed" in r) == RUNS - 1
     await store.close()

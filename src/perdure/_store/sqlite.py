@@ -218,6 +218,7 @@ class SqliteStore(SqlStore):
         return await self._write_job(body, None)
 
     applies_plans = True
+    applies_close_plans = True
     keeps_ended_feed = True
 
     async def _write_job(self, body: Body[T], plan: Plan | ClosePlan | None) -> T:
@@ -473,8 +474,8 @@ class SqliteStore(SqlStore):
             applied = sqlitetx.run_plans(conn, batch)
             if applied is None:
                 return None
-            done += [(job, True, set(), None) for job in applied]
-            planned = {id(job) for job in applied}
+            done += [(job, True, value, None) for job, value in applied]
+            planned = {id(job) for job, _ in applied}
         for job in batch:
             if id(job) in planned:
                 continue

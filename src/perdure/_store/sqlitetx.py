@@ -10,8 +10,17 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from perdure._store.sqlrows import Fenced, RunsAtOnce
-from perdure._store.sqlturn import ADVANCE_RUN, INSERT_EVENT, REUSE_ACTIVITY, ClosePlan, Plan
+from perdure._store import sqlrows as rows
+from perdure._store.base import closed_topic
+from perdure._store.sqlrows import RUN_COLUMNS, Fenced, RunsAtOnce
+from perdure._store.sqlturn import (
+    ADVANCE_RUN,
+    CLOSE_RUN,
+    INSERT_EVENT,
+    REUSE_ACTIVITY,
+    ClosePlan,
+    Plan,
+)
 
 __all__ = ["Job", "SqliteTx", "SqliteWriteTx", "drive", "is_busy", "run_plans"]
 
@@ -78,29 +87,75 @@ class SqliteWriteTx(SqliteTx):
             then(got)
 
 
-def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[Job] | None:
-    """Apply the batch's turn Plans together, one statement per kind for all
-    of them (sqlite3 loops over the rows in C): the jobs applied, or None if
-    a fence tripped (which plan's, the summed row counts cannot say: the
-    batch then runs again as bodies, guarded). Applying them together is
-    the same as applying them one after another: the jobs of one batch are
-    concurrent (any order is theirs), and each plan touches only its own
-    run's rows; so a second plan for the same run is left to its body. A
-    lone plan is applied too (a sequential workflow's every step): three
-    statements without the body's Python cost less."""
+def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[tuple[Job, Any]] | None:
+    """Apply the batch's turn Plans and ClosePlans together, one statement
+    per kind for all of them (sqlite3 loops over the rows in C): each job
+    applied with its answer, or None if a fence tripped (which plan's, the
+    summed row counts cannot say: the batch then runs again as bodies,
+    guarded). Applying them together is the same as applying them one after
+    another: the jobs of one batch are concurrent (any order is theirs), and
+    each plan touches only its own run's rows; so a second plan for the same
+    run is left to its body. A lone plan is applied too (a sequential
+    workflow's every step): statements without the body's Python cost less."""
     jobs: dict[str, Job] = {}
-    for job in batch:  # (this store builds no ClosePlan: applies_close_plans)
-        if type(job.plan) is Plan and job.plan.run_id not in jobs:
+    for job in batch:
+        if job.plan is not None and job.plan.run_id not in jobs:
             jobs[job.plan.run_id] = job
     if not jobs:
         return []
-    plans = [job.plan for job in jobs.values() if type(job.plan) is Plan]
-    if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != len(plans):
+    steps: list[Plan] = []
+    closes: list[ClosePlan] = []
+    for job in jobs.values():
+        if type(job.plan) is Plan:
+            steps.append(job.plan)
+        elif type(job.plan) is ClosePlan:
+            closes.append(job.plan)
+    if steps:
+        if conn.executemany(ADVANCE_RUN, [p.advance for p in steps]).rowcount != len(steps):
+            return None
+        if conn.executemany(REUSE_ACTIVITY, [p.take_over for p in steps]).rowcount != len(steps):
+            return None
+        conn.executemany(INSERT_EVENT, [row for p in steps for row in p.events])
+    if closes and not _close(conn, closes):
         return None
-    if conn.executemany(REUSE_ACTIVITY, [p.take_over for p in plans]).rowcount != len(plans):
-        return None
-    conn.executemany(INSERT_EVENT, [row for p in plans for row in p.events])
-    return list(jobs.values())
+    return [
+        (job, set() if type(job.plan) is Plan else {closed_topic(run_id)})
+        for run_id, job in jobs.items()
+    ]
+
+
+# (The runs named by a JSON array: one statement text for any number of runs.)
+_ANY_INBOX = "SELECT 1 FROM inbox WHERE run_id IN (SELECT value FROM json_each(?)) LIMIT 1"
+_ENDED_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT value FROM json_each(?))"
+
+
+def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
+    """Write the closing turns ``closes`` (apply_turn's closing path, for a
+    run with nothing to read: see sqlturn.plan_close); False if a fence
+    tripped. Each one's ``ended`` gets its run as this transaction leaves it
+    (kept by the caller only once the commit succeeded)."""
+    count = len(closes)
+    if conn.executemany(CLOSE_RUN, [c.close for c in closes]).rowcount != count:
+        return False
+    done = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
+    if conn.executemany(done, [c.done for c in closes]).rowcount != count:
+        return False
+    conn.executemany(INSERT_EVENT, [row for c in closes for row in c.events])
+    ids = [(c.run_id,) for c in closes]
+    run_ids = rows.dumps([c.run_id for c in closes])
+    if conn.execute(_ANY_INBOX, (run_ids,)).fetchone():
+        return False  # input reached a run while its closing turn was computed
+    waiting = {c.run_id: c.ended for c in closes if c.ended is not None}
+    if waiting:
+        found = conn.execute(_ENDED_RUNS, (rows.dumps(list(waiting)),))
+        for row in found.fetchall():
+            record = rows.run_from_row(tuple(row))
+            waiting[record.run_id](record)
+    # (rows.drop_pending_work's; SQLite holds no timer for a firer: see timers_not_held)
+    conn.executemany("DELETE FROM tasks WHERE kind = 'workflow' AND run_id = ?", ids)
+    conn.executemany("DELETE FROM tasks WHERE kind = 'activity' AND run_id = ?", ids)
+    conn.executemany("DELETE FROM timers WHERE run_id = ?", ids)
+    return True
 
 
 class Job:

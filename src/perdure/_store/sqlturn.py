@@ -29,6 +29,7 @@ from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 
 __all__ = [
     "ADVANCE_RUN",
+    "CLOSE_RUN",
     "INSERT_EVENT",
     "REUSE_ACTIVITY",
     "ClosePlan",
@@ -96,13 +97,7 @@ async def apply_turn(
     if commit.continue_as_new is not None:
         result = {"continued_to": commit.continue_as_new.run_id}
     if closing:
-        await tx.fence(
-            "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
-            " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
-            " status = ?, result = ?, failure = ?, closed_at = ?"
-            " WHERE run_id = ? AND version = ?",
-            _close_values(commit, now, encoded, result),
-        )
+        await tx.fence(CLOSE_RUN, _close_values(commit, now, encoded, result))
     elif not inserted:
         # A turn that leaves the run open does not name the status (nor the
         # result) in its SET: SQLite rewrites every index on a column an UPDATE
@@ -212,6 +207,14 @@ async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
     assert run is not None
     return run
 
+
+# A turn that ends its run: fence 2 (see apply_turn).
+CLOSE_RUN = (
+    "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
+    " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
+    " status = ?, result = ?, failure = ?, closed_at = ?"
+    " WHERE run_id = ? AND version = ?"
+)
 
 # A turn that leaves its run open: fence 2 (see apply_turn).
 ADVANCE_RUN = (
