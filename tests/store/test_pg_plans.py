@@ -22,14 +22,16 @@ from test_sqlite_plans import (
     _encoded,
     _first_activities,
     _rows,
-    _with_leftovers,
+    assert_closed_alike,
+    assert_untouched,
+    closes_to_apply,
+    faulty,
 )
 
-from perdure import _history as h
 from perdure._store import postgres
 from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
-from perdure._store.sqlturn import plan_close, plan_turn
+from perdure._store.sqlturn import plan_turn
 
 RUNS = GROUPS + 5  # the first GROUPS writes of a burst go alone, the rest as a group
 
@@ -105,12 +107,7 @@ async def test_a_tripped_fence_costs_the_other_turns_nothing(
         assert len(after["events"]) == len(before["events"]) + 3 * RUNS
     else:
         assert results == [True] * (RUNS - 1) + [False]
-        assert [r for r in after["runs"] if r[1] == bad_run] == [
-            r for r in before["runs"] if r[1] == bad_run
-        ]
-        assert [e for e in after["events"] if e[0] == bad_run] == [
-            e for e in before["events"] if e[0] == bad_run
-        ]
+        assert_untouched(before, after, bad_run)
         assert len(after["events"]) == len(before["events"]) + 3 * (RUNS - 1)
         assert commits[-1].created_tasks == {}
     await store.close()
@@ -126,23 +123,14 @@ async def test_closes_write_exactly_what_the_bodies_write(
         store = await _open(pg_database, clock)
         if name == "bodies":
             store.applies_close_plans = False
-        ids = await _with_leftovers(store, RUNS)
-        left = await _all_rows(store)
-        assert (len(left["tasks"]), len(left["timers"])) == (2 * RUNS, RUNS)
-        for run_id in ids:  # someone here waits for each run: the close reads it back
-            store.add_run_listener(run_id, lambda: None)
-        commits = [await _close(store, r, t) for r, t in ids.items()]
-        assert all(plan_close(c, clock(), _encoded(c), None) is not None for c in commits)
+        ids, commits = await closes_to_apply(store, RUNS, clock())
         results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
         assert results == [True] * RUNS
         assert store._writes.grouped == 1
         seen[name] = [store.ended_here(r) for r in ids]
         rows[name] = await _all_rows(store)
         await store.close()
-    assert rows["together"] == rows["bodies"]
-    assert rows["bodies"]["tasks"] == rows["bodies"]["timers"] == []  # all went with the runs
-    assert [r.status if r else None for r in seen["together"]] == ["completed"] * RUNS
-    assert seen["together"] == seen["bodies"]
+    assert_closed_alike(rows, seen, RUNS)
 
 
 @pytest.mark.parametrize("fault", ["stale version", "lost lease", "a signal came"])
@@ -150,15 +138,9 @@ async def test_a_tripped_close_costs_the_other_turns_nothing(
     pg_database: pg_testdb.TestDatabase, fault: str
 ) -> None:
     store = await _open(pg_database, FakeClock())
-    ids = await _with_leftovers(store, RUNS)
-    commits = [await _close(store, r, t) for r, t in ids.items()]
-    bad_run, bad_task = list(ids.items())[-1]  # (the last: it goes in the group)
-    if fault == "stale version":
-        commits[-1] = await _close(store, bad_run, bad_task, stale=True)
-    elif fault == "lost lease":
-        commits[-1] = await _close(store, bad_run, bad_task, token="not-mine")
-    else:  # input reached the run's inbox after its turn was computed
-        await store.deliver(bad_run, None, h.SignalReceived(name="late"))
+    ids = await _first_activities(store, RUNS, leftovers=True)
+    # (the last run's turn fails: the last writes of a burst go in the group)
+    commits, bad_run = await faulty(store, ids, _close, fault, -1)
     before = await _all_rows(store)
 
     results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
@@ -166,8 +148,6 @@ async def test_a_tripped_close_costs_the_other_turns_nothing(
     assert results == [True] * (RUNS - 1) + [False]
     assert store._writes.grouped == 0  # the group was rolled back: every body ran alone
     after = await _all_rows(store)
-    for table in ("runs", "tasks", "events", "timers", "inbox"):
-        mine = [row for row in before[table] if bad_run in row]
-        assert [row for row in after[table] if bad_run in row] == mine, table
+    assert_untouched(before, after, bad_run)
     assert sum(1 for r in after["runs"] if "completed" in r) == RUNS - 1
     await store.close()

@@ -32,16 +32,25 @@ async def _open(path: Path, clock: FakeClock) -> SqliteStore:
     return store
 
 
-async def _first_activities(store: Store, runs: int = RUNS) -> dict[str, int]:
-    """``runs`` runs, each with its first activity leased here: run id -> task id."""
+async def _first_activities(
+    store: Store, runs: int = RUNS, leftovers: bool = False
+) -> dict[str, int]:
+    """``runs`` runs, each with its first activity leased here: run id -> task
+    id. ``leftovers``: each run also has a timer and a queued activity of its
+    own (what a close must delete with the run)."""
     ids = {}
     for i in range(runs):
         run_id = f"run-{i}"
         await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
         task = await claim_one(store, run_id)
-        commit = await turn(
-            store, task, [schedule_charge(1)], activities=[leased_charge(1, f"{run_id}/1")]
-        )
+        commands: list[h.Command] = [schedule_charge(1)]
+        activities = [leased_charge(1, f"{run_id}/1")]
+        extra: dict[str, Any] = {}
+        if leftovers:
+            commands += [schedule_charge(3), h.StartTimer(ref=4, fire_at=999.0)]
+            activities.append(NewActivity(3, "charge", "q", [3], {}, {}, None))
+            extra["timers"] = [(4, 999.0)]
+        commit = await turn(store, task, commands, activities=activities, **extra)
         assert await store.commit_turn(commit)
         ids[run_id] = commit.created_tasks[1]
     return ids
@@ -51,6 +60,46 @@ async def _continuation(
     store: Store, run_id: str, task_id: int, token: str | None = None, stale: bool = False
 ) -> TurnCommit:
     """The turn after activity 1 completed: record it, start activity 2 here."""
+    return await _after_first(
+        store,
+        run_id,
+        task_id,
+        token,
+        stale,
+        schedule_charge(2),
+        activities=[leased_charge(2, f"{run_id}/2")],
+    )
+
+
+async def _close(
+    store: Store, run_id: str, task_id: int, token: str | None = None, stale: bool = False
+) -> TurnCommit:
+    """The turn after activity 1 completed, which completes the run."""
+    result = {"done": run_id}
+    return await _after_first(
+        store,
+        run_id,
+        task_id,
+        token,
+        stale,
+        h.CompleteWorkflow(result=result),
+        close_status="completed",
+        result=result,
+        has_relatives=False,
+    )
+
+
+async def _after_first(
+    store: Store,
+    run_id: str,
+    task_id: int,
+    token: str | None,
+    stale: bool,
+    command: h.Command,
+    **extra: Any,
+) -> TurnCommit:
+    """The inline turn that records activity 1's completion and issues
+    ``command`` (``stale``: from an old version; ``token``: another lease)."""
     data = await store.load_turn(run_id, 0)
     return TurnCommit(
         task=None,
@@ -60,11 +109,11 @@ async def _continuation(
             data.run.last_seq,
             2.0,
             [h.ActivityCompleted(ref=1, result={"ok": True}, attempts=[{"attempt": 1}])],
-            [schedule_charge(2)],
+            [command],
         ),
         consumed_inbox=[],
-        activities=[leased_charge(2, f"{run_id}/2")],
         activity_done=(task_id, token or f"{run_id}/1"),
+        **extra,
     )
 
 
@@ -201,50 +250,57 @@ async def test_other_turns_have_no_plan(tmp_path: Path) -> None:
     await store.close()
 
 
-async def _with_leftovers(store: SqlStore, runs: int) -> dict[str, int]:
-    """As _first_activities, each run also with a timer and a queued
-    activity of its own: what a close must delete with the run."""
-    ids = {}
-    for i in range(runs):
-        run_id = f"run-{i}"
-        await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
-        task = await claim_one(store, run_id)
-        commit = await turn(
-            store,
-            task,
-            [schedule_charge(1), schedule_charge(3), h.StartTimer(ref=4, fire_at=999.0)],
-            activities=[
-                leased_charge(1, f"{run_id}/1"),
-                NewActivity(3, "charge", "q", [3], {}, {}, None),
-            ],
-            timers=[(4, 999.0)],
-        )
-        assert await store.commit_turn(commit)
-        ids[run_id] = commit.created_tasks[1]
-    return ids
+async def closes_to_apply(
+    store: SqlStore, runs: int, now: float
+) -> tuple[dict[str, int], list[TurnCommit]]:
+    """``runs`` runs with leftovers, someone here waiting for each (so that
+    its close reads it back), and the closing turn of each, every one with
+    a ClosePlan."""
+    ids = await _first_activities(store, runs, leftovers=True)
+    left = await _all_rows(store)
+    assert (len(left["tasks"]), len(left["timers"])) == (2 * runs, runs)
+    for run_id in ids:
+        store.add_run_listener(run_id, lambda: None)
+    commits = [await _close(store, r, t) for r, t in ids.items()]
+    assert all(plan_close(c, now, _encoded(c), None) is not None for c in commits)
+    return ids, commits
 
 
-async def _close(
-    store: SqlStore, run_id: str, task_id: int, token: str | None = None, stale: bool = False
-) -> TurnCommit:
-    """The turn after activity 1 completed, which completes the run."""
-    data = await store.load_turn(run_id, 0)
-    return TurnCommit(
-        task=None,
-        run_id=run_id,
-        expected_version=data.run.version - (1 if stale else 0),
-        events=h.turn_events(
-            data.run.last_seq,
-            2.0,
-            [h.ActivityCompleted(ref=1, result={"ok": True}, attempts=[{"attempt": 1}])],
-            [h.CompleteWorkflow(result={"done": run_id})],
-        ),
-        consumed_inbox=[],
-        activity_done=(task_id, token or f"{run_id}/1"),
-        close_status="completed",
-        result={"done": run_id},
-        has_relatives=False,
-    )
+def assert_closed_alike(
+    rows: dict[str, dict[str, list[tuple[Any, ...]]]], seen: dict[str, list[Any]], runs: int
+) -> None:
+    """Closes applied "together" left the rows and gave each waiter the
+    record that their "bodies" did, and every run's tasks and timers went."""
+    assert rows["together"] == rows["bodies"]
+    assert rows["bodies"]["tasks"] == rows["bodies"]["timers"] == []
+    assert [r.status if r else None for r in seen["together"]] == ["completed"] * runs
+    assert seen["together"] == seen["bodies"]
+
+
+async def faulty(
+    store: Store, ids: dict[str, int], make: Any, fault: str, at: int
+) -> tuple[list[TurnCommit], str]:
+    """A turn by ``make`` for each run, the one at ``at`` made to fail by
+    ``fault`` ("stale version", "lost lease", or "a signal came": input
+    reached its inbox after the turn was computed); and that run's id."""
+    commits = [await make(store, r, t) for r, t in ids.items()]
+    bad_run, bad_task = list(ids.items())[at]
+    if fault == "stale version":
+        commits[at] = await make(store, bad_run, bad_task, stale=True)
+    elif fault == "lost lease":
+        commits[at] = await make(store, bad_run, bad_task, token="not-mine")
+    else:
+        await store.deliver(bad_run, None, h.SignalReceived(name="late"))
+    return commits, bad_run
+
+
+def assert_untouched(
+    before: dict[str, list[tuple[Any, ...]]], after: dict[str, list[tuple[Any, ...]]], run_id: str
+) -> None:
+    """Every row of ``run_id`` in ``after`` is as it was ``before``."""
+    for table, rows in before.items():
+        mine = [row for row in rows if run_id in row]
+        assert [row for row in after[table] if run_id in row] == mine, table
 
 
 async def _all_rows(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
@@ -273,13 +329,7 @@ async def test_closes_write_exactly_what_the_bodies_write(
         store = await _open(tmp_path / f"{name}.db", clock)
         if name == "bodies":
             store.applies_close_plans = False
-        ids = await _with_leftovers(store, RUNS)
-        left = await _all_rows(store)
-        assert (len(left["tasks"]), len(left["timers"])) == (2 * RUNS, RUNS)
-        for run_id in ids:  # someone here waits for each run: the close reads it back
-            store.add_run_listener(run_id, lambda: None)
-        commits = [await _close(store, r, t) for r, t in ids.items()]
-        assert all(plan_close(c, clock(), _encoded(c), None) is not None for c in commits)
+        ids, commits = await closes_to_apply(store, RUNS, clock())
         applied.clear()
         results = await _together(store, [store.commit_turn(c) for c in commits])
         assert results == [True] * RUNS
@@ -287,10 +337,7 @@ async def test_closes_write_exactly_what_the_bodies_write(
         seen[name] = [store.ended_here(r) for r in ids]
         rows[name] = await _all_rows(store)
         await store.close()
-    assert rows["together"] == rows["bodies"]
-    assert rows["bodies"]["tasks"] == rows["bodies"]["timers"] == []  # all went with the runs
-    assert [r.status if r else None for r in seen["together"]] == ["completed"] * RUNS
-    assert seen["together"] == seen["bodies"]
+    assert_closed_alike(rows, seen, RUNS)
 
 
 @pytest.mark.parametrize("fault", ["stale version", "lost lease", "a signal came"])
@@ -298,15 +345,8 @@ async def test_a_tripped_close_costs_the_other_turns_nothing(
     tmp_path: Path, applied: list[Any], fault: str
 ) -> None:
     store = await _open(tmp_path / "store.db", FakeClock())
-    ids = await _with_leftovers(store, RUNS)
-    commits = [await _close(store, r, t) for r, t in ids.items()]
-    bad_run, bad_task = next(iter(ids.items()))
-    if fault == "stale version":
-        commits[0] = await _close(store, bad_run, bad_task, stale=True)
-    elif fault == "lost lease":
-        commits[0] = await _close(store, bad_run, bad_task, token="not-mine")
-    else:  # input reached the run's inbox after its turn was computed
-        await store.deliver(bad_run, None, h.SignalReceived(name="late"))
+    ids = await _first_activities(store, RUNS, leftovers=True)
+    commits, bad_run = await faulty(store, ids, _close, fault, 0)
     before = await _all_rows(store)
 
     results = await _together(store, [store.commit_turn(c) for c in commits])
@@ -314,8 +354,6 @@ async def test_a_tripped_close_costs_the_other_turns_nothing(
     assert results == [False] + [True] * (RUNS - 1)
     assert None in applied  # the fence tripped inside the plans: the bodies took over
     after = await _all_rows(store)
-    for table in ("runs", "tasks", "events", "timers", "inbox"):
-        mine = [row for row in before[table] if bad_run in row]
-        assert [row for row in after[table] if bad_run in row] == mine, table
+    assert_untouched(before, after, bad_run)
     assert sum(1 for r in after["runs"] if "completed" in r) == RUNS - 1
     await store.close()
