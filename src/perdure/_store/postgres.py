@@ -295,10 +295,11 @@ class PostgresStore(SqlStore):
         conn = await self._conns.take()
         tx: _BatchedTx | None = None
         done: list[tuple[Member, bool, Any]] = []
-        # (A lone plan is its body's statements: applied as the body.)
-        planned = sum(plan is not None for _, plan in writes) > 1
-        steps = [plan for _, plan in writes if isinstance(plan, Plan)] if planned else []
-        closes = [plan for _, plan in writes if isinstance(plan, ClosePlan)] if planned else []
+        if sum(plan is not None for _, plan in writes) < 2:
+            # (A lone plan is its body's statements: applied as the body.)
+            writes = [(body, None) for body, _ in writes]
+        steps = [plan for _, plan in writes if isinstance(plan, Plan)]
+        closes = [plan for _, plan in writes if isinstance(plan, ClosePlan)]
         errors: dict[str, Exception] = {}  # (filled by the commit: see apply_closes)
         ended: list[tuple[Member, str]] = []
         try:
@@ -309,10 +310,10 @@ class PostgresStore(SqlStore):
                 errors = await apply_closes(tx, self, closes)
             for body, plan in writes:
                 member = Member(tx)
-                if isinstance(plan, Plan) and planned:
+                if isinstance(plan, Plan):
                     done.append((member, True, set()))  # (an inline step wakes nobody)
                     continue
-                if isinstance(plan, ClosePlan) and planned:
+                if isinstance(plan, ClosePlan):
                     done.append((member, True, close_topics(plan)))
                     ended.append((member, plan.run_id))
                     continue

@@ -152,9 +152,8 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
             record = rows.run_from_row(tuple(row))
             waiting[record.run_id](record)
     # (rows.drop_pending_work's; SQLite holds no timer for a firer: see timers_not_held)
-    conn.executemany("DELETE FROM tasks WHERE kind = 'workflow' AND run_id = ?", ids)
-    conn.executemany("DELETE FROM tasks WHERE kind = 'activity' AND run_id = ?", ids)
-    conn.executemany("DELETE FROM timers WHERE run_id = ?", ids)
+    for sql in (*rows.DROP_RUN_TASKS, "DELETE FROM timers WHERE run_id = ?"):
+        conn.executemany(sql, ids)
     return True
 
 

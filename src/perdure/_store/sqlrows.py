@@ -495,15 +495,21 @@ def new_run_record(new: NewRun, now: float, inputs: Any = None) -> RunRecord:
     )
 
 
+# An ending run's tasks: one statement per kind, each served by that kind's
+# partial index on run_id ("WHERE run_id = ?" alone has no index on SQLite,
+# and scanned every queued task at each run's close).
+DROP_RUN_TASKS = (
+    "DELETE FROM tasks WHERE kind = 'workflow' AND run_id = ?",
+    "DELETE FROM tasks WHERE kind = 'activity' AND run_id = ?",
+)
+
+
 async def drop_pending_work(tx: Tx, d: Dialect, run_id: str, inbox: bool = True) -> None:
     """Delete an ending run's tasks, timers and inbox (all of close_run that a
     run with no parent and no children needs). ``inbox=False``: the caller
     knows the run's inbox is empty."""
-    # One statement per kind, each served by that kind's partial index on
-    # run_id: "WHERE run_id = ?" alone has no index on SQLite, and scanned
-    # every queued task at each run's close.
-    await tx.send("DELETE FROM tasks WHERE kind = 'workflow' AND run_id = ?", (run_id,))
-    await tx.send("DELETE FROM tasks WHERE kind = 'activity' AND run_id = ?", (run_id,))
+    for sql in DROP_RUN_TASKS:
+        await tx.send(sql, (run_id,))
     await tx.send(  # except timers a firer holds: see the lock order above
         f"DELETE FROM timers WHERE {d.timers_not_held('run_id = ?')}",
         (run_id,),

@@ -295,8 +295,8 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
 class ClosePlan(NamedTuple):
     """A run's commonest end as parameters: the inline step that ends a run
     with no parent, no children and nothing consumed from its inbox (see
-    plan_close). A backend may apply many together (PostgresStore's group
-    commit); applying one writes what apply_turn writes for its turn."""
+    plan_close). A backend may apply many together (both group commits);
+    applying one writes what apply_turn writes for its turn."""
 
     run_id: str
     close: tuple[Any, ...]  # the closing UPDATE's (see apply_turn): fence 2
