@@ -87,7 +87,7 @@ async def draws() -> list[Any]:
 
 def count_writes(client: perdure.Client, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     store: Any = client.store
-    write, write_turn = store._write, store._write_turn
+    write, write_planned = store._write, store._write_planned
     count = [0]
 
     async def counted(body: Any) -> Any:
@@ -95,15 +95,15 @@ def count_writes(client: perdure.Client, monkeypatch: pytest.MonkeyPatch) -> lis
         return await write(body)
 
     async def counted_turn(body: Any, plan: Any) -> Any:
-        # A turn's write: SQLite's own path, or (elsewhere) _write, counted there.
+        # A planned write: SQLite's own path, or (elsewhere) _write, counted there.
         before = count[0]
         try:
-            return await write_turn(body, plan)
+            return await write_planned(body, plan)
         finally:
             count[0] = max(count[0], before + 1)
 
     monkeypatch.setattr(store, "_write", counted)
-    monkeypatch.setattr(store, "_write_turn", counted_turn)  # (a turn: SqlStore.commit_turn)
+    monkeypatch.setattr(store, "_write_planned", counted_turn)  # (a turn, a start: plans)
     return count
 
 

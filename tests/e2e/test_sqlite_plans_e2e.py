@@ -17,6 +17,7 @@ import perdure
 from perdure import activity, workflow
 from perdure._store import sqlitetx
 from perdure._store.sqlite import SqliteStore
+from perdure._store.sqlstart import StartPlan
 
 RUNS = 6
 GATE: list[asyncio.Event] = []
@@ -44,13 +45,16 @@ async def two_steps(x: int) -> int:
 async def test_inline_steps_of_one_flush_are_applied_as_plans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    applied: list[int] = []
+    applied: list[int] = []  # turns applied as plans, per flush that applied any
+    starts: list[int] = []  # the same for new runs' starts
     run_plans = sqlitetx.run_plans
 
     def spy(conn: Any, batch: Any) -> Any:
         jobs = run_plans(conn, batch)
-        if jobs:
-            applied.append(len(jobs))
+        kinds = [type(job.plan) is StartPlan for job, _, _ in jobs or ()]
+        for found, count in ((applied, kinds.count(False)), (starts, kinds.count(True))):
+            if count:
+                found.append(count)
         return jobs
 
     monkeypatch.setattr(sqlitetx, "run_plans", spy)
@@ -98,3 +102,4 @@ async def test_inline_steps_of_one_flush_are_applied_as_plans(
     assert results == [10 * i + 1 for i in range(RUNS)]
     assert applied[0] == RUNS  # one flush applied every step's plan, together
     assert sum(applied) == 2 * RUNS  # and each run's closing turn came as a plan too
+    assert sum(starts) == RUNS  # as each run's start (its first turn computed here)

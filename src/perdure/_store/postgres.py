@@ -33,10 +33,16 @@ from perdure._store.base import CLOSED
 from perdure._store.postgres_conns import Connections
 from perdure._store.postgres_group import GROUPS, GroupedWrites, Member, OutcomeUnknown, Write
 from perdure._store.postgres_listen import Listener, Notifier, parse_payload
-from perdure._store.postgres_plans import apply_closes, apply_plans, close_topics
+from perdure._store.postgres_plans import (
+    apply_closes,
+    apply_plans,
+    apply_starts,
+    close_topics,
+)
 from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
 from perdure._store.sqlrows import Tx
+from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlstore import Body, Query, SqlStore
 from perdure._store.sqlturn import ClosePlan, Plan
 from perdure.errors import StoreError
@@ -277,8 +283,9 @@ class PostgresStore(SqlStore):
 
     applies_plans = True
     applies_close_plans = True
+    applies_start_plans = True
 
-    async def _write_turn(self, body: Body[set[str]], plan: Plan | ClosePlan | None) -> set[str]:
+    async def _write_planned(self, body: Body[T], plan: AnyPlan | None) -> T:
         return await self._writes.write(body, plan)
 
     async def _write_alone(self, body: Body[T]) -> T:
@@ -300,22 +307,26 @@ class PostgresStore(SqlStore):
             writes = [(body, None) for body, _ in writes]
         steps = [plan for _, plan in writes if isinstance(plan, Plan)]
         closes = [plan for _, plan in writes if isinstance(plan, ClosePlan)]
+        starts = [plan for _, plan in writes if isinstance(plan, StartPlan)]
         errors: dict[str, Exception] = {}  # (filled by the commit: see apply_closes)
-        ended: list[tuple[Member, str]] = []
+        told: list[tuple[Member, str]] = []  # plans whose callbacks the commit calls
         try:
             tx = await self._write_tx(conn)
             if steps:
                 await apply_plans(tx, steps)
             if closes:
-                errors = await apply_closes(tx, self, closes)
+                errors.update(await apply_closes(tx, self, closes))
+            if starts:
+                errors.update(await apply_starts(tx, starts))
             for body, plan in writes:
                 member = Member(tx)
                 if isinstance(plan, Plan):
                     done.append((member, True, set()))  # (an inline step wakes nobody)
                     continue
-                if isinstance(plan, ClosePlan):
-                    done.append((member, True, close_topics(plan)))
-                    ended.append((member, plan.run_id))
+                if isinstance(plan, ClosePlan | StartPlan):
+                    answer = None if isinstance(plan, StartPlan) else close_topics(plan)
+                    done.append((member, True, answer))
+                    told.append((member, plan.run_id))
                     continue
                 mark = tx.mark()
                 try:
@@ -327,7 +338,7 @@ class PostgresStore(SqlStore):
                     continue
                 done.append((member, True, value))
             await tx.finish()
-            for member, run_id in ended:
+            for member, run_id in told:
                 member.error = errors.get(run_id)
         except BaseException as exc:
             await _abandon(conn)

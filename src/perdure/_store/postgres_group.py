@@ -26,8 +26,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from perdure._store.sqlstart import AnyPlan
 from perdure._store.sqlstore import Body
-from perdure._store.sqlturn import ClosePlan, Plan
 
 T = TypeVar("T")
 
@@ -98,7 +98,7 @@ class Member:
 # be applied as that plan instead, with the others': postgres_plans): each
 # body's (ok, value or error), once committed. Raises OutcomeUnknown, or
 # anything else when the server rolled the whole group back.
-Write = tuple[Body[Any], Plan | ClosePlan | None]
+Write = tuple[Body[Any], AnyPlan | None]
 GroupRunner = Callable[[list[Write]], Awaitable[list[tuple[bool, Any]]]]
 
 
@@ -121,7 +121,7 @@ class GroupedWrites:
         self._drainers: set[asyncio.Future[None]] = set()
         self.grouped = 0  # groups of two or more bodies committed (for tests)
 
-    async def write(self, body: Body[T], plan: Plan | ClosePlan | None = None) -> T:
+    async def write(self, body: Body[T], plan: AnyPlan | None = None) -> T:
         if self._running < self._groups and not self._queued:
             self._running += 1
             try:

@@ -12,8 +12,9 @@ transaction (session 23, see docs/decisions.md). Each statement checks that
 it changed one row per plan; if not (a stale version, a lost lease, two
 turns of one run) ``perdure_fence`` aborts the transaction, and the group
 commit runs every body alone, as for any failed group (postgres_group).
-A run's commonest end (sqlturn.ClosePlan) is eight statements the same way.
-Imports the turn plans, the row helpers and the store records.
+A run's commonest end (sqlturn.ClosePlan) is eight statements the same way,
+and a new run's commonest start (sqlstart.StartPlan) five to seven.
+Imports the turn and start plans, the row helpers and the store records.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from perdure._store import sqlrows as rows
 from perdure._store.base import RunRecord, closed_topic
 from perdure._store.postgres_tx import Array
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
+from perdure._store.sqlstart import StartPlan
 from perdure._store.sqlturn import ClosePlan, Plan
 
 # The run's update (sqlturn.ADVANCE_RUN for each plan), fenced on the count.
@@ -155,3 +157,103 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
 def close_topics(close: ClosePlan) -> set[str]:
     """Whom a close wakes (apply_turn's answer for its turn)."""
     return {closed_topic(close.run_id)}
+
+
+# The starts' workflow ids, locked as each start's body locks its own (see
+# PostgresStore.lock_workflow_id), in one order: two groups never wait on
+# each other in a cycle. Then the fence: no run holds any of them yet.
+LOCK_WORKFLOW_IDS = (
+    "SELECT count(pg_advisory_xact_lock(h)) FROM"
+    " (SELECT DISTINCT hashtext(id) AS h FROM unnest(?::text[]) AS id ORDER BY 1) AS ids"
+)
+IDS_UNUSED = "SELECT perdure_fence(1 - count(*)) FROM runs WHERE workflow_id = ANY(?::text[])"
+
+# rows.INSERT_RUN_WITH_TURN and rows.INSERT_RUN, each for many runs.
+INSERT_RUNS_WITH_TURN = (
+    "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
+    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
+    " version, last_seq, state, waiting)"
+    " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
+    " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[],"
+    " ?::bigint[], ?::bigint[], ?::text[], ?::text[])"
+    " RETURNING run_id, id"
+)
+INSERT_RUNS = (
+    "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
+    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
+    " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
+    " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[])"
+    " RETURNING run_id, id"
+)
+INSERT_INBOXES = (
+    "INSERT INTO inbox (run_id, data, created_at)"
+    " SELECT * FROM unnest(?::text[], ?::text[], ?::float8[])"
+)
+INSERT_WORKFLOW_TASKS = (
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
+    " SELECT 'workflow', * FROM unnest(?::text[], ?::text[], ?::float8[], ?::float8[])"
+    " ON CONFLICT DO NOTHING"
+)
+# sqlturn.INSERT_ACTIVITY, for many.
+INSERT_ACTIVITIES = (
+    "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
+    " lease_token, attempt_started_at, payload, created_at)"
+    " SELECT 'activity', * FROM unnest(?::text[], ?::text[], ?::integer[], ?::float8[],"
+    " ?::integer[], ?::text[], ?::text[], ?::float8[], ?::text[], ?::float8[])"
+    " RETURNING run_id, ref, id"
+)
+INSERT_TIMERS = (
+    "INSERT INTO timers (run_id, ref, fire_at) SELECT * FROM unnest(?::text[], ?::integer[],"
+    " ?::float8[])"
+)
+_RUN_FLOATS = (6, 7, 11)
+_ACTIVITY_FLOATS = (3, 7, 9)
+
+
+async def apply_starts(tx: Tx, starts: Sequence[StartPlan]) -> dict[str, Exception]:
+    """Write ``starts`` (at least one) in ``tx``: what their bodies write on
+    a first try, or, a workflow id in use, an aborted transaction (two
+    starts of one new id in a group: the unique index on open runs' ids
+    aborts it, as a second start's body would with its fence). Each one's
+    callbacks are told its row's id and its activities' task ids after the
+    commit; what one of them raises is put in the dict returned, by run id
+    (the start committed, but its caller cannot use it)."""
+    errors: dict[str, Exception] = {}
+    plans = {s.run_id: s for s in starts}
+    ids = Array([s.workflow_id for s in starts])
+    await tx.send(LOCK_WORKFLOW_IDS, [ids])
+    await tx.send(IDS_UNUSED, [ids])
+
+    def told(found: list[tuple[Any, ...]], tell: Any) -> None:
+        for row in found:
+            try:
+                tell(plans[row[0]], row)
+            except Exception as exc:
+                errors[row[0]] = exc
+
+    def made(found: list[tuple[Any, ...]]) -> None:
+        told(found, lambda plan, row: plan.made((row[1],)))
+
+    turned = [s.row for s in starts if s.inbox is None]
+    queued = [(s.row, s.inbox, s.task) for s in starts if s.inbox is not None and s.task]
+    if turned:
+        await tx.later_all(INSERT_RUNS_WITH_TURN, _columns(turned, _RUN_FLOATS), made)
+    if queued:
+        runs = [row for row, _, _ in queued]
+        await tx.later_all(INSERT_RUNS, _columns(runs, _RUN_FLOATS), made)
+        await tx.send(INSERT_INBOXES, _columns([inbox for _, inbox, _ in queued], (2,)))
+        await tx.send(INSERT_WORKFLOW_TASKS, _columns([task for _, _, task in queued], (2, 3)))
+    events = [row for s in starts for row in s.events]
+    if events:
+        await tx.send(INSERT_EVENTS, _columns(events, _EVENT_FLOATS))
+    activities = [row for s in starts for row in s.activities]
+    if activities:
+
+        def leased(found: list[tuple[Any, ...]]) -> None:
+            told(found, lambda plan, row: plan.leased(row[1], row[2]))
+
+        await tx.later_all(INSERT_ACTIVITIES, _columns(activities, _ACTIVITY_FLOATS), leased)
+    timers = [row for s in starts for row in s.timers]
+    if timers:
+        await tx.send(INSERT_TIMERS, _columns(timers, (2,)))
+    return errors

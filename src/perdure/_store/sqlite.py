@@ -29,9 +29,9 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from perdure._store import sqlite_schema, sqlitetx
-from perdure._store.sqlitetx import Job, SqliteTx, SqliteWriteTx, drive, is_busy
+from perdure._store.sqlitetx import Job, Later, SqliteTx, SqliteWriteTx, drive, is_busy
+from perdure._store.sqlstart import AnyPlan
 from perdure._store.sqlstore import Body, SqlStore
-from perdure._store.sqlturn import ClosePlan, Plan
 from perdure.errors import StoreError
 
 T = TypeVar("T")
@@ -118,7 +118,7 @@ class SqliteStore(SqlStore):
     def _closed_error(self) -> StoreError:
         return StoreError(f"the SQLite store {self.path!r} is closed")
 
-    async def _submit(self, kind: str, work: Any, plan: Plan | ClosePlan | None = None) -> Any:
+    async def _submit(self, kind: str, work: Any, plan: AnyPlan | None = None) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         job = Job(kind, work, loop, future, plan)
@@ -219,15 +219,16 @@ class SqliteStore(SqlStore):
 
     applies_plans = True
     applies_close_plans = True
+    applies_start_plans = True
     keeps_ended_feed = True
 
-    async def _write_job(self, body: Body[T], plan: Plan | ClosePlan | None) -> T:
+    async def _write_job(self, body: Body[T], plan: AnyPlan | None) -> T:
         value, tx = await self._submit("write", body, plan)
         if tx is not None:
             tx.hand_over()  # in the caller, after the commit (a round may hold many)
         return value  # type: ignore[no-any-return]
 
-    _write_turn = _write_job  # (itself, not a coroutine that awaits it: a frame less per step)
+    _write_planned = _write_job  # (itself, not a coroutine that awaits it: a frame less per step)
 
     async def _read(self, body: Body[T]) -> T:
         return await self._submit("read", body)  # type: ignore[no-any-return]
@@ -461,21 +462,21 @@ class SqliteStore(SqlStore):
     @staticmethod
     def _run_bodies(
         conn: sqlite3.Connection, batch: list[Job], guarded: bool
-    ) -> list[tuple[Job, bool, Any, SqliteWriteTx | None]] | None:
+    ) -> list[tuple[Job, bool, Any, Later | None]] | None:
         """Run every body of the batch in the open transaction. Unguarded, the
         turns that came with a Plan are applied together first (run_plans),
         and a body that fails after changing rows returns None (the batch must
         run again, guarded), or raises if it is alone. Guarded, each body runs in
         a SAVEPOINT (one name for all: each is released before the next
         begins, and distinct names would crowd the statement cache out)."""
-        done: list[tuple[Job, bool, Any, SqliteWriteTx | None]] = []
+        done: list[tuple[Job, bool, Any, Later | None]] = []
         planned: set[int] = set()
         if not guarded:
             applied = sqlitetx.run_plans(conn, batch)
             if applied is None:
                 return None
-            done += [(job, True, value, None) for job, value in applied]
-            planned = {id(job) for job, _ in applied}
+            done += [(job, True, value, later) for job, value, later in applied]
+            planned = {id(job) for job, _, _ in applied}
         for job in batch:
             if id(job) in planned:
                 continue

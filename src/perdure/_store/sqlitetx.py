@@ -13,16 +13,18 @@ from typing import Any, TypeVar
 from perdure._store import sqlrows as rows
 from perdure._store.base import closed_topic
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, RunsAtOnce
+from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlturn import (
     ADVANCE_RUN,
     CLOSE_RUN,
+    INSERT_ACTIVITY,
     INSERT_EVENT,
     REUSE_ACTIVITY,
     ClosePlan,
     Plan,
 )
 
-__all__ = ["Job", "SqliteTx", "SqliteWriteTx", "drive", "is_busy", "run_plans"]
+__all__ = ["Job", "Later", "SqliteTx", "SqliteWriteTx", "drive", "is_busy", "run_plans"]
 
 T = TypeVar("T")
 
@@ -59,7 +61,23 @@ class SqliteTx(RunsAtOnce):
         return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
 
 
-class SqliteWriteTx(SqliteTx):
+class Later:
+    """Callbacks and the rows they are to be told once the transaction
+    committed (``hand_over``, called by the caller the write answers)."""
+
+    def __init__(self) -> None:
+        self._thens: list[tuple[Callable[[Any], None], Any]] = []
+
+    def add(self, then: Callable[[Any], None], got: Any) -> None:
+        self._thens.append((then, got))
+
+    def hand_over(self) -> None:
+        """Call the ``later`` callbacks (once the transaction committed)."""
+        for then, got in self._thens:
+            then(got)
+
+
+class SqliteWriteTx(SqliteTx, Later):
     """A write body's transaction. ``later`` rows are read at once but handed
     to their callbacks only after COMMIT, as on PostgreSQL: a body that the
     group commit runs a second time (see ``_flush``) leaves no trace of its
@@ -68,48 +86,57 @@ class SqliteWriteTx(SqliteTx):
     round's holder answers many callers, and the callbacks decode rows."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        super().__init__(conn)
-        self._thens: list[tuple[Callable[[Any], None], Any]] = []
+        SqliteTx.__init__(self, conn)
+        Later.__init__(self)
 
     async def later(
         self, sql: str, params: Sequence[Any], then: Callable[[tuple[Any, ...] | None], None]
     ) -> None:
-        self._thens.append((then, await self.one(sql, params)))
+        self.add(then, await self.one(sql, params))
 
     async def later_all(
         self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
     ) -> None:
-        self._thens.append((then, await self.all(sql, params)))
-
-    def hand_over(self) -> None:
-        """Call the ``later`` callbacks (once the transaction committed)."""
-        for then, got in self._thens:
-            then(got)
+        self.add(then, await self.all(sql, params))
 
 
-def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[tuple[Job, Any]] | None:
-    """Apply the batch's turn Plans and ClosePlans together, one statement
-    per kind for all of them (sqlite3 loops over the rows in C): each job
-    applied with its answer, or None if a fence tripped (which plan's, the
-    summed row counts cannot say: the batch then runs again as bodies,
-    guarded). Applying them together is the same as applying them one after
-    another: the jobs of one batch are concurrent (any order is theirs), and
-    each plan touches only its own run's rows; so a second plan for the same
-    run is left to its body. A lone plan is applied too (a sequential
-    workflow's every step): statements without the body's Python cost less."""
+def run_plans(
+    conn: sqlite3.Connection, batch: list[Job]
+) -> list[tuple[Job, Any, Later | None]] | None:
+    """Apply the batch's Plans, ClosePlans and StartPlans together, one
+    statement per kind for all of them (sqlite3 loops over the rows in C):
+    each job applied with its answer (and the callbacks its caller calls
+    after the commit), or None if a fence tripped (which plan's, the summed
+    row counts cannot say: the batch then runs again as bodies, guarded).
+    Applying them together is the same as applying them one after another:
+    the jobs of one batch are concurrent (any order is theirs), and each
+    plan touches only its own run's rows; so a second plan for the same run
+    (or a second start of one workflow id) is left to its body. A lone plan
+    is applied too (a sequential workflow's every step): statements without
+    the body's Python cost less."""
     jobs: dict[str, Job] = {}
+    ids: set[str] = set()  # the starts' workflow ids
     for job in batch:
-        if job.plan is not None and job.plan.run_id not in jobs:
-            jobs[job.plan.run_id] = job
+        plan = job.plan
+        if plan is None or plan.run_id in jobs:
+            continue
+        if type(plan) is StartPlan:
+            if plan.workflow_id in ids:
+                continue
+            ids.add(plan.workflow_id)
+        jobs[plan.run_id] = job
     if not jobs:
         return []
     steps: list[Plan] = []
     closes: list[ClosePlan] = []
+    starts: list[StartPlan] = []
     for job in jobs.values():
         if type(job.plan) is Plan:
             steps.append(job.plan)
         elif type(job.plan) is ClosePlan:
             closes.append(job.plan)
+        elif type(job.plan) is StartPlan:
+            starts.append(job.plan)
     if steps:
         if conn.executemany(ADVANCE_RUN, [p.advance for p in steps]).rowcount != len(steps):
             return None
@@ -118,8 +145,15 @@ def run_plans(conn: sqlite3.Connection, batch: list[Job]) -> list[tuple[Job, Any
         conn.executemany(INSERT_EVENT, [row for p in steps for row in p.events])
     if closes and not _close(conn, closes):
         return None
+    started = _start(conn, starts) if starts else {}
+    if started is None:
+        return None
     return [
-        (job, set() if type(job.plan) is Plan else {closed_topic(run_id)})
+        (job, set(), None)
+        if type(job.plan) is Plan
+        else (job, None, started[run_id])
+        if type(job.plan) is StartPlan
+        else (job, {closed_topic(run_id)}, None)
         for run_id, job in jobs.items()
     ]
 
@@ -157,6 +191,51 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     return True
 
 
+# Does any run hold one of these workflow ids (a JSON array)?
+_ANY_RUN_OF = "SELECT 1 FROM runs WHERE workflow_id IN (SELECT value FROM json_each(?)) LIMIT 1"
+_ROW_IDS = "SELECT run_id, id FROM runs WHERE run_id IN (SELECT value FROM json_each(?))"
+_TASK_IDS = (
+    "SELECT run_id, ref, id FROM tasks"
+    " WHERE kind = 'activity' AND run_id IN (SELECT value FROM json_each(?))"
+)
+
+
+def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later] | None:
+    """Write the new runs ``starts`` (create_run's body on its first try, for
+    each); None if one's workflow id is used (the fence). Each one's
+    callbacks, by run id, to be called once the commit succeeded."""
+    if conn.execute(_ANY_RUN_OF, (rows.dumps([s.workflow_id for s in starts]),)).fetchone():
+        return None
+    turned = [s.row for s in starts if s.inbox is None]
+    queued = [(s.row, s.inbox, s.task) for s in starts if s.inbox is not None and s.task]
+    if turned:
+        conn.executemany(rows.INSERT_RUN_WITH_TURN, turned)
+    if queued:
+        conn.executemany(rows.INSERT_RUN, [row for row, _, _ in queued])
+        conn.executemany(rows.INSERT_INBOX, [inbox for _, inbox, _ in queued])
+        conn.executemany(rows.INSERT_WORKFLOW_TASK, [task for _, _, task in queued])
+    for sql, values in (
+        (INSERT_EVENT, [row for s in starts for row in s.events]),
+        (INSERT_ACTIVITY, [row for s in starts for row in s.activities]),
+        (rows.INSERT_TIMER, [row for s in starts for row in s.timers]),
+    ):
+        if values:
+            conn.executemany(sql, values)
+    run_ids = (rows.dumps([s.run_id for s in starts]),)
+    plans = {s.run_id: s for s in starts}
+    later: dict[str, Later] = {run_id: Later() for run_id in plans}
+    for run_id, row_id in conn.execute(_ROW_IDS, run_ids).fetchall():
+        later[run_id].add(plans[run_id].made, (row_id,))
+    if any(s.activities for s in starts):
+        for run_id, ref, task_id in conn.execute(_TASK_IDS, run_ids).fetchall():
+            later[run_id].add(_told(plans[run_id].leased, ref), task_id)
+    return later
+
+
+def _told(leased: Callable[[int, int], None], ref: int) -> Callable[[int], None]:
+    return lambda task_id: leased(ref, task_id)
+
+
 class Job:
     """One unit of work for a round, and where its answer goes."""
 
@@ -168,7 +247,7 @@ class Job:
         work: Any,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
-        plan: Plan | ClosePlan | None = None,
+        plan: AnyPlan | None = None,
     ) -> None:
         self.kind = kind  # "write" (a Body), "read" (a Body) or "call" (a coroutine)
         self.work = work

@@ -351,15 +351,18 @@ async def to_inbox(
     If the task exists (leased, or backing off) it is left alone: the turn in
     flight sees the leftover inbox row when it commits and re-queues the task.
     The caller holds the run's row lock (see the module docstring)."""
+    await tx.send(INSERT_INBOX, (run_id, event_text(event), now))
     await tx.send(
-        "INSERT INTO inbox (run_id, data, created_at) VALUES (?, ?, ?)",
-        (run_id, event_text(event), now),
+        INSERT_WORKFLOW_TASK, (queue, run_id, now if visible_at is None else visible_at, now)
     )
-    await tx.send(
-        "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
-        " VALUES ('workflow', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (queue, run_id, now if visible_at is None else visible_at, now),
-    )
+
+
+INSERT_INBOX = "INSERT INTO inbox (run_id, data, created_at) VALUES (?, ?, ?)"
+INSERT_WORKFLOW_TASK = (
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
+    " VALUES ('workflow', ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+INSERT_TIMER = "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, ?, ?)"
 
 
 async def insert_run(
@@ -386,7 +389,31 @@ async def insert_run(
     ``row_id``: told the row's ``id`` (as ``Tx.later``), which only the
     database knows, for a caller that builds the run's record itself."""
     deadline = run_deadline(new, now, deadline)
-    values = (
+    values = run_values(new, now, deadline, parent, parent_ref, parent_close_policy)
+    sql, params = (INSERT_RUN, values) if turn is None else (INSERT_RUN_WITH_TURN, (*values, *turn))
+    if row_id is None:
+        await tx.send(sql, params)
+    else:
+        await tx.later(sql + " RETURNING id", params, row_id)
+    if queued:
+        started = started_event(new, now, parent, continued_from)
+        await to_inbox(tx, new.run_id, new.task_queue, started, now, new.start_at)
+        for event in after_start:
+            await to_inbox(tx, new.run_id, new.task_queue, event, now)
+    if deadline is not None:
+        await tx.send(INSERT_TIMER, (new.run_id, 0, deadline))
+
+
+def run_values(
+    new: NewRun,
+    now: float,
+    deadline: float | None,
+    parent: RunRecord | None = None,
+    parent_ref: int | None = None,
+    parent_close_policy: str | None = None,
+) -> tuple[Any, ...]:
+    """INSERT_RUN's values for a new run (see insert_run)."""
+    return (
         new.run_id,
         new.workflow_id,
         new.workflow_type,
@@ -400,32 +427,16 @@ async def insert_run(
         parent_close_policy,
         deadline,
     )
-    sql, params = (
-        (_INSERT_RUN, values) if turn is None else (_INSERT_RUN_WITH_TURN, (*values, *turn))
-    )
-    if row_id is None:
-        await tx.send(sql, params)
-    else:
-        await tx.later(sql + " RETURNING id", params, row_id)
-    if queued:
-        started = started_event(new, now, parent, continued_from)
-        await to_inbox(tx, new.run_id, new.task_queue, started, now, new.start_at)
-        for event in after_start:
-            await to_inbox(tx, new.run_id, new.task_queue, event, now)
-    if deadline is not None:
-        await tx.send(
-            "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, 0, ?)", (new.run_id, deadline)
-        )
 
 
-_INSERT_RUN = (
+INSERT_RUN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The same row with its first turn's outcome (what the turn's update of the
 # row would set: see sqlturn.first_outcome), for the commonest start.
-_INSERT_RUN_WITH_TURN = (
+INSERT_RUN_WITH_TURN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
     " version, last_seq, state, waiting)"

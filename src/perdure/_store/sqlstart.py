@@ -2,13 +2,16 @@
 turn computed here and written by the same commit when a worker of this
 process serves its queue (one commit, not two), or else its task leased to
 that worker in the commit. A used workflow id costs a second transaction
-that reads the run holding it and applies ``id_conflict``.
+that reads the run holding it and applies ``id_conflict``. The commonest
+starts also come as a StartPlan, which a group commit may apply with
+others, one statement per kind for all of them.
 Imports the store records, the row and turn helpers, and errors.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from perdure._store import sqlrows as rows
 from perdure._store import sqlwake as wake
@@ -18,17 +21,29 @@ from perdure._store.base import (
     IdConflict,
     NewRun,
     RunRecord,
+    TurnCommit,
     TurnInput,
     WorkflowTask,
 )
-from perdure._store.sqlrows import RUN_COLUMNS, Fenced, Tx
-from perdure._store.sqlturn import Encoded, apply_turn, encode_turn, first_outcome
+from perdure._store.eventtext import event_text
+from perdure._store.sqlrows import RUN_COLUMNS, EventRow, Fenced, Tx
+from perdure._store.sqlturn import (
+    ClosePlan,
+    Encoded,
+    Plan,
+    activity_values,
+    apply_turn,
+    encode_turn,
+    first_outcome,
+    payloads,
+    queues_work,
+)
 from perdure.errors import WorkflowAlreadyStartedError
 
 if TYPE_CHECKING:
     from perdure._store.sqlstore import SqlStore
 
-__all__ = ["create_run"]
+__all__ = ["AnyPlan", "StartPlan", "create_run", "plan_start"]
 
 
 async def create_run(
@@ -115,6 +130,14 @@ async def create_run(
     created: list[RunRecord] = []
     inbox: list[tuple[int, str]] = []
     first_try = True
+    wakes: set[str] = set()  # a planned start's first turn's (apply_turn's answer)
+
+    def made(row: tuple[Any, ...] | None) -> None:
+        """A StartPlan's answer, after its commit (what the body's ``later``
+        and apply_turn tell it)."""
+        returned.append(row)
+        topics.update(wakes)
+
     try:
         if taker is not None and lease is not None:
             first = taker.prepare(wake.first_input(new, now))
@@ -125,8 +148,14 @@ async def create_run(
             written = encode_turn(first.commit)
             ended = store._watch_close(first.commit)
             outcome = first_outcome(first.commit, written)
+        plan: StartPlan | None = None
+        if store.applies_start_plans and (first is not None or lease is None):
+            commit = None if first is None else first.commit
+            plan = plan_start(new, now, made, commit, written)
+            if plan is not None and commit is not None:
+                wakes = {WORK} if queues_work(commit) else set()
         try:
-            existing = await store._write(create)
+            existing = await store._write_planned(create, plan)
         except Fenced:  # the id is in use: see what id_conflict says
             first_try = False
             if first is not None and taker is not None:  # (for a run that may not be)
@@ -176,3 +205,94 @@ def _record(
         record.version, record.last_seq = version, last_seq
         record.state, record.waiting = rows.loads(state) or {}, rows.loads(waiting) or {}
     return record
+
+
+class StartPlan(NamedTuple):
+    """A new run's commonest starts as parameters (see plan_start): its row,
+    and either the first turn computed here (its events, new activities and
+    timers: a turn that leaves the run open and starts no child), or
+    WorkflowStarted queued for any worker. A backend may apply many
+    together (both group commits); applying one writes what create_run's
+    body writes on its first try (a new workflow id: the plans' fence is
+    that none of their ids is used)."""
+
+    run_id: str
+    workflow_id: str
+    row: tuple[Any, ...]  # INSERT_RUN_WITH_TURN's values; INSERT_RUN's if queued
+    events: list[EventRow]  # the first turn's
+    activities: list[tuple[Any, ...]]  # INSERT_ACTIVITY's, one per new activity
+    timers: list[tuple[str, int, float]]  # INSERT_TIMER's: the deadline (ref 0), the turn's
+    inbox: tuple[Any, ...] | None  # a queued start's: INSERT_INBOX's (WorkflowStarted)
+    task: tuple[Any, ...] | None  # a queued start's: INSERT_WORKFLOW_TASK's
+    made: Callable[[tuple[Any, ...] | None], None]  # told (id,) of the row, after the commit
+    leased: Callable[[int, int], None]  # told (ref, task id) of each activity, after it
+
+
+def plan_start(
+    new: NewRun,
+    now: float,
+    made: Callable[[tuple[Any, ...] | None], None],
+    commit: TurnCommit | None = None,
+    encoded: Encoded | None = None,
+) -> StartPlan | None:
+    """The start of ``new`` as a StartPlan, if it has that shape: with its
+    first turn's ``commit`` (and its ``encoded`` JSON), or queued (no
+    commit). None for a first turn that ends the run, starts a child or
+    cancels anything. ``made`` is told the row's id after the commit."""
+    deadline = rows.run_deadline(new, now)
+    timers = [] if deadline is None else [(new.run_id, 0, deadline)]
+    values = rows.run_values(new, now, deadline)
+    if commit is None:
+        started = event_text(rows.started_event(new, now))
+        visible_at = now if new.start_at is None else new.start_at
+        return StartPlan(
+            new.run_id,
+            new.workflow_id,
+            values,
+            [],
+            [],
+            timers,
+            (new.run_id, started, now),
+            (new.task_queue, new.run_id, visible_at, now),
+            made,
+            _no_activity,
+        )
+    outcome = None if encoded is None else first_outcome(commit, encoded)
+    if (
+        encoded is None
+        or outcome is None  # (the turn ends the run)
+        or not commit.fresh
+        or commit.children
+        or commit.cancelled_children
+        or commit.cancelled_activities
+        or commit.cancelled_timers
+        or commit.consumed_inbox
+    ):
+        return None
+    scheduled = payloads(commit, encoded)
+    leases = {a.ref for a in commit.activities if a.lease is not None}
+
+    def leased(ref: int, task_id: int) -> None:
+        if ref in leases:  # (as apply_turn's RETURNING: the activities run here)
+            commit.created_tasks[ref] = task_id
+
+    return StartPlan(
+        new.run_id,
+        new.workflow_id,
+        (*values, *outcome),
+        encoded.events,
+        [activity_values(commit, a, now, scheduled) for a in commit.activities],
+        timers + [(new.run_id, ref, at) for ref, at in commit.timers],
+        None,
+        None,
+        made,
+        leased,
+    )
+
+
+def _no_activity(ref: int, task_id: int) -> None:
+    raise AssertionError(f"a queued start has no activity task (ref {ref}, id {task_id})")
+
+
+# Every kind of plan a group commit may apply in place of its body.
+AnyPlan = Plan | ClosePlan | StartPlan

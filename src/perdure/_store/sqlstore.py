@@ -39,6 +39,7 @@ from perdure._store.base import (
     new_token,
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
+from perdure._store.sqlstart import AnyPlan
 from perdure._store.sqlturn import (
     ClosePlan,
     Plan,
@@ -61,12 +62,14 @@ class SqlStore(Store, Dialect):
     async def _write(self, body: Body[T]) -> T:
         """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
 
-    applies_plans = False  # whether _write_turn may apply them (else none is built)
+    applies_plans = False  # whether _write_planned may apply them (else none is built)
     applies_close_plans = False  # the same, for sqlturn.ClosePlan
+    applies_start_plans = False  # the same, for sqlstart.StartPlan
     keeps_ended_feed = False  # the ended_runs table (see runs_ended_after)
 
-    async def _write_turn(self, body: Body[set[str]], plan: Plan | ClosePlan | None) -> set[str]:
-        """``_write(body)``; a backend may apply ``plan`` (sqlturn.plan_turn) instead."""
+    async def _write_planned(self, body: Body[T], plan: AnyPlan | None) -> T:
+        """``_write(body)``; a backend may apply ``plan`` (sqlturn.plan_turn,
+        plan_close, sqlstart.plan_start) instead."""
         return await self._write(body)
 
     @abc.abstractmethod
@@ -350,7 +353,7 @@ class SqlStore(Store, Dialect):
         if plan is None and self.applies_close_plans:
             plan = plan_close(commit, self.clock(), written, keep)
         try:
-            topics = await self._write_turn(
+            topics = await self._write_planned(
                 lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep), plan
             )
             if isinstance(plan, Plan) and commit.activity_done is not None:  # (as the body does)

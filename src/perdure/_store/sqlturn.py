@@ -30,6 +30,7 @@ from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 __all__ = [
     "ADVANCE_RUN",
     "CLOSE_RUN",
+    "INSERT_ACTIVITY",
     "INSERT_EVENT",
     "REUSE_ACTIVITY",
     "ClosePlan",
@@ -41,6 +42,7 @@ __all__ = [
     "first_outcome",
     "plan_close",
     "plan_turn",
+    "queues_work",
 ]
 
 
@@ -106,7 +108,7 @@ async def apply_turn(
     # An activity task's payload is its ActivityScheduled event as recorded (the
     # claim reads name, args, kwargs and options from it): encoded once. A
     # closing turn starts no activity.
-    scheduled = {} if closing else _payloads(commit, encoded)
+    scheduled = {} if closing else payloads(commit, encoded)
     heir: NewActivity | None = None
     if commit.task is not None:
         # Fence 1: we still hold the workflow-task lease (an expired lease that
@@ -175,9 +177,7 @@ async def apply_turn(
             topics.add(WORK)  # the next run's first workflow task
         return topics
     await _schedule(tx, d, commit, now, scheduled, heir)
-    new_work = bool(commit.timers or commit.children or commit.cancelled_children) or any(
-        a.lease is None for a in commit.activities
-    )
+    new_work = queues_work(commit)
     if commit.task is None:
         # No workflow task was ours (an inline continuation: any inbox rows
         # keep their own; a new run's first turn: it has none).
@@ -198,6 +198,14 @@ async def apply_turn(
         lambda requeued: topics.add(WORK) if requeued else None,
     )
     return topics
+
+
+def queues_work(commit: TurnCommit) -> bool:
+    """Whether an open run's turn gives any worker's poll something to do
+    (a timer, a child, an activity this worker does not run at once)."""
+    return bool(commit.timers or commit.children or commit.cancelled_children) or any(
+        a.lease is None for a in commit.activities
+    )
 
 
 async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
@@ -287,7 +295,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
     return Plan(
         commit.run_id,
         _advance_values(commit, now, encoded),
-        _take_over_values(commit, commit.activities[0], now, _payloads(commit, encoded)),
+        _take_over_values(commit, commit.activities[0], now, payloads(commit, encoded)),
         encoded.events,
     )
 
@@ -348,7 +356,7 @@ def _close_values(commit: TurnCommit, now: float, encoded: Encoded, result: Any)
     )
 
 
-_INSERT_ACTIVITY = (
+INSERT_ACTIVITY = (
     "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
     " lease_token, attempt_started_at, payload, created_at)"
     " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -365,7 +373,7 @@ REUSE_ACTIVITY = (
 )
 
 
-def _payloads(commit: TurnCommit, encoded: Encoded) -> dict[int, str]:
+def payloads(commit: TurnCommit, encoded: Encoded) -> dict[int, str]:
     """Activity ref -> its ActivityScheduled event's text, as recorded."""
     return {
         event.ref: row[4]
@@ -379,13 +387,13 @@ def _take_over_values(
 ) -> tuple[Any, ...]:
     """REUSE_ACTIVITY's values: ``heir`` over the finished activity's row."""
     assert commit.activity_done is not None
-    return (*_activity_values(commit, heir, now, scheduled), *commit.activity_done)
+    return (*activity_values(commit, heir, now, scheduled), *commit.activity_done)
 
 
-def _activity_values(
+def activity_values(
     commit: TurnCommit, a: NewActivity, now: float, scheduled: dict[int, str]
 ) -> tuple[Any, ...]:
-    """The values of _INSERT_ACTIVITY (and of REUSE_ACTIVITY's SET) for ``a``."""
+    """The values of INSERT_ACTIVITY (and of REUSE_ACTIVITY's SET) for ``a``."""
     payload = scheduled.get(a.ref) or dumps(
         {"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}
     )
@@ -426,12 +434,12 @@ async def _schedule(
     for a in commit.activities:
         if a is heir:
             continue
-        params = _activity_values(commit, a, now, scheduled)
+        params = activity_values(commit, a, now, scheduled)
         if a.lease:
             # The worker runs it once this commits: only then does it need the id.
-            await tx.later(_INSERT_ACTIVITY + " RETURNING id", params, _task_id(commit, a.ref))
+            await tx.later(INSERT_ACTIVITY + " RETURNING id", params, _task_id(commit, a.ref))
         else:
-            await tx.send(_INSERT_ACTIVITY, params)
+            await tx.send(INSERT_ACTIVITY, params)
     for ref in commit.cancelled_activities:
         # A waiting attempt is simply dropped; a running one is told at its
         # next heartbeat, and its result will be ignored.
@@ -445,10 +453,7 @@ async def _schedule(
             " AND ref = ?",
             (run_id, ref),
         )
-    await tx.executemany(
-        "INSERT INTO timers (run_id, ref, fire_at) VALUES (?, ?, ?)",
-        [(run_id, ref, at) for ref, at in commit.timers],
-    )
+    await tx.executemany(rows.INSERT_TIMER, [(run_id, ref, at) for ref, at in commit.timers])
     await tx.executemany(  # except one a firer holds: it will find it cancelled (sqlrows)
         f"DELETE FROM timers WHERE {d.timers_not_held('run_id = ? AND ref = ?')}",
         [(run_id, ref) for ref in commit.cancelled_timers],
