@@ -98,3 +98,29 @@ async def test_arrays_read_back_as_their_items(
         await cur.execute(b"SELECT (" + literal(Array(values)) + b")::" + kind)
         row = await cur.fetchone()
         assert row is not None and row[0] == values
+
+
+async def test_arrays_fit_a_prepared_statement_s_typed_parameters(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    """The plans' statements are prepared once a connection has sent them
+    twice (postgres_prepared): an Array must then coerce to its parameter's
+    type in ``EXECUTE``, an array of NULLs too (ARRAY[NULL] is a text[])."""
+    literal = literal_writer(conn)
+    cur = conn.cursor()
+    cases: list[tuple[bytes, list[Any]]] = [
+        (b"text[]", [None, None]),
+        (b"text[]", ["a", None]),
+        (b"float8[]", [None]),
+        (b"float8[]", [1.5, None]),
+        (b"bigint[]", [None, None]),
+        (b"bigint[]", [2**40, None]),
+        (b"integer[]", [None]),
+        (b"integer[]", [7, None]),
+    ]
+    for number, (kind, values) in enumerate(cases):
+        name = b"perdure_array_%d" % number
+        await cur.execute(b"PREPARE " + name + b"(" + kind + b") AS SELECT $1")
+        await cur.execute(b"EXECUTE " + name + b"(" + literal(Array(values)) + b")")
+        row = await cur.fetchone()
+        assert row is not None and row[0] == values, kind

@@ -22,6 +22,7 @@ from test_store_new_runs import LEASED, SCHEDULE, Taker, first_turn, wakes
 from perdure import _history as h
 from perdure._store import postgres, sqlitetx, store_for_url
 from perdure._store.base import NewRun, RunRecord, TurnCommit, TurnInput
+from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
 from perdure._store.sqlstart import StartPlan
 from perdure._store.sqlstore import SqlStore
@@ -235,3 +236,35 @@ async def test_two_stores_racing_to_start_the_same_ids_start_each_once(
     assert all(isinstance(a, tuple | WorkflowAlreadyStartedError) for a in answers), answers
     rows = await _all_rows(first)
     assert sorted(run[2] for run in rows["runs"]) == sorted(n.workflow_id for n in news)
+
+
+async def test_start_plans_also_commit_once_their_statements_are_prepared(
+    pg_database: pg_testdb.TestDatabase, clock: FakeClock
+) -> None:
+    # One connection: it sends the plans' statements again and again, and
+    # prepares them after the second time (postgres_prepared). A prepared
+    # statement's parameters are typed: an array of NULLs (no run has a
+    # parent) must still fit them, or every group would fail and run its
+    # starts one by one.
+    store = PostgresStore(pg_database.fresh_url() + "&pool_max_size=1", clock=clock)
+    await store.open()
+    try:
+        for burst in range(6):
+            shape = "queued" if burst % 2 else "first turn"
+            taker, _ = _taker(shape)
+            if taker is not None:
+                store.take_new_runs("q", taker)
+            else:
+                store._run_takers.clear()
+            news = [
+                dataclasses.replace(
+                    n, workflow_id=f"{n.workflow_id}-{burst}", run_id=f"{n.run_id}-{burst}"
+                )
+                for n in _news(shape, clock)
+            ]
+            await asyncio.gather(*(store.create_run(new, "fail") for new in news))
+            assert store._writes.grouped == burst + 1, f"burst {burst} ({shape})"
+        prepared = [sql for kept in store._statements.values() for sql in kept.names]
+        assert any("INSERT INTO runs" in sql and "unnest" in sql for sql in prepared)
+    finally:
+        await store.close()

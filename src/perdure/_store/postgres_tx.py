@@ -62,6 +62,11 @@ def literal_writer(
             return b" " + text if text[:1] == b"-" else text  # ("- -1", never "--1")
         elif kind is Array:
             items = [b"NULL" if item is None else literal(item) for item in value]
+            if all(item is None for item in value):
+                # ARRAY[NULL] is a text[], which a prepared statement's
+                # integer[] or float8[] parameter refuses; an untyped
+                # literal takes the parameter's type.
+                return b"'{" + b",".join(items) + b"}'"
             return b"ARRAY[" + b",".join(items) + b"]"
         return quote(value)
 
@@ -72,7 +77,8 @@ class Array(list[Any]):
     """A parameter written as ``ARRAY[...]`` of its items' literals (for a
     statement that casts it, ``?::text[]``): psycopg's own array literal
     escapes each text with a regular expression, too slow for the arrays of
-    a group's plans (postgres_plans). At least one item."""
+    a group's plans (postgres_plans). At least one item. Only NULLs: written
+    as an untyped ``'{NULL,...}'``, which takes the parameter's type."""
 
 
 def bind(query: bytes, params: Sequence[Any], literal: Callable[[Any], bytes]) -> bytes:
