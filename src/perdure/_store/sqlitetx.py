@@ -194,9 +194,11 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
 # Does any run hold one of these workflow ids (a JSON array)?
 _ANY_RUN_OF = "SELECT 1 FROM runs WHERE workflow_id IN (SELECT value FROM json_each(?)) LIMIT 1"
 _ROW_IDS = "SELECT run_id, id FROM runs WHERE run_id IN (SELECT value FROM json_each(?))"
+# (The runs first: each one's tasks by tasks_one_per_activity. With "run_id IN
+# (...)" SQLite chose tasks_due, every activity task.)
 _TASK_IDS = (
-    "SELECT run_id, ref, id FROM tasks"
-    " WHERE kind = 'activity' AND run_id IN (SELECT value FROM json_each(?))"
+    "SELECT t.run_id, t.ref, t.id FROM json_each(?) AS j CROSS JOIN tasks AS t"
+    " WHERE t.kind = 'activity' AND t.run_id = j.value"
 )
 
 
