@@ -406,11 +406,12 @@ class SqliteStore(SqlStore):
     # first (about 15 pages per workflow step), which had cost a busy store
     # thread about a tenth of its time. Running a body twice is safe: bodies
     # only talk to the database, and their ``later`` callbacks run after COMMIT.
-    # The commonest write, an inline step, also comes as a Plan (its three
-    # statements' parameters): the unguarded run applies a batch's plans
-    # together, one executemany per kind (sqlitetx.run_plans), before the
-    # other bodies; a tripped fence among them sends the batch to the guarded
-    # run, where every write is its body.
+    # The commonest writes, an inline step, a run's plain close and a new
+    # run's start, also come as plans (their statements' parameters): the
+    # unguarded run applies a batch's plans together, one executemany per
+    # kind (sqlitetx.run_plans), before the other bodies; a tripped fence
+    # among them sends the batch to the guarded run, where every write is
+    # its body.
 
     def _flush(self, batch: list[Job], wait: bool) -> list[tuple[Job, bool, Any]] | None:
         """Run the writes and commit; None if another process holds the write

@@ -1,7 +1,7 @@
 """The SQLite store's rounds: the Tx protocol over its connection, the jobs
-callers queue, and the group commit's fast path for turn Plans. Used only by
-whoever holds the connection (a loop's round or the store's thread; see
-perdure._store.sqlite). Imports the SQL layer."""
+callers queue, and the group commit's fast path for plans (steps, closes,
+starts). Used only by whoever holds the connection (a loop's round or the
+store's thread; see perdure._store.sqlite). Imports the SQL layer."""
 
 from __future__ import annotations
 
