@@ -239,7 +239,7 @@ async def test_two_stores_racing_to_start_the_same_ids_start_each_once(
 
 
 async def test_start_plans_also_commit_once_their_statements_are_prepared(
-    pg_database: pg_testdb.TestDatabase, clock: FakeClock
+    pg_database: pg_testdb.TestDatabase, clock: FakeClock, applied: list[int]
 ) -> None:
     # One connection: it sends the plans' statements again and again, and
     # prepares them after the second time (postgres_prepared). A prepared
@@ -262,8 +262,11 @@ async def test_start_plans_also_commit_once_their_statements_are_prepared(
                 )
                 for n in _news(shape, clock)
             ]
+            applied.clear()
             await asyncio.gather(*(store.create_run(new, "fail") for new in news))
+            # The burst's rest went as one group, and as plans.
             assert store._writes.grouped == burst + 1, f"burst {burst} ({shape})"
+            assert applied == [RUNS - GROUPS], f"burst {burst} ({shape})"
         prepared = [sql for kept in store._statements.values() for sql in kept.names]
         assert any("INSERT INTO runs" in sql and "unnest" in sql for sql in prepared)
     finally:
