@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from perdure import _history as h
@@ -92,6 +92,29 @@ async def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) 
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+async def together(store: Any, writes: list[Awaitable[Any]]) -> list[Any]:
+    """Start every write while the SQLite store's thread is held, so that one
+    flush takes them all (a loop's round that finds the connection in use
+    hands its jobs to that thread); each result is the write's value or its
+    exception."""
+    gate, inside = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        inside.set()
+        gate.wait(10)
+
+    held = asyncio.ensure_future(store._on_thread(hold()))
+    started: list[asyncio.Future[Any]] = []
+    try:
+        await wait_for(inside.is_set, "the store's thread to be held")
+        started = [asyncio.ensure_future(w) for w in writes]
+        await wait_for(lambda: store._jobs.qsize() >= len(started), "every write to be queued")
+    finally:
+        gate.set()
+        await held
+    return list(await asyncio.gather(*started, return_exceptions=True))
 
 
 def inbox_insert(

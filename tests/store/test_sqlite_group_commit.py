@@ -6,13 +6,11 @@ transaction."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from store_helpers import inbox_insert, inbox_runs
+from store_helpers import inbox_insert, inbox_runs, together
 
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlrows import Fenced, Tx
@@ -29,18 +27,7 @@ def _traced(sqlite_store: SqliteStore) -> list[str]:
 async def _together(sqlite_store: SqliteStore, bodies: list[Callable[[Tx], Any]]) -> list[Any]:
     """Queue every body while the store's thread is held, so that one flush
     takes them all; each result is the body's value or its exception."""
-    gate = threading.Event()
-
-    async def hold() -> None:
-        gate.wait(10)
-
-    held = asyncio.ensure_future(sqlite_store._on_thread(hold()))
-    await asyncio.sleep(0.05)  # the thread is now inside hold()
-    writes = [asyncio.ensure_future(sqlite_store._write(body)) for body in bodies]
-    await asyncio.sleep(0)  # every write is queued
-    gate.set()
-    await held
-    return list(await asyncio.gather(*writes, return_exceptions=True))
+    return await together(sqlite_store, [sqlite_store._write(body) for body in bodies])
 
 
 async def test_a_body_that_fails_before_writing_costs_no_savepoint(

@@ -6,14 +6,19 @@ a tripped fence must cost the other turns nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import FakeClock, claim_one, leased_charge, new_run, schedule_charge, turn
+from store_helpers import (
+    FakeClock,
+    claim_one,
+    leased_charge,
+    new_run,
+    schedule_charge,
+    together,
+    turn,
+)
 
 from perdure import _history as h
 from perdure._store import sqlitetx
@@ -118,22 +123,6 @@ async def _after_first(
     )
 
 
-async def _together(store: SqliteStore, writes: list[Awaitable[Any]]) -> list[Any]:
-    """Start every write while the store's thread is held, so one flush takes them all."""
-    gate = threading.Event()
-
-    async def hold() -> None:
-        gate.wait(10)
-
-    held = asyncio.ensure_future(store._on_thread(hold()))
-    await asyncio.sleep(0.05)  # the thread is now inside hold()
-    started = [asyncio.ensure_future(w) for w in writes]
-    await asyncio.sleep(0.01)  # each has encoded its turn and queued its write
-    gate.set()
-    await held
-    return list(await asyncio.gather(*started, return_exceptions=True))
-
-
 async def _rows(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
     async def body(tx: Tx) -> dict[str, list[tuple[Any, ...]]]:
         return {
@@ -176,7 +165,7 @@ async def test_plans_write_exactly_what_the_bodies_write(
         assert all(plan_turn(c, clock(), _encoded(c)) is not None for c in commits)
         applied.clear()
         if name == "together":
-            results = await _together(store, [store.commit_turn(c) for c in commits])
+            results = await together(store, [store.commit_turn(c) for c in commits])
         else:  # one at a time: each flush holds one turn
             results = [await store.commit_turn(c) for c in commits]
         assert results == [True] * RUNS
@@ -210,7 +199,7 @@ async def test_a_tripped_fence_costs_the_other_turns_nothing(
     else:  # a second turn for run-0, from the same version: only one can win
         commits.append(await _continuation(store, bad_run, bad_task))
 
-    results = await _together(store, [store.commit_turn(c) for c in commits])
+    results = await together(store, [store.commit_turn(c) for c in commits])
 
     if fault == "same run twice":
         assert sorted(results[:1] + results[-1:]) == [False, True]
@@ -335,7 +324,7 @@ async def test_closes_write_exactly_what_the_bodies_write(
             store.applies_close_plans = False
         ids, commits = await closes_to_apply(store, RUNS, clock())
         applied.clear()
-        results = await _together(store, [store.commit_turn(c) for c in commits])
+        results = await together(store, [store.commit_turn(c) for c in commits])
         assert results == [True] * RUNS
         assert [len(a) for a in applied if a] == ([RUNS] if name == "together" else [])
         seen[name] = [store.ended_here(r) for r in ids]
@@ -353,7 +342,7 @@ async def test_a_tripped_close_costs_the_other_turns_nothing(
     commits, bad_run = await faulty(store, ids, _close, fault, 0)
     before = await _all_rows(store)
 
-    results = await _together(store, [store.commit_turn(c) for c in commits])
+    results = await together(store, [store.commit_turn(c) for c in commits])
 
     assert results == [False] + [True] * (RUNS - 1)
     assert None in applied  # the fence tripped inside the plans: the bodies took over
