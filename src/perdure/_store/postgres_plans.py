@@ -13,7 +13,7 @@ it changed one row per plan; if not (a stale version, a lost lease, two
 turns of one run) ``perdure_fence`` aborts the transaction, and the group
 commit runs every body alone, as for any failed group (postgres_group).
 A run's commonest end (sqlturn.ClosePlan) is eight statements the same way,
-and a new run's commonest start (sqlstart.StartPlan) five to seven.
+and a new run's commonest start (sqlstart.StartPlan) five to nine.
 Imports the turn and start plans, the row helpers and the store records.
 """
 
