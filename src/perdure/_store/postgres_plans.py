@@ -168,7 +168,7 @@ LOCK_WORKFLOW_IDS = (
 )
 IDS_UNUSED = "SELECT perdure_fence(1 - count(*)) FROM runs WHERE workflow_id = ANY(?::text[])"
 
-# rows.INSERT_RUN_WITH_TURN and rows.INSERT_RUN, each for many runs.
+# newrun.INSERT_RUN_WITH_TURN and newrun.INSERT_RUN, each for many runs.
 INSERT_RUNS_WITH_TURN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.base import closed_topic
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, RunsAtOnce
@@ -211,9 +212,9 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
     turned = [s.row for s in starts if s.inbox is None]
     queued = [(s.row, s.inbox, s.task) for s in starts if s.inbox is not None and s.task]
     if turned:
-        conn.executemany(rows.INSERT_RUN_WITH_TURN, turned)
+        conn.executemany(newrun.INSERT_RUN_WITH_TURN, turned)
     if queued:
-        conn.executemany(rows.INSERT_RUN, [row for row, _, _ in queued])
+        conn.executemany(newrun.INSERT_RUN, [row for row, _, _ in queued])
         conn.executemany(rows.INSERT_INBOX, [inbox for _, inbox, _ in queued])
         conn.executemany(rows.INSERT_WORKFLOW_TASK, [task for _, _, task in queued])
     for sql, values in (

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store import sqlwake as wake
 from perdure._store.base import (
@@ -103,7 +104,7 @@ async def create_run(
         # ended the run has its row read back (the closing UPDATE's columns).
         ends = first is not None and outcome is None
         made = None if ends else returned.append
-        await rows.insert_run(tx, new, now, queued=first is None, turn=outcome, row_id=made)
+        await newrun.insert_run(tx, new, now, queued=first is None, turn=outcome, row_id=made)
         if first is not None:
             assert written is not None
             keep = ended.append if ended is not None else None
@@ -197,7 +198,7 @@ def _record(
     first turn's ``outcome`` if one went with it), for the row's ``id`` in
     ``row`` (what the INSERT returned): the columns a read would give back,
     without the read."""
-    record = rows.new_run_record(new, now)
+    record = newrun.new_run_record(new, now)
     if row is not None:
         record.row_id = row[0]
     if outcome is not None:
@@ -239,11 +240,11 @@ def plan_start(
     first turn's ``commit`` (and its ``encoded`` JSON), or queued (no
     commit). None for a first turn that ends the run, starts a child or
     cancels anything. ``made`` is told the row's id after the commit."""
-    deadline = rows.run_deadline(new, now)
+    deadline = newrun.run_deadline(new, now)
     timers = [] if deadline is None else [(new.run_id, 0, deadline)]
-    values = rows.run_values(new, now, deadline)
+    values = newrun.run_values(new, now, deadline)
     if commit is None:
-        started = event_text(rows.started_event(new, now))
+        started = event_text(newrun.started_event(new, now))
         visible_at = now if new.start_at is None else new.start_at
         return StartPlan(
             new.run_id,

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from perdure import _history as h
 from perdure._store import sqlleases as leases_sql
+from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store import sqlstart
 from perdure._store import sqlviews as views
@@ -123,7 +124,7 @@ class SqlStore(Store, Dialect):
             if existing is not None and existing.is_open:
                 await rows.to_inbox(tx, existing.run_id, existing.task_queue, signal, now)
                 return existing
-            await rows.insert_run(tx, new, now, after_start=[signal])
+            await newrun.insert_run(tx, new, now, after_start=[signal])
             run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
             assert run is not None
             return run

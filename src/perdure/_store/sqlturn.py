@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from perdure import _history as h
+from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.base import (
     OPEN,
@@ -234,7 +235,7 @@ ADVANCE_RUN = (
 
 def first_outcome(commit: TurnCommit, encoded: Encoded) -> tuple[Any, ...] | None:
     """What ADVANCE_RUN would set on a new run's row for its first turn (its
-    version, last event, state and waiting), for rows.insert_run to write
+    version, last event, state and waiting), for newrun.insert_run to write
     with the row itself; None for a first turn that ends the run (that
     UPDATE of its status is what the feed of ended runs is made from)."""
     if not commit.fresh or commit.close_status is not None:
@@ -498,7 +499,7 @@ async def _start_child(tx: Tx, d: Dialect, parent: RunRecord, child: NewChild, n
             kwargs=child.kwargs,
             seed=child.seed,
         )
-        await rows.insert_run(
+        await newrun.insert_run(
             tx,
             new,
             now,
@@ -521,7 +522,7 @@ async def _continue(tx: Tx, d: Dialect, run: RunRecord, new: NewRun, now: float)
         parent = await rows.run_by_id(tx, d, run.parent_run_id)
         row = await tx.one("SELECT parent_close_policy FROM runs WHERE run_id = ?", (run.run_id,))
         policy = row[0] if row else None
-    await rows.insert_run(
+    await newrun.insert_run(
         tx,
         new,
         now,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from perdure import _history as h
+from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.base import NewRun, RunRecord, TurnInput, TurnLease, WorkflowTask, new_token
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
@@ -117,9 +118,9 @@ def first_input(new: NewRun, now: float) -> TurnInput:
     """What a new run's first turn reads, as insert_run will write it and a
     replay would read it back: WorkflowStarted, with the arguments as JSON
     gives them back (a copy of their own for each reader)."""
-    text = rows.input_text(new)
-    started = rows.started_event(new, now, inputs=rows.loads(text))
-    return TurnInput(rows.new_run_record(new, now, rows.loads(text)), [], [(0, started)])
+    text = newrun.input_text(new)
+    started = newrun.started_event(new, now, inputs=rows.loads(text))
+    return TurnInput(newrun.new_run_record(new, now, rows.loads(text)), [], [(0, started)])
 
 
 async def fire_due(

@@ -1,0 +1,168 @@
+"""A new run's rows, shared by every way a run begins (a client's start, a
+child, a continue-as-new, signal-with-start): its row, WorkflowStarted in its
+inbox with its workflow task, its execution-timeout timer, and the record and
+first event those rows stand for (for a caller that builds them without
+reading them back). Each step runs inside a caller's transaction.
+Imports the history model, the store records and the row helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from perdure import _history as h
+from perdure._store.base import OPEN, NewRun, RunRecord
+from perdure._store.sqlrows import INSERT_TIMER, Tx, dumps, loads, to_inbox
+
+__all__ = [
+    "INSERT_RUN",
+    "INSERT_RUN_WITH_TURN",
+    "input_text",
+    "insert_run",
+    "new_run_record",
+    "run_deadline",
+    "run_values",
+    "started_event",
+]
+
+
+async def insert_run(
+    tx: Tx,
+    new: NewRun,
+    now: float,
+    *,
+    parent: RunRecord | None = None,
+    parent_ref: int | None = None,
+    parent_close_policy: str | None = None,
+    deadline: float | None = None,
+    continued_from: str | None = None,
+    after_start: Sequence[h.Event] = (),
+    queued: bool = True,
+    turn: tuple[Any, ...] | None = None,
+    row_id: Callable[[tuple[Any, ...] | None], None] | None = None,
+) -> None:
+    """Create a run: its row, WorkflowStarted (and ``after_start``) in its
+    inbox, its workflow task, and its execution-timeout timer (ref 0).
+    ``queued=False``: the row and the timer only, for a run whose first turn
+    the same transaction writes (see RunTaker.prepare). ``turn``: that first
+    turn's outcome, written with the row (its version, last event, state and
+    waiting, as an open run's turn leaves them: sqlturn.first_outcome).
+    ``row_id``: told the row's ``id`` (as ``Tx.later``), which only the
+    database knows, for a caller that builds the run's record itself."""
+    deadline = run_deadline(new, now, deadline)
+    values = run_values(new, now, deadline, parent, parent_ref, parent_close_policy)
+    sql, params = (INSERT_RUN, values) if turn is None else (INSERT_RUN_WITH_TURN, (*values, *turn))
+    if row_id is None:
+        await tx.send(sql, params)
+    else:
+        await tx.later(sql + " RETURNING id", params, row_id)
+    if queued:
+        started = started_event(new, now, parent, continued_from)
+        await to_inbox(tx, new.run_id, new.task_queue, started, now, new.start_at)
+        for event in after_start:
+            await to_inbox(tx, new.run_id, new.task_queue, event, now)
+    if deadline is not None:
+        await tx.send(INSERT_TIMER, (new.run_id, 0, deadline))
+
+
+def run_values(
+    new: NewRun,
+    now: float,
+    deadline: float | None,
+    parent: RunRecord | None = None,
+    parent_ref: int | None = None,
+    parent_close_policy: str | None = None,
+) -> tuple[Any, ...]:
+    """INSERT_RUN's values for a new run (see insert_run)."""
+    return (
+        new.run_id,
+        new.workflow_id,
+        new.workflow_type,
+        new.task_queue,
+        OPEN,
+        input_text(new),
+        now,
+        now,
+        parent.run_id if parent else None,
+        parent_ref,
+        parent_close_policy,
+        deadline,
+    )
+
+
+INSERT_RUN = (
+    "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
+    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The same row with its first turn's outcome (what the turn's update of the
+# row would set: see sqlturn.first_outcome), for the commonest start.
+INSERT_RUN_WITH_TURN = (
+    "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
+    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
+    " version, last_seq, state, waiting)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def run_deadline(new: NewRun, now: float, deadline: float | None = None) -> float | None:
+    """When the run's execution timeout ends it: an inherited deadline, or
+    its own from ``now``."""
+    if deadline is None and new.execution_timeout is not None:
+        return now + new.execution_timeout
+    return deadline
+
+
+def input_text(new: NewRun) -> str:
+    """The run's arguments as its row stores them (its ``input`` column)."""
+    return dumps({"args": new.args, "kwargs": new.kwargs})
+
+
+def started_event(
+    new: NewRun,
+    now: float,
+    parent: RunRecord | None = None,
+    continued_from: str | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> h.WorkflowStarted:
+    """The first event of a run's history. ``inputs``: its ``args`` and
+    ``kwargs`` instead of the NewRun's (input_text, decoded)."""
+    return h.WorkflowStarted(
+        workflow_type=new.workflow_type,
+        workflow_id=new.workflow_id,
+        run_id=new.run_id,
+        task_queue=new.task_queue,
+        args=new.args if inputs is None else inputs["args"],
+        kwargs=new.kwargs if inputs is None else inputs["kwargs"],
+        seed=new.seed,
+        parent_workflow_id=parent.workflow_id if parent else None,
+        parent_run_id=parent.run_id if parent else None,
+        continued_from_run_id=continued_from,
+        time=now,
+    )
+
+
+def new_run_record(new: NewRun, now: float, inputs: Any = None) -> RunRecord:
+    """The row insert_run writes for a run with no parent, as run_from_row
+    would read it back (but for ``row_id``, which only the database knows).
+    ``inputs``: its ``input``, if the caller decoded input_text already."""
+    return RunRecord(
+        run_id=new.run_id,
+        workflow_id=new.workflow_id,
+        workflow_type=new.workflow_type,
+        task_queue=new.task_queue,
+        status=OPEN,
+        input=loads(input_text(new)) if inputs is None else inputs,
+        result=None,
+        failure=None,
+        state={},
+        waiting={},
+        last_error=None,
+        version=0,
+        last_seq=0,
+        created_at=now,
+        updated_at=now,
+        closed_at=None,
+        deadline=run_deadline(new, now),
+    )
