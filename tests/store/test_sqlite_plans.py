@@ -6,6 +6,7 @@ a tripped fence must cost the other turns nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -238,7 +239,7 @@ async def test_other_turns_have_no_plan(tmp_path: Path) -> None:
         "no finished activity (a workflow task's turn)": {"activity_done": None},
     }
     for what, changes in variants.items():
-        other = TurnCommit(**{**commit.__dict__, **changes})
+        other = dataclasses.replace(commit, **changes)
         assert plan_turn(other, 1.0, _encoded(other)) is None, what
     await store.close()
 

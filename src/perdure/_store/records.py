@@ -144,7 +144,7 @@ class TurnInput:
     inbox: list[tuple[int, Event]]
 
 
-@dataclass
+@dataclass(slots=True)
 class NewActivity:
     ref: int
     name: str
@@ -170,7 +170,7 @@ class NewChild:
     seed: int
 
 
-@dataclass
+@dataclass(slots=True)
 class TurnCommit:
     """Everything one turn writes, applied in one fenced transaction."""
 
@@ -208,7 +208,7 @@ class TurnCommit:
     created_tasks: dict[int, int] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class ActivityTask:
     task_id: int
     token: str

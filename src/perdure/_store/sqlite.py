@@ -118,7 +118,10 @@ class SqliteStore(SqlStore):
     def _closed_error(self) -> StoreError:
         return StoreError(f"the SQLite store {self.path!r} is closed")
 
-    async def _submit(self, kind: str, work: Any, plan: AnyPlan | None = None) -> Any:
+    def _queue(self, kind: str, work: Any, plan: AnyPlan | None = None) -> asyncio.Future[Any]:
+        """Queue a job for this loop's next round (or the store's thread);
+        its future answers it. (Not a coroutine: the callers await the future
+        itself, a frame less per write.)"""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         job = Job(kind, work, loop, future, plan)
@@ -135,7 +138,7 @@ class SqliteStore(SqlStore):
                     pending = self._rounds[loop] = []
                     loop.call_soon(self._round, loop)
                 pending.append(job)
-        return await future
+        return future
 
     def _round(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run the reads and writes this loop queued since its last round,
@@ -212,7 +215,7 @@ class SqliteStore(SqlStore):
 
     async def _on_thread(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the store's thread (it may use the connection)."""
-        return await self._submit("call", coro)  # type: ignore[no-any-return]
+        return await self._queue("call", coro)  # type: ignore[no-any-return]
 
     async def _write(self, body: Body[T]) -> T:
         return await self._write_job(body, None)
@@ -223,7 +226,7 @@ class SqliteStore(SqlStore):
     keeps_ended_feed = True
 
     async def _write_job(self, body: Body[T], plan: AnyPlan | None) -> T:
-        value, tx = await self._submit("write", body, plan)
+        value, tx = await self._queue("write", body, plan)
         if tx is not None:
             tx.hand_over()  # in the caller, after the commit (a round may hold many)
         return value  # type: ignore[no-any-return]
@@ -231,7 +234,7 @@ class SqliteStore(SqlStore):
     _write_planned = _write_job  # (itself, not a coroutine that awaits it: a frame less per step)
 
     async def _read(self, body: Body[T]) -> T:
-        return await self._submit("read", body)  # type: ignore[no-any-return]
+        return await self._queue("read", body)  # type: ignore[no-any-return]
 
     def _serve(self) -> None:
         jobs = self._jobs

@@ -49,7 +49,7 @@ def _failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any
     }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     """One attempt in flight on this worker."""
 

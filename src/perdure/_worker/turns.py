@@ -42,7 +42,7 @@ from perdure.errors import NonDeterminismError, StoreError
 log = logging.getLogger("perdure.worker")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cached:
     instance: WorkflowInstance
     version: int  # the run's version right after this instance's last commit
