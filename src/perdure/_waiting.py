@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable, Collection
 
@@ -30,6 +31,9 @@ log = logging.getLogger("perdure.client")
 # The longest the result watch backs off to, and the longest a result waiter
 # goes without re-reading its run itself.
 MAX_RESULT_POLL = 30.0
+
+
+_NO_VARIABLES = contextvars.Context()
 
 
 class EndWatch:
@@ -59,7 +63,9 @@ class EndWatch:
         changed = self.changed
         if changed.is_set():
             return
-        timer = asyncio.get_running_loop().call_later(timeout, changed.set)
+        # (In a shared empty context: the timer of a waiter is one object, not
+        # two, for as long as it waits; setting an event reads no variable.)
+        timer = asyncio.get_running_loop().call_later(timeout, changed.set, context=_NO_VARIABLES)
         try:
             await changed.wait()
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -117,6 +117,23 @@ def heartbeat(details: Any = None) -> None:
         ctx.on_heartbeat(details)
 
 
+async def _result(fn: Callable[..., Any], inst: Any, ref: int, future: Awaitable[Any]) -> Any:
+    """What a workflow awaits for an activity it called: its decoded result.
+    (A function of its own, not a closure made at each call: no function
+    object and cells per step for the collector to walk while it waits.)"""
+    try:
+        data = await future
+    except asyncio.CancelledError:
+        # The awaiting code was cancelled (which cancels the future it waits
+        # on): the engine need not wait for this result. Said here, when the
+        # cancellation reaches this await, rather than by a callback on the
+        # future: a step costs one callback fewer, and the command comes at
+        # the same point of the turn.
+        inst.abandon_activity(ref)
+        raise
+    return inst.converter.decode_result(fn, data)
+
+
 class ActivityFunction(Generic[P, R]):
     """The object ``@activity.defn`` returns: call it like the function."""
 
@@ -152,21 +169,7 @@ class ActivityFunction(Generic[P, R]):
             kw,
             self._options_json(),
         )
-
-        async def result() -> Any:
-            try:
-                data = await future
-            except asyncio.CancelledError:
-                # The awaiting code was cancelled (which cancels the future it
-                # waits on): the engine need not wait for this result. Said here,
-                # when the cancellation reaches this await, rather than by a
-                # callback on the future: a step costs one callback fewer, and
-                # the command comes at the same point of the turn.
-                inst.abandon_activity(ref)
-                raise
-            return converter.decode_result(self.fn, data)
-
-        return result()  # type: ignore[return-value]
+        return _result(self.fn, inst, ref, future)  # type: ignore[return-value]
 
     def options(
         self,

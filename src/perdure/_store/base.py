@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import itertools
 import os
 import time
@@ -118,18 +119,19 @@ def closed_topic(run_id: str) -> str:
 
 def loop_waker(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[[], None]:
     """A listener that sets ``event`` on ``loop``, from whatever thread calls it
-    (directly when that is the loop's own thread: no self-pipe write)."""
+    (directly when that is the loop's own thread: no self-pipe write). A
+    partial, not a closure: one object, not three, for each waiter's life."""
+    return functools.partial(_wake, loop, event)
 
-    def wake() -> None:
-        if asyncio._get_running_loop() is loop:
-            event.set()
-            return
-        try:
-            loop.call_soon_threadsafe(event.set)
-        except RuntimeError:
-            pass  # the loop is closed: nobody waits any more
 
-    return wake
+def _wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+    if asyncio._get_running_loop() is loop:
+        event.set()
+        return
+    try:
+        loop.call_soon_threadsafe(event.set)
+    except RuntimeError:
+        pass  # the loop is closed: nobody waits any more
 
 
 class Store(abc.ABC):

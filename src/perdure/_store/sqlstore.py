@@ -10,7 +10,8 @@ Imports the history model, the store records, the row helpers and errors.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from perdure import _history as h
@@ -43,6 +44,7 @@ from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, load
 from perdure._store.sqlstart import AnyPlan
 from perdure._store.sqlturn import (
     ClosePlan,
+    Encoded,
     Plan,
     apply_turn,
     encode_turn,
@@ -355,7 +357,7 @@ class SqlStore(Store, Dialect):
             plan = plan_close(commit, self.clock(), written, keep)
         try:
             topics = await self._write_planned(
-                lambda tx: apply_turn(tx, self, commit, self.clock(), written, keep), plan
+                functools.partial(self._turn_body, commit, written, keep), plan
             )
             if isinstance(plan, Plan) and commit.activity_done is not None:  # (as the body does)
                 commit.created_tasks[commit.activities[0].ref] = commit.activity_done[0]
@@ -368,6 +370,17 @@ class SqlStore(Store, Dialect):
         self._closed_here(commit.run_id, ended)
         self._committed(*topics)
         return True
+
+    def _turn_body(
+        self,
+        commit: TurnCommit,
+        written: Encoded,
+        keep: Callable[[RunRecord], None] | None,
+        tx: Tx,
+    ) -> Coroutine[Any, Any, set[str]]:
+        """A turn's body (a partial of this, not a closure made per turn: the
+        plan, when there is one, usually makes it unneeded)."""
+        return apply_turn(tx, self, commit, self.clock(), written, keep)
 
     async def fail_turn(self, task: WorkflowTask, error: str, retry_in: float) -> bool:
         now = self.clock()

@@ -182,13 +182,7 @@ class ActivityRunner:
         beat = None if task.heartbeat is None else self.converter.from_json(task.heartbeat)
         info = functools.partial(_activity_info, task, beat)  # (built if asked for)
         loop = asyncio.get_running_loop()
-
-        def on_heartbeat(details: Any) -> None:
-            # May run on an activity thread: hand over to the loop.
-            if running.stop_reason is not None and not activity.is_async:
-                raise asyncio.CancelledError(f"activity {running.stop_reason}")
-            loop.call_soon_threadsafe(self._beat, running, details)
-
+        on_heartbeat = functools.partial(self._on_heartbeat, running, activity.is_async, loop)
         if activity.is_async and timeout is None:
             # In this task, the attempt's (see Worker._spawn; an ending
             # attempt may hand it to the next: Worker._run_inline): no second
@@ -236,6 +230,15 @@ class ActivityRunner:
         return self.converter.encode_result(activity.fn, value)
 
     # ------------------------------------------------------------ heartbeats
+
+    def _on_heartbeat(
+        self, running: _Running, is_async: bool, loop: asyncio.AbstractEventLoop, details: Any
+    ) -> None:
+        """``activity.heartbeat(details)`` in ``running``'s attempt. May run on
+        an activity thread: hands over to the loop."""
+        if running.stop_reason is not None and not is_async:
+            raise asyncio.CancelledError(f"activity {running.stop_reason}")
+        loop.call_soon_threadsafe(self._beat, running, details)
 
     def _beat(self, running: _Running, details: Any) -> None:
         running.last_beat = time.monotonic()

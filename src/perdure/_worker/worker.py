@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import os
 import signal
@@ -450,15 +451,16 @@ class Worker:
         # from its spawner's, which may be an activity attempt's own task).
         task: asyncio.Task[None] = self._context.run(asyncio.create_task, coro)
         registry[task] = (task_id, token)
+        task.add_done_callback(functools.partial(self._task_done, registry))
 
-        def done(t: asyncio.Task[None]) -> None:
-            registry.pop(t, None)
-            if self._saturated and self._wake is not None:
-                self._wake.set()  # a slot is free for work the last poll had to leave
-            if not t.cancelled() and t.exception() is not None:
-                log.error("worker task failed", exc_info=t.exception())
-
-        task.add_done_callback(done)
+    def _task_done(
+        self, registry: dict[asyncio.Task[None], tuple[int, str]], t: asyncio.Task[None]
+    ) -> None:
+        registry.pop(t, None)
+        if self._saturated and self._wake is not None:
+            self._wake.set()  # a slot is free for work the last poll had to leave
+        if not t.cancelled() and t.exception() is not None:
+            log.error("worker task failed", exc_info=t.exception())
 
     async def _turn(self, task: Any) -> None:
         await self.turns.run_turn(task)
