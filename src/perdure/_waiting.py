@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import threading
 from collections.abc import Callable, Collection
 
 from perdure._store.base import RunRecord, Store, loop_waker
@@ -33,7 +34,19 @@ log = logging.getLogger("perdure.client")
 MAX_RESULT_POLL = 30.0
 
 
-_NO_VARIABLES = contextvars.Context()
+_per_thread = threading.local()
+
+
+def no_variables() -> contextvars.Context:
+    """An empty context for callbacks that read no context variable, one per
+    thread: a context cannot be entered by two threads at once, and two
+    loops in two threads (a SyncClient's and the program's) may run such
+    callbacks at the same moment."""
+    try:
+        return _per_thread.context  # type: ignore[no-any-return]
+    except AttributeError:
+        _per_thread.context = contextvars.Context()
+        return _per_thread.context  # type: ignore[no-any-return]
 
 
 class EndWatch:
@@ -63,9 +76,10 @@ class EndWatch:
         changed = self.changed
         if changed.is_set():
             return
-        # (In a shared empty context: the timer of a waiter is one object, not
-        # two, for as long as it waits; setting an event reads no variable.)
-        timer = asyncio.get_running_loop().call_later(timeout, changed.set, context=_NO_VARIABLES)
+        # (In the thread's shared empty context: the timer of a waiter is one
+        # object, not two, for as long as it waits; setting an event reads no
+        # variable.)
+        timer = asyncio.get_running_loop().call_later(timeout, changed.set, context=no_variables())
         try:
             await changed.wait()
         finally:

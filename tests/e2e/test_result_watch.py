@@ -12,6 +12,8 @@ its feed of ended runs names (migration 6)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 from collections import Counter
 from typing import Any
 
@@ -259,3 +261,20 @@ async def test_a_waiter_waits_in_its_own_task_and_times_out(client: perdure.Clie
             await handle.signal("go")
         assert await first == "went"
         assert await handles[1].result(timeout=30) == "went"
+
+
+def test_each_thread_has_its_own_empty_context_for_waiters_timers() -> None:
+    # A waiter's timer runs in an empty context shared by the thread's
+    # timers. A context cannot be entered by two threads at once, and two
+    # loops in two threads (a SyncClient's and the program's) may fire such
+    # timers at the same moment: one shared by every thread would make one
+    # of them raise, and its waiter would not wake.
+    from perdure._waiting import no_variables
+
+    here = no_variables()
+    assert no_variables() is here and len(here) == 0
+    seen: list[contextvars.Context] = []
+    thread = threading.Thread(target=lambda: seen.append(no_variables()))
+    thread.start()
+    thread.join()
+    assert seen and seen[0] is not here and len(seen[0]) == 0
