@@ -75,24 +75,20 @@ class ActivityInfo:
 
 
 class _ActivityContext:
-    """A running attempt's context: its info, built when first asked for
-    (most attempts never ask: building it for each cost about 1% of a
-    step), and where its heartbeats go."""
+    """What a running attempt offers ``activity.info()`` and ``heartbeat()``.
+    The worker's own record of the attempt is one
+    (``perdure._worker.activities._Running``): nothing more is made per
+    attempt for them, and its info is built only when first asked for (most
+    attempts never ask: building it for each cost about 1% of a step)."""
 
-    __slots__ = ("_info", "_make_info", "on_heartbeat")
-
-    def __init__(
-        self, make_info: Callable[[], ActivityInfo], on_heartbeat: Callable[[Any], None]
-    ) -> None:
-        self._make_info = make_info
-        self._info: ActivityInfo | None = None
-        self.on_heartbeat = on_heartbeat
+    __slots__ = ()
 
     @property
     def info(self) -> ActivityInfo:
-        if self._info is None:
-            self._info = self._make_info()
-        return self._info
+        raise NotImplementedError
+
+    def on_heartbeat(self, details: Any) -> None:
+        raise NotImplementedError
 
 
 _context: ContextVar[_ActivityContext | None] = ContextVar("perdure_activity", default=None)

@@ -50,23 +50,44 @@ def _failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any
 
 
 @dataclass(slots=True)
-class _Running:
-    """One attempt in flight on this worker."""
+class _Running(_ActivityContext):
+    """One attempt in flight on this worker; also what the attempt's
+    ``activity.info()`` and ``heartbeat()`` reach (its context variable)."""
 
     task: ActivityTask
     heartbeat_timeout: float | None
+    runner: ActivityRunner
     last_beat: float = field(default_factory=time.monotonic)
     details: Any = None
     dirty: bool = False
     flushing: bool = False
     stop_reason: str | None = None  # "cancelled", "lost" or "heartbeat_timeout"
     future: asyncio.Future[Any] | None = None
+    # Set as the attempt starts: what heartbeats and info need.
+    loop: asyncio.AbstractEventLoop | None = None
+    is_async: bool = True
+    first_details: Any = None  # the last attempt's heartbeat details, if any
+    built_info: ActivityInfo | None = None
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
             if self.future is not None:
                 self.future.cancel()
+
+    @property
+    def info(self) -> ActivityInfo:
+        if self.built_info is None:
+            self.built_info = _activity_info(self.task, self.first_details)
+        return self.built_info
+
+    def on_heartbeat(self, details: Any) -> None:
+        """``activity.heartbeat(details)``. May run on an activity thread:
+        hands over to the loop."""
+        if self.stop_reason is not None and not self.is_async:
+            raise asyncio.CancelledError(f"activity {self.stop_reason}")
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.runner._beat, self, details)
 
 
 class ActivityRunner:
@@ -138,7 +159,7 @@ class ActivityRunner:
                 )
                 return
             timeout = left if timeout is None else min(timeout, left)
-        running = _Running(task, options.get("heartbeat_timeout"))
+        running = _Running(task, options.get("heartbeat_timeout"), self)
         self.running[task.task_id] = running
         watchdog = None
         try:
@@ -179,10 +200,10 @@ class ActivityRunner:
         timeout: float | None,
     ) -> Any:
         args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
-        beat = None if task.heartbeat is None else self.converter.from_json(task.heartbeat)
-        info = functools.partial(_activity_info, task, beat)  # (built if asked for)
-        loop = asyncio.get_running_loop()
-        on_heartbeat = functools.partial(self._on_heartbeat, running, activity.is_async, loop)
+        if task.heartbeat is not None:
+            running.first_details = self.converter.from_json(task.heartbeat)
+        loop = running.loop = asyncio.get_running_loop()
+        running.is_async = activity.is_async
         if activity.is_async and timeout is None:
             # In this task, the attempt's (see Worker._spawn; an ending
             # attempt may hand it to the next: Worker._run_inline): no second
@@ -191,7 +212,7 @@ class ActivityRunner:
             # context when an attempt begins, and never reach workflow code
             # (which runs in its instance's own context).
             running.future = asyncio.current_task()
-            token = _context.set(_ActivityContext(info, on_heartbeat))
+            token = _context.set(running)
             try:
                 value = await activity.fn(*args, **kwargs)
             finally:
@@ -199,7 +220,7 @@ class ActivityRunner:
                 _context.reset(token)
             return self.converter.encode_result(activity.fn, value)
         ctx = contextvars.copy_context()
-        ctx.run(_context.set, _ActivityContext(info, on_heartbeat))
+        ctx.run(_context.set, running)
         awaitable: asyncio.Future[Any]
         if activity.is_async:
             # A task copies the context current at its creation: create it inside ctx.
@@ -230,15 +251,6 @@ class ActivityRunner:
         return self.converter.encode_result(activity.fn, value)
 
     # ------------------------------------------------------------ heartbeats
-
-    def _on_heartbeat(
-        self, running: _Running, is_async: bool, loop: asyncio.AbstractEventLoop, details: Any
-    ) -> None:
-        """``activity.heartbeat(details)`` in ``running``'s attempt. May run on
-        an activity thread: hands over to the loop."""
-        if running.stop_reason is not None and not is_async:
-            raise asyncio.CancelledError(f"activity {running.stop_reason}")
-        loop.call_soon_threadsafe(self._beat, running, details)
 
     def _beat(self, running: _Running, details: Any) -> None:
         running.last_beat = time.monotonic()
