@@ -166,11 +166,16 @@ async def test_steps_leave_no_cyclic_garbage(tmp_path: Path) -> None:
 
 
 gate: list[asyncio.Event] = []
+at_gate = [0]  # attempts of held waiting at the gate now
 
 
 @activity.defn
 async def held(i: int) -> int:
-    await gate[0].wait()
+    at_gate[0] += 1
+    try:
+        await gate[0].wait()
+    finally:
+        at_gate[0] -= 1
     return i
 
 
@@ -206,7 +211,7 @@ async def test_a_workflow_in_flight_keeps_few_objects_for_the_collector(tmp_path
             n = 300
             handles = [await client.start(holding, 2) for _ in range(n)]
             waiters = [asyncio.ensure_future(h.result()) for h in handles]
-            await wait_until_running(client, n)
+            await wait_until_at_gate(n)
             gc.collect()
             per_workflow = (len(gc.get_objects()) - before) / n
             gate[0].set()
@@ -216,10 +221,10 @@ async def test_a_workflow_in_flight_keeps_few_objects_for_the_collector(tmp_path
         await client.close()
 
 
-async def wait_until_running(client: perdure.Client, n: int) -> None:
+async def wait_until_at_gate(n: int) -> None:
     """Until ``n`` attempts of ``held`` wait at the gate (each workflow's first)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
-    while len(gate[0]._waiters) < n:  # type: ignore[attr-defined]
-        assert loop.time() < deadline, f"{len(gate[0]._waiters)} of {n} attempts started"  # type: ignore[attr-defined]
+    while at_gate[0] < n:
+        assert loop.time() < deadline, f"{at_gate[0]} of {n} attempts started"
         await asyncio.sleep(0.01)
