@@ -21,8 +21,14 @@ statement (the run's version, the events, the step's task row taken over by
 the next activity). Still no leases, fences, converter, cache, wake-ups or
 threads: what any engine of this kind must do in CPython, and no more.
 
+With ``--engine --batch 1`` the runs go one at a time, as in perdure's
+``sequential`` benchmark: each workflow is its start's commit and then one
+commit per step (eleven for ten steps), and ``p50_ms`` is the median time
+of one whole workflow: the floor under a sequential workflow's latency.
+
 Usage: python benchmarks/floor.py [-n STEPS] [--batch N] [--engine]
-Prints one JSON line. Run by hand; never a test.
+Prints one JSON line. Run by hand, or by ``run.py`` beside perdure's runs;
+never a test.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import statistics
 import tempfile
 import time
 from typing import Any
@@ -55,15 +62,23 @@ def open_db() -> sqlite3.Connection:
     return conn
 
 
-def measured(mode: str, done: int, batch: int, t0: float, cpu0: float) -> dict[str, Any]:
+def measured(
+    mode: str, done: int, batch: int, t0: float, cpu0: float, batches: list[float] | None = None
+) -> dict[str, Any]:
+    """The JSON line. ``batches``: each batch's time from its start's commit
+    to its last step's (the engine's), for ``p50_ms``."""
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {
+    out = {
         "mode": mode,
+        "db": "sqlite",
         "n": done,
         "batch": batch,
         "steps_per_s": done / wall,
         "cpu_us_per_step": cpu / done * 1e6,
     }
+    if batches:
+        out["p50_ms"] = statistics.median(batches) * 1e3
+    return out
 
 
 async def step(i: int) -> dict[str, Any]:
@@ -125,8 +140,10 @@ async def engine(n: int, batch: int, k: int = 10) -> dict[str, Any]:
     cpu0, t0 = time.process_time(), time.perf_counter()
     done = 0
     serial = 0
+    batches: list[float] = []
     while done < n:
         # A batch of runs, each started and taken to its first step.
+        started = time.perf_counter()
         runs: dict[str, tuple[Any, int, int]] = {}  # run id -> coroutine, command, seq
         conn.execute("BEGIN IMMEDIATE")
         for _ in range(batch):
@@ -195,7 +212,8 @@ async def engine(n: int, batch: int, k: int = 10) -> dict[str, Any]:
             conn.executemany("UPDATE tasks SET ref = ? WHERE id = ?", tasks)
             conn.execute("COMMIT")
             done += len(results)
-    result = measured("engine floor", done, batch, t0, cpu0)
+        batches.append(time.perf_counter() - started)
+    result = measured("engine floor", done, batch, t0, cpu0, batches)
     conn.close()  # (not timed: the last connection's close checkpoints the WAL)
     return result
 

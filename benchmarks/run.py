@@ -2,7 +2,11 @@
 (``make bench``). Each measurement runs in a fresh process; results go to
 ``benchmarks/results/<time>.json`` plus a Markdown table, and a PNG plot to
 ``docs/img/bench.png``. Peers (DBOS Transact, Restate) run the same workloads
-back to back when ``--peers`` is given and their set-up is available.
+back to back when ``--peers`` is given and their set-up is available. Every
+round also measures this machine's floor (``floor.py --engine``: a minimal
+engine that records each step durably and does nothing else), one workflow
+at a time and 100 at once, so that perdure's figures can be read against
+what the disk and CPython allow in the same minutes.
 """
 
 from __future__ import annotations
@@ -50,6 +54,20 @@ def perdure_round(dbs: list[str], quick: bool, index: int) -> list[dict[str, Any
             ["concurrent", "--processes", "2", "-n", n],
         ):
             results += _perdure(args, db, round=index)
+    return results
+
+
+def floor_round(quick: bool, index: int) -> list[dict[str, Any]]:
+    """The minimal engine (floor.py --engine) in the shapes of perdure's
+    sequential and concurrent modes, tagged with the round."""
+    results = []
+    for mode, batch, n in (
+        ("sequential", "1", "500" if quick else "2000"),
+        ("concurrent", "100", "5000" if quick else "50000"),
+    ):
+        r = run([sys.executable, str(HERE / "floor.py"), "--engine", "--batch", batch, "-n", n])
+        if r:
+            results.append({**r, "engine": "floor", "mode": mode, "round": index})
     return results
 
 
@@ -116,6 +134,11 @@ def baseline(engine: str, db: str, mode: str) -> tuple[str, str]:
     return db, ("recovery-same" if mode == "recovery" and engine != "perdure" else mode)
 
 
+def _num(value: float) -> str:
+    """A median as the report writes it: thousands whole, with separators."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def _better(metric: str, ours: float, theirs: float) -> float:
     return ours / theirs if metric in HIGHER_IS_BETTER else theirs / ours
 
@@ -178,6 +201,8 @@ def markdown(
 
     rounds = by_round(results or [])
     for engine, db, mode in sorted(table, key=order):
+        if engine == "floor":
+            continue  # (in their own section, below)
         values = table[(engine, db, mode)]
         for metric in metrics.get(mode, []):
             if metric not in values:
@@ -194,7 +219,7 @@ def markdown(
                     )
                     if len(each) > 1:
                         ratio += f" (by round: {', '.join(f'{x:.1f}' for x in each)})"
-            value = f"{values[metric]:.4g}"
+            value = _num(values[metric])
             lines.append(f"| {engine} | {db} | {mode} | {metric} | {value} | {against} | {ratio} |")
     lines += [
         "",
@@ -207,7 +232,46 @@ def markdown(
         "restarts the same process identity, so it is compared with perdure's recovery-same. "
         "Restate's bytes_per_sleeper is the RSS growth of its SDK process plus restate-server.",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + against_floor(table, rounds)) + "\n"
+
+
+def against_floor(
+    table: dict[tuple[str, str, str], dict[str, float]],
+    rounds: dict[tuple[str, str, str, str, int], float],
+) -> list[str]:
+    """The section that reads perdure on SQLite against the minimal engine
+    measured in the same rounds (empty if the floor was not measured)."""
+    lines = []
+    for mode, metric, unit in (
+        ("sequential", "p50_ms", "ms per 10-step workflow, p50"),
+        ("concurrent", "steps_per_s", "steps/s"),
+        ("concurrent", "cpu_us_per_step", "µs of CPU per step"),
+    ):
+        floor = table.get(("floor", "sqlite", mode), {}).get(metric)
+        ours = table.get(("perdure", "sqlite", mode), {}).get(metric)
+        if not floor or not ours:
+            continue
+        each = round_ratios(rounds, ("floor", "sqlite", mode), ("perdure", "sqlite", mode), metric)
+        behind = 1 / _better(metric, ours, floor)
+        by = f" (by round: {', '.join(f'{1 / x:.2f}' for x in each)})" if len(each) > 1 else ""
+        lines.append(f"| {mode} | {unit} | {_num(ours)} | {_num(floor)} | {behind:.2f}x{by} |")
+    if not lines:
+        return []
+    return [
+        "",
+        "Against this machine's floor (`floor.py --engine`, SQLite, in the same rounds): a "
+        "minimal engine that runs the same workflow and records each step durably "
+        "(the run's version, three events, the step's task row; one commit per round, "
+        "`synchronous=FULL`) and nothing else: no leases, fences, converter, cache, "
+        "wake-ups or client. Sequential: one workflow at a time, its start and ten steps "
+        "eleven commits, as perdure's; concurrent: 100 workflows per commit. "
+        "'perdure at' is how many times the floor's time (or CPU) perdure takes, or the "
+        "floor's steps per second over perdure's.",
+        "",
+        "| mode | metric | perdure SQLite | floor | perdure at |",
+        "| --- | --- | --- | --- | --- |",
+        *lines,
+    ]
 
 
 def plot(table: dict[tuple[str, str, str], dict[str, float]], path: Path) -> None:
@@ -223,7 +287,7 @@ def plot(table: dict[tuple[str, str, str], dict[str, float]], path: Path) -> Non
     labels, steps, lat = [], [], []
     for (engine, db, mode), v in sorted(table.items()):
         if mode == "concurrent":
-            labels.append(f"{engine}\n{db}")
+            labels.append("floor\n(minimal engine)" if engine == "floor" else f"{engine}\n{db}")
             steps.append(v.get("steps_per_s", 0))
             lat.append(table.get((engine, db, "sequential"), {}).get("p50_ms", 0))
     ax1.bar(labels, steps, color="#3b6ea5")
@@ -252,6 +316,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     for index in range(args.repeat):
         results += perdure_round(dbs, args.quick, index)
+        results += floor_round(args.quick, index)
         if args.peers:
             results += peers.peer_round(index, args.quick, args.pg)
     results += perdure_rest(dbs, args.repeat, args.quick)
