@@ -1,5 +1,6 @@
-"""PostgreSQL applies a group commit's inline steps and plain closes together
-(postgres_plans): the turns that come with a Plan or a ClosePlan
+"""PostgreSQL applies a group commit's inline steps and plain closes (an
+inline step's or a claimed workflow task's) together (postgres_plans): the
+turns that come with a Plan or a ClosePlan
 (sqlturn.plan_turn, plan_close) are written by one statement per kind, fed
 by arrays. The rows must be exactly those the turns' bodies write; a tripped
 fence must cost the other turns nothing (the group is rolled back and every
@@ -24,6 +25,7 @@ from test_sqlite_plans import (
     _rows,
     assert_closed_alike,
     assert_untouched,
+    claimed_closes,
     closes_to_apply,
     faulty,
 )
@@ -113,8 +115,9 @@ async def test_a_tripped_fence_costs_the_other_turns_nothing(
     await store.close()
 
 
+@pytest.mark.parametrize("claimed", [False, True], ids=["inline", "claimed"])
 async def test_closes_write_exactly_what_the_bodies_write(
-    pg_database: pg_testdb.TestDatabase, applied: list[int]
+    pg_database: pg_testdb.TestDatabase, applied: list[int], claimed: bool
 ) -> None:
     rows = {}
     seen: dict[str, list[Any]] = {}
@@ -123,7 +126,7 @@ async def test_closes_write_exactly_what_the_bodies_write(
         store = await _open(pg_database, clock)
         if name == "bodies":
             store.applies_close_plans = False
-        ids, commits = await closes_to_apply(store, RUNS, clock())
+        ids, commits = await closes_to_apply(store, RUNS, clock(), claimed)
         results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
         assert results == [True] * RUNS
         assert store._writes.grouped == 1
@@ -131,16 +134,19 @@ async def test_closes_write_exactly_what_the_bodies_write(
         rows[name] = await _all_rows(store)
         await store.close()
     assert_closed_alike(rows, seen, RUNS)
+    assert rows["bodies"]["inbox"] == []  # (the signals the claimed closes consumed went)
 
 
+@pytest.mark.parametrize("claimed", [False, True], ids=["inline", "claimed"])
 @pytest.mark.parametrize("fault", ["stale version", "lost lease", "a signal came"])
 async def test_a_tripped_close_costs_the_other_turns_nothing(
-    pg_database: pg_testdb.TestDatabase, fault: str
+    pg_database: pg_testdb.TestDatabase, fault: str, claimed: bool
 ) -> None:
     store = await _open(pg_database, FakeClock())
     ids = await _first_activities(store, RUNS, leftovers=True)
+    make = await claimed_closes(store, ids) if claimed else _close
     # (the last run's turn fails: the last writes of a burst go in the group)
-    commits, bad_run = await faulty(store, ids, _close, fault, -1)
+    commits, bad_run = await faulty(store, ids, make, fault, -1)
     before = await _all_rows(store)
 
     results = await asyncio.gather(*(store.commit_turn(c) for c in commits))

@@ -1,12 +1,15 @@
 """SQLite applies the commonest turns of one group commit together: inline
 continuations that start the next activity at once come with a Plan
-(sqlturn.plan_turn), and a batch's plans are written with one statement per
-kind for all of them. The rows must be exactly those the turns' bodies write;
-a tripped fence must cost the other turns nothing."""
+(sqlturn.plan_turn), plain closes with a ClosePlan (an inline step's, or a
+claimed workflow task's that consumed its inbox: a timer, a signal), and a
+batch's plans are written with one statement per kind for all of them. The
+rows must be exactly those the turns' bodies write; a tripped fence must
+cost the other turns nothing."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from store_helpers import (
 
 from perdure import _history as h
 from perdure._store import sqlitetx
-from perdure._store.base import NewActivity, Store, TurnCommit
+from perdure._store.base import NewActivity, Store, TurnCommit, WorkflowTask
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstart import StartPlan
@@ -244,18 +247,55 @@ async def test_other_turns_have_no_plan(tmp_path: Path) -> None:
     await store.close()
 
 
+Make = Callable[..., Awaitable[TurnCommit]]
+
+
+async def claimed_closes(store: Store, ids: dict[str, int]) -> Make:
+    """A signal for each run of ``ids``, its workflow task claimed here; and
+    a maker of each run's closing turn for that task (as _close's, but the
+    turn consumes the signal and answers the claimed task, not an inline
+    step: a timer that fired or a signal that ends a run)."""
+    tasks = {}
+    for run_id in ids:
+        await store.deliver(run_id, None, h.SignalReceived(name="go", payload=run_id))
+        tasks[run_id] = await claim_one(store, run_id)
+
+    async def close(
+        store: Store, run_id: str, task_id: int, token: str | None = None, stale: bool = False
+    ) -> TurnCommit:
+        task = tasks[run_id]
+        if token is not None:
+            task = dataclasses.replace(task, token=token)
+        result = {"done": run_id}
+        commit = await turn(
+            store,
+            task,
+            [h.CompleteWorkflow(result=result)],
+            close_status="completed",
+            result=result,
+            has_relatives=False,
+        )
+        assert commit.consumed_inbox
+        if stale:
+            commit.expected_version -= 1
+        return commit
+
+    return close
+
+
 async def closes_to_apply(
-    store: SqlStore, runs: int, now: float
+    store: SqlStore, runs: int, now: float, claimed: bool = False
 ) -> tuple[dict[str, int], list[TurnCommit]]:
     """``runs`` runs with leftovers, someone here waiting for each (so that
     its close reads it back), and the closing turn of each, every one with
-    a ClosePlan."""
+    a ClosePlan (``claimed``: a claimed workflow task's, see claimed_closes)."""
     ids = await _first_activities(store, runs, leftovers=True)
     left = await _all_rows(store)
     assert (len(left["tasks"]), len(left["timers"])) == (2 * runs, runs)
     for run_id in ids:
         store.add_run_listener(run_id, lambda: None)
-    commits = [await _close(store, r, t) for r, t in ids.items()]
+    make = await claimed_closes(store, ids) if claimed else _close
+    commits = [await make(store, r, t) for r, t in ids.items()]
     assert all(plan_close(c, now, _encoded(c), None) is not None for c in commits)
     return ids, commits
 
@@ -313,8 +353,9 @@ async def _all_rows(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
     return await store._read(body)
 
 
+@pytest.mark.parametrize("claimed", [False, True], ids=["inline", "claimed"])
 async def test_closes_write_exactly_what_the_bodies_write(
-    tmp_path: Path, applied: list[Any]
+    tmp_path: Path, applied: list[Any], claimed: bool
 ) -> None:
     rows = {}
     seen = {}
@@ -323,7 +364,7 @@ async def test_closes_write_exactly_what_the_bodies_write(
         store = await _open(tmp_path / f"{name}.db", clock)
         if name == "bodies":
             store.applies_close_plans = False
-        ids, commits = await closes_to_apply(store, RUNS, clock())
+        ids, commits = await closes_to_apply(store, RUNS, clock(), claimed)
         applied.clear()
         results = await together(store, [store.commit_turn(c) for c in commits])
         assert results == [True] * RUNS
@@ -332,15 +373,18 @@ async def test_closes_write_exactly_what_the_bodies_write(
         rows[name] = await _all_rows(store)
         await store.close()
     assert_closed_alike(rows, seen, RUNS)
+    assert rows["bodies"]["inbox"] == []  # (the signals the claimed closes consumed went)
 
 
+@pytest.mark.parametrize("claimed", [False, True], ids=["inline", "claimed"])
 @pytest.mark.parametrize("fault", ["stale version", "lost lease", "a signal came"])
 async def test_a_tripped_close_costs_the_other_turns_nothing(
-    tmp_path: Path, applied: list[Any], fault: str
+    tmp_path: Path, applied: list[Any], fault: str, claimed: bool
 ) -> None:
     store = await _open(tmp_path / "store.db", FakeClock())
     ids = await _first_activities(store, RUNS, leftovers=True)
-    commits, bad_run = await faulty(store, ids, _close, fault, 0)
+    make = await claimed_closes(store, ids) if claimed else _close
+    commits, bad_run = await faulty(store, ids, make, fault, 0)
     before = await _all_rows(store)
 
     results = await together(store, [store.commit_turn(c) for c in commits])
@@ -351,3 +395,31 @@ async def test_a_tripped_close_costs_the_other_turns_nothing(
     assert_untouched(before, after, bad_run)
     assert sum(1 for r in after["runs"] if "completed" in r) == RUNS - 1
     await store.close()
+
+
+def test_a_claimed_close_is_planned_only_in_its_plain_shape() -> None:
+    """A claimed workflow task's closing turn has a ClosePlan, its inbox rows
+    with it; not if it also names an inline step's activity, starts its
+    run's next run, or has relatives (their rows need the body)."""
+    task = WorkflowTask(task_id=3, run_id="r", token="t", attempt=1)
+    commit = TurnCommit(
+        task=task,
+        run_id="r",
+        expected_version=2,
+        events=[],
+        consumed_inbox=[5, 6],
+        close_status="completed",
+        result=1,
+        has_relatives=False,
+    )
+    plan = plan_close(commit, 1.0, _encoded(commit), None)
+    assert plan is not None and (plan.done, plan.consumed) == ((3, "t"), (5, 6))
+    for changes in (
+        {"activity_done": (4, "x")},
+        {"has_relatives": True},
+        {"fresh": True},
+        {"close_status": None},
+        {"continue_as_new": new_run()},
+    ):
+        other = dataclasses.replace(commit, **changes)
+        assert plan_close(other, 1.0, _encoded(other), None) is None, changes

@@ -69,7 +69,8 @@ CLOSE_RUNS = (
     " SELECT perdure_fence(count(*) - ? + 1) FROM done"
 )
 
-# The finished activities' task rows, fenced on their lease tokens.
+# The finished activities' task rows (or the claimed workflow tasks'), fenced
+# on their lease tokens.
 DROP_DONE_TASKS = (
     "WITH done AS (DELETE FROM tasks USING unnest(?::bigint[], ?::text[]) AS p(id, token)"
     " WHERE tasks.id = p.id AND tasks.lease_token = p.token RETURNING 1)"
@@ -124,6 +125,9 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
     await tx.send(CLOSE_RUNS, [*_columns([c.close for c in closes], _CLOSE_FLOATS), count])
     await tx.send(DROP_DONE_TASKS, [*_columns([c.done for c in closes], ()), count])
     await tx.send(INSERT_EVENTS, _columns([r for c in closes for r in c.events], _EVENT_FLOATS))
+    consumed = [i for c in closes for i in c.consumed]
+    if consumed:
+        await tx.send("DELETE FROM inbox WHERE id = ANY(?::bigint[])", [Array(consumed)])
     await tx.send(INBOXES_EMPTY, [run_ids])
     waiting = {c.run_id: c.ended for c in closes if c.ended is not None}
     if waiting:

@@ -176,6 +176,9 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     if conn.executemany(done, [c.done for c in closes]).rowcount != count:
         return False
     conn.executemany(INSERT_EVENT, [row for c in closes for row in c.events])
+    consumed = [(i,) for c in closes for i in c.consumed]
+    if consumed:
+        conn.executemany("DELETE FROM inbox WHERE id = ?", consumed)
     ids = [(c.run_id,) for c in closes]
     run_ids = rows.dumps([c.run_id for c in closes])
     if conn.execute(_ANY_INBOX, (run_ids,)).fetchone():

@@ -302,16 +302,21 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
 
 
 class ClosePlan(NamedTuple):
-    """A run's commonest end as parameters: the inline step that ends a run
-    with no parent, no children and nothing consumed from its inbox (see
-    plan_close). A backend may apply many together (both group commits);
-    applying one writes what apply_turn writes for its turn."""
+    """A run's commonest end as parameters: a turn that ends a run with no
+    parent and no children (see plan_close), whether it follows an inline
+    step or a workflow task this worker claimed (a timer that fired, a
+    signal, an activity completed elsewhere). A backend may apply many
+    together (both group commits); applying one writes what apply_turn
+    writes for its turn."""
 
     run_id: str
     close: tuple[Any, ...]  # the closing UPDATE's (see apply_turn): fence 2
-    done: tuple[int, str]  # the finished activity's task id and lease token: fence 1
+    # The finished activity's task id and lease token, or the claimed workflow
+    # task's: fence 1 (the row goes, as all the run's tasks do)
+    done: tuple[int, str]
     events: list[rows.EventRow]
     ended: Callable[[RunRecord], None] | None  # handed the ended run after the commit
+    consumed: tuple[int, ...] = ()  # the inbox rows the turn read, deleted before the inbox fence
 
 
 def plan_close(
@@ -322,22 +327,28 @@ def plan_close(
 ) -> ClosePlan | None:
     """``commit`` as a ClosePlan, if it has that shape (the fences and
     writes of apply_turn's closing path with nothing to read); else None."""
+    if commit.task is not None:
+        done = (commit.task.task_id, commit.task.token)
+        if commit.activity_done is not None:
+            return None  # (never both: an inline turn has no workflow task)
+    elif commit.activity_done is not None:
+        done = commit.activity_done
+    else:
+        return None
     if (
         commit.close_status is None
-        or commit.task is not None
         or commit.fresh
-        or commit.activity_done is None
         or commit.has_relatives
         or commit.continue_as_new is not None
-        or commit.consumed_inbox
     ):
         return None
     return ClosePlan(
         commit.run_id,
         _close_values(commit, now, encoded, commit.result),
-        commit.activity_done,
+        done,
         encoded.events,
         ended,
+        tuple(commit.consumed_inbox),
     )
 
 
