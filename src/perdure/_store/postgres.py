@@ -29,10 +29,11 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from perdure._store import postgres_schema as schema
-from perdure._store.base import CLOSED
+from perdure._store.base import CLOSED, TurnInput
 from perdure._store.postgres_conns import Connections
 from perdure._store.postgres_group import GROUPS, GroupedWrites, Member, OutcomeUnknown, Write
 from perdure._store.postgres_listen import Listener, Notifier, parse_payload
+from perdure._store.postgres_loads import TurnLoads
 from perdure._store.postgres_plans import (
     apply_closes,
     apply_plans,
@@ -172,6 +173,7 @@ class PostgresStore(SqlStore):
         self._writes = GroupedWrites(
             self._group, self._write_alone, groups=min(GROUPS, self._max_size)
         )
+        self._loads = TurnLoads(self._read_queries)
 
     def _server_time(self) -> float:
         return time.time() + self._clock_offset
@@ -356,6 +358,10 @@ class PostgresStore(SqlStore):
 
     async def _read(self, body: Body[T]) -> T:
         return await self._transaction(body, BEGIN_READ)
+
+    async def load_turn(self, run_id: str, after_seq: int) -> TurnInput:
+        # Loads made together are read together (postgres_loads).
+        return await self._loads.load(run_id, after_seq)
 
     async def _read_queries(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
         # One round trip: a lone query runs by itself (one statement is one
