@@ -287,7 +287,7 @@ def plot(table: dict[tuple[str, str, str], dict[str, float]], path: Path) -> Non
     labels, steps, lat = [], [], []
     for (engine, db, mode), v in sorted(table.items()):
         if mode == "concurrent":
-            labels.append("floor\n(minimal engine)" if engine == "floor" else f"{engine}\n{db}")
+            labels.append("minimal\nengine" if engine == "floor" else f"{engine}\n{db}")
             steps.append(v.get("steps_per_s", 0))
             lat.append(table.get((engine, db, "sequential"), {}).get("p50_ms", 0))
     ax1.bar(labels, steps, color="#3b6ea5")
