@@ -1,6 +1,7 @@
-"""PostgreSQL applies a group commit's inline steps and plain closes (an
-inline step's or a claimed workflow task's) together (postgres_plans): the
-turns that come with a Plan or a ClosePlan
+"""PostgreSQL applies a group commit's inline steps, plain closes (an
+inline step's or a claimed workflow task's) and claimed tasks' turns that
+start activities and timers together (postgres_plans): the turns that come
+with a Plan, a ClosePlan or a ClaimedPlan
 (sqlturn.plan_turn, plan_close) are written by one statement per kind, fed
 by arrays. The rows must be exactly those the turns' bodies write; a tripped
 fence must cost the other turns nothing (the group is rolled back and every
@@ -26,13 +27,16 @@ from test_sqlite_plans import (
     assert_closed_alike,
     assert_untouched,
     claimed_closes,
+    claimed_turns,
     closes_to_apply,
     faulty,
+    without_task_ids,
 )
 
 from perdure._store import postgres
 from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
+from perdure._store.sqlclaimed import plan_claimed
 from perdure._store.sqlturn import plan_turn
 
 RUNS = GROUPS + 5  # the first GROUPS writes of a burst go alone, the rest as a group
@@ -157,3 +161,68 @@ async def test_a_tripped_close_costs_the_other_turns_nothing(
     assert_untouched(before, after, bad_run)
     assert sum(1 for r in after["runs"] if "completed" in r) == RUNS - 1
     await store.close()
+
+
+async def test_claimed_turns_write_exactly_what_the_bodies_write(
+    pg_database: pg_testdb.TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    apply_claimed = postgres.apply_claimed
+
+    async def spy(tx: Any, plans: Any) -> None:
+        calls.append(len(plans))
+        await apply_claimed(tx, plans)
+
+    monkeypatch.setattr(postgres, "apply_claimed", spy)
+    rows = {}
+    told = {}
+    for name in ("together", "bodies"):
+        clock = FakeClock()
+        store = await _open(pg_database, clock)
+        ids = await _first_activities(store, RUNS)
+        make = await claimed_turns(store, ids)
+        commits = [await make(store, r, t) for r, t in ids.items()]
+        assert all(plan_claimed(c, clock(), _encoded(c)) is not None for c in commits)
+        if name == "bodies":
+            store.applies_plans = False
+        store._writes.grouped = 0
+        calls.clear()
+        results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
+        assert results == [True] * RUNS
+        assert store._writes.grouped == 1
+        assert calls == ([RUNS - GROUPS] if name == "together" else [])
+        told[name] = [c.created_tasks for c in commits]
+        rows[name] = await _all_rows(store)
+        await store.close()
+    # (The first writes of the burst ran alone, side by side: their new
+    # tasks' ids come in any order.)
+    together = without_task_ids(rows["together"], told["together"])
+    assert together == without_task_ids(rows["bodies"], told["bodies"])
+    assert together[1] == [{2: (run_id, 2)} for run_id in ids]
+    assert rows["together"]["inbox"] == []
+
+
+@pytest.mark.parametrize("fault", ["stale version", "lost lease", "a signal came"])
+async def test_a_tripped_claimed_turn_costs_the_other_turns_nothing(
+    pg_database: pg_testdb.TestDatabase, fault: str
+) -> None:
+    store = await _open(pg_database, FakeClock())
+    ids = await _first_activities(store, RUNS)
+    make = await claimed_turns(store, ids)
+    # (the last run's turn fails: the last writes of a burst go in the group)
+    commits, bad_run = await faulty(store, ids, make, fault, -1)
+    before = await _all_rows(store)
+    store._writes.grouped = 0
+
+    results = await asyncio.gather(*(store.commit_turn(c) for c in commits))
+
+    assert store._writes.grouped == 0  # the group was rolled back: every body ran alone
+    after = await _all_rows(store)
+    if fault == "a signal came":
+        assert results == [True] * RUNS  # (its body requeued its task for the signal)
+        (task,) = [t for t in after["tasks"] if t[1] == "workflow"]
+        assert (task[3], task[7], task[8]) == (bad_run, None, None)
+        return
+    assert results == [True] * (RUNS - 1) + [False]
+    assert_untouched(before, after, bad_run)
+    assert commits[-1].created_tasks == {}

@@ -27,6 +27,7 @@ from store_helpers import (
 from perdure import _history as h
 from perdure._store import sqlitetx
 from perdure._store.base import NewActivity, Store, TurnCommit, WorkflowTask
+from perdure._store.sqlclaimed import plan_claimed
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstart import StartPlan
@@ -193,6 +194,7 @@ async def test_a_tripped_fence_costs_the_other_turns_nothing(
 ) -> None:
     store = await _open(tmp_path / "store.db", FakeClock())
     ids = await _first_activities(store)
+    applied.clear()  # (the first turns were plans too: claimed tasks' turns)
     before = await _rows(store)
     commits = [await _continuation(store, r, t) for r, t in ids.items()]
     bad_run, bad_task = next(iter(ids.items()))
@@ -423,3 +425,148 @@ def test_a_claimed_close_is_planned_only_in_its_plain_shape() -> None:
     ):
         other = dataclasses.replace(commit, **changes)
         assert plan_close(other, 1.0, _encoded(other), None) is None, changes
+
+
+async def claimed_turns(store: Store, ids: dict[str, int]) -> Make:
+    """A signal for each run of ``ids``, its workflow task claimed here; and
+    a maker of each run's turn for that task that leaves the run open: it
+    consumes the signal and starts activity 2 here (leased), activity 3 for
+    the queue and timer 4 (what a turn woken by a timer or a signal does)."""
+    tasks = {}
+    for run_id in ids:
+        await store.deliver(run_id, None, h.SignalReceived(name="go", payload=run_id))
+        tasks[run_id] = await claim_one(store, run_id)
+
+    async def make(
+        store: Store, run_id: str, task_id: int, token: str | None = None, stale: bool = False
+    ) -> TurnCommit:
+        task = tasks[run_id]
+        if token is not None:
+            task = dataclasses.replace(task, token=token)
+        commit = await turn(
+            store,
+            task,
+            [schedule_charge(2), schedule_charge(3), h.StartTimer(ref=4, fire_at=99.0)],
+            activities=[
+                leased_charge(2, f"{run_id}/2"),
+                NewActivity(3, "charge", "q", [3], {}, {}, None),
+            ],
+            timers=[(4, 99.0)],
+        )
+        assert commit.consumed_inbox
+        if stale:
+            commit.expected_version -= 1
+        return commit
+
+    return make
+
+
+async def test_claimed_turns_write_exactly_what_the_bodies_write(
+    tmp_path: Path, applied: list[Any]
+) -> None:
+    rows = {}
+    told = {}
+    for name in ("together", "bodies"):
+        clock = FakeClock()
+        store = await _open(tmp_path / f"{name}.db", clock)
+        ids = await _first_activities(store)
+        make = await claimed_turns(store, ids)
+        commits = [await make(store, r, t) for r, t in ids.items()]
+        assert all(plan_claimed(c, clock(), _encoded(c)) is not None for c in commits)
+        if name == "bodies":
+            store.applies_plans = False
+        applied.clear()
+        results = await together(store, [store.commit_turn(c) for c in commits])
+        assert results == [True] * RUNS
+        assert [len(a) for a in applied if a] == ([RUNS] if name == "together" else [])
+        told[name] = [c.created_tasks for c in commits]
+        rows[name] = await _all_rows(store)
+        await store.close()
+    assert without_task_ids(rows["together"], told["together"]) == without_task_ids(
+        rows["bodies"], told["bodies"]
+    )
+    # Each run: its leased activity 2 told to its commit, activity 3 queued,
+    # timer 4 set, the signal consumed, the workflow task gone.
+    _, named = without_task_ids(rows["together"], told["together"])
+    assert named == [{2: (run_id, 2)} for run_id in ids]
+    tasks = rows["together"]["tasks"]
+    assert sorted((t[1], t[4]) for t in tasks) == sorted(
+        [("activity", ref) for _ in range(RUNS) for ref in (1, 2, 3)]
+    )
+    assert rows["together"]["inbox"] == []
+    assert len(rows["together"]["timers"]) == RUNS
+
+
+@pytest.mark.parametrize("fault", ["stale version", "lost lease", "a signal came"])
+async def test_a_tripped_claimed_turn_costs_the_other_turns_nothing(
+    tmp_path: Path, applied: list[Any], fault: str
+) -> None:
+    store = await _open(tmp_path / "store.db", FakeClock())
+    ids = await _first_activities(store)
+    make = await claimed_turns(store, ids)
+    commits, bad_run = await faulty(store, ids, make, fault, 0)
+    before = await _all_rows(store)
+    applied.clear()
+
+    results = await together(store, [store.commit_turn(c) for c in commits])
+
+    assert None in applied  # the plans failed as a whole: the bodies took over
+    after = await _all_rows(store)
+    per_turn = len(commits[-1].events)  # (the signal, a marker, three commands)
+    events = len(before["events"]) + per_turn * (RUNS - 1)
+    if fault == "a signal came":
+        # Its body commits the turn and requeues the task for the new signal.
+        assert results == [True] * RUNS
+        (task,) = [t for t in after["tasks"] if t[1] == "workflow"]
+        assert (task[3], task[7], task[8]) == (bad_run, None, None)  # (run, owner, token)
+        assert [r[1] for r in after["inbox"]] == [bad_run]
+        assert len(after["events"]) == events + per_turn
+        return
+    assert results == [False] + [True] * (RUNS - 1)
+    assert_untouched(before, after, bad_run)
+    assert len(after["events"]) == events
+    assert commits[0].created_tasks == {}
+
+
+def without_task_ids(
+    rows: dict[str, list[tuple[Any, ...]]], told: list[dict[int, int]]
+) -> tuple[dict[str, list[tuple[Any, ...]]], list[dict[int, tuple[Any, ...]]]]:
+    """The rows with the task rows' ids left out (concurrent transactions
+    may take new ids in any order), and each commit's new task ids as the
+    (run id, ref) of the row they name."""
+    by_id = {task[0]: (task[3], task[4]) for task in rows["tasks"]}
+    kept = dict(rows, tasks=sorted(task[1:] for task in rows["tasks"]))
+    return kept, [{ref: by_id[task_id] for ref, task_id in t.items()} for t in told]
+
+
+def test_a_claimed_turn_is_planned_only_in_its_plain_shape() -> None:
+    """A claimed task's turn that leaves its run open has a ClaimedPlan; not
+    an inline turn, a close, a new run's first turn, or one that starts a
+    child or cancels anything (their rows need the body). It wakes the
+    pollers only if it queued work for them."""
+    task = WorkflowTask(task_id=3, run_id="r", token="t", attempt=1)
+    commit = TurnCommit(
+        task=task,
+        run_id="r",
+        expected_version=2,
+        events=[],
+        consumed_inbox=[5],
+        activities=[leased_charge(2, "x")],
+    )
+    plan = plan_claimed(commit, 1.0, _encoded(commit))
+    assert plan is not None and (plan.done, plan.consumed, plan.leased) == ((3, "t"), (5,), {2})
+    assert plan.topics() == set()
+    queued = dataclasses.replace(commit, timers=[(4, 9.0)])
+    assert (plan_claimed(queued, 1.0, _encoded(queued)) or plan).topics() == {"work"}
+    for changes in (
+        {"task": None, "activity_done": (4, "x")},
+        {"close_status": "completed"},
+        {"fresh": True},
+        {"children": [object()]},
+        {"cancelled_activities": [1]},
+        {"cancelled_timers": [1]},
+        {"cancelled_children": [1]},
+        {"continue_as_new": new_run()},
+    ):
+        other = dataclasses.replace(commit, **changes)
+        assert plan_claimed(other, 1.0, _encoded(other)) is None, changes

@@ -35,6 +35,7 @@ from perdure._store.postgres_group import GROUPS, GroupedWrites, Member, Outcome
 from perdure._store.postgres_listen import Listener, Notifier, parse_payload
 from perdure._store.postgres_loads import TurnLoads
 from perdure._store.postgres_plans import (
+    apply_claimed,
     apply_closes,
     apply_plans,
     apply_starts,
@@ -42,6 +43,7 @@ from perdure._store.postgres_plans import (
 )
 from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
+from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlstore import Body, Query, SqlStore
@@ -310,6 +312,7 @@ class PostgresStore(SqlStore):
         steps = [plan for _, plan in writes if isinstance(plan, Plan)]
         closes = [plan for _, plan in writes if isinstance(plan, ClosePlan)]
         starts = [plan for _, plan in writes if isinstance(plan, StartPlan)]
+        claimed = [plan for _, plan in writes if isinstance(plan, ClaimedPlan)]
         errors: dict[str, Exception] = {}  # (filled by the commit: see apply_closes)
         told: list[tuple[Member, str]] = []  # plans whose callbacks the commit calls
         try:
@@ -320,10 +323,15 @@ class PostgresStore(SqlStore):
                 errors.update(await apply_closes(tx, self, closes))
             if starts:
                 errors.update(await apply_starts(tx, starts))
+            if claimed:
+                await apply_claimed(tx, claimed)
             for body, plan in writes:
                 member = Member(tx)
                 if isinstance(plan, Plan):
                     done.append((member, True, set()))  # (an inline step wakes nobody)
+                    continue
+                if isinstance(plan, ClaimedPlan):
+                    done.append((member, True, plan.topics()))
                     continue
                 if isinstance(plan, ClosePlan | StartPlan):
                     answer = None if isinstance(plan, StartPlan) else close_topics(plan)

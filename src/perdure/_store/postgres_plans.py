@@ -25,6 +25,7 @@ from typing import Any
 from perdure._store import sqlrows as rows
 from perdure._store.base import RunRecord, closed_topic
 from perdure._store.postgres_tx import Array
+from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 from perdure._store.sqlstart import StartPlan
 from perdure._store.sqlturn import ClosePlan, Plan
@@ -156,6 +157,35 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
         f"DELETE FROM timers WHERE {d.timers_not_held('run_id = ANY(?::text[])')}", [run_ids]
     )
     return errors
+
+
+async def apply_claimed(tx: Tx, plans: Sequence[ClaimedPlan]) -> None:
+    """Write ``plans`` (at least one) in ``tx``: what their turns' bodies
+    would write, no input having reached their runs meanwhile; or, a fence
+    tripped or such input waiting (its body must requeue its task), an
+    aborted transaction. Each one's commit is told the task ids of the
+    activities leased here, after the commit."""
+    count = len(plans)
+    run_ids = Array([p.run_id for p in plans])
+    await tx.send(ADVANCE_RUNS, [*_columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
+    await tx.send(DROP_DONE_TASKS, [*_columns([p.done for p in plans], ()), count])
+    consumed = [i for p in plans for i in p.consumed]
+    if consumed:
+        await tx.send("DELETE FROM inbox WHERE id = ANY(?::bigint[])", [Array(consumed)])
+    await tx.send(INBOXES_EMPTY, [run_ids])
+    await tx.send(INSERT_EVENTS, _columns([r for p in plans for r in p.events], _EVENT_FLOATS))
+    activities = [row for p in plans for row in p.activities]
+    if activities:
+        byrun = {p.run_id: p for p in plans}
+
+        def tell(found: list[tuple[Any, ...]]) -> None:
+            for run_id, ref, task_id in found:
+                byrun[run_id].tell(ref, task_id)
+
+        await tx.later_all(INSERT_ACTIVITIES, _columns(activities, _ACTIVITY_FLOATS), tell)
+    timers = [row for p in plans for row in p.timers]
+    if timers:
+        await tx.send(INSERT_TIMERS, _columns(timers, (2,)))
 
 
 def close_topics(close: ClosePlan) -> set[str]:

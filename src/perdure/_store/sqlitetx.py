@@ -6,6 +6,7 @@ store's thread; see perdure._store.sqlite). Imports the SQL layer."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.base import closed_topic
+from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, RunsAtOnce
 from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlturn import (
@@ -131,6 +133,7 @@ def run_plans(
     steps: list[Plan] = []
     closes: list[ClosePlan] = []
     starts: list[StartPlan] = []
+    claimed: list[ClaimedPlan] = []
     for job in jobs.values():
         if type(job.plan) is Plan:
             steps.append(job.plan)
@@ -138,6 +141,8 @@ def run_plans(
             closes.append(job.plan)
         elif type(job.plan) is StartPlan:
             starts.append(job.plan)
+        elif type(job.plan) is ClaimedPlan:
+            claimed.append(job.plan)
     if steps:
         if conn.executemany(ADVANCE_RUN, [p.advance for p in steps]).rowcount != len(steps):
             return None
@@ -149,16 +154,29 @@ def run_plans(
     started = _start(conn, starts) if starts else {}
     if started is None:
         return None
-    return [
-        (job, set(), None)
-        if type(job.plan) is Plan
-        else (job, None, started[run_id])
-        if type(job.plan) is StartPlan
-        else (job, {closed_topic(run_id)}, None)
-        for run_id, job in jobs.items()
-    ]
+    woken = _claimed(conn, claimed) if claimed else {}
+    if woken is None:
+        return None
+    return [_answer(job, run_id, started, woken) for run_id, job in jobs.items()]
 
 
+def _answer(
+    job: Job, run_id: str, started: dict[str, Later], woken: dict[str, Later]
+) -> tuple[Job, Any, Later | None]:
+    """A planned job's answer (what its body would return) and the callbacks
+    its caller calls after the commit."""
+    plan = job.plan
+    if type(plan) is Plan:
+        return (job, set(), None)  # (an inline step wakes nobody)
+    if type(plan) is StartPlan:
+        return (job, None, started[run_id])
+    if type(plan) is ClaimedPlan:
+        return (job, plan.topics(), woken[run_id])
+    return (job, {closed_topic(run_id)}, None)
+
+
+# A finished activity's, or a claimed workflow task's, row: fence 1 of a plan.
+_DONE = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
 # (The runs named by a JSON array: one statement text for any number of runs.)
 _ANY_INBOX = "SELECT 1 FROM inbox WHERE run_id IN (SELECT value FROM json_each(?)) LIMIT 1"
 _ENDED_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT value FROM json_each(?))"
@@ -172,8 +190,7 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     count = len(closes)
     if conn.executemany(CLOSE_RUN, [c.close for c in closes]).rowcount != count:
         return False
-    done = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
-    if conn.executemany(done, [c.done for c in closes]).rowcount != count:
+    if conn.executemany(_DONE, [c.done for c in closes]).rowcount != count:
         return False
     conn.executemany(INSERT_EVENT, [row for c in closes for row in c.events])
     consumed = [(i,) for c in closes for i in c.consumed]
@@ -193,6 +210,38 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     for sql in (*rows.DROP_RUN_TASKS, "DELETE FROM timers WHERE run_id = ?"):
         conn.executemany(sql, ids)
     return True
+
+
+def _claimed(conn: sqlite3.Connection, plans: list[ClaimedPlan]) -> dict[str, Later] | None:
+    """Write the claimed tasks' turns ``plans`` (apply_turn's open path, for
+    a turn that starts only activities and timers: see sqlclaimed); None if a
+    fence tripped, or if input reached one of the runs meanwhile (its body
+    must requeue its task). Each one's callbacks, by run id, to be called
+    once the commit succeeded: the task ids of the activities leased here."""
+    count = len(plans)
+    if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != count:
+        return None
+    if conn.executemany(_DONE, [p.done for p in plans]).rowcount != count:
+        return None
+    consumed = [(i,) for p in plans for i in p.consumed]
+    if consumed:
+        conn.executemany("DELETE FROM inbox WHERE id = ?", consumed)
+    run_ids = (rows.dumps([p.run_id for p in plans]),)
+    if conn.execute(_ANY_INBOX, run_ids).fetchone():
+        return None
+    for sql, values in (
+        (INSERT_EVENT, [row for p in plans for row in p.events]),
+        (INSERT_ACTIVITY, [row for p in plans for row in p.activities]),
+        (rows.INSERT_TIMER, [row for p in plans for row in p.timers]),
+    ):
+        if values:
+            conn.executemany(sql, values)
+    later = {p.run_id: Later() for p in plans}
+    if any(p.leased for p in plans):
+        byrun = {p.run_id: p for p in plans}
+        for run_id, ref, task_id in conn.execute(_TASK_IDS, run_ids).fetchall():
+            later[run_id].add(functools.partial(byrun[run_id].tell, ref), task_id)
+    return later
 
 
 # Does any run hold one of these workflow ids (a JSON array)?

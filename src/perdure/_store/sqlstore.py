@@ -40,6 +40,7 @@ from perdure._store.base import (
     WorkflowTask,
     new_token,
 )
+from perdure._store.sqlclaimed import ClaimedPlan, plan_claimed
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
 from perdure._store.sqlstart import AnyPlan
 from perdure._store.sqlturn import (
@@ -350,11 +351,13 @@ class SqlStore(Store, Dialect):
         # Encoded here, outside the transaction: on SQLite, other processes
         # wait for the write lock while a transaction runs.
         written = encode_turn(commit)
-        plan: Plan | ClosePlan | None = None
+        plan: Plan | ClosePlan | ClaimedPlan | None = None
         if self.applies_plans:
             plan = plan_turn(commit, self.clock(), written)
         if plan is None and self.applies_close_plans:
             plan = plan_close(commit, self.clock(), written, keep)
+        if plan is None and self.applies_plans:
+            plan = plan_claimed(commit, self.clock(), written)
         try:
             topics = await self._write_planned(
                 functools.partial(self._turn_body, commit, written, keep), plan

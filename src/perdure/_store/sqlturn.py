@@ -105,7 +105,7 @@ async def apply_turn(
         # A turn that leaves the run open does not name the status (nor the
         # result) in its SET: SQLite rewrites every index on a column an UPDATE
         # sets, even to the same value, and three indexes hold the status.
-        await tx.fence(ADVANCE_RUN, _advance_values(commit, now, encoded))
+        await tx.fence(ADVANCE_RUN, advance_values(commit, now, encoded))
     # An activity task's payload is its ActivityScheduled event as recorded (the
     # claim reads name, args, kwargs and options from it): encoded once. A
     # closing turn starts no activity.
@@ -244,7 +244,7 @@ def first_outcome(commit: TurnCommit, encoded: Encoded) -> tuple[Any, ...] | Non
     return (commit.expected_version + 1, last_seq, encoded.state, encoded.waiting)
 
 
-def _advance_values(commit: TurnCommit, now: float, encoded: Encoded) -> tuple[Any, ...]:
+def advance_values(commit: TurnCommit, now: float, encoded: Encoded) -> tuple[Any, ...]:
     last_seq = commit.events[-1].seq if commit.events else None
     return (
         last_seq,
@@ -295,7 +295,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         return None
     return Plan(
         commit.run_id,
-        _advance_values(commit, now, encoded),
+        advance_values(commit, now, encoded),
         _take_over_values(commit, commit.activities[0], now, payloads(commit, encoded)),
         encoded.events,
     )
