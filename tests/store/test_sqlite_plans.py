@@ -252,37 +252,44 @@ async def test_other_turns_have_no_plan(tmp_path: Path) -> None:
 Make = Callable[..., Awaitable[TurnCommit]]
 
 
-async def claimed_closes(store: Store, ids: dict[str, int]) -> Make:
+async def claimed(
+    store: Store, ids: dict[str, int], turn_of: Callable[[str], tuple[list[h.Command], Any]]
+) -> Make:
     """A signal for each run of ``ids``, its workflow task claimed here; and
-    a maker of each run's closing turn for that task (as _close's, but the
-    turn consumes the signal and answers the claimed task, not an inline
-    step: a timer that fired or a signal that ends a run)."""
+    a maker of each run's turn for that task, which consumes the signal and
+    issues the commands ``turn_of(run_id)`` gives (with the commit's other
+    fields: what a turn woken by a timer or a signal does)."""
     tasks = {}
     for run_id in ids:
         await store.deliver(run_id, None, h.SignalReceived(name="go", payload=run_id))
         tasks[run_id] = await claim_one(store, run_id)
 
-    async def close(
+    async def make(
         store: Store, run_id: str, task_id: int, token: str | None = None, stale: bool = False
     ) -> TurnCommit:
         task = tasks[run_id]
         if token is not None:
             task = dataclasses.replace(task, token=token)
-        result = {"done": run_id}
-        commit = await turn(
-            store,
-            task,
-            [h.CompleteWorkflow(result=result)],
-            close_status="completed",
-            result=result,
-            has_relatives=False,
-        )
+        commands, extra = turn_of(run_id)
+        commit = await turn(store, task, commands, **extra)
         assert commit.consumed_inbox
         if stale:
             commit.expected_version -= 1
         return commit
 
-    return close
+    return make
+
+
+def _ending(run_id: str) -> tuple[list[h.Command], dict[str, Any]]:
+    result = {"done": run_id}
+    close = {"close_status": "completed", "result": result, "has_relatives": False}
+    return [h.CompleteWorkflow(result=result)], close
+
+
+async def claimed_closes(store: Store, ids: dict[str, int]) -> Make:
+    """claimed: each run's closing turn (as _close's, but for the claimed
+    task: a timer that fired or a signal that ends a run)."""
+    return await claimed(store, ids, _ending)
 
 
 async def closes_to_apply(
@@ -399,16 +406,17 @@ async def test_a_tripped_close_costs_the_other_turns_nothing(
     await store.close()
 
 
+def claimed_commit(**fields: Any) -> TurnCommit:
+    """A turn for workflow task 3 (token "t") of run "r", with ``fields``."""
+    task = WorkflowTask(task_id=3, run_id="r", token="t", attempt=1)
+    return TurnCommit(task=task, run_id="r", expected_version=2, events=[], **fields)
+
+
 def test_a_claimed_close_is_planned_only_in_its_plain_shape() -> None:
     """A claimed workflow task's closing turn has a ClosePlan, its inbox rows
     with it; not if it also names an inline step's activity, starts its
     run's next run, or has relatives (their rows need the body)."""
-    task = WorkflowTask(task_id=3, run_id="r", token="t", attempt=1)
-    commit = TurnCommit(
-        task=task,
-        run_id="r",
-        expected_version=2,
-        events=[],
+    commit = claimed_commit(
         consumed_inbox=[5, 6],
         close_status="completed",
         result=1,
@@ -427,38 +435,19 @@ def test_a_claimed_close_is_planned_only_in_its_plain_shape() -> None:
         assert plan_close(other, 1.0, _encoded(other), None) is None, changes
 
 
+def _going_on(run_id: str) -> tuple[list[h.Command], dict[str, Any]]:
+    commands = [schedule_charge(2), schedule_charge(3), h.StartTimer(ref=4, fire_at=99.0)]
+    activities = [
+        leased_charge(2, f"{run_id}/2"),
+        NewActivity(3, "charge", "q", [3], {}, {}, None),
+    ]
+    return commands, {"activities": activities, "timers": [(4, 99.0)]}
+
+
 async def claimed_turns(store: Store, ids: dict[str, int]) -> Make:
-    """A signal for each run of ``ids``, its workflow task claimed here; and
-    a maker of each run's turn for that task that leaves the run open: it
-    consumes the signal and starts activity 2 here (leased), activity 3 for
-    the queue and timer 4 (what a turn woken by a timer or a signal does)."""
-    tasks = {}
-    for run_id in ids:
-        await store.deliver(run_id, None, h.SignalReceived(name="go", payload=run_id))
-        tasks[run_id] = await claim_one(store, run_id)
-
-    async def make(
-        store: Store, run_id: str, task_id: int, token: str | None = None, stale: bool = False
-    ) -> TurnCommit:
-        task = tasks[run_id]
-        if token is not None:
-            task = dataclasses.replace(task, token=token)
-        commit = await turn(
-            store,
-            task,
-            [schedule_charge(2), schedule_charge(3), h.StartTimer(ref=4, fire_at=99.0)],
-            activities=[
-                leased_charge(2, f"{run_id}/2"),
-                NewActivity(3, "charge", "q", [3], {}, {}, None),
-            ],
-            timers=[(4, 99.0)],
-        )
-        assert commit.consumed_inbox
-        if stale:
-            commit.expected_version -= 1
-        return commit
-
-    return make
+    """claimed: each run's turn that leaves the run open, starting activity
+    2 here (leased), activity 3 for the queue and timer 4."""
+    return await claimed(store, ids, _going_on)
 
 
 async def test_claimed_turns_write_exactly_what_the_bodies_write(
@@ -544,15 +533,7 @@ def test_a_claimed_turn_is_planned_only_in_its_plain_shape() -> None:
     an inline turn, a close, a new run's first turn, or one that starts a
     child or cancels anything (their rows need the body). It wakes the
     pollers only if it queued work for them."""
-    task = WorkflowTask(task_id=3, run_id="r", token="t", attempt=1)
-    commit = TurnCommit(
-        task=task,
-        run_id="r",
-        expected_version=2,
-        events=[],
-        consumed_inbox=[5],
-        activities=[leased_charge(2, "x")],
-    )
+    commit = claimed_commit(consumed_inbox=[5], activities=[leased_charge(2, "x")])
     plan = plan_claimed(commit, 1.0, _encoded(commit))
     assert plan is not None and (plan.done, plan.consumed, plan.leased) == ((3, "t"), (5,), {2})
     assert plan.topics() == set()

@@ -21,7 +21,14 @@ from typing import Any, NamedTuple
 
 from perdure._store import sqlrows as rows
 from perdure._store.base import WORK, TurnCommit
-from perdure._store.sqlturn import Encoded, activity_values, advance_values, payloads, queues_work
+from perdure._store.sqlturn import (
+    Encoded,
+    activity_values,
+    advance_values,
+    only_new_work,
+    payloads,
+    queues_work,
+)
 
 __all__ = ["ClaimedPlan", "plan_claimed"]
 
@@ -63,10 +70,7 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
         or commit.activity_done is not None
         or commit.close_status is not None
         or commit.continue_as_new is not None
-        or commit.children
-        or commit.cancelled_children
-        or commit.cancelled_activities
-        or commit.cancelled_timers
+        or not only_new_work(commit)
     ):
         return None
     scheduled = payloads(commit, encoded)

@@ -37,6 +37,7 @@ from perdure._store.sqlturn import (
     apply_turn,
     encode_turn,
     first_outcome,
+    only_new_work,
     payloads,
     queues_work,
 )
@@ -264,10 +265,7 @@ def plan_start(
         encoded is None
         or outcome is None  # (the turn ends the run)
         or not commit.fresh
-        or commit.children
-        or commit.cancelled_children
-        or commit.cancelled_activities
-        or commit.cancelled_timers
+        or not only_new_work(commit)
         or commit.consumed_inbox
     ):
         return None

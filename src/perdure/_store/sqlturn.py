@@ -41,6 +41,7 @@ __all__ = [
     "apply_turn",
     "encode_turn",
     "first_outcome",
+    "only_new_work",
     "plan_close",
     "plan_turn",
     "queues_work",
@@ -199,6 +200,17 @@ async def apply_turn(
         lambda requeued: topics.add(WORK) if requeued else None,
     )
     return topics
+
+
+def only_new_work(commit: TurnCommit) -> bool:
+    """Whether the turn's commands start nothing but activities and timers
+    (no child, no cancellation): the shape a plan can write."""
+    return not (
+        commit.children
+        or commit.cancelled_children
+        or commit.cancelled_activities
+        or commit.cancelled_timers
+    )
 
 
 def queues_work(commit: TurnCommit) -> bool:
