@@ -173,6 +173,39 @@ def throughput(mode: str, n: int, k: int, wall: float, cpu: float, **extra: Any)
     }
 
 
+async def remote(url: str, n: int, k: int) -> dict[str, Any]:
+    """n workflows of k steps started at once, their activities on a task
+    queue served by a second worker of this process (not the workflows'):
+    every step is an activity claimed from its queue, its completion sent
+    to the run's inbox, and a claimed turn, with no inline activity."""
+    client = await perdure.Client.connect(url)
+    workflows = perdure.Worker(client, w.WORKFLOWS, [], max_concurrent_workflow_tasks=SLOTS)
+    activities = perdure.Worker(
+        client, [], [w.far_step], task_queue=w.REMOTE_QUEUE, max_concurrent_activities=SLOTS
+    )
+    await workflows.__aenter__()
+    await activities.__aenter__()
+    try:
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        handles = await asyncio.gather(*(client.start(w.far_steps, k) for _ in range(n)))
+        await asyncio.gather(*(h.result(timeout=600) for h in handles))
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    finally:
+        await activities.__aexit__()
+        await workflows.__aexit__()
+        await client.close()
+    return {
+        "mode": "remote",
+        "n": n,
+        "k": k,
+        "steps_per_s": n * k / wall,
+        "wf_per_s": n / wall,
+        "cpu_us_per_step": cpu / (n * k) * 1e6,
+    }
+
+
 async def sleep(url: str, n: int) -> dict[str, Any]:
     """n workflows sleeping an hour: worker memory per sleeper, then n short
     naps to measure timer-fire lateness."""
@@ -380,7 +413,8 @@ async def growth(url: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "mode", choices=["sequential", "concurrent", "sleep", "recovery", "replay", "growth"]
+        "mode",
+        choices=["sequential", "concurrent", "remote", "sleep", "recovery", "replay", "growth"],
     )
     parser.add_argument(
         "--db",
@@ -418,6 +452,8 @@ def main() -> None:
         result = asyncio.run(
             concurrent(url, args.n or 5000, args.k, not args.no_tune_gc, args.slots)
         )
+    elif args.mode == "remote":
+        result = asyncio.run(remote(url, args.n or 1000, args.k))
     elif args.mode == "sleep":
         result = asyncio.run(sleep(url, args.n or 100_000))
     elif args.mode == "recovery":

@@ -85,5 +85,24 @@ async def grown(n: int, k: int) -> list[float]:
     return [await stamp(i) for i in range(k)]
 
 
-WORKFLOWS = [steps, sleeper, napper, recover, long_history, grown]
+# Activities on a task queue of their own, run by a worker that serves only
+# it (the ``remote`` mode): each completion reaches the workflow through its
+# inbox and wakes a claimed turn, as with activity workers on other machines.
+REMOTE_QUEUE = "remote"
+
+
+@activity.defn(task_queue=REMOTE_QUEUE)
+async def far_step(i: int) -> dict[str, Any]:
+    return {"i": i, "ok": True}
+
+
+@workflow.defn
+async def far_steps(k: int) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+    for i in range(k):
+        last = await far_step(i)
+    return {"k": k, "last": last}
+
+
+WORKFLOWS = [steps, sleeper, napper, recover, long_history, grown, far_steps]
 ACTIVITIES = [step, slow_step, stamp]
