@@ -409,8 +409,9 @@ class SqliteStore(SqlStore):
     # first (about 15 pages per workflow step), which had cost a busy store
     # thread about a tenth of its time. Running a body twice is safe: bodies
     # only talk to the database, and their ``later`` callbacks run after COMMIT.
-    # The commonest writes, an inline step, a run's plain close and a new
-    # run's start, also come as plans (their statements' parameters): the
+    # The commonest writes, an inline step, a run's plain close, a new run's
+    # start and a claimed task's turn that starts activities or timers, also
+    # come as plans (their statements' parameters): the
     # unguarded run applies a batch's plans together, one executemany per
     # kind (sqlitetx.run_plans), before the other bodies; a tripped fence
     # among them sends the batch to the guarded run, where every write is

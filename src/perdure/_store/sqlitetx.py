@@ -106,11 +106,12 @@ class SqliteWriteTx(SqliteTx, Later):
 def run_plans(
     conn: sqlite3.Connection, batch: list[Job]
 ) -> list[tuple[Job, Any, Later | None]] | None:
-    """Apply the batch's Plans, ClosePlans and StartPlans together, one
-    statement per kind for all of them (sqlite3 loops over the rows in C):
-    each job applied with its answer (and the callbacks its caller calls
-    after the commit), or None if a fence tripped (which plan's, the summed
-    row counts cannot say: the batch then runs again as bodies, guarded).
+    """Apply the batch's Plans, ClosePlans, StartPlans and ClaimedPlans
+    together, one statement per kind for all of them (sqlite3 loops over the
+    rows in C): each job applied with its answer (and the callbacks its
+    caller calls after the commit), or None if a fence tripped (which plan's,
+    the summed row counts cannot say: the batch then runs again as bodies,
+    guarded) or input reached a claimed turn's run meanwhile.
     Applying them together is the same as applying them one after another:
     the jobs of one batch are concurrent (any order is theirs), and each
     plan touches only its own run's rows; so a second plan for the same run
