@@ -126,10 +126,7 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
     await tx.send(CLOSE_RUNS, [*_columns([c.close for c in closes], _CLOSE_FLOATS), count])
     await tx.send(DROP_DONE_TASKS, [*_columns([c.done for c in closes], ()), count])
     await tx.send(INSERT_EVENTS, _columns([r for c in closes for r in c.events], _EVENT_FLOATS))
-    consumed = [i for c in closes for i in c.consumed]
-    if consumed:
-        await tx.send("DELETE FROM inbox WHERE id = ANY(?::bigint[])", [Array(consumed)])
-    await tx.send(INBOXES_EMPTY, [run_ids])
+    await _empty_inboxes(tx, closes, run_ids)
     waiting = {c.run_id: c.ended for c in closes if c.ended is not None}
     if waiting:
 
@@ -159,6 +156,15 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
     return errors
 
 
+async def _empty_inboxes(tx: Tx, plans: Sequence[ClosePlan | ClaimedPlan], run_ids: Array) -> None:
+    """Delete the inbox rows the plans' turns consumed, then fence: the runs
+    (``run_ids``) have none left (else input came meanwhile)."""
+    consumed = [i for p in plans for i in p.consumed]
+    if consumed:
+        await tx.send("DELETE FROM inbox WHERE id = ANY(?::bigint[])", [Array(consumed)])
+    await tx.send(INBOXES_EMPTY, [run_ids])
+
+
 async def apply_claimed(tx: Tx, plans: Sequence[ClaimedPlan]) -> None:
     """Write ``plans`` (at least one) in ``tx``: what their turns' bodies
     would write, no input having reached their runs meanwhile; or, a fence
@@ -169,10 +175,7 @@ async def apply_claimed(tx: Tx, plans: Sequence[ClaimedPlan]) -> None:
     run_ids = Array([p.run_id for p in plans])
     await tx.send(ADVANCE_RUNS, [*_columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
     await tx.send(DROP_DONE_TASKS, [*_columns([p.done for p in plans], ()), count])
-    consumed = [i for p in plans for i in p.consumed]
-    if consumed:
-        await tx.send("DELETE FROM inbox WHERE id = ANY(?::bigint[])", [Array(consumed)])
-    await tx.send(INBOXES_EMPTY, [run_ids])
+    await _empty_inboxes(tx, plans, run_ids)
     await tx.send(INSERT_EVENTS, _columns([r for p in plans for r in p.events], _EVENT_FLOATS))
     activities = [row for p in plans for row in p.activities]
     if activities:

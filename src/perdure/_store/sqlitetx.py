@@ -194,12 +194,9 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     if conn.executemany(_DONE, [c.done for c in closes]).rowcount != count:
         return False
     conn.executemany(INSERT_EVENT, [row for c in closes for row in c.events])
-    consumed = [(i,) for c in closes for i in c.consumed]
-    if consumed:
-        conn.executemany("DELETE FROM inbox WHERE id = ?", consumed)
     ids = [(c.run_id,) for c in closes]
     run_ids = rows.dumps([c.run_id for c in closes])
-    if conn.execute(_ANY_INBOX, (run_ids,)).fetchone():
+    if not _inboxes_emptied(conn, closes, run_ids):
         return False  # input reached a run while its closing turn was computed
     waiting = {c.run_id: c.ended for c in closes if c.ended is not None}
     if waiting:
@@ -213,6 +210,17 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     return True
 
 
+def _inboxes_emptied(
+    conn: sqlite3.Connection, plans: Sequence[ClosePlan | ClaimedPlan], run_ids: str
+) -> bool:
+    """Delete the inbox rows the plans' turns consumed; whether the runs
+    (``run_ids``, a JSON array) have none left (else input came meanwhile)."""
+    consumed = [(i,) for p in plans for i in p.consumed]
+    if consumed:
+        conn.executemany("DELETE FROM inbox WHERE id = ?", consumed)
+    return conn.execute(_ANY_INBOX, (run_ids,)).fetchone() is None
+
+
 def _claimed(conn: sqlite3.Connection, plans: list[ClaimedPlan]) -> dict[str, Later] | None:
     """Write the claimed tasks' turns ``plans`` (apply_turn's open path, for
     a turn that starts only activities and timers: see sqlclaimed); None if a
@@ -224,11 +232,8 @@ def _claimed(conn: sqlite3.Connection, plans: list[ClaimedPlan]) -> dict[str, La
         return None
     if conn.executemany(_DONE, [p.done for p in plans]).rowcount != count:
         return None
-    consumed = [(i,) for p in plans for i in p.consumed]
-    if consumed:
-        conn.executemany("DELETE FROM inbox WHERE id = ?", consumed)
     run_ids = (rows.dumps([p.run_id for p in plans]),)
-    if conn.execute(_ANY_INBOX, run_ids).fetchone():
+    if not _inboxes_emptied(conn, plans, run_ids[0]):
         return None
     for sql, values in (
         (INSERT_EVENT, [row for p in plans for row in p.events]),

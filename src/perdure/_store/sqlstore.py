@@ -352,12 +352,11 @@ class SqlStore(Store, Dialect):
         # wait for the write lock while a transaction runs.
         written = encode_turn(commit)
         plan: Plan | ClosePlan | ClaimedPlan | None = None
+        now = self.clock()
         if self.applies_plans:
-            plan = plan_turn(commit, self.clock(), written)
+            plan = plan_turn(commit, now, written) or plan_claimed(commit, now, written)
         if plan is None and self.applies_close_plans:
-            plan = plan_close(commit, self.clock(), written, keep)
-        if plan is None and self.applies_plans:
-            plan = plan_claimed(commit, self.clock(), written)
+            plan = plan_close(commit, now, written, keep)
         try:
             topics = await self._write_planned(
                 functools.partial(self._turn_body, commit, written, keep), plan
