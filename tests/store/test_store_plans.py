@@ -23,6 +23,7 @@ read at each close.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -76,6 +77,19 @@ async def parent(x: int) -> int:
     return await workflow.execute_child(steps, x) + 1
 
 
+@activity.defn(task_queue="far")
+async def far_plus_one(x: int) -> int:
+    return x + 1
+
+
+@workflow.defn
+async def far(x: int) -> int:
+    # Its activities run on a worker of their own queue: each outcome goes
+    # to the run's inbox (complete_activity), in a group with others or alone.
+    results = await asyncio.gather(*(far_plus_one(x) for _ in range(3)))
+    return x + sum(results) - 3 * x
+
+
 @pytest.fixture
 def prepared(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
     """Every statement text the store's connections prepare ($1, $2, ...)."""
@@ -100,13 +114,16 @@ async def workload(url: str) -> None:
     """Steps, timers fired and deleted, signals, a child, result waits."""
     client = await perdure.Client.connect(url)
     try:
-        async with perdure.Worker(
-            client, workflows=[steps, naps, waits, parent], activities=[plus_one]
+        async with (
+            perdure.Worker(
+                client, workflows=[steps, naps, waits, parent, far], activities=[plus_one]
+            ),
+            perdure.Worker(client, workflows=[], activities=[far_plus_one], task_queue="far"),
         ):
             for _ in range(4):  # each connection prepares what it sends twice
-                handles = [await client.start(fn, 1) for fn in (steps, naps, waits, parent)]
+                handles = [await client.start(fn, 1) for fn in (steps, naps, waits, parent, far)]
                 await handles[2].signal("go", 1)
-                assert [await h.result(timeout=30) for h in handles] == [4, 1, 2, 5]
+                assert [await h.result(timeout=30) for h in handles] == [4, 1, 2, 5, 4]
     finally:
         await client.close()
 
@@ -210,6 +227,8 @@ async def test_sqlite_statements_reach_rows_by_index(
     path = tmp_path / "plans.db"
     await workload(f"sqlite:///{path}")
     monkeypatch.undo()
+    # (the far workflow's outcomes were delivered as plans: sqlcomplete's statements)
+    assert any("SELECT 'workflow', task_queue, run_id" in sql for sql in sent), sent
     problems = set()
     # A migration runs once per database, and may copy a whole table on purpose.
     migrating = {

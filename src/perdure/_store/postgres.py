@@ -37,6 +37,7 @@ from perdure._store.postgres_loads import TurnLoads
 from perdure._store.postgres_plans import (
     apply_claimed,
     apply_closes,
+    apply_completes,
     apply_plans,
     apply_starts,
     close_topics,
@@ -44,6 +45,7 @@ from perdure._store.postgres_plans import (
 from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
 from perdure._store.sqlclaimed import ClaimedPlan
+from perdure._store.sqlcomplete import CompletePlan
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlstore import Body, Query, SqlStore
@@ -306,6 +308,14 @@ class PostgresStore(SqlStore):
         conn = await self._conns.take()
         tx: _BatchedTx | None = None
         done: list[tuple[Member, bool, Any]] = []
+        # (A completion beside a turn's plan of its run is left to its body:
+        # see sqlcomplete.)
+        turned = {plan.run_id for _, plan in writes if not isinstance(plan, CompletePlan | None)}
+        if turned:
+            writes = [
+                (body, None if isinstance(plan, CompletePlan) and plan.run_id in turned else plan)
+                for body, plan in writes
+            ]
         if sum(plan is not None for _, plan in writes) < 2:
             # (A lone plan is its body's statements: applied as the body.)
             writes = [(body, None) for body, _ in writes]
@@ -313,6 +323,7 @@ class PostgresStore(SqlStore):
         closes = [plan for _, plan in writes if isinstance(plan, ClosePlan)]
         starts = [plan for _, plan in writes if isinstance(plan, StartPlan)]
         claimed = [plan for _, plan in writes if isinstance(plan, ClaimedPlan)]
+        completes = [plan for _, plan in writes if isinstance(plan, CompletePlan)]
         errors: dict[str, Exception] = {}  # (filled by the commit: see apply_closes)
         told: list[tuple[Member, str]] = []  # plans whose callbacks the commit calls
         try:
@@ -325,10 +336,15 @@ class PostgresStore(SqlStore):
                 errors.update(await apply_starts(tx, starts))
             if claimed:
                 await apply_claimed(tx, claimed)
+            if completes:
+                await apply_completes(tx, completes)
             for body, plan in writes:
                 member = Member(tx)
                 if isinstance(plan, Plan):
                     done.append((member, True, set()))  # (an inline step wakes nobody)
+                    continue
+                if isinstance(plan, CompletePlan):
+                    done.append((member, True, True))  # (complete_activity's answer)
                     continue
                 if isinstance(plan, ClaimedPlan):
                     done.append((member, True, plan.topics()))

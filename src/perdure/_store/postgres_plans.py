@@ -26,6 +26,7 @@ from perdure._store import sqlrows as rows
 from perdure._store.base import RunRecord, closed_topic
 from perdure._store.postgres_tx import Array
 from perdure._store.sqlclaimed import ClaimedPlan
+from perdure._store.sqlcomplete import CompletePlan
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 from perdure._store.sqlstart import StartPlan
 from perdure._store.sqlturn import ClosePlan, Plan
@@ -189,6 +190,42 @@ async def apply_claimed(tx: Tx, plans: Sequence[ClaimedPlan]) -> None:
     timers = [row for p in plans for row in p.timers]
     if timers:
         await tx.send(INSERT_TIMERS, _columns(timers, (2,)))
+
+
+# Completions (sqlcomplete): their runs locked first, in one order (the
+# bodies' lock order, and no cycle between two groups), then the task rows
+# deleted with their tokens as the fence, then each outcome into its run's
+# inbox (in the group's order), and the runs' workflow tasks, if the run is
+# open. (The open status comes in an array, as a column: a constant there
+# let the planner walk the index of all open runs, runs_one_open_per_
+# workflow_id, rather than look each run up by id, on a table of a thousand
+# runs not yet analyzed.)
+LOCK_RUNS = (
+    "SELECT count(*) FROM (SELECT 1 FROM runs WHERE run_id = ANY(?::text[])"
+    " ORDER BY run_id FOR UPDATE) AS locked"
+)
+INSERT_INBOXES_IF_OPEN = (
+    "INSERT INTO inbox (run_id, data, created_at) SELECT p.run_id, p.data, p.created_at"
+    " FROM unnest(?::text[], ?::float8[], ?::text[], ?::text[]) WITH ORDINALITY"
+    " AS p(data, created_at, run_id, status, n)"
+    " JOIN runs ON runs.run_id = p.run_id AND runs.status = p.status ORDER BY p.n"
+)
+INSERT_TASKS_IF_OPEN = (
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
+    " SELECT 'workflow', runs.task_queue, runs.run_id, p.visible_at, p.created_at"
+    " FROM unnest(?::float8[], ?::float8[], ?::text[], ?::text[])"
+    " AS p(visible_at, created_at, run_id, status)"
+    " JOIN runs ON runs.run_id = p.run_id AND runs.status = p.status ON CONFLICT DO NOTHING"
+)
+
+
+async def apply_completes(tx: Tx, plans: Sequence[CompletePlan]) -> None:
+    """Write ``plans`` (at least one) in ``tx``: what their bodies would
+    write (complete_activity's), or, a fence tripped, an aborted transaction."""
+    await tx.send(LOCK_RUNS, [Array(sorted({p.run_id for p in plans}))])
+    await tx.send(DROP_DONE_TASKS, [*_columns([p.done for p in plans], ()), len(plans)])
+    await tx.send(INSERT_INBOXES_IF_OPEN, _columns([p.inbox for p in plans], (1,)))
+    await tx.send(INSERT_TASKS_IF_OPEN, _columns([p.task for p in plans], (0, 1)))
 
 
 def close_topics(close: ClosePlan) -> set[str]:

@@ -15,6 +15,7 @@ from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.base import closed_topic
 from perdure._store.sqlclaimed import ClaimedPlan
+from perdure._store.sqlcomplete import INBOX_IF_OPEN, TASK_IF_OPEN, CompletePlan
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, RunsAtOnce
 from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlturn import (
@@ -106,30 +107,38 @@ class SqliteWriteTx(SqliteTx, Later):
 def run_plans(
     conn: sqlite3.Connection, batch: list[Job]
 ) -> list[tuple[Job, Any, Later | None]] | None:
-    """Apply the batch's Plans, ClosePlans, StartPlans and ClaimedPlans
-    together, one statement per kind for all of them (sqlite3 loops over the
-    rows in C): each job applied with its answer (and the callbacks its
-    caller calls after the commit), or None if a fence tripped (which plan's,
-    the summed row counts cannot say: the batch then runs again as bodies,
-    guarded) or input reached a claimed turn's run meanwhile.
-    Applying them together is the same as applying them one after another:
-    the jobs of one batch are concurrent (any order is theirs), and each
-    plan touches only its own run's rows; so a second plan for the same run
-    (or a second start of one workflow id) is left to its body. A lone plan
+    """Apply the batch's Plans, ClosePlans, StartPlans, ClaimedPlans and
+    CompletePlans together, one statement per kind for all of them (sqlite3
+    loops over the rows in C): each job applied with its answer (and the
+    callbacks its caller calls after the commit), or None if a fence
+    tripped (which plan's, the summed row counts cannot say: the batch then
+    runs again as bodies, guarded) or input reached a claimed turn's run
+    meanwhile. Applying them together is the same as applying them one
+    after another: the jobs of one batch are concurrent (any order is
+    theirs), and each plan touches only its own run's rows; so a second
+    plan for the same run (or a second start of one workflow id) is left to
+    its body, except completions, which commute with each other (see
+    sqlcomplete) and are applied last. A lone plan
     is applied too (a sequential workflow's every step): statements without
     the body's Python cost less."""
     jobs: dict[str, Job] = {}
     ids: set[str] = set()  # the starts' workflow ids
+    completes: list[tuple[Job, CompletePlan]] = []
     for job in batch:
         plan = job.plan
         if plan is None or plan.run_id in jobs:
+            continue
+        if type(plan) is CompletePlan:
+            completes.append((job, plan))
             continue
         if type(plan) is StartPlan:
             if plan.workflow_id in ids:
                 continue
             ids.add(plan.workflow_id)
         jobs[plan.run_id] = job
-    if not jobs:
+    # (Any number of completions per run, but none beside a turn's plan: see sqlcomplete.)
+    delivered = [(job, plan) for job, plan in completes if plan.run_id not in jobs]
+    if not jobs and not delivered:
         return []
     steps: list[Plan] = []
     closes: list[ClosePlan] = []
@@ -158,7 +167,10 @@ def run_plans(
     woken = _claimed(conn, claimed) if claimed else {}
     if woken is None:
         return None
-    return [_answer(job, run_id, started, woken) for run_id, job in jobs.items()]
+    if delivered and not _complete(conn, [plan for _, plan in delivered]):
+        return None
+    answers = [_answer(job, run_id, started, woken) for run_id, job in jobs.items()]
+    return answers + [(job, True, None) for job, _ in delivered]
 
 
 def _answer(
@@ -248,6 +260,16 @@ def _claimed(conn: sqlite3.Connection, plans: list[ClaimedPlan]) -> dict[str, La
         for run_id, ref, task_id in conn.execute(_TASK_IDS, run_ids).fetchall():
             later[run_id].add(functools.partial(byrun[run_id].tell, ref), task_id)
     return later
+
+
+def _complete(conn: sqlite3.Connection, plans: list[CompletePlan]) -> bool:
+    """Deliver the activities' outcomes ``plans`` (complete_activity's body,
+    for each: see sqlcomplete); False if a fence tripped."""
+    if conn.executemany(_DONE, [p.done for p in plans]).rowcount != len(plans):
+        return False
+    conn.executemany(INBOX_IF_OPEN, [p.inbox for p in plans])
+    conn.executemany(TASK_IF_OPEN, [p.task for p in plans])
+    return True
 
 
 # Does any run hold one of these workflow ids (a JSON array)?

@@ -28,6 +28,7 @@ from perdure._store.base import (
 )
 from perdure._store.eventtext import event_text
 from perdure._store.sqlclaimed import ClaimedPlan
+from perdure._store.sqlcomplete import CompletePlan
 from perdure._store.sqlrows import RUN_COLUMNS, EventRow, Fenced, Tx
 from perdure._store.sqlturn import (
     ClosePlan,
@@ -295,4 +296,4 @@ def _no_activity(ref: int, task_id: int) -> None:
 
 
 # Every kind of plan a group commit may apply in place of its body.
-AnyPlan = Plan | ClosePlan | StartPlan | ClaimedPlan
+AnyPlan = Plan | ClosePlan | StartPlan | ClaimedPlan | CompletePlan

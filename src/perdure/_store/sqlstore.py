@@ -41,6 +41,7 @@ from perdure._store.base import (
     new_token,
 )
 from perdure._store.sqlclaimed import ClaimedPlan, plan_claimed
+from perdure._store.sqlcomplete import plan_complete
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
 from perdure._store.sqlstart import AnyPlan
 from perdure._store.sqlturn import (
@@ -425,7 +426,10 @@ class SqlStore(Store, Dialect):
                 await rows.to_inbox(tx, run.run_id, run.task_queue, event, now)
             return True
 
-        ok = await self._write(complete)
+        # The commonest case (the run is open, the attempt still holds its
+        # lease) as a plan, applied with others in one statement per kind.
+        plan = plan_complete(task, event, now) if self.applies_plans else None
+        ok = await self._write_planned(complete, plan)
         if ok:
             self._committed(WORK)
         return ok
