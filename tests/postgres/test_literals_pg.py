@@ -87,6 +87,9 @@ async def test_a_nul_in_a_string_is_refused_by_psycopg(conn: psycopg.AsyncConnec
     ints=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), min_size=1),
 )
 @example(texts=["o'k", "a\\b", '{"x": "y"}', None, "NULL", ","], floats=[-0.0, 1.5], ints=[-1])
+# (columns written whole: strings only, floats only, negative numbers first)
+@example(texts=["o'k", "''", "','", "é ☃", "NULL", ""], floats=[-1e-300, 2.5, -0.0], ints=[-5, 3])
+@example(texts=[""], floats=[1.7e9 + 0.123], ints=[-(2**63)])
 async def test_arrays_read_back_as_their_items(
     conn: psycopg.AsyncConnection[Any], texts: list[Any], floats: list[Any], ints: list[int]
 ) -> None:

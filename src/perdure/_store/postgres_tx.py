@@ -61,14 +61,35 @@ def literal_writer(
             text = repr(value).encode()
             return b" " + text if text[:1] == b"-" else text  # ("- -1", never "--1")
         elif kind is Array:
-            items = [b"NULL" if item is None else literal(item) for item in value]
-            if all(item is None for item in value):
-                # ARRAY[NULL] is a text[], which a prepared statement's
-                # integer[] or float8[] parameter refuses; an untyped
-                # literal takes the parameter's type.
-                return b"'{" + b",".join(items) + b"}'"
-            return b"ARRAY[" + b",".join(items) + b"]"
+            return array(value)
         return quote(value)
+
+    def array(values: Array) -> bytes:
+        # The commonest columns whole, in C: strings with no backslash (NUL
+        # joins them: none of them holds one), or numbers of one type.
+        first = type(values[0])
+        try:
+            if first is str:
+                joined = "\x00".join(values)
+                if "\\" not in joined and joined.count("\x00") == len(values) - 1:
+                    quoted = str.replace(joined, "'", "''").replace("\x00", "','")
+                    return b"ARRAY['" + quoted.encode() + b"']"
+            elif (
+                (first is int or first is float)
+                and all(type(v) is first for v in values)
+                and (first is int or all(map(math.isfinite, values)))
+            ):
+                # (a minus after "[" or "," is a sign, never a comment)
+                return b"ARRAY[" + ",".join(map(repr, values)).encode() + b"]"
+        except (TypeError, UnicodeEncodeError):
+            pass  # (an item of another type; a lone surrogate: psycopg says what is wrong)
+        items = [b"NULL" if item is None else literal(item) for item in values]
+        if all(item is None for item in values):
+            # ARRAY[NULL] is a text[], which a prepared statement's
+            # integer[] or float8[] parameter refuses; an untyped
+            # literal takes the parameter's type.
+            return b"'{" + b",".join(items) + b"}'"
+        return b"ARRAY[" + b",".join(items) + b"]"
 
     return literal
 
