@@ -196,10 +196,11 @@ async def apply_claimed(tx: Tx, plans: Sequence[ClaimedPlan]) -> None:
 # bodies' lock order, and no cycle between two groups), then the task rows
 # deleted with their tokens as the fence, then each outcome into its run's
 # inbox (in the group's order), and the runs' workflow tasks, if the run is
-# open. (The open status comes in an array, as a column: a constant there
-# let the planner walk the index of all open runs, runs_one_open_per_
-# workflow_id, rather than look each run up by id, on a table of a thousand
-# runs not yet analyzed.)
+# open. Each run is looked up by id alone, then its status compared (a
+# subquery the planner keeps as it is: OFFSET 0): joined on the status as
+# well, on tables never analyzed, the planner walked the index of the runs
+# of that status (runs_by_status, or runs_one_open_per_workflow_id with the
+# status written out) instead of looking each run up.
 LOCK_RUNS = (
     "SELECT count(*) FROM (SELECT 1 FROM runs WHERE run_id = ANY(?::text[])"
     " ORDER BY run_id FOR UPDATE) AS locked"
@@ -207,15 +208,17 @@ LOCK_RUNS = (
 INSERT_INBOXES_IF_OPEN = (
     "INSERT INTO inbox (run_id, data, created_at) SELECT p.run_id, p.data, p.created_at"
     " FROM unnest(?::text[], ?::float8[], ?::text[], ?::text[]) WITH ORDINALITY"
-    " AS p(data, created_at, run_id, status, n)"
-    " JOIN runs ON runs.run_id = p.run_id AND runs.status = p.status ORDER BY p.n"
+    " AS p(data, created_at, run_id, status, n) CROSS JOIN LATERAL"
+    " (SELECT status FROM runs WHERE runs.run_id = p.run_id OFFSET 0) AS r"
+    " WHERE r.status = p.status ORDER BY p.n"
 )
 INSERT_TASKS_IF_OPEN = (
     "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
-    " SELECT 'workflow', runs.task_queue, runs.run_id, p.visible_at, p.created_at"
+    " SELECT 'workflow', r.task_queue, p.run_id, p.visible_at, p.created_at"
     " FROM unnest(?::float8[], ?::float8[], ?::text[], ?::text[])"
-    " AS p(visible_at, created_at, run_id, status)"
-    " JOIN runs ON runs.run_id = p.run_id AND runs.status = p.status ON CONFLICT DO NOTHING"
+    " AS p(visible_at, created_at, run_id, status) CROSS JOIN LATERAL"
+    " (SELECT task_queue, status FROM runs WHERE runs.run_id = p.run_id OFFSET 0) AS r"
+    " WHERE r.status = p.status ON CONFLICT DO NOTHING"
 )
 
 
