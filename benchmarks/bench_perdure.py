@@ -1,7 +1,7 @@
 """Benchmarks of perdure itself: each mode prints one JSON line of results.
 
 Usage: python benchmarks/bench_perdure.py MODE [--db URL] [options]
-Modes: sequential, concurrent, sleep, recovery, replay, growth.
+Modes: sequential, concurrent, remote, fanout, sleep, recovery, replay, growth.
 ``concurrent --processes 2``: the same workflows run by two ``perdure worker``
 processes on one database, started from this process.
 Run by hand or through ``benchmarks/run.py`` (``make bench``); never a test.
@@ -203,6 +203,32 @@ async def remote(url: str, n: int, k: int) -> dict[str, Any]:
         "steps_per_s": n * k / wall,
         "wf_per_s": n / wall,
         "cpu_us_per_step": cpu / (n * k) * 1e6,
+    }
+
+
+async def fanout(url: str, n: int, k: int) -> dict[str, Any]:
+    """n parents started at once, each starting k one-step children at once
+    and awaiting them all: children/s and CPU per child (each child is a
+    run of its own, started by its parent's turn, and tells the parent when
+    it ends)."""
+    client, worker = await with_worker(url)
+    try:
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        handles = await asyncio.gather(*(client.start(w.fan_out, k) for _ in range(n)))
+        results = await asyncio.gather(*(h.result(timeout=600) for h in handles))
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    finally:
+        await worker.__aexit__()
+        await client.close()
+    assert results == [sum(range(k))] * n
+    return {
+        "mode": "fanout",
+        "n": n,
+        "k": k,
+        "children_per_s": n * k / wall,
+        "cpu_us_per_child": cpu / (n * k) * 1e6,
     }
 
 
@@ -414,7 +440,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "mode",
-        choices=["sequential", "concurrent", "remote", "sleep", "recovery", "replay", "growth"],
+        choices=[
+            "sequential",
+            "concurrent",
+            "remote",
+            "fanout",
+            "sleep",
+            "recovery",
+            "replay",
+            "growth",
+        ],
     )
     parser.add_argument(
         "--db",
@@ -454,6 +489,8 @@ def main() -> None:
         )
     elif args.mode == "remote":
         result = asyncio.run(remote(url, args.n or 1000, args.k))
+    elif args.mode == "fanout":
+        result = asyncio.run(fanout(url, args.n or 500, args.k))
     elif args.mode == "sleep":
         result = asyncio.run(sleep(url, args.n or 100_000))
     elif args.mode == "recovery":

@@ -6,6 +6,7 @@ peer baselines (../shared/bench/peers), so numbers compare like for like.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import timedelta
 from typing import Any
@@ -104,5 +105,18 @@ async def far_steps(k: int) -> dict[str, Any]:
     return {"k": k, "last": last}
 
 
-WORKFLOWS = [steps, sleeper, napper, recover, long_history, grown, far_steps]
+@workflow.defn
+async def one_step(i: int) -> dict[str, Any]:
+    """A child of ``fan_out``: one step, its result the parent's."""
+    return await step(i)
+
+
+@workflow.defn
+async def fan_out(k: int) -> int:
+    """k children started at once, each one step; the parent sums them."""
+    results = await asyncio.gather(*(workflow.execute_child(one_step, i) for i in range(k)))
+    return sum(r["i"] for r in results)
+
+
+WORKFLOWS = [steps, sleeper, napper, recover, long_history, grown, far_steps, one_step, fan_out]
 ACTIVITIES = [step, slow_step, stamp]
