@@ -37,6 +37,8 @@ FIGURES = {
     "cpu_us_per_step": False,
     "cpu_ms_per_workflow": False,
     "queries_per_workflow": False,
+    "children_per_s": True,
+    "cpu_us_per_child": False,
 }
 
 

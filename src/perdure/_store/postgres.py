@@ -64,6 +64,10 @@ URL_OPTIONS = {"pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "p
 # not carry in psycopg: its message, as the server words it in English).
 _NOT_NOW = "the database system is "
 DEADLOCK_RETRIES = 5
+# A group's transaction waits at most this long for a row lock, then fails
+# (and every body of the group runs alone): see _group.
+GROUP_LOCK_TIMEOUT = "50ms"
+BEGIN_GROUP = (BEGIN_WRITE, f"SET LOCAL lock_timeout = '{GROUP_LOCK_TIMEOUT}'")
 # Each pooled connection's settings, in one statement:
 # - A transaction idle this long holds row locks for a process that froze (or
 #   whose event loop is blocked): the server ends the session and frees them.
@@ -319,15 +323,22 @@ class PostgresStore(SqlStore):
         if sum(plan is not None for _, plan in writes) < 2:
             # (A lone plan is its body's statements: applied as the body.)
             writes = [(body, None) for body, _ in writes]
-        steps = [plan for _, plan in writes if isinstance(plan, Plan)]
-        closes = [plan for _, plan in writes if isinstance(plan, ClosePlan)]
+        # Each kind in run-id order: the order its statement locks the rows in.
+        steps = sorted((p for _, p in writes if isinstance(p, Plan)), key=_run_id)
+        closes = sorted((p for _, p in writes if isinstance(p, ClosePlan)), key=_run_id)
         starts = [plan for _, plan in writes if isinstance(plan, StartPlan)]
-        claimed = [plan for _, plan in writes if isinstance(plan, ClaimedPlan)]
+        claimed = sorted((p for _, p in writes if isinstance(p, ClaimedPlan)), key=_run_id)
         completes = [plan for _, plan in writes if isinstance(plan, CompletePlan)]
         errors: dict[str, Exception] = {}  # (filled by the commit: see apply_closes)
         told: list[tuple[Member, str]] = []  # plans whose callbacks the commit calls
         try:
-            tx = await self._write_tx(conn)
+            # Groups lock rows in their own orders: two of them, or a group
+            # and a lone write, may each wait for a row the other holds
+            # (children of one parent ending in both, each telling it). The
+            # server would break the cycle only after deadlock_timeout (1 s,
+            # a setting only a superuser may lower): a group gives up after
+            # GROUP_LOCK_TIMEOUT instead, and its bodies run alone.
+            tx = await self._write_tx(conn, BEGIN_GROUP)
             if steps:
                 await apply_plans(tx, steps)
             if closes:
@@ -475,7 +486,9 @@ class PostgresStore(SqlStore):
             raise
         return result
 
-    async def _write_tx(self, conn: psycopg.AsyncConnection[Any]) -> _BatchedTx:
+    async def _write_tx(
+        self, conn: psycopg.AsyncConnection[Any], begin: tuple[str, ...] = (BEGIN_WRITE,)
+    ) -> _BatchedTx:
         """A write transaction on ``conn``, its pending statements prepared."""
         if _has_unread_input(conn):
             # The server spoke to an idle connection: it is ending the
@@ -487,7 +500,7 @@ class PostgresStore(SqlStore):
         statements = self._statements_of(conn)
         if statements is not None and statements.pending:
             await statements.prepare_pending(conn)
-        return _BatchedTx(conn, statements)
+        return _BatchedTx(conn, statements, begin)
 
     def _statements_of(self, conn: psycopg.AsyncConnection[Any]) -> Statements | None:
         if not self._prepare:
@@ -533,3 +546,7 @@ async def _abandon(conn: psycopg.AsyncConnection[Any]) -> None:
     if status != TransactionStatus.IDLE:
         with contextlib.suppress(psycopg.Error):
             await conn.close()
+
+
+def _run_id(plan: Plan | ClosePlan | ClaimedPlan) -> str:
+    return plan.run_id

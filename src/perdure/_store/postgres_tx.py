@@ -219,9 +219,13 @@ class _BatchedTx:
     psycopg far less CPU than a pipeline of server-bound statements."""
 
     def __init__(
-        self, conn: psycopg.AsyncConnection[Any], statements: Statements | None = None
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        statements: Statements | None = None,
+        begin: tuple[str, ...] = (BEGIN_WRITE,),
     ) -> None:
         self._conn = conn
+        self._begin = list(begin)  # the statements that open the transaction
         self._loader = psycopg.adapt.Transformer(conn)  # reads rows, writes odd values
         self._literal = literal_writer(conn, self._loader.as_literal)
         self._statements = statements  # prepared ones are sent as EXECUTE
@@ -251,7 +255,7 @@ class _BatchedTx:
         sql, params, thens = self._sql, self._params, self._thens
         self._sql, self._params, self._thens = [], [], []
         self.sent += 1
-        parts = sql if self._open else [BEGIN_WRITE, *sql]
+        parts = sql if self._open else [*self._begin, *sql]
         if commit:
             parts = [*parts, "COMMIT"]
             self.begun = self.committing = True  # an answer lost now leaves the outcome unknown
@@ -271,7 +275,7 @@ class _BatchedTx:
             if exc.sqlstate == FENCE_SQLSTATE:
                 raise Fenced() from None
             raise
-        first = 0 if self._open else 1  # past BEGIN's (empty) result
+        first = 0 if self._open else len(self._begin)  # past BEGIN's (empty) results
         self._open = self.begun = True
         for i, then in enumerate(thens):
             if isinstance(then, _All):
