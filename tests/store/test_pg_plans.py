@@ -13,9 +13,11 @@ import asyncio
 from typing import Any
 
 import pg_testdb
+import psycopg
 import pytest
 from store_helpers import (
     FakeClock,
+    wait_for,
 )
 from test_sqlite_plans import (
     _all_rows,
@@ -226,3 +228,36 @@ async def test_a_tripped_claimed_turn_costs_the_other_turns_nothing(
     assert results == [True] * (RUNS - 1) + [False]
     assert_untouched(before, after, bad_run)
     assert commits[-1].created_tasks == {}
+
+
+async def test_a_group_that_waits_for_a_held_row_gives_way_to_the_bodies(
+    pg_database: pg_testdb.TestDatabase,
+) -> None:
+    """A group whose transaction waits for a row lock that another
+    transaction holds gives up after GROUP_LOCK_TIMEOUT, and its bodies run
+    alone: the turns of other runs commit while the lock is still held (two
+    groups waiting for each other's rows, in a cycle, waited for the
+    server's deadlock_timeout, a second each), and the turn of the held run
+    commits once it is released."""
+    url = pg_database.fresh_url()
+    store = PostgresStore(url, clock=FakeClock())
+    await store.open()
+    ids = await _first_activities(store, RUNS)
+    before = await _rows(store)
+    commits = [await _continuation(store, r, t) for r, t in ids.items()]
+    held = list(ids)[-1]  # (the last: its turn goes in the group)
+    async with await psycopg.AsyncConnection.connect(url) as other:
+        await other.execute(
+            "SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (held,)
+        )  # (psycopg opened a transaction: the row stays locked until the rollback)
+        turns = [asyncio.ensure_future(store.commit_turn(c)) for c in commits]
+        others = turns[:-1]
+        await wait_for(lambda: all(t.done() for t in others), "the other runs' turns", 10.0)
+        assert [t.result() for t in others] == [True] * (RUNS - 1)
+        assert not turns[-1].done()  # its body waits for the row
+        await other.rollback()
+    assert await turns[-1]
+    assert store._writes.grouped == 0  # the group gave way: every body ran alone
+    after = await _rows(store)
+    assert len(after["events"]) == len(before["events"]) + 3 * RUNS
+    await store.close()

@@ -148,13 +148,8 @@ class GroupedWrites:
                 batch = self._queued[:GROUP_SIZE]
                 del self._queued[:GROUP_SIZE]
                 outcomes = await self._run(batch)
-                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                    if future.done():
-                        continue  # the caller stopped waiting
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    _answer(future, outcome)
                 batch = []
         except BaseException as exc:  # cancelled (the loop is closing): nobody hangs
             for _, future in batch:
@@ -176,12 +171,29 @@ class GroupedWrites:
         except OutcomeUnknown as unknown:
             return [(False, unknown.error)] * len(batch)
         except Exception:
-            # The server rolled the group back: each body alone (no plans).
-            return list(
-                await asyncio.gather(*(_settle(self._alone(body)) for (body, _), _ in batch))
-            )
+            # The server rolled the group back: each body alone (no plans),
+            # each caller answered as soon as its own body committed (one
+            # may wait long for a row another transaction holds).
+            async def alone(body: Body[Any], future: asyncio.Future[Any]) -> tuple[bool, Any]:
+                outcome = await _settle(self._alone(body))
+                _answer(future, outcome)
+                return outcome
+
+            return list(await asyncio.gather(*(alone(w[0], f) for w, f in batch)))
         self.grouped += 1
         return outcomes
+
+
+def _answer(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    """Give ``future`` its write's outcome, (ok, value or error), unless it
+    has one already (answered earlier, or the caller stopped waiting)."""
+    if future.done():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 async def _settle(work: Awaitable[T]) -> tuple[bool, Any]:
