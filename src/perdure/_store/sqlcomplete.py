@@ -1,7 +1,7 @@
-"""An activity attempt's success, delivered to its run's inbox, as a plan
-(``CompletePlan``): the write of every activity a worker runs that did not
-schedule it (a worker serving only activities, or an inline attempt whose
-instance left the cache).
+"""An activity's final outcome (its result, or its last failure), delivered
+to its run's inbox, as a plan (``CompletePlan``): the write of every
+activity a worker runs that did not schedule it (a worker serving only
+activities, or an inline attempt whose instance left the cache).
 
 Its body (SqlStore.complete_activity) is four statements run one by one:
 the run's row, read (and locked on PostgreSQL), the attempt's task row
@@ -34,8 +34,8 @@ __all__ = ["INBOX_IF_OPEN", "TASK_IF_OPEN", "CompletePlan", "plan_complete"]
 
 
 class CompletePlan(NamedTuple):
-    """An activity's successful attempt delivered to its run, as parameters
-    (see plan_complete)."""
+    """An activity's final outcome delivered to its run, as parameters (see
+    plan_complete)."""
 
     run_id: str
     done: tuple[int, str]  # the attempt's task row and lease token: the fence
