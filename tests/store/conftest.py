@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from store_helpers import FakeClock
+from store_helpers import FakeClock, Opener
 
 from perdure._store import store_for_url
 from perdure._store.base import Store
+from perdure._store.postgres import PostgresStore
 from perdure._store.sqlite import SqliteStore
+from perdure._store.sqlstore import SqlStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "postgres"))
 import pg_testdb
@@ -62,3 +64,24 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await opened.open()
     yield opened
     await opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """Opens a store on a fresh database of the backend, each call another."""
+    opened: list[SqlStore] = []
+
+    async def make() -> SqlStore:
+        store: SqlStore
+        if request.param == "postgres":
+            database: pg_testdb.TestDatabase = request.getfixturevalue("pg_database")
+            store = PostgresStore(database.fresh_url(), clock=FakeClock())
+        else:
+            store = SqliteStore(str(tmp_path / f"store-{len(opened)}.db"), clock=FakeClock())
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()

@@ -13,6 +13,10 @@ from perdure._store.base import NewActivity, NewRun, Store, TurnCommit, Workflow
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstore import SqlStore
 
+# A test's opener of stores (the conftest's ``opener``): each call opens a
+# store on a fresh database of the backend.
+Opener = Callable[[], Awaitable[SqlStore]]
+
 
 class FakeClock:
     """A clock tests move by hand, so lease expiry needs no sleeping."""

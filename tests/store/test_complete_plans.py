@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any
 
-import pg_testdb
 import pytest
 from store_helpers import (
-    FakeClock,
+    Opener,
     claim_one,
     new_run,
     schedule_charge,
@@ -29,7 +27,6 @@ from test_sqlite_plans import _all_rows, claimed_turns
 from perdure import _history as h
 from perdure._store import postgres, sqlitetx
 from perdure._store.base import ActivityTask, NewActivity
-from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
 from perdure._store.sqlcomplete import CompletePlan
 from perdure._store.sqlite import SqliteStore
@@ -39,29 +36,6 @@ from perdure._store.sqlstore import SqlStore
 RUNS = GROUPS + 3  # (on PostgreSQL the first GROUPS writes of a burst go alone)
 PER_RUN = 2
 
-Opener = Callable[[], Awaitable[SqlStore]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """Opens a store on a fresh database of the backend, each call another."""
-    opened: list[SqlStore] = []
-
-    async def make() -> SqlStore:
-        store: SqlStore
-        if request.param == "postgres":
-            database: pg_testdb.TestDatabase = request.getfixturevalue("pg_database")
-            store = PostgresStore(database.fresh_url(), clock=FakeClock())
-        else:
-            store = SqliteStore(str(tmp_path / f"store-{len(opened)}.db"), clock=FakeClock())
-        await store.open()
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        await store.close()
-
 
 @pytest.fixture
 def applied(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
@@ -69,18 +43,19 @@ def applied(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     either backend."""
     calls: list[list[str]] = []
     complete = sqlitetx._complete
-    apply_completes = postgres.apply_completes
+    apply_deliveries = postgres.apply_deliveries
 
     def sqlite_spy(conn: Any, plans: list[CompletePlan]) -> bool:
         calls.append([p.run_id for p in plans])
         return complete(conn, plans)
 
-    async def pg_spy(tx: Any, plans: list[CompletePlan]) -> None:
-        calls.append([p.run_id for p in plans])
-        await apply_completes(tx, plans)
+    async def pg_spy(tx: Any, plans: list[CompletePlan], tells: list[Any]) -> None:
+        if plans:
+            calls.append([p.run_id for p in plans])
+        await apply_deliveries(tx, plans, tells)
 
     monkeypatch.setattr(sqlitetx, "_complete", sqlite_spy)
-    monkeypatch.setattr(postgres, "apply_completes", pg_spy)
+    monkeypatch.setattr(postgres, "apply_deliveries", pg_spy)
     return calls
 
 

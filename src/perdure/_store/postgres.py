@@ -37,10 +37,9 @@ from perdure._store.postgres_loads import TurnLoads
 from perdure._store.postgres_plans import (
     apply_claimed,
     apply_closes,
-    apply_completes,
+    apply_deliveries,
     apply_plans,
     apply_starts,
-    close_topics,
 )
 from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
@@ -347,8 +346,9 @@ class PostgresStore(SqlStore):
                 errors.update(await apply_starts(tx, starts))
             if claimed:
                 await apply_claimed(tx, claimed)
-            if completes:
-                await apply_completes(tx, completes)
+            tells = [c.tell for c in closes if c.tell is not None]
+            if completes or tells:
+                await apply_deliveries(tx, completes, tells)
             for body, plan in writes:
                 member = Member(tx)
                 if isinstance(plan, Plan):
@@ -361,7 +361,7 @@ class PostgresStore(SqlStore):
                     done.append((member, True, plan.topics()))
                     continue
                 if isinstance(plan, ClosePlan | StartPlan):
-                    answer = None if isinstance(plan, StartPlan) else close_topics(plan)
+                    answer = None if isinstance(plan, StartPlan) else plan.topics()
                     done.append((member, True, answer))
                     told.append((member, plan.run_id))
                     continue

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from perdure._store import sqlrows as rows
-from perdure._store.base import RunRecord, closed_topic
+from perdure._store.base import RunRecord
 from perdure._store.postgres_tx import Array
 from perdure._store.sqlclaimed import ClaimedPlan
-from perdure._store.sqlcomplete import CompletePlan
+from perdure._store.sqlcomplete import CompletePlan, ParentTell
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 from perdure._store.sqlstart import StartPlan
 from perdure._store.sqlturn import ClosePlan, Plan
@@ -222,18 +222,36 @@ INSERT_TASKS_IF_OPEN = (
 )
 
 
-async def apply_completes(tx: Tx, plans: Sequence[CompletePlan]) -> None:
-    """Write ``plans`` (at least one) in ``tx``: what their bodies would
-    write (complete_activity's), or, a fence tripped, an aborted transaction."""
-    await tx.send(LOCK_RUNS, [Array(sorted({p.run_id for p in plans}))])
-    await tx.send(DROP_DONE_TASKS, [*_columns([p.done for p in plans], ()), len(plans)])
-    await tx.send(INSERT_INBOXES_IF_OPEN, _columns([p.inbox for p in plans], (1,)))
-    await tx.send(INSERT_TASKS_IF_OPEN, _columns([p.task for p in plans], (0, 1)))
+# sqlcomplete.PARENT_INBOX_IF_OPEN, for many: the parent looked up as the
+# completions' runs are, the child by id for its ref.
+INSERT_PARENT_INBOXES_IF_OPEN = (
+    "INSERT INTO inbox (run_id, data, created_at)"
+    " SELECT p.run_id, p.head || COALESCE(c.parent_ref, 0) || p.tail, p.created_at"
+    " FROM unnest(?::text[], ?::text[], ?::float8[], ?::text[], ?::text[], ?::text[])"
+    " WITH ORDINALITY AS p(head, tail, created_at, run_id, status, child, n)"
+    " CROSS JOIN LATERAL (SELECT status FROM runs WHERE runs.run_id = p.run_id OFFSET 0) AS r"
+    " CROSS JOIN LATERAL (SELECT parent_ref FROM runs WHERE runs.run_id = p.child OFFSET 0) AS c"
+    " WHERE r.status = p.status ORDER BY p.n"
+)
 
 
-def close_topics(close: ClosePlan) -> set[str]:
-    """Whom a close wakes (apply_turn's answer for its turn)."""
-    return {closed_topic(close.run_id)}
+async def apply_deliveries(
+    tx: Tx, completes: Sequence[CompletePlan], tells: Sequence[ParentTell]
+) -> None:
+    """Write ``completes`` and ``tells`` (at least one of either) in ``tx``:
+    what their bodies would write (complete_activity's, and the end of a
+    child told to its parent by close_run), or, a fence tripped, an aborted
+    transaction. After every other plan: a run's own claimed turn in the
+    group found its inbox as the turn left it."""
+    runs = {p.run_id for p in completes} | {t.parent_run_id for t in tells}
+    await tx.send(LOCK_RUNS, [Array(sorted(runs))])
+    if completes:
+        await tx.send(DROP_DONE_TASKS, [*_columns([p.done for p in completes], ()), len(completes)])
+        await tx.send(INSERT_INBOXES_IF_OPEN, _columns([p.inbox for p in completes], (1,)))
+    if tells:
+        await tx.send(INSERT_PARENT_INBOXES_IF_OPEN, _columns([t.inbox for t in tells], (2,)))
+    tasks = [p.task for p in completes] + [t.task for t in tells]
+    await tx.send(INSERT_TASKS_IF_OPEN, _columns(tasks, (0, 1)))
 
 
 # The starts' workflow ids, locked as each start's body locks its own (see

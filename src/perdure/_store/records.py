@@ -201,6 +201,9 @@ class TurnCommit:
     # False when the closing run never started a child: no children's close
     # policies to read and apply.
     has_children: bool = True
+    # A closing run's parent, as its WorkflowStarted names it (None: it has
+    # none, or the worker did not say): its end is told to the parent.
+    parent_run_id: str | None = None
     # A new run's first turn, written by the commit that creates the run (see
     # RunTaker.prepare): no workflow task and no inbox rows exist to fence on.
     fresh: bool = False

@@ -19,18 +19,33 @@ only its own task row, each adds its own inbox row, and the run's one
 workflow task is inserted once (the others do nothing, as their bodies
 would). A completion whose run has a turn's plan in the same batch is left
 to its body, which runs after the plans.
-Imports the store records and the event text.
+
+A child run's end is told to its parent the same way (``ParentTell``, part
+of the child's sqlturn.ClosePlan): its outcome into the parent's inbox and
+the parent's workflow task, if the parent is open. The worker knows the
+parent's run id (the child's WorkflowStarted names it) but not the child's
+ref in the parent's history, which only the child's row holds: the
+statement writes the event's text around the ref it reads there.
+Imports the history model, the store records and the event text.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from perdure import _history as h
 from perdure._store.base import OPEN, ActivityTask
 from perdure._store.eventtext import event_text
 
-__all__ = ["INBOX_IF_OPEN", "TASK_IF_OPEN", "CompletePlan", "plan_complete"]
+__all__ = [
+    "INBOX_IF_OPEN",
+    "PARENT_INBOX_IF_OPEN",
+    "TASK_IF_OPEN",
+    "CompletePlan",
+    "ParentTell",
+    "plan_complete",
+    "tell_parent",
+]
 
 
 class CompletePlan(NamedTuple):
@@ -65,4 +80,53 @@ def plan_complete(task: ActivityTask, event: h.Event, now: float) -> CompletePla
         (task.task_id, task.token),
         (event_text(event), now, run_id, OPEN),
         (now, now, run_id, OPEN),
+    )
+
+
+class ParentTell(NamedTuple):
+    """A child run's end told to its open parent, as parameters (see
+    tell_parent): what rows.close_run writes for a run with a parent."""
+
+    parent_run_id: str
+    inbox: tuple[str, str, float, str, str, str]  # PARENT_INBOX_IF_OPEN's
+    task: tuple[float, float, str, str]  # TASK_IF_OPEN's, for the parent
+
+
+# The child's outcome into its parent's inbox, if the parent is open: the
+# event's text with the child's ref (its parent_ref) written in between
+# (rows.close_run's "ref=run.parent_ref or 0").
+PARENT_INBOX_IF_OPEN = (
+    "INSERT INTO inbox (run_id, data, created_at)"
+    " SELECT p.run_id, ? || COALESCE(c.parent_ref, 0) || ?, ? FROM runs AS p, runs AS c"
+    " WHERE p.run_id = ? AND p.status = ? AND c.run_id = ?"
+)
+
+# A ref no child has: its text marks where the real one goes.
+_MARK = -7
+_MARKED = f'"ref":{_MARK}'
+
+
+def tell_parent(
+    run_id: str,
+    parent_run_id: str,
+    status: str,
+    result: Any,
+    failure: dict[str, Any] | None,
+    now: float,
+) -> ParentTell:
+    """The end of child ``run_id`` (``status``, and its ``result`` or
+    ``failure``), told to its parent ``parent_run_id``."""
+    event: h.Event
+    if status == "completed":
+        event = h.ChildWorkflowCompleted(ref=_MARK, result=result)
+    else:
+        event = h.ChildWorkflowFailed(ref=_MARK, status=status, failure=failure or {})
+    # (The ref is the first field after the header, whose values are the
+    # type's name and two numbers: the first match is the field itself.)
+    head, marked, tail = event_text(event).partition(_MARKED)
+    assert marked, "an event's text without its ref"
+    return ParentTell(
+        parent_run_id,
+        (head + '"ref":', tail, now, parent_run_id, OPEN, run_id),
+        (now, now, parent_run_id, OPEN),
     )

@@ -13,9 +13,13 @@ from typing import Any, TypeVar
 
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
-from perdure._store.base import closed_topic
 from perdure._store.sqlclaimed import ClaimedPlan
-from perdure._store.sqlcomplete import INBOX_IF_OPEN, TASK_IF_OPEN, CompletePlan
+from perdure._store.sqlcomplete import (
+    INBOX_IF_OPEN,
+    PARENT_INBOX_IF_OPEN,
+    TASK_IF_OPEN,
+    CompletePlan,
+)
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, RunsAtOnce
 from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlturn import (
@@ -118,7 +122,8 @@ def run_plans(
     theirs), and each plan touches only its own run's rows; so a second
     plan for the same run (or a second start of one workflow id) is left to
     its body, except completions, which commute with each other (see
-    sqlcomplete) and are applied last. A lone plan
+    sqlcomplete) and are applied last, with the children's ends told to
+    their parents (each adds an inbox row, as a completion does). A lone plan
     is applied too (a sequential workflow's every step): statements without
     the body's Python cost less."""
     jobs: dict[str, Job] = {}
@@ -169,6 +174,10 @@ def run_plans(
         return None
     if delivered and not _complete(conn, [plan for _, plan in delivered]):
         return None
+    tells = [c.tell for c in closes if c.tell is not None]
+    if tells:  # (last: a parent's claimed turn above found its inbox as its turn left it)
+        conn.executemany(PARENT_INBOX_IF_OPEN, [t.inbox for t in tells])
+        conn.executemany(TASK_IF_OPEN, [t.task for t in tells])
     answers = [_answer(job, run_id, started, woken) for run_id, job in jobs.items()]
     return answers + [(job, True, None) for job, _ in delivered]
 
@@ -185,7 +194,8 @@ def _answer(
         return (job, None, started[run_id])
     if type(plan) is ClaimedPlan:
         return (job, plan.topics(), woken[run_id])
-    return (job, {closed_topic(run_id)}, None)
+    assert type(plan) is ClosePlan
+    return (job, plan.topics(), None)
 
 
 # A finished activity's, or a claimed workflow task's, row: fence 1 of a plan.

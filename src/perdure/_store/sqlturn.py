@@ -26,6 +26,7 @@ from perdure._store.base import (
     TurnCommit,
     closed_topic,
 )
+from perdure._store.sqlcomplete import ParentTell, tell_parent
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 
 __all__ = [
@@ -314,12 +315,12 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
 
 
 class ClosePlan(NamedTuple):
-    """A run's commonest end as parameters: a turn that ends a run with no
-    parent and no children (see plan_close), whether it follows an inline
+    """A run's commonest end as parameters: a turn that ends a run that
+    never started a child (see plan_close), whether it follows an inline
     step or a workflow task this worker claimed (a timer that fired, a
-    signal, an activity completed elsewhere). A backend may apply many
-    together (both group commits); applying one writes what apply_turn
-    writes for its turn."""
+    signal, an activity completed elsewhere), and tells its parent, if it
+    has one. A backend may apply many together (both group commits);
+    applying one writes what apply_turn writes for its turn."""
 
     run_id: str
     close: tuple[Any, ...]  # the closing UPDATE's (see apply_turn): fence 2
@@ -329,6 +330,16 @@ class ClosePlan(NamedTuple):
     events: list[rows.EventRow]
     ended: Callable[[RunRecord], None] | None  # handed the ended run after the commit
     consumed: tuple[int, ...] = ()  # the inbox rows the turn read, deleted before the inbox fence
+    # The run's end told to its parent (after every other plan of the batch:
+    # the parent's own claimed turn may be one of them)
+    tell: ParentTell | None = None
+
+    def topics(self) -> set[str]:
+        """Whom it wakes (apply_turn's answer for its turn): the run's
+        waiters, and the parent's workers."""
+        if self.tell is None:
+            return {closed_topic(self.run_id)}
+        return {closed_topic(self.run_id), WORK}
 
 
 def plan_close(
@@ -347,13 +358,16 @@ def plan_close(
         done = commit.activity_done
     else:
         return None
-    if (
-        commit.close_status is None
-        or commit.fresh
-        or commit.has_relatives
-        or commit.continue_as_new is not None
-    ):
+    status = commit.close_status
+    if status is None or commit.fresh or commit.continue_as_new is not None:
         return None
+    tell = None
+    if commit.has_relatives:
+        # Only a parent, which the worker named: a child's close policy needs the body.
+        parent = commit.parent_run_id
+        if commit.has_children or parent is None:
+            return None
+        tell = tell_parent(commit.run_id, parent, status, commit.result, commit.failure, now)
     return ClosePlan(
         commit.run_id,
         _close_values(commit, now, encoded, commit.result),
@@ -361,6 +375,7 @@ def plan_close(
         encoded.events,
         ended,
         tuple(commit.consumed_inbox),
+        tell,
     )
 
 

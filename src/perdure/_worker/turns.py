@@ -425,6 +425,7 @@ class TurnRunner:
         if commit.close_status is not None and info is not None:
             commit.has_children = instance.has_children
             commit.has_relatives = instance.has_children or info.parent_run_id is not None
+            commit.parent_run_id = info.parent_run_id
 
 
 def _ended_at(outcome: h.Event) -> float | None:

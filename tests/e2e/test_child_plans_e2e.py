@@ -1,0 +1,79 @@
+"""A child run's end, which tells its parent, reaches SQLite's group commit
+as a ClosePlan with a ParentTell (sqlturn.plan_close): the guard against
+the fast path silently going unused (the worker must name the parent),
+with the parents' results checked: each sums its children's, failed ones
+included."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import fast_worker
+
+import perdure
+from perdure import activity, workflow
+from perdure._store import sqlitetx
+from perdure._store.sqlturn import ClosePlan
+
+PARENTS = 4
+CHILDREN = 5
+
+
+@activity.defn
+async def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow.defn
+async def child(x: int) -> int:
+    doubled = await double(x)
+    if x % CHILDREN == CHILDREN - 1:
+        raise ValueError(f"child {x} fails")
+    return doubled
+
+
+@workflow.defn
+async def parent(base: int) -> int:
+    calls = [workflow.execute_child(child, base + i) for i in range(CHILDREN)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    return sum(r for r in results if isinstance(r, int)) + 1000 * sum(
+        1 for r in results if isinstance(r, perdure.ChildWorkflowError)
+    )
+
+
+@pytest.fixture
+def told(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The run id of every ClosePlan applied that told a parent (by run_plans)."""
+    runs: list[str] = []
+    run_plans = sqlitetx.run_plans
+
+    def spy(conn: Any, batch: Any) -> Any:
+        jobs = run_plans(conn, batch)
+        for job, _, _ in jobs or ():
+            if type(job.plan) is ClosePlan and job.plan.tell is not None:
+                runs.append(job.plan.run_id)
+        return jobs
+
+    monkeypatch.setattr(sqlitetx, "run_plans", spy)
+    return runs
+
+
+async def test_childrens_ends_are_applied_as_plans(tmp_path: Path, told: list[str]) -> None:
+    client = await perdure.Client.connect(f"sqlite:///{tmp_path / 'kids.db'}")
+    try:
+        async with fast_worker(client, [parent, child], [double]):
+            handles = [await client.start(parent, CHILDREN * i) for i in range(PARENTS)]
+            results = await asyncio.gather(*(h.result(timeout=20) for h in handles))
+            runs = await client.list(workflow="child")
+    finally:
+        await client.close()
+    expected = [
+        sum(2 * (CHILDREN * i + j) for j in range(CHILDREN - 1)) + 1000 for i in range(PARENTS)
+    ]
+    assert results == expected
+    assert len(runs) == PARENTS * CHILDREN
+    # Every child's end went as a plan that told its parent, the failed ones too.
+    assert sorted(told) == sorted(r.run_id for r in runs)
