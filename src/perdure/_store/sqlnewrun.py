@@ -2,7 +2,8 @@
 child, a continue-as-new, signal-with-start): its row, WorkflowStarted in its
 inbox with its workflow task, its execution-timeout timer, and the record and
 first event those rows stand for (for a caller that builds them without
-reading them back). Each step runs inside a caller's transaction.
+reading them back); and a parent's turn's children, whose workflow ids are
+checked together. Each step runs inside a caller's transaction.
 Imports the history model, the store records and the row helpers.
 """
 
@@ -12,17 +13,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from perdure import _history as h
-from perdure._store.base import OPEN, NewRun, RunRecord
-from perdure._store.sqlrows import INSERT_TIMER, Tx, dumps, loads, to_inbox
+from perdure._store.base import OPEN, NewChild, NewRun, RunRecord
+from perdure._store.sqlrows import INSERT_TIMER, Dialect, Tx, chunks, dumps, loads, marks, to_inbox
 
 __all__ = [
     "INSERT_RUN",
     "INSERT_RUN_WITH_TURN",
+    "ids_in_use",
     "input_text",
     "insert_run",
     "new_run_record",
     "run_deadline",
     "run_values",
+    "start_child",
     "started_event",
 ]
 
@@ -64,6 +67,71 @@ async def insert_run(
             await to_inbox(tx, new.run_id, new.task_queue, event, now)
     if deadline is not None:
         await tx.send(INSERT_TIMER, (new.run_id, 0, deadline))
+
+
+async def ids_in_use(tx: Tx, d: Dialect, children: list[NewChild]) -> dict[str, tuple[str, str]]:
+    """The latest run of each child's workflow id, if one exists: its run id
+    and status. Each id is locked first, as a start locks its own; then one
+    query reads them all (on PostgreSQL one round trip for the turn, where a
+    read per child had kept the transaction, and every row it locked, open
+    for one round trip per child)."""
+    for child in children:
+        await d.lock_workflow_id(tx, child.workflow_id)
+    used: dict[str, tuple[str, str]] = {}
+    for chunk in chunks(sorted({c.workflow_id for c in children})):
+        for workflow_id, run_id, status in await tx.all(
+            f"SELECT workflow_id, run_id, status FROM runs WHERE workflow_id IN"
+            f" ({marks(chunk)}) ORDER BY id",
+            chunk,
+        ):
+            used[workflow_id] = (run_id, status)  # (the latest comes last)
+    return used
+
+
+async def start_child(
+    tx: Tx,
+    d: Dialect,
+    parent: RunRecord,
+    child: NewChild,
+    now: float,
+    used: dict[str, tuple[str, str]],
+) -> None:
+    """Create the child run, or tell the parent its id is taken (``used``:
+    the ids in use, the runs this turn creates added). Either way the
+    answer reaches the parent's inbox in this same transaction."""
+    holder = used.get(child.workflow_id)
+    if holder is not None:
+        failure = {
+            "type": "WorkflowAlreadyStartedError",
+            "message": f"workflow id {child.workflow_id!r} is already used by run "
+            f"{holder[0]} ({holder[1]})",
+            "traceback": "",
+            "details": None,
+        }
+        event: h.Event = h.ChildWorkflowStartFailed(ref=child.ref, failure=failure)
+    else:
+        new = NewRun(
+            workflow_id=child.workflow_id,
+            run_id=child.run_id,
+            workflow_type=child.workflow_type,
+            task_queue=child.task_queue,
+            args=child.args,
+            kwargs=child.kwargs,
+            seed=child.seed,
+        )
+        await insert_run(
+            tx,
+            new,
+            now,
+            parent=parent,
+            parent_ref=child.ref,
+            parent_close_policy=child.parent_close_policy,
+        )
+        used[child.workflow_id] = (child.run_id, OPEN)
+        event = h.ChildWorkflowStarted(
+            ref=child.ref, workflow_id=child.workflow_id, run_id=child.run_id
+        )
+    await to_inbox(tx, parent.run_id, parent.task_queue, event, now)
 
 
 def run_values(

@@ -20,7 +20,6 @@ from perdure._store.base import (
     OPEN,
     WORK,
     NewActivity,
-    NewChild,
     NewRun,
     RunRecord,
     TurnCommit,
@@ -500,8 +499,9 @@ async def _schedule(
     if not (commit.children or commit.cancelled_children):
         return
     parent = await _locked_run(tx, d, run_id)
+    used = await newrun.ids_in_use(tx, d, commit.children) if commit.children else {}
     for child in commit.children:
-        await _start_child(tx, d, parent, child, now)
+        await newrun.start_child(tx, d, parent, child, now, used)
     for ref in commit.cancelled_children:
         row = await tx.one(
             f"SELECT run_id, task_queue FROM runs WHERE parent_run_id = ? AND parent_ref = ?"
@@ -511,44 +511,6 @@ async def _schedule(
         if row is not None:
             reason = f"parent {parent.workflow_id!r} cancelled it"
             await rows.to_inbox(tx, row[0], row[1], h.CancelRequested(reason=reason), now)
-
-
-async def _start_child(tx: Tx, d: Dialect, parent: RunRecord, child: NewChild, now: float) -> None:
-    """Create the child run, or tell the parent its id is taken. Either way the
-    answer reaches the parent's inbox in this same transaction."""
-    await d.lock_workflow_id(tx, child.workflow_id)
-    existing = await rows.get_run(tx, d, child.workflow_id, None)
-    if existing is not None:
-        failure = {
-            "type": "WorkflowAlreadyStartedError",
-            "message": f"workflow id {child.workflow_id!r} is already used by run "
-            f"{existing.run_id} ({existing.status})",
-            "traceback": "",
-            "details": None,
-        }
-        event: h.Event = h.ChildWorkflowStartFailed(ref=child.ref, failure=failure)
-    else:
-        new = NewRun(
-            workflow_id=child.workflow_id,
-            run_id=child.run_id,
-            workflow_type=child.workflow_type,
-            task_queue=child.task_queue,
-            args=child.args,
-            kwargs=child.kwargs,
-            seed=child.seed,
-        )
-        await newrun.insert_run(
-            tx,
-            new,
-            now,
-            parent=parent,
-            parent_ref=child.ref,
-            parent_close_policy=child.parent_close_policy,
-        )
-        event = h.ChildWorkflowStarted(
-            ref=child.ref, workflow_id=child.workflow_id, run_id=child.run_id
-        )
-    await rows.to_inbox(tx, parent.run_id, parent.task_queue, event, now)
 
 
 async def _continue(tx: Tx, d: Dialect, run: RunRecord, new: NewRun, now: float) -> None:
