@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from test_store_new_runs import LEASED, SCHEDULE, Taker, first_turn, wakes
 
 from perdure import _history as h
 from perdure._store import postgres, sqlitetx, store_for_url
-from perdure._store.base import NewRun, RunRecord, TurnCommit, TurnInput
+from perdure._store.base import NewChild, NewRun, RunRecord, TurnCommit, TurnInput
 from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
 from perdure._store.sqlstart import StartPlan
@@ -63,15 +64,17 @@ async def fresh_store(
 
 @pytest.fixture
 def applied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many StartPlans each application was given (either backend)."""
+    """How many StartPlans each application was given (either backend; on
+    SQLite 0 for a round whose plans tripped a fence: its bodies ran)."""
     counts: list[int] = []
     run_plans, apply_starts = sqlitetx.run_plans, postgres.apply_starts
 
     def sqlite_spy(conn: Any, batch: Any) -> Any:
         count = sum(type(job.plan) is StartPlan for job in batch)
+        got = run_plans(conn, batch)
         if count:
-            counts.append(count)
-        return run_plans(conn, batch)
+            counts.append(0 if got is None else count)
+        return got
 
     async def pg_spy(tx: Any, starts: Any) -> Any:
         counts.append(len(starts))
@@ -100,6 +103,8 @@ def _taker(shape: str) -> tuple[Taker | None, list[TurnCommit]]:
     elif shape == "first turn, queued work":  # an activity for any worker, a timer
         queued = dataclasses.replace(LEASED, lease=None)
         compute = first_turn([SCHEDULE, TIMER], activities=[queued], timers=[(2, 500.0)])
+    elif shape == "first turn, children":  # two children, queued for any worker
+        compute = _with_children
     else:
         return None, commits  # a client process's starts: queued for any worker
 
@@ -110,7 +115,34 @@ def _taker(shape: str) -> tuple[Taker | None, list[TurnCommit]]:
     return Taker(turns=computed), commits
 
 
-SHAPES = ["first turn", "first turn, queued work", "queued", "queued, delayed"]
+def _kid(run_id: str, ref: int) -> tuple[h.StartChild, NewChild]:
+    """Child ``ref`` of ``run_id`` ("<run id>-kid-<ref>", queue "kids")."""
+    kid = f"{run_id}-kid-{ref}"
+    command = h.StartChild(
+        ref=ref,
+        workflow_type="k",
+        workflow_id=kid,
+        task_queue="kids",
+        args=[ref],
+        kwargs={},
+        parent_close_policy="terminate",
+    )
+    return command, NewChild(ref, "k", kid, kid, "kids", [ref], {}, "terminate", 9)
+
+
+def _with_children(first: TurnInput, kid: Callable[[str, int], Any] = _kid) -> TurnCommit:
+    """A first turn that starts children 1 and 2 (``kid`` makes each)."""
+    starts = [kid(first.run.run_id, ref) for ref in (1, 2)]
+    return first_turn([c for c, _ in starts], children=[k for _, k in starts])(first)
+
+
+SHAPES = [
+    "first turn",
+    "first turn, queued work",
+    "first turn, children",
+    "queued",
+    "queued, delayed",
+]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -138,7 +170,8 @@ async def test_starts_together_write_exactly_what_their_bodies_write(
         rows = await _all_rows(store)
         records = [record for record, _ in made]
         # Each caller was told its row's id, and the taker its activities' task ids.
-        assert {r.run_id: r.row_id for r in records} == {row[1]: row[0] for row in rows["runs"]}
+        parents = [row for row in rows["runs"] if row[3] != "k"]  # (not a child)
+        assert {r.run_id: r.row_id for r in records} == {row[1]: row[0] for row in parents}
         tasks = {c.run_id: c.created_tasks for c in commits}
         if shape == "first turn":  # (each activity leased here)
             assert tasks == {task[3]: {1: task[0]} for task in rows["tasks"]}
@@ -155,6 +188,11 @@ async def test_starts_together_write_exactly_what_their_bodies_write(
     assert woke == (shape != "first turn")
     turn_timers = RUNS if shape == "first turn, queued work" else 0
     assert len(rows["timers"]) == RUNS // 2 + turn_timers
+    if shape == "first turn, children":  # (each parent told of both, its task queued)
+        assert len(rows["runs"]) == 3 * RUNS
+        told = [r for r in rows["inbox"] if "ChildWorkflowStarted" in r[1]]
+        assert sorted(r[0] for r in told) == sorted(f"run-{i}" for i in range(RUNS) for _ in "12")
+        assert len(rows["tasks"]) == 3 * RUNS
 
 
 _IDS = {"runs", "tasks", "inbox"}  # the tables whose first column is an identity
@@ -250,7 +288,7 @@ async def test_start_plans_also_commit_once_their_statements_are_prepared(
     await store.open()
     try:
         for burst in range(6):
-            shape = "queued" if burst % 2 else "first turn"
+            shape = ["first turn", "queued", "first turn, children"][burst % 3]
             taker, _ = _taker(shape)
             if taker is not None:
                 store.take_new_runs("q", taker)
@@ -271,3 +309,43 @@ async def test_start_plans_also_commit_once_their_statements_are_prepared(
         assert any("INSERT INTO runs" in sql and "unnest" in sql for sql in prepared)
     finally:
         await store.close()
+
+
+async def test_a_childs_used_workflow_id_costs_the_other_starts_nothing(
+    fresh_store: Callable[[], Any], clock: FakeClock, applied: list[int]
+) -> None:
+    """First turns that start children, as plans; one child's id is in use:
+    the plans' fence trips, every start is written by its body, and only
+    that child's parent is told it could not start (its sibling started)."""
+    store = await fresh_store()
+    await store.create_run(new_run("wf-used", "run-old"), "fail")
+    last = f"run-{RUNS - 1}"  # (the last starts of a burst go in a group on either backend)
+
+    def kid(run_id: str, ref: int) -> tuple[h.StartChild, NewChild]:
+        command, child = _kid(run_id, ref)
+        if run_id == last and ref == 1:
+            command = dataclasses.replace(command, workflow_id="wf-used")
+            child = dataclasses.replace(child, workflow_id="wf-used")
+        return command, child
+
+    store.take_new_runs("q", Taker(turns=lambda first: _with_children(first, kid)))
+    applied.clear()
+    made = await asyncio.gather(*(store.create_run(n, "fail") for n in _news("first turn", clock)))
+
+    assert [created for _, created in made] == [True] * RUNS
+    assert applied, "the starts were tried as plans"
+    rows = await _all_rows(store)
+    told: dict[str, list[str]] = {}
+    for row in rows["inbox"]:
+        event = h.event_from_dict(json.loads(row[2]))
+        if isinstance(event, h.ChildWorkflowStarted | h.ChildWorkflowStartFailed):
+            told.setdefault(row[1], []).append(type(event).__name__)
+    assert told == {
+        f"run-{i}": ["ChildWorkflowStarted"] * 2
+        if i < RUNS - 1
+        else ["ChildWorkflowStartFailed", "ChildWorkflowStarted"]
+        for i in range(RUNS)
+    }
+    kids = sorted(row[2] for row in rows["runs"] if row[3] == "k")
+    every = [f"run-{i}-kid-{ref}" for i in range(RUNS) for ref in (1, 2)]
+    assert kids == sorted(k for k in every if k != f"{last}-kid-1")

@@ -280,6 +280,8 @@ INSERT_RUNS = (
     " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[])"
     " RETURNING run_id, id"
 )
+# The same for the children a first turn starts (nobody waits for their ids).
+INSERT_CHILD_RUNS = INSERT_RUNS.removesuffix(" RETURNING run_id, id")
 INSERT_INBOXES = (
     "INSERT INTO inbox (run_id, data, created_at)"
     " SELECT * FROM unnest(?::text[], ?::text[], ?::float8[])"
@@ -315,7 +317,7 @@ async def apply_starts(tx: Tx, starts: Sequence[StartPlan]) -> dict[str, Excepti
     (the start committed, but its caller cannot use it)."""
     errors: dict[str, Exception] = {}
     plans = {s.run_id: s for s in starts}
-    ids = Array([s.workflow_id for s in starts])
+    ids = Array([i for s in starts for i in s.workflow_ids()])
     await tx.send(LOCK_WORKFLOW_IDS, [ids])
     await tx.send(IDS_UNUSED, [ids])
 
@@ -349,6 +351,16 @@ async def apply_starts(tx: Tx, starts: Sequence[StartPlan]) -> dict[str, Excepti
 
         await tx.later_all(INSERT_ACTIVITIES, _columns(activities, _ACTIVITY_FLOATS), leased)
     timers = [row for s in starts for row in s.timers]
+    children = [c for s in starts for c in s.children]
+    if children:
+        # (newrun.start_child's, for each child: its run, WorkflowStarted and
+        # task, and ChildWorkflowStarted with a workflow task for the parent)
+        await tx.send(INSERT_CHILD_RUNS, _columns([c.row for c in children], _RUN_FLOATS))
+        inboxes = [c.inbox for c in children] + [c.told for c in children]
+        await tx.send(INSERT_INBOXES, _columns(inboxes, (2,)))
+        tasks = [c.task for c in children] + [s.woken for s in starts if s.woken is not None]
+        await tx.send(INSERT_WORKFLOW_TASKS, _columns(tasks, (2, 3)))
+        timers += [c.timer for c in children if c.timer is not None]
     if timers:
         await tx.send(INSERT_TIMERS, _columns(timers, (2,)))
     return errors

@@ -137,9 +137,10 @@ def run_plans(
             completes.append((job, plan))
             continue
         if type(plan) is StartPlan:
-            if plan.workflow_id in ids:
+            taken = plan.workflow_ids()
+            if taken & ids:
                 continue
-            ids.add(plan.workflow_id)
+            ids |= taken
         jobs[plan.run_id] = job
     # (Any number of completions per run, but none beside a turn's plan: see sqlcomplete.)
     delivered = [(job, plan) for job, plan in completes if plan.run_id not in jobs]
@@ -297,7 +298,8 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
     """Write the new runs ``starts`` (create_run's body on its first try, for
     each); None if one's workflow id is used (the fence). Each one's
     callbacks, by run id, to be called once the commit succeeded."""
-    if conn.execute(_ANY_RUN_OF, (rows.dumps([s.workflow_id for s in starts]),)).fetchone():
+    taken = [i for s in starts for i in s.workflow_ids()]
+    if conn.execute(_ANY_RUN_OF, (rows.dumps(taken),)).fetchone():
         return None
     turned = [s.row for s in starts if s.inbox is None]
     queued = [(s.row, s.inbox, s.task) for s in starts if s.inbox is not None and s.task]
@@ -307,10 +309,18 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
         conn.executemany(newrun.INSERT_RUN, [row for row, _, _ in queued])
         conn.executemany(rows.INSERT_INBOX, [inbox for _, inbox, _ in queued])
         conn.executemany(rows.INSERT_WORKFLOW_TASK, [task for _, _, task in queued])
+    children = [c for s in starts for c in s.children]
     for sql, values in (
         (INSERT_EVENT, [row for s in starts for row in s.events]),
         (INSERT_ACTIVITY, [row for s in starts for row in s.activities]),
         (rows.INSERT_TIMER, [row for s in starts for row in s.timers]),
+        # (newrun.start_child's, for each child: its run, WorkflowStarted and
+        # task, and ChildWorkflowStarted with a workflow task for the parent)
+        (newrun.INSERT_RUN, [c.row for c in children]),
+        (rows.INSERT_INBOX, [c.inbox for c in children] + [c.told for c in children]),
+        (rows.INSERT_WORKFLOW_TASK, [c.task for c in children]),
+        (rows.INSERT_WORKFLOW_TASK, [s.woken for s in starts if s.woken is not None]),
+        (rows.INSERT_TIMER, [c.timer for c in children if c.timer is not None]),
     ):
         if values:
             conn.executemany(sql, values)

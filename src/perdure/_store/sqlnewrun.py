@@ -10,15 +10,18 @@ Imports the history model, the store records and the row helpers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from perdure import _history as h
 from perdure._store.base import OPEN, NewChild, NewRun, RunRecord
+from perdure._store.eventtext import event_text
 from perdure._store.sqlrows import INSERT_TIMER, Dialect, Tx, chunks, dumps, loads, marks, to_inbox
 
 __all__ = [
     "INSERT_RUN",
     "INSERT_RUN_WITH_TURN",
+    "ChildRows",
+    "child_rows",
     "ids_in_use",
     "input_text",
     "insert_run",
@@ -110,28 +113,61 @@ async def start_child(
         }
         event: h.Event = h.ChildWorkflowStartFailed(ref=child.ref, failure=failure)
     else:
-        new = NewRun(
-            workflow_id=child.workflow_id,
-            run_id=child.run_id,
-            workflow_type=child.workflow_type,
-            task_queue=child.task_queue,
-            args=child.args,
-            kwargs=child.kwargs,
-            seed=child.seed,
-        )
         await insert_run(
             tx,
-            new,
+            child_run(child),
             now,
             parent=parent,
             parent_ref=child.ref,
             parent_close_policy=child.parent_close_policy,
         )
         used[child.workflow_id] = (child.run_id, OPEN)
-        event = h.ChildWorkflowStarted(
-            ref=child.ref, workflow_id=child.workflow_id, run_id=child.run_id
-        )
+        event = child_started(child)
     await to_inbox(tx, parent.run_id, parent.task_queue, event, now)
+
+
+def child_run(child: NewChild) -> NewRun:
+    """The run a parent's turn starts for ``child``."""
+    return NewRun(
+        workflow_id=child.workflow_id,
+        run_id=child.run_id,
+        workflow_type=child.workflow_type,
+        task_queue=child.task_queue,
+        args=child.args,
+        kwargs=child.kwargs,
+        seed=child.seed,
+    )
+
+
+def child_started(child: NewChild) -> h.Event:
+    """What the parent is told once ``child``'s run exists."""
+    return h.ChildWorkflowStarted(ref=child.ref, workflow_id=child.workflow_id, run_id=child.run_id)
+
+
+class ChildRows(NamedTuple):
+    """A child's start as start_child writes it, as parameters (for a
+    parent whose first turn is a plan: sqlstart.StartPlan)."""
+
+    workflow_id: str
+    row: tuple[Any, ...]  # INSERT_RUN's
+    inbox: tuple[str, str, float]  # INSERT_INBOX's: its WorkflowStarted
+    task: tuple[str, str, float, float]  # INSERT_WORKFLOW_TASK's: its first workflow task
+    timer: tuple[str, int, float] | None  # INSERT_TIMER's: its deadline, if it has one
+    told: tuple[str, str, float]  # INSERT_INBOX's: ChildWorkflowStarted, for the parent
+
+
+def child_rows(parent: RunRecord, child: NewChild, now: float) -> ChildRows:
+    """The rows start_child writes for ``child`` of ``parent``, its id being free."""
+    new = child_run(child)
+    deadline = run_deadline(new, now)
+    return ChildRows(
+        child.workflow_id,
+        run_values(new, now, deadline, parent, child.ref, child.parent_close_policy),
+        (new.run_id, event_text(started_event(new, now, parent)), now),
+        (new.task_queue, new.run_id, now, now),
+        None if deadline is None else (new.run_id, 0, deadline),
+        (parent.run_id, event_text(child_started(child)), now),
+    )
 
 
 def run_values(

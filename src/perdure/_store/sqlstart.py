@@ -38,7 +38,6 @@ from perdure._store.sqlturn import (
     apply_turn,
     encode_turn,
     first_outcome,
-    only_new_work,
     payloads,
     queues_work,
 )
@@ -213,8 +212,8 @@ def _record(
 
 class StartPlan(NamedTuple):
     """A new run's commonest starts as parameters (see plan_start): its row,
-    and either the first turn computed here (its events, new activities and
-    timers: a turn that leaves the run open and starts no child), or
+    and either the first turn computed here (its events, new activities,
+    timers and children: a turn that leaves the run open), or
     WorkflowStarted queued for any worker. A backend may apply many
     together (both group commits); applying one writes what create_run's
     body writes on its first try (a new workflow id: the plans' fence is
@@ -230,6 +229,15 @@ class StartPlan(NamedTuple):
     task: tuple[Any, ...] | None  # a queued start's: INSERT_WORKFLOW_TASK's
     made: Callable[[tuple[Any, ...] | None], None]  # told (id,) of the row, after the commit
     leased: Callable[[int, int], None]  # told (ref, task id) of each activity, after it
+    # The children the first turn starts (their ids free, like the run's own),
+    # and then the run's workflow task, for the ChildWorkflowStarted they add
+    # to its inbox (INSERT_WORKFLOW_TASK's)
+    children: tuple[newrun.ChildRows, ...] = ()
+    woken: tuple[str, str, float, float] | None = None
+
+    def workflow_ids(self) -> set[str]:
+        """The workflow ids it takes: the run's and its children's."""
+        return {self.workflow_id, *(c.workflow_id for c in self.children)}
 
 
 def plan_start(
@@ -266,10 +274,22 @@ def plan_start(
         encoded is None
         or outcome is None  # (the turn ends the run)
         or not commit.fresh
-        or not only_new_work(commit)
+        or commit.cancelled_activities
+        or commit.cancelled_timers
+        or commit.cancelled_children
         or commit.consumed_inbox
     ):
         return None
+    children: tuple[newrun.ChildRows, ...] = ()
+    woken = None
+    if commit.children:
+        # (Two children of one id, or of the run's own, need the body: one is refused.)
+        ids = {c.workflow_id for c in commit.children} | {new.workflow_id}
+        if len(ids) != len(commit.children) + 1:
+            return None
+        parent = newrun.new_run_record(new, now)
+        children = tuple(newrun.child_rows(parent, c, now) for c in commit.children)
+        woken = (new.task_queue, new.run_id, now, now)
     scheduled = payloads(commit, encoded)
     leases = {a.ref for a in commit.activities if a.lease is not None}
 
@@ -288,6 +308,8 @@ def plan_start(
         None,
         made,
         leased,
+        children,
+        woken,
     )
 
 
