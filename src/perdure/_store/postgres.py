@@ -40,6 +40,7 @@ from perdure._store.postgres_plans import (
     apply_deliveries,
     apply_plans,
     apply_starts,
+    lock_runs,
 )
 from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
@@ -330,6 +331,8 @@ class PostgresStore(SqlStore):
         completes = [plan for _, plan in writes if isinstance(plan, CompletePlan)]
         errors: dict[str, Exception] = {}  # (filled by the commit: see apply_closes)
         told: list[tuple[Member, str]] = []  # plans whose callbacks the commit calls
+        woken: list[tuple[int, ClaimedPlan]] = []  # claimed turns, by their place in done
+        requeued: list[int] = []  # (filled by the commit: see apply_claimed)
         try:
             # Groups lock rows in their own orders: two of them, or a group
             # and a lone write, may each wait for a row the other holds
@@ -338,6 +341,13 @@ class PostgresStore(SqlStore):
             # a setting only a superuser may lower): a group gives up after
             # GROUP_LOCK_TIMEOUT instead, and its bodies run alone.
             tx = await self._write_tx(conn, BEGIN_GROUP)
+            tells = [c.tell for c in closes if c.tell is not None]
+            if completes or tells:
+                # Plans that write to other runs than their own (a parent
+                # told, a run given an activity's outcome): every run the
+                # plans write is locked first, in one order, so that two
+                # such groups never wait for each other in a cycle.
+                await lock_runs(tx, steps, closes, claimed, completes, tells)
             if steps:
                 await apply_plans(tx, steps)
             if closes:
@@ -345,8 +355,7 @@ class PostgresStore(SqlStore):
             if starts:
                 errors.update(await apply_starts(tx, starts))
             if claimed:
-                await apply_claimed(tx, claimed)
-            tells = [c.tell for c in closes if c.tell is not None]
+                await apply_claimed(tx, claimed, requeued.append)
             if completes or tells:
                 await apply_deliveries(tx, completes, tells)
             for body, plan in writes:
@@ -357,8 +366,9 @@ class PostgresStore(SqlStore):
                 if isinstance(plan, CompletePlan):
                     done.append((member, True, True))  # (complete_activity's answer)
                     continue
-                if isinstance(plan, ClaimedPlan):
-                    done.append((member, True, plan.topics()))
+                if isinstance(plan, ClaimedPlan):  # (its topics once committed)
+                    woken.append((len(done), plan))
+                    done.append((member, True, None))
                     continue
                 if isinstance(plan, ClosePlan | StartPlan):
                     answer = None if isinstance(plan, StartPlan) else plan.topics()
@@ -377,6 +387,8 @@ class PostgresStore(SqlStore):
             await tx.finish()
             for member, run_id in told:
                 member.error = errors.get(run_id)
+            for at, plan in woken:  # (a requeued task wakes a worker: any of the group's will do)
+                done[at] = (done[at][0], True, plan.topics(any(requeued)))
         except BaseException as exc:
             await _abandon(conn)
             lost = isinstance(exc, psycopg.Error) and exc.sqlstate is None

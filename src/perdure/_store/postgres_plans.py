@@ -19,7 +19,7 @@ Imports the turn and start plans, the row helpers and the store records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from perdure._store import sqlrows as rows
@@ -157,7 +157,7 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
     return errors
 
 
-async def _empty_inboxes(tx: Tx, plans: Sequence[ClosePlan | ClaimedPlan], run_ids: Array) -> None:
+async def _empty_inboxes(tx: Tx, plans: Sequence[ClosePlan], run_ids: Array) -> None:
     """Delete the inbox rows the plans' turns consumed, then fence: the runs
     (``run_ids``) have none left (else input came meanwhile)."""
     consumed = [i for p in plans for i in p.consumed]
@@ -166,17 +166,38 @@ async def _empty_inboxes(tx: Tx, plans: Sequence[ClosePlan | ClaimedPlan], run_i
     await tx.send(INBOXES_EMPTY, [run_ids])
 
 
-async def apply_claimed(tx: Tx, plans: Sequence[ClaimedPlan]) -> None:
+# The claimed tasks' rows once their turns are written (sqlclaimed's
+# DROP_TASK_IF_QUIET and REQUEUE_TASK for each): deleted, or queued again
+# for input that reached the run meanwhile; fenced on the count of the two.
+# Which runs' tasks were requeued comes back.
+DROP_OR_REQUEUE_TASKS = (
+    "WITH p AS MATERIALIZED (SELECT * FROM unnest(?::float8[], ?::bigint[], ?::text[], ?::text[])"
+    " AS p(now, id, token, run_id)),"
+    " dropped AS (DELETE FROM tasks USING p WHERE tasks.id = p.id AND tasks.lease_token = p.token"
+    " AND NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.run_id = p.run_id) RETURNING 1),"
+    " requeued AS (UPDATE tasks SET visible_at = p.now, lease_owner = NULL, lease_token = NULL,"
+    " attempt = 0 FROM p WHERE tasks.id = p.id AND tasks.lease_token = p.token"
+    " AND EXISTS (SELECT 1 FROM inbox WHERE inbox.run_id = p.run_id) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM requeued), perdure_fence((SELECT count(*) FROM dropped)"
+    " + (SELECT count(*) FROM requeued) - ? + 1)"
+)
+
+
+async def apply_claimed(
+    tx: Tx, plans: Sequence[ClaimedPlan], requeued: Callable[[int], None]
+) -> None:
     """Write ``plans`` (at least one) in ``tx``: what their turns' bodies
-    would write, no input having reached their runs meanwhile; or, a fence
-    tripped or such input waiting (its body must requeue its task), an
-    aborted transaction. Each one's commit is told the task ids of the
-    activities leased here, after the commit."""
+    would write, or, a fence tripped, an aborted transaction. Each one's
+    commit is told the task ids of the activities leased here, and
+    ``requeued`` how many tasks were queued again for input that reached
+    their runs meanwhile, after the commit."""
     count = len(plans)
-    run_ids = Array([p.run_id for p in plans])
     await tx.send(ADVANCE_RUNS, [*_columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
-    await tx.send(DROP_DONE_TASKS, [*_columns([p.done for p in plans], ()), count])
-    await _empty_inboxes(tx, plans, run_ids)
+    consumed = [i for p in plans for i in p.consumed]
+    if consumed:
+        await tx.send("DELETE FROM inbox WHERE id = ANY(?::bigint[])", [Array(consumed)])
+    tasks = _columns([(*p.requeue(), p.run_id) for p in plans], (0,))
+    await tx.later_all(DROP_OR_REQUEUE_TASKS, [*tasks, count], lambda found: requeued(found[0][0]))
     await tx.send(INSERT_EVENTS, _columns([r for p in plans for r in p.events], _EVENT_FLOATS))
     activities = [row for p in plans for row in p.activities]
     if activities:
@@ -235,16 +256,30 @@ INSERT_PARENT_INBOXES_IF_OPEN = (
 )
 
 
+async def lock_runs(
+    tx: Tx,
+    steps: Sequence[Plan],
+    closes: Sequence[ClosePlan],
+    claimed: Sequence[ClaimedPlan],
+    completes: Sequence[CompletePlan],
+    tells: Sequence[ParentTell],
+) -> None:
+    """Lock every run these plans write, in run-id order."""
+    runs = {t.parent_run_id for t in tells}
+    for plans in (steps, closes, claimed, completes):
+        runs.update(p.run_id for p in plans)
+    await tx.send(LOCK_RUNS, [Array(sorted(runs))])
+
+
 async def apply_deliveries(
     tx: Tx, completes: Sequence[CompletePlan], tells: Sequence[ParentTell]
 ) -> None:
-    """Write ``completes`` and ``tells`` (at least one of either) in ``tx``:
-    what their bodies would write (complete_activity's, and the end of a
-    child told to its parent by close_run), or, a fence tripped, an aborted
-    transaction. After every other plan: a run's own claimed turn in the
-    group found its inbox as the turn left it."""
-    runs = {p.run_id for p in completes} | {t.parent_run_id for t in tells}
-    await tx.send(LOCK_RUNS, [Array(sorted(runs))])
+    """Write ``completes`` and ``tells`` (at least one of either) in ``tx``,
+    their runs locked (lock_runs): what their bodies would write
+    (complete_activity's, and the end of a child told to its parent by
+    close_run), or, a fence tripped, an aborted transaction. After every
+    other plan: a run's own claimed turn in the group found its inbox as
+    the turn left it."""
     if completes:
         await tx.send(DROP_DONE_TASKS, [*_columns([p.done for p in completes], ()), len(completes)])
         await tx.send(INSERT_INBOXES_IF_OPEN, _columns([p.inbox for p in completes], (1,)))

@@ -8,10 +8,10 @@ inbox rows, each new activity and timer, then the task's deletion (or, if
 input reached the inbox meanwhile, its requeueing). A backend applies many
 such plans together, one statement per kind (SqliteStore's rounds,
 PostgreSQL's groups), as it does inline steps and closes: the run's update,
-the workflow task deleted with its token as the fence, the consumed inbox
-rows, a check that no other input waits (else the group runs as bodies,
-which requeue the task), the events, the activities and the timers. The
-task ids of the activities leased here reach the commit after the commit.
+the consumed inbox rows, the workflow task deleted with its token as the
+fence, or, if other input reached the run meanwhile, queued again for it
+(as the body does), the events, the activities and the timers. The task
+ids of the activities leased here reach the commit after the commit.
 Imports the turn's SQL (sqlturn) and the row helpers.
 """
 
@@ -30,13 +30,13 @@ from perdure._store.sqlturn import (
     queues_work,
 )
 
-__all__ = ["ClaimedPlan", "plan_claimed"]
+__all__ = ["DROP_TASK_IF_QUIET", "REQUEUE_TASK", "ClaimedPlan", "plan_claimed"]
 
 
 class ClaimedPlan(NamedTuple):
     """A claimed workflow task's turn that leaves its run open, as parameters
     (see plan_claimed). Applying it writes what apply_turn writes for its
-    turn when no input reached the run's inbox meanwhile."""
+    turn."""
 
     run_id: str
     advance: tuple[Any, ...]  # sqlturn.ADVANCE_RUN's: fence 2
@@ -48,15 +48,34 @@ class ClaimedPlan(NamedTuple):
     timers: list[tuple[Any, ...]]  # rows.INSERT_TIMER's
     commit: TurnCommit  # told its leased activities' task ids after the commit
 
-    def topics(self) -> set[str]:
-        """Whom it wakes (apply_turn's answer, the task not requeued)."""
-        return {WORK} if queues_work(self.commit) else set()
+    def topics(self, requeued: bool = False) -> set[str]:
+        """Whom it wakes (apply_turn's answer): any worker, if the turn
+        queued work or its task was requeued for input that came meanwhile."""
+        return {WORK} if requeued or queues_work(self.commit) else set()
+
+    def requeue(self) -> tuple[float, int, str]:
+        """REQUEUE_TASK's values: the task queued again at the turn's time."""
+        return (self.advance[3], *self.done)
 
     def tell(self, ref: int, task_id: int) -> None:
         """An activity row of this run was written with ``task_id``: the
         commit needs it if the activity is one leased here."""
         if ref in self.leased:
             self.commit.created_tasks[ref] = task_id
+
+
+# The claimed task's row once its turn is written (apply_turn's last two
+# statements): deleted if nothing reached the run's inbox meanwhile, else
+# queued again for that input. Fence 1: one of the two finds the row by its
+# lease token.
+DROP_TASK_IF_QUIET = (
+    "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
+    " AND NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)"
+)
+REQUEUE_TASK = (
+    "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL, attempt = 0"
+    " WHERE id = ? AND lease_token = ?"
+)
 
 
 def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPlan | None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
-from perdure._store.sqlclaimed import ClaimedPlan
+from perdure._store.sqlclaimed import DROP_TASK_IF_QUIET, REQUEUE_TASK, ClaimedPlan
 from perdure._store.sqlcomplete import (
     INBOX_IF_OPEN,
     PARENT_INBOX_IF_OPEN,
@@ -116,7 +116,7 @@ def run_plans(
     loops over the rows in C): each job applied with its answer (and the
     callbacks its caller calls after the commit), or None if a fence
     tripped (which plan's, the summed row counts cannot say: the batch then
-    runs again as bodies, guarded) or input reached a claimed turn's run
+    runs again as bodies, guarded) or input reached a closing turn's run
     meanwhile. Applying them together is the same as applying them one
     after another: the jobs of one batch are concurrent (any order is
     theirs), and each plan touches only its own run's rows; so a second
@@ -170,7 +170,7 @@ def run_plans(
     started = _start(conn, starts) if starts else {}
     if started is None:
         return None
-    woken = _claimed(conn, claimed) if claimed else {}
+    woken = _claimed(conn, claimed) if claimed else ({}, False)
     if woken is None:
         return None
     if delivered and not _complete(conn, [plan for _, plan in delivered]):
@@ -184,7 +184,7 @@ def run_plans(
 
 
 def _answer(
-    job: Job, run_id: str, started: dict[str, Later], woken: dict[str, Later]
+    job: Job, run_id: str, started: dict[str, Later], woken: tuple[dict[str, Later], bool]
 ) -> tuple[Job, Any, Later | None]:
     """A planned job's answer (what its body would return) and the callbacks
     its caller calls after the commit."""
@@ -194,7 +194,8 @@ def _answer(
     if type(plan) is StartPlan:
         return (job, None, started[run_id])
     if type(plan) is ClaimedPlan:
-        return (job, plan.topics(), woken[run_id])
+        # (A requeued task wakes a worker: any of the batch's will do.)
+        return (job, plan.topics(woken[1]), woken[0][run_id])
     assert type(plan) is ClosePlan
     return (job, plan.topics(), None)
 
@@ -233,9 +234,7 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     return True
 
 
-def _inboxes_emptied(
-    conn: sqlite3.Connection, plans: Sequence[ClosePlan | ClaimedPlan], run_ids: str
-) -> bool:
+def _inboxes_emptied(conn: sqlite3.Connection, plans: Sequence[ClosePlan], run_ids: str) -> bool:
     """Delete the inbox rows the plans' turns consumed; whether the runs
     (``run_ids``, a JSON array) have none left (else input came meanwhile)."""
     consumed = [(i,) for p in plans for i in p.consumed]
@@ -244,20 +243,26 @@ def _inboxes_emptied(
     return conn.execute(_ANY_INBOX, (run_ids,)).fetchone() is None
 
 
-def _claimed(conn: sqlite3.Connection, plans: list[ClaimedPlan]) -> dict[str, Later] | None:
+def _claimed(
+    conn: sqlite3.Connection, plans: list[ClaimedPlan]
+) -> tuple[dict[str, Later], bool] | None:
     """Write the claimed tasks' turns ``plans`` (apply_turn's open path, for
     a turn that starts only activities and timers: see sqlclaimed); None if a
-    fence tripped, or if input reached one of the runs meanwhile (its body
-    must requeue its task). Each one's callbacks, by run id, to be called
-    once the commit succeeded: the task ids of the activities leased here."""
+    fence tripped. Each one's callbacks, by run id, to be called once the
+    commit succeeded (the task ids of the activities leased here), and
+    whether input that reached a run meanwhile had its task requeued."""
     count = len(plans)
     if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != count:
         return None
-    if conn.executemany(_DONE, [p.done for p in plans]).rowcount != count:
-        return None
-    run_ids = (rows.dumps([p.run_id for p in plans]),)
-    if not _inboxes_emptied(conn, plans, run_ids[0]):
-        return None
+    consumed = [(i,) for p in plans for i in p.consumed]
+    if consumed:
+        conn.executemany("DELETE FROM inbox WHERE id = ?", consumed)
+    dropped = conn.executemany(DROP_TASK_IF_QUIET, [(*p.done, p.run_id) for p in plans]).rowcount
+    requeued = 0
+    if dropped != count:  # (each row left is either requeued or not ours)
+        requeued = conn.executemany(REQUEUE_TASK, [p.requeue() for p in plans]).rowcount
+        if dropped + requeued != count:
+            return None
     for sql, values in (
         (INSERT_EVENT, [row for p in plans for row in p.events]),
         (INSERT_ACTIVITY, [row for p in plans for row in p.activities]),
@@ -267,10 +272,11 @@ def _claimed(conn: sqlite3.Connection, plans: list[ClaimedPlan]) -> dict[str, La
             conn.executemany(sql, values)
     later = {p.run_id: Later() for p in plans}
     if any(p.leased for p in plans):
+        run_ids = (rows.dumps([p.run_id for p in plans]),)
         byrun = {p.run_id: p for p in plans}
         for run_id, ref, task_id in conn.execute(_TASK_IDS, run_ids).fetchall():
             later[run_id].add(functools.partial(byrun[run_id].tell, ref), task_id)
-    return later
+    return later, requeued > 0
 
 
 def _complete(conn: sqlite3.Connection, plans: list[CompletePlan]) -> bool:
