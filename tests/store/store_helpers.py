@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from perdure import _history as h
-from perdure._store.base import NewActivity, NewRun, Store, TurnCommit, WorkflowTask
+from perdure._store.base import NewActivity, NewChild, NewRun, Store, TurnCommit, WorkflowTask
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstore import SqlStore
 
@@ -73,6 +73,28 @@ def schedule_charge(ref: int) -> h.ScheduleActivity:
     return h.ScheduleActivity(
         ref=ref, name="charge", task_queue="q", args=[ref], kwargs={}, options={}
     )
+
+
+def child_start(
+    ref: int,
+    workflow_id: str,
+    run_id: str,
+    workflow_type: str = "t",
+    policy: str = "abandon",
+) -> tuple[h.StartChild, NewChild]:
+    """The command of a turn that starts child ``ref`` (queue "kids"), and
+    the child as the worker hands it to the store."""
+    command = h.StartChild(
+        ref=ref,
+        workflow_type=workflow_type,
+        workflow_id=workflow_id,
+        task_queue="kids",
+        args=[ref],
+        kwargs={},
+        parent_close_policy=policy,
+    )
+    child = NewChild(ref, workflow_type, workflow_id, run_id, "kids", [ref], {}, policy, seed=5)
+    return command, child
 
 
 def leased_charge(ref: int, token: str) -> NewActivity:

@@ -12,13 +12,13 @@ import json
 from typing import Any
 
 import pytest
-from store_helpers import Opener, claim_one, new_run, turn
+from store_helpers import Opener, child_start, claim_one, new_run, turn
 from test_complete_plans import RUNS, all_at_once, close_behind, comparable
 from test_sqlite_plans import _all_rows, claimed_commit
 
 from perdure import _history as h
 from perdure._store import postgres, sqlitetx
-from perdure._store.base import WORK, NewChild, TurnCommit, closed_topic
+from perdure._store.base import WORK, TurnCommit, closed_topic
 from perdure._store.sqlcomplete import ParentTell
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlstore import SqlStore
@@ -62,16 +62,7 @@ async def families(store: SqlStore, runs: int = RUNS) -> None:
         parent, child = f"parent-{i}", f"child-{i}"
         await store.create_run(new_run(wid=parent, run_id=parent), "fail")
         task = await claim_one(store, parent)
-        start = h.StartChild(
-            ref=1,
-            workflow_type="t",
-            workflow_id=child,
-            task_queue=KIDS,
-            args=[i],
-            kwargs={},
-            parent_close_policy="abandon",
-        )
-        new = NewChild(1, "t", child, child, KIDS, [i], {}, "abandon", seed=3)
+        start, new = child_start(1, child, child)
         assert await store.commit_turn(await turn(store, task, [start], children=[new]))
         task = await claim_one(store, parent)
         assert await store.commit_turn(await turn(store, task))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pg_testdb
 import pytest
-from store_helpers import FakeClock, new_run
+from store_helpers import FakeClock, child_start, new_run
 from test_sqlite_plans import _all_rows
 from test_store_new_runs import LEASED, SCHEDULE, Taker, first_turn, wakes
 
@@ -118,16 +118,7 @@ def _taker(shape: str) -> tuple[Taker | None, list[TurnCommit]]:
 def _kid(run_id: str, ref: int) -> tuple[h.StartChild, NewChild]:
     """Child ``ref`` of ``run_id`` ("<run id>-kid-<ref>", queue "kids")."""
     kid = f"{run_id}-kid-{ref}"
-    command = h.StartChild(
-        ref=ref,
-        workflow_type="k",
-        workflow_id=kid,
-        task_queue="kids",
-        args=[ref],
-        kwargs={},
-        parent_close_policy="terminate",
-    )
-    return command, NewChild(ref, "k", kid, kid, "kids", [ref], {}, "terminate", 9)
+    return child_start(ref, kid, kid, workflow_type="k", policy="terminate")
 
 
 def _with_children(first: TurnInput, kid: Callable[[str, int], Any] = _kid) -> TurnCommit:

@@ -8,25 +8,13 @@ from __future__ import annotations
 
 import json
 
-from store_helpers import Opener, claim_one, new_run, turn
+from store_helpers import Opener, child_start, claim_one, new_run, turn
 
 from perdure import _history as h
-from perdure._store.base import OPEN, NewChild
+from perdure._store.base import OPEN
 from perdure._store.sqlrows import Tx
 
-
-def _start(ref: int, workflow_id: str) -> tuple[h.StartChild, NewChild]:
-    command = h.StartChild(
-        ref=ref,
-        workflow_type="t",
-        workflow_id=workflow_id,
-        task_queue="kids",
-        args=[ref],
-        kwargs={},
-        parent_close_policy="abandon",
-    )
-    child = NewChild(ref, "t", workflow_id, f"kid-run-{ref}", "kids", [ref], {}, "abandon", 5)
-    return command, child
+IDS = ["fresh", "old", "fresh", "other"]  # (children 1 to 4)
 
 
 async def test_children_whose_ids_are_in_use_are_refused_to_the_parent(opener: Opener) -> None:
@@ -39,7 +27,7 @@ async def test_children_whose_ids_are_in_use_are_refused_to_the_parent(opener: O
     assert await store.commit_turn(done)
     await store.create_run(new_run(wid="parent", run_id="parent-run"), "fail")
     task = await claim_one(store, "parent-run")
-    starts = [_start(1, "fresh"), _start(2, "old"), _start(3, "fresh"), _start(4, "other")]
+    starts = [child_start(ref, wid, f"kid-run-{ref}") for ref, wid in enumerate(IDS, 1)]
 
     commit = await turn(store, task, [c for c, _ in starts], children=[k for _, k in starts])
     assert await store.commit_turn(commit)
