@@ -160,10 +160,15 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
 async def _empty_inboxes(tx: Tx, plans: Sequence[ClosePlan], run_ids: Array) -> None:
     """Delete the inbox rows the plans' turns consumed, then fence: the runs
     (``run_ids``) have none left (else input came meanwhile)."""
+    await _drop_consumed(tx, plans)
+    await tx.send(INBOXES_EMPTY, [run_ids])
+
+
+async def _drop_consumed(tx: Tx, plans: Sequence[ClosePlan | ClaimedPlan]) -> None:
+    """Delete the inbox rows the plans' turns consumed."""
     consumed = [i for p in plans for i in p.consumed]
     if consumed:
         await tx.send("DELETE FROM inbox WHERE id = ANY(?::bigint[])", [Array(consumed)])
-    await tx.send(INBOXES_EMPTY, [run_ids])
 
 
 # The claimed tasks' rows once their turns are written (sqlclaimed's
@@ -193,9 +198,7 @@ async def apply_claimed(
     their runs meanwhile, after the commit."""
     count = len(plans)
     await tx.send(ADVANCE_RUNS, [*_columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
-    consumed = [i for p in plans for i in p.consumed]
-    if consumed:
-        await tx.send("DELETE FROM inbox WHERE id = ANY(?::bigint[])", [Array(consumed)])
+    await _drop_consumed(tx, plans)
     tasks = _columns([(*p.requeue(), p.run_id) for p in plans], (0,))
     await tx.later_all(DROP_OR_REQUEUE_TASKS, [*tasks, count], lambda found: requeued(found[0][0]))
     await tx.send(INSERT_EVENTS, _columns([r for p in plans for r in p.events], _EVENT_FLOATS))

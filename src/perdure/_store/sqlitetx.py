@@ -237,10 +237,15 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
 def _inboxes_emptied(conn: sqlite3.Connection, plans: Sequence[ClosePlan], run_ids: str) -> bool:
     """Delete the inbox rows the plans' turns consumed; whether the runs
     (``run_ids``, a JSON array) have none left (else input came meanwhile)."""
+    _drop_consumed(conn, plans)
+    return conn.execute(_ANY_INBOX, (run_ids,)).fetchone() is None
+
+
+def _drop_consumed(conn: sqlite3.Connection, plans: Sequence[ClosePlan | ClaimedPlan]) -> None:
+    """Delete the inbox rows the plans' turns consumed."""
     consumed = [(i,) for p in plans for i in p.consumed]
     if consumed:
         conn.executemany("DELETE FROM inbox WHERE id = ?", consumed)
-    return conn.execute(_ANY_INBOX, (run_ids,)).fetchone() is None
 
 
 def _claimed(
@@ -254,9 +259,7 @@ def _claimed(
     count = len(plans)
     if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != count:
         return None
-    consumed = [(i,) for p in plans for i in p.consumed]
-    if consumed:
-        conn.executemany("DELETE FROM inbox WHERE id = ?", consumed)
+    _drop_consumed(conn, plans)
     dropped = conn.executemany(DROP_TASK_IF_QUIET, [(*p.done, p.run_id) for p in plans]).rowcount
     requeued = 0
     if dropped != count:  # (each row left is either requeued or not ours)
