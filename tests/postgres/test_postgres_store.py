@@ -365,6 +365,52 @@ async def test_psycopg_errors_surface_as_store_errors(pg_url: str) -> None:
         await store.close()
 
 
+_LEFT_OPEN = """
+import asyncio, sys
+from psycopg_pool.pool_async import MaintenanceTask
+from perdure._store.postgres import PostgresStore
+
+busy = asyncio.Event()
+
+class Busy(MaintenanceTask):  # holds a pool worker, as replacing a connection does
+    async def _run(self, pool):
+        busy.set()
+        await asyncio.sleep(3600)
+
+async def main():
+    store = PostgresStore(sys.argv[1])
+    await store.open()
+    store._pool.run_task(Busy(store._pool))
+    await asyncio.wait_for(busy.wait(), 30)
+    print("worker busy", flush=True)
+    # ends without store.close()
+
+asyncio.run(main())
+print("loop ended", flush=True)
+"""
+
+
+def test_a_store_left_open_does_not_hang_the_end_of_its_event_loop(pg_url: str) -> None:
+    # asyncio.run cancels every task at its end. psycopg_pool's maintenance
+    # worker absorbs that cancellation while it runs a task and would then
+    # wait forever for a stop message; the store's guard sends it.
+    done = subprocess.run(
+        [sys.executable, "-c", _LEFT_OPEN, pg_url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["worker busy", "loop ended"]
+    assert "not closed before its event loop ended" in done.stderr
+
+
+async def test_a_closed_store_leaves_no_task_behind(pg_url: str) -> None:
+    before = asyncio.all_tasks()
+    store = await opened(pg_url)
+    assert any(t.get_name() == "perdure-pool-guard" for t in asyncio.all_tasks() - before)
+    await store.close()
+    await asyncio.sleep(0)
+    assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+
+
 async def test_the_default_clock_is_the_servers(pg_url: str) -> None:
     store = await opened(pg_url)
     try:

@@ -176,6 +176,7 @@ class PostgresStore(SqlStore):
         self._conns: Connections  # hands the pool's connections to transactions (once open)
         self._listener: Listener | None = None
         self._notifier: Notifier | None = None
+        self._guard: asyncio.Task[None] | None = None
         self._id = uuid.uuid4().hex  # our own notifications carry it: ignore them
         self.channel = "perdure"
         self._writes = GroupedWrites(
@@ -222,6 +223,26 @@ class PostgresStore(SqlStore):
         self._notifier.start()
         self._listener = Listener(self._conninfo, self.channel, self._on_notify, self.notify)
         self._listener.start()
+        self._guard = asyncio.get_running_loop().create_task(
+            self._close_if_abandoned(), name="perdure-pool-guard"
+        )
+
+    async def _close_if_abandoned(self) -> None:
+        """Close the store if its event loop ends with it still open.
+
+        ``asyncio.run`` ends by cancelling every task and waiting for them.
+        psycopg_pool's maintenance workers catch ``CancelledError`` while
+        they run a task (replacing a connection given back mid-query, say);
+        such a worker then waits for the stop message that only the pool's
+        ``close()`` sends, and the program never exits. This task is
+        cancelled with the others and sends that message."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            if self._pool is not None:  # not closed by close(): the loop is ending
+                log.warning("the PostgreSQL store was not closed before its event loop ended")
+                await self.close()
+            raise
 
     async def _first_connection(self) -> psycopg.AsyncConnection[Any]:
         """The store's first connection. A server that answers that it cannot
@@ -260,6 +281,9 @@ class PostgresStore(SqlStore):
     async def close(self) -> None:
         listener, notifier, pool = self._listener, self._notifier, self._pool
         self._listener = self._notifier = self._pool = None
+        guard, self._guard = self._guard, None
+        if guard is not None and guard is not asyncio.current_task():
+            guard.cancel()
         if listener is not None:
             await listener.stop()
         if notifier is not None:
