@@ -12,6 +12,10 @@ test. Examples:
 
     python benchmarks/ab.py --base HEAD~1 remote --db postgresql://...
     python benchmarks/ab.py --base main --pairs 7 concurrent
+    python benchmarks/ab.py --base HEAD~1 --same-benchmarks parallel
+
+``--same-benchmarks``: both sides run this tree's ``benchmarks`` (for a mode
+or workload the base revision does not have), each with its own ``src``.
 """
 
 from __future__ import annotations
@@ -83,6 +87,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the revision to compare against")
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument(
+        "--same-benchmarks",
+        action="store_true",
+        help="run this tree's benchmarks against the base's src too",
+    )
     options, args = parser.parse_known_args()
     if not args:
         parser.error("name a bench_perdure.py mode (and its options)")
@@ -92,6 +101,9 @@ def main() -> None:
         # runs of one revision, one from here and one unpacked, differed by
         # 6-10% (an A/A test): both now run from a scratch folder alike.
         trees = {"base": unpack(options.base, Path(scratch)), "this": copy_here(Path(scratch))}
+        if options.same_benchmarks:
+            shutil.rmtree(trees["base"] / "benchmarks")
+            shutil.copytree(trees["this"] / "benchmarks", trees["base"] / "benchmarks")
         for pair in range(options.pairs):
             order = ["base", "this"] if pair % 2 == 0 else ["this", "base"]
             for name in order:

@@ -1,7 +1,7 @@
 """Benchmarks of perdure itself: each mode prints one JSON line of results.
 
 Usage: python benchmarks/bench_perdure.py MODE [--db URL] [options]
-Modes: sequential, concurrent, remote, fanout, sleep, recovery, replay, growth.
+Modes: sequential, concurrent, parallel, remote, fanout, sleep, recovery, replay, growth.
 ``concurrent --processes 2``: the same workflows run by two ``perdure worker``
 processes on one database, started from this process.
 Run by hand or through ``benchmarks/run.py`` (``make bench``); never a test.
@@ -137,8 +137,10 @@ SLOTS = 500  # each worker's activity and turn slots in the concurrent modes (--
 
 
 async def concurrent(
-    url: str, n: int, k: int, tune_gc: bool = True, slots: int = SLOTS
+    url: str, n: int, k: int, tune_gc: bool = True, slots: int = SLOTS, parallel: bool = False
 ) -> dict[str, Any]:
+    """n workflows of k steps started at once; ``parallel``: each runs its
+    steps at once (the ``parallel`` mode), not one after another."""
     client, worker = await with_worker(
         url, max_concurrent_workflow_tasks=slots, max_concurrent_activities=slots, tune_gc=tune_gc
     )
@@ -147,7 +149,8 @@ async def concurrent(
         t0 = time.perf_counter()
         # Started at once: concurrent starts share group commits, as the
         # requests of a busy web application would.
-        handles = await asyncio.gather(*(client.start(w.steps, k) for _ in range(n)))
+        fn = w.parallel_steps if parallel else w.steps
+        handles = await asyncio.gather(*(client.start(fn, k) for _ in range(n)))
         started = time.perf_counter() - t0
         await asyncio.gather(*(hd.result(timeout=600) for hd in handles))
         wall = time.perf_counter() - t0
@@ -155,7 +158,8 @@ async def concurrent(
     finally:
         await worker.__aexit__()
         await client.close()
-    return throughput("concurrent", n, k, wall, cpu, tune_gc=tune_gc, submit_s=started, slots=slots)
+    mode = "parallel" if parallel else "concurrent"
+    return throughput(mode, n, k, wall, cpu, tune_gc=tune_gc, submit_s=started, slots=slots)
 
 
 def throughput(mode: str, n: int, k: int, wall: float, cpu: float, **extra: Any) -> dict[str, Any]:
@@ -443,6 +447,7 @@ def main() -> None:
         choices=[
             "sequential",
             "concurrent",
+            "parallel",
             "remote",
             "fanout",
             "sleep",
@@ -487,6 +492,9 @@ def main() -> None:
         result = asyncio.run(
             concurrent(url, args.n or 5000, args.k, not args.no_tune_gc, args.slots)
         )
+    elif args.mode == "parallel":
+        n = args.n or 2000
+        result = asyncio.run(concurrent(url, n, args.k, slots=args.slots, parallel=True))
     elif args.mode == "remote":
         result = asyncio.run(remote(url, args.n or 1000, args.k))
     elif args.mode == "fanout":

@@ -28,6 +28,14 @@ async def steps(k: int) -> dict[str, Any]:
 
 
 @workflow.defn
+async def parallel_steps(k: int) -> dict[str, Any]:
+    """The same k steps, run at once (asyncio.gather): a workflow's fan-out
+    over activities."""
+    results = await asyncio.gather(*(step(i) for i in range(k)))
+    return {"k": k, "last": results[-1]}
+
+
+@workflow.defn
 async def sleeper(hours: float) -> None:
     await workflow.sleep(timedelta(hours=hours))
 
@@ -118,5 +126,16 @@ async def fan_out(k: int) -> int:
     return sum(r["i"] for r in results)
 
 
-WORKFLOWS = [steps, sleeper, napper, recover, long_history, grown, far_steps, one_step, fan_out]
+WORKFLOWS = [
+    steps,
+    parallel_steps,
+    sleeper,
+    napper,
+    recover,
+    long_history,
+    grown,
+    far_steps,
+    one_step,
+    fan_out,
+]
 ACTIVITIES = [step, slow_step, stamp]

@@ -127,3 +127,56 @@ async def test_a_lost_lease_fences_the_take_over_and_starts_nothing(open_store: 
     assert (row["id"], row["ref"], row["lease_token"]) == (task_id, 1, "t1")
     after = await store.load_turn("run-1", 0)
     assert after.run.version == data.run.version and after.events == data.events
+
+
+async def _two_activities(store: Store) -> tuple[int, int]:
+    """run-1, whose first turn leased activities 1 and 2 to this worker."""
+    await store.create_run(new_run(wid="run-1", run_id="run-1"), "fail")
+    task = await claim_one(store, "run-1")
+    commit = await turn(
+        store,
+        task,
+        [schedule_charge(1), schedule_charge(2)],
+        activities=[leased_charge(1, "t1"), leased_charge(2, "t2")],
+    )
+    assert await store.commit_turn(commit)
+    return commit.created_tasks[1], commit.created_tasks[2]
+
+
+def _both_done(data: Any, first: int, second: int, token: str) -> TurnCommit:
+    """One turn taking in both activities' outcomes (the second one's task
+    fenced by ``token``), scheduling nothing."""
+    outcomes: list[h.Event] = [
+        h.ActivityCompleted(ref=1, result="a"),
+        h.ActivityCompleted(ref=2, result="b"),
+    ]
+    return TurnCommit(
+        task=None,
+        run_id="run-1",
+        expected_version=data.run.version,
+        events=h.turn_events(data.run.last_seq, 1.0, outcomes, []),
+        consumed_inbox=[],
+        activity_done=(first, "t1"),
+        also_done=[(second, token)],
+    )
+
+
+async def test_a_turn_takes_in_several_inline_outcomes(open_store: Any) -> None:
+    store: Store = await open_store()
+    first, second = await _two_activities(store)
+    data = await store.load_turn("run-1", 0)
+    assert await store.commit_turn(_both_done(data, first, second, "t2"))
+    assert await _tasks(store) == []  # both finished attempts' rows are gone
+    after = await store.load_turn("run-1", 0)
+    assert [e.ref for e in after.events if isinstance(e, h.ActivityCompleted)] == [1, 2]
+    assert after.run.version == data.run.version + 1
+
+
+async def test_a_lost_lease_among_the_outcomes_fences_the_whole_turn(open_store: Any) -> None:
+    store: Store = await open_store()
+    first, second = await _two_activities(store)
+    data = await store.load_turn("run-1", 0)
+    assert not await store.commit_turn(_both_done(data, first, second, "not-mine"))
+    assert {row["id"] for row in await _tasks(store)} == {first, second}  # untouched
+    after = await store.load_turn("run-1", 0)
+    assert after.events == data.events and after.run.version == data.run.version

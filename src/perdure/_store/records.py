@@ -194,6 +194,10 @@ class TurnCommit:
     # An inline continuation: the (task id, lease token) of the activity attempt
     # whose outcome is this turn's input; deleting it is this commit's fence.
     activity_done: tuple[int, str] | None = None
+    # Other inline attempts whose outcomes are inputs of the same turn (they
+    # ended while the run's previous turn was being committed): each task's
+    # fenced deletion is part of this commit too.
+    also_done: list[tuple[int, str]] = field(default_factory=list)
     # False when the worker knows the run has no parent and never started a
     # child: closing it then reads nothing back (no parent to tell, no child's
     # close policy to apply), so the whole commit can travel at once.

@@ -128,13 +128,13 @@ async def apply_turn(
         if not closing:  # (a closing turn starts no activity: its tasks go with the run)
             heir = next((a for a in commit.activities if a.lease is not None), None)
         if heir is None:
-            await tx.fence(
-                "DELETE FROM tasks WHERE id = ? AND lease_token = ?", commit.activity_done
-            )
+            await tx.fence(DELETE_DONE, commit.activity_done)
         else:
             await tx.fence(REUSE_ACTIVITY, _take_over_values(commit, heir, now, scheduled))
             # The row keeps its id (commit_turn forgets this if the commit fails).
             commit.created_tasks[heir.ref] = commit.activity_done[0]
+        for done in commit.also_done:
+            await tx.fence(DELETE_DONE, done)
     await rows.insert_event_rows(tx, encoded.events)
     if commit.consumed_inbox:
         await tx.executemany(
@@ -294,6 +294,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         commit.task is not None
         or commit.fresh
         or commit.activity_done is None
+        or commit.also_done
         or commit.close_status is not None
         or len(commit.activities) != 1
         or commit.activities[0].lease is None
@@ -353,7 +354,7 @@ def plan_close(
         done = (commit.task.task_id, commit.task.token)
         if commit.activity_done is not None:
             return None  # (never both: an inline turn has no workflow task)
-    elif commit.activity_done is not None:
+    elif commit.activity_done is not None and not commit.also_done:
         done = commit.activity_done
     else:
         return None
@@ -393,6 +394,9 @@ def _close_values(commit: TurnCommit, now: float, encoded: Encoded, result: Any)
         commit.expected_version,
     )
 
+
+# A finished inline attempt's task row, fenced by its lease token.
+DELETE_DONE = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
 
 INSERT_ACTIVITY = (
     "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"

@@ -13,6 +13,7 @@ Imports the runtime, the history model and the Store interface.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections import OrderedDict
@@ -40,6 +41,17 @@ from perdure._worker.crashpoints import crash_point
 from perdure.errors import NonDeterminismError, StoreError
 
 log = logging.getLogger("perdure.worker")
+
+
+@dataclass(slots=True)
+class _Parked:
+    """An inline outcome waiting for its run's turn in flight (continue_inline)."""
+
+    task: ActivityTask
+    outcome: h.Event
+    # Its fate (True: committed by the next turn; False: take the inbox), or
+    # the run's instance and the outcomes to commit with it: it leads that turn.
+    answer: asyncio.Future[bool | tuple[_Cached, list[_Parked]]]
 
 
 @dataclass(slots=True)
@@ -87,6 +99,8 @@ class TurnRunner:
         self.on_inline = on_inline
         self.on_settled = on_settled  # told how many inline slots a commit had asked for
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        # Runs whose inline turn is being committed -> the outcomes waiting for it.
+        self._parked: dict[str, list[_Parked]] = {}
         self.turns_committed = 0
         self.replays = 0
 
@@ -163,13 +177,52 @@ class TurnRunner:
     ) -> bool:
         """Apply an inline activity's outcome to the cached instance and commit
         the next turn at once. False if that cannot be done here (the instance
-        is busy or gone, or the commit was fenced): the caller then delivers
-        the outcome through the run's inbox, the ordinary way. ``own_slot``:
-        the finishing attempt's slot goes to the first activity the turn
-        schedules (see InlinePolicy)."""
-        cached = self._cache.pop(activity.run_id, None)
+        is gone, or the commit was fenced): the caller then delivers the
+        outcome through the run's inbox, the ordinary way. ``own_slot``: the
+        finishing attempt's slot goes to the first activity the turn
+        schedules (see InlinePolicy).
+
+        An outcome that ends while the run's previous inline turn is being
+        committed waits for that commit, and the outcomes that waited go into
+        the run's next turn together (a workflow's parallel activities end
+        about at once): no inbox row, claim or load each."""
+        run_id = activity.run_id
+        cached = self._cache.pop(run_id, None)
+        waited: list[_Parked] = []
         if cached is None:
-            return False
+            waiting = self._parked.get(run_id)
+            if waiting is None:
+                return False
+            parked = _Parked(activity, outcome, asyncio.get_running_loop().create_future())
+            waiting.append(parked)
+            try:
+                answer = await parked.answer
+            except BaseException:
+                self._abdicate(run_id, parked)
+                raise
+            if isinstance(answer, bool):
+                return answer
+            cached, waited = answer  # this outcome leads the next turn
+        else:
+            self._parked[run_id] = []  # (outcomes that end meanwhile wait for this turn)
+        committed = False
+        try:
+            committed = await self._inline_turn(activity, outcome, own_slot, cached, waited)
+            return committed
+        finally:
+            for other in waited:
+                if not other.answer.done():
+                    other.answer.set_result(committed)
+            self._pass_on(run_id)
+
+    async def _inline_turn(
+        self,
+        activity: ActivityTask,
+        outcome: h.Event,
+        own_slot: bool,
+        cached: _Cached,
+        waited: list[_Parked],
+    ) -> bool:
         instance = cached.instance
         try:
             commit = self._build_commit(
@@ -179,16 +232,48 @@ class TurnRunner:
                 instance,
                 cached.last_seq,
                 cached.marked,
-                [outcome],
+                [outcome, *(other.outcome for other in waited)],
                 own_slot,
-                _ended_at(outcome),
+                None if waited else _ended_at(outcome),
             )
         except Exception:
             log.exception("inline turn for run %s failed; using the inbox", activity.run_id)
             instance.evict()
             return False
         commit.activity_done = (activity.task_id, activity.token)
+        commit.also_done = [(other.task.task_id, other.task.token) for other in waited]
         return await self._commit(instance, commit, cached.last_seq, cached.marked)
+
+    def _abdicate(self, run_id: str, parked: _Parked) -> None:
+        """A waiting outcome's task was cancelled: if it had just been made
+        the next turn's leader, that turn is not taken (its instance is
+        dropped, and the outcomes it was to carry take the inbox), and the
+        run's later outcomes are not left waiting for it."""
+        answer = parked.answer
+        if not answer.done() or answer.cancelled() or isinstance(answer.result(), bool):
+            return
+        cached, waited = answer.result()  # type: ignore[misc]
+        cached.instance.evict()
+        for other in waited:
+            if not other.answer.done():
+                other.answer.set_result(False)
+        self._pass_on(run_id)
+
+    def _pass_on(self, run_id: str) -> None:
+        """After a run's inline turn: the outcomes that waited for it go into
+        its next turn, led by the first of them, with the instance the turn
+        cached (and later outcomes wait for that turn in turn); with no
+        instance (the turn was fenced or ended the run), each takes the inbox."""
+        waiting = [p for p in self._parked.pop(run_id, ()) if not p.answer.done()]
+        if not waiting:
+            return
+        cached = self._cache.pop(run_id, None)
+        if cached is None:
+            for parked in waiting:
+                parked.answer.set_result(False)
+            return
+        self._parked[run_id] = []
+        waiting[0].answer.set_result((cached, waiting[1:]))
 
     def first_turn(self, data: TurnInput) -> FirstTurn | None:
         """A new run's first turn, computed before the run exists, for the
