@@ -19,6 +19,7 @@ from e2e_helpers import fast_worker, wait_until
 import perdure
 from perdure import activity, workflow
 from perdure._store.base import ActivityTask, TurnCommit
+from perdure._store.sqlturn import encode_turn, plan_close, plan_turn
 from perdure._worker.turns import TurnRunner, _Cached, _Parked
 
 K = 8
@@ -63,6 +64,10 @@ async def test_parallel_outcomes_share_the_next_turn(
     # The first outcome's turn, then the others' together (before: one
     # turn for the first, and a claimed one for the rest, from the inbox).
     assert [1 + len(t.also_done) for t in turns] == [1, K - 1]
+    # Both are plans: the first starts nothing; the second ends the run.
+    for t in turns:
+        written = encode_turn(t)
+        assert plan_turn(t, 1.0, written) or plan_close(t, 1.0, written, None)
     history = await handle.history()
     done = {e["ref"] for e in history if e["type"] == "ActivityCompleted"}
     assert len(done) == K  # every outcome recorded, once

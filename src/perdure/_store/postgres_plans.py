@@ -3,7 +3,9 @@ together: one statement per kind for all of them, fed by arrays (``unnest``).
 
 The commonest turn (an inline continuation that records the finished
 activity and starts the next one here, sqlturn.Plan) is three statements:
-the run's fenced update, the task row's fenced take-over and the events.
+the run's fenced update, the task row's fenced take-over and the events
+(and a fenced delete of the finished attempts' rows that no activity takes
+over: a turn that starts nothing, or took in several outcomes).
 Sent one by one for each turn of a group, they cost the server a statement's
 fixed work each (the EXECUTE's parse, executor start-up, the fence's
 function call), about three times its row work: 247-282 µs of server CPU
@@ -105,9 +107,12 @@ async def apply_plans(tx: Tx, plans: Sequence[Plan]) -> None:
     would write, or, a fence tripped, an aborted transaction."""
     count = len(plans)
     await tx.send(ADVANCE_RUNS, [*_columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
-    await tx.send(
-        TAKE_OVER_TASKS, [*_columns([p.take_over for p in plans], _TAKE_OVER_FLOATS), count]
-    )
+    heirs = [p.take_over for p in plans if p.take_over is not None]
+    if heirs:
+        await tx.send(TAKE_OVER_TASKS, [*_columns(heirs, _TAKE_OVER_FLOATS), len(heirs)])
+    done = [d for p in plans for d in p.done]
+    if done:
+        await tx.send(DROP_DONE_TASKS, [*_columns(done, ()), len(done)])
     events = [row for p in plans for row in p.events]
     await tx.send(INSERT_EVENTS, _columns(events, _EVENT_FLOATS))
 
@@ -125,7 +130,8 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
     count = len(closes)
     run_ids = Array([c.run_id for c in closes])
     await tx.send(CLOSE_RUNS, [*_columns([c.close for c in closes], _CLOSE_FLOATS), count])
-    await tx.send(DROP_DONE_TASKS, [*_columns([c.done for c in closes], ()), count])
+    done = [c.done for c in closes] + [d for c in closes for d in c.also_done]
+    await tx.send(DROP_DONE_TASKS, [*_columns(done, ()), len(done)])
     await tx.send(INSERT_EVENTS, _columns([r for c in closes for r in c.events], _EVENT_FLOATS))
     await _empty_inboxes(tx, closes, run_ids)
     waiting = {c.run_id: c.ended for c in closes if c.ended is not None}

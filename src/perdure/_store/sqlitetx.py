@@ -162,7 +162,11 @@ def run_plans(
     if steps:
         if conn.executemany(ADVANCE_RUN, [p.advance for p in steps]).rowcount != len(steps):
             return None
-        if conn.executemany(REUSE_ACTIVITY, [p.take_over for p in steps]).rowcount != len(steps):
+        heirs = [p.take_over for p in steps if p.take_over is not None]
+        if heirs and conn.executemany(REUSE_ACTIVITY, heirs).rowcount != len(heirs):
+            return None
+        done = [d for p in steps for d in p.done]
+        if done and conn.executemany(_DONE, done).rowcount != len(done):
             return None
         conn.executemany(INSERT_EVENT, [row for p in steps for row in p.events])
     if closes and not _close(conn, closes):
@@ -215,7 +219,8 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     count = len(closes)
     if conn.executemany(CLOSE_RUN, [c.close for c in closes]).rowcount != count:
         return False
-    if conn.executemany(_DONE, [c.done for c in closes]).rowcount != count:
+    done = [c.done for c in closes] + [d for c in closes for d in c.also_done]
+    if conn.executemany(_DONE, done).rowcount != len(done):
         return False
     conn.executemany(INSERT_EVENT, [row for c in closes for row in c.events])
     ids = [(c.run_id,) for c in closes]

@@ -362,7 +362,8 @@ class SqlStore(Store, Dialect):
             topics = await self._write_planned(
                 functools.partial(self._turn_body, commit, written, keep), plan
             )
-            if isinstance(plan, Plan) and commit.activity_done is not None:  # (as the body does)
+            if isinstance(plan, Plan) and plan.take_over is not None:  # (as the body does)
+                assert commit.activity_done is not None
                 commit.created_tasks[commit.activities[0].ref] = commit.activity_done[0]
         except Fenced:
             commit.created_tasks.clear()

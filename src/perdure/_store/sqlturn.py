@@ -270,16 +270,20 @@ def advance_values(commit: TurnCommit, now: float, encoded: Encoded) -> tuple[An
 
 class Plan(NamedTuple):
     """The commonest turn as three statements' parameters: an inline
-    continuation that leaves its run open and only starts, here, the next
-    activity (see plan_turn). A backend may apply many such plans together,
-    one statement per kind for all of them (SqliteStore's group commit)."""
+    continuation that leaves its run open and starts, here, the next
+    activity or nothing (see plan_turn). A backend may apply many such plans
+    together, one statement per kind for all of them (both group commits)."""
 
     run_id: str
     advance: tuple[Any, ...]  # ADVANCE_RUN's: fence 2
     # REUSE_ACTIVITY's: the next activity, then fence 1 (the finished one's task
-    # id and lease token: the row it takes over)
-    take_over: tuple[Any, ...]
+    # id and lease token: the row it takes over); None if the turn starts none
+    take_over: tuple[Any, ...] | None
     events: list[rows.EventRow]  # INSERT_EVENT's, one row each
+    # DELETE_DONE's: finished attempts' task rows (fence 1 of each): the
+    # finished one's if no activity takes it over, and the turn's other
+    # outcomes' (TurnCommit.also_done)
+    done: tuple[tuple[int, str], ...] = ()
 
 
 INSERT_EVENT = rows.insert_events_sql(1)
@@ -287,17 +291,18 @@ INSERT_EVENT = rows.insert_events_sql(1)
 
 def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
     """``commit`` as a Plan, if it has that shape; applying the plan writes
-    what apply_turn writes for it (its fences tripped: nothing), wakes nobody
-    and keeps the finished activity's task row for the next one. None for
-    every other turn."""
+    what apply_turn writes for it (its fences tripped: nothing) and wakes
+    nobody. The shape: an inline continuation, of one outcome or several
+    (``also_done``), that leaves its run open and starts at most one
+    activity, here (it takes the finished activity's task row over). None
+    for every other turn."""
     if (
         commit.task is not None
         or commit.fresh
         or commit.activity_done is None
-        or commit.also_done
         or commit.close_status is not None
-        or len(commit.activities) != 1
-        or commit.activities[0].lease is None
+        or len(commit.activities) > 1
+        or (commit.activities and commit.activities[0].lease is None)
         or commit.consumed_inbox
         or commit.cancelled_activities
         or commit.timers
@@ -306,11 +311,14 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.cancelled_children
     ):
         return None
+    done = tuple(commit.also_done)
+    if commit.activities:
+        heir = commit.activities[0]
+        take_over = _take_over_values(commit, heir, now, payloads(commit, encoded))
+    else:
+        take_over, done = None, (commit.activity_done, *done)
     return Plan(
-        commit.run_id,
-        advance_values(commit, now, encoded),
-        _take_over_values(commit, commit.activities[0], now, payloads(commit, encoded)),
-        encoded.events,
+        commit.run_id, advance_values(commit, now, encoded), take_over, encoded.events, done
     )
 
 
@@ -333,6 +341,8 @@ class ClosePlan(NamedTuple):
     # The run's end told to its parent (after every other plan of the batch:
     # the parent's own claimed turn may be one of them)
     tell: ParentTell | None = None
+    # The other finished attempts whose outcomes the turn took in (fence 1 each)
+    also_done: tuple[tuple[int, str], ...] = ()
 
     def topics(self) -> set[str]:
         """Whom it wakes (apply_turn's answer for its turn): the run's
@@ -354,7 +364,7 @@ def plan_close(
         done = (commit.task.task_id, commit.task.token)
         if commit.activity_done is not None:
             return None  # (never both: an inline turn has no workflow task)
-    elif commit.activity_done is not None and not commit.also_done:
+    elif commit.activity_done is not None:
         done = commit.activity_done
     else:
         return None
@@ -376,6 +386,7 @@ def plan_close(
         ended,
         tuple(commit.consumed_inbox),
         tell,
+        tuple(commit.also_done),
     )
 
 

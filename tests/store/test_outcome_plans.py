@@ -1,0 +1,167 @@
+"""Inline turns that take in several outcomes at once (a workflow's
+parallel activities: TurnCommit.also_done), or start nothing, are plans
+too (sqlturn.plan_turn, plan_close): SQLite's rounds and PostgreSQL's
+groups apply them with one statement per kind, each finished attempt's
+task deleted under its own lease token. The rows must be exactly those
+the bodies write; a lost lease among the outcomes must trip that turn's
+fence and cost the other turns nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from store_helpers import Opener, claim_one, leased_charge, new_run, schedule_charge, turn
+from test_complete_plans import RUNS, all_at_once, comparable
+from test_sqlite_plans import _all_rows
+
+from perdure import _history as h
+from perdure._store import postgres, sqlitetx
+from perdure._store.base import TurnCommit
+from perdure._store.sqlstore import SqlStore
+from perdure._store.sqlturn import ClosePlan, Plan, encode_turn, plan_close, plan_turn
+
+NOW = 1_700_000_100.0
+
+# shape -> (the outcomes the turn takes in, by ref; what it does next)
+SHAPES = {
+    "one outcome, nothing next": ([1], "nothing"),
+    "two outcomes, nothing next": ([1, 2], "nothing"),
+    "two outcomes, the next activity here": ([1, 2], "next"),
+    "three outcomes, the run ends": ([1, 2, 3], "end"),
+}
+
+
+@pytest.fixture
+def applied(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The run ids of the turn plans (Plans and ClosePlans) each
+    application of plans took, on either backend."""
+    calls: list[list[str]] = []
+    run_plans = sqlitetx.run_plans
+    apply_plans, apply_closes = postgres.apply_plans, postgres.apply_closes
+
+    def sqlite_spy(conn: Any, batch: Any) -> Any:
+        got = run_plans(conn, batch)
+        runs = [job.plan.run_id for job, _, _ in got or () if type(job.plan) in (Plan, ClosePlan)]
+        if runs:
+            calls.append(runs)
+        return got
+
+    async def pg_plans(tx: Any, plans: Any) -> None:
+        calls.append([p.run_id for p in plans])
+        await apply_plans(tx, plans)
+
+    async def pg_closes(tx: Any, d: Any, closes: Any) -> Any:
+        calls.append([c.run_id for c in closes])
+        return await apply_closes(tx, d, closes)
+
+    monkeypatch.setattr(sqlitetx, "run_plans", sqlite_spy)
+    monkeypatch.setattr(postgres, "apply_plans", pg_plans)
+    monkeypatch.setattr(postgres, "apply_closes", pg_closes)
+    return calls
+
+
+async def three_leased(store: SqlStore) -> dict[str, list[int]]:
+    """RUNS runs, each with activities 1, 2 and 3 leased here by its first
+    turn (run "run-i", tokens "run-i/ref"): run id -> their task ids."""
+    ids = {}
+    for i in range(RUNS):
+        run_id = f"run-{i}"
+        await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
+        task = await claim_one(store, run_id)
+        refs = (1, 2, 3)
+        commit = await turn(
+            store,
+            task,
+            [schedule_charge(r) for r in refs],
+            activities=[leased_charge(r, f"{run_id}/{r}") for r in refs],
+        )
+        assert await store.commit_turn(commit)
+        ids[run_id] = [commit.created_tasks[r] for r in refs]
+    return ids
+
+
+async def outcomes_turn(
+    store: SqlStore, run_id: str, tasks: list[int], shape: str, bad_token: bool = False
+) -> TurnCommit:
+    """The inline turn of ``shape`` for ``run_id``. ``bad_token``: the last
+    outcome's attempt lost its lease."""
+    refs, then = SHAPES[shape]
+    data = await store.load_turn(run_id, 0)
+    inputs: list[h.Event] = [h.ActivityCompleted(ref=r, result=f"{run_id}/{r}") for r in refs]
+    commands: list[h.Command] = []
+    fields: dict[str, Any] = {}
+    if then == "next":
+        commands = [schedule_charge(4)]
+        fields["activities"] = [leased_charge(4, f"{run_id}/4")]
+    elif then == "end":
+        result = {"done": run_id}
+        commands = [h.CompleteWorkflow(result=result)]
+        fields.update(close_status="completed", result=result, has_relatives=False)
+    done = [(tasks[r - 1], f"{run_id}/{r}") for r in refs]
+    if bad_token:
+        done[-1] = (done[-1][0], "not-mine")
+    return TurnCommit(
+        task=None,
+        run_id=run_id,
+        expected_version=data.run.version,
+        events=h.turn_events(data.run.last_seq, NOW, inputs, commands),
+        consumed_inbox=[],
+        activity_done=done[0],
+        also_done=done[1:],
+        **fields,
+    )
+
+
+def planned(commit: TurnCommit) -> Plan | ClosePlan | None:
+    written = encode_turn(commit)
+    return plan_turn(commit, NOW, written) or plan_close(commit, NOW, written, None)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+async def test_outcome_turns_write_exactly_what_the_bodies_write(
+    opener: Opener, applied: list[list[str]], shape: str
+) -> None:
+    rows = {}
+    for name in ("together", "bodies"):
+        store = await opener()
+        if name == "bodies":
+            store.applies_plans = store.applies_close_plans = False  # (every turn is its body)
+        ids = await three_leased(store)
+        commits = [await outcomes_turn(store, r, t, shape) for r, t in ids.items()]
+        assert all(planned(c) is not None for c in commits)
+        applied.clear()
+        results = await all_at_once(store, [store.commit_turn(c) for c in commits])
+        assert results == [True] * RUNS
+        if name == "together":
+            assert max(len(a) for a in applied) >= 2  # (applied together, as plans)
+        else:
+            assert applied == []
+        if SHAPES[shape][1] == "next":  # (the next activity took the first one's row over)
+            assert [c.created_tasks for c in commits] == [{4: t[0]} for t in ids.values()]
+        rows[name] = await _all_rows(store)
+    assert comparable(rows["together"]) == comparable(rows["bodies"])
+    got = rows["together"]
+    left = {"nothing": 3 - len(SHAPES[shape][0]), "next": 2, "end": 0}[SHAPES[shape][1]]
+    assert len(got["tasks"]) == RUNS * left  # every finished attempt's row went
+
+
+@pytest.mark.parametrize("shape", list(SHAPES)[1:])
+async def test_a_lost_lease_among_the_outcomes_costs_the_other_turns_nothing(
+    opener: Opener, applied: list[list[str]], shape: str
+) -> None:
+    store = await opener()
+    ids = await three_leased(store)
+    before = await _all_rows(store)
+    bad = f"run-{RUNS - 1}"  # (the last: on PostgreSQL it goes in the group)
+    commits = [await outcomes_turn(store, r, t, shape, bad_token=r == bad) for r, t in ids.items()]
+    applied.clear()
+
+    results = await all_at_once(store, [store.commit_turn(c) for c in commits])
+
+    assert results == [True] * (RUNS - 1) + [False]
+    after = await _all_rows(store)
+    for table in ("runs", "events", "tasks"):
+        mine = [r for r in after[table] if bad in r]
+        assert mine == [r for r in before[table] if bad in r], table
+    assert commits[-1].created_tasks == {}
