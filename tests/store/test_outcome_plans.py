@@ -108,7 +108,7 @@ async def outcomes_turn(
         events=h.turn_events(data.run.last_seq, NOW, inputs, commands),
         consumed_inbox=[],
         activity_done=done[0],
-        also_done=done[1:],
+        also_done=tuple(done[1:]),
         **fields,
     )
 

@@ -157,7 +157,7 @@ def _both_done(data: Any, first: int, second: int, token: str) -> TurnCommit:
         events=h.turn_events(data.run.last_seq, 1.0, outcomes, []),
         consumed_inbox=[],
         activity_done=(first, "t1"),
-        also_done=[(second, token)],
+        also_done=((second, token),),
     )
 
 

@@ -197,7 +197,7 @@ class TurnCommit:
     # Other inline attempts whose outcomes are inputs of the same turn (they
     # ended while the run's previous turn was being committed): each task's
     # fenced deletion is part of this commit too.
-    also_done: list[tuple[int, str]] = field(default_factory=list)
+    also_done: tuple[tuple[int, str], ...] = ()
     # False when the worker knows the run has no parent and never started a
     # child: closing it then reads nothing back (no parent to tell, no child's
     # close policy to apply), so the whole commit can travel at once.

@@ -311,7 +311,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.cancelled_children
     ):
         return None
-    done = tuple(commit.also_done)
+    done = commit.also_done
     if commit.activities:
         heir = commit.activities[0]
         take_over = _take_over_values(commit, heir, now, payloads(commit, encoded))
@@ -386,7 +386,7 @@ def plan_close(
         ended,
         tuple(commit.consumed_inbox),
         tell,
-        tuple(commit.also_done),
+        commit.also_done,
     )
 
 

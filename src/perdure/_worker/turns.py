@@ -205,44 +205,35 @@ class TurnRunner:
             cached, waited = answer  # this outcome leads the next turn
         else:
             self._parked[run_id] = []  # (outcomes that end meanwhile wait for this turn)
+        instance = cached.instance
         committed = False
         try:
-            committed = await self._inline_turn(activity, outcome, own_slot, cached, waited)
+            try:
+                commit = self._build_commit(
+                    None,
+                    run_id,
+                    cached.version,
+                    instance,
+                    cached.last_seq,
+                    cached.marked,
+                    [outcome, *(other.outcome for other in waited)] if waited else [outcome],
+                    own_slot,
+                    None if waited else _ended_at(outcome),
+                )
+            except Exception:
+                log.exception("inline turn for run %s failed; using the inbox", run_id)
+                instance.evict()
+                return False
+            commit.activity_done = (activity.task_id, activity.token)
+            if waited:
+                commit.also_done = tuple((p.task.task_id, p.task.token) for p in waited)
+            committed = await self._commit(instance, commit, cached.last_seq, cached.marked)
             return committed
         finally:
             for other in waited:
                 if not other.answer.done():
                     other.answer.set_result(committed)
             self._pass_on(run_id)
-
-    async def _inline_turn(
-        self,
-        activity: ActivityTask,
-        outcome: h.Event,
-        own_slot: bool,
-        cached: _Cached,
-        waited: list[_Parked],
-    ) -> bool:
-        instance = cached.instance
-        try:
-            commit = self._build_commit(
-                None,
-                activity.run_id,
-                cached.version,
-                instance,
-                cached.last_seq,
-                cached.marked,
-                [outcome, *(other.outcome for other in waited)],
-                own_slot,
-                None if waited else _ended_at(outcome),
-            )
-        except Exception:
-            log.exception("inline turn for run %s failed; using the inbox", activity.run_id)
-            instance.evict()
-            return False
-        commit.activity_done = (activity.task_id, activity.token)
-        commit.also_done = [(other.task.task_id, other.task.token) for other in waited]
-        return await self._commit(instance, commit, cached.last_seq, cached.marked)
 
     def _abdicate(self, run_id: str, parked: _Parked) -> None:
         """A waiting outcome's task was cancelled: if it had just been made
@@ -264,7 +255,9 @@ class TurnRunner:
         its next turn, led by the first of them, with the instance the turn
         cached (and later outcomes wait for that turn in turn); with no
         instance (the turn was fenced or ended the run), each takes the inbox."""
-        waiting = [p for p in self._parked.pop(run_id, ()) if not p.answer.done()]
+        waiting = self._parked.pop(run_id, None)
+        if waiting:  # (the commonest case, a sequential step's, has none)
+            waiting = [p for p in waiting if not p.answer.done()]
         if not waiting:
             return
         cached = self._cache.pop(run_id, None)
