@@ -16,7 +16,7 @@ from e2e_helpers import fast_worker
 import perdure
 from perdure import activity, workflow
 from perdure._store import sqlitetx
-from perdure._store.sqlturn import ClosePlan
+from perdure._store.sqlturn import ClosePlan, Plan
 
 PARENTS = 4
 CHILDREN = 5
@@ -77,3 +77,38 @@ async def test_childrens_ends_are_applied_as_plans(tmp_path: Path, told: list[st
     assert len(runs) == PARENTS * CHILDREN
     # Every child's end went as a plan that told its parent, the failed ones too.
     assert sorted(told) == sorted(r.run_id for r in runs)
+
+
+@workflow.defn
+async def step_then_children(base: int) -> int:
+    start = await double(base)  # an inline step: the next turn is its continuation
+    calls = [workflow.execute_child(child, start + i) for i in range(CHILDREN - 1)]
+    return sum(await asyncio.gather(*calls))
+
+
+async def test_children_started_after_a_step_are_applied_as_a_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parents: list[str] = []
+    run_plans = sqlitetx.run_plans
+
+    def spy(conn: Any, batch: Any) -> Any:
+        jobs = run_plans(conn, batch)
+        for job, _, _ in jobs or ():
+            if type(job.plan) is Plan and job.plan.children:
+                parents.append(job.plan.run_id)
+        return jobs
+
+    monkeypatch.setattr(sqlitetx, "run_plans", spy)
+    client = await perdure.Client.connect(f"sqlite:///{tmp_path / 'later.db'}")
+    try:
+        async with fast_worker(client, [step_then_children, child], [double]):
+            handles = [await client.start(step_then_children, 10 * i) for i in range(PARENTS)]
+            results = await asyncio.gather(*(h.result(timeout=20) for h in handles))
+    finally:
+        await client.close()
+    # (Each child doubles start + i; none fails: i stays below CHILDREN - 1.)
+    assert results == [
+        sum(2 * (2 * 10 * i + j) for j in range(CHILDREN - 1)) for i in range(PARENTS)
+    ]
+    assert sorted(parents) == sorted(h.run_id for h in handles)

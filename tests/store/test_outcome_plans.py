@@ -1,18 +1,28 @@
 """Inline turns that take in several outcomes at once (a workflow's
-parallel activities: TurnCommit.also_done), or start nothing, are plans
-too (sqlturn.plan_turn, plan_close): SQLite's rounds and PostgreSQL's
-groups apply them with one statement per kind, each finished attempt's
-task deleted under its own lease token. The rows must be exactly those
-the bodies write; a lost lease among the outcomes must trip that turn's
-fence and cost the other turns nothing."""
+parallel activities: TurnCommit.also_done), start nothing, or start
+children, are plans too (sqlturn.plan_turn, plan_close): SQLite's rounds
+and PostgreSQL's groups apply them with one statement per kind, each
+finished attempt's task deleted under its own lease token, the children's
+ids fenced together. The rows must be exactly those the bodies write; a
+lost lease among the outcomes, or a child's id in use, must trip that
+turn's fence and cost the other turns nothing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from store_helpers import Opener, claim_one, leased_charge, new_run, schedule_charge, turn
-from test_complete_plans import RUNS, all_at_once, comparable
+from store_helpers import (
+    Opener,
+    child_start,
+    claim_one,
+    leased_charge,
+    new_run,
+    schedule_charge,
+    turn,
+)
+from test_complete_plans import RUNS, all_at_once, close_behind, comparable
 from test_sqlite_plans import _all_rows
 
 from perdure import _history as h
@@ -29,6 +39,8 @@ SHAPES = {
     "two outcomes, nothing next": ([1, 2], "nothing"),
     "two outcomes, the next activity here": ([1, 2], "next"),
     "three outcomes, the run ends": ([1, 2, 3], "end"),
+    "one outcome, two children": ([1], "children"),
+    "two outcomes, two children and the next activity": ([1, 2], "children, next"),
 }
 
 
@@ -91,8 +103,12 @@ async def outcomes_turn(
     inputs: list[h.Event] = [h.ActivityCompleted(ref=r, result=f"{run_id}/{r}") for r in refs]
     commands: list[h.Command] = []
     fields: dict[str, Any] = {}
-    if then == "next":
-        commands = [schedule_charge(4)]
+    if then.startswith("children"):
+        kids = [child_start(ref, f"{run_id}/kid-{ref}", f"{run_id}-kid-{ref}") for ref in (5, 6)]
+        commands = [command for command, _ in kids]
+        fields.update(children=[child for _, child in kids], workflow_id=run_id, task_queue="q")
+    if then.endswith("next"):
+        commands.append(schedule_charge(4))
         fields["activities"] = [leased_charge(4, f"{run_id}/4")]
     elif then == "end":
         result = {"done": run_id}
@@ -137,16 +153,33 @@ async def test_outcome_turns_write_exactly_what_the_bodies_write(
             assert max(len(a) for a in applied) >= 2  # (applied together, as plans)
         else:
             assert applied == []
-        if SHAPES[shape][1] == "next":  # (the next activity took the first one's row over)
+        if SHAPES[shape][1].endswith("next"):  # (the next activity took the first one's row)
             assert [c.created_tasks for c in commits] == [{4: t[0]} for t in ids.values()]
         rows[name] = await _all_rows(store)
-    assert comparable(rows["together"]) == comparable(rows["bodies"])
+    assert same_rows(rows["together"]) == same_rows(rows["bodies"])
     got = rows["together"]
-    left = {"nothing": 3 - len(SHAPES[shape][0]), "next": 2, "end": 0}[SHAPES[shape][1]]
-    assert len(got["tasks"]) == RUNS * left  # every finished attempt's row went
+    refs, then = SHAPES[shape]
+    left = {"nothing": 3 - len(refs), "next": 2, "end": 0, "children": 3 - len(refs)}
+    left["children, next"] = 2
+    activities = [t for t in got["tasks"] if t[1] == "activity"]
+    assert len(activities) == RUNS * left[then]  # every finished attempt's row went
+    if then.startswith("children"):
+        # Each child exists with its first workflow task, and its parent has
+        # ChildWorkflowStarted for each, with a workflow task to take them in.
+        assert len(got["runs"]) == RUNS * 3
+        workflow_tasks = sorted(t[3] for t in got["tasks"] if t[1] == "workflow")
+        kids = [f"run-{i}-kid-{r}" for i in range(RUNS) for r in (5, 6)]
+        assert workflow_tasks == sorted([*ids, *kids])
 
 
-@pytest.mark.parametrize("shape", list(SHAPES)[1:])
+def same_rows(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """comparable, and the runs without their row ids (the children's rows
+    are inserted in another order by the bodies that go alone)."""
+    rows = comparable(rows)
+    return dict(rows, runs=sorted(run[1:] for run in rows["runs"]))
+
+
+@pytest.mark.parametrize("shape", [s for s in SHAPES if len(SHAPES[s][0]) > 1])
 async def test_a_lost_lease_among_the_outcomes_costs_the_other_turns_nothing(
     opener: Opener, applied: list[list[str]], shape: str
 ) -> None:
@@ -165,3 +198,38 @@ async def test_a_lost_lease_among_the_outcomes_costs_the_other_turns_nothing(
         mine = [r for r in after[table] if bad in r]
         assert mine == [r for r in before[table] if bad in r], table
     assert commits[-1].created_tasks == {}
+
+
+@pytest.mark.parametrize("holder", ["open", "closed"])
+async def test_a_childs_id_in_use_sends_the_turns_to_their_bodies(
+    opener: Opener, applied: list[list[str]], holder: str
+) -> None:
+    """The plans' fence trips on a child's id another run holds (open, or
+    closed: a workflow id is single-use): every turn is then its body, which
+    refuses that child alone (the parent is told ChildWorkflowStartFailed)
+    and starts the others."""
+    store = await opener()
+    ids = await three_leased(store)
+    bad = f"run-{RUNS - 1}"
+    await store.create_run(new_run(wid=f"{bad}/kid-5", run_id="squatter"), "fail")
+    if holder == "closed":
+        await close_behind(store, "squatter")
+    shape = "one outcome, two children"
+    commits = [await outcomes_turn(store, r, t, shape) for r, t in ids.items()]
+
+    results = await all_at_once(store, [store.commit_turn(c) for c in commits])
+
+    assert results == [True] * RUNS
+    after = await _all_rows(store)
+    told = {
+        (row[1], json.loads(row[2])["type"], json.loads(row[2])["ref"])
+        for row in after["inbox"]
+        if json.loads(row[2])["type"].startswith("Child")
+    }
+    assert (bad, "ChildWorkflowStartFailed", 5) in told
+    assert (bad, "ChildWorkflowStarted", 6) in told
+    others = {(f"run-{i}", "ChildWorkflowStarted", r) for i in range(RUNS - 1) for r in (5, 6)}
+    assert others <= told
+    assert len(told) == RUNS * 2
+    started = {r[1] for r in after["runs"]}  # (run ids)
+    assert f"{bad}-kid-5" not in started and f"{bad}-kid-6" in started

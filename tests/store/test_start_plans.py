@@ -76,9 +76,9 @@ def applied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             counts.append(0 if got is None else count)
         return got
 
-    async def pg_spy(tx: Any, starts: Any) -> Any:
+    async def pg_spy(tx: Any, starts: Any, parents: Any = ()) -> Any:
         counts.append(len(starts))
-        return await apply_starts(tx, starts)
+        return await apply_starts(tx, starts, parents)
 
     monkeypatch.setattr(sqlitetx, "run_plans", sqlite_spy)
     monkeypatch.setattr(postgres, "apply_starts", pg_spy)

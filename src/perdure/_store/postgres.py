@@ -376,8 +376,9 @@ class PostgresStore(SqlStore):
                 await apply_plans(tx, steps)
             if closes:
                 errors.update(await apply_closes(tx, self, closes))
-            if starts:
-                errors.update(await apply_starts(tx, starts))
+            parents = [p for p in steps if p.children]
+            if starts or parents:
+                errors.update(await apply_starts(tx, starts, parents))
             if claimed:
                 await apply_claimed(tx, claimed, requeued.append)
             if completes or tells:
@@ -385,7 +386,7 @@ class PostgresStore(SqlStore):
             for body, plan in writes:
                 member = Member(tx)
                 if isinstance(plan, Plan):
-                    done.append((member, True, set()))  # (an inline step wakes nobody)
+                    done.append((member, True, plan.topics()))
                     continue
                 if isinstance(plan, CompletePlan):
                     done.append((member, True, True))  # (complete_activity's answer)

@@ -351,17 +351,22 @@ _RUN_FLOATS = (6, 7, 11)
 _ACTIVITY_FLOATS = (3, 7, 9)
 
 
-async def apply_starts(tx: Tx, starts: Sequence[StartPlan]) -> dict[str, Exception]:
-    """Write ``starts`` (at least one) in ``tx``: what their bodies write on
-    a first try, or, a workflow id in use, an aborted transaction (two
-    starts of one new id in a group: the unique index on open runs' ids
-    aborts it, as a second start's body would with its fence). Each one's
-    callbacks are told its row's id and its activities' task ids after the
-    commit; what one of them raises is put in the dict returned, by run id
-    (the start committed, but its caller cannot use it)."""
+async def apply_starts(
+    tx: Tx, starts: Sequence[StartPlan], parents: Sequence[Plan] = ()
+) -> dict[str, Exception]:
+    """Write ``starts`` and the children of ``parents`` (steps already
+    written by apply_plans; at least one of either) in ``tx``: what their
+    bodies write on a first try, or, a workflow id in use, an aborted
+    transaction (two starts of one new id in a group: the unique index on
+    open runs' ids aborts it, as a second start's body would with its
+    fence). Each start's callbacks are told its row's id and its activities'
+    task ids after the commit; what one of them raises is put in the dict
+    returned, by run id (the start committed, but its caller cannot use
+    it)."""
     errors: dict[str, Exception] = {}
     plans = {s.run_id: s for s in starts}
-    ids = Array([i for s in starts for i in s.workflow_ids()])
+    named: list[StartPlan | Plan] = [*starts, *parents]
+    ids = Array([i for p in named for i in p.workflow_ids()])
     await tx.send(LOCK_WORKFLOW_IDS, [ids])
     await tx.send(IDS_UNUSED, [ids])
 
@@ -395,14 +400,15 @@ async def apply_starts(tx: Tx, starts: Sequence[StartPlan]) -> dict[str, Excepti
 
         await tx.later_all(INSERT_ACTIVITIES, _columns(activities, _ACTIVITY_FLOATS), leased)
     timers = [row for s in starts for row in s.timers]
-    children = [c for s in starts for c in s.children]
+    children = [c for p in named for c in p.children]
     if children:
         # (newrun.start_child's, for each child: its run, WorkflowStarted and
         # task, and ChildWorkflowStarted with a workflow task for the parent)
         await tx.send(INSERT_CHILD_RUNS, _columns([c.row for c in children], _RUN_FLOATS))
         inboxes = [c.inbox for c in children] + [c.told for c in children]
         await tx.send(INSERT_INBOXES, _columns(inboxes, (2,)))
-        tasks = [c.task for c in children] + [s.woken for s in starts if s.woken is not None]
+        woken = [p.woken for p in named if p.woken is not None]
+        tasks = [c.task for c in children] + woken
         await tx.send(INSERT_WORKFLOW_TASKS, _columns(tasks, (2, 3)))
         timers += [c.timer for c in children if c.timer is not None]
     if timers:

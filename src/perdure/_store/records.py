@@ -208,6 +208,10 @@ class TurnCommit:
     # A closing run's parent, as its WorkflowStarted names it (None: it has
     # none, or the worker did not say): its end is told to the parent.
     parent_run_id: str | None = None
+    # The run's workflow id and task queue, when the turn starts children (as
+    # the worker knows them): their rows name the parent without reading it.
+    workflow_id: str | None = None
+    task_queue: str | None = None
     # A new run's first turn, written by the commit that creates the run (see
     # RunTaker.prepare): no workflow task and no inbox rows exist to fence on.
     fresh: bool = False

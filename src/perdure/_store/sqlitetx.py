@@ -136,7 +136,7 @@ def run_plans(
         if type(plan) is CompletePlan:
             completes.append((job, plan))
             continue
-        if type(plan) is StartPlan:
+        if type(plan) is StartPlan or (type(plan) is Plan and plan.children):
             taken = plan.workflow_ids()
             if taken & ids:
                 continue
@@ -169,6 +169,12 @@ def run_plans(
         if done and conn.executemany(_DONE, done).rowcount != len(done):
             return None
         conn.executemany(INSERT_EVENT, [row for p in steps for row in p.events])
+        parents = [p for p in steps if p.children]
+        if parents:
+            named = [i for p in parents for i in p.workflow_ids()]
+            if conn.execute(_ANY_RUN_OF, (rows.dumps(named),)).fetchone():
+                return None  # (a child's id is used: the bodies refuse that child)
+            _children(conn, parents)
     if closes and not _close(conn, closes):
         return None
     started = _start(conn, starts) if starts else {}
@@ -194,7 +200,7 @@ def _answer(
     its caller calls after the commit."""
     plan = job.plan
     if type(plan) is Plan:
-        return (job, set(), None)  # (an inline step wakes nobody)
+        return (job, plan.topics(), None)
     if type(plan) is StartPlan:
         return (job, None, started[run_id])
     if type(plan) is ClaimedPlan:
@@ -323,21 +329,14 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
         conn.executemany(newrun.INSERT_RUN, [row for row, _, _ in queued])
         conn.executemany(rows.INSERT_INBOX, [inbox for _, inbox, _ in queued])
         conn.executemany(rows.INSERT_WORKFLOW_TASK, [task for _, _, task in queued])
-    children = [c for s in starts for c in s.children]
     for sql, values in (
         (INSERT_EVENT, [row for s in starts for row in s.events]),
         (INSERT_ACTIVITY, [row for s in starts for row in s.activities]),
         (rows.INSERT_TIMER, [row for s in starts for row in s.timers]),
-        # (newrun.start_child's, for each child: its run, WorkflowStarted and
-        # task, and ChildWorkflowStarted with a workflow task for the parent)
-        (newrun.INSERT_RUN, [c.row for c in children]),
-        (rows.INSERT_INBOX, [c.inbox for c in children] + [c.told for c in children]),
-        (rows.INSERT_WORKFLOW_TASK, [c.task for c in children]),
-        (rows.INSERT_WORKFLOW_TASK, [s.woken for s in starts if s.woken is not None]),
-        (rows.INSERT_TIMER, [c.timer for c in children if c.timer is not None]),
     ):
         if values:
             conn.executemany(sql, values)
+    _children(conn, starts)
     run_ids = (rows.dumps([s.run_id for s in starts]),)
     plans = {s.run_id: s for s in starts}
     later: dict[str, Later] = {run_id: Later() for run_id in plans}
@@ -347,6 +346,22 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
         for run_id, ref, task_id in conn.execute(_TASK_IDS, run_ids).fetchall():
             later[run_id].add(_told(plans[run_id].leased, ref), task_id)
     return later
+
+
+def _children(conn: sqlite3.Connection, parents: Sequence[StartPlan | Plan]) -> None:
+    """Write the children the plans' turns start (newrun.start_child's, for
+    each child: its run, WorkflowStarted and task, and ChildWorkflowStarted
+    with a workflow task for the parent), their ids known to be free."""
+    children = [c for p in parents for c in p.children]
+    for sql, values in (
+        (newrun.INSERT_RUN, [c.row for c in children]),
+        (rows.INSERT_INBOX, [c.inbox for c in children] + [c.told for c in children]),
+        (rows.INSERT_WORKFLOW_TASK, [c.task for c in children]),
+        (rows.INSERT_WORKFLOW_TASK, [p.woken for p in parents if p.woken is not None]),
+        (rows.INSERT_TIMER, [c.timer for c in children if c.timer is not None]),
+    ):
+        if values:
+            conn.executemany(sql, values)
 
 
 def _told(leased: Callable[[int, int], None], ref: int) -> Callable[[int], None]:

@@ -21,6 +21,7 @@ __all__ = [
     "INSERT_RUN",
     "INSERT_RUN_WITH_TURN",
     "ChildRows",
+    "RunNames",
     "child_rows",
     "ids_in_use",
     "input_text",
@@ -144,9 +145,20 @@ def child_started(child: NewChild) -> h.Event:
     return h.ChildWorkflowStarted(ref=child.ref, workflow_id=child.workflow_id, run_id=child.run_id)
 
 
+class RunNames(NamedTuple):
+    """What a child's rows name of its parent: enough for child_rows, for a
+    parent whose record the turn did not read (an inline continuation)."""
+
+    run_id: str
+    workflow_id: str
+
+
+Parent = RunRecord | RunNames
+
+
 class ChildRows(NamedTuple):
     """A child's start as start_child writes it, as parameters (for a
-    parent whose first turn is a plan: sqlstart.StartPlan)."""
+    parent's turn that is a plan: sqlstart.StartPlan, sqlturn.Plan)."""
 
     workflow_id: str
     row: tuple[Any, ...]  # INSERT_RUN's
@@ -156,7 +168,7 @@ class ChildRows(NamedTuple):
     told: tuple[str, str, float]  # INSERT_INBOX's: ChildWorkflowStarted, for the parent
 
 
-def child_rows(parent: RunRecord, child: NewChild, now: float) -> ChildRows:
+def child_rows(parent: Parent, child: NewChild, now: float) -> ChildRows:
     """The rows start_child writes for ``child`` of ``parent``, its id being free."""
     new = child_run(child)
     deadline = run_deadline(new, now)
@@ -174,7 +186,7 @@ def run_values(
     new: NewRun,
     now: float,
     deadline: float | None,
-    parent: RunRecord | None = None,
+    parent: Parent | None = None,
     parent_ref: int | None = None,
     parent_close_policy: str | None = None,
 ) -> tuple[Any, ...]:
@@ -226,7 +238,7 @@ def input_text(new: NewRun) -> str:
 def started_event(
     new: NewRun,
     now: float,
-    parent: RunRecord | None = None,
+    parent: Parent | None = None,
     continued_from: str | None = None,
     inputs: dict[str, Any] | None = None,
 ) -> h.WorkflowStarted:

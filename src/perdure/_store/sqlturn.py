@@ -284,6 +284,20 @@ class Plan(NamedTuple):
     # finished one's if no activity takes it over, and the turn's other
     # outcomes' (TurnCommit.also_done)
     done: tuple[tuple[int, str], ...] = ()
+    # The children the turn starts (their ids free: the plans' fence), and
+    # then the run's workflow task, for the ChildWorkflowStarted they add to
+    # its inbox (INSERT_WORKFLOW_TASK's)
+    children: tuple[newrun.ChildRows, ...] = ()
+    woken: tuple[str, str, float, float] | None = None
+
+    def workflow_ids(self) -> set[str]:
+        """The workflow ids it takes: its children's."""
+        return {c.workflow_id for c in self.children}
+
+    def topics(self) -> set[str]:
+        """Whom it wakes (apply_turn's answer): nobody, or, with children,
+        the workers (the children's first turns, the run's next)."""
+        return {WORK} if self.children else set()
 
 
 INSERT_EVENT = rows.insert_events_sql(1)
@@ -292,10 +306,11 @@ INSERT_EVENT = rows.insert_events_sql(1)
 def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
     """``commit`` as a Plan, if it has that shape; applying the plan writes
     what apply_turn writes for it (its fences tripped: nothing) and wakes
-    nobody. The shape: an inline continuation, of one outcome or several
-    (``also_done``), that leaves its run open and starts at most one
-    activity, here (it takes the finished activity's task row over). None
-    for every other turn."""
+    nobody but, if it starts children, the workers. The shape: an inline
+    continuation, of one outcome or several (``also_done``), that leaves its
+    run open and starts at most one activity, here (it takes the finished
+    activity's task row over), and any children. None for every other
+    turn."""
     if (
         commit.task is not None
         or commit.fresh
@@ -307,10 +322,20 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.cancelled_activities
         or commit.timers
         or commit.cancelled_timers
-        or commit.children
         or commit.cancelled_children
     ):
         return None
+    children: tuple[newrun.ChildRows, ...] = ()
+    woken = None
+    if commit.children:
+        queue = commit.task_queue
+        if commit.workflow_id is None or queue is None:
+            return None  # (the worker did not name the run)
+        if len({c.workflow_id for c in commit.children}) != len(commit.children):
+            return None  # (two children of one id: the body refuses the second)
+        parent = newrun.RunNames(commit.run_id, commit.workflow_id)
+        children = tuple(newrun.child_rows(parent, c, now) for c in commit.children)
+        woken = (queue, commit.run_id, now, now)
     done = commit.also_done
     if commit.activities:
         heir = commit.activities[0]
@@ -318,7 +343,13 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
     else:
         take_over, done = None, (commit.activity_done, *done)
     return Plan(
-        commit.run_id, advance_values(commit, now, encoded), take_over, encoded.events, done
+        commit.run_id,
+        advance_values(commit, now, encoded),
+        take_over,
+        encoded.events,
+        done,
+        children,
+        woken,
     )
 
 

@@ -500,6 +500,8 @@ class TurnRunner:
                 commit.close_status, commit.failure = "failed", command.failure
             elif isinstance(command, h.CancelWorkflow):
                 commit.close_status = "cancelled"
+        if commit.children and info is not None:
+            commit.workflow_id, commit.task_queue = info.workflow_id, info.task_queue
         if commit.close_status is not None and info is not None:
             commit.has_children = instance.has_children
             commit.has_relatives = instance.has_children or info.parent_run_id is not None
