@@ -210,7 +210,7 @@ async def remote(url: str, n: int, k: int) -> dict[str, Any]:
     }
 
 
-async def fanout(url: str, n: int, k: int) -> dict[str, Any]:
+async def fanout(url: str, n: int, k: int, after_step: bool = False) -> dict[str, Any]:
     """n parents started at once, each starting k one-step children at once
     and awaiting them all: children/s and CPU per child (each child is a
     run of its own, started by its parent's turn, and tells the parent when
@@ -219,7 +219,8 @@ async def fanout(url: str, n: int, k: int) -> dict[str, Any]:
     try:
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        handles = await asyncio.gather(*(client.start(w.fan_out, k) for _ in range(n)))
+        fn = w.step_then_fan_out if after_step else w.fan_out
+        handles = await asyncio.gather(*(client.start(fn, k) for _ in range(n)))
         results = await asyncio.gather(*(h.result(timeout=600) for h in handles))
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
@@ -229,6 +230,7 @@ async def fanout(url: str, n: int, k: int) -> dict[str, Any]:
     assert results == [sum(range(k))] * n
     return {
         "mode": "fanout",
+        "after_step": after_step,
         "n": n,
         "k": k,
         "children_per_s": n * k / wall,
@@ -465,6 +467,11 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--same-identity", action="store_true")
     parser.add_argument(
+        "--after-step",
+        action="store_true",
+        help="fanout: each parent runs one step before it starts its children",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=0,
@@ -498,7 +505,7 @@ def main() -> None:
     elif args.mode == "remote":
         result = asyncio.run(remote(url, args.n or 1000, args.k))
     elif args.mode == "fanout":
-        result = asyncio.run(fanout(url, args.n or 500, args.k))
+        result = asyncio.run(fanout(url, args.n or 500, args.k, args.after_step))
     elif args.mode == "sleep":
         result = asyncio.run(sleep(url, args.n or 100_000))
     elif args.mode == "recovery":

@@ -126,6 +126,16 @@ async def fan_out(k: int) -> int:
     return sum(r["i"] for r in results)
 
 
+@workflow.defn
+async def step_then_fan_out(k: int) -> int:
+    """One step, then k children at once (a pipeline that fans out after
+    its first call): the turn that starts the children is a step's
+    continuation, not the run's first."""
+    await step(0)
+    results = await asyncio.gather(*(workflow.execute_child(one_step, i) for i in range(k)))
+    return sum(r["i"] for r in results)
+
+
 WORKFLOWS = [
     steps,
     parallel_steps,
@@ -137,5 +147,6 @@ WORKFLOWS = [
     far_steps,
     one_step,
     fan_out,
+    step_then_fan_out,
 ]
 ACTIVITIES = [step, slow_step, stamp]
