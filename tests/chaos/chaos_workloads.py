@@ -96,6 +96,9 @@ async def mailbox(tag: str, count: int) -> list[int]:
 
 @workflow.defn
 async def family(tag: str, kids: int) -> list[list[str]]:
+    # A step first: the turn that starts the children is its continuation
+    # (an inline step's plan with children), not the run's first turn.
+    await work(f"{tag}:f", 0)
     return list(
         await asyncio.gather(
             *(workflow.execute_child(pipeline, f"{tag}/k{i}", 2, 2) for i in range(kids))
