@@ -3,8 +3,9 @@ that end while the run's previous turn is being committed wait for that
 commit and go into the run's next turn together (TurnRunner.continue_inline),
 instead of each taking the inbox (a row, then a claim, a load and a turn).
 If the turn they waited for is fenced out, each takes the inbox after all,
-and nothing is lost or run twice. A waiting outcome whose task is cancelled
-just as it is made the next turn's leader hands the run on (``_abdicate``).
+and nothing is lost or run twice; if it ends the run, they take the inbox
+to a closed run. A waiting outcome whose task is cancelled just as it is
+made the next turn's leader hands the run on (``_abdicate``).
 """
 
 from __future__ import annotations
@@ -137,3 +138,39 @@ async def test_a_leader_cancelled_before_it_runs_hands_the_run_on() -> None:
     assert carried.answer.result() is False  # the outcomes it carried take the inbox
     assert later.answer.result() is False  # and so does the one that came later
     assert runner._parked == {} and runner._cache == {}
+
+
+@activity.defn
+async def first_or_slow(i: int) -> int:
+    ran[i] += 1
+    return i
+
+
+@workflow.defn
+async def first_wins(k: int) -> int:
+    """Returns as soon as one of k parallel activities is done: the others'
+    outcomes end while the closing turn commits, and find no run to join."""
+    tasks = [asyncio.ensure_future(first_or_slow(i)) for i in range(k)]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    return next(iter(done)).result()
+
+
+async def test_outcomes_waiting_for_a_closing_turn_are_dropped_with_the_run(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran.clear()
+    delivered = spy(client, monkeypatch, "complete_activity")
+    worker = fast_worker(client, [first_wins], [first_or_slow])
+    runner: TurnRunner = worker.turns
+    async with worker:
+        handle = await client.start(first_wins, K)
+        assert await handle.result(timeout=20) in range(K)
+
+        async def settled() -> bool:
+            return not runner._parked and worker.idle
+
+        await wait_until(settled, what="the late outcomes to be dropped")
+    assert ran == Counter(range(K))  # each ran once, none again
+    assert len(delivered) == K - 1  # the late ones took the inbox, to a closed run
+    description = await handle.describe()
+    assert description.status == "completed"
