@@ -16,6 +16,7 @@ from e2e_helpers import fast_worker
 import perdure
 from perdure import activity, workflow
 from perdure._store import sqlitetx
+from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlturn import ClosePlan, Plan
 
 PARENTS = 4
@@ -86,29 +87,49 @@ async def step_then_children(base: int) -> int:
     return sum(await asyncio.gather(*calls))
 
 
-async def test_children_started_after_a_step_are_applied_as_a_plan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@workflow.defn
+async def signal_then_children(base: int) -> int:
+    start = await workflow.wait_signal("go")  # a claimed turn takes the signal in
+    calls = [workflow.execute_child(child, start + i) for i in range(CHILDREN - 1)]
+    return sum(await asyncio.gather(*calls))
+
+
+# How each parent gets to the turn that starts its children, and the plan
+# that turn must come as: an inline step's continuation, or a claimed turn.
+STARTERS = {
+    "after a step": (step_then_children, Plan),
+    "after a signal": (signal_then_children, ClaimedPlan),
+}
+
+
+@pytest.mark.parametrize("starter", list(STARTERS))
+async def test_children_started_by_a_later_turn_are_applied_as_a_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, starter: str
 ) -> None:
+    fn, kind = STARTERS[starter]
     parents: list[str] = []
     run_plans = sqlitetx.run_plans
 
     def spy(conn: Any, batch: Any) -> Any:
         jobs = run_plans(conn, batch)
         for job, _, _ in jobs or ():
-            if type(job.plan) is Plan and job.plan.children:
+            if type(job.plan) is kind and job.plan.children:
                 parents.append(job.plan.run_id)
         return jobs
 
     monkeypatch.setattr(sqlitetx, "run_plans", spy)
     client = await perdure.Client.connect(f"sqlite:///{tmp_path / 'later.db'}")
     try:
-        async with fast_worker(client, [step_then_children, child], [double]):
-            handles = [await client.start(step_then_children, 10 * i) for i in range(PARENTS)]
+        async with fast_worker(client, [fn, child], [double]):
+            handles = [await client.start(fn, 10 * i) for i in range(PARENTS)]
+            for handle in handles:
+                if fn is signal_then_children:
+                    await handle.signal("go", 2 * 10 * PARENTS)  # (any base: the sum is checked)
             results = await asyncio.gather(*(h.result(timeout=20) for h in handles))
     finally:
         await client.close()
-    # (Each child doubles start + i; none fails: i stays below CHILDREN - 1.)
-    assert results == [
-        sum(2 * (2 * 10 * i + j) for j in range(CHILDREN - 1)) for i in range(PARENTS)
-    ]
+    # Each child doubles its parent's start + i (2 * base after the step;
+    # the signal's value after it); none fails: i stays below CHILDREN - 1.
+    starts = [2 * 10 * p if fn is step_then_children else 2 * 10 * PARENTS for p in range(PARENTS)]
+    assert results == [sum(2 * (start + i) for i in range(CHILDREN - 1)) for start in starts]
     assert sorted(parents) == sorted(h.run_id for h in handles)

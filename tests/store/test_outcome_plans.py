@@ -23,11 +23,12 @@ from store_helpers import (
     turn,
 )
 from test_complete_plans import RUNS, all_at_once, close_behind, comparable
-from test_sqlite_plans import _all_rows
+from test_sqlite_plans import _all_rows, claimed
 
 from perdure import _history as h
 from perdure._store import postgres, sqlitetx
 from perdure._store.base import TurnCommit
+from perdure._store.sqlclaimed import ClaimedPlan, plan_claimed
 from perdure._store.sqlstore import SqlStore
 from perdure._store.sqlturn import ClosePlan, Plan, encode_turn, plan_close, plan_turn
 
@@ -233,3 +234,63 @@ async def test_a_childs_id_in_use_sends_the_turns_to_their_bodies(
     assert len(told) == RUNS * 2
     started = {r[1] for r in after["runs"]}  # (run ids)
     assert f"{bad}-kid-5" not in started and f"{bad}-kid-6" in started
+
+
+def _kids(run_id: str) -> tuple[list[h.Command], dict[str, Any]]:
+    """A claimed turn's commands: two children (and their fields)."""
+    kids = [child_start(ref, f"{run_id}/kid-{ref}", f"{run_id}-kid-{ref}") for ref in (5, 6)]
+    fields = {"children": [c for _, c in kids], "workflow_id": run_id, "task_queue": "q"}
+    return [command for command, _ in kids], fields
+
+
+async def test_claimed_turns_that_start_children_write_what_the_bodies_write(
+    opener: Opener, applied_claimed: list[int]
+) -> None:
+    """A claimed workflow task's turn (a signal woke it) that starts
+    children is a ClaimedPlan: the children's rows go in before the task's
+    drop-or-requeue, so ChildWorkflowStarted in the run's inbox requeues
+    its task, as in the body."""
+    rows = {}
+    for name in ("together", "bodies"):
+        store = await opener()
+        if name == "bodies":
+            store.applies_plans = False  # (every turn is its body)
+        ids = await three_leased(store)
+        make = await claimed(store, ids, _kids)
+        commits = [await make(store, r, t[0]) for r, t in ids.items()]
+        assert all(plan_claimed(c, NOW, encode_turn(c)) is not None for c in commits)
+        applied_claimed.clear()
+        results = await all_at_once(store, [store.commit_turn(c) for c in commits])
+        assert results == [True] * RUNS
+        assert (max(applied_claimed, default=0) >= 2) == (name == "together")
+        rows[name] = await _all_rows(store)
+    assert same_rows(rows["together"]) == same_rows(rows["bodies"])
+    got = rows["together"]
+    workflow_tasks = [t for t in got["tasks"] if t[1] == "workflow"]
+    kids = [f"run-{i}-kid-{r}" for i in range(RUNS) for r in (5, 6)]
+    assert sorted(t[3] for t in workflow_tasks) == sorted([*ids, *kids])
+    # The parents' tasks were requeued (no lease) for their ChildWorkflowStarted.
+    assert all(t[7] is None for t in workflow_tasks if t[3] in ids)
+
+
+@pytest.fixture
+def applied_claimed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many ClaimedPlans each application of plans took, on either backend."""
+    counts: list[int] = []
+    run_plans = sqlitetx.run_plans
+    apply_claimed = postgres.apply_claimed
+
+    def sqlite_spy(conn: Any, batch: Any) -> Any:
+        got = run_plans(conn, batch)
+        count = sum(type(job.plan) is ClaimedPlan for job, _, _ in got or ())
+        if count:
+            counts.append(count)
+        return got
+
+    async def pg_spy(tx: Any, plans: Any, requeued: Any) -> None:
+        counts.append(len(plans))
+        await apply_claimed(tx, plans, requeued)
+
+    monkeypatch.setattr(sqlitetx, "run_plans", sqlite_spy)
+    monkeypatch.setattr(postgres, "apply_claimed", pg_spy)
+    return counts

@@ -532,9 +532,10 @@ def without_task_ids(
 
 def test_a_claimed_turn_is_planned_only_in_its_plain_shape() -> None:
     """A claimed task's turn that leaves its run open has a ClaimedPlan; not
-    an inline turn, a close, a new run's first turn, or one that starts a
-    child or cancels anything (their rows need the body). It wakes the
-    pollers only if it queued work for them."""
+    an inline turn, a close, a new run's first turn, one that cancels
+    anything, or one that starts a child without the worker naming the run
+    (their rows need the body). It wakes the pollers only if it queued work
+    for them."""
     commit = claimed_commit(consumed_inbox=[5], activities=[leased_charge(2, "x")])
     plan = plan_claimed(commit, 1.0, _encoded(commit))
     assert plan is not None and (plan.done, plan.consumed, plan.leased) == ((3, "t"), (5,), {2})
@@ -545,7 +546,7 @@ def test_a_claimed_turn_is_planned_only_in_its_plain_shape() -> None:
         {"task": None, "activity_done": (4, "x")},
         {"close_status": "completed"},
         {"fresh": True},
-        {"children": [object()]},
+        {"children": [object()]},  # (workflow_id and task_queue not given)
         {"cancelled_activities": [1]},
         {"cancelled_timers": [1]},
         {"cancelled_children": [1]},

@@ -352,10 +352,12 @@ _ACTIVITY_FLOATS = (3, 7, 9)
 
 
 async def apply_starts(
-    tx: Tx, starts: Sequence[StartPlan], parents: Sequence[Plan] = ()
+    tx: Tx, starts: Sequence[StartPlan], parents: Sequence[Plan | ClaimedPlan] = ()
 ) -> dict[str, Exception]:
-    """Write ``starts`` and the children of ``parents`` (steps already
-    written by apply_plans; at least one of either) in ``tx``: what their
+    """Write ``starts`` and the children of ``parents`` (turns' plans:
+    steps already written by apply_plans, claimed turns that apply_claimed
+    writes next, whose tasks the children's ChildWorkflowStarted rows then
+    requeue; at least one of either) in ``tx``: what their
     bodies write on a first try, or, a workflow id in use, an aborted
     transaction (two starts of one new id in a group: the unique index on
     open runs' ids aborts it, as a second start's body would with its
@@ -365,7 +367,7 @@ async def apply_starts(
     it)."""
     errors: dict[str, Exception] = {}
     plans = {s.run_id: s for s in starts}
-    named: list[StartPlan | Plan] = [*starts, *parents]
+    named: list[StartPlan | Plan | ClaimedPlan] = [*starts, *parents]
     ids = Array([i for p in named for i in p.workflow_ids()])
     await tx.send(LOCK_WORKFLOW_IDS, [ids])
     await tx.send(IDS_UNUSED, [ids])

@@ -1,6 +1,7 @@
 """A claimed workflow task's turn as a plan (``ClaimedPlan``): the turn a
 timer's firing, a signal or an activity completed by another worker wakes,
-when it leaves its run open and only starts activities and timers.
+when it leaves its run open and only starts activities, timers and
+children.
 
 Its body (sqlturn.apply_turn) is eight statements or more, run one by one:
 the run's fenced update, the task's lease fence, the events, the consumed
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.base import WORK, TurnCommit
 from perdure._store.sqlturn import (
     Encoded,
     activity_values,
     advance_values,
-    only_new_work,
+    children_rows,
     payloads,
     queues_work,
 )
@@ -47,6 +49,16 @@ class ClaimedPlan(NamedTuple):
     leased: frozenset[int]  # the refs of those leased here (the worker runs them at once)
     timers: list[tuple[Any, ...]]  # rows.INSERT_TIMER's
     commit: TurnCommit  # told its leased activities' task ids after the commit
+    # The children the turn starts (their ids free: the plans' fence),
+    # written before the task's drop-or-requeue: the ChildWorkflowStarted
+    # they add to the run's inbox requeue its task, as in the body. (No
+    # workflow task to add: the run's own is still there.)
+    children: tuple[newrun.ChildRows, ...] = ()
+    woken: None = None
+
+    def workflow_ids(self) -> set[str]:
+        """The workflow ids it takes: its children's."""
+        return {c.workflow_id for c in self.children}
 
     def topics(self, requeued: bool = False) -> set[str]:
         """Whom it wakes (apply_turn's answer): any worker, if the turn
@@ -80,8 +92,8 @@ REQUEUE_TASK = (
 
 def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPlan | None:
     """``commit`` as a ClaimedPlan, if it has that shape: a claimed workflow
-    task's turn that leaves its run open and starts nothing but activities
-    and timers (no children, no cancellations). None for every other turn."""
+    task's turn that leaves its run open and starts nothing but activities,
+    timers and children (no cancellations). None for every other turn."""
     task = commit.task
     if (
         task is None
@@ -89,8 +101,13 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
         or commit.activity_done is not None
         or commit.close_status is not None
         or commit.continue_as_new is not None
-        or not only_new_work(commit)
+        or commit.cancelled_children
+        or commit.cancelled_activities
+        or commit.cancelled_timers
     ):
+        return None
+    children = children_rows(commit, now)
+    if children is None:
         return None
     scheduled = payloads(commit, encoded)
     run_id = commit.run_id
@@ -104,4 +121,5 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
         frozenset(a.ref for a in commit.activities if a.lease is not None),
         [(run_id, ref, at) for ref, at in commit.timers],
         commit,
+        children,
     )

@@ -127,7 +127,7 @@ def run_plans(
     is applied too (a sequential workflow's every step): statements without
     the body's Python cost less."""
     jobs: dict[str, Job] = {}
-    ids: set[str] = set()  # the starts' workflow ids
+    ids: set[str] = set()  # the workflow ids the plans take (starts', children's)
     completes: list[tuple[Job, CompletePlan]] = []
     for job in batch:
         plan = job.plan
@@ -136,7 +136,9 @@ def run_plans(
         if type(plan) is CompletePlan:
             completes.append((job, plan))
             continue
-        if type(plan) is StartPlan or (type(plan) is Plan and plan.children):
+        if isinstance(plan, StartPlan | Plan | ClaimedPlan) and (
+            type(plan) is StartPlan or plan.children
+        ):
             taken = plan.workflow_ids()
             if taken & ids:
                 continue
@@ -169,12 +171,8 @@ def run_plans(
         if done and conn.executemany(_DONE, done).rowcount != len(done):
             return None
         conn.executemany(INSERT_EVENT, [row for p in steps for row in p.events])
-        parents = [p for p in steps if p.children]
-        if parents:
-            named = [i for p in parents for i in p.workflow_ids()]
-            if conn.execute(_ANY_RUN_OF, (rows.dumps(named),)).fetchone():
-                return None  # (a child's id is used: the bodies refuse that child)
-            _children(conn, parents)
+        if not _children_if_free(conn, [p for p in steps if p.children]):
+            return None
     if closes and not _close(conn, closes):
         return None
     started = _start(conn, starts) if starts else {}
@@ -271,6 +269,9 @@ def _claimed(
     if conn.executemany(ADVANCE_RUN, [p.advance for p in plans]).rowcount != count:
         return None
     _drop_consumed(conn, plans)
+    # (The children's ChildWorkflowStarted rows first: they requeue the task.)
+    if not _children_if_free(conn, [p for p in plans if p.children]):
+        return None
     dropped = conn.executemany(DROP_TASK_IF_QUIET, [(*p.done, p.run_id) for p in plans]).rowcount
     requeued = 0
     if dropped != count:  # (each row left is either requeued or not ours)
@@ -348,7 +349,19 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
     return later
 
 
-def _children(conn: sqlite3.Connection, parents: Sequence[StartPlan | Plan]) -> None:
+def _children_if_free(conn: sqlite3.Connection, parents: Sequence[Plan | ClaimedPlan]) -> bool:
+    """Write the children of turns ``parents`` (none: nothing), unless one
+    of their ids is used (False: the bodies refuse that child alone)."""
+    if not parents:
+        return True
+    named = [i for p in parents for i in p.workflow_ids()]
+    if conn.execute(_ANY_RUN_OF, (rows.dumps(named),)).fetchone():
+        return False
+    _children(conn, parents)
+    return True
+
+
+def _children(conn: sqlite3.Connection, parents: Sequence[StartPlan | Plan | ClaimedPlan]) -> None:
     """Write the children the plans' turns start (newrun.start_child's, for
     each child: its run, WorkflowStarted and task, and ChildWorkflowStarted
     with a workflow task for the parent), their ids known to be free."""

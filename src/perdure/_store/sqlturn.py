@@ -41,7 +41,6 @@ __all__ = [
     "apply_turn",
     "encode_turn",
     "first_outcome",
-    "only_new_work",
     "plan_close",
     "plan_turn",
     "queues_work",
@@ -202,17 +201,6 @@ async def apply_turn(
     return topics
 
 
-def only_new_work(commit: TurnCommit) -> bool:
-    """Whether the turn's commands start nothing but activities and timers
-    (no child, no cancellation): the shape a plan can write."""
-    return not (
-        commit.children
-        or commit.cancelled_children
-        or commit.cancelled_activities
-        or commit.cancelled_timers
-    )
-
-
 def queues_work(commit: TurnCommit) -> bool:
     """Whether an open run's turn gives any worker's poll something to do
     (a timer, a child, an activity this worker does not run at once)."""
@@ -325,17 +313,13 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.cancelled_children
     ):
         return None
-    children: tuple[newrun.ChildRows, ...] = ()
+    children = children_rows(commit, now)
+    if children is None:
+        return None
     woken = None
-    if commit.children:
-        queue = commit.task_queue
-        if commit.workflow_id is None or queue is None:
-            return None  # (the worker did not name the run)
-        if len({c.workflow_id for c in commit.children}) != len(commit.children):
-            return None  # (two children of one id: the body refuses the second)
-        parent = newrun.RunNames(commit.run_id, commit.workflow_id)
-        children = tuple(newrun.child_rows(parent, c, now) for c in commit.children)
-        woken = (queue, commit.run_id, now, now)
+    if children:
+        assert commit.task_queue is not None  # (children_rows checked it)
+        woken = (commit.task_queue, commit.run_id, now, now)
     done = commit.also_done
     if commit.activities:
         heir = commit.activities[0]
@@ -351,6 +335,20 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         children,
         woken,
     )
+
+
+def children_rows(commit: TurnCommit, now: float) -> tuple[newrun.ChildRows, ...] | None:
+    """The rows of the children ``commit`` starts, for a plan; None if they
+    cannot be planned (the worker did not name the run, or two children
+    share an id: the body refuses the second)."""
+    if not commit.children:
+        return ()
+    if commit.workflow_id is None or commit.task_queue is None:
+        return None
+    if len({c.workflow_id for c in commit.children}) != len(commit.children):
+        return None
+    parent = newrun.RunNames(commit.run_id, commit.workflow_id)
+    return tuple(newrun.child_rows(parent, c, now) for c in commit.children)
 
 
 class ClosePlan(NamedTuple):
