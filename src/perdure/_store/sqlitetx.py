@@ -25,6 +25,7 @@ from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlturn import (
     ADVANCE_RUN,
     CLOSE_RUN,
+    DELETE_DONE,
     INSERT_ACTIVITY,
     INSERT_EVENT,
     REUSE_ACTIVITY,
@@ -168,7 +169,7 @@ def run_plans(
         if heirs and conn.executemany(REUSE_ACTIVITY, heirs).rowcount != len(heirs):
             return None
         done = [d for p in steps for d in p.done]
-        if done and conn.executemany(_DONE, done).rowcount != len(done):
+        if done and conn.executemany(DELETE_DONE, done).rowcount != len(done):
             return None
         conn.executemany(INSERT_EVENT, [row for p in steps for row in p.events])
         if not _children_if_free(conn, [p for p in steps if p.children]):
@@ -208,8 +209,6 @@ def _answer(
     return (job, plan.topics(), None)
 
 
-# A finished activity's, or a claimed workflow task's, row: fence 1 of a plan.
-_DONE = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
 # (The runs named by a JSON array: one statement text for any number of runs.)
 _ANY_INBOX = "SELECT 1 FROM inbox WHERE run_id IN (SELECT value FROM json_each(?)) LIMIT 1"
 _ENDED_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT value FROM json_each(?))"
@@ -224,7 +223,7 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     if conn.executemany(CLOSE_RUN, [c.close for c in closes]).rowcount != count:
         return False
     done = [c.done for c in closes] + [d for c in closes for d in c.also_done]
-    if conn.executemany(_DONE, done).rowcount != len(done):
+    if conn.executemany(DELETE_DONE, done).rowcount != len(done):
         return False
     conn.executemany(INSERT_EVENT, [row for c in closes for row in c.events])
     ids = [(c.run_id,) for c in closes]
@@ -297,7 +296,7 @@ def _claimed(
 def _complete(conn: sqlite3.Connection, plans: list[CompletePlan]) -> bool:
     """Deliver the activities' outcomes ``plans`` (complete_activity's body,
     for each: see sqlcomplete); False if a fence tripped."""
-    if conn.executemany(_DONE, [p.done for p in plans]).rowcount != len(plans):
+    if conn.executemany(DELETE_DONE, [p.done for p in plans]).rowcount != len(plans):
         return False
     conn.executemany(INBOX_IF_OPEN, [p.inbox for p in plans])
     conn.executemany(TASK_IF_OPEN, [p.task for p in plans])

@@ -31,6 +31,7 @@ from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 __all__ = [
     "ADVANCE_RUN",
     "CLOSE_RUN",
+    "DELETE_DONE",
     "INSERT_ACTIVITY",
     "INSERT_EVENT",
     "REUSE_ACTIVITY",
@@ -39,6 +40,7 @@ __all__ = [
     "Fenced",
     "Plan",
     "apply_turn",
+    "children_rows",
     "encode_turn",
     "first_outcome",
     "plan_close",
@@ -435,7 +437,8 @@ def _close_values(commit: TurnCommit, now: float, encoded: Encoded, result: Any)
     )
 
 
-# A finished inline attempt's task row, fenced by its lease token.
+# A finished activity's task row (or a claimed workflow task's), fenced by
+# its lease token: fence 1 of a turn, a plan or a completion.
 DELETE_DONE = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
 
 INSERT_ACTIVITY = (
