@@ -219,3 +219,44 @@ def test_a_start_that_carried_its_first_turn_is_taken_over_after_a_kill(
         if attempt.get("error")
     ]
     assert lost == ["LeaseExpired"]  # the first activity's lease, left by the kill
+
+
+def test_children_whose_first_turns_came_with_their_parents_are_taken_over(
+    cluster: Cluster,
+) -> None:
+    """A parent started next to its own worker, whose first turn starts three
+    children on that worker's queue: the start's one commit carries the
+    parent's turn and the children's first turns, each child's first
+    activity leased to that worker. SIGKILLed right after that commit:
+    another worker takes the activities once their leases expire, the
+    parent its task (ChildWorkflowStarted), and every step runs once."""
+    env = dict(os.environ, PERDURE_TEST_DIR=str(cluster.side_dir), PYTHONUNBUFFERED="1")
+    env["PERDURE_CRASH_AT"] = "start.after_commit"
+    env.pop("PERDURE_DB", None)
+    starter = subprocess.run(
+        [sys.executable, str(STARTER), cluster.url, "wf-brood", "2", "0.05", "3"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert starter.returncode == -signal.SIGKILL, starter.stderr.decode()
+    assert b"crash point start.after_commit" in starter.stderr
+    kids = [f"wf-brood/child-{n}" for n in range(1, 4)]
+    for kid in kids:  # (each child's first turn was written; nothing ran)
+        kinds = [e["type"] for e in cluster.client.get_handle(kid).history()]
+        assert kinds == ["WorkflowStarted", "ActivityScheduled"], (kid, kinds)
+    assert cluster.executions() == []
+    cluster.start_worker()
+    handle = cluster.client.get_handle("wf-brood")
+    assert handle.result(timeout=30) == [[f"{kid}#1", f"{kid}#2"] for kid in kids]
+    histories = {kid: cluster.client.get_handle(kid).history() for kid in kids}
+    check_executions(cluster.executions(), histories, 2, killed_pids=set())
+    for kid, history in histories.items():
+        lost = [
+            attempt["error"]["type"]
+            for e in history
+            if e["type"] == "ActivityCompleted"
+            for attempt in e.get("attempts", [])
+            if attempt.get("error")
+        ]
+        assert lost == ["LeaseExpired"], kid  # its first activity's, left by the kill

@@ -73,6 +73,14 @@ async def sequential(steps: int, delay: float) -> list[str]:
 
 
 @workflow.defn
+async def brood(children: int, steps: int, delay: float) -> list[list[str]]:
+    """``children`` child workflows of ``sequential`` at once (ids
+    ``<this id>/child-<n>``), their results in order."""
+    calls = [workflow.execute_child(sequential, steps, delay) for _ in range(children)]
+    return list(await asyncio.gather(*calls))
+
+
+@workflow.defn
 async def approval(timeout_s: float) -> dict[str, Any]:
     """Wait for an ``approve`` signal; report its payload, or that none came in time."""
     started = workflow.now()

@@ -113,7 +113,9 @@ async def test_children_started_by_a_later_turn_are_applied_as_a_plan(
     def spy(conn: Any, batch: Any) -> Any:
         jobs = run_plans(conn, batch)
         for job, _, _ in jobs or ():
-            if type(job.plan) is kind and job.plan.children:
+            # (Children whose first turns come along are first_turns: see
+            # test_child_first_turns.py.)
+            if type(job.plan) is kind and (job.plan.children or job.plan.first_turns):
                 parents.append(job.plan.run_id)
         return jobs
 

@@ -376,8 +376,8 @@ class PostgresStore(SqlStore):
                 await apply_plans(tx, steps)
             if closes:
                 errors.update(await apply_closes(tx, self, closes))
-            parents: list[Plan | ClaimedPlan] = [p for p in steps if p.children]
-            parents += [p for p in claimed if p.children]
+            parents: list[Plan | ClaimedPlan] = [p for p in steps if p.children or p.first_turns]
+            parents += [p for p in claimed if p.children or p.first_turns]
             if starts or parents:
                 errors.update(await apply_starts(tx, starts, parents))
             if claimed:

@@ -366,11 +366,15 @@ async def apply_starts(
     returned, by run id (the start committed, but its caller cannot use
     it)."""
     errors: dict[str, Exception] = {}
-    plans = {s.run_id: s for s in starts}
     named: list[StartPlan | Plan | ClaimedPlan] = [*starts, *parents]
     ids = Array([i for p in named for i in p.workflow_ids()])
     await tx.send(LOCK_WORKFLOW_IDS, [ids])
     await tx.send(IDS_UNUSED, [ids])
+    # The children with their first turns are written as starts are (one
+    # level: their own children have none).
+    turns = [s for p in named for s in p.first_turns]
+    starts = [*starts, *turns]
+    plans = {s.run_id: s for s in starts}
 
     def told(found: list[tuple[Any, ...]], tell: Any) -> None:
         for row in found:
@@ -403,15 +407,19 @@ async def apply_starts(
         await tx.later_all(INSERT_ACTIVITIES, _columns(activities, _ACTIVITY_FLOATS), leased)
     timers = [row for s in starts for row in s.timers]
     children = [c for p in named for c in p.children]
-    if children:
+    if children or turns:
         # (newrun.start_child's, for each child: its run, WorkflowStarted and
-        # task, and ChildWorkflowStarted with a workflow task for the parent)
-        await tx.send(INSERT_CHILD_RUNS, _columns([c.row for c in children], _RUN_FLOATS))
+        # task, and ChildWorkflowStarted with a workflow task for the parent;
+        # for one with its first turn, ChildWorkflowStarted only)
+        if children:
+            await tx.send(INSERT_CHILD_RUNS, _columns([c.row for c in children], _RUN_FLOATS))
         inboxes = [c.inbox for c in children] + [c.told for c in children]
+        inboxes += [s.told for s in turns if s.told is not None]
         await tx.send(INSERT_INBOXES, _columns(inboxes, (2,)))
         woken = [p.woken for p in named if p.woken is not None]
         tasks = [c.task for c in children] + woken
-        await tx.send(INSERT_WORKFLOW_TASKS, _columns(tasks, (2, 3)))
+        if tasks:
+            await tx.send(INSERT_WORKFLOW_TASKS, _columns(tasks, (2, 3)))
         timers += [c.timer for c in children if c.timer is not None]
     if timers:
         await tx.send(INSERT_TIMERS, _columns(timers, (2,)))

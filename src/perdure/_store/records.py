@@ -133,6 +133,10 @@ class FirstTurn:
 
     commit: TurnCommit
     settle: Callable[[bool], None]
+    # Set once a commit wrote the turn (a callback of its run's row, called
+    # only after that commit): for a child's first turn, which its parent's
+    # turn may write or, the child's id being in use, not.
+    made: bool = False
 
 
 @dataclass
@@ -168,6 +172,10 @@ class NewChild:
     kwargs: dict[str, Any]
     parent_close_policy: str
     seed: int
+    # Its first turn, computed by a worker of this process before the parent's
+    # commit, for that commit to write (see sqlstart.prepare_children); None:
+    # the child's first workflow task is queued for any worker.
+    first: FirstTurn | None = None
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ Imports the turn's SQL (sqlturn) and the row helpers.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
@@ -31,6 +31,9 @@ from perdure._store.sqlturn import (
     payloads,
     queues_work,
 )
+
+if TYPE_CHECKING:
+    from perdure._store.sqlstart import StartPlan
 
 __all__ = ["DROP_TASK_IF_QUIET", "REQUEUE_TASK", "ClaimedPlan", "plan_claimed"]
 
@@ -55,10 +58,14 @@ class ClaimedPlan(NamedTuple):
     # workflow task to add: the run's own is still there.)
     children: tuple[newrun.ChildRows, ...] = ()
     woken: None = None
+    # The children whose first turns come with it (sqlstart.plan_children)
+    first_turns: tuple[StartPlan, ...] = ()
 
     def workflow_ids(self) -> set[str]:
         """The workflow ids it takes: its children's."""
-        return {c.workflow_id for c in self.children}
+        return {c.workflow_id for c in self.children}.union(
+            *(s.workflow_ids() for s in self.first_turns)
+        )
 
     def topics(self, requeued: bool = False) -> set[str]:
         """Whom it wakes (apply_turn's answer): any worker, if the turn

@@ -80,6 +80,9 @@ class Later:
     def add(self, then: Callable[[Any], None], got: Any) -> None:
         self._thens.append((then, got))
 
+    def extend(self, other: Later) -> None:
+        self._thens.extend(other._thens)
+
     def hand_over(self) -> None:
         """Call the ``later`` callbacks (once the transaction committed)."""
         for then, got in self._thens:
@@ -138,7 +141,7 @@ def run_plans(
             completes.append((job, plan))
             continue
         if isinstance(plan, StartPlan | Plan | ClaimedPlan) and (
-            type(plan) is StartPlan or plan.children
+            type(plan) is StartPlan or plan.children or plan.first_turns
         ):
             taken = plan.workflow_ids()
             if taken & ids:
@@ -150,6 +153,7 @@ def run_plans(
     if not jobs and not delivered:
         return []
     steps: list[Plan] = []
+    children: dict[str, Later] = {}  # the steps' children's callbacks, by parent
     closes: list[ClosePlan] = []
     starts: list[StartPlan] = []
     claimed: list[ClaimedPlan] = []
@@ -172,8 +176,10 @@ def run_plans(
         if done and conn.executemany(DELETE_DONE, done).rowcount != len(done):
             return None
         conn.executemany(INSERT_EVENT, [row for p in steps for row in p.events])
-        if not _children_if_free(conn, [p for p in steps if p.children]):
+        got = _children_if_free(conn, _parents(steps))
+        if got is None:
             return None
+        children = got
     if closes and not _close(conn, closes):
         return None
     started = _start(conn, starts) if starts else {}
@@ -188,18 +194,22 @@ def run_plans(
     if tells:  # (last: a parent's claimed turn above found its inbox as its turn left it)
         conn.executemany(PARENT_INBOX_IF_OPEN, [t.inbox for t in tells])
         conn.executemany(TASK_IF_OPEN, [t.task for t in tells])
-    answers = [_answer(job, run_id, started, woken) for run_id, job in jobs.items()]
+    answers = [_answer(job, run_id, started, woken, children) for run_id, job in jobs.items()]
     return answers + [(job, True, None) for job, _ in delivered]
 
 
 def _answer(
-    job: Job, run_id: str, started: dict[str, Later], woken: tuple[dict[str, Later], bool]
+    job: Job,
+    run_id: str,
+    started: dict[str, Later],
+    woken: tuple[dict[str, Later], bool],
+    children: dict[str, Later],
 ) -> tuple[Job, Any, Later | None]:
     """A planned job's answer (what its body would return) and the callbacks
     its caller calls after the commit."""
     plan = job.plan
     if type(plan) is Plan:
-        return (job, plan.topics(), None)
+        return (job, plan.topics(), children.get(run_id))
     if type(plan) is StartPlan:
         return (job, None, started[run_id])
     if type(plan) is ClaimedPlan:
@@ -269,7 +279,8 @@ def _claimed(
         return None
     _drop_consumed(conn, plans)
     # (The children's ChildWorkflowStarted rows first: they requeue the task.)
-    if not _children_if_free(conn, [p for p in plans if p.children]):
+    children = _children_if_free(conn, _parents(plans))
+    if children is None:
         return None
     dropped = conn.executemany(DROP_TASK_IF_QUIET, [(*p.done, p.run_id) for p in plans]).rowcount
     requeued = 0
@@ -284,7 +295,7 @@ def _claimed(
     ):
         if values:
             conn.executemany(sql, values)
-    later = {p.run_id: Later() for p in plans}
+    later = {p.run_id: children.get(p.run_id) or Later() for p in plans}
     if any(p.leased for p in plans):
         run_ids = (rows.dumps([p.run_id for p in plans]),)
         byrun = {p.run_id: p for p in plans}
@@ -321,6 +332,12 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
     taken = [i for s in starts for i in s.workflow_ids()]
     if conn.execute(_ANY_RUN_OF, (rows.dumps(taken),)).fetchone():
         return None
+    return _write_starts(conn, starts)
+
+
+def _write_starts(conn: sqlite3.Connection, starts: Sequence[StartPlan]) -> dict[str, Later]:
+    """Write the new runs ``starts``, their ids known to be free: each
+    one's callbacks (its children's with them), by run id."""
     turned = [s.row for s in starts if s.inbox is None]
     queued = [(s.row, s.inbox, s.task) for s in starts if s.inbox is not None and s.task]
     if turned:
@@ -336,10 +353,10 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
     ):
         if values:
             conn.executemany(sql, values)
-    _children(conn, starts)
+    children = _children(conn, starts)
     run_ids = (rows.dumps([s.run_id for s in starts]),)
     plans = {s.run_id: s for s in starts}
-    later: dict[str, Later] = {run_id: Later() for run_id in plans}
+    later: dict[str, Later] = {run_id: children.get(run_id) or Later() for run_id in plans}
     for run_id, row_id in conn.execute(_ROW_IDS, run_ids).fetchall():
         later[run_id].add(plans[run_id].made, (row_id,))
     if any(s.activities for s in starts):
@@ -348,32 +365,54 @@ def _start(conn: sqlite3.Connection, starts: list[StartPlan]) -> dict[str, Later
     return later
 
 
-def _children_if_free(conn: sqlite3.Connection, parents: Sequence[Plan | ClaimedPlan]) -> bool:
+def _parents(plans: Sequence[Plan | ClaimedPlan]) -> list[Plan | ClaimedPlan]:
+    """The plans that start children."""
+    return [p for p in plans if p.children or p.first_turns]
+
+
+def _children_if_free(
+    conn: sqlite3.Connection, parents: Sequence[Plan | ClaimedPlan]
+) -> dict[str, Later] | None:
     """Write the children of turns ``parents`` (none: nothing), unless one
-    of their ids is used (False: the bodies refuse that child alone)."""
+    of their ids is used (None: the bodies refuse that child alone); the
+    callbacks of the children with first turns, by their parent's run id."""
     if not parents:
-        return True
+        return {}
     named = [i for p in parents for i in p.workflow_ids()]
     if conn.execute(_ANY_RUN_OF, (rows.dumps(named),)).fetchone():
-        return False
-    _children(conn, parents)
-    return True
+        return None
+    return _children(conn, parents)
 
 
-def _children(conn: sqlite3.Connection, parents: Sequence[StartPlan | Plan | ClaimedPlan]) -> None:
+def _children(
+    conn: sqlite3.Connection, parents: Sequence[StartPlan | Plan | ClaimedPlan]
+) -> dict[str, Later]:
     """Write the children the plans' turns start (newrun.start_child's, for
     each child: its run, WorkflowStarted and task, and ChildWorkflowStarted
-    with a workflow task for the parent), their ids known to be free."""
+    with a workflow task for the parent; a child with its first turn, as a
+    start with its turn, and ChildWorkflowStarted), their ids known to be
+    free. Returns the callbacks of those with first turns, by parent."""
     children = [c for p in parents for c in p.children]
+    told = [c.told for c in children]
+    told += [s.told for p in parents for s in p.first_turns if s.told is not None]
     for sql, values in (
         (newrun.INSERT_RUN, [c.row for c in children]),
-        (rows.INSERT_INBOX, [c.inbox for c in children] + [c.told for c in children]),
+        (rows.INSERT_INBOX, [c.inbox for c in children] + told),
         (rows.INSERT_WORKFLOW_TASK, [c.task for c in children]),
         (rows.INSERT_WORKFLOW_TASK, [p.woken for p in parents if p.woken is not None]),
         (rows.INSERT_TIMER, [c.timer for c in children if c.timer is not None]),
     ):
         if values:
             conn.executemany(sql, values)
+    turns = [s for p in parents for s in p.first_turns]
+    if not turns:
+        return {}
+    started = _write_starts(conn, turns)
+    later: dict[str, Later] = {}
+    for p in parents:
+        for s in p.first_turns:
+            later.setdefault(p.run_id, Later()).extend(started[s.run_id])
+    return later
 
 
 def _told(leased: Callable[[int, int], None], ref: int) -> Callable[[int], None]:

@@ -10,6 +10,7 @@ Imports the store records, the row and turn helpers, and errors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -20,6 +21,7 @@ from perdure._store.base import (
     WORK,
     FirstTurn,
     IdConflict,
+    NewChild,
     NewRun,
     RunRecord,
     TurnCommit,
@@ -46,7 +48,14 @@ from perdure.errors import WorkflowAlreadyStartedError
 if TYPE_CHECKING:
     from perdure._store.sqlstore import SqlStore
 
-__all__ = ["AnyPlan", "StartPlan", "create_run", "plan_start"]
+__all__ = [
+    "AnyPlan",
+    "StartPlan",
+    "create_run",
+    "plan_start",
+    "prepare_children",
+    "settle_children",
+]
 
 
 async def create_run(
@@ -61,6 +70,7 @@ async def create_run(
     taker = store._run_takers.get(new.task_queue) if new.start_at is None else None
     lease = taker.reserve() if taker is not None else None
     first: FirstTurn | None = None
+    children: list[NewChild] = []  # the first turn's children, with first turns of their own
     written: Encoded | None = None
     ended: list[RunRecord] | None = None
     outcome: tuple[Any, ...] | None = None  # the first turn's, for the run's row
@@ -148,6 +158,8 @@ async def create_run(
                 taker.take(None)
                 lease = None
         if first is not None:
+            if first.commit.children:
+                children = prepare_children(store, first.commit, now)
             written = encode_turn(first.commit)
             ended = store._watch_close(first.commit)
             outcome = first_outcome(first.commit, written)
@@ -155,6 +167,10 @@ async def create_run(
         if store.applies_start_plans and (first is not None or lease is None):
             commit = None if first is None else first.commit
             plan = plan_start(new, now, made, commit, written)
+            if plan is not None and children:
+                assert commit is not None
+                turns = plan_children(commit, children, now)
+                plan = None if turns is None else plan._replace(first_turns=turns)
             if plan is not None and commit is not None:
                 wakes = {WORK} if queues_work(commit) else set()
         try:
@@ -163,12 +179,14 @@ async def create_run(
             first_try = False
             if first is not None and taker is not None:  # (for a run that may not be)
                 first.settle(False)
+                settle_children(children, False)
                 first, lease = None, taker.reserve()  # a lease, should a run be made
                 outcome = None
             existing = await store._write(create)
     except BaseException:
         if first is not None:
             first.settle(False)
+        settle_children(children, False)
         if taker is not None and lease is not None:
             taker.take(None)
         raise
@@ -185,6 +203,7 @@ async def create_run(
         leased[0].turn_input = TurnInput(created[0], [], [(inbox_id, started)])
     if first is not None:
         first.settle(True)
+        settle_children(children, True)
     if taker is not None and lease is not None:
         taker.take(leased[0] if leased else None)
     if existing is not None:
@@ -234,10 +253,17 @@ class StartPlan(NamedTuple):
     # to its inbox (INSERT_WORKFLOW_TASK's)
     children: tuple[newrun.ChildRows, ...] = ()
     woken: tuple[str, str, float, float] | None = None
+    # The children whose first turns come with it (plan_children)
+    first_turns: tuple[StartPlan, ...] = ()
+    # A child's (a StartPlan in its parent's first_turns): INSERT_INBOX's
+    # ChildWorkflowStarted, for the parent
+    told: tuple[str, str, float] | None = None
 
     def workflow_ids(self) -> set[str]:
         """The workflow ids it takes: the run's and its children's."""
-        return {self.workflow_id, *(c.workflow_id for c in self.children)}
+        return {self.workflow_id, *(c.workflow_id for c in self.children)}.union(
+            *(s.workflow_ids() for s in self.first_turns)
+        )
 
 
 def plan_start(
@@ -246,14 +272,22 @@ def plan_start(
     made: Callable[[tuple[Any, ...] | None], None],
     commit: TurnCommit | None = None,
     encoded: Encoded | None = None,
+    child: tuple[newrun.RunNames, NewChild] | None = None,
 ) -> StartPlan | None:
     """The start of ``new`` as a StartPlan, if it has that shape: with its
     first turn's ``commit`` (and its ``encoded`` JSON), or queued (no
     commit). None for a first turn that ends the run, starts a child or
-    cancels anything. ``made`` is told the row's id after the commit."""
+    cancels anything. ``made`` is told the row's id after the commit.
+    ``child``: the parent and the NewChild that ``new`` is (plan_children)."""
     deadline = newrun.run_deadline(new, now)
     timers = [] if deadline is None else [(new.run_id, 0, deadline)]
-    values = newrun.run_values(new, now, deadline)
+    told = None
+    if child is None:
+        values = newrun.run_values(new, now, deadline)
+    else:
+        parent, of = child
+        values = newrun.run_values(new, now, deadline, parent, of.ref, of.parent_close_policy)
+        told = (parent.run_id, event_text(newrun.child_started(of)), now)
     if commit is None:
         started = event_text(newrun.started_event(new, now))
         visible_at = now if new.start_at is None else new.start_at
@@ -287,8 +321,8 @@ def plan_start(
         ids = {c.workflow_id for c in commit.children} | {new.workflow_id}
         if len(ids) != len(commit.children) + 1:
             return None
-        parent = newrun.new_run_record(new, now)
-        children = tuple(newrun.child_rows(parent, c, now) for c in commit.children)
+        me = newrun.RunNames(new.run_id, new.workflow_id)
+        children = tuple(newrun.child_rows(me, c, now) for c in commit.children if c.first is None)
         woken = (new.task_queue, new.run_id, now, now)
     scheduled = payloads(commit, encoded)
     leases = {a.ref for a in commit.activities if a.lease is not None}
@@ -310,7 +344,90 @@ def plan_start(
         leased,
         children,
         woken,
+        told=told,
     )
+
+
+# At most this many of one turn's children have their first turns computed
+# before its commit; the others are queued for any worker. Those turns are
+# computed on the event loop, one after another: a turn that starts thousands
+# of children must not hold the loop for all of them at once.
+MAX_PREPARED_CHILDREN = 64
+
+
+def prepare_children(store: SqlStore, commit: TurnCommit, now: float) -> list[NewChild]:
+    """For each child ``commit`` starts on a task queue that a worker of this
+    process serves (see Store.take_new_runs), compute its first turn now,
+    for the same commit to write with the child's row: one commit, where
+    the child's first workflow task would cost a claim, a load and a commit
+    of its own. Only turns that leave the child open are kept (a child that
+    ends at once tells its parent: its ordinary path does that). Each is set
+    as the child's ``first``; the children returned are for
+    settle_children, which must follow whatever becomes of the commit."""
+    prepared: list[NewChild] = []
+    if commit.workflow_id is None:
+        return prepared
+    parent = newrun.RunNames(commit.run_id, commit.workflow_id)
+    for child in commit.children:
+        if len(prepared) >= MAX_PREPARED_CHILDREN:
+            break
+        taker = store._run_takers.get(child.task_queue)
+        if taker is None or taker.reserve() is None:
+            continue
+        try:  # (computed, here and now: its slot is free again at once)
+            first = taker.prepare(wake.first_input(newrun.child_run(child), now, parent))
+        finally:
+            taker.take(None)
+        if first is None:
+            continue
+        if first.commit.close_status is not None:
+            first.settle(False)
+            continue
+        child.first = first
+        prepared.append(child)
+    return prepared
+
+
+def plan_children(
+    commit: TurnCommit, prepared: list[NewChild], now: float
+) -> tuple[StartPlan, ...] | None:
+    """The children ``prepared`` (prepare_children) of ``commit`` as
+    StartPlans, for a plan of ``commit`` to carry (its ``first_turns``):
+    what the body writes for each (sqlturn's _start_prepared). None if one
+    of them has not that shape (the commit then goes as its body)."""
+    assert commit.workflow_id is not None  # (prepare_children checked it)
+    parent = newrun.RunNames(commit.run_id, commit.workflow_id)
+    plans = []
+    for child in prepared:
+        first = child.first
+        assert first is not None
+        plan = plan_start(
+            newrun.child_run(child),
+            now,
+            functools.partial(_made, first),
+            first.commit,
+            encode_turn(first.commit),
+            (parent, child),
+        )
+        if plan is None:
+            return None
+        plans.append(plan)
+    return tuple(plans)
+
+
+def _made(first: FirstTurn, row: tuple[Any, ...] | None) -> None:
+    first.made = row is not None
+
+
+def settle_children(prepared: list[NewChild], committed: bool) -> None:
+    """After the commit that was to write ``prepared``'s first turns: each
+    turn written (the commit succeeded and the child's id was free) has its
+    instance cached and its activities started; the others are dropped, and
+    such a child's turn goes the ordinary way, its task queued."""
+    for child in prepared:
+        first, child.first = child.first, None
+        if first is not None:
+            first.settle(committed and first.made)
 
 
 def _no_activity(ref: int, task_id: int) -> None:

@@ -349,28 +349,39 @@ class SqlStore(Store, Dialect):
         # back with its commit (no round trip of its own): see ended_here.
         ended = self._watch_close(commit)
         keep = ended.append if ended is not None else None
-        # Encoded here, outside the transaction: on SQLite, other processes
-        # wait for the write lock while a transaction runs.
-        written = encode_turn(commit)
-        plan: Plan | ClosePlan | ClaimedPlan | None = None
         now = self.clock()
-        if self.applies_plans:
-            plan = plan_turn(commit, now, written) or plan_claimed(commit, now, written)
-        if plan is None and self.applies_close_plans:
-            plan = plan_close(commit, now, written, keep)
+        # Children on a queue a worker here serves: their first turns too.
+        children = sqlstart.prepare_children(self, commit, now) if commit.children else []
+        committed = False
         try:
-            topics = await self._write_planned(
-                functools.partial(self._turn_body, commit, written, keep), plan
-            )
-            if isinstance(plan, Plan) and plan.take_over is not None:  # (as the body does)
-                assert commit.activity_done is not None
-                commit.created_tasks[commit.activities[0].ref] = commit.activity_done[0]
-        except Fenced:
-            commit.created_tasks.clear()
-            return False
-        except BaseException:
-            commit.created_tasks.clear()  # nothing was leased to anyone
-            raise
+            # Encoded here, outside the transaction: on SQLite, other processes
+            # wait for the write lock while a transaction runs.
+            written = encode_turn(commit)
+            plan: Plan | ClosePlan | ClaimedPlan | None = None
+            if self.applies_plans:
+                plan = plan_turn(commit, now, written) or plan_claimed(commit, now, written)
+            if isinstance(plan, Plan | ClaimedPlan) and children:
+                turns = sqlstart.plan_children(commit, children, now)
+                plan = None if turns is None else plan._replace(first_turns=turns)
+            if plan is None and self.applies_close_plans:
+                plan = plan_close(commit, now, written, keep)
+            try:
+                topics = await self._write_planned(
+                    functools.partial(self._turn_body, commit, written, keep), plan
+                )
+                if isinstance(plan, Plan) and plan.take_over is not None:  # (as the body does)
+                    assert commit.activity_done is not None
+                    commit.created_tasks[commit.activities[0].ref] = commit.activity_done[0]
+            except Fenced:
+                commit.created_tasks.clear()
+                return False
+            except BaseException:
+                commit.created_tasks.clear()  # nothing was leased to anyone
+                raise
+            committed = True
+        finally:
+            if children:
+                sqlstart.settle_children(children, committed)
         self._closed_here(commit.run_id, ended)
         self._committed(*topics)
         return True

@@ -11,7 +11,7 @@ Imports the history model, the store records and the row helpers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
@@ -19,7 +19,9 @@ from perdure._store import sqlrows as rows
 from perdure._store.base import (
     OPEN,
     WORK,
+    FirstTurn,
     NewActivity,
+    NewChild,
     NewRun,
     RunRecord,
     TurnCommit,
@@ -27,6 +29,9 @@ from perdure._store.base import (
 )
 from perdure._store.sqlcomplete import ParentTell, tell_parent
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
+
+if TYPE_CHECKING:
+    from perdure._store.sqlstart import StartPlan
 
 __all__ = [
     "ADVANCE_RUN",
@@ -279,15 +284,20 @@ class Plan(NamedTuple):
     # its inbox (INSERT_WORKFLOW_TASK's)
     children: tuple[newrun.ChildRows, ...] = ()
     woken: tuple[str, str, float, float] | None = None
+    # The children whose first turns come with it (sqlstart.plan_children),
+    # written as new runs' starts are
+    first_turns: tuple[StartPlan, ...] = ()
 
     def workflow_ids(self) -> set[str]:
         """The workflow ids it takes: its children's."""
-        return {c.workflow_id for c in self.children}
+        return {c.workflow_id for c in self.children}.union(
+            *(s.workflow_ids() for s in self.first_turns)
+        )
 
     def topics(self) -> set[str]:
         """Whom it wakes (apply_turn's answer): nobody, or, with children,
         the workers (the children's first turns, the run's next)."""
-        return {WORK} if self.children else set()
+        return {WORK} if self.woken is not None else set()
 
 
 INSERT_EVENT = rows.insert_events_sql(1)
@@ -319,7 +329,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
     if children is None:
         return None
     woken = None
-    if children:
+    if commit.children:
         assert commit.task_queue is not None  # (children_rows checked it)
         woken = (commit.task_queue, commit.run_id, now, now)
     done = commit.also_done
@@ -340,9 +350,10 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
 
 
 def children_rows(commit: TurnCommit, now: float) -> tuple[newrun.ChildRows, ...] | None:
-    """The rows of the children ``commit`` starts, for a plan; None if they
-    cannot be planned (the worker did not name the run, or two children
-    share an id: the body refuses the second)."""
+    """The rows of the children ``commit`` starts, for a plan, but those
+    with their first turns (NewChild.first: see sqlstart.plan_children);
+    None if they cannot be planned (the worker did not name the run, or two
+    children share an id: the body refuses the second)."""
     if not commit.children:
         return ()
     if commit.workflow_id is None or commit.task_queue is None:
@@ -350,7 +361,7 @@ def children_rows(commit: TurnCommit, now: float) -> tuple[newrun.ChildRows, ...
     if len({c.workflow_id for c in commit.children}) != len(commit.children):
         return None
     parent = newrun.RunNames(commit.run_id, commit.workflow_id)
-    return tuple(newrun.child_rows(parent, c, now) for c in commit.children)
+    return tuple(newrun.child_rows(parent, c, now) for c in commit.children if c.first is None)
 
 
 class ClosePlan(NamedTuple):
@@ -548,7 +559,12 @@ async def _schedule(
     parent = await _locked_run(tx, d, run_id)
     used = await newrun.ids_in_use(tx, d, commit.children) if commit.children else {}
     for child in commit.children:
-        await newrun.start_child(tx, d, parent, child, now, used)
+        first = child.first
+        if first is not None and child.workflow_id not in used:
+            await _start_prepared(tx, d, parent, child, first, now)
+            used[child.workflow_id] = (child.run_id, OPEN)
+        else:
+            await newrun.start_child(tx, d, parent, child, now, used)
     for ref in commit.cancelled_children:
         row = await tx.one(
             f"SELECT run_id, task_queue FROM runs WHERE parent_run_id = ? AND parent_ref = ?"
@@ -558,6 +574,37 @@ async def _schedule(
         if row is not None:
             reason = f"parent {parent.workflow_id!r} cancelled it"
             await rows.to_inbox(tx, row[0], row[1], h.CancelRequested(reason=reason), now)
+
+
+async def _start_prepared(
+    tx: Tx, d: Dialect, parent: RunRecord, child: NewChild, first: FirstTurn, now: float
+) -> None:
+    """A child whose first turn a worker of this process computed (see
+    sqlstart.prepare_children), its id free: start_child's rows, but for
+    WorkflowStarted in its inbox and its workflow task, since the turn takes
+    WorkflowStarted in at once: the row with that turn's outcome, the turn,
+    and ChildWorkflowStarted for the parent. ``first.made`` is set once this
+    commits."""
+    written = encode_turn(first.commit)
+    outcome = first_outcome(first.commit, written)
+    assert outcome is not None  # (prepare_children keeps turns that leave the run open)
+
+    def made(row: tuple[Any, ...] | None) -> None:
+        first.made = row is not None
+
+    await newrun.insert_run(
+        tx,
+        newrun.child_run(child),
+        now,
+        parent=parent,
+        parent_ref=child.ref,
+        parent_close_policy=child.parent_close_policy,
+        queued=False,
+        turn=outcome,
+        row_id=made,
+    )
+    await apply_turn(tx, d, first.commit, now, written, None, inserted=True)
+    await rows.to_inbox(tx, parent.run_id, parent.task_queue, newrun.child_started(child), now)
 
 
 async def _continue(tx: Tx, d: Dialect, run: RunRecord, new: NewRun, now: float) -> None:

@@ -114,12 +114,13 @@ class TurnInputs:
         return TurnInput(run, [], inbox)
 
 
-def first_input(new: NewRun, now: float) -> TurnInput:
+def first_input(new: NewRun, now: float, parent: newrun.Parent | None = None) -> TurnInput:
     """What a new run's first turn reads, as insert_run will write it and a
     replay would read it back: WorkflowStarted, with the arguments as JSON
-    gives them back (a copy of their own for each reader)."""
+    gives them back (a copy of their own for each reader). ``parent``: a
+    child's."""
     text = newrun.input_text(new)
-    started = newrun.started_event(new, now, inputs=rows.loads(text))
+    started = newrun.started_event(new, now, parent, inputs=rows.loads(text))
     return TurnInput(newrun.new_run_record(new, now, rows.loads(text)), [], [(0, started)])
 
 
