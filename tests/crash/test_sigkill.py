@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from crash_harness import Cluster, check_executions
@@ -170,17 +171,36 @@ def test_a_worker_restarted_under_its_identity_resumes_before_the_lease_expires(
     assert {e.step for e in executions if e.pid == second.pid} >= {4, 5, 6}
     history = handle.history()
     check_executions(executions, {"wf-same-identity": history}, 6, killed_pids={first.pid})
-    lost = [
-        attempt
+    assert lost_attempts(history) == ["LeaseExpired"]
+
+
+def lost_attempts(history: list[dict[str, Any]]) -> list[str]:
+    """The error types of the failed attempts the completed activities record."""
+    return [
+        attempt["error"]["type"]
         for e in history
         if e["type"] == "ActivityCompleted"
         for attempt in e.get("attempts", [])
         if attempt.get("error")
     ]
-    assert [a["error"]["type"] for a in lost] == ["LeaseExpired"], lost
 
 
 STARTER = Path(__file__).resolve().with_name("start_here.py")
+
+
+def start_here_and_die(cluster: Cluster, *args: str) -> None:
+    """Run start_here.py with ``args``, SIGKILLed right after its start's commit."""
+    env = dict(os.environ, PERDURE_TEST_DIR=str(cluster.side_dir), PYTHONUNBUFFERED="1")
+    env["PERDURE_CRASH_AT"] = "start.after_commit"
+    env.pop("PERDURE_DB", None)
+    starter = subprocess.run(
+        [sys.executable, str(STARTER), cluster.url, *args],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert starter.returncode == -signal.SIGKILL, starter.stderr.decode()
+    assert b"crash point start.after_commit" in starter.stderr
 
 
 def test_a_start_that_carried_its_first_turn_is_taken_over_after_a_kill(
@@ -191,17 +211,7 @@ def test_a_start_that_carried_its_first_turn_is_taken_over_after_a_kill(
     worker. SIGKILLed right after that commit, before the activity began:
     another worker takes the activity once its lease expires, and every step
     runs exactly once."""
-    env = dict(os.environ, PERDURE_TEST_DIR=str(cluster.side_dir), PYTHONUNBUFFERED="1")
-    env["PERDURE_CRASH_AT"] = "start.after_commit"
-    env.pop("PERDURE_DB", None)
-    starter = subprocess.run(
-        [sys.executable, str(STARTER), cluster.url, "wf-eager", "4", "0.05"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    assert starter.returncode == -signal.SIGKILL, starter.stderr.decode()
-    assert b"crash point start.after_commit" in starter.stderr
+    start_here_and_die(cluster, "wf-eager", "4", "0.05")
     handle = cluster.client.get_handle("wf-eager")
     # The start wrote the first turn; nothing ran in the killed process.
     kinds = [e["type"] for e in handle.history()]
@@ -211,14 +221,7 @@ def test_a_start_that_carried_its_first_turn_is_taken_over_after_a_kill(
     assert handle.result(timeout=30) == [f"wf-eager#{n}" for n in range(1, 5)]
     history = handle.history()
     check_executions(cluster.executions(), {"wf-eager": history}, 4, killed_pids=set())
-    lost = [
-        attempt["error"]["type"]
-        for e in history
-        if e["type"] == "ActivityCompleted"
-        for attempt in e.get("attempts", [])
-        if attempt.get("error")
-    ]
-    assert lost == ["LeaseExpired"]  # the first activity's lease, left by the kill
+    assert lost_attempts(history) == ["LeaseExpired"]  # the first activity's, left by the kill
 
 
 def test_children_whose_first_turns_came_with_their_parents_are_taken_over(
@@ -230,17 +233,7 @@ def test_children_whose_first_turns_came_with_their_parents_are_taken_over(
     activity leased to that worker. SIGKILLed right after that commit:
     another worker takes the activities once their leases expire, the
     parent its task (ChildWorkflowStarted), and every step runs once."""
-    env = dict(os.environ, PERDURE_TEST_DIR=str(cluster.side_dir), PYTHONUNBUFFERED="1")
-    env["PERDURE_CRASH_AT"] = "start.after_commit"
-    env.pop("PERDURE_DB", None)
-    starter = subprocess.run(
-        [sys.executable, str(STARTER), cluster.url, "wf-brood", "2", "0.05", "3"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    assert starter.returncode == -signal.SIGKILL, starter.stderr.decode()
-    assert b"crash point start.after_commit" in starter.stderr
+    start_here_and_die(cluster, "wf-brood", "2", "0.05", "3")
     kids = [f"wf-brood/child-{n}" for n in range(1, 4)]
     for kid in kids:  # (each child's first turn was written; nothing ran)
         kinds = [e["type"] for e in cluster.client.get_handle(kid).history()]
@@ -251,12 +244,5 @@ def test_children_whose_first_turns_came_with_their_parents_are_taken_over(
     assert handle.result(timeout=30) == [[f"{kid}#1", f"{kid}#2"] for kid in kids]
     histories = {kid: cluster.client.get_handle(kid).history() for kid in kids}
     check_executions(cluster.executions(), histories, 2, killed_pids=set())
-    for kid, history in histories.items():
-        lost = [
-            attempt["error"]["type"]
-            for e in history
-            if e["type"] == "ActivityCompleted"
-            for attempt in e.get("attempts", [])
-            if attempt.get("error")
-        ]
-        assert lost == ["LeaseExpired"], kid  # its first activity's, left by the kill
+    for kid, history in histories.items():  # (its first activity's, left by the kill)
+        assert lost_attempts(history) == ["LeaseExpired"], kid
