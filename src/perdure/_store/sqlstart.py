@@ -365,26 +365,31 @@ def prepare_children(store: SqlStore, commit: TurnCommit, now: float) -> list[Ne
     as the child's ``first``; the children returned are for
     settle_children, which must follow whatever becomes of the commit."""
     prepared: list[NewChild] = []
-    if commit.workflow_id is None:
+    # (A closing turn starts no child: see apply_turn.)
+    if commit.workflow_id is None or commit.close_status is not None:
         return prepared
     parent = newrun.RunNames(commit.run_id, commit.workflow_id)
-    for child in commit.children:
-        if len(prepared) >= MAX_PREPARED_CHILDREN:
-            break
-        taker = store._run_takers.get(child.task_queue)
-        if taker is None or taker.reserve() is None:
-            continue
-        try:  # (computed, here and now: its slot is free again at once)
-            first = taker.prepare(wake.first_input(newrun.child_run(child), now, parent))
-        finally:
-            taker.take(None)
-        if first is None:
-            continue
-        if first.commit.close_status is not None:
-            first.settle(False)
-            continue
-        child.first = first
-        prepared.append(child)
+    try:
+        for child in commit.children:
+            if len(prepared) >= MAX_PREPARED_CHILDREN:
+                break
+            taker = store._run_takers.get(child.task_queue)
+            if taker is None or taker.reserve() is None:
+                continue
+            try:  # (computed, here and now: its slot is free again at once)
+                first = taker.prepare(wake.first_input(newrun.child_run(child), now, parent))
+            finally:
+                taker.take(None)
+            if first is None:
+                continue
+            if first.commit.close_status is not None:
+                first.settle(False)
+                continue
+            child.first = first
+            prepared.append(child)
+    except BaseException:
+        settle_children(prepared, False)
+        raise
     return prepared
 
 
@@ -422,8 +427,10 @@ def _made(first: FirstTurn, row: tuple[Any, ...] | None) -> None:
 def settle_children(prepared: list[NewChild], committed: bool) -> None:
     """After the commit that was to write ``prepared``'s first turns: each
     turn written (the commit succeeded and the child's id was free) has its
-    instance cached and its activities started; the others are dropped, and
-    such a child's turn goes the ordinary way, its task queued."""
+    instance cached and its activities started; the others are dropped
+    (the instance evicted, its slots given back): such a child was not
+    created, its parent's commit having failed or been fenced, or its id
+    being in use."""
     for child in prepared:
         first, child.first = child.first, None
         if first is not None:
