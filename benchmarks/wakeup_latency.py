@@ -50,6 +50,7 @@ async def measure(url: str, count: int) -> list[float]:
         [
             sys.executable, "-m", "perdure", "worker", str(Path(__file__).resolve()),
             "--db", url, "--poll-interval", "1.0", "--log-level", "WARNING",
+            "--loop", "asyncio",
         ],
         env={k: v for k, v in os.environ.items() if k != "PERDURE_DB"},
     )  # fmt: skip

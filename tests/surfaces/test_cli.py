@@ -96,6 +96,7 @@ def test_error_exit_codes(db: str, tmp_path: Path) -> None:
         ("worker", wf.__file__, "--colour", "--db", db): (2, "unrecognized arguments: --colour"),
         ("worker", "json", "--db", db): (2, "no workflows or activities found in json"),
         ("worker", wf.__file__, "--db", "mysql://nowhere/db"): (1, "unsupported database URL"),
+        ("worker", wf.__file__, "--loop", "trio", "--db", db): (2, "invalid choice: 'trio'"),
     }
     for (args, (code, message)), done in zip(cases.items(), cli_all(*cases), strict=True):
         assert done.returncode == code, (args, done)
@@ -187,6 +188,26 @@ def test_the_worker_options_are_its_typer_commands() -> None:
     parsed = {frozenset(opts): argparse_.get_default(dest) for dest, opts in names.items()}
     assert parsed == declared
     assert arguments == [a.dest for a in argparse_._actions if not a.option_strings]
+
+
+@pytest.mark.parametrize(
+    ("option", "loop"),
+    [((), "asyncio"), (("--loop", "uvloop"), "uvloop"), (("--loop", "auto"), "uvloop")],
+)
+def test_the_worker_runs_on_the_event_loop_it_is_given(
+    tmp_path: Path, option: tuple[str, ...], loop: str
+) -> None:
+    """``--loop``: asyncio's own loop by default, or uvloop (``auto``: when it
+    is installed, as in the dev install; see tests/e2e/test_uvloop.py)."""
+    db = f"sqlite:///{tmp_path / 'loop.db'}"
+    args = ["worker", wf.__file__, "--db", db, "--poll-interval", "0.05", *option]
+    proc = spawn(args, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: f"(event loop: {loop})" in proc.output(), 20, "the worker's start")
+        with perdure.SyncClient.connect(db) as client:
+            assert client.execute("double", 21) == 42
+    finally:
+        assert proc.stop() == 0, proc.output()
 
 
 # ------------------------------------------------------------------ a whole run

@@ -35,6 +35,11 @@ def worker(
         help="Worker processes to run (one core each), identities IDENTITY/1 ... "
         "IDENTITY/N; one that dies is started again and takes its leases back.",
     ),
+    loop: str = typer.Option(
+        "asyncio",
+        help="The event loop: asyncio, uvloop (pip install 'perdure[uvloop]'), or auto "
+        "(uvloop if it is installed; see docs/operations.md).",
+    ),
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
     # (What runs is perdure.cli._worker_run, also without typer: see there.)
@@ -49,6 +54,7 @@ def worker(
         identity=identity,
         tune_gc=tune_gc,
         processes=processes,
+        loop=loop,
     )
     if code:
         raise typer.Exit(code)

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from perdure.cli._modules import ModuleLoadError, collect, load_module
@@ -48,7 +49,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tune-gc", dest="tune_gc", action="store_true", default=True)
     p.add_argument("--no-tune-gc", dest="tune_gc", action="store_false")
     p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--loop", choices=LOOPS, default="asyncio")
     return p
+
+
+# The event loops a worker may run on: asyncio's own (the default), uvloop
+# (an error if it is missing), or uvloop if it is installed ("auto", as
+# uvicorn chooses).
+LOOPS = ("asyncio", "uvloop", "auto")
+
+
+def _runner(loop: str) -> tuple[str, Callable[[Coroutine[Any, Any, None]], None]]:
+    """The named loop's ``run`` (as asyncio.run), and its name; ImportError
+    for ``uvloop`` when it is not installed."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise
+        else:
+            return "uvloop", uvloop.run
+    return "asyncio", asyncio.run
 
 
 def main(argv: list[str]) -> int:
@@ -69,13 +91,14 @@ def serve(
     identity: str | None,
     tune_gc: bool,
     processes: int = 1,
+    loop: str = "asyncio",
 ) -> int:
     """Serve every workflow and activity defined in ``modules`` until
     stopped (``db`` None: ``$PERDURE_DB``, else the default); the exit code
     (2: nothing to serve, or a module that does not load; 1: a perdure
     error, such as a database that cannot be opened). ``processes`` > 1:
     that many worker processes, each ``perdure worker`` with these options
-    (see _supervise)."""
+    (see _supervise). ``loop``: one of LOOPS."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -86,6 +109,14 @@ def serve(
         loaded = [load_module(m) for m in modules]
     except ModuleLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        loop_name, run_loop = _runner(loop)
+    except ImportError:
+        print(
+            "error: --loop uvloop needs the uvloop package (pip install 'perdure[uvloop]')",
+            file=sys.stderr,
+        )
         return 2
     workflows, activities = collect(loaded)
     if not workflows and not activities:
@@ -99,6 +130,7 @@ def serve(
             *("--task-queue", task_queue, "--lease-timeout", repr(lease_timeout)),
             *("--poll-interval", repr(poll_interval), "--max-activities", str(max_activities)),
             *("--log-level", log_level, "--tune-gc" if tune_gc else "--no-tune-gc"),
+            *("--loop", loop),
             *(("--db", db) if db is not None else ()),
         ]
         worker = [sys.executable, "-m", "perdure", "worker", *modules, *options]
@@ -122,13 +154,15 @@ def serve(
                 tune_gc=tune_gc,
             )
             names = sorted(w.workflows) + sorted(w.activities)
-            logging.getLogger("perdure.cli").info("serving %s", ", ".join(names))
+            logging.getLogger("perdure.cli").info(
+                "serving %s (event loop: %s)", ", ".join(names), loop_name
+            )
             await w.run()
         finally:
             await client.close()
 
     try:
-        asyncio.run(run())
+        run_loop(run())
     except PerdureError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
