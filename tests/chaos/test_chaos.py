@@ -10,7 +10,7 @@ guarantees (see ``run_chaos`` and ``chaos_checks``).
 random for the long ones; a failure names it). ``PERDURE_CHAOS_OPEN`` sets how many
 top-level workflows a long session keeps open at once (8 by default): with 64,
 many workers' inline steps share each group commit, so SQLite applies them as
-plans (``sqlturn.plan_turn``) under the kills too.
+plans (``sqlplans.plan_turn``) under the kills too.
 """
 
 from __future__ import annotations

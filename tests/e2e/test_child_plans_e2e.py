@@ -1,5 +1,5 @@
 """A child run's end, which tells its parent, reaches SQLite's group commit
-as a ClosePlan with a ParentTell (sqlturn.plan_close): the guard against
+as a ClosePlan with a ParentTell (sqlplans.plan_close): the guard against
 the fast path silently going unused (the worker must name the parent),
 with the parents' results checked: each sums its children's, failed ones
 included."""
@@ -17,7 +17,7 @@ import perdure
 from perdure import activity, workflow
 from perdure._store import sqlitetx
 from perdure._store.sqlclaimed import ClaimedPlan
-from perdure._store.sqlturn import ClosePlan, Plan
+from perdure._store.sqlplans import ClosePlan, Plan
 
 PARENTS = 4
 CHILDREN = 5

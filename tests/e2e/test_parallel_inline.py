@@ -20,7 +20,8 @@ from e2e_helpers import fast_worker, wait_until
 import perdure
 from perdure import activity, workflow
 from perdure._store.base import ActivityTask, TurnCommit
-from perdure._store.sqlturn import encode_turn, plan_close, plan_turn
+from perdure._store.sqlplans import plan_close, plan_turn
+from perdure._store.sqlturn import encode_turn
 from perdure._worker.turns import TurnRunner, _Cached, _Parked
 
 K = 8

@@ -17,7 +17,7 @@ import perdure
 from perdure import activity, workflow
 from perdure._store import sqlitetx
 from perdure._store.sqlclaimed import ClaimedPlan
-from perdure._store.sqlturn import ClosePlan
+from perdure._store.sqlplans import ClosePlan
 
 RUNS = 8
 

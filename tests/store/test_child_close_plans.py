@@ -1,5 +1,5 @@
 """A child run's close that tells its parent is a ClosePlan with a
-ParentTell (sqlturn.plan_close, sqlcomplete.tell_parent): SQLite's rounds
+ParentTell (sqlplans.plan_close, sqlcomplete.tell_parent): SQLite's rounds
 and PostgreSQL's groups apply it with the other plans, the parent's inbox
 row written around the ref read from the child's row. The rows must be
 exactly those the bodies write (rows.close_run), a failed child and a
@@ -21,8 +21,9 @@ from perdure._store import postgres, sqlitetx
 from perdure._store.base import WORK, TurnCommit, closed_topic
 from perdure._store.sqlcomplete import ParentTell
 from perdure._store.sqlite import SqliteStore
+from perdure._store.sqlplans import ClosePlan, plan_close
 from perdure._store.sqlstore import SqlStore
-from perdure._store.sqlturn import ClosePlan, encode_turn, plan_close
+from perdure._store.sqlturn import encode_turn
 
 KIDS = "kids"  # the children's queue (the parents' is "q")
 FAILED = {"type": "ValueError", "message": "no", "traceback": "", "details": None}

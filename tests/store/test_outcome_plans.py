@@ -1,6 +1,6 @@
 """Inline turns that take in several outcomes at once (a workflow's
 parallel activities: TurnCommit.also_done), start nothing, or start
-children, are plans too (sqlturn.plan_turn, plan_close): SQLite's rounds
+children, are plans too (sqlplans.plan_turn, plan_close): SQLite's rounds
 and PostgreSQL's groups apply them with one statement per kind, each
 finished attempt's task deleted under its own lease token, the children's
 ids fenced together. The rows must be exactly those the bodies write; a
@@ -29,8 +29,9 @@ from perdure import _history as h
 from perdure._store import postgres, sqlitetx
 from perdure._store.base import TurnCommit
 from perdure._store.sqlclaimed import ClaimedPlan, plan_claimed
+from perdure._store.sqlplans import ClosePlan, Plan, plan_close, plan_turn
 from perdure._store.sqlstore import SqlStore
-from perdure._store.sqlturn import ClosePlan, Plan, encode_turn, plan_close, plan_turn
+from perdure._store.sqlturn import encode_turn
 
 NOW = 1_700_000_100.0
 

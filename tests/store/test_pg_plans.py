@@ -2,7 +2,7 @@
 inline step's or a claimed workflow task's) and claimed tasks' turns that
 start activities and timers together (postgres_plans): the turns that come
 with a Plan, a ClosePlan or a ClaimedPlan
-(sqlturn.plan_turn, plan_close) are written by one statement per kind, fed
+(sqlplans.plan_turn, plan_close) are written by one statement per kind, fed
 by arrays. The rows must be exactly those the turns' bodies write; a tripped
 fence must cost the other turns nothing (the group is rolled back and every
 body runs alone)."""
@@ -39,7 +39,7 @@ from perdure._store import postgres
 from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_group import GROUPS
 from perdure._store.sqlclaimed import plan_claimed
-from perdure._store.sqlturn import plan_turn
+from perdure._store.sqlplans import plan_turn
 
 RUNS = GROUPS + 5  # the first GROUPS writes of a burst go alone, the rest as a group
 

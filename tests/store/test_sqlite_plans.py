@@ -1,6 +1,6 @@
 """SQLite applies the commonest turns of one group commit together: inline
 continuations that start the next activity at once come with a Plan
-(sqlturn.plan_turn), plain closes with a ClosePlan (an inline step's, or a
+(sqlplans.plan_turn), plain closes with a ClosePlan (an inline step's, or a
 claimed workflow task's that consumed its inbox: a timer, a signal), and a
 batch's plans are written with one statement per kind for all of them. The
 rows must be exactly those the turns' bodies write; a tripped fence must
@@ -29,10 +29,11 @@ from perdure._store import sqlitetx
 from perdure._store.base import NewActivity, Store, TurnCommit, WorkflowTask
 from perdure._store.sqlclaimed import plan_claimed
 from perdure._store.sqlite import SqliteStore
+from perdure._store.sqlplans import plan_close, plan_turn
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstart import StartPlan
 from perdure._store.sqlstore import SqlStore
-from perdure._store.sqlturn import encode_turn, plan_close, plan_turn
+from perdure._store.sqlturn import encode_turn
 
 RUNS = 5
 

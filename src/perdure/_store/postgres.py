@@ -46,10 +46,10 @@ from perdure._store.postgres_prepared import Statements
 from perdure._store.postgres_tx import BEGIN_READ, BEGIN_WRITE, _BatchedTx, _PgTx
 from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlcomplete import CompletePlan
+from perdure._store.sqlplans import ClosePlan, Plan
 from perdure._store.sqlrows import Tx
 from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlstore import Body, Query, SqlStore
-from perdure._store.sqlturn import ClosePlan, Plan
 from perdure.errors import StoreError
 
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 together: one statement per kind for all of them, fed by arrays (``unnest``).
 
 The commonest turn (an inline continuation that records the finished
-activity and starts the next one here, sqlturn.Plan) is three statements:
+activity and starts the next one here, sqlplans.Plan) is three statements:
 the run's fenced update, the task row's fenced take-over and the events
 (and a fenced delete of the finished attempts' rows that no activity takes
 over: a turn that starts nothing, or took in several outcomes).
@@ -14,7 +14,7 @@ transaction (session 23, see docs/decisions.md). Each statement checks that
 it changed one row per plan; if not (a stale version, a lost lease, two
 turns of one run) ``perdure_fence`` aborts the transaction, and the group
 commit runs every body alone, as for any failed group (postgres_group).
-A run's commonest end (sqlturn.ClosePlan) is eight statements the same way,
+A run's commonest end (sqlplans.ClosePlan) is eight statements the same way,
 and a new run's commonest start (sqlstart.StartPlan) five to nine.
 Imports the turn and start plans, the row helpers and the store records.
 """
@@ -29,9 +29,9 @@ from perdure._store.base import RunRecord
 from perdure._store.postgres_tx import Array
 from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlcomplete import CompletePlan, ParentTell
+from perdure._store.sqlplans import ClosePlan, Plan
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 from perdure._store.sqlstart import StartPlan
-from perdure._store.sqlturn import ClosePlan, Plan
 
 # The run's update (sqlturn.ADVANCE_RUN for each plan), fenced on the count.
 ADVANCE_RUNS = (

@@ -137,6 +137,9 @@ class FirstTurn:
     # only after that commit): for a child's first turn, which its parent's
     # turn may write or, the child's id being in use, not.
     made: bool = False
+    # The turn's JSON, encoded once by the store that writes it (a child's,
+    # for its plan or its parent's body, whichever the commit takes)
+    encoded: Any = None
 
 
 @dataclass

@@ -23,14 +23,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.base import WORK, TurnCommit
-from perdure._store.sqlturn import (
-    Encoded,
-    activity_values,
-    advance_values,
-    children_rows,
-    payloads,
-    queues_work,
-)
+from perdure._store.sqlplans import children_rows
+from perdure._store.sqlturn import Encoded, activity_values, advance_values, payloads, queues_work
 
 if TYPE_CHECKING:
     from perdure._store.sqlstart import StartPlan

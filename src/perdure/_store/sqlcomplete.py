@@ -21,7 +21,7 @@ would). A completion whose run has a turn's plan in the same batch is left
 to its body, which runs after the plans.
 
 A child run's end is told to its parent the same way (``ParentTell``, part
-of the child's sqlturn.ClosePlan): its outcome into the parent's inbox and
+of the child's sqlplans.ClosePlan): its outcome into the parent's inbox and
 the parent's workflow task, if the parent is open. The worker knows the
 parent's run id (the child's WorkflowStarted names it) but not the child's
 ref in the parent's history, which only the child's row holds: the

@@ -20,6 +20,7 @@ from perdure._store.sqlcomplete import (
     TASK_IF_OPEN,
     CompletePlan,
 )
+from perdure._store.sqlplans import ClosePlan, Plan
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, RunsAtOnce
 from perdure._store.sqlstart import AnyPlan, StartPlan
 from perdure._store.sqlturn import (
@@ -29,8 +30,6 @@ from perdure._store.sqlturn import (
     INSERT_ACTIVITY,
     INSERT_EVENT,
     REUSE_ACTIVITY,
-    ClosePlan,
-    Plan,
 )
 
 __all__ = ["Job", "Later", "SqliteTx", "SqliteWriteTx", "drive", "is_busy", "run_plans"]
@@ -226,7 +225,7 @@ _ENDED_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT value FRO
 
 def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     """Write the closing turns ``closes`` (apply_turn's closing path, for a
-    run with nothing to read: see sqlturn.plan_close); False if a fence
+    run with nothing to read: see sqlplans.plan_close); False if a fence
     tripped. Each one's ``ended`` gets its run as this transaction leaves it
     (kept by the caller only once the commit succeeded)."""
     count = len(closes)

@@ -158,7 +158,7 @@ Parent = RunRecord | RunNames
 
 class ChildRows(NamedTuple):
     """A child's start as start_child writes it, as parameters (for a
-    parent's turn that is a plan: sqlstart.StartPlan, sqlturn.Plan)."""
+    parent's turn that is a plan: sqlstart.StartPlan, sqlplans.Plan)."""
 
     workflow_id: str
     row: tuple[Any, ...]  # INSERT_RUN's

@@ -31,11 +31,10 @@ from perdure._store.base import (
 from perdure._store.eventtext import event_text
 from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlcomplete import CompletePlan
+from perdure._store.sqlplans import ClosePlan, Plan
 from perdure._store.sqlrows import RUN_COLUMNS, EventRow, Fenced, Tx
 from perdure._store.sqlturn import (
-    ClosePlan,
     Encoded,
-    Plan,
     activity_values,
     apply_turn,
     encode_turn,
@@ -385,6 +384,7 @@ def prepare_children(store: SqlStore, commit: TurnCommit, now: float) -> list[Ne
             if first.commit.close_status is not None:
                 first.settle(False)
                 continue
+            first.encoded = encode_turn(first.commit)
             child.first = first
             prepared.append(child)
     except BaseException:
@@ -411,7 +411,7 @@ def plan_children(
             now,
             functools.partial(_made, first),
             first.commit,
-            encode_turn(first.commit),
+            first.encoded,
             (parent, child),
         )
         if plan is None:

@@ -42,17 +42,10 @@ from perdure._store.base import (
 )
 from perdure._store.sqlclaimed import ClaimedPlan, plan_claimed
 from perdure._store.sqlcomplete import plan_complete
+from perdure._store.sqlplans import ClosePlan, Plan, plan_close, plan_turn
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
 from perdure._store.sqlstart import AnyPlan
-from perdure._store.sqlturn import (
-    ClosePlan,
-    Encoded,
-    Plan,
-    apply_turn,
-    encode_turn,
-    plan_close,
-    plan_turn,
-)
+from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
 from perdure.errors import WorkflowNotFoundError
 
 T = TypeVar("T")
@@ -68,12 +61,12 @@ class SqlStore(Store, Dialect):
         """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
 
     applies_plans = False  # whether _write_planned may apply them (else none is built)
-    applies_close_plans = False  # the same, for sqlturn.ClosePlan
+    applies_close_plans = False  # the same, for sqlplans.ClosePlan
     applies_start_plans = False  # the same, for sqlstart.StartPlan
     keeps_ended_feed = False  # the ended_runs table (see runs_ended_after)
 
     async def _write_planned(self, body: Body[T], plan: AnyPlan | None) -> T:
-        """``_write(body)``; a backend may apply ``plan`` (sqlturn.plan_turn,
+        """``_write(body)``; a backend may apply ``plan`` (sqlplans.plan_turn,
         plan_close, sqlstart.plan_start) instead."""
         return await self._write(body)
 

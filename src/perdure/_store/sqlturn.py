@@ -11,7 +11,7 @@ Imports the history model, the store records and the row helpers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
@@ -27,11 +27,7 @@ from perdure._store.base import (
     TurnCommit,
     closed_topic,
 )
-from perdure._store.sqlcomplete import ParentTell, tell_parent
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
-
-if TYPE_CHECKING:
-    from perdure._store.sqlstart import StartPlan
 
 __all__ = [
     "ADVANCE_RUN",
@@ -40,17 +36,17 @@ __all__ = [
     "INSERT_ACTIVITY",
     "INSERT_EVENT",
     "REUSE_ACTIVITY",
-    "ClosePlan",
     "Encoded",
     "Fenced",
-    "Plan",
+    "activity_values",
+    "advance_values",
     "apply_turn",
-    "children_rows",
+    "close_values",
     "encode_turn",
     "first_outcome",
-    "plan_close",
-    "plan_turn",
+    "payloads",
     "queues_work",
+    "take_over_values",
 ]
 
 
@@ -107,7 +103,7 @@ async def apply_turn(
     if commit.continue_as_new is not None:
         result = {"continued_to": commit.continue_as_new.run_id}
     if closing:
-        await tx.fence(CLOSE_RUN, _close_values(commit, now, encoded, result))
+        await tx.fence(CLOSE_RUN, close_values(commit, now, encoded, result))
     elif not inserted:
         # A turn that leaves the run open does not name the status (nor the
         # result) in its SET: SQLite rewrites every index on a column an UPDATE
@@ -136,7 +132,7 @@ async def apply_turn(
         if heir is None:
             await tx.fence(DELETE_DONE, commit.activity_done)
         else:
-            await tx.fence(REUSE_ACTIVITY, _take_over_values(commit, heir, now, scheduled))
+            await tx.fence(REUSE_ACTIVITY, take_over_values(commit, heir, now, scheduled))
             # The row keeps its id (commit_turn forgets this if the commit fails).
             commit.created_tasks[heir.ref] = commit.activity_done[0]
         for done in commit.also_done:
@@ -263,176 +259,11 @@ def advance_values(commit: TurnCommit, now: float, encoded: Encoded) -> tuple[An
     )
 
 
-class Plan(NamedTuple):
-    """The commonest turn as three statements' parameters: an inline
-    continuation that leaves its run open and starts, here, the next
-    activity or nothing (see plan_turn). A backend may apply many such plans
-    together, one statement per kind for all of them (both group commits)."""
-
-    run_id: str
-    advance: tuple[Any, ...]  # ADVANCE_RUN's: fence 2
-    # REUSE_ACTIVITY's: the next activity, then fence 1 (the finished one's task
-    # id and lease token: the row it takes over); None if the turn starts none
-    take_over: tuple[Any, ...] | None
-    events: list[rows.EventRow]  # INSERT_EVENT's, one row each
-    # DELETE_DONE's: finished attempts' task rows (fence 1 of each): the
-    # finished one's if no activity takes it over, and the turn's other
-    # outcomes' (TurnCommit.also_done)
-    done: tuple[tuple[int, str], ...] = ()
-    # The children the turn starts (their ids free: the plans' fence), and
-    # then the run's workflow task, for the ChildWorkflowStarted they add to
-    # its inbox (INSERT_WORKFLOW_TASK's)
-    children: tuple[newrun.ChildRows, ...] = ()
-    woken: tuple[str, str, float, float] | None = None
-    # The children whose first turns come with it (sqlstart.plan_children),
-    # written as new runs' starts are
-    first_turns: tuple[StartPlan, ...] = ()
-
-    def workflow_ids(self) -> set[str]:
-        """The workflow ids it takes: its children's."""
-        return {c.workflow_id for c in self.children}.union(
-            *(s.workflow_ids() for s in self.first_turns)
-        )
-
-    def topics(self) -> set[str]:
-        """Whom it wakes (apply_turn's answer): nobody, or, with children,
-        the workers (the children's first turns, the run's next)."""
-        return {WORK} if self.woken is not None else set()
-
-
+# Events, one row a statement (the plans' INSERT_EVENT).
 INSERT_EVENT = rows.insert_events_sql(1)
 
 
-def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
-    """``commit`` as a Plan, if it has that shape; applying the plan writes
-    what apply_turn writes for it (its fences tripped: nothing) and wakes
-    nobody but, if it starts children, the workers. The shape: an inline
-    continuation, of one outcome or several (``also_done``), that leaves its
-    run open and starts at most one activity, here (it takes the finished
-    activity's task row over), and any children. None for every other
-    turn."""
-    if (
-        commit.task is not None
-        or commit.fresh
-        or commit.activity_done is None
-        or commit.close_status is not None
-        or len(commit.activities) > 1
-        or (commit.activities and commit.activities[0].lease is None)
-        or commit.consumed_inbox
-        or commit.cancelled_activities
-        or commit.timers
-        or commit.cancelled_timers
-        or commit.cancelled_children
-    ):
-        return None
-    children = children_rows(commit, now)
-    if children is None:
-        return None
-    woken = None
-    if commit.children:
-        assert commit.task_queue is not None  # (children_rows checked it)
-        woken = (commit.task_queue, commit.run_id, now, now)
-    done = commit.also_done
-    if commit.activities:
-        heir = commit.activities[0]
-        take_over = _take_over_values(commit, heir, now, payloads(commit, encoded))
-    else:
-        take_over, done = None, (commit.activity_done, *done)
-    return Plan(
-        commit.run_id,
-        advance_values(commit, now, encoded),
-        take_over,
-        encoded.events,
-        done,
-        children,
-        woken,
-    )
-
-
-def children_rows(commit: TurnCommit, now: float) -> tuple[newrun.ChildRows, ...] | None:
-    """The rows of the children ``commit`` starts, for a plan, but those
-    with their first turns (NewChild.first: see sqlstart.plan_children);
-    None if they cannot be planned (the worker did not name the run, or two
-    children share an id: the body refuses the second)."""
-    if not commit.children:
-        return ()
-    if commit.workflow_id is None or commit.task_queue is None:
-        return None
-    if len({c.workflow_id for c in commit.children}) != len(commit.children):
-        return None
-    parent = newrun.RunNames(commit.run_id, commit.workflow_id)
-    return tuple(newrun.child_rows(parent, c, now) for c in commit.children if c.first is None)
-
-
-class ClosePlan(NamedTuple):
-    """A run's commonest end as parameters: a turn that ends a run that
-    never started a child (see plan_close), whether it follows an inline
-    step or a workflow task this worker claimed (a timer that fired, a
-    signal, an activity completed elsewhere), and tells its parent, if it
-    has one. A backend may apply many together (both group commits);
-    applying one writes what apply_turn writes for its turn."""
-
-    run_id: str
-    close: tuple[Any, ...]  # the closing UPDATE's (see apply_turn): fence 2
-    # The finished activity's task id and lease token, or the claimed workflow
-    # task's: fence 1 (the row goes, as all the run's tasks do)
-    done: tuple[int, str]
-    events: list[rows.EventRow]
-    ended: Callable[[RunRecord], None] | None  # handed the ended run after the commit
-    consumed: tuple[int, ...] = ()  # the inbox rows the turn read, deleted before the inbox fence
-    # The run's end told to its parent (after every other plan of the batch:
-    # the parent's own claimed turn may be one of them)
-    tell: ParentTell | None = None
-    # The other finished attempts whose outcomes the turn took in (fence 1 each)
-    also_done: tuple[tuple[int, str], ...] = ()
-
-    def topics(self) -> set[str]:
-        """Whom it wakes (apply_turn's answer for its turn): the run's
-        waiters, and the parent's workers."""
-        if self.tell is None:
-            return {closed_topic(self.run_id)}
-        return {closed_topic(self.run_id), WORK}
-
-
-def plan_close(
-    commit: TurnCommit,
-    now: float,
-    encoded: Encoded,
-    ended: Callable[[RunRecord], None] | None,
-) -> ClosePlan | None:
-    """``commit`` as a ClosePlan, if it has that shape (the fences and
-    writes of apply_turn's closing path with nothing to read); else None."""
-    if commit.task is not None:
-        done = (commit.task.task_id, commit.task.token)
-        if commit.activity_done is not None:
-            return None  # (never both: an inline turn has no workflow task)
-    elif commit.activity_done is not None:
-        done = commit.activity_done
-    else:
-        return None
-    status = commit.close_status
-    if status is None or commit.fresh or commit.continue_as_new is not None:
-        return None
-    tell = None
-    if commit.has_relatives:
-        # Only a parent, which the worker named: a child's close policy needs the body.
-        parent = commit.parent_run_id
-        if commit.has_children or parent is None:
-            return None
-        tell = tell_parent(commit.run_id, parent, status, commit.result, commit.failure, now)
-    return ClosePlan(
-        commit.run_id,
-        _close_values(commit, now, encoded, commit.result),
-        done,
-        encoded.events,
-        ended,
-        tuple(commit.consumed_inbox),
-        tell,
-        commit.also_done,
-    )
-
-
-def _close_values(commit: TurnCommit, now: float, encoded: Encoded, result: Any) -> tuple[Any, ...]:
+def close_values(commit: TurnCommit, now: float, encoded: Encoded, result: Any) -> tuple[Any, ...]:
     """The closing UPDATE's values (see apply_turn)."""
     return (
         commit.events[-1].seq if commit.events else None,
@@ -478,7 +309,7 @@ def payloads(commit: TurnCommit, encoded: Encoded) -> dict[int, str]:
     }
 
 
-def _take_over_values(
+def take_over_values(
     commit: TurnCommit, heir: NewActivity, now: float, scheduled: dict[int, str]
 ) -> tuple[Any, ...]:
     """REUSE_ACTIVITY's values: ``heir`` over the finished activity's row."""
@@ -585,7 +416,7 @@ async def _start_prepared(
     WorkflowStarted in at once: the row with that turn's outcome, the turn,
     and ChildWorkflowStarted for the parent. ``first.made`` is set once this
     commits."""
-    written = encode_turn(first.commit)
+    written: Encoded = first.encoded  # (prepare_children's)
     outcome = first_outcome(first.commit, written)
     assert outcome is not None  # (prepare_children keeps turns that leave the run open)
 
