@@ -43,6 +43,7 @@ FIGURES = {
     "queries_per_workflow": False,
     "children_per_s": True,
     "cpu_us_per_child": False,
+    "nap_lateness_p99_ms": False,
 }
 
 

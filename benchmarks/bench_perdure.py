@@ -1,7 +1,7 @@
 """Benchmarks of perdure itself: each mode prints one JSON line of results.
 
 Usage: python benchmarks/bench_perdure.py MODE [--db URL] [options]
-Modes: sequential, concurrent, parallel, remote, fanout, sleep, recovery, replay, growth.
+Modes: sequential, concurrent, parallel, remote, fanout, sleep, timers, recovery, replay, growth.
 ``concurrent --processes 2``: the same workflows run by two ``perdure worker``
 processes on one database, started from this process.
 Run by hand or through ``benchmarks/run.py`` (``make bench``); never a test.
@@ -160,6 +160,23 @@ async def concurrent(
         await client.close()
     mode = "parallel" if parallel else "concurrent"
     return throughput(mode, n, k, wall, cpu, tune_gc=tune_gc, submit_s=started, slots=slots)
+
+
+async def timers(url: str, n: int, k: int) -> dict[str, Any]:
+    """n workflows of k short durable sleeps (workloads.NAP) started at once:
+    timers fired, and the turns they wake, per second ("steps" here)."""
+    client, worker = await with_worker(url, max_concurrent_workflow_tasks=SLOTS)
+    try:
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        handles = await asyncio.gather(*(client.start(w.naps, k) for _ in range(n)))
+        assert await asyncio.gather(*(hd.result(timeout=600) for hd in handles)) == [k] * n
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    finally:
+        await worker.__aexit__()
+        await client.close()
+    return throughput("timers", n, k, wall, cpu)
 
 
 def throughput(mode: str, n: int, k: int, wall: float, cpu: float, **extra: Any) -> dict[str, Any]:
@@ -460,6 +477,7 @@ def main() -> None:
             "remote",
             "fanout",
             "sleep",
+            "timers",
             "recovery",
             "replay",
             "growth",
@@ -523,6 +541,8 @@ def main() -> None:
         result = run(fanout(url, args.n or 500, args.k, args.after_step))
     elif args.mode == "sleep":
         result = run(sleep(url, args.n or 100_000))
+    elif args.mode == "timers":
+        result = run(timers(url, args.n or 3000, args.k))
     elif args.mode == "recovery":
         result = recovery(url, args.same_identity)
     elif args.mode == "replay":

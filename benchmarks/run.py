@@ -81,6 +81,7 @@ def perdure_rest(dbs: list[str], repeat: int, quick: bool) -> list[dict[str, Any
                 ["recovery"],
                 ["replay", "-n", "10000"],
                 ["growth"],
+                ["timers", "-n", "1000" if quick else "3000"],
             ):
                 results += _perdure(args, db)
         results += _perdure(["sleep", "-n", "5000" if quick else "100000"], db)
@@ -118,6 +119,7 @@ MODES = [
     "concurrent",
     "concurrent-processes",
     "sleep",
+    "timers",
     "recovery-same",
     "recovery",
     "replay",
@@ -185,6 +187,7 @@ def markdown(
         "concurrent": ["steps_per_s", "wf_per_s", "cpu_us_per_step"],
         "concurrent-processes": ["steps_per_s", "wf_per_s", "cpu_us_per_step", "processes"],
         "sleep": ["bytes_per_sleeper", "nap_lateness_p99_ms"],
+        "timers": ["steps_per_s", "cpu_us_per_step"],
         "recovery": ["resume_s", "done_s"],
         "recovery-same": ["resume_s", "done_s"],
         "replay": ["cold_replay_ms", "events"],

@@ -48,6 +48,18 @@ async def napper(until: float) -> float:
     return workflow.now().timestamp()
 
 
+@workflow.defn
+async def naps(k: int) -> int:
+    """k short durable sleeps, one after another: each a timer that fires and
+    the turn it wakes (a polling loop's or a retry's rhythm, with no activity)."""
+    for _ in range(k):
+        await workflow.sleep(NAP)
+    return k
+
+
+NAP = 0.02  # seconds
+
+
 @activity.defn
 def slow_step(i: int) -> int:
     """For the recovery benchmark: notes each start in a side file."""
@@ -141,6 +153,7 @@ WORKFLOWS = [
     parallel_steps,
     sleeper,
     napper,
+    naps,
     recover,
     long_history,
     grown,

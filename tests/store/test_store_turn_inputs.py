@@ -123,3 +123,36 @@ async def test_a_claim_reads_back_what_its_turns_read(open_store: Any, clock: Fa
     assert known is not None and known.events == []
     assert known == await store.load_turn("run-2", known.run.last_seq)
     assert [e.payload for _, e in known.inbox] == [0, 1]  # type: ignore[attr-defined]
+
+
+async def test_a_firing_of_many_timers_writes_each_to_its_inbox_in_order(
+    open_store: Any, clock: FakeClock
+) -> None:
+    # One firing, many runs, some with two timers due: every TimerFired
+    # reaches its run's inbox in the order the timers fell due, each run
+    # gets one workflow task, and the leased ones come back in run-id order.
+    store = await open_store()
+    runs = [f"run-{i}" for i in range(1, 6)]
+    for run_id in runs:
+        await store.create_run(new_run(wid=f"wf-{run_id}", run_id=run_id), "fail")
+        task = await claim_one(store, run_id)
+        timers = [(2, clock.now + 3.0), (1, clock.now + 5.0)]
+        if run_id == "run-2":
+            timers.append((0, clock.now + 4.0))  # its execution timeout, between the two
+        assert await store.commit_turn(await turn(store, task, timers=timers))
+    clock.advance(10)
+    asked = lease(limit=3)
+    assert await store.fire_due_timers(100, asked) == 11
+    assert [t.run_id for t in asked.taken] == ["run-1", "run-3", "run-4"]
+    run = await store.get_run("wf-run-2")
+    assert run is not None and run.status == "timed_out"
+    for run_id in runs:
+        inbox = (await store.load_turn(run_id, 0)).inbox
+        fired = [e.ref for _, e in inbox if isinstance(e, h.TimerFired)]
+        assert fired == ([] if run_id == "run-2" else [2, 1]), run_id
+    # Leased or claimable: one task per open run, none for the closed one.
+    claimed = await store.claim_workflow_tasks(["q"], "w", 30, 10)
+    assert [t.run_id for t in claimed] == ["run-5"]
+    for task in [*asked.taken, *claimed]:
+        assert await store.commit_turn(await turn(store, task))
+    assert await store.claim_workflow_tasks(["q"], "w", 30, 10) == []

@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from perdure._store import postgres_schema as schema
 from perdure._store.base import CLOSED, TurnInput
 from perdure._store.postgres_conns import Connections
+from perdure._store.postgres_dialect import PostgresDialect
 from perdure._store.postgres_group import GROUPS, GroupedWrites, Member, OutcomeUnknown, Write
 from perdure._store.postgres_listen import Listener, Notifier, parse_payload
 from perdure._store.postgres_loads import TurnLoads
@@ -116,7 +117,7 @@ class _StaleConnection(Exception):
     restarted): nothing was sent, so another connection may safely be tried."""
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(PostgresDialect, SqlStore):
     """A Store on a PostgreSQL database, shared by any number of processes.
 
     ``url`` is a libpq URL; ``pool_min_size``, ``pool_max_size`` (connections
@@ -126,40 +127,6 @@ class PostgresStore(SqlStore):
     ``postgres_schema.clock_offset``), so every machine agrees on leases and
     timers. Use it from the event loop that opened it (psycopg's rule).
     """
-
-    # The dialect (see sqlrows.Dialect).
-    for_update = " FOR UPDATE"
-    skip_locked = " FOR UPDATE SKIP LOCKED"
-    json_object = "jsonb_build_object"
-    # Timer rows are inserted and deleted, never updated, so a row's ctid
-    # stays the same while it lives (and while a picker holds its lock).
-    timer_key = "ctid"
-    among_run_ids = "run_id = ANY(?::text[])"
-
-    def ids_param(self, ids: Sequence[str]) -> Any:
-        return list(ids)
-
-    def picked(self, key: str, rows: str, locked: bool = False) -> str:
-        # The subquery is an InitPlan: it runs once per execution, whatever
-        # the plan (generic or not), and the rows are then fetched by primary
-        # key or TID. "key IN (subquery)" let the planner choose a hash join
-        # that read the whole table: a claim of 100 rows scanned all 10,000
-        # tasks (3.5 ms), a firing of 500 timers all 100,000 timers (14 ms).
-        lock = "" if locked else self.skip_locked
-        return f"{key} = ANY(ARRAY(SELECT {key} {rows}{lock}))"
-
-    def timers_not_held(self, where: str) -> str:
-        return self.picked(self.timer_key, f"FROM timers WHERE {where}")
-
-    async def lock_workflow_id(self, tx: Tx, workflow_id: str) -> None:
-        # Transaction-scoped: two creators of one id serialise until commit.
-        await tx.send("SELECT pg_advisory_xact_lock(hashtext(?))", (workflow_id,))
-
-    def json_append(self, column: str, pairs: str) -> str:
-        return (
-            f"(COALESCE({column}, '[]')::jsonb"
-            f" || jsonb_build_array({self.json_object}({pairs})))::text"
-        )
 
     def __init__(self, url: str, *, clock: Callable[[], float] | None = None) -> None:
         self._conninfo, options, self.where = parse_url(url)

@@ -95,7 +95,7 @@ _TAKE_OVER_FLOATS = (3, 7, 9)
 _EVENT_FLOATS = (3,)
 
 
-def _columns(rows: Sequence[Sequence[Any]], floats: tuple[int, ...]) -> list[Array]:
+def columns(rows: Sequence[Sequence[Any]], floats: tuple[int, ...]) -> list[Array]:
     columns = [Array(column) for column in zip(*rows, strict=True)]
     for i in floats:  # (psycopg, which writes them on an odd connection, wants one type)
         columns[i] = Array([None if v is None else float(v) for v in columns[i]])
@@ -106,15 +106,15 @@ async def apply_plans(tx: Tx, plans: Sequence[Plan]) -> None:
     """Write ``plans`` (at least one) in ``tx``: what their turns' bodies
     would write, or, a fence tripped, an aborted transaction."""
     count = len(plans)
-    await tx.send(ADVANCE_RUNS, [*_columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
+    await tx.send(ADVANCE_RUNS, [*columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
     heirs = [p.take_over for p in plans if p.take_over is not None]
     if heirs:
-        await tx.send(TAKE_OVER_TASKS, [*_columns(heirs, _TAKE_OVER_FLOATS), len(heirs)])
+        await tx.send(TAKE_OVER_TASKS, [*columns(heirs, _TAKE_OVER_FLOATS), len(heirs)])
     done = [d for p in plans for d in p.done]
     if done:
-        await tx.send(DROP_DONE_TASKS, [*_columns(done, ()), len(done)])
+        await tx.send(DROP_DONE_TASKS, [*columns(done, ()), len(done)])
     events = [row for p in plans for row in p.events]
-    await tx.send(INSERT_EVENTS, _columns(events, _EVENT_FLOATS))
+    await tx.send(INSERT_EVENTS, columns(events, _EVENT_FLOATS))
 
 
 _CLOSE_FLOATS = (3, 7)
@@ -129,10 +129,10 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
     errors: dict[str, Exception] = {}
     count = len(closes)
     run_ids = Array([c.run_id for c in closes])
-    await tx.send(CLOSE_RUNS, [*_columns([c.close for c in closes], _CLOSE_FLOATS), count])
+    await tx.send(CLOSE_RUNS, [*columns([c.close for c in closes], _CLOSE_FLOATS), count])
     done = [c.done for c in closes] + [d for c in closes for d in c.also_done]
-    await tx.send(DROP_DONE_TASKS, [*_columns(done, ()), len(done)])
-    await tx.send(INSERT_EVENTS, _columns([r for c in closes for r in c.events], _EVENT_FLOATS))
+    await tx.send(DROP_DONE_TASKS, [*columns(done, ()), len(done)])
+    await tx.send(INSERT_EVENTS, columns([r for c in closes for r in c.events], _EVENT_FLOATS))
     await _empty_inboxes(tx, closes, run_ids)
     waiting = {c.run_id: c.ended for c in closes if c.ended is not None}
     if waiting:
@@ -203,11 +203,11 @@ async def apply_claimed(
     ``requeued`` how many tasks were queued again for input that reached
     their runs meanwhile, after the commit."""
     count = len(plans)
-    await tx.send(ADVANCE_RUNS, [*_columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
+    await tx.send(ADVANCE_RUNS, [*columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
     await _drop_consumed(tx, plans)
-    tasks = _columns([(*p.requeue(), p.run_id) for p in plans], (0,))
+    tasks = columns([(*p.requeue(), p.run_id) for p in plans], (0,))
     await tx.later_all(DROP_OR_REQUEUE_TASKS, [*tasks, count], lambda found: requeued(found[0][0]))
-    await tx.send(INSERT_EVENTS, _columns([r for p in plans for r in p.events], _EVENT_FLOATS))
+    await tx.send(INSERT_EVENTS, columns([r for p in plans for r in p.events], _EVENT_FLOATS))
     activities = [row for p in plans for row in p.activities]
     if activities:
         byrun = {p.run_id: p for p in plans}
@@ -216,10 +216,10 @@ async def apply_claimed(
             for run_id, ref, task_id in found:
                 byrun[run_id].tell(ref, task_id)
 
-        await tx.later_all(INSERT_ACTIVITIES, _columns(activities, _ACTIVITY_FLOATS), tell)
+        await tx.later_all(INSERT_ACTIVITIES, columns(activities, _ACTIVITY_FLOATS), tell)
     timers = [row for p in plans for row in p.timers]
     if timers:
-        await tx.send(INSERT_TIMERS, _columns(timers, (2,)))
+        await tx.send(INSERT_TIMERS, columns(timers, (2,)))
 
 
 # Completions (sqlcomplete): their runs locked first, in one order (the
@@ -290,12 +290,12 @@ async def apply_deliveries(
     other plan: a run's own claimed turn in the group found its inbox as
     the turn left it."""
     if completes:
-        await tx.send(DROP_DONE_TASKS, [*_columns([p.done for p in completes], ()), len(completes)])
-        await tx.send(INSERT_INBOXES_IF_OPEN, _columns([p.inbox for p in completes], (1,)))
+        await tx.send(DROP_DONE_TASKS, [*columns([p.done for p in completes], ()), len(completes)])
+        await tx.send(INSERT_INBOXES_IF_OPEN, columns([p.inbox for p in completes], (1,)))
     if tells:
-        await tx.send(INSERT_PARENT_INBOXES_IF_OPEN, _columns([t.inbox for t in tells], (2,)))
+        await tx.send(INSERT_PARENT_INBOXES_IF_OPEN, columns([t.inbox for t in tells], (2,)))
     tasks = [p.task for p in completes] + [t.task for t in tells]
-    await tx.send(INSERT_TASKS_IF_OPEN, _columns(tasks, (0, 1)))
+    await tx.send(INSERT_TASKS_IF_OPEN, columns(tasks, (0, 1)))
 
 
 # The starts' workflow ids, locked as each start's body locks its own (see
@@ -335,6 +335,7 @@ INSERT_WORKFLOW_TASKS = (
     " SELECT 'workflow', * FROM unnest(?::text[], ?::text[], ?::float8[], ?::float8[])"
     " ON CONFLICT DO NOTHING"
 )
+
 # sqlturn.INSERT_ACTIVITY, for many.
 INSERT_ACTIVITIES = (
     "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
@@ -389,22 +390,22 @@ async def apply_starts(
     turned = [s.row for s in starts if s.inbox is None]
     queued = [(s.row, s.inbox, s.task) for s in starts if s.inbox is not None and s.task]
     if turned:
-        await tx.later_all(INSERT_RUNS_WITH_TURN, _columns(turned, _RUN_FLOATS), made)
+        await tx.later_all(INSERT_RUNS_WITH_TURN, columns(turned, _RUN_FLOATS), made)
     if queued:
         runs = [row for row, _, _ in queued]
-        await tx.later_all(INSERT_RUNS, _columns(runs, _RUN_FLOATS), made)
-        await tx.send(INSERT_INBOXES, _columns([inbox for _, inbox, _ in queued], (2,)))
-        await tx.send(INSERT_WORKFLOW_TASKS, _columns([task for _, _, task in queued], (2, 3)))
+        await tx.later_all(INSERT_RUNS, columns(runs, _RUN_FLOATS), made)
+        await tx.send(INSERT_INBOXES, columns([inbox for _, inbox, _ in queued], (2,)))
+        await tx.send(INSERT_WORKFLOW_TASKS, columns([task for _, _, task in queued], (2, 3)))
     events = [row for s in starts for row in s.events]
     if events:
-        await tx.send(INSERT_EVENTS, _columns(events, _EVENT_FLOATS))
+        await tx.send(INSERT_EVENTS, columns(events, _EVENT_FLOATS))
     activities = [row for s in starts for row in s.activities]
     if activities:
 
         def leased(found: list[tuple[Any, ...]]) -> None:
             told(found, lambda plan, row: plan.leased(row[1], row[2]))
 
-        await tx.later_all(INSERT_ACTIVITIES, _columns(activities, _ACTIVITY_FLOATS), leased)
+        await tx.later_all(INSERT_ACTIVITIES, columns(activities, _ACTIVITY_FLOATS), leased)
     timers = [row for s in starts for row in s.timers]
     children = [c for p in named for c in p.children]
     if children or turns:
@@ -412,15 +413,15 @@ async def apply_starts(
         # task, and ChildWorkflowStarted with a workflow task for the parent;
         # for one with its first turn, ChildWorkflowStarted only)
         if children:
-            await tx.send(INSERT_CHILD_RUNS, _columns([c.row for c in children], _RUN_FLOATS))
+            await tx.send(INSERT_CHILD_RUNS, columns([c.row for c in children], _RUN_FLOATS))
         inboxes = [c.inbox for c in children] + [c.told for c in children]
         inboxes += [s.told for s in turns if s.told is not None]
-        await tx.send(INSERT_INBOXES, _columns(inboxes, (2,)))
+        await tx.send(INSERT_INBOXES, columns(inboxes, (2,)))
         woken = [p.woken for p in named if p.woken is not None]
         tasks = [c.task for c in children] + woken
         if tasks:
-            await tx.send(INSERT_WORKFLOW_TASKS, _columns(tasks, (2, 3)))
+            await tx.send(INSERT_WORKFLOW_TASKS, columns(tasks, (2, 3)))
         timers += [c.timer for c in children if c.timer is not None]
     if timers:
-        await tx.send(INSERT_TIMERS, _columns(timers, (2,)))
+        await tx.send(INSERT_TIMERS, columns(timers, (2,)))
     return errors

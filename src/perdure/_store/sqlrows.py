@@ -31,7 +31,15 @@ from typing import Any, Protocol
 
 from perdure import _history as h
 from perdure._json import decoder
-from perdure._store.base import OPEN, WORK, RunFilter, RunRecord, closed_topic
+from perdure._store.base import (
+    OPEN,
+    WORK,
+    RunFilter,
+    RunRecord,
+    WorkflowTask,
+    closed_topic,
+    new_token,
+)
 from perdure._store.eventtext import dumps as dumps
 from perdure._store.eventtext import event_text
 from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
@@ -153,6 +161,55 @@ class Dialect:
         """SQL for the JSON list in text ``column`` (NULL: empty) with one
         object appended, built from ``pairs`` (``'key', value, ...``)."""
         return f"json_insert(COALESCE({column}, '[]'), '$[#]', {self.json_object}({pairs}))"
+
+    async def insert_inboxes(
+        self,
+        tx: Tx,
+        inboxes: Sequence[tuple[str, str, float]],
+        tasks: Sequence[tuple[str, str, float, float]],
+    ) -> None:
+        """INSERT_INBOX for each of ``inboxes`` (at least one), then
+        INSERT_WORKFLOW_TASK for each of ``tasks``. PostgreSQL sends one
+        statement for each, fed by arrays: each statement costs its server
+        a fixed work several times a row's."""
+        await tx.executemany(INSERT_INBOX, inboxes)
+        await tx.executemany(INSERT_WORKFLOW_TASK, tasks)
+
+    async def lease_turn_tasks(
+        self,
+        tx: Tx,
+        run_ids: Sequence[str],
+        owner: str,
+        lease: float,
+        now: float,
+        then: Callable[[WorkflowTask], None],
+    ) -> None:
+        """Claim each run's workflow task for ``owner`` if a poll could: if it
+        is due (neither leased to a live worker nor backing off after a
+        failed turn); ``then`` gets each task leased once the transaction
+        commits. PostgreSQL leases many in one statement."""
+        for run_id in run_ids:
+            token = new_token()
+            await tx.later(
+                LEASE_TURN_TASK,
+                (now + lease, owner, token, now, run_id, now),
+                functools.partial(_leased, then, run_id, token),
+            )
+
+
+LEASE_TURN_TASK = (
+    "UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
+    " attempt_started_at = ?, attempt = attempt + 1"
+    " WHERE kind = 'workflow' AND run_id = ? AND visible_at <= ?"
+    " RETURNING id, attempt"
+)
+
+
+def _leased(
+    then: Callable[[WorkflowTask], None], run_id: str, token: str, row: tuple[Any, ...] | None
+) -> None:
+    if row is not None:
+        then(WorkflowTask(row[0], run_id, token, row[1]))
 
 
 def lost_attempt(d: Dialect) -> str:
@@ -354,6 +411,21 @@ async def to_inbox(
     await tx.send(INSERT_INBOX, (run_id, event_text(event), now))
     await tx.send(
         INSERT_WORKFLOW_TASK, (queue, run_id, now if visible_at is None else visible_at, now)
+    )
+
+
+async def to_inboxes(
+    tx: Tx, d: Dialect, events: Sequence[tuple[str, str, h.Event]], now: float
+) -> None:
+    """to_inbox for each ``(run_id, queue, event)``, in this order, at once:
+    every inbox row, then one workflow task for each run."""
+    if not events:
+        return
+    queues = {run_id: queue for run_id, queue, _ in events}
+    await d.insert_inboxes(
+        tx,
+        [(run_id, event_text(event), now) for run_id, _, event in events],
+        [(queue, run_id, now, now) for run_id, queue in queues.items()],
     )
 
 

@@ -123,7 +123,7 @@ async def create_run(
             turn = await apply_turn(tx, store, first.commit, now, written, keep, inserted)
             topics.update(turn)
         elif lease is not None:
-            await wake.lease_turn_task(tx, new.run_id, *lease, now, leased.append)
+            await store.lease_turn_tasks(tx, [new.run_id], *lease, now, leased.append)
             await tx.later(  # WorkflowStarted, for the taker's first turn
                 "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id LIMIT 1",
                 (new.run_id,),

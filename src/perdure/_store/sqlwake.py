@@ -18,37 +18,10 @@ from typing import Any
 from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
-from perdure._store.base import NewRun, RunRecord, TurnInput, TurnLease, WorkflowTask, new_token
+from perdure._store.base import NewRun, RunRecord, TurnInput, TurnLease, WorkflowTask
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 
-__all__ = ["TurnInputs", "fire_due", "first_input", "lease_turn_task", "next_due"]
-
-
-async def lease_turn_task(
-    tx: Tx,
-    run_id: str,
-    owner: str,
-    lease: float,
-    now: float,
-    then: Callable[[WorkflowTask], None],
-) -> None:
-    """Claim the run's workflow task for ``owner`` if a poll could: if it is
-    due (neither leased to a live worker nor backing off after a failed
-    turn); ``then`` gets the task once the transaction commits."""
-    token = new_token()
-
-    def leased(row: tuple[Any, ...] | None) -> None:
-        if row is not None:
-            then(WorkflowTask(row[0], run_id, token, row[1]))
-
-    await tx.later(
-        "UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
-        " attempt_started_at = ?, attempt = attempt + 1"
-        " WHERE kind = 'workflow' AND run_id = ? AND visible_at <= ?"
-        " RETURNING id, attempt",
-        (now + lease, owner, token, now, run_id, now),
-        leased,
-    )
+__all__ = ["TurnInputs", "fire_due", "first_input", "next_due"]
 
 
 class TurnInputs:
@@ -143,6 +116,7 @@ async def fire_due(
     )
     runs = await rows.runs_by_ids(tx, d, [row[0] for row in due])
     woken: dict[str, RunRecord] = {}
+    fired: dict[str, list[h.Event]] = {}  # (written together, after the loop)
     for run_id, ref, _ in sorted(due, key=lambda row: (row[0], row[2], row[1])):
         run = runs.get(run_id)
         if run is None or not run.is_open:
@@ -156,19 +130,24 @@ async def fire_due(
             )
             del runs[run_id]  # closed: its other due timers fire into nothing
             woken.pop(run_id, None)
+            fired.pop(run_id, None)
         else:
-            await rows.to_inbox(tx, run_id, run.task_queue, h.TimerFired(ref=ref, time=now), now)
+            fired.setdefault(run_id, []).append(h.TimerFired(ref=ref, time=now))
             woken[run_id] = run
+    await rows.to_inboxes(
+        tx, d, [(r, woken[r].task_queue, e) for r, events in fired.items() for e in events], now
+    )
     leased: list[WorkflowTask] = []
     inputs = TurnInputs()
     if lease is not None:
         mine = [run for run in woken.values() if run.task_queue in lease.queues][: lease.limit]
-        for run in mine:
-            await lease_turn_task(tx, run.run_id, lease.owner, lease.seconds, now, leased.append)
         if mine:
-            await inputs.read(tx, d, [run.run_id for run in mine], with_runs=False)
+            run_ids = [run.run_id for run in mine]
+            await d.lease_turn_tasks(tx, run_ids, lease.owner, lease.seconds, now, leased.append)
+            await inputs.read(tx, d, run_ids, with_runs=False)
 
     def taken() -> list[WorkflowTask]:
+        leased.sort(key=lambda task: task.run_id)  # (as the runs were locked)
         for task in leased:
             task.turn_input = inputs.of(task.run_id, woken[task.run_id])
         return leased
