@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("perdure.worker")
 
 CLAIM_BATCH = 50  # tasks of each kind one poll claims at most
+FIRE_BATCH = 100  # due timers one poll fires at most
 
 __all__ = ["Worker"]
 
@@ -289,7 +290,7 @@ class Worker:
         lease = TurnLease(self.identity, self.lease_timeout, frozenset(queues), wake)
         try:
             fired, turns, acts = await asyncio.gather(
-                self.store.fire_due_timers(100, lease if wake > 0 else None),
+                self.store.fire_due_timers(FIRE_BATCH, lease if wake > 0 else None),
                 self.store.claim_workflow_tasks(
                     queues, self.identity, self.lease_timeout, want_turns
                 )
