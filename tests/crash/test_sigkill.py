@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -246,3 +247,40 @@ def test_children_whose_first_turns_came_with_their_parents_are_taken_over(
     check_executions(cluster.executions(), histories, 2, killed_pids=set())
     for kid, history in histories.items():  # (its first activity's, left by the kill)
         assert lost_attempts(history) == ["LeaseExpired"], kid
+
+
+def test_a_kill_right_after_an_inline_timers_turn_loses_nothing(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker takes in the due timers of the runs it holds itself (inline
+    timers: the turn's commit deletes the timer's row; no inbox row, no
+    workflow task, no claim). SIGKILLed right after the commit of the
+    second such turn, which leased the next step to it: another worker
+    takes that step once its lease expires, every timer fired once, and
+    every step ran once."""
+    handle = cluster.client.start("napping_steps", 4, 0.1, id="wf-naps")
+    # Its turns: 1 (claimed) starts timer 1; 2 takes timer 1 in and leases
+    # step 1; 3 (step 1's continuation) starts timer 2; 4 takes timer 2 in
+    # and leases step 2: the kill. (A firing through the inbox would kill
+    # it first: it never comes.)
+    monkeypatch.setenv("PERDURE_CRASH_AT", "turn.after_commit:4,timers.after_fire")
+    first = cluster.start_worker()
+    monkeypatch.delenv("PERDURE_CRASH_AT")
+    first.killed = True  # (by itself, at the crash point)
+    first.proc.wait(timeout=30)
+    assert "crash point turn.after_commit" in first.output()
+    kinds = [e["type"] for e in handle.history()]
+    assert kinds.count("TimerFired") == 2 and kinds[-1] == "ActivityScheduled", kinds
+    with sqlite3.connect(cluster.db_path) as db:  # (inline: nothing went through the inbox)
+        left = db.execute(
+            "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM timers),"
+            " (SELECT count(*) FROM tasks WHERE kind = 'workflow')"
+        ).fetchone()
+    assert left == (0, 0, 0)
+    cluster.start_worker()
+    assert handle.result(timeout=60) == [f"wf-naps#{n}" for n in range(1, 5)]
+    history = handle.history()
+    fired = [e["ref"] for e in history if e["type"] == "TimerFired"]
+    assert len(fired) == len(set(fired)) == 4
+    check_executions(cluster.executions(), {"wf-naps": history}, 4, killed_pids={first.pid})
+    assert lost_attempts(history) == ["LeaseExpired"]  # step 2's, leased by the killed commit

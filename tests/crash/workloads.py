@@ -73,6 +73,16 @@ async def sequential(steps: int, delay: float) -> list[str]:
 
 
 @workflow.defn
+async def napping_steps(steps: int, nap: float) -> list[str]:
+    """``steps`` activities, each after a durable sleep of ``nap`` seconds."""
+    results = []
+    for n in range(1, steps + 1):
+        await workflow.sleep(nap)
+        results.append(await step(n, 0.0))
+    return results
+
+
+@workflow.defn
 async def brood(children: int, steps: int, delay: float) -> list[list[str]]:
     """``children`` child workflows of ``sequential`` at once (ids
     ``<this id>/child-<n>``), their results in order."""

@@ -348,6 +348,10 @@ class WorkflowInstance:
         self._timers[ref] = handle
         self.issue(h.StartTimer(ref=ref, fire_at=when))
 
+    def waits_for_timer(self, ref: int) -> bool:
+        """Whether timer ``ref`` is started and has neither fired nor been cancelled."""
+        return ref in self._timers
+
     def cancel_timer(self, handle: DurableTimerHandle) -> None:
         if self._timers.pop(handle.ref, None) is not None:
             self.issue(h.CancelTimer(ref=handle.ref))

@@ -362,12 +362,15 @@ class Store(abc.ABC):
         "lost" (this attempt no longer holds the task)."""
 
     @abc.abstractmethod
-    async def fire_due_timers(self, limit: int, lease: TurnLease | None = None) -> int:
+    async def fire_due_timers(
+        self, limit: int, lease: TurnLease | None = None, until: float | None = None
+    ) -> int:
         """Move due timers into their runs' inboxes, exactly once each. With
         ``lease``, the workflow tasks this makes runnable are leased to its
         owner in the same commit (see TurnLease), so that the firing worker
         runs those turns itself, without a claim, and from a cached instance
-        without a read."""
+        without a read. ``until``: only timers due by then (a worker takes
+        the timers its cached instances wait for, due by then, itself)."""
 
     @abc.abstractmethod
     async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:

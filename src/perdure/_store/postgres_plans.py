@@ -130,8 +130,11 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
     count = len(closes)
     run_ids = Array([c.run_id for c in closes])
     await tx.send(CLOSE_RUNS, [*columns([c.close for c in closes], _CLOSE_FLOATS), count])
-    done = [c.done for c in closes] + [d for c in closes for d in c.also_done]
-    await tx.send(DROP_DONE_TASKS, [*columns(done, ()), len(done)])
+    done = [c.done for c in closes if c.done is not None]
+    done += [d for c in closes for d in c.also_done]
+    if done:
+        await tx.send(DROP_DONE_TASKS, [*columns(done, ()), len(done)])
+    await _fire_timers(tx, closes)
     await tx.send(INSERT_EVENTS, columns([r for c in closes for r in c.events], _EVENT_FLOATS))
     await _empty_inboxes(tx, closes, run_ids)
     waiting = {c.run_id: c.ended for c in closes if c.ended is not None}
@@ -161,6 +164,24 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
         f"DELETE FROM timers WHERE {d.timers_not_held('run_id = ANY(?::text[])')}", [run_ids]
     )
     return errors
+
+
+# Inline timers' rows (sqlturn.FIRE_TIMER for each), but those a firer
+# holds (see PostgresDialect.timers_not_held), fenced on the count.
+FIRE_TIMERS = (
+    "WITH done AS (DELETE FROM timers WHERE ctid = ANY(ARRAY(SELECT t.ctid"
+    " FROM unnest(?::text[], ?::integer[]) AS p(run_id, ref)"
+    " JOIN timers AS t ON t.run_id = p.run_id AND t.ref = p.ref FOR UPDATE OF t SKIP LOCKED))"
+    " RETURNING 1) SELECT perdure_fence(count(*) - ? + 1) FROM done"
+)
+
+
+async def _fire_timers(tx: Tx, plans: Sequence[ClosePlan | ClaimedPlan]) -> None:
+    """Delete the rows of the inline timers the plans' turns took in, fenced
+    (fence 1 of such a turn)."""
+    fired = [p.fired for p in plans if p.fired is not None]
+    if fired:
+        await tx.send(FIRE_TIMERS, [*columns(fired, ()), len(fired)])
 
 
 async def _empty_inboxes(tx: Tx, plans: Sequence[ClosePlan], run_ids: Array) -> None:
@@ -205,8 +226,14 @@ async def apply_claimed(
     count = len(plans)
     await tx.send(ADVANCE_RUNS, [*columns([p.advance for p in plans], _ADVANCE_FLOATS), count])
     await _drop_consumed(tx, plans)
-    tasks = columns([(*p.requeue(), p.run_id) for p in plans], (0,))
-    await tx.later_all(DROP_OR_REQUEUE_TASKS, [*tasks, count], lambda found: requeued(found[0][0]))
+    await _fire_timers(tx, plans)
+    tasks = [(*p.requeue(), p.run_id) for p in plans if p.done is not None]
+    if tasks:  # (all but inline timers' turns)
+        await tx.later_all(
+            DROP_OR_REQUEUE_TASKS,
+            [*columns(tasks, (0,)), len(tasks)],
+            lambda found: requeued(found[0][0]),
+        )
     await tx.send(INSERT_EVENTS, columns([r for p in plans for r in p.events], _EVENT_FLOATS))
     activities = [row for p in plans for row in p.activities]
     if activities:

@@ -209,6 +209,11 @@ class TurnCommit:
     # ended while the run's previous turn was being committed): each task's
     # fenced deletion is part of this commit too.
     also_done: tuple[tuple[int, str], ...] = ()
+    # An inline timer: the ref of the run's timer whose firing is this turn's
+    # input, taken by the worker that holds the run's instance rather than
+    # through the inbox. Deleting its row is this commit's fence (a firer that
+    # took it first, or a cancellation, trips it).
+    fired_timer: int | None = None
     # False when the worker knows the run has no parent and never started a
     # child: closing it then reads nothing back (no parent to tell, no child's
     # close policy to apply), so the whole commit can travel at once.

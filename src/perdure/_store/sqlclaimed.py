@@ -39,7 +39,9 @@ class ClaimedPlan(NamedTuple):
 
     run_id: str
     advance: tuple[Any, ...]  # sqlturn.ADVANCE_RUN's: fence 2
-    done: tuple[int, str]  # the workflow task's id and lease token: fence 1 (the row goes)
+    # The workflow task's id and lease token: fence 1 (the row goes); None
+    # for an inline timer's turn (see fired)
+    done: tuple[int, str] | None
     consumed: tuple[int, ...]  # the inbox rows the turn read
     events: list[rows.EventRow]  # INSERT_EVENT's, one row each
     activities: list[tuple[Any, ...]]  # sqlturn.INSERT_ACTIVITY's, one row each
@@ -54,6 +56,9 @@ class ClaimedPlan(NamedTuple):
     woken: None = None
     # The children whose first turns come with it (sqlstart.plan_children)
     first_turns: tuple[StartPlan, ...] = ()
+    # An inline timer's turn (no workflow task): the timer's row, (run id,
+    # ref), deleted as fence 1 (TurnCommit.fired_timer)
+    fired: tuple[str, int] | None = None
 
     def workflow_ids(self) -> set[str]:
         """The workflow ids it takes: its children's."""
@@ -68,6 +73,7 @@ class ClaimedPlan(NamedTuple):
 
     def requeue(self) -> tuple[float, int, str]:
         """REQUEUE_TASK's values: the task queued again at the turn's time."""
+        assert self.done is not None
         return (self.advance[3], *self.done)
 
     def tell(self, ref: int, task_id: int) -> None:
@@ -93,11 +99,12 @@ REQUEUE_TASK = (
 
 def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPlan | None:
     """``commit`` as a ClaimedPlan, if it has that shape: a claimed workflow
-    task's turn that leaves its run open and starts nothing but activities,
-    timers and children (no cancellations). None for every other turn."""
+    task's turn, or an inline timer's, that leaves its run open and starts
+    nothing but activities, timers and children (no cancellations). None for
+    every other turn."""
     task = commit.task
     if (
-        task is None
+        (task is None and commit.fired_timer is None)
         or commit.fresh
         or commit.activity_done is not None
         or commit.close_status is not None
@@ -115,7 +122,7 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
     return ClaimedPlan(
         run_id,
         advance_values(commit, now, encoded),
-        (task.task_id, task.token),
+        None if task is None else (task.task_id, task.token),
         tuple(commit.consumed_inbox),
         encoded.events,
         [activity_values(commit, a, now, scheduled) for a in commit.activities],
@@ -123,4 +130,5 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
         [(run_id, ref, at) for ref, at in commit.timers],
         commit,
         children,
+        fired=None if commit.fired_timer is None else (run_id, commit.fired_timer),
     )

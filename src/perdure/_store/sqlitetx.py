@@ -27,6 +27,7 @@ from perdure._store.sqlturn import (
     ADVANCE_RUN,
     CLOSE_RUN,
     DELETE_DONE,
+    FIRE_TIMER,
     INSERT_ACTIVITY,
     INSERT_EVENT,
     REUSE_ACTIVITY,
@@ -231,8 +232,11 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     count = len(closes)
     if conn.executemany(CLOSE_RUN, [c.close for c in closes]).rowcount != count:
         return False
-    done = [c.done for c in closes] + [d for c in closes for d in c.also_done]
-    if conn.executemany(DELETE_DONE, done).rowcount != len(done):
+    done = [c.done for c in closes if c.done is not None]
+    done += [d for c in closes for d in c.also_done]
+    if done and conn.executemany(DELETE_DONE, done).rowcount != len(done):
+        return False
+    if not _fired(conn, closes):
         return False
     conn.executemany(INSERT_EVENT, [row for c in closes for row in c.events])
     ids = [(c.run_id,) for c in closes]
@@ -249,6 +253,17 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
     for sql in (*rows.DROP_RUN_TASKS, "DELETE FROM timers WHERE run_id = ?"):
         conn.executemany(sql, ids)
     return True
+
+
+# Inline timers' rows (sqlturn.FIRE_TIMER; SQLite: no firer holds a row).
+_FIRE_TIMER = FIRE_TIMER.format("run_id = ? AND ref = ?")
+
+
+def _fired(conn: sqlite3.Connection, plans: Sequence[ClosePlan | ClaimedPlan]) -> bool:
+    """Delete the rows of the inline timers the plans' turns took in;
+    whether each was there (fence 1 of such a turn)."""
+    fired = [p.fired for p in plans if p.fired is not None]
+    return not fired or conn.executemany(_FIRE_TIMER, fired).rowcount == len(fired)
 
 
 def _inboxes_emptied(conn: sqlite3.Connection, plans: Sequence[ClosePlan], run_ids: str) -> bool:
@@ -281,11 +296,17 @@ def _claimed(
     children = _children_if_free(conn, _parents(plans))
     if children is None:
         return None
-    dropped = conn.executemany(DROP_TASK_IF_QUIET, [(*p.done, p.run_id) for p in plans]).rowcount
-    requeued = 0
-    if dropped != count:  # (each row left is either requeued or not ours)
-        requeued = conn.executemany(REQUEUE_TASK, [p.requeue() for p in plans]).rowcount
-        if dropped + requeued != count:
+    if not _fired(conn, plans):
+        return None
+    tasks = [p for p in plans if p.done is not None]  # (all but inline timers' turns)
+    dropped = requeued = 0
+    if tasks:
+        dropped = conn.executemany(
+            DROP_TASK_IF_QUIET, [(*p.done, p.run_id) for p in tasks if p.done is not None]
+        ).rowcount
+    if dropped != len(tasks):  # (each row left is either requeued or not ours)
+        requeued = conn.executemany(REQUEUE_TASK, [p.requeue() for p in tasks]).rowcount
+        if dropped + requeued != len(tasks):
             return None
     for sql, values in (
         (INSERT_EVENT, [row for p in plans for row in p.events]),

@@ -139,8 +139,9 @@ class ClosePlan(NamedTuple):
     run_id: str
     close: tuple[Any, ...]  # the closing UPDATE's (see apply_turn): fence 2
     # The finished activity's task id and lease token, or the claimed workflow
-    # task's: fence 1 (the row goes, as all the run's tasks do)
-    done: tuple[int, str]
+    # task's: fence 1 (the row goes, as all the run's tasks do); None for an
+    # inline timer's turn (see fired)
+    done: tuple[int, str] | None
     events: list[rows.EventRow]
     ended: Callable[[RunRecord], None] | None  # handed the ended run after the commit
     consumed: tuple[int, ...] = ()  # the inbox rows the turn read, deleted before the inbox fence
@@ -149,6 +150,9 @@ class ClosePlan(NamedTuple):
     tell: ParentTell | None = None
     # The other finished attempts whose outcomes the turn took in (fence 1 each)
     also_done: tuple[tuple[int, str], ...] = ()
+    # An inline timer's turn: the timer's row, (run id, ref), deleted as
+    # fence 1 (TurnCommit.fired_timer)
+    fired: tuple[str, int] | None = None
 
     def topics(self) -> set[str]:
         """Whom it wakes (apply_turn's answer for its turn): the run's
@@ -166,13 +170,14 @@ def plan_close(
 ) -> ClosePlan | None:
     """``commit`` as a ClosePlan, if it has that shape (the fences and
     writes of apply_turn's closing path with nothing to read); else None."""
+    done: tuple[int, str] | None = None
     if commit.task is not None:
         done = (commit.task.task_id, commit.task.token)
         if commit.activity_done is not None:
             return None  # (never both: an inline turn has no workflow task)
     elif commit.activity_done is not None:
         done = commit.activity_done
-    else:
+    elif commit.fired_timer is None:
         return None
     status = commit.close_status
     if status is None or commit.fresh or commit.continue_as_new is not None:
@@ -193,4 +198,5 @@ def plan_close(
         tuple(commit.consumed_inbox),
         tell,
         commit.also_done,
+        None if commit.fired_timer is None else (commit.run_id, commit.fired_timer),
     )

@@ -483,11 +483,14 @@ class SqlStore(Store, Dialect):
 
     # ------------------------------------------------------------ timers
 
-    async def fire_due_timers(self, limit: int, lease: TurnLease | None = None) -> int:
+    async def fire_due_timers(
+        self, limit: int, lease: TurnLease | None = None, until: float | None = None
+    ) -> int:
         now = self.clock()
+        due = now if until is None else min(now, until)
         topics = {WORK}  # and the end of each run whose execution timeout passed
         fired, taken = await self._write(
-            lambda tx: wake.fire_due(tx, self, now, limit, lease, topics)
+            lambda tx: wake.fire_due(tx, self, now, limit, lease, topics, due)
         )
         if lease is not None:
             lease.taken = taken()

@@ -121,6 +121,12 @@ async def apply_turn(
             f"SELECT 1 FROM tasks WHERE id = ? AND lease_token = ?{d.for_update}",
             (commit.task.task_id, commit.task.token),
         )
+    elif commit.fired_timer is not None:
+        # An inline timer: its row is still there (no firer took it).
+        await tx.fence(
+            FIRE_TIMER.format(d.timers_not_held("run_id = ? AND ref = ?")),
+            (commit.run_id, commit.fired_timer),
+        )
     elif not commit.fresh:  # (a new run's first turn: nothing else to fence)
         # An inline continuation: the activity attempt we ran is still ours.
         # Its task row is done with: the next activity this worker runs at
@@ -219,6 +225,10 @@ async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
     assert run is not None
     return run
 
+
+# An inline timer's row, taken by its turn (fence 1 of such a turn): the
+# condition, the dialect's (see Dialect.timers_not_held), goes in the braces.
+FIRE_TIMER = "DELETE FROM timers WHERE {}"
 
 # A turn that ends its run: fence 2 (see apply_turn).
 CLOSE_RUN = (

@@ -98,10 +98,17 @@ def first_input(new: NewRun, now: float, parent: newrun.Parent | None = None) ->
 
 
 async def fire_due(
-    tx: Tx, d: Dialect, now: float, limit: int, lease: TurnLease | None, topics: set[str]
+    tx: Tx,
+    d: Dialect,
+    now: float,
+    limit: int,
+    lease: TurnLease | None,
+    topics: set[str],
+    due_by: float | None = None,
 ) -> tuple[int, Callable[[], list[WorkflowTask]]]:
-    """Fire up to ``limit`` due timers: each one's ``TimerFired`` into its
-    run's inbox (an execution timeout ends its run, adding to ``topics``).
+    """Fire up to ``limit`` timers due by ``due_by`` (default ``now``): each
+    one's ``TimerFired`` into its run's inbox (an execution timeout ends its
+    run, adding to ``topics``).
     With ``lease``, lease the woken turns to its owner (see TurnLease).
     Returns how many fired, and a function that gives the leased tasks,
     each with its turn's input, once the transaction committed."""
@@ -112,7 +119,8 @@ async def fire_due(
     # lock order in sqlrows).
     picked = d.picked(d.timer_key, "FROM timers WHERE fire_at <= ? ORDER BY fire_at LIMIT ?")
     due = await tx.all(
-        f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at", (now, limit)
+        f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
+        (now if due_by is None else due_by, limit),
     )
     runs = await rows.runs_by_ids(tx, d, [row[0] for row in due])
     woken: dict[str, RunRecord] = {}

@@ -44,6 +44,7 @@ log = logging.getLogger("perdure.worker")
 
 CLAIM_BATCH = 50  # tasks of each kind one poll claims at most
 FIRE_BATCH = 100  # due timers one poll fires at most
+EARLY_WAKE = 0.002  # seconds: see Worker._fire_inline
 
 __all__ = ["Worker"]
 
@@ -114,6 +115,9 @@ class Worker:
         self.activity_runner.deliver = self._deliver
         self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
         self._activities_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
+        # The turns of inline timers (TurnRunner.fire_inline): turn slots
+        # taken, but no task lease to renew (their values are placeholders).
+        self._timer_turns: dict[asyncio.Task[None], tuple[int, str]] = {}
         # Attempt tasks whose attempt is ending (in _deliver), and the
         # successor each was handed to run next (see _run_inline).
         self._ending: set[asyncio.Task[Any]] = set()
@@ -214,6 +218,7 @@ class Worker:
         return (
             self._sleeping
             and not self._turns_inflight
+            and not self._timer_turns
             and not self._activities_inflight
             and not self._turns_reserved
         )
@@ -272,8 +277,9 @@ class Worker:
 
     async def _poll_once(self, queues: list[str]) -> bool:
         self.polls += 1
+        checked = await self._fire_inline()
         # Issued together, the three writes share one group commit.
-        free_turns = self.max_turns - len(self._turns_inflight) - self._turns_reserved
+        free_turns = self._free_turns()
         free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
         want_acts = max(0, min(free_acts, CLAIM_BATCH))
         want_turns = max(0, min(free_turns, CLAIM_BATCH))
@@ -290,7 +296,7 @@ class Worker:
         lease = TurnLease(self.identity, self.lease_timeout, frozenset(queues), wake)
         try:
             fired, turns, acts = await asyncio.gather(
-                self.store.fire_due_timers(FIRE_BATCH, lease if wake > 0 else None),
+                self.store.fire_due_timers(FIRE_BATCH, lease if wake > 0 else None, checked),
                 self.store.claim_workflow_tasks(
                     queues, self.identity, self.lease_timeout, want_turns
                 )
@@ -317,6 +323,32 @@ class Worker:
         )
         return bool(fired or full)
 
+    def _free_turns(self) -> int:
+        busy = len(self._turns_inflight) + len(self._timer_turns) + self._turns_reserved
+        return self.max_turns - busy
+
+    async def _fire_inline(self) -> float:
+        """Start the turns of the due timers of instances cached here (see
+        TurnRunner.fire_inline), as many as the free turn slots allow, and
+        return the time they were due by: this poll's firing takes only
+        timers due by then, so that it never takes one of those (a firer
+        in another process may, and then that turn is fenced and the timer
+        goes the ordinary way). Each turn queues its commit before the
+        firing. A timer due within EARLY_WAKE is waited for: the loop's
+        sleep may end that much before its due time."""
+        soon = self.turns.next_timer()
+        now = self.store.clock()
+        if soon is not None and now < soon <= now + EARLY_WAKE:
+            await asyncio.sleep(soon - now)
+            now = self.store.clock()
+        free = self._free_turns()
+        due = self.turns.due_timers(now, free) if free > 0 else []
+        for run_id, ref in due:
+            self._spawn(self._timer_turns, self.turns.fire_inline(run_id, ref), 0, "")
+        if due:
+            await asyncio.sleep(0)  # (each turn runs to its commit's queueing)
+        return self.turns.firing_bound(now)
+
     # ------------------------------------------------------------ new runs (RunTaker)
 
     def reserve(self) -> tuple[str, float] | None:
@@ -325,7 +357,7 @@ class Worker:
         is served; any other goes the ordinary way (a poll claims the task)."""
         if self._stopping is None or self._stopping.is_set() or not self._on_own_loop():
             return None
-        if len(self._turns_inflight) + self._turns_reserved >= self.max_turns:
+        if self._free_turns() <= 0:
             return None
         self._turns_reserved += 1
         self.polls += 1  # it takes on work as a poll would (see idle and testing)
@@ -418,7 +450,7 @@ class Worker:
         kinds = tuple(
             kind
             for kind, free in (
-                ("workflow", self.max_turns - len(self._turns_inflight)),
+                ("workflow", self.max_turns - len(self._turns_inflight) - len(self._timer_turns)),
                 ("activity", self.max_activities - len(self._activities_inflight)),
             )
             if free > 0
@@ -555,7 +587,7 @@ class Worker:
             log.warning("worker %s: could not unregister: %s", self.identity, exc)
 
     async def _drain(self) -> None:
-        pending = list(self._turns_inflight) + list(self._activities_inflight)
+        pending = [*self._turns_inflight, *self._timer_turns, *self._activities_inflight]
         if not pending:
             return
         log.info("worker %s draining %d task(s)", self.identity, len(pending))
