@@ -348,11 +348,12 @@ def process_cpu(pid: int) -> float:
 
 
 async def concurrent_processes(
-    url: str, n: int, k: int, processes: int, slots: int = SLOTS
+    url: str, n: int, k: int, processes: int, slots: int = SLOTS, naps: bool = False
 ) -> dict[str, Any]:
     """As ``concurrent``, run by ``processes`` worker processes (``perdure
     worker``) on the same database; this process only starts the workflows and
-    waits for their results, as a web application next to its workers would."""
+    waits for their results, as a web application next to its workers would.
+    ``naps``: the workflows of the ``timers`` mode instead."""
     workers = [
         subprocess.Popen(worker_command(url, "--max-activities", str(slots)), env=worker_env())
         for _ in range(processes)
@@ -367,7 +368,8 @@ async def concurrent_processes(
             await asyncio.sleep(0.05)
         cpu0 = time.process_time() + sum(process_cpu(p.pid) for p in workers)
         t0 = time.perf_counter()
-        handles = await asyncio.gather(*(client.start(w.steps, k) for _ in range(n)))
+        fn = w.naps if naps else w.steps
+        handles = await asyncio.gather(*(client.start(fn, k) for _ in range(n)))
         await asyncio.gather(*(hd.result(timeout=600) for hd in handles))
         wall = time.perf_counter() - t0
         cpu = time.process_time() + sum(process_cpu(p.pid) for p in workers) - cpu0
@@ -377,7 +379,8 @@ async def concurrent_processes(
         for p in workers:
             p.wait()
         await client.close()
-    return throughput("concurrent-processes", n, k, wall, cpu, processes=processes, slots=slots)
+    mode = "timers-processes" if naps else "concurrent-processes"
+    return throughput(mode, n, k, wall, cpu, processes=processes, slots=slots)
 
 
 def recovery(url: str, same_identity: bool) -> dict[str, Any]:
@@ -506,7 +509,7 @@ def main() -> None:
         "--processes",
         type=int,
         default=0,
-        help="concurrent: run the workflows in this many worker processes (perdure worker)",
+        help="concurrent, timers: run the workflows in this many worker processes (perdure worker)",
     )
     parser.add_argument(
         "--no-tune-gc", action="store_true", help="concurrent: Worker and Client with tune_gc=False"
@@ -541,6 +544,9 @@ def main() -> None:
         result = run(fanout(url, args.n or 500, args.k, args.after_step))
     elif args.mode == "sleep":
         result = run(sleep(url, args.n or 100_000))
+    elif args.mode == "timers" and args.processes:
+        n = args.n or 3000
+        result = run(concurrent_processes(url, n, args.k, args.processes, args.slots, naps=True))
     elif args.mode == "timers":
         result = run(timers(url, args.n or 3000, args.k))
     elif args.mode == "recovery":
