@@ -17,7 +17,7 @@ from e2e_helpers import fast_worker, record_claims, settled
 
 import perdure
 from perdure import activity, workflow
-from perdure._worker import turns
+from perdure._worker import timers
 from perdure.testing import Replayer
 
 NAP = 0.05
@@ -50,7 +50,7 @@ async def impatient() -> str:
 
 @workflow.defn
 async def long_sleeper() -> str:
-    await workflow.sleep(turns.INLINE_TIMER_HORIZON + 60)
+    await workflow.sleep(timers.HORIZON + 60)
     return "woke"
 
 
@@ -80,7 +80,7 @@ async def test_a_cached_runs_timers_are_taken_in_by_its_worker(
         fired = fired_by_firings(client, monkeypatch)
         claimed = record_claims(client, monkeypatch, "claim_workflow_tasks")
         async with fast_worker(client, [naps], [note]) as worker:
-            worker.turns.inline_timers = inline
+            worker.turns.timers.enabled = inline
             handles = [await client.start(naps, 6) for _ in range(5)]
             assert [await h.result(timeout=20) for h in handles] == [6] * 5
             await settled(worker)
@@ -89,7 +89,7 @@ async def test_a_cached_runs_timers_are_taken_in_by_its_worker(
                 # no turn was claimed, no instance replayed but to begin each run.
                 assert sum(fired) == 0 and claimed == []
                 assert worker.turns.replays == len(handles)
-                assert worker.turns._firing == {} and worker.turns._timers == []
+                assert worker.turns.timers.in_flight == len(worker.turns.timers) == 0
             else:
                 assert sum(fired) == 5 * 6  # (the ordinary path, for comparison)
         histories[inline] = [await h.history() for h in handles]
@@ -126,7 +126,7 @@ async def test_a_timer_beyond_the_horizon_is_left_to_the_firings(
         handle = await client.start(long_sleeper)
         await settled(worker)
         assert (await handle.describe()).status == "running"
-        assert worker.turns._timers == []  # (nothing remembered for it)
+        assert len(worker.turns.timers) == 0  # (nothing remembered for it)
 
 
 async def test_with_few_turn_slots_every_timer_fires_once(
@@ -139,7 +139,7 @@ async def test_with_few_turn_slots_every_timer_fires_once(
         handles = [await client.start(naps, 4) for _ in range(12)]
         assert [await h.result(timeout=30) for h in handles] == [4] * 12
         await settled(worker)
-        assert worker.turns._firing == {}
+        assert worker.turns.timers.in_flight == 0
     for handle in handles:
         refs = [e["ref"] for e in await handle.history() if e["type"] == "TimerFired"]
         assert len(refs) == len(set(refs)) == 4

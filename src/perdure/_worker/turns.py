@@ -14,7 +14,6 @@ Imports the runtime, the history model and the Store interface.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import secrets
 from collections import OrderedDict
@@ -39,6 +38,7 @@ from perdure._store.base import (
     new_token,
 )
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.timers import InlineTimers
 from perdure.errors import NonDeterminismError, StoreError
 
 log = logging.getLogger("perdure.worker")
@@ -62,12 +62,6 @@ class _Cached:
     last_seq: int
     marked: bool  # whether the next turn needs its TurnStarted (h.needs_marker)
 
-
-# A timer that a committed turn of a cached instance starts, due within this
-# many seconds, is remembered to be taken in here (see TurnRunner.fire_inline).
-# Later ones go the ordinary way: their instances are likely evicted by then,
-# and the memo stays small.
-INLINE_TIMER_HORIZON = 300.0
 
 # (activity name, task queue, own slot) -> (owner, lease seconds) to run it
 # here, or None. "Own slot": the turn is an inline activity's continuation,
@@ -110,16 +104,7 @@ class TurnRunner:
         self._parked: dict[str, list[_Parked]] = {}
         self.turns_committed = 0
         self.replays = 0
-        # The timers of cached instances that fall due soon: (fire_at, run id,
-        # ref), earliest first (see fire_inline). False: every timer reaches
-        # its run through the firing of Store.fire_due_timers and the inbox.
-        self.inline_timers = True
-        self._timers: list[tuple[float, str, int]] = []
-        # The latest due time any firing of this worker was asked to fire up
-        # to (Store.fire_due_timers's until): a timer due by then is left to
-        # the firings.
-        self.fired_until = float("-inf")
-        self._firing: dict[tuple[str, int], float] = {}  # (run id, ref) -> due, in flight
+        self.timers = InlineTimers()  # the cached instances' timers (see fire_inline)
 
     @property
     def cached_runs(self) -> int:
@@ -285,36 +270,14 @@ class TurnRunner:
         self._parked[run_id] = []
         waiting[0].answer.set_result((cached, waiting[1:]))
 
-    def next_timer(self) -> float | None:
-        """When the earliest remembered timer falls due (see due_timers)."""
-        return self._timers[0][0] if self._timers else None
-
-    def firing_bound(self, now: float) -> float:
-        """The latest due time a firing (Store.fire_due_timers's until) may
-        take timers up to, at ``now``, and never one of those remembered
-        here, or whose turns are in flight; remembered, to leave later
-        timers to the firings (see fired_until)."""
-        until = now
-        if self._timers:
-            until = min(until, self._timers[0][0] - 1e-6)
-        if self._firing:
-            until = min(until, min(self._firing.values()) - 1e-6)
-        self.fired_until = max(self.fired_until, until)
-        return until
-
     def due_timers(self, now: float, limit: int) -> list[tuple[str, int]]:
-        """The remembered timers due by ``now`` (at most ``limit``), as (run
-        id, ref), whose instances are cached here and still wait for them;
-        the others are forgotten (their firing goes the ordinary way)."""
-        due: list[tuple[str, int]] = []
-        timers = self._timers
-        while timers and timers[0][0] <= now and len(due) < limit:
-            fire_at, run_id, ref = heapq.heappop(timers)
-            cached = self._cache.get(run_id)
-            if cached is not None and cached.instance.waits_for_timer(ref):
-                due.append((run_id, ref))
-                self._firing[run_id, ref] = fire_at  # (until fire_inline is done)
-        return due
+        """The remembered timers due by ``now`` (at most ``limit``) whose
+        instances are cached here and still wait for them (see InlineTimers)."""
+        return self.timers.due(now, limit, self._waits)
+
+    def _waits(self, run_id: str, ref: int) -> bool:
+        cached = self._cache.get(run_id)
+        return cached is not None and cached.instance.waits_for_timer(ref)
 
     async def fire_inline(self, run_id: str, ref: int) -> bool:
         """Take in the run's due timer ``ref`` from its cached instance and
@@ -326,7 +289,7 @@ class TurnRunner:
         the ordinary way."""
         cached = self._cache.pop(run_id, None)
         if cached is None:
-            self._firing.pop((run_id, ref), None)
+            self.timers.done(run_id, ref)
             return False
         self._parked[run_id] = []  # (outcomes that end meanwhile wait for this turn)
         instance = cached.instance
@@ -350,7 +313,7 @@ class TurnRunner:
             commit.fired_timer = ref
             return await self._commit(instance, commit, cached.last_seq, cached.marked)
         finally:
-            self._firing.pop((run_id, ref), None)
+            self.timers.done(run_id, ref)
             self._pass_on(run_id)
 
     def first_turn(self, data: TurnInput) -> FirstTurn | None:
@@ -436,13 +399,8 @@ class TurnRunner:
         while len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
             old.instance.evict()
-        if commit.timers and self.inline_timers:
-            # (One due by a firing already asked for may be fired by it: it
-            # goes the ordinary way.)
-            soon = self.store.clock() + INLINE_TIMER_HORIZON
-            for ref, fire_at in commit.timers:
-                if self.fired_until < fire_at <= soon:
-                    heapq.heappush(self._timers, (fire_at, commit.run_id, ref))
+        if commit.timers:
+            self.timers.remember(commit.run_id, commit.timers, self.store.clock())
         self._hand_over(instance, commit)
 
     def _hand_over(self, instance: WorkflowInstance, commit: TurnCommit) -> None:

@@ -328,15 +328,12 @@ class Worker:
         return self.max_turns - busy
 
     async def _fire_inline(self) -> float:
-        """Start the turns of the due timers of instances cached here (see
-        TurnRunner.fire_inline), as many as the free turn slots allow, and
-        return the time they were due by: this poll's firing takes only
-        timers due by then, so that it never takes one of those (a firer
-        in another process may, and then that turn is fenced and the timer
-        goes the ordinary way). Each turn queues its commit before the
-        firing. A timer due within EARLY_WAKE is waited for: the loop's
-        sleep may end that much before its due time."""
-        soon = self.turns.next_timer()
+        """Start the turns of the due timers of instances cached here, as
+        many as free turn slots allow (TurnRunner.fire_inline), each queueing
+        its commit before this poll's firing; return the bound of that
+        firing (see _worker/timers.py). A timer due within EARLY_WAKE is
+        waited for: the loop's sleep may end that much before it is due."""
+        soon = self.turns.timers.next()
         now = self.store.clock()
         if soon is not None and now < soon <= now + EARLY_WAKE:
             await asyncio.sleep(soon - now)
@@ -347,7 +344,7 @@ class Worker:
             self._spawn(self._timer_turns, self.turns.fire_inline(run_id, ref), 0, "")
         if due:
             await asyncio.sleep(0)  # (each turn runs to its commit's queueing)
-        return self.turns.firing_bound(now)
+        return self.turns.timers.bound(now)
 
     # ------------------------------------------------------------ new runs (RunTaker)
 
