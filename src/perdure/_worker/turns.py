@@ -211,13 +211,9 @@ class TurnRunner:
         committed = False
         try:
             try:
-                commit = self._build_commit(
-                    None,
+                commit = self._next_commit(
                     run_id,
-                    cached.version,
-                    instance,
-                    cached.last_seq,
-                    cached.marked,
+                    cached,
                     [outcome, *(other.outcome for other in waited)] if waited else [outcome],
                     own_slot,
                     None if waited else _ended_at(outcome),
@@ -296,15 +292,8 @@ class TurnRunner:
         try:
             now = max(self.store.clock(), instance.now_ts)
             try:
-                commit = self._build_commit(
-                    None,
-                    run_id,
-                    cached.version,
-                    instance,
-                    cached.last_seq,
-                    cached.marked,
-                    [h.TimerFired(ref=ref, time=now)],
-                    at=now,
+                commit = self._next_commit(
+                    run_id, cached, [h.TimerFired(ref=ref, time=now)], at=now
                 )
             except Exception:
                 log.exception("inline timer of run %s failed; using the inbox", run_id)
@@ -485,6 +474,21 @@ class TurnRunner:
             self._settle_inline(commit)
             raise
         return commit
+
+    def _next_commit(
+        self,
+        run_id: str,
+        cached: _Cached,
+        inputs: list[h.Event],
+        own_slot: bool = False,
+        at: float | None = None,
+    ) -> TurnCommit:
+        """The turn of a cached instance that takes in ``inputs`` here, with
+        no workflow task (an inline outcome's, or an inline timer's)."""
+        return self._build_commit(
+            None, run_id, cached.version, cached.instance, cached.last_seq, cached.marked,
+            inputs, own_slot, at,
+        )  # fmt: skip
 
     def _add_commands(
         self,
