@@ -144,3 +144,23 @@ async def test_with_few_turn_slots_every_timer_fires_once(
         refs = [e["ref"] for e in await handle.history() if e["type"] == "TimerFired"]
         assert len(refs) == len(set(refs)) == 4
     assert sum(fired) == 0
+
+
+async def test_two_workers_racing_for_the_timers_fire_each_once(client: perdure.Client) -> None:
+    """Two workers on one queue: one holds the instances and takes their
+    timers in, the other's firings take whichever it reaches first (that
+    inline turn is then fenced, and the run goes on the ordinary way).
+    Every timer fires once and every run ends."""
+    async with (
+        fast_worker(client, [naps], [note], identity="w-1") as first,
+        fast_worker(client, [naps], [note], identity="w-2") as second,
+    ):
+        handles = [await client.start(naps, 6) for _ in range(8)]
+        assert [await h.result(timeout=30) for h in handles] == [6] * 8
+        await settled(first)
+        await settled(second)
+    for handle in handles:
+        history = await handle.history()
+        refs = [e["ref"] for e in history if e["type"] == "TimerFired"]
+        assert len(refs) == len(set(refs)) == 6
+        assert Replayer([naps]).replay(history).ok
