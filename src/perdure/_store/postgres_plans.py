@@ -96,10 +96,10 @@ _EVENT_FLOATS = (3,)
 
 
 def columns(rows: Sequence[Sequence[Any]], floats: tuple[int, ...]) -> list[Array]:
-    columns = [Array(column) for column in zip(*rows, strict=True)]
+    arrays = [Array(column) for column in zip(*rows, strict=True)]
     for i in floats:  # (psycopg, which writes them on an odd connection, wants one type)
-        columns[i] = Array([None if v is None else float(v) for v in columns[i]])
-    return columns
+        arrays[i] = Array([None if v is None else float(v) for v in arrays[i]])
+    return arrays
 
 
 async def apply_plans(tx: Tx, plans: Sequence[Plan]) -> None:

@@ -298,14 +298,13 @@ def _claimed(
         return None
     if not _fired(conn, plans):
         return None
-    tasks = [p for p in plans if p.done is not None]  # (all but inline timers' turns)
-    dropped = requeued = 0
-    if tasks:
-        dropped = conn.executemany(
-            DROP_TASK_IF_QUIET, [(*p.done, p.run_id) for p in tasks if p.done is not None]
-        ).rowcount
+    tasks = [(*p.done, p.run_id) for p in plans if p.done is not None]  # (not inline timers')
+    dropped = conn.executemany(DROP_TASK_IF_QUIET, tasks).rowcount if tasks else 0
+    requeued = 0
     if dropped != len(tasks):  # (each row left is either requeued or not ours)
-        requeued = conn.executemany(REQUEUE_TASK, [p.requeue() for p in tasks]).rowcount
+        requeued = conn.executemany(
+            REQUEUE_TASK, [p.requeue() for p in plans if p.done is not None]
+        ).rowcount
         if dropped + requeued != len(tasks):
             return None
     for sql, values in (

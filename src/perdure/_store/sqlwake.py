@@ -104,9 +104,9 @@ async def fire_due(
     limit: int,
     lease: TurnLease | None,
     topics: set[str],
-    due_by: float | None = None,
+    due_by: float,
 ) -> tuple[int, Callable[[], list[WorkflowTask]]]:
-    """Fire up to ``limit`` timers due by ``due_by`` (default ``now``): each
+    """Fire up to ``limit`` timers due by ``due_by`` (at most ``now``): each
     one's ``TimerFired`` into its run's inbox (an execution timeout ends its
     run, adding to ``topics``).
     With ``lease``, lease the woken turns to its owner (see TurnLease).
@@ -120,10 +120,9 @@ async def fire_due(
     picked = d.picked(d.timer_key, "FROM timers WHERE fire_at <= ? ORDER BY fire_at LIMIT ?")
     due = await tx.all(
         f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
-        (now if due_by is None else due_by, limit),
+        (due_by, limit),
     )
     runs = await rows.runs_by_ids(tx, d, [row[0] for row in due])
-    woken: dict[str, RunRecord] = {}
     fired: dict[str, list[h.Event]] = {}  # (written together, after the loop)
     for run_id, ref, _ in sorted(due, key=lambda row: (row[0], row[2], row[1])):
         run = runs.get(run_id)
@@ -137,11 +136,10 @@ async def fire_due(
                 await rows.end_run_by_marker(tx, d, run, marker, "timed_out", message, now)
             )
             del runs[run_id]  # closed: its other due timers fire into nothing
-            woken.pop(run_id, None)
             fired.pop(run_id, None)
         else:
             fired.setdefault(run_id, []).append(h.TimerFired(ref=ref, time=now))
-            woken[run_id] = run
+    woken = {run_id: runs[run_id] for run_id in fired}
     await rows.to_inboxes(
         tx, d, [(r, woken[r].task_queue, e) for r, events in fired.items() for e in events], now
     )
