@@ -4,7 +4,9 @@ each turn's commit deleting the timer's row as its fence, so no timer goes
 through Store.fire_due_timers, the inbox or a claim. The history is the one
 the ordinary path records (a replay of it succeeds), a cancelled timer never
 fires, a timer beyond the horizon is not remembered, and with turn slots
-scarcer than due timers every timer still fires exactly once."""
+scarcer than due timers every timer still fires exactly once. A timer names
+the worker that holds it: another worker's firing leaves it to that one for
+HELD_TIMER_GRACE past its due time."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from e2e_helpers import fast_worker, record_claims, settled
 
 import perdure
 from perdure import activity, workflow
+from perdure._store import sqlwake
+from perdure._store.base import HELD_TIMER_GRACE
 from perdure._worker import timers
 from perdure.testing import Replayer
 
@@ -46,6 +50,12 @@ async def impatient() -> str:
         return "timed out"
     await workflow.sleep(NAP)
     return f"got {got}"
+
+
+@workflow.defn
+async def dozer() -> str:
+    await workflow.sleep(1.0)
+    return "woke"
 
 
 @workflow.defn
@@ -146,11 +156,51 @@ async def test_with_few_turn_slots_every_timer_fires_once(
     assert sum(fired) == 0
 
 
-async def test_two_workers_racing_for_the_timers_fire_each_once(client: perdure.Client) -> None:
+async def holders(client: perdure.Client) -> dict[str, str | None]:
+    """The holder of each run's timers."""
+    store: Any = client.store
+    rows = await store._read(lambda tx: tx.all("SELECT run_id, holder FROM timers"))
+    return dict(rows)
+
+
+async def test_a_timer_names_the_worker_that_holds_it(client: perdure.Client) -> None:
+    expected = {}
+    for inline in (True, False):
+        async with fast_worker(client, [dozer], [], identity="w-1") as worker:
+            worker.turns.timers.enabled = inline
+            handle = await client.start(dozer)
+            await settled(worker)
+            expected[handle.run_id] = "w-1" if inline else None
+            assert await holders(client) == expected
+
+
+async def test_a_timer_whose_holder_stopped_fires_after_the_grace(
+    client: perdure.Client,
+) -> None:
+    """Its holder gone, another worker's firing takes the timer, once the
+    grace past its due time has run out (and not before)."""
+    async with fast_worker(client, [dozer], [], identity="w-1") as first:
+        handle = await client.start(dozer)
+        await settled(first)
+    assert await holders(client) == {handle.run_id: "w-1"}
+    async with fast_worker(client, [dozer], [], identity="w-2"):
+        assert await handle.result(timeout=20) == "woke"
+    history = await handle.history()
+    [started] = [e for e in history if e["type"] == "TimerStarted"]
+    [fired] = [e for e in history if e["type"] == "TimerFired"]
+    assert fired["time"] >= started["fire_at"] + HELD_TIMER_GRACE
+
+
+@pytest.mark.parametrize("grace", [HELD_TIMER_GRACE, 0.0])
+async def test_two_workers_racing_for_the_timers_fire_each_once(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch, grace: float
+) -> None:
     """Two workers on one queue: one holds the instances and takes their
-    timers in, the other's firings take whichever it reaches first (that
-    inline turn is then fenced, and the run goes on the ordinary way).
-    Every timer fires once and every run ends."""
+    timers in; the other's firings take whichever they reach first once
+    the grace has run out (with none, as soon as it is due: that inline
+    turn is then fenced, and the run goes on the ordinary way). Every
+    timer fires once and every run ends."""
+    monkeypatch.setattr(sqlwake, "HELD_TIMER_GRACE", grace)
     async with (
         fast_worker(client, [naps], [note], identity="w-1") as first,
         fast_worker(client, [naps], [note], identity="w-2") as second,

@@ -102,7 +102,9 @@ def _taker(shape: str) -> tuple[Taker | None, list[TurnCommit]]:
         compute = first_turn([SCHEDULE], activities=[LEASED])
     elif shape == "first turn, queued work":  # an activity for any worker, a timer
         queued = dataclasses.replace(LEASED, lease=None)
-        compute = first_turn([SCHEDULE, TIMER], activities=[queued], timers=[(2, 500.0)])
+        compute = first_turn(
+            [SCHEDULE, TIMER], activities=[queued], timers=[(2, 500.0)], timer_holder="me"
+        )
     elif shape == "first turn, children":  # two children, queued for any worker
         compute = _with_children
     else:

@@ -47,6 +47,7 @@ from perdure._store.records import (
 __all__ = [
     "CLOSED",
     "CLOSED_STATUSES",
+    "HELD_TIMER_GRACE",
     "MAX_ATTEMPT_RECORDS",
     "OPEN",
     "WORK",
@@ -79,6 +80,13 @@ __all__ = [
 # Wake-up topics (see Store.add_listener).
 WORK = "work"
 CLOSED = "closed"
+
+# Seconds past its due time that a timer a worker holds (it keeps the run's
+# instance and takes the timer in itself: TurnCommit.timer_holder) is left to
+# that worker before any other worker's firing takes it. Long enough for a
+# busy holder's poll loop to come round, short enough that a dead or
+# saturated holder's timers are barely late (docs/decisions.md, session 32).
+HELD_TIMER_GRACE = 0.1
 
 
 class _Tokens:
@@ -363,19 +371,30 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def fire_due_timers(
-        self, limit: int, lease: TurnLease | None = None, until: float | None = None
+        self,
+        limit: int,
+        lease: TurnLease | None = None,
+        until: float | None = None,
+        worker: str | None = None,
     ) -> int:
         """Move due timers into their runs' inboxes, exactly once each. With
         ``lease``, the workflow tasks this makes runnable are leased to its
         owner in the same commit (see TurnLease), so that the firing worker
         runs those turns itself, without a claim, and from a cached instance
         without a read. ``until``: only timers due by then (a worker takes
-        the timers its cached instances wait for, due by then, itself)."""
+        the timers its cached instances wait for, due by then, itself).
+        ``worker``: who fires; a timer another worker holds (its
+        ``TurnCommit.timer_holder``) is left to that one until
+        HELD_TIMER_GRACE past its due time."""
 
     @abc.abstractmethod
-    async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
+    async def next_due(
+        self, queues: list[str], kinds: tuple[str, ...], worker: str | None = None
+    ) -> float | None:
         """The earliest time any task of these kinds ("workflow", "activity") on
-        these queues, or any timer, becomes due."""
+        these queues, or any timer, becomes due; for ``worker``, the earliest
+        timer counts from when fire_due_timers would give it to that worker
+        (HELD_TIMER_GRACE later if another worker holds it)."""
 
     # -- worker registry -------------------------------------------------------
 

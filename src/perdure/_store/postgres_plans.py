@@ -372,8 +372,8 @@ INSERT_ACTIVITIES = (
     " RETURNING run_id, ref, id"
 )
 INSERT_TIMERS = (
-    "INSERT INTO timers (run_id, ref, fire_at) SELECT * FROM unnest(?::text[], ?::integer[],"
-    " ?::float8[])"
+    "INSERT INTO timers (run_id, ref, fire_at, holder) SELECT * FROM unnest(?::text[],"
+    " ?::integer[], ?::float8[], ?::text[])"
 )
 _RUN_FLOATS = (6, 7, 11)
 _ACTIVITY_FLOATS = (3, 7, 9)

@@ -214,6 +214,10 @@ class TurnCommit:
     # through the inbox. Deleting its row is this commit's fence (a firer that
     # took it first, or a cancellation, trips it).
     fired_timer: int | None = None
+    # The worker that keeps the run's instance after this commit and takes in
+    # the timers it starts itself when they are due: their rows name it, and
+    # other workers' firings leave them to it for HELD_TIMER_GRACE (base).
+    timer_holder: str | None = None
     # False when the worker knows the run has no parent and never started a
     # child: closing it then reads nothing back (no parent to tell, no child's
     # close policy to apply), so the whole commit can travel at once.

@@ -127,7 +127,7 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
         encoded.events,
         [activity_values(commit, a, now, scheduled) for a in commit.activities],
         frozenset(a.ref for a in commit.activities if a.lease is not None),
-        [(run_id, ref, at) for ref, at in commit.timers],
+        rows.timer_rows(run_id, commit),
         commit,
         children,
         fired=None if commit.fired_timer is None else (run_id, commit.fired_timer),

@@ -70,7 +70,7 @@ async def insert_run(
         for event in after_start:
             await to_inbox(tx, new.run_id, new.task_queue, event, now)
     if deadline is not None:
-        await tx.send(INSERT_TIMER, (new.run_id, 0, deadline))
+        await tx.send(INSERT_TIMER, (new.run_id, 0, deadline, None))
 
 
 async def ids_in_use(tx: Tx, d: Dialect, children: list[NewChild]) -> dict[str, tuple[str, str]]:
@@ -164,7 +164,7 @@ class ChildRows(NamedTuple):
     row: tuple[Any, ...]  # INSERT_RUN's
     inbox: tuple[str, str, float]  # INSERT_INBOX's: its WorkflowStarted
     task: tuple[str, str, float, float]  # INSERT_WORKFLOW_TASK's: its first workflow task
-    timer: tuple[str, int, float] | None  # INSERT_TIMER's: its deadline, if it has one
+    timer: tuple[str, int, float, None] | None  # INSERT_TIMER's: its deadline, if it has one
     told: tuple[str, str, float]  # INSERT_INBOX's: ChildWorkflowStarted, for the parent
 
 
@@ -177,7 +177,7 @@ def child_rows(parent: Parent, child: NewChild, now: float) -> ChildRows:
         run_values(new, now, deadline, parent, child.ref, child.parent_close_policy),
         (new.run_id, event_text(started_event(new, now, parent)), now),
         (new.task_queue, new.run_id, now, now),
-        None if deadline is None else (new.run_id, 0, deadline),
+        None if deadline is None else (new.run_id, 0, deadline, None),
         (parent.run_id, event_text(child_started(child)), now),
     )
 

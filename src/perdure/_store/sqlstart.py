@@ -242,7 +242,8 @@ class StartPlan(NamedTuple):
     row: tuple[Any, ...]  # INSERT_RUN_WITH_TURN's values; INSERT_RUN's if queued
     events: list[EventRow]  # the first turn's
     activities: list[tuple[Any, ...]]  # INSERT_ACTIVITY's, one per new activity
-    timers: list[tuple[str, int, float]]  # INSERT_TIMER's: the deadline (ref 0), the turn's
+    # INSERT_TIMER's: the deadline (ref 0), the turn's
+    timers: list[tuple[str, int, float, str | None]]
     inbox: tuple[Any, ...] | None  # a queued start's: INSERT_INBOX's (WorkflowStarted)
     task: tuple[Any, ...] | None  # a queued start's: INSERT_WORKFLOW_TASK's
     made: Callable[[tuple[Any, ...] | None], None]  # told (id,) of the row, after the commit
@@ -279,7 +280,9 @@ def plan_start(
     cancels anything. ``made`` is told the row's id after the commit.
     ``child``: the parent and the NewChild that ``new`` is (plan_children)."""
     deadline = newrun.run_deadline(new, now)
-    timers = [] if deadline is None else [(new.run_id, 0, deadline)]
+    timers: list[tuple[str, int, float, str | None]] = []
+    if deadline is not None:
+        timers.append((new.run_id, 0, deadline, None))
     told = None
     if child is None:
         values = newrun.run_values(new, now, deadline)
@@ -336,7 +339,7 @@ def plan_start(
         (*values, *outcome),
         encoded.events,
         [activity_values(commit, a, now, scheduled) for a in commit.activities],
-        timers + [(new.run_id, ref, at) for ref, at in commit.timers],
+        timers + rows.timer_rows(new.run_id, commit),
         None,
         None,
         made,

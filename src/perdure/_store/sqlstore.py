@@ -484,13 +484,17 @@ class SqlStore(Store, Dialect):
     # ------------------------------------------------------------ timers
 
     async def fire_due_timers(
-        self, limit: int, lease: TurnLease | None = None, until: float | None = None
+        self,
+        limit: int,
+        lease: TurnLease | None = None,
+        until: float | None = None,
+        worker: str | None = None,
     ) -> int:
         now = self.clock()
         due = now if until is None else min(now, until)
         topics = {WORK}  # and the end of each run whose execution timeout passed
         fired, taken = await self._write(
-            lambda tx: wake.fire_due(tx, self, now, limit, lease, topics, due)
+            lambda tx: wake.fire_due(tx, self, now, limit, lease, topics, due, worker)
         )
         if lease is not None:
             lease.taken = taken()
@@ -498,8 +502,10 @@ class SqlStore(Store, Dialect):
             self._committed(*topics)
         return fired
 
-    async def next_due(self, queues: list[str], kinds: tuple[str, ...]) -> float | None:
-        return await self._read(lambda tx: wake.next_due(tx, queues, kinds))
+    async def next_due(
+        self, queues: list[str], kinds: tuple[str, ...], worker: str | None = None
+    ) -> float | None:
+        return await self._read(lambda tx: wake.next_due(tx, queues, kinds, worker))
 
     # ------------------------------------------------------------ worker registry
 

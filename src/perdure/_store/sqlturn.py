@@ -390,7 +390,7 @@ async def _schedule(
             " AND ref = ?",
             (run_id, ref),
         )
-    await tx.executemany(rows.INSERT_TIMER, [(run_id, ref, at) for ref, at in commit.timers])
+    await tx.executemany(rows.INSERT_TIMER, rows.timer_rows(run_id, commit))
     await tx.executemany(  # except one a firer holds: it will find it cancelled (sqlrows)
         f"DELETE FROM timers WHERE {d.timers_not_held('run_id = ? AND ref = ?')}",
         [(run_id, ref) for ref in commit.cancelled_timers],

@@ -18,7 +18,14 @@ from typing import Any
 from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
-from perdure._store.base import NewRun, RunRecord, TurnInput, TurnLease, WorkflowTask
+from perdure._store.base import (
+    HELD_TIMER_GRACE,
+    NewRun,
+    RunRecord,
+    TurnInput,
+    TurnLease,
+    WorkflowTask,
+)
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 
 __all__ = ["TurnInputs", "fire_due", "first_input", "next_due"]
@@ -105,10 +112,12 @@ async def fire_due(
     lease: TurnLease | None,
     topics: set[str],
     due_by: float,
+    worker: str | None = None,
 ) -> tuple[int, Callable[[], list[WorkflowTask]]]:
     """Fire up to ``limit`` timers due by ``due_by`` (at most ``now``): each
     one's ``TimerFired`` into its run's inbox (an execution timeout ends its
-    run, adding to ``topics``).
+    run, adding to ``topics``). A timer another worker than ``worker`` holds
+    waits HELD_TIMER_GRACE past its due time (see Store.fire_due_timers).
     With ``lease``, lease the woken turns to its owner (see TurnLease).
     Returns how many fired, and a function that gives the leased tasks,
     each with its turn's input, once the transaction committed."""
@@ -117,10 +126,16 @@ async def fire_due(
     # out among concurrent firers; their runs are then locked in run-id
     # order, so two firers never wait for each other in a cycle (see the
     # lock order in sqlrows).
-    picked = d.picked(d.timer_key, "FROM timers WHERE fire_at <= ? ORDER BY fire_at LIMIT ?")
+    # Due, and not held by another worker (or held past the grace): the
+    # index on fire_at serves the order, the holder filters the rows it meets.
+    picked = d.picked(
+        d.timer_key,
+        "FROM timers WHERE fire_at <= ? AND (holder IS NULL OR holder = ? OR fire_at <= ?)"
+        " ORDER BY fire_at LIMIT ?",
+    )
     due = await tx.all(
         f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
-        (due_by, limit),
+        (due_by, worker, now - HELD_TIMER_GRACE, limit),
     )
     runs = await rows.runs_by_ids(tx, d, [row[0] for row in due])
     fired: dict[str, list[h.Event]] = {}  # (written together, after the loop)
@@ -161,8 +176,11 @@ async def fire_due(
     return len(due), taken
 
 
-async def next_due(tx: Tx, queues: list[str], kinds: tuple[str, ...]) -> float | None:
-    """When the earliest task of ``kinds`` on ``queues``, or any timer, is due."""
+async def next_due(
+    tx: Tx, queues: list[str], kinds: tuple[str, ...], worker: str | None = None
+) -> float | None:
+    """When the earliest task of ``kinds`` on ``queues``, or any timer, is due
+    (for ``worker``: see Store.next_due)."""
     marks = rows.marks(queues)
     times = []
     for kind in kinds:
@@ -172,7 +190,20 @@ async def next_due(tx: Tx, queues: list[str], kinds: tuple[str, ...]) -> float |
         )
         if row is not None and row[0] is not None:
             times.append(row[0])
-    row = await tx.one("SELECT MIN(fire_at) FROM timers")
-    if row is not None and row[0] is not None:
-        times.append(row[0])
+    row = await tx.one(  # (a search of the index on fire_at for its first entry)
+        "SELECT fire_at, holder FROM timers"
+        " WHERE fire_at = (SELECT MIN(fire_at) FROM timers) LIMIT 1"
+    )
+    if row is not None:
+        first, holder = row
+        if holder is None or holder == worker:
+            times.append(first)
+        else:  # the firing takes it after the grace, or a timer of the meantime first
+            given = first + HELD_TIMER_GRACE
+            row = await tx.one(
+                "SELECT MIN(fire_at) FROM timers WHERE fire_at < ?"
+                " AND (holder IS NULL OR holder = ?)",
+                (given, worker),
+            )
+            times.append(given if row is None or row[0] is None else row[0])
     return min(times) if times else None

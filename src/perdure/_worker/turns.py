@@ -91,6 +91,7 @@ class TurnRunner:
         inline: InlinePolicy | None = None,
         on_inline: InlineSink | None = None,
         on_settled: Callable[[int], None] | None = None,
+        identity: str | None = None,
     ) -> None:
         self.store = store
         self.converter = converter
@@ -104,7 +105,8 @@ class TurnRunner:
         self._parked: dict[str, list[_Parked]] = {}
         self.turns_committed = 0
         self.replays = 0
-        self.timers = InlineTimers()  # the cached instances' timers (see fire_inline)
+        # The cached instances' timers (see fire_inline), held by this worker.
+        self.timers = InlineTimers(identity if cache_size > 0 else None)
 
     @property
     def cached_runs(self) -> int:
@@ -468,6 +470,7 @@ class TurnRunner:
         )
         try:
             self._add_commands(commit, instance, commands, own_slot)
+            commit.timer_holder = self.timers.holder_of(commit.timers)
         except BaseException:
             # Give back the slots reserved so far (each is an activity with a
             # lease in the commit): nobody will run those activities.

@@ -108,6 +108,7 @@ class Worker:
             inline=self._inline_here if inline_activities else None,
             on_inline=self._run_inline,
             on_settled=self._inline_settled,
+            identity=self.identity,
         )
         self.activity_runner = ActivityRunner(
             self.store, client.converter, self.activities, max_concurrent_activities, lease_timeout
@@ -283,20 +284,20 @@ class Worker:
         free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
         want_acts = max(0, min(free_acts, CLAIM_BATCH))
         want_turns = max(0, min(free_turns, CLAIM_BATCH))
-        # With a kind's slots all busy this poll may leave due work behind: a
-        # task that ends must then poll again (see _spawn).
+        # A kind's slots all busy, due work may stay behind: an ending task polls (_spawn).
         self._saturated = free_turns <= 0 or want_acts <= 0
         # The slots this claim may fill are reserved while it waits for its
         # commit, so inline activities cannot take them meanwhile.
         self._inline_reserved += want_acts
-        # The turns of runs a firing wakes are leased to this worker by the
-        # firing's own commit, up to the slots the claim leaves free: no claim,
-        # and no read for a run whose instance is cached here (see TurnLease).
+        # A firing leases the turns it wakes to this worker in its own commit, up
+        # to the slots the claim leaves free: no claim, no read (see TurnLease).
         wake = free_turns - want_turns
         lease = TurnLease(self.identity, self.lease_timeout, frozenset(queues), wake)
         try:
             fired, turns, acts = await asyncio.gather(
-                self.store.fire_due_timers(FIRE_BATCH, lease if wake > 0 else None, checked),
+                self.store.fire_due_timers(
+                    FIRE_BATCH, lease if wake > 0 else None, checked, self.identity
+                ),
                 self.store.claim_workflow_tasks(
                     queues, self.identity, self.lease_timeout, want_turns
                 )
@@ -453,7 +454,7 @@ class Worker:
             if free > 0
         )
         self._saturated = self._saturated or len(kinds) < 2
-        due = await self.store.next_due(queues, kinds)
+        due = await self.store.next_due(queues, kinds, self.identity)
         delay = self.poll_interval
         if due is not None:
             delay = max(0.0, min(delay, due - self.store.clock()))

@@ -246,7 +246,9 @@ class WorkflowEnvironment:
         if not self.worker.idle:
             return _Step.BUSY
         polls = self.worker.polls
-        due = await self.client.store.next_due([self.task_queue], ("workflow", "activity"))
+        due = await self.client.store.next_due(
+            [self.task_queue], ("workflow", "activity"), self.worker.identity
+        )
         if not self.worker.idle or self.worker.polls != polls:
             # The worker woke while we read: what it claimed meanwhile no
             # longer shows as due (its lease does), so this reading is stale.

@@ -1,0 +1,11 @@
+-- v8: a timer names the worker that holds its run's instance.
+--
+-- A worker takes in the timers its cached instances wait for itself, in the
+-- turn that fires them (inline timers). Another worker process's firing
+-- used to take such a timer as soon as it was due, and the holder's turn was
+-- then fenced in vain: a wasted turn, the instance dropped, a replay. A
+-- timer now names the worker whose turn started it (NULL: none, or a worker
+-- before v8), and other workers' firings leave it to that worker for a short
+-- grace past its due time (base.HELD_TIMER_GRACE; docs/decisions.md,
+-- session 32). Adding a nullable column without a default rewrites no row.
+ALTER TABLE timers ADD COLUMN holder text;
