@@ -1,9 +1,10 @@
 """Benchmarks of perdure itself: each mode prints one JSON line of results.
 
 Usage: python benchmarks/bench_perdure.py MODE [--db URL] [options]
-Modes: sequential, concurrent, parallel, remote, fanout, sleep, timers, recovery, replay, growth.
-``concurrent --processes 2``: the same workflows run by two ``perdure worker``
-processes on one database, started from this process.
+Modes: sequential, concurrent, parallel, remote, fanout, sleep, timers, signals,
+recovery, replay, growth. ``concurrent --processes 2``: the same workflows run
+by two ``perdure worker`` processes on one database, started from this
+process; ``signals`` always runs in such processes (two by default).
 Run by hand or through ``benchmarks/run.py`` (``make bench``); never a test.
 """
 
@@ -13,11 +14,8 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import workloads as w  # noqa: E402
+from processes import LOOP, recovery, serving  # noqa: E402
 
 import perdure  # noqa: E402
 from perdure._converter import default_converter  # noqa: E402
@@ -298,132 +297,49 @@ async def sleep(url: str, n: int) -> dict[str, Any]:
     }
 
 
-def lines(path: str) -> int:
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return len(f.read().splitlines())
-
-
-def worker_env() -> dict[str, str]:
-    """The environment of a ``perdure worker`` process. A deployed worker starts
-    from compiled bytecode (pip compiles it at install). Where
-    PYTHONDONTWRITEBYTECODE is set (as on the project's machines), every restart
-    would compile each module first: let the first worker write the bytecode
-    that later ones read."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-# The event loop every perdure process of a run uses (--loop): asyncio's own
-# by default, as in every report so far; "uvloop" to measure that loop.
-LOOP = {"name": "asyncio"}
-
-
-def worker_command(url: str, *options: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "perdure",
-        "worker",
-        str(HERE / "workloads.py"),
-        "--db",
-        url,
-        "--poll-interval",
-        "0.05",
-        "--log-level",
-        "WARNING",
-        "--loop",
-        LOOP["name"],
-        *options,
-    ]
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user and system) of a live process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def concurrent_processes(
-    url: str, n: int, k: int, processes: int, slots: int = SLOTS, naps: bool = False
+    url: str, n: int, k: int, processes: int, slots: int = SLOTS, mode: str = "concurrent"
 ) -> dict[str, Any]:
     """As ``concurrent``, run by ``processes`` worker processes (``perdure
     worker``) on the same database; this process only starts the workflows and
     waits for their results, as a web application next to its workers would.
-    ``naps``: the workflows of the ``timers`` mode instead."""
-    workers = [
-        subprocess.Popen(worker_command(url, "--max-activities", str(slots)), env=worker_env())
-        for _ in range(processes)
-    ]
-    client = await perdure.Client.connect(url)
-    client.poll_interval = 0.5
-    try:
-        deadline = time.time() + 60
-        while len(await client.list_workers()) < processes:
-            if time.time() > deadline:
-                raise RuntimeError("the worker processes did not start serving")
-            await asyncio.sleep(0.05)
-        cpu0 = time.process_time() + sum(process_cpu(p.pid) for p in workers)
+    ``mode`` "timers": the workflows of that mode."""
+    async with serving(url, processes, "--max-activities", str(slots)) as (client, cpu_now):
+        cpu0 = cpu_now()
         t0 = time.perf_counter()
-        fn = w.naps if naps else w.steps
+        fn = w.naps if mode == "timers" else w.steps
         handles = await asyncio.gather(*(client.start(fn, k) for _ in range(n)))
         await asyncio.gather(*(hd.result(timeout=600) for hd in handles))
         wall = time.perf_counter() - t0
-        cpu = time.process_time() + sum(process_cpu(p.pid) for p in workers) - cpu0
-    finally:
-        for p in workers:
-            p.send_signal(signal.SIGTERM)
-        for p in workers:
-            p.wait()
-        await client.close()
-    mode = "timers-processes" if naps else "concurrent-processes"
-    return throughput(mode, n, k, wall, cpu, processes=processes, slots=slots)
+        cpu = cpu_now() - cpu0
+    return throughput(f"{mode}-processes", n, k, wall, cpu, processes=processes, slots=slots)
 
 
-def recovery(url: str, same_identity: bool) -> dict[str, Any]:
-    """SIGKILL a worker process mid-run; time until the run continues."""
-    side = tempfile.mktemp(prefix="perdure-bench-side-")
-    env = {**worker_env(), "PERDURE_BENCH_SIDE": side}
-    cmd = worker_command(url, "--lease-timeout", "5")
-    identity = ["--identity", "bench-worker"] if same_identity else []
-    first = subprocess.Popen(cmd + identity, env=env)
-    try:
-        client = perdure.SyncClient.connect(url)
-        handle = client.start(w.recover, 20)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if lines(side) >= 11:
-                break
-            time.sleep(0.005)
-        time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        killed_at = time.time()
-        seen = lines(side)
-        second = subprocess.Popen(cmd + identity, env=env)
-        try:
-            while lines(side) == seen and time.time() < killed_at + 60:
-                time.sleep(0.002)
-            resumed = time.time() - killed_at
-            handle.result(timeout=120)
-            done = time.time() - killed_at
-        finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait()
-        client.close()
-    finally:
-        if first.poll() is None:
-            first.kill()
-    return {
-        "mode": "recovery",
-        "same_identity": same_identity,
-        "resume_s": resumed,
-        "done_s": done,
-        "lease_s": 5.0,
-    }
+SIGNAL_GAP = 0.05  # seconds between two rounds of the signals mode
+SIGNAL_HISTORY = 200  # events each run of the signals mode records before its first wait
+
+
+async def signals(url: str, n: int, k: int, processes: int) -> dict[str, Any]:
+    """Runs that each wait for k signals, served by ``processes`` worker
+    processes; this process sends the signals, in k rounds SIGNAL_GAP apart,
+    one to every run a round (a step is a signal). Each run first records
+    SIGNAL_HISTORY events, so that a replay costs what a long-lived run's
+    does. Timed from the first round, once every run waits."""
+    async with serving(url, processes) as (client, cpu_now):
+        handles = await asyncio.gather(
+            *(client.start(w.listener, k, SIGNAL_HISTORY) for _ in range(n))
+        )
+        while await client.store.next_due(["default"], ("workflow",)) is not None:
+            await asyncio.sleep(0.05)  # (first turns still to take)
+        cpu0 = cpu_now()
+        t0 = time.perf_counter()
+        for _ in range(k):
+            await asyncio.gather(*(hd.signal("add", 1) for hd in handles))
+            await asyncio.sleep(SIGNAL_GAP)
+        await asyncio.gather(*(hd.result(timeout=600) for hd in handles))
+        wall = time.perf_counter() - t0
+        cpu = cpu_now() - cpu0
+    return throughput("signals", n, k, wall, cpu, processes=processes)
 
 
 async def replay(url: str, n: int) -> dict[str, Any]:
@@ -481,6 +397,7 @@ def main() -> None:
             "fanout",
             "sleep",
             "timers",
+            "signals",
             "recovery",
             "replay",
             "growth",
@@ -509,7 +426,8 @@ def main() -> None:
         "--processes",
         type=int,
         default=0,
-        help="concurrent, timers: run the workflows in this many worker processes (perdure worker)",
+        help="concurrent, timers, signals: run the workflows in this many worker processes"
+        " (perdure worker; signals: 2 by default)",
     )
     parser.add_argument(
         "--no-tune-gc", action="store_true", help="concurrent: Worker and Client with tune_gc=False"
@@ -546,7 +464,9 @@ def main() -> None:
         result = run(sleep(url, args.n or 100_000))
     elif args.mode == "timers" and args.processes:
         n = args.n or 3000
-        result = run(concurrent_processes(url, n, args.k, args.processes, args.slots, naps=True))
+        result = run(concurrent_processes(url, n, args.k, args.processes, args.slots, "timers"))
+    elif args.mode == "signals":
+        result = run(signals(url, args.n or 1000, args.k, args.processes or 2))
     elif args.mode == "timers":
         result = run(timers(url, args.n or 3000, args.k))
     elif args.mode == "recovery":

@@ -148,6 +148,18 @@ async def step_then_fan_out(k: int) -> int:
     return sum(r["i"] for r in results)
 
 
+@workflow.defn
+async def listener(k: int, history: int = 0) -> int:
+    """Records ``history`` events (side effects), then waits for k signals
+    ("add"), one after another: the ``signals`` mode."""
+    for i in range(history):
+        workflow.side_effect(lambda i=i: i)  # type: ignore[misc]
+    total = 0
+    for _ in range(k):
+        total += await workflow.wait_signal("add")
+    return total
+
+
 WORKFLOWS = [
     steps,
     parallel_steps,
@@ -161,5 +173,6 @@ WORKFLOWS = [
     one_step,
     fan_out,
     step_then_fan_out,
+    listener,
 ]
 ACTIVITIES = [step, slow_step, stamp]

@@ -6,7 +6,7 @@ the ordinary path records (a replay of it succeeds), a cancelled timer never
 fires, a timer beyond the horizon is not remembered, and with turn slots
 scarcer than due timers every timer still fires exactly once. A timer names
 the worker that holds it: another worker's firing leaves it to that one for
-HELD_TIMER_GRACE past its due time."""
+HELD_GRACE past its due time."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from e2e_helpers import fast_worker, record_claims, settled
 import perdure
 from perdure import activity, workflow
 from perdure._store import sqlwake
-from perdure._store.base import HELD_TIMER_GRACE
+from perdure._store.base import HELD_GRACE
 from perdure._worker import timers
 from perdure.testing import Replayer
 
@@ -156,22 +156,24 @@ async def test_with_few_turn_slots_every_timer_fires_once(
     assert sum(fired) == 0
 
 
-async def holders(client: perdure.Client) -> dict[str, str | None]:
-    """The holder of each run's timers."""
+async def holders(client: perdure.Client, table: str) -> dict[str, str | None]:
+    """The holder each run's row (``table`` "runs") or timers name."""
     store: Any = client.store
-    rows = await store._read(lambda tx: tx.all("SELECT run_id, holder FROM timers"))
+    rows = await store._read(lambda tx: tx.all(f"SELECT run_id, holder FROM {table}"))
     return dict(rows)
 
 
-async def test_a_timer_names_the_worker_that_holds_it(client: perdure.Client) -> None:
-    expected = {}
-    for inline in (True, False):
-        async with fast_worker(client, [dozer], [], identity="w-1") as worker:
-            worker.turns.timers.enabled = inline
-            handle = await client.start(dozer)
-            await settled(worker)
-            expected[handle.run_id] = "w-1" if inline else None
-            assert await holders(client) == expected
+@pytest.mark.parametrize("cache_size", [100, 0])
+async def test_a_run_and_its_timers_name_the_worker_that_holds_it(
+    client: perdure.Client, cache_size: int
+) -> None:
+    """Its worker, which keeps the instance; nobody, with no cache."""
+    async with fast_worker(client, [dozer], [], identity="w-1", cache_size=cache_size) as worker:
+        handle = await client.start(dozer)
+        await settled(worker)
+        named = {handle.run_id: "w-1" if cache_size else None}
+        assert await holders(client, "runs") == named
+        assert await holders(client, "timers") == named
 
 
 async def test_a_timer_whose_holder_stopped_fires_after_the_grace(
@@ -182,16 +184,16 @@ async def test_a_timer_whose_holder_stopped_fires_after_the_grace(
     async with fast_worker(client, [dozer], [], identity="w-1") as first:
         handle = await client.start(dozer)
         await settled(first)
-    assert await holders(client) == {handle.run_id: "w-1"}
+    assert await holders(client, "timers") == {handle.run_id: "w-1"}
     async with fast_worker(client, [dozer], [], identity="w-2"):
         assert await handle.result(timeout=20) == "woke"
     history = await handle.history()
     [started] = [e for e in history if e["type"] == "TimerStarted"]
     [fired] = [e for e in history if e["type"] == "TimerFired"]
-    assert fired["time"] >= started["fire_at"] + HELD_TIMER_GRACE
+    assert fired["time"] >= started["fire_at"] + HELD_GRACE
 
 
-@pytest.mark.parametrize("grace", [HELD_TIMER_GRACE, 0.0])
+@pytest.mark.parametrize("grace", [HELD_GRACE, 0.0])
 async def test_two_workers_racing_for_the_timers_fire_each_once(
     client: perdure.Client, monkeypatch: pytest.MonkeyPatch, grace: float
 ) -> None:
@@ -200,7 +202,7 @@ async def test_two_workers_racing_for_the_timers_fire_each_once(
     the grace has run out (with none, as soon as it is due: that inline
     turn is then fenced, and the run goes on the ordinary way). Every
     timer fires once and every run ends."""
-    monkeypatch.setattr(sqlwake, "HELD_TIMER_GRACE", grace)
+    monkeypatch.setattr(sqlwake, "HELD_GRACE", grace)
     async with (
         fast_worker(client, [naps], [note], identity="w-1") as first,
         fast_worker(client, [naps], [note], identity="w-2") as second,

@@ -103,7 +103,9 @@ async def test_statement_timeout_while_a_table_is_locked(pg_url: str) -> None:
             import psycopg
 
             with psycopg.connect(pg_url, connect_timeout=5) as holder:
-                holder.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
+                # From a thread: waiting on this loop would also stop the
+                # worker's transaction in flight, which the lock waits for.
+                await asyncio.to_thread(holder.execute, "LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
                 with pytest.raises(StoreError, match="statement timeout"):
                     await client.start(filler, 1, 1, id="blocked")
                 await asyncio.sleep(1.0)  # the worker runs into it too

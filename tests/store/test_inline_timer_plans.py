@@ -87,7 +87,7 @@ async def timer_turn(store: SqlStore, run_id: str, shape: str) -> TurnCommit:
     fields: dict[str, Any] = {}
     if shape == "another timer":
         commands = [h.StartTimer(ref=2, fire_at=NOW + 60)]
-        fields.update(timers=[(2, NOW + 60)], timer_holder="worker-a")
+        fields.update(timers=[(2, NOW + 60)], holder="worker-a")
     elif shape == "an activity here":
         commands = [schedule_charge(2)]
         fields["activities"] = [leased_charge(2, f"{run_id}/2")]

@@ -71,7 +71,8 @@ async def _first_activities(
 async def _continuation(
     store: Store, run_id: str, task_id: int, token: str | None = None, stale: bool = False
 ) -> TurnCommit:
-    """The turn after activity 1 completed: record it, start activity 2 here."""
+    """The turn after activity 1 completed: record it, start activity 2 here
+    (the worker, which keeps the instance, names itself the run's holder)."""
     return await _after_first(
         store,
         run_id,
@@ -80,6 +81,7 @@ async def _continuation(
         stale,
         schedule_charge(2),
         activities=[leased_charge(2, f"{run_id}/2")],
+        holder="worker-1",
     )
 
 

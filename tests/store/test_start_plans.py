@@ -103,7 +103,7 @@ def _taker(shape: str) -> tuple[Taker | None, list[TurnCommit]]:
     elif shape == "first turn, queued work":  # an activity for any worker, a timer
         queued = dataclasses.replace(LEASED, lease=None)
         compute = first_turn(
-            [SCHEDULE, TIMER], activities=[queued], timers=[(2, 500.0)], timer_holder="me"
+            [SCHEDULE, TIMER], activities=[queued], timers=[(2, 500.0)], holder="me"
         )
     elif shape == "first turn, children":  # two children, queued for any worker
         compute = _with_children

@@ -70,6 +70,9 @@ async def test_a_v3_database_upgrades(
         await store.close()
 
 
+HELD = ("runs", "timers")  # the tables whose rows name a holder since v8
+
+
 @activity.defn
 async def add_one(x: int) -> int:
     return x + 1
@@ -92,10 +95,11 @@ async def test_a_v6_database_keeps_its_histories_in_the_v7_event_table(
     every = sqlite_backend.migrations()
     monkeypatch.setattr(sqlite_backend, "migrations", lambda dialect="sqlite": every[:6])
     client = await perdure.Client.connect(url, tune_gc=False)
-    # Today's worker names a timer's holder (v8's column): the v6 file
-    # borrows the column while it is written, and gives it back below.
+    # Today's worker names the holders of runs and timers (v8's columns):
+    # the v6 file borrows them while it is written, and gives them back below.
     with closing(sqlite3.connect(tmp_path / "v6.db")) as conn:
-        conn.execute("ALTER TABLE timers ADD COLUMN holder TEXT")
+        for table in HELD:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN holder TEXT")
     try:
         async with perdure.Worker(client, [count_then_wait], [add_one], poll_interval=0.05):
             handles = [await client.start(count_then_wait, 10 * i, id=f"c-{i}") for i in range(3)]
@@ -111,7 +115,8 @@ async def test_a_v6_database_keeps_its_histories_in_the_v7_event_table(
     monkeypatch.undo()
 
     with closing(sqlite3.connect(tmp_path / "v6.db")) as conn:
-        conn.execute("ALTER TABLE timers DROP COLUMN holder")
+        for table in HELD:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN holder")
         assert (
             "WITHOUT ROWID"
             in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]

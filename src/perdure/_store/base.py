@@ -47,7 +47,7 @@ from perdure._store.records import (
 __all__ = [
     "CLOSED",
     "CLOSED_STATUSES",
-    "HELD_TIMER_GRACE",
+    "HELD_GRACE",
     "MAX_ATTEMPT_RECORDS",
     "OPEN",
     "WORK",
@@ -81,12 +81,13 @@ __all__ = [
 WORK = "work"
 CLOSED = "closed"
 
-# Seconds past its due time that a timer a worker holds (it keeps the run's
-# instance and takes the timer in itself: TurnCommit.timer_holder) is left to
-# that worker before any other worker's firing takes it. Long enough for a
-# busy holder's poll loop to come round, short enough that a dead or
-# saturated holder's timers are barely late (docs/decisions.md, session 32).
-HELD_TIMER_GRACE = 0.1
+# Seconds past its due time that a run's workflow task, or a timer, that a
+# worker holds (it keeps the run's instance: TurnCommit.holder) is left to
+# that worker before any other worker's claim or firing takes it. Long
+# enough for a busy holder's poll loop to come round, short enough that a
+# dead or saturated holder's runs are barely late (docs/decisions.md,
+# session 32).
+HELD_GRACE = 0.1
 
 
 class _Tokens:
@@ -384,8 +385,8 @@ class Store(abc.ABC):
         without a read. ``until``: only timers due by then (a worker takes
         the timers its cached instances wait for, due by then, itself).
         ``worker``: who fires; a timer another worker holds (its
-        ``TurnCommit.timer_holder``) is left to that one until
-        HELD_TIMER_GRACE past its due time."""
+        ``TurnCommit.holder``) is left to that one until
+        HELD_GRACE past its due time."""
 
     @abc.abstractmethod
     async def next_due(
@@ -394,7 +395,7 @@ class Store(abc.ABC):
         """The earliest time any task of these kinds ("workflow", "activity") on
         these queues, or any timer, becomes due; for ``worker``, the earliest
         timer counts from when fire_due_timers would give it to that worker
-        (HELD_TIMER_GRACE later if another worker holds it)."""
+        (HELD_GRACE later if another worker holds it)."""
 
     # -- worker registry -------------------------------------------------------
 

@@ -37,9 +37,9 @@ from perdure._store.sqlstart import StartPlan
 ADVANCE_RUNS = (
     "WITH done AS (UPDATE runs SET version = runs.version + 1,"
     " last_seq = COALESCE(p.last_seq, runs.last_seq), state = p.state, waiting = p.waiting,"
-    " last_error = NULL, updated_at = p.updated_at"
-    " FROM unnest(?::bigint[], ?::text[], ?::text[], ?::float8[], ?::text[], ?::bigint[])"
-    " AS p(last_seq, state, waiting, updated_at, run_id, version)"
+    " last_error = NULL, updated_at = p.updated_at, holder = p.holder"
+    " FROM unnest(?::bigint[], ?::text[], ?::text[], ?::float8[], ?::text[], ?::text[],"
+    " ?::bigint[]) AS p(last_seq, state, waiting, updated_at, holder, run_id, version)"
     " WHERE runs.run_id = p.run_id AND runs.version = p.version RETURNING 1)"
     " SELECT perdure_fence(count(*) - ? + 1) FROM done"
 )
@@ -338,10 +338,10 @@ IDS_UNUSED = "SELECT perdure_fence(1 - count(*)) FROM runs WHERE workflow_id = A
 INSERT_RUNS_WITH_TURN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
-    " version, last_seq, state, waiting)"
+    " version, last_seq, state, waiting, holder)"
     " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
     " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[],"
-    " ?::bigint[], ?::bigint[], ?::text[], ?::text[])"
+    " ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[])"
     " RETURNING run_id, id"
 )
 INSERT_RUNS = (

@@ -214,10 +214,12 @@ class TurnCommit:
     # through the inbox. Deleting its row is this commit's fence (a firer that
     # took it first, or a cancellation, trips it).
     fired_timer: int | None = None
-    # The worker that keeps the run's instance after this commit and takes in
-    # the timers it starts itself when they are due: their rows name it, and
-    # other workers' firings leave them to it for HELD_TIMER_GRACE (base).
-    timer_holder: str | None = None
+    # The worker that keeps the run's instance after this commit (it takes in
+    # the run's next inputs, and the timers this turn starts, itself): the
+    # run's row and those timers name it, and other workers' claims of the
+    # run's workflow task and firings of the timers leave them to it for
+    # HELD_GRACE (base).
+    holder: str | None = None
     # False when the worker knows the run has no parent and never started a
     # child: closing it then reads nothing back (no parent to tell, no child's
     # close policy to apply), so the whole commit can travel at once.

@@ -217,8 +217,8 @@ INSERT_RUN = (
 INSERT_RUN_WITH_TURN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
-    " version, last_seq, state, waiting)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " version, last_seq, state, waiting, holder)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 

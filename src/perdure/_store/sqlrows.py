@@ -440,9 +440,9 @@ INSERT_TIMER = "INSERT INTO timers (run_id, ref, fire_at, holder) VALUES (?, ?, 
 
 def timer_rows(run_id: str, commit: TurnCommit) -> list[tuple[str, int, float, str | None]]:
     """INSERT_TIMER's values for the timers ``commit`` starts: each names the
-    worker that keeps the run's instance (``timer_holder``), whose firing
-    it is for HELD_TIMER_GRACE past its due time."""
-    return [(run_id, ref, at, commit.timer_holder) for ref, at in commit.timers]
+    worker that keeps the run's instance (``holder``), whose firing
+    it is for HELD_GRACE past its due time."""
+    return [(run_id, ref, at, commit.holder) for ref, at in commit.timers]
 
 
 # An ending run's tasks: one statement per kind, each served by that kind's

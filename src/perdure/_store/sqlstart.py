@@ -222,7 +222,7 @@ def _record(
     if row is not None:
         record.row_id = row[0]
     if outcome is not None:
-        version, last_seq, state, waiting = outcome
+        version, last_seq, state, waiting, _ = outcome
         record.version, record.last_seq = version, last_seq
         record.state, record.waiting = rows.loads(state) or {}, rows.loads(waiting) or {}
     return record

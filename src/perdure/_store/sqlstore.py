@@ -214,12 +214,18 @@ class SqlStore(Store, Dialect):
         now = self.clock()
         token = new_token()
         lost = rows.lost_attempt(self)
+        # A workflow task of a run another worker holds (it keeps the run's
+        # instance: runs.holder) is left to that worker for HELD_GRACE (base).
+        held = kind == "workflow"
         one_queue = (
-            "FROM tasks WHERE kind = ? AND queue = ? AND visible_at <= ? ORDER BY visible_at"
+            "FROM tasks WHERE kind = ? AND queue = ? AND visible_at <= ?"
+            + (wake.NOT_HELD if held else "")
+            + " ORDER BY visible_at"
         )
+        given = (now - wake.HELD_GRACE, owner) if held else ()
         if len(queues) == 1:
             due = self.picked("id", f"{one_queue} LIMIT ?")
-            picking: tuple[Any, ...] = (kind, queues[0], now, limit)
+            picking: tuple[Any, ...] = (kind, queues[0], now, *given, limit)
         else:
             # The oldest due tasks of each queue, then the oldest of those: one
             # index range per queue. "queue IN (...) ORDER BY visible_at" read
@@ -231,7 +237,7 @@ class SqlStore(Store, Dialect):
             due = self.picked(
                 "id", f"FROM ({union}) AS due ORDER BY visible_at LIMIT ?", locked=True
             )
-            picking = (*(p for q in queues for p in (kind, q, now, limit)), limit)
+            picking = (*(p for q in queues for p in (kind, q, now, *given, limit)), limit)
         return await tx.all(
             f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
             f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"

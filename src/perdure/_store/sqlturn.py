@@ -241,20 +241,20 @@ CLOSE_RUN = (
 # A turn that leaves its run open: fence 2 (see apply_turn).
 ADVANCE_RUN = (
     "UPDATE runs SET version = version + 1, last_seq = COALESCE(?, last_seq),"
-    " state = ?, waiting = ?, last_error = NULL, updated_at = ?"
+    " state = ?, waiting = ?, last_error = NULL, updated_at = ?, holder = ?"
     " WHERE run_id = ? AND version = ?"
 )
 
 
 def first_outcome(commit: TurnCommit, encoded: Encoded) -> tuple[Any, ...] | None:
     """What ADVANCE_RUN would set on a new run's row for its first turn (its
-    version, last event, state and waiting), for newrun.insert_run to write
+    version, last event, state, waiting and holder), for newrun.insert_run to write
     with the row itself; None for a first turn that ends the run (that
     UPDATE of its status is what the feed of ended runs is made from)."""
     if not commit.fresh or commit.close_status is not None:
         return None
     last_seq = commit.events[-1].seq if commit.events else 0
-    return (commit.expected_version + 1, last_seq, encoded.state, encoded.waiting)
+    return (commit.expected_version + 1, last_seq, encoded.state, encoded.waiting, commit.holder)
 
 
 def advance_values(commit: TurnCommit, now: float, encoded: Encoded) -> tuple[Any, ...]:
@@ -264,6 +264,7 @@ def advance_values(commit: TurnCommit, now: float, encoded: Encoded) -> tuple[An
         encoded.state,
         encoded.waiting,
         now,
+        commit.holder,
         commit.run_id,
         commit.expected_version,
     )

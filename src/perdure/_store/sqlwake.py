@@ -19,7 +19,7 @@ from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.base import (
-    HELD_TIMER_GRACE,
+    HELD_GRACE,
     NewRun,
     RunRecord,
     TurnInput,
@@ -28,7 +28,7 @@ from perdure._store.base import (
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 
-__all__ = ["TurnInputs", "fire_due", "first_input", "next_due"]
+__all__ = ["HELD_GRACE", "NOT_HELD", "TurnInputs", "fire_due", "first_input", "next_due"]
 
 
 class TurnInputs:
@@ -117,7 +117,7 @@ async def fire_due(
     """Fire up to ``limit`` timers due by ``due_by`` (at most ``now``): each
     one's ``TimerFired`` into its run's inbox (an execution timeout ends its
     run, adding to ``topics``). A timer another worker than ``worker`` holds
-    waits HELD_TIMER_GRACE past its due time (see Store.fire_due_timers).
+    waits HELD_GRACE past its due time (see Store.fire_due_timers).
     With ``lease``, lease the woken turns to its owner (see TurnLease).
     Returns how many fired, and a function that gives the leased tasks,
     each with its turn's input, once the transaction committed."""
@@ -135,7 +135,7 @@ async def fire_due(
     )
     due = await tx.all(
         f"DELETE FROM timers WHERE {picked} RETURNING run_id, ref, fire_at",
-        (due_by, worker, now - HELD_TIMER_GRACE, limit),
+        (due_by, worker, now - HELD_GRACE, limit),
     )
     runs = await rows.runs_by_ids(tx, d, [row[0] for row in due])
     fired: dict[str, list[h.Event]] = {}  # (written together, after the loop)
@@ -176,6 +176,15 @@ async def fire_due(
     return len(due), taken
 
 
+# A claim's condition on a workflow task (placeholders: a due time HELD_GRACE
+# ago, the claiming worker): due that long, or its run not held by another
+# worker (runs.holder; NULL holds nothing). Served by the runs' key.
+NOT_HELD = (
+    " AND (visible_at <= ? OR NOT EXISTS (SELECT 1 FROM runs"
+    " WHERE runs.run_id = tasks.run_id AND runs.holder <> ?))"
+)
+
+
 async def next_due(
     tx: Tx, queues: list[str], kinds: tuple[str, ...], worker: str | None = None
 ) -> float | None:
@@ -184,12 +193,26 @@ async def next_due(
     marks = rows.marks(queues)
     times = []
     for kind in kinds:
+        if kind != "workflow":
+            row = await tx.one(
+                f"SELECT MIN(visible_at) FROM tasks WHERE kind = ? AND queue IN ({marks})",
+                (kind, *queues),
+            )
+            if row is not None and row[0] is not None:
+                times.append(row[0])
+            continue
+        # The earliest workflow task, and the earliest within its grace whose
+        # run no other worker holds (one round trip).
         row = await tx.one(
-            f"SELECT MIN(visible_at) FROM tasks WHERE kind = ? AND queue IN ({marks})",
-            (kind, *queues),
+            "SELECT soonest, (SELECT MIN(visible_at) FROM tasks WHERE kind = ?"
+            f" AND queue IN ({marks}) AND visible_at < soonest + ? AND NOT EXISTS"
+            " (SELECT 1 FROM runs WHERE runs.run_id = tasks.run_id AND runs.holder <> ?))"
+            " FROM (SELECT MIN(visible_at) AS soonest FROM tasks WHERE kind = ?"
+            f" AND queue IN ({marks})) AS f",
+            (kind, *queues, HELD_GRACE, worker or "", kind, *queues),
         )
         if row is not None and row[0] is not None:
-            times.append(row[0])
+            times.append(row[0] + HELD_GRACE if row[1] is None else row[1])
     row = await tx.one(  # (a search of the index on fire_at for its first entry)
         "SELECT fire_at, holder FROM timers"
         " WHERE fire_at = (SELECT MIN(fire_at) FROM timers) LIMIT 1"
@@ -199,7 +222,7 @@ async def next_due(
         if holder is None or holder == worker:
             times.append(first)
         else:  # the firing takes it after the grace, or a timer of the meantime first
-            given = first + HELD_TIMER_GRACE
+            given = first + HELD_GRACE
             row = await tx.one(
                 "SELECT MIN(fire_at) FROM timers WHERE fire_at < ?"
                 " AND (holder IS NULL OR holder = ?)",

@@ -28,13 +28,9 @@ _BEFORE = 1e-6  # seconds: "due before" a time, for a firing's bound
 class InlineTimers:
     """The remembered timers, as (due, run id, ref), earliest first."""
 
-    def __init__(self, holder: str | None = None) -> None:
+    def __init__(self) -> None:
         # False: every timer reaches its run through a firing and the inbox.
         self.enabled = True
-        # The worker's identity, which the timers its turns start name as
-        # their holder (TurnCommit.timer_holder): other workers' firings
-        # leave them to it for a grace past their due time.
-        self.holder = holder
         self._heap: list[tuple[float, str, int]] = []
         # The latest due time any firing of this worker was asked to fire up
         # to: a timer due by then is left to the firings.
@@ -47,11 +43,6 @@ class InlineTimers:
     @property
     def in_flight(self) -> int:
         return len(self._firing)
-
-    def holder_of(self, timers: Sequence[tuple[int, float]]) -> str | None:
-        """Who a turn that starts ``timers`` names as their holder: this
-        worker, unless the path is off (nothing would take them in here)."""
-        return self.holder if timers and self.enabled else None
 
     def remember(self, run_id: str, timers: Sequence[tuple[int, float]], now: float) -> None:
         """A turn of ``run_id`` that started ``timers`` (ref, due) committed,

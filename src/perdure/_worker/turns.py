@@ -105,8 +105,10 @@ class TurnRunner:
         self._parked: dict[str, list[_Parked]] = {}
         self.turns_committed = 0
         self.replays = 0
-        # The cached instances' timers (see fire_inline), held by this worker.
-        self.timers = InlineTimers(identity if cache_size > 0 else None)
+        self.timers = InlineTimers()  # the cached instances' timers (see fire_inline)
+        # What a turn's commit names as its run's holder (TurnCommit.holder):
+        # this worker, which keeps the instance, if it keeps any.
+        self.holder = identity if cache_size > 0 else None
 
     @property
     def cached_runs(self) -> int:
@@ -470,7 +472,7 @@ class TurnRunner:
         )
         try:
             self._add_commands(commit, instance, commands, own_slot)
-            commit.timer_holder = self.timers.holder_of(commit.timers)
+            commit.holder = self.holder
         except BaseException:
             # Give back the slots reserved so far (each is an activity with a
             # lease in the commit): nobody will run those activities.
