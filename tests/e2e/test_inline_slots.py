@@ -79,7 +79,7 @@ async def test_a_worker_that_cannot_start_raises_from_the_block(
         raise RuntimeError("no registry today")
 
     worker = fast_worker(client, [ticks], [tick])
-    monkeypatch.setattr(worker, "_register", broken)
+    monkeypatch.setattr(worker._registration, "register", broken)
     entered = False
     with pytest.raises(RuntimeError, match="no registry today"):
         async with worker:
@@ -98,7 +98,7 @@ async def test_a_start_cancelled_before_the_worker_serves_stops_it(
         await gate.wait()
 
     worker = fast_worker(client, [ticks], [tick])
-    monkeypatch.setattr(worker, "_register", slow_register)
+    monkeypatch.setattr(worker._registration, "register", slow_register)
 
     async def enter() -> None:
         async with worker:

@@ -32,6 +32,7 @@ from perdure._store.base import (
 )
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.registry import Registration
 from perdure._worker.turns import TurnRunner
 from perdure.activity import ActivityFunction
 from perdure.errors import StoreError
@@ -100,6 +101,9 @@ class Worker:
         self.max_turns = max_concurrent_workflow_tasks
         self.workflows = self._collect_workflows(workflows)
         self.activities = self._collect_activities(activities)
+        self._registration = Registration(
+            self.store, self.identity, task_queue, self.workflows, self.activities, lease_timeout
+        )
         self.turns = TurnRunner(
             self.store,
             client.converter,
@@ -176,8 +180,8 @@ class Worker:
         self._listener = listener
         self.store.add_listener(listener, (WORK,))
         installed = self._install_signal_handlers(loop) if handle_signals else []
-        await self._register()
-        await self._reclaim()
+        await self._registration.register()
+        await self._registration.reclaim()
         lease_task = asyncio.create_task(self._renew_leases())
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
         if self.tune_gc:
@@ -197,7 +201,7 @@ class Worker:
             await self._drain()
             lease_task.cancel()
             await asyncio.gather(lease_task, return_exceptions=True)
-            await self._unregister()
+            await self._registration.unregister()
             self.store.remove_listener(listener)
             self.turns.evict_all()
             self.activity_runner.shutdown()
@@ -539,50 +543,7 @@ class Worker:
                     running = self.activity_runner.running.get(tid)
                     if running is not None:
                         running.stop("lost")
-            await self._heartbeat()  # after the renewal, so that it never delays it
-
-    # ------------------------------------------------------------ registry
-
-    async def _register(self) -> None:
-        """Announce this worker in the registry (``Client.list_workers``). The
-        registry is informational: a failure here never stops the worker."""
-        try:
-            await self.store.register_worker(
-                self.identity,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                task_queue=self.task_queue,
-                workflows=sorted(self.workflows),
-                activities=sorted(self.activities),
-                lease_timeout=self.lease_timeout,
-            )
-        except StoreError as exc:
-            log.warning("worker %s: could not register: %s", self.identity, exc)
-
-    async def _reclaim(self) -> None:
-        """At start only: a worker restarting under its identity (``--identity``)
-        takes back at once what its previous process held, instead of after
-        the lease timeout. (Never later: it would expire its own live leases.)"""
-        try:
-            reclaimed = await self.store.reclaim_leases(self.identity)
-        except StoreError as exc:
-            log.warning("worker %s: could not reclaim its old leases: %s", self.identity, exc)
-            return
-        if reclaimed:
-            log.info("worker %s took back %d task(s) of its previous run", self.identity, reclaimed)
-
-    async def _heartbeat(self) -> None:
-        try:
-            if not await self.store.heartbeat_worker(self.identity):
-                await self._register()  # not registered yet, or pruned
-        except StoreError as exc:
-            log.warning("worker %s: could not send its heartbeat: %s", self.identity, exc)
-
-    async def _unregister(self) -> None:
-        try:
-            await self.store.unregister_worker(self.identity)
-        except StoreError as exc:
-            log.warning("worker %s: could not unregister: %s", self.identity, exc)
+            await self._registration.heartbeat()  # after the renewal: never delays it
 
     async def _drain(self) -> None:
         pending = [*self._turns_inflight, *self._timer_turns, *self._activities_inflight]
