@@ -469,10 +469,10 @@ class TurnRunner:
             consumed_inbox=[],
             state=dict(instance.state),
             waiting={"signals": instance.waiting_signals()},
+            holder=self.holder,
         )
         try:
             self._add_commands(commit, instance, commands, own_slot)
-            commit.holder = self.holder
         except BaseException:
             # Give back the slots reserved so far (each is an activity with a
             # lease in the commit): nobody will run those activities.

@@ -288,13 +288,15 @@ class Worker:
         free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
         want_acts = max(0, min(free_acts, CLAIM_BATCH))
         want_turns = max(0, min(free_turns, CLAIM_BATCH))
-        # A kind's slots all busy, due work may stay behind: an ending task polls (_spawn).
+        # With a kind's slots all busy this poll may leave due work behind: a
+        # task that ends must then poll again (see _spawn).
         self._saturated = free_turns <= 0 or want_acts <= 0
         # The slots this claim may fill are reserved while it waits for its
         # commit, so inline activities cannot take them meanwhile.
         self._inline_reserved += want_acts
-        # A firing leases the turns it wakes to this worker in its own commit, up
-        # to the slots the claim leaves free: no claim, no read (see TurnLease).
+        # The turns of runs a firing wakes are leased to this worker by the
+        # firing's own commit, up to the slots the claim leaves free: no claim,
+        # and no read for a run whose instance is cached here (see TurnLease).
         wake = free_turns - want_turns
         lease = TurnLease(self.identity, self.lease_timeout, frozenset(queues), wake)
         try:
