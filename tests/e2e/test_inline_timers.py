@@ -54,7 +54,15 @@ async def impatient() -> str:
 
 @workflow.defn
 async def dozer() -> str:
-    await workflow.sleep(1.0)
+    # Long enough that a slow machine's worker settles, and stops, before
+    # the timer is due: the tests look at its row first.
+    await workflow.sleep(3.0)
+    return "woke"
+
+
+@workflow.defn
+async def late_riser() -> str:
+    await workflow.sleep(60.0)
     return "woke"
 
 
@@ -168,8 +176,10 @@ async def test_a_run_and_its_timers_name_the_worker_that_holds_it(
     client: perdure.Client, cache_size: int
 ) -> None:
     """Its worker, which keeps the instance; nobody, with no cache."""
-    async with fast_worker(client, [dozer], [], identity="w-1", cache_size=cache_size) as worker:
-        handle = await client.start(dozer)
+    async with fast_worker(
+        client, [late_riser], [], identity="w-1", cache_size=cache_size
+    ) as worker:
+        handle = await client.start(late_riser)
         await settled(worker)
         named = {handle.run_id: "w-1" if cache_size else None}
         assert await holders(client, "runs") == named

@@ -153,3 +153,27 @@ async def test_a_lost_commit_answer_fails_the_group_and_runs_nothing_again(
     assert len(alone) == GROUPS  # none of the group ran again
     monkeypatch.setattr(postgres_wire, "simple_query", simple_query)
     assert await _inbox_runs(store) == first  # (here, it never reached the server)
+
+
+async def test_connections_back_in_the_pool_are_released(pg_url: str) -> None:
+    """A write's connection keeps its socket registered with the loop while
+    the store holds it (postgres_wire), and is released when it goes back to
+    the pool: here, when the store closes, and when a transaction leaves it
+    broken."""
+    opened = PostgresStore(pg_url)
+    await opened.open()
+    try:
+        await _at_once(opened, [_insert(f"r{i}") for i in range(10)])
+        held = [conn for conn, _ in opened._conns._idle]
+        assert held and all(postgres_wire._readers[conn].registered for conn in held)
+        broken = held[-1]
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
+            await other.execute("SELECT pg_terminate_backend(%s)", (broken.info.backend_pid,))
+        # The write takes the newest idle connection, the broken one, and is
+        # tried again on another.
+        assert await opened._write(_insert("again")) == "again"
+        assert broken not in postgres_wire._readers
+        assert broken not in [conn for conn, _ in opened._conns._idle]
+    finally:
+        await opened.close()
+    assert not any(conn in postgres_wire._readers for conn in held)

@@ -151,3 +151,117 @@ async def test_a_cancelled_query_leaves_the_connection_busy(
         await task
     assert conn.info.transaction_status == TransactionStatus.ACTIVE
     await conn.close()
+
+
+# -- the socket's standing registration with the loop ---------------------
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[Any]:
+    """Record each call of ``owner.name`` (its first argument), then make it."""
+    calls: list[Any] = []
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0] if args else None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+async def _until(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_socket_stays_registered_between_queries(
+    conn: psycopg.AsyncConnection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    added = _count_calls(monkeypatch, loop, "add_reader")
+    removed = _count_calls(monkeypatch, loop, "remove_reader")
+    for i in range(20):
+        assert await query(conn, f"SELECT {i}") == [[(i,)]]
+    reader = wire._readers[conn]
+    assert reader.registered and reader.dup != conn.pgconn.socket  # perdure's duplicate
+    assert added == [reader.dup] and removed == []
+
+
+async def test_a_readable_socket_nobody_reads_is_unregistered(
+    conn: psycopg.AsyncConnection[Any], pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server hangs up between queries: the socket stays readable and no
+    query reads it. The loop must not be woken for it again and again."""
+    calls = _count_calls(monkeypatch, wire._Reader, "_readable")
+    await query(conn, "SELECT 1")
+    reader = wire._readers[conn]
+    before = len(calls)
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
+        await other.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    await _until(lambda: not reader.registered)
+    await asyncio.sleep(0.1)  # (a loop kept busy by the socket would call it hundreds of times)
+    assert len(calls) - before == 2
+    with pytest.raises(psycopg.OperationalError):
+        await asyncio.wait_for(query(conn, "SELECT 1"), 5)
+
+
+async def test_release_unregisters_and_closes_the_duplicate(
+    conn: psycopg.AsyncConnection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await query(conn, "SELECT 1")
+    reader = wire._readers[conn]
+    dup = reader.dup
+    removed = _count_calls(monkeypatch, asyncio.get_running_loop(), "remove_reader")
+    wire.release(conn)
+    assert removed == [dup] and not reader.registered and reader.dup == -1
+    assert conn not in wire._readers
+    wire.release(conn)  # (twice is harmless)
+    assert await query(conn, "SELECT 2") == [[(2,)]]  # registered again
+    assert wire._readers[conn].registered
+
+
+async def test_a_broken_connection_leaves_nothing_stale_for_the_next(pg_url: str) -> None:
+    """libpq closes a broken connection's descriptor, and release closes
+    perdure's duplicate: the next sockets get those numbers (the lowest free
+    ones), and their queries must still be heard."""
+    for _ in range(5):
+        conn = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        await asyncio.wait_for(query(conn, "SELECT 1"), 5)
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
+            await other.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            await asyncio.wait_for(query(conn, "SELECT 1"), 5)
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as fresh:
+            assert await asyncio.wait_for(query(fresh, "SELECT 3"), 5) == [[(3,)]]
+            wire.release(conn)
+            await conn.close()
+            wire.release(fresh)
+            assert await asyncio.wait_for(query(fresh, "SELECT 4"), 5) == [[(4,)]]
+
+
+async def test_released_connections_leave_nothing_stale_for_the_next(pg_url: str) -> None:
+    """A connection goes back to the pool open, its duplicate closed: the
+    next duplicate gets that number, of another socket, and must be heard."""
+    first = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+    async with first, await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as second:
+        for i in range(5):
+            for conn in (first, second):
+                assert await asyncio.wait_for(query(conn, f"SELECT {i}"), 5) == [[(i,)]]
+                wire.release(conn)
+
+
+async def test_a_connection_moved_to_another_loop_is_registered_there(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    await query(conn, "SELECT 1")
+    first = wire._readers[conn]
+
+    def elsewhere() -> list[list[tuple[Any, ...]]]:
+        return asyncio.run(query(conn, "SELECT 4"))
+
+    assert await asyncio.to_thread(elsewhere) == [[(4,)]]
+    await _until(lambda: first.dup == -1)  # released by its own loop
+    assert not first.registered
+    assert await query(conn, "SELECT 5") == [[(5,)]]  # and back here

@@ -11,7 +11,9 @@ the next one given back, with one future and one timer. The pool still does
 the rest. A connection goes back to it when it is broken or closed, when a
 transaction left it anything but idle, when it has been out for
 ``RECYCLE_AFTER`` seconds (so the pool's ``max_lifetime`` and shrinking still
-apply), and when the store closes. Imports psycopg and psycopg_pool only.
+apply), and when the store closes; its socket's standing registration with
+the loop (postgres_wire) is released first. Imports psycopg, psycopg_pool and
+the store's wire.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from perdure._store import postgres_wire as wire
 
 RECYCLE_AFTER = 60.0  # seconds a connection stays out of the pool at most
 
@@ -133,6 +137,7 @@ class Connections:
             self._reuse(conn, taken)
             return
         try:
+            wire.release(conn)
             await self._pool.putconn(conn)
         finally:
             self._free_place()
@@ -140,6 +145,7 @@ class Connections:
         while self._idle and now - self._idle[0][1] >= RECYCLE_AFTER:
             old, _ = self._idle.pop(0)
             try:
+                wire.release(old)
                 await self._pool.putconn(old)
             finally:
                 self._free_place()
@@ -155,6 +161,7 @@ class Connections:
         idle, self._idle = self._idle, []
         for conn, _ in idle:
             self._out -= 1
+            wire.release(conn)
             await self._pool.putconn(conn)
 
 

@@ -17,13 +17,29 @@ Only psycopg's documented libpq API (``psycopg.pq``) is used, in the order
 libpq's documentation gives for non-blocking use; errors come out as the
 same psycopg exceptions a cursor raises (``psycopg.errors.error_from_result``).
 The caller must hold the connection alone (the store's Connections do) and
-leave it in autocommit mode (it sends BEGIN and COMMIT itself). Imports
-psycopg only.
+leave it in autocommit mode (it sends BEGIN and COMMIT itself).
+
+Waiting for the answer: asyncio's ``add_reader`` and ``remove_reader`` around
+every wait cost about a tenth of a sequential workflow's client CPU (two
+``epoll_ctl`` calls and the selector's bookkeeping per query). So each
+connection's socket is registered with the loop once, through a duplicate of
+its descriptor (``_Reader``), and stays registered between queries until
+:func:`release` (the store's Connections call it when a connection goes back
+to the pool). The duplicate is what makes a standing registration safe:
+libpq closes its own descriptor when the connection breaks, and a new socket
+may get that number at once, but the duplicate is perdure's and stays open,
+and registered, until it is unregistered and closed together. Readiness with
+nobody waiting (psycopg's own reads on the connection, a server's message
+between queries) unregisters it at the second such call, so a readable socket
+nobody reads never keeps the loop busy; the next query registers it again.
+Imports psycopg only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
 from typing import Any
 
 import psycopg
@@ -31,7 +47,7 @@ from psycopg import errors, pq
 from psycopg.abc import Transformer
 from psycopg.pq.abc import PGresult
 
-__all__ = ["check", "rows", "simple_query"]
+__all__ = ["check", "release", "rows", "simple_query"]
 
 _READ = 1
 _WRITE = 2
@@ -48,6 +64,9 @@ async def simple_query(conn: psycopg.AsyncConnection[Any], query: bytes) -> list
     pg = conn.pgconn
     loop = asyncio.get_running_loop()
     fd = pg.socket  # (raises OperationalError for a closed connection)
+    reader = _readers.get(conn)
+    if reader is None or reader.fd != fd or reader.loop is not loop:
+        reader = _reader(conn, loop, fd)
     try:
         pg.send_query(query)
         while pg.flush():  # the rest did not fit the socket's buffer yet
@@ -59,7 +78,7 @@ async def simple_query(conn: psycopg.AsyncConnection[Any], query: bytes) -> list
         while True:
             try:
                 while pg.is_busy():
-                    await _ready(loop, fd, _READ)
+                    await reader.wait()
                     pg.consume_input()
             except psycopg.DatabaseError:
                 # The server may report an error and then hang up (an idle
@@ -73,6 +92,91 @@ async def simple_query(conn: psycopg.AsyncConnection[Any], query: bytes) -> list
             results.append(res)
     except OSError as exc:
         raise psycopg.OperationalError(f"connection socket failed: {exc}") from exc
+
+
+def release(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Unregister ``conn``'s socket from its loop and close perdure's duplicate
+    of it: before the connection goes back to the pool or is closed. (A
+    connection dropped without it is released when it is collected.)"""
+    reader = _readers.pop(conn, None)
+    if reader is not None:
+        reader.close()
+
+
+class _Reader:
+    """One connection's socket, registered with one loop for reading through
+    perdure's duplicate of its descriptor, and the query waiting for it."""
+
+    __slots__ = ("collected", "dup", "fd", "loop", "misses", "registered", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self.loop = loop
+        self.fd = fd  # libpq's descriptor, to notice a new socket
+        self.dup = os.dup(fd)
+        self.waiter: asyncio.Future[None] | None = None
+        self.misses = 0  # readiness reported with no waiter, since the last wait
+        self.registered = False
+        self.collected: weakref.finalize[Any, Any] | None = None  # closes it with its connection
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future done once the socket is readable (or may be: a wait may
+        end early, and the caller then finds libpq still busy and waits again)."""
+        if not self.registered:
+            self.loop.add_reader(self.dup, self._readable)
+            self.registered = True
+        self.misses = 0
+        waiter = self.waiter = self.loop.create_future()
+        return waiter
+
+    def _readable(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            if not waiter.done():  # (not cancelled)
+                waiter.set_result(None)
+            return
+        # Once after every answer (the loop polls again before the woken
+        # query reads it); more means data nobody here reads.
+        self.misses += 1
+        if self.misses > 1:
+            self._unregister()
+
+    def _unregister(self) -> None:
+        if self.registered:
+            self.registered = False
+            if not self.loop.is_closed():
+                self.loop.remove_reader(self.dup)
+
+    def close(self) -> None:
+        if self.collected is not None:
+            self.collected.detach()
+            self.collected = None
+        if self.dup >= 0:
+            self._unregister()
+            dup, self.dup = self.dup, -1
+            os.close(dup)
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(psycopg.OperationalError("the connection was released"))
+
+
+_readers: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], _Reader] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reader(
+    conn: psycopg.AsyncConnection[Any], loop: asyncio.AbstractEventLoop, fd: int
+) -> _Reader:
+    """A new reader for ``conn`` (its socket or loop changed, or it had none)."""
+    old = _readers.pop(conn, None)
+    if old is not None:
+        if old.loop is loop or old.loop.is_closed():
+            old.close()
+        else:  # (only its own thread may touch its loop's selector)
+            old.loop.call_soon_threadsafe(old.close)
+    reader = _readers[conn] = _Reader(loop, fd)
+    reader.collected = weakref.finalize(conn, reader.close)
+    return reader
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, fd: int, wanted: int) -> int:
