@@ -84,10 +84,10 @@ CLOSED = "closed"
 # Seconds past its due time that a run's workflow task, or a timer, that a
 # worker holds (it keeps the run's instance: TurnCommit.holder) is left to
 # that worker before any other worker's claim or firing takes it. Long
-# enough for a busy holder's poll loop to come round, short enough that a
-# dead or saturated holder's runs are barely late (docs/decisions.md,
-# session 32).
-HELD_GRACE = 0.1
+# enough for a loaded holder to come round to it (a move costs a replay,
+# and under load moves beget moves), short enough that a dead holder's
+# runs are barely late (docs/decisions.md, sessions 32 and 33).
+HELD_GRACE = 0.3
 
 
 class _Tokens:
