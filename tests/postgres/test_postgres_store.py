@@ -21,7 +21,7 @@ import pytest
 
 import perdure
 from perdure import _history as h
-from perdure._store import store_for_url
+from perdure._store import postgres_listen, store_for_url
 from perdure._store.base import NewRun, Store, TurnCommit
 from perdure._store.postgres import PostgresStore, parse_url
 
@@ -271,6 +271,44 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(pg_url: st
             await asyncio.sleep(0.02)
         await writer.create_run(new_run(2), "fail")
         await woken_by(reader, lambda: writer.deliver("wf-2", None, h.SignalReceived(name="x")))
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_the_listener_hears_what_arrives_during_its_ping(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quiet for PING_EVERY, the listener checks its connection with a query
+    that psycopg runs; a notification that arrives meanwhile is read by
+    psycopg, not by the listener's own loop, and must be heard all the same."""
+    # A ping's answer is waited for PING_EVERY too: this one takes half.
+    monkeypatch.setattr(postgres_listen, "PING_EVERY", 1.0)
+    pinging = asyncio.Event()
+    execute = psycopg.AsyncConnection.execute
+
+    async def slow_ping(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if query == "SELECT 1":  # (the ping: held open while the NOTIFY comes)
+            pinging.set()
+            query = "SELECT 1 FROM pg_sleep(0.5)"
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", slow_ping)
+    writer, reader = await opened(pg_url), await opened(pg_url)
+    try:
+        listener = reader._listener
+        assert listener is not None
+        await asyncio.wait_for(listener.connected.wait(), 5)
+        await writer.create_run(new_run(3), "fail")
+        pinging.clear()
+        await asyncio.wait_for(pinging.wait(), 5)
+        latency = await woken_by(
+            reader, lambda: writer.deliver("wf-3", None, h.SignalReceived(name="go"))
+        )
+        assert latency < 1.0  # at the ping's end (psycopg keeps what no handler takes)
+        assert listener.reconnects == 0
+        # And after the pings, the listener's own loop hears the next one.
+        await woken_by(reader, lambda: writer.deliver("wf-3", None, h.SignalReceived(name="x")))
     finally:
         await writer.close()
         await reader.close()

@@ -10,7 +10,6 @@ being exact. Imports psycopg, the store's connections and its wire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -105,15 +104,30 @@ class Listener:
             log.exception("wake-up callback failed")
 
     async def _receive(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-        while True:
-            # aclosing: a cancelled listener must close the generator (which
-            # holds the connection's lock) now, not at interpreter shutdown.
-            async with contextlib.aclosing(conn.notifies(timeout=PING_EVERY)) as notices:
-                async for notice in notices:
-                    self._call(self._on_notify, notice.payload)
-            # Quiet for a while: make sure the connection is still there, since a
-            # silently dead one would make this process deaf until its next poll.
-            await asyncio.wait_for(conn.execute("SELECT 1"), PING_EVERY)
+        # The notifications are read from libpq directly, the socket waited
+        # for through the wire's standing registration: psycopg's notifies()
+        # took a lock, a task and a reader registration per notification, and
+        # every process hears every other's NOTIFYs (and its own). What
+        # arrives while psycopg itself runs a query here (the ping) reaches
+        # the handler.
+        pg = conn.pgconn
+        encoding = conn.info.encoding
+        conn.add_notify_handler(lambda notice: self._call(self._on_notify, notice.payload))
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(wire.readable(conn), PING_EVERY)
+                except TimeoutError:
+                    # Quiet for a while: make sure the connection is still there,
+                    # since a silently dead one would make this process deaf
+                    # until its next poll.
+                    await asyncio.wait_for(conn.execute("SELECT 1"), PING_EVERY)
+                    continue
+                pg.consume_input()  # (raises OperationalError if the connection broke)
+                while (notice := pg.notifies()) is not None:
+                    self._call(self._on_notify, notice.extra.decode(encoding))
+        finally:
+            wire.release(conn)
 
 
 NOTIFY = b"SELECT pg_notify(%s, %s)"  # the channel, the payload

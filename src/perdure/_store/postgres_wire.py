@@ -47,7 +47,7 @@ from psycopg import errors, pq
 from psycopg.abc import Transformer
 from psycopg.pq.abc import PGresult
 
-__all__ = ["check", "release", "rows", "simple_query"]
+__all__ = ["check", "readable", "release", "rows", "simple_query"]
 
 _READ = 1
 _WRITE = 2
@@ -63,10 +63,8 @@ async def simple_query(conn: psycopg.AsyncConnection[Any], query: bytes) -> list
     does, for a connection not idle)."""
     pg = conn.pgconn
     loop = asyncio.get_running_loop()
-    fd = pg.socket  # (raises OperationalError for a closed connection)
-    reader = _readers.get(conn)
-    if reader is None or reader.fd != fd or reader.loop is not loop:
-        reader = _reader(conn, loop, fd)
+    reader = _reader(conn, loop, pg.socket)  # (raises for a closed connection)
+    fd = reader.fd
     try:
         pg.send_query(query)
         while pg.flush():  # the rest did not fit the socket's buffer yet
@@ -92,6 +90,14 @@ async def simple_query(conn: psycopg.AsyncConnection[Any], query: bytes) -> list
             results.append(res)
     except OSError as exc:
         raise psycopg.OperationalError(f"connection socket failed: {exc}") from exc
+
+
+def readable(conn: psycopg.AsyncConnection[Any]) -> asyncio.Future[None]:
+    """A future done once ``conn``'s socket is readable (or may be), through
+    the connection's standing registration: for a caller that reads what
+    the server sends unasked (the store's LISTEN connection). Cancel it to
+    stop waiting; :func:`release` the connection when done with it."""
+    return _reader(conn, asyncio.get_running_loop(), conn.pgconn.socket).wait()
 
 
 def release(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -167,7 +173,12 @@ _readers: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], _Reader] = (
 def _reader(
     conn: psycopg.AsyncConnection[Any], loop: asyncio.AbstractEventLoop, fd: int
 ) -> _Reader:
-    """A new reader for ``conn`` (its socket or loop changed, or it had none)."""
+    """``conn``'s reader: a new one if it had none, or if its socket or its
+    loop changed. (``conn.pgconn.socket`` raises OperationalError for a
+    closed connection.)"""
+    reader = _readers.get(conn)
+    if reader is not None and reader.fd == fd and reader.loop is loop:
+        return reader
     old = _readers.pop(conn, None)
     if old is not None:
         if old.loop is loop or old.loop.is_closed():
