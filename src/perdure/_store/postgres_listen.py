@@ -79,6 +79,9 @@ class Listener:
                 await asyncio.sleep(delay)
                 delay = min(RECONNECT_MAX, delay * 2)
                 continue
+            # What psycopg itself reads on this connection (during LISTEN, and
+            # the pings) reaches this handler; _receive reads the rest.
+            conn.add_notify_handler(lambda notice: self._call(self._on_notify, notice.payload))
             try:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                 self.backend_pid = conn.info.backend_pid
@@ -109,10 +112,9 @@ class Listener:
         # took a lock, a task and a reader registration per notification, and
         # every process hears every other's NOTIFYs (and its own). What
         # arrives while psycopg itself runs a query here (the ping) reaches
-        # the handler.
+        # the notify handler _run gave the connection.
         pg = conn.pgconn
         encoding = conn.info.encoding
-        conn.add_notify_handler(lambda notice: self._call(self._on_notify, notice.payload))
         try:
             while True:
                 try:
