@@ -25,7 +25,8 @@ every wait cost about a tenth of a sequential workflow's client CPU (two
 connection's socket is registered with the loop once, through a duplicate of
 its descriptor (``_Reader``), and stays registered between queries until
 :func:`release` (the store's Connections call it when a connection goes back
-to the pool). The duplicate is what makes a standing registration safe:
+to the pool; its LISTEN connection waits the same way, through
+:func:`readable`). The duplicate is what makes a standing registration safe:
 libpq closes its own descriptor when the connection breaks, and a new socket
 may get that number at once, but the duplicate is perdure's and stays open,
 and registered, until it is unregistered and closed together. Readiness with
@@ -177,14 +178,14 @@ def _reader(
     loop changed. (``conn.pgconn.socket`` raises OperationalError for a
     closed connection.)"""
     reader = _readers.get(conn)
-    if reader is not None and reader.fd == fd and reader.loop is loop:
-        return reader
-    old = _readers.pop(conn, None)
-    if old is not None:
-        if old.loop is loop or old.loop.is_closed():
-            old.close()
+    if reader is not None:
+        if reader.fd == fd and reader.loop is loop:
+            return reader
+        del _readers[conn]
+        if reader.loop is loop or reader.loop.is_closed():
+            reader.close()
         else:  # (only its own thread may touch its loop's selector)
-            old.loop.call_soon_threadsafe(old.close)
+            reader.loop.call_soon_threadsafe(reader.close)
     reader = _readers[conn] = _Reader(loop, fd)
     reader.collected = weakref.finalize(conn, reader.close)
     return reader
