@@ -108,7 +108,7 @@ class Client:
 
         ``tune_gc``: until the client is closed, raise the cyclic garbage
         collector's thresholds as a running worker does (young 20,000, middle
-        20; never lowered; the last client or worker to stop restores them): a
+        100; never lowered; the last client or worker to stop restores them): a
         program awaiting thousands of results had spent 44% of its CPU in the
         collector (see docs/operations.md). ``False`` leaves them alone."""
         store = store_for_url(resolve_url(url), clock=clock)

@@ -45,12 +45,12 @@ async def test_a_running_worker_raises_the_thresholds_and_restores_them(tmp_path
         worker = perdure.Worker(client, [one_step], [noop])
         async with worker:
             assert await client.execute(one_step) == 1
-            assert gc.get_threshold() == (20_000, 20, 10)
+            assert gc.get_threshold() == (20_000, 100, 10)
             second = perdure.Worker(client, [one_step], [noop])
             async with second:
                 assert await client.execute(one_step) == 1
             # Another worker still runs: the policy stays.
-            assert gc.get_threshold() == (20_000, 20, 10)
+            assert gc.get_threshold() == (20_000, 100, 10)
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         await client.close()
@@ -72,7 +72,7 @@ async def test_a_program_s_own_choices_are_kept(tmp_path: Path) -> None:
         gc.set_threshold(50_000, 5, 10)  # higher young, lower middle: only middle is raised
         async with perdure.Worker(client, [one_step], [noop]):
             assert await client.execute(one_step) == 1
-            assert gc.get_threshold() == (50_000, 20, 10)
+            assert gc.get_threshold() == (50_000, 100, 10)
         assert gc.get_threshold() == (50_000, 5, 10)
         # Changed while the worker ran: the program's change wins over the restore.
         async with perdure.Worker(client, [one_step], [noop]):
@@ -86,11 +86,11 @@ async def test_a_program_s_own_choices_are_kept(tmp_path: Path) -> None:
 async def test_a_connected_client_raises_the_thresholds_until_it_closes(tmp_path: Path) -> None:
     client = await connect(tmp_path, tune_gc=True)
     try:
-        assert gc.get_threshold() == (20_000, 20, 10)
+        assert gc.get_threshold() == (20_000, 100, 10)
         async with perdure.Worker(client, [one_step], [noop]):
             assert await client.execute(one_step) == 1
         # The worker stopped, the client still holds the policy.
-        assert gc.get_threshold() == (20_000, 20, 10)
+        assert gc.get_threshold() == (20_000, 100, 10)
     finally:
         await client.close()
     assert gc.get_threshold() == (700, 10, 10)
@@ -100,7 +100,7 @@ async def test_a_connected_client_raises_the_thresholds_until_it_closes(tmp_path
 
 def test_a_sync_client_holds_the_policy_too_unless_told_not_to(tmp_path: Path) -> None:
     with perdure.SyncClient.connect(f"sqlite:///{tmp_path / 'sync.db'}"):
-        assert gc.get_threshold() == (20_000, 20, 10)
+        assert gc.get_threshold() == (20_000, 100, 10)
     assert gc.get_threshold() == (700, 10, 10)
     with perdure.SyncClient.connect(f"sqlite:///{tmp_path / 'sync.db'}", tune_gc=False):
         assert gc.get_threshold() == (700, 10, 10)

@@ -67,7 +67,7 @@ class Worker:
     ``poll_interval`` bounds how long an idle worker takes to notice work
     written by another process (work from this process wakes it at once).
     ``tune_gc``: while it runs, raise the cyclic garbage collector's thresholds
-    (young 20,000, middle 20; never lowered); the last worker to stop restores
+    (young 20,000, middle 100; never lowered); the last worker to stop restores
     them. A quarter more throughput with thousands of workflows in flight
     (see docs/operations.md); ``False`` leaves them alone.
     """
