@@ -146,6 +146,12 @@ def _wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
 class Store(abc.ABC):
     """The storage interface. ``clock`` is the time every backend query uses."""
 
+    # Whether every commit of another process reaches this store's listeners
+    # (SQLite's data_version watch sees each one; a PostgreSQL NOTIFY is sent
+    # after its commit and is lost if its sender dies in between). An idle
+    # worker polls only as a safety net where it is true (Worker._idle_wait).
+    hears_every_commit = False
+
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._listeners: dict[Callable[[], None], frozenset[str]] = {}

@@ -221,6 +221,7 @@ class SqliteStore(SqlStore):
         return await self._write_job(body, None)
 
     applies_plans = True
+    hears_every_commit = True  # (_watch: every other connection's commit moves data_version)
     applies_close_plans = True
     applies_start_plans = True
     keeps_ended_feed = True

@@ -46,6 +46,9 @@ log = logging.getLogger("perdure.worker")
 CLAIM_BATCH = 50  # tasks of each kind one poll claims at most
 FIRE_BATCH = 100  # due timers one poll fires at most
 EARLY_WAKE = 0.002  # seconds: see Worker._fire_inline
+# The longest an idle worker's safety-net poll backs off to on a store that
+# hears every other process's commit (Store.hears_every_commit; see _idle_wait).
+IDLE_POLL_MAX = 2.0
 
 __all__ = ["Worker"]
 
@@ -66,6 +69,9 @@ class Worker:
     only while it is computed.
     ``poll_interval`` bounds how long an idle worker takes to notice work
     written by another process (work from this process wakes it at once).
+    On SQLite, where every other process's commit wakes the worker within
+    50 ms anyway, the poll is a safety net: while it keeps finding nothing,
+    its wait doubles, up to 2 seconds (IDLE_POLL_MAX).
     ``tune_gc``: while it runs, raise the cyclic garbage collector's thresholds
     (young 20,000, middle 100; never lowered); the last worker to stop restores
     them. A quarter more throughput with thousands of workflows in flight
@@ -133,6 +139,7 @@ class Worker:
         self._serving: asyncio.Future[None] | None = None  # done once run() serves
         self._listener: Any = None
         self._sleeping = False  # the poller found nothing to do and waits
+        self._quiet = 0  # idle polls in a row that slept their wait out (see _idle_wait)
         self.polls = 0  # how many times it looked for or was handed work (see testing)
         self._saturated = False  # the last poll had no free slot for some kind of task
         self._stop_requested = False  # stop() may come before run() has started
@@ -269,7 +276,9 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                if not await self._poll_once(queues):
+                if await self._poll_once(queues):
+                    self._quiet = 0
+                else:
                     await self._idle(queues)  # it reads the store too (next_due)
                 errors = 0
             except StoreError as exc:
@@ -461,19 +470,32 @@ class Worker:
         )
         self._saturated = self._saturated or len(kinds) < 2
         due = await self.store.next_due(queues, kinds, self.identity)
-        delay = self.poll_interval
+        delay = self._idle_wait()
         if due is not None:
             delay = max(0.0, min(delay, due - self.store.clock()))
         if delay > 0:
-            await self._sleep_or_wake(delay)
+            woken = await self._sleep_or_wake(delay)
+            self._quiet = 0 if woken else min(self._quiet + 1, 16)
 
-    async def _sleep_or_wake(self, delay: float) -> None:
+    def _idle_wait(self) -> float:
+        """How long an idle poll sleeps unless woken or something falls due:
+        ``poll_interval``; on a store that hears every other process's commit
+        (SQLite), the poll is only a safety net, and each poll in a row that
+        slept it out and found nothing doubles it, up to IDLE_POLL_MAX."""
+        wait = self.poll_interval
+        if self._quiet and self.store.hears_every_commit:
+            wait = min(wait * 2**self._quiet, max(wait, IDLE_POLL_MAX))
+        return wait
+
+    async def _sleep_or_wake(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds or until woken; True if woken."""
         assert self._wake is not None
         self._sleeping = True
         try:
             await asyncio.wait_for(self._wake.wait(), delay)
+            return True
         except TimeoutError:
-            pass
+            return False
         finally:
             self._sleeping = False
 
