@@ -50,22 +50,29 @@ async def test_a_backed_off_worker_still_hears_another_process_at_once(
     other = await perdure.Client.connect(url)  # its own connection: another process, to SQLite
     try:
         async with perdure.Worker(client, [hello], [], poll_interval=0.05) as worker:
+            sleeps: list[float] = []
+            sleep_or_wake = worker._sleep_or_wake
+
+            async def recorded(delay: float) -> bool:
+                sleeps.append(delay)
+                return await sleep_or_wake(delay)
+
+            worker._sleep_or_wake = recorded  # type: ignore[method-assign]
 
             async def backed_off() -> bool:
                 return worker._quiet >= 4  # (waits of 0.05, 0.1, 0.2 and 0.4 s slept out)
 
             await wait_until(backed_off, what="the idle worker to back off")
-            polls = worker.polls
-            worker._quiet = 20  # the wait after the current one: 600 s
+            worker._quiet = 20  # from its next idle sleep on: the cap, 600 s
 
             async def in_long_sleep() -> bool:
-                return worker.polls > polls and worker.idle
+                return bool(sleeps) and sleeps[-1] == 600.0 and worker.idle
 
-            await wait_until(in_long_sleep, what="the worker's next idle sleep")
-            assert worker._idle_wait() == 600.0
+            await wait_until(in_long_sleep, what="the worker's 600-s idle sleep")
+            polls = worker.polls
             handle = await other.start(hello, "there")
             assert await handle.result(timeout=10) == "hello there"
-            assert worker.polls > polls + 1  # woken, it polled again at once
+            assert worker.polls > polls  # woken, it polled again at once
     finally:
         await other.close()
         await client.close()
