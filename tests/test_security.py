@@ -69,6 +69,7 @@ SQL_FRAGMENTS = {
     "self.for_update": "a dialect constant",
     "self.skip_locked": "a dialect constant",
     "d.among_run_ids": "a dialect constant: 'run_id IN (...)' of one placeholder",
+    "d.among_refs": "a dialect constant: 'ref IN (...)' of one placeholder",
     "marks": "sqlrows.marks(): '?,?,?', one placeholder per queue name",
     "one_queue": "the claim's constant 'FROM tasks WHERE ...' with placeholders",
     "lock": "picked(): the dialect's skip_locked constant, or ''",

@@ -86,6 +86,14 @@ async def test_a_step_writes_few_pages_and_leaves_the_status_indexes_alone(
     # AUTOINCREMENT counters that sqlite_sequence keeps.
     counters = sum(1 for pages in commits if any(owner.get(p) == "sqlite_sequence" for p in pages))
     assert counters <= 5, f"{counters} of {len(commits)} commits wrote sqlite_sequence"
+    # And that UPDATE changes no indexed column: not the run or queue (the
+    # same), not the activity's ref (in no index), not the lease expiry (kept
+    # while most of a lease is left: TurnCommit.lease_kept). So only a run's
+    # start (its first activity inserted) and end (its task deleted) touch the
+    # task indexes; the nine steps between them do not.
+    task_indexes = {"tasks_due", "tasks_activities_by_run"}
+    touched = [sum(owner.get(p) in task_indexes for p in pages) for pages in commits]
+    assert sum(1 for n in touched if n) <= 2 * 5 + 2, f"{touched}"
 
 
 def test_new_run_ids_are_version_7_uuids_in_time_order() -> None:

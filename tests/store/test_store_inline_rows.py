@@ -7,15 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from store_helpers import claim_one, leased_charge, new_run, schedule_charge, turn
 
 from perdure import _history as h
-from perdure._store.base import Store, TurnCommit
+from perdure._store.base import NewActivity, Store, TurnCommit
 from perdure._store.sqlite import SqliteStore
 from perdure._store.sqlrows import Tx
 
 # Columns that name the row, or differ between two runs by design.
 OWN = {"id", "run_id", "lease_token"}
+# Columns the take-over leaves as they are: the next activity is of the same
+# run and queue (a worker runs its own queue's activities only), so writing
+# them would only cost their indexes' pages (sqlturn.REUSE_ACTIVITY).
+KEPT = {"queue"}
 
 
 async def _first_activity(store: Store, run_id: str, token: str) -> tuple[TurnCommit, int]:
@@ -47,7 +52,7 @@ _COLUMNS = {
 async def _dirty(store: Store, task_id: int) -> None:
     """Put a value no INSERT leaves into every column of the row that does not
     name it: a column the take-over forgot to reset then shows."""
-    columns = [c for c in (await _tasks(store))[0] if c not in OWN | {"kind", "ref"}]
+    columns = [c for c in (await _tasks(store))[0] if c not in OWN | KEPT | {"kind", "ref"}]
 
     async def body(tx: Tx) -> None:
         for column in columns:
@@ -129,6 +134,62 @@ async def test_a_lost_lease_fences_the_take_over_and_starts_nothing(open_store: 
     assert after.run.version == data.run.version and after.events == data.events
 
 
+def _continuation(data: Any, task_id: int, lease_kept: float, plan: bool) -> TurnCommit:
+    """Activity 1's outcome, and activity 2 taking its row over, keeping its
+    lease expiry (``lease_kept``) or not; ``plan``: the commonest turn, which
+    the group commits apply as a plan, else one they run as its body (it
+    also starts a timer)."""
+    return TurnCommit(
+        task=None,
+        run_id="run-1",
+        expected_version=data.run.version,
+        events=h.turn_events(
+            data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [schedule_charge(2)]
+        ),
+        consumed_inbox=[],
+        activities=[leased_charge(2, "t2")],
+        timers=[] if plan else [(9, 4_000_000_000.0)],
+        activity_done=(task_id, "t1"),
+        lease_kept=lease_kept,
+    )
+
+
+@pytest.mark.parametrize("plan", [True, False], ids=["plan", "body"])
+async def test_a_take_over_keeps_the_rows_lease_expiry_when_told(
+    open_store: Any, plan: bool
+) -> None:
+    store: Store = await open_store()
+    _, task_id = await _first_activity(store, "run-1", "t1")
+    [row] = await _tasks(store)
+    first_expiry = row["visible_at"]
+    assert first_expiry > store.clock() + 25  # (now + the 30-s lease)
+
+    data = await store.load_turn("run-1", 0)
+    kept = _continuation(data, task_id, first_expiry, plan)
+    assert await store.commit_turn(kept)
+    [row] = await _tasks(store)
+    assert (row["ref"], row["lease_token"], row["visible_at"]) == (2, "t2", first_expiry)
+
+    # Told nothing, the next take-over writes a new expiry: now + its lease.
+    data = await store.load_turn("run-1", 0)
+    done = h.ActivityCompleted(ref=2, result="ok")
+    fresh = TurnCommit(
+        task=None,
+        run_id="run-1",
+        expected_version=data.run.version,
+        events=h.turn_events(data.run.last_seq, 1.0, [done], [schedule_charge(3)]),
+        consumed_inbox=[],
+        activities=[leased_charge(3, "t3")],
+        timers=[(10, t) for _, t in kept.timers],  # (a body's turn again, for the body)
+        activity_done=(task_id, "t2"),
+    )
+    before = store.clock()
+    assert await store.commit_turn(fresh)
+    [row] = await _tasks(store)
+    assert (row["ref"], row["lease_token"]) == (3, "t3")
+    assert before + 30 <= row["visible_at"] <= store.clock() + 30
+
+
 async def _two_activities(store: Store) -> tuple[int, int]:
     """run-1, whose first turn leased activities 1 and 2 to this worker."""
     await store.create_run(new_run(wid="run-1", run_id="run-1"), "fail")
@@ -180,3 +241,38 @@ async def test_a_lost_lease_among_the_outcomes_fences_the_whole_turn(open_store:
     assert {row["id"] for row in await _tasks(store)} == {first, second}  # untouched
     after = await store.load_turn("run-1", 0)
     assert after.events == data.events and after.run.version == data.run.version
+
+
+def _queued_charge(ref: int) -> NewActivity:
+    """Activity ``ref`` queued for any worker (not leased here)."""
+    return NewActivity(ref=ref, name="charge", task_queue="q", args=[ref], kwargs={}, options={})
+
+
+async def _scheduled(store: Store, run_id: str, leased: list[int], queued: list[int]) -> None:
+    """A run whose first turn scheduled ``leased`` (running here) and ``queued``."""
+    await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
+    task = await claim_one(store, run_id)
+    refs = leased + queued
+    activities = [leased_charge(r, f"{run_id}-t{r}") for r in leased]
+    activities += [_queued_charge(r) for r in queued]
+    commit = await turn(store, task, [schedule_charge(r) for r in refs], activities=activities)
+    assert await store.commit_turn(commit)
+
+
+async def test_a_turn_cancels_several_activities_of_its_run_only(open_store: Any) -> None:
+    # A run's activity tasks are found by run_id, then ref (no index holds
+    # ref: see schema 9); a turn's cancellations are one statement for all.
+    store: Store = await open_store()
+    await _scheduled(store, "run-1", leased=[1, 2], queued=[3, 4])
+    await _scheduled(store, "run-2", leased=[1], queued=[3])  # the same refs, another run
+    await store.deliver("run-1", None, h.SignalReceived(name="stop"))
+    task = await claim_one(store, "run-1")
+    cancels: list[h.Command] = [h.CancelActivity(ref=1), h.CancelActivity(ref=3)]
+    commit = await turn(store, task, cancels, cancelled_activities=[1, 3])
+    assert await store.commit_turn(commit)
+
+    rows = {(row["run_id"], row["ref"]): row for row in await _tasks(store)}
+    # The waiting attempt (3) is gone; the running one (1) is told to stop.
+    assert set(rows) == {("run-1", 1), ("run-1", 2), ("run-1", 4), ("run-2", 1), ("run-2", 3)}
+    told = {key for key, row in rows.items() if row["cancel_requested"]}
+    assert told == {("run-1", 1)}

@@ -34,8 +34,9 @@ class PostgresDialect(Dialect):
     # stays the same while it lives (and while a picker holds its lock).
     timer_key = "ctid"
     among_run_ids = "run_id = ANY(?::text[])"
+    among_refs = "ref = ANY(?::integer[])"
 
-    def ids_param(self, ids: Sequence[str]) -> Any:
+    def ids_param(self, ids: Sequence[str | int]) -> Any:
         return list(ids)
 
     def picked(self, key: str, rows: str, locked: bool = False) -> str:

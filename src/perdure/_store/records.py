@@ -237,6 +237,11 @@ class TurnCommit:
     # A new run's first turn, written by the commit that creates the run (see
     # RunTaker.prepare): no workflow task and no inbox rows exist to fence on.
     fresh: bool = False
+    # An inline continuation whose next activity takes over the finished one's
+    # task row (see activity_done) and keeps that row's lease expiry, this
+    # time (the worker knows it is at least that, and far enough ahead: see
+    # _worker.inline.kept_lease); 0.0: the take-over writes a new expiry.
+    lease_kept: float = 0.0
     # Filled in by the store: activity ref -> task id of pre-leased activities.
     created_tasks: dict[int, int] = field(default_factory=dict)
 
@@ -261,6 +266,10 @@ class ActivityTask:
     # The activity's earlier attempts that ended (failed, or lost with their
     # lease), oldest first, as perdure._history.attempt_record makes them.
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # A time (the store's clock) the task row's lease expiry is known to be
+    # at or after, while this attempt holds it; 0.0: not known. Set for the
+    # attempts a worker runs inline (TurnRunner._hand_over).
+    lease_until: float = 0.0
 
 
 @dataclass

@@ -31,6 +31,7 @@ from perdure._store.sqlturn import (
     INSERT_ACTIVITY,
     INSERT_EVENT,
     REUSE_ACTIVITY,
+    REUSE_ACTIVITY_KEEPING,
 )
 
 __all__ = ["Job", "Later", "SqliteTx", "SqliteWriteTx", "drive", "is_busy", "run_plans"]
@@ -169,8 +170,7 @@ def run_plans(
     if steps:
         if conn.executemany(ADVANCE_RUN, [p.advance for p in steps]).rowcount != len(steps):
             return None
-        heirs = [p.take_over for p in steps if p.take_over is not None]
-        if heirs and conn.executemany(REUSE_ACTIVITY, heirs).rowcount != len(heirs):
+        if not _take_over(conn, [p.take_over for p in steps if p.take_over is not None]):
             return None
         done = [d for p in steps for d in p.done]
         if done and conn.executemany(DELETE_DONE, done).rowcount != len(done):
@@ -196,6 +196,17 @@ def run_plans(
         conn.executemany(TASK_IF_OPEN, [t.task for t in tells])
     answers = [_answer(job, run_id, started, woken, children) for run_id, job in jobs.items()]
     return answers + [(job, True, None) for job, _ in delivered]
+
+
+def _take_over(conn: sqlite3.Connection, heirs: list[tuple[Any, ...]]) -> bool:
+    """The plans' take-overs (sqlturn.take_over_values), with a new lease
+    expiry or keeping the row's: one statement for each kind; False if a
+    fence tripped."""
+    fresh = [h for h in heirs if h[1] is not None]
+    kept = [(h[0], *h[2:]) for h in heirs if h[1] is None] if len(fresh) < len(heirs) else []
+    return (not fresh or conn.executemany(REUSE_ACTIVITY, fresh).rowcount == len(fresh)) and (
+        not kept or conn.executemany(REUSE_ACTIVITY_KEEPING, kept).rowcount == len(kept)
+    )
 
 
 def _answer(

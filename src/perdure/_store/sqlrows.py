@@ -134,9 +134,10 @@ class Dialect:
     # ids_param() makes. One statement text for any number of ids (a prepared
     # statement on PostgreSQL), where "IN (?, ?, ...)" makes one per count.
     among_run_ids = "run_id IN (SELECT value FROM json_each(?))"
+    among_refs = "ref IN (SELECT value FROM json_each(?))"  # (the same, of refs)
 
-    def ids_param(self, ids: Sequence[str]) -> Any:
-        """The parameter of ``among_run_ids``."""
+    def ids_param(self, ids: Sequence[str | int]) -> Any:
+        """The parameter of ``among_run_ids`` (and of ``among_refs``)."""
         return dumps(list(ids))
 
     def picked(self, key: str, rows: str, locked: bool = False) -> str:

@@ -138,7 +138,7 @@ async def apply_turn(
         if heir is None:
             await tx.fence(DELETE_DONE, commit.activity_done)
         else:
-            await tx.fence(REUSE_ACTIVITY, take_over_values(commit, heir, now, scheduled))
+            await tx.fence(*reuse_statement(take_over_values(commit, heir, now, scheduled)))
             # The row keeps its id (commit_turn forgets this if the commit fails).
             commit.created_tasks[heir.ref] = commit.activity_done[0]
         for done in commit.also_done:
@@ -299,16 +299,22 @@ INSERT_ACTIVITY = (
     " lease_token, attempt_started_at, payload, created_at)"
     " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# The same activity task written over a finished one's row (of the same run,
-# fenced by that attempt's lease token). Every other column goes back to what
-# an INSERT leaves in it: tests/store/test_store_inline_rows.py compares the
-# two rows column by column, so a new column cannot be forgotten here.
-REUSE_ACTIVITY = (
-    "UPDATE tasks SET queue = ?, run_id = ?, ref = ?, visible_at = ?, attempt = ?,"
-    " lease_owner = ?, lease_token = ?, attempt_started_at = ?, payload = ?, created_at = ?,"
-    " last_failure = NULL, heartbeat = NULL, cancel_requested = 0, attempts = NULL"
+# The same activity task written over a finished one's row (of the same run
+# and queue, fenced by that attempt's lease token: a worker runs the activities
+# of its own queue only). Every other column goes back to what an INSERT
+# leaves in it: tests/store/test_store_inline_rows.py compares the two rows
+# column by column, so a new column cannot be forgotten here. No indexed column
+# is written but the lease expiry, and that only when the row's own is not kept
+# (REUSE_ACTIVITY_KEEPING; see TurnCommit.lease_kept): an unchanged index costs
+# SQLite no page and lets PostgreSQL's update be heap-only.
+_REUSE = (
+    "UPDATE tasks SET ref = ?,{} attempt = ?, lease_owner = ?, lease_token = ?,"
+    " attempt_started_at = ?, payload = ?, created_at = ?, last_failure = NULL,"
+    " heartbeat = NULL, cancel_requested = 0, attempts = NULL"
     " WHERE id = ? AND lease_token = ?"
 )
+REUSE_ACTIVITY = _REUSE.format(" visible_at = ?,")
+REUSE_ACTIVITY_KEEPING = _REUSE.format("")
 
 
 def payloads(commit: TurnCommit, encoded: Encoded) -> dict[int, str]:
@@ -323,18 +329,36 @@ def payloads(commit: TurnCommit, encoded: Encoded) -> dict[int, str]:
 def take_over_values(
     commit: TurnCommit, heir: NewActivity, now: float, scheduled: dict[int, str]
 ) -> tuple[Any, ...]:
-    """REUSE_ACTIVITY's values: ``heir`` over the finished activity's row."""
-    assert commit.activity_done is not None
-    return (*activity_values(commit, heir, now, scheduled), *commit.activity_done)
+    """REUSE_ACTIVITY's values: ``heir`` (leased here) over the finished
+    activity's row. The lease expiry is None where the row keeps its own
+    (TurnCommit.lease_kept): reuse_statement then leaves it out."""
+    assert commit.activity_done is not None and heir.lease is not None
+    owner, token, lease = heir.lease
+    return (
+        heir.ref,
+        None if commit.lease_kept else now + lease,
+        1,
+        owner,
+        token,
+        now,
+        _payload(heir, scheduled),
+        now,
+        *commit.activity_done,
+    )
+
+
+def reuse_statement(values: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """The take-over's statement and parameters for ``take_over_values``'s
+    ``values``: without the lease expiry where the row keeps its own."""
+    if values[1] is None:
+        return REUSE_ACTIVITY_KEEPING, (values[0], *values[2:])
+    return REUSE_ACTIVITY, values
 
 
 def activity_values(
     commit: TurnCommit, a: NewActivity, now: float, scheduled: dict[int, str]
 ) -> tuple[Any, ...]:
-    """The values of INSERT_ACTIVITY (and of REUSE_ACTIVITY's SET) for ``a``."""
-    payload = scheduled.get(a.ref) or dumps(
-        {"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}
-    )
+    """The values of INSERT_ACTIVITY for ``a``."""
     owner, token, lease = a.lease or (None, None, 0.0)
     return (
         a.task_queue,
@@ -345,8 +369,14 @@ def activity_values(
         owner,
         token,
         now if a.lease else None,
-        payload,
+        _payload(a, scheduled),
         now,
+    )
+
+
+def _payload(a: NewActivity, scheduled: dict[int, str]) -> str:
+    return scheduled.get(a.ref) or dumps(
+        {"name": a.name, "args": a.args, "kwargs": a.kwargs, "options": a.options}
     )
 
 
@@ -378,18 +408,20 @@ async def _schedule(
             await tx.later(INSERT_ACTIVITY + " RETURNING id", params, _task_id(commit, a.ref))
         else:
             await tx.send(INSERT_ACTIVITY, params)
-    for ref in commit.cancelled_activities:
+    if commit.cancelled_activities:
         # A waiting attempt is simply dropped; a running one is told at its
-        # next heartbeat, and its result will be ignored.
+        # next heartbeat, and its result will be ignored. (One statement each
+        # for all: a lookup by run_id walks the run's activity tasks.)
+        refs = d.ids_param(commit.cancelled_activities)
         await tx.send(
-            "DELETE FROM tasks WHERE kind = 'activity' AND run_id = ? AND ref = ?"
+            f"DELETE FROM tasks WHERE kind = 'activity' AND run_id = ? AND {d.among_refs}"
             " AND lease_token IS NULL",
-            (run_id, ref),
+            (run_id, refs),
         )
         await tx.send(
             "UPDATE tasks SET cancel_requested = 1 WHERE kind = 'activity' AND run_id = ?"
-            " AND ref = ?",
-            (run_id, ref),
+            f" AND {d.among_refs}",
+            (run_id, refs),
         )
     await tx.executemany(rows.INSERT_TIMER, rows.timer_rows(run_id, commit))
     await tx.executemany(  # except one a firer holds: it will find it cancelled (sqlrows)

@@ -38,6 +38,7 @@ from perdure._store.base import (
     new_token,
 )
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.inline import ended_at, kept_lease
 from perdure._worker.timers import InlineTimers
 from perdure.errors import NonDeterminismError, StoreError
 
@@ -220,13 +221,15 @@ class TurnRunner:
                     cached,
                     [outcome, *(other.outcome for other in waited)] if waited else [outcome],
                     own_slot,
-                    None if waited else _ended_at(outcome),
+                    None if waited else ended_at(outcome),
                 )
             except Exception:
                 log.exception("inline turn for run %s failed; using the inbox", run_id)
                 instance.evict()
                 return False
             commit.activity_done = (activity.task_id, activity.token)
+            if activity.lease_until and commit.activities:
+                commit.lease_kept = kept_lease(activity, commit)
             if waited:
                 commit.also_done = tuple((p.task.task_id, p.task.token) for p in waited)
             committed = await self._commit(instance, commit, cached.last_seq, cached.marked)
@@ -407,6 +410,11 @@ class TurnRunner:
             task_id = commit.created_tasks.get(activity.ref)
             if task_id is None or activity.lease is None:
                 continue
+            # (The expiry the commit wrote is now + lease by a later reading of
+            # the clock; or the finished attempt's, which its row kept.)
+            until = now + activity.lease[2]
+            if commit.lease_kept and commit.activity_done and task_id == commit.activity_done[0]:
+                until = commit.lease_kept
             self.on_inline(
                 ActivityTask(
                     task_id=task_id,
@@ -423,6 +431,7 @@ class TurnRunner:
                     attempt=1,
                     scheduled_at=now,
                     started_at=now,
+                    lease_until=until,
                 )
             )
 
@@ -565,14 +574,3 @@ class TurnRunner:
             commit.has_children = instance.has_children
             commit.has_relatives = instance.has_children or info.parent_run_id is not None
             commit.parent_run_id = info.parent_run_id
-
-
-def _ended_at(outcome: h.Event) -> float | None:
-    """When the attempt that just succeeded ended, as its record says. (A
-    failure's last record may be of an attempt lost a while ago: its turn
-    reads the clock.)"""
-    if isinstance(outcome, h.ActivityCompleted) and outcome.attempts:
-        ended = outcome.attempts[-1].get("ended_at")
-        if type(ended) is float:
-            return ended
-    return None

@@ -57,7 +57,9 @@ class Worker:
     """Runs the given workflows and activities for one task queue.
 
     ``lease_timeout`` is how long a claimed task stays ours without renewal: a
-    crashed worker's work is picked up by others after at most this long.
+    crashed worker's work is picked up by others after at most this long (an
+    inline step's next activity may keep its predecessor's lease expiry while
+    five sixths of it are left: inline.LEASE_KEPT_WHILE).
     ``inline_activities``: an activity a turn schedules on this worker's queue
     runs here at once, claimed in the turn's own commit, and its result feeds
     the next turn directly (one commit per step); off, every activity goes
