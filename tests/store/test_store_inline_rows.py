@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from store_helpers import claim_one, leased_charge, new_run, schedule_charge, turn
+from store_helpers import FakeClock, claim_one, leased_charge, new_run, schedule_charge, turn
 
 from perdure import _history as h
 from perdure._store.base import NewActivity, Store, TurnCommit
@@ -71,24 +71,38 @@ def _odd_value(store: Store, column: str) -> Any:
     return "odd" if column in text else 7
 
 
+def _continuation(
+    data: Any,
+    done: tuple[int, str],
+    ref: int = 2,
+    timers: tuple[tuple[int, float], ...] = (),
+    lease_kept: float = 0.0,
+) -> TurnCommit:
+    """run-1's inline turn: activity ``ref - 1``'s outcome, and activity
+    ``ref`` (leased here, token "t<ref>") taking over the finished attempt's
+    row, ``done`` (its task id and lease token), keeping that row's lease
+    expiry if told (``lease_kept``). With ``timers`` the turn is not the
+    commonest kind, which the group commits apply as a plan: its body runs."""
+    outcome = h.ActivityCompleted(ref=ref - 1, result="ok")
+    return TurnCommit(
+        task=None,
+        run_id="run-1",
+        expected_version=data.run.version,
+        events=h.turn_events(data.run.last_seq, 1.0, [outcome], [schedule_charge(ref)]),
+        consumed_inbox=[],
+        activities=[leased_charge(ref, f"t{ref}")],
+        timers=list(timers),
+        activity_done=done,
+        lease_kept=lease_kept,
+    )
+
+
 async def test_the_next_inline_activity_takes_the_finished_ones_row(open_store: Any) -> None:
     store: Store = await open_store()
     _, task_id = await _first_activity(store, "run-1", "t1")
     await _dirty(store, task_id)
 
-    data = await store.load_turn("run-1", 0)
-    events = h.turn_events(
-        data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [schedule_charge(2)]
-    )
-    continuation = TurnCommit(
-        task=None,
-        run_id="run-1",
-        expected_version=data.run.version,
-        events=events,
-        consumed_inbox=[],
-        activities=[leased_charge(2, "t2")],
-        activity_done=(task_id, "t1"),
-    )
+    continuation = _continuation(await store.load_turn("run-1", 0), (task_id, "t1"))
     assert await store.commit_turn(continuation)
     assert continuation.created_tasks == {2: task_id}
 
@@ -115,17 +129,7 @@ async def test_a_lost_lease_fences_the_take_over_and_starts_nothing(open_store: 
     store: Store = await open_store()
     _, task_id = await _first_activity(store, "run-1", "t1")
     data = await store.load_turn("run-1", 0)
-    continuation = TurnCommit(
-        task=None,
-        run_id="run-1",
-        expected_version=data.run.version,
-        events=h.turn_events(
-            data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [schedule_charge(2)]
-        ),
-        consumed_inbox=[],
-        activities=[leased_charge(2, "t2")],
-        activity_done=(task_id, "not-my-token"),
-    )
+    continuation = _continuation(data, (task_id, "not-my-token"))
     assert not await store.commit_turn(continuation)
     assert continuation.created_tasks == {}
     [row] = await _tasks(store)
@@ -134,60 +138,30 @@ async def test_a_lost_lease_fences_the_take_over_and_starts_nothing(open_store: 
     assert after.run.version == data.run.version and after.events == data.events
 
 
-def _continuation(data: Any, task_id: int, lease_kept: float, plan: bool) -> TurnCommit:
-    """Activity 1's outcome, and activity 2 taking its row over, keeping its
-    lease expiry (``lease_kept``) or not; ``plan``: the commonest turn, which
-    the group commits apply as a plan, else one they run as its body (it
-    also starts a timer)."""
-    return TurnCommit(
-        task=None,
-        run_id="run-1",
-        expected_version=data.run.version,
-        events=h.turn_events(
-            data.run.last_seq, 1.0, [h.ActivityCompleted(ref=1, result="ok")], [schedule_charge(2)]
-        ),
-        consumed_inbox=[],
-        activities=[leased_charge(2, "t2")],
-        timers=[] if plan else [(9, 4_000_000_000.0)],
-        activity_done=(task_id, "t1"),
-        lease_kept=lease_kept,
-    )
-
-
 @pytest.mark.parametrize("plan", [True, False], ids=["plan", "body"])
 async def test_a_take_over_keeps_the_rows_lease_expiry_when_told(
-    open_store: Any, plan: bool
+    open_store: Any, clock: FakeClock, plan: bool
 ) -> None:
     store: Store = await open_store()
     _, task_id = await _first_activity(store, "run-1", "t1")
     [row] = await _tasks(store)
     first_expiry = row["visible_at"]
-    assert first_expiry > store.clock() + 25  # (now + the 30-s lease)
+    assert first_expiry == store.clock() + 30  # (now + the 30-s lease)
 
+    timers = () if plan else ((9, 4_000_000_000.0),)
+    clock.advance(2.0)  # (now + lease would be another expiry)
     data = await store.load_turn("run-1", 0)
-    kept = _continuation(data, task_id, first_expiry, plan)
+    kept = _continuation(data, (task_id, "t1"), timers=timers, lease_kept=first_expiry)
     assert await store.commit_turn(kept)
     [row] = await _tasks(store)
     assert (row["ref"], row["lease_token"], row["visible_at"]) == (2, "t2", first_expiry)
 
     # Told nothing, the next take-over writes a new expiry: now + its lease.
-    data = await store.load_turn("run-1", 0)
-    done = h.ActivityCompleted(ref=2, result="ok")
-    fresh = TurnCommit(
-        task=None,
-        run_id="run-1",
-        expected_version=data.run.version,
-        events=h.turn_events(data.run.last_seq, 1.0, [done], [schedule_charge(3)]),
-        consumed_inbox=[],
-        activities=[leased_charge(3, "t3")],
-        timers=[(10, t) for _, t in kept.timers],  # (a body's turn again, for the body)
-        activity_done=(task_id, "t2"),
-    )
-    before = store.clock()
+    again = tuple((10, at) for _, at in timers)  # (a body's turn again, for the body)
+    fresh = _continuation(await store.load_turn("run-1", 0), (task_id, "t2"), 3, again)
     assert await store.commit_turn(fresh)
     [row] = await _tasks(store)
-    assert (row["ref"], row["lease_token"]) == (3, "t3")
-    assert before + 30 <= row["visible_at"] <= store.clock() + 30
+    assert (row["ref"], row["lease_token"], row["visible_at"]) == (3, "t3", store.clock() + 30)
 
 
 async def _two_activities(store: Store) -> tuple[int, int]:
