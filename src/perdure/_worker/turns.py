@@ -410,8 +410,10 @@ class TurnRunner:
             task_id = commit.created_tasks.get(activity.ref)
             if task_id is None or activity.lease is None:
                 continue
-            # (The expiry the commit wrote is now + lease by a later reading of
-            # the clock; or the finished attempt's, which its row kept.)
+            # (The expiry the commit wrote is now + lease by the store's reading
+            # of the clock, later than the turn's, but for a first turn's,
+            # read microseconds before it; or the finished attempt's, which
+            # its row kept. LEASE_KEPT_WHILE leaves margin for the former.)
             until = now + activity.lease[2]
             if commit.lease_kept and commit.activity_done and task_id == commit.activity_done[0]:
                 until = commit.lease_kept
