@@ -161,7 +161,9 @@ async def test_a_runs_update_stays_on_its_page(
                 " AND relnamespace = current_schema()::regnamespace"
             ).fetchall()
         )
-    assert all("fillfactor=70" in options[table] for table in ("runs", "tasks")), options
+    # (Schema 10 gives runs half of each page: about one update in eight of
+    # an open run still left a page at 70%.)
+    assert "fillfactor=50" in options["runs"] and "fillfactor=70" in options["tasks"], options
     moves = _pages_after_one_update(pg_url, 120)
     assert moves and all(before == after for before, after in moves), moves
 
