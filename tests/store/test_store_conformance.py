@@ -162,9 +162,12 @@ async def test_activity_completion_is_fenced_by_its_attempt(
         )
     )
     [first] = await store.claim_activity_tasks(["q"], "w1", 5, 1)
+    # Each claim tells its attempt when its lease runs out (what an inline
+    # successor may keep: see _worker.inline.kept_lease).
+    assert first.lease_until == clock() + 5
     clock.advance(6)  # attempt 1 is presumed dead
     [second] = await store.claim_activity_tasks(["q"], "w2", 5, 1)
-    assert second.attempt == 2
+    assert second.attempt == 2 and second.lease_until == clock() + 5
     done = h.ActivityCompleted(ref=1, result="x", attempt=1)
     assert await store.complete_activity(first, done) is False  # the stale attempt
     assert await store.complete_activity(second, done) is True

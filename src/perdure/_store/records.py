@@ -267,8 +267,8 @@ class ActivityTask:
     # lease), oldest first, as perdure._history.attempt_record makes them.
     attempts: list[dict[str, Any]] = field(default_factory=list)
     # A time (the store's clock) the task row's lease expiry is known to be
-    # at or after, while this attempt holds it; 0.0: not known. Set for the
-    # attempts a worker runs inline (TurnRunner._hand_over).
+    # at or after, while this attempt holds it; 0.0: not known. Set by the
+    # claim, and for the attempts a worker runs inline (TurnRunner._hand_over).
     lease_until: float = 0.0
 
 

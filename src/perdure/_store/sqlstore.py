@@ -316,6 +316,7 @@ class SqlStore(Store, Dialect):
                         heartbeat=loads(r[5]),
                         started_at=r[8],
                         attempts=attempts,
+                        lease_until=r[8] + lease,  # (the claim's now + lease: see _claim)
                     )
                 )
             return tasks
