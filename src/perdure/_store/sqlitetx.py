@@ -30,8 +30,7 @@ from perdure._store.sqlturn import (
     FIRE_TIMER,
     INSERT_ACTIVITY,
     INSERT_EVENT,
-    REUSE_ACTIVITY,
-    REUSE_ACTIVITY_KEEPING,
+    reuse_statement,
 )
 
 __all__ = ["Job", "Later", "SqliteTx", "SqliteWriteTx", "drive", "is_busy", "run_plans"]
@@ -200,13 +199,13 @@ def run_plans(
 
 def _take_over(conn: sqlite3.Connection, heirs: list[tuple[Any, ...]]) -> bool:
     """The plans' take-overs (sqlturn.take_over_values), with a new lease
-    expiry or keeping the row's: one statement for each kind; False if a
-    fence tripped."""
-    fresh = [h for h in heirs if h[1] is not None]
-    kept = [(h[0], *h[2:]) for h in heirs if h[1] is None] if len(fresh) < len(heirs) else []
-    return (not fresh or conn.executemany(REUSE_ACTIVITY, fresh).rowcount == len(fresh)) and (
-        not kept or conn.executemany(REUSE_ACTIVITY_KEEPING, kept).rowcount == len(kept)
-    )
+    expiry or keeping the row's: one statement for each kind
+    (sqlturn.reuse_statement); False if a fence tripped."""
+    kinds: dict[str, list[tuple[Any, ...]]] = {}
+    for values in heirs:
+        sql, params = reuse_statement(values)
+        kinds.setdefault(sql, []).append(params)
+    return all(conn.executemany(sql, rows).rowcount == len(rows) for sql, rows in kinds.items())
 
 
 def _answer(
