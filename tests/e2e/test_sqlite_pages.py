@@ -79,6 +79,9 @@ async def test_a_step_writes_few_pages_and_leaves_the_status_indexes_alone(
     # A run's status changes twice (start, end): a turn that leaves it open
     # must not rewrite the indexes that hold it (it did once, via SET status).
     assert sum(1 for n in touched if n) <= 2 * 5 + 2
+    # runs_by_parent holds children only: a top-level run never writes it.
+    parented = [pages for pages in commits if any(owner.get(p) == "runs_by_parent" for p in pages)]
+    assert not parented, f"{len(parented)} commits wrote runs_by_parent"
     per_commit = sum(len(pages) for pages in commits) / len(commits)
     assert per_commit < 10, f"{per_commit:.1f} pages per commit"
     # A step's activity takes over the task row of the one before it (an
