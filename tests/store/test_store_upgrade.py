@@ -11,6 +11,7 @@ import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from store_helpers import FakeClock, new_run
@@ -144,3 +145,73 @@ async def test_a_v6_database_keeps_its_histories_in_the_v7_event_table(
             ("x", 0),
         ).fetchall()
         assert any("USING INDEX events_by_run" in row[-1] for row in plan), plan
+
+
+@workflow.defn
+async def waits_for_more(x: int) -> int:
+    return x + await workflow.wait_signal("more")
+
+
+@workflow.defn
+async def parent_of_a_waiter(x: int) -> int:
+    return await workflow.execute_child(waits_for_more, x) + 1
+
+
+async def test_a_v9_database_finds_the_children_of_its_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 10 rebuilds runs_by_parent to hold child runs only: the
+    children open at the upgrade are still found by their parents, both
+    when a child's end is told to its parent and when a parent's close
+    cancels its open child."""
+    path = tmp_path / "v9.db"
+    url = f"sqlite:///{path}"
+    workflows = [waits_for_more, parent_of_a_waiter]
+    every = sqlite_backend.migrations()
+    monkeypatch.setattr(sqlite_backend, "migrations", lambda dialect="sqlite": every[:9])
+    client = await perdure.Client.connect(url, tune_gc=False)
+    try:
+        async with perdure.Worker(client, workflows, [], poll_interval=0.05):
+            parents = [await client.start(parent_of_a_waiter, i, id=f"p-{i}") for i in (1, 2)]
+            alone = await client.start(waits_for_more, 0, id="alone")
+            children = [client.get_handle(f"p-{i}/child-1") for i in (1, 2)]
+            for waiting in [*children, alone]:
+                while await _waits_for(waiting) != ["more"]:
+                    await asyncio.sleep(0.02)
+        assert await client.store.schema_version() == 9
+    finally:
+        await client.close()
+    monkeypatch.undo()
+
+    client = await perdure.Client.connect(url, tune_gc=False)
+    try:
+        assert await client.store.schema_version() == len(every) >= 10
+        with closing(sqlite3.connect(path)) as conn:
+            index = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runs_by_parent'")
+            assert "WHERE parent_run_id IS NOT NULL" in index.fetchone()[0]
+            held = conn.execute(
+                "SELECT sum(ncell) FROM dbstat WHERE name = 'runs_by_parent' AND pagetype = 'leaf'"
+            ).fetchone()[0]
+            assert held == 2  # the two children, not the parents or the run alone
+        parents = [client.get_handle(f"p-{i}") for i in (1, 2)]
+        children = [client.get_handle(f"p-{i}/child-1") for i in (1, 2)]
+        alone = client.get_handle("alone")
+        async with perdure.Worker(client, workflows, [], poll_interval=0.05):
+            await children[0].signal("more", 10)
+            assert await parents[0].result(timeout=10) == 12
+            await parents[1].cancel()
+            with pytest.raises(perdure.WorkflowCancelledError):
+                await parents[1].result(timeout=10)
+            with pytest.raises(perdure.WorkflowCancelledError):
+                await children[1].result(timeout=10)  # cancelled by its parent's close
+            await alone.signal("more", 5)
+            assert await alone.result(timeout=10) == 5
+    finally:
+        await client.close()
+
+
+async def _waits_for(handle: perdure.WorkflowHandle[Any]) -> list[str]:
+    try:
+        return (await handle.describe()).waiting_signals
+    except perdure.WorkflowNotFoundError:
+        return []  # (not started yet)
