@@ -2,7 +2,8 @@
 attempt records and store-side listing (v3) lists its runs newest first and
 records an attempt leased before the upgrade as lost when its lease expires;
 one from before the event table kept rows in the order written (v6) reads
-every history back as it was, and its runs go on."""
+every history back as it was, and its runs go on; one whose runs_by_parent
+held every run (v9) keeps finding the children open at the upgrade."""
 
 from __future__ import annotations
 
@@ -172,12 +173,11 @@ async def test_a_v9_database_finds_the_children_of_its_runs(
     client = await perdure.Client.connect(url, tune_gc=False)
     try:
         async with perdure.Worker(client, workflows, [], poll_interval=0.05):
-            parents = [await client.start(parent_of_a_waiter, i, id=f"p-{i}") for i in (1, 2)]
-            alone = await client.start(waits_for_more, 0, id="alone")
-            children = [client.get_handle(f"p-{i}/child-1") for i in (1, 2)]
-            for waiting in [*children, alone]:
-                while await _waits_for(waiting) != ["more"]:
-                    await asyncio.sleep(0.02)
+            for i in (1, 2):
+                await client.start(parent_of_a_waiter, i, id=f"p-{i}")
+            await client.start(waits_for_more, 0, id="alone")
+            for waiting in ("p-1/child-1", "p-2/child-1", "alone"):
+                await _until_waiting(client.get_handle(waiting))
         assert await client.store.schema_version() == 9
     finally:
         await client.close()
@@ -210,8 +210,14 @@ async def test_a_v9_database_finds_the_children_of_its_runs(
         await client.close()
 
 
-async def _waits_for(handle: perdure.WorkflowHandle[Any]) -> list[str]:
-    try:
-        return (await handle.describe()).waiting_signals
-    except perdure.WorkflowNotFoundError:
-        return []  # (not started yet)
+async def _until_waiting(handle: perdure.WorkflowHandle[Any], timeout: float = 10.0) -> None:
+    """Until ``handle``'s run waits for its signal "more"; fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            if (await handle.describe()).waiting_signals == ["more"]:
+                return
+        except perdure.WorkflowNotFoundError:
+            pass  # (a child not started yet)
+        assert asyncio.get_running_loop().time() < deadline, f"{handle.id} never waited"
+        await asyncio.sleep(0.02)
