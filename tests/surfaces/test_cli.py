@@ -97,6 +97,20 @@ def test_error_exit_codes(db: str, tmp_path: Path) -> None:
         ("worker", "json", "--db", db): (2, "no workflows or activities found in json"),
         ("worker", wf.__file__, "--db", "mysql://nowhere/db"): (1, "unsupported database URL"),
         ("worker", wf.__file__, "--loop", "trio", "--db", db): (2, "invalid choice: 'trio'"),
+        # Out of range: refused before anything runs (these had made a worker
+        # spin at full CPU, or fail deep in its thread pool).
+        ("worker", wf.__file__, "--poll-interval", "0", "--db", db): (
+            2,
+            "--poll-interval must be a positive number of seconds, not 0.0",
+        ),
+        ("worker", wf.__file__, "--processes", "2", "--lease-timeout", "-5", "--db", db): (
+            2,
+            "--lease-timeout must be a positive number of seconds, not -5.0",
+        ),
+        ("worker", wf.__file__, "--max-activities", "0", "--db", db): (
+            2,
+            "--max-activities must be a whole number of at least 1, not 0",
+        ),
     }
     for (args, (code, message)), done in zip(cases.items(), cli_all(*cases), strict=True):
         assert done.returncode == code, (args, done)

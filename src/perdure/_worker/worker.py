@@ -32,6 +32,7 @@ from perdure._store.base import (
 )
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.options import check_worker_options
 from perdure._worker.registry import Registration
 from perdure._worker.turns import TurnRunner
 from perdure.activity import ActivityFunction
@@ -78,6 +79,7 @@ class Worker:
     (young 20,000, middle 100; never lowered); the last worker to stop restores
     them. A quarter more throughput with thousands of workflows in flight
     (see docs/operations.md); ``False`` leaves them alone.
+    A numeric option out of its range raises ValueError, naming it.
     """
 
     def __init__(
@@ -97,6 +99,14 @@ class Worker:
         inline_activities: bool = True,
         tune_gc: bool = True,
     ) -> None:
+        check_worker_options(
+            max_concurrent_activities=max_concurrent_activities,
+            max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+            lease_timeout=lease_timeout,
+            poll_interval=poll_interval,
+            cache_size=cache_size,
+            drain_timeout=drain_timeout,
+        )
         self.client = client
         self.store = client.store
         self.task_queue = task_queue

@@ -18,6 +18,15 @@ def worker(
     lease_timeout: float = typer.Option(30.0, help="Seconds before a dead worker's tasks move."),
     poll_interval: float = typer.Option(0.2, help="Idle poll interval in seconds."),
     max_activities: int = typer.Option(100, help="Concurrent activities."),
+    max_workflow_tasks: int = typer.Option(
+        100, help="Concurrent workflow turns (more help bursts of wake-ups)."
+    ),
+    cache_size: int = typer.Option(
+        10_000, help="Workflow instances kept in memory between turns (LRU)."
+    ),
+    drain_timeout: float = typer.Option(
+        30.0, help="Seconds a stopping worker lets its running turns and activities finish."
+    ),
     log_level: str = typer.Option("INFO", help="Logging level."),
     identity: Optional[str] = typer.Option(
         None,
@@ -50,6 +59,9 @@ def worker(
         lease_timeout=lease_timeout,
         poll_interval=poll_interval,
         max_activities=max_activities,
+        max_workflow_tasks=max_workflow_tasks,
+        cache_size=cache_size,
+        drain_timeout=drain_timeout,
         log_level=log_level,
         identity=identity,
         tune_gc=tune_gc,

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from perdure._worker.options import check_worker_options
 from perdure.cli._modules import ModuleLoadError, collect, load_module
 from perdure.errors import PerdureError
 
@@ -44,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-timeout", type=float, default=30.0)
     p.add_argument("--poll-interval", type=float, default=0.2)
     p.add_argument("--max-activities", type=int, default=100)
+    p.add_argument("--max-workflow-tasks", type=int, default=100)
+    p.add_argument("--cache-size", type=int, default=10_000)
+    p.add_argument("--drain-timeout", type=float, default=30.0)
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--identity", default=None)
     p.add_argument("--tune-gc", dest="tune_gc", action="store_true", default=True)
@@ -73,6 +77,17 @@ def _runner(loop: str) -> tuple[str, Callable[[Coroutine[Any, Any, None]], None]
     return "asyncio", asyncio.run
 
 
+# The worker's options as this command spells them (see check_worker_options).
+_FLAGS = {
+    "max_concurrent_activities": "--max-activities",
+    "max_concurrent_workflow_tasks": "--max-workflow-tasks",
+    "lease_timeout": "--lease-timeout",
+    "poll_interval": "--poll-interval",
+    "cache_size": "--cache-size",
+    "drain_timeout": "--drain-timeout",
+}
+
+
 def main(argv: list[str]) -> int:
     """Run ``perdure worker`` with these arguments; the exit code."""
     args = parser().parse_intermixed_args(argv)
@@ -92,6 +107,9 @@ def serve(
     tune_gc: bool,
     processes: int = 1,
     loop: str = "asyncio",
+    max_workflow_tasks: int = 100,
+    cache_size: int = 10_000,
+    drain_timeout: float = 30.0,
 ) -> int:
     """Serve every workflow and activity defined in ``modules`` until
     stopped (``db`` None: ``$PERDURE_DB``, else the default); the exit code
@@ -104,6 +122,19 @@ def serve(
     )
     if processes < 1:
         print(f"error: --processes must be at least 1, not {processes}", file=sys.stderr)
+        return 2
+    try:
+        check_worker_options(
+            max_concurrent_activities=max_activities,
+            max_concurrent_workflow_tasks=max_workflow_tasks,
+            lease_timeout=lease_timeout,
+            poll_interval=poll_interval,
+            cache_size=cache_size,
+            drain_timeout=drain_timeout,
+            spell=_FLAGS.__getitem__,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         loaded = [load_module(m) for m in modules]
@@ -129,6 +160,8 @@ def serve(
         options = [
             *("--task-queue", task_queue, "--lease-timeout", repr(lease_timeout)),
             *("--poll-interval", repr(poll_interval), "--max-activities", str(max_activities)),
+            *("--max-workflow-tasks", str(max_workflow_tasks), "--cache-size", str(cache_size)),
+            *("--drain-timeout", repr(drain_timeout)),
             *("--log-level", log_level, "--tune-gc" if tune_gc else "--no-tune-gc"),
             *("--loop", loop),
             *(("--db", db) if db is not None else ()),
@@ -150,7 +183,10 @@ def serve(
                 lease_timeout=lease_timeout,
                 poll_interval=poll_interval,
                 max_concurrent_activities=max_activities,
+                max_concurrent_workflow_tasks=max_workflow_tasks,
                 identity=identity,
+                cache_size=cache_size,
+                drain_timeout=drain_timeout,
                 tune_gc=tune_gc,
             )
             names = sorted(w.workflows) + sorted(w.activities)

@@ -1,0 +1,59 @@
+"""A worker's numeric options, checked before anything runs: a zero or
+negative poll interval or lease made a worker spin (it polled, or renewed
+its leases, without ever sleeping), and no slots for activities failed deep
+in the thread pool. Used by Worker and by ``perdure worker`` (which names the
+options as its flags). Imports nothing of perdure's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["check_worker_options"]
+
+
+def _whole(value: Any, least: int) -> bool:
+    return type(value) is int and value >= least
+
+
+def _seconds(value: Any, positive: bool) -> bool:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        return False
+    return bool(value > 0 if positive else value >= 0)
+
+
+def check_worker_options(
+    *,
+    max_concurrent_activities: Any,
+    max_concurrent_workflow_tasks: Any,
+    lease_timeout: Any,
+    poll_interval: Any,
+    cache_size: Any,
+    drain_timeout: Any,
+    spell: Callable[[str], str] = str,
+) -> None:
+    """Raise ValueError naming every option out of its range (``spell``
+    turns a parameter's name into the caller's: ``--lease-timeout``)."""
+    problems = []
+    for name, value in (
+        ("max_concurrent_activities", max_concurrent_activities),
+        ("max_concurrent_workflow_tasks", max_concurrent_workflow_tasks),
+    ):
+        if not _whole(value, 1):
+            problems.append(f"{spell(name)} must be a whole number of at least 1, not {value!r}")
+    if not _whole(cache_size, 0):
+        problems.append(
+            f"{spell('cache_size')} must be a whole number of at least 0, not {cache_size!r}"
+        )
+    for name, value in (("lease_timeout", lease_timeout), ("poll_interval", poll_interval)):
+        if not _seconds(value, positive=True):
+            problems.append(f"{spell(name)} must be a positive number of seconds, not {value!r}")
+    if not _seconds(drain_timeout, positive=False):
+        problems.append(
+            f"{spell('drain_timeout')} must be a number of seconds of at least 0, "
+            f"not {drain_timeout!r}"
+        )
+    if problems:
+        raise ValueError("; ".join(problems))
