@@ -42,6 +42,18 @@ class ActivityOptions:
     schedule_to_close_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
 
+    def __post_init__(self) -> None:
+        # Refused here, where the activity is defined or called, rather than
+        # found out at run time (a zero timeout failed every attempt at once).
+        for name in ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, timedelta) and value > timedelta(0)):
+                raise ValueError(f"{name} must be a positive timedelta (or None), not {value!r}")
+        if self.task_queue is not None and not (
+            isinstance(self.task_queue, str) and self.task_queue
+        ):
+            raise ValueError(f"task_queue must be a non-empty string, not {self.task_queue!r}")
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form recorded in ActivityScheduled (the worker reads it back)."""
 
@@ -178,12 +190,18 @@ class ActivityFunction(Generic[P, R]):
     ) -> ActivityFunction[P, R]:
         """A copy of this activity with per-call overrides (``None`` keeps the default)."""
         old = self.opts
+
+        def given(value: Any, default: Any) -> Any:
+            return default if value is None else value  # (a zero timedelta is falsy)
+
         new = ActivityOptions(
-            task_queue=task_queue or old.task_queue,
-            retry=retry or old.retry,
-            start_to_close_timeout=start_to_close_timeout or old.start_to_close_timeout,
-            schedule_to_close_timeout=schedule_to_close_timeout or old.schedule_to_close_timeout,
-            heartbeat_timeout=heartbeat_timeout or old.heartbeat_timeout,
+            task_queue=given(task_queue, old.task_queue),
+            retry=given(retry, old.retry),
+            start_to_close_timeout=given(start_to_close_timeout, old.start_to_close_timeout),
+            schedule_to_close_timeout=given(
+                schedule_to_close_timeout, old.schedule_to_close_timeout
+            ),
+            heartbeat_timeout=given(heartbeat_timeout, old.heartbeat_timeout),
         )
         return ActivityFunction(self.fn, self.name, new)
 

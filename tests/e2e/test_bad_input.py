@@ -6,7 +6,9 @@ import asyncio
 import socket
 import sqlite3
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_helpers import fast_worker, wait_until
@@ -182,3 +184,35 @@ def test_worker_refuses_undecorated_functions(tmp_path: Path) -> None:
             await c.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"start_to_close_timeout": timedelta(0)},
+        {"schedule_to_close_timeout": timedelta(seconds=-1)},
+        {"heartbeat_timeout": timedelta(0)},
+        {"start_to_close_timeout": 30},  # seconds, not a timedelta
+        {"task_queue": ""},
+    ],
+)
+def test_activity_options_out_of_range_are_refused_where_they_are_given(
+    options: dict[str, Any],
+) -> None:
+    """A zero timeout had failed every attempt at once, at run time; a zero
+    timedelta given to ``.options()`` was even dropped for the default (it
+    is falsy). Both places now refuse it, naming the option."""
+    name = next(iter(options))
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        activity.defn(**options)(lambda: None)
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        echo.options(**options)
+
+
+def test_activity_options_override_only_what_is_given() -> None:
+    timed = activity.defn(start_to_close_timeout=timedelta(seconds=5), task_queue="q")(echo.fn)
+    changed = timed.options(heartbeat_timeout=timedelta(seconds=2))
+    assert changed.opts.start_to_close_timeout == timedelta(seconds=5)
+    assert changed.opts.task_queue == "q"
+    assert changed.opts.heartbeat_timeout == timedelta(seconds=2)
+    assert timed.options(task_queue="other").opts.task_queue == "other"
