@@ -186,6 +186,8 @@ class Client:
         start_delay: timedelta | None,
         execution_timeout: timedelta | None,
     ) -> tuple[Callable[..., Any] | None, NewRun]:
+        if not (isinstance(task_queue, str) and task_queue):
+            raise ValueError(f"task_queue must be a non-empty string, not {task_queue!r}")
         fn, name = self._resolve(workflow)
         if fn is not None:
             pos, kw = self.converter.encode_args(fn, args, {})

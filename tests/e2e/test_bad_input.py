@@ -47,6 +47,13 @@ async def test_wrong_number_of_arguments_fails_at_start(client: perdure.Client) 
     assert await client.list() == []
 
 
+async def test_an_empty_task_queue_is_refused_at_start(client: perdure.Client) -> None:
+    """A run on the queue "" would wait for a worker that cannot exist."""
+    with pytest.raises(ValueError, match="task_queue must be a non-empty string, not ''"):
+        await client.start(quick, "a", task_queue="")
+    assert await client.list() == []
+
+
 async def test_not_a_workflow_is_refused(client: perdure.Client) -> None:
     async def plain() -> None: ...
 

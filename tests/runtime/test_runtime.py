@@ -150,6 +150,40 @@ def test_a_signal_in_the_same_turn_as_its_timeout_wins(signal_first: bool) -> No
     d.replay()
 
 
+@workflow.defn
+async def impatient(timeout: float) -> list[str]:
+    """A wait with a timeout already over: a signal kept from before is
+    returned, else it times out in this very turn (no durable timer)."""
+    got = []
+    for _ in range(2):
+        try:
+            got.append(await workflow.wait_signal("approve", timeout=timeout))
+        except TimeoutError:
+            got.append("timeout")
+    try:
+        async with asyncio.timeout(timeout):
+            await workflow.sleep(60)
+        got.append("slept")
+    except TimeoutError:
+        got.append("deadline")
+    return got
+
+
+@pytest.mark.parametrize("timeout", [0.0, -5.0])
+def test_a_timeout_already_over_times_out_at_once(timeout: float) -> None:
+    """Such a wait had raised AttributeError from the runtime: its due-now
+    timer handle, never a durable timer, was cancelled as if it were one."""
+    d = Driver(impatient, timeout)
+    cmds = d.turn(h.SignalReceived(name="approve", payload="yes"))
+    # (The sleep's timer starts before the deadline, due at once, cancels it.)
+    assert cmds == [
+        h.StartTimer(ref=1, fire_at=T0 + 60),
+        h.CancelTimer(ref=1),
+        h.CompleteWorkflow(["yes", "timeout", "deadline"]),
+    ]
+    d.replay()
+
+
 def test_signals_are_buffered_in_arrival_order() -> None:
     @workflow.defn
     async def collector() -> list[int]:

@@ -111,6 +111,11 @@ def test_error_exit_codes(db: str, tmp_path: Path) -> None:
             2,
             "--max-activities must be a whole number of at least 1, not 0",
         ),
+        ("worker", wf.__file__, "-q", "", "--db", db): (
+            2,
+            "--task-queue must be a non-empty string, not ''",
+        ),
+        ("start", "double", "--arg", "1", "-q", "", "--db", db): (2, "must not be empty"),
     }
     for (args, (code, message)), done in zip(cases.items(), cli_all(*cases), strict=True):
         assert done.returncode == code, (args, done)

@@ -92,6 +92,7 @@ def test_each_worker_process_gets_the_options(
         ("cache_size", -1, "cache_size must be a whole number of at least 0, not -1"),
         ("drain_timeout", float("nan"), "drain_timeout must be a number of seconds of at least 0"),
         ("poll_interval", "1", "poll_interval must be a positive number of seconds, not '1'"),
+        ("task_queue", "", "task_queue must be a non-empty string, not ''"),
     ],
 )
 async def test_a_worker_refuses_options_out_of_range(

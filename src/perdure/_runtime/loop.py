@@ -110,8 +110,12 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         return self.call_later(when - self.time(), callback, *args, context=context)
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        # (asyncio calls this for every cancel. Only a handle that holds a
+        # durable timer is _scheduled: not one that was due at once, with no
+        # StartTimer, nor one whose timer fired.)
         assert isinstance(handle, DurableTimerHandle)
-        self._instance.cancel_timer(handle)
+        if handle._scheduled:
+            self._instance.cancel_timer(handle)
 
     # -- futures and tasks ---------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""A worker's numeric options, checked before anything runs: a zero or
-negative poll interval or lease made a worker spin (it polled, or renewed
-its leases, without ever sleeping), and no slots for activities failed deep
-in the thread pool. Used by Worker and by ``perdure worker`` (which names the
-options as its flags). Imports nothing of perdure's.
+"""A worker's options, checked before anything runs: a zero or negative
+poll interval or lease made a worker spin (it polled, or renewed its leases,
+without ever sleeping), no slots for activities failed deep in the thread
+pool, and an empty task queue served nothing anyone could start. Used by
+Worker and by ``perdure worker`` (which names the options as its flags).
+Imports nothing of perdure's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def check_worker_options(
     poll_interval: Any,
     cache_size: Any,
     drain_timeout: Any,
+    task_queue: Any = "default",
     spell: Callable[[str], str] = str,
 ) -> None:
     """Raise ValueError naming every option out of its range (``spell``
@@ -55,5 +57,7 @@ def check_worker_options(
             f"{spell('drain_timeout')} must be a number of seconds of at least 0, "
             f"not {drain_timeout!r}"
         )
+    if not (isinstance(task_queue, str) and task_queue):
+        problems.append(f"{spell('task_queue')} must be a non-empty string, not {task_queue!r}")
     if problems:
         raise ValueError("; ".join(problems))

@@ -106,6 +106,7 @@ class Worker:
             poll_interval=poll_interval,
             cache_size=cache_size,
             drain_timeout=drain_timeout,
+            task_queue=task_queue,
         )
         self.client = client
         self.store = client.store

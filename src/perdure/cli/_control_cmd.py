@@ -55,6 +55,8 @@ def start(
         )
     if not workflow.strip():
         raise typer.BadParameter("must not be empty", param_hint="WORKFLOW")
+    if not task_queue:
+        raise typer.BadParameter("must not be empty", param_hint="--task-queue")
 
     async def work(client: Client) -> None:
         handle = await client.start(

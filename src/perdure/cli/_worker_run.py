@@ -85,6 +85,7 @@ _FLAGS = {
     "poll_interval": "--poll-interval",
     "cache_size": "--cache-size",
     "drain_timeout": "--drain-timeout",
+    "task_queue": "--task-queue",
 }
 
 
@@ -131,6 +132,7 @@ def serve(
             poll_interval=poll_interval,
             cache_size=cache_size,
             drain_timeout=drain_timeout,
+            task_queue=task_queue,
             spell=_FLAGS.__getitem__,
         )
     except ValueError as exc:
