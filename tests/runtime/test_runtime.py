@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from runtime_driver import T0, Driver, kinds
@@ -182,6 +182,43 @@ def test_a_timeout_already_over_times_out_at_once(timeout: float) -> None:
         h.CompleteWorkflow(["yes", "timeout", "deadline"]),
     ]
     d.replay()
+
+
+@workflow.defn
+async def nap_of(seconds: str) -> str:
+    try:
+        await workflow.sleep(float(seconds))  # (a float's text: NaN is no JSON argument)
+    except ValueError as exc:
+        return str(exc)
+    return "woke"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "message"),
+    [
+        (float("nan"), "a workflow's timer needs a finite number of seconds, not nan"),
+        (float("inf"), "a workflow's timer needs a finite number of seconds, not inf"),
+        (1e300, "a workflow's timer must fall due by the end of the year 9999, not in 1e+300"),
+    ],
+)
+def test_a_timer_that_cannot_be_kept_is_refused_in_workflow_code(
+    seconds: float, message: str
+) -> None:
+    """Such a timer had reached the store as a time it could not keep (NaN:
+    SQLite's NOT NULL refused the whole commit, so the run's start failed
+    with a database error; past the year 9999, describe() raised
+    OverflowError for the run's pending timer)."""
+    d = Driver(nap_of, repr(seconds))
+    [done] = d.turn()
+    assert isinstance(done, h.CompleteWorkflow)
+    assert done.result.startswith(message)
+    d.replay()
+
+
+def test_a_timer_at_the_latest_second_is_kept() -> None:
+    latest = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+    d = Driver(nap_of, repr(latest - T0))
+    assert d.turn() == [h.StartTimer(ref=1, fire_at=latest)]
 
 
 def test_signals_are_buffered_in_arrival_order() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 
 class WorkflowIOError(RuntimeError):
     """Workflow code tried to do I/O or use threads: move it into an activity."""
+
+
+# The latest time a durable timer may fall due: the last second a datetime
+# holds, 9999-12-31T23:59:59Z (its description and the UI show it as one).
+_LATEST = 253_402_300_799.0
 
 
 class DurableTimerHandle(asyncio.TimerHandle):
@@ -91,7 +97,17 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
+        if not math.isfinite(delay):  # (a durable timer is a time to store)
+            raise ValueError(
+                f"a workflow's timer needs a finite number of seconds, not {delay!r} (to wait "
+                f"with no limit, await workflow.wait_signal() without a timeout)"
+            )
         when = self.time() + delay
+        if when > _LATEST:
+            raise ValueError(
+                f"a workflow's timer must fall due by the end of the year 9999, not in "
+                f"{delay!r} seconds"
+            )
         handle = DurableTimerHandle(when, callback, args, self, context)
         if delay <= 0:
             # Due now: no durable timer, just run it in this turn.
