@@ -194,6 +194,12 @@ class Client:
         else:
             pos = [self.converter.to_json(a, where=f"argument {i}") for i, a in enumerate(args)]
             kw = {}
+        for option, span in (
+            ("start_delay", start_delay),
+            ("execution_timeout", execution_timeout),
+        ):
+            if span is not None and not isinstance(span, timedelta):
+                raise TypeError(f"{option} must be a timedelta, not {type(span).__name__} {span!r}")
         start_at = None
         if start_delay is not None:
             start_at = self.store.clock() + start_delay.total_seconds()
@@ -383,6 +389,8 @@ class WorkflowHandle(Generic[R]):
     async def _wait(self, timeout: float | None, watch: EndWatch, known: RunRecord | None) -> R:
         """``result()`` with ``watch``; ``known``: this run as read while ``watch``
         already listened for it (a start's own record), used instead of a first read."""
+        if timeout is not None and timeout != timeout:  # NaN: no deadline would ever pass
+            raise ValueError("timeout must be a number of seconds or None, not nan")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         run_id = self.run_id

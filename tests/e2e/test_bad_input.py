@@ -223,3 +223,34 @@ def test_activity_options_override_only_what_is_given() -> None:
     assert changed.opts.task_queue == "q"
     assert changed.opts.heartbeat_timeout == timedelta(seconds=2)
     assert timed.options(task_queue="other").opts.task_queue == "other"
+
+
+async def test_start_spans_must_be_timedeltas(client: perdure.Client) -> None:
+    """A number of seconds had failed with AttributeError ('float' object has
+    no attribute 'total_seconds')."""
+    for option in ("start_delay", "execution_timeout"):
+        with pytest.raises(TypeError, match=f"^{option} must be a timedelta, not float 5.0"):
+            await client.start(quick, "a", **{option: 5.0})
+    assert await client.list() == []
+
+
+async def test_a_result_timeout_of_nan_is_refused(client: perdure.Client) -> None:
+    """No deadline would ever have passed: the wait never ended."""
+    handle = await client.start(quick, "a")
+    with pytest.raises(ValueError, match="timeout must be a number of seconds or None"):
+        await asyncio.wait_for(handle.result(timeout=float("nan")), 10)
+
+
+@workflow.defn
+async def keyed() -> str:
+    try:
+        workflow.set_state(5, "five")  # type: ignore[arg-type]
+    except TypeError as exc:
+        return str(exc)
+    return "kept"
+
+
+async def test_a_state_key_must_be_a_string(client: perdure.Client) -> None:
+    """JSON keeps only strings as keys: 5 had come back as "5"."""
+    async with fast_worker(client, [keyed], []):
+        assert await client.execute(keyed) == "a state key must be a string, not int 5"

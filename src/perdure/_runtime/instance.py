@@ -480,6 +480,8 @@ class WorkflowInstance:
         return self.converter.from_json(value, where="side effect")
 
     def set_state(self, key: str, value: Any) -> None:
+        if type(key) is not str:  # (JSON keeps only strings as keys: 5 came back as "5")
+            raise TypeError(f"a state key must be a string, not {type(key).__name__} {key!r}")
         encoded = self.converter.to_json(value, where=f"state {key!r}")
         self.state[key] = encoded
         self.issue(h.SetState(key=key, value=encoded))
