@@ -188,6 +188,9 @@ class Client:
     ) -> tuple[Callable[..., Any] | None, NewRun]:
         if not (isinstance(task_queue, str) and task_queue):
             raise ValueError(f"task_queue must be a non-empty string, not {task_queue!r}")
+        if id is not None and not (isinstance(id, str) and id):
+            # ("" had quietly become a random id: a start meant to be idempotent was not.)
+            raise ValueError(f"id must be a non-empty string (or None for a new UUID), not {id!r}")
         fn, name = self._resolve(workflow)
         if fn is not None:
             pos, kw = self.converter.encode_args(fn, args, {})
@@ -209,7 +212,7 @@ class Client:
             if timeout <= 0:
                 raise ValueError("execution_timeout must be positive")
         new = NewRun(
-            workflow_id=id or new_run_id(),
+            workflow_id=id if id is not None else new_run_id(),
             run_id=new_run_id(),
             workflow_type=name,
             task_queue=task_queue,

@@ -236,13 +236,21 @@ async def start_child(
             f"parent_close_policy must be 'cancel', 'terminate' or 'abandon', "
             f"not {parent_close_policy!r}"
         )
-    child_id = id or f"{inst.info.workflow_id}/child-{inst._next_ref}"
+    # ("" had quietly meant the default, which hides a bug in the caller's id.)
+    for option, given, default in (
+        ("id", id, "its own"),
+        ("task_queue", task_queue, "the parent's"),
+    ):
+        if given is not None and not (isinstance(given, str) and given):
+            raise ValueError(
+                f"{option} must be a non-empty string (or None for {default}), not {given!r}"
+            )
+    child_id = id if id is not None else f"{inst.info.workflow_id}/child-{inst._next_ref}"
     if id is None and inst.info.continued_from_run_id is not None:
         # Each run of a continue-as-new chain numbers its commands from 1 again.
         child_id = f"{inst.info.workflow_id}/{inst.info.run_id[:8]}/child-{inst._next_ref}"
-    started, result = inst.start_child(
-        name, child_id, task_queue or inst.info.task_queue, pos, kw, parent_close_policy
-    )
+    queue = task_queue if task_queue is not None else inst.info.task_queue
+    started, result = inst.start_child(name, child_id, queue, pos, kw, parent_close_policy)
     handle: ChildHandle[R] = ChildHandle(fn, child_id, started, result, inst.converter)
     await started
     return handle

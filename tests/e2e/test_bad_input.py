@@ -54,6 +54,14 @@ async def test_an_empty_task_queue_is_refused_at_start(client: perdure.Client) -
     assert await client.list() == []
 
 
+async def test_an_empty_workflow_id_is_refused_at_start(client: perdure.Client) -> None:
+    """An empty id had quietly become a random one: a start meant to be
+    idempotent (an id built from an order number that came out empty) was not."""
+    with pytest.raises(ValueError, match=r"id must be a non-empty string .* not ''"):
+        await client.start(quick, "a", id="")
+    assert await client.list() == []
+
+
 async def test_not_a_workflow_is_refused(client: perdure.Client) -> None:
     async def plain() -> None: ...
 

@@ -221,6 +221,25 @@ def test_a_timer_at_the_latest_second_is_kept() -> None:
     assert d.turn() == [h.StartTimer(ref=1, fire_at=latest)]
 
 
+@workflow.defn
+async def parent_of(option: str) -> str:
+    try:
+        await workflow.start_child(nap_of, "1", **{option: ""})
+    except ValueError as exc:
+        return str(exc)
+    return "started"
+
+
+@pytest.mark.parametrize("option", ["id", "task_queue"])
+def test_a_child_with_an_empty_id_or_queue_is_refused(option: str) -> None:
+    """An empty string had quietly meant the default id or the parent's queue."""
+    d = Driver(parent_of, option)
+    [done] = d.turn()
+    assert isinstance(done, h.CompleteWorkflow)
+    assert done.result.startswith(f"{option} must be a non-empty string")
+    d.replay()
+
+
 def test_signals_are_buffered_in_arrival_order() -> None:
     @workflow.defn
     async def collector() -> list[int]:

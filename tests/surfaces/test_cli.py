@@ -116,6 +116,7 @@ def test_error_exit_codes(db: str, tmp_path: Path) -> None:
             "--task-queue must be a non-empty string, not ''",
         ),
         ("start", "double", "--arg", "1", "-q", "", "--db", db): (2, "must not be empty"),
+        ("start", "double", "--arg", "1", "--id", "", "--db", db): (2, "must not be empty"),
     }
     for (args, (code, message)), done in zip(cases.items(), cli_all(*cases), strict=True):
         assert done.returncode == code, (args, done)

@@ -57,6 +57,10 @@ def start(
         raise typer.BadParameter("must not be empty", param_hint="WORKFLOW")
     if not task_queue:
         raise typer.BadParameter("must not be empty", param_hint="--task-queue")
+    if workflow_id == "":
+        raise typer.BadParameter(
+            "must not be empty (leave it out for a new UUID)", param_hint="--id"
+        )
 
     async def work(client: Client) -> None:
         handle = await client.start(
