@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from perdure._checks import check_name
 from perdure._converter import DataConverter
 from perdure._runtime import current_instance
 from perdure.retry import RetryPolicy
@@ -49,10 +50,7 @@ class ActivityOptions:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, timedelta) and value > timedelta(0)):
                 raise ValueError(f"{name} must be a positive timedelta (or None), not {value!r}")
-        if self.task_queue is not None and not (
-            isinstance(self.task_queue, str) and self.task_queue
-        ):
-            raise ValueError(f"task_queue must be a non-empty string, not {self.task_queue!r}")
+        check_name("task_queue", self.task_queue, none_means="the workflow's queue")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form recorded in ActivityScheduled (the worker reads it back)."""

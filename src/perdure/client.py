@@ -16,6 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
+from perdure._checks import check_name
 from perdure._converter import DataConverter, default_converter
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
@@ -186,23 +187,20 @@ class Client:
         start_delay: timedelta | None,
         execution_timeout: timedelta | None,
     ) -> tuple[Callable[..., Any] | None, NewRun]:
-        if not (isinstance(task_queue, str) and task_queue):
-            raise ValueError(f"task_queue must be a non-empty string, not {task_queue!r}")
-        if id is not None and not (isinstance(id, str) and id):
-            # ("" had quietly become a random id: a start meant to be idempotent was not.)
-            raise ValueError(f"id must be a non-empty string (or None for a new UUID), not {id!r}")
-        fn, name = self._resolve(workflow)
-        if fn is not None:
-            pos, kw = self.converter.encode_args(fn, args, {})
-        else:
-            pos = [self.converter.to_json(a, where=f"argument {i}") for i, a in enumerate(args)]
-            kw = {}
+        check_name("task_queue", task_queue)
+        check_name("id", id, none_means="a new UUID")
         for option, span in (
             ("start_delay", start_delay),
             ("execution_timeout", execution_timeout),
         ):
             if span is not None and not isinstance(span, timedelta):
                 raise TypeError(f"{option} must be a timedelta, not {type(span).__name__} {span!r}")
+        fn, name = self._resolve(workflow)
+        if fn is not None:
+            pos, kw = self.converter.encode_args(fn, args, {})
+        else:
+            pos = [self.converter.to_json(a, where=f"argument {i}") for i, a in enumerate(args)]
+            kw = {}
         start_at = None
         if start_delay is not None:
             start_at = self.store.clock() + start_delay.total_seconds()

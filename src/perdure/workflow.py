@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
+from perdure._checks import check_name
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.instance import ContinueAsNewError
 
@@ -236,15 +237,8 @@ async def start_child(
             f"parent_close_policy must be 'cancel', 'terminate' or 'abandon', "
             f"not {parent_close_policy!r}"
         )
-    # ("" had quietly meant the default, which hides a bug in the caller's id.)
-    for option, given, default in (
-        ("id", id, "its own"),
-        ("task_queue", task_queue, "the parent's"),
-    ):
-        if given is not None and not (isinstance(given, str) and given):
-            raise ValueError(
-                f"{option} must be a non-empty string (or None for {default}), not {given!r}"
-            )
+    check_name("id", id, none_means="<parent id>/child-<n>")
+    check_name("task_queue", task_queue, none_means="the parent's")
     child_id = id if id is not None else f"{inst.info.workflow_id}/child-{inst._next_ref}"
     if id is None and inst.info.continued_from_run_id is not None:
         # Each run of a continue-as-new chain numbers its commands from 1 again.

@@ -3,7 +3,7 @@ poll interval or lease made a worker spin (it polled, or renewed its leases,
 without ever sleeping), no slots for activities failed deep in the thread
 pool, and an empty task queue served nothing anyone could start. Used by
 Worker and by ``perdure worker`` (which names the options as its flags).
-Imports nothing of perdure's.
+Imports the name check.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+
+from perdure._checks import name_problem
 
 __all__ = ["check_worker_options"]
 
@@ -57,7 +59,7 @@ def check_worker_options(
             f"{spell('drain_timeout')} must be a number of seconds of at least 0, "
             f"not {drain_timeout!r}"
         )
-    if not (isinstance(task_queue, str) and task_queue):
-        problems.append(f"{spell('task_queue')} must be a non-empty string, not {task_queue!r}")
+    if (problem := name_problem(spell("task_queue"), task_queue)) is not None:
+        problems.append(problem)
     if problems:
         raise ValueError("; ".join(problems))

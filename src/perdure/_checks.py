@@ -1,0 +1,26 @@
+"""The names the public API is given: a task queue or an id is a non-empty
+string. An empty one had quietly meant the default (a new random id, the
+parent's queue), which hides a bug in the caller: a start meant to be
+idempotent, with an id built from a value that came out empty, started a
+new run every time. The standard library only.
+"""
+
+from __future__ import annotations
+
+__all__ = ["check_name", "name_problem"]
+
+
+def name_problem(option: str, value: object, none_means: str | None = None) -> str | None:
+    """Why ``value`` cannot be ``option``, or None if it can: a non-empty
+    string, or None where ``none_means`` says what None stands for."""
+    if (value is None and none_means is not None) or (isinstance(value, str) and value):
+        return None
+    alternative = f" (or None for {none_means})" if none_means is not None else ""
+    return f"{option} must be a non-empty string{alternative}, not {value!r}"
+
+
+def check_name(option: str, value: object, none_means: str | None = None) -> None:
+    """Raise ValueError unless ``value`` can be ``option`` (see name_problem)."""
+    problem = name_problem(option, value, none_means)
+    if problem is not None:
+        raise ValueError(problem)
