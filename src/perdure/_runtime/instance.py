@@ -15,7 +15,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
-from contextvars import Context
+from contextvars import Context, ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +41,16 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
 
 
+# The instance whose context this is: set in each instance's own context (see
+# WorkflowInstance._context), where all its code runs, and nowhere else.
+# (Reading it costs a dictionary lookup; asking asyncio for the running loop,
+# a system call on Python 3.11: getpid, which checks for a fork.)
+_current: ContextVar[WorkflowInstance | None] = ContextVar("perdure_instance", default=None)
+
+
 def current_instance() -> WorkflowInstance | None:
     """The running workflow instance, or None outside workflow code."""
-    loop = asyncio.events._get_running_loop()
-    if isinstance(loop, WorkflowLoop):
-        return loop._instance
-    return None
+    return _current.get()
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class WorkflowInstance:
         # activates it: it sees no context variable of the worker's, or of an
         # activity that ran before this turn in the same task (determinism).
         self._context = Context()
+        self._context.run(_current.set, self)
         self.now_ts = 0.0
         self.activating = False
         self.replaying = False
@@ -522,6 +527,7 @@ class WorkflowInstance:
             asyncio.events._set_running_loop(outer)
         self.loop.close()
         self.loop.detach()
+        self._context = Context()  # (it held this instance: no cycle is left)
 
     def _discard(self) -> None:
         tasks = list(self.loop.tasks)

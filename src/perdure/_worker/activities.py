@@ -105,6 +105,10 @@ class ActivityRunner:
         self.lease_timeout = lease_timeout
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="perdure-activity")
         self.running: dict[int, _Running] = {}
+        # The worker's loop, set when it starts serving: every attempt runs
+        # on it. (Asking asyncio for the running loop or task costs a system
+        # call on Python 3.11, getpid, which checks for a fork.)
+        self.loop: asyncio.AbstractEventLoop | None = None
         # Where an attempt's final outcome goes; the worker may route it into an
         # inline turn instead (see TurnRunner.continue_inline).
         self.deliver: Callable[[ActivityTask, h.Event], Awaitable[Any]] = store.complete_activity
@@ -202,7 +206,7 @@ class ActivityRunner:
         args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
         if task.heartbeat is not None:
             running.first_details = self.converter.from_json(task.heartbeat)
-        loop = running.loop = asyncio.get_running_loop()
+        loop = running.loop = self.loop or asyncio.get_running_loop()
         running.is_async = activity.is_async
         if activity.is_async and timeout is None:
             # In this task, the attempt's (see Worker._spawn; an ending
@@ -211,7 +215,7 @@ class ActivityRunner:
             # variables stay in this task, which holds the worker's clean
             # context when an attempt begins, and never reach workflow code
             # (which runs in its instance's own context).
-            running.future = asyncio.current_task()
+            running.future = asyncio.current_task(loop)
             token = _context.set(running)
             try:
                 value = await activity.fn(*args, **kwargs)

@@ -206,7 +206,7 @@ class Worker:
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
         if self.tune_gc:
             gcpolicy.acquire()
-        self._loop = loop
+        self._loop = self.activity_runner.loop = loop
         self.store.take_new_runs(self.task_queue, self)
         if self._serving is not None and not self._serving.done():
             self._serving.set_result(None)
@@ -432,7 +432,7 @@ class Worker:
         self._inline_reserved -= count
 
     def _run_inline(self, task: ActivityTask) -> None:
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._loop)
         if (
             current in self._ending
             and current not in self._successors
@@ -458,7 +458,7 @@ class Worker:
         # later poll. It runs in the same task if it can (see _run_inline);
         # else its task starts before the ending one's is counted out: the
         # count is one over for that moment, the attempts running never.
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._loop)
         own = current in self._activities_inflight
         if own:
             assert current is not None
@@ -541,7 +541,7 @@ class Worker:
         # The attempt, then each successor handed this task as its
         # predecessor ended (see _run_inline): a loop, so that a long chain
         # of steps does not deepen the stack.
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._loop)
         try:
             while True:
                 await self.activity_runner.run(task)
