@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,14 +28,36 @@ class RetryPolicy:
     non_retryable: tuple[type[BaseException] | str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        # Refused here, where the policy is written, not when an attempt fails:
+        # a NaN backoff had made the retry's due time NULL (the store refused
+        # the failure, and the activity waited for its lease to run out, again
+        # and again), and a lone name in non_retryable was read letter by letter.
+        for name in ("initial_interval", "max_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta):
+                raise TypeError(
+                    f"RetryPolicy.{name} must be a timedelta, not {type(value).__name__} {value!r}"
+                )
         if self.initial_interval <= timedelta(0):
             raise ValueError("RetryPolicy.initial_interval must be positive")
-        if self.backoff < 1.0:
-            raise ValueError("RetryPolicy.backoff must be >= 1.0")
+        backoff = self.backoff
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)):
+            raise TypeError(
+                f"RetryPolicy.backoff must be a number, not {type(backoff).__name__} {backoff!r}"
+            )
+        if not math.isfinite(backoff) or backoff < 1.0:
+            raise ValueError(f"RetryPolicy.backoff must be a finite number >= 1.0, not {backoff!r}")
         if self.max_interval < self.initial_interval:
             raise ValueError("RetryPolicy.max_interval must be >= initial_interval")
-        if self.max_attempts is not None and self.max_attempts < 1:
+        attempts = self.max_attempts
+        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int)):
+            raise TypeError(
+                f"RetryPolicy.max_attempts must be an int (or None for no limit), "
+                f"not {type(attempts).__name__} {attempts!r}"
+            )
+        if attempts is not None and attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be >= 1 (or None for no limit)")
+        object.__setattr__(self, "non_retryable", _error_types(self.non_retryable))
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -70,3 +93,32 @@ class RetryPolicy:
             max_attempts=data.get("max_attempts"),
             non_retryable=tuple(str(n) for n in data.get("non_retryable", ())),
         )
+
+
+def _error_types(value: Any) -> tuple[type[BaseException] | str, ...]:
+    """``non_retryable`` as a tuple of exception classes and names (a list is
+    taken too); a lone class or name is refused, so that it is not read as a
+    sequence (a string, letter by letter)."""
+    if isinstance(value, (str, type)):
+        raise TypeError(
+            f"RetryPolicy.non_retryable must be a tuple of exception classes or names, "
+            f"not one {type(value).__name__} {value!r}: write ({value!r},)"
+            if isinstance(value, str)
+            else f"RetryPolicy.non_retryable must be a tuple of exception classes or names, "
+            f"not one class: write ({value.__name__},)"
+        )
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"RetryPolicy.non_retryable must be a tuple of exception classes or names, "
+            f"not {type(value).__name__} {value!r}"
+        ) from None
+    for item in items:
+        named = isinstance(item, str) and item
+        if not named and not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(
+                f"RetryPolicy.non_retryable holds exception classes or their names, "
+                f"not {type(item).__name__} {item!r}"
+            )
+    return items

@@ -183,5 +183,49 @@ def test_retry_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"backoff": float("nan")},  # had made the retry's due time NULL: the failure was lost
+        {"backoff": float("inf")},
+    ],
+)
+def test_retry_policy_refuses_a_backoff_that_is_not_finite(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="backoff must be a finite number"):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"initial_interval": 5}, "initial_interval must be a timedelta, not int 5"),
+        ({"max_interval": None}, "max_interval must be a timedelta"),
+        ({"backoff": "2"}, "backoff must be a number, not str"),
+        ({"backoff": True}, "backoff must be a number, not bool"),
+        ({"max_attempts": 2.5}, "max_attempts must be an int"),
+        ({"max_attempts": True}, "max_attempts must be an int"),
+        # A lone name had been read letter by letter: ValueError was retried.
+        ({"non_retryable": "ValueError"}, r"not one str 'ValueError': write \('ValueError',\)"),
+        ({"non_retryable": ValueError}, r"not one class: write \(ValueError,\)"),
+        ({"non_retryable": (5,)}, "holds exception classes or their names, not int 5"),
+        ({"non_retryable": ("",)}, "holds exception classes or their names"),
+        ({"non_retryable": (int,)}, "holds exception classes or their names"),
+        ({"non_retryable": 5}, "must be a tuple of exception classes or names, not int"),
+    ],
+)
+def test_retry_policy_says_which_field_has_the_wrong_type(
+    kwargs: dict[str, object], says: str
+) -> None:
+    with pytest.raises(TypeError, match=says):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_retry_policy_takes_a_list_of_error_types_as_a_tuple() -> None:
+    policy = RetryPolicy(non_retryable=[KeyError, "ValueError"])  # type: ignore[arg-type]
+    assert policy.non_retryable == (KeyError, "ValueError")
+    assert policy.names_non_retryable() == ["KeyError", "ValueError"]
+    assert hash(policy) == hash(RetryPolicy(non_retryable=(KeyError, "ValueError")))
+
+
 def test_unlimited_retries_never_overflow_the_backoff() -> None:
     assert RetryPolicy().delay_after(5_000) == 100.0
