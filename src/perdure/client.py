@@ -21,6 +21,7 @@ from perdure._converter import DataConverter, default_converter
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
     OPEN,
+    STATUSES,
     IdConflict,
     NewRun,
     RunFilter,
@@ -63,6 +64,7 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
+E = TypeVar("E", bound=h.Event)
 
 
 log = logging.getLogger("perdure.client")
@@ -76,6 +78,21 @@ def _checked(id_conflict: IdConflict) -> IdConflict:
             f"not {id_conflict!r}"
         )
     return id_conflict
+
+
+def _reason(reason: str | None) -> str | None:
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"a reason is a str (or None), not {type(reason).__name__} {reason!r}")
+    return reason
+
+
+def _checked_event(event: E) -> E:
+    """``event``, from outside, if a worker can read it back: an unreadable
+    inbox row would stall its run (every turn would fail to read it)."""
+    problem = h.field_problem(event)
+    if problem is not None:
+        raise TypeError(problem)
+    return event
 
 
 def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:
@@ -273,13 +290,20 @@ class Client:
         and queue the signal for it — atomically: either way, once this returns
         the signal is durable and will be delivered."""
         fn, new = self._new_run(workflow, args, id, task_queue, None, None)
-        payload = self.converter.to_json(signal_payload, where=f"payload of signal {signal!r}")
-        event = h.SignalReceived(name=signal, payload=payload)
+        event = self._signal_event(signal, signal_payload)
         run = await self.store.signal_with_start(new, event)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
+    def _signal_event(self, name: str, payload: Any) -> h.SignalReceived:
+        if not isinstance(name, str):
+            raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
+        encoded = self.converter.to_json(payload, where=f"payload of signal {name!r}")
+        return _checked_event(h.SignalReceived(name=name, payload=encoded))
+
     def get_handle(self, id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
         """A handle to the given run, or to the latest run of ``id``."""
+        check_name("id", id)
+        check_name("run_id", run_id, none_means="the latest run of the id")
         return WorkflowHandle(self, id, run_id, None)
 
     async def list(
@@ -299,6 +323,11 @@ class Client:
         and ``search``, text the workflow id contains (case-insensitive).
         Page with ``after``, the ``cursor`` of the previous page's last run
         (stable while runs are added), or with ``offset``, a number of runs to skip."""
+        if status is not None and status not in STATUSES:
+            # (A misspelt status had matched nothing: an empty list, not an error.)
+            raise ValueError(
+                f"status must be one of {', '.join(STATUSES)} (or None), not {status!r}"
+            )
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         if offset < 0:
@@ -390,6 +419,13 @@ class WorkflowHandle(Generic[R]):
     async def _wait(self, timeout: float | None, watch: EndWatch, known: RunRecord | None) -> R:
         """``result()`` with ``watch``; ``known``: this run as read while ``watch``
         already listened for it (a start's own record), used instead of a first read."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+        ):
+            raise TypeError(
+                f"timeout must be a number of seconds or None, not {type(timeout).__name__} "
+                f"{timeout!r}"
+            )
         if timeout is not None and timeout != timeout:  # NaN: no deadline would ever pass
             raise ValueError("timeout must be a number of seconds or None, not nan")
         loop = asyncio.get_running_loop()
@@ -465,17 +501,17 @@ class WorkflowHandle(Generic[R]):
     async def signal(self, name: str, payload: Any = None) -> None:
         """Deliver a signal. Once this returns it is durable and will be
         delivered exactly once, after every signal accepted before it."""
-        encoded = self.client.converter.to_json(payload, where=f"payload of signal {name!r}")
-        event = h.SignalReceived(name=name, payload=encoded)
+        event = self.client._signal_event(name, payload)
         await self.client.store.deliver(self.id, self.run_id, event)
 
     async def cancel(self, reason: str | None = None) -> None:
         """Ask the run to cancel: workflow code sees ``asyncio.CancelledError``."""
-        await self.client.store.deliver(self.id, self.run_id, h.CancelRequested(reason=reason))
+        event = _checked_event(h.CancelRequested(reason=_reason(reason)))
+        await self.client.store.deliver(self.id, self.run_id, event)
 
     async def terminate(self, reason: str | None = None) -> None:
         """End the run at once, without running any more workflow code."""
-        await self.client.store.terminate(self.id, self.run_id, reason)
+        await self.client.store.terminate(self.id, self.run_id, _reason(reason))
 
     async def describe(self) -> WorkflowDescription:
         run = await self._run()
@@ -527,6 +563,10 @@ class WorkflowHandle(Generic[R]):
 
     async def state(self, key: str | None = None) -> Any:
         """Published state (``workflow.set_state``): one key, or all as a dict."""
+        if key is not None and not isinstance(key, str):
+            raise TypeError(
+                f"a state key is a str (or None for all), not {type(key).__name__} {key!r}"
+            )
         run = await self._run()
         conv = self.client.converter
         if key is not None:
@@ -536,6 +576,10 @@ class WorkflowHandle(Generic[R]):
     async def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
         """The run's event history in its versioned JSON form, oldest first;
         with ``after_seq``, only the events after that ``seq`` (to tail a run)."""
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int):
+            raise TypeError(
+                f"after_seq must be an int, not {type(after_seq).__name__} {after_seq!r}"
+            )
         if after_seq < 0:
             raise ValueError(f"after_seq must not be negative, not {after_seq}")
         run = await self._run()

@@ -114,6 +114,8 @@ async def wait_signal(name: str, *, timeout: timedelta | float | None = None) ->
     ``timeout``, raises :class:`TimeoutError` when none arrives in time.
     """
     inst = _instance("wait_signal")
+    if not isinstance(name, str):  # (a signal's name is a str: this wait would never end)
+        raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
     return await inst.wait_signal(name, None if timeout is None else _seconds(timeout))
 
 

@@ -262,3 +262,84 @@ async def test_a_state_key_must_be_a_string(client: perdure.Client) -> None:
     """JSON keeps only strings as keys: 5 had come back as "5"."""
     async with fast_worker(client, [keyed], []):
         assert await client.execute(keyed) == "a state key must be a string, not int 5"
+
+
+@pytest.mark.parametrize("name", [None, 5, b"go"])
+async def test_a_signal_name_that_is_not_a_string_is_refused_and_the_run_goes_on(
+    client: perdure.Client, name: Any
+) -> None:
+    """Such a signal had been written to the run's inbox, which no worker
+    could read back: every turn of the run failed on it, and the run stalled."""
+    handle = await client.start(waiter, "x")
+    with pytest.raises(TypeError, match="a signal's name must be a str, not"):
+        await handle.signal(name)
+    with pytest.raises(TypeError, match="a signal's name must be a str, not"):
+        await client.signal_with_start(waiter, "x", signal=name, id=handle.id)
+    async with fast_worker(client, [waiter], [echo]):
+        await handle.signal("go", "on")
+        assert await handle.result(timeout=20) == "x:on"
+
+
+async def test_a_cancel_or_terminate_reason_that_is_not_a_string_is_refused(
+    client: perdure.Client,
+) -> None:
+    """A cancel's reason of 5 had been written to the inbox unreadable, as above."""
+    handle = await client.start(waiter, "x")
+    for action in (handle.cancel, handle.terminate):
+        with pytest.raises(TypeError, match="a reason is a str \\(or None\\), not int 5"):
+            await action(5)  # type: ignore[arg-type]
+    assert (await handle.describe()).status == "running"
+    async with fast_worker(client, [waiter], [echo]):
+        await handle.cancel("enough")
+        with pytest.raises(perdure.WorkflowCancelledError):
+            await handle.result(timeout=20)
+
+
+def test_an_event_from_outside_is_checked_as_a_worker_will_read_it() -> None:
+    from perdure import _history as h
+
+    assert h.field_problem(h.SignalReceived(name="go", payload={"any": [1]})) is None
+    assert h.field_problem(h.CancelRequested(reason=None)) is None
+    problem = h.field_problem(h.SignalReceived(name=5, payload=None))  # type: ignore[arg-type]
+    assert problem == "SignalReceived event field 'name' would hold int 5, not str"
+    assert h.field_problem(h.CancelRequested(reason=True)) is not None  # type: ignore[arg-type]
+
+
+async def test_a_misspelt_status_is_refused_by_list(client: perdure.Client) -> None:
+    """It had matched no run: an empty list, as if none were running."""
+    await client.start(quick, "a")
+    with pytest.raises(ValueError, match=r"status must be one of running, completed, .* 'runnin'"):
+        await client.list(status="runnin")
+    assert len(await client.list(status="running")) == 1
+
+
+async def test_handle_arguments_of_the_wrong_type_are_named(client: perdure.Client) -> None:
+    handle = await client.start(quick, "a")
+    with pytest.raises(TypeError, match="a state key is a str \\(or None for all\\), not int 5"):
+        await handle.state(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="after_seq must be an int, not str 'a'"):
+        await handle.history("a")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="timeout must be a number of seconds or None, not str"):
+        await handle.result(timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="id must be a non-empty string, not None"):
+        client.get_handle(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="run_id must be a non-empty string"):
+        client.get_handle(handle.id, "")
+
+
+@workflow.defn
+async def waits_for_a_number() -> str:
+    try:
+        await workflow.wait_signal(5)  # type: ignore[arg-type]
+    except TypeError as exc:
+        return str(exc)
+    return "waited"
+
+
+async def test_a_workflow_waiting_for_a_signal_name_that_is_not_a_string_is_told(
+    client: perdure.Client,
+) -> None:
+    async with fast_worker(client, [waits_for_a_number], []):
+        assert await client.execute(waits_for_a_number, timeout=20) == (
+            "a signal's name must be a str, not int 5"
+        )

@@ -115,6 +115,7 @@ async def test_list_filters_and_pages(
         {"limit": 0},
         {"limit": 5000},
         {"since": "2h", "until": "3h"},
+        {"status": "Completed"},  # (had listed nothing, as if no run had completed)
     ):
         bad = await api.get("/api/workflows", params=params)
         assert bad.status_code == 422, (params, bad.text)

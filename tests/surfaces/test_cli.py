@@ -86,6 +86,8 @@ def test_error_exit_codes(db: str, tmp_path: Path) -> None:
         ("signal", "x", "go", "--payload", "{", "--db", db): (2, "must be JSON"),
         ("list", "--since", "yesterday", "--db", db): (2, "cannot read time"),
         ("list", "--page", "2", "--cursor", "abc", "--db", db): (2, "not both"),
+        # A misspelt status had listed nothing, as if no run were in it.
+        ("list", "--status", "runnin", "--db", db): (2, "status must be one of running,"),
         ("server", "--host", "0.0.0.0", "--db", db): (2, "refusing to serve on '0.0.0.0'"),
         ("show", "nope", "--db", db): (3, "no workflow with id 'nope'"),
         ("signal", "nope", "go", "--db", db): (3, "no workflow with id 'nope'"),

@@ -46,6 +46,7 @@ __all__ = [
     "attempt_record",
     "event_from_dict",
     "event_to_dict",
+    "field_problem",
     "turn_started",
 ]
 
@@ -447,6 +448,21 @@ def event_to_dict(event: Event) -> dict[str, JSON]:
     for name in _field_names(type(event)):
         out[name] = getattr(event, name)
     return out
+
+
+def field_problem(event: Event) -> str | None:
+    """Why ``event`` could not be read back (event_from_dict refuses a field
+    whose value is not of its annotated type), or None: checked before an
+    event from outside (a client's signal, a cancel's reason) is written, so
+    that nothing unreadable reaches a run's inbox and stalls the run."""
+    for name, accepts in _field_checks(type(event)):
+        value = getattr(event, name)
+        if accepts is not None and (not isinstance(value, accepts) or isinstance(value, bool)):
+            return (
+                f"{event.TYPE} event field {name!r} would hold {type(value).__name__} "
+                f"{value!r:.60}, not {' or '.join(t.__name__ for t in accepts)}"
+            )
+    return None
 
 
 def event_from_dict(data: dict[str, JSON]) -> Event:

@@ -21,6 +21,7 @@ CLOSED_STATUSES = (
     "timed_out",
     "continued_as_new",
 )
+STATUSES = (OPEN, *CLOSED_STATUSES)  # every status a run can have
 IdConflict = Literal["fail", "use_existing", "terminate_existing"]
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from perdure._store.base import STATUSES
 from perdure.client import Client, WorkflowDescription, WorkflowExecution
 
 __all__ = [
@@ -36,15 +37,7 @@ __all__ = [
     "parse_when",
 ]
 
-KNOWN_STATUSES = (
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "terminated",
-    "timed_out",
-    "continued_as_new",
-)
+KNOWN_STATUSES = STATUSES
 MAX_CHAIN = 10_000  # continue-as-new hops followed before giving up
 MAX_LIMIT = 1000
 
@@ -105,6 +98,10 @@ class ListQuery:
 
     def check(self) -> None:
         """Raise ValueError naming what is wrong with the query."""
+        if self.status is not None and self.status not in KNOWN_STATUSES:
+            raise ValueError(
+                f"status must be one of {', '.join(KNOWN_STATUSES)}, not {self.status!r}"
+            )
         if not 1 <= self.limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {self.limit}")
         if self.page is not None and self.page < 1:
