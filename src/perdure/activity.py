@@ -230,6 +230,7 @@ def defn(
     task_queue: str | None = None,
 ) -> Any:
     """Mark a function (``async def`` or plain ``def``) as an activity."""
+    check_name("name", name, none_means="the function's name")
     options = ActivityOptions(
         task_queue=task_queue,
         retry=retry,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import numbers
 import random as _random
 import uuid as _uuid
 from collections.abc import Callable, Coroutine, Generator, MutableMapping
@@ -68,6 +69,7 @@ def defn(
 def defn(fn: Any = None, *, name: str | None = None) -> Any:
     """Mark an ``async def`` as a workflow. ``name`` (default: the function's
     ``__name__``) is what histories record: keep it stable across deploys."""
+    check_name("name", name, none_means="the function's name")
 
     def mark(f: Any) -> Any:
         import inspect
@@ -97,7 +99,13 @@ def in_workflow() -> bool:
 
 
 def _seconds(delay: timedelta | float) -> float:
-    return delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if isinstance(delay, timedelta):
+        return delay.total_seconds()
+    if isinstance(delay, bool) or not isinstance(delay, numbers.Real):  # (float("5") is 5.0)
+        raise TypeError(
+            f"a delay is a timedelta or a number of seconds, not {type(delay).__name__} {delay!r}"
+        )
+    return float(delay)
 
 
 async def sleep(delay: timedelta | float) -> None:
@@ -155,7 +163,12 @@ def patched(change_id: str) -> bool:
     ``if workflow.patched("x"): new() else: old()`` serves both. Once no run
     from before the change is open, delete the old branch (see docs/versioning.md).
     """
-    return _instance("patched").patched(change_id)
+    inst = _instance("patched")
+    # (Recorded in the history, which holds a change id as a string: another
+    # value was written, then refused when the history was read back, and the
+    # run could not be replayed.)
+    check_name("change_id", change_id)
+    return inst.patched(change_id)
 
 
 def side_effect(compute: Callable[[], R]) -> R:

@@ -343,3 +343,48 @@ async def test_a_workflow_waiting_for_a_signal_name_that_is_not_a_string_is_told
         assert await client.execute(waits_for_a_number, timeout=20) == (
             "a signal's name must be a str, not int 5"
         )
+
+
+@workflow.defn
+async def patches_with(change_id: Any) -> str:
+    try:
+        workflow.patched(change_id)
+    except ValueError as exc:
+        return str(exc)
+    return "patched"
+
+
+@pytest.mark.parametrize("change_id", [5, ""])
+async def test_a_change_id_must_be_a_non_empty_string(
+    client: perdure.Client, change_id: Any
+) -> None:
+    """patched(5) had been recorded as is, and refused when the history was
+    read back: once its instance left the cache, the run could not go on."""
+    async with fast_worker(client, [patches_with], []):
+        said = await client.execute(patches_with, change_id, timeout=20)
+    assert said == f"change_id must be a non-empty string, not {change_id!r}"
+
+
+def test_activity_and_workflow_names_must_be_non_empty_strings() -> None:
+    """A name of 5 had been recorded in histories that could not be read back;
+    an empty one had quietly meant the function's name."""
+    for defn in (activity.defn, workflow.defn):
+        for name in (5, ""):
+            with pytest.raises(ValueError, match=f"name must be a non-empty string .*not {name!r}"):
+                defn(name=name)  # type: ignore[call-overload]
+
+
+@workflow.defn
+async def sleeps_for(delay: Any) -> str:
+    try:
+        await workflow.sleep(delay)
+    except TypeError as exc:
+        return str(exc)
+    return "slept"
+
+
+@pytest.mark.parametrize("delay", ["5", True, None])
+async def test_a_delay_must_be_a_timedelta_or_a_number(client: perdure.Client, delay: Any) -> None:
+    async with fast_worker(client, [sleeps_for], []):
+        said = await client.execute(sleeps_for, delay, timeout=20)
+    assert said.startswith("a delay is a timedelta or a number of seconds, not")
