@@ -53,6 +53,7 @@ from perdure.errors import (
 from perdure.workflow import definition_of
 
 __all__ = [
+    "STATUSES",
     "Client",
     "PendingActivityInfo",
     "PendingTimerInfo",

@@ -195,10 +195,39 @@ def test_worker_refuses_undecorated_functions(tmp_path: Path) -> None:
                 perdure.Worker(c, [echo])
             with pytest.raises(TypeError, match="not an activity"):
                 perdure.Worker(c, [], [quick])
+            # One alone, not in a list (a function had been "not iterable").
+            with pytest.raises(TypeError, match=r"workflows must be a list .* write workflows="):
+                perdure.Worker(c, quick)
+            with pytest.raises(TypeError, match=r"activities must be a list .* write activities="):
+                perdure.Worker(c, [quick], echo)
+            with pytest.raises(TypeError, match="activities must be a list of them, not str"):
+                perdure.Worker(c, [quick], "echo")
+            with pytest.raises(TypeError, match=r"a Worker needs a perdure\.Client"):
+                perdure.Worker(None, [quick])  # type: ignore[arg-type]
         finally:
             await c.close()
 
     asyncio.run(main())
+
+
+async def test_a_worker_runs_once(client: perdure.Client) -> None:
+    """A second run() of the same Worker had reset the first one's state and
+    hung; after a run, the worker's thread pool is shut down."""
+    worker = perdure.Worker(client, [quick], [echo])
+    async with worker:
+        with pytest.raises(RuntimeError, match="has been run already"):
+            await asyncio.wait_for(worker.run(handle_signals=False), 10)
+        assert await client.execute(quick, "still serving", timeout=20) == "still serving"
+    with pytest.raises(RuntimeError, match="make a new Worker to run again"):
+        await asyncio.wait_for(worker.run(handle_signals=False), 10)
+
+
+@pytest.mark.parametrize("url", ["", Path("perdure.db")])
+async def test_an_empty_database_url_is_refused(url: Any) -> None:
+    """ "" had quietly meant the default: a program whose URL setting came out
+    empty used a local perdure.db that no worker serves."""
+    with pytest.raises(perdure.StoreError, match="database URL must be a non-empty string"):
+        await perdure.Client.connect(url)
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,19 @@ async def opened(url: str) -> PostgresStore:
         ("postgresql://postgres@127.0.0.1:{port}/test", "Connection refused"),
         ("postgresql://postgres@127.0.0.1:{port}/test?pool_max_size=many", "pool_max_size"),
         ("postgresql://postgres@127.0.0.1:{port}/test?no_such_option=1", "malformed"),
+        # Each had failed deep in the store, or opened a pool that could never
+        # start (a timeout of 0 or below), or lost its fraction.
+        ("postgresql://u@127.0.0.1:{port}/t?pool_max_size=nan", "must be a whole number from 1"),
+        ("postgresql://u@127.0.0.1:{port}/t?pool_min_size=inf", "must be a whole number from 1"),
+        ("postgresql://u@127.0.0.1:{port}/t?pool_min_size=0", "must be a whole number from 1"),
+        ("postgresql://u@127.0.0.1:{port}/t?pool_max_size=2.5", "must be a whole number from 1"),
+        ("postgresql://u@127.0.0.1:{port}/t?pool_timeout=0", "a number of seconds above 0"),
+        ("postgresql://u@127.0.0.1:{port}/t?pool_timeout=nan", "a number of seconds above 0"),
+        ("postgresql://u@127.0.0.1:{port}/t?prepare=2", "must be 0 or 1"),
+        (
+            "postgresql://u@127.0.0.1:{port}/t?pool_min_size=5&pool_max_size=2",
+            "pool_max_size=2 is below pool_min_size=5",
+        ),
     ],
 )
 async def test_unreachable_or_malformed_urls_raise_store_error(url: str, message: str) -> None:

@@ -260,6 +260,8 @@ async def test_malformed_requests_are_422_with_a_message(api: httpx.AsyncClient)
         bad_signal = await api.post("/api/workflows/x/signals/go", content=raw)
         assert bad_signal.status_code == 422, raw
         assert bad_signal.json()["detail"].startswith("the request body is not valid JSON")
+    no_run = await api.get("/api/workflows/x", params={"run_id": ""})
+    assert no_run.status_code == 422  # (leave it out for the latest run)
     bad_reason = await api.post("/api/workflows/x/cancel", json={"reason": 5})
     assert bad_reason.status_code == 422
     assert (await api.get("/api/workflows/x/result", params={"timeout": 999})).status_code == 422

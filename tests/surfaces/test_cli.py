@@ -82,6 +82,8 @@ def test_error_exit_codes(db: str, tmp_path: Path) -> None:
     cases: dict[tuple[str, ...], tuple[int, str]] = {
         ("show", "x", "--db", f"sqlite:///{missing}"): (4, "does not exist (sqlite:///"),
         ("list", "--db", "mysql://nowhere/db"): (4, "unsupported database URL"),
+        ("list", "--db", ""): (4, "database URL must be a non-empty string"),
+        ("server", "--db", ""): (4, "database URL must be a non-empty string"),
         ("start", "double", "--arg", "ada", "--db", db): (2, "must be JSON"),
         ("signal", "x", "go", "--payload", "{", "--db", db): (2, "must be JSON"),
         ("list", "--since", "yesterday", "--db", db): (2, "cannot read time"),
@@ -90,6 +92,7 @@ def test_error_exit_codes(db: str, tmp_path: Path) -> None:
         ("list", "--status", "runnin", "--db", db): (2, "status must be one of running,"),
         ("server", "--host", "0.0.0.0", "--db", db): (2, "refusing to serve on '0.0.0.0'"),
         ("show", "nope", "--db", db): (3, "no workflow with id 'nope'"),
+        ("show", "nope", "--run-id", "", "--db", db): (2, "must not be empty"),
         ("signal", "nope", "go", "--db", db): (3, "no workflow with id 'nope'"),
         # The worker parses its own options (see test_the_worker_starts_without_typer).
         ("worker", "--db", db): (2, "required: modules"),

@@ -18,7 +18,14 @@ __all__ = ["DEFAULT_URL", "Store", "resolve_url", "store_for_url"]
 
 
 def resolve_url(url: str | None) -> str:
-    """The URL to use: the given one, else ``$PERDURE_DB``, else ``sqlite:///perdure.db``."""
+    """The URL to use: the given one, else ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
+    An empty URL is refused: it had quietly meant the default, so a program
+    whose URL setting came out empty used a local file that no worker serves."""
+    if url is not None and not (isinstance(url, str) and url):
+        raise StoreError(
+            f"the database URL must be a non-empty string (or None for $PERDURE_DB, "
+            f"else {DEFAULT_URL}), not {type(url).__name__} {url!r}"
+        )
     return url or os.environ.get("PERDURE_DB") or DEFAULT_URL
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import select
 import time
 import uuid
@@ -85,18 +86,41 @@ SESSION_SETUP = (
 )
 
 
+def _url_option(key: str, value: str) -> float:
+    """One of URL_OPTIONS, read and checked: a size is a whole number of
+    connections from 1, a timeout a finite number of seconds above 0, prepare
+    0 or 1. (A NaN or infinite size had failed deep in the store, a timeout
+    of 0 or below as a pool that could not start, and a fraction of a
+    connection been rounded down.)"""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if key == "pool_timeout":
+        fine, wanted = math.isfinite(number) and number > 0, "a number of seconds above 0"
+    elif key == "prepare":
+        fine, wanted = number in (0.0, 1.0), "0 or 1"
+    else:
+        fine, wanted = number.is_integer() and number >= 1, "a whole number from 1"
+    if not fine:
+        raise StoreError(f"bad {key}={value!r} in the PostgreSQL URL: it must be {wanted}")
+    return number
+
+
 def parse_url(url: str) -> tuple[str, dict[str, float], str]:
     """(libpq conninfo, pool options, a printable name without password)."""
     parts = urlsplit(url)
     query, options = [], dict(URL_OPTIONS)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in options:
-            try:
-                options[key] = float(value)
-            except ValueError:
-                raise StoreError(f"bad {key}={value!r} in the PostgreSQL URL") from None
+            options[key] = _url_option(key, value)
         else:
             query.append((key, value))
+    if options["pool_max_size"] < options["pool_min_size"]:
+        raise StoreError(
+            f"pool_max_size={options['pool_max_size']:g} is below "
+            f"pool_min_size={options['pool_min_size']:g} in the PostgreSQL URL"
+        )
     # quote, not quote_plus: libpq reads '+' literally, not as a space.
     url = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
     try:
@@ -132,8 +156,8 @@ class PostgresStore(PostgresDialect, SqlStore):
         self._conninfo, options, self.where = parse_url(url)
         super().__init__(clock or self._server_time)
         self._clock_offset = 0.0
-        self._min_size = max(1, int(options["pool_min_size"]))
-        self._max_size = max(self._min_size, int(options["pool_max_size"]))
+        self._min_size = int(options["pool_min_size"])
+        self._max_size = int(options["pool_max_size"])
         self._pool_timeout = options["pool_timeout"]
         self._prepare = bool(options["prepare"])
         self._statements: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], Statements]

@@ -3,18 +3,57 @@ poll interval or lease made a worker spin (it polled, or renewed its leases,
 without ever sleeping), no slots for activities failed deep in the thread
 pool, and an empty task queue served nothing anyone could start. Used by
 Worker and by ``perdure worker`` (which names the options as its flags).
-Imports the name check.
+And the workflows and activities a Worker is given, by name. Imports the
+name check and the definitions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from perdure._checks import name_problem
+from perdure.activity import ActivityFunction
+from perdure.workflow import definition_of
 
-__all__ = ["check_worker_options"]
+__all__ = ["check_worker_options", "collect_activities", "collect_workflows"]
+
+
+def _several(items: Iterable[Any], kind: str) -> Iterable[Any]:
+    """``items``, a collection of workflows or activities: one alone (or a
+    string, or no collection at all) is refused with what to write instead."""
+    if callable(items) or isinstance(items, str) or not isinstance(items, Iterable):
+        raise TypeError(
+            f"{kind} must be a list of them, not {type(items).__name__} {items!r}: "
+            f"write {kind}=[...]"
+        )
+    return items
+
+
+def collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
+    """The workflow functions by the name histories record."""
+    found: dict[str, Any] = {}
+    for item in _several(items, "workflows"):
+        definition = definition_of(item)
+        if definition is None:
+            raise TypeError(f"{item!r} is not a workflow: decorate it with @workflow.defn")
+        if definition.name in found and found[definition.name] is not item:
+            raise ValueError(f"two workflows are named {definition.name!r}")
+        found[definition.name] = definition.fn
+    return found
+
+
+def collect_activities(items: Iterable[Any]) -> dict[str, ActivityFunction[Any, Any]]:
+    """The activities by name."""
+    found: dict[str, ActivityFunction[Any, Any]] = {}
+    for item in _several(items, "activities"):
+        if not isinstance(item, ActivityFunction):
+            raise TypeError(f"{item!r} is not an activity: decorate it with @activity.defn")
+        if item.name in found and found[item.name].fn is not item.fn:
+            raise ValueError(f"two activities are named {item.name!r}")
+        found[item.name] = item
+    return found
 
 
 def _whole(value: Any, least: int) -> bool:

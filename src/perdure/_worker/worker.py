@@ -25,6 +25,7 @@ from perdure._store.base import (
     WORK,
     ActivityTask,
     FirstTurn,
+    Store,
     TurnInput,
     TurnLease,
     WorkflowTask,
@@ -32,12 +33,10 @@ from perdure._store.base import (
 )
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
-from perdure._worker.options import check_worker_options
+from perdure._worker.options import check_worker_options, collect_activities, collect_workflows
 from perdure._worker.registry import Registration
 from perdure._worker.turns import TurnRunner
-from perdure.activity import ActivityFunction
 from perdure.errors import StoreError
-from perdure.workflow import definition_of
 
 if TYPE_CHECKING:
     from perdure.client import Client
@@ -99,6 +98,11 @@ class Worker:
         inline_activities: bool = True,
         tune_gc: bool = True,
     ) -> None:
+        if not isinstance(getattr(client, "store", None), Store):
+            raise TypeError(
+                f"a Worker needs a perdure.Client (await Client.connect(url)), "
+                f"not {type(client).__name__} {client!r}"
+            )
         check_worker_options(
             max_concurrent_activities=max_concurrent_activities,
             max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
@@ -118,8 +122,8 @@ class Worker:
         self.tune_gc = tune_gc
         self.max_activities = max_concurrent_activities
         self.max_turns = max_concurrent_workflow_tasks
-        self.workflows = self._collect_workflows(workflows)
-        self.activities = self._collect_activities(activities)
+        self.workflows = collect_workflows(workflows)
+        self.activities = collect_activities(activities)
         self._registration = Registration(
             self.store, self.identity, task_queue, self.workflows, self.activities, lease_timeout
         )
@@ -160,36 +164,18 @@ class Worker:
         self._turns_reserved = 0  # turn slots promised to new runs not yet committed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._context = contextvars.Context()  # set by run(): the context it was started in
-
-    @staticmethod
-    def _collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for item in items:
-            definition = definition_of(item)
-            if definition is None:
-                raise TypeError(f"{item!r} is not a workflow: decorate it with @workflow.defn")
-            if definition.name in found and found[definition.name] is not item:
-                raise ValueError(f"two workflows are named {definition.name!r}")
-            found[definition.name] = definition.fn
-        return found
-
-    @staticmethod
-    def _collect_activities(items: Iterable[Any]) -> dict[str, ActivityFunction[Any, Any]]:
-        found: dict[str, ActivityFunction[Any, Any]] = {}
-        for item in items:
-            if not isinstance(item, ActivityFunction):
-                raise TypeError(f"{item!r} is not an activity: decorate it with @activity.defn")
-            if item.name in found and found[item.name].fn is not item.fn:
-                raise ValueError(f"two activities are named {item.name!r}")
-            found[item.name] = item
-        return found
+        self._ran = False  # run() was called: a Worker serves once
 
     # ------------------------------------------------------------ running
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until cancelled or until SIGTERM/SIGINT asks for a graceful drain.
         With ``handle_signals=False`` (what ``async with worker`` uses) the
-        embedding program keeps its own signal handling; call :meth:`stop`."""
+        embedding program keeps its own signal handling; call :meth:`stop`.
+        A Worker runs once: a second run() raises RuntimeError."""
+        if self._ran:  # (a second run had reset the first one's state, and hung)
+            raise RuntimeError("this Worker has been run already: make a new Worker to run again")
+        self._ran = True
         loop = asyncio.get_running_loop()
         self._context = contextvars.copy_context()
         self._stopping = asyncio.Event()

@@ -19,6 +19,7 @@ from perdure.cli._operator import (
     EPILOG,
     JsonOption,
     RunIdOption,
+    database_url,
     err,
     parse_json,
     print_json,
@@ -140,7 +141,7 @@ async def schema_version(client: Client) -> int | None:
 @app.command(epilog=EPILOG, rich_help_panel="Operate")
 def migrate(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
     """Create the database, or migrate its schema to this perdure's version."""
-    url = db or os.environ.get("PERDURE_DB") or "sqlite:///perdure.db"
+    url = database_url(db)
     path = url.partition("?")[0][len("sqlite:///") :] if url.startswith("sqlite:///") else None
     created = path is not None and path != ":memory:" and not os.path.exists(path)
 

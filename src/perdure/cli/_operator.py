@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from perdure._store import resolve_url
 from perdure.cli._app import EPILOG
 from perdure.client import Client
 from perdure.errors import (
@@ -59,7 +60,17 @@ EXIT_CONFLICT = 5  # the run is already closed, or the workflow id is taken
 EXIT_RUNNING = 6  # `result`: the run has not ended (no --wait, or --timeout passed)
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
-RunIdOption = typer.Option(None, "--run-id", help="A specific run (default: the latest).")
+
+
+def _a_run_id(value: str | None) -> str | None:
+    if value == "":  # (it had meant the latest run; say so by leaving it out)
+        raise typer.BadParameter("must not be empty (leave it out for the latest run)")
+    return value
+
+
+RunIdOption = typer.Option(
+    None, "--run-id", help="A specific run (default: the latest).", callback=_a_run_id
+)
 
 err = Console(stderr=True, highlight=False)
 
@@ -70,6 +81,15 @@ def fail(code: int, message: str, hint: str | None = None) -> NoReturn:
     if hint:
         err.print(f"[dim]{escape(hint)}[/]", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def database_url(db: str | None) -> str:
+    """The URL a command uses: ``--db``, else ``$PERDURE_DB``, else the
+    default; an empty one exits 4 (it had quietly meant the default file)."""
+    try:
+        return resolve_url(db)
+    except StoreError as exc:
+        fail(EXIT_DB, str(exc), "check --db / $PERDURE_DB")
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -109,7 +129,7 @@ def run(
     of the error it raised). Unless ``create``, a missing SQLite file is an error
     (exit 4) instead of a new empty database: a typo in --db must not look like
     "no workflows"."""
-    url = db or os.environ.get("PERDURE_DB") or "sqlite:///perdure.db"
+    url = database_url(db)
     path = _sqlite_file(url)
     if not create and path is not None and not os.path.exists(path):
         fail(

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from perdure.cli._app import EPILOG, DbOption, app
-from perdure.cli._operator import EXIT_FAILED, EXIT_USAGE, fail, run
+from perdure.cli._operator import EXIT_FAILED, EXIT_USAGE, database_url, fail, run
 from perdure.client import Client
 
 DEFAULT_PORT = 8765
@@ -71,5 +71,5 @@ def server(
     address needs tokens: $PERDURE_ADMIN_TOKEN, $PERDURE_TOKEN (read-only) or
     --token-file.
     """
-    url = db or os.environ.get("PERDURE_DB") or "sqlite:///perdure.db"
+    url = database_url(db)
     serve(url, host, port, token_file, log_level.lower())

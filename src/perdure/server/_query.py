@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from perdure._store.base import STATUSES
-from perdure.client import Client, WorkflowDescription, WorkflowExecution
+from perdure.client import STATUSES, Client, WorkflowDescription, WorkflowExecution
 
 __all__ = [
     "KNOWN_STATUSES",

@@ -56,7 +56,9 @@ ClientDep = Annotated[Client, Depends(client_of)]
 Reader = [Depends(require_read)]
 Admin = [Depends(require_admin)]
 WorkflowId = Annotated[str, Path(description="The workflow id (may contain '/').")]
-RunId = Annotated[Optional[str], Query(description="A run of the workflow; default: latest.")]
+RunId = Annotated[
+    Optional[str], Query(min_length=1, description="A run of the workflow; default: latest.")
+]
 
 
 # ------------------------------------------------------------------ open routes
