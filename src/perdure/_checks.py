@@ -2,12 +2,16 @@
 string. An empty one had quietly meant the default (a new random id, the
 parent's queue), which hides a bug in the caller: a start meant to be
 idempotent, with an id built from a value that came out empty, started a
-new run every time. The standard library only.
+new run every time. And a delay is a timedelta or a number of seconds.
+The standard library only.
 """
 
 from __future__ import annotations
 
-__all__ = ["check_name", "name_problem"]
+import numbers
+from datetime import timedelta
+
+__all__ = ["check_name", "delay_seconds", "name_problem"]
 
 
 def name_problem(option: str, value: object, none_means: str | None = None) -> str | None:
@@ -24,3 +28,15 @@ def check_name(option: str, value: object, none_means: str | None = None) -> Non
     problem = name_problem(option, value, none_means)
     if problem is not None:
         raise ValueError(problem)
+
+
+def delay_seconds(delay: object) -> float:
+    """A delay's seconds: ``delay`` is a timedelta or a number of seconds
+    (a string, which ``float()`` had read, or a bool raises TypeError)."""
+    if isinstance(delay, timedelta):
+        return delay.total_seconds()
+    if isinstance(delay, bool) or not isinstance(delay, numbers.Real):
+        raise TypeError(
+            f"a delay is a timedelta or a number of seconds, not {type(delay).__name__} {delay!r}"
+        )
+    return float(delay)

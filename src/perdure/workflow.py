@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import numbers
 import random as _random
 import uuid as _uuid
 from collections.abc import Callable, Coroutine, Generator, MutableMapping
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
-from perdure._checks import check_name
+from perdure._checks import check_name, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.instance import ContinueAsNewError
 
@@ -98,20 +97,10 @@ def in_workflow() -> bool:
     return current_instance() is not None
 
 
-def _seconds(delay: timedelta | float) -> float:
-    if isinstance(delay, timedelta):
-        return delay.total_seconds()
-    if isinstance(delay, bool) or not isinstance(delay, numbers.Real):  # (float("5") is 5.0)
-        raise TypeError(
-            f"a delay is a timedelta or a number of seconds, not {type(delay).__name__} {delay!r}"
-        )
-    return float(delay)
-
-
 async def sleep(delay: timedelta | float) -> None:
     """A durable timer: the run holds no memory while it sleeps, and survives restarts."""
     _instance("sleep")
-    await asyncio.sleep(_seconds(delay))
+    await asyncio.sleep(delay_seconds(delay))
 
 
 async def wait_signal(name: str, *, timeout: timedelta | float | None = None) -> Any:
@@ -124,7 +113,7 @@ async def wait_signal(name: str, *, timeout: timedelta | float | None = None) ->
     inst = _instance("wait_signal")
     if not isinstance(name, str):  # (a signal's name is a str: this wait would never end)
         raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
-    return await inst.wait_signal(name, None if timeout is None else _seconds(timeout))
+    return await inst.wait_signal(name, None if timeout is None else delay_seconds(timeout))
 
 
 def set_state(key: str, value: Any) -> None:

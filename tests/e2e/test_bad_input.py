@@ -417,3 +417,28 @@ async def test_a_delay_must_be_a_timedelta_or_a_number(client: perdure.Client, d
     async with fast_worker(client, [sleeps_for], []):
         said = await client.execute(sleeps_for, delay, timeout=20)
     assert said.startswith("a delay is a timedelta or a number of seconds, not")
+
+
+@activity.defn(heartbeat_timeout=timedelta(seconds=5))
+async def beats_with(kind: str) -> str:
+    try:
+        activity.heartbeat({"row": 3} if kind == "json" else socket.socket)
+    except perdure.PayloadError as exc:
+        return f"told: {exc}"
+    return "beat"
+
+
+@workflow.defn
+async def beating(kind: str) -> str:
+    return await beats_with(kind)
+
+
+async def test_heartbeat_details_json_cannot_hold_fail_in_the_activity(
+    client: perdure.Client,
+) -> None:
+    """They had failed later, on the worker's flush, as a warning in its log
+    that the activity never saw (and its heartbeat was not recorded)."""
+    async with fast_worker(client, [beating], [beats_with]):
+        assert await client.execute(beating, "json", timeout=20) == "beat"
+        said = await client.execute(beating, "socket class", timeout=20)
+    assert said.startswith("told: cannot encode heartbeat details:")

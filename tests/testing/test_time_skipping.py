@@ -142,6 +142,21 @@ async def test_start_time_sets_the_virtual_clock() -> None:
         assert new_year + timedelta(days=1) <= env.now() < new_year + timedelta(days=1) + SLACK
     with pytest.raises(ValueError, match="timezone-aware"):
         WorkflowEnvironment([naps], start_time=datetime(2030, 1, 1))
+    with pytest.raises(TypeError, match="start_time must be a timezone-aware datetime, not str"):
+        WorkflowEnvironment([naps], start_time="2030-01-01")  # type: ignore[arg-type]
+
+
+async def test_bad_arguments_are_named() -> None:
+    with pytest.raises(TypeError, match=r"workflows must be a list .* write workflows="):
+        WorkflowEnvironment(naps)
+    async with WorkflowEnvironment([naps]) as env:
+        # NaN had driven the environment for ever; "5" had been read with float().
+        for delay in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="give a finite number"):
+                await asyncio.wait_for(env.sleep(delay), 10)
+        with pytest.raises(TypeError, match="a delay is a timedelta or a number of seconds"):
+            await env.sleep("5")  # type: ignore[arg-type]
+        assert await env.execute(naps, 60.0) >= 60.0
 
 
 async def test_real_time_mode_runs_on_the_wall_clock() -> None:

@@ -58,7 +58,7 @@ class _Running(_ActivityContext):
     heartbeat_timeout: float | None
     runner: ActivityRunner
     last_beat: float = field(default_factory=time.monotonic)
-    details: Any = None
+    details: Any = None  # the latest heartbeat's details, encoded
     dirty: bool = False
     flushing: bool = False
     stop_reason: str | None = None  # "cancelled", "lost" or "heartbeat_timeout"
@@ -87,7 +87,10 @@ class _Running(_ActivityContext):
         if self.stop_reason is not None and not self.is_async:
             raise asyncio.CancelledError(f"activity {self.stop_reason}")
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.runner._beat, self, details)
+        # Encoded here: details that JSON cannot hold fail the activity's own
+        # call (PayloadError), not later, in a line of the worker's log.
+        encoded = self.runner.converter.to_json(details, where="heartbeat details")
+        self.loop.call_soon_threadsafe(self.runner._beat, self, encoded)
 
 
 class ActivityRunner:
@@ -274,7 +277,7 @@ class ActivityRunner:
                 running.dirty = False
                 try:
                     status = await self.store.record_heartbeat(
-                        task.task_id, task.token, self.converter.to_json(running.details), lease
+                        task.task_id, task.token, running.details, lease
                     )
                 except Exception as exc:
                     log.warning("could not record a heartbeat for %s: %s", task.name, exc)

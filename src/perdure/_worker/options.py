@@ -17,10 +17,10 @@ from perdure._checks import name_problem
 from perdure.activity import ActivityFunction
 from perdure.workflow import definition_of
 
-__all__ = ["check_worker_options", "collect_activities", "collect_workflows"]
+__all__ = ["check_worker_options", "collect_activities", "collect_workflows", "several"]
 
 
-def _several(items: Iterable[Any], kind: str) -> Iterable[Any]:
+def several(items: Iterable[Any], kind: str) -> Iterable[Any]:
     """``items``, a collection of workflows or activities: one alone (or a
     string, or no collection at all) is refused with what to write instead."""
     if callable(items) or isinstance(items, str) or not isinstance(items, Iterable):
@@ -34,7 +34,7 @@ def _several(items: Iterable[Any], kind: str) -> Iterable[Any]:
 def collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
     """The workflow functions by the name histories record."""
     found: dict[str, Any] = {}
-    for item in _several(items, "workflows"):
+    for item in several(items, "workflows"):
         definition = definition_of(item)
         if definition is None:
             raise TypeError(f"{item!r} is not a workflow: decorate it with @workflow.defn")
@@ -47,7 +47,7 @@ def collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
 def collect_activities(items: Iterable[Any]) -> dict[str, ActivityFunction[Any, Any]]:
     """The activities by name."""
     found: dict[str, ActivityFunction[Any, Any]] = {}
-    for item in _several(items, "activities"):
+    for item in several(items, "activities"):
         if not isinstance(item, ActivityFunction):
             raise TypeError(f"{item!r} is not an activity: decorate it with @activity.defn")
         if item.name in found and found[item.name].fn is not item.fn:

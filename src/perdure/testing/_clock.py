@@ -22,6 +22,11 @@ class VirtualClock:
     """
 
     def __init__(self, start: datetime | None = None) -> None:
+        if start is not None and not isinstance(start, datetime):
+            raise TypeError(
+                f"start_time must be a timezone-aware datetime, not {type(start).__name__} "
+                f"{start!r}"
+            )
         if start is not None and start.tzinfo is None:
             raise ValueError(
                 f"start_time must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc)), "

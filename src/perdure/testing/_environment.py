@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
+from perdure._checks import delay_seconds
 from perdure._converter import DataConverter
 from perdure._store import store_for_url
 from perdure._store.base import RunFilter, RunRecord
+from perdure._worker.options import several
 from perdure._worker.worker import Worker
 from perdure.client import WorkflowHandle
 from perdure.errors import NonDeterminismError, PerdureError
@@ -82,8 +85,8 @@ class WorkflowEnvironment:
     ) -> None:
         if not task_queue:
             raise ValueError("task_queue must be a non-empty string")
-        self.workflows = list(workflows)
-        self.activities = apply_overrides(activities, activity_overrides)
+        self.workflows = list(several(workflows, "workflows"))
+        self.activities = apply_overrides(several(activities, "activities"), activity_overrides)
         self.time_skipping = time_skipping
         self.check_determinism = check_determinism
         self.task_queue = task_queue
@@ -144,7 +147,9 @@ class WorkflowEnvironment:
         """Let ``delay`` pass. With time skipping, virtual time jumps from one
         due timer or task to the next (each runs as it comes due) until
         ``delay`` has passed, and returns at once; otherwise sleeps for real."""
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        seconds = delay_seconds(delay)
+        if not math.isfinite(seconds):  # (NaN had driven the environment for ever)
+            raise ValueError(f"cannot sleep {seconds!r} seconds: give a finite number")
         if seconds < 0:
             raise ValueError(f"cannot sleep a negative time ({seconds:g}s)")
         if not self.time_skipping:
