@@ -137,7 +137,9 @@ def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:
     workflow id, these arguments and an empty history. Never returns.
 
     Use it to keep the history of an endless loop bounded: roll over when
-    ``workflow.info().history_length`` passes a few thousand events.
+    ``workflow.info().history_length`` passes a few thousand events. Signals
+    this run received that no ``wait_signal()`` took go on to the new run, in
+    the order they came.
     """
     inst = _instance("continue_as_new")
     pos, kw = inst.converter.encode_args(inst.fn, args, kwargs)

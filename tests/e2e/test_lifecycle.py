@@ -122,6 +122,43 @@ async def _waiting(handle: perdure.WorkflowHandle[object], name: str) -> bool:
     return name in (await handle.describe()).waiting_signals
 
 
+@workflow.defn
+async def adder(total: int = 0, runs: int = 1) -> str:
+    """Takes one signal per run, then rolls over: the rest wait for later runs."""
+    value = await workflow.wait_signal("add")
+    if value is None:
+        return f"total={total} runs={runs}"
+    workflow.continue_as_new(total + value, runs + 1)
+
+
+@pytest.mark.parametrize("worker_first", [False, True])
+async def test_signals_no_wait_took_go_on_to_the_next_run(
+    client: perdure.Client, worker_first: bool
+) -> None:
+    """A run that continues as new hands the next run the signals it had
+    received and not taken, in order: none is lost. (They had been dropped,
+    as Temporal drops them unless the code drains them first: each later
+    run waited for ever.) Signalled before any worker runs, they all reach
+    the first run together; beside a worker, they race its rollovers."""
+    await client.start(adder, id="adder")
+
+    async def signal_all() -> None:
+        for value in [*range(1, 21), None]:
+            await client.get_handle("adder").signal("add", value)
+
+    if worker_first:
+        async with fast_worker(client, [adder], []):
+            await signal_all()
+            result = await client.get_handle("adder").result(timeout=30)
+    else:
+        await signal_all()
+        async with fast_worker(client, [adder], []):
+            result = await client.get_handle("adder").result(timeout=30)
+    assert result == "total=210 runs=21"
+    runs = await client.list(workflow="adder", limit=50)
+    assert sorted(r.status for r in runs) == ["completed"] + ["continued_as_new"] * 20
+
+
 async def test_cancel_runs_compensation_then_ends_cancelled(client: perdure.Client) -> None:
     async with fast_worker(client, ALL_WF, ALL_ACT):
         handle = await client.start(reservation, "seat 12A")

@@ -101,6 +101,29 @@ def test_continue_as_new_is_a_closing_command_not_swallowed_by_except() -> None:
     d.replay()
 
 
+def test_continue_as_new_hands_the_signals_no_wait_took_to_the_next_run() -> None:
+    """In the order they came, across names; the one a wait took is not among
+    them. (Temporal drops such signals unless the code drains them first.)"""
+
+    @workflow.defn
+    async def takes_one() -> None:
+        await workflow.wait_signal("add")
+        workflow.continue_as_new()
+
+    d = Driver(takes_one)
+    assert d.turn() == []
+    signals = [
+        h.SignalReceived(name="add", payload=1),
+        h.SignalReceived(name="note", payload={"n": "x"}),
+        h.SignalReceived(name="add", payload=2),
+    ]
+    [command] = d.turn(*signals)
+    assert command == h.ContinueAsNew(
+        args=[], kwargs={}, signals=(("note", {"n": "x"}), ("add", 2))
+    )
+    d.replay()
+
+
 def test_info_reports_history_length_per_turn() -> None:
     lengths: list[int] = []
 

@@ -185,6 +185,10 @@ class RecordSideEffect(Command):
 class ContinueAsNew(Command):
     args: list[JSON]
     kwargs: dict[str, JSON]
+    # The signals this run received that no wait took, in the order they
+    # came: (name, payload as recorded). They go to the next run's inbox,
+    # not into the event (they are already in this run's history).
+    signals: tuple[tuple[str, JSON], ...] = ()
 
     def to_event(self) -> Event:
         return WorkflowContinuedAsNew(args=self.args, kwargs=self.kwargs)

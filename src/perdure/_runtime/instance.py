@@ -134,7 +134,10 @@ class WorkflowInstance:
         self._main: asyncio.Task[Any] | None = None
         self._timers: dict[int, DurableTimerHandle] = {}
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
-        self._signals: dict[str, deque[Any]] = {}
+        # Signals no wait took yet, by name: (arrival number, payload as
+        # recorded, payload decoded); the numbers order them across names.
+        self._signals: dict[str, deque[tuple[int, h.JSON, Any]]] = {}
+        self._arrivals = 0
         self._signal_waiters: dict[str, deque[asyncio.Future[Any]]] = {}
         self._children: dict[int, _Child] = {}
         self.has_children = False  # started a child, in this turn or an earlier one
@@ -215,7 +218,7 @@ class WorkflowInstance:
                 handle._scheduled = False  # a later cancel() must not issue CancelTimer
                 self.loop.ready.append(handle)
         elif isinstance(event, h.SignalReceived):
-            self._deliver_signal(event.name, self.converter.from_json(event.payload))
+            self._deliver_signal(event.name, event.payload)
         elif isinstance(event, h.CancelRequested):
             # Only the first request cancels: compensation that runs after it
             # cannot be interrupted by a second one (terminate is the hard stop).
@@ -291,7 +294,7 @@ class WorkflowInstance:
         if task.cancelled():
             command = h.CancelWorkflow()
         elif isinstance(exc := task.exception(), ContinueAsNewError):
-            command = h.ContinueAsNew(exc.new_args, exc.new_kwargs)
+            command = h.ContinueAsNew(exc.new_args, exc.new_kwargs, self._untaken_signals())
         elif exc is not None:
             command = h.FailWorkflow(failure_from_exception(exc))
         else:
@@ -387,7 +390,7 @@ class WorkflowInstance:
     async def wait_signal(self, name: str, timeout: float | None) -> Any:
         buffered = self._signals.get(name)
         if buffered:
-            return buffered.popleft()
+            return buffered.popleft()[2]
         future = self.loop.create_future()
         waiters = self._signal_waiters.setdefault(name, deque())
         waiters.append(future)
@@ -402,7 +405,8 @@ class WorkflowInstance:
             if timer is not None:
                 timer.cancel()
 
-    def _deliver_signal(self, name: str, payload: Any) -> None:
+    def _deliver_signal(self, name: str, recorded: h.JSON) -> None:
+        payload = self.converter.from_json(recorded)
         waiters = self._signal_waiters.get(name)
         while waiters:
             future = waiters.popleft()
@@ -410,7 +414,19 @@ class WorkflowInstance:
                 future.set_result(payload)
                 return
         # Nobody is waiting: keep it, in arrival order, for the next wait_signal().
-        self._signals.setdefault(name, deque()).append(payload)
+        self._arrivals += 1
+        self._signals.setdefault(name, deque()).append((self._arrivals, recorded, payload))
+
+    def _untaken_signals(self) -> tuple[tuple[str, h.JSON], ...]:
+        """The signals no wait took, in the order they came: a run that
+        continues as new hands them to the next run, which receives them
+        first (Temporal drops them unless the code drains them first)."""
+        kept = sorted(
+            (arrival, name, recorded)
+            for name, entries in self._signals.items()
+            for arrival, recorded, _ in entries
+        )
+        return tuple((name, recorded) for _, name, recorded in kept)
 
     def start_child(
         self,

@@ -71,6 +71,9 @@ class NewRun:
     seed: int
     start_at: float | None = None  # first turn not before this time (start_delay)
     execution_timeout: float | None = None  # seconds, across continue-as-new
+    # Inputs queued right after its WorkflowStarted: the signals a run that
+    # continued as new had received and not taken (see h.ContinueAsNew).
+    after_start: tuple[Event, ...] = ()
 
 
 @dataclass

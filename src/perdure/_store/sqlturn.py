@@ -499,4 +499,5 @@ async def _continue(tx: Tx, d: Dialect, run: RunRecord, new: NewRun, now: float)
         parent_close_policy=policy,
         deadline=run.deadline,
         continued_from=run.run_id,
+        after_start=new.after_start,
     )

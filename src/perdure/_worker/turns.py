@@ -563,6 +563,10 @@ class TurnRunner:
                     args=command.args,
                     kwargs=command.kwargs,
                     seed=secrets.randbits(63),
+                    after_start=tuple(
+                        h.SignalReceived(name=name, payload=payload)
+                        for name, payload in command.signals
+                    ),
                 )
             elif isinstance(command, h.CompleteWorkflow):
                 commit.close_status, commit.result = "completed", command.result
