@@ -11,13 +11,16 @@ from __future__ import annotations
 import numbers
 from datetime import timedelta
 
-__all__ = ["check_name", "delay_seconds", "name_problem"]
+__all__ = ["check_name", "check_text", "delay_seconds", "lone_surrogate", "name_problem"]
 
 
 def name_problem(option: str, value: object, none_means: str | None = None) -> str | None:
     """Why ``value`` cannot be ``option``, or None if it can: a non-empty
     string, or None where ``none_means`` says what None stands for."""
-    if (value is None and none_means is not None) or (isinstance(value, str) and value):
+    if isinstance(value, str) and value:
+        lone = lone_surrogate(value)
+        return None if lone is None else f"{option} must be valid Unicode text: it {lone}"
+    if value is None and none_means is not None:
         return None
     alternative = f" (or None for {none_means})" if none_means is not None else ""
     return f"{option} must be a non-empty string{alternative}, not {value!r}"
@@ -40,3 +43,22 @@ def delay_seconds(delay: object) -> float:
             f"a delay is a timedelta or a number of seconds, not {type(delay).__name__} {delay!r}"
         )
     return float(delay)
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Where ``text`` is not valid Unicode (a lone surrogate, which no
+    database stores as text), said as the rest of a sentence; None if it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds the lone surrogate {text[exc.start]!r} at index {exc.start}"
+    return None
+
+
+def check_text(what: str, text: object) -> None:
+    """Raise ValueError if ``text`` is a string that is not valid Unicode: a
+    string a run records must be, or its commit fails (no database stores a
+    lone surrogate as text) and, written by a worker, the run stalls."""
+    lone = lone_surrogate(text) if isinstance(text, str) else None
+    if lone is not None:
+        raise ValueError(f"{what} must be valid Unicode text: it {lone}")

@@ -16,7 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
-from perdure._checks import check_name
+from perdure._checks import check_name, check_text
 from perdure._converter import DataConverter, default_converter
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
@@ -84,6 +84,7 @@ def _checked(id_conflict: IdConflict) -> IdConflict:
 def _reason(reason: str | None) -> str | None:
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"a reason is a str (or None), not {type(reason).__name__} {reason!r}")
+    check_text("a reason", reason)
     return reason
 
 
@@ -245,6 +246,7 @@ class Client:
         if isinstance(workflow, str):
             if not workflow:
                 raise ValueError("workflow name must not be empty")
+            check_name("workflow name", workflow)  # (valid Unicode: see _checks)
             return None, workflow
         definition = definition_of(workflow)
         if definition is None:
@@ -298,6 +300,7 @@ class Client:
     def _signal_event(self, name: str, payload: Any) -> h.SignalReceived:
         if not isinstance(name, str):
             raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
+        check_text("a signal's name", name)
         encoded = self.converter.to_json(payload, where=f"payload of signal {name!r}")
         return _checked_event(h.SignalReceived(name=name, payload=encoded))
 

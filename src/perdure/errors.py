@@ -8,6 +8,7 @@ traceback text, and the ``non_retryable`` flag; see :func:`failure_from_exceptio
 
 from __future__ import annotations
 
+import json
 import traceback
 from typing import Any
 
@@ -171,12 +172,48 @@ def failure_from_exception(exc: BaseException) -> dict[str, Any]:
         }
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return {
-        "type": type_name,
-        "message": str(exc),
-        "traceback": text,
+        "type": _storable(type_name),
+        "message": _storable(_message(exc)),
+        "traceback": _storable(text),
         "non_retryable": non_retryable,
-        "details": details,
+        "details": _storable_details(details),
     }
+
+
+# A failure is written as it is made, by the worker that caught the exception:
+# whatever it holds must be storable, or the failure is never written and the
+# attempt (or the run) stalls. An exception whose str() raised, details that
+# JSON cannot hold, a lone surrogate in a message had each done that.
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as err:  # (the exception's own __str__ failed)
+        return f"<str() of the {type(exc).__name__} raised {type(err).__name__}>"
+
+
+def _storable(text: str) -> str:
+    """``text`` as valid Unicode: a lone surrogate, which no database stores
+    as text, is written as its escape (\\ud800)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _storable_details(details: Any) -> Any:
+    """``details`` if JSON holds them as they are; else their repr, marked."""
+    try:
+        json.dumps(details, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeError):
+        try:
+            shown = repr(details)
+        except Exception:
+            shown = f"<a {type(details).__name__}>"
+        return {"unencodable_details": _storable(shown[:2000])}
+    return details
 
 
 def cause_from_failure(failure: dict[str, Any]) -> FailureCause:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
-from perdure._checks import check_name, delay_seconds
+from perdure._checks import check_name, check_text, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.instance import ContinueAsNewError
 
@@ -113,12 +113,15 @@ async def wait_signal(name: str, *, timeout: timedelta | float | None = None) ->
     inst = _instance("wait_signal")
     if not isinstance(name, str):  # (a signal's name is a str: this wait would never end)
         raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
+    check_text("a signal's name", name)
     return await inst.wait_signal(name, None if timeout is None else delay_seconds(timeout))
 
 
 def set_state(key: str, value: Any) -> None:
     """Publish a JSON-encodable value that clients can read (``handle.state(key)``)."""
-    _instance("set_state").set_state(key, value)
+    inst = _instance("set_state")
+    check_text("a state key", key)
+    inst.set_state(key, value)
 
 
 def now() -> datetime:
@@ -229,6 +232,8 @@ async def start_child(
     inst = _instance("start_child")
     assert inst.info is not None
     if isinstance(workflow_fn, str):
+        if not workflow_fn:  # (a child of type "" would wait for ever for a worker)
+            raise ValueError("workflow name must not be empty")
         fn, name = None, workflow_fn
         pos = [inst.converter.to_json(a, where=f"argument {i}") for i, a in enumerate(args)]
         kw: dict[str, Any] = {}

@@ -442,3 +442,122 @@ async def test_heartbeat_details_json_cannot_hold_fail_in_the_activity(
         assert await client.execute(beating, "json", timeout=20) == "beat"
         said = await client.execute(beating, "socket class", timeout=20)
     assert said.startswith("told: cannot encode heartbeat details:")
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@activity.defn(retry=perdure.RetryPolicy(max_attempts=1))
+async def fails_oddly(how: str) -> None:
+    if how == "unprintable":
+        raise _Unprintable()
+    if how == "details":
+        raise perdure.ApplicationError("bad", details=socket.socket, non_retryable=True)
+    raise ValueError("bad \ud800 value")
+
+
+@workflow.defn
+async def fails_oddly_too(how: str, where: str) -> None:
+    if where == "activity":
+        await fails_oddly(how)
+    if how == "unprintable":
+        raise _Unprintable()
+    if how == "details":
+        raise perdure.ApplicationError("bad", details={1, 2})
+    raise ValueError("bad \udfff value")
+
+
+@pytest.mark.parametrize("where", ["activity", "workflow"])
+@pytest.mark.parametrize("how", ["unprintable", "details", "surrogate"])
+async def test_a_failure_that_could_not_be_stored_fails_the_run_instead_of_stalling_it(
+    client: perdure.Client, how: str, where: str
+) -> None:
+    """An exception whose str() raises, details JSON cannot hold, a lone
+    surrogate in a message: the failure could not be written, so the
+    attempt's outcome (or the run's end) was lost and the run stayed running
+    for ever (or client.start raised UnicodeEncodeError)."""
+    async with fast_worker(client, [fails_oddly_too], [fails_oddly]):
+        handle = await client.start(fails_oddly_too, how, where)
+        with pytest.raises(perdure.WorkflowFailedError) as failed:
+            await handle.result(timeout=20)
+    assert failed.value.cause.type == (
+        "ActivityError"
+        if where == "activity"
+        else {
+            "unprintable": "_Unprintable",
+            "details": "ApplicationError",
+            "surrogate": "ValueError",
+        }[how]
+    )
+    said = {
+        "unprintable": "<str() of the _Unprintable raised RuntimeError>",
+        "details": "ApplicationError: bad",
+        "surrogate": "bad \\ud800 value" if where == "activity" else "bad \\udfff value",
+    }[how]
+    assert said in str(failed.value)
+
+
+def test_a_failure_dict_is_always_storable() -> None:
+    from perdure.errors import failure_from_exception
+
+    failure = failure_from_exception(perdure.ApplicationError("x\ud800", details=[object()]))
+    assert failure["message"] == "x\\ud800"
+    assert failure["details"] == {"unencodable_details": failure["details"]["unencodable_details"]}
+    assert failure["details"]["unencodable_details"].startswith("[<object object at")
+    ok = failure_from_exception(perdure.ApplicationError("fine", details={"code": 51}))
+    assert ok["message"] == "fine" and ok["details"] == {"code": 51}
+
+
+@pytest.mark.parametrize(
+    "act",
+    [
+        lambda c, h: c.start(quick, "a", id="x\ud800"),
+        lambda c, h: c.start(quick, "a", task_queue="q\ud800"),
+        lambda c, h: c.start("quick\ud800"),
+        lambda c, h: h.signal("go\ud800"),
+        lambda c, h: h.cancel("why\ud800"),
+        lambda c, h: h.terminate("why\ud800"),
+    ],
+)
+async def test_text_that_is_not_valid_unicode_is_refused_by_name(
+    client: perdure.Client, act: Any
+) -> None:
+    """A lone surrogate no database stores as text: it had reached SQLite or
+    PostgreSQL and come back as a bare UnicodeEncodeError."""
+    handle = await client.start(waiter, "x")
+    with pytest.raises(ValueError, match="must be valid Unicode text: it holds the lone surrogate"):
+        await act(client, handle)
+    assert (await handle.describe()).status == "running"
+
+
+@workflow.defn
+async def records_odd_text(what: str) -> str:
+    try:
+        if what == "state":
+            workflow.set_state("k\ud800", 1)
+        elif what == "wait":
+            await workflow.wait_signal("s\ud800", timeout=1)
+        elif what == "child":
+            await workflow.execute_child("")
+    except ValueError as exc:
+        return str(exc)
+    return "recorded"
+
+
+@pytest.mark.parametrize("what", ["state", "wait", "child"])
+async def test_workflow_code_is_told_of_text_a_run_cannot_record(
+    client: perdure.Client, what: str
+) -> None:
+    async with fast_worker(client, [records_odd_text], []):
+        said = await client.execute(records_odd_text, what, timeout=20)
+    lone = "must be valid Unicode text: it holds the lone surrogate '\\ud800' at index 1"
+    assert (
+        said
+        == {
+            "state": f"a state key {lone}",
+            "wait": f"a signal's name {lone}",
+            "child": "workflow name must not be empty",
+        }[what]
+    )
