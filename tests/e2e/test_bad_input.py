@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
+import sys
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -561,3 +562,43 @@ async def test_workflow_code_is_told_of_text_a_run_cannot_record(
             "child": "workflow name must not be empty",
         }[what]
     )
+
+
+class _Halt(BaseException):
+    """The code's own BaseException (not one a signal handler raises)."""
+
+
+@activity.defn(
+    retry=perdure.RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=10))
+)
+def exits(code: int) -> None:
+    sys.exit(code)
+
+
+@activity.defn(retry=perdure.RetryPolicy(max_attempts=1))
+async def halts() -> None:
+    raise _Halt("stop here")
+
+
+@workflow.defn
+async def calls_what_exits(which: str) -> str:
+    try:
+        await (exits(4) if which == "sys.exit" else halts())
+    except perdure.ActivityError as exc:
+        return f"{exc.cause.type} after {exc.attempt}"
+    return "returned"
+
+
+@pytest.mark.parametrize(
+    ("which", "said"), [("sys.exit", "SystemExit after 2"), ("BaseException", "_Halt after 1")]
+)
+async def test_an_activity_that_exits_fails_its_attempt_not_the_worker(
+    client: perdure.Client, which: str, said: str
+) -> None:
+    """sys.exit() in a plain def activity (in a pool thread, where no signal
+    handler runs) had ended the worker's process; so had an async activity's
+    own BaseException (it escaped the worker's task). Each is the attempt's
+    failure now. (SystemExit and KeyboardInterrupt on the loop's own thread
+    still stop the program: a signal handler may have raised them there.)"""
+    async with fast_worker(client, [calls_what_exits], [exits, halts]):
+        assert await client.execute(calls_what_exits, which, timeout=20) == said

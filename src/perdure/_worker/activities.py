@@ -49,6 +49,26 @@ def _failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any
     }
 
 
+class _Escaped(Exception):
+    """A BaseException that a plain ``def`` activity's code raised in its pool
+    thread (SystemExit, KeyboardInterrupt): signals reach only the main
+    thread, so there it is the code's own, and the attempt's failure, carried
+    to the loop as an Exception."""
+
+    def __init__(self, inner: BaseException) -> None:
+        super().__init__(inner)
+        self.inner = inner
+
+
+def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except (Exception, asyncio.CancelledError):
+        raise  # (CancelledError: heartbeat() stopping the attempt)
+    except BaseException as exc:
+        raise _Escaped(exc) from None
+
+
 @dataclass(slots=True)
 class _Running(_ActivityContext):
     """One attempt in flight on this worker; also what the attempt's
@@ -187,8 +207,15 @@ class ActivityRunner:
                 current.uncancel()
             await self._stopped(running, RetryPolicy.from_dict(options["retry"]))
             return
-        except Exception as exc:
-            await self._handle_failure(task, RetryPolicy.from_dict(options["retry"]), exc)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            # On the loop's thread these may be the program's own stop (a
+            # signal handler's sys.exit() lands wherever the thread is).
+            raise
+        except BaseException as exc:  # an Exception, or the code's own BaseException
+            # The attempt failed, not the worker: sys.exit() in a plain def
+            # activity had ended the worker's process, and then every one it reached.
+            failed = exc.inner if isinstance(exc, _Escaped) else exc
+            await self._handle_failure(task, RetryPolicy.from_dict(options["retry"]), failed)
             return
         finally:
             self.running.pop(task.task_id, None)
@@ -235,7 +262,7 @@ class ActivityRunner:
         else:
             # Plain `def` activities run in the thread pool, with the same context.
             awaitable = loop.run_in_executor(
-                self._pool, functools.partial(ctx.run, activity.fn, *args, **kwargs)
+                self._pool, functools.partial(ctx.run, _in_thread, activity.fn, *args, **kwargs)
             )
         running.future = awaitable
         try:
@@ -332,7 +359,7 @@ class ActivityRunner:
         )
 
     async def _handle_failure(
-        self, task: ActivityTask, policy: RetryPolicy, exc: Exception
+        self, task: ActivityTask, policy: RetryPolicy, exc: BaseException
     ) -> None:
         failure = failure_from_exception(exc)
         names = {cls.__name__ for cls in type(exc).__mro__}
