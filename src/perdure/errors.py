@@ -170,14 +170,34 @@ def failure_from_exception(exc: BaseException) -> dict[str, Any]:
             "attempt": exc.attempt,
             "cause": {"type": exc.cause.type, "message": exc.cause.message},
         }
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    text = "".join(_cut(line, MAX_FAILURE_MESSAGE) for line in lines)  # (a message's line too)
     return {
         "type": _storable(type_name),
-        "message": _storable(_message(exc)),
-        "traceback": _storable(text),
+        "message": _storable(_cut(_message(exc), MAX_FAILURE_MESSAGE)),
+        "traceback": _storable(_cut(text, MAX_FAILURE_TRACEBACK, keep_end=True)),
         "non_retryable": non_retryable,
         "details": _storable_details(details),
     }
+
+
+# How much of a failure is kept. A failure is written into the history, the
+# task's row and every failure that wraps it (an ActivityError's message holds
+# its cause's): an exception carrying a whole HTTP response (20 MB) had made a
+# 160 MB database of one run. The end of a traceback is kept: it is where the
+# exception was raised.
+MAX_FAILURE_MESSAGE = 8_192  # characters
+MAX_FAILURE_TRACEBACK = 16_384  # characters
+MAX_FAILURE_DETAILS = 262_144  # characters of JSON
+
+
+def _cut(text: str, most: int, keep_end: bool = False) -> str:
+    if len(text) <= most:
+        return text
+    note = f"\u2026 ({len(text):,} characters in all)"
+    if keep_end:
+        return note + "\n" + text[len(text) - most :]
+    return text[:most] + note
 
 
 # A failure is written as it is made, by the worker that caught the exception:
@@ -206,13 +226,18 @@ def _storable(text: str) -> str:
 def _storable_details(details: Any) -> Any:
     """``details`` if JSON holds them as they are; else their repr, marked."""
     try:
-        json.dumps(details, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        text = json.dumps(details, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
     except (TypeError, ValueError, RecursionError, UnicodeError):
         try:
             shown = repr(details)
         except Exception:
             shown = f"<a {type(details).__name__}>"
         return {"unencodable_details": _storable(shown[:2000])}
+    if len(text) > MAX_FAILURE_DETAILS:
+        return {
+            "oversized_details": f"{len(text):,} characters of JSON, over {MAX_FAILURE_DETAILS:,}"
+        }
     return details
 
 

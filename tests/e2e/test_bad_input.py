@@ -602,3 +602,30 @@ async def test_an_activity_that_exits_fails_its_attempt_not_the_worker(
     still stop the program: a signal handler may have raised them there.)"""
     async with fast_worker(client, [calls_what_exits], [exits, halts]):
         assert await client.execute(calls_what_exits, which, timeout=20) == said
+
+
+def test_a_failure_keeps_a_bounded_part_of_a_huge_exception() -> None:
+    """An exception carrying a whole HTTP response (20 MB) had been written
+    whole, into the history, the task and every failure wrapping it: a 160 MB
+    database for one run."""
+    from perdure.errors import (
+        MAX_FAILURE_DETAILS,
+        MAX_FAILURE_MESSAGE,
+        MAX_FAILURE_TRACEBACK,
+        failure_from_exception,
+    )
+
+    try:
+        raise RuntimeError("upstream said: " + "x" * 3_000_000)
+    except RuntimeError as exc:
+        failure = failure_from_exception(exc)
+    assert failure["message"].startswith("upstream said: xxx")
+    assert failure["message"].endswith("(3,000,015 characters in all)")
+    assert len(failure["message"]) < MAX_FAILURE_MESSAGE + 50
+    assert len(failure["traceback"]) < MAX_FAILURE_TRACEBACK + 50
+    # Its frames are kept (where it was raised), and its message line is cut.
+    assert 'raise RuntimeError("upstream said: "' in failure["traceback"]
+    assert "RuntimeError: upstream said: xxx" in failure["traceback"]
+    big = failure_from_exception(perdure.ApplicationError("big", details=["y" * 300_000]))
+    assert big["details"] == {"oversized_details": "300,004 characters of JSON, over 262,144"}
+    assert MAX_FAILURE_DETAILS == 262_144
