@@ -86,7 +86,7 @@ class WorkflowEnvironment:
         if not task_queue:
             raise ValueError("task_queue must be a non-empty string")
         self.workflows = list(several(workflows, "workflows"))
-        self.activities = apply_overrides(several(activities, "activities"), activity_overrides)
+        self.activities = apply_overrides(activities, activity_overrides)
         self.time_skipping = time_skipping
         self.check_determinism = check_determinism
         self.task_queue = task_queue

@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union
 
+from perdure._worker.options import collect_activities
 from perdure.activity import ActivityFunction, ActivityOptions
 from perdure.errors import ApplicationError
 
@@ -23,17 +24,6 @@ ActivityOverrides = Union[
 ]
 """Either ``{"charge_card": fake}`` (any callable, ``async def`` or ``def``) or
 a list of ``@activity.defn(name="charge_card")``-decorated fakes."""
-
-
-def _by_name(activities: Iterable[Any]) -> dict[str, ActivityFunction[Any, Any]]:
-    found: dict[str, ActivityFunction[Any, Any]] = {}
-    for item in activities:
-        if not isinstance(item, ActivityFunction):
-            raise TypeError(f"{item!r} is not an activity: decorate it with @activity.defn")
-        if item.name in found and found[item.name].fn is not item.fn:
-            raise ValueError(f"two activities are named {item.name!r}")
-        found[item.name] = item
-    return found
 
 
 def _double(
@@ -86,7 +76,7 @@ def apply_overrides(
     Every override must name an activity in ``activities``: a typo must not
     silently leave the real implementation (a real payment call) in place.
     """
-    registered = _by_name(activities)
+    registered = collect_activities(activities)
     if overrides is None:
         return list(registered.values())
     pairs: list[tuple[str, Any]]
