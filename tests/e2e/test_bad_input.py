@@ -6,6 +6,7 @@ import asyncio
 import socket
 import sqlite3
 import sys
+import time
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -629,3 +630,27 @@ def test_a_failure_keeps_a_bounded_part_of_a_huge_exception() -> None:
     big = failure_from_exception(perdure.ApplicationError("big", details=["y" * 300_000]))
     assert big["details"] == {"oversized_details": "300,004 characters of JSON, over 262,144"}
     assert MAX_FAILURE_DETAILS == 262_144
+
+
+@workflow.defn
+async def blocks_the_loop() -> str:
+    time.sleep(0.15)  # (the mistake this test is about)
+    return "done"
+
+
+async def test_workflow_code_that_blocks_the_loop_is_named_in_the_log(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Blocking workflow code (time.sleep, blocking I/O) stalls every run of
+    the worker and its lease renewals; nothing had said so."""
+    from perdure._worker import turns
+
+    monkeypatch.setattr(turns, "BLOCKED_TURN_SECONDS", 0.1)
+    with caplog.at_level("WARNING", logger="perdure.worker"):
+        async with fast_worker(client, [blocks_the_loop, quick], [echo]):
+            handle = await client.start(blocks_the_loop)
+            assert await handle.result(timeout=20) == "done"
+            assert await client.execute(quick, "fast", timeout=20) == "fast"
+    said = [r.getMessage() for r in caplog.records if "without awaiting" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"workflow code of run {handle.run_id} (blocks_the_loop) ran 0.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,22 @@ from perdure._worker.timers import InlineTimers
 from perdure.errors import NonDeterminismError, StoreError
 
 log = logging.getLogger("perdure.worker")
+
+# Workflow code that runs this long in one turn blocked the worker's loop (time.sleep,
+# blocking I/O): every other run stood still and leases went unrenewed. Logged; it
+# cannot be interrupted, and failing the turn would only repeat it.
+BLOCKED_TURN_SECONDS = 1.0
+
+
+def _warn_if_blocked(instance: WorkflowInstance, took: float) -> None:
+    if took >= BLOCKED_TURN_SECONDS:
+        what = (instance.info.run_id, instance.info.workflow_type) if instance.info else ("?", "?")
+        log.warning(
+            "workflow code of run %s (%s) ran %.1f s without awaiting, blocking the worker's "
+            "event loop: do blocking work (I/O, time.sleep) in activities",
+            *what,
+            took,
+        )
 
 
 @dataclass(slots=True)
@@ -470,7 +487,11 @@ class TurnRunner:
         microseconds, and one float's text written for both, not two)."""
         # Workflow time never goes backwards, even if this host's clock is behind.
         now = max(self.store.clock() if at is None else at, instance.now_ts)
-        commands = instance.activate(now, inputs, history_length=last_seq) if inputs else []
+        commands: list[h.Command] = []
+        if inputs:
+            began = time.monotonic()
+            commands = instance.activate(now, inputs, history_length=last_seq)
+            _warn_if_blocked(instance, time.monotonic() - began)
         events = h.turn_events(last_seq, now, inputs, commands, marked) if inputs else []
         commit = TurnCommit(
             task=task,
