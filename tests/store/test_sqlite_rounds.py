@@ -44,6 +44,30 @@ async def test_writes_queued_in_one_pass_of_the_loop_share_one_commit_on_its_thr
     assert await inbox_runs(sqlite_store) == names
 
 
+async def test_a_job_with_nothing_else_ready_runs_its_round_at_once(
+    sqlite_store: SqliteStore,
+) -> None:
+    """When nothing else is ready on the loop (a sequential step's commit), no
+    other job could join the round before it ran: it runs at once, in the
+    caller's pass of the loop, not in the next one. With anything else ready,
+    the round waits for it, so that the jobs it queues share the commit."""
+    sqlite_store._watched_at = time.monotonic() + 3600  # (see the first test)
+    loop = asyncio.get_running_loop()
+    while loop._ready:  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+    alone = sqlite_store._queue("write", inbox_insert("alone"))
+    assert alone.done()
+    loop.call_soon(lambda: None)  # something else is ready
+    deferred = sqlite_store._queue("write", inbox_insert("deferred"))
+    assert not deferred.done()
+    joined = sqlite_store._queue("write", inbox_insert("joined"))
+    for future in (alone, deferred, joined):
+        _, tx = await future
+        if tx is not None:
+            tx.hand_over()
+    assert await inbox_runs(sqlite_store) == ["alone", "deferred", "joined"]
+
+
 async def test_a_burst_is_committed_in_rounds_of_at_most_round_max_jobs(
     sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

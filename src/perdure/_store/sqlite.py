@@ -125,6 +125,7 @@ class SqliteStore(SqlStore):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         job = Job(kind, work, loop, future, plan)
+        alone = False
         with self._lock:
             if self._closed:
                 if kind == "call":
@@ -136,8 +137,16 @@ class SqliteStore(SqlStore):
                 pending = self._rounds.get(loop)
                 if pending is None:
                     pending = self._rounds[loop] = []
-                    loop.call_soon(self._round, loop)
+                    # Nothing else is ready to run on this loop (asyncio's
+                    # queue of ready callbacks is empty): no other job could
+                    # join the round before it ran, so it runs now, without a
+                    # pass of the loop in between (a sequential step's case).
+                    alone = not getattr(loop, "_ready", True)
+                    if not alone:
+                        loop.call_soon(self._round, loop)
                 pending.append(job)
+        if alone:
+            self._round(loop)
         return future
 
     def _round(self, loop: asyncio.AbstractEventLoop) -> None:

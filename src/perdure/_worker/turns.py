@@ -51,15 +51,14 @@ log = logging.getLogger("perdure.worker")
 BLOCKED_TURN_SECONDS = 1.0
 
 
-def _warn_if_blocked(instance: WorkflowInstance, took: float) -> None:
-    if took >= BLOCKED_TURN_SECONDS:
-        what = (instance.info.run_id, instance.info.workflow_type) if instance.info else ("?", "?")
-        log.warning(
-            "workflow code of run %s (%s) ran %.1f s without awaiting, blocking the worker's "
-            "event loop: do blocking work (I/O, time.sleep) in activities",
-            *what,
-            took,
-        )
+def _warn_blocked(instance: WorkflowInstance, took: float) -> None:
+    what = (instance.info.run_id, instance.info.workflow_type) if instance.info else ("?", "?")
+    log.warning(
+        "workflow code of run %s (%s) ran %.1f s without awaiting, blocking the worker's "
+        "event loop: do blocking work (I/O, time.sleep) in activities",
+        *what,
+        took,
+    )
 
 
 @dataclass(slots=True)
@@ -491,7 +490,8 @@ class TurnRunner:
         if inputs:
             began = time.monotonic()
             commands = instance.activate(now, inputs, history_length=last_seq)
-            _warn_if_blocked(instance, time.monotonic() - began)
+            if time.monotonic() - began >= BLOCKED_TURN_SECONDS:
+                _warn_blocked(instance, time.monotonic() - began)
         events = h.turn_events(last_seq, now, inputs, commands, marked) if inputs else []
         commit = TurnCommit(
             task=task,
