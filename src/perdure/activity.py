@@ -51,6 +51,12 @@ class ActivityOptions:
             if value is not None and not (isinstance(value, timedelta) and value > timedelta(0)):
                 raise ValueError(f"{name} must be a positive timedelta (or None), not {value!r}")
         check_name("task_queue", self.task_queue, none_means="the workflow's queue")
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            # (A dict here had failed the workflow at run time, with AttributeError.)
+            raise TypeError(
+                f"retry must be a RetryPolicy (or None for the default), not "
+                f"{type(self.retry).__name__} {self.retry!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form recorded in ActivityScheduled (the worker reads it back)."""

@@ -81,6 +81,15 @@ def _checked(id_conflict: IdConflict) -> IdConflict:
     return id_conflict
 
 
+def _checked_converter(converter: DataConverter | None) -> DataConverter:
+    if converter is not None and not isinstance(converter, DataConverter):
+        raise TypeError(
+            f"converter must be a perdure.DataConverter (or None for the default), "
+            f"not {type(converter).__name__} {converter!r}"
+        )
+    return converter or default_converter
+
+
 def _reason(reason: str | None) -> str | None:
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"a reason is a str (or None), not {type(reason).__name__} {reason!r}")
@@ -107,7 +116,7 @@ class Client:
 
     def __init__(self, store: Store, converter: DataConverter | None = None) -> None:
         self.store = store
-        self.converter = converter or default_converter
+        self.converter = _checked_converter(converter)
         self.poll_interval = 0.2
         # One check for every result() waiter at once (see ResultWatch).
         self._results = ResultWatch(store, lambda: self.poll_interval)
@@ -131,6 +140,7 @@ class Client:
         100; never lowered; the last client or worker to stop restores them): a
         program awaiting thousands of results had spent 44% of its CPU in the
         collector (see docs/operations.md). ``False`` leaves them alone."""
+        _checked_converter(converter)  # (before anything is opened)
         store = store_for_url(resolve_url(url), clock=clock)
         try:
             await store.open()

@@ -240,6 +240,7 @@ async def test_an_empty_database_url_is_refused(url: Any) -> None:
         {"heartbeat_timeout": timedelta(0)},
         {"start_to_close_timeout": 30},  # seconds, not a timedelta
         {"task_queue": ""},
+        {"retry": {"max_attempts": 3}},  # (had failed the workflow with AttributeError)
     ],
 )
 def test_activity_options_out_of_range_are_refused_where_they_are_given(
@@ -249,9 +250,9 @@ def test_activity_options_out_of_range_are_refused_where_they_are_given(
     timedelta given to ``.options()`` was even dropped for the default (it
     is falsy). Both places now refuse it, naming the option."""
     name = next(iter(options))
-    with pytest.raises(ValueError, match=f"^{name} must be"):
+    with pytest.raises((ValueError, TypeError), match=f"^{name} must be"):
         activity.defn(**options)(lambda: None)
-    with pytest.raises(ValueError, match=f"^{name} must be"):
+    with pytest.raises((ValueError, TypeError), match=f"^{name} must be"):
         echo.options(**options)
 
 
@@ -654,3 +655,13 @@ async def test_workflow_code_that_blocks_the_loop_is_named_in_the_log(
     said = [r.getMessage() for r in caplog.records if "without awaiting" in r.getMessage()]
     assert len(said) == 1, said
     assert said[0].startswith(f"workflow code of run {handle.run_id} (blocks_the_loop) ran 0.")
+
+
+async def test_a_converter_that_is_not_one_is_refused_before_anything_opens(
+    tmp_path: Path,
+) -> None:
+    """A string (a codec's name, say) had been taken, and failed at the first
+    payload with AttributeError."""
+    with pytest.raises(TypeError, match=r"converter must be a perdure\.DataConverter .*not str"):
+        await perdure.Client.connect(f"sqlite:///{tmp_path / 'c.db'}", converter="zlib")  # type: ignore[arg-type]
+    assert not (tmp_path / "c.db").exists()
