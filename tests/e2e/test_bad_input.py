@@ -665,3 +665,37 @@ async def test_a_converter_that_is_not_one_is_refused_before_anything_opens(
     with pytest.raises(TypeError, match=r"converter must be a perdure\.DataConverter .*not str"):
         await perdure.Client.connect(f"sqlite:///{tmp_path / 'c.db'}", converter="zlib")  # type: ignore[arg-type]
     assert not (tmp_path / "c.db").exists()
+
+
+@workflow.defn
+async def busy_waits() -> str:
+    seen: list[Any] = []
+
+    async def listen() -> None:
+        seen.append(await workflow.wait_signal("go"))
+
+    listening = asyncio.ensure_future(listen())
+    while not seen:
+        await asyncio.sleep(0)  # (the mistake: a turn that never waits for input)
+    await listening
+    return f"went {seen[0]}"
+
+
+async def test_a_busy_loop_in_workflow_code_fails_its_turn_and_the_run_goes_on(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It had never ended its turn: client.start (which computes a first turn
+    next to a worker) hung, and so did every worker that took the run."""
+    from perdure._runtime import instance as instance_module
+
+    monkeypatch.setattr(instance_module, "MAX_TURN_STEPS", 5_000)
+    async with fast_worker(client, [busy_waits], []):
+        handle = await asyncio.wait_for(client.start(busy_waits), 20)
+
+        async def told() -> bool:
+            error = (await handle.describe()).last_error or ""
+            return "callbacks in turn 1 without waiting for anything" in error
+
+        await wait_until(told, 20)
+        await handle.signal("go", 7)
+        assert await handle.result(timeout=20) == "went 7"

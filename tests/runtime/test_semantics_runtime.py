@@ -233,3 +233,33 @@ def test_a_second_cancel_request_does_not_interrupt_compensation() -> None:
     assert kinds(d.turn(h.CancelRequested())) == ["CancelTimer", "StartTimer"]
     assert d.turn(h.CancelRequested()) == []  # ignored: compensation goes on
     assert d.turn(h.TimerFired(ref=2)) == [h.CancelWorkflow()]
+
+
+def test_a_turn_that_never_waits_for_input_fails_instead_of_running_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy loop in workflow code had held the turn, and its worker's event
+    loop, for ever. The turn now fails once it has run MAX_TURN_STEPS
+    callbacks; given the input it waited for, the same code completes."""
+    from perdure._runtime import TurnNeverEnds
+    from perdure._runtime import instance as instance_module
+
+    monkeypatch.setattr(instance_module, "MAX_TURN_STEPS", 2_000)
+
+    @workflow.defn
+    async def spins() -> str:
+        seen: list[Any] = []
+
+        async def listen() -> None:
+            seen.append(await workflow.wait_signal("go"))
+
+        listening = asyncio.ensure_future(listen())
+        while not seen:
+            await asyncio.sleep(0)
+        await listening
+        return f"went {seen[0]}"
+
+    with pytest.raises(TurnNeverEnds, match="ran 2,000 callbacks in turn 1 without waiting"):
+        Driver(spins).turn()
+    d = Driver(spins)
+    assert d.turn(h.SignalReceived(name="go", payload=1)) == [h.CompleteWorkflow(result="went 1")]

@@ -7,6 +7,7 @@ the same history always produces the same commands.
 """
 
 from perdure._runtime.instance import (
+    TurnNeverEnds,
     WorkflowInfo,
     WorkflowInstance,
     current_instance,
@@ -14,4 +15,11 @@ from perdure._runtime.instance import (
 )
 from perdure._runtime.loop import WorkflowLoop
 
-__all__ = ["WorkflowInfo", "WorkflowInstance", "WorkflowLoop", "current_instance", "replay_history"]
+__all__ = [
+    "TurnNeverEnds",
+    "WorkflowInfo",
+    "WorkflowInstance",
+    "WorkflowLoop",
+    "current_instance",
+    "replay_history",
+]

@@ -37,6 +37,19 @@ log = logging.getLogger("perdure.runtime")
 # a callback keeps scheduling more).
 _EVICT_STEPS = 100_000
 
+# The callbacks one turn may run. Workflow code that keeps itself busy without
+# waiting for anything from outside the run never ends its turn: it had held
+# its worker's event loop for ever (client.start itself, for a first turn
+# computed there), then every other worker's that took the run over.
+MAX_TURN_STEPS = 1_000_000
+
+
+class TurnNeverEnds(Exception):
+    """A turn ran MAX_TURN_STEPS callbacks: its workflow code is busy without
+    waiting for any input. The turn fails (and is tried again later, as a
+    turn that meets non-determinism is); the run is kept."""
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
 
@@ -190,8 +203,18 @@ class WorkflowInstance:
     def _run_turn(self, inputs: list[h.Event]) -> None:
         for event in inputs:
             self._apply(event)
-        while self._error is None and self.loop.run_one():
-            pass
+        run_one = self.loop.run_one
+        for _ in range(MAX_TURN_STEPS):
+            if self._error is not None or not run_one():
+                return
+        info = self.info
+        name = info.workflow_type if info else getattr(self.fn, "__name__", "?")
+        raise TurnNeverEnds(
+            f"workflow {name!r} ran {MAX_TURN_STEPS:,} callbacks in turn {self._turn} without "
+            f"waiting for anything from outside the run (a busy loop, such as `while not "
+            f"done: await asyncio.sleep(0)`), so the turn would never end; wait with "
+            f"workflow.wait_signal() or workflow.sleep() instead"
+        )
 
     def _apply(self, event: h.Event) -> None:
         if isinstance(event, h.WorkflowStarted):

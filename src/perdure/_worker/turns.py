@@ -24,7 +24,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._converter import DataConverter
-from perdure._runtime import WorkflowInstance, replay_history
+from perdure._runtime import TurnNeverEnds, WorkflowInstance, replay_history
 from perdure._store.base import (
     ActivityTask,
     FirstTurn,
@@ -176,7 +176,7 @@ class TurnRunner:
                 task, data.run.run_id, data.run.version, instance, last_seq, marked, inputs
             )
             commit.consumed_inbox = [inbox_id for inbox_id, _ in data.inbox]
-        except (TurnFailed, NonDeterminismError, h.HistoryFormatError) as exc:
+        except (TurnFailed, NonDeterminismError, TurnNeverEnds, h.HistoryFormatError) as exc:
             if instance is not None:
                 instance.evict()
             await self._fail(task, str(exc))
