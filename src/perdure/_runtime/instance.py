@@ -204,9 +204,13 @@ class WorkflowInstance:
         for event in inputs:
             self._apply(event)
         run_one = self.loop.run_one
-        for _ in range(MAX_TURN_STEPS):
-            if self._error is not None or not run_one():
-                return
+        left = MAX_TURN_STEPS
+        while self._error is None and run_one():
+            left -= 1
+            if not left:
+                break
+        else:
+            return  # (the turn ended: nothing is ready, or the code failed)
         info = self.info
         name = info.workflow_type if info else getattr(self.fn, "__name__", "?")
         raise TurnNeverEnds(
