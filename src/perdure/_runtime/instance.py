@@ -22,6 +22,7 @@ from typing import Any
 from perdure import _history as h
 from perdure._converter import DataConverter, fresh
 from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
+from perdure._runtime.signals import Signals
 from perdure.errors import (
     ActivityError,
     ChildWorkflowError,
@@ -147,11 +148,7 @@ class WorkflowInstance:
         self._main: asyncio.Task[Any] | None = None
         self._timers: dict[int, DurableTimerHandle] = {}
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
-        # Signals no wait took yet, by name: (arrival number, payload as
-        # recorded, payload decoded); the numbers order them across names.
-        self._signals: dict[str, deque[tuple[int, h.JSON, Any]]] = {}
-        self._arrivals = 0
-        self._signal_waiters: dict[str, deque[asyncio.Future[Any]]] = {}
+        self._signals = Signals()
         self._children: dict[int, _Child] = {}
         self.has_children = False  # started a child, in this turn or an earlier one
         self._patches: dict[str, bool] = {}
@@ -245,7 +242,8 @@ class WorkflowInstance:
                 handle._scheduled = False  # a later cancel() must not issue CancelTimer
                 self.loop.ready.append(handle)
         elif isinstance(event, h.SignalReceived):
-            self._deliver_signal(event.name, event.payload)
+            recorded = event.payload
+            self._signals.deliver(event.name, recorded, self.converter.from_json(recorded))
         elif isinstance(event, h.CancelRequested):
             # Only the first request cancels: compensation that runs after it
             # cannot be interrupted by a second one (terminate is the hard stop).
@@ -321,7 +319,7 @@ class WorkflowInstance:
         if task.cancelled():
             command = h.CancelWorkflow()
         elif isinstance(exc := task.exception(), ContinueAsNewError):
-            command = h.ContinueAsNew(exc.new_args, exc.new_kwargs, self._untaken_signals())
+            command = h.ContinueAsNew(exc.new_args, exc.new_kwargs, self._signals.untaken())
         elif exc is not None:
             command = h.FailWorkflow(failure_from_exception(exc))
         else:
@@ -415,45 +413,7 @@ class WorkflowInstance:
             self.issue(h.CancelActivity(ref=ref))
 
     async def wait_signal(self, name: str, timeout: float | None) -> Any:
-        buffered = self._signals.get(name)
-        if buffered:
-            return buffered.popleft()[2]
-        future = self.loop.create_future()
-        waiters = self._signal_waiters.setdefault(name, deque())
-        waiters.append(future)
-        timer = None
-        if timeout is not None:
-            timer = self.loop.call_later(timeout, _time_out, future, name, timeout)
-        try:
-            return await future
-        finally:
-            if future in waiters:
-                waiters.remove(future)
-            if timer is not None:
-                timer.cancel()
-
-    def _deliver_signal(self, name: str, recorded: h.JSON) -> None:
-        payload = self.converter.from_json(recorded)
-        waiters = self._signal_waiters.get(name)
-        while waiters:
-            future = waiters.popleft()
-            if not future.done():
-                future.set_result(payload)
-                return
-        # Nobody is waiting: keep it, in arrival order, for the next wait_signal().
-        self._arrivals += 1
-        self._signals.setdefault(name, deque()).append((self._arrivals, recorded, payload))
-
-    def _untaken_signals(self) -> tuple[tuple[str, h.JSON], ...]:
-        """The signals no wait took, in the order they came: a run that
-        continues as new hands them to the next run, which receives them
-        first (Temporal drops them unless the code drains them first)."""
-        kept = sorted(
-            (arrival, name, recorded)
-            for name, entries in self._signals.items()
-            for arrival, recorded, _ in entries
-        )
-        return tuple((name, recorded) for _, name, recorded in kept)
+        return await self._signals.wait(self.loop, name, timeout)
 
     def start_child(
         self,
@@ -538,9 +498,7 @@ class WorkflowInstance:
         return self._rng.next()
 
     def waiting_signals(self) -> list[str]:
-        if not self._signal_waiters:
-            return []
-        return sorted(n for n, ws in self._signal_waiters.items() if any(not w.done() for w in ws))
+        return self._signals.waited_for()
 
     # -------------------------------------------------------------- lifecycle
 
@@ -596,16 +554,11 @@ class WorkflowInstance:
         self._main = None
         self._timers.clear()
         self._activities.clear()
-        self._signal_waiters.clear()
+        self._signals.drop_waits()
 
 
 class _TurnAborted(BaseException):
     """Stops workflow code after a non-determinism error was recorded."""
-
-
-def _time_out(future: asyncio.Future[Any], name: str, timeout: float) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError(f"no signal {name!r} arrived within {timeout:g}s"))
 
 
 def _user_location() -> str:
