@@ -1,8 +1,9 @@
 """The names the public API is given: a task queue or an id is a non-empty
-string. An empty one had quietly meant the default (a new random id, the
-parent's queue), which hides a bug in the caller: a start meant to be
-idempotent, with an id built from a value that came out empty, started a
-new run every time. And a delay is a timedelta or a number of seconds.
+string of valid Unicode, without NUL (which PostgreSQL's text cannot hold).
+An empty one had quietly meant the default (a new random id, the parent's
+queue), which hides a bug in the caller: a start meant to be idempotent,
+with an id built from a value that came out empty, started a new run every
+time. And a delay is a timedelta or a number of seconds.
 The standard library only.
 """
 
@@ -11,26 +12,53 @@ from __future__ import annotations
 import numbers
 from datetime import timedelta
 
-__all__ = ["check_name", "check_text", "delay_seconds", "lone_surrogate", "name_problem"]
+__all__ = [
+    "BadName",
+    "check_name",
+    "check_text",
+    "delay_seconds",
+    "lone_surrogate",
+    "name_problem",
+]
 
 
-def name_problem(option: str, value: object, none_means: str | None = None) -> str | None:
+class BadName(ValueError):
+    """A name or text the public API refuses (the HTTP API answers 422 for it,
+    not 500: it is the caller's input, not a fault of the server)."""
+
+
+def name_problem(
+    option: str, value: object, none_means: str | None = None, allow_nul: bool = False
+) -> str | None:
     """Why ``value`` cannot be ``option``, or None if it can: a non-empty
-    string, or None where ``none_means`` says what None stands for."""
+    string, or None where ``none_means`` says what None stands for. A name
+    the store keeps in a column of its own must not hold NUL; ``allow_nul``
+    for one kept only inside JSON (which escapes it)."""
     if isinstance(value, str) and value:
         lone = lone_surrogate(value)
-        return None if lone is None else f"{option} must be valid Unicode text: it {lone}"
+        if lone is not None:
+            return f"{option} must be valid Unicode text: it {lone}"
+        if "\x00" in value and not allow_nul:
+            # PostgreSQL's text cannot hold it: refused on SQLite too, so that
+            # a name that works on one database works on the other.
+            return (
+                f"{option} must not hold the NUL character (at index {value.index(chr(0))}):"
+                " PostgreSQL cannot store it"
+            )
+        return None
     if value is None and none_means is not None:
         return None
     alternative = f" (or None for {none_means})" if none_means is not None else ""
     return f"{option} must be a non-empty string{alternative}, not {value!r}"
 
 
-def check_name(option: str, value: object, none_means: str | None = None) -> None:
+def check_name(
+    option: str, value: object, none_means: str | None = None, allow_nul: bool = False
+) -> None:
     """Raise ValueError unless ``value`` can be ``option`` (see name_problem)."""
-    problem = name_problem(option, value, none_means)
+    problem = name_problem(option, value, none_means, allow_nul)
     if problem is not None:
-        raise ValueError(problem)
+        raise BadName(problem)
 
 
 def delay_seconds(delay: object) -> float:
@@ -61,4 +89,4 @@ def check_text(what: str, text: object) -> None:
     lone surrogate as text) and, written by a worker, the run stalls."""
     lone = lone_surrogate(text) if isinstance(text, str) else None
     if lone is not None:
-        raise ValueError(f"{what} must be valid Unicode text: it {lone}")
+        raise BadName(f"{what} must be valid Unicode text: it {lone}")

@@ -342,6 +342,8 @@ class Client:
             raise ValueError(
                 f"status must be one of {', '.join(STATUSES)} (or None), not {status!r}"
             )
+        check_name("workflow", workflow, none_means="every type")
+        check_name("search", search or None, none_means="no search")
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         if offset < 0:

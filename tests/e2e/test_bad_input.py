@@ -535,6 +535,67 @@ async def test_text_that_is_not_valid_unicode_is_refused_by_name(
     assert (await handle.describe()).status == "running"
 
 
+@pytest.mark.parametrize(
+    "act",
+    [
+        lambda c, h: c.start(quick, "a", id="x\x00"),
+        lambda c, h: c.start(quick, "a", task_queue="q\x00"),
+        lambda c, h: c.start("q\x00ick"),
+        lambda c, h: c.get_handle("x\x00").describe(),
+        lambda c, h: c.get_handle(h.id, run_id="r\x00").describe(),
+        lambda c, h: c.list(workflow="q\x00ick"),
+        lambda c, h: c.list(search="x\x00"),
+    ],
+)
+async def test_a_name_holding_nul_is_refused_by_name(client: perdure.Client, act: Any) -> None:
+    """PostgreSQL's text cannot hold NUL: an id, queue or type name with one
+    had come back as a StoreError there, and been kept on SQLite. Refused on
+    both, so that what works on one database works on the other."""
+    handle = await client.start(waiter, "x")
+    with pytest.raises(ValueError, match=r"must not hold the NUL character \(at index 1\)"):
+        await act(client, handle)
+    assert (await handle.describe()).status == "running"
+    with pytest.raises(ValueError, match="task_queue must not hold the NUL character"):
+        perdure.Worker(client, [waiter], [], task_queue="q\x00")
+
+
+@workflow.defn
+async def names_with_nul(what: str) -> str:
+    try:
+        if what == "child id":
+            await workflow.execute_child(quick, "a", id="c\x00")
+        elif what == "child queue":
+            await workflow.execute_child(quick, "a", task_queue="q\x00")
+        elif what == "activity queue":
+            await echo.options(task_queue="q\x00")("a")
+        elif what == "change id":
+            return "patched: " + str(workflow.patched("p\x00"))
+    except ValueError as exc:
+        return str(exc)
+    return await echo("nothing refused")
+
+
+@pytest.mark.parametrize("what", ["child id", "child queue", "activity queue", "change id"])
+async def test_workflow_code_is_told_of_a_name_holding_nul(
+    client: perdure.Client, what: str
+) -> None:
+    """On PostgreSQL the turn that started such a child or activity could not
+    be committed: the run stalled, ``running`` with no ``last_error``. A
+    change id lives only in the history's JSON, which escapes NUL: kept."""
+    async with fast_worker(client, [names_with_nul, quick], [echo]):
+        said = await client.execute(names_with_nul, what, timeout=20)
+    nul = "must not hold the NUL character (at index 1): PostgreSQL cannot store it"
+    assert (
+        said
+        == {
+            "child id": f"id {nul}",
+            "child queue": f"task_queue {nul}",
+            "activity queue": f"task_queue {nul}",
+            "change id": "patched: True",
+        }[what]
+    )
+
+
 @workflow.defn
 async def records_odd_text(what: str) -> str:
     try:

@@ -267,6 +267,39 @@ async def test_malformed_requests_are_422_with_a_message(api: httpx.AsyncClient)
     assert (await api.get("/api/workflows/x/result", params={"timeout": 999})).status_code == 422
 
 
+async def test_names_no_database_can_hold_are_422_not_500(api: httpx.AsyncClient) -> None:
+    """A NUL in an id, queue, type or search (PostgreSQL's text cannot hold
+    one), and a lone surrogate in a body (UTF-8 cannot carry one): the
+    caller's input, refused with a message. These had been 500s, the
+    surrogate even while rendering pydantic's own 422."""
+    cases = [
+        ("post", "/api/workflows", {"json": {"workflow": "dou\x00ble"}}, "workflow name"),
+        ("post", "/api/workflows", {"json": {"workflow": "double", "id": "a\x00"}}, "id"),
+        (
+            "post",
+            "/api/workflows",
+            {"json": {"workflow": "double", "task_queue": "q\x00"}},
+            "task_queue",
+        ),
+        ("get", "/api/workflows/a%00b", {}, "id"),
+        ("get", "/api/workflows/a%00b/history", {}, "id"),
+        ("post", "/api/workflows/a%00b/cancel", {}, "id"),
+        ("get", "/api/workflows/x", {"params": {"run_id": "r\x00"}}, "run_id"),
+        ("get", "/api/workflows", {"params": {"type": "t\x00"}}, "workflow"),
+        ("get", "/api/workflows", {"params": {"search": "s\x00"}}, "search"),
+    ]
+    for method, url, options, option in cases:
+        response = await getattr(api, method)(url, **options)
+        assert response.status_code == 422, (url, options, response.text)
+        assert response.json()["detail"].startswith(f"{option} must not hold the NUL character")
+    headers = {"content-type": "application/json"}
+    for raw in (b'{"workflow": "x\\ud800"}', b'{"workflow": "double", "id": "\\udfff"}'):
+        response = await api.post("/api/workflows", content=raw, headers=headers)
+        assert response.status_code == 422, (raw, response.text)
+        assert "unable to parse raw data as a unicode string" in response.json()["message"]
+    assert (await api.get("/api/workflows", params={"type": "double"})).status_code == 200
+
+
 async def test_tokens_roles_401_and_403(client: perdure.Client) -> None:
     app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
     async with http(app) as anonymous:

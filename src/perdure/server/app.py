@@ -10,6 +10,7 @@ rebinding; a write whose ``Origin`` is another site is refused (CSRF).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 import perdure
+from perdure._checks import BadName
 from perdure.client import Client
 from perdure.errors import (
     PayloadError,
@@ -55,6 +57,7 @@ _STATUS_OF: dict[type[Exception], int] = {
     WorkflowClosedError: 409,
     WorkflowAlreadyStartedError: 409,
     PayloadError: 422,
+    BadName: 422,
     StoreError: 503,
 }
 
@@ -99,24 +102,32 @@ def create_app(
 def _add_error_handlers(app: FastAPI) -> None:
     async def perdure_error(request: Request, exc: Exception) -> Response:
         status = next((s for t, s in _STATUS_OF.items() if isinstance(exc, t)), 500)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return _error({"detail": str(exc)}, status)
 
     async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = jsonable_encoder(exc.errors())
-        return JSONResponse({"detail": errors, "message": _explain(errors)}, status_code=422)
+        return _error({"detail": errors, "message": _explain(errors)}, 422)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 400:  # fastapi could not parse the body (not UTF-8, say)
             message = f"the request body cannot be read: {exc.detail}"
-            return JSONResponse({"detail": message, "message": message}, status_code=422)
+            return _error({"detail": message, "message": message}, 422)
         return await http_exception_handler(request, exc)
 
     for error_type in _STATUS_OF:
         app.add_exception_handler(error_type, perdure_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
+
+
+def _error(body: dict[str, Any], status: int) -> Response:
+    """An error's JSON, ASCII only: the input it quotes may hold a lone
+    surrogate, which UTF-8 cannot carry (rendering it had raised, and the
+    caller got a 500 for its own bad input)."""
+    text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return Response(text, status_code=status, media_type="application/json")
 
 
 def _explain(errors: list[dict[str, Any]]) -> str:
