@@ -127,9 +127,9 @@ async def test_a_turn_that_fails_midway_gives_its_reserved_slots_back(
     # for its first activity to run here; building it raises (once). The
     # turn is dropped, and so is what it had reserved: no slot stays
     # promised to an activity that nobody will run.
-    from perdure._worker import turns
+    from perdure._worker import commands
 
-    real = turns.NewActivity
+    real = commands.NewActivity
     built: list[int] = []
 
     def second_fails(*args: Any) -> Any:
@@ -138,7 +138,7 @@ async def test_a_turn_that_fails_midway_gives_its_reserved_slots_back(
             raise RuntimeError("the second activity cannot be built")
         return real(*args)
 
-    monkeypatch.setattr(turns, "NewActivity", second_fails)
+    monkeypatch.setattr(commands, "NewActivity", second_fails)
     async with fast_worker(client, [two_at_once], [tick], max_concurrent_activities=2) as worker:
         assert await client.execute(two_at_once, timeout=20) == 3
     assert len(built) > 2  # the turn failed once, then was computed again

@@ -108,3 +108,58 @@ async def _history(path: Path, run_id: str | None) -> list[dict[str, Any]]:
         return await client.get_handle("wf", run_id).history()
     finally:
         await client.close()
+
+
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=20)))
+async def counted(tag: str) -> str:
+    attempts[tag] += 1
+    return tag
+
+
+@workflow.defn
+async def two_steps(tag: str) -> list[str]:
+    return [await counted(f"{tag}-1"), await counted(f"{tag}-2")]
+
+
+async def test_a_turn_the_database_keeps_refusing_is_said_on_the_run(tmp_path: Path) -> None:
+    """A turn whose commit the database refuses, time after time (a value it
+    cannot hold): the run says why in ``last_error``, the activity whose
+    outcome that turn carried is not run again, and once the database takes
+    the turn the run goes on. (Before, the task stayed leased with no word on
+    the run, and the activity ran again each time its lease ran out.)"""
+    attempts.clear()
+    client = await perdure.Client.connect(f"sqlite:///{tmp_path / 'errors.db'}")
+    client.poll_interval = 0.02
+    store: Any = client.store
+    real = store.commit_turn
+    refusing = [True]
+    refused: list[str] = []
+
+    async def refuse(commit: Any) -> Any:
+        if refusing[0]:
+            refused.append(commit.run_id)
+            raise StoreError("injected: PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        return await real(commit)
+
+    store.commit_turn = refuse
+    worker = perdure.Worker(client, [two_steps], [counted], poll_interval=0.02, lease_timeout=0.3)
+    try:
+        async with worker:
+            handle = await client.start(two_steps, "t", id="wf")
+            for _ in range(500):
+                error = (await handle.describe()).last_error or ""
+                if "cannot contain NUL" in error:
+                    break
+                await asyncio.sleep(0.02)
+            assert "the database refused this turn's commit" in error, error
+            await asyncio.sleep(1.0)  # three lease timeouts: nothing runs again meanwhile
+            assert attempts == {"t-1": 1}, attempts
+            assert worker._background is not None and not worker._background.done()
+            refusing[0] = False
+            assert await handle.result(timeout=20) == ["t-1", "t-2"]
+    finally:
+        await client.close()
+    assert attempts == {"t-1": 1, "t-2": 1}, attempts
+    assert refused and set(refused) == {handle.run_id}
+    types = Counter(e["type"] for e in await _history(tmp_path, handle.run_id))
+    assert types["ActivityCompleted"] == 2 and types["WorkflowCompleted"] == 1, types

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,16 +27,12 @@ from perdure._runtime import TurnNeverEnds, WorkflowInstance, replay_history
 from perdure._store.base import (
     ActivityTask,
     FirstTurn,
-    NewActivity,
-    NewChild,
-    NewRun,
     Store,
     TurnCommit,
     TurnInput,
     WorkflowTask,
-    new_run_id,
-    new_token,
 )
+from perdure._worker.commands import InlinePolicy, add_commands
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.inline import ended_at, kept_lease
 from perdure._worker.timers import InlineTimers
@@ -80,10 +75,6 @@ class _Cached:
     marked: bool  # whether the next turn needs its TurnStarted (h.needs_marker)
 
 
-# (activity name, task queue, own slot) -> (owner, lease seconds) to run it
-# here, or None. "Own slot": the turn is an inline activity's continuation,
-# whose finishing attempt hands its slot to the first activity it schedules.
-InlinePolicy = Callable[[str, str, bool], "tuple[str, float] | None"]
 InlineSink = Callable[[ActivityTask], None]
 
 
@@ -191,7 +182,16 @@ class TurnRunner:
                 instance.evict()
             await self._fail(task, f"internal error in the worker: {exc!r}")
             return
-        if not await self._commit(instance, commit, last_seq, marked):
+        try:
+            committed = await self._commit(instance, commit, last_seq, marked)
+        except StoreError as exc:
+            # The database refused the turn (a value it cannot hold, or it is
+            # gone): said on the run, and the task backs off, where it had
+            # stayed leased and the run silent until the lease ran out, again
+            # and again. If even that cannot be written, the error goes on.
+            await self._fail(task, f"the database refused this turn's commit: {exc}")
+            return
+        if not committed:
             # Fenced out: free the task now rather than when its lease expires.
             await self.store.fail_turn(task, "", 0.0)
 
@@ -504,7 +504,7 @@ class TurnRunner:
             holder=self.holder,
         )
         try:
-            self._add_commands(commit, instance, commands, own_slot)
+            add_commands(commit, instance, commands, self.inline, own_slot)
         except BaseException:
             # Give back the slots reserved so far (each is an activity with a
             # lease in the commit): nobody will run those activities.
@@ -526,78 +526,3 @@ class TurnRunner:
             None, run_id, cached.version, cached.instance, cached.last_seq, cached.marked,
             inputs, own_slot, at,
         )  # fmt: skip
-
-    def _add_commands(
-        self,
-        commit: TurnCommit,
-        instance: WorkflowInstance,
-        commands: list[h.Command],
-        own_slot: bool,
-    ) -> None:
-        info = instance.info
-        for command in commands:
-            if isinstance(command, h.ScheduleActivity):
-                activity = NewActivity(
-                    command.ref,
-                    command.name,
-                    command.task_queue,
-                    command.args,
-                    command.kwargs,
-                    command.options,
-                )
-                commit.activities.append(activity)
-                if self.inline is not None:  # (a slot reserved here is counted in the commit)
-                    here = self.inline(command.name, command.task_queue, own_slot)
-                    own_slot = False  # (one successor per finishing attempt)
-                    if here is not None:
-                        activity.lease = (here[0], new_token(), here[1])
-            elif isinstance(command, h.CancelActivity):
-                commit.cancelled_activities.append(command.ref)
-            elif isinstance(command, h.StartTimer):
-                commit.timers.append((command.ref, command.fire_at))
-            elif isinstance(command, h.CancelTimer):
-                commit.cancelled_timers.append(command.ref)
-            elif isinstance(command, h.StartChild):
-                commit.children.append(
-                    NewChild(
-                        ref=command.ref,
-                        workflow_type=command.workflow_type,
-                        workflow_id=command.workflow_id,
-                        run_id=new_run_id(),
-                        task_queue=command.task_queue,
-                        args=command.args,
-                        kwargs=command.kwargs,
-                        parent_close_policy=command.parent_close_policy,
-                        seed=secrets.randbits(63),
-                    )
-                )
-            elif isinstance(command, h.CancelChild):
-                commit.cancelled_children.append(command.ref)
-            elif isinstance(command, h.ContinueAsNew):
-                assert info is not None
-                commit.close_status = "continued_as_new"
-                commit.continue_as_new = NewRun(
-                    workflow_id=info.workflow_id,
-                    run_id=new_run_id(),
-                    workflow_type=info.workflow_type,
-                    task_queue=info.task_queue,
-                    args=command.args,
-                    kwargs=command.kwargs,
-                    seed=secrets.randbits(63),
-                    after_start=tuple(
-                        h.SignalReceived(name=name, payload=payload)
-                        for name, payload in command.signals
-                    ),
-                )
-            elif isinstance(command, h.CompleteWorkflow):
-                commit.close_status, commit.result = "completed", command.result
-            elif isinstance(command, h.FailWorkflow):
-                commit.close_status, commit.failure = "failed", command.failure
-            elif isinstance(command, h.CancelWorkflow):
-                commit.close_status = "cancelled"
-        if commit.children and info is not None:
-            commit.workflow_id, commit.task_queue = info.workflow_id, info.task_queue
-        if commit.close_status is not None and info is not None:
-            commit.has_children = instance.has_children
-            commit.has_relatives = instance.has_children or info.parent_run_id is not None
-            commit.parent_run_id = info.parent_run_id

@@ -452,6 +452,13 @@ class Worker:
         try:
             if await self.turns.continue_inline(task, event, own):
                 return True
+        except StoreError as exc:
+            # The next turn's commit failed, not the attempt: its outcome is
+            # recorded the ordinary way (fenced, should that commit have
+            # landed after all), so that the activity does not run again.
+            log.warning(
+                "inline turn for run %s not committed (%s); using the inbox", task.run_id, exc
+            )
         finally:
             self._ending.discard(current)
         return await self.store.complete_activity(task, event)
