@@ -1,5 +1,6 @@
 """The names the public API is given: a task queue or an id is a non-empty
-string of valid Unicode, without NUL (which PostgreSQL's text cannot hold).
+string of valid Unicode, without NUL (which PostgreSQL's text cannot hold),
+of at most 2,000 bytes (which its indexes can).
 An empty one had quietly meant the default (a new random id, the parent's
 queue), which hides a bug in the caller: a start meant to be idempotent,
 with an id built from a value that came out empty, started a new run every
@@ -13,6 +14,7 @@ import numbers
 from datetime import timedelta
 
 __all__ = [
+    "MAX_NAME_BYTES",
     "BadName",
     "check_name",
     "check_text",
@@ -22,28 +24,42 @@ __all__ = [
 ]
 
 
+# The longest id, task queue or type name, in UTF-8 bytes: a PostgreSQL
+# index row holds at most 2,704 bytes, the name's and its other columns'.
+# (Temporal's default is 1,000.)
+MAX_NAME_BYTES = 2000
+
+
 class BadName(ValueError):
     """A name or text the public API refuses (the HTTP API answers 422 for it,
     not 500: it is the caller's input, not a fault of the server)."""
 
 
 def name_problem(
-    option: str, value: object, none_means: str | None = None, allow_nul: bool = False
+    option: str, value: object, none_means: str | None = None, in_json: bool = False
 ) -> str | None:
     """Why ``value`` cannot be ``option``, or None if it can: a non-empty
     string, or None where ``none_means`` says what None stands for. A name
-    the store keeps in a column of its own must not hold NUL; ``allow_nul``
-    for one kept only inside JSON (which escapes it)."""
+    the store keeps in a column of its own (and an index) must not hold NUL
+    and is at most MAX_NAME_BYTES long; ``in_json`` for one kept only inside
+    JSON (which escapes NUL)."""
     if isinstance(value, str) and value:
         lone = lone_surrogate(value)
         if lone is not None:
             return f"{option} must be valid Unicode text: it {lone}"
-        if "\x00" in value and not allow_nul:
-            # PostgreSQL's text cannot hold it: refused on SQLite too, so that
-            # a name that works on one database works on the other.
+        if in_json:
+            return None
+        # PostgreSQL's text cannot hold NUL, nor its indexes a long name:
+        # refused on SQLite too, so that what works on one works on the other.
+        if "\x00" in value:
             return (
                 f"{option} must not hold the NUL character (at index {value.index(chr(0))}):"
                 " PostgreSQL cannot store it"
+            )
+        if len(value) > MAX_NAME_BYTES // 4 and len(value.encode()) > MAX_NAME_BYTES:
+            return (
+                f"{option} must be at most {MAX_NAME_BYTES:,} bytes long in UTF-8,"
+                f" not {len(value.encode()):,} (starting {value[:40]!r})"
             )
         return None
     if value is None and none_means is not None:
@@ -53,10 +69,10 @@ def name_problem(
 
 
 def check_name(
-    option: str, value: object, none_means: str | None = None, allow_nul: bool = False
+    option: str, value: object, none_means: str | None = None, in_json: bool = False
 ) -> None:
     """Raise ValueError unless ``value`` can be ``option`` (see name_problem)."""
-    problem = name_problem(option, value, none_means, allow_nul)
+    problem = name_problem(option, value, none_means, in_json)
     if problem is not None:
         raise BadName(problem)
 

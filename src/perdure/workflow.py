@@ -161,7 +161,7 @@ def patched(change_id: str) -> bool:
     # (Recorded in the history, which holds a change id as a string: another
     # value was written, then refused when the history was read back, and the
     # run could not be replayed.)
-    check_name("change_id", change_id, allow_nul=True)
+    check_name("change_id", change_id, in_json=True)
     return inst.patched(change_id)
 
 

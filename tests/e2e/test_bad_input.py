@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import sqlite3
+import string
 import sys
 import time
 from contextlib import closing
@@ -17,6 +19,7 @@ from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import activity, workflow
+from perdure._checks import MAX_NAME_BYTES
 
 
 @activity.defn
@@ -557,6 +560,8 @@ async def test_a_name_holding_nul_is_refused_by_name(client: perdure.Client, act
     assert (await handle.describe()).status == "running"
     with pytest.raises(ValueError, match="task_queue must not hold the NUL character"):
         perdure.Worker(client, [waiter], [], task_queue="q\x00")
+    with pytest.raises(ValueError, match="identity must not hold the NUL character"):
+        perdure.Worker(client, [waiter], [], identity="w\x00")
 
 
 @workflow.defn
@@ -594,6 +599,55 @@ async def test_workflow_code_is_told_of_a_name_holding_nul(
             "change id": "patched: True",
         }[what]
     )
+
+
+def _longest(seed: int) -> str:
+    """A name of MAX_NAME_BYTES that does not compress (a PostgreSQL index row
+    holds 2,704 bytes after compression)."""
+    rng = random.Random(seed)
+    return "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(MAX_NAME_BYTES))
+
+
+LONGEST_TYPE = _longest(1)
+LONGEST_QUEUE = _longest(2)
+
+
+@workflow.defn(name=LONGEST_TYPE)
+async def longest_names(child: bool) -> str:
+    if not child:
+        return await echo("child")
+    try:
+        await workflow.execute_child(longest_names, False, id=_longest(4) + "z")
+    except ValueError as exc:
+        refused = str(exc)
+    else:
+        return "a child id too long was not refused"
+    return f"{await workflow.execute_child(longest_names, False, id=_longest(5))}; {refused}"
+
+
+async def test_the_longest_names_work_and_longer_ones_are_refused(client: perdure.Client) -> None:
+    """An id, task queue or type name of MAX_NAME_BYTES (2,000) works on both
+    databases; one byte more is refused where it is given. PostgreSQL had
+    refused a name of about 2,700 bytes at commit (its index rows hold 2,704),
+    and from workflow code that stalled the run."""
+    assert all(len(n.encode()) == MAX_NAME_BYTES for n in (LONGEST_TYPE, LONGEST_QUEUE))
+    longest_id = _longest(3)
+    async with fast_worker(client, [longest_names], [echo], task_queue=LONGEST_QUEUE):
+        handle = await client.start(longest_names, True, id=longest_id, task_queue=LONGEST_QUEUE)
+        said = await handle.result(timeout=20)
+    assert said.startswith("child; id must be at most 2,000 bytes long in UTF-8, not 2,001 ("), said
+    assert [r.id for r in await client.list(workflow=LONGEST_TYPE)].count(longest_id) == 1
+    too_long = "must be at most 2,000 bytes long in UTF-8, not 2,001"
+    with pytest.raises(ValueError, match=f"id {too_long}"):
+        await client.start(longest_names, True, id=longest_id + "z")
+    with pytest.raises(ValueError, match=f"task_queue {too_long}"):
+        await client.start(longest_names, True, task_queue=LONGEST_QUEUE + "z")
+
+    async def another() -> None:
+        pass
+
+    with pytest.raises(ValueError, match=f"name {too_long}"):
+        workflow.defn(name=LONGEST_TYPE + "z")(another)
 
 
 @workflow.defn

@@ -75,6 +75,7 @@ def check_worker_options(
     cache_size: Any,
     drain_timeout: Any,
     task_queue: Any = "default",
+    identity: Any = None,
     spell: Callable[[str], str] = str,
 ) -> None:
     """Raise ValueError naming every option out of its range (``spell``
@@ -98,7 +99,11 @@ def check_worker_options(
             f"{spell('drain_timeout')} must be a number of seconds of at least 0, "
             f"not {drain_timeout!r}"
         )
-    if (problem := name_problem(spell("task_queue"), task_queue)) is not None:
-        problems.append(problem)
+    for problem in (
+        name_problem(spell("task_queue"), task_queue),
+        name_problem(spell("identity"), identity, none_means="host:pid:random"),
+    ):
+        if problem is not None:
+            problems.append(problem)
     if problems:
         raise ValueError("; ".join(problems))

@@ -111,6 +111,7 @@ class Worker:
             cache_size=cache_size,
             drain_timeout=drain_timeout,
             task_queue=task_queue,
+            identity=identity or None,
         )
         self.client = client
         self.store = client.store

@@ -86,6 +86,7 @@ _FLAGS = {
     "cache_size": "--cache-size",
     "drain_timeout": "--drain-timeout",
     "task_queue": "--task-queue",
+    "identity": "--identity",
 }
 
 
@@ -133,6 +134,7 @@ def serve(
             cache_size=cache_size,
             drain_timeout=drain_timeout,
             task_queue=task_queue,
+            identity=identity or None,
             spell=_FLAGS.__getitem__,
         )
     except ValueError as exc:
