@@ -129,3 +129,27 @@ def test_a_child_that_cannot_be_started_stops_the_others(tmp_path: Path) -> None
         supervise(command, 2)
     pid = int(pid_file.read_text())
     wait_for(lambda: _gone(pid), 10, "the first child to stop")
+
+
+def test_a_function_blocked_for_good_does_not_keep_the_worker_alive(
+    tmp_path: Path, db: str, client: perdure.SyncClient
+) -> None:
+    """SIGTERM, once the drain timeout has passed, ends the process even if
+    a plain def activity is blocked in a call that never returns. Its
+    threads had been joined at the interpreter's exit, so the process
+    stayed until a SIGKILL. The attempt is retried elsewhere, as after a
+    crash."""
+    import blocking_workflows as bw
+
+    marker = tmp_path / "blocked"
+    args = ["worker", bw.__file__, "--db", db, "--poll-interval", "0.05", "--drain-timeout", "0.2"]
+    worker = spawn(args, tmp_path / "worker.log", env={"PERDURE_TEST_BLOCKED": str(marker)})
+    try:
+        client.start("waits_on_a_blocked_call", 1)
+        wait_for(lambda: marker.exists() or None, 20, "the activity to block")
+        worker.popen.send_signal(signal.SIGTERM)
+        code = worker.popen.wait(timeout=10)
+    finally:
+        worker.stop(signal.SIGKILL)
+    assert code == 0, worker.output()
+    assert "ended (its worker stopped) while its function still ran" in worker.output()

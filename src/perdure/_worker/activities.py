@@ -17,7 +17,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ from perdure import _history as h
 from perdure._converter import DataConverter
 from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.threads import SPARE_THREADS, ActivityThreads, ThreadedCall
 from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
 from perdure.errors import ApplicationError, PayloadError, failure_from_exception
 from perdure.retry import RetryPolicy
@@ -33,6 +33,14 @@ log = logging.getLogger("perdure.worker")
 
 UNKNOWN_ACTIVITY_RETRY = 5.0
 MAX_HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeat writes, at most one per task
+
+
+# Why an attempt was stopped (_Running.stop_reason), in a sentence.
+_STOPPED_BECAUSE = {
+    "cancelled": "its workflow cancelled it",
+    "lost": "its lease was lost",
+    "heartbeat_timeout": "it sent no heartbeat within its heartbeat_timeout",
+}
 
 
 class ActivityTimeoutError(Exception):
@@ -126,7 +134,10 @@ class ActivityRunner:
         self.converter = converter
         self.activities = activities
         self.lease_timeout = lease_timeout
-        self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="perdure-activity")
+        # Threads are made as needed: one per attempt in flight, and one per
+        # function still running after its attempt ended (see threads.py).
+        self._pool = ActivityThreads(max_threads + SPARE_THREADS, "perdure-activity")
+        self.overrunning: set[ThreadedCall] = set()  # (see _overran)
         self.running: dict[int, _Running] = {}
         # The worker's loop, set when it starts serving: every attempt runs
         # on it. (Asking asyncio for the running loop or task costs a system
@@ -256,17 +267,24 @@ class ActivityRunner:
         ctx = contextvars.copy_context()
         ctx.run(_context.set, running)
         awaitable: asyncio.Future[Any]
+        call = None
         if activity.is_async:
             # A task copies the context current at its creation: create it inside ctx.
             awaitable = ctx.run(loop.create_task, activity.fn(*args, **kwargs))
         else:
             # Plain `def` activities run in the thread pool, with the same context.
+            call = ThreadedCall(self.overrunning.discard)
             awaitable = loop.run_in_executor(
-                self._pool, functools.partial(ctx.run, _in_thread, activity.fn, *args, **kwargs)
+                self._pool,
+                functools.partial(ctx.run, _in_thread, call.run, activity.fn, args, kwargs),
             )
         running.future = awaitable
+        why = "it timed out"
         try:
             value = await (awaitable if timeout is None else asyncio.wait_for(awaitable, timeout))
+        except asyncio.CancelledError:
+            why = _STOPPED_BECAUSE.get(running.stop_reason or "", "its worker stopped")
+            raise
         except TimeoutError as exc:
             if timeout is None or not awaitable.cancelled():
                 raise  # the activity's own TimeoutError, not our deadline
@@ -282,7 +300,26 @@ class ActivityRunner:
             # ``running``: dropping this link leaves no cycle for the garbage
             # collector to find, so the attempt is freed when it ends.
             running.future = None
+            if call is not None and call.stop():
+                self._overran(call, task, why)
         return self.converter.encode_result(activity.fn, value)
+
+    def _overran(self, call: ThreadedCall, task: ActivityTask, why: str) -> None:
+        """The attempt ended while its plain def function still ran."""
+        self.overrunning.add(call)
+        held = len(self.overrunning)
+        log.warning(
+            "activity %s (run %s) attempt %d ended (%s) while its function still ran: "
+            "AttemptEnded was raised in its thread, which stops it at its next Python line "
+            "(a blocking call must return first; give such calls a timeout); "
+            "%d thread(s) held so%s",
+            task.name,
+            task.run_id,
+            task.attempt,
+            why,
+            held,
+            "" if held < SPARE_THREADS else ", all spare: new attempts wait for a thread",
+        )
 
     # ------------------------------------------------------------ heartbeats
 

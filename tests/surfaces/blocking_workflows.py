@@ -1,0 +1,23 @@
+"""A plain ``def`` activity blocked in a call that never returns, for the
+worker process tests (``perdure worker`` loads this file). It writes the
+file PERDURE_TEST_BLOCKED names once it blocks."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from perdure import activity, workflow
+
+
+@activity.defn
+def blocked_for_good(x: int) -> int:
+    Path(os.environ["PERDURE_TEST_BLOCKED"]).write_text("blocked")
+    threading.Event().wait()  # in C, with no timeout
+    return x
+
+
+@workflow.defn
+async def waits_on_a_blocked_call(x: int) -> int:
+    return await blocked_for_good(x)
