@@ -175,6 +175,31 @@ def test_a_worker_restarted_under_its_identity_resumes_before_the_lease_expires(
     assert lost_attempts(history) == ["LeaseExpired"]
 
 
+def test_a_second_live_worker_with_the_same_identity_takes_nothing_back(
+    cluster: Cluster,
+) -> None:
+    """Two live workers given one ``--identity`` (a fixed name in a config
+    scaled to two): the second had taken back every lease of the first at
+    start, and every step the first was running ran again. Now a worker
+    takes leases back only from a predecessor that is surely gone (here its
+    process still runs on this host), and says why it did not."""
+    same = ("--identity", "shared-name", "--lease-timeout", "120")
+    handle = cluster.client.start("sequential", 6, 0.4, id="wf-shared-identity")
+    first = cluster.start_worker(*same)
+    cluster.wait_until(
+        lambda: len(cluster.executions_by_pid().get(first.pid, [])) >= 2,
+        timeout=60,
+        interval=0.005,
+        what="the first worker to be mid-step",
+    )
+    second = cluster.start_worker(*same)
+    assert handle.result(timeout=60) == [f"wf-shared-identity#{n}" for n in range(1, 7)]
+    check_executions(cluster.executions(), {"wf-shared-identity": handle.history()}, 6, set())
+    assert f"process {first.pid} of this host, which registered this identity, still runs" in (
+        second.output()
+    )
+
+
 def lost_attempts(history: list[dict[str, Any]]) -> list[str]:
     """The error types of the failed attempts the completed activities record."""
     return [

@@ -3,9 +3,13 @@ they serve; a worker that stops leaves the list, one that went silent drops off.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import subprocess
+import sys
 
+import pytest
 from e2e_helpers import fast_worker, wait_until
 
 import perdure
@@ -77,3 +81,53 @@ async def test_the_sync_client_lists_workers_too(db_url: str) -> None:
     finally:
         await asyncio.to_thread(sync.close)
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "pid", "lease", "takes_back"),
+    [
+        ("elsewhere", 4242, 60.0, False),  # another host: it cannot be told, so no
+        ("this", "live", 60.0, False),  # a process of this host that still runs
+        ("this", "gone", 60.0, True),  # one that has exited
+        ("elsewhere", 4242, 0.01, True),  # silent for longer than its leases last
+    ],
+)
+async def test_a_worker_takes_back_leases_only_from_a_predecessor_surely_gone(
+    client: perdure.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    host: str,
+    pid: object,
+    lease: float,
+    takes_back: bool,
+) -> None:
+    if pid == "live":
+        pid = os.getppid()  # (runs, and is not this process)
+    elif pid == "gone":
+        done = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        pid = int(done.stdout)
+    await client.store.register_worker(
+        "shared",
+        host=socket.gethostname() if host == "this" else host,
+        pid=int(pid),  # type: ignore[call-overload]
+        task_queue="q",
+        workflows=[],
+        activities=[],
+        lease_timeout=lease,
+    )
+    await asyncio.sleep(0.02)  # (past the shortest lease)
+    asked: list[str] = []
+    real = client.store.reclaim_leases
+
+    async def reclaim(owner: str) -> int:
+        asked.append(owner)
+        return await real(owner)
+
+    monkeypatch.setattr(client.store, "reclaim_leases", reclaim)
+    async with fast_worker(client, [loud], [shout], identity="shared"):
+        pass
+    assert asked == (["shared"] if takes_back else [])

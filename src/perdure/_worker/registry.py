@@ -52,10 +52,45 @@ class Registration:
         except StoreError as exc:
             log.warning("worker %s: could not register: %s", self.identity, exc)
 
+    async def predecessor_gone(self) -> bool:
+        """At start, before registering: whether the process that registered
+        this identity last is surely gone, so that its leases may be taken
+        back at once. A live one (two workers given the same ``--identity``,
+        or a predecessor still draining) would have every attempt it is
+        running started again here. Sure: it has not renewed anything for a
+        lease timeout, or it ran on this host and its process is gone. On
+        another host it cannot be told: its leases then run out as any
+        worker's do."""
+        try:
+            rows = await self.store.list_workers()
+        except StoreError as exc:
+            log.warning("worker %s: could not read the registry: %s", self.identity, exc)
+            return False
+        row = next((r for r in rows if r.identity == self.identity), None)
+        if row is None or self.store.clock() - row.heartbeat_at > row.lease_timeout:
+            return True
+        host = socket.gethostname()
+        if row.host == host and (row.pid == os.getpid() or not _alive(row.pid)):
+            return True
+        who = (
+            f"process {row.pid} of this host, which registered this identity, still runs"
+            if row.host == host
+            else f"the worker on {row.host} that registered this identity may still run"
+        )
+        log.warning(
+            "worker %s: %s, so its leases are not taken back (they run out within %gs); "
+            "give each live worker an identity of its own: two with one take each other's work",
+            self.identity,
+            who,
+            row.lease_timeout,
+        )
+        return False
+
     async def reclaim(self) -> None:
-        """At start only: a worker restarting under its identity (``--identity``)
-        takes back at once what its previous process held, instead of after
-        the lease timeout. (Never later: it would expire its own live leases.)"""
+        """At start only, if ``predecessor_gone``: a worker restarting under
+        its identity (``--identity``) takes back at once what its previous
+        process held, instead of after the lease timeout. (Never later: it
+        would expire its own live leases.)"""
         try:
             reclaimed = await self.store.reclaim_leases(self.identity)
         except StoreError as exc:
@@ -76,3 +111,18 @@ class Registration:
             await self.store.unregister_worker(self.identity)
         except StoreError as exc:
             log.warning("worker %s: could not unregister: %s", self.identity, exc)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # (another user's: it runs)
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # (no /proc: kill said it exists)

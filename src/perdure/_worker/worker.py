@@ -187,8 +187,10 @@ class Worker:
         self._listener = listener
         self.store.add_listener(listener, (WORK,))
         installed = self._install_signal_handlers(loop) if handle_signals else []
+        gone = await self._registration.predecessor_gone()
         await self._registration.register()
-        await self._registration.reclaim()
+        if gone:
+            await self._registration.reclaim()
         lease_task = asyncio.create_task(self._renew_leases())
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
         if self.tune_gc:
