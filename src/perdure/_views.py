@@ -141,6 +141,9 @@ class WorkflowDescription:
     for its task queue running, and does it register this workflow type?"""
     parent_run_id: str | None = None
     continued_to: str | None = None
+    starts_at: datetime | None = None
+    """When the run's first turn is due, while that is still ahead: a run
+    started with ``start_delay`` (or whose first turn failed and backs off)."""
 
 
 @dataclass(frozen=True)

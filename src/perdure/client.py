@@ -111,6 +111,13 @@ def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:
     return task is not None and not task.claimed and task.visible_at < now - 1.0
 
 
+def _starts_at(last_seq: int, task: WorkflowTaskState | None, now: float) -> datetime | None:
+    # A run with no history whose first turn is not due yet (start_delay).
+    if last_seq or task is None or task.claimed or task.visible_at <= now:
+        return None
+    return _dt(task.visible_at)
+
+
 class Client:
     """Connects to a perdure database. Use ``await Client.connect(url)``."""
 
@@ -575,6 +582,7 @@ class WorkflowHandle(Generic[R]):
             ),
             parent_run_id=run.parent_run_id,
             continued_to=run.continued_to,
+            starts_at=_starts_at(run.last_seq, pending.workflow_task, self.client.store.clock()),
         )
 
     async def state(self, key: str | None = None) -> Any:

@@ -23,11 +23,14 @@ def test_start_delay_survives_a_worker_crash(cluster: SemanticsCluster) -> None:
     t0 = time.time()
     handle = cluster.client.start("delayed", "later", start_delay=timedelta(seconds=1.5))
     assert handle.history() == []
+    starts_at = handle.describe().starts_at  # (nothing else showed the delay)
+    assert starts_at is not None and t0 + 1.5 <= starts_at.timestamp() <= time.time() + 1.5
     cluster.kill(worker)
     cluster.start()
     assert handle.result(timeout=20) == "done later"
     started_at = handle.history()[0]["time"]
     assert isinstance(started_at, float) and started_at >= t0 + 1.5
+    assert handle.describe().starts_at is None
 
 
 def test_a_type_nobody_serves_waits_and_says_so(cluster: SemanticsCluster) -> None:

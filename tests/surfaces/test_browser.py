@@ -13,6 +13,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 import surface_workflows as wf
@@ -138,6 +139,12 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         expect(page.locator("#history")).to_contain_text('approve "browser"')
         expect(page.locator("#timeline svg g.row-signals")).to_have_count(1)
         assert handle.result(timeout=10)["approved_by"] == "browser"
+
+        # A delayed start says when its first turn is due (it had looked stuck).
+        client.start("approval", "later", id="ui-later-1", start_delay=timedelta(hours=2))
+        page.goto(stack.open_url + "#/workflows/ui-later-1")
+        expect(page.locator("#starts-at")).to_contain_text("Not started yet")
+        expect(page.locator("#no-worker")).to_have_count(0)
 
 
 def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +238,19 @@ def test_the_worker_runs_on_the_event_loop_it_is_given(
 
 
 # ------------------------------------------------------------------ a whole run
+
+
+def test_show_and_the_api_tell_when_a_delayed_start_is_due(
+    db: str, client: perdure.SyncClient
+) -> None:
+    handle = client.start("approval", "later", id="later-1", start_delay=timedelta(hours=2))
+    due = handle.describe().starts_at
+    assert due is not None and 7100 < due.timestamp() - time.time() <= 7200
+    shown, as_json = cli_all(
+        ("show", "later-1", "--db", db), ("show", "later-1", "--json", "--db", db)
+    )
+    assert "starts" in shown.stdout and "its first turn is not due yet" in shown.stdout
+    assert datetime.fromisoformat(json.loads(as_json.stdout)["starts_at"]) == due
 
 
 def test_start_show_signal_result_history(

@@ -179,6 +179,8 @@ def _show(d: WorkflowDescription) -> None:
         facts.append(("parent run", d.parent_run_id))
     if d.continued_to:
         facts.append(("continued", f"as new into run {d.continued_to}"))
+    if d.starts_at:
+        facts.append(("starts", f"{local_time(d.starts_at)} (its first turn is not due yet)"))
     for label, value in facts:
         out.print(f"  [dim]{label:<11}[/]{escape(value)}")
     if d.waiting_for_worker:

@@ -132,6 +132,9 @@ class WorkflowDescription(BaseModel):
     )
     parent_run_id: Optional[str]
     continued_to: Optional[str] = Field(description="The run this one continued as new into.")
+    starts_at: Optional[str] = Field(
+        None, description="When the first turn is due, while that is ahead (start_delay)."
+    )
 
 
 class WorkflowResult(BaseModel):

@@ -207,6 +207,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "waiting_for_worker": d.waiting_for_worker,
         "parent_run_id": d.parent_run_id,
         "continued_to": d.continued_to,
+        "starts_at": iso(d.starts_at),
     }
 
 

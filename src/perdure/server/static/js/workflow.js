@@ -260,6 +260,8 @@ export function renderWorkflow(container, id, params, ctx) {
       desc.last_error ? h("div", { class: "alert", id: "last-error" },
         h("b", { text: "The latest workflow task failed" }),
         " — the run is intact and retried with backoff:", pre(desc.last_error, "trace")) : null,
+      desc.starts_at ? h("div", { class: "alert info", id: "starts-at" },
+        h("b", { text: "Not started yet:" }), ` its first turn is due at ${fmtTime(desc.starts_at)}.`) : null,
       desc.waiting_for_worker ? h("div", { class: "alert warn", id: "no-worker" },
         h("b", { text: "No worker has taken this run's work." }),
         ` Is a worker running for task queue “${desc.task_queue}” that registers `,
