@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from perdure._store.base import RunRecord
+from perdure._store.base import PendingWork, RunRecord, WorkflowTaskState
 
 __all__ = [
     "PendingActivityInfo",
@@ -22,6 +23,7 @@ __all__ = [
     "WorkerInfo",
     "WorkflowDescription",
     "WorkflowExecution",
+    "describe_run",
 ]
 
 
@@ -158,3 +160,65 @@ class WorkerInfo:
     activities: list[str]
     started_at: datetime
     heartbeat_at: datetime
+
+
+def describe_run(
+    run: RunRecord, pending: PendingWork, display: Callable[[Any], Any], now: float
+) -> WorkflowDescription:
+    """``handle.describe()``: the run's row and its pending work, its JSON
+    values made readable by ``display`` (the converter's)."""
+    created, updated = _dt(run.created_at), _dt(run.updated_at)
+    assert created is not None and updated is not None
+    return WorkflowDescription(
+        id=run.workflow_id,
+        run_id=run.run_id,
+        workflow_type=run.workflow_type,
+        task_queue=run.task_queue,
+        status=run.status,
+        input=display(run.input),
+        created_at=created,
+        updated_at=updated,
+        closed_at=_dt(run.closed_at),
+        state=display(run.state),
+        result=display(run.result),
+        failure=run.failure,
+        last_error=run.last_error,
+        history_length=run.last_seq,
+        pending_activities=[
+            PendingActivityInfo(
+                a.ref,
+                a.name,
+                a.attempt,
+                a.running,
+                _dt(a.next_attempt_at),
+                a.last_failure,
+                a.attempts,
+                _dt(a.started_at),
+            )
+            for a in pending.activities
+        ],
+        pending_timers=[
+            PendingTimerInfo(t.ref, _dt(t.fire_at))  # type: ignore[arg-type]
+            for t in pending.timers
+        ],
+        pending_children=[
+            PendingChildInfo(c.workflow_id, c.run_id, c.workflow_type) for c in pending.children
+        ],
+        waiting_signals=list(run.waiting.get("signals", [])),
+        waiting_for_worker=_waiting_for_worker(pending.workflow_task, now),
+        parent_run_id=run.parent_run_id,
+        continued_to=run.continued_to,
+        starts_at=_starts_at(run.last_seq, pending.workflow_task, now),
+    )
+
+
+def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:
+    # Due and unclaimed for more than a moment: nobody is serving it.
+    return task is not None and not task.claimed and task.visible_at < now - 1.0
+
+
+def _starts_at(last_seq: int, task: WorkflowTaskState | None, now: float) -> datetime | None:
+    # A run with no history whose first turn is not due yet (start_delay).
+    if last_seq or task is None or task.claimed or task.visible_at <= now:
+        return None
+    return _dt(task.visible_at)

@@ -27,18 +27,16 @@ from perdure._store.base import (
     RunFilter,
     RunRecord,
     Store,
-    WorkflowTaskState,
     new_run_id,
 )
 from perdure._views import (
     PendingActivityInfo,
-    PendingChildInfo,
     PendingTimerInfo,
     WorkerInfo,
     WorkflowDescription,
     WorkflowExecution,
-    _dt,
     _timestamp,
+    describe_run,
 )
 from perdure._waiting import MAX_RESULT_POLL, EndWatch, OpenRuns, ResultWatch
 from perdure.errors import (
@@ -104,18 +102,6 @@ def _checked_event(event: E) -> E:
     if problem is not None:
         raise TypeError(problem)
     return event
-
-
-def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:
-    # Due and unclaimed for more than a moment: nobody is serving it.
-    return task is not None and not task.claimed and task.visible_at < now - 1.0
-
-
-def _starts_at(last_seq: int, task: WorkflowTaskState | None, now: float) -> datetime | None:
-    # A run with no history whose first turn is not due yet (start_delay).
-    if last_seq or task is None or task.claimed or task.visible_at <= now:
-        return None
-    return _dt(task.visible_at)
 
 
 class Client:
@@ -539,51 +525,7 @@ class WorkflowHandle(Generic[R]):
     async def describe(self) -> WorkflowDescription:
         run = await self._run()
         pending = await self.client.store.pending_work(run.run_id)
-        created, updated = _dt(run.created_at), _dt(run.updated_at)
-        assert created is not None and updated is not None
-        return WorkflowDescription(
-            id=run.workflow_id,
-            run_id=run.run_id,
-            workflow_type=run.workflow_type,
-            task_queue=run.task_queue,
-            status=run.status,
-            input=self.client.converter.display(run.input),
-            created_at=created,
-            updated_at=updated,
-            closed_at=_dt(run.closed_at),
-            state=self.client.converter.display(run.state),
-            result=self.client.converter.display(run.result),
-            failure=run.failure,
-            last_error=run.last_error,
-            history_length=run.last_seq,
-            pending_activities=[
-                PendingActivityInfo(
-                    a.ref,
-                    a.name,
-                    a.attempt,
-                    a.running,
-                    _dt(a.next_attempt_at),
-                    a.last_failure,
-                    a.attempts,
-                    _dt(a.started_at),
-                )
-                for a in pending.activities
-            ],
-            pending_timers=[
-                PendingTimerInfo(t.ref, _dt(t.fire_at))  # type: ignore[arg-type]
-                for t in pending.timers
-            ],
-            pending_children=[
-                PendingChildInfo(c.workflow_id, c.run_id, c.workflow_type) for c in pending.children
-            ],
-            waiting_signals=list(run.waiting.get("signals", [])),
-            waiting_for_worker=_waiting_for_worker(
-                pending.workflow_task, self.client.store.clock()
-            ),
-            parent_run_id=run.parent_run_id,
-            continued_to=run.continued_to,
-            starts_at=_starts_at(run.last_seq, pending.workflow_task, self.client.store.clock()),
-        )
+        return describe_run(run, pending, self.client.converter.display, self.client.store.clock())
 
     async def state(self, key: str | None = None) -> Any:
         """Published state (``workflow.set_state``): one key, or all as a dict."""
