@@ -49,6 +49,14 @@ async def shop(item: str) -> str:
     paid = await workflow.wait_signal("pay", timeout=timedelta(days=3))
     return f"{r}, paid={paid}"
 """,
+    # Other arguments to a recorded step: compatible, but the step gets the old result.
+    "v4_other_arguments": """
+@workflow.defn(name="shop")
+async def shop(item: str) -> str:
+    r = await reserve(item.upper())
+    paid = await workflow.wait_signal("pay", timeout=timedelta(days=3))
+    return f"{r}, paid={paid}"
+""",
     # The same change, guarded: old histories take the old path.
     "v3_patched": """
 @workflow.defn(name="shop")
@@ -154,6 +162,22 @@ def test_a_change_guarded_by_patched_replays(versions: dict[str, Path], history_
     done = replay(versions["v3_patched"], "--history", history_file, cwd=history_file.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 compatible, 0 incompatible" in done.stdout
+
+
+def test_other_arguments_to_a_step_pass_with_a_warning(
+    versions: dict[str, Path], history_file: Path
+) -> None:
+    done = replay(
+        versions["v4_other_arguments"], "--history", history_file, cwd=history_file.parent
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OTHER ARGUMENTS order-1" in done.stdout
+    assert "recorded with ('lamp',), replayed with ('LAMP',)" in done.stdout
+    as_json = replay(
+        versions["v4_other_arguments"], "--history", history_file, "--json", cwd=history_file.parent
+    )
+    [row] = json.loads(as_json.stdout)
+    assert row["ok"] and len(row["warnings"]) == 1
 
 
 def test_db_mode_replays_open_and_closed_runs(versions: dict[str, Path], database: str) -> None:

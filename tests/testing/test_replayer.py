@@ -74,6 +74,36 @@ async def test_a_compatible_change_replays() -> None:
         assert result.ok, result.error
 
 
+ORDER = {"skus": ["a", "b"]}  # what the code below iterates over: a set's order stands in
+
+
+@workflow.defn(name="reserves")
+async def reserves() -> list[str]:
+    return [await greet(sku) for sku in ORDER["skus"]]
+
+
+async def test_activities_replayed_with_other_arguments_are_warned_about() -> None:
+    """Code may change what it passes to an activity, so the replay passes;
+    but each such activity gets the result recorded for the old arguments,
+    silently wrong if the change was not meant (a set's order differs from
+    one process to the next). The result says so."""
+    async with WorkflowEnvironment([reserves], [greet]) as env:
+        handle = await env.start(reserves, id="r-1")
+        assert await handle.result() == ["hello a", "hello b"]
+        history = json.loads(json.dumps(await handle.history()))
+    assert Replayer([reserves]).replay(history).warnings == ()
+    ORDER["skus"] = ["b", "a"]
+    try:
+        result = Replayer([reserves]).replay(history)
+    finally:
+        ORDER["skus"] = ["a", "b"]
+    assert result.ok, result.error
+    assert len(result.warnings) == 2
+    first = result.warnings[0]
+    assert "ScheduleActivity 'greet' (ref 1)" in first and "test_replayer.py" in first
+    assert "recorded with ('a',), replayed with ('b',)" in first
+
+
 async def test_replay_file_reads_the_json_a_history_export_writes(tmp_path: Path) -> None:
     path = tmp_path / "o-1.json"
     path.write_text(json.dumps(await recorded_history(signal=False)))

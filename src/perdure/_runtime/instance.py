@@ -43,6 +43,7 @@ _EVICT_STEPS = 100_000
 # its worker's event loop for ever (client.start itself, for a first turn
 # computed there), then every other worker's that took the run over.
 MAX_TURN_STEPS = 1_000_000
+MAX_DRIFT = 3  # activities replayed with other arguments that an instance notes
 
 
 class TurnNeverEnds(Exception):
@@ -144,6 +145,10 @@ class WorkflowInstance:
         self._commands: list[h.Command] = []
         self._expected: deque[h.Event] | None = None
         self._error: NonDeterminismError | None = None
+        # Activities replayed with other arguments than recorded (at most
+        # MAX_DRIFT): allowed (code may change what it passes), but each got
+        # the result recorded for the old arguments, so the worker says so.
+        self.drift: list[str] = []
         self._discarding = False
         self._main: asyncio.Task[Any] | None = None
         self._timers: dict[int, DurableTimerHandle] = {}
@@ -360,6 +365,14 @@ class WorkflowInstance:
                 f"(event #{recorded.seq}), but the workflow code issued "
                 f"{command.describe()} {where}"
             )
+        elif type(command) is h.ScheduleActivity and len(self.drift) < MAX_DRIFT:
+            assert isinstance(recorded, h.ActivityScheduled)
+            if command.args != recorded.args or command.kwargs != recorded.kwargs:
+                self.drift.append(
+                    f"{command.describe()} at {_user_location()}: recorded with "
+                    f"{_brief(recorded.args, recorded.kwargs)}, replayed with "
+                    f"{_brief(command.args, command.kwargs)}"
+                )
 
     def _where(self) -> str:
         info = self.info
@@ -572,6 +585,11 @@ def _user_location() -> str:
             return f"{path}:{frame.f_lineno} in {frame.f_code.co_name}"
         frame = frame.f_back  # type: ignore[assignment]
     return "<unknown location>"
+
+
+def _brief(args: list[Any], kwargs: dict[str, Any]) -> str:
+    text = repr((*args, *(f"{k}={v!r}" for k, v in kwargs.items())))
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def replay_history(

@@ -466,7 +466,18 @@ class TurnRunner:
                 f"(registered: {known}); start a worker that has it, and the run resumes"
             )
         self.replays += 1
-        return replay_history(fn, data.events, self.converter)
+        instance = replay_history(fn, data.events, self.converter)
+        if instance.drift:
+            log.warning(
+                "run %s (%s) replayed activities with other arguments than its history "
+                "recorded, and they got the recorded results: %s. Fine if the code changed "
+                "what it passes on purpose; else the workflow is not deterministic (a set's "
+                "order, the clock, a global?)",
+                data.run.run_id,
+                data.run.workflow_type,
+                "; ".join(instance.drift),
+            )
+        return instance
 
     def _build_commit(
         self,

@@ -135,6 +135,12 @@ def _report(results: Sequence[tuple[str | None, ReplayResult]], as_json: bool) -
         )
         detail = _PREFIX.sub(r"\1", result.error or "")
         out.print(f"  {escape(detail)}")
+    for _, result in results:
+        for warning in result.warnings:
+            out.print(
+                f"[bold yellow]OTHER ARGUMENTS[/] [bold]{escape(result.workflow_id)}[/] "
+                f"(run {escape(result.run_id)}): {escape(warning)}"
+            )
     kinds = len({r.workflow_type for _, r in results})
     summary = (
         f"replayed {len(results)} run(s) of {kinds} workflow type(s): "
@@ -152,5 +158,6 @@ def _json(source: str | None, result: ReplayResult) -> dict[str, Any]:
         "ok": result.ok,
         "error": result.error,
         "error_type": result.error_type,
+        "warnings": list(result.warnings),
         "source": source,
     }

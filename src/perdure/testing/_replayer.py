@@ -44,6 +44,12 @@ class ReplayResult:
     """``"NonDeterminismError"``, ``"HistoryFormatError"``, or the type of an
     unexpected exception."""
     created_at: datetime | None = None
+    warnings: tuple[str, ...] = ()
+    """Activities the code scheduled with other arguments than the history
+    recorded (at most three): the replay passes, since code may change what
+    it passes, but each got the result recorded for the old arguments. If the
+    change was not on purpose, the workflow is not deterministic (a ``set``'s
+    order, the clock, a global)."""
 
     @property
     def ok(self) -> bool:
@@ -55,16 +61,21 @@ class ReplayResult:
             raise NonDeterminismError(self.error)
 
 
-def replay_events(fn: Callable[..., Any], events: list[h.Event], converter: DataConverter) -> None:
+def replay_events(
+    fn: Callable[..., Any], events: list[h.Event], converter: DataConverter
+) -> list[str]:
     """Replay a whole history with :func:`perdure._runtime.replay_history`;
     raise on the first mismatch. The instance is evicted afterwards either way.
 
     Evicting matters: a suspended workflow coroutine left to the garbage
     collector is closed outside the workflow loop, so its ``finally:`` blocks
     would run activity functions for real. (``replay_history`` evicts the
-    instance itself when replay fails.)
+    instance itself when replay fails.) Returns the activities replayed with
+    other arguments than recorded (``ReplayResult.warnings``).
     """
-    replay_history(fn, events, converter).evict()
+    instance = replay_history(fn, events, converter)
+    instance.evict()
+    return instance.drift
 
 
 def started_event(events: Sequence[h.Event]) -> h.WorkflowStarted:
@@ -163,7 +174,9 @@ class Replayer:
         tolerate_format_errors: bool,
         created_at: datetime | None = None,
     ) -> ReplayResult:
-        def result(error: str | None = None, error_type: str | None = None) -> ReplayResult:
+        def result(
+            error: str | None = None, error_type: str | None = None, warnings: Sequence[str] = ()
+        ) -> ReplayResult:
             return ReplayResult(
                 started.workflow_id,
                 started.run_id,
@@ -171,10 +184,11 @@ class Replayer:
                 error,
                 error_type,
                 created_at,
+                tuple(warnings),
             )
 
         try:
-            replay_events(fn, events, self.converter)
+            drift = replay_events(fn, events, self.converter)
         except NonDeterminismError as exc:
             return result(str(exc), "NonDeterminismError")
         except h.HistoryFormatError as exc:
@@ -183,7 +197,7 @@ class Replayer:
             return result(f"the history cannot be read: {exc}", "HistoryFormatError")
         except Exception as exc:  # a broken history must not hide the other runs' verdicts
             return result(f"replay failed with {type(exc).__name__}: {exc}", type(exc).__name__)
-        return result()
+        return result(warnings=drift)
 
     async def replay_store(
         self,
