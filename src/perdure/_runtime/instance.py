@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
 from contextvars import Context, ContextVar
@@ -21,6 +19,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._converter import DataConverter, fresh
+from perdure._runtime.locate import brief, user_location
 from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
 from perdure._runtime.signals import Signals
 from perdure.errors import (
@@ -50,10 +49,6 @@ class TurnNeverEnds(Exception):
     """A turn ran MAX_TURN_STEPS callbacks: its workflow code is busy without
     waiting for any input. The turn fails (and is tried again later, as a
     turn that meets non-determinism is); the run is kept."""
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
 
 
 # The instance whose context this is: set in each instance's own context (see
@@ -351,7 +346,7 @@ class WorkflowInstance:
             while self._expected and isinstance(self._expected[0], h.PatchRecorded):
                 self._expected.popleft()  # a marker the current code does not ask for
         if not self._expected:
-            where = "when the workflow function ended" if closing else f"at {_user_location()}"
+            where = "when the workflow function ended" if closing else f"at {self._located()}"
             self._error = NonDeterminismError(
                 f"{self._where()}: the workflow code issued {command.describe()} "
                 f"{where}, but the history recorded no further command in this turn"
@@ -359,7 +354,7 @@ class WorkflowInstance:
             return
         recorded = self._expected.popleft()
         if not h.matches(command, recorded):
-            where = "when the workflow function ended" if closing else f"at {_user_location()}"
+            where = "when the workflow function ended" if closing else f"at {self._located()}"
             self._error = NonDeterminismError(
                 f"{self._where()}: history recorded {h.describe_recorded(recorded)} "
                 f"(event #{recorded.seq}), but the workflow code issued "
@@ -369,10 +364,13 @@ class WorkflowInstance:
             assert isinstance(recorded, h.ActivityScheduled)
             if command.args != recorded.args or command.kwargs != recorded.kwargs:
                 self.drift.append(
-                    f"{command.describe()} at {_user_location()}: recorded with "
-                    f"{_brief(recorded.args, recorded.kwargs)}, replayed with "
-                    f"{_brief(command.args, command.kwargs)}"
+                    f"{command.describe()} at {self._located()}: recorded with "
+                    f"{brief(recorded.args, recorded.kwargs)}, replayed with "
+                    f"{brief(command.args, command.kwargs)}"
                 )
+
+    def _located(self) -> str:
+        return user_location(WorkflowInstance.activate.__code__)
 
     def _where(self) -> str:
         info = self.info
@@ -572,24 +570,6 @@ class WorkflowInstance:
 
 class _TurnAborted(BaseException):
     """Stops workflow code after a non-determinism error was recorded."""
-
-
-def _user_location() -> str:
-    """The innermost stack frame that belongs to workflow code, as 'file:line in fn'."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is WorkflowInstance.activate.__code__:
-            break  # reached the driver: the command came from a callback, not user code
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not path.startswith(_PACKAGE_DIR) and not path.startswith(_ASYNCIO_DIR):
-            return f"{path}:{frame.f_lineno} in {frame.f_code.co_name}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return "<unknown location>"
-
-
-def _brief(args: list[Any], kwargs: dict[str, Any]) -> str:
-    text = repr((*args, *(f"{k}={v!r}" for k, v in kwargs.items())))
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def replay_history(
