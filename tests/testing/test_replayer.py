@@ -10,8 +10,9 @@ import pytest
 from toolkit_support import THREE_DAYS, greet, wait_until, waits_for_approval
 
 import perdure
-from perdure import NonDeterminismError, StoreError, workflow
+from perdure import DataConverter, NonDeterminismError, StoreError, workflow
 from perdure._history import HistoryFormatError
+from perdure.codecs import AesGcmCodec
 from perdure.testing import Replayer, WorkflowEnvironment
 
 
@@ -102,6 +103,24 @@ async def test_activities_replayed_with_other_arguments_are_warned_about() -> No
     first = result.warnings[0]
     assert "ScheduleActivity 'greet' (ref 1)" in first and "test_replayer.py" in first
     assert "recorded with ('a',), replayed with ('b',)" in first
+
+
+async def test_arguments_sealed_by_a_codec_are_compared_by_what_they_hold() -> None:
+    """An encrypting codec seals the same arguments differently each time (a
+    new nonce): that is not other arguments."""
+    sealed = DataConverter([AesGcmCodec({"k1": bytes(range(32))}, active="k1")])
+    async with WorkflowEnvironment([reserves], [greet], converter=sealed) as env:
+        handle = await env.start(reserves, id="r-2")
+        assert await handle.result() == ["hello a", "hello b"]
+        history = await handle.history()
+    assert "__perdure_codec__" in json.dumps(history)
+    assert Replayer([reserves], converter=sealed).replay(history).warnings == ()
+    ORDER["skus"] = ["b", "a"]
+    try:
+        result = Replayer([reserves], converter=sealed).replay(history)
+    finally:
+        ORDER["skus"] = ["a", "b"]
+    assert len(result.warnings) == 2
 
 
 async def test_replay_file_reads_the_json_a_history_export_writes(tmp_path: Path) -> None:

@@ -362,12 +362,18 @@ class WorkflowInstance:
             )
         elif type(command) is h.ScheduleActivity and len(self.drift) < MAX_DRIFT:
             assert isinstance(recorded, h.ActivityScheduled)
-            if command.args != recorded.args or command.kwargs != recorded.kwargs:
+            if (command.args, command.kwargs) != (recorded.args, recorded.kwargs) and (
+                self._opened(command.args, command.kwargs)
+                != self._opened(recorded.args, recorded.kwargs)
+            ):  # (a codec's envelopes differ each time: compare what they hold)
                 self.drift.append(
                     f"{command.describe()} at {self._located()}: recorded with "
                     f"{brief(recorded.args, recorded.kwargs)}, replayed with "
                     f"{brief(command.args, command.kwargs)}"
                 )
+
+    def _opened(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return self.converter.display([args, kwargs])
 
     def _located(self) -> str:
         return user_location(WorkflowInstance.activate.__code__)
