@@ -70,11 +70,11 @@ class ThreadedCall:
         self.on_end = on_end  # told, in the thread, when a stopped call ends
 
     def run(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        with self._lock:
-            self._ident = threading.get_ident()
         try:
+            with self._lock:
+                self._ident = threading.get_ident()
             return fn(*args, **kwargs)
-        finally:
+        finally:  # (also if AttemptEnded lands before fn's first line)
             with self._lock:
                 ident, self._ident = self._ident, None
                 if self._sent and ident is not None and _set_async_exc is not None:
