@@ -152,6 +152,7 @@ class Client:
             gcpolicy.release()
         await self._results.close()
         await self.store.close()
+        self.store.wake_waiters()  # (their next look raises: the store is closed)
 
     async def __aenter__(self) -> Client:
         return self

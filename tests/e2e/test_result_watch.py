@@ -278,3 +278,19 @@ def test_each_thread_has_its_own_empty_context_for_waiters_timers() -> None:
     thread.start()
     thread.join()
     assert seen and seen[0] is not here and len(seen[0]) == 0
+
+
+async def test_closing_the_client_ends_the_waits_for_results_at_once(db_url: str) -> None:
+    """A ``result()`` in flight when its client closes raises StoreError now:
+    it had slept on until its next poll (30 s), or its own timeout."""
+    client = await perdure.Client.connect(db_url)
+    handles = [await client.start(ticks, 1) for _ in range(3)]  # no worker: they stay open
+    waits = [asyncio.ensure_future(h.result()) for h in handles]
+    await asyncio.sleep(0.1)  # (each is waiting now)
+    assert not any(w.done() for w in waits)
+    await client.close()
+    done, _ = await asyncio.wait(waits, timeout=5)
+    assert len(done) == 3, "a result() still waits after its client closed"
+    for wait in waits:
+        with pytest.raises(perdure.StoreError, match="closed"):
+            wait.result()

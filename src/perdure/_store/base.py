@@ -241,6 +241,13 @@ class Store(abc.ABC):
         for callback in list(self._run_listeners.get(run_id, ())):
             callback()
 
+    def wake_waiters(self) -> None:
+        """Call every run's listeners: the store was closed, and a result
+        waiter must look now (and be told so), not at its next poll (30 s)."""
+        for waiting in list(self._run_listeners.values()):
+            for callback in list(waiting):
+                callback()
+
     def notify(self, *topics: str) -> None:
         """Call the listeners of ``topics`` (of every topic when none is given:
         what a wake-up from another process means)."""
