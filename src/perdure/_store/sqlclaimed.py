@@ -127,7 +127,7 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
         encoded.events,
         [activity_values(commit, a, now, scheduled) for a in commit.activities],
         frozenset(a.ref for a in commit.activities if a.lease is not None),
-        rows.timer_rows(run_id, commit),
+        rows.timer_rows(run_id, commit, now),
         commit,
         children,
         fired=None if commit.fired_timer is None else (run_id, commit.fired_timer),

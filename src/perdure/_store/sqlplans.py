@@ -87,6 +87,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.timers
         or commit.cancelled_timers
         or commit.cancelled_children
+        or (commit.activities and rows.has_deadlines(commit))  # (a timer to write)
     ):
         return None
     children = children_rows(commit, now)

@@ -439,11 +439,26 @@ INSERT_WORKFLOW_TASK = (
 INSERT_TIMER = "INSERT INTO timers (run_id, ref, fire_at, holder) VALUES (?, ?, ?, ?)"
 
 
-def timer_rows(run_id: str, commit: TurnCommit) -> list[tuple[str, int, float, str | None]]:
+def timer_rows(
+    run_id: str, commit: TurnCommit, now: float
+) -> list[tuple[str, int, float, str | None]]:
     """INSERT_TIMER's values for the timers ``commit`` starts: each names the
     worker that keeps the run's instance (``holder``), whose firing
-    it is for HELD_GRACE past its due time."""
-    return [(run_id, ref, at, commit.holder) for ref, at in commit.timers]
+    it is for HELD_GRACE past its due time. And the deadline of each
+    activity it schedules with a schedule_to_close_timeout: a timer of ref
+    -(the activity's ref), which any worker fires (sqlwake.fire_due), so
+    that the deadline passes even if no worker ever takes the activity."""
+    timers = [(run_id, ref, at, commit.holder) for ref, at in commit.timers]
+    for a in commit.activities:
+        close_by = a.options.get("schedule_to_close_timeout")
+        if close_by is not None:
+            timers.append((run_id, -a.ref, now + close_by, None))
+    return timers
+
+
+def has_deadlines(commit: TurnCommit) -> bool:
+    """Whether ``commit`` schedules an activity with a schedule_to_close_timeout."""
+    return any(a.options.get("schedule_to_close_timeout") is not None for a in commit.activities)
 
 
 # An ending run's tasks: one statement per kind, each served by that kind's

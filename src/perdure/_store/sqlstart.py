@@ -339,7 +339,7 @@ def plan_start(
         (*values, *outcome),
         encoded.events,
         [activity_values(commit, a, now, scheduled) for a in commit.activities],
-        timers + rows.timer_rows(new.run_id, commit),
+        timers + rows.timer_rows(new.run_id, commit, now),
         None,
         None,
         made,

@@ -423,7 +423,7 @@ async def _schedule(
             f" AND {d.among_refs}",
             (run_id, refs),
         )
-    await tx.executemany(rows.INSERT_TIMER, rows.timer_rows(run_id, commit))
+    await tx.executemany(rows.INSERT_TIMER, rows.timer_rows(run_id, commit, now))
     await tx.executemany(  # except one a firer holds: it will find it cancelled (sqlrows)
         f"DELETE FROM timers WHERE {d.timers_not_held('run_id = ? AND ref = ?')}",
         [(run_id, ref) for ref in commit.cancelled_timers],

@@ -152,6 +152,10 @@ async def fire_due(
             )
             del runs[run_id]  # closed: its other due timers fire into nothing
             fired.pop(run_id, None)
+        elif ref < 0:  # an activity's schedule_to_close deadline (rows.timer_rows)
+            failed = await _deadline_passed(tx, run_id, -ref, now)
+            if failed is not None:
+                fired.setdefault(run_id, []).append(failed)
         else:
             fired.setdefault(run_id, []).append(h.TimerFired(ref=ref, time=now))
     woken = {run_id: runs[run_id] for run_id in fired}
@@ -174,6 +178,48 @@ async def fire_due(
         return leased
 
     return len(due), taken
+
+
+async def _deadline_passed(tx: Tx, run_id: str, ref: int, now: float) -> h.Event | None:
+    """Activity ``ref`` of run ``run_id`` is past its schedule_to_close
+    deadline: if its task is still there and no attempt holds a live lease,
+    the task goes and the activity fails (ActivityTimeoutError, not
+    retryable), its outcome for the run's inbox. An attempt that holds a
+    lease is its worker's to end (it stops at the deadline): the deadline
+    is looked at again when that lease runs out. Gone (it ended): nothing."""
+    row = await tx.one(
+        "SELECT id, lease_token, visible_at, attempt, payload, attempts FROM tasks"
+        " WHERE kind = 'activity' AND run_id = ? AND ref = ?",
+        (run_id, ref),
+    )
+    if row is None:
+        return None
+    task_id, token, visible_at, attempt, payload, attempts = row
+    if token is not None and visible_at > now:
+        await tx.send(rows.INSERT_TIMER, (run_id, -ref, visible_at, None))
+        return None
+    await tx.send("DELETE FROM tasks WHERE id = ?", (task_id,))
+    spec = rows.loads(payload)
+    close_by = spec["options"]["schedule_to_close_timeout"]
+    if token is not None:
+        who = f"its attempt {attempt} was lost: its worker stopped or lost its lease"
+    elif attempt == 0:
+        who = "no worker took it"
+    else:
+        who = f"no worker took its attempt {attempt + 1} in time"
+    failure = {
+        "type": "ActivityTimeoutError",
+        "message": (
+            f"activity {spec['name']!r} exceeded its schedule_to_close_timeout of "
+            f"{close_by:g}s ({who})"
+        ),
+        "traceback": "",
+        "non_retryable": True,
+        "details": None,
+    }
+    return h.ActivityFailed(
+        ref=ref, failure=failure, attempt=attempt, attempts=rows.loads(attempts) if attempts else []
+    )
 
 
 # A claim's condition on a workflow task (placeholders: a due time HELD_GRACE

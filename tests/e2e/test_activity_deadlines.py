@@ -1,0 +1,98 @@
+"""An activity's schedule_to_close_timeout passes even when no worker takes
+the activity (its queue unserved, its workers gone): the store fires the
+deadline as a timer (ref -activity's ref) and fails the activity. It had
+been checked only by a worker claiming the task, so with none the workflow
+waited for ever, where Temporal's server fails the activity on time."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from e2e_helpers import fast_worker
+
+import perdure
+from perdure import activity, workflow
+
+
+@activity.defn(schedule_to_close_timeout=timedelta(seconds=0.5))
+async def bounded(x: str) -> str:
+    return x
+
+
+@workflow.defn
+async def asks_nobody() -> str:
+    try:
+        await bounded.options(task_queue="nobody-serves-this")("x")
+    except perdure.ActivityError as exc:
+        assert exc.cause is not None
+        return f"{exc.cause.type}: {exc.cause.message}"
+    return "completed"
+
+
+@workflow.defn
+async def asks_in_time() -> str:
+    done = await bounded("in time")
+    await asyncio.sleep(1.0)  # past the deadline: it must not fire into anything
+    return done
+
+
+async def test_the_deadline_passes_with_no_worker_for_the_activity(
+    client: perdure.Client,
+) -> None:
+    async with fast_worker(client, [asks_nobody], []):
+        handle = await client.start(asks_nobody)
+        said = await handle.result(timeout=20)
+    assert said == (
+        "ActivityTimeoutError: activity 'bounded' exceeded its schedule_to_close_timeout"
+        " of 0.5s (no worker took it)"
+    )
+    history = await handle.history()
+    [failed] = [e for e in history if e["type"] == "ActivityFailed"]
+    assert failed["attempt"] == 0 and failed["failure"]["non_retryable"] is True
+    assert failed["time"] - history[0]["time"] >= 0.5
+    assert (await handle.describe()).pending_timers == []
+
+
+async def test_an_activity_done_in_time_is_left_alone_by_its_deadline(
+    client: perdure.Client,
+) -> None:
+    async with fast_worker(client, [asks_in_time], [bounded]):
+        handle = await client.start(asks_in_time)
+        assert (
+            await handle.describe()
+        ).pending_timers == []  # (the deadline is not a timer of the run's)
+        assert await handle.result(timeout=20) == "in time"
+    types = [e["type"] for e in await handle.history()]
+    assert types.count("ActivityCompleted") == 1 and "ActivityFailed" not in types
+
+
+async def test_an_attempt_holding_a_lease_is_its_workers_until_the_lease_runs_out(
+    tmp_path: Path,
+) -> None:
+    """At the deadline a leased attempt is left to its worker (which stops it
+    then); if that worker is gone, the deadline is looked at again when the
+    lease runs out, and the activity fails then."""
+    path = tmp_path / "leased.db"
+    client = await perdure.Client.connect(f"sqlite:///{path}")
+    client.poll_interval = 0.02
+    try:
+        async with fast_worker(client, [asks_nobody], []):
+            handle = await client.start(asks_nobody)
+            lease_until = time.time() + 1.2  # past the 0.5 s deadline
+            with sqlite3.connect(path) as db:  # a worker took it, then died
+                taken = db.execute(
+                    "UPDATE tasks SET lease_token = 'gone', lease_owner = 'dead-worker',"
+                    " attempt = 1, visible_at = ? WHERE kind = 'activity'",
+                    (lease_until,),
+                ).rowcount
+            assert taken == 1
+            said = await handle.result(timeout=20)
+            ended = time.time()
+    finally:
+        await client.close()
+    assert said.endswith("(its attempt 1 was lost: its worker stopped or lost its lease)")
+    assert ended >= lease_until - 0.05  # not at the deadline: when the lease ran out
