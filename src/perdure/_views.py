@@ -99,6 +99,10 @@ class PendingActivityInfo:
     """The attempts that ended, oldest first: ``attempt``, ``started_at``,
     ``ended_at`` (epoch seconds) and ``error`` (``{"type", "message"}``)."""
     started_at: datetime | None = None  # of the attempt running now
+    task_queue: str = ""
+    waiting_for_worker: bool = False
+    """Its next attempt has been due for more than a second and no worker
+    took it: is a worker serving ``task_queue`` with this activity?"""
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,8 @@ def describe_run(
                 a.last_failure,
                 a.attempts,
                 _dt(a.started_at),
+                a.task_queue,
+                a.due_at is not None and a.due_at < now - 1.0,
             )
             for a in pending.activities
         ],

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from e2e_helpers import fast_worker
+from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import activity, workflow
@@ -96,3 +96,32 @@ async def test_an_attempt_holding_a_lease_is_its_workers_until_the_lease_runs_ou
         await client.close()
     assert said.endswith("(its attempt 1 was lost: its worker stopped or lost its lease)")
     assert ended >= lease_until - 0.05  # not at the deadline: when the lease ran out
+
+
+@activity.defn
+async def unbounded(x: str) -> str:
+    return x
+
+
+@workflow.defn
+async def asks_a_typo() -> str:
+    return await unbounded.options(task_queue="paymnets")("x")
+
+
+async def test_describe_says_which_queue_an_untaken_activity_waits_on(
+    client: perdure.Client,
+) -> None:
+    """An activity no worker takes (a queue's name misspelt) had shown only
+    "scheduled, not started": now its queue, and that nobody takes it."""
+    async with fast_worker(client, [asks_a_typo], [unbounded]):
+        handle = await client.start(asks_a_typo)
+
+        async def untaken() -> bool:
+            pending = (await handle.describe()).pending_activities
+            return bool(pending) and pending[0].waiting_for_worker
+
+        await wait_until(untaken, 10, "the activity to be reported as untaken")
+        [pending] = (await handle.describe()).pending_activities
+        assert (pending.task_queue, pending.attempt, pending.running) == ("paymnets", 0, False)
+        async with fast_worker(client, [], [unbounded], task_queue="paymnets"):
+            assert await handle.result(timeout=20) == "x"

@@ -409,3 +409,22 @@ def test_server_serves_the_api_and_the_ui_until_sigterm(db: str, tmp_path: Path)
     finally:
         code = server.stop()
     assert code == 0, server.output()
+
+
+def test_show_and_the_api_name_the_queue_of_an_activity_nobody_takes() -> None:
+    from perdure._views import PendingActivityInfo, WorkflowDescription
+    from perdure.cli._inspect_cmd import _pending_lines
+    from perdure.server._query import description_json
+
+    now = datetime.now().astimezone()
+    untaken = PendingActivityInfo(
+        1, "charge", 0, False, now, None, [], None, "paymnets", waiting_for_worker=True
+    )
+    d = WorkflowDescription(
+        "w", "r", "pay", "default", "running", {"args": [], "kwargs": {}}, now, now, None,
+        {}, None, None, None, 2, pending_activities=[untaken],
+    )  # fmt: skip
+    [line] = _pending_lines(d)
+    assert "no worker has taken it" in line and "'paymnets'" in line and "'charge'" in line
+    [shown] = description_json(d)["pending_activities"]
+    assert shown["task_queue"] == "paymnets" and shown["waiting_for_worker"] is True

@@ -286,6 +286,8 @@ class PendingActivity:
     last_failure: dict[str, Any] | None
     attempts: list[dict[str, Any]] = field(default_factory=list)  # the ended ones
     started_at: float | None = None  # of the running attempt
+    task_queue: str = ""
+    due_at: float | None = None  # when its next attempt may start (not running)
 
 
 @dataclass

@@ -141,6 +141,11 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
         else:
             where = f"attempt {a.attempt} failed, next attempt at {local_time(a.next_attempt_at)}"
         line = f"activity [bold]{escape(a.activity_type)}[/] (ref {a.activity_id}): {where}"
+        if a.waiting_for_worker:
+            line += (
+                f"\n    [bold yellow]no worker has taken it:[/] is a worker running for task "
+                f"queue {escape(a.task_queue)!r} with activity {escape(a.activity_type)!r}?"
+            )
         if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here
             earlier = [f"#{r.get('attempt')} {_attempt_error(r)}" for r in a.attempts[:-1]]
             line += f"\n    [dim]earlier attempts: {escape('; '.join(earlier))}[/]"

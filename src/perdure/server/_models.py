@@ -95,6 +95,10 @@ class PendingActivity(BaseModel):
     attempts: list[AttemptRecord] = Field(
         default_factory=list, description="The attempts that ended, oldest first."
     )
+    task_queue: str = Field("", description="The queue its attempts are taken from.")
+    waiting_for_worker: bool = Field(
+        False, description="Due for over a second and no worker took it: is one serving its queue?"
+    )
 
 
 class PendingChild(BaseModel):

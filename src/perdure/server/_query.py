@@ -193,6 +193,8 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
                 "last_failure": a.last_failure,
                 "started_at": iso(a.started_at),
                 "attempts": [attempt_json(r) for r in a.attempts],
+                "task_queue": a.task_queue,
+                "waiting_for_worker": a.waiting_for_worker,
             }
             for a in d.pending_activities
         ],

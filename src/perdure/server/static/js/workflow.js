@@ -174,7 +174,11 @@ export function renderWorkflow(container, id, params, ctx) {
       items.push(h("li", { class: "pending-activity" },
         h("span", { class: "tag tag-activity", text: "activity" }),
         h("b", { text: a.activity_type }), h("span", { class: "muted", text: ` ref ${a.activity_id} · ` }),
-        what, a.last_failure ? failureBlock(a.last_failure) : null));
+        what, a.waiting_for_worker ? h("div", { class: "alert warn no-activity-worker" },
+          h("b", { text: "No worker has taken it." }),
+          ` Is a worker running for task queue “${a.task_queue}” that registers `,
+          h("code", { text: a.activity_type }), "?") : null,
+        a.last_failure ? failureBlock(a.last_failure) : null));
     }
     for (const t of desc.pending_timers) {
       items.push(h("li", {}, h("span", { class: "tag tag-timer", text: "timer" }),
