@@ -87,7 +87,10 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.timers
         or commit.cancelled_timers
         or commit.cancelled_children
-        or (commit.activities and rows.has_deadlines(commit))  # (a timer to write)
+        or (  # (a deadline timer to write: rows.timer_rows)
+            commit.activities
+            and commit.activities[0].options.get("schedule_to_close_timeout") is not None
+        )
     ):
         return None
     children = children_rows(commit, now)

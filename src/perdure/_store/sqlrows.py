@@ -456,11 +456,6 @@ def timer_rows(
     return timers
 
 
-def has_deadlines(commit: TurnCommit) -> bool:
-    """Whether ``commit`` schedules an activity with a schedule_to_close_timeout."""
-    return any(a.options.get("schedule_to_close_timeout") is not None for a in commit.activities)
-
-
 # An ending run's tasks: one statement per kind, each served by that kind's
 # partial index on run_id ("WHERE run_id = ?" alone has no index on SQLite,
 # and scanned every queued task at each run's close).
