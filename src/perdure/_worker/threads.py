@@ -8,10 +8,9 @@ worker's threads: a few hung calls (an HTTP request with no timeout) and no
 plain ``def`` activity ran on that worker again, each new attempt timing out
 while it waited for a thread. Now the worker raises ``AttemptEnded`` in the
 function's thread (a CancelledError, as Temporal's Python SDK raises its
-cancellation there): a
-function busy in Python stops at its next line, one blocked in a call stops
-as the call returns (rather than going on to its next side effect, which
-the attempt that replaced it may be doing too). And the pool keeps
+cancellation there): a function busy in Python stops at its next line, one
+blocked in a call stops as the call returns (rather than going on to its
+next side effect, which the attempt that replaced it may be doing too). And the pool keeps
 ``SPARE_THREADS`` threads beyond the worker's slots for such functions, so
 that new attempts still find a thread while they finish. CPython only
 (``PyThreadState_SetAsyncExc``); elsewhere the function runs on, as before.
