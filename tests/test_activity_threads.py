@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from concurrent.futures import CancelledError, Future
@@ -105,3 +106,52 @@ def test_a_call_that_returned_is_not_stopped_and_its_thread_is_left_alone() -> N
     assert call.stop() is False
     time.sleep(0.01)  # (a stray exception would land in this thread now)
     assert sum([1]) == 1
+
+
+def _traced_call_returns_in(thread_work: object) -> bool:
+    """Run ``thread_work`` and then a function call under a trace function,
+    in a thread of their own: whether that call returned within 5 s."""
+    returned = threading.Event()
+
+    def tracer(frame: object, event: str, arg: object) -> object:
+        return tracer
+
+    def one() -> int:
+        return 1
+
+    def body() -> None:
+        thread_work()  # type: ignore[operator]
+        sys.settrace(tracer)
+        try:
+            one()
+        finally:
+            sys.settrace(None)
+        returned.set()
+
+    threading.Thread(target=body, daemon=True).start()
+    return returned.wait(5)
+
+
+def test_a_stopped_call_leaves_its_thread_fit_for_a_debugger() -> None:
+    """After a call was stopped (its AttemptEnded raised in it), its thread
+    runs on normally, traced calls included. The exception had then been
+    "taken back" by sending NULL, which left CPython 3.11's
+    asynchronous-exception signal set: the thread's next call under a trace
+    function (a debugger, coverage) looped for ever."""
+
+    def stopped_call() -> None:
+        call = ThreadedCall()
+        began = threading.Event()
+
+        def work() -> str:
+            began.set()
+            end = time.monotonic() + 5.0
+            while time.monotonic() < end:
+                pass
+            return "ran"
+
+        threading.Thread(target=lambda: (began.wait(5), call.stop()), daemon=True).start()
+        with pytest.raises(AttemptEnded):
+            call.run(work, (), {})
+
+    assert _traced_call_returns_in(stopped_call)

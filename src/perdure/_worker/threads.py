@@ -26,23 +26,19 @@ The standard library only.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from perdure._worker.asyncexc import AVAILABLE, absorb, send
+
 __all__ = ["SPARE_THREADS", "ActivityThreads", "AttemptEnded", "ThreadedCall"]
 
 # Threads that functions whose attempt ended may hold, beyond the worker's
 # activity slots, before new attempts wait for a thread.
 SPARE_THREADS = 64
-
-try:
-    _set_async_exc: Any = ctypes.pythonapi.PyThreadState_SetAsyncExc
-except AttributeError:  # not CPython
-    _set_async_exc = None
 
 
 class AttemptEnded(asyncio.CancelledError):
@@ -75,9 +71,9 @@ class ThreadedCall:
             return fn(*args, **kwargs)
         finally:  # (also if AttemptEnded lands before fn's first line)
             with self._lock:
-                ident, self._ident = self._ident, None
-                if self._sent and ident is not None and _set_async_exc is not None:
-                    _set_async_exc(ctypes.c_ulong(ident), None)  # (not raised yet: dropped)
+                self._ident = None
+            if self._sent:
+                absorb(AttemptEnded)  # (sent, not raised yet: raised and dropped here)
             if self._sent and self.on_end is not None:
                 self.on_end(self)
 
@@ -87,9 +83,9 @@ class ThreadedCall:
         with self._lock:
             if self._ident is None:
                 return False
-            if not self._sent and _set_async_exc is not None:
+            if not self._sent and AVAILABLE:
                 self._sent = True
-                _set_async_exc(ctypes.c_ulong(self._ident), ctypes.py_object(AttemptEnded))
+                send(self._ident, AttemptEnded)
             return True
 
 
