@@ -21,3 +21,11 @@ def blocked_for_good(x: int) -> int:
 @workflow.defn
 async def waits_on_a_blocked_call(x: int) -> int:
     return await blocked_for_good(x)
+
+
+@workflow.defn
+async def spins_for_good(x: int) -> int:
+    Path(os.environ["PERDURE_TEST_BLOCKED"]).write_text("spinning")
+    while x:  # never awaits: holds the worker's event loop
+        pass
+    return x

@@ -49,6 +49,7 @@ def test_the_worker_options_reach_the_worker(
     db = f"sqlite:///{tmp_path / 'options.db'}"
     flags = ["--max-activities", "40", "--max-workflow-tasks", "7", "--cache-size", "3"]
     flags += ["--drain-timeout", "1.5", "--lease-timeout", "9", "--poll-interval", "0.3"]
+    flags += ["--deadlock-timeout", "4.5"]
     assert main([wf.__file__, "--db", db, "--log-level", "ERROR", *flags]) == 0
     [options] = _Recorded.seen
     assert options["max_concurrent_activities"] == 40
@@ -57,6 +58,20 @@ def test_the_worker_options_reach_the_worker(
     assert options["drain_timeout"] == 1.5
     assert options["lease_timeout"] == 9.0
     assert options["poll_interval"] == 0.3
+    assert options["deadlock_timeout"] == 4.5
+
+
+def test_a_deadlock_timeout_of_zero_turns_the_watchdog_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_Recorded, "seen", [])
+    monkeypatch.setattr(worker_module, "Worker", _Recorded)
+    db = f"sqlite:///{tmp_path / 'options.db'}"
+    assert main([wf.__file__, "--db", db, "--log-level", "ERROR"]) == 0
+    assert main([wf.__file__, "--db", db, "--log-level", "ERROR", "--deadlock-timeout", "0"]) == 0
+    assert [seen["deadlock_timeout"] for seen in _Recorded.seen] == [2.0, None]
+    assert main([wf.__file__, "--db", db, "--deadlock-timeout", "-1"]) == 2
+    assert "--deadlock-timeout must be a positive number of seconds" in capsys.readouterr().err
 
 
 def test_each_worker_process_gets_the_options(
@@ -78,6 +93,7 @@ def test_each_worker_process_gets_the_options(
         assert given["--max-workflow-tasks"] == "7"
         assert given["--cache-size"] == "3"
         assert float(given["--drain-timeout"]) == 1.5
+        assert float(given["--deadlock-timeout"]) == 2.0
         assert given["--identity"] == f"w/{k}"
 
 
@@ -93,6 +109,12 @@ def test_each_worker_process_gets_the_options(
         ("drain_timeout", float("nan"), "drain_timeout must be a number of seconds of at least 0"),
         ("poll_interval", "1", "poll_interval must be a positive number of seconds, not '1'"),
         ("task_queue", "", "task_queue must be a non-empty string, not ''"),
+        ("deadlock_timeout", 0, "deadlock_timeout must be a positive number of seconds, not 0"),
+        ("deadlock_timeout", -1.0, "deadlock_timeout must be a positive number of seconds"),
+        ("deadlock_timeout", float("nan"), "deadlock_timeout must be a positive number"),
+        ("deadlock_timeout", float("inf"), "deadlock_timeout must be a positive number"),
+        ("deadlock_timeout", "2", "deadlock_timeout must be a positive number of seconds, not '2'"),
+        ("deadlock_timeout", True, "deadlock_timeout must be a positive number of seconds"),
     ],
 )
 async def test_a_worker_refuses_options_out_of_range(

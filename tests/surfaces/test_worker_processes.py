@@ -153,3 +153,29 @@ def test_a_function_blocked_for_good_does_not_keep_the_worker_alive(
         worker.stop(signal.SIGKILL)
     assert code == 0, worker.output()
     assert "ended (its worker stopped) while its function still ran" in worker.output()
+
+
+def test_workflow_code_that_never_awaits_does_not_keep_the_worker_from_stopping(
+    tmp_path: Path, db: str, client: perdure.SyncClient
+) -> None:
+    """A busy loop in workflow code held the worker's event loop, which
+    therefore never heard SIGTERM (nor renewed a lease). The watchdog
+    interrupts it after --deadlock-timeout; the worker then stops as asked,
+    and the run stays, with why its turn failed."""
+    import blocking_workflows as bw
+
+    marker = tmp_path / "spinning"
+    args = ["worker", bw.__file__, "--db", db, "--poll-interval", "0.05"]
+    args += ["--deadlock-timeout", "0.5", "--drain-timeout", "5"]
+    worker = spawn(args, tmp_path / "worker.log", env={"PERDURE_TEST_BLOCKED": str(marker)})
+    try:
+        handle = client.start("spins_for_good", 1)
+        wait_for(lambda: marker.exists() or None, 20, "the workflow to spin")
+        worker.popen.send_signal(signal.SIGTERM)
+        code = worker.popen.wait(timeout=20)
+    finally:
+        worker.stop(signal.SIGKILL)
+    assert code == 0, worker.output()
+    assert "without awaiting at " in worker.output()
+    assert "blocking_workflows.py" in worker.output()
+    assert handle.describe().status == "running"

@@ -7,6 +7,7 @@ the same history always produces the same commands.
 """
 
 from perdure._runtime.instance import (
+    ExitInWorkflow,
     TurnNeverEnds,
     WorkflowInfo,
     WorkflowInstance,
@@ -16,6 +17,7 @@ from perdure._runtime.instance import (
 from perdure._runtime.loop import WorkflowLoop
 
 __all__ = [
+    "ExitInWorkflow",
     "TurnNeverEnds",
     "WorkflowInfo",
     "WorkflowInstance",

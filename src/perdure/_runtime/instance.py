@@ -19,7 +19,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._converter import DataConverter, fresh
-from perdure._runtime.locate import brief, user_location
+from perdure._runtime.locate import brief, raised_at, user_location
 from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
 from perdure._runtime.signals import Signals
 from perdure.errors import (
@@ -46,9 +46,15 @@ MAX_DRIFT = 3  # activities replayed with other arguments that an instance notes
 
 
 class TurnNeverEnds(Exception):
-    """A turn ran MAX_TURN_STEPS callbacks: its workflow code is busy without
-    waiting for any input. The turn fails (and is tried again later, as a
-    turn that meets non-determinism is); the run is kept."""
+    """A turn its workflow code cannot complete: the turn fails (and is tried
+    again later, as a turn that meets non-determinism is); the run is kept.
+    Here: it ran MAX_TURN_STEPS callbacks, busy without waiting for input."""
+
+
+class ExitInWorkflow(TurnNeverEnds):
+    """Workflow code raised SystemExit or KeyboardInterrupt: asyncio would
+    pass it up and end the worker's process (and every worker that replays
+    the run after it). The turn fails instead."""
 
 
 # The instance whose context this is: set in each instance's own context (see
@@ -180,8 +186,10 @@ class WorkflowInstance:
         try:
             self._context.run(self._run_turn, inputs)
         finally:
-            self.activating = False
+            # (First: code interrupted by its worker's watchdog gets its
+            # exception at a call's return, never between these lines and it.)
             asyncio.events._set_running_loop(outer)
+            self.activating = False
         # Patch markers are optional on replay: code whose patch branch was
         # removed after old runs finished no longer asks for them.
         while self._expected and isinstance(self._expected[0], h.PatchRecorded):
@@ -202,12 +210,19 @@ class WorkflowInstance:
             self._apply(event)
         run_one = self.loop.run_one
         left = MAX_TURN_STEPS
-        while self._error is None and run_one():
-            left -= 1
-            if not left:
-                break
-        else:
-            return  # (the turn ended: nothing is ready, or the code failed)
+        try:
+            while self._error is None and run_one():
+                left -= 1
+                if not left:
+                    break
+            else:
+                return  # (the turn ended: nothing is ready, or the code failed)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise ExitInWorkflow(
+                f"workflow code raised {exc!r}{raised_at(exc)}, which would have ended the worker's "
+                f"process: a workflow cannot stop its worker (sys.exit(), or a library that "
+                f"calls it, such as argparse on bad arguments); the turn is tried again"
+            ) from exc
         info = self.info
         name = info.workflow_type if info else getattr(self.fn, "__name__", "?")
         raise TurnNeverEnds(
@@ -579,15 +594,21 @@ class _TurnAborted(BaseException):
 
 
 def replay_history(
-    fn: WorkflowFn, events: list[h.Event], converter: DataConverter
+    fn: WorkflowFn,
+    events: list[h.Event],
+    converter: DataConverter,
+    before_turn: Callable[[WorkflowInstance], None] | None = None,
 ) -> WorkflowInstance:
     """A new instance that has replayed ``events`` turn by turn, checking every
-    command against the record. Raises NonDeterminismError or HistoryFormatError."""
+    command against the record. Raises NonDeterminismError or HistoryFormatError.
+    ``before_turn(instance)`` is called as each turn begins."""
     instance = WorkflowInstance(fn, converter)
     try:
         for turn in h.split_turns(events):
             if instance.closed:
                 break
+            if before_turn is not None:
+                before_turn(instance)
             instance.activate(turn.time, turn.inputs, turn.commands, turn.events_before)
     except BaseException:
         # Close its coroutines now, in discarding mode: left to the garbage

@@ -76,6 +76,7 @@ def check_worker_options(
     drain_timeout: Any,
     task_queue: Any = "default",
     identity: Any = None,
+    deadlock_timeout: Any = None,
     spell: Callable[[str], str] = str,
 ) -> None:
     """Raise ValueError naming every option out of its range (``spell``
@@ -98,6 +99,11 @@ def check_worker_options(
         problems.append(
             f"{spell('drain_timeout')} must be a number of seconds of at least 0, "
             f"not {drain_timeout!r}"
+        )
+    if deadlock_timeout is not None and not _seconds(deadlock_timeout, positive=True):
+        problems.append(
+            f"{spell('deadlock_timeout')} must be a positive number of seconds, not "
+            f"{deadlock_timeout!r} (None turns it off; on the command line, 0)"
         )
     for problem in (
         name_problem(spell("task_queue"), task_queue),

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from threading import get_ident
 from typing import Any
 
 from perdure import _history as h
@@ -36,13 +37,14 @@ from perdure._worker.commands import InlinePolicy, add_commands
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.inline import ended_at, kept_lease
 from perdure._worker.timers import InlineTimers
+from perdure._worker.watchdog import TurnBlocked, Watchdog
 from perdure.errors import NonDeterminismError, StoreError
 
 log = logging.getLogger("perdure.worker")
 
 # Workflow code that runs this long in one turn blocked the worker's loop (time.sleep,
-# blocking I/O): every other run stood still and leases went unrenewed. Logged; it
-# cannot be interrupted, and failing the turn would only repeat it.
+# blocking I/O): every other run stood still. Logged; past the worker's
+# deadlock_timeout the watchdog interrupts it (watchdog.py).
 BLOCKED_TURN_SECONDS = 1.0
 
 
@@ -100,8 +102,11 @@ class TurnRunner:
         on_inline: InlineSink | None = None,
         on_settled: Callable[[int], None] | None = None,
         identity: str | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.store = store
+        # Runs workflow code, and interrupts code that does not await.
+        self.watchdog = watchdog or Watchdog(None)
         self.converter = converter
         self.workflows = workflows
         self.cache_size = cache_size
@@ -167,7 +172,9 @@ class TurnRunner:
                 task, data.run.run_id, data.run.version, instance, last_seq, marked, inputs
             )
             commit.consumed_inbox = [inbox_id for inbox_id, _ in data.inbox]
-        except (TurnFailed, NonDeterminismError, TurnNeverEnds, h.HistoryFormatError) as exc:
+        except (
+            TurnFailed, TurnBlocked, NonDeterminismError, TurnNeverEnds, h.HistoryFormatError
+        ) as exc:  # fmt: skip
             if instance is not None:
                 instance.evict()
             await self._fail(task, str(exc))
@@ -239,6 +246,9 @@ class TurnRunner:
                     own_slot,
                     None if waited else ended_at(outcome),
                 )
+            except (TurnBlocked, TurnNeverEnds):  # (the inbox's turn says why on the run)
+                instance.evict()
+                return False
             except Exception:
                 log.exception("inline turn for run %s failed; using the inbox", run_id)
                 instance.evict()
@@ -318,6 +328,9 @@ class TurnRunner:
                 commit = self._next_commit(
                     run_id, cached, [h.TimerFired(ref=ref, time=now)], at=now
                 )
+            except (TurnBlocked, TurnNeverEnds):
+                instance.evict()
+                return False
             except Exception:
                 log.exception("inline timer of run %s failed; using the inbox", run_id)
                 instance.evict()
@@ -466,7 +479,10 @@ class TurnRunner:
                 f"(registered: {known}); start a worker that has it, and the run resumes"
             )
         self.replays += 1
-        instance = replay_history(fn, data.events, self.converter)
+        watchdog = self.watchdog
+        instance = watchdog.run(
+            None, replay_history, fn, data.events, self.converter, watchdog.rearm
+        )
         if instance.drift:
             log.warning(
                 "run %s (%s) replayed activities with other arguments than its history "
@@ -499,8 +515,16 @@ class TurnRunner:
         now = max(self.store.clock() if at is None else at, instance.now_ts)
         commands: list[h.Command] = []
         if inputs:
-            began = time.monotonic()
-            commands = instance.activate(now, inputs, history_length=last_seq)
+            # (Watchdog.run, written out: this is every step's path.)
+            watchdog = self.watchdog
+            watchdog.armed = armed = (time.monotonic(), get_ident(), instance)
+            try:
+                commands = instance.activate(now, inputs, history_length=last_seq)
+            finally:
+                watchdog.armed = None
+                if watchdog.fired is not None:
+                    watchdog.settle()
+            began = armed[0]
             if time.monotonic() - began >= BLOCKED_TURN_SECONDS:
                 _warn_blocked(instance, time.monotonic() - began)
         events = h.turn_events(last_seq, now, inputs, commands, marked) if inputs else []

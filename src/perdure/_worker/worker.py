@@ -36,6 +36,7 @@ from perdure._worker.crashpoints import crash_point
 from perdure._worker.options import check_worker_options, collect_activities, collect_workflows
 from perdure._worker.registry import Registration
 from perdure._worker.turns import TurnRunner
+from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT, Watchdog
 from perdure.errors import StoreError
 
 if TYPE_CHECKING:
@@ -78,6 +79,9 @@ class Worker:
     (young 20,000, middle 100; never lowered); the last worker to stop restores
     them. A quarter more throughput with thousands of workflows in flight
     (see docs/operations.md); ``False`` leaves them alone.
+    ``deadlock_timeout``: workflow code that runs this many seconds without
+    awaiting (a busy loop, a blocking call) is interrupted, and its turn fails
+    and is tried again with backoff (see docs/workflows.md); None: never.
     A numeric option out of its range raises ValueError, naming it.
     """
 
@@ -97,6 +101,7 @@ class Worker:
         drain_timeout: float = 30.0,
         inline_activities: bool = True,
         tune_gc: bool = True,
+        deadlock_timeout: float | None = DEFAULT_DEADLOCK_TIMEOUT,
     ) -> None:
         if not isinstance(getattr(client, "store", None), Store):
             raise TypeError(
@@ -112,6 +117,7 @@ class Worker:
             drain_timeout=drain_timeout,
             task_queue=task_queue,
             identity=identity or None,
+            deadlock_timeout=deadlock_timeout,
         )
         self.client = client
         self.store = client.store
@@ -137,6 +143,7 @@ class Worker:
             on_inline=self._run_inline,
             on_settled=self._inline_settled,
             identity=self.identity,
+            watchdog=Watchdog(deadlock_timeout, name=f"perdure-watchdog {self.identity}"),
         )
         self.activity_runner = ActivityRunner(
             self.store, client.converter, self.activities, max_concurrent_activities, lease_timeout
@@ -196,6 +203,7 @@ class Worker:
         if self.tune_gc:
             gcpolicy.acquire()
         self._loop = self.activity_runner.loop = loop
+        self.turns.watchdog.start()
         self.store.take_new_runs(self.task_queue, self)
         if self._serving is not None and not self._serving.done():
             self._serving.set_result(None)
@@ -213,6 +221,7 @@ class Worker:
             await self._registration.unregister()
             self.store.remove_listener(listener)
             self.turns.evict_all()
+            self.turns.watchdog.stop()
             self.activity_runner.shutdown()
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:

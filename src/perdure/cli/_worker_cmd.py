@@ -27,6 +27,11 @@ def worker(
     drain_timeout: float = typer.Option(
         30.0, help="Seconds a stopping worker lets its running turns and activities finish."
     ),
+    deadlock_timeout: float = typer.Option(
+        2.0,
+        help="Seconds workflow code may run without awaiting before it is interrupted "
+        "and its turn retried (a busy loop, a blocking call); 0: never.",
+    ),
     log_level: str = typer.Option("INFO", help="Logging level."),
     identity: Optional[str] = typer.Option(
         None,
@@ -62,6 +67,7 @@ def worker(
         max_workflow_tasks=max_workflow_tasks,
         cache_size=cache_size,
         drain_timeout=drain_timeout,
+        deadlock_timeout=deadlock_timeout,
         log_level=log_level,
         identity=identity,
         tune_gc=tune_gc,

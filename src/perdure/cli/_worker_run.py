@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from perdure._worker.options import check_worker_options
+from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT
 from perdure.cli._modules import ModuleLoadError, collect, load_module
 from perdure.errors import PerdureError
 
@@ -48,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-workflow-tasks", type=int, default=100)
     p.add_argument("--cache-size", type=int, default=10_000)
     p.add_argument("--drain-timeout", type=float, default=30.0)
+    p.add_argument("--deadlock-timeout", type=float, default=DEFAULT_DEADLOCK_TIMEOUT)
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--identity", default=None)
     p.add_argument("--tune-gc", dest="tune_gc", action="store_true", default=True)
@@ -85,6 +87,7 @@ _FLAGS = {
     "poll_interval": "--poll-interval",
     "cache_size": "--cache-size",
     "drain_timeout": "--drain-timeout",
+    "deadlock_timeout": "--deadlock-timeout",
     "task_queue": "--task-queue",
     "identity": "--identity",
 }
@@ -112,13 +115,15 @@ def serve(
     max_workflow_tasks: int = 100,
     cache_size: int = 10_000,
     drain_timeout: float = 30.0,
+    deadlock_timeout: float = DEFAULT_DEADLOCK_TIMEOUT,
 ) -> int:
     """Serve every workflow and activity defined in ``modules`` until
     stopped (``db`` None: ``$PERDURE_DB``, else the default); the exit code
     (2: nothing to serve, or a module that does not load; 1: a perdure
     error, such as a database that cannot be opened). ``processes`` > 1:
     that many worker processes, each ``perdure worker`` with these options
-    (see _supervise). ``loop``: one of LOOPS."""
+    (see _supervise). ``loop``: one of LOOPS. ``deadlock_timeout`` 0: never
+    interrupt workflow code."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -135,6 +140,7 @@ def serve(
             drain_timeout=drain_timeout,
             task_queue=task_queue,
             identity=identity or None,
+            deadlock_timeout=deadlock_timeout or None,
             spell=_FLAGS.__getitem__,
         )
     except ValueError as exc:
@@ -166,6 +172,7 @@ def serve(
             *("--poll-interval", repr(poll_interval), "--max-activities", str(max_activities)),
             *("--max-workflow-tasks", str(max_workflow_tasks), "--cache-size", str(cache_size)),
             *("--drain-timeout", repr(drain_timeout)),
+            *("--deadlock-timeout", repr(deadlock_timeout)),
             *("--log-level", log_level, "--tune-gc" if tune_gc else "--no-tune-gc"),
             *("--loop", loop),
             *(("--db", db) if db is not None else ()),
@@ -192,6 +199,7 @@ def serve(
                 cache_size=cache_size,
                 drain_timeout=drain_timeout,
                 tune_gc=tune_gc,
+                deadlock_timeout=deadlock_timeout or None,
             )
             names = sorted(w.workflows) + sorted(w.activities)
             logging.getLogger("perdure.cli").info(

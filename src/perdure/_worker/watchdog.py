@@ -1,0 +1,179 @@
+"""Workflow code that does not give the loop back, interrupted.
+
+A turn runs workflow code on the worker's event loop. Code that never awaits
+(a busy loop such as ``while not ready: pass``, a ``time.sleep``, a blocking
+HTTP call) held that loop: every other run on the worker stood still, its
+leases went unrenewed, SIGTERM was not heard, and once the leases ran out
+another worker replayed the run and froze in turn, one worker after another.
+Now a watchdog thread raises ``TurnInterrupted`` in the loop's thread when a
+turn has run ``limit`` seconds (the worker's ``deadlock_timeout``, 2 s by
+default as Temporal's deadlock detector): code busy in Python stops at its
+next line, code blocked in a call as the call returns. The turn fails with
+what was found and where (``TurnBlocked``, a TurnFailed: ``last_error``), the
+instance is dropped, and the workflow task backs off and is tried again, so
+the run resumes once fixed code is deployed, as after a NonDeterminismError.
+
+The loop's side costs a tuple and two attribute writes per turn; the lock is
+taken only when the watchdog fired. The watchdog fires at most once per
+arming, holding the lock, and only while the arming is current; the loop
+disarms before it looks whether the watchdog fired, and if it did, takes the
+lock and lets an exception not raised yet be raised there, and dropped
+(asyncexc.absorb): so ``TurnInterrupted`` is never raised after ``run`` has
+returned. Code that a debugger traces (a breakpoint in it) is not
+interrupted. CPython only (``PyThreadState_SetAsyncExc``); elsewhere turns
+are not interrupted. The standard library and the runtime's frame locator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from perdure._runtime.locate import user_frames
+from perdure._worker.asyncexc import AVAILABLE, absorb, send
+
+__all__ = ["DEFAULT_DEADLOCK_TIMEOUT", "TurnBlocked", "TurnInterrupted", "Watchdog"]
+
+log = logging.getLogger("perdure.worker")
+
+T = TypeVar("T")
+
+# Seconds a turn's workflow code may run without awaiting (Temporal's default).
+DEFAULT_DEADLOCK_TIMEOUT = 2.0
+
+
+class TurnInterrupted(BaseException):
+    """Raised in workflow code that ran past its worker's ``deadlock_timeout``
+    without awaiting. A BaseException, so that ``except Exception`` does not
+    swallow it; ``finally`` blocks run. The turn fails and is tried again."""
+
+
+class TurnBlocked(Exception):
+    """The turn's workflow code was interrupted (see the module docstring);
+    the message is the run's ``last_error``. The worker's turn code treats
+    it as TurnFailed (it subclasses that there)."""
+
+
+class Watchdog:
+    """One per worker. ``run(instance, fn, *args)`` runs workflow code (a
+    turn, or a replay whose turns call ``rearm``) under its eye."""
+
+    def __init__(self, limit: float | None, name: str = "perdure-watchdog") -> None:
+        self.limit = limit if AVAILABLE else None
+        self.name = name
+        # (time it began, loop thread's ident, instance) of the code running now.
+        self.armed: tuple[float, int, Any] | None = None
+        self.fired: tuple[float, int, Any] | None = None  # set under _lock only
+        self._where = ""  # the code's place when it fired
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------ the loop's side
+
+    def run(self, instance: Any, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``; TurnBlocked if the watchdog interrupted it."""
+        self.armed = (time.monotonic(), threading.get_ident(), instance)
+        try:
+            return fn(*args)
+        finally:
+            self.armed = None
+            if self.fired is not None:
+                self.settle()
+
+    def rearm(self, instance: Any) -> None:
+        """A replay's next turn begins: its time counts from now."""
+        self.armed = (time.monotonic(), threading.get_ident(), instance)
+
+    def settle(self) -> None:
+        """After code the watchdog fired at (or was about to), once disarmed:
+        take back the exception if it was not raised yet, and raise
+        TurnBlocked (nothing if it ended before the watchdog could fire)."""
+        fired = None
+        while True:
+            try:
+                with self._lock:  # (the watchdog is done with this code once we hold it)
+                    if self.fired is not None:
+                        fired, self.fired = self.fired, None
+                if fired is not None:
+                    absorb(TurnInterrupted)
+                break
+            except TurnInterrupted:
+                continue  # raised just now, here: it is never raised twice
+        if fired is None:
+            return  # it ended before the watchdog could fire: not blocked
+        began = fired[0]
+        raise TurnBlocked(
+            f"workflow code ran {time.monotonic() - began:.2g} s without awaiting{self._where} "
+            f"(the worker's deadlock_timeout is {self.limit:g} s): a busy loop, or blocking "
+            f"work (I/O, time.sleep) that belongs in an activity. It was interrupted; the "
+            f"turn is tried again with backoff, and the run goes on once the code is fixed"
+        )
+
+    # --------------------------------------------------- the watchdog thread
+
+    def start(self) -> None:
+        if self.limit is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._watch, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        limit = self.limit
+        assert limit is not None
+        while True:
+            armed = self.armed
+            wait = limit if armed is None else armed[0] + limit - time.monotonic()
+            if self._stopped.wait(max(wait, 0.001)):
+                return
+            self._check(limit)
+
+    def _check(self, limit: float) -> None:
+        with self._lock:
+            armed = self.armed
+            if armed is None or time.monotonic() - armed[0] < limit or self.fired is armed:
+                return
+            self.fired = armed
+            where = _place(armed[1])
+            if self.armed is not armed or where is None:
+                # It ended meanwhile, or a debugger holds it: nothing to interrupt.
+                self.fired = None
+                return
+            self._where = where
+            send(armed[1], TurnInterrupted)
+        info = getattr(armed[2], "info", None)
+        log.warning(
+            "workflow code of run %s (%s) has run %.2g s without awaiting%s, blocking the "
+            "worker's event loop; interrupting it (deadlock_timeout %g s)",
+            info.run_id if info else "?",
+            info.workflow_type if info else "?",
+            time.monotonic() - armed[0],
+            self._where,
+            limit,
+        )
+
+
+def _place(ident: int) -> str | None:
+    """' at FILE:LINE in FN' of the innermost workflow frame of thread
+    ``ident`` ('' if none is found); None if a debugger traces that thread
+    (pdb, debugpy: a frame with a trace function), whose user may be stopped
+    at a breakpoint."""
+    frame = sys._current_frames().get(ident)
+    outer = frame
+    while outer is not None:
+        if outer.f_trace is not None:
+            return None
+        outer = outer.f_back
+    frames = user_frames(frame) if frame is not None else []
+    if not frames:
+        return ""
+    f = frames[0]
+    return f" at {os.path.abspath(f.f_code.co_filename)}:{f.f_lineno} in {f.f_code.co_name}"
