@@ -12,9 +12,9 @@ from perdure._runtime.instance import (
     WorkflowInfo,
     WorkflowInstance,
     current_instance,
-    replay_history,
 )
 from perdure._runtime.loop import WorkflowLoop
+from perdure._runtime.replay import replay_history
 
 __all__ = [
     "ExitInWorkflow",

@@ -219,9 +219,9 @@ class WorkflowInstance:
                 return  # (the turn ended: nothing is ready, or the code failed)
         except (SystemExit, KeyboardInterrupt) as exc:
             raise ExitInWorkflow(
-                f"workflow code raised {exc!r}{raised_at(exc)}, which would have ended the worker's "
-                f"process: a workflow cannot stop its worker (sys.exit(), or a library that "
-                f"calls it, such as argparse on bad arguments); the turn is tried again"
+                f"workflow code raised {exc!r}{raised_at(exc)}, which would have ended the "
+                f"worker's process: a workflow cannot stop its worker (sys.exit(), or a library "
+                f"that calls it, such as argparse on bad arguments); the turn is tried again"
             ) from exc
         info = self.info
         name = info.workflow_type if info else getattr(self.fn, "__name__", "?")
@@ -591,28 +591,3 @@ class WorkflowInstance:
 
 class _TurnAborted(BaseException):
     """Stops workflow code after a non-determinism error was recorded."""
-
-
-def replay_history(
-    fn: WorkflowFn,
-    events: list[h.Event],
-    converter: DataConverter,
-    before_turn: Callable[[WorkflowInstance], None] | None = None,
-) -> WorkflowInstance:
-    """A new instance that has replayed ``events`` turn by turn, checking every
-    command against the record. Raises NonDeterminismError or HistoryFormatError.
-    ``before_turn(instance)`` is called as each turn begins."""
-    instance = WorkflowInstance(fn, converter)
-    try:
-        for turn in h.split_turns(events):
-            if instance.closed:
-                break
-            if before_turn is not None:
-                before_turn(instance)
-            instance.activate(turn.time, turn.inputs, turn.commands, turn.events_before)
-    except BaseException:
-        # Close its coroutines now, in discarding mode: left to the garbage
-        # collector, their finally blocks would run outside any workflow loop.
-        instance.evict()
-        raise
-    return instance
