@@ -194,3 +194,44 @@ async def test_replay_db_checks_every_run_of_the_registered_workflows(
         await Replayer([waits_for_approval]).replay_db(url, workflow="greet_workflow")
     with pytest.raises(StoreError, match="no SQLite database"):
         await Replayer([waits_for_approval]).replay_db(f"sqlite:///{tmp_path / 'nope.db'}")
+
+
+@workflow.defn(name="waits_for_approval")
+async def approval_that_spins(order: str) -> str:
+    """Code that never awaits (a busy loop) where the history has a wait."""
+    while order:
+        pass
+    return order
+
+
+@workflow.defn(name="waits_for_approval")
+async def approval_that_exits(order: str) -> str:
+    import sys
+
+    sys.exit(f"bad arguments for {order}")
+
+
+async def test_code_that_never_awaits_is_reported_not_hung() -> None:
+    """A busy loop on the replayed path had hung the replay (and `perdure
+    replay` in a deploy check) for ever; it is interrupted as a worker
+    interrupts it, and reported."""
+    history = await recorded_history(signal=True)
+    result = Replayer([approval_that_spins], deadlock_timeout=0.2).replay(history)
+    assert not result.ok
+    assert result.error_type == "TurnBlocked"
+    assert result.error is not None and "without awaiting" in result.error
+    assert "test_replayer.py" in result.error and "in approval_that_spins" in result.error
+
+
+async def test_code_that_exits_is_reported_and_the_replay_goes_on() -> None:
+    history = await recorded_history(signal=True)
+    result = Replayer([approval_that_exits]).replay(history)
+    assert not result.ok
+    assert result.error_type == "ExitInWorkflow"
+    assert result.error is not None and "SystemExit('bad arguments for o-1')" in result.error
+
+
+@pytest.mark.parametrize("bad", [0, -2.0, float("nan"), "1"])
+def test_a_replayer_refuses_a_deadlock_timeout_out_of_range(bad: object) -> None:
+    with pytest.raises(ValueError, match="deadlock_timeout must be a positive number"):
+        Replayer([waits_for_approval], deadlock_timeout=bad)  # type: ignore[arg-type]

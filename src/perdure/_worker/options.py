@@ -17,7 +17,13 @@ from perdure._checks import name_problem
 from perdure.activity import ActivityFunction
 from perdure.workflow import definition_of
 
-__all__ = ["check_worker_options", "collect_activities", "collect_workflows", "several"]
+__all__ = [
+    "check_worker_options",
+    "collect_activities",
+    "collect_workflows",
+    "deadlock_timeout_problem",
+    "several",
+]
 
 
 def several(items: Iterable[Any], kind: str) -> Iterable[Any]:
@@ -66,6 +72,16 @@ def _seconds(value: Any, positive: bool) -> bool:
     return bool(value > 0 if positive else value >= 0)
 
 
+def deadlock_timeout_problem(value: Any, name: str = "deadlock_timeout") -> str | None:
+    """What is wrong with ``value`` as a deadlock_timeout (None if nothing)."""
+    if value is None or _seconds(value, positive=True):
+        return None
+    return (
+        f"{name} must be a positive number of seconds, not {value!r} "
+        f"(None turns it off; on the command line, 0)"
+    )
+
+
 def check_worker_options(
     *,
     max_concurrent_activities: Any,
@@ -100,11 +116,9 @@ def check_worker_options(
             f"{spell('drain_timeout')} must be a number of seconds of at least 0, "
             f"not {drain_timeout!r}"
         )
-    if deadlock_timeout is not None and not _seconds(deadlock_timeout, positive=True):
-        problems.append(
-            f"{spell('deadlock_timeout')} must be a positive number of seconds, not "
-            f"{deadlock_timeout!r} (None turns it off; on the command line, 0)"
-        )
+    problem = deadlock_timeout_problem(deadlock_timeout, spell("deadlock_timeout"))
+    if problem is not None:
+        problems.append(problem)
     for problem in (
         name_problem(spell("task_queue"), task_queue),
         name_problem(spell("identity"), identity, none_means="host:pid:random"),

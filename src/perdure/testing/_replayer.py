@@ -21,6 +21,8 @@ from perdure._converter import DataConverter, default_converter
 from perdure._runtime import replay_history
 from perdure._store import resolve_url, sqlite_path, store_for_url
 from perdure._store.base import RunFilter, Store
+from perdure._worker.options import deadlock_timeout_problem
+from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT, Watchdog
 from perdure.errors import NonDeterminismError, StoreError
 from perdure.workflow import definition_of
 
@@ -62,7 +64,10 @@ class ReplayResult:
 
 
 def replay_events(
-    fn: Callable[..., Any], events: list[h.Event], converter: DataConverter
+    fn: Callable[..., Any],
+    events: list[h.Event],
+    converter: DataConverter,
+    deadlock_timeout: float | None = None,
 ) -> list[str]:
     """Replay a whole history with :func:`perdure._runtime.replay_history`;
     raise on the first mismatch. The instance is evicted afterwards either way.
@@ -71,9 +76,17 @@ def replay_events(
     collector is closed outside the workflow loop, so its ``finally:`` blocks
     would run activity functions for real. (``replay_history`` evicts the
     instance itself when replay fails.) Returns the activities replayed with
-    other arguments than recorded (``ReplayResult.warnings``).
+    other arguments than recorded (``ReplayResult.warnings``). Workflow code
+    that runs ``deadlock_timeout`` seconds without awaiting is interrupted
+    (TurnBlocked), as a worker interrupts it: a busy loop does not hang the
+    replay.
     """
-    instance = replay_history(fn, events, converter)
+    watchdog = Watchdog(deadlock_timeout, name="perdure-replay-watchdog")
+    watchdog.start()
+    try:
+        instance = watchdog.run(None, replay_history, fn, events, converter, watchdog.rearm)
+    finally:
+        watchdog.stop()
     instance.evict()
     return instance.drift
 
@@ -113,10 +126,21 @@ def decode_history(history: Sequence[Any]) -> list[h.Event]:
 
 class Replayer:
     """Replays recorded histories against ``workflows`` (the code you are
-    about to deploy). Run it in CI over histories from production."""
+    about to deploy). Run it in CI over histories from production.
+    ``deadlock_timeout``: as a Worker's (None: never interrupt the code)."""
 
-    def __init__(self, workflows: Iterable[Any], *, converter: DataConverter | None = None) -> None:
+    def __init__(
+        self,
+        workflows: Iterable[Any],
+        *,
+        converter: DataConverter | None = None,
+        deadlock_timeout: float | None = DEFAULT_DEADLOCK_TIMEOUT,
+    ) -> None:
+        problem = deadlock_timeout_problem(deadlock_timeout)
+        if problem is not None:
+            raise ValueError(problem)
         self.converter = converter or default_converter
+        self.deadlock_timeout = deadlock_timeout
         self.workflows: dict[str, Callable[..., Any]] = {}
         for item in workflows:
             definition = definition_of(item)
@@ -188,7 +212,7 @@ class Replayer:
             )
 
         try:
-            drift = replay_events(fn, events, self.converter)
+            drift = replay_events(fn, events, self.converter, self.deadlock_timeout)
         except NonDeterminismError as exc:
             return result(str(exc), "NonDeterminismError")
         except h.HistoryFormatError as exc:
