@@ -153,7 +153,11 @@ class ActivityFunction(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.opts = options
-        self.is_async = inspect.iscoroutinefunction(fn)
+        # (An object whose __call__ is an async def is async too: run in a
+        # thread, it would only have returned a coroutine.)
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)
+        )
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
         self.__doc__ = fn.__doc__
@@ -248,6 +252,18 @@ def defn(
     def wrap(f: Any) -> ActivityFunction[Any, Any]:
         if not callable(f):
             raise TypeError(f"@activity.defn needs a function, got {f!r}")
-        return ActivityFunction(f, name or f.__name__, options)
+        if inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f):
+            raise TypeError(
+                f"@activity.defn needs a function that returns its result, not a generator "
+                f"function ({f!r} yields): an activity's result is recorded as one value; "
+                f"return a list instead"
+            )
+        given = name or getattr(f, "__name__", None)
+        if not isinstance(given, str):
+            raise TypeError(
+                f"{f!r} has no __name__ to name the activity by: give it one, "
+                f"@activity.defn(name=...)"
+            )
+        return ActivityFunction(f, given, options)
 
     return wrap(fn) if fn is not None else wrap

@@ -75,6 +75,11 @@ def defn(fn: Any = None, *, name: str | None = None) -> Any:
 
         if not inspect.iscoroutinefunction(f):
             raise TypeError(f"@workflow.defn needs an 'async def' function, got {f!r}")
+        if not inspect.isfunction(f):  # a bound method, a partial: no attribute to mark
+            raise TypeError(
+                f"@workflow.defn needs a plain 'async def' function (defined at module "
+                f"level, where a worker imports it), not {type(f).__name__} {f!r}"
+            )
         setattr(f, _ATTR, WorkflowDefinition(name=name or f.__name__, fn=f))
         return f
 
