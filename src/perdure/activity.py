@@ -156,7 +156,7 @@ class ActivityFunction(Generic[P, R]):
         # (An object whose __call__ is an async def is async too: run in a
         # thread, it would only have returned a coroutine.)
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)
+            type(fn).__call__
         )
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)

@@ -53,18 +53,20 @@ async def uses_objects(x: int) -> list[int]:
 
 @pytest.mark.parametrize("fn", [_numbers, _async_numbers])
 def test_a_generator_function_is_not_an_activity(fn: object) -> None:
-    with pytest.raises(TypeError, match="not a generator function .* return a list instead"):
+    with pytest.raises(TypeError, match=r"not a generator function .* return a list instead"):
         activity.defn(fn)
 
 
 @pytest.mark.parametrize("fn", [functools.partial(_add, 1), _Doubler(2)])
 def test_an_activity_with_no_name_to_go_by_asks_for_one(fn: object) -> None:
-    with pytest.raises(TypeError, match=r"no __name__ to name the activity by.*defn\(name=\.\.\.\)"):
+    with pytest.raises(
+        TypeError, match=r"no __name__ to name the activity by.*defn\(name=\.\.\.\)"
+    ):
         activity.defn(fn)
 
 
 def test_a_bound_method_is_not_a_workflow() -> None:
-    with pytest.raises(TypeError, match="needs a plain 'async def' function .* not method"):
+    with pytest.raises(TypeError, match=r"needs a plain 'async def' function .* not method"):
         workflow.defn(_Doubler(2).method)
 
 
