@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from e2e_helpers import fast_worker, wait_until
@@ -65,6 +66,17 @@ async def swallows(n: int) -> str:
     except BaseException as exc:  # catches the interruption, and goes on
         caught.append(type(exc).__name__)
     return "finished anyway"
+
+
+@activity.defn
+async def blocks_the_loop(seconds: float) -> str:
+    time.sleep(seconds)  # blocking work in an async activity
+    return "done"
+
+
+@workflow.defn
+async def calls_a_blocking_activity(seconds: float) -> str:
+    return await blocks_the_loop(seconds)
 
 
 @workflow.defn
@@ -239,3 +251,27 @@ def test_code_a_debugger_traces_is_not_interrupted() -> None:
             sys.settrace(None)
     finally:
         dog.stop()
+
+
+async def test_an_async_activity_that_blocks_the_loop_is_named_not_stopped(
+    client: perdure.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An async activity that blocks holds the loop as blocking workflow
+    code does, but it may be legitimate slow work: it is not interrupted.
+    The worker says where the loop is held (leases are not renewed
+    meanwhile), and when it runs again."""
+    caplog.set_level(logging.WARNING, "perdure.worker")
+    workflows, activities = [calls_a_blocking_activity], [blocks_the_loop]
+    async with fast_worker(client, workflows, activities, deadlock_timeout=LIMIT):
+        assert await client.execute(calls_a_blocking_activity, 1.2) == "done"
+        await wait_until(_said(caplog, "runs again"), what="the end of the stall to be told")
+    assert "event loop has run nothing for" in caplog.text
+    assert f"in blocks_the_loop ({__file__}:" in caplog.text
+    assert "make it a plain def activity" in caplog.text
+
+
+def _said(caplog: pytest.LogCaptureFixture, text: str) -> Callable[[], Awaitable[bool]]:
+    async def said() -> bool:
+        return text in caplog.text
+
+    return said

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from perdure import activity, workflow
@@ -29,3 +30,15 @@ async def spins_for_good(x: int) -> int:
     while x:  # never awaits: holds the worker's event loop
         pass
     return x
+
+
+@activity.defn
+async def holds_the_loop(x: int) -> int:
+    Path(os.environ["PERDURE_TEST_BLOCKED"]).write_text("holding")
+    time.sleep(2.5)  # blocking work in an async activity: no lease is renewed meanwhile
+    return x
+
+
+@workflow.defn
+async def waits_on_a_loop_holder(x: int) -> int:
+    return await holds_the_loop(x)

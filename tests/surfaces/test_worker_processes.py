@@ -179,3 +179,40 @@ def test_workflow_code_that_never_awaits_does_not_keep_the_worker_from_stopping(
     assert "without awaiting at " in worker.output()
     assert "blocking_workflows.py" in worker.output()
     assert handle.describe().status == "running"
+
+
+def test_an_attempt_whose_lease_ran_out_while_it_held_the_loop_says_so(
+    tmp_path: Path, db: str, client: perdure.SyncClient
+) -> None:
+    """An async activity that blocks the loop for longer than the lease:
+    no lease is renewed meanwhile, another worker takes the task over and
+    runs it again, and the first attempt's result is refused. Before,
+    nothing was logged at all (the probe found the activity run five times
+    in twelve seconds, in silence). Now the worker says where its loop was
+    held, and that the result was not recorded."""
+    import blocking_workflows as bw
+
+    marker = tmp_path / "holding"
+    args = ["worker", bw.__file__, "--db", db, "--poll-interval", "0.05"]
+    args += ["--lease-timeout", "1", "--deadlock-timeout", "0.5", "--log-level", "WARNING"]
+    env = {"PERDURE_TEST_BLOCKED": str(marker)}
+    first = spawn(args, tmp_path / "first.log", env=env)
+    second = None
+    try:
+        wait_for(lambda: bool(client.list_workers()) or None, 20, "the first worker to serve")
+        client.start("waits_on_a_loop_holder", 1)
+        wait_for(lambda: marker.exists() or None, 20, "the activity to hold the loop")
+        second = spawn(args, tmp_path / "second.log", env=env)
+        said = "completed, but its result was not recorded: its lease had run out"
+
+        def told() -> bool | None:
+            return said in first.output() + second.output() or None  # type: ignore[union-attr]
+
+        wait_for(told, 30, "a worker to say its result was not recorded")
+    finally:
+        first.stop(signal.SIGKILL)
+        if second is not None:
+            second.stop(signal.SIGKILL)
+    logs = first.output() + second.output()
+    assert "event loop has run nothing for" in logs
+    assert "in holds_the_loop (" in logs and "blocking_workflows.py" in logs

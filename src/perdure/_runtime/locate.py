@@ -10,11 +10,17 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
-__all__ = ["brief", "raised_at", "user_frames", "user_location"]
+__all__ = ["brief", "is_ours", "raised_at", "user_frames", "user_location"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def is_ours(filename: str) -> bool:
+    """Whether code of this file is perdure's or asyncio's, not the user's."""
+    path = os.path.abspath(filename)
+    return path.startswith(_PACKAGE_DIR) or path.startswith(_ASYNCIO_DIR)
 
 
 def user_location(driver: CodeType) -> str:

@@ -234,7 +234,19 @@ class ActivityRunner:
                 watchdog.cancel()
         crash_point("activity.before_complete")
         attempts = self._attempts(task, task.attempt, None)
-        await self.deliver(task, h.activity_completed(task.ref, result, task.attempt, attempts))
+        if not await self.deliver(
+            task, h.activity_completed(task.ref, result, task.attempt, attempts)
+        ):
+            # Its task row holds another attempt's lease now, or is gone.
+            log.warning(
+                "activity %s (run %s) attempt %d completed, but its result was not recorded: "
+                "its lease had run out and another attempt took the task over (was this "
+                "worker's event loop blocked? see the watchdog's warnings), or its run "
+                "ended meanwhile",
+                task.name,
+                task.run_id,
+                task.attempt,
+            )
         crash_point("activity.after_complete")
 
     async def _execute(

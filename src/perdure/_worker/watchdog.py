@@ -26,6 +26,7 @@ are not interrupted. The standard library and the runtime's frame locator.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from perdure._runtime.locate import user_frames
+from perdure._runtime.locate import is_ours, user_frames
 from perdure._worker.asyncexc import AVAILABLE, absorb, send
 
 __all__ = ["DEFAULT_DEADLOCK_TIMEOUT", "TurnBlocked", "TurnInterrupted", "Watchdog"]
@@ -73,6 +74,14 @@ class Watchdog:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        # The loop watch (watch_loop): the loop, whether it has work that
+        # should keep it moving, its thread, and the last ping's fate.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy: Callable[[], bool] = bool
+        self._loop_ident = 0
+        self._ping_at: float | None = None
+        self._answered_at: float | None = None
+        self._stalled = False  # reported, and not yet over
 
     # ------------------------------------------------------ the loop's side
 
@@ -115,6 +124,15 @@ class Watchdog:
             f"turn is tried again with backoff, and the run goes on once the code is fixed"
         )
 
+    def watch_loop(self, loop: asyncio.AbstractEventLoop, busy: Callable[[], bool]) -> None:
+        """Also tell when ``loop`` (the caller's thread's) runs no callback for
+        ``limit`` seconds while ``busy()`` (async activity attempts run on
+        it): code on it blocks, and no lease is renewed meanwhile."""
+        self._loop, self._busy, self._loop_ident = loop, busy, threading.get_ident()
+
+    def _answer(self) -> None:  # on the loop
+        self._answered_at = time.monotonic()
+
     # --------------------------------------------------- the watchdog thread
 
     def start(self) -> None:
@@ -135,6 +153,43 @@ class Watchdog:
             if self._stopped.wait(max(wait, 0.001)):
                 return
             self._check(limit)
+            if self._loop is not None:
+                self._check_loop(limit)
+
+    def _check_loop(self, limit: float) -> None:
+        """Ping the loop while it is busy; an answer not come ``limit``
+        seconds later is a stall, said once with where the loop's thread is,
+        and again when it ends. (A turn that runs long is _check's.)"""
+        now = time.monotonic()
+        pinged, answered = self._ping_at, self._answered_at
+        if pinged is not None and answered is None:
+            if now - pinged >= limit and not self._stalled and self.armed is None:
+                where = _stall_place(self._loop_ident)
+                if where is not None:  # (None: a debugger holds it)
+                    self._stalled = True
+                    log.warning(
+                        "the worker's event loop has run nothing for %.2g s: code on it "
+                        "blocks%s. An async activity must not block (time.sleep, blocking "
+                        "I/O, long computation): make it a plain def activity, which runs "
+                        "in a thread. Meanwhile this worker renews no lease, and once its "
+                        "leases run out other workers run its activities again",
+                        now - pinged,
+                        where,
+                    )
+            return
+        if self._stalled and pinged is not None and answered is not None:
+            self._stalled = False
+            log.warning(
+                "the worker's event loop runs again (it had run nothing for %.2g s)",
+                answered - pinged,
+            )
+        self._ping_at = self._answered_at = None
+        if self._busy():
+            self._ping_at = now
+            try:
+                self._loop.call_soon_threadsafe(self._answer)  # type: ignore[union-attr]
+            except RuntimeError:  # the loop is closed
+                self._loop = None
 
     def _check(self, limit: float) -> None:
         with self._lock:
@@ -159,6 +214,27 @@ class Watchdog:
             self._where,
             limit,
         )
+
+
+def _stall_place(ident: int) -> str | None:
+    """Where thread ``ident`` is: ' in FN (FILE:LINE), at FILE:LINE', the
+    first code of the user's that perdure called and the innermost user
+    frame ('' if no user code runs); None if a debugger traces it."""
+    frame = sys._current_frames().get(ident)
+    innermost = entry = None
+    while frame is not None:
+        if frame.f_trace is not None:
+            return None
+        if not is_ours(frame.f_code.co_filename):
+            innermost = innermost or frame
+            entry = frame
+        elif entry is not None:
+            break  # perdure called the user's code here
+        frame = frame.f_back
+    if entry is None or innermost is None:
+        return ""
+    at = f"{innermost.f_code.co_filename}:{innermost.f_lineno}"
+    return f" in {entry.f_code.co_name} ({entry.f_code.co_filename}:{entry.f_lineno}), at {at}"
 
 
 def _place(ident: int) -> str | None:

@@ -203,6 +203,7 @@ class Worker:
         if self.tune_gc:
             gcpolicy.acquire()
         self._loop = self.activity_runner.loop = loop
+        self.turns.watchdog.watch_loop(loop, lambda: bool(self.activity_runner.running))
         self.turns.watchdog.start()
         self.store.take_new_runs(self.task_queue, self)
         if self._serving is not None and not self._serving.done():
