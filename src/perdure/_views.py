@@ -148,6 +148,11 @@ class WorkflowDescription:
     parent_run_id: str | None = None
     continued_to: str | None = None
     starts_at: datetime | None = None
+    awaiting_nothing: bool = False
+    """The run is open, but nothing it waits for can come: no activity,
+    timer, child or signal wait is pending, and no turn is due (its code
+    awaits an asyncio.Event or Future that no workflow code will complete,
+    or waits to be cancelled). Only a cancel or terminate moves it."""
     """When the run's first turn is due, while that is still ahead: a run
     started with ``start_delay`` (or whose first turn failed and backs off)."""
 
@@ -215,6 +220,18 @@ def describe_run(
         parent_run_id=run.parent_run_id,
         continued_to=run.continued_to,
         starts_at=_starts_at(run.last_seq, pending.workflow_task, now),
+        awaiting_nothing=_awaiting_nothing(run, pending, now),
+    )
+
+
+def _awaiting_nothing(run: RunRecord, pending: PendingWork, now: float) -> bool:
+    # (Unchanged for a second: not a moment between two of a process's reads.)
+    return (
+        run.status == "running"
+        and pending.workflow_task is None
+        and not (pending.activities or pending.timers or pending.children)
+        and not run.waiting.get("signals")
+        and run.updated_at < now - 1.0
     )
 
 

@@ -92,3 +92,11 @@ async def countdown(n: int) -> str:
     if n > 0:
         workflow.continue_as_new(n - 1)
     return "liftoff"
+
+
+@workflow.defn
+async def awaits_an_event(name: str) -> str:
+    """Awaits what no workflow code will ever set: it waits for nothing."""
+    await make_greeting(name)
+    await asyncio.Event().wait()
+    return name

@@ -145,6 +145,14 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         page.goto(stack.open_url + "#/workflows/ui-later-1")
         expect(page.locator("#starts-at")).to_contain_text("Not started yet")
         expect(page.locator("#no-worker")).to_have_count(0)
+        expect(page.locator("#awaiting-nothing")).to_have_count(0)
+
+        # A run whose code awaits what nothing will complete says so.
+        stuck = client.start("awaits_an_event", "ui", id="ui-awaits-nothing-1")
+        wait_for(lambda: stuck.describe().awaiting_nothing or None, 20, "the run to await nothing")
+        page.goto(stack.open_url + "#/workflows/ui-awaits-nothing-1")
+        expect(page.locator("#awaiting-nothing")).to_contain_text("waits for nothing")
+        stuck.terminate("seen")
 
 
 def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:

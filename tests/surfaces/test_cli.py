@@ -253,6 +253,21 @@ def test_show_and_the_api_tell_when_a_delayed_start_is_due(
     assert datetime.fromisoformat(json.loads(as_json.stdout)["starts_at"]) == due
 
 
+def test_show_and_the_api_tell_when_a_run_awaits_nothing(
+    db: str, worker: Proc, client: perdure.SyncClient
+) -> None:
+    handle = client.start("awaits_an_event", "ada", id="awaits-nothing-1")
+    wait_for(lambda: handle.describe().awaiting_nothing or None, 20, "the run to await nothing")
+    shown, as_json = cli_all(
+        ("show", "awaits-nothing-1", "--db", db),
+        ("show", "awaits-nothing-1", "--json", "--db", db),
+    )
+    assert "This run waits for nothing that can come" in shown.stdout, shown.stdout
+    assert "only cancel or terminate will move it" in shown.stdout
+    assert json.loads(as_json.stdout)["awaiting_nothing"] is True
+    handle.terminate("done looking")
+
+
 def test_start_show_signal_result_history(
     db: str, worker: Proc, client: perdure.SyncClient
 ) -> None:

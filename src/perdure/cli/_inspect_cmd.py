@@ -193,6 +193,13 @@ def _show(d: WorkflowDescription) -> None:
             f"[bold yellow]No worker has taken this run's work.[/] Is a worker running for task "
             f"queue {escape(d.task_queue)!r} with workflow {escape(d.workflow_type)!r}?"
         )
+    if d.awaiting_nothing:
+        out.print(
+            "[bold yellow]This run waits for nothing that can come:[/] no activity, timer, "
+            "child or signal wait is pending. Its code awaits something only workflow code "
+            "could complete (an asyncio.Event, a Future), or waits to be cancelled; only "
+            "cancel or terminate will move it."
+        )
     out.print(f"\n[bold]Input[/]  {escape(json.dumps(d.input, ensure_ascii=False))}")
     if d.state:
         out.print("[bold]State[/]")

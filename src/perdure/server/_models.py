@@ -139,6 +139,11 @@ class WorkflowDescription(BaseModel):
     starts_at: Optional[str] = Field(
         None, description="When the first turn is due, while that is ahead (start_delay)."
     )
+    awaiting_nothing: bool = Field(
+        False,
+        description="Open, but no activity, timer, child or signal wait is pending and no "
+        "turn is due: only a cancel or terminate moves it.",
+    )
 
 
 class WorkflowResult(BaseModel):

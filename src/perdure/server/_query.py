@@ -210,6 +210,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "parent_run_id": d.parent_run_id,
         "continued_to": d.continued_to,
         "starts_at": iso(d.starts_at),
+        "awaiting_nothing": d.awaiting_nothing,
     }
 
 

@@ -270,6 +270,11 @@ export function renderWorkflow(container, id, params, ctx) {
         h("b", { text: "No worker has taken this run's work." }),
         ` Is a worker running for task queue “${desc.task_queue}” that registers `,
         h("code", { text: desc.workflow_type }), "?") : null,
+      desc.awaiting_nothing ? h("div", { class: "alert warn", id: "awaiting-nothing" },
+        h("b", { text: "This run waits for nothing that can come." }),
+        " No activity, timer, child or signal wait is pending: its code awaits something only " +
+        "workflow code could complete (an asyncio.Event, a Future), or waits to be cancelled. " +
+        "Only cancel or terminate will move it.") : null,
       pendingWork(),
       timeline(),
       h("div", { class: "grid2" },
