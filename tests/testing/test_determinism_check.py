@@ -3,12 +3,14 @@ workflow that is not deterministic fails its test, not a production replay."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from toolkit_support import calls_unregistered, coin_flips, greet, seeded_coin_flips
 
-from perdure import NonDeterminismError
+import perdure
+from perdure import NonDeterminismError, workflow
 from perdure.testing import WorkflowEnvironment, WorkflowStuckError
 
 
@@ -52,3 +54,41 @@ async def test_an_unregistered_workflow_fails_fast_instead_of_hanging() -> None:
     async with WorkflowEnvironment([seeded_coin_flips], [greet]) as env:
         with pytest.raises(WorkflowStuckError, match="'no_such_workflow' is not registered"):
             await env.execute("no_such_workflow", timeout=30)
+
+
+@workflow.defn
+async def spins_in_a_test(n: int) -> int:
+    while n:  # never awaits
+        pass
+    return n
+
+
+@workflow.defn
+async def awaits_an_event_in_a_test() -> str:
+    await greet("ada")
+    await asyncio.Event().wait()  # nothing will ever set it
+    return "never"
+
+
+async def test_code_that_never_awaits_fails_the_test_instead_of_hanging() -> None:
+    async with WorkflowEnvironment([spins_in_a_test], deadlock_timeout=0.2) as env:
+        with pytest.raises(WorkflowStuckError, match="without awaiting .*in spins_in_a_test"):
+            await env.execute(spins_in_a_test, 1, timeout=30)
+
+
+async def test_a_run_that_waits_for_nothing_fails_the_test_instead_of_hanging() -> None:
+    async with WorkflowEnvironment([awaits_an_event_in_a_test], [greet]) as env:
+        with pytest.raises(WorkflowStuckError, match="waits for nothing that can come"):
+            await env.execute(awaits_an_event_in_a_test, timeout=30)
+
+
+async def test_a_run_waiting_for_a_cancel_gets_it_from_the_test() -> None:
+    """A run that waits to be cancelled, and a test that cancels it while
+    awaiting its result: the grace before WorkflowStuckError lets it come."""
+    async with WorkflowEnvironment([awaits_an_event_in_a_test], [greet]) as env:
+        handle = await env.start(awaits_an_event_in_a_test)
+        result = asyncio.ensure_future(handle.result(timeout=30))
+        await asyncio.sleep(0.2)  # (the run is waiting by then; the grace is 1 s)
+        await handle.cancel()
+        with pytest.raises(perdure.WorkflowCancelledError):
+            await result

@@ -16,6 +16,7 @@ import asyncio
 import enum
 import logging
 import math
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
@@ -25,6 +26,7 @@ from perdure._converter import DataConverter
 from perdure._store import store_for_url
 from perdure._store.base import RunFilter, RunRecord
 from perdure._worker.options import several
+from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT
 from perdure._worker.worker import Worker
 from perdure.client import WorkflowHandle
 from perdure.errors import NonDeterminismError, PerdureError
@@ -53,11 +55,15 @@ class _Step(enum.Enum):
 
 # How often to look again: the worker does not announce that it became idle.
 _POLL = {_Step.BUSY: 0.002, _Step.SETTLED: 0.02}
+# Real seconds an awaited run may wait for nothing (a test's own task may be
+# about to cancel it) before result() raises WorkflowStuckError.
+AWAITING_NOTHING_GRACE = 1.0
 
 
 class WorkflowStuckError(PerdureError):
     """The awaited run cannot make progress in this environment (its workflow
-    or one of its activities is not registered, or its turns keep failing)."""
+    or one of its activities is not registered, its turns keep failing, or
+    it waits for nothing that can come)."""
 
 
 class WorkflowEnvironment:
@@ -82,6 +88,7 @@ class WorkflowEnvironment:
         activity_overrides: ActivityOverrides | None = None,
         converter: DataConverter | None = None,
         start_time: datetime | None = None,
+        deadlock_timeout: float | None = DEFAULT_DEADLOCK_TIMEOUT,
     ) -> None:
         if not task_queue:
             raise ValueError("task_queue must be a non-empty string")
@@ -102,11 +109,18 @@ class WorkflowEnvironment:
             lease_timeout=60.0,
             poll_interval=0.05,
             drain_timeout=2.0,
+            deadlock_timeout=deadlock_timeout,
         )
         self._replayer: Replayer | None = None
         if self.workflows:
-            self._replayer = Replayer(self.workflows, converter=self.client.converter)
+            self._replayer = Replayer(
+                self.workflows,
+                converter=self.client.converter,
+                deadlock_timeout=deadlock_timeout,
+            )
         self._checked: set[str] = set()
+        # Awaited runs seen waiting for nothing, since when (real time).
+        self._awaiting_nothing: dict[str, float] = {}
         self._worker_task: asyncio.Task[None] | None = None
         self._drive_lock = asyncio.Lock()
 
@@ -284,7 +298,20 @@ class WorkflowEnvironment:
             if run.last_error.startswith("non-determinism"):
                 raise NonDeterminismError(run.last_error)
             raise WorkflowStuckError(f"{where} cannot make progress: {run.last_error}")
-        for pending in (await store.pending_work(run.run_id)).activities:
+        work = await store.pending_work(run.run_id)
+        if work.activities or work.timers or work.children or run.waiting.get("signals"):
+            self._awaiting_nothing.pop(run.run_id, None)
+        else:
+            # Nothing can move it but a cancel: give a test's own task a
+            # moment to send one, then say so rather than wait for ever.
+            since = self._awaiting_nothing.setdefault(run.run_id, time.monotonic())
+            if time.monotonic() - since >= AWAITING_NOTHING_GRACE:
+                raise WorkflowStuckError(
+                    f"{where} waits for nothing that can come: no activity, timer, child or "
+                    f"signal wait is pending (does its code await an asyncio.Event or Future "
+                    f"that no workflow code completes?); only a cancel or terminate moves it"
+                )
+        for pending in work.activities:
             failure = pending.last_failure or {}
             if failure.get("type") == "ActivityNotRegistered":
                 raise WorkflowStuckError(
