@@ -72,7 +72,7 @@ async def awaits_an_event_in_a_test() -> str:
 
 async def test_code_that_never_awaits_fails_the_test_instead_of_hanging() -> None:
     async with WorkflowEnvironment([spins_in_a_test], deadlock_timeout=0.2) as env:
-        with pytest.raises(WorkflowStuckError, match="without awaiting .*in spins_in_a_test"):
+        with pytest.raises(WorkflowStuckError, match=r"without awaiting .*in spins_in_a_test"):
             await env.execute(spins_in_a_test, 1, timeout=30)
 
 
