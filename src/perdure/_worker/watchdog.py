@@ -9,29 +9,37 @@ Now a watchdog thread raises ``TurnInterrupted`` in the loop's thread when a
 turn has run ``limit`` seconds (the worker's ``deadlock_timeout``, 2 s by
 default as Temporal's deadlock detector): code busy in Python stops at its
 next line, code blocked in a call as the call returns. The turn fails with
-what was found and where (``TurnBlocked``, a TurnFailed: ``last_error``), the
+what was found and where (``TurnBlocked``, its ``last_error``), the
 instance is dropped, and the workflow task backs off and is tried again, so
 the run resumes once fixed code is deployed, as after a NonDeterminismError.
 
 The loop's side costs a tuple and two attribute writes per turn; the lock is
-taken only when the watchdog fired. The watchdog fires at most once per
-arming, holding the lock, and only while the arming is current; the loop
-disarms before it looks whether the watchdog fired, and if it did, takes the
-lock and lets an exception not raised yet be raised there, and dropped
-(asyncexc.absorb): so ``TurnInterrupted`` is never raised after ``run`` has
-returned. Code that a debugger traces (a breakpoint in it) is not
-interrupted. CPython only (``PyThreadState_SetAsyncExc``); elsewhere turns
-are not interrupted. The standard library and the runtime's frame locator.
+taken only when the watchdog fired. The watchdog fires holding the lock, and
+only while the arming is current (again each ``limit`` seconds while it
+stays: code may catch it). The loop disarms before it looks whether the
+watchdog fired, and if it did, takes the lock and lets an exception not
+raised yet be raised there, and dropped (asyncexc.absorb): so
+``TurnInterrupted`` is never raised after ``run`` has returned. Time the
+garbage collector holds the interpreter does not count. Code that a debugger
+traces (a breakpoint in it) is not interrupted. CPython only
+(``PyThreadState_SetAsyncExc``); elsewhere turns are not interrupted.
+
+While async activities run, the same thread also pings the loop, and says
+where it is held when a ping goes unanswered for ``limit`` seconds
+(watch_loop): blocking work in an activity, which is not interrupted.
+The standard library and the runtime's frame locator only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,6 +54,34 @@ T = TypeVar("T")
 
 # Seconds a turn's workflow code may run without awaiting (Temporal's default).
 DEFAULT_DEADLOCK_TIMEOUT = 2.0
+
+
+# The cyclic collector's pauses of 10 ms or more, (began, ended), latest
+# last: a turn that a collection held up has not run its code meanwhile (a
+# full collection with thousands of workflows in flight took 0.75-1.55 s on
+# the project's machine). Recorded by _on_gc, in whichever thread collects.
+_gc_pauses: deque[tuple[float, float]] = deque(maxlen=64)
+_gc_began: float | None = None  # the collection under way
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    global _gc_began
+    if phase == "start":
+        _gc_began = time.monotonic()
+    elif _gc_began is not None:
+        if (ended := time.monotonic()) - _gc_began >= 0.01:
+            _gc_pauses.append((_gc_began, ended))
+        _gc_began = None
+
+
+def _collecting_since(moment: float) -> float:
+    """Seconds the collector has held the interpreter since ``moment``, the
+    collection under way included (the watchdog may look while its "stop"
+    callback begins)."""
+    began = _gc_began
+    now = time.monotonic()
+    held = now - max(began, moment) if began is not None else 0.0
+    return held + sum(e - max(b, moment) for b, e in list(_gc_pauses) if e > moment)
 
 
 class TurnInterrupted(BaseException):
@@ -71,6 +107,7 @@ class Watchdog:
         self.armed: tuple[float, int, Any] | None = None
         self.fired: tuple[float, int, Any] | None = None  # set under _lock only
         self._where = ""  # the code's place when it fired
+        self._fired_at = 0.0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -138,6 +175,8 @@ class Watchdog:
     def start(self) -> None:
         if self.limit is None or self._thread is not None:
             return
+        if _on_gc not in gc.callbacks:
+            gc.callbacks.append(_on_gc)
         self._thread = threading.Thread(target=self._watch, name=self.name, daemon=True)
         self._thread.start()
 
@@ -194,15 +233,20 @@ class Watchdog:
     def _check(self, limit: float) -> None:
         with self._lock:
             armed = self.armed
-            if armed is None or time.monotonic() - armed[0] < limit or self.fired is armed:
-                return
-            self.fired = armed
+            now = time.monotonic()
+            again = self.fired is armed  # (the code caught it, or it has not landed yet)
+            if armed is None or (again and now - self._fired_at < limit):
+                return  # (fired: again only if the code is still there a limit later)
+            if now - armed[0] - _collecting_since(armed[0]) < limit:
+                return  # (not the code's time: the collector's)
+            self.fired, self._fired_at = armed, now
             where = _place(armed[1])
             if self.armed is not armed or where is None:
-                # It ended meanwhile, or a debugger holds it: nothing to interrupt.
-                self.fired = None
+                # It ended meanwhile, or a debugger holds it: nothing to
+                # interrupt (the turn still fails if it was interrupted before).
+                self.fired = armed if again else None
                 return
-            self._where = where
+            self._where = self._where if again else where
             send(armed[1], TurnInterrupted)
         info = getattr(armed[2], "info", None)
         log.warning(
