@@ -310,3 +310,30 @@ def _busy_for(seconds: float) -> None:
     began = time.monotonic()
     while time.monotonic() - began < seconds:
         pass
+
+
+def test_a_long_turn_of_short_callbacks_is_not_interrupted() -> None:
+    """A turn that runs many callbacks (a large fan-out's, each to its next
+    await) is long but does not hold the loop: its loop's count of callbacks
+    moves, and the watchdog lets it be. One callback as long is
+    interrupted."""
+    from types import SimpleNamespace
+
+    from perdure._worker.watchdog import TurnBlocked, Watchdog
+
+    instance = SimpleNamespace(loop=SimpleNamespace(ran=0), info=None)
+
+    def callbacks(count: int, seconds: float) -> str:
+        for _ in range(count):
+            _busy_for(seconds)
+            instance.loop.ran += 1  # (as WorkflowLoop.run_one counts them)
+        return "ran"
+
+    dog = Watchdog(0.1)
+    dog.start()
+    try:
+        assert dog.run(instance, callbacks, 40, 0.01) == "ran"  # 0.4 s in all
+        with pytest.raises(TurnBlocked):
+            dog.run(instance, callbacks, 1, 0.4)
+    finally:
+        dog.stop()

@@ -176,6 +176,7 @@ class WorkflowInstance:
         if self.closed:
             raise RuntimeError("activate() on a workflow instance that already closed")
         self._turn += 1
+        self.loop.ran = 0
         self.history_length = history_length
         self.now_ts = time
         self.replaying = recorded is not None

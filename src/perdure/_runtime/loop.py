@@ -60,6 +60,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._exception_handler: Any = None
         self._task_factory: Any = None
         self.tasks: set[asyncio.Task[Any]] = set()
+        # Callbacks run in the current turn (activate resets it): a worker's
+        # watchdog tells code that does not await from a turn that is long
+        # because it runs many callbacks (a large fan-out).
+        self.ran = 0
 
     def run_one(self) -> bool:
         """Run the next ready callback (skipping a cancelled one); False if none is left."""
@@ -68,6 +72,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         handle = self.ready.popleft()
         if not handle._cancelled:
             handle._run()
+            self.ran += 1
         return True
 
     def detach(self) -> None:

@@ -108,6 +108,8 @@ class Watchdog:
         self.fired: tuple[float, int, Any] | None = None  # set under _lock only
         self._where = ""  # the code's place when it fired
         self._fired_at = 0.0
+        # (armed, its loop's callback count, when that count was seen to move).
+        self._seen: tuple[Any, int, float] | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -153,7 +155,7 @@ class Watchdog:
                 continue  # raised just now, here: it is never raised twice
         if fired is None:
             return  # it ended before the watchdog could fire: not blocked
-        began = fired[0]
+        began = self._seen[2] if self._seen is not None and self._seen[0] is fired else fired[0]
         raise TurnBlocked(
             f"workflow code ran {time.monotonic() - began:.2g} s without awaiting{self._where} "
             f"(the worker's deadlock_timeout is {self.limit:g} s): a busy loop, or blocking "
@@ -187,13 +189,32 @@ class Watchdog:
         limit = self.limit
         assert limit is not None
         while True:
-            armed = self.armed
-            wait = limit if armed is None else armed[0] + limit - time.monotonic()
+            armed, seen = self.armed, self._seen
+            since = seen[2] if seen is not None and seen[0] is armed else None
+            if armed is not None and since is None:
+                since = armed[0]
+            wait = limit if since is None else since + limit - time.monotonic()
             if self._stopped.wait(max(wait, 0.001)):
                 return
             self._check(limit)
             if self._loop is not None:
                 self._check_loop(limit)
+
+    def _still_since(self, armed: tuple[float, int, Any], now: float) -> float:
+        """Since when the armed code has been in one callback, as far as the
+        checks can tell: a turn's callbacks are counted by its loop (``ran``,
+        0 as the turn begins), and a count that moved since the last check
+        is progress (a fan-out of thousands of activities is a long turn of
+        short callbacks, which all await). Code with no loop to count (a
+        bare ``run``): since it was armed."""
+        ran = getattr(getattr(armed[2], "loop", None), "ran", None)
+        seen = self._seen
+        if seen is None or seen[0] is not armed:
+            seen = (armed, 0, armed[0])
+        if ran is not None and ran != seen[1]:
+            seen = (armed, ran, now)
+        self._seen = seen
+        return seen[2]
 
     def _check_loop(self, limit: float) -> None:
         """Ping the loop while it is busy; an answer not come ``limit``
@@ -237,8 +258,9 @@ class Watchdog:
             again = self.fired is armed  # (the code caught it, or it has not landed yet)
             if armed is None or (again and now - self._fired_at < limit):
                 return  # (fired: again only if the code is still there a limit later)
-            if now - armed[0] - _collecting_since(armed[0]) < limit:
-                return  # (not the code's time: the collector's)
+            since = self._still_since(armed, now)
+            if now - since - _collecting_since(since) < limit:
+                return  # (it moves on, or the collector, not the code, held it)
             self.fired, self._fired_at = armed, now
             where = _place(armed[1])
             if self.armed is not armed or where is None:
@@ -254,7 +276,7 @@ class Watchdog:
             "worker's event loop; interrupting it (deadlock_timeout %g s)",
             info.run_id if info else "?",
             info.workflow_type if info else "?",
-            time.monotonic() - armed[0],
+            time.monotonic() - since,
             self._where,
             limit,
         )
