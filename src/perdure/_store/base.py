@@ -360,6 +360,16 @@ class Store(abc.ABC):
         """Record why a turn could not run and make the task visible again later."""
 
     @abc.abstractmethod
+    async def hand_back(
+        self, task: WorkflowTask | ActivityTask, retry_in: float, failure: Any = None
+    ) -> bool:
+        """Give back a claimed task that this worker cannot run (it does not
+        register the task's workflow type or activity) without counting the
+        claim as an attempt: claimable again in ``retry_in`` seconds. An
+        activity's ``failure`` (a failure dict), if given, becomes its
+        ``last_failure``. Fenced: False if the lease was lost."""
+
+    @abc.abstractmethod
     async def claim_activity_tasks(
         self, queues: list[str], owner: str, lease: float, limit: int
     ) -> list[ActivityTask]: ...

@@ -420,6 +420,29 @@ class SqlStore(Store, Dialect):
             self.notify(WORK)  # runnable again, now or after its backoff
         return ok
 
+    async def hand_back(
+        self, task: WorkflowTask | ActivityTask, retry_in: float, failure: Any = None
+    ) -> bool:
+        now = self.clock()
+        given = () if failure is None else (dumps(failure),)
+
+        async def hand(tx: Tx) -> bool:
+            if isinstance(task, WorkflowTask):
+                await rows.run_by_id(tx, self, task.run_id)  # lock order: the run, then its task
+            changed = await tx.execute(
+                "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
+                " attempt = attempt - 1, attempt_started_at = NULL"
+                + (", last_failure = ?" if given else "")
+                + " WHERE id = ? AND lease_token = ?",
+                (now + retry_in, *given, task.task_id, task.token),
+            )
+            return changed == 1
+
+        ok = await self._write(hand)
+        if ok:
+            self.notify(WORK)
+        return ok
+
     # ------------------------------------------------------------ activities
 
     async def complete_activity(self, task: ActivityTask, event: h.Event) -> bool:

@@ -24,6 +24,7 @@ from perdure import _history as h
 from perdure._converter import DataConverter
 from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.registry import HAND_BACK_DELAY
 from perdure._worker.threads import SPARE_THREADS, ActivityThreads, ThreadedCall
 from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
 from perdure.errors import ApplicationError, PayloadError, failure_from_exception
@@ -146,6 +147,9 @@ class ActivityRunner:
         # Where an attempt's final outcome goes; the worker may route it into an
         # inline turn instead (see TurnRunner.continue_inline).
         self.deliver: Callable[[ActivityTask, h.Event], Awaitable[Any]] = store.complete_activity
+        # Whether another live worker of the queue registers a workflow type
+        # or activity (Registration.served_elsewhere), if known.
+        self.served_elsewhere: Callable[[str, str], Awaitable[bool]] | None = None
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -162,13 +166,7 @@ class ActivityRunner:
     async def run(self, task: ActivityTask) -> None:
         activity = self.activities.get(task.name)
         if activity is None:
-            known = ", ".join(sorted(self.activities)) or "none"
-            message = (
-                f"activity {task.name!r} is not registered on this worker (registered: {known})"
-            )
-            log.warning("%s", message)
-            failure = _failure("ActivityNotRegistered", message, False)
-            await self.store.retry_activity(task, failure, UNKNOWN_ACTIVITY_RETRY)
+            await self._unknown(task)
             return
         options = task.options
         max_attempts = options["retry"].get("max_attempts")
@@ -373,6 +371,23 @@ class ActivityRunner:
                 running.stop("heartbeat_timeout")
                 return
             await asyncio.sleep(left)
+
+    async def _unknown(self, task: ActivityTask) -> None:
+        """A claimed activity this worker does not register goes back to the
+        queue, its claim not counted as an attempt (it never ran): at once
+        for the other workers on the queue if one registers it (a rolling
+        deploy that adds an activity), else after UNKNOWN_ACTIVITY_RETRY,
+        with why as its last_failure. A claim here had used up an attempt:
+        a few, and the activity failed for good without running."""
+        served = self.served_elsewhere
+        if served is not None and await served("activity", task.name):
+            await self.store.hand_back(task, HAND_BACK_DELAY)
+            return
+        known = ", ".join(sorted(self.activities)) or "none"
+        message = f"activity {task.name!r} is not registered on this worker (registered: {known})"
+        log.warning("%s", message)
+        failure = _failure("ActivityNotRegistered", message, False)
+        await self.store.hand_back(task, UNKNOWN_ACTIVITY_RETRY, failure)
 
     # ------------------------------------------------------------ outcomes
 

@@ -8,14 +8,21 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable
 
-from perdure._store.base import Store
+from perdure._store.base import Store, WorkerRecord
 from perdure.errors import StoreError
 
-__all__ = ["Registration"]
+__all__ = ["HAND_BACK_DELAY", "Registration"]
 
 log = logging.getLogger("perdure.worker")
+
+# How long a worker trusts its last read of the registry (served_elsewhere).
+SERVED_ELSEWHERE_TTL = 1.0
+# How long a task handed back to the workers that serve its type stays out
+# of sight (Store.hand_back): all workers see it again at once after that.
+HAND_BACK_DELAY = 0.2
 
 
 class Registration:
@@ -36,6 +43,31 @@ class Registration:
         self.workflows = sorted(workflows)
         self.activities = sorted(activities)
         self.lease_timeout = lease_timeout
+        self._others: tuple[float, list[WorkerRecord]] = (float("-inf"), [])
+
+    async def served_elsewhere(self, kind: str, name: str) -> bool:
+        """Whether another live worker on this task queue registers the
+        workflow type or activity ``name`` (``kind`` "workflow" or
+        "activity"): then a task of it that this worker claimed goes back
+        to the queue for that worker, rather than failing here. The
+        registry is read at most once a second (a burst of such claims)."""
+        now = time.monotonic()
+        read_at, workers = self._others
+        if now - read_at > SERVED_ELSEWHERE_TTL:
+            try:
+                workers = await self.store.list_workers()
+            except StoreError as exc:
+                log.warning("worker %s: could not read the registry: %s", self.identity, exc)
+                workers = []
+            self._others = (now, workers)
+        clock = self.store.clock()
+        return any(
+            w.identity != self.identity
+            and w.task_queue == self.task_queue
+            and clock - w.heartbeat_at <= w.lease_timeout
+            and name in (w.workflows if kind == "workflow" else w.activities)
+            for w in workers
+        )
 
     async def register(self) -> None:
         """Announce this worker (again: the row is taken over)."""

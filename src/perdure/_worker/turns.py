@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from threading import get_ident
 from typing import Any
@@ -36,6 +36,7 @@ from perdure._store.base import (
 from perdure._worker.commands import InlinePolicy, add_commands
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.inline import ended_at, kept_lease
+from perdure._worker.registry import HAND_BACK_DELAY
 from perdure._worker.timers import InlineTimers
 from perdure._worker.watchdog import TurnBlocked, Watchdog
 from perdure.errors import NonDeterminismError, StoreError
@@ -84,6 +85,14 @@ class TurnFailed(Exception):
     """A turn could not run; the message is what ``describe()`` shows."""
 
 
+class UnknownWorkflowType(TurnFailed):
+    """The run's workflow type is not registered on this worker."""
+
+    def __init__(self, message: str, workflow_type: str) -> None:
+        super().__init__(message)
+        self.workflow_type = workflow_type
+
+
 def turn_retry_delay(attempt: int) -> float:
     """Backoff for a failing workflow task: 1 s, 2 s, 4 s ... capped at 60 s."""
     return float(min(60, 2 ** max(0, attempt - 1)))
@@ -107,6 +116,8 @@ class TurnRunner:
         self.store = store
         # Runs workflow code, and interrupts code that does not await.
         self.watchdog = watchdog or Watchdog(None)
+        # See ActivityRunner.served_elsewhere.
+        self.served_elsewhere: Callable[[str, str], Awaitable[bool]] | None = None
         self.converter = converter
         self.workflows = workflows
         self.cache_size = cache_size
@@ -172,6 +183,17 @@ class TurnRunner:
                 task, data.run.run_id, data.run.version, instance, last_seq, marked, inputs
             )
             commit.consumed_inbox = [inbox_id for inbox_id, _ in data.inbox]
+        except UnknownWorkflowType as exc:
+            # Another worker of the queue may serve it (a rolling deploy that
+            # adds a workflow): the task goes back to the queue for it, not
+            # into a backoff that grew to a minute while this worker kept
+            # claiming it.
+            served = self.served_elsewhere
+            if served is not None and await served("workflow", exc.workflow_type):
+                await self.store.hand_back(task, HAND_BACK_DELAY)
+            else:
+                await self._fail(task, str(exc))
+            return
         except (
             TurnFailed, TurnBlocked, NonDeterminismError, TurnNeverEnds, h.HistoryFormatError
         ) as exc:  # fmt: skip
@@ -474,9 +496,10 @@ class TurnRunner:
         fn = self.workflows.get(data.run.workflow_type)
         if fn is None:
             known = ", ".join(sorted(self.workflows)) or "none"
-            raise TurnFailed(
+            raise UnknownWorkflowType(
                 f"workflow type {data.run.workflow_type!r} is not registered on this worker "
-                f"(registered: {known}); start a worker that has it, and the run resumes"
+                f"(registered: {known}); start a worker that has it, and the run resumes",
+                data.run.workflow_type,
             )
         self.replays += 1
         watchdog = self.watchdog
