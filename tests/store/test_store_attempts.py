@@ -123,3 +123,24 @@ async def test_only_the_latest_attempts_are_kept(
         4,
         5,
     ]
+
+
+async def test_a_task_handed_back_is_not_an_attempt(open_store: Any, clock: FakeClock) -> None:
+    """A worker that does not register the activity hands its claim back:
+    the next claim is attempt 1 again, with no attempt record and no lost
+    lease; the failure given is the task's last_failure; a stale claim is
+    fenced out."""
+    store = await open_store()
+    await schedule(store, clock)
+    first = await claim(store, "without-it")
+    failure = {"type": "ActivityNotRegistered", "message": "not here"}
+    assert await store.hand_back(first, 0.2, failure)
+    [waiting] = (await store.pending_work("run-1")).activities
+    assert waiting.last_failure == failure and waiting.attempts == [] and not waiting.running
+    assert await store.claim_activity_tasks(["q"], "w", 30, 1) == []  # not before 0.2 s
+    clock.advance(0.2)
+    second = await claim(store, "with-it")
+    assert (second.attempt, second.attempts) == (1, [])
+    assert not await store.hand_back(first, 0, None)  # the first claim's lease is gone
+    assert await store.hand_back(second, 0)
+    assert (await claim(store)).attempt == 1  # (a turn handed back: test_mixed_workers)

@@ -427,15 +427,22 @@ class SqlStore(Store, Dialect):
         given = () if failure is None else (dumps(failure),)
 
         async def hand(tx: Tx) -> bool:
-            if isinstance(task, WorkflowTask):
+            turn = isinstance(task, WorkflowTask)
+            if turn:
                 await rows.run_by_id(tx, self, task.run_id)  # lock order: the run, then its task
             changed = await tx.execute(
                 "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
                 " attempt = attempt - 1, attempt_started_at = NULL"
                 + (", last_failure = ?" if given else "")
-                + " WHERE id = ? AND lease_token = ?",
+                + " WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
                 (now + retry_in, *given, task.task_id, task.token),
             )
+            if changed != 1 and not turn:
+                # Cancelled meanwhile (as retry_activity): nobody wants it run.
+                await tx.send(
+                    "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
+                    (task.task_id, task.token),
+                )
             return changed == 1
 
         ok = await self._write(hand)
