@@ -19,7 +19,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from threading import get_ident
 from typing import Any
 
 from perdure import _history as h
@@ -540,7 +539,7 @@ class TurnRunner:
         if inputs:
             # (Watchdog.run, written out: this is every step's path.)
             watchdog = self.watchdog
-            watchdog.armed = armed = (time.monotonic(), get_ident(), instance)
+            watchdog.armed = armed = (time.monotonic(), instance)
             try:
                 commands = instance.activate(now, inputs, history_length=last_seq)
             finally:

@@ -93,19 +93,27 @@ class TurnInterrupted(BaseException):
 class TurnBlocked(Exception):
     """The turn's workflow code was interrupted (see the module docstring);
     the message is the run's ``last_error``. The worker's turn code treats
-    it as TurnFailed (it subclasses that there)."""
+    it as TurnFailed."""
 
 
 class Watchdog:
     """One per worker. ``run(instance, fn, *args)`` runs workflow code (a
-    turn, or a replay whose turns call ``rearm``) under its eye."""
+    turn, or a replay whose turns call ``rearm``) under its eye, in the
+    thread that called ``start`` (the worker's loop's)."""
+
+    __slots__ = (
+        "_answered_at", "_busy", "_fired_at", "_lock", "_loop", "_loop_ident", "_ping_at",
+        "_seen", "_stalled", "_stopped", "_thread", "_where", "armed", "fired", "ident",
+        "limit", "name",
+    )  # fmt: skip
 
     def __init__(self, limit: float | None, name: str = "perdure-watchdog") -> None:
         self.limit = limit if AVAILABLE else None
         self.name = name
-        # (time it began, loop thread's ident, instance) of the code running now.
-        self.armed: tuple[float, int, Any] | None = None
-        self.fired: tuple[float, int, Any] | None = None  # set under _lock only
+        # (time it began, instance) of the code running now, in thread ``ident``.
+        self.armed: tuple[float, Any] | None = None
+        self.fired: tuple[float, Any] | None = None  # set under _lock only
+        self.ident = threading.get_ident()
         self._where = ""  # the code's place when it fired
         self._fired_at = 0.0
         # (armed, its loop's callback count, when that count was seen to move).
@@ -126,7 +134,7 @@ class Watchdog:
 
     def run(self, instance: Any, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``; TurnBlocked if the watchdog interrupted it."""
-        self.armed = (time.monotonic(), threading.get_ident(), instance)
+        self.armed = (time.monotonic(), instance)
         try:
             return fn(*args)
         finally:
@@ -136,7 +144,7 @@ class Watchdog:
 
     def rearm(self, instance: Any) -> None:
         """A replay's next turn begins: its time counts from now."""
-        self.armed = (time.monotonic(), threading.get_ident(), instance)
+        self.armed = (time.monotonic(), instance)
 
     def settle(self) -> None:
         """After code the watchdog fired at (or was about to), once disarmed:
@@ -175,6 +183,8 @@ class Watchdog:
     # --------------------------------------------------- the watchdog thread
 
     def start(self) -> None:
+        """Watch the calling thread's workflow code."""
+        self.ident = threading.get_ident()
         if self.limit is None or self._thread is not None:
             return
         if _on_gc not in gc.callbacks:
@@ -200,14 +210,14 @@ class Watchdog:
             if self._loop is not None:
                 self._check_loop(limit)
 
-    def _still_since(self, armed: tuple[float, int, Any], now: float) -> float:
+    def _still_since(self, armed: tuple[float, Any], now: float) -> float:
         """Since when the armed code has been in one callback, as far as the
         checks can tell: a turn's callbacks are counted by its loop (``ran``,
         0 as the turn begins), and a count that moved since the last check
         is progress (a fan-out of thousands of activities is a long turn of
         short callbacks, which all await). Code with no loop to count (a
         bare ``run``): since it was armed."""
-        ran = getattr(getattr(armed[2], "loop", None), "ran", None)
+        ran = getattr(getattr(armed[1], "loop", None), "ran", None)
         seen = self._seen
         if seen is None or seen[0] is not armed:
             seen = (armed, 0, armed[0])
@@ -262,15 +272,15 @@ class Watchdog:
             if now - since - _collecting_since(since) < limit:
                 return  # (it moves on, or the collector, not the code, held it)
             self.fired, self._fired_at = armed, now
-            where = _place(armed[1])
+            where = _place(self.ident)
             if self.armed is not armed or where is None:
                 # It ended meanwhile, or a debugger holds it: nothing to
                 # interrupt (the turn still fails if it was interrupted before).
                 self.fired = armed if again else None
                 return
             self._where = self._where if again else where
-            send(armed[1], TurnInterrupted)
-        info = getattr(armed[2], "info", None)
+            send(self.ident, TurnInterrupted)
+        info = getattr(armed[1], "info", None)
         log.warning(
             "workflow code of run %s (%s) has run %.2g s without awaiting%s, blocking the "
             "worker's event loop; interrupting it (deadlock_timeout %g s)",
