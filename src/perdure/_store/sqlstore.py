@@ -427,8 +427,7 @@ class SqlStore(Store, Dialect):
         given = () if failure is None else (dumps(failure),)
 
         async def hand(tx: Tx) -> bool:
-            turn = isinstance(task, WorkflowTask)
-            if turn:
+            if isinstance(task, WorkflowTask):
                 await rows.run_by_id(tx, self, task.run_id)  # lock order: the run, then its task
             changed = await tx.execute(
                 "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
@@ -437,12 +436,8 @@ class SqlStore(Store, Dialect):
                 + " WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
                 (now + retry_in, *given, task.task_id, task.token),
             )
-            if changed != 1 and not turn:
-                # Cancelled meanwhile (as retry_activity): nobody wants it run.
-                await tx.send(
-                    "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
-                    (task.task_id, task.token),
-                )
+            if changed != 1 and isinstance(task, ActivityTask):
+                await _drop_if_cancelled(tx, task)
             return changed == 1
 
         ok = await self._write(hand)
@@ -494,11 +489,7 @@ class SqlStore(Store, Dialect):
                 (now + retry_in, dumps(failure), dumps(attempts), task.task_id, task.token),
             )
             if changed != 1:
-                # Cancelled meanwhile: nobody wants another attempt.
-                await tx.send(
-                    "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
-                    (task.task_id, task.token),
-                )
+                await _drop_if_cancelled(tx, task)
             return changed == 1
 
         ok = await self._write(retry)
@@ -577,3 +568,12 @@ class SqlStore(Store, Dialect):
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._read(registry.list_all)
+
+
+async def _drop_if_cancelled(tx: Tx, task: ActivityTask) -> None:
+    """An attempt's task whose activity was cancelled while it was claimed:
+    nobody wants another attempt (retry_activity, hand_back)."""
+    await tx.send(
+        "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
+        (task.task_id, task.token),
+    )
