@@ -77,7 +77,8 @@ async def test_a_task_another_live_worker_serves_goes_back_to_the_queue(
     client: perdure.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While a live worker of the queue registers the type, a worker without
-    it hands the task back at once: no failure on the run, no backoff."""
+    it hands the task back: no failure on the run, no backoff of the run's
+    own, only a growing pause for a task that keeps coming back."""
     handed = _count_hand_backs(client, monkeypatch)
     # The registry row of a live worker that serves both (not running here:
     # the worker below is the only one that claims).
@@ -93,11 +94,14 @@ async def test_a_task_another_live_worker_serves_goes_back_to_the_queue(
     async with fast_worker(client, [older], [], identity="old-code"):
         handle = await client.start(pays, 1)
 
-        async def handed_twice() -> bool:
-            return len(handed) >= 2
+        async def handed_thrice() -> bool:
+            return len(handed) >= 3
 
-        await wait_until(handed_twice, what="the turn to be handed back")
-        assert all(retry_in <= 0.2 and failure is None for _, retry_in, failure in handed)
+        await wait_until(handed_thrice, what="the turn to be handed back")
+        assert all(failure is None for _, _, failure in handed)
+        # The first time at once (0.2 s), then twice as long each time the
+        # same task comes back: a busy queue is not churned.
+        assert [retry_in for _, retry_in, _ in handed[:3]] == [0.2, 0.4, 0.8]
         description = await handle.describe()
         assert description.last_error is None and description.status == "running"
     # Its start still waits in the run's inbox, for a worker that has the type.

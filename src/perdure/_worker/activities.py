@@ -24,7 +24,6 @@ from perdure import _history as h
 from perdure._converter import DataConverter
 from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
-from perdure._worker.registry import HAND_BACK_DELAY
 from perdure._worker.threads import SPARE_THREADS, ActivityThreads, ThreadedCall
 from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
 from perdure.errors import ApplicationError, PayloadError, failure_from_exception
@@ -147,9 +146,10 @@ class ActivityRunner:
         # Where an attempt's final outcome goes; the worker may route it into an
         # inline turn instead (see TurnRunner.continue_inline).
         self.deliver: Callable[[ActivityTask, h.Event], Awaitable[Any]] = store.complete_activity
-        # Whether another live worker of the queue registers a workflow type
-        # or activity (Registration.served_elsewhere), if known.
-        self.served_elsewhere: Callable[[str, str], Awaitable[bool]] | None = None
+        # If another live worker of the queue registers a workflow type or
+        # activity, how long a task of it claimed here waits for it
+        # (Registration.hand_back_delay); None: no such worker.
+        self.hand_back_delay: Callable[[str, str, int], Awaitable[float | None]] | None = None
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -379,9 +379,10 @@ class ActivityRunner:
         deploy that adds an activity), else after UNKNOWN_ACTIVITY_RETRY,
         with why as its last_failure. A claim here had used up an attempt:
         a few, and the activity failed for good without running."""
-        served = self.served_elsewhere
-        if served is not None and await served("activity", task.name):
-            await self.store.hand_back(task, HAND_BACK_DELAY)
+        handing = self.hand_back_delay
+        delay = None if handing is None else await handing("activity", task.name, task.task_id)
+        if delay is not None:
+            await self.store.hand_back(task, delay)
             return
         known = ", ".join(sorted(self.activities)) or "none"
         message = f"activity {task.name!r} is not registered on this worker (registered: {known})"

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from perdure._store.base import Store, WorkerRecord
 from perdure.errors import StoreError
 
-__all__ = ["HAND_BACK_DELAY", "Registration"]
+__all__ = ["HAND_BACK_DELAY", "HAND_BACK_MAX", "Registration"]
 
 log = logging.getLogger("perdure.worker")
 
@@ -22,7 +22,11 @@ log = logging.getLogger("perdure.worker")
 SERVED_ELSEWHERE_TTL = 1.0
 # How long a task handed back to the workers that serve its type stays out
 # of sight (Store.hand_back): all workers see it again at once after that.
+# The same task handed back again (those workers are busy) waits twice as
+# long each time, up to HAND_BACK_MAX: a backlog of them is not claimed and
+# handed back five times a second while it lasts.
 HAND_BACK_DELAY = 0.2
+HAND_BACK_MAX = 5.0
 
 
 class Registration:
@@ -44,6 +48,19 @@ class Registration:
         self.activities = sorted(activities)
         self.lease_timeout = lease_timeout
         self._others: tuple[float, list[WorkerRecord]] = (float("-inf"), [])
+        self._handed: dict[int, int] = {}  # task id -> times handed back
+
+    async def hand_back_delay(self, kind: str, name: str, task_id: int) -> float | None:
+        """If another live worker of the queue serves ``name``, how long task
+        ``task_id``, claimed here, is to wait for it (Store.hand_back); None
+        if none does (the task fails here the ordinary way)."""
+        if not await self.served_elsewhere(kind, name):
+            return None
+        if len(self._handed) >= 10_000:
+            self._handed.clear()
+        times = self._handed.get(task_id, 0)
+        self._handed[task_id] = times + 1
+        return float(min(HAND_BACK_MAX, HAND_BACK_DELAY * 2**times))
 
     async def served_elsewhere(self, kind: str, name: str) -> bool:
         """Whether another live worker on this task queue registers the

@@ -35,7 +35,6 @@ from perdure._store.base import (
 from perdure._worker.commands import InlinePolicy, add_commands
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.inline import ended_at, kept_lease
-from perdure._worker.registry import HAND_BACK_DELAY
 from perdure._worker.timers import InlineTimers
 from perdure._worker.watchdog import TurnBlocked, Watchdog
 from perdure.errors import NonDeterminismError, StoreError
@@ -115,8 +114,8 @@ class TurnRunner:
         self.store = store
         # Runs workflow code, and interrupts code that does not await.
         self.watchdog = watchdog or Watchdog(None)
-        # See ActivityRunner.served_elsewhere.
-        self.served_elsewhere: Callable[[str, str], Awaitable[bool]] | None = None
+        # See ActivityRunner.hand_back_delay.
+        self.hand_back_delay: Callable[[str, str, int], Awaitable[float | None]] | None = None
         self.converter = converter
         self.workflows = workflows
         self.cache_size = cache_size
@@ -187,9 +186,12 @@ class TurnRunner:
             # adds a workflow): the task goes back to the queue for it, not
             # into a backoff that grew to a minute while this worker kept
             # claiming it.
-            served = self.served_elsewhere
-            if served is not None and await served("workflow", exc.workflow_type):
-                await self.store.hand_back(task, HAND_BACK_DELAY)
+            handing = self.hand_back_delay
+            delay = None
+            if handing is not None:
+                delay = await handing("workflow", exc.workflow_type, task.task_id)
+            if delay is not None:
+                await self.store.hand_back(task, delay)
             else:
                 await self._fail(task, str(exc))
             return

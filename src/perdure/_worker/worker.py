@@ -149,8 +149,8 @@ class Worker:
             self.store, client.converter, self.activities, max_concurrent_activities, lease_timeout
         )
         self.activity_runner.deliver = self._deliver
-        served = self._registration.served_elsewhere
-        self.activity_runner.served_elsewhere = self.turns.served_elsewhere = served
+        delay = self._registration.hand_back_delay
+        self.activity_runner.hand_back_delay = self.turns.hand_back_delay = delay
         self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
         self._activities_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
         # The turns of inline timers (TurnRunner.fire_inline): turn slots
