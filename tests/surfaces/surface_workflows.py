@@ -100,3 +100,14 @@ async def awaits_an_event(name: str) -> str:
     await make_greeting(name)
     await asyncio.Event().wait()
     return name
+
+
+@activity.defn(task_queue="nobody-serves-this-queue")
+async def far_away_step(name: str) -> str:
+    return name
+
+
+@workflow.defn
+async def waits_on_an_unserved_queue(name: str) -> str:
+    """Its activity's queue has no worker: it waits, and says so."""
+    return await far_away_step(name)

@@ -147,6 +147,20 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         expect(page.locator("#no-worker")).to_have_count(0)
         expect(page.locator("#awaiting-nothing")).to_have_count(0)
 
+        # An activity no worker takes says so (its queue has no worker).
+        unserved = client.start("waits_on_an_unserved_queue", "ui", id="ui-unserved-1")
+        wait_for(
+            lambda: any(a.waiting_for_worker for a in unserved.describe().pending_activities)
+            or None,
+            20,
+            "the activity to wait for a worker",
+        )
+        page.goto(stack.open_url + "#/workflows/ui-unserved-1")
+        untaken = page.locator(".pending-activity .no-activity-worker")
+        expect(untaken).to_contain_text("No worker has taken it")
+        expect(untaken).to_contain_text("nobody-serves-this-queue")
+        unserved.terminate("seen")
+
         # A run whose code awaits what nothing will complete says so.
         stuck = client.start("awaits_an_event", "ui", id="ui-awaits-nothing-1")
         wait_for(lambda: stuck.describe().awaiting_nothing or None, 20, "the run to await nothing")
