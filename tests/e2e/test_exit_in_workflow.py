@@ -99,3 +99,28 @@ async def test_an_exit_in_a_first_turn_does_not_reach_the_starter(
         handle = await client.start(exits_at_once)
         error = await _last_error(handle, "SystemExit('before any await')")
         assert f"{__file__}:" in error
+
+
+memory_short = {"now": True}
+
+
+@workflow.defn(name="needs_memory")
+async def needs_memory(n: int) -> int:
+    await step(n)
+    if memory_short["now"]:
+        raise MemoryError  # as an allocation that fails would
+    return n * 2
+
+
+async def test_running_out_of_memory_fails_the_turn_not_the_run(client: perdure.Client) -> None:
+    """A MemoryError is the machine's state, not the workflow's outcome: the
+    turn fails and is tried again, and the run completes once memory allows
+    (it had failed the run for good, as an exception of the code does)."""
+    memory_short["now"] = True
+    async with fast_worker(client, [needs_memory], [step]):
+        handle = await client.start(needs_memory, 21)
+        error = await _last_error(handle, "ran out of memory")
+        assert "MemoryError()" in error and f"{__file__}:" in error
+        assert (await handle.describe()).status == "running"
+        memory_short["now"] = False
+        assert await handle.result(timeout=60) == 42

@@ -150,8 +150,9 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         # An activity no worker takes says so (its queue has no worker).
         unserved = client.start("waits_on_an_unserved_queue", "ui", id="ui-unserved-1")
         wait_for(
-            lambda: any(a.waiting_for_worker for a in unserved.describe().pending_activities)
-            or None,
+            lambda: (
+                any(a.waiting_for_worker for a in unserved.describe().pending_activities) or None
+            ),
             20,
             "the activity to wait for a worker",
         )

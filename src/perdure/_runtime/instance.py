@@ -145,7 +145,7 @@ class WorkflowInstance:
         self._next_ref = 1
         self._commands: list[h.Command] = []
         self._expected: deque[h.Event] | None = None
-        self._error: NonDeterminismError | None = None
+        self._error: NonDeterminismError | TurnNeverEnds | None = None
         # Activities replayed with other arguments than recorded (at most
         # MAX_DRIFT): allowed (code may change what it passes), but each got
         # the result recorded for the old arguments, so the worker says so.
@@ -336,6 +336,14 @@ class WorkflowInstance:
             command = h.CancelWorkflow()
         elif isinstance(exc := task.exception(), ContinueAsNewError):
             command = h.ContinueAsNew(exc.new_args, exc.new_kwargs, self._signals.untaken())
+        elif isinstance(exc, MemoryError) and self._error is None:
+            # The machine's state, not the code's outcome: the turn fails and
+            # is tried again (the run is kept), rather than the run for good.
+            self._error = TurnNeverEnds(
+                f"workflow code ran out of memory ({exc!r}{raised_at(exc)}); the turn is "
+                f"tried again"
+            )
+            return
         elif exc is not None:
             command = h.FailWorkflow(failure_from_exception(exc))
         else:
