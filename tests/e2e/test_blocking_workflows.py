@@ -130,6 +130,10 @@ async def test_code_that_spins_before_its_first_await_is_interrupted(
         assert await client.execute(fine, 5) == 6
         error = await _last_error(stuck, "without awaiting")
         assert "in spins_at_once" in error, error
+        # A terminate is the store's alone (no turn runs the code): it ends it.
+        await stuck.terminate("stuck in a busy loop")
+        with pytest.raises(perdure.WorkflowTerminatedError):
+            await stuck.result(timeout=10)
 
 
 @pytest.mark.sqlite_only
