@@ -19,7 +19,7 @@ from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure._checks import check_name, check_text, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
-from perdure._runtime.instance import ContinueAsNewError
+from perdure._runtime.endings import ContinueAsNewError
 
 __all__ = [
     "ChildHandle",

@@ -6,9 +6,8 @@ time comes from the history and randomness from a per-run seed, so replaying
 the same history always produces the same commands.
 """
 
+from perdure._runtime.endings import ExitInWorkflow, TurnNeverEnds
 from perdure._runtime.instance import (
-    ExitInWorkflow,
-    TurnNeverEnds,
     WorkflowInfo,
     WorkflowInstance,
     current_instance,

@@ -19,6 +19,12 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._converter import DataConverter, fresh
+from perdure._runtime.endings import (
+    ContinueAsNewError,
+    ExitInWorkflow,
+    TurnNeverEnds,
+    _TurnAborted,
+)
 from perdure._runtime.locate import brief, raised_at, user_location
 from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
 from perdure._runtime.signals import Signals
@@ -43,18 +49,6 @@ _EVICT_STEPS = 100_000
 # computed there), then every other worker's that took the run over.
 MAX_TURN_STEPS = 1_000_000
 MAX_DRIFT = 3  # activities replayed with other arguments that an instance notes
-
-
-class TurnNeverEnds(Exception):
-    """A turn its workflow code cannot complete: the turn fails (and is tried
-    again later, as a turn that meets non-determinism is); the run is kept.
-    Here: it ran MAX_TURN_STEPS callbacks, busy without waiting for input."""
-
-
-class ExitInWorkflow(TurnNeverEnds):
-    """Workflow code raised SystemExit or KeyboardInterrupt: asyncio would
-    pass it up and end the worker's process (and every worker that replays
-    the run after it). The turn fails instead."""
 
 
 # The instance whose context this is: set in each instance's own context (see
@@ -85,16 +79,6 @@ class WorkflowInfo:
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     continued_from_run_id: str | None = None
-
-
-class ContinueAsNewError(BaseException):
-    """Raised by ``workflow.continue_as_new``; a BaseException so that user code's
-    ``except Exception`` cannot swallow it."""
-
-    def __init__(self, args: list[Any], kwargs: dict[str, Any]) -> None:
-        super().__init__("continue-as-new")
-        self.new_args = args
-        self.new_kwargs = kwargs
 
 
 @dataclass
@@ -596,7 +580,3 @@ class WorkflowInstance:
         self._timers.clear()
         self._activities.clear()
         self._signals.drop_waits()
-
-
-class _TurnAborted(BaseException):
-    """Stops workflow code after a non-determinism error was recorded."""
