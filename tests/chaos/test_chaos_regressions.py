@@ -5,7 +5,7 @@
    been claimed again (new token) by the same worker, and the lost lease was matched by
    task id only. The healthy attempt was cancelled silently and the activity stalled for
    a whole lease timeout before another attempt ran (30 s with the default lease).
-   Fixed in ``Worker._renew_leases`` (lost leases are matched by task id and token).
+   Fixed in ``_worker.leases.keep_leases`` (lost leases are matched by task id and token).
 2. ``async with Worker(...)`` whose body ends before the worker's task first ran (an
    exception right away) never returns: ``stop()`` found no ``_stopping`` event yet, and
    ``run()`` then created a fresh one and polled forever. Fixed.
@@ -85,7 +85,7 @@ async def test_a_renewal_racing_an_activity_retry_does_not_stop_the_new_attempt(
     if attempts != [1, 2]:
         pytest.fail(
             f"attempt 2 was stopped as 'lost' and the activity ran again after a lease "
-            f"timeout: attempts {attempts}, result {result} (fix: Worker._renew_leases must "
+            f"timeout: attempts {attempts}, result {result} (fix: _worker.leases.keep_leases must "
             f"match lost leases by task id *and* token)"
         )
     assert result == 2

@@ -33,6 +33,7 @@ from perdure._store.base import (
 )
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.leases import keep_leases
 from perdure._worker.options import check_worker_options, collect_activities, collect_workflows
 from perdure._worker.registry import Registration
 from perdure._worker.turns import TurnRunner
@@ -200,7 +201,16 @@ class Worker:
         await self._registration.register()
         if gone:
             await self._registration.reclaim()
-        lease_task = asyncio.create_task(self._renew_leases())
+        lease_task = asyncio.create_task(
+            keep_leases(
+                self.store,
+                self.identity,
+                self.lease_timeout,
+                self._turns_inflight,
+                self.activity_runner,
+                self._registration.heartbeat,
+            )
+        )
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
         if self.tune_gc:
             gcpolicy.acquire()
@@ -559,36 +569,6 @@ class Worker:
                 task = successor
         finally:
             self._successors.pop(current, None)  # type: ignore[arg-type]
-
-    async def _renew_leases(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_timeout / 3)
-            held = list(self._turns_inflight.values()) + self.activity_runner.renewable()
-            try:
-                lost = await self.store.renew_leases(held, self.lease_timeout)
-                if lost:
-                    # A turn whose commit came back in the same round as this
-                    # renewal deleted its task row: let it leave the in-flight
-                    # set before judging (one loop iteration).
-                    await asyncio.sleep(0)
-            except StoreError as exc:
-                log.warning("worker %s: could not renew leases: %s", self.identity, exc)
-                continue
-            # A task that finished while the renewal ran has no row (or no lease)
-            # any more: only tasks still in flight were really lost.
-            # Match by token too: a retried activity's task row was claimed again (by us,
-            # with a new token) while the renewal ran with the old one.
-            renewed = dict(held)
-            still = set(self._turns_inflight.values())
-            still |= {(tid, r.task.token) for tid, r in self.activity_runner.running.items()}
-            lost = [tid for tid in lost if (tid, renewed[tid]) in still]
-            if lost:
-                log.warning("worker %s lost the lease of tasks %s", self.identity, lost)
-                for tid in lost:
-                    running = self.activity_runner.running.get(tid)
-                    if running is not None:
-                        running.stop("lost")
-            await self._registration.heartbeat()  # after the renewal: never delays it
 
     async def _drain(self) -> None:
         pending = [*self._turns_inflight, *self._timer_turns, *self._activities_inflight]
