@@ -24,6 +24,7 @@ __all__ = [
     "WorkflowDescription",
     "WorkflowExecution",
     "describe_run",
+    "waits_for_nothing",
 ]
 
 
@@ -224,15 +225,20 @@ def describe_run(
     )
 
 
-def _awaiting_nothing(run: RunRecord, pending: PendingWork, now: float) -> bool:
-    # (Unchanged for a second: not a moment between two of a process's reads.)
+def waits_for_nothing(run: RunRecord, pending: PendingWork) -> bool:
+    """The run is open, with no turn due and no activity, timer, child or
+    signal wait pending: only a cancel or terminate moves it."""
     return (
         run.status == "running"
         and pending.workflow_task is None
         and not (pending.activities or pending.timers or pending.children)
         and not run.waiting.get("signals")
-        and run.updated_at < now - 1.0
     )
+
+
+def _awaiting_nothing(run: RunRecord, pending: PendingWork, now: float) -> bool:
+    # (Unchanged for a second: not a moment between two of a process's reads.)
+    return waits_for_nothing(run, pending) and run.updated_at < now - 1.0
 
 
 def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:

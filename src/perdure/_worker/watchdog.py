@@ -41,6 +41,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 from perdure._runtime.locate import is_ours, user_frames
@@ -292,15 +293,28 @@ class Watchdog:
         )
 
 
+def _stack(ident: int) -> tuple[bool, FrameType | None]:
+    """Whether a debugger traces thread ``ident`` (pdb, debugpy: a frame
+    with a trace function; its user may be stopped at a breakpoint, and is
+    left alone), and the thread's innermost frame."""
+    frame = sys._current_frames().get(ident)
+    outer = frame
+    while outer is not None:
+        if outer.f_trace is not None:
+            return True, frame
+        outer = outer.f_back
+    return False, frame
+
+
 def _stall_place(ident: int) -> str | None:
     """Where thread ``ident`` is: ' in FN (FILE:LINE), at FILE:LINE', the
     first code of the user's that perdure called and the innermost user
     frame ('' if no user code runs); None if a debugger traces it."""
-    frame = sys._current_frames().get(ident)
+    traced, frame = _stack(ident)
+    if traced:
+        return None
     innermost = entry = None
     while frame is not None:
-        if frame.f_trace is not None:
-            return None
         if not is_ours(frame.f_code.co_filename):
             innermost = innermost or frame
             entry = frame
@@ -315,15 +329,10 @@ def _stall_place(ident: int) -> str | None:
 
 def _place(ident: int) -> str | None:
     """' at FILE:LINE in FN' of the innermost workflow frame of thread
-    ``ident`` ('' if none is found); None if a debugger traces that thread
-    (pdb, debugpy: a frame with a trace function), whose user may be stopped
-    at a breakpoint."""
-    frame = sys._current_frames().get(ident)
-    outer = frame
-    while outer is not None:
-        if outer.f_trace is not None:
-            return None
-        outer = outer.f_back
+    ``ident`` ('' if none is found); None if a debugger traces it."""
+    traced, frame = _stack(ident)
+    if traced:
+        return None
     frames = user_frames(frame) if frame is not None else []
     if not frames:
         return ""

@@ -25,6 +25,7 @@ from perdure._checks import delay_seconds
 from perdure._converter import DataConverter
 from perdure._store import store_for_url
 from perdure._store.base import RunFilter, RunRecord
+from perdure._views import waits_for_nothing
 from perdure._worker.options import several
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT
 from perdure._worker.worker import Worker
@@ -299,7 +300,7 @@ class WorkflowEnvironment:
                 raise NonDeterminismError(run.last_error)
             raise WorkflowStuckError(f"{where} cannot make progress: {run.last_error}")
         work = await store.pending_work(run.run_id)
-        if work.activities or work.timers or work.children or run.waiting.get("signals"):
+        if not waits_for_nothing(run, work):
             self._awaiting_nothing.pop(run.run_id, None)
         else:
             # Nothing can move it but a cancel: give a test's own task a
