@@ -140,6 +140,20 @@ def test_migrate_reads_perdure_db_and_help_lists_exit_codes(db: str) -> None:
     assert "Exit codes" in helped.stdout and "3 workflow not found" in helped.stdout
 
 
+def test_each_command_summary_is_one_line() -> None:
+    """``perdure --help`` lists each command by its docstring's first paragraph:
+    a summary wrapped over two source lines came out broken mid-sentence."""
+    import typer.main
+
+    from perdure.cli import app
+
+    group = typer.main.get_command(app)
+    assert set(group.commands) == set(COMMANDS)
+    for name, command in group.commands.items():
+        summary = (command.help or "").split("\n\n")[0]
+        assert summary and "\n" not in summary and len(summary) <= 80, (name, summary)
+
+
 def test_each_command_loads_only_its_own_module() -> None:
     """``main()`` imports the module of the command it runs, from a table that
     names every command: the worker's restart skips the others' imports."""

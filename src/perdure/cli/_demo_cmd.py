@@ -19,8 +19,11 @@ def demo(
     ),
     port: int = typer.Option(8765, min=0, max=65535, help="Port for --ui (busy: any free one)."),
 ) -> None:
-    """The order-fulfilment demo: a worker is SIGKILLed mid-way, the order still
-    completes, and the card is charged exactly once."""
+    """Run the order-fulfilment demo: a worker is SIGKILLed, the card charged once.
+
+    A worker is SIGKILLed mid-way through an order; another worker takes the run
+    over, the order still completes, and the card is charged exactly once.
+    """
     from perdure.demo.run import run_demo
 
     raise typer.Exit(run_demo(folder, ui_port=port if ui else None))

@@ -57,8 +57,10 @@ def replay(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per run."),
 ) -> None:
-    """Replay recorded histories against the workflows in MODULES and report every
-    run the current code can no longer replay (with its first mismatching command).
+    """Check that the workflows in MODULES can still replay recorded histories.
+
+    Replays each history against the current code and reports every run it can
+    no longer replay, with its first mismatching command.
 
     Exit status: 0 all runs compatible, 1 some run is not, 2 usage error, 4 database error.
     """
