@@ -155,8 +155,12 @@ async def test_bodies_are_json_whatever_the_content_type(
     api: httpx.AsyncClient, client: perdure.Client, worker: perdure.Worker
 ) -> None:
     """``curl -d`` sends form-urlencoded; webhooks send what they like: JSON is JSON."""
-    await client.start("approval", "x", id="lenient")
     form = {"content-type": "application/x-www-form-urlencoded"}
+    body = b'{"workflow": "approval", "args": ["x"], "id": "lenient"}'
+    started = await api.post("/api/workflows", content=body, headers=form)
+    assert started.status_code == 201, started.text
+    unlabelled = await api.post("/api/workflows", content=b'{"workflow": "approval"}')
+    assert unlabelled.status_code == 201, unlabelled.text
     sent = (
         await api.post("/api/workflows/lenient/signals/a", content=b'{"n": 1}', headers=form),
         await api.post("/api/workflows/lenient/signals/b", content=b"[1, 2]"),  # no type at all
@@ -256,6 +260,11 @@ async def test_malformed_requests_are_422_with_a_message(api: httpx.AsyncClient)
         response = await api.post("/api/workflows", json=body)
         assert response.status_code == 422, body
         assert response.json()["message"].startswith(message), response.json()
+    for raw in (b"{", b"NaN", b"plain text", b"\xff\xfe{", b""):
+        bad_start = await api.post("/api/workflows", content=raw, headers=headers)
+        assert bad_start.status_code == 422, raw
+        message = bad_start.json()["message"]
+        assert message.startswith(("the request body is not valid", "body: ")), (raw, message)
     for raw in (b"{", b"NaN", b"plain text", b"\xff\xfe{"):
         bad_signal = await api.post("/api/workflows/x/signals/go", content=raw)
         assert bad_signal.status_code == 422, raw

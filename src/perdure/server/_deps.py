@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Optional
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
@@ -24,6 +25,7 @@ from perdure.server._query import parse_when
 __all__ = [
     "READ_ERRORS",
     "REASON_BODY",
+    "START_BODY",
     "WRITE_ERRORS",
     "ServerState",
     "client_of",
@@ -34,6 +36,7 @@ __all__ = [
     "require_admin",
     "require_read",
     "role_of",
+    "start_request",
     "state_of",
 ]
 
@@ -108,16 +111,36 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def json_body(request: Request) -> Any:
-    """The body as JSON whatever its Content-Type (``curl -d`` says form-urlencoded,
-    webhooks vary): empty is null, anything else must parse."""
-    raw = await request.body()
+def _loads(raw: bytes) -> Any:
+    """A body as JSON whatever its Content-Type (``curl -d`` says form-urlencoded,
+    webhooks vary): empty is null, anything else must parse (ValueError if not)."""
     if not raw.strip():
         return None
+    return json.loads(raw, parse_constant=_no_constant)
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON (see ``_loads``); 422 if it does not parse."""
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        return _loads(await request.body())
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise HTTPException(422, f"the request body is not valid JSON: {exc}") from None
+
+
+async def start_request(request: Request) -> m.StartRequest:
+    """The start route's body, read as JSON whatever its Content-Type, as the
+    signal route's is (``curl -d '{"workflow": ...}'`` had been told its object
+    was not "a valid dictionary"); errors as FastAPI reports a body's."""
+    try:
+        body = _loads(await request.body())
+    except ValueError as exc:
+        error = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
+        raise RequestValidationError([{**error, "ctx": {"error": str(exc)}}]) from None
+    try:
+        return m.StartRequest.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
 async def reason_of(request: Request) -> Optional[str]:
@@ -136,6 +159,14 @@ REASON_BODY: dict[str, Any] = {
         "description": "Optional; the reason is recorded in the history.",
         "required": False,
         "content": {"application/json": {"schema": m.ReasonRequest.model_json_schema()}},
+    }
+}
+
+
+START_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": m.StartRequest.model_json_schema()}},
     }
 }
 

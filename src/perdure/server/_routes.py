@@ -24,6 +24,7 @@ from perdure.server._auth import Role
 from perdure.server._deps import (
     READ_ERRORS,
     REASON_BODY,
+    START_BODY,
     WRITE_ERRORS,
     client_of,
     error_responses,
@@ -33,6 +34,7 @@ from perdure.server._deps import (
     require_admin,
     require_read,
     role_of,
+    start_request,
     state_of,
 )
 from perdure.server._query import (
@@ -131,8 +133,11 @@ async def list_workflows(
     response_model=m.StartResponse,
     dependencies=Admin,
     responses=error_responses(401, 403, 409, 422, 503),
+    openapi_extra=START_BODY,
 )
-async def start_workflow(client: ClientDep, body: m.StartRequest) -> Any:
+async def start_workflow(
+    client: ClientDep, body: Annotated[m.StartRequest, Depends(start_request)]
+) -> Any:
     """Start a workflow by type name with JSON arguments (409 if the id is taken)."""
     handle = await client.start(
         body.workflow,
