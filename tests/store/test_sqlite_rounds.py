@@ -7,9 +7,11 @@ its writes again after short pauses. SQLite only."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -263,6 +265,35 @@ async def test_transactions_on_the_stores_thread_when_the_url_asks(tmp_path: Pat
             *(sqlite_store._write(inbox_insert(f"r{i}", threads=threads)) for i in range(3))
         )
         assert threads == ["perdure-sqlite"] * 3
+    finally:
+        await sqlite_store.close()
+
+
+async def test_the_stores_thread_keeps_nothing_of_a_round_it_answered(tmp_path: Path) -> None:
+    """A round on the store's thread is forgotten once answered: its jobs had
+    stayed referenced by the idle thread until the next job came."""
+    sqlite_store = store_for_url(f"sqlite:///{tmp_path / 'store.db'}?transactions=thread")
+    await sqlite_store.open()
+    try:
+
+        class Payload:  # stands for a start's arguments: only a weak reference is kept here
+            pass
+
+        payload = Payload()
+        kept = weakref.ref(payload)
+        body = inbox_insert("r1")
+
+        async def write(tx: Tx, payload: Payload = payload) -> str:
+            return await body(tx)  # type: ignore[no-any-return]
+
+        assert await sqlite_store._write(write) == "r1"
+        del payload, write
+
+        def forgotten() -> bool:
+            gc.collect()
+            return kept() is None
+
+        await wait_for(forgotten, "the answered round's job to be released")
     finally:
         await sqlite_store.close()
 

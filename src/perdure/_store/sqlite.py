@@ -275,6 +275,11 @@ class SqliteStore(SqlStore):
                 except BaseException as exc:  # a bug: every caller still gets an answer
                     answers = [(job, False, exc) for job in work]
             self._answer(answers)
+            # Forget the round before waiting for the next: an idle thread had
+            # kept its last round's jobs alive (their bodies, payloads and
+            # answers: a burst of starts with large arguments) until the next
+            # job came, which may be never.
+            del batch, work, answers
         # Closed: anything that slipped in is refused, never left hanging.
         leftovers: list[tuple[Job, bool, Any]] = []
         while True:
