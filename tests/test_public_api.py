@@ -15,6 +15,7 @@ def test_top_level_all_is_pinned() -> None:
         "DataConverter",
         "NonDeterminismError",
         "PayloadCodec",
+        "PayloadCodecError",
         "PayloadError",
         "PerdureError",
         "RetryPolicy",

@@ -149,13 +149,13 @@ class WorkflowDescription:
     parent_run_id: str | None = None
     continued_to: str | None = None
     starts_at: datetime | None = None
+    """When the run's first turn is due, while that is still ahead: a run
+    started with ``start_delay`` (or whose first turn failed and backs off)."""
     awaiting_nothing: bool = False
     """The run is open, but nothing it waits for can come: no activity,
     timer, child or signal wait is pending, and no turn is due (its code
     awaits an asyncio.Event or Future that no workflow code will complete,
     or waits to be cancelled). Only a cancel or terminate moves it."""
-    """When the run's first turn is due, while that is still ahead: a run
-    started with ``start_delay`` (or whose first turn failed and backs off)."""
 
 
 @dataclass(frozen=True)

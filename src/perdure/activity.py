@@ -19,6 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from perdure._checks import check_name
 from perdure._converter import DataConverter
 from perdure._runtime import current_instance
+from perdure.errors import PayloadCodecError
 from perdure.retry import RetryPolicy
 
 __all__ = [
@@ -143,7 +144,10 @@ async def _result(fn: Callable[..., Any], inst: Any, ref: int, future: Awaitable
         # the same point of the turn.
         inst.abandon_activity(ref)
         raise
-    return inst.converter.decode_result(fn, data)
+    try:
+        return inst.converter.decode_result(fn, data)
+    except PayloadCodecError as exc:
+        inst.unreadable(exc)
 
 
 class ActivityFunction(Generic[P, R]):

@@ -17,6 +17,7 @@ __all__ = [
     "ApplicationError",
     "ChildWorkflowError",
     "NonDeterminismError",
+    "PayloadCodecError",
     "PayloadError",
     "PerdureError",
     "SchemaVersionError",
@@ -147,6 +148,16 @@ class WorkflowClosedError(PerdureError):
 
 class PayloadError(PerdureError):
     """A value could not be encoded to JSON or decoded into its type hint."""
+
+
+class PayloadCodecError(PayloadError):
+    """A stored payload went through codecs (encryption, compression) that this
+    converter cannot undo: it has no codecs, lacks the key, or the envelope is
+    newer or damaged. The value is intact in the database; a process with the
+    writer's codecs and keys reads it. A worker therefore retries rather than
+    fails: a workflow turn that meets one fails and is tried again, and an
+    activity whose arguments it cannot open goes back to the queue without
+    using an attempt."""
 
 
 def failure_from_exception(exc: BaseException) -> dict[str, Any]:

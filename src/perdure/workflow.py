@@ -20,6 +20,7 @@ from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 from perdure._checks import check_name, check_text, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.endings import ContinueAsNewError
+from perdure.errors import PayloadCodecError
 
 __all__ = [
     "ChildHandle",
@@ -211,9 +212,15 @@ class ChildHandle(Generic[R]):
 
     async def result(self) -> R:
         data = await self._result
-        if self._fn is None:
-            return self._converter.from_json(data)  # type: ignore[no-any-return]
-        return self._converter.decode_result(self._fn, data)  # type: ignore[no-any-return]
+        try:
+            if self._fn is None:
+                return self._converter.from_json(data)  # type: ignore[no-any-return]
+            return self._converter.decode_result(self._fn, data)  # type: ignore[no-any-return]
+        except PayloadCodecError as exc:
+            inst = current_instance()
+            if inst is None:
+                raise
+            inst.unreadable(exc)
 
     def __await__(self) -> Generator[Any, None, R]:
         return self.result().__await__()

@@ -49,7 +49,7 @@ from perdure._converter.values import (
     fresh,
 )
 from perdure._json import encoder
-from perdure.errors import PayloadError
+from perdure.errors import PayloadCodecError, PayloadError
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
@@ -178,29 +178,32 @@ class DataConverter:
         )
 
     def _open(self, data: JSON, where: str) -> JSON:
-        """What is stored -> plain JSON (the inverse of :meth:`_seal`)."""
+        """What is stored -> plain JSON (the inverse of :meth:`_seal`). An envelope
+        this converter cannot open raises :class:`PayloadCodecError`."""
         if type(data) is not dict or ENVELOPE_KEY not in data:
             return data
         if not self.codecs:
-            raise PayloadError(
+            raise PayloadCodecError(
                 f"cannot decode {where}: it was stored through payload codecs (encrypted or "
                 f"compressed), but this DataConverter has none; configure the same codecs "
                 f"(and keys) as the program that wrote it"
             )
         version, text = data.get(ENVELOPE_KEY), data.get("data")
         if version != _ENVELOPE_VERSION or not isinstance(text, str):
-            raise PayloadError(
+            raise PayloadCodecError(
                 f"cannot decode {where}: malformed codec envelope (version {version!r}); "
                 f"it was written by a newer perdure, or damaged"
             )
         try:
             raw = base64.b64decode(text, validate=True)
         except ValueError as error:
-            raise PayloadError(f"cannot decode {where}: damaged codec envelope: {error}") from None
+            raise PayloadCodecError(
+                f"cannot decode {where}: damaged codec envelope: {error}"
+            ) from None
         try:
             return self.loads(raw)
         except PayloadError as error:
-            raise PayloadError(f"cannot decode {where}: {error}") from error.__cause__
+            raise PayloadCodecError(f"cannot decode {where}: {error}") from error.__cause__
 
     def display(self, data: JSON, depth: int = 3) -> JSON:
         """Stored JSON opened for people (``describe()``, the CLI, the UI): codec envelopes

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ContinueAsNewError", "ExitInWorkflow", "TurnNeverEnds"]
+__all__ = ["ContinueAsNewError", "ExitInWorkflow", "TurnNeverEnds", "UnreadablePayload"]
 
 
 class TurnNeverEnds(Exception):
@@ -19,6 +19,14 @@ class ExitInWorkflow(TurnNeverEnds):
     """Workflow code raised SystemExit or KeyboardInterrupt: asyncio would
     pass it up and end the worker's process (and every worker that replays
     the run after it). The turn fails instead."""
+
+
+class UnreadablePayload(TurnNeverEnds):
+    """A recorded payload this worker's converter cannot open (a
+    PayloadCodecError: a codec key it lacks, during a deploy that adds one).
+    The value is intact; the turn fails and is tried again, so the run goes
+    on once a worker with the writer's codecs and keys takes it. It had
+    failed the run for good."""
 
 
 class ContinueAsNewError(BaseException):

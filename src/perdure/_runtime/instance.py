@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from contextvars import Context, ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from perdure import _history as h
 from perdure._converter import DataConverter, fresh
@@ -23,6 +23,7 @@ from perdure._runtime.endings import (
     ContinueAsNewError,
     ExitInWorkflow,
     TurnNeverEnds,
+    UnreadablePayload,
     _TurnAborted,
 )
 from perdure._runtime.locate import brief, raised_at, user_location
@@ -32,6 +33,7 @@ from perdure.errors import (
     ActivityError,
     ChildWorkflowError,
     NonDeterminismError,
+    PayloadCodecError,
     PayloadError,
     WorkflowAlreadyStartedError,
     cause_from_failure,
@@ -243,7 +245,12 @@ class WorkflowInstance:
                 self.loop.ready.append(handle)
         elif isinstance(event, h.SignalReceived):
             recorded = event.payload
-            self._signals.deliver(event.name, recorded, self.converter.from_json(recorded))
+            try:
+                value = self.converter.from_json(recorded, where=f"signal {event.name!r}")
+            except PayloadCodecError as exc:
+                self._unreadable(exc)
+                return
+            self._signals.deliver(event.name, recorded, value)
         elif isinstance(event, h.CancelRequested):
             # Only the first request cancels: compensation that runs after it
             # cannot be interrupted by a second one (terminate is the hard stop).
@@ -308,8 +315,12 @@ class WorkflowInstance:
 
     async def _run_main(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         # Decoding inside the task makes a payload that does not fit the
-        # signature fail the workflow (with the PayloadError) rather than the turn.
-        pos, kw = self.converter.decode_args(self.fn, args, kwargs)
+        # signature fail the workflow (with the PayloadError) rather than the
+        # turn; one this worker cannot open fails the turn (see unreadable).
+        try:
+            pos, kw = self.converter.decode_args(self.fn, args, kwargs)
+        except PayloadCodecError as exc:
+            self.unreadable(exc)
         return await self.fn(*pos, **kw)
 
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:
@@ -337,6 +348,21 @@ class WorkflowInstance:
                 command = h.FailWorkflow(failure_from_exception(err))
         self.issue(command)
         self.closed = True
+
+    def _unreadable(self, exc: PayloadCodecError) -> None:
+        if self._error is None:
+            self._error = UnreadablePayload(
+                f"{exc}; the turn is tried again, and the run goes on once a worker with "
+                f"the codecs and keys that wrote it takes it"
+            )
+
+    def unreadable(self, exc: PayloadCodecError) -> NoReturn:
+        """Workflow code was to receive a recorded payload this worker cannot
+        open: the turn fails and is tried again (the run is kept), and the
+        code stops here with a BaseException its ``except Exception`` cannot
+        take for the value's own failure."""
+        self._unreadable(exc)
+        raise _TurnAborted()
 
     # -------------------------------------------------------------- commands
 
@@ -508,9 +534,12 @@ class WorkflowInstance:
                 raise _TurnAborted()
             self._expected.popleft()
             value = head.value
-        if typed:
-            return self.converter.decode_result(compute, value)
-        return self.converter.from_json(value, where="side effect")
+        try:
+            if typed:
+                return self.converter.decode_result(compute, value)
+            return self.converter.from_json(value, where="side effect")
+        except PayloadCodecError as exc:
+            self.unreadable(exc)
 
     def set_state(self, key: str, value: Any) -> None:
         if type(key) is not str:  # (JSON keeps only strings as keys: 5 came back as "5")

@@ -26,12 +26,12 @@ from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.threads import SPARE_THREADS, ActivityThreads, ThreadedCall
 from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
-from perdure.errors import ApplicationError, PayloadError, failure_from_exception
+from perdure.errors import ApplicationError, PayloadCodecError, PayloadError, failure_from_exception
 from perdure.retry import RetryPolicy
 
 log = logging.getLogger("perdure.worker")
 
-UNKNOWN_ACTIVITY_RETRY = 5.0
+UNKNOWN_ACTIVITY_RETRY = 5.0  # (also for arguments this worker cannot open)
 MAX_HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeat writes, at most one per task
 
 
@@ -55,6 +55,16 @@ def _failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any
         "non_retryable": non_retryable,
         "details": None,
     }
+
+
+class _Unopened(Exception):
+    """The attempt's arguments (or heartbeat details) are stored through
+    codecs this worker cannot undo (a PayloadCodecError): not the activity's
+    failure, and not run."""
+
+    def __init__(self, error: PayloadCodecError) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class _Escaped(Exception):
@@ -216,6 +226,9 @@ class ActivityRunner:
                 current.uncancel()
             await self._stopped(running, RetryPolicy.from_dict(options["retry"]))
             return
+        except _Unopened as exc:
+            await self._unopened(task, exc.error)
+            return
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             # On the loop's thread these may be the program's own stop (a
             # signal handler's sys.exit() lands wherever the thread is).
@@ -254,9 +267,12 @@ class ActivityRunner:
         running: _Running,
         timeout: float | None,
     ) -> Any:
-        args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
-        if task.heartbeat is not None:
-            running.first_details = self.converter.from_json(task.heartbeat)
+        try:
+            args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
+            if task.heartbeat is not None:
+                running.first_details = self.converter.from_json(task.heartbeat)
+        except PayloadCodecError as exc:
+            raise _Unopened(exc) from exc
         loop = running.loop = self.loop or asyncio.get_running_loop()
         running.is_async = activity.is_async
         if activity.is_async and timeout is None:
@@ -388,6 +404,17 @@ class ActivityRunner:
         message = f"activity {task.name!r} is not registered on this worker (registered: {known})"
         log.warning("%s", message)
         failure = _failure("ActivityNotRegistered", message, False)
+        await self.store.hand_back(task, UNKNOWN_ACTIVITY_RETRY, failure)
+
+    async def _unopened(self, task: ActivityTask, error: PayloadCodecError) -> None:
+        """An attempt whose arguments this worker cannot open (it lacks a
+        codec key, during a deploy that adds one) goes back to the queue as
+        an unknown activity does: not run, its claim not counted as an
+        attempt, tried again after UNKNOWN_ACTIVITY_RETRY with why as its
+        last_failure. It had failed the activity for good."""
+        message = f"activity {task.name!r} not run on this worker: {error}"
+        log.warning("%s", message)
+        failure = _failure("PayloadCodecError", message, False)
         await self.store.hand_back(task, UNKNOWN_ACTIVITY_RETRY, failure)
 
     # ------------------------------------------------------------ outcomes
