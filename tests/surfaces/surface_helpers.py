@@ -20,6 +20,7 @@ ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "COLUMNS": "200", "NO_COLOR": 
 ENV.pop("PERDURE_DB", None)
 ENV.pop("PERDURE_TOKEN", None)
 ENV.pop("PERDURE_ADMIN_TOKEN", None)
+ENV.pop("PERDURE_CONVERTER", None)
 
 
 def cli(

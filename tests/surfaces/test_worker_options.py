@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sealed_workflows
 import surface_workflows as wf
 
 import perdure
@@ -86,6 +87,8 @@ def test_each_worker_process_gets_the_options(
     monkeypatch.setattr(supervise_module, "supervise", supervise)
     db = f"sqlite:///{tmp_path / 'options.db'}"
     flags = ["--max-workflow-tasks", "7", "--cache-size", "3", "--drain-timeout", "1.5"]
+    converter = f"{sealed_workflows.__file__}:converter"
+    flags += ["--converter", converter]
     assert main([wf.__file__, "--db", db, "--processes", "2", "--identity", "w", *flags]) == 0
     assert len(commands) == 2
     for k, command in enumerate(commands, 1):
@@ -95,6 +98,7 @@ def test_each_worker_process_gets_the_options(
         assert float(given["--drain-timeout"]) == 1.5
         assert float(given["--deadlock-timeout"]) == 2.0
         assert given["--identity"] == f"w/{k}"
+        assert given["--converter"] == converter
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,15 @@ import typer
 from perdure.cli import _modules
 from perdure.cli._modules import collect
 
-__all__ = ["EPILOG", "DbOption", "ModulesArg", "app", "collect", "load_module"]
+__all__ = [
+    "EPILOG",
+    "ConverterOption",
+    "DbOption",
+    "ModulesArg",
+    "app",
+    "collect",
+    "load_module",
+]
 
 EPILOG = (
     "Exit codes: 0 ok; 1 the workflow failed, timed out, was cancelled or terminated (result); "
@@ -35,6 +43,14 @@ def _commands() -> None:
 
 DbOption = typer.Option(None, "--db", envvar="PERDURE_DB", help="Database URL.")
 ModulesArg = typer.Argument(..., help="Modules (or .py files) to load.")
+ConverterOption = typer.Option(
+    None,
+    "--converter",
+    envvar="PERDURE_CONVERTER",
+    metavar="MODULE:NAME",
+    help="The DataConverter payloads were written with (its codecs and keys): NAME in "
+    "MODULE is one, or a function that returns one.",
+)
 
 
 def load_module(spec: str) -> ModuleType:

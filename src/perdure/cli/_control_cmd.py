@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from perdure.cli._app import DbOption, app
+from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
     EPILOG,
     JsonOption,
@@ -47,6 +47,7 @@ def start(
     ),
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """Start a workflow by name. A worker serving the task queue runs it."""
     values = [parse_json(a, f"--arg #{i + 1}") for i, a in enumerate(args)]
@@ -78,7 +79,7 @@ def start(
             f"[dim]perdure show {escape(handle.id)}   perdure result {escape(handle.id)} --wait[/]"
         )
 
-    run(db, work)
+    run(db, work, converter=converter)
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Control")
@@ -88,6 +89,7 @@ def signal(
     payload: Optional[str] = typer.Option(None, "--payload", "-p", help="Payload as JSON."),
     db: Optional[str] = DbOption,
     run_id: Optional[str] = RunIdOption,
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """Send a signal to an open run (exit 5 if it has ended)."""
     value: Any = None if payload is None else parse_json(payload, "--payload")
@@ -96,7 +98,7 @@ def signal(
         await client.get_handle(workflow_id, run_id).signal(name, value)
         out.print(f"Signal [bold]{escape(name)}[/] delivered to {escape(workflow_id)}")
 
-    run(db, work)
+    run(db, work, converter=converter)
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Control")

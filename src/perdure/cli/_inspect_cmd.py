@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from perdure.cli._app import DbOption, app
+from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
     EPILOG,
     EXIT_FAILED,
@@ -227,6 +227,7 @@ def show(
     db: Optional[str] = DbOption,
     run_id: Optional[str] = RunIdOption,
     as_json: bool = JsonOption,
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """Show where a run is: status, what it waits on, state, result or failure.
 
@@ -241,7 +242,7 @@ def show(
         else:
             _show(d)
 
-    run(db, work)
+    run(db, work, converter=converter)
 
 
 def summarize(event: dict[str, Any]) -> str:
@@ -320,6 +321,7 @@ def history(
         False, "--follow", "-f", help="Print new events as they happen until the run closes."
     ),
     interval: float = typer.Option(0.5, min=0.05, help="Seconds between polls with --follow."),
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """Print a run's event history (--follow: live, until the run closes).
 
@@ -354,7 +356,7 @@ def history(
                     return
                 await asyncio.sleep(interval)
 
-    run(db, work)
+    run(db, work, converter=converter)
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Inspect")
@@ -367,6 +369,7 @@ def result(
         None, min=0, help="With --wait: give up after this many seconds (exit 6)."
     ),
     as_json: bool = JsonOption,
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """Print a run's result as JSON (--wait: wait for the end).
 
@@ -405,4 +408,4 @@ def result(
                 err.print(f"{escape(d.id)} is still {status_text(d.status)} ({hint})")
         return code
 
-    run(db, work)
+    run(db, work, converter=converter)

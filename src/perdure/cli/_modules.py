@@ -12,10 +12,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from perdure._converter import DataConverter
 from perdure.activity import ActivityFunction
 from perdure.workflow import definition_of
 
-__all__ = ["ModuleLoadError", "collect", "load_module"]
+__all__ = ["ModuleLoadError", "collect", "load_converter", "load_module"]
 
 
 class ModuleLoadError(ValueError):
@@ -55,3 +56,33 @@ def collect(modules: list[ModuleType]) -> tuple[list[Any], list[Any]]:
             elif isinstance(value, ActivityFunction):
                 activities[id(value)] = value
     return list(workflows.values()), list(activities.values())
+
+
+def load_converter(spec: str) -> DataConverter:
+    """The DataConverter that ``MODULE:NAME`` names (``--converter``): NAME is a
+    DataConverter, or a function of no arguments that returns one (to read keys
+    from the environment or a secret store when the command starts). MODULE is
+    a dotted name or a ``path/to/file.py``, as for the modules a worker serves."""
+    module_spec, colon, name = spec.rpartition(":")
+    if not colon or not module_spec or not name.isidentifier():
+        raise ModuleLoadError(
+            f"--converter {spec!r} is not MODULE:NAME (for example myapp.payloads:converter)"
+        )
+    module = load_module(module_spec)
+    try:
+        value = getattr(module, name)
+    except AttributeError:
+        raise ModuleLoadError(f"--converter {spec!r}: {module_spec} has no {name!r}") from None
+    if not isinstance(value, DataConverter) and callable(value):
+        try:
+            value = value()
+        except Exception as exc:
+            raise ModuleLoadError(
+                f"--converter {spec!r}: {name}() raised {type(exc).__name__}: {exc}"
+            ) from exc
+    if not isinstance(value, DataConverter):
+        raise ModuleLoadError(
+            f"--converter {spec!r} is a {type(value).__name__}, not a perdure.DataConverter "
+            f"(or a function that returns one)"
+        )
+    return value

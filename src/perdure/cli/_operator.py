@@ -19,8 +19,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from perdure._converter import DataConverter
 from perdure._store import resolve_url
 from perdure.cli._app import EPILOG
+from perdure.cli._modules import ModuleLoadError, load_converter
 from perdure.client import Client
 from perdure.errors import (
     PayloadError,
@@ -44,6 +46,7 @@ __all__ = [
     "EXIT_USAGE",
     "JsonOption",
     "RunIdOption",
+    "converter_of",
     "err",
     "fail",
     "local_time",
@@ -119,17 +122,31 @@ def _sqlite_file(url: str) -> str | None:
     return url[len("sqlite:///") :]
 
 
+def converter_of(spec: Optional[str]) -> Optional[DataConverter]:
+    """The DataConverter a ``--converter`` names (None: the default); a usage
+    error (exit 2) if it names none."""
+    if spec is None:
+        return None
+    try:
+        return load_converter(spec)
+    except ModuleLoadError as exc:
+        fail(EXIT_USAGE, str(exc))
+
+
 def run(
     db: Optional[str],
     work: Callable[[Client], Awaitable[int | None]],
     *,
     create: bool = False,
+    converter: Optional[str] = None,
 ) -> None:
     """Connect to ``db``, run ``work(client)``, and exit with its code (or the code
     of the error it raised). Unless ``create``, a missing SQLite file is an error
     (exit 4) instead of a new empty database: a typo in --db must not look like
-    "no workflows"."""
+    "no workflows". ``converter``: a ``--converter`` MODULE:NAME (exit 2 if it
+    does not name a DataConverter)."""
     url = database_url(db)
+    payloads = converter_of(converter)
     path = _sqlite_file(url)
     if not create and path is not None and not os.path.exists(path):
         fail(
@@ -139,7 +156,7 @@ def run(
         )
 
     async def main() -> int | None:
-        client = await Client.connect(url)
+        client = await Client.connect(url, converter=payloads)
         try:
             return await work(client)
         finally:

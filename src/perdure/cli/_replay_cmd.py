@@ -19,8 +19,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from perdure.cli._app import ModulesArg, app, collect, load_module
-from perdure.cli._operator import EXIT_USAGE, err, fail, print_json, run
+from perdure._converter import DataConverter
+from perdure.cli._app import ConverterOption, ModulesArg, app, collect, load_module
+from perdure.cli._operator import EXIT_USAGE, converter_of, err, fail, print_json, run
 from perdure.client import Client
 from perdure.server._query import parse_when
 from perdure.testing._replayer import Replayer, ReplayResult
@@ -56,6 +57,7 @@ def replay(
         "or age (15m, 2h, 3d).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per run."),
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """Check that the workflows in MODULES can still replay recorded histories.
 
@@ -74,7 +76,7 @@ def replay(
         fail(
             EXIT_USAGE, "--workflow and --since select runs in --db; they do not apply to --history"
         )
-    replayer = _replayer(modules)
+    replayer = _replayer(modules, converter_of(converter))
     if history:
         results = [(str(path), _replay_file(replayer, path)) for path in history]
         raise typer.Exit(_report(results, as_json))
@@ -96,12 +98,12 @@ def replay(
     run(db, work)
 
 
-def _replayer(modules: list[str]) -> Replayer:
+def _replayer(modules: list[str], converter: Optional[DataConverter]) -> Replayer:
     workflows, _ = collect([load_module(m) for m in modules])
     if not workflows:
         fail(EXIT_USAGE, f"no workflows found in {', '.join(modules)}")
     try:
-        return Replayer(workflows)
+        return Replayer(workflows, converter=converter)
     except ValueError as exc:
         fail(EXIT_USAGE, str(exc), "load one version of each workflow: the one to deploy")
 

@@ -12,8 +12,15 @@ from typing import Optional
 
 import typer
 
-from perdure.cli._app import EPILOG, DbOption, app
-from perdure.cli._operator import EXIT_FAILED, EXIT_USAGE, database_url, fail, run
+from perdure.cli._app import EPILOG, ConverterOption, DbOption, app
+from perdure.cli._operator import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    converter_of,
+    database_url,
+    fail,
+    run,
+)
 from perdure.client import Client
 
 DEFAULT_PORT = 8765
@@ -23,8 +30,16 @@ TokenFileOption = typer.Option(
 )
 
 
-def serve(url: str, host: str, port: int, token_file: Optional[Path], log_level: str) -> None:
-    """Check the tokens, the database and the port, then serve until Ctrl-C / SIGTERM."""
+def serve(
+    url: str,
+    host: str,
+    port: int,
+    token_file: Optional[Path],
+    log_level: str,
+    converter: Optional[str] = None,
+) -> None:
+    """Check the tokens, the database, the converter and the port, then serve
+    until Ctrl-C / SIGTERM."""
     try:
         from perdure.server import _serve
         from perdure.server._auth import AuthSetupError, check_bind, load_auth
@@ -43,6 +58,7 @@ def serve(url: str, host: str, port: int, token_file: Optional[Path], log_level:
     async def probe(client: Client) -> None:
         await client.list(limit=1)  # a bad database fails here (exit 4), not per request
 
+    payloads = converter_of(converter)
     run(url, probe)
     try:
         sock = _serve.bind(host, port)
@@ -54,7 +70,7 @@ def serve(url: str, host: str, port: int, token_file: Optional[Path], log_level:
     def ready(address: str) -> None:
         typer.echo(f"perdure server: {address}  (API {address}api/, {access}; Ctrl-C stops)")
 
-    _serve.serve(sock, url, auth, log_level=log_level, on_ready=ready)
+    _serve.serve(sock, url, auth, log_level=log_level, on_ready=ready, converter=payloads)
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Operate")
@@ -64,6 +80,7 @@ def server(
     port: int = typer.Option(DEFAULT_PORT, min=0, max=65535, help="Port to listen on."),
     token_file: Optional[Path] = TokenFileOption,
     log_level: str = typer.Option("warning", help="uvicorn log level."),
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """Serve the HTTP API and the web UI.
 
@@ -72,4 +89,4 @@ def server(
     --token-file.
     """
     url = database_url(db)
-    serve(url, host, port, token_file, log_level.lower())
+    serve(url, host, port, token_file, log_level.lower(), converter)

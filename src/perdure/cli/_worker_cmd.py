@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from perdure.cli._app import DbOption, ModulesArg, app
+from perdure.cli._app import ConverterOption, DbOption, ModulesArg, app
 from perdure.cli._worker_run import serve
 
 
@@ -54,6 +54,7 @@ def worker(
         help="The event loop: asyncio, uvloop (pip install 'perdure[uvloop]'), or auto "
         "(uvloop if it is installed; see docs/operations.md).",
     ),
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
     # (What runs is perdure.cli._worker_run, also without typer: see there.)
@@ -73,6 +74,7 @@ def worker(
         tune_gc=tune_gc,
         processes=processes,
         loop=loop,
+        converter=converter,
     )
     if code:
         raise typer.Exit(code)

@@ -24,7 +24,7 @@ from typing import Any
 
 from perdure._worker.options import check_worker_options
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT
-from perdure.cli._modules import ModuleLoadError, collect, load_module
+from perdure.cli._modules import ModuleLoadError, collect, load_converter, load_module
 from perdure.errors import PerdureError
 
 __all__ = ["main", "parser", "serve"]
@@ -56,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tune-gc", dest="tune_gc", action="store_false")
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--loop", choices=LOOPS, default="asyncio")
+    p.add_argument("--converter", default=os.environ.get("PERDURE_CONVERTER") or None)
     return p
 
 
@@ -116,6 +117,7 @@ def serve(
     cache_size: int = 10_000,
     drain_timeout: float = 30.0,
     deadlock_timeout: float = DEFAULT_DEADLOCK_TIMEOUT,
+    converter: str | None = None,
 ) -> int:
     """Serve every workflow and activity defined in ``modules`` until
     stopped (``db`` None: ``$PERDURE_DB``, else the default); the exit code
@@ -123,7 +125,8 @@ def serve(
     error, such as a database that cannot be opened). ``processes`` > 1:
     that many worker processes, each ``perdure worker`` with these options
     (see _supervise). ``loop``: one of LOOPS. ``deadlock_timeout`` 0: never
-    interrupt workflow code."""
+    interrupt workflow code. ``converter``: MODULE:NAME of the DataConverter
+    (codecs, keys) its clients write payloads with."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -148,6 +151,7 @@ def serve(
         return 2
     try:
         loaded = [load_module(m) for m in modules]
+        payloads = None if converter is None else load_converter(converter)
     except ModuleLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +180,7 @@ def serve(
             *("--log-level", log_level, "--tune-gc" if tune_gc else "--no-tune-gc"),
             *("--loop", loop),
             *(("--db", db) if db is not None else ()),
+            *(("--converter", converter) if converter is not None else ()),
         ]
         worker = [sys.executable, "-m", "perdure", "worker", *modules, *options]
         return supervise(lambda k: [*worker, "--identity", f"{base}/{k}"], processes)
@@ -184,7 +189,7 @@ def serve(
     from perdure.client import Client
 
     async def run() -> None:
-        client = await Client.connect(db, tune_gc=tune_gc)
+        client = await Client.connect(db, tune_gc=tune_gc, converter=payloads)
         try:
             w = Worker(
                 client,

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from perdure._converter import DataConverter
 from perdure.server._auth import AuthConfig
 from perdure.server.app import create_app
 
@@ -68,9 +69,10 @@ def serve(
     *,
     log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
+    converter: DataConverter | None = None,
 ) -> None:
     """Serve the API and UI on ``sock`` until SIGINT/SIGTERM, then return."""
-    app = create_app(db_url=db_url, auth=auth)
+    app = create_app(db_url=db_url, auth=auth, converter=converter)
     config = uvicorn.Config(app, log_level=log_level, lifespan="on")
     server = _Server(config)
     if on_ready is not None:

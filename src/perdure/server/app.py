@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 import perdure
 from perdure._checks import BadName
+from perdure._converter import DataConverter
 from perdure.client import Client
 from perdure.errors import (
     PayloadError,
@@ -63,10 +64,15 @@ _STATUS_OF: dict[type[Exception], int] = {
 
 
 def create_app(
-    client: Client | None = None, *, db_url: str | None = None, auth: AuthConfig | None = None
+    client: Client | None = None,
+    *,
+    db_url: str | None = None,
+    auth: AuthConfig | None = None,
+    converter: DataConverter | None = None,
 ) -> FastAPI:
     """The API + UI app over ``client`` (yours to close), or over a Client it
-    connects to ``db_url`` at startup and closes at shutdown."""
+    connects to ``db_url`` (with ``converter``, for payloads written through
+    codecs) at startup and closes at shutdown."""
     state = ServerState(client, auth or AuthConfig()) if client is not None else None
 
     @asynccontextmanager
@@ -74,7 +80,7 @@ def create_app(
         if state is not None:
             yield
             return
-        own = await Client.connect(db_url)
+        own = await Client.connect(db_url, converter=converter)
         app.state.perdure = ServerState(own, auth or AuthConfig())
         try:
             yield
