@@ -269,6 +269,17 @@ def test_perdure_server_will_not_start_open_on_all_interfaces(tmp_path: Path) ->
     assert "without a token" in done.stderr and "PERDURE_ADMIN_TOKEN" in done.stderr
 
 
+def test_serve_itself_refuses_an_open_api_beyond_loopback(tmp_path: Path) -> None:
+    """The bind check had been the CLI's only: a program calling serve() with a
+    socket on all interfaces and no token served an open API to the network."""
+    serving = pytest.importorskip("perdure.server._serve", reason="the server extra is missing")
+    auth = pytest.importorskip("perdure.server._auth")
+    sock = serving.bind("0.0.0.0", 0)
+    with pytest.raises(auth.AuthSetupError, match="without a token"):
+        serving.serve(sock, f"sqlite:///{tmp_path / 'x.db'}", auth.AuthConfig())
+    assert sock.fileno() == -1  # closed: nothing listens
+
+
 # ---------------------------------------------------------------- at rest
 
 SECRET = "CARD-4111-SECRET"

@@ -5,7 +5,11 @@ to the pool. No server needed; the store's own tests run it against one."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from psycopg.pq import TransactionStatus
@@ -155,3 +159,23 @@ async def test_a_failed_check_out_frees_its_place() -> None:
         await conns.take()
     pool.getconn = getconn  # type: ignore[method-assign]
     assert await asyncio.wait_for(conns.take(), 1) is pool.made[-1]
+
+
+def test_migrate_never_prints_the_password(pg_url: str) -> None:
+    """``perdure migrate`` printed the URL it was given, password and all."""
+    parts = urlsplit(pg_url)
+    if parts.password is None:  # (a trust server ignores the one added here)
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or 'postgres'}:hunter2-pw@{host}")
+    url = urlunsplit(parts)
+    secret = parts.password
+    assert secret
+    env = {k: v for k, v in os.environ.items() if k != "PERDURE_DB"}
+    for extra in ((), ("--json",)):
+        done = subprocess.run(
+            [sys.executable, "-m", "perdure", "migrate", "--db", url, *extra],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert secret not in done.stdout + done.stderr
+        assert ":***@" in done.stdout, done.stdout

@@ -390,3 +390,35 @@ async def test_the_app_can_own_its_client(db_url: str, client: perdure.Client) -
     async with app.router.lifespan_context(app), http(app) as api:
         await client.start("double", 1, id="owned")
         assert [r["id"] for r in (await api.get("/api/workflows")).json()["items"]] == ["owned"]
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(
+    client: perdure.Client, worker: perdure.Worker
+) -> None:
+    """The payload limit applies only once a body is parsed: a client could make
+    the server hold any amount of memory. Now a body over the limit is a 413, by
+    its Content-Length or, chunked, as it arrives; one within it is served."""
+    read: list[int] = []
+
+    async def chunks(count: int, size: int) -> AsyncIterator[bytes]:
+        for _ in range(count):
+            read.append(size)
+            yield b" " * size
+
+    async with http(create_app(client, max_body_bytes=1000)) as api:
+        declared = await api.post("/api/workflows", content=b"[" + b"1," * 600 + b"1]")
+        assert declared.status_code == 413, declared.text
+        assert "over the server's limit of 1,000 bytes" in declared.json()["message"]
+        assert declared.headers["x-content-type-options"] == "nosniff"
+        chunked = await api.post("/api/workflows/x/signals/s", content=chunks(100, 100))
+        assert chunked.status_code == 413
+        assert len(read) < 100  # refused as it came, not read to its end
+        fits = b'{"workflow": "double", "args": [4], "id": "fits"}'
+        started = await api.post("/api/workflows", content=chunks_of(fits))
+        assert started.status_code == 201, started.text
+        assert await client.get_handle("fits").result(timeout=10) == 8
+
+
+async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 7):
+        yield data[start : start + 7]

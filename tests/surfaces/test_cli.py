@@ -140,6 +140,23 @@ def test_migrate_reads_perdure_db_and_help_lists_exit_codes(db: str) -> None:
     assert "Exit codes" in helped.stdout and "3 workflow not found" in helped.stdout
 
 
+def test_printed_urls_hide_their_password() -> None:
+    from perdure.cli._operator import shown_url
+
+    assert shown_url("postgresql://ada:s3cr%40t@db:5432/app?sslmode=require") == (
+        "postgresql://ada:***@db:5432/app?sslmode=require"
+    )
+    assert shown_url("postgresql://ada@db/app?password=s3cret&sslmode=require") == (
+        "postgresql://ada@db/app?password=***&sslmode=require"
+    )
+    for plain in (
+        "postgresql://ada@db/app",
+        "sqlite:///tmp/x.db",
+        "sqlite:///x.db?synchronous=NORMAL",
+    ):
+        assert shown_url(plain) == plain
+
+
 def test_each_command_summary_is_one_line() -> None:
     """``perdure --help`` lists each command by its docstring's first paragraph:
     a summary wrapped over two source lines came out broken mid-sentence."""

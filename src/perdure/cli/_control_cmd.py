@@ -24,6 +24,7 @@ from perdure.cli._operator import (
     parse_json,
     print_json,
     run,
+    shown_url,
 )
 from perdure.client import Client
 
@@ -152,11 +153,12 @@ def migrate(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
     async def work(client: Client) -> None:
         found.append(await schema_version(client))  # connecting was migrating
 
-    with err.status(f"connecting to {url} and migrating the schema", spinner="dots"):
+    shown = shown_url(url)  # (its password, if any, masked)
+    with err.status(f"connecting to {shown} and migrating the schema", spinner="dots"):
         run(url, work, create=True)
     version = found[0]
     if as_json:
-        print_json({"url": url, "schema_version": version, "created": created})
+        print_json({"url": shown, "schema_version": version, "created": created})
     else:
         what = "Created database" if created else "Database ready"
-        out.print(f"{what}: {escape(url)} (schema version {version})")
+        out.print(f"{what}: {escape(shown)} (schema version {version})")

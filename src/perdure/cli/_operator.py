@@ -14,6 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn, Optional
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
@@ -53,6 +54,7 @@ __all__ = [
     "parse_json",
     "print_json",
     "run",
+    "shown_url",
 ]
 
 EXIT_FAILED = 1  # `result`: the run failed, timed out, was cancelled or terminated
@@ -93,6 +95,26 @@ def database_url(db: str | None) -> str:
         return resolve_url(db)
     except StoreError as exc:
         fail(EXIT_DB, str(exc), "check --db / $PERDURE_DB")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as the commands print it: a password, in the user part or in the
+    query (``?password=``), is written ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(key == "password" for key, _ in pairs):
+            query = "&".join(
+                f"{key}=***" if key == "password" else f"{key}={value}" for key, value in pairs
+            )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # (urlunsplit would write sqlite:///x.db as sqlite:/x.db)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -151,7 +173,7 @@ def run(
     if not create and path is not None and not os.path.exists(path):
         fail(
             EXIT_DB,
-            f"database file {path!r} does not exist ({url})",
+            f"database file {path!r} does not exist ({shown_url(url)})",
             "check --db / $PERDURE_DB, or create it with `perdure migrate`",
         )
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from perdure._converter import DataConverter
-from perdure.server._auth import AuthConfig
+from perdure.server._auth import AuthConfig, AuthSetupError, check_bind
 from perdure.server.app import create_app
 
 __all__ = ["bind", "serve", "url_of"]
@@ -71,7 +71,15 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     converter: DataConverter | None = None,
 ) -> None:
-    """Serve the API and UI on ``sock`` until SIGINT/SIGTERM, then return."""
+    """Serve the API and UI on ``sock`` until SIGINT/SIGTERM, then return.
+    An open API (no token) on a socket beyond loopback raises AuthSetupError
+    (and closes the socket): the check had been the CLI's only, and a program
+    calling this directly could serve one to the network."""
+    try:
+        check_bind(sock.getsockname()[0], auth)
+    except AuthSetupError:
+        sock.close()
+        raise
     app = create_app(db_url=db_url, auth=auth, converter=converter)
     config = uvicorn.Config(app, log_level=log_level, lifespan="on")
     server = _Server(config)

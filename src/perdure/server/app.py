@@ -3,9 +3,10 @@ mapping and the request guards. Imports fastapi/starlette and the public API.
 
 Error mapping (one JSON shape, ``{"detail": ...}``): unknown workflow 404; closed
 run or workflow id already used 409; malformed body, bad query or undecodable
-payload 422; database unavailable 503. Guards: an open API (no token configured)
-answers only requests whose ``Host`` is a loopback name, which defeats DNS
-rebinding; a write whose ``Origin`` is another site is refused (CSRF).
+payload 422; database unavailable 503; a body over the limit 413 (``_limits``).
+Guards: an open API (no token configured) answers only requests whose ``Host``
+is a loopback name, which defeats DNS rebinding; a write whose ``Origin`` is
+another site is refused (CSRF).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from perdure.errors import (
 )
 from perdure.server._auth import AuthConfig, host_header_is_loopback
 from perdure.server._deps import ServerState
+from perdure.server._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from perdure.server._routes import router
 
 __all__ = ["STATIC_DIR", "create_app"]
@@ -69,10 +71,12 @@ def create_app(
     db_url: str | None = None,
     auth: AuthConfig | None = None,
     converter: DataConverter | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The API + UI app over ``client`` (yours to close), or over a Client it
     connects to ``db_url`` (with ``converter``, for payloads written through
-    codecs) at startup and closes at shutdown."""
+    codecs) at startup and closes at shutdown. A request body over
+    ``max_body_bytes`` is refused (413) before it is read."""
     state = ServerState(client, auth or AuthConfig()) if client is not None else None
 
     @asynccontextmanager
@@ -101,6 +105,7 @@ def create_app(
     app.include_router(router)
     _add_error_handlers(app)
     app.middleware("http")(_guard)
+    app.add_middleware(BodyLimit, limit=max_body_bytes, headers=SECURITY_HEADERS)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     return app
 
