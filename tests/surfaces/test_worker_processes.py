@@ -137,8 +137,8 @@ def test_a_function_blocked_for_good_does_not_keep_the_worker_alive(
     """SIGTERM, once the drain timeout has passed, ends the process even if
     a plain def activity is blocked in a call that never returns. Its
     threads had been joined at the interpreter's exit, so the process
-    stayed until a SIGKILL. The attempt is retried elsewhere, as after a
-    crash."""
+    stayed until a SIGKILL. The attempt is recorded as stopped, and its
+    next one is due at once for the other workers."""
     import blocking_workflows as bw
 
     marker = tmp_path / "blocked"
@@ -152,7 +152,11 @@ def test_a_function_blocked_for_good_does_not_keep_the_worker_alive(
     finally:
         worker.stop(signal.SIGKILL)
     assert code == 0, worker.output()
-    assert "ended (its worker stopped) while its function still ran" in worker.output()
+    why = "ended (its worker stopped and its drain_timeout passed) while its function still ran"
+    assert why in worker.output()
+    assert "was stopped: its worker stopped and its drain_timeout passed; retrying in 0s" in (
+        worker.output()
+    )
 
 
 def test_workflow_code_that_never_awaits_does_not_keep_the_worker_from_stopping(

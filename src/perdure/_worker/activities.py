@@ -40,7 +40,14 @@ _STOPPED_BECAUSE = {
     "cancelled": "its workflow cancelled it",
     "lost": "its lease was lost",
     "heartbeat_timeout": "it sent no heartbeat within its heartbeat_timeout",
+    "worker_stopped": "its worker stopped and its drain_timeout passed",
 }
+
+
+class WorkerStopped(Exception):
+    """An attempt still running when its stopping worker's drain_timeout
+    passed: stopped, and recorded as ended, so that another worker runs the
+    next attempt at once instead of when the attempt's lease runs out."""
 
 
 class ActivityTimeoutError(Exception):
@@ -163,6 +170,12 @@ class ActivityRunner:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def stop_all(self) -> None:
+        """Stop every attempt running here (the worker is stopping and its
+        drain_timeout passed); each records its end (see _stopped)."""
+        for running in list(self.running.values()):
+            running.stop("worker_stopped")
 
     def renewable(self) -> list[tuple[int, str]]:
         """Leases the worker's generic renewal may extend: every attempt except
@@ -431,6 +444,15 @@ class ActivityRunner:
                 f"{timeout:g}s (heartbeat_timeout)"
             )
             await self._handle_failure(task, policy, error)
+        elif running.stop_reason == "worker_stopped":
+            # Counted as an attempt, as one lost with a killed worker is (it
+            # may have had effects); the next one is due at once, for the
+            # other workers, not when this one's lease would have run out.
+            stopped = WorkerStopped(
+                f"activity {task.name!r} attempt {task.attempt} was stopped: "
+                f"{_STOPPED_BECAUSE['worker_stopped']}"
+            )
+            await self._handle_failure(task, policy, stopped, delay=0.0)
         # "lost": another worker owns the task now; write nothing.
 
     def _attempts(
@@ -451,8 +473,15 @@ class ActivityRunner:
         )
 
     async def _handle_failure(
-        self, task: ActivityTask, policy: RetryPolicy, exc: BaseException
+        self,
+        task: ActivityTask,
+        policy: RetryPolicy,
+        exc: BaseException,
+        *,
+        delay: float | None = None,
     ) -> None:
+        """Record a failed attempt: the next one after the policy's delay (or
+        ``delay``), or the activity's failure if none may follow."""
         failure = failure_from_exception(exc)
         names = {cls.__name__ for cls in type(exc).__mro__}
         non_retryable = (
@@ -460,7 +489,8 @@ class ActivityRunner:
             or isinstance(exc, PayloadError)  # bad input fails the same way every time
             or bool(names & set(policy.names_non_retryable()))
         )
-        delay = policy.delay_after(task.attempt)
+        if delay is None:
+            delay = policy.delay_after(task.attempt)
         close_by = task.options.get("schedule_to_close_timeout")
         if close_by is not None and self.store.clock() + delay >= task.scheduled_at + close_by:
             non_retryable = True  # the next attempt could not start in time

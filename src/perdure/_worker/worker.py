@@ -576,6 +576,23 @@ class Worker:
             return
         log.info("worker %s draining %d task(s)", self.identity, len(pending))
         _, still = await asyncio.wait(pending, timeout=self.drain_timeout)
+        if not still:
+            return
+        # The attempts still running are stopped and record their end, so the
+        # next attempt is due now for the other workers. (Cancelled with the
+        # rest, they had kept their leases: a deploy's restart held them back
+        # for lease_timeout.)
+        stopping = len(self.activity_runner.running)
+        if stopping:
+            log.warning(
+                "worker %s: drain_timeout (%gs) passed; stopping %d running activity "
+                "attempt(s), to be retried by other workers",
+                self.identity,
+                self.drain_timeout,
+                stopping,
+            )
+            self.activity_runner.stop_all()
+            _, still = await asyncio.wait(still, timeout=5)
         for task in still:
             task.cancel()
         if still:
