@@ -11,6 +11,7 @@ from runtime_driver import T0, Driver, kinds
 
 from perdure import _history as h
 from perdure import activity, workflow
+from perdure._runtime.endings import ForbiddenInWorkflow
 from perdure.errors import NonDeterminismError
 
 
@@ -394,15 +395,30 @@ def test_eviction_runs_finally_blocks_without_inventing_commands() -> None:
     assert not instance.loop.tasks
 
 
-def test_io_in_workflow_code_fails_the_run_with_a_clear_message() -> None:
+def test_io_in_workflow_code_fails_the_turn_with_a_clear_message() -> None:
+    """A bug a deploy fixes: the turn fails and is retried, the run kept (it
+    had failed the run for good), even when the code catches the error."""
+
     @workflow.defn
     async def naughty() -> None:
         await asyncio.get_running_loop().run_in_executor(None, print)
 
-    d = Driver(naughty)
-    cmds = d.turn()
-    assert kinds(cmds) == ["FailWorkflow"]
-    assert "do that work in an activity" in cmds[0].failure["message"]
+    @workflow.defn
+    async def swallows() -> str:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, print)
+        except Exception:
+            return "fell back"
+        return "ran"
+
+    for fn in (naughty, swallows):
+        d = Driver(fn)
+        with pytest.raises(ForbiddenInWorkflow) as failed:
+            d.turn()
+        message = str(failed.value)
+        assert "loop.run_in_executor()" in message and "do that work in an activity" in message
+        assert "test_runtime.py:" in message and f"in {fn.__name__}" in message
+        assert d.history == []  # nothing of the turn is recorded
 
 
 @pytest.mark.parametrize(
@@ -414,9 +430,8 @@ def test_every_io_method_of_the_workflow_loop_fails_clearly(method: str) -> None
     async def naughty() -> None:
         await getattr(asyncio.get_running_loop(), method)(None, None, None)
 
-    cmds = Driver(naughty).turn()
-    assert kinds(cmds) == ["FailWorkflow"]
-    assert f"loop.{method}()" in cmds[0].failure["message"]
+    with pytest.raises(ForbiddenInWorkflow, match=rf"loop\.{method}\(\)"):
+        Driver(naughty).turn()
 
 
 def test_logger_is_silent_during_replay(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ContinueAsNewError", "ExitInWorkflow", "TurnNeverEnds", "UnreadablePayload"]
+__all__ = [
+    "ContinueAsNewError",
+    "ExitInWorkflow",
+    "ForbiddenInWorkflow",
+    "TurnNeverEnds",
+    "UnreadablePayload",
+]
 
 
 class TurnNeverEnds(Exception):
@@ -19,6 +25,15 @@ class ExitInWorkflow(TurnNeverEnds):
     """Workflow code raised SystemExit or KeyboardInterrupt: asyncio would
     pass it up and end the worker's process (and every worker that replays
     the run after it). The turn fails instead."""
+
+
+class ForbiddenInWorkflow(TurnNeverEnds):
+    """Workflow code called what a workflow may not (I/O, a thread, a
+    subprocess, through its event loop): a bug in the code that a deploy
+    fixes. The turn fails and is tried again, as a turn that meets
+    non-determinism is, so the run goes on once fixed code runs it, however
+    the code (or a library under it) handled the WorkflowIOError it got.
+    It had failed the run for good."""
 
 
 class UnreadablePayload(TurnNeverEnds):

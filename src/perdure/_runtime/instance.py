@@ -22,6 +22,7 @@ from perdure._converter import DataConverter, fresh
 from perdure._runtime.endings import (
     ContinueAsNewError,
     ExitInWorkflow,
+    ForbiddenInWorkflow,
     TurnNeverEnds,
     UnreadablePayload,
     _TurnAborted,
@@ -348,6 +349,15 @@ class WorkflowInstance:
                 command = h.FailWorkflow(failure_from_exception(err))
         self.issue(command)
         self.closed = True
+
+    def forbidden(self, error: Exception) -> None:
+        """Workflow code called what its loop forbids (``error``, which it
+        gets as well): the turn fails, whatever the code does with it."""
+        if self._error is None and not self._discarding:
+            self._error = ForbiddenInWorkflow(
+                f"{error} (at {self._located()}); the turn is tried again, and the run goes "
+                f"on once code that does not make this call runs it"
+            )
 
     def _unreadable(self, exc: PayloadCodecError) -> None:
         if self._error is None:

@@ -48,6 +48,9 @@ class _Evicted:
     def on_loop_exception(self, context: dict[str, Any]) -> None:
         pass
 
+    def forbidden(self, error: Exception) -> None:
+        pass
+
 
 _EVICTED: Any = _Evicted()
 
@@ -216,104 +219,107 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     # -- everything that would do I/O or use threads is refused ---------------
 
     def run_in_executor(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("run_in_executor")
+        raise self._forbidden("run_in_executor")
 
     def set_default_executor(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("set_default_executor")
+        raise self._forbidden("set_default_executor")
 
     def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("call_soon_threadsafe")
+        raise self._forbidden("call_soon_threadsafe")
 
     def getaddrinfo(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("getaddrinfo")
+        raise self._forbidden("getaddrinfo")
 
     def getnameinfo(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("getnameinfo")
+        raise self._forbidden("getnameinfo")
 
     def create_connection(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("create_connection")
+        raise self._forbidden("create_connection")
 
     def create_server(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("create_server")
+        raise self._forbidden("create_server")
 
     def create_unix_connection(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("create_unix_connection")
+        raise self._forbidden("create_unix_connection")
 
     def create_unix_server(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("create_unix_server")
+        raise self._forbidden("create_unix_server")
 
     def create_datagram_endpoint(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("create_datagram_endpoint")
+        raise self._forbidden("create_datagram_endpoint")
 
     def connect_accepted_socket(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("connect_accepted_socket")
+        raise self._forbidden("connect_accepted_socket")
 
     def connect_read_pipe(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("connect_read_pipe")
+        raise self._forbidden("connect_read_pipe")
 
     def connect_write_pipe(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("connect_write_pipe")
+        raise self._forbidden("connect_write_pipe")
 
     def subprocess_exec(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("subprocess_exec")
+        raise self._forbidden("subprocess_exec")
 
     def subprocess_shell(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("subprocess_shell")
+        raise self._forbidden("subprocess_shell")
 
     def add_reader(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("add_reader")
+        raise self._forbidden("add_reader")
 
     def remove_reader(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("remove_reader")
+        raise self._forbidden("remove_reader")
 
     def add_writer(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("add_writer")
+        raise self._forbidden("add_writer")
 
     def remove_writer(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("remove_writer")
+        raise self._forbidden("remove_writer")
 
     def sock_recv(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_recv")
+        raise self._forbidden("sock_recv")
 
     def sock_recv_into(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_recv_into")
+        raise self._forbidden("sock_recv_into")
 
     def sock_sendall(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_sendall")
+        raise self._forbidden("sock_sendall")
 
     def sock_recvfrom(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_recvfrom")
+        raise self._forbidden("sock_recvfrom")
 
     def sock_recvfrom_into(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_recvfrom_into")
+        raise self._forbidden("sock_recvfrom_into")
 
     def sock_sendto(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_sendto")
+        raise self._forbidden("sock_sendto")
 
     def sock_connect(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_connect")
+        raise self._forbidden("sock_connect")
 
     def sock_accept(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_accept")
+        raise self._forbidden("sock_accept")
 
     def sock_sendfile(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sock_sendfile")
+        raise self._forbidden("sock_sendfile")
 
     def sendfile(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("sendfile")
+        raise self._forbidden("sendfile")
 
     def start_tls(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("start_tls")
+        raise self._forbidden("start_tls")
 
     def add_signal_handler(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("add_signal_handler")
+        raise self._forbidden("add_signal_handler")
 
     def remove_signal_handler(self, *args: Any, **kwargs: Any) -> Any:
-        raise _forbidden("remove_signal_handler")
+        raise self._forbidden("remove_signal_handler")
 
-
-def _forbidden(name: str) -> WorkflowIOError:
-    return WorkflowIOError(
-        f"workflow code called loop.{name}(): workflows must be deterministic and do "
-        f"no I/O, threads or subprocesses; do that work in an activity instead"
-    )
+    def _forbidden(self, name: str) -> WorkflowIOError:
+        """The error for a call workflow code may not make; the instance also
+        records it as the turn's failure (see WorkflowInstance.forbidden)."""
+        error = WorkflowIOError(
+            f"workflow code called loop.{name}(): workflows must be deterministic and do "
+            f"no I/O, threads or subprocesses; do that work in an activity instead"
+        )
+        self._instance.forbidden(error)
+        return error
