@@ -198,3 +198,38 @@ def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:
     expect(page.locator("body")).to_contain_text("cleanup from the UI")
     page.reload()  # the token survives a reload (sessionStorage)
     expect(page.locator("#token-button")).to_have_text("Token: admin")
+
+
+def test_a_sealed_run_reads_in_clear_and_downloads_as_stored(
+    tmp_path_factory: pytest.TempPathFactory, page: Page
+) -> None:
+    """With the server's --converter, the history table shows payloads opened;
+    "Download JSON" still gives the history as stored (what replay reads)."""
+    import json
+
+    import sealed_workflows as sealed
+
+    folder = tmp_path_factory.mktemp("sealed-ui")
+    db = f"sqlite:///{folder / 'sealed.db'}"
+    converter = ["--converter", f"{sealed.__file__}:converter"]
+    procs = [
+        spawn(["worker", sealed.__file__, "--db", db, "--poll-interval", "0.02", *converter],
+              folder / "worker.log"),
+        spawn(["server", "--port", "0", "--db", db, *converter], folder / "server.log"),
+    ]  # fmt: skip
+    try:
+        with perdure.SyncClient.connect(db, converter=sealed.converter) as client:
+            handle = client.start(sealed.sealed_echo, "psst", id="ui-sealed-1")
+            wait_for(lambda: handle.describe().waiting_signals == ["more"], 20, "the signal wait")
+        page.goto(procs[1].url() + "#/workflows/ui-sealed-1")
+        history = page.locator("#history")
+        expect(history).to_contain_text('"psst"')
+        expect(history).not_to_contain_text("__perdure_codec__")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download JSON").click()
+        stored = json.loads(download.value.path().read_text(encoding="utf-8"))
+        assert stored[0]["type"] == "WorkflowStarted"
+        assert "__perdure_codec__" in json.dumps(stored) and "psst" not in json.dumps(stored)
+    finally:
+        for proc in procs:
+            assert proc.stop() == 0, proc.output()

@@ -66,6 +66,12 @@ def test_commands_worker_replay_and_server_use_the_converter(tmp_path: Path) -> 
     assert "__perdure_codec__" in json.dumps(sealed["input"])  # what it shows without one
     assert "psst" not in json.dumps(sealed)
 
+    told = cli("history", "s1", "--db", db, env=with_env)
+    assert told.returncode == 0 and 'args=["psst"]' in told.stdout, told.stdout
+    assert "__perdure_codec__" not in told.stdout
+    stored = json.loads(cli("history", "s1", "--db", db, "--json", env=with_env).stdout)
+    assert "__perdure_codec__" in json.dumps(stored) and "psst" not in json.dumps(stored)
+
     replayed = cli("replay", MODULE, "--db", db, env=with_env)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     unopened = cli("replay", MODULE, "--db", db)
@@ -75,8 +81,12 @@ def test_commands_worker_replay_and_server_use_the_converter(tmp_path: Path) -> 
         ["server", "--db", db, "--port", "0", "--converter", CONVERTER], tmp_path / "server.log"
     )
     try:
-        described = httpx.get(f"{server.url()}api/workflows/s1", timeout=10).json()
+        base = f"{server.url()}api/workflows/s1"
+        described = httpx.get(base, timeout=10).json()
         assert described["input"] == {"args": ["psst"], "kwargs": {}}
         assert described["result"] == {"loud": "PSST", "more": {"n": 1}}
+        opened = httpx.get(f"{base}/history", params={"opened": "true"}, timeout=10).json()
+        assert opened[0]["args"] == ["psst"] and opened[-1]["result"]["loud"] == "PSST"
+        assert httpx.get(f"{base}/history", timeout=10).json() == stored  # as stored
     finally:
         assert server.stop() == 0, server.output()

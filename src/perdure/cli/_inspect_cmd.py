@@ -331,6 +331,10 @@ def history(
 
     async def work(client: Client) -> None:
         handle = client.get_handle(workflow_id, run_id)
+
+        def line(event: dict[str, Any]) -> str:  # payloads opened (--converter) to be read
+            return _event_line(client.converter.display(event, depth=3))
+
         if not follow:
             events = await handle.history()
             if as_json:
@@ -338,7 +342,7 @@ def history(
             else:
                 out.print(f"[dim]{'seq':>4}  {'time':<12}  {'event':<18}  detail[/]")
                 for event in events:
-                    out.print(_event_line(event))
+                    out.print(line(event))
             return
         pinned = client.get_handle(workflow_id, (await handle.describe()).run_id)
         seen = 0
@@ -350,7 +354,7 @@ def history(
                     if as_json:
                         out.out(json.dumps(event, ensure_ascii=False), highlight=False)
                     else:
-                        out.print(_event_line(event))
+                        out.print(line(event))
                     seen = max(seen, int(event.get("seq", 0)))
                 if closed:
                     return

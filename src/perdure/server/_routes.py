@@ -160,10 +160,20 @@ async def workflow_history(
     workflow_id: WorkflowId,
     run_id: RunId = None,
     after_seq: Annotated[int, Query(ge=0, description="Only events after this seq")] = 0,
+    opened: Annotated[
+        bool,
+        Query(
+            description="Open the payloads stored through codecs, for reading (the "
+            "server's converter); false: the history as stored"
+        ),
+    ] = False,
 ) -> Any:
     """The event history exactly as ``handle.history()`` returns it (``perdure replay``
-    reads this array)."""
-    return await client.get_handle(workflow_id, run_id).history(after_seq=after_seq)
+    reads this array); with ``opened``, its payloads opened for people to read."""
+    events = await client.get_handle(workflow_id, run_id).history(after_seq=after_seq)
+    if opened:
+        return [client.converter.display(event, depth=3) for event in events]
+    return events
 
 
 @router.get(

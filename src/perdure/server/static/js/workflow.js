@@ -91,7 +91,9 @@ export function renderWorkflow(container, id, params, ctx) {
     try {
       const [d, history] = await Promise.all([
         api(`${wfPath(id)}${q}`, { signal: controller.signal }),
-        api(`${wfPath(id)}/history${q}`, { signal: controller.signal }),
+        // Payloads opened for reading (codec envelopes, with the server's
+        // --converter); "Download JSON" fetches the history as stored.
+        api(`${wfPath(id)}/history${q ? `${q}&` : "?"}opened=true`, { signal: controller.signal }),
       ]);
       desc = d;
       events = history;
@@ -236,8 +238,9 @@ export function renderWorkflow(container, id, params, ctx) {
     markers.addEventListener("change", () => { showMarkers = markers.checked; draw(); });
     const download = h("button", { type: "button", class: "ghost", text: "Download JSON",
       title: "The history as handle.history() returns it: input for perdure replay --history",
-      onclick: () => {
-        const blob = new Blob([JSON.stringify(events, null, 2)], { type: "application/json" });
+      onclick: async () => {
+        const stored = await api(`${wfPath(id)}/history${q}`);
+        const blob = new Blob([JSON.stringify(stored, null, 2)], { type: "application/json" });
         const a = h("a", { href: URL.createObjectURL(blob), download: `${desc.id}.history.json` });
         a.click();
         setTimeout(() => URL.revokeObjectURL(a.href), 1000);
