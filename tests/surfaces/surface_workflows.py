@@ -111,3 +111,27 @@ async def far_away_step(name: str) -> str:
 async def waits_on_an_unserved_queue(name: str) -> str:
     """Its activity's queue has no worker: it waits, and says so."""
     return await far_away_step(name)
+
+
+@activity.defn
+async def count_up(total: int) -> int:
+    return total + 1
+
+
+@workflow.defn
+async def many_steps(n: int) -> int:
+    """A long run (an agent's loop): n steps, then a signal, then one more."""
+    total = 0
+    for _ in range(n):
+        total = await count_up(total)
+    await workflow.wait_signal("finish")
+    return await count_up(total)
+
+
+@workflow.defn
+async def relay(leg: int) -> int:
+    """Waits for "next", then continues as new with the next leg (at 2, ends)."""
+    if leg >= 2:
+        return leg
+    await workflow.wait_signal("next")
+    workflow.continue_as_new(leg + 1)

@@ -170,6 +170,56 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         stuck.terminate("seen")
 
 
+def test_a_long_run_lists_its_latest_events_and_fetches_only_new_ones(
+    stack: Stack, page: Page
+) -> None:
+    """A run of 600 steps: its page had drawn 600 timeline rows and listed
+    every event, and fetched the whole history again every 2 s."""
+    with perdure.SyncClient.connect(stack.db) as client:
+        handle = client.start("many_steps", 600, id="ui-long-1")
+        wait_for(lambda: handle.describe().waiting_signals == ["finish"], 30, "the signal wait")
+        fetched: list[str] = []
+        page.on("request", lambda r: fetched.append(r.url) if "/history" in r.url else None)
+        page.goto(stack.open_url + "#/workflows/ui-long-1")
+        expect(page.locator("#history-more")).to_contain_text("earlier ones are not")
+        expect(page.locator("#history tbody tr.ev")).to_have_count(500)
+        expect(page.locator("#timeline-hidden")).to_contain_text("earlier ones are left out")
+        expect(page.locator("#timeline svg g.row-activity")).to_have_count(99)
+        expect(page.locator("#timeline svg g.row-activity").last).to_contain_text("ref 600")
+
+        client.get_handle("ui-long-1").signal("finish")
+        expect(page.locator(".wf-title .badge")).to_have_text("completed")
+        expect(page.locator("#history tbody tr.ev").last).to_contain_text("WorkflowCompleted")
+        later = [url for url in fetched[1:] if "after_seq=" in url]
+        assert later and len(later) == len(fetched) - 1, fetched  # only the first was whole
+        expect(page.locator("#timeline svg g.row-activity").last).to_contain_text("ref 601")
+
+        page.click("#history-all")
+        expect(page.locator("#history-more")).to_have_count(0)
+        assert page.locator("#history tbody tr.ev").count() > 1_200
+
+
+def test_the_page_of_a_run_that_continues_as_new_follows_the_new_run(
+    stack: Stack, page: Page
+) -> None:
+    """The page of a workflow id fetches only new events after its first load;
+    when the run continues as new, it shows the new run's history, not the old
+    one's with the new one's appended."""
+    with perdure.SyncClient.connect(stack.db) as client:
+        handle = client.start("relay", 0, id="ui-relay-1")
+        wait_for(lambda: handle.describe().waiting_signals == ["next"], 20, "the signal wait")
+        page.goto(stack.open_url + "#/workflows/ui-relay-1")
+        started = page.locator("#history tbody tr.ev", has_text="WorkflowStarted")
+        expect(started).to_contain_text("relay(0)")
+        client.get_handle("ui-relay-1").signal("next")
+        expect(started).to_contain_text("relay(1)")
+        expect(started).to_have_count(1)
+        client.get_handle("ui-relay-1").signal("next")
+        expect(page.locator(".wf-title .badge")).to_have_text("completed")
+        expect(started).to_contain_text("relay(2)")
+        expect(started).to_have_count(1)
+
+
 def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:
     with perdure.SyncClient.connect(stack.db) as client:
         client.start("approval", "bob", id="ui-token-1")

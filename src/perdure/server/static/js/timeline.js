@@ -14,6 +14,9 @@ const BAR = 14;
 const AXIS = 28;
 const LABEL = 210;
 const PAD = 18;
+// A long run (an agent's loop, thousands of steps) draws its latest rows only:
+// every open one (running, retrying, waiting), then the latest that ended.
+export const MAX_ROWS = 100;
 const STEPS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900,
   1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
 
@@ -116,9 +119,29 @@ export function buildTimeline(events, desc, now) {
         : "waiting for a worker";
     if (p.last_failure) row.outcome += ` · ${p.last_failure.type}: ${p.last_failure.message}`;
   }
+  const open = new Set(rows.filter((row) => row.end === null || pendingRow(row, pending)));
   for (const row of rows) if (row.end === null) row.end = end; // timers, children still open
-  if (signals.marks.length) rows.push(signals);
-  return { start: first, end, rows, open: closed === null };
+  const { kept, hidden } = latestRows(rows, open);
+  if (signals.marks.length) kept.push(signals);
+  return { start: first, end, rows: kept, hidden, open: closed === null };
+}
+
+function pendingRow(row, pending) {
+  return row.kind === "activity" && pending.has(row.ref);
+}
+
+/** The workflow's row, every open row, and the latest others, in their order,
+ * MAX_ROWS in all (more if more are open); how many were left out. */
+function latestRows(rows, open) {
+  const [workflow, ...rest] = rows;
+  let room = Math.max(0, MAX_ROWS - 1 - rest.filter((row) => open.has(row)).length);
+  const keep = new Set();
+  for (let i = rest.length - 1; i >= 0; i--) {
+    if (open.has(rest[i])) keep.add(rest[i]);
+    else if (room > 0) { keep.add(rest[i]); room--; }
+  }
+  const kept = [workflow, ...rest.filter((row) => keep.has(row))];
+  return { kept, hidden: rest.length - (kept.length - 1) };
 }
 
 /** One attempt's bar, from a record of ActivityCompleted/Failed.attempts (epoch

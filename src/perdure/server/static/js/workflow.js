@@ -12,6 +12,8 @@ import { buildTimeline, renderTimeline } from "./timeline.js";
 
 const REFRESH_MS = 2000;
 const BURST_MS = 250;
+// The history table shows a long run's latest events, the rest on request.
+export const HISTORY_ROWS = 500;
 
 function section(title, ...children) {
   return h("section", { class: "card" }, h("h2", { text: title }), ...children);
@@ -77,6 +79,7 @@ export function renderWorkflow(container, id, params, ctx) {
   let approveLinkUsed = false;
   const expanded = new Set();
   let showMarkers = false;
+  let showAll = false;
   let burst = 0; // refreshes left at BURST_MS after an action
 
   const runId = params.get("run") || "";
@@ -89,14 +92,26 @@ export function renderWorkflow(container, id, params, ctx) {
     controller?.abort();
     controller = new AbortController();
     try {
+      // Payloads opened for reading (codec envelopes, with the server's
+      // --converter); "Download JSON" fetches the history as stored. After the
+      // first load, only the events after the last one shown are fetched (a
+      // long run's history had been fetched whole every 2 s).
+      const signal = controller.signal;
+      const shown = desc && events.length ? desc.run_id : null;
+      const since = shown ? events[events.length - 1].seq : 0;
+      const historyOf = (runQuery, after) =>
+        api(`${wfPath(id)}/history${runQuery ? `${runQuery}&` : "?"}opened=true` +
+          (after ? `&after_seq=${after}` : ""), { signal });
       const [d, history] = await Promise.all([
-        api(`${wfPath(id)}${q}`, { signal: controller.signal }),
-        // Payloads opened for reading (codec envelopes, with the server's
-        // --converter); "Download JSON" fetches the history as stored.
-        api(`${wfPath(id)}/history${q ? `${q}&` : "?"}opened=true`, { signal: controller.signal }),
+        api(`${wfPath(id)}${q}`, { signal }),
+        historyOf(shown ? `?run_id=${encodeURIComponent(shown)}` : q, since),
       ]);
+      if (shown && d.run_id !== shown) {
+        events = await historyOf(`?run_id=${encodeURIComponent(d.run_id)}`, 0); // continued as new
+      } else {
+        events = shown ? events.concat(history) : history;
+      }
       desc = d;
-      events = history;
       draw();
       if (!approveLinkUsed && params.get("signal") && ctx.isAdmin && !desc.closed_at) {
         approveLinkUsed = true;
@@ -204,6 +219,9 @@ export function renderWorkflow(container, id, params, ctx) {
   function timeline() {
     const holder = h("div", { class: "timeline", id: "timeline" });
     const model = buildTimeline(events, desc, Date.now() / 1000);
+    const hidden = model.hidden ? h("p", { class: "muted", id: "timeline-hidden",
+      text: `The latest ${model.rows.length - 1} rows and every open one are drawn; ` +
+        `${model.hidden} earlier ones are left out (the history below has them all).` }) : null;
     const drawIt = () => clear(holder).append(renderTimeline(model, Math.max(480, holder.clientWidth)));
     requestAnimationFrame(drawIt);
     const legend = h("div", { class: "legend muted" },
@@ -212,14 +230,15 @@ export function renderWorkflow(container, id, params, ctx) {
         ["timer", "timer"]].map(([cls, label]) =>
         h("span", {}, h("i", { class: `swatch ${cls}` }), label)),
       h("span", {}, h("i", { class: "swatch diamond" }), "signal / timer fired"));
-    return section("Timeline", holder, legend);
+    return section("Timeline", hidden, holder, legend);
   }
 
   function historyTable() {
     const rows = [];
     const t0 = events.length ? events[0].time : 0;
-    for (const e of events) {
-      if (e.type === "TurnStarted" && !showMarkers) continue;
+    const listed = showMarkers ? events : events.filter((e) => e.type !== "TurnStarted");
+    const skipped = showAll ? 0 : Math.max(0, listed.length - HISTORY_ROWS);
+    for (const e of skipped ? listed.slice(skipped) : listed) {
       const open = expanded.has(e.seq);
       const tr = h("tr", { class: `ev ev-${eventKind(e.type)}`, "data-seq": e.seq },
         h("td", { class: "num", text: e.seq }),
@@ -245,9 +264,14 @@ export function renderWorkflow(container, id, params, ctx) {
         a.click();
         setTimeout(() => URL.revokeObjectURL(a.href), 1000);
       } });
+    const more = skipped ? h("p", { class: "muted", id: "history-more" },
+      `The latest ${HISTORY_ROWS} events are listed; ${skipped} earlier ones are not. `,
+      h("button", { type: "button", class: "link", id: "history-all", text: "Show all",
+        onclick: () => { showAll = true; draw(); } })) : null;
     return h("section", { class: "card" },
       h("div", { class: "section-head" }, h("h2", { text: `History (${events.length} events)` }),
         h("label", { class: "check" }, markers, " Turn markers"), download),
+      more,
       h("table", { class: "history", id: "history" },
         h("thead", {}, h("tr", {}, ["#", "Time", "Since start", "Event", "Detail"].map((t) =>
           h("th", { text: t })))),
