@@ -221,7 +221,8 @@ export function renderWorkflow(container, id, params, ctx) {
     const model = buildTimeline(events, desc, Date.now() / 1000);
     const hidden = model.hidden ? h("p", { class: "muted", id: "timeline-hidden",
       text: `The latest ${model.rows.length - 1} rows and every open one are drawn; ` +
-        `${model.hidden} earlier ones are left out (the history below has them all).` }) : null;
+        `${model.hidden.toLocaleString("en")} earlier ones are left out (the history below ` +
+        "has them all)." }) : null;
     const drawIt = () => clear(holder).append(renderTimeline(model, Math.max(480, holder.clientWidth)));
     requestAnimationFrame(drawIt);
     const legend = h("div", { class: "legend muted" },
@@ -265,7 +266,8 @@ export function renderWorkflow(container, id, params, ctx) {
         setTimeout(() => URL.revokeObjectURL(a.href), 1000);
       } });
     const more = skipped ? h("p", { class: "muted", id: "history-more" },
-      `The latest ${HISTORY_ROWS} events are listed; ${skipped} earlier ones are not. `,
+      `The latest ${HISTORY_ROWS} events are listed; ${skipped.toLocaleString("en")} earlier ` +
+        "ones are not. ",
       h("button", { type: "button", class: "link", id: "history-all", text: "Show all",
         onclick: () => { showAll = true; draw(); } })) : null;
     return h("section", { class: "card" },
