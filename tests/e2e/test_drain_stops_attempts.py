@@ -94,7 +94,7 @@ async def test_a_stopped_attempt_is_retried_at_once_by_another_worker(
     [completed] = [e for e in await handle.history() if e["type"] == "ActivityCompleted"]
     first, second = completed["attempts"]
     assert first["error"]["type"] == "WorkerStopped", first
-    assert "its worker stopped and its drain_timeout passed" in first["error"]["message"]
+    assert "its stopping worker ended its drain" in first["error"]["message"]
     assert (second["attempt"], second["error"]) == (2, None)
 
 

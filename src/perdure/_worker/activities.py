@@ -40,7 +40,7 @@ _STOPPED_BECAUSE = {
     "cancelled": "its workflow cancelled it",
     "lost": "its lease was lost",
     "heartbeat_timeout": "it sent no heartbeat within its heartbeat_timeout",
-    "worker_stopped": "its worker stopped and its drain_timeout passed",
+    "worker_stopped": "its stopping worker ended its drain",
 }
 
 

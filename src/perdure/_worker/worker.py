@@ -162,6 +162,7 @@ class Worker:
         self._ending: set[asyncio.Task[Any]] = set()
         self._successors: dict[asyncio.Task[Any], ActivityTask] = {}
         self._stopping: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._background: asyncio.Task[None] | None = None
         self._serving: asyncio.Future[None] | None = None  # done once run() serves
@@ -190,6 +191,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._context = contextvars.copy_context()
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second SIGTERM/SIGINT: end the drain now
         self._wake = asyncio.Event()
         if self._stop_requested:
             self._stopping.set()
@@ -226,9 +228,13 @@ class Worker:
             self.store.stop_taking_new_runs(self.task_queue, self)
             if self.tune_gc:
                 gcpolicy.release()
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            await self._drain()
+            try:
+                await self._drain()
+            finally:
+                # (After the drain: a second SIGTERM during it had met the
+                # default handler and killed the process, leases held.)
+                for sig in installed:
+                    loop.remove_signal_handler(sig)
             lease_task.cancel()
             await asyncio.gather(lease_task, return_exceptions=True)
             await self._registration.unregister()
@@ -241,11 +247,21 @@ class Worker:
         installed: list[int] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, self._on_signal)
                 installed.append(sig)
             except (RuntimeError, ValueError, NotImplementedError):
                 pass  # not the main thread: the embedding program handles signals
         return installed
+
+    def _on_signal(self) -> None:
+        """SIGTERM/SIGINT: the first stops the worker, which drains; a second
+        one (an operator's second Ctrl-C) ends the drain at once: the attempts
+        still running are stopped and recorded, as when drain_timeout passes."""
+        if not self._stop_requested:
+            self.stop()
+        elif self._hurry is not None and not self._hurry.is_set():
+            log.warning("worker %s: stopped again; not waiting for the drain", self.identity)
+            self._hurry.set()
 
     @property
     def idle(self) -> bool:
@@ -575,7 +591,13 @@ class Worker:
         if not pending:
             return
         log.info("worker %s draining %d task(s)", self.identity, len(pending))
-        _, still = await asyncio.wait(pending, timeout=self.drain_timeout)
+        drained = asyncio.ensure_future(asyncio.wait(pending, timeout=self.drain_timeout))
+        hurried = asyncio.ensure_future(self._hurry.wait()) if self._hurry is not None else None
+        await asyncio.wait([drained, *filter(None, [hurried])], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (drained, hurried):
+            if waiter is not None:
+                waiter.cancel()  # (neither cancels the tasks it waits for)
+        still = {task for task in pending if not task.done()}
         if not still:
             return
         # The attempts still running are stopped and record their end, so the
@@ -585,10 +607,12 @@ class Worker:
         stopping = len(self.activity_runner.running)
         if stopping:
             log.warning(
-                "worker %s: drain_timeout (%gs) passed; stopping %d running activity "
-                "attempt(s), to be retried by other workers",
+                "worker %s: %s; stopping %d running activity attempt(s), to be retried by "
+                "other workers",
                 self.identity,
-                self.drain_timeout,
+                "stopped again"
+                if self._hurry is not None and self._hurry.is_set()
+                else f"drain_timeout ({self.drain_timeout:g}s) passed",
                 stopping,
             )
             self.activity_runner.stop_all()
