@@ -218,3 +218,37 @@ def test_an_attempt_whose_lease_ran_out_while_it_held_the_loop_says_so(
     logs = first.output() + second.output()
     assert "event loop has run nothing for" in logs
     assert "in holds_the_loop (" in logs and "blocking_workflows.py" in logs
+
+
+def test_a_terminals_ctrl_c_drains_the_workers(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the command's whole process group. The
+    workers had got SIGINT from it and SIGTERM from the command, and a second
+    stop request ends a worker's drain at once: the activity in flight was
+    stopped instead of allowed to finish."""
+    import subprocess
+
+    from surface_helpers import ENV, PERDURE
+
+    here = Path(__file__).resolve().parent.parent / "e2e"
+    db = f"sqlite:///{tmp_path / 'ctrl-c.db'}"
+    runs = tmp_path / "runs.log"
+    env = {**ENV, "PERDURE_TEST_DIR": str(tmp_path)}
+    args = ["worker", str(here / "drain_workload.py"), "--db", db, "--processes", "2"]
+    with (tmp_path / "group.log").open("ab") as out:
+        group = subprocess.Popen(
+            [*PERDURE, *args, "--poll-interval", "0.05", "--log-level", "WARNING"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+    try:
+        with perdure.SyncClient.connect(db) as client:
+            wait_for(lambda: len(client.list_workers()) == 2, 30, "both worker processes")
+            handle = client.start("drained", "job-3")
+            wait_for(lambda: runs.exists() and "start job-3" in runs.read_text(), 20, "the step")
+            os.killpg(group.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+            assert group.wait(timeout=30) == 0, (tmp_path / "group.log").read_text()
+            assert [line.split()[0] for line in runs.read_text().splitlines()] == ["start", "end"]
+            assert handle.describe().pending_activities == []  # its result was recorded
+    finally:
+        if group.poll() is None:
+            os.killpg(group.pid, signal.SIGKILL)
+            group.wait()

@@ -83,7 +83,11 @@ def supervise(command: Callable[[int], Sequence[str]], count: int) -> int:
     setup = _child_setup()
 
     def start(k: int) -> None:
-        process = subprocess.Popen(list(command(k)), preexec_fn=setup)
+        # Each child in a process group of its own: a terminal's Ctrl-C
+        # reaches this process only, which passes one SIGTERM on. (Sent to
+        # the whole group as well, it made two stop requests in each child,
+        # and a second ends a worker's drain at once.)
+        process = subprocess.Popen(list(command(k)), preexec_fn=setup, process_group=0)
         children[process.pid] = (k, process, time.monotonic())
         if stopping:  # (a signal came while it started: stop_all did not see it)
             _terminate(process.pid)
