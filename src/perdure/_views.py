@@ -52,6 +52,10 @@ class WorkflowExecution:
     cursor: str = field(default="", repr=False, compare=False)
     """Where a listing continues after this run: ``Client.list(after=cursor)``
     (opaque: the run's id, exact creation time and place in the store)."""
+    last_error: str | None = None
+    """Why the run's latest workflow task could not run, while it is retried
+    with backoff (non-determinism, a payload it cannot open, a call workflow
+    code may not make, ...); None once a turn commits. As ``describe()``'s."""
 
     @classmethod
     def from_record(cls, run: RunRecord) -> WorkflowExecution:
@@ -67,6 +71,7 @@ class WorkflowExecution:
             created,
             _dt(run.closed_at),
             base64.urlsafe_b64encode(raw).decode().rstrip("="),
+            run.last_error,
         )
 
     @staticmethod

@@ -33,10 +33,14 @@ async def test_the_run_waits_for_fixed_code(client: perdure.Client) -> None:
         described = await handle.describe()
         assert described.status == "running"
         assert "test_forbidden_calls.py" in (described.last_error or "")
+        [listed] = await client.list()  # the listing says so too
+        assert listed.last_error == described.last_error
     global fixed
     fixed = True  # the deploy
     try:
         async with fast_worker(client, [reads_a_file], []):
             assert await handle.result(timeout=90) == "read in an activity"
+        [listed] = await client.list()
+        assert listed.status == "completed" and listed.last_error is None
     finally:
         fixed = False

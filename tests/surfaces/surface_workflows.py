@@ -135,3 +135,11 @@ async def relay(leg: int) -> int:
         return leg
     await workflow.wait_signal("next")
     workflow.continue_as_new(leg + 1)
+
+
+@workflow.defn
+async def reads_in_a_thread(name: str) -> str:
+    """Does I/O through its loop (a thread): each turn fails and is retried."""
+    import asyncio
+
+    return await asyncio.to_thread(lambda: name)

@@ -162,6 +162,16 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         expect(untaken).to_contain_text("nobody-serves-this-queue")
         unserved.terminate("seen")
 
+        # A run whose turns fail (and are retried) is marked in the list.
+        failing = client.start("reads_in_a_thread", "ui", id="ui-retrying-1")
+        wait_for(lambda: failing.describe().last_error, 20, "the turn to fail")
+        page.goto(stack.open_url)
+        mark = page.locator("tr[data-id='ui-retrying-1'] .retrying")
+        expect(mark).to_have_text("retrying")
+        assert "loop.run_in_executor()" in (mark.get_attribute("title") or "")
+        expect(page.locator("tr[data-id='ui-approval-1'] .retrying")).to_have_count(0)
+        failing.terminate("seen")
+
         # A run whose code awaits what nothing will complete says so.
         stuck = client.start("awaits_an_event", "ui", id="ui-awaits-nothing-1")
         wait_for(lambda: stuck.describe().awaiting_nothing or None, 20, "the run to await nothing")

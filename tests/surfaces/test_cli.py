@@ -378,6 +378,21 @@ def test_result_exit_codes_cancel_terminate_and_continue_as_new(
     assert again.returncode == 5 and "already terminated" in again.stderr
 
 
+def test_list_marks_a_run_whose_turns_fail(
+    db: str, worker: Proc, client: perdure.SyncClient
+) -> None:
+    handle = client.start("reads_in_a_thread", "cli", id="retrying-1")
+    wait_for(lambda: handle.describe().last_error, 20, "the turn to fail")
+    shown, as_json = cli_all(
+        ("list", "--search", "retrying-1", "--db", db),
+        ("list", "--search", "retrying-1", "--json", "--db", db),
+    )
+    assert "running (retrying)" in shown.stdout, shown.stdout
+    [item] = json.loads(as_json.stdout)["items"]
+    assert "loop.run_in_executor()" in item["last_error"]
+    handle.terminate("seen")
+
+
 def test_list_filters_and_pages(db: str, worker: Proc, client: perdure.SyncClient) -> None:
     ids = [f"page-{i}" for i in range(5)]
     for ident in ids:

@@ -120,7 +120,7 @@ def list_workflows(
             table.add_row(
                 escape(e.id),
                 escape(e.workflow_type),
-                status_text(e.status),
+                status_text(e.status) + (" [yellow](retrying)[/]" if e.last_error else ""),
                 local_time(e.created_at),
                 local_time(e.closed_at),
             )

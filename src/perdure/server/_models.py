@@ -70,6 +70,9 @@ class WorkflowSummary(BaseModel):
     status: str
     created_at: str
     closed_at: Optional[str]
+    last_error: Optional[str] = Field(
+        None, description="Why its latest workflow task failed, while it is retried."
+    )
 
 
 class WorkflowPage(BaseModel):

@@ -146,6 +146,7 @@ def execution_json(e: WorkflowExecution) -> dict[str, Any]:
         "status": e.status,
         "created_at": iso(e.created_at),
         "closed_at": iso(e.closed_at),
+        "last_error": e.last_error,
     }
 
 

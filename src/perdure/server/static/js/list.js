@@ -148,7 +148,10 @@ export function renderList(container, params, ctx) {
       body.append(h("tr", { "data-id": run.id },
         h("td", { class: "mono" }, h("a", { href, text: run.id })),
         h("td", { text: run.workflow_type }),
-        h("td", {}, statusBadge(run.status)),
+        h("td", {}, statusBadge(run.status), run.last_error ? h("span", {
+          class: "retrying", text: "retrying",
+          title: `Its latest workflow task failed; it is retried with backoff:\n${run.last_error}`,
+        }) : null),
         h("td", { title: fmtRelative(run.created_at, now), text: fmtTime(run.created_at) }),
         h("td", { class: "num", text: fmtDuration(end - started) }),
         h("td", { text: run.closed_at ? fmtTime(run.closed_at) : "–" })));
