@@ -109,6 +109,7 @@ class SyncClient:
         search: str | None = None,
         after: str | None = None,
         offset: int = 0,
+        retrying: bool = False,
     ) -> list[WorkflowExecution]:
         query = self.client.list(
             status,
@@ -119,6 +120,7 @@ class SyncClient:
             search=search,
             after=after,
             offset=offset,
+            retrying=retrying,
         )
         return self._runner.call(query)
 

@@ -325,10 +325,13 @@ class Client:
         search: str | None = None,
         after: str | None = None,
         offset: int = 0,
+        retrying: bool = False,
     ) -> list[WorkflowExecution]:
         """Runs, newest first, optionally filtered by status, workflow type name,
         creation time (``since``/``until``, inclusive; a naive datetime is UTC)
-        and ``search``, text the workflow id contains (case-insensitive).
+        and ``search``, text the workflow id contains (case-insensitive);
+        ``retrying``: only runs whose latest workflow task failed and is retried
+        (their ``last_error`` set).
         Page with ``after``, the ``cursor`` of the previous page's last run
         (stable while runs are added), or with ``offset``, a number of runs to skip."""
         if status is not None and status not in STATUSES:
@@ -352,6 +355,7 @@ class Client:
             since=since_ts,
             until=until_ts,
             id_contains=search or None,
+            retrying=bool(retrying),
             after=keyset,
             offset=offset,
             limit=limit,

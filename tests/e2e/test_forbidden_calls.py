@@ -35,6 +35,7 @@ async def test_the_run_waits_for_fixed_code(client: perdure.Client) -> None:
         assert "test_forbidden_calls.py" in (described.last_error or "")
         [listed] = await client.list()  # the listing says so too
         assert listed.last_error == described.last_error
+        assert [r.id for r in await client.list(retrying=True)] == [handle.id]
     global fixed
     fixed = True  # the deploy
     try:
@@ -42,5 +43,6 @@ async def test_the_run_waits_for_fixed_code(client: perdure.Client) -> None:
             assert await handle.result(timeout=90) == "read in an activity"
         [listed] = await client.list()
         assert listed.status == "completed" and listed.last_error is None
+        assert await client.list(retrying=True) == []
     finally:
         fixed = False

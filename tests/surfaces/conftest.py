@@ -12,7 +12,10 @@ import surface_workflows as wf
 
 import perdure
 
-WORKFLOWS = [wf.approval, wf.countdown, wf.doomed, wf.double, wf.family, wf.onboarding]
+WORKFLOWS = [
+    *(wf.approval, wf.countdown, wf.doomed, wf.double, wf.family, wf.onboarding),
+    wf.reads_in_a_thread,
+]
 ACTIVITIES = [wf.make_greeting, wf.flaky_step, wf.verify_identity, wf.send_welcome_email]
 
 

@@ -422,3 +422,22 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(
 async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
     for start in range(0, len(data), 7):
         yield data[start : start + 7]
+
+
+async def test_the_list_marks_and_filters_runs_whose_turns_fail(
+    api: httpx.AsyncClient, client: perdure.Client, worker: perdure.Worker
+) -> None:
+    await client.start("double", 3, id="fine")
+    failing = await client.start("reads_in_a_thread", "api", id="retrying")
+    assert await client.get_handle("fine").result(timeout=10) == 6
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not (await failing.describe()).last_error:
+        assert loop.time() < deadline, "the turn did not fail"
+        await asyncio.sleep(0.02)
+    listed = (await api.get("/api/workflows")).json()["items"]
+    marks = {item["id"]: item["last_error"] for item in listed}
+    assert marks["fine"] is None and "loop.run_in_executor()" in marks["retrying"]
+    only = (await api.get("/api/workflows", params={"retrying": "true"})).json()["items"]
+    assert [item["id"] for item in only] == ["retrying"]
+    await failing.terminate("seen")

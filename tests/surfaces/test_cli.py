@@ -385,11 +385,11 @@ def test_list_marks_a_run_whose_turns_fail(
     wait_for(lambda: handle.describe().last_error, 20, "the turn to fail")
     shown, as_json = cli_all(
         ("list", "--search", "retrying-1", "--db", db),
-        ("list", "--search", "retrying-1", "--json", "--db", db),
+        ("list", "--retrying", "--json", "--db", db),
     )
     assert "running (retrying)" in shown.stdout, shown.stdout
-    [item] = json.loads(as_json.stdout)["items"]
-    assert "loop.run_in_executor()" in item["last_error"]
+    [item] = json.loads(as_json.stdout)["items"]  # the one run retrying, of all in the db
+    assert item["id"] == "retrying-1" and "loop.run_in_executor()" in item["last_error"]
     handle.terminate("seen")
 
 

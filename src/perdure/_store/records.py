@@ -340,6 +340,7 @@ class RunFilter:
     since: float | None = None
     until: float | None = None
     id_contains: str | None = None
+    retrying: bool = False  # only runs whose latest workflow task failed (last_error)
     after: tuple[float, int] | None = None
     offset: int = 0
     limit: int = 100

@@ -278,6 +278,10 @@ def run_filter(query: RunFilter) -> tuple[list[str], list[Any]]:
         text = query.id_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         clauses.append("LOWER(workflow_id) LIKE LOWER(?) ESCAPE '\\'")
         params.append(f"%{text}%")
+    if query.retrying:
+        # (No index of its own: the runs it reads are few, as failing turns
+        # should be; with a status, those of that status.)
+        clauses.append("last_error IS NOT NULL")
     if query.after is not None:
         clauses.append("(created_at, id) < (?, ?)")
         params.extend(query.after)

@@ -83,6 +83,9 @@ def list_workflows(
     ),
     until: Optional[str] = typer.Option(None, help="Started at or before (same forms)."),
     search: Optional[str] = typer.Option(None, help="Text the workflow id contains."),
+    retrying: bool = typer.Option(
+        False, "--retrying", help="Only runs whose latest workflow task failed and is retried."
+    ),
     limit: int = typer.Option(20, min=1, max=MAX_LIMIT, help="Runs per page."),
     page: Optional[int] = typer.Option(None, min=1, help="Page number (1 = newest)."),
     cursor: Optional[str] = typer.Option(None, help="Continue after a previous page's cursor."),
@@ -95,6 +98,7 @@ def list_workflows(
         since=_when(since, "--since"),
         until=_when(until, "--until"),
         search=search,
+        retrying=retrying,
         limit=limit,
         page=page,
         cursor=cursor,

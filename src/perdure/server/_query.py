@@ -91,6 +91,7 @@ class ListQuery:
     since: datetime | None = None
     until: datetime | None = None
     search: str | None = None
+    retrying: bool = False
     limit: int = 50
     page: int | None = None
     cursor: str | None = None
@@ -131,6 +132,7 @@ async def list_page(client: Client, query: ListQuery) -> Page:
         search=query.search,
         after=query.cursor,
         offset=(query.page - 1) * query.limit if query.page is not None else 0,
+        retrying=query.retrying,
     )
     chosen = rows[: query.limit]
     more = len(rows) > query.limit

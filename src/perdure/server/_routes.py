@@ -104,6 +104,9 @@ async def list_workflows(
     since: Annotated[Optional[str], Query(description="ISO time or age: 2h, 3d")] = None,
     until: Annotated[Optional[str], Query(description="ISO time or age")] = None,
     search: Annotated[Optional[str], Query(max_length=512, description="Text in the id")] = None,
+    retrying: Annotated[
+        bool, Query(description="Only runs whose latest workflow task failed and is retried")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     page: Annotated[Optional[int], Query(ge=1, le=1_000_000)] = None,
     cursor: Annotated[Optional[str], Query(max_length=2048)] = None,
@@ -115,6 +118,7 @@ async def list_workflows(
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
         search=search or None,
+        retrying=retrying,
         limit=limit,
         page=page,
         cursor=cursor or None,
