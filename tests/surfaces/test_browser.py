@@ -170,6 +170,10 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         expect(mark).to_have_text("retrying")
         assert "loop.run_in_executor()" in (mark.get_attribute("title") or "")
         expect(page.locator("tr[data-id='ui-approval-1'] .retrying")).to_have_count(0)
+        page.check("#retrying-only")
+        expect(page).to_have_url(re.compile(r"retrying=true"))
+        expect(page.locator("tbody tr")).to_have_count(1)
+        expect(page.locator("tbody tr")).to_have_attribute("data-id", "ui-retrying-1")
         failing.terminate("seen")
 
         # A run whose code awaits what nothing will complete says so.

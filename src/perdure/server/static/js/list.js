@@ -24,6 +24,7 @@ export function renderList(container, params, ctx) {
     search: params.get("search") || "",
     type: params.get("type") || "",
     since: params.get("since") || "",
+    retrying: params.get("retrying") || "", // "true": runs whose turns fail and are retried
   };
   const cursors = [null]; // cursor of each page seen; the last is the current page
   let timer = null;
@@ -67,11 +68,20 @@ export function renderList(container, params, ctx) {
     });
   }
   since.addEventListener("change", () => { filters.since = since.value; changed(); });
+  const retrying = h("input", { type: "checkbox", id: "retrying-only",
+    checked: filters.retrying === "true" });
+  retrying.addEventListener("change", () => {
+    filters.retrying = retrying.checked ? "true" : "";
+    changed();
+  });
   const auto = h("input", { type: "checkbox", id: "auto-refresh", checked: true });
   auto.addEventListener("change", schedule);
 
   const toolbar = h("div", { class: "toolbar" }, chips,
     h("div", { class: "filters" }, search, type, since,
+      h("label", { class: "check", title: "Only runs whose latest workflow task failed and " +
+        "is retried (non-determinism, a payload its workers cannot open, ...)" },
+      retrying, " Retrying only"),
       h("label", { class: "check" }, auto, " Auto-refresh")));
 
   const body = h("tbody");
@@ -117,6 +127,7 @@ export function renderList(container, params, ctx) {
     if (filters.search) query.set("search", filters.search);
     if (filters.type) query.set("type", filters.type);
     if (filters.since) query.set("since", filters.since);
+    if (filters.retrying) query.set("retrying", "true");
     const cursor = cursors[cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
     try {
