@@ -8,6 +8,7 @@ invocations run side by side (:func:`cli_all`).
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -448,6 +449,40 @@ def test_history_follow_tails_until_the_run_closes(
     assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
     assert seen[-1]["type"] == "WorkflowCompleted"
     assert any(e["type"] == "SignalReceived" and e["payload"] == 1 for e in seen)
+
+
+@pytest.mark.timeout(60)
+def test_history_follow_goes_on_along_a_continue_as_new_chain(
+    db: str, worker: Proc, client: perdure.SyncClient
+) -> None:
+    """A run that continues as new (an agent's loop, a poller) had ended the
+    follow at its first hand-over; now it follows the chain to its end."""
+    handle = client.start("relay", 0, id="follow-relay")
+    wait_for(lambda: handle.describe().waiting_signals == ["next"], 20, "the signal wait")
+    args = ["history", "follow-relay", "--follow", "--interval", "0.05", "--db", db]
+    follower = subprocess.Popen([*PERDURE, *args], stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert follower.stdout is not None
+        while "relay args=[0]" not in follower.stdout.readline():
+            pass
+        relay = client.get_handle("follow-relay")
+
+        def waits_at(leg: int) -> bool:
+            d = relay.describe()
+            return d.waiting_signals == ["next"] and d.input["args"] == [leg]
+
+        for leg in (0, 1):
+            wait_for(functools.partial(waits_at, leg), 20, f"leg {leg}'s signal wait")
+            relay.signal("next")
+        rest, _ = follower.communicate(timeout=20)  # it ends when the last run closes
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 0
+    assert rest.count("continued as new: run") == 2, rest
+    assert "relay args=[1]" in rest and "relay args=[2]" in rest
+    assert "WorkflowCompleted" in rest.splitlines()[-1]
 
 
 # ------------------------------------------------------------------ server

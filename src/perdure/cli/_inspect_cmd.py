@@ -322,7 +322,11 @@ def history(
         False, "--json", help="Print handle.history()'s JSON array (what `perdure replay` reads)."
     ),
     follow: bool = typer.Option(
-        False, "--follow", "-f", help="Print new events as they happen until the run closes."
+        False,
+        "--follow",
+        "-f",
+        help="Print new events as they happen until the run closes (a run that continues "
+        "as new: on into the next).",
     ),
     interval: float = typer.Option(0.5, min=0.05, help="Seconds between polls with --follow."),
     converter: Optional[str] = ConverterOption,
@@ -330,7 +334,8 @@ def history(
     """Print a run's event history (--follow: live, until the run closes).
 
     --json prints exactly the array handle.history() returns, the input of
-    `perdure replay --history FILE.json`; with --follow, one event object per line.
+    `perdure replay --history FILE.json`; with --follow, one event object per line,
+    each run of a continue-as-new chain from its WorkflowStarted.
     """
 
     async def work(client: Client) -> None:
@@ -352,7 +357,7 @@ def history(
         seen = 0
         with out.status(f"following {workflow_id} (Ctrl-C to stop)", spinner="dots"):
             while True:
-                closed = (await pinned.describe()).closed_at is not None
+                described = await pinned.describe()
                 # Only the new events: tailing a long run costs what it adds.
                 for event in await pinned.history(after_seq=seen):
                     if as_json:
@@ -360,7 +365,14 @@ def history(
                     else:
                         out.print(line(event))
                     seen = max(seen, int(event.get("seq", 0)))
-                if closed:
+                if described.continued_to is not None:
+                    # An agent's loop, a poller: the chain goes on in a new run.
+                    pinned = client.get_handle(workflow_id, described.continued_to)
+                    seen = 0
+                    if not as_json:
+                        out.print(f"[dim]── continued as new: run {described.continued_to} ──[/]")
+                    continue
+                if described.closed_at is not None:
                     return
                 await asyncio.sleep(interval)
 
