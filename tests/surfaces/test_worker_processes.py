@@ -154,7 +154,7 @@ def test_a_function_blocked_for_good_does_not_keep_the_worker_alive(
     assert code == 0, worker.output()
     why = "ended (its stopping worker ended its drain) while its function still ran"
     assert why in worker.output()
-    assert "was stopped: its stopping worker ended its drain; retrying in 0s" in (worker.output())
+    assert "was stopped: its stopping worker ended its drain; retrying in 0s" in worker.output()
 
 
 def test_workflow_code_that_never_awaits_does_not_keep_the_worker_from_stopping(

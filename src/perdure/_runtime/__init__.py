@@ -7,13 +7,10 @@ the same history always produces the same commands.
 """
 
 from perdure._runtime.endings import ExitInWorkflow, TurnNeverEnds
-from perdure._runtime.instance import (
-    WorkflowInfo,
-    WorkflowInstance,
-    current_instance,
-)
+from perdure._runtime.instance import WorkflowInstance, current_instance
 from perdure._runtime.loop import WorkflowLoop
 from perdure._runtime.replay import replay_history
+from perdure._runtime.runinfo import WorkflowInfo
 
 __all__ = [
     "ExitInWorkflow",

@@ -14,7 +14,6 @@ import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
 from contextvars import Context, ContextVar
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from perdure import _history as h
@@ -29,6 +28,7 @@ from perdure._runtime.endings import (
 )
 from perdure._runtime.locate import brief, raised_at, user_location
 from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
+from perdure._runtime.runinfo import WorkflowInfo, _Child, _Splitmix64
 from perdure._runtime.signals import Signals
 from perdure.errors import (
     ActivityError,
@@ -64,48 +64,6 @@ _current: ContextVar[WorkflowInstance | None] = ContextVar("perdure_instance", d
 def current_instance() -> WorkflowInstance | None:
     """The running workflow instance, or None outside workflow code."""
     return _current.get()
-
-
-@dataclass(frozen=True)
-class WorkflowInfo:
-    """What a run knows about itself (``workflow.info()``)."""
-
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    task_queue: str
-    attempt: int
-    seed: int
-    history_length: int = 0
-    """Events recorded before the current turn: a long-running loop calls
-    ``continue_as_new`` when this grows past a few thousand."""
-    parent_workflow_id: str | None = None
-    parent_run_id: str | None = None
-    continued_from_run_id: str | None = None
-
-
-@dataclass
-class _Child:
-    workflow_type: str
-    workflow_id: str
-    started: asyncio.Future[str]  # the child's run id
-    result: asyncio.Future[Any]  # its JSON result, or ChildWorkflowError
-
-
-class _Splitmix64:
-    """A tiny deterministic PRNG (the runtime may not import ``random``)."""
-
-    _MASK = (1 << 64) - 1
-
-    def __init__(self, seed: int) -> None:
-        self._state = seed & self._MASK
-
-    def next(self) -> int:
-        self._state = (self._state + 0x9E3779B97F4A7C15) & self._MASK
-        z = self._state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
-        return z ^ (z >> 31)
 
 
 WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]

@@ -33,6 +33,7 @@ from perdure._store.base import (
 )
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.drain import drain
 from perdure._worker.leases import keep_leases
 from perdure._worker.options import check_worker_options, collect_activities, collect_workflows
 from perdure._worker.registry import Registration
@@ -229,7 +230,13 @@ class Worker:
             if self.tune_gc:
                 gcpolicy.release()
             try:
-                await self._drain()
+                await drain(
+                    self.identity,
+                    [*self._turns_inflight, *self._timer_turns, *self._activities_inflight],
+                    self.drain_timeout,
+                    self._hurry,
+                    self.activity_runner,
+                )
             finally:
                 # (After the drain: a second SIGTERM during it had met the
                 # default handler and killed the process, leases held.)
@@ -585,42 +592,6 @@ class Worker:
                 task = successor
         finally:
             self._successors.pop(current, None)  # type: ignore[arg-type]
-
-    async def _drain(self) -> None:
-        pending = [*self._turns_inflight, *self._timer_turns, *self._activities_inflight]
-        if not pending:
-            return
-        log.info("worker %s draining %d task(s)", self.identity, len(pending))
-        drained = asyncio.ensure_future(asyncio.wait(pending, timeout=self.drain_timeout))
-        hurried = asyncio.ensure_future(self._hurry.wait()) if self._hurry is not None else None
-        await asyncio.wait([drained, *filter(None, [hurried])], return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (drained, hurried):
-            if waiter is not None:
-                waiter.cancel()  # (neither cancels the tasks it waits for)
-        still = {task for task in pending if not task.done()}
-        if not still:
-            return
-        # The attempts still running are stopped and record their end, so the
-        # next attempt is due now for the other workers. (Cancelled with the
-        # rest, they had kept their leases: a deploy's restart held them back
-        # for lease_timeout.)
-        stopping = len(self.activity_runner.running)
-        if stopping:
-            log.warning(
-                "worker %s: %s; stopping %d running activity attempt(s), to be retried by "
-                "other workers",
-                self.identity,
-                "stopped again"
-                if self._hurry is not None and self._hurry.is_set()
-                else f"drain_timeout ({self.drain_timeout:g}s) passed",
-                stopping,
-            )
-            self.activity_runner.stop_all()
-            _, still = await asyncio.wait(still, timeout=5)
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.wait(still, timeout=5)
 
 
 async def _nothing() -> list[Any]:

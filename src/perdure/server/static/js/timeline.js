@@ -16,7 +16,7 @@ const LABEL = 210;
 const PAD = 18;
 // A long run (an agent's loop, thousands of steps) draws its latest rows only:
 // every open one (running, retrying, waiting), then the latest that ended.
-export const MAX_ROWS = 100;
+const MAX_ROWS = 100;
 const STEPS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900,
   1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
 

@@ -13,7 +13,7 @@ import { buildTimeline, renderTimeline } from "./timeline.js";
 const REFRESH_MS = 2000;
 const BURST_MS = 250;
 // The history table shows a long run's latest events, the rest on request.
-export const HISTORY_ROWS = 500;
+const HISTORY_ROWS = 500;
 
 function section(title, ...children) {
   return h("section", { class: "card" }, h("h2", { text: title }), ...children);
