@@ -32,6 +32,7 @@ def test_top_level_all_is_pinned() -> None:
         "WorkflowFailedError",
         "WorkflowHandle",
         "WorkflowNotFoundError",
+        "WorkflowResetError",
         "WorkflowTerminatedError",
         "WorkflowTimedOutError",
         "activity",

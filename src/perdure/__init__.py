@@ -35,6 +35,7 @@ from perdure.errors import (
     WorkflowClosedError,
     WorkflowFailedError,
     WorkflowNotFoundError,
+    WorkflowResetError,
     WorkflowTerminatedError,
     WorkflowTimedOutError,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "WorkflowFailedError",
     "WorkflowHandle",
     "WorkflowNotFoundError",
+    "WorkflowResetError",
     "WorkflowTerminatedError",
     "WorkflowTimedOutError",
     "activity",

@@ -154,6 +154,13 @@ class SyncWorkflowHandle(Generic[R]):
     def terminate(self, reason: str | None = None) -> None:
         self._runner.call(self.handle.terminate(reason))
 
+    def reset(
+        self, *, to_event: int | None = None, reason: str | None = None
+    ) -> SyncWorkflowHandle[R]:
+        """WorkflowHandle.reset: a handle on the new run."""
+        new = self._runner.call(self.handle.reset(to_event=to_event, reason=reason))
+        return SyncWorkflowHandle(self._runner, new)
+
     def describe(self) -> WorkflowDescription:
         return self._runner.call(self.handle.describe())
 

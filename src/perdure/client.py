@@ -527,6 +527,37 @@ class WorkflowHandle(Generic[R]):
         """End the run at once, without running any more workflow code."""
         await self.client.store.terminate(self.id, self.run_id, _reason(reason))
 
+    async def reset(
+        self, *, to_event: int | None = None, reason: str | None = None
+    ) -> WorkflowHandle[R]:
+        """Start the workflow again from a point of this run's history, in a
+        new run of the same id, and return its handle. The new run keeps the
+        events before the point: their activities are not run again, their
+        results are replayed. It takes the turn that began there again, with
+        the code deployed now, and is sent again the signals that came after.
+        ``to_event``: the ``seq`` of an event of this run; the run goes back
+        to the beginning of the turn that recorded it. None: to the latest
+        turn that took no failure and no cancel request (so an activity that
+        failed for good is scheduled again). The run must be its id's latest;
+        an open run is terminated. Activities keep their idempotency keys
+        (see ``activity.ActivityInfo.idempotency_key``). Raises
+        WorkflowNotFoundError, or WorkflowResetError naming the nearest
+        usable point when a point cannot be used."""
+        return (await self._reset(to_event, reason))[0]
+
+    async def _reset(
+        self, to_event: int | None, reason: str | None
+    ) -> tuple[WorkflowHandle[R], int]:
+        """reset(), and the first event of the turn the new run takes again."""
+        if to_event is not None and (isinstance(to_event, bool) or not isinstance(to_event, int)):
+            raise TypeError(
+                f"to_event is an event's seq (an int), not {type(to_event).__name__} {to_event!r}"
+            )
+        run, at_seq = await self.client.store.reset(
+            self.id, self.run_id, to_event, _reason(reason), new_run_id()
+        )
+        return WorkflowHandle(self.client, run.workflow_id, run.run_id, self._fn), at_seq
+
     async def describe(self) -> WorkflowDescription:
         run = await self._run()
         pending = await self.client.store.pending_work(run.run_id)

@@ -27,6 +27,7 @@ __all__ = [
     "WorkflowClosedError",
     "WorkflowFailedError",
     "WorkflowNotFoundError",
+    "WorkflowResetError",
     "WorkflowTerminatedError",
     "WorkflowTimedOutError",
 ]
@@ -144,6 +145,12 @@ class WorkflowNotFoundError(PerdureError):
 
 class WorkflowClosedError(PerdureError):
     """The workflow run has already ended, so it cannot take a signal or a cancel."""
+
+
+class WorkflowResetError(PerdureError):
+    """A run cannot be reset as asked: it is not its workflow id's latest
+    run, it is a child workflow, or no point of its history can be used
+    (the message says which, and names the nearest point that can)."""
 
 
 class PayloadError(PerdureError):

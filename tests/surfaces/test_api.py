@@ -219,6 +219,39 @@ async def test_children_and_continue_as_new(
     assert [r["status"] for r in runs] == ["completed", "continued_as_new", "continued_as_new"]
 
 
+async def test_reset_runs_a_workflow_again_in_a_new_run(
+    api: httpx.AsyncClient, worker: perdure.Worker
+) -> None:
+    started = await api.post(
+        "/api/workflows", json={"workflow": "double", "args": [21], "id": "r-1"}
+    )
+    old_run = started.json()["run_id"]
+    first = (await api.get("/api/workflows/r-1/result", params={"timeout": 10})).json()
+    assert first["result"] == 42
+    reset = await api.post("/api/workflows/r-1/reset", json={"to_event": 1, "reason": "again"})
+    assert reset.status_code == 200, reset.text
+    body = reset.json()
+    assert body["id"] == "r-1" and body["at_seq"] == 1 and body["run_id"] != old_run
+    again = (await api.get("/api/workflows/r-1/result", params={"timeout": 10})).json()
+    assert again["result"] == 42 and again["run_id"] == body["run_id"]
+    events = (await api.get("/api/workflows/r-1/history")).json()
+    marker = next(e for e in events if e["type"] == "WorkflowReset")
+    assert marker["from_run_id"] == old_run and marker["reason"] == "again"
+    # No body: the default point (here, the run's only turn).
+    assert (await api.post("/api/workflows/r-1/reset")).json()["at_seq"] == 1
+    stale = await api.post("/api/workflows/r-1/reset", params={"run_id": old_run})
+    assert stale.status_code == 409 and "not the latest run" in stale.json()["detail"]
+    missing = await api.post("/api/workflows/r-1/reset", json={"to_event": 99})
+    assert missing.status_code == 409 and "no event 99" in missing.json()["detail"]
+    for bad, where in (
+        ({"to_event": 0}, "body.to_event"),
+        ({"to_event": "x"}, "body.to_event"),
+        ({"to_evnt": 3}, "body.to_evnt"),
+    ):
+        refused = await api.post("/api/workflows/r-1/reset", json=bad)
+        assert refused.status_code == 422 and where in refused.json()["detail"], refused.text
+
+
 async def test_unknown_workflows_are_404(api: httpx.AsyncClient) -> None:
     for method, path in (
         ("GET", "/api/workflows/nope"),
@@ -227,6 +260,7 @@ async def test_unknown_workflows_are_404(api: httpx.AsyncClient) -> None:
         ("POST", "/api/workflows/nope/signals/go"),
         ("POST", "/api/workflows/nope/cancel"),
         ("POST", "/api/workflows/nope/terminate"),
+        ("POST", "/api/workflows/nope/reset"),
     ):
         response = await api.request(method, path)
         assert response.status_code == 404, (path, response.text)
@@ -330,6 +364,7 @@ async def test_tokens_roles_401_and_403(client: perdure.Client) -> None:
             "/api/workflows/x/signals/go",
             "/api/workflows/x/cancel",
             "/api/workflows/x/terminate",
+            "/api/workflows/x/reset",
         ):
             forbidden = await reader.post(path)
             assert forbidden.status_code == 403 and "read-only" in forbidden.json()["detail"]
@@ -370,6 +405,7 @@ async def test_ui_and_openapi_are_served(api: httpx.AsyncClient) -> None:
         "/api/workflows/{workflow_id}/signals/{name}",
         "/api/workflows/{workflow_id}/cancel",
         "/api/workflows/{workflow_id}/terminate",
+        "/api/workflows/{workflow_id}/reset",
     } <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert (await api.get("/docs")).status_code == 404  # CDN-backed pages are off

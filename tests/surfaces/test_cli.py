@@ -379,6 +379,37 @@ def test_result_exit_codes_cancel_terminate_and_continue_as_new(
     assert again.returncode == 5 and "already terminated" in again.stderr
 
 
+def test_reset_runs_a_workflow_again_and_its_exit_codes(
+    db: str, worker: Proc, client: perdure.SyncClient
+) -> None:
+    first = client.start("double", 4, id="reset-1")
+    assert first.result(timeout=20) == 8
+    done, missing, nothing, zero = cli_all(
+        ("reset", "reset-1", "--to-event", "1", "--reason", "again", "--json", "--db", db),
+        ("reset", "no-such-id", "--db", db),
+        ("reset", "reset-1", "--run-id", "no-such-run", "--db", db),
+        ("reset", "reset-1", "--to-event", "0", "--db", db),
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["id"] == "reset-1" and answer["at_seq"] == 1
+    assert answer["run_id"] != first.run_id
+    assert client.get_handle("reset-1", answer["run_id"]).result(timeout=20) == 8
+    shown = cli("history", "reset-1", "--run-id", answer["run_id"], "--db", db)
+    assert f"from run {first.run_id} at event 1: again" in shown.stdout, shown.stdout
+    assert missing.returncode == 3 and "no workflow with id 'no-such-id'" in missing.stderr
+    assert nothing.returncode == 3 and "no-such-run" in nothing.stderr
+    assert zero.returncode == 2 and "--to-event" in zero.stderr
+    stale, text = cli_all(
+        ("reset", "reset-1", "--run-id", first.run_id, "--db", db),
+        ("reset", "reset-1", "--db", db),
+    )
+    assert stale.returncode == 5 and "not the latest run" in stale.stderr
+    assert text.returncode == 0 and "goes on from event 1" in text.stdout, text.stderr
+    synced = client.get_handle("reset-1").reset(to_event=1, reason="from a SyncClient")
+    assert isinstance(synced, perdure.SyncWorkflowHandle) and synced.result(timeout=20) == 8
+
+
 def test_list_marks_a_run_whose_turns_fail(
     db: str, worker: Proc, client: perdure.SyncClient
 ) -> None:

@@ -1,6 +1,7 @@
 """The history model: events (past tense) and commands (imperative). Imports nothing
 outside itself: ``events`` (types and encoding), ``commands`` (commands and
-replay matching), ``turns`` (cutting histories into turns).
+replay matching), ``turns`` (cutting histories into turns), ``reset`` (where a new run may
+take over a run's history).
 
 A run's history is an append-only list of events, numbered from 1 by ``seq``.
 It is cut into *turns*: each turn is the *input* events it consumed (in the
@@ -26,7 +27,9 @@ from perdure._history.commands import *
 from perdure._history.commands import __all__ as _commands
 from perdure._history.events import *
 from perdure._history.events import __all__ as _events
+from perdure._history.reset import *
+from perdure._history.reset import __all__ as _reset
 from perdure._history.turns import *
 from perdure._history.turns import __all__ as _turns
 
-__all__ = [*_events, *_commands, *_turns]
+__all__ = [*_events, *_commands, *_turns, *_reset]

@@ -39,6 +39,7 @@ __all__ = [
     "WorkflowCompleted",
     "WorkflowContinuedAsNew",
     "WorkflowFailed",
+    "WorkflowReset",
     "WorkflowStarted",
     "WorkflowTerminated",
     "WorkflowTimedOut",
@@ -163,6 +164,23 @@ class CancelRequested(Event):
     TYPE: ClassVar[str] = "CancelRequested"
     KIND: ClassVar[str] = "input"
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowReset(Event):
+    """The first input of a run that an operator's reset made from another
+    run (``from_run_id``) by keeping its history before event ``at_seq``:
+    it comes after the inputs of the turn that began there, which the new
+    run takes again. Activities the new run schedules carry
+    ``idempotency_run_id`` (the first run of a chain of resets) so that
+    their idempotency keys are those of the run they take over from."""
+
+    TYPE: ClassVar[str] = "WorkflowReset"
+    KIND: ClassVar[str] = "input"
+    from_run_id: str = ""
+    at_seq: int = 0
+    reason: str | None = None
+    idempotency_run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -367,6 +385,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TimerFired,
         SignalReceived,
         CancelRequested,
+        WorkflowReset,
         ChildWorkflowStarted,
         ChildWorkflowStartFailed,
         ChildWorkflowCompleted,

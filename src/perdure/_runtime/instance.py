@@ -104,6 +104,9 @@ class WorkflowInstance:
         self.has_children = False  # started a child, in this turn or an earlier one
         self._patches: dict[str, bool] = {}
         self._cancel_requested = False
+        # A run made by a reset: the run whose activities' idempotency keys
+        # its own activities keep (see h.WorkflowReset).
+        self._keys_run: str | None = None
         self._turn = 0
         self.history_length = 0
 
@@ -216,6 +219,8 @@ class WorkflowInstance:
             if not self._cancel_requested and self._main is not None and not self._main.done():
                 self._cancel_requested = True
                 self._main.cancel(event.reason)
+        elif isinstance(event, h.WorkflowReset):
+            self._keys_run = event.idempotency_run_id or None
         elif isinstance(event, h.ChildWorkflowStarted):
             child = self._children.get(event.ref)
             if child is not None and not child.started.done():
@@ -422,6 +427,8 @@ class WorkflowInstance:
         ref = self.next_ref()
         future = self.loop.create_future()
         self._activities[ref] = (name, future)
+        if self._keys_run is not None:
+            options = {**options, "idempotency_run_id": self._keys_run}
         self.issue(h.schedule_activity(ref, name, task_queue, args, kwargs, options))
         return ref, future
 

@@ -335,6 +335,19 @@ class Store(abc.ABC):
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None: ...
 
     @abc.abstractmethod
+    async def reset(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        to_event: int | None,
+        reason: str | None,
+        new_run_id: str,
+    ) -> tuple[RunRecord, int]:
+        """Reset the latest run of ``workflow_id`` into run ``new_run_id``
+        (see perdure._history.reset); the new run and the first event of the
+        turn it takes again. Raises WorkflowNotFoundError / WorkflowResetError."""
+
+    @abc.abstractmethod
     async def history(self, run_id: str, after_seq: int = 0) -> list[Event]:
         """The run's events with seq > ``after_seq``, oldest first."""
 

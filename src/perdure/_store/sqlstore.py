@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from perdure import _history as h
 from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlnewrun as newrun
+from perdure._store import sqlreset, sqlstart
 from perdure._store import sqlrows as rows
-from perdure._store import sqlstart
 from perdure._store import sqlviews as views
 from perdure._store import sqlwake as wake
 from perdure._store import sqlworkers as registry
@@ -193,6 +193,25 @@ class SqlStore(Store, Dialect):
             return await rows.terminate_run(tx, self, run, reason, now)
 
         self._committed(*await self._write(terminate))
+
+    async def reset(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        to_event: int | None,
+        reason: str | None,
+        new_run_id: str,
+    ) -> tuple[RunRecord, int]:
+        now = self.clock()
+
+        async def reset(tx: Tx) -> sqlreset.Reset:
+            return await sqlreset.reset_run(
+                tx, self, workflow_id, run_id, to_event, reason, new_run_id, now
+            )
+
+        done = await self._write(reset)
+        self._committed(*done.topics)
+        return done.run, done.at_seq
 
     async def history(self, run_id: str, after_seq: int = 0) -> list[h.Event]:
         return await self._read(lambda tx: views.history(tx, run_id, after_seq))

@@ -519,6 +519,8 @@ def _activity_info(task: ActivityTask, heartbeat_details: Any) -> ActivityInfo:
         activity_type=task.name,
         task_queue=task.task_queue,
         attempt=task.attempt,
-        idempotency_key=f"{task.workflow_id}/{task.run_id}/{task.ref}",
+        # (A run made by a reset keeps the keys of the run it took over from.)
+        idempotency_key=f"{task.workflow_id}/"
+        f"{task.options.get('idempotency_run_id') or task.run_id}/{task.ref}",
         heartbeat_details=heartbeat_details,
     )

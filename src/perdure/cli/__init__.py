@@ -37,6 +37,7 @@ COMMANDS = {
     "signal": "_control_cmd",
     "cancel": "_control_cmd",
     "terminate": "_control_cmd",
+    "reset": "_control_cmd",
     "migrate": "_control_cmd",
     "replay": "_replay_cmd",
     "server": "_server_cmd",

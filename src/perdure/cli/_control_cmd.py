@@ -1,5 +1,5 @@
-"""``perdure start``, ``signal``, ``cancel``, ``terminate`` and ``migrate``: the
-commands that change something.
+"""``perdure start``, ``signal``, ``cancel``, ``terminate``, ``reset`` and
+``migrate``: the commands that change something.
 
 Imports the public API, typer and rich; exit codes come from ``_operator.run``.
 ``migrate`` alone may create a database; the others refuse a missing SQLite file.
@@ -130,6 +130,41 @@ def terminate(
     async def work(client: Client) -> None:
         await client.get_handle(workflow_id, run_id).terminate(reason)
         out.print(f"Terminated {escape(workflow_id)}")
+
+    run(db, work)
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Control")
+def reset(
+    workflow_id: str = IdArg,
+    to_event: Optional[int] = typer.Option(
+        None,
+        "--to-event",
+        "-e",
+        min=1,
+        help="Go back to the turn that recorded this event (its seq in `perdure history`). "
+        "Default: the latest turn that took no failure and no cancel request.",
+    ),
+    reason: Optional[str] = ReasonOption,
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run a workflow again from a point of its latest run, in a new run."""
+
+    async def work(client: Client) -> None:
+        old = client.get_handle(workflow_id, run_id)
+        new, at_seq = await old._reset(to_event, reason)
+        if as_json:
+            print_json({"id": new.id, "run_id": new.run_id, "at_seq": at_seq})
+            return
+        out.print(
+            f"Reset [bold]{escape(workflow_id)}[/]: run {new.run_id} goes on from event "
+            f"{at_seq}; the events before it are kept, not run again"
+        )
+        out.print(
+            f"[dim]perdure show {escape(workflow_id)}   perdure history {escape(workflow_id)}[/]"
+        )
 
     run(db, work)
 

@@ -301,6 +301,9 @@ def summarize(event: dict[str, Any]) -> str:
         return f"args={js(event.get('args'))}"
     if kind == "WorkflowTimedOut":
         return f"after {event.get('timeout')}s"
+    if kind == "WorkflowReset":
+        why = f": {event.get('reason')}" if event.get("reason") else ""
+        return f"from run {event.get('from_run_id')} at event {event.get('at_seq')}{why}"
     return ""
 
 

@@ -34,6 +34,7 @@ from perdure.errors import (
     WorkflowClosedError,
     WorkflowFailedError,
     WorkflowNotFoundError,
+    WorkflowResetError,
     WorkflowTerminatedError,
 )
 
@@ -190,7 +191,7 @@ def run(
         fail(EXIT_NOT_FOUND, str(exc), "`perdure list` shows the workflows there are")
     except StoreError as exc:
         fail(EXIT_DB, str(exc))
-    except (WorkflowClosedError, WorkflowAlreadyStartedError) as exc:
+    except (WorkflowClosedError, WorkflowAlreadyStartedError, WorkflowResetError) as exc:
         fail(EXIT_CONFLICT, str(exc))
     except PayloadError as exc:
         fail(EXIT_USAGE, str(exc))

@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from perdure.client import Client
 from perdure.server import _models as m
 from perdure.server._auth import AuthConfig, Role
 from perdure.server._query import parse_when
+
+M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "READ_ERRORS",
@@ -31,6 +33,7 @@ __all__ = [
     "client_of",
     "error_responses",
     "json_body",
+    "optional_body",
     "parse_time",
     "reason_of",
     "require_admin",
@@ -143,15 +146,20 @@ async def start_request(request: Request) -> m.StartRequest:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
-async def reason_of(request: Request) -> Optional[str]:
-    """The optional ``{"reason": ...}`` body of cancel and terminate."""
+async def optional_body(request: Request, model: type[M]) -> M:
+    """An optional JSON body (empty: ``{}``) read as ``model``; 422 saying
+    which field is wrong."""
     try:
-        body = m.ReasonRequest.model_validate(await json_body(request) or {})
+        return model.model_validate(await json_body(request) or {})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in ("body", *first["loc"]))
         raise HTTPException(422, f"{where}: {first['msg']}") from None
-    return body.reason
+
+
+async def reason_of(request: Request) -> Optional[str]:
+    """The optional ``{"reason": ...}`` body of cancel and terminate."""
+    return (await optional_body(request, m.ReasonRequest)).reason
 
 
 REASON_BODY: dict[str, Any] = {

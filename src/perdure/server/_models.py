@@ -57,6 +57,22 @@ class ReasonRequest(_Strict):
     reason: Optional[str] = Field(None, max_length=10_000)
 
 
+class ResetRequest(_Strict):
+    to_event: Optional[int] = Field(
+        None,
+        ge=1,
+        description="Go back to the turn that recorded this event (its seq); "
+        "null: the latest turn that took no failure and no cancel request.",
+    )
+    reason: Optional[str] = Field(None, max_length=10_000)
+
+
+class ResetDone(BaseModel):
+    id: str
+    run_id: str = Field(description="The new run.")
+    at_seq: int = Field(description="The first event of the turn the new run took again.")
+
+
 class Accepted(BaseModel):
     id: str
     action: str = Field(description="What was accepted, e.g. 'signal approval'.")

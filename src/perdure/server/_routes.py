@@ -29,6 +29,7 @@ from perdure.server._deps import (
     client_of,
     error_responses,
     json_body,
+    optional_body,
     parse_time,
     reason_of,
     require_admin,
@@ -265,6 +266,33 @@ async def terminate_workflow(
     """End the run at once, running no more workflow code. 409 if closed."""
     await client.get_handle(workflow_id, run_id).terminate(await reason_of(request))
     return {"id": workflow_id, "action": "terminate"}
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/reset",
+    response_model=m.ResetDone,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "description": "Optional: the point to go back to, and why.",
+            "required": False,
+            "content": {"application/json": {"schema": m.ResetRequest.model_json_schema()}},
+        }
+    },
+)
+async def reset_workflow(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    request: Request,
+    run_id: RunId = None,
+) -> Any:
+    """Run the workflow again from a point of its latest run, in a new run that keeps
+    the events before it (their steps are not run again). 409 if that point cannot
+    be used (the message names the nearest that can), or the run is not the latest."""
+    body = await optional_body(request, m.ResetRequest)
+    handle, at_seq = await client.get_handle(workflow_id, run_id)._reset(body.to_event, body.reason)
+    return {"id": handle.id, "run_id": handle.run_id, "at_seq": at_seq}
 
 
 @router.get(

@@ -36,6 +36,7 @@ from perdure.errors import (
     WorkflowAlreadyStartedError,
     WorkflowClosedError,
     WorkflowNotFoundError,
+    WorkflowResetError,
 )
 from perdure.server._auth import AuthConfig, host_header_is_loopback
 from perdure.server._deps import ServerState
@@ -58,6 +59,7 @@ SECURITY_HEADERS = {
 _STATUS_OF: dict[type[Exception], int] = {
     WorkflowNotFoundError: 404,
     WorkflowClosedError: 409,
+    WorkflowResetError: 409,
     WorkflowAlreadyStartedError: 409,
     PayloadError: 422,
     BadName: 422,

@@ -99,6 +99,9 @@ export function buildTimeline(events, desc, now) {
     } else if (e.type === "WorkflowTerminated") {
       workflow.marks.push({ t: e.time, shape: "cross", cls: "mark-terminated",
         title: `terminated${e.reason ? `: ${e.reason}` : ""}` });
+    } else if (e.type === "WorkflowReset") {
+      workflow.marks.push({ t: e.time, shape: "diamond", cls: "mark-signal", text: "reset",
+        title: `reset from run ${e.from_run_id} at event ${e.at_seq}${e.reason ? `: ${e.reason}` : ""}` });
     }
   }
   for (const row of rows) {
