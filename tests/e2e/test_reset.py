@@ -12,6 +12,7 @@ from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import RetryPolicy, activity, workflow
+from perdure.testing import Replayer
 
 attempts: dict[str, list[str]] = {}  # step -> the idempotency key of each attempt
 broken: dict[str, bool] = {}  # step -> whether it fails (the outage, then its fix)
@@ -99,6 +100,8 @@ async def test_a_failed_run_goes_on_from_the_step_that_failed(client: perdure.Cl
     assert (await old.describe()).status == "failed"  # the old run is left as it ended
     assert (await client.get_handle("order-1").describe()).run_id == new.run_id
     assert await new.state("step") == 3
+    # The reset run's history replays, its WorkflowReset included.
+    assert Replayer([order]).replay(events).ok
 
 
 async def test_reset_to_an_event_runs_again_from_the_turn_that_recorded_it(

@@ -250,6 +250,7 @@ def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:
     expect(page.locator("#token-button")).to_have_text("Token: read")
     expect(page.locator("#signal-button")).to_have_count(0)  # read-only: no actions
     expect(page.locator("#terminate-button")).to_have_count(0)
+    expect(page.locator("#reset-button")).to_have_count(0)
 
     page.click("#token-button")
     page.fill("#token-input", ADMIN)
@@ -262,6 +263,36 @@ def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:
     expect(page.locator("body")).to_contain_text("cleanup from the UI")
     page.reload()  # the token survives a reload (sessionStorage)
     expect(page.locator("#token-button")).to_have_text("Token: admin")
+
+
+def test_reset_from_the_ui_goes_to_the_new_run(stack: Stack, page: Page) -> None:
+    with perdure.SyncClient.connect(stack.db) as client:
+        first = client.start("double", 21, id="ui-reset-1")
+        assert first.result(timeout=20) == 42
+
+    page.goto(f"{stack.open_url}#/workflows/ui-reset-1")
+    expect(page.locator(".wf-title .badge")).to_have_text("completed")
+    expect(page.locator("#signal-button")).to_have_count(0)  # closed: reset only
+    page.click("#reset-button")
+    expect(page.locator("#confirm-event-label")).to_be_visible()
+    page.fill("#confirm-event", "99")
+    page.click("#confirm-ok")
+    expect(page.locator("#confirm-error")).to_contain_text("no event 99")
+    page.fill("#confirm-event", "1")
+    page.fill("#confirm-reason", "again from the UI")
+    page.click("#confirm-ok")
+    expect(page.locator("#reset-from")).to_contain_text("reset at event 1 from")
+    expect(page.locator(".wf-title .badge")).to_have_text("completed")
+    expect(page.locator("#history")).to_contain_text("again from the UI")
+    new_run = page.locator(".wf-meta code").first.inner_text()
+    assert new_run != first.run_id and new_run in page.url
+    # The old run is no longer the id's latest: its reset is refused, and says why.
+    page.goto(f"{stack.open_url}#/workflows/ui-reset-1?run={first.run_id}")
+    page.click("#reset-button")
+    page.click("#confirm-ok")
+    expect(page.locator("#confirm-error")).to_contain_text("not the latest run")
+    page.click("#confirm-cancel")
+    expect(page.locator("#confirm-dialog")).to_be_hidden()
 
 
 def test_a_sealed_run_reads_in_clear_and_downloads_as_stored(

@@ -1,6 +1,6 @@
 // One workflow run: status, what it waits on, timeline, input, result or
 // failure, published state and the full history; signal / cancel / terminate
-// for admins. Refreshes every 2 s while the run is open. #/workflows/<id> shows
+// for admins, and reset (a new run from a point of this one's history). Refreshes every 2 s while the run is open. #/workflows/<id> shows
 // the latest run, #/workflows/<id>?run=<run id> a given one. An "approve link"
 // adds ?signal=<name>[&payload=<json>]: it opens the signal form.
 
@@ -136,12 +136,18 @@ export function renderWorkflow(container, id, params, ctx) {
   }
 
   function actions() {
-    if (!ctx.isAdmin || desc.closed_at) return null;
+    if (!ctx.isAdmin) return null;
+    // Only an id's latest run can be reset; one that continued as new is not.
+    const reset = desc.continued_to ? null
+      : h("button", { type: "button", id: "reset-button", text: "Reset…",
+        onclick: () => confirmAction("reset") });
+    if (desc.closed_at) return reset ? h("div", { class: "actions" }, reset) : null;
     return h("div", { class: "actions" },
       h("button", { type: "button", id: "signal-button", class: "primary", text: "Signal…",
         onclick: () => openSignal(desc.waiting_signals[0] || "", "null") }),
       h("button", { type: "button", id: "cancel-button", text: "Cancel…",
         onclick: () => confirmAction("cancel") }),
+      reset,
       h("button", { type: "button", id: "terminate-button", class: "danger", text: "Terminate…",
         onclick: () => confirmAction("terminate") }));
   }
@@ -171,6 +177,7 @@ export function renderWorkflow(container, id, params, ctx) {
 
   function lineage() {
     const started = events.find((e) => e.type === "WorkflowStarted") || {};
+    const reset = events.find((e) => e.type === "WorkflowReset");
     const link = (text, wid, rid) => h("a", { href: wfHref(wid, rid), text });
     return [
       started.parent_workflow_id ? h("span", { id: "parent" }, "child of ",
@@ -179,6 +186,8 @@ export function renderWorkflow(container, id, params, ctx) {
         link(`run ${started.continued_from_run_id.slice(0, 8)}…`, desc.id, started.continued_from_run_id)) : null,
       desc.continued_to ? h("span", { id: "continued-to" }, "continued as new in ",
         link(`run ${desc.continued_to.slice(0, 8)}…`, desc.id, desc.continued_to)) : null,
+      reset ? h("span", { id: "reset-from" }, `reset at event ${reset.at_seq} from `,
+        link(`run ${reset.from_run_id.slice(0, 8)}…`, desc.id, reset.from_run_id)) : null,
     ];
   }
 
@@ -361,25 +370,52 @@ export function renderWorkflow(container, id, params, ctx) {
     (name ? payloadInput : nameInput).focus();
   }
 
+  const CONFIRM = {
+    cancel: {
+      title: "Cancel", ok: "Cancel workflow", keep: "Keep it running", done: "Cancellation requested.",
+      text: "The workflow sees a cancellation at its current step and may run compensations before it ends.",
+    },
+    terminate: {
+      title: "Terminate", ok: "Terminate", keep: "Keep it running", done: "Workflow terminated.",
+      text: "The run ends at once: no more workflow code runs, and no compensation either.",
+    },
+    reset: {
+      title: "Reset", ok: "Reset", keep: "Leave it as it is",
+      text: "A new run takes over this run's history up to a turn and runs on from there with the " +
+        "code deployed now: steps before it are not run again, and activities keep their " +
+        "idempotency keys. An open run is terminated.",
+    },
+  };
+
   function confirmAction(action) {
     const dialog = document.getElementById("confirm-dialog");
     const reason = document.getElementById("confirm-reason");
     const error = document.getElementById("confirm-error");
-    document.getElementById("confirm-title").textContent =
-      action === "cancel" ? `Cancel ${desc.id}?` : `Terminate ${desc.id}?`;
-    document.getElementById("confirm-text").textContent = action === "cancel"
-      ? "The workflow sees a cancellation at its current step and may run compensations before it ends."
-      : "The run ends at once: no more workflow code runs, and no compensation either.";
-    document.getElementById("confirm-ok").textContent = action === "cancel" ? "Cancel workflow" : "Terminate";
+    const eventLabel = document.getElementById("confirm-event-label");
+    const eventInput = document.getElementById("confirm-event");
+    const words = CONFIRM[action];
+    document.getElementById("confirm-title").textContent = `${words.title} ${desc.id}?`;
+    document.getElementById("confirm-text").textContent = words.text;
+    document.getElementById("confirm-ok").textContent = words.ok;
+    document.getElementById("confirm-cancel").textContent = words.keep;
+    eventLabel.hidden = action !== "reset";
+    eventInput.value = "";
     reason.value = "";
     error.hidden = true;
     document.getElementById("confirm-cancel").onclick = () => dialog.close();
     document.getElementById("confirm-form").onsubmit = async (event) => {
       event.preventDefault();
+      const body = { reason: reason.value || null };
+      if (action === "reset") body.to_event = eventInput.value ? Number(eventInput.value) : null;
       try {
-        await api(`${wfPath(id)}/${action}${q}`, { method: "POST", body: { reason: reason.value || null } });
+        const answer = await api(`${wfPath(id)}/${action}${q}`, { method: "POST", body });
         dialog.close();
-        ctx.toast(action === "cancel" ? "Cancellation requested." : "Workflow terminated.", "ok");
+        if (action === "reset") {
+          ctx.toast(`Reset: run ${answer.run_id.slice(0, 8)}… goes on from event ${answer.at_seq}.`, "ok");
+          location.hash = wfHref(id, answer.run_id);
+          return;
+        }
+        ctx.toast(words.done, "ok");
         burst = 8;
         load();
       } catch (e) {
