@@ -178,3 +178,22 @@ async def test_what_cannot_be_reset_says_why(client: perdure.Client) -> None:
         # Nothing was made by the refusals.
         listed = await client.list(workflow="order", limit=100)
         assert sorted(r.id for r in listed) == ["order-3", "order-3", "the-child"]
+
+
+async def test_a_second_reset_before_the_new_run_ran_needs_a_point(client: perdure.Client) -> None:
+    """A double click (or a retried request) must not go back a turn further."""
+    broken["s1"] = True
+    async with fast_worker(client, [order], ALL):
+        old = await client.start(order, 3, id="order-4")
+        with pytest.raises(perdure.WorkflowFailedError):
+            await old.result(timeout=20)
+    broken["s1"] = False
+    new = await client.get_handle("order-4").reset()
+    with pytest.raises(perdure.WorkflowResetError, match="has not run its first turn yet"):
+        await client.get_handle("order-4").reset()
+    with pytest.raises(perdure.WorkflowResetError, match="not the latest run"):
+        await client.get_handle("order-4", old.run_id).reset()
+    again = await new.reset(to_event=1)
+    async with fast_worker(client, [order], ALL):
+        assert len(await again.result(timeout=20)) == 3
+    assert calls() == {"s0": 2, "s1": 3, "s2": 1}

@@ -179,3 +179,14 @@ def test_a_terminated_runs_end_marker_is_no_point() -> None:
     assert h.plan_reset(events, [], None, "new", None).at_seq == 3
     with pytest.raises(h.ResetPointError, match="end marker"):
         h.plan_reset(events, [], len(events), "new", None)
+
+
+def test_a_run_a_reset_made_needs_a_point_until_its_first_turn() -> None:
+    # Run B, made by a reset at event 7, has the old run's events 1-6 and its
+    # inputs still unread: its own default point would be older than 7.
+    events = sequential(4, failed(4))
+    made = h.plan_reset(events, [], None, "b", None)
+    unread = [*made.inputs, *made.signals]
+    with pytest.raises(h.ResetPointError, match="has not run its first turn yet"):
+        h.plan_reset(made.kept, unread, None, "c", None)
+    assert h.plan_reset(made.kept, unread, 3, "c", None).at_seq == 3

@@ -117,6 +117,15 @@ def plan_reset(
     if not turns or not isinstance(events[0], WorkflowStarted):
         raise ResetPointError("the run has no turn yet: there is nothing to reset")
     if to_event is None:
+        made = next((e for e in unread if isinstance(e, WorkflowReset)), None)
+        if made is not None:
+            # (A second click, or a retried request: the latest turn of the
+            # kept history is older than the one that reset took again.)
+            raise ResetPointError(
+                f"this run was made by a reset of run {made.from_run_id} and has not run "
+                f"its first turn yet, so its latest turn is older than the point that reset "
+                f"went back to: name a point (to_event), or wait until it has run"
+            )
         index = _default_turn(turns)
     else:
         index = _turn_at(turns, to_event, events)

@@ -408,7 +408,9 @@ export function renderWorkflow(container, id, params, ctx) {
       const body = { reason: reason.value || null };
       if (action === "reset") body.to_event = eventInput.value ? Number(eventInput.value) : null;
       try {
-        const answer = await api(`${wfPath(id)}/${action}${q}`, { method: "POST", body });
+        // The run shown, by its id: a second click finds it is no longer the latest.
+        const target = action === "reset" ? `?run_id=${encodeURIComponent(desc.run_id)}` : q;
+        const answer = await api(`${wfPath(id)}/${action}${target}`, { method: "POST", body });
         dialog.close();
         if (action === "reset") {
           ctx.toast(`Reset: run ${answer.run_id.slice(0, 8)}… goes on from event ${answer.at_seq}.`, "ok");
