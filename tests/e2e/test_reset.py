@@ -57,6 +57,24 @@ async def parent_of_order() -> list[str]:
     return await workflow.execute_child(order, 1, id="the-child")
 
 
+@workflow.defn
+async def with_a_child() -> list[str]:
+    first = await step("p0")
+    return [first, *await workflow.execute_child(order, 2, id=f"{workflow.info().workflow_id}/c")]
+
+
+@workflow.defn
+async def waits_for_go() -> str:
+    await step("w0")
+    return str(await workflow.wait_signal("go"))
+
+
+@workflow.defn
+async def with_a_waiting_child() -> str:
+    await step("p0")
+    return await workflow.execute_child(waits_for_go, id=f"{workflow.info().workflow_id}/c")
+
+
 ALL = [step, ship]
 
 
@@ -197,3 +215,75 @@ async def test_a_second_reset_before_the_new_run_ran_needs_a_point(client: perdu
     async with fast_worker(client, [order], ALL):
         assert len(await again.result(timeout=20)) == 3
     assert calls() == {"s0": 2, "s1": 3, "s2": 1}
+
+
+async def test_a_parent_reset_before_its_child_starts_the_child_again_with_its_keys(
+    client: perdure.Client,
+) -> None:
+    broken["s1"] = True  # the child's second step
+    async with fast_worker(client, [with_a_child, order], ALL):
+        old = await client.start(with_a_child, id="parent-2")
+        with pytest.raises(perdure.WorkflowFailedError, match="the API is down"):
+            await old.result(timeout=20)
+        old_child = await client.get_handle("parent-2/c").describe()
+        broken["s1"] = False
+        new = await old.reset()
+        assert await new.result(timeout=20) == ["p0 done", "s0 done", "s1 done"]
+        new_child = await client.get_handle("parent-2/c").describe()
+        assert new_child.run_id != old_child.run_id and new_child.status == "completed"
+        # The parent's first step is kept; the child ran again from its start,
+        # its activities under the old child's keys.
+        assert calls() == {"p0": 1, "s0": 2, "s1": 3}
+        child_events = await client.get_handle("parent-2/c").history()
+        marker = next(e for e in child_events if e["type"] == "WorkflowReset")
+        assert marker["from_run_id"] == old_child.run_id and marker["at_seq"] == 1
+        # Reset again, from the start: a third child run, still on the first one's keys.
+        third = await new.reset(to_event=1)
+        assert await third.result(timeout=20) == ["p0 done", "s0 done", "s1 done"]
+    assert calls() == {"p0": 2, "s0": 3, "s1": 4}
+    for name in ("s0", "s1"):
+        assert {key.split("/")[2] for key in attempts[name]} == {old_child.run_id}, name
+
+
+async def test_a_child_id_that_another_workflow_used_stays_taken(client: perdure.Client) -> None:
+    async with fast_worker(client, [with_a_child, order], ALL):
+        taken = await client.start(order, 1, id="parent-3/c")  # not a child of parent-3
+        await taken.result(timeout=20)
+        old = await client.start(with_a_child, id="parent-3")
+        with pytest.raises(perdure.WorkflowFailedError, match="already used"):
+            await old.result(timeout=20)
+        new = await old.reset(to_event=1)
+        with pytest.raises(perdure.WorkflowFailedError, match="already used"):
+            await new.result(timeout=20)
+
+
+async def test_an_open_parents_reset_ends_its_open_child_and_starts_it_again(
+    client: perdure.Client,
+) -> None:
+    flows = [with_a_waiting_child, waits_for_go]
+    async with fast_worker(client, flows, ALL):
+        old = await client.start(with_a_waiting_child, id="parent-4")
+        child = client.get_handle("parent-4/c")
+
+        async def child_waits() -> bool:
+            try:
+                return (await child.describe()).waiting_signals == ["go"]
+            except perdure.WorkflowNotFoundError:
+                return False
+
+        await wait_until(child_waits, what="the child to wait for its signal")
+        old_child = (await child.describe()).run_id
+        new = await old.reset(to_event=1)
+        ended = await client.get_handle("parent-4/c", old_child).describe()
+        assert ended.status == "terminated"
+        assert "its parent was reset" in (ended.failure or {}).get("message", "")
+
+        async def child_again() -> bool:
+            d = await child.describe()
+            return d.run_id != old_child and d.waiting_signals == ["go"]
+
+        await wait_until(child_again, what="the child to start again")
+        await child.signal("go", "now")
+        assert await new.result(timeout=20) == "now"
+    assert calls() == {"p0": 2, "w0": 2}
+    assert len(set(attempts["w0"])) == 1  # the child's step kept its key

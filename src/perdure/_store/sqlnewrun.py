@@ -104,6 +104,11 @@ async def start_child(
     the ids in use, the runs this turn creates added). Either way the
     answer reaches the parent's inbox in this same transaction."""
     holder = used.get(child.workflow_id)
+    after: list[h.Event] = []
+    if holder is not None and holder[1] != OPEN:
+        again = await child_again(tx, parent, holder[0])
+        if again is not None:
+            after, holder = [again], None
     if holder is not None:
         failure = {
             "type": "WorkflowAlreadyStartedError",
@@ -121,10 +126,50 @@ async def start_child(
             parent=parent,
             parent_ref=child.ref,
             parent_close_policy=child.parent_close_policy,
+            after_start=after,
         )
         used[child.workflow_id] = (child.run_id, OPEN)
         event = child_started(child)
     await to_inbox(tx, parent.run_id, parent.task_queue, event, now)
+
+
+async def child_again(tx: Tx, parent: RunRecord, holder: str) -> h.WorkflowReset | None:
+    """A parent made by a reset starts again a child that a run it was reset
+    from had started (the child's run ``holder``, ended): the new child run
+    may take its id, and carries this marker after its WorkflowStarted, so
+    that its activities keep the old child's idempotency keys. None: the id
+    belongs to someone else (workflow ids are single-use)."""
+    row = await tx.one("SELECT parent_run_id FROM runs WHERE run_id = ?", (holder,))
+    if row is None or row[0] is None or row[0] not in await reset_from(tx, parent.run_id):
+        return None
+    keys = await _reset_markers(tx, holder)
+    return h.WorkflowReset(
+        from_run_id=holder,
+        at_seq=1,
+        reason=f"its parent was reset (run {parent.run_id})",
+        idempotency_run_id=keys[0].idempotency_run_id if keys else holder,
+    )
+
+
+async def reset_from(tx: Tx, run_id: str) -> set[str]:
+    """The runs that ``run_id`` was reset from, and theirs in turn."""
+    found: set[str] = set()
+    todo = [run_id]
+    while todo:
+        for marker in await _reset_markers(tx, todo.pop()):
+            if marker.from_run_id not in found:
+                found.add(marker.from_run_id)
+                todo.append(marker.from_run_id)
+    return found
+
+
+async def _reset_markers(tx: Tx, run_id: str) -> list[h.WorkflowReset]:
+    rows_ = await tx.all(
+        "SELECT data FROM events WHERE run_id = ? AND type = 'WorkflowReset' ORDER BY seq",
+        (run_id,),
+    )
+    found = [h.event_from_dict(loads(data)) for (data,) in rows_]
+    return [e for e in found if isinstance(e, h.WorkflowReset)]
 
 
 def child_run(child: NewChild) -> NewRun:

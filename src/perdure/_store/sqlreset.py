@@ -15,7 +15,7 @@ from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
-from perdure._store.base import WORK, NewRun, RunRecord
+from perdure._store.base import OPEN, WORK, NewRun, RunRecord
 from perdure._store.sqlrows import Dialect, Tx, dumps
 from perdure.errors import WorkflowNotFoundError, WorkflowResetError
 
@@ -65,6 +65,18 @@ async def reset_run(
     topics = {WORK}
     if old.is_open:
         why = f"reset: continued in run {new_run_id}" + (f" ({reason})" if reason else "")
+        # Its open children began after the point (it is quiet): the new run
+        # starts them again, under their ids (sqlnewrun.child_again), so they
+        # end now rather than by their close policy (a cancel would still
+        # hold the id, and run compensation for work about to be redone).
+        # One its code abandoned lives on, and keeps its id.
+        for row in await tx.all(
+            f"SELECT {rows.RUN_COLUMNS} FROM runs WHERE parent_run_id = ? AND status = ?"
+            f" AND parent_close_policy <> 'abandon'{d.for_update}",
+            (old.run_id, OPEN),
+        ):
+            child = rows.run_from_row(row)
+            topics |= await rows.terminate_run(tx, d, child, f"its parent was {why}", now)
         topics |= await rows.terminate_run(tx, d, old, why, now)
     started = plan.kept[0] if plan.kept else plan.inputs[0]
     assert isinstance(started, h.WorkflowStarted)
