@@ -287,3 +287,19 @@ async def test_an_open_parents_reset_ends_its_open_child_and_starts_it_again(
         assert await new.result(timeout=20) == "now"
     assert calls() == {"p0": 2, "w0": 2}
     assert len(set(attempts["w0"])) == 1  # the child's step kept its key
+
+
+async def test_a_timed_out_run_reset_gets_its_time_allowed_again(client: perdure.Client) -> None:
+    async with fast_worker(client, [waits_for_go], ALL):
+        old = await client.start(
+            waits_for_go, id="slow-1", execution_timeout=timedelta(seconds=0.5)
+        )
+        with pytest.raises(perdure.WorkflowTimedOutError):
+            await old.result(timeout=20)
+        new = await old.reset()
+        with pytest.raises(perdure.WorkflowTimedOutError):  # half a second again, from the reset
+            await new.result(timeout=20)
+        last = await new.reset()
+        await last.signal("go", "in time")
+        assert await last.result(timeout=20) == "in time"
+    assert calls() == {"w0": 1}

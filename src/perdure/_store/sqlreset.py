@@ -16,7 +16,7 @@ from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
 from perdure._store.base import OPEN, WORK, NewRun, RunRecord
-from perdure._store.sqlrows import Dialect, Tx, dumps
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps
 from perdure.errors import WorkflowNotFoundError, WorkflowResetError
 
 __all__ = ["Reset", "reset_run"]
@@ -71,7 +71,7 @@ async def reset_run(
         # hold the id, and run compensation for work about to be redone).
         # One its code abandoned lives on, and keeps its id.
         for row in await tx.all(
-            f"SELECT {rows.RUN_COLUMNS} FROM runs WHERE parent_run_id = ? AND status = ?"
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE parent_run_id = ? AND status = ?"
             f" AND parent_close_policy <> 'abandon'{d.for_update}",
             (old.run_id, OPEN),
         ):
