@@ -37,6 +37,12 @@ async def main() -> None:
         await h3.cancel()
         runs["cancel_saga"] = h3
         runs["activity_attempts"] = await client.start(g.golden_retries, 2, id="golden-retries")
+        # A run made by a reset (session 42): the old run's first turn kept,
+        # the second taken again, then WorkflowReset.
+        h5 = await client.start(g.golden_retries, 2, id="golden-reset")
+        await h5.result(timeout=20)
+        first_done = next(e for e in await h5.history() if e["type"] == "ActivityCompleted")
+        runs["reset_run"] = await h5.reset(to_event=first_done["seq"], reason="golden")
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)
