@@ -286,8 +286,10 @@ def test_reset_from_the_ui_goes_to_the_new_run(stack: Stack, page: Page) -> None
     expect(page.locator("#history")).to_contain_text("again from the UI")
     new_run = page.locator(".wf-meta code").first.inner_text()
     assert new_run != first.run_id and new_run in page.url
-    # The old run is no longer the id's latest: its reset is refused, and says why.
+    # The old run is no longer the id's latest: its page says so and links to
+    # the new run; its reset is refused, and says why.
     page.goto(f"{stack.open_url}#/workflows/ui-reset-1?run={first.run_id}")
+    expect(page.locator("#newer-run")).to_contain_text(f"run {new_run[:8]}… is (completed)")
     page.click("#reset-button")
     page.click("#confirm-ok")
     expect(page.locator("#confirm-error")).to_contain_text("not the latest run")

@@ -83,6 +83,7 @@ export function renderWorkflow(container, id, params, ctx) {
   let showMarkers = false;
   let showAll = false;
   let burst = 0; // refreshes left at BURST_MS after an action
+  let latest = null; // the id's latest run, when this page shows another (looked up once)
 
   const runId = params.get("run") || "";
   const q = runId ? `?run_id=${encodeURIComponent(runId)}` : ""; // the run this page shows
@@ -114,6 +115,12 @@ export function renderWorkflow(container, id, params, ctx) {
         events = shown ? events.concat(history) : history;
       }
       desc = d;
+      if (runId && latest === null) {
+        // A page for a given run: is there a newer run of the id (a reset, a
+        // continue-as-new, an id reused)? Said once, with a link to it.
+        const newest = await api(wfPath(id), { signal });
+        latest = newest.run_id === desc.run_id ? false : newest;
+      }
       draw();
       if (!approveLinkUsed && params.get("signal") && ctx.isAdmin && !desc.closed_at) {
         approveLinkUsed = true;
@@ -186,6 +193,9 @@ export function renderWorkflow(container, id, params, ctx) {
         link(`run ${started.continued_from_run_id.slice(0, 8)}…`, desc.id, started.continued_from_run_id)) : null,
       desc.continued_to ? h("span", { id: "continued-to" }, "continued as new in ",
         link(`run ${desc.continued_to.slice(0, 8)}…`, desc.id, desc.continued_to)) : null,
+      latest && latest.run_id !== desc.continued_to ? h("span", { id: "newer-run" },
+        "not the latest run: ", link(`run ${latest.run_id.slice(0, 8)}…`, desc.id, latest.run_id),
+        ` is (${latest.status})`) : null,
       reset ? h("span", { id: "reset-from" }, `reset at event ${reset.at_seq} from `,
         link(`run ${reset.from_run_id.slice(0, 8)}…`, desc.id, reset.from_run_id)) : null,
     ];
