@@ -26,7 +26,13 @@ from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.threads import SPARE_THREADS, ActivityThreads, ThreadedCall
 from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
-from perdure.errors import ApplicationError, PayloadCodecError, PayloadError, failure_from_exception
+from perdure.errors import (
+    ApplicationError,
+    PayloadCodecError,
+    PayloadError,
+    StoreError,
+    failure_from_exception,
+)
 from perdure.retry import RetryPolicy
 
 log = logging.getLogger("perdure.worker")
@@ -261,17 +267,36 @@ class ActivityRunner:
         if not await self.deliver(
             task, h.activity_completed(task.ref, result, task.attempt, attempts)
         ):
-            # Its task row holds another attempt's lease now, or is gone.
-            log.warning(
-                "activity %s (run %s) attempt %d completed, but its result was not recorded: "
-                "its lease had run out and another attempt took the task over (was this "
-                "worker's event loop blocked? see the watchdog's warnings), or its run "
-                "ended meanwhile",
+            await self._unrecorded(task)
+        crash_point("activity.after_complete")
+
+    async def _unrecorded(self, task: ActivityTask) -> None:
+        """Say why an attempt's result was not recorded: its task row holds
+        another attempt's lease now, or is gone because its run ended (a
+        workflow that stopped waiting for it, as ``asyncio.wait_for`` does,
+        may end before a cancelled attempt that never heartbeats does)."""
+        try:
+            run = await self.store.get_run(task.workflow_id, task.run_id)
+        except StoreError:
+            run = None
+        if run is not None and not run.is_open:
+            log.info(
+                "activity %s (run %s) attempt %d completed after its run had ended (%s): "
+                "its result was not needed",
                 task.name,
                 task.run_id,
                 task.attempt,
+                run.status,
             )
-        crash_point("activity.after_complete")
+            return
+        log.warning(
+            "activity %s (run %s) attempt %d completed, but its result was not recorded: "
+            "its lease had run out and another attempt took the task over (was this "
+            "worker's event loop blocked? see the watchdog's warnings)",
+            task.name,
+            task.run_id,
+            task.attempt,
+        )
 
     async def _execute(
         self,
