@@ -303,3 +303,21 @@ async def test_a_timed_out_run_reset_gets_its_time_allowed_again(client: perdure
         await last.signal("go", "in time")
         assert await last.result(timeout=20) == "in time"
     assert calls() == {"w0": 1}
+
+
+@pytest.mark.sqlite_only
+async def test_a_history_that_cannot_be_read_is_refused_and_left_alone(
+    client: perdure.Client, db_url: str
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    async with fast_worker(client, [order], ALL):
+        old = await client.start(order, 2, id="order-5")
+        await old.result(timeout=20)
+    path = db_url[len("sqlite:///") :]
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute('UPDATE events SET data = \'{"type": "Bogus"}\' WHERE seq = 2')
+    with pytest.raises(perdure.WorkflowResetError, match=r"its history cannot be read.*Bogus"):
+        await old.reset()
+    assert [r.run_id for r in await client.list(workflow="order")] == [old.run_id]

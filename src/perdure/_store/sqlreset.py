@@ -56,12 +56,16 @@ async def reset_run(
             f"workflow {workflow_id!r} is a child of run {old.parent_run_id}, which "
             f"waits on this run's outcome: reset the parent instead"
         )
-    events = await views.history(tx, old.run_id, 0)
-    unread = await _unread(tx, old) if old.is_open else []
     try:
+        events = await views.history(tx, old.run_id, 0)
+        unread = await _unread(tx, old) if old.is_open else []
         plan = h.plan_reset(events, unread, to_event, new_run_id, reason)
     except h.ResetPointError as exc:
         raise WorkflowResetError(f"cannot reset workflow {workflow_id!r}: {exc}") from None
+    except h.HistoryFormatError as exc:
+        raise WorkflowResetError(
+            f"cannot reset workflow {workflow_id!r}: its history cannot be read ({exc})"
+        ) from None
     topics = {WORK}
     if old.is_open:
         why = f"reset: continued in run {new_run_id}" + (f" ({reason})" if reason else "")
