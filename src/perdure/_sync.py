@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from perdure._converter import DataConverter
 from perdure.client import (
     Client,
+    ResetPoints,
     WorkerInfo,
     WorkflowDescription,
     WorkflowExecution,
@@ -153,6 +154,9 @@ class SyncWorkflowHandle(Generic[R]):
 
     def terminate(self, reason: str | None = None) -> None:
         self._runner.call(self.handle.terminate(reason))
+
+    def reset_points(self) -> ResetPoints:
+        return self._runner.call(self.handle.reset_points())
 
     def reset(
         self, *, to_event: int | None = None, reason: str | None = None

@@ -39,6 +39,18 @@ def _timestamp(when: datetime | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class ResetPoints:
+    """Where ``WorkflowHandle.reset`` may take a run back to: the ``seq`` of
+    the first event of each turn where nothing the run had started was still
+    outstanding, oldest first, and the one a reset without ``to_event`` goes
+    back to (the latest that took no failure and no cancel request; None if
+    none can be used)."""
+
+    points: list[int]
+    default: int | None
+
+
+@dataclass(frozen=True)
 class WorkflowExecution:
     """One run, as ``Client.list`` shows it."""
 

@@ -32,6 +32,7 @@ from perdure._store.base import (
 from perdure._views import (
     PendingActivityInfo,
     PendingTimerInfo,
+    ResetPoints,
     WorkerInfo,
     WorkflowDescription,
     WorkflowExecution,
@@ -55,6 +56,7 @@ __all__ = [
     "Client",
     "PendingActivityInfo",
     "PendingTimerInfo",
+    "ResetPoints",
     "WorkerInfo",
     "WorkflowDescription",
     "WorkflowExecution",
@@ -544,6 +546,13 @@ class WorkflowHandle(Generic[R]):
         WorkflowNotFoundError, or WorkflowResetError naming the nearest
         usable point when a point cannot be used."""
         return (await self._reset(to_event, reason))[0]
+
+    async def reset_points(self) -> ResetPoints:
+        """Where ``reset()`` may take this run back to (see ResetPoints):
+        every usable event, and the default one."""
+        run = await self._run()
+        events = await self.client.store.history(run.run_id)
+        return ResetPoints(h.reset_points(events), h.default_point(events))
 
     async def _reset(
         self, to_event: int | None, reason: str | None

@@ -190,3 +190,16 @@ def test_a_run_a_reset_made_needs_a_point_until_its_first_turn() -> None:
     with pytest.raises(h.ResetPointError, match="has not run its first turn yet"):
         h.plan_reset(made.kept, unread, None, "c", None)
     assert h.plan_reset(made.kept, unread, 3, "c", None).at_seq == 3
+
+
+def test_a_point_inside_a_wide_fan_out_names_a_few_and_counts_the_rest() -> None:
+    turns: list[tuple[list[h.Event], list[h.Event]]] = [
+        ([started()], [scheduled(ref) for ref in range(1, 1001)])
+    ]
+    turns += [([done(ref)], []) for ref in range(1, 1001)]
+    events = history(*turns)
+    assert h.reset_points(events) == [1, events[-1].seq - 1]  # (the last result's turn)
+    # The third turn (event 1004, b's result): refs 3 to 1000 still out.
+    message = r"\(ref 3\), .*\(ref 7\) and 993 more: a new run.*nearest earlier point is event 1$"
+    with pytest.raises(h.ResetPointError, match=message):
+        h.plan_reset(events, [], 1004, "new", None)

@@ -228,6 +228,8 @@ async def test_reset_runs_a_workflow_again_in_a_new_run(
     old_run = started.json()["run_id"]
     first = (await api.get("/api/workflows/r-1/result", params={"timeout": 10})).json()
     assert first["result"] == 42
+    points = await api.get("/api/workflows/r-1/reset-points")
+    assert points.json() == {"points": [1], "default": 1}
     reset = await api.post("/api/workflows/r-1/reset", json={"to_event": 1, "reason": "again"})
     assert reset.status_code == 200, reset.text
     body = reset.json()
@@ -261,6 +263,7 @@ async def test_unknown_workflows_are_404(api: httpx.AsyncClient) -> None:
         ("POST", "/api/workflows/nope/cancel"),
         ("POST", "/api/workflows/nope/terminate"),
         ("POST", "/api/workflows/nope/reset"),
+        ("GET", "/api/workflows/nope/reset-points"),
     ):
         response = await api.request(method, path)
         assert response.status_code == 404, (path, response.text)
@@ -406,6 +409,7 @@ async def test_ui_and_openapi_are_served(api: httpx.AsyncClient) -> None:
         "/api/workflows/{workflow_id}/cancel",
         "/api/workflows/{workflow_id}/terminate",
         "/api/workflows/{workflow_id}/reset",
+        "/api/workflows/{workflow_id}/reset-points",
     } <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert (await api.get("/docs")).status_code == 404  # CDN-backed pages are off

@@ -275,6 +275,9 @@ def test_reset_from_the_ui_goes_to_the_new_run(stack: Stack, page: Page) -> None
     expect(page.locator("#signal-button")).to_have_count(0)  # closed: reset only
     page.click("#reset-button")
     expect(page.locator("#confirm-event-label")).to_be_visible()
+    expect(page.locator("#confirm-points")).to_have_text(
+        "It may go back to event 1; by default, 1."
+    )
     page.fill("#confirm-event", "99")
     page.click("#confirm-ok")
     expect(page.locator("#confirm-error")).to_contain_text("no event 99")

@@ -384,6 +384,12 @@ def test_reset_runs_a_workflow_again_and_its_exit_codes(
 ) -> None:
     first = client.start("double", 4, id="reset-1")
     assert first.result(timeout=20) == 8
+    listed, table = cli_all(
+        ("reset", "reset-1", "--list-points", "--json", "--db", db),
+        ("reset", "reset-1", "--list-points", "--db", db),
+    )
+    assert json.loads(listed.stdout) == {"points": [1], "default": 1}
+    assert "1  WorkflowStarted  ← default" in table.stdout, table.stdout
     done, missing, nothing, zero = cli_all(
         ("reset", "reset-1", "--to-event", "1", "--reason", "again", "--json", "--db", db),
         ("reset", "no-such-id", "--db", db),

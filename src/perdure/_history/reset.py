@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from perdure._history.events import *
 from perdure._history.turns import RecordedTurn, split_turns
 
-__all__ = ["ResetPlan", "ResetPointError", "plan_reset", "reset_points"]
+__all__ = ["ResetPlan", "ResetPointError", "default_point", "plan_reset", "reset_points"]
 
 # Inputs a default reset does not take again: the turn that took one of
 # these is what went wrong (an activity or child that failed, a cancel).
@@ -38,27 +38,39 @@ class ResetPlan:
     signals: list[Event]  # received by the old run after that turn: sent again
 
 
-def _outstanding(turns: list[RecordedTurn], upto: int) -> dict[tuple[str, int], str]:
-    """What turns[:upto] started and neither they nor turns[upto]'s inputs
-    ended: (kind, ref) -> a name for it."""
+def _note(waiting: dict[tuple[str, int], str], e: Event) -> None:
+    """Track what a run waits on: ``e`` starts or ends an activity, timer or child."""
+    if isinstance(e, ActivityScheduled):
+        waiting["activity", e.ref] = f"activity {e.name!r} (ref {e.ref})"
+    elif isinstance(e, (ActivityCompleted, ActivityFailed, ActivityCancelled)):
+        waiting.pop(("activity", e.ref), None)
+    elif isinstance(e, TimerStarted):
+        waiting["timer", e.ref] = f"a timer (ref {e.ref})"
+    elif isinstance(e, (TimerFired, TimerCancelled)):
+        waiting.pop(("timer", e.ref), None)
+    elif isinstance(e, ChildWorkflowRequested):
+        waiting["child", e.ref] = f"child workflow {e.workflow_id!r} (ref {e.ref})"
+    elif isinstance(e, (ChildWorkflowCompleted, ChildWorkflowFailed, ChildWorkflowStartFailed)):
+        waiting.pop(("child", e.ref), None)
+
+
+def _outstanding(turns: list[RecordedTurn], upto: int | None = None) -> list[list[str]]:
+    """For each turn (to ``upto``, inclusive), what the earlier turns started
+    and neither they nor its own inputs ended: empty if it is a usable point.
+    One pass; the names are listed only for turn ``upto`` (a fan-out of
+    thousands would otherwise copy thousands of names per turn)."""
     waiting: dict[tuple[str, int], str] = {}
-    events = [e for t in turns[:upto] for e in (*t.inputs, *t.commands)]
-    if upto < len(turns):
-        events += turns[upto].inputs
-    for e in events:
-        if isinstance(e, ActivityScheduled):
-            waiting["activity", e.ref] = f"activity {e.name!r} (ref {e.ref})"
-        elif isinstance(e, (ActivityCompleted, ActivityFailed, ActivityCancelled)):
-            waiting.pop(("activity", e.ref), None)
-        elif isinstance(e, TimerStarted):
-            waiting["timer", e.ref] = f"a timer (ref {e.ref})"
-        elif isinstance(e, (TimerFired, TimerCancelled)):
-            waiting.pop(("timer", e.ref), None)
-        elif isinstance(e, ChildWorkflowRequested):
-            waiting["child", e.ref] = f"child workflow {e.workflow_id!r} (ref {e.ref})"
-        elif isinstance(e, (ChildWorkflowCompleted, ChildWorkflowFailed, ChildWorkflowStartFailed)):
-            waiting.pop(("child", e.ref), None)
-    return waiting
+    found: list[list[str]] = []
+    for i, turn in enumerate(turns[: None if upto is None else upto + 1]):
+        for e in turn.inputs:
+            _note(waiting, e)
+        if i == upto:  # (in the order they were started: by ref)
+            found.append([name for _, name in sorted(waiting.items(), key=lambda kv: kv[0][::-1])])
+        else:
+            found.append(["…"] * bool(waiting))
+        for e in turn.commands:
+            _note(waiting, e)
+    return found
 
 
 def _first_seq(turn: RecordedTurn) -> int:
@@ -69,7 +81,17 @@ def reset_points(events: list[Event]) -> list[int]:
     """The usable reset points of a history (the first event of each turn
     where nothing is outstanding), oldest first."""
     turns = split_turns(events)
-    return [_first_seq(t) for i, t in enumerate(turns) if not _outstanding(turns, i)]
+    return [_first_seq(t) for t, w in zip(turns, _outstanding(turns), strict=True) if not w]
+
+
+def default_point(events: list[Event]) -> int | None:
+    """Where a reset without ``to_event`` goes back to (see plan_reset), or
+    None if no turn can be used."""
+    turns = split_turns(events)
+    try:
+        return _first_seq(turns[_default_turn(turns, _outstanding(turns))])
+    except ResetPointError:
+        return None
 
 
 def _turn_at(turns: list[RecordedTurn], seq: int, events: list[Event]) -> int:
@@ -89,12 +111,10 @@ def _turn_at(turns: list[RecordedTurn], seq: int, events: list[Event]) -> int:
     raise ResetPointError(f"event {seq} belongs to no turn")  # (turns begin at 1)
 
 
-def _default_turn(turns: list[RecordedTurn]) -> int:
+def _default_turn(turns: list[RecordedTurn], outstanding: list[list[str]]) -> int:
     """The latest usable turn that took no failure and no cancel request."""
     for i in range(len(turns) - 1, -1, -1):
-        if not _outstanding(turns, i) and not any(
-            isinstance(e, _SETBACKS) for e in turns[i].inputs
-        ):
+        if not outstanding[i] and not any(isinstance(e, _SETBACKS) for e in turns[i].inputs):
             return i
     raise ResetPointError("the run has no turn to go back to that took no failure or cancel")
 
@@ -126,12 +146,17 @@ def plan_reset(
                 f"its first turn yet, so its latest turn is older than the point that reset "
                 f"went back to: name a point (to_event), or wait until it has run"
             )
-        index = _default_turn(turns)
+        index = _default_turn(turns, _outstanding(turns))
     else:
         index = _turn_at(turns, to_event, events)
-        waiting = _outstanding(turns, index)
+        outstanding = _outstanding(turns, index)
+        waiting = outstanding[index]
         if waiting:
-            earlier = [p for p in reset_points(events) if p < _first_seq(turns[index])]
+            earlier = [
+                _first_seq(t)
+                for t, w in zip(turns[:index], outstanding[:index], strict=True)
+                if not w
+            ]
             hint = (
                 f"; the nearest earlier point is event {earlier[-1]}"
                 if earlier
@@ -140,7 +165,7 @@ def plan_reset(
             raise ResetPointError(
                 f"event {to_event} is in the turn that begins at event "
                 f"{_first_seq(turns[index])}, where the run still waited on "
-                f"{', '.join(sorted(waiting.values()))}: a new run could not wait on "
+                f"{_some(waiting)}: a new run could not wait on "
                 f"what the old one started{hint}"
             )
     turn = turns[index]
@@ -163,6 +188,11 @@ def plan_reset(
         inputs=[*inputs, marker],
         signals=[e for e in later if isinstance(e, SignalReceived)],
     )
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _keys_of(events: list[Event]) -> str | None:

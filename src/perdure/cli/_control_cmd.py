@@ -26,7 +26,7 @@ from perdure.cli._operator import (
     run,
     shown_url,
 )
-from perdure.client import Client
+from perdure.client import Client, WorkflowHandle
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -146,6 +146,9 @@ def reset(
         "Default: the latest turn that took no failure and no cancel request.",
     ),
     reason: Optional[str] = ReasonOption,
+    list_points: bool = typer.Option(
+        False, "--list-points", help="Only list the events a reset may go back to."
+    ),
     db: Optional[str] = DbOption,
     run_id: Optional[str] = RunIdOption,
     as_json: bool = JsonOption,
@@ -154,6 +157,9 @@ def reset(
 
     async def work(client: Client) -> None:
         old = client.get_handle(workflow_id, run_id)
+        if list_points:
+            await _list_points(old, as_json)
+            return
         new, at_seq = await old._reset(to_event, reason)
         if as_json:
             print_json({"id": new.id, "run_id": new.run_id, "at_seq": at_seq})
@@ -167,6 +173,24 @@ def reset(
         )
 
     run(db, work)
+
+
+async def _list_points(handle: WorkflowHandle[Any], as_json: bool) -> None:
+    found = await handle.reset_points()
+    if as_json:
+        print_json({"points": found.points, "default": found.default})
+        return
+    kinds = {e["seq"]: e["type"] for e in await handle.history()}
+    out.print(
+        f"Events a reset of [bold]{escape(handle.id)}[/] may go back to (the first of each "
+        f"turn where nothing it had started was outstanding):"
+    )
+    for seq in found.points:
+        mark = "  [bold]← default[/]" if seq == found.default else ""
+        out.print(f"  {seq:>6}  {kinds.get(seq, '?')}{mark}")
+    if found.default is None:
+        out.print("No default: every turn took a failure or a cancel request; name one.")
+    out.print(f"[dim]perdure reset {escape(handle.id)} --to-event N[/]")
 
 
 async def schema_version(client: Client) -> int | None:

@@ -67,6 +67,13 @@ class ResetRequest(_Strict):
     reason: Optional[str] = Field(None, max_length=10_000)
 
 
+class ResetPointsOut(BaseModel):
+    points: list[int] = Field(description="The usable events (their seq), oldest first.")
+    default: Optional[int] = Field(
+        description="Where a reset without to_event goes back to (null: nowhere)."
+    )
+
+
 class ResetDone(BaseModel):
     id: str
     run_id: str = Field(description="The new run.")

@@ -182,6 +182,21 @@ async def workflow_history(
 
 
 @router.get(
+    "/workflows/{workflow_id:path}/reset-points",
+    response_model=m.ResetPointsOut,
+    dependencies=Reader,
+    responses=READ_ERRORS,
+)
+async def workflow_reset_points(
+    client: ClientDep, workflow_id: WorkflowId, run_id: RunId = None
+) -> Any:
+    """The events a reset of the run may go back to (the first of each turn where
+    nothing it had started was outstanding), and the one it goes back to by default."""
+    found = await client.get_handle(workflow_id, run_id).reset_points()
+    return {"points": found.points, "default": found.default}
+
+
+@router.get(
     "/workflows/{workflow_id:path}/result",
     response_model=m.WorkflowResult,
     dependencies=Reader,

@@ -14,6 +14,8 @@ const REFRESH_MS = 2000;
 const BURST_MS = 250;
 // The history table shows a long run's latest events, the rest on request.
 const HISTORY_ROWS = 500;
+// The reset dialog lists the latest of the events a reset may go back to.
+const SHOWN_POINTS = 12;
 
 function section(title, ...children) {
   return h("section", { class: "card" }, h("h2", { text: title }), ...children);
@@ -397,6 +399,23 @@ export function renderWorkflow(container, id, params, ctx) {
     },
   };
 
+  async function showResetPoints(where) {
+    // The events a reset may go back to: the latest few, and the default.
+    try {
+      const found = await api(`${wfPath(id)}/reset-points?run_id=${encodeURIComponent(desc.run_id)}`);
+      const shown = found.points.slice(-SHOWN_POINTS);
+      const earlier = found.points.length - shown.length;
+      where.textContent = found.points.length
+        ? `It may go back to event ${earlier ? "… " : ""}${shown.join(", ")}` +
+          (earlier ? ` (and ${earlier} earlier)` : "") +
+          (found.default ? `; by default, ${found.default}.` : "; name one (no default).")
+        : "No event of this run can be gone back to.";
+      where.hidden = false;
+    } catch {
+      where.hidden = true; // (the reset itself says what is wrong)
+    }
+  }
+
   function confirmAction(action) {
     const dialog = document.getElementById("confirm-dialog");
     const reason = document.getElementById("confirm-reason");
@@ -410,6 +429,9 @@ export function renderWorkflow(container, id, params, ctx) {
     document.getElementById("confirm-cancel").textContent = words.keep;
     eventLabel.hidden = action !== "reset";
     eventInput.value = "";
+    const points = document.getElementById("confirm-points");
+    points.hidden = true;
+    if (action === "reset") showResetPoints(points);
     reason.value = "";
     error.hidden = true;
     document.getElementById("confirm-cancel").onclick = () => dialog.close();
