@@ -406,6 +406,8 @@ def test_reset_runs_a_workflow_again_and_its_exit_codes(
     assert missing.returncode == 3 and "no workflow with id 'no-such-id'" in missing.stderr
     assert nothing.returncode == 3 and "no-such-run" in nothing.stderr
     assert zero.returncode == 2 and "--to-event" in zero.stderr
+    shown_old = cli("show", "reset-1", "--run-id", first.run_id, "--db", db)
+    assert f"newer run  {answer['run_id']} (completed)" in shown_old.stdout, shown_old.stdout
     stale, text = cli_all(
         ("reset", "reset-1", "--run-id", first.run_id, "--db", db),
         ("reset", "reset-1", "--db", db),

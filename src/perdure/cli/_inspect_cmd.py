@@ -174,7 +174,7 @@ def _attempt_error(record: dict[str, Any]) -> str:
     return str(error.get("type")) if isinstance(error, dict) else "ok"
 
 
-def _show(d: WorkflowDescription) -> None:
+def _show(d: WorkflowDescription, latest: WorkflowDescription | None = None) -> None:
     out.print(f"[bold]{escape(d.id)}[/]  {escape(d.workflow_type)}  {status_text(d.status)}")
     facts = [
         ("run id", d.run_id),
@@ -188,6 +188,8 @@ def _show(d: WorkflowDescription) -> None:
         facts.append(("parent run", d.parent_run_id))
     if d.continued_to:
         facts.append(("continued", f"as new into run {d.continued_to}"))
+    if latest is not None and latest.run_id not in (d.run_id, d.continued_to):
+        facts.append(("newer run", f"{latest.run_id} ({latest.status}) is the id's latest"))
     if d.starts_at:
         facts.append(("starts", f"{local_time(d.starts_at)} (its first turn is not due yet)"))
     for label, value in facts:
@@ -243,8 +245,8 @@ def show(
         d = await client.get_handle(workflow_id, run_id).describe()
         if as_json:
             print_json(description_json(d))
-        else:
-            _show(d)
+        else:  # (a given run: is there a newer one, after a reset or a reuse of the id?)
+            _show(d, await client.get_handle(workflow_id).describe() if run_id else None)
 
     run(db, work, converter=converter)
 
