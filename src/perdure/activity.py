@@ -88,9 +88,9 @@ class ActivityInfo:
     """Stable across retries and crashes: ``{workflow_id}/{run_id}/{activity_id}``.
     Pass it to external systems (a payment API's idempotency key) to get
     exactly-once effects out of at-least-once execution. In a run made by
-    ``WorkflowHandle.reset``, ``run_id`` here is the run reset (the first of
-    a chain of resets), so an activity scheduled again at the same point
-    keeps its key."""
+    ``WorkflowHandle.reset``, the key's run id is not this run's but that of
+    the run reset (the first of a chain of resets), so an activity scheduled
+    again at the same point keeps its key."""
     heartbeat_details: Any = None
 
 
