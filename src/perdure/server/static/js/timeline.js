@@ -46,7 +46,10 @@ export function buildTimeline(events, desc, now) {
       const row = byRef.get(`a${ref}`);
       if (!row) continue;
       const ok = e.type === "ActivityCompleted";
-      row.end = e.time;
+      // Its last attempt's end, where recorded: the event's own time is when the
+      // workflow took the result in (a run made by a reset takes it in again then).
+      const last = (e.attempts || []).at(-1);
+      row.end = last && last.ended_at < e.time ? last.ended_at : e.time;
       row.attempts = e.attempt || 1;
       row.cls = ok ? "act-completed" : "act-failed";
       row.outcome = ok
@@ -252,7 +255,11 @@ export function renderTimeline(model, width) {
     }
     for (const m of row.marks) {
       g.append(mark(m, x(m.t), mid));
-      if (m.text) g.append(s("text", { class: "mark-text", x: x(m.t) + 10, y: mid + 4, text: m.text }));
+      if (!m.text) continue;
+      // After the mark if the text fits, else before it (a mark at the run's end).
+      const fits = x(m.t) + 10 + m.text.length * 6.4 < width;
+      g.append(s("text", { class: "mark-text", x: fits ? x(m.t) + 10 : x(m.t) - 10, y: mid + 4,
+        "text-anchor": fits ? "start" : "end", text: m.text }));
     }
     svg.append(g);
   });
