@@ -134,6 +134,16 @@ async def test_handles_from_the_client_and_get_handle_skip_time_too() -> None:
         assert list(both) == ["o-7: escalated", "hello bob after 30 days"]
 
 
+async def test_the_handle_a_reset_returns_skips_time_too() -> None:
+    async with WorkflowEnvironment([sleeps_30_days], [greet]) as env:
+        first = await env.start(sleeps_30_days, "cy", id="cy")
+        assert await first.result() == "hello cy after 30 days"
+        before = env.now()
+        again = await first.reset(to_event=1)
+        assert await again.result(timeout=20) == "hello cy after 30 days"
+        assert THIRTY_DAYS <= env.now() - before < THIRTY_DAYS + SLACK
+
+
 async def test_start_time_sets_the_virtual_clock() -> None:
     new_year = datetime(2030, 1, 1, tzinfo=UTC)
     async with WorkflowEnvironment([naps], start_time=new_year) as env:
