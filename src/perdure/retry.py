@@ -9,21 +9,26 @@ from typing import Any
 
 __all__ = ["RetryPolicy"]
 
+DEFAULT_MAX_RATIO = 100  # max_interval's default, in initial_intervals (Temporal's)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff between attempts.
 
     The delay before attempt ``n + 1`` (after attempt ``n`` failed) is
-    ``initial_interval * backoff ** (n - 1)``, capped at ``max_interval``.
-    ``max_attempts=None`` retries without limit (the Temporal default);
+    ``initial_interval * backoff ** (n - 1)``, capped at ``max_interval``
+    (by default 100 times ``initial_interval``, as in Temporal: 100 s for
+    the default 1 s). ``max_attempts=None`` retries without limit (the Temporal default);
     ``max_attempts=1`` means no retry. ``non_retryable`` lists exception types
     (classes, or names as strings) that fail the activity at once.
     """
 
     initial_interval: timedelta = timedelta(seconds=1)
     backoff: float = 2.0
-    max_interval: timedelta = timedelta(seconds=100)
+    # None: 100 x initial_interval; set to that in __post_init__, so that
+    # the field always holds a timedelta once the policy is made.
+    max_interval: timedelta = None  # type: ignore[assignment]
     max_attempts: int | None = None
     non_retryable: tuple[type[BaseException] | str, ...] = field(default=())
 
@@ -32,6 +37,8 @@ class RetryPolicy:
         # a NaN backoff had made the retry's due time NULL (the store refused
         # the failure, and the activity waited for its lease to run out, again
         # and again), and a lone name in non_retryable was read letter by letter.
+        if self.max_interval is None and isinstance(self.initial_interval, timedelta):
+            object.__setattr__(self, "max_interval", self.initial_interval * DEFAULT_MAX_RATIO)
         for name in ("initial_interval", "max_interval"):
             value = getattr(self, name)
             if not isinstance(value, timedelta):
@@ -48,7 +55,10 @@ class RetryPolicy:
         if not math.isfinite(backoff) or backoff < 1.0:
             raise ValueError(f"RetryPolicy.backoff must be a finite number >= 1.0, not {backoff!r}")
         if self.max_interval < self.initial_interval:
-            raise ValueError("RetryPolicy.max_interval must be >= initial_interval")
+            raise ValueError(
+                f"RetryPolicy.max_interval ({self.max_interval}) must be >= initial_interval "
+                f"({self.initial_interval}); leave it out for 100 x initial_interval"
+            )
         attempts = self.max_attempts
         if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int)):
             raise TypeError(

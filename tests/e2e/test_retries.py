@@ -199,7 +199,7 @@ def test_retry_policy_refuses_a_backoff_that_is_not_finite(kwargs: dict[str, obj
     ("kwargs", "says"),
     [
         ({"initial_interval": 5}, "initial_interval must be a timedelta, not int 5"),
-        ({"max_interval": None}, "max_interval must be a timedelta"),
+        ({"max_interval": 60}, "max_interval must be a timedelta, not int 60"),
         ({"backoff": "2"}, "backoff must be a number, not str"),
         ({"backoff": True}, "backoff must be a number, not bool"),
         ({"max_attempts": 2.5}, "max_attempts must be an int"),
@@ -218,6 +218,18 @@ def test_retry_policy_says_which_field_has_the_wrong_type(
 ) -> None:
     with pytest.raises(TypeError, match=says):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_max_interval_defaults_to_a_hundred_initial_intervals() -> None:
+    """As in Temporal: a policy that sets only a long initial interval had been
+    refused (the fixed 100 s default was shorter) where the decorator stood."""
+    assert RetryPolicy().max_interval == timedelta(seconds=100)
+    slow = RetryPolicy(initial_interval=timedelta(minutes=5))
+    assert slow.max_interval == timedelta(minutes=500)
+    assert RetryPolicy.from_dict(slow.to_dict()) == slow
+    assert RetryPolicy(max_interval=None) == RetryPolicy()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"max_interval \(0:00:10\) must be >= initial_interval"):
+        RetryPolicy(initial_interval=timedelta(minutes=1), max_interval=timedelta(seconds=10))
 
 
 def test_retry_policy_takes_a_list_of_error_types_as_a_tuple() -> None:
