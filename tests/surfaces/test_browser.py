@@ -299,6 +299,25 @@ def test_reset_from_the_ui_goes_to_the_new_run(stack: Stack, page: Page) -> None
     page.click("#confirm-cancel")
     expect(page.locator("#confirm-dialog")).to_be_hidden()
 
+    # A child's page offers no reset (its parent waits on it): only the parent's.
+    with perdure.SyncClient.connect(stack.db) as client:
+        client.start("family", 2, id="ui-reset-family")
+        kid = client.get_handle("ui-reset-family/kid")
+        wait_for(lambda: _exists(kid), 20, "the waiting child")
+    page.goto(f"{stack.open_url}#/workflows/{'ui-reset-family%2Fkid'}")
+    expect(page.locator("#parent")).to_be_visible()
+    expect(page.locator("#cancel-button")).to_be_visible()
+    expect(page.locator("#reset-button")).to_have_count(0)
+    page.goto(f"{stack.open_url}#/workflows/ui-reset-family")
+    expect(page.locator("#reset-button")).to_be_visible()
+
+
+def _exists(handle: perdure.SyncWorkflowHandle[object]) -> bool:
+    try:
+        return handle.describe().status == "running"
+    except perdure.WorkflowNotFoundError:
+        return False
+
 
 def test_a_sealed_run_reads_in_clear_and_downloads_as_stored(
     tmp_path_factory: pytest.TempPathFactory, page: Page

@@ -146,8 +146,9 @@ export function renderWorkflow(container, id, params, ctx) {
 
   function actions() {
     if (!ctx.isAdmin) return null;
-    // Only an id's latest run can be reset; one that continued as new is not.
-    const reset = desc.continued_to ? null
+    // Only an id's latest run can be reset (one that continued as new is not),
+    // and not a child: its parent waits on it (reset the parent).
+    const reset = desc.continued_to || desc.parent_run_id ? null
       : h("button", { type: "button", id: "reset-button", text: "Reset…",
         onclick: () => confirmAction("reset") });
     if (desc.closed_at) return reset ? h("div", { class: "actions" }, reset) : null;
