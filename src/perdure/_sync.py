@@ -111,6 +111,7 @@ class SyncClient:
         after: str | None = None,
         offset: int = 0,
         retrying: bool = False,
+        latest: bool = False,
     ) -> list[WorkflowExecution]:
         query = self.client.list(
             status,
@@ -122,6 +123,7 @@ class SyncClient:
             after=after,
             offset=offset,
             retrying=retrying,
+            latest=latest,
         )
         return self._runner.call(query)
 

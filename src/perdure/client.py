@@ -328,12 +328,14 @@ class Client:
         after: str | None = None,
         offset: int = 0,
         retrying: bool = False,
+        latest: bool = False,
     ) -> list[WorkflowExecution]:
         """Runs, newest first, optionally filtered by status, workflow type name,
         creation time (``since``/``until``, inclusive; a naive datetime is UTC)
         and ``search``, text the workflow id contains (case-insensitive);
         ``retrying``: only runs whose latest workflow task failed and is retried
-        (their ``last_error`` set).
+        (their ``last_error`` set); ``latest``: only each workflow id's latest
+        run (not those a reset, a continue-as-new or a reuse of the id replaced).
         Page with ``after``, the ``cursor`` of the previous page's last run
         (stable while runs are added), or with ``offset``, a number of runs to skip."""
         if status is not None and status not in STATUSES:
@@ -358,6 +360,7 @@ class Client:
             until=until_ts,
             id_contains=search or None,
             retrying=bool(retrying),
+            latest=bool(latest),
             after=keyset,
             offset=offset,
             limit=limit,

@@ -120,6 +120,10 @@ async def test_a_failed_run_goes_on_from_the_step_that_failed(client: perdure.Cl
     assert kept[0]["run_id"] == new.run_id
     assert kept[1:] == old_events[1 : len(kept)]
     assert (await old.describe()).status == "failed"  # the old run is left as it ended
+    # Each id's latest run only: the failed run the reset replaced is not listed.
+    assert [r.run_id for r in await client.list(status="failed")] == [old.run_id]
+    assert await client.list(status="failed", latest=True) == []
+    assert [r.run_id for r in await client.list(latest=True)] == [new.run_id]
     assert (await client.get_handle("order-1").describe()).run_id == new.run_id
     assert await new.state("step") == 3
     # The reset run's history replays, its WorkflowReset included.

@@ -239,6 +239,10 @@ async def test_reset_runs_a_workflow_again_in_a_new_run(
     events = (await api.get("/api/workflows/r-1/history")).json()
     marker = next(e for e in events if e["type"] == "WorkflowReset")
     assert marker["from_run_id"] == old_run and marker["reason"] == "again"
+    listed = await api.get("/api/workflows", params={"search": "r-1", "latest": "true"})
+    assert [r["run_id"] for r in listed.json()["items"]] == [body["run_id"]]
+    every = await api.get("/api/workflows", params={"search": "r-1"})
+    assert len(every.json()["items"]) == 2
     # No body: the default point (here, the run's only turn).
     assert (await api.post("/api/workflows/r-1/reset")).json()["at_seq"] == 1
     stale = await api.post("/api/workflows/r-1/reset", params={"run_id": old_run})

@@ -298,6 +298,12 @@ def test_reset_from_the_ui_goes_to_the_new_run(stack: Stack, page: Page) -> None
     expect(page.locator("#confirm-error")).to_contain_text("not the latest run")
     page.click("#confirm-cancel")
     expect(page.locator("#confirm-dialog")).to_be_hidden()
+    # The list: both runs of the id, or with "Latest runs only" the new one.
+    page.goto(f"{stack.open_url}#/?search=ui-reset-1")
+    expect(page.locator("tbody tr")).to_have_count(2)
+    page.check("#latest-only")
+    expect(page).to_have_url(re.compile(r"latest=true"))
+    expect(page.locator("tbody tr")).to_have_count(1)
 
     # A child's page offers no reset (its parent waits on it): only the parent's.
     with perdure.SyncClient.connect(stack.db) as client:

@@ -406,6 +406,8 @@ def test_reset_runs_a_workflow_again_and_its_exit_codes(
     assert missing.returncode == 3 and "no workflow with id 'no-such-id'" in missing.stderr
     assert nothing.returncode == 3 and "no-such-run" in nothing.stderr
     assert zero.returncode == 2 and "--to-event" in zero.stderr
+    listed = cli("list", "--search", "reset-1", "--latest", "--json", "--db", db)
+    assert [r["run_id"] for r in json.loads(listed.stdout)["items"]] == [answer["run_id"]]
     shown_old = cli("show", "reset-1", "--run-id", first.run_id, "--db", db)
     assert f"newer run  {answer['run_id']} (completed)" in shown_old.stdout, shown_old.stdout
     stale, text = cli_all(

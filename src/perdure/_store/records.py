@@ -341,6 +341,7 @@ class RunFilter:
     until: float | None = None
     id_contains: str | None = None
     retrying: bool = False  # only runs whose latest workflow task failed (last_error)
+    latest: bool = False  # only each workflow id's latest run (not one a reset or reuse replaced)
     after: tuple[float, int] | None = None
     offset: int = 0
     limit: int = 100

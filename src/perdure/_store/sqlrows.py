@@ -282,6 +282,12 @@ def run_filter(query: RunFilter) -> tuple[list[str], list[Any]]:
         # (No index of its own: the runs it reads are few, as failing turns
         # should be; with a status, those of that status.)
         clauses.append("last_error IS NOT NULL")
+    if query.latest:
+        # One look along runs_by_workflow_id (workflow_id, id) per run listed.
+        clauses.append(
+            "NOT EXISTS (SELECT 1 FROM runs AS newer"
+            " WHERE newer.workflow_id = runs.workflow_id AND newer.id > runs.id)"
+        )
     if query.after is not None:
         clauses.append("(created_at, id) < (?, ?)")
         params.extend(query.after)

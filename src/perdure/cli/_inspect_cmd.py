@@ -86,6 +86,9 @@ def list_workflows(
     retrying: bool = typer.Option(
         False, "--retrying", help="Only runs whose latest workflow task failed and is retried."
     ),
+    latest: bool = typer.Option(
+        False, "--latest", help="Only each workflow id's latest run (not one a reset replaced)."
+    ),
     limit: int = typer.Option(20, min=1, max=MAX_LIMIT, help="Runs per page."),
     page: Optional[int] = typer.Option(None, min=1, help="Page number (1 = newest)."),
     cursor: Optional[str] = typer.Option(None, help="Continue after a previous page's cursor."),
@@ -99,6 +102,7 @@ def list_workflows(
         until=_when(until, "--until"),
         search=search,
         retrying=retrying,
+        latest=latest,
         limit=limit,
         page=page,
         cursor=cursor,

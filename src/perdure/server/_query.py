@@ -92,6 +92,7 @@ class ListQuery:
     until: datetime | None = None
     search: str | None = None
     retrying: bool = False
+    latest: bool = False
     limit: int = 50
     page: int | None = None
     cursor: str | None = None
@@ -133,6 +134,7 @@ async def list_page(client: Client, query: ListQuery) -> Page:
         after=query.cursor,
         offset=(query.page - 1) * query.limit if query.page is not None else 0,
         retrying=query.retrying,
+        latest=query.latest,
     )
     chosen = rows[: query.limit]
     more = len(rows) > query.limit

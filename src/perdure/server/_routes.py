@@ -108,6 +108,9 @@ async def list_workflows(
     retrying: Annotated[
         bool, Query(description="Only runs whose latest workflow task failed and is retried")
     ] = False,
+    latest: Annotated[
+        bool, Query(description="Only each workflow id's latest run (not one a reset replaced)")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     page: Annotated[Optional[int], Query(ge=1, le=1_000_000)] = None,
     cursor: Annotated[Optional[str], Query(max_length=2048)] = None,
@@ -120,6 +123,7 @@ async def list_workflows(
         until=parse_time(until, "until"),
         search=search or None,
         retrying=retrying,
+        latest=latest,
         limit=limit,
         page=page,
         cursor=cursor or None,

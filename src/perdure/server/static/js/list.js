@@ -25,6 +25,7 @@ export function renderList(container, params, ctx) {
     type: params.get("type") || "",
     since: params.get("since") || "",
     retrying: params.get("retrying") || "", // "true": runs whose turns fail and are retried
+    latest: params.get("latest") || "", // "true": each id's latest run only (not one a reset replaced)
   };
   const cursors = [null]; // cursor of each page seen; the last is the current page
   let timer = null;
@@ -74,6 +75,12 @@ export function renderList(container, params, ctx) {
     filters.retrying = retrying.checked ? "true" : "";
     changed();
   });
+  const latest = h("input", { type: "checkbox", id: "latest-only",
+    checked: filters.latest === "true" });
+  latest.addEventListener("change", () => {
+    filters.latest = latest.checked ? "true" : "";
+    changed();
+  });
   const auto = h("input", { type: "checkbox", id: "auto-refresh", checked: true });
   auto.addEventListener("change", schedule);
 
@@ -82,6 +89,9 @@ export function renderList(container, params, ctx) {
       h("label", { class: "check", title: "Only runs whose latest workflow task failed and " +
         "is retried (non-determinism, a payload its workers cannot open, ...)" },
       retrying, " Retrying only"),
+      h("label", { class: "check", title: "Only each workflow id's latest run: not the runs " +
+        "a reset (or a continue-as-new, or a reuse of the id) replaced" },
+      latest, " Latest runs only"),
       h("label", { class: "check" }, auto, " Auto-refresh")));
 
   const body = h("tbody");
@@ -128,6 +138,7 @@ export function renderList(container, params, ctx) {
     if (filters.type) query.set("type", filters.type);
     if (filters.since) query.set("since", filters.since);
     if (filters.retrying) query.set("retrying", "true");
+    if (filters.latest) query.set("latest", "true");
     const cursor = cursors[cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
     try {
