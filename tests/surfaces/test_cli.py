@@ -420,6 +420,21 @@ def test_reset_runs_a_workflow_again_and_its_exit_codes(
     assert isinstance(synced, perdure.SyncWorkflowHandle) and synced.result(timeout=20) == 8
 
 
+def test_the_servers_body_limit_is_an_option(db: str, tmp_path: Path) -> None:
+    args = ["server", "--port", "0", "--db", db, "--max-body-bytes", "2048"]
+    server = spawn(args, tmp_path / "server.log")
+    try:
+        base = server.url()
+        small = httpx.post(f"{base}api/workflows/nope/signals/go", json="x" * 100)
+        assert small.status_code == 404  # read, then: no such workflow
+        large = httpx.post(f"{base}api/workflows/nope/signals/go", json="x" * 4000)
+        assert large.status_code == 413, large.text
+    finally:
+        assert server.stop() == 0, server.output()
+    refused = cli("server", "--max-body-bytes", "10", "--db", db)
+    assert refused.returncode == 2 and "--max-body-bytes" in refused.stderr
+
+
 def test_list_marks_a_run_whose_turns_fail(
     db: str, worker: Proc, client: perdure.SyncClient
 ) -> None:

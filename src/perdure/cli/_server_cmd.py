@@ -37,6 +37,7 @@ def serve(
     token_file: Optional[Path],
     log_level: str,
     converter: Optional[str] = None,
+    max_body_bytes: Optional[int] = None,
 ) -> None:
     """Check the tokens, the database, the converter and the port, then serve
     until Ctrl-C / SIGTERM."""
@@ -70,7 +71,15 @@ def serve(
     def ready(address: str) -> None:
         typer.echo(f"perdure server: {address}  (API {address}api/, {access}; Ctrl-C stops)")
 
-    _serve.serve(sock, url, auth, log_level=log_level, on_ready=ready, converter=payloads)
+    _serve.serve(
+        sock,
+        url,
+        auth,
+        log_level=log_level,
+        on_ready=ready,
+        converter=payloads,
+        max_body_bytes=max_body_bytes,
+    )
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Operate")
@@ -81,6 +90,12 @@ def server(
     token_file: Optional[Path] = TokenFileOption,
     log_level: str = typer.Option("warning", help="uvicorn log level."),
     converter: Optional[str] = ConverterOption,
+    max_body_bytes: Optional[int] = typer.Option(
+        None,
+        min=1024,
+        help="Refuse (413) a request body over this many bytes (default 16 MiB): "
+        "raise it for signals or starts with larger payloads.",
+    ),
 ) -> None:
     """Serve the HTTP API and the web UI.
 
@@ -89,4 +104,4 @@ def server(
     --token-file.
     """
     url = database_url(db)
-    serve(url, host, port, token_file, log_level.lower(), converter)
+    serve(url, host, port, token_file, log_level.lower(), converter, max_body_bytes)

@@ -16,6 +16,7 @@ import uvicorn
 
 from perdure._converter import DataConverter
 from perdure.server._auth import AuthConfig, AuthSetupError, check_bind
+from perdure.server._limits import DEFAULT_MAX_BODY_BYTES
 from perdure.server.app import create_app
 
 __all__ = ["bind", "serve", "url_of"]
@@ -70,6 +71,7 @@ def serve(
     log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
     converter: DataConverter | None = None,
+    max_body_bytes: int | None = None,
 ) -> None:
     """Serve the API and UI on ``sock`` until SIGINT/SIGTERM, then return.
     An open API (no token) on a socket beyond loopback raises AuthSetupError
@@ -80,7 +82,12 @@ def serve(
     except AuthSetupError:
         sock.close()
         raise
-    app = create_app(db_url=db_url, auth=auth, converter=converter)
+    app = create_app(
+        db_url=db_url,
+        auth=auth,
+        converter=converter,
+        max_body_bytes=DEFAULT_MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes,
+    )
     config = uvicorn.Config(app, log_level=log_level, lifespan="on")
     server = _Server(config)
     if on_ready is not None:
