@@ -1,4 +1,5 @@
-"""Client and WorkflowHandle: start workflows, signal, cancel, wait for results.
+"""Client: start workflows, find their runs (handles: ``perdure._handle``,
+exported here), list runs and workers.
 
 Talks to a Store only; never runs workflow code. ``SyncClient`` (in
 ``perdure._sync``) wraps this one for programs that are not asyncio.
@@ -6,26 +7,24 @@ Talks to a Store only; never runs workflow code. ``SyncClient`` (in
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
 from perdure._checks import check_name, check_text
 from perdure._converter import DataConverter, default_converter
+from perdure._handle import WorkflowHandle, _checked_event
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
-    OPEN,
     STATUSES,
     IdConflict,
     NewRun,
     RunFilter,
-    RunRecord,
     Store,
     new_run_id,
 )
@@ -37,18 +36,8 @@ from perdure._views import (
     WorkflowDescription,
     WorkflowExecution,
     _timestamp,
-    describe_run,
 )
-from perdure._waiting import MAX_RESULT_POLL, EndWatch, OpenRuns, ResultWatch
-from perdure.errors import (
-    PayloadError,
-    WorkflowCancelledError,
-    WorkflowFailedError,
-    WorkflowNotFoundError,
-    WorkflowTerminatedError,
-    WorkflowTimedOutError,
-    cause_from_failure,
-)
+from perdure._waiting import EndWatch, OpenRuns, ResultWatch
 from perdure.workflow import definition_of
 
 __all__ = [
@@ -65,7 +54,6 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-E = TypeVar("E", bound=h.Event)
 
 
 log = logging.getLogger("perdure.client")
@@ -88,22 +76,6 @@ def _checked_converter(converter: DataConverter | None) -> DataConverter:
             f"not {type(converter).__name__} {converter!r}"
         )
     return converter or default_converter
-
-
-def _reason(reason: str | None) -> str | None:
-    if reason is not None and not isinstance(reason, str):
-        raise TypeError(f"a reason is a str (or None), not {type(reason).__name__} {reason!r}")
-    check_text("a reason", reason)
-    return reason
-
-
-def _checked_event(event: E) -> E:
-    """``event``, from outside, if a worker can read it back: an unreadable
-    inbox row would stall its run (every turn would fail to read it)."""
-    problem = h.field_problem(event)
-    if problem is not None:
-        raise TypeError(problem)
-    return event
 
 
 class Client:
@@ -385,218 +357,3 @@ class Client:
             for w in await self.store.list_workers()
             if now - w.heartbeat_at <= LIVE_WORKER_LEASES * w.lease_timeout
         ]
-
-
-class WorkflowHandle(Generic[R]):
-    """A reference to a workflow run; cheap to create, does I/O only when used."""
-
-    def __init__(
-        self, client: Client, id: str, run_id: str | None, fn: Callable[..., Any] | None
-    ) -> None:
-        self.client = client
-        self.id = id
-        self.run_id = run_id
-        self._fn = fn
-
-    def __repr__(self) -> str:
-        return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
-
-    async def _run(self, run_id: str | None = None) -> RunRecord:
-        run_id = run_id or self.run_id
-        run = await self.client.store.get_run(self.id, run_id)
-        if run is None:
-            which = f"run {run_id!r} of workflow" if run_id else "workflow"
-            raise WorkflowNotFoundError(f"no {which} with id {self.id!r}")
-        return run
-
-    async def result(self, timeout: float | None = None) -> R:
-        """Wait for the run to end; return its result or raise why it did not complete."""
-        watch = EndWatch(self.client.store)
-        try:
-            return await self._wait(timeout, watch, None)
-        finally:
-            watch.close()
-
-    async def _look(self, run_id: str | None) -> RunRecord | None:
-        """The run if it has ended, or as read now; None if it is open (then
-        its record was not needed). A known run is first asked about with
-        every other waiter looking in the same pass of the loop (OpenRuns);
-        its record, if it ended, comes with that answer or with this
-        process's commit that ended it (Store.ended_here). A waiter reads its
-        run alone only when neither has it (a workflow id's latest run, a run
-        that does not exist or is another workflow id's, a store error)."""
-        store = self.client.store
-        if run_id is not None:
-            run = store.ended_here(run_id)
-            if run is None and await self.client._open_runs.is_open(run_id):
-                return None
-            run = run or store.ended_here(run_id)
-            if run is not None and run.workflow_id == self.id:  # (both are found by run id)
-                return run
-        return await self._run(run_id)
-
-    async def _wait(self, timeout: float | None, watch: EndWatch, known: RunRecord | None) -> R:
-        """``result()`` with ``watch``; ``known``: this run as read while ``watch``
-        already listened for it (a start's own record), used instead of a first read."""
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-        ):
-            raise TypeError(
-                f"timeout must be a number of seconds or None, not {type(timeout).__name__} "
-                f"{timeout!r}"
-            )
-        if timeout is not None and timeout != timeout:  # NaN: no deadline would ever pass
-            raise ValueError("timeout must be a number of seconds or None, not nan")
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        run_id = self.run_id
-        while True:
-            if run_id is not None and watch.run_id != run_id:
-                watch.listen(run_id)  # before reading: an end between the two is not missed
-            run: RunRecord | None = None
-            if known is not None and known.run_id == watch.run_id and not watch.changed.is_set():
-                run = known
-            else:
-                watch.changed.clear()
-                run = await self._look(run_id)
-            known = None
-            if run is not None:  # (None: open, as the look found it)
-                if run.continued_to is not None:
-                    run_id = run.continued_to  # follow the continue-as-new chain
-                    continue
-                if not run.is_open:
-                    return self._outcome(run)
-                if watch.run_id != run.run_id:
-                    run_id = run.run_id  # the latest run of the id: listen, then read again
-                    continue
-            # Commits of this process wake us; the client's result watch is
-            # the safety net, and handles other processes' commits, for every
-            # waiter at once. A waiter re-reads by itself only rarely.
-            self.client._results.ensure()
-            wait = MAX_RESULT_POLL
-            if deadline is not None:
-                left = deadline - loop.time()
-                if left <= 0:
-                    status = run.status if run is not None else OPEN
-                    raise TimeoutError(
-                        f"workflow {self.id!r} did not finish within {timeout:g}s "
-                        f"(status: {status})"
-                    )
-                wait = min(wait, left)
-            await watch.wait(wait)
-
-    def _outcome(self, run: RunRecord) -> R:
-        if run.status == "completed":
-            if self._fn is None:
-                return self.client.converter.from_json(run.result)  # type: ignore[no-any-return]
-            try:
-                return self.client.converter.decode_result(self._fn, run.result)  # type: ignore[no-any-return]
-            except PayloadError as exc:
-                raise PayloadError(f"result of workflow {self.id!r}: {exc}") from exc
-        if run.status == "failed":
-            cause = cause_from_failure(run.failure or {})
-            raise WorkflowFailedError(
-                f"workflow {self.id!r} failed: {cause}",
-                workflow_id=run.workflow_id,
-                run_id=run.run_id,
-                cause=cause,
-            )
-        if run.status == "cancelled":
-            raise WorkflowCancelledError(f"workflow {self.id!r} was cancelled")
-        if run.status == "timed_out":
-            cause = cause_from_failure(run.failure or {})
-            raise WorkflowTimedOutError(
-                f"workflow {self.id!r} timed out: {cause.message}",
-                workflow_id=run.workflow_id,
-                run_id=run.run_id,
-                cause=cause,
-            )
-        reason = (run.failure or {}).get("message") or None
-        raise WorkflowTerminatedError(
-            f"workflow {self.id!r} was terminated" + (f": {reason}" if reason else ""),
-            reason=reason,
-        )
-
-    async def signal(self, name: str, payload: Any = None) -> None:
-        """Deliver a signal. Once this returns it is durable and will be
-        delivered exactly once, after every signal accepted before it."""
-        event = self.client._signal_event(name, payload)
-        await self.client.store.deliver(self.id, self.run_id, event)
-
-    async def cancel(self, reason: str | None = None) -> None:
-        """Ask the run to cancel: workflow code sees ``asyncio.CancelledError``."""
-        event = _checked_event(h.CancelRequested(reason=_reason(reason)))
-        await self.client.store.deliver(self.id, self.run_id, event)
-
-    async def terminate(self, reason: str | None = None) -> None:
-        """End the run at once, without running any more workflow code."""
-        await self.client.store.terminate(self.id, self.run_id, _reason(reason))
-
-    async def reset(
-        self, *, to_event: int | None = None, reason: str | None = None
-    ) -> WorkflowHandle[R]:
-        """Start the workflow again from a point of this run's history, in a
-        new run of the same id, and return its handle. The new run keeps the
-        events before the point: their activities are not run again, their
-        results are replayed. It takes the turn that began there again, with
-        the code deployed now, and is sent again the signals that came after.
-        ``to_event``: the ``seq`` of an event of this run; the run goes back
-        to the beginning of the turn that recorded it. None: to the latest
-        turn that took no failure and no cancel request (so an activity that
-        failed for good is scheduled again). The run must be its id's latest;
-        an open run is terminated. Activities keep their idempotency keys
-        (see ``activity.ActivityInfo.idempotency_key``). Raises
-        WorkflowNotFoundError, or WorkflowResetError naming the nearest
-        usable point when a point cannot be used."""
-        return (await self._reset(to_event, reason))[0]
-
-    async def reset_points(self) -> ResetPoints:
-        """Where ``reset()`` may take this run back to (see ResetPoints):
-        every usable event, and the default one."""
-        run = await self._run()
-        events = await self.client.store.history(run.run_id)
-        return ResetPoints(h.reset_points(events), h.default_point(events))
-
-    async def _reset(
-        self, to_event: int | None, reason: str | None
-    ) -> tuple[WorkflowHandle[R], int]:
-        """reset(), and the first event of the turn the new run takes again."""
-        if to_event is not None and (isinstance(to_event, bool) or not isinstance(to_event, int)):
-            raise TypeError(
-                f"to_event is an event's seq (an int), not {type(to_event).__name__} {to_event!r}"
-            )
-        run, at_seq = await self.client.store.reset(
-            self.id, self.run_id, to_event, _reason(reason), new_run_id()
-        )
-        # (Of this handle's own class: a test environment's handle skips time.)
-        return type(self)(self.client, run.workflow_id, run.run_id, self._fn), at_seq
-
-    async def describe(self) -> WorkflowDescription:
-        run = await self._run()
-        pending = await self.client.store.pending_work(run.run_id)
-        return describe_run(run, pending, self.client.converter.display, self.client.store.clock())
-
-    async def state(self, key: str | None = None) -> Any:
-        """Published state (``workflow.set_state``): one key, or all as a dict."""
-        if key is not None and not isinstance(key, str):
-            raise TypeError(
-                f"a state key is a str (or None for all), not {type(key).__name__} {key!r}"
-            )
-        run = await self._run()
-        conv = self.client.converter
-        if key is not None:
-            return conv.from_json(run.state.get(key), where=f"state {key!r}")
-        return {k: conv.from_json(v, where=f"state {k!r}") for k, v in run.state.items()}
-
-    async def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
-        """The run's event history in its versioned JSON form, oldest first;
-        with ``after_seq``, only the events after that ``seq`` (to tail a run)."""
-        if isinstance(after_seq, bool) or not isinstance(after_seq, int):
-            raise TypeError(
-                f"after_seq must be an int, not {type(after_seq).__name__} {after_seq!r}"
-            )
-        if after_seq < 0:
-            raise ValueError(f"after_seq must not be negative, not {after_seq}")
-        run = await self._run()
-        events = await self.client.store.history(run.run_id, after_seq)
-        return [h.event_to_dict(e) for e in events]

@@ -54,23 +54,24 @@ def _note(waiting: dict[tuple[str, int], str], e: Event) -> None:
         waiting.pop(("child", e.ref), None)
 
 
-def _outstanding(turns: list[RecordedTurn], upto: int | None = None) -> list[list[str]]:
-    """For each turn (to ``upto``, inclusive), what the earlier turns started
-    and neither they nor its own inputs ended: empty if it is a usable point.
-    One pass; the names are listed only for turn ``upto`` (a fan-out of
-    thousands would otherwise copy thousands of names per turn)."""
+def _walk(turns: list[RecordedTurn], upto: int | None = None) -> tuple[list[bool], list[str]]:
+    """One pass over ``turns`` (to ``upto``, inclusive): whether each is a
+    usable point (nothing the earlier turns started outstanding once its own
+    inputs have come), and what was outstanding at turn ``upto``, in the
+    order it was started (names built for that turn only: a fan-out of
+    thousands would otherwise list thousands of names per turn)."""
     waiting: dict[tuple[str, int], str] = {}
-    found: list[list[str]] = []
+    quiet: list[bool] = []
+    names: list[str] = []
     for i, turn in enumerate(turns[: None if upto is None else upto + 1]):
         for e in turn.inputs:
             _note(waiting, e)
-        if i == upto:  # (in the order they were started: by ref)
-            found.append([name for _, name in sorted(waiting.items(), key=lambda kv: kv[0][::-1])])
-        else:
-            found.append(["…"] * bool(waiting))
+        quiet.append(not waiting)
+        if i == upto:
+            names = [name for _, name in sorted(waiting.items(), key=lambda kv: kv[0][::-1])]
         for e in turn.commands:
             _note(waiting, e)
-    return found
+    return quiet, names
 
 
 def _first_seq(turn: RecordedTurn) -> int:
@@ -81,7 +82,7 @@ def reset_points(events: list[Event]) -> list[int]:
     """The usable reset points of a history (the first event of each turn
     where nothing is outstanding), oldest first."""
     turns = split_turns(events)
-    return [_first_seq(t) for t, w in zip(turns, _outstanding(turns), strict=True) if not w]
+    return [_first_seq(t) for t, q in zip(turns, _walk(turns)[0], strict=True) if q]
 
 
 def default_point(events: list[Event]) -> int | None:
@@ -89,7 +90,7 @@ def default_point(events: list[Event]) -> int | None:
     None if no turn can be used."""
     turns = split_turns(events)
     try:
-        return _first_seq(turns[_default_turn(turns, _outstanding(turns))])
+        return _first_seq(turns[_default_turn(turns, _walk(turns)[0])])
     except ResetPointError:
         return None
 
@@ -111,10 +112,10 @@ def _turn_at(turns: list[RecordedTurn], seq: int, events: list[Event]) -> int:
     raise ResetPointError(f"event {seq} belongs to no turn")  # (turns begin at 1)
 
 
-def _default_turn(turns: list[RecordedTurn], outstanding: list[list[str]]) -> int:
+def _default_turn(turns: list[RecordedTurn], quiet: list[bool]) -> int:
     """The latest usable turn that took no failure and no cancel request."""
     for i in range(len(turns) - 1, -1, -1):
-        if not outstanding[i] and not any(isinstance(e, _SETBACKS) for e in turns[i].inputs):
+        if quiet[i] and not any(isinstance(e, _SETBACKS) for e in turns[i].inputs):
             return i
     raise ResetPointError("the run has no turn to go back to that took no failure or cancel")
 
@@ -146,16 +147,13 @@ def plan_reset(
                 f"its first turn yet, so its latest turn is older than the point that reset "
                 f"went back to: name a point (to_event), or wait until it has run"
             )
-        index = _default_turn(turns, _outstanding(turns))
+        index = _default_turn(turns, _walk(turns)[0])
     else:
         index = _turn_at(turns, to_event, events)
-        outstanding = _outstanding(turns, index)
-        waiting = outstanding[index]
+        quiet, waiting = _walk(turns, index)
         if waiting:
             earlier = [
-                _first_seq(t)
-                for t, w in zip(turns[:index], outstanding[:index], strict=True)
-                if not w
+                _first_seq(t) for t, q in zip(turns[:index], quiet[:index], strict=True) if q
             ]
             hint = (
                 f"; the nearest earlier point is event {earlier[-1]}"

@@ -15,7 +15,17 @@ from typing import Any, NamedTuple
 from perdure import _history as h
 from perdure._store.base import OPEN, NewChild, NewRun, RunRecord
 from perdure._store.eventtext import event_text
-from perdure._store.sqlrows import INSERT_TIMER, Dialect, Tx, chunks, dumps, loads, marks, to_inbox
+from perdure._store.sqlrows import (
+    INSERT_TIMER,
+    Dialect,
+    Tx,
+    chunks,
+    dumps,
+    event_from_row,
+    loads,
+    marks,
+    to_inbox,
+)
 
 __all__ = [
     "INSERT_RUN",
@@ -164,12 +174,12 @@ async def reset_from(tx: Tx, run_id: str) -> set[str]:
 
 
 async def _reset_markers(tx: Tx, run_id: str) -> list[h.WorkflowReset]:
-    rows_ = await tx.all(
-        "SELECT data FROM events WHERE run_id = ? AND type = 'WorkflowReset' ORDER BY seq",
+    found = await tx.all(
+        "SELECT seq, data FROM events WHERE run_id = ? AND type = 'WorkflowReset' ORDER BY seq",
         (run_id,),
     )
-    found = [h.event_from_dict(loads(data)) for (data,) in rows_]
-    return [e for e in found if isinstance(e, h.WorkflowReset)]
+    events = [event_from_row(data, run_id, f"event #{seq}") for seq, data in found]
+    return [e for e in events if isinstance(e, h.WorkflowReset)]
 
 
 def child_run(child: NewChild) -> NewRun:
