@@ -41,6 +41,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure._waiting": ("perdure._store.base", "perdure.errors"),  # the client's result waiters
     "perdure._gcpolicy": (),  # the standard library only
     "perdure._checks": (),  # the standard library only
+    "perdure._cron": (),  # the standard library only
 }
 # Names the runtime must never import: it has no clock, no randomness, no I/O.
 RUNTIME_FORBIDDEN = {

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
+from perdure import schedules
 from perdure._checks import check_name, check_text
 from perdure._converter import DataConverter, default_converter
 from perdure._handle import WorkflowHandle, _checked_event
@@ -38,6 +39,7 @@ from perdure._views import (
     _timestamp,
 )
 from perdure._waiting import EndWatch, OpenRuns, ResultWatch
+from perdure.schedules import Overlap, ScheduleDescription, ScheduleHandle
 from perdure.workflow import definition_of
 
 __all__ = [
@@ -338,6 +340,60 @@ class Client:
             limit=limit,
         )
         return [WorkflowExecution.from_record(r) for r in await self.store.list_runs(query)]
+
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        workflow: Any,
+        *args: Any,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        timezone: str = "UTC",
+        task_queue: str = "default",
+        overlap: Overlap = "skip",
+        catchup_window: timedelta = timedelta(days=1),
+        paused: bool = False,
+        note: str | None = None,
+    ) -> ScheduleHandle:
+        """Start ``workflow(*args)`` at each time of ``cron`` (five fields, read
+        on ``timezone``'s wall clock) or ``every`` interval (aligned on the
+        epoch: every hour is on the hour, UTC). ``overlap="skip"`` skips a
+        time while the run the schedule started last is still running;
+        ``"allow"`` starts it anyway. After workers were away, one run is
+        started for the latest time passed, if it is within
+        ``catchup_window``. Refused (``WorkflowAlreadyStartedError``) while a
+        schedule with this id exists. See docs/schedules.md."""
+        spec = schedules.make_spec(
+            self,
+            schedule_id,
+            workflow,
+            args,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            task_queue=task_queue,
+            overlap=overlap,
+            catchup_window=catchup_window,
+        )
+        return await schedules.create(self, spec, paused, note)
+
+    def get_schedule(self, schedule_id: str) -> ScheduleHandle:
+        """The handle of the schedule ``schedule_id`` (not checked until used)."""
+        check_name("schedule_id", schedule_id)
+        return ScheduleHandle(self, schedule_id)
+
+    async def list_schedules(self, limit: int = 100) -> builtins.list[ScheduleDescription]:
+        """The schedules that exist (not deleted), newest first."""
+        runs = await self.list(
+            status="running", workflow=schedules.SCHEDULE_WORKFLOW, limit=limit, latest=True
+        )
+        found = []
+        for run in runs:
+            schedule_id = run.id.removeprefix(schedules.ID_PREFIX)
+            described = await ScheduleHandle(self, schedule_id).describe()
+            if described.status == "running":  # (not deleted meanwhile)
+                found.append(described)
+        return found
 
     async def list_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that are running now (on any machine): those whose last

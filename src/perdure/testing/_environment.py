@@ -326,7 +326,11 @@ class WorkflowEnvironment:
         if run.run_id in self._checked or self._replayer is None:
             return
         self._checked.add(run.run_id)
-        if run.workflow_type not in self._replayer.workflows:
+        replayer = self._replayer
+        if (
+            run.workflow_type not in replayer.workflows
+            and run.workflow_type not in replayer.builtins
+        ):
             return
         events = await self.client.store.history(run.run_id)
         result = self._replayer.replay(events)

@@ -24,6 +24,7 @@ from perdure._store.base import RunFilter, Store
 from perdure._worker.options import deadlock_timeout_problem
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT, Watchdog
 from perdure.errors import NonDeterminismError, StoreError
+from perdure.schedules import schedule_workflow
 from perdure.workflow import definition_of
 
 __all__ = ["ReplayResult", "Replayer"]
@@ -151,9 +152,14 @@ class Replayer:
             self.workflows[definition.name] = definition.fn
         if not self.workflows:
             raise ValueError("Replayer needs at least one workflow")
+        # The built-in workflows every worker runs (schedules'): replayed when
+        # a history is theirs, not looked for in a database unless named.
+        builtin = definition_of(schedule_workflow)
+        assert builtin is not None
+        self.builtins = {builtin.name: builtin.fn}
 
     def _function(self, workflow_type: str) -> Callable[..., Any]:
-        fn = self.workflows.get(workflow_type)
+        fn = self.workflows.get(workflow_type) or self.builtins.get(workflow_type)
         if fn is None:
             known = ", ".join(sorted(self.workflows))
             raise ValueError(
@@ -251,7 +257,7 @@ class Replayer:
         results = []
         for run in runs:
             created = datetime.fromtimestamp(run.created_at, tz=UTC)
-            fn = self.workflows[run.workflow_type]
+            fn = self._function(run.workflow_type)
             try:
                 events = await store.history(run.run_id)
                 started = started_event(events)

@@ -1,0 +1,228 @@
+"""Schedules (Client.create_schedule), in the time-skipping environment: the
+runs start at the cron's times and the interval's, each under its time's
+id; pause, unpause, trigger, the overlap policies, delete and create again,
+a schedule's long life across continue-as-new, and bad input refused with
+nothing made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import perdure
+from perdure import schedules, workflow
+from perdure.testing import Replayer, WorkflowEnvironment
+
+START = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Report:
+    name: str
+    pages: int
+
+
+@workflow.defn
+async def report(spec: Report) -> str:
+    assert isinstance(spec, Report)  # decoded by the hint, through the schedule
+    return f"{spec.name}:{spec.pages}@{workflow.now().isoformat(timespec='minutes')}"
+
+
+@workflow.defn
+async def slow_report(minutes: float) -> str:
+    await workflow.sleep(timedelta(minutes=minutes))
+    return "done"
+
+
+def env() -> WorkflowEnvironment:
+    return WorkflowEnvironment(workflows=[report, slow_report], start_time=START)
+
+
+async def results(e: WorkflowEnvironment, described: schedules.ScheduleDescription) -> list[str]:
+    return [
+        await e.client.get_handle(r.workflow_id).result(timeout=10)
+        for r in described.recent
+        if r.run_id is not None
+    ]
+
+
+async def test_runs_start_at_the_crons_times_under_their_times_ids() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "nightly", report, Report("sales", 3), cron="0 2 * * *"
+        )
+        first = await handle.describe()
+        assert first.next_run_at == datetime(2026, 12, 6, 2, tzinfo=UTC)
+        assert (first.cron, first.timezone, first.overlap) == ("0 2 * * *", "UTC", "skip")
+        await e.sleep(timedelta(days=3))
+        described = await handle.describe()
+    assert [r.workflow_id for r in described.recent] == [
+        "nightly@2026-12-06T02:00:00Z",
+        "nightly@2026-12-07T02:00:00Z",
+        "nightly@2026-12-08T02:00:00Z",
+    ]
+    assert [r.scheduled_time.day for r in described.recent] == [6, 7, 8]
+    assert described.runs_started == 3 and described.runs_skipped == 0
+    assert described.next_run_at == datetime(2026, 12, 9, 2, tzinfo=UTC)
+
+
+async def test_each_run_gets_the_arguments_decoded_by_its_hints() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "r", report, Report("ops", 7), every=timedelta(hours=6)
+        )
+        await e.sleep(timedelta(hours=13))
+        described = await handle.describe()
+        done = await results(e, described)
+    # Every six hours, on the epoch's grid: 18:00 and 00:00 after 12:00.
+    assert done == ["ops:7@2026-12-05T18:00+00:00", "ops:7@2026-12-06T00:00+00:00"]
+
+
+async def test_a_time_zone_reads_the_cron_on_its_wall_clock() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "ny", report, Report("ny", 1), cron="0 9 * * *", timezone="America/New_York"
+        )
+        assert (await handle.describe()).next_run_at == datetime(2026, 12, 5, 14, tzinfo=UTC)
+
+
+async def test_pause_stops_the_runs_and_unpause_does_not_catch_up() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "hourly", report, Report("h", 1), every=timedelta(hours=1)
+        )
+        await e.sleep(timedelta(minutes=90))  # 13:00
+        await handle.pause("maintenance window")
+        await e.sleep(timedelta(minutes=1))
+        paused = await handle.describe()
+        assert (paused.paused, paused.note, paused.next_run_at) == (
+            True,
+            "maintenance window",
+            None,
+        )
+        await e.sleep(timedelta(hours=5))
+        assert (await handle.describe()).runs_started == 1
+        await handle.unpause()
+        await e.sleep(timedelta(minutes=1))
+        unpaused = await handle.describe()
+        assert unpaused.paused is False and unpaused.note is None
+        assert unpaused.next_run_at == datetime(2026, 12, 5, 19, tzinfo=UTC)
+        await e.sleep(timedelta(hours=1))
+        described = await handle.describe()
+    assert [r.scheduled_time.hour for r in described.recent] == [13, 19]
+    assert described.times_missed == 0
+
+
+async def test_a_trigger_starts_a_run_now() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule("weekly", report, Report("w", 2), cron="@weekly")
+        await e.sleep(timedelta(minutes=5))
+        await handle.trigger()
+        await e.sleep(timedelta(minutes=1))
+        described = await handle.describe()
+        done = await results(e, described)
+    [run] = described.recent
+    assert run.trigger is True and run.workflow_id.startswith("weekly@2026-12-05T12:05")
+    assert run.workflow_id.endswith("~trigger1")
+    assert done == ["w:2@2026-12-05T12:05+00:00"]
+    assert described.next_run_at == datetime(2026, 12, 6, tzinfo=UTC)  # a Sunday
+
+
+@pytest.mark.parametrize("overlap", ["skip", "allow"])
+async def test_the_overlap_policy(overlap: str) -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "slow", slow_report, 90, every=timedelta(hours=1), overlap=overlap
+        )
+        await e.sleep(timedelta(hours=3, minutes=1))  # 13:00, 14:00, 15:00
+        described = await handle.describe()
+    first, second, third = described.recent
+    assert first.run_id is not None and third.run_id is not None
+    if overlap == "skip":  # 13:00's run sleeps until 14:30
+        assert second.run_id is None
+        assert second.skipped == "slow@2026-12-05T13:00:00Z was still running"
+        assert (described.runs_started, described.runs_skipped) == (2, 1)
+    else:
+        assert second.run_id is not None and second.skipped is None
+        assert (described.runs_started, described.runs_skipped) == (3, 0)
+
+
+async def test_delete_ends_it_and_frees_the_id() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule("daily", report, Report("d", 1), cron="0 0 * * *")
+        with pytest.raises(perdure.WorkflowAlreadyStartedError, match="'daily' already exists"):
+            await e.client.create_schedule("daily", report, Report("d", 2), cron="0 1 * * *")
+        assert [s.schedule_id for s in await e.client.list_schedules()] == ["daily"]
+        await handle.delete()
+        deleted = await handle.describe()
+        assert deleted.status == "terminated" and deleted.next_run_at is None
+        assert await e.client.list_schedules() == []
+        await e.sleep(timedelta(days=1))
+        assert (await handle.describe()).runs_started == 0
+        again = await e.client.create_schedule("daily", report, Report("d", 3), cron="0 1 * * *")
+        await e.sleep(timedelta(hours=14))
+        described = await again.describe()
+        done = await results(e, described)
+    assert described.status == "running" and described.cron == "0 1 * * *"
+    assert done == ["d:3@2026-12-07T01:00+00:00"]
+
+
+async def test_a_long_lived_schedule_continues_as_new_and_keeps_its_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(schedules, "MAX_HISTORY", 25)
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "often", report, Report("o", 1), every=timedelta(minutes=1)
+        )
+        await e.sleep(timedelta(minutes=30, seconds=30))
+        described = await handle.describe()
+        runs = await e.client.list(workflow="perdure.schedule")
+        history = await handle.workflow_handle.history()
+    assert described.runs_started == 30 and described.status == "running"
+    assert [r.scheduled_time.minute for r in described.recent] == list(range(21, 31))
+    assert len(runs) >= 3  # the schedule's runs, one continuing the other
+    assert Replayer([report]).replay(history).ok
+
+
+async def test_a_schedule_not_yet_run_by_a_worker_is_described_from_its_input() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "later", report, Report("l", 1), cron="30 * * * *", paused=False
+        )
+        # (Read at once: the environment's worker may not have run it yet.)
+        described = await handle.describe()
+    assert described.next_run_at == datetime(2026, 12, 5, 12, 30, tzinfo=UTC)
+    assert described.recent == [] and described.status == "running"
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({}, "needs exactly one of cron= (an expression) or every= (a timedelta)"),
+        ({"cron": "0 * * * *", "every": timedelta(hours=1)}, "needs exactly one of"),
+        ({"cron": "0 25 * * *"}, "25 is out of range for the hour field"),
+        ({"every": timedelta(milliseconds=10)}, "every must be a timedelta of at least one"),
+        ({"every": 60}, "every must be a timedelta"),
+        ({"cron": "@daily", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"cron": "@daily", "overlap": "queue"}, "overlap must be 'skip' or 'allow'"),
+        ({"cron": "@daily", "catchup_window": timedelta(-1)}, "catchup_window must be"),
+    ],
+)
+async def test_bad_input_is_refused_and_makes_nothing(
+    options: dict[str, object], says: str
+) -> None:
+    async with env() as e:
+        with pytest.raises(ValueError) as caught:
+            await e.client.create_schedule("bad", report, Report("b", 1), **options)  # type: ignore[arg-type]
+        assert says in str(caught.value)
+        assert await e.client.list(workflow="perdure.schedule") == []
+
+
+async def test_arguments_that_do_not_fit_the_workflow_are_refused() -> None:
+    async with env() as e:
+        with pytest.raises(TypeError, match="report"):
+            await e.client.create_schedule("bad", report, cron="@daily")
+        assert await e.client.list() == []
