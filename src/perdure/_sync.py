@@ -21,8 +21,9 @@ from perdure.client import (
     WorkflowExecution,
     WorkflowHandle,
 )
+from perdure.schedules import ScheduleDescription, ScheduleHandle
 
-__all__ = ["SyncClient", "SyncWorkflowHandle"]
+__all__ = ["SyncClient", "SyncScheduleHandle", "SyncWorkflowHandle"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -130,6 +131,50 @@ class SyncClient:
     def list_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that are running now, as :meth:`Client.list_workers`."""
         return self._runner.call(self.client.list_workers())
+
+    def create_schedule(
+        self, schedule_id: str, workflow: Any, *args: Any, **options: Any
+    ) -> SyncScheduleHandle:
+        """As :meth:`Client.create_schedule`."""
+        call = self.client.create_schedule(schedule_id, workflow, *args, **options)
+        return SyncScheduleHandle(self._runner, self._runner.call(call))
+
+    def get_schedule(self, schedule_id: str) -> SyncScheduleHandle:
+        return SyncScheduleHandle(self._runner, self.client.get_schedule(schedule_id))
+
+    def list_schedules(self, limit: int = 100) -> builtins.list[ScheduleDescription]:
+        return self._runner.call(self.client.list_schedules(limit))
+
+
+class SyncScheduleHandle:
+    """Blocking twin of :class:`perdure.schedules.ScheduleHandle`."""
+
+    def __init__(self, runner: _LoopThread, handle: ScheduleHandle) -> None:
+        self._runner = runner
+        self.handle = handle
+
+    @property
+    def id(self) -> str:
+        return self.handle.id
+
+    @property
+    def workflow_handle(self) -> SyncWorkflowHandle[None]:
+        return SyncWorkflowHandle(self._runner, self.handle.workflow_handle)
+
+    def describe(self) -> ScheduleDescription:
+        return self._runner.call(self.handle.describe())
+
+    def pause(self, note: str | None = None) -> None:
+        self._runner.call(self.handle.pause(note))
+
+    def unpause(self, note: str | None = None) -> None:
+        self._runner.call(self.handle.unpause(note))
+
+    def trigger(self) -> None:
+        self._runner.call(self.handle.trigger())
+
+    def delete(self) -> None:
+        self._runner.call(self.handle.delete())
 
 
 class SyncWorkflowHandle(Generic[R]):

@@ -54,6 +54,7 @@ ID_PREFIX = "schedule:"
 RECENT = 10  # the runs a schedule remembers in its state
 MAX_HISTORY = 1000  # events per run of a schedule before it continues as new
 MAX_PASSED = 100_000  # times looked at when a schedule catches up
+MIN_CATCHUP_WINDOW = timedelta(seconds=10)  # (as Temporal's)
 
 
 # ------------------------------------------------------------------ records
@@ -332,9 +333,10 @@ def make_spec(
     _zone(timezone)
     if overlap not in OVERLAPS:
         raise ValueError(f"overlap must be 'skip' or 'allow', not {overlap!r}")
-    if not isinstance(catchup_window, timedelta) or catchup_window.total_seconds() < 0:
+    if not isinstance(catchup_window, timedelta) or catchup_window < MIN_CATCHUP_WINDOW:
         raise ValueError(
-            f"catchup_window must be a timedelta of zero or more, not {catchup_window!r}"
+            f"catchup_window must be a timedelta of at least ten seconds (a timer that "
+            f"fires a little late is not an outage to skip), not {catchup_window!r}"
         )
     fn, name = client._resolve(workflow_fn)
     if fn is not None:

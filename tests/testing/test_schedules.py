@@ -208,7 +208,7 @@ async def test_a_schedule_not_yet_run_by_a_worker_is_described_from_its_input() 
         ({"every": 60}, "every must be a timedelta"),
         ({"cron": "@daily", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"cron": "@daily", "overlap": "queue"}, "overlap must be 'skip' or 'allow'"),
-        ({"cron": "@daily", "catchup_window": timedelta(-1)}, "catchup_window must be"),
+        ({"cron": "@daily", "catchup_window": timedelta(seconds=9)}, "at least ten seconds"),
     ],
 )
 async def test_bad_input_is_refused_and_makes_nothing(
@@ -226,3 +226,42 @@ async def test_arguments_that_do_not_fit_the_workflow_are_refused() -> None:
         with pytest.raises(TypeError, match="report"):
             await e.client.create_schedule("bad", report, cron="@daily")
         assert await e.client.list() == []
+
+
+@pytest.mark.parametrize(
+    ("window", "started", "missed"),
+    [(timedelta(minutes=10), 1, 59), (timedelta(seconds=10), 0, 60)],
+)
+async def test_after_an_outage_one_run_for_the_latest_time_within_the_window(
+    window: timedelta, started: int, missed: int
+) -> None:
+    """A schedule whose workers were away for an hour (its cursor an hour
+    back, as a worker finds it then), on a minute's interval, at 12:00:30."""
+    async with env() as e:
+        await e.sleep(timedelta(seconds=30))
+        spec = schedules.make_spec(
+            e.client,
+            "outage",
+            report,
+            (Report("x", 1),),
+            cron=None,
+            every=timedelta(minutes=1),
+            timezone="UTC",
+            task_queue="default",
+            overlap="skip",
+            catchup_window=window,
+        )
+        away = schedules.ScheduleState(cursor=e.now().timestamp() - 3600)
+        await e.client.start(
+            schedules.schedule_workflow, spec, away, id=schedules.schedule_workflow_id("outage")
+        )
+        await e.sleep(timedelta(seconds=1))
+        described = await e.client.get_schedule("outage").describe()
+        assert (described.runs_started, described.times_missed) == (started, missed)
+        assert [r.workflow_id for r in described.recent] == (
+            ["outage@2026-12-05T12:00:00Z"] if started else []
+        )
+        await e.sleep(timedelta(minutes=1))  # then on time again
+        described = await e.client.get_schedule("outage").describe()
+    assert described.recent[-1].workflow_id == "outage@2026-12-05T12:01:00Z"
+    assert described.runs_started == started + 1

@@ -1,0 +1,58 @@
+"""Schedules on the real clock, on every backend: a schedule whose workers
+were away starts one run, for the latest time that passed (not one per
+time), counts the others as missed, and goes on. Each time's run is started
+once, under its time's id. (The catch-up window is tested in
+tests/testing/test_schedules.py, on the virtual clock.)"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import timedelta
+
+from e2e_helpers import fast_worker, wait_until
+
+import perdure
+from perdure import workflow
+
+
+@workflow.defn
+async def tick(label: str) -> str:
+    return f"{label}@{workflow.now().timestamp():.0f}"
+
+
+async def test_workers_back_after_an_outage_start_one_run_for_the_latest_time(
+    client: perdure.Client,
+) -> None:
+    schedule = await client.create_schedule("ticker", tick, "t", every=timedelta(seconds=1))
+    created = time.time()
+    await asyncio.sleep(3.3)  # no worker: three or four times pass
+    async with fast_worker(client, [tick], []):
+        back = time.time()
+
+        async def three_runs() -> bool:
+            return (await schedule.describe()).runs_started >= 3
+
+        await wait_until(three_runs, timeout=15, what="three runs of the schedule")
+        described = await schedule.describe()
+        done = [await client.get_handle(r.workflow_id).result(timeout=10) for r in described.recent]
+    first, *later = described.recent
+    # The outage's times: one run, for the latest of them; the rest missed.
+    # (A few milliseconds pass between the clock reads here and the store's.)
+    assert math.floor(back) <= first.scheduled_at <= back + 1
+    passed = first.scheduled_at - math.floor(created)
+    assert described.times_missed >= 2
+    assert abs(described.times_missed - (passed - 1)) <= 1
+    # Then one run a second, each under its own time's id, each run once.
+    assert [r.scheduled_at for r in later] == [
+        first.scheduled_at + i for i in range(1, len(later) + 1)
+    ]
+    assert len({r.workflow_id for r in described.recent}) == len(described.recent)
+    assert all(r.workflow_id == f"ticker@{_iso(r.scheduled_at)}" for r in described.recent)
+    assert all(d.startswith("t@") for d in done)
+    assert len(await client.list(workflow="tick")) == described.runs_started
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
