@@ -29,7 +29,7 @@ from perdure._checks import check_name
 from perdure._converter import DataConverter
 from perdure._cron import Cron, CronError
 from perdure.activity import ActivityFunction
-from perdure.errors import WorkflowAlreadyStartedError
+from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
 from perdure.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -394,10 +394,16 @@ class ScheduleHandle:
         return self.client.get_handle(schedule_workflow_id(self.id))
 
     async def describe(self) -> ScheduleDescription:
-        described = await self.workflow_handle.describe()
+        try:
+            described = await self.workflow_handle.describe()
+        except WorkflowNotFoundError:
+            raise WorkflowNotFoundError(
+                f"no schedule {self.id!r} (its workflow would be {schedule_workflow_id(self.id)!r})"
+            ) from None
         if described.workflow_type != SCHEDULE_WORKFLOW:
-            raise ValueError(
-                f"{described.id!r} is a {described.workflow_type!r} run, not a schedule"
+            raise WorkflowNotFoundError(
+                f"no schedule {self.id!r}: {described.id!r} is a run of "
+                f"{described.workflow_type!r}, not of a schedule"
             )
         args = [*described.input.get("args", []), None, None]
         return describe(described.status, args[0], args[1], described.state.get(STATE_KEY))

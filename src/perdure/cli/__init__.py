@@ -3,7 +3,8 @@
 One module per command group, each registering its commands on ``app``:
 ``_worker_cmd`` (worker), ``_demo_cmd`` (demo), ``_inspect_cmd`` (list,
 show, history, result), ``_control_cmd`` (start, signal, cancel, terminate,
-migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server). ``--db`` defaults
+migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
+(schedule create/list/show/pause/unpause/trigger/delete). ``--db`` defaults
 to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
 
 ``main()`` imports only the module of the command it runs: ``perdure worker``
@@ -41,6 +42,7 @@ COMMANDS = {
     "migrate": "_control_cmd",
     "replay": "_replay_cmd",
     "server": "_server_cmd",
+    "schedule": "_schedule_cmd",
 }
 
 

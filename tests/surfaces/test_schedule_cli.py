@@ -1,0 +1,80 @@
+"""``perdure schedule``: create, list, show, pause, unpause, trigger and
+delete through the real entry point, against a real worker process; bad
+input refused with its exit code and nothing made."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import surface_workflows as wf
+from surface_helpers import cli, spawn, wait_for
+
+
+def shown(db: str, schedule_id: str) -> dict[str, Any]:
+    done = cli("schedule", "show", schedule_id, "--json", "--db", db)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_schedule_commands_end_to_end(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'schedules.db'}"
+    assert cli("migrate", "--db", db).returncode == 0
+    refused = {
+        ("--cron", "0 3 * *"): (2, "has 4 fields; it needs 5"),
+        ("--every", "5x"): (2, "'5x' is not a duration"),
+        ("--cron", "@daily", "--every", "1h"): (2, "needs exactly one of cron="),
+        ("--cron", "@daily", "--timezone", "Mars/Olympus"): (2, "unknown time zone"),
+        ("--cron", "@daily", "--overlap", "queue"): (2, "overlap must be 'skip' or 'allow'"),
+        ("--cron", "@daily", "--arg", "{"): (2, "must be JSON"),
+    }
+    for options, (code, says) in refused.items():
+        done = cli("schedule", "create", "bad", "double", *options, "--db", db)
+        assert (done.returncode, says in done.stderr) == (code, True), (options, done.stderr)
+    listed = cli("schedule", "list", "--json", "--db", db)
+    assert json.loads(listed.stdout) == []  # nothing made
+
+    made = cli(
+        "schedule", "create", "nightly", "double", "--arg", "21", "--cron", "0 3 * * *",
+        "--timezone", "Europe/Paris", "--db", db,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "Created schedule nightly: double cron 0 3 * * * (Europe/Paris)" in made.stdout
+    again = cli("schedule", "create", "nightly", "double", "--cron", "@daily", "--db", db)
+    assert again.returncode == 5 and "'nightly' already exists" in again.stderr
+    missing = cli("schedule", "show", "nope", "--db", db)
+    assert missing.returncode == 3 and "no schedule 'nope'" in missing.stderr
+    made = cli("schedule", "create", "often", "double", "--arg", "2", "--every", "1s", "--db", db)
+    assert made.returncode == 0, made.stderr
+
+    worker = spawn(
+        ["worker", wf.__file__, "--db", db, "--poll-interval", "0.05", "--log-level", "ERROR"],
+        tmp_path / "worker.log",
+    )
+    try:
+        wait_for(lambda: shown(db, "often")["runs_started"] >= 2, 20, "two runs of 'often'")
+        paused = cli("schedule", "pause", "often", "--note", "db upgrade", "--db", db)
+        assert paused.returncode == 0 and "Paused schedule often" in paused.stdout
+        wait_for(lambda: shown(db, "often")["paused"], 20, "the pause")
+        text = cli("schedule", "show", "often", "--db", db).stdout
+        assert "running (paused: db upgrade)" in text and "so far" in text
+        count = shown(db, "often")["runs_started"]
+        assert cli("schedule", "trigger", "often", "--db", db).returncode == 0
+        wait_for(lambda: shown(db, "often")["runs_started"] == count + 1, 20, "the triggered run")
+        last = shown(db, "often")["recent"][-1]
+        assert last["trigger"] is True and last["workflow_id"].endswith("~trigger1")
+        result = cli("result", last["workflow_id"], "--wait", "--db", db)
+        assert result.returncode == 0 and "4" in result.stdout
+        assert cli("schedule", "unpause", "often", "--db", db).returncode == 0
+        wait_for(lambda: not shown(db, "often")["paused"], 20, "the unpause")
+    finally:
+        worker.stop()
+    table = cli("schedule", "list", "--db", db).stdout
+    assert "nightly" in table and "often" in table and "Europe/Paris" in table
+    deleted = cli("schedule", "delete", "nightly", "--db", db)
+    assert deleted.returncode == 0 and "Deleted schedule nightly" in deleted.stdout
+    assert [
+        s["schedule_id"] for s in json.loads(cli("schedule", "list", "--json", "--db", db).stdout)
+    ] == ["often"]
+    assert shown(db, "nightly")["status"] == "terminated"
