@@ -37,7 +37,11 @@ async def test_a_running_worker_is_listed_until_it_stops(client: perdure.Client)
         [info] = await client.list_workers()
         assert (info.identity, info.task_queue, info.pid) == ("reg-1", "reg-q", os.getpid())
         assert info.host == socket.gethostname()
-        assert (info.workflows, info.activities) == (["loud"], ["shout"])
+        # (With the built-ins every worker serves: schedules.)
+        assert (info.workflows, info.activities) == (
+            ["loud", "perdure.schedule"],
+            ["perdure.schedule.start", "shout"],
+        )
         assert info.heartbeat_at >= info.started_at
         assert await client.execute(loud, "hi", task_queue="reg-q") == "HI"
     assert await client.list_workers() == []  # a graceful stop unregisters
