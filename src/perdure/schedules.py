@@ -132,6 +132,30 @@ class ScheduleDescription:
     """Times that passed while no worker ran the schedule (longer than its
     ``catchup_window``, or beside the one run started when it caught up)."""
 
+    def to_json(self) -> dict[str, Any]:
+        """As JSON (``perdure schedule show --json``, the HTTP API): spans in
+        seconds, times in ISO 8601."""
+        return {
+            "schedule_id": self.schedule_id,
+            "workflow": self.workflow,
+            "task_queue": self.task_queue,
+            "cron": self.cron,
+            "every_seconds": None if self.every is None else self.every.total_seconds(),
+            "timezone": self.timezone,
+            "overlap": self.overlap,
+            "catchup_window_seconds": self.catchup_window.total_seconds(),
+            "status": self.status,
+            "paused": self.paused,
+            "note": self.note,
+            "next_run_at": None if self.next_run_at is None else self.next_run_at.isoformat(),
+            "recent": [
+                {**asdict(r), "scheduled_time": r.scheduled_time.isoformat()} for r in self.recent
+            ],
+            "runs_started": self.runs_started,
+            "runs_skipped": self.runs_skipped,
+            "times_missed": self.times_missed,
+        }
+
 
 # ------------------------------------------------------------ times
 

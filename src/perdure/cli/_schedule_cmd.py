@@ -8,7 +8,6 @@ Imports the public API, typer and rich; exit codes come from ``_operator.run``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Optional
 
@@ -57,27 +56,6 @@ def parse_span(text: str, option: str) -> timedelta:
             param_hint=option,
         )
     return timedelta(seconds=float(found[1]) * _UNITS[found[2]])
-
-
-def _description_json(d: ScheduleDescription) -> dict[str, object]:
-    return {
-        "schedule_id": d.schedule_id,
-        "workflow": d.workflow,
-        "task_queue": d.task_queue,
-        "cron": d.cron,
-        "every_seconds": None if d.every is None else d.every.total_seconds(),
-        "timezone": d.timezone,
-        "overlap": d.overlap,
-        "catchup_window_seconds": d.catchup_window.total_seconds(),
-        "status": d.status,
-        "paused": d.paused,
-        "note": d.note,
-        "next_run_at": None if d.next_run_at is None else d.next_run_at.isoformat(),
-        "recent": [asdict(r) for r in d.recent],
-        "runs_started": d.runs_started,
-        "runs_skipped": d.runs_skipped,
-        "times_missed": d.times_missed,
-    }
 
 
 def _when(d: ScheduleDescription) -> str:
@@ -133,7 +111,7 @@ def create(
             fail(EXIT_USAGE, str(exc))
         described = await handle.describe()
         if as_json:
-            print_json(_description_json(described))
+            print_json(described.to_json())
             return
         out.print(
             f"Created schedule [bold]{escape(schedule_id)}[/]: {escape(workflow)} "
@@ -154,7 +132,7 @@ def list_(
     async def work(client: Client) -> None:
         found = await client.list_schedules(limit)
         if as_json:
-            print_json([_description_json(d) for d in found])
+            print_json([d.to_json() for d in found])
             return
         if not found:
             out.print("no schedules")
@@ -185,7 +163,7 @@ def show(
     async def work(client: Client) -> None:
         d = await client.get_schedule(schedule_id).describe()
         if as_json:
-            print_json(_description_json(d))
+            print_json(d.to_json())
             return
         state = "deleted" if d.status == "terminated" else d.status
         if d.paused:

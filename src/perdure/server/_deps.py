@@ -8,6 +8,7 @@ A role check raises 401 (no or unknown token) or 403 (read token, admin route).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Optional, TypeVar
@@ -39,6 +40,7 @@ __all__ = [
     "require_admin",
     "require_read",
     "role_of",
+    "schedule_request",
     "start_request",
     "state_of",
 ]
@@ -130,20 +132,30 @@ async def json_body(request: Request) -> Any:
         raise HTTPException(422, f"the request body is not valid JSON: {exc}") from None
 
 
-async def start_request(request: Request) -> m.StartRequest:
-    """The start route's body, read as JSON whatever its Content-Type, as the
-    signal route's is (``curl -d '{"workflow": ...}'`` had been told its object
-    was not "a valid dictionary"); errors as FastAPI reports a body's."""
-    try:
-        body = _loads(await request.body())
-    except ValueError as exc:
-        error = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
-        raise RequestValidationError([{**error, "ctx": {"error": str(exc)}}]) from None
-    try:
-        return m.StartRequest.model_validate(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+def required_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency reading a route's required body as ``model``: JSON whatever
+    its Content-Type, as the signal route's is (``curl -d '{"workflow": ...}'``
+    had been told its object was not "a valid dictionary"); errors as FastAPI
+    reports a body's."""
+
+    async def read(request: Request) -> M:
+        try:
+            body = _loads(await request.body())
+        except ValueError as exc:
+            error = {"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}
+            raise RequestValidationError([{**error, "ctx": {"error": str(exc)}}]) from None
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            located = [{**e, "loc": ("body", *e["loc"])} for e in errors]
+            raise RequestValidationError(located) from None
+
+    return read
+
+
+start_request = required_body(m.StartRequest)
+schedule_request = required_body(m.ScheduleRequest)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

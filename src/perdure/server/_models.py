@@ -80,6 +80,56 @@ class ResetDone(BaseModel):
     at_seq: int = Field(description="The first event of the turn the new run took again.")
 
 
+class ScheduleRequest(_Strict):
+    schedule_id: str = Field(min_length=1, max_length=512)
+    workflow: str = Field(min_length=1, description="The workflow's type name.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
+    cron: Optional[str] = Field(None, description="Five fields, or @daily etc.")
+    every_seconds: Optional[float] = Field(None, description="An interval instead of a cron.")
+    timezone: str = Field("UTC", description="The cron's time zone (IANA).")
+    task_queue: str = Field("default", min_length=1)
+    overlap: Literal["skip", "allow"] = "skip"
+    catchup_window_seconds: float = Field(86_400.0, ge=10)
+    paused: bool = False
+    note: Optional[str] = Field(None, max_length=10_000)
+
+
+class NoteRequest(_Strict):
+    note: Optional[str] = Field(None, max_length=10_000)
+
+
+class ScheduledRun(BaseModel):
+    scheduled_at: float
+    scheduled_time: str
+    workflow_id: str
+    run_id: Optional[str]
+    skipped: Optional[str] = Field(description="Why no run was started for the time.")
+    trigger: bool
+
+
+class Schedule(BaseModel):
+    schedule_id: str
+    workflow: str
+    task_queue: str
+    cron: Optional[str]
+    every_seconds: Optional[float]
+    timezone: str
+    overlap: str
+    catchup_window_seconds: float
+    status: str = Field(description="The schedule's own run: running, or terminated (deleted).")
+    paused: bool
+    note: Optional[str]
+    next_run_at: Optional[str]
+    recent: list[ScheduledRun] = Field(description="The latest times it came due, newest last.")
+    runs_started: int
+    runs_skipped: int
+    times_missed: int
+
+
+class ScheduleList(BaseModel):
+    items: list[Schedule]
+
+
 class Accepted(BaseModel):
     id: str
     action: str = Field(description="What was accepted, e.g. 'signal approval'.")

@@ -42,6 +42,7 @@ from perdure.server._auth import AuthConfig, host_header_is_loopback
 from perdure.server._deps import ServerState
 from perdure.server._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from perdure.server._routes import router
+from perdure.server._schedule_routes import router as schedule_router
 
 __all__ = ["STATIC_DIR", "create_app"]
 
@@ -105,6 +106,7 @@ def create_app(
     if state is not None:
         app.state.perdure = state
     app.include_router(router)
+    app.include_router(schedule_router)
     _add_error_handlers(app)
     app.middleware("http")(_guard)
     app.add_middleware(BodyLimit, limit=max_body_bytes, headers=SECURITY_HEADERS)

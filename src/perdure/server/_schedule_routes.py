@@ -1,0 +1,161 @@
+"""The ``/api/schedules`` routes (perdure.schedules): list, describe, create,
+pause, unpause, trigger, delete. Reading needs the ``read`` role, the rest
+``admin``. A schedule's own workflow (``schedule:<id>``) is also reachable
+through ``/api/workflows``.
+
+Imports fastapi, the public Client API and ``_deps``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+
+from perdure.client import Client
+from perdure.server import _models as m
+from perdure.server._deps import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    client_of,
+    error_responses,
+    optional_body,
+    require_admin,
+    require_read,
+    schedule_request,
+)
+from perdure.server._query import MAX_LIMIT
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/schedules")
+
+ClientDep = Annotated[Client, Depends(client_of)]
+Reader = [Depends(require_read)]
+Admin = [Depends(require_admin)]
+ScheduleId = Annotated[str, Path(description="The schedule id (may contain '/').")]
+NOTE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "description": "Optional: why (shown with the schedule).",
+        "required": False,
+        "content": {"application/json": {"schema": m.NoteRequest.model_json_schema()}},
+    }
+}
+
+
+@router.get(
+    "",
+    response_model=m.ScheduleList,
+    dependencies=Reader,
+    responses=error_responses(401, 403, 422, 503),
+)
+async def list_schedules(
+    client: ClientDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100
+) -> Any:
+    """The schedules there are (not deleted), newest first."""
+    return {"items": [d.to_json() for d in await client.list_schedules(limit)]}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=m.Schedule,
+    dependencies=Admin,
+    responses=error_responses(401, 403, 409, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": m.ScheduleRequest.model_json_schema()}},
+        }
+    },
+)
+async def create_schedule(
+    client: ClientDep, body: Annotated[m.ScheduleRequest, Depends(schedule_request)]
+) -> Any:
+    """Create a schedule: start ``workflow`` at each time of ``cron`` (or every
+    ``every_seconds``). 409 if a schedule with this id exists; 422 for a bad
+    expression, interval or time zone (the message says which)."""
+    try:
+        handle = await client.create_schedule(
+            body.schedule_id,
+            body.workflow,
+            *body.args,
+            cron=body.cron,
+            every=None if body.every_seconds is None else timedelta(seconds=body.every_seconds),
+            timezone=body.timezone,
+            task_queue=body.task_queue,
+            overlap=body.overlap,
+            catchup_window=timedelta(seconds=body.catchup_window_seconds),
+            paused=body.paused,
+            note=body.note,
+        )
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return (await handle.describe()).to_json()
+
+
+async def _command(client: Client, schedule_id: str, request: Request, op: str) -> Any:
+    handle = client.get_schedule(schedule_id)
+    await handle.describe()  # (404 for an unknown id, before anything is sent)
+    if op == "trigger":
+        await handle.trigger()
+    else:
+        note = (await optional_body(request, m.NoteRequest)).note
+        await (handle.pause if op == "pause" else handle.unpause)(note)
+    return {"id": schedule_id, "action": op}
+
+
+@router.post(
+    "/{schedule_id:path}/pause",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra=NOTE_BODY,
+)
+async def pause_schedule(client: ClientDep, schedule_id: ScheduleId, request: Request) -> Any:
+    """Stop starting runs (at the schedule's next turn in a worker). 409 if deleted."""
+    return await _command(client, schedule_id, request, "pause")
+
+
+@router.post(
+    "/{schedule_id:path}/unpause",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra=NOTE_BODY,
+)
+async def unpause_schedule(client: ClientDep, schedule_id: ScheduleId, request: Request) -> Any:
+    """Start runs again, from the next time on (the paused times are not caught up)."""
+    return await _command(client, schedule_id, request, "unpause")
+
+
+@router.post(
+    "/{schedule_id:path}/trigger",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+)
+async def trigger_schedule(client: ClientDep, schedule_id: ScheduleId, request: Request) -> Any:
+    """Start a run now, beside the schedule's times (its overlap policy applies)."""
+    return await _command(client, schedule_id, request, "trigger")
+
+
+@router.get(
+    "/{schedule_id:path}", response_model=m.Schedule, dependencies=Reader, responses=READ_ERRORS
+)
+async def describe_schedule(client: ClientDep, schedule_id: ScheduleId) -> Any:
+    """When it runs, its next time, the latest times it came due and their runs."""
+    return (await client.get_schedule(schedule_id).describe()).to_json()
+
+
+@router.delete(
+    "/{schedule_id:path}", response_model=m.Accepted, dependencies=Admin, responses=WRITE_ERRORS
+)
+async def delete_schedule(client: ClientDep, schedule_id: ScheduleId) -> Any:
+    """End the schedule at once; the runs it started go on. 409 if already deleted."""
+    await client.get_schedule(schedule_id).delete()
+    return {"id": schedule_id, "action": "delete"}

@@ -1,0 +1,100 @@
+"""``/api/schedules``, in process (httpx over ASGI) with a real worker:
+create, list, describe, pause, unpause, trigger, delete; 401/403 for the
+wrong token, 404, 409 and 422 with what is wrong, and nothing made."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+import perdure
+from perdure.server._auth import AuthConfig
+from perdure.server.app import create_app
+
+BASE = "http://127.0.0.1:8765"
+ADMIN, READ = "a" * 24, "r" * 24
+
+
+def http(app: FastAPI, token: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(
+        transport=transport, base_url=BASE, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+async def until(api: httpx.AsyncClient, schedule_id: str, check: Any, what: str) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while True:
+        d: dict[str, Any] = (await api.get(f"/api/schedules/{schedule_id}")).json()
+        if check(d):
+            return d
+        assert loop.time() < deadline, f"timed out waiting for {what}: {d}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_schedules_through_the_api(client: perdure.Client) -> None:
+    app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
+    body = {"schedule_id": "team/often", "workflow": "double", "args": [4], "every_seconds": 1}
+    async with http(app, ADMIN) as api, http(app, READ) as reader:
+        assert (await reader.post("/api/schedules", json=body)).status_code == 403
+        bad = {
+            "cron": ({"cron": "0 3 * *"}, "has 4 fields; it needs 5"),
+            "both": ({"cron": "@daily", "every_seconds": 60}, "exactly one of cron="),
+            "zone": ({"cron": "@daily", "timezone": "Mars/Olympus"}, "unknown time zone"),
+            "short": ({"every_seconds": 0.5}, "at least one second"),
+        }
+        for name, (fields, says) in bad.items():
+            sent = {"schedule_id": name, "workflow": "double", **fields}
+            refused = await api.post("/api/schedules", json=sent)
+            assert refused.status_code == 422 and says in refused.json()["detail"], refused.text
+        typo = await api.post("/api/schedules", json={**body, "overlap": "queue"})
+        assert typo.status_code == 422
+        assert (await reader.get("/api/schedules")).json() == {"items": []}
+
+        made = await api.post(
+            "/api/schedules", content=httpx.Request("POST", "/", json=body).content
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["schedule_id"] == "team/often" and made.json()["every_seconds"] == 1.0
+        again = await api.post("/api/schedules", json=body)
+        assert again.status_code == 409 and "already exists" in again.json()["detail"]
+        assert (await api.get("/api/schedules/nope")).status_code == 404
+        assert (await api.post("/api/schedules/nope/pause")).status_code == 404
+
+        ran = await until(reader, "team/often", lambda d: d["runs_started"] >= 2, "two runs")
+        first = ran["recent"][0]
+        assert first["workflow_id"] == f"team/often@{first['scheduled_time'][:19]}Z"
+        outcome = await reader.get(f"/api/workflows/{first['workflow_id']}/result?timeout=10")
+        assert outcome.json()["result"] == 8
+
+        assert (await reader.post("/api/schedules/team/often/pause")).status_code == 403
+        paused = await api.post("/api/schedules/team/often/pause", json={"note": "db upgrade"})
+        assert paused.status_code == 202 and paused.json() == {
+            "id": "team/often",
+            "action": "pause",
+        }
+        d = await until(reader, "team/often", lambda d: d["paused"], "the pause")
+        assert d["note"] == "db upgrade" and d["next_run_at"] is None
+        count = d["runs_started"]
+        assert (await api.post("/api/schedules/team/often/trigger")).status_code == 202
+        d = await until(reader, "team/often", lambda d: d["runs_started"] > count, "the trigger")
+        assert d["recent"][-1]["trigger"] is True
+        assert (await api.post("/api/schedules/team/often/unpause", json={})).status_code == 202
+        await until(reader, "team/often", lambda d: not d["paused"], "the unpause")
+
+        listed = (await reader.get("/api/schedules")).json()["items"]
+        assert [s["schedule_id"] for s in listed] == ["team/often"]
+        assert (await reader.delete("/api/schedules/team/often")).status_code == 403
+        deleted = await api.delete("/api/schedules/team/often")
+        assert deleted.status_code == 200 and deleted.json()["action"] == "delete"
+        assert (await api.delete("/api/schedules/team/often")).status_code == 409
+        assert (await api.post("/api/schedules/team/often/trigger")).status_code == 409
+        assert (await reader.get("/api/schedules")).json() == {"items": []}
+        gone = (await reader.get("/api/schedules/team/often")).json()
+        assert gone["status"] == "terminated"
