@@ -358,3 +358,42 @@ def test_a_sealed_run_reads_in_clear_and_downloads_as_stored(
     finally:
         for proc in procs:
             assert proc.stop() == 0, proc.output()
+
+
+def test_the_schedules_page_lists_pauses_triggers_and_deletes(stack: Stack, page: Page) -> None:
+    with perdure.SyncClient.connect(stack.db) as client:
+        schedule = client.create_schedule("ui-often", "double", 5, every=timedelta(seconds=1))
+        client.create_schedule(
+            "ui-nightly", "double", 1, cron="0 3 * * *", timezone="Europe/Paris", paused=True
+        )
+        wait_for(lambda: schedule.describe().runs_started >= 2, 20, "two scheduled runs")
+
+        page.goto(f"{stack.auth_url}#/schedules")
+        expect(page.locator("#token-dialog")).to_be_visible()
+        page.fill("#token-input", ADMIN)
+        page.click("#token-save")
+        row = page.locator("tr[data-id='ui-often']")
+        expect(row).to_contain_text("every 1.0 s")
+        expect(row.locator("a").first).to_have_attribute("href", "#/workflows/schedule%3Aui-often")
+        expect(row.locator("a[href^='#/workflows/ui-often%40']").first).to_be_visible()
+        nightly = page.locator("tr[data-id='ui-nightly']")
+        expect(nightly).to_contain_text("cron 0 3 * * * (Europe/Paris)")
+        expect(nightly.locator(".paused")).to_have_text("paused")
+        expect(nightly.locator("[data-action='unpause']")).to_be_visible()
+
+        page.once("dialog", lambda dialog: dialog.accept("quiet hours"))
+        row.locator("[data-action='pause']").click()
+        expect(row.locator(".paused")).to_be_visible()
+        wait_for(lambda: schedule.describe().note == "quiet hours", 20, "the note")
+        started = schedule.describe().runs_started
+        row.locator("[data-action='trigger']").click()
+        wait_for(lambda: schedule.describe().runs_started > started, 20, "the triggered run")
+        assert schedule.describe().recent[-1].trigger
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        nightly.locator("[data-action='delete']").click()
+        expect(nightly).to_have_count(0)
+        assert client.get_schedule("ui-nightly").describe().status == "terminated"
+        row.locator("a").first.click()  # the schedule's own workflow
+        expect(page.locator("#wf-id")).to_have_text("schedule:ui-often")
+        schedule.delete()

@@ -1,9 +1,10 @@
-// The UI shell: hash routing (#/ and #/workflows/<id>), the access token and
+// The UI shell: hash routing (#/, #/workflows/<id> and #/schedules), the access token and
 // the toasts. Views are functions (container, params, ctx) -> dispose().
 
 import { api, ApiError, getToken, setToken } from "./api.js";
 import { clear, h } from "./dom.js";
 import { renderList } from "./list.js";
+import { renderSchedules } from "./schedules.js";
 import { renderWorkflow } from "./workflow.js";
 
 const view = document.getElementById("view");
@@ -114,6 +115,9 @@ function route() {
   if (match) {
     document.title = `${decodeURIComponent(match[1])} · perdure`;
     dispose = renderWorkflow(view, decodeURIComponent(match[1]), params, ctx);
+  } else if (path === "/schedules") {
+    document.title = "Schedules · perdure";
+    dispose = renderSchedules(view, params, ctx);
   } else {
     document.title = "Workflows · perdure";
     dispose = renderList(view, params, ctx);
