@@ -227,7 +227,8 @@ class _Starter:
     async def start(self, request: _StartRequest) -> _Started:
         client = self.client
         if request.previous is not None:
-            previous = client.get_handle(request.previous[0], request.previous[1])
+            # Its id's latest run: a run that continued as new runs on in it.
+            previous = client.get_handle(request.previous[0])
             status = (await previous.describe()).status
             if status == "running":
                 return _Started(None, f"{request.previous[0]} was still running")

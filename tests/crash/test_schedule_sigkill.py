@@ -15,18 +15,23 @@ from crash_harness import Cluster
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(
-    "crash_at",
-    [
-        "activity.before_complete:1",
-        "activity.after_complete:1",
-        "turn.before_commit:2",
-        "turn.after_commit:2",
-    ],
-)
+CRASH_POINTS = [
+    "activity.before_complete:1",
+    "activity.after_complete:1",
+    "turn.before_commit:2",
+    "turn.after_commit:2",
+]
+
+
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
 def test_a_schedule_survives_sigkill_while_it_starts_a_run(
     cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    schedule_crash(cluster, crash_at, monkeypatch)
+
+
+def schedule_crash(cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared with tests/postgres/test_schedule_pg.py."""
     client = cluster.client
     schedule = client.create_schedule(
         "beat", "sequential", 1, 0.0, every=timedelta(seconds=1), task_queue="default"

@@ -36,8 +36,17 @@ async def slow_report(minutes: float) -> str:
     return "done"
 
 
+@workflow.defn
+async def rolling_report(minutes: float, rolled: bool = False) -> str:
+    """Continues as new at once, then sleeps: one run of the id, in two runs."""
+    if not rolled:
+        workflow.continue_as_new(minutes, True)
+    await workflow.sleep(timedelta(minutes=minutes))
+    return "done"
+
+
 def env() -> WorkflowEnvironment:
-    return WorkflowEnvironment(workflows=[report, slow_report], start_time=START)
+    return WorkflowEnvironment(workflows=[report, slow_report, rolling_report], start_time=START)
 
 
 async def results(e: WorkflowEnvironment, described: schedules.ScheduleDescription) -> list[str]:
@@ -147,6 +156,18 @@ async def test_the_overlap_policy(overlap: str) -> None:
     else:
         assert second.run_id is not None and second.skipped is None
         assert (described.runs_started, described.runs_skipped) == (3, 0)
+
+
+async def test_a_run_that_continued_as_new_still_counts_as_running() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "rolling", rolling_report, 90, every=timedelta(hours=1)
+        )
+        await e.sleep(timedelta(hours=2, minutes=1))  # 13:00, 14:00
+        described = await handle.describe()
+    first, second = described.recent
+    assert first.run_id is not None
+    assert second.skipped == "rolling@2026-12-05T13:00:00Z was still running"
 
 
 async def test_delete_ends_it_and_frees_the_id() -> None:
