@@ -18,6 +18,7 @@ See docs/schedules.md.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -53,7 +54,8 @@ STATE_KEY = "schedule"
 ID_PREFIX = "schedule:"
 RECENT = 10  # the runs a schedule remembers in its state
 MAX_HISTORY = 1000  # events per run of a schedule before it continues as new
-MAX_PASSED = 100_000  # times looked at when a schedule catches up
+MAX_COUNTED = 10_000  # missed times counted one by one after an outage (then "at least")
+PROBES = (60.0, 3600.0, 86_400.0, 31 * 86_400.0)  # spans looked back over for the latest time
 MIN_CATCHUP_WINDOW = timedelta(seconds=10)  # (as Temporal's)
 
 
@@ -171,15 +173,42 @@ def _zone(name: str) -> tzinfo:
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _cron(text: str) -> Cron:
+    return Cron.parse(text)
+
+
 def next_time(spec: ScheduleSpec, after: float) -> float | None:
     """The first time of ``spec`` strictly after ``after`` (epoch seconds)."""
     if spec.every is not None:  # aligned on the epoch: every hour is on the hour
         return (math.floor(after / spec.every) + 1) * spec.every
     assert spec.cron is not None
-    found = Cron.parse(spec.cron).next_after(
-        datetime.fromtimestamp(after, tz=UTC), _zone(spec.timezone)
-    )
+    found = _cron(spec.cron).next_after(datetime.fromtimestamp(after, tz=UTC), _zone(spec.timezone))
     return None if found is None else found.timestamp()
+
+
+def latest_time(spec: ScheduleSpec, after: float, now: float) -> float | None:
+    """The last time of ``spec`` in ``(after, now]``. Looked for over the last
+    minute, hour, day, month, then all of it: a few steps however long the
+    outage, for a schedule of any frequency."""
+    for span in (*PROBES, now - after):
+        latest, due = None, next_time(spec, max(after, now - span))
+        while due is not None and due <= now:
+            latest, due = due, next_time(spec, due)
+        if latest is not None or span >= now - after:
+            return latest
+    return None
+
+
+def count_times(spec: ScheduleSpec, after: float, until: float) -> int:
+    """How many times of ``spec`` are in ``(after, until]`` (at most
+    MAX_COUNTED, for a cron; exact for an interval)."""
+    if spec.every is not None:
+        return max(0, math.floor(until / spec.every) - math.floor(after / spec.every))
+    counted, due = 0, next_time(spec, after)
+    while due is not None and due <= until and counted < MAX_COUNTED:
+        counted, due = counted + 1, next_time(spec, due)
+    return counted
 
 
 def _iso(ts: float) -> str:
@@ -268,14 +297,11 @@ async def _run_once(
 async def _catch_up(spec: ScheduleSpec, state: ScheduleState, now: float) -> None:
     """Every time up to ``now`` has come: start one run, for the latest,
     if it is within the catch-up window; count the others as missed."""
-    latest, passed = None, 0
-    due = next_time(spec, state.cursor)
-    while due is not None and due <= now and passed < MAX_PASSED:
-        latest, passed = due, passed + 1
-        due = next_time(spec, due)
-    state.cursor = now if latest is None or passed >= MAX_PASSED else latest
+    latest = latest_time(spec, state.cursor, now)
+    passed = count_times(spec, state.cursor, now)
+    state.cursor = now if latest is None else latest
     if latest is not None and now - latest <= spec.catchup_window:
-        state.missed += passed - 1
+        state.missed += max(0, passed - 1)
         await _run_once(spec, state, latest)
     else:
         state.missed += passed
