@@ -75,6 +75,9 @@ class ScheduleSpec:
     timezone: str = "UTC"
     overlap: str = "skip"
     catchup_window: float = 86_400.0
+    # Events per run before it continues as new: fixed when the schedule is
+    # made, so that a perdure with another default still replays its runs.
+    max_history: int = MAX_HISTORY
 
 
 @dataclass
@@ -330,7 +333,7 @@ async def schedule_workflow(spec: ScheduleSpec, state: ScheduleState | None = No
             except TimeoutError:
                 continue  # (the time has come: the loop's next pass starts its run)
             await _obey(spec, state, command)
-        if workflow.info().history_length >= MAX_HISTORY:
+        if workflow.info().history_length >= spec.max_history:
             _publish(spec, state, None if state.paused else next_time(spec, state.cursor))
             workflow.continue_as_new(spec, state)
 
@@ -406,6 +409,7 @@ def make_spec(
         timezone=timezone,
         overlap=overlap,
         catchup_window=catchup_window.total_seconds(),
+        max_history=MAX_HISTORY,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -19,6 +20,7 @@ sys.path.insert(0, str(HERE))
 import golden_workflows as g  # noqa: E402
 
 import perdure  # noqa: E402
+from perdure import schedules  # noqa: E402
 from perdure._history import HISTORY_FORMAT  # noqa: E402
 
 
@@ -43,10 +45,26 @@ async def main() -> None:
         await h5.result(timeout=20)
         first_done = next(e for e in await h5.history() if e["type"] == "ActivityCompleted")
         runs["reset_run"] = await h5.reset(to_event=first_done["seq"], reason="golden")
+        # A schedule's run (session 43), from its start to its continue-as-new:
+        # times, a pause, an unpause and a trigger.
+        schedules.MAX_HISTORY = 40
+        schedule = await client.create_schedule(
+            "golden", g.golden_retries, 0, every=timedelta(seconds=1)
+        )
+        first = (await schedule.workflow_handle.describe()).run_id
+        await asyncio.sleep(2.5)
+        await schedule.pause("golden")
+        await asyncio.sleep(1.5)
+        await schedule.trigger()
+        await schedule.unpause()
+        while (await schedule.workflow_handle.describe()).run_id == first:
+            await asyncio.sleep(0.1)
+        runs["schedule"] = client.get_handle(schedule.workflow_handle.id, first)
+        await schedule.delete()
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)
-            except perdure.WorkflowCancelledError:
+            except (perdure.WorkflowCancelledError, perdure.WorkflowTerminatedError):
                 pass
             history = await handle.history()
             out = HERE / "histories" / f"{name}_v{HISTORY_FORMAT}.json"
