@@ -160,9 +160,10 @@ schedule_request = required_body(m.ScheduleRequest)
 
 async def optional_body(request: Request, model: type[M]) -> M:
     """An optional JSON body (empty: ``{}``) read as ``model``; 422 saying
-    which field is wrong."""
+    which field is wrong (or that ``null`` or ``[]`` is not an object)."""
+    raw = await request.body()
     try:
-        return model.model_validate(await json_body(request) or {})
+        return model.model_validate(await json_body(request) if raw.strip() else {})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in ("body", *first["loc"]))

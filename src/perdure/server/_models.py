@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 __all__ = [
     "Accepted",
@@ -80,17 +80,22 @@ class ResetDone(BaseModel):
     at_seq: int = Field(description="The first event of the turn the new run took again.")
 
 
+MAX_SPAN = 100 * 366 * 86_400.0  # seconds: a century, well within what a timedelta holds
+
+
 class ScheduleRequest(_Strict):
     schedule_id: str = Field(min_length=1, max_length=512)
     workflow: str = Field(min_length=1, description="The workflow's type name.")
     args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
     cron: Optional[str] = Field(None, description="Five fields, or @daily etc.")
-    every_seconds: Optional[float] = Field(None, description="An interval instead of a cron.")
+    every_seconds: Optional[float] = Field(
+        None, ge=1, le=MAX_SPAN, description="An interval instead of a cron."
+    )
     timezone: str = Field("UTC", description="The cron's time zone (IANA).")
     task_queue: str = Field("default", min_length=1)
     overlap: Literal["skip", "allow"] = "skip"
-    catchup_window_seconds: float = Field(86_400.0, ge=10)
-    paused: bool = False
+    catchup_window_seconds: float = Field(86_400.0, ge=10, le=MAX_SPAN)
+    paused: StrictBool = False
     note: Optional[str] = Field(None, max_length=10_000)
 
 
