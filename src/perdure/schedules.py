@@ -57,6 +57,7 @@ MAX_HISTORY = 1000  # events per run of a schedule before it continues as new
 MAX_COUNTED = 10_000  # missed times counted one by one after an outage (then "at least")
 PROBES = (60.0, 3600.0, 86_400.0, 31 * 86_400.0)  # spans looked back over for the latest time
 MIN_CATCHUP_WINDOW = timedelta(seconds=10)  # (as Temporal's)
+MAX_EVERY = timedelta(days=100 * 366)  # (its times must stay dates)
 
 
 # ------------------------------------------------------------------ records
@@ -380,8 +381,13 @@ def make_spec(
         raise ValueError(
             "a schedule needs exactly one of cron= (an expression) or every= (a timedelta)"
         )
-    if every is not None and (not isinstance(every, timedelta) or every.total_seconds() < 1):
-        raise ValueError(f"every must be a timedelta of at least one second, not {every!r}")
+    if every is not None and (
+        not isinstance(every, timedelta) or not timedelta(seconds=1) <= every <= MAX_EVERY
+    ):
+        raise ValueError(
+            f"every must be a timedelta of at least one second and at most a hundred "
+            f"years, not {every!r}"
+        )
     if cron is not None:
         Cron.parse(cron)  # (CronError, a ValueError, says what is wrong)
     _zone(timezone)

@@ -24,6 +24,7 @@ def test_schedule_commands_end_to_end(tmp_path: Path) -> None:
     refused = {
         ("--cron", "0 3 * *"): (2, "has 4 fields; it needs 5"),
         ("--every", "5x"): (2, "'5x' is not a duration"),
+        ("--every", "99999999999d"): (2, "longer than any date"),
         ("--cron", "@daily", "--every", "1h"): (2, "needs exactly one of cron="),
         ("--cron", "@daily", "--timezone", "Mars/Olympus"): (2, "unknown time zone"),
         ("--cron", "@daily", "--overlap", "queue"): (2, "overlap must be 'skip' or 'allow'"),

@@ -227,6 +227,7 @@ async def test_a_schedule_not_yet_run_by_a_worker_is_described_from_its_input() 
         ({"cron": "0 25 * * *"}, "25 is out of range for the hour field"),
         ({"every": timedelta(milliseconds=10)}, "every must be a timedelta of at least one"),
         ({"every": 60}, "every must be a timedelta"),
+        ({"every": timedelta(days=999_999_999)}, "at most a hundred years"),
         ({"cron": "@daily", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"cron": "@daily", "overlap": "queue"}, "overlap must be 'skip' or 'allow'"),
         ({"cron": "@daily", "catchup_window": timedelta(seconds=9)}, "at least ten seconds"),

@@ -55,7 +55,10 @@ def parse_span(text: str, option: str) -> timedelta:
             f"{text!r} is not a duration: a number with s, m, h or d (90s, 15m, 2h, 1d)",
             param_hint=option,
         )
-    return timedelta(seconds=float(found[1]) * _UNITS[found[2]])
+    try:
+        return timedelta(seconds=float(found[1]) * _UNITS[found[2]])
+    except OverflowError:
+        raise typer.BadParameter(f"{text!r} is longer than any date", param_hint=option) from None
 
 
 def _when(d: ScheduleDescription) -> str:
