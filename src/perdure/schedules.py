@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,7 @@ from perdure.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from perdure._handle import WorkflowHandle
+    from perdure._views import WorkflowDescription
     from perdure.client import Client
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "ScheduleDescription",
     "ScheduleHandle",
     "ScheduledRun",
+    "scheduled_time",
 ]
 
 Overlap = Literal["skip", "allow"]
@@ -311,6 +314,17 @@ async def _catch_up(spec: ScheduleSpec, state: ScheduleState, now: float) -> Non
         state.missed += passed
 
 
+_SCHEDULED_ID = re.compile(r"@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z)(?:~trigger\d+)?$")
+
+
+def scheduled_time() -> datetime | None:
+    """In workflow code: the time the schedule that started this run had it
+    due (for a trigger, when it was asked for), read from the run's workflow
+    id (``<schedule id>@<time>``); None for a run no schedule started."""
+    found = _SCHEDULED_ID.search(workflow.info().workflow_id)
+    return None if found is None else datetime.fromisoformat(found[1])
+
+
 def _publish(spec: ScheduleSpec, state: ScheduleState, due: float | None) -> None:
     workflow.set_state(STATE_KEY, {"state": asdict(state), "next_run_at": due})
 
@@ -350,8 +364,38 @@ async def _obey(spec: ScheduleSpec, state: ScheduleState, command: Any) -> None:
     elif op == "trigger":
         state.triggers += 1
         await _run_once(spec, state, workflow.now().timestamp(), trigger=True)
+    elif op == "update":
+        new = _updated(spec, command.get("changes"))
+        if new is not None:
+            # From now on (not caught up from the last time), and in a new run,
+            # whose input is the new spec (what describe() shows).
+            state.cursor = max(state.cursor, workflow.now().timestamp())
+            _publish(new, state, None if state.paused else next_time(new, state.cursor))
+            workflow.continue_as_new(new, state)
     else:
         workflow.logger.warning("schedule %s: unknown command %r", spec.schedule_id, command)
+
+
+UPDATABLE = {"workflow", "args", "cron", "every", "timezone", "overlap", "catchup_window"}
+
+
+def _updated(spec: ScheduleSpec, raw: Any) -> ScheduleSpec | None:
+    """``spec`` with the changes an update signal carries, if this schedule
+    can take them (ScheduleHandle.update checked them; a signal sent by hand
+    may not be): bad ones are logged and ignored, never the schedule's end."""
+    try:
+        if not isinstance(raw, dict) or not set(raw) <= UPDATABLE:
+            raise ValueError(f"an update changes only {', '.join(sorted(UPDATABLE))}")
+        new = ScheduleSpec(**{**asdict(spec), **raw})
+        if (new.cron is None) == (new.every is None) or new.overlap not in OVERLAPS:
+            raise ValueError("it needs one of cron and every, and overlap skip or allow")
+        next_time(new, workflow.now().timestamp())  # (a bad cron, time zone or interval)
+    except (TypeError, ValueError, OverflowError) as error:
+        workflow.logger.warning(
+            "schedule %s: update ignored: %r (%s)", spec.schedule_id, raw, error
+        )
+        return None
+    return new
 
 
 # ------------------------------------------------------------ the client's side
@@ -455,6 +499,13 @@ class ScheduleHandle:
         return self.client.get_handle(schedule_workflow_id(self.id))
 
     async def describe(self) -> ScheduleDescription:
+        described = await self._workflow_description()
+        args = [*described.input.get("args", []), None, None]
+        return describe(described.status, args[0], args[1], described.state.get(STATE_KEY))
+
+    async def _workflow_description(self) -> WorkflowDescription:
+        """The schedule's workflow described (WorkflowNotFoundError naming the
+        schedule if there is none)."""
         try:
             described = await self.workflow_handle.describe()
         except WorkflowNotFoundError:
@@ -466,8 +517,7 @@ class ScheduleHandle:
                 f"no schedule {self.id!r}: {described.id!r} is a run of "
                 f"{described.workflow_type!r}, not of a schedule"
             )
-        args = [*described.input.get("args", []), None, None]
-        return describe(described.status, args[0], args[1], described.state.get(STATE_KEY))
+        return described
 
     async def pause(self, note: str | None = None) -> None:
         """Stop starting runs until ``unpause()`` (the times meanwhile are not caught up)."""
@@ -475,6 +525,64 @@ class ScheduleHandle:
 
     async def unpause(self, note: str | None = None) -> None:
         await self._command({"op": "unpause", "note": note})
+
+    async def update(
+        self,
+        *,
+        workflow: Any = None,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        timezone: str | None = None,
+        overlap: Overlap | None = None,
+        catchup_window: timedelta | None = None,
+    ) -> None:
+        """Change what the schedule starts or when: what is not given stays
+        (``cron`` replaces an interval and ``every`` a cron). From the next
+        time on; checked here as ``create_schedule`` checks it, and applied at
+        the schedule's next turn in a worker, which continues it as new with
+        the new spec (its counts and latest runs kept). Its task queue cannot
+        change: delete it and create it again."""
+        described = await self._workflow_description()
+        old = ScheduleSpec(**described.input["args"][0])
+        target = old.workflow if workflow is None else workflow
+        if args is None:  # (kept as they were encoded: checked against no signature)
+            target = self.client._resolve(target)[1]
+        given_cron, given_every = cron, every
+        if cron is None and every is None:
+            cron = old.cron
+            every = None if old.every is None else timedelta(seconds=old.every)
+        new = make_spec(
+            self.client,
+            self.id,
+            target,
+            tuple(args or ()),
+            cron=cron,
+            every=every,
+            timezone=old.timezone if timezone is None else timezone,
+            task_queue=old.task_queue,
+            overlap=old.overlap if overlap is None else overlap,
+            catchup_window=(
+                timedelta(seconds=old.catchup_window) if catchup_window is None else catchup_window
+            ),
+        )
+        # The changes only, applied by the schedule to its spec of the moment:
+        # two updates sent one after the other both apply.
+        changes: dict[str, Any] = {}
+        if workflow is not None:
+            changes["workflow"] = new.workflow
+        if args is not None:
+            changes["args"] = new.args
+        if given_cron is not None or given_every is not None:
+            changes.update(cron=new.cron, every=new.every)
+        for name, given in (
+            ("timezone", timezone),
+            ("overlap", overlap),
+            ("catchup_window", catchup_window),
+        ):
+            if given is not None:
+                changes[name] = getattr(new, name)
+        await self._command({"op": "update", "changes": changes})
 
     async def trigger(self) -> None:
         """Start a run now, beside the schedule's times (its overlap policy applies)."""

@@ -91,6 +91,18 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
         assert (await api.post("/api/schedules/team/often/unpause", json={})).status_code == 202
         await until(reader, "team/often", lambda d: not d["paused"], "the unpause")
 
+        assert (await reader.post("/api/schedules/team/often/update", json={})).status_code == 403
+        moved = await api.post(
+            "/api/schedules/team/often/update", json={"every_seconds": 2, "args": [5]}
+        )
+        assert moved.status_code == 202 and moved.json()["action"] == "update"
+        d = await until(reader, "team/often", lambda d: d["every_seconds"] == 2.0, "the update")
+        bad = await api.post("/api/schedules/team/often/update", json={"cron": "0 0 31 2 *"})
+        assert bad.status_code == 422 and "never matches" in bad.json()["detail"]
+        assert (
+            await api.post("/api/schedules/nope/update", json={"cron": "@daily"})
+        ).status_code == 404
+
         listed = (await reader.get("/api/schedules")).json()["items"]
         assert [s["schedule_id"] for s in listed] == ["team/often"]
         assert (await reader.delete("/api/schedules/team/often")).status_code == 403

@@ -69,6 +69,13 @@ def test_schedule_commands_end_to_end(tmp_path: Path) -> None:
         assert result.returncode == 0 and "4" in result.stdout
         assert cli("schedule", "unpause", "often", "--db", db).returncode == 0
         wait_for(lambda: not shown(db, "often")["paused"], 20, "the unpause")
+        moved = cli("schedule", "update", "often", "--every", "2s", "--arg", "5", "--db", db)
+        assert moved.returncode == 0 and "Update sent to schedule often" in moved.stdout
+        wait_for(lambda: shown(db, "often")["every_seconds"] == 2.0, 20, "the update")
+        bad = cli("schedule", "update", "often", "--cron", "61 * * * *", "--db", db)
+        assert bad.returncode == 2 and "61 is out of range" in bad.stderr
+        gone = cli("schedule", "update", "nope", "--every", "1m", "--db", db)
+        assert gone.returncode == 3 and "no schedule 'nope'" in gone.stderr
     finally:
         worker.stop()
     table = cli("schedule", "list", "--db", db).stdout

@@ -287,3 +287,69 @@ async def test_after_an_outage_one_run_for_the_latest_time_within_the_window(
         described = await e.client.get_schedule("outage").describe()
     assert described.recent[-1].workflow_id == "outage@2026-12-05T12:01:00Z"
     assert described.runs_started == started + 1
+
+
+@workflow.defn
+async def when_due(label: str) -> str:
+    due = schedules.scheduled_time()
+    return f"{label} due {due.isoformat() if due else None}"
+
+
+async def test_a_run_reads_the_time_it_was_due() -> None:
+    async with WorkflowEnvironment(workflows=[when_due], start_time=START) as e:
+        handle = await e.client.create_schedule("due", when_due, "d", cron="0 13 * * *")
+        await e.sleep(timedelta(hours=1, seconds=5))
+        await handle.trigger()
+        await e.sleep(timedelta(seconds=1))
+        timed, triggered = (await handle.describe()).recent
+        said = [await e.client.get_handle(r.workflow_id).result() for r in (timed, triggered)]
+        alone = await e.execute(when_due, "x", id="not-scheduled")
+    assert said[0] == "d due 2026-12-05T13:00:00+00:00"
+    assert said[1].startswith("d due 2026-12-05T13:00:05.")  # (when it was asked for)
+    assert alone == "x due None"
+
+
+async def test_update_changes_the_times_and_the_arguments_from_now_on() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "moving", report, Report("a", 1), every=timedelta(hours=1)
+        )
+        await e.sleep(timedelta(minutes=61))  # 13:00
+        await handle.update(cron="30 * * * *", timezone="Europe/Paris")
+        await e.sleep(timedelta(seconds=1))
+        moved = await handle.describe()
+        assert (moved.cron, moved.every, moved.timezone) == ("30 * * * *", None, "Europe/Paris")
+        assert moved.next_run_at == datetime(2026, 12, 5, 13, 30, tzinfo=UTC)
+        await e.sleep(timedelta(minutes=30))  # 13:30
+        await handle.update(workflow=report, args=(Report("b", 2),), overlap="allow")
+        await handle.update(every=timedelta(hours=2))  # the arguments stay
+        await e.sleep(timedelta(hours=1))  # 14:00
+        described = await handle.describe()
+        done = await results(e, described)
+    assert described.every == timedelta(hours=2) and described.overlap == "allow"
+    assert described.runs_started == 3  # counts kept across the updates
+    assert done == [
+        "a:1@2026-12-05T13:00+00:00",
+        "a:1@2026-12-05T13:30+00:00",
+        "b:2@2026-12-05T14:00+00:00",
+    ]
+
+
+async def test_a_bad_update_is_refused_or_ignored_never_fatal() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "steady", report, Report("s", 1), every=timedelta(hours=1)
+        )
+        with pytest.raises(ValueError, match="out of range for the hour field"):
+            await handle.update(cron="0 25 * * *")
+        with pytest.raises(TypeError, match="report"):
+            await handle.update(args=(1, 2, 3), workflow=report)
+        # A hand-made signal with a bad spec: logged and ignored.
+        for changes in ({"cron": "x", "every": None}, {"task_queue": "elsewhere"}, [1]):
+            await handle.workflow_handle.signal(
+                "perdure.schedule", {"op": "update", "changes": changes}
+            )
+        await e.sleep(timedelta(hours=1, minutes=1))
+        described = await handle.describe()
+    assert described.status == "running" and described.runs_started == 1
+    assert described.every == timedelta(hours=1)

@@ -42,6 +42,9 @@ IdArg = typer.Argument(..., metavar="SCHEDULE_ID", help="Schedule id.")
 ArgsOption = typer.Option(
     [], "--arg", "-a", help="A positional argument as JSON; repeat for more: --arg 7."
 )
+NewArgsOption = typer.Option(
+    None, "--arg", "-a", help="New positional arguments as JSON (all of them); repeat."
+)
 NoteOption = typer.Option(None, "--note", "-n", help="Why (shown by `perdure schedule show`).")
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -120,6 +123,42 @@ def create(
             f"Created schedule [bold]{escape(schedule_id)}[/]: {escape(workflow)} "
             f"{escape(_when(described))}; next run {local_time(described.next_run_at)}"
         )
+
+    run(db, work, converter=converter)
+
+
+@schedule_app.command("update")
+def update(
+    schedule_id: str = IdArg,
+    workflow: Optional[str] = typer.Option(None, "--workflow", help="Start this workflow instead."),
+    args: Optional[list[str]] = NewArgsOption,
+    cron: Optional[str] = typer.Option(None, "--cron", help="A new cron expression."),
+    every: Optional[str] = typer.Option(None, "--every", help="A new interval: 30s, 15m, 2h."),
+    timezone: Optional[str] = typer.Option(None, "--timezone", help="A new time zone."),
+    overlap: Optional[str] = typer.Option(None, help="skip or allow."),
+    catchup_window: Optional[str] = typer.Option(None, help="A new catch-up window."),
+    db: Optional[str] = DbOption,
+    converter: Optional[str] = ConverterOption,
+) -> None:
+    """Change what a schedule starts or when; what is not given stays."""
+    values = None if not args else [parse_json(a, f"--arg #{i + 1}") for i, a in enumerate(args)]
+    span = None if every is None else parse_span(every, "--every")
+    window = None if catchup_window is None else parse_span(catchup_window, "--catchup-window")
+
+    async def work(client: Client) -> None:
+        try:
+            await client.get_schedule(schedule_id).update(
+                workflow=workflow,
+                args=values,
+                cron=cron,
+                every=span,
+                timezone=timezone,
+                overlap=overlap,  # type: ignore[arg-type]
+                catchup_window=window,
+            )
+        except ValueError as exc:
+            fail(EXIT_USAGE, str(exc))
+        out.print(f"Update sent to schedule {escape(schedule_id)} (applied at its next turn)")
 
     run(db, work, converter=converter)
 

@@ -43,6 +43,7 @@ __all__ = [
     "schedule_request",
     "start_request",
     "state_of",
+    "update_request",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="A read or admin token.")
@@ -156,6 +157,7 @@ def required_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
 start_request = required_body(m.StartRequest)
 schedule_request = required_body(m.ScheduleRequest)
+update_request = required_body(m.ScheduleUpdate)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

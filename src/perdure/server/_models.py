@@ -99,6 +99,18 @@ class ScheduleRequest(_Strict):
     note: Optional[str] = Field(None, max_length=10_000)
 
 
+class ScheduleUpdate(_Strict):
+    """The changes to a schedule: what is left out (or null) stays."""
+
+    workflow: Optional[str] = Field(None, min_length=1, description="Start this workflow.")
+    args: Optional[list[Any]] = Field(None, description="New positional arguments (all).")
+    cron: Optional[str] = Field(None, description="A new cron (replaces an interval).")
+    every_seconds: Optional[float] = Field(None, ge=1, le=MAX_SPAN)
+    timezone: Optional[str] = None
+    overlap: Optional[Literal["skip", "allow"]] = None
+    catchup_window_seconds: Optional[float] = Field(None, ge=10, le=MAX_SPAN)
+
+
 class NoteRequest(_Strict):
     note: Optional[str] = Field(None, max_length=10_000)
 

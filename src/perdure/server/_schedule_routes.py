@@ -24,6 +24,7 @@ from perdure.server._deps import (
     require_admin,
     require_read,
     schedule_request,
+    update_request,
 )
 from perdure.server._query import MAX_LIMIT
 
@@ -142,6 +143,46 @@ async def unpause_schedule(client: ClientDep, schedule_id: ScheduleId, request: 
 async def trigger_schedule(client: ClientDep, schedule_id: ScheduleId, request: Request) -> Any:
     """Start a run now, beside the schedule's times (its overlap policy applies)."""
     return await _command(client, schedule_id, request, "trigger")
+
+
+@router.post(
+    "/{schedule_id:path}/update",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": m.ScheduleUpdate.model_json_schema()}},
+        }
+    },
+)
+async def update_schedule(
+    client: ClientDep,
+    schedule_id: ScheduleId,
+    body: Annotated[m.ScheduleUpdate, Depends(update_request)],
+) -> Any:
+    """Change what the schedule starts or when (from its next time on; applied
+    at its next turn in a worker). 422 for a bad expression, interval or time
+    zone; 409 if it was deleted."""
+
+    def span(seconds: float | None) -> timedelta | None:
+        return None if seconds is None else timedelta(seconds=seconds)
+
+    try:
+        await client.get_schedule(schedule_id).update(
+            workflow=body.workflow,
+            args=body.args,
+            cron=body.cron,
+            every=span(body.every_seconds),
+            timezone=body.timezone,
+            overlap=body.overlap,
+            catchup_window=span(body.catchup_window_seconds),
+        )
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"id": schedule_id, "action": "update"}
 
 
 @router.get(
