@@ -173,6 +173,10 @@ class SyncScheduleHandle:
     def trigger(self) -> None:
         self._runner.call(self.handle.trigger())
 
+    def update(self, **changes: Any) -> None:
+        """As :meth:`perdure.schedules.ScheduleHandle.update`."""
+        self._runner.call(self.handle.update(**changes))
+
     def delete(self) -> None:
         self._runner.call(self.handle.delete())
 

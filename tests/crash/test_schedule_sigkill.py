@@ -44,6 +44,10 @@ def schedule_crash(cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPa
     assert f"crash point {crash_at.partition(':')[0]}" in first.output()
 
     cluster.start_worker()
+    schedule.update(overlap="allow")  # (the blocking client's handle, too)
+    cluster.wait_until(
+        lambda: schedule.describe().overlap == "allow", timeout=60, what="the update"
+    )
     cluster.wait_until(
         lambda: schedule.describe().runs_started >= 4, timeout=60, what="four scheduled runs"
     )
