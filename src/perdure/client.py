@@ -20,6 +20,7 @@ from perdure import schedules
 from perdure._checks import check_name, check_text
 from perdure._converter import DataConverter, default_converter
 from perdure._handle import WorkflowHandle, _checked_event
+from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
     STATUSES,
@@ -385,11 +386,11 @@ class Client:
     async def list_schedules(self, limit: int = 100) -> builtins.list[ScheduleDescription]:
         """The schedules that exist (not deleted), newest first."""
         runs = await self.list(
-            status="running", workflow=schedules.SCHEDULE_WORKFLOW, limit=limit, latest=True
+            status="running", workflow=SCHEDULE_WORKFLOW, limit=limit, latest=True
         )
         found = []
         for run in runs:
-            schedule_id = run.id.removeprefix(schedules.ID_PREFIX)
+            schedule_id = run.id.removeprefix(ID_PREFIX)
             described = await ScheduleHandle(self, schedule_id).describe()
             if described.status == "running":  # (not deleted meanwhile)
                 found.append(described)

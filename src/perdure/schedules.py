@@ -18,21 +18,32 @@ See docs/schedules.md.
 
 from __future__ import annotations
 
-import functools
-import math
 import re
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from perdure import activity, workflow
+from perdure import workflow
 from perdure._checks import check_name
 from perdure._converter import DataConverter
 from perdure._cron import Cron, CronError
-from perdure.activity import ActivityFunction
+from perdure._schedule_spec import (
+    MAX_EVERY,
+    MAX_HISTORY,
+    MIN_CATCHUP_WINDOW,
+    OVERLAPS,
+    SCHEDULE_WORKFLOW,
+    SIGNAL,
+    STATE_KEY,
+    ScheduledRun,
+    ScheduleSpec,
+    ScheduleState,
+    next_time,
+    schedule_workflow_id,
+    zone,
+)
+from perdure._schedule_workflow import schedule_workflow
 from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
-from perdure.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from perdure._handle import WorkflowHandle
@@ -49,70 +60,6 @@ __all__ = [
 ]
 
 Overlap = Literal["skip", "allow"]
-OVERLAPS = ("skip", "allow")
-SCHEDULE_WORKFLOW = "perdure.schedule"
-START_ACTIVITY = "perdure.schedule.start"
-SIGNAL = "perdure.schedule"
-STATE_KEY = "schedule"
-ID_PREFIX = "schedule:"
-RECENT = 10  # the runs a schedule remembers in its state
-MAX_HISTORY = 1000  # events per run of a schedule before it continues as new
-MAX_COUNTED = 10_000  # missed times counted one by one after an outage (then "at least")
-PROBES = (60.0, 3600.0, 86_400.0, 31 * 86_400.0)  # spans looked back over for the latest time
-MIN_CATCHUP_WINDOW = timedelta(seconds=10)  # (as Temporal's)
-MAX_EVERY = timedelta(days=100 * 366)  # (its times must stay dates)
-
-
-# ------------------------------------------------------------------ records
-
-
-@dataclass
-class ScheduleSpec:
-    """What a schedule does (its workflow's first argument)."""
-
-    schedule_id: str
-    workflow: str
-    args: list[Any]
-    task_queue: str
-    cron: str | None = None
-    every: float | None = None  # seconds
-    timezone: str = "UTC"
-    overlap: str = "skip"
-    catchup_window: float = 86_400.0
-    # Events per run before it continues as new: fixed when the schedule is
-    # made, so that a perdure with another default still replays its runs.
-    max_history: int = MAX_HISTORY
-
-
-@dataclass
-class ScheduledRun:
-    """One time a schedule came due: the run it started, or why none."""
-
-    scheduled_at: float  # the time it was due (epoch seconds); a trigger's: when asked
-    workflow_id: str
-    run_id: str | None = None
-    skipped: str | None = None  # why no run was started (overlap "skip")
-    trigger: bool = False  # started by ScheduleHandle.trigger(), not by the clock
-
-    @property
-    def scheduled_time(self) -> datetime:
-        return datetime.fromtimestamp(self.scheduled_at, tz=UTC)
-
-
-@dataclass
-class ScheduleState:
-    """What a schedule has done (its workflow's second argument after a
-    continue-as-new, and its published state)."""
-
-    cursor: float  # every time up to this one has been dealt with
-    paused: bool = False
-    note: str | None = None
-    recent: list[ScheduledRun] = field(default_factory=list)
-    started: int = 0
-    skipped: int = 0
-    missed: int = 0
-    triggers: int = 0
-    last: list[str] | None = None  # the last run started: [workflow id, run id]
 
 
 @dataclass(frozen=True)
@@ -166,154 +113,6 @@ class ScheduleDescription:
         }
 
 
-# ------------------------------------------------------------ times
-
-
-def _zone(name: str) -> tzinfo:
-    if name == "UTC":  # (needs no time zone database, which slim images lack)
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"unknown time zone {name!r} (an IANA name, e.g. 'Europe/Paris')") from (
-            error
-        )
-
-
-@functools.lru_cache(maxsize=256)
-def _cron(text: str) -> Cron:
-    return Cron.parse(text)
-
-
-def next_time(spec: ScheduleSpec, after: float) -> float | None:
-    """The first time of ``spec`` strictly after ``after`` (epoch seconds)."""
-    if spec.every is not None:  # aligned on the epoch: every hour is on the hour
-        return (math.floor(after / spec.every) + 1) * spec.every
-    assert spec.cron is not None
-    found = _cron(spec.cron).next_after(datetime.fromtimestamp(after, tz=UTC), _zone(spec.timezone))
-    return None if found is None else found.timestamp()
-
-
-def latest_time(spec: ScheduleSpec, after: float, now: float) -> float | None:
-    """The last time of ``spec`` in ``(after, now]``. Looked for over the last
-    minute, hour, day, month, then all of it: a few steps however long the
-    outage, for a schedule of any frequency."""
-    for span in (*PROBES, now - after):
-        latest, due = None, next_time(spec, max(after, now - span))
-        while due is not None and due <= now:
-            latest, due = due, next_time(spec, due)
-        if latest is not None or span >= now - after:
-            return latest
-    return None
-
-
-def count_times(spec: ScheduleSpec, after: float, until: float) -> int:
-    """How many times of ``spec`` are in ``(after, until]`` (at most
-    MAX_COUNTED, for a cron; exact for an interval)."""
-    if spec.every is not None:
-        return max(0, math.floor(until / spec.every) - math.floor(after / spec.every))
-    counted, due = 0, next_time(spec, after)
-    while due is not None and due <= until and counted < MAX_COUNTED:
-        counted, due = counted + 1, next_time(spec, due)
-    return counted
-
-
-def _iso(ts: float) -> str:
-    text = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="microseconds")
-    text = text.replace("+00:00", "Z")
-    return text.replace(".000000Z", "Z")
-
-
-# ------------------------------------------------------------ the workflow
-
-
-@dataclass
-class _StartRequest:
-    workflow: str
-    args: list[Any]
-    task_queue: str
-    workflow_id: str
-    previous: list[str] | None  # overlap "skip": the run that must have ended first
-
-
-@dataclass
-class _Started:
-    run_id: str | None
-    skipped: str | None = None
-
-
-@activity.defn(
-    name=START_ACTIVITY,
-    start_to_close_timeout=timedelta(seconds=60),
-    retry=RetryPolicy(max_interval=timedelta(seconds=30)),
-)
-async def _start_run(request: _StartRequest) -> _Started:
-    """Stands for the activity each worker registers under this name, bound
-    to its client (``_starter``); never run itself."""
-    raise RuntimeError("perdure.schedule.start runs only in a worker")
-
-
-class _Starter:
-    """The start activity of one worker: starts a schedule's run with the
-    worker's client."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    async def start(self, request: _StartRequest) -> _Started:
-        client = self.client
-        if request.previous is not None:
-            # Its id's latest run: a run that continued as new runs on in it.
-            previous = client.get_handle(request.previous[0])
-            status = (await previous.describe()).status
-            if status == "running":
-                return _Started(None, f"{request.previous[0]} was still running")
-        handle = await client.start(
-            request.workflow,
-            *request.args,
-            id=request.workflow_id,
-            task_queue=request.task_queue,
-            id_conflict="use_existing",
-        )
-        return _Started(handle.run_id)
-
-
-def builtin_activities(client: Client) -> list[ActivityFunction[Any, Any]]:
-    """The activities every worker registers for schedules."""
-    starter = _Starter(client)
-    return [ActivityFunction(starter.start, START_ACTIVITY, _start_run.opts)]
-
-
-async def _run_once(
-    spec: ScheduleSpec, state: ScheduleState, due: float, *, trigger: bool = False
-) -> None:
-    suffix = f"~trigger{state.triggers}" if trigger else ""
-    run = ScheduledRun(due, f"{spec.schedule_id}@{_iso(due)}{suffix}", trigger=trigger)
-    previous = state.last if spec.overlap == "skip" else None
-    request = _StartRequest(spec.workflow, spec.args, spec.task_queue, run.workflow_id, previous)
-    started = await _start_run(request)
-    run.run_id, run.skipped = started.run_id, started.skipped
-    if started.run_id is not None:
-        state.started += 1
-        state.last = [run.workflow_id, started.run_id]
-    else:
-        state.skipped += 1
-    state.recent = [*state.recent, run][-RECENT:]
-
-
-async def _catch_up(spec: ScheduleSpec, state: ScheduleState, now: float) -> None:
-    """Every time up to ``now`` has come: start one run, for the latest,
-    if it is within the catch-up window; count the others as missed."""
-    latest = latest_time(spec, state.cursor, now)
-    passed = count_times(spec, state.cursor, now)
-    state.cursor = now if latest is None else latest
-    if latest is not None and now - latest <= spec.catchup_window:
-        state.missed += max(0, passed - 1)
-        await _run_once(spec, state, latest)
-    else:
-        state.missed += passed
-
-
 _SCHEDULED_ID = re.compile(r"@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z)(?:~trigger\d+)?$")
 
 
@@ -325,84 +124,7 @@ def scheduled_time() -> datetime | None:
     return None if found is None else datetime.fromisoformat(found[1])
 
 
-def _publish(spec: ScheduleSpec, state: ScheduleState, due: float | None) -> None:
-    workflow.set_state(STATE_KEY, {"state": asdict(state), "next_run_at": due})
-
-
-@workflow.defn(name=SCHEDULE_WORKFLOW)
-async def schedule_workflow(spec: ScheduleSpec, state: ScheduleState | None = None) -> None:
-    """The workflow behind every schedule: sleep until the next time, start
-    its run, repeat; obey ``pause``, ``unpause`` and ``trigger`` signals."""
-    if state is None:
-        state = ScheduleState(cursor=workflow.now().timestamp())
-    while True:
-        now = workflow.now().timestamp()
-        due = None if state.paused else next_time(spec, state.cursor)
-        if due is not None and due <= now:
-            await _catch_up(spec, state, now)
-        else:
-            _publish(spec, state, due)
-            wait = None if due is None else due - now
-            try:
-                command = await workflow.wait_signal(SIGNAL, timeout=wait)
-            except TimeoutError:
-                continue  # (the time has come: the loop's next pass starts its run)
-            await _obey(spec, state, command)
-        if workflow.info().history_length >= spec.max_history:
-            _publish(spec, state, None if state.paused else next_time(spec, state.cursor))
-            workflow.continue_as_new(spec, state)
-
-
-async def _obey(spec: ScheduleSpec, state: ScheduleState, command: Any) -> None:
-    op = command.get("op") if isinstance(command, dict) else None
-    if op == "pause":
-        state.paused, state.note = True, command.get("note")
-    elif op == "unpause":
-        # Times that passed while paused are not caught up.
-        state.paused, state.note = False, command.get("note")
-        state.cursor = max(state.cursor, workflow.now().timestamp())
-    elif op == "trigger":
-        state.triggers += 1
-        await _run_once(spec, state, workflow.now().timestamp(), trigger=True)
-    elif op == "update":
-        new = _updated(spec, command.get("changes"))
-        if new is not None:
-            # From now on (not caught up from the last time), and in a new run,
-            # whose input is the new spec (what describe() shows).
-            state.cursor = max(state.cursor, workflow.now().timestamp())
-            _publish(new, state, None if state.paused else next_time(new, state.cursor))
-            workflow.continue_as_new(new, state)
-    else:
-        workflow.logger.warning("schedule %s: unknown command %r", spec.schedule_id, command)
-
-
-UPDATABLE = {"workflow", "args", "cron", "every", "timezone", "overlap", "catchup_window"}
-
-
-def _updated(spec: ScheduleSpec, raw: Any) -> ScheduleSpec | None:
-    """``spec`` with the changes an update signal carries, if this schedule
-    can take them (ScheduleHandle.update checked them; a signal sent by hand
-    may not be): bad ones are logged and ignored, never the schedule's end."""
-    try:
-        if not isinstance(raw, dict) or not set(raw) <= UPDATABLE:
-            raise ValueError(f"an update changes only {', '.join(sorted(UPDATABLE))}")
-        new = ScheduleSpec(**{**asdict(spec), **raw})
-        if (new.cron is None) == (new.every is None) or new.overlap not in OVERLAPS:
-            raise ValueError("it needs one of cron and every, and overlap skip or allow")
-        next_time(new, workflow.now().timestamp())  # (a bad cron, time zone or interval)
-    except (TypeError, ValueError, OverflowError) as error:
-        workflow.logger.warning(
-            "schedule %s: update ignored: %r (%s)", spec.schedule_id, raw, error
-        )
-        return None
-    return new
-
-
 # ------------------------------------------------------------ the client's side
-
-
-def schedule_workflow_id(schedule_id: str) -> str:
-    return f"{ID_PREFIX}{schedule_id}"
 
 
 def make_spec(
@@ -434,7 +156,7 @@ def make_spec(
         )
     if cron is not None:
         Cron.parse(cron)  # (CronError, a ValueError, says what is wrong)
-    _zone(timezone)
+    zone(timezone)
     if overlap not in OVERLAPS:
         raise ValueError(f"overlap must be 'skip' or 'allow', not {overlap!r}")
     if not isinstance(catchup_window, timedelta) or catchup_window < MIN_CATCHUP_WINDOW:

@@ -10,13 +10,13 @@ import golden_workflows as g
 import pytest
 
 from perdure import _history as h
-from perdure import schedules
 from perdure._converter import default_converter
 from perdure._runtime import replay_history
+from perdure._schedule_workflow import schedule_workflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 BY_TYPE = {fn.__name__: fn for fn in g.WORKFLOWS}
-BY_TYPE["perdure.schedule"] = schedules.schedule_workflow  # (built in: every worker runs it)
+BY_TYPE["perdure.schedule"] = schedule_workflow  # (built in: every worker runs it)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

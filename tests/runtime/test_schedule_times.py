@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perdure import schedules
-from perdure.schedules import ScheduleSpec, count_times, latest_time, next_time
+from perdure import _schedule_spec as times
+from perdure._schedule_spec import ScheduleSpec, count_times, latest_time, next_time
 
 T0 = datetime(2026, 12, 5, 12, 0, 30, tzinfo=UTC).timestamp()
 
@@ -54,11 +54,11 @@ def test_a_month_long_outage_of_a_minutely_cron_is_cheap(monkeypatch: pytest.Mon
         calls.append(after)
         return next_time(s, after)
 
-    monkeypatch.setattr(schedules, "next_time", counted_next)
+    monkeypatch.setattr(times, "next_time", counted_next)
     assert latest_time(s, T0 - 30 * 86_400, T0) == T0 - 30  # 12:00:00
     assert len(calls) <= 62  # the last minute looked at: not 43,200 times walked
     # Counted one by one up to a cap (so at least that many were missed).
-    assert count_times(s, T0 - 30 * 86_400, T0) == schedules.MAX_COUNTED
+    assert count_times(s, T0 - 30 * 86_400, T0) == times.MAX_COUNTED
 
 
 @pytest.mark.parametrize("every", [60.0, 3600.0])

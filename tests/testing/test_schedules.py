@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import perdure
-from perdure import schedules, workflow
+from perdure import _schedule_spec, _schedule_workflow, schedules, workflow
 from perdure.testing import Replayer, WorkflowEnvironment
 
 START = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -273,9 +273,12 @@ async def test_after_an_outage_one_run_for_the_latest_time_within_the_window(
             overlap="skip",
             catchup_window=window,
         )
-        away = schedules.ScheduleState(cursor=e.now().timestamp() - 3600)
+        away = _schedule_spec.ScheduleState(cursor=e.now().timestamp() - 3600)
         await e.client.start(
-            schedules.schedule_workflow, spec, away, id=schedules.schedule_workflow_id("outage")
+            _schedule_workflow.schedule_workflow,
+            spec,
+            away,
+            id=_schedule_spec.schedule_workflow_id("outage"),
         )
         await e.sleep(timedelta(seconds=1))
         described = await e.client.get_schedule("outage").describe()

@@ -19,12 +19,12 @@ from typing import Any
 from perdure import _history as h
 from perdure._converter import DataConverter, default_converter
 from perdure._runtime import replay_history
+from perdure._schedule_workflow import schedule_workflow
 from perdure._store import resolve_url, sqlite_path, store_for_url
 from perdure._store.base import RunFilter, Store
 from perdure._worker.options import deadlock_timeout_problem
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT, Watchdog
 from perdure.errors import NonDeterminismError, StoreError
-from perdure.schedules import schedule_workflow
 from perdure.workflow import definition_of
 
 __all__ = ["ReplayResult", "Replayer"]

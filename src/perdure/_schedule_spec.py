@@ -1,0 +1,144 @@
+"""A schedule's records and times: what it does (``ScheduleSpec``), what it
+has done (``ScheduleState``, ``ScheduledRun``), and when it comes due
+(``next_time``, and after an outage ``latest_time`` and ``count_times``).
+Pure: the schedule's workflow calls these with ``workflow.now()``; the
+client with the store's clock. See perdure.schedules.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from perdure._cron import Cron
+
+OVERLAPS = ("skip", "allow")
+SCHEDULE_WORKFLOW = "perdure.schedule"
+START_ACTIVITY = "perdure.schedule.start"
+SIGNAL = "perdure.schedule"
+STATE_KEY = "schedule"
+ID_PREFIX = "schedule:"
+RECENT = 10  # the runs a schedule remembers in its state
+MAX_HISTORY = 1000  # events per run of a schedule before it continues as new
+MAX_COUNTED = 10_000  # missed times counted one by one after an outage (then "at least")
+PROBES = (60.0, 3600.0, 86_400.0, 31 * 86_400.0)  # spans looked back over for the latest time
+MIN_CATCHUP_WINDOW = timedelta(seconds=10)  # (as Temporal's)
+MAX_EVERY = timedelta(days=100 * 366)  # (its times must stay dates)
+
+
+# ------------------------------------------------------------------ records
+
+
+@dataclass
+class ScheduleSpec:
+    """What a schedule does (its workflow's first argument)."""
+
+    schedule_id: str
+    workflow: str
+    args: list[Any]
+    task_queue: str
+    cron: str | None = None
+    every: float | None = None  # seconds
+    timezone: str = "UTC"
+    overlap: str = "skip"
+    catchup_window: float = 86_400.0
+    # Events per run before it continues as new: fixed when the schedule is
+    # made, so that a perdure with another default still replays its runs.
+    max_history: int = MAX_HISTORY
+
+
+@dataclass
+class ScheduledRun:
+    """One time a schedule came due: the run it started, or why none."""
+
+    scheduled_at: float  # the time it was due (epoch seconds); a trigger's: when asked
+    workflow_id: str
+    run_id: str | None = None
+    skipped: str | None = None  # why no run was started (overlap "skip")
+    trigger: bool = False  # started by ScheduleHandle.trigger(), not by the clock
+
+    @property
+    def scheduled_time(self) -> datetime:
+        return datetime.fromtimestamp(self.scheduled_at, tz=UTC)
+
+
+@dataclass
+class ScheduleState:
+    """What a schedule has done (its workflow's second argument after a
+    continue-as-new, and its published state)."""
+
+    cursor: float  # every time up to this one has been dealt with
+    paused: bool = False
+    note: str | None = None
+    recent: list[ScheduledRun] = field(default_factory=list)
+    started: int = 0
+    skipped: int = 0
+    missed: int = 0
+    triggers: int = 0
+    last: list[str] | None = None  # the last run started: [workflow id, run id]
+
+
+# ------------------------------------------------------------ times
+
+
+def zone(name: str) -> tzinfo:
+    if name == "UTC":  # (needs no time zone database, which slim images lack)
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {name!r} (an IANA name, e.g. 'Europe/Paris')") from (
+            error
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _cron(text: str) -> Cron:
+    return Cron.parse(text)
+
+
+def next_time(spec: ScheduleSpec, after: float) -> float | None:
+    """The first time of ``spec`` strictly after ``after`` (epoch seconds)."""
+    if spec.every is not None:  # aligned on the epoch: every hour is on the hour
+        return (math.floor(after / spec.every) + 1) * spec.every
+    assert spec.cron is not None
+    found = _cron(spec.cron).next_after(datetime.fromtimestamp(after, tz=UTC), zone(spec.timezone))
+    return None if found is None else found.timestamp()
+
+
+def latest_time(spec: ScheduleSpec, after: float, now: float) -> float | None:
+    """The last time of ``spec`` in ``(after, now]``. Looked for over the last
+    minute, hour, day, month, then all of it: a few steps however long the
+    outage, for a schedule of any frequency."""
+    for span in (*PROBES, now - after):
+        latest, due = None, next_time(spec, max(after, now - span))
+        while due is not None and due <= now:
+            latest, due = due, next_time(spec, due)
+        if latest is not None or span >= now - after:
+            return latest
+    return None
+
+
+def count_times(spec: ScheduleSpec, after: float, until: float) -> int:
+    """How many times of ``spec`` are in ``(after, until]`` (at most
+    MAX_COUNTED, for a cron; exact for an interval)."""
+    if spec.every is not None:
+        return max(0, math.floor(until / spec.every) - math.floor(after / spec.every))
+    counted, due = 0, next_time(spec, after)
+    while due is not None and due <= until and counted < MAX_COUNTED:
+        counted, due = counted + 1, next_time(spec, due)
+    return counted
+
+
+def iso(ts: float) -> str:
+    text = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="microseconds")
+    text = text.replace("+00:00", "Z")
+    return text.replace(".000000Z", "Z")
+
+
+def schedule_workflow_id(schedule_id: str) -> str:
+    return f"{ID_PREFIX}{schedule_id}"

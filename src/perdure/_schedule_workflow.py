@@ -1,0 +1,196 @@
+"""The workflow behind every schedule (``perdure.schedule``) and the activity
+that starts its runs (``perdure.schedule.start``), which every Worker
+registers. The workflow sleeps until its next time, starts that time's run
+through the activity, and obeys the pause, unpause, trigger and update
+signals; it continues as new after ``spec.max_history`` events. Its commands
+must keep replaying across perdure versions (tests/golden holds a recorded
+history). See perdure.schedules and docs/schedules.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from perdure import activity, workflow
+from perdure._schedule_spec import (
+    OVERLAPS,
+    RECENT,
+    SCHEDULE_WORKFLOW,
+    SIGNAL,
+    START_ACTIVITY,
+    STATE_KEY,
+    ScheduledRun,
+    ScheduleSpec,
+    ScheduleState,
+    count_times,
+    iso,
+    latest_time,
+    next_time,
+)
+from perdure.activity import ActivityFunction
+from perdure.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from perdure.client import Client
+
+
+@dataclass
+class _StartRequest:
+    workflow: str
+    args: list[Any]
+    task_queue: str
+    workflow_id: str
+    previous: list[str] | None  # overlap "skip": the run that must have ended first
+
+
+@dataclass
+class _Started:
+    run_id: str | None
+    skipped: str | None = None
+
+
+@activity.defn(
+    name=START_ACTIVITY,
+    start_to_close_timeout=timedelta(seconds=60),
+    retry=RetryPolicy(max_interval=timedelta(seconds=30)),
+)
+async def _start_run(request: _StartRequest) -> _Started:
+    """Stands for the activity each worker registers under this name, bound
+    to its client (``_starter``); never run itself."""
+    raise RuntimeError("perdure.schedule.start runs only in a worker")
+
+
+class _Starter:
+    """The start activity of one worker: starts a schedule's run with the
+    worker's client."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def start(self, request: _StartRequest) -> _Started:
+        client = self.client
+        if request.previous is not None:
+            # Its id's latest run: a run that continued as new runs on in it.
+            previous = client.get_handle(request.previous[0])
+            status = (await previous.describe()).status
+            if status == "running":
+                return _Started(None, f"{request.previous[0]} was still running")
+        handle = await client.start(
+            request.workflow,
+            *request.args,
+            id=request.workflow_id,
+            task_queue=request.task_queue,
+            id_conflict="use_existing",
+        )
+        return _Started(handle.run_id)
+
+
+def builtin_activities(client: Client) -> list[ActivityFunction[Any, Any]]:
+    """The activities every worker registers for schedules."""
+    starter = _Starter(client)
+    return [ActivityFunction(starter.start, START_ACTIVITY, _start_run.opts)]
+
+
+async def _run_once(
+    spec: ScheduleSpec, state: ScheduleState, due: float, *, trigger: bool = False
+) -> None:
+    suffix = f"~trigger{state.triggers}" if trigger else ""
+    run = ScheduledRun(due, f"{spec.schedule_id}@{iso(due)}{suffix}", trigger=trigger)
+    previous = state.last if spec.overlap == "skip" else None
+    request = _StartRequest(spec.workflow, spec.args, spec.task_queue, run.workflow_id, previous)
+    started = await _start_run(request)
+    run.run_id, run.skipped = started.run_id, started.skipped
+    if started.run_id is not None:
+        state.started += 1
+        state.last = [run.workflow_id, started.run_id]
+    else:
+        state.skipped += 1
+    state.recent = [*state.recent, run][-RECENT:]
+
+
+async def _catch_up(spec: ScheduleSpec, state: ScheduleState, now: float) -> None:
+    """Every time up to ``now`` has come: start one run, for the latest,
+    if it is within the catch-up window; count the others as missed."""
+    latest = latest_time(spec, state.cursor, now)
+    passed = count_times(spec, state.cursor, now)
+    state.cursor = now if latest is None else latest
+    if latest is not None and now - latest <= spec.catchup_window:
+        state.missed += max(0, passed - 1)
+        await _run_once(spec, state, latest)
+    else:
+        state.missed += passed
+
+
+def _publish(spec: ScheduleSpec, state: ScheduleState, due: float | None) -> None:
+    workflow.set_state(STATE_KEY, {"state": asdict(state), "next_run_at": due})
+
+
+@workflow.defn(name=SCHEDULE_WORKFLOW)
+async def schedule_workflow(spec: ScheduleSpec, state: ScheduleState | None = None) -> None:
+    """The workflow behind every schedule: sleep until the next time, start
+    its run, repeat; obey ``pause``, ``unpause`` and ``trigger`` signals."""
+    if state is None:
+        state = ScheduleState(cursor=workflow.now().timestamp())
+    while True:
+        now = workflow.now().timestamp()
+        due = None if state.paused else next_time(spec, state.cursor)
+        if due is not None and due <= now:
+            await _catch_up(spec, state, now)
+        else:
+            _publish(spec, state, due)
+            wait = None if due is None else due - now
+            try:
+                command = await workflow.wait_signal(SIGNAL, timeout=wait)
+            except TimeoutError:
+                continue  # (the time has come: the loop's next pass starts its run)
+            await _obey(spec, state, command)
+        if workflow.info().history_length >= spec.max_history:
+            _publish(spec, state, None if state.paused else next_time(spec, state.cursor))
+            workflow.continue_as_new(spec, state)
+
+
+async def _obey(spec: ScheduleSpec, state: ScheduleState, command: Any) -> None:
+    op = command.get("op") if isinstance(command, dict) else None
+    if op == "pause":
+        state.paused, state.note = True, command.get("note")
+    elif op == "unpause":
+        # Times that passed while paused are not caught up.
+        state.paused, state.note = False, command.get("note")
+        state.cursor = max(state.cursor, workflow.now().timestamp())
+    elif op == "trigger":
+        state.triggers += 1
+        await _run_once(spec, state, workflow.now().timestamp(), trigger=True)
+    elif op == "update":
+        new = _updated(spec, command.get("changes"))
+        if new is not None:
+            # From now on (not caught up from the last time), and in a new run,
+            # whose input is the new spec (what describe() shows).
+            state.cursor = max(state.cursor, workflow.now().timestamp())
+            _publish(new, state, None if state.paused else next_time(new, state.cursor))
+            workflow.continue_as_new(new, state)
+    else:
+        workflow.logger.warning("schedule %s: unknown command %r", spec.schedule_id, command)
+
+
+UPDATABLE = {"workflow", "args", "cron", "every", "timezone", "overlap", "catchup_window"}
+
+
+def _updated(spec: ScheduleSpec, raw: Any) -> ScheduleSpec | None:
+    """``spec`` with the changes an update signal carries, if this schedule
+    can take them (ScheduleHandle.update checked them; a signal sent by hand
+    may not be): bad ones are logged and ignored, never the schedule's end."""
+    try:
+        if not isinstance(raw, dict) or not set(raw) <= UPDATABLE:
+            raise ValueError(f"an update changes only {', '.join(sorted(UPDATABLE))}")
+        new = ScheduleSpec(**{**asdict(spec), **raw})
+        if (new.cron is None) == (new.every is None) or new.overlap not in OVERLAPS:
+            raise ValueError("it needs one of cron and every, and overlap skip or allow")
+        next_time(new, workflow.now().timestamp())  # (a bad cron, time zone or interval)
+    except (TypeError, ValueError, OverflowError) as error:
+        workflow.logger.warning(
+            "schedule %s: update ignored: %r (%s)", spec.schedule_id, raw, error
+        )
+        return None
+    return new
