@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from perdure import activity, workflow
 from perdure._schedule_spec import (
+    MAX_EVERY,
+    MIN_CATCHUP_WINDOW,
     OVERLAPS,
     RECENT,
     SCHEDULE_WORKFLOW,
@@ -130,7 +132,8 @@ def _publish(spec: ScheduleSpec, state: ScheduleState, due: float | None) -> Non
 @workflow.defn(name=SCHEDULE_WORKFLOW)
 async def schedule_workflow(spec: ScheduleSpec, state: ScheduleState | None = None) -> None:
     """The workflow behind every schedule: sleep until the next time, start
-    its run, repeat; obey ``pause``, ``unpause`` and ``trigger`` signals."""
+    its run, repeat; obey the ``pause``, ``unpause``, ``trigger`` and
+    ``update`` signals."""
     if state is None:
         state = ScheduleState(cursor=workflow.now().timestamp())
     while True:
@@ -187,8 +190,12 @@ def _updated(spec: ScheduleSpec, raw: Any) -> ScheduleSpec | None:
         new = ScheduleSpec(**{**asdict(spec), **raw})
         if (new.cron is None) == (new.every is None) or new.overlap not in OVERLAPS:
             raise ValueError("it needs one of cron and every, and overlap skip or allow")
-        next_time(new, workflow.now().timestamp())  # (a bad cron, time zone or interval)
-    except (TypeError, ValueError, OverflowError) as error:
+        if new.every is not None and not 1 <= new.every <= MAX_EVERY.total_seconds():
+            raise ValueError(f"an interval of {new.every!r} seconds")
+        if not new.catchup_window >= MIN_CATCHUP_WINDOW.total_seconds():
+            raise ValueError(f"a catch-up window of {new.catchup_window!r} seconds")
+        next_time(new, workflow.now().timestamp())  # (a bad cron or time zone)
+    except (TypeError, ValueError, ArithmeticError) as error:
         workflow.logger.warning(
             "schedule %s: update ignored: %r (%s)", spec.schedule_id, raw, error
         )

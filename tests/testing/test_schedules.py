@@ -348,7 +348,15 @@ async def test_a_bad_update_is_refused_or_ignored_never_fatal() -> None:
         with pytest.raises(TypeError, match="report"):
             await handle.update(args=(1, 2, 3), workflow=report)
         # A hand-made signal with a bad spec: logged and ignored.
-        for changes in ({"cron": "x", "every": None}, {"task_queue": "elsewhere"}, [1]):
+        for changes in (
+            {"cron": "x", "every": None},
+            {"every": 0},
+            {"every": -5},
+            {"catchup_window": 0},
+            {"task_queue": "elsewhere"},
+            {"timezone": "Mars/Olympus"},
+            [1],
+        ):
             await handle.workflow_handle.signal(
                 "perdure.schedule", {"op": "update", "changes": changes}
             )
