@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from perdure import workflow
 from perdure._checks import check_name
-from perdure._converter import DataConverter
+from perdure._converter import ENVELOPE_KEY, DataConverter
 from perdure._cron import Cron, CronError
 from perdure._schedule_spec import (
     MAX_EVERY,
@@ -43,7 +43,12 @@ from perdure._schedule_spec import (
     zone,
 )
 from perdure._schedule_workflow import schedule_workflow
-from perdure.errors import WorkflowAlreadyStartedError, WorkflowNotFoundError
+from perdure.errors import (
+    PayloadCodecError,
+    PayloadError,
+    WorkflowAlreadyStartedError,
+    WorkflowNotFoundError,
+)
 
 if TYPE_CHECKING:
     from perdure._handle import WorkflowHandle
@@ -223,7 +228,8 @@ class ScheduleHandle:
     async def describe(self) -> ScheduleDescription:
         described = await self._workflow_description()
         args = [*described.input.get("args", []), None, None]
-        return describe(described.status, args[0], args[1], described.state.get(STATE_KEY))
+        published = described.state.get(STATE_KEY)
+        return describe(self.id, described.status, args[0], args[1], published)
 
     async def _workflow_description(self) -> WorkflowDescription:
         """The schedule's workflow described (WorkflowNotFoundError naming the
@@ -231,9 +237,7 @@ class ScheduleHandle:
         try:
             described = await self.workflow_handle.describe()
         except WorkflowNotFoundError:
-            raise WorkflowNotFoundError(
-                f"no schedule {self.id!r} (its workflow would be {schedule_workflow_id(self.id)!r})"
-            ) from None
+            raise self._not_found() from None
         if described.workflow_type != SCHEDULE_WORKFLOW:
             raise WorkflowNotFoundError(
                 f"no schedule {self.id!r}: {described.id!r} is a run of "
@@ -266,7 +270,7 @@ class ScheduleHandle:
         the new spec (its counts and latest runs kept). Its task queue cannot
         change: delete it and create it again."""
         described = await self._workflow_description()
-        old = ScheduleSpec(**described.input["args"][0])
+        old = _spec_of(self.id, described.input.get("args", [None])[0])
         target = old.workflow if workflow is None else workflow
         if args is None:  # (kept as they were encoded: checked against no signature)
             target = self.client._resolve(target)[1]
@@ -313,10 +317,21 @@ class ScheduleHandle:
     async def delete(self) -> None:
         """End the schedule at once (its workflow is terminated). Runs it
         started go on. Its id may then be used by a new schedule."""
-        await self.workflow_handle.terminate("schedule deleted")
+        try:
+            await self.workflow_handle.terminate("schedule deleted")
+        except WorkflowNotFoundError:
+            raise self._not_found() from None
 
     async def _command(self, command: dict[str, Any]) -> None:
-        await self.workflow_handle.signal(SIGNAL, command)
+        try:
+            await self.workflow_handle.signal(SIGNAL, command)
+        except WorkflowNotFoundError:
+            raise self._not_found() from None
+
+    def _not_found(self) -> WorkflowNotFoundError:
+        return WorkflowNotFoundError(
+            f"no schedule {self.id!r} (its workflow would be {schedule_workflow_id(self.id)!r})"
+        )
 
     def __repr__(self) -> str:
         return f"<ScheduleHandle {self.id!r}>"
@@ -332,9 +347,26 @@ def _run_of(raw: dict[str, Any]) -> ScheduledRun:
     )
 
 
-def describe(status: str, raw_spec: Any, raw_state: Any, published: Any) -> ScheduleDescription:
+def _spec_of(schedule_id: str, raw: Any) -> ScheduleSpec:
+    """The spec a schedule's workflow was started with, as ``describe()``
+    shows its input; PayloadCodecError if codecs this client lacks sealed it."""
+    if isinstance(raw, dict) and ENVELOPE_KEY in raw:
+        raise PayloadCodecError(
+            f"schedule {schedule_id!r} is stored through payload codecs this client does "
+            f"not have: connect with the DataConverter that created it "
+            f"(the CLI's --converter MODULE:NAME)"
+        )
+    try:
+        return ScheduleSpec(**raw)
+    except TypeError as error:
+        raise PayloadError(f"schedule {schedule_id!r}: its spec cannot be read: {error}") from None
+
+
+def describe(
+    schedule_id: str, status: str, raw_spec: Any, raw_state: Any, published: Any
+) -> ScheduleDescription:
     """A description from the schedule workflow's input and published state."""
-    spec = ScheduleSpec(**raw_spec)
+    spec = _spec_of(schedule_id, raw_spec)
     if isinstance(published, dict):
         raw_state, next_at = published["state"], published["next_run_at"]
     else:  # (no worker has run it yet)

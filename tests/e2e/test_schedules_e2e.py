@@ -11,10 +11,12 @@ import math
 import time
 from datetime import timedelta
 
+import pytest
 from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import workflow
+from perdure.codecs import ZlibCodec
 
 
 @workflow.defn
@@ -56,3 +58,31 @@ async def test_workers_back_after_an_outage_start_one_run_for_the_latest_time(
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+async def test_a_schedule_sealed_by_codecs_needs_them_to_be_read(db_url: str) -> None:
+    """A schedule made through codecs (its arguments sealed at rest) is
+    described by a client with them; one without says which converter it
+    needs, and can still pause it and delete it."""
+    sealed = await perdure.Client.connect(db_url, converter=perdure.DataConverter([ZlibCodec()]))
+    plain = await perdure.Client.connect(db_url)
+    try:
+        made = await sealed.create_schedule("zipped", tick, "z", every=timedelta(hours=1))
+        assert (await made.describe()).every == timedelta(hours=1)
+        with pytest.raises(perdure.PayloadCodecError, match="payload codecs this client"):
+            await plain.get_schedule("zipped").describe()
+        async with fast_worker(sealed, [tick], []):
+            await plain.get_schedule("zipped").pause("from a plain client")
+
+            async def paused() -> bool:
+                return (await made.describe()).paused
+
+            await wait_until(paused, what="the pause")
+        assert (await made.describe()).note == "from a plain client"
+        with pytest.raises(perdure.WorkflowNotFoundError, match="no schedule 'nope'"):
+            await plain.get_schedule("nope").pause()
+        await plain.get_schedule("zipped").delete()
+        assert (await made.describe()).status == "terminated"
+    finally:
+        await sealed.close()
+        await plain.close()

@@ -168,6 +168,7 @@ def list_(
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
     limit: int = typer.Option(100, "--limit", "-n", help="At most this many."),
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """The schedules there are (not deleted), newest first."""
 
@@ -191,7 +192,7 @@ def list_(
             )
         out.print(table)
 
-    run(db, work)
+    run(db, work, converter=converter)
 
 
 @schedule_app.command("show")
@@ -199,6 +200,7 @@ def show(
     schedule_id: str = IdArg,
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
+    converter: Optional[str] = ConverterOption,
 ) -> None:
     """A schedule: when it runs, its next time, the runs it started lately."""
 
@@ -223,13 +225,12 @@ def show(
             out.print(f"  {local_time(r.scheduled_time)}  {escape(r.workflow_id)}  {escape(what)}")
         out.print(f"[dim]perdure show schedule:{escape(d.schedule_id)}   (its own workflow)[/]")
 
-    run(db, work)
+    run(db, work, converter=converter)
 
 
 def _command(schedule_id: str, db: Optional[str], op: str, note: Optional[str] = None) -> None:
     async def work(client: Client) -> None:
         handle = client.get_schedule(schedule_id)
-        await handle.describe()  # (an unknown id: exit 3, before anything is sent)
         if op == "pause":
             await handle.pause(note)
         elif op == "unpause":

@@ -98,7 +98,6 @@ async def create_schedule(
 
 async def _command(client: Client, schedule_id: str, request: Request, op: str) -> Any:
     handle = client.get_schedule(schedule_id)
-    await handle.describe()  # (404 for an unknown id, before anything is sent)
     if op == "trigger":
         await handle.trigger()
     else:
