@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,8 @@ class ChaosReport:
     workers_started: int = 0
     workflows: Counter[str] = field(default_factory=Counter)
     signals_accepted: int = 0
+    scheduled: int = 0  # runs the schedule started (one per time)
+    missed: int = 0  # times it missed (no worker ran it then)
     counts: checks.Counts = field(default_factory=checks.Counts)
 
     @property
@@ -93,7 +96,9 @@ class ChaosReport:
             f"{sum(self.workflows.values())} workflows ({dict(self.workflows)}) over "
             f"{c.runs} runs and {c.events} events; {c.executions} activity executions "
             f"({c.re_executions} re-run after a kill, {c.planned_failures} planned failures "
-            f"retried); {self.signals_accepted} signals; {c.timers_fired} timers fired"
+            f"retried); {self.signals_accepted} signals; {c.timers_fired} timers fired; "
+            f"a 1 s schedule started {self.scheduled} runs, one per time "
+            f"({self.missed} times missed)"
         )
 
 
@@ -253,6 +258,17 @@ def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
     return kind, [tag, 0, rng.randint(2, 4), []], 0
 
 
+# A schedule runs through the chaos too: a pipeline every second, each time's
+# run under its own id (deleted when the chaos ends, then checked like any run).
+BEAT = "chaos-beat"
+BEAT_ARGS = ["beat", 2, 2]
+
+
+def scheduled_runs(client: perdure.SyncClient) -> list[perdure.WorkflowExecution]:
+    found = client.list(workflow="pipeline", search=f"{BEAT}@", limit=100_000)
+    return [r for r in found if r.id.startswith(f"{BEAT}@")]
+
+
 def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     """Run one chaos session and check it; raises :class:`ChaosFailure` (or an
     :class:`~chaos_checks.InvariantError`) with diagnostics when a guarantee broke."""
@@ -269,6 +285,10 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         for _ in range(cfg.workers):
             fleet.start()
         _wait(lambda: all(fleet.ready(w) for w in fleet.live()), 30, fleet, "workers to start")
+        beat = client.create_schedule(
+            BEAT, "pipeline", *BEAT_ARGS, every=timedelta(seconds=1), overlap="allow"
+        )
+        beating = True
         chaos_end = time.monotonic() + cfg.seconds
         next_kill = time.monotonic() + rng.uniform(*cfg.kill_every)
         next_poll = 0.0
@@ -284,6 +304,9 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 calm_since = now
             else:
                 fleet.armed = False
+                if beating:
+                    beat.delete()
+                    beating = False
             open_flows = [f for f in flows if not f.done]
             if chaotic and len(open_flows) < cfg.max_open:
                 kind, args, signals = new_workflow(rng, len(flows))
@@ -308,7 +331,8 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 for f in open_flows:
                     status = client.get_handle(f.id).describe().status
                     f.done = status in CLOSED
-                if not chaotic and all(f.done for f in flows):
+                ended = not chaotic and all(f.done for f in flows)
+                if ended and all(r.status in CLOSED for r in scheduled_runs(client)):
                     break
             if now > calm_since + cfg.drain_timeout:
                 stuck = [f.id for f in flows if not f.done]
@@ -389,6 +413,27 @@ def _verify(
         expected = workloads.expected_result(f.kind, f.args, f.accepted)
         if result != expected:
             raise checks.InvariantError(f"{f.id}: result {result!r}, expected {expected!r}")
+    # The schedule's runs: one per time, each checked as any run and complete;
+    # none started that the schedule did not count, but for the one its
+    # deletion may have cut off between the start and its record.
+    scheduled = scheduled_runs(client)
+    for run in scheduled:
+        status, _ = check_run(run.id, run.run_id, None)
+        if status != "completed":
+            raise checks.InvariantError(f"{run.id} (scheduled) ended {status}")
+        result = client.get_handle(run.id).result(timeout=5)
+        if result != workloads.expected_result("pipeline", BEAT_ARGS, []):
+            raise checks.InvariantError(f"{run.id}: result {result!r}")
+    if len({run.id for run in scheduled}) != len(scheduled):
+        raise checks.InvariantError(f"a time of the schedule has two runs: {scheduled}")
+    told = client.get_schedule(BEAT).describe()
+    if not told.runs_started <= len(scheduled) <= told.runs_started + 1:
+        raise checks.InvariantError(
+            f"the schedule counted {told.runs_started} runs, but {len(scheduled)} exist"
+        )
+    r.scheduled, r.missed = len(scheduled), told.times_missed
+    for run in client.list(workflow="perdure.schedule", search=BEAT, limit=100_000):
+        checks.check_history_shape(run.run_id, client.get_handle(run.id, run.run_id).history())
     executions = []
     for path in sorted(side.glob("exec-*.log")):
         executions += [
