@@ -32,6 +32,7 @@ from perdure._schedule_spec import (
     next_time,
 )
 from perdure.activity import ActivityFunction
+from perdure.errors import WorkflowNotFoundError
 from perdure.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -75,8 +76,12 @@ class _Starter:
         client = self.client
         if request.previous is not None:
             # Its id's latest run: a run that continued as new runs on in it.
+            # (Gone, deleted by a retention job: not running either.)
             previous = client.get_handle(request.previous[0])
-            status = (await previous.describe()).status
+            try:
+                status = (await previous.describe()).status
+            except WorkflowNotFoundError:
+                status = "deleted"
             if status == "running":
                 return _Started(None, f"{request.previous[0]} was still running")
         handle = await client.start(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import time
 from datetime import timedelta
 
@@ -86,3 +87,27 @@ async def test_a_schedule_sealed_by_codecs_needs_them_to_be_read(db_url: str) ->
     finally:
         await sealed.close()
         await plain.close()
+
+
+@pytest.mark.sqlite_only
+async def test_the_last_run_deleted_by_a_retention_job_does_not_stop_the_schedule(
+    db_url: str, client: perdure.Client
+) -> None:
+    """With overlap "skip" the schedule looks at its last run before the next;
+    a retention job (docs/operations.md) may have deleted it: not running."""
+    schedule = await client.create_schedule("kept", tick, "k", every=timedelta(seconds=1))
+    async with fast_worker(client, [tick], []):
+
+        async def started(n: int) -> bool:
+            return (await schedule.describe()).runs_started >= n
+
+        await wait_until(lambda: started(1), what="the first run")
+        first = (await schedule.describe()).recent[0]
+        await client.get_handle(first.workflow_id).result(timeout=10)
+        path = db_url.removeprefix("sqlite:///")
+        with sqlite3.connect(path, timeout=30) as db:  # (the retention job's statements)
+            db.execute("DELETE FROM events WHERE run_id = ?", (first.run_id,))
+            db.execute("DELETE FROM runs WHERE run_id = ?", (first.run_id,))
+        await wait_until(lambda: started(3), what="two more runs")
+        described = await schedule.describe()
+    assert all(r.skipped is None for r in described.recent)
