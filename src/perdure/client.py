@@ -40,7 +40,7 @@ from perdure._views import (
     _timestamp,
 )
 from perdure._waiting import EndWatch, OpenRuns, ResultWatch
-from perdure.schedules import Overlap, ScheduleDescription, ScheduleHandle
+from perdure.schedules import IfExists, Overlap, ScheduleDescription, ScheduleHandle
 from perdure.workflow import definition_of
 
 __all__ = [
@@ -355,6 +355,7 @@ class Client:
         catchup_window: timedelta = timedelta(days=1),
         paused: bool = False,
         note: str | None = None,
+        if_exists: IfExists = "fail",
     ) -> ScheduleHandle:
         """Start ``workflow(*args)`` at each time of ``cron`` (five fields, read
         on ``timezone``'s wall clock) or ``every`` interval (aligned on the
@@ -362,8 +363,10 @@ class Client:
         time while the run the schedule started last is still running;
         ``"allow"`` starts it anyway. After workers were away, one run is
         started for the latest time passed, if it is within
-        ``catchup_window``. Refused (``WorkflowAlreadyStartedError``) while a
-        schedule with this id exists. See docs/schedules.md."""
+        ``catchup_window``. If a schedule with this id exists,
+        ``if_exists="fail"`` raises ``WorkflowAlreadyStartedError``, ``"keep"``
+        leaves it, ``"update"`` updates it to these arguments (for a script
+        run at each deploy). See docs/schedules.md."""
         spec = schedules.make_spec(
             self,
             schedule_id,
@@ -376,7 +379,7 @@ class Client:
             overlap=overlap,
             catchup_window=catchup_window,
         )
-        return await schedules.create(self, spec, paused, note)
+        return await schedules.create(self, spec, paused, note, if_exists)
 
     def get_schedule(self, schedule_id: str) -> ScheduleHandle:
         """The handle of the schedule ``schedule_id`` (not checked until used)."""

@@ -42,7 +42,7 @@ from perdure._schedule_spec import (
     schedule_workflow_id,
     zone,
 )
-from perdure._schedule_workflow import schedule_workflow
+from perdure._schedule_workflow import UPDATABLE, schedule_workflow
 from perdure.errors import (
     PayloadCodecError,
     PayloadError,
@@ -65,6 +65,8 @@ __all__ = [
 ]
 
 Overlap = Literal["skip", "allow"]
+IfExists = Literal["fail", "keep", "update"]
+IF_EXISTS = ("fail", "keep", "update")
 
 
 @dataclass(frozen=True)
@@ -191,26 +193,37 @@ def make_spec(
 
 
 async def create(
-    client: Client, spec: ScheduleSpec, paused: bool, note: str | None
+    client: Client, spec: ScheduleSpec, paused: bool, note: str | None, if_exists: str = "fail"
 ) -> ScheduleHandle:
-    """Start the schedule's workflow: refused if a schedule with this id is
-    running; a deleted schedule's id may be used again."""
+    """Start the schedule's workflow. If a schedule with this id exists:
+    ``if_exists="fail"`` raises, ``"keep"`` leaves it as it is, ``"update"``
+    updates it to ``spec`` (if anything differs). A deleted schedule's id may
+    be used again."""
+    if if_exists not in IF_EXISTS:
+        raise ValueError(f"if_exists must be 'fail', 'keep' or 'update', not {if_exists!r}")
     wid = schedule_workflow_id(spec.schedule_id)
     state = ScheduleState(cursor=client.store.clock(), paused=paused, note=note)
     _, new = client._new_run(schedule_workflow, (spec, state), wid, spec.task_queue, None, None)
     run, created = await client.store.create_run(new, "use_existing")
+    handle = ScheduleHandle(client, spec.schedule_id)
     if not created:
+        if run.is_open and if_exists == "keep":
+            return handle
+        if run.is_open and if_exists == "update":
+            await handle._update_to(spec)
+            return handle
         if run.is_open:
             raise WorkflowAlreadyStartedError(
                 f"schedule {spec.schedule_id!r} already exists (its workflow {wid!r}, run "
-                f"{run.run_id}): delete it first, or give the new one another id",
+                f"{run.run_id}): update it, delete it first, or give the new one another "
+                f"id (if_exists='update' or 'keep' for a script run at each deploy)",
                 workflow_id=wid,
                 run_id=run.run_id,
             )
         # A deleted schedule's id: its ended run makes way for the new one.
         _, new = client._new_run(schedule_workflow, (spec, state), wid, spec.task_queue, None, None)
         await client.store.create_run(new, "terminate_existing")
-    return ScheduleHandle(client, spec.schedule_id)
+    return handle
 
 
 class ScheduleHandle:
@@ -327,6 +340,22 @@ class ScheduleHandle:
             await self.workflow_handle.signal(SIGNAL, command)
         except WorkflowNotFoundError:
             raise self._not_found() from None
+
+    async def _update_to(self, spec: ScheduleSpec) -> None:
+        """Send the fields of ``spec`` that differ from the schedule's (none: nothing)."""
+        old = _spec_of(self.id, (await self._workflow_description()).input["args"][0])
+        if old.task_queue != spec.task_queue:
+            raise ValueError(
+                f"schedule {self.id!r} runs on task queue {old.task_queue!r}, not "
+                f"{spec.task_queue!r}: delete it and create it again to move it"
+            )
+        changes = {
+            name: getattr(spec, name)
+            for name in sorted(UPDATABLE)
+            if getattr(spec, name) != getattr(old, name)
+        }
+        if changes:
+            await self._command({"op": "update", "changes": changes})
 
     def _not_found(self) -> WorkflowNotFoundError:
         return WorkflowNotFoundError(

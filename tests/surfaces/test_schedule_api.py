@@ -64,6 +64,8 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
         assert made.json()["schedule_id"] == "team/often" and made.json()["every_seconds"] == 1.0
         again = await api.post("/api/schedules", json=body)
         assert again.status_code == 409 and "already exists" in again.json()["detail"]
+        kept = await api.post("/api/schedules", json={**body, "if_exists": "keep"})
+        assert kept.status_code == 201 and kept.json()["every_seconds"] == 1.0
         assert (await api.get("/api/schedules/nope")).status_code == 404
         assert (await api.post("/api/schedules/nope/pause")).status_code == 404
 

@@ -44,6 +44,12 @@ def test_schedule_commands_end_to_end(tmp_path: Path) -> None:
     assert "Created schedule nightly: double cron 0 3 * * * (Europe/Paris)" in made.stdout
     again = cli("schedule", "create", "nightly", "double", "--cron", "@daily", "--db", db)
     assert again.returncode == 5 and "'nightly' already exists" in again.stderr
+    kept = cli(
+        "schedule", "create", "nightly", "double", "--cron", "@daily", "--if-exists", "keep",
+        "--db", db,
+    )  # fmt: skip
+    assert kept.returncode == 0 and "Schedule nightly is in place" in kept.stdout
+    assert shown(db, "nightly")["cron"] == "0 3 * * *"
     missing = cli("schedule", "show", "nope", "--db", db)
     assert missing.returncode == 3 and "no schedule 'nope'" in missing.stderr
     made = cli("schedule", "create", "often", "double", "--arg", "2", "--every", "1s", "--db", db)

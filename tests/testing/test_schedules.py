@@ -364,3 +364,45 @@ async def test_a_bad_update_is_refused_or_ignored_never_fatal() -> None:
         described = await handle.describe()
     assert described.status == "running" and described.runs_started == 1
     assert described.every == timedelta(hours=1)
+
+
+async def test_a_deploy_script_may_create_it_each_time() -> None:
+    """if_exists: "keep" leaves an existing schedule as it is; "update"
+    brings it to the arguments given, and sends nothing when they match."""
+    async with env() as e:
+        first = await e.client.create_schedule(
+            "deployed", report, Report("v1", 1), cron="0 * * * *", if_exists="update"
+        )
+        kept = await e.client.create_schedule(
+            "deployed", report, Report("v9", 9), cron="@daily", if_exists="keep"
+        )
+        await e.sleep(timedelta(seconds=1))
+        assert (await kept.describe()).cron == "0 * * * *"
+        await e.client.create_schedule(
+            "deployed", report, Report("v2", 2), cron="30 * * * *", if_exists="update"
+        )
+        await e.sleep(timedelta(seconds=1))
+        updated = await first.describe()
+        assert updated.cron == "30 * * * *"
+        run_id = (await first.workflow_handle.describe()).run_id
+        await e.client.create_schedule(  # the same again: nothing to send
+            "deployed", report, Report("v2", 2), cron="30 * * * *", if_exists="update"
+        )
+        await e.sleep(timedelta(minutes=31))  # 12:30
+        assert (await first.workflow_handle.describe()).run_id == run_id  # (no update)
+        described = await first.describe()
+        done = await results(e, described)
+        with pytest.raises(ValueError, match="runs on task queue 'default', not 'other'"):
+            await e.client.create_schedule(
+                "deployed", report, Report("v2", 2), cron="@daily", task_queue="other",
+                if_exists="update",
+            )  # fmt: skip
+        with pytest.raises(ValueError, match="if_exists must be"):
+            await e.client.create_schedule(
+                "deployed",
+                report,
+                Report("v2", 2),
+                cron="@daily",
+                if_exists="replace",  # type: ignore[arg-type]
+            )
+    assert done == ["v2:2@2026-12-05T12:30+00:00"]

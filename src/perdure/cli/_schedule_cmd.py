@@ -88,6 +88,9 @@ def create(
         "1d", help="After an outage, start a run for the latest time passed within this."
     ),
     paused: bool = typer.Option(False, "--paused", help="Create it paused."),
+    if_exists: str = typer.Option(
+        "fail", "--if-exists", help="If it exists: fail, keep it, or update it to these."
+    ),
     note: Optional[str] = NoteOption,
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
@@ -112,6 +115,7 @@ def create(
                 catchup_window=window,
                 paused=paused,
                 note=note,
+                if_exists=if_exists,  # type: ignore[arg-type]
             )
         except ValueError as exc:
             fail(EXIT_USAGE, str(exc))
@@ -119,10 +123,13 @@ def create(
         if as_json:
             print_json(described.to_json())
             return
-        out.print(
-            f"Created schedule [bold]{escape(schedule_id)}[/]: {escape(workflow)} "
-            f"{escape(_when(described))}; next run {local_time(described.next_run_at)}"
-        )
+        if if_exists == "fail":
+            out.print(
+                f"Created schedule [bold]{escape(schedule_id)}[/]: {escape(workflow)} "
+                f"{escape(_when(described))}; next run {local_time(described.next_run_at)}"
+            )
+        else:  # (made, kept, or updated: an update applies at its next turn)
+            out.print(f"Schedule [bold]{escape(schedule_id)}[/] is in place")
 
     run(db, work, converter=converter)
 

@@ -97,6 +97,9 @@ class ScheduleRequest(_Strict):
     catchup_window_seconds: float = Field(86_400.0, ge=10, le=MAX_SPAN)
     paused: StrictBool = False
     note: Optional[str] = Field(None, max_length=10_000)
+    if_exists: Literal["fail", "keep", "update"] = Field(
+        "fail", description="If it exists: fail (409), keep it, or update it to this."
+    )
 
 
 class ScheduleUpdate(_Strict):

@@ -90,6 +90,7 @@ async def create_schedule(
             catchup_window=timedelta(seconds=body.catchup_window_seconds),
             paused=body.paused,
             note=body.note,
+            if_exists=body.if_exists,
         )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
