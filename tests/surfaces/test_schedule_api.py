@@ -105,6 +105,20 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
             await api.post("/api/schedules/nope/update", json={"cron": "@daily"})
         ).status_code == 404
 
+        body = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-01T00:00:02Z"}
+        filled = await api.post("/api/schedules/team/often/backfill", json=body)
+        assert filled.status_code == 200, filled.text
+        assert [r["scheduled_time"] for r in filled.json()["runs"]] == [
+            f"2026-11-01T00:00:0{s}+00:00"
+            for s in (0, 2)  # (every 2 s by now)
+        ]
+        assert (
+            await reader.post("/api/schedules/team/often/backfill", json=body)
+        ).status_code == 403
+        huge = {"start": "2026-01-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"}
+        too_many = await api.post("/api/schedules/team/often/backfill", json=huge)
+        assert too_many.status_code == 422 and "more than 1000 times" in too_many.text
+
         listed = (await reader.get("/api/schedules")).json()["items"]
         assert [s["schedule_id"] for s in listed] == ["team/often"]
         assert (await reader.delete("/api/schedules/team/often")).status_code == 403

@@ -84,6 +84,20 @@ def test_schedule_commands_end_to_end(tmp_path: Path) -> None:
         assert gone.returncode == 3 and "no schedule 'nope'" in gone.stderr
     finally:
         worker.stop()
+    filled = cli(
+        "schedule", "backfill", "nightly", "--from", "2026-11-01T00:00:00+00:00",
+        "--to", "2026-11-03T12:00:00+00:00", "--json", "--db", db,
+    )  # fmt: skip
+    assert filled.returncode == 0, filled.stderr
+    assert [r["workflow_id"] for r in json.loads(filled.stdout)] == [
+        f"nightly@2026-11-0{d}T02:00:00Z"
+        for d in (1, 2, 3)  # 03:00 in Paris
+    ]
+    again = cli("schedule", "backfill", "nightly", "--from", "2026-11-02T00:00:00Z",
+                "--to", "2026-11-02T23:00:00Z", "--db", db)  # fmt: skip
+    assert "0 runs started, 1 times already had theirs" in again.stdout, again.stderr
+    bad = cli("schedule", "backfill", "nightly", "--from", "yesterday", "--db", db)
+    assert bad.returncode == 2 and "--from" in bad.stderr
     table = cli("schedule", "list", "--db", db).stdout
     assert "nightly" in table and "often" in table and "Europe/Paris" in table
     deleted = cli("schedule", "delete", "nightly", "--db", db)

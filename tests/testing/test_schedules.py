@@ -406,3 +406,39 @@ async def test_a_deploy_script_may_create_it_each_time() -> None:
                 if_exists="replace",  # type: ignore[arg-type]
             )
     assert done == ["v2:2@2026-12-05T12:30+00:00"]
+
+
+async def test_backfill_starts_the_times_of_a_range_once() -> None:
+    async with env() as e:
+        handle = await e.client.create_schedule(
+            "daily", report, Report("b", 1), cron="0 2 * * *", paused=True
+        )
+        day = datetime(2026, 12, 1, tzinfo=UTC)
+        runs = await handle.backfill(day, day + timedelta(days=2, hours=2))  # 1st, 2nd, 3rd
+        again = await handle.backfill(
+            day + timedelta(days=2), datetime(2026, 12, 3, 2)
+        )  # naive: UTC
+        done = [await e.client.get_handle(r.workflow_id).result() for r in runs]
+        with pytest.raises(ValueError, match="more than 1000 times"):
+            await handle.backfill(day - timedelta(days=3000), day)
+        with pytest.raises(ValueError, match="before its start"):
+            await handle.backfill(day, day - timedelta(days=1))
+        await handle.delete()
+        with pytest.raises(perdure.WorkflowClosedError, match="was deleted"):
+            await handle.backfill(day, day)
+    assert [r.workflow_id for r in runs] == [
+        "daily@2026-12-01T02:00:00Z",
+        "daily@2026-12-02T02:00:00Z",
+        "daily@2026-12-03T02:00:00Z",
+    ]
+    assert all(r.skipped is None for r in runs)
+    assert done == [
+        "b:1@2026-12-05T12:00+00:00",  # (run now: the time is the id's)
+        "b:1@2026-12-05T12:00+00:00",
+        "b:1@2026-12-05T12:00+00:00",
+    ]
+    [kept] = again
+    assert (
+        kept.run_id == runs[2].run_id
+        and kept.skipped == "daily@2026-12-03T02:00:00Z already has its run"
+    )

@@ -28,6 +28,7 @@ from perdure.cli._operator import (
     local_time,
     print_json,
     run,
+    when_option,
 )
 from perdure.client import Client, WorkflowDescription
 from perdure.errors import WorkflowCancelledError, WorkflowFailedError, WorkflowTerminatedError
@@ -40,7 +41,6 @@ from perdure.server._query import (
     final_description,
     list_page,
     outcome_json,
-    parse_when,
 )
 
 out = Console(highlight=False, soft_wrap=True)
@@ -58,17 +58,6 @@ STATUS_STYLE = {
 
 def status_text(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'bold')}]{escape(status)}[/]"
-
-
-def _when(text: Optional[str], option: str) -> Optional[datetime]:
-    if text is None:
-        return None
-    local = datetime.now().astimezone()
-    assert local.tzinfo is not None  # astimezone() always sets one
-    try:
-        return parse_when(text, now=local, naive_tz=local.tzinfo)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 @app.command("list", epilog=EPILOG, rich_help_panel="Inspect")
@@ -98,8 +87,8 @@ def list_workflows(
     query = ListQuery(
         status=status,
         workflow_type=workflow_type,
-        since=_when(since, "--since"),
-        until=_when(until, "--until"),
+        since=when_option(since, "--since"),
+        until=when_option(until, "--until"),
         search=search,
         retrying=retrying,
         latest=latest,

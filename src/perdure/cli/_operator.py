@@ -37,6 +37,7 @@ from perdure.errors import (
     WorkflowResetError,
     WorkflowTerminatedError,
 )
+from perdure.server._query import parse_when
 
 __all__ = [
     "EPILOG",
@@ -135,6 +136,19 @@ def print_json(value: Any) -> None:
 
 def local_time(when: datetime | None) -> str:
     return "-" if when is None else when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def when_option(text: Optional[str], option: str) -> Optional[datetime]:
+    """An option's time: ISO 8601 (naive: the local zone) or an age (2h, 3d);
+    exit 2 naming the option if it cannot be read."""
+    if text is None:
+        return None
+    local = datetime.now().astimezone()
+    assert local.tzinfo is not None  # astimezone() always sets one
+    try:
+        return parse_when(text, now=local, naive_tz=local.tzinfo)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def _sqlite_file(url: str) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,9 +20,8 @@ from rich.markup import escape
 
 from perdure._converter import DataConverter
 from perdure.cli._app import ConverterOption, ModulesArg, app, collect, load_module
-from perdure.cli._operator import EXIT_USAGE, converter_of, err, fail, print_json, run
+from perdure.cli._operator import EXIT_USAGE, converter_of, err, fail, print_json, run, when_option
 from perdure.client import Client
-from perdure.server._query import parse_when
 from perdure.testing._replayer import Replayer, ReplayResult
 
 out = Console(highlight=False, soft_wrap=True)
@@ -86,7 +84,7 @@ def replay(
             f"--workflow {workflow!r} is not among the workflows of {', '.join(modules)} "
             f"(found: {', '.join(sorted(replayer.workflows))})",
         )
-    since_time = _since(since)
+    since_time = when_option(since, "--since")
 
     async def work(client: Client) -> int:
         found = await replayer.replay_store(client.store, workflow=workflow, since=since_time)
@@ -113,17 +111,6 @@ def _replay_file(replayer: Replayer, path: Path) -> ReplayResult:
         return replayer.replay_file(path)
     except ValueError as exc:
         fail(EXIT_USAGE, str(exc))
-
-
-def _since(text: Optional[str]) -> Optional[datetime]:
-    if text is None:
-        return None
-    local = datetime.now().astimezone()
-    assert local.tzinfo is not None  # astimezone() always sets one
-    try:
-        return parse_when(text, now=local, naive_tz=local.tzinfo)
-    except ValueError as exc:
-        fail(EXIT_USAGE, f"--since: {exc}")
 
 
 def _report(results: Sequence[tuple[str | None, ReplayResult]], as_json: bool) -> int:

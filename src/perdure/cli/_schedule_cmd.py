@@ -8,6 +8,7 @@ Imports the public API, typer and rich; exit codes come from ``_operator.run``.
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Optional
 
@@ -26,6 +27,7 @@ from perdure.cli._operator import (
     parse_json,
     print_json,
     run,
+    when_option,
 )
 from perdure.client import Client
 from perdure.schedules import ScheduleDescription
@@ -250,6 +252,38 @@ def _command(schedule_id: str, db: Optional[str], op: str, note: Optional[str] =
         out.print(f"{done.get(op, 'Deleted')} schedule {escape(schedule_id)}")
 
     run(db, work)
+
+
+@schedule_app.command("backfill")
+def backfill(
+    schedule_id: str = IdArg,
+    start: str = typer.Option(..., "--from", help="The first time: ISO 8601 or an age (3d)."),
+    end: str = typer.Option("0s", "--to", help="The last time (default: now)."),
+    db: Optional[str] = DbOption,
+    as_json: bool = JsonOption,
+    converter: Optional[str] = ConverterOption,
+) -> None:
+    """Start the runs of the schedule's times in a range (each time once)."""
+    first, last = when_option(start, "--from"), when_option(end, "--to")
+    assert first is not None and last is not None
+
+    async def work(client: Client) -> None:
+        try:
+            runs = await client.get_schedule(schedule_id).backfill(first, last)
+        except ValueError as exc:
+            fail(EXIT_USAGE, str(exc))
+        if as_json:
+            print_json([asdict(r) for r in runs])
+            return
+        made = [r for r in runs if r.skipped is None]
+        out.print(
+            f"Backfilled schedule {escape(schedule_id)}: {len(made)} runs started, "
+            f"{len(runs) - len(made)} times already had theirs"
+        )
+        for r in made:
+            out.print(f"  {local_time(r.scheduled_time)}  {escape(r.workflow_id)}")
+
+    run(db, work, converter=converter)
 
 
 @schedule_app.command("pause")

@@ -31,6 +31,7 @@ __all__ = [
     "START_BODY",
     "WRITE_ERRORS",
     "ServerState",
+    "backfill_request",
     "client_of",
     "error_responses",
     "json_body",
@@ -158,6 +159,7 @@ def required_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 start_request = required_body(m.StartRequest)
 schedule_request = required_body(m.ScheduleRequest)
 update_request = required_body(m.ScheduleUpdate)
+backfill_request = required_body(m.BackfillRequest)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

@@ -4,6 +4,7 @@ document. Imports pydantic only; the field names match ``_query``'s JSON views.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -112,6 +113,15 @@ class ScheduleUpdate(_Strict):
     timezone: Optional[str] = None
     overlap: Optional[Literal["skip", "allow"]] = None
     catchup_window_seconds: Optional[float] = Field(None, ge=10, le=MAX_SPAN)
+
+
+class BackfillRequest(_Strict):
+    start: datetime = Field(description="The first time (ISO 8601; naive: UTC).")
+    end: datetime = Field(description="The last time, included.")
+
+
+class Backfilled(BaseModel):
+    runs: list[ScheduledRun] = Field(description="Each time's run (skipped: it had one).")
 
 
 class NoteRequest(_Strict):

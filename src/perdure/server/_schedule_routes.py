@@ -8,6 +8,7 @@ Imports fastapi, the public Client API and ``_deps``.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from perdure.server import _models as m
 from perdure.server._deps import (
     READ_ERRORS,
     WRITE_ERRORS,
+    backfill_request,
     client_of,
     error_responses,
     optional_body,
@@ -183,6 +185,33 @@ async def update_schedule(
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return {"id": schedule_id, "action": "update"}
+
+
+@router.post(
+    "/{schedule_id:path}/backfill",
+    response_model=m.Backfilled,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": m.BackfillRequest.model_json_schema()}},
+        }
+    },
+)
+async def backfill_schedule(
+    client: ClientDep,
+    schedule_id: ScheduleId,
+    body: Annotated[m.BackfillRequest, Depends(backfill_request)],
+) -> Any:
+    """Start the runs of the schedule's times from ``start`` to ``end``, each
+    time once (a time that has its run keeps it). 422 for a range of more than
+    a thousand times; 409 if the schedule was deleted."""
+    try:
+        runs = await client.get_schedule(schedule_id).backfill(body.start, body.end)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"runs": [{**asdict(r), "scheduled_time": r.scheduled_time.isoformat()} for r in runs]}
 
 
 @router.get(
