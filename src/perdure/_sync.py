@@ -21,7 +21,7 @@ from perdure.client import (
     WorkflowExecution,
     WorkflowHandle,
 )
-from perdure.schedules import ScheduleDescription, ScheduleHandle
+from perdure.schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 
 __all__ = ["SyncClient", "SyncScheduleHandle", "SyncWorkflowHandle"]
 
@@ -172,6 +172,10 @@ class SyncScheduleHandle:
 
     def trigger(self) -> None:
         self._runner.call(self.handle.trigger())
+
+    def backfill(self, start: datetime, end: datetime) -> builtins.list[ScheduledRun]:
+        """As :meth:`perdure.schedules.ScheduleHandle.backfill`."""
+        return self._runner.call(self.handle.backfill(start, end))
 
     def update(self, **changes: Any) -> None:
         """As :meth:`perdure.schedules.ScheduleHandle.update`."""

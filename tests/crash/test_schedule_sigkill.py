@@ -7,7 +7,7 @@ schedule on, and each time still has one run."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from crash_harness import Cluster
@@ -68,3 +68,9 @@ def schedule_crash(cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPa
     ran = Counter(e.wf for e in cluster.executions())
     again = Counter(e.wf for e in cluster.executions() if e.pid != first.pid)
     assert all(ran[wid] >= 1 and again[wid] <= 1 for wid in ids), ran
+    # Times before the schedule was made, backfilled through the blocking
+    # client: started once; a second backfill of them starts nothing.
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    first_fill = schedule.backfill(end - timedelta(seconds=2), end)
+    assert len(first_fill) == 3 and not any(r.skipped for r in first_fill)
+    assert all(r.skipped for r in schedule.backfill(end - timedelta(seconds=2), end))
