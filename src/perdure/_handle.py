@@ -218,7 +218,10 @@ class WorkflowHandle(Generic[R]):
         every usable event, and the default one."""
         run = await self._run()
         events = await self.client.store.history(run.run_id)
-        return ResetPoints(h.reset_points(events), h.default_point(events))
+        points = h.reset_points(events)
+        wanted = set(points)
+        types = {e.seq: e.TYPE for e in events if e.seq in wanted}
+        return ResetPoints(points, h.default_point(events), types)
 
     async def _reset(
         self, to_event: int | None, reason: str | None

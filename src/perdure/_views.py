@@ -48,6 +48,9 @@ class ResetPoints:
 
     points: list[int]
     default: int | None
+    types: dict[int, str] = field(default_factory=dict)
+    """The type of each point's event (``WorkflowStarted``, ``TurnStarted``,
+    ...), from the same read of the history."""
 
 
 @dataclass(frozen=True)

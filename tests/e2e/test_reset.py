@@ -12,7 +12,6 @@ from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import RetryPolicy, activity, workflow
-from perdure.client import ResetPoints
 from perdure.testing import Replayer
 
 attempts: dict[str, list[str]] = {}  # step -> the idempotency key of each attempt
@@ -97,7 +96,11 @@ async def test_a_failed_run_goes_on_from_the_step_that_failed(client: perdure.Cl
         assert calls() == {"s0": 1, "s1": 1, "s2": 2}
     # Each step's turn (its result, its state, the next step) is a point; by
     # default, the turn that scheduled s2 (it took s1's result at event 7).
-    assert await old.reset_points() == ResetPoints([1, 4, 7, 10], 7)
+    found = await old.reset_points()
+    assert (found.points, found.default) == ([1, 4, 7, 10], 7)
+    history = {e["seq"]: e["type"] for e in await old.history()}
+    assert found.types == {seq: history[seq] for seq in (1, 4, 7, 10)}
+    assert found.types[1] == "WorkflowStarted"
     broken["s2"] = False  # the outage is over
     new = await old.reset(reason="API back")
     assert new.id == "order-1" and new.run_id != old.run_id

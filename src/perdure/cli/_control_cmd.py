@@ -180,14 +180,13 @@ async def _list_points(handle: WorkflowHandle[Any], as_json: bool) -> None:
     if as_json:
         print_json({"points": found.points, "default": found.default})
         return
-    kinds = {e["seq"]: e["type"] for e in await handle.history()}
     out.print(
         f"Events a reset of [bold]{escape(handle.id)}[/] may go back to (the first of each "
         f"turn where nothing it had started was outstanding):"
     )
     for seq in found.points:
         mark = "  [bold]← default[/]" if seq == found.default else ""
-        out.print(f"  {seq:>6}  {kinds.get(seq, '?')}{mark}")
+        out.print(f"  {seq:>6}  {found.types.get(seq, '?')}{mark}")
     if found.default is None:
         out.print("No default: every turn took a failure or a cancel request; name one.")
     out.print(f"[dim]perdure reset {escape(handle.id)} --to-event N[/]")
