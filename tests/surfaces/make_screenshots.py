@@ -4,14 +4,16 @@
 
 Runs the crash demo for a real order, a worker for the test workflows (an
 onboarding whose e-mail step keeps failing while it waits for approval, plus a few
-finished runs), and ``perdure server``; then photographs the list page and two
-workflow pages in headless Chromium.
+finished runs), and ``perdure server``; then photographs the list page, two
+workflow pages and, with three schedules made, the schedules page in headless
+Chromium.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import surface_workflows as wf
@@ -38,6 +40,18 @@ def populate(client: perdure.SyncClient) -> None:
         30,
         "three failed welcome e-mails",
     )
+
+
+def schedule_some(client: perdure.SyncClient) -> None:
+    often = client.create_schedule("ledger-reconcile", "double", 7, every=timedelta(seconds=2))
+    client.create_schedule(
+        "nightly-report", "double", 21, cron="0 2 * * *", timezone="Europe/Paris"
+    )
+    client.create_schedule(
+        "weekly-digest", "double", 1, cron="30 9 * * mon", timezone="America/New_York",
+        paused=True, note="holiday freeze",
+    )  # fmt: skip
+    wait_for(lambda: often.describe().runs_started >= 3, 20, "three reconciliations")
 
 
 def main(out: Path) -> None:
@@ -67,6 +81,13 @@ def main(out: Path) -> None:
                 page.wait_for_selector("#timeline svg")
                 page.wait_for_timeout(300)
                 page.screenshot(path=str(out / name), full_page=True)
+            # (Made after the list's picture, which they would join.)
+            with perdure.SyncClient.connect(db) as client:
+                schedule_some(client)
+            page.set_viewport_size({"width": 1280, "height": 520})
+            page.goto(f"{url}#/schedules")
+            page.wait_for_selector("tr[data-id='ledger-reconcile'] a[href*='%40']")
+            page.screenshot(path=str(out / "ui-schedules.png"))
             browser.close()
     finally:
         server.stop()
