@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -64,6 +64,10 @@ class ScheduledRun:
     @property
     def scheduled_time(self) -> datetime:
         return datetime.fromtimestamp(self.scheduled_at, tz=UTC)
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON (the CLI's --json, the HTTP API): the time in ISO 8601 too."""
+        return {**asdict(self), "scheduled_time": self.scheduled_time.isoformat()}
 
 
 @dataclass

@@ -19,7 +19,7 @@ See docs/schedules.md.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -114,9 +114,7 @@ class ScheduleDescription:
             "paused": self.paused,
             "note": self.note,
             "next_run_at": None if self.next_run_at is None else self.next_run_at.isoformat(),
-            "recent": [
-                {**asdict(r), "scheduled_time": r.scheduled_time.isoformat()} for r in self.recent
-            ],
+            "recent": [r.to_json() for r in self.recent],
             "runs_started": self.runs_started,
             "runs_skipped": self.runs_skipped,
             "times_missed": self.times_missed,

@@ -8,7 +8,6 @@ Imports the public API, typer and rich; exit codes come from ``_operator.run``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Optional
 
@@ -273,7 +272,7 @@ def backfill(
         except ValueError as exc:
             fail(EXIT_USAGE, str(exc))
         if as_json:
-            print_json([asdict(r) for r in runs])
+            print_json([r.to_json() for r in runs])
             return
         made = [r for r in runs if r.skipped is None]
         out.print(

@@ -8,7 +8,6 @@ Imports fastapi, the public Client API and ``_deps``.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -211,7 +210,7 @@ async def backfill_schedule(
         runs = await client.get_schedule(schedule_id).backfill(body.start, body.end)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return {"runs": [{**asdict(r), "scheduled_time": r.scheduled_time.isoformat()} for r in runs]}
+    return {"runs": [r.to_json() for r in runs]}
 
 
 @router.get(
