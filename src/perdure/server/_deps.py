@@ -32,6 +32,7 @@ __all__ = [
     "WRITE_ERRORS",
     "ServerState",
     "backfill_request",
+    "body_doc",
     "client_of",
     "error_responses",
     "json_body",
@@ -179,21 +180,27 @@ async def reason_of(request: Request) -> Optional[str]:
     return (await optional_body(request, m.ReasonRequest)).reason
 
 
-REASON_BODY: dict[str, Any] = {
-    "requestBody": {
-        "description": "Optional; the reason is recorded in the history.",
-        "required": False,
-        "content": {"application/json": {"schema": m.ReasonRequest.model_json_schema()}},
+def body_doc(
+    schema: type[BaseModel] | None, description: str | None = None, *, required: bool = True
+) -> dict[str, Any]:
+    """A route's ``openapi_extra`` for a body FastAPI does not read itself (the
+    routes read it as JSON whatever its Content-Type): ``schema`` None is any
+    JSON value."""
+    body: dict[str, Any] = {
+        "required": required,
+        "content": {
+            "application/json": {"schema": {} if schema is None else schema.model_json_schema()}
+        },
     }
-}
+    if description is not None:
+        body["description"] = description
+    return {"requestBody": body}
 
 
-START_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": m.StartRequest.model_json_schema()}},
-    }
-}
+REASON_BODY = body_doc(
+    m.ReasonRequest, "Optional; the reason is recorded in the history.", required=False
+)
+START_BODY = body_doc(m.StartRequest)
 
 
 def parse_time(text: Optional[str], name: str) -> Optional[datetime]:

@@ -26,6 +26,7 @@ from perdure.server._deps import (
     REASON_BODY,
     START_BODY,
     WRITE_ERRORS,
+    body_doc,
     client_of,
     error_responses,
     json_body,
@@ -229,13 +230,9 @@ async def workflow_result(
     response_model=m.Accepted,
     dependencies=Admin,
     responses=WRITE_ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "description": "The signal's payload: any JSON value (empty body: null).",
-            "required": False,
-            "content": {"application/json": {"schema": {}}},
-        }
-    },
+    openapi_extra=body_doc(
+        None, "The signal's payload: any JSON value (empty body: null).", required=False
+    ),
 )
 async def signal_workflow(
     request: Request,
@@ -292,13 +289,9 @@ async def terminate_workflow(
     response_model=m.ResetDone,
     dependencies=Admin,
     responses=WRITE_ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "description": "Optional: the point to go back to, and why.",
-            "required": False,
-            "content": {"application/json": {"schema": m.ResetRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=body_doc(
+        m.ResetRequest, "Optional: the point to go back to, and why.", required=False
+    ),
 )
 async def reset_workflow(
     client: ClientDep,

@@ -19,6 +19,7 @@ from perdure.server._deps import (
     READ_ERRORS,
     WRITE_ERRORS,
     backfill_request,
+    body_doc,
     client_of,
     error_responses,
     optional_body,
@@ -37,13 +38,7 @@ ClientDep = Annotated[Client, Depends(client_of)]
 Reader = [Depends(require_read)]
 Admin = [Depends(require_admin)]
 ScheduleId = Annotated[str, Path(description="The schedule id (may contain '/').")]
-NOTE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "description": "Optional: why (shown with the schedule).",
-        "required": False,
-        "content": {"application/json": {"schema": m.NoteRequest.model_json_schema()}},
-    }
-}
+NOTE_BODY = body_doc(m.NoteRequest, "Optional: why (shown with the schedule).", required=False)
 
 
 @router.get(
@@ -65,12 +60,7 @@ async def list_schedules(
     response_model=m.Schedule,
     dependencies=Admin,
     responses=error_responses(401, 403, 409, 422, 503),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": m.ScheduleRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=body_doc(m.ScheduleRequest),
 )
 async def create_schedule(
     client: ClientDep, body: Annotated[m.ScheduleRequest, Depends(schedule_request)]
@@ -152,12 +142,7 @@ async def trigger_schedule(client: ClientDep, schedule_id: ScheduleId, request: 
     response_model=m.Accepted,
     dependencies=Admin,
     responses=WRITE_ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": m.ScheduleUpdate.model_json_schema()}},
-        }
-    },
+    openapi_extra=body_doc(m.ScheduleUpdate),
 )
 async def update_schedule(
     client: ClientDep,
@@ -191,12 +176,7 @@ async def update_schedule(
     response_model=m.Backfilled,
     dependencies=Admin,
     responses=WRITE_ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": m.BackfillRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=body_doc(m.BackfillRequest),
 )
 async def backfill_schedule(
     client: ClientDep,
