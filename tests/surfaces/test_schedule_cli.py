@@ -100,9 +100,27 @@ def test_schedule_commands_end_to_end(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--from" in bad.stderr
     table = cli("schedule", "list", "--db", db).stdout
     assert "nightly" in table and "often" in table and "Europe/Paris" in table
+    assert "every 2s" in table  # (as --every takes it)
     deleted = cli("schedule", "delete", "nightly", "--db", db)
     assert deleted.returncode == 0 and "Deleted schedule nightly" in deleted.stdout
     assert [
         s["schedule_id"] for s in json.loads(cli("schedule", "list", "--json", "--db", db).stdout)
     ] == ["often"]
     assert shown(db, "nightly")["status"] == "terminated"
+
+
+def test_spans_read_and_print_as_every_takes_them() -> None:
+    from datetime import timedelta
+
+    from perdure.cli._schedule_cmd import parse_span, span_text
+
+    for text, span in (("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1.5", 1.5)):
+        assert parse_span(text, "--every") == timedelta(seconds=span)
+    assert [span_text(timedelta(seconds=s)) for s in (90, 900, 7200, 86400, 1.5, 3600 * 25)] == [
+        "90s",
+        "15m",
+        "2h",
+        "1d",
+        "1.5s",
+        "25h",
+    ]

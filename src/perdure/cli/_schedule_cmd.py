@@ -70,7 +70,17 @@ def _when(d: ScheduleDescription) -> str:
         zone = "" if d.timezone == "UTC" else f" ({d.timezone})"
         return f"cron {d.cron}{zone}"
     assert d.every is not None
-    return f"every {d.every}"
+    return f"every {span_text(d.every)}"
+
+
+def span_text(span: timedelta) -> str:
+    """A span as --every takes it: 90s, 15m, 2h, 1d (the largest unit that
+    divides it)."""
+    seconds = span.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 @schedule_app.command("create")
