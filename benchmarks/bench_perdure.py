@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -159,6 +160,41 @@ async def concurrent(
         await client.close()
     mode = "parallel" if parallel else "concurrent"
     return throughput(mode, n, k, wall, cpu, tune_gc=tune_gc, submit_s=started, slots=slots)
+
+
+async def schedules(url: str, n: int, seconds: float) -> dict[str, Any]:
+    """n schedules, each starting a one-step run every second, measured over
+    ``seconds`` once they are going: scheduled runs started per second, and
+    the process CPU per scheduled run, all in (the schedule's turn, its start
+    activity, the run's start, its step and its close)."""
+    client, worker = await with_worker(
+        url, max_concurrent_workflow_tasks=SLOTS, max_concurrent_activities=SLOTS
+    )
+    try:
+        for i in range(n):
+            await client.create_schedule(f"s{i}", w.one_step, i, every=timedelta(seconds=1))
+        await asyncio.sleep(2.0)  # (every schedule past its first turn)
+
+        async def started() -> int:
+            return len(await client.list(workflow="one_step", limit=1_000_000))
+
+        before, cpu0, t0 = await started(), time.process_time(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        runs = await started() - before
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        missed = [(await client.get_schedule(f"s{i}").describe()).times_missed for i in range(n)]
+    finally:
+        await worker.__aexit__()
+        await client.close()
+    return {
+        "mode": "schedules",
+        "schedules": n,
+        "runs_per_s": runs / wall,
+        "expected_per_s": n,
+        "cpu_us_per_run": cpu / max(1, runs) * 1e6,
+        "cpu_share": cpu / wall,
+        "times_missed": sum(missed),
+    }
 
 
 async def timers(url: str, n: int, k: int) -> dict[str, Any]:
@@ -398,6 +434,7 @@ def main() -> None:
             "sleep",
             "timers",
             "signals",
+            "schedules",
             "recovery",
             "replay",
             "growth",
@@ -469,6 +506,8 @@ def main() -> None:
         result = run(signals(url, args.n or 1000, args.k, args.processes or 2))
     elif args.mode == "timers":
         result = run(timers(url, args.n or 3000, args.k))
+    elif args.mode == "schedules":
+        result = run(schedules(url, args.n or 400, 10.0))
     elif args.mode == "recovery":
         result = recovery(url, args.same_identity)
     elif args.mode == "replay":
