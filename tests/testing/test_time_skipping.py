@@ -24,6 +24,7 @@ from toolkit_support import (
 )
 
 import perdure
+from perdure import workflow
 from perdure.testing import WorkflowEnvironment
 
 SLACK = timedelta(seconds=30)  # real time that may pass on top of the virtual jumps
@@ -192,3 +193,19 @@ async def test_the_environment_must_be_entered() -> None:
     env = WorkflowEnvironment([naps])
     with pytest.raises(RuntimeError, match="async with"):
         await env.execute(naps, 1.0)
+
+
+async def test_a_run_ended_before_its_first_turn_leaves_nothing_to_check() -> None:
+    """The environment replays closed runs when it ends; one terminated or
+    cancelled before any code ran has no WorkflowStarted to replay from, and
+    the block had raised HistoryFormatError on leaving."""
+    async with WorkflowEnvironment(workflows=[_never_ran]) as env:
+        later = await env.client.start(_never_ran, start_delay=timedelta(hours=1))
+        await later.terminate("changed my mind")
+        with pytest.raises(perdure.WorkflowTerminatedError):
+            await later.result()
+
+
+@workflow.defn
+async def _never_ran() -> int:
+    return 1

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
+from perdure import _history as h
 from perdure._checks import delay_seconds
 from perdure._converter import DataConverter
 from perdure._store import store_for_url
@@ -333,6 +334,8 @@ class WorkflowEnvironment:
         ):
             return
         events = await self.client.store.history(run.run_id)
+        if not any(isinstance(e, h.WorkflowStarted) for e in events):
+            return  # (ended before its first turn: no code ran, nothing to replay)
         result = self._replayer.replay(events)
         if not result.ok:
             raise NonDeterminismError(
