@@ -9,6 +9,7 @@ history). See perdure.schedules and docs/schedules.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from perdure._schedule_spec import (
 from perdure.activity import ActivityFunction
 from perdure.errors import WorkflowNotFoundError
 from perdure.retry import RetryPolicy
+from perdure.workflow import definition_of
 
 if TYPE_CHECKING:
     from perdure.client import Client
@@ -79,10 +81,10 @@ class _Starter:
             # (Gone, deleted by a retention job: not running either.)
             previous = client.get_handle(request.previous[0])
             try:
-                status = (await previous.describe()).status
+                running = (await previous._run()).is_open
             except WorkflowNotFoundError:
-                status = "deleted"
-            if status == "running":
+                running = False
+            if running:
                 return _Started(None, f"{request.previous[0]} was still running")
         handle = await client.start(
             request.workflow,
@@ -94,10 +96,26 @@ class _Starter:
         return _Started(handle.run_id)
 
 
-def builtin_activities(client: Client) -> list[ActivityFunction[Any, Any]]:
-    """The activities every worker registers for schedules."""
+def builtin_workflows() -> dict[str, Callable[..., Any]]:
+    """The workflows every worker (and every Replayer) knows: schedules'."""
+    definition = definition_of(schedule_workflow)
+    assert definition is not None
+    return {definition.name: definition.fn}
+
+
+def add_builtins(
+    workflows: dict[str, Callable[..., Any]],
+    activities: dict[str, ActivityFunction[Any, Any]],
+    client: Client,
+) -> None:
+    """Register schedules' workflow, and their start activity bound to
+    ``client``, beside a worker's own (which keep their names if they clash)."""
+    for name, fn in builtin_workflows().items():
+        workflows.setdefault(name, fn)
     starter = _Starter(client)
-    return [ActivityFunction(starter.start, START_ACTIVITY, _start_run.opts)]
+    activities.setdefault(
+        START_ACTIVITY, ActivityFunction(starter.start, START_ACTIVITY, _start_run.opts)
+    )
 
 
 async def _run_once(

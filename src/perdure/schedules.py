@@ -19,7 +19,7 @@ See docs/schedules.md.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,7 +54,7 @@ from perdure.errors import (
 
 if TYPE_CHECKING:
     from perdure._handle import WorkflowHandle
-    from perdure._views import WorkflowDescription
+    from perdure._store.records import RunRecord
     from perdure.client import Client
 
 __all__ = [
@@ -245,19 +245,21 @@ class ScheduleHandle:
         published = described.state.get(STATE_KEY)
         return describe(self.id, described.status, args[0], args[1], published)
 
-    async def _workflow_description(self) -> WorkflowDescription:
-        """The schedule's workflow described (WorkflowNotFoundError naming the
-        schedule if there is none)."""
+    async def _workflow_description(self) -> RunRecord:
+        """The schedule's workflow's latest run, its input and state opened
+        for reading (one read; WorkflowNotFoundError naming the schedule if
+        there is none)."""
         try:
-            described = await self.workflow_handle.describe()
+            run = await self.workflow_handle._run()
         except WorkflowNotFoundError:
             raise self._not_found() from None
-        if described.workflow_type != SCHEDULE_WORKFLOW:
+        if run.workflow_type != SCHEDULE_WORKFLOW:
             raise WorkflowNotFoundError(
-                f"no schedule {self.id!r}: {described.id!r} is a run of "
-                f"{described.workflow_type!r}, not of a schedule"
+                f"no schedule {self.id!r}: {run.workflow_id!r} is a run of "
+                f"{run.workflow_type!r}, not of a schedule"
             )
-        return described
+        display = self.client.converter.display
+        return replace(run, input=display(run.input), state=display(run.state))
 
     async def pause(self, note: str | None = None) -> None:
         """Stop starting runs until ``unpause()`` (the times meanwhile are not caught up)."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
-from perdure._schedule_workflow import builtin_activities, schedule_workflow
+from perdure._schedule_workflow import add_builtins
 from perdure._store.base import (
     WORK,
     ActivityTask,
@@ -134,11 +134,7 @@ class Worker:
         self.max_turns = max_concurrent_workflow_tasks
         self.workflows = collect_workflows(workflows)
         self.activities = collect_activities(activities)
-        # Every worker runs schedules (perdure.schedules) on its queue.
-        for name, fn in collect_workflows([schedule_workflow]).items():
-            self.workflows.setdefault(name, fn)
-        for act in builtin_activities(client):
-            self.activities.setdefault(act.name, act)
+        add_builtins(self.workflows, self.activities, client)  # (schedules run on any worker)
         self._registration = Registration(
             self.store, self.identity, task_queue, self.workflows, self.activities, lease_timeout
         )

@@ -19,7 +19,7 @@ from typing import Any
 from perdure import _history as h
 from perdure._converter import DataConverter, default_converter
 from perdure._runtime import replay_history
-from perdure._schedule_workflow import schedule_workflow
+from perdure._schedule_workflow import builtin_workflows
 from perdure._store import resolve_url, sqlite_path, store_for_url
 from perdure._store.base import RunFilter, Store
 from perdure._worker.options import deadlock_timeout_problem
@@ -154,9 +154,7 @@ class Replayer:
             raise ValueError("Replayer needs at least one workflow")
         # The built-in workflows every worker runs (schedules'): replayed when
         # a history is theirs, not looked for in a database unless named.
-        builtin = definition_of(schedule_workflow)
-        assert builtin is not None
-        self.builtins = {builtin.name: builtin.fn}
+        self.builtins = builtin_workflows()
 
     def _function(self, workflow_type: str) -> Callable[..., Any]:
         fn = self.workflows.get(workflow_type) or self.builtins.get(workflow_type)
