@@ -229,12 +229,16 @@ def throughput(mode: str, n: int, k: int, wall: float, cpu: float, **extra: Any)
     }
 
 
-async def remote(url: str, n: int, k: int) -> dict[str, Any]:
+async def remote(url: str, n: int, k: int, max_running: int | None = None) -> dict[str, Any]:
     """n workflows of k steps started at once, their activities on a task
     queue served by a second worker of this process (not the workflows'):
     every step is an activity claimed from its queue, its completion sent
-    to the run's inbox, and a claimed turn, with no inline activity."""
+    to the run's inbox, and a claimed turn, with no inline activity.
+    ``max_running``: the queue has that limit (Client.set_queue_limits), so
+    each claim counts the attempts running first."""
     client = await perdure.Client.connect(url)
+    if max_running is not None:
+        await client.set_queue_limits(w.REMOTE_QUEUE, max_running=max_running)
     workflows = perdure.Worker(client, w.WORKFLOWS, [], max_concurrent_workflow_tasks=SLOTS)
     activities = perdure.Worker(
         client, [], [w.far_step], task_queue=w.REMOTE_QUEUE, max_concurrent_activities=SLOTS
@@ -256,6 +260,7 @@ async def remote(url: str, n: int, k: int) -> dict[str, Any]:
         "mode": "remote",
         "n": n,
         "k": k,
+        "max_running": max_running,
         "steps_per_s": n * k / wall,
         "wf_per_s": n / wall,
         "cpu_us_per_step": cpu / (n * k) * 1e6,
@@ -467,6 +472,12 @@ def main() -> None:
         " (perdure worker; signals: 2 by default)",
     )
     parser.add_argument(
+        "--max-running",
+        type=int,
+        default=None,
+        help="remote: the activities' task queue limited to this many attempts at once",
+    )
+    parser.add_argument(
         "--no-tune-gc", action="store_true", help="concurrent: Worker and Client with tune_gc=False"
     )
     parser.add_argument(
@@ -494,7 +505,7 @@ def main() -> None:
         n = args.n or 2000
         result = run(concurrent(url, n, args.k, slots=args.slots, parallel=True))
     elif args.mode == "remote":
-        result = run(remote(url, args.n or 1000, args.k))
+        result = run(remote(url, args.n or 1000, args.k, args.max_running))
     elif args.mode == "fanout":
         result = run(fanout(url, args.n or 500, args.k, args.after_step))
     elif args.mode == "sleep":

@@ -9,7 +9,7 @@ import asyncio
 import builtins
 import threading
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from perdure._converter import DataConverter
@@ -21,6 +21,7 @@ from perdure.client import (
     WorkflowExecution,
     WorkflowHandle,
 )
+from perdure.queues import QueueInfo, QueueLimits
 from perdure.schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 
 __all__ = ["SyncClient", "SyncScheduleHandle", "SyncWorkflowHandle"]
@@ -131,6 +132,32 @@ class SyncClient:
     def list_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that are running now, as :meth:`Client.list_workers`."""
         return self._runner.call(self.client.list_workers())
+
+    def set_queue_limits(
+        self,
+        task_queue: str,
+        *,
+        max_running: int | None = None,
+        max_starts: int | None = None,
+        per: timedelta | None = None,
+    ) -> QueueLimits:
+        """As :meth:`Client.set_queue_limits`."""
+        call = self.client.set_queue_limits(
+            task_queue, max_running=max_running, max_starts=max_starts, per=per
+        )
+        return self._runner.call(call)
+
+    def remove_queue_limits(self, task_queue: str) -> bool:
+        """As :meth:`Client.remove_queue_limits`."""
+        return self._runner.call(self.client.remove_queue_limits(task_queue))
+
+    def describe_queue(self, task_queue: str) -> QueueInfo:
+        """As :meth:`Client.describe_queue`."""
+        return self._runner.call(self.client.describe_queue(task_queue))
+
+    def list_queues(self) -> builtins.list[QueueInfo]:
+        """As :meth:`Client.list_queues`."""
+        return self._runner.call(self.client.list_queues())
 
     def create_schedule(
         self, schedule_id: str, workflow: Any, *args: Any, **options: Any

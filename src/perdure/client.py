@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
-from perdure import schedules
+from perdure import queues, schedules
 from perdure._checks import check_name, check_text
 from perdure._converter import DataConverter, default_converter
 from perdure._handle import WorkflowHandle, _checked_event
@@ -40,6 +40,7 @@ from perdure._views import (
     _timestamp,
 )
 from perdure._waiting import EndWatch, OpenRuns, ResultWatch
+from perdure.queues import QueueInfo, QueueLimits
 from perdure.schedules import IfExists, Overlap, ScheduleDescription, ScheduleHandle
 from perdure.workflow import definition_of
 
@@ -398,6 +399,39 @@ class Client:
             if described.status == "running":  # (not deleted meanwhile)
                 found.append(described)
         return found
+
+    async def set_queue_limits(
+        self,
+        task_queue: str,
+        *,
+        max_running: int | None = None,
+        max_starts: int | None = None,
+        per: timedelta | None = None,
+    ) -> QueueLimits:
+        """Limit ``task_queue``'s activity attempts, across every worker: at
+        most ``max_running`` running at once, at most ``max_starts`` started
+        in any window of ``per``. Replaces the queue's limits (a limit not
+        given is lifted); workers obey them from their next claim on. The
+        queue's activities then never run inline. See docs/queues.md."""
+        limits = queues.make_limits(task_queue, max_running, max_starts, per)
+        await self.store.set_queue_limits(task_queue, limits.to_record())
+        return limits
+
+    async def remove_queue_limits(self, task_queue: str) -> bool:
+        """Lift every limit of ``task_queue``; whether it had any."""
+        check_name("task_queue", task_queue)
+        return await self.store.set_queue_limits(task_queue, None)
+
+    async def describe_queue(self, task_queue: str) -> QueueInfo:
+        """``task_queue``'s limits and its activities now: running, waiting,
+        backing off, started in the rate limit's window."""
+        check_name("task_queue", task_queue)
+        (found,) = await self.store.queues(task_queue)
+        return QueueInfo.from_record(found)
+
+    async def list_queues(self) -> builtins.list[QueueInfo]:
+        """Every task queue that has activity tasks or limits, by name."""
+        return [QueueInfo.from_record(r) for r in await self.store.queues()]
 
     async def list_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that are running now (on any machine): those whose last

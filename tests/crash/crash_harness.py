@@ -305,3 +305,39 @@ def check_executions(
             if len(execs) > 1:
                 duplicated.append((wf, n))
     return duplicated
+
+
+def attempt_spans(histories: Iterable[list[dict[str, Any]]]) -> list[tuple[float, float]]:
+    """(started_at, ended_at) of every activity attempt the histories record
+    as ended (ActivityCompleted/ActivityFailed keep each attempt's record; a
+    lost attempt ends when its lease ran out). A queue limit holds a slot at
+    least that long: from the claim until the outcome's commit, or the
+    lease's end."""
+    spans = []
+    for history in histories:
+        for event in history:
+            if event["type"] in ("ActivityCompleted", "ActivityFailed"):
+                spans += [(a["started_at"], a["ended_at"]) for a in event["attempts"]]
+    return spans
+
+
+def peak_running(spans: Iterable[tuple[float, float]]) -> int:
+    """The most spans that overlap at any instant (one that ends as another
+    starts does not overlap it)."""
+    edges = sorted([(end, -1) for _, end in spans] + [(start, 1) for start, _ in spans])
+    peak = running = 0
+    for _, step in edges:  # (at one time, ends sort before starts)
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def most_started(spans: Iterable[tuple[float, float]], per: float) -> int:
+    """The most spans started within any window (t - per, t]."""
+    starts = sorted(start for start, _ in spans)
+    most, first = 0, 0
+    for last, start in enumerate(starts):
+        while starts[first] <= start - per:
+            first += 1
+        most = max(most, last - first + 1)
+    return most

@@ -13,7 +13,7 @@ would use for the statements the store sends, generic ones included.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -49,6 +49,11 @@ class Recorder:
     async def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         await self._record(sql, params)
         return None
+
+    async def later_all(
+        self, sql: str, params: Sequence[Any], then: Callable[[list[tuple[Any, ...]]], None]
+    ) -> None:
+        then(await self.all(sql, params))
 
 
 @pytest.fixture

@@ -73,6 +73,22 @@ async def test_a_v3_database_upgrades(
 
 
 HELD = ("runs", "timers")  # the tables whose rows name a holder since v8
+ALL_MIGRATIONS = sqlite_backend.migrations()
+
+
+def borrow_queue_tables(path: Path) -> None:
+    """Today's claims read their queue's limits (v12's tables): a file of an
+    older version borrows them while today's code writes it (see
+    give_back_queue_tables)."""
+    sql = dict(ALL_MIGRATIONS)[12]
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(sql)
+
+
+def give_back_queue_tables(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        for table in ("queue_starts", "queue_limits"):
+            conn.execute(f"DROP TABLE {table}")
 
 
 @activity.defn
@@ -102,6 +118,7 @@ async def test_a_v6_database_keeps_its_histories_in_the_v7_event_table(
     with closing(sqlite3.connect(tmp_path / "v6.db")) as conn:
         for table in HELD:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN holder TEXT")
+    borrow_queue_tables(tmp_path / "v6.db")
     try:
         async with perdure.Worker(client, [count_then_wait], [add_one], poll_interval=0.05):
             handles = [await client.start(count_then_wait, 10 * i, id=f"c-{i}") for i in range(3)]
@@ -116,6 +133,7 @@ async def test_a_v6_database_keeps_its_histories_in_the_v7_event_table(
         await client.close()
     monkeypatch.undo()
 
+    give_back_queue_tables(tmp_path / "v6.db")
     with closing(sqlite3.connect(tmp_path / "v6.db")) as conn:
         for table in HELD:
             conn.execute(f"ALTER TABLE {table} DROP COLUMN holder")
@@ -171,6 +189,7 @@ async def test_a_v9_database_finds_the_children_of_its_runs(
     every = sqlite_backend.migrations()
     monkeypatch.setattr(sqlite_backend, "migrations", lambda dialect="sqlite": every[:9])
     client = await perdure.Client.connect(url, tune_gc=False)
+    borrow_queue_tables(path)
     try:
         async with perdure.Worker(client, workflows, [], poll_interval=0.05):
             for i in (1, 2):
@@ -182,6 +201,7 @@ async def test_a_v9_database_finds_the_children_of_its_runs(
     finally:
         await client.close()
     monkeypatch.undo()
+    give_back_queue_tables(path)
 
     client = await perdure.Client.connect(url, tune_gc=False)
     try:

@@ -33,6 +33,8 @@ from perdure._store.records import (
     PendingChild,
     PendingTimer,
     PendingWork,
+    QueueLimitsRecord,
+    QueueRecord,
     RunFilter,
     RunRecord,
     RunTaker,
@@ -49,6 +51,7 @@ __all__ = [
     "CLOSED",
     "CLOSED_STATUSES",
     "HELD_GRACE",
+    "LIMITS",
     "MAX_ATTEMPT_RECORDS",
     "OPEN",
     "STATUSES",
@@ -63,6 +66,8 @@ __all__ = [
     "PendingChild",
     "PendingTimer",
     "PendingWork",
+    "QueueLimitsRecord",
+    "QueueRecord",
     "RunFilter",
     "RunRecord",
     "RunTaker",
@@ -82,6 +87,7 @@ __all__ = [
 # Wake-up topics (see Store.add_listener).
 WORK = "work"
 CLOSED = "closed"
+LIMITS = "limits"  # a task queue's limits were set or removed
 
 # Seconds past its due time that a run's workflow task, or a timer, that a
 # worker holds (it keeps the run's instance: TurnCommit.holder) is left to
@@ -270,6 +276,11 @@ class Store(abc.ABC):
                 callbacks.append(callback)
         for callback in callbacks:
             callback()
+
+    def wake_workers(self) -> None:
+        """Wake every worker, in this process and (where the backend can)
+        in others: a slot of a limited queue is free (see queue limits)."""
+        self.notify(WORK)
 
     def notify_elsewhere(self, topics: Sequence[str]) -> None:
         """Another process committed changes to ``topics``. None named means
@@ -465,6 +476,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def unregister_worker(self, identity: str) -> None:
         """Remove a worker that stops gracefully."""
+
+    # -- task queue limits ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def set_queue_limits(self, queue: str, limits: QueueLimitsRecord | None) -> bool:
+        """Set (None: remove) the limits on ``queue``'s activity attempts,
+        which every claim of its tasks obeys from the next one on; whether
+        the queue had limits before."""
+
+    @abc.abstractmethod
+    async def queue_limits(self, queue: str) -> QueueLimitsRecord | None:
+        """The limits set on ``queue`` (None: none)."""
+
+    @abc.abstractmethod
+    async def queues(self, queue: str | None = None) -> list[QueueRecord]:
+        """The state of ``queue`` (None: of every queue that has activity
+        tasks or limits), by name."""
 
     @abc.abstractmethod
     async def list_workers(self) -> list[WorkerRecord]:

@@ -360,3 +360,32 @@ class WorkerRecord:
     lease_timeout: float
     started_at: float
     heartbeat_at: float
+
+
+@dataclass(frozen=True)
+class QueueLimitsRecord:
+    """A task queue's limits on its activity attempts, shared by every
+    worker: at most ``max_running`` running at once, at most ``max_starts``
+    started in any ``per`` seconds. None: no such limit."""
+
+    max_running: int | None = None
+    max_starts: int | None = None
+    per: float | None = None
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    """What ``Store.queues`` reports of one task queue's activity tasks at
+    ``now``: its limits (None: none set), the attempts running (leased to a
+    live worker), the tasks waiting (due, not running), those backing off
+    (not due yet: a retry's wait), the starts in the rate limit's window,
+    and, while the rate limit holds starts back, when it lets the next one
+    (None: it does not hold them back)."""
+
+    queue: str
+    limits: QueueLimitsRecord | None
+    running: int
+    waiting: int
+    backing_off: int
+    started: int
+    held_until: float | None

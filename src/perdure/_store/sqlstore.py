@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 from perdure import _history as h
 from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlnewrun as newrun
-from perdure._store import sqlreset, sqlstart
+from perdure._store import sqlqueues, sqlreset, sqlstart
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
 from perdure._store import sqlwake as wake
 from perdure._store import sqlworkers as registry
 from perdure._store.base import (
+    LIMITS,
     MAX_ATTEMPT_RECORDS,
     OPEN,
     WORK,
@@ -30,6 +31,8 @@ from perdure._store.base import (
     IdConflict,
     NewRun,
     PendingWork,
+    QueueLimitsRecord,
+    QueueRecord,
     RunFilter,
     RunRecord,
     Store,
@@ -89,6 +92,9 @@ class SqlStore(Store, Dialect):
         """Tell workers and result waiters in other processes what a commit
         changed (PostgreSQL: NOTIFY, naming ``topics``). Without it they notice
         at their next poll."""
+
+    def wake_workers(self) -> None:
+        self._committed(WORK)
 
     def _committed(self, *topics: str) -> None:
         """After a commit that may have changed ``topics`` (WORK, CLOSED)."""
@@ -223,14 +229,26 @@ class SqlStore(Store, Dialect):
     # ------------------------------------------------------------ claiming
 
     async def _claim(
-        self, tx: Tx, kind: str, queues: list[str], owner: str, lease: float, limit: int
+        self,
+        tx: Tx,
+        kind: str,
+        queues: list[str],
+        owner: str,
+        lease: float,
+        limit: int,
+        now: float | None = None,
+        caps: dict[str, int] | None = None,
+        unlimited: bool = False,
     ) -> list[tuple[Any, ...]]:
         # The lease is the new visible_at: an expired lease is claimable again.
         # SQLite serialises writers, so no task goes to two workers; PostgreSQL
         # gets the same from FOR UPDATE SKIP LOCKED in the subquery. An activity
         # row that still has a lease token is one whose lease expired: its
         # attempt was lost, and is recorded as such in the same statement.
-        now = self.clock()
+        # ``caps``: at most so many of a queue's tasks (its limits' room);
+        # ``unlimited``: none of a queue that has limits.
+        now = self.clock() if now is None else now
+        caps = caps or {}
         token = new_token()
         lost = rows.lost_attempt(self)
         # A workflow task of a run another worker holds (it keeps the run's
@@ -239,12 +257,13 @@ class SqlStore(Store, Dialect):
         one_queue = (
             "FROM tasks WHERE kind = ? AND queue = ? AND visible_at <= ?"
             + (wake.NOT_HELD if held else "")
+            + (sqlqueues.NOT_LIMITED if unlimited else "")
             + " ORDER BY visible_at"
         )
         given = (now - wake.HELD_GRACE, owner) if held else ()
         if len(queues) == 1:
             due = self.picked("id", f"{one_queue} LIMIT ?")
-            picking: tuple[Any, ...] = (kind, queues[0], now, *given, limit)
+            picking: tuple[Any, ...] = (kind, queues[0], now, *given, caps.get(queues[0], limit))
         else:
             # The oldest due tasks of each queue, then the oldest of those: one
             # index range per queue. "queue IN (...) ORDER BY visible_at" read
@@ -256,14 +275,17 @@ class SqlStore(Store, Dialect):
             due = self.picked(
                 "id", f"FROM ({union}) AS due ORDER BY visible_at LIMIT ?", locked=True
             )
-            picking = (*(p for q in queues for p in (kind, q, now, *given, limit)), limit)
+            picking = (
+                *(p for q in queues for p in (kind, q, now, *given, caps.get(q, limit))),
+                limit,
+            )
         return await tx.all(
             f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
             f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
             f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
             f" attempt = attempt + 1 WHERE {due}"
             f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
-            f" attempt_started_at, attempts",
+            f" attempt_started_at, attempts, queue",
             (now + lease, owner, token, now, *picking),
         )
 
@@ -292,55 +314,104 @@ class SqlStore(Store, Dialect):
     async def claim_activity_tasks(
         self, queues: list[str], owner: str, lease: float, limit: int
     ) -> list[ActivityTask]:
-        async def claim(tx: Tx) -> list[ActivityTask]:
-            claimed = await self._claim(tx, "activity", queues, owner, lease, limit)
-            if not claimed:
-                return []
-            # One query for all the runs, not one per task: on PostgreSQL the
-            # claimed rows stay locked until this transaction commits.
-            run_ids = sorted({r[1] for r in claimed})
-            runs = {
-                row[0]: row[1:]
-                for row in await tx.all(
-                    "SELECT run_id, workflow_id, workflow_type, task_queue FROM runs"
-                    f" WHERE run_id IN ({rows.marks(run_ids)})",
-                    run_ids,
-                )
-            }
-            tasks = []
-            for r in claimed:
-                payload = loads(r[4])
-                attempts = loads(r[9]) or []
-                if len(attempts) > MAX_ATTEMPT_RECORDS:  # many lost attempts in a row
-                    attempts = attempts[-MAX_ATTEMPT_RECORDS:]
-                    await tx.send(
-                        "UPDATE tasks SET attempts = ? WHERE id = ?", (dumps(attempts), r[0])
-                    )
-                run = runs[r[1]]
-                tasks.append(
-                    ActivityTask(
-                        task_id=r[0],
-                        token=r[6],
-                        run_id=r[1],
-                        workflow_id=run[0],
-                        workflow_type=run[1],
-                        ref=r[2],
-                        name=payload["name"],
-                        task_queue=run[2],
-                        args=payload["args"],
-                        kwargs=payload["kwargs"],
-                        options=payload["options"],
-                        attempt=r[3],
-                        scheduled_at=r[7],
-                        heartbeat=loads(r[5]),
-                        started_at=r[8],
-                        attempts=attempts,
-                        lease_until=r[8] + lease,  # (the claim's now + lease: see _claim)
-                    )
-                )
-            return tasks
+        # The tasks of queues without limits, in one statement; whether any
+        # of ``queues`` has limits is read with the commit (no round trip of
+        # its own). Those queues' tasks are then claimed in a transaction of
+        # their own, which counts what their limits allow first.
+        limited: list[str] = []
 
-        return await self._write(claim)
+        async def claim(tx: Tx) -> list[ActivityTask]:
+            limited.clear()
+            found = await self._claim(tx, "activity", queues, owner, lease, limit, unlimited=True)
+            await tx.later_all(
+                f"SELECT queue FROM queue_limits WHERE queue IN ({rows.marks(queues)})",
+                queues,
+                lambda found: limited.extend(sorted(r[0] for r in found)),
+            )
+            return await self._activity_tasks(tx, found, lease)
+
+        tasks = await self._write(claim)
+        if limited and len(tasks) < limit:
+            left = limit - len(tasks)
+            tasks += await self._write(
+                lambda tx: self._claim_limited(tx, limited, owner, lease, left)
+            )
+        return tasks
+
+    async def _claim_limited(
+        self, tx: Tx, queues: list[str], owner: str, lease: float, limit: int
+    ) -> list[ActivityTask]:
+        """Claim tasks of ``queues`` (sorted), each of which has limits, as
+        many as each one's limits allow."""
+        # On PostgreSQL the limits rows are locked (in this order) first, and
+        # the claim's time read once they are held: an attempt's recorded
+        # start is then never before the claims it waited for.
+        found = [(q, await sqlqueues.read_limits(tx, q, self.for_update)) for q in queues]
+        now = self.clock()
+        limited = {}
+        for queue, limits in found:
+            if limits is not None:  # (else removed meanwhile: no cap)
+                room = (await sqlqueues.gate(tx, queue, limits, now)).room
+                limited[queue] = (limits, min(room, limit))
+        caps = {q: room for q, (_, room) in limited.items()}
+        open_queues = [q for q in queues if caps.get(q, limit) > 0]
+        claimed = (
+            await self._claim(tx, "activity", open_queues, owner, lease, limit, now, caps)
+            if open_queues
+            else []
+        )
+        for queue, (limits, _) in limited.items():
+            count = sum(1 for r in claimed if r[10] == queue)
+            await sqlqueues.record_starts(tx, queue, limits, now, count)
+        return await self._activity_tasks(tx, claimed, lease)
+
+    async def _activity_tasks(
+        self, tx: Tx, claimed: list[tuple[Any, ...]], lease: float
+    ) -> list[ActivityTask]:
+        """The claimed activity task rows (``_claim``'s) as ActivityTasks."""
+        if not claimed:
+            return []
+        # One query for all the runs, not one per task: on PostgreSQL the
+        # claimed rows stay locked until this transaction commits.
+        run_ids = sorted({r[1] for r in claimed})
+        runs = {
+            row[0]: row[1:]
+            for row in await tx.all(
+                "SELECT run_id, workflow_id, workflow_type, task_queue FROM runs"
+                f" WHERE run_id IN ({rows.marks(run_ids)})",
+                run_ids,
+            )
+        }
+        tasks = []
+        for r in claimed:
+            payload = loads(r[4])
+            attempts = loads(r[9]) or []
+            if len(attempts) > MAX_ATTEMPT_RECORDS:  # many lost attempts in a row
+                attempts = attempts[-MAX_ATTEMPT_RECORDS:]
+                await tx.send("UPDATE tasks SET attempts = ? WHERE id = ?", (dumps(attempts), r[0]))
+            run = runs[r[1]]
+            tasks.append(
+                ActivityTask(
+                    task_id=r[0],
+                    token=r[6],
+                    run_id=r[1],
+                    workflow_id=run[0],
+                    workflow_type=run[1],
+                    ref=r[2],
+                    name=payload["name"],
+                    task_queue=run[2],
+                    args=payload["args"],
+                    kwargs=payload["kwargs"],
+                    options=payload["options"],
+                    attempt=r[3],
+                    scheduled_at=r[7],
+                    heartbeat=loads(r[5]),
+                    started_at=r[8],
+                    attempts=attempts,
+                    lease_until=r[8] + lease,  # (the claim's now + lease: see _claim)
+                )
+            )
+        return tasks
 
     # ------------------------------------------------------------ turns
 
@@ -552,7 +623,8 @@ class SqlStore(Store, Dialect):
     async def next_due(
         self, queues: list[str], kinds: tuple[str, ...], worker: str | None = None
     ) -> float | None:
-        return await self._read(lambda tx: wake.next_due(tx, queues, kinds, worker))
+        now = self.clock()
+        return await self._read(lambda tx: wake.next_due(tx, queues, kinds, worker, now))
 
     # ------------------------------------------------------------ worker registry
 
@@ -587,6 +659,23 @@ class SqlStore(Store, Dialect):
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._read(registry.list_all)
+
+    # ------------------------------------------------------------ task queue limits
+
+    async def set_queue_limits(self, queue: str, limits: QueueLimitsRecord | None) -> bool:
+        now = self.clock()
+        had = await self._write(lambda tx: sqlqueues.write_limits(tx, queue, limits, now))
+        # Workers re-read their queue's limits; a limit raised or removed
+        # leaves room for waiting tasks.
+        self._committed(WORK, LIMITS)
+        return had
+
+    async def queue_limits(self, queue: str) -> QueueLimitsRecord | None:
+        return await self._read(lambda tx: sqlqueues.read_limits(tx, queue))
+
+    async def queues(self, queue: str | None = None) -> list[QueueRecord]:
+        now = self.clock()
+        return await self._read(lambda tx: sqlqueues.queue_records(tx, self, queue, now))
 
 
 async def _drop_if_cancelled(tx: Tx, task: ActivityTask) -> None:

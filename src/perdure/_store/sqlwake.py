@@ -17,6 +17,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
+from perdure._store import sqlqueues
 from perdure._store import sqlrows as rows
 from perdure._store.base import (
     HELD_GRACE,
@@ -231,21 +232,45 @@ NOT_HELD = (
 )
 
 
+async def _next_activity(tx: Tx, queues: list[str], now: float) -> list[float]:
+    """When the earliest activity task of each of ``queues`` may be claimed:
+    when it is due, or later if its queue's limits hold it back (see
+    sqlqueues.gate). A queue whose limits wait for an attempt to end has
+    none: its end wakes the workers."""
+    times = []
+    for queue in queues:
+        row = await tx.one(
+            "SELECT MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?", (queue,)
+        )
+        if row is None or row[0] is None:
+            continue
+        first = row[0]
+        limits = await sqlqueues.read_limits(tx, queue)
+        if limits is not None:
+            held = await sqlqueues.gate(tx, queue, limits, now)
+            if held.room <= 0:
+                if held.free_at is None:
+                    continue
+                first = max(first, held.free_at)
+        times.append(first)
+    return times
+
+
 async def next_due(
-    tx: Tx, queues: list[str], kinds: tuple[str, ...], worker: str | None = None
+    tx: Tx,
+    queues: list[str],
+    kinds: tuple[str, ...],
+    worker: str | None = None,
+    now: float = 0.0,
 ) -> float | None:
     """When the earliest task of ``kinds`` on ``queues``, or any timer, is due
-    (for ``worker``: see Store.next_due)."""
+    (for ``worker``: see Store.next_due); ``now``, for the limits of
+    queues."""
     marks = rows.marks(queues)
     times = []
     for kind in kinds:
         if kind != "workflow":
-            row = await tx.one(
-                f"SELECT MIN(visible_at) FROM tasks WHERE kind = ? AND queue IN ({marks})",
-                (kind, *queues),
-            )
-            if row is not None and row[0] is not None:
-                times.append(row[0])
+            times.extend(await _next_activity(tx, queues, now))
             continue
         # The earliest workflow task, and the earliest within its grace whose
         # run no other worker holds (one round trip).

@@ -4,7 +4,8 @@ One module per command group, each registering its commands on ``app``:
 ``_worker_cmd`` (worker), ``_demo_cmd`` (demo), ``_inspect_cmd`` (list,
 show, history, result), ``_control_cmd`` (start, signal, cancel, terminate,
 migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
-(schedule create/list/show/pause/unpause/trigger/delete). ``--db`` defaults
+(schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
+(queue list/show/limit/unlimit). ``--db`` defaults
 to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
 
 ``main()`` imports only the module of the command it runs: ``perdure worker``
@@ -43,6 +44,7 @@ COMMANDS = {
     "replay": "_replay_cmd",
     "server": "_server_cmd",
     "schedule": "_schedule_cmd",
+    "queue": "_queue_cmd",
 }
 
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from perdure._spans import span_text
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
     EPILOG,
@@ -71,16 +72,6 @@ def _when(d: ScheduleDescription) -> str:
         return f"cron {d.cron}{zone}"
     assert d.every is not None
     return f"every {span_text(d.every)}"
-
-
-def span_text(span: timedelta) -> str:
-    """A span as --every takes it: 90s, 15m, 2h, 1d (the largest unit that
-    divides it)."""
-    seconds = span.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 @schedule_app.command("create")

@@ -161,6 +161,7 @@ start_request = required_body(m.StartRequest)
 schedule_request = required_body(m.ScheduleRequest)
 update_request = required_body(m.ScheduleUpdate)
 backfill_request = required_body(m.BackfillRequest)
+limits_request = required_body(m.QueueLimitsBody)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

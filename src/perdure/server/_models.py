@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 __all__ = [
     "Accepted",
@@ -158,6 +158,38 @@ class Schedule(BaseModel):
 
 class ScheduleList(BaseModel):
     items: list[Schedule]
+
+
+class QueueLimitsBody(_Strict):
+    """A task queue's limits (they replace its old ones): at most
+    ``max_running`` attempts running at once; at most ``max_starts`` started
+    in any window of ``per_seconds``. Null or left out: no such limit."""
+
+    max_running: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
+    max_starts: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
+    per_seconds: Optional[float] = Field(None, ge=0.001, le=31 * 86_400.0)
+
+
+class QueueLimitsOut(BaseModel):
+    max_running: Optional[int]
+    max_starts: Optional[int]
+    per_seconds: Optional[float]
+
+
+class Queue(BaseModel):
+    task_queue: str
+    limits: Optional[QueueLimitsOut] = Field(description="Null: the queue has no limits.")
+    running: int = Field(description="Attempts running (leased to a worker).")
+    waiting: int = Field(description="Tasks due, waiting to start.")
+    backing_off: int = Field(description="Tasks waiting for a retry's time.")
+    started: int = Field(description="Attempts started within the rate limit's window.")
+    held_until: Optional[str] = Field(
+        description="While the rate limit holds starts back: when it lets the next one."
+    )
+
+
+class QueueList(BaseModel):
+    items: list[Queue]
 
 
 class Accepted(BaseModel):

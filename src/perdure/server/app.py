@@ -41,6 +41,7 @@ from perdure.errors import (
 from perdure.server._auth import AuthConfig, host_header_is_loopback
 from perdure.server._deps import ServerState
 from perdure.server._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from perdure.server._queue_routes import router as queue_router
 from perdure.server._routes import router
 from perdure.server._schedule_routes import router as schedule_router
 
@@ -107,6 +108,7 @@ def create_app(
         app.state.perdure = state
     app.include_router(router)
     app.include_router(schedule_router)
+    app.include_router(queue_router)
     _add_error_handlers(app)
     app.middleware("http")(_guard)
     app.add_middleware(BodyLimit, limit=max_body_bytes, headers=SECURITY_HEADERS)

@@ -1,0 +1,181 @@
+"""Task queue limits in SQL: the room a queue's limits leave its next claim
+(``gate``), the starts a claim records for a rate limit (``record_starts``),
+setting and reading the limits, and what ``Store.queues`` reports.
+
+A queue's attempts running are its activity task rows leased to a worker
+whose lease has not run out (``lease_owner`` set, ``visible_at``, the lease
+expiry, in the future): an attempt whose worker died still counts until its
+lease runs out and a claim takes it again. The rate limit's window is kept
+in ``queue_starts``, one row per attempt started, which claims prune. On
+PostgreSQL a claim locks the queue's limits row (``Dialect.for_update``)
+before counting, so that two workers' claims of one limited queue take
+turns; SQLite serialises every writer anyway.
+Imports the store's records and the row helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from perdure._store.records import QueueLimitsRecord, QueueRecord
+from perdure._store.sqlrows import Dialect, Tx
+
+__all__ = [
+    "NOT_LIMITED",
+    "Gate",
+    "gate",
+    "queue_records",
+    "read_limits",
+    "record_starts",
+    "write_limits",
+]
+
+_LIMITS = "SELECT max_running, max_starts, per FROM queue_limits WHERE queue = ?"
+# A claim's condition on tasks: their queue has no limits (those are claimed
+# by a claim that counts first).
+NOT_LIMITED = " AND NOT EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue)"
+# The attempts running, and the first lease of theirs to run out.
+_RUNNING = (
+    "SELECT COUNT(*), MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?"
+    " AND visible_at > ? AND lease_owner IS NOT NULL"
+)
+_STARTED = "SELECT COUNT(*) FROM queue_starts WHERE queue = ? AND started_at > ?"
+# The start whose leaving the window makes room for one more.
+_NTH_START = (
+    "SELECT started_at FROM queue_starts WHERE queue = ? AND started_at > ?"
+    " ORDER BY started_at LIMIT 1 OFFSET ?"
+)
+
+
+class Gate(NamedTuple):
+    """What a queue's limits allow at a time: how many attempts may start
+    now, and (if none may) when one may next (None: not before one running
+    ends, which wakes the workers)."""
+
+    room: int
+    free_at: float | None
+    started: int  # the starts in the rate limit's window (0 without one)
+    opens: float | None  # when the rate limit lets one more start, if it holds them back
+
+
+async def read_limits(tx: Tx, queue: str, lock: str = "") -> QueueLimitsRecord | None:
+    """``queue``'s limits (``lock``: the dialect's row lock, in a claim)."""
+    row = await tx.one(_LIMITS + lock, (queue,))
+    if row is None:
+        return None
+    return QueueLimitsRecord(row[0], row[1], row[2])
+
+
+async def gate(tx: Tx, queue: str, limits: QueueLimitsRecord, now: float) -> Gate:
+    """The room ``limits`` leave ``queue`` at ``now``."""
+    room: int | None = None
+    free_at: float | None = now
+    started = 0
+    opens = None
+    if limits.max_running is not None:
+        row = await tx.one(_RUNNING, (queue, now))
+        assert row is not None
+        running, first_expiry = row
+        room = limits.max_running - running
+        if room <= 0:
+            # An attempt that ends wakes the workers; one whose worker died
+            # frees its slot when its lease runs out.
+            free_at = first_expiry
+    if limits.max_starts is not None:
+        assert limits.per is not None
+        since = now - limits.per
+        row = await tx.one(_STARTED, (queue, since))
+        assert row is not None
+        started = row[0]
+        left = limits.max_starts - started
+        if left <= 0:
+            nth = await tx.one(_NTH_START, (queue, since, -left))
+            if nth is not None:  # (always: the window holds more than -left starts)
+                opens = nth[0] + limits.per
+                free_at = opens if free_at is None else max(free_at, opens)
+        room = left if room is None else min(room, left)
+    assert room is not None  # (limits have at least one)
+    if room > 0:
+        free_at = now
+    return Gate(max(room, 0), free_at, started, opens)
+
+
+async def record_starts(
+    tx: Tx, queue: str, limits: QueueLimitsRecord, now: float, count: int
+) -> None:
+    """``count`` attempts of ``queue`` started at ``now``: kept for its rate
+    limit's window, and the starts that left the window dropped."""
+    if limits.max_starts is None or limits.per is None:
+        return
+    await tx.send(
+        "DELETE FROM queue_starts WHERE queue = ? AND started_at <= ?", (queue, now - limits.per)
+    )
+    if count:
+        await tx.executemany(
+            "INSERT INTO queue_starts (queue, started_at) VALUES (?, ?)", [(queue, now)] * count
+        )
+
+
+async def write_limits(tx: Tx, queue: str, limits: QueueLimitsRecord | None, now: float) -> bool:
+    """Set (None: remove) ``queue``'s limits; whether it had limits before.
+    Its starts are kept while it has a rate limit, so that a change of the
+    limit counts the starts already made."""
+    had = await tx.one("SELECT 1 FROM queue_limits WHERE queue = ?", (queue,)) is not None
+    if limits is None:
+        await tx.send("DELETE FROM queue_limits WHERE queue = ?", (queue,))
+    else:
+        await tx.send(
+            "INSERT INTO queue_limits (queue, max_running, max_starts, per, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
+            " max_running = excluded.max_running, max_starts = excluded.max_starts,"
+            " per = excluded.per, updated_at = excluded.updated_at",
+            (queue, limits.max_running, limits.max_starts, limits.per, now),
+        )
+    if limits is None or limits.max_starts is None:
+        await tx.send("DELETE FROM queue_starts WHERE queue = ?", (queue,))
+    return had
+
+
+# Each queue's activity tasks: running, due and waiting, not due yet.
+_TASK_COUNTS = (
+    "SELECT queue,"
+    " SUM(CASE WHEN visible_at > ? AND lease_owner IS NOT NULL THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN visible_at > ? AND lease_owner IS NULL THEN 1 ELSE 0 END)"
+    " FROM tasks WHERE kind = 'activity'{} GROUP BY queue"
+)
+
+
+async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> list[QueueRecord]:
+    """``Store.queues``: the queues with activity tasks or limits (or just
+    ``queue``), by name."""
+    del d  # (the same SQL on every backend)
+    only = "" if queue is None else " AND queue = ?"
+    counts = {
+        r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0))
+        for r in await tx.all(_TASK_COUNTS.format(only), (now, now, now, *_one(queue)))
+    }
+    limited = {
+        r[0]: QueueLimitsRecord(r[1], r[2], r[3])
+        for r in await tx.all(
+            "SELECT queue, max_running, max_starts, per FROM queue_limits"
+            + ("" if queue is None else " WHERE queue = ?"),
+            _one(queue),
+        )
+    }
+    names = sorted(set(counts) | set(limited) | set(_one(queue)))
+    found = []
+    for name in names:
+        running, waiting, backing_off = counts.get(name, (0, 0, 0))
+        limits = limited.get(name)
+        held_until, started = None, 0
+        if limits is not None:
+            g = await gate(tx, name, limits, now)
+            started, held_until = g.started, g.opens
+        found.append(QueueRecord(name, limits, running, waiting, backing_off, started, held_until))
+    return found
+
+
+def _one(queue: str | None) -> Sequence[str]:
+    return () if queue is None else (queue,)

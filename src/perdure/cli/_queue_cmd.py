@@ -1,0 +1,136 @@
+"""``perdure queue``: the task queues' activities (running, waiting, backing
+off) and their limits, shared by every worker (perdure.queues): list, show,
+limit, unlimit.
+
+Imports the public API, typer and rich; exit codes come from ``_operator.run``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from perdure.cli._app import DbOption, app
+from perdure.cli._operator import EPILOG, EXIT_USAGE, JsonOption, fail, local_time, print_json, run
+from perdure.cli._schedule_cmd import parse_span
+from perdure.client import Client
+from perdure.queues import QueueInfo
+
+out = Console(highlight=False, soft_wrap=True)
+queue_app = typer.Typer(
+    help="Task queues: their activities, and limits on them shared by every worker.",
+    epilog=EPILOG,
+    no_args_is_help=True,
+)
+app.add_typer(queue_app, name="queue", rich_help_panel="Control")
+
+QueueArg = typer.Argument(..., metavar="TASK_QUEUE", help="Task queue.")
+
+
+def _limits(info: QueueInfo) -> str:
+    return "none" if info.limits is None else str(info.limits)
+
+
+@queue_app.command("list")
+def list_(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
+    """The task queues that have activity tasks or limits."""
+
+    async def work(client: Client) -> None:
+        found = await client.list_queues()
+        if as_json:
+            print_json([q.to_json() for q in found])
+            return
+        if not found:
+            out.print("no activity tasks, and no queue has limits")
+            return
+        table = Table("QUEUE", "RUNNING", "WAITING", "BACKING OFF", "LIMITS", "HELD UNTIL")
+        for q in found:
+            table.add_row(
+                escape(q.task_queue),
+                str(q.running),
+                str(q.waiting),
+                str(q.backing_off),
+                escape(_limits(q)),
+                "" if q.held_until is None else local_time(q.held_until),
+            )
+        out.print(table)
+
+    run(db, work)
+
+
+@queue_app.command("show")
+def show(
+    task_queue: str = QueueArg, db: Optional[str] = DbOption, as_json: bool = JsonOption
+) -> None:
+    """A task queue's activities now, and its limits."""
+
+    async def work(client: Client) -> None:
+        try:
+            q = await client.describe_queue(task_queue)
+        except ValueError as exc:
+            fail(EXIT_USAGE, str(exc))
+        if as_json:
+            print_json(q.to_json())
+            return
+        out.print(f"[bold]{escape(q.task_queue)}[/]")
+        out.print(f"  limits       {escape(_limits(q))}")
+        out.print(f"  running      {q.running}")
+        out.print(f"  waiting      {q.waiting}")
+        out.print(f"  backing off  {q.backing_off}   (a retry's wait)")
+        if q.limits is not None and q.limits.max_starts is not None:
+            out.print(f"  started      {q.started} in the rate limit's window")
+        if q.held_until is not None:
+            out.print(f"  held until   {local_time(q.held_until)}   (by the rate limit)")
+
+    run(db, work)
+
+
+@queue_app.command("limit")
+def limit(
+    task_queue: str = QueueArg,
+    max_running: Optional[int] = typer.Option(
+        None, "--max-running", help="At most this many attempts running at once."
+    ),
+    max_starts: Optional[int] = typer.Option(
+        None, "--max-starts", help="At most this many attempts started per --per."
+    ),
+    per: Optional[str] = typer.Option(None, "--per", help="The rate limit's window: 1s, 1m, 1h."),
+    db: Optional[str] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Set a task queue's limits (replacing its old ones); every worker obeys them."""
+    window = None if per is None else parse_span(per, "--per")
+
+    async def work(client: Client) -> None:
+        try:
+            limits = await client.set_queue_limits(
+                task_queue, max_running=max_running, max_starts=max_starts, per=window
+            )
+        except (TypeError, ValueError) as exc:
+            fail(EXIT_USAGE, str(exc))
+        if as_json:
+            print_json(limits.to_json())
+            return
+        out.print(f"Task queue {escape(task_queue)}: {escape(str(limits))}")
+
+    run(db, work)
+
+
+@queue_app.command("unlimit")
+def unlimit(task_queue: str = QueueArg, db: Optional[str] = DbOption) -> None:
+    """Lift a task queue's limits."""
+
+    async def work(client: Client) -> None:
+        try:
+            had = await client.remove_queue_limits(task_queue)
+        except ValueError as exc:
+            fail(EXIT_USAGE, str(exc))
+        out.print(
+            f"Task queue {escape(task_queue)}: " + ("limits lifted" if had else "had no limits")
+        )
+
+    run(db, work)

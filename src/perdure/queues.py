@@ -1,0 +1,143 @@
+"""Limits on a task queue's activities, shared by every worker
+(``Client.set_queue_limits``): at most so many attempts running at once, and
+at most so many started in any window of a given length. What an outside
+service (a model provider, a payment API) allows, held across all the
+machines that call it.
+
+The limits are data in the database: set them once (at deploy, or when the
+service's quota changes) and every worker of the queue obeys them at its
+next claim. They count activity attempts, each retry included, not
+workflows. See docs/queues.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from perdure._checks import check_name
+from perdure._spans import span_text
+from perdure._store.base import QueueLimitsRecord, QueueRecord
+
+__all__ = ["MAX_LIMIT", "MAX_PER", "MIN_PER", "QueueInfo", "QueueLimits", "make_limits"]
+
+MAX_LIMIT = 1_000_000  # the largest max_running or max_starts
+MIN_PER = timedelta(milliseconds=1)
+MAX_PER = timedelta(days=31)
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """A task queue's limits: at most ``max_running`` of its activity
+    attempts running at once; at most ``max_starts`` started in any window
+    of ``per``. None: no such limit."""
+
+    max_running: int | None = None
+    max_starts: int | None = None
+    per: timedelta | None = None
+
+    @classmethod
+    def from_record(cls, record: QueueLimitsRecord) -> QueueLimits:
+        per = None if record.per is None else timedelta(seconds=record.per)
+        return cls(record.max_running, record.max_starts, per)
+
+    def to_record(self) -> QueueLimitsRecord:
+        per = None if self.per is None else self.per.total_seconds()
+        return QueueLimitsRecord(self.max_running, self.max_starts, per)
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON (``perdure queue show --json``, the HTTP API): ``per`` in
+        seconds."""
+        return {
+            "max_running": self.max_running,
+            "max_starts": self.max_starts,
+            "per_seconds": None if self.per is None else self.per.total_seconds(),
+        }
+
+    def __str__(self) -> str:
+        parts = []
+        if self.max_running is not None:
+            parts.append(f"at most {self.max_running} running")
+        if self.max_starts is not None and self.per is not None:
+            parts.append(f"at most {self.max_starts} started per {span_text(self.per)}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """One task queue's activities now (``Client.describe_queue``): its
+    limits (None: none), the attempts ``running`` (leased to a worker whose
+    lease has not run out), the tasks ``waiting`` to start (due), those
+    ``backing_off`` (a retry's wait), the attempts ``started`` within the
+    rate limit's window, and, while the rate limit holds starts back, when
+    it lets the next one, ``held_until`` (None: it does not; a queue whose
+    ``running`` is its ``max_running`` starts the next when one ends)."""
+
+    task_queue: str
+    limits: QueueLimits | None
+    running: int
+    waiting: int
+    backing_off: int
+    started: int
+    held_until: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON (``perdure queue show --json``, the HTTP API)."""
+        held = self.held_until
+        return {
+            "task_queue": self.task_queue,
+            "limits": None if self.limits is None else self.limits.to_json(),
+            "running": self.running,
+            "waiting": self.waiting,
+            "backing_off": self.backing_off,
+            "started": self.started,
+            "held_until": None if held is None else held.isoformat(),
+        }
+
+    @classmethod
+    def from_record(cls, record: QueueRecord) -> QueueInfo:
+        limits = None if record.limits is None else QueueLimits.from_record(record.limits)
+        held = record.held_until
+        return cls(
+            record.queue,
+            limits,
+            record.running,
+            record.waiting,
+            record.backing_off,
+            record.started,
+            None if held is None else datetime.fromtimestamp(held, tz=UTC),
+        )
+
+
+def make_limits(
+    task_queue: str,
+    max_running: int | None,
+    max_starts: int | None,
+    per: timedelta | None,
+) -> QueueLimits:
+    """The limits asked for, checked: a clear ValueError or TypeError
+    saying what is wrong."""
+    check_name("task_queue", task_queue)
+    for what, value in (("max_running", max_running), ("max_starts", max_starts)):
+        if value is None:
+            continue
+        if type(value) is not int:
+            raise TypeError(f"{what} must be an int or None, not {type(value).__name__}")
+        if not 1 <= value <= MAX_LIMIT:
+            raise ValueError(f"{what} must be between 1 and {MAX_LIMIT:,}, not {value}")
+    if per is not None and not isinstance(per, timedelta):
+        raise TypeError(f"per must be a datetime.timedelta, not {type(per).__name__}")
+    if (max_starts is None) != (per is None):
+        raise ValueError(
+            "a rate limit needs both max_starts and per (at most max_starts attempts "
+            "started in any window of per)"
+        )
+    if per is not None and not MIN_PER <= per <= MAX_PER:
+        raise ValueError(f"per must be between {MIN_PER} and {MAX_PER.days} days, not {per}")
+    if max_running is None and max_starts is None:
+        raise ValueError(
+            "give max_running, or max_starts and per, or both "
+            "(remove_queue_limits removes a queue's limits)"
+        )
+    return QueueLimits(max_running, max_starts, per)
