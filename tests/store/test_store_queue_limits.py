@@ -7,11 +7,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from store_helpers import FakeClock, claim_one, new_run, turn
 
 from perdure._store.base import ActivityTask, NewActivity, QueueLimitsRecord, Store
 
 ERROR = {"type": "ConnectionError", "message": "down"}
+HINTED = [False]
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["found", "hinted"])
+def _hinted(request: pytest.FixtureRequest) -> None:
+    """Each test twice: claims that find the limits, and claims told to
+    expect them (Store.claim_activity_tasks's ``limited``, which a worker
+    passes once it knows its queue has limits)."""
+    HINTED[0] = request.param
 
 
 async def schedule(store: Store, count: int, queue: str = "q", run: str = "run-1") -> None:
@@ -25,7 +35,7 @@ async def schedule(store: Store, count: int, queue: str = "q", run: str = "run-1
 async def claim(
     store: Store, want: int = 10, queues: list[str] | None = None
 ) -> list[ActivityTask]:
-    return await store.claim_activity_tasks(queues or ["q"], "w", 30, want)
+    return await store.claim_activity_tasks(queues or ["q"], "w", 30, want, HINTED[0])
 
 
 async def test_no_connection_claims_past_max_running(open_store: Any, clock: FakeClock) -> None:

@@ -395,8 +395,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def claim_activity_tasks(
-        self, queues: list[str], owner: str, lease: float, limit: int
-    ) -> list[ActivityTask]: ...
+        self, queues: list[str], owner: str, lease: float, limit: int, limited: bool = False
+    ) -> list[ActivityTask]:
+        """Lease up to ``limit`` due activity tasks of ``queues`` to
+        ``owner``, as many of a queue's as its limits allow (see
+        set_queue_limits). ``limited``: the caller expects the queues to
+        have limits (a hint: the claim takes the way that counts first)."""
 
     @abc.abstractmethod
     async def complete_activity(self, task: ActivityTask, event: Event) -> bool:

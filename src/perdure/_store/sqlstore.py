@@ -312,37 +312,41 @@ class SqlStore(Store, Dialect):
         ]
 
     async def claim_activity_tasks(
-        self, queues: list[str], owner: str, lease: float, limit: int
+        self, queues: list[str], owner: str, lease: float, limit: int, limited: bool = False
     ) -> list[ActivityTask]:
         # The tasks of queues without limits, in one statement; whether any
         # of ``queues`` has limits is read with the commit (no round trip of
         # its own). Those queues' tasks are then claimed in a transaction of
-        # their own, which counts what their limits allow first.
-        limited: list[str] = []
+        # their own, which counts what their limits allow first (at once, if
+        # the caller expects limits).
+        if limited:
+            every = sorted(set(queues))
+            return await self._write(lambda tx: self._claim_limited(tx, every, owner, lease, limit))
+        found_limited: list[str] = []
 
         async def claim(tx: Tx) -> list[ActivityTask]:
-            limited.clear()
+            found_limited.clear()
             found = await self._claim(tx, "activity", queues, owner, lease, limit, unlimited=True)
             await tx.later_all(
                 f"SELECT queue FROM queue_limits WHERE queue IN ({rows.marks(queues)})",
                 queues,
-                lambda found: limited.extend(sorted(r[0] for r in found)),
+                lambda found: found_limited.extend(sorted(r[0] for r in found)),
             )
             return await self._activity_tasks(tx, found, lease)
 
         tasks = await self._write(claim)
-        if limited and len(tasks) < limit:
+        if found_limited and len(tasks) < limit:
             left = limit - len(tasks)
             tasks += await self._write(
-                lambda tx: self._claim_limited(tx, limited, owner, lease, left)
+                lambda tx: self._claim_limited(tx, found_limited, owner, lease, left)
             )
         return tasks
 
     async def _claim_limited(
         self, tx: Tx, queues: list[str], owner: str, lease: float, limit: int
     ) -> list[ActivityTask]:
-        """Claim tasks of ``queues`` (sorted), each of which has limits, as
-        many as each one's limits allow."""
+        """Claim tasks of ``queues`` (sorted), as many as each one's limits
+        allow (a queue without limits: up to ``limit``)."""
         # On PostgreSQL the limits rows are locked (in this order) first, and
         # the claim's time read once they are held: an attempt's recorded
         # start is then never before the claims it waited for.

@@ -381,7 +381,7 @@ class Worker:
                 if want_turns > 0
                 else _nothing(),
                 self.store.claim_activity_tasks(
-                    queues, self.identity, self.lease_timeout, want_acts
+                    queues, self.identity, self.lease_timeout, want_acts, self._limited
                 )
                 if want_acts > 0
                 else _nothing(),
