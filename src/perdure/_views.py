@@ -123,7 +123,12 @@ class PendingActivityInfo:
     task_queue: str = ""
     waiting_for_worker: bool = False
     """Its next attempt has been due for more than a second and no worker
-    took it: is a worker serving ``task_queue`` with this activity?"""
+    took it: is a worker serving ``task_queue`` with this activity? (Never
+    set while ``task_queue`` has limits: see ``held_by_limits``.)"""
+    held_by_limits: bool = False
+    """Its next attempt has been due for more than a second, and its task
+    queue has limits (perdure.queues), which may be what holds it back:
+    ``Client.describe_queue`` tells."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,8 @@ def describe_run(
                 a.attempts,
                 _dt(a.started_at),
                 a.task_queue,
-                a.due_at is not None and a.due_at < now - 1.0,
+                not a.queue_limited and a.due_at is not None and a.due_at < now - 1.0,
+                a.queue_limited and a.due_at is not None and a.due_at < now - 1.0,
             )
             for a in pending.activities
         ],

@@ -117,6 +117,13 @@ async def test_lifting_a_limit_starts_what_it_held_back(client: perdure.Client) 
             return (await client.describe_queue("default")).waiting == 1
 
         await wait_until(held, what="the second run's step to wait")
+
+        async def said_so() -> bool:
+            [step] = (await second.describe()).pending_activities
+            assert not step.waiting_for_worker  # (a worker serves it: the limits hold it)
+            return step.held_by_limits
+
+        await wait_until(said_so, what="describe() to say the limits may hold the step")
         info = await client.describe_queue("default")
         assert (info.running, info.started) == (0, 1)
         assert info.held_until is not None

@@ -288,6 +288,7 @@ class PendingActivity:
     started_at: float | None = None  # of the running attempt
     task_queue: str = ""
     due_at: float | None = None  # when its next attempt may start (not running)
+    queue_limited: bool = False  # its task queue has limits (they may hold it back)
 
 
 @dataclass

@@ -58,10 +58,12 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
             started_at=r[7] if r[3] is not None else None,
             task_queue=r[8],
             due_at=None if r[3] is not None else r[4],
+            queue_limited=bool(r[9]),
         )
         for r in await tx.all(
             "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
-            " attempts, attempt_started_at, queue"
+            " attempts, attempt_started_at, queue,"
+            " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue)"
             " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
             (run_id,),
         )

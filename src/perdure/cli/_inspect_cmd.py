@@ -143,6 +143,11 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
                 f"\n    [bold yellow]no worker has taken it:[/] is a worker running for task "
                 f"queue {escape(a.task_queue)!r} with activity {escape(a.activity_type)!r}?"
             )
+        elif a.held_by_limits:
+            line += (
+                f"\n    [yellow]waiting: task queue {escape(a.task_queue)!r} has limits[/] "
+                f"(perdure queue show {escape(a.task_queue)}; or is no worker serving it?)"
+            )
         if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here
             earlier = [f"#{r.get('attempt')} {_attempt_error(r)}" for r in a.attempts[:-1]]
             line += f"\n    [dim]earlier attempts: {escape('; '.join(earlier))}[/]"

@@ -237,6 +237,10 @@ class PendingActivity(BaseModel):
     waiting_for_worker: bool = Field(
         False, description="Due for over a second and no worker took it: is one serving its queue?"
     )
+    held_by_limits: bool = Field(
+        False,
+        description="Due for over a second, and its task queue has limits (see /api/queues).",
+    )
 
 
 class PendingChild(BaseModel):

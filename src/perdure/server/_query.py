@@ -200,6 +200,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
                 "attempts": [attempt_json(r) for r in a.attempts],
                 "task_queue": a.task_queue,
                 "waiting_for_worker": a.waiting_for_worker,
+                "held_by_limits": a.held_by_limits,
             }
             for a in d.pending_activities
         ],

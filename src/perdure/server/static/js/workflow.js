@@ -219,6 +219,9 @@ export function renderWorkflow(container, id, params, ctx) {
           h("b", { text: "No worker has taken it." }),
           ` Is a worker running for task queue “${a.task_queue}” that registers `,
           h("code", { text: a.activity_type }), "?") : null,
+        a.held_by_limits ? h("div", { class: "alert info held-by-limits" },
+          h("b", { text: "Waiting for room." }),
+          ` Task queue “${a.task_queue}” has limits on its activities (perdure queue show ${a.task_queue}); or no worker serves it.`) : null,
         a.last_failure ? failureBlock(a.last_failure) : null));
     }
     for (const t of desc.pending_timers) {
