@@ -5,8 +5,8 @@
 Runs the crash demo for a real order, a worker for the test workflows (an
 onboarding whose e-mail step keeps failing while it waits for approval, plus a few
 finished runs), and ``perdure server``; then photographs the list page, two
-workflow pages and, with three schedules made, the schedules page in headless
-Chromium.
+workflow pages, with three schedules made, the schedules page, and with two
+queues limited, the queues page, in headless Chromium.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ def schedule_some(client: perdure.SyncClient) -> None:
     wait_for(lambda: often.describe().runs_started >= 3, 20, "three reconciliations")
 
 
+def limit_some(client: perdure.SyncClient) -> None:
+    client.set_queue_limits("default", max_running=2, max_starts=4, per=timedelta(minutes=1))
+    client.set_queue_limits("payments", max_running=10)
+    for i in range(5):
+        client.start("approval", f"user-{i}", id=f"signup-{i}")
+    wait_for(lambda: client.describe_queue("default").held_until, 20, "the rate limit to hold")
+
+
 def main(out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -88,6 +96,12 @@ def main(out: Path) -> None:
             page.goto(f"{url}#/schedules")
             page.wait_for_selector("tr[data-id='ledger-reconcile'] a[href*='%40']")
             page.screenshot(path=str(out / "ui-schedules.png"))
+            with perdure.SyncClient.connect(db) as client:
+                limit_some(client)
+            page.set_viewport_size({"width": 1280, "height": 440})
+            page.goto(f"{url}#/queues")
+            page.wait_for_selector("tr[data-queue='payments']")
+            page.screenshot(path=str(out / "ui-queues.png"))
             browser.close()
     finally:
         server.stop()

@@ -397,3 +397,39 @@ def test_the_schedules_page_lists_pauses_triggers_and_deletes(stack: Stack, page
         row.locator("a").first.click()  # the schedule's own workflow
         expect(page.locator("#wf-id")).to_have_text("schedule:ui-often")
         schedule.delete()
+
+
+def test_the_queues_page_sets_edits_and_lifts_limits(stack: Stack, page: Page) -> None:
+    with perdure.SyncClient.connect(stack.db) as client:
+        page.goto(f"{stack.auth_url}#/queues")
+        expect(page.locator("#token-dialog")).to_be_visible()
+        page.fill("#token-input", ADMIN)
+        page.click("#token-save")
+        form = page.locator("#limits-form")
+        expect(form).to_be_visible()
+        form.locator("input[name='queue']").fill("ui-limited")
+        form.locator("input[name='max_starts']").fill("10")
+        form.locator("[data-action='set-limits']").click()  # no window: refused
+        expect(page.locator(".toast-error")).to_contain_text("a rate limit needs both")
+        assert client.describe_queue("ui-limited").limits is None
+
+        form.locator("input[name='per_seconds']").fill("60")
+        form.locator("input[name='max_running']").fill("3")
+        form.locator("[data-action='set-limits']").click()
+        row = page.locator("tr[data-queue='ui-limited']")
+        expect(row).to_contain_text("at most 3 running, at most 10 started per 1 m 0 s")
+        limits = client.describe_queue("ui-limited").limits
+        assert limits is not None and (limits.max_running, limits.max_starts) == (3, 10)
+
+        form.locator("input[name='queue']").fill("")
+        row.locator("[data-action='edit']").click()  # fills the form in
+        expect(form.locator("input[name='queue']")).to_have_value("ui-limited")
+        expect(form.locator("input[name='per_seconds']")).to_have_value("60")
+        form.locator("input[name='max_running']").fill("4")
+        form.locator("[data-action='set-limits']").click()
+        expect(row).to_contain_text("at most 4 running")
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.locator("[data-action='lift']").click()
+        expect(row).to_have_count(0)  # no tasks and no limits: not listed
+        assert client.describe_queue("ui-limited").limits is None

@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from perdure._store import sqlite_schema, sqlitetx
+from perdure._store.base import LIMITS
 from perdure._store.sqlitetx import Job, Later, SqliteTx, SqliteWriteTx, drive, is_busy
 from perdure._store.sqlstart import AnyPlan
 from perdure._store.sqlstore import Body, SqlStore
@@ -95,6 +96,7 @@ class SqliteStore(SqlStore):
         # process holds it (see _retry_writes).
         self._pauses: dict[asyncio.AbstractEventLoop, float] = {}
         self._data_version: int | None = None
+        self._limits_seen: tuple[Any, ...] | None = None  # see _watch_limits
         self._watched_at = 0.0
         self._thread = threading.Thread(target=self._serve, name="perdure-sqlite", daemon=True)
         self._thread.start()
@@ -360,9 +362,24 @@ class SqliteStore(SqlStore):
             version = conn.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return  # the next job will meet (and report) the same trouble
-        if self._data_version is not None and version != self._data_version:
+        if self._data_version is None:
+            self._watch_limits(conn)  # (what later commits are compared with)
+        elif version != self._data_version:
             self.notify()
+            self._watch_limits(conn)
         self._data_version = version
+
+    def _watch_limits(self, conn: sqlite3.Connection) -> None:
+        """Another process committed: if it set or removed a queue's limits,
+        tell this process's workers (LIMITS), as NOTIFY does on PostgreSQL.
+        One read of a table of a few rows, at most every WATCH_INTERVAL."""
+        try:
+            seen = conn.execute("SELECT count(*), total(updated_at) FROM queue_limits").fetchone()
+        except sqlite3.Error:
+            return  # (a file of an older schema: no limits to watch)
+        if self._limits_seen is not None and seen != self._limits_seen:
+            self.notify(LIMITS)
+        self._limits_seen = seen
 
     @staticmethod
     def _answer(answers: list[tuple[Job, bool, Any]]) -> None:

@@ -497,9 +497,10 @@ class Worker:
 
     async def _watch_limits(self, changed: asyncio.Event) -> None:
         """Until cancelled: whether the queue has limits, read when a change
-        is heard of and every LIMITS_REFRESH (a SQLite database changed by
-        another process says nothing). Claims obey the limits at once; an
-        attempt that is not claimed (inline) does once this has read them."""
+        is heard of (this process's, PostgreSQL's NOTIFY, SQLite's watch of
+        other processes' commits) and every LIMITS_REFRESH behind them.
+        Claims obey the limits at once; an attempt that is not claimed
+        (inline) does once a change is heard of (see _limits_set)."""
         while True:
             try:
                 await asyncio.wait_for(changed.wait(), LIMITS_REFRESH)

@@ -1,9 +1,10 @@
-// The UI shell: hash routing (#/, #/workflows/<id> and #/schedules), the access token and
+// The UI shell: hash routing (#/, #/workflows/<id>, #/schedules and #/queues), the access token and
 // the toasts. Views are functions (container, params, ctx) -> dispose().
 
 import { api, ApiError, getToken, setToken } from "./api.js";
 import { clear, h } from "./dom.js";
 import { renderList } from "./list.js";
+import { renderQueues } from "./queues.js";
 import { renderSchedules } from "./schedules.js";
 import { renderWorkflow } from "./workflow.js";
 
@@ -118,6 +119,9 @@ function route() {
   } else if (path === "/schedules") {
     document.title = "Schedules · perdure";
     dispose = renderSchedules(view, params, ctx);
+  } else if (path === "/queues") {
+    document.title = "Task queues · perdure";
+    dispose = renderQueues(view, params, ctx);
   } else {
     document.title = "Workflows · perdure";
     dispose = renderList(view, params, ctx);

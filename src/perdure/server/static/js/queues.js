@@ -1,0 +1,153 @@
+// The task queues page (#/queues): each queue's activities (running, waiting,
+// backing off) and its limits; admins set and lift limits with the form above
+// the table (a row's "Edit" fills it in).
+
+import { api, ApiError } from "./api.js";
+import { clear, fmtDuration, fmtRelative, fmtTime, h } from "./dom.js";
+
+const REFRESH_MS = 3000;
+
+const limitsPath = (queue) => `/queues/${encodeURIComponent(queue)}/limits`;
+
+function limitsText(limits) {
+  if (!limits) return "none";
+  const parts = [];
+  if (limits.max_running !== null) parts.push(`at most ${limits.max_running} running`);
+  if (limits.max_starts !== null) {
+    parts.push(`at most ${limits.max_starts} started per ${fmtDuration(limits.per_seconds)}`);
+  }
+  return parts.join(", ");
+}
+
+export function renderQueues(container, params, ctx) {
+  let timer = null;
+  let controller = null;
+  let disposed = false;
+
+  const heading = h("div", { class: "page-head" },
+    h("h1", { text: "Task queues" }),
+    h("span", { class: "muted", id: "queue-count" }));
+  const field = (name, label, attrs) => h("label", {}, label,
+    h("input", { name, ...attrs }));
+  const form = h("form", { id: "limits-form", class: "card limits-form", hidden: !ctx.isAdmin },
+    field("queue", "Task queue ", { type: "text", required: true, placeholder: "llm" }),
+    field("max_running", " at most ", { type: "number", min: 1, placeholder: "–" }),
+    h("span", { text: " running, at most " }),
+    field("max_starts", "", { type: "number", min: 1, placeholder: "–" }),
+    field("per_seconds", " started per ", { type: "number", min: 0.001, step: "any",
+      placeholder: "60" }),
+    h("span", { text: " s " }),
+    h("button", { type: "submit", "data-action": "set-limits", text: "Set limits" }));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    setLimits();
+  });
+  const body = h("tbody");
+  const table = h("table", { class: "runs", id: "queues" },
+    h("thead", {}, h("tr", {},
+      ["Queue", "Running", "Waiting", "Backing off", "Limits", "Held until"].map((t) =>
+        h("th", { text: t })))),
+    body);
+  const message = h("div", { class: "empty", hidden: true });
+  const hint = h("p", { class: "muted" },
+    "Limits hold across every worker of a queue: set them here, with ",
+    h("code", { text: "perdure queue limit" }), " or Client.set_queue_limits.");
+  container.append(heading, form, h("div", { class: "card flush" }, table, message), hint);
+
+  const number = (name) => {
+    const text = form.elements[name].value.trim();
+    return text === "" ? null : Number(text);
+  };
+
+  async function setLimits() {
+    const queue = form.elements.queue.value.trim();
+    const body = { max_running: number("max_running"), max_starts: number("max_starts"),
+      per_seconds: number("per_seconds") };
+    try {
+      const set = await api(limitsPath(queue), { method: "PUT", body });
+      ctx.toast(`Task queue ${queue}: ${limitsText(set)}.`, "ok");
+      load();
+    } catch (error) {
+      ctx.toast(`Cannot set the limits of ${queue}: ${error.message}`, "error");
+    }
+  }
+
+  async function lift(q) {
+    if (!window.confirm(`Lift the limits of task queue ${q.task_queue}?`)) return;
+    try {
+      await api(limitsPath(q.task_queue), { method: "DELETE" });
+      ctx.toast(`Task queue ${q.task_queue}: limits lifted.`, "ok");
+      load();
+    } catch (error) {
+      ctx.toast(`Cannot lift the limits of ${q.task_queue}: ${error.message}`, "error");
+    }
+  }
+
+  function edit(q) {
+    const limits = q.limits || {};
+    form.elements.queue.value = q.task_queue;
+    for (const name of ["max_running", "max_starts", "per_seconds"]) {
+      form.elements[name].value = limits[name] ?? "";
+    }
+    form.elements.max_running.focus();
+  }
+
+  function buttons(q) {
+    if (!ctx.isAdmin) return [];
+    const button = (action, label, onclick, cls = "ghost") => h("button", {
+      type: "button", class: cls, "data-action": action, text: label, onclick,
+    });
+    return [
+      button("edit", q.limits ? "Edit" : "Limit…", () => edit(q)),
+      q.limits ? button("lift", "Lift", () => lift(q), "ghost danger-text") : null,
+    ];
+  }
+
+  function show(items) {
+    clear(body);
+    const now = Date.now() / 1000;
+    for (const q of items) {
+      const full = q.limits && q.limits.max_running !== null && q.running >= q.limits.max_running;
+      body.append(h("tr", { "data-queue": q.task_queue },
+        h("td", {}, h("span", { class: "mono", text: q.task_queue }),
+          h("div", { class: "actions" }, buttons(q))),
+        h("td", { text: String(q.running), class: full ? "full" : "" }),
+        h("td", { text: String(q.waiting) }),
+        h("td", { text: String(q.backing_off), title: "waiting for a retry's time" }),
+        h("td", {}, limitsText(q.limits),
+          q.limits && q.limits.max_starts !== null
+            ? h("div", { class: "muted", text: `${q.started} started in the window` }) : null),
+        h("td", { title: q.held_until ? fmtRelative(q.held_until, now) : "",
+          text: q.held_until ? fmtTime(q.held_until) : "–" })));
+    }
+    message.hidden = items.length > 0;
+    message.classList.remove("error");
+    if (!items.length) message.textContent = "No activity tasks, and no queue has limits.";
+    document.getElementById("queue-count").textContent = `${items.length} shown`;
+  }
+
+  async function load() {
+    clearTimeout(timer);
+    controller?.abort();
+    controller = new AbortController();
+    try {
+      show((await api("/queues", { signal: controller.signal })).items);
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      clear(body);
+      message.hidden = false;
+      message.classList.add("error");
+      message.textContent = error instanceof ApiError && error.status === 401
+        ? "Enter an access token to see the task queues."
+        : `Cannot load the task queues: ${error.message}`;
+    }
+    if (!disposed) timer = setTimeout(load, REFRESH_MS);
+  }
+
+  load();
+  return () => {
+    disposed = true;
+    clearTimeout(timer);
+    controller?.abort();
+  };
+}
