@@ -30,13 +30,13 @@ export function renderQueues(container, params, ctx) {
   const field = (name, label, attrs) => h("label", {}, label,
     h("input", { name, ...attrs }));
   const form = h("form", { id: "limits-form", class: "card limits-form", hidden: !ctx.isAdmin },
-    field("queue", "Task queue ", { type: "text", required: true, placeholder: "llm" }),
-    field("max_running", " at most ", { type: "number", min: 1, placeholder: "–" }),
-    h("span", { text: " running, at most " }),
+    field("queue", "Task queue", { type: "text", required: true, placeholder: "llm" }),
+    field("max_running", "at most", { type: "number", min: 1, placeholder: "–" }),
+    h("span", { text: "running; at most" }),
     field("max_starts", "", { type: "number", min: 1, placeholder: "–" }),
-    field("per_seconds", " started per ", { type: "number", min: 0.001, step: "any",
+    field("per_seconds", "started per", { type: "number", min: 0.001, step: "any",
       placeholder: "60" }),
-    h("span", { text: " s " }),
+    h("span", { text: "seconds" }),
     h("button", { type: "submit", "data-action": "set-limits", text: "Set limits" }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
