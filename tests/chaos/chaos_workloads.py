@@ -3,7 +3,8 @@
 Loaded by path (``perdure worker tests/chaos/chaos_workloads.py``), so it imports only
 perdure and the standard library; the driver imports it too, for :func:`expected_result`.
 Four workflow shapes cover the engine's features: ``pipeline`` (sequential steps, planned
-activity failures and retries, ``asyncio.gather``, a durable sleep, a side effect, state),
+activity failures and retries, ``asyncio.gather`` of steps on a task queue with limits, a
+durable sleep, a side effect, state),
 ``mailbox`` (signals, with a ``wait_signal`` timeout that starts and cancels timers),
 ``family`` (child workflows) and ``rollover`` (continue-as-new).
 
@@ -24,6 +25,10 @@ from typing import Any
 from perdure import ApplicationError, RetryPolicy, activity, workflow
 
 TEST_DIR_ENV = "PERDURE_TEST_DIR"
+# The pipeline's parallel steps run on a task queue of their own, served by a
+# worker of its own, whose limits the driver sets (max_running=LIMITED_RUNNING).
+LIMITED_QUEUE = "chaos-limited"
+LIMITED_RUNNING = 2
 STEP_DELAY = 0.02
 SLEEP = 0.25  # seconds of durable sleep in pipeline and rollover
 SIGNAL_TIMEOUT = 2.0  # mailbox's wait_signal timeout: often hit, then waited again
@@ -73,7 +78,8 @@ async def pipeline(tag: str, steps: int, fail_every: int) -> list[str]:
     results = []
     for i in range(steps):
         results.append(await work(f"{tag}:s{i}", 1 if i % fail_every == 0 else 0))
-    results.extend(await asyncio.gather(*(work(f"{tag}:g{i}", 0) for i in range(3))))
+    limited = work.options(task_queue=LIMITED_QUEUE)
+    results.extend(await asyncio.gather(*(limited(f"{tag}:g{i}", 0) for i in range(3))))
     await workflow.sleep(SLEEP)
     results.append(workflow.side_effect(lambda: tag.upper()))
     workflow.set_state("done", len(results))

@@ -38,6 +38,9 @@ sys.path.insert(0, str(HERE))
 import chaos_checks as checks  # noqa: E402
 import chaos_workloads as workloads  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent / "crash"))
+from crash_harness import attempt_spans, peak_running  # noqa: E402
+
 import perdure  # noqa: E402
 from perdure import _history as h  # noqa: E402
 from perdure._worker.crashpoints import CRASH_POINTS, ENV_VAR, STARTER_POINTS  # noqa: E402
@@ -78,6 +81,8 @@ class ChaosReport:
     workflows: Counter[str] = field(default_factory=Counter)
     signals_accepted: int = 0
     scheduled: int = 0  # runs the schedule started (one per time)
+    limited_attempts: int = 0  # attempts on the limited queue (LIMITED_QUEUE)
+    limited_peak: int = 0  # the most of them running at once, by their records
     missed: int = 0  # times it missed (no worker ran it then)
     counts: checks.Counts = field(default_factory=checks.Counts)
 
@@ -98,7 +103,8 @@ class ChaosReport:
             f"({c.re_executions} re-run after a kill, {c.planned_failures} planned failures "
             f"retried); {self.signals_accepted} signals; {c.timers_fired} timers fired; "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
-            f"({self.missed} times missed)"
+            f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
+            f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once"
         )
 
 
@@ -111,6 +117,7 @@ class Worker:
     proc: subprocess.Popen[bytes]
     log: Path
     crash_at: str | None
+    queue: str = "default"  # the task queue it serves
     killed: bool = False  # by the driver
     reaped: bool = False  # its death has been accounted for
 
@@ -141,7 +148,14 @@ class Fleet:
     def ready(self, w: Worker) -> bool:
         return (self.side / f"ready-{w.pid}").exists()
 
-    def start(self) -> Worker:
+    def fill(self) -> None:
+        """Start workers until each task queue has its number live: the
+        workflows' (``cfg.workers``) and the limited queue's (one)."""
+        for queue, wanted in (("default", self.cfg.workers), (workloads.LIMITED_QUEUE, 1)):
+            while sum(w.queue == queue for w in self.live()) < wanted:
+                self.start(queue)
+
+    def start(self, queue: str = "default") -> Worker:
         crash_at = None
         # One worker always runs unarmed, so that progress never depends on luck.
         if self.armed and self.points and len(self.live()) > 0:
@@ -158,13 +172,14 @@ class Fleet:
             "--db", self.url,
             "--lease-timeout", str(self.cfg.lease_timeout),
             "--poll-interval", str(self.cfg.poll_interval),
+            "--task-queue", queue,
             "--log-level", "WARNING",
         ]  # fmt: skip
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
             )
-        worker = Worker(name, proc, log, crash_at)
+        worker = Worker(name, proc, log, crash_at, queue)
         self.workers.append(worker)
         self.report.workers_started += 1
         return worker
@@ -197,7 +212,7 @@ class Fleet:
                 and f"crash point {point}" in (w.output())
             ):
                 self.report.crash_point_kills[point] += 1
-                self.start()
+                self.start(w.queue)
                 continue
             raise ChaosFailure(
                 f"{w.name} (pid {w.pid}) exited with code {w.proc.returncode} on its own"
@@ -282,8 +297,9 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     fleet = Fleet(cfg, url, side, report)
     flows: list[Started] = []
     try:
-        for _ in range(cfg.workers):
-            fleet.start()
+        # The pipeline's parallel steps run on a queue of their own, with limits.
+        client.set_queue_limits(workloads.LIMITED_QUEUE, max_running=workloads.LIMITED_RUNNING)
+        fleet.fill()
         _wait(lambda: all(fleet.ready(w) for w in fleet.live()), 30, fleet, "workers to start")
         beat = client.create_schedule(
             BEAT, "pipeline", *BEAT_ARGS, every=timedelta(seconds=1), overlap="allow"
@@ -323,8 +339,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                     report.signals_accepted += 1
             if chaotic and now >= next_kill and fleet.kill_random():
                 fleet.reap()
-                while len(fleet.live()) < cfg.workers:
-                    fleet.start()
+                fleet.fill()
                 next_kill = now + rng.uniform(*cfg.kill_every)
             if now >= next_poll:
                 next_poll = now + 0.25
@@ -382,11 +397,13 @@ def _verify(
     satisfy the guarantees (see ``chaos_checks``)."""
     completed: dict[str, dict[int, int]] = {}
     c = r.counts
+    limited: list[tuple[float, float]] = []  # the attempts on the limited queue
 
     def check_run(wid: str, run_id: str, accepted: list[int] | None) -> tuple[str, str | None]:
         handle = client.get_handle(wid, run_id)
         d = handle.describe()
         history = handle.history()
+        limited.extend(attempt_spans([history], workloads.LIMITED_QUEUE))
         events = checks.check_history_shape(run_id, history)
         closed = d.status != "running"
         completed[run_id] = checks.check_activities(run_id, events, closed)
@@ -432,6 +449,12 @@ def _verify(
             f"the schedule counted {told.runs_started} runs, but {len(scheduled)} exist"
         )
     r.scheduled, r.missed = len(scheduled), told.times_missed
+    r.limited_attempts, r.limited_peak = len(limited), peak_running(limited)
+    if r.limited_peak > workloads.LIMITED_RUNNING:
+        raise checks.InvariantError(
+            f"{r.limited_peak} attempts ran at once on {workloads.LIMITED_QUEUE}, limited to "
+            f"{workloads.LIMITED_RUNNING}: {sorted(limited)}"
+        )
     for run in client.list(workflow="perdure.schedule", search=BEAT, limit=100_000):
         checks.check_history_shape(run.run_id, client.get_handle(run.id, run.run_id).history())
     executions = []

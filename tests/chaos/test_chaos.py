@@ -57,6 +57,7 @@ def _assert_meaningful(report: ChaosReport, seconds: float) -> None:
     assert report.workflows.keys() == {"pipeline", "mailbox", "family", "rollover"}
     assert report.counts.timers_fired > 0 and report.signals_accepted > 0
     assert report.scheduled >= seconds / 4, report.summary()  # (a time a second, some missed)
+    assert report.limited_attempts >= seconds / 2, report.summary()  # (three per pipeline)
 
 
 @pytest.mark.timeout(300)

@@ -307,16 +307,21 @@ def check_executions(
     return duplicated
 
 
-def attempt_spans(histories: Iterable[list[dict[str, Any]]]) -> list[tuple[float, float]]:
+def attempt_spans(
+    histories: Iterable[list[dict[str, Any]]], queue: str | None = None
+) -> list[tuple[float, float]]:
     """(started_at, ended_at) of every activity attempt the histories record
     as ended (ActivityCompleted/ActivityFailed keep each attempt's record; a
-    lost attempt ends when its lease ran out). A queue limit holds a slot at
-    least that long: from the claim until the outcome's commit, or the
-    lease's end."""
+    lost attempt ends when its lease ran out), of the activities scheduled
+    on ``queue`` (None: on any). A queue limit holds a slot at least that
+    long: from the claim until the outcome's commit, or the lease's end."""
     spans = []
     for history in histories:
+        queues = {e["ref"]: e["task_queue"] for e in history if e["type"] == "ActivityScheduled"}
         for event in history:
-            if event["type"] in ("ActivityCompleted", "ActivityFailed"):
+            if event["type"] not in ("ActivityCompleted", "ActivityFailed"):
+                continue
+            if queue is None or queues.get(event["ref"]) == queue:
                 spans += [(a["started_at"], a["ended_at"]) for a in event["attempts"]]
     return spans
 

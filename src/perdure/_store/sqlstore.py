@@ -351,12 +351,17 @@ class SqlStore(Store, Dialect):
         # the claim's time read once they are held: an attempt's recorded
         # start is then never before the claims it waited for.
         found = [(q, await sqlqueues.read_limits(tx, q, self.for_update)) for q in queues]
-        now = self.clock()
+        counted = self.clock()
         limited = {}
         for queue, limits in found:
             if limits is not None:  # (else removed meanwhile: no cap)
-                room = (await sqlqueues.gate(tx, queue, limits, now)).room
+                room = (await sqlqueues.gate(tx, queue, limits, counted)).room
                 limited[queue] = (limits, min(room, limit))
+        # The starts' time is read after the count: an attempt counted as
+        # ended had its outcome committed before it, so each start is after
+        # every end that made room for it (the count at the earlier time
+        # holds: no other claim of these queues runs meanwhile).
+        now = self.clock()
         caps = {q: room for q, (_, room) in limited.items()}
         open_queues = [q for q in queues if caps.get(q, limit) > 0]
         claimed = (
