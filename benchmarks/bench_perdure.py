@@ -339,13 +339,22 @@ async def sleep(url: str, n: int) -> dict[str, Any]:
 
 
 async def concurrent_processes(
-    url: str, n: int, k: int, processes: int, slots: int = SLOTS, mode: str = "concurrent"
+    url: str,
+    n: int,
+    k: int,
+    processes: int,
+    slots: int = SLOTS,
+    mode: str = "concurrent",
+    max_running: int | None = None,
 ) -> dict[str, Any]:
     """As ``concurrent``, run by ``processes`` worker processes (``perdure
     worker``) on the same database; this process only starts the workflows and
     waits for their results, as a web application next to its workers would.
-    ``mode`` "timers": the workflows of that mode."""
+    ``mode`` "timers": the workflows of that mode. ``max_running``: the
+    queue has that limit (so every step is claimed, none inline)."""
     async with serving(url, processes, "--max-activities", str(slots)) as (client, cpu_now):
+        if max_running is not None:
+            await client.set_queue_limits("default", max_running=max_running)
         cpu0 = cpu_now()
         t0 = time.perf_counter()
         fn = w.naps if mode == "timers" else w.steps
@@ -353,7 +362,16 @@ async def concurrent_processes(
         await asyncio.gather(*(hd.result(timeout=600) for hd in handles))
         wall = time.perf_counter() - t0
         cpu = cpu_now() - cpu0
-    return throughput(f"{mode}-processes", n, k, wall, cpu, processes=processes, slots=slots)
+    return throughput(
+        f"{mode}-processes",
+        n,
+        k,
+        wall,
+        cpu,
+        processes=processes,
+        slots=slots,
+        max_running=max_running,
+    )
 
 
 SIGNAL_GAP = 0.05  # seconds between two rounds of the signals mode
@@ -475,7 +493,8 @@ def main() -> None:
         "--max-running",
         type=int,
         default=None,
-        help="remote: the activities' task queue limited to this many attempts at once",
+        help="remote, concurrent --processes: the activities' task queue limited to this"
+        " many attempts at once (Client.set_queue_limits)",
     )
     parser.add_argument(
         "--no-tune-gc", action="store_true", help="concurrent: Worker and Client with tune_gc=False"
@@ -498,7 +517,16 @@ def main() -> None:
     if args.mode == "sequential":
         result = run(sequential(url, args.n or 200, args.k))
     elif args.mode == "concurrent" and args.processes:
-        result = run(concurrent_processes(url, args.n or 5000, args.k, args.processes, args.slots))
+        result = run(
+            concurrent_processes(
+                url,
+                args.n or 5000,
+                args.k,
+                args.processes,
+                args.slots,
+                max_running=args.max_running,
+            )
+        )
     elif args.mode == "concurrent":
         result = run(concurrent(url, args.n or 5000, args.k, not args.no_tune_gc, args.slots))
     elif args.mode == "parallel":

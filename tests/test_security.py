@@ -83,6 +83,7 @@ SQL_FRAGMENTS = {
     "marks(chunk)": "sqlrows.marks(): one placeholder per run id",
     "rows.marks(chunk)": "sqlrows.marks(): one placeholder per run id",
     "rows.marks(run_ids)": "sqlrows.marks(): one placeholder per run id",
+    "rows.marks(queues)": "sqlrows.marks(): one placeholder per queue name",
     "self._begin": "the BEGIN statement, a module constant",
     "_pg(sql)": "the statement itself, with ? turned into %s",
     "sql": "_server_fence(): a store statement (placeholders only), wrapped to count its rows",

@@ -313,6 +313,9 @@ class PostgresStore(PostgresDialect, SqlStore):
     async def _write_planned(self, body: Body[T], plan: AnyPlan | None) -> T:
         return await self._writes.write(body, plan)
 
+    async def _write_own(self, body: Body[T]) -> T:
+        return await self._write_alone(body)
+
     async def _write_alone(self, body: Body[T]) -> T:
         return await self._transaction(body, BEGIN_WRITE)
 

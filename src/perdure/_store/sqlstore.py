@@ -63,6 +63,13 @@ class SqlStore(Store, Dialect):
     async def _write(self, body: Body[T]) -> T:
         """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
 
+    async def _write_own(self, body: Body[T]) -> T:
+        """``_write(body)`` in a transaction of its own, never shared with
+        other writes (PostgreSQL's groups): for a body that may wait for a
+        lock that writers take in turn (a limited queue's claim), which must
+        hold it no longer than its own statements take."""
+        return await self._write(body)
+
     applies_plans = False  # whether _write_planned may apply them (else none is built)
     applies_close_plans = False  # the same, for sqlplans.ClosePlan
     applies_start_plans = False  # the same, for sqlstart.StartPlan
@@ -321,7 +328,9 @@ class SqlStore(Store, Dialect):
         # the caller expects limits).
         if limited:
             every = sorted(set(queues))
-            return await self._write(lambda tx: self._claim_limited(tx, every, owner, lease, limit))
+            return await self._write_own(
+                lambda tx: self._claim_limited(tx, every, owner, lease, limit)
+            )
         found_limited: list[str] = []
 
         async def claim(tx: Tx) -> list[ActivityTask]:
@@ -337,7 +346,7 @@ class SqlStore(Store, Dialect):
         tasks = await self._write(claim)
         if found_limited and len(tasks) < limit:
             left = limit - len(tasks)
-            tasks += await self._write(
+            tasks += await self._write_own(
                 lambda tx: self._claim_limited(tx, found_limited, owner, lease, left)
             )
         return tasks
