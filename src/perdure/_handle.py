@@ -18,6 +18,7 @@ from perdure._waiting import MAX_RESULT_POLL, EndWatch
 from perdure.errors import (
     PayloadError,
     WorkflowCancelledError,
+    WorkflowClosedError,
     WorkflowFailedError,
     WorkflowNotFoundError,
     WorkflowTerminatedError,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["WorkflowHandle"]
 
 R = TypeVar("R")
+STATE_POLL_FIRST = 0.01  # seconds: wait_state's first pause (it doubles each time)
 E = TypeVar("E", bound=h.Event)
 
 
@@ -253,6 +255,46 @@ class WorkflowHandle(Generic[R]):
         if key is not None:
             return conv.from_json(run.state.get(key), where=f"state {key!r}")
         return {k: conv.from_json(v, where=f"state {k!r}") for k, v in run.state.items()}
+
+    async def wait_state(self, key: str, timeout: float = 60.0) -> Any:
+        """Wait until the run publishes ``key`` (``workflow.set_state``) and
+        return its value: what DBOS's ``get_event`` does (a checkout that
+        publishes its payment link for the request that started it), in
+        this run or the runs it continued as new in. Raises ``TimeoutError`` after
+        ``timeout`` seconds, and ``WorkflowClosedError`` if the run ends
+        without publishing it. (It reads the run every 10 ms at first, then
+        less often, up to the client's ``poll_interval``.)"""
+        if not isinstance(key, str):
+            raise TypeError(f"a state key is a str, not {type(key).__name__} {key!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(
+                f"timeout must be a number of seconds, not {type(timeout).__name__} {timeout!r}"
+            )
+        if not timeout >= 0:  # (NaN too)
+            raise ValueError(f"timeout must be a number of seconds, at least 0, not {timeout}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = STATE_POLL_FIRST
+        run_id = self.run_id
+        while True:
+            run = await self._run(run_id)
+            if key in run.state:
+                return self.client.converter.from_json(run.state[key], where=f"state {key!r}")
+            if run.continued_to is not None:
+                run_id = run.continued_to  # (its next run: read at once)
+                continue
+            if run.status != OPEN:
+                raise WorkflowClosedError(
+                    f"run {run.run_id} of workflow {self.id!r} ended {run.status} "
+                    f"without publishing state {key!r}"
+                )
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(
+                    f"workflow {self.id!r} did not publish state {key!r} within {timeout:g}s"
+                )
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, max(STATE_POLL_FIRST, self.client.poll_interval))
 
     async def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
         """The run's event history in its versioned JSON form, oldest first;

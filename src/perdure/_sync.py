@@ -253,5 +253,8 @@ class SyncWorkflowHandle(Generic[R]):
     def state(self, key: str | None = None) -> Any:
         return self._runner.call(self.handle.state(key))
 
+    def wait_state(self, key: str, timeout: float = 60.0) -> Any:
+        return self._runner.call(self.handle.wait_state(key, timeout))
+
     def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
         return self._runner.call(self.handle.history(after_seq))

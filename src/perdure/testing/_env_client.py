@@ -50,6 +50,12 @@ class EnvHandle(WorkflowHandle[R]):
         Then replay the run's history to check determinism (unless disabled)."""
         return await self._waiter.wait_for_result(self, super().result(timeout))
 
+    async def wait_state(self, key: str, timeout: float = 60.0) -> Any:
+        """Wait until the run publishes ``key`` and return its value (see
+        :meth:`WorkflowHandle.wait_state`), skipping time while nothing else
+        can happen. ``timeout`` is in real seconds."""
+        return await self._waiter.wait_for_result(self, super().wait_state(key, timeout))
+
 
 class EnvClient(Client):
     """A real :class:`perdure.Client` bound to one test environment."""

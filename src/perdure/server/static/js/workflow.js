@@ -208,6 +208,7 @@ export function renderWorkflow(container, id, params, ctx) {
     const items = [];
     for (const a of desc.pending_activities) {
       const what = a.running ? `attempt ${a.attempt} running`
+        : a.held_by_limits ? "waiting for room in its task queue"
         : a.attempt === 0 ? "waiting for a worker"
           : toSeconds(a.next_attempt_at) <= Date.now() / 1000
             ? `attempt ${a.attempt} failed · next attempt due now`
