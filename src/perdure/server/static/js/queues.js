@@ -2,10 +2,10 @@
 // backing off) and its limits; admins set and lift limits with the form above
 // the table (a row's "Edit" fills it in).
 
-import { api, ApiError } from "./api.js";
+import { api } from "./api.js";
 import { clear, fmtDuration, fmtRelative, fmtTime, h } from "./dom.js";
+import { refreshing } from "./refresh.js";
 
-const REFRESH_MS = 3000;
 
 const limitsPath = (queue) => `/queues/${encodeURIComponent(queue)}/limits`;
 
@@ -20,10 +20,6 @@ function limitsText(limits) {
 }
 
 export function renderQueues(container, params, ctx) {
-  let timer = null;
-  let controller = null;
-  let disposed = false;
-
   const heading = h("div", { class: "page-head" },
     h("h1", { text: "Task queues" }),
     h("span", { class: "muted", id: "queue-count" }));
@@ -126,28 +122,8 @@ export function renderQueues(container, params, ctx) {
     document.getElementById("queue-count").textContent = `${items.length} shown`;
   }
 
-  async function load() {
-    clearTimeout(timer);
-    controller?.abort();
-    controller = new AbortController();
-    try {
-      show((await api("/queues", { signal: controller.signal })).items);
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      clear(body);
-      message.hidden = false;
-      message.classList.add("error");
-      message.textContent = error instanceof ApiError && error.status === 401
-        ? "Enter an access token to see the task queues."
-        : `Cannot load the task queues: ${error.message}`;
-    }
-    if (!disposed) timer = setTimeout(load, REFRESH_MS);
-  }
-
+  const page = refreshing({ path: "/queues", show, body, message, what: "the task queues" });
+  const load = page.load;
   load();
-  return () => {
-    disposed = true;
-    clearTimeout(timer);
-    controller?.abort();
-  };
+  return page.dispose;
 }

@@ -2,10 +2,10 @@
 // the runs it started lately; pause, unpause, trigger and delete for admins.
 // A schedule is also a workflow (schedule:<id>), linked from its row.
 
-import { api, ApiError, wfHref } from "./api.js";
+import { api, wfHref } from "./api.js";
 import { clear, fmtDuration, fmtRelative, fmtTime, h } from "./dom.js";
+import { refreshing } from "./refresh.js";
 
-const REFRESH_MS = 3000;
 const LATEST = 3; // recent runs shown per schedule
 
 const schedulePath = (id) => `/schedules/${encodeURIComponent(id)}`;
@@ -16,10 +16,6 @@ function when(s) {
 }
 
 export function renderSchedules(container, params, ctx) {
-  let timer = null;
-  let controller = null;
-  let disposed = false;
-
   const heading = h("div", { class: "page-head" },
     h("h1", { text: "Schedules" }),
     h("span", { class: "muted", id: "schedule-count" }));
@@ -105,28 +101,8 @@ export function renderSchedules(container, params, ctx) {
     document.getElementById("schedule-count").textContent = `${items.length} shown`;
   }
 
-  async function load() {
-    clearTimeout(timer);
-    controller?.abort();
-    controller = new AbortController();
-    try {
-      show((await api("/schedules", { signal: controller.signal })).items);
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      clear(body);
-      message.hidden = false;
-      message.classList.add("error");
-      message.textContent = error instanceof ApiError && error.status === 401
-        ? "Enter an access token to see schedules."
-        : `Cannot load schedules: ${error.message}`;
-    }
-    if (!disposed) timer = setTimeout(load, REFRESH_MS);
-  }
-
+  const page = refreshing({ path: "/schedules", show, body, message, what: "schedules" });
+  const load = page.load;
   load();
-  return () => {
-    disposed = true;
-    clearTimeout(timer);
-    controller?.abort();
-  };
+  return page.dispose;
 }
