@@ -59,6 +59,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "random",
         "set_state",
         "side_effect",
+        "signal_workflow",
         "sleep",
         "start_child",
         "uuid4",

@@ -38,6 +38,7 @@ __all__ = [
     "random",
     "set_state",
     "side_effect",
+    "signal_workflow",
     "sleep",
     "start_child",
     "uuid4",
@@ -121,6 +122,31 @@ async def wait_signal(name: str, *, timeout: timedelta | float | None = None) ->
         raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
     check_text("a signal's name", name)
     return await inst.wait_signal(name, None if timeout is None else delay_seconds(timeout))
+
+
+async def signal_workflow(workflow_id: str, name: str, payload: Any = None) -> None:
+    """Signal another workflow: ``name`` with ``payload`` to the latest run
+    of ``workflow_id``, which its ``wait_signal(name)`` receives.
+
+    The signal is written into that run's inbox by the same commit that
+    records this turn, so it is delivered exactly once, however often
+    workers crash. Returns once it is delivered (at this run's next turn);
+    raises ``WorkflowNotFoundError`` if no run has that id, or
+    ``WorkflowClosedError`` if its latest run has ended. A workflow cannot
+    signal its own id (keep the value in a variable).
+    """
+    inst = _instance("signal_workflow")
+    assert inst.info is not None
+    check_name("workflow_id", workflow_id)
+    if not isinstance(name, str):
+        raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
+    check_text("a signal's name", name)
+    if workflow_id == inst.info.workflow_id:
+        raise ValueError(
+            f"a workflow cannot signal its own id {workflow_id!r}: keep the value in a variable"
+        )
+    encoded = inst.converter.to_json(payload, where=f"signal {name!r}")
+    await inst.signal_external(workflow_id, name, encoded)
 
 
 def set_state(key: str, value: Any) -> None:

@@ -105,5 +105,21 @@ async def approval(timeout_s: float) -> dict[str, Any]:
     return outcome
 
 
+@workflow.defn
+async def collector(count: int) -> list[Any]:
+    """Wait for ``count`` ``item`` signals; return their payloads in order."""
+    return [await workflow.wait_signal("item", timeout=timedelta(minutes=5)) for _ in range(count)]
+
+
+@workflow.defn
+async def signaller(target: str, count: int, delay: float) -> int:
+    """``count`` times: a step, then the ``item`` signal ``n`` to ``target``
+    (from workflow code: workflow.signal_workflow)."""
+    for n in range(1, count + 1):
+        await step(n, delay)
+        await workflow.signal_workflow(target, "item", n)
+    return count
+
+
 if TEST_DIR_ENV in os.environ:
     _append(os.path.join(os.environ[TEST_DIR_ENV], f"ready-{os.getpid()}"), {"pid": os.getpid()})

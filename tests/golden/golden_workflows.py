@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import perdure
 from perdure import ActivityError, RetryPolicy, activity, workflow
 
 
@@ -91,5 +93,24 @@ async def golden_retries(fail_times: int) -> list[str]:
     return results
 
 
-WORKFLOWS = [golden_order, golden_cancel, golden_retries]
+@workflow.defn
+async def golden_mailbox(count: int) -> list[Any]:
+    """Waits for ``count`` ``note`` signals."""
+    return [await workflow.wait_signal("note") for _ in range(count)]
+
+
+@workflow.defn
+async def golden_notifier(target: str) -> str:
+    """Signals ``target`` twice from workflow code, and an id nobody has
+    once (session 44: workflow.signal_workflow)."""
+    await workflow.signal_workflow(target, "note", {"from": "notifier"})
+    try:
+        await workflow.signal_workflow("golden-nobody", "note", 1)
+    except perdure.WorkflowNotFoundError:
+        pass
+    await workflow.signal_workflow(target, "note", 2)
+    return "told"
+
+
+WORKFLOWS = [golden_order, golden_cancel, golden_retries, golden_mailbox, golden_notifier]
 ACTIVITIES = [charge, ship, slow_lookup, flaky]

@@ -61,6 +61,11 @@ async def main() -> None:
             await asyncio.sleep(0.1)
         runs["schedule"] = client.get_handle(schedule.workflow_handle.id, first)
         await schedule.delete()
+        # Signals from workflow code (session 44): delivered, and one to nobody.
+        await client.start(g.golden_mailbox, 2, id="golden-mailbox")
+        runs["signal_workflow"] = await client.start(
+            g.golden_notifier, "golden-mailbox", id="golden-notifier"
+        )
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)

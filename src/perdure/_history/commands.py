@@ -21,6 +21,7 @@ __all__ = [
     "RecordSideEffect",
     "ScheduleActivity",
     "SetState",
+    "SignalExternal",
     "StartChild",
     "StartTimer",
     "describe_recorded",
@@ -148,6 +149,22 @@ class StartChild(Command):
 
 
 @dataclass(frozen=True)
+class SignalExternal(Command):
+    ref: int
+    workflow_id: str
+    name: str
+    payload: JSON
+
+    def to_event(self) -> Event:
+        return ExternalSignalRequested(
+            ref=self.ref, workflow_id=self.workflow_id, name=self.name, payload=self.payload
+        )
+
+    def describe(self) -> str:
+        return f"SignalExternal {self.name!r} to {self.workflow_id!r} (ref {self.ref})"
+
+
+@dataclass(frozen=True)
 class CancelChild(Command):
     ref: int
 
@@ -244,6 +261,8 @@ def describe_recorded(event: Event) -> str:
         return f"StartChild {event.workflow_type!r} (ref {event.ref})"
     if isinstance(event, ChildWorkflowCancelRequested):
         return f"CancelChild (ref {event.ref})"
+    if isinstance(event, ExternalSignalRequested):
+        return f"SignalExternal {event.name!r} to {event.workflow_id!r} (ref {event.ref})"
     if isinstance(event, PatchRecorded):
         return f"RecordPatch {event.patch_id!r}"
     if isinstance(event, SideEffectRecorded):
@@ -272,6 +291,12 @@ def matches(command: Command, event: Event) -> bool:
             isinstance(event, ChildWorkflowRequested)
             and event.ref == command.ref
             and event.workflow_type == command.workflow_type
+        )
+    if isinstance(command, SignalExternal):
+        return (
+            isinstance(event, ExternalSignalRequested)
+            and event.ref == command.ref
+            and event.name == command.name
         )
     if isinstance(command, RecordPatch):
         return isinstance(event, PatchRecorded) and event.patch_id == command.patch_id

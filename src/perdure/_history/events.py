@@ -26,6 +26,9 @@ __all__ = [
     "ChildWorkflowStartFailed",
     "ChildWorkflowStarted",
     "Event",
+    "ExternalSignalDelivered",
+    "ExternalSignalFailed",
+    "ExternalSignalRequested",
     "HistoryFormatError",
     "PatchRecorded",
     "SideEffectRecorded",
@@ -222,6 +225,31 @@ class ChildWorkflowFailed(Event):
     failure: dict[str, JSON] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ExternalSignalDelivered(Event):
+    """The signal of ExternalSignalRequested ``ref`` is in the inbox of run
+    ``run_id`` (the target id's latest, open run), written with the turn that
+    sent it."""
+
+    TYPE: ClassVar[str] = "ExternalSignalDelivered"
+    KIND: ClassVar[str] = "input"
+    ref: int = 0
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalSignalFailed(Event):
+    """The signal of ExternalSignalRequested ``ref`` could not be delivered:
+    ``reason`` is "not_found" (no run has the workflow id) or "closed" (its
+    latest run has ended, with ``status``)."""
+
+    TYPE: ClassVar[str] = "ExternalSignalFailed"
+    KIND: ClassVar[str] = "input"
+    ref: int = 0
+    reason: str = "not_found"
+    status: str = ""
+
+
 # Command events: the record of a command the workflow issued.
 
 
@@ -278,6 +306,20 @@ class ChildWorkflowRequested(Event):
     args: list[JSON] = field(default_factory=list)
     kwargs: dict[str, JSON] = field(default_factory=dict)
     parent_close_policy: str = "cancel"
+
+
+@dataclass(frozen=True)
+class ExternalSignalRequested(Event):
+    """The workflow signalled another workflow (``workflow.signal_workflow``):
+    ``name`` with ``payload`` to the latest run of ``workflow_id``, delivered
+    with this turn's commit (see ExternalSignalDelivered / Failed)."""
+
+    TYPE: ClassVar[str] = "ExternalSignalRequested"
+    KIND: ClassVar[str] = "command"
+    ref: int = 0
+    workflow_id: str = ""
+    name: str = ""
+    payload: JSON = None
 
 
 @dataclass(frozen=True)
@@ -397,6 +439,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StateSet,
         ChildWorkflowRequested,
         ChildWorkflowCancelRequested,
+        ExternalSignalRequested,
+        ExternalSignalDelivered,
+        ExternalSignalFailed,
         PatchRecorded,
         SideEffectRecorded,
         WorkflowContinuedAsNew,

@@ -39,7 +39,8 @@ class ResetPlan:
 
 
 def _note(waiting: dict[tuple[str, int], str], e: Event) -> None:
-    """Track what a run waits on: ``e`` starts or ends an activity, timer or child."""
+    """Track what a run waits on: ``e`` starts or ends an activity, timer,
+    child or signal to another workflow."""
     if isinstance(e, ActivityScheduled):
         waiting["activity", e.ref] = f"activity {e.name!r} (ref {e.ref})"
     elif isinstance(e, (ActivityCompleted, ActivityFailed, ActivityCancelled)):
@@ -52,6 +53,10 @@ def _note(waiting: dict[tuple[str, int], str], e: Event) -> None:
         waiting["child", e.ref] = f"child workflow {e.workflow_id!r} (ref {e.ref})"
     elif isinstance(e, (ChildWorkflowCompleted, ChildWorkflowFailed, ChildWorkflowStartFailed)):
         waiting.pop(("child", e.ref), None)
+    elif isinstance(e, ExternalSignalRequested):
+        waiting["signal", e.ref] = f"the signal {e.name!r} to {e.workflow_id!r} (ref {e.ref})"
+    elif isinstance(e, (ExternalSignalDelivered, ExternalSignalFailed)):
+        waiting.pop(("signal", e.ref), None)
 
 
 def _walk(turns: list[RecordedTurn], upto: int | None = None) -> tuple[list[bool], list[str]]:

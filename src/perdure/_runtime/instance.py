@@ -37,6 +37,8 @@ from perdure.errors import (
     PayloadCodecError,
     PayloadError,
     WorkflowAlreadyStartedError,
+    WorkflowClosedError,
+    WorkflowNotFoundError,
     cause_from_failure,
     failure_from_exception,
 )
@@ -59,6 +61,15 @@ MAX_DRIFT = 3  # activities replayed with other arguments that an instance notes
 # (Reading it costs a dictionary lookup; asking asyncio for the running loop,
 # a system call on Python 3.11: getpid, which checks for a fork.)
 _current: ContextVar[WorkflowInstance | None] = ContextVar("perdure_instance", default=None)
+
+
+def _undelivered(workflow_id: str, failed: h.ExternalSignalFailed) -> Exception:
+    """What ``workflow.signal_workflow`` raises when its signal was not delivered."""
+    if failed.reason == "closed":
+        return WorkflowClosedError(
+            f"cannot signal workflow {workflow_id!r}: its latest run has ended ({failed.status})"
+        )
+    return WorkflowNotFoundError(f"cannot signal workflow {workflow_id!r}: no run has that id")
 
 
 def current_instance() -> WorkflowInstance | None:
@@ -101,6 +112,8 @@ class WorkflowInstance:
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._signals = Signals()
         self._children: dict[int, _Child] = {}
+        # Signals to other workflows not yet delivered: ref -> (their id, the future)
+        self._signals_out: dict[int, tuple[str, asyncio.Future[None]]] = {}
         self.has_children = False  # started a child, in this turn or an earlier one
         self._patches: dict[str, bool] = {}
         self._cancel_requested = False
@@ -239,6 +252,14 @@ class WorkflowInstance:
                 if not child.result.done():
                     child.result.set_exception(error)
                     child.result.exception()  # start_child raises it; never log it twice
+        elif isinstance(event, h.ExternalSignalDelivered):
+            sent = self._signals_out.pop(event.ref, None)
+            if sent is not None and not sent[1].done():
+                sent[1].set_result(None)
+        elif isinstance(event, h.ExternalSignalFailed):
+            sent = self._signals_out.pop(event.ref, None)
+            if sent is not None and not sent[1].done():
+                sent[1].set_exception(_undelivered(sent[0], event))
         elif isinstance(event, h.ChildWorkflowCompleted):
             child = self._children.pop(event.ref, None)
             if child is not None and not child.result.done():
@@ -470,6 +491,15 @@ class WorkflowInstance:
 
         child.result.add_done_callback(on_done)
         return child.started, child.result
+
+    def signal_external(self, workflow_id: str, name: str, payload: Any) -> asyncio.Future[None]:
+        """Issue SignalExternal (``payload`` is JSON); the future is done
+        once the signal is delivered, with the error that says why if not."""
+        ref = self.next_ref()
+        done: asyncio.Future[None] = self.loop.create_future()
+        self._signals_out[ref] = (workflow_id, done)
+        self.issue(h.SignalExternal(ref, workflow_id, name, payload))
+        return done
 
     def patched(self, patch_id: str) -> bool:
         """True on new code paths and for histories that recorded the patch."""

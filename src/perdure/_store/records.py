@@ -200,6 +200,10 @@ class TurnCommit:
     cancelled_timers: list[int] = field(default_factory=list)
     children: list[NewChild] = field(default_factory=list)
     cancelled_children: list[int] = field(default_factory=list)
+    # Signals to other workflows (workflow.signal_workflow): (ref, their
+    # workflow id, the SignalReceived their latest run's inbox gets). The
+    # commit writes each, and its outcome into this run's inbox.
+    signals_out: list[tuple[int, str, Event]] = field(default_factory=list)
     continue_as_new: NewRun | None = None  # with close_status "continued_as_new"
     state: dict[str, Any] = field(default_factory=dict)
     waiting: dict[str, Any] = field(default_factory=dict)
@@ -234,8 +238,9 @@ class TurnCommit:
     # A closing run's parent, as its WorkflowStarted names it (None: it has
     # none, or the worker did not say): its end is told to the parent.
     parent_run_id: str | None = None
-    # The run's workflow id and task queue, when the turn starts children (as
-    # the worker knows them): their rows name the parent without reading it.
+    # The run's workflow id and task queue, when the turn starts children or
+    # signals other workflows (as the worker knows them): the children's rows
+    # name the parent without reading it; a signal's outcome comes back to it.
     workflow_id: str | None = None
     task_queue: str | None = None
     # A new run's first turn, written by the commit that creates the run (see

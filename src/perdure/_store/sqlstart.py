@@ -313,6 +313,7 @@ def plan_start(
         or commit.cancelled_activities
         or commit.cancelled_timers
         or commit.cancelled_children
+        or commit.signals_out
         or commit.consumed_inbox
     ):
         return None

@@ -148,6 +148,8 @@ async def apply_turn(
         await tx.executemany(
             "DELETE FROM inbox WHERE id = ?", [(i,) for i in commit.consumed_inbox]
         )
+    if commit.signals_out:
+        await _signal_others(tx, d, commit, now, closing)
     if closing:
         assert commit.close_status is not None
         # A signal (or any input) that reached the inbox while this closing turn
@@ -169,7 +171,7 @@ async def apply_turn(
             # (Its inbox is empty: the rows it consumed are gone, and the
             # fence above saw no other; a fresh run never had any.)
             await rows.drop_pending_work(tx, d, commit.run_id, inbox=False)
-            return {closed_topic(commit.run_id)}
+            return {closed_topic(commit.run_id), *([WORK] if commit.signals_out else [])}
         run = await _locked_run(tx, d, commit.run_id)
         if commit.continue_as_new is not None:
             await _continue(tx, d, run, commit.continue_as_new, now)
@@ -183,8 +185,8 @@ async def apply_turn(
             now,
             children=commit.has_children,
         )
-        if commit.continue_as_new is not None:
-            topics.add(WORK)  # the next run's first workflow task
+        if commit.continue_as_new is not None or commit.signals_out:
+            topics.add(WORK)  # the next run's first workflow task; the runs signalled
         return topics
     await _schedule(tx, d, commit, now, scheduled, heir)
     new_work = queues_work(commit)
@@ -212,10 +214,34 @@ async def apply_turn(
 
 def queues_work(commit: TurnCommit) -> bool:
     """Whether an open run's turn gives any worker's poll something to do
-    (a timer, a child, an activity this worker does not run at once)."""
-    return bool(commit.timers or commit.children or commit.cancelled_children) or any(
-        a.lease is None for a in commit.activities
-    )
+    (a timer, a child, a signal to another workflow, an activity this worker
+    does not run at once)."""
+    return bool(
+        commit.timers or commit.children or commit.cancelled_children or commit.signals_out
+    ) or any(a.lease is None for a in commit.activities)
+
+
+async def _signal_others(tx: Tx, d: Dialect, commit: TurnCommit, now: float, closing: bool) -> None:
+    """Deliver the turn's signals to other workflows: each into the inbox of
+    its workflow id's latest run, if open (locked: the lock order of sqlrows,
+    this run's row first; two runs that signal each other at once may
+    deadlock, which PostgreSQL breaks and the backend retries), and its
+    outcome into this run's inbox, for its next turn. A closing turn's
+    outcomes are not written: nothing will read them (its close would refuse
+    a non-empty inbox)."""
+    assert commit.task_queue is not None  # (add_commands names it)
+    for ref, workflow_id, signal in commit.signals_out:
+        target = await rows.get_run(tx, d, workflow_id, None)
+        outcome: h.Event
+        if target is None:
+            outcome = h.ExternalSignalFailed(ref=ref, reason="not_found")
+        elif not target.is_open:
+            outcome = h.ExternalSignalFailed(ref=ref, reason="closed", status=target.status)
+        else:
+            await rows.to_inbox(tx, target.run_id, target.task_queue, signal, now)
+            outcome = h.ExternalSignalDelivered(ref=ref, run_id=target.run_id)
+        if not closing:
+            await rows.to_inbox(tx, commit.run_id, commit.task_queue, outcome, now)
 
 
 async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:

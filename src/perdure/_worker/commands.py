@@ -69,6 +69,9 @@ def add_commands(
             )
         elif isinstance(command, h.CancelChild):
             commit.cancelled_children.append(command.ref)
+        elif isinstance(command, h.SignalExternal):
+            signal = h.SignalReceived(name=command.name, payload=command.payload)
+            commit.signals_out.append((command.ref, command.workflow_id, signal))
         elif isinstance(command, h.ContinueAsNew):
             assert info is not None
             commit.close_status = "continued_as_new"
@@ -91,7 +94,7 @@ def add_commands(
             commit.close_status, commit.failure = "failed", command.failure
         elif isinstance(command, h.CancelWorkflow):
             commit.close_status = "cancelled"
-    if commit.children and info is not None:
+    if (commit.children or commit.signals_out) and info is not None:
         commit.workflow_id, commit.task_queue = info.workflow_id, info.task_queue
     if commit.close_status is not None and info is not None:
         commit.has_children = instance.has_children

@@ -293,6 +293,16 @@ def summarize(event: dict[str, Any]) -> str:
         return f"ref {ref} {event.get('status', 'failed')}: {why}"
     if kind in ("ChildWorkflowCancelRequested",):
         return f"ref {ref}"
+    if kind == "ExternalSignalRequested":
+        payload = js(event.get("payload"))
+        return f"{event.get('name')} {payload} to {event.get('workflow_id')} (ref {ref})"
+    if kind == "ExternalSignalDelivered":
+        return f"ref {ref} to run {event.get('run_id')}"
+    if kind == "ExternalSignalFailed":
+        closed = event.get("reason") == "closed"
+        return f"ref {ref}: " + (
+            f"its run ended ({event.get('status')})" if closed else "no such workflow"
+        )
     if kind == "SideEffectRecorded":
         return f"ref {ref} -> {js(event.get('value'))}"
     if kind == "PatchRecorded":
