@@ -159,3 +159,22 @@ async def test_signals_in_the_time_skipping_environment() -> None:
         store = await env.start(inventory, 2, id="store-3")
         await env.start(picker, "store-3", ["a", "b"])
         assert await store.result() == ["picked a", "b"]  # (replayed on leaving)
+
+
+@workflow.defn
+async def twin(other: str, rounds: int) -> list[int]:
+    """Sends ``rounds`` signals to ``other`` as fast as it can while ``other``
+    does the same to it (their commits lock both runs, in opposite orders),
+    then takes the other's."""
+    for n in range(rounds):
+        await workflow.signal_workflow(other, "n", n)
+    return [await workflow.wait_signal("n", timeout=timedelta(minutes=1)) for _ in range(rounds)]
+
+
+async def test_two_workflows_that_signal_each_other_at_once(client: perdure.Client) -> None:
+    async with fast_worker(client, [twin], []):
+        # (Both exist before either's first turn: start_delay.)
+        left = await client.start(twin, "right", 8, id="left", start_delay=timedelta(seconds=0.3))
+        right = await client.start(twin, "left", 8, id="right", start_delay=timedelta(seconds=0.3))
+        assert await left.result(timeout=60) == list(range(8))
+        assert await right.result(timeout=60) == list(range(8))
