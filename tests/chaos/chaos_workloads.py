@@ -6,7 +6,8 @@ Four workflow shapes cover the engine's features: ``pipeline`` (sequential steps
 activity failures and retries, ``asyncio.gather`` of steps on a task queue with limits, a
 durable sleep, a side effect, state),
 ``mailbox`` (signals, with a ``wait_signal`` timeout that starts and cancels timers),
-``family`` (child workflows) and ``rollover`` (continue-as-new).
+``family`` (child workflows), ``rollover`` (continue-as-new) and ``relay`` (signals sent
+from workflow code to a child).
 
 Side files in ``$PERDURE_TEST_DIR``: ``exec-<pid>.log`` gets one JSON line per activity
 execution, written and fsynced *before* the activity does anything (so a line is an
@@ -121,6 +122,27 @@ async def rollover(tag: str, i: int, total: int, acc: list[str]) -> list[str]:
     return acc
 
 
+@workflow.defn
+async def sink(count: int) -> list[int]:
+    """Takes ``count`` ``relayed`` signals, sent by its parent's workflow code."""
+    return [
+        await workflow.wait_signal("relayed", timeout=timedelta(minutes=5)) for _ in range(count)
+    ]
+
+
+@workflow.defn
+async def relay(tag: str, count: int) -> list[int]:
+    """Starts a ``sink`` child, then sends it ``count`` signals from workflow
+    code (workflow.signal_workflow), a step before every other one: each is
+    written by the commit of its turn, so the sink must get each once."""
+    child = await workflow.start_child(sink, count, id=f"{tag}/sink")
+    for n in range(count):
+        if n % 2:
+            await work(f"{tag}:n{n}", 0)
+        await workflow.signal_workflow(child.id, "relayed", n)
+    return list(await child.result())
+
+
 def expected_result(kind: str, args: list[Any], signals: list[int]) -> Any:
     """What a workflow started with ``args`` must return (``signals``: those accepted)."""
     if kind == "pipeline":
@@ -137,6 +159,8 @@ def expected_result(kind: str, args: list[Any], signals: list[int]) -> Any:
     if kind == "rollover":
         tag, _, total, _ = args
         return [f"{tag}:r{i}@ok" for i in range(total)]
+    if kind == "relay":
+        return list(range(args[1]))
     raise ValueError(kind)
 
 

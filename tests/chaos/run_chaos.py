@@ -261,7 +261,7 @@ class Started:
 
 
 def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
-    kind = ("pipeline", "mailbox", "family", "rollover", "pipeline")[n % 5]
+    kind = ("pipeline", "mailbox", "family", "rollover", "pipeline", "relay")[n % 6]
     tag = f"{kind}-{n}"
     if kind == "pipeline":
         return kind, [tag, rng.randint(2, 5), rng.randint(1, 3)], 0
@@ -270,6 +270,8 @@ def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
         return kind, [tag, count], count
     if kind == "family":
         return kind, [tag, rng.randint(1, 3)], 0
+    if kind == "relay":
+        return kind, [tag, rng.randint(2, 6)], 0
     return kind, [tag, 0, rng.randint(2, 4), []], 0
 
 
