@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from perdure._store import postgres_wire
-from perdure._store.postgres import PostgresStore
+from perdure._store.postgres import PostgresStore, _has_unread_input
 from perdure._store.postgres_group import GROUPS
 from perdure._store.sqlrows import Fenced, Tx
 from perdure.errors import StoreError
@@ -169,6 +169,13 @@ async def test_connections_back_in_the_pool_are_released(pg_url: str) -> None:
         broken = held[-1]
         async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
             await other.execute("SELECT pg_terminate_backend(%s)", (broken.info.backend_pid,))
+        # (pg_terminate_backend returns before the backend has said goodbye:
+        # wait until it has, as a pooled connection idle for a while would.)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not _has_unread_input(broken):
+            assert loop.time() < deadline, "the terminated backend never said goodbye"
+            await asyncio.sleep(0.01)
         # The write takes the newest idle connection, the broken one, and is
         # tried again on another.
         assert await opened._write(_insert("again")) == "again"
