@@ -16,6 +16,7 @@ from perdure._converter import DataConverter
 from perdure.client import (
     Client,
     ResetPoints,
+    Stats,
     WorkerInfo,
     WorkflowDescription,
     WorkflowExecution,
@@ -128,6 +129,10 @@ class SyncClient:
             latest=latest,
         )
         return self._runner.call(query)
+
+    def stats(self) -> Stats:
+        """As :meth:`Client.stats`."""
+        return self._runner.call(self.client.stats())
 
     def list_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that are running now, as :meth:`Client.list_workers`."""

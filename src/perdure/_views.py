@@ -14,16 +14,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from perdure._store.base import PendingWork, RunRecord, WorkflowTaskState
+from perdure._store.base import PendingWork, RunRecord, StatsRecord, WorkflowTaskState
 
 __all__ = [
     "PendingActivityInfo",
     "PendingChildInfo",
     "PendingTimerInfo",
+    "QueueBacklog",
+    "Stats",
     "WorkerInfo",
     "WorkflowDescription",
     "WorkflowExecution",
     "describe_run",
+    "stats_of",
     "waits_for_nothing",
 ]
 
@@ -195,6 +198,79 @@ class WorkerInfo:
     activities: list[str]
     started_at: datetime
     heartbeat_at: datetime
+
+
+@dataclass(frozen=True)
+class QueueBacklog:
+    """One task queue's tasks of one ``kind`` ("workflow": turns to take;
+    "activity": attempts to run): ``due`` (waiting for a worker), ``running``
+    (leased to one), and ``lag``, the seconds the oldest due task has waited
+    past its due time (0.0 when none is due): the first thing to alert on
+    when workers fall behind or are gone."""
+
+    task_queue: str
+    kind: str
+    due: int
+    running: int
+    lag: float
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The engine at a glance (``Client.stats``; the server's ``/metrics``):
+    runs open, of which ``retrying`` (their latest turn failed), timers set
+    and how late the first one is (``timer_lag``, seconds; 0.0 if none is
+    due), each queue's backlog, and the live workers of each task queue."""
+
+    at: datetime
+    open_runs: int
+    retrying_runs: int
+    timers: int
+    timer_lag: float
+    backlog: list[QueueBacklog]
+    workers: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON (``perdure stats --json``)."""
+        return {
+            "at": self.at.isoformat(),
+            "open_runs": self.open_runs,
+            "retrying_runs": self.retrying_runs,
+            "timers": self.timers,
+            "timer_lag_seconds": self.timer_lag,
+            "backlog": [
+                {
+                    "task_queue": b.task_queue,
+                    "kind": b.kind,
+                    "due": b.due,
+                    "running": b.running,
+                    "lag_seconds": b.lag,
+                }
+                for b in self.backlog
+            ],
+            "workers": dict(self.workers),
+        }
+
+
+def stats_of(record: StatsRecord, workers: dict[str, int]) -> Stats:
+    """``Client.stats``: the store's snapshot, lags measured at its time."""
+    now = record.now
+
+    def late(due_at: float | None) -> float:
+        return 0.0 if due_at is None else max(0.0, now - due_at)
+
+    return Stats(
+        at=datetime.fromtimestamp(now, tz=UTC),
+        open_runs=record.open_runs,
+        retrying_runs=record.retrying_runs,
+        timers=record.timers,
+        timer_lag=late(record.first_timer_at),
+        backlog=[
+            QueueBacklog(b.queue, b.kind, b.due, b.running, late(b.oldest_due_at))
+            for b in record.backlog
+        ],
+        workers=workers,
+    )
 
 
 def describe_run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
@@ -33,11 +34,14 @@ from perdure._store.base import (
 from perdure._views import (
     PendingActivityInfo,
     PendingTimerInfo,
+    QueueBacklog,
     ResetPoints,
+    Stats,
     WorkerInfo,
     WorkflowDescription,
     WorkflowExecution,
     _timestamp,
+    stats_of,
 )
 from perdure._waiting import EndWatch, OpenRuns, ResultWatch
 from perdure.queues import QueueInfo, QueueLimits
@@ -49,7 +53,9 @@ __all__ = [
     "Client",
     "PendingActivityInfo",
     "PendingTimerInfo",
+    "QueueBacklog",
     "ResetPoints",
+    "Stats",
     "WorkerInfo",
     "WorkflowDescription",
     "WorkflowExecution",
@@ -432,6 +438,14 @@ class Client:
     async def list_queues(self) -> builtins.list[QueueInfo]:
         """Every task queue that has activity tasks or limits, by name."""
         return [QueueInfo.from_record(r) for r in await self.store.queues()]
+
+    async def stats(self) -> Stats:
+        """The engine at a glance, for monitoring: open and retrying runs,
+        timers and how late the first is, each queue's backlog and lag, the
+        live workers of each task queue (see docs/operations.md#monitoring)."""
+        record = await self.store.stats()
+        live = Counter(w.task_queue for w in await self.list_workers())
+        return stats_of(record, dict(sorted(live.items())))
 
     async def list_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that are running now (on any machine): those whose last

@@ -24,6 +24,7 @@ from perdure._store.records import (
     OPEN,
     STATUSES,
     ActivityTask,
+    BacklogRecord,
     FirstTurn,
     IdConflict,
     NewActivity,
@@ -38,6 +39,7 @@ from perdure._store.records import (
     RunFilter,
     RunRecord,
     RunTaker,
+    StatsRecord,
     TurnCommit,
     TurnInput,
     TurnLease,
@@ -57,6 +59,7 @@ __all__ = [
     "STATUSES",
     "WORK",
     "ActivityTask",
+    "BacklogRecord",
     "FirstTurn",
     "IdConflict",
     "NewActivity",
@@ -71,6 +74,7 @@ __all__ = [
     "RunFilter",
     "RunRecord",
     "RunTaker",
+    "StatsRecord",
     "Store",
     "TurnCommit",
     "TurnInput",
@@ -497,6 +501,11 @@ class Store(abc.ABC):
     async def queues(self, queue: str | None = None) -> list[QueueRecord]:
         """The state of ``queue`` (None: of every queue that has activity
         tasks or limits), by name."""
+
+    @abc.abstractmethod
+    async def stats(self) -> StatsRecord:
+        """The engine's vital counts, in one snapshot (see StatsRecord): for
+        monitoring (``Client.stats``, the server's ``/metrics``)."""
 
     @abc.abstractmethod
     async def list_workers(self) -> list[WorkerRecord]:

@@ -395,3 +395,31 @@ class QueueRecord:
     backing_off: int
     started: int
     held_until: float | None
+
+
+@dataclass(frozen=True)
+class BacklogRecord:
+    """One task queue's tasks of one kind ("workflow" turns or "activity"
+    attempts) at ``Store.stats``'s time: due (waiting for a worker; an
+    expired lease included), running (leased to a worker), and the due time
+    of the oldest one due (None: none is)."""
+
+    kind: str
+    queue: str
+    due: int
+    running: int
+    oldest_due_at: float | None
+
+
+@dataclass(frozen=True)
+class StatsRecord:
+    """What ``Store.stats`` reads in one snapshot at ``now``: the open runs,
+    those whose latest turn failed (retrying), the timers set and the due
+    time of the first, and each queue's backlog."""
+
+    now: float
+    open_runs: int
+    retrying_runs: int
+    timers: int
+    first_timer_at: float | None
+    backlog: list[BacklogRecord]

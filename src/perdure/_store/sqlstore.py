@@ -28,6 +28,7 @@ from perdure._store.base import (
     OPEN,
     WORK,
     ActivityTask,
+    BacklogRecord,
     IdConflict,
     NewRun,
     PendingWork,
@@ -35,6 +36,7 @@ from perdure._store.base import (
     QueueRecord,
     RunFilter,
     RunRecord,
+    StatsRecord,
     Store,
     TurnCommit,
     TurnInput,
@@ -677,6 +679,40 @@ class SqlStore(Store, Dialect):
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._read(registry.list_all)
+
+    # ------------------------------------------------------------ monitoring
+
+    async def stats(self) -> StatsRecord:
+        now = self.clock()
+        backlog, open_runs, retrying, timers = await self._read_queries(
+            [
+                (
+                    "SELECT kind, queue, SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END),"
+                    " SUM(CASE WHEN visible_at > ? AND lease_owner IS NOT NULL THEN 1 ELSE 0 END),"
+                    " MIN(CASE WHEN visible_at <= ? THEN visible_at END)"
+                    " FROM tasks GROUP BY kind, queue ORDER BY queue, kind",
+                    (now, now, now),
+                ),
+                ("SELECT COUNT(*) FROM runs WHERE status = ?", (OPEN,)),
+                # Along runs_retrying, which holds only runs with last_error
+                # (a terminated one keeps it: its status says it ended).
+                (
+                    "SELECT COUNT(*) FROM runs WHERE last_error IS NOT NULL AND status || '' = ?",
+                    (OPEN,),
+                ),
+                ("SELECT COUNT(*), MIN(fire_at) FROM timers", ()),
+            ]
+        )
+        return StatsRecord(
+            now=now,
+            open_runs=int(open_runs[0][0]),
+            retrying_runs=int(retrying[0][0]),
+            timers=int(timers[0][0]),
+            first_timer_at=timers[0][1],
+            backlog=[
+                BacklogRecord(r[0], r[1], int(r[2] or 0), int(r[3] or 0), r[4]) for r in backlog
+            ],
+        )
 
     # ------------------------------------------------------------ task queue limits
 

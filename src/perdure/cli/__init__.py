@@ -5,7 +5,7 @@ One module per command group, each registering its commands on ``app``:
 show, history, result), ``_control_cmd`` (start, signal, cancel, terminate,
 migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
-(queue list/show/limit/unlimit). ``--db`` defaults
+(queue list/show/limit/unlimit, stats). ``--db`` defaults
 to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
 
 ``main()`` imports only the module of the command it runs: ``perdure worker``
@@ -45,6 +45,7 @@ COMMANDS = {
     "server": "_server_cmd",
     "schedule": "_schedule_cmd",
     "queue": "_queue_cmd",
+    "stats": "_queue_cmd",
 }
 
 

@@ -1,6 +1,7 @@
 """``perdure queue``: the task queues' activities (running, waiting, backing
 off) and their limits, shared by every worker (perdure.queues): list, show,
-limit, unlimit.
+limit, unlimit. And ``perdure stats``: the engine at a glance (open and
+retrying runs, timers, each queue's backlog and lag, live workers).
 
 Imports the public API, typer and rich; exit codes come from ``_operator.run``.
 """
@@ -33,6 +34,30 @@ QueueArg = typer.Argument(..., metavar="TASK_QUEUE", help="Task queue.")
 
 def _limits(info: QueueInfo) -> str:
     return "none" if info.limits is None else str(info.limits)
+
+
+@app.command("stats", epilog=EPILOG, rich_help_panel="Inspect")
+def stats(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
+    """The engine at a glance: runs open and retrying, timers, each queue's backlog and lag."""
+
+    async def work(client: Client) -> None:
+        s = await client.stats()
+        if as_json:
+            print_json(s.to_json())
+            return
+        out.print(f"runs open      {s.open_runs}   (retrying: {s.retrying_runs})")
+        out.print(f"timers         {s.timers}   (the first is {s.timer_lag:.1f}s late)")
+        workers = ", ".join(f"{escape(q)}: {n}" for q, n in s.workers.items()) or "none"
+        out.print(f"live workers   {workers}")
+        if not s.backlog:
+            out.print("no tasks")
+            return
+        table = Table("QUEUE", "KIND", "DUE", "RUNNING", "LAG")
+        for b in s.backlog:
+            table.add_row(escape(b.task_queue), b.kind, str(b.due), str(b.running), f"{b.lag:.1f}s")
+        out.print(table)
+
+    run(db, work)
 
 
 @queue_app.command("list")

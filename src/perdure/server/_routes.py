@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import PlainTextResponse
 
 from perdure.client import Client
 from perdure.errors import (
@@ -39,6 +40,7 @@ from perdure.server._deps import (
     start_request,
     state_of,
 )
+from perdure.server._metrics import CONTENT_TYPE, prometheus_text
 from perdure.server._query import (
     MAX_LIMIT,
     ListQuery,
@@ -88,6 +90,22 @@ async def health(client: ClientDep) -> dict[str, Any]:
 )
 async def whoami(request: Request, role: Annotated[Optional[Role], Depends(role_of)]) -> Any:
     return {"role": role, "auth_required": state_of(request).auth.enabled}
+
+
+@router.get(
+    "/metrics",
+    dependencies=Reader,
+    summary="Prometheus metrics",
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **error_responses(401, 403, 503),
+    },
+)
+async def metrics(client: ClientDep) -> Any:
+    """The engine's gauges in Prometheus's text format: open and retrying
+    runs, timers and the first one's lag, each queue's due and running tasks
+    and its lag, live workers (see docs/operations.md#monitoring)."""
+    return PlainTextResponse(prometheus_text(await client.stats()), media_type=CONTENT_TYPE)
 
 
 # ------------------------------------------------------------------ workflows

@@ -1,0 +1,69 @@
+"""Monitoring: ``/api/metrics`` in Prometheus's text format (each gauge with
+its HELP and TYPE, labels escaped), for a reader's token; ``perdure stats``
+through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from surface_helpers import cli
+from test_schedule_api import ADMIN, READ, http
+
+import perdure
+from perdure.server._auth import AuthConfig
+from perdure.server.app import create_app
+
+SAMPLE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? (-?[0-9.e+]+)$")
+
+
+def samples(text: str) -> dict[tuple[str, str], float]:
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) perdure_[a-z_]+ .+$", line), line
+            continue
+        match = SAMPLE.match(line)
+        assert match, line
+        found[match[1], match[2] or ""] = float(match[3])
+    return found
+
+
+@pytest.mark.usefixtures("worker")
+async def test_metrics_in_prometheus_text(client: perdure.Client) -> None:
+    app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
+    await client.start("double", 2, task_queue='no "worker" here')  # nobody serves it
+    async with http(app, READ) as reader:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8765"
+        ) as nobody:
+            assert (await nobody.get("/api/metrics")).status_code == 401
+        answer = await reader.get("/api/metrics")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        found = samples(answer.text)
+    queue = 'queue="no \\"worker\\" here",kind="workflow"'
+    assert found["perdure_runs_open", ""] == 1
+    assert found["perdure_runs_retrying", ""] == 0
+    assert found["perdure_tasks_due", queue] == 1
+    assert found["perdure_tasks_running", queue] == 0
+    assert found["perdure_task_lag_seconds", queue] > 0
+    assert found["perdure_workers", 'queue="default"'] == 1
+    assert ("perdure_workers", 'queue="no \\"worker\\" here"') not in found
+
+
+def test_perdure_stats(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'stats.db'}"
+    assert cli("migrate", "--db", db).returncode == 0
+    assert cli("start", "double", "--arg", "3", "--db", db).returncode == 0  # no worker
+    shown = cli("stats", "--json", "--db", db)
+    assert shown.returncode == 0, shown.stderr
+    stats = json.loads(shown.stdout)
+    assert (stats["open_runs"], stats["retrying_runs"], stats["workers"]) == (1, 0, {})
+    [backlog] = stats["backlog"]
+    assert (backlog["task_queue"], backlog["kind"], backlog["due"]) == ("default", "workflow", 1)
+    text = cli("stats", "--db", db).stdout
+    assert "runs open      1" in text and "default" in text
