@@ -38,7 +38,7 @@ def _limits(info: QueueInfo) -> str:
 
 @app.command("stats", epilog=EPILOG, rich_help_panel="Inspect")
 def stats(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
-    """The engine at a glance: runs open and retrying, timers, each queue's backlog and lag."""
+    """Runs open and retrying, timers, and each queue's backlog and lag."""
 
     async def work(client: Client) -> None:
         s = await client.stats()
