@@ -140,6 +140,27 @@ class Cluster:
             self.wait_until(ready.exists, timeout=30, what=f"{name} (pid {worker.pid}) to start")
         return worker
 
+    def crash_worker_at(self, crash_at: str) -> WorkerProcess:
+        """Start a worker armed to SIGKILL itself at ``crash_at`` (a crash
+        point, ``name:N`` for its Nth passage); return it once it has, the
+        point named in its output. (It may die before the harness sees it
+        ready: its first turn can be the one.)"""
+        env_var = "PERDURE_CRASH_AT"
+        before = os.environ.get(env_var)
+        os.environ[env_var] = crash_at
+        try:
+            worker = self.start_worker(wait_ready=False)
+        finally:
+            if before is None:
+                os.environ.pop(env_var, None)
+            else:
+                os.environ[env_var] = before
+        worker.killed = True  # (by itself, at the crash point)
+        worker.proc.wait(timeout=30)
+        point = crash_at.partition(":")[0]
+        assert f"crash point {point}" in worker.output(), worker.output()
+        return worker
+
     def kill(self, worker: WorkerProcess) -> None:
         """SIGKILL a worker and reap it: no drain, no cleanup, like a power cut."""
         assert worker.alive(), f"{worker.name} died before the test killed it:\n{worker.output()}"

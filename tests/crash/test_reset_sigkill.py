@@ -15,29 +15,18 @@ pytestmark = pytest.mark.slow
 STEPS = 6
 
 
-def reset_crash(cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def reset_crash(cluster: Cluster, crash_at: str) -> None:
     old = cluster.client.start("sequential", STEPS, 0.02, id="wf-reset")
     # The first worker dies right after committing turn 4, which took step
     # 3's result and leased step 4 to itself; then an operator terminates
     # the stalled run and resets it: turn 4 is taken again.
-    monkeypatch.setenv("PERDURE_CRASH_AT", "turn.after_commit:4")
-    first = cluster.start_worker()
-    monkeypatch.delenv("PERDURE_CRASH_AT")
-    first.killed = True  # (by itself, at the crash point)
-    first.proc.wait(timeout=30)
-    assert "crash point turn.after_commit" in first.output()
+    cluster.crash_worker_at("turn.after_commit:4")
     old.terminate("its worker is gone; reset")
     new = old.reset(reason="take it from step 4")
     ran_before = Counter(e.step for e in cluster.executions())
     assert set(ran_before) <= {1, 2, 3, 4} and all(n == 1 for n in ran_before.values())
 
-    monkeypatch.setenv("PERDURE_CRASH_AT", crash_at)
-    # (It dies at its first turn, perhaps before the harness sees it ready.)
-    second = cluster.start_worker(wait_ready=False)
-    monkeypatch.delenv("PERDURE_CRASH_AT")
-    second.killed = True
-    second.proc.wait(timeout=30)
-    assert f"crash point {crash_at.partition(':')[0]}" in second.output()
+    cluster.crash_worker_at(crash_at)
 
     cluster.start_worker()
     assert new.result(timeout=60) == [f"wf-reset#{n}" for n in range(1, STEPS + 1)]
@@ -59,7 +48,5 @@ def reset_crash(cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize("crash_at", ["turn.before_commit:1", "turn.after_commit:1"])
-def test_a_reset_runs_first_turn_survives_sigkill(
-    cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reset_crash(cluster, crash_at, monkeypatch)
+def test_a_reset_runs_first_turn_survives_sigkill(cluster: Cluster, crash_at: str) -> None:
+    reset_crash(cluster, crash_at)

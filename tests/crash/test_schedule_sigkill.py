@@ -24,24 +24,17 @@ CRASH_POINTS = [
 
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
-def test_a_schedule_survives_sigkill_while_it_starts_a_run(
-    cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    schedule_crash(cluster, crash_at, monkeypatch)
+def test_a_schedule_survives_sigkill_while_it_starts_a_run(cluster: Cluster, crash_at: str) -> None:
+    schedule_crash(cluster, crash_at)
 
 
-def schedule_crash(cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def schedule_crash(cluster: Cluster, crash_at: str) -> None:
     """Shared with tests/postgres/test_schedule_pg.py."""
     client = cluster.client
     schedule = client.create_schedule(
         "beat", "sequential", 1, 0.0, every=timedelta(seconds=1), task_queue="default"
     )
-    monkeypatch.setenv("PERDURE_CRASH_AT", crash_at)
-    first = cluster.start_worker(wait_ready=False)
-    monkeypatch.delenv("PERDURE_CRASH_AT")
-    first.killed = True  # (by itself, at the crash point)
-    first.proc.wait(timeout=30)
-    assert f"crash point {crash_at.partition(':')[0]}" in first.output()
+    first = cluster.crash_worker_at(crash_at)
 
     cluster.start_worker()
     schedule.update(overlap="allow")  # (the blocking client's handle, too)

@@ -15,23 +15,16 @@ CRASH_POINTS = ["turn.before_commit:3", "turn.after_commit:3", "activity.after_c
 
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
-def test_signals_between_workflows_survive_sigkill(
-    cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    signals_crash(cluster, crash_at, monkeypatch)
+def test_signals_between_workflows_survive_sigkill(cluster: Cluster, crash_at: str) -> None:
+    signals_crash(cluster, crash_at)
 
 
-def signals_crash(cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def signals_crash(cluster: Cluster, crash_at: str) -> None:
     """Shared with tests/postgres/test_signal_pg.py."""
     client = cluster.client
     target = client.start("collector", COUNT, id="collector")
     sender = client.start("signaller", "collector", COUNT, 0.05, id="signaller")
-    monkeypatch.setenv("PERDURE_CRASH_AT", crash_at)
-    first = cluster.start_worker(wait_ready=False)
-    monkeypatch.delenv("PERDURE_CRASH_AT")
-    first.killed = True  # (by itself, at the crash point)
-    first.proc.wait(timeout=30)
-    assert f"crash point {crash_at.partition(':')[0]}" in first.output()
+    cluster.crash_worker_at(crash_at)
     cluster.start_worker()
     assert sender.result(timeout=60) == COUNT
     assert target.result(timeout=60) == list(range(1, COUNT + 1))

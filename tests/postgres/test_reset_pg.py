@@ -12,6 +12,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("crash_at", ["turn.before_commit:1", "turn.after_commit:1"])
 def test_a_reset_runs_first_turn_survives_sigkill_on_postgres(
-    cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, crash_at: str
 ) -> None:
-    reset_crash(cluster, crash_at, monkeypatch)
+    reset_crash(cluster, crash_at)

@@ -11,7 +11,5 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
-def test_a_schedule_survives_sigkill_on_postgres(
-    cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    schedule_crash(cluster, crash_at, monkeypatch)
+def test_a_schedule_survives_sigkill_on_postgres(cluster: Cluster, crash_at: str) -> None:
+    schedule_crash(cluster, crash_at)

@@ -12,6 +12,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
 def test_signals_between_workflows_survive_sigkill_on_postgres(
-    cluster: Cluster, crash_at: str, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, crash_at: str
 ) -> None:
-    signals_crash(cluster, crash_at, monkeypatch)
+    signals_crash(cluster, crash_at)
