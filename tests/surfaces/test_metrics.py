@@ -1,6 +1,7 @@
-"""Monitoring: ``/api/metrics`` in Prometheus's text format (each gauge with
-its HELP and TYPE, labels escaped), for a reader's token; ``perdure stats``
-through the real entry point."""
+"""What the outside watches: ``/api/metrics`` in Prometheus's text format
+(each gauge with its HELP and TYPE, labels escaped), for a reader's token;
+``perdure stats`` through the real entry point; and the long-poll for a
+state key a run publishes (``/api/workflows/{id}/state/{key}``)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,26 @@ def test_perdure_stats(tmp_path: Path) -> None:
     assert (backlog["task_queue"], backlog["kind"], backlog["due"]) == ("default", "workflow", 1)
     text = cli("stats", "--db", db).stdout
     assert "runs open      1" in text and "default" in text
+
+
+@pytest.mark.usefixtures("worker")
+async def test_waiting_for_a_state_key_over_http(client: perdure.Client) -> None:
+    """GET /api/workflows/{id}/state/{key}?timeout=: the long-poll a web
+    backend in any language uses for a value the run publishes."""
+    app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
+    handle = await client.start("approval", "Ada", 0, id="claim-9")
+    async with http(app, READ) as reader:
+        got = await reader.get("/api/workflows/claim-9/state/stage", params={"timeout": 10})
+        assert got.status_code == 200, got.text
+        assert got.json()["id"] == "claim-9" and got.json()["key"] == "stage"
+        assert got.json()["value"] in ("greeting", "waiting for approval")
+        missing = await reader.get("/api/workflows/claim-9/state/nope", params={"timeout": 0.1})
+        assert missing.status_code == 404 and "has not published state 'nope'" in missing.text
+        unknown = await reader.get("/api/workflows/no-such/state/stage")
+        assert unknown.status_code == 404
+        await handle.signal("approve", "ops")
+        await handle.result(timeout=30)
+        ended = await reader.get("/api/workflows/claim-9/state/nope", params={"timeout": 5})
+        assert ended.status_code == 409 and "ended completed without" in ended.text
+        stage = await reader.get("/api/workflows/claim-9/state/stage")
+        assert stage.json()["value"] == "approved"

@@ -302,5 +302,11 @@ class WhoAmI(BaseModel):
     auth_required: bool
 
 
+class StateValue(BaseModel):
+    id: str
+    key: str
+    value: Any = Field(description="What the run published under the key (workflow.set_state).")
+
+
 class Health(BaseModel):
     status: Literal["ok"]

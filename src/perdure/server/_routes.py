@@ -16,7 +16,9 @@ from fastapi.responses import PlainTextResponse
 
 from perdure.client import Client
 from perdure.errors import (
+    PayloadCodecError,
     WorkflowCancelledError,
+    WorkflowClosedError,
     WorkflowFailedError,
     WorkflowTerminatedError,
 )
@@ -240,6 +242,44 @@ async def workflow_result(
     except (TimeoutError, WorkflowFailedError, WorkflowCancelledError, WorkflowTerminatedError):
         pass  # the description below says which
     return outcome_json(await final_description(client, workflow_id, run_id))
+
+
+@router.get(
+    "/workflows/{workflow_id:path}/state/{key}",
+    response_model=m.StateValue,
+    dependencies=Reader,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def workflow_state(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    key: Annotated[str, Path(min_length=1, max_length=512)],
+    run_id: RunId = None,
+    timeout: Annotated[
+        float, Query(ge=0, le=MAX_RESULT_WAIT, description="Seconds to wait for the key")
+    ] = 0.0,
+) -> Any:
+    """What the run published under ``key`` (in it, or the runs it continued
+    as new in); with ``timeout``, a long-poll that answers as soon as it is
+    published (``handle.wait_state``). 404 if it is not there (yet), 409 if
+    the run ended without it."""
+    try:
+        await client.get_handle(workflow_id, run_id).wait_state(key, timeout)
+    except TimeoutError:
+        raise HTTPException(
+            404, f"workflow {workflow_id!r} has not published state {key!r}"
+        ) from None
+    except WorkflowClosedError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except PayloadCodecError:
+        pass  # (there, but sealed with keys the server lacks: shown as stored)
+    # As a description shows it (a sealed value opened if the server can);
+    # the id's latest run if the key came in a run this one continued into.
+    for handle in (client.get_handle(workflow_id, run_id), client.get_handle(workflow_id)):
+        state = (await handle.describe()).state
+        if isinstance(state, dict) and key in state:
+            return {"id": workflow_id, "key": key, "value": state[key]}
+    raise HTTPException(404, f"workflow {workflow_id!r} has not published state {key!r}")
 
 
 @router.post(
