@@ -16,7 +16,7 @@ from e2e_helpers import fast_worker, record_claims, wait_until
 
 import perdure
 from perdure import activity, workflow
-from perdure._worker import worker as worker_module
+from perdure._worker import limits as limits_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crash"))
 from crash_harness import attempt_spans, most_started, peak_running
@@ -91,7 +91,7 @@ async def test_a_limited_queues_activities_are_claimed_not_run_inline(
     claimed = record_claims(client, monkeypatch, "claim_activity_tasks")
     # No periodic re-read: the worker must hear of limits another process sets
     # (SQLite: the store's watch of other processes' commits; PostgreSQL: NOTIFY).
-    monkeypatch.setattr(worker_module, "LIMITS_REFRESH", 3600.0)
+    monkeypatch.setattr(limits_module, "LIMITS_REFRESH", 3600.0)
     async with fast_worker(client, [calls], [call]):
         assert await client.execute(calls, 3, 0.0) == 3
         assert claimed == []  # unlimited: each step ran inline

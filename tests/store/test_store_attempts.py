@@ -107,7 +107,9 @@ async def test_an_inline_attempt_that_is_lost_is_recorded(
 async def test_only_the_latest_attempts_are_kept(
     open_store: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # (Failures are capped where they are recorded; lost attempts by the claim.)
     monkeypatch.setattr("perdure._store.sqlstore.MAX_ATTEMPT_RECORDS", 3)
+    monkeypatch.setattr("perdure._store.sqlleases.MAX_ATTEMPT_RECORDS", 3)
     store = await open_store()
     await schedule(store, clock)
     for _ in range(3):  # three failures, then two lost attempts

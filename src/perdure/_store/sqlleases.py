@@ -1,6 +1,7 @@
 """The SQL of leases, shared by the SQL backends (``SqlStore`` runs each
-function in one transaction): renewing a worker's leases, an activity's
-heartbeat, and a restarted worker taking its predecessor's leases back.
+function in one transaction): the activity tasks a claim leased, as the
+worker gets them; renewing a worker's leases, an activity's heartbeat, and
+a restarted worker taking its predecessor's leases back.
 
 A lease is a task row's ``visible_at`` while its ``lease_token`` is set; each
 statement here matches the token, so a lease that moved on is never touched.
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from perdure._store.sqlrows import Dialect, Tx, dumps
+from perdure._store import sqlrows as rows
+from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask
+from perdure._store.sqlrows import Dialect, Tx, dumps, loads
 
 _CHUNK = 400  # (id, token) pairs per statement: two parameters each
 
@@ -68,3 +71,52 @@ async def reclaim(tx: Tx, d: Dialect, owner: str, now: float) -> int:
         f"UPDATE tasks SET visible_at = ? WHERE {live}",
         (now, owner, now),
     )
+
+
+async def activity_tasks(
+    tx: Tx, claimed: list[tuple[Any, ...]], lease: float
+) -> list[ActivityTask]:
+    """The claimed activity task rows (SqlStore._claim's) as ActivityTasks."""
+    if not claimed:
+        return []
+    # One query for all the runs, not one per task: on PostgreSQL the
+    # claimed rows stay locked until this transaction commits.
+    run_ids = sorted({r[1] for r in claimed})
+    runs = {
+        row[0]: row[1:]
+        for row in await tx.all(
+            "SELECT run_id, workflow_id, workflow_type, task_queue FROM runs"
+            f" WHERE run_id IN ({rows.marks(run_ids)})",
+            run_ids,
+        )
+    }
+    tasks = []
+    for r in claimed:
+        payload = loads(r[4])
+        attempts = loads(r[9]) or []
+        if len(attempts) > MAX_ATTEMPT_RECORDS:  # many lost attempts in a row
+            attempts = attempts[-MAX_ATTEMPT_RECORDS:]
+            await tx.send("UPDATE tasks SET attempts = ? WHERE id = ?", (dumps(attempts), r[0]))
+        run = runs[r[1]]
+        tasks.append(
+            ActivityTask(
+                task_id=r[0],
+                token=r[6],
+                run_id=r[1],
+                workflow_id=run[0],
+                workflow_type=run[1],
+                ref=r[2],
+                name=payload["name"],
+                task_queue=run[2],
+                args=payload["args"],
+                kwargs=payload["kwargs"],
+                options=payload["options"],
+                attempt=r[3],
+                scheduled_at=r[7],
+                heartbeat=loads(r[5]),
+                started_at=r[8],
+                attempts=attempts,
+                lease_until=r[8] + lease,  # (the claim's now + lease: see _claim)
+            )
+        )
+    return tasks

@@ -28,7 +28,6 @@ from perdure._store.base import (
     OPEN,
     WORK,
     ActivityTask,
-    BacklogRecord,
     IdConflict,
     NewRun,
     PendingWork,
@@ -48,7 +47,7 @@ from perdure._store.base import (
 from perdure._store.sqlclaimed import ClaimedPlan, plan_claimed
 from perdure._store.sqlcomplete import plan_complete
 from perdure._store.sqlplans import ClosePlan, Plan, plan_close, plan_turn
-from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 from perdure._store.sqlstart import AnyPlan
 from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
 from perdure.errors import WorkflowNotFoundError
@@ -343,7 +342,7 @@ class SqlStore(Store, Dialect):
                 queues,
                 lambda found: found_limited.extend(sorted(r[0] for r in found)),
             )
-            return await self._activity_tasks(tx, found, lease)
+            return await leases_sql.activity_tasks(tx, found, lease)
 
         tasks = await self._write(claim)
         if found_limited and len(tasks) < limit:
@@ -383,55 +382,7 @@ class SqlStore(Store, Dialect):
         for queue, (limits, _) in limited.items():
             count = sum(1 for r in claimed if r[10] == queue)
             await sqlqueues.record_starts(tx, queue, limits, now, count)
-        return await self._activity_tasks(tx, claimed, lease)
-
-    async def _activity_tasks(
-        self, tx: Tx, claimed: list[tuple[Any, ...]], lease: float
-    ) -> list[ActivityTask]:
-        """The claimed activity task rows (``_claim``'s) as ActivityTasks."""
-        if not claimed:
-            return []
-        # One query for all the runs, not one per task: on PostgreSQL the
-        # claimed rows stay locked until this transaction commits.
-        run_ids = sorted({r[1] for r in claimed})
-        runs = {
-            row[0]: row[1:]
-            for row in await tx.all(
-                "SELECT run_id, workflow_id, workflow_type, task_queue FROM runs"
-                f" WHERE run_id IN ({rows.marks(run_ids)})",
-                run_ids,
-            )
-        }
-        tasks = []
-        for r in claimed:
-            payload = loads(r[4])
-            attempts = loads(r[9]) or []
-            if len(attempts) > MAX_ATTEMPT_RECORDS:  # many lost attempts in a row
-                attempts = attempts[-MAX_ATTEMPT_RECORDS:]
-                await tx.send("UPDATE tasks SET attempts = ? WHERE id = ?", (dumps(attempts), r[0]))
-            run = runs[r[1]]
-            tasks.append(
-                ActivityTask(
-                    task_id=r[0],
-                    token=r[6],
-                    run_id=r[1],
-                    workflow_id=run[0],
-                    workflow_type=run[1],
-                    ref=r[2],
-                    name=payload["name"],
-                    task_queue=run[2],
-                    args=payload["args"],
-                    kwargs=payload["kwargs"],
-                    options=payload["options"],
-                    attempt=r[3],
-                    scheduled_at=r[7],
-                    heartbeat=loads(r[5]),
-                    started_at=r[8],
-                    attempts=attempts,
-                    lease_until=r[8] + lease,  # (the claim's now + lease: see _claim)
-                )
-            )
-        return tasks
+        return await leases_sql.activity_tasks(tx, claimed, lease)
 
     # ------------------------------------------------------------ turns
 
@@ -684,35 +635,7 @@ class SqlStore(Store, Dialect):
 
     async def stats(self) -> StatsRecord:
         now = self.clock()
-        backlog, open_runs, retrying, timers = await self._read_queries(
-            [
-                (
-                    "SELECT kind, queue, SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END),"
-                    " SUM(CASE WHEN visible_at > ? AND lease_owner IS NOT NULL THEN 1 ELSE 0 END),"
-                    " MIN(CASE WHEN visible_at <= ? THEN visible_at END)"
-                    " FROM tasks GROUP BY kind, queue ORDER BY queue, kind",
-                    (now, now, now),
-                ),
-                ("SELECT COUNT(*) FROM runs WHERE status = ?", (OPEN,)),
-                # Along runs_retrying, which holds only runs with last_error
-                # (a terminated one keeps it: its status says it ended).
-                (
-                    "SELECT COUNT(*) FROM runs WHERE last_error IS NOT NULL AND status || '' = ?",
-                    (OPEN,),
-                ),
-                ("SELECT COUNT(*), MIN(fire_at) FROM timers", ()),
-            ]
-        )
-        return StatsRecord(
-            now=now,
-            open_runs=int(open_runs[0][0]),
-            retrying_runs=int(retrying[0][0]),
-            timers=int(timers[0][0]),
-            first_timer_at=timers[0][1],
-            backlog=[
-                BacklogRecord(r[0], r[1], int(r[2] or 0), int(r[3] or 0), r[4]) for r in backlog
-            ],
-        )
+        return views.stats_record(now, await self._read_queries(views.stats_queries(now)))
 
     # ------------------------------------------------------------ task queue limits
 

@@ -6,16 +6,20 @@ row. Imports the history model, the store records and the row helpers.
 
 from __future__ import annotations
 
+from typing import Any
+
 from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store.base import (
     OPEN,
+    BacklogRecord,
     PendingActivity,
     PendingChild,
     PendingTimer,
     PendingWork,
     RunFilter,
     RunRecord,
+    StatsRecord,
     WorkflowTaskState,
 )
 from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
@@ -105,3 +109,35 @@ async def ended_after(tx: Tx, position: int | None) -> tuple[int, list[str] | No
         "SELECT run_id FROM ended_runs WHERE id > ? AND id <= ? ORDER BY id", (position, now)
     )
     return now, [run_id for (run_id,) in found]
+
+
+def stats_queries(now: float) -> list[tuple[str, tuple[Any, ...]]]:
+    """Store.stats's queries, read in one snapshot (see stats_record): each
+    queue's backlog by kind, the open runs, the retrying ones, the timers."""
+    return [
+        (
+            "SELECT kind, queue, SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN visible_at > ? AND lease_owner IS NOT NULL THEN 1 ELSE 0 END),"
+            " MIN(CASE WHEN visible_at <= ? THEN visible_at END)"
+            " FROM tasks GROUP BY kind, queue ORDER BY queue, kind",
+            (now, now, now),
+        ),
+        ("SELECT COUNT(*) FROM runs WHERE status = ?", (OPEN,)),
+        # Along runs_retrying, which holds only runs with last_error (a
+        # terminated one keeps it: its status says it ended).
+        ("SELECT COUNT(*) FROM runs WHERE last_error IS NOT NULL AND status || '' = ?", (OPEN,)),
+        ("SELECT COUNT(*), MIN(fire_at) FROM timers", ()),
+    ]
+
+
+def stats_record(now: float, found: list[list[tuple[Any, ...]]]) -> StatsRecord:
+    """The answers of stats_queries as a StatsRecord."""
+    backlog, open_runs, retrying, timers = found
+    return StatsRecord(
+        now=now,
+        open_runs=int(open_runs[0][0]),
+        retrying_runs=int(retrying[0][0]),
+        timers=int(timers[0][0]),
+        first_timer_at=timers[0][1],
+        backlog=[BacklogRecord(r[0], r[1], int(r[2] or 0), int(r[3] or 0), r[4]) for r in backlog],
+    )

@@ -16,14 +16,13 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
 from perdure._schedule_workflow import add_builtins
 from perdure._store.base import (
-    LIMITS,
     WORK,
     ActivityTask,
     FirstTurn,
@@ -37,6 +36,7 @@ from perdure._worker.activities import ActivityRunner
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.drain import drain
 from perdure._worker.leases import keep_leases
+from perdure._worker.limits import LimitsWatch
 from perdure._worker.options import check_worker_options, collect_activities, collect_workflows
 from perdure._worker.registry import Registration
 from perdure._worker.turns import TurnRunner
@@ -51,7 +51,6 @@ log = logging.getLogger("perdure.worker")
 CLAIM_BATCH = 50  # tasks of each kind one poll claims at most
 FIRE_BATCH = 100  # due timers one poll fires at most
 EARLY_WAKE = 0.002  # seconds: see Worker._fire_inline
-LIMITS_REFRESH = 1.0  # seconds between reads of whether the queue has limits
 # The longest an idle worker's safety-net poll backs off to on a store that
 # hears every other process's commit (Store.hears_every_commit; see _idle_wait).
 IDLE_POLL_MAX = 2.0
@@ -178,10 +177,9 @@ class Worker:
         self._saturated = False  # the last poll had no free slot for some kind of task
         self._stop_requested = False  # stop() may come before run() has started
         self._inline_reserved = 0  # activity slots promised to turns not yet committed
-        # The queue has limits (Store.set_queue_limits): its activities then
-        # start through claims only, which obey them (see _watch_limits).
-        self._limited = False
-        self._limits_seen = 0  # changes of limits heard of (see _limits_set)
+        # Whether the queue has limits: its activities then start through
+        # claims only, which obey them.
+        self.limits = LimitsWatch(self.store, task_queue, self.identity)
         self._turns_reserved = 0  # turn slots promised to new runs not yet committed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._context = contextvars.Context()  # set by run(): the context it was started in
@@ -212,11 +210,7 @@ class Worker:
         await self._registration.register()
         if gone:
             await self._registration.reclaim()
-        limits_changed = asyncio.Event()
-        limits_listener = functools.partial(self._limits_set, loop_waker(loop, limits_changed))
-        self.store.add_listener(limits_listener, (LIMITS,))
-        await self._read_limits()
-        limits_task = asyncio.create_task(self._watch_limits(limits_changed))
+        await self.limits.start(loop)
         lease_task = asyncio.create_task(
             keep_leases(
                 self.store,
@@ -256,9 +250,8 @@ class Worker:
                 for sig in installed:
                     loop.remove_signal_handler(sig)
             lease_task.cancel()
-            limits_task.cancel()
-            await asyncio.gather(lease_task, limits_task, return_exceptions=True)
-            self.store.remove_listener(limits_listener)
+            await asyncio.gather(lease_task, return_exceptions=True)
+            await self.limits.stop()
             await self._registration.unregister()
             self.store.remove_listener(listener)
             self.turns.evict_all()
@@ -381,7 +374,7 @@ class Worker:
                 if want_turns > 0
                 else _nothing(),
                 self.store.claim_activity_tasks(
-                    queues, self.identity, self.lease_timeout, want_acts, self._limited
+                    queues, self.identity, self.lease_timeout, want_acts, self.limits.limited
                 )
                 if want_acts > 0
                 else _nothing(),
@@ -463,7 +456,7 @@ class Worker:
         """Run this freshly scheduled activity in this process, right away?
         ``own_slot``: it succeeds an inline attempt that is finishing, whose
         slot it takes (see _deliver), so the slots' count does not stop it."""
-        if queue != self.task_queue or name not in self.activities or self._limited:
+        if queue != self.task_queue or name not in self.activities or self.limits.limited:
             return None
         if self._stopping is None or self._stopping.is_set():
             return None
@@ -476,38 +469,6 @@ class Worker:
             return None
         self._inline_reserved += 1
         return self.identity, self.lease_timeout
-
-    def _limits_set(self, wake: Callable[[], None]) -> None:
-        """A LIMITS listener (any thread): some queue's limits were set or
-        removed, in this process or another that says so (PostgreSQL). No
-        attempt runs inline until they are read again."""
-        self._limits_seen += 1
-        self._limited = True
-        wake()
-
-    async def _read_limits(self) -> None:
-        seen = self._limits_seen
-        try:
-            limited = await self.store.queue_limits(self.task_queue) is not None
-        except StoreError as exc:
-            log.warning("worker %s: could not read its queue's limits: %s", self.identity, exc)
-            return
-        if seen == self._limits_seen:  # (else limits changed during the read: read again)
-            self._limited = limited
-
-    async def _watch_limits(self, changed: asyncio.Event) -> None:
-        """Until cancelled: whether the queue has limits, read when a change
-        is heard of (this process's, PostgreSQL's NOTIFY, SQLite's watch of
-        other processes' commits) and every LIMITS_REFRESH behind them.
-        Claims obey the limits at once; an attempt that is not claimed
-        (inline) does once a change is heard of (see _limits_set)."""
-        while True:
-            try:
-                await asyncio.wait_for(changed.wait(), LIMITS_REFRESH)
-            except TimeoutError:
-                pass
-            changed.clear()
-            await self._read_limits()
 
     def _inline_settled(self, count: int) -> None:
         self._inline_reserved -= count
@@ -617,7 +578,7 @@ class Worker:
         self, registry: dict[asyncio.Task[None], tuple[int, str]], t: asyncio.Task[None]
     ) -> None:
         registry.pop(t, None)
-        if self._limited and registry is self._activities_inflight:
+        if self.limits.limited and registry is self._activities_inflight:
             # An attempt of a limited queue ended: its slot is free for any
             # worker of the queue, here or elsewhere, whose claim it held back.
             self.store.wake_workers()
