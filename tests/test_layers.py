@@ -26,6 +26,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "perdure._store": (
         "perdure._store",
+        "perdure._attributes",
         "perdure._history",
         "perdure._json",
         "perdure._memo",
@@ -33,6 +34,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "perdure._runtime": (
         "perdure._runtime",
+        "perdure._attributes",
         "perdure._history",
         "perdure._converter",
         "perdure.errors",
@@ -41,6 +43,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure._waiting": ("perdure._store.base", "perdure.errors"),  # the client's result waiters
     "perdure._gcpolicy": (),  # the standard library only
     "perdure._checks": (),  # the standard library only
+    "perdure._attributes": ("perdure._checks",),  # search attributes' rules
     "perdure._cron": (),  # the standard library only
 }
 # Names the runtime must never import: it has no clock, no randomness, no I/O.

@@ -57,6 +57,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "now",
         "patched",
         "random",
+        "set_search_attributes",
         "set_state",
         "side_effect",
         "signal_workflow",

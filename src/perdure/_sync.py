@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -115,6 +115,7 @@ class SyncClient:
         offset: int = 0,
         retrying: bool = False,
         latest: bool = False,
+        search_attributes: Mapping[str, Any] | None = None,
     ) -> list[WorkflowExecution]:
         query = self.client.list(
             status,
@@ -127,6 +128,7 @@ class SyncClient:
             offset=offset,
             retrying=retrying,
             latest=latest,
+            search_attributes=search_attributes,
         )
         return self._runner.call(query)
 

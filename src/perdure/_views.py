@@ -74,6 +74,8 @@ class WorkflowExecution:
     """Why the run's latest workflow task could not run, while it is retried
     with backoff (non-determinism, a payload it cannot open, a call workflow
     code may not make, ...); None once a turn commits. As ``describe()``'s."""
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+    """The values ``Client.list(search_attributes=)`` finds the run by."""
 
     @classmethod
     def from_record(cls, run: RunRecord) -> WorkflowExecution:
@@ -90,6 +92,7 @@ class WorkflowExecution:
             _dt(run.closed_at),
             base64.urlsafe_b64encode(raw).decode().rstrip("="),
             run.last_error,
+            run.search_attributes,
         )
 
     @staticmethod
@@ -184,6 +187,9 @@ class WorkflowDescription:
     timer, child or signal wait is pending, and no turn is due (its code
     awaits an asyncio.Event or Future that no workflow code will complete,
     or waits to be cancelled). Only a cancel or terminate moves it."""
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+    """The values ``Client.list(search_attributes=)`` finds the run by: those
+    it started with and what ``workflow.set_search_attributes`` changed."""
 
 
 @dataclass(frozen=True)
@@ -324,6 +330,7 @@ def describe_run(
         continued_to=run.continued_to,
         starts_at=_starts_at(run.last_seq, pending.workflow_task, now),
         awaiting_nothing=_awaiting_nothing(run, pending, now),
+        search_attributes=run.search_attributes,
     )
 
 

@@ -11,13 +11,14 @@ import builtins
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
 from perdure import queues, schedules
+from perdure._attributes import AttributeValue, checked_attributes
 from perdure._checks import check_name, check_text
 from perdure._converter import DataConverter, default_converter
 from perdure._handle import WorkflowHandle, _checked_event
@@ -156,6 +157,7 @@ class Client:
         id_conflict: IdConflict = "fail",
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start(
@@ -167,6 +169,7 @@ class Client:
         id_conflict: IdConflict = "fail",
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> WorkflowHandle[Any]: ...
     async def start(
         self,
@@ -177,11 +180,16 @@ class Client:
         id_conflict: IdConflict = "fail",
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a run. Once this returns, the run is durable: it will run to a
-        terminal state as long as some worker serves ``task_queue``."""
+        terminal state as long as some worker serves ``task_queue``.
+        ``search_attributes``: values ``list(search_attributes=)`` finds the
+        run by (see ``workflow.set_search_attributes``)."""
         id_conflict = _checked(id_conflict)
-        fn, new = self._new_run(workflow, args, id, task_queue, start_delay, execution_timeout)
+        fn, new = self._new_run(
+            workflow, args, id, task_queue, start_delay, execution_timeout, search_attributes
+        )
         run, _created = await self.store.create_run(new, id_conflict)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
@@ -193,6 +201,7 @@ class Client:
         task_queue: str,
         start_delay: timedelta | None,
         execution_timeout: timedelta | None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> tuple[Callable[..., Any] | None, NewRun]:
         check_name("task_queue", task_queue)
         check_name("id", id, none_means="a new UUID")
@@ -202,6 +211,7 @@ class Client:
         ):
             if span is not None and not isinstance(span, timedelta):
                 raise TypeError(f"{option} must be a timedelta, not {type(span).__name__} {span!r}")
+        attributes = {} if search_attributes is None else checked_attributes(search_attributes)
         fn, name = self._resolve(workflow)
         if fn is not None:
             pos, kw = self.converter.encode_args(fn, args, {})
@@ -226,6 +236,7 @@ class Client:
             seed=secrets.randbits(63),
             start_at=start_at,
             execution_timeout=timeout,
+            search_attributes=attributes,
         )
         return fn, new
 
@@ -252,10 +263,13 @@ class Client:
         id_conflict: IdConflict = "fail",
         start_delay: timedelta | None = None,
         timeout: float | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> Any:
         """Start a run and wait for its result."""
         id_conflict = _checked(id_conflict)
-        fn, new = self._new_run(workflow, args, id, task_queue, start_delay, None)
+        fn, new = self._new_run(
+            workflow, args, id, task_queue, start_delay, None, search_attributes
+        )
         # Listening before the start commits, the wait can take the start's
         # own record of the run as its first look: no read. (So can a start
         # that found the id used by a run that has ended: it stays ended.)
@@ -276,11 +290,12 @@ class Client:
         signal_payload: Any = None,
         id: str,
         task_queue: str = "default",
+        search_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> WorkflowHandle[Any]:
-        """Signal the open run of ``id``, or start a new run (with these arguments)
-        and queue the signal for it — atomically: either way, once this returns
-        the signal is durable and will be delivered."""
-        fn, new = self._new_run(workflow, args, id, task_queue, None, None)
+        """Signal the open run of ``id``, or start a new run (with these arguments
+        and ``search_attributes``) and queue the signal for it — atomically:
+        either way, once this returns the signal is durable and will be delivered."""
+        fn, new = self._new_run(workflow, args, id, task_queue, None, None, search_attributes)
         event = self._signal_event(signal, signal_payload)
         run = await self.store.signal_with_start(new, event)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
@@ -311,15 +326,18 @@ class Client:
         offset: int = 0,
         retrying: bool = False,
         latest: bool = False,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> list[WorkflowExecution]:
         """Runs, newest first, optionally filtered by status, workflow type name,
         creation time (``since``/``until``, inclusive; a naive datetime is UTC)
         and ``search``, text the workflow id contains (case-insensitive);
         ``retrying``: only runs whose latest workflow task failed and is retried
         (their ``last_error`` set); ``latest``: only each workflow id's latest
-        run (not those a reset, a continue-as-new or a reuse of the id replaced).
-        Page with ``after``, the ``cursor`` of the previous page's last run
-        (stable while runs are added), or with ``offset``, a number of runs to skip."""
+        run (not those a reset, a continue-as-new or a reuse of the id replaced);
+        ``search_attributes``: only runs with each of these values (matched as
+        text: ``120`` finds ``120.0`` and ``"120"``). Page with ``after``, the
+        ``cursor`` of the previous page's last run (stable while runs are
+        added), or with ``offset``, a number of runs to skip."""
         if status is not None and status not in STATUSES:
             # (A misspelt status had matched nothing: an empty list, not an error.)
             raise ValueError(
@@ -334,6 +352,7 @@ class Client:
         since_ts, until_ts = _timestamp(since), _timestamp(until)
         if since_ts is not None and until_ts is not None and since_ts > until_ts:
             raise ValueError(f"since ({since}) is after until ({until})")
+        wanted = () if search_attributes is None else checked_attributes(search_attributes)
         keyset = None if after is None else WorkflowExecution.parse_cursor(after)
         query = RunFilter(
             status=status,
@@ -343,6 +362,7 @@ class Client:
             id_contains=search or None,
             retrying=bool(retrying),
             latest=bool(latest),
+            search_attributes=tuple(dict(wanted).items()),
             after=keyset,
             offset=offset,
             limit=limit,

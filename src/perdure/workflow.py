@@ -12,11 +12,12 @@ import dataclasses
 import logging
 import random as _random
 import uuid as _uuid
-from collections.abc import Callable, Coroutine, Generator, MutableMapping
+from collections.abc import Callable, Coroutine, Generator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
+from perdure._attributes import checked_attributes
 from perdure._checks import check_name, check_text, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.endings import ContinueAsNewError
@@ -36,6 +37,7 @@ __all__ = [
     "now",
     "patched",
     "random",
+    "set_search_attributes",
     "set_state",
     "side_effect",
     "signal_workflow",
@@ -156,6 +158,23 @@ def set_state(key: str, value: Any) -> None:
     inst.set_state(key, value)
 
 
+def set_search_attributes(attributes: Mapping[str, str | int | float | bool | None]) -> None:
+    """Set this run's search attributes, the values ``Client.list(search_attributes=)``
+    (``perdure list --attr``) finds it by: a customer id, an order number.
+
+    Each name in ``attributes`` is set to its value (a str, int, float or
+    bool), or removed if the value is None; names not given keep theirs.
+    Recorded in the run's history and written with this turn's commit; a
+    run that continues as new keeps them. At most 32 names; a string value
+    at most 400 characters. Values match as text (``120`` finds ``120.0``
+    and ``"120"``).
+    """
+    inst = _instance("set_search_attributes")
+    changes = checked_attributes(attributes, removal=True, what="attributes")
+    if changes:
+        inst.set_search_attributes(changes)
+
+
 def now() -> datetime:
     """The workflow's current time: the recorded time of this turn (UTC)."""
     return datetime.fromtimestamp(_instance("now").now_ts, tz=UTC)
@@ -164,7 +183,11 @@ def now() -> datetime:
 def info() -> WorkflowInfo:
     inst = _instance("info")
     assert inst.info is not None
-    return dataclasses.replace(inst.info, history_length=inst.history_length)
+    return dataclasses.replace(
+        inst.info,
+        history_length=inst.history_length,
+        search_attributes=dict(inst.search_attributes),
+    )
 
 
 def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:

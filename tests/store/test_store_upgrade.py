@@ -77,18 +77,20 @@ ALL_MIGRATIONS = sqlite_backend.migrations()
 
 
 def borrow_queue_tables(path: Path) -> None:
-    """Today's claims read their queue's limits (v12's tables): a file of an
-    older version borrows them while today's code writes it (see
+    """Today's claims read their queue's limits (v12's tables), and today's
+    reads of a run its search attributes (v13's column and table): a file of
+    an older version borrows them while today's code writes it (see
     give_back_queue_tables)."""
-    sql = dict(ALL_MIGRATIONS)[12]
     with closing(sqlite3.connect(path)) as conn:
-        conn.executescript(sql)
+        for version in (12, 13):
+            conn.executescript(dict(ALL_MIGRATIONS)[version])
 
 
 def give_back_queue_tables(path: Path) -> None:
     with closing(sqlite3.connect(path)) as conn:
-        for table in ("queue_starts", "queue_limits"):
+        for table in ("queue_starts", "queue_limits", "run_attributes"):
             conn.execute(f"DROP TABLE {table}")
+        conn.execute("ALTER TABLE runs DROP COLUMN search_attributes")
 
 
 @activity.defn

@@ -20,6 +20,7 @@ __all__ = [
     "RecordPatch",
     "RecordSideEffect",
     "ScheduleActivity",
+    "SetSearchAttributes",
     "SetState",
     "SignalExternal",
     "StartChild",
@@ -121,6 +122,17 @@ class SetState(Command):
 
     def describe(self) -> str:
         return f"SetState {self.key!r}"
+
+
+@dataclass(frozen=True)
+class SetSearchAttributes(Command):
+    attributes: dict[str, JSON]  # the names changed: their new values (None: removed)
+
+    def to_event(self) -> Event:
+        return SearchAttributesSet(attributes=self.attributes)
+
+    def describe(self) -> str:
+        return f"SetSearchAttributes {sorted(self.attributes)!r}"
 
 
 @dataclass(frozen=True)
@@ -257,6 +269,8 @@ def describe_recorded(event: Event) -> str:
         return f"CancelTimer (ref {event.ref})"
     if isinstance(event, StateSet):
         return f"SetState {event.key!r}"
+    if isinstance(event, SearchAttributesSet):
+        return f"SetSearchAttributes {sorted(event.attributes)!r}"
     if isinstance(event, ChildWorkflowRequested):
         return f"StartChild {event.workflow_type!r} (ref {event.ref})"
     if isinstance(event, ChildWorkflowCancelRequested):
@@ -286,6 +300,11 @@ def matches(command: Command, event: Event) -> bool:
         )
     if isinstance(command, SetState):
         return isinstance(event, StateSet) and event.key == command.key
+    if isinstance(command, SetSearchAttributes):
+        # (The names, not their values: as a state's key.)
+        return isinstance(event, SearchAttributesSet) and set(event.attributes) == set(
+            command.attributes
+        )
     if isinstance(command, StartChild):
         return (
             isinstance(event, ChildWorkflowRequested)

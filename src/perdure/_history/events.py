@@ -31,6 +31,7 @@ __all__ = [
     "ExternalSignalRequested",
     "HistoryFormatError",
     "PatchRecorded",
+    "SearchAttributesSet",
     "SideEffectRecorded",
     "SignalReceived",
     "StateSet",
@@ -95,6 +96,10 @@ class Event:
 
     TYPE: ClassVar[str] = ""
     KIND: ClassVar[str] = ""  # "marker", "input" or "command"
+    # Fields written only when they hold something (added after histories
+    # were first recorded: an event without them reads back with the default,
+    # and one that does not use them is stored as it always was).
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()
     seq: int = field(default=0, kw_only=True)
     time: float = field(default=0.0, kw_only=True)
 
@@ -112,6 +117,7 @@ class TurnStarted(Event):
 class WorkflowStarted(Event):
     TYPE: ClassVar[str] = "WorkflowStarted"
     KIND: ClassVar[str] = "input"
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("search_attributes",)
     workflow_type: str = ""
     workflow_id: str = ""
     run_id: str = ""
@@ -123,6 +129,9 @@ class WorkflowStarted(Event):
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     continued_from_run_id: str | None = None
+    # The run's search attributes as it started (Client.start's, or those of
+    # the run it continues): name -> str, int, float or bool.
+    search_attributes: dict[str, JSON] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -296,6 +305,16 @@ class StateSet(Event):
 
 
 @dataclass(frozen=True)
+class SearchAttributesSet(Event):
+    """``workflow.set_search_attributes``: the names it changed, each to its
+    new value (None: removed)."""
+
+    TYPE: ClassVar[str] = "SearchAttributesSet"
+    KIND: ClassVar[str] = "command"
+    attributes: dict[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ChildWorkflowRequested(Event):
     TYPE: ClassVar[str] = "ChildWorkflowRequested"
     KIND: ClassVar[str] = "command"
@@ -437,6 +456,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TimerStarted,
         TimerCancelled,
         StateSet,
+        SearchAttributesSet,
         ChildWorkflowRequested,
         ChildWorkflowCancelRequested,
         ExternalSignalRequested,
@@ -511,6 +531,9 @@ def event_to_dict(event: Event) -> dict[str, JSON]:
     out: dict[str, JSON] = {"v": HISTORY_FORMAT, "type": event.TYPE}
     for name in _field_names(type(event)):
         out[name] = getattr(event, name)
+    for name in event.OPTIONAL:
+        if not out[name]:
+            del out[name]
     return out
 
 

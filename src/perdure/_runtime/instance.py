@@ -17,6 +17,7 @@ from contextvars import Context, ContextVar
 from typing import Any, NoReturn
 
 from perdure import _history as h
+from perdure._attributes import merged
 from perdure._converter import DataConverter, fresh
 from perdure._runtime.endings import (
     ContinueAsNewError,
@@ -96,6 +97,7 @@ class WorkflowInstance:
         self.info: WorkflowInfo | None = None
         self.closed = False  # a closing command was issued
         self.state: dict[str, Any] = {}
+        self.search_attributes: dict[str, Any] = {}  # as the run's turns have left them
         self.extras: dict[str, Any] = {}  # per-run objects of the API layer (its Random)
         self._rng = _Splitmix64(0)
         self._next_ref = 1
@@ -295,6 +297,7 @@ class WorkflowInstance:
             continued_from_run_id=event.continued_from_run_id,
         )
         self._rng = _Splitmix64(event.seed)
+        self.search_attributes = dict(event.search_attributes)
         self._main = self.loop.create_task(self._run_main(event.args, event.kwargs))
         self._main.add_done_callback(self._on_main_done)
 
@@ -552,6 +555,11 @@ class WorkflowInstance:
         encoded = self.converter.to_json(value, where=f"state {key!r}")
         self.state[key] = encoded
         self.issue(h.SetState(key=key, value=encoded))
+
+    def set_search_attributes(self, changes: dict[str, Any]) -> None:
+        """Apply ``changes`` (checked: None removes a name) and record them."""
+        self.search_attributes = merged(self.search_attributes, changes)
+        self.issue(h.SetSearchAttributes(attributes=changes))
 
     def random_bits(self) -> int:
         return self._rng.next()

@@ -5,7 +5,7 @@ numbers. No I/O; imports nothing of perdure."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["WorkflowInfo"]
@@ -27,6 +27,9 @@ class WorkflowInfo:
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     continued_from_run_id: str | None = None
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+    """The run's search attributes now: those it started with, and what
+    ``workflow.set_search_attributes`` has changed since."""
 
 
 @dataclass

@@ -96,6 +96,18 @@ def _writer(cls: type[h.Event]) -> _Writer:
     """A function writing one event class: one C call reads every field, and
     one %-format puts their texts between the constant header and keys."""
     names = _field_names(cls)
+    if cls.OPTIONAL:
+        # Written only when set (see Event.OPTIONAL): the template covers the
+        # event without them; one that holds any goes the general way.
+        fast = _writer_of(cls, tuple(n for n in names if n not in cls.OPTIONAL))
+        optional = operator.attrgetter(*cls.OPTIONAL)
+        if len(cls.OPTIONAL) == 1:
+            return lambda event: dumps(h.event_to_dict(event)) if optional(event) else fast(event)
+        return lambda event: dumps(h.event_to_dict(event)) if any(optional(event)) else fast(event)
+    return _writer_of(cls, names)
+
+
+def _writer_of(cls: type[h.Event], names: tuple[str, ...]) -> _Writer:
     template = f'{{"v":{h.HISTORY_FORMAT},"type":{_string(cls.TYPE)}'
     for name in names:
         template += f",{_string(name)}:%s"  # (names and types are identifiers: no %)

@@ -47,6 +47,7 @@ class RunRecord:
     parent_ref: int | None = None
     deadline: float | None = None
     row_id: int = 0  # the runs table's own id: creation order, the listing's tie-break
+    search_attributes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -74,6 +75,9 @@ class NewRun:
     # Inputs queued right after its WorkflowStarted: the signals a run that
     # continued as new had received and not taken (see h.ContinueAsNew).
     after_start: tuple[Event, ...] = ()
+    # Its search attributes (checked: perdure._attributes), in WorkflowStarted
+    # and in the runs' index.
+    search_attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -207,6 +211,10 @@ class TurnCommit:
     continue_as_new: NewRun | None = None  # with close_status "continued_as_new"
     state: dict[str, Any] = field(default_factory=dict)
     waiting: dict[str, Any] = field(default_factory=dict)
+    # The run's search attributes after this turn, when it changed them
+    # (workflow.set_search_attributes): all of them, written in place of the
+    # old. None: unchanged.
+    search_attributes: dict[str, Any] | None = None
     close_status: str | None = None
     result: Any = None
     failure: dict[str, Any] | None = None
@@ -348,6 +356,9 @@ class RunFilter:
     id_contains: str | None = None
     retrying: bool = False  # only runs whose latest workflow task failed (last_error)
     latest: bool = False  # only each workflow id's latest run (not one a reset or reuse replaced)
+    # Only runs with each of these search attributes, matched by
+    # perdure._attributes.attribute_text: (name, value) pairs.
+    search_attributes: tuple[tuple[str, Any], ...] = ()
     after: tuple[float, int] | None = None
     offset: int = 0
     limit: int = 100

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from perdure import _history as h
 from perdure._store.base import OPEN, NewChild, NewRun, RunRecord
 from perdure._store.eventtext import event_text
+from perdure._store.sqlattrs import write_attributes
 from perdure._store.sqlrows import (
     INSERT_TIMER,
     Dialect,
@@ -81,6 +82,8 @@ async def insert_run(
             await to_inbox(tx, new.run_id, new.task_queue, event, now)
     if deadline is not None:
         await tx.send(INSERT_TIMER, (new.run_id, 0, deadline, None))
+    if new.search_attributes:
+        await write_attributes(tx, new.run_id, new.search_attributes, fresh=True)
 
 
 async def ids_in_use(tx: Tx, d: Dialect, children: list[NewChild]) -> dict[str, tuple[str, str]]:
@@ -310,6 +313,7 @@ def started_event(
         parent_workflow_id=parent.workflow_id if parent else None,
         parent_run_id=parent.run_id if parent else None,
         continued_from_run_id=continued_from,
+        search_attributes=new.search_attributes,
         time=now,
     )
 
@@ -336,4 +340,5 @@ def new_run_record(new: NewRun, now: float, inputs: Any = None) -> RunRecord:
         updated_at=now,
         closed_at=None,
         deadline=run_deadline(new, now),
+        search_attributes=dict(new.search_attributes),
     )

@@ -9,9 +9,11 @@ the store records, the row helpers and the new-run rows.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 from perdure import _history as h
+from perdure._attributes import merged
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
@@ -94,6 +96,13 @@ async def reset_run(
         seed=started.seed,
         # The same time allowed as the old run had, from now.
         execution_timeout=None if old.deadline is None else old.deadline - old.created_at,
+        # Its search attributes at the point: the start's, and those its kept
+        # turns set (a replay of the kept events arrives at the same).
+        search_attributes=functools.reduce(
+            merged,
+            (e.attributes for e in plan.kept if isinstance(e, h.SearchAttributesSet)),
+            started.search_attributes,
+        ),
     )
     await newrun.insert_run(tx, new, now, queued=False)
     await rows.append_events(tx, new_run_id, plan.kept)

@@ -50,7 +50,7 @@ _decode = decoder()  # json.loads, reusing one C scanner
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_type, task_queue, status, input, result, failure, state,"
     " waiting, last_error, version, last_seq, created_at, updated_at, closed_at,"
-    " parent_run_id, parent_ref, deadline, id"
+    " parent_run_id, parent_ref, deadline, id, search_attributes"
 )
 
 
@@ -253,6 +253,7 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
         parent_ref=row[17],
         deadline=row[18],
         row_id=row[19],
+        search_attributes=loads(row[20]) if row[20] is not None else {},
     )
 
 

@@ -278,7 +278,10 @@ def plan_start(
     first turn's ``commit`` (and its ``encoded`` JSON), or queued (no
     commit). None for a first turn that ends the run, starts a child or
     cancels anything. ``made`` is told the row's id after the commit.
-    ``child``: the parent and the NewChild that ``new`` is (plan_children)."""
+    ``child``: the parent and the NewChild that ``new`` is (plan_children).
+    None too for a run with search attributes (the body indexes them)."""
+    if new.search_attributes:
+        return None
     deadline = newrun.run_deadline(new, now)
     timers: list[tuple[str, int, float, str | None]] = []
     if deadline is not None:
@@ -314,6 +317,7 @@ def plan_start(
         or commit.cancelled_timers
         or commit.cancelled_children
         or commit.signals_out
+        or commit.search_attributes is not None
         or commit.consumed_inbox
     ):
         return None

@@ -27,6 +27,7 @@ from perdure._store.base import (
     TurnCommit,
     closed_topic,
 )
+from perdure._store.sqlattrs import write_attributes
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
 
 __all__ = [
@@ -150,6 +151,8 @@ async def apply_turn(
         )
     if commit.signals_out:
         await _signal_others(tx, d, commit, now, closing)
+    if commit.search_attributes is not None:
+        await write_attributes(tx, commit.run_id, commit.search_attributes)
     if closing:
         assert commit.close_status is not None
         # A signal (or any input) that reached the inbox while this closing turn

@@ -22,12 +22,17 @@ from perdure._store.base import (
     StatsRecord,
     WorkflowTaskState,
 )
+from perdure._store.sqlattrs import filtered_listing
 from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
 
 
 async def list_runs(tx: Tx, query: RunFilter) -> list[RunRecord]:
     """One page of runs matching ``query``, newest first."""
     clauses, params = rows.run_filter(query)
+    if query.search_attributes:
+        sql, values = filtered_listing(query.search_attributes, clauses, params)
+        found = await tx.all(sql, (*values, query.limit, query.offset))
+        return [rows.run_from_row(r) for r in found]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     # Newest first along an index: runs_newest, or runs_by_status/_type when
     # that filter is given (see the v4 migration).

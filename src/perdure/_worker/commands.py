@@ -69,6 +69,10 @@ def add_commands(
             )
         elif isinstance(command, h.CancelChild):
             commit.cancelled_children.append(command.ref)
+        elif isinstance(command, h.SetSearchAttributes):
+            commit.search_attributes = (
+                instance.search_attributes
+            )  # (all of them, as the turn left them)
         elif isinstance(command, h.SignalExternal):
             signal = h.SignalReceived(name=command.name, payload=command.payload)
             commit.signals_out.append((command.ref, command.workflow_id, signal))
@@ -83,6 +87,7 @@ def add_commands(
                 args=command.args,
                 kwargs=command.kwargs,
                 seed=secrets.randbits(63),
+                search_attributes=instance.search_attributes,
                 after_start=tuple(
                     h.SignalReceived(name=name, payload=payload)
                     for name, payload in command.signals
