@@ -68,6 +68,9 @@ async def test_runs_are_found_by_their_attributes(client: perdure.Client) -> Non
 
         assert await _ids(client, customer="c-1") == ["pay-1", "pay-4"]
         assert await _ids(client, customer="c-1", region="eu") == ["pay-1"]
+        assert await _ids(client, region="eu", customer="c-1") == ["pay-1"]
+        assert await _ids(client, region="eu", customer="c-1", amount=101) == ["pay-1"]
+        assert await _ids(client, region="eu", customer="c-1", amount=102) == []
         assert await _ids(client, region="us") == ["pay-0", "pay-2", "pay-4"]
         assert await _ids(client, stage="charging") == []
         assert await _ids(client, retry=True) == []  # removed by the second turn

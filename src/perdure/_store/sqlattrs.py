@@ -12,7 +12,7 @@ from typing import Any
 from perdure._attributes import attribute_text
 from perdure._store.sqlrows import RUN_COLUMNS, Tx, dumps
 
-__all__ = ["filtered_listing", "write_attributes"]
+__all__ = ["filtered_listing", "most_selective_first", "write_attributes"]
 
 _INDEX = (
     "INSERT INTO run_attributes (name, value, run_created, run_row)"
@@ -39,6 +39,34 @@ async def write_attributes(
         await tx.executemany(
             _INDEX, [(name, attribute_text(value), run_id) for name, value in attributes.items()]
         )
+
+
+# How many of an attribute's index rows a listing counts, at most, to judge
+# which of its attributes to walk.
+_COUNT_UP_TO = 1000
+
+
+async def most_selective_first(
+    tx: Tx, attributes: tuple[tuple[str, Any], ...]
+) -> tuple[tuple[str, Any], ...]:
+    """``attributes`` with the one held by the fewest runs first (counted up
+    to _COUNT_UP_TO each: a read of at most that many index entries), for
+    filtered_listing to walk. SQLite, which keeps no statistics, walks the
+    first it is given: by a region held by a third of the runs, a listing of
+    one customer's runs in that region read 33,000 index rows per 100,000
+    runs (55 ms); by the customer, 20 (0.3 ms)."""
+    if len(attributes) < 2:
+        return attributes
+    counts = []
+    for name, value in attributes:
+        row = await tx.one(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM run_attributes WHERE name = ? AND value = ?"
+            " LIMIT ?) AS held",
+            (name, attribute_text(value), _COUNT_UP_TO),
+        )
+        counts.append(row[0] if row else 0)
+    order = sorted(range(len(attributes)), key=counts.__getitem__)
+    return tuple(attributes[i] for i in order)
 
 
 def filtered_listing(

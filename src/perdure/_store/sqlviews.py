@@ -22,7 +22,7 @@ from perdure._store.base import (
     StatsRecord,
     WorkflowTaskState,
 )
-from perdure._store.sqlattrs import filtered_listing
+from perdure._store.sqlattrs import filtered_listing, most_selective_first
 from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
 
 
@@ -30,7 +30,8 @@ async def list_runs(tx: Tx, query: RunFilter) -> list[RunRecord]:
     """One page of runs matching ``query``, newest first."""
     clauses, params = rows.run_filter(query)
     if query.search_attributes:
-        sql, values = filtered_listing(query.search_attributes, clauses, params)
+        attributes = await most_selective_first(tx, query.search_attributes)
+        sql, values = filtered_listing(attributes, clauses, params)
         found = await tx.all(sql, (*values, query.limit, query.offset))
         return [rows.run_from_row(r) for r in found]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
