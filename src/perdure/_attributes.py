@@ -59,7 +59,14 @@ def _value_problem(name: str, value: object, removal: bool) -> str | None:
                 f" at most {MAX_VALUE_CHARS} are indexed"
             )
         return name_problem(f"search attribute {name!r}", value) if value else None
-    if isinstance(value, (bool, int)):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if len(text := attribute_text(value)) > MAX_VALUE_CHARS:
+            return (
+                f"search attribute {name!r} is an integer of {len(text):,} digits;"
+                f" at most {MAX_VALUE_CHARS} are indexed"
+            )
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"search attribute {name!r} is {value!r}"
@@ -122,7 +129,8 @@ def merged(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, 
 def parse_filter(terms: list[str], what: str = "--attr") -> dict[str, str]:
     """``NAME=VALUE`` terms (a command line's, a URL's) as a filter: each
     value is text, matched as ``attribute_text`` writes stored values.
-    Raises ValueError for a term without ``=`` or with an empty name."""
+    Raises ValueError for a term without ``=``, with an empty name, or
+    naming one given before."""
     out: dict[str, str] = {}
     for term in terms:
         name, sep, value = term.partition("=")
@@ -130,6 +138,8 @@ def parse_filter(terms: list[str], what: str = "--attr") -> dict[str, str]:
             raise BadName(
                 f"{what} takes NAME=VALUE (a search attribute and its value), not {term!r}"
             )
+        if name in out:
+            raise BadName(f"{what} names {name!r} twice: a run has one value for each name")
         out[name] = value
     checked_attributes(out, what=what)
     return out

@@ -235,6 +235,7 @@ async def test_bad_attributes_are_refused_with_what_is_wrong(client: perdure.Cli
         ({1: "x"}, TypeError, "name must be a str, not int"),
         ({"n" * 101: 1}, ValueError, "at most 100 characters"),
         ({"note": "x" * 401}, ValueError, "at most 400 are indexed"),
+        ({"big": 10**400}, ValueError, "'big' is an integer of 401 digits; at most 400"),
         ({"note": "a\x00b"}, ValueError, "NUL"),
         ({"gone": None}, TypeError, "must be a str, int, float or bool, not NoneType"),
         ({"ratio": float("nan")}, ValueError, "'ratio' is nan"),
@@ -373,3 +374,32 @@ async def _until(client: perdure.Client, attributes: dict[str, Any], ids: list[s
     while await _ids(client, **attributes) != ids:
         assert time.monotonic() < deadline, f"{attributes} never found {ids}"
         await asyncio.sleep(0.02)
+
+
+@workflow.defn
+async def shop_child(order: str) -> dict[str, Any]:
+    return workflow.info().search_attributes
+
+
+@workflow.defn
+async def shop(orders: list[str]) -> list[dict[str, Any]]:
+    workflow.set_search_attributes({"shop": "s-1"})
+    results = []
+    for order in orders:
+        results.append(
+            await workflow.execute_child(
+                shop_child, order, id=f"child-{order}", search_attributes={"order": order}
+            )
+        )
+    return results
+
+
+async def test_a_child_gets_its_own_attributes_not_its_parents(client: perdure.Client) -> None:
+    async with fast_worker(client, [shop, shop_child], []):
+        results = await client.execute(shop, ["a", "b"], id="shop-1")
+    assert results == [{"order": "a"}, {"order": "b"}]
+    assert await _ids(client, order="b") == ["child-b"]
+    assert await _ids(client, shop="s-1") == ["shop-1"]
+    with pytest.raises(TypeError, match="must be a str, int, float or bool"):
+        async with WorkflowEnvironment(workflows=[shop, shop_child]) as env:
+            await env.client.list(search_attributes={"order": ["a"]})  # type: ignore[dict-item]

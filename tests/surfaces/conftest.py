@@ -1,16 +1,27 @@
 """Fixtures for the operator-surface tests: a database, and an in-process client
 and worker over it. (Subprocesses of the real ``perdure`` entry point live in
-``surface_helpers``; every test that starts one also stops it.)"""
+``surface_helpers``; every test that starts one also stops it.)
+
+``db_url`` is a SQLite file. A module that runs on both backends overrides it
+with a fixture parametrised over ``("sqlite", "postgres")``, whose PostgreSQL
+database is a fresh schema of ``pg_database``, made for the session (see
+tests/postgres/pg_testdb.py: skipped when the server is unreachable, failed
+under CI=true).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import surface_workflows as wf
 
 import perdure
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "postgres"))
+import pg_testdb
 
 WORKFLOWS = [
     *(wf.approval, wf.countdown, wf.doomed, wf.double, wf.family, wf.onboarding),
@@ -22,6 +33,11 @@ ACTIVITIES = [wf.make_greeting, wf.flaky_step, wf.verify_identity, wf.send_welco
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'surfaces.db'}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[pg_testdb.TestDatabase]:
+    yield from pg_testdb.session_database()
 
 
 @pytest.fixture

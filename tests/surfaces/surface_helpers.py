@@ -36,6 +36,28 @@ def cli(
     )
 
 
+def cli_all(
+    *commands: tuple[str, ...], env: Mapping[str, str] | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent commands concurrently (each ``python -m perdure ARGS``);
+    results in order."""
+    procs = [
+        subprocess.Popen(
+            [*PERDURE, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**ENV, **(env or {})},
+        )
+        for args in commands
+    ]
+    results = []
+    for args, proc in zip(commands, procs, strict=True):
+        out, err = proc.communicate(timeout=30)
+        results.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
+    return results
+
+
 def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
     """Poll ``check`` until it returns something truthy; fail naming ``what``."""
     deadline = time.monotonic() + timeout

@@ -47,9 +47,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
     client = asyncio.run(perdure.Client.connect(f"sqlite:///{path}"))
     try:
-        # A few real runs, so that generated ids sometimes hit one (and a closed one: 409).
-        for ident in ("0", "a", "x"):
-            asyncio.run(client.start("double", 1, id=ident))
+        # A few real runs, so that generated ids sometimes hit one (and a closed one: 409),
+        # with search attributes of each kind, for ?attr= filters and the rows' schema.
+        attributes: dict[str, dict[str, Any]] = {
+            "0": {"0": "0", "a": 0},
+            "a": {"a": "a", "n": 1.5, "b": True},
+            "x": {},
+        }
+        for ident, found_by in attributes.items():
+            asyncio.run(client.start("double", 1, id=ident, search_attributes=found_by))
         asyncio.run(client.get_handle("x").terminate("closed, for 409s"))
         served_app.app = create_app(client, auth=AUTH)
         yield

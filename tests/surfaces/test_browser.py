@@ -433,3 +433,45 @@ def test_the_queues_page_sets_edits_and_lifts_limits(stack: Stack, page: Page) -
         row.locator("[data-action='lift']").click()
         expect(row).to_have_count(0)  # no tasks and no limits: not listed
         assert client.describe_queue("ui-limited").limits is None
+
+
+def test_search_attributes_filter_the_list_and_show_on_a_run(stack: Stack, page: Page) -> None:
+    with perdure.SyncClient.connect(stack.db) as client:
+        client.start("double", 1, id="ui-attr-1", search_attributes={"shop": "ui-s1", "total": 120})
+        client.start("double", 2, id="ui-attr-2", search_attributes={"shop": "ui-s1", "total": "7"})
+        client.start(
+            "double", 3, id="ui-attr-3", search_attributes={"shop": "ui-s2", "city": "New York"}
+        )
+        client.start("double", 4, id="ui-attr-4")
+
+    page.goto(stack.open_url)
+    expect(page.locator("tr[data-id='ui-attr-4']")).to_be_visible()
+    page.fill("#attr-filter", "shop=ui-s1")
+    expect(page).to_have_url(re.compile(r"attr=shop%3Dui-s1"))
+    expect(page.locator("tbody tr")).to_have_count(2)
+    expect(page.locator("tr[data-id='ui-attr-3']")).to_have_count(0)
+    # Terms separated by spaces or commas, each required; values match as text.
+    page.fill("#attr-filter", "shop=ui-s1, total=120")
+    expect(page).to_have_url(re.compile(r"attr=shop%3Dui-s1&attr=total%3D120"))
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_have_attribute("data-id", "ui-attr-1")
+    page.fill("#attr-filter", 'city="New York"')
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_have_attribute("data-id", "ui-attr-3")
+    page.fill("#attr-filter", "shop")  # no '=': the server's message is shown
+    expect(page.locator(".empty.error")).to_contain_text("attr takes NAME=VALUE")
+    # A shared link fills the field in.
+    page.goto(f"{stack.open_url}#/?attr=city%3DNew%20York&attr=shop%3Dui-s2")
+    expect(page.locator("#attr-filter")).to_have_value('city="New York" shop=ui-s2')
+    expect(page.locator("tbody tr")).to_have_count(1)
+
+    page.goto(f"{stack.open_url}#/workflows/ui-attr-1")
+    table = page.locator("#search-attributes")
+    expect(table.locator("tr")).to_have_count(2)
+    expect(table.locator("tr[data-name='shop'] td")).to_have_text('"ui-s1"')
+    expect(table.locator("tr[data-name='total'] td")).to_have_text("120")
+    table.locator("tr[data-name='shop'] a").click()  # the runs with this value
+    expect(page.locator("#attr-filter")).to_have_value("shop=ui-s1")
+    expect(page.locator("tbody tr")).to_have_count(2)
+    page.goto(f"{stack.open_url}#/workflows/ui-attr-4")
+    expect(page.locator("#search-attributes-none")).to_contain_text("None")

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import surface_workflows as wf
-from surface_helpers import ENV, PERDURE, Proc, cli, spawn, wait_for
+from surface_helpers import ENV, PERDURE, Proc, cli, cli_all, spawn, wait_for
 
 import perdure
 from perdure.cli import COMMANDS
@@ -49,27 +49,6 @@ def client(db: str) -> Iterator[perdure.SyncClient]:
     with perdure.SyncClient.connect(db) as c:
         c.client.poll_interval = 0.02
         yield c
-
-
-def cli_all(
-    *commands: tuple[str, ...], env: dict[str, str] | None = None
-) -> list[subprocess.CompletedProcess[str]]:
-    """Run independent commands concurrently; results in order."""
-    procs = [
-        subprocess.Popen(
-            [*PERDURE, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**ENV, **(env or {})},
-        )
-        for args in commands
-    ]
-    results = []
-    for args, proc in zip(commands, procs, strict=True):
-        out, err = proc.communicate(timeout=30)
-        results.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
-    return results
 
 
 def waiting_for_signal(client: perdure.SyncClient, workflow_id: str) -> None:

@@ -4,7 +4,7 @@ record. Imports the event types only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from perdure._history.events import *
 
@@ -144,6 +144,9 @@ class StartChild(Command):
     args: list[JSON]
     kwargs: dict[str, JSON]
     parent_close_policy: str
+    # The child's search attributes (in its WorkflowStarted, not in this
+    # command's event: the parent's replay does not need them).
+    search_attributes: dict[str, JSON] = field(default_factory=dict)
 
     def to_event(self) -> Event:
         return ChildWorkflowRequested(

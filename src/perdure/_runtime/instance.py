@@ -473,6 +473,7 @@ class WorkflowInstance:
         args: list[Any],
         kwargs: dict[str, Any],
         parent_close_policy: str,
+        search_attributes: dict[str, Any] | None = None,
     ) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
         """Issue StartChild; returns futures for the child's run id and its result."""
         ref = self.next_ref()
@@ -483,7 +484,14 @@ class WorkflowInstance:
         self.has_children = True
         self.issue(
             h.StartChild(
-                ref, workflow_type, workflow_id, task_queue, args, kwargs, parent_close_policy
+                ref,
+                workflow_type,
+                workflow_id,
+                task_queue,
+                args,
+                kwargs,
+                parent_close_policy,
+                search_attributes or {},
             )
         )
 

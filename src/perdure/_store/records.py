@@ -183,6 +183,7 @@ class NewChild:
     kwargs: dict[str, Any]
     parent_close_policy: str
     seed: int
+    search_attributes: dict[str, Any] = field(default_factory=dict)
     # Its first turn, computed by a worker of this process before the parent's
     # commit, for that commit to write (see sqlstart.prepare_children); None:
     # the child's first workflow task is queued for any worker.

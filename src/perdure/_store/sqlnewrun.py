@@ -195,6 +195,7 @@ def child_run(child: NewChild) -> NewRun:
         args=child.args,
         kwargs=child.kwargs,
         seed=child.seed,
+        search_attributes=child.search_attributes,
     )
 
 

@@ -123,13 +123,16 @@ def children_rows(commit: TurnCommit, now: float) -> tuple[newrun.ChildRows, ...
     """The rows of the children ``commit`` starts, for a plan, but those
     with their first turns (NewChild.first: see sqlstart.plan_children);
     None if they cannot be planned (the worker did not name the run, or two
-    children share an id: the body refuses the second)."""
+    children share an id: the body refuses the second; a child has search
+    attributes)."""
     if not commit.children:
         return ()
     if commit.workflow_id is None or commit.task_queue is None:
         return None
     if len({c.workflow_id for c in commit.children}) != len(commit.children):
         return None
+    if any(c.search_attributes for c in commit.children):
+        return None  # (the body indexes them)
     parent = newrun.RunNames(commit.run_id, commit.workflow_id)
     return tuple(newrun.child_rows(parent, c, now) for c in commit.children if c.first is None)
 

@@ -65,6 +65,7 @@ def add_commands(
                     kwargs=command.kwargs,
                     parent_close_policy=command.parent_close_policy,
                     seed=secrets.randbits(63),
+                    search_attributes=command.search_attributes,
                 )
             )
         elif isinstance(command, h.CancelChild):

@@ -1,12 +1,15 @@
 """``perdure start``, ``signal``, ``cancel``, ``terminate``, ``reset`` and
 ``migrate``: the commands that change something.
 
-Imports the public API, typer and rich; exit codes come from ``_operator.run``.
+Imports the public API, typer, rich and the search attributes' rules
+(``perdure._attributes``: ``start --attr``); exit codes come from ``_operator.run``.
 ``migrate`` alone may create a database; the others refuse a missing SQLite file.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from typing import Any, Optional
 
@@ -14,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from perdure._attributes import AttributeValue, checked_attributes, parse_filter
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
     EPILOG,
@@ -35,6 +39,46 @@ ReasonOption = typer.Option(None, "--reason", "-r", help="Why (recorded in the h
 ArgsOption = typer.Option(
     [], "--arg", "-a", help="A positional argument as JSON; repeat for more: --arg '\"o-1\"'."
 )
+AttrsOption = typer.Option(
+    [],
+    "--attr",
+    metavar="NAME=VALUE",
+    help="A search attribute the run can be found by (perdure list --attr); repeat for more. "
+    "VALUE is a string, unless it reads as a JSON integer, number or boolean: amount=120 "
+    "stores the int 120, ratio=0.5 the float, vip=true True, customer=c-42 the string "
+    "'c-42'; in JSON quotes it is the string inside: order='\"1001\"'. (Filters match "
+    "them as text either way: --attr amount=120 finds 120 and '120'.)",
+)
+
+
+def typed_value(text: str) -> AttributeValue:
+    """A search attribute's value typed on a command line: the int, float or
+    bool it reads as in JSON (``120``, ``0.5``, ``-3``, ``true``), the string
+    inside JSON quotes (``"1001"``: so that a string of digits can be stored
+    as one), else the text itself (``c-42``, ``007``, ``NaN``, ``null``,
+    `` 7`` with its space)."""
+    if text != text.strip():
+        return text
+    try:
+        value = json.loads(text, parse_constant=lambda constant: text)
+    except ValueError:
+        return text
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return text  # (1e999, a JSON array, object or null: the text as typed)
+
+
+def typed_attributes(terms: list[str]) -> dict[str, AttributeValue]:
+    """``--attr NAME=VALUE`` terms as a start's search attributes (see
+    ``typed_value``); a usage error (exit 2) for a bad term."""
+    try:
+        found = parse_filter(terms, "--attr")
+        # (Checked again once typed: JSON quotes may hold what text may not, "\u0000".)
+        return checked_attributes({name: typed_value(value) for name, value in found.items()})
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Control")
@@ -46,12 +90,14 @@ def start(
     id_conflict: str = typer.Option(
         "fail", help="If the id is taken: fail, use_existing or terminate_existing."
     ),
+    attrs: list[str] = AttrsOption,
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
     converter: Optional[str] = ConverterOption,
 ) -> None:
     """Start a workflow by name. A worker serving the task queue runs it."""
     values = [parse_json(a, f"--arg #{i + 1}") for i, a in enumerate(args)]
+    attributes = typed_attributes(attrs)
     if id_conflict not in ("fail", "use_existing", "terminate_existing"):
         raise typer.BadParameter(
             "must be fail, use_existing or terminate_existing", param_hint="--id-conflict"
@@ -67,7 +113,12 @@ def start(
 
     async def work(client: Client) -> None:
         handle = await client.start(
-            workflow, *values, id=workflow_id, task_queue=task_queue, id_conflict=id_conflict
+            workflow,
+            *values,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict=id_conflict,
+            search_attributes=attributes or None,
         )  # type: ignore[call-overload]
         if as_json:
             print_json({"id": handle.id, "run_id": handle.run_id})

@@ -1,7 +1,8 @@
 """``perdure list``, ``show``, ``history`` and ``result``: the read commands.
 
-Imports the public API, rich, and the framework-free query helpers of
-``perdure.server._query`` (shared with the HTTP API). Each has ``--json``; exit
+Imports the public API, rich, the framework-free query helpers of
+``perdure.server._query`` (shared with the HTTP API) and the search attributes'
+rules (``perdure._attributes``: ``list --attr``). Each has ``--json``; exit
 codes come from ``_operator.run``.
 """
 
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from perdure._attributes import parse_filter
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
     EPILOG,
@@ -56,6 +58,15 @@ STATUS_STYLE = {
 }
 
 
+AttrFilterOption = typer.Option(
+    [],
+    "--attr",
+    metavar="NAME=VALUE",
+    help="Only runs whose search attribute NAME has VALUE, matched as text (120 finds "
+    "120, 120.0 and '120'; true finds True); repeat for more: a run must match each.",
+)
+
+
 def status_text(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'bold')}]{escape(status)}[/]"
 
@@ -78,12 +89,17 @@ def list_workflows(
     latest: bool = typer.Option(
         False, "--latest", help="Only each workflow id's latest run (not one a reset replaced)."
     ),
+    attrs: list[str] = AttrFilterOption,
     limit: int = typer.Option(20, min=1, max=MAX_LIMIT, help="Runs per page."),
     page: Optional[int] = typer.Option(None, min=1, help="Page number (1 = newest)."),
     cursor: Optional[str] = typer.Option(None, help="Continue after a previous page's cursor."),
     as_json: bool = JsonOption,
 ) -> None:
     """List workflow runs, newest first."""
+    try:
+        wanted = parse_filter(attrs, "--attr")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     query = ListQuery(
         status=status,
         workflow_type=workflow_type,
@@ -95,6 +111,7 @@ def list_workflows(
         limit=limit,
         page=page,
         cursor=cursor,
+        search_attributes=wanted,
     )
     try:
         query.check()
@@ -205,6 +222,10 @@ def _show(d: WorkflowDescription, latest: WorkflowDescription | None = None) -> 
             "cancel or terminate will move it."
         )
     out.print(f"\n[bold]Input[/]  {escape(json.dumps(d.input, ensure_ascii=False))}")
+    if d.search_attributes:
+        out.print("[bold]Search attributes[/]")
+        for name, value in sorted(d.search_attributes.items()):
+            out.print(f"  {escape(name)} = {escape(json.dumps(value, ensure_ascii=False))}")
     if d.state:
         out.print("[bold]State[/]")
         for key, value in d.state.items():
@@ -276,6 +297,9 @@ def summarize(event: dict[str, Any]) -> str:
         return f"{event.get('name')} {js(event.get('payload'))}"
     if kind == "StateSet":
         return f"{event.get('key')} = {js(event.get('value'))}"
+    if kind == "SearchAttributesSet":
+        changes = event.get("attributes") or {}
+        return ", ".join(f"{name}={js(value)}" for name, value in changes.items())
     if kind == "WorkflowCompleted":
         return js(event.get("result"))
     if kind == "WorkflowFailed":

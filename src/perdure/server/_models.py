@@ -7,7 +7,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Accepted",
@@ -31,6 +41,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A search attribute's value: a string, an integer, a number or a boolean, as
+# JSON has them (strict: "120" stays a string, true a boolean; an object, a
+# list or null is refused). perdure._attributes holds the other rules (names,
+# lengths, how many), which the Client applies: a 422 saying which.
+AttributeValue = Union[StrictStr, StrictInt, StrictFloat, StrictBool]
+SearchAttributes = dict[str, AttributeValue]
+_JSON_KINDS = {dict: "an object", list: "an array", type(None): "null"}
+
+
+def _scalar_values(value: Any) -> Any:
+    """One error naming the attribute whose value is not a JSON scalar (the
+    union's own errors would be four, one per type it is not)."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            kind = _JSON_KINDS.get(type(item))
+            if kind is not None:
+                message = (
+                    f"search attribute {name!r} must be a string, an integer, a number or a"
+                    f" boolean, not {kind}"
+                )  # (formatted here: a name with braces stays as it is)
+                raise PydanticCustomError("search_attribute_type", message)
+    return value
+
+
 class ErrorBody(BaseModel):
     """Every error: ``detail`` says what is wrong (for 422, the list of problems
     and ``message``, the first one in a sentence)."""
@@ -47,6 +81,13 @@ class StartRequest(_Strict):
     id_conflict: Literal["fail", "use_existing", "terminate_existing"] = Field(
         "fail", description="What to do when a run with this id exists."
     )
+    search_attributes: Optional[SearchAttributes] = Field(
+        None,
+        description="Values the run can be found by (GET /api/workflows?attr=NAME=VALUE): "
+        "name -> string, integer, number or boolean.",
+    )
+
+    _scalar_attributes = field_validator("search_attributes", mode="before")(_scalar_values)
 
 
 class StartResponse(BaseModel):
@@ -208,6 +249,9 @@ class WorkflowSummary(BaseModel):
     last_error: Optional[str] = Field(
         None, description="Why its latest workflow task failed, while it is retried."
     )
+    search_attributes: SearchAttributes = Field(
+        default_factory=dict, description="The values the run can be found by (?attr=)."
+    )
 
 
 class WorkflowPage(BaseModel):
@@ -268,6 +312,11 @@ class WorkflowDescription(BaseModel):
     result: Any
     failure: Optional[dict[str, Any]]
     last_error: Optional[str]
+    search_attributes: SearchAttributes = Field(
+        default_factory=dict,
+        description="The values the run can be found by: those it started with, as "
+        "workflow.set_search_attributes changed them.",
+    )
     history_length: int
     pending_activities: list[PendingActivity]
     pending_timers: list[PendingTimer]

@@ -13,7 +13,7 @@ while new runs arrive), a page number an offset.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -84,7 +84,9 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
 
 @dataclass(frozen=True)
 class ListQuery:
-    """What to list. ``page`` (1-based) and ``cursor`` are two ways to page; not both."""
+    """What to list. ``page`` (1-based) and ``cursor`` are two ways to page; not both.
+    ``search_attributes``: a filter as ``perdure._attributes.parse_filter`` reads
+    one (name -> text; a run must have each)."""
 
     status: str | None = None
     workflow_type: str | None = None
@@ -96,6 +98,7 @@ class ListQuery:
     limit: int = 50
     page: int | None = None
     cursor: str | None = None
+    search_attributes: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
         """Raise ValueError naming what is wrong with the query."""
@@ -135,6 +138,7 @@ async def list_page(client: Client, query: ListQuery) -> Page:
         offset=(query.page - 1) * query.limit if query.page is not None else 0,
         retrying=query.retrying,
         latest=query.latest,
+        search_attributes=query.search_attributes or None,
     )
     chosen = rows[: query.limit]
     more = len(rows) > query.limit
@@ -151,6 +155,7 @@ def execution_json(e: WorkflowExecution) -> dict[str, Any]:
         "created_at": iso(e.created_at),
         "closed_at": iso(e.closed_at),
         "last_error": e.last_error,
+        "search_attributes": e.search_attributes,
     }
 
 
@@ -187,6 +192,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "result": d.result,
         "failure": d.failure,
         "last_error": d.last_error,
+        "search_attributes": d.search_attributes,
         "history_length": d.history_length,
         "pending_activities": [
             {

@@ -1,10 +1,10 @@
 """The ``/api`` routes: each one is a few calls on the Client and a JSON view.
 
-Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies) and the
-framework-free ``_query``. Auth: every route needs the ``read`` role except
-``/api/health`` and ``/api/whoami``; start, signal, cancel and terminate need
-``admin``. Errors map to status codes in ``app.py`` (not found 404, closed or id
-taken 409, bad input 422).
+Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies), the
+framework-free ``_query`` and the search attributes' rules (``perdure._attributes``).
+Auth: every route needs the ``read`` role except ``/api/health`` and
+``/api/whoami``; start, signal, cancel and terminate need ``admin``. Errors map
+to status codes in ``app.py`` (not found 404, closed or id taken 409, bad input 422).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
+from perdure._attributes import parse_filter
 from perdure.client import Client
 from perdure.errors import (
     PayloadCodecError,
@@ -135,8 +136,20 @@ async def list_workflows(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     page: Annotated[Optional[int], Query(ge=1, le=1_000_000)] = None,
     cursor: Annotated[Optional[str], Query(max_length=2048)] = None,
+    attr: Annotated[
+        Optional[list[str]],
+        Query(
+            description="NAME=VALUE: only runs whose search attribute NAME has VALUE, "
+            'matched as text (120 finds 120, 120.0 and "120"; true finds true); '
+            "repeat for more: a run must match each"
+        ),
+    ] = None,
 ) -> Any:
     """Runs, newest first, filtered; page with ``cursor`` (or ``page``)."""
+    try:
+        wanted = parse_filter(attr or [], "attr")
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     query = ListQuery(
         status=status or None,
         workflow_type=type or None,
@@ -148,6 +161,7 @@ async def list_workflows(
         limit=limit,
         page=page,
         cursor=cursor or None,
+        search_attributes=wanted,
     )
     try:
         query.check()
@@ -175,6 +189,7 @@ async def start_workflow(
         id=body.id,
         task_queue=body.task_queue,
         id_conflict=body.id_conflict,
+        search_attributes=body.search_attributes,
     )
     return {"id": handle.id, "run_id": handle.run_id}
 

@@ -1,6 +1,6 @@
-// The workflow list: status filter, id search, type filter, time range, paging
-// by cursor, auto-refresh. Filters live in the URL (#/?status=failed&search=o-1)
-// so a filtered view can be shared.
+// The workflow list: status filter, id search, type filter, search attributes,
+// time range, paging by cursor, auto-refresh. Filters live in the URL
+// (#/?status=failed&search=o-1&attr=customer%3Dc-42) so a filtered view can be shared.
 
 import { api, ApiError, wfHref } from "./api.js";
 import { clear, fmtDuration, fmtRelative, fmtTime, h, statusBadge, toSeconds } from "./dom.js";
@@ -17,6 +17,42 @@ const RANGES = [
 ];
 const PAGE_SIZE = 50;
 const REFRESH_MS = 5000;
+const SEPARATOR = /[\s,]/; // between the attribute filter's terms
+
+/**
+ * The attribute filter's text as NAME=VALUE terms: separated by spaces or
+ * commas, and a double-quoted part may hold either (`city="New York"`).
+ * A term without "=" goes to the server as it is, which says what is wrong.
+ */
+export function parseTerms(text) {
+  const terms = [];
+  let i = 0;
+  while (i < text.length) {
+    if (SEPARATOR.test(text[i])) { i++; continue; }
+    let term = "";
+    while (i < text.length && !SEPARATOR.test(text[i])) {
+      if (text[i] === '"') {
+        const end = text.indexOf('"', i + 1);
+        const stop = end === -1 ? text.length : end;
+        term += text.slice(i + 1, stop);
+        i = stop + 1;
+      } else {
+        term += text[i++];
+      }
+    }
+    terms.push(term);
+  }
+  return terms;
+}
+
+/** Terms back as the filter's text: a value with a space, a comma or a quote in quotes. */
+export function formatTerms(terms) {
+  const quoted = (part) => (/[\s,"]/.test(part) ? `"${part}"` : part);
+  return terms.map((term) => {
+    const at = term.indexOf("=");
+    return at < 0 ? quoted(term) : `${quoted(term.slice(0, at))}=${quoted(term.slice(at + 1))}`;
+  }).join(" ");
+}
 
 export function renderList(container, params, ctx) {
   const filters = {
@@ -26,6 +62,7 @@ export function renderList(container, params, ctx) {
     since: params.get("since") || "",
     retrying: params.get("retrying") || "", // "true": runs whose turns fail and are retried
     latest: params.get("latest") || "", // "true": each id's latest run only (not one a reset replaced)
+    attr: params.getAll("attr"), // NAME=VALUE terms: runs with each of these search attributes
   };
   const cursors = [null]; // cursor of each page seen; the last is the current page
   let timer = null;
@@ -54,16 +91,24 @@ export function renderList(container, params, ctx) {
     type: "search", id: "type-filter", placeholder: "Workflow type", value: filters.type,
     "aria-label": "Workflow type", spellcheck: "false",
   });
+  const attrs = h("input", {
+    type: "search", id: "attr-filter", placeholder: "Attributes: name=value…",
+    value: formatTerms(filters.attr), "aria-label": "Search attributes", spellcheck: "false",
+    title: "Only runs with these search attributes: name=value terms separated by spaces " +
+      "or commas, each one required (customer=c-42 region=eu). Values match as text: " +
+      "amount=120 finds 120 and \"120\". Quote a value with spaces: city=\"New York\".",
+  });
   const since = h("select", { id: "since", "aria-label": "Started" },
     RANGES.map(([value, label]) =>
       h("option", { value, selected: filters.since === value, text: label })));
   let typing = null;
-  for (const input of [search, type]) {
+  for (const input of [search, type, attrs]) {
     input.addEventListener("input", () => {
       clearTimeout(typing);
       typing = setTimeout(() => {
         filters.search = search.value.trim();
         filters.type = type.value.trim();
+        filters.attr = parseTerms(attrs.value);
         changed();
       }, 250);
     });
@@ -85,7 +130,7 @@ export function renderList(container, params, ctx) {
   auto.addEventListener("change", schedule);
 
   const toolbar = h("div", { class: "toolbar" }, chips,
-    h("div", { class: "filters" }, search, type, since,
+    h("div", { class: "filters" }, search, type, attrs, since,
       h("label", { class: "check", title: "Only runs whose latest workflow task failed and " +
         "is retried (non-determinism, a payload its workers cannot open, ...)" },
       retrying, " Retrying only"),
@@ -113,7 +158,10 @@ export function renderList(container, params, ctx) {
   function changed() {
     cursors.length = 1;
     const query = new URLSearchParams();
-    for (const [key, value] of Object.entries(filters)) if (value) query.set(key, value);
+    for (const [key, value] of Object.entries(filters)) {
+      if (Array.isArray(value)) for (const item of value) query.append(key, item);
+      else if (value) query.set(key, value);
+    }
     const qs = query.toString();
     history.replaceState(null, "", `#/${qs ? `?${qs}` : ""}`);
     for (const chip of chips.children) {
@@ -139,6 +187,7 @@ export function renderList(container, params, ctx) {
     if (filters.since) query.set("since", filters.since);
     if (filters.retrying) query.set("retrying", "true");
     if (filters.latest) query.set("latest", "true");
+    for (const term of filters.attr) query.append("attr", term);
     const cursor = cursors[cursors.length - 1];
     if (cursor) query.set("cursor", cursor);
     try {
@@ -179,7 +228,7 @@ export function renderList(container, params, ctx) {
         h("td", { text: run.closed_at ? fmtTime(run.closed_at) : "–" })));
     }
     if (page.items.length === 0) {
-      const filtered = Object.values(filters).some(Boolean);
+      const filtered = Object.values(filters).some((v) => (Array.isArray(v) ? v.length : v));
       showMessage(filtered ? "No workflow runs match these filters." : "No workflow runs yet.");
     } else {
       message.hidden = true;

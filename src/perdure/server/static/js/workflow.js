@@ -1,5 +1,5 @@
 // One workflow run: status, what it waits on, timeline, input, result or
-// failure, published state and the full history; signal / cancel / terminate
+// failure, published state, search attributes and the full history; signal / cancel / terminate
 // for admins, and reset (a new run from a point of this one's history). Refreshes every 2 s while the run is open. #/workflows/<id> shows
 // the latest run, #/workflows/<id>?run=<run id> a given one. An "approve link"
 // adds ?signal=<name>[&payload=<json>]: it opens the signal form.
@@ -34,6 +34,27 @@ function failureBlock(failure) {
     trace);
 }
 
+/** The text a search attribute's value matches as (perdure._attributes.attribute_text):
+ * a string as it is, a boolean true/false, a number as JSON writes it. */
+function attributeText(value) {
+  return typeof value === "string" ? value : String(value);
+}
+
+function searchAttributes(attributes) {
+  const entries = Object.entries(attributes || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (!entries.length) {
+    return h("p", { class: "muted", id: "search-attributes-none",
+      text: "None (Client.start(search_attributes=), workflow.set_search_attributes)." });
+  }
+  // Each value links to the list of the runs that have it.
+  const listed = (name, value) =>
+    `#/?${new URLSearchParams({ attr: `${name}=${attributeText(value)}` })}`;
+  return h("table", { class: "kv", id: "search-attributes" }, h("tbody", {}, entries.map(([k, v]) =>
+    h("tr", { "data-name": k }, h("th", { text: k }), h("td", {},
+      h("a", { class: "mono", href: listed(k, v), title: "The runs with this value",
+        text: json(v) }))))));
+}
+
 function eventDetail(e) {
   const f = e.failure || {};
   switch (e.type) {
@@ -45,6 +66,9 @@ function eventDetail(e) {
     case "TimerFired": case "TimerCancelled": case "ActivityCancelled": return `ref ${e.ref}`;
     case "SignalReceived": return `${e.name} ${json(e.payload)}`;
     case "StateSet": return `${e.key} = ${json(e.value)}`;
+    case "SearchAttributesSet":
+      return Object.entries(e.attributes || {})
+        .map(([k, v]) => (v === null ? `${k} removed` : `${k} = ${json(v)}`)).join(" · ");
     case "WorkflowCompleted": return json(e.result);
     case "WorkflowFailed": return `${f.type}: ${f.message}`;
     case "WorkflowTerminated": case "CancelRequested": return e.reason || "";
@@ -347,6 +371,7 @@ export function renderWorkflow(container, id, params, ctx) {
         ? h("table", { class: "kv" }, h("tbody", {}, state.map(([k, v]) =>
           h("tr", {}, h("th", { text: k }), h("td", {}, pre(v))))))
         : h("p", { class: "muted", text: "Nothing published (workflow.set_state)." })),
+      section("Search attributes", searchAttributes(desc.search_attributes)),
       historyTable(),
     ];
     root.append(...parts.filter(Boolean));
