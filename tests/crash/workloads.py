@@ -121,5 +121,16 @@ async def signaller(target: str, count: int, delay: float) -> int:
     return count
 
 
+@workflow.defn
+async def tagger(count: int, delay: float) -> int:
+    """``count`` times: a step, then the search attribute ``step`` set to
+    ``n`` (workflow.set_search_attributes), ``done`` at the end."""
+    for n in range(1, count + 1):
+        await step(n, delay)
+        workflow.set_search_attributes({"step": n})
+    workflow.set_search_attributes({"done": True})
+    return count
+
+
 if TEST_DIR_ENV in os.environ:
     _append(os.path.join(os.environ[TEST_DIR_ENV], f"ready-{os.getpid()}"), {"pid": os.getpid()})

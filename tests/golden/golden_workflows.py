@@ -112,5 +112,22 @@ async def golden_notifier(target: str) -> str:
     return "told"
 
 
-WORKFLOWS = [golden_order, golden_cancel, golden_retries, golden_mailbox, golden_notifier]
+@workflow.defn
+async def golden_tagged(order_id: str) -> dict[str, Any]:
+    """Started with search attributes; sets, changes and removes some
+    (session 45: workflow.set_search_attributes)."""
+    workflow.set_search_attributes({"order": order_id, "stage": "charging", "vip": True})
+    await ship(order_id)
+    workflow.set_search_attributes({"stage": "charged", "amount": 10, "ratio": 0.5, "vip": None})
+    return workflow.info().search_attributes
+
+
+WORKFLOWS = [
+    golden_order,
+    golden_cancel,
+    golden_retries,
+    golden_mailbox,
+    golden_notifier,
+    golden_tagged,
+]
 ACTIVITIES = [charge, ship, slow_lookup, flaky]

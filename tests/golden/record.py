@@ -66,6 +66,10 @@ async def main() -> None:
         runs["signal_workflow"] = await client.start(
             g.golden_notifier, "golden-mailbox", id="golden-notifier"
         )
+        # Search attributes (session 45): a start's, then set, changed, removed.
+        runs["search_attributes"] = await client.start(
+            g.golden_tagged, "o-9", id="golden-tagged", search_attributes={"region": "eu"}
+        )
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)

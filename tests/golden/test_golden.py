@@ -121,3 +121,19 @@ def test_a_turn_records_copies_of_its_inputs_renumbered(cls: type[h.Event]) -> N
     assert copy == dataclasses.replace(event, seq=12, time=9.0)
     assert type(copy) is cls and copy is not event
     assert (event.seq, event.time) == (3, 1.5)  # the caller's event is left alone
+
+
+def test_the_golden_search_attributes_replay_to_what_the_run_returned() -> None:
+    """The run returned workflow.info().search_attributes: a replay of its
+    history (the start's, then each SearchAttributesSet) arrives at them."""
+    path = Path(__file__).parent / "histories" / "search_attributes_v2.json"
+    events = [h.event_from_dict(e) for e in json.loads(path.read_text())]
+    instance = replay_history(g.golden_tagged, events, default_converter)
+    assert instance.search_attributes == events[-1].result  # type: ignore[attr-defined]
+    assert instance.search_attributes == {
+        "region": "eu",
+        "order": "o-9",
+        "stage": "charged",
+        "amount": 10,
+        "ratio": 0.5,
+    }
