@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from perdure._batch import BatchAction, BatchResult
 from perdure._converter import DataConverter
 from perdure.client import (
     Client,
@@ -131,6 +132,10 @@ class SyncClient:
             search_attributes=search_attributes,
         )
         return self._runner.call(query)
+
+    def batch(self, action: BatchAction, **options: Any) -> BatchResult:
+        """As :meth:`Client.batch`."""
+        return self._runner.call(self.client.batch(action, **options))
 
     def stats(self) -> Stats:
         """As :meth:`Client.stats`."""

@@ -19,9 +19,10 @@ from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
 from perdure import queues, schedules
 from perdure._attributes import AttributeValue, checked_attributes
+from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
 from perdure._checks import check_name, check_text
 from perdure._converter import DataConverter, default_converter
-from perdure._handle import WorkflowHandle, _checked_event
+from perdure._handle import WorkflowHandle, _checked_event, _reason
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
@@ -51,6 +52,7 @@ from perdure.workflow import definition_of
 
 __all__ = [
     "STATUSES",
+    "BatchResult",
     "Client",
     "PendingActivityInfo",
     "PendingTimerInfo",
@@ -458,6 +460,36 @@ class Client:
     async def list_queues(self) -> builtins.list[QueueInfo]:
         """Every task queue that has activity tasks or limits, by name."""
         return [QueueInfo.from_record(r) for r in await self.store.queues()]
+
+    async def batch(
+        self,
+        action: BatchAction,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
+        retrying: bool = False,
+        reason: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+    ) -> BatchResult:
+        """Cancel, terminate or reset (``action``) every run the filters
+        match, as ``list(..., latest=True)`` does: each workflow id's latest
+        run (cancel and terminate: its open runs only). At least one filter
+        is required (``status="running"`` names every open run); ``limit``:
+        at most that many, newest first. ``dry_run``: only say which.
+
+        The runs are chosen first, then acted on a few at a time, each by its
+        run id: one that ended or was replaced meanwhile is ``skipped``, an
+        action that raised is ``failed`` (with its error); the others go on.
+        Running the same batch again acts on what still matches."""
+        filters = batch_filters(
+            action, status, workflow, since, until, search, search_attributes, retrying, limit
+        )
+        return await run_batch(self, action, filters, _reason(reason), limit, dry_run)
 
     async def stats(self) -> Stats:
         """The engine at a glance, for monitoring: open and retrying runs,

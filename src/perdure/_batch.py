@@ -1,0 +1,141 @@
+"""Acting on every run a filter matches (``Client.batch``): cancel,
+terminate or reset them at once, as an operator does after an incident
+("reset every payment that failed since the bad deploy").
+
+The runs are chosen first (each workflow id's latest run that matches, as
+``Client.list(latest=True)`` pages through them), then acted on, a few at a
+time. Each action names the run it chose: a run that ended or was replaced
+meanwhile is reported, not acted on in its successor's place. Running the
+same batch again acts on what still matches, so a batch cut short (its
+process killed) is finished by running it again. Imports the public client
+API's pieces and errors only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from perdure._views import WorkflowExecution
+from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
+
+if TYPE_CHECKING:
+    from perdure.client import Client
+
+__all__ = ["ACTIONS", "BatchAction", "BatchResult", "batch_filters", "run_batch"]
+
+BatchAction = Literal["cancel", "terminate", "reset"]
+ACTIONS: tuple[BatchAction, ...] = ("cancel", "terminate", "reset")
+
+_PAGE = 500  # runs read per page while choosing
+_AT_ONCE = 8  # actions in flight
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What ``Client.batch`` did: the runs it chose, newest first, and for
+    each workflow id whether it was acted on."""
+
+    action: str
+    matched: list[WorkflowExecution]
+    """The runs the filter matched (each id's latest), newest first."""
+    dry_run: bool = False
+    """Nothing was done: ``matched`` is what would have been."""
+    done: dict[str, str] = field(default_factory=dict)
+    """Workflow id -> the run acted on (for a reset: the new run's id)."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Workflow id -> why it was not acted on: its run ended (cancel,
+    terminate) or is gone since it was chosen."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Workflow id -> the error its action raised (a reset with no point
+    to go back to, a history that cannot be read)."""
+
+
+async def run_batch(
+    client: Client,
+    action: BatchAction,
+    filters: dict[str, Any],
+    reason: str | None,
+    limit: int | None,
+    dry_run: bool,
+) -> BatchResult:
+    """Client.batch (its arguments checked there): choose, then act."""
+    matched: list[WorkflowExecution] = []
+    cursor: str | None = None
+    while limit is None or len(matched) < limit:
+        size = _PAGE if limit is None else min(_PAGE, limit - len(matched))
+        page = await client.list(limit=size, after=cursor, latest=True, **filters)
+        matched.extend(page)
+        if len(page) < size:
+            break
+        cursor = page[-1].cursor
+    if dry_run:
+        return BatchResult(action, matched, dry_run=True)
+    result = BatchResult(action, matched)
+    room = asyncio.Semaphore(_AT_ONCE)
+
+    async def act(run: WorkflowExecution) -> None:
+        handle = client.get_handle(run.id, run.run_id)
+        async with room:
+            try:
+                if action == "cancel":
+                    await handle.cancel(reason)
+                    result.done[run.id] = run.run_id
+                elif action == "terminate":
+                    await handle.terminate(reason)
+                    result.done[run.id] = run.run_id
+                else:
+                    new = await handle.reset(reason=reason)
+                    result.done[run.id] = new.run_id or ""
+            except WorkflowClosedError:
+                result.skipped[run.id] = "it has ended"
+            except WorkflowNotFoundError:
+                result.skipped[run.id] = "it is gone"
+            except Exception as exc:  # (each run's own error, reported; the rest go on)
+                result.failed[run.id] = f"{type(exc).__name__}: {exc}"
+
+    await asyncio.gather(*(act(run) for run in matched))
+    return result
+
+
+def batch_filters(
+    action: str,
+    status: str | None,
+    workflow: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    search: str | None,
+    search_attributes: Mapping[str, Any] | None,
+    retrying: bool,
+    limit: int | None,
+) -> dict[str, Any]:
+    """The listing filters of a batch, checked: a batch names which runs it
+    acts on (no filter at all is refused: ``status="running"`` says every
+    open run); cancel and terminate act on open runs only."""
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive int (or None for every match), not {limit!r}")
+    named = (status, workflow, since, until, search, search_attributes)
+    if all(f is None for f in named) and not retrying:
+        raise ValueError(
+            f"name which runs to {action}: give a filter (status, workflow, since, until,"
+            " search, search_attributes, retrying); status='running' for every open run"
+        )
+    if action in ("cancel", "terminate"):
+        if status not in (None, "running"):
+            done = "cancelled" if action == "cancel" else "terminated"
+            raise ValueError(f"only open runs can be {done}: status must be 'running' (or None)")
+        status = "running"
+    return {
+        "status": status,
+        "workflow": workflow,
+        "since": since,
+        "until": until,
+        "search": search,
+        "search_attributes": search_attributes,
+        "retrying": retrying,
+    }
