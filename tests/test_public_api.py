@@ -48,6 +48,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "ParentClosePolicy",
         "WorkflowDefinition",
         "WorkflowInfo",
+        "cancel_workflow",
         "continue_as_new",
         "defn",
         "execute_child",

@@ -28,6 +28,7 @@ __all__ = [
     "ParentClosePolicy",
     "WorkflowDefinition",
     "WorkflowInfo",
+    "cancel_workflow",
     "continue_as_new",
     "defn",
     "execute_child",
@@ -156,6 +157,36 @@ def set_state(key: str, value: Any) -> None:
     inst = _instance("set_state")
     check_text("a state key", key)
     inst.set_state(key, value)
+
+
+async def cancel_workflow(workflow_id: str, reason: str | None = None) -> None:
+    """Ask another workflow to cancel: its latest run's code sees
+    ``asyncio.CancelledError`` (and may compensate), as for ``handle.cancel()``.
+
+    The request is written into that run's inbox by the same commit that
+    records this turn, so it is delivered exactly once, however often
+    workers crash. Returns once it is delivered (at this run's next turn),
+    not once the other run has ended (wait for that with a child's handle,
+    or a signal back); raises ``WorkflowNotFoundError`` if no run has that
+    id, or ``WorkflowClosedError`` if its latest run has ended. ``reason``
+    (default: "cancelled by workflow <this id>") is recorded with the
+    request. A workflow cannot cancel its own id (raise
+    ``asyncio.CancelledError``, or return).
+    """
+    inst = _instance("cancel_workflow")
+    assert inst.info is not None
+    check_name("workflow_id", workflow_id)
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"a reason is a str (or None), not {type(reason).__name__} {reason!r}")
+    check_text("a reason", reason)
+    if workflow_id == inst.info.workflow_id:
+        raise ValueError(
+            f"a workflow cannot cancel its own id {workflow_id!r}:"
+            " raise asyncio.CancelledError, or return"
+        )
+    if reason is None:
+        reason = f"cancelled by workflow {inst.info.workflow_id!r}"
+    await inst.cancel_external(workflow_id, reason)
 
 
 def set_search_attributes(attributes: Mapping[str, str | int | float | bool | None]) -> None:

@@ -122,6 +122,18 @@ async def golden_tagged(order_id: str) -> dict[str, Any]:
     return workflow.info().search_attributes
 
 
+@workflow.defn
+async def golden_canceller(target: str) -> str:
+    """Cancels ``target``, then an id nobody has (session 45:
+    workflow.cancel_workflow)."""
+    await workflow.cancel_workflow(target, reason="golden")
+    try:
+        await workflow.cancel_workflow("golden-nobody")
+    except perdure.WorkflowNotFoundError:
+        pass
+    return "cancelled"
+
+
 WORKFLOWS = [
     golden_order,
     golden_cancel,
@@ -129,5 +141,6 @@ WORKFLOWS = [
     golden_mailbox,
     golden_notifier,
     golden_tagged,
+    golden_canceller,
 ]
 ACTIVITIES = [charge, ship, slow_lookup, flaky]

@@ -70,6 +70,11 @@ async def main() -> None:
         runs["search_attributes"] = await client.start(
             g.golden_tagged, "o-9", id="golden-tagged", search_attributes={"region": "eu"}
         )
+        # A cancel request from workflow code (session 45): delivered, and one to nobody.
+        await client.start(g.golden_mailbox, 1, id="golden-cancelled")
+        runs["cancel_workflow"] = await client.start(
+            g.golden_canceller, "golden-cancelled", id="golden-canceller"
+        )
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)

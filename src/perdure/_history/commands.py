@@ -11,6 +11,7 @@ from perdure._history.events import *
 __all__ = [
     "CancelActivity",
     "CancelChild",
+    "CancelExternal",
     "CancelTimer",
     "CancelWorkflow",
     "Command",
@@ -164,6 +165,21 @@ class StartChild(Command):
 
 
 @dataclass(frozen=True)
+class CancelExternal(Command):
+    ref: int
+    workflow_id: str
+    reason: str | None
+
+    def to_event(self) -> Event:
+        return ExternalCancelRequested(
+            ref=self.ref, workflow_id=self.workflow_id, reason=self.reason
+        )
+
+    def describe(self) -> str:
+        return f"CancelExternal {self.workflow_id!r} (ref {self.ref})"
+
+
+@dataclass(frozen=True)
 class SignalExternal(Command):
     ref: int
     workflow_id: str
@@ -280,6 +296,8 @@ def describe_recorded(event: Event) -> str:
         return f"CancelChild (ref {event.ref})"
     if isinstance(event, ExternalSignalRequested):
         return f"SignalExternal {event.name!r} to {event.workflow_id!r} (ref {event.ref})"
+    if isinstance(event, ExternalCancelRequested):
+        return f"CancelExternal {event.workflow_id!r} (ref {event.ref})"
     if isinstance(event, PatchRecorded):
         return f"RecordPatch {event.patch_id!r}"
     if isinstance(event, SideEffectRecorded):
@@ -313,6 +331,12 @@ def matches(command: Command, event: Event) -> bool:
             isinstance(event, ChildWorkflowRequested)
             and event.ref == command.ref
             and event.workflow_type == command.workflow_type
+        )
+    if isinstance(command, CancelExternal):
+        return (
+            isinstance(event, ExternalCancelRequested)
+            and event.ref == command.ref
+            and event.workflow_id == command.workflow_id
         )
     if isinstance(command, SignalExternal):
         return (

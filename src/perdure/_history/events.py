@@ -26,6 +26,9 @@ __all__ = [
     "ChildWorkflowStartFailed",
     "ChildWorkflowStarted",
     "Event",
+    "ExternalCancelDelivered",
+    "ExternalCancelFailed",
+    "ExternalCancelRequested",
     "ExternalSignalDelivered",
     "ExternalSignalFailed",
     "ExternalSignalRequested",
@@ -259,6 +262,30 @@ class ExternalSignalFailed(Event):
     status: str = ""
 
 
+@dataclass(frozen=True)
+class ExternalCancelDelivered(Event):
+    """The cancel request of ExternalCancelRequested ``ref`` is in the inbox
+    of run ``run_id`` (the target id's latest, open run), written with the
+    turn that sent it."""
+
+    TYPE: ClassVar[str] = "ExternalCancelDelivered"
+    KIND: ClassVar[str] = "input"
+    ref: int = 0
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalCancelFailed(Event):
+    """The cancel request of ExternalCancelRequested ``ref`` could not be
+    delivered: ``reason`` and ``status`` as ExternalSignalFailed's."""
+
+    TYPE: ClassVar[str] = "ExternalCancelFailed"
+    KIND: ClassVar[str] = "input"
+    ref: int = 0
+    reason: str = "not_found"
+    status: str = ""
+
+
 # Command events: the record of a command the workflow issued.
 
 
@@ -339,6 +366,20 @@ class ExternalSignalRequested(Event):
     workflow_id: str = ""
     name: str = ""
     payload: JSON = None
+
+
+@dataclass(frozen=True)
+class ExternalCancelRequested(Event):
+    """The workflow asked another workflow to cancel
+    (``workflow.cancel_workflow``): a CancelRequested with ``reason`` into the
+    inbox of the latest run of ``workflow_id``, delivered with this turn's
+    commit (see ExternalCancelDelivered / Failed)."""
+
+    TYPE: ClassVar[str] = "ExternalCancelRequested"
+    KIND: ClassVar[str] = "command"
+    ref: int = 0
+    workflow_id: str = ""
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -462,6 +503,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ExternalSignalRequested,
         ExternalSignalDelivered,
         ExternalSignalFailed,
+        ExternalCancelRequested,
+        ExternalCancelDelivered,
+        ExternalCancelFailed,
         PatchRecorded,
         SideEffectRecorded,
         WorkflowContinuedAsNew,

@@ -40,7 +40,7 @@ class ResetPlan:
 
 def _note(waiting: dict[tuple[str, int], str], e: Event) -> None:
     """Track what a run waits on: ``e`` starts or ends an activity, timer,
-    child or signal to another workflow."""
+    child, or signal or cancel request to another workflow."""
     if isinstance(e, ActivityScheduled):
         waiting["activity", e.ref] = f"activity {e.name!r} (ref {e.ref})"
     elif isinstance(e, (ActivityCompleted, ActivityFailed, ActivityCancelled)):
@@ -55,7 +55,17 @@ def _note(waiting: dict[tuple[str, int], str], e: Event) -> None:
         waiting.pop(("child", e.ref), None)
     elif isinstance(e, ExternalSignalRequested):
         waiting["signal", e.ref] = f"the signal {e.name!r} to {e.workflow_id!r} (ref {e.ref})"
-    elif isinstance(e, (ExternalSignalDelivered, ExternalSignalFailed)):
+    elif isinstance(e, ExternalCancelRequested):
+        waiting["signal", e.ref] = f"the cancel request to {e.workflow_id!r} (ref {e.ref})"
+    elif isinstance(
+        e,
+        (
+            ExternalSignalDelivered,
+            ExternalSignalFailed,
+            ExternalCancelDelivered,
+            ExternalCancelFailed,
+        ),
+    ):
         waiting.pop(("signal", e.ref), None)
 
 

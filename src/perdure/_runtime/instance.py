@@ -64,13 +64,17 @@ MAX_DRIFT = 3  # activities replayed with other arguments that an instance notes
 _current: ContextVar[WorkflowInstance | None] = ContextVar("perdure_instance", default=None)
 
 
-def _undelivered(workflow_id: str, failed: h.ExternalSignalFailed) -> Exception:
-    """What ``workflow.signal_workflow`` raises when its signal was not delivered."""
+def _undelivered(
+    workflow_id: str, failed: h.ExternalSignalFailed | h.ExternalCancelFailed
+) -> Exception:
+    """What ``workflow.signal_workflow`` (``cancel_workflow``) raises when its
+    signal (cancel request) was not delivered."""
+    verb = "cancel" if isinstance(failed, h.ExternalCancelFailed) else "signal"
     if failed.reason == "closed":
         return WorkflowClosedError(
-            f"cannot signal workflow {workflow_id!r}: its latest run has ended ({failed.status})"
+            f"cannot {verb} workflow {workflow_id!r}: its latest run has ended ({failed.status})"
         )
-    return WorkflowNotFoundError(f"cannot signal workflow {workflow_id!r}: no run has that id")
+    return WorkflowNotFoundError(f"cannot {verb} workflow {workflow_id!r}: no run has that id")
 
 
 def current_instance() -> WorkflowInstance | None:
@@ -114,7 +118,8 @@ class WorkflowInstance:
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._signals = Signals()
         self._children: dict[int, _Child] = {}
-        # Signals to other workflows not yet delivered: ref -> (their id, the future)
+        # Signals and cancel requests to other workflows not yet delivered:
+        # ref -> (their id, the future)
         self._signals_out: dict[int, tuple[str, asyncio.Future[None]]] = {}
         self.has_children = False  # started a child, in this turn or an earlier one
         self._patches: dict[str, bool] = {}
@@ -254,11 +259,11 @@ class WorkflowInstance:
                 if not child.result.done():
                     child.result.set_exception(error)
                     child.result.exception()  # start_child raises it; never log it twice
-        elif isinstance(event, h.ExternalSignalDelivered):
+        elif isinstance(event, (h.ExternalSignalDelivered, h.ExternalCancelDelivered)):
             sent = self._signals_out.pop(event.ref, None)
             if sent is not None and not sent[1].done():
                 sent[1].set_result(None)
-        elif isinstance(event, h.ExternalSignalFailed):
+        elif isinstance(event, (h.ExternalSignalFailed, h.ExternalCancelFailed)):
             sent = self._signals_out.pop(event.ref, None)
             if sent is not None and not sent[1].done():
                 sent[1].set_exception(_undelivered(sent[0], event))
@@ -510,6 +515,15 @@ class WorkflowInstance:
         done: asyncio.Future[None] = self.loop.create_future()
         self._signals_out[ref] = (workflow_id, done)
         self.issue(h.SignalExternal(ref, workflow_id, name, payload))
+        return done
+
+    def cancel_external(self, workflow_id: str, reason: str | None) -> asyncio.Future[None]:
+        """Issue CancelExternal; the future is done once the request is
+        delivered, with the error that says why if not."""
+        ref = self.next_ref()
+        done: asyncio.Future[None] = self.loop.create_future()
+        self._signals_out[ref] = (workflow_id, done)
+        self.issue(h.CancelExternal(ref, workflow_id, reason))
         return done
 
     def patched(self, patch_id: str) -> bool:

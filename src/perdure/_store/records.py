@@ -205,8 +205,9 @@ class TurnCommit:
     cancelled_timers: list[int] = field(default_factory=list)
     children: list[NewChild] = field(default_factory=list)
     cancelled_children: list[int] = field(default_factory=list)
-    # Signals to other workflows (workflow.signal_workflow): (ref, their
-    # workflow id, the SignalReceived their latest run's inbox gets). The
+    # Signals to other workflows (workflow.signal_workflow), and cancel
+    # requests (workflow.cancel_workflow): (ref, their workflow id, the
+    # SignalReceived or CancelRequested their latest run's inbox gets). The
     # commit writes each, and its outcome into this run's inbox.
     signals_out: list[tuple[int, str, Event]] = field(default_factory=list)
     continue_as_new: NewRun | None = None  # with close_status "continued_as_new"

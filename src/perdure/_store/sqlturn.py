@@ -235,14 +235,18 @@ async def _signal_others(tx: Tx, d: Dialect, commit: TurnCommit, now: float, clo
     assert commit.task_queue is not None  # (add_commands names it)
     for ref, workflow_id, signal in commit.signals_out:
         target = await rows.get_run(tx, d, workflow_id, None)
+        # (A cancel request, workflow.cancel_workflow's, has outcomes of its own.)
+        cancel = isinstance(signal, h.CancelRequested)
+        failed = h.ExternalCancelFailed if cancel else h.ExternalSignalFailed
         outcome: h.Event
         if target is None:
-            outcome = h.ExternalSignalFailed(ref=ref, reason="not_found")
+            outcome = failed(ref=ref, reason="not_found")
         elif not target.is_open:
-            outcome = h.ExternalSignalFailed(ref=ref, reason="closed", status=target.status)
+            outcome = failed(ref=ref, reason="closed", status=target.status)
         else:
             await rows.to_inbox(tx, target.run_id, target.task_queue, signal, now)
-            outcome = h.ExternalSignalDelivered(ref=ref, run_id=target.run_id)
+            delivered = h.ExternalCancelDelivered if cancel else h.ExternalSignalDelivered
+            outcome = delivered(ref=ref, run_id=target.run_id)
         if not closing:
             await rows.to_inbox(tx, commit.run_id, commit.task_queue, outcome, now)
 

@@ -77,6 +77,9 @@ def add_commands(
         elif isinstance(command, h.SignalExternal):
             signal = h.SignalReceived(name=command.name, payload=command.payload)
             commit.signals_out.append((command.ref, command.workflow_id, signal))
+        elif isinstance(command, h.CancelExternal):
+            request = h.CancelRequested(reason=command.reason)
+            commit.signals_out.append((command.ref, command.workflow_id, request))
         elif isinstance(command, h.ContinueAsNew):
             assert info is not None
             commit.close_status = "continued_as_new"
