@@ -160,7 +160,8 @@ async def test_a_bad_filter_is_422_with_the_message(api: httpx.AsyncClient) -> N
         ("=c-1", "attr takes NAME=VALUE (a search attribute and its value), not '=c-1'"),
         ("n" * 101 + "=1", "a search attribute's name is at most 100 characters, not 101"),
         ("note=" + "x" * 401, "search attribute 'note' is a string of 401 characters"),
-        ("customer=c\x00", "search attribute 'customer' must not hold the NUL character"),
+        ("note=c\x00", "search attribute 'note' must not hold the NUL character"),
+        ("customer=c-2", "attr names 'customer' twice: a run has one value for each name"),
     ):
         answer = await api.get("/api/workflows", params=[("attr", "customer=c-1"), ("attr", term)])
         assert answer.status_code == 422, (term, answer.text)
