@@ -113,6 +113,32 @@ def check_signals(run_id: str, events: list[h.Event], accepted: list[Any]) -> No
         )
 
 
+def recorded_attributes(events: list[h.Event]) -> dict[str, Any]:
+    """A run's search attributes as its history says: the start's, then each
+    SearchAttributesSet applied in order (None removes a name)."""
+    found: dict[str, Any] = {}
+    for e in events:
+        if isinstance(e, h.WorkflowStarted):
+            found = dict(e.search_attributes)
+        elif isinstance(e, h.SearchAttributesSet):
+            for name, value in e.attributes.items():
+                if value is None:
+                    found.pop(name, None)
+                else:
+                    found[name] = value
+    return found
+
+
+def check_search_attributes(run_id: str, events: list[h.Event], kept: dict[str, Any]) -> None:
+    """The attributes the store keeps for the run (``kept``: its row's, as
+    describe() shows them) are those its history recorded."""
+    recorded = recorded_attributes(events)
+    if kept != recorded:
+        raise InvariantError(
+            f"run {run_id}: search attributes {kept}, but its history recorded {recorded}"
+        )
+
+
 def check_executions(
     executions: Iterable[Execution],
     completed: dict[str, dict[int, int]],

@@ -79,6 +79,9 @@ async def pipeline(tag: str, steps: int, fail_every: int) -> list[str]:
     results = []
     for i in range(steps):
         results.append(await work(f"{tag}:s{i}", 1 if i % fail_every == 0 else 0))
+        # (Written by the commit of the turn after each step: run_chaos checks
+        # that the store's attributes, and its index, say what the history does.)
+        workflow.set_search_attributes({"tag": tag, "step": i})
     limited = work.options(task_queue=LIMITED_QUEUE)
     results.extend(await asyncio.gather(*(limited(f"{tag}:g{i}", 0) for i in range(3))))
     await workflow.sleep(SLEEP)

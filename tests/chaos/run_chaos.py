@@ -410,6 +410,13 @@ def _verify(
         closed = d.status != "running"
         completed[run_id] = checks.check_activities(run_id, events, closed)
         c.timers_fired += checks.check_timers(run_id, events, closed)
+        checks.check_search_attributes(run_id, events, d.search_attributes)
+        if d.search_attributes:
+            # The index finds the run by each of its attributes.
+            for name, value in d.search_attributes.items():
+                listed = client.list(search_attributes={name: value}, search=wid, limit=100_000)
+                if run_id not in {run.run_id for run in listed}:
+                    raise checks.InvariantError(f"run {run_id}: not listed by {name}={value!r}")
         if accepted is not None:
             checks.check_signals(run_id, events, accepted)
             c.signals += len(accepted)
