@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from perdure._schedule_spec import SCHEDULE_WORKFLOW
 from perdure._views import WorkflowExecution
-from perdure.errors import WorkflowClosedError, WorkflowNotFoundError
+from perdure.errors import WorkflowClosedError, WorkflowNotFoundError, WorkflowResetError
 
 if TYPE_CHECKING:
     from perdure.client import Client
@@ -47,8 +48,8 @@ class BatchResult:
     done: dict[str, str] = field(default_factory=dict)
     """Workflow id -> the run acted on (for a reset: the new run's id)."""
     skipped: dict[str, str] = field(default_factory=dict)
-    """Workflow id -> why it was not acted on: its run ended (cancel,
-    terminate) or is gone since it was chosen."""
+    """Workflow id -> why it was not acted on: since it was chosen, its run
+    ended (cancel, terminate), was replaced by another (reset), or is gone."""
     failed: dict[str, str] = field(default_factory=dict)
     """Workflow id -> the error its action raised (a reset with no point
     to go back to, a history that cannot be read)."""
@@ -65,10 +66,13 @@ async def run_batch(
     """Client.batch (its arguments checked there): choose, then act."""
     matched: list[WorkflowExecution] = []
     cursor: str | None = None
+    # A schedule's own workflow is left alone unless its type is named: a
+    # batch of "every open run" must not delete every schedule.
+    schedules = filters["workflow"] == SCHEDULE_WORKFLOW
     while limit is None or len(matched) < limit:
         size = _PAGE if limit is None else min(_PAGE, limit - len(matched))
         page = await client.list(limit=size, after=cursor, latest=True, **filters)
-        matched.extend(page)
+        matched.extend(r for r in page if schedules or r.workflow_type != SCHEDULE_WORKFLOW)
         if len(page) < size:
             break
         cursor = page[-1].cursor
@@ -94,11 +98,25 @@ async def run_batch(
                 result.skipped[run.id] = "it has ended"
             except WorkflowNotFoundError:
                 result.skipped[run.id] = "it is gone"
+            except WorkflowResetError as exc:
+                latest = await _latest(client, run.id)
+                if latest is not None and latest != run.run_id:
+                    result.skipped[run.id] = f"it was replaced by run {latest}"
+                else:
+                    result.failed[run.id] = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # (each run's own error, reported; the rest go on)
                 result.failed[run.id] = f"{type(exc).__name__}: {exc}"
 
     await asyncio.gather(*(act(run) for run in matched))
     return result
+
+
+async def _latest(client: Client, workflow_id: str) -> str | None:
+    """The run id of ``workflow_id``'s latest run (None: it has none)."""
+    try:
+        return (await client.get_handle(workflow_id).describe()).run_id
+    except WorkflowNotFoundError:
+        return None
 
 
 def batch_filters(
@@ -114,12 +132,15 @@ def batch_filters(
 ) -> dict[str, Any]:
     """The listing filters of a batch, checked: a batch names which runs it
     acts on (no filter at all is refused: ``status="running"`` says every
-    open run); cancel and terminate act on open runs only."""
+    open run; an empty string or dict is no filter); cancel and terminate act
+    on open runs only."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int (or None for every match), not {limit!r}")
-    named = (status, workflow, since, until, search, search_attributes)
+    # (An empty text filters nothing, as in list(): it names no runs.)
+    status, workflow, search = status or None, workflow or None, search or None
+    named = (status, workflow, since, until, search, search_attributes or None)
     if all(f is None for f in named) and not retrying:
         raise ValueError(
             f"name which runs to {action}: give a filter (status, workflow, since, until,"

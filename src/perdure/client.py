@@ -478,9 +478,10 @@ class Client:
     ) -> BatchResult:
         """Cancel, terminate or reset (``action``) every run the filters
         match, as ``list(..., latest=True)`` does: each workflow id's latest
-        run (cancel and terminate: its open runs only). At least one filter
-        is required (``status="running"`` names every open run); ``limit``:
-        at most that many, newest first. ``dry_run``: only say which.
+        run (cancel and terminate: its open runs only), but schedules' own
+        runs unless ``workflow="perdure.schedule"``. At least one filter is
+        required (``status="running"`` names every open run); ``limit``: at
+        most that many, newest first. ``dry_run``: only say which.
 
         The runs are chosen first, then acted on a few at a time, each by its
         run id: one that ended or was replaced meanwhile is ``skipped``, an

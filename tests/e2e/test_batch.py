@@ -193,3 +193,48 @@ async def test_bad_batches_are_refused_with_what_is_wrong(client: perdure.Client
     for action, options, error, message in bad:
         with pytest.raises(error, match=message):
             await client.batch(action, **options)  # type: ignore[arg-type]
+
+
+async def test_a_reset_run_replaced_meanwhile_is_skipped(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fast_worker(client, [waiter], []):
+        for n in range(2):
+            await client.start(waiter, "r", id=f"r-{n}")
+        await _until_open(client, ["r-0", "r-1"])
+        real_list = client.list
+        replaced: list[str] = []
+
+        async def list_then_reset_one(*args: Any, **kwargs: Any) -> list[Any]:
+            found = await real_list(*args, **kwargs)
+            if not replaced and any(r.id == "r-0" for r in found):
+                replaced.append((await client.get_handle("r-0").reset(reason="by hand")).run_id)
+            return found
+
+        monkeypatch.setattr(client, "list", list_then_reset_one)
+        done = await client.batch("reset", search="r-")
+        monkeypatch.undo()
+        assert sorted(done.done) == ["r-1"]
+        assert done.skipped == {"r-0": f"it was replaced by run {replaced[0]}"}
+        assert not done.failed
+        await client.batch("terminate", search="r-")
+
+
+async def test_schedules_are_left_alone_unless_named(client: perdure.Client) -> None:
+    async with fast_worker(client, [waiter], []):
+        await client.create_schedule("hourly", waiter, "s", every=timedelta(hours=1))
+        await client.start(waiter, "x", id="x-1")
+        await _until_open(client, ["x-1"])
+        everything = await client.batch("terminate", status="running", dry_run=True)
+        assert [r.id for r in everything.matched] == ["x-1"]
+        named = await client.batch("terminate", workflow="perdure.schedule", dry_run=True)
+        assert [r.workflow_type for r in named.matched] == ["perdure.schedule"]
+        await client.batch("terminate", status="running")
+        assert (await client.get_schedule("hourly").describe()).paused is False  # still there
+        await client.get_schedule("hourly").delete()
+
+
+async def test_an_empty_filter_names_no_runs(client: perdure.Client) -> None:
+    for empty in ({"search": ""}, {"workflow": ""}, {"search_attributes": {}}):
+        with pytest.raises(ValueError, match="name which runs to terminate"):
+            await client.batch("terminate", **empty)  # type: ignore[arg-type]

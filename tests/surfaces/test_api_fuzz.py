@@ -71,6 +71,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     derandomize=True,
 )
 def test_no_route_answers_5xx(case: Case) -> None:
+    if case.operation.path == "/api/batch/{action}" and isinstance(case.body, dict):
+        # A batch is fuzzed as a dry run: a generated filter may match every seeded
+        # run, and terminating or resetting them (each test's order decides which
+        # first) would change what the other routes answer from run to run. Every
+        # argument is read and checked before the dry run stops: what is left out
+        # is the acting, whose errors are reported per run (test_batch_api.py).
+        case.body = {**case.body, "dry_run": True}
     case.call_and_validate(
         headers={"Authorization": f"Bearer {ADMIN}"},
         excluded_checks=[

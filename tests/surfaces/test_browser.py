@@ -475,3 +475,89 @@ def test_search_attributes_filter_the_list_and_show_on_a_run(stack: Stack, page:
     expect(page.locator("tbody tr")).to_have_count(2)
     page.goto(f"{stack.open_url}#/workflows/ui-attr-4")
     expect(page.locator("#search-attributes-none")).to_contain_text("None")
+
+
+def test_acting_on_all_matching_runs_from_a_filtered_list(stack: Stack, page: Page) -> None:
+    with perdure.SyncClient.connect(stack.db) as client:
+        for ident in ("ui-batch-1", "ui-batch-2", "ui-batch-3"):
+            client.start("approval", "batch", id=ident)
+        finished = client.start("double", 3, id="ui-batch-done")
+        assert finished.result(timeout=20) == 6
+        filtered = f"{stack.auth_url}#/?status=running&search=ui-batch-"
+
+        page.goto(filtered)  # a read token: no such control
+        page.fill("#token-input", READ)
+        page.click("#token-save")
+        expect(page.locator("tbody tr")).to_have_count(3)
+        expect(page.locator("#batch-button")).to_have_count(0)
+
+        page.click("#token-button")
+        page.fill("#token-input", ADMIN)
+        page.click("#token-save")
+        expect(page.locator("#token-button")).to_have_text("Token: admin")
+        expect(page.locator("#batch-button")).to_be_visible()
+        page.goto(f"{stack.auth_url}#/")  # not filtered: hidden
+        expect(page.locator("tbody tr").first).to_be_visible()
+        expect(page.locator("#batch-button")).to_be_hidden()
+        page.check("#latest-only")  # (not a filter a batch takes: still hidden)
+        expect(page.locator("#batch-button")).to_be_hidden()
+
+        # Cancel or terminate only open runs: the server says so in the dialog.
+        page.goto(f"{stack.auth_url}#/?status=completed&search=ui-batch-")
+        page.click("#batch-button")
+        page.click("#batch-check")
+        expect(page.locator("#batch-error")).to_contain_text("only open runs can be cancelled")
+        page.click("#batch-close")
+
+        page.goto(filtered)
+        expect(page.locator("tbody tr")).to_have_count(3)
+        page.click("#batch-button")
+        expect(page.locator("#batch-filters")).to_have_text(
+            "Runs matching: status running · id contains “ui-batch-”. Each workflow id's "
+            "latest run; cancel and terminate act on open runs only."
+        )
+        page.select_option("#batch-action", "terminate")
+        page.fill("#batch-reason", "cleared from the list")
+        page.click("#batch-check")  # a dry run: says which, does nothing
+        expect(page.locator("#batch-preview")).to_have_text(
+            "3 runs match (first ones: ui-batch-3, ui-batch-2, ui-batch-1)."
+        )
+        expect(page.locator("#batch-confirm")).to_have_text("Terminate 3 runs")
+        assert {client.get_handle(f"ui-batch-{n}").describe().status for n in (1, 2, 3)} == {
+            "running"
+        }
+        page.click("#batch-confirm")
+        expect(page.locator("#batch-summary")).to_have_text(
+            "Terminated 3 of 3 runs matched: 0 skipped, 0 failed."
+        )
+        expect(page.locator("#batch-confirm")).to_be_hidden()
+        page.click("#batch-close")
+        expect(page.locator(".empty")).to_have_text("No workflow runs match these filters.")
+        for n in (1, 2, 3):
+            handle = client.get_handle(f"ui-batch-{n}")
+            assert handle.describe().status == "terminated"
+            reasons = [
+                e.get("reason") for e in handle.history() if e["type"] == "WorkflowTerminated"
+            ]
+            assert reasons == ["cleared from the list"]
+        assert finished.describe().status == "completed"
+
+        # A run whose action fails is listed with its error (a child: reset its parent).
+        client.start("family", 2, id="ui-batch-family")
+        wait_for(lambda: _exists(client.get_handle("ui-batch-family/kid")), 20, "the child")
+        page.goto(f"{stack.auth_url}#/?search=ui-batch-family%2Fkid")
+        expect(page.locator("tbody tr")).to_have_count(1)
+        page.click("#batch-button")
+        page.select_option("#batch-action", "reset")
+        page.click("#batch-check")
+        expect(page.locator("#batch-preview")).to_have_text(
+            "1 run matches (first ones: ui-batch-family/kid)."
+        )
+        page.click("#batch-confirm")
+        expect(page.locator("#batch-summary p").first).to_have_text(
+            "Reset 0 of 1 run matched: 0 skipped, 1 failed."
+        )
+        expect(page.locator("#batch-failed li")).to_contain_text(
+            "ui-batch-family/kid: WorkflowResetError: workflow 'ui-batch-family/kid' is a child"
+        )
+        assert client.get_handle("ui-batch-family/kid").describe().status == "running"

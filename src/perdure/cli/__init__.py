@@ -3,10 +3,12 @@
 One module per command group, each registering its commands on ``app``:
 ``_worker_cmd`` (worker), ``_demo_cmd`` (demo), ``_inspect_cmd`` (list,
 show, history, result), ``_control_cmd`` (start, signal, cancel, terminate,
-migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
+reset, migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
-(queue list/show/limit/unlimit, stats). ``--db`` defaults
-to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
+(queue list/show/limit/unlimit, stats). Helpers that register no command:
+``_operator`` (exit codes, output), ``_filters`` (the run filters of list
+and of the batch form of cancel/terminate/reset), ``_batch`` (that form).
+``--db`` defaults to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
 
 ``main()`` imports only the module of the command it runs: ``perdure worker``
 is what restarts after a crash, and every module it skips (the others' rich

@@ -1,9 +1,12 @@
 """``perdure start``, ``signal``, ``cancel``, ``terminate``, ``reset`` and
 ``migrate``: the commands that change something.
 
-Imports the public API, typer, rich and the search attributes' rules
-(``perdure._attributes``: ``start --attr``); exit codes come from ``_operator.run``.
-``migrate`` alone may create a database; the others refuse a missing SQLite file.
+Imports the public API, typer, rich, the search attributes' rules
+(``perdure._attributes``: ``start --attr``), the run filters' options
+(``_filters``) and the batch form of cancel, terminate and reset (``_batch``:
+the id left out, the runs the filters match); exit codes come from
+``_operator.run``. ``migrate`` alone may create a database; the others refuse
+a missing SQLite file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,18 @@ from rich.markup import escape
 
 from perdure._attributes import AttributeValue, checked_attributes, parse_filter
 from perdure.cli._app import ConverterOption, DbOption, app
+from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
+from perdure.cli._filters import (
+    BatchAttrOption,
+    BatchRetryingOption,
+    BatchSearchOption,
+    BatchSinceOption,
+    BatchStatusOption,
+    BatchTypeOption,
+    BatchUntilOption,
+    OpenStatusOption,
+    run_filter,
+)
 from perdure.cli._operator import (
     EPILOG,
     JsonOption,
@@ -35,6 +50,12 @@ from perdure.client import Client, WorkflowHandle
 out = Console(highlight=False, soft_wrap=True)
 
 IdArg = typer.Argument(..., metavar="ID", help="Workflow id.")
+IdOrFiltersArg = typer.Argument(
+    None,
+    metavar="ID",
+    show_default=False,
+    help="Workflow id. Leave it out to name runs by filter instead (see below).",
+)
 ReasonOption = typer.Option(None, "--reason", "-r", help="Why (recorded in the history).")
 ArgsOption = typer.Option(
     [], "--arg", "-a", help="A positional argument as JSON; repeat for more: --arg '\"o-1\"'."
@@ -155,39 +176,91 @@ def signal(
 
 @app.command(epilog=EPILOG, rich_help_panel="Control")
 def cancel(
-    workflow_id: str = IdArg,
+    workflow_id: Optional[str] = IdOrFiltersArg,
     reason: Optional[str] = ReasonOption,
     db: Optional[str] = DbOption,
     run_id: Optional[str] = RunIdOption,
+    as_json: bool = JsonOption,
+    status: Optional[str] = OpenStatusOption,
+    workflow_type: Optional[str] = BatchTypeOption,
+    since: Optional[str] = BatchSinceOption,
+    until: Optional[str] = BatchUntilOption,
+    search: Optional[str] = BatchSearchOption,
+    attrs: list[str] = BatchAttrOption,
+    retrying: bool = BatchRetryingOption,
+    limit: Optional[int] = LimitOption,
+    yes: bool = YesOption,
 ) -> None:
-    """Ask an open run to cancel (its code sees CancelledError and may compensate)."""
+    """Ask an open run to cancel (its code sees CancelledError and may compensate).
+
+    With filters instead of an ID: every open run they match (each workflow
+    id's latest), listed first; --yes cancels them (exit 5 if any failed).
+    """
+    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs)
+    one_run = {"--run-id": run_id is not None}
+    if is_batch("cancel", workflow_id, chosen, limit=limit, yes=yes, one_run_only=one_run):
+        act_on_matching(
+            "cancel", chosen, limit=limit, yes=yes, reason=reason, db=db, as_json=as_json
+        )
+        return
+    assert workflow_id is not None  # (is_batch: an id, or filters)
+    ident = workflow_id
 
     async def work(client: Client) -> None:
-        await client.get_handle(workflow_id, run_id).cancel(reason)
-        out.print(f"Cancellation requested for {escape(workflow_id)}")
+        await client.get_handle(ident, run_id).cancel(reason)
+        if as_json:
+            print_json({"id": ident, "action": "cancel"})
+            return
+        out.print(f"Cancellation requested for {escape(ident)}")
 
     run(db, work)
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Control")
 def terminate(
-    workflow_id: str = IdArg,
+    workflow_id: Optional[str] = IdOrFiltersArg,
     reason: Optional[str] = ReasonOption,
     db: Optional[str] = DbOption,
     run_id: Optional[str] = RunIdOption,
+    as_json: bool = JsonOption,
+    status: Optional[str] = OpenStatusOption,
+    workflow_type: Optional[str] = BatchTypeOption,
+    since: Optional[str] = BatchSinceOption,
+    until: Optional[str] = BatchUntilOption,
+    search: Optional[str] = BatchSearchOption,
+    attrs: list[str] = BatchAttrOption,
+    retrying: bool = BatchRetryingOption,
+    limit: Optional[int] = LimitOption,
+    yes: bool = YesOption,
 ) -> None:
-    """End an open run at once, without running any more of its code."""
+    """End an open run at once, without running any more of its code.
+
+    With filters instead of an ID: every open run they match (each workflow
+    id's latest), listed first; --yes terminates them (exit 5 if any failed).
+    """
+    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs)
+    one_run = {"--run-id": run_id is not None}
+    if is_batch("terminate", workflow_id, chosen, limit=limit, yes=yes, one_run_only=one_run):
+        act_on_matching(
+            "terminate", chosen, limit=limit, yes=yes, reason=reason, db=db, as_json=as_json
+        )
+        return
+    assert workflow_id is not None  # (is_batch: an id, or filters)
+    ident = workflow_id
 
     async def work(client: Client) -> None:
-        await client.get_handle(workflow_id, run_id).terminate(reason)
-        out.print(f"Terminated {escape(workflow_id)}")
+        await client.get_handle(ident, run_id).terminate(reason)
+        if as_json:
+            print_json({"id": ident, "action": "terminate"})
+            return
+        out.print(f"Terminated {escape(ident)}")
 
     run(db, work)
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Control")
 def reset(
-    workflow_id: str = IdArg,
+    workflow_id: Optional[str] = IdOrFiltersArg,
     to_event: Optional[int] = typer.Option(
         None,
         "--to-event",
@@ -203,11 +276,38 @@ def reset(
     db: Optional[str] = DbOption,
     run_id: Optional[str] = RunIdOption,
     as_json: bool = JsonOption,
+    status: Optional[str] = BatchStatusOption,
+    workflow_type: Optional[str] = BatchTypeOption,
+    since: Optional[str] = BatchSinceOption,
+    until: Optional[str] = BatchUntilOption,
+    search: Optional[str] = BatchSearchOption,
+    attrs: list[str] = BatchAttrOption,
+    retrying: bool = BatchRetryingOption,
+    limit: Optional[int] = LimitOption,
+    yes: bool = YesOption,
 ) -> None:
-    """Run a workflow again from a point of its latest run, in a new run."""
+    """Run a workflow again from a point of its latest run, in a new run.
+
+    With filters instead of an ID: every run they match (each workflow id's
+    latest), each from its default point, listed first; --yes resets them
+    (exit 5 if any failed): perdure reset --status failed --type NAME --since 2h.
+    """
+    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs)
+    one_run = {
+        "--run-id": run_id is not None,
+        "--to-event": to_event is not None,
+        "--list-points": list_points,
+    }
+    if is_batch("reset", workflow_id, chosen, limit=limit, yes=yes, one_run_only=one_run):
+        act_on_matching(
+            "reset", chosen, limit=limit, yes=yes, reason=reason, db=db, as_json=as_json
+        )
+        return
+    assert workflow_id is not None  # (is_batch: an id, or filters)
+    ident = workflow_id
 
     async def work(client: Client) -> None:
-        old = client.get_handle(workflow_id, run_id)
+        old = client.get_handle(ident, run_id)
         if list_points:
             await _list_points(old, as_json)
             return
@@ -216,12 +316,10 @@ def reset(
             print_json({"id": new.id, "run_id": new.run_id, "at_seq": at_seq})
             return
         out.print(
-            f"Reset [bold]{escape(workflow_id)}[/]: run {new.run_id} goes on from event "
+            f"Reset [bold]{escape(ident)}[/]: run {new.run_id} goes on from event "
             f"{at_seq}; the events before it are kept, not run again"
         )
-        out.print(
-            f"[dim]perdure show {escape(workflow_id)}   perdure history {escape(workflow_id)}[/]"
-        )
+        out.print(f"[dim]perdure show {escape(ident)}   perdure history {escape(ident)}[/]")
 
     run(db, work)
 

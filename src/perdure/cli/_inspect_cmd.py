@@ -1,9 +1,9 @@
 """``perdure list``, ``show``, ``history`` and ``result``: the read commands.
 
 Imports the public API, rich, the framework-free query helpers of
-``perdure.server._query`` (shared with the HTTP API) and the search attributes'
-rules (``perdure._attributes``: ``list --attr``). Each has ``--json``; exit
-codes come from ``_operator.run``.
+``perdure.server._query`` (shared with the HTTP API) and the run filters'
+options (``_filters``: ``list --status``, ``--attr``...). Each has ``--json``;
+exit codes come from ``_operator.run``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from perdure._attributes import parse_filter
 from perdure.cli._app import ConverterOption, DbOption, app
+from perdure.cli._filters import (
+    AttrFilterOption,
+    RetryingOption,
+    SearchOption,
+    SinceOption,
+    StatusOption,
+    TypeOption,
+    UntilOption,
+    attribute_filter,
+)
 from perdure.cli._operator import (
     EPILOG,
     EXIT_FAILED,
@@ -35,7 +44,6 @@ from perdure.cli._operator import (
 from perdure.client import Client, WorkflowDescription
 from perdure.errors import WorkflowCancelledError, WorkflowFailedError, WorkflowTerminatedError
 from perdure.server._query import (
-    KNOWN_STATUSES,
     MAX_LIMIT,
     ListQuery,
     description_json,
@@ -58,15 +66,6 @@ STATUS_STYLE = {
 }
 
 
-AttrFilterOption = typer.Option(
-    [],
-    "--attr",
-    metavar="NAME=VALUE",
-    help="Only runs whose search attribute NAME has VALUE, matched as text (120 finds "
-    "120, 120.0 and '120'; true finds True); repeat for more: a run must match each.",
-)
-
-
 def status_text(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'bold')}]{escape(status)}[/]"
 
@@ -74,18 +73,12 @@ def status_text(status: str) -> str:
 @app.command("list", epilog=EPILOG, rich_help_panel="Inspect")
 def list_workflows(
     db: Optional[str] = DbOption,
-    status: Optional[str] = typer.Option(
-        None, "--status", "-s", help=f"Only runs in this status ({', '.join(KNOWN_STATUSES)})."
-    ),
-    workflow_type: Optional[str] = typer.Option(None, "--type", "-t", help="Workflow type."),
-    since: Optional[str] = typer.Option(
-        None, help="Started at or after: ISO time (local if no offset) or an age: 15m, 2h, 3d."
-    ),
-    until: Optional[str] = typer.Option(None, help="Started at or before (same forms)."),
-    search: Optional[str] = typer.Option(None, help="Text the workflow id contains."),
-    retrying: bool = typer.Option(
-        False, "--retrying", help="Only runs whose latest workflow task failed and is retried."
-    ),
+    status: Optional[str] = StatusOption,
+    workflow_type: Optional[str] = TypeOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
+    search: Optional[str] = SearchOption,
+    retrying: bool = RetryingOption,
     latest: bool = typer.Option(
         False, "--latest", help="Only each workflow id's latest run (not one a reset replaced)."
     ),
@@ -96,10 +89,7 @@ def list_workflows(
     as_json: bool = JsonOption,
 ) -> None:
     """List workflow runs, newest first."""
-    try:
-        wanted = parse_filter(attrs, "--attr")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    wanted = attribute_filter(attrs)
     query = ListQuery(
         status=status,
         workflow_type=workflow_type,

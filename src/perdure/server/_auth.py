@@ -1,10 +1,11 @@
 """Who may use the HTTP API: bearer tokens with a role, and the loopback rule.
 
 Framework-free (imports nothing from perdure or fastapi). Two roles: ``read``
-(every GET) and ``admin`` (also start, signal, cancel, terminate). Tokens come from
-``$PERDURE_TOKEN`` (read), ``$PERDURE_ADMIN_TOKEN`` (admin) and a token file of
-``ROLE TOKEN`` lines. With no token configured the API is open, which is allowed
-only on a loopback address: :func:`check_bind` refuses anything else.
+(every GET) and ``admin`` (also start, signal, cancel, terminate, reset and
+batches). Tokens come from ``$PERDURE_TOKEN`` (read), ``$PERDURE_ADMIN_TOKEN``
+(admin) and a token file of ``ROLE TOKEN`` lines. With no token configured the
+API is open, which is allowed only on a loopback address: :func:`check_bind`
+refuses anything else.
 """
 
 from __future__ import annotations

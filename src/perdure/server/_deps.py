@@ -32,6 +32,7 @@ __all__ = [
     "WRITE_ERRORS",
     "ServerState",
     "backfill_request",
+    "batch_request",
     "body_doc",
     "client_of",
     "error_responses",
@@ -162,6 +163,7 @@ schedule_request = required_body(m.ScheduleRequest)
 update_request = required_body(m.ScheduleUpdate)
 backfill_request = required_body(m.BackfillRequest)
 limits_request = required_body(m.QueueLimitsBody)
+batch_request = required_body(m.BatchRequest)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

@@ -1,5 +1,5 @@
 """Operator queries shared by the CLI and the HTTP API: list filters and paging,
-time parsing, and the JSON views of runs and descriptions.
+time parsing, and the JSON views of runs, descriptions and batches.
 
 Framework-free on purpose (no fastapi import): ``perdure list`` uses it without
 the ``server`` extra. Imports the public Client API only.
@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from perdure.client import STATUSES, Client, WorkflowDescription, WorkflowExecution
+from perdure.client import (
+    STATUSES,
+    BatchResult,
+    Client,
+    WorkflowDescription,
+    WorkflowExecution,
+)
 
 __all__ = [
     "KNOWN_STATUSES",
@@ -25,6 +31,7 @@ __all__ = [
     "ListQuery",
     "Page",
     "attempt_json",
+    "batch_json",
     "decode_cursor",
     "description_json",
     "encode_cursor",
@@ -156,6 +163,19 @@ def execution_json(e: WorkflowExecution) -> dict[str, Any]:
         "closed_at": iso(e.closed_at),
         "last_error": e.last_error,
         "search_attributes": e.search_attributes,
+    }
+
+
+def batch_json(result: BatchResult) -> dict[str, Any]:
+    """What a batch chose and did (``perdure cancel ... --json``, ``POST
+    /api/batch/{action}``): its runs as the listing shows them."""
+    return {
+        "action": result.action,
+        "dry_run": result.dry_run,
+        "matched": [execution_json(e) for e in result.matched],
+        "done": dict(result.done),
+        "skipped": dict(result.skipped),
+        "failed": dict(result.failed),
     }
 
 

@@ -31,6 +31,11 @@ ClientDep = Annotated[Client, Depends(client_of)]
 Reader = [Depends(require_read)]
 Admin = [Depends(require_admin)]
 QueueName = Annotated[str, Path(description="The task queue (may contain '/').")]
+# A path parameter matches no line break (starlette's ``path`` is ``.*``): a
+# queue whose name holds one cannot be addressed here, and no route answers.
+UNROUTABLE: dict[int | str, dict[str, Any]] = {
+    404: {"model": m.ErrorBody, "description": "No route: a queue name with a line break"}
+}
 
 
 @router.get(
@@ -59,7 +64,7 @@ async def get_limits(client: ClientDep, task_queue: QueueName) -> Any:
     "/{task_queue:path}/limits",
     response_model=m.QueueLimitsOut,
     dependencies=Admin,
-    responses=error_responses(401, 403, 422, 503),
+    responses={**error_responses(401, 403, 422, 503), **UNROUTABLE},
     openapi_extra=body_doc(m.QueueLimitsBody),
 )
 async def set_limits(
@@ -100,7 +105,7 @@ async def remove_limits(client: ClientDep, task_queue: QueueName) -> None:
     "/{task_queue:path}",
     response_model=m.Queue,
     dependencies=Reader,
-    responses=error_responses(401, 403, 422, 503),
+    responses={**error_responses(401, 403, 422, 503), **UNROUTABLE},
 )
 async def describe_queue(client: ClientDep, task_queue: QueueName) -> Any:
     """The queue's activities now (running, waiting, backing off) and its

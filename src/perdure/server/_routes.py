@@ -3,7 +3,8 @@
 Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies), the
 framework-free ``_query`` and the search attributes' rules (``perdure._attributes``).
 Auth: every route needs the ``read`` role except ``/api/health`` and
-``/api/whoami``; start, signal, cancel and terminate need ``admin``. Errors map
+``/api/whoami``; start, signal, cancel, terminate and reset need ``admin``
+(so do ``_batch_routes``' batches). Errors map
 to status codes in ``app.py`` (not found 404, closed or id taken 409, bad input 422).
 """
 

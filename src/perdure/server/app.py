@@ -39,6 +39,7 @@ from perdure.errors import (
     WorkflowResetError,
 )
 from perdure.server._auth import AuthConfig, host_header_is_loopback
+from perdure.server._batch_routes import router as batch_router
 from perdure.server._deps import ServerState
 from perdure.server._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from perdure.server._queue_routes import router as queue_router
@@ -109,6 +110,7 @@ def create_app(
     app.include_router(router)
     app.include_router(schedule_router)
     app.include_router(queue_router)
+    app.include_router(batch_router)
     _add_error_handlers(app)
     app.middleware("http")(_guard)
     app.add_middleware(BodyLimit, limit=max_body_bytes, headers=SECURITY_HEADERS)

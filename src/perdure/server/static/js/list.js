@@ -1,8 +1,10 @@
 // The workflow list: status filter, id search, type filter, search attributes,
-// time range, paging by cursor, auto-refresh. Filters live in the URL
+// time range, paging by cursor, auto-refresh, and (admins) acting on every
+// run the filters match (batch.js). Filters live in the URL
 // (#/?status=failed&search=o-1&attr=customer%3Dc-42) so a filtered view can be shared.
 
 import { api, ApiError, wfHref } from "./api.js";
+import { batchFiltered, openBatch } from "./batch.js";
 import { clear, fmtDuration, fmtRelative, fmtTime, h, statusBadge, toSeconds } from "./dom.js";
 
 const STATUSES = ["running", "completed", "failed", "cancelled", "terminated", "timed_out",
@@ -69,9 +71,16 @@ export function renderList(container, params, ctx) {
   let controller = null;
   let disposed = false;
 
+  // Admins act on every run a filtered list names (the dialog asks first).
+  const batch = ctx.isAdmin ? h("button", {
+    type: "button", id: "batch-button", class: "danger", text: "Act on all matching…",
+    title: "Cancel, terminate or reset every run these filters match",
+    onclick: () => openBatch(filters, load),
+  }) : null;
   const heading = h("div", { class: "page-head" },
     h("h1", { text: "Workflows" }),
-    h("span", { class: "muted", id: "list-count" }));
+    h("span", { class: "muted", id: "list-count" }),
+    batch);
 
   const chips = h("div", { class: "chips", role: "group", "aria-label": "Status" },
     ["", ...STATUSES].map((status) => h("button", {
@@ -155,8 +164,13 @@ export function renderList(container, params, ctx) {
 
   container.append(heading, toolbar, h("div", { class: "card flush" }, table, message), pager);
 
+  function showBatch() {
+    if (batch) batch.hidden = !batchFiltered(filters);
+  }
+
   function changed() {
     cursors.length = 1;
+    showBatch();
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(filters)) {
       if (Array.isArray(value)) for (const item of value) query.append(key, item);
@@ -243,11 +257,14 @@ export function renderList(container, params, ctx) {
     pager.hidden = n === 1 && !page.next_cursor;
   }
 
+  showBatch();
   load();
   return () => {
     disposed = true;
     clearTimeout(timer);
     clearTimeout(typing);
     controller?.abort();
+    const dialog = document.getElementById("batch-dialog");
+    if (dialog.open) dialog.close(); // (its filters were this list's)
   };
 }

@@ -1,0 +1,357 @@
+"""``POST /api/batch/{action}`` in process (httpx over ASGI), on SQLite and
+PostgreSQL: a dry run names the runs and changes nothing; terminate, cancel
+and reset act on exactly the runs the filters match (each id's latest; other
+types, other values and closed runs untouched); ``limit``; a run that ended
+after it was chosen is skipped; a run whose action fails is reported with its
+error while the others go on; bad input is a 422 saying what is wrong; only
+an admin token may (dry run or not)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import batch_workflows as bw
+import httpx
+import pytest
+
+import perdure
+from perdure.server._auth import AuthConfig
+from perdure.server.app import create_app
+
+T = TypeVar("T")
+BASE = "http://127.0.0.1:8765"
+ADMIN, READ = "a" * 24, "r" * 24
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """(Overrides the SQLite-only one of conftest: ``client`` runs on both.)"""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("pg_database").fresh_url()
+        return url
+    return f"sqlite:///{tmp_path / 'batch.db'}"
+
+
+@pytest.fixture
+async def api(client: perdure.Client) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(client))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+        yield c
+
+
+@pytest.fixture
+async def batch_worker(client: perdure.Client) -> AsyncIterator[perdure.Worker]:
+    async with perdure.Worker(client, bw.WORKFLOWS, bw.ACTIVITIES, poll_interval=0.02) as w:
+        yield w
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 15) -> T:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert loop.time() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def batch(api: httpx.AsyncClient, action: str, **body: Any) -> dict[str, Any]:
+    answer = await api.post(f"/api/batch/{action}", json=body)
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+async def status_of(client: perdure.Client, ident: str) -> str:
+    return (await client.get_handle(ident).describe()).status
+
+
+async def snapshot(client: perdure.Client, ident: str) -> tuple[Any, ...]:
+    """What a batch that does nothing must leave as it is."""
+    d = await client.get_handle(ident).describe()
+    return (d.run_id, d.status, d.history_length, d.updated_at, d.closed_at)
+
+
+async def waiting(client: perdure.Client, *idents: str) -> None:
+    """Until each run waits for its "go" signal (its first turn taken)."""
+
+    async def all_wait() -> bool:
+        for ident in idents:
+            if (await client.get_handle(ident).describe()).waiting_signals != ["go"]:
+                return False
+        return True
+
+    await eventually(all_wait, f"{idents} to wait for go")
+
+
+async def test_a_dry_run_names_the_runs_as_the_list_does_and_changes_nothing(
+    api: httpx.AsyncClient, client: perdure.Client
+) -> None:
+    for ident in ("d-1", "d-2", "d-3"):
+        await client.start("parked", ident, id=ident)
+    await client.start("held", "d-4", id="d-4")
+    await client.get_handle("d-1").terminate("closed before")
+    idents = ("d-1", "d-2", "d-3", "d-4")
+    before = [await snapshot(client, ident) for ident in idents]
+
+    found = await batch(api, "terminate", type="parked", dry_run=True, reason="not yet")
+    assert [row["id"] for row in found["matched"]] == ["d-3", "d-2"]  # open runs only
+    assert (found["action"], found["dry_run"]) == ("terminate", True)
+    assert found["done"] == found["skipped"] == found["failed"] == {}
+    # Its rows are the listing's (GET /api/workflows), field for field.
+    listed = await api.get(
+        "/api/workflows", params={"type": "parked", "status": "running", "latest": "true"}
+    )
+    assert found["matched"] == listed.json()["items"]
+    # A reset names every status (here: the terminated run too), and a search.
+    found = await batch(api, "reset", type="parked", search="d-", dry_run=True)
+    assert [row["id"] for row in found["matched"]] == ["d-3", "d-2", "d-1"]
+    assert [await snapshot(client, ident) for ident in idents] == before
+    assert len(await client.list()) == 4  # (no run was added)
+
+
+async def test_terminate_ends_exactly_the_matched_runs(
+    api: httpx.AsyncClient, client: perdure.Client
+) -> None:
+    ops, dev = {"team": "ops"}, {"team": "dev"}
+    runs = {}
+    for ident in ("t-1", "t-2", "t-3"):
+        runs[ident] = (await client.start("parked", ident, id=ident, search_attributes=ops)).run_id
+    await client.start("parked", "t-4", id="t-4", search_attributes=dev)  # another value
+    await client.start("held", "t-5", id="t-5", search_attributes=ops)  # another type
+    await client.start("parked", "t-6", id="t-6", search_attributes=ops)
+    await client.get_handle("t-6").terminate("closed before")  # closed: not matched
+
+    done = await batch(api, "terminate", type="parked", attr=["team=ops"], reason="incident 7")
+    assert done["done"] == runs and done["skipped"] == done["failed"] == {}
+    assert done["dry_run"] is False
+    for ident in runs:
+        assert await status_of(client, ident) == "terminated"
+        last = (await client.get_handle(ident).history())[-1]
+        assert (last["type"], last["reason"]) == ("WorkflowTerminated", "incident 7")
+    assert await status_of(client, "t-4") == "running"
+    assert await status_of(client, "t-5") == "running"
+    closed = [e for e in await client.get_handle("t-6").history() if e["type"] != "TurnStarted"]
+    assert [e.get("reason") for e in closed if e["type"] == "WorkflowTerminated"] == [
+        "closed before"
+    ]
+    # Again: nothing still matches.
+    again = await batch(api, "terminate", type="parked", attr=["team=ops"])
+    assert again["matched"] == [] and again["done"] == {}
+
+
+async def test_cancel_is_seen_by_the_matched_runs_code(
+    api: httpx.AsyncClient, client: perdure.Client, batch_worker: perdure.Worker
+) -> None:
+    for ident in ("c-1", "c-2"):
+        await client.start("parked", ident, id=ident)
+    await client.start("held", "c-3", id="c-3")
+    await waiting(client, "c-1", "c-2", "c-3")
+
+    done = await batch(api, "cancel", type="parked", search="c-", reason="not needed")
+    assert sorted(done["done"]) == ["c-1", "c-2"] and done["failed"] == {}
+
+    async def cancelled() -> bool:
+        return all([await status_of(client, i) == "cancelled" for i in ("c-1", "c-2")])
+
+    await eventually(cancelled, "the matched runs to end cancelled")
+    history = await client.get_handle("c-1").history()
+    assert [e.get("reason") for e in history if e["type"] == "CancelRequested"] == ["not needed"]
+    assert await status_of(client, "c-3") == "running"
+
+
+async def test_reset_by_filter_runs_the_failed_payments_again(
+    api: httpx.AsyncClient, client: perdure.Client, batch_worker: perdure.Worker, tmp_path: Path
+) -> None:
+    flag, up = tmp_path / "payment-api-up", tmp_path / "always-up"
+    up.touch()
+    old = {}
+    for ident in ("r-1", "r-2", "r-3"):
+        old[ident] = (await client.start("payment", ident, str(flag), id=ident)).run_id
+    paid = await client.start("payment", "r-ok", str(up), id="r-ok")
+    await client.start("parked", "r-other", id="r-other")
+    assert await paid.result(timeout=15) == "charged r-ok"
+
+    async def failed() -> bool:
+        return all([await status_of(client, i) == "failed" for i in old])
+
+    await eventually(failed, "the payments to fail")
+    flag.touch()  # the payment API is back
+
+    done = await batch(api, "reset", status="failed", type="payment", reason="API back")
+    assert sorted(done["done"]) == sorted(old) and done["failed"] == done["skipped"] == {}
+    for ident, old_run in old.items():
+        new_run = done["done"][ident]
+        assert new_run != old_run
+        new = client.get_handle(ident, new_run)
+        assert await new.result(timeout=15) == f"charged {ident}"
+        assert (await client.get_handle(ident, old_run).describe()).status == "failed"
+    latest = await client.list(search="r-", latest=True)
+    assert {e.id: e.run_id for e in latest if e.id in old} == done["done"]
+    every = await client.list(search="r-")
+    assert sorted(e.run_id for e in every if e.id in old) == sorted(
+        [*old.values(), *done["done"].values()]
+    )
+    assert [e.run_id for e in every if e.id == "r-ok"] == [paid.run_id]  # completed: not matched
+    assert await status_of(client, "r-other") == "running"
+    again = await batch(api, "reset", status="failed", type="payment", dry_run=True)
+    assert again["matched"] == []  # the old runs are no longer their ids' latest
+
+
+async def test_limit_acts_on_the_newest_runs(
+    api: httpx.AsyncClient, client: perdure.Client
+) -> None:
+    for ident in ("l-1", "l-2", "l-3", "l-4"):
+        await client.start("parked", ident, id=ident)
+    done = await batch(api, "terminate", search="l-", limit=2)
+    assert [row["id"] for row in done["matched"]] == ["l-4", "l-3"]
+    assert sorted(done["done"]) == ["l-3", "l-4"]
+    assert [await status_of(client, i) for i in ("l-1", "l-2", "l-3", "l-4")] == [
+        "running",
+        "running",
+        "terminated",
+        "terminated",
+    ]
+
+
+async def test_a_run_that_ended_after_it_was_chosen_is_skipped(
+    api: httpx.AsyncClient, client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for ident in ("s-1", "s-2", "s-3"):
+        await client.start("parked", ident, id=ident)
+    listing = client.list
+
+    async def then_one_ends(*args: Any, **kwargs: Any) -> list[perdure.WorkflowExecution]:
+        chosen = await listing(*args, **kwargs)
+        await client.get_handle("s-2").terminate("someone else, meanwhile")
+        return chosen
+
+    # (Between choosing and acting: the batch lists, then acts on what it listed.)
+    monkeypatch.setattr(client, "list", then_one_ends)
+    done = await batch(api, "terminate", search="s-")
+    assert [row["id"] for row in done["matched"]] == ["s-3", "s-2", "s-1"]
+    assert done["skipped"] == {"s-2": "it has ended"}
+    assert sorted(done["done"]) == ["s-1", "s-3"] and done["failed"] == {}
+    history = await client.get_handle("s-2").history()
+    reasons = [e.get("reason") for e in history if e["type"] == "WorkflowTerminated"]
+    assert reasons == ["someone else, meanwhile"]  # not terminated twice
+
+
+async def test_a_run_whose_action_fails_is_reported_and_the_others_go_on(
+    api: httpx.AsyncClient, client: perdure.Client, batch_worker: perdure.Worker, tmp_path: Path
+) -> None:
+    tag = {"batch": "f"}
+    await client.start("parent", "o-1", "f", id="f-1")
+    failing = await client.start(
+        "payment", "o-2", str(tmp_path / "down"), id="f-2", search_attributes=tag
+    )
+    with pytest.raises(perdure.WorkflowFailedError):
+        await failing.result(timeout=15)
+    await waiting(client, "f-1/kid")
+
+    # The child cannot be reset (its parent waits on it); the payment can.
+    done = await batch(api, "reset", attr=["batch=f"], reason="again")
+    assert sorted(row["id"] for row in done["matched"]) == ["f-1/kid", "f-2"]
+    assert list(done["done"]) == ["f-2"] and done["skipped"] == {}
+    assert list(done["failed"]) == ["f-1/kid"]
+    assert done["failed"]["f-1/kid"].startswith("WorkflowResetError: workflow 'f-1/kid' is a child")
+    assert "reset the parent instead" in done["failed"]["f-1/kid"]
+    assert (await client.get_handle("f-2").describe()).run_id == done["done"]["f-2"]
+    assert await status_of(client, "f-1/kid") == "running"
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "message"),
+    [
+        ("terminate", {}, "name which runs to terminate: give a filter (status, type, since"),
+        ("reset", {"search": "", "type": ""}, "name which runs to reset: give a filter"),
+        ("cancel", {"reason": "why"}, "name which runs to cancel: give a filter"),
+        (
+            "cancel",
+            {"status": "failed"},
+            'only open runs can be cancelled: status must be "running" (or left out), not '
+            "'failed'",
+        ),
+        ("terminate", {"status": "completed"}, "only open runs can be terminated"),
+        ("reset", {"status": "nope"}, "status must be one of running, completed, failed"),
+        ("reset", {"attr": ["team"]}, "attr takes NAME=VALUE (a search attribute and its value)"),
+        ("reset", {"since": "yesterday"}, "since: cannot read time 'yesterday'"),
+        ("reset", {"since": "1h", "until": "2h"}, "since ("),
+        ("terminate", {"search": "\x00"}, "search must not hold the NUL character"),
+    ],
+)
+async def test_bad_input_is_422_saying_what_is_wrong_and_does_nothing(
+    api: httpx.AsyncClient, client: perdure.Client, action: str, body: Any, message: str
+) -> None:
+    await client.start("parked", "kept", id="kept")
+    before = await snapshot(client, "kept")
+    answer = await api.post(f"/api/batch/{action}", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith(message), answer.json()
+    assert await snapshot(client, "kept") == before
+
+
+async def test_a_malformed_request_is_422(api: httpx.AsyncClient) -> None:
+    cases: list[tuple[str, Any, str]] = [
+        ("archive", {"search": "x"}, "path.action: Input should be 'cancel', 'terminate' or"),
+        ("terminate", None, "body: Input should be a valid dictionary"),
+        ("terminate", {"search": "x", "force": True}, "body.force: Extra inputs are not"),
+        ("terminate", {"search": "x", "limit": 0}, "body.limit: Input should be greater than"),
+        ("terminate", {"search": "x", "limit": "2"}, "body.limit: Input should be a valid int"),
+        ("terminate", {"search": "x", "dry_run": "yes"}, "body.dry_run: Input should be a valid"),
+        ("terminate", {"attr": "team=ops"}, "body.attr: Input should be a valid list"),
+    ]
+    for action, body, message in cases:
+        answer = await api.post(f"/api/batch/{action}", json=body)
+        assert answer.status_code == 422, (action, body, answer.text)
+        assert answer.json()["message"].startswith(message), answer.json()
+    not_json = await api.post("/api/batch/terminate", content=b"{search")
+    assert not_json.status_code == 422
+    assert not_json.json()["message"].startswith("the request body is not valid JSON")
+
+
+async def test_only_an_admin_token_may_batch_even_a_dry_run(client: perdure.Client) -> None:
+    await client.start("parked", "tok-1", id="tok-1")
+    app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
+    transport = httpx.ASGITransport(app=app)
+    body = {"search": "tok-", "dry_run": True}
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as api:
+        none = await api.post("/api/batch/terminate", json=body)
+        assert none.status_code == 401 and none.headers["www-authenticate"] == "Bearer"
+        wrong = await api.post(
+            "/api/batch/terminate", json=body, headers={"Authorization": f"Bearer {'w' * 24}"}
+        )
+        assert wrong.status_code == 401
+        read = {"Authorization": f"Bearer {READ}"}
+        refused = await api.post(
+            "/api/batch/terminate", json={**body, "dry_run": False}, headers=read
+        )
+        assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
+        assert (await api.post("/api/batch/terminate", json=body, headers=read)).status_code == 403
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        answer = await api.post("/api/batch/terminate", json=body, headers=admin)
+        assert answer.status_code == 200 and [r["id"] for r in answer.json()["matched"]] == [
+            "tok-1"
+        ]
+    assert await status_of(client, "tok-1") == "running"
+
+
+async def test_the_openapi_document_describes_it(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/api/openapi.json")).json()
+    route = spec["paths"]["/api/batch/{action}"]["post"]
+    (action,) = route["parameters"]
+    assert action["in"] == "path" and action["schema"]["enum"] == ["cancel", "terminate", "reset"]
+    body = route["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {
+        *("status", "type", "since", "until", "search", "attr", "retrying"),
+        *("reason", "limit", "dry_run"),
+    }
+    assert body["additionalProperties"] is False
+    assert set(route["responses"]) == {"200", "401", "403", "422", "503"}
+    out = spec["components"]["schemas"]["BatchOut"]["properties"]
+    assert set(out) == {"action", "dry_run", "matched", "done", "skipped", "failed"}
+    assert out["matched"]["items"] == {"$ref": "#/components/schemas/WorkflowSummary"}
