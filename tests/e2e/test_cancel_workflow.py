@@ -15,6 +15,7 @@ from e2e_helpers import fast_worker
 
 import perdure
 from perdure import workflow
+from perdure.cli._inspect_cmd import summarize
 from perdure.testing import Replayer, WorkflowEnvironment
 
 
@@ -88,6 +89,17 @@ async def test_a_workflow_cancels_another(client: perdure.Client) -> None:
     assert [e["run_id"] for e in delivered] == [ship.run_id]
     failed = [(e["reason"], e["status"]) for e in events if e["type"] == "ExternalCancelFailed"]
     assert failed == [("not_found", ""), ("closed", "cancelled")]
+    # perdure history says what each was.
+    lines = [summarize(e) for e in events if e["type"].startswith("ExternalCancel")]
+    last = requested[-1]["ref"]  # (after as many pings as the shipment took to end)
+    assert lines == [
+        "ship-o-1: customer withdrew (ref 1)",
+        f"ref 1 to run {ship.run_id}",
+        "no-such-shipment: cancelled by workflow 'desk-o-1' (ref 2)",
+        "ref 2: no such workflow",
+        f"ship-o-1: cancelled by workflow 'desk-o-1' (ref {last})",
+        f"ref {last}: its run ended (cancelled)",
+    ]
     # The history replays; code that cancels another id first does not.
     assert Replayer([order_desk]).replay(events).ok
     changed = Replayer([order_desk_changed]).replay(events)

@@ -310,9 +310,11 @@ def summarize(event: dict[str, Any]) -> str:
     if kind == "ExternalSignalRequested":
         payload = js(event.get("payload"))
         return f"{event.get('name')} {payload} to {event.get('workflow_id')} (ref {ref})"
-    if kind == "ExternalSignalDelivered":
+    if kind == "ExternalCancelRequested":
+        return f"{event.get('workflow_id')}: {event.get('reason')} (ref {ref})"
+    if kind in ("ExternalSignalDelivered", "ExternalCancelDelivered"):
         return f"ref {ref} to run {event.get('run_id')}"
-    if kind == "ExternalSignalFailed":
+    if kind in ("ExternalSignalFailed", "ExternalCancelFailed"):
         closed = event.get("reason") == "closed"
         return f"ref {ref}: " + (
             f"its run ended ({event.get('status')})" if closed else "no such workflow"

@@ -79,8 +79,11 @@ function eventDetail(e) {
       return `ref ${e.ref} · ${e.status || "failed"} · ${f.type}: ${f.message}`;
     case "ChildWorkflowCancelRequested": return `ref ${e.ref}`;
     case "ExternalSignalRequested": return `${e.name} ${json(e.payload)} → ${e.workflow_id} · ref ${e.ref}`;
-    case "ExternalSignalDelivered": return `ref ${e.ref} · to run ${e.run_id}`;
+    case "ExternalCancelRequested": return `${e.workflow_id} · ${e.reason} · ref ${e.ref}`;
+    case "ExternalSignalDelivered":
+    case "ExternalCancelDelivered": return `ref ${e.ref} · to run ${e.run_id}`;
     case "ExternalSignalFailed":
+    case "ExternalCancelFailed":
       return `ref ${e.ref} · ${e.reason === "closed" ? `its run ended (${e.status})` : "no such workflow"}`;
     case "SideEffectRecorded": return `ref ${e.ref} → ${json(e.value)}`;
     case "PatchRecorded": return e.patch_id;
@@ -99,7 +102,7 @@ function eventKind(type) {
   if (type.startsWith("Activity")) return "activity";
   if (type.startsWith("Timer")) return "timer";
   if (type === "SignalReceived" || type === "CancelRequested") return "signal";
-  if (type.startsWith("ExternalSignal")) return "signal";
+  if (type.startsWith("ExternalSignal") || type.startsWith("ExternalCancel")) return "signal";
   return "other";
 }
 
