@@ -403,3 +403,21 @@ async def test_a_child_gets_its_own_attributes_not_its_parents(client: perdure.C
     with pytest.raises(TypeError, match="must be a str, int, float or bool"):
         async with WorkflowEnvironment(workflows=[shop, shop_child]) as env:
             await env.client.list(search_attributes={"order": ["a"]})  # type: ignore[dict-item]
+
+
+async def test_signal_with_start_gives_a_new_run_its_attributes(client: perdure.Client) -> None:
+    async with fast_worker(client, [tagger], []):
+        handle = await client.signal_with_start(
+            tagger, signal="go", id="sws-1", search_attributes={"source": "webhook"}
+        )
+        await _until(client, {"source": "webhook", "slept": True}, ["sws-1"])
+        # The id's run is open: the signal goes to it, the attributes are not applied.
+        await client.signal_with_start(
+            tagger, signal="end", id="sws-1", search_attributes={"source": "other"}
+        )
+        assert await handle.result(timeout=30) == "ok"
+    assert (await handle.describe()).search_attributes == {
+        "source": "webhook",
+        "phase": "ended",
+        "slept": True,
+    }
