@@ -1,10 +1,13 @@
 """Search attributes through the real entry point (``python -m perdure``), on
-SQLite and PostgreSQL, with a real worker process: ``start --attr`` (typed
+SQLite, with a real worker process: ``start --attr`` (typed
 values), ``list --attr`` (every term must match, as text), what ``show``,
 ``history`` and ``list --json`` print, and bad terms: exit 2, nothing written.
 
 Set-up and waiting go through an in-process SyncClient; independent commands
-run side by side (``cli_all``).
+run side by side (``cli_all``). The commands add no SQL of their own: the
+Client's listing and starts are tested on both databases in
+tests/e2e/test_search_attributes.py, and the HTTP API's in
+test_attributes_api.py (on both); here one database keeps the suite short.
 """
 
 from __future__ import annotations
@@ -21,12 +24,9 @@ import perdure
 from perdure.cli._control_cmd import typed_value
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_database").fresh_url()
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('attrs-cli') / 'attrs.db'}"
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('attrs-cli') / 'attrs.db'}"
     (done,) = cli_all(("migrate", "--db", url))
     assert done.returncode == 0, done.stderr
     return url

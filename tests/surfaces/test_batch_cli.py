@@ -1,14 +1,17 @@
 """``perdure cancel``, ``terminate`` and ``reset`` by filter, through the real
-entry point (``python -m perdure``), on SQLite and PostgreSQL, with a real
-worker process: without ``--yes`` they list what matches and do nothing;
-with it they act on exactly those runs (other types, other values, closed
-runs untouched), ``--limit`` takes the newest, a run whose action fails is
-listed with its error (exit 5), and a mix of the two forms, or neither, is
-a usage error (exit 2) that does nothing.
+entry point (``python -m perdure``), on SQLite, with a real worker process:
+without ``--yes`` they list what matches and do nothing; with it they act
+on exactly those runs (other types, other values, closed runs untouched),
+``--limit`` takes the newest, a run whose action fails is listed with its
+error (exit 5), and a mix of the two forms, or neither, is a usage error
+(exit 2) that does nothing.
 
 (A run that ends between the choosing and the acting is ``skipped``: that
 is arranged in process, in test_batch_api.py.) Set-up and waiting go through
 an in-process SyncClient; independent commands run side by side (``cli_all``).
+The commands add no SQL of their own: Client.batch is tested on both
+databases in tests/e2e/test_batch.py, and the HTTP API's batches in
+test_batch_api.py (on both); here one database keeps the suite short.
 """
 
 from __future__ import annotations
@@ -26,12 +29,9 @@ from surface_helpers import Proc, cli_all, spawn, wait_for
 import perdure
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_database").fresh_url()
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('batch-cli') / 'batch.db'}"
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('batch-cli') / 'batch.db'}"
     (done,) = cli_all(("migrate", "--db", url))
     assert done.returncode == 0, done.stderr
     return url
