@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -197,23 +197,7 @@ def cancel(
     id's latest), listed first; --yes cancels them (exit 5 if any failed).
     """
     chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs)
-    one_run = {"--run-id": run_id is not None}
-    if is_batch("cancel", workflow_id, chosen, limit=limit, yes=yes, one_run_only=one_run):
-        act_on_matching(
-            "cancel", chosen, limit=limit, yes=yes, reason=reason, db=db, as_json=as_json
-        )
-        return
-    assert workflow_id is not None  # (is_batch: an id, or filters)
-    ident = workflow_id
-
-    async def work(client: Client) -> None:
-        await client.get_handle(ident, run_id).cancel(reason)
-        if as_json:
-            print_json({"id": ident, "action": "cancel"})
-            return
-        out.print(f"Cancellation requested for {escape(ident)}")
-
-    run(db, work)
+    _end("cancel", workflow_id, run_id, chosen, reason, db, as_json, limit, yes)
 
 
 @app.command(epilog=EPILOG, rich_help_panel="Control")
@@ -239,21 +223,41 @@ def terminate(
     id's latest), listed first; --yes terminates them (exit 5 if any failed).
     """
     chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs)
+    _end("terminate", workflow_id, run_id, chosen, reason, db, as_json, limit, yes)
+
+
+def _end(
+    action: Literal["cancel", "terminate"],
+    workflow_id: Optional[str],
+    run_id: Optional[str],
+    chosen: Any,
+    reason: Optional[str],
+    db: Optional[str],
+    as_json: bool,
+    limit: Optional[int],
+    yes: bool,
+) -> None:
+    """``cancel`` or ``terminate``: one run by its id, or (``chosen``: the
+    filters) every run they match."""
     one_run = {"--run-id": run_id is not None}
-    if is_batch("terminate", workflow_id, chosen, limit=limit, yes=yes, one_run_only=one_run):
-        act_on_matching(
-            "terminate", chosen, limit=limit, yes=yes, reason=reason, db=db, as_json=as_json
-        )
+    if is_batch(action, workflow_id, chosen, limit=limit, yes=yes, one_run_only=one_run):
+        act_on_matching(action, chosen, limit=limit, yes=yes, reason=reason, db=db, as_json=as_json)
         return
     assert workflow_id is not None  # (is_batch: an id, or filters)
     ident = workflow_id
 
     async def work(client: Client) -> None:
-        await client.get_handle(ident, run_id).terminate(reason)
+        handle = client.get_handle(ident, run_id)
+        if action == "cancel":
+            await handle.cancel(reason)
+            said = f"Cancellation requested for {escape(ident)}"
+        else:
+            await handle.terminate(reason)
+            said = f"Terminated {escape(ident)}"
         if as_json:
-            print_json({"id": ident, "action": "terminate"})
+            print_json({"id": ident, "action": action})
             return
-        out.print(f"Terminated {escape(ident)}")
+        out.print(said)
 
     run(db, work)
 
