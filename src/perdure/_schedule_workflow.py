@@ -148,6 +148,11 @@ async def _catch_up(spec: ScheduleSpec, state: ScheduleState, now: float) -> Non
         state.missed += passed
 
 
+# (A change of the commands every schedule's workflow issues: histories
+# recorded before it replay without it.)
+PUBLISH_BEFORE_CATCH_UP = "perdure.schedule.publish-before-catch-up"
+
+
 def _publish(spec: ScheduleSpec, state: ScheduleState, due: float | None) -> None:
     workflow.set_state(STATE_KEY, {"state": asdict(state), "next_run_at": due})
 
@@ -159,19 +164,28 @@ async def schedule_workflow(spec: ScheduleSpec, state: ScheduleState | None = No
     ``update`` signals."""
     if state is None:
         state = ScheduleState(cursor=workflow.now().timestamp())
+    behind = False  # (the state changed since it was last published)
     while True:
         now = workflow.now().timestamp()
         due = None if state.paused else next_time(spec, state.cursor)
         if due is not None and due <= now:
+            if behind and workflow.patched(PUBLISH_BEFORE_CATCH_UP):
+                # A schedule that stays behind (its runs take longer to start
+                # than its interval) comes straight back here: publish what it
+                # has started so far, or describe() shows counts of long ago.
+                _publish(spec, state, due)
             await _catch_up(spec, state, now)
+            behind = True
         else:
             _publish(spec, state, due)
+            behind = False
             wait = None if due is None else due - now
             try:
                 command = await workflow.wait_signal(SIGNAL, timeout=wait)
             except TimeoutError:
                 continue  # (the time has come: the loop's next pass starts its run)
             await _obey(spec, state, command)
+            behind = True
         if workflow.info().history_length >= spec.max_history:
             _publish(spec, state, None if state.paused else next_time(spec, state.cursor))
             workflow.continue_as_new(spec, state)

@@ -16,7 +16,9 @@ import pytest
 from e2e_helpers import fast_worker, wait_until
 
 import perdure
-from perdure import workflow
+from perdure import activity, workflow
+from perdure._schedule_spec import START_ACTIVITY
+from perdure._schedule_workflow import _Started, _StartRequest
 from perdure.codecs import ZlibCodec
 
 
@@ -111,3 +113,46 @@ async def test_the_last_run_deleted_by_a_retention_job_does_not_stop_the_schedul
         await wait_until(lambda: started(3), what="two more runs")
         described = await schedule.describe()
     assert all(r.skipped is None for r in described.recent)
+
+
+async def test_a_schedule_that_stays_behind_still_publishes_what_it_started(
+    client: perdure.Client,
+) -> None:
+    """A schedule whose runs take longer to start than its interval goes
+    from one run's start straight to the next time's: describe() must count
+    the runs started so far, not those of the last time it caught up.
+    (The start activity is replaced by one held until the test lets it go.)"""
+    calls: list[str] = []
+    release = asyncio.Event()
+    free = False  # (set when the test ends, failed or not: no start waits then)
+
+    @activity.defn(name=START_ACTIVITY)
+    async def held_start(request: _StartRequest) -> _Started:
+        calls.append(request.workflow_id)
+        if not free:
+            await release.wait()
+            release.clear()
+        handle = await client.start(
+            request.workflow, *request.args, id=request.workflow_id, id_conflict="use_existing"
+        )
+        return _Started(handle.run_id)
+
+    schedule = await client.create_schedule("behind", tick, "b", every=timedelta(seconds=1))
+    async with fast_worker(client, [tick], [held_start]):
+        try:
+            await wait_until(lambda: _true(len(calls) == 1), what="the first start")
+            await asyncio.sleep(1.2)  # the next time comes while the first run starts
+            release.set()
+            await wait_until(lambda: _true(len(calls) == 2), what="the second start")
+            described = await schedule.describe()
+            assert described.runs_started == 1
+            assert [r.workflow_id for r in described.recent] == calls[:1]
+        finally:
+            free = True
+            release.set()
+        await wait_until(lambda: _true(len(calls) >= 3), what="the schedule to go on", timeout=15)
+    assert (await schedule.describe()).runs_started >= 2
+
+
+async def _true(value: bool) -> bool:
+    return value
