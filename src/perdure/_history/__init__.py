@@ -1,7 +1,8 @@
 """The history model: events (past tense) and commands (imperative). Imports nothing
-outside itself: ``events`` (types and encoding), ``commands`` (commands and
-replay matching), ``turns`` (cutting histories into turns), ``reset`` (where a new run may
-take over a run's history).
+outside itself: ``eventtypes`` (the event classes), ``events`` (their encoding,
+re-exporting the classes), ``commands`` (commands and replay matching),
+``turns`` (cutting histories into turns), ``reset`` (where a new run may take
+over a run's history).
 
 A run's history is an append-only list of events, numbered from 1 by ``seq``.
 It is cut into *turns*: each turn is the *input* events it consumed (in the

@@ -5,6 +5,10 @@ coroutine that became ready until none is, and returns the commands produced.
 With ``recorded`` (replay), the produced commands are checked one by one against
 the commands that turn recorded; the first difference is a
 :class:`NonDeterminismError` naming both sides and the line of workflow code.
+Two mixins hold its rarer services: ``others`` (children, signals and cancel
+requests to other workflows) and ``recorded`` (patches, side effects, state,
+search attributes). Imports the history model, the converter, perdure's errors
+and the rest of the runtime.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from contextvars import Context, ContextVar
 from typing import Any, NoReturn
 
 from perdure import _history as h
-from perdure._attributes import merged
 from perdure._converter import DataConverter, fresh
 from perdure._runtime.endings import (
     ContinueAsNewError,
@@ -29,17 +32,15 @@ from perdure._runtime.endings import (
 )
 from perdure._runtime.locate import brief, raised_at, user_location
 from perdure._runtime.loop import DurableTimerHandle, WorkflowLoop
-from perdure._runtime.runinfo import WorkflowInfo, _Child, _Splitmix64
+from perdure._runtime.others import FROM_OTHERS, OtherWorkflows
+from perdure._runtime.recorded import RecordedValues
+from perdure._runtime.runinfo import WorkflowInfo, _Splitmix64
 from perdure._runtime.signals import Signals
 from perdure.errors import (
     ActivityError,
-    ChildWorkflowError,
     NonDeterminismError,
     PayloadCodecError,
     PayloadError,
-    WorkflowAlreadyStartedError,
-    WorkflowClosedError,
-    WorkflowNotFoundError,
     cause_from_failure,
     failure_from_exception,
 )
@@ -64,19 +65,6 @@ MAX_DRIFT = 3  # activities replayed with other arguments that an instance notes
 _current: ContextVar[WorkflowInstance | None] = ContextVar("perdure_instance", default=None)
 
 
-def _undelivered(
-    workflow_id: str, failed: h.ExternalSignalFailed | h.ExternalCancelFailed
-) -> Exception:
-    """What ``workflow.signal_workflow`` (``cancel_workflow``) raises when its
-    signal (cancel request) was not delivered."""
-    verb = "cancel" if isinstance(failed, h.ExternalCancelFailed) else "signal"
-    if failed.reason == "closed":
-        return WorkflowClosedError(
-            f"cannot {verb} workflow {workflow_id!r}: its latest run has ended ({failed.status})"
-        )
-    return WorkflowNotFoundError(f"cannot {verb} workflow {workflow_id!r}: no run has that id")
-
-
 def current_instance() -> WorkflowInstance | None:
     """The running workflow instance, or None outside workflow code."""
     return _current.get()
@@ -85,7 +73,7 @@ def current_instance() -> WorkflowInstance | None:
 WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]
 
 
-class WorkflowInstance:
+class WorkflowInstance(OtherWorkflows, RecordedValues):
     def __init__(self, fn: WorkflowFn, converter: DataConverter) -> None:
         self.fn = fn
         self.converter = converter
@@ -100,8 +88,8 @@ class WorkflowInstance:
         self.replaying = False
         self.info: WorkflowInfo | None = None
         self.closed = False  # a closing command was issued
-        self.state: dict[str, Any] = {}
-        self.search_attributes: dict[str, Any] = {}  # as the run's turns have left them
+        self.state = {}  # (declared, with search_attributes and _patches, in RecordedValues)
+        self.search_attributes = {}
         self.extras: dict[str, Any] = {}  # per-run objects of the API layer (its Random)
         self._rng = _Splitmix64(0)
         self._next_ref = 1
@@ -117,12 +105,10 @@ class WorkflowInstance:
         self._timers: dict[int, DurableTimerHandle] = {}
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._signals = Signals()
-        self._children: dict[int, _Child] = {}
-        # Signals and cancel requests to other workflows not yet delivered:
-        # ref -> (their id, the future)
-        self._signals_out: dict[int, tuple[str, asyncio.Future[None]]] = {}
-        self.has_children = False  # started a child, in this turn or an earlier one
-        self._patches: dict[str, bool] = {}
+        self._children = {}  # (declared, with the next two, in OtherWorkflows)
+        self._signals_out = {}
+        self.has_children = False
+        self._patches = {}
         self._cancel_requested = False
         # A run made by a reset: the run whose activities' idempotency keys
         # its own activities keep (see h.WorkflowReset).
@@ -241,51 +227,8 @@ class WorkflowInstance:
                 self._main.cancel(event.reason)
         elif isinstance(event, h.WorkflowReset):
             self._keys_run = event.idempotency_run_id or None
-        elif isinstance(event, h.ChildWorkflowStarted):
-            child = self._children.get(event.ref)
-            if child is not None and not child.started.done():
-                child.started.set_result(event.run_id)
-        elif isinstance(event, h.ChildWorkflowStartFailed):
-            child = self._children.pop(event.ref, None)
-            if child is not None:
-                cause = cause_from_failure(fresh(event.failure))  # (its own details)
-                error = WorkflowAlreadyStartedError(
-                    f"child workflow {child.workflow_id!r} could not start: {cause.message}",
-                    workflow_id=child.workflow_id,
-                    run_id="",
-                )
-                if not child.started.done():
-                    child.started.set_exception(error)
-                if not child.result.done():
-                    child.result.set_exception(error)
-                    child.result.exception()  # start_child raises it; never log it twice
-        elif isinstance(event, (h.ExternalSignalDelivered, h.ExternalCancelDelivered)):
-            sent = self._signals_out.pop(event.ref, None)
-            if sent is not None and not sent[1].done():
-                sent[1].set_result(None)
-        elif isinstance(event, (h.ExternalSignalFailed, h.ExternalCancelFailed)):
-            sent = self._signals_out.pop(event.ref, None)
-            if sent is not None and not sent[1].done():
-                sent[1].set_exception(_undelivered(sent[0], event))
-        elif isinstance(event, h.ChildWorkflowCompleted):
-            child = self._children.pop(event.ref, None)
-            if child is not None and not child.result.done():
-                child.result.set_result(event.result)
-        elif isinstance(event, h.ChildWorkflowFailed):
-            child = self._children.pop(event.ref, None)
-            if child is not None and not child.result.done():
-                cause = cause_from_failure(fresh(event.failure))  # (its own details)
-                run_id = child.started.result() if child.started.done() else ""
-                child.result.set_exception(
-                    ChildWorkflowError(
-                        f"child workflow {child.workflow_type!r} ({child.workflow_id!r}) "
-                        f"{event.status}: {cause}",
-                        workflow_id=child.workflow_id,
-                        run_id=run_id,
-                        status=event.status,
-                        cause=cause,
-                    )
-                )
+        elif isinstance(event, FROM_OTHERS):
+            self._apply_from_others(event)
         else:
             raise ValueError(f"{event.TYPE} is not an input event")
 
@@ -469,119 +412,6 @@ class WorkflowInstance:
 
     async def wait_signal(self, name: str, timeout: float | None) -> Any:
         return await self._signals.wait(self.loop, name, timeout)
-
-    def start_child(
-        self,
-        workflow_type: str,
-        workflow_id: str,
-        task_queue: str,
-        args: list[Any],
-        kwargs: dict[str, Any],
-        parent_close_policy: str,
-        search_attributes: dict[str, Any] | None = None,
-    ) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
-        """Issue StartChild; returns futures for the child's run id and its result."""
-        ref = self.next_ref()
-        child = _Child(
-            workflow_type, workflow_id, self.loop.create_future(), self.loop.create_future()
-        )
-        self._children[ref] = child
-        self.has_children = True
-        self.issue(
-            h.StartChild(
-                ref,
-                workflow_type,
-                workflow_id,
-                task_queue,
-                args,
-                kwargs,
-                parent_close_policy,
-                search_attributes or {},
-            )
-        )
-
-        def on_done(fut: asyncio.Future[Any]) -> None:
-            # The awaiting code was cancelled: ask the child to cancel too.
-            if fut.cancelled() and self._children.pop(ref, None) is not None:
-                self.issue(h.CancelChild(ref=ref))
-
-        child.result.add_done_callback(on_done)
-        return child.started, child.result
-
-    def signal_external(self, workflow_id: str, name: str, payload: Any) -> asyncio.Future[None]:
-        """Issue SignalExternal (``payload`` is JSON); the future is done
-        once the signal is delivered, with the error that says why if not."""
-        ref = self.next_ref()
-        done: asyncio.Future[None] = self.loop.create_future()
-        self._signals_out[ref] = (workflow_id, done)
-        self.issue(h.SignalExternal(ref, workflow_id, name, payload))
-        return done
-
-    def cancel_external(self, workflow_id: str, reason: str | None) -> asyncio.Future[None]:
-        """Issue CancelExternal; the future is done once the request is
-        delivered, with the error that says why if not."""
-        ref = self.next_ref()
-        done: asyncio.Future[None] = self.loop.create_future()
-        self._signals_out[ref] = (workflow_id, done)
-        self.issue(h.CancelExternal(ref, workflow_id, reason))
-        return done
-
-    def patched(self, patch_id: str) -> bool:
-        """True on new code paths and for histories that recorded the patch."""
-        if patch_id in self._patches:
-            return self._patches[patch_id]
-        if self._expected is None:
-            self.issue(h.RecordPatch(patch_id))
-            value = True
-        else:
-            head = self._expected[0] if self._expected else None
-            value = isinstance(head, h.PatchRecorded) and head.patch_id == patch_id
-            if value:
-                self._expected.popleft()
-        self._patches[patch_id] = value
-        return value
-
-    def side_effect(self, compute: Callable[[], Any]) -> Any:
-        """Run ``compute`` once and record its JSON value; replay returns the record."""
-        ref = self.next_ref()
-        # Lambdas (the usual argument) have no return hint: skip the per-function
-        # hint lookup, which would otherwise run for every new lambda object.
-        typed = "return" in getattr(compute, "__annotations__", {})
-        if self._expected is None:
-            raw = compute()
-            value = (
-                self.converter.encode_result(compute, raw)
-                if typed
-                else self.converter.to_json(raw, where="side effect")
-            )
-            self.issue(h.RecordSideEffect(ref=ref, value=value))
-        else:
-            while self._expected and isinstance(self._expected[0], h.PatchRecorded):
-                self._expected.popleft()
-            head = self._expected[0] if self._expected else None
-            if not (isinstance(head, h.SideEffectRecorded) and head.ref == ref):
-                self.issue(h.RecordSideEffect(ref=ref, value=None))  # reports the mismatch
-                raise _TurnAborted()
-            self._expected.popleft()
-            value = head.value
-        try:
-            if typed:
-                return self.converter.decode_result(compute, value)
-            return self.converter.from_json(value, where="side effect")
-        except PayloadCodecError as exc:
-            self.unreadable(exc)
-
-    def set_state(self, key: str, value: Any) -> None:
-        if type(key) is not str:  # (JSON keeps only strings as keys: 5 came back as "5")
-            raise TypeError(f"a state key must be a string, not {type(key).__name__} {key!r}")
-        encoded = self.converter.to_json(value, where=f"state {key!r}")
-        self.state[key] = encoded
-        self.issue(h.SetState(key=key, value=encoded))
-
-    def set_search_attributes(self, changes: dict[str, Any]) -> None:
-        """Apply ``changes`` (checked: None removes a name) and record them."""
-        self.search_attributes = merged(self.search_attributes, changes)
-        self.issue(h.SetSearchAttributes(attributes=changes))
 
     def random_bits(self) -> int:
         return self._rng.next()
