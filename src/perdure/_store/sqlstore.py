@@ -1,42 +1,33 @@
 """SqlStore: the Store operations, written once for every SQL backend.
 
-A backend subclass supplies a transaction (``_write``/``_read`` run an async
-body against a :class:`~perdure._store.sqlrows.Tx`), the dialect hooks, and its
-connection life cycle. Every public method here is one transaction; the
-comments beside each say why it is atomic and what a crash leaves behind.
-Imports the history model, the store records, the row helpers and errors.
+This module owns the workers' side (starts, claims, turns, activities,
+timers, the worker registry); the client's and operators' side is
+SqlClientSide (sqlclient), and the hooks a backend subclass supplies (its
+transactions, its dialect) are SqlHooks (sqlhooks). Every public method is
+one transaction; the comments beside each say why it is atomic and what a
+crash leaves behind. Imports the history model, the store records, the row
+helpers and errors.
 """
 
 from __future__ import annotations
 
-import abc
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from perdure import _history as h
 from perdure._store import sqlleases as leases_sql
-from perdure._store import sqlnewrun as newrun
-from perdure._store import sqlqueues, sqlreset, sqlstart
+from perdure._store import sqlqueues, sqlstart
 from perdure._store import sqlrows as rows
-from perdure._store import sqlviews as views
 from perdure._store import sqlwake as wake
 from perdure._store import sqlworkers as registry
 from perdure._store.base import (
-    LIMITS,
     MAX_ATTEMPT_RECORDS,
-    OPEN,
     WORK,
     ActivityTask,
     IdConflict,
     NewRun,
-    PendingWork,
-    QueueLimitsRecord,
-    QueueRecord,
-    RunFilter,
     RunRecord,
-    StatsRecord,
-    Store,
     TurnCommit,
     TurnInput,
     TurnLease,
@@ -45,72 +36,22 @@ from perdure._store.base import (
     new_token,
 )
 from perdure._store.sqlclaimed import ClaimedPlan, plan_claimed
+from perdure._store.sqlclient import SqlClientSide
 from perdure._store.sqlcomplete import plan_complete
+from perdure._store.sqlhooks import Body as Body
+from perdure._store.sqlhooks import Query as Query
 from perdure._store.sqlplans import ClosePlan, Plan, plan_close, plan_turn
-from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
-from perdure._store.sqlstart import AnyPlan
+from perdure._store.sqlrows import RUN_COLUMNS, Fenced, Tx, dumps
 from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
 from perdure.errors import WorkflowNotFoundError
 
-T = TypeVar("T")
-Body = Callable[[Tx], Awaitable[T]]
-Query = tuple[str, Sequence[Any]]  # SQL with ? placeholders, and its parameters
 
-
-class SqlStore(Store, Dialect):
-    # ------------------------------------------------------------ backend hooks
-
-    @abc.abstractmethod
-    async def _write(self, body: Body[T]) -> T:
-        """Run ``body`` in one read-write transaction (commit, or roll back on error)."""
-
-    async def _write_own(self, body: Body[T]) -> T:
-        """``_write(body)`` in a transaction of its own, never shared with
-        other writes (PostgreSQL's groups): for a body that may wait for a
-        lock that writers take in turn (a limited queue's claim), which must
-        hold it no longer than its own statements take."""
-        return await self._write(body)
-
-    applies_plans = False  # whether _write_planned may apply them (else none is built)
-    applies_close_plans = False  # the same, for sqlplans.ClosePlan
-    applies_start_plans = False  # the same, for sqlstart.StartPlan
-    keeps_ended_feed = False  # the ended_runs table (see runs_ended_after)
-
-    async def _write_planned(self, body: Body[T], plan: AnyPlan | None) -> T:
-        """``_write(body)``; a backend may apply ``plan`` (sqlplans.plan_turn,
-        plan_close, sqlstart.plan_start) instead."""
-        return await self._write(body)
-
-    @abc.abstractmethod
-    async def _read(self, body: Body[T]) -> T:
-        """Run ``body`` against a consistent snapshot."""
-
-    async def _read_queries(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
-        """The rows of independent queries (none needs another's answer), read
-        in one snapshot. A backend may send them all at once (PostgreSQL: one
-        round trip, where a read transaction costs one per statement plus one
-        for its COMMIT)."""
-
-        async def body(tx: Tx) -> list[list[tuple[Any, ...]]]:
-            return [await tx.all(sql, params) for sql, params in queries]
-
-        return await self._read(body)
-
-    def notify_other_processes(self, *topics: str) -> None:
-        """Tell workers and result waiters in other processes what a commit
-        changed (PostgreSQL: NOTIFY, naming ``topics``). Without it they notice
-        at their next poll."""
-
-    def wake_workers(self) -> None:
-        self._committed(WORK)
-
-    def _committed(self, *topics: str) -> None:
-        """After a commit that may have changed ``topics`` (WORK, CLOSED)."""
-        if topics:
-            self.notify(*topics)
-            self.notify_other_processes(*topics)
-
-    # ------------------------------------------------------------ client side
+class SqlStore(SqlClientSide):
+    # ------------------------------------------------------------ starts
+    #
+    # A client's start is here, beside the turns: sqlstart also starts a
+    # committing turn's children, and a start's first turn may close its run
+    # (_watch_close) as a turn does.
 
     async def create_run(self, new: NewRun, id_conflict: IdConflict) -> tuple[RunRecord, bool]:
         return await sqlstart.create_run(self, new, id_conflict)
@@ -125,114 +66,6 @@ class SqlStore(Store, Dialect):
     def _closed_here(self, run_id: str, ended: list[RunRecord] | None) -> None:
         if ended and run_id in self._run_listeners:
             self._ended_here[run_id] = ended[-1]
-
-    async def signal_with_start(self, new: NewRun, signal: h.Event) -> RunRecord:
-        now = self.clock()
-
-        async def signal_or_start(tx: Tx) -> RunRecord:
-            await self.lock_workflow_id(tx, new.workflow_id)
-            existing = await rows.get_run(tx, self, new.workflow_id, None)
-            if existing is not None and existing.is_open:
-                await rows.to_inbox(tx, existing.run_id, existing.task_queue, signal, now)
-                return existing
-            await newrun.insert_run(tx, new, now, after_start=[signal])
-            run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
-            assert run is not None
-            return run
-
-        run = await self._write(signal_or_start)
-        self._committed(WORK)
-        return run
-
-    async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
-        if run_id is not None:
-            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND workflow_id = ?"
-            params: tuple[Any, ...] = (run_id, workflow_id)
-        else:
-            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1"
-            params = (workflow_id,)
-        [found] = await self._read_queries([(sql, params)])
-        return rows.run_from_row(found[0]) if found else None
-
-    async def ended_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord | None]:
-        # Which runs are open, then the records of the ended ones (Store.keep_ended);
-        # an ended run never changes: no common snapshot. By id alone: with "status
-        # = 'running' AND run_id IN", PostgreSQL walked the index of all open runs.
-        statuses = await self._read_queries(
-            [
-                (f"SELECT run_id, status FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)
-                for chunk in rows.chunks(run_ids)
-            ]
-        )
-        open_ = {run_id for found in statuses for run_id, status in found if status == OPEN}
-        ended: dict[str, RunRecord | None] = {r: None for r in run_ids if r not in open_}
-        if ended:
-            for found in await self._read_queries(
-                [
-                    (f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)
-                    for chunk in rows.chunks(list(ended))
-                ]
-            ):
-                for row in found:
-                    run = rows.run_from_row(row)
-                    if not run.is_open:  # (a run created since the first question)
-                        ended[run.run_id] = run
-        return ended
-
-    async def runs_ended_after(self, position: int | None) -> tuple[int | None, list[str] | None]:
-        if not self.keeps_ended_feed:
-            return None, None
-        return await self._read(lambda tx: views.ended_after(tx, position))
-
-    async def list_runs(self, query: RunFilter) -> list[RunRecord]:
-        return await self._read(lambda tx: views.list_runs(tx, query))
-
-    async def deliver(self, workflow_id: str, run_id: str | None, event: h.Event) -> RunRecord:
-        now = self.clock()
-
-        async def deliver(tx: Tx) -> RunRecord:
-            run = await rows.open_run(tx, self, workflow_id, run_id)
-            await rows.to_inbox(tx, run.run_id, run.task_queue, event, now)
-            return run
-
-        run = await self._write(deliver)
-        self._committed(WORK)
-        return run
-
-    async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
-        now = self.clock()
-
-        async def terminate(tx: Tx) -> set[str]:
-            run = await rows.open_run(tx, self, workflow_id, run_id)
-            return await rows.terminate_run(tx, self, run, reason, now)
-
-        self._committed(*await self._write(terminate))
-
-    async def reset(
-        self,
-        workflow_id: str,
-        run_id: str | None,
-        to_event: int | None,
-        reason: str | None,
-        new_run_id: str,
-    ) -> tuple[RunRecord, int]:
-        now = self.clock()
-
-        async def reset(tx: Tx) -> sqlreset.Reset:
-            return await sqlreset.reset_run(
-                tx, self, workflow_id, run_id, to_event, reason, new_run_id, now
-            )
-
-        done = await self._write(reset)
-        self._committed(*done.topics)
-        return done.run, done.at_seq
-
-    async def history(self, run_id: str, after_seq: int = 0) -> list[h.Event]:
-        return await self._read(lambda tx: views.history(tx, run_id, after_seq))
-
-    async def pending_work(self, run_id: str) -> PendingWork:
-        now = self.clock()
-        return await self._read(lambda tx: views.pending_work(tx, run_id, now))
 
     # ------------------------------------------------------------ claiming
 
@@ -630,29 +463,6 @@ class SqlStore(Store, Dialect):
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._read(registry.list_all)
-
-    # ------------------------------------------------------------ monitoring
-
-    async def stats(self) -> StatsRecord:
-        now = self.clock()
-        return views.stats_record(now, await self._read_queries(views.stats_queries(now)))
-
-    # ------------------------------------------------------------ task queue limits
-
-    async def set_queue_limits(self, queue: str, limits: QueueLimitsRecord | None) -> bool:
-        now = self.clock()
-        had = await self._write(lambda tx: sqlqueues.write_limits(tx, queue, limits, now))
-        # Workers re-read their queue's limits; a limit raised or removed
-        # leaves room for waiting tasks.
-        self._committed(WORK, LIMITS)
-        return had
-
-    async def queue_limits(self, queue: str) -> QueueLimitsRecord | None:
-        return await self._read(lambda tx: sqlqueues.read_limits(tx, queue))
-
-    async def queues(self, queue: str | None = None) -> list[QueueRecord]:
-        now = self.clock()
-        return await self._read(lambda tx: sqlqueues.queue_records(tx, self, queue, now))
 
 
 async def _drop_if_cancelled(tx: Tx, task: ActivityTask) -> None:

@@ -1,0 +1,166 @@
+"""SqlClientSide: the Store operations of clients and operators, for every
+SQL backend: a run's signals, deliveries, termination, reset and reads, the
+listings, the stats and task queue limits. Each is one transaction on the
+backend hooks of SqlHooks, which SqlStore (the workers' side) builds on.
+Imports the history model, the store records, the row helpers and errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from perdure import _history as h
+from perdure._store import sqlnewrun as newrun
+from perdure._store import sqlqueues, sqlreset
+from perdure._store import sqlrows as rows
+from perdure._store import sqlviews as views
+from perdure._store.base import (
+    LIMITS,
+    OPEN,
+    WORK,
+    NewRun,
+    PendingWork,
+    QueueLimitsRecord,
+    QueueRecord,
+    RunFilter,
+    RunRecord,
+    StatsRecord,
+)
+from perdure._store.sqlhooks import SqlHooks
+from perdure._store.sqlrows import RUN_COLUMNS, Tx
+
+
+class SqlClientSide(SqlHooks):
+    # ------------------------------------------------------------ client side
+
+    async def signal_with_start(self, new: NewRun, signal: h.Event) -> RunRecord:
+        now = self.clock()
+
+        async def signal_or_start(tx: Tx) -> RunRecord:
+            await self.lock_workflow_id(tx, new.workflow_id)
+            existing = await rows.get_run(tx, self, new.workflow_id, None)
+            if existing is not None and existing.is_open:
+                await rows.to_inbox(tx, existing.run_id, existing.task_queue, signal, now)
+                return existing
+            await newrun.insert_run(tx, new, now, after_start=[signal])
+            run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
+            assert run is not None
+            return run
+
+        run = await self._write(signal_or_start)
+        self._committed(WORK)
+        return run
+
+    async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
+        if run_id is not None:
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND workflow_id = ?"
+            params: tuple[Any, ...] = (run_id, workflow_id)
+        else:
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1"
+            params = (workflow_id,)
+        [found] = await self._read_queries([(sql, params)])
+        return rows.run_from_row(found[0]) if found else None
+
+    async def ended_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord | None]:
+        # Which runs are open, then the records of the ended ones (Store.keep_ended);
+        # an ended run never changes: no common snapshot. By id alone: with "status
+        # = 'running' AND run_id IN", PostgreSQL walked the index of all open runs.
+        statuses = await self._read_queries(
+            [
+                (f"SELECT run_id, status FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)
+                for chunk in rows.chunks(run_ids)
+            ]
+        )
+        open_ = {run_id for found in statuses for run_id, status in found if status == OPEN}
+        ended: dict[str, RunRecord | None] = {r: None for r in run_ids if r not in open_}
+        if ended:
+            for found in await self._read_queries(
+                [
+                    (f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({rows.marks(chunk)})", chunk)
+                    for chunk in rows.chunks(list(ended))
+                ]
+            ):
+                for row in found:
+                    run = rows.run_from_row(row)
+                    if not run.is_open:  # (a run created since the first question)
+                        ended[run.run_id] = run
+        return ended
+
+    async def runs_ended_after(self, position: int | None) -> tuple[int | None, list[str] | None]:
+        if not self.keeps_ended_feed:
+            return None, None
+        return await self._read(lambda tx: views.ended_after(tx, position))
+
+    async def list_runs(self, query: RunFilter) -> list[RunRecord]:
+        return await self._read(lambda tx: views.list_runs(tx, query))
+
+    async def deliver(self, workflow_id: str, run_id: str | None, event: h.Event) -> RunRecord:
+        now = self.clock()
+
+        async def deliver(tx: Tx) -> RunRecord:
+            run = await rows.open_run(tx, self, workflow_id, run_id)
+            await rows.to_inbox(tx, run.run_id, run.task_queue, event, now)
+            return run
+
+        run = await self._write(deliver)
+        self._committed(WORK)
+        return run
+
+    async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
+        now = self.clock()
+
+        async def terminate(tx: Tx) -> set[str]:
+            run = await rows.open_run(tx, self, workflow_id, run_id)
+            return await rows.terminate_run(tx, self, run, reason, now)
+
+        self._committed(*await self._write(terminate))
+
+    async def reset(
+        self,
+        workflow_id: str,
+        run_id: str | None,
+        to_event: int | None,
+        reason: str | None,
+        new_run_id: str,
+    ) -> tuple[RunRecord, int]:
+        now = self.clock()
+
+        async def reset(tx: Tx) -> sqlreset.Reset:
+            return await sqlreset.reset_run(
+                tx, self, workflow_id, run_id, to_event, reason, new_run_id, now
+            )
+
+        done = await self._write(reset)
+        self._committed(*done.topics)
+        return done.run, done.at_seq
+
+    async def history(self, run_id: str, after_seq: int = 0) -> list[h.Event]:
+        return await self._read(lambda tx: views.history(tx, run_id, after_seq))
+
+    async def pending_work(self, run_id: str) -> PendingWork:
+        now = self.clock()
+        return await self._read(lambda tx: views.pending_work(tx, run_id, now))
+
+    # ------------------------------------------------------------ monitoring
+
+    async def stats(self) -> StatsRecord:
+        now = self.clock()
+        return views.stats_record(now, await self._read_queries(views.stats_queries(now)))
+
+    # ------------------------------------------------------------ task queue limits
+
+    async def set_queue_limits(self, queue: str, limits: QueueLimitsRecord | None) -> bool:
+        now = self.clock()
+        had = await self._write(lambda tx: sqlqueues.write_limits(tx, queue, limits, now))
+        # Workers re-read their queue's limits; a limit raised or removed
+        # leaves room for waiting tasks.
+        self._committed(WORK, LIMITS)
+        return had
+
+    async def queue_limits(self, queue: str) -> QueueLimitsRecord | None:
+        return await self._read(lambda tx: sqlqueues.read_limits(tx, queue))
+
+    async def queues(self, queue: str | None = None) -> list[QueueRecord]:
+        now = self.clock()
+        return await self._read(lambda tx: sqlqueues.queue_records(tx, self, queue, now))
