@@ -1,5 +1,8 @@
 """Worker: polls the store for workflow tasks, activity tasks and due timers,
-runs them, and keeps the leases it holds alive.
+runs them, and keeps the leases it holds alive. Its bases hold its poll loop
+(polling.Poller) and the work it takes on without a poll: new runs' first
+turns and inline activities (handoffs.Handoffs). Imports the store interface
+and the worker's parts.
 
 Crash recovery is not a mode here: a dead worker's leases expire and any
 worker claims those tasks again. SIGTERM (or leaving ``async with``) stops
@@ -20,37 +23,24 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from perdure import _gcpolicy as gcpolicy
-from perdure import _history as h
 from perdure._schedule_workflow import add_builtins
-from perdure._store.base import (
-    WORK,
-    ActivityTask,
-    FirstTurn,
-    Store,
-    TurnInput,
-    TurnLease,
-    WorkflowTask,
-    loop_waker,
-)
+from perdure._store.base import WORK, ActivityTask, Store, loop_waker
 from perdure._worker.activities import ActivityRunner
-from perdure._worker.crashpoints import crash_point
 from perdure._worker.drain import drain
+from perdure._worker.handoffs import Handoffs
 from perdure._worker.leases import keep_leases
 from perdure._worker.limits import LimitsWatch
 from perdure._worker.options import check_worker_options, collect_activities, collect_workflows
+from perdure._worker.polling import Poller
 from perdure._worker.registry import Registration
 from perdure._worker.turns import TurnRunner
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT, Watchdog
-from perdure.errors import StoreError
 
 if TYPE_CHECKING:
     from perdure.client import Client
 
 log = logging.getLogger("perdure.worker")
 
-CLAIM_BATCH = 50  # tasks of each kind one poll claims at most
-FIRE_BATCH = 100  # due timers one poll fires at most
-EARLY_WAKE = 0.002  # seconds: see Worker._fire_inline
 # The longest an idle worker's safety-net poll backs off to on a store that
 # hears every other process's commit (Store.hears_every_commit; see _idle_wait).
 IDLE_POLL_MAX = 2.0
@@ -58,7 +48,7 @@ IDLE_POLL_MAX = 2.0
 __all__ = ["Worker"]
 
 
-class Worker:
+class Worker(Poller, Handoffs):
     """Runs the given workflows and activities for one task queue.
 
     ``lease_timeout`` is how long a claimed task stays ours without renewal: a
@@ -324,220 +314,7 @@ class Worker:
         if self._background is not None:
             await self._background
 
-    async def _poll(self) -> None:
-        assert self._stopping is not None and self._wake is not None
-        queues = [self.task_queue]
-        errors = 0
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                if await self._poll_once(queues):
-                    self._quiet = 0
-                else:
-                    await self._idle(queues)  # it reads the store too (next_due)
-                errors = 0
-            except StoreError as exc:
-                errors += 1
-                delay = min(5.0, 0.1 * 2**errors)
-                log.warning(
-                    "worker %s: store error (%s); retrying in %.1fs", self.identity, exc, delay
-                )
-                await self._sleep_or_wake(delay)
-
-    async def _poll_once(self, queues: list[str]) -> bool:
-        self.polls += 1
-        checked = await self._fire_inline()
-        # Issued together, the three writes share one group commit.
-        free_turns = self._free_turns()
-        free_acts = self.max_activities - len(self._activities_inflight) - self._inline_reserved
-        want_acts = max(0, min(free_acts, CLAIM_BATCH))
-        want_turns = max(0, min(free_turns, CLAIM_BATCH))
-        # With a kind's slots all busy this poll may leave due work behind: a
-        # task that ends must then poll again (see _spawn).
-        self._saturated = free_turns <= 0 or want_acts <= 0
-        # The slots this claim may fill are reserved while it waits for its
-        # commit, so inline activities cannot take them meanwhile.
-        self._inline_reserved += want_acts
-        # The turns of runs a firing wakes are leased to this worker by the
-        # firing's own commit, up to the slots the claim leaves free: no claim,
-        # and no read for a run whose instance is cached here (see TurnLease).
-        wake = free_turns - want_turns
-        lease = TurnLease(self.identity, self.lease_timeout, frozenset(queues), wake)
-        try:
-            fired, turns, acts = await asyncio.gather(
-                self.store.fire_due_timers(
-                    FIRE_BATCH, lease if wake > 0 else None, checked, self.identity
-                ),
-                self.store.claim_workflow_tasks(
-                    queues, self.identity, self.lease_timeout, want_turns
-                )
-                if want_turns > 0
-                else _nothing(),
-                self.store.claim_activity_tasks(
-                    queues, self.identity, self.lease_timeout, want_acts, self.limits.limited
-                )
-                if want_acts > 0
-                else _nothing(),
-            )
-            for task in [*lease.taken, *turns]:
-                self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
-            for act in acts:
-                self._spawn(self._activities_inflight, self._activity(act), act.task_id, act.token)
-        finally:
-            self._inline_reserved -= want_acts
-        crash_point("timers.after_fire", fired > 0)
-        # Poll again at once only if there may be more: a full batch, or fired
-        # timers. Otherwise the next poll waits for a wake-up (new work) or the
-        # next due time, so a quiet worker does not poll twice per task.
-        full = (want_turns > 0 and len(turns) == want_turns) or (
-            want_acts > 0 and len(acts) == want_acts
-        )
-        return bool(fired or full)
-
-    def _free_turns(self) -> int:
-        busy = len(self._turns_inflight) + len(self._timer_turns) + self._turns_reserved
-        return self.max_turns - busy
-
-    async def _fire_inline(self) -> float:
-        """Start the turns of the due timers of instances cached here, as
-        many as free turn slots allow (TurnRunner.fire_inline), each queueing
-        its commit before this poll's firing; return the bound of that
-        firing (see _worker/timers.py). A timer due within EARLY_WAKE is
-        waited for: the loop's sleep may end that much before it is due."""
-        soon = self.turns.timers.next()
-        now = self.store.clock()
-        if soon is not None and now < soon <= now + EARLY_WAKE:
-            await asyncio.sleep(soon - now)
-            now = self.store.clock()
-        free = self._free_turns()
-        due = self.turns.due_timers(now, free) if free > 0 else []
-        for run_id, ref in due:
-            self._spawn(self._timer_turns, self.turns.fire_inline(run_id, ref), 0, "")
-        if due:
-            await asyncio.sleep(0)  # (each turn runs to its commit's queueing)
-        return self.turns.timers.bound(now)
-
-    # ------------------------------------------------------------ new runs (RunTaker)
-
-    def reserve(self) -> tuple[str, float] | None:
-        """A run created in this process asks for its first turn (see
-        Store.take_new_runs). Only a creator on this worker's own event loop
-        is served; any other goes the ordinary way (a poll claims the task)."""
-        if self._stopping is None or self._stopping.is_set() or not self._on_own_loop():
-            return None
-        if self._free_turns() <= 0:
-            return None
-        self._turns_reserved += 1
-        self.polls += 1  # it takes on work as a poll would (see idle and testing)
-        return self.identity, self.lease_timeout
-
-    def prepare(self, first: TurnInput) -> FirstTurn | None:
-        """The new run's first turn, for its creating commit to write (with
-        the slot reserve() held, on this loop)."""
-        return self.turns.first_turn(first)
-
-    def take(self, task: WorkflowTask | None) -> None:
-        """After the creating commit (on this loop, as reserve() was)."""
-        self._turns_reserved -= 1
-        if task is not None:
-            self._spawn(self._turns_inflight, self._turn(task), task.task_id, task.token)
-
-    def _on_own_loop(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
-
-    # ------------------------------------------------------------ inline activities
-
-    def _inline_here(
-        self, name: str, queue: str, own_slot: bool = False
-    ) -> tuple[str, float] | None:
-        """Run this freshly scheduled activity in this process, right away?
-        ``own_slot``: it succeeds an inline attempt that is finishing, whose
-        slot it takes (see _deliver), so the slots' count does not stop it."""
-        if queue != self.task_queue or name not in self.activities or self.limits.limited:
-            return None
-        if self._stopping is None or self._stopping.is_set():
-            return None
-        # Slots promised to turns being committed count too, or a burst of
-        # concurrent turns would run more activities than max_concurrent_activities.
-        if (
-            not own_slot
-            and len(self._activities_inflight) + self._inline_reserved >= self.max_activities
-        ):
-            return None
-        self._inline_reserved += 1
-        return self.identity, self.lease_timeout
-
-    def _inline_settled(self, count: int) -> None:
-        self._inline_reserved -= count
-
-    def _run_inline(self, task: ActivityTask) -> None:
-        current = asyncio.current_task(self._loop)
-        if (
-            current in self._ending
-            and current not in self._successors
-            and contextvars.copy_context() == self._context
-        ):
-            # The attempt ending in this task hands the task on: the successor
-            # runs in it next (see _activity), in the same slot, without a
-            # task of its own. Only if the task's context is still the one the
-            # worker started it with: whatever an attempt set in it must not
-            # reach the next one. (Its task row is the one the successor took
-            # over: same id, new token.)
-            assert current is not None
-            self._successors[current] = task
-            self._activities_inflight[current] = (task.task_id, task.token)
-            return
-        self._spawn(self._activities_inflight, self._activity(task), task.task_id, task.token)
-
-    async def _deliver(self, task: ActivityTask, event: h.Event) -> bool:
-        # An attempt that ends here (in its task, one of this worker's
-        # activities in flight) hands its slot to the activity its workflow
-        # schedules next: at full load that activity still runs at once, in
-        # place of the one that ended, rather than waiting in the queue for a
-        # later poll. It runs in the same task if it can (see _run_inline);
-        # else its task starts before the ending one's is counted out: the
-        # count is one over for that moment, the attempts running never.
-        current = asyncio.current_task(self._loop)
-        own = current in self._activities_inflight
-        if own:
-            assert current is not None
-            self._ending.add(current)
-        try:
-            if await self.turns.continue_inline(task, event, own):
-                return True
-        except StoreError as exc:
-            # The next turn's commit failed, not the attempt: its outcome is
-            # recorded the ordinary way (fenced, should that commit have
-            # landed after all), so that the activity does not run again.
-            log.warning(
-                "inline turn for run %s not committed (%s); using the inbox", task.run_id, exc
-            )
-        finally:
-            self._ending.discard(current)
-        return await self.store.complete_activity(task, event)
-
-    async def _idle(self, queues: list[str]) -> None:
-        # Only work we have room for counts: with every slot busy, a due task
-        # must not make us spin; a finishing task sets _wake instead.
-        kinds = tuple(
-            kind
-            for kind, free in (
-                ("workflow", self.max_turns - len(self._turns_inflight) - len(self._timer_turns)),
-                ("activity", self.max_activities - len(self._activities_inflight)),
-            )
-            if free > 0
-        )
-        self._saturated = self._saturated or len(kinds) < 2
-        due = await self.store.next_due(queues, kinds, self.identity)
-        delay = self._idle_wait()
-        if due is not None:
-            delay = max(0.0, min(delay, due - self.store.clock()))
-        if delay > 0:
-            woken = await self._sleep_or_wake(delay)
-            self._quiet = 0 if woken else min(self._quiet + 1, 16)
+    # ------------------------------------------------------------ idle polls (the loop: Poller)
 
     def _idle_wait(self) -> float:
         """How long an idle poll sleeps unless woken or something falls due:
@@ -548,18 +325,6 @@ class Worker:
         if self._quiet and self.store.hears_every_commit:
             wait = min(wait * 2**self._quiet, max(wait, IDLE_POLL_MAX))
         return wait
-
-    async def _sleep_or_wake(self, delay: float) -> bool:
-        """Sleep ``delay`` seconds or until woken; True if woken."""
-        assert self._wake is not None
-        self._sleeping = True
-        try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self._sleeping = False
 
     def _spawn(
         self,
@@ -589,22 +354,3 @@ class Worker:
 
     async def _turn(self, task: Any) -> None:
         await self.turns.run_turn(task)
-
-    async def _activity(self, task: ActivityTask) -> None:
-        # The attempt, then each successor handed this task as its
-        # predecessor ended (see _run_inline): a loop, so that a long chain
-        # of steps does not deepen the stack.
-        current = asyncio.current_task(self._loop)
-        try:
-            while True:
-                await self.activity_runner.run(task)
-                successor = self._successors.pop(current, None)  # type: ignore[arg-type]
-                if successor is None:
-                    return
-                task = successor
-        finally:
-            self._successors.pop(current, None)  # type: ignore[arg-type]
-
-
-async def _nothing() -> list[Any]:
-    return []
