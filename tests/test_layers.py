@@ -39,7 +39,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "perdure._converter",
         "perdure.errors",
     ),
-    "perdure._views": ("perdure._store.base",),  # the client's records
+    # The client's records (and how an update's wait reads among a run's signals).
+    "perdure._views": ("perdure._store.base", "perdure._history.updates"),
     "perdure._waiting": ("perdure._store.base", "perdure.errors"),  # the client's result waiters
     "perdure._gcpolicy": (),  # the standard library only
     "perdure._checks": (),  # the standard library only

@@ -23,6 +23,7 @@ def test_top_level_all_is_pinned() -> None:
         "StoreError",
         "SyncClient",
         "SyncWorkflowHandle",
+        "UpdateRejectedError",
         "Worker",
         "WorkflowAlreadyStartedError",
         "WorkflowCancelledError",
@@ -46,6 +47,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
     assert sorted(workflow.__all__) == [
         "ChildHandle",
         "ParentClosePolicy",
+        "UpdateRequest",
         "WorkflowDefinition",
         "WorkflowInfo",
         "cancel_workflow",
@@ -66,6 +68,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "start_child",
         "uuid4",
         "wait_signal",
+        "wait_update",
     ]
     assert sorted(activity.__all__) == [
         "ActivityFunction",

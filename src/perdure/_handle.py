@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from perdure import _history as h
 from perdure._checks import check_text
 from perdure._store.base import OPEN, RunRecord, new_run_id
+from perdure._updates import call_update
 from perdure._views import ResetPoints, WorkflowDescription, describe_run
 from perdure._waiting import MAX_RESULT_POLL, EndWatch
 from perdure.errors import (
@@ -41,6 +42,16 @@ def _reason(reason: str | None) -> str | None:
         raise TypeError(f"a reason is a str (or None), not {type(reason).__name__} {reason!r}")
     check_text("a reason", reason)
     return reason
+
+
+def _timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"timeout must be a number of seconds, not {type(timeout).__name__} {timeout!r}"
+        )
+    if not timeout >= 0:  # (NaN too)
+        raise ValueError(f"timeout must be a number of seconds, at least 0, not {timeout}")
+    return float(timeout)
 
 
 def _checked_event(event: E) -> E:
@@ -188,6 +199,30 @@ class WorkflowHandle(Generic[R]):
         event = self.client._signal_event(name, payload)
         await self.client.store.deliver(self.id, self.run_id, event)
 
+    async def update(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        update_id: str | None = None,
+        timeout: float = 60.0,
+    ) -> Any:
+        """Send update ``name`` with ``payload`` and return the workflow's
+        answer: the value its code gave ``request.reply()`` (decoded as JSON,
+        like ``wait_state``); raises ``UpdateRejectedError`` if it called
+        ``request.reject(message)``. The workflow takes the request with
+        ``workflow.wait_update(name)``; it is durable once this call has sent
+        it, and answered once.
+
+        ``update_id`` (default: a new random one) makes the call safe to
+        retry: a second call with the same id, to the same run, returns the
+        first one's answer and is not delivered again. Raises ``TimeoutError``
+        after ``timeout`` seconds without an answer (the request stays queued:
+        call again with the id it names), ``WorkflowClosedError`` if the run
+        has ended or ends without answering, ``WorkflowNotFoundError``.
+        """
+        return await call_update(self, name, payload, update_id, _timeout(timeout))
+
     async def cancel(self, reason: str | None = None) -> None:
         """Ask the run to cancel: workflow code sees ``asyncio.CancelledError``."""
         event = _checked_event(h.CancelRequested(reason=_reason(reason)))
@@ -266,12 +301,7 @@ class WorkflowHandle(Generic[R]):
         less often, up to the client's ``poll_interval``.)"""
         if not isinstance(key, str):
             raise TypeError(f"a state key is a str, not {type(key).__name__} {key!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(
-                f"timeout must be a number of seconds, not {type(timeout).__name__} {timeout!r}"
-            )
-        if not timeout >= 0:  # (NaN too)
-            raise ValueError(f"timeout must be a number of seconds, at least 0, not {timeout}")
+        timeout = _timeout(timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         pause = STATE_POLL_FIRST

@@ -268,5 +268,17 @@ class SyncWorkflowHandle(Generic[R]):
     def wait_state(self, key: str, timeout: float = 60.0) -> Any:
         return self._runner.call(self.handle.wait_state(key, timeout))
 
+    def update(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        update_id: str | None = None,
+        timeout: float = 60.0,
+    ) -> Any:
+        return self._runner.call(
+            self.handle.update(name, payload, update_id=update_id, timeout=timeout)
+        )
+
     def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
         return self._runner.call(self.handle.history(after_seq))

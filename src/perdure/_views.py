@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from perdure._history.updates import UPDATE_SIGNAL_PREFIX
 from perdure._store.base import PendingWork, RunRecord, StatsRecord, WorkflowTaskState
 
 __all__ = [
@@ -174,6 +175,8 @@ class WorkflowDescription:
     pending_timers: list[PendingTimerInfo] = field(default_factory=list)
     pending_children: list[PendingChildInfo] = field(default_factory=list)
     waiting_signals: list[str] = field(default_factory=list)
+    waiting_updates: list[str] = field(default_factory=list)
+    """The updates a ``workflow.wait_update`` waits for (by name)."""
     waiting_for_worker: bool = False
     """The run has work to do but no worker has picked it up yet: is a worker
     for its task queue running, and does it register this workflow type?"""
@@ -286,6 +289,7 @@ def describe_run(
     values made readable by ``display`` (the converter's)."""
     created, updated = _dt(run.created_at), _dt(run.updated_at)
     assert created is not None and updated is not None
+    waits: list[str] = run.waiting.get("signals", [])
     return WorkflowDescription(
         id=run.workflow_id,
         run_id=run.run_id,
@@ -324,7 +328,10 @@ def describe_run(
         pending_children=[
             PendingChildInfo(c.workflow_id, c.run_id, c.workflow_type) for c in pending.children
         ],
-        waiting_signals=list(run.waiting.get("signals", [])),
+        waiting_signals=[n for n in waits if not n.startswith(UPDATE_SIGNAL_PREFIX)],
+        waiting_updates=[
+            n[len(UPDATE_SIGNAL_PREFIX) :] for n in waits if n.startswith(UPDATE_SIGNAL_PREFIX)
+        ],
         waiting_for_worker=_waiting_for_worker(pending.workflow_task, now),
         parent_run_id=run.parent_run_id,
         continued_to=run.continued_to,

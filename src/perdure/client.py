@@ -306,6 +306,9 @@ class Client:
         if not isinstance(name, str):
             raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
         check_text("a signal's name", name)
+        problem = h.signal_name_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
         encoded = self.converter.to_json(payload, where=f"payload of signal {name!r}")
         return _checked_event(h.SignalReceived(name=name, payload=encoded))
 

@@ -22,6 +22,7 @@ __all__ = [
     "PerdureError",
     "SchemaVersionError",
     "StoreError",
+    "UpdateRejectedError",
     "WorkflowAlreadyStartedError",
     "WorkflowCancelledError",
     "WorkflowClosedError",
@@ -145,6 +146,15 @@ class WorkflowNotFoundError(PerdureError):
 
 class WorkflowClosedError(PerdureError):
     """The workflow run has already ended, so it cannot take a signal or a cancel."""
+
+
+class UpdateRejectedError(PerdureError):
+    """The workflow refused an update (``request.reject(message)``): the
+    message says why. ``update_id`` names the request."""
+
+    def __init__(self, message: str, *, update_id: str = "") -> None:
+        super().__init__(message)
+        self.update_id = update_id
 
 
 class WorkflowResetError(PerdureError):

@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
+from perdure import _history as h
 from perdure._attributes import checked_attributes
 from perdure._checks import check_name, check_text, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.endings import ContinueAsNewError
+from perdure._runtime.updates import UpdateRequest
 from perdure.errors import PayloadCodecError
 
 __all__ = [
     "ChildHandle",
     "ParentClosePolicy",
+    "UpdateRequest",
     "WorkflowDefinition",
     "WorkflowInfo",
     "cancel_workflow",
@@ -46,6 +49,7 @@ __all__ = [
     "start_child",
     "uuid4",
     "wait_signal",
+    "wait_update",
 ]
 
 ParentClosePolicy = Literal["cancel", "terminate", "abandon"]
@@ -121,10 +125,36 @@ async def wait_signal(name: str, *, timeout: timedelta | float | None = None) ->
     ``timeout``, raises :class:`TimeoutError` when none arrives in time.
     """
     inst = _instance("wait_signal")
-    if not isinstance(name, str):  # (a signal's name is a str: this wait would never end)
-        raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
-    check_text("a signal's name", name)
+    _check_signal_name(name)
     return await inst.wait_signal(name, None if timeout is None else delay_seconds(timeout))
+
+
+def _check_signal_name(name: object, what: str = "a signal's name") -> None:
+    if not isinstance(name, str):  # (a signal's name is a str: a wait would never end)
+        raise TypeError(f"{what} must be a str, not {type(name).__name__} {name!r}")
+    check_text(what, name)
+    problem = h.signal_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+async def wait_update(name: str, *, timeout: timedelta | float | None = None) -> UpdateRequest:
+    """Wait for the next request of update ``name`` (``handle.update(name,
+    payload)``) and return it: its ``payload`` and ``id``; answer it with
+    ``request.reply(value)`` or ``request.reject(message)``, in this turn or
+    a later one (after activities); the caller waits for the answer.
+
+    Requests queue and are delivered once each, in the order they were
+    accepted, like signals; one that arrives before anyone waits is kept
+    until the next wait (a run that continues as new hands it on). A request
+    whose id this run already took (a caller's retry) is skipped. With
+    ``timeout``, raises :class:`TimeoutError` when none arrives in time.
+    """
+    inst = _instance("wait_update")
+    if not isinstance(name, str):
+        raise TypeError(f"an update's name must be a str, not {type(name).__name__} {name!r}")
+    check_text("an update's name", name)
+    return await inst.wait_update(name, None if timeout is None else delay_seconds(timeout))
 
 
 async def signal_workflow(workflow_id: str, name: str, payload: Any = None) -> None:
@@ -141,9 +171,7 @@ async def signal_workflow(workflow_id: str, name: str, payload: Any = None) -> N
     inst = _instance("signal_workflow")
     assert inst.info is not None
     check_name("workflow_id", workflow_id)
-    if not isinstance(name, str):
-        raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
-    check_text("a signal's name", name)
+    _check_signal_name(name)
     if workflow_id == inst.info.workflow_id:
         raise ValueError(
             f"a workflow cannot signal its own id {workflow_id!r}: keep the value in a variable"

@@ -132,5 +132,18 @@ async def tagger(count: int, delay: float) -> int:
     return count
 
 
+@workflow.defn
+async def ledger(count: int, delay: float) -> int:
+    """Takes ``count`` 'deposit' updates: each a step (an activity), then the
+    balance as the update's reply."""
+    balance = 0
+    for _ in range(count):
+        request = await workflow.wait_update("deposit")
+        await step(request.payload, delay)
+        balance += request.payload
+        request.reply(balance)
+    return balance
+
+
 if TEST_DIR_ENV in os.environ:
     _append(os.path.join(os.environ[TEST_DIR_ENV], f"ready-{os.getpid()}"), {"pid": os.getpid()})

@@ -134,6 +134,22 @@ async def golden_canceller(target: str) -> str:
     return "cancelled"
 
 
+@workflow.defn
+async def golden_desk(count: int) -> list[Any]:
+    """Takes ``count`` updates of 'ask': answers each after an activity, or
+    rejects it (session 46: workflow.wait_update)."""
+    answers: list[Any] = []
+    for _ in range(count):
+        request = await workflow.wait_update("ask")
+        if request.payload == "no":
+            request.reject("not this one")
+            answers.append("rejected")
+            continue
+        answers.append(await ship(str(request.payload)))
+        request.reply(answers[-1])
+    return answers
+
+
 WORKFLOWS = [
     golden_order,
     golden_cancel,
@@ -142,5 +158,6 @@ WORKFLOWS = [
     golden_notifier,
     golden_tagged,
     golden_canceller,
+    golden_desk,
 ]
 ACTIVITIES = [charge, ship, slow_lookup, flaky]

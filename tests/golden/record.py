@@ -75,6 +75,15 @@ async def main() -> None:
         runs["cancel_workflow"] = await client.start(
             g.golden_canceller, "golden-cancelled", id="golden-canceller"
         )
+        # Updates (session 46): answered after an activity, rejected, retried.
+        desk = await client.start(g.golden_desk, 3, id="golden-desk")
+        await desk.update("ask", "o-10", update_id="golden-1")
+        try:
+            await desk.update("ask", "no", update_id="golden-2")
+        except perdure.UpdateRejectedError:
+            pass
+        await desk.update("ask", "o-11", update_id="golden-3")
+        runs["update"] = desk
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)

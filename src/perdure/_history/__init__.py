@@ -2,7 +2,7 @@
 outside itself: ``eventtypes`` (the event classes), ``events`` (their encoding,
 re-exporting the classes), ``commands`` (commands and replay matching),
 ``turns`` (cutting histories into turns), ``reset`` (where a new run may take
-over a run's history).
+over a run's history), ``updates`` (how an update's request travels as a signal).
 
 A run's history is an append-only list of events, numbered from 1 by ``seq``.
 It is cut into *turns*: each turn is the *input* events it consumed (in the
@@ -32,5 +32,7 @@ from perdure._history.reset import *
 from perdure._history.reset import __all__ as _reset
 from perdure._history.turns import *
 from perdure._history.turns import __all__ as _turns
+from perdure._history.updates import *
+from perdure._history.updates import __all__ as _updates
 
-__all__ = [*_events, *_commands, *_turns, *_reset]
+__all__ = [*_events, *_commands, *_turns, *_reset, *_updates]

@@ -20,6 +20,7 @@ __all__ = [
     "FailWorkflow",
     "RecordPatch",
     "RecordSideEffect",
+    "ReplyUpdate",
     "ScheduleActivity",
     "SetSearchAttributes",
     "SetState",
@@ -134,6 +135,22 @@ class SetSearchAttributes(Command):
 
     def describe(self) -> str:
         return f"SetSearchAttributes {sorted(self.attributes)!r}"
+
+
+@dataclass(frozen=True)
+class ReplyUpdate(Command):
+    update_id: str
+    name: str
+    result: JSON  # (as the converter encoded it; None with a failure)
+    failure: str | None = None  # a refusal's message
+
+    def to_event(self) -> Event:
+        return UpdateReplied(
+            update_id=self.update_id, name=self.name, result=self.result, failure=self.failure
+        )
+
+    def describe(self) -> str:
+        return f"ReplyUpdate {self.name!r} ({self.update_id})"
 
 
 @dataclass(frozen=True)
@@ -290,6 +307,8 @@ def describe_recorded(event: Event) -> str:
         return f"SetState {event.key!r}"
     if isinstance(event, SearchAttributesSet):
         return f"SetSearchAttributes {sorted(event.attributes)!r}"
+    if isinstance(event, UpdateReplied):
+        return f"ReplyUpdate {event.name!r} ({event.update_id})"
     if isinstance(event, ChildWorkflowRequested):
         return f"StartChild {event.workflow_type!r} (ref {event.ref})"
     if isinstance(event, ChildWorkflowCancelRequested):
@@ -326,6 +345,8 @@ def matches(command: Command, event: Event) -> bool:
         return isinstance(event, SearchAttributesSet) and set(event.attributes) == set(
             command.attributes
         )
+    if isinstance(command, ReplyUpdate):
+        return isinstance(event, UpdateReplied) and event.update_id == command.update_id
     if isinstance(command, StartChild):
         return (
             isinstance(event, ChildWorkflowRequested)

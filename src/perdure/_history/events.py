@@ -48,6 +48,7 @@ __all__ = [
     "TimerFired",
     "TimerStarted",
     "TurnStarted",
+    "UpdateReplied",
     "WorkflowCancelled",
     "WorkflowCompleted",
     "WorkflowContinuedAsNew",

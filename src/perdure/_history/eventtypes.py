@@ -38,6 +38,7 @@ __all__ = [
     "TimerFired",
     "TimerStarted",
     "TurnStarted",
+    "UpdateReplied",
     "WorkflowCancelled",
     "WorkflowCompleted",
     "WorkflowContinuedAsNew",
@@ -300,6 +301,20 @@ class SearchAttributesSet(Event):
 
 
 @dataclass(frozen=True)
+class UpdateReplied(Event):
+    """An update's answer (``UpdateRequest.reply`` / ``reject``): ``result``
+    as the converter encoded it, or the refusal's message in ``failure``.
+    The update's request is a signal (``perdure._history.updates``)."""
+
+    TYPE: ClassVar[str] = "UpdateReplied"
+    KIND: ClassVar[str] = "command"
+    update_id: str = ""
+    name: str = ""
+    result: JSON = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
 class ChildWorkflowRequested(Event):
     TYPE: ClassVar[str] = "ChildWorkflowRequested"
     KIND: ClassVar[str] = "command"
@@ -431,6 +446,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TimerCancelled,
         StateSet,
         SearchAttributesSet,
+        UpdateReplied,
         ChildWorkflowRequested,
         ChildWorkflowCancelRequested,
         ExternalSignalRequested,

@@ -5,9 +5,9 @@ coroutine that became ready until none is, and returns the commands produced.
 With ``recorded`` (replay), the produced commands are checked one by one against
 the commands that turn recorded; the first difference is a
 :class:`NonDeterminismError` naming both sides and the line of workflow code.
-Two mixins hold its rarer services: ``others`` (children, signals and cancel
-requests to other workflows) and ``recorded`` (patches, side effects, state,
-search attributes). Imports the history model, the converter, perdure's errors
+Mixins hold its rarer services: ``others`` (children, signals and cancel
+requests to other workflows), ``recorded`` (patches, side effects, state,
+search attributes) and ``updates``. Imports the history model, the converter, perdure's errors
 and the rest of the runtime.
 """
 
@@ -36,6 +36,7 @@ from perdure._runtime.others import FROM_OTHERS, OtherWorkflows
 from perdure._runtime.recorded import RecordedValues
 from perdure._runtime.runinfo import WorkflowInfo, _Splitmix64
 from perdure._runtime.signals import Signals
+from perdure._runtime.updates import Updates
 from perdure.errors import (
     ActivityError,
     NonDeterminismError,
@@ -73,7 +74,7 @@ def current_instance() -> WorkflowInstance | None:
 WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]
 
 
-class WorkflowInstance(OtherWorkflows, RecordedValues):
+class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
     def __init__(self, fn: WorkflowFn, converter: DataConverter) -> None:
         self.fn = fn
         self.converter = converter
@@ -105,6 +106,8 @@ class WorkflowInstance(OtherWorkflows, RecordedValues):
         self._timers: dict[int, DurableTimerHandle] = {}
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._signals = Signals()
+        self._update_ids = set()  # (these two declared in Updates)
+        self._unanswered = {}
         self._children = {}  # (declared, with the next two, in OtherWorkflows)
         self._signals_out = {}
         self.has_children = False
@@ -266,7 +269,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues):
         if task.cancelled():
             command = h.CancelWorkflow()
         elif isinstance(exc := task.exception(), ContinueAsNewError):
-            command = h.ContinueAsNew(exc.new_args, exc.new_kwargs, self._signals.untaken())
+            command = h.ContinueAsNew(exc.new_args, exc.new_kwargs, self.handed_on())
         elif isinstance(exc, MemoryError) and self._error is None:
             # The machine's state, not the code's outcome: the turn fails and
             # is tried again (the run is kept), rather than the run for good.

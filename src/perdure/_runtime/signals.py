@@ -20,13 +20,20 @@ class Signals:
         # recorded, payload decoded); the numbers order them across names.
         self._kept: dict[str, deque[tuple[int, h.JSON, Any]]] = {}
         self._arrivals = 0
-        self._waiters: dict[str, deque[asyncio.Future[Any]]] = {}
+        self._waiters: dict[str, deque[asyncio.Future[tuple[h.JSON, Any]]]] = {}
 
     async def wait(self, loop: asyncio.AbstractEventLoop, name: str, timeout: float | None) -> Any:
+        return (await self.wait_recorded(loop, name, timeout))[1]
+
+    async def wait_recorded(
+        self, loop: asyncio.AbstractEventLoop, name: str, timeout: float | None
+    ) -> tuple[h.JSON, Any]:
+        """The next signal ``name``: (its payload as recorded, decoded)."""
         kept = self._kept.get(name)
         if kept:
-            return kept.popleft()[2]
-        future = loop.create_future()
+            _, recorded, payload = kept.popleft()
+            return recorded, payload
+        future: asyncio.Future[tuple[h.JSON, Any]] = loop.create_future()
         waiters = self._waiters.setdefault(name, deque())
         waiters.append(future)
         timer = None
@@ -46,7 +53,7 @@ class Signals:
         while waiters:
             future = waiters.popleft()
             if not future.done():
-                future.set_result(payload)
+                future.set_result((recorded, payload))
                 return
         self._arrivals += 1
         self._kept.setdefault(name, deque()).append((self._arrivals, recorded, payload))
@@ -72,6 +79,6 @@ class Signals:
         self._waiters.clear()
 
 
-def _time_out(future: asyncio.Future[Any], name: str, timeout: float) -> None:
+def _time_out(future: asyncio.Future[tuple[h.JSON, Any]], name: str, timeout: float) -> None:
     if not future.done():
         future.set_exception(TimeoutError(f"no signal {name!r} arrived within {timeout:g}s"))

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from perdure._history.updates import UPDATE_SIGNAL_PREFIX, parse_update_request
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._filters import (
     AttrFilterOption,
@@ -284,7 +285,16 @@ def summarize(event: dict[str, Any]) -> str:
     if kind in ("TimerFired", "TimerCancelled", "ActivityCancelled"):
         return f"ref {ref}"
     if kind == "SignalReceived":
-        return f"{event.get('name')} {js(event.get('payload'))}"
+        name, payload = str(event.get("name")), event.get("payload")
+        request = parse_update_request(payload) if name.startswith(UPDATE_SIGNAL_PREFIX) else None
+        if request is not None:  # (an update's request)
+            update = name[len(UPDATE_SIGNAL_PREFIX) :]
+            return f"update {update} ({request[0]}) {js(request[1])}"
+        return f"{name} {js(payload)}"
+    if kind == "UpdateReplied":
+        answer = event.get("failure")
+        told = f"rejected: {answer}" if answer is not None else f"-> {js(event.get('result'))}"
+        return f"{event.get('name')} ({event.get('update_id')}) {told}"
     if kind == "StateSet":
         return f"{event.get('key')} = {js(event.get('value'))}"
     if kind == "SearchAttributesSet":

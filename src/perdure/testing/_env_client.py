@@ -56,6 +56,20 @@ class EnvHandle(WorkflowHandle[R]):
         can happen. ``timeout`` is in real seconds."""
         return await self._waiter.wait_for_result(self, super().wait_state(key, timeout))
 
+    async def update(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        update_id: str | None = None,
+        timeout: float = 60.0,
+    ) -> Any:
+        """Send update ``name`` and return the workflow's answer (see
+        :meth:`WorkflowHandle.update`), skipping time while nothing else can
+        happen. ``timeout`` is in real seconds."""
+        waiting = super().update(name, payload, update_id=update_id, timeout=timeout)
+        return await self._waiter.wait_for_result(self, waiting)
+
 
 class EnvClient(Client):
     """A real :class:`perdure.Client` bound to one test environment."""

@@ -1,0 +1,103 @@
+"""An update called from a client (``WorkflowHandle.update``): its request
+goes into the run's inbox as a signal (``perdure._history.updates``), then
+the run's new events are read until its ``UpdateReplied`` comes, following
+the run into the runs it continues as new in. Talks to the client's store only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from perdure import _history as h
+from perdure._checks import check_name, check_text
+from perdure._store.base import OPEN
+from perdure.errors import UpdateRejectedError, WorkflowClosedError
+
+if TYPE_CHECKING:
+    from perdure._handle import WorkflowHandle
+
+__all__ = ["call_update"]
+
+POLL_FIRST = 0.01  # seconds: the first pause between reads (it doubles each time)
+
+
+async def call_update(
+    handle: WorkflowHandle[Any],
+    name: str,
+    payload: Any,
+    update_id: str | None,
+    timeout: float,
+) -> Any:
+    """See ``WorkflowHandle.update``."""
+    client = handle.client
+    if not isinstance(name, str):
+        raise TypeError(f"an update's name must be a str, not {type(name).__name__} {name!r}")
+    check_text("an update's name", name)
+    check_name("update_id", update_id, none_means="a new random id")
+    retried = update_id is not None
+    update_id = update_id or uuid.uuid4().hex
+    signal = h.update_signal_name(name)
+    encoded = client.converter.to_json(
+        h.update_request(update_id, payload), where=f"payload of update {name!r}"
+    )
+    event = h.SignalReceived(name=signal, payload=encoded)
+    problem = h.field_problem(event)
+    if problem is not None:
+        raise TypeError(problem)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    if retried:
+        # A request with this id may have been answered already: its answer
+        # is in the history (the run's, from its start).
+        answer = await _answer_in(handle, (await handle._run()).run_id, 0, update_id)
+        if answer is not None:
+            return _outcome(handle, name, answer)
+    run = await client.store.deliver(handle.id, handle.run_id, event)
+    run_id, after = run.run_id, 0 if retried else run.last_seq
+    pause = POLL_FIRST
+    while True:
+        run = await handle._run(run_id)
+        if run.last_seq > after:
+            events = await client.store.history(run_id, after)
+            for e in events:
+                if isinstance(e, h.UpdateReplied) and e.update_id == update_id:
+                    return _outcome(handle, name, e)
+            if events:
+                after = events[-1].seq
+        if run.continued_to is not None:
+            run_id, after = run.continued_to, 0  # (it handed the request on)
+            continue
+        if run.status != OPEN and after >= run.last_seq:
+            raise WorkflowClosedError(
+                f"run {run.run_id} of workflow {handle.id!r} ended {run.status} without "
+                f"answering update {name!r} ({update_id})"
+            )
+        left = deadline - loop.time()
+        if left <= 0:
+            raise TimeoutError(
+                f"workflow {handle.id!r} did not answer update {name!r} ({update_id}) within "
+                f"{timeout:g}s; the request stays queued: call again with "
+                f"update_id={update_id!r} for its answer"
+            )
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, max(POLL_FIRST, client.poll_interval))
+
+
+async def _answer_in(
+    handle: WorkflowHandle[Any], run_id: str, after: int, update_id: str
+) -> h.UpdateReplied | None:
+    for e in await handle.client.store.history(run_id, after):
+        if isinstance(e, h.UpdateReplied) and e.update_id == update_id:
+            return e
+    return None
+
+
+def _outcome(handle: WorkflowHandle[Any], name: str, answer: h.UpdateReplied) -> Any:
+    if answer.failure is not None:
+        raise UpdateRejectedError(
+            f"workflow {handle.id!r} rejected update {name!r}: {answer.failure}",
+            update_id=answer.update_id,
+        )
+    return handle.client.converter.from_json(answer.result, where=f"the reply to update {name!r}")
