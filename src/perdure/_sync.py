@@ -100,6 +100,9 @@ class SyncClient:
         handle = self._runner.call(self.client.signal_with_start(workflow, *args, **options))
         return SyncWorkflowHandle(self._runner, handle)
 
+    def update_with_start(self, workflow: Any, *args: Any, **options: Any) -> Any:
+        return self._runner.call(self.client.update_with_start(workflow, *args, **options))
+
     def get_handle(self, id: str, run_id: str | None = None) -> SyncWorkflowHandle[Any]:
         return SyncWorkflowHandle(self._runner, self.client.get_handle(id, run_id))
 

@@ -1,4 +1,5 @@
-"""An update called from a client (``WorkflowHandle.update``): its request
+"""An update called from a client (``WorkflowHandle.update``,
+``Client.update_with_start``): its request
 goes into the run's inbox as a signal (``perdure._history.updates``), then
 the run's new events are read until its ``UpdateReplied`` comes, following
 the run into the runs it continues as new in. Talks to the client's store only.
@@ -12,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
 from perdure._checks import check_name, check_text
-from perdure._store.base import OPEN
-from perdure.errors import UpdateRejectedError, WorkflowClosedError
+from perdure._store.base import OPEN, NewRun
+from perdure.errors import UpdateRejectedError, WorkflowClosedError, WorkflowNotFoundError
 
 if TYPE_CHECKING:
     from perdure._handle import WorkflowHandle
@@ -29,8 +30,10 @@ async def call_update(
     payload: Any,
     update_id: str | None,
     timeout: float,
+    start: NewRun | None = None,
 ) -> Any:
-    """See ``WorkflowHandle.update``."""
+    """See ``WorkflowHandle.update``; with ``start``, ``Client.update_with_start``
+    (the request goes to the open run of the id, or to this new run)."""
     client = handle.client
     if not isinstance(name, str):
         raise TypeError(f"an update's name must be a str, not {type(name).__name__} {name!r}")
@@ -51,10 +54,19 @@ async def call_update(
     if retried:
         # A request with this id may have been answered already: its answer
         # is in the history (the run's, from its start).
-        answer = await _answer_in(handle, (await handle._run()).run_id, 0, update_id)
-        if answer is not None:
-            return _outcome(handle, name, answer)
-    run = await client.store.deliver(handle.id, handle.run_id, event)
+        try:
+            latest = await handle._run()
+        except WorkflowNotFoundError:
+            if start is None:
+                raise
+        else:
+            answer = await _answer_in(handle, latest.run_id, 0, update_id)
+            if answer is not None:
+                return _outcome(handle, name, answer)
+    if start is None:
+        run = await client.store.deliver(handle.id, handle.run_id, event)
+    else:
+        run = await client.store.signal_with_start(start, event)
     run_id, after = run.run_id, 0 if retried else run.last_seq
     pause = POLL_FIRST
     while True:

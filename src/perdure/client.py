@@ -22,7 +22,7 @@ from perdure._attributes import AttributeValue, checked_attributes
 from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
 from perdure._checks import check_name, check_text
 from perdure._converter import DataConverter, default_converter
-from perdure._handle import WorkflowHandle, _checked_event, _reason
+from perdure._handle import WorkflowHandle, _checked_event, _reason, _timeout
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
@@ -33,6 +33,7 @@ from perdure._store.base import (
     Store,
     new_run_id,
 )
+from perdure._updates import call_update
 from perdure._views import (
     PendingActivityInfo,
     PendingTimerInfo,
@@ -301,6 +302,27 @@ class Client:
         event = self._signal_event(signal, signal_payload)
         run = await self.store.signal_with_start(new, event)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
+
+    async def update_with_start(
+        self,
+        workflow: Any,
+        *args: Any,
+        update: str,
+        update_payload: Any = None,
+        id: str,
+        update_id: str | None = None,
+        timeout: float = 60.0,
+        task_queue: str = "default",
+        search_attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> Any:
+        """Send update ``update`` to the open run of ``id``, or start a new
+        run (with these arguments and ``search_attributes``) with the request
+        queued for it, atomically as ``signal_with_start`` does; then wait
+        for the answer and return it, as ``WorkflowHandle.update`` does (a
+        cart created by its first item, answering with the new total)."""
+        fn, new = self._new_run(workflow, args, id, task_queue, None, None, search_attributes)
+        handle: WorkflowHandle[Any] = WorkflowHandle(self, id, None, fn)
+        return await call_update(handle, update, update_payload, update_id, _timeout(timeout), new)
 
     def _signal_event(self, name: str, payload: Any) -> h.SignalReceived:
         if not isinstance(name, str):

@@ -344,3 +344,55 @@ async def test_the_sync_client_sends_updates(db_url: str, client: perdure.Client
             return sync.get_handle("gate-4").update("bump", None, update_id="s-1")
 
     assert await asyncio.to_thread(asked_again) == 1
+
+
+async def test_update_with_start_creates_the_run_or_updates_the_open_one(
+    client: perdure.Client,
+) -> None:
+    async with fast_worker(client, [cart], [price_of]):
+        first = await client.update_with_start(
+            cart, "c-9", id="cart-9", update="edit", update_payload=Line("apple", 1)
+        )
+        again = await client.update_with_start(
+            cart,
+            "c-9",
+            id="cart-9",
+            update="edit",
+            update_payload={"sku": "pear", "quantity": 1},
+            update_id="pear-1",
+        )
+        # A retry of an answered id: the answer, nothing sent, no new run.
+        retried = await client.update_with_start(
+            cart, "c-9", id="cart-9", update="edit", update_payload="ignored", update_id="pear-1"
+        )
+        await client.get_handle("cart-9").update("edit", "checkout")
+        assert await client.get_handle("cart-9").result(timeout=10) == {
+            "total": 8,
+            "apple": 1,
+            "pear": 1,
+        }
+    assert (first, again, retried) == (
+        {"total": 3, "lines": 1},
+        {"total": 8, "lines": 2},
+        {"total": 8, "lines": 2},
+    )
+    assert len(await client.list(workflow="cart")) == 1
+    taken = [
+        e for e in await client.get_handle("cart-9").history() if e["type"] == "SignalReceived"
+    ]
+    assert len(taken) == 3  # (the two edits and the checkout)
+
+
+async def test_update_with_start_in_the_test_environment_skips_time() -> None:
+    @workflow.defn(name="slow_cart")
+    async def slow_cart() -> int:
+        request = await workflow.wait_update("add")
+        await workflow.sleep(timedelta(hours=5))
+        request.reply(request.payload * 2)
+        return 0
+
+    async with WorkflowEnvironment(workflows=[slow_cart]) as env:
+        answer = await env.client.update_with_start(
+            slow_cart, id="slow-1", update="add", update_payload=21, timeout=10
+        )
+        assert answer == 42

@@ -109,5 +109,11 @@ class EnvClient(Client):
         handle = await super().signal_with_start(workflow, *args, **self._options(options))
         return self._wrap(handle)
 
+    async def update_with_start(self, workflow: Any, *args: Any, id: str, **options: Any) -> Any:
+        """:meth:`Client.update_with_start`, skipping time while the answer
+        is awaited."""
+        waiting = super().update_with_start(workflow, *args, id=id, **self._options(options))
+        return await self.waiter.wait_for_result(self.get_handle(id), waiting)
+
     def get_handle(self, id: str, run_id: str | None = None) -> EnvHandle[Any]:
         return EnvHandle(self, id, run_id, None)
