@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from perdure import _history as h
 from perdure._checks import check_name, check_text
 from perdure._store.base import OPEN, NewRun
+from perdure._waiting import EndWatch
 from perdure.errors import UpdateRejectedError, WorkflowClosedError, WorkflowNotFoundError
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["call_update"]
 
-POLL_FIRST = 0.01  # seconds: the first pause between reads (it doubles each time)
+POLL_FIRST = 0.002  # seconds: the first pause between reads (it doubles each time)
 
 
 async def call_update(
@@ -68,8 +69,37 @@ async def call_update(
     else:
         run = await client.store.signal_with_start(start, event)
     run_id, after = run.run_id, 0 if retried else run.last_seq
+    # A worker of this process that commits the answer wakes this call (as
+    # it wakes result() waiters when a run ends); other processes' answers
+    # are read at the next look, every 2 ms at first, then less often.
+    watch = EndWatch(client.store)
+    try:
+        return await _wait_for_answer(
+            handle, name, update_id, run_id, after, (deadline, timeout), watch
+        )
+    finally:
+        watch.close()
+
+
+async def _wait_for_answer(
+    handle: WorkflowHandle[Any],
+    name: str,
+    update_id: str,
+    run_id: str,
+    after: int,
+    until: tuple[float, float],
+    watch: EndWatch,
+) -> Any:
+    """The answer, read from the run's events after ``after``; ``until``:
+    the deadline on the loop's clock, and the timeout it came from."""
+    client = handle.client
+    loop = asyncio.get_running_loop()
+    deadline, timeout = until
     pause = POLL_FIRST
     while True:
+        if watch.run_id != run_id:
+            watch.listen(run_id)
+        watch.changed.clear()  # (before reading: an answer between the two is not missed)
         run = await handle._run(run_id)
         if run.last_seq > after:
             events = await client.store.history(run_id, after)
@@ -93,7 +123,7 @@ async def call_update(
                 f"{timeout:g}s; the request stays queued: call again with "
                 f"update_id={update_id!r} for its answer"
             )
-        await asyncio.sleep(min(pause, left))
+        await watch.wait(min(pause, left))
         pause = min(pause * 2, max(POLL_FIRST, client.poll_interval))
 
 

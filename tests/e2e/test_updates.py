@@ -15,6 +15,7 @@ import pytest
 from e2e_helpers import fast_worker, wait_until
 
 import perdure
+import perdure._updates
 from perdure import activity, workflow
 from perdure.cli._inspect_cmd import summarize
 from perdure.testing import Replayer, WorkflowEnvironment
@@ -396,3 +397,20 @@ async def test_update_with_start_in_the_test_environment_skips_time() -> None:
             slow_cart, id="slow-1", update="add", update_payload=21, timeout=10
         )
         assert answer == 42
+
+
+async def test_a_worker_of_the_callers_process_wakes_it_with_the_answer(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's looks are 30 s apart here (and its deadline 20 s away):
+    only the wake from the commit that answered brings the answer sooner."""
+    monkeypatch.setattr(perdure._updates, "POLL_FIRST", 30.0)
+    loop = asyncio.get_running_loop()
+    async with fast_worker(client, [cart], [price_of]):
+        handle = await client.start(cart, "c-3", id="cart-3")
+        began = loop.time()
+        # (Answered in the turn after the activity's, so after the first look.)
+        answer = await handle.update("edit", Line("pear", 2), timeout=20)
+        assert loop.time() - began < 10, "the caller was not woken by the answer"
+        assert answer == {"total": 10, "lines": 1}
+        await handle.update("edit", "checkout", timeout=20)

@@ -106,8 +106,9 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         self._timers: dict[int, DurableTimerHandle] = {}
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._signals = Signals()
-        self._update_ids = set()  # (these two declared in Updates)
+        self._update_ids = set()  # (these three declared in Updates)
         self._unanswered = {}
+        self.replied = False
         self._children = {}  # (declared, with the next two, in OtherWorkflows)
         self._signals_out = {}
         self.has_children = False

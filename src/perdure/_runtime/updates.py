@@ -67,6 +67,7 @@ class UpdateRequest:
         )
         self._answered = True
         self._owner._unanswered.pop(self.id, None)
+        self._owner.replied = True
         self._owner.issue(h.ReplyUpdate(self.id, self.name, encoded, failure))
 
     def __repr__(self) -> str:
@@ -84,6 +85,9 @@ class Updates:
     # The requests this run took and has not answered, in the order taken:
     # their signal as recorded. A run that continues as new hands them on.
     _unanswered: dict[str, tuple[str, h.JSON]]
+    # This turn answered an update: once it is committed, the worker wakes
+    # the callers waiting in this process (and clears it).
+    replied: bool
 
     if TYPE_CHECKING:  # WorkflowInstance's
 
