@@ -113,6 +113,17 @@ def check_signals(run_id: str, events: list[h.Event], accepted: list[Any]) -> No
         )
 
 
+def check_updates(run_id: str, events: list[h.Event], answered: list[Any]) -> None:
+    """Each update answered once, in the order the driver had them answered,
+    each with every payload taken up to it (however often it was retried)."""
+    replies = [(e.update_id, e.result) for e in events if isinstance(e, h.UpdateReplied)]
+    ids = [update_id for update_id, _ in replies]
+    if len(set(ids)) != len(ids) or [r for _, r in replies] != [
+        answered[: n + 1] for n in range(len(answered))
+    ]:
+        raise InvariantError(f"run {run_id}: updates answered {replies}, but taken {answered}")
+
+
 def recorded_attributes(events: list[h.Event]) -> dict[str, Any]:
     """A run's search attributes as its history says: the start's, then each
     SearchAttributesSet applied in order (None removes a name)."""

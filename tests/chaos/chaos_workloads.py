@@ -6,8 +6,8 @@ Four workflow shapes cover the engine's features: ``pipeline`` (sequential steps
 activity failures and retries, ``asyncio.gather`` of steps on a task queue with limits, a
 durable sleep, a side effect, state),
 ``mailbox`` (signals, with a ``wait_signal`` timeout that starts and cancels timers),
-``family`` (child workflows), ``rollover`` (continue-as-new) and ``relay`` (signals sent
-from workflow code to a child).
+``family`` (child workflows), ``rollover`` (continue-as-new), ``relay`` (signals sent
+from workflow code to a child) and ``desk`` (updates, retried by their ids).
 
 Side files in ``$PERDURE_TEST_DIR``: ``exec-<pid>.log`` gets one JSON line per activity
 execution, written and fsynced *before* the activity does anything (so a line is an
@@ -146,6 +146,22 @@ async def relay(tag: str, count: int) -> list[int]:
     return list(await child.result())
 
 
+@workflow.defn
+async def desk(tag: str, count: int) -> list[int]:
+    """Takes ``count`` ``add`` updates, answering each with every payload
+    taken so far, a step before every other answer. The driver calls each
+    with a short timeout and calls again with the same update id until it
+    is answered: a retry must never be taken twice."""
+    got: list[int] = []
+    while len(got) < count:
+        request = await workflow.wait_update("add")
+        got.append(request.payload)
+        if len(got) % 2 == 0:
+            await work(f"{tag}:u{len(got)}", 0)
+        request.reply(list(got))
+    return got
+
+
 def expected_result(kind: str, args: list[Any], signals: list[int]) -> Any:
     """What a workflow started with ``args`` must return (``signals``: those accepted)."""
     if kind == "pipeline":
@@ -154,7 +170,7 @@ def expected_result(kind: str, args: list[Any], signals: list[int]) -> Any:
             *(f"{tag}:g{i}@ok" for i in range(3)),
             tag.upper(),
         ]
-    if kind == "mailbox":
+    if kind in ("mailbox", "desk"):
         return signals
     if kind == "family":
         tag, kids = args

@@ -80,6 +80,8 @@ class ChaosReport:
     workers_started: int = 0
     workflows: Counter[str] = field(default_factory=Counter)
     signals_accepted: int = 0
+    updates_answered: int = 0
+    update_calls: int = 0  # (each retry of an update by its id counted)
     scheduled: int = 0  # runs the schedule started (one per time)
     limited_attempts: int = 0  # attempts on the limited queue (LIMITED_QUEUE)
     limited_peak: int = 0  # the most of them running at once, by their records
@@ -101,7 +103,8 @@ class ChaosReport:
             f"{sum(self.workflows.values())} workflows ({dict(self.workflows)}) over "
             f"{c.runs} runs and {c.events} events; {c.executions} activity executions "
             f"({c.re_executions} re-run after a kill, {c.planned_failures} planned failures "
-            f"retried); {self.signals_accepted} signals; {c.timers_fired} timers fired; "
+            f"retried); {self.signals_accepted} signals; {self.updates_answered} updates "
+            f"answered ({self.update_calls} calls); {c.timers_fired} timers fired; "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
             f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once"
@@ -261,11 +264,11 @@ class Started:
 
 
 def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
-    kind = ("pipeline", "mailbox", "family", "rollover", "pipeline", "relay")[n % 6]
+    kind = ("pipeline", "mailbox", "family", "rollover", "pipeline", "relay", "desk")[n % 7]
     tag = f"{kind}-{n}"
     if kind == "pipeline":
         return kind, [tag, rng.randint(2, 5), rng.randint(1, 3)], 0
-    if kind == "mailbox":
+    if kind in ("mailbox", "desk"):  # (the signals, or updates, to send)
         count = rng.randint(2, 5)
         return kind, [tag, count], count
     if kind == "family":
@@ -284,6 +287,30 @@ BEAT_ARGS = ["beat", 2, 2]
 def scheduled_runs(client: perdure.SyncClient) -> list[perdure.WorkflowExecution]:
     found = client.list(workflow="pipeline", search=f"{BEAT}@", limit=100_000)
     return [r for r in found if r.id.startswith(f"{BEAT}@")]
+
+
+def _call_an_update(
+    client: perdure.SyncClient, open_flows: list[Started], report: ChaosReport
+) -> None:
+    """One call of one desk's next update (the desks take turns), with a
+    short timeout: unanswered, it is called again with the same id later."""
+    desks = [f for f in open_flows if f.kind == "desk" and f.signals_to_send]
+    if not desks:
+        return
+    f = desks[report.update_calls % len(desks)]
+    payload = len(f.accepted) + 1000 * int(f.id.split("-")[1])
+    report.update_calls += 1
+    try:
+        answer = client.get_handle(f.id).update(
+            "add", payload, update_id=f"{f.id}/u{len(f.accepted)}", timeout=0.05
+        )
+    except TimeoutError:
+        return  # (its worker may be dead: the request stays queued)
+    if answer != [*f.accepted, payload]:
+        raise checks.InvariantError(f"{f.id}: update answered {answer}, after {f.accepted}")
+    f.accepted.append(payload)
+    f.signals_to_send -= 1
+    report.updates_answered += 1
 
 
 def run_chaos(cfg: ChaosConfig) -> ChaosReport:
@@ -332,7 +359,10 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 assert handle.run_id is not None
                 flows.append(Started(handle.id, kind, args, handle.run_id, signals))
                 report.workflows[kind] += 1
+            _call_an_update(client, open_flows, report)
             for f in open_flows:
+                if f.kind == "desk":
+                    continue  # (updates: above)
                 if f.signals_to_send and (not chaotic or rng.random() < 0.02):
                     payload = len(f.accepted) + 1000 * int(f.id.split("-")[1])
                     client.get_handle(f.id).signal("item", payload)
@@ -401,7 +431,10 @@ def _verify(
     c = r.counts
     limited: list[tuple[float, float]] = []  # the attempts on the limited queue
 
-    def check_run(wid: str, run_id: str, accepted: list[int] | None) -> tuple[str, str | None]:
+    def check_run(
+        wid: str, run_id: str, accepted: list[int] | None = None, kind: str = ""
+    ) -> tuple[str, str | None]:
+        """``accepted``: the signals a mailbox, or the updates a desk, had accepted."""
         handle = client.get_handle(wid, run_id)
         d = handle.describe()
         history = handle.history()
@@ -417,22 +450,24 @@ def _verify(
                 listed = client.list(search_attributes={name: value}, search=wid, limit=100_000)
                 if run_id not in {run.run_id for run in listed}:
                     raise checks.InvariantError(f"run {run_id}: not listed by {name}={value!r}")
-        if accepted is not None:
+        if kind == "mailbox" and accepted is not None:
             checks.check_signals(run_id, events, accepted)
             c.signals += len(accepted)
+        if kind == "desk" and accepted is not None:
+            checks.check_updates(run_id, events, accepted)
         c.runs += 1
         c.events += len(events)
         c.by_status[d.status] += 1
         for e in events:  # children: checked like any run
             if isinstance(e, h.ChildWorkflowStarted):
-                check_run(e.workflow_id, e.run_id, None)
+                check_run(e.workflow_id, e.run_id)
         return d.status, d.continued_to
 
     for f in flows:
         run_id: str | None = f.run_id
         status = "unknown"
         while run_id is not None:
-            status, run_id = check_run(f.id, run_id, f.accepted if f.kind == "mailbox" else None)
+            status, run_id = check_run(f.id, run_id, f.accepted, f.kind)
         if status != "completed":
             raise checks.InvariantError(f"{f.id} ({f.kind} {f.args}) ended {status}")
         result = client.get_handle(f.id).result(timeout=5)
