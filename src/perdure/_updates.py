@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
 from perdure._checks import check_name, check_text
-from perdure._store.base import OPEN, NewRun
+from perdure._store.base import OPEN, NewRun, RunRecord
 from perdure._waiting import EndWatch
 from perdure.errors import UpdateRejectedError, WorkflowClosedError, WorkflowNotFoundError
 
@@ -65,7 +65,7 @@ async def call_update(
             if answer is not None:
                 return _outcome(handle, name, answer)
     if start is None:
-        run = await client.store.deliver(handle.id, handle.run_id, event)
+        run = await _deliver(handle, event)
     else:
         run = await client.store.signal_with_start(start, event)
     run_id, after = run.run_id, 0 if retried else run.last_seq
@@ -125,6 +125,22 @@ async def _wait_for_answer(
             )
         await watch.wait(min(pause, left))
         pause = min(pause * 2, max(POLL_FIRST, client.poll_interval))
+
+
+async def _deliver(handle: WorkflowHandle[Any], event: h.SignalReceived) -> RunRecord:
+    """Into the handle's run, or, if that run has continued as new, the run
+    it continued in (a handle from ``start()`` names the first run of a
+    session that may have rolled over many times)."""
+    run_id = handle.run_id
+    while True:
+        try:
+            return await handle.client.store.deliver(handle.id, run_id, event)
+        except WorkflowClosedError:
+            if run_id is None:
+                raise
+            run_id = (await handle._run(run_id)).continued_to
+            if run_id is None:
+                raise
 
 
 async def _answer_in(

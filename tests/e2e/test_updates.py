@@ -8,6 +8,7 @@ replay checks it); a run that ends without answering, or has ended, says so."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -224,6 +225,53 @@ async def test_a_request_taken_but_not_answered_goes_on_to_the_next_run(
     assert (await latest.describe()).run_id != handle.run_id
     taken = [e for e in await latest.history() if e["type"] == "SignalReceived"]
     assert [e["payload"]["update_id"] for e in taken] == ["j-7"]
+
+
+@workflow.defn
+async def one_per_run(n: int) -> int:
+    """Answers one update per run, once told to go, then continues as new."""
+    request = await workflow.wait_update("job")
+    await workflow.wait_signal("go")
+    request.reply(n)
+    if n < 2:
+        workflow.continue_as_new(n + 1)
+    return n
+
+
+async def test_a_retry_queued_behind_its_answer_is_not_handed_to_the_next_run(
+    client: perdure.Client,
+) -> None:
+    """The caller gives up and retries while the run is still on the request;
+    the run answers it and continues as new: the retry's copy, queued in it,
+    must not go on to the next run (which would answer it again). And the
+    handle start() gave, which names the first run, sends to the run it
+    continued in."""
+    async with fast_worker(client, [one_per_run], []):
+        handle = await client.start(one_per_run, 1, id="once-1")
+        with pytest.raises(TimeoutError):
+            await handle.update("job", update_id="r", timeout=0.1)
+        retry = asyncio.ensure_future(handle.update("job", update_id="r", timeout=10))
+        await wait_until(lambda: _is(_requests(handle, "job"), 2), what="the retry's copy")
+        await handle.signal("go")
+        assert await retry == 1
+        latest = client.get_handle("once-1")
+
+        async def settled() -> bool:
+            d = await latest.describe()
+            return d.run_id != handle.run_id and bool(d.waiting_updates or d.waiting_signals)
+
+        await wait_until(settled, what="the next run to wait")
+        d = await latest.describe()
+        assert (d.waiting_updates, d.waiting_signals) == (["job"], [])  # (not 'go': not r again)
+        answer = asyncio.ensure_future(handle.update("job", update_id="s", timeout=10))
+        await wait_until(lambda: _is(_requests(latest, "job"), 1), what="the request in run 2")
+        await latest.signal("go")
+        assert await answer == 2
+        assert await latest.result(timeout=10) == 2
+
+
+async def _is(count: Awaitable[int], wanted: int) -> bool:
+    return await count == wanted
 
 
 async def _requests(handle: perdure.WorkflowHandle[object], name: str) -> int:

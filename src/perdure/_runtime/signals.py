@@ -58,16 +58,20 @@ class Signals:
         self._arrivals += 1
         self._kept.setdefault(name, deque()).append((self._arrivals, recorded, payload))
 
-    def untaken(self) -> tuple[tuple[str, h.JSON], ...]:
-        """The signals no wait took, in the order they came: a run that
-        continues as new hands them to the next run, which receives them
-        first (Temporal drops them unless the code drains them first)."""
+    def untaken(self) -> list[tuple[str, h.JSON, Any]]:
+        """The signals no wait took, in the order they came, as (name, payload
+        as recorded, decoded): a run that continues as new hands them to the
+        next run, which receives them first (Temporal drops them unless the
+        code drains them first)."""
         kept = sorted(
-            (arrival, name, recorded)
-            for name, entries in self._kept.items()
-            for arrival, recorded, _ in entries
+            (
+                (arrival, name, recorded, payload)
+                for name, entries in self._kept.items()
+                for arrival, recorded, payload in entries
+            ),
+            key=lambda entry: entry[0],
         )
-        return tuple((name, recorded) for _, name, recorded in kept)
+        return [(name, recorded, payload) for _, name, recorded, payload in kept]
 
     def waited_for(self) -> list[str]:
         """The names some wait is on now."""

@@ -116,5 +116,18 @@ class Updates:
     def handed_on(self) -> tuple[tuple[str, h.JSON], ...]:
         """What a run that continues as new hands to the next: the requests
         it took and did not answer (the next run takes them again), then the
-        signals no wait took, each in the order it came."""
-        return (*self._unanswered.values(), *self._signals.untaken())
+        signals no wait took, each in the order it came, but for requests
+        whose id this run took (a caller's retries: the next run would not
+        know to skip them)."""
+        untaken = [
+            (name, recorded)
+            for name, recorded, value in self._signals.untaken()
+            if not self._taken(name, value)
+        ]
+        return (*self._unanswered.values(), *untaken)
+
+    def _taken(self, name: str, value: Any) -> bool:
+        if not name.startswith(h.UPDATE_SIGNAL_PREFIX):
+            return False
+        parsed = h.parse_update_request(value)
+        return parsed is not None and parsed[0] in self._update_ids
