@@ -24,6 +24,7 @@ def test_top_level_all_is_pinned() -> None:
         "SyncClient",
         "SyncWorkflowHandle",
         "UpdateRejectedError",
+        "UpdateTimeoutError",
         "Worker",
         "WorkflowAlreadyStartedError",
         "WorkflowCancelledError",

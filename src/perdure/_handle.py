@@ -7,13 +7,13 @@ which exports it); talks to the Client's store only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure import _history as h
 from perdure._checks import check_text
 from perdure._store.base import OPEN, RunRecord, new_run_id
-from perdure._updates import call_update
+from perdure._updates import UpdateHandle, send_update
 from perdure._views import ResetPoints, WorkflowDescription, describe_run
 from perdure._waiting import MAX_RESULT_POLL, EndWatch
 from perdure.errors import (
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["WorkflowHandle"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 STATE_POLL_FIRST = 0.01  # seconds: wait_state's first pause (it doubles each time)
 E = TypeVar("E", bound=h.Event)
 
@@ -199,6 +200,23 @@ class WorkflowHandle(Generic[R]):
         event = self.client._signal_event(name, payload)
         await self.client.store.deliver(self.id, self.run_id, event)
 
+    async def start_update(
+        self, name: str, payload: Any = None, *, update_id: str | None = None
+    ) -> UpdateHandle:
+        """Send update ``name`` with ``payload``; return once the request is
+        durable, as an ``UpdateHandle`` (its ``id``; ``await
+        result(timeout=60)`` for the answer). The workflow takes it with
+        ``workflow.wait_update(name)`` and answers it once.
+
+        ``update_id`` (default: a new random one) makes the call safe to
+        retry: a second call with the same id, to the same run (or after the
+        run that answered it continued as new), gets the first one's answer
+        and is not taken again. Raises ``WorkflowClosedError`` if the run
+        has ended, ``WorkflowNotFoundError``, and for bad arguments before
+        anything is sent.
+        """
+        return await send_update(self, name, payload, update_id)
+
     async def update(
         self,
         name: str,
@@ -207,21 +225,22 @@ class WorkflowHandle(Generic[R]):
         update_id: str | None = None,
         timeout: float = 60.0,
     ) -> Any:
-        """Send update ``name`` with ``payload`` and return the workflow's
-        answer: the value its code gave ``request.reply()`` (decoded as JSON,
-        like ``wait_state``); raises ``UpdateRejectedError`` if it called
-        ``request.reject(message)``. The workflow takes the request with
-        ``workflow.wait_update(name)``; it is durable once this call has sent
-        it, and answered once.
-
-        ``update_id`` (default: a new random one) makes the call safe to
-        retry: a second call with the same id, to the same run, returns the
-        first one's answer and is not delivered again. Raises ``TimeoutError``
-        after ``timeout`` seconds without an answer (the request stays queued:
-        call again with the id it names), ``WorkflowClosedError`` if the run
-        has ended or ends without answering, ``WorkflowNotFoundError``.
+        """``start_update``, then the answer: the value the workflow's code
+        gave ``request.reply()`` (decoded as JSON, like ``wait_state``).
+        Raises ``UpdateRejectedError`` if it called ``request.reject(message)``,
+        ``UpdateTimeoutError`` (a ``TimeoutError``: the request stays queued,
+        call again with the id it names) after ``timeout`` seconds without
+        an answer, ``WorkflowClosedError`` if the run has ended or ends
+        without answering, ``WorkflowNotFoundError``.
         """
-        return await call_update(self, name, payload, update_id, _timeout(timeout))
+        timeout = _timeout(timeout)
+        sent = await self.start_update(name, payload, update_id=update_id)
+        return await sent.result(timeout)
+
+    async def _awaiting(self, waiting: Coroutine[Any, Any, T]) -> T:
+        """``await waiting``: a wait for the run (the test environment's
+        handles skip time meanwhile)."""
+        return await waiting
 
     async def cancel(self, reason: str | None = None) -> None:
         """Ask the run to cancel: workflow code sees ``asyncio.CancelledError``."""

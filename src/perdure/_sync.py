@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from perdure._batch import BatchAction, BatchResult
 from perdure._converter import DataConverter
+from perdure._updates import UpdateHandle
 from perdure.client import (
     Client,
     ResetPoints,
@@ -26,7 +27,7 @@ from perdure.client import (
 from perdure.queues import QueueInfo, QueueLimits
 from perdure.schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 
-__all__ = ["SyncClient", "SyncScheduleHandle", "SyncWorkflowHandle"]
+__all__ = ["SyncClient", "SyncScheduleHandle", "SyncUpdateHandle", "SyncWorkflowHandle"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -283,5 +284,23 @@ class SyncWorkflowHandle(Generic[R]):
             self.handle.update(name, payload, update_id=update_id, timeout=timeout)
         )
 
+    def start_update(
+        self, name: str, payload: Any = None, *, update_id: str | None = None
+    ) -> SyncUpdateHandle:
+        sent = self._runner.call(self.handle.start_update(name, payload, update_id=update_id))
+        return SyncUpdateHandle(self._runner, sent)
+
     def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
         return self._runner.call(self.handle.history(after_seq))
+
+
+class SyncUpdateHandle:
+    """An update sent from a SyncClient's handle: as ``UpdateHandle``."""
+
+    def __init__(self, runner: _LoopThread, handle: UpdateHandle) -> None:
+        self._runner = runner
+        self.handle = handle
+        self.id = handle.id
+
+    def result(self, timeout: float = 60.0) -> Any:
+        return self._runner.call(self.handle.result(timeout))

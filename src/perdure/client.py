@@ -20,7 +20,7 @@ from perdure import _history as h
 from perdure import queues, schedules
 from perdure._attributes import AttributeValue, checked_attributes
 from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
-from perdure._checks import check_name, check_text
+from perdure._checks import BadName, check_name, check_text
 from perdure._converter import DataConverter, default_converter
 from perdure._handle import WorkflowHandle, _checked_event, _reason, _timeout
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
@@ -33,7 +33,7 @@ from perdure._store.base import (
     Store,
     new_run_id,
 )
-from perdure._updates import call_update
+from perdure._updates import UpdateHandle, send_update
 from perdure._views import (
     PendingActivityInfo,
     PendingTimerInfo,
@@ -60,6 +60,7 @@ __all__ = [
     "QueueBacklog",
     "ResetPoints",
     "Stats",
+    "UpdateHandle",
     "WorkerInfo",
     "WorkflowDescription",
     "WorkflowExecution",
@@ -321,8 +322,11 @@ class Client:
         for the answer and return it, as ``WorkflowHandle.update`` does (a
         cart created by its first item, answering with the new total)."""
         fn, new = self._new_run(workflow, args, id, task_queue, None, None, search_attributes)
-        handle: WorkflowHandle[Any] = WorkflowHandle(self, id, None, fn)
-        return await call_update(handle, update, update_payload, update_id, _timeout(timeout), new)
+        timeout = _timeout(timeout)
+        handle: WorkflowHandle[Any] = self.get_handle(id)
+        handle._fn = fn
+        sent = await send_update(handle, update, update_payload, update_id, new)
+        return await sent.result(timeout)
 
     def _signal_event(self, name: str, payload: Any) -> h.SignalReceived:
         if not isinstance(name, str):
@@ -330,7 +334,7 @@ class Client:
         check_text("a signal's name", name)
         problem = h.signal_name_problem(name)
         if problem is not None:
-            raise ValueError(problem)
+            raise BadName(problem)
         encoded = self.converter.to_json(payload, where=f"payload of signal {name!r}")
         return _checked_event(h.SignalReceived(name=name, payload=encoded))
 

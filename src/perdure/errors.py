@@ -23,6 +23,7 @@ __all__ = [
     "SchemaVersionError",
     "StoreError",
     "UpdateRejectedError",
+    "UpdateTimeoutError",
     "WorkflowAlreadyStartedError",
     "WorkflowCancelledError",
     "WorkflowClosedError",
@@ -150,7 +151,19 @@ class WorkflowClosedError(PerdureError):
 
 class UpdateRejectedError(PerdureError):
     """The workflow refused an update (``request.reject(message)``): the
-    message says why. ``update_id`` names the request."""
+    message says why; ``reason`` is the workflow's own text, ``update_id``
+    names the request."""
+
+    def __init__(self, message: str, *, update_id: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.update_id = update_id
+        self.reason = reason
+
+
+class UpdateTimeoutError(PerdureError, TimeoutError):
+    """No answer to an update in the time given (a ``TimeoutError``): the
+    request stays queued; ``update_id`` names it, to wait again or call
+    again with."""
 
     def __init__(self, message: str, *, update_id: str = "") -> None:
         super().__init__(message)

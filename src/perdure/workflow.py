@@ -19,7 +19,7 @@ from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure import _history as h
 from perdure._attributes import checked_attributes
-from perdure._checks import check_name, check_text, delay_seconds
+from perdure._checks import BadName, check_name, check_text, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.endings import ContinueAsNewError
 from perdure._runtime.updates import UpdateRequest
@@ -135,7 +135,7 @@ def _check_signal_name(name: object, what: str = "a signal's name") -> None:
     check_text(what, name)
     problem = h.signal_name_problem(name)
     if problem is not None:
-        raise ValueError(problem)
+        raise BadName(problem)
 
 
 async def wait_update(name: str, *, timeout: timedelta | float | None = None) -> UpdateRequest:

@@ -331,7 +331,7 @@ async def test_workflow_code_misusing_an_update_is_told_what_is_wrong(
             try:
                 await bad_wait
             except (TypeError, ValueError) as exc:
-                outcomes.append(type(exc).__name__)
+                outcomes.append(type(exc).__name__ if type(exc) is TypeError else "ValueError")
         try:
             await workflow.wait_update("ask", timeout=timedelta(seconds=0.05))
         except TimeoutError as exc:
@@ -462,3 +462,76 @@ async def test_a_worker_of_the_callers_process_wakes_it_with_the_answer(
         assert loop.time() - began < 10, "the caller was not woken by the answer"
         assert answer == {"total": 10, "lines": 1}
         await handle.update("edit", "checkout", timeout=20)
+
+
+async def test_an_update_sent_then_awaited_and_awaited_again(client: perdure.Client) -> None:
+    async with fast_worker(client, [gated_counter], []):
+        handle = await client.start(gated_counter, id="gate-5")
+        sent = await handle.start_update("bump", None, update_id="w-1")
+        assert sent.id == "w-1" and sent.workflow_id == "gate-5"
+        with pytest.raises(perdure.UpdateTimeoutError) as timed_out:
+            await sent.result(timeout=0.1)  # (the run takes no update before 'open')
+        assert isinstance(timed_out.value, TimeoutError)
+        assert timed_out.value.update_id == "w-1"
+        await handle.signal("open")
+        assert await sent.result(timeout=10) == 1
+        assert await sent.result(timeout=10) == 1  # (kept)
+        fresh = await handle.start_update("bump", "stop")
+        assert len(fresh.id) == 32  # (a new random id)
+        assert await fresh.result() == 1
+
+
+async def test_a_rejection_carries_the_workflows_own_reason(client: perdure.Client) -> None:
+    async with fast_worker(client, [cart], [price_of]):
+        handle = await client.start(cart, "c-4", id="cart-4")
+        with pytest.raises(perdure.UpdateRejectedError) as rejected:
+            await handle.update("edit", "lots", update_id="bad-1")
+        await handle.update("edit", "checkout")
+    assert rejected.value.reason == "an edit needs a sku and a quantity above 0, not 'lots'"
+    assert rejected.value.update_id == "bad-1"
+
+
+async def test_a_retry_after_the_answering_run_continued_as_new_gets_its_answer(
+    client: perdure.Client,
+) -> None:
+    async with fast_worker(client, [one_per_run], []):
+        handle = await client.start(one_per_run, 1, id="once-2")
+        sent = await handle.start_update("job", update_id="first")
+        await handle.signal("go")
+        assert await sent.result(timeout=10) == 1
+        latest = client.get_handle("once-2")
+
+        async def rolled_over() -> bool:
+            return (await latest.describe()).run_id != handle.run_id
+
+        await wait_until(rolled_over, what="the continue-as-new")
+        # Asked again: answered from the run before; nothing sent to run 2.
+        assert await latest.update("job", update_id="first", timeout=10) == 1
+        assert await _requests(latest, "job") == 0
+        await latest.start_update("job")
+        await latest.signal("go")
+        assert await latest.result(timeout=10) == 2
+
+
+async def test_a_retry_whose_run_answered_and_ended_before_it_was_sent_gets_the_answer(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look for an earlier answer finds none; the run answers, ends;
+    then the send finds it ended: the answer is looked for again."""
+    async with fast_worker(client, [gated_counter], []):
+        handle = await client.start(gated_counter, id="gate-6")
+        await handle.signal("open")
+        assert await handle.update("bump", "stop", update_id="last") == 0
+        await handle.result(timeout=10)
+    looks: list[str] = []
+    real = perdure._updates._answered
+
+    async def late(*args: object) -> object:
+        looks.append("look")
+        return None if len(looks) == 1 else await real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(perdure._updates, "_answered", late)
+    assert await handle.update("bump", "stop", update_id="last") == 0
+    assert looks == ["look", "look"]
+    with pytest.raises(perdure.WorkflowClosedError):
+        await handle.update("bump", "stop", update_id="never-sent")

@@ -323,6 +323,11 @@ class Store(abc.ABC):
         """The given run, or the latest run of the workflow id."""
 
     @abc.abstractmethod
+    async def run_before(self, workflow_id: str, run_id: str) -> RunRecord | None:
+        """The run of ``workflow_id`` made just before run ``run_id`` (the
+        one it continued from, if it did), or None."""
+
+    @abc.abstractmethod
     async def ended_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord | None]:
         """Those of ``run_ids`` that are no longer open, each with its record
         (None: no such run)."""

@@ -62,6 +62,14 @@ class SqlClientSide(SqlHooks):
         [found] = await self._read_queries([(sql, params)])
         return rows.run_from_row(found[0]) if found else None
 
+    async def run_before(self, workflow_id: str, run_id: str) -> RunRecord | None:
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
+            " AND id < (SELECT id FROM runs WHERE run_id = ?) ORDER BY id DESC LIMIT 1"
+        )
+        [found] = await self._read_queries([(sql, (workflow_id, run_id))])
+        return rows.run_from_row(found[0]) if found else None
+
     async def ended_runs(self, run_ids: Sequence[str]) -> dict[str, RunRecord | None]:
         # Which runs are open, then the records of the ended ones (Store.keep_ended);
         # an ended run never changes: no common snapshot. By id alone: with "status

@@ -56,18 +56,8 @@ class EnvHandle(WorkflowHandle[R]):
         can happen. ``timeout`` is in real seconds."""
         return await self._waiter.wait_for_result(self, super().wait_state(key, timeout))
 
-    async def update(
-        self,
-        name: str,
-        payload: Any = None,
-        *,
-        update_id: str | None = None,
-        timeout: float = 60.0,
-    ) -> Any:
-        """Send update ``name`` and return the workflow's answer (see
-        :meth:`WorkflowHandle.update`), skipping time while nothing else can
-        happen. ``timeout`` is in real seconds."""
-        waiting = super().update(name, payload, update_id=update_id, timeout=timeout)
+    async def _awaiting(self, waiting: Coroutine[Any, Any, T]) -> T:
+        """Skip time while the run is waited for (an update's answer)."""
         return await self._waiter.wait_for_result(self, waiting)
 
 
@@ -109,11 +99,10 @@ class EnvClient(Client):
         handle = await super().signal_with_start(workflow, *args, **self._options(options))
         return self._wrap(handle)
 
-    async def update_with_start(self, workflow: Any, *args: Any, id: str, **options: Any) -> Any:
-        """:meth:`Client.update_with_start`, skipping time while the answer
-        is awaited."""
-        waiting = super().update_with_start(workflow, *args, id=id, **self._options(options))
-        return await self.waiter.wait_for_result(self.get_handle(id), waiting)
+    async def update_with_start(self, workflow: Any, *args: Any, **options: Any) -> Any:
+        """:meth:`Client.update_with_start`, on the environment's task queue
+        unless ``task_queue`` says otherwise (time skips while it waits)."""
+        return await super().update_with_start(workflow, *args, **self._options(options))
 
     def get_handle(self, id: str, run_id: str | None = None) -> EnvHandle[Any]:
         return EnvHandle(self, id, run_id, None)
