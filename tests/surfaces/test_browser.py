@@ -1,6 +1,7 @@
 """The web UI in headless Chromium (Debian's ``chromium``, driven by Playwright):
-the list, a workflow's page and timeline, a signal that resumes the run, and the
-token flow. A real ``perdure server`` and ``perdure worker`` run in subprocesses.
+the list, a workflow's page and timeline, a signal that resumes the run, an
+update's answer and rejection, and the token flow. A real ``perdure server``
+and ``perdure worker`` run in subprocesses.
 
 Skipped when chromium is absent, except in CI (``CI=true``), where it must run:
 ``make chromium`` installs it.
@@ -17,6 +18,7 @@ from datetime import timedelta
 
 import pytest
 import surface_workflows as wf
+import update_workflows as uw
 from surface_helpers import Proc, spawn, wait_for
 
 import perdure
@@ -63,7 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     db = f"sqlite:///{folder / 'ui.db'}"
     procs: list[Proc] = []
     try:
-        worker_args = ["worker", wf.__file__, "--db", db, "--poll-interval", "0.02"]
+        worker_args = ["worker", wf.__file__, uw.__file__, "--db", db, "--poll-interval", "0.02"]
         procs.append(spawn(worker_args, folder / "worker.log"))
         procs.append(spawn(["server", "--port", "0", "--db", db], folder / "open.log"))
         tokens = {"PERDURE_ADMIN_TOKEN": ADMIN, "PERDURE_TOKEN": READ}
@@ -234,6 +236,84 @@ def test_the_page_of_a_run_that_continues_as_new_follows_the_new_run(
         expect(started).to_have_count(1)
 
 
+def test_the_update_form_shows_the_answer_or_the_rejection(stack: Stack, page: Page) -> None:
+    with perdure.SyncClient.connect(stack.db) as client:
+        handle = client.start("expense", "exp-ui", 1500, id="ui-expense-1")
+        wait_for(lambda: handle.describe().waiting_updates == ["decide"], 20, "the update wait")
+        page.goto(f"{stack.open_url}#/workflows/ui-expense-1")
+        expect(page.locator("#pending .pending-update")).to_contain_text("awaiting decide")
+        expect(page.locator("#update-button")).to_have_class("primary")  # (no signal awaited)
+        page.click("#update-button")
+        expect(page.locator("#update-name")).to_have_value("decide")
+        page.fill("#update-payload", "not json")
+        page.click("#update-send")
+        expect(page.locator("#update-error")).to_contain_text("not valid JSON")
+
+        error, answer = page.locator("#update-error"), page.locator("#update-answer")
+        page.fill("#update-payload", '{"decision": "approved", "by": "team-lead"}')
+        page.click("#update-send")
+        expect(error).to_contain_text("Rejected (update ")
+        expect(error).to_contain_text("above 1,000 a director decides")
+        expect(answer).to_be_hidden()
+        page.fill("#update-payload", '{"decision": "approved", "by": "director"}')
+        page.fill("#update-id", "ui-director-1")
+        page.click("#update-send")
+        expect(answer).to_contain_text("Answered decide (update ui-director-1):")
+        expect(answer.locator("pre")).to_contain_text('"status": "approved"')
+        expect(error).to_be_hidden()
+        expect(page.locator("#update-id")).to_have_value("")  # (a new send: a new request)
+        page.click("#update-cancel")
+        expect(page.locator(".wf-title .badge")).to_have_text("completed")
+        assert handle.result(timeout=10) == "approved"
+
+        # The history says which event is an update's request, and its answer.
+        history = page.locator("#history")
+        expect(history).to_contain_text(
+            'update decide (ui-director-1) {"decision":"approved","by":"director"}'
+        )
+        expect(history).to_contain_text("rejected: above 1,000 a director decides")
+        expect(history).to_contain_text(
+            'decide (ui-director-1) → {"status":"approved","amount":1500}'
+        )
+        expect(history).not_to_contain_text("perdure.update:")
+        expect(page.locator("#timeline svg g.row-signals")).to_contain_text("signals, updates")
+        expect(page.locator("#update-button")).to_have_count(0)  # closed
+
+        # No answer in time (the page's 30 s cut to 0.3 on the way): the dialog
+        # keeps the request's id, and sending again gets that request's answer.
+        gate = client.start("gate", "ada", id="ui-gate-1")
+        wait_for(lambda: gate.describe().waiting_signals == ["open"], 20, "the gate's wait")
+        page.goto(f"{stack.open_url}#/workflows/ui-gate-1")
+        expect(page.locator("#signal-button")).to_have_class("primary")
+        page.route(
+            re.compile(r".*/updates/ask\?.*"),
+            lambda route: route.continue_(
+                url=route.request.url.replace("timeout=30", "timeout=0.3")
+            ),
+        )
+        page.click("#update-button")
+        page.fill("#update-name", "ask")
+        page.fill("#update-payload", '"tea"')
+        page.click("#update-send")
+        expect(error).to_contain_text("No answer within 30 s; the request stays queued")
+        update_id = page.locator("#update-id").input_value()
+        assert re.fullmatch(r"[0-9a-f]{32}", update_id), update_id
+        page.unroute(re.compile(r".*/updates/ask\?.*"))
+        page.click("#update-send")  # (the same id: it waits for that request's answer)
+        expect(page.locator("#update-send")).to_have_text("Waiting for the answer…")
+
+        def sent() -> list[str] | None:
+            events = gate.history()
+            ids = [e["payload"]["update_id"] for e in events if e["type"] == "SignalReceived"]
+            return ids if len(ids) == 2 else None
+
+        assert wait_for(sent, 20, "the retry's request") == [update_id, update_id]
+        gate.signal("open")
+        expect(answer).to_contain_text(f"Answered ask (update {update_id}):")
+        expect(answer.locator("pre")).to_have_text('"ada says yes to tea"')
+        assert gate.result(timeout=10) == f"answered {update_id}"
+
+
 def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:
     with perdure.SyncClient.connect(stack.db) as client:
         client.start("approval", "bob", id="ui-token-1")
@@ -249,6 +329,7 @@ def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:
     expect(page.locator("#wf-id")).to_have_text("ui-token-1")
     expect(page.locator("#token-button")).to_have_text("Token: read")
     expect(page.locator("#signal-button")).to_have_count(0)  # read-only: no actions
+    expect(page.locator("#update-button")).to_have_count(0)
     expect(page.locator("#terminate-button")).to_have_count(0)
     expect(page.locator("#reset-button")).to_have_count(0)
 

@@ -2,8 +2,8 @@
 
 One module per command group, each registering its commands on ``app``:
 ``_worker_cmd`` (worker), ``_demo_cmd`` (demo), ``_inspect_cmd`` (list,
-show, history, result), ``_control_cmd`` (start, signal, cancel, terminate,
-reset, migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
+show, history, result), ``_control_cmd`` (start, signal, update, cancel,
+terminate, reset, migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
 (queue list/show/limit/unlimit, stats). Helpers that register no command:
 ``_operator`` (exit codes, output), ``_filters`` (the run filters of list
@@ -39,6 +39,7 @@ COMMANDS = {
     "result": "_inspect_cmd",
     "start": "_control_cmd",
     "signal": "_control_cmd",
+    "update": "_control_cmd",
     "cancel": "_control_cmd",
     "terminate": "_control_cmd",
     "reset": "_control_cmd",

@@ -23,7 +23,8 @@ EPILOG = (
     "Exit codes: 0 ok; 1 the workflow failed, timed out, was cancelled or terminated (result); "
     "2 usage error; 3 workflow not found; 4 database error; "
     "5 conflict (run already closed, or id taken; with --yes, a run the batch could not act "
-    "on); 6 still running (result)."
+    "on); 6 still running (result); 7 the workflow rejected the update (update); 8 no answer "
+    "within --timeout (update)."
 )
 
 app = typer.Typer(

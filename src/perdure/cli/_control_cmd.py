@@ -1,11 +1,12 @@
-"""``perdure start``, ``signal``, ``cancel``, ``terminate``, ``reset`` and
-``migrate``: the commands that change something.
+"""``perdure start``, ``signal``, ``update``, ``cancel``, ``terminate``, ``reset``
+and ``migrate``: the commands that change something.
 
 Imports the public API, typer, rich, the search attributes' rules
 (``perdure._attributes``: ``start --attr``), the run filters' options
 (``_filters``) and the batch form of cancel, terminate and reset (``_batch``:
 the id left out, the runs the filters match); exit codes come from
-``_operator.run``. ``migrate`` alone may create a database; the others refuse
+``_operator.run`` (``update``'s own two, a rejection and no answer in time,
+from the command). ``migrate`` alone may create a database; the others refuse
 a missing SQLite file.
 """
 
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from perdure._attributes import AttributeValue, checked_attributes, parse_filter
+from perdure._checks import BadName
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
 from perdure.cli._filters import (
@@ -36,16 +38,22 @@ from perdure.cli._filters import (
 )
 from perdure.cli._operator import (
     EPILOG,
+    EXIT_NO_ANSWER,
+    EXIT_REJECTED,
+    EXIT_USAGE,
     JsonOption,
     RunIdOption,
     database_url,
     err,
+    fail,
     parse_json,
     print_json,
     run,
     shown_url,
 )
 from perdure.client import Client, WorkflowHandle
+from perdure.errors import UpdateRejectedError, UpdateTimeoutError
+from perdure.server._query import rejected_update_json
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -168,8 +176,87 @@ def signal(
     value: Any = None if payload is None else parse_json(payload, "--payload")
 
     async def work(client: Client) -> None:
-        await client.get_handle(workflow_id, run_id).signal(name, value)
+        try:
+            await client.get_handle(workflow_id, run_id).signal(name, value)
+        except ValueError as exc:  # (a name the client refuses: perdure.update:..., say)
+            fail(EXIT_USAGE, str(exc))
         out.print(f"Signal [bold]{escape(name)}[/] delivered to {escape(workflow_id)}")
+
+    run(db, work, converter=converter)
+
+
+def _an_update_id(value: str | None) -> str | None:
+    if value == "":
+        raise typer.BadParameter("must not be empty (leave it out for a new id)")
+    return value
+
+
+@app.command(epilog=EPILOG, rich_help_panel="Control")
+def update(
+    workflow_id: str = IdArg,
+    name: str = typer.Argument(
+        ..., metavar="NAME", help="Update name (what workflow.wait_update takes)."
+    ),
+    payload: Optional[str] = typer.Argument(
+        None, metavar="PAYLOAD_JSON", show_default=False, help="Payload as JSON (default: null)."
+    ),
+    update_id: Optional[str] = typer.Option(
+        None,
+        "--update-id",
+        help="The request's id: run the command again with it to get the first one's answer "
+        "(it is not delivered twice). Default: a new id, named if no answer comes in time.",
+        callback=_an_update_id,
+    ),
+    timeout: float = typer.Option(
+        60.0, "--timeout", min=0, help="Seconds to wait for the answer (then exit 8)."
+    ),
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"id", "update_id", "result"} (or the rejection) as JSON.'
+    ),
+    converter: Optional[str] = ConverterOption,
+) -> None:
+    """Send an update to a run and print the workflow's answer as JSON.
+
+    The workflow takes it with workflow.wait_update(NAME) and answers it with
+    request.reply(value) or request.reject(message). Exit 7 if it rejected the
+    update (its message on stderr); 8 if no answer came within --timeout (the
+    request stays queued: run the command again with the --update-id it names);
+    5 if the run has ended, or ends without answering. --json prints
+    {"id", "update_id", "result"} (rejected: "rejected" and "message"; no
+    answer in time: "timed_out").
+    """
+    value: Any = None if payload is None else parse_json(payload, "PAYLOAD_JSON")
+    if not name.strip():
+        raise typer.BadParameter("must not be empty", param_hint="NAME")
+
+    async def work(client: Client) -> None:
+        try:
+            handle = client.get_handle(workflow_id, run_id)
+            sent = await handle.start_update(name, value, update_id=update_id)
+            answer = await sent.result(timeout)
+        except BadName as exc:  # (an id, name or update id the client refuses)
+            fail(EXIT_USAGE, str(exc))
+        except UpdateRejectedError as exc:
+            if as_json:
+                print_json(rejected_update_json(workflow_id, exc))
+                raise typer.Exit(EXIT_REJECTED) from None
+            fail(EXIT_REJECTED, str(exc))
+        except UpdateTimeoutError as exc:
+            if as_json:
+                print_json({"id": workflow_id, "update_id": exc.update_id, "timed_out": True})
+                raise typer.Exit(EXIT_NO_ANSWER) from None
+            fail(
+                EXIT_NO_ANSWER,
+                f"workflow {workflow_id!r} did not answer update {name!r} within {timeout:g}s; "
+                f"the request stays queued",
+                f"for its answer, run this again with --update-id {exc.update_id}",
+            )
+        if as_json:
+            print_json({"id": workflow_id, "update_id": sent.id, "result": answer})
+        else:
+            print_json(answer)
 
     run(db, work, converter=converter)
 

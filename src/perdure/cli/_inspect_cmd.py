@@ -172,6 +172,8 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
         )
     for name in d.waiting_signals:
         lines.append(f"signal [bold]{escape(name)}[/]")
+    for name in d.waiting_updates:
+        lines.append(f"update [bold]{escape(name)}[/]")
     return lines
 
 
@@ -208,7 +210,7 @@ def _show(d: WorkflowDescription, latest: WorkflowDescription | None = None) -> 
     if d.awaiting_nothing:
         out.print(
             "[bold yellow]This run waits for nothing that can come:[/] no activity, timer, "
-            "child or signal wait is pending. Its code awaits something only workflow code "
+            "child, signal or update wait is pending. Its code awaits something only workflow code "
             "could complete (an asyncio.Event, a Future), or waits to be cancelled; only "
             "cancel or terminate will move it."
         )
@@ -248,7 +250,7 @@ def show(
     """Show where a run is: status, what it waits on, state, result or failure.
 
     Waiting on: pending activities (attempt, next retry, last error), timers with
-    their due time, and the signals it awaits.
+    their due time, and the signals and updates it awaits.
     """
 
     async def work(client: Client) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Optional, TypeVar
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
@@ -29,12 +29,14 @@ __all__ = [
     "READ_ERRORS",
     "REASON_BODY",
     "START_BODY",
+    "UPDATE_ERRORS",
     "WRITE_ERRORS",
     "ServerState",
     "backfill_request",
     "batch_request",
     "body_doc",
     "client_of",
+    "error_response",
     "error_responses",
     "json_body",
     "optional_body",
@@ -114,6 +116,27 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 READ_ERRORS = error_responses(401, 403, 404, 422, 503)
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
+UPDATE_ERRORS = {
+    **WRITE_ERRORS,
+    404: {
+        "model": m.UpdateError,
+        "description": "No workflow with this id; or (timed_out) no answer within the timeout: "
+        "the request stays queued, send it again with its update_id",
+    },
+    409: {
+        "model": m.UpdateError,
+        "description": "The workflow rejected the update (rejected, message); or the run is "
+        "closed, or ended without answering",
+    },
+}
+
+
+def error_response(body: dict[str, Any], status: int) -> Response:
+    """An error's JSON, ASCII only: the input it quotes may hold a lone
+    surrogate, which UTF-8 cannot carry (rendering it had raised, and the
+    caller got a 500 for its own bad input)."""
+    text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return Response(text, status_code=status, media_type="application/json")
 
 
 def _no_constant(name: str) -> Any:

@@ -31,6 +31,8 @@ __all__ = [
     "ReasonRequest",
     "StartRequest",
     "StartResponse",
+    "UpdateAnswer",
+    "UpdateError",
     "WhoAmI",
     "WorkflowDescription",
     "WorkflowPage",
@@ -73,6 +75,25 @@ class ErrorBody(BaseModel):
 
     detail: Union[str, list[dict[str, Any]]]
     message: Optional[str] = None
+
+
+class UpdateError(ErrorBody):
+    """An update's 409 or 404 (``POST .../updates/{name}``). A rejection is a
+    409 with ``rejected`` true and ``message`` what the workflow gave
+    ``request.reject()``; no answer within ``timeout`` is a 404 with
+    ``timed_out`` true (the request stays queued: send it again with its
+    ``update_id``). A closed run's 409 and an unknown workflow's 404 have neither."""
+
+    id: Optional[str] = Field(None, description="The workflow id.")
+    update_id: Optional[str] = Field(None, description="The request's id: the one to retry with.")
+    rejected: bool = Field(False, description="The workflow rejected the update (409).")
+    timed_out: bool = Field(False, description="No answer came within the timeout (404).")
+
+
+class UpdateAnswer(BaseModel):
+    id: str
+    update_id: str = Field(description="The request's id: the one sent, or a new one.")
+    result: Any = Field(description="What the workflow gave request.reply(), as JSON.")
 
 
 class StartRequest(_Strict):
@@ -324,6 +345,9 @@ class WorkflowDescription(BaseModel):
     pending_timers: list[PendingTimer]
     pending_children: list[PendingChild]
     waiting_signals: list[str]
+    waiting_updates: list[str] = Field(
+        default_factory=list, description="The updates a workflow.wait_update waits for."
+    )
     waiting_for_worker: bool = Field(
         description="Work is due but no worker took it: is one serving this task queue and type?"
     )
@@ -334,8 +358,8 @@ class WorkflowDescription(BaseModel):
     )
     awaiting_nothing: bool = Field(
         False,
-        description="Open, but no activity, timer, child or signal wait is pending and no "
-        "turn is due: only a cancel or terminate moves it.",
+        description="Open, but no activity, timer, child, signal or update wait is pending "
+        "and no turn is due: only a cancel or terminate moves it.",
     )
 
 

@@ -1,5 +1,5 @@
 """Operator queries shared by the CLI and the HTTP API: list filters and paging,
-time parsing, and the JSON views of runs, descriptions and batches.
+time parsing, and the JSON views of runs, descriptions, batches and rejected updates.
 
 Framework-free on purpose (no fastapi import): ``perdure list`` uses it without
 the ``server`` extra. Imports the public Client API only.
@@ -24,6 +24,7 @@ from perdure.client import (
     WorkflowDescription,
     WorkflowExecution,
 )
+from perdure.errors import UpdateRejectedError
 
 __all__ = [
     "KNOWN_STATUSES",
@@ -41,6 +42,7 @@ __all__ = [
     "list_page",
     "outcome_json",
     "parse_when",
+    "rejected_update_json",
 ]
 
 KNOWN_STATUSES = STATUSES
@@ -238,6 +240,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
             for c in d.pending_children
         ],
         "waiting_signals": list(d.waiting_signals),
+        "waiting_updates": list(d.waiting_updates),
         "waiting_for_worker": d.waiting_for_worker,
         "parent_run_id": d.parent_run_id,
         "continued_to": d.continued_to,
@@ -269,3 +272,10 @@ def outcome_json(d: WorkflowDescription) -> dict[str, Any]:
         "result": d.result,
         "failure": d.failure,
     }
+
+
+def rejected_update_json(workflow_id: str, exc: UpdateRejectedError) -> dict[str, Any]:
+    """What a rejected update answers (``perdure update --json``; the HTTP API's
+    409 adds ``detail``, the error's whole text): ``message`` is what the
+    workflow gave ``request.reject()``."""
+    return {"id": workflow_id, "update_id": exc.update_id, "rejected": True, "message": exc.reason}

@@ -3,9 +3,11 @@
 Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies), the
 framework-free ``_query`` and the search attributes' rules (``perdure._attributes``).
 Auth: every route needs the ``read`` role except ``/api/health`` and
-``/api/whoami``; start, signal, cancel, terminate and reset need ``admin``
+``/api/whoami``; start, signal, update, cancel, terminate and reset need ``admin``
 (so do ``_batch_routes``' batches). Errors map
-to status codes in ``app.py`` (not found 404, closed or id taken 409, bad input 422).
+to status codes in ``app.py`` (not found 404, closed or id taken 409, bad input 422);
+an update's rejection (409) and its timeout (404, as the state long-poll's) are
+answered here, each with the request's ``update_id``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from perdure._attributes import parse_filter
+from perdure._checks import MAX_NAME_BYTES
 from perdure.client import Client
 from perdure.errors import (
     PayloadCodecError,
+    UpdateRejectedError,
+    UpdateTimeoutError,
     WorkflowCancelledError,
     WorkflowClosedError,
     WorkflowFailedError,
@@ -30,9 +35,11 @@ from perdure.server._deps import (
     READ_ERRORS,
     REASON_BODY,
     START_BODY,
+    UPDATE_ERRORS,
     WRITE_ERRORS,
     body_doc,
     client_of,
+    error_response,
     error_responses,
     json_body,
     optional_body,
@@ -53,6 +60,7 @@ from perdure.server._query import (
     final_description,
     list_page,
     outcome_json,
+    rejected_update_json,
 )
 
 __all__ = ["MAX_RESULT_WAIT", "router"]
@@ -317,8 +325,64 @@ async def signal_workflow(
 ) -> Any:
     """Deliver a signal; the request body (any JSON) is its payload. 409 if closed."""
     payload = await json_body(request)
-    await client.get_handle(workflow_id, run_id).signal(name, payload)
+    try:
+        await client.get_handle(workflow_id, run_id).signal(name, payload)
+    except ValueError as exc:  # (a name the client refuses: perdure.update:..., say)
+        raise HTTPException(422, str(exc)) from None
     return {"id": workflow_id, "action": f"signal {name}"}
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/updates/{name}",
+    response_model=m.UpdateAnswer,
+    dependencies=Admin,
+    responses=UPDATE_ERRORS,
+    openapi_extra=body_doc(
+        None, "The update's payload: any JSON value (empty body: null).", required=False
+    ),
+)
+async def update_workflow(
+    request: Request,
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    name: Annotated[str, Path(min_length=1, max_length=512)],
+    run_id: RunId = None,
+    update_id: Annotated[
+        Optional[str],
+        Query(
+            min_length=1,
+            max_length=MAX_NAME_BYTES,
+            description="The request's id; send it again with the same one after a timeout "
+            "for its answer (it is not delivered twice). Default: a new one.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, Query(ge=0, le=MAX_RESULT_WAIT, description="Seconds to wait for the answer")
+    ] = MAX_RESULT_WAIT,
+) -> Any:
+    """Send an update (``handle.update``); the request body (any JSON) is its
+    payload. Answers with what the workflow gave ``request.reply()``; 409 with
+    ``rejected`` and its ``message`` if it called ``request.reject()``; 404
+    with ``timed_out`` if no answer came within ``timeout`` (the request stays
+    queued: send it again with its ``update_id``); 409 if the run has ended,
+    or ends without answering."""
+    payload = await json_body(request)
+    handle = client.get_handle(workflow_id, run_id)
+    try:
+        sent = await handle.start_update(name, payload, update_id=update_id)
+        answer = await sent.result(timeout)
+    except UpdateRejectedError as exc:
+        rejected = rejected_update_json(workflow_id, exc)
+        return error_response({"detail": str(exc), **rejected}, 409)
+    except UpdateTimeoutError as exc:
+        detail = (
+            f"workflow {workflow_id!r} did not answer update {name!r} within {timeout:g}s; "
+            f"the request stays queued: send it again with update_id={exc.update_id} for its "
+            f"answer"
+        )
+        body = {"detail": detail, "id": workflow_id, "update_id": exc.update_id, "timed_out": True}
+        return error_response(body, 404)
+    return {"id": workflow_id, "update_id": sent.id, "result": answer}
 
 
 @router.post(

@@ -11,7 +11,6 @@ another site is refused (CSRF).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,7 +39,7 @@ from perdure.errors import (
 )
 from perdure.server._auth import AuthConfig, host_header_is_loopback
 from perdure.server._batch_routes import router as batch_router
-from perdure.server._deps import ServerState
+from perdure.server._deps import ServerState, error_response
 from perdure.server._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from perdure.server._queue_routes import router as queue_router
 from perdure.server._routes import router
@@ -121,32 +120,24 @@ def create_app(
 def _add_error_handlers(app: FastAPI) -> None:
     async def perdure_error(request: Request, exc: Exception) -> Response:
         status = next((s for t, s in _STATUS_OF.items() if isinstance(exc, t)), 500)
-        return _error({"detail": str(exc)}, status)
+        return error_response({"detail": str(exc)}, status)
 
     async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = jsonable_encoder(exc.errors())
-        return _error({"detail": errors, "message": _explain(errors)}, 422)
+        return error_response({"detail": errors, "message": _explain(errors)}, 422)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 400:  # fastapi could not parse the body (not UTF-8, say)
             message = f"the request body cannot be read: {exc.detail}"
-            return _error({"detail": message, "message": message}, 422)
+            return error_response({"detail": message, "message": message}, 422)
         return await http_exception_handler(request, exc)
 
     for error_type in _STATUS_OF:
         app.add_exception_handler(error_type, perdure_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
-
-
-def _error(body: dict[str, Any], status: int) -> Response:
-    """An error's JSON, ASCII only: the input it quotes may hold a lone
-    surrogate, which UTF-8 cannot carry (rendering it had raised, and the
-    caller got a 500 for its own bad input)."""
-    text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
-    return Response(text, status_code=status, media_type="application/json")
 
 
 def _explain(errors: list[dict[str, Any]]) -> str:

@@ -3,11 +3,13 @@
 // (ActivityCompleted/Failed carry the attempts; a pending activity's come from
 // describe()), failed attempts in their own colour with the error in the bar's
 // title; a bar per child workflow, a bar per timer (started -> fired/cancelled,
-// with its due time), and marks for timers firing, signals, cancel requests and
-// the run's end. Histories recorded before attempts were kept draw one bar per
-// activity, spanning all of its attempts.
+// with its due time), and marks for timers firing, signals, updates (each
+// request, by its name, and its answer), cancel requests and the run's end.
+// Histories recorded before attempts were kept draw one bar per activity,
+// spanning all of its attempts.
 
 import { fmtClock, fmtDuration, fmtTime, json, s, toSeconds, truncate } from "./dom.js";
+import { updateAnswer, updateRequest } from "./update.js";
 
 const ROW = 30;
 const BAR = 14;
@@ -93,9 +95,19 @@ export function buildTimeline(events, desc, now) {
     } else if (e.type === "WorkflowTimedOut" || e.type === "WorkflowContinuedAsNew") {
       workflow.marks.push({ t: e.time, shape: "cross", cls: "mark-terminated",
         title: e.type === "WorkflowTimedOut" ? "timed out" : "continued as new" });
+    } else if (e.type === "SignalReceived" && updateRequest(e)) {
+      const { name, id, payload } = updateRequest(e);
+      signals.label = "signals, updates";
+      signals.marks.push({ t: e.time, shape: "diamond", cls: "mark-signal", text: name,
+        title: `update ${name} (${id}) at ${fmtClock(e.time)}: ${truncate(json(payload), 120)}` });
     } else if (e.type === "SignalReceived") {
       signals.marks.push({ t: e.time, shape: "diamond", cls: "mark-signal", text: e.name,
         title: `signal ${e.name} at ${fmtClock(e.time)}: ${truncate(json(e.payload), 120)}` });
+    } else if (e.type === "UpdateReplied") {
+      signals.label = "signals, updates";
+      signals.marks.push({ t: e.time, shape: "diamond", cls: "mark-signal",
+        title: `update ${e.name} (${e.update_id}) answered at ${fmtClock(e.time)}: ` +
+          truncate(updateAnswer(e), 120) });
     } else if (e.type === "CancelRequested") {
       workflow.marks.push({ t: e.time, shape: "cross", cls: "mark-cancelled",
         title: `cancel requested${e.reason ? `: ${e.reason}` : ""}` });

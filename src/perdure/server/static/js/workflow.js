@@ -1,6 +1,6 @@
 // One workflow run: status, what it waits on, timeline, input, result or
-// failure, published state, search attributes and the full history; signal / cancel / terminate
-// for admins, and reset (a new run from a point of this one's history). Refreshes every 2 s while the run is open. #/workflows/<id> shows
+// failure, published state, search attributes and the full history; signal / update (update.js) /
+// cancel / terminate for admins, and reset (a new run from a point of this one's history). Refreshes every 2 s while the run is open. #/workflows/<id> shows
 // the latest run, #/workflows/<id>?run=<run id> a given one. An "approve link"
 // adds ?signal=<name>[&payload=<json>]: it opens the signal form.
 
@@ -9,6 +9,7 @@ import {
   clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
 } from "./dom.js";
 import { buildTimeline, renderTimeline } from "./timeline.js";
+import { openUpdate, updateDetail } from "./update.js";
 
 const REFRESH_MS = 2000;
 const BURST_MS = 250;
@@ -64,7 +65,8 @@ function eventDetail(e) {
     case "ActivityFailed": return `ref ${e.ref} · attempt ${e.attempt} · ${f.type}: ${f.message}`;
     case "TimerStarted": return `ref ${e.ref} · due ${fmtTime(e.fire_at)} (${fmtDuration(e.fire_at - e.time)})`;
     case "TimerFired": case "TimerCancelled": case "ActivityCancelled": return `ref ${e.ref}`;
-    case "SignalReceived": return `${e.name} ${json(e.payload)}`;
+    case "SignalReceived": return updateDetail(e) ?? `${e.name} ${json(e.payload)}`;
+    case "UpdateReplied": return updateDetail(e);
     case "StateSet": return `${e.key} = ${json(e.value)}`;
     case "SearchAttributesSet":
       return Object.entries(e.attributes || {})
@@ -101,7 +103,9 @@ function eventKind(type) {
   if (type.startsWith("Workflow")) return "workflow";
   if (type.startsWith("Activity")) return "activity";
   if (type.startsWith("Timer")) return "timer";
-  if (type === "SignalReceived" || type === "CancelRequested") return "signal";
+  if (type === "SignalReceived" || type === "UpdateReplied" || type === "CancelRequested") {
+    return "signal";
+  }
   if (type.startsWith("ExternalSignal") || type.startsWith("ExternalCancel")) return "signal";
   return "other";
 }
@@ -184,9 +188,13 @@ export function renderWorkflow(container, id, params, ctx) {
       : h("button", { type: "button", id: "reset-button", text: "Reset…",
         onclick: () => confirmAction("reset") });
     if (desc.closed_at) return reset ? h("div", { class: "actions" }, reset) : null;
+    // (The one the run waits for is the primary button.)
+    const updates = desc.waiting_updates.length && !desc.waiting_signals.length;
     return h("div", { class: "actions" },
-      h("button", { type: "button", id: "signal-button", class: "primary", text: "Signal…",
-        onclick: () => openSignal(desc.waiting_signals[0] || "", "null") }),
+      h("button", { type: "button", id: "signal-button", class: updates ? "" : "primary",
+        text: "Signal…", onclick: () => openSignal(desc.waiting_signals[0] || "", "null") }),
+      h("button", { type: "button", id: "update-button", class: updates ? "primary" : "",
+        text: "Update…", onclick: () => sendUpdate(desc.waiting_updates[0] || "") }),
       h("button", { type: "button", id: "cancel-button", text: "Cancel…",
         onclick: () => confirmAction("cancel") }),
       reset,
@@ -271,6 +279,12 @@ export function renderWorkflow(container, id, params, ctx) {
         "awaiting ", h("b", { text: name }),
         ctx.isAdmin ? h("button", { type: "button", class: "link", text: "send…",
           onclick: () => openSignal(name, "null") }) : null));
+    }
+    for (const name of desc.waiting_updates) {
+      items.push(h("li", { class: "pending-update" },
+        h("span", { class: "tag tag-signal", text: "update" }), "awaiting ", h("b", { text: name }),
+        ctx.isAdmin ? h("button", { type: "button", class: "link", text: "send…",
+          onclick: () => sendUpdate(name) }) : null));
     }
     if (!items.length) return null;
     return section("Waiting on", h("ul", { class: "pending", id: "pending" }, items));
@@ -361,7 +375,7 @@ export function renderWorkflow(container, id, params, ctx) {
         h("code", { text: desc.workflow_type }), "?") : null,
       desc.awaiting_nothing ? h("div", { class: "alert warn", id: "awaiting-nothing" },
         h("b", { text: "This run waits for nothing that can come." }),
-        " No activity, timer, child or signal wait is pending: its code awaits something only " +
+        " No activity, timer, child, signal or update wait is pending: its code awaits something only " +
         "workflow code could complete (an asyncio.Event, a Future), or waits to be cancelled. " +
         "Only cancel or terminate will move it.") : null,
       pendingWork(),
@@ -418,6 +432,10 @@ export function renderWorkflow(container, id, params, ctx) {
     };
     dialog.showModal();
     (name ? payloadInput : nameInput).focus();
+  }
+
+  function sendUpdate(name) {
+    openUpdate({ id, q, desc, name, onAnswered: () => { burst = 8; load(); } });
   }
 
   const CONFIRM = {
