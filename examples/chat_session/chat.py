@@ -8,8 +8,8 @@ again (not after a crash, not for a caller's retry with the same update id). A
 message it cannot take is rejected, saying why. After ``messages_per_run``
 replies it asks the model for a one-sentence summary and continues as new with
 it, so its history stays bounded; a message sent meanwhile is answered by the
-next run. (Update ids are remembered per run: a retry that reaches the next run
-is taken as a new message.)
+next run. (A retry finds its reply in the run that answered it, or in the run
+after it; one that comes later still is taken as a new message.)
 
 ``$CHAT_DIR/model-calls.jsonl`` counts what really ran: a line when a model
 call starts and one when it answers.
