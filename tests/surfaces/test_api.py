@@ -8,26 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
+from api_both import ADMIN, BASE, READ
 from fastapi import FastAPI
 
 import perdure
 from perdure.server._auth import AuthConfig
 from perdure.server.app import create_app
 
-BASE = "http://127.0.0.1:8765"
-ADMIN, READ = "a" * 24, "r" * 24
-
 
 def http(app: FastAPI, **headers: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url=BASE, headers=headers)
-
-
-@pytest.fixture
-async def api(client: perdure.Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(create_app(client)) as c:
-        yield c
 
 
 async def waiting(api: httpx.AsyncClient, workflow_id: str, timeout: float = 10) -> dict[str, Any]:

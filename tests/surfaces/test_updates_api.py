@@ -10,54 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 import update_workflows as uw
+from api_both import ADMIN, BASE, READ, eventually
 
 import perdure
 from perdure.server._auth import AuthConfig
 from perdure.server.app import create_app
 
-T = TypeVar("T")
-BASE = "http://127.0.0.1:8765"
-ADMIN, READ = "a" * 24, "r" * 24
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """(Overrides the SQLite-only one of conftest: ``client`` runs on both.)"""
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_database").fresh_url()
-        return url
-    return f"sqlite:///{tmp_path / 'updates.db'}"
-
-
-@pytest.fixture
-async def api(client: perdure.Client) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(client))
-    async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
-        yield c
+pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture
 async def update_worker(client: perdure.Client) -> AsyncIterator[perdure.Worker]:
     async with perdure.Worker(client, uw.WORKFLOWS, [], poll_interval=0.02) as w:
         yield w
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 15) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert loop.time() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def described_when(api: httpx.AsyncClient, ident: str, key: str, names: list[str]) -> Any:
