@@ -99,3 +99,20 @@ def test_a_decoded_event_is_what_the_class_builds(cls: type[h.Event]) -> None:
     for name, value in vars(bare).items():
         if isinstance(value, (list, dict)):
             assert value is not getattr(again, name)
+
+
+def test_every_event_class_is_exported_by_the_encoding_and_the_package() -> None:
+    """``events`` lists ``eventtypes``' names in its own ``__all__`` (mypy
+    cannot follow one built from the other): a class added to one only is
+    caught here, as is one missing from the registry."""
+    from perdure._history import eventtypes, events
+
+    assert set(eventtypes.__all__) <= set(events.__all__)
+    assert set(eventtypes.__all__) <= set(h.__all__)
+    found = [getattr(eventtypes, name) for name in eventtypes.__all__]
+    classes = {
+        c.__name__
+        for c in found
+        if isinstance(c, type) and issubclass(c, h.Event) and c is not h.Event
+    }
+    assert classes == {cls.__name__ for cls in EVENT_TYPES.values()}
