@@ -105,7 +105,7 @@ def test_every_event_class_is_exported_by_the_encoding_and_the_package() -> None
     """``events`` lists ``eventtypes``' names in its own ``__all__`` (mypy
     cannot follow one built from the other): a class added to one only is
     caught here, as is one missing from the registry."""
-    from perdure._history import eventtypes, events
+    from perdure._history import events, eventtypes
 
     assert set(eventtypes.__all__) <= set(events.__all__)
     assert set(eventtypes.__all__) <= set(h.__all__)
