@@ -246,6 +246,13 @@ class Store(abc.ABC):
         for one."""
         return self._run_listeners.keys()
 
+    def run_changed(self, run_id: str) -> None:
+        """A commit of this process changed run ``run_id`` in a way its
+        waiters look for (an update's answer): wake them here and, where the
+        backend can, in other processes (as a possible end of the run: they
+        read it again)."""
+        self.wake_run(run_id)
+
     def wake_run(self, run_id: str) -> None:
         """Call the listeners of run ``run_id`` (a watcher found it ended)."""
         for callback in list(self._run_listeners.get(run_id, ())):

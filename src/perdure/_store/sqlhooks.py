@@ -11,7 +11,7 @@ import abc
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from perdure._store.base import WORK, Store
+from perdure._store.base import WORK, Store, closed_topic
 from perdure._store.sqlrows import Dialect, Tx
 from perdure._store.sqlstart import AnyPlan
 
@@ -66,6 +66,10 @@ class SqlHooks(Store, Dialect):
 
     def wake_workers(self) -> None:
         self._committed(WORK)
+
+    def run_changed(self, run_id: str) -> None:
+        self.wake_run(run_id)
+        self.notify_other_processes(closed_topic(run_id))
 
     def _committed(self, *topics: str) -> None:
         """After a commit that may have changed ``topics`` (WORK, CLOSED)."""

@@ -435,9 +435,9 @@ class TurnRunner:
         """After the turn's commit: cache the instance, start what it leased here.
         ``last_seq`` and ``marked``: the history before the commit."""
         self.turns_committed += 1
-        if instance.replied:  # (it answered an update: a caller here looks now)
+        if instance.replied:  # (it answered an update: its callers look now)
             instance.replied = False
-            self.store.wake_run(commit.run_id)
+            self.store.run_changed(commit.run_id)
         if instance.closed:
             instance.evict()
             return
