@@ -195,10 +195,10 @@ class WorkflowHandle(Generic[R]):
         )
 
     async def signal(self, name: str, payload: Any = None) -> None:
-        """Deliver a signal. Once this returns it is durable and will be
-        delivered exactly once, after every signal accepted before it."""
-        event = self.client._signal_event(name, payload)
-        await self.client.store.deliver(self.id, self.run_id, event)
+        """Deliver a signal to the handle's run (or the run it continued as new
+        in). Once this returns it is durable and will be delivered exactly
+        once, after every signal accepted before it."""
+        await self._deliver(self.client._signal_event(name, payload))
 
     async def start_update(
         self, name: str, payload: Any = None, *, update_id: str | None = None
@@ -243,9 +243,25 @@ class WorkflowHandle(Generic[R]):
         return await waiting
 
     async def cancel(self, reason: str | None = None) -> None:
-        """Ask the run to cancel: workflow code sees ``asyncio.CancelledError``."""
-        event = _checked_event(h.CancelRequested(reason=_reason(reason)))
-        await self.client.store.deliver(self.id, self.run_id, event)
+        """Ask the run (or the run it continued as new in) to cancel: workflow
+        code sees ``asyncio.CancelledError``."""
+        await self._deliver(_checked_event(h.CancelRequested(reason=_reason(reason))))
+
+    async def _deliver(self, event: h.Event) -> RunRecord:
+        """Into the run's inbox: the handle's run, or, if that run has
+        continued as new, the run it continued in (a handle from ``start()``
+        names the first run of a workflow that may have rolled over many
+        times); the latest run of the id for a handle without a run id."""
+        run_id = self.run_id
+        while True:
+            try:
+                return await self.client.store.deliver(self.id, run_id, event)
+            except WorkflowClosedError:
+                if run_id is None:
+                    raise
+                run_id = (await self._run(run_id)).continued_to
+                if run_id is None:
+                    raise
 
     async def terminate(self, reason: str | None = None) -> None:
         """End the run at once, without running any more workflow code."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
 from perdure._checks import check_name, check_text
-from perdure._store.base import OPEN, NewRun, RunRecord
+from perdure._store.base import OPEN, NewRun
 from perdure._waiting import EndWatch
 from perdure.errors import (
     UpdateRejectedError,
@@ -140,7 +140,7 @@ async def send_update(
             return UpdateHandle(handle, name, update_id, answered)
     try:
         if start is None:
-            run = await _deliver(handle, event)
+            run = await handle._deliver(event)
         else:
             run = await client.store.signal_with_start(start, event)
     except WorkflowClosedError:
@@ -151,22 +151,6 @@ async def send_update(
         return UpdateHandle(handle, name, update_id, answered)
     at = (run.run_id, 0 if retried else run.last_seq)
     return UpdateHandle(handle, name, update_id, at)
-
-
-async def _deliver(handle: WorkflowHandle[Any], event: h.SignalReceived) -> RunRecord:
-    """Into the handle's run, or, if that run has continued as new, the run
-    it continued in (a handle from ``start()`` names the first run of a
-    session that may have rolled over many times)."""
-    run_id = handle.run_id
-    while True:
-        try:
-            return await handle.client.store.deliver(handle.id, run_id, event)
-        except WorkflowClosedError:
-            if run_id is None:
-                raise
-            run_id = (await handle._run(run_id)).continued_to
-            if run_id is None:
-                raise
 
 
 async def _answered(

@@ -159,6 +159,36 @@ async def test_signals_no_wait_took_go_on_to_the_next_run(
     assert sorted(r.status for r in runs) == ["completed"] + ["continued_as_new"] * 20
 
 
+async def test_the_handle_start_gave_signals_and_cancels_the_run_it_continued_in(
+    client: perdure.Client,
+) -> None:
+    """start() names the first run; once that run has continued as new, its
+    handle's signals and cancel reach the run it continued in (they were
+    refused: the first run had ended), and its result() follows the chain."""
+    async with fast_worker(client, [adder], []):
+        first = await client.start(adder, id="adder-pinned")
+        await first.signal("add", 1)  # (the first run takes it and rolls over)
+
+        async def rolled_over() -> bool:
+            return (await client.get_handle("adder-pinned").describe()).run_id != first.run_id
+
+        await wait_until(rolled_over, what="the continue-as-new")
+        await first.signal("add", 2)
+        await wait_until(lambda: _runs(client, "adder-pinned", 3), what="the second rollover")
+        await first.cancel("enough")
+        with pytest.raises(perdure.WorkflowCancelledError):
+            await first.result(timeout=10)
+    runs = await client.list(workflow="adder", search="adder-pinned")
+    assert sorted(r.status for r in runs) == ["cancelled", "continued_as_new", "continued_as_new"]
+    stranger = client.get_handle("adder-pinned", "no-such-run")
+    with pytest.raises(perdure.WorkflowNotFoundError):
+        await stranger.signal("add", 3)
+
+
+async def _runs(client: perdure.Client, ident: str, count: int) -> bool:
+    return len(await client.list(search=ident)) >= count
+
+
 async def test_cancel_runs_compensation_then_ends_cancelled(client: perdure.Client) -> None:
     async with fast_worker(client, ALL_WF, ALL_ACT):
         handle = await client.start(reservation, "seat 12A")
