@@ -8,10 +8,12 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+import perdure
 
 T = TypeVar("T")
 
@@ -108,3 +110,31 @@ def spawn(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> P
             [*PERDURE, *args], stdout=out, stderr=subprocess.STDOUT, env={**ENV, **(env or {})}
         )
     return Proc(popen, log)
+
+
+# A CLI test module's own world (module-scoped fixtures call these): a
+# migrated SQLite database, a SyncClient on it, and a `perdure worker`
+# process serving a workflow module.
+
+
+def migrated_sqlite(folder: Path) -> str:
+    """A SQLite database in ``folder``, made by ``perdure migrate``."""
+    url = f"sqlite:///{folder / 'cli.db'}"
+    (done,) = cli_all(("migrate", "--db", url))
+    assert done.returncode == 0, done.stderr
+    return url
+
+
+def sync_client(db: str) -> Iterator[perdure.SyncClient]:
+    with perdure.SyncClient.connect(db) as c:
+        c.client.poll_interval = 0.02
+        yield c
+
+
+def worker_serving(module_file: str, db: str, folder: Path) -> Iterator[Proc]:
+    """A ``perdure worker`` process for ``module_file``, stopped (and
+    checked to exit 0) when the generator closes."""
+    args = ["worker", module_file, "--db", db, "--poll-interval", "0.05", "--log-level", "ERROR"]
+    proc = spawn(args, folder / "worker.log")
+    yield proc
+    assert proc.stop() == 0, proc.output()

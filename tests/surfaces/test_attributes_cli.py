@@ -18,7 +18,14 @@ from typing import Any
 
 import attribute_workflows as aw
 import pytest
-from surface_helpers import Proc, cli_all, spawn, wait_for
+from surface_helpers import (
+    Proc,
+    cli_all,
+    migrated_sqlite,
+    sync_client,
+    wait_for,
+    worker_serving,
+)
 
 import perdure
 from perdure.cli._control_cmd import typed_value
@@ -26,26 +33,17 @@ from perdure.cli._control_cmd import typed_value
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('attrs-cli') / 'attrs.db'}"
-    (done,) = cli_all(("migrate", "--db", url))
-    assert done.returncode == 0, done.stderr
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("attributes-cli"))
 
 
 @pytest.fixture(scope="module")
 def client(db: str) -> Iterator[perdure.SyncClient]:
-    with perdure.SyncClient.connect(db) as c:
-        c.client.poll_interval = 0.02
-        yield c
+    yield from sync_client(db)
 
 
 @pytest.fixture(scope="module")
 def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    log = tmp_path_factory.mktemp("attrs-worker") / "worker.log"
-    args = ["worker", aw.__file__, "--db", db, "--poll-interval", "0.05", "--log-level", "ERROR"]
-    proc = spawn(args, log)
-    yield proc
-    assert proc.stop() == 0, proc.output()
+    yield from worker_serving(aw.__file__, db, tmp_path_factory.mktemp("attributes-worker"))
 
 
 def listed(done: Any) -> list[str]:

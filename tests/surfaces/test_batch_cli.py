@@ -24,33 +24,31 @@ from typing import Any
 
 import batch_workflows as bw
 import pytest
-from surface_helpers import Proc, cli_all, spawn, wait_for
+from surface_helpers import (
+    Proc,
+    cli_all,
+    migrated_sqlite,
+    sync_client,
+    wait_for,
+    worker_serving,
+)
 
 import perdure
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('batch-cli') / 'batch.db'}"
-    (done,) = cli_all(("migrate", "--db", url))
-    assert done.returncode == 0, done.stderr
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("batch-cli"))
 
 
 @pytest.fixture(scope="module")
 def client(db: str) -> Iterator[perdure.SyncClient]:
-    with perdure.SyncClient.connect(db) as c:
-        c.client.poll_interval = 0.02
-        yield c
+    yield from sync_client(db)
 
 
 @pytest.fixture(scope="module")
 def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    log = tmp_path_factory.mktemp("batch-worker") / "worker.log"
-    args = ["worker", bw.__file__, "--db", db, "--poll-interval", "0.05", "--log-level", "ERROR"]
-    proc = spawn(args, log)
-    yield proc
-    assert proc.stop() == 0, proc.output()
+    yield from worker_serving(bw.__file__, db, tmp_path_factory.mktemp("batch-worker"))
 
 
 def status(client: perdure.SyncClient, ident: str) -> str:

@@ -23,33 +23,32 @@ from typing import Any
 
 import pytest
 import update_workflows as uw
-from surface_helpers import Proc, cli_all, spawn, wait_for
+from surface_helpers import (
+    Proc,
+    cli_all,
+    migrated_sqlite,
+    spawn,
+    sync_client,
+    wait_for,
+    worker_serving,
+)
 
 import perdure
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('updates-cli') / 'updates.db'}"
-    (done,) = cli_all(("migrate", "--db", url))
-    assert done.returncode == 0, done.stderr
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("updates-cli"))
 
 
 @pytest.fixture(scope="module")
 def client(db: str) -> Iterator[perdure.SyncClient]:
-    with perdure.SyncClient.connect(db) as c:
-        c.client.poll_interval = 0.02
-        yield c
+    yield from sync_client(db)
 
 
 @pytest.fixture(scope="module")
 def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    log = tmp_path_factory.mktemp("updates-worker") / "worker.log"
-    args = ["worker", uw.__file__, "--db", db, "--poll-interval", "0.05", "--log-level", "ERROR"]
-    proc = spawn(args, log)
-    yield proc
-    assert proc.stop() == 0, proc.output()
+    yield from worker_serving(uw.__file__, db, tmp_path_factory.mktemp("updates-worker"))
 
 
 def waiting_for(client: perdure.SyncClient, ident: str, *, updates: list[str]) -> None:
