@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["UpdateHandle", "send_update"]
 
 POLL_FIRST = 0.002  # seconds: the first pause between reads (it doubles each time)
+REPLIED = h.UpdateReplied.TYPE
 
 
 class UpdateHandle:
@@ -77,12 +78,12 @@ class UpdateHandle:
                 watch.changed.clear()  # (before reading: an answer between is not missed)
                 run = await self._handle._run(self._run_id)
                 if run.last_seq > self._after:
-                    events = await store.history(self._run_id, self._after)
+                    # (The answers only: no other event is decoded.)
+                    events = await store.history(self._run_id, self._after, REPLIED)
                     found = _reply_in(events, self.id)
                     if found is not None:
                         return found
-                    if events:
-                        self._after = events[-1].seq
+                    self._after = max(run.last_seq, events[-1].seq if events else 0)
                 if run.continued_to is not None:
                     self._run_id, self._after = run.continued_to, 0  # (it handed the request on)
                     continue
@@ -165,12 +166,12 @@ async def _answered(
             return None
         raise
     store = handle.client.store
-    found = _reply_in(await store.history(run.run_id), update_id)
+    found = _reply_in(await store.history(run.run_id, 0, REPLIED), update_id)
     if found is not None:
         return run.run_id, found.seq - 1
     before = await store.run_before(handle.id, run.run_id)
     if before is not None and before.continued_to == run.run_id:
-        found = _reply_in(await store.history(before.run_id), update_id)
+        found = _reply_in(await store.history(before.run_id, 0, REPLIED), update_id)
         if found is not None:
             return before.run_id, found.seq - 1
     return None

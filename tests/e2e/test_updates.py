@@ -85,6 +85,12 @@ async def test_updates_are_answered_in_turn_and_rejected_with_a_reason(
         "rejected: an edit needs a sku and a quantity above 0, not 'lots'"
     )
     assert Replayer([cart]).replay(events).ok
+    # (The store reads the answers alone, as a caller does.)
+    assert handle.run_id is not None
+    answers = await client.store.history(handle.run_id, 0, "UpdateReplied")
+    assert [e.seq for e in answers] == [e["seq"] for e in replies]
+    later = await client.store.history(handle.run_id, replies[1]["seq"], "UpdateReplied")
+    assert [e.seq for e in later] == [e["seq"] for e in replies[2:]]
 
 
 async def test_replay_checks_which_update_was_answered(client: perdure.Client) -> None:

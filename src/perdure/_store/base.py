@@ -375,8 +375,11 @@ class Store(abc.ABC):
         turn it takes again. Raises WorkflowNotFoundError / WorkflowResetError."""
 
     @abc.abstractmethod
-    async def history(self, run_id: str, after_seq: int = 0) -> list[Event]:
-        """The run's events with seq > ``after_seq``, oldest first."""
+    async def history(
+        self, run_id: str, after_seq: int = 0, of_type: str | None = None
+    ) -> list[Event]:
+        """The run's events with seq > ``after_seq``, oldest first; with
+        ``of_type``, only those of that type (the others are not decoded)."""
 
     @abc.abstractmethod
     async def pending_work(self, run_id: str) -> PendingWork: ...

@@ -143,8 +143,10 @@ class SqlClientSide(SqlHooks):
         self._committed(*done.topics)
         return done.run, done.at_seq
 
-    async def history(self, run_id: str, after_seq: int = 0) -> list[h.Event]:
-        return await self._read(lambda tx: views.history(tx, run_id, after_seq))
+    async def history(
+        self, run_id: str, after_seq: int = 0, of_type: str | None = None
+    ) -> list[h.Event]:
+        return await self._read(lambda tx: views.history(tx, run_id, after_seq, of_type))
 
     async def pending_work(self, run_id: str) -> PendingWork:
         now = self.clock()

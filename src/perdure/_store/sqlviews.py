@@ -45,12 +45,18 @@ async def list_runs(tx: Tx, query: RunFilter) -> list[RunRecord]:
     return [rows.run_from_row(r) for r in found]
 
 
-async def history(tx: Tx, run_id: str, after_seq: int) -> list[h.Event]:
-    """A run's events after ``after_seq``, in order."""
-    found = await tx.all(
-        "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
-        (run_id, after_seq),
-    )
+async def history(tx: Tx, run_id: str, after_seq: int, of_type: str | None = None) -> list[h.Event]:
+    """A run's events after ``after_seq``, in order (only those of type ``of_type``)."""
+    if of_type is None:
+        found = await tx.all(
+            "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, after_seq),
+        )
+    else:
+        found = await tx.all(
+            "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? AND type = ? ORDER BY seq",
+            (run_id, after_seq, of_type),
+        )
     return [rows.event_from_row(r[1], run_id, f"event #{r[0]}") for r in found]
 
 
