@@ -21,9 +21,11 @@ class SemanticsCluster(Cluster):
         import json
 
         found = []
-        for path in sorted(self.side_dir.glob("events-*.log")):
+        for path in self.side_dir.glob("events-*.log"):
             for line in path.read_text().splitlines():
                 record = json.loads(line)
                 if kind is None or record["kind"] == kind:
                     found.append(record)
-        return found
+        # In the order they were written, across processes (by file name,
+        # events-<pid>.log, a later worker's pid may sort first: 10234 < 9876).
+        return sorted(found, key=lambda record: float(str(record["at"])))

@@ -26,7 +26,9 @@ def side_dir() -> str:
 
 
 def log(kind: str, **fields: Any) -> None:
-    record = {"kind": kind, "pid": os.getpid(), **fields}
+    """(Called by activities only: ``at``, the wall time, orders records
+    across the worker processes' files.)"""
+    record = {"kind": kind, "pid": os.getpid(), "at": time.time(), **fields}
     data = (json.dumps(record, sort_keys=True) + "\n").encode()
     fd = os.open(
         os.path.join(side_dir(), f"events-{os.getpid()}.log"),
