@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import fast_worker
+from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import activity, workflow
@@ -144,6 +144,34 @@ async def rolling(n: int) -> dict[str, object]:
     if n < 2:
         workflow.continue_as_new(n + 1)
     return workflow.info().search_attributes
+
+
+async def test_starts_grouped_in_one_commit_index_each_runs_attributes(
+    client: perdure.Client,
+) -> None:
+    """Starts made together (one group commit: the store's start plans, no
+    body of their own) keep and index each run's attributes as a lone start
+    does; then a worker's first turns add theirs."""
+    await asyncio.gather(
+        *(
+            client.start(
+                payment, f"c-{n}", n, id=f"grouped-{n}", search_attributes={"batch": "g", "n": n}
+            )
+            for n in range(40)
+        )
+    )
+    assert len(await _ids(client, batch="g")) == 40
+    assert await _ids(client, n=7) == ["grouped-7"]
+    assert await _ids(client, batch="g", n=39) == ["grouped-39"]
+    seven = await client.get_handle("grouped-7").describe()
+    assert seven.search_attributes == {"batch": "g", "n": 7}
+    async with fast_worker(client, [payment], [charge]):
+
+        async def charged() -> bool:
+            return len(await _ids(client, batch="g", stage="charged")) == 40
+
+        await wait_until(charged, what="every first turn", timeout=30)
+    assert await _ids(client, customer="c-7", n=7) == ["grouped-7"]
 
 
 async def test_a_run_that_continues_as_new_keeps_its_attributes(client: perdure.Client) -> None:

@@ -378,6 +378,16 @@ INSERT_TIMERS = (
     "INSERT INTO timers (run_id, ref, fire_at, holder) SELECT * FROM unnest(?::text[],"
     " ?::integer[], ?::float8[], ?::text[])"
 )
+# New runs' search attributes (sqlattrs.attribute_rows), after their rows.
+SET_RUNS_ATTRIBUTES = (
+    "UPDATE runs SET search_attributes = p.kept FROM unnest(?::text[], ?::text[])"
+    " AS p(kept, run_id) WHERE runs.run_id = p.run_id"
+)
+INDEX_RUNS_ATTRIBUTES = (
+    "INSERT INTO run_attributes (name, value, run_created, run_row)"
+    " SELECT p.name, p.value, runs.created_at, runs.id FROM unnest(?::text[], ?::text[],"
+    " ?::text[]) AS p(name, value, run_id) JOIN runs ON runs.run_id = p.run_id"
+)
 _RUN_FLOATS = (6, 7, 11)
 _ACTIVITY_FLOATS = (3, 7, 9)
 
@@ -426,6 +436,11 @@ async def apply_starts(
         await tx.later_all(INSERT_RUNS, columns(runs, _RUN_FLOATS), made)
         await tx.send(INSERT_INBOXES, columns([inbox for _, inbox, _ in queued], (2,)))
         await tx.send(INSERT_WORKFLOW_TASKS, columns([task for _, _, task in queued], (2, 3)))
+    attributed = [s.attributes for s in starts if s.attributes is not None]
+    if attributed:
+        await tx.send(SET_RUNS_ATTRIBUTES, columns([kept for kept, _ in attributed], ()))
+        index = [row for _, rows_ in attributed for row in rows_]
+        await tx.send(INDEX_RUNS_ATTRIBUTES, columns(index, ()))
     events = [row for s in starts for row in s.events]
     if events:
         await tx.send(INSERT_EVENTS, columns(events, _EVENT_FLOATS))

@@ -12,12 +12,29 @@ from typing import Any
 from perdure._attributes import attribute_text
 from perdure._store.sqlrows import RUN_COLUMNS, Tx, dumps
 
-__all__ = ["filtered_listing", "most_selective_first", "write_attributes"]
+__all__ = [
+    "INDEX_ATTRIBUTE",
+    "SET_ATTRIBUTES",
+    "attribute_rows",
+    "filtered_listing",
+    "most_selective_first",
+    "write_attributes",
+]
 
-_INDEX = (
+SET_ATTRIBUTES = "UPDATE runs SET search_attributes = ? WHERE run_id = ?"
+INDEX_ATTRIBUTE = (
     "INSERT INTO run_attributes (name, value, run_created, run_row)"
     " SELECT ?, ?, created_at, id FROM runs WHERE run_id = ?"
 )
+
+
+def attribute_rows(
+    run_id: str, attributes: Mapping[str, Any]
+) -> tuple[tuple[str, str], list[tuple[str, str, str]]]:
+    """A new run's attributes as SET_ATTRIBUTES' values (the JSON kept whole)
+    and INDEX_ATTRIBUTE's, one per name."""
+    index = [(name, attribute_text(value), run_id) for name, value in attributes.items()]
+    return (dumps(attributes), run_id), index
 
 
 async def write_attributes(
@@ -26,19 +43,14 @@ async def write_attributes(
     """Make ``attributes`` the run's search attributes (all of them: the
     old are replaced). ``fresh``: the run was inserted by this transaction
     and has none yet."""
-    await tx.send(
-        "UPDATE runs SET search_attributes = ? WHERE run_id = ?",
-        (dumps(attributes) if attributes else None, run_id),
-    )
+    await tx.send(SET_ATTRIBUTES, (dumps(attributes) if attributes else None, run_id))
     if not fresh:
         await tx.send(
             "DELETE FROM run_attributes WHERE run_row = (SELECT id FROM runs WHERE run_id = ?)",
             (run_id,),
         )
     if attributes:
-        await tx.executemany(
-            _INDEX, [(name, attribute_text(value), run_id) for name, value in attributes.items()]
-        )
+        await tx.executemany(INDEX_ATTRIBUTE, attribute_rows(run_id, attributes)[1])
 
 
 # How many of an attribute's index rows a listing counts, at most, to judge

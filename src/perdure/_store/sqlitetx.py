@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from perdure._store import sqlattrs
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store.sqlclaimed import DROP_TASK_IF_QUIET, REQUEUE_TASK, ClaimedPlan
@@ -375,6 +376,12 @@ def _write_starts(conn: sqlite3.Connection, starts: Sequence[StartPlan]) -> dict
         conn.executemany(newrun.INSERT_RUN, [row for row, _, _ in queued])
         conn.executemany(rows.INSERT_INBOX, [inbox for _, inbox, _ in queued])
         conn.executemany(rows.INSERT_WORKFLOW_TASK, [task for _, _, task in queued])
+    attributed = [s.attributes for s in starts if s.attributes is not None]
+    if attributed:
+        conn.executemany(sqlattrs.SET_ATTRIBUTES, [kept for kept, _ in attributed])
+        conn.executemany(
+            sqlattrs.INDEX_ATTRIBUTE, [row for _, index in attributed for row in index]
+        )
     for sql, values in (
         (INSERT_EVENT, [row for s in starts for row in s.events]),
         (INSERT_ACTIVITY, [row for s in starts for row in s.activities]),

@@ -14,6 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from perdure._store import sqlattrs
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store import sqlwake as wake
@@ -258,6 +259,9 @@ class StartPlan(NamedTuple):
     # A child's (a StartPlan in its parent's first_turns): INSERT_INBOX's
     # ChildWorkflowStarted, for the parent
     told: tuple[str, str, float] | None = None
+    # The run's search attributes (sqlattrs.attribute_rows): SET_ATTRIBUTES'
+    # values and INDEX_ATTRIBUTE's, written after its row
+    attributes: tuple[tuple[str, str], list[tuple[str, str, str]]] | None = None
 
     def workflow_ids(self) -> set[str]:
         """The workflow ids it takes: the run's and its children's."""
@@ -279,9 +283,12 @@ def plan_start(
     commit). None for a first turn that ends the run, starts a child or
     cancels anything. ``made`` is told the row's id after the commit.
     ``child``: the parent and the NewChild that ``new`` is (plan_children).
-    None too for a run with search attributes (the body indexes them)."""
+    None too for a child with search attributes (the body indexes them)."""
+    attributes = None
     if new.search_attributes:
-        return None
+        if child is not None:
+            return None
+        attributes = sqlattrs.attribute_rows(new.run_id, new.search_attributes)
     deadline = newrun.run_deadline(new, now)
     timers: list[tuple[str, int, float, str | None]] = []
     if deadline is not None:
@@ -307,6 +314,7 @@ def plan_start(
             (new.task_queue, new.run_id, visible_at, now),
             made,
             _no_activity,
+            attributes=attributes,
         )
     outcome = None if encoded is None else first_outcome(commit, encoded)
     if (
@@ -352,6 +360,7 @@ def plan_start(
         children,
         woken,
         told=told,
+        attributes=attributes,
     )
 
 
