@@ -21,6 +21,7 @@ __all__ = [
     "delay_seconds",
     "lone_surrogate",
     "name_problem",
+    "timeout_seconds",
 ]
 
 
@@ -87,6 +88,19 @@ def delay_seconds(delay: object) -> float:
             f"a delay is a timedelta or a number of seconds, not {type(delay).__name__} {delay!r}"
         )
     return float(delay)
+
+
+def timeout_seconds(timeout: object) -> float:
+    """A wait's timeout in seconds: a number, at least 0 (TypeError for
+    another type or a bool, ValueError for a negative one or NaN)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(
+            f"timeout must be a number of seconds, not {type(timeout).__name__} {timeout!r}"
+        )
+    seconds = float(timeout)
+    if not seconds >= 0:  # (NaN too)
+        raise ValueError(f"timeout must be a number of seconds, at least 0, not {timeout}")
+    return seconds
 
 
 def lone_surrogate(text: str) -> str | None:

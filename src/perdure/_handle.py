@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure import _history as h
-from perdure._checks import check_text
+from perdure._checks import check_text, timeout_seconds
 from perdure._store.base import OPEN, RunRecord, new_run_id
 from perdure._updates import UpdateHandle, send_update
 from perdure._views import ResetPoints, WorkflowDescription, describe_run
@@ -43,16 +43,6 @@ def _reason(reason: str | None) -> str | None:
         raise TypeError(f"a reason is a str (or None), not {type(reason).__name__} {reason!r}")
     check_text("a reason", reason)
     return reason
-
-
-def _timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"timeout must be a number of seconds, not {type(timeout).__name__} {timeout!r}"
-        )
-    if not timeout >= 0:  # (NaN too)
-        raise ValueError(f"timeout must be a number of seconds, at least 0, not {timeout}")
-    return float(timeout)
 
 
 def _checked_event(event: E) -> E:
@@ -233,7 +223,7 @@ class WorkflowHandle(Generic[R]):
         an answer, ``WorkflowClosedError`` if the run has ended or ends
         without answering, ``WorkflowNotFoundError``.
         """
-        timeout = _timeout(timeout)
+        timeout = timeout_seconds(timeout)
         sent = await self.start_update(name, payload, update_id=update_id)
         return await sent.result(timeout)
 
@@ -336,7 +326,7 @@ class WorkflowHandle(Generic[R]):
         less often, up to the client's ``poll_interval``.)"""
         if not isinstance(key, str):
             raise TypeError(f"a state key is a str, not {type(key).__name__} {key!r}")
-        timeout = _timeout(timeout)
+        timeout = timeout_seconds(timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         pause = STATE_POLL_FIRST

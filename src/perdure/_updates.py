@@ -12,7 +12,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
-from perdure._checks import check_name, check_text
+from perdure._checks import check_name, check_text, timeout_seconds
 from perdure._store.base import OPEN, NewRun
 from perdure._waiting import EndWatch
 from perdure.errors import (
@@ -55,9 +55,7 @@ class UpdateHandle:
         JSON); raises ``UpdateRejectedError`` for ``request.reject(message)``,
         ``UpdateTimeoutError`` (a ``TimeoutError``) after ``timeout`` seconds,
         ``WorkflowClosedError`` if the run ends without answering."""
-        from perdure._handle import _timeout
-
-        timeout = _timeout(timeout)
+        timeout = timeout_seconds(timeout)
         if self._answer is None:
             self._answer = await self._handle._awaiting(self._wait(timeout))
         return _outcome(self._handle, self.name, self._answer)

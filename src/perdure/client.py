@@ -20,9 +20,9 @@ from perdure import _history as h
 from perdure import queues, schedules
 from perdure._attributes import AttributeValue, checked_attributes
 from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
-from perdure._checks import BadName, check_name, check_text
+from perdure._checks import BadName, check_name, check_text, timeout_seconds
 from perdure._converter import DataConverter, default_converter
-from perdure._handle import WorkflowHandle, _checked_event, _reason, _timeout
+from perdure._handle import WorkflowHandle, _checked_event, _reason
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
@@ -321,11 +321,10 @@ class Client:
         queued for it, atomically as ``signal_with_start`` does; then wait
         for the answer and return it, as ``WorkflowHandle.update`` does (a
         cart created by its first item, answering with the new total)."""
-        fn, new = self._new_run(workflow, args, id, task_queue, None, None, search_attributes)
-        timeout = _timeout(timeout)
-        handle: WorkflowHandle[Any] = self.get_handle(id)
-        handle._fn = fn
-        sent = await send_update(handle, update, update_payload, update_id, new)
+        _, new = self._new_run(workflow, args, id, task_queue, None, None, search_attributes)
+        timeout = timeout_seconds(timeout)
+        # (The handle get_handle makes: a test environment's skips time.)
+        sent = await send_update(self.get_handle(id), update, update_payload, update_id, new)
         return await sent.result(timeout)
 
     def _signal_event(self, name: str, payload: Any) -> h.SignalReceived:
