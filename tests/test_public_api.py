@@ -52,6 +52,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "WorkflowDefinition",
         "WorkflowInfo",
         "cancel_workflow",
+        "close_stream",
         "continue_as_new",
         "defn",
         "execute_child",
@@ -70,6 +71,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "uuid4",
         "wait_signal",
         "wait_update",
+        "write_stream",
     ]
     assert sorted(activity.__all__) == [
         "ActivityFunction",
@@ -79,6 +81,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "heartbeat",
         "in_activity",
         "info",
+        "write_stream",
     ]
 
 

@@ -7,12 +7,13 @@ which exports it); talks to the Client's store only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure import _history as h
 from perdure._checks import check_text, timeout_seconds
 from perdure._store.base import OPEN, RunRecord, new_run_id
+from perdure._streams import StreamInfo, StreamPage, read_values, stream_infos, stream_page
 from perdure._updates import UpdateHandle, send_update
 from perdure._views import ResetPoints, WorkflowDescription, describe_run
 from perdure._waiting import MAX_RESULT_POLL, EndWatch
@@ -350,6 +351,29 @@ class WorkflowHandle(Generic[R]):
                 )
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, max(STATE_POLL_FIRST, self.client.poll_interval))
+
+    def read_stream(
+        self, key: str, start: int = 0, *, timeout: float | None = None
+    ) -> AsyncIterator[Any]:
+        """The values of the run's stream ``key`` (``workflow.write_stream``,
+        ``activity.write_stream``), from position ``start`` on, as they are
+        written: ``async for token in handle.read_stream("answer"): ...``.
+        Ends once the workflow closed the stream, or the run ended, and
+        every value was read; raises ``TimeoutError`` if it has not ended
+        after ``timeout`` seconds (None: no limit). Reads the handle's run,
+        or the latest run of the id when reading starts (not the runs it
+        continues as new in: each run has its own streams)."""
+        return read_values(self, key, start, timeout)
+
+    async def stream_page(self, key: str, start: int = 0, limit: int = 100) -> StreamPage:
+        """The values of the stream ``key`` from position ``start`` on (at
+        most ``limit``) with their positions, times and writers, without
+        waiting: a ``StreamPage`` (``entries``, ``next_start``, ``finished``)."""
+        return await stream_page(self, key, start, limit)
+
+    async def streams(self) -> list[StreamInfo]:
+        """The run's streams, by key: each one's length and whether it is closed."""
+        return await stream_infos(self)
 
     async def history(self, after_seq: int = 0) -> list[dict[str, Any]]:
         """The run's event history in its versioned JSON form, oldest first;

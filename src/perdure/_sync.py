@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from perdure._batch import BatchAction, BatchResult
 from perdure._converter import DataConverter
+from perdure._streams import StreamInfo, StreamPage
 from perdure._updates import UpdateHandle
 from perdure.client import (
     Client,
@@ -228,6 +229,15 @@ class SyncScheduleHandle:
         self._runner.call(self.handle.delete())
 
 
+async def _next_value(values: AsyncIterator[Any]) -> Any:
+    return await anext(values)
+
+
+async def _close_values(values: AsyncIterator[Any]) -> None:
+    if isinstance(values, AsyncGenerator):
+        await values.aclose()
+
+
 class SyncWorkflowHandle(Generic[R]):
     def __init__(self, runner: _LoopThread, handle: WorkflowHandle[R]) -> None:
         self._runner = runner
@@ -271,6 +281,26 @@ class SyncWorkflowHandle(Generic[R]):
 
     def wait_state(self, key: str, timeout: float = 60.0) -> Any:
         return self._runner.call(self.handle.wait_state(key, timeout))
+
+    def read_stream(
+        self, key: str, start: int = 0, *, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """WorkflowHandle.read_stream, as a blocking iterator."""
+        values = self.handle.read_stream(key, start, timeout=timeout)
+        try:
+            while True:
+                try:
+                    yield self._runner.call(_next_value(values))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._runner.call(_close_values(values))
+
+    def stream_page(self, key: str, start: int = 0, limit: int = 100) -> StreamPage:
+        return self._runner.call(self.handle.stream_page(key, start, limit))
+
+    def streams(self) -> list[StreamInfo]:
+        return self._runner.call(self.handle.streams())
 
     def update(
         self,

@@ -30,6 +30,7 @@ __all__ = [
     "heartbeat",
     "in_activity",
     "info",
+    "write_stream",
 ]
 
 P = ParamSpec("P")
@@ -110,6 +111,9 @@ class _ActivityContext:
     def on_heartbeat(self, details: Any) -> None:
         raise NotImplementedError
 
+    def on_stream(self, key: str, value: Any) -> None:
+        raise NotImplementedError
+
 
 _context: ContextVar[_ActivityContext | None] = ContextVar("perdure_activity", default=None)
 
@@ -131,6 +135,20 @@ def heartbeat(details: Any = None) -> None:
     ctx = _context.get()
     if ctx is not None:
         ctx.on_heartbeat(details)
+
+
+def write_stream(key: str, value: Any) -> None:
+    """Append a JSON-encodable value to the stream ``key`` of the run that
+    scheduled this activity, for clients to read as it grows
+    (``handle.read_stream(key)``): a model's tokens as they come, progress.
+    Returns at once; the worker writes the values in order, and before it
+    records the attempt's outcome. At least once: a retried activity writes
+    its values again (each value says which attempt wrote it). Outside an
+    activity this does nothing, so activities stay unit-testable."""
+    check_name("a stream key", key)
+    ctx = _context.get()
+    if ctx is not None:
+        ctx.on_stream(key, value)
 
 
 async def _result(fn: Callable[..., Any], inst: Any, ref: int, future: Awaitable[Any]) -> Any:

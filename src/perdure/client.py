@@ -33,6 +33,7 @@ from perdure._store.base import (
     Store,
     new_run_id,
 )
+from perdure._streams import StreamEntry, StreamInfo, StreamPage
 from perdure._updates import UpdateHandle, send_update
 from perdure._views import (
     PendingActivityInfo,
@@ -60,6 +61,9 @@ __all__ = [
     "QueueBacklog",
     "ResetPoints",
     "Stats",
+    "StreamEntry",
+    "StreamInfo",
+    "StreamPage",
     "UpdateHandle",
     "WorkerInfo",
     "WorkflowDescription",

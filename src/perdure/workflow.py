@@ -32,6 +32,7 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowInfo",
     "cancel_workflow",
+    "close_stream",
     "continue_as_new",
     "defn",
     "execute_child",
@@ -50,6 +51,7 @@ __all__ = [
     "uuid4",
     "wait_signal",
     "wait_update",
+    "write_stream",
 ]
 
 ParentClosePolicy = Literal["cancel", "terminate", "abandon"]
@@ -185,6 +187,26 @@ def set_state(key: str, value: Any) -> None:
     inst = _instance("set_state")
     check_text("a state key", key)
     inst.set_state(key, value)
+
+
+def write_stream(key: str, value: Any) -> None:
+    """Append a JSON-encodable value to this run's stream ``key``, for clients
+    to read as it grows (``handle.read_stream(key)``): progress, partial
+    answers. Recorded with the turn (exactly once, however often the turn is
+    replayed); the value is readable once the turn commits. Activities write
+    to the same streams with ``activity.write_stream``. Raises ValueError
+    after ``close_stream(key)``."""
+    inst = _instance("write_stream")
+    check_name("a stream key", key)
+    inst.write_stream(key, value)
+
+
+def close_stream(key: str) -> None:
+    """Close this run's stream ``key``: readers stop once they have read
+    everything in it. (A run's streams all end with the run anyway.)"""
+    inst = _instance("close_stream")
+    check_name("a stream key", key)
+    inst.close_stream(key)
 
 
 async def cancel_workflow(workflow_id: str, reason: str | None = None) -> None:

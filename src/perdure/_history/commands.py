@@ -14,6 +14,7 @@ __all__ = [
     "CancelExternal",
     "CancelTimer",
     "CancelWorkflow",
+    "CloseStream",
     "Command",
     "CompleteWorkflow",
     "ContinueAsNew",
@@ -27,6 +28,7 @@ __all__ = [
     "SignalExternal",
     "StartChild",
     "StartTimer",
+    "WriteStream",
     "describe_recorded",
     "matches",
     "schedule_activity",
@@ -124,6 +126,29 @@ class SetState(Command):
 
     def describe(self) -> str:
         return f"SetState {self.key!r}"
+
+
+@dataclass(frozen=True)
+class WriteStream(Command):
+    key: str
+    value: JSON
+
+    def to_event(self) -> Event:
+        return StreamWritten(key=self.key, value=self.value)
+
+    def describe(self) -> str:
+        return f"WriteStream {self.key!r}"
+
+
+@dataclass(frozen=True)
+class CloseStream(Command):
+    key: str
+
+    def to_event(self) -> Event:
+        return StreamClosed(key=self.key)
+
+    def describe(self) -> str:
+        return f"CloseStream {self.key!r}"
 
 
 @dataclass(frozen=True)
@@ -305,6 +330,10 @@ def describe_recorded(event: Event) -> str:
         return f"CancelTimer (ref {event.ref})"
     if isinstance(event, StateSet):
         return f"SetState {event.key!r}"
+    if isinstance(event, StreamWritten):
+        return f"WriteStream {event.key!r}"
+    if isinstance(event, StreamClosed):
+        return f"CloseStream {event.key!r}"
     if isinstance(event, SearchAttributesSet):
         return f"SetSearchAttributes {sorted(event.attributes)!r}"
     if isinstance(event, UpdateReplied):
@@ -340,6 +369,10 @@ def matches(command: Command, event: Event) -> bool:
         )
     if isinstance(command, SetState):
         return isinstance(event, StateSet) and event.key == command.key
+    if isinstance(command, WriteStream):
+        return isinstance(event, StreamWritten) and event.key == command.key
+    if isinstance(command, CloseStream):
+        return isinstance(event, StreamClosed) and event.key == command.key
     if isinstance(command, SetSearchAttributes):
         # (The names, not their values: as a state's key.)
         return isinstance(event, SearchAttributesSet) and set(event.attributes) == set(

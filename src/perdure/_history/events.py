@@ -44,6 +44,8 @@ __all__ = [
     "SideEffectRecorded",
     "SignalReceived",
     "StateSet",
+    "StreamClosed",
+    "StreamWritten",
     "TimerCancelled",
     "TimerFired",
     "TimerStarted",

@@ -34,6 +34,8 @@ __all__ = [
     "SideEffectRecorded",
     "SignalReceived",
     "StateSet",
+    "StreamClosed",
+    "StreamWritten",
     "TimerCancelled",
     "TimerFired",
     "TimerStarted",
@@ -301,6 +303,28 @@ class SearchAttributesSet(Event):
 
 
 @dataclass(frozen=True)
+class StreamWritten(Event):
+    """``workflow.write_stream``: one value appended to the run's stream
+    ``key`` (as the converter encoded it). The store writes the stream's row
+    in the same commit; activities' writes go to the stream only (see
+    docs/workflows.md#streams)."""
+
+    TYPE: ClassVar[str] = "StreamWritten"
+    KIND: ClassVar[str] = "command"
+    key: str = ""
+    value: JSON = None
+
+
+@dataclass(frozen=True)
+class StreamClosed(Event):
+    """``workflow.close_stream``: the stream ``key`` takes no more values."""
+
+    TYPE: ClassVar[str] = "StreamClosed"
+    KIND: ClassVar[str] = "command"
+    key: str = ""
+
+
+@dataclass(frozen=True)
 class UpdateReplied(Event):
     """An update's answer (``UpdateRequest.reply`` / ``reject``): ``result``
     as the converter encoded it, or the refusal's message in ``failure``.
@@ -446,6 +470,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TimerCancelled,
         StateSet,
         SearchAttributesSet,
+        StreamWritten,
+        StreamClosed,
         UpdateReplied,
         ChildWorkflowRequested,
         ChildWorkflowCancelRequested,

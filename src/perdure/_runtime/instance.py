@@ -90,6 +90,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         self.info: WorkflowInfo | None = None
         self.closed = False  # a closing command was issued
         self.state = {}  # (declared, with search_attributes and _patches, in RecordedValues)
+        self.closed_streams = set()
         self.search_attributes = {}
         self.extras: dict[str, Any] = {}  # per-run objects of the API layer (its Random)
         self._rng = _Splitmix64(0)

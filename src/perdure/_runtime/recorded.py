@@ -1,5 +1,5 @@
 """What a run records for itself, with no answer to wait for: patch markers,
-side effects' values, state and search attributes. A mixin of WorkflowInstance
+side effects' values, state, stream writes and search attributes. A mixin of WorkflowInstance
 (which holds the state it uses). No I/O; imports the history model, the
 converter, search attributes' rules, perdure's errors and the runtime's endings.
 """
@@ -20,11 +20,14 @@ __all__ = ["RecordedValues"]
 
 
 class RecordedValues:
-    """WorkflowInstance's patches, side effects, state and search attributes."""
+    """WorkflowInstance's patches, side effects, state, streams and search attributes."""
 
     # Set by WorkflowInstance.__init__ (and activate, for _expected):
     converter: DataConverter
     state: dict[str, Any]
+    # The streams this run closed (a write after its close is refused, in
+    # replay as when first run).
+    closed_streams: set[str]
     search_attributes: dict[str, Any]  # as the run's turns have left them
     _expected: deque[h.Event] | None
     _patches: dict[str, bool]
@@ -88,6 +91,21 @@ class RecordedValues:
         encoded = self.converter.to_json(value, where=f"state {key!r}")
         self.state[key] = encoded
         self.issue(h.SetState(key=key, value=encoded))
+
+    def write_stream(self, key: str, value: Any) -> None:
+        if key in self.closed_streams:
+            raise ValueError(
+                f"stream {key!r} was closed by this run (workflow.close_stream):"
+                " it takes no more values"
+            )
+        encoded = self.converter.to_json(value, where=f"stream {key!r}")
+        self.issue(h.WriteStream(key=key, value=encoded))
+
+    def close_stream(self, key: str) -> None:
+        if key in self.closed_streams:
+            return  # (closed already: closing again changes nothing)
+        self.closed_streams.add(key)
+        self.issue(h.CloseStream(key=key))
 
     def set_search_attributes(self, changes: dict[str, Any]) -> None:
         """Apply ``changes`` (checked: None removes a name) and record them."""

@@ -40,6 +40,7 @@ from perdure._store.records import (
     RunRecord,
     RunTaker,
     StatsRecord,
+    StreamSlice,
     TurnCommit,
     TurnInput,
     TurnLease,
@@ -76,6 +77,7 @@ __all__ = [
     "RunTaker",
     "StatsRecord",
     "Store",
+    "StreamSlice",
     "TurnCommit",
     "TurnInput",
     "TurnLease",
@@ -383,6 +385,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def pending_work(self, run_id: str) -> PendingWork: ...
+
+    @abc.abstractmethod
+    async def append_stream(self, run_id: str, key: str, values: list[Any], source: str) -> int:
+        """Append ``values`` (JSON values) to the run's stream ``key`` in one
+        transaction (an activity's writes): the stream's new length. Raises
+        WorkflowClosedError, writing nothing, if the run has ended or its
+        workflow closed the stream; WorkflowNotFoundError if there is no run."""
+
+    @abc.abstractmethod
+    async def read_stream(self, run_id: str, key: str, start: int, limit: int) -> StreamSlice:
+        """At most ``limit`` values of the run's stream ``key`` from position
+        ``start`` on (none yet is an empty slice, not an error); raises
+        WorkflowNotFoundError if there is no run."""
+
+    @abc.abstractmethod
+    async def stream_heads(self, run_id: str) -> list[tuple[str, int, bool]]:
+        """(key, length, closed) of each stream of the run, by key."""
 
     # -- worker side -----------------------------------------------------------
 

@@ -217,6 +217,10 @@ class TurnCommit:
     # (workflow.set_search_attributes): all of them, written in place of the
     # old. None: unchanged.
     search_attributes: dict[str, Any] | None = None
+    # The run's stream writes of this turn, in order (workflow.write_stream,
+    # close_stream): (key, value as the converter encoded it, False), or
+    # (key, None, True) to close the stream. None: none.
+    streams: list[tuple[str, Any, bool]] | None = None
     close_status: str | None = None
     result: Any = None
     failure: dict[str, Any] | None = None
@@ -263,6 +267,30 @@ class TurnCommit:
     lease_kept: float = 0.0
     # Filled in by the store: activity ref -> task id of pre-leased activities.
     created_tasks: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def body_writes(self) -> bool:
+        """Does the turn write rows that only its body (apply_turn) writes,
+        never a plan: search attributes, stream values?"""
+        return self.search_attributes is not None or self.streams is not None
+
+
+@dataclass(frozen=True)
+class StreamSlice:
+    """Part of a run's stream, as one read found it (Store.read_stream)."""
+
+    # (position, value as the converter encoded it, source, written at):
+    # source None for the workflow's own writes, else the activity attempt's
+    # description (see activity.write_stream).
+    entries: list[tuple[int, Any, str | None, float]]
+    length: int  # values in the stream when read
+    closed: bool  # closed by its workflow
+    run_open: bool  # its run was still open (or it may grow)
+
+    @property
+    def finished(self) -> bool:
+        """No value will be added after those the stream holds."""
+        return self.closed or not self.run_open
 
 
 @dataclass(slots=True)

@@ -111,7 +111,7 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
         or commit.continue_as_new is not None
         or commit.cancelled_children
         or commit.signals_out
-        or commit.search_attributes is not None
+        or commit.body_writes
         or commit.cancelled_activities
         or commit.cancelled_timers
     ):

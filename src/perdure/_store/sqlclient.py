@@ -12,7 +12,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
-from perdure._store import sqlqueues, sqlreset
+from perdure._store import sqlqueues, sqlreset, sqlstreams
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
 from perdure._store.base import (
@@ -26,6 +26,7 @@ from perdure._store.base import (
     RunFilter,
     RunRecord,
     StatsRecord,
+    StreamSlice,
 )
 from perdure._store.sqlhooks import SqlHooks
 from perdure._store.sqlrows import RUN_COLUMNS, Tx
@@ -153,6 +154,22 @@ class SqlClientSide(SqlHooks):
         return await self._read(lambda tx: views.pending_work(tx, run_id, now))
 
     # ------------------------------------------------------------ monitoring
+
+    async def append_stream(self, run_id: str, key: str, values: list[Any], source: str) -> int:
+        now = self.clock()
+        length = await self._write(
+            lambda tx: sqlstreams.append(tx, self, run_id, key, values, source, now)
+        )
+        self.run_changed(run_id)  # (its readers look now)
+        return length
+
+    async def read_stream(self, run_id: str, key: str, start: int, limit: int) -> StreamSlice:
+        found = await self._read_queries(sqlstreams.read_queries(run_id, key, start, limit))
+        return sqlstreams.slice_from_rows(run_id, found)
+
+    async def stream_heads(self, run_id: str) -> list[tuple[str, int, bool]]:
+        [found] = await self._read_queries([(sqlstreams.HEADS, (run_id,))])
+        return sqlstreams.heads(found)
 
     async def stats(self) -> StatsRecord:
         now = self.clock()

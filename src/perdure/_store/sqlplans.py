@@ -88,7 +88,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.cancelled_timers
         or commit.cancelled_children
         or commit.signals_out
-        or commit.search_attributes is not None
+        or commit.body_writes
         or (  # (a deadline timer to write: rows.timer_rows)
             commit.activities
             and commit.activities[0].options.get("schedule_to_close_timeout") is not None
@@ -191,7 +191,7 @@ def plan_close(
     status = commit.close_status
     if status is None or commit.fresh or commit.continue_as_new is not None:
         return None
-    if commit.signals_out or commit.search_attributes is not None:  # (the body writes them)
+    if commit.signals_out or commit.body_writes:  # (the body writes them)
         return None
     tell = None
     if commit.has_relatives:

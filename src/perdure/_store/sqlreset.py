@@ -19,6 +19,7 @@ from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
 from perdure._store.base import OPEN, WORK, NewRun, RunRecord
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps
+from perdure._store.sqlstreams import write_turn_streams
 from perdure.errors import WorkflowNotFoundError, WorkflowResetError
 
 __all__ = ["Reset", "reset_run"]
@@ -111,6 +112,16 @@ async def reset_run(
         "UPDATE runs SET last_seq = ?, state = ? WHERE run_id = ?",
         (plan.at_seq - 1, dumps(state), new_run_id),
     )
+    # Its streams: the values its kept turns wrote (the workflow's own,
+    # which its history holds; not its activities', which only the old
+    # run's streams hold).
+    streamed = [
+        (e.key, e.value, False) if isinstance(e, h.StreamWritten) else (e.key, None, True)
+        for e in plan.kept
+        if isinstance(e, h.StreamWritten | h.StreamClosed)
+    ]
+    if streamed:
+        await write_turn_streams(tx, new_run_id, streamed, now)
     for event in (*plan.inputs, *plan.signals):
         await rows.to_inbox(tx, new_run_id, old.task_queue, event, now)
     run = await rows.get_run(tx, d, workflow_id, new_run_id)

@@ -325,7 +325,7 @@ def plan_start(
         or commit.cancelled_timers
         or commit.cancelled_children
         or commit.signals_out
-        or commit.search_attributes is not None
+        or commit.body_writes
         or commit.consumed_inbox
     ):
         return None

@@ -29,6 +29,7 @@ from perdure._store.base import (
 )
 from perdure._store.sqlattrs import write_attributes
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
+from perdure._store.sqlstreams import write_turn_streams
 
 __all__ = [
     "ADVANCE_RUN",
@@ -153,6 +154,8 @@ async def apply_turn(
         await _signal_others(tx, d, commit, now, closing)
     if commit.search_attributes is not None:
         await write_attributes(tx, commit.run_id, commit.search_attributes)
+    if commit.streams is not None:
+        await write_turn_streams(tx, commit.run_id, commit.streams, now)
     if closing:
         assert commit.close_status is not None
         # A signal (or any input) that reached the inbox while this closing turn
@@ -192,16 +195,17 @@ async def apply_turn(
             topics.add(WORK)  # the next run's first workflow task; the runs signalled
         return topics
     await _schedule(tx, d, commit, now, scheduled, heir)
-    new_work = queues_work(commit)
+    topics = {WORK} if queues_work(commit) else set()
+    if commit.streams is not None:
+        topics.add(closed_topic(commit.run_id))  # (the readers of its streams look)
     if commit.task is None:
         # No workflow task was ours (an inline continuation: any inbox rows
         # keep their own; a new run's first turn: it has none).
-        return {WORK} if new_work else set()
+        return topics
     # The workflow task is done, unless inbox rows arrived during the turn: they
     # need another turn now. (No inbox row can appear meanwhile: we hold the run.)
     # The UPDATE finds the task only if the DELETE left it; nothing is read
     # back before COMMIT, so a batching backend sends all of it at once.
-    topics = {WORK} if new_work else set()
     await tx.send(
         "DELETE FROM tasks WHERE id = ? AND NOT EXISTS (SELECT 1 FROM inbox WHERE run_id = ?)",
         (commit.task.task_id, commit.run_id),

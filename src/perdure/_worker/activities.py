@@ -24,6 +24,7 @@ from perdure import _history as h
 from perdure._converter import DataConverter
 from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.streams import AttemptStreams
 from perdure._worker.threads import SPARE_THREADS, ActivityThreads, ThreadedCall
 from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
 from perdure.errors import (
@@ -119,6 +120,7 @@ class _Running(_ActivityContext):
     is_async: bool = True
     first_details: Any = None  # the last attempt's heartbeat details, if any
     built_info: ActivityInfo | None = None
+    streams: AttemptStreams | None = None  # its stream writes, once it makes one
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -142,6 +144,17 @@ class _Running(_ActivityContext):
         # call (PayloadError), not later, in a line of the worker's log.
         encoded = self.runner.converter.to_json(details, where="heartbeat details")
         self.loop.call_soon_threadsafe(self.runner._beat, self, encoded)
+
+    def on_stream(self, key: str, value: Any) -> None:
+        """``activity.write_stream(key, value)``. May run on an activity
+        thread: hands over to the loop (whose order keeps the writes')."""
+        # Encoded here, as heartbeat details are: a bad value fails the call.
+        encoded = self.runner.converter.to_json(value, where=f"stream {key!r}")
+        assert self.loop is not None
+        if asyncio._get_running_loop() is self.loop:  # (on the loop's own thread)
+            self.runner._stream(self, key, encoded)
+        else:
+            self.loop.call_soon_threadsafe(self.runner._stream, self, key, encoded)
 
 
 class ActivityRunner:
@@ -256,12 +269,16 @@ class ActivityRunner:
             # The attempt failed, not the worker: sys.exit() in a plain def
             # activity had ended the worker's process, and then every one it reached.
             failed = exc.inner if isinstance(exc, _Escaped) else exc
+            if running.streams is not None:
+                await running.streams.drain()
             await self._handle_failure(task, RetryPolicy.from_dict(options["retry"]), failed)
             return
         finally:
             self.running.pop(task.task_id, None)
             if watchdog is not None:
                 watchdog.cancel()
+        if running.streams is not None:
+            await running.streams.drain()  # (a reader who sees the step done has its values)
         crash_point("activity.before_complete")
         attempts = self._attempts(task, task.attempt, None)
         if not await self.deliver(
@@ -386,6 +403,12 @@ class ActivityRunner:
         )
 
     # ------------------------------------------------------------ heartbeats
+
+    def _stream(self, running: _Running, key: str, value: Any) -> None:
+        if running.streams is None:
+            assert running.loop is not None
+            running.streams = AttemptStreams(self.store, running.task, running.loop)
+        running.streams.add(key, value)
 
     def _beat(self, running: _Running, details: Any) -> None:
         running.last_beat = time.monotonic()

@@ -74,6 +74,14 @@ def add_commands(
             commit.search_attributes = (
                 instance.search_attributes
             )  # (all of them, as the turn left them)
+        elif isinstance(command, h.WriteStream):
+            if commit.streams is None:
+                commit.streams = []
+            commit.streams.append((command.key, command.value, False))
+        elif isinstance(command, h.CloseStream):
+            if commit.streams is None:
+                commit.streams = []
+            commit.streams.append((command.key, None, True))
         elif isinstance(command, h.SignalExternal):
             signal = h.SignalReceived(name=command.name, payload=command.payload)
             commit.signals_out.append((command.ref, command.workflow_id, signal))
