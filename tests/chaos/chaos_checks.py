@@ -7,6 +7,7 @@ Imports perdure's history model only (to cut histories into turns).
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Counts:
     planned_failures: int = 0
     timers_fired: int = 0
     signals: int = 0
+    stream_values: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
 
 
@@ -148,6 +150,50 @@ def check_search_attributes(run_id: str, events: list[h.Event], kept: dict[str, 
         raise InvariantError(
             f"run {run_id}: search attributes {kept}, but its history recorded {recorded}"
         )
+
+
+def check_streams(
+    run_id: str,
+    events: list[h.Event],
+    completed: dict[int, int],
+    streams: dict[str, list[tuple[int, Any, str | None]]],
+) -> int:
+    """A run's streams (key -> its (position, value, source) entries) agree
+    with its history: positions run 0..n-1; the workflow's own values
+    (source None) are its StreamWritten events' values, each once, in order;
+    every attempt of ``work`` that completed wrote its tag before its outcome
+    was recorded (at least once), and every value an activity wrote names an
+    attempt of a ``work`` step of this run with that step's tag. Returns the
+    number of values."""
+    for key, entries in streams.items():
+        if [p for p, _, _ in entries] != list(range(len(entries))):
+            raise InvariantError(f"run {run_id}: stream {key!r} has positions {entries}")
+    recorded: dict[str, list[Any]] = defaultdict(list)
+    tags: dict[int, Any] = {}  # ref -> the tag of a work step
+    for e in events:
+        if isinstance(e, h.StreamWritten):
+            recorded[e.key].append(e.value)
+        elif isinstance(e, h.ActivityScheduled) and e.name == "work":
+            tags[e.ref] = e.args[0]
+    for key in set(streams) | set(recorded):
+        own = [value for _, value, source in streams.get(key, []) if source is None]
+        if own != recorded.get(key, []):
+            raise InvariantError(
+                f"run {run_id}: stream {key!r} holds the workflow's values {own}, "
+                f"but its history wrote {recorded.get(key, [])}"
+            )
+    written = {source: value for _, value, source in streams.get("work", []) if source is not None}
+    for source, value in written.items():
+        found = re.fullmatch(r"work \(ref (\d+)\) attempt \d+", source)
+        if found is None or value != tags.get(int(found.group(1))):
+            raise InvariantError(f"run {run_id}: stream value {value!r} from {source!r}")
+    for ref, attempt in completed.items():
+        source = f"work (ref {ref}) attempt {attempt}"
+        if ref in tags and source not in written:
+            raise InvariantError(
+                f"run {run_id}: {source} completed, but its stream value is missing: {written}"
+            )
+    return sum(len(entries) for entries in streams.values())
 
 
 def check_executions(

@@ -68,6 +68,7 @@ async def work(tag: str, fail_first: int) -> str:
             "fails": fails,
         },
     )
+    activity.write_stream("work", tag)  # (checked: there once this attempt completes)
     await asyncio.sleep(STEP_DELAY)
     if fails:
         raise ApplicationError(f"planned failure of {tag} attempt {info.attempt}")
@@ -82,6 +83,7 @@ async def pipeline(tag: str, steps: int, fail_every: int) -> list[str]:
         # (Written by the commit of the turn after each step: run_chaos checks
         # that the store's attributes, and its index, say what the history does.)
         workflow.set_search_attributes({"tag": tag, "step": i})
+        workflow.write_stream("steps", i)  # (checked: there exactly once)
     limited = work.options(task_queue=LIMITED_QUEUE)
     results.extend(await asyncio.gather(*(limited(f"{tag}:g{i}", 0) for i in range(3))))
     await workflow.sleep(SLEEP)

@@ -105,6 +105,7 @@ class ChaosReport:
             f"({c.re_executions} re-run after a kill, {c.planned_failures} planned failures "
             f"retried); {self.signals_accepted} signals; {self.updates_answered} updates "
             f"answered ({self.update_calls} calls); {c.timers_fired} timers fired; "
+            f"{c.stream_values} stream values; "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
             f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once"
@@ -446,6 +447,14 @@ def _verify(
         completed[run_id] = checks.check_activities(run_id, events, closed)
         c.timers_fired += checks.check_timers(run_id, events, closed)
         checks.check_search_attributes(run_id, events, d.search_attributes)
+        streams = {
+            info.key: [
+                (e.position, e.value, e.source)
+                for e in handle.stream_page(info.key, 0, 10_000).entries
+            ]
+            for info in handle.streams()
+        }
+        c.stream_values += checks.check_streams(run_id, events, completed[run_id], streams)
         if d.search_attributes:
             # The index finds the run by each of its attributes.
             for name, value in d.search_attributes.items():
