@@ -42,6 +42,20 @@ schema = schemathesis.openapi.from_dict(create_app(db_url="unused", auth=AUTH).o
 schema.app = served_app
 
 
+@schemathesis.hook
+def before_call(context: Any, case: Case, kwargs: dict[str, Any]) -> None:
+    """An event stream is fuzzed with timeout=0: no worker writes to or ends the
+    seeded open runs, and their streams would be followed for ever; with it, the
+    feed sends what is there and ends. (Its events are tested in
+    test_streams_api.py. A hook rather than a line in the test, as the update's
+    timeout: the test's source seeds its derandomized examples, and a change to
+    it draws others, among them a request the check below cannot judge: one
+    without its token and with a query parameter of no route's, which the
+    token sent here makes valid.)"""
+    if case.operation.path == "/api/workflows/{workflow_id}/streams/{key}/events":
+        case.query = {**(case.query or {}), "timeout": 0}
+
+
 @pytest.fixture(scope="module", autouse=True)
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"

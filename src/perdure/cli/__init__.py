@@ -2,7 +2,7 @@
 
 One module per command group, each registering its commands on ``app``:
 ``_worker_cmd`` (worker), ``_demo_cmd`` (demo), ``_inspect_cmd`` (list,
-show, history, result), ``_control_cmd`` (start, signal, update, cancel,
+show, history, result), ``_stream_cmd`` (stream), ``_control_cmd`` (start, signal, update, cancel,
 terminate, reset, migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
 (queue list/show/limit/unlimit, stats). Helpers that register no command:
@@ -37,6 +37,7 @@ COMMANDS = {
     "show": "_inspect_cmd",
     "history": "_inspect_cmd",
     "result": "_inspect_cmd",
+    "stream": "_stream_cmd",
     "start": "_control_cmd",
     "signal": "_control_cmd",
     "update": "_control_cmd",

@@ -24,7 +24,7 @@ EPILOG = (
     "2 usage error; 3 workflow not found; 4 database error; "
     "5 conflict (run already closed, or id taken; with --yes, a run the batch could not act "
     "on); 6 still running (result); 7 the workflow rejected the update (update); 8 no answer "
-    "within --timeout (update)."
+    "within --timeout (update), or the stream did not end within it (stream --follow)."
 )
 
 app = typer.Typer(

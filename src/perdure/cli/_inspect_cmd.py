@@ -42,7 +42,7 @@ from perdure.cli._operator import (
     run,
     when_option,
 )
-from perdure.client import Client, WorkflowDescription
+from perdure.client import Client, StreamInfo, WorkflowDescription
 from perdure.errors import WorkflowCancelledError, WorkflowFailedError, WorkflowTerminatedError
 from perdure.server._query import (
     MAX_LIMIT,
@@ -52,6 +52,7 @@ from perdure.server._query import (
     final_description,
     list_page,
     outcome_json,
+    stream_info_json,
 )
 
 out = Console(highlight=False, soft_wrap=True)
@@ -182,7 +183,16 @@ def _attempt_error(record: dict[str, Any]) -> str:
     return str(error.get("type")) if isinstance(error, dict) else "ok"
 
 
-def _show(d: WorkflowDescription, latest: WorkflowDescription | None = None) -> None:
+def _stream_line(s: StreamInfo) -> str:
+    values = f"{s.length:,} value{'' if s.length == 1 else 's'}"
+    return f"  {escape(s.key)}  [dim]{values}{', closed' if s.closed else ''}[/]"
+
+
+def _show(
+    d: WorkflowDescription,
+    latest: WorkflowDescription | None = None,
+    streams: list[StreamInfo] | None = None,
+) -> None:
     out.print(f"[bold]{escape(d.id)}[/]  {escape(d.workflow_type)}  {status_text(d.status)}")
     facts = [
         ("run id", d.run_id),
@@ -223,6 +233,10 @@ def _show(d: WorkflowDescription, latest: WorkflowDescription | None = None) -> 
         out.print("[bold]State[/]")
         for key, value in d.state.items():
             out.print(f"  {escape(key)} = {escape(json.dumps(value, ensure_ascii=False))}")
+    if streams:
+        out.print("[bold]Streams[/]  [dim](perdure stream ID KEY)[/]")
+        for s in streams:
+            out.print(_stream_line(s))
     pending = _pending_lines(d)
     if pending:
         out.print("[bold]Waiting on[/]")
@@ -247,18 +261,21 @@ def show(
     as_json: bool = JsonOption,
     converter: Optional[str] = ConverterOption,
 ) -> None:
-    """Show where a run is: status, what it waits on, state, result or failure.
+    """Show where a run is: what it waits on, state, streams, result or failure.
 
     Waiting on: pending activities (attempt, next retry, last error), timers with
-    their due time, and the signals and updates it awaits.
+    their due time, and the signals and updates it awaits. Streams: each one's
+    key, how many values it holds, and whether it is closed.
     """
 
     async def work(client: Client) -> None:
         d = await client.get_handle(workflow_id, run_id).describe()
+        streams = await client.get_handle(workflow_id, d.run_id).streams()
         if as_json:
-            print_json(description_json(d))
+            print_json({**description_json(d), "streams": [stream_info_json(s) for s in streams]})
         else:  # (a given run: is there a newer one, after a reset or a reuse of the id?)
-            _show(d, await client.get_handle(workflow_id).describe() if run_id else None)
+            latest = await client.get_handle(workflow_id).describe() if run_id else None
+            _show(d, latest, streams)
 
     run(db, work, converter=converter)
 

@@ -68,7 +68,8 @@ EXIT_DB = 4  # the database cannot be used: bad URL, missing file, newer schema
 EXIT_CONFLICT = 5  # the run is already closed, or the workflow id is taken
 EXIT_RUNNING = 6  # `result`: the run has not ended (no --wait, or --timeout passed)
 EXIT_REJECTED = 7  # `update`: the workflow rejected the update (request.reject)
-EXIT_NO_ANSWER = 8  # `update`: no answer within --timeout (the request stays queued)
+EXIT_NO_ANSWER = 8  # `update`: no answer within --timeout (the request stays queued);
+# `stream --follow`: the stream did not end within --timeout
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 

@@ -1,7 +1,7 @@
 """What the ``/api`` routes depend on: the server's state (client and tokens), the
 caller's role, lenient JSON bodies, times, and the documented error answers.
 
-Imports fastapi, pydantic, the public Client API and ``_auth``/``_query``/``_models``.
+Imports fastapi, pydantic, the public Client API and ``_auth``/``_query``/``_models``/``_sse``.
 A role check raises 401 (no or unknown token) or 403 (read token, admin route).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -22,6 +22,7 @@ from perdure.client import Client
 from perdure.server import _models as m
 from perdure.server._auth import AuthConfig, Role
 from perdure.server._query import parse_when
+from perdure.server._sse import Feeds
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -58,6 +59,7 @@ _bearer = HTTPBearer(auto_error=False, description="A read or admin token.")
 class ServerState:
     client: Client
     auth: AuthConfig
+    feeds: Feeds = field(default_factory=Feeds)  # the open event streams
 
 
 def state_of(request: Request) -> ServerState:

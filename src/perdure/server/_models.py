@@ -31,6 +31,9 @@ __all__ = [
     "ReasonRequest",
     "StartRequest",
     "StartResponse",
+    "StreamEntry",
+    "StreamInfo",
+    "StreamPage",
     "UpdateAnswer",
     "UpdateError",
     "WhoAmI",
@@ -435,6 +438,34 @@ class StateValue(BaseModel):
     id: str
     key: str
     value: Any = Field(description="What the run published under the key (workflow.set_state).")
+
+
+class StreamInfo(BaseModel):
+    key: str
+    length: int = Field(description="The values written so far.")
+    closed: bool = Field(
+        description="Closed by the workflow (workflow.close_stream); a run's streams all "
+        "end with the run too."
+    )
+
+
+class StreamEntry(BaseModel):
+    position: int = Field(description="0 for the first value, then 1, 2, ...")
+    value: Any = Field(description="The value written (any JSON).")
+    time: str = Field(description="When it was written.")
+    source: Optional[str] = Field(
+        description="Who wrote it: null for the workflow, else the activity attempt, "
+        "'NAME (ref N) attempt K' (a retried activity writes its values again)."
+    )
+
+
+class StreamPage(BaseModel):
+    run_id: str = Field(description="The run read (pass it as ?run_id= to stay on it).")
+    entries: list[StreamEntry]
+    next_start: int = Field(description="The position to ask for next (?start=).")
+    finished: bool = Field(
+        description="No value will follow these: the stream was closed, or the run ended."
+    )
 
 
 class Health(BaseModel):

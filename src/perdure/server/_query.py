@@ -1,5 +1,6 @@
 """Operator queries shared by the CLI and the HTTP API: list filters and paging,
-time parsing, and the JSON views of runs, descriptions, batches and rejected updates.
+time parsing, and the JSON views of runs, descriptions, batches, rejected updates
+and streams.
 
 Framework-free on purpose (no fastapi import): ``perdure list`` uses it without
 the ``server`` extra. Imports the public Client API only.
@@ -21,6 +22,9 @@ from perdure.client import (
     STATUSES,
     BatchResult,
     Client,
+    StreamEntry,
+    StreamInfo,
+    StreamPage,
     WorkflowDescription,
     WorkflowExecution,
 )
@@ -29,6 +33,7 @@ from perdure.errors import UpdateRejectedError
 __all__ = [
     "KNOWN_STATUSES",
     "MAX_LIMIT",
+    "MAX_POSITION",
     "ListQuery",
     "Page",
     "attempt_json",
@@ -43,9 +48,15 @@ __all__ = [
     "outcome_json",
     "parse_when",
     "rejected_update_json",
+    "stream_entry_json",
+    "stream_info_json",
+    "stream_page_json",
 ]
 
 KNOWN_STATUSES = STATUSES
+# The largest stream position asked for (JavaScript's largest exact integer):
+# a larger one reads nothing anyway, and the databases' integers end near 2**63.
+MAX_POSITION = 2**53 - 1
 MAX_CHAIN = 10_000  # continue-as-new hops followed before giving up
 MAX_LIMIT = 1000
 
@@ -279,3 +290,30 @@ def rejected_update_json(workflow_id: str, exc: UpdateRejectedError) -> dict[str
     409 adds ``detail``, the error's whole text): ``message`` is what the
     workflow gave ``request.reject()``."""
     return {"id": workflow_id, "update_id": exc.update_id, "rejected": True, "message": exc.reason}
+
+
+def stream_info_json(info: StreamInfo) -> dict[str, Any]:
+    """One of a run's streams (``perdure show``, ``GET .../streams``)."""
+    return {"key": info.key, "length": info.length, "closed": info.closed}
+
+
+def stream_entry_json(entry: StreamEntry) -> dict[str, Any]:
+    """One value of a stream with its position, time and writer (``source``:
+    null for the workflow, else the activity attempt)."""
+    return {
+        "position": entry.position,
+        "value": entry.value,
+        "time": iso(entry.time),
+        "source": entry.source,
+    }
+
+
+def stream_page_json(page: StreamPage) -> dict[str, Any]:
+    """Part of a stream (``GET .../streams/{key}``): ``next_start`` is the
+    position to ask for next; ``finished``, that no value will follow these."""
+    return {
+        "run_id": page.run_id,
+        "entries": [stream_entry_json(e) for e in page.entries],
+        "next_start": page.next_start,
+        "finished": page.finished,
+    }

@@ -1,7 +1,7 @@
 """Run the app under uvicorn on a socket bound beforehand, so that the URL printed
 is the real one (``--port 0`` picks a free port) and a busy port is reported
 before anything starts. Used by ``perdure server`` and ``perdure demo --ui``.
-Imports uvicorn and the ``app`` module.
+Imports uvicorn, fastapi (a type) and the ``app`` module.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from perdure._converter import DataConverter
 from perdure.server._auth import AuthConfig, AuthSetupError, check_bind
 from perdure.server._limits import DEFAULT_MAX_BODY_BYTES
-from perdure.server.app import create_app
+from perdure.server.app import create_app, end_event_streams
 
 __all__ = ["bind", "serve", "url_of"]
 
@@ -45,7 +46,14 @@ def url_of(sock: socket.socket) -> str:
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process
-    dies of the signal; perdure's processes exit 0 after a drain (as workers do)."""
+    dies of the signal; perdure's processes exit 0 after a drain (as workers do).
+    The drain waits for open responses: the event streams are ended first."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        if isinstance(app, FastAPI):
+            end_event_streams(app)
+        await super().shutdown(sockets)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

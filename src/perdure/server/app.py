@@ -44,8 +44,9 @@ from perdure.server._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from perdure.server._queue_routes import router as queue_router
 from perdure.server._routes import router
 from perdure.server._schedule_routes import router as schedule_router
+from perdure.server._stream_routes import router as stream_router
 
-__all__ = ["STATIC_DIR", "create_app"]
+__all__ = ["STATIC_DIR", "create_app", "end_event_streams"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -106,6 +107,9 @@ def create_app(
     )
     if state is not None:
         app.state.perdure = state
+    # First: a stream route matches by the path as sent (``_stream_routes``), and
+    # routing must ask it before .../history or .../state/{key} take a key's "/".
+    app.include_router(stream_router)
     app.include_router(router)
     app.include_router(schedule_router)
     app.include_router(queue_router)
@@ -115,6 +119,15 @@ def create_app(
     app.add_middleware(BodyLimit, limit=max_body_bytes, headers=SECURITY_HEADERS)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     return app
+
+
+def end_event_streams(app: FastAPI) -> None:
+    """End the app's open event streams (``GET .../events``), after the values
+    each has read: a server shutting down waits for its open responses, and
+    one that follows an open run would never end. Their clients reconnect."""
+    state: ServerState | None = getattr(app.state, "perdure", None)
+    if state is not None:
+        state.feeds.close_all()
 
 
 def _add_error_handlers(app: FastAPI) -> None:

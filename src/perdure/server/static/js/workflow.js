@@ -1,6 +1,8 @@
 // One workflow run: status, what it waits on, timeline, input, result or
-// failure, published state, search attributes and the full history; signal / update (update.js) /
-// cancel / terminate for admins, and reset (a new run from a point of this one's history). Refreshes every 2 s while the run is open. #/workflows/<id> shows
+// failure, published state, streams (streams.js: followed live), search
+// attributes and the full history; signal / update (update.js) / cancel /
+// terminate for admins, and reset (a new run from a point of this one's
+// history). Refreshes every 2 s while the run is open. #/workflows/<id> shows
 // the latest run, #/workflows/<id>?run=<run id> a given one. An "approve link"
 // adds ?signal=<name>[&payload=<json>]: it opens the signal form.
 
@@ -8,6 +10,7 @@ import { api, ApiError, wfHref, wfPath } from "./api.js";
 import {
   clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
 } from "./dom.js";
+import { streamsPanel } from "./streams.js";
 import { buildTimeline, renderTimeline } from "./timeline.js";
 import { openUpdate, updateDetail } from "./update.js";
 
@@ -126,6 +129,7 @@ export function renderWorkflow(container, id, params, ctx) {
   const runId = params.get("run") || "";
   const q = runId ? `?run_id=${encodeURIComponent(runId)}` : ""; // the run this page shows
   const root = h("div", { class: "workflow" });
+  const streams = streamsPanel(id); // (its node is kept across redraws: it follows a stream)
   container.append(h("a", { class: "back", href: "#/", text: "← All workflows" }), root);
 
   async function load() {
@@ -152,7 +156,10 @@ export function renderWorkflow(container, id, params, ctx) {
       } else {
         events = shown ? events.concat(history) : history;
       }
+      const listed = await api(`${wfPath(id)}/streams?run_id=${encodeURIComponent(d.run_id)}`,
+        { signal });
       desc = d;
+      streams.update(listed, desc);
       if (runId && latest === null) {
         // A page for a given run: is there a newer run of the id (a reset, a
         // continue-as-new, an id reused)? Said once, with a link to it.
@@ -388,6 +395,7 @@ export function renderWorkflow(container, id, params, ctx) {
         ? h("table", { class: "kv" }, h("tbody", {}, state.map(([k, v]) =>
           h("tr", {}, h("th", { text: k }), h("td", {}, pre(v))))))
         : h("p", { class: "muted", text: "Nothing published (workflow.set_state)." })),
+      streams.node,
       section("Search attributes", searchAttributes(desc.search_attributes)),
       historyTable(),
     ];
@@ -523,6 +531,7 @@ export function renderWorkflow(container, id, params, ctx) {
     disposed = true;
     clearTimeout(timer);
     controller?.abort();
+    streams.dispose();
     window.removeEventListener("resize", onResize);
   };
 }
