@@ -290,6 +290,7 @@ KEY = bytes(range(32))
 @activity.defn
 async def charge(card: str) -> str:
     activity.heartbeat({"progress": f"hb-{card}"})
+    activity.write_stream("charging", f"stream-{card}")
     await asyncio.sleep(0.05)
     return f"receipt-{card}"
 
@@ -304,6 +305,7 @@ async def card_flow(card: str, round: int) -> dict[str, Any]:
     receipt = await charge(card)
     pin = await workflow.wait_signal("pin")
     workflow.set_state("stage", f"state-{card}")
+    workflow.write_stream("log", f"log-{card}")
     side = workflow.side_effect(lambda: f"side-{card}")
     # An explicit id: the default one (<workflow id>/child-<n>) repeats in every run of a
     # continue-as-new chain (see tests/chaos/test_chaos_regressions.py).
@@ -342,6 +344,9 @@ async def run_card_flow(path: Path, converter: perdure.DataConverter | None) -> 
         latest = client.get_handle("order-1")
         assert await latest.state("stage") == f"state-{SECRET}"
         assert (await latest.describe()).input == {"args": [SECRET, 1], "kwargs": {}}
+        # Stream values (the workflow's and the activity's) read back opened.
+        assert [v async for v in latest.read_stream("log")] == [f"log-{SECRET}"]
+        assert [v async for v in latest.read_stream("charging")] == [f"stream-{SECRET}"]
         return b"".join(
             Path(f"{path}{suffix}").read_bytes()
             for suffix in ("", "-wal", "-shm")
