@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from perdure._checks import check_name, timeout_seconds
-from perdure._waiting import EndWatch
+from perdure._waiting import StreamWatch
 
 if TYPE_CHECKING:
     from perdure._handle import WorkflowHandle
@@ -29,6 +29,9 @@ __all__ = ["StreamEntry", "StreamInfo", "StreamPage", "read_values", "stream_inf
 POLL_FIRST = 0.002  # seconds: the first pause between looks (it doubles each time)
 PAGE = 500  # values read at a time
 MAX_PAGE = 10_000
+# The greatest position a stream can have (the databases' 64-bit integer):
+# a start beyond it is refused (SQLite's driver cannot even send it).
+MAX_START = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ def _checked(key: object, start: object) -> int:
         raise TypeError(f"start must be an int, not {type(start).__name__} {start!r}")
     if start < 0:
         raise ValueError(f"start must not be negative, not {start}")
+    if start > MAX_START:
+        raise ValueError(f"start must be at most {MAX_START:,} (a stream position), not {start}")
     return start
 
 
@@ -104,7 +109,7 @@ async def read_values(
     where = f"stream {key!r}"
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    watch = EndWatch(store)
+    watch = StreamWatch(store)
     watch.listen(run.run_id)
     pause = POLL_FIRST
     try:

@@ -294,7 +294,8 @@ class SyncWorkflowHandle(Generic[R]):
                 except StopAsyncIteration:
                     return
         finally:
-            self._runner.call(_close_values(values))
+            if not self._runner.loop.is_closed():  # (a client closed first ended it)
+                self._runner.call(_close_values(values))
 
     def stream_page(self, key: str, start: int = 0, limit: int = 100) -> StreamPage:
         return self._runner.call(self.handle.stream_page(key, start, limit))

@@ -25,7 +25,14 @@ from collections.abc import Callable, Collection
 from perdure._store.base import RunRecord, Store, loop_waker
 from perdure.errors import StoreError
 
-__all__ = ["MAX_RESULT_POLL", "EndWatch", "OpenRuns", "ResultWatch", "awaited_ended"]
+__all__ = [
+    "MAX_RESULT_POLL",
+    "EndWatch",
+    "OpenRuns",
+    "ResultWatch",
+    "StreamWatch",
+    "awaited_ended",
+]
 
 log = logging.getLogger("perdure.client")
 
@@ -84,6 +91,20 @@ class EndWatch:
             await changed.wait()
         finally:
             timer.cancel()
+
+
+class StreamWatch(EndWatch):
+    """A stream reader's ear for one run: ``changed`` is set when the run's
+    streams may hold new values, or when it may have ended."""
+
+    def listen(self, run_id: str) -> None:
+        super().listen(run_id)
+        self.store.add_stream_listener(run_id, self._listener)
+
+    def close(self) -> None:
+        if self.run_id is not None:
+            self.store.remove_stream_listener(self.run_id, self._listener)
+        super().close()
 
 
 class OpenRuns:

@@ -145,5 +145,69 @@ async def ledger(count: int, delay: float) -> int:
     return balance
 
 
+@activity.defn
+async def stream_tokens(n: int, count: int, hold: float) -> str:
+    """Step ``n``: writes ``count`` tokens to the stream 'tokens', each
+    ``"attempt K: i"``; the first attempt waits ``hold`` seconds after half
+    of them (for a test to SIGKILL its worker mid-stream)."""
+    info = _record_execution(n)
+    for i in range(count):
+        if i == count // 2 and info.attempt == 1:
+            await asyncio.sleep(hold)
+        activity.write_stream("tokens", f"attempt {info.attempt}: {i}")
+        await asyncio.sleep(0.005)
+    return f"{info.workflow_id}#{n}"
+
+
+@workflow.defn
+async def token_stream(count: int, hold: float) -> str:
+    """Streams an activity's tokens between two values of its own, then
+    closes the stream."""
+    workflow.write_stream("tokens", "start")
+    result = await stream_tokens(1, count, hold)
+    workflow.write_stream("tokens", "end")
+    workflow.close_stream("tokens")
+    return result
+
+
+@workflow.defn
+async def stream_steps(count: int, delay: float) -> int:
+    """``count`` steps, each between two values written to the stream
+    'steps' (so every turn writes some), then closes it."""
+    for n in range(1, count + 1):
+        workflow.write_stream("steps", f"before {n}")
+        await step(n, delay)
+        workflow.write_stream("steps", f"after {n}")
+    workflow.close_stream("steps")
+    return count
+
+
+@activity.defn
+async def echo_tokens(text: str) -> int:
+    """Writes each word of ``text`` to the stream 'echo'."""
+    words = text.split()
+    for word in words:
+        activity.write_stream("echo", word)
+    return len(words)
+
+
+@workflow.defn
+async def stream_echo() -> int:
+    """Writes what each 'say' signal carries to the stream 'echo' (workflow
+    code), or has an activity write it word by word ('act: ...'), until
+    'bye', which closes the stream."""
+    said = 0
+    while True:
+        text = await workflow.wait_signal("say")
+        if text == "bye":
+            workflow.close_stream("echo")
+            return said
+        if text.startswith("act:"):
+            said += await echo_tokens(text[len("act:") :])
+        else:
+            workflow.write_stream("echo", text)
+            said += 1
+
+
 if TEST_DIR_ENV in os.environ:
     _append(os.path.join(os.environ[TEST_DIR_ENV], f"ready-{os.getpid()}"), {"pid": os.getpid()})

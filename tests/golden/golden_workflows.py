@@ -150,6 +150,35 @@ async def golden_desk(count: int) -> list[Any]:
     return answers
 
 
+@activity.defn
+async def narrate(count: int) -> int:
+    """Streams ``count`` tokens (an activity's writes are not in the history)."""
+    for n in range(count):
+        activity.write_stream("story", f"token {n}")
+    return count
+
+
+@workflow.defn
+async def golden_streamer(count: int) -> dict[str, Any]:
+    """Writes to two streams, around an activity that writes to one; closes
+    both (the second twice), and is refused a write after a close (session
+    47: workflow.write_stream, close_stream)."""
+    workflow.write_stream("story", {"begins": count})
+    told = await narrate(count)
+    workflow.write_stream("story", "the end")
+    workflow.close_stream("story")
+    workflow.write_stream("progress", 1.0)
+    try:
+        workflow.write_stream("story", "epilogue")
+    except ValueError:
+        refused = True
+    else:
+        refused = False
+    workflow.close_stream("progress")
+    workflow.close_stream("progress")  # (closed already: records nothing)
+    return {"told": told, "refused": refused}
+
+
 WORKFLOWS = [
     golden_order,
     golden_cancel,
@@ -159,5 +188,6 @@ WORKFLOWS = [
     golden_tagged,
     golden_canceller,
     golden_desk,
+    golden_streamer,
 ]
-ACTIVITIES = [charge, ship, slow_lookup, flaky]
+ACTIVITIES = [charge, ship, slow_lookup, flaky, narrate]

@@ -84,6 +84,8 @@ async def main() -> None:
             pass
         await desk.update("ask", "o-11", update_id="golden-3")
         runs["update"] = desk
+        # Streams (session 47): values written and closed by the workflow.
+        runs["stream"] = await client.start(g.golden_streamer, 3, id="golden-streamer")
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)

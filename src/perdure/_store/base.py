@@ -58,6 +58,7 @@ __all__ = [
     "MAX_ATTEMPT_RECORDS",
     "OPEN",
     "STATUSES",
+    "STREAMED",
     "WORK",
     "ActivityTask",
     "BacklogRecord",
@@ -88,12 +89,14 @@ __all__ = [
     "loop_waker",
     "new_run_id",
     "new_token",
+    "streamed_topic",
 ]
 
 # Wake-up topics (see Store.add_listener).
 WORK = "work"
 CLOSED = "closed"
 LIMITS = "limits"  # a task queue's limits were set or removed
+STREAMED = "streamed"  # (as "streamed:<run id>") a run's streams were written to
 
 # Seconds past its due time that a run's workflow task, or a timer, that a
 # worker holds (it keeps the run's instance: TurnCommit.holder) is left to
@@ -140,6 +143,11 @@ def closed_topic(run_id: str) -> str:
     return f"{CLOSED}:{run_id}"
 
 
+def streamed_topic(run_id: str) -> str:
+    """The topic of new values in one run's streams (their readers look)."""
+    return f"{STREAMED}:{run_id}"
+
+
 def loop_waker(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Callable[[], None]:
     """A listener that sets ``event`` on ``loop``, from whatever thread calls it
     (directly when that is the loop's own thread: no self-pipe write). A
@@ -170,6 +178,7 @@ class Store(abc.ABC):
         self.clock = clock
         self._listeners: dict[Callable[[], None], frozenset[str]] = {}
         self._run_listeners: dict[str, set[Callable[[], None]]] = {}
+        self._stream_listeners: dict[str, set[Callable[[], None]]] = {}
         self._ended_here: dict[str, RunRecord] = {}  # see ended_here
         self._run_watchers: set[Callable[[], None]] = set()
         self._run_takers: dict[str, RunTaker] = {}
@@ -215,6 +224,18 @@ class Store(abc.ABC):
             if not waiting:
                 del self._run_listeners[run_id]
                 self._ended_here.pop(run_id, None)
+
+    def add_stream_listener(self, run_id: str, callback: Callable[[], None]) -> None:
+        """``callback`` is called (from any thread) when run ``run_id``'s
+        streams may hold new values (not when it ends: see add_run_listener)."""
+        self._stream_listeners.setdefault(run_id, set()).add(callback)
+
+    def remove_stream_listener(self, run_id: str, callback: Callable[[], None]) -> None:
+        listening = self._stream_listeners.get(run_id)
+        if listening is not None:
+            listening.discard(callback)
+            if not listening:
+                del self._stream_listeners[run_id]
 
     def ended_here(self, run_id: str) -> RunRecord | None:
         """Run ``run_id`` as this process last saw it end, kept while anyone
@@ -263,7 +284,7 @@ class Store(abc.ABC):
     def wake_waiters(self) -> None:
         """Call every run's listeners: the store was closed, and a result
         waiter must look now (and be told so), not at its next poll (30 s)."""
-        for waiting in list(self._run_listeners.values()):
+        for waiting in [*self._run_listeners.values(), *self._stream_listeners.values()]:
             for callback in list(waiting):
                 callback()
 
@@ -282,6 +303,15 @@ class Store(abc.ABC):
         else:
             for run_id in ended:
                 callbacks += self._run_listeners.get(run_id, ())
+        if self._stream_listeners:
+            if not topics:  # (from another process: anything may have changed)
+                for listening in self._stream_listeners.values():
+                    callbacks += listening
+            else:
+                streamed = STREAMED + ":"
+                for topic in wanted:
+                    if topic.startswith(streamed):
+                        callbacks += self._stream_listeners.get(topic[len(streamed) :], ())
         if ended:
             wanted.add(CLOSED)  # for listeners of any run's end
         for callback, interests in list(self._listeners.items()):

@@ -27,6 +27,7 @@ from perdure._store.base import (
     RunRecord,
     StatsRecord,
     StreamSlice,
+    streamed_topic,
 )
 from perdure._store.sqlhooks import SqlHooks
 from perdure._store.sqlrows import RUN_COLUMNS, Tx
@@ -160,7 +161,7 @@ class SqlClientSide(SqlHooks):
         length = await self._write(
             lambda tx: sqlstreams.append(tx, self, run_id, key, values, source, now)
         )
-        self.run_changed(run_id)  # (its readers look now)
+        self._committed(streamed_topic(run_id))  # (its readers look now)
         return length
 
     async def read_stream(self, run_id: str, key: str, start: int, limit: int) -> StreamSlice:

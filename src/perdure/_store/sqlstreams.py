@@ -151,5 +151,7 @@ def slice_from_rows(run_id: str, found: list[list[tuple[Any, ...]]]) -> StreamSl
 
 
 def heads(found: list[tuple[Any, ...]]) -> list[tuple[str, int, bool]]:
-    """(key, length, closed) of each of a run's streams, by key."""
-    return [(str(k), int(n), bool(c)) for k, n, c in found]
+    """(key, length, closed) of each of a run's streams, by key: sorted here,
+    by code point, as on SQLite (a PostgreSQL database's collation may sort
+    text otherwise: "_x a B Z1" under en_US, "B Z1 _x a" under C)."""
+    return sorted((str(k), int(n), bool(c)) for k, n, c in found)

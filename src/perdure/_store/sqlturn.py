@@ -26,6 +26,7 @@ from perdure._store.base import (
     RunRecord,
     TurnCommit,
     closed_topic,
+    streamed_topic,
 )
 from perdure._store.sqlattrs import write_attributes
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
@@ -197,7 +198,7 @@ async def apply_turn(
     await _schedule(tx, d, commit, now, scheduled, heir)
     topics = {WORK} if queues_work(commit) else set()
     if commit.streams is not None:
-        topics.add(closed_topic(commit.run_id))  # (the readers of its streams look)
+        topics.add(streamed_topic(commit.run_id))  # (the readers of its streams look)
     if commit.task is None:
         # No workflow task was ours (an inline continuation: any inbox rows
         # keep their own; a new run's first turn: it has none).

@@ -256,6 +256,8 @@ class ActivityRunner:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
+            if running.streams is not None:
+                await running.streams.drain()  # (its values before the next attempt's)
             await self._stopped(running, RetryPolicy.from_dict(options["retry"]))
             return
         except _Unopened as exc:

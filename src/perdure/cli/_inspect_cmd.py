@@ -316,6 +316,10 @@ def summarize(event: dict[str, Any]) -> str:
         return f"{event.get('name')} ({event.get('update_id')}) {told}"
     if kind == "StateSet":
         return f"{event.get('key')} = {js(event.get('value'))}"
+    if kind == "StreamWritten":
+        return f"{event.get('key')} <- {js(event.get('value'))}"
+    if kind == "StreamClosed":
+        return f"{event.get('key')} closed"
     if kind == "SearchAttributesSet":
         changes = event.get("attributes") or {}
         return ", ".join(f"{name}={js(value)}" for name, value in changes.items())

@@ -71,6 +71,8 @@ function eventDetail(e) {
     case "SignalReceived": return updateDetail(e) ?? `${e.name} ${json(e.payload)}`;
     case "UpdateReplied": return updateDetail(e);
     case "StateSet": return `${e.key} = ${json(e.value)}`;
+    case "StreamWritten": return `${e.key} <- ${json(e.value)}`;
+    case "StreamClosed": return `${e.key} closed`;
     case "SearchAttributesSet":
       return Object.entries(e.attributes || {})
         .map(([k, v]) => (v === null ? `${k} removed` : `${k} = ${json(v)}`)).join(" · ");
