@@ -466,6 +466,7 @@ async def test_read_from_a_start_position_and_time_out(client: perdure.Client) -
 async def released_writer() -> None:
     await gates["release"].wait()
     activity.write_stream("s", "from the activity")
+    await gates["finish"].wait()  # (no turn commits until the reader has the value)
 
 
 @workflow.defn
@@ -486,7 +487,7 @@ async def test_a_commit_of_this_process_wakes_the_reader_not_its_poll(
     brings each value sooner."""
     monkeypatch.setattr(perdure._streams, "POLL_FIRST", 30.0)
     client.poll_interval = 30.0
-    release = gate("release")
+    release, finish = gate("release"), gate("finish")
     loop = asyncio.get_running_loop()
     async with fast_worker(client, [st_woken], [released_writer]):
         handle = await client.start(st_woken)
@@ -508,6 +509,7 @@ async def test_a_commit_of_this_process_wakes_the_reader_not_its_poll(
         release.set()
         assert await asyncio.wait_for(pending, 25) == "from the activity"
         assert loop.time() - began < 10, "the reader was not woken by the activity's append"
+        finish.set()
         # And the close ends it.
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(values), 25)
