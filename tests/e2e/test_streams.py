@@ -25,6 +25,8 @@ import perdure
 import perdure._converter
 import perdure._streams
 from perdure import RetryPolicy, activity, workflow
+from perdure._store.base import ActivityTask
+from perdure._worker.streams import AttemptStreams, finish_flushes
 from perdure.cli._inspect_cmd import summarize
 from perdure.client import StreamEntry, StreamInfo, StreamPage
 from perdure.codecs import ZlibCodec
@@ -922,3 +924,50 @@ def test_writes_outside_a_run() -> None:
         workflow.write_stream("k", 1)
     with pytest.raises(Exception, match="close_stream"):
         workflow.close_stream("k")
+
+
+class _HeldStore:
+    """A store whose appends wait for ``release`` (a database that is slow, or gone)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.written: list[Any] = []
+
+    async def append_stream(self, run_id: str, key: str, values: list[Any], source: str) -> int:
+        await self.release.wait()
+        self.written.extend(values)
+        return len(self.written)
+
+
+def _attempt() -> ActivityTask:
+    return ActivityTask(
+        task_id=1, token="t", run_id="r", workflow_id="w", workflow_type="wf", ref=1,
+        name="speak", task_queue="q", args=[], kwargs={}, options={}, attempt=1,
+        scheduled_at=0.0,
+    )  # fmt: skip
+
+
+async def test_a_stopping_worker_waits_for_stream_values_in_flight(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What an attempt cut short at shutdown left in flight is written
+    before the worker lets go (finish_flushes), within a bound: a store that
+    never answers is given up on, with a warning."""
+    store, flushes = _HeldStore(), set[asyncio.Task[None]]()
+    writes = AttemptStreams(store, _attempt(), asyncio.get_running_loop(), flushes)  # type: ignore[arg-type]
+    writes.add("s", 1)
+    writes.add("s", 2)
+    await asyncio.sleep(0)
+    assert len(flushes) == 1
+    asyncio.get_running_loop().call_later(0.05, store.release.set)
+    await finish_flushes(flushes, timeout=10)
+    assert store.written == [1, 2] and not flushes
+    # Never answered: given up after the timeout, said in the log.
+    store.release.clear()
+    writes.add("s", 3)
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.WARNING, logger="perdure.worker"):
+        await finish_flushes(flushes, timeout=0.05)
+    await asyncio.sleep(0)
+    assert store.written == [1, 2] and not flushes
+    assert "stream values left unwritten at shutdown" in caplog.text

@@ -175,6 +175,7 @@ class ActivityRunner:
         self._pool = ActivityThreads(max_threads + SPARE_THREADS, "perdure-activity")
         self.overrunning: set[ThreadedCall] = set()  # (see _overran)
         self.running: dict[int, _Running] = {}
+        self.stream_flushes: set[asyncio.Task[None]] = set()  # (see AttemptStreams)
         # The worker's loop, set when it starts serving: every attempt runs
         # on it. (Asking asyncio for the running loop or task costs a system
         # call on Python 3.11, getpid, which checks for a fork.)
@@ -409,7 +410,9 @@ class ActivityRunner:
     def _stream(self, running: _Running, key: str, value: Any) -> None:
         if running.streams is None:
             assert running.loop is not None
-            running.streams = AttemptStreams(self.store, running.task, running.loop)
+            running.streams = AttemptStreams(
+                self.store, running.task, running.loop, self.stream_flushes
+            )
         running.streams.add(key, value)
 
     def _beat(self, running: _Running, details: Any) -> None:

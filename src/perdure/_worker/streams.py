@@ -18,7 +18,7 @@ from typing import Any
 from perdure._store.base import ActivityTask, Store
 from perdure.errors import StoreError, WorkflowClosedError, WorkflowNotFoundError
 
-__all__ = ["AttemptStreams"]
+__all__ = ["AttemptStreams", "finish_flushes"]
 
 log = logging.getLogger("perdure.worker")
 
@@ -26,13 +26,36 @@ APPEND_TRIES = 5  # for a batch the store cannot write
 FIRST_PAUSE = 0.1  # seconds before the second try; doubled each time
 
 
+async def finish_flushes(flushes: set[asyncio.Task[None]], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for the writes still in flight (a
+    stopping worker's: an attempt it cut short may have left some), then
+    give up on them with a warning."""
+    if not flushes:
+        return
+    _, late = await asyncio.wait(set(flushes), timeout=timeout)
+    for flushing in late:
+        flushing.cancel()
+    if late:
+        await asyncio.wait(late, timeout=1.0)  # (their cancellation taken in)
+        log.warning(
+            "%d activity attempt(s) had stream values left unwritten at shutdown", len(late)
+        )
+
+
 class AttemptStreams:
     """The stream writes of one activity attempt, on the worker's loop."""
 
-    def __init__(self, store: Store, task: ActivityTask, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        store: Store,
+        task: ActivityTask,
+        loop: asyncio.AbstractEventLoop,
+        flushes: set[asyncio.Task[None]],
+    ) -> None:
         self.store = store
         self.task = task
         self.loop = loop
+        self.flushes = flushes  # the worker's flushes in flight (it waits for them as it stops)
         self.pending: list[tuple[str, Any]] = []
         self.flushing: asyncio.Task[None] | None = None
         self.refused: set[str] = set()  # keys whose writes the store refused
@@ -42,7 +65,9 @@ class AttemptStreams:
         """One value (as the converter encoded it) for stream ``key``."""
         self.pending.append((key, value))
         if self.flushing is None:
-            self.flushing = self.loop.create_task(self._flush())
+            self.flushing = flushing = self.loop.create_task(self._flush())
+            self.flushes.add(flushing)
+            flushing.add_done_callback(self.flushes.discard)
 
     async def drain(self) -> None:
         """Wait until every value added so far is written (or refused)."""

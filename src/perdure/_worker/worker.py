@@ -33,6 +33,7 @@ from perdure._worker.limits import LimitsWatch
 from perdure._worker.options import check_worker_options, collect_activities, collect_workflows
 from perdure._worker.polling import Poller
 from perdure._worker.registry import Registration
+from perdure._worker.streams import finish_flushes
 from perdure._worker.turns import TurnRunner
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT, Watchdog
 
@@ -44,6 +45,7 @@ log = logging.getLogger("perdure.worker")
 # The longest an idle worker's safety-net poll backs off to on a store that
 # hears every other process's commit (Store.hears_every_commit; see _idle_wait).
 IDLE_POLL_MAX = 2.0
+FLUSH_AT_STOP = 5.0  # seconds a stopping worker waits for its activities' stream values
 
 __all__ = ["Worker"]
 
@@ -239,6 +241,9 @@ class Worker(Poller, Handoffs):
                 # default handler and killed the process, leases held.)
                 for sig in installed:
                     loop.remove_signal_handler(sig)
+            # The stream values of attempts the drain cut short, before the
+            # worker lets go of its loop (bounded: the database may be gone).
+            await finish_flushes(self.activity_runner.stream_flushes, FLUSH_AT_STOP)
             lease_task.cancel()
             await asyncio.gather(lease_task, return_exceptions=True)
             await self.limits.stop()
