@@ -8,6 +8,7 @@ client with the store's clock. See perdure.schedules.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -28,6 +29,8 @@ MAX_COUNTED = 10_000  # missed times counted one by one after an outage (then "a
 PROBES = (60.0, 3600.0, 86_400.0, 31 * 86_400.0)  # spans looked back over for the latest time
 MIN_CATCHUP_WINDOW = timedelta(seconds=10)  # (as Temporal's)
 MAX_EVERY = timedelta(days=100 * 366)  # (its times must stay dates)
+MAX_JITTER = 86_400.0  # seconds a run may start after its time, at most
+GAPS_LOOKED = 16  # a cron's times looked at for the shortest gap (check_jitter)
 
 
 # ------------------------------------------------------------------ records
@@ -49,6 +52,10 @@ class ScheduleSpec:
     # Events per run before it continues as new: fixed when the schedule is
     # made, so that a perdure with another default still replays its runs.
     max_history: int = MAX_HISTORY
+    # Seconds each time's run may start after the time (0: at the time): an
+    # offset of its own per time (start_time), so that many schedules of
+    # the same times do not all start their runs at once.
+    jitter: float = 0.0
 
 
 @dataclass
@@ -112,6 +119,44 @@ def next_time(spec: ScheduleSpec, after: float) -> float | None:
     assert spec.cron is not None
     found = _cron(spec.cron).next_after(datetime.fromtimestamp(after, tz=UTC), zone(spec.timezone))
     return None if found is None else found.timestamp()
+
+
+def start_time(spec: ScheduleSpec, due: float) -> float:
+    """When the run of the time ``due`` starts: ``due``, plus with a jitter
+    an offset in [0, jitter) that the schedule's id and the time decide (the
+    same on every replay, and told apart from other schedules' of the same
+    times: no random number is drawn, none recorded)."""
+    if not spec.jitter:
+        return due
+    digest = hashlib.sha256(f"{spec.schedule_id}@{due!r}".encode()).digest()
+    return due + spec.jitter * (int.from_bytes(digest[:8], "big") / 2**64)
+
+
+def check_jitter(spec: ScheduleSpec, now: float) -> None:
+    """Raise ValueError unless ``spec.jitter`` (seconds) can be the
+    schedule's: from 0 to a day, and shorter than the gap between its times
+    (looked at over its next GAPS_LOOKED times for a cron), or a run would
+    start after the next time came, which would then be missed."""
+    jitter = spec.jitter
+    if (
+        isinstance(jitter, bool)
+        or not isinstance(jitter, int | float)
+        or not 0 <= jitter <= MAX_JITTER
+    ):
+        raise ValueError(f"jitter must be from 0 to a day ({MAX_JITTER:g}s), not {jitter!r}")
+    if not jitter:
+        return
+    gap, due = math.inf, next_time(spec, now)
+    for _ in range(GAPS_LOOKED):
+        after = None if due is None else next_time(spec, due)
+        if due is None or after is None:
+            break
+        gap, due = min(gap, after - due), after
+    if jitter >= gap:
+        raise ValueError(
+            f"jitter ({jitter:g}s) must be shorter than the gap between the schedule's "
+            f"times ({gap:g}s at the least): a run would start after the next time"
+        )
 
 
 def latest_time(spec: ScheduleSpec, after: float, now: float) -> float | None:

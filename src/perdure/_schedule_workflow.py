@@ -27,10 +27,12 @@ from perdure._schedule_spec import (
     ScheduledRun,
     ScheduleSpec,
     ScheduleState,
+    check_jitter,
     count_times,
     iso,
     latest_time,
     next_time,
+    start_time,
 )
 from perdure.activity import ActivityFunction
 from perdure.errors import WorkflowNotFoundError
@@ -141,7 +143,8 @@ async def _catch_up(spec: ScheduleSpec, state: ScheduleState, now: float) -> Non
     latest = latest_time(spec, state.cursor, now)
     passed = count_times(spec, state.cursor, now)
     state.cursor = now if latest is None else latest
-    if latest is not None and now - latest <= spec.catchup_window:
+    # (Late by more than the window after its start, jitter included: missed.)
+    if latest is not None and now - start_time(spec, latest) <= spec.catchup_window:
         state.missed += max(0, passed - 1)
         await _run_once(spec, state, latest)
     else:
@@ -168,7 +171,8 @@ async def schedule_workflow(spec: ScheduleSpec, state: ScheduleState | None = No
     while True:
         now = workflow.now().timestamp()
         due = None if state.paused else next_time(spec, state.cursor)
-        if due is not None and due <= now:
+        starts = None if due is None else start_time(spec, due)  # (due, without jitter)
+        if starts is not None and starts <= now:
             if behind and workflow.patched(PUBLISH_BEFORE_CATCH_UP):
                 # A schedule that stays behind (its runs take longer to start
                 # than its interval) comes straight back here: publish what it
@@ -179,7 +183,7 @@ async def schedule_workflow(spec: ScheduleSpec, state: ScheduleState | None = No
         else:
             _publish(spec, state, due)
             behind = False
-            wait = None if due is None else due - now
+            wait = None if starts is None else starts - now
             try:
                 command = await workflow.wait_signal(SIGNAL, timeout=wait)
             except TimeoutError:
@@ -214,7 +218,16 @@ async def _obey(spec: ScheduleSpec, state: ScheduleState, command: Any) -> None:
         workflow.logger.warning("schedule %s: unknown command %r", spec.schedule_id, command)
 
 
-UPDATABLE = {"workflow", "args", "cron", "every", "timezone", "overlap", "catchup_window"}
+UPDATABLE = {
+    "workflow",
+    "args",
+    "cron",
+    "every",
+    "timezone",
+    "overlap",
+    "catchup_window",
+    "jitter",
+}
 
 
 def _updated(spec: ScheduleSpec, raw: Any) -> ScheduleSpec | None:
@@ -231,6 +244,7 @@ def _updated(spec: ScheduleSpec, raw: Any) -> ScheduleSpec | None:
             raise ValueError(f"an interval of {new.every!r} seconds")
         if not new.catchup_window >= MIN_CATCHUP_WINDOW.total_seconds():
             raise ValueError(f"a catch-up window of {new.catchup_window!r} seconds")
+        check_jitter(new, workflow.now().timestamp())
         next_time(new, workflow.now().timestamp())  # (a bad cron or time zone)
     except (TypeError, ValueError, ArithmeticError) as error:
         workflow.logger.warning(

@@ -414,6 +414,7 @@ class Client:
         task_queue: str = "default",
         overlap: Overlap = "skip",
         catchup_window: timedelta = timedelta(days=1),
+        jitter: timedelta = timedelta(0),
         paused: bool = False,
         note: str | None = None,
         if_exists: IfExists = "fail",
@@ -424,7 +425,9 @@ class Client:
         time while the run the schedule started last is still running;
         ``"allow"`` starts it anyway. After workers were away, one run is
         started for the latest time passed, if it is within
-        ``catchup_window``. If a schedule with this id exists,
+        ``catchup_window``. ``jitter``: each run may start up to that much
+        after its time (an offset of its own per time, so that schedules of
+        the same times spread their runs). If a schedule with this id exists,
         ``if_exists="fail"`` raises ``WorkflowAlreadyStartedError``, ``"keep"``
         leaves it, ``"update"`` updates it to these arguments (for a script
         run at each deploy). See docs/schedules.md."""
@@ -439,6 +442,7 @@ class Client:
             task_queue=task_queue,
             overlap=overlap,
             catchup_window=catchup_window,
+            jitter=jitter,
         )
         return await schedules.create(self, spec, paused, note, if_exists)
 

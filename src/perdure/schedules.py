@@ -38,6 +38,7 @@ from perdure._schedule_spec import (
     ScheduledRun,
     ScheduleSpec,
     ScheduleState,
+    check_jitter,
     iso,
     next_time,
     schedule_workflow_id,
@@ -84,6 +85,8 @@ class ScheduleDescription:
     timezone: str
     overlap: str
     catchup_window: timedelta
+    jitter: timedelta
+    """How much later than its time each run may start (its own offset per time)."""
     status: str
     """The schedule's own run: ``running``, or ``terminated`` once deleted."""
     paused: bool
@@ -110,6 +113,7 @@ class ScheduleDescription:
             "timezone": self.timezone,
             "overlap": self.overlap,
             "catchup_window_seconds": self.catchup_window.total_seconds(),
+            "jitter_seconds": self.jitter.total_seconds(),
             "status": self.status,
             "paused": self.paused,
             "note": self.note,
@@ -147,6 +151,8 @@ def make_spec(
     task_queue: str,
     overlap: str,
     catchup_window: timedelta,
+    jitter: timedelta = timedelta(0),
+    now: float | None = None,
 ) -> ScheduleSpec:
     """A schedule's spec from ``create_schedule``'s arguments, each checked."""
     check_name("schedule_id", schedule_id)
@@ -172,6 +178,8 @@ def make_spec(
             f"catchup_window must be a timedelta of at least ten seconds (a timer that "
             f"fires a little late is not an outage to skip), not {catchup_window!r}"
         )
+    if not isinstance(jitter, timedelta):
+        raise TypeError(f"jitter must be a timedelta, not {type(jitter).__name__} {jitter!r}")
     fn, name = client._resolve(workflow_fn)
     if fn is not None:
         # Encoded by the function's hints now, into plain JSON: the run the
@@ -179,7 +187,7 @@ def make_spec(
         positional, _ = DataConverter(max_payload_bytes=None).encode_args(fn, args, {})
     else:
         positional = [DataConverter(max_payload_bytes=None).to_json(a) for a in args]
-    return ScheduleSpec(
+    spec = ScheduleSpec(
         schedule_id=schedule_id,
         workflow=name,
         args=positional,
@@ -190,7 +198,10 @@ def make_spec(
         overlap=overlap,
         catchup_window=catchup_window.total_seconds(),
         max_history=MAX_HISTORY,
+        jitter=jitter.total_seconds(),
     )
+    check_jitter(spec, client.store.clock() if now is None else now)
+    return spec
 
 
 async def create(
@@ -278,6 +289,7 @@ class ScheduleHandle:
         timezone: str | None = None,
         overlap: Overlap | None = None,
         catchup_window: timedelta | None = None,
+        jitter: timedelta | None = None,
     ) -> None:
         """Change what the schedule starts or when: what is not given stays
         (``cron`` replaces an interval and ``every`` a cron). From the next
@@ -307,6 +319,7 @@ class ScheduleHandle:
             catchup_window=(
                 timedelta(seconds=old.catchup_window) if catchup_window is None else catchup_window
             ),
+            jitter=timedelta(seconds=old.jitter) if jitter is None else jitter,
         )
         # The changes only, applied by the schedule to its spec of the moment:
         # two updates sent one after the other both apply.
@@ -321,6 +334,7 @@ class ScheduleHandle:
             ("timezone", timezone),
             ("overlap", overlap),
             ("catchup_window", catchup_window),
+            ("jitter", jitter),
         ):
             if given is not None:
                 changes[name] = getattr(new, name)
@@ -461,6 +475,7 @@ def describe(
         timezone=spec.timezone,
         overlap=spec.overlap,
         catchup_window=timedelta(seconds=spec.catchup_window),
+        jitter=timedelta(seconds=spec.jitter),
         status=status,
         paused=state.paused,
         note=state.note,

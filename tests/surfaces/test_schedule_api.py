@@ -48,6 +48,8 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
             "both": ({"cron": "@daily", "every_seconds": 60}, "exactly one of cron="),
             "zone": ({"cron": "@daily", "timezone": "Mars/Olympus"}, "unknown time zone"),
             "short": ({"every_seconds": 0.5}, "greater than or equal to 1"),
+            "jitter": ({"every_seconds": 60, "jitter_seconds": 60}, "shorter than the gap"),
+            "negative": ({"every_seconds": 60, "jitter_seconds": -1}, "greater than or equal"),
         }
         for name, (fields, says) in bad.items():
             sent = {"schedule_id": name, "workflow": "double", **fields}
@@ -62,6 +64,7 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
         )
         assert made.status_code == 201, made.text
         assert made.json()["schedule_id"] == "team/often" and made.json()["every_seconds"] == 1.0
+        assert made.json()["jitter_seconds"] == 0.0
         again = await api.post("/api/schedules", json=body)
         assert again.status_code == 409 and "already exists" in again.json()["detail"]
         kept = await api.post("/api/schedules", json={**body, "if_exists": "keep"})
@@ -95,10 +98,12 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
 
         assert (await reader.post("/api/schedules/team/often/update", json={})).status_code == 403
         moved = await api.post(
-            "/api/schedules/team/often/update", json={"every_seconds": 2, "args": [5]}
+            "/api/schedules/team/often/update",
+            json={"every_seconds": 2, "args": [5], "jitter_seconds": 0.5},
         )
         assert moved.status_code == 202 and moved.json()["action"] == "update"
         d = await until(reader, "team/often", lambda d: d["every_seconds"] == 2.0, "the update")
+        assert d["jitter_seconds"] == 0.5
         bad = await api.post("/api/schedules/team/often/update", json={"cron": "0 0 31 2 *"})
         assert bad.status_code == 422 and "never matches" in bad.json()["detail"]
         assert (

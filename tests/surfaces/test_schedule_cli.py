@@ -124,3 +124,22 @@ def test_spans_read_and_print_as_every_takes_them() -> None:
         "1.5s",
         "25h",
     ]
+
+
+def test_a_schedules_jitter_through_the_cli(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'jitter.db'}"
+    assert cli("migrate", "--db", db).returncode == 0
+    wide = cli("schedule", "create", "x", "double", "--every", "1h", "--jitter", "1h", "--db", db)
+    assert wide.returncode == 2 and "shorter than the gap" in wide.stderr, wide.stderr
+    made = cli(
+        "schedule", "create", "hourly", "double", "--every", "1h", "--jitter", "10m", "--db", db
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert shown(db, "hourly")["jitter_seconds"] == 600.0
+    text = cli("schedule", "show", "hourly", "--db", db).stdout
+    assert "every 1h; overlap skip; each run up to 10m late" in text, text
+    assert cli("schedule", "create", "plain", "double", "--every", "1h", "--db", db).returncode == 0
+    assert shown(db, "plain")["jitter_seconds"] == 0.0
+    assert "late" not in cli("schedule", "show", "plain", "--db", db).stdout
+    wide = cli("schedule", "update", "plain", "--jitter", "2h", "--db", db)
+    assert wide.returncode == 2 and "shorter than the gap" in wide.stderr, wide.stderr

@@ -89,6 +89,9 @@ def create(
     catchup_window: str = typer.Option(
         "1d", help="After an outage, start a run for the latest time passed within this."
     ),
+    jitter: str = typer.Option(
+        "0s", "--jitter", help="Start each run up to this much after its time (its own offset)."
+    ),
     paused: bool = typer.Option(False, "--paused", help="Create it paused."),
     if_exists: str = typer.Option(
         "fail", "--if-exists", help="If it exists: fail, keep it, or update it to these."
@@ -102,6 +105,7 @@ def create(
     values = [parse_json(a, f"--arg #{i + 1}") for i, a in enumerate(args)]
     span = None if every is None else parse_span(every, "--every")
     window = parse_span(catchup_window, "--catchup-window")
+    spread = parse_span(jitter, "--jitter")
 
     async def work(client: Client) -> None:
         try:
@@ -115,6 +119,7 @@ def create(
                 task_queue=task_queue,
                 overlap=overlap,  # type: ignore[arg-type]
                 catchup_window=window,
+                jitter=spread,
                 paused=paused,
                 note=note,
                 if_exists=if_exists,  # type: ignore[arg-type]
@@ -146,6 +151,7 @@ def update(
     timezone: Optional[str] = typer.Option(None, "--timezone", help="A new time zone."),
     overlap: Optional[str] = typer.Option(None, help="skip or allow."),
     catchup_window: Optional[str] = typer.Option(None, help="A new catch-up window."),
+    jitter: Optional[str] = typer.Option(None, "--jitter", help="A new jitter (0s: none)."),
     db: Optional[str] = DbOption,
     converter: Optional[str] = ConverterOption,
 ) -> None:
@@ -153,6 +159,7 @@ def update(
     values = None if not args else [parse_json(a, f"--arg #{i + 1}") for i, a in enumerate(args)]
     span = None if every is None else parse_span(every, "--every")
     window = None if catchup_window is None else parse_span(catchup_window, "--catchup-window")
+    spread = None if jitter is None else parse_span(jitter, "--jitter")
 
     async def work(client: Client) -> None:
         try:
@@ -164,6 +171,7 @@ def update(
                 timezone=timezone,
                 overlap=overlap,  # type: ignore[arg-type]
                 catchup_window=window,
+                jitter=spread,
             )
         except ValueError as exc:
             fail(EXIT_USAGE, str(exc))
@@ -223,7 +231,8 @@ def show(
             state += " (paused" + (f": {d.note})" if d.note else ")")
         out.print(f"[bold]{escape(d.schedule_id)}[/]  {escape(state)}")
         out.print(f"  starts     {escape(d.workflow)} on task queue {escape(d.task_queue)}")
-        out.print(f"  when       {escape(_when(d))}; overlap {d.overlap}")
+        spread = f"; each run up to {span_text(d.jitter)} late" if d.jitter else ""
+        out.print(f"  when       {escape(_when(d))}; overlap {d.overlap}{spread}")
         out.print(f"  next run   {local_time(d.next_run_at)}")
         out.print(
             f"  so far     {d.runs_started} started, {d.runs_skipped} skipped, "

@@ -163,6 +163,13 @@ class ScheduleRequest(_Strict):
     task_queue: str = Field("default", min_length=1)
     overlap: Literal["skip", "allow"] = "skip"
     catchup_window_seconds: float = Field(86_400.0, ge=10, le=MAX_SPAN)
+    jitter_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=86_400,
+        strict=True,  # (a number: true is not 1 second)
+        description="Each run starts up to this much after its time.",
+    )
     paused: StrictBool = False
     note: Optional[str] = Field(None, max_length=10_000)
     if_exists: Literal["fail", "keep", "update"] = Field(
@@ -180,6 +187,7 @@ class ScheduleUpdate(_Strict):
     timezone: Optional[str] = None
     overlap: Optional[Literal["skip", "allow"]] = None
     catchup_window_seconds: Optional[float] = Field(None, ge=10, le=MAX_SPAN)
+    jitter_seconds: Optional[float] = Field(None, ge=0, le=86_400, strict=True)
 
 
 class BackfillRequest(_Strict):
@@ -213,6 +221,7 @@ class Schedule(BaseModel):
     timezone: str
     overlap: str
     catchup_window_seconds: float
+    jitter_seconds: float = Field(description="Each run starts up to this much after its time.")
     status: str = Field(description="The schedule's own run: running, or terminated (deleted).")
     paused: bool
     note: Optional[str]

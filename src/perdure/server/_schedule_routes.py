@@ -79,6 +79,7 @@ async def create_schedule(
             task_queue=body.task_queue,
             overlap=body.overlap,
             catchup_window=timedelta(seconds=body.catchup_window_seconds),
+            jitter=timedelta(seconds=body.jitter_seconds),
             paused=body.paused,
             note=body.note,
             if_exists=body.if_exists,
@@ -165,6 +166,7 @@ async def update_schedule(
             timezone=body.timezone,
             overlap=body.overlap,
             catchup_window=span(body.catchup_window_seconds),
+            jitter=span(body.jitter_seconds),
         )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None

@@ -11,8 +11,11 @@ const LATEST = 3; // recent runs shown per schedule
 const schedulePath = (id) => `/schedules/${encodeURIComponent(id)}`;
 
 function when(s) {
-  if (s.cron !== null) return `cron ${s.cron}${s.timezone === "UTC" ? "" : ` (${s.timezone})`}`;
-  return `every ${fmtDuration(s.every_seconds)}`;
+  const spread = s.jitter_seconds ? ` · up to ${fmtDuration(s.jitter_seconds)} late` : "";
+  if (s.cron !== null) {
+    return `cron ${s.cron}${s.timezone === "UTC" ? "" : ` (${s.timezone})`}${spread}`;
+  }
+  return `every ${fmtDuration(s.every_seconds)}${spread}`;
 }
 
 export function renderSchedules(container, params, ctx) {
