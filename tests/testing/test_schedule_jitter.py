@@ -42,9 +42,15 @@ def test_a_times_offset_is_its_own_within_the_jitter_and_always_the_same() -> No
 
 async def test_runs_start_within_the_jitter_at_their_own_offsets() -> None:
     async with WorkflowEnvironment(workflows=[stamp], start_time=START) as e:
+        # (A catch-up window of ten seconds: the window counts from each
+        # time's start, offset included, or every run would count as missed.)
         handles = [
             await e.client.create_schedule(
-                name, stamp, every=timedelta(hours=1), jitter=timedelta(minutes=20)
+                name,
+                stamp,
+                every=timedelta(hours=1),
+                jitter=timedelta(minutes=20),
+                catchup_window=timedelta(seconds=10),
             )
             for name in ("left", "right")
         ]
