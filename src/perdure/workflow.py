@@ -140,7 +140,12 @@ def _check_signal_name(name: object, what: str = "a signal's name") -> None:
         raise BadName(problem)
 
 
-async def wait_update(name: str, *, timeout: timedelta | float | None = None) -> UpdateRequest:
+async def wait_update(
+    name: str,
+    *,
+    timeout: timedelta | float | None = None,
+    validate: Callable[[Any], object] | None = None,
+) -> UpdateRequest:
     """Wait for the next request of update ``name`` (``handle.update(name,
     payload)``) and return it: its ``payload`` and ``id``; answer it with
     ``request.reply(value)`` or ``request.reject(message)``, in this turn or
@@ -151,12 +156,39 @@ async def wait_update(name: str, *, timeout: timedelta | float | None = None) ->
     until the next wait (a run that continues as new hands it on). A request
     whose id this run already took (a caller's retry) is skipped. With
     ``timeout``, raises :class:`TimeoutError` when none arrives in time.
+
+    ``validate``: a function of the payload, run as each request is taken
+    (Temporal's update validator); if it raises an ``Exception``, the
+    request is rejected with the exception's message (the caller's
+    ``UpdateRejectedError``) and the wait goes on for the next one, within
+    the same ``timeout``. It runs in the turn, so it must be deterministic,
+    as all workflow code (it may read the workflow's state).
     """
     inst = _instance("wait_update")
     if not isinstance(name, str):
         raise TypeError(f"an update's name must be a str, not {type(name).__name__} {name!r}")
     check_text("an update's name", name)
-    return await inst.wait_update(name, None if timeout is None else delay_seconds(timeout))
+    if validate is not None and not callable(validate):
+        raise TypeError(f"validate must be a function of the payload, not {validate!r}")
+    seconds = None if timeout is None else delay_seconds(timeout)
+    if validate is None:
+        return await inst.wait_update(name, seconds)
+    deadline = None if seconds is None else inst.loop.time() + seconds
+    refused = 0
+    while True:
+        left = None if deadline is None else max(0.0, deadline - inst.loop.time())
+        try:
+            request = await inst.wait_update(name, left)
+        except TimeoutError:
+            why = f" ({refused} refused by validate)" if refused else ""
+            raise TimeoutError(f"no update {name!r} arrived within {seconds:g}s{why}") from None
+        try:
+            validate(request.payload)
+        except Exception as exc:  # (the caller's refusal, not the run's failure)
+            request.reject(str(exc) or type(exc).__name__)
+            refused += 1
+            continue
+        return request
 
 
 async def signal_workflow(workflow_id: str, name: str, payload: Any = None) -> None:
