@@ -9,85 +9,36 @@ Skipped when chromium is absent, except in CI (``CI=true``), where it must run:
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 import surface_workflows as wf
 import update_workflows as uw
-from surface_helpers import Proc, spawn, wait_for
+from browser_support import Stack, launch, new_page, serve  # (skips without chromium)
+from playwright.sync_api import Browser, Page, expect
+from surface_helpers import spawn, wait_for
 
 import perdure
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    *("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"),
-    *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
-]
 ADMIN, READ = "admin-token-for-browser-tests", "read-token-for-browser-tests"
-TIMEOUT_MS = 15_000
-
-if not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true":
-    pytest.skip(
-        "chromium is not installed (apt-get install -y chromium, or `make chromium`); "
-        "these tests run in CI",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("CI=true but chromium is missing: run `make chromium` first")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@dataclass
-class Stack:
-    db: str
-    open_url: str  # a server without tokens (loopback)
-    auth_url: str  # a server with a read and an admin token
+    yield from launch()
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A database with a worker, an open server and a server with tokens: the URLs."""
-    folder = tmp_path_factory.mktemp("browser")
-    db = f"sqlite:///{folder / 'ui.db'}"
-    procs: list[Proc] = []
-    try:
-        worker_args = ["worker", wf.__file__, uw.__file__, "--db", db, "--poll-interval", "0.02"]
-        procs.append(spawn(worker_args, folder / "worker.log"))
-        procs.append(spawn(["server", "--port", "0", "--db", db], folder / "open.log"))
-        tokens = {"PERDURE_ADMIN_TOKEN": ADMIN, "PERDURE_TOKEN": READ}
-        procs.append(spawn(["server", "--port", "0", "--db", db], folder / "auth.log", tokens))
-        yield Stack(db, procs[1].url(), procs[2].url())
-        for proc in procs:
-            assert proc.stop() == 0, proc.output()
-    finally:
-        for proc in procs:
-            proc.stop(9)
+    yield from serve(tmp_path_factory.mktemp("browser"), [wf.__file__, uw.__file__], ADMIN, READ)
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    p = context.new_page()
-    p.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    yield from new_page(browser)
 
 
 def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, page: Page) -> None:
