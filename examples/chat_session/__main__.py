@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import perdure
 
+from .. import worker_process
 from .chat import Reply, chat_session
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LEASE_TIMEOUT = 2.0  # how long a dead worker's claim on the model call lasts
 GIVE_UP = 3.0  # seconds the app waits for a reply before it gives up
 MESSAGES_PER_RUN = 3
@@ -43,31 +40,17 @@ DEADLINE = 60.0
 
 def spawn_worker(number: int, url: str, folder: Path) -> subprocess.Popen[bytes]:
     """``perdure worker examples.chat_session.chat`` in a new process."""
-    env = {
-        **os.environ,
-        "CHAT_DIR": str(folder),
-        "CHAT_MODEL_SECONDS": "0.5",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    command = [
-        sys.executable, "-m", "perdure", "worker", "examples.chat_session.chat",
-        "--db", url, "--lease-timeout", str(LEASE_TIMEOUT), "--poll-interval", "0.05",
-        "--log-level", "WARNING",
-    ]  # fmt: skip
-    with (folder / f"worker-{number}.log").open("wb") as log:
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {"CHAT_DIR": str(folder), "CHAT_MODEL_SECONDS": "0.5"}
+    log = folder / f"worker-{number}.log"
+    return worker_process.spawn_worker("examples.chat_session.chat", url, log, env, LEASE_TIMEOUT)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return worker_process.lines(path)
 
 
 async def wait_for(what: str, check: Callable[[], object]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after {DEADLINE:g}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    await worker_process.wait_for(what, check, DEADLINE, 0.02)
 
 
 def requests(history: list[dict[str, Any]], update_id: str) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,39 +26,26 @@ from pathlib import Path
 
 import perdure
 
+from .. import worker_process
 from .agent import support_agent
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LEASE_TIMEOUT = 2.0
 DEADLINE = 60.0
 
 
 def spawn_worker(number: int, url: str, folder: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "AGENT_DIR": str(folder),
-        "AGENT_TOOL_SECONDS": "2",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    command = [
-        sys.executable, "-m", "perdure", "worker", "examples.durable_agent.agent",
-        "--db", url, "--lease-timeout", str(LEASE_TIMEOUT), "--poll-interval", "0.05",
-        "--log-level", "WARNING",
-    ]  # fmt: skip
-    with (folder / f"worker-{number}.log").open("wb") as log:
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    """``perdure worker examples.durable_agent.agent`` in a new process."""
+    env = {"AGENT_DIR": str(folder), "AGENT_TOOL_SECONDS": "2"}
+    log = folder / f"worker-{number}.log"
+    return worker_process.spawn_worker("examples.durable_agent.agent", url, log, env, LEASE_TIMEOUT)
 
 
 def lines(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return worker_process.lines(path)
 
 
 async def wait_for(what: str, check: Callable[[], object]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after {DEADLINE:g}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    await worker_process.wait_for(what, check, DEADLINE, 0.02)
 
 
 async def story(folder: Path, approve: bool) -> int:

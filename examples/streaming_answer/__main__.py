@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from itertools import groupby
 from pathlib import Path
@@ -36,9 +33,9 @@ from typing import Any
 import perdure
 from perdure.client import StreamEntry
 
+from .. import worker_process
 from .answer import answer_question
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "Why is the sky blue?"
 LEASE_TIMEOUT = 1.0  # how long a dead worker's claim on the model call lasts
 TOKEN_SECONDS = 0.05  # the scripted model's pace
@@ -48,31 +45,19 @@ DEADLINE = 60.0
 
 def spawn_worker(number: int, url: str, folder: Path) -> subprocess.Popen[bytes]:
     """``perdure worker examples.streaming_answer.answer`` in a new process."""
-    env = {
-        **os.environ,
-        "ANSWER_DIR": str(folder),
-        "ANSWER_TOKEN_SECONDS": str(TOKEN_SECONDS),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    command = [
-        sys.executable, "-m", "perdure", "worker", "examples.streaming_answer.answer",
-        "--db", url, "--lease-timeout", str(LEASE_TIMEOUT), "--poll-interval", "0.05",
-        "--log-level", "WARNING",
-    ]  # fmt: skip
-    with (folder / f"worker-{number}.log").open("wb") as log:
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {"ANSWER_DIR": str(folder), "ANSWER_TOKEN_SECONDS": str(TOKEN_SECONDS)}
+    log = folder / f"worker-{number}.log"
+    return worker_process.spawn_worker(
+        "examples.streaming_answer.answer", url, log, env, LEASE_TIMEOUT
+    )
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return worker_process.lines(path)
 
 
 async def wait_for(what: str, check: Callable[[], object]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after {DEADLINE:g}s waiting for {what}")
-        await asyncio.sleep(0.01)
+    await worker_process.wait_for(what, check, DEADLINE, 0.01)
 
 
 class Console:

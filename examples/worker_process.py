@@ -1,0 +1,60 @@
+"""What the crash stories of the examples share (chat_session,
+durable_agent, streaming_answer): a ``perdure worker`` of an example's
+module in a process of its own (so that the story can SIGKILL it), the
+JSON lines an example's activities log, and a wait for a condition with a
+deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn_worker(
+    module: str,
+    url: str,
+    log: Path,
+    env: dict[str, str],
+    lease_timeout: float,
+) -> subprocess.Popen[bytes]:
+    """``perdure worker MODULE --db URL`` in a new process (with ``env``
+    added to this one's, and the repository on its path), its output to
+    ``log``. ``lease_timeout``: how long a killed worker's claims last."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    command = [
+        sys.executable, "-m", "perdure", "worker", module,
+        "--db", url, "--lease-timeout", str(lease_timeout), "--poll-interval", "0.05",
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command,
+            env={**os.environ, **env, "PYTHONPATH": path},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` (none if it does not exist yet)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def wait_for(
+    what: str, check: Callable[[], object], deadline: float = 60.0, pause: float = 0.02
+) -> None:
+    """Until ``check()`` is true; gives up (SystemExit) after ``deadline`` seconds."""
+    until = time.monotonic() + deadline
+    while not check():
+        if time.monotonic() > until:
+            raise SystemExit(f"gave up after {deadline:g}s waiting for {what}")
+        await asyncio.sleep(pause)
