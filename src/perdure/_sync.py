@@ -142,6 +142,10 @@ class SyncClient:
         """As :meth:`Client.batch`."""
         return self._runner.call(self.client.batch(action, **options))
 
+    def delete_closed_runs(self, older_than: timedelta, *, batch: int = 500) -> int:
+        """As :meth:`Client.delete_closed_runs`."""
+        return self._runner.call(self.client.delete_closed_runs(older_than, batch=batch))
+
     def stats(self) -> Stats:
         """As :meth:`Client.stats`."""
         return self._runner.call(self.client.stats())

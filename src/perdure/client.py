@@ -528,6 +528,27 @@ class Client:
         )
         return await run_batch(self, action, filters, _reason(reason), limit, dry_run)
 
+    async def delete_closed_runs(self, older_than: timedelta, *, batch: int = 500) -> int:
+        """Delete the runs that closed more than ``older_than`` ago, with their
+        histories, streams and search attributes: a retention job (run it
+        daily, say; ``perdure delete-closed --older-than 30d``). Open runs
+        are never touched, nor a closed run whose child still runs (the child
+        reports to it). In transactions of ``batch`` runs, oldest first, so
+        that workers' commits go on between them; returns how many runs were
+        deleted. A deleted run is gone: export what you must keep first
+        (``handle.history()``)."""
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise ValueError(f"older_than must be a timedelta of 0 or more, not {older_than!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
+            raise ValueError(f"batch must be an int from 1 to 10,000, not {batch!r}")
+        closed_before = self.store.clock() - older_than.total_seconds()
+        deleted = 0
+        while True:
+            done = await self.store.delete_closed_runs(closed_before, batch)
+            deleted += done
+            if done < batch:
+                return deleted
+
     async def stats(self) -> Stats:
         """The engine at a glance, for monitoring: open and retrying runs,
         timers and how late the first is, each queue's backlog and lag, the

@@ -417,6 +417,13 @@ class Store(abc.ABC):
     async def pending_work(self, run_id: str) -> PendingWork: ...
 
     @abc.abstractmethod
+    async def delete_closed_runs(self, closed_before: float, limit: int) -> int:
+        """Delete at most ``limit`` runs that closed before ``closed_before``
+        (epoch seconds), oldest first, with their histories, streams and
+        search attributes, in one transaction (but those with a child still
+        running); how many were deleted."""
+
+    @abc.abstractmethod
     async def append_stream(self, run_id: str, key: str, values: list[Any], source: str) -> int:
         """Append ``values`` (JSON values) to the run's stream ``key`` in one
         transaction (an activity's writes): the stream's new length. Raises

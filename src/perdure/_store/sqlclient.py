@@ -12,7 +12,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._store import sqlnewrun as newrun
-from perdure._store import sqlqueues, sqlreset, sqlstreams
+from perdure._store import sqlpurge, sqlqueues, sqlreset, sqlstreams
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
 from perdure._store.base import (
@@ -155,6 +155,9 @@ class SqlClientSide(SqlHooks):
         return await self._read(lambda tx: views.pending_work(tx, run_id, now))
 
     # ------------------------------------------------------------ monitoring
+
+    async def delete_closed_runs(self, closed_before: float, limit: int) -> int:
+        return await self._write(lambda tx: sqlpurge.delete_closed(tx, closed_before, limit))
 
     async def append_stream(self, run_id: str, key: str, values: list[Any], source: str) -> int:
         now = self.clock()

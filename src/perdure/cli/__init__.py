@@ -2,8 +2,9 @@
 
 One module per command group, each registering its commands on ``app``:
 ``_worker_cmd`` (worker), ``_demo_cmd`` (demo), ``_inspect_cmd`` (list,
-show, history, result), ``_stream_cmd`` (stream), ``_control_cmd`` (start, signal, update, cancel,
-terminate, reset, migrate), ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
+show, history, result), ``_stream_cmd`` (stream), ``_control_cmd`` (start,
+signal, update, cancel, terminate, reset, migrate, delete-closed),
+``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
 (queue list/show/limit/unlimit, stats). Helpers that register no command:
 ``_operator`` (exit codes, output), ``_filters`` (the run filters of list
@@ -45,6 +46,7 @@ COMMANDS = {
     "terminate": "_control_cmd",
     "reset": "_control_cmd",
     "migrate": "_control_cmd",
+    "delete-closed": "_control_cmd",
     "replay": "_replay_cmd",
     "server": "_server_cmd",
     "schedule": "_schedule_cmd",

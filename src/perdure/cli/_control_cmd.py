@@ -1,5 +1,5 @@
 """``perdure start``, ``signal``, ``update``, ``cancel``, ``terminate``, ``reset``
-and ``migrate``: the commands that change something.
+``migrate`` and ``delete-closed``: the commands that change something.
 
 Imports the public API, typer, rich, the search attributes' rules
 (``perdure._attributes``: ``start --attr``), the run filters' options
@@ -51,6 +51,7 @@ from perdure.cli._operator import (
     run,
     shown_url,
 )
+from perdure.cli._schedule_cmd import parse_span
 from perdure.client import Client, WorkflowHandle
 from perdure.errors import UpdateRejectedError, UpdateTimeoutError
 from perdure.server._query import rejected_update_json
@@ -460,3 +461,25 @@ def migrate(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
     else:
         what = "Created database" if created else "Database ready"
         out.print(f"{what}: {escape(shown)} (schema version {version})")
+
+
+@app.command("delete-closed", epilog=EPILOG, rich_help_panel="Operate")
+def delete_closed(
+    older_than: str = typer.Option(
+        ..., "--older-than", help="Runs that closed longer ago than this: 30d, 12h, 90m."
+    ),
+    db: Optional[str] = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete runs closed before an age, with their histories and streams."""
+    # (A retention job: open runs, and closed runs whose child still runs, stay.)
+    age = parse_span(older_than, "--older-than")
+
+    async def work(client: Client) -> None:
+        deleted = await client.delete_closed_runs(age)
+        if as_json:
+            print_json({"deleted": deleted, "older_than_seconds": age.total_seconds()})
+        else:
+            out.print(f"Deleted {deleted} closed run(s) older than {escape(older_than)}")
+
+    run(db, work)
