@@ -2,8 +2,9 @@
 installed (``--loop auto``, as uvicorn chooses), and the loop of an app
 served by ``uvicorn[standard]`` that embeds a client or a worker. A
 workload with every kind of wait (steps, parallel steps, a durable timer, a
-signal, children) runs in a uvloop loop on every backend, and the store
-closes cleanly. The dev install has uvloop; elsewhere the module skips,
+signal, children) and stream writes (an activity's, from the loop and from a
+thread, and the workflow's) runs in a uvloop loop on every backend, read as
+it comes, and the store closes cleanly. The dev install has uvloop; elsewhere the module skips,
 saying why, but never in CI."""
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ except ImportError:  # pragma: no cover - the dev install has it
 
 @activity.defn
 async def add(a: int, b: int) -> int:
+    activity.write_stream("sums", a + b)
     return a + b
+
+
+@activity.defn
+def tell(n: int) -> None:  # (on a thread: its writes cross to the uvloop loop)
+    activity.write_stream("told", n)
 
 
 @workflow.defn
@@ -39,6 +46,8 @@ async def kid(x: int) -> int:
 @workflow.defn
 async def mixed(n: int) -> int:
     total = await add(0, n)
+    await tell(n)
+    workflow.write_stream("told", "by the workflow")
     parts = await asyncio.gather(*(add(i, i) for i in range(4)))
     await workflow.sleep(timedelta(milliseconds=50))
     extra = await workflow.wait_signal("more", timeout=timedelta(seconds=20))
@@ -51,10 +60,14 @@ async def run_mixed(url: str, runs: int) -> list[int]:
     client = await perdure.Client.connect(url)
     client.poll_interval = 0.02
     try:
-        async with fast_worker(client, [mixed, kid], [add]):
+        async with fast_worker(client, [mixed, kid], [add, tell]):
             handles = [await client.start(mixed, n) for n in range(runs)]
             for handle in handles:
                 await handle.signal("more", 100)
+            told = [[v async for v in h.read_stream("told", timeout=30)] for h in handles]
+            assert told == [[n, "by the workflow"] for n in range(runs)]
+            sums = [await h.stream_page("sums") for h in handles]
+            assert [len(page.entries) for page in sums] == [5] * runs
             return list(await asyncio.gather(*(h.result(timeout=30) for h in handles)))
     finally:
         await client.close()
