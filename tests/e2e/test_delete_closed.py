@@ -89,3 +89,50 @@ async def test_bad_arguments_are_refused(client: perdure.Client) -> None:
     for batch in (0, 10_001, True):
         with pytest.raises(ValueError, match="batch must be an int from 1 to 10,000"):
             await client.delete_closed_runs(timedelta(days=1), batch=batch)
+
+
+@workflow.defn
+async def naps(n: int) -> int:
+    for _ in range(3):
+        await workflow.sleep(timedelta(milliseconds=20))
+    return n
+
+
+async def test_deleting_while_workers_commit_leaves_every_other_run_whole(
+    client: perdure.Client,
+) -> None:
+    """Batches of deletes between a busy worker's commits: every run is
+    either gone whole (it had closed) or still there whole, history and
+    result readable, and the open ones all finish."""
+    async with fast_worker(client, [naps, filed], []):
+        done = [await client.start(filed, n, id=f"early-{n}") for n in range(30)]
+        for handle in done:
+            await handle.result(timeout=20)
+        busy = [await client.start(naps, n, id=f"busy-{n}") for n in range(40)]
+        deleted, passes = 0, 0
+
+        async def ended(handle: perdure.WorkflowHandle[int]) -> bool:
+            try:
+                return (await handle.describe()).status == "completed"
+            except perdure.WorkflowNotFoundError:
+                return True  # (it had closed, and a batch took it)
+
+        while True:  # (at least one pass: the busy runs may all have ended already)
+            deleted += await client.delete_closed_runs(timedelta(0), batch=7)
+            passes += 1
+            if all([await ended(h) for h in busy]):
+                break
+            assert passes < 10_000, "the busy runs never ended"
+        results = []
+        for handle in busy:
+            try:
+                results.append(await handle.result(timeout=20))
+                assert (await handle.history())[-1]["type"] == "WorkflowCompleted"
+            except perdure.WorkflowNotFoundError:
+                results.append(None)  # (it had closed, and a batch took it)
+    assert deleted >= 30  # (the early runs, and any busy run that closed in time)
+    assert deleted == 30 + results.count(None)
+    assert [r for r in results if r is not None] == [
+        n for n, r in enumerate(results) if r is not None
+    ]
+    assert len(await client.list(limit=1000)) == 70 - deleted

@@ -70,6 +70,27 @@ async def test_a_job_with_nothing_else_ready_runs_its_round_at_once(
     assert await inbox_runs(sqlite_store) == ["alone", "deferred", "joined"]
 
 
+async def test_a_caller_that_never_suspends_still_lets_due_timers_run(
+    sqlite_store: SqliteStore,
+) -> None:
+    """Reads that run at once complete without suspending their caller: a
+    loop of them (a tight poll of ``describe()``) would never give the event
+    loop a pass, and a timer due meanwhile (a worker's poll, a durable
+    timer, ``asyncio.sleep``) would never run. A due timer counts as ready:
+    the round then waits for the loop's next pass, and the timer gets it."""
+    sqlite_store._watched_at = time.monotonic() + 3600  # (see the first test)
+    loop = asyncio.get_running_loop()
+    fired = asyncio.Event()
+    loop.call_later(0.01, fired.set)
+    reads = 0
+    deadline = time.monotonic() + 5
+    while not fired.is_set():
+        await sqlite_store._read(lambda tx: tx.one("SELECT 1"))  # (never suspends alone)
+        reads += 1
+        assert time.monotonic() < deadline, f"the timer never ran ({reads} reads)"
+    assert reads >= 1
+
+
 async def test_a_burst_is_committed_in_rounds_of_at_most_round_max_jobs(
     sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -55,6 +55,14 @@ def _resolve(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
+def _timer_due(loop: asyncio.AbstractEventLoop) -> bool:
+    """Is a timer of this (asyncio) loop due, so that its next pass runs it?"""
+    scheduled: list[asyncio.TimerHandle] | None = getattr(loop, "_scheduled", None)
+    if not scheduled:
+        return False
+    return scheduled[0].when() <= loop.time()
+
+
 class SqliteStore(SqliteGroupCommit, SqlStore):
     def __init__(
         self,
@@ -122,10 +130,15 @@ class SqliteStore(SqliteGroupCommit, SqlStore):
                 if pending is None:
                     pending = self._rounds[loop] = []
                     # Nothing else is ready to run on this loop (asyncio's
-                    # queue of ready callbacks is empty): no other job could
-                    # join the round before it ran, so it runs now, without a
-                    # pass of the loop in between (a sequential step's case).
-                    alone = not getattr(loop, "_ready", True)
+                    # queue of ready callbacks is empty, and no timer is due):
+                    # no other job could join the round before it ran, so it
+                    # runs now, without a pass of the loop in between (a
+                    # sequential step's case). (A due timer must get its pass:
+                    # a caller that queued round after round at once, never
+                    # suspending, had starved the loop's timers, and with them
+                    # a worker of the same loop: a tight loop of describe()
+                    # waiting for a run to end never saw it end.)
+                    alone = not getattr(loop, "_ready", True) and not _timer_due(loop)
                     if not alone:
                         loop.call_soon(self._round, loop)
                 pending.append(job)
