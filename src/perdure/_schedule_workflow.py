@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from perdure import activity, workflow
+from perdure._retention import add_retention, delete_closed_workflow
 from perdure._schedule_spec import (
     MAX_EVERY,
     MIN_CATCHUP_WINDOW,
@@ -99,10 +100,14 @@ class _Starter:
 
 
 def builtin_workflows() -> dict[str, Callable[..., Any]]:
-    """The workflows every worker (and every Replayer) knows: schedules'."""
-    definition = definition_of(schedule_workflow)
-    assert definition is not None
-    return {definition.name: definition.fn}
+    """The workflows every worker (and every Replayer) knows: schedules',
+    and the retention job's (perdure._retention)."""
+    found = {}
+    for fn in (schedule_workflow, delete_closed_workflow):
+        definition = definition_of(fn)
+        assert definition is not None
+        found[definition.name] = definition.fn
+    return found
 
 
 def add_builtins(
@@ -111,13 +116,15 @@ def add_builtins(
     client: Client,
 ) -> None:
     """Register schedules' workflow, and their start activity bound to
-    ``client``, beside a worker's own (which keep their names if they clash)."""
+    ``client``, and the retention job's (perdure._retention), beside a
+    worker's own (which keep their names if they clash)."""
     for name, fn in builtin_workflows().items():
         workflows.setdefault(name, fn)
     starter = _Starter(client)
     activities.setdefault(
         START_ACTIVITY, ActivityFunction(starter.start, START_ACTIVITY, _start_run.opts)
     )
+    add_retention(workflows, activities, client)
 
 
 async def _run_once(
