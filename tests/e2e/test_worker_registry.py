@@ -37,10 +37,10 @@ async def test_a_running_worker_is_listed_until_it_stops(client: perdure.Client)
         [info] = await client.list_workers()
         assert (info.identity, info.task_queue, info.pid) == ("reg-1", "reg-q", os.getpid())
         assert info.host == socket.gethostname()
-        # (With the built-ins every worker serves: schedules.)
+        # (With the built-ins every worker serves: schedules', the retention job's.)
         assert (info.workflows, info.activities) == (
-            ["loud", "perdure.schedule"],
-            ["perdure.schedule.start", "shout"],
+            ["loud", "perdure.delete_closed", "perdure.schedule"],
+            ["perdure.delete_closed", "perdure.schedule.start", "shout"],
         )
         assert info.heartbeat_at >= info.started_at
         assert await client.execute(loud, "hi", task_queue="reg-q") == "HI"
