@@ -305,7 +305,7 @@ class Store(abc.ABC):
                 callbacks += self._run_listeners.get(run_id, ())
         if self._stream_listeners:
             if not topics:  # (from another process: anything may have changed)
-                for listening in self._stream_listeners.values():
+                for listening in list(self._stream_listeners.values()):  # (any thread)
                     callbacks += listening
             else:
                 streamed = STREAMED + ":"
