@@ -1,6 +1,6 @@
-"""What the crash stories of the examples share (chat_session,
-durable_agent, streaming_answer): a ``perdure worker`` of an example's
-module in a process of its own (so that the story can SIGKILL it), the
+"""What the examples' stories share (chat_session, durable_agent,
+streaming_answer; order_fulfilment's wait): a ``perdure worker`` of an
+example's module in a process of its own (so that the story can SIGKILL it), the
 JSON lines an example's activities log, and a wait for a condition with a
 deadline."""
 

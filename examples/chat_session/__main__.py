@@ -23,13 +23,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import perdure
 
 from .. import worker_process
+from ..worker_process import lines, wait_for
 from .chat import Reply, chat_session
 
 LEASE_TIMEOUT = 2.0  # how long a dead worker's claim on the model call lasts
@@ -43,14 +43,6 @@ def spawn_worker(number: int, url: str, folder: Path) -> subprocess.Popen[bytes]
     env = {"CHAT_DIR": str(folder), "CHAT_MODEL_SECONDS": "0.5"}
     log = folder / f"worker-{number}.log"
     return worker_process.spawn_worker("examples.chat_session.chat", url, log, env, LEASE_TIMEOUT)
-
-
-def lines(path: Path) -> list[dict[str, Any]]:
-    return worker_process.lines(path)
-
-
-async def wait_for(what: str, check: Callable[[], object]) -> None:
-    await worker_process.wait_for(what, check, DEADLINE, 0.02)
 
 
 def requests(history: list[dict[str, Any]], update_id: str) -> int:

@@ -21,12 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import perdure
 
 from .. import worker_process
+from ..worker_process import lines, wait_for
 from .agent import support_agent
 
 LEASE_TIMEOUT = 2.0
@@ -38,14 +38,6 @@ def spawn_worker(number: int, url: str, folder: Path) -> subprocess.Popen[bytes]
     env = {"AGENT_DIR": str(folder), "AGENT_TOOL_SECONDS": "2"}
     log = folder / f"worker-{number}.log"
     return worker_process.spawn_worker("examples.durable_agent.agent", url, log, env, LEASE_TIMEOUT)
-
-
-def lines(path: Path) -> list[dict[str, object]]:
-    return worker_process.lines(path)
-
-
-async def wait_for(what: str, check: Callable[[], object]) -> None:
-    await worker_process.wait_for(what, check, DEADLINE, 0.02)
 
 
 async def story(folder: Path, approve: bool) -> int:

@@ -22,13 +22,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import perdure
 
+from ..worker_process import wait_for
 from .payments import PaymentProvider
 from .shop import Order, fulfil_order
 
@@ -52,14 +51,6 @@ def spawn_worker(number: int, url: str, folder: Path) -> subprocess.Popen[bytes]
     ]  # fmt: skip
     with (folder / f"worker-{number}.log").open("wb") as log:
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-async def wait_for(what: str, check: Callable[[], object]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after {DEADLINE:g}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def story(folder: Path) -> int:

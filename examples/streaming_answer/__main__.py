@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import perdure
 from perdure.client import StreamEntry
 
 from .. import worker_process
+from ..worker_process import lines, wait_for
 from .answer import answer_question
 
 QUESTION = "Why is the sky blue?"
@@ -50,14 +50,6 @@ def spawn_worker(number: int, url: str, folder: Path) -> subprocess.Popen[bytes]
     return worker_process.spawn_worker(
         "examples.streaming_answer.answer", url, log, env, LEASE_TIMEOUT
     )
-
-
-def lines(path: Path) -> list[dict[str, Any]]:
-    return worker_process.lines(path)
-
-
-async def wait_for(what: str, check: Callable[[], object]) -> None:
-    await worker_process.wait_for(what, check, DEADLINE, 0.01)
 
 
 class Console:
