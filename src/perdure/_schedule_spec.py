@@ -56,6 +56,9 @@ class ScheduleSpec:
     # offset of its own per time (start_time), so that many schedules of
     # the same times do not all start their runs at once.
     jitter: float = 0.0
+    # The priority of the runs it starts (perdure._history.priorities), and
+    # of its start activity's tasks: 3, the default, in schedules made before.
+    priority: int = 3
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from perdure import _history as h
 from perdure import activity, workflow
 from perdure._retention import add_retention, delete_closed_workflow
 from perdure._schedule_spec import (
@@ -89,12 +90,14 @@ class _Starter:
                 running = False
             if running:
                 return _Started(None, f"{request.previous[0]} was still running")
+        # The schedule's priority is this attempt's own (see _run_once).
         handle = await client.start(
             request.workflow,
             *request.args,
             id=request.workflow_id,
             task_queue=request.task_queue,
             id_conflict="use_existing",
+            priority=activity.info().priority,
         )
         return _Started(handle.run_id)
 
@@ -134,7 +137,13 @@ async def _run_once(
     run = ScheduledRun(due, f"{spec.schedule_id}@{iso(due)}{suffix}", trigger=trigger)
     previous = state.last if spec.overlap == "skip" else None
     request = _StartRequest(spec.workflow, spec.args, spec.task_queue, run.workflow_id, previous)
-    started = await _start_run(request)
+    # The schedule's priority travels as its start's own (in the activity's
+    # options, which replay does not compare: a schedule made before
+    # priorities replays as it ran), and the start gives it to the run.
+    start = _start_run
+    if spec.priority != h.DEFAULT_PRIORITY:
+        start = _start_run.options(priority=spec.priority)
+    started = await start(request)
     run.run_id, run.skipped = started.run_id, started.skipped
     if started.run_id is not None:
         state.started += 1
@@ -234,6 +243,7 @@ UPDATABLE = {
     "overlap",
     "catchup_window",
     "jitter",
+    "priority",
 }
 
 
@@ -252,6 +262,7 @@ def _updated(spec: ScheduleSpec, raw: Any) -> ScheduleSpec | None:
         if not new.catchup_window >= MIN_CATCHUP_WINDOW.total_seconds():
             raise ValueError(f"a catch-up window of {new.catchup_window!r} seconds")
         check_jitter(new, workflow.now().timestamp())
+        h.check_priority("priority", new.priority)
         next_time(new, workflow.now().timestamp())  # (a bad cron or time zone)
     except (TypeError, ValueError, ArithmeticError) as error:
         workflow.logger.warning(

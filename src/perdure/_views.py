@@ -77,6 +77,8 @@ class WorkflowExecution:
     code may not make, ...); None once a turn commits. As ``describe()``'s."""
     search_attributes: dict[str, Any] = field(default_factory=dict)
     """The values ``Client.list(search_attributes=)`` finds the run by."""
+    priority: int = 3
+    """Its workflow tasks' place in its queue's backlog: 1 (first) to 5 (last)."""
 
     @classmethod
     def from_record(cls, run: RunRecord) -> WorkflowExecution:
@@ -94,6 +96,7 @@ class WorkflowExecution:
             base64.urlsafe_b64encode(raw).decode().rstrip("="),
             run.last_error,
             run.search_attributes,
+            run.priority,
         )
 
     @staticmethod
@@ -193,6 +196,9 @@ class WorkflowDescription:
     search_attributes: dict[str, Any] = field(default_factory=dict)
     """The values ``Client.list(search_attributes=)`` finds the run by: those
     it started with and what ``workflow.set_search_attributes`` changed."""
+    priority: int = 3
+    """Its place in its queues' backlogs, 1 (first) to 5 (last): its workflow
+    tasks', and its activities' and children's unless they were given one."""
 
 
 @dataclass(frozen=True)
@@ -338,6 +344,7 @@ def describe_run(
         starts_at=_starts_at(run.last_seq, pending.workflow_task, now),
         awaiting_nothing=_awaiting_nothing(run, pending, now),
         search_attributes=run.search_attributes,
+        priority=run.priority,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from perdure import _history as h
 from perdure._checks import check_name
 from perdure._converter import DataConverter
 from perdure._runtime import current_instance
@@ -44,6 +45,7 @@ class ActivityOptions:
     start_to_close_timeout: timedelta | None = None
     schedule_to_close_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
+    priority: int | None = None  # 1 (first) to 5 (last); None: its run's
 
     def __post_init__(self) -> None:
         # Refused here, where the activity is defined or called, rather than
@@ -53,6 +55,7 @@ class ActivityOptions:
             if value is not None and not (isinstance(value, timedelta) and value > timedelta(0)):
                 raise ValueError(f"{name} must be a positive timedelta (or None), not {value!r}")
         check_name("task_queue", self.task_queue, none_means="the workflow's queue")
+        h.check_priority("priority", self.priority)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             # (A dict here had failed the workflow at run time, with AttributeError.)
             raise TypeError(
@@ -66,12 +69,15 @@ class ActivityOptions:
         def secs(d: timedelta | None) -> float | None:
             return None if d is None else d.total_seconds()
 
-        return {
+        recorded = {
             "retry": (self.retry or RetryPolicy()).to_dict(),
             "start_to_close_timeout": secs(self.start_to_close_timeout),
             "schedule_to_close_timeout": secs(self.schedule_to_close_timeout),
             "heartbeat_timeout": secs(self.heartbeat_timeout),
         }
+        if self.priority is not None:  # (none: its run's; histories before priorities)
+            recorded["priority"] = self.priority
+        return recorded
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class ActivityInfo:
     the run reset (the first of a chain of resets), so an activity scheduled
     again at the same point keeps its key."""
     heartbeat_details: Any = None
+    priority: int = 3
+    """Its task's priority, 1 (first) to 5 (last): its own, else its run's."""
 
 
 class _ActivityContext:
@@ -220,6 +228,7 @@ class ActivityFunction(Generic[P, R]):
         start_to_close_timeout: timedelta | None = None,
         schedule_to_close_timeout: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
+        priority: int | None = None,
     ) -> ActivityFunction[P, R]:
         """A copy of this activity with per-call overrides (``None`` keeps the default)."""
         old = self.opts
@@ -235,6 +244,7 @@ class ActivityFunction(Generic[P, R]):
                 schedule_to_close_timeout, old.schedule_to_close_timeout
             ),
             heartbeat_timeout=given(heartbeat_timeout, old.heartbeat_timeout),
+            priority=given(priority, old.priority),
         )
         return ActivityFunction(self.fn, self.name, new)
 
@@ -253,6 +263,7 @@ def defn(
     schedule_to_close_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
     task_queue: str | None = None,
+    priority: int | None = None,
 ) -> Callable[[Callable[P, R]], ActivityFunction[P, R]]: ...
 def defn(
     fn: Any = None,
@@ -263,8 +274,11 @@ def defn(
     schedule_to_close_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
     task_queue: str | None = None,
+    priority: int | None = None,
 ) -> Any:
-    """Mark a function (``async def`` or plain ``def``) as an activity."""
+    """Mark a function (``async def`` or plain ``def``) as an activity.
+    ``priority``: its tasks' place in its queue's backlog, 1 (first) to 5
+    (last); by default its run's."""
     check_name("name", name, none_means="the function's name")
     options = ActivityOptions(
         task_queue=task_queue,
@@ -272,6 +286,7 @@ def defn(
         start_to_close_timeout=start_to_close_timeout,
         schedule_to_close_timeout=schedule_to_close_timeout,
         heartbeat_timeout=heartbeat_timeout,
+        priority=priority,
     )
 
     def wrap(f: Any) -> ActivityFunction[Any, Any]:

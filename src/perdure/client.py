@@ -166,6 +166,7 @@ class Client:
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
+        priority: int | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start(
@@ -178,6 +179,7 @@ class Client:
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
+        priority: int | None = None,
     ) -> WorkflowHandle[Any]: ...
     async def start(
         self,
@@ -189,14 +191,24 @@ class Client:
         start_delay: timedelta | None = None,
         execution_timeout: timedelta | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
+        priority: int | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a run. Once this returns, the run is durable: it will run to a
         terminal state as long as some worker serves ``task_queue``.
         ``search_attributes``: values ``list(search_attributes=)`` finds the
-        run by (see ``workflow.set_search_attributes``)."""
+        run by (see ``workflow.set_search_attributes``). ``priority``: its
+        place in its queues' backlogs, from 1 (first) to 5 (last), 3 if not
+        given; its activities and children inherit it (docs/queues.md)."""
         id_conflict = _checked(id_conflict)
         fn, new = self._new_run(
-            workflow, args, id, task_queue, start_delay, execution_timeout, search_attributes
+            workflow,
+            args,
+            id,
+            task_queue,
+            start_delay,
+            execution_timeout,
+            search_attributes,
+            priority,
         )
         run, _created = await self.store.create_run(new, id_conflict)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
@@ -210,8 +222,10 @@ class Client:
         start_delay: timedelta | None,
         execution_timeout: timedelta | None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
+        priority: int | None = None,
     ) -> tuple[Callable[..., Any] | None, NewRun]:
         check_name("task_queue", task_queue)
+        priority = h.check_priority("priority", priority)
         check_name("id", id, none_means="a new UUID")
         for option, span in (
             ("start_delay", start_delay),
@@ -245,6 +259,7 @@ class Client:
             start_at=start_at,
             execution_timeout=timeout,
             search_attributes=attributes,
+            priority=h.DEFAULT_PRIORITY if priority is None else priority,
         )
         return fn, new
 
@@ -272,11 +287,12 @@ class Client:
         start_delay: timedelta | None = None,
         timeout: float | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
+        priority: int | None = None,
     ) -> Any:
         """Start a run and wait for its result."""
         id_conflict = _checked(id_conflict)
         fn, new = self._new_run(
-            workflow, args, id, task_queue, start_delay, None, search_attributes
+            workflow, args, id, task_queue, start_delay, None, search_attributes, priority
         )
         # Listening before the start commits, the wait can take the start's
         # own record of the run as its first look: no read. (So can a start
@@ -299,11 +315,15 @@ class Client:
         id: str,
         task_queue: str = "default",
         search_attributes: Mapping[str, AttributeValue] | None = None,
+        priority: int | None = None,
     ) -> WorkflowHandle[Any]:
-        """Signal the open run of ``id``, or start a new run (with these arguments
-        and ``search_attributes``) and queue the signal for it — atomically:
-        either way, once this returns the signal is durable and will be delivered."""
-        fn, new = self._new_run(workflow, args, id, task_queue, None, None, search_attributes)
+        """Signal the open run of ``id``, or start a new run (with these arguments,
+        ``search_attributes`` and ``priority``) and queue the signal for it —
+        atomically: either way, once this returns the signal is durable and
+        will be delivered."""
+        fn, new = self._new_run(
+            workflow, args, id, task_queue, None, None, search_attributes, priority
+        )
         event = self._signal_event(signal, signal_payload)
         run = await self.store.signal_with_start(new, event)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
@@ -319,13 +339,16 @@ class Client:
         timeout: float = 60.0,
         task_queue: str = "default",
         search_attributes: Mapping[str, AttributeValue] | None = None,
+        priority: int | None = None,
     ) -> Any:
         """Send update ``update`` to the open run of ``id``, or start a new
-        run (with these arguments and ``search_attributes``) with the request
+        run (with these arguments, ``search_attributes`` and ``priority``) with the request
         queued for it, atomically as ``signal_with_start`` does; then wait
         for the answer and return it, as ``WorkflowHandle.update`` does (a
         cart created by its first item, answering with the new total)."""
-        _, new = self._new_run(workflow, args, id, task_queue, None, None, search_attributes)
+        _, new = self._new_run(
+            workflow, args, id, task_queue, None, None, search_attributes, priority
+        )
         timeout = timeout_seconds(timeout)
         # (The handle get_handle makes: a test environment's skips time.)
         sent = await send_update(self.get_handle(id), update, update_payload, update_id, new)
@@ -415,6 +438,7 @@ class Client:
         overlap: Overlap = "skip",
         catchup_window: timedelta = timedelta(days=1),
         jitter: timedelta = timedelta(0),
+        priority: int | None = None,
         paused: bool = False,
         note: str | None = None,
         if_exists: IfExists = "fail",
@@ -427,7 +451,8 @@ class Client:
         started for the latest time passed, if it is within
         ``catchup_window``. ``jitter``: each run may start up to that much
         after its time (an offset of its own per time, so that schedules of
-        the same times spread their runs). If a schedule with this id exists,
+        the same times spread their runs). ``priority``: the runs' (1 first,
+        5 last, 3 by default; docs/queues.md). If a schedule with this id exists,
         ``if_exists="fail"`` raises ``WorkflowAlreadyStartedError``, ``"keep"``
         leaves it, ``"update"`` updates it to these arguments (for a script
         run at each deploy). See docs/schedules.md."""
@@ -443,6 +468,7 @@ class Client:
             overlap=overlap,
             catchup_window=catchup_window,
             jitter=jitter,
+            priority=priority,
         )
         return await schedules.create(self, spec, paused, note, if_exists)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from perdure import _history as h
 from perdure import workflow
 from perdure._checks import check_name
 from perdure._converter import ENVELOPE_KEY, DataConverter
@@ -87,6 +88,8 @@ class ScheduleDescription:
     catchup_window: timedelta
     jitter: timedelta
     """How much later than its time each run may start (its own offset per time)."""
+    priority: int
+    """The priority of the runs it starts (1 first, 5 last; docs/queues.md)."""
     status: str
     """The schedule's own run: ``running``, or ``terminated`` once deleted."""
     paused: bool
@@ -114,6 +117,7 @@ class ScheduleDescription:
             "overlap": self.overlap,
             "catchup_window_seconds": self.catchup_window.total_seconds(),
             "jitter_seconds": self.jitter.total_seconds(),
+            "priority": self.priority,
             "status": self.status,
             "paused": self.paused,
             "note": self.note,
@@ -152,6 +156,7 @@ def make_spec(
     overlap: str,
     catchup_window: timedelta,
     jitter: timedelta = timedelta(0),
+    priority: int | None = None,
     now: float | None = None,
 ) -> ScheduleSpec:
     """A schedule's spec from ``create_schedule``'s arguments, each checked."""
@@ -180,6 +185,7 @@ def make_spec(
         )
     if not isinstance(jitter, timedelta):
         raise TypeError(f"jitter must be a timedelta, not {type(jitter).__name__} {jitter!r}")
+    priority = h.check_priority("priority", priority)
     fn, name = client._resolve(workflow_fn)
     if fn is not None:
         # Encoded by the function's hints now, into plain JSON: the run the
@@ -199,6 +205,7 @@ def make_spec(
         catchup_window=catchup_window.total_seconds(),
         max_history=MAX_HISTORY,
         jitter=jitter.total_seconds(),
+        priority=h.DEFAULT_PRIORITY if priority is None else priority,
     )
     check_jitter(spec, client.store.clock() if now is None else now)
     return spec
@@ -290,8 +297,9 @@ class ScheduleHandle:
         overlap: Overlap | None = None,
         catchup_window: timedelta | None = None,
         jitter: timedelta | None = None,
+        priority: int | None = None,
     ) -> None:
-        """Change what the schedule starts or when: what is not given stays
+        """Change what the schedule starts or when, or its runs' priority: what is not given stays
         (``cron`` replaces an interval and ``every`` a cron). From the next
         time on; checked here as ``create_schedule`` checks it, and applied at
         the schedule's next turn in a worker, which continues it as new with
@@ -320,6 +328,7 @@ class ScheduleHandle:
                 timedelta(seconds=old.catchup_window) if catchup_window is None else catchup_window
             ),
             jitter=timedelta(seconds=old.jitter) if jitter is None else jitter,
+            priority=old.priority if priority is None else priority,
         )
         # The changes only, applied by the schedule to its spec of the moment:
         # two updates sent one after the other both apply.
@@ -335,6 +344,7 @@ class ScheduleHandle:
             ("overlap", overlap),
             ("catchup_window", catchup_window),
             ("jitter", jitter),
+            ("priority", priority),
         ):
             if given is not None:
                 changes[name] = getattr(new, name)
@@ -476,6 +486,7 @@ def describe(
         overlap=spec.overlap,
         catchup_window=timedelta(seconds=spec.catchup_window),
         jitter=timedelta(seconds=spec.jitter),
+        priority=spec.priority,
         status=status,
         paused=state.paused,
         note=state.note,

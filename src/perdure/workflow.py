@@ -395,6 +395,7 @@ async def start_child(
     task_queue: str | None = None,
     parent_close_policy: ParentClosePolicy = "cancel",
     search_attributes: Mapping[str, str | int | float | bool] | None = None,
+    priority: int | None = None,
 ) -> ChildHandle[R]:
     """Start a child workflow and return once its start is recorded.
 
@@ -404,7 +405,8 @@ async def start_child(
     ``"terminate"``, or ``"abandon"`` (let it run on). Cancelling the code that
     awaits the child's result also requests the child's cancellation.
     ``search_attributes``: the child's, as ``Client.start``'s (it does not
-    inherit its parent's).
+    inherit its parent's). ``priority``: the child's, from 1 (first) to 5
+    (last); by default its parent's.
     """
     inst = _instance("start_child")
     assert inst.info is not None
@@ -428,13 +430,14 @@ async def start_child(
     check_name("id", id, none_means="<parent id>/child-<n>")
     check_name("task_queue", task_queue, none_means="the parent's")
     attributes = None if search_attributes is None else checked_attributes(search_attributes)
+    priority = h.check_priority("priority", priority)
     child_id = id if id is not None else f"{inst.info.workflow_id}/child-{inst._next_ref}"
     if id is None and inst.info.continued_from_run_id is not None:
         # Each run of a continue-as-new chain numbers its commands from 1 again.
         child_id = f"{inst.info.workflow_id}/{inst.info.run_id[:8]}/child-{inst._next_ref}"
     queue = task_queue if task_queue is not None else inst.info.task_queue
     started, result = inst.start_child(
-        name, child_id, queue, pos, kw, parent_close_policy, attributes
+        name, child_id, queue, pos, kw, parent_close_policy, attributes, priority
     )
     handle: ChildHandle[R] = ChildHandle(fn, child_id, started, result, inst.converter)
     await started
@@ -448,6 +451,7 @@ async def execute_child(
     task_queue: str | None = None,
     parent_close_policy: ParentClosePolicy = "cancel",
     search_attributes: Mapping[str, str | int | float | bool] | None = None,
+    priority: int | None = None,
 ) -> R:
     """Start a child workflow and wait for its result."""
     handle: ChildHandle[R] = await start_child(
@@ -457,6 +461,7 @@ async def execute_child(
         task_queue=task_queue,
         parent_close_policy=parent_close_policy,
         search_attributes=search_attributes,
+        priority=priority,
     )
     return await handle.result()
 

@@ -179,6 +179,15 @@ async def golden_streamer(count: int) -> dict[str, Any]:
     return {"told": told, "refused": refused}
 
 
+@workflow.defn
+async def golden_prioritised(order_id: str) -> dict[str, Any]:
+    """A run of its own priority (its start's), with an activity and a
+    child of their own (session 48: priorities)."""
+    label = await ship.options(priority=1)(order_id)
+    child = await workflow.execute_child(golden_retries, 0, priority=4)
+    return {"priority": workflow.info().priority, "label": label, "child": child}
+
+
 WORKFLOWS = [
     golden_order,
     golden_cancel,
@@ -189,5 +198,6 @@ WORKFLOWS = [
     golden_canceller,
     golden_desk,
     golden_streamer,
+    golden_prioritised,
 ]
 ACTIVITIES = [charge, ship, slow_lookup, flaky, narrate]

@@ -86,6 +86,10 @@ async def main() -> None:
         runs["update"] = desk
         # Streams (session 47): values written and closed by the workflow.
         runs["stream"] = await client.start(g.golden_streamer, 3, id="golden-streamer")
+        # Priorities (session 48): the run's, an activity's own, a child's own.
+        runs["priority"] = await client.start(
+            g.golden_prioritised, "o-12", id="golden-prioritised", priority=2
+        )
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)

@@ -137,3 +137,14 @@ def test_the_golden_search_attributes_replay_to_what_the_run_returned() -> None:
         "amount": 10,
         "ratio": 0.5,
     }
+
+
+def test_a_recorded_priority_reaches_the_replayed_run() -> None:
+    """The run's priority comes from its WorkflowStarted, on replay too; a
+    run that recorded none has the default."""
+    by_name = {p.stem: p for p in HISTORIES}
+    for name, priority in (("priority_v2", 2), ("order_approved_v1", 3)):
+        events = [h.event_from_dict(e) for e in json.loads(by_name[name].read_text())]
+        started = next(e for e in events if isinstance(e, h.WorkflowStarted))
+        instance = replay_history(BY_TYPE[started.workflow_type], events, default_converter)
+        assert instance.info is not None and instance.info.priority == priority

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import FakeClock, new_run
+from store_helpers import FakeClock
 
 import perdure
 from perdure import activity, workflow
@@ -33,10 +33,20 @@ async def test_a_v3_database_upgrades(
     old = SqliteStore(path, clock=clock)
     await old.open()
     assert await old.schema_version() == 3
-    for i in range(3):
-        clock.advance(1)
-        await old.create_run(new_run(f"wf-{i}", f"run-{i}"), "fail")
     await old.close()
+    with (
+        closing(sqlite3.connect(path)) as conn,
+        conn,
+    ):  # three runs a v3 store made (written as it wrote them: today's
+        # store writes columns a v3 database does not have)
+        for i in range(3):
+            clock.advance(1)
+            conn.execute(
+                "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status,"
+                " input, created_at, updated_at) VALUES (?, ?, 'wf', 'q', 'running',"
+                ' \'{"args": [], "kwargs": {}}\', ?, ?)',
+                (f"run-{i}", f"wf-{i}", clock.now, clock.now),
+            )
     leased_until = clock.now + 10
     with (
         closing(sqlite3.connect(path)) as conn,
@@ -77,12 +87,13 @@ ALL_MIGRATIONS = sqlite_backend.migrations()
 
 
 def borrow_queue_tables(path: Path) -> None:
-    """Today's claims read their queue's limits (v12's tables), and today's
-    reads of a run its search attributes (v13's column and table): a file of
-    an older version borrows them while today's code writes it (see
-    give_back_queue_tables)."""
+    """Today's claims read their queue's limits (v12's tables), today's
+    reads of a run its search attributes (v13's column and table), and
+    today's writes of runs and tasks their priorities (v15's columns and
+    index): a file of an older version borrows them while today's code
+    writes it (see give_back_queue_tables)."""
     with closing(sqlite3.connect(path)) as conn:
-        for version in (12, 13):
+        for version in (12, 13, 15):
             conn.executescript(dict(ALL_MIGRATIONS)[version])
 
 
@@ -91,6 +102,10 @@ def give_back_queue_tables(path: Path) -> None:
         for table in ("queue_starts", "queue_limits", "run_attributes"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("ALTER TABLE runs DROP COLUMN search_attributes")
+        conn.execute("DROP INDEX tasks_due")
+        for table in ("runs", "tasks"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN priority")
+        conn.execute("CREATE INDEX tasks_due ON tasks (kind, queue, visible_at)")
 
 
 @activity.defn

@@ -2,7 +2,8 @@
 outside itself: ``eventtypes`` (the event classes), ``events`` (their encoding,
 re-exporting the classes), ``commands`` (commands and replay matching),
 ``turns`` (cutting histories into turns), ``reset`` (where a new run may take
-over a run's history), ``updates`` (how an update's request travels as a signal).
+over a run's history), ``updates`` (how an update's request travels as a signal),
+``priorities`` (the range of a run's or an activity's priority).
 
 A run's history is an append-only list of events, numbered from 1 by ``seq``.
 It is cut into *turns*: each turn is the *input* events it consumed (in the
@@ -28,6 +29,8 @@ from perdure._history.commands import *
 from perdure._history.commands import __all__ as _commands
 from perdure._history.events import *
 from perdure._history.events import __all__ as _events
+from perdure._history.priorities import *
+from perdure._history.priorities import __all__ as _priorities
 from perdure._history.reset import *
 from perdure._history.reset import __all__ as _reset
 from perdure._history.turns import *
@@ -35,4 +38,4 @@ from perdure._history.turns import __all__ as _turns
 from perdure._history.updates import *
 from perdure._history.updates import __all__ as _updates
 
-__all__ = [*_events, *_commands, *_turns, *_reset, *_updates]
+__all__ = [*_events, *_commands, *_turns, *_reset, *_updates, *_priorities]

@@ -187,9 +187,11 @@ class StartChild(Command):
     args: list[JSON]
     kwargs: dict[str, JSON]
     parent_close_policy: str
-    # The child's search attributes (in its WorkflowStarted, not in this
-    # command's event: the parent's replay does not need them).
+    # The child's search attributes and priority (0: the parent's), in its
+    # WorkflowStarted, not in this command's event: the parent's replay does
+    # not need them.
     search_attributes: dict[str, JSON] = field(default_factory=dict)
+    priority: int = 0
 
     def to_event(self) -> Event:
         return ChildWorkflowRequested(

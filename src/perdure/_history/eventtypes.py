@@ -81,7 +81,7 @@ class TurnStarted(Event):
 class WorkflowStarted(Event):
     TYPE: ClassVar[str] = "WorkflowStarted"
     KIND: ClassVar[str] = "input"
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("search_attributes",)
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("search_attributes", "priority")
     workflow_type: str = ""
     workflow_id: str = ""
     run_id: str = ""
@@ -96,6 +96,9 @@ class WorkflowStarted(Event):
     # The run's search attributes as it started (Client.start's, or those of
     # the run it continues): name -> str, int, float or bool.
     search_attributes: dict[str, JSON] = field(default_factory=dict)
+    # The run's priority (see priorities), 0 for the default: a run started
+    # without one records none, as runs did before priorities.
+    priority: int = 0
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
             parent_workflow_id=event.parent_workflow_id,
             parent_run_id=event.parent_run_id,
             continued_from_run_id=event.continued_from_run_id,
+            priority=event.priority or h.DEFAULT_PRIORITY,
         )
         self._rng = _Splitmix64(event.seed)
         self.search_attributes = dict(event.search_attributes)

@@ -77,8 +77,10 @@ class OtherWorkflows:
         kwargs: dict[str, Any],
         parent_close_policy: str,
         search_attributes: dict[str, Any] | None = None,
+        priority: int | None = None,
     ) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
-        """Issue StartChild; returns futures for the child's run id and its result."""
+        """Issue StartChild; returns futures for the child's run id and its
+        result. ``priority`` None: the parent's."""
         ref = self.next_ref()
         child = _Child(
             workflow_type, workflow_id, self.loop.create_future(), self.loop.create_future()
@@ -95,6 +97,7 @@ class OtherWorkflows:
                 kwargs,
                 parent_close_policy,
                 search_attributes or {},
+                priority or 0,
             )
         )
 

@@ -27,6 +27,10 @@ class WorkflowInfo:
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     continued_from_run_id: str | None = None
+    priority: int = 3
+    """The run's priority, from 1 (first) to 5 (last): its workflow tasks
+    are handed out in this order, and its activities and children inherit
+    it unless given their own."""
     search_attributes: dict[str, Any] = field(default_factory=dict)
     """The run's search attributes now: those it started with, and what
     ``workflow.set_search_attributes`` has changed since."""

@@ -29,6 +29,7 @@ LEASE_TURN_TASKS = (
 class PostgresDialect(Dialect):
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    ordered_in = False
     json_object = "jsonb_build_object"
     # Timer rows are inserted and deleted, never updated, so a row's ctid
     # stays the same while it lives (and while a picker holds its lock).
@@ -65,7 +66,7 @@ class PostgresDialect(Dialect):
         self,
         tx: Tx,
         inboxes: Sequence[tuple[str, str, float]],
-        tasks: Sequence[tuple[str, str, float, float]],
+        tasks: Sequence[tuple[str, str, float, float, int]],
     ) -> None:
         await tx.send(INSERT_INBOXES, columns(inboxes, (2,)))
         if tasks:

@@ -273,11 +273,12 @@ INSERT_INBOXES_IF_OPEN = (
     " WHERE r.status = p.status ORDER BY p.n"
 )
 INSERT_TASKS_IF_OPEN = (
-    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
-    " SELECT 'workflow', r.task_queue, p.run_id, p.visible_at, p.created_at"
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
+    " SELECT 'workflow', r.task_queue, p.run_id, p.visible_at, p.created_at, r.priority"
     " FROM unnest(?::float8[], ?::float8[], ?::text[], ?::text[])"
     " AS p(visible_at, created_at, run_id, status) CROSS JOIN LATERAL"
-    " (SELECT task_queue, status FROM runs WHERE runs.run_id = p.run_id OFFSET 0) AS r"
+    " (SELECT task_queue, status, priority FROM runs WHERE runs.run_id = p.run_id OFFSET 0)"
+    " AS r"
     " WHERE r.status = p.status ON CONFLICT DO NOTHING"
 )
 
@@ -341,17 +342,19 @@ IDS_UNUSED = "SELECT perdure_fence(1 - count(*)) FROM runs WHERE workflow_id = A
 INSERT_RUNS_WITH_TURN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
-    " version, last_seq, state, waiting, holder)"
+    " priority, version, last_seq, state, waiting, holder)"
     " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
     " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[],"
-    " ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[])"
+    " ?::integer[], ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[])"
     " RETURNING run_id, id"
 )
 INSERT_RUNS = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
-    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
+    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
+    " priority)"
     " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
-    " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[])"
+    " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[],"
+    " ?::integer[])"
     " RETURNING run_id, id"
 )
 # The same for the children a first turn starts (nobody waits for their ids).
@@ -361,17 +364,17 @@ INSERT_INBOXES = (
     " SELECT * FROM unnest(?::text[], ?::text[], ?::float8[])"
 )
 INSERT_WORKFLOW_TASKS = (
-    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
-    " SELECT 'workflow', * FROM unnest(?::text[], ?::text[], ?::float8[], ?::float8[])"
-    " ON CONFLICT DO NOTHING"
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
+    " SELECT 'workflow', * FROM unnest(?::text[], ?::text[], ?::float8[], ?::float8[],"
+    " ?::integer[]) ON CONFLICT DO NOTHING"
 )
 
 # sqlturn.INSERT_ACTIVITY, for many.
 INSERT_ACTIVITIES = (
     "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
-    " lease_token, attempt_started_at, payload, created_at)"
+    " lease_token, attempt_started_at, payload, created_at, priority)"
     " SELECT 'activity', * FROM unnest(?::text[], ?::text[], ?::integer[], ?::float8[],"
-    " ?::integer[], ?::text[], ?::text[], ?::float8[], ?::text[], ?::float8[])"
+    " ?::integer[], ?::text[], ?::text[], ?::float8[], ?::text[], ?::float8[], ?::integer[])"
     " RETURNING run_id, ref, id"
 )
 INSERT_TIMERS = (

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from perdure._history import Event
+from perdure._history import DEFAULT_PRIORITY, Event
 
 OPEN = "running"
 
@@ -48,6 +48,7 @@ class RunRecord:
     deadline: float | None = None
     row_id: int = 0  # the runs table's own id: creation order, the listing's tie-break
     search_attributes: dict[str, Any] = field(default_factory=dict)
+    priority: int = DEFAULT_PRIORITY  # its workflow tasks' (perdure._history.priorities)
 
     @property
     def is_open(self) -> bool:
@@ -78,6 +79,7 @@ class NewRun:
     # Its search attributes (checked: perdure._attributes), in WorkflowStarted
     # and in the runs' index.
     search_attributes: dict[str, Any] = field(default_factory=dict)
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass
@@ -170,6 +172,8 @@ class NewActivity:
     # (owner, token, lease seconds): inserted already claimed as attempt 1, for
     # a worker that runs the activity itself right after the commit.
     lease: tuple[str, str, float] | None = None
+    # Its task's: its options' "priority", else its run's.
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass
@@ -184,6 +188,7 @@ class NewChild:
     parent_close_policy: str
     seed: int
     search_attributes: dict[str, Any] = field(default_factory=dict)
+    priority: int = DEFAULT_PRIORITY  # given to start_child, else the parent's
     # Its first turn, computed by a worker of this process before the parent's
     # commit, for that commit to write (see sqlstart.prepare_children); None:
     # the child's first workflow task is queued for any worker.
@@ -257,6 +262,11 @@ class TurnCommit:
     # name the parent without reading it; a signal's outcome comes back to it.
     workflow_id: str | None = None
     task_queue: str | None = None
+    # The run's priority: of the workflow tasks this commit queues for it.
+    priority: int = DEFAULT_PRIORITY
+    # The priority of activity_done's task row: a next activity of another
+    # priority does not take that row over (its index entry would move).
+    done_priority: int = DEFAULT_PRIORITY
     # A new run's first turn, written by the commit that creates the run (see
     # RunTaker.prepare): no workflow task and no inbox rows exist to fence on.
     fresh: bool = False
@@ -317,6 +327,7 @@ class ActivityTask:
     # at or after, while this attempt holds it; 0.0: not known. Set by the
     # claim, and for the attempts a worker runs inline (TurnRunner._hand_over).
     lease_until: float = 0.0
+    priority: int = DEFAULT_PRIORITY  # its task row's
 
 
 @dataclass

@@ -43,7 +43,7 @@ class SqlClientSide(SqlHooks):
             await self.lock_workflow_id(tx, new.workflow_id)
             existing = await rows.get_run(tx, self, new.workflow_id, None)
             if existing is not None and existing.is_open:
-                await rows.to_inbox(tx, existing.run_id, existing.task_queue, signal, now)
+                await rows.to_inbox(tx, existing, signal, now)
                 return existing
             await newrun.insert_run(tx, new, now, after_start=[signal])
             run = await rows.get_run(tx, self, new.workflow_id, new.run_id)
@@ -110,7 +110,7 @@ class SqlClientSide(SqlHooks):
 
         async def deliver(tx: Tx) -> RunRecord:
             run = await rows.open_run(tx, self, workflow_id, run_id)
-            await rows.to_inbox(tx, run.run_id, run.task_queue, event, now)
+            await rows.to_inbox(tx, run, event, now)
             return run
 
         run = await self._write(deliver)

@@ -66,8 +66,8 @@ INBOX_IF_OPEN = (
     " SELECT run_id, ?, ? FROM runs WHERE run_id = ? AND status = ?"
 )
 TASK_IF_OPEN = (
-    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
-    " SELECT 'workflow', task_queue, run_id, ?, ? FROM runs"
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
+    " SELECT 'workflow', task_queue, run_id, ?, ?, priority FROM runs"
     " WHERE run_id = ? AND status = ? ON CONFLICT DO NOTHING"
 )
 

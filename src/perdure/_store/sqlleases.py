@@ -117,6 +117,7 @@ async def activity_tasks(
                 started_at=r[8],
                 attempts=attempts,
                 lease_until=r[8] + lease,  # (the claim's now + lease: see _claim)
+                priority=r[11],
             )
         )
     return tasks

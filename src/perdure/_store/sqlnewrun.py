@@ -77,9 +77,9 @@ async def insert_run(
         await tx.later(sql + " RETURNING id", params, row_id)
     if queued:
         started = started_event(new, now, parent, continued_from)
-        await to_inbox(tx, new.run_id, new.task_queue, started, now, new.start_at)
+        await to_inbox(tx, new, started, now, new.start_at)
         for event in after_start:
-            await to_inbox(tx, new.run_id, new.task_queue, event, now)
+            await to_inbox(tx, new, event, now)
     if deadline is not None:
         await tx.send(INSERT_TIMER, (new.run_id, 0, deadline, None))
     if new.search_attributes:
@@ -143,7 +143,7 @@ async def start_child(
         )
         used[child.workflow_id] = (child.run_id, OPEN)
         event = child_started(child)
-    await to_inbox(tx, parent.run_id, parent.task_queue, event, now)
+    await to_inbox(tx, parent, event, now)
 
 
 async def child_again(tx: Tx, parent: RunRecord, holder: str) -> h.WorkflowReset | None:
@@ -196,6 +196,7 @@ def child_run(child: NewChild) -> NewRun:
         kwargs=child.kwargs,
         seed=child.seed,
         search_attributes=child.search_attributes,
+        priority=child.priority,
     )
 
 
@@ -222,7 +223,7 @@ class ChildRows(NamedTuple):
     workflow_id: str
     row: tuple[Any, ...]  # INSERT_RUN's
     inbox: tuple[str, str, float]  # INSERT_INBOX's: its WorkflowStarted
-    task: tuple[str, str, float, float]  # INSERT_WORKFLOW_TASK's: its first workflow task
+    task: tuple[str, str, float, float, int]  # INSERT_WORKFLOW_TASK's: its first workflow task
     timer: tuple[str, int, float, None] | None  # INSERT_TIMER's: its deadline, if it has one
     told: tuple[str, str, float]  # INSERT_INBOX's: ChildWorkflowStarted, for the parent
 
@@ -235,7 +236,7 @@ def child_rows(parent: Parent, child: NewChild, now: float) -> ChildRows:
         child.workflow_id,
         run_values(new, now, deadline, parent, child.ref, child.parent_close_policy),
         (new.run_id, event_text(started_event(new, now, parent)), now),
-        (new.task_queue, new.run_id, now, now),
+        (new.task_queue, new.run_id, now, now, new.priority),
         None if deadline is None else (new.run_id, 0, deadline, None),
         (parent.run_id, event_text(child_started(child)), now),
     )
@@ -263,21 +264,22 @@ def run_values(
         parent_ref,
         parent_close_policy,
         deadline,
+        new.priority,
     )
 
 
 INSERT_RUN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
-    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
+    " priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The same row with its first turn's outcome (what the turn's update of the
 # row would set: see sqlturn.first_outcome), for the commonest start.
 INSERT_RUN_WITH_TURN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
-    " version, last_seq, state, waiting, holder)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " priority, version, last_seq, state, waiting, holder)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -315,6 +317,7 @@ def started_event(
         parent_run_id=parent.run_id if parent else None,
         continued_from_run_id=continued_from,
         search_attributes=new.search_attributes,
+        priority=0 if new.priority == h.DEFAULT_PRIORITY else new.priority,
         time=now,
     )
 
@@ -342,4 +345,5 @@ def new_run_record(new: NewRun, now: float, inputs: Any = None) -> RunRecord:
         closed_at=None,
         deadline=run_deadline(new, now),
         search_attributes=dict(new.search_attributes),
+        priority=new.priority,
     )

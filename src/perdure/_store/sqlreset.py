@@ -104,6 +104,7 @@ async def reset_run(
             (e.attributes for e in plan.kept if isinstance(e, h.SearchAttributesSet)),
             started.search_attributes,
         ),
+        priority=old.priority,
     )
     await newrun.insert_run(tx, new, now, queued=False)
     await rows.append_events(tx, new_run_id, plan.kept)
@@ -123,7 +124,7 @@ async def reset_run(
     if streamed:
         await write_turn_streams(tx, new_run_id, streamed, now)
     for event in (*plan.inputs, *plan.signals):
-        await rows.to_inbox(tx, new_run_id, old.task_queue, event, now)
+        await rows.to_inbox(tx, new, event, now)
     run = await rows.get_run(tx, d, workflow_id, new_run_id)
     assert run is not None
     return Reset(run, plan.at_seq, topics)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from perdure import _history as h
 from perdure._json import decoder
@@ -50,7 +50,7 @@ _decode = decoder()  # json.loads, reusing one C scanner
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_type, task_queue, status, input, result, failure, state,"
     " waiting, last_error, version, last_seq, created_at, updated_at, closed_at,"
-    " parent_run_id, parent_ref, deadline, id, search_attributes"
+    " parent_run_id, parent_ref, deadline, id, search_attributes, priority"
 )
 
 
@@ -128,6 +128,10 @@ class Dialect:
 
     for_update = ""  # row lock on SELECT (PostgreSQL: " FOR UPDATE")
     skip_locked = ""  # row locks that skip rows others hold (" FOR UPDATE SKIP LOCKED")
+    # An index on (a, b) serves "a IN (...) ORDER BY a, b" as one range per
+    # value of the list, in order: SQLite's does; PostgreSQL's planner (15)
+    # reads the list as a filter on one range (see SqlStore._claim).
+    ordered_in = True
     json_object = "json_object"  # builds a JSON object from 'key', value pairs
     timer_key = "(run_id, ref)"  # what picks out one row of timers (see picked)
     # A WHERE condition: run_id is one of the ids in the one parameter that
@@ -168,7 +172,7 @@ class Dialect:
         self,
         tx: Tx,
         inboxes: Sequence[tuple[str, str, float]],
-        tasks: Sequence[tuple[str, str, float, float]],
+        tasks: Sequence[tuple[str, str, float, float, int]],
     ) -> None:
         """INSERT_INBOX for each of ``inboxes`` (at least one), then
         INSERT_WORKFLOW_TASK for each of ``tasks``. PostgreSQL sends one
@@ -254,6 +258,7 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
         deadline=row[18],
         row_id=row[19],
         search_attributes=loads(row[20]) if row[20] is not None else {},
+        priority=row[21],
     )
 
 
@@ -415,39 +420,61 @@ async def open_run(tx: Tx, d: Dialect, workflow_id: str, run_id: str | None) -> 
     return run
 
 
+class Queued(Protocol):
+    """A run as its workflow task names it (a RunRecord, a NewRun, a
+    RunQueue): its queue, and its priority there."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def task_queue(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+
+
+class RunQueue(NamedTuple):
+    """A run's Queued names, as a query read them."""
+
+    run_id: str
+    task_queue: str
+    priority: int
+
+
 async def to_inbox(
-    tx: Tx, run_id: str, queue: str, event: h.Event, now: float, visible_at: float | None = None
+    tx: Tx, run: Queued, event: h.Event, now: float, visible_at: float | None = None
 ) -> None:
     """Append to a run's inbox and make sure it has a workflow task.
 
     If the task exists (leased, or backing off) it is left alone: the turn in
     flight sees the leftover inbox row when it commits and re-queues the task.
     The caller holds the run's row lock (see the module docstring)."""
+    run_id = run.run_id
     await tx.send(INSERT_INBOX, (run_id, event_text(event), now))
     await tx.send(
-        INSERT_WORKFLOW_TASK, (queue, run_id, now if visible_at is None else visible_at, now)
+        INSERT_WORKFLOW_TASK,
+        (run.task_queue, run_id, now if visible_at is None else visible_at, now, run.priority),
     )
 
 
 async def to_inboxes(
-    tx: Tx, d: Dialect, events: Sequence[tuple[str, str, h.Event]], now: float
+    tx: Tx, d: Dialect, events: Sequence[tuple[Queued, h.Event]], now: float
 ) -> None:
-    """to_inbox for each ``(run_id, queue, event)``, in this order, at once:
-    every inbox row, then one workflow task for each run."""
+    """to_inbox for each ``(run, event)``, in this order, at once: every
+    inbox row, then one workflow task for each run."""
     if not events:
         return
-    queues = {run_id: queue for run_id, queue, _ in events}
+    runs = {run.run_id: run for run, _ in events}
     await d.insert_inboxes(
         tx,
-        [(run_id, event_text(event), now) for run_id, _, event in events],
-        [(queue, run_id, now, now) for run_id, queue in queues.items()],
+        [(run.run_id, event_text(event), now) for run, event in events],
+        [(run.task_queue, run.run_id, now, now, run.priority) for run in runs.values()],
     )
 
 
 INSERT_INBOX = "INSERT INTO inbox (run_id, data, created_at) VALUES (?, ?, ?)"
 INSERT_WORKFLOW_TASK = (
-    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at)"
-    " VALUES ('workflow', ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
+    " VALUES ('workflow', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 INSERT_TIMER = "INSERT INTO timers (run_id, ref, fire_at, holder) VALUES (?, ?, ?, ?)"
 
@@ -520,7 +547,7 @@ async def close_run(
                 event = h.ChildWorkflowFailed(
                     ref=run.parent_ref or 0, status=status, failure=failure or {}
                 )
-            await to_inbox(tx, parent.run_id, parent.task_queue, event, now)
+            await to_inbox(tx, parent, event, now)
             topics.add(WORK)
     if not children:
         return topics
@@ -535,9 +562,7 @@ async def close_run(
             topics |= await terminate_run(tx, d, child, reason, now)
         elif policy == "cancel":
             reason = f"parent {run.workflow_id!r} ended ({status})"
-            await to_inbox(
-                tx, child.run_id, child.task_queue, h.CancelRequested(reason=reason), now
-            )
+            await to_inbox(tx, child, h.CancelRequested(reason=reason), now)
             topics.add(WORK)
     return topics
 

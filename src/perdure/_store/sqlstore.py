@@ -45,6 +45,13 @@ from perdure._store.sqlrows import RUN_COLUMNS, Fenced, Tx, dumps
 from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
 from perdure.errors import WorkflowNotFoundError
 
+# Every priority, for a claim's "priority IN (...)" (see _claim).
+PRIORITY_IN = f"priority IN ({', '.join(map(str, h.PRIORITIES))})"
+
+
+def _claim_order(row: tuple[Any, ...]) -> tuple[int, int]:
+    return (row[11], row[0])
+
 
 class SqlStore(SqlClientSide):
     # ------------------------------------------------------------ starts
@@ -95,40 +102,72 @@ class SqlStore(SqlClientSide):
         # A workflow task of a run another worker holds (it keeps the run's
         # instance: runs.holder) is left to that worker for HELD_GRACE (base).
         held = kind == "workflow"
-        one_queue = (
-            "FROM tasks WHERE kind = ? AND queue = ? AND visible_at <= ?"
-            + (wake.NOT_HELD if held else "")
-            + (sqlqueues.NOT_LIMITED if unlimited else "")
-            + " ORDER BY visible_at"
-        )
+        # The due tasks of each queue by priority, then by due time, read
+        # from tasks_due (kind, queue, priority, visible_at) one range per
+        # priority, each only as far as its first task not yet due: tasks not
+        # due (leased, backing off) never hold back those due of a later
+        # priority, and no backlog is sorted. SQLite walks "priority IN
+        # (...)" that way, value by value in order; PostgreSQL's planner
+        # reads an IN list as a filter on one range, so there each priority
+        # is a branch of its own, merged.
+        tail = (wake.NOT_HELD if held else "") + (sqlqueues.NOT_LIMITED if unlimited else "")
         given = (now - wake.HELD_GRACE, owner) if held else ()
-        if len(queues) == 1:
-            due = self.picked("id", f"{one_queue} LIMIT ?")
-            picking: tuple[Any, ...] = (kind, queues[0], now, *given, caps.get(queues[0], limit))
+        picking: list[Any] = []
+        if self.ordered_in:
+            one = (
+                "SELECT id, priority, visible_at FROM tasks WHERE kind = ? AND queue = ? AND "
+                + PRIORITY_IN
+                + " AND visible_at <= ?"
+                + tail
+                + " ORDER BY priority, visible_at LIMIT ?"
+            )
+            for q in queues:
+                picking += (kind, q, now, *given, caps.get(q, limit))
         else:
-            # The oldest due tasks of each queue, then the oldest of those: one
-            # index range per queue. "queue IN (...) ORDER BY visible_at" read
-            # and sorted every due task of every queue (one index cannot order
-            # two queues), for each claim, however long the backlog.
-            branch = f"SELECT id, visible_at FROM (SELECT id, visible_at {one_queue} LIMIT ?"
-            branch += f"{self.skip_locked}) AS one"
-            union = " UNION ALL ".join([branch] * len(queues))
+            branch = (
+                "SELECT id, priority, visible_at FROM (SELECT id, priority, visible_at FROM tasks"
+                " WHERE kind = ? AND queue = ? AND priority = ? AND visible_at <= ?"
+                + tail
+                + " ORDER BY visible_at LIMIT ?"
+                + self.skip_locked
+                + ") AS one"
+            )
+            branches = " UNION ALL ".join([branch] * len(h.PRIORITIES))
+            one = (
+                f"SELECT id, priority, visible_at FROM ({branches}) AS queued"
+                " ORDER BY priority, visible_at LIMIT ?"
+            )
+            for q in queues:
+                cap = caps.get(q, limit)
+                for priority in h.PRIORITIES:
+                    picking += (kind, q, priority, now, *given, cap)
+                picking.append(cap)
+        if len(queues) == 1:
+            due = self.picked("id", f"FROM ({one}) AS due", locked=True)
+        else:
+            # The first of each queue, then the first of those: "queue IN
+            # (...)" read and sorted every due task of every queue (one index
+            # cannot order two queues), for each claim, however long the
+            # backlog.
+            union = " UNION ALL ".join([f"SELECT * FROM ({one}) AS capped"] * len(queues))
             due = self.picked(
-                "id", f"FROM ({union}) AS due ORDER BY visible_at LIMIT ?", locked=True
+                "id", f"FROM ({union}) AS due ORDER BY priority, visible_at LIMIT ?", locked=True
             )
-            picking = (
-                *(p for q in queues for p in (kind, q, now, *given, caps.get(q, limit))),
-                limit,
-            )
-        return await tx.all(
+            picking.append(limit)
+        claimed = await tx.all(
             f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
             f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
             f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
             f" attempt = attempt + 1 WHERE {due}"
             f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
-            f" attempt_started_at, attempts, queue",
+            f" attempt_started_at, attempts, queue, priority",
             (now + lease, owner, token, now, *picking),
         )
+        # (RETURNING follows the table's order: the claim's is by priority,
+        # then by age, which the rows' ids follow within a priority.)
+        if len(claimed) > 1:
+            claimed.sort(key=_claim_order)
+        return claimed
 
     async def claim_workflow_tasks(
         self, queues: list[str], owner: str, lease: float, limit: int
@@ -354,7 +393,7 @@ class SqlStore(SqlClientSide):
             if deleted != 1:
                 return False
             if run is not None and run.is_open:
-                await rows.to_inbox(tx, run.run_id, run.task_queue, event, now)
+                await rows.to_inbox(tx, run, event, now)
             return True
 
         # The commonest case (the run is open, the attempt still holds its

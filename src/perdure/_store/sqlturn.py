@@ -49,6 +49,7 @@ __all__ = [
     "first_outcome",
     "payloads",
     "queues_work",
+    "take_over_heir",
     "take_over_values",
 ]
 
@@ -137,7 +138,7 @@ async def apply_turn(
         # INSERT: fewer statements, index changes and pages per step).
         assert commit.activity_done is not None
         if not closing:  # (a closing turn starts no activity: its tasks go with the run)
-            heir = next((a for a in commit.activities if a.lease is not None), None)
+            heir = take_over_heir(commit)
         if heir is None:
             await tx.fence(DELETE_DONE, commit.activity_done)
         else:
@@ -238,6 +239,7 @@ async def _signal_others(tx: Tx, d: Dialect, commit: TurnCommit, now: float, clo
     outcomes are not written: nothing will read them (its close would refuse
     a non-empty inbox)."""
     assert commit.task_queue is not None  # (add_commands names it)
+    me = rows.RunQueue(commit.run_id, commit.task_queue, commit.priority)
     for ref, workflow_id, signal in commit.signals_out:
         target = await rows.get_run(tx, d, workflow_id, None)
         # (A cancel request, workflow.cancel_workflow's, has outcomes of its own.)
@@ -249,11 +251,11 @@ async def _signal_others(tx: Tx, d: Dialect, commit: TurnCommit, now: float, clo
         elif not target.is_open:
             outcome = failed(ref=ref, reason="closed", status=target.status)
         else:
-            await rows.to_inbox(tx, target.run_id, target.task_queue, signal, now)
+            await rows.to_inbox(tx, target, signal, now)
             delivered = h.ExternalCancelDelivered if cancel else h.ExternalSignalDelivered
             outcome = delivered(ref=ref, run_id=target.run_id)
         if not closing:
-            await rows.to_inbox(tx, commit.run_id, commit.task_queue, outcome, now)
+            await rows.to_inbox(tx, me, outcome, now)
 
 
 async def _locked_run(tx: Tx, d: Dialect, run_id: str) -> RunRecord:
@@ -334,8 +336,8 @@ DELETE_DONE = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
 
 INSERT_ACTIVITY = (
     "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
-    " lease_token, attempt_started_at, payload, created_at)"
-    " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " lease_token, attempt_started_at, payload, created_at, priority)"
+    " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The same activity task written over a finished one's row (of the same run
 # and queue, fenced by that attempt's lease token: a worker runs the activities
@@ -362,6 +364,15 @@ def payloads(commit: TurnCommit, encoded: Encoded) -> dict[int, str]:
         for event, row in zip(commit.events, encoded.events, strict=True)
         if isinstance(event, h.ActivityScheduled)
     }
+
+
+def take_over_heir(commit: TurnCommit) -> NewActivity | None:
+    """The activity of ``commit`` that takes over the finished one's task
+    row (see activity_done): the first it leases here, if of that row's
+    priority (else the row's index entry would move: a new row costs as
+    much). None: the row is deleted."""
+    heir = next((a for a in commit.activities if a.lease is not None), None)
+    return heir if heir is not None and heir.priority == commit.done_priority else None
 
 
 def take_over_values(
@@ -409,6 +420,7 @@ def activity_values(
         now if a.lease else None,
         _payload(a, scheduled),
         now,
+        a.priority,
     )
 
 
@@ -479,13 +491,13 @@ async def _schedule(
             await newrun.start_child(tx, d, parent, child, now, used)
     for ref in commit.cancelled_children:
         row = await tx.one(
-            f"SELECT run_id, task_queue FROM runs WHERE parent_run_id = ? AND parent_ref = ?"
-            f" AND status = ?{d.for_update}",
+            f"SELECT run_id, task_queue, priority FROM runs WHERE parent_run_id = ?"
+            f" AND parent_ref = ? AND status = ?{d.for_update}",
             (run_id, ref, OPEN),
         )
         if row is not None:
             reason = f"parent {parent.workflow_id!r} cancelled it"
-            await rows.to_inbox(tx, row[0], row[1], h.CancelRequested(reason=reason), now)
+            await rows.to_inbox(tx, rows.RunQueue(*row), h.CancelRequested(reason=reason), now)
 
 
 async def _start_prepared(
@@ -516,7 +528,7 @@ async def _start_prepared(
         row_id=made,
     )
     await apply_turn(tx, d, first.commit, now, written, None, inserted=True)
-    await rows.to_inbox(tx, parent.run_id, parent.task_queue, newrun.child_started(child), now)
+    await rows.to_inbox(tx, parent, newrun.child_started(child), now)
 
 
 async def _continue(tx: Tx, d: Dialect, run: RunRecord, new: NewRun, now: float) -> None:

@@ -161,7 +161,7 @@ async def fire_due(
             fired.setdefault(run_id, []).append(h.TimerFired(ref=ref, time=now))
     woken = {run_id: runs[run_id] for run_id in fired}
     await rows.to_inboxes(
-        tx, d, [(r, woken[r].task_queue, e) for r, events in fired.items() for e in events], now
+        tx, d, [(woken[r], e) for r, events in fired.items() for e in events], now
     )
     leased: list[WorkflowTask] = []
     inputs = TurnInputs()

@@ -576,4 +576,5 @@ def _activity_info(task: ActivityTask, heartbeat_details: Any) -> ActivityInfo:
         idempotency_key=f"{task.workflow_id}/"
         f"{task.options.get('idempotency_run_id') or task.run_id}/{task.ref}",
         heartbeat_details=heartbeat_details,
+        priority=task.priority,
     )

@@ -31,15 +31,19 @@ def add_commands(
     activities (each leased here if ``inline`` says so), timers, children,
     cancellations, and the run's end or continuation."""
     info = instance.info
+    priority = h.DEFAULT_PRIORITY if info is None else info.priority
     for command in commands:
         if isinstance(command, h.ScheduleActivity):
+            options = command.options
             activity = NewActivity(
                 command.ref,
                 command.name,
                 command.task_queue,
                 command.args,
                 command.kwargs,
-                command.options,
+                options,
+                None,
+                options.get("priority") or priority,
             )
             commit.activities.append(activity)
             if inline is not None:  # (a slot reserved here is counted in the commit)
@@ -66,6 +70,7 @@ def add_commands(
                     parent_close_policy=command.parent_close_policy,
                     seed=secrets.randbits(63),
                     search_attributes=command.search_attributes,
+                    priority=command.priority or priority,
                 )
             )
         elif isinstance(command, h.CancelChild):
@@ -100,6 +105,7 @@ def add_commands(
                 kwargs=command.kwargs,
                 seed=secrets.randbits(63),
                 search_attributes=instance.search_attributes,
+                priority=priority,
                 after_start=tuple(
                     h.SignalReceived(name=name, payload=payload)
                     for name, payload in command.signals
@@ -113,6 +119,7 @@ def add_commands(
             commit.close_status = "cancelled"
     if (commit.children or commit.signals_out) and info is not None:
         commit.workflow_id, commit.task_queue = info.workflow_id, info.task_queue
+        commit.priority = priority
     if commit.close_status is not None and info is not None:
         commit.has_children = instance.has_children
         commit.has_relatives = instance.has_children or info.parent_run_id is not None

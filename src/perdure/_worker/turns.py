@@ -277,6 +277,7 @@ class TurnRunner:
                 instance.evict()
                 return False
             commit.activity_done = (activity.task_id, activity.token)
+            commit.done_priority = activity.priority
             if activity.lease_until and commit.activities:
                 commit.lease_kept = kept_lease(activity, commit)
             if waited:
@@ -489,6 +490,7 @@ class TurnRunner:
                     scheduled_at=now,
                     started_at=now,
                     lease_until=until,
+                    priority=activity.priority,
                 )
             )
 

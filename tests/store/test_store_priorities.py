@@ -1,0 +1,101 @@
+"""The Store contract for priorities: a claim hands a queue's due tasks out
+by priority (1 first), then by due time; tasks not yet due, of any
+priority, never hold back those that are; across queues the claim merges
+by priority; a limited queue's room is spent on its first tasks by
+priority; a run's priority reaches its workflow tasks and, unless they
+have their own, its activities'."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store_helpers import FakeClock, claim_one, new_run, turn
+
+from perdure._store.base import NewActivity, QueueLimitsRecord, Store
+
+
+def prioritised(run_id: str, priority: int, queue: str = "q", start_at: float | None = None):  # type: ignore[no-untyped-def]
+    new = new_run(wid=f"wf-{run_id}", run_id=run_id, queue=queue)
+    new.priority = priority
+    new.start_at = start_at
+    return new
+
+
+async def claimed_runs(store: Store, queues: list[str], limit: int) -> list[str]:
+    return [t.run_id for t in await store.claim_workflow_tasks(queues, "w", 30, limit)]
+
+
+async def test_workflow_tasks_are_claimed_by_priority_then_age(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    for run_id, priority in [("a5", 5), ("b3", 3), ("c1", 1), ("d3", 3), ("e1", 1), ("f2", 2)]:
+        clock.advance(1)
+        await store.create_run(prioritised(run_id, priority), "fail")
+    assert await claimed_runs(store, ["q"], 2) == ["c1", "e1"]
+    assert await claimed_runs(store, ["q"], 10) == ["f2", "b3", "d3", "a5"]
+    assert (await store.get_run("wf-c1", None)).priority == 1  # type: ignore[union-attr]
+
+
+async def test_tasks_not_yet_due_hold_back_no_one(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    # Many tasks of priority 1 due later (a delayed start, a leased task),
+    # one of priority 4 due now: the claim finds it, and finds the first
+    # priority's once due.
+    for i in range(30):
+        await store.create_run(prioritised(f"later-{i}", 1, start_at=clock.now + 60), "fail")
+    await store.create_run(prioritised("now", 4), "fail")
+    assert await claimed_runs(store, ["q"], 5) == ["now"]
+    clock.advance(61)  # (and the first claim's lease ran out: due again, last)
+    later = [f"later-{i}" for i in range(30)]
+    assert await claimed_runs(store, ["q"], 100) == [*later, "now"]
+
+
+async def test_a_claim_of_several_queues_merges_them_by_priority(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    for run_id, priority, queue in [("x4", 4, "x"), ("y2", 2, "y"), ("x1", 1, "x"), ("y5", 5, "y")]:
+        clock.advance(1)
+        await store.create_run(prioritised(run_id, priority, queue), "fail")
+    assert await claimed_runs(store, ["x", "y"], 3) == ["x1", "y2", "x4"]
+    assert await claimed_runs(store, ["y", "x"], 3) == ["y5"]
+
+
+async def test_a_limited_queues_room_goes_to_its_first_priorities(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await store.create_run(prioritised("run-1", 5), "fail")
+    task = await claim_one(store, "run-1")
+    # The run's activities: of its priority (5) but refs 2 and 4, their own.
+    activities = [NewActivity(ref, "charge", "q", [], {}, {}, priority=5) for ref in (1, 3, 5)]
+    activities += [
+        NewActivity(ref, "charge", "q", [], {}, {"priority": 1}, priority=1) for ref in (2, 4)
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running=3))
+    first = await store.claim_activity_tasks(["q"], "w", 30, 10)
+    assert [(t.ref, t.priority) for t in first] == [(2, 1), (4, 1), (1, 5)]
+    # Room for no more; raised, the rest in order.
+    assert await store.claim_activity_tasks(["q"], "w", 30, 10) == []
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running=10))
+    rest = await store.claim_activity_tasks(["q"], "w", 30, 10)
+    assert [t.ref for t in rest] == [3, 5]
+
+
+async def test_an_unlimited_claim_takes_activities_by_priority(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await store.create_run(prioritised("run-1", 3), "fail")
+    task = await claim_one(store, "run-1")
+    priorities = {1: 4, 2: 3, 3: 2, 4: 5, 5: 2}
+    activities = [
+        NewActivity(ref, "charge", "q", [], {}, {}, priority=p) for ref, p in priorities.items()
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    claimed = await store.claim_activity_tasks(["q"], "w", 30, 2)
+    claimed += await store.claim_activity_tasks(["q"], "w", 30, 10)
+    assert [t.ref for t in claimed] == [3, 5, 2, 1, 4]
+    assert [t.priority for t in claimed] == [2, 2, 3, 4, 5]
