@@ -97,7 +97,7 @@ def test_without_yes_it_lists_what_matches_and_does_nothing(
     row = found["matched"][0]
     assert set(row) == {
         *("id", "run_id", "workflow_type", "task_queue", "status", "created_at"),
-        *("closed_at", "last_error", "search_attributes"),
+        *("closed_at", "last_error", "search_attributes", "priority"),
     }
     assert limited.returncode == 0 and "3 runs match (--limit)" in limited.stdout
     assert none.returncode == 0 and "No runs match: nothing to cancel." in none.stdout

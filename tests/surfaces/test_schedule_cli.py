@@ -143,3 +143,22 @@ def test_a_schedules_jitter_through_the_cli(tmp_path: Path) -> None:
     assert "late" not in cli("schedule", "show", "plain", "--db", db).stdout
     wide = cli("schedule", "update", "plain", "--jitter", "2h", "--db", db)
     assert wide.returncode == 2 and "shorter than the gap" in wide.stderr, wide.stderr
+
+
+def test_a_schedules_priority_through_the_cli(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'priority.db'}"
+    assert cli("migrate", "--db", db).returncode == 0
+    bad = cli("schedule", "create", "x", "double", "--every", "1h", "--priority", "0", "--db", db)
+    assert bad.returncode == 2 and "must be from 1 (first) to 5 (last)" in bad.stderr, bad.stderr
+    assert "x" not in cli("schedule", "list", "--db", db).stdout
+    made = cli(
+        "schedule", "create", "nightly", "double", "--every", "1h", "--priority", "5", "--db", db
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert shown(db, "nightly")["priority"] == 5
+    text = cli("schedule", "show", "nightly", "--db", db).stdout
+    assert "on task queue default at priority 5" in text, text
+    assert cli("schedule", "create", "plain", "double", "--every", "1h", "--db", db).returncode == 0
+    assert shown(db, "plain")["priority"] == 3
+    bad = cli("schedule", "update", "plain", "--priority", "6", "--db", db)
+    assert bad.returncode == 2 and "must be from 1 (first) to 5 (last)" in bad.stderr, bad.stderr

@@ -1,4 +1,6 @@
-"""The typer application and helpers shared by the command modules."""
+"""The typer application and helpers shared by the command modules (and the
+options more than one takes: ``--db``, ``--converter``, ``--priority``, whose
+range comes from ``perdure._history``)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from types import ModuleType
 
 import typer
 
+from perdure._history import DEFAULT_PRIORITY, PRIORITIES
 from perdure.cli import _modules
 from perdure.cli._modules import collect
 
@@ -14,6 +17,7 @@ __all__ = [
     "ConverterOption",
     "DbOption",
     "ModulesArg",
+    "PriorityOption",
     "app",
     "collect",
     "load_module",
@@ -61,3 +65,24 @@ def load_module(spec: str) -> ModuleType:
         return _modules.load_module(spec)
     except _modules.ModuleLoadError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _a_priority(value: int | None) -> int | None:
+    if value is not None and value not in PRIORITIES:
+        raise typer.BadParameter(
+            f"must be from {PRIORITIES[0]} (first) to {PRIORITIES[-1]} (last), "
+            f"{DEFAULT_PRIORITY} being the default; not {value}"
+        )
+    return value
+
+
+PriorityOption = typer.Option(
+    None,
+    "--priority",
+    metavar="1-5",
+    show_default=False,
+    callback=_a_priority,
+    help=f"The run's place in its queues' backlogs: {PRIORITIES[0]} (first) to "
+    f"{PRIORITIES[-1]} (last); default {DEFAULT_PRIORITY}. Its activities and children "
+    "inherit it.",
+)

@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from perdure._attributes import AttributeValue, checked_attributes, parse_filter
 from perdure._checks import BadName
-from perdure.cli._app import ConverterOption, DbOption, app
+from perdure.cli._app import ConverterOption, DbOption, PriorityOption, app
 from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
 from perdure.cli._filters import (
     BatchAttrOption,
@@ -121,6 +121,7 @@ def start(
         "fail", help="If the id is taken: fail, use_existing or terminate_existing."
     ),
     attrs: list[str] = AttrsOption,
+    priority: Optional[int] = PriorityOption,
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
     converter: Optional[str] = ConverterOption,
@@ -149,6 +150,7 @@ def start(
             task_queue=task_queue,
             id_conflict=id_conflict,
             search_attributes=attributes or None,
+            priority=priority,
         )  # type: ignore[call-overload]
         if as_json:
             print_json({"id": handle.id, "run_id": handle.run_id})
@@ -156,6 +158,7 @@ def start(
         out.print(
             f"Started [bold]{escape(workflow)}[/] id [bold]{escape(handle.id)}[/] "
             f"(run {handle.run_id}) on task queue {escape(task_queue)}"
+            + ("" if priority is None else f" at priority {priority}")
         )
         out.print(
             f"[dim]perdure show {escape(handle.id)}   perdure result {escape(handle.id)} --wait[/]"

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from perdure._history import PRIORITIES
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX, parse_update_request
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._filters import (
@@ -197,6 +198,7 @@ def _show(
     facts = [
         ("run id", d.run_id),
         ("task queue", d.task_queue),
+        ("priority", f"{d.priority} ({PRIORITIES[0]} first, {PRIORITIES[-1]} last)"),
         ("started", local_time(d.created_at)),
         ("updated", local_time(d.updated_at)),
         ("closed", local_time(d.closed_at)),

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from perdure._spans import span_text
-from perdure.cli._app import ConverterOption, DbOption, app
+from perdure.cli._app import ConverterOption, DbOption, PriorityOption, app
 from perdure.cli._operator import (
     EPILOG,
     EXIT_USAGE,
@@ -92,6 +92,7 @@ def create(
     jitter: str = typer.Option(
         "0s", "--jitter", help="Start each run up to this much after its time (its own offset)."
     ),
+    priority: Optional[int] = PriorityOption,
     paused: bool = typer.Option(False, "--paused", help="Create it paused."),
     if_exists: str = typer.Option(
         "fail", "--if-exists", help="If it exists: fail, keep it, or update it to these."
@@ -120,6 +121,7 @@ def create(
                 overlap=overlap,  # type: ignore[arg-type]
                 catchup_window=window,
                 jitter=spread,
+                priority=priority,
                 paused=paused,
                 note=note,
                 if_exists=if_exists,  # type: ignore[arg-type]
@@ -152,6 +154,7 @@ def update(
     overlap: Optional[str] = typer.Option(None, help="skip or allow."),
     catchup_window: Optional[str] = typer.Option(None, help="A new catch-up window."),
     jitter: Optional[str] = typer.Option(None, "--jitter", help="A new jitter (0s: none)."),
+    priority: Optional[int] = PriorityOption,
     db: Optional[str] = DbOption,
     converter: Optional[str] = ConverterOption,
 ) -> None:
@@ -172,6 +175,7 @@ def update(
                 overlap=overlap,  # type: ignore[arg-type]
                 catchup_window=window,
                 jitter=spread,
+                priority=priority,
             )
         except ValueError as exc:
             fail(EXIT_USAGE, str(exc))
@@ -230,7 +234,10 @@ def show(
         if d.paused:
             state += " (paused" + (f": {d.note})" if d.note else ")")
         out.print(f"[bold]{escape(d.schedule_id)}[/]  {escape(state)}")
-        out.print(f"  starts     {escape(d.workflow)} on task queue {escape(d.task_queue)}")
+        out.print(
+            f"  starts     {escape(d.workflow)} on task queue {escape(d.task_queue)}"
+            f" at priority {d.priority}"
+        )
         spread = f"; each run up to {span_text(d.jitter)} late" if d.jitter else ""
         out.print(f"  when       {escape(_when(d))}; overlap {d.overlap}{spread}")
         out.print(f"  next run   {local_time(d.next_run_at)}")

@@ -113,6 +113,14 @@ class StartRequest(_Strict):
         "name -> string, integer, number or boolean.",
     )
 
+    priority: Optional[StrictInt] = Field(
+        None,
+        ge=1,
+        le=5,  # (perdure._history.PRIORITIES; strict: true is not 1, nor "2" 2)
+        description="Its place in its queues' backlogs: 1 (first) to 5 (last); null or "
+        "left out: 3. Its activities and children inherit it.",
+    )
+
     _scalar_attributes = field_validator("search_attributes", mode="before")(_scalar_values)
 
 
@@ -170,6 +178,9 @@ class ScheduleRequest(_Strict):
         strict=True,  # (a number: true is not 1 second)
         description="Each run starts up to this much after its time.",
     )
+    priority: Optional[StrictInt] = Field(
+        None, ge=1, le=5, description="Its runs' priority: 1 (first) to 5 (last); null: 3."
+    )
     paused: StrictBool = False
     note: Optional[str] = Field(None, max_length=10_000)
     if_exists: Literal["fail", "keep", "update"] = Field(
@@ -188,6 +199,7 @@ class ScheduleUpdate(_Strict):
     overlap: Optional[Literal["skip", "allow"]] = None
     catchup_window_seconds: Optional[float] = Field(None, ge=10, le=MAX_SPAN)
     jitter_seconds: Optional[float] = Field(None, ge=0, le=86_400, strict=True)
+    priority: Optional[StrictInt] = Field(None, ge=1, le=5, description="Its runs' priority.")
 
 
 class BackfillRequest(_Strict):
@@ -222,6 +234,7 @@ class Schedule(BaseModel):
     overlap: str
     catchup_window_seconds: float
     jitter_seconds: float = Field(description="Each run starts up to this much after its time.")
+    priority: int = Field(description="The priority of the runs it starts: 1 (first) to 5 (last).")
     status: str = Field(description="The schedule's own run: running, or terminated (deleted).")
     paused: bool
     note: Optional[str]
@@ -287,6 +300,7 @@ class WorkflowSummary(BaseModel):
     search_attributes: SearchAttributes = Field(
         default_factory=dict, description="The values the run can be found by (?attr=)."
     )
+    priority: int = Field(description="Its place in its queues' backlogs: 1 (first) to 5 (last).")
 
 
 class WorkflowPage(BaseModel):
@@ -351,6 +365,10 @@ class WorkflowDescription(BaseModel):
         default_factory=dict,
         description="The values the run can be found by: those it started with, as "
         "workflow.set_search_attributes changed them.",
+    )
+    priority: int = Field(
+        description="Its place in its queues' backlogs, 1 (first) to 5 (last): its workflow "
+        "tasks', and its activities' and children's unless they were given one."
     )
     history_length: int
     pending_activities: list[PendingActivity]

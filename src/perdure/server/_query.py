@@ -176,6 +176,7 @@ def execution_json(e: WorkflowExecution) -> dict[str, Any]:
         "closed_at": iso(e.closed_at),
         "last_error": e.last_error,
         "search_attributes": e.search_attributes,
+        "priority": e.priority,
     }
 
 
@@ -226,6 +227,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "failure": d.failure,
         "last_error": d.last_error,
         "search_attributes": d.search_attributes,
+        "priority": d.priority,
         "history_length": d.history_length,
         "pending_activities": [
             {

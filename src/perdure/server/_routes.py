@@ -199,6 +199,7 @@ async def start_workflow(
         task_queue=body.task_queue,
         id_conflict=body.id_conflict,
         search_attributes=body.search_attributes,
+        priority=body.priority,
     )
     return {"id": handle.id, "run_id": handle.run_id}
 

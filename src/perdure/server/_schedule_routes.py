@@ -80,6 +80,7 @@ async def create_schedule(
             overlap=body.overlap,
             catchup_window=timedelta(seconds=body.catchup_window_seconds),
             jitter=timedelta(seconds=body.jitter_seconds),
+            priority=body.priority,
             paused=body.paused,
             note=body.note,
             if_exists=body.if_exists,
@@ -167,6 +168,7 @@ async def update_schedule(
             overlap=body.overlap,
             catchup_window=span(body.catchup_window_seconds),
             jitter=span(body.jitter_seconds),
+            priority=body.priority,
         )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None

@@ -11,7 +11,8 @@ const LATEST = 3; // recent runs shown per schedule
 const schedulePath = (id) => `/schedules/${encodeURIComponent(id)}`;
 
 function when(s) {
-  const spread = s.jitter_seconds ? ` · up to ${fmtDuration(s.jitter_seconds)} late` : "";
+  const late = s.jitter_seconds ? ` · up to ${fmtDuration(s.jitter_seconds)} late` : "";
+  const spread = late + (s.priority !== 3 ? ` · priority ${s.priority}` : "");
   if (s.cron !== null) {
     return `cron ${s.cron}${s.timezone === "UTC" ? "" : ` (${s.timezone})`}${spread}`;
   }

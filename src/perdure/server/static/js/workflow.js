@@ -225,6 +225,8 @@ export function renderWorkflow(container, id, params, ctx) {
         h("span", {}, "type ", h("b", { text: desc.workflow_type })),
         h("span", {}, "run ", h("code", { text: desc.run_id })),
         h("span", {}, "task queue ", h("b", { text: desc.task_queue })),
+        h("span", { id: "wf-priority", title: "Its place in its queues' backlogs: 1 first, 5 last" },
+          "priority ", h("b", { text: String(desc.priority) })),
         lineage()),
       h("div", { class: "stats" },
         stat("Started", fmtTime(desc.created_at), fmtRelative(desc.created_at, now)),
