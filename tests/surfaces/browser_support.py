@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from surface_helpers import Proc, spawn
+from surface_helpers import Proc, cli, spawn
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -68,6 +68,10 @@ def serve(folder: Path, modules: Sequence[str], admin: str, read: str) -> Iterat
     """A database in ``folder`` with a worker of ``modules`` and the two
     servers (a fixture's body); each process must stop cleanly."""
     db = f"sqlite:///{folder / 'ui.db'}"
+    # Made before any process starts: a server refuses a SQLite file that
+    # does not exist, and the worker would create it only as it starts.
+    made = cli("migrate", "--db", db)
+    assert made.returncode == 0, made.stderr
     procs: list[Proc] = []
     try:
         worker_args = ["worker", *modules, "--db", db, "--poll-interval", "0.02"]

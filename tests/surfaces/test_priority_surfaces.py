@@ -176,9 +176,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, str
     import browser_support as bs  # (importing it skips without chromium)
 
     folder: Path = tmp_path_factory.mktemp("priority-ui")
-    # (Made first: a server refuses a missing SQLite file the worker may not have made yet.)
-    (made,) = cli_all(("migrate", "--db", f"sqlite:///{folder / 'ui.db'}"))
-    assert made.returncode == 0, made.stderr
     for browser in bs.launch():
         for stack in bs.serve(folder, [wf.__file__], "a" * 24, "r" * 24):
             yield browser, stack.open_url, stack.db
