@@ -43,10 +43,16 @@ async def fill(store: SqlStore, backlog: int, spread: bool, ahead: int) -> None:
     activity tasks (and ``ahead`` leased ones of priority 1)."""
     now = store.clock()
 
+    def priority_of(i: int) -> int:
+        return 1 + i * 5 // backlog if spread else 3
+
     async def body(tx: Any) -> None:
         await tx.send("DELETE FROM tasks", ())
+        # (Each priority's tasks in a block of rows: the claims then write the
+        # same number of the table's pages in every case, and the cases differ
+        # only in what the claim's query reads.)
         rows = [
-            ("q", f"bench-run-{i % 100}", i, now - 1, 0, PAYLOAD, now, (i % 5) + 1 if spread else 3)
+            ("q", f"bench-run-{i % 100}", i, now - 1, 0, PAYLOAD, now, priority_of(i))
             for i in range(backlog)
         ]
         rows += [
