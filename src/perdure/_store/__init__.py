@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from urllib.parse import unquote
 
 from perdure._store.base import Store
 from perdure.errors import StoreError
@@ -61,7 +62,9 @@ def sqlite_parameters(url: str) -> dict[str, str]:
 
 def sqlite_path(url: str) -> str:
     """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db``;
-    ``sqlite://:memory:`` -> ``:memory:`` (parameters after ``?`` dropped)."""
+    ``sqlite://:memory:`` -> ``:memory:`` (parameters after ``?`` dropped).
+    The path is percent-decoded, as a URL's is: ``%3F`` for a ``?`` in it,
+    ``%25`` for a ``%``, ``%20`` (or a space) for a space."""
     rest = url.partition("?")[0][len("sqlite:") :]
     if rest in ("//:memory:", "///:memory:", ":memory:"):
         return ":memory:"
@@ -70,7 +73,7 @@ def sqlite_path(url: str) -> str:
             f"malformed SQLite URL {url!r}: use sqlite:///relative/path.db, "
             f"sqlite:////absolute/path.db or sqlite://:memory:"
         )
-    return rest[3:]
+    return unquote(rest[3:])
 
 
 def store_for_url(url: str, *, clock: Callable[[], float] | None = None) -> Store:

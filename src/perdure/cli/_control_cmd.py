@@ -50,6 +50,7 @@ from perdure.cli._operator import (
     print_json,
     run,
     shown_url,
+    sqlite_file,
 )
 from perdure.cli._schedule_cmd import parse_span
 from perdure.client import Client, WorkflowHandle
@@ -447,8 +448,8 @@ async def schema_version(client: Client) -> int | None:
 def migrate(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
     """Create the database, or migrate its schema to this perdure's version."""
     url = database_url(db)
-    path = url.partition("?")[0][len("sqlite:///") :] if url.startswith("sqlite:///") else None
-    created = path is not None and path != ":memory:" and not os.path.exists(path)
+    path = sqlite_file(url)
+    created = path is not None and not os.path.exists(path)
 
     found: list[int | None] = []
 

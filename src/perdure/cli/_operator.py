@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from perdure._converter import DataConverter
-from perdure._store import resolve_url
+from perdure._store import resolve_url, sqlite_path
 from perdure.cli._app import EPILOG
 from perdure.cli._modules import ModuleLoadError, load_converter
 from perdure.client import Client
@@ -59,6 +59,7 @@ __all__ = [
     "print_json",
     "run",
     "shown_url",
+    "sqlite_file",
 ]
 
 EXIT_FAILED = 1  # `result`: the run failed, timed out, was cancelled or terminated
@@ -156,12 +157,13 @@ def when_option(text: Optional[str], option: str) -> Optional[datetime]:
         raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
-def _sqlite_file(url: str) -> str | None:
-    """The file of a ``sqlite:///`` URL (None for other URLs and :memory:)."""
-    url = url.partition("?")[0]  # (the parameters, if any)
-    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+def sqlite_file(url: str) -> str | None:
+    """The file of a ``sqlite:///`` URL, decoded as the store decodes it
+    (None for other URLs and :memory:)."""
+    if not url.startswith("sqlite:///"):
         return None
-    return url[len("sqlite:///") :]
+    path = sqlite_path(url)
+    return None if path == ":memory:" else path
 
 
 def converter_of(spec: Optional[str]) -> Optional[DataConverter]:
@@ -189,7 +191,7 @@ def run(
     does not name a DataConverter)."""
     url = database_url(db)
     payloads = converter_of(converter)
-    path = _sqlite_file(url)
+    path = sqlite_file(url)
     if not create and path is not None and not os.path.exists(path):
         fail(
             EXIT_DB,
