@@ -7,7 +7,7 @@ which exports it); talks to the Client's store only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure import _history as h
@@ -238,15 +238,35 @@ class WorkflowHandle(Generic[R]):
         code sees ``asyncio.CancelledError``."""
         await self._deliver(_checked_event(h.CancelRequested(reason=_reason(reason))))
 
+    async def set_priority(self, priority: int) -> None:
+        """Change the run's priority (1 first, 5 last): its workflow task and
+        its activities' tasks that have the run's priority (not their own)
+        move in their queues' backlogs now, and what it starts next inherits
+        the new one. Recorded in its history (``PriorityChanged``), where
+        ``workflow.info().priority`` changes. Follows continue-as-new as
+        ``signal`` does; raises WorkflowClosedError once the run has ended."""
+        checked = h.check_priority("priority", priority)
+        if checked is None:
+            raise TypeError("priority must be an int from 1 (first) to 5 (last), not None")
+        await self._to_open_run(
+            lambda run_id: self.client.store.set_priority(self.id, run_id, checked)
+        )
+
     async def _deliver(self, event: h.Event) -> RunRecord:
-        """Into the run's inbox: the handle's run, or, if that run has
-        continued as new, the run it continued in (a handle from ``start()``
-        names the first run of a workflow that may have rolled over many
-        times); the latest run of the id for a handle without a run id."""
+        """Into the run's inbox (see _to_open_run)."""
+        return await self._to_open_run(
+            lambda run_id: self.client.store.deliver(self.id, run_id, event)
+        )
+
+    async def _to_open_run(self, act: Callable[[str | None], Awaitable[RunRecord]]) -> RunRecord:
+        """``act`` on the handle's run, or, if that run has continued as new,
+        on the run it continued in (a handle from ``start()`` names the first
+        run of a workflow that may have rolled over many times); on the
+        latest run of the id for a handle without a run id."""
         run_id = self.run_id
         while True:
             try:
-                return await self.client.store.deliver(self.id, run_id, event)
+                return await act(run_id)
             except WorkflowClosedError:
                 if run_id is None:
                     raise

@@ -264,6 +264,9 @@ class SyncWorkflowHandle(Generic[R]):
     def cancel(self, reason: str | None = None) -> None:
         self._runner.call(self.handle.cancel(reason))
 
+    def set_priority(self, priority: int) -> None:
+        self._runner.call(self.handle.set_priority(priority))
+
     def terminate(self, reason: str | None = None) -> None:
         self._runner.call(self.handle.terminate(reason))
 

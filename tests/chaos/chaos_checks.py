@@ -152,6 +152,22 @@ def check_search_attributes(run_id: str, events: list[h.Event], kept: dict[str, 
         )
 
 
+def check_priority(run_id: str, events: list[h.Event], status: str, kept: int) -> None:
+    """A run that completed or continued as new has the priority its history
+    ends with (its start's, or the last PriorityChanged): a change cannot be
+    left in the inbox of a run that closed by itself (its close waits for
+    an empty inbox)."""
+    if status not in ("completed", "continued_as_new"):
+        return
+    started = next(e for e in events if isinstance(e, h.WorkflowStarted))
+    recorded = started.priority or h.DEFAULT_PRIORITY
+    for event in events:
+        if isinstance(event, h.PriorityChanged):
+            recorded = event.priority
+    if kept != recorded:
+        raise InvariantError(f"run {run_id}: priority {kept}, but its history says {recorded}")
+
+
 def check_streams(
     run_id: str,
     events: list[h.Event],

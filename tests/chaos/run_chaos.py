@@ -262,6 +262,7 @@ class Started:
     signals_to_send: int = 0
     accepted: list[int] = field(default_factory=list)
     done: bool = False
+    priority: int = h.DEFAULT_PRIORITY  # as started, or as set_priority last changed it
 
 
 def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
@@ -356,10 +357,15 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             open_flows = [f for f in flows if not f.done]
             if chaotic and len(open_flows) < cfg.max_open:
                 kind, args, signals = new_workflow(rng, len(flows))
-                handle = client.start(kind, *args, id=f"chaos-{len(flows)}")
+                priority = rng.choice(h.PRIORITIES)
+                handle = client.start(kind, *args, id=f"chaos-{len(flows)}", priority=priority)
                 assert handle.run_id is not None
-                flows.append(Started(handle.id, kind, args, handle.run_id, signals))
+                flows.append(
+                    Started(handle.id, kind, args, handle.run_id, signals, priority=priority)
+                )
                 report.workflows[kind] += 1
+            if chaotic and open_flows and rng.random() < 0.05:
+                _change_priority(client, rng.choice(open_flows), rng.choice(h.PRIORITIES))
             _call_an_update(client, open_flows, report)
             for f in open_flows:
                 if f.kind == "desk":
@@ -416,6 +422,15 @@ def _wait(predicate: Any, timeout: float, fleet: Fleet, what: str) -> None:
         time.sleep(0.05)
 
 
+def _change_priority(client: perdure.SyncClient, flow: Started, priority: int) -> None:
+    """set_priority on a flow's run (the latest of its chain), if still open."""
+    try:
+        client.get_handle(flow.id).set_priority(priority)
+    except perdure.WorkflowClosedError:
+        return
+    flow.priority = priority
+
+
 def _describe(client: perdure.SyncClient, ids: list[str]) -> str:
     lines = []
     for wid in ids[:5]:
@@ -447,6 +462,7 @@ def _verify(
         completed[run_id] = checks.check_activities(run_id, events, closed)
         c.timers_fired += checks.check_timers(run_id, events, closed)
         checks.check_search_attributes(run_id, events, d.search_attributes)
+        checks.check_priority(run_id, events, d.status, d.priority)
         streams = {
             info.key: [
                 (e.position, e.value, e.source)
@@ -482,6 +498,8 @@ def _verify(
         if status != "completed":
             raise checks.InvariantError(f"{f.id} ({f.kind} {f.args}) ended {status}")
         result = client.get_handle(f.id).result(timeout=5)
+        if (last := client.get_handle(f.id).describe().priority) != f.priority:
+            raise checks.InvariantError(f"{f.id}: priority {last}, last set {f.priority}")
         expected = workloads.expected_result(f.kind, f.args, f.accepted)
         if result != expected:
             raise checks.InvariantError(f"{f.id}: result {result!r}, expected {expected!r}")

@@ -16,6 +16,7 @@ from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import activity, workflow
+from perdure.testing import Replayer
 
 order: list[str] = []
 gate: dict[str, asyncio.Event] = {}
@@ -199,3 +200,58 @@ async def test_a_bad_priority_is_refused_and_nothing_starts(
     with pytest.raises(error, match="priority must be an int from 1"):
         activity.defn(priority=bad)
     assert await client.list() == []
+
+
+@workflow.defn
+async def two_steps(tag: str) -> list[Any]:
+    """A step, a signal, then a step with its own priority and one without:
+    its priority as its code saw it before and after the change."""
+    before = workflow.info().priority
+    await record(tag)
+    await workflow.wait_signal("go")
+    await urgent(f"{tag}-own")
+    await record(f"{tag}-after")
+    return [before, workflow.info().priority]
+
+
+async def test_set_priority_moves_a_waiting_run_ahead(client: perdure.Client) -> None:
+    await client.set_queue_limits("default", max_running=1)
+    async with fast_worker(client, [one_step, two_steps], [record, urgent]):
+        blocker = await client.start(one_step, "blocker")
+        await asyncio.wait_for(gate["running"].wait(), 20)
+        late = [await client.start(one_step, f"p3-{i}") for i in range(3)]
+        bumped = await client.start(two_steps, "bumped", priority=5)
+        for handle in [*late, bumped]:
+            await wait_until(lambda h=handle: _pending(h), what="its activity queued")
+        # Its queued activity (the run's priority, 5) moves to 1 with it.
+        await bumped.set_priority(1)
+        assert (await bumped.describe()).priority == 1
+        gate["open"].set()
+        for handle in [blocker, *late]:
+            await handle.result(timeout=20)
+        await bumped.signal("go")
+        assert await bumped.result(timeout=20) == [5, 1]
+    assert order[:5] == ["blocker", "bumped", "p3-0", "p3-1", "p3-2"]
+    events = await bumped.history()
+    changed = [e for e in events if e["type"] == "PriorityChanged"]
+    assert [e["priority"] for e in changed] == [1]
+    # The activity given its own priority keeps it; the next one takes the new.
+    scheduled = [e for e in events if e["type"] == "ActivityScheduled"]
+    assert [e["options"].get("priority") for e in scheduled] == [None, 1, None]
+    assert Replayer([two_steps]).replay(events).ok
+
+
+async def test_set_priority_refuses_an_ended_run_and_bad_values(client: perdure.Client) -> None:
+    async with fast_worker(client, [what_am_i], []):
+        done = await client.start(what_am_i, id="done")
+        await done.result(timeout=10)
+    with pytest.raises(perdure.WorkflowClosedError):
+        await done.set_priority(1)
+    with pytest.raises(perdure.WorkflowNotFoundError):
+        await client.get_handle("nobody").set_priority(1)
+    waiting = await client.start(what_am_i, id="waiting")  # (no worker: it waits)
+    for bad, error in [(0, ValueError), (6, ValueError), (True, TypeError), (None, TypeError)]:
+        with pytest.raises(error, match="priority must be an int from 1"):
+            await waiting.set_priority(bad)
+    assert (await waiting.describe()).priority == 3
+    assert [e["type"] for e in await waiting.history()] == []  # (nothing recorded yet)

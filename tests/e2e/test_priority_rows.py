@@ -145,7 +145,11 @@ async def test_every_task_row_has_its_priority(client: perdure.Client, db_url: s
         await _until_waiting(handle, "poke")
         await client.signal_with_start(workload, 0, signal="poke", id="load", priority=2)
         await _until_updatable(handle)
-        assert await handle.update("ask", None) == "ok"
+        # A change of priority (2 -> 3 -> 2), with the run's update in flight.
+        await handle.set_priority(3)
+        asked = asyncio.ensure_future(handle.update("ask", None))
+        await handle.set_priority(2)
+        assert await asked == "ok"
         # Round 2, the run it continued as: a plain signal.
         current = client.get_handle("load")
         await _until_waiting(current, "poke")

@@ -188,6 +188,16 @@ async def golden_prioritised(order_id: str) -> dict[str, Any]:
     return {"priority": workflow.info().priority, "label": label, "child": child}
 
 
+@workflow.defn
+async def golden_bumped(order_id: str) -> list[Any]:
+    """A run whose priority an operator changes while it waits (session 48:
+    set_priority, PriorityChanged): its priority before and after."""
+    before = workflow.info().priority
+    await workflow.wait_signal("go")
+    label = await ship(order_id)
+    return [before, workflow.info().priority, label]
+
+
 WORKFLOWS = [
     golden_order,
     golden_cancel,
@@ -199,5 +209,6 @@ WORKFLOWS = [
     golden_desk,
     golden_streamer,
     golden_prioritised,
+    golden_bumped,
 ]
 ACTIVITIES = [charge, ship, slow_lookup, flaky, narrate]

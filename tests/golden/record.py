@@ -90,6 +90,11 @@ async def main() -> None:
         runs["priority"] = await client.start(
             g.golden_prioritised, "o-12", id="golden-prioritised", priority=2
         )
+        bumped = await client.start(g.golden_bumped, "o-13", id="golden-bumped", priority=4)
+        await asyncio.sleep(0.2)
+        await bumped.set_priority(2)
+        await bumped.signal("go")
+        runs["priority_changed"] = bumped
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)

@@ -143,7 +143,11 @@ def test_a_recorded_priority_reaches_the_replayed_run() -> None:
     """The run's priority comes from its WorkflowStarted, on replay too; a
     run that recorded none has the default."""
     by_name = {p.stem: p for p in HISTORIES}
-    for name, priority in (("priority_v2", 2), ("order_approved_v1", 3)):
+    for name, priority in (
+        ("priority_v2", 2),
+        ("order_approved_v1", 3),
+        ("priority_changed_v2", 2),  # (started at 4, then changed)
+    ):
         events = [h.event_from_dict(e) for e in json.loads(by_name[name].read_text())]
         started = next(e for e in events if isinstance(e, h.WorkflowStarted))
         instance = replay_history(BY_TYPE[started.workflow_type], events, default_converter)

@@ -11,6 +11,7 @@ from typing import Any
 
 from store_helpers import FakeClock, claim_one, new_run, turn
 
+from perdure import _history as h
 from perdure._store.base import NewActivity, QueueLimitsRecord, Store
 
 
@@ -99,3 +100,37 @@ async def test_an_unlimited_claim_takes_activities_by_priority(
     claimed += await store.claim_activity_tasks(["q"], "w", 30, 10)
     assert [t.ref for t in claimed] == [3, 5, 2, 1, 4]
     assert [t.priority for t in claimed] == [2, 2, 3, 4, 5]
+
+
+async def test_a_change_of_priority_moves_the_runs_tasks_and_fences_its_turn(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await store.create_run(prioritised("run-1", 5), "fail")
+    task = await claim_one(store, "run-1")
+    # Its first turn: an activity of the run's priority, one of its own.
+    activities = [
+        NewActivity(1, "charge", "q", [], {}, {}, priority=5),
+        NewActivity(2, "charge", "q", [], {}, {"priority": 2}, priority=2),
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    await store.deliver("wf-run-1", None, h.SignalReceived(name="go"))
+    task = await claim_one(store, "run-1")
+    in_flight = await turn(store, task, activities=[NewActivity(3, "charge", "q", [], {}, {})])
+
+    changed = await store.set_priority("wf-run-1", None, 1)
+    assert changed.priority == 1
+    # The turn computed before the change is fenced out (its activity would
+    # have had the old priority); the next one takes the change in.
+    assert not await store.commit_turn(in_flight)
+    data = await store.load_turn("run-1", 0)
+    assert data.run.priority == 1
+    assert [type(e).__name__ for _, e in data.inbox] == ["SignalReceived", "PriorityChanged"]
+    held = await store._read(  # type: ignore[attr-defined]
+        lambda tx: tx.all("SELECT kind, ref, priority FROM tasks ORDER BY id")
+    )
+    assert sorted(tuple(r) for r in held) == [
+        ("activity", 1, 1),
+        ("activity", 2, 2),
+        ("workflow", None, 1),
+    ]

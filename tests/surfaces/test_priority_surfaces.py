@@ -98,6 +98,25 @@ def test_a_bad_priority_exits_2_and_starts_nothing(
         sync.get_handle(ident).describe()
 
 
+def test_set_priority_moves_an_open_run(db: str, sync: perdure.SyncClient) -> None:
+    (started,) = cli_all(("start", "double", "--arg", "2", "--id", "cli-sp", "--db", db))
+    assert started.returncode == 0, started.stderr
+    moved, bad, nobody = cli_all(
+        ("set-priority", "cli-sp", "1", "--db", db),
+        ("set-priority", "cli-sp", "0", "--db", db),
+        ("set-priority", "cli-nobody", "2", "--db", db),
+    )
+    assert moved.returncode == 0 and "moved to priority 1" in moved.stdout, moved.stderr
+    assert sync.get_handle("cli-sp").describe().priority == 1
+    said = " ".join(bad.stderr.replace("│", " ").split())
+    assert bad.returncode == 2 and "must be from 1 (first) to 5 (last)" in said, said
+    assert nobody.returncode == 3, nobody.stderr
+    sync.get_handle("cli-sp").terminate("done")
+    (ended,) = cli_all(("set-priority", "cli-sp", "2", "--db", db))
+    assert ended.returncode == 5 and "terminated" in ended.stderr, ended.stderr
+    assert sync.get_handle("cli-sp").describe().priority == 1
+
+
 # ---------------------------------------------------------------- the HTTP API
 
 
@@ -148,6 +167,24 @@ async def test_a_bad_priority_is_422_and_starts_nothing(api: httpx.AsyncClient) 
         assert says in body["message"], (value, body)
         assert (await api.get(f"/api/workflows/api-p-bad-{n}")).status_code == 404
     assert (await api.get("/api/workflows")).json()["items"] == []
+
+
+@pytest.mark.both_databases
+async def test_set_priority_over_http(api: httpx.AsyncClient) -> None:
+    assert (await start(api, "api-sp")).status_code == 201
+    moved = await api.post("/api/workflows/api-sp/priority", json={"priority": 1})
+    assert moved.status_code == 202, moved.text
+    assert moved.json() == {"id": "api-sp", "action": "priority 1"}
+    assert (await api.get("/api/workflows/api-sp")).json()["priority"] == 1
+    for body in ({"priority": 0}, {"priority": True}, {"priority": "2"}, {}, None):
+        refused = await api.post("/api/workflows/api-sp/priority", json=body)
+        assert refused.status_code == 422, (body, refused.text)
+    assert (await api.get("/api/workflows/api-sp")).json()["priority"] == 1
+    nobody = await api.post("/api/workflows/api-nobody/priority", json={"priority": 2})
+    assert nobody.status_code == 404
+    assert (await api.post("/api/workflows/api-sp/terminate")).status_code == 200
+    ended = await api.post("/api/workflows/api-sp/priority", json={"priority": 2})
+    assert ended.status_code == 409, ended.text
 
 
 async def test_the_openapi_document_describes_it(api: httpx.AsyncClient) -> None:

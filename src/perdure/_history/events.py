@@ -40,6 +40,7 @@ __all__ = [
     "ExternalSignalRequested",
     "HistoryFormatError",
     "PatchRecorded",
+    "PriorityChanged",
     "SearchAttributesSet",
     "SideEffectRecorded",
     "SignalReceived",

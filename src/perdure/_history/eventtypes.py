@@ -30,6 +30,7 @@ __all__ = [
     "ExternalSignalFailed",
     "ExternalSignalRequested",
     "PatchRecorded",
+    "PriorityChanged",
     "SearchAttributesSet",
     "SideEffectRecorded",
     "SignalReceived",
@@ -143,6 +144,17 @@ class CancelRequested(Event):
     TYPE: ClassVar[str] = "CancelRequested"
     KIND: ClassVar[str] = "input"
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PriorityChanged(Event):
+    """An operator changed the run's priority (``handle.set_priority``): its
+    later workflow tasks, and the activities and children it starts from
+    this turn on that are given none, have this one."""
+
+    TYPE: ClassVar[str] = "PriorityChanged"
+    KIND: ClassVar[str] = "input"
+    priority: int = 3
 
 
 @dataclass(frozen=True)
@@ -462,6 +474,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TimerFired,
         SignalReceived,
         CancelRequested,
+        PriorityChanged,
         WorkflowReset,
         ChildWorkflowStarted,
         ChildWorkflowStartFailed,

@@ -14,6 +14,7 @@ and the rest of the runtime.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -232,6 +233,9 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
                 self._main.cancel(event.reason)
         elif isinstance(event, h.WorkflowReset):
             self._keys_run = event.idempotency_run_id or None
+        elif isinstance(event, h.PriorityChanged):
+            assert self.info is not None
+            self.info = dataclasses.replace(self.info, priority=event.priority)
         elif isinstance(event, FROM_OTHERS):
             self._apply_from_others(event)
         else:

@@ -391,6 +391,13 @@ class Store(abc.ABC):
         Raises WorkflowNotFoundError / WorkflowClosedError."""
 
     @abc.abstractmethod
+    async def set_priority(self, workflow_id: str, run_id: str | None, priority: int) -> RunRecord:
+        """Change an open run's priority, with its workflow task's and its
+        activity tasks' that have no priority of their own, and put
+        PriorityChanged in its inbox. Raises WorkflowNotFoundError /
+        WorkflowClosedError."""
+
+    @abc.abstractmethod
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None: ...
 
     @abc.abstractmethod

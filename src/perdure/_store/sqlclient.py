@@ -7,6 +7,7 @@ Imports the history model, the store records, the row helpers and errors.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from perdure._store.base import (
     streamed_topic,
 )
 from perdure._store.sqlhooks import SqlHooks
-from perdure._store.sqlrows import RUN_COLUMNS, Tx
+from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
 
 
 class SqlClientSide(SqlHooks):
@@ -114,6 +115,43 @@ class SqlClientSide(SqlHooks):
             return run
 
         run = await self._write(deliver)
+        self._committed(WORK)
+        return run
+
+    async def set_priority(self, workflow_id: str, run_id: str | None, priority: int) -> RunRecord:
+        now = self.clock()
+
+        async def change(tx: Tx) -> RunRecord:
+            run = await rows.open_run(tx, self, workflow_id, run_id)
+            # (The run's row first, then its tasks: the store's lock order.)
+            # The version moves on, as a terminate's does: a turn in flight,
+            # computed with the old priority, is fenced out and computed again
+            # with the change, so no task it starts keeps the old one.
+            await tx.send(
+                "UPDATE runs SET priority = ?, version = version + 1 WHERE run_id = ?",
+                (priority, run.run_id),
+            )
+            await tx.send(
+                "UPDATE tasks SET priority = ? WHERE kind = 'workflow' AND run_id = ?",
+                (priority, run.run_id),
+            )
+            # Its activities' tasks that took the run's priority, not their own
+            # (their options, in the ActivityScheduled each holds, name none).
+            inherited = [
+                (priority, task_id)
+                for task_id, payload in await tx.all(
+                    "SELECT id, payload FROM tasks WHERE kind = 'activity' AND run_id = ?",
+                    (run.run_id,),
+                )
+                if "priority" not in (loads(payload).get("options") or {})
+            ]
+            if inherited:
+                await tx.executemany("UPDATE tasks SET priority = ? WHERE id = ?", inherited)
+            changed = dataclasses.replace(run, priority=priority, version=run.version + 1)
+            await rows.to_inbox(tx, changed, h.PriorityChanged(priority=priority), now)
+            return changed
+
+        run = await self._write(change)
         self._committed(WORK)
         return run
 

@@ -43,6 +43,7 @@ COMMANDS = {
     "signal": "_control_cmd",
     "update": "_control_cmd",
     "cancel": "_control_cmd",
+    "set-priority": "_control_cmd",
     "terminate": "_control_cmd",
     "reset": "_control_cmd",
     "migrate": "_control_cmd",

@@ -18,6 +18,7 @@ __all__ = [
     "DbOption",
     "ModulesArg",
     "PriorityOption",
+    "a_priority",
     "app",
     "collect",
     "load_module",
@@ -67,7 +68,8 @@ def load_module(spec: str) -> ModuleType:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _a_priority(value: int | None) -> int | None:
+def a_priority(value: int | None) -> int | None:
+    """A ``--priority`` (or PRIORITY) as typed: a usage error if out of range."""
     if value is not None and value not in PRIORITIES:
         raise typer.BadParameter(
             f"must be from {PRIORITIES[0]} (first) to {PRIORITIES[-1]} (last), "
@@ -81,7 +83,7 @@ PriorityOption = typer.Option(
     "--priority",
     metavar="1-5",
     show_default=False,
-    callback=_a_priority,
+    callback=a_priority,
     help=f"The run's place in its queues' backlogs: {PRIORITIES[0]} (first) to "
     f"{PRIORITIES[-1]} (last); default {DEFAULT_PRIORITY}. Its activities and children "
     "inherit it.",

@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from perdure._attributes import AttributeValue, checked_attributes, parse_filter
 from perdure._checks import BadName
-from perdure.cli._app import ConverterOption, DbOption, PriorityOption, app
+from perdure.cli._app import ConverterOption, DbOption, PriorityOption, a_priority, app
 from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
 from perdure.cli._filters import (
     BatchAttrOption,
@@ -188,6 +188,24 @@ def signal(
         out.print(f"Signal [bold]{escape(name)}[/] delivered to {escape(workflow_id)}")
 
     run(db, work, converter=converter)
+
+
+@app.command("set-priority", epilog=EPILOG, rich_help_panel="Control")
+def set_priority(
+    workflow_id: str = IdArg,
+    priority: int = typer.Argument(
+        ..., metavar="PRIORITY", help="1 (first) to 5 (last)", callback=a_priority
+    ),
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+) -> None:
+    """Change an open run's priority in its queues' backlogs (exit 5 if it has ended)."""
+
+    async def work(client: Client) -> None:
+        await client.get_handle(workflow_id, run_id).set_priority(priority)
+        out.print(f"Run of {escape(workflow_id)} moved to priority {priority}")
+
+    run(db, work)
 
 
 def _an_update_id(value: str | None) -> str | None:

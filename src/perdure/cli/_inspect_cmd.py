@@ -362,6 +362,8 @@ def summarize(event: dict[str, Any]) -> str:
         return f"args={js(event.get('args'))}"
     if kind == "WorkflowTimedOut":
         return f"after {event.get('timeout')}s"
+    if kind == "PriorityChanged":
+        return f"to {event.get('priority')}"
     if kind == "WorkflowReset":
         why = f": {event.get('reason')}" if event.get("reason") else ""
         return f"from run {event.get('from_run_id')} at event {event.get('at_seq')}{why}"

@@ -27,6 +27,7 @@ from perdure.server._sse import Feeds
 M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
+    "PRIORITY_BODY",
     "READ_ERRORS",
     "REASON_BODY",
     "START_BODY",
@@ -42,6 +43,7 @@ __all__ = [
     "json_body",
     "optional_body",
     "parse_time",
+    "priority_request",
     "reason_of",
     "require_admin",
     "require_read",
@@ -184,6 +186,7 @@ def required_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
 
 start_request = required_body(m.StartRequest)
+priority_request = required_body(m.PriorityRequest)
 schedule_request = required_body(m.ScheduleRequest)
 update_request = required_body(m.ScheduleUpdate)
 backfill_request = required_body(m.BackfillRequest)
@@ -229,6 +232,7 @@ REASON_BODY = body_doc(
     m.ReasonRequest, "Optional; the reason is recorded in the history.", required=False
 )
 START_BODY = body_doc(m.StartRequest)
+PRIORITY_BODY = body_doc(m.PriorityRequest)
 
 
 def parse_time(text: Optional[str], name: str) -> Optional[datetime]:

@@ -28,6 +28,7 @@ __all__ = [
     "PendingActivity",
     "PendingChild",
     "PendingTimer",
+    "PriorityRequest",
     "ReasonRequest",
     "StartRequest",
     "StartResponse",
@@ -279,6 +280,12 @@ class Queue(BaseModel):
 
 class QueueList(BaseModel):
     items: list[Queue]
+
+
+class PriorityRequest(_Strict):
+    priority: StrictInt = Field(
+        ge=1, le=5, description="The run's new priority: 1 (first) to 5 (last)."
+    )
 
 
 class Accepted(BaseModel):

@@ -32,6 +32,7 @@ from perdure.errors import (
 from perdure.server import _models as m
 from perdure.server._auth import Role
 from perdure.server._deps import (
+    PRIORITY_BODY,
     READ_ERRORS,
     REASON_BODY,
     START_BODY,
@@ -44,6 +45,7 @@ from perdure.server._deps import (
     json_body,
     optional_body,
     parse_time,
+    priority_request,
     reason_of,
     require_admin,
     require_read,
@@ -403,6 +405,26 @@ async def cancel_workflow(
     """Ask the run to cancel (it may compensate first). 409 if closed."""
     await client.get_handle(workflow_id, run_id).cancel(await reason_of(request))
     return {"id": workflow_id, "action": "cancel"}
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/priority",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra=PRIORITY_BODY,
+)
+async def set_workflow_priority(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    body: Annotated[m.PriorityRequest, Depends(priority_request)],
+    run_id: RunId = None,
+) -> Any:
+    """Change the open run's priority: its queued tasks move in their queues'
+    backlogs, and what it starts next inherits it. 409 if closed."""
+    await client.get_handle(workflow_id, run_id).set_priority(body.priority)
+    return {"id": workflow_id, "action": f"priority {body.priority}"}
 
 
 @router.post(

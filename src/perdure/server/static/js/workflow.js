@@ -96,6 +96,7 @@ function eventDetail(e) {
     case "PatchRecorded": return e.patch_id;
     case "WorkflowContinuedAsNew": return `args ${json(e.args)}`;
     case "WorkflowTimedOut": return `after ${fmtDuration(e.timeout)}`;
+    case "PriorityChanged": return `to ${e.priority}`;
     case "WorkflowReset":
       return `from run ${e.from_run_id} at event ${e.at_seq}${e.reason ? ` · ${e.reason}` : ""}`;
     default: return "";
