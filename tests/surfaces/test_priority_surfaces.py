@@ -14,6 +14,7 @@ carries the value to the Client and shows what the run holds.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -224,11 +225,38 @@ def test_the_workflow_page_shows_the_priority(ui: tuple[Any, str, str]) -> None:
 
     browser, url, db = ui
     with perdure.SyncClient.connect(db) as client:
-        client.start("double", 1, id="ui-p-2", priority=2)
-        client.start("double", 1, id="ui-p-plain")
+        for handle in (
+            client.start("double", 1, id="ui-p-2", priority=2),
+            client.start("double", 1, id="ui-p-plain"),
+        ):
+            handle.result(timeout=20)  # (an ended run's priority is shown, not offered)
     for page in bs.new_page(browser):
         page.goto(f"{url}#/workflows/ui-p-2")
         expect(page.locator("#wf-priority")).to_have_text("priority 2")
         expect(page.locator(".wf-meta")).to_contain_text("task queue default")
         page.goto(f"{url}#/workflows/ui-p-plain")
         expect(page.locator("#wf-priority")).to_have_text("priority 3")
+
+
+def test_an_admin_moves_an_open_run_from_its_page(ui: tuple[Any, str, str]) -> None:
+    import browser_support as bs
+    from playwright.sync_api import expect
+
+    browser, url, db = ui
+    with perdure.SyncClient.connect(db) as client:
+        waiting = client.start("awaits_an_event", "x", id="ui-p-move", priority=4)
+        try:
+            for page in bs.new_page(browser):
+                page.goto(f"{url}#/workflows/ui-p-move")
+                chooser = page.locator("#priority-select")
+                expect(chooser).to_have_value("4")
+                chooser.select_option("1")
+                expect(page.locator(".toast")).to_contain_text("Priority 1")
+                expect(chooser).to_have_value("1")
+            assert waiting.describe().priority == 1
+            deadline = time.monotonic() + 15  # (the worker takes the change in)
+            while not [e for e in waiting.history() if e["type"] == "PriorityChanged"]:
+                assert time.monotonic() < deadline, "PriorityChanged never recorded"
+                time.sleep(0.05)
+        finally:
+            waiting.terminate("done")

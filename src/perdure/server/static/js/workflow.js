@@ -212,6 +212,28 @@ export function renderWorkflow(container, id, params, ctx) {
         onclick: () => confirmAction("terminate") }));
   }
 
+  function priority() {
+    // Its place in its queues' backlogs; an admin may move an open run.
+    const title = "Its place in its queues' backlogs: 1 first, 5 last";
+    if (!ctx.isAdmin || desc.closed_at) {
+      return h("span", { id: "wf-priority", title }, "priority ", h("b", { text: String(desc.priority) }));
+    }
+    const select = h("select", { id: "priority-select", title, "aria-label": "priority",
+      onchange: async () => {
+        try {
+          await api(`${wfPath(id)}/priority${q}`,
+            { method: "POST", body: { priority: Number(select.value) } });
+          ctx.toast(`Priority ${select.value}: its queued tasks moved.`, "ok");
+        } catch (e) {
+          ctx.toast(`Cannot change the priority: ${e.message}`, "error");
+        }
+        load();
+      } },
+    [1, 2, 3, 4, 5].map((p) =>
+      h("option", { value: String(p), text: String(p), selected: p === desc.priority })));
+    return h("span", { id: "wf-priority" }, "priority ", select);
+  }
+
   function header() {
     const now = Date.now() / 1000;
     const start = toSeconds(desc.created_at);
@@ -226,8 +248,7 @@ export function renderWorkflow(container, id, params, ctx) {
         h("span", {}, "type ", h("b", { text: desc.workflow_type })),
         h("span", {}, "run ", h("code", { text: desc.run_id })),
         h("span", {}, "task queue ", h("b", { text: desc.task_queue })),
-        h("span", { id: "wf-priority", title: "Its place in its queues' backlogs: 1 first, 5 last" },
-          "priority ", h("b", { text: String(desc.priority) })),
+        priority(),
         lineage()),
       h("div", { class: "stats" },
         stat("Started", fmtTime(desc.created_at), fmtRelative(desc.created_at, now)),
