@@ -86,6 +86,7 @@ class ChaosReport:
     limited_attempts: int = 0  # attempts on the limited queue (LIMITED_QUEUE)
     limited_peak: int = 0  # the most of them running at once, by their records
     missed: int = 0  # times it missed (no worker ran it then)
+    priority_changes: int = 0  # set_priority calls that reached an open run
     counts: checks.Counts = field(default_factory=checks.Counts)
 
     @property
@@ -105,7 +106,7 @@ class ChaosReport:
             f"({c.re_executions} re-run after a kill, {c.planned_failures} planned failures "
             f"retried); {self.signals_accepted} signals; {self.updates_answered} updates "
             f"answered ({self.update_calls} calls); {c.timers_fired} timers fired; "
-            f"{c.stream_values} stream values; "
+            f"{c.stream_values} stream values; {self.priority_changes} priority changes; "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
             f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once"
@@ -365,7 +366,8 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 )
                 report.workflows[kind] += 1
             if chaotic and open_flows and rng.random() < 0.05:
-                _change_priority(client, rng.choice(open_flows), rng.choice(h.PRIORITIES))
+                flow, priority = rng.choice(open_flows), rng.choice(h.PRIORITIES)
+                report.priority_changes += _change_priority(client, flow, priority)
             _call_an_update(client, open_flows, report)
             for f in open_flows:
                 if f.kind == "desk":
@@ -422,13 +424,14 @@ def _wait(predicate: Any, timeout: float, fleet: Fleet, what: str) -> None:
         time.sleep(0.05)
 
 
-def _change_priority(client: perdure.SyncClient, flow: Started, priority: int) -> None:
+def _change_priority(client: perdure.SyncClient, flow: Started, priority: int) -> bool:
     """set_priority on a flow's run (the latest of its chain), if still open."""
     try:
         client.get_handle(flow.id).set_priority(priority)
     except perdure.WorkflowClosedError:
-        return
+        return False
     flow.priority = priority
+    return True
 
 
 def _describe(client: perdure.SyncClient, ids: list[str]) -> str:
