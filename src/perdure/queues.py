@@ -12,7 +12,7 @@ workflows. See docs/queues.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,7 +72,9 @@ class QueueInfo:
     ``backing_off`` (a retry's wait), the attempts ``started`` within the
     rate limit's window, and, while the rate limit holds starts back, when
     it lets the next one, ``held_until`` (None: it does not; a queue whose
-    ``running`` is its ``max_running`` starts the next when one ends)."""
+    ``running`` is its ``max_running`` starts the next when one ends);
+    ``waiting_by_priority``: the waiting by priority (1 first, 5 last; the
+    priorities none waits at left out)."""
 
     task_queue: str
     limits: QueueLimits | None
@@ -81,6 +83,7 @@ class QueueInfo:
     backing_off: int
     started: int
     held_until: datetime | None
+    waiting_by_priority: dict[int, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API)."""
@@ -93,6 +96,7 @@ class QueueInfo:
             "backing_off": self.backing_off,
             "started": self.started,
             "held_until": None if held is None else held.isoformat(),
+            "waiting_by_priority": {str(p): n for p, n in self.waiting_by_priority.items()},
         }
 
     @classmethod
@@ -107,6 +111,7 @@ class QueueInfo:
             record.backing_off,
             record.started,
             None if held is None else datetime.fromtimestamp(held, tz=UTC),
+            dict(record.waiting_by_priority),
         )
 
 

@@ -134,3 +134,19 @@ async def test_a_change_of_priority_moves_the_runs_tasks_and_fences_its_turn(
         ("activity", 2, 2),
         ("workflow", None, 1),
     ]
+
+
+async def test_a_queues_waiting_is_counted_by_priority(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    await store.create_run(prioritised("run-1", 5), "fail")
+    task = await claim_one(store, "run-1")
+    activities = [
+        NewActivity(ref, "charge", "q", [], {}, {}, priority=p)
+        for ref, p in enumerate([1, 1, 5, 5, 5, 3], start=1)
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    [queue] = await store.queues("q")
+    assert queue.waiting == 6 and queue.waiting_by_priority == {1: 2, 3: 1, 5: 3}
+    await store.claim_activity_tasks(["q"], "w", 30, 2)  # (the two of priority 1)
+    [queue] = await store.queues("q")
+    assert queue.running == 2 and queue.waiting_by_priority == {3: 1, 5: 3}

@@ -13,6 +13,7 @@ carries the value to the Client and shows what the run holds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -116,6 +117,26 @@ def test_set_priority_moves_an_open_run(db: str, sync: perdure.SyncClient) -> No
     (ended,) = cli_all(("set-priority", "cli-sp", "2", "--db", db))
     assert ended.returncode == 5 and "terminated" in ended.stderr, ended.stderr
     assert sync.get_handle("cli-sp").describe().priority == 1
+
+
+async def test_a_queues_backlog_is_shown_by_priority(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'backlog.db'}"
+    unserved = "nobody-serves-this-queue"
+    client = await perdure.Client.connect(db)
+    # The runs' first turns queue a step each on a queue no worker serves.
+    async with client, perdure.Worker(client, [wf.waits_on_an_unserved_queue]):
+        for n, priority in enumerate([5, 1, 5]):
+            await client.start(wf.waits_on_an_unserved_queue, f"n{n}", priority=priority)
+        deadline = time.monotonic() + 15
+        while (await client.describe_queue(unserved)).waiting < 3:
+            assert time.monotonic() < deadline, "the three steps never queued"
+            await asyncio.sleep(0.02)
+    shown, as_json = cli_all(
+        ("queue", "show", unserved, "--db", db),
+        ("queue", "show", unserved, "--json", "--db", db),
+    )
+    assert "waiting      3   (priority 1: 1, priority 5: 2)" in shown.stdout, shown.stdout
+    assert json.loads(as_json.stdout)["waiting_by_priority"] == {"1": 1, "5": 2}
 
 
 # ---------------------------------------------------------------- the HTTP API

@@ -45,6 +45,7 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         "backing_off": 0,
         "started": 0,
         "held_until": None,
+        "waiting_by_priority": {},
     }
     text = cli("queue", "show", "llm", "--db", db).stdout
     assert "at most 8 running" in text and "0 in the rate limit's window" in text

@@ -438,7 +438,8 @@ class QueueRecord:
     live worker), the tasks waiting (due, not running), those backing off
     (not due yet: a retry's wait), the starts in the rate limit's window,
     and, while the rate limit holds starts back, when it lets the next one
-    (None: it does not hold them back)."""
+    (None: it does not hold them back); the waiting by priority (only the
+    priorities some wait at)."""
 
     queue: str
     limits: QueueLimitsRecord | None
@@ -447,6 +448,7 @@ class QueueRecord:
     backing_off: int
     started: int
     held_until: float | None
+    waiting_by_priority: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

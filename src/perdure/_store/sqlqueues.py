@@ -147,6 +147,13 @@ _TASK_COUNTS = (
 )
 
 
+# Each queue's due activity tasks, by priority.
+_WAITING_BY_PRIORITY = (
+    "SELECT queue, priority, COUNT(*) FROM tasks WHERE kind = 'activity' AND visible_at <= ?{}"
+    " GROUP BY queue, priority ORDER BY queue, priority"
+)
+
+
 async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> list[QueueRecord]:
     """``Store.queues``: the queues with activity tasks or limits (or just
     ``queue``), by name."""
@@ -156,6 +163,11 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
         r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0))
         for r in await tx.all(_TASK_COUNTS.format(only), (now, now, now, *_one(queue)))
     }
+    by_priority: dict[str, dict[int, int]] = {}
+    for name, priority, count in await tx.all(
+        _WAITING_BY_PRIORITY.format(only), (now, *_one(queue))
+    ):
+        by_priority.setdefault(name, {})[int(priority)] = int(count)
     limited = {
         r[0]: QueueLimitsRecord(r[1], r[2], r[3])
         for r in await tx.all(
@@ -173,7 +185,18 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
         if limits is not None:
             g = await gate(tx, name, limits, now)
             started, held_until = g.started, g.opens
-        found.append(QueueRecord(name, limits, running, waiting, backing_off, started, held_until))
+        found.append(
+            QueueRecord(
+                name,
+                limits,
+                running,
+                waiting,
+                backing_off,
+                started,
+                held_until,
+                by_priority.get(name, {}),
+            )
+        )
     return found
 
 

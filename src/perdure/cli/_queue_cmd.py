@@ -3,7 +3,9 @@ off) and their limits, shared by every worker (perdure.queues): list, show,
 limit, unlimit. And ``perdure stats``: the engine at a glance (open and
 retrying runs, timers, each queue's backlog and lag, live workers).
 
-Imports the public API, typer and rich; exit codes come from ``_operator.run``.
+Imports the public API, typer, rich and the default priority (``perdure._history``:
+the waiting by priority is shown when some wait at another); exit codes come
+from ``_operator.run``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from perdure._history import DEFAULT_PRIORITY
 from perdure.cli._app import DbOption, app
 from perdure.cli._operator import EPILOG, EXIT_USAGE, JsonOption, fail, local_time, print_json, run
 from perdure.cli._schedule_cmd import parse_span
@@ -104,7 +107,7 @@ def show(
         out.print(f"[bold]{escape(q.task_queue)}[/]")
         out.print(f"  limits       {escape(_limits(q))}")
         out.print(f"  running      {q.running}")
-        out.print(f"  waiting      {q.waiting}")
+        out.print(f"  waiting      {q.waiting}{_by_priority(q)}")
         out.print(f"  backing off  {q.backing_off}   (a retry's wait)")
         if q.limits is not None and q.limits.max_starts is not None:
             out.print(f"  started      {q.started} in the rate limit's window")
@@ -159,3 +162,11 @@ def unlimit(task_queue: str = QueueArg, db: Optional[str] = DbOption) -> None:
         )
 
     run(db, work)
+
+
+def _by_priority(q: QueueInfo) -> str:
+    """The waiting by priority, when some wait at another than the default."""
+    found = q.waiting_by_priority
+    if not found or set(found) == {DEFAULT_PRIORITY}:
+        return ""
+    return "   (" + ", ".join(f"priority {p}: {n}" for p, n in sorted(found.items())) + ")"

@@ -276,6 +276,9 @@ class Queue(BaseModel):
     held_until: Optional[str] = Field(
         description="While the rate limit holds starts back: when it lets the next one."
     )
+    waiting_by_priority: dict[str, int] = Field(
+        description="The waiting tasks by priority ('1' first to '5' last; none: left out)."
+    )
 
 
 class QueueList(BaseModel):

@@ -99,6 +99,12 @@ export function renderQueues(container, params, ctx) {
     ];
   }
 
+  function byPriority(found) {
+    // (The waiting by priority, as the cell's tooltip.)
+    const parts = Object.entries(found || {}).map(([p, n]) => `priority ${p}: ${n}`);
+    return parts.length ? parts.join(", ") : "";
+  }
+
   function show(items) {
     clear(body);
     const now = Date.now() / 1000;
@@ -108,7 +114,7 @@ export function renderQueues(container, params, ctx) {
         h("td", {}, h("span", { class: "mono", text: q.task_queue }),
           h("div", { class: "actions" }, buttons(q))),
         h("td", { text: String(q.running), class: full ? "full" : "" }),
-        h("td", { text: String(q.waiting) }),
+        h("td", { text: String(q.waiting), title: byPriority(q.waiting_by_priority) }),
         h("td", { text: String(q.backing_off), title: "waiting for a retry's time" }),
         h("td", {}, limitsText(q.limits),
           q.limits && q.limits.max_starts !== null
