@@ -221,13 +221,15 @@ class QueueBacklog:
     "activity": attempts to run): ``due`` (waiting for a worker), ``running``
     (leased to one), and ``lag``, the seconds the oldest due task has waited
     past its due time (0.0 when none is due): the first thing to alert on
-    when workers fall behind or are gone."""
+    when workers fall behind or are gone. ``due_by_priority``: the due
+    tasks by priority (1 first, 5 last; a priority none is due at left out)."""
 
     task_queue: str
     kind: str
     due: int
     running: int
     lag: float
+    due_by_priority: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,7 @@ class Stats:
                     "due": b.due,
                     "running": b.running,
                     "lag_seconds": b.lag,
+                    "due_by_priority": {str(p): n for p, n in sorted(b.due_by_priority.items())},
                 }
                 for b in self.backlog
             ],
@@ -281,7 +284,9 @@ def stats_of(record: StatsRecord, workers: dict[str, int]) -> Stats:
         timers=record.timers,
         timer_lag=late(record.first_timer_at),
         backlog=[
-            QueueBacklog(b.queue, b.kind, b.due, b.running, late(b.oldest_due_at))
+            QueueBacklog(
+                b.queue, b.kind, b.due, b.running, late(b.oldest_due_at), dict(b.due_by_priority)
+            )
             for b in record.backlog
         ],
         workers=workers,

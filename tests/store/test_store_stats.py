@@ -36,12 +36,12 @@ async def test_stats_count_runs_timers_and_each_queues_backlog(
     assert (stats.open_runs, stats.retrying_runs, stats.timers) == (4, 1, 1)
     assert stats.first_timer_at == t0 + 100
     assert stats.backlog == [  # (by queue, then kind)
-        BacklogRecord("activity", "acts", 1, 1, t0),
-        BacklogRecord("workflow", "elsewhere", 1, 0, t0),
+        BacklogRecord("activity", "acts", 1, 1, t0, {3: 1}),  # (the due by priority)
+        BacklogRecord("workflow", "elsewhere", 1, 0, t0, {3: 1}),
         BacklogRecord("workflow", "q", 0, 1, None),
     ]
     assert running.run_id == "run-0"
     # Its lease run out, run-2's turn is due again, since its lease's end.
     clock.advance(30)
     later = {(b.queue, b.kind): b for b in (await store.stats()).backlog}
-    assert later["q", "workflow"] == BacklogRecord("workflow", "q", 1, 0, t0 + 30)
+    assert later["q", "workflow"] == BacklogRecord("workflow", "q", 1, 0, t0 + 30, {3: 1})

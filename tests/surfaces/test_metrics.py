@@ -37,6 +37,7 @@ def samples(text: str) -> dict[tuple[str, str], float]:
 async def test_metrics_in_prometheus_text(client: perdure.Client) -> None:
     app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
     await client.start("double", 2, task_queue='no "worker" here')  # nobody serves it
+    await client.start("double", 3, task_queue='no "worker" here', priority=1)
     async with http(app, READ) as reader:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8765"
@@ -47,9 +48,12 @@ async def test_metrics_in_prometheus_text(client: perdure.Client) -> None:
         assert answer.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
         found = samples(answer.text)
     queue = 'queue="no \\"worker\\" here",kind="workflow"'
-    assert found["perdure_runs_open", ""] == 1
+    assert found["perdure_runs_open", ""] == 2
     assert found["perdure_runs_retrying", ""] == 0
-    assert found["perdure_tasks_due", queue] == 1
+    assert found["perdure_tasks_due", queue] == 2
+    assert found["perdure_tasks_due_by_priority", queue + ',priority="1"'] == 1
+    assert found["perdure_tasks_due_by_priority", queue + ',priority="3"'] == 1
+    assert ("perdure_tasks_due_by_priority", queue + ',priority="5"') not in found
     assert found["perdure_tasks_running", queue] == 0
     assert found["perdure_task_lag_seconds", queue] > 0
     assert found["perdure_workers", 'queue="default"'] == 1
@@ -66,6 +70,7 @@ def test_perdure_stats(tmp_path: Path) -> None:
     assert (stats["open_runs"], stats["retrying_runs"], stats["workers"]) == (1, 0, {})
     [backlog] = stats["backlog"]
     assert (backlog["task_queue"], backlog["kind"], backlog["due"]) == ("default", "workflow", 1)
+    assert backlog["due_by_priority"] == {"3": 1}
     text = cli("stats", "--db", db).stdout
     assert "runs open      1" in text and "default" in text
 

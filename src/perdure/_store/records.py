@@ -463,6 +463,7 @@ class BacklogRecord:
     due: int
     running: int
     oldest_due_at: float | None
+    due_by_priority: dict[int, int] = field(default_factory=dict)  # (none due: left out)
 
 
 @dataclass(frozen=True)

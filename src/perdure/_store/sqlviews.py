@@ -125,7 +125,8 @@ async def ended_after(tx: Tx, position: int | None) -> tuple[int, list[str] | No
 
 def stats_queries(now: float) -> list[tuple[str, tuple[Any, ...]]]:
     """Store.stats's queries, read in one snapshot (see stats_record): each
-    queue's backlog by kind, the open runs, the retrying ones, the timers."""
+    queue's backlog by kind, the open runs, the retrying ones, the timers,
+    and each queue's due tasks by kind and priority."""
     return [
         (
             "SELECT kind, queue, SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END),"
@@ -139,17 +140,30 @@ def stats_queries(now: float) -> list[tuple[str, tuple[Any, ...]]]:
         # terminated one keeps it: its status says it ended).
         ("SELECT COUNT(*) FROM runs WHERE last_error IS NOT NULL AND status || '' = ?", (OPEN,)),
         ("SELECT COUNT(*), MIN(fire_at) FROM timers", ()),
+        (
+            "SELECT kind, queue, priority, COUNT(*) FROM tasks WHERE visible_at <= ?"
+            " GROUP BY kind, queue, priority",
+            (now,),
+        ),
     ]
 
 
 def stats_record(now: float, found: list[list[tuple[Any, ...]]]) -> StatsRecord:
     """The answers of stats_queries as a StatsRecord."""
-    backlog, open_runs, retrying, timers = found
+    backlog, open_runs, retrying, timers, by_priority = found
+    due: dict[tuple[str, str], dict[int, int]] = {}
+    for kind, queue, priority, count in by_priority:
+        due.setdefault((kind, queue), {})[int(priority)] = int(count)
     return StatsRecord(
         now=now,
         open_runs=int(open_runs[0][0]),
         retrying_runs=int(retrying[0][0]),
         timers=int(timers[0][0]),
         first_timer_at=timers[0][1],
-        backlog=[BacklogRecord(r[0], r[1], int(r[2] or 0), int(r[3] or 0), r[4]) for r in backlog],
+        backlog=[
+            BacklogRecord(
+                r[0], r[1], int(r[2] or 0), int(r[3] or 0), r[4], due.get((r[0], r[1]), {})
+            )
+            for r in backlog
+        ],
     )

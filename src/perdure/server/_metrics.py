@@ -55,6 +55,15 @@ def prometheus_text(stats: Stats) -> str:
         [(labels, b.due) for labels, b in by_queue],
     )
     gauge(
+        "perdure_tasks_due_by_priority",
+        "Tasks due and waiting for a worker, by task queue, kind and priority (1 first).",
+        [
+            ({**labels, "priority": str(priority)}, count)
+            for labels, b in by_queue
+            for priority, count in sorted(b.due_by_priority.items())
+        ],
+    )
+    gauge(
         "perdure_tasks_running",
         "Tasks leased to a worker, by task queue and kind.",
         [(labels, b.running) for labels, b in by_queue],
