@@ -32,7 +32,13 @@ if not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true":
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+# expect()'s own wait (5 s by default) as long as the pages' actions': on a
+# loaded CI machine (two test processes, chromium, a worker and two servers
+# on two cores) a reset's new run once took longer than 5 s to show the
+# worker's first turn.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def launch() -> Iterator[Browser]:
