@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from perdure._checks import BadName, check_name, check_text, timeout_seconds
 from perdure._converter import DataConverter, default_converter
 from perdure._handle import WorkflowHandle, _checked_event, _reason
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
+from perdure._starts import checked_conflict, new_run
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import (
     STATUSES,
@@ -31,7 +31,6 @@ from perdure._store.base import (
     NewRun,
     RunFilter,
     Store,
-    new_run_id,
 )
 from perdure._streams import StreamEntry, StreamInfo, StreamPage
 from perdure._updates import UpdateHandle, send_update
@@ -50,7 +49,6 @@ from perdure._views import (
 from perdure._waiting import EndWatch, OpenRuns, ResultWatch
 from perdure.queues import QueueInfo, QueueLimits
 from perdure.schedules import IfExists, Overlap, ScheduleDescription, ScheduleHandle
-from perdure.workflow import definition_of
 
 __all__ = [
     "STATUSES",
@@ -77,15 +75,6 @@ R = TypeVar("R")
 
 log = logging.getLogger("perdure.client")
 LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
-
-
-def _checked(id_conflict: IdConflict) -> IdConflict:
-    if id_conflict not in ("fail", "use_existing", "terminate_existing"):
-        raise ValueError(
-            f"id_conflict must be 'fail', 'use_existing' or 'terminate_existing', "
-            f"not {id_conflict!r}"
-        )
-    return id_conflict
 
 
 def _checked_converter(converter: DataConverter | None) -> DataConverter:
@@ -199,83 +188,26 @@ class Client:
         run by (see ``workflow.set_search_attributes``). ``priority``: its
         place in its queues' backlogs, from 1 (first) to 5 (last), 3 if not
         given; its activities and children inherit it (docs/queues.md)."""
-        id_conflict = _checked(id_conflict)
+        id_conflict = checked_conflict(id_conflict)
         fn, new = self._new_run(
             workflow,
             args,
             id,
             task_queue,
-            start_delay,
-            execution_timeout,
-            search_attributes,
-            priority,
+            start_delay=start_delay,
+            execution_timeout=execution_timeout,
+            search_attributes=search_attributes,
+            priority=priority,
         )
         run, _created = await self.store.create_run(new, id_conflict)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
     def _new_run(
-        self,
-        workflow: Any,
-        args: tuple[Any, ...],
-        id: str | None,
-        task_queue: str,
-        start_delay: timedelta | None,
-        execution_timeout: timedelta | None,
-        search_attributes: Mapping[str, AttributeValue] | None = None,
-        priority: int | None = None,
+        self, workflow: Any, args: tuple[Any, ...], id: str | None, task_queue: str, **options: Any
     ) -> tuple[Callable[..., Any] | None, NewRun]:
-        check_name("task_queue", task_queue)
-        priority = h.check_priority("priority", priority)
-        check_name("id", id, none_means="a new UUID")
-        for option, span in (
-            ("start_delay", start_delay),
-            ("execution_timeout", execution_timeout),
-        ):
-            if span is not None and not isinstance(span, timedelta):
-                raise TypeError(f"{option} must be a timedelta, not {type(span).__name__} {span!r}")
-        attributes = {} if search_attributes is None else checked_attributes(search_attributes)
-        fn, name = self._resolve(workflow)
-        if fn is not None:
-            pos, kw = self.converter.encode_args(fn, args, {})
-        else:
-            pos = [self.converter.to_json(a, where=f"argument {i}") for i, a in enumerate(args)]
-            kw = {}
-        start_at = None
-        if start_delay is not None:
-            start_at = self.store.clock() + start_delay.total_seconds()
-        timeout = None
-        if execution_timeout is not None:
-            timeout = execution_timeout.total_seconds()
-            if timeout <= 0:
-                raise ValueError("execution_timeout must be positive")
-        new = NewRun(
-            workflow_id=id if id is not None else new_run_id(),
-            run_id=new_run_id(),
-            workflow_type=name,
-            task_queue=task_queue,
-            args=pos,
-            kwargs=kw,
-            seed=secrets.randbits(63),
-            start_at=start_at,
-            execution_timeout=timeout,
-            search_attributes=attributes,
-            priority=h.DEFAULT_PRIORITY if priority is None else priority,
-        )
-        return fn, new
-
-    @staticmethod
-    def _resolve(workflow: Any) -> tuple[Callable[..., Any] | None, str]:
-        if isinstance(workflow, str):
-            if not workflow:
-                raise ValueError("workflow name must not be empty")
-            check_name("workflow name", workflow)  # (valid Unicode: see _checks)
-            return None, workflow
-        definition = definition_of(workflow)
-        if definition is None:
-            raise TypeError(
-                f"{workflow!r} is not a workflow: decorate it with @workflow.defn or pass its name"
-            )
-        return definition.fn, definition.name
+        """The run a start creates, with this client's converter and clock
+        (see ``perdure._starts.new_run``)."""
+        return new_run(self.converter, self.store.clock, workflow, args, id, task_queue, **options)
 
     async def execute(
         self,
@@ -290,9 +222,15 @@ class Client:
         priority: int | None = None,
     ) -> Any:
         """Start a run and wait for its result."""
-        id_conflict = _checked(id_conflict)
+        id_conflict = checked_conflict(id_conflict)
         fn, new = self._new_run(
-            workflow, args, id, task_queue, start_delay, None, search_attributes, priority
+            workflow,
+            args,
+            id,
+            task_queue,
+            start_delay=start_delay,
+            search_attributes=search_attributes,
+            priority=priority,
         )
         # Listening before the start commits, the wait can take the start's
         # own record of the run as its first look: no read. (So can a start
@@ -322,7 +260,7 @@ class Client:
         atomically: either way, once this returns the signal is durable and
         will be delivered."""
         fn, new = self._new_run(
-            workflow, args, id, task_queue, None, None, search_attributes, priority
+            workflow, args, id, task_queue, search_attributes=search_attributes, priority=priority
         )
         event = self._signal_event(signal, signal_payload)
         run = await self.store.signal_with_start(new, event)
@@ -347,7 +285,7 @@ class Client:
         for the answer and return it, as ``WorkflowHandle.update`` does (a
         cart created by its first item, answering with the new total)."""
         _, new = self._new_run(
-            workflow, args, id, task_queue, None, None, search_attributes, priority
+            workflow, args, id, task_queue, search_attributes=search_attributes, priority=priority
         )
         timeout = timeout_seconds(timeout)
         # (The handle get_handle makes: a test environment's skips time.)

@@ -46,6 +46,7 @@ from perdure._schedule_spec import (
     zone,
 )
 from perdure._schedule_workflow import UPDATABLE, schedule_workflow
+from perdure._starts import resolve
 from perdure.errors import (
     PayloadCodecError,
     PayloadError,
@@ -186,7 +187,7 @@ def make_spec(
     if not isinstance(jitter, timedelta):
         raise TypeError(f"jitter must be a timedelta, not {type(jitter).__name__} {jitter!r}")
     priority = h.check_priority("priority", priority)
-    fn, name = client._resolve(workflow_fn)
+    fn, name = resolve(workflow_fn)
     if fn is not None:
         # Encoded by the function's hints now, into plain JSON: the run the
         # schedule starts decodes them by the same hints.
@@ -222,7 +223,7 @@ async def create(
         raise ValueError(f"if_exists must be 'fail', 'keep' or 'update', not {if_exists!r}")
     wid = schedule_workflow_id(spec.schedule_id)
     state = ScheduleState(cursor=client.store.clock(), paused=paused, note=note)
-    _, new = client._new_run(schedule_workflow, (spec, state), wid, spec.task_queue, None, None)
+    _, new = client._new_run(schedule_workflow, (spec, state), wid, spec.task_queue)
     run, created = await client.store.create_run(new, "use_existing")
     handle = ScheduleHandle(client, spec.schedule_id)
     if not created:
@@ -240,7 +241,7 @@ async def create(
                 run_id=run.run_id,
             )
         # A deleted schedule's id: its ended run makes way for the new one.
-        _, new = client._new_run(schedule_workflow, (spec, state), wid, spec.task_queue, None, None)
+        _, new = client._new_run(schedule_workflow, (spec, state), wid, spec.task_queue)
         await client.store.create_run(new, "terminate_existing")
     return handle
 
@@ -309,7 +310,7 @@ class ScheduleHandle:
         old = _spec_of(self.id, described.input.get("args", [None])[0])
         target = old.workflow if workflow is None else workflow
         if args is None:  # (kept as they were encoded: checked against no signature)
-            target = self.client._resolve(target)[1]
+            target = resolve(target)[1]
         given_cron, given_every = cron, every
         if cron is None and every is None:
             cron = old.cron
@@ -383,7 +384,11 @@ class ScheduleHandle:
         for due in times:
             run = ScheduledRun(due, f"{spec.schedule_id}@{iso(due)}")
             _, new = self.client._new_run(
-                spec.workflow, tuple(spec.args), run.workflow_id, spec.task_queue, None, None
+                spec.workflow,
+                tuple(spec.args),
+                run.workflow_id,
+                spec.task_queue,
+                priority=spec.priority,  # (as the schedule's own starts have)
             )
             made, created = await self.client.store.create_run(new, "use_existing")
             run.run_id = made.run_id

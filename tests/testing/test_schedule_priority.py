@@ -64,3 +64,16 @@ async def test_a_bad_priority_makes_no_schedule(bad: Any) -> None:
         with pytest.raises((TypeError, ValueError), match="priority must be an int from 1"):
             await good.update(priority=bad)
         assert (await good.describe()).priority == 3
+
+
+async def test_a_backfills_runs_have_the_schedules_priority() -> None:
+    async with WorkflowEnvironment(workflows=[report], start_time=START) as e:
+        nightly = await e.client.create_schedule(
+            "nightly", report, every=timedelta(hours=1), priority=4
+        )
+        made = await nightly.backfill(START - timedelta(hours=3), START - timedelta(hours=2))
+        assert len(made) == 2
+        for run in made:
+            handle = e.client.get_handle(run.workflow_id)
+            assert (await handle.describe()).priority == 4
+            assert await handle.result() == 4
