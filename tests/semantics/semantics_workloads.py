@@ -90,6 +90,14 @@ async def cancellable(job: str) -> str:
     return "finished"
 
 
+@activity.defn(retry=FAST)
+async def unheeding(job: str) -> str:
+    """Sends no heartbeats, so a cancellation never reaches it while it runs."""
+    log("unheeding-start", job=job)
+    await asyncio.sleep(60)
+    return "finished"
+
+
 # ------------------------------------------------------------------ workflows
 
 
@@ -191,6 +199,16 @@ async def cancel_running_activity(job: str) -> str:
         return await asyncio.wait_for(cancellable(job), timeout=0.5)
     except TimeoutError:
         return "gave up"
+
+
+@workflow.defn
+async def cancel_then_wait(job: str) -> str:
+    try:
+        await asyncio.wait_for(unheeding(job), timeout=0.3)
+    except TimeoutError:
+        pass
+    await workflow.wait_signal("finish")
+    return "done"
 
 
 @workflow.defn

@@ -54,3 +54,30 @@ def test_a_running_activity_learns_of_its_cancellation(cluster: SemanticsCluster
         10,
         what="the activity to see CancelledError at its heartbeat",
     )
+
+
+def test_a_cancelled_attempt_lost_with_its_worker_is_not_run_again(
+    cluster: SemanticsCluster,
+) -> None:
+    # The workflow cancels a running attempt that sends no heartbeats (it
+    # cannot hear of it), then its worker dies: when the attempt's lease runs
+    # out, the next worker records the cancellation instead of running the
+    # activity again for a workflow that no longer wants it.
+    worker = cluster.start()
+    handle = cluster.client.start("cancel_then_wait", "job-2")
+    cluster.wait_until(
+        lambda: handle.describe().waiting_signals == ["finish"], 20, what="the cancellation"
+    )
+    assert len(cluster.side_events("unheeding-start")) == 1
+    cluster.kill(worker)
+    cluster.start()
+    cluster.wait_until(
+        lambda: not handle.describe().pending_activities,
+        30,
+        what="the lost attempt's task to be dropped",
+    )
+    handle.signal("finish")
+    assert handle.result(timeout=20) == "done"
+    assert len(cluster.side_events("unheeding-start")) == 1
+    kinds = [e["type"] for e in handle.history()]
+    assert "ActivityCompleted" not in kinds

@@ -328,6 +328,9 @@ class ActivityTask:
     # claim, and for the attempts a worker runs inline (TurnRunner._hand_over).
     lease_until: float = 0.0
     priority: int = DEFAULT_PRIORITY  # its task row's
+    # Its workflow cancelled it while an earlier attempt held the task, and
+    # that attempt's lease ran out (its worker died): not to be run again.
+    cancel_requested: bool = False
 
 
 @dataclass

@@ -118,6 +118,7 @@ async def activity_tasks(
                 attempts=attempts,
                 lease_until=r[8] + lease,  # (the claim's now + lease: see _claim)
                 priority=r[11],
+                cancel_requested=bool(r[12]),
             )
         )
     return tasks

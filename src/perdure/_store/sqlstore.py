@@ -160,7 +160,7 @@ class SqlStore(SqlClientSide):
             f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
             f" attempt = attempt + 1 WHERE {due}"
             f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
-            f" attempt_started_at, attempts, queue, priority",
+            f" attempt_started_at, attempts, queue, priority, cancel_requested",
             (now + lease, owner, token, now, *picking),
         )
         # (RETURNING follows the table's order: the claim's is by priority,

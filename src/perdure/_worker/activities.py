@@ -71,6 +71,10 @@ def _failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any
     }
 
 
+def _cancelled() -> dict[str, Any]:
+    return _failure("CancelledError", "activity cancelled by its workflow", True)
+
+
 class _Unopened(Exception):
     """The attempt's arguments (or heartbeat details) are stored through
     codecs this worker cannot undo (a PayloadCodecError): not the activity's
@@ -207,6 +211,11 @@ class ActivityRunner:
         ]
 
     async def run(self, task: ActivityTask) -> None:
+        if task.cancel_requested:
+            # Its workflow cancelled the attempt the claim found lost: the
+            # activity is not wanted any more, so it is not run again.
+            await self._fail(task, _cancelled(), task.attempt - 1)
+            return
         activity = self.activities.get(task.name)
         if activity is None:
             await self._unknown(task)
@@ -488,8 +497,7 @@ class ActivityRunner:
     async def _stopped(self, running: _Running, policy: RetryPolicy) -> None:
         task = running.task
         if running.stop_reason == "cancelled":
-            failure = _failure("CancelledError", "activity cancelled by its workflow", True)
-            await self._fail(task, failure, task.attempt)
+            await self._fail(task, _cancelled(), task.attempt)
         elif running.stop_reason == "heartbeat_timeout":
             timeout = running.heartbeat_timeout or 0
             error = ActivityTimeoutError(
