@@ -10,6 +10,9 @@ def test_top_level_all_is_pinned() -> None:
     assert sorted(perdure.__all__) == [
         "ActivityError",
         "ApplicationError",
+        "AsyncActivityCancelledError",
+        "AsyncActivityHandle",
+        "AsyncActivityNotFoundError",
         "ChildWorkflowError",
         "Client",
         "DataConverter",
@@ -21,6 +24,7 @@ def test_top_level_all_is_pinned() -> None:
         "RetryPolicy",
         "SchemaVersionError",
         "StoreError",
+        "SyncAsyncActivityHandle",
         "SyncClient",
         "SyncWorkflowHandle",
         "UpdateRejectedError",
@@ -77,10 +81,12 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "ActivityFunction",
         "ActivityInfo",
         "ActivityOptions",
+        "CompleteAsyncError",
         "defn",
         "heartbeat",
         "in_activity",
         "info",
+        "raise_complete_async",
         "write_stream",
     ]
 

@@ -12,9 +12,10 @@ Layers (dependencies point downward only; ``tests/test_layers.py`` enforces it):
 
 from perdure import activity, workflow
 from perdure._converter import DataConverter, PayloadCodec
-from perdure._sync import SyncClient, SyncWorkflowHandle
+from perdure._sync import SyncAsyncActivityHandle, SyncClient, SyncWorkflowHandle
 from perdure._worker.worker import Worker
 from perdure.client import (
+    AsyncActivityHandle,
     Client,
     WorkflowDescription,
     WorkflowExecution,
@@ -23,6 +24,8 @@ from perdure.client import (
 from perdure.errors import (
     ActivityError,
     ApplicationError,
+    AsyncActivityCancelledError,
+    AsyncActivityNotFoundError,
     ChildWorkflowError,
     NonDeterminismError,
     PayloadCodecError,
@@ -48,6 +51,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivityError",
     "ApplicationError",
+    "AsyncActivityCancelledError",
+    "AsyncActivityHandle",
+    "AsyncActivityNotFoundError",
     "ChildWorkflowError",
     "Client",
     "DataConverter",
@@ -59,6 +65,7 @@ __all__ = [
     "RetryPolicy",
     "SchemaVersionError",
     "StoreError",
+    "SyncAsyncActivityHandle",
     "SyncClient",
     "SyncWorkflowHandle",
     "UpdateRejectedError",

@@ -17,6 +17,7 @@ from perdure._converter import DataConverter
 from perdure._streams import StreamInfo, StreamPage
 from perdure._updates import UpdateHandle
 from perdure.client import (
+    AsyncActivityHandle,
     Client,
     ResetPoints,
     Stats,
@@ -28,7 +29,13 @@ from perdure.client import (
 from perdure.queues import QueueInfo, QueueLimits
 from perdure.schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 
-__all__ = ["SyncClient", "SyncScheduleHandle", "SyncUpdateHandle", "SyncWorkflowHandle"]
+__all__ = [
+    "SyncAsyncActivityHandle",
+    "SyncClient",
+    "SyncScheduleHandle",
+    "SyncUpdateHandle",
+    "SyncWorkflowHandle",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -107,6 +114,11 @@ class SyncClient:
 
     def get_handle(self, id: str, run_id: str | None = None) -> SyncWorkflowHandle[Any]:
         return SyncWorkflowHandle(self._runner, self.client.get_handle(id, run_id))
+
+    def get_async_activity_handle(self, task_token: str) -> SyncAsyncActivityHandle:
+        return SyncAsyncActivityHandle(
+            self._runner, self.client.get_async_activity_handle(task_token)
+        )
 
     def list(
         self,
@@ -240,6 +252,30 @@ async def _next_value(values: AsyncIterator[Any]) -> Any:
 async def _close_values(values: AsyncIterator[Any]) -> None:
     if isinstance(values, AsyncGenerator):
         await values.aclose()
+
+
+class SyncAsyncActivityHandle:
+    """Blocking twin of :class:`perdure.AsyncActivityHandle`."""
+
+    def __init__(self, runner: _LoopThread, handle: AsyncActivityHandle) -> None:
+        self._runner = runner
+        self.handle = handle
+
+    @property
+    def task_token(self) -> str:
+        return self.handle.task_token
+
+    def complete(self, result: Any = None) -> None:
+        self._runner.call(self.handle.complete(result))
+
+    def fail(self, error: BaseException) -> None:
+        self._runner.call(self.handle.fail(error))
+
+    def heartbeat(self, details: Any = None) -> None:
+        self._runner.call(self.handle.heartbeat(details))
+
+    def report_cancellation(self) -> None:
+        self._runner.call(self.handle.report_cancellation())
 
 
 class SyncWorkflowHandle(Generic[R]):

@@ -139,6 +139,13 @@ class PendingActivityInfo:
     """Its next attempt has been due for more than a second, and its task
     queue has limits (perdure.queues), which may be what holds it back:
     ``Client.describe_queue`` tells."""
+    awaiting_completion: bool = False
+    """Its attempt's function handed the outcome to another process
+    (``activity.raise_complete_async``), which completes it with the task
+    token (``Client.get_async_activity_handle``)."""
+    completion_deadline: datetime | None = None
+    """When an attempt awaiting completion is lost (and retried, per its
+    retry policy) if no outcome has come: its timeouts' (None: never)."""
 
 
 @dataclass(frozen=True)
@@ -329,6 +336,8 @@ def describe_run(
                 a.task_queue,
                 not a.queue_limited and a.due_at is not None and a.due_at < now - 1.0,
                 a.queue_limited and a.due_at is not None and a.due_at < now - 1.0,
+                a.awaiting_completion,
+                _dt(a.completion_deadline),
             )
             for a in pending.activities
         ],

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure import _history as h
 from perdure._checks import check_name
@@ -27,10 +27,12 @@ __all__ = [
     "ActivityFunction",
     "ActivityInfo",
     "ActivityOptions",
+    "CompleteAsyncError",
     "defn",
     "heartbeat",
     "in_activity",
     "info",
+    "raise_complete_async",
     "write_stream",
 ]
 
@@ -101,6 +103,11 @@ class ActivityInfo:
     heartbeat_details: Any = None
     priority: int = 3
     """Its task's priority, 1 (first) to 5 (last): its own, else its run's."""
+    task_token: str = ""
+    """Names this attempt for another process to complete it
+    (``Client.get_async_activity_handle``) once its function has called
+    ``raise_complete_async()``. A capability: whoever holds it can complete
+    or fail the attempt; pass it only to the system that will."""
 
 
 class _ActivityContext:
@@ -143,6 +150,28 @@ def heartbeat(details: Any = None) -> None:
     ctx = _context.get()
     if ctx is not None:
         ctx.on_heartbeat(details)
+
+
+class CompleteAsyncError(BaseException):
+    """Raised by ``raise_complete_async()``: the attempt's outcome will come
+    from another process. A BaseException, so that ``except Exception`` in
+    the activity does not catch it."""
+
+
+def raise_complete_async() -> NoReturn:
+    """End this attempt's function without an outcome: another process will
+    give it, with the attempt's ``info().task_token``
+    (``client.get_async_activity_handle(token).complete(result)``, or
+    ``.fail(error)``). Until then the activity is pending, holding no worker
+    slot; its timeouts still apply (start_to_close and schedule_to_close
+    from the attempt's start, heartbeat_timeout from the last heartbeat
+    the completing process sends), and when one passes the attempt is lost
+    and retried per its retry policy, with a new token."""
+    if _context.get() is None:
+        raise RuntimeError(
+            "activity.raise_complete_async() can only be called in a running activity"
+        )
+    raise CompleteAsyncError()
 
 
 def write_stream(key: str, value: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
 from perdure import queues, schedules
+from perdure._asyncactivity import AsyncActivityHandle
 from perdure._attributes import AttributeValue, checked_attributes
 from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
 from perdure._checks import BadName, check_name, check_text, timeout_seconds
@@ -52,6 +53,7 @@ from perdure.schedules import IfExists, Overlap, ScheduleDescription, ScheduleHa
 
 __all__ = [
     "STATUSES",
+    "AsyncActivityHandle",
     "BatchResult",
     "Client",
     "PendingActivityInfo",
@@ -307,6 +309,14 @@ class Client:
         check_name("id", id)
         check_name("run_id", run_id, none_means="the latest run of the id")
         return WorkflowHandle(self, id, run_id, None)
+
+    def get_async_activity_handle(self, task_token: str) -> AsyncActivityHandle:
+        """The activity attempt ``task_token`` names (``activity.info().task_token``,
+        read by an attempt whose function called ``activity.raise_complete_async()``):
+        complete it, fail it or heartbeat it from this process. A malformed
+        token raises ValueError here; one that names no attempt that can
+        still end raises AsyncActivityNotFoundError from the handle's methods."""
+        return AsyncActivityHandle(self.store, self.converter, task_token)
 
     async def list(
         self,

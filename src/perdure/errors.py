@@ -15,6 +15,8 @@ from typing import Any
 __all__ = [
     "ActivityError",
     "ApplicationError",
+    "AsyncActivityCancelledError",
+    "AsyncActivityNotFoundError",
     "ChildWorkflowError",
     "NonDeterminismError",
     "PayloadCodecError",
@@ -147,6 +149,18 @@ class WorkflowNotFoundError(PerdureError):
 
 class WorkflowClosedError(PerdureError):
     """The workflow run has already ended, so it cannot take a signal or a cancel."""
+
+
+class AsyncActivityNotFoundError(PerdureError):
+    """A task token names no activity attempt that can still end: it ended
+    already, a timeout passed and it was retried (with a new token), or its
+    run ended (``AsyncActivityHandle``)."""
+
+
+class AsyncActivityCancelledError(PerdureError):
+    """The workflow cancelled the activity whose attempt awaits completion
+    (``AsyncActivityHandle.heartbeat``): stop its work and end it, with
+    ``report_cancellation()`` or any outcome."""
 
 
 class UpdateRejectedError(PerdureError):

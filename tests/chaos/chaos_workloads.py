@@ -7,12 +7,14 @@ activity failures and retries, ``asyncio.gather`` of steps on a task queue with 
 durable sleep, a side effect, state),
 ``mailbox`` (signals, with a ``wait_signal`` timeout that starts and cancels timers),
 ``family`` (child workflows), ``rollover`` (continue-as-new), ``relay`` (signals sent
-from workflow code to a child) and ``desk`` (updates, retried by their ids).
+from workflow code to a child), ``desk`` (updates, retried by their ids) and
+``callback`` (activities completed by the driver with their task tokens).
 
 Side files in ``$PERDURE_TEST_DIR``: ``exec-<pid>.log`` gets one JSON line per activity
 execution, written and fsynced *before* the activity does anything (so a line is an
-execution that happened, even if the process died right after); ``ready-<pid>`` says
-the worker imported this module.
+execution that happened, even if the process died right after); ``handoff-<pid>.log``
+one line per ``hand_off`` attempt, with its task token; ``ready-<pid>`` says the worker
+imported this module.
 """
 
 from __future__ import annotations
@@ -164,6 +166,40 @@ async def desk(tag: str, count: int) -> list[int]:
     return got
 
 
+@activity.defn(retry=FAST_RETRY)
+async def hand_off(tag: str) -> str:
+    """Hands its task token to the driver (``handoff-<pid>.log``, fsynced
+    before the function ends) and leaves the outcome to it: the driver
+    completes it, or fails it once to see it retried with a new token."""
+    info = activity.info()
+    pid = os.getpid()
+    _append(
+        os.path.join(os.environ[TEST_DIR_ENV], f"handoff-{pid}.log"),
+        {
+            "pid": pid,
+            "wf": info.workflow_id,
+            "run": info.run_id,
+            "ref": int(info.activity_id),
+            "attempt": info.attempt,
+            "key": info.idempotency_key,
+            "tag": tag,
+            "token": info.task_token,
+        },
+    )
+    activity.raise_complete_async()
+
+
+@workflow.defn
+async def callback(tag: str, count: int) -> list[str]:
+    """``count`` steps whose outcomes come from outside (the driver)."""
+    return [await hand_off(f"{tag}:c{i}") for i in range(count)]
+
+
+def handed_off_result(tag: str) -> str:
+    """What the driver completes a ``hand_off`` of ``tag`` with."""
+    return f"{tag}@done"
+
+
 def expected_result(kind: str, args: list[Any], signals: list[int]) -> Any:
     """What a workflow started with ``args`` must return (``signals``: those accepted)."""
     if kind == "pipeline":
@@ -182,6 +218,9 @@ def expected_result(kind: str, args: list[Any], signals: list[int]) -> Any:
         return [f"{tag}:r{i}@ok" for i in range(total)]
     if kind == "relay":
         return list(range(args[1]))
+    if kind == "callback":
+        tag, count = args
+        return [handed_off_result(f"{tag}:c{i}") for i in range(count)]
     raise ValueError(kind)
 
 

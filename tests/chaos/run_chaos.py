@@ -87,6 +87,10 @@ class ChaosReport:
     limited_peak: int = 0  # the most of them running at once, by their records
     missed: int = 0  # times it missed (no worker ran it then)
     priority_changes: int = 0  # set_priority calls that reached an open run
+    handed_off: int = 0  # hand_off attempts that gave the driver their task token
+    async_completed: int = 0  # of them, completed by the driver with the token
+    async_failed: int = 0  # failed by the driver (then retried, with a new token)
+    async_refused: int = 0  # tokens refused: a second outcome, or an attempt lost meanwhile
     counts: checks.Counts = field(default_factory=checks.Counts)
 
     @property
@@ -107,6 +111,9 @@ class ChaosReport:
             f"retried); {self.signals_accepted} signals; {self.updates_answered} updates "
             f"answered ({self.update_calls} calls); {c.timers_fired} timers fired; "
             f"{c.stream_values} stream values; {self.priority_changes} priority changes; "
+            f"{self.handed_off} attempts completed from outside by task token "
+            f"({self.async_completed} completed, {self.async_failed} failed and retried, "
+            f"{self.async_refused} tokens refused); "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
             f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once"
@@ -267,7 +274,8 @@ class Started:
 
 
 def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
-    kind = ("pipeline", "mailbox", "family", "rollover", "pipeline", "relay", "desk")[n % 7]
+    kinds = ("pipeline", "mailbox", "family", "rollover", "pipeline", "relay", "desk", "callback")
+    kind = kinds[n % len(kinds)]
     tag = f"{kind}-{n}"
     if kind == "pipeline":
         return kind, [tag, rng.randint(2, 5), rng.randint(1, 3)], 0
@@ -278,6 +286,8 @@ def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
         return kind, [tag, rng.randint(1, 3)], 0
     if kind == "relay":
         return kind, [tag, rng.randint(2, 6)], 0
+    if kind == "callback":
+        return kind, [tag, rng.randint(2, 4)], 0
     return kind, [tag, 0, rng.randint(2, 4), []], 0
 
 
@@ -316,6 +326,79 @@ def _call_an_update(
     report.updates_answered += 1
 
 
+@dataclass
+class HandOffs:
+    """The driver's side of the callback workflows: the task tokens their
+    hand_off attempts logged, and what became of each (see answer)."""
+
+    side: Path
+    seen: set[str] = field(default_factory=set)  # tokens read from the logs
+    records: list[dict[str, Any]] = field(default_factory=list)  # all of them, as logged
+    failed: set[str] = field(default_factory=set)  # the tokens the driver failed
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # not answered yet
+    # (workflow id, run, ref) -> the attempt the driver completed (one per activity)
+    completed: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+    def read(self, report: ChaosReport) -> None:
+        for path in sorted(self.side.glob("handoff-*.log")):
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if record["token"] not in self.seen:
+                    self.seen.add(record["token"])
+                    self.records.append(record)
+                    self.waiting.append(record)
+                    report.handed_off += 1
+
+    def executions(self) -> list[checks.Execution]:
+        """The hand_off attempts as executions (see chaos_checks): an
+        attempt the driver failed is a planned failure."""
+        return [
+            checks.Execution(
+                **{k: v for k, v in r.items() if k != "token"}, fails=r["token"] in self.failed
+            )
+            for r in self.records
+        ]
+
+    def answer(self, client: perdure.SyncClient, rng: random.Random, report: ChaosReport) -> None:
+        """Give some waiting attempts their outcome: mostly a result; a first
+        attempt now and then a failure (retried, with a new token); a
+        completed one now and then again (refused). A token whose attempt was
+        lost with a killed worker is refused too: its retry logs a new one."""
+        self.read(report)
+        keep = []
+        for record in self.waiting:
+            if rng.random() < 0.6:
+                keep.append(record)
+                continue
+            remote = client.get_async_activity_handle(record["token"])
+            try:
+                if record["attempt"] == 1 and rng.random() < 0.25:
+                    remote.fail(RuntimeError(f"planned failure of {record['tag']}"))
+                    self.failed.add(record["token"])
+                    report.async_failed += 1
+                    continue
+                remote.complete(workloads.handed_off_result(record["tag"]))
+            except perdure.AsyncActivityNotFoundError:
+                report.async_refused += 1
+                continue
+            key = (record["wf"], record["run"], record["ref"])
+            if key in self.completed:
+                raise checks.InvariantError(
+                    f"{record['wf']}: activity {record['ref']} completed by the tokens of "
+                    f"attempts {self.completed[key]} and {record['attempt']}"
+                )
+            self.completed[key] = record["attempt"]
+            report.async_completed += 1
+            if rng.random() < 0.1:
+                try:
+                    remote.complete("a second outcome")
+                except perdure.AsyncActivityNotFoundError:
+                    report.async_refused += 1
+                else:
+                    raise checks.InvariantError(f"{record['wf']}: a token completed twice")
+        self.waiting = keep
+
+
 def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     """Run one chaos session and check it; raises :class:`ChaosFailure` (or an
     :class:`~chaos_checks.InvariantError`) with diagnostics when a guarantee broke."""
@@ -328,6 +411,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     client = perdure.SyncClient.connect(url)
     fleet = Fleet(cfg, url, side, report)
     flows: list[Started] = []
+    hand_offs = HandOffs(side)
     try:
         # The pipeline's parallel steps run on a queue of their own, with limits.
         client.set_queue_limits(workloads.LIMITED_QUEUE, max_running=workloads.LIMITED_RUNNING)
@@ -369,6 +453,8 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 flow, priority = rng.choice(open_flows), rng.choice(h.PRIORITIES)
                 report.priority_changes += _change_priority(client, flow, priority)
             _call_an_update(client, open_flows, report)
+            if any(f.kind == "callback" for f in open_flows):
+                hand_offs.answer(client, rng, report)
             for f in open_flows:
                 if f.kind == "desk":
                     continue  # (updates: above)
@@ -402,7 +488,9 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             time.sleep(0.02)
         report.seconds = round(calm_since - (chaos_end - cfg.seconds), 1)
         fleet.stop()
-        _verify(client, flows, fleet, side, report)
+        hand_offs.read(report)  # (any logged since the last pass)
+        _verify(client, flows, fleet, side, report, hand_offs.executions())
+        _verify_hand_offs(client, hand_offs)
         if url.startswith("sqlite:"):
             _integrity(Path(url[len("sqlite:///") :]))
         bad = fleet.tracebacks()
@@ -413,6 +501,19 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         client.close()
     report.elapsed = time.monotonic() - started_at
     return report
+
+
+def _verify_hand_offs(client: perdure.SyncClient, hand_offs: HandOffs) -> None:
+    """Each hand_off activity completed with the attempt whose token the
+    driver completed it with."""
+    for (wid, run_id, ref), attempt in hand_offs.completed.items():
+        history = client.get_handle(wid, run_id).history()
+        done = [e for e in history if e["type"] == "ActivityCompleted" and e["ref"] == ref]
+        if [e["attempt"] for e in done] != [attempt]:
+            raise checks.InvariantError(
+                f"run {run_id}: activity {ref} completed by attempt {attempt}'s token, "
+                f"but its history has {done}"
+            )
 
 
 def _wait(predicate: Any, timeout: float, fleet: Fleet, what: str) -> None:
@@ -444,7 +545,12 @@ def _describe(client: perdure.SyncClient, ids: list[str]) -> str:
 
 
 def _verify(
-    client: perdure.SyncClient, flows: list[Started], fleet: Fleet, side: Path, r: ChaosReport
+    client: perdure.SyncClient,
+    flows: list[Started],
+    fleet: Fleet,
+    side: Path,
+    r: ChaosReport,
+    executions: list[checks.Execution],
 ) -> None:
     """Every workflow ended as expected, and every run's history and the side files
     satisfy the guarantees (see ``chaos_checks``)."""
@@ -533,7 +639,6 @@ def _verify(
         )
     for run in client.list(workflow="perdure.schedule", search=BEAT, limit=100_000):
         checks.check_history_shape(run.run_id, client.get_handle(run.id, run.run_id).history())
-    executions = []
     for path in sorted(side.glob("exec-*.log")):
         executions += [
             checks.Execution(**json.loads(line)) for line in path.read_text().splitlines()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 from datetime import timedelta
 from typing import Any
@@ -96,6 +97,19 @@ async def unheeding(job: str) -> str:
     log("unheeding-start", job=job)
     await asyncio.sleep(60)
     return "finished"
+
+
+@activity.defn(retry=FAST)
+async def hand_off(tag: str) -> str:
+    """Hands its task token to "another process" (the side log, which the
+    test reads) and leaves the outcome to it. Tagged "die-first", its first
+    attempt's process dies after handing the token out, before the worker
+    records that the attempt awaits completion."""
+    info = activity.info()
+    log("hand-off", tag=tag, attempt=info.attempt, token=info.task_token)
+    if tag == "die-first" and info.attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    activity.raise_complete_async()
 
 
 # ------------------------------------------------------------------ workflows
@@ -209,6 +223,11 @@ async def cancel_then_wait(job: str) -> str:
         pass
     await workflow.wait_signal("finish")
     return "done"
+
+
+@workflow.defn
+async def handed_off(tag: str) -> str:
+    return await hand_off(tag)
 
 
 @workflow.defn

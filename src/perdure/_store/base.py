@@ -56,6 +56,7 @@ __all__ = [
     "HELD_GRACE",
     "LIMITS",
     "MAX_ATTEMPT_RECORDS",
+    "NEVER_DUE",
     "OPEN",
     "STATUSES",
     "STREAMED",
@@ -105,6 +106,9 @@ STREAMED = "streamed"  # (as "streamed:<run id>") a run's streams were written t
 # and under load moves beget moves), short enough that a dead holder's
 # runs are barely late (docs/decisions.md, sessions 32 and 33).
 HELD_GRACE = 0.3
+# The due time of an attempt awaiting its completion with no deadline (no
+# timeout): the year 3000, past any clock this store will read.
+NEVER_DUE = 32503680000.0
 
 
 class _Tokens:
@@ -504,6 +508,28 @@ class Store(abc.ABC):
         """Save an activity's heartbeat details and extend its lease. Fenced.
         Returns "ok", "cancelled" (the workflow asked to cancel it: stop) or
         "lost" (this attempt no longer holds the task)."""
+
+    @abc.abstractmethod
+    async def await_completion(self, task: ActivityTask, until: float) -> bool:
+        """The attempt's function handed its outcome to another process
+        (``activity.raise_complete_async``): its task keeps the attempt's
+        token, no worker owns it any more, and at ``until`` (NEVER_DUE: no
+        deadline) it is due again, the attempt lost. Fenced."""
+
+    @abc.abstractmethod
+    async def awaiting_activity(
+        self, task_id: int, token: str, run_id: str, ref: int
+    ) -> ActivityTask | None:
+        """The attempt a task token names, if it has not ended and its
+        deadline has not passed (awaiting its completion, or still running
+        on its worker); its ``cancel_requested`` says whether its workflow
+        cancelled it. None if not."""
+
+    @abc.abstractmethod
+    async def beat_awaiting(self, task: ActivityTask, details: Any, until: float) -> str:
+        """A heartbeat from the process that completes an attempt: save its
+        details and, if it awaits completion (no worker owns it), move its
+        deadline to ``until``. Fenced: "ok", "cancelled" or "lost"."""
 
     @abc.abstractmethod
     async def fire_due_timers(

@@ -346,6 +346,8 @@ class PendingActivity:
     task_queue: str = ""
     due_at: float | None = None  # when its next attempt may start (not running)
     queue_limited: bool = False  # its task queue has limits (they may hold it back)
+    awaiting_completion: bool = False  # by another process (activity.raise_complete_async)
+    completion_deadline: float | None = None  # when it is lost without one (None: never)
 
 
 @dataclass

@@ -1,10 +1,14 @@
 """The SQL of leases, shared by the SQL backends (``SqlStore`` runs each
 function in one transaction): the activity tasks a claim leased, as the
 worker gets them; renewing a worker's leases, an activity's heartbeat, and
-a restarted worker taking its predecessor's leases back.
+a restarted worker taking its predecessor's leases back; an attempt that
+awaits its completion from another process.
 
 A lease is a task row's ``visible_at`` while its ``lease_token`` is set; each
 statement here matches the token, so a lease that moved on is never touched.
+An attempt awaiting completion (``activity.raise_complete_async``) keeps its
+token with no ``lease_owner``: no worker renews it, takes it back or counts it
+among its queue's running attempts, and its ``visible_at`` is its deadline.
 Imports the row helpers only.
 """
 
@@ -33,6 +37,7 @@ async def renew(tx: Tx, d: Dialect, leases: list[tuple[int, str]], until: float)
         for row in await tx.all(
             "UPDATE tasks SET visible_at = ? WHERE"
             f" {d.picked('id', f'FROM tasks WHERE (id, lease_token) IN (VALUES {pairs})')}"
+            " AND lease_owner IS NOT NULL"
             " RETURNING id",
             (until, *flat),
         ):
@@ -53,12 +58,58 @@ async def heartbeat(tx: Tx, task_id: int, token: str, details: Any, until: float
     (the workflow asked it to stop) or "lost" (the lease is not ours)."""
     row = await tx.one(
         "UPDATE tasks SET visible_at = ?, heartbeat = ? WHERE id = ? AND lease_token = ?"
-        " RETURNING cancel_requested",
+        " AND lease_owner IS NOT NULL RETURNING cancel_requested",
         (until, dumps(details), task_id, token),
     )
+    return _beat_status(row)
+
+
+async def beat_awaiting(tx: Tx, task_id: int, token: str, details: Any, until: float) -> str:
+    """A heartbeat from the process that completes an attempt (see
+    Store.beat_awaiting): its deadline moves only once no worker owns it."""
+    row = await tx.one(
+        "UPDATE tasks SET visible_at = CASE WHEN lease_owner IS NULL THEN ? ELSE visible_at END,"
+        " heartbeat = ? WHERE id = ? AND lease_token = ? RETURNING cancel_requested",
+        (until, dumps(details), task_id, token),
+    )
+    return _beat_status(row)
+
+
+def _beat_status(row: tuple[Any, ...] | None) -> str:
     if row is None:
         return "lost"
     return "cancelled" if row[0] else "ok"
+
+
+async def await_completion(tx: Tx, task_id: int, token: str, until: float) -> bool:
+    """Store.await_completion: the attempt's worker lets its task go."""
+    changed = await tx.execute(
+        "UPDATE tasks SET visible_at = ?, lease_owner = NULL"
+        " WHERE id = ? AND lease_token = ? AND lease_owner IS NOT NULL",
+        (until, task_id, token),
+    )
+    return changed == 1
+
+
+# The columns of a claimed task that activity_tasks reads (SqlStore._claim
+# returns the same).
+CLAIMED_COLUMNS = (
+    "id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
+    " attempt_started_at, attempts, queue, priority, cancel_requested"
+)
+
+
+async def awaiting(
+    tx: Tx, task_id: int, token: str, run_id: str, ref: int, now: float
+) -> ActivityTask | None:
+    """Store.awaiting_activity."""
+    found = await tx.all(
+        f"SELECT {CLAIMED_COLUMNS} FROM tasks WHERE id = ? AND lease_token = ?"
+        " AND run_id = ? AND ref = ? AND kind = 'activity' AND visible_at > ?",
+        (task_id, token, run_id, ref, now),
+    )
+    tasks = await activity_tasks(tx, found, 0.0)
+    return tasks[0] if tasks else None
 
 
 async def reclaim(tx: Tx, d: Dialect, owner: str, now: float) -> int:

@@ -223,11 +223,15 @@ def lost_attempt(d: Dialect) -> str:
     whose expired lease a claim takes over (see perdure._history.attempt_record).
     Column names and constants only; it reads the row's values from before the
     claim's UPDATE changes them (SET expressions see the old row)."""
-    message = "lease expired: the worker running this attempt stopped, or stalled past its lease"
+    # (An attempt awaiting its completion has no lease_owner: its deadline passed.)
+    lost = "lease expired: the worker running this attempt stopped, or stalled past its lease"
+    late = "no completion came for this attempt (activity.raise_complete_async) before its timeout"
     return d.json_append(
         "attempts",
         "'attempt', attempt, 'started_at', attempt_started_at, 'ended_at', visible_at,"
-        f" 'error', {d.json_object}('type', 'LeaseExpired', 'message', '{message}')",
+        f" 'error', {d.json_object}('type', CASE WHEN lease_owner IS NULL"
+        " THEN 'ActivityTimeoutError' ELSE 'LeaseExpired' END, 'message',"
+        f" CASE WHEN lease_owner IS NULL THEN '{late}' ELSE '{lost}' END)",
     )
 
 

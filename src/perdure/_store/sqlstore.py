@@ -40,6 +40,7 @@ from perdure._store.sqlclient import SqlClientSide
 from perdure._store.sqlcomplete import plan_complete
 from perdure._store.sqlhooks import Body as Body
 from perdure._store.sqlhooks import Query as Query
+from perdure._store.sqlleases import CLAIMED_COLUMNS
 from perdure._store.sqlplans import ClosePlan, Plan, plan_close, plan_turn
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, Tx, dumps
 from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
@@ -159,8 +160,7 @@ class SqlStore(SqlClientSide):
             f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
             f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
             f" attempt = attempt + 1 WHERE {due}"
-            f" RETURNING id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
-            f" attempt_started_at, attempts, queue, priority, cancel_requested",
+            f" RETURNING {CLAIMED_COLUMNS}",
             (now + lease, owner, token, now, *picking),
         )
         # (RETURNING follows the table's order: the claim's is by priority,
@@ -440,6 +440,25 @@ class SqlStore(SqlClientSide):
         until = self.clock() + lease
         return await self._write(
             lambda tx: leases_sql.heartbeat(tx, task_id, token, details, until)
+        )
+
+    async def await_completion(self, task: ActivityTask, until: float) -> bool:
+        return await self._write(
+            lambda tx: leases_sql.await_completion(tx, task.task_id, task.token, until)
+        )
+
+    async def awaiting_activity(
+        self, task_id: int, token: str, run_id: str, ref: int
+    ) -> ActivityTask | None:
+        now = self.clock()
+        # (A write: the read may trim a long list of lost attempts.)
+        return await self._write(
+            lambda tx: leases_sql.awaiting(tx, task_id, token, run_id, ref, now)
+        )
+
+    async def beat_awaiting(self, task: ActivityTask, details: Any, until: float) -> str:
+        return await self._write(
+            lambda tx: leases_sql.beat_awaiting(tx, task.task_id, task.token, details, until)
         )
 
     # ------------------------------------------------------------ timers

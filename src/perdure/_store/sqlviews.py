@@ -11,6 +11,7 @@ from typing import Any
 from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store.base import (
+    NEVER_DUE,
     OPEN,
     BacklogRecord,
     PendingActivity,
@@ -75,11 +76,16 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
             task_queue=r[8],
             due_at=None if r[3] is not None else r[4],
             queue_limited=bool(r[9]),
+            awaiting_completion=r[3] is not None and r[10] is None,
+            completion_deadline=(
+                r[4] if r[3] is not None and r[10] is None and r[4] < NEVER_DUE else None
+            ),
         )
         for r in await tx.all(
             "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
             " attempts, attempt_started_at, queue,"
-            " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue)"
+            " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
+            " lease_owner"
             " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
             (run_id,),
         )

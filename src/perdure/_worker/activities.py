@@ -21,20 +21,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perdure import _history as h
+from perdure._asyncactivity import task_token
 from perdure._converter import DataConverter
-from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask, Store
+from perdure._store.base import ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.outcomes import (
+    attempts_ended,
+    cancelled_failure,
+    completion_deadline,
+    failure_outcome,
+)
+from perdure._worker.outcomes import failure as _failure_dict
 from perdure._worker.streams import AttemptStreams
 from perdure._worker.threads import SPARE_THREADS, ActivityThreads, ThreadedCall
-from perdure.activity import ActivityFunction, ActivityInfo, _ActivityContext, _context
-from perdure.errors import (
-    ApplicationError,
-    PayloadCodecError,
-    PayloadError,
-    StoreError,
-    failure_from_exception,
+from perdure.activity import (
+    ActivityFunction,
+    ActivityInfo,
+    CompleteAsyncError,
+    _ActivityContext,
+    _context,
 )
-from perdure.retry import RetryPolicy
+from perdure.errors import (
+    PayloadCodecError,
+    StoreError,
+)
 
 log = logging.getLogger("perdure.worker")
 
@@ -61,20 +71,6 @@ class ActivityTimeoutError(Exception):
     """An attempt outlived its start_to_close, schedule_to_close or heartbeat timeout."""
 
 
-def _failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any]:
-    return {
-        "type": type_name,
-        "message": message,
-        "traceback": "",
-        "non_retryable": non_retryable,
-        "details": None,
-    }
-
-
-def _cancelled() -> dict[str, Any]:
-    return _failure("CancelledError", "activity cancelled by its workflow", True)
-
-
 class _Unopened(Exception):
     """The attempt's arguments (or heartbeat details) are stored through
     codecs this worker cannot undo (a PayloadCodecError): not the activity's
@@ -99,7 +95,7 @@ class _Escaped(Exception):
 def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except (Exception, asyncio.CancelledError):
+    except (Exception, asyncio.CancelledError, CompleteAsyncError):
         raise  # (CancelledError: heartbeat() stopping the attempt)
     except BaseException as exc:
         raise _Escaped(exc) from None
@@ -214,7 +210,7 @@ class ActivityRunner:
         if task.cancel_requested:
             # Its workflow cancelled the attempt the claim found lost: the
             # activity is not wanted any more, so it is not run again.
-            await self._fail(task, _cancelled(), task.attempt - 1)
+            await self._fail(task, cancelled_failure(), task.attempt - 1)
             return
         activity = self.activities.get(task.name)
         if activity is None:
@@ -225,12 +221,14 @@ class ActivityRunner:
         if max_attempts is not None and task.attempt > max_attempts:
             # The previous attempt was lost (its worker died or its lease ran out)
             # and it was the last one allowed.
+            lost = task.attempts[-1].get("error") if task.attempts else None
+            why = (lost or {}).get("message") or "its worker stopped or it outlived its lease"
             message = (
-                f"attempt {task.attempt - 1} of activity {task.name!r} was lost (its "
-                f"worker stopped or it outlived its lease) and no attempts remain"
+                f"attempt {task.attempt - 1} of activity {task.name!r} was lost ({why}) "
+                f"and no attempts remain"
             )
             await self._fail(
-                task, _failure("ActivityTimeoutError", message, True), task.attempt - 1
+                task, _failure_dict("ActivityTimeoutError", message, True), task.attempt - 1
             )
             return
         timeout = options.get("start_to_close_timeout")
@@ -243,7 +241,7 @@ class ActivityRunner:
                     f"of {close_by:g}s"
                 )
                 await self._fail(
-                    task, _failure("ActivityTimeoutError", message, True), task.attempt
+                    task, _failure_dict("ActivityTimeoutError", message, True), task.attempt
                 )
                 return
             timeout = left if timeout is None else min(timeout, left)
@@ -268,10 +266,16 @@ class ActivityRunner:
                 current.uncancel()
             if running.streams is not None:
                 await running.streams.drain()  # (its values before the next attempt's)
-            await self._stopped(running, RetryPolicy.from_dict(options["retry"]))
+            await self._stopped(running)
             return
         except _Unopened as exc:
             await self._unopened(task, exc.error)
+            return
+        except CompleteAsyncError:
+            # Another process will give the outcome, with the task token.
+            if running.streams is not None:
+                await running.streams.drain()
+            await self._await_completion(task)
             return
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             # On the loop's thread these may be the program's own stop (a
@@ -283,7 +287,7 @@ class ActivityRunner:
             failed = exc.inner if isinstance(exc, _Escaped) else exc
             if running.streams is not None:
                 await running.streams.drain()
-            await self._handle_failure(task, RetryPolicy.from_dict(options["retry"]), failed)
+            await self._handle_failure(task, failed)
             return
         finally:
             self.running.pop(task.task_id, None)
@@ -298,6 +302,26 @@ class ActivityRunner:
         ):
             await self._unrecorded(task)
         crash_point("activity.after_complete")
+
+    async def _await_completion(self, task: ActivityTask) -> None:
+        """Let the attempt's task go: it waits for its outcome from the
+        process its function gave the task token to, until its deadline."""
+        until = completion_deadline(task, self.store.clock())
+        crash_point("activity.before_await")
+        if await self.store.await_completion(task, until):
+            log.debug(
+                "activity %s (run %s) attempt %d awaits completion by its task token",
+                task.name,
+                task.run_id,
+                task.attempt,
+            )
+        else:  # (its outcome came already, or its lease was lost)
+            log.debug(
+                "activity %s (run %s) attempt %d ended already",
+                task.name,
+                task.run_id,
+                task.attempt,
+            )
 
     async def _unrecorded(self, task: ActivityTask) -> None:
         """Say why an attempt's result was not recorded: its task row holds
@@ -478,7 +502,7 @@ class ActivityRunner:
         known = ", ".join(sorted(self.activities)) or "none"
         message = f"activity {task.name!r} is not registered on this worker (registered: {known})"
         log.warning("%s", message)
-        failure = _failure("ActivityNotRegistered", message, False)
+        failure = _failure_dict("ActivityNotRegistered", message, False)
         await self.store.hand_back(task, UNKNOWN_ACTIVITY_RETRY, failure)
 
     async def _unopened(self, task: ActivityTask, error: PayloadCodecError) -> None:
@@ -489,22 +513,22 @@ class ActivityRunner:
         last_failure. It had failed the activity for good."""
         message = f"activity {task.name!r} not run on this worker: {error}"
         log.warning("%s", message)
-        failure = _failure("PayloadCodecError", message, False)
+        failure = _failure_dict("PayloadCodecError", message, False)
         await self.store.hand_back(task, UNKNOWN_ACTIVITY_RETRY, failure)
 
     # ------------------------------------------------------------ outcomes
 
-    async def _stopped(self, running: _Running, policy: RetryPolicy) -> None:
+    async def _stopped(self, running: _Running) -> None:
         task = running.task
         if running.stop_reason == "cancelled":
-            await self._fail(task, _cancelled(), task.attempt)
+            await self._fail(task, cancelled_failure(), task.attempt)
         elif running.stop_reason == "heartbeat_timeout":
             timeout = running.heartbeat_timeout or 0
             error = ActivityTimeoutError(
                 f"activity {task.name!r} attempt {task.attempt} sent no heartbeat for "
                 f"{timeout:g}s (heartbeat_timeout)"
             )
-            await self._handle_failure(task, policy, error)
+            await self._handle_failure(task, error)
         elif running.stop_reason == "worker_stopped":
             # Counted as an attempt, as one lost with a killed worker is (it
             # may have had effects); the next one is due at once, for the
@@ -513,18 +537,13 @@ class ActivityRunner:
                 f"activity {task.name!r} attempt {task.attempt} was stopped: "
                 f"{_STOPPED_BECAUSE['worker_stopped']}"
             )
-            await self._handle_failure(task, policy, stopped, delay=0.0)
+            await self._handle_failure(task, stopped, delay=0.0)
         # "lost": another worker owns the task now; write nothing.
 
     def _attempts(
         self, task: ActivityTask, attempt: int, failure: dict[str, Any] | None
     ) -> list[Any]:
-        """The final event's attempt records: the earlier ones, then ``attempt``
-        (already among them when it was a lost one: the claim recorded it)."""
-        if attempt != task.attempt:
-            return list(task.attempts)
-        last = h.attempt_record(attempt, task.started_at, self.store.clock(), failure)
-        return [*task.attempts, last][-MAX_ATTEMPT_RECORDS:]
+        return attempts_ended(task, attempt, failure, self.store.clock())
 
     async def _fail(self, task: ActivityTask, failure: dict[str, Any], attempt: int) -> None:
         attempts = self._attempts(task, attempt, failure)
@@ -536,37 +555,24 @@ class ActivityRunner:
     async def _handle_failure(
         self,
         task: ActivityTask,
-        policy: RetryPolicy,
         exc: BaseException,
         *,
         delay: float | None = None,
     ) -> None:
         """Record a failed attempt: the next one after the policy's delay (or
         ``delay``), or the activity's failure if none may follow."""
-        failure = failure_from_exception(exc)
-        names = {cls.__name__ for cls in type(exc).__mro__}
-        non_retryable = (
-            (isinstance(exc, ApplicationError) and exc.non_retryable)
-            or isinstance(exc, PayloadError)  # bad input fails the same way every time
-            or bool(names & set(policy.names_non_retryable()))
-        )
-        if delay is None:
-            delay = policy.delay_after(task.attempt)
-        close_by = task.options.get("schedule_to_close_timeout")
-        if close_by is not None and self.store.clock() + delay >= task.scheduled_at + close_by:
-            non_retryable = True  # the next attempt could not start in time
-        if not non_retryable and policy.allows_another(task.attempt):
+        failure, retry_in = failure_outcome(task, exc, self.store.clock(), delay)
+        if retry_in is not None:
             log.info(
                 "activity %s (run %s) attempt %d failed: %s; retrying in %.3gs",
                 task.name,
                 task.run_id,
                 task.attempt,
                 exc,
-                delay,
+                retry_in,
             )
-            await self.store.retry_activity(task, failure, delay)
+            await self.store.retry_activity(task, failure, retry_in)
             return
-        failure["non_retryable"] = non_retryable
         await self._fail(task, failure, task.attempt)
 
 
@@ -585,4 +591,5 @@ def _activity_info(task: ActivityTask, heartbeat_details: Any) -> ActivityInfo:
         f"{task.options.get('idempotency_run_id') or task.run_id}/{task.ref}",
         heartbeat_details=heartbeat_details,
         priority=task.priority,
+        task_token=task_token(task),
     )

@@ -23,6 +23,7 @@ CRASH_POINTS = (
     "turn.after_commit",  # the turn is durable; the instance is not cached yet
     "activity.before_complete",  # the activity returned; its completion is not written
     "activity.after_complete",  # the completion is in the run's inbox
+    "activity.before_await",  # raise_complete_async(): the task does not await completion yet
     "timers.after_fire",  # due timers were moved into their runs' inboxes
 )
 """The points the worker calls, in the order a step goes through them."""

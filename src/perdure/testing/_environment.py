@@ -25,7 +25,7 @@ from perdure import _history as h
 from perdure._checks import delay_seconds
 from perdure._converter import DataConverter
 from perdure._store import store_for_url
-from perdure._store.base import RunFilter, RunRecord
+from perdure._store.base import NEVER_DUE, RunFilter, RunRecord
 from perdure._views import waits_for_nothing
 from perdure._worker.options import several
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT
@@ -270,6 +270,8 @@ class WorkflowEnvironment:
         due = await self.client.store.next_due(
             [self.task_queue], ("workflow", "activity"), self.worker.identity
         )
+        if due is not None and due >= NEVER_DUE:
+            due = None  # (an attempt awaiting completion with no deadline: no time is its)
         if not self.worker.idle or self.worker.polls != polls:
             # The worker woke while we read: what it claimed meanwhile no
             # longer shows as due (its lease does), so this reading is stale.

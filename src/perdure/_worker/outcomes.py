@@ -1,0 +1,91 @@
+"""What an activity attempt's end records, decided the same way wherever the
+attempt ends: in the worker that ran it, or in the process that completes it
+with its task token (``perdure._asyncactivity``). Pure functions of the
+attempt's task, the exception and the time; no I/O.
+Imports the history model, the store's records, retry and errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perdure import _history as h
+from perdure._store.base import MAX_ATTEMPT_RECORDS, NEVER_DUE, ActivityTask
+from perdure.errors import ApplicationError, PayloadError, failure_from_exception
+from perdure.retry import RetryPolicy
+
+__all__ = [
+    "attempts_ended",
+    "cancelled_failure",
+    "completion_deadline",
+    "failure",
+    "failure_outcome",
+]
+
+
+def failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any]:
+    """A failure dict (as ``failure_from_exception`` makes) for an engine's reason."""
+    return {
+        "type": type_name,
+        "message": message,
+        "traceback": "",
+        "non_retryable": non_retryable,
+        "details": None,
+    }
+
+
+def cancelled_failure() -> dict[str, Any]:
+    return failure("CancelledError", "activity cancelled by its workflow", True)
+
+
+def attempts_ended(
+    task: ActivityTask, attempt: int, failed: dict[str, Any] | None, now: float
+) -> list[Any]:
+    """The final event's attempt records: the earlier ones, then ``attempt``
+    (already among them when it was a lost one: the claim recorded it)."""
+    if attempt != task.attempt:
+        return list(task.attempts)
+    last = h.attempt_record(attempt, task.started_at, now, failed)
+    return [*task.attempts, last][-MAX_ATTEMPT_RECORDS:]
+
+
+def failure_outcome(
+    task: ActivityTask, exc: BaseException, now: float, delay: float | None = None
+) -> tuple[dict[str, Any], float | None]:
+    """How a failed attempt of ``task`` ends: its failure dict, and the delay
+    before the next attempt (the retry policy's, or ``delay``), or None if
+    none may follow (then the failure's ``non_retryable`` says whether the
+    error or the policy's end decided it)."""
+    policy = RetryPolicy.from_dict(task.options["retry"])
+    failed = failure_from_exception(exc)
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    non_retryable = (
+        (isinstance(exc, ApplicationError) and exc.non_retryable)
+        or isinstance(exc, PayloadError)  # bad input fails the same way every time
+        or bool(names & set(policy.names_non_retryable()))
+    )
+    if delay is None:
+        delay = policy.delay_after(task.attempt)
+    close_by = task.options.get("schedule_to_close_timeout")
+    if close_by is not None and now + delay >= task.scheduled_at + close_by:
+        non_retryable = True  # the next attempt could not start in time
+    if not non_retryable and policy.allows_another(task.attempt):
+        return failed, delay
+    failed["non_retryable"] = non_retryable
+    return failed, None
+
+
+def completion_deadline(task: ActivityTask, now: float) -> float:
+    """When an attempt awaiting its completion is lost if none has come: its
+    start_to_close and schedule_to_close timeouts' ends, and its
+    heartbeat_timeout from ``now`` (the last heartbeat); NEVER_DUE if it has
+    none of them."""
+    options = task.options
+    ends = []
+    if options.get("start_to_close_timeout") is not None:
+        ends.append(task.started_at + options["start_to_close_timeout"])
+    if options.get("schedule_to_close_timeout") is not None:
+        ends.append(task.scheduled_at + options["schedule_to_close_timeout"])
+    if options.get("heartbeat_timeout") is not None:
+        ends.append(now + options["heartbeat_timeout"])
+    return min(ends, default=NEVER_DUE)
