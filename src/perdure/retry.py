@@ -21,7 +21,8 @@ class RetryPolicy:
     (by default 100 times ``initial_interval``, as in Temporal: 100 s for
     the default 1 s). ``max_attempts=None`` retries without limit (the Temporal default);
     ``max_attempts=1`` means no retry. ``non_retryable`` lists exception types
-    (classes, or names as strings) that fail the activity at once.
+    (classes, or names as strings) that fail the activity at once; a name also
+    matches an ``ApplicationError``'s ``type``, as in Temporal.
     """
 
     initial_interval: timedelta = timedelta(seconds=1)

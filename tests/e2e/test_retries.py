@@ -44,6 +44,14 @@ def bad_key(key: str) -> str:
     raise KeyError(key)
 
 
+@activity.defn(
+    retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), non_retryable=("CardDeclined",))
+)
+def declined(key: str) -> str:
+    _note(key)
+    raise ApplicationError("card declined", type="CardDeclined")
+
+
 @activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=10), max_attempts=3))
 def always_fails(key: str) -> str:
     _note(key)
@@ -66,13 +74,14 @@ async def call(name: str, key: str) -> str:
         "flaky": flaky,
         "refuses": refuses,
         "bad_key": bad_key,
+        "declined": declined,
         "always_fails": always_fails,
         "hangs": hangs,
     }[name]
     return str(await fn(key))
 
 
-ALL = [flaky, refuses, bad_key, always_fails, hangs]
+ALL = [flaky, refuses, bad_key, declined, always_fails, hangs]
 
 
 async def test_fails_twice_then_succeeds_with_configured_backoff(client: perdure.Client) -> None:
@@ -127,6 +136,14 @@ async def test_non_retryable_types_in_the_policy(client: perdure.Client) -> None
         with pytest.raises(perdure.WorkflowFailedError, match="KeyError"):
             await client.execute(call, "bad_key", "k3", timeout=20)
     assert len(attempts["k3"]) == 1
+
+
+async def test_the_policy_names_an_application_errors_type(client: perdure.Client) -> None:
+    # As in Temporal: a name in non_retryable matches ApplicationError(type=...).
+    async with fast_worker(client, [call], ALL):
+        with pytest.raises(perdure.WorkflowFailedError, match="CardDeclined"):
+            await client.execute(call, "declined", "k3-type", timeout=20)
+    assert len(attempts["k3-type"]) == 1
 
 
 async def test_max_attempts_then_activity_error(client: perdure.Client) -> None:

@@ -59,6 +59,8 @@ def failure_outcome(
     policy = RetryPolicy.from_dict(task.options["retry"])
     failed = failure_from_exception(exc)
     names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, ApplicationError):
+        names.add(exc.type)  # (as Temporal's non_retryable_error_types match it)
     non_retryable = (
         (isinstance(exc, ApplicationError) and exc.non_retryable)
         or isinstance(exc, PayloadError)  # bad input fails the same way every time
