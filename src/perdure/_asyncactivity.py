@@ -65,6 +65,9 @@ def parse_task_token(text: object) -> TaskKey:
             and isinstance(key[1], str)
             and isinstance(key[2], str)
             and type(key[3]) is int
+            # (ids a database holds: PostgreSQL's BIGINT and INTEGER, SQLite's 64 bits)
+            and 0 < key[0] < 2**63
+            and 0 < key[3] < 2**31
         ):
             return TaskKey(*key)
     shown = text if len(text) <= 80 else text[:77] + "..."

@@ -328,3 +328,12 @@ async def test_a_worker_restarted_under_its_identity_leaves_the_attempt_waiting(
 def test_raise_complete_async_outside_an_activity_says_so() -> None:
     with pytest.raises(RuntimeError, match="only be called in a running activity"):
         activity.raise_complete_async()
+
+
+def test_a_token_naming_ids_no_database_holds_is_no_token(client: perdure.Client) -> None:
+    from perdure._asyncactivity import TaskKey, task_token
+
+    for task_id, ref in [(2**63, 1), (1, 2**31), (0, 1), (1, 0), (-5, 1)]:
+        forged = _token_of(task_token, TaskKey(task_id, "t", "r", ref))
+        with pytest.raises(ValueError, match="not a task token"):
+            client.get_async_activity_handle(forged)

@@ -6,7 +6,8 @@ show, history, result), ``_stream_cmd`` (stream), ``_control_cmd`` (start,
 signal, update, cancel, terminate, reset, migrate, delete-closed),
 ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
-(queue list/show/limit/unlimit, stats). Helpers that register no command:
+(queue list/show/limit/unlimit, stats), ``_activity_cmd`` (activity
+complete/fail). Helpers that register no command:
 ``_operator`` (exit codes, output), ``_filters`` (the run filters of list
 and of the batch form of cancel/terminate/reset), ``_batch`` (that form).
 ``--db`` defaults to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
@@ -53,6 +54,7 @@ COMMANDS = {
     "schedule": "_schedule_cmd",
     "queue": "_queue_cmd",
     "stats": "_queue_cmd",
+    "activity": "_activity_cmd",
 }
 
 

@@ -26,7 +26,8 @@ __all__ = [
 
 EPILOG = (
     "Exit codes: 0 ok; 1 the workflow failed, timed out, was cancelled or terminated (result); "
-    "2 usage error; 3 workflow not found; 4 database error; "
+    "2 usage error; 3 workflow not found, or the token's attempt can no longer end (activity); "
+    "4 database error; "
     "5 conflict (run already closed, or id taken; with --yes, a run the batch could not act "
     "on); 6 still running (result); 7 the workflow rejected the update (update); 8 no answer "
     "within --timeout (update), or the stream did not end within it (stream --follow)."

@@ -141,7 +141,11 @@ def list_workflows(
 def _pending_lines(d: WorkflowDescription) -> list[str]:
     lines = []
     for a in d.pending_activities:
-        if a.running:
+        if a.awaiting_completion:
+            where = f"attempt {a.attempt} awaiting completion by its task token"
+            if a.completion_deadline is not None:
+                where += f"; lost at {local_time(a.completion_deadline)} if none comes"
+        elif a.running:
             where = f"attempt {a.attempt} running"
         elif a.attempt == 0:
             where = "scheduled, not started"
@@ -265,9 +269,10 @@ def show(
 ) -> None:
     """Show where a run is: what it waits on, state, streams, result or failure.
 
-    Waiting on: pending activities (attempt, next retry, last error), timers with
-    their due time, and the signals and updates it awaits. Streams: each one's
-    key, how many values it holds, and whether it is closed.
+    Waiting on: pending activities (attempt, next retry, last error; or awaiting
+    completion by its task token, and until when), timers with their due time,
+    and the signals and updates it awaits. Streams: each one's key, how many
+    values it holds, and whether it is closed.
     """
 
     async def work(client: Client) -> None:

@@ -38,8 +38,10 @@ __all__ = [
     "batch_request",
     "body_doc",
     "client_of",
+    "complete_activity_request",
     "error_response",
     "error_responses",
+    "fail_activity_request",
     "json_body",
     "optional_body",
     "parse_time",
@@ -192,6 +194,8 @@ update_request = required_body(m.ScheduleUpdate)
 backfill_request = required_body(m.BackfillRequest)
 limits_request = required_body(m.QueueLimitsBody)
 batch_request = required_body(m.BatchRequest)
+complete_activity_request = required_body(m.CompleteActivityRequest)
+fail_activity_request = required_body(m.FailActivityRequest)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

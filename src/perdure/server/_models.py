@@ -21,9 +21,12 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Accepted",
+    "ActivityDone",
     "BatchOut",
     "BatchRequest",
+    "CompleteActivityRequest",
     "ErrorBody",
+    "FailActivityRequest",
     "Health",
     "PendingActivity",
     "PendingChild",
@@ -291,6 +294,53 @@ class PriorityRequest(_Strict):
     )
 
 
+MAX_TASK_TOKEN = 2048  # characters: a token is about 150
+
+
+class CompleteActivityRequest(_Strict):
+    """The outcome of an activity attempt that awaits completion
+    (``activity.raise_complete_async()``): its result."""
+
+    task_token: StrictStr = Field(
+        max_length=MAX_TASK_TOKEN,
+        description="The attempt's activity.info().task_token, as its function handed it out.",
+    )
+    result: Any = Field(
+        None,
+        description="The activity's result, any JSON (left out: null); the workflow's await "
+        "returns it decoded as the activity's return type.",
+    )
+
+
+class FailActivityRequest(_Strict):
+    """An activity attempt that awaits completion, failed as if its function
+    had raised ``perdure.ApplicationError(message, type=type,
+    non_retryable=non_retryable)``: retried per the activity's retry policy
+    (a new attempt, with a new token, runs the function again), unless
+    ``non_retryable`` or no attempt is left, when the workflow's await
+    raises ActivityError."""
+
+    task_token: StrictStr = Field(
+        max_length=MAX_TASK_TOKEN,
+        description="The attempt's activity.info().task_token, as its function handed it out.",
+    )
+    message: StrictStr = Field(max_length=10_000, description="What went wrong.")
+    type: Optional[StrictStr] = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="The failure's type, as ActivityError's cause.type shows it (null or "
+        "left out: ApplicationError).",
+    )
+    non_retryable: StrictBool = Field(
+        False, description="Fail the activity now, whatever its retry policy says."
+    )
+
+
+class ActivityDone(BaseModel):
+    ok: Literal[True] = Field(description="The outcome was recorded.")
+
+
 class Accepted(BaseModel):
     id: str
     action: str = Field(description="What was accepted, e.g. 'signal approval'.")
@@ -343,6 +393,17 @@ class PendingActivity(BaseModel):
     held_by_limits: bool = Field(
         False,
         description="Due for over a second, and its task queue has limits (see /api/queues).",
+    )
+    awaiting_completion: bool = Field(
+        False,
+        description="Its attempt's function called activity.raise_complete_async(): another "
+        "process gives the outcome with the attempt's task token (POST "
+        "/api/activities/complete or /fail). Such an attempt is also running.",
+    )
+    completion_deadline: Optional[str] = Field(
+        None,
+        description="When an attempt awaiting completion is lost (and retried per its retry "
+        "policy) if no outcome has come, from its timeouts; null: never.",
     )
 
 

@@ -4,7 +4,7 @@ Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies), the
 framework-free ``_query`` and the search attributes' rules (``perdure._attributes``).
 Auth: every route needs the ``read`` role except ``/api/health`` and
 ``/api/whoami``; start, signal, update, cancel, terminate and reset need ``admin``
-(so do ``_batch_routes``' batches). Errors map
+(so do ``_batch_routes``' batches, and ``_activity_routes``' outcomes). Errors map
 to status codes in ``app.py`` (not found 404, closed or id taken 409, bad input 422);
 an update's rejection (409) and its timeout (404, as the state long-poll's) are
 answered here, each with the request's ``update_id``.

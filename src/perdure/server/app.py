@@ -37,6 +37,7 @@ from perdure.errors import (
     WorkflowNotFoundError,
     WorkflowResetError,
 )
+from perdure.server._activity_routes import router as activity_router
 from perdure.server._auth import AuthConfig, host_header_is_loopback
 from perdure.server._batch_routes import router as batch_router
 from perdure.server._deps import ServerState, error_response
@@ -114,6 +115,7 @@ def create_app(
     app.include_router(schedule_router)
     app.include_router(queue_router)
     app.include_router(batch_router)
+    app.include_router(activity_router)
     _add_error_handlers(app)
     app.middleware("http")(_guard)
     app.add_middleware(BodyLimit, limit=max_body_bytes, headers=SECURITY_HEADERS)

@@ -280,7 +280,11 @@ export function renderWorkflow(container, id, params, ctx) {
   function pendingWork() {
     const items = [];
     for (const a of desc.pending_activities) {
-      const what = a.running ? `attempt ${a.attempt} running`
+      const what = a.awaiting_completion
+        ? `attempt ${a.attempt} awaiting completion` + (a.completion_deadline
+          ? ` · lost at ${fmtClock(a.completion_deadline)} (${fmtRelative(a.completion_deadline)})`
+          : "")
+        : a.running ? `attempt ${a.attempt} running`
         : a.held_by_limits ? "waiting for room in its task queue"
         : a.attempt === 0 ? "waiting for a worker"
           : toSeconds(a.next_attempt_at) <= Date.now() / 1000

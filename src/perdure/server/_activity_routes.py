@@ -1,0 +1,107 @@
+"""The ``/api/activities`` routes: give the outcome of an activity attempt
+that awaits completion (its function called ``activity.raise_complete_async()``),
+named by its task token: ``complete`` with a result, ``fail`` with an
+ApplicationError. They need the ``admin`` role, as a signal does: a webhook
+that ends a step is what a signal's webhook is to a run.
+
+Imports fastapi, the public Client API and errors, and ``_deps``. A token
+that is not one is a 422 saying why; one that names no attempt that can
+still end (``AsyncActivityNotFoundError``) a 404 with its message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from perdure.client import AsyncActivityHandle, Client
+from perdure.errors import ApplicationError, AsyncActivityNotFoundError
+from perdure.server import _models as m
+from perdure.server._deps import (
+    body_doc,
+    client_of,
+    complete_activity_request,
+    error_responses,
+    fail_activity_request,
+    require_admin,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/activities")
+
+ClientDep = Annotated[Client, Depends(client_of)]
+Admin = [Depends(require_admin)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    **error_responses(401, 403, 422, 503),
+    404: {
+        "model": m.ErrorBody,
+        "description": "The token names no attempt that can still end: it ended already, a "
+        "timeout passed and it was retried with a new token, or its run ended",
+    },
+}
+
+
+def _handle(client: Client, task_token: str) -> AsyncActivityHandle:
+    try:
+        return client.get_async_activity_handle(task_token)
+    except (TypeError, ValueError) as exc:
+        raise HTTPException(422, f"task_token: {exc}") from None
+
+
+def _not_found(exc: AsyncActivityNotFoundError) -> HTTPException:
+    return HTTPException(404, str(exc))
+
+
+@router.post(
+    "/complete",
+    response_model=m.ActivityDone,
+    dependencies=Admin,
+    responses=ERRORS,
+    openapi_extra=body_doc(m.CompleteActivityRequest),
+)
+async def complete_activity(
+    client: ClientDep,
+    body: Annotated[m.CompleteActivityRequest, Depends(complete_activity_request)],
+) -> Any:
+    """Record the result of the attempt the token names; the workflow's
+    await returns it. The first outcome wins: 404 for any later one."""
+    handle = _handle(client, body.task_token)
+    try:
+        await handle.complete(body.result)
+    except AsyncActivityNotFoundError as exc:
+        raise _not_found(exc) from None
+    return {"ok": True}
+
+
+@router.post(
+    "/fail",
+    response_model=m.ActivityDone,
+    dependencies=Admin,
+    responses=ERRORS,
+    openapi_extra=body_doc(m.FailActivityRequest),
+)
+async def fail_activity(
+    client: ClientDep,
+    body: Annotated[m.FailActivityRequest, Depends(fail_activity_request)],
+) -> Any:
+    """Fail the attempt the token names with an ApplicationError: retried
+    per the activity's retry policy (with a new token) unless
+    ``non_retryable``; then the workflow's await raises ActivityError."""
+    handle = _handle(client, body.task_token)
+    error = ApplicationError(body.message, type=body.type, non_retryable=body.non_retryable)
+    try:
+        await handle.fail(error)
+    except AsyncActivityNotFoundError as exc:
+        raise _not_found(exc) from None
+    return {"ok": True}
+
+
+@router.get("/complete", include_in_schema=False)
+@router.get("/fail", include_in_schema=False)
+async def post_only() -> Any:
+    """A GET (or HEAD) of a POST route: 405, naming the method it takes. (No
+    other route has the path, so the web UI's static files, mounted at
+    ``/``, would answer 404 as for a file that is not there.)"""
+    raise HTTPException(405, "this route takes POST only", headers={"Allow": "POST"})

@@ -1,0 +1,460 @@
+"""Asynchronous activity completion on the operator surfaces: an attempt
+whose function called ``activity.raise_complete_async()`` shows as awaiting
+completion (and until when) in ``perdure show``, ``show --json``, the HTTP
+description and the workflow page; ``perdure activity complete|fail`` and
+``POST /api/activities/complete|fail`` give its outcome by its task token,
+once (a second outcome: exit 3, 404); a malformed token or body is exit 2
+or a 422 saying what is wrong, and changes nothing. The HTTP routes need
+the admin role, as a signal does.
+
+The attempts are real: a worker (a ``perdure worker`` process for the CLI
+and the browser, in process for the HTTP API) runs tests/surfaces/
+async_workflows.py, whose activity hands its token out on the run's stream
+``token``. How the engine records each outcome (retries, timeouts,
+heartbeats, crashes) is tested in tests/e2e/test_async_completion.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import async_workflows as aw
+import httpx
+import pytest
+from api_both import ADMIN, BASE, READ, eventually
+from surface_helpers import Proc, cli_all, migrated_sqlite, sync_client, wait_for, worker_serving
+
+import perdure
+from perdure.cli._operator import local_time
+from perdure.client import PendingActivityInfo
+from perdure.server._auth import AuthConfig
+from perdure.server._query import iso
+from perdure.server.app import create_app
+
+
+def forged_token(task_id: int, ref: int) -> str:
+    """A token of the right shape naming task ``task_id``, activity ``ref``."""
+    raw = json.dumps([task_id, "lease", "run", ref]).encode()
+    return "pt1." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def said(done: Any) -> str:
+    """A command's stderr as one line of words (rich boxes and wraps it)."""
+    return " ".join(str(done.stderr).replace("│", " ").split())
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return migrated_sqlite(tmp_path_factory.mktemp("async-completion-cli"))
+
+
+@pytest.fixture(scope="module")
+def sync(db: str) -> Iterator[perdure.SyncClient]:
+    yield from sync_client(db)
+
+
+@pytest.fixture(scope="module")
+def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    yield from worker_serving(aw.__file__, db, tmp_path_factory.mktemp("async-worker"))
+
+
+def tokens(sync: perdure.SyncClient, ident: str, count: int = 1) -> list[str]:
+    """The first ``count`` task tokens the run's attempts handed out."""
+
+    def handed_out() -> list[str] | None:
+        entries = sync.get_handle(ident).stream_page("token").entries
+        return [e.value for e in entries] if len(entries) >= count else None
+
+    return wait_for(handed_out, 20, f"{ident}'s attempt {count} to hand out its token")[:count]
+
+
+def awaiting(sync: perdure.SyncClient, ident: str, attempt: int = 1) -> PendingActivityInfo:
+    """The run's pending activity, once its attempt ``attempt`` awaits completion."""
+
+    def awaits() -> PendingActivityInfo | None:
+        pending = sync.get_handle(ident).describe().pending_activities
+        if pending and pending[0].awaiting_completion and pending[0].attempt == attempt:
+            return pending[0]
+        return None
+
+    return wait_for(awaits, 20, f"attempt {attempt} of {ident} to await its completion")
+
+
+@pytest.mark.usefixtures("worker")
+def test_show_says_the_attempt_awaits_completion_and_until_when(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    sync.start("awaits_an_answer", "a", id="cli-ac-show")
+    sync.start("awaits_an_answer_for_ever", "b", id="cli-ac-forever")
+    timed, forever = awaiting(sync, "cli-ac-show"), awaiting(sync, "cli-ac-forever")
+    assert timed.running and timed.completion_deadline is not None
+    assert forever.completion_deadline is None  # (no timeout: it is never lost)
+    shown, shown_json, forever_shown, forever_json = cli_all(
+        ("show", "cli-ac-show", "--db", db),
+        ("show", "cli-ac-show", "--json", "--db", db),
+        ("show", "cli-ac-forever", "--db", db),
+        ("show", "cli-ac-forever", "--json", "--db", db),
+    )
+    for done in (shown, shown_json, forever_shown, forever_json):
+        assert done.returncode == 0, (done.args, done.stderr)
+    deadline = local_time(timed.completion_deadline)
+    assert (
+        "activity ask_within_an_hour (ref 1): attempt 1 awaiting completion by its task "
+        f"token; lost at {deadline} if none comes"
+    ) in shown.stdout, shown.stdout
+    assert "attempt 1 running" not in shown.stdout
+    line = next(x for x in forever_shown.stdout.splitlines() if "ask_without_a_deadline" in x)
+    assert line.endswith("(ref 1): attempt 1 awaiting completion by its task token"), line
+    [pending] = json.loads(shown_json.stdout)["pending_activities"]
+    assert pending["running"] is True and pending["awaiting_completion"] is True
+    assert pending["completion_deadline"] == iso(timed.completion_deadline)
+    [pending] = json.loads(forever_json.stdout)["pending_activities"]
+    assert pending["awaiting_completion"] is True and pending["completion_deadline"] is None
+    for ident in ("cli-ac-show", "cli-ac-forever"):
+        sync.get_handle(ident).terminate("done")
+
+
+@pytest.mark.usefixtures("worker")
+def test_activity_complete_gives_the_run_its_result_and_a_second_exits_3(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    handle = sync.start("awaits_an_answer", "c", id="cli-ac-complete")
+    [token] = tokens(sync, "cli-ac-complete")
+    awaiting(sync, "cli-ac-complete")
+    (done,) = cli_all(("activity", "complete", token, '{"x": 1}', "--db", db))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"Completed activity 1 of run {handle.run_id}"
+    assert handle.result(timeout=20) == {"result": {"x": 1}}
+
+    (again,) = cli_all(("activity", "complete", token, '{"x": 2}', "--db", db))
+    assert again.returncode == 3, (again.stdout, again.stderr)
+    assert again.stdout == ""
+    assert f"error: activity 1 of run {handle.run_id}: this attempt can no longer end" in said(
+        again
+    ), said(again)
+    assert "a retry has a new one" in said(again)  # (the hint)
+    completed = [e for e in handle.history() if e["type"] == "ActivityCompleted"]
+    assert [e["result"] for e in completed] == [{"x": 1}]
+
+
+@pytest.mark.usefixtures("worker")
+def test_activity_fail_non_retryable_fails_the_activity(db: str, sync: perdure.SyncClient) -> None:
+    handle = sync.start("awaits_an_answer", "d", id="cli-ac-fail")
+    [token] = tokens(sync, "cli-ac-fail")
+    awaiting(sync, "cli-ac-fail")
+    (done,) = cli_all(("activity", "fail", token, "--message", "no", "--non-retryable", "--db", db))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        f"Failed activity 1 of run {handle.run_id} with ApplicationError (not retried: the "
+        "workflow's await raises ActivityError)"
+    )
+    # The workflow saw an ActivityError whose cause is the failure given.
+    assert handle.result(timeout=20) == {
+        "failed": "ApplicationError",
+        "message": "no",
+        "attempt": 1,
+    }
+    assert len(tokens(sync, "cli-ac-fail")) == 1  # (no other attempt ran)
+    (again,) = cli_all(("activity", "fail", token, "--message", "again", "--db", db))
+    assert again.returncode == 3 and "can no longer end" in said(again), said(again)
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_retryable_fail_runs_a_new_attempt_with_a_new_token(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    handle = sync.start("awaits_an_answer", "e", id="cli-ac-retry")
+    [first] = tokens(sync, "cli-ac-retry")
+    awaiting(sync, "cli-ac-retry")
+    (done,) = cli_all(
+        ("activity", "fail", first, "-m", "busy", "--type", "Busy", "--db", db),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "with Busy (retried per its retry policy while attempts are left)" in done.stdout
+    old, new = tokens(sync, "cli-ac-retry", 2)
+    assert old == first and new != first
+    retried = awaiting(sync, "cli-ac-retry", attempt=2)
+    assert retried.last_failure is not None and retried.last_failure["type"] == "Busy"
+    (stale,) = cli_all(("activity", "complete", first, '"late"', "--db", db))
+    assert stale.returncode == 3 and "can no longer end" in said(stale), said(stale)
+    (fresh,) = cli_all(("activity", "complete", new, '"yes"', "--db", db))
+    assert fresh.returncode == 0, fresh.stderr
+    assert handle.result(timeout=20) == {"result": "yes"}
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_malformed_token_or_result_exits_2_and_changes_nothing(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    sync.start("awaits_an_answer", "f", id="cli-ac-bad")
+    [token] = tokens(sync, "cli-ac-bad")
+    before = awaiting(sync, "cli-ac-bad")
+    huge = forged_token(2**70, 1)
+    cases: list[tuple[tuple[str, ...], str]] = [
+        (
+            ("complete", "not-a-token"),
+            "Invalid value for 'TOKEN': not a task token: 'not-a-token' (a token is "
+            "activity.info().task_token, as the attempt's function read it, starting 'pt1.')",
+        ),
+        (("complete", "pt1.bm90IGEga2V5"), "not a task token: 'pt1.bm90IGEga2V5'"),
+        (("complete", token[:-6]), "Invalid value for 'TOKEN': not a task token"),
+        (("fail", "", "--message", "x"), "not a task token: ''"),
+        (("complete", huge), f"Invalid value for 'TOKEN': not a task token: {huge!r}"),
+        (("complete", token, "{x: 1}"), "RESULT_JSON must be JSON"),
+        (("complete", token, "yes"), "strings need quotes"),
+        (("fail", token), "Missing option '--message'"),
+        (("fail", token, "--message", "x", "--type", " "), "must not be empty"),
+    ]
+    done = cli_all(*(("activity", *args, "--db", db) for args, _ in cases))
+    for (args, message), result in zip(cases, done, strict=True):
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in said(result), (args, said(result))
+    # A token is checked before the database is opened (a missing one is exit 4).
+    (early,) = cli_all(("activity", "complete", "x", "--db", f"{db}.missing"))
+    assert early.returncode == 2, early.stderr
+    assert awaiting(sync, "cli-ac-bad") == before
+    assert len(tokens(sync, "cli-ac-bad")) == 1
+    ended = {"ActivityCompleted", "ActivityFailed"}
+    assert not [e for e in sync.get_handle("cli-ac-bad").history() if e["type"] in ended]
+    sync.get_handle("cli-ac-bad").terminate("done")
+
+
+# ---------------------------------------------------------------- the HTTP API
+
+
+@pytest.fixture
+async def served(client: perdure.Client) -> AsyncIterator[perdure.Client]:
+    """The client, with an in-process worker of async_workflows."""
+    w = perdure.Worker(client, aw.WORKFLOWS, aw.ACTIVITIES, poll_interval=0.02, lease_timeout=5.0)
+    async with w:
+        yield client
+
+
+async def api_token(client: perdure.Client, ident: str, count: int = 1) -> str:
+    """The task token attempt ``count`` of the run handed out, once it awaits completion."""
+
+    async def handed_out() -> Any:
+        entries = (await client.get_handle(ident).stream_page("token")).entries
+        return entries[count - 1].value if len(entries) >= count else None
+
+    token: str = await eventually(handed_out, f"{ident}'s attempt {count} to hand out its token")
+
+    async def awaits() -> bool:
+        pending = (await client.get_handle(ident).describe()).pending_activities
+        return bool(pending) and pending[0].awaiting_completion and pending[0].attempt == count
+
+    await eventually(awaits, f"attempt {count} of {ident} to await its completion")
+    return token
+
+
+async def test_the_description_says_the_attempt_awaits_completion_and_until_when(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    await served.start(aw.awaits_an_answer, "g", id="api-ac-show")
+    await served.start(aw.awaits_an_answer_for_ever, "h", id="api-ac-forever")
+    await api_token(served, "api-ac-show")
+    await api_token(served, "api-ac-forever")
+    timed = (await served.get_handle("api-ac-show").describe()).pending_activities[0]
+    assert timed.completion_deadline is not None
+    [pending] = (await api.get("/api/workflows/api-ac-show")).json()["pending_activities"]
+    assert (pending["running"], pending["awaiting_completion"]) == (True, True)
+    assert pending["completion_deadline"] == iso(timed.completion_deadline)
+    assert pending["completion_deadline"].endswith("Z")
+    [pending] = (await api.get("/api/workflows/api-ac-forever")).json()["pending_activities"]
+    assert (pending["awaiting_completion"], pending["completion_deadline"]) == (True, None)
+
+    spec = (await api.get("/api/openapi.json")).json()
+    fields = spec["components"]["schemas"]["PendingActivity"]["properties"]
+    assert "raise_complete_async" in fields["awaiting_completion"]["description"]
+    assert "null: never" in fields["completion_deadline"]["description"]
+    for route in ("/api/activities/complete", "/api/activities/fail"):
+        post = spec["paths"][route]["post"]
+        assert {"200", "401", "403", "404", "422", "503"} <= set(post["responses"]), route
+        assert post["requestBody"]["required"] is True
+        wrong = await api.get(route)  # (not the web UI's 404 for a file not there)
+        assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST"), wrong.text
+
+
+async def test_complete_over_http_gives_the_run_its_result_once(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    handle = await served.start(aw.awaits_an_answer, "i", id="api-ac-complete")
+    token = await api_token(served, "api-ac-complete")
+    done = await api.post("/api/activities/complete", json={"task_token": token, "result": [1, 2]})
+    assert done.status_code == 200, done.text
+    assert done.json() == {"ok": True}
+    assert await handle.result(timeout=20) == {"result": [1, 2]}
+    again = await api.post("/api/activities/complete", json={"task_token": token})
+    assert again.status_code == 404, again.text
+    assert again.json()["detail"] == (
+        f"activity 1 of run {handle.run_id}: this attempt can no longer end (it ended already, "
+        "a timeout passed and it was retried with a new token, or its run ended)"
+    )
+    late = await api.post("/api/activities/fail", json={"task_token": token, "message": "x"})
+    assert late.status_code == 404, late.text
+    for task_id in (1, 2**40):  # (a token of the right shape that names nothing)
+        nothing = await api.post(
+            "/api/activities/complete", json={"task_token": forged_token(task_id, 1)}
+        )
+        assert nothing.status_code == 404, nothing.text
+        assert "of run run: this attempt can no longer end" in nothing.json()["detail"]
+    # The result left out is null.
+    other = await served.start(aw.awaits_an_answer, "j", id="api-ac-null")
+    plain = await api.post(
+        "/api/activities/complete", json={"task_token": await api_token(served, "api-ac-null")}
+    )
+    assert plain.status_code == 200, plain.text
+    assert await other.result(timeout=20) == {"result": None}
+
+
+async def test_fail_over_http_fails_the_activity_or_retries_it(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    handle = await served.start(aw.awaits_an_answer, "k", id="api-ac-fail")
+    first = await api_token(served, "api-ac-fail")
+    retried = await api.post(
+        "/api/activities/fail", json={"task_token": first, "message": "busy", "type": "Busy"}
+    )
+    assert retried.status_code == 200 and retried.json() == {"ok": True}, retried.text
+    second = await api_token(served, "api-ac-fail", 2)  # (a new attempt, a new token)
+    assert second != first
+    body = {"task_token": second, "message": "declined", "type": "Declined", "non_retryable": True}
+    failed = await api.post("/api/activities/fail", content=json.dumps(body))  # (no Content-Type)
+    assert failed.status_code == 200, failed.text
+    assert await handle.result(timeout=20) == {
+        "failed": "Declined",
+        "message": "declined",
+        "attempt": 2,
+    }
+    again = await api.post("/api/activities/fail", json=body)
+    assert again.status_code == 404 and "can no longer end" in again.json()["detail"]
+
+
+async def test_a_malformed_token_or_body_is_422_and_changes_nothing(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    handle = await served.start(aw.awaits_an_answer, "l", id="api-ac-bad")
+    token = await api_token(served, "api-ac-bad")
+    before = (await handle.describe()).pending_activities
+    tokens_422 = {
+        "nope": "task_token: not a task token: 'nope' (a token is activity.info().task_token",
+        "": "task_token: not a task token: ''",
+        token[:-6]: "task_token: not a task token",
+        forged_token(1, 2**40): f"task_token: not a task token: {forged_token(1, 2**40)!r}",
+    }
+    for route, fields in (("complete", {"result": 1}), ("fail", {"message": "m"})):
+        for bad, says in tokens_422.items():
+            refused = await api.post(f"/api/activities/{route}", json={"task_token": bad, **fields})
+            assert refused.status_code == 422, (route, bad, refused.text)
+            detail = refused.json()["detail"]
+            assert detail.startswith("task_token: not a task token: "), (route, bad, detail)
+            assert says in detail, (route, bad, detail)
+    bodies: list[tuple[str, Any, str]] = [
+        ("complete", {"task_token": token, "results": 1}, "body.results: Extra inputs"),
+        ("complete", {"task_token": 7}, "body.task_token: Input should be a valid string"),
+        ("complete", {}, "body.task_token: Field required"),
+        ("complete", None, "body: Input should be a valid dictionary"),
+        ("complete", [token], "body: Input should be a valid dictionary"),
+        ("complete", {"task_token": "x" * 2049}, "at most 2048 characters"),
+        ("fail", {"task_token": token}, "body.message: Field required"),
+        ("fail", {"task_token": token, "message": 1}, "body.message: Input should be a valid"),
+        ("fail", {"task_token": token, "message": "m", "non_retryable": "yes"}, "valid boolean"),
+        ("fail", {"task_token": token, "message": "m", "non_retryable": 1}, "valid boolean"),
+        ("fail", {"task_token": token, "message": "m", "type": ""}, "at least 1 character"),
+        ("fail", {"task_token": token, "message": "m", "result": 1}, "Extra inputs"),
+    ]
+    for route, body, says in bodies:
+        refused = await api.post(f"/api/activities/{route}", json=body)
+        assert refused.status_code == 422, (route, body, refused.text)
+        assert says in refused.json()["message"], (route, body, refused.json())
+    not_json = await api.post("/api/activities/complete", content=b"{task_token: 1}")
+    assert not_json.status_code == 422
+    assert not_json.json()["message"].startswith("the request body is not valid JSON")
+    assert (await handle.describe()).pending_activities == before  # (nothing changed)
+    done = await api.post("/api/activities/complete", json={"task_token": token, "result": 3})
+    assert done.status_code == 200, done.text
+    assert await handle.result(timeout=20) == {"result": 3}
+
+
+async def test_the_routes_need_the_admin_role_as_a_signal_does(served: perdure.Client) -> None:
+    app = create_app(served, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
+
+    def http(**headers: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app)
+        return httpx.AsyncClient(transport=transport, base_url=BASE, headers=headers)
+
+    handle = await served.start(aw.awaits_an_answer, "m", id="api-ac-auth")
+    token = await api_token(served, "api-ac-auth")
+    body = {"task_token": token, "message": "m"}
+    routes = ("/api/activities/complete", "/api/activities/fail", "/api/workflows/x/signals/go")
+    async with http() as anonymous:
+        for route in routes:
+            missing = await anonymous.post(route, json=body)
+            assert missing.status_code == 401, (route, missing.text)
+            assert missing.headers["www-authenticate"] == "Bearer"
+    async with http(Authorization=f"Bearer {READ}") as reader:
+        for route in routes:
+            forbidden = await reader.post(route, json=body)
+            assert forbidden.status_code == 403, (route, forbidden.text)
+            assert "read-only" in forbidden.json()["detail"]
+    async with http(Authorization=f"Bearer {ADMIN}") as admin:
+        cross = await admin.post(routes[0], json=body, headers={"origin": "http://evil.example"})
+        assert cross.status_code == 403 and "cross-origin" in cross.json()["detail"]
+        assert (await handle.describe()).pending_activities[0].awaiting_completion
+        done = await admin.post(routes[0], json={"task_token": token, "result": "ok"})
+        assert done.status_code == 200, done.text
+    assert await handle.result(timeout=20) == {"result": "ok"}
+
+
+# ---------------------------------------------------------------- the web UI
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, str]]:
+    """A browser, the open server's URL and the database, over a worker of
+    async_workflows; skips the test without chromium, as the browser tests do."""
+    import browser_support as bs  # (importing it skips without chromium)
+
+    folder: Path = tmp_path_factory.mktemp("async-completion-ui")
+    for browser in bs.launch():
+        for stack in bs.serve(folder, [aw.__file__], ADMIN, READ):
+            yield browser, stack.open_url, stack.db
+
+
+def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str, str]) -> None:
+    import browser_support as bs
+    from playwright.sync_api import expect
+
+    browser, url, db = ui
+    with perdure.SyncClient.connect(db) as client:
+        client.client.poll_interval = 0.02
+        client.start("awaits_an_answer", "n", id="ui-ac-timed")
+        client.start("awaits_an_answer_for_ever", "o", id="ui-ac-forever")
+        awaiting(client, "ui-ac-timed")
+        awaiting(client, "ui-ac-forever")
+        try:
+            for page in bs.new_page(browser):
+                page.goto(f"{url}#/workflows/ui-ac-timed")
+                item = page.locator("#pending .pending-activity")
+                expect(item).to_contain_text(
+                    re.compile(
+                        r"ref 1 · attempt 1 awaiting completion · lost at "
+                        r"\d\d:\d\d:\d\d\.\d{3} \(in (59 m \d+ s|1 h 0 m)\)"
+                    )
+                )
+                page.goto(f"{url}#/workflows/ui-ac-forever")
+                item = page.locator("#pending .pending-activity")
+                expect(item).to_have_text(
+                    re.compile(r"ask_without_a_deadline ref 1 · attempt 1 awaiting completion$")
+                )
+        finally:
+            for ident in ("ui-ac-timed", "ui-ac-forever"):
+                client.get_handle(ident).terminate("done")
