@@ -51,29 +51,32 @@ def _append(path: str, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _log_attempt(log: str, tag: str, **fields: Any) -> None:
+    """The running attempt, in ``<log>-<pid>.log`` (with ``fields``)."""
+    info = activity.info()
+    pid = os.getpid()
+    record = {
+        "pid": pid,
+        "wf": info.workflow_id,
+        "run": info.run_id,
+        "ref": int(info.activity_id),
+        "attempt": info.attempt,
+        "key": info.idempotency_key,
+        "tag": tag,
+    }
+    _append(os.path.join(os.environ[TEST_DIR_ENV], f"{log}-{pid}.log"), {**record, **fields})
+
+
 @activity.defn(retry=FAST_RETRY)
 async def work(tag: str, fail_first: int) -> str:
     """One step: log the execution, work a little, fail the first ``fail_first`` attempts."""
-    info = activity.info()
-    fails = info.attempt <= fail_first
-    pid = os.getpid()
-    _append(
-        os.path.join(os.environ[TEST_DIR_ENV], f"exec-{pid}.log"),
-        {
-            "pid": pid,
-            "wf": info.workflow_id,
-            "run": info.run_id,
-            "ref": int(info.activity_id),
-            "attempt": info.attempt,
-            "key": info.idempotency_key,
-            "tag": tag,
-            "fails": fails,
-        },
-    )
+    attempt = activity.info().attempt
+    fails = attempt <= fail_first
+    _log_attempt("exec", tag, fails=fails)
     activity.write_stream("work", tag)  # (checked: there once this attempt completes)
     await asyncio.sleep(STEP_DELAY)
     if fails:
-        raise ApplicationError(f"planned failure of {tag} attempt {info.attempt}")
+        raise ApplicationError(f"planned failure of {tag} attempt {attempt}")
     return f"{tag}@ok"
 
 
@@ -171,21 +174,7 @@ async def hand_off(tag: str) -> str:
     """Hands its task token to the driver (``handoff-<pid>.log``, fsynced
     before the function ends) and leaves the outcome to it: the driver
     completes it, or fails it once to see it retried with a new token."""
-    info = activity.info()
-    pid = os.getpid()
-    _append(
-        os.path.join(os.environ[TEST_DIR_ENV], f"handoff-{pid}.log"),
-        {
-            "pid": pid,
-            "wf": info.workflow_id,
-            "run": info.run_id,
-            "ref": int(info.activity_id),
-            "attempt": info.attempt,
-            "key": info.idempotency_key,
-            "tag": tag,
-            "token": info.task_token,
-        },
-    )
+    _log_attempt("handoff", tag, token=activity.info().task_token)
     activity.raise_complete_async()
 
 

@@ -11,6 +11,7 @@ still end (``AsyncActivityNotFoundError``) a 404 with its message.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -50,8 +51,13 @@ def _handle(client: Client, task_token: str) -> AsyncActivityHandle:
         raise HTTPException(422, f"task_token: {exc}") from None
 
 
-def _not_found(exc: AsyncActivityNotFoundError) -> HTTPException:
-    return HTTPException(404, str(exc))
+async def _ended(outcome: Awaitable[None]) -> dict[str, bool]:
+    """Await one of a handle's outcomes: 404 if the attempt can no longer end."""
+    try:
+        await outcome
+    except AsyncActivityNotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return {"ok": True}
 
 
 @router.post(
@@ -67,12 +73,7 @@ async def complete_activity(
 ) -> Any:
     """Record the result of the attempt the token names; the workflow's
     await returns it. The first outcome wins: 404 for any later one."""
-    handle = _handle(client, body.task_token)
-    try:
-        await handle.complete(body.result)
-    except AsyncActivityNotFoundError as exc:
-        raise _not_found(exc) from None
-    return {"ok": True}
+    return await _ended(_handle(client, body.task_token).complete(body.result))
 
 
 @router.post(
@@ -91,11 +92,7 @@ async def fail_activity(
     ``non_retryable``; then the workflow's await raises ActivityError."""
     handle = _handle(client, body.task_token)
     error = ApplicationError(body.message, type=body.type, non_retryable=body.non_retryable)
-    try:
-        await handle.fail(error)
-    except AsyncActivityNotFoundError as exc:
-        raise _not_found(exc) from None
-    return {"ok": True}
+    return await _ended(handle.fail(error))
 
 
 @router.get("/complete", include_in_schema=False)
