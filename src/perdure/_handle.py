@@ -323,7 +323,12 @@ class WorkflowHandle(Generic[R]):
     async def describe(self) -> WorkflowDescription:
         run = await self._run()
         pending = await self.client.store.pending_work(run.run_id)
-        return describe_run(run, pending, self.client.converter.display, self.client.store.clock())
+        # Why an activity has waited long: the workers serving its queue.
+        waited = any(a.ahead is not None for a in pending.activities)
+        workers = await self.client._live_workers() if waited else []
+        return describe_run(
+            run, pending, self.client.converter.display, self.client.store.clock(), workers
+        )
 
     async def state(self, key: str | None = None) -> Any:
         """Published state (``workflow.set_state``): one key, or all as a dict."""

@@ -9,13 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX
-from perdure._store.base import PendingWork, RunRecord, StatsRecord, WorkflowTaskState
+from perdure._store.base import (
+    PendingActivity,
+    PendingWork,
+    RunRecord,
+    StatsRecord,
+    WorkerRecord,
+    WorkflowTaskState,
+)
 
 __all__ = [
     "PendingActivityInfo",
@@ -132,13 +139,20 @@ class PendingActivityInfo:
     started_at: datetime | None = None  # of the attempt running now
     task_queue: str = ""
     waiting_for_worker: bool = False
-    """Its next attempt has been due for more than a second and no worker
-    took it: is a worker serving ``task_queue`` with this activity? (Never
-    set while ``task_queue`` has limits: see ``held_by_limits``.)"""
+    """Its next attempt has been due for more than a second and no live
+    worker (``Client.list_workers``) serves ``task_queue`` with this
+    activity: start one, or deploy one that registers it."""
     held_by_limits: bool = False
-    """Its next attempt has been due for more than a second, and its task
-    queue has limits (perdure.queues), which may be what holds it back:
-    ``Client.describe_queue`` tells."""
+    """Its next attempt has been due for more than a second, a live worker
+    serves it, and its task queue has limits (perdure.queues), which hold
+    it back: ``Client.describe_queue`` tells."""
+    in_backlog: bool = False
+    """Its next attempt has been due for more than a second, a live worker
+    serves it, and its queue has no limits: it waits for a free slot in the
+    queue's backlog behind ``ahead`` tasks (the workers are busy)."""
+    ahead: int | None = None
+    """With any of the three above: how many due tasks of its queue a claim
+    takes before it (of a higher priority, or due earlier); None otherwise."""
     awaiting_completion: bool = False
     """Its attempt's function handed the outcome to another process
     (``activity.raise_complete_async``), which completes it with the task
@@ -301,10 +315,15 @@ def stats_of(record: StatsRecord, workers: dict[str, int]) -> Stats:
 
 
 def describe_run(
-    run: RunRecord, pending: PendingWork, display: Callable[[Any], Any], now: float
+    run: RunRecord,
+    pending: PendingWork,
+    display: Callable[[Any], Any],
+    now: float,
+    workers: Sequence[WorkerRecord] = (),
 ) -> WorkflowDescription:
     """``handle.describe()``: the run's row and its pending work, its JSON
-    values made readable by ``display`` (the converter's)."""
+    values made readable by ``display`` (the converter's). ``workers``: the
+    live workers, read when an activity has waited long (``ahead`` is set)."""
     created, updated = _dt(run.created_at), _dt(run.updated_at)
     assert created is not None and updated is not None
     waits: list[str] = run.waiting.get("signals", [])
@@ -334,8 +353,7 @@ def describe_run(
                 a.attempts,
                 _dt(a.started_at),
                 a.task_queue,
-                not a.queue_limited and a.due_at is not None and a.due_at < now - 1.0,
-                a.queue_limited and a.due_at is not None and a.due_at < now - 1.0,
+                *_why_waiting(a, workers),
                 a.awaiting_completion,
                 _dt(a.completion_deadline),
             )
@@ -376,6 +394,20 @@ def waits_for_nothing(run: RunRecord, pending: PendingWork) -> bool:
 def _awaiting_nothing(run: RunRecord, pending: PendingWork, now: float) -> bool:
     # (Unchanged for a second: not a moment between two of a process's reads.)
     return waits_for_nothing(run, pending) and run.updated_at < now - 1.0
+
+
+def _why_waiting(
+    activity: PendingActivity, workers: Sequence[WorkerRecord]
+) -> tuple[bool, bool, bool, int | None]:
+    """waiting_for_worker, held_by_limits, in_backlog and ahead of an
+    activity (the store counts ``ahead`` only for one due for a while)."""
+    if activity.ahead is None:
+        return False, False, False, None
+    served = any(
+        w.task_queue == activity.task_queue and activity.name in w.activities for w in workers
+    )
+    limited = activity.queue_limited
+    return not served, served and limited, served and not limited, activity.ahead
 
 
 def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:

@@ -32,6 +32,7 @@ from perdure._store.base import (
     NewRun,
     RunFilter,
     Store,
+    WorkerRecord,
 )
 from perdure._streams import StreamEntry, StreamInfo, StreamPage
 from perdure._updates import UpdateHandle, send_update
@@ -534,7 +535,6 @@ class Client:
     async def list_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that are running now (on any machine): those whose last
         heartbeat is at most three lease timeouts old. Oldest first."""
-        now = self.store.clock()
         return [
             WorkerInfo(
                 w.identity,
@@ -546,6 +546,13 @@ class Client:
                 datetime.fromtimestamp(w.started_at, tz=UTC),
                 datetime.fromtimestamp(w.heartbeat_at, tz=UTC),
             )
+            for w in await self._live_workers()
+        ]
+
+    async def _live_workers(self) -> builtins.list[WorkerRecord]:
+        now = self.store.clock()
+        return [
+            w
             for w in await self.store.list_workers()
             if now - w.heartbeat_at <= LIVE_WORKER_LEASES * w.lease_timeout
         ]

@@ -12,6 +12,9 @@ and the browser, in process for the HTTP API) runs tests/surfaces/
 async_workflows.py, whose activity hands its token out on the run's stream
 ``token``. How the engine records each outcome (retries, timeouts,
 heartbeats, crashes) is tested in tests/e2e/test_async_completion.py.
+The workflow page's other reasons a pending activity waits (no live
+worker, its queue's limits, the backlog) are checked here too, on the
+same page (tests/e2e/test_waiting_reasons.py sets them for real).
 """
 
 from __future__ import annotations
@@ -458,3 +461,53 @@ def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str
         finally:
             for ident in ("ui-ac-timed", "ui-ac-forever"):
                 client.get_handle(ident).terminate("done")
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (
+            {"in_backlog": True, "ahead": 7},
+            "In the backlog. 7 due before it on task queue “pool”; its workers are busy.",
+        ),
+        (
+            {"waiting_for_worker": True, "ahead": 0},
+            "No live worker serves it. Start a worker for task queue “pool” that registers",
+        ),
+        (
+            {"held_by_limits": True, "ahead": 2},
+            "Waiting for room. Task queue “pool” has limits on its activities (perdure queue "
+            "show pool); 2 due before it.",
+        ),
+    ],
+)
+def test_the_workflow_page_says_why_an_activity_waits(
+    ui: tuple[Any, str, str], flags: dict[str, Any], says: str
+) -> None:
+    # The describe JSON as the server gives it, with the pending activity's
+    # reason set (making workers busy on cue is not this test's business:
+    # tests/e2e/test_waiting_reasons.py sets the flags for real).
+    import browser_support as bs
+    from playwright.sync_api import Route, expect
+
+    browser, url, db = ui
+    ident = f"ui-why-{next(iter(flags))}"
+    with perdure.SyncClient.connect(db) as client:
+        client.client.poll_interval = 0.02
+        client.start("awaits_an_answer_for_ever", "p", id=ident)
+        awaiting(client, ident)
+
+        def reasoned(route: Route) -> None:
+            described = route.fetch().json()
+            described["pending_activities"][0].update(
+                running=False, awaiting_completion=False, task_queue="pool", **flags
+            )
+            route.fulfill(json=described)
+
+        try:
+            for page in bs.new_page(browser):
+                page.route(re.compile(rf".*/api/workflows/{ident}(\?.*)?$"), reasoned)
+                page.goto(f"{url}#/workflows/{ident}")
+                expect(page.locator("#pending .pending-activity")).to_contain_text(says)
+        finally:
+            client.get_handle(ident).terminate("done")

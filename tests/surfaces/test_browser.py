@@ -111,7 +111,7 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         )
         page.goto(stack.open_url + "#/workflows/ui-unserved-1")
         untaken = page.locator(".pending-activity .no-activity-worker")
-        expect(untaken).to_contain_text("No worker has taken it")
+        expect(untaken).to_contain_text("No live worker serves it")
         expect(untaken).to_contain_text("nobody-serves-this-queue")
         unserved.terminate("seen")
 

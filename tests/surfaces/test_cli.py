@@ -560,6 +560,16 @@ def test_show_and_the_api_name_the_queue_of_an_activity_nobody_takes() -> None:
         {}, None, None, None, 2, pending_activities=[untaken],
     )  # fmt: skip
     [line] = _pending_lines(d)
-    assert "no worker has taken it" in line and "'paymnets'" in line and "'charge'" in line
+    assert "no live worker serves task queue 'paymnets' with activity 'charge'" in line
     [shown] = description_json(d)["pending_activities"]
     assert shown["task_queue"] == "paymnets" and shown["waiting_for_worker"] is True
+    # Served, and its workers busy: the backlog, and how much stands before it.
+    busy = PendingActivityInfo(
+        2, "charge", 0, False, now, None, [], None, "payments", in_backlog=True, ahead=7
+    )
+    d.pending_activities[:] = [busy]
+    [line] = _pending_lines(d)
+    assert "waiting in task queue 'payments''s backlog:[/] 7 due before it" in line
+    assert "no live worker" not in line
+    [shown] = description_json(d)["pending_activities"]
+    assert (shown["in_backlog"], shown["ahead"], shown["waiting_for_worker"]) == (True, 7, False)

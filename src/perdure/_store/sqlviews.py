@@ -63,33 +63,35 @@ async def history(tx: Tx, run_id: str, after_seq: int, of_type: str | None = Non
 
 async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
     """The activities, timers and children a run waits on, and its workflow task."""
-    activities = [
-        PendingActivity(
+    found = await tx.all(
+        "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
+        " attempts, attempt_started_at, queue,"
+        " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
+        " lease_owner, priority"
+        " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
+        (run_id,),
+    )
+    activities = []
+    for r in found:
+        leased, awaiting = r[3] is not None, r[3] is not None and r[10] is None
+        activity = PendingActivity(
             ref=r[0],
             name=loads(r[1])["name"],
             attempt=r[2],
-            running=r[3] is not None,
-            next_attempt_at=None if r[3] is not None else max(r[4], now),
+            running=leased,
+            next_attempt_at=None if leased else max(r[4], now),
             last_failure=loads(r[5]),
             attempts=loads(r[6]) or [],
-            started_at=r[7] if r[3] is not None else None,
+            started_at=r[7] if leased else None,
             task_queue=r[8],
-            due_at=None if r[3] is not None else r[4],
+            due_at=None if leased else r[4],
             queue_limited=bool(r[9]),
-            awaiting_completion=r[3] is not None and r[10] is None,
-            completion_deadline=(
-                r[4] if r[3] is not None and r[10] is None and r[4] < NEVER_DUE else None
-            ),
+            awaiting_completion=awaiting,
+            completion_deadline=r[4] if awaiting and r[4] < NEVER_DUE else None,
         )
-        for r in await tx.all(
-            "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
-            " attempts, attempt_started_at, queue,"
-            " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
-            " lease_owner"
-            " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
-            (run_id,),
-        )
-    ]
+        if not leased and r[4] < now - WAITING_LONG:
+            activity.ahead = await _ahead(tx, r[8], r[11], r[4], now)
+        activities.append(activity)
     timers = [
         PendingTimer(ref=r[0], fire_at=r[1])
         for r in await tx.all(
@@ -111,6 +113,23 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
     )
     state = None if task is None else WorkflowTaskState(task[0], task[1], task[2] is not None)
     return PendingWork(activities, timers, children, state)
+
+
+# How long a due task waits before describe() says why (PendingActivity.ahead).
+WAITING_LONG = 1.0
+
+
+async def _ahead(tx: Tx, queue: str, priority: int, due_at: float, now: float) -> int:
+    """The due activity tasks of ``queue`` that a claim takes before one of
+    ``priority`` due at ``due_at``: of a higher priority, or of its own and
+    due earlier (two ranges of tasks_due)."""
+    row = await tx.one(
+        "SELECT (SELECT COUNT(*) FROM tasks WHERE kind = 'activity' AND queue = ?"
+        " AND priority < ? AND visible_at <= ?), (SELECT COUNT(*) FROM tasks"
+        " WHERE kind = 'activity' AND queue = ? AND priority = ? AND visible_at < ?)",
+        (queue, priority, now, queue, priority, due_at),
+    )
+    return 0 if row is None else int(row[0]) + int(row[1])
 
 
 async def ended_after(tx: Tx, position: int | None) -> tuple[int, list[str] | None]:

@@ -152,15 +152,21 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
         else:
             where = f"attempt {a.attempt} failed, next attempt at {local_time(a.next_attempt_at)}"
         line = f"activity [bold]{escape(a.activity_type)}[/] (ref {a.activity_id}): {where}"
+        queue = escape(a.task_queue)
         if a.waiting_for_worker:
             line += (
-                f"\n    [bold yellow]no worker has taken it:[/] is a worker running for task "
-                f"queue {escape(a.task_queue)!r} with activity {escape(a.activity_type)!r}?"
+                f"\n    [bold yellow]no live worker serves task queue {queue!r} with activity "
+                f"{escape(a.activity_type)!r}:[/] start one, or deploy one that registers it"
             )
         elif a.held_by_limits:
             line += (
-                f"\n    [yellow]waiting: task queue {escape(a.task_queue)!r} has limits[/] "
-                f"(perdure queue show {escape(a.task_queue)}; or is no worker serving it?)"
+                f"\n    [yellow]waiting: task queue {queue!r} has limits[/] "
+                f"(perdure queue show {queue}); {a.ahead} due before it"
+            )
+        elif a.in_backlog:
+            line += (
+                f"\n    [yellow]waiting in task queue {queue!r}'s backlog:[/] {a.ahead} due "
+                f"before it (its workers are busy)"
             )
         if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here
             earlier = [f"#{r.get('attempt')} {_attempt_error(r)}" for r in a.attempts[:-1]]

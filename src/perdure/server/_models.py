@@ -388,11 +388,24 @@ class PendingActivity(BaseModel):
     )
     task_queue: str = Field("", description="The queue its attempts are taken from.")
     waiting_for_worker: bool = Field(
-        False, description="Due for over a second and no worker took it: is one serving its queue?"
+        False,
+        description="Due for over a second and no live worker (/api/workers) serves its queue "
+        "with this activity.",
     )
     held_by_limits: bool = Field(
         False,
-        description="Due for over a second, and its task queue has limits (see /api/queues).",
+        description="Due for over a second, a live worker serves it, and its task queue has "
+        "limits (see /api/queues).",
+    )
+    in_backlog: bool = Field(
+        False,
+        description="Due for over a second, a live worker serves it and its queue has no "
+        "limits: it waits in the backlog while the workers are busy.",
+    )
+    ahead: Optional[int] = Field(
+        None,
+        description="With any of the three above: the due tasks of its queue a claim takes "
+        "before it (a higher priority, or due earlier); null otherwise.",
     )
     awaiting_completion: bool = Field(
         False,

@@ -242,6 +242,8 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
                 "task_queue": a.task_queue,
                 "waiting_for_worker": a.waiting_for_worker,
                 "held_by_limits": a.held_by_limits,
+                "in_backlog": a.in_backlog,
+                "ahead": a.ahead,
                 "awaiting_completion": a.awaiting_completion,
                 "completion_deadline": iso(a.completion_deadline),
             }

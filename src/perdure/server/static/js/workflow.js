@@ -294,12 +294,15 @@ export function renderWorkflow(container, id, params, ctx) {
         h("span", { class: "tag tag-activity", text: "activity" }),
         h("b", { text: a.activity_type }), h("span", { class: "muted", text: ` ref ${a.activity_id} · ` }),
         what, a.waiting_for_worker ? h("div", { class: "alert warn no-activity-worker" },
-          h("b", { text: "No worker has taken it." }),
-          ` Is a worker running for task queue “${a.task_queue}” that registers `,
-          h("code", { text: a.activity_type }), "?") : null,
+          h("b", { text: "No live worker serves it." }),
+          ` Start a worker for task queue “${a.task_queue}” that registers `,
+          h("code", { text: a.activity_type }), ".") : null,
         a.held_by_limits ? h("div", { class: "alert info held-by-limits" },
           h("b", { text: "Waiting for room." }),
-          ` Task queue “${a.task_queue}” has limits on its activities (perdure queue show ${a.task_queue}); or no worker serves it.`) : null,
+          ` Task queue “${a.task_queue}” has limits on its activities (perdure queue show ${a.task_queue}); ${a.ahead} due before it.`) : null,
+        a.in_backlog ? h("div", { class: "alert info in-backlog" },
+          h("b", { text: "In the backlog." }),
+          ` ${a.ahead} due before it on task queue “${a.task_queue}”; its workers are busy.`) : null,
         a.last_failure ? failureBlock(a.last_failure) : null));
     }
     for (const t of desc.pending_timers) {

@@ -1,0 +1,88 @@
+"""Why a pending activity waits, as describe() tells it, on every backend:
+no live worker serves its queue with it (waiting_for_worker), or one does
+and it waits in the queue's backlog behind ``ahead`` due tasks, counted in
+claim order (a higher priority first, then the earlier due), while the
+workers are busy (in_backlog) — not "no worker" when the workers are only
+busy. (Limits: tests/e2e/test_queue_limits_e2e.py, held_by_limits.)"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from e2e_helpers import fast_worker, wait_until
+
+import perdure
+from perdure import activity, workflow
+
+gate: dict[str, asyncio.Event] = {}
+
+
+@activity.defn(task_queue="pool")
+async def pooled(tag: str) -> str:
+    if tag == "blocker":
+        gate["running"].set()
+        await gate["open"].wait()
+    return tag
+
+
+@activity.defn(task_queue="nobody-serves-this")
+async def unserved(tag: str) -> str:
+    return tag
+
+
+@workflow.defn
+async def use_the_pool(tag: str) -> str:
+    return await pooled(tag)
+
+
+@workflow.defn
+async def use_nobody(tag: str) -> str:
+    return await unserved(tag)
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> None:
+    gate["open"], gate["running"] = asyncio.Event(), asyncio.Event()
+
+
+async def _waiting(handle: perdure.WorkflowHandle[Any]) -> Any:
+    """The run's one pending activity, once describe() says why it waits."""
+
+    async def told() -> bool:
+        pending = (await handle.describe()).pending_activities
+        return bool(pending) and pending[0].ahead is not None
+
+    await wait_until(told, 10, what="describe() to say why the activity waits")
+    return (await handle.describe()).pending_activities[0]
+
+
+async def test_no_live_worker_serving_the_queue_is_said(client: perdure.Client) -> None:
+    async with fast_worker(client, [use_nobody], []):
+        handle = await client.start(use_nobody, "x")
+        step = await _waiting(handle)
+    assert step.waiting_for_worker and not step.in_backlog and not step.held_by_limits
+    assert step.ahead == 0 and step.task_queue == "nobody-serves-this"
+
+
+async def test_busy_workers_are_a_backlog_counted_in_claim_order(client: perdure.Client) -> None:
+    pool = perdure.Worker(
+        client, activities=[pooled], task_queue="pool", max_concurrent_activities=1
+    )
+    async with fast_worker(client, [use_the_pool], []), pool:
+        blocker = await client.start(use_the_pool, "blocker")
+        await asyncio.wait_for(gate["running"].wait(), 20)  # (the pool's one slot)
+        queued = [await client.start(use_the_pool, f"q{i}") for i in range(3)]
+        for handle in queued:
+            await _waiting(handle)
+        urgent = await client.start(use_the_pool, "urgent", priority=1)
+        first = await _waiting(urgent)
+        last = (await queued[-1].describe()).pending_activities[0]
+        assert first.in_backlog and not first.waiting_for_worker and first.ahead == 0
+        assert last.in_backlog and not last.waiting_for_worker and not last.held_by_limits
+        assert last.ahead == 3  # q0, q1 (due earlier) and urgent (priority 1)
+        gate["open"].set()
+        results = [await h.result(timeout=20) for h in [blocker, urgent, *queued]]
+    assert results == ["blocker", "urgent", "q0", "q1", "q2"]
+    assert not (await queued[0].describe()).pending_activities  # (ended: nothing waits)
