@@ -323,8 +323,11 @@ class WorkflowHandle(Generic[R]):
     async def describe(self) -> WorkflowDescription:
         run = await self._run()
         pending = await self.client.store.pending_work(run.run_id)
-        # Why an activity has waited long: the workers serving its queue.
-        waited = any(a.ahead is not None for a in pending.activities)
+        # Why its turn or an activity has waited long: the workers serving them.
+        turn = pending.workflow_task
+        waited = (turn is not None and turn.ahead is not None) or any(
+            a.ahead is not None for a in pending.activities
+        )
         workers = await self.client._live_workers() if waited else []
         return describe_run(
             run, pending, self.client.converter.display, self.client.store.clock(), workers

@@ -202,8 +202,15 @@ class WorkflowDescription:
     waiting_updates: list[str] = field(default_factory=list)
     """The updates a ``workflow.wait_update`` waits for (by name)."""
     waiting_for_worker: bool = False
-    """The run has work to do but no worker has picked it up yet: is a worker
-    for its task queue running, and does it register this workflow type?"""
+    """The run's turn has been due for over a second and no live worker
+    serves its task queue with this workflow type: start one, or deploy one
+    that registers it."""
+    in_backlog: bool = False
+    """The run's turn has been due for over a second and a live worker
+    serves it: it waits its turn behind ``ahead`` tasks (the workers are busy)."""
+    ahead: int | None = None
+    """With either of the two above: how many due workflow tasks of its queue
+    a claim takes before this run's (a higher priority, or due earlier)."""
     parent_run_id: str | None = None
     continued_to: str | None = None
     starts_at: datetime | None = None
@@ -323,10 +330,15 @@ def describe_run(
 ) -> WorkflowDescription:
     """``handle.describe()``: the run's row and its pending work, its JSON
     values made readable by ``display`` (the converter's). ``workers``: the
-    live workers, read when an activity has waited long (``ahead`` is set)."""
+    live workers, read when the run's turn or an activity has waited long
+    (its ``ahead`` is set)."""
     created, updated = _dt(run.created_at), _dt(run.updated_at)
     assert created is not None and updated is not None
     waits: list[str] = run.waiting.get("signals", [])
+    turn = pending.workflow_task
+    served = any(
+        w.task_queue == run.task_queue and run.workflow_type in w.workflows for w in workers
+    )
     return WorkflowDescription(
         id=run.workflow_id,
         run_id=run.run_id,
@@ -370,7 +382,9 @@ def describe_run(
         waiting_updates=[
             n[len(UPDATE_SIGNAL_PREFIX) :] for n in waits if n.startswith(UPDATE_SIGNAL_PREFIX)
         ],
-        waiting_for_worker=_waiting_for_worker(pending.workflow_task, now),
+        waiting_for_worker=turn is not None and turn.ahead is not None and not served,
+        in_backlog=turn is not None and turn.ahead is not None and served,
+        ahead=None if turn is None else turn.ahead,
         parent_run_id=run.parent_run_id,
         continued_to=run.continued_to,
         starts_at=_starts_at(run.last_seq, pending.workflow_task, now),
@@ -408,11 +422,6 @@ def _why_waiting(
     )
     limited = activity.queue_limited
     return not served, served and limited, served and not limited, activity.ahead
-
-
-def _waiting_for_worker(task: WorkflowTaskState | None, now: float) -> bool:
-    # Due and unclaimed for more than a moment: nobody is serving it.
-    return task is not None and not task.claimed and task.visible_at < now - 1.0
 
 
 def _starts_at(last_seq: int, task: WorkflowTaskState | None, now: float) -> datetime | None:

@@ -86,3 +86,41 @@ async def test_busy_workers_are_a_backlog_counted_in_claim_order(client: perdure
         results = [await h.result(timeout=20) for h in [blocker, urgent, *queued]]
     assert results == ["blocker", "urgent", "q0", "q1", "q2"]
     assert not (await queued[0].describe()).pending_activities  # (ended: nothing waits)
+
+
+async def _turn_waited(handle: perdure.WorkflowHandle[Any]) -> Any:
+    async def told() -> bool:
+        return (await handle.describe()).ahead is not None
+
+    await wait_until(told, 10, what="describe() to say why the run's turn waits")
+    return await handle.describe()
+
+
+async def test_a_turn_no_live_worker_serves_is_said(client: perdure.Client) -> None:
+    handle = await client.start(use_nobody, "t")
+    described = await _turn_waited(handle)
+    assert described.waiting_for_worker and not described.in_backlog and described.ahead == 0
+
+
+async def test_a_turn_a_busy_worker_serves_waits_in_the_backlog(client: perdure.Client) -> None:
+    # A live worker, as the registry knows it, that serves the queue with this
+    # type but takes nothing now (all its slots busy, say): registered by hand.
+    await client.store.register_worker(
+        "busy-1",
+        host="elsewhere",
+        pid=1,
+        task_queue="default",
+        workflows=["use_nobody"],
+        activities=[],
+        lease_timeout=30.0,
+    )
+    first = await client.start(use_nobody, "a")
+    second = await client.start(use_nobody, "b")
+    described = await _turn_waited(second)
+    assert described.in_backlog and not described.waiting_for_worker
+    assert described.ahead == 1  # the first run's turn, due earlier
+    await client.start(use_nobody, "c", priority=1)
+    assert (await second.describe()).ahead == 2  # and one of a higher priority
+    assert (await _turn_waited(first)).ahead == 1
+    other = await client.start(use_the_pool, "d")  # a type the worker does not register
+    assert (await _turn_waited(other)).waiting_for_worker

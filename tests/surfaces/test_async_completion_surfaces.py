@@ -479,6 +479,16 @@ def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str
             "Waiting for room. Task queue “pool” has limits on its activities (perdure queue "
             "show pool); 2 due before it.",
         ),
+        (
+            {"run": {"in_backlog": True, "ahead": 4}},
+            "Its turn is in the backlog. 4 due before it on task queue “default”; its workers "
+            "are busy.",
+        ),
+        (
+            {"run": {"waiting_for_worker": True, "ahead": 0}},
+            "No live worker serves this run. Start a worker for task queue “default” that "
+            "registers awaits_an_answer_for_ever.",
+        ),
     ],
 )
 def test_the_workflow_page_says_why_an_activity_waits(
@@ -491,7 +501,8 @@ def test_the_workflow_page_says_why_an_activity_waits(
     from playwright.sync_api import Route, expect
 
     browser, url, db = ui
-    ident = f"ui-why-{next(iter(flags))}"
+    run_flags = flags.get("run")
+    ident = f"ui-why-{next(iter(run_flags or flags))}{'-run' if run_flags else ''}"
     with perdure.SyncClient.connect(db) as client:
         client.client.poll_interval = 0.02
         client.start("awaits_an_answer_for_ever", "p", id=ident)
@@ -499,15 +510,57 @@ def test_the_workflow_page_says_why_an_activity_waits(
 
         def reasoned(route: Route) -> None:
             described = route.fetch().json()
-            described["pending_activities"][0].update(
-                running=False, awaiting_completion=False, task_queue="pool", **flags
-            )
+            if run_flags:
+                described.update(run_flags)
+            else:
+                described["pending_activities"][0].update(
+                    running=False, awaiting_completion=False, task_queue="pool", **flags
+                )
             route.fulfill(json=described)
 
         try:
             for page in bs.new_page(browser):
                 page.route(re.compile(rf".*/api/workflows/{ident}(\?.*)?$"), reasoned)
                 page.goto(f"{url}#/workflows/{ident}")
-                expect(page.locator("#pending .pending-activity")).to_contain_text(says)
+                where = (
+                    "#turn-in-backlog, #no-worker" if run_flags else "#pending .pending-activity"
+                )
+                expect(page.locator(where)).to_contain_text(says)
         finally:
             client.get_handle(ident).terminate("done")
+
+
+@pytest.mark.usefixtures("worker")
+def test_show_says_whether_a_live_worker_serves_a_waiting_turn(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    # A run on a queue no worker serves: its turn waits for a worker.
+    handle = sync.start("awaits_an_answer", "w", id="cli-unserved", task_queue="empty-queue")
+    wait_for(lambda: handle.describe().ahead is not None, 20, "the turn to wait a while")
+    # A live worker of that queue (as the registry knows it) that takes
+    # nothing now: the turn waits in the backlog instead.
+    sync._runner.call(
+        sync.client.store.register_worker(
+            "busy-cli",
+            host="elsewhere",
+            pid=1,
+            task_queue="empty-queue",
+            workflows=["awaits_an_answer"],
+            activities=[],
+            lease_timeout=30.0,
+        )
+    )
+    before = cli_all(("show", "cli-unserved", "--db", db))[0]
+    assert "No live worker serves this run" not in before.stdout  # (registered meanwhile)
+    assert "Its turn waits in task queue 'empty-queue''s backlog: 0 due before it" in " ".join(
+        before.stdout.split()
+    ), before.stdout
+    described = json.loads(cli_all(("show", "cli-unserved", "--json", "--db", db))[0].stdout)
+    assert (described["in_backlog"], described["ahead"]) == (True, 0)
+    sync._runner.call(sync.client.store.unregister_worker("busy-cli"))
+    after = cli_all(("show", "cli-unserved", "--db", db))[0]
+    assert (
+        "No live worker serves this run: start one for task queue 'empty-queue' that "
+        "registers workflow 'awaits_an_answer'."
+    ) in " ".join(after.stdout.split()), after.stdout
+    handle.terminate("done")

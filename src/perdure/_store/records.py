@@ -369,6 +369,9 @@ class WorkflowTaskState:
     visible_at: float
     attempt: int
     claimed: bool
+    # Due for over a second and not claimed: the due workflow tasks of its
+    # queue that a claim takes before it. None: not counted.
+    ahead: int | None = None
 
 
 @dataclass

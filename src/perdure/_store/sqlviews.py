@@ -90,7 +90,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
             completion_deadline=r[4] if awaiting and r[4] < NEVER_DUE else None,
         )
         if not leased and r[4] < now - WAITING_LONG:
-            activity.ahead = await _ahead(tx, r[8], r[11], r[4], now)
+            activity.ahead = await _ahead(tx, "activity", r[8], r[11], r[4], now)
         activities.append(activity)
     timers = [
         PendingTimer(ref=r[0], fire_at=r[1])
@@ -108,10 +108,15 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         )
     ]
     task = await tx.one(
-        "SELECT visible_at, attempt, lease_token FROM tasks WHERE run_id = ? AND kind = 'workflow'",
+        "SELECT visible_at, attempt, lease_token, queue, priority FROM tasks"
+        " WHERE run_id = ? AND kind = 'workflow'",
         (run_id,),
     )
-    state = None if task is None else WorkflowTaskState(task[0], task[1], task[2] is not None)
+    state = None
+    if task is not None:
+        state = WorkflowTaskState(task[0], task[1], task[2] is not None)
+        if task[2] is None and task[0] < now - WAITING_LONG:
+            state.ahead = await _ahead(tx, "workflow", task[3], task[4], task[0], now)
     return PendingWork(activities, timers, children, state)
 
 
@@ -119,15 +124,15 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
 WAITING_LONG = 1.0
 
 
-async def _ahead(tx: Tx, queue: str, priority: int, due_at: float, now: float) -> int:
-    """The due activity tasks of ``queue`` that a claim takes before one of
-    ``priority`` due at ``due_at``: of a higher priority, or of its own and
-    due earlier (two ranges of tasks_due)."""
+async def _ahead(tx: Tx, kind: str, queue: str, priority: int, due_at: float, now: float) -> int:
+    """The due tasks of ``kind`` on ``queue`` that a claim takes before one
+    of ``priority`` due at ``due_at``: of a higher priority, or of its own
+    and due earlier (two ranges of tasks_due)."""
     row = await tx.one(
-        "SELECT (SELECT COUNT(*) FROM tasks WHERE kind = 'activity' AND queue = ?"
+        "SELECT (SELECT COUNT(*) FROM tasks WHERE kind = ? AND queue = ?"
         " AND priority < ? AND visible_at <= ?), (SELECT COUNT(*) FROM tasks"
-        " WHERE kind = 'activity' AND queue = ? AND priority = ? AND visible_at < ?)",
-        (queue, priority, now, queue, priority, due_at),
+        " WHERE kind = ? AND queue = ? AND priority = ? AND visible_at < ?)",
+        (kind, queue, priority, now, kind, queue, priority, due_at),
     )
     return 0 if row is None else int(row[0]) + int(row[1])
 

@@ -226,8 +226,13 @@ def _show(
         out.print(f"  [dim]{label:<11}[/]{escape(value)}")
     if d.waiting_for_worker:
         out.print(
-            f"[bold yellow]No worker has taken this run's work.[/] Is a worker running for task "
-            f"queue {escape(d.task_queue)!r} with workflow {escape(d.workflow_type)!r}?"
+            f"[bold yellow]No live worker serves this run:[/] start one for task queue "
+            f"{escape(d.task_queue)!r} that registers workflow {escape(d.workflow_type)!r}."
+        )
+    elif d.in_backlog:
+        out.print(
+            f"[yellow]Its turn waits in task queue {escape(d.task_queue)!r}'s backlog:[/] "
+            f"{d.ahead} due before it (its workers are busy)."
         )
     if d.awaiting_nothing:
         out.print(

@@ -463,7 +463,18 @@ class WorkflowDescription(BaseModel):
         default_factory=list, description="The updates a workflow.wait_update waits for."
     )
     waiting_for_worker: bool = Field(
-        description="Work is due but no worker took it: is one serving this task queue and type?"
+        description="Its turn has been due for over a second and no live worker serves its "
+        "task queue with this workflow type."
+    )
+    in_backlog: bool = Field(
+        False,
+        description="Its turn has been due for over a second and a live worker serves it: it "
+        "waits in the backlog while the workers are busy.",
+    )
+    ahead: Optional[int] = Field(
+        None,
+        description="With either of the two above: the due workflow tasks of its queue a claim "
+        "takes before this run's; null otherwise.",
     )
     parent_run_id: Optional[str]
     continued_to: Optional[str] = Field(description="The run this one continued as new into.")

@@ -259,6 +259,8 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "waiting_signals": list(d.waiting_signals),
         "waiting_updates": list(d.waiting_updates),
         "waiting_for_worker": d.waiting_for_worker,
+        "in_backlog": d.in_backlog,
+        "ahead": d.ahead,
         "parent_run_id": d.parent_run_id,
         "continued_to": d.continued_to,
         "starts_at": iso(d.starts_at),
