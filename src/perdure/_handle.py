@@ -15,7 +15,7 @@ from perdure._checks import check_text, timeout_seconds
 from perdure._store.base import OPEN, RunRecord, new_run_id
 from perdure._streams import StreamInfo, StreamPage, read_values, stream_infos, stream_page
 from perdure._updates import UpdateHandle, send_update
-from perdure._views import ResetPoints, WorkflowDescription, describe_run
+from perdure._views import ResetPoints, WorkflowDescription, describe_run, waited
 from perdure._waiting import MAX_RESULT_POLL, EndWatch
 from perdure.errors import (
     PayloadError,
@@ -325,13 +325,12 @@ class WorkflowHandle(Generic[R]):
         pending = await self.client.store.pending_work(run.run_id)
         # Why its turn or an activity has waited long: the workers serving them.
         turn = pending.workflow_task
-        waited = (turn is not None and turn.ahead is not None) or any(
-            a.ahead is not None for a in pending.activities
+        now = self.client.store.clock()
+        long = (turn is not None and turn.ahead is not None) or any(
+            waited(a, now) for a in pending.activities
         )
-        workers = await self.client._live_workers() if waited else []
-        return describe_run(
-            run, pending, self.client.converter.display, self.client.store.clock(), workers
-        )
+        workers = await self.client._live_workers() if long else []
+        return describe_run(run, pending, self.client.converter.display, now, workers)
 
     async def state(self, key: str | None = None) -> Any:
         """Published state (``workflow.set_state``): one key, or all as a dict."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX
 from perdure._store.base import (
+    WAITING_LONG,
     PendingActivity,
     PendingWork,
     RunRecord,
@@ -152,7 +153,8 @@ class PendingActivityInfo:
     queue's backlog behind ``ahead`` tasks (the workers are busy)."""
     ahead: int | None = None
     """With any of the three above: how many due tasks of its queue a claim
-    takes before it (of a higher priority, or due earlier); None otherwise."""
+    takes before it (of a higher priority, or due earlier); None otherwise,
+    and beyond a run's first 20 waiting activities (not counted)."""
     awaiting_completion: bool = False
     """Its attempt's function handed the outcome to another process
     (``activity.raise_complete_async``), which completes it with the task
@@ -365,7 +367,7 @@ def describe_run(
                 a.attempts,
                 _dt(a.started_at),
                 a.task_queue,
-                *_why_waiting(a, workers),
+                *_why_waiting(a, workers, now),
                 a.awaiting_completion,
                 _dt(a.completion_deadline),
             )
@@ -410,12 +412,16 @@ def _awaiting_nothing(run: RunRecord, pending: PendingWork, now: float) -> bool:
     return waits_for_nothing(run, pending) and run.updated_at < now - 1.0
 
 
+def waited(activity: PendingActivity, now: float) -> bool:
+    """Its next attempt has been due long enough for describe() to say why."""
+    return activity.due_at is not None and activity.due_at < now - WAITING_LONG
+
+
 def _why_waiting(
-    activity: PendingActivity, workers: Sequence[WorkerRecord]
+    activity: PendingActivity, workers: Sequence[WorkerRecord], now: float
 ) -> tuple[bool, bool, bool, int | None]:
-    """waiting_for_worker, held_by_limits, in_backlog and ahead of an
-    activity (the store counts ``ahead`` only for one due for a while)."""
-    if activity.ahead is None:
+    """waiting_for_worker, held_by_limits, in_backlog and ahead of an activity."""
+    if not waited(activity, now):
         return False, False, False, None
     served = any(
         w.task_queue == activity.task_queue and activity.name in w.activities for w in workers

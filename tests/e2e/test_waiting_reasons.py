@@ -42,6 +42,11 @@ async def use_nobody(tag: str) -> str:
     return await unserved(tag)
 
 
+@workflow.defn
+async def fan_out_to_nobody(count: int) -> list[str]:
+    return list(await asyncio.gather(*(unserved(f"f{i}") for i in range(count))))
+
+
 @pytest.fixture(autouse=True)
 def _fresh() -> None:
     gate["open"], gate["running"] = asyncio.Event(), asyncio.Event()
@@ -124,3 +129,21 @@ async def test_a_turn_a_busy_worker_serves_waits_in_the_backlog(client: perdure.
     assert (await _turn_waited(first)).ahead == 1
     other = await client.start(use_the_pool, "d")  # a type the worker does not register
     assert (await _turn_waited(other)).waiting_for_worker
+
+
+async def test_a_wide_fan_out_counts_the_backlog_of_its_first_twenty(
+    client: perdure.Client,
+) -> None:
+    # (Two index-range counts per activity: a fan-out of thousands counts its
+    # first twenty; the others still say why they wait.)
+    async with fast_worker(client, [fan_out_to_nobody], []):
+        handle = await client.start(fan_out_to_nobody, 25)
+
+        async def all_waited() -> bool:
+            pending = (await handle.describe()).pending_activities
+            return len(pending) == 25 and all(a.waiting_for_worker for a in pending)
+
+        await wait_until(all_waited, 10, what="the 25 activities to wait a while")
+        pending = (await handle.describe()).pending_activities
+    assert [a.ahead is not None for a in pending] == [True] * 20 + [False] * 5
+    assert sorted(a.ahead for a in pending[:20]) == list(range(20))  # (their due order)

@@ -25,12 +25,17 @@ async def test_a_schedule_deletes_the_runs_closed_longer_ago_than_its_age() -> N
     async with WorkflowEnvironment(workflows=[quick], start_time=START) as e:
         for n in range(3):
             assert await e.client.execute(quick, n, id=f"quick-{n}") == n
+        # Runs closed over 23 hours ago, every 6 hours (at 18:00, 00:00, 06:00,
+        # 12:00): an age an hour short of the times' day, so that no run
+        # closes within moments of a cutoff (with 24 hours, whether the run
+        # of 18:00 deleted the one of the day before depended on how fast
+        # each had run: this test failed once in CI).
         retention = await e.client.create_schedule(
-            "retention", "perdure.delete_closed", 86_400.0, every=timedelta(hours=6)
+            "retention", "perdure.delete_closed", 82_800.0, every=timedelta(hours=6)
         )
-        await e.sleep(timedelta(hours=20))  # (three of its runs: nothing a day old yet)
+        await e.sleep(timedelta(hours=20))  # (three of its runs: nothing 23 hours old yet)
         assert len(await e.client.list(workflow="quick")) == 3
-        await e.sleep(timedelta(hours=11))  # (its run at 06:00 the next day finds them)
+        await e.sleep(timedelta(hours=5))  # (its run at 12:00 the next day finds them)
         assert await e.client.list(workflow="quick") == []
         for n in range(3):
             with pytest.raises(perdure.WorkflowNotFoundError):

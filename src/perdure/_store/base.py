@@ -60,6 +60,7 @@ __all__ = [
     "OPEN",
     "STATUSES",
     "STREAMED",
+    "WAITING_LONG",
     "WORK",
     "ActivityTask",
     "BacklogRecord",
@@ -109,6 +110,8 @@ HELD_GRACE = 0.3
 # The due time of an attempt awaiting its completion with no deadline (no
 # timeout): the year 3000, past any clock this store will read.
 NEVER_DUE = 32503680000.0
+# How long a due task waits before describe() says why it waits.
+WAITING_LONG = 1.0
 
 
 class _Tokens:

@@ -349,7 +349,8 @@ class PendingActivity:
     awaiting_completion: bool = False  # by another process (activity.raise_complete_async)
     completion_deadline: float | None = None  # when it is lost without one (None: never)
     # Due for over a second and not running: the due tasks of its queue that
-    # a claim takes before it (a higher priority, or due earlier). None: not counted.
+    # a claim takes before it (a higher priority, or due earlier). None: not
+    # counted (not waiting, or beyond a run's first 20 waiting activities).
     ahead: int | None = None
 
 

@@ -13,6 +13,7 @@ from perdure._store import sqlrows as rows
 from perdure._store.base import (
     NEVER_DUE,
     OPEN,
+    WAITING_LONG,
     BacklogRecord,
     PendingActivity,
     PendingChild,
@@ -67,11 +68,12 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
         " attempts, attempt_started_at, queue,"
         " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
-        " lease_owner, priority"
+        " lease_owner, priority, id"
         " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
         (run_id,),
     )
     activities = []
+    counted = 0  # (a run's first MAX_AHEAD_COUNTED waiting activities only)
     for r in found:
         leased, awaiting = r[3] is not None, r[3] is not None and r[10] is None
         activity = PendingActivity(
@@ -89,8 +91,9 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
             awaiting_completion=awaiting,
             completion_deadline=r[4] if awaiting and r[4] < NEVER_DUE else None,
         )
-        if not leased and r[4] < now - WAITING_LONG:
-            activity.ahead = await _ahead(tx, "activity", r[8], r[11], r[4], now)
+        if not leased and r[4] < now - WAITING_LONG and counted < MAX_AHEAD_COUNTED:
+            counted += 1
+            activity.ahead = await _ahead(tx, "activity", r[8], r[11], r[4], r[12], now)
         activities.append(activity)
     timers = [
         PendingTimer(ref=r[0], fire_at=r[1])
@@ -108,7 +111,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         )
     ]
     task = await tx.one(
-        "SELECT visible_at, attempt, lease_token, queue, priority FROM tasks"
+        "SELECT visible_at, attempt, lease_token, queue, priority, id FROM tasks"
         " WHERE run_id = ? AND kind = 'workflow'",
         (run_id,),
     )
@@ -116,23 +119,28 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
     if task is not None:
         state = WorkflowTaskState(task[0], task[1], task[2] is not None)
         if task[2] is None and task[0] < now - WAITING_LONG:
-            state.ahead = await _ahead(tx, "workflow", task[3], task[4], task[0], now)
+            state.ahead = await _ahead(tx, "workflow", task[3], task[4], task[0], task[5], now)
     return PendingWork(activities, timers, children, state)
 
 
-# How long a due task waits before describe() says why (PendingActivity.ahead).
-WAITING_LONG = 1.0
+# A run's waiting activities whose place in the backlog describe() counts
+# (two index-range counts each): a fan-out of thousands counts its first ones.
+MAX_AHEAD_COUNTED = 20
 
 
-async def _ahead(tx: Tx, kind: str, queue: str, priority: int, due_at: float, now: float) -> int:
-    """The due tasks of ``kind`` on ``queue`` that a claim takes before one
-    of ``priority`` due at ``due_at``: of a higher priority, or of its own
-    and due earlier (two ranges of tasks_due)."""
+async def _ahead(
+    tx: Tx, kind: str, queue: str, priority: int, due_at: float, task_id: int, now: float
+) -> int:
+    """The due tasks of ``kind`` on ``queue`` that a claim takes before the
+    task ``task_id`` of ``priority`` due at ``due_at``: of a higher priority,
+    or of its own and due earlier (or at once, made before it): two ranges
+    of tasks_due."""
     row = await tx.one(
         "SELECT (SELECT COUNT(*) FROM tasks WHERE kind = ? AND queue = ?"
         " AND priority < ? AND visible_at <= ?), (SELECT COUNT(*) FROM tasks"
-        " WHERE kind = ? AND queue = ? AND priority = ? AND visible_at < ?)",
-        (kind, queue, priority, now, kind, queue, priority, due_at),
+        " WHERE kind = ? AND queue = ? AND priority = ? AND visible_at <= ?"
+        " AND (visible_at < ? OR id < ?))",
+        (kind, queue, priority, now, kind, queue, priority, due_at, due_at, task_id),
     )
     return 0 if row is None else int(row[0]) + int(row[1])
 
