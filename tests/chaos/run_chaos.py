@@ -360,10 +360,11 @@ class HandOffs:
         ]
 
     def answer(self, client: perdure.SyncClient, rng: random.Random, report: ChaosReport) -> None:
-        """Give some waiting attempts their outcome: mostly a result; a first
-        attempt now and then a failure (retried, with a new token); a
-        completed one now and then again (refused). A token whose attempt was
-        lost with a killed worker is refused too: its retry logs a new one."""
+        """Give some waiting attempts their outcome: a result, but a failure
+        to the first attempt of each flow's first step (retried, with a new
+        token: planned, not drawn, so that every run has some); a completed
+        one now and then again (refused). A token whose attempt was lost with
+        a killed worker is refused too: its retry logs a new one."""
         self.read(report)
         keep = []
         for record in self.waiting:
@@ -372,7 +373,7 @@ class HandOffs:
                 continue
             remote = client.get_async_activity_handle(record["token"])
             try:
-                if record["attempt"] == 1 and rng.random() < 0.25:
+                if record["attempt"] == 1 and record["tag"].endswith(":c0"):
                     remote.fail(RuntimeError(f"planned failure of {record['tag']}"))
                     self.failed.add(record["token"])
                     report.async_failed += 1
