@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/perdure demo
 
+# (dpkg --configure -a first: a machine may come with an interrupted dpkg, which
+# makes every apt-get install fail; it does nothing otherwise. Seen in session 50.)
 chromium:
-	command -v chromium || (apt-get update && apt-get install -y chromium)
+	command -v chromium || (dpkg --configure -a && apt-get update && apt-get install -y chromium)
 
 # The suite runs in two processes (pytest-xdist: 742 s in one, 415-432 s in
 # two on this 2-core machine, session 45); TEST_PROCESSES=0 runs it in one.

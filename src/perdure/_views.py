@@ -162,6 +162,11 @@ class PendingActivityInfo:
     completion_deadline: datetime | None = None
     """When an attempt awaiting completion is lost (and retried, per its
     retry policy) if no outcome has come: its timeouts' (None: never)."""
+    heartbeat_details: Any = None
+    """The details of the activity's latest heartbeat (``activity.heartbeat``,
+    or an ``AsyncActivityHandle``'s), made readable as ``input`` is: how far
+    it got. Kept across its attempts (a retry reads them as
+    ``activity.info().heartbeat_details``); None before any."""
 
 
 @dataclass(frozen=True)
@@ -370,6 +375,7 @@ def describe_run(
                 *_why_waiting(a, workers, now),
                 a.awaiting_completion,
                 _dt(a.completion_deadline),
+                display(a.heartbeat),
             )
             for a in pending.activities
         ],

@@ -3,10 +3,13 @@
 functions). The activity writes its attempt's task token to the run's
 stream ``token`` (one value per attempt, in order) and calls
 ``activity.raise_complete_async()``; the workflow returns what its await
-gave, or what the ActivityError said."""
+gave, or what the ActivityError said. ``awaits_until_cancelled``, once
+cancelled, waits for the signal ``finish``: its cancelled attempt stays
+until someone reports the cancellation."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -44,5 +47,14 @@ async def awaits_an_answer_for_ever(tag: str) -> dict[str, Any]:
     return await _outcome(ask_without_a_deadline, tag)
 
 
-WORKFLOWS = [awaits_an_answer, awaits_an_answer_for_ever]
+@workflow.defn
+async def awaits_until_cancelled(tag: str) -> dict[str, Any]:
+    try:
+        return await _outcome(ask_without_a_deadline, tag)
+    except asyncio.CancelledError:
+        await workflow.wait_signal("finish")
+        return {"cancelled": True}
+
+
+WORKFLOWS = [awaits_an_answer, awaits_an_answer_for_ever, awaits_until_cancelled]
 ACTIVITIES = [ask_within_an_hour, ask_without_a_deadline]

@@ -4,8 +4,11 @@ completion (and until when) in ``perdure show``, ``show --json``, the HTTP
 description and the workflow page; ``perdure activity complete|fail`` and
 ``POST /api/activities/complete|fail`` give its outcome by its task token,
 once (a second outcome: exit 3, 404); a malformed token or body is exit 2
-or a 422 saying what is wrong, and changes nothing. The HTTP routes need
-the admin role, as a signal does.
+or a 422 saying what is wrong, and changes nothing. ``heartbeat`` (with
+details, shown by ``show``, the description and the page) and
+``report-cancellation`` say it is alive, and end it once its workflow
+cancelled it (a heartbeat then: exit 9, a 409). The HTTP routes need the
+admin role, as a signal does.
 
 The attempts are real: a worker (a ``perdure worker`` process for the CLI
 and the browser, in process for the HTTP API) runs tests/surfaces/
@@ -193,6 +196,68 @@ def test_a_retryable_fail_runs_a_new_attempt_with_a_new_token(
     assert handle.result(timeout=20) == {"result": "yes"}
 
 
+def no_activity_pending(sync: perdure.SyncClient, ident: str) -> None:
+    wait_for(
+        lambda: not sync.get_handle(ident).describe().pending_activities,
+        20,
+        f"{ident}'s cancelled attempt to end",
+    )
+
+
+@pytest.mark.usefixtures("worker")
+def test_heartbeat_shows_its_details_and_a_cancelled_attempt_is_reported(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    handle = sync.start("awaits_until_cancelled", "hb", id="cli-ac-beat")
+    [token] = tokens(sync, "cli-ac-beat")
+    assert awaiting(sync, "cli-ac-beat").heartbeat_details is None
+    (beat,) = cli_all(("activity", "heartbeat", token, '{"pages": 40}', "--db", db))
+    assert beat.returncode == 0, beat.stderr
+    assert beat.stdout.strip() == f"Heartbeat recorded for activity 1 of run {handle.run_id}"
+    assert awaiting(sync, "cli-ac-beat").heartbeat_details == {"pages": 40}
+    shown, shown_json = cli_all(
+        ("show", "cli-ac-beat", "--db", db), ("show", "cli-ac-beat", "--json", "--db", db)
+    )
+    assert 'awaiting completion by its task token\n    last heartbeat: {"pages": 40}' in (
+        shown.stdout
+    ), shown.stdout
+    [pending] = json.loads(shown_json.stdout)["pending_activities"]
+    assert pending["heartbeat_details"] == {"pages": 40}
+
+    handle.cancel()
+    wait_for(
+        lambda: sync.get_handle("cli-ac-beat").describe().waiting_signals == ["finish"],
+        20,
+        "the workflow to cancel its activity",
+    )
+    told, bad = cli_all(
+        ("activity", "heartbeat", token, '{"pages": 41}', "--db", db),
+        ("activity", "heartbeat", token, "{pages: 42}", "--db", db),
+    )
+    assert told.returncode == 9, (told.stdout, told.stderr)
+    assert "was cancelled by its workflow" in said(told), said(told)
+    assert "perdure activity report-cancellation TOKEN" in said(told)  # (the hint)
+    assert bad.returncode == 2 and "DETAILS_JSON must be JSON" in said(bad), said(bad)
+    # (As in Temporal, a heartbeat that hears of the cancellation is recorded.)
+    assert awaiting(sync, "cli-ac-beat").heartbeat_details == {"pages": 41}
+    (reported,) = cli_all(("activity", "report-cancellation", token, "--db", db))
+    assert reported.returncode == 0, reported.stderr
+    assert reported.stdout.strip() == (
+        f"Recorded the cancellation of activity 1 of run {handle.run_id}"
+    )
+    no_activity_pending(sync, "cli-ac-beat")
+    [ended] = [e for e in handle.history() if e["type"] == "ActivityFailed"]
+    assert ended["failure"]["type"] == "CancelledError"
+    late = cli_all(
+        ("activity", "heartbeat", token, "--db", db),
+        ("activity", "report-cancellation", token, "--db", db),
+    )
+    for done in late:
+        assert done.returncode == 3 and "can no longer end" in said(done), said(done)
+    handle.signal("finish")
+    assert handle.result(timeout=20) == {"cancelled": True}
+
+
 @pytest.mark.usefixtures("worker")
 def test_a_malformed_token_or_result_exits_2_and_changes_nothing(
     db: str, sync: perdure.SyncClient
@@ -215,6 +280,9 @@ def test_a_malformed_token_or_result_exits_2_and_changes_nothing(
         (("complete", token, "yes"), "strings need quotes"),
         (("fail", token), "Missing option '--message'"),
         (("fail", token, "--message", "x", "--type", " "), "must not be empty"),
+        (("heartbeat", "nope"), "Invalid value for 'TOKEN': not a task token: 'nope'"),
+        (("heartbeat", token, "[1,"), "DETAILS_JSON must be JSON"),
+        (("report-cancellation", token[:-6]), "Invalid value for 'TOKEN': not a task token"),
     ]
     done = cli_all(*(("activity", *args, "--db", db) for args, _ in cases))
     for (args, message), result in zip(cases, done, strict=True):
@@ -278,12 +346,16 @@ async def test_the_description_says_the_attempt_awaits_completion_and_until_when
     fields = spec["components"]["schemas"]["PendingActivity"]["properties"]
     assert "raise_complete_async" in fields["awaiting_completion"]["description"]
     assert "null: never" in fields["completion_deadline"]["description"]
-    for route in ("/api/activities/complete", "/api/activities/fail"):
+    for name in ("complete", "fail", "heartbeat", "report-cancellation"):
+        route = f"/api/activities/{name}"
         post = spec["paths"][route]["post"]
         assert {"200", "401", "403", "404", "422", "503"} <= set(post["responses"]), route
         assert post["requestBody"]["required"] is True
         wrong = await api.get(route)  # (not the web UI's 404 for a file not there)
         assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST"), wrong.text
+    assert "409" in spec["paths"]["/api/activities/heartbeat"]["post"]["responses"]
+    beat = spec["components"]["schemas"]["PendingActivity"]["properties"]["heartbeat_details"]
+    assert "kept across its attempts" in beat["description"]
 
 
 async def test_complete_over_http_gives_the_run_its_result_once(
@@ -341,6 +413,43 @@ async def test_fail_over_http_fails_the_activity_or_retries_it(
     assert again.status_code == 404 and "can no longer end" in again.json()["detail"]
 
 
+async def test_heartbeat_and_report_cancellation_over_http(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    handle = await served.start(aw.awaits_until_cancelled, "n", id="api-ac-beat")
+    token = await api_token(served, "api-ac-beat")
+    beat = await api.post(
+        "/api/activities/heartbeat", json={"task_token": token, "details": {"rows": 7}}
+    )
+    assert beat.status_code == 200 and beat.json() == {"ok": True}, beat.text
+    [pending] = (await api.get("/api/workflows/api-ac-beat")).json()["pending_activities"]
+    assert pending["heartbeat_details"] == {"rows": 7}
+    await handle.cancel()
+
+    async def gave_up() -> bool:
+        return (await handle.describe()).waiting_signals == ["finish"]
+
+    await eventually(gave_up, "the workflow to cancel its activity")
+    told = await api.post("/api/activities/heartbeat", json={"task_token": token})
+    assert told.status_code == 409, told.text
+    assert told.json()["detail"] == (
+        f"activity 'ask_without_a_deadline' (1) of run {handle.run_id} was cancelled by its "
+        "workflow: end it with report_cancellation()"
+    )
+    reported = await api.post("/api/activities/report-cancellation", json={"task_token": token})
+    assert reported.status_code == 200 and reported.json() == {"ok": True}, reported.text
+
+    async def ended() -> bool:
+        return not (await handle.describe()).pending_activities
+
+    await eventually(ended, "the cancelled attempt to end")
+    for route in ("heartbeat", "report-cancellation"):
+        late = await api.post(f"/api/activities/{route}", json={"task_token": token})
+        assert late.status_code == 404 and "can no longer end" in late.json()["detail"], late.text
+    await handle.signal("finish")
+    assert await handle.result(timeout=20) == {"cancelled": True}
+
+
 async def test_a_malformed_token_or_body_is_422_and_changes_nothing(
     served: perdure.Client, api: httpx.AsyncClient
 ) -> None:
@@ -353,7 +462,13 @@ async def test_a_malformed_token_or_body_is_422_and_changes_nothing(
         token[:-6]: "task_token: not a task token",
         forged_token(1, 2**40): f"task_token: not a task token: {forged_token(1, 2**40)!r}",
     }
-    for route, fields in (("complete", {"result": 1}), ("fail", {"message": "m"})):
+    routes_422 = (
+        ("complete", {"result": 1}),
+        ("fail", {"message": "m"}),
+        ("heartbeat", {"details": 1}),
+        ("report-cancellation", {}),
+    )
+    for route, fields in routes_422:
         for bad, says in tokens_422.items():
             refused = await api.post(f"/api/activities/{route}", json={"task_token": bad, **fields})
             assert refused.status_code == 422, (route, bad, refused.text)
@@ -373,6 +488,10 @@ async def test_a_malformed_token_or_body_is_422_and_changes_nothing(
         ("fail", {"task_token": token, "message": "m", "non_retryable": 1}, "valid boolean"),
         ("fail", {"task_token": token, "message": "m", "type": ""}, "at least 1 character"),
         ("fail", {"task_token": token, "message": "m", "result": 1}, "Extra inputs"),
+        ("heartbeat", {"task_token": token, "detail": 1}, "body.detail: Extra inputs"),
+        ("heartbeat", {}, "body.task_token: Field required"),
+        ("report-cancellation", {"task_token": token, "reason": "x"}, "Extra inputs"),
+        ("report-cancellation", None, "body: Input should be a valid dictionary"),
     ]
     for route, body, says in bodies:
         refused = await api.post(f"/api/activities/{route}", json=body)
@@ -397,7 +516,13 @@ async def test_the_routes_need_the_admin_role_as_a_signal_does(served: perdure.C
     handle = await served.start(aw.awaits_an_answer, "m", id="api-ac-auth")
     token = await api_token(served, "api-ac-auth")
     body = {"task_token": token, "message": "m"}
-    routes = ("/api/activities/complete", "/api/activities/fail", "/api/workflows/x/signals/go")
+    routes = (
+        "/api/activities/complete",
+        "/api/activities/fail",
+        "/api/activities/heartbeat",
+        "/api/activities/report-cancellation",
+        "/api/workflows/x/signals/go",
+    )
     async with http() as anonymous:
         for route in routes:
             missing = await anonymous.post(route, json=body)
@@ -443,6 +568,8 @@ def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str
         client.start("awaits_an_answer_for_ever", "o", id="ui-ac-forever")
         awaiting(client, "ui-ac-timed")
         awaiting(client, "ui-ac-forever")
+        [token] = tokens(client, "ui-ac-timed")
+        client.get_async_activity_handle(token).heartbeat({"pages": [1, 2], "of": 9})
         try:
             for page in bs.new_page(browser):
                 page.goto(f"{url}#/workflows/ui-ac-timed")
@@ -452,6 +579,9 @@ def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str
                         r"ref 1 · attempt 1 awaiting completion · lost at "
                         r"\d\d:\d\d:\d\d\.\d{3} \(in (59 m \d+ s|1 h 0 m)\)"
                     )
+                )
+                expect(item.locator(".heartbeat-details")).to_have_text(
+                    'last heartbeat: {"pages":[1,2],"of":9}'
                 )
                 page.goto(f"{url}#/workflows/ui-ac-forever")
                 item = page.locator("#pending .pending-activity")

@@ -348,6 +348,7 @@ class PendingActivity:
     queue_limited: bool = False  # its task queue has limits (they may hold it back)
     awaiting_completion: bool = False  # by another process (activity.raise_complete_async)
     completion_deadline: float | None = None  # when it is lost without one (None: never)
+    heartbeat: Any = None  # the latest heartbeat's details (stored JSON), kept across attempts
     # Due for over a second and not running: the due tasks of its queue that
     # a claim takes before it (a higher priority, or due earlier). None: not
     # counted (not waiting, or beyond a run's first 20 waiting activities).

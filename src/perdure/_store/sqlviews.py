@@ -68,7 +68,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
         " attempts, attempt_started_at, queue,"
         " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
-        " lease_owner, priority, id"
+        " lease_owner, priority, id, heartbeat"
         " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
         (run_id,),
     )
@@ -90,6 +90,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
             queue_limited=bool(r[9]),
             awaiting_completion=awaiting,
             completion_deadline=r[4] if awaiting and r[4] < NEVER_DUE else None,
+            heartbeat=loads(r[13]),
         )
         if not leased and r[4] < now - WAITING_LONG and counted < MAX_AHEAD_COUNTED:
             counted += 1

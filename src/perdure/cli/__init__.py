@@ -7,7 +7,7 @@ signal, update, cancel, terminate, reset, migrate, delete-closed),
 ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
 (queue list/show/limit/unlimit, stats), ``_activity_cmd`` (activity
-complete/fail). Helpers that register no command:
+complete/fail/heartbeat/report-cancellation). Helpers that register no command:
 ``_operator`` (exit codes, output), ``_filters`` (the run filters of list
 and of the batch form of cancel/terminate/reset), ``_batch`` (that form).
 ``--db`` defaults to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.

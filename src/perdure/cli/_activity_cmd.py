@@ -1,14 +1,17 @@
 """``perdure activity``: give the outcome of an activity attempt that awaits
 completion (its function called ``activity.raise_complete_async()``), named
 by its task token: ``complete`` with a result, ``fail`` with an
-ApplicationError. What a webhook handler or a script of the system that
-does the work would run.
+ApplicationError, ``report-cancellation`` once its workflow cancelled it;
+or say it is alive with ``heartbeat``. What a webhook handler or a script
+of the system that does the work would run.
 
 Imports the public API, typer, rich and the task token's reader
 (``perdure._asyncactivity.parse_task_token``: a malformed token is a usage
 error, exit 2, before any database is opened); exit codes come from
 ``_operator.run``, and a token that names no attempt that can still end
-(``AsyncActivityNotFoundError``) exits 3, as an unknown workflow does.
+(``AsyncActivityNotFoundError``) exits 3, as an unknown workflow does; a
+heartbeat of one its workflow cancelled (``AsyncActivityCancelledError``)
+exits 9.
 """
 
 from __future__ import annotations
@@ -21,13 +24,24 @@ from rich.markup import escape
 
 from perdure._asyncactivity import parse_task_token
 from perdure.cli._app import ConverterOption, DbOption, app
-from perdure.cli._operator import EPILOG, EXIT_NOT_FOUND, fail, parse_json, run
+from perdure.cli._operator import (
+    EPILOG,
+    EXIT_CANCELLED,
+    EXIT_NOT_FOUND,
+    fail,
+    parse_json,
+    run,
+)
 from perdure.client import Client
-from perdure.errors import ApplicationError, AsyncActivityNotFoundError
+from perdure.errors import (
+    ApplicationError,
+    AsyncActivityCancelledError,
+    AsyncActivityNotFoundError,
+)
 
 out = Console(highlight=False, soft_wrap=True)
 activity_app = typer.Typer(
-    help="Complete or fail an activity attempt that awaits completion, by its task token.",
+    help="End or heartbeat an activity attempt that awaits completion, by its task token.",
     epilog=EPILOG,
     no_args_is_help=True,
 )
@@ -136,5 +150,63 @@ def fail_(
             else "retried per its retry policy while attempts are left"
         )
         out.print(f"Failed {escape(_named(token))} with {escape(error.type)} ({then})")
+
+    run(db, work)
+
+
+@activity_app.command("heartbeat", epilog=EPILOG)
+def heartbeat(
+    token: str = TokenArg,
+    details: Optional[str] = typer.Argument(
+        None,
+        metavar="DETAILS_JSON",
+        show_default=False,
+        help="Progress details as JSON (default: null); a retry reads them as "
+        "activity.info().heartbeat_details.",
+    ),
+    db: Optional[str] = DbOption,
+    converter: Optional[str] = ConverterOption,
+) -> None:
+    """Say an attempt awaiting completion is alive (exit 9 if it was cancelled).
+
+    With a heartbeat_timeout, the attempt is lost (and retried) unless a
+    heartbeat or an outcome comes that often: each one moves its deadline.
+    Exit 9 if its workflow cancelled it (end it with `perdure activity
+    report-cancellation`), 3 if it can no longer end.
+    """
+    value: Any = None if details is None else parse_json(details, "DETAILS_JSON")
+
+    async def work(client: Client) -> None:
+        try:
+            await client.get_async_activity_handle(token).heartbeat(value)
+        except AsyncActivityNotFoundError as exc:
+            fail(EXIT_NOT_FOUND, str(exc), NOT_FOUND_HINT)
+        except AsyncActivityCancelledError as exc:
+            fail(
+                EXIT_CANCELLED,
+                str(exc),
+                "stop its work, then record that it stopped: "
+                "perdure activity report-cancellation TOKEN",
+            )
+        out.print(f"Heartbeat recorded for {escape(_named(token))}")
+
+    run(db, work, converter=converter)
+
+
+@activity_app.command("report-cancellation", epilog=EPILOG)
+def report_cancellation(token: str = TokenArg, db: Optional[str] = DbOption) -> None:
+    """Record that an attempt awaiting completion stopped because it was cancelled.
+
+    What to run once a heartbeat exits 9: the attempt ends as cancelled, and
+    the workflow, which stopped waiting for it, goes on. (Any outcome ends it;
+    this one says the work was not done.)
+    """
+
+    async def work(client: Client) -> None:
+        try:
+            await client.get_async_activity_handle(token).report_cancellation()
+        except AsyncActivityNotFoundError as exc:
+            fail(EXIT_NOT_FOUND, str(exc), NOT_FOUND_HINT)
+        out.print(f"Recorded the cancellation of {escape(_named(token))}")
 
     run(db, work)

@@ -30,7 +30,8 @@ EPILOG = (
     "4 database error; "
     "5 conflict (run already closed, or id taken; with --yes, a run the batch could not act "
     "on); 6 still running (result); 7 the workflow rejected the update (update); 8 no answer "
-    "within --timeout (update), or the stream did not end within it (stream --follow)."
+    "within --timeout (update), or the stream did not end within it (stream --follow); 9 the "
+    "workflow cancelled the attempt (activity heartbeat)."
 )
 
 app = typer.Typer(

@@ -168,6 +168,8 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
                 f"\n    [yellow]waiting in task queue {queue!r}'s backlog:[/] {a.ahead} due "
                 f"before it (its workers are busy)"
             )
+        if a.heartbeat_details is not None:
+            line += f"\n    [dim]last heartbeat: {escape(_brief(a.heartbeat_details))}[/]"
         if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here
             earlier = [f"#{r.get('attempt')} {_attempt_error(r)}" for r in a.attempts[:-1]]
             line += f"\n    [dim]earlier attempts: {escape('; '.join(earlier))}[/]"
@@ -187,6 +189,12 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
     for name in d.waiting_updates:
         lines.append(f"update [bold]{escape(name)}[/]")
     return lines
+
+
+def _brief(value: Any) -> str:
+    """A JSON value on one line, cut at 80 characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _attempt_error(record: dict[str, Any]) -> str:
@@ -301,18 +309,14 @@ def show(
 def summarize(event: dict[str, Any]) -> str:
     """One line saying what a history event records."""
 
-    def js(value: Any) -> str:
-        text = json.dumps(value, ensure_ascii=False)
-        return text if len(text) <= 80 else text[:77] + "..."
-
     kind, ref = event.get("type"), event.get("ref")
     failure = event.get("failure") or {}
     if kind == "WorkflowStarted":
-        return f"{event.get('workflow_type')} args={js(event.get('args'))}"
+        return f"{event.get('workflow_type')} args={_brief(event.get('args'))}"
     if kind == "ActivityScheduled":
-        return f"{event.get('name')} (ref {ref}) args={js(event.get('args'))}"
+        return f"{event.get('name')} (ref {ref}) args={_brief(event.get('args'))}"
     if kind == "ActivityCompleted":
-        return f"ref {ref} attempt {event.get('attempt')} -> {js(event.get('result'))}"
+        return f"ref {ref} attempt {event.get('attempt')} -> {_brief(event.get('result'))}"
     if kind == "ActivityFailed":
         why = f"{failure.get('type')}: {failure.get('message')}"
         return f"ref {ref} attempt {event.get('attempt')} failed: {why}"
@@ -326,23 +330,23 @@ def summarize(event: dict[str, Any]) -> str:
         request = parse_update_request(payload) if name.startswith(UPDATE_SIGNAL_PREFIX) else None
         if request is not None:  # (an update's request)
             update = name[len(UPDATE_SIGNAL_PREFIX) :]
-            return f"update {update} ({request[0]}) {js(request[1])}"
-        return f"{name} {js(payload)}"
+            return f"update {update} ({request[0]}) {_brief(request[1])}"
+        return f"{name} {_brief(payload)}"
     if kind == "UpdateReplied":
         answer = event.get("failure")
-        told = f"rejected: {answer}" if answer is not None else f"-> {js(event.get('result'))}"
+        told = f"rejected: {answer}" if answer is not None else f"-> {_brief(event.get('result'))}"
         return f"{event.get('name')} ({event.get('update_id')}) {told}"
     if kind == "StateSet":
-        return f"{event.get('key')} = {js(event.get('value'))}"
+        return f"{event.get('key')} = {_brief(event.get('value'))}"
     if kind == "StreamWritten":
-        return f"{event.get('key')} <- {js(event.get('value'))}"
+        return f"{event.get('key')} <- {_brief(event.get('value'))}"
     if kind == "StreamClosed":
         return f"{event.get('key')} closed"
     if kind == "SearchAttributesSet":
         changes = event.get("attributes") or {}
-        return ", ".join(f"{name}={js(value)}" for name, value in changes.items())
+        return ", ".join(f"{name}={_brief(value)}" for name, value in changes.items())
     if kind == "WorkflowCompleted":
-        return js(event.get("result"))
+        return _brief(event.get("result"))
     if kind == "WorkflowFailed":
         return f"{failure.get('type')}: {failure.get('message')}"
     if kind in ("WorkflowTerminated", "CancelRequested"):
@@ -352,14 +356,14 @@ def summarize(event: dict[str, Any]) -> str:
     if kind == "ChildWorkflowStarted":
         return f"ref {ref} run {event.get('run_id')}"
     if kind == "ChildWorkflowCompleted":
-        return f"ref {ref} -> {js(event.get('result'))}"
+        return f"ref {ref} -> {_brief(event.get('result'))}"
     if kind in ("ChildWorkflowFailed", "ChildWorkflowStartFailed"):
         why = f"{failure.get('type')}: {failure.get('message')}"
         return f"ref {ref} {event.get('status', 'failed')}: {why}"
     if kind in ("ChildWorkflowCancelRequested",):
         return f"ref {ref}"
     if kind == "ExternalSignalRequested":
-        payload = js(event.get("payload"))
+        payload = _brief(event.get("payload"))
         return f"{event.get('name')} {payload} to {event.get('workflow_id')} (ref {ref})"
     if kind == "ExternalCancelRequested":
         return f"{event.get('workflow_id')}: {event.get('reason')} (ref {ref})"
@@ -371,11 +375,11 @@ def summarize(event: dict[str, Any]) -> str:
             f"its run ended ({event.get('status')})" if closed else "no such workflow"
         )
     if kind == "SideEffectRecorded":
-        return f"ref {ref} -> {js(event.get('value'))}"
+        return f"ref {ref} -> {_brief(event.get('value'))}"
     if kind == "PatchRecorded":
         return str(event.get("patch_id"))
     if kind == "WorkflowContinuedAsNew":
-        return f"args={js(event.get('args'))}"
+        return f"args={_brief(event.get('args'))}"
     if kind == "WorkflowTimedOut":
         return f"after {event.get('timeout')}s"
     if kind == "PriorityChanged":

@@ -1,12 +1,16 @@
 """The ``/api/activities`` routes: give the outcome of an activity attempt
 that awaits completion (its function called ``activity.raise_complete_async()``),
 named by its task token: ``complete`` with a result, ``fail`` with an
-ApplicationError. They need the ``admin`` role, as a signal does: a webhook
-that ends a step is what a signal's webhook is to a run.
+ApplicationError, ``report-cancellation`` once its workflow cancelled it; or
+say it is alive with ``heartbeat``. They need the ``admin`` role, as a
+signal does: a webhook that ends a step is what a signal's webhook is to a
+run.
 
 Imports fastapi, the public Client API and errors, and ``_deps``. A token
 that is not one is a 422 saying why; one that names no attempt that can
-still end (``AsyncActivityNotFoundError``) a 404 with its message.
+still end (``AsyncActivityNotFoundError``) a 404 with its message; a
+heartbeat of one its workflow cancelled (``AsyncActivityCancelledError``) a
+409.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 
 from perdure.client import AsyncActivityHandle, Client
-from perdure.errors import ApplicationError, AsyncActivityNotFoundError
+from perdure.errors import (
+    ApplicationError,
+    AsyncActivityCancelledError,
+    AsyncActivityNotFoundError,
+)
 from perdure.server import _models as m
 from perdure.server._deps import (
     body_doc,
@@ -25,7 +33,9 @@ from perdure.server._deps import (
     complete_activity_request,
     error_responses,
     fail_activity_request,
+    heartbeat_activity_request,
     require_admin,
+    task_token_request,
 )
 
 __all__ = ["router"]
@@ -52,7 +62,7 @@ def _handle(client: Client, task_token: str) -> AsyncActivityHandle:
 
 
 async def _ended(outcome: Awaitable[None]) -> dict[str, bool]:
-    """Await one of a handle's outcomes: 404 if the attempt can no longer end."""
+    """Await one of a handle's calls: 404 if the attempt can no longer end."""
     try:
         await outcome
     except AsyncActivityNotFoundError as exc:
@@ -95,8 +105,54 @@ async def fail_activity(
     return await _ended(handle.fail(error))
 
 
+@router.post(
+    "/heartbeat",
+    response_model=m.ActivityDone,
+    dependencies=Admin,
+    responses={
+        **ERRORS,
+        409: {
+            "model": m.ErrorBody,
+            "description": "Its workflow cancelled the attempt: stop its work and POST "
+            "/api/activities/report-cancellation",
+        },
+    },
+    openapi_extra=body_doc(m.HeartbeatActivityRequest),
+)
+async def heartbeat_activity(
+    client: ClientDep,
+    body: Annotated[m.HeartbeatActivityRequest, Depends(heartbeat_activity_request)],
+) -> Any:
+    """Say the attempt the token names is alive, with progress ``details``
+    (a retry reads them as ``activity.info().heartbeat_details``): with a
+    heartbeat_timeout, its deadline moves to that long from now. 409 if its
+    workflow cancelled it."""
+    try:
+        return await _ended(_handle(client, body.task_token).heartbeat(body.details))
+    except AsyncActivityCancelledError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post(
+    "/report-cancellation",
+    response_model=m.ActivityDone,
+    dependencies=Admin,
+    responses=ERRORS,
+    openapi_extra=body_doc(m.TaskTokenRequest),
+)
+async def report_activity_cancellation(
+    client: ClientDep,
+    body: Annotated[m.TaskTokenRequest, Depends(task_token_request)],
+) -> Any:
+    """Record that the attempt the token names stopped because its workflow
+    cancelled it (what to send after a heartbeat's 409)."""
+    return await _ended(_handle(client, body.task_token).report_cancellation())
+
+
 @router.get("/complete", include_in_schema=False)
 @router.get("/fail", include_in_schema=False)
+@router.get("/heartbeat", include_in_schema=False)
+@router.get("/report-cancellation", include_in_schema=False)
 async def post_only() -> Any:
     """A GET (or HEAD) of a POST route: 405, naming the method it takes. (No
     other route has the path, so the web UI's static files, mounted at

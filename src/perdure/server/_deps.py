@@ -42,6 +42,7 @@ __all__ = [
     "error_response",
     "error_responses",
     "fail_activity_request",
+    "heartbeat_activity_request",
     "json_body",
     "optional_body",
     "parse_time",
@@ -53,6 +54,7 @@ __all__ = [
     "schedule_request",
     "start_request",
     "state_of",
+    "task_token_request",
     "update_request",
 ]
 
@@ -196,6 +198,8 @@ limits_request = required_body(m.QueueLimitsBody)
 batch_request = required_body(m.BatchRequest)
 complete_activity_request = required_body(m.CompleteActivityRequest)
 fail_activity_request = required_body(m.FailActivityRequest)
+heartbeat_activity_request = required_body(m.HeartbeatActivityRequest)
+task_token_request = required_body(m.TaskTokenRequest)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

@@ -28,6 +28,7 @@ __all__ = [
     "ErrorBody",
     "FailActivityRequest",
     "Health",
+    "HeartbeatActivityRequest",
     "PendingActivity",
     "PendingChild",
     "PendingTimer",
@@ -38,6 +39,7 @@ __all__ = [
     "StreamEntry",
     "StreamInfo",
     "StreamPage",
+    "TaskTokenRequest",
     "UpdateAnswer",
     "UpdateError",
     "WhoAmI",
@@ -297,14 +299,19 @@ class PriorityRequest(_Strict):
 MAX_TASK_TOKEN = 2048  # characters: a token is about 150
 
 
-class CompleteActivityRequest(_Strict):
-    """The outcome of an activity attempt that awaits completion
-    (``activity.raise_complete_async()``): its result."""
+class TaskTokenRequest(_Strict):
+    """An activity attempt that awaits completion, by its task token."""
 
     task_token: StrictStr = Field(
         max_length=MAX_TASK_TOKEN,
         description="The attempt's activity.info().task_token, as its function handed it out.",
     )
+
+
+class CompleteActivityRequest(TaskTokenRequest):
+    """The outcome of an activity attempt that awaits completion
+    (``activity.raise_complete_async()``): its result."""
+
     result: Any = Field(
         None,
         description="The activity's result, any JSON (left out: null); the workflow's await "
@@ -312,7 +319,7 @@ class CompleteActivityRequest(_Strict):
     )
 
 
-class FailActivityRequest(_Strict):
+class FailActivityRequest(TaskTokenRequest):
     """An activity attempt that awaits completion, failed as if its function
     had raised ``perdure.ApplicationError(message, type=type,
     non_retryable=non_retryable)``: retried per the activity's retry policy
@@ -320,10 +327,6 @@ class FailActivityRequest(_Strict):
     ``non_retryable`` or no attempt is left, when the workflow's await
     raises ActivityError."""
 
-    task_token: StrictStr = Field(
-        max_length=MAX_TASK_TOKEN,
-        description="The attempt's activity.info().task_token, as its function handed it out.",
-    )
     message: StrictStr = Field(max_length=10_000, description="What went wrong.")
     type: Optional[StrictStr] = Field(
         None,
@@ -337,8 +340,17 @@ class FailActivityRequest(_Strict):
     )
 
 
+class HeartbeatActivityRequest(TaskTokenRequest):
+    """A heartbeat of an activity attempt that awaits completion: it is
+    alive (with a heartbeat_timeout, its deadline moves to that long from
+    now), with progress details a retry reads as
+    ``activity.info().heartbeat_details``."""
+
+    details: Any = Field(None, description="Progress details, any JSON (left out: null).")
+
+
 class ActivityDone(BaseModel):
-    ok: Literal[True] = Field(description="The outcome was recorded.")
+    ok: Literal[True] = Field(description="The outcome (or the heartbeat) was recorded.")
 
 
 class Accepted(BaseModel):
@@ -417,6 +429,12 @@ class PendingActivity(BaseModel):
         None,
         description="When an attempt awaiting completion is lost (and retried per its retry "
         "policy) if no outcome has come, from its timeouts; null: never.",
+    )
+    heartbeat_details: Any = Field(
+        None,
+        description="The details of the activity's latest heartbeat (activity.heartbeat(), or "
+        "POST /api/activities/heartbeat), kept across its attempts: how far it got; null "
+        "before any.",
     )
 
 

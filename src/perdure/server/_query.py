@@ -246,6 +246,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
                 "ahead": a.ahead,
                 "awaiting_completion": a.awaiting_completion,
                 "completion_deadline": iso(a.completion_deadline),
+                "heartbeat_details": a.heartbeat_details,
             }
             for a in d.pending_activities
         ],

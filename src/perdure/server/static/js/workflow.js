@@ -303,6 +303,8 @@ export function renderWorkflow(container, id, params, ctx) {
         a.in_backlog ? h("div", { class: "alert info in-backlog" },
           h("b", { text: "In the backlog." }),
           ` ${a.ahead} due before it on task queue “${a.task_queue}”; its workers are busy.`) : null,
+        a.heartbeat_details != null ? h("div", { class: "muted heartbeat-details" },
+          "last heartbeat: ", h("code", { text: truncate(json(a.heartbeat_details)) })) : null,
         a.last_failure ? failureBlock(a.last_failure) : null));
     }
     for (const t of desc.pending_timers) {
