@@ -15,18 +15,24 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from perdure import _history as h
 from perdure._converter import DataConverter
-from perdure._store.base import ActivityTask, Store
+from perdure._store.base import ActivityState, ActivityTask, Store
 from perdure._worker.outcomes import (
     attempts_ended,
     cancelled_failure,
     completion_deadline,
     failure_outcome,
 )
-from perdure.errors import AsyncActivityCancelledError, AsyncActivityNotFoundError
+from perdure.errors import (
+    AsyncActivityCancelledError,
+    AsyncActivityNotFoundError,
+    PerdureError,
+    failure_from_exception,
+)
 
 __all__ = ["AsyncActivityHandle", "TaskKey", "parse_task_token", "task_token"]
 
@@ -78,24 +84,66 @@ def parse_task_token(text: object) -> TaskKey:
 
 
 class AsyncActivityHandle:
-    """An activity attempt whose function called
-    ``activity.raise_complete_async()``, named by its task token: give its
-    outcome with ``complete`` or ``fail`` (once; the first outcome wins), say
-    it is alive with ``heartbeat``. Each method raises
-    ``AsyncActivityNotFoundError`` if the token names no attempt that can
-    still end: one already ended, one lost at a timeout (its retry has a new
-    token), or one whose run ended."""
+    """An activity of a run, named by an attempt's task token or by its
+    workflow id and activity id (``Client.get_async_activity_handle``).
 
-    def __init__(self, store: Store, converter: DataConverter, task_token: str) -> None:
-        self._key = parse_task_token(task_token)
+    By task token it names the attempt whose function called
+    ``activity.raise_complete_async()``: give its outcome with ``complete``
+    or ``fail`` (once; the first outcome wins; ``fail`` is retried per the
+    retry policy), say it is alive with ``heartbeat``, and
+    ``report_cancellation`` once its workflow cancelled it.
+
+    By id it names the activity, in whatever state it waits (not started,
+    between attempts, running on a worker, awaiting completion): ``complete``
+    and ``fail`` end it now, for an operator who settles a step by hand
+    (``fail`` is not retried; an attempt running on a worker finds its
+    lease gone, and its own outcome is refused). ``heartbeat`` and
+    ``report_cancellation`` by id act on an attempt awaiting completion.
+
+    Each method raises ``AsyncActivityNotFoundError`` if what the handle
+    names cannot end: a token's attempt ended already, was lost at a timeout
+    (its retry has a new token), or its run ended; an id's activity is not
+    pending, or its run is not open."""
+
+    def __init__(
+        self,
+        store: Store,
+        converter: DataConverter,
+        task_token: str | None = None,
+        *,
+        workflow_id: str | None = None,
+        run_id: str | None = None,
+        activity_id: int | None = None,
+    ) -> None:
         self._store = store
         self._converter = converter
         self.task_token = task_token
+        self._key: TaskKey | None = None
+        if task_token is not None:
+            if (workflow_id, run_id, activity_id) != (None, None, None):
+                raise TypeError(
+                    "give a task token, or workflow_id and activity_id (and run_id), not both"
+                )
+            self._key = parse_task_token(task_token)
+            run_id, activity_id = self._key.run_id, self._key.ref
+        else:
+            _check_id(workflow_id, run_id, activity_id)
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.activity_id: int = activity_id  # type: ignore[assignment]  # (checked)
 
     def __repr__(self) -> str:
-        return f"AsyncActivityHandle(run_id={self._key.run_id!r}, activity_id={self._key.ref})"
+        if self._key is not None:
+            return f"AsyncActivityHandle(run_id={self.run_id!r}, activity_id={self.activity_id})"
+        return (
+            f"AsyncActivityHandle(workflow_id={self.workflow_id!r}, run_id={self.run_id!r}, "
+            f"activity_id={self.activity_id})"
+        )
+
+    # ------------------------------------------------------------ by token
 
     async def _attempt(self) -> ActivityTask:
+        assert self._key is not None
         task = await self._store.awaiting_activity(*self._key)
         if task is None:
             raise self._not_found()
@@ -103,7 +151,7 @@ class AsyncActivityHandle:
 
     def _not_found(self) -> AsyncActivityNotFoundError:
         return AsyncActivityNotFoundError(
-            f"activity {self._key.ref} of run {self._key.run_id}: this attempt can no "
+            f"activity {self.activity_id} of run {self.run_id}: this attempt can no "
             f"longer end (it ended already, a timeout passed and it was retried with a "
             f"new token, or its run ended)"
         )
@@ -112,24 +160,112 @@ class AsyncActivityHandle:
         if not await self._store.complete_activity(task, event):
             raise self._not_found()  # (ended meanwhile, by another process)
 
+    # ------------------------------------------------------------ by id
+
+    def _named(self) -> str:
+        run = "its latest run" if self.run_id is None else f"run {self.run_id}"
+        return f"activity {self.activity_id} of workflow {self.workflow_id!r} ({run})"
+
+    async def _pending(self) -> ActivityState:
+        """The activity, pending, of the open run the handle names."""
+        assert self.workflow_id is not None
+        run = await self._store.get_run(self.workflow_id, self.run_id)
+        if run is None:
+            raise AsyncActivityNotFoundError(f"{self._named()}: no such run")
+        if not run.is_open:
+            raise AsyncActivityNotFoundError(
+                f"{self._named()}: the run has ended ({run.status}), and its activities with it"
+            )
+        state = await self._store.activity_of_run(run.run_id, self.activity_id)
+        if state is None:
+            raise AsyncActivityNotFoundError(
+                f"{self._named()} is not pending in run {run.run_id}: it ended, or the run "
+                f"has no activity {self.activity_id} (`perdure show` lists the pending ones)"
+            )
+        return state
+
+    async def _end_by_id(self, event_of: Callable[[ActivityState, float], h.Event]) -> None:
+        """End the activity now with the event ``event_of`` makes of its
+        state, read again if it changed meanwhile (an attempt began or
+        ended between the read and the write)."""
+        for _ in range(_TRIES):
+            state = await self._pending()
+            if await self._store.end_activity(state, event_of(state, self._store.clock())):
+                return
+        raise PerdureError(
+            f"{self._named()} changed state {_TRIES} times while it was being ended: try again"
+        )
+
+    @staticmethod
+    def _records(state: ActivityState, failed: dict[str, Any] | None, now: float) -> list[Any]:
+        """The ended attempts' records, with the one that held the task, if any."""
+        task = state.task
+        if state.state == "idle":
+            return list(task.attempts)
+        return attempts_ended(task, task.attempt, failed, now)
+
+    async def _awaited(self) -> ActivityTask:
+        """The attempt awaiting completion that heartbeat and
+        report_cancellation act on."""
+        if self._key is not None:
+            return await self._attempt()
+        state = await self._pending()
+        if state.state != "awaiting":
+            doing = (
+                "is running on a worker"
+                if state.state == "running"
+                else "has no attempt running (it waits for its next one)"
+            )
+            raise AsyncActivityNotFoundError(
+                f"{self._named()} {doing}: heartbeat and report_cancellation by id act "
+                f"on an attempt awaiting completion (activity.raise_complete_async())"
+            )
+        return state.task
+
+    # ------------------------------------------------------------ outcomes
+
     async def complete(self, result: Any = None) -> None:
-        """Record the attempt's result; the workflow's await returns it
+        """Record the activity's result; the workflow's await returns it
         (decoded as the activity's return type)."""
         encoded = self._converter.to_json(result, where="the activity's result")
+        if self._key is None:
+
+            def completed(state: ActivityState, now: float) -> h.Event:
+                task = state.task
+                records = self._records(state, None, now)
+                return h.activity_completed(task.ref, encoded, task.attempt, records)
+
+            await self._end_by_id(completed)
+            return
         task = await self._attempt()
         attempts = attempts_ended(task, task.attempt, None, self._store.clock())
         await self._end(task, h.activity_completed(task.ref, encoded, task.attempt, attempts))
 
     async def fail(self, error: BaseException) -> None:
-        """Record the attempt as failed with ``error``, as if the function had
-        raised it: retried per the activity's retry policy (a new attempt,
-        with a new token, runs the function again) unless the error or the
-        policy says not to, when the workflow's await raises ActivityError."""
+        """Record the activity as failed with ``error``. By task token, as if
+        the attempt's function had raised it: retried per the activity's
+        retry policy (a new attempt, with a new token, runs the function
+        again) unless the error or the policy says not to, when the
+        workflow's await raises ActivityError. By id, the activity ends now:
+        the workflow's await raises ActivityError, with no retry."""
         if not isinstance(error, BaseException):
             raise TypeError(
                 f"fail() takes the exception the attempt failed with, not "
                 f"{type(error).__name__} {error!r}"
             )
+        if self._key is None:
+            failed = failure_from_exception(error)
+            failed["non_retryable"] = True  # (ended by hand: not retried)
+
+            def failed_now(state: ActivityState, now: float) -> h.Event:
+                task = state.task
+                records = self._records(state, failed, now)
+                return h.ActivityFailed(
+                    ref=task.ref, failure=failed, attempt=task.attempt, attempts=records
+                )
+
+            await self._end_by_id(failed_now)
+            return
         task = await self._attempt()
         now = self._store.clock()
         failed, retry_in = failure_outcome(task, error, now)
@@ -150,7 +286,7 @@ class AsyncActivityHandle:
         AsyncActivityCancelledError if its workflow cancelled it (end it
         with ``report_cancellation()``, or any outcome)."""
         encoded = self._converter.to_json(details, where="heartbeat details")
-        task = await self._attempt()
+        task = await self._awaited()
         until = completion_deadline(task, self._store.clock())
         status = await self._store.beat_awaiting(task, encoded, until)
         if status == "lost":
@@ -163,10 +299,30 @@ class AsyncActivityHandle:
 
     async def report_cancellation(self) -> None:
         """Record that the attempt stopped because its workflow cancelled it."""
-        task = await self._attempt()
+        task = await self._awaited()
         failed = cancelled_failure()
         attempts = attempts_ended(task, task.attempt, failed, self._store.clock())
         await self._end(
             task,
             h.ActivityFailed(ref=task.ref, failure=failed, attempt=task.attempt, attempts=attempts),
         )
+
+
+_TRIES = 5  # reads of an activity's state before an end by id gives up
+
+
+def _check_id(workflow_id: object, run_id: object, activity_id: object) -> None:
+    """A handle by id's names, checked where they are given."""
+    if workflow_id is None and activity_id is None:
+        raise TypeError("give a task token, or workflow_id and activity_id")
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise TypeError(f"workflow_id must be a non-empty str, not {workflow_id!r}")
+    if run_id is not None and (not isinstance(run_id, str) or not run_id):
+        raise TypeError(f"run_id must be a non-empty str or None, not {run_id!r}")
+    if type(activity_id) is not int:
+        raise TypeError(
+            f"activity_id must be an int (describe()'s pending_activities[i].activity_id), "
+            f"not {type(activity_id).__name__} {activity_id!r}"
+        )
+    if not 0 < activity_id < 2**31:
+        raise ValueError(f"activity_id must be from 1 to 2**31 - 1, not {activity_id}")

@@ -115,10 +115,18 @@ class SyncClient:
     def get_handle(self, id: str, run_id: str | None = None) -> SyncWorkflowHandle[Any]:
         return SyncWorkflowHandle(self._runner, self.client.get_handle(id, run_id))
 
-    def get_async_activity_handle(self, task_token: str) -> SyncAsyncActivityHandle:
-        return SyncAsyncActivityHandle(
-            self._runner, self.client.get_async_activity_handle(task_token)
+    def get_async_activity_handle(
+        self,
+        task_token: str | None = None,
+        *,
+        workflow_id: str | None = None,
+        activity_id: int | None = None,
+        run_id: str | None = None,
+    ) -> SyncAsyncActivityHandle:
+        handle = self.client.get_async_activity_handle(
+            task_token, workflow_id=workflow_id, activity_id=activity_id, run_id=run_id
         )
+        return SyncAsyncActivityHandle(self._runner, handle)
 
     def list(
         self,
@@ -262,7 +270,7 @@ class SyncAsyncActivityHandle:
         self.handle = handle
 
     @property
-    def task_token(self) -> str:
+    def task_token(self) -> str | None:
         return self.handle.task_token
 
     def complete(self, result: Any = None) -> None:

@@ -311,13 +311,32 @@ class Client:
         check_name("run_id", run_id, none_means="the latest run of the id")
         return WorkflowHandle(self, id, run_id, None)
 
-    def get_async_activity_handle(self, task_token: str) -> AsyncActivityHandle:
-        """The activity attempt ``task_token`` names (``activity.info().task_token``,
-        read by an attempt whose function called ``activity.raise_complete_async()``):
-        complete it, fail it or heartbeat it from this process. A malformed
-        token raises ValueError here; one that names no attempt that can
-        still end raises AsyncActivityNotFoundError from the handle's methods."""
-        return AsyncActivityHandle(self.store, self.converter, task_token)
+    def get_async_activity_handle(
+        self,
+        task_token: str | None = None,
+        *,
+        workflow_id: str | None = None,
+        activity_id: int | None = None,
+        run_id: str | None = None,
+    ) -> AsyncActivityHandle:
+        """An activity to complete, fail or heartbeat from this process, as
+        Temporal's handle of the same name: the attempt ``task_token`` names
+        (``activity.info().task_token``, read by an attempt whose function
+        called ``activity.raise_complete_async()``), or, by id, the pending
+        activity ``activity_id`` (``describe()``'s ``activity_id``) of
+        ``workflow_id``'s latest run (or of ``run_id``), whatever it waits
+        for: ``complete`` and ``fail`` then end it now, as an operator settles
+        a step by hand. A malformed token or id raises TypeError or
+        ValueError here; what can no longer end raises
+        AsyncActivityNotFoundError from the handle's methods."""
+        return AsyncActivityHandle(
+            self.store,
+            self.converter,
+            task_token,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            activity_id=activity_id,
+        )
 
     async def list(
         self,

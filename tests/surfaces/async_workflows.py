@@ -5,7 +5,9 @@ stream ``token`` (one value per attempt, in order) and calls
 ``activity.raise_complete_async()``; the workflow returns what its await
 gave, or what the ActivityError said. ``awaits_until_cancelled``, once
 cancelled, waits for the signal ``finish``: its cancelled attempt stays
-until someone reports the cancellation."""
+until someone reports the cancellation. ``keeps_retrying``'s activity
+fails for ever, to be settled by id (``perdure activity complete|fail -w
+ID -a 1``)."""
 
 from __future__ import annotations
 
@@ -56,5 +58,16 @@ async def awaits_until_cancelled(tag: str) -> dict[str, Any]:
         return {"cancelled": True}
 
 
-WORKFLOWS = [awaits_an_answer, awaits_an_answer_for_ever, awaits_until_cancelled]
-ACTIVITIES = [ask_within_an_hour, ask_without_a_deadline]
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff=1.0))
+async def down_for_ever(tag: str) -> Any:
+    raise RuntimeError(f"{tag}: the shipping API is down")
+
+
+@workflow.defn
+async def keeps_retrying(tag: str) -> dict[str, Any]:
+    """Its activity fails, and is retried, until someone settles it by id."""
+    return await _outcome(down_for_ever, tag)
+
+
+WORKFLOWS = [awaits_an_answer, awaits_an_answer_for_ever, awaits_until_cancelled, keeps_retrying]
+ACTIVITIES = [ask_within_an_hour, ask_without_a_deadline, down_for_ever]

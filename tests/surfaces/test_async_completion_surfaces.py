@@ -258,6 +258,77 @@ def test_heartbeat_shows_its_details_and_a_cancelled_attempt_is_reported(
     assert handle.result(timeout=20) == {"cancelled": True}
 
 
+def retried(sync: perdure.SyncClient, ident: str) -> None:
+    """Wait until the run's activity has failed and been retried."""
+    wait_for(
+        lambda: (p := sync.get_handle(ident).describe().pending_activities) and p[0].attempt >= 2,
+        20,
+        f"{ident}'s activity to be retried",
+    )
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_activity_retried_for_ever_is_settled_by_id(db: str, sync: perdure.SyncClient) -> None:
+    failing = sync.start("keeps_retrying", "f", id="cli-id/fail")
+    completing = sync.start("keeps_retrying", "c", id="cli-id/complete")
+    retried(sync, "cli-id/fail")
+    retried(sync, "cli-id/complete")
+    (beat,) = cli_all(("activity", "heartbeat", "-w", "cli-id/fail", "-a", "1", "--db", db))
+    failed, completed = cli_all(
+        ("activity", "fail", "-w", "cli-id/fail", "-a", "1", "-m", "gave up", "-t", "GaveUp",
+         "--db", db),
+        ("activity", "complete", "--workflow-id", "cli-id/complete", "--activity-id", "1",
+         "--run-id", str(completing.run_id), '"shipped by hand"', "--db", db),
+    )  # fmt: skip
+    assert beat.returncode == 3, (beat.stdout, beat.stderr)
+    assert "heartbeat and report_cancellation by id act on an attempt awaiting" in said(beat)
+    assert failed.returncode == 0, failed.stderr
+    assert failed.stdout.strip() == (
+        "Failed activity 1 of workflow 'cli-id/fail' with GaveUp (not retried: the workflow's "
+        "await raises ActivityError)"
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == (
+        f"Completed activity 1 of workflow 'cli-id/complete' (run {completing.run_id})"
+    )
+    outcome = failing.result(timeout=20)
+    assert (outcome["failed"], outcome["message"]) == ("GaveUp", "gave up")
+    assert completing.result(timeout=20) == {"result": "shipped by hand"}
+    (again,) = cli_all(("activity", "complete", "-w", "cli-id/fail", "-a", "1", "--db", db))
+    assert again.returncode == 3, (again.stdout, again.stderr)
+    assert "the run has ended (completed)" in said(again), said(again)
+    assert "perdure show ID` lists the run's pending activities" in said(again)  # (the hint)
+
+
+@pytest.mark.usefixtures("worker")
+def test_by_id_usage_errors_exit_2_and_change_nothing(db: str, sync: perdure.SyncClient) -> None:
+    handle = sync.start("keeps_retrying", "u", id="cli-id-usage")
+    retried(sync, "cli-id-usage")
+    cases: list[tuple[tuple[str, ...], str]] = [
+        (("complete",), "Invalid value for 'TOKEN': give the attempt's TOKEN, or --workflow-id"),
+        (("complete", "-w", "cli-id-usage"), "by id, give both --workflow-id and --activity-id"),
+        (("fail", "-a", "1", "-m", "m"), "give both --workflow-id and --activity-id"),
+        (("complete", "-w", "cli-id-usage", "-a", "0"), "'-a': Input should be greater than"),
+        (("complete", "-w", "cli-id-usage", "-a", "x"), "'-a': Input should be a valid integer"),
+        (("complete", "-w", "", "-a", "1"), "'--workflow-id': must not be empty"),
+        (("complete", "-w", "cli-id-usage", "-a", "1", "-r", ""), "'--run-id': must not be"),
+        (
+            ("complete", "-w", "cli-id-usage", "-a", "1", "pt1.x", '"r"'),
+            "by id (--workflow-id), give only RESULT_JSON: '\"r\"' is one argument too many",
+        ),
+        (("fail", "pt1.x", "-w", "cli-id-usage", "-a", "1", "-m", "m"), "give no TOKEN"),
+        (("complete", "-w", "cli-id-usage", "-a", "1", "{x"), "RESULT_JSON must be JSON"),
+        (("heartbeat", "-r", "r"), "give both --workflow-id and --activity-id"),
+    ]
+    done = cli_all(*(("activity", *args, "--db", db) for args, _ in cases))
+    for (args, message), result in zip(cases, done, strict=True):
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in said(result), (args, said(result))
+    assert handle.describe().status == "running"
+    assert not [e for e in handle.history() if e["type"] == "ActivityFailed"]
+    handle.terminate("done")
+
+
 @pytest.mark.usefixtures("worker")
 def test_a_malformed_token_or_result_exits_2_and_changes_nothing(
     db: str, sync: perdure.SyncClient
@@ -450,6 +521,75 @@ async def test_heartbeat_and_report_cancellation_over_http(
     assert await handle.result(timeout=20) == {"cancelled": True}
 
 
+async def test_settle_an_activity_by_id_over_http(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    failing = await served.start(aw.keeps_retrying, "f", id="api/by-id/fail")
+    completing = await served.start(aw.keeps_retrying, "c", id="api/by-id/complete")
+    for handle in (failing, completing):
+
+        async def retried(handle: Any = handle) -> bool:
+            pending = (await handle.describe()).pending_activities
+            return bool(pending) and pending[0].attempt >= 2
+
+        await eventually(retried, f"{handle.id}'s activity to be retried")
+    failed = await api.post(
+        "/api/workflows/api/by-id/fail/activities/1/fail",
+        json={"message": "gave up", "type": "GaveUp"},
+    )
+    assert failed.status_code == 200 and failed.json() == {"ok": True}, failed.text
+    outcome = await failing.result(timeout=20)
+    assert (outcome["failed"], outcome["message"]) == ("GaveUp", "gave up")
+    done = await api.post(
+        f"/api/workflows/api/by-id/complete/activities/1/complete?run_id={completing.run_id}"
+    )  # (no body: the result is null)
+    assert done.status_code == 200, done.text
+    assert await completing.result(timeout=20) == {"result": None}
+    for route, says in [
+        ("api/by-id/fail/activities/1/complete", "the run has ended (completed)"),
+        ("nope/activities/1/complete", "activity 1 of workflow 'nope' (its latest run): no such"),
+        ("api/by-id/fail/activities/1/complete?run_id=r-1", "(run r-1): no such run"),
+    ]:
+        missing = await api.post(f"/api/workflows/{route}", json={"result": 1})
+        assert missing.status_code == 404, (route, missing.text)
+        assert says in missing.json()["detail"], (route, missing.json())
+    spec = (await api.get("/api/openapi.json")).json()
+    for action in ("complete", "fail"):
+        post = spec["paths"][f"/api/workflows/{{workflow_id}}/activities/{{activity_id}}/{action}"]
+        assert {"200", "401", "403", "404", "422"} <= set(post["post"]["responses"]), action
+
+
+async def test_by_id_bad_input_is_422_and_changes_nothing(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    handle = await served.start(aw.keeps_retrying, "b", id="api-by-id-bad")
+
+    async def retried() -> bool:
+        pending = (await handle.describe()).pending_activities
+        return bool(pending) and pending[0].attempt >= 2
+
+    await eventually(retried, "the activity to be retried")
+    base = "/api/workflows/api-by-id-bad/activities"
+    for route, body, says in [
+        (f"{base}/0/complete", {}, "activity_id"),
+        (f"{base}/x/complete", {}, "activity_id"),
+        (f"{base}/{2**31}/fail", {"message": "m"}, "activity_id"),
+        (f"{base}/1/complete", {"results": 1}, "body.results: Extra inputs"),
+        (f"{base}/1/complete", [1], "body: Input should be a valid dictionary"),
+        (f"{base}/1/fail", {}, "body.message: Field required"),
+        (f"{base}/1/fail", {"message": "m", "non_retryable": True}, "Extra inputs"),
+        (f"{base}/1/fail", {"message": "m", "type": ""}, "at least 1 character"),
+        (f"{base}/1/complete?run_id=", {}, "run_id"),
+    ]:
+        refused = await api.post(route, json=body)
+        assert refused.status_code == 422, (route, body, refused.text)
+        reply = refused.json()
+        assert says in str(reply.get("message", reply.get("detail"))), (route, body, reply)
+    assert (await handle.describe()).status == "running"
+    assert not [e for e in await handle.history() if e["type"] == "ActivityFailed"]
+    await handle.terminate("done")
+
+
 async def test_a_malformed_token_or_body_is_422_and_changes_nothing(
     served: perdure.Client, api: httpx.AsyncClient
 ) -> None:
@@ -521,6 +661,8 @@ async def test_the_routes_need_the_admin_role_as_a_signal_does(served: perdure.C
         "/api/activities/fail",
         "/api/activities/heartbeat",
         "/api/activities/report-cancellation",
+        "/api/workflows/x/activities/1/complete",
+        "/api/workflows/x/activities/1/fail",
         "/api/workflows/x/signals/go",
     )
     async with http() as anonymous:

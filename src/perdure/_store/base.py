@@ -22,6 +22,7 @@ from perdure._store.records import (
     MAX_ATTEMPT_RECORDS,
     OPEN,
     STATUSES,
+    ActivityState,
     ActivityTask,
     BacklogRecord,
     FirstTurn,
@@ -71,6 +72,7 @@ __all__ = [
     "STREAMED",
     "WAITING_LONG",
     "WORK",
+    "ActivityState",
     "ActivityTask",
     "BacklogRecord",
     "FirstTurn",
@@ -346,6 +348,21 @@ class Store(Wakeups, abc.ABC):
         deadline has not passed (awaiting its completion, or still running
         on its worker); its ``cancel_requested`` says whether its workflow
         cancelled it. None if not."""
+
+    @abc.abstractmethod
+    async def activity_of_run(self, run_id: str, ref: int) -> ActivityState | None:
+        """The run's activity ``ref`` while it is pending, whatever its state
+        (for an operator's handle by id): its task as a claim reads it, with
+        ``token`` "" when no attempt holds it, and that state. None if the
+        activity is not pending (it ended, or never was)."""
+
+    @abc.abstractmethod
+    async def end_activity(self, state: ActivityState, event: Event) -> bool:
+        """Deliver an activity's final event, as complete_activity does, if
+        its task is still as ``state`` read it (the same attempt holding it,
+        or none): an operator's end of the activity by id. The attempt that
+        held it, if any, then finds its lease gone. Fenced: False if the
+        task changed meanwhile (or ended)."""
 
     @abc.abstractmethod
     async def beat_awaiting(self, task: ActivityTask, details: Any, until: float) -> str:

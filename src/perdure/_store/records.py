@@ -334,6 +334,18 @@ class ActivityTask:
 
 
 @dataclass
+class ActivityState:
+    """A pending activity as Store.activity_of_run reads it."""
+
+    task: ActivityTask  # (its token "" when idle)
+    # "idle": no attempt holds it (not started, or waiting for its next
+    # attempt); "running": a worker's attempt holds it (or held it, and its
+    # lease has not yet been taken back); "awaiting": its attempt awaits
+    # completion by another process, before its deadline.
+    state: Literal["idle", "running", "awaiting"]
+
+
+@dataclass
 class PendingActivity:
     ref: int
     name: str

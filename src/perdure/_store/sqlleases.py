@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from perdure._store import sqlrows as rows
-from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityTask
+from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityState, ActivityTask
 from perdure._store.sqlrows import Dialect, Tx, dumps, loads
 
 _CHUNK = 400  # (id, token) pairs per statement: two parameters each
@@ -110,6 +110,26 @@ async def awaiting(
     )
     tasks = await activity_tasks(tx, found, 0.0)
     return tasks[0] if tasks else None
+
+
+async def of_run(tx: Tx, run_id: str, ref: int, now: float) -> ActivityState | None:
+    """Store.activity_of_run."""
+    found = await tx.all(
+        f"SELECT {CLAIMED_COLUMNS}, lease_owner, visible_at FROM tasks"
+        " WHERE run_id = ? AND ref = ? AND kind = 'activity'",
+        (run_id, ref),
+    )
+    if not found:
+        return None
+    row = list(found[0])
+    token, owner, visible_at = row[6], row[-2], row[-1]
+    if row[8] is None:  # (attempt_started_at: none while no attempt holds it)
+        row[8] = 0.0
+    [task] = await activity_tasks(tx, [tuple(row)], 0.0)
+    if token is None:
+        task.token = ""
+        return ActivityState(task, "idle")
+    return ActivityState(task, "awaiting" if owner is None and visible_at > now else "running")
 
 
 async def reclaim(tx: Tx, d: Dialect, owner: str, now: float) -> int:

@@ -24,6 +24,7 @@ from perdure._store import sqlworkers as registry
 from perdure._store.base import (
     MAX_ATTEMPT_RECORDS,
     WORK,
+    ActivityState,
     ActivityTask,
     IdConflict,
     NewRun,
@@ -384,22 +385,54 @@ class SqlStore(SqlClientSide):
         now = self.clock()
 
         async def complete(tx: Tx) -> bool:
-            run = await rows.run_by_id(tx, self, task.run_id)  # lock the run first
             # Deleting our own leased row is the fence: a timed-out attempt whose
             # task was re-claimed (new token) or cancelled (row gone) changes nothing.
-            deleted = await tx.execute(
-                "DELETE FROM tasks WHERE id = ? AND lease_token = ?", (task.task_id, task.token)
+            return await self._deliver_final(
+                tx,
+                task.run_id,
+                event,
+                now,
+                "DELETE FROM tasks WHERE id = ? AND lease_token = ?",
+                (task.task_id, task.token),
             )
-            if deleted != 1:
-                return False
-            if run is not None and run.is_open:
-                await rows.to_inbox(tx, run, event, now)
-            return True
 
         # The commonest case (the run is open, the attempt still holds its
         # lease) as a plan, applied with others in one statement per kind.
         plan = plan_complete(task, event, now) if self.applies_plans else None
         ok = await self._write_planned(complete, plan)
+        if ok:
+            self._committed(WORK)
+        return ok
+
+    async def _deliver_final(
+        self, tx: Tx, run_id: str, event: h.Event, now: float, fence: str, params: tuple[Any, ...]
+    ) -> bool:
+        """Delete an activity's task row by ``fence`` and, if that deleted it,
+        put its final ``event`` in its run's inbox (if the run is open)."""
+        run = await rows.run_by_id(tx, self, run_id)  # lock the run first
+        if await tx.execute(fence, params) != 1:
+            return False
+        if run is not None and run.is_open:
+            await rows.to_inbox(tx, run, event, now)
+        return True
+
+    async def activity_of_run(self, run_id: str, ref: int) -> ActivityState | None:
+        now = self.clock()
+        # (A write: the read may trim a long list of lost attempts.)
+        return await self._write(lambda tx: leases_sql.of_run(tx, run_id, ref, now))
+
+    async def end_activity(self, state: ActivityState, event: h.Event) -> bool:
+        now = self.clock()
+        task = state.task
+        if task.token:  # the attempt that holds it still does
+            fence = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
+            params: tuple[Any, ...] = (task.task_id, task.token)
+        else:  # still no attempt holds it, and none has since it was read
+            fence = "DELETE FROM tasks WHERE id = ? AND lease_token IS NULL AND attempt = ?"
+            params = (task.task_id, task.attempt)
+        ok = await self._write(
+            lambda tx: self._deliver_final(tx, task.run_id, event, now, fence, params)
+        )
         if ok:
             self._committed(WORK)
         return ok

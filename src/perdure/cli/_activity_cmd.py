@@ -1,28 +1,32 @@
-"""``perdure activity``: give the outcome of an activity attempt that awaits
-completion (its function called ``activity.raise_complete_async()``), named
-by its task token: ``complete`` with a result, ``fail`` with an
-ApplicationError, ``report-cancellation`` once its workflow cancelled it;
-or say it is alive with ``heartbeat``. What a webhook handler or a script
-of the system that does the work would run.
+"""``perdure activity``: act on an activity from outside its worker, named
+either by an attempt's task token (an attempt whose function called
+``activity.raise_complete_async()``) or by its workflow id and activity id
+(``--workflow-id/-w``, ``--activity-id/-a``, as Temporal's CLI names them):
+``complete`` with a result, ``fail`` with an ApplicationError,
+``heartbeat`` to say an attempt awaiting completion is alive, and
+``report-cancellation`` once its workflow cancelled it. By id, ``complete``
+and ``fail`` end the activity now, whatever it waits for: an operator
+settling a step by hand. What a webhook handler, a script of the system
+that does the work, or an operator at 3 a.m. would run.
 
 Imports the public API, typer, rich and the task token's reader
 (``perdure._asyncactivity.parse_task_token``: a malformed token is a usage
 error, exit 2, before any database is opened); exit codes come from
-``_operator.run``, and a token that names no attempt that can still end
-(``AsyncActivityNotFoundError``) exits 3, as an unknown workflow does; a
-heartbeat of one its workflow cancelled (``AsyncActivityCancelledError``)
-exits 9.
+``_operator.run``. What can no longer end (``AsyncActivityNotFoundError``)
+exits 3, as an unknown workflow does; a heartbeat of an attempt its workflow
+cancelled (``AsyncActivityCancelledError``) exits 9.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from perdure._asyncactivity import parse_task_token
+from perdure._asyncactivity import AsyncActivityHandle, parse_task_token
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
     EPILOG,
@@ -41,38 +45,115 @@ from perdure.errors import (
 
 out = Console(highlight=False, soft_wrap=True)
 activity_app = typer.Typer(
-    help="End or heartbeat an activity attempt that awaits completion, by its task token.",
+    help="Complete, fail or heartbeat an activity, by task token or by id.",
     epilog=EPILOG,
     no_args_is_help=True,
 )
 app.add_typer(activity_app, name="activity", rich_help_panel="Control")
 
-NOT_FOUND_HINT = (
+TOKEN_HINT = (
     "a token names one attempt: a retry has a new one, which the activity's function "
     "hands out again; `perdure show ID` shows whether the activity still awaits completion"
 )
-
-
-def _a_token(value: str) -> str:
-    try:
-        parse_task_token(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    return value
-
+ID_HINT = "`perdure show ID` lists the run's pending activities and their ids (ref N)"
 
 TokenArg = typer.Argument(
-    ...,
+    None,
     metavar="TOKEN",
     show_default=False,
-    help="The attempt's task token: activity.info().task_token, as its function handed it out.",
-    callback=_a_token,
+    help="The attempt's task token (activity.info().task_token, as its function handed it "
+    "out); leave it out with --workflow-id and --activity-id.",
+)
+WorkflowIdOption = typer.Option(
+    None, "--workflow-id", "-w", help="By id: the workflow whose activity it is."
+)
+ActivityIdOption = typer.Option(
+    None,
+    "--activity-id",
+    "-a",
+    min=1,
+    max=2**31 - 1,
+    help="By id: the activity's id in the run (perdure show: ref N).",
+)
+RunOption = typer.Option(
+    None, "--run-id", "-r", help="By id: a specific run (default: the workflow's latest)."
 )
 
 
-def _named(token: str) -> str:
-    key = parse_task_token(token)
-    return f"activity {key.ref} of run {key.run_id}"
+@dataclass
+class Target:
+    """What a command acts on: a task token, or an activity by id."""
+
+    token: Optional[str] = None
+    workflow_id: Optional[str] = None
+    activity_id: Optional[int] = None
+    run_id: Optional[str] = None
+
+    def handle(self, client: Client) -> AsyncActivityHandle:
+        return client.get_async_activity_handle(
+            self.token,
+            workflow_id=self.workflow_id,
+            activity_id=self.activity_id,
+            run_id=self.run_id,
+        )
+
+    @property
+    def named(self) -> str:
+        if self.token is not None:
+            key = parse_task_token(self.token)
+            return f"activity {key.ref} of run {key.run_id}"
+        run = "" if self.run_id is None else f" (run {self.run_id})"
+        return f"activity {self.activity_id} of workflow {self.workflow_id!r}{run}"
+
+    @property
+    def hint(self) -> str:
+        return TOKEN_HINT if self.token is not None else ID_HINT
+
+
+def target(
+    positional: list[Optional[str]],
+    workflow_id: Optional[str],
+    activity_id: Optional[int],
+    run_id: Optional[str],
+    value_name: Optional[str] = None,
+) -> tuple[Target, Optional[str]]:
+    """The command's target and its value's text (``value_name``: the
+    command takes one, RESULT_JSON or DETAILS_JSON) from its positional
+    arguments and options: ``TOKEN [VALUE]``, or ``-w W -a N [VALUE]``.
+    A usage error (exit 2) says what is wrong, before any database is
+    opened."""
+    given = [p for p in positional if p is not None]
+    if workflow_id is None and activity_id is None and run_id is None:
+        if not given:
+            raise typer.BadParameter(
+                "give the attempt's TOKEN, or --workflow-id and --activity-id",
+                param_hint="'TOKEN'",
+            )
+        try:
+            parse_task_token(given[0])
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'TOKEN'") from None
+        return Target(token=given[0]), given[1] if len(given) > 1 else None
+    if workflow_id is None or activity_id is None:
+        raise typer.BadParameter(
+            "by id, give both --workflow-id and --activity-id",
+            param_hint="'--workflow-id' / '--activity-id'",
+        )
+    if not workflow_id:
+        raise typer.BadParameter("must not be empty", param_hint="'--workflow-id'")
+    if run_id == "":
+        raise typer.BadParameter(
+            "must not be empty (leave it out for the latest run)", param_hint="'--run-id'"
+        )
+    most = 1 if value_name else 0
+    if len(given) > most:
+        what = f"only {value_name}" if value_name else "no TOKEN"
+        raise typer.BadParameter(
+            f"by id (--workflow-id), give {what}: {given[most]!r} is one argument too many",
+            param_hint="'TOKEN'",
+        )
+    found = Target(workflow_id=workflow_id, activity_id=activity_id, run_id=run_id)
+    return found, given[0] if given else None
 
 
 def _a_type(value: Optional[str]) -> Optional[str]:
@@ -83,37 +164,43 @@ def _a_type(value: Optional[str]) -> Optional[str]:
 
 @activity_app.command("complete", epilog=EPILOG)
 def complete(
-    token: str = TokenArg,
+    token: Optional[str] = TokenArg,
     result: Optional[str] = typer.Argument(
         None,
         metavar="RESULT_JSON",
         show_default=False,
         help="The activity's result as JSON (default: null); strings need quotes: '\"ok\"'.",
     ),
+    workflow_id: Optional[str] = WorkflowIdOption,
+    activity_id: Optional[int] = ActivityIdOption,
+    run_id: Optional[str] = RunOption,
     db: Optional[str] = DbOption,
     converter: Optional[str] = ConverterOption,
 ) -> None:
-    """Record the result of an attempt awaiting completion (exit 3 if it cannot end).
+    """Record an activity's result: TOKEN [RESULT_JSON], or -w ID -a N [RESULT_JSON].
 
     The workflow's await returns RESULT_JSON, decoded as the activity's return
-    type. The first outcome wins: a token whose attempt has ended already, was
-    lost to a timeout (its retry has a new token) or whose run has ended exits 3.
+    type. By token: the attempt awaiting completion; the first outcome wins. By
+    id: the activity ends now, whatever it waits for (its next attempt, a
+    worker; an attempt running on a worker has its own result refused). Exit 3
+    if it can no longer end.
     """
-    value: Any = None if result is None else parse_json(result, "RESULT_JSON")
+    where, text = target([token, result], workflow_id, activity_id, run_id, "RESULT_JSON")
+    value: Any = None if text is None else parse_json(text, "RESULT_JSON")
 
     async def work(client: Client) -> None:
         try:
-            await client.get_async_activity_handle(token).complete(value)
+            await where.handle(client).complete(value)
         except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), NOT_FOUND_HINT)
-        out.print(f"Completed {escape(_named(token))}")
+            fail(EXIT_NOT_FOUND, str(exc), where.hint)
+        out.print(f"Completed {escape(where.named)}")
 
     run(db, work, converter=converter)
 
 
 @activity_app.command("fail", epilog=EPILOG)
 def fail_(
-    token: str = TokenArg,
+    token: Optional[str] = TokenArg,
     message: str = typer.Option(..., "--message", "-m", help="What went wrong."),
     error_type: Optional[str] = typer.Option(
         None,
@@ -126,37 +213,43 @@ def fail_(
     non_retryable: bool = typer.Option(
         False,
         "--non-retryable",
-        help="Fail the activity now, whatever its retry policy says.",
+        help="By token: fail the activity now, whatever its retry policy says (by id, "
+        "it always is).",
     ),
+    workflow_id: Optional[str] = WorkflowIdOption,
+    activity_id: Optional[int] = ActivityIdOption,
+    run_id: Optional[str] = RunOption,
     db: Optional[str] = DbOption,
 ) -> None:
-    """Fail an attempt awaiting completion, as if it raised ApplicationError.
+    """Fail an activity as if it raised ApplicationError: TOKEN, or -w ID -a N.
 
-    As if the activity's function had raised ApplicationError(MESSAGE, type=TYPE):
-    retried per its retry policy (a new attempt runs the function again, with a
-    new token) unless --non-retryable or no attempt is left; then the workflow's
-    await raises ActivityError.
+    As if the activity's function had raised ApplicationError(MESSAGE, type=TYPE).
+    By token: retried per its retry policy (a new attempt runs the function
+    again, with a new token) unless --non-retryable or no attempt is left. By
+    id: the activity ends now, not retried, whatever it waits for. Then the
+    workflow's await raises ActivityError.
     """
+    where, _ = target([token], workflow_id, activity_id, run_id)
     error = ApplicationError(message, type=error_type, non_retryable=non_retryable)
 
     async def work(client: Client) -> None:
         try:
-            await client.get_async_activity_handle(token).fail(error)
+            await where.handle(client).fail(error)
         except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), NOT_FOUND_HINT)
+            fail(EXIT_NOT_FOUND, str(exc), where.hint)
         then = (
             "not retried: the workflow's await raises ActivityError"
-            if non_retryable
+            if non_retryable or where.token is None
             else "retried per its retry policy while attempts are left"
         )
-        out.print(f"Failed {escape(_named(token))} with {escape(error.type)} ({then})")
+        out.print(f"Failed {escape(where.named)} with {escape(error.type)} ({then})")
 
     run(db, work)
 
 
 @activity_app.command("heartbeat", epilog=EPILOG)
 def heartbeat(
-    token: str = TokenArg,
+    token: Optional[str] = TokenArg,
     details: Optional[str] = typer.Argument(
         None,
         metavar="DETAILS_JSON",
@@ -164,23 +257,28 @@ def heartbeat(
         help="Progress details as JSON (default: null); a retry reads them as "
         "activity.info().heartbeat_details.",
     ),
+    workflow_id: Optional[str] = WorkflowIdOption,
+    activity_id: Optional[int] = ActivityIdOption,
+    run_id: Optional[str] = RunOption,
     db: Optional[str] = DbOption,
     converter: Optional[str] = ConverterOption,
 ) -> None:
     """Say an attempt awaiting completion is alive (exit 9 if it was cancelled).
 
-    With a heartbeat_timeout, the attempt is lost (and retried) unless a
-    heartbeat or an outcome comes that often: each one moves its deadline.
-    Exit 9 if its workflow cancelled it (end it with `perdure activity
-    report-cancellation`), 3 if it can no longer end.
+    TOKEN [DETAILS_JSON], or -w ID -a N [DETAILS_JSON]. With a
+    heartbeat_timeout, the attempt is lost (and retried) unless a heartbeat or
+    an outcome comes that often: each one moves its deadline. Exit 9 if its
+    workflow cancelled it (end it with `perdure activity report-cancellation`),
+    3 if it can no longer end (or, by id, no attempt of it awaits completion).
     """
-    value: Any = None if details is None else parse_json(details, "DETAILS_JSON")
+    where, text = target([token, details], workflow_id, activity_id, run_id, "DETAILS_JSON")
+    value: Any = None if text is None else parse_json(text, "DETAILS_JSON")
 
     async def work(client: Client) -> None:
         try:
-            await client.get_async_activity_handle(token).heartbeat(value)
+            await where.handle(client).heartbeat(value)
         except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), NOT_FOUND_HINT)
+            fail(EXIT_NOT_FOUND, str(exc), where.hint)
         except AsyncActivityCancelledError as exc:
             fail(
                 EXIT_CANCELLED,
@@ -188,25 +286,32 @@ def heartbeat(
                 "stop its work, then record that it stopped: "
                 "perdure activity report-cancellation TOKEN",
             )
-        out.print(f"Heartbeat recorded for {escape(_named(token))}")
+        out.print(f"Heartbeat recorded for {escape(where.named)}")
 
     run(db, work, converter=converter)
 
 
 @activity_app.command("report-cancellation", epilog=EPILOG)
-def report_cancellation(token: str = TokenArg, db: Optional[str] = DbOption) -> None:
+def report_cancellation(
+    token: Optional[str] = TokenArg,
+    workflow_id: Optional[str] = WorkflowIdOption,
+    activity_id: Optional[int] = ActivityIdOption,
+    run_id: Optional[str] = RunOption,
+    db: Optional[str] = DbOption,
+) -> None:
     """Record that an attempt awaiting completion stopped because it was cancelled.
 
-    What to run once a heartbeat exits 9: the attempt ends as cancelled, and
-    the workflow, which stopped waiting for it, goes on. (Any outcome ends it;
-    this one says the work was not done.)
+    TOKEN, or -w ID -a N. What to run once a heartbeat exits 9: the attempt
+    ends as cancelled, and the workflow, which stopped waiting for it, goes on.
+    (Any outcome ends it; this one says the work was not done.)
     """
+    where, _ = target([token], workflow_id, activity_id, run_id)
 
     async def work(client: Client) -> None:
         try:
-            await client.get_async_activity_handle(token).report_cancellation()
+            await where.handle(client).report_cancellation()
         except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), NOT_FOUND_HINT)
-        out.print(f"Recorded the cancellation of {escape(_named(token))}")
+            fail(EXIT_NOT_FOUND, str(exc), where.hint)
+        out.print(f"Recorded the cancellation of {escape(where.named)}")
 
     run(db, work)

@@ -1,16 +1,18 @@
-"""The ``/api/activities`` routes: give the outcome of an activity attempt
-that awaits completion (its function called ``activity.raise_complete_async()``),
-named by its task token: ``complete`` with a result, ``fail`` with an
-ApplicationError, ``report-cancellation`` once its workflow cancelled it; or
-say it is alive with ``heartbeat``. They need the ``admin`` role, as a
-signal does: a webhook that ends a step is what a signal's webhook is to a
-run.
+"""The activity routes. ``/api/activities/...``: give the outcome of an
+activity attempt that awaits completion (its function called
+``activity.raise_complete_async()``), named by its task token: ``complete``
+with a result, ``fail`` with an ApplicationError, ``report-cancellation``
+once its workflow cancelled it; or say it is alive with ``heartbeat``.
+``/api/workflows/{id}/activities/{activity_id}/complete|fail``: end a
+run's pending activity now, by id, whatever it waits for (an operator
+settling a step by hand, as Temporal's complete and fail by id). They need
+the ``admin`` role, as a signal does: a webhook that ends a step is what a
+signal's webhook is to a run.
 
 Imports fastapi, the public Client API and errors, and ``_deps``. A token
-that is not one is a 422 saying why; one that names no attempt that can
-still end (``AsyncActivityNotFoundError``) a 404 with its message; a
-heartbeat of one its workflow cancelled (``AsyncActivityCancelledError``) a
-409.
+that is not one is a 422 saying why; what can no longer end
+(``AsyncActivityNotFoundError``) a 404 with its message; a heartbeat of an
+attempt its workflow cancelled (``AsyncActivityCancelledError``) a 409.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from perdure.client import AsyncActivityHandle, Client
 from perdure.errors import (
@@ -28,19 +30,23 @@ from perdure.errors import (
 )
 from perdure.server import _models as m
 from perdure.server._deps import (
+    RunId,
+    WorkflowId,
+    activity_failure_request,
     body_doc,
     client_of,
     complete_activity_request,
     error_responses,
     fail_activity_request,
     heartbeat_activity_request,
+    optional_body,
     require_admin,
     task_token_request,
 )
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/activities")
+router = APIRouter(prefix="/api")
 
 ClientDep = Annotated[Client, Depends(client_of)]
 Admin = [Depends(require_admin)]
@@ -71,7 +77,7 @@ async def _ended(outcome: Awaitable[None]) -> dict[str, bool]:
 
 
 @router.post(
-    "/complete",
+    "/activities/complete",
     response_model=m.ActivityDone,
     dependencies=Admin,
     responses=ERRORS,
@@ -87,7 +93,7 @@ async def complete_activity(
 
 
 @router.post(
-    "/fail",
+    "/activities/fail",
     response_model=m.ActivityDone,
     dependencies=Admin,
     responses=ERRORS,
@@ -106,7 +112,7 @@ async def fail_activity(
 
 
 @router.post(
-    "/heartbeat",
+    "/activities/heartbeat",
     response_model=m.ActivityDone,
     dependencies=Admin,
     responses={
@@ -134,7 +140,7 @@ async def heartbeat_activity(
 
 
 @router.post(
-    "/report-cancellation",
+    "/activities/report-cancellation",
     response_model=m.ActivityDone,
     dependencies=Admin,
     responses=ERRORS,
@@ -149,10 +155,76 @@ async def report_activity_cancellation(
     return await _ended(_handle(client, body.task_token).report_cancellation())
 
 
-@router.get("/complete", include_in_schema=False)
-@router.get("/fail", include_in_schema=False)
-@router.get("/heartbeat", include_in_schema=False)
-@router.get("/report-cancellation", include_in_schema=False)
+# ------------------------------------------------------------ by id
+
+BY_ID_ERRORS: dict[int | str, dict[str, Any]] = {
+    **error_responses(401, 403, 422, 503),
+    404: {
+        "model": m.ErrorBody,
+        "description": "No such run, its run has ended, or the activity is not pending in it",
+    },
+}
+ActivityId = Annotated[
+    int, Path(ge=1, le=2**31 - 1, description="The activity's id in the run (activity_id).")
+]
+
+
+def _by_id(
+    client: Client, workflow_id: str, activity_id: int, run_id: str | None
+) -> AsyncActivityHandle:
+    return client.get_async_activity_handle(
+        workflow_id=workflow_id, activity_id=activity_id, run_id=run_id
+    )
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/activities/{activity_id}/complete",
+    response_model=m.ActivityDone,
+    dependencies=Admin,
+    responses=BY_ID_ERRORS,
+    openapi_extra=body_doc(m.ActivityResultRequest, required=False),
+)
+async def complete_activity_by_id(
+    request: Request,
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    activity_id: ActivityId,
+    run_id: RunId = None,
+) -> Any:
+    """End the run's pending activity now with ``result`` (as Temporal's
+    complete by id), whatever it waits for: its next attempt, a worker, an
+    attempt running on a worker (whose own result is then refused), or a
+    completion by token. The workflow's await returns it. An empty body:
+    null."""
+    body = await optional_body(request, m.ActivityResultRequest)
+    return await _ended(_by_id(client, workflow_id, activity_id, run_id).complete(body.result))
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/activities/{activity_id}/fail",
+    response_model=m.ActivityDone,
+    dependencies=Admin,
+    responses=BY_ID_ERRORS,
+    openapi_extra=body_doc(m.ActivityFailureRequest),
+)
+async def fail_activity_by_id(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    activity_id: ActivityId,
+    body: Annotated[m.ActivityFailureRequest, Depends(activity_failure_request)],
+    run_id: RunId = None,
+) -> Any:
+    """End the run's pending activity now with an ApplicationError, not
+    retried, whatever it waits for; the workflow's await raises
+    ActivityError."""
+    error = ApplicationError(body.message, type=body.type, non_retryable=True)
+    return await _ended(_by_id(client, workflow_id, activity_id, run_id).fail(error))
+
+
+@router.get("/activities/complete", include_in_schema=False)
+@router.get("/activities/fail", include_in_schema=False)
+@router.get("/activities/heartbeat", include_in_schema=False)
+@router.get("/activities/report-cancellation", include_in_schema=False)
 async def post_only() -> Any:
     """A GET (or HEAD) of a POST route: 405, naming the method it takes. (No
     other route has the path, so the web UI's static files, mounted at

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Optional, TypeVar
 
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
@@ -33,7 +33,10 @@ __all__ = [
     "START_BODY",
     "UPDATE_ERRORS",
     "WRITE_ERRORS",
+    "RunId",
     "ServerState",
+    "WorkflowId",
+    "activity_failure_request",
     "backfill_request",
     "batch_request",
     "body_doc",
@@ -123,6 +126,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 READ_ERRORS = error_responses(401, 403, 404, 422, 503)
+WorkflowId = Annotated[str, Path(description="The workflow id (may contain '/').")]
+RunId = Annotated[
+    Optional[str], Query(min_length=1, description="A run of the workflow; default: latest.")
+]
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
 UPDATE_ERRORS = {
     **WRITE_ERRORS,
@@ -199,6 +206,7 @@ batch_request = required_body(m.BatchRequest)
 complete_activity_request = required_body(m.CompleteActivityRequest)
 fail_activity_request = required_body(m.FailActivityRequest)
 heartbeat_activity_request = required_body(m.HeartbeatActivityRequest)
+activity_failure_request = required_body(m.ActivityFailureRequest)
 task_token_request = required_body(m.TaskTokenRequest)
 
 

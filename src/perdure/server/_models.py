@@ -22,6 +22,8 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "Accepted",
     "ActivityDone",
+    "ActivityFailureRequest",
+    "ActivityResultRequest",
     "BatchOut",
     "BatchRequest",
     "CompleteActivityRequest",
@@ -308,9 +310,8 @@ class TaskTokenRequest(_Strict):
     )
 
 
-class CompleteActivityRequest(TaskTokenRequest):
-    """The outcome of an activity attempt that awaits completion
-    (``activity.raise_complete_async()``): its result."""
+class ActivityResultRequest(_Strict):
+    """An activity's result, given by id: the activity ends now with it."""
 
     result: Any = Field(
         None,
@@ -319,13 +320,15 @@ class CompleteActivityRequest(TaskTokenRequest):
     )
 
 
-class FailActivityRequest(TaskTokenRequest):
-    """An activity attempt that awaits completion, failed as if its function
-    had raised ``perdure.ApplicationError(message, type=type,
-    non_retryable=non_retryable)``: retried per the activity's retry policy
-    (a new attempt, with a new token, runs the function again), unless
-    ``non_retryable`` or no attempt is left, when the workflow's await
-    raises ActivityError."""
+class CompleteActivityRequest(ActivityResultRequest, TaskTokenRequest):
+    """The outcome of an activity attempt that awaits completion
+    (``activity.raise_complete_async()``): its result."""
+
+
+class ActivityFailureRequest(_Strict):
+    """An activity's failure, given by id: the activity ends now, as if its
+    function had raised ``perdure.ApplicationError(message, type=type)``,
+    with no retry; the workflow's await raises ActivityError."""
 
     message: StrictStr = Field(max_length=10_000, description="What went wrong.")
     type: Optional[StrictStr] = Field(
@@ -335,6 +338,16 @@ class FailActivityRequest(TaskTokenRequest):
         description="The failure's type, as ActivityError's cause.type shows it (null or "
         "left out: ApplicationError).",
     )
+
+
+class FailActivityRequest(ActivityFailureRequest, TaskTokenRequest):
+    """An activity attempt that awaits completion, failed as if its function
+    had raised ``perdure.ApplicationError(message, type=type,
+    non_retryable=non_retryable)``: retried per the activity's retry policy
+    (a new attempt, with a new token, runs the function again), unless
+    ``non_retryable`` or no attempt is left, when the workflow's await
+    raises ActivityError."""
+
     non_retryable: StrictBool = Field(
         False, description="Fail the activity now, whatever its retry policy says."
     )

@@ -38,6 +38,8 @@ from perdure.server._deps import (
     START_BODY,
     UPDATE_ERRORS,
     WRITE_ERRORS,
+    RunId,
+    WorkflowId,
     body_doc,
     client_of,
     error_response,
@@ -75,10 +77,6 @@ router = APIRouter(prefix="/api")
 ClientDep = Annotated[Client, Depends(client_of)]
 Reader = [Depends(require_read)]
 Admin = [Depends(require_admin)]
-WorkflowId = Annotated[str, Path(description="The workflow id (may contain '/').")]
-RunId = Annotated[
-    Optional[str], Query(min_length=1, description="A run of the workflow; default: latest.")
-]
 
 
 # ------------------------------------------------------------------ open routes
