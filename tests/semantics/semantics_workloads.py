@@ -246,6 +246,11 @@ async def delayed(tag: str) -> str:
 
 
 @workflow.defn
+async def slow_step(tag: str) -> str:
+    return await step(tag, 60.0)
+
+
+@workflow.defn
 async def lottery() -> dict[str, Any]:
     ticket = workflow.side_effect(lambda: int.from_bytes(os.urandom(4), "big"))
     await step("draw", 0.4)

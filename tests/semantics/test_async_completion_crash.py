@@ -2,7 +2,9 @@
 awaits its completion outlives its worker, and the run goes on once the
 token's holder completes it; a worker that dies after its attempt handed
 the token out, before it recorded that the attempt awaits completion, loses
-that attempt like any other: it is retried, with a new token."""
+that attempt like any other: it is retried, with a new token. An activity
+settled by id while the worker that ran it lies dead (SIGKILL) ends with
+the operator's result and is not run again."""
 
 from __future__ import annotations
 
@@ -65,3 +67,23 @@ def test_a_worker_dying_before_the_attempt_awaits_loses_it_to_a_retry(
     done = next(e for e in handle.history() if e["type"] == "ActivityCompleted")
     assert done["attempt"] == 2
     assert done["attempts"][0]["error"]["type"] == "LeaseExpired"
+
+
+def test_an_activity_settled_by_id_while_its_worker_lies_dead_is_not_run_again(
+    cluster: SemanticsCluster,
+) -> None:
+    worker = cluster.start()
+    handle = cluster.client.start("slow_step", "by-hand")
+
+    def started() -> list[dict[str, object]]:
+        return [e for e in cluster.side_events("step") if e["tag"] == "by-hand"]
+
+    cluster.wait_until(started, 20, what="the slow attempt to start")
+    cluster.kill(worker)  # (its lease is still held, by a dead worker)
+    by_id = cluster.client.get_async_activity_handle(workflow_id=handle.id, activity_id=1)
+    by_id.complete("done by hand")
+    cluster.start()
+    assert handle.result(timeout=30) == "done by hand"
+    assert len(started()) == 1  # (not run again by the worker that came next)
+    [done] = [e for e in handle.history() if e["type"] == "ActivityCompleted"]
+    assert (done["result"], done["attempt"]) == ("done by hand", 1)
