@@ -17,7 +17,9 @@ async_workflows.py, whose activity hands its token out on the run's stream
 heartbeats, crashes) is tested in tests/e2e/test_async_completion.py.
 The workflow page's other reasons a pending activity waits (no live
 worker, its queue's limits, the backlog) are checked here too, on the
-same page (tests/e2e/test_waiting_reasons.py sets them for real).
+same page (tests/e2e/test_waiting_reasons.py sets them for real), and so
+are its complete… and fail… buttons, which settle a pending activity by
+id (``keeps_retrying``'s, retried for ever).
 """
 
 from __future__ import annotations
@@ -727,12 +729,123 @@ def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str
                 )
                 page.goto(f"{url}#/workflows/ui-ac-forever")
                 item = page.locator("#pending .pending-activity")
-                expect(item).to_have_text(
-                    re.compile(r"ask_without_a_deadline ref 1 · attempt 1 awaiting completion$")
+                expect(item).to_have_text(  # (then the admin's buttons, and nothing else)
+                    re.compile(
+                        r"ask_without_a_deadline ref 1 · attempt 1 awaiting completion"
+                        r"complete…fail…$"
+                    )
                 )
         finally:
             for ident in ("ui-ac-timed", "ui-ac-forever"):
                 client.get_handle(ident).terminate("done")
+
+
+def test_the_workflow_page_settles_an_activity_by_id(ui: tuple[Any, str, str]) -> None:
+    # keeps_retrying's activity fails every 50 ms for ever: an admin ends it
+    # from the page, by the run's id and the activity's (the run shown).
+    import browser_support as bs
+    from playwright.sync_api import Request, Route, expect
+
+    browser, url, db = ui
+    with perdure.SyncClient.connect(db) as client:
+        client.client.poll_interval = 0.02
+        failing = client.start("keeps_retrying", "uf", id="ui-settle/fail")
+        completing = client.start("keeps_retrying", "uc", id="ui-settle/complete")
+        retried(client, "ui-settle/fail")
+        retried(client, "ui-settle/complete")
+        try:
+            # A read-only viewer (the whoami of a read token) has no buttons.
+            for page in bs.new_page(browser):
+
+                def read_only(route: Route) -> None:
+                    route.fulfill(json={"role": "read", "auth_required": True})
+
+                page.route(re.compile(r".*/api/whoami$"), read_only)
+                page.goto(f"{url}#/workflows/ui-settle%2Ffail")
+                expect(page.locator("#token-button")).to_have_text("Token: read")
+                item = page.locator("#pending .pending-activity")
+                expect(item).to_contain_text("down_for_ever ref 1 · attempt")
+                expect(item.locator("button")).to_have_count(0)
+
+            posts: list[tuple[str, Any]] = []  # (what the page POSTs, after /api/)
+
+            def posted(request: Request) -> None:
+                if request.method == "POST":
+                    posts.append((request.url.split("/api/", 1)[1], request.post_data_json))
+
+            for page in bs.new_page(browser):
+                page.on("request", posted)
+                dialog, error = page.locator("#settle-dialog"), page.locator("#settle-error")
+                item = page.locator("#pending .pending-activity")
+
+                # Fail: ActivityError with the type given, not retried.
+                page.goto(f"{url}#/workflows/ui-settle%2Ffail")
+                expect(item).to_contain_text("down_for_ever ref 1 · attempt")
+                item.locator("button.settle-fail").click()
+                expect(dialog).to_be_visible()
+                expect(page.locator("#settle-text")).to_have_text(
+                    "End activity down_for_ever (ref 1) now with this error, not retried: the "
+                    "workflow's await raises ActivityError."
+                )
+                expect(page.locator("#settle-result")).to_be_hidden()
+                expect(page.locator("#settle-ok")).to_have_text("Fail activity")
+                page.fill("#settle-message", "carrier gone")
+                page.fill("#settle-type", "CarrierGone")
+                page.click("#settle-ok")
+                expect(page.locator("#toasts")).to_contain_text(
+                    "Activity down_for_ever (ref 1) failed."
+                )
+                expect(dialog).to_be_hidden()
+                outcome = failing.result(timeout=20)
+                assert (outcome["failed"], outcome["message"]) == ("CarrierGone", "carrier gone")
+                assert posts == [
+                    (
+                        f"workflows/ui-settle%2Ffail/activities/1/fail?run_id={failing.run_id}",
+                        {"message": "carrier gone", "type": "CarrierGone"},
+                    )
+                ]
+                expect(page.locator(".wf-title .badge")).to_have_text("completed")  # (refreshed)
+
+                # Complete: invalid JSON is said in the dialog and sends nothing.
+                page.goto(f"{url}#/workflows/ui-settle%2Fcomplete")
+                expect(item).to_contain_text("down_for_ever ref 1 · attempt")
+                item.locator("button.settle-complete").click()
+                expect(page.locator("#settle-text")).to_have_text(
+                    "End activity down_for_ever (ref 1) now with this result: the workflow's "
+                    "await returns it. An attempt running on a worker runs on, and its own "
+                    "result is refused."
+                )
+                expect(page.locator("#settle-message")).to_be_hidden()
+                expect(page.locator("#settle-type")).to_be_hidden()
+                expect(page.locator("#settle-result")).to_have_value("null")
+                expect(page.locator("#settle-ok")).to_have_text("Complete activity")
+                page.fill("#settle-result", "{x")
+                page.click("#settle-ok")
+                expect(error).to_contain_text("The result is not valid JSON: ")
+                expect(error).to_contain_text('Strings need quotes: "yes".')
+                expect(dialog).to_be_visible()
+                described = completing.describe()
+                assert described.status == "running", described.status
+                assert [p.activity_id for p in described.pending_activities] == [1]
+                assert len(posts) == 1  # (the fail's)
+                page.fill("#settle-result", '"by hand"')
+                page.click("#settle-ok")
+                expect(page.locator("#toasts")).to_contain_text(
+                    "Activity down_for_ever (ref 1) completed."
+                )
+                expect(dialog).to_be_hidden()
+                assert completing.result(timeout=20) == {"result": "by hand"}
+                assert posts[1:] == [
+                    (
+                        "workflows/ui-settle%2Fcomplete/activities/1/complete"
+                        f"?run_id={completing.run_id}",
+                        {"result": "by hand"},
+                    )
+                ]
+        finally:
+            for handle in (failing, completing):
+                if handle.describe().status == "running":
+                    handle.terminate("done")
 
 
 @pytest.mark.parametrize(

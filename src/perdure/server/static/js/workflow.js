@@ -1,15 +1,17 @@
 // One workflow run: status, what it waits on, timeline, input, result or
 // failure, published state, streams (streams.js: followed live), search
 // attributes and the full history; signal / update (update.js) / cancel /
-// terminate for admins, and reset (a new run from a point of this one's
-// history). Refreshes every 2 s while the run is open. #/workflows/<id> shows
-// the latest run, #/workflows/<id>?run=<run id> a given one. An "approve link"
+// terminate for admins, complete or fail a pending activity by hand
+// (settle.js), and reset (a new run from a point of this one's history).
+// Refreshes every 2 s while the run is open. #/workflows/<id> shows the
+// latest run, #/workflows/<id>?run=<run id> a given one. An "approve link"
 // adds ?signal=<name>[&payload=<json>]: it opens the signal form.
 
 import { api, ApiError, wfHref, wfPath } from "./api.js";
 import {
   clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
 } from "./dom.js";
+import { openSettle } from "./settle.js";
 import { streamsPanel } from "./streams.js";
 import { buildTimeline, renderTimeline } from "./timeline.js";
 import { openUpdate, updateDetail } from "./update.js";
@@ -293,7 +295,16 @@ export function renderWorkflow(container, id, params, ctx) {
       items.push(h("li", { class: "pending-activity" },
         h("span", { class: "tag tag-activity", text: "activity" }),
         h("b", { text: a.activity_type }), h("span", { class: "muted", text: ` ref ${a.activity_id} · ` }),
-        what, a.waiting_for_worker ? h("div", { class: "alert warn no-activity-worker" },
+        what,
+        ctx.isAdmin ? [
+          h("button", { type: "button", class: "link settle-complete", text: "complete…",
+            title: "End this activity now with a result you give",
+            onclick: () => settle(a, "complete") }),
+          h("button", { type: "button", class: "link settle-fail", text: "fail…",
+            title: "End this activity now with an error, not retried",
+            onclick: () => settle(a, "fail") }),
+        ] : null,
+        a.waiting_for_worker ? h("div", { class: "alert warn no-activity-worker" },
           h("b", { text: "No live worker serves it." }),
           ` Start a worker for task queue “${a.task_queue}” that registers `,
           h("code", { text: a.activity_type }), ".") : null,
@@ -482,6 +493,12 @@ export function renderWorkflow(container, id, params, ctx) {
 
   function sendUpdate(name) {
     openUpdate({ id, q, desc, name, onAnswered: () => { burst = 8; load(); } });
+  }
+
+  function settle(activity, action) {
+    // The run shown, by its id: an activity of a newer run is not settled by mistake.
+    openSettle({ id, runId: desc.run_id, activity, action,
+      onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } });
   }
 
   const CONFIRM = {
