@@ -19,6 +19,7 @@ cancelled (``AsyncActivityCancelledError``) exits 9.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -56,6 +57,9 @@ TOKEN_HINT = (
     "hands out again; `perdure show ID` shows whether the activity still awaits completion"
 )
 ID_HINT = "`perdure show ID` lists the run's pending activities and their ids (ref N)"
+CANCELLED_HINT = (
+    "stop its work, then record that it stopped: perdure activity report-cancellation TOKEN"
+)
 
 TokenArg = typer.Argument(
     None,
@@ -105,9 +109,17 @@ class Target:
         run = "" if self.run_id is None else f" (run {self.run_id})"
         return f"activity {self.activity_id} of workflow {self.workflow_id!r}{run}"
 
-    @property
-    def hint(self) -> str:
-        return TOKEN_HINT if self.token is not None else ID_HINT
+    async def act(
+        self, client: Client, call: Callable[[AsyncActivityHandle], Awaitable[None]], done: str
+    ) -> None:
+        """``call`` the handle, then print ``done``; exit 3 (9) saying why it could not."""
+        try:
+            await call(self.handle(client))
+        except AsyncActivityNotFoundError as exc:
+            fail(EXIT_NOT_FOUND, str(exc), TOKEN_HINT if self.token is not None else ID_HINT)
+        except AsyncActivityCancelledError as exc:
+            fail(EXIT_CANCELLED, str(exc), CANCELLED_HINT)
+        out.print(done)
 
 
 def target(
@@ -189,11 +201,7 @@ def complete(
     value: Any = None if text is None else parse_json(text, "RESULT_JSON")
 
     async def work(client: Client) -> None:
-        try:
-            await where.handle(client).complete(value)
-        except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), where.hint)
-        out.print(f"Completed {escape(where.named)}")
+        await where.act(client, lambda h: h.complete(value), f"Completed {escape(where.named)}")
 
     run(db, work, converter=converter)
 
@@ -232,17 +240,15 @@ def fail_(
     where, _ = target([token], workflow_id, activity_id, run_id)
     error = ApplicationError(message, type=error_type, non_retryable=non_retryable)
 
+    then = (
+        "not retried: the workflow's await raises ActivityError"
+        if non_retryable or where.token is None
+        else "retried per its retry policy while attempts are left"
+    )
+    done = f"Failed {escape(where.named)} with {escape(error.type)} ({then})"
+
     async def work(client: Client) -> None:
-        try:
-            await where.handle(client).fail(error)
-        except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), where.hint)
-        then = (
-            "not retried: the workflow's await raises ActivityError"
-            if non_retryable or where.token is None
-            else "retried per its retry policy while attempts are left"
-        )
-        out.print(f"Failed {escape(where.named)} with {escape(error.type)} ({then})")
+        await where.act(client, lambda h: h.fail(error), done)
 
     run(db, work)
 
@@ -275,18 +281,8 @@ def heartbeat(
     value: Any = None if text is None else parse_json(text, "DETAILS_JSON")
 
     async def work(client: Client) -> None:
-        try:
-            await where.handle(client).heartbeat(value)
-        except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), where.hint)
-        except AsyncActivityCancelledError as exc:
-            fail(
-                EXIT_CANCELLED,
-                str(exc),
-                "stop its work, then record that it stopped: "
-                "perdure activity report-cancellation TOKEN",
-            )
-        out.print(f"Heartbeat recorded for {escape(where.named)}")
+        done = f"Heartbeat recorded for {escape(where.named)}"
+        await where.act(client, lambda h: h.heartbeat(value), done)
 
     run(db, work, converter=converter)
 
@@ -308,10 +304,7 @@ def report_cancellation(
     where, _ = target([token], workflow_id, activity_id, run_id)
 
     async def work(client: Client) -> None:
-        try:
-            await where.handle(client).report_cancellation()
-        except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), where.hint)
-        out.print(f"Recorded the cancellation of {escape(where.named)}")
+        done = f"Recorded the cancellation of {escape(where.named)}"
+        await where.act(client, lambda h: h.report_cancellation(), done)
 
     run(db, work)
