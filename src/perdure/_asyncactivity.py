@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from perdure import _history as h
 from perdure._converter import DataConverter
-from perdure._store.base import ActivityState, ActivityTask, Store
+from perdure._store.base import ActivityState, ActivityTask, RunRecord, Store
 from perdure._worker.outcomes import (
     attempts_ended,
     cancelled_failure,
@@ -166,8 +166,8 @@ class AsyncActivityHandle:
         run = "its latest run" if self.run_id is None else f"run {self.run_id}"
         return f"activity {self.activity_id} of workflow {self.workflow_id!r} ({run})"
 
-    async def _pending(self) -> ActivityState:
-        """The activity, pending, of the open run the handle names."""
+    async def _open_run(self) -> RunRecord:
+        """The open run the handle names."""
         assert self.workflow_id is not None
         run = await self._store.get_run(self.workflow_id, self.run_id)
         if run is None:
@@ -176,21 +176,32 @@ class AsyncActivityHandle:
             raise AsyncActivityNotFoundError(
                 f"{self._named()}: the run has ended ({run.status}), and its activities with it"
             )
-        state = await self._store.activity_of_run(run.run_id, self.activity_id)
+        return run
+
+    def _not_pending(self, run_id: str) -> AsyncActivityNotFoundError:
+        return AsyncActivityNotFoundError(
+            f"{self._named()} is not pending in run {run_id}: it ended, or the run "
+            f"has no activity {self.activity_id} (`perdure show` lists the pending ones)"
+        )
+
+    async def _pending(self) -> ActivityState:
+        """The activity, pending, of the open run the handle names."""
+        run_id = (await self._open_run()).run_id
+        state = await self._store.activity_of_run(run_id, self.activity_id)
         if state is None:
-            raise AsyncActivityNotFoundError(
-                f"{self._named()} is not pending in run {run.run_id}: it ended, or the run "
-                f"has no activity {self.activity_id} (`perdure show` lists the pending ones)"
-            )
+            raise self._not_pending(run_id)
         return state
 
     async def _end_by_id(self, event_of: Callable[[ActivityState, float], h.Event]) -> None:
         """End the activity now with the event ``event_of`` makes of its
-        state, read again if it changed meanwhile (an attempt began or
-        ended between the read and the write)."""
+        state (read in the store's transaction), again if an attempt took or
+        left it at that moment (PostgreSQL)."""
         for _ in range(_TRIES):
-            state = await self._pending()
-            if await self._store.end_activity(state, event_of(state, self._store.clock())):
+            run_id = (await self._open_run()).run_id
+            ended = await self._store.end_activity(run_id, self.activity_id, event_of)
+            if ended is None:
+                raise self._not_pending(run_id)
+            if ended:
                 return
         raise PerdureError(
             f"{self._named()} changed state {_TRIES} times while it was being ended: try again"
@@ -308,7 +319,7 @@ class AsyncActivityHandle:
         )
 
 
-_TRIES = 5  # reads of an activity's state before an end by id gives up
+_TRIES = 5  # ends by id tried before one gives up (each misses only on a race)
 
 
 def _check_id(workflow_id: object, run_id: object, activity_id: object) -> None:

@@ -277,3 +277,26 @@ def test_the_blocking_client_has_the_by_id_handle(db_url: str) -> None:
         named.complete("from a script")
         assert sync.get_handle("by-id-sync").describe().pending_activities == []
     assert asyncio.run(finished()) == {"result": "from a script"}
+
+
+async def test_settling_activities_that_race_their_own_attempts(client: perdure.Client) -> None:
+    """Thirty activities failing and retried every 20 ms, each settled by id
+    at once: whatever state each end meets (between attempts, an attempt
+    claimed or failing meanwhile), each run gets its own result, once."""
+    async with worker(client):
+        handles = [
+            await client.start(settle, "down", f"race-{i}", id=f"by-id-race-{i}") for i in range(30)
+        ]
+        for handle in handles:
+            await the_activity(handle, "a retry", lambda a: a.attempt >= 2)
+        await asyncio.gather(
+            *(
+                client.get_async_activity_handle(workflow_id=h.id, activity_id=1).complete(f"{i}")
+                for i, h in enumerate(handles)
+            )
+        )
+        results = await asyncio.gather(*(h.result(timeout=20) for h in handles))
+    assert results == [{"result": f"{i}"} for i in range(30)]
+    for handle in handles:
+        [final] = ended(await handle.history())
+        assert final["type"] == "ActivityCompleted"

@@ -357,12 +357,16 @@ class Store(Wakeups, abc.ABC):
         activity is not pending (it ended, or never was)."""
 
     @abc.abstractmethod
-    async def end_activity(self, state: ActivityState, event: Event) -> bool:
-        """Deliver an activity's final event, as complete_activity does, if
-        its task is still as ``state`` read it (the same attempt holding it,
-        or none): an operator's end of the activity by id. The attempt that
-        held it, if any, then finds its lease gone. Fenced: False if the
-        task changed meanwhile (or ended)."""
+    async def end_activity(
+        self, run_id: str, ref: int, event_of: Callable[[ActivityState, float], Event]
+    ) -> bool | None:
+        """End the run's pending activity ``ref`` now, whatever its state (an
+        operator's end of it by id): read it as activity_of_run does and, in
+        the same transaction, deliver the final event ``event_of(state,
+        now)`` makes (a pure function), as complete_activity does. The
+        attempt that held it, if any, then finds its lease gone. None if the
+        activity is not pending; False if an attempt took or left it at the
+        same moment (PostgreSQL: read it again)."""
 
     @abc.abstractmethod
     async def beat_awaiting(self, task: ActivityTask, details: Any, until: float) -> str:

@@ -51,6 +51,19 @@ from perdure.errors import WorkflowNotFoundError
 PRIORITY_IN = f"priority IN ({', '.join(map(str, h.PRIORITIES))})"
 
 
+async def _deliver_final(
+    tx: Tx, run: RunRecord | None, event: h.Event, now: float, fence: str, params: tuple[Any, ...]
+) -> bool:
+    """Delete an activity's task row by ``fence`` and, if that deleted it,
+    put its final ``event`` in its run's inbox (if the run is open; the
+    caller locked it first)."""
+    if await tx.execute(fence, params) != 1:
+        return False
+    if run is not None and run.is_open:
+        await rows.to_inbox(tx, run, event, now)
+    return True
+
+
 def _claim_order(row: tuple[Any, ...]) -> tuple[int, int]:
     return (row[11], row[0])
 
@@ -385,11 +398,12 @@ class SqlStore(SqlClientSide):
         now = self.clock()
 
         async def complete(tx: Tx) -> bool:
+            run = await rows.run_by_id(tx, self, task.run_id)  # lock the run first
             # Deleting our own leased row is the fence: a timed-out attempt whose
             # task was re-claimed (new token) or cancelled (row gone) changes nothing.
-            return await self._deliver_final(
+            return await _deliver_final(
                 tx,
-                task.run_id,
+                run,
                 event,
                 now,
                 "DELETE FROM tasks WHERE id = ? AND lease_token = ?",
@@ -404,38 +418,38 @@ class SqlStore(SqlClientSide):
             self._committed(WORK)
         return ok
 
-    async def _deliver_final(
-        self, tx: Tx, run_id: str, event: h.Event, now: float, fence: str, params: tuple[Any, ...]
-    ) -> bool:
-        """Delete an activity's task row by ``fence`` and, if that deleted it,
-        put its final ``event`` in its run's inbox (if the run is open)."""
-        run = await rows.run_by_id(tx, self, run_id)  # lock the run first
-        if await tx.execute(fence, params) != 1:
-            return False
-        if run is not None and run.is_open:
-            await rows.to_inbox(tx, run, event, now)
-        return True
-
     async def activity_of_run(self, run_id: str, ref: int) -> ActivityState | None:
         now = self.clock()
         # (A write: the read may trim a long list of lost attempts.)
         return await self._write(lambda tx: leases_sql.of_run(tx, run_id, ref, now))
 
-    async def end_activity(self, state: ActivityState, event: h.Event) -> bool:
+    async def end_activity(
+        self, run_id: str, ref: int, event_of: Callable[[ActivityState, float], h.Event]
+    ) -> bool | None:
         now = self.clock()
-        task = state.task
-        if task.token:  # the attempt that holds it still does
-            fence = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
-            params: tuple[Any, ...] = (task.task_id, task.token)
-        else:  # still no attempt holds it, and none has since it was read
-            fence = "DELETE FROM tasks WHERE id = ? AND lease_token IS NULL AND attempt = ?"
-            params = (task.task_id, task.attempt)
-        ok = await self._write(
-            lambda tx: self._deliver_final(tx, task.run_id, event, now, fence, params)
-        )
-        if ok:
+
+        async def end(tx: Tx) -> bool | None:
+            run = await rows.run_by_id(tx, self, run_id)  # lock the run first
+            state = await leases_sql.of_run(tx, run_id, ref, now)
+            if state is None:
+                return None
+            task = state.task
+            # The fence is the state just read (on SQLite nothing comes
+            # between; on PostgreSQL a claim or an outcome committed
+            # meanwhile makes it miss): the attempt that holds the row still
+            # does, or still none does and none has.
+            if task.token:
+                fence = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
+                params: tuple[Any, ...] = (task.task_id, task.token)
+            else:
+                fence = "DELETE FROM tasks WHERE id = ? AND lease_token IS NULL AND attempt = ?"
+                params = (task.task_id, task.attempt)
+            return await _deliver_final(tx, run, event_of(state, now), now, fence, params)
+
+        ended = await self._write(end)
+        if ended:
             self._committed(WORK)
-        return ok
+        return ended
 
     async def retry_activity(
         self, task: ActivityTask, failure: dict[str, Any], retry_in: float
