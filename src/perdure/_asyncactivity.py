@@ -194,8 +194,8 @@ class AsyncActivityHandle:
 
     async def _end_by_id(self, event_of: Callable[[ActivityState, float], h.Event]) -> None:
         """End the activity now with the event ``event_of`` makes of its
-        state (read in the store's transaction), again if an attempt took or
-        left it at that moment (PostgreSQL)."""
+        state (read in the store's transaction, which holds the row), again
+        should its fence miss all the same."""
         for _ in range(_TRIES):
             run_id = (await self._open_run()).run_id
             ended = await self._store.end_activity(run_id, self.activity_id, event_of)

@@ -365,8 +365,8 @@ class Store(Wakeups, abc.ABC):
         the same transaction, deliver the final event ``event_of(state,
         now)`` makes (a pure function), as complete_activity does. The
         attempt that held it, if any, then finds its lease gone. None if the
-        activity is not pending; False if an attempt took or left it at the
-        same moment (PostgreSQL: read it again)."""
+        activity is not pending; False if the fence missed all the same (the
+        read holds the row: it should not)."""
 
     @abc.abstractmethod
     async def beat_awaiting(self, task: ActivityTask, details: Any, until: float) -> str:

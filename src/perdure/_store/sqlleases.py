@@ -112,11 +112,12 @@ async def awaiting(
     return tasks[0] if tasks else None
 
 
-async def of_run(tx: Tx, run_id: str, ref: int, now: float) -> ActivityState | None:
-    """Store.activity_of_run."""
+async def of_run(tx: Tx, run_id: str, ref: int, now: float, lock: str = "") -> ActivityState | None:
+    """Store.activity_of_run (``lock``: Dialect.for_update, to hold the row
+    for the rest of the transaction: a claim then skips it, an outcome waits)."""
     found = await tx.all(
         f"SELECT {CLAIMED_COLUMNS}, lease_owner, visible_at FROM tasks"
-        " WHERE run_id = ? AND ref = ? AND kind = 'activity'",
+        f" WHERE run_id = ? AND ref = ? AND kind = 'activity'{lock}",
         (run_id, ref),
     )
     if not found:

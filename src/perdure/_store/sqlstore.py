@@ -429,15 +429,15 @@ class SqlStore(SqlClientSide):
         now = self.clock()
 
         async def end(tx: Tx) -> bool | None:
-            run = await rows.run_by_id(tx, self, run_id)  # lock the run first
-            state = await leases_sql.of_run(tx, run_id, ref, now)
+            run = await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
+            state = await leases_sql.of_run(tx, run_id, ref, now, self.for_update)
             if state is None:
                 return None
             task = state.task
-            # The fence is the state just read (on SQLite nothing comes
-            # between; on PostgreSQL a claim or an outcome committed
-            # meanwhile makes it miss): the attempt that holds the row still
-            # does, or still none does and none has.
+            # The fence is the state just read: the attempt that holds the
+            # row still does, or still none does and none has. (Nothing comes
+            # between: SQLite has one writer, and PostgreSQL's row lock makes
+            # a claim skip the row and an outcome wait, then find it gone.)
             if task.token:
                 fence = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
                 params: tuple[Any, ...] = (task.task_id, task.token)
