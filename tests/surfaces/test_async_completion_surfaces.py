@@ -275,7 +275,19 @@ def test_an_activity_retried_for_ever_is_settled_by_id(db: str, sync: perdure.Sy
     completing = sync.start("keeps_retrying", "c", id="cli-id/complete")
     retried(sync, "cli-id/fail")
     retried(sync, "cli-id/complete")
-    (beat,) = cli_all(("activity", "heartbeat", "-w", "cli-id/fail", "-a", "1", "--db", db))
+    wait_for(
+        lambda: sync.get_handle("cli-id/fail").describe().pending_activities[0].attempt >= 3,
+        20,
+        "a third attempt",
+    )
+    beat, shown = cli_all(
+        ("activity", "heartbeat", "-w", "cli-id/fail", "-a", "1", "--db", db),
+        ("show", "cli-id/fail", "--db", db),
+    )
+    assert (
+        "failing for good? deploy a fix, or settle it by hand: perdure activity fail|complete "
+        "-w cli-id/fail -a 1 ... (docs/operations.md)"
+    ) in " ".join(shown.stdout.split()), shown.stdout
     failed, completed = cli_all(
         ("activity", "fail", "-w", "cli-id/fail", "-a", "1", "-m", "gave up", "-t", "GaveUp",
          "--db", db),

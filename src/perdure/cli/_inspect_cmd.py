@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from datetime import datetime
 from typing import Any, Optional
 
@@ -138,6 +139,10 @@ def list_workflows(
     run(db, work)
 
 
+# Failed attempts after which `show` says how to settle an activity by hand.
+SETTLE_HINT_AFTER = 3
+
+
 def _pending_lines(d: WorkflowDescription) -> list[str]:
     lines = []
     for a in d.pending_activities:
@@ -176,6 +181,12 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
         if a.last_failure:
             failure = f"{a.last_failure.get('type')}: {a.last_failure.get('message')}"
             line += f"\n    [red]last error: {escape(failure)}[/]"
+            if a.attempt >= SETTLE_HINT_AFTER:
+                where = f"-w {shlex.quote(d.id)} -a {a.activity_id}"
+                line += (
+                    f"\n    [dim]failing for good? deploy a fix, or settle it by hand: perdure "
+                    f"activity fail|complete {escape(where)} ... (docs/operations.md)[/]"
+                )
         lines.append(line)
     for t in d.pending_timers:
         lines.append(f"timer (ref {t.timer_id}): due {local_time(t.fire_at)}")
