@@ -30,8 +30,9 @@ MAX_PER = timedelta(days=31)
 @dataclass(frozen=True)
 class QueueLimits:
     """A task queue's limits: at most ``max_running`` of its activity
-    attempts running at once; at most ``max_starts`` started in any window
-    of ``per``. None: no such limit."""
+    attempts running at once (0: the queue is paused, none starts); at
+    most ``max_starts`` started in any window of ``per``. None: no such
+    limit."""
 
     max_running: int | None = None
     max_starts: int | None = None
@@ -55,9 +56,16 @@ class QueueLimits:
             "per_seconds": None if self.per is None else self.per.total_seconds(),
         }
 
+    @property
+    def paused(self) -> bool:
+        """``max_running`` is 0: no attempt of the queue's activities starts."""
+        return self.max_running == 0
+
     def __str__(self) -> str:
         parts = []
-        if self.max_running is not None:
+        if self.paused:
+            parts.append("paused (max_running 0: no attempt starts)")
+        elif self.max_running is not None:
             parts.append(f"at most {self.max_running} running")
         if self.max_starts is not None and self.per is not None:
             parts.append(f"at most {self.max_starts} started per {span_text(self.per)}")
@@ -124,13 +132,14 @@ def make_limits(
     """The limits asked for, checked: a clear ValueError or TypeError
     saying what is wrong."""
     check_name("task_queue", task_queue)
-    for what, value in (("max_running", max_running), ("max_starts", max_starts)):
+    # (max_running 0 pauses the queue: no attempt starts until it is raised)
+    for what, value, least in (("max_running", max_running, 0), ("max_starts", max_starts, 1)):
         if value is None:
             continue
         if type(value) is not int:
             raise TypeError(f"{what} must be an int or None, not {type(value).__name__}")
-        if not 1 <= value <= MAX_LIMIT:
-            raise ValueError(f"{what} must be between 1 and {MAX_LIMIT:,}, not {value}")
+        if not least <= value <= MAX_LIMIT:
+            raise ValueError(f"{what} must be between {least} and {MAX_LIMIT:,}, not {value}")
     if per is not None and not isinstance(per, timedelta):
         raise TypeError(f"per must be a datetime.timedelta, not {type(per).__name__}")
     if (max_starts is None) != (per is None):

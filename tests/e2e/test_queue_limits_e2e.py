@@ -145,7 +145,8 @@ async def test_bad_limits_are_refused_and_change_nothing(client: perdure.Client)
     await client.set_queue_limits("default", max_running=3)
     bad = [
         ({}, ValueError, "give max_running, or max_starts and per"),
-        ({"max_running": 0}, ValueError, "max_running must be between 1 and 1,000,000, not 0"),
+        ({"max_running": -1}, ValueError, "max_running must be between 0 and 1,000,000, not -1"),
+        ({"max_starts": 0, "per": timedelta(1)}, ValueError, "max_starts must be between 1 and"),
         ({"max_running": True}, TypeError, "max_running must be an int or None, not bool"),
         ({"max_running": 2.5}, TypeError, "max_running must be an int or None, not float"),
         ({"max_starts": 5}, ValueError, "a rate limit needs both max_starts and per"),
@@ -162,3 +163,35 @@ async def test_bad_limits_are_refused_and_change_nothing(client: perdure.Client)
     info = await client.describe_queue("default")
     assert info.limits == perdure.queues.QueueLimits(max_running=3)
     assert str(info.limits) == "at most 3 running"
+
+
+async def test_max_running_zero_pauses_the_queue_until_it_is_raised(
+    client: perdure.Client,
+) -> None:
+    """An operator pauses a queue (its provider is down): no attempt starts,
+    by claim or inline, while workflow turns go on; the running attempt
+    finishes; raising the limit lets the waiting ones start."""
+    async with fast_worker(client, [calls], [call]):
+        running_one = await client.start(calls, 1, 0.5)
+
+        async def it_runs() -> bool:
+            return running["now"] == 1
+
+        await wait_until(it_runs, 10, what="the first attempt to run")
+        paused = await client.set_queue_limits("default", max_running=0)
+        assert paused.paused and str(paused) == "paused (max_running 0: no attempt starts)"
+        held = await client.start(calls, 2, 0.0)
+
+        async def held_back() -> bool:
+            pending = (await held.describe()).pending_activities
+            return bool(pending) and pending[0].held_by_limits and pending[0].attempt == 0
+
+        # (Held for over a second: describe() says so only then.)
+        await wait_until(held_back, 10, what="the new activity to be held by the pause")
+        assert await running_one.result(timeout=10) == 0  # (it finished meanwhile)
+        info = await client.describe_queue("default")
+        assert (info.running, info.waiting) == (0, 1)
+        await client.set_queue_limits("default", max_running=5)
+        assert await held.result(timeout=10) == 1
+    history = await held.history()
+    assert [e["type"] for e in history].count("ActivityCompleted") == 2

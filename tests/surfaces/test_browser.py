@@ -460,6 +460,11 @@ def test_the_queues_page_sets_edits_and_lifts_limits(stack: Stack, page: Page) -
         form.locator("input[name='max_running']").fill("4")
         form.locator("[data-action='set-limits']").click()
         expect(row).to_contain_text("at most 4 running")
+        form.locator("input[name='max_running']").fill("0")  # (pauses the queue)
+        form.locator("[data-action='set-limits']").click()
+        expect(row).to_contain_text("paused: no attempt starts, at most 10 started per")
+        paused = client.describe_queue("ui-limited").limits
+        assert paused is not None and paused.paused
 
         page.once("dialog", lambda dialog: dialog.accept())
         row.locator("[data-action='lift']").click()

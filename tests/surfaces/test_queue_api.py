@@ -35,7 +35,8 @@ async def test_queue_limits_through_the_api(client: perdure.Client) -> None:
         assert (await reader.put("/api/queues/default/limits", json=one_an_hour)).status_code == 403
         bad = {
             "none": ({}, "give max_running, or max_starts and per"),
-            "zero": ({"max_running": 0}, "greater than or equal to 1"),
+            "negative": ({"max_running": -1}, "greater than or equal to 0"),
+            "zero starts": ({"max_starts": 0, "per_seconds": 60}, "greater than or equal to 1"),
             "text": ({"max_running": "5"}, "Input should be a valid integer"),
             "half": ({"max_starts": 5}, "a rate limit needs both max_starts and per"),
             "long": ({"max_starts": 5, "per_seconds": 1e9}, "less than or equal to"),

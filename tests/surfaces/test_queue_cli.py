@@ -23,7 +23,8 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         (): "give max_running, or max_starts and per",
         ("--max-starts", "5"): "a rate limit needs both max_starts and per",
         ("--max-starts", "5", "--per", "5x"): "'5x' is not a duration",
-        ("--max-running", "0"): "max_running must be between 1 and 1,000,000, not 0",
+        ("--max-running", "-1"): "max_running must be between 0 and 1,000,000, not -1",
+        ("--max-starts", "0", "--per", "1m"): "max_starts must be between 1 and 1,000,000",
         ("--max-starts", "5", "--per", "40d"): "per must be between",
     }
     for options, says in refused.items():

@@ -121,7 +121,9 @@ def show(
 def limit(
     task_queue: str = QueueArg,
     max_running: Optional[int] = typer.Option(
-        None, "--max-running", help="At most this many attempts running at once."
+        None,
+        "--max-running",
+        help="At most this many attempts running at once; 0 pauses the queue (none starts).",
     ),
     max_starts: Optional[int] = typer.Option(
         None, "--max-starts", help="At most this many attempts started per --per."

@@ -262,7 +262,9 @@ class QueueLimitsBody(_Strict):
     ``max_running`` attempts running at once; at most ``max_starts`` started
     in any window of ``per_seconds``. Null or left out: no such limit."""
 
-    max_running: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
+    max_running: Optional[StrictInt] = Field(
+        None, ge=0, le=1_000_000, description="0 pauses the queue: no attempt starts."
+    )
     max_starts: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
     per_seconds: Optional[float] = Field(None, ge=0.001, le=31 * 86_400.0)
 

@@ -12,7 +12,8 @@ const limitsPath = (queue) => `/queues/${encodeURIComponent(queue)}/limits`;
 function limitsText(limits) {
   if (!limits) return "none";
   const parts = [];
-  if (limits.max_running !== null) parts.push(`at most ${limits.max_running} running`);
+  if (limits.max_running === 0) parts.push("paused: no attempt starts");
+  else if (limits.max_running !== null) parts.push(`at most ${limits.max_running} running`);
   if (limits.max_starts !== null) {
     parts.push(`at most ${limits.max_starts} started per ${fmtDuration(limits.per_seconds)}`);
   }
@@ -27,7 +28,8 @@ export function renderQueues(container, params, ctx) {
     h("input", { name, ...attrs }));
   const form = h("form", { id: "limits-form", class: "card limits-form", hidden: !ctx.isAdmin },
     field("queue", "Task queue", { type: "text", required: true, placeholder: "llm" }),
-    field("max_running", "at most", { type: "number", min: 1, placeholder: "–" }),
+    field("max_running", "at most", { type: "number", min: 0, placeholder: "–",
+      title: "0 pauses the queue: no attempt starts" }),
     h("span", { text: "running; at most" }),
     field("max_starts", "", { type: "number", min: 1, placeholder: "–" }),
     field("per_seconds", "started per", { type: "number", min: 0.001, step: "any",
