@@ -152,9 +152,11 @@ class WorkflowClosedError(PerdureError):
 
 
 class AsyncActivityNotFoundError(PerdureError):
-    """A task token names no activity attempt that can still end: it ended
-    already, a timeout passed and it was retried (with a new token), or its
-    run ended (``AsyncActivityHandle``)."""
+    """What an ``AsyncActivityHandle`` names cannot end. By task token: the
+    attempt ended already, a timeout passed and it was retried (with a new
+    token), or its run ended. By id: no such run, the run is not open, or
+    the activity is not pending in it (for ``heartbeat`` and
+    ``report_cancellation``: no attempt of it awaits completion)."""
 
 
 class AsyncActivityCancelledError(PerdureError):
