@@ -17,6 +17,7 @@ from e2e_helpers import fast_worker, record_claims, wait_until
 import perdure
 from perdure import activity, workflow
 from perdure._worker import limits as limits_module
+from perdure.cli._inspect_cmd import _paused_queues, _pending_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crash"))
 from crash_harness import attempt_spans, most_started, peak_running
@@ -188,6 +189,13 @@ async def test_max_running_zero_pauses_the_queue_until_it_is_raised(
 
         # (Held for over a second: describe() says so only then.)
         await wait_until(held_back, 10, what="the new activity to be held by the pause")
+        # `perdure show` says the queue is paused, and how to resume it.
+        d = await held.describe()
+        paused_queues = await _paused_queues(client, d)
+        assert paused_queues == {"default"}
+        [line] = _pending_lines(d, paused_queues)
+        assert "waiting: task queue 'default' is paused[/] (max_running 0): perdure queue " in line
+        assert "limit default --max-running N resumes it" in line
         assert await running_one.result(timeout=10) == 0  # (it finished meanwhile)
         info = await client.describe_queue("default")
         assert (info.running, info.waiting) == (0, 1)

@@ -143,7 +143,9 @@ def list_workflows(
 SETTLE_HINT_AFTER = 3
 
 
-def _pending_lines(d: WorkflowDescription) -> list[str]:
+def _pending_lines(d: WorkflowDescription, paused: frozenset[str] = frozenset()) -> list[str]:
+    """What the run waits on, a line each (``paused``: the task queues of
+    its held activities whose limits pause them)."""
     lines = []
     for a in d.pending_activities:
         if a.awaiting_completion:
@@ -162,6 +164,12 @@ def _pending_lines(d: WorkflowDescription) -> list[str]:
             line += (
                 f"\n    [bold yellow]no live worker serves task queue {queue!r} with activity "
                 f"{escape(a.activity_type)!r}:[/] start one, or deploy one that registers it"
+            )
+        elif a.held_by_limits and a.task_queue in paused:
+            line += (
+                f"\n    [bold yellow]waiting: task queue {queue!r} is paused[/] (max_running 0): "
+                f"perdure queue limit {escape(shlex.quote(a.task_queue))} --max-running N "
+                f"resumes it"
             )
         elif a.held_by_limits:
             line += (
@@ -222,6 +230,7 @@ def _show(
     d: WorkflowDescription,
     latest: WorkflowDescription | None = None,
     streams: list[StreamInfo] | None = None,
+    paused: frozenset[str] = frozenset(),
 ) -> None:
     out.print(f"[bold]{escape(d.id)}[/]  {escape(d.workflow_type)}  {status_text(d.status)}")
     facts = [
@@ -273,7 +282,7 @@ def _show(
         out.print("[bold]Streams[/]  [dim](perdure stream ID KEY)[/]")
         for s in streams:
             out.print(_stream_line(s))
-    pending = _pending_lines(d)
+    pending = _pending_lines(d, paused)
     if pending:
         out.print("[bold]Waiting on[/]")
         for line in pending:
@@ -312,9 +321,17 @@ def show(
             print_json({**description_json(d), "streams": [stream_info_json(s) for s in streams]})
         else:  # (a given run: is there a newer one, after a reset or a reuse of the id?)
             latest = await client.get_handle(workflow_id).describe() if run_id else None
-            _show(d, latest, streams)
+            _show(d, latest, streams, await _paused_queues(client, d))
 
     run(db, work, converter=converter)
+
+
+async def _paused_queues(client: Client, d: WorkflowDescription) -> frozenset[str]:
+    """The task queues of the run's activities held by their limits whose
+    limits pause them (max_running 0): an operator's pause, to be said so."""
+    held = {a.task_queue for a in d.pending_activities if a.held_by_limits}
+    found = [await client.describe_queue(queue) for queue in sorted(held)]
+    return frozenset(q.task_queue for q in found if q.limits is not None and q.limits.paused)
 
 
 def summarize(event: dict[str, Any]) -> str:
