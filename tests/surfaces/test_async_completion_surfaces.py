@@ -877,6 +877,12 @@ def test_the_workflow_page_settles_an_activity_by_id(ui: tuple[Any, str, str]) -
             "show pool); 2 due before it.",
         ),
         (
+            {"held_by_limits": True, "ahead": 2, "paused": True},
+            "held: its task queue is pausedcomplete…fail…Its task queue is paused. Task queue "
+            "“pool” has max_running 0: no attempt starts until its limit is raised on the "
+            "queues page (or perdure queue limit).",
+        ),
+        (
             {"run": {"in_backlog": True, "ahead": 4}},
             "Its turn is in the backlog. 4 due before it on task queue “default”; its workers "
             "are busy.",
@@ -899,7 +905,10 @@ def test_the_workflow_page_says_why_an_activity_waits(
 
     browser, url, db = ui
     run_flags = flags.get("run")
+    flags = dict(flags)
+    paused = flags.pop("paused", False)  # (its queue's limits say so: max_running 0)
     ident = f"ui-why-{next(iter(run_flags or flags))}{'-run' if run_flags else ''}"
+    ident += "-paused" if paused else ""
     with perdure.SyncClient.connect(db) as client:
         client.client.poll_interval = 0.02
         client.start("awaits_an_answer_for_ever", "p", id=ident)
@@ -915,9 +924,14 @@ def test_the_workflow_page_says_why_an_activity_waits(
                 )
             route.fulfill(json=described)
 
+        def pool(route: Route) -> None:  # (the queue the activity is said to wait on)
+            limits = {"max_running": 0 if paused else 2, "max_starts": None, "per_seconds": None}
+            route.fulfill(json={"task_queue": "pool", "limits": limits, "running": 0})
+
         try:
             for page in bs.new_page(browser):
                 page.route(re.compile(rf".*/api/workflows/{ident}(\?.*)?$"), reasoned)
+                page.route(re.compile(r".*/api/queues/pool$"), pool)
                 page.goto(f"{url}#/workflows/{ident}")
                 where = (
                     "#turn-in-backlog, #no-worker" if run_flags else "#pending .pending-activity"

@@ -130,6 +130,7 @@ export function renderWorkflow(container, id, params, ctx) {
   let showAll = false;
   let burst = 0; // refreshes left at BURST_MS after an action
   let latest = null; // the id's latest run, when this page shows another (looked up once)
+  let paused = new Set(); // the task queues of held activities whose limits pause them
 
   const runId = params.get("run") || "";
   const q = runId ? `?run_id=${encodeURIComponent(runId)}` : ""; // the run this page shows
@@ -163,6 +164,7 @@ export function renderWorkflow(container, id, params, ctx) {
       }
       const listed = await api(`${wfPath(id)}/streams?run_id=${encodeURIComponent(d.run_id)}`,
         { signal });
+      paused = await pausedQueues(d, signal);
       desc = d;
       streams.update(listed, desc);
       if (runId && latest === null) {
@@ -190,6 +192,25 @@ export function renderWorkflow(container, id, params, ctx) {
       // Right after an action, look again soon: the worker reacts within moments.
       timer = setTimeout(load, burst > 0 ? (burst--, BURST_MS) : REFRESH_MS);
     }
+  }
+
+  async function pausedQueues(d, signal) {
+    // The queues whose limits hold an activity back, read only then: is one
+    // paused (max_running 0)? Then the page says so, not "waiting for room".
+    const held = new Set(d.pending_activities.filter((a) => a.held_by_limits)
+      .map((a) => a.task_queue));
+    const found = new Set();
+    for (const queue of held) {
+      let info;
+      try {
+        info = await api(`/queues/${encodeURIComponent(queue)}`, { signal });
+      } catch (error) {
+        if (error.name === "AbortError") throw error;
+        continue; // (the page says "waiting for room", as before)
+      }
+      if (info.limits && info.limits.max_running === 0) found.add(queue);
+    }
+    return found;
   }
 
   function actions() {
@@ -287,7 +308,8 @@ export function renderWorkflow(container, id, params, ctx) {
           ? ` · lost at ${fmtClock(a.completion_deadline)} (${fmtRelative(a.completion_deadline)})`
           : "")
         : a.running ? `attempt ${a.attempt} running`
-        : a.held_by_limits ? "waiting for room in its task queue"
+        : a.held_by_limits
+          ? (paused.has(a.task_queue) ? "held: its task queue is paused" : "waiting for room in its task queue")
         : a.attempt === 0 ? "waiting for a worker"
           : toSeconds(a.next_attempt_at) <= Date.now() / 1000
             ? `attempt ${a.attempt} failed · next attempt due now`
@@ -308,7 +330,12 @@ export function renderWorkflow(container, id, params, ctx) {
           h("b", { text: "No live worker serves it." }),
           ` Start a worker for task queue “${a.task_queue}” that registers `,
           h("code", { text: a.activity_type }), ".") : null,
-        a.held_by_limits ? h("div", { class: "alert info held-by-limits" },
+        a.held_by_limits && paused.has(a.task_queue)
+          ? h("div", { class: "alert warn queue-paused" },
+            h("b", { text: "Its task queue is paused." }),
+            ` Task queue “${a.task_queue}” has max_running 0: no attempt starts until its limit is raised on the `,
+            h("a", { href: "#/queues", text: "queues page" }), " (or perdure queue limit).")
+        : a.held_by_limits ? h("div", { class: "alert info held-by-limits" },
           h("b", { text: "Waiting for room." }),
           ` Task queue “${a.task_queue}” has limits on its activities (perdure queue show ${a.task_queue}); ${a.ahead} due before it.`) : null,
         a.in_backlog ? h("div", { class: "alert info in-backlog" },
