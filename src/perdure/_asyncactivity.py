@@ -127,10 +127,10 @@ class AsyncActivityHandle:
             self._key = parse_task_token(task_token)
             run_id, activity_id = self._key.run_id, self._key.ref
         else:
-            _check_id(workflow_id, run_id, activity_id)
+            activity_id = _checked_id(workflow_id, run_id, activity_id)
         self.workflow_id = workflow_id
         self.run_id = run_id
-        self.activity_id: int = activity_id  # type: ignore[assignment]  # (checked)
+        self.activity_id: int = activity_id
 
     def __repr__(self) -> str:
         if self._key is not None:
@@ -322,18 +322,19 @@ class AsyncActivityHandle:
 _TRIES = 5  # ends by id tried before one gives up (each misses only on a race)
 
 
-def _check_id(workflow_id: object, run_id: object, activity_id: object) -> None:
-    """A handle by id's names, checked where they are given."""
+def _checked_id(workflow_id: object, run_id: object, activity_id: object) -> int:
+    """A handle by id's names, checked where they are given: its activity id."""
     if workflow_id is None and activity_id is None:
         raise TypeError("give a task token, or workflow_id and activity_id")
     if not isinstance(workflow_id, str) or not workflow_id:
         raise TypeError(f"workflow_id must be a non-empty str, not {workflow_id!r}")
     if run_id is not None and (not isinstance(run_id, str) or not run_id):
         raise TypeError(f"run_id must be a non-empty str or None, not {run_id!r}")
-    if type(activity_id) is not int:
+    if not isinstance(activity_id, int) or isinstance(activity_id, bool):
         raise TypeError(
             f"activity_id must be an int (describe()'s pending_activities[i].activity_id), "
             f"not {type(activity_id).__name__} {activity_id!r}"
         )
     if not 0 < activity_id < 2**31:
         raise ValueError(f"activity_id must be from 1 to 2**31 - 1, not {activity_id}")
+    return activity_id

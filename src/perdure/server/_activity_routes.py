@@ -28,6 +28,7 @@ from perdure.errors import (
     AsyncActivityCancelledError,
     AsyncActivityNotFoundError,
 )
+from perdure.server import _activity_models as am
 from perdure.server import _models as m
 from perdure.server._deps import (
     RunId,
@@ -78,14 +79,14 @@ async def _ended(outcome: Awaitable[None]) -> dict[str, bool]:
 
 @router.post(
     "/activities/complete",
-    response_model=m.ActivityDone,
+    response_model=am.ActivityDone,
     dependencies=Admin,
     responses=ERRORS,
-    openapi_extra=body_doc(m.CompleteActivityRequest),
+    openapi_extra=body_doc(am.CompleteActivityRequest),
 )
 async def complete_activity(
     client: ClientDep,
-    body: Annotated[m.CompleteActivityRequest, Depends(complete_activity_request)],
+    body: Annotated[am.CompleteActivityRequest, Depends(complete_activity_request)],
 ) -> Any:
     """Record the result of the attempt the token names; the workflow's
     await returns it. The first outcome wins: 404 for any later one."""
@@ -94,14 +95,14 @@ async def complete_activity(
 
 @router.post(
     "/activities/fail",
-    response_model=m.ActivityDone,
+    response_model=am.ActivityDone,
     dependencies=Admin,
     responses=ERRORS,
-    openapi_extra=body_doc(m.FailActivityRequest),
+    openapi_extra=body_doc(am.FailActivityRequest),
 )
 async def fail_activity(
     client: ClientDep,
-    body: Annotated[m.FailActivityRequest, Depends(fail_activity_request)],
+    body: Annotated[am.FailActivityRequest, Depends(fail_activity_request)],
 ) -> Any:
     """Fail the attempt the token names with an ApplicationError: retried
     per the activity's retry policy (with a new token) unless
@@ -113,7 +114,7 @@ async def fail_activity(
 
 @router.post(
     "/activities/heartbeat",
-    response_model=m.ActivityDone,
+    response_model=am.ActivityDone,
     dependencies=Admin,
     responses={
         **ERRORS,
@@ -123,11 +124,11 @@ async def fail_activity(
             "/api/activities/report-cancellation",
         },
     },
-    openapi_extra=body_doc(m.HeartbeatActivityRequest),
+    openapi_extra=body_doc(am.HeartbeatActivityRequest),
 )
 async def heartbeat_activity(
     client: ClientDep,
-    body: Annotated[m.HeartbeatActivityRequest, Depends(heartbeat_activity_request)],
+    body: Annotated[am.HeartbeatActivityRequest, Depends(heartbeat_activity_request)],
 ) -> Any:
     """Say the attempt the token names is alive, with progress ``details``
     (a retry reads them as ``activity.info().heartbeat_details``): with a
@@ -141,14 +142,14 @@ async def heartbeat_activity(
 
 @router.post(
     "/activities/report-cancellation",
-    response_model=m.ActivityDone,
+    response_model=am.ActivityDone,
     dependencies=Admin,
     responses=ERRORS,
-    openapi_extra=body_doc(m.TaskTokenRequest),
+    openapi_extra=body_doc(am.TaskTokenRequest),
 )
 async def report_activity_cancellation(
     client: ClientDep,
-    body: Annotated[m.TaskTokenRequest, Depends(task_token_request)],
+    body: Annotated[am.TaskTokenRequest, Depends(task_token_request)],
 ) -> Any:
     """Record that the attempt the token names stopped because its workflow
     cancelled it (what to send after a heartbeat's 409)."""
@@ -179,10 +180,10 @@ def _by_id(
 
 @router.post(
     "/workflows/{workflow_id:path}/activities/{activity_id}/complete",
-    response_model=m.ActivityDone,
+    response_model=am.ActivityDone,
     dependencies=Admin,
     responses=BY_ID_ERRORS,
-    openapi_extra=body_doc(m.ActivityResultRequest, required=False),
+    openapi_extra=body_doc(am.ActivityResultRequest, required=False),
 )
 async def complete_activity_by_id(
     request: Request,
@@ -196,22 +197,22 @@ async def complete_activity_by_id(
     attempt running on a worker (whose own result is then refused), or a
     completion by token. The workflow's await returns it. An empty body:
     null."""
-    body = await optional_body(request, m.ActivityResultRequest)
+    body = await optional_body(request, am.ActivityResultRequest)
     return await _ended(_by_id(client, workflow_id, activity_id, run_id).complete(body.result))
 
 
 @router.post(
     "/workflows/{workflow_id:path}/activities/{activity_id}/fail",
-    response_model=m.ActivityDone,
+    response_model=am.ActivityDone,
     dependencies=Admin,
     responses=BY_ID_ERRORS,
-    openapi_extra=body_doc(m.ActivityFailureRequest),
+    openapi_extra=body_doc(am.ActivityFailureRequest),
 )
 async def fail_activity_by_id(
     client: ClientDep,
     workflow_id: WorkflowId,
     activity_id: ActivityId,
-    body: Annotated[m.ActivityFailureRequest, Depends(activity_failure_request)],
+    body: Annotated[am.ActivityFailureRequest, Depends(activity_failure_request)],
     run_id: RunId = None,
 ) -> Any:
     """End the run's pending activity now with an ApplicationError, not

@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
 from perdure.client import Client
+from perdure.server import _activity_models as am
 from perdure.server import _models as m
 from perdure.server._auth import AuthConfig, Role
 from perdure.server._query import parse_when
@@ -203,11 +204,11 @@ update_request = required_body(m.ScheduleUpdate)
 backfill_request = required_body(m.BackfillRequest)
 limits_request = required_body(m.QueueLimitsBody)
 batch_request = required_body(m.BatchRequest)
-complete_activity_request = required_body(m.CompleteActivityRequest)
-fail_activity_request = required_body(m.FailActivityRequest)
-heartbeat_activity_request = required_body(m.HeartbeatActivityRequest)
-activity_failure_request = required_body(m.ActivityFailureRequest)
-task_token_request = required_body(m.TaskTokenRequest)
+complete_activity_request = required_body(am.CompleteActivityRequest)
+fail_activity_request = required_body(am.FailActivityRequest)
+heartbeat_activity_request = required_body(am.HeartbeatActivityRequest)
+activity_failure_request = required_body(am.ActivityFailureRequest)
+task_token_request = required_body(am.TaskTokenRequest)
 
 
 async def optional_body(request: Request, model: type[M]) -> M:

@@ -1,5 +1,6 @@
 """The HTTP API's request and response bodies (pydantic), which make its OpenAPI
-document. Imports pydantic only; the field names match ``_query``'s JSON views.
+document; the activity routes' are in ``_activity_models``. Imports pydantic
+only; the field names match ``_query``'s JSON views.
 """
 
 from __future__ import annotations
@@ -21,16 +22,10 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Accepted",
-    "ActivityDone",
-    "ActivityFailureRequest",
-    "ActivityResultRequest",
     "BatchOut",
     "BatchRequest",
-    "CompleteActivityRequest",
     "ErrorBody",
-    "FailActivityRequest",
     "Health",
-    "HeartbeatActivityRequest",
     "PendingActivity",
     "PendingChild",
     "PendingTimer",
@@ -41,7 +36,7 @@ __all__ = [
     "StreamEntry",
     "StreamInfo",
     "StreamPage",
-    "TaskTokenRequest",
+    "Strict",
     "UpdateAnswer",
     "UpdateError",
     "WhoAmI",
@@ -52,7 +47,9 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A request body: an unknown field is a 422, not ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -107,7 +104,7 @@ class UpdateAnswer(BaseModel):
     result: Any = Field(description="What the workflow gave request.reply(), as JSON.")
 
 
-class StartRequest(_Strict):
+class StartRequest(Strict):
     workflow: str = Field(min_length=1, description="The workflow's type name.")
     args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
     id: Optional[str] = Field(None, min_length=1, description="Workflow id; a UUID if omitted.")
@@ -137,11 +134,11 @@ class StartResponse(BaseModel):
     run_id: str
 
 
-class ReasonRequest(_Strict):
+class ReasonRequest(Strict):
     reason: Optional[str] = Field(None, max_length=10_000)
 
 
-class ResetRequest(_Strict):
+class ResetRequest(Strict):
     to_event: Optional[int] = Field(
         None,
         ge=1,
@@ -167,7 +164,7 @@ class ResetDone(BaseModel):
 MAX_SPAN = 100 * 366 * 86_400.0  # seconds: a century, well within what a timedelta holds
 
 
-class ScheduleRequest(_Strict):
+class ScheduleRequest(Strict):
     schedule_id: str = Field(min_length=1, max_length=512)
     workflow: str = Field(min_length=1, description="The workflow's type name.")
     args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
@@ -196,7 +193,7 @@ class ScheduleRequest(_Strict):
     )
 
 
-class ScheduleUpdate(_Strict):
+class ScheduleUpdate(Strict):
     """The changes to a schedule: what is left out (or null) stays."""
 
     workflow: Optional[str] = Field(None, min_length=1, description="Start this workflow.")
@@ -210,7 +207,7 @@ class ScheduleUpdate(_Strict):
     priority: Optional[StrictInt] = Field(None, ge=1, le=5, description="Its runs' priority.")
 
 
-class BackfillRequest(_Strict):
+class BackfillRequest(Strict):
     start: datetime = Field(description="The first time (ISO 8601; naive: UTC).")
     end: datetime = Field(description="The last time, included.")
 
@@ -219,7 +216,7 @@ class Backfilled(BaseModel):
     runs: list[ScheduledRun] = Field(description="Each time's run (skipped: it had one).")
 
 
-class NoteRequest(_Strict):
+class NoteRequest(Strict):
     note: Optional[str] = Field(None, max_length=10_000)
 
 
@@ -257,7 +254,7 @@ class ScheduleList(BaseModel):
     items: list[Schedule]
 
 
-class QueueLimitsBody(_Strict):
+class QueueLimitsBody(Strict):
     """A task queue's limits (they replace its old ones): at most
     ``max_running`` attempts running at once; at most ``max_starts`` started
     in any window of ``per_seconds``. Null or left out: no such limit."""
@@ -294,78 +291,10 @@ class QueueList(BaseModel):
     items: list[Queue]
 
 
-class PriorityRequest(_Strict):
+class PriorityRequest(Strict):
     priority: StrictInt = Field(
         ge=1, le=5, description="The run's new priority: 1 (first) to 5 (last)."
     )
-
-
-MAX_TASK_TOKEN = 2048  # characters: a token is about 150
-
-
-class TaskTokenRequest(_Strict):
-    """An activity attempt that awaits completion, by its task token."""
-
-    task_token: StrictStr = Field(
-        max_length=MAX_TASK_TOKEN,
-        description="The attempt's activity.info().task_token, as its function handed it out.",
-    )
-
-
-class ActivityResultRequest(_Strict):
-    """An activity's result, given by id: the activity ends now with it."""
-
-    result: Any = Field(
-        None,
-        description="The activity's result, any JSON (left out: null); the workflow's await "
-        "returns it decoded as the activity's return type.",
-    )
-
-
-class CompleteActivityRequest(ActivityResultRequest, TaskTokenRequest):
-    """The outcome of an activity attempt that awaits completion
-    (``activity.raise_complete_async()``): its result."""
-
-
-class ActivityFailureRequest(_Strict):
-    """An activity's failure, given by id: the activity ends now, as if its
-    function had raised ``perdure.ApplicationError(message, type=type)``,
-    with no retry; the workflow's await raises ActivityError."""
-
-    message: StrictStr = Field(max_length=10_000, description="What went wrong.")
-    type: Optional[StrictStr] = Field(
-        None,
-        min_length=1,
-        max_length=512,
-        description="The failure's type, as ActivityError's cause.type shows it (null or "
-        "left out: ApplicationError).",
-    )
-
-
-class FailActivityRequest(ActivityFailureRequest, TaskTokenRequest):
-    """An activity attempt that awaits completion, failed as if its function
-    had raised ``perdure.ApplicationError(message, type=type,
-    non_retryable=non_retryable)``: retried per the activity's retry policy
-    (a new attempt, with a new token, runs the function again), unless
-    ``non_retryable`` or no attempt is left, when the workflow's await
-    raises ActivityError."""
-
-    non_retryable: StrictBool = Field(
-        False, description="Fail the activity now, whatever its retry policy says."
-    )
-
-
-class HeartbeatActivityRequest(TaskTokenRequest):
-    """A heartbeat of an activity attempt that awaits completion: it is
-    alive (with a heartbeat_timeout, its deadline moves to that long from
-    now), with progress details a retry reads as
-    ``activity.info().heartbeat_details``."""
-
-    details: Any = Field(None, description="Progress details, any JSON (left out: null).")
-
-
-class ActivityDone(BaseModel):
-    ok: Literal[True] = Field(description="The outcome (or the heartbeat) was recorded.")
 
 
 class Accepted(BaseModel):
@@ -521,7 +450,7 @@ class WorkflowDescription(BaseModel):
     )
 
 
-class BatchRequest(_Strict):
+class BatchRequest(Strict):
     """Which runs a batch acts on: each workflow id's latest run that the
     filters match (at least one filter; cancel and terminate: open runs
     only), and how. The filters are ``GET /api/workflows``'s."""

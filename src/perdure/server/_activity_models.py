@@ -1,0 +1,91 @@
+"""The bodies of the activity routes (``_activity_routes``): an attempt named
+by its task token (complete, fail, heartbeat, report-cancellation), and an
+activity's result or failure given by id. Imports pydantic and ``_models``'
+strict base.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, Field, StrictBool, StrictStr
+
+from perdure.server._models import Strict
+
+__all__ = [
+    "MAX_TASK_TOKEN",
+    "ActivityDone",
+    "ActivityFailureRequest",
+    "ActivityResultRequest",
+    "CompleteActivityRequest",
+    "FailActivityRequest",
+    "HeartbeatActivityRequest",
+    "TaskTokenRequest",
+]
+
+MAX_TASK_TOKEN = 2048  # characters: a token is about 150
+
+
+class TaskTokenRequest(Strict):
+    """An activity attempt that awaits completion, by its task token."""
+
+    task_token: StrictStr = Field(
+        max_length=MAX_TASK_TOKEN,
+        description="The attempt's activity.info().task_token, as its function handed it out.",
+    )
+
+
+class ActivityResultRequest(Strict):
+    """An activity's result, given by id: the activity ends now with it."""
+
+    result: Any = Field(
+        None,
+        description="The activity's result, any JSON (left out: null); the workflow's await "
+        "returns it decoded as the activity's return type.",
+    )
+
+
+class CompleteActivityRequest(ActivityResultRequest, TaskTokenRequest):
+    """The outcome of an activity attempt that awaits completion
+    (``activity.raise_complete_async()``): its result."""
+
+
+class ActivityFailureRequest(Strict):
+    """An activity's failure, given by id: the activity ends now, as if its
+    function had raised ``perdure.ApplicationError(message, type=type)``,
+    with no retry; the workflow's await raises ActivityError."""
+
+    message: StrictStr = Field(max_length=10_000, description="What went wrong.")
+    type: Optional[StrictStr] = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="The failure's type, as ActivityError's cause.type shows it (null or "
+        "left out: ApplicationError).",
+    )
+
+
+class FailActivityRequest(ActivityFailureRequest, TaskTokenRequest):
+    """An activity attempt that awaits completion, failed as if its function
+    had raised ``perdure.ApplicationError(message, type=type,
+    non_retryable=non_retryable)``: retried per the activity's retry policy
+    (a new attempt, with a new token, runs the function again), unless
+    ``non_retryable`` or no attempt is left, when the workflow's await
+    raises ActivityError."""
+
+    non_retryable: StrictBool = Field(
+        False, description="Fail the activity now, whatever its retry policy says."
+    )
+
+
+class HeartbeatActivityRequest(TaskTokenRequest):
+    """A heartbeat of an activity attempt that awaits completion: it is
+    alive (with a heartbeat_timeout, its deadline moves to that long from
+    now), with progress details a retry reads as
+    ``activity.info().heartbeat_details``."""
+
+    details: Any = Field(None, description="Progress details, any JSON (left out: null).")
+
+
+class ActivityDone(BaseModel):
+    ok: Literal[True] = Field(description="The outcome (or the heartbeat) was recorded.")
