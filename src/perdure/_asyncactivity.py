@@ -97,8 +97,9 @@ class AsyncActivityHandle:
     between attempts, running on a worker, awaiting completion): ``complete``
     and ``fail`` end it now, for an operator who settles a step by hand
     (``fail`` is not retried; an attempt running on a worker finds its
-    lease gone, and its own outcome is refused). ``heartbeat`` and
-    ``report_cancellation`` by id act on an attempt awaiting completion.
+    lease gone, and its own outcome is refused); ``pause`` holds back its
+    attempts until ``unpause``. ``heartbeat`` and ``report_cancellation``
+    by id act on an attempt awaiting completion.
 
     Each method raises ``AsyncActivityNotFoundError`` if what the handle
     names cannot end: a token's attempt ended already, was lost at a timeout
@@ -289,6 +290,53 @@ class AsyncActivityHandle:
             task,
             h.ActivityFailed(ref=task.ref, failure=failed, attempt=task.attempt, attempts=attempts),
         )
+
+    # ------------------------------------------------------------ pausing
+
+    async def pause(self) -> None:
+        """Pause the activity (by id only): no attempt of it starts until
+        ``unpause()``, on any worker. An attempt running now runs on: its
+        result is delivered, a failure is not retried while the activity is
+        paused, and one that heartbeats is stopped at its next heartbeat
+        (``asyncio.CancelledError`` in its function), not counted as an
+        attempt. The activity's timeouts still run (a schedule_to_close
+        timeout ends it, paused or not), and so do its run's other work,
+        cancellation and ``complete``/``fail`` by id. Idempotent."""
+        await self._set_paused(True)
+
+    async def unpause(self, *, reset_attempts: bool = False) -> None:
+        """Let a paused activity run again (by id only): its next attempt is
+        due now, whatever backoff it waited out (an attempt still running
+        goes on). ``reset_attempts``: count its attempts from 1 again (a
+        fresh ``max_attempts``), only while no attempt holds it. Unpausing
+        an activity that is not paused does nothing."""
+        if not isinstance(reset_attempts, bool):
+            raise TypeError(f"reset_attempts must be a bool, not {reset_attempts!r}")
+        state = await self._set_paused(False, reset_attempts)
+        if reset_attempts and state.task.paused and state.state != "idle":
+            holds = "is running on a worker" if state.state == "running" else "awaits completion"
+            raise PerdureError(
+                f"{self._named()}: attempt {state.task.attempt} {holds}, so its attempts "
+                f"cannot be counted from 1 again; it is still paused (unpause it without "
+                f"reset_attempts, or once that attempt has ended)"
+            )
+
+    async def _set_paused(self, paused: bool, reset_attempts: bool = False) -> ActivityState:
+        if self._key is not None:
+            verb = "pause" if paused else "unpause"
+            raise TypeError(
+                f"{verb}() names an activity by id: get the handle with "
+                f"get_async_activity_handle(workflow_id=..., activity_id=...)"
+            )
+        run_id = (await self._open_run()).run_id
+        state = await self._store.set_activity_paused(
+            run_id, self.activity_id, paused, reset_attempts
+        )
+        if state is None:
+            raise self._not_pending(run_id)
+        return state
+
+    # ------------------------------------------------------------ heartbeats
 
     async def heartbeat(self, details: Any = None) -> None:
         """Say the attempt is alive, with progress ``details`` (a retry reads

@@ -285,6 +285,12 @@ class SyncAsyncActivityHandle:
     def report_cancellation(self) -> None:
         self._runner.call(self.handle.report_cancellation())
 
+    def pause(self) -> None:
+        self._runner.call(self.handle.pause())
+
+    def unpause(self, *, reset_attempts: bool = False) -> None:
+        self._runner.call(self.handle.unpause(reset_attempts=reset_attempts))
+
 
 class SyncWorkflowHandle(Generic[R]):
     def __init__(self, runner: _LoopThread, handle: WorkflowHandle[R]) -> None:

@@ -167,6 +167,11 @@ class PendingActivityInfo:
     or an ``AsyncActivityHandle``'s), made readable as ``input`` is: how far
     it got. Kept across its attempts (a retry reads them as
     ``activity.info().heartbeat_details``); None before any."""
+    paused: bool = False
+    """An operator paused it (``AsyncActivityHandle.pause``, ``perdure
+    activity pause``): no attempt of it starts until it is unpaused. An
+    attempt running when it was paused runs on (stopped at its next
+    heartbeat); ``next_attempt_at`` is None while it is paused."""
 
 
 @dataclass(frozen=True)
@@ -376,6 +381,7 @@ def describe_run(
                 a.awaiting_completion,
                 _dt(a.completion_deadline),
                 display(a.heartbeat),
+                a.paused,
             )
             for a in pending.activities
         ],

@@ -250,6 +250,21 @@ async def slow_step(tag: str) -> str:
     return await step(tag, 60.0)
 
 
+@activity.defn(retry=FAST)
+async def slow_first(tag: str) -> str:
+    """A minute on its first attempt, at once on any later one."""
+    info = activity.info()
+    log("step", tag=tag, key=info.idempotency_key, attempt=info.attempt)
+    if info.attempt == 1:
+        await asyncio.sleep(60.0)
+    return f"done {tag} on attempt {info.attempt}"
+
+
+@workflow.defn
+async def slow_then_quick(tag: str) -> str:
+    return await slow_first(tag)
+
+
 @workflow.defn
 async def lottery() -> dict[str, Any]:
     ticket = workflow.side_effect(lambda: int.from_bytes(os.urandom(4), "big"))

@@ -88,12 +88,13 @@ ALL_MIGRATIONS = sqlite_backend.migrations()
 
 def borrow_queue_tables(path: Path) -> None:
     """Today's claims read their queue's limits (v12's tables), today's
-    reads of a run its search attributes (v13's column and table), and
+    reads of a run its search attributes (v13's column and table),
     today's writes of runs and tasks their priorities (v15's columns and
-    index): a file of an older version borrows them while today's code
-    writes it (see give_back_queue_tables)."""
+    index), and its claims whether an activity is paused (v16's column): a
+    file of an older version borrows them while today's code writes it
+    (see give_back_queue_tables)."""
     with closing(sqlite3.connect(path)) as conn:
-        for version in (12, 13, 15):
+        for version in (12, 13, 15, 16):
             conn.executescript(dict(ALL_MIGRATIONS)[version])
 
 
@@ -102,6 +103,7 @@ def give_back_queue_tables(path: Path) -> None:
         for table in ("queue_starts", "queue_limits", "run_attributes"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("ALTER TABLE runs DROP COLUMN search_attributes")
+        conn.execute("ALTER TABLE tasks DROP COLUMN paused")
         conn.execute("DROP INDEX tasks_due")
         for table in ("runs", "tasks"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN priority")

@@ -330,8 +330,9 @@ class Store(Wakeups, abc.ABC):
     @abc.abstractmethod
     async def record_heartbeat(self, task_id: int, token: str, details: Any, lease: float) -> str:
         """Save an activity's heartbeat details and extend its lease. Fenced.
-        Returns "ok", "cancelled" (the workflow asked to cancel it: stop) or
-        "lost" (this attempt no longer holds the task)."""
+        Returns "ok", "cancelled" (the workflow asked to cancel it: stop),
+        "paused" (an operator paused the activity: stop, to be run again
+        once unpaused) or "lost" (this attempt no longer holds the task)."""
 
     @abc.abstractmethod
     async def await_completion(self, task: ActivityTask, until: float) -> bool:
@@ -367,6 +368,19 @@ class Store(Wakeups, abc.ABC):
         attempt that held it, if any, then finds its lease gone. None if the
         activity is not pending; False if the fence missed all the same (the
         read holds the row: it should not)."""
+
+    @abc.abstractmethod
+    async def set_activity_paused(
+        self, run_id: str, ref: int, paused: bool, reset_attempts: bool = False
+    ) -> ActivityState | None:
+        """Pause the run's pending activity ``ref`` (no attempt of it starts
+        until it is unpaused; one running goes on), or unpause it (its next
+        attempt is due now, its backoff dropped; with ``reset_attempts``,
+        counted from 1 again, but only while no attempt holds it). Either is
+        idempotent. Returns the activity's state as read before the change
+        (its ``task.paused`` then), in the same transaction; None if the
+        activity is not pending. An unpause with ``reset_attempts`` while an
+        attempt holds the task changes nothing (the state says so)."""
 
     @abc.abstractmethod
     async def beat_awaiting(self, task: ActivityTask, details: Any, until: float) -> str:

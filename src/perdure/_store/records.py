@@ -331,6 +331,9 @@ class ActivityTask:
     # Its workflow cancelled it while an earlier attempt held the task, and
     # that attempt's lease ran out (its worker died): not to be run again.
     cancel_requested: bool = False
+    # An operator paused the activity (Store.set_activity_paused): no attempt
+    # of it starts until it is unpaused.
+    paused: bool = False
 
 
 @dataclass
@@ -361,6 +364,7 @@ class PendingActivity:
     awaiting_completion: bool = False  # by another process (activity.raise_complete_async)
     completion_deadline: float | None = None  # when it is lost without one (None: never)
     heartbeat: Any = None  # the latest heartbeat's details (stored JSON), kept across attempts
+    paused: bool = False  # by an operator: no attempt starts until it is unpaused
     # Due for over a second and not running: the due tasks of its queue that
     # a claim takes before it (a higher priority, or due earlier). None: not
     # counted (not waiting, or beyond a run's first 20 waiting activities).

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from perdure._store import sqlrows as rows
-from perdure._store.base import MAX_ATTEMPT_RECORDS, ActivityState, ActivityTask
+from perdure._store.base import MAX_ATTEMPT_RECORDS, NEVER_DUE, ActivityState, ActivityTask
 from perdure._store.sqlrows import Dialect, Tx, dumps, loads
 
 _CHUNK = 400  # (id, token) pairs per statement: two parameters each
@@ -58,7 +58,7 @@ async def heartbeat(tx: Tx, task_id: int, token: str, details: Any, until: float
     (the workflow asked it to stop) or "lost" (the lease is not ours)."""
     row = await tx.one(
         "UPDATE tasks SET visible_at = ?, heartbeat = ? WHERE id = ? AND lease_token = ?"
-        " AND lease_owner IS NOT NULL RETURNING cancel_requested",
+        " AND lease_owner IS NOT NULL RETURNING cancel_requested, paused",
         (until, dumps(details), task_id, token),
     )
     return _beat_status(row)
@@ -78,7 +78,9 @@ async def beat_awaiting(tx: Tx, task_id: int, token: str, details: Any, until: f
 def _beat_status(row: tuple[Any, ...] | None) -> str:
     if row is None:
         return "lost"
-    return "cancelled" if row[0] else "ok"
+    if row[0]:
+        return "cancelled"
+    return "paused" if len(row) > 1 and row[1] else "ok"
 
 
 async def await_completion(tx: Tx, task_id: int, token: str, until: float) -> bool:
@@ -95,7 +97,7 @@ async def await_completion(tx: Tx, task_id: int, token: str, until: float) -> bo
 # returns the same).
 CLAIMED_COLUMNS = (
     "id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
-    " attempt_started_at, attempts, queue, priority, cancel_requested"
+    " attempt_started_at, attempts, queue, priority, cancel_requested, paused"
 )
 
 
@@ -131,6 +133,61 @@ async def of_run(tx: Tx, run_id: str, ref: int, now: float, lock: str = "") -> A
         task.token = ""
         return ActivityState(task, "idle")
     return ActivityState(task, "awaiting" if owner is None and visible_at > now else "running")
+
+
+async def set_paused(
+    tx: Tx,
+    run_id: str,
+    ref: int,
+    paused: bool,
+    reset_attempts: bool,
+    now: float,
+    lock: str = "",
+) -> ActivityState | None:
+    """Store.set_activity_paused, once the run's row is locked: the state
+    read (before the change), or None. A task no attempt holds is parked
+    at NEVER_DUE while paused, and due now once unpaused (its backoff
+    dropped, as Temporal's unpause does); one an attempt holds keeps its
+    lease expiry, and is parked when the attempt ends without completing."""
+    state = await of_run(tx, run_id, ref, now, lock)
+    if state is None:
+        return None
+    task = state.task
+    if paused and not task.paused:
+        await tx.send(
+            "UPDATE tasks SET paused = 1,"
+            " visible_at = CASE WHEN lease_token IS NULL THEN ? ELSE visible_at END"
+            " WHERE id = ?",
+            (NEVER_DUE, task.task_id),
+        )
+    elif not paused and task.paused and not (reset_attempts and state.state != "idle"):
+        # (Attempts are counted again from 1 only while none holds the task:
+        # the caller says why it did nothing otherwise.)
+        await tx.send(
+            "UPDATE tasks SET paused = 0,"
+            " visible_at = CASE WHEN lease_token IS NULL THEN ? ELSE visible_at END"
+            + (", attempt = 0" if reset_attempts else "")
+            + " WHERE id = ?",
+            (now, task.task_id),
+        )
+    return state
+
+
+async def claimed(tx: Tx, found: list[tuple[Any, ...]], lease: float) -> list[ActivityTask]:
+    """The activity task rows a claim leased (CLAIMED_COLUMNS), as
+    ActivityTasks, but those of paused activities: a claim reaches one only
+    when the lease of the attempt that held it ran out (a paused task no
+    attempt holds is not due). Those are parked, the lost attempt recorded
+    by the claim, no new attempt counted (see set_paused)."""
+    if any(r[13] for r in found):
+        parked = [(NEVER_DUE, r[0], r[6]) for r in found if r[13]]
+        await tx.executemany(
+            "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
+            " attempt = attempt - 1, attempt_started_at = NULL WHERE id = ? AND lease_token = ?",
+            parked,
+        )
+        found = [r for r in found if not r[13]]
+    return await activity_tasks(tx, found, lease)
 
 
 async def reclaim(tx: Tx, d: Dialect, owner: str, now: float) -> int:
@@ -191,6 +248,7 @@ async def activity_tasks(
                 lease_until=r[8] + lease,  # (the claim's now + lease: see _claim)
                 priority=r[11],
                 cancel_requested=bool(r[12]),
+                paused=bool(r[13]),
             )
         )
     return tasks

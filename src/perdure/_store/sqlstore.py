@@ -23,6 +23,7 @@ from perdure._store import sqlwake as wake
 from perdure._store import sqlworkers as registry
 from perdure._store.base import (
     MAX_ATTEMPT_RECORDS,
+    NEVER_DUE,
     WORK,
     ActivityState,
     ActivityTask,
@@ -46,6 +47,10 @@ from perdure._store.sqlplans import ClosePlan, Plan, plan_close, plan_turn
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, Tx, dumps
 from perdure._store.sqlturn import Encoded, apply_turn, encode_turn
 from perdure.errors import WorkflowNotFoundError
+
+# A task's next due time as an attempt lets it go (placeholders: NEVER_DUE,
+# the time the attempt asks for): parked while its activity is paused.
+_UNLESS_PAUSED = "CASE WHEN paused = 1 THEN ? ELSE ? END"
 
 # Every priority, for a claim's "priority IN (...)" (see _claim).
 PRIORITY_IN = f"priority IN ({', '.join(map(str, h.PRIORITIES))})"
@@ -228,7 +233,7 @@ class SqlStore(SqlClientSide):
                 queues,
                 lambda found: found_limited.extend(sorted(r[0] for r in found)),
             )
-            return await leases_sql.activity_tasks(tx, found, lease)
+            return await leases_sql.claimed(tx, found, lease)
 
         tasks = await self._write(claim)
         if found_limited and len(tasks) < limit:
@@ -266,9 +271,9 @@ class SqlStore(SqlClientSide):
             else []
         )
         for queue, (limits, _) in limited.items():
-            count = sum(1 for r in claimed if r[10] == queue)
+            count = sum(1 for r in claimed if r[10] == queue and not r[13])  # (13: paused)
             await sqlqueues.record_starts(tx, queue, limits, now, count)
-        return await leases_sql.activity_tasks(tx, claimed, lease)
+        return await leases_sql.claimed(tx, claimed, lease)
 
     # ------------------------------------------------------------ turns
 
@@ -377,11 +382,11 @@ class SqlStore(SqlClientSide):
             if isinstance(task, WorkflowTask):
                 await rows.run_by_id(tx, self, task.run_id)  # lock order: the run, then its task
             changed = await tx.execute(
-                "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
-                " attempt = attempt - 1, attempt_started_at = NULL"
+                f"UPDATE tasks SET visible_at = {_UNLESS_PAUSED}, lease_owner = NULL,"
+                " lease_token = NULL, attempt = attempt - 1, attempt_started_at = NULL"
                 + (", last_failure = ?" if given else "")
                 + " WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
-                (now + retry_in, *given, task.task_id, task.token),
+                (NEVER_DUE, now + retry_in, *given, task.task_id, task.token),
             )
             if changed != 1 and isinstance(task, ActivityTask):
                 await _drop_if_cancelled(tx, task)
@@ -451,6 +456,22 @@ class SqlStore(SqlClientSide):
             self._committed(WORK)
         return ended
 
+    async def set_activity_paused(
+        self, run_id: str, ref: int, paused: bool, reset_attempts: bool = False
+    ) -> ActivityState | None:
+        now = self.clock()
+
+        async def change(tx: Tx) -> ActivityState | None:
+            await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
+            return await leases_sql.set_paused(
+                tx, run_id, ref, paused, reset_attempts, now, self.for_update
+            )
+
+        state = await self._write(change)
+        if state is not None and state.task.paused and not paused:
+            self._committed(WORK)  # (due now, unless an attempt holds it)
+        return state
+
     async def retry_activity(
         self, task: ActivityTask, failure: dict[str, Any], retry_in: float
     ) -> bool:
@@ -463,10 +484,17 @@ class SqlStore(SqlClientSide):
 
         async def retry(tx: Tx) -> bool:
             changed = await tx.execute(
-                "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
-                " last_failure = ?, attempts = ?, attempt_started_at = NULL"
+                f"UPDATE tasks SET visible_at = {_UNLESS_PAUSED}, lease_owner = NULL,"
+                " lease_token = NULL, last_failure = ?, attempts = ?, attempt_started_at = NULL"
                 " WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
-                (now + retry_in, dumps(failure), dumps(attempts), task.task_id, task.token),
+                (
+                    NEVER_DUE,
+                    now + retry_in,
+                    dumps(failure),
+                    dumps(attempts),
+                    task.task_id,
+                    task.token,
+                ),
             )
             if changed != 1:
                 await _drop_if_cancelled(tx, task)

@@ -68,7 +68,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
         " attempts, attempt_started_at, queue,"
         " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
-        " lease_owner, priority, id, heartbeat"
+        " lease_owner, priority, id, heartbeat, paused"
         " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
         (run_id,),
     )
@@ -76,21 +76,23 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
     counted = 0  # (a run's first MAX_AHEAD_COUNTED waiting activities only)
     for r in found:
         leased, awaiting = r[3] is not None, r[3] is not None and r[10] is None
+        paused = bool(r[14])
         activity = PendingActivity(
             ref=r[0],
             name=loads(r[1])["name"],
             attempt=r[2],
             running=leased,
-            next_attempt_at=None if leased else max(r[4], now),
+            next_attempt_at=None if leased or paused else max(r[4], now),
             last_failure=loads(r[5]),
             attempts=loads(r[6]) or [],
             started_at=r[7] if leased else None,
             task_queue=r[8],
-            due_at=None if leased else r[4],
+            due_at=None if leased or paused else r[4],
             queue_limited=bool(r[9]),
             awaiting_completion=awaiting,
             completion_deadline=r[4] if awaiting and r[4] < NEVER_DUE else None,
             heartbeat=loads(r[13]),
+            paused=paused,
         )
         if not leased and r[4] < now - WAITING_LONG and counted < MAX_AHEAD_COUNTED:
             counted += 1

@@ -189,13 +189,13 @@ async def _deadline_passed(tx: Tx, run_id: str, ref: int, now: float) -> h.Event
     lease is its worker's to end (it stops at the deadline): the deadline
     is looked at again when that lease runs out. Gone (it ended): nothing."""
     row = await tx.one(
-        "SELECT id, lease_token, visible_at, attempt, payload, attempts FROM tasks"
+        "SELECT id, lease_token, visible_at, attempt, payload, attempts, paused FROM tasks"
         " WHERE kind = 'activity' AND run_id = ? AND ref = ?",
         (run_id, ref),
     )
     if row is None:
         return None
-    task_id, token, visible_at, attempt, payload, attempts = row
+    task_id, token, visible_at, attempt, payload, attempts, paused = row
     if token is not None and visible_at > now:
         await tx.send(rows.INSERT_TIMER, (run_id, -ref, visible_at, None))
         return None
@@ -204,6 +204,8 @@ async def _deadline_passed(tx: Tx, run_id: str, ref: int, now: float) -> h.Event
     close_by = spec["options"]["schedule_to_close_timeout"]
     if token is not None:
         who = f"its attempt {attempt} was lost: its worker stopped or lost its lease"
+    elif paused:
+        who = "it was paused"
     elif attempt == 0:
         who = "no worker took it"
     else:

@@ -58,6 +58,7 @@ _STOPPED_BECAUSE = {
     "lost": "its lease was lost",
     "heartbeat_timeout": "it sent no heartbeat within its heartbeat_timeout",
     "worker_stopped": "its stopping worker ended its drain",
+    "paused": "an operator paused its activity",
 }
 
 
@@ -113,7 +114,7 @@ class _Running(_ActivityContext):
     details: Any = None  # the latest heartbeat's details, encoded
     dirty: bool = False
     flushing: bool = False
-    stop_reason: str | None = None  # "cancelled", "lost" or "heartbeat_timeout"
+    stop_reason: str | None = None  # a key of _STOPPED_BECAUSE, or "lost"
     future: asyncio.Future[Any] | None = None
     # Set as the attempt starts: what heartbeats and info need.
     loop: asyncio.AbstractEventLoop | None = None
@@ -538,6 +539,16 @@ class ActivityRunner:
                 f"{_STOPPED_BECAUSE['worker_stopped']}"
             )
             await self._handle_failure(task, stopped, delay=0.0)
+        elif running.stop_reason == "paused":
+            # Handed back, not counted as an attempt (the operator stopped
+            # it, not a fault), as Temporal's pause does to a heartbeating
+            # attempt: its task is parked until the activity is unpaused.
+            message = (
+                f"activity {task.name!r} attempt {task.attempt} was stopped at its "
+                f"heartbeat: {_STOPPED_BECAUSE['paused']}"
+            )
+            log.info("%s", message)
+            await self.store.hand_back(task, 0.0, _failure_dict("ActivityPaused", message, False))
         # "lost": another worker owns the task now; write nothing.
 
     def _attempts(
