@@ -6,7 +6,8 @@ either by an attempt's task token (an attempt whose function called
 ``heartbeat`` to say an attempt awaiting completion is alive, and
 ``report-cancellation`` once its workflow cancelled it. By id, ``complete``
 and ``fail`` end the activity now, whatever it waits for: an operator
-settling a step by hand. What a webhook handler, a script of the system
+settling a step by hand; ``pause`` and ``unpause`` (by id only) hold its
+attempts back and let them go. What a webhook handler, a script of the system
 that does the work, or an operator at 3 a.m. would run.
 
 Imports the public API, typer, rich and the task token's reader
@@ -14,7 +15,8 @@ Imports the public API, typer, rich and the task token's reader
 error, exit 2, before any database is opened); exit codes come from
 ``_operator.run``. What can no longer end (``AsyncActivityNotFoundError``)
 exits 3, as an unknown workflow does; a heartbeat of an attempt its workflow
-cancelled (``AsyncActivityCancelledError``) exits 9.
+cancelled (``AsyncActivityCancelledError``) exits 9; an unpause that cannot
+count attempts from 1 again under a running attempt exits 5.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
     EPILOG,
     EXIT_CANCELLED,
+    EXIT_CONFLICT,
     EXIT_NOT_FOUND,
     fail,
     parse_json,
@@ -42,11 +45,12 @@ from perdure.errors import (
     ApplicationError,
     AsyncActivityCancelledError,
     AsyncActivityNotFoundError,
+    PerdureError,
 )
 
 out = Console(highlight=False, soft_wrap=True)
 activity_app = typer.Typer(
-    help="Complete, fail or heartbeat an activity, by task token or by id.",
+    help="Complete, fail, heartbeat or pause an activity, by task token or by id.",
     epilog=EPILOG,
     no_args_is_help=True,
 )
@@ -306,5 +310,87 @@ def report_cancellation(
     async def work(client: Client) -> None:
         done = f"Recorded the cancellation of {escape(where.named)}"
         await where.act(client, lambda h: h.report_cancellation(), done)
+
+    run(db, work)
+
+
+# pause and unpause name an activity by id only.
+NeededWorkflowId = typer.Option(
+    ..., "--workflow-id", "-w", help="The workflow whose activity it is."
+)
+NeededActivityId = typer.Option(
+    ...,
+    "--activity-id",
+    "-a",
+    min=1,
+    max=2**31 - 1,
+    help="The activity's id in the run (perdure show: ref N).",
+)
+
+
+def _by_id(workflow_id: str, activity_id: int, run_id: Optional[str]) -> Target:
+    found, _ = target([], workflow_id, activity_id, run_id)
+    return found
+
+
+@activity_app.command("pause", epilog=EPILOG)
+def pause(
+    workflow_id: str = NeededWorkflowId,
+    activity_id: int = NeededActivityId,
+    run_id: Optional[str] = RunOption,
+    db: Optional[str] = DbOption,
+) -> None:
+    """Pause an activity: no attempt of it starts until it is unpaused.
+
+    -w ID -a N. An attempt running now runs on: its result is delivered, a
+    failure is not retried while paused, and one that heartbeats is stopped at
+    its next heartbeat (not counted as an attempt). Its timeouts still run.
+    `perdure activity unpause` lets it go. Exit 3 if it is not pending.
+    """
+    where = _by_id(workflow_id, activity_id, run_id)
+    done = (
+        f"Paused {escape(where.named)}: no attempt starts until "
+        f"`perdure activity unpause -w {escape(workflow_id)} -a {activity_id}`"
+    )
+
+    async def work(client: Client) -> None:
+        await where.act(client, lambda h: h.pause(), done)
+
+    run(db, work)
+
+
+@activity_app.command("unpause", epilog=EPILOG)
+def unpause(
+    workflow_id: str = NeededWorkflowId,
+    activity_id: int = NeededActivityId,
+    run_id: Optional[str] = RunOption,
+    reset_attempts: bool = typer.Option(
+        False,
+        "--reset-attempts",
+        help="Count its attempts from 1 again (a fresh max_attempts); only while no "
+        "attempt of it runs.",
+    ),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Unpause an activity: its next attempt is due now, its backoff dropped.
+
+    -w ID -a N. Unpausing an activity that is not paused does nothing. Exit 3
+    if it is not pending, 5 if --reset-attempts meets a running attempt (it
+    stays paused).
+    """
+    where = _by_id(workflow_id, activity_id, run_id)
+    counted = " (attempts counted from 1 again)" if reset_attempts else ""
+    done = f"Unpaused {escape(where.named)}{counted}: its next attempt is due now"
+
+    async def call(handle: AsyncActivityHandle) -> None:
+        try:
+            await handle.unpause(reset_attempts=reset_attempts)
+        except (AsyncActivityNotFoundError, AsyncActivityCancelledError):
+            raise
+        except PerdureError as exc:
+            fail(EXIT_CONFLICT, str(exc))
+
+    async def work(client: Client) -> None:
+        await where.act(client, call, done)
 
     run(db, work)

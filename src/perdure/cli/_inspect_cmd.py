@@ -154,13 +154,22 @@ def _pending_lines(d: WorkflowDescription, paused: frozenset[str] = frozenset())
                 where += f"; lost at {local_time(a.completion_deadline)} if none comes"
         elif a.running:
             where = f"attempt {a.attempt} running"
+        elif a.paused:
+            where = "paused" if a.attempt == 0 else f"attempt {a.attempt} failed, paused"
         elif a.attempt == 0:
             where = "scheduled, not started"
         else:
             where = f"attempt {a.attempt} failed, next attempt at {local_time(a.next_attempt_at)}"
         line = f"activity [bold]{escape(a.activity_type)}[/] (ref {a.activity_id}): {where}"
         queue = escape(a.task_queue)
-        if a.waiting_for_worker:
+        if a.paused:
+            named = escape(f"-w {shlex.quote(d.id)} -a {a.activity_id}")
+            then = "runs on; " if a.running else ""
+            line += (
+                f"\n    [bold yellow]paused:[/] {then}no attempt starts until "
+                f"perdure activity unpause {named}"
+            )
+        elif a.waiting_for_worker:
             line += (
                 f"\n    [bold yellow]no live worker serves task queue {queue!r} with activity "
                 f"{escape(a.activity_type)!r}:[/] start one, or deploy one that registers it"
@@ -189,11 +198,12 @@ def _pending_lines(d: WorkflowDescription, paused: frozenset[str] = frozenset())
         if a.last_failure:
             failure = f"{a.last_failure.get('type')}: {a.last_failure.get('message')}"
             line += f"\n    [red]last error: {escape(failure)}[/]"
-            if a.attempt >= SETTLE_HINT_AFTER:
+            if a.attempt >= SETTLE_HINT_AFTER and not a.paused:
                 where = f"-w {shlex.quote(d.id)} -a {a.activity_id}"
                 line += (
-                    f"\n    [dim]failing for good? deploy a fix, or settle it by hand: perdure "
-                    f"activity fail|complete {escape(where)} ... (docs/operations.md)[/]"
+                    f"\n    [dim]failing for good? deploy a fix, pause it (perdure activity "
+                    f"pause {escape(where)}), or settle it by hand: perdure activity "
+                    f"fail|complete {escape(where)} ... (docs/operations.md)[/]"
                 )
         lines.append(line)
     for t in d.pending_timers:

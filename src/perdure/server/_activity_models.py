@@ -21,6 +21,7 @@ __all__ = [
     "FailActivityRequest",
     "HeartbeatActivityRequest",
     "TaskTokenRequest",
+    "UnpauseActivityRequest",
 ]
 
 MAX_TASK_TOKEN = 2048  # characters: a token is about 150
@@ -89,3 +90,13 @@ class HeartbeatActivityRequest(TaskTokenRequest):
 
 class ActivityDone(BaseModel):
     ok: Literal[True] = Field(description="The outcome (or the heartbeat) was recorded.")
+
+
+class UnpauseActivityRequest(Strict):
+    """How to unpause an activity (an empty body: as given here)."""
+
+    reset_attempts: StrictBool = Field(
+        False,
+        description="Count its attempts from 1 again (a fresh max_attempts); refused (409) "
+        "while an attempt of it runs.",
+    )

@@ -5,14 +5,16 @@ with a result, ``fail`` with an ApplicationError, ``report-cancellation``
 once its workflow cancelled it; or say it is alive with ``heartbeat``.
 ``/api/workflows/{id}/activities/{activity_id}/complete|fail``: end a
 run's pending activity now, by id, whatever it waits for (an operator
-settling a step by hand, as Temporal's complete and fail by id). They need
+settling a step by hand, as Temporal's complete and fail by id);
+``.../pause|unpause``: hold its attempts back, and let them go. They need
 the ``admin`` role, as a signal does: a webhook that ends a step is what a
 signal's webhook is to a run.
 
 Imports fastapi, the public Client API and errors, and ``_deps``. A token
 that is not one is a 422 saying why; what can no longer end
 (``AsyncActivityNotFoundError``) a 404 with its message; a heartbeat of an
-attempt its workflow cancelled (``AsyncActivityCancelledError``) a 409.
+attempt its workflow cancelled (``AsyncActivityCancelledError``) a 409, as
+is an unpause that cannot count attempts from 1 again under a running one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from perdure.errors import (
     ApplicationError,
     AsyncActivityCancelledError,
     AsyncActivityNotFoundError,
+    PerdureError,
 )
 from perdure.server import _activity_models as am
 from perdure.server import _models as m
@@ -220,6 +223,56 @@ async def fail_activity_by_id(
     ActivityError."""
     error = ApplicationError(body.message, type=body.type, non_retryable=True)
     return await _ended(_by_id(client, workflow_id, activity_id, run_id).fail(error))
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/activities/{activity_id}/pause",
+    response_model=am.ActivityDone,
+    dependencies=Admin,
+    responses=BY_ID_ERRORS,
+)
+async def pause_activity_by_id(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    activity_id: ActivityId,
+    run_id: RunId = None,
+) -> Any:
+    """Pause the run's pending activity (as Temporal's activity pause): no
+    attempt of it starts until it is unpaused. An attempt running now runs
+    on (its result is delivered, a failure not retried; one that heartbeats
+    stops at its next heartbeat). Its timeouts still run. Idempotent."""
+    return await _ended(_by_id(client, workflow_id, activity_id, run_id).pause())
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/activities/{activity_id}/unpause",
+    response_model=am.ActivityDone,
+    dependencies=Admin,
+    responses={
+        **BY_ID_ERRORS,
+        409: {
+            "model": m.ErrorBody,
+            "description": "reset_attempts while an attempt of it runs: it stays paused",
+        },
+    },
+    openapi_extra=body_doc(am.UnpauseActivityRequest, required=False),
+)
+async def unpause_activity_by_id(
+    request: Request,
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    activity_id: ActivityId,
+    run_id: RunId = None,
+) -> Any:
+    """Unpause the run's pending activity: its next attempt is due now, its
+    backoff dropped (``reset_attempts``: counted from 1 again). Unpausing
+    one that is not paused does nothing. An empty body: no reset."""
+    body = await optional_body(request, am.UnpauseActivityRequest)
+    handle = _by_id(client, workflow_id, activity_id, run_id)
+    try:
+        return await _ended(handle.unpause(reset_attempts=body.reset_attempts))
+    except PerdureError as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 @router.get("/activities/complete", include_in_schema=False)

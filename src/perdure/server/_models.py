@@ -380,6 +380,11 @@ class PendingActivity(BaseModel):
         "POST /api/activities/heartbeat), kept across its attempts: how far it got; null "
         "before any.",
     )
+    paused: bool = Field(
+        False,
+        description="An operator paused it (POST .../activities/{activity_id}/pause): no "
+        "attempt of it starts until it is unpaused; an attempt running may still end.",
+    )
 
 
 class PendingChild(BaseModel):

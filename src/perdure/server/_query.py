@@ -247,6 +247,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
                 "awaiting_completion": a.awaiting_completion,
                 "completion_deadline": iso(a.completion_deadline),
                 "heartbeat_details": a.heartbeat_details,
+                "paused": a.paused,
             }
             for a in d.pending_activities
         ],
