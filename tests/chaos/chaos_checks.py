@@ -32,6 +32,7 @@ class Execution:
     key: str
     tag: str
     fails: bool
+    at: float = 0.0  # when it began (time.time(), in its worker)
 
 
 @dataclass

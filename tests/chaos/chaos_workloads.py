@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -57,6 +58,7 @@ def _log_attempt(log: str, tag: str, **fields: Any) -> None:
     pid = os.getpid()
     record = {
         "pid": pid,
+        "at": time.time(),  # (the wall clock: the driver's pauses are timed by it too)
         "wf": info.workflow_id,
         "run": info.run_id,
         "ref": int(info.activity_id),

@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE))
 
 import chaos_checks as checks  # noqa: E402
 import chaos_workloads as workloads  # noqa: E402
+from chaos_pauses import Pauses  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "crash"))
 from crash_harness import attempt_spans, peak_running  # noqa: E402
@@ -91,6 +92,8 @@ class ChaosReport:
     async_completed: int = 0  # of them, completed by the driver with the token
     async_failed: int = 0  # failed by the driver (then retried, with a new token)
     async_refused: int = 0  # tokens refused: a second outcome, or an attempt lost meanwhile
+    pauses: int = 0  # activities the driver paused (and unpaused: chaos_pauses)
+    paused_in_flight: int = 0  # of their executions, begun while paused (at most one each)
     counts: checks.Counts = field(default_factory=checks.Counts)
 
     @property
@@ -113,7 +116,9 @@ class ChaosReport:
             f"{c.stream_values} stream values; {self.priority_changes} priority changes; "
             f"{self.handed_off} attempts completed from outside by task token "
             f"({self.async_completed} completed, {self.async_failed} failed and retried, "
-            f"{self.async_refused} tokens refused); "
+            f"{self.async_refused} tokens refused); {self.pauses} activities paused "
+            f"and unpaused ({self.paused_in_flight} of their attempts in flight at the "
+            f"pause, none begun after); "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
             f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once"
@@ -413,6 +418,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     fleet = Fleet(cfg, url, side, report)
     flows: list[Started] = []
     hand_offs = HandOffs(side)
+    pauses = Pauses()
     try:
         # The pipeline's parallel steps run on a queue of their own, with limits.
         client.set_queue_limits(workloads.LIMITED_QUEUE, max_running=workloads.LIMITED_RUNNING)
@@ -454,6 +460,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 flow, priority = rng.choice(open_flows), rng.choice(h.PRIORITIES)
                 report.priority_changes += _change_priority(client, flow, priority)
             _call_an_update(client, open_flows, report)
+            pauses.step(client, rng, open_flows, chaotic)
             if any(f.kind == "callback" for f in open_flows):
                 hand_offs.answer(client, rng, report)
             for f in open_flows:
@@ -490,7 +497,10 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         report.seconds = round(calm_since - (chaos_end - cfg.seconds), 1)
         fleet.stop()
         hand_offs.read(report)  # (any logged since the last pass)
-        _verify(client, flows, fleet, side, report, hand_offs.executions())
+        starts: dict[tuple[str, int, int], float] = {}
+        executions = _verify(client, flows, fleet, side, report, hand_offs.executions(), starts)
+        report.pauses = pauses.paused
+        report.paused_in_flight = pauses.check(executions, starts)
         _verify_hand_offs(client, hand_offs)
         if url.startswith("sqlite:"):
             _integrity(Path(url[len("sqlite:///") :]))
@@ -552,9 +562,12 @@ def _verify(
     side: Path,
     r: ChaosReport,
     executions: list[checks.Execution],
-) -> None:
+    starts: dict[tuple[str, int, int], float],
+) -> list[checks.Execution]:
     """Every workflow ended as expected, and every run's history and the side files
-    satisfy the guarantees (see ``chaos_checks``)."""
+    satisfy the guarantees (see ``chaos_checks``); returns every execution, and
+    fills ``starts``: (run, ref, attempt) -> when the attempt took its task, as
+    the history's attempt records say."""
     completed: dict[str, dict[int, int]] = {}
     c = r.counts
     limited: list[tuple[float, float]] = []  # the attempts on the limited queue
@@ -592,6 +605,10 @@ def _verify(
             c.signals += len(accepted)
         if kind == "desk" and accepted is not None:
             checks.check_updates(run_id, events, accepted)
+        for e in events:
+            if isinstance(e, (h.ActivityCompleted, h.ActivityFailed)):
+                for record in e.attempts:
+                    starts[(run_id, e.ref, record["attempt"])] = record["started_at"]
         c.runs += 1
         c.events += len(events)
         c.by_status[d.status] += 1
@@ -645,6 +662,7 @@ def _verify(
             checks.Execution(**json.loads(line)) for line in path.read_text().splitlines()
         ]
     checks.check_executions(executions, completed, fleet.killed_pids(), c)
+    return executions
 
 
 def _integrity(path: Path) -> None:

@@ -61,6 +61,7 @@ def _assert_meaningful(report: ChaosReport, seconds: float) -> None:
     assert report.async_completed > 0 and report.async_failed > 0, report.summary()
     assert report.scheduled >= seconds / 4, report.summary()  # (a time a second, some missed)
     assert report.limited_attempts >= seconds / 2, report.summary()  # (three per pipeline)
+    assert report.pauses >= seconds / 4, report.summary()  # (about one and a half a second)
 
 
 @pytest.mark.timeout(300)

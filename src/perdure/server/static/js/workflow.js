@@ -2,15 +2,17 @@
 // failure, published state, streams (streams.js: followed live), search
 // attributes and the full history; signal / update (update.js) / cancel /
 // terminate for admins, complete or fail a pending activity by hand
-// (settle.js), and reset (a new run from a point of this one's history).
-// Refreshes every 2 s while the run is open. #/workflows/<id> shows the
-// latest run, #/workflows/<id>?run=<run id> a given one. An "approve link"
-// adds ?signal=<name>[&payload=<json>]: it opens the signal form.
+// (settle.js), pause or unpause one (pause.js), and reset (a new run from a
+// point of this one's history). Refreshes every 2 s while the run is open.
+// #/workflows/<id> shows the latest run, #/workflows/<id>?run=<run id> a
+// given one. An "approve link" adds ?signal=<name>[&payload=<json>]: it
+// opens the signal form.
 
 import { api, ApiError, wfHref, wfPath } from "./api.js";
 import {
   clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
 } from "./dom.js";
+import { pauseButtons } from "./pause.js";
 import { openSettle } from "./settle.js";
 import { streamsPanel } from "./streams.js";
 import { buildTimeline, renderTimeline } from "./timeline.js";
@@ -308,16 +310,18 @@ export function renderWorkflow(container, id, params, ctx) {
           ? ` · lost at ${fmtClock(a.completion_deadline)} (${fmtRelative(a.completion_deadline)})`
           : "")
         : a.running ? `attempt ${a.attempt} running`
+        : a.paused ? (a.attempt === 0 ? "not started" : `attempt ${a.attempt} failed`)
         : a.held_by_limits
           ? (paused.has(a.task_queue) ? "held: its task queue is paused" : "waiting for room in its task queue")
         : a.attempt === 0 ? "waiting for a worker"
           : toSeconds(a.next_attempt_at) <= Date.now() / 1000
             ? `attempt ${a.attempt} failed · next attempt due now`
             : `attempt ${a.attempt} failed · next attempt ${fmtClock(a.next_attempt_at)} (${fmtRelative(a.next_attempt_at)})`;
-      items.push(h("li", { class: "pending-activity" },
+      items.push(h("li", { class: a.paused ? "pending-activity paused" : "pending-activity" },
         h("span", { class: "tag tag-activity", text: "activity" }),
         h("b", { text: a.activity_type }), h("span", { class: "muted", text: ` ref ${a.activity_id} · ` }),
         what,
+        a.paused ? h("span", { class: "paused-badge", text: "paused" }) : null,
         ctx.isAdmin ? [
           h("button", { type: "button", class: "link settle-complete", text: "complete…",
             title: "End this activity now with a result you give",
@@ -325,12 +329,20 @@ export function renderWorkflow(container, id, params, ctx) {
           h("button", { type: "button", class: "link settle-fail", text: "fail…",
             title: "End this activity now with an error, not retried",
             onclick: () => settle(a, "fail") }),
+          pauseButtons({ id, runId: desc.run_id, activity: a, onError: (text) => ctx.toast(text, "error"),
+            onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } }),
         ] : null,
-        a.waiting_for_worker ? h("div", { class: "alert warn no-activity-worker" },
+        // (Paused, it waits for nothing else: no worker, queue or backlog is why.)
+        a.paused ? h("div", { class: "alert warn activity-paused" },
+          h("b", { text: "Paused:" }), a.running || a.awaiting_completion
+            ? ` attempt ${a.attempt} runs on; no attempt starts after it until it is unpaused.`
+            : " no attempt starts until it is unpaused.")
+        : a.waiting_for_worker ? h("div", { class: "alert warn no-activity-worker" },
           h("b", { text: "No live worker serves it." }),
           ` Start a worker for task queue “${a.task_queue}” that registers `,
           h("code", { text: a.activity_type }), ".") : null,
-        a.held_by_limits && paused.has(a.task_queue)
+        a.paused ? null
+        : a.held_by_limits && paused.has(a.task_queue)
           ? h("div", { class: "alert warn queue-paused" },
             h("b", { text: "Its task queue is paused." }),
             ` Task queue “${a.task_queue}” has max_running 0: no attempt starts until its limit is raised on the `,
@@ -338,7 +350,7 @@ export function renderWorkflow(container, id, params, ctx) {
         : a.held_by_limits ? h("div", { class: "alert info held-by-limits" },
           h("b", { text: "Waiting for room." }),
           ` Task queue “${a.task_queue}” has limits on its activities (perdure queue show ${a.task_queue}); ${a.ahead} due before it.`) : null,
-        a.in_backlog ? h("div", { class: "alert info in-backlog" },
+        a.in_backlog && !a.paused ? h("div", { class: "alert info in-backlog" },
           h("b", { text: "In the backlog." }),
           ` ${a.ahead} due before it on task queue “${a.task_queue}”; its workers are busy.`) : null,
         a.heartbeat_details != null ? h("div", { class: "muted heartbeat-details" },

@@ -1,0 +1,135 @@
+"""The chaos driver's operator who pauses activities: now and then it pauses a
+pending activity of an open run (``AsyncActivityHandle.pause``, by id) and
+unpauses it a moment later; once the chaos ends, it unpauses every one, so
+that the runs can finish. Workers die meanwhile, at random and at crash
+points, so a paused activity's attempt is lost with its worker, its retry
+parked by a claim, its task taken over by a next step.
+
+What must hold (``check``): while an activity is paused, at most one of its
+executions begins, the attempt that held its task when the pause landed
+(claimed just before, it may log just after: its history's attempt record
+says when it took the task); none after it, whatever the retries, kills
+and claims. The window is the driver's wall clock from the
+return of ``pause()`` to the call of ``unpause()``; an execution's time is
+its worker's, logged before it runs (chaos_workloads). Every other
+guarantee (each step completed once, results, histories) is checked as for
+any run, so a pause must not lose, repeat or strand a step either.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import chaos_checks as checks
+
+import perdure
+
+PAUSE_CHANCE = 0.05  # per pass of the driver's loop (about 50 passes a second)
+MAX_PAUSED = 4  # activities paused at once
+PAUSED_FOR = (0.05, 1.5)  # seconds, drawn for each
+LOOKS = 4  # open runs described, at most, to find a pending activity to pause
+
+
+@dataclass
+class Window:
+    """One activity paused, from ``start`` to ``end`` (wall clock)."""
+
+    wf: str
+    run: str
+    ref: int
+    start: float
+    end: float | None = None
+
+
+@dataclass
+class Pauses:
+    windows: list[Window] = field(default_factory=list)
+    held: list[tuple[Window, float]] = field(default_factory=list)  # with when to unpause
+    paused: int = 0
+    refused: int = 0  # the activity ended (or its run did) before the pause
+
+    def step(
+        self, client: perdure.SyncClient, rng: random.Random, flows: list[Any], chaotic: bool
+    ) -> None:
+        """Unpause those whose time came (every one, once not ``chaotic``),
+        and now and then pause another."""
+        now = time.monotonic()
+        keep = []
+        for window, due in self.held:
+            if chaotic and now < due:
+                keep.append((window, due))
+                continue
+            window.end = time.time()
+            try:
+                self._handle(client, window).unpause()
+            except perdure.AsyncActivityNotFoundError:
+                pass  # (it ended meanwhile: settled, completed by its attempt, or its run ended)
+        self.held = keep
+        if not chaotic or not flows or len(self.held) >= MAX_PAUSED:
+            return
+        if rng.random() >= PAUSE_CHANCE:
+            return
+        # (Most steps take milliseconds: a few runs are looked at for one.)
+        for flow in rng.sample(flows, min(len(flows), LOOKS)):
+            described = client.get_handle(flow.id).describe()
+            candidates = [a for a in described.pending_activities if not a.paused]
+            if candidates and described.run_id is not None:
+                break
+        else:
+            return
+        chosen = rng.choice(candidates)
+        window = Window(flow.id, described.run_id, chosen.activity_id, 0.0)
+        try:
+            self._handle(client, window).pause()
+        except perdure.AsyncActivityNotFoundError:
+            self.refused += 1
+            return
+        window.start = time.time()
+        self.paused += 1
+        self.windows.append(window)
+        self.held.append((window, now + rng.uniform(*PAUSED_FOR)))
+
+    @staticmethod
+    def _handle(client: perdure.SyncClient, window: Window) -> Any:
+        return client.get_async_activity_handle(
+            workflow_id=window.wf, activity_id=window.ref, run_id=window.run
+        )
+
+    def check(
+        self, executions: list[checks.Execution], starts: dict[tuple[str, int, int], float]
+    ) -> int:
+        """At most one execution of a paused activity began while it was
+        paused, and that one is an attempt that had taken the activity's
+        task before the pause (``starts``: when each attempt took it, from
+        the histories' attempt records); returns how many did."""
+        if self.held:
+            raise checks.InvariantError(f"activities still paused at the end: {self.held}")
+        began: dict[tuple[str, int], list[checks.Execution]] = defaultdict(list)
+        for e in executions:
+            began[(e.run, e.ref)].append(e)
+        in_flight = 0
+        for window in self.windows:
+            assert window.end is not None
+            inside = [
+                e for e in began[(window.run, window.ref)] if window.start < e.at < window.end
+            ]
+            if len(inside) > 1:
+                raise checks.InvariantError(
+                    f"{window.wf} (run {window.run}): activity {window.ref} began "
+                    f"{len(inside)} executions while paused (from {window.start:.3f} to "
+                    f"{window.end:.3f}): {inside}"
+                )
+            for e in inside:
+                took = starts.get((e.run, e.ref, e.attempt))
+                if took is None or took >= window.start:
+                    raise checks.InvariantError(
+                        f"{window.wf} (run {window.run}): activity {window.ref}'s attempt "
+                        f"{e.attempt} began while it was paused (from {window.start:.3f}), "
+                        f"its task taken at {took}: after the pause"
+                    )
+            in_flight += len(inside)
+        return in_flight
