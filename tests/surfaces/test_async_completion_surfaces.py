@@ -285,8 +285,9 @@ def test_an_activity_retried_for_ever_is_settled_by_id(db: str, sync: perdure.Sy
         ("show", "cli-id/fail", "--db", db),
     )
     assert (
-        "failing for good? deploy a fix, or settle it by hand: perdure activity fail|complete "
-        "-w cli-id/fail -a 1 ... (docs/operations.md)"
+        "failing for good? deploy a fix, pause it (perdure activity pause -w cli-id/fail -a 1), "
+        "or settle it by hand: perdure activity fail|complete -w cli-id/fail -a 1 ... "
+        "(docs/operations.md)"
     ) in " ".join(shown.stdout.split()), shown.stdout
     failed, completed = cli_all(
         ("activity", "fail", "-w", "cli-id/fail", "-a", "1", "-m", "gave up", "-t", "GaveUp",
