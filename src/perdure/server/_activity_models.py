@@ -20,6 +20,7 @@ __all__ = [
     "CompleteActivityRequest",
     "FailActivityRequest",
     "HeartbeatActivityRequest",
+    "HeartbeatDetailsRequest",
     "TaskTokenRequest",
     "UnpauseActivityRequest",
 ]
@@ -79,13 +80,17 @@ class FailActivityRequest(ActivityFailureRequest, TaskTokenRequest):
     )
 
 
-class HeartbeatActivityRequest(TaskTokenRequest):
+class HeartbeatDetailsRequest(Strict):
+    """A heartbeat's progress details, given by id (an empty body: null)."""
+
+    details: Any = Field(None, description="Progress details, any JSON (left out: null).")
+
+
+class HeartbeatActivityRequest(HeartbeatDetailsRequest, TaskTokenRequest):
     """A heartbeat of an activity attempt that awaits completion: it is
     alive (with a heartbeat_timeout, its deadline moves to that long from
     now), with progress details a retry reads as
     ``activity.info().heartbeat_details``."""
-
-    details: Any = Field(None, description="Progress details, any JSON (left out: null).")
 
 
 class ActivityDone(BaseModel):

@@ -6,7 +6,8 @@ once its workflow cancelled it; or say it is alive with ``heartbeat``.
 ``/api/workflows/{id}/activities/{activity_id}/complete|fail``: end a
 run's pending activity now, by id, whatever it waits for (an operator
 settling a step by hand, as Temporal's complete and fail by id);
-``.../pause|unpause``: hold its attempts back, and let them go. They need
+``.../heartbeat|report-cancellation`` by id, for an attempt awaiting
+completion; ``.../pause|unpause``: hold its attempts back, and let them go. They need
 the ``admin`` role, as a signal does: a webhook that ends a step is what a
 signal's webhook is to a run.
 
@@ -223,6 +224,62 @@ async def fail_activity_by_id(
     ActivityError."""
     error = ApplicationError(body.message, type=body.type, non_retryable=True)
     return await _ended(_by_id(client, workflow_id, activity_id, run_id).fail(error))
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/activities/{activity_id}/heartbeat",
+    response_model=am.ActivityDone,
+    dependencies=Admin,
+    responses={
+        **BY_ID_ERRORS,
+        404: {
+            "model": m.ErrorBody,
+            "description": "No such run, its run has ended, or no attempt of the activity "
+            "awaits completion (one running on a worker heartbeats itself)",
+        },
+        409: {
+            "model": m.ErrorBody,
+            "description": "Its workflow cancelled the attempt: stop its work and POST "
+            ".../report-cancellation",
+        },
+    },
+    openapi_extra=body_doc(am.HeartbeatDetailsRequest, required=False),
+)
+async def heartbeat_activity_by_id(
+    request: Request,
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    activity_id: ActivityId,
+    run_id: RunId = None,
+) -> Any:
+    """Say the run's activity attempt that awaits completion is alive, by
+    id (for a system that knows the ids rather than the task token), with
+    progress ``details``; as ``POST /api/activities/heartbeat``. 409 if its
+    workflow cancelled it. An empty body: null details."""
+    body = await optional_body(request, am.HeartbeatDetailsRequest)
+    handle = _by_id(client, workflow_id, activity_id, run_id)
+    try:
+        return await _ended(handle.heartbeat(body.details))
+    except AsyncActivityCancelledError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/activities/{activity_id}/report-cancellation",
+    response_model=am.ActivityDone,
+    dependencies=Admin,
+    responses=BY_ID_ERRORS,
+)
+async def report_activity_cancellation_by_id(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    activity_id: ActivityId,
+    run_id: RunId = None,
+) -> Any:
+    """Record that the run's activity attempt that awaits completion
+    stopped because its workflow cancelled it, by id (what to send after a
+    heartbeat's 409)."""
+    return await _ended(_by_id(client, workflow_id, activity_id, run_id).report_cancellation())
 
 
 @router.post(
