@@ -82,7 +82,9 @@ class QueueInfo:
     it lets the next one, ``held_until`` (None: it does not; a queue whose
     ``running`` is its ``max_running`` starts the next when one ends);
     ``waiting_by_priority``: the waiting by priority (1 first, 5 last; the
-    priorities none waits at left out)."""
+    priorities none waits at left out); ``paused``: the activities an
+    operator paused (``AsyncActivityHandle.pause``) that no attempt runs,
+    which neither ``waiting`` nor ``backing_off`` counts."""
 
     task_queue: str
     limits: QueueLimits | None
@@ -92,6 +94,7 @@ class QueueInfo:
     started: int
     held_until: datetime | None
     waiting_by_priority: dict[int, int] = field(default_factory=dict)
+    paused: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API)."""
@@ -105,6 +108,7 @@ class QueueInfo:
             "started": self.started,
             "held_until": None if held is None else held.isoformat(),
             "waiting_by_priority": {str(p): n for p, n in self.waiting_by_priority.items()},
+            "paused": self.paused,
         }
 
     @classmethod
@@ -120,6 +124,7 @@ class QueueInfo:
             record.started,
             None if held is None else datetime.fromtimestamp(held, tz=UTC),
             dict(record.waiting_by_priority),
+            record.paused,
         )
 
 

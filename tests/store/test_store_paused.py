@@ -166,3 +166,24 @@ async def test_what_is_not_pending_cannot_be_paused(open_store: Any, clock: Fake
     first = await claim(store)
     assert await store.complete_activity(first, h.activity_completed(1, '"ok"', 1, []))
     assert await store.set_activity_paused("run-1", 1, True) is None
+
+
+async def test_a_queue_counts_its_paused_activities_apart(
+    open_store: Any, clock: FakeClock
+) -> None:
+    """Store.queues: a paused activity that no attempt runs is counted as
+    paused, not as waiting or backing off; one whose attempt runs, as
+    running."""
+    store = await open_store()
+    await schedule(store, clock)
+    first = await claim(store)
+    await store.set_activity_paused("run-1", 1, True)
+    [q] = await store.queues("q")
+    assert (q.running, q.waiting, q.backing_off, q.paused) == (1, 0, 0, 0)
+    assert await store.retry_activity(first, FAILURE, 5.0)
+    [q] = await store.queues("q")
+    assert (q.running, q.waiting, q.backing_off, q.paused) == (0, 0, 0, 1)
+    assert q.waiting_by_priority == {}
+    await store.set_activity_paused("run-1", 1, False)
+    [q] = await store.queues("q")
+    assert (q.running, q.waiting, q.backing_off, q.paused) == (0, 1, 0, 0)

@@ -178,6 +178,15 @@ def test_an_admin_pauses_and_unpauses_an_activity(ui: UI, client: perdure.SyncCl
             assert disabled_in_flight == [True, True]
             assert len(posts) == 2
 
+            # The queues page counts the paused apart from the waiting.
+            queue = the_activity(client, "ui-pause/plain", lambda a: a.paused, "paused").task_queue
+            counted = client.describe_queue(queue).paused
+            assert counted >= 2
+            page.goto(f"{url}#/queues")
+            expect(page.locator(f"tr[data-queue='{queue}'] .paused-count")).to_have_text(
+                f"{counted} paused"
+            )
+
             # Unpaused as it was: its attempts go on counting.
             page.goto(f"{url}#/workflows/ui-pause%2Fplain")
             held = held_back(client, "ui-pause/plain")

@@ -75,9 +75,16 @@ def test_pause_and_unpause_from_the_cli(db: str, sync: perdure.SyncClient) -> No
     time.sleep(0.3)  # (retried every 50 ms: a few attempts would have run)
     [still] = handle.describe().pending_activities
     assert (still.attempt, still.paused, still.next_attempt_at) == (held.attempt, True, None)
-    shown, shown_json = cli_all(
-        ("show", "cli-pause/a", "--db", db), ("show", "cli-pause/a", "--json", "--db", db)
+    shown, shown_json, queue, queue_json = cli_all(
+        ("show", "cli-pause/a", "--db", db),
+        ("show", "cli-pause/a", "--json", "--db", db),
+        ("queue", "show", held.task_queue, "--db", db),
+        ("queue", "show", held.task_queue, "--json", "--db", db),
     )
+    # The queue counts it apart: paused, neither waiting nor backing off.
+    assert "paused       1   (by an operator: perdure activity unpause" in queue.stdout
+    counted = json.loads(queue_json.stdout)
+    assert (counted["paused"], counted["waiting"], counted["backing_off"]) == (1, 0, 0)
     words = " ".join(shown.stdout.split())
     assert f"(ref 1): attempt {held.attempt} failed, paused" in words, shown.stdout
     assert "paused: no attempt starts until perdure activity unpause -w cli-pause/a -a 1" in words

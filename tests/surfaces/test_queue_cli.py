@@ -47,6 +47,7 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         "started": 0,
         "held_until": None,
         "waiting_by_priority": {},
+        "paused": 0,
     }
     text = cli("queue", "show", "llm", "--db", db).stdout
     assert "at most 8 running" in text and "0 in the rate limit's window" in text

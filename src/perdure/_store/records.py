@@ -468,7 +468,8 @@ class QueueRecord:
     (not due yet: a retry's wait), the starts in the rate limit's window,
     and, while the rate limit holds starts back, when it lets the next one
     (None: it does not hold them back); the waiting by priority (only the
-    priorities some wait at)."""
+    priorities some wait at); the paused (by an operator) not running, which
+    neither waiting nor backing_off counts."""
 
     queue: str
     limits: QueueLimitsRecord | None
@@ -478,6 +479,7 @@ class QueueRecord:
     started: int
     held_until: float | None
     waiting_by_priority: dict[int, int] = field(default_factory=dict)
+    paused: int = 0
 
 
 @dataclass(frozen=True)

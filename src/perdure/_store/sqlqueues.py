@@ -137,20 +137,24 @@ async def write_limits(tx: Tx, queue: str, limits: QueueLimitsRecord | None, now
     return had
 
 
-# Each queue's activity tasks: running, due and waiting, not due yet.
+# Each queue's activity tasks: running; due and waiting, not due yet, and
+# paused (an operator's pause: not running, whatever their due time), the
+# three of those not running.
+_LEASED_NOW = "visible_at > ? AND lease_owner IS NOT NULL"
 _TASK_COUNTS = (
     "SELECT queue,"
-    " SUM(CASE WHEN visible_at > ? AND lease_owner IS NOT NULL THEN 1 ELSE 0 END),"
-    " SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END),"
-    " SUM(CASE WHEN visible_at > ? AND lease_owner IS NULL THEN 1 ELSE 0 END)"
+    f" SUM(CASE WHEN {_LEASED_NOW} THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN visible_at <= ? AND paused = 0 THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN visible_at > ? AND lease_owner IS NULL AND paused = 0 THEN 1 ELSE 0 END),"
+    f" SUM(CASE WHEN paused = 1 AND NOT ({_LEASED_NOW}) THEN 1 ELSE 0 END)"
     " FROM tasks WHERE kind = 'activity'{} GROUP BY queue"
 )
 
 
 # Each queue's due activity tasks, by priority.
 _WAITING_BY_PRIORITY = (
-    "SELECT queue, priority, COUNT(*) FROM tasks WHERE kind = 'activity' AND visible_at <= ?{}"
-    " GROUP BY queue, priority ORDER BY queue, priority"
+    "SELECT queue, priority, COUNT(*) FROM tasks WHERE kind = 'activity' AND visible_at <= ?"
+    " AND paused = 0{} GROUP BY queue, priority ORDER BY queue, priority"
 )
 
 
@@ -160,8 +164,8 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
     del d  # (the same SQL on every backend)
     only = "" if queue is None else " AND queue = ?"
     counts = {
-        r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0))
-        for r in await tx.all(_TASK_COUNTS.format(only), (now, now, now, *_one(queue)))
+        r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0))
+        for r in await tx.all(_TASK_COUNTS.format(only), (now, now, now, now, *_one(queue)))
     }
     by_priority: dict[str, dict[int, int]] = {}
     for name, priority, count in await tx.all(
@@ -179,7 +183,7 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
     names = sorted(set(counts) | set(limited) | set(_one(queue)))
     found = []
     for name in names:
-        running, waiting, backing_off = counts.get(name, (0, 0, 0))
+        running, waiting, backing_off, paused = counts.get(name, (0, 0, 0, 0))
         limits = limited.get(name)
         held_until, started = None, 0
         if limits is not None:
@@ -195,6 +199,7 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
                 started,
                 held_until,
                 by_priority.get(name, {}),
+                paused,
             )
         )
     return found

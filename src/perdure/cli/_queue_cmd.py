@@ -109,6 +109,11 @@ def show(
         out.print(f"  running      {q.running}")
         out.print(f"  waiting      {q.waiting}{_by_priority(q)}")
         out.print(f"  backing off  {q.backing_off}   (a retry's wait)")
+        if q.paused:
+            out.print(
+                f"  paused       {q.paused}   (by an operator: perdure activity unpause -w ID "
+                f"-a N lets one go)"
+            )
         if q.limits is not None and q.limits.max_starts is not None:
             out.print(f"  started      {q.started} in the rate limit's window")
         if q.held_until is not None:

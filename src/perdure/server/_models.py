@@ -285,6 +285,11 @@ class Queue(BaseModel):
     waiting_by_priority: dict[str, int] = Field(
         description="The waiting tasks by priority ('1' first to '5' last; none: left out)."
     )
+    paused: int = Field(
+        0,
+        description="Activities an operator paused that no attempt runs (neither waiting "
+        "nor backing_off counts them): POST .../activities/{activity_id}/unpause lets one go.",
+    )
 
 
 class QueueList(BaseModel):

@@ -116,7 +116,10 @@ export function renderQueues(container, params, ctx) {
         h("td", {}, h("span", { class: "mono", text: q.task_queue }),
           h("div", { class: "actions" }, buttons(q))),
         h("td", { text: String(q.running), class: full ? "full" : "" }),
-        h("td", { text: String(q.waiting), title: byPriority(q.waiting_by_priority) }),
+        h("td", { title: byPriority(q.waiting_by_priority) }, String(q.waiting),
+          // (Paused by an operator: neither waiting nor backing off.)
+          q.paused ? h("div", { class: "muted paused-count", text: `${q.paused} paused`,
+            title: "activities an operator paused: unpause one on its workflow's page" }) : null),
         h("td", { text: String(q.backing_off), title: "waiting for a retry's time" }),
         h("td", {}, limitsText(q.limits),
           q.limits && q.limits.max_starts !== null
