@@ -20,7 +20,15 @@ from perdure._checks import check_name
 from perdure._spans import span_text
 from perdure._store.base import QueueLimitsRecord, QueueRecord
 
-__all__ = ["MAX_LIMIT", "MAX_PER", "MIN_PER", "QueueInfo", "QueueLimits", "make_limits"]
+__all__ = [
+    "MAX_LIMIT",
+    "MAX_PER",
+    "MIN_PER",
+    "PausedActivity",
+    "QueueInfo",
+    "QueueLimits",
+    "make_limits",
+]
 
 MAX_LIMIT = 1_000_000  # the largest max_running or max_starts
 MIN_PER = timedelta(milliseconds=1)
@@ -73,6 +81,25 @@ class QueueLimits:
 
 
 @dataclass(frozen=True)
+class PausedActivity:
+    """An activity an operator paused, as ``QueueInfo.paused_activities``
+    lists it: ``AsyncActivityHandle`` by these ids unpauses it."""
+
+    workflow_id: str
+    run_id: str
+    activity_id: int
+    activity_type: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id,
+            "run_id": self.run_id,
+            "activity_id": self.activity_id,
+            "activity_type": self.activity_type,
+        }
+
+
+@dataclass(frozen=True)
 class QueueInfo:
     """One task queue's activities now (``Client.describe_queue``): its
     limits (None: none), the attempts ``running`` (leased to a worker whose
@@ -84,7 +111,8 @@ class QueueInfo:
     ``waiting_by_priority``: the waiting by priority (1 first, 5 last; the
     priorities none waits at left out); ``paused``: the activities an
     operator paused (``AsyncActivityHandle.pause``) that no attempt runs,
-    which neither ``waiting`` nor ``backing_off`` counts."""
+    which neither ``waiting`` nor ``backing_off`` counts, and the first 20
+    of them, oldest first, in ``paused_activities``."""
 
     task_queue: str
     limits: QueueLimits | None
@@ -95,6 +123,7 @@ class QueueInfo:
     held_until: datetime | None
     waiting_by_priority: dict[int, int] = field(default_factory=dict)
     paused: int = 0
+    paused_activities: list[PausedActivity] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API)."""
@@ -109,6 +138,7 @@ class QueueInfo:
             "held_until": None if held is None else held.isoformat(),
             "waiting_by_priority": {str(p): n for p, n in self.waiting_by_priority.items()},
             "paused": self.paused,
+            "paused_activities": [a.to_json() for a in self.paused_activities],
         }
 
     @classmethod
@@ -125,6 +155,7 @@ class QueueInfo:
             None if held is None else datetime.fromtimestamp(held, tz=UTC),
             dict(record.waiting_by_priority),
             record.paused,
+            [PausedActivity(*a) for a in record.paused_activities],
         )
 
 

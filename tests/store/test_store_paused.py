@@ -180,10 +180,12 @@ async def test_a_queue_counts_its_paused_activities_apart(
     await store.set_activity_paused("run-1", 1, True)
     [q] = await store.queues("q")
     assert (q.running, q.waiting, q.backing_off, q.paused) == (1, 0, 0, 0)
+    assert q.paused_activities == []  # (its attempt runs: not held back yet)
     assert await store.retry_activity(first, FAILURE, 5.0)
     [q] = await store.queues("q")
     assert (q.running, q.waiting, q.backing_off, q.paused) == (0, 0, 0, 1)
     assert q.waiting_by_priority == {}
+    assert q.paused_activities == [("wf-1", "run-1", 1, "charge")]
     await store.set_activity_paused("run-1", 1, False)
     [q] = await store.queues("q")
     assert (q.running, q.waiting, q.backing_off, q.paused) == (0, 1, 0, 0)

@@ -183,8 +183,10 @@ def test_an_admin_pauses_and_unpauses_an_activity(ui: UI, client: perdure.SyncCl
             counted = client.describe_queue(queue).paused
             assert counted >= 2
             page.goto(f"{url}#/queues")
-            expect(page.locator(f"tr[data-queue='{queue}'] .paused-count")).to_have_text(
-                f"{counted} paused"
+            count = page.locator(f"tr[data-queue='{queue}'] .paused-count")
+            expect(count).to_have_text(f"{counted} paused")
+            expect(count).to_have_attribute(
+                "title", re.compile(r"ui-pause/plain ref 1 \(down_for_ever\)")
             )
 
             # Unpaused as it was: its attempts go on counting.

@@ -82,9 +82,21 @@ def test_pause_and_unpause_from_the_cli(db: str, sync: perdure.SyncClient) -> No
         ("queue", "show", held.task_queue, "--json", "--db", db),
     )
     # The queue counts it apart: paused, neither waiting nor backing off.
-    assert "paused       1   (by an operator: perdure activity unpause" in queue.stdout
+    queue_said = " ".join(queue.stdout.split())
+    assert (
+        "paused 1 (by an operator; unpause each with:) down_for_ever of cli-pause/a: "
+        "perdure activity unpause -w cli-pause/a -a 1"
+    ) in queue_said, queue.stdout
     counted = json.loads(queue_json.stdout)
     assert (counted["paused"], counted["waiting"], counted["backing_off"]) == (1, 0, 0)
+    assert counted["paused_activities"] == [
+        {
+            "workflow_id": "cli-pause/a",
+            "run_id": handle.run_id,
+            "activity_id": 1,
+            "activity_type": "down_for_ever",
+        }
+    ]
     words = " ".join(shown.stdout.split())
     assert f"(ref 1): attempt {held.attempt} failed, paused" in words, shown.stdout
     assert "paused: no attempt starts until perdure activity unpause -w cli-pause/a -a 1" in words

@@ -48,6 +48,7 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         "held_until": None,
         "waiting_by_priority": {},
         "paused": 0,
+        "paused_activities": [],
     }
     text = cli("queue", "show", "llm", "--db", db).stdout
     assert "at most 8 running" in text and "0 in the rate limit's window" in text

@@ -480,6 +480,9 @@ class QueueRecord:
     held_until: float | None
     waiting_by_priority: dict[int, int] = field(default_factory=dict)
     paused: int = 0
+    # The first of them (sqlqueues.MAX_PAUSED_LISTED), oldest first:
+    # (workflow id, run id, activity ref, activity name).
+    paused_activities: list[tuple[str, str, int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

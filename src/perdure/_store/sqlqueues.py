@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from perdure._store.records import QueueLimitsRecord, QueueRecord
-from perdure._store.sqlrows import Dialect, Tx
+from perdure._store.sqlrows import Dialect, Tx, loads
 
 __all__ = [
     "NOT_LIMITED",
@@ -151,6 +151,18 @@ _TASK_COUNTS = (
 )
 
 
+# A queue's paused activities that no attempt runs (the count's), the first
+# MAX_PAUSED_LISTED by age: their runs' workflow ids, for an operator.
+_PAUSED_ACTIVITIES = (
+    "SELECT runs.workflow_id, tasks.run_id, tasks.ref, tasks.payload"
+    " FROM tasks JOIN runs ON runs.run_id = tasks.run_id"
+    " WHERE tasks.kind = 'activity' AND tasks.queue = ? AND tasks.paused = 1"
+    " AND NOT (tasks.visible_at > ? AND tasks.lease_owner IS NOT NULL)"
+    " ORDER BY tasks.id LIMIT ?"
+)
+MAX_PAUSED_LISTED = 20
+
+
 # Each queue's due activity tasks, by priority.
 _WAITING_BY_PRIORITY = (
     "SELECT queue, priority, COUNT(*) FROM tasks WHERE kind = 'activity' AND visible_at <= ?"
@@ -189,6 +201,12 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
         if limits is not None:
             g = await gate(tx, name, limits, now)
             started, held_until = g.started, g.opens
+        listed: list[tuple[str, str, int, str]] = []
+        if paused:
+            for workflow_id, run_id, ref, payload in await tx.all(
+                _PAUSED_ACTIVITIES, (name, now, MAX_PAUSED_LISTED)
+            ):
+                listed.append((workflow_id, run_id, int(ref), loads(payload)["name"]))
         found.append(
             QueueRecord(
                 name,
@@ -200,6 +218,7 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
                 held_until,
                 by_priority.get(name, {}),
                 paused,
+                listed,
             )
         )
     return found

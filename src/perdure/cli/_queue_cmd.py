@@ -10,6 +10,7 @@ from ``_operator.run``.
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional
 
 import typer
@@ -110,10 +111,15 @@ def show(
         out.print(f"  waiting      {q.waiting}{_by_priority(q)}")
         out.print(f"  backing off  {q.backing_off}   (a retry's wait)")
         if q.paused:
-            out.print(
-                f"  paused       {q.paused}   (by an operator: perdure activity unpause -w ID "
-                f"-a N lets one go)"
-            )
+            out.print(f"  paused       {q.paused}   (by an operator; unpause each with:)")
+            for a in q.paused_activities:
+                named = f"-w {shlex.quote(a.workflow_id)} -a {a.activity_id}"
+                out.print(
+                    f"    {escape(a.activity_type)} of {escape(a.workflow_id)}: "
+                    f"perdure activity unpause {escape(named)}"
+                )
+            if q.paused > len(q.paused_activities):
+                out.print(f"    [dim]... and {q.paused - len(q.paused_activities)} more[/]")
         if q.limits is not None and q.limits.max_starts is not None:
             out.print(f"  started      {q.started} in the rate limit's window")
         if q.held_until is not None:

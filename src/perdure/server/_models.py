@@ -272,6 +272,13 @@ class QueueLimitsOut(BaseModel):
     per_seconds: Optional[float]
 
 
+class PausedActivityOut(BaseModel):
+    workflow_id: str
+    run_id: str
+    activity_id: int
+    activity_type: str
+
+
 class Queue(BaseModel):
     task_queue: str
     limits: Optional[QueueLimitsOut] = Field(description="Null: the queue has no limits.")
@@ -289,6 +296,10 @@ class Queue(BaseModel):
         0,
         description="Activities an operator paused that no attempt runs (neither waiting "
         "nor backing_off counts them): POST .../activities/{activity_id}/unpause lets one go.",
+    )
+    paused_activities: list[PausedActivityOut] = Field(
+        default_factory=list,
+        description="The first 20 of the paused, oldest first, by their ids.",
     )
 
 

@@ -101,6 +101,15 @@ export function renderQueues(container, params, ctx) {
     ];
   }
 
+  function pausedTitle(q) {
+    // (The first paused, by their ids: each is unpaused on its workflow's page.)
+    const named = (q.paused_activities || []).map(
+      (a) => `${a.workflow_id} ref ${a.activity_id} (${a.activity_type})`);
+    const more = q.paused > named.length ? [`… and ${q.paused - named.length} more`] : [];
+    return ["Paused by an operator; unpause each on its workflow's page:", ...named, ...more]
+      .join("\n");
+  }
+
   function byPriority(found) {
     // (The waiting by priority, as the cell's tooltip.)
     const parts = Object.entries(found || {}).map(([p, n]) => `priority ${p}: ${n}`);
@@ -119,7 +128,7 @@ export function renderQueues(container, params, ctx) {
         h("td", { title: byPriority(q.waiting_by_priority) }, String(q.waiting),
           // (Paused by an operator: neither waiting nor backing off.)
           q.paused ? h("div", { class: "muted paused-count", text: `${q.paused} paused`,
-            title: "activities an operator paused: unpause one on its workflow's page" }) : null),
+            title: pausedTitle(q) }) : null),
         h("td", { text: String(q.backing_off), title: "waiting for a retry's time" }),
         h("td", {}, limitsText(q.limits),
           q.limits && q.limits.max_starts !== null
