@@ -80,6 +80,7 @@ SQL_FRAGMENTS = {
     "where": "'WHERE status = ? AND ...', or timers_not_held()'s: constant clauses",
     "lost": "sqlrows.lost_attempt(): column names and constant literals, per dialect",
     "_UNLESS_PAUSED": "sqlstore's constant CASE on the paused column, of two placeholders",
+    "_LEASED_NOW": "sqlqueues' constant condition on a leased task, of one placeholder",
     # ... and any module constant named *_COLUMNS: a fixed list of column names.
     "' AND '.join(clauses)": "constant clauses with placeholders ('status = ?')",
     "marks(chunk)": "sqlrows.marks(): one placeholder per run id",
