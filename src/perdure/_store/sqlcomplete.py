@@ -26,7 +26,10 @@ the parent's workflow task, if the parent is open. The worker knows the
 parent's run id (the child's WorkflowStarted names it) but not the child's
 ref in the parent's history, which only the child's row holds: the
 statement writes the event's text around the ref it reads there.
-Imports the history model, the store records and the event text.
+Imports the history model, the store records, the event text and the
+row helpers. Also here: the body's own two writes, shared by every way an
+activity ends (``deliver_final``) or is dropped after a cancellation
+(``drop_if_cancelled``).
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from perdure import _history as h
-from perdure._store.base import OPEN, ActivityTask
+from perdure._store import sqlrows as rows
+from perdure._store.base import OPEN, ActivityTask, RunRecord
 from perdure._store.eventtext import event_text
+from perdure._store.sqlrows import Tx
 
 __all__ = [
     "INBOX_IF_OPEN",
@@ -43,6 +48,8 @@ __all__ = [
     "TASK_IF_OPEN",
     "CompletePlan",
     "ParentTell",
+    "deliver_final",
+    "drop_if_cancelled",
     "plan_complete",
     "tell_parent",
 ]
@@ -129,4 +136,26 @@ def tell_parent(
         parent_run_id,
         (head + '"ref":', tail, now, parent_run_id, OPEN, run_id),
         (now, now, parent_run_id, OPEN),
+    )
+
+
+async def deliver_final(
+    tx: Tx, run: RunRecord | None, event: h.Event, now: float, fence: str, params: tuple[Any, ...]
+) -> bool:
+    """Delete an activity's task row by ``fence`` and, if that deleted it,
+    put its final ``event`` in its run's inbox (if the run is open; the
+    caller locked it first)."""
+    if await tx.execute(fence, params) != 1:
+        return False
+    if run is not None and run.is_open:
+        await rows.to_inbox(tx, run, event, now)
+    return True
+
+
+async def drop_if_cancelled(tx: Tx, task: ActivityTask) -> None:
+    """An attempt's task whose activity was cancelled while it was claimed:
+    nobody wants another attempt (retry_activity, hand_back)."""
+    await tx.send(
+        "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
+        (task.task_id, task.token),
     )

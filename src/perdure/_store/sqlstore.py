@@ -39,7 +39,7 @@ from perdure._store.base import (
 )
 from perdure._store.sqlclaimed import ClaimedPlan, plan_claimed
 from perdure._store.sqlclient import SqlClientSide
-from perdure._store.sqlcomplete import plan_complete
+from perdure._store.sqlcomplete import deliver_final, drop_if_cancelled, plan_complete
 from perdure._store.sqlhooks import Body as Body
 from perdure._store.sqlhooks import Query as Query
 from perdure._store.sqlleases import CLAIMED_COLUMNS
@@ -54,19 +54,6 @@ _UNLESS_PAUSED = "CASE WHEN paused = 1 THEN ? ELSE ? END"
 
 # Every priority, for a claim's "priority IN (...)" (see _claim).
 PRIORITY_IN = f"priority IN ({', '.join(map(str, h.PRIORITIES))})"
-
-
-async def _deliver_final(
-    tx: Tx, run: RunRecord | None, event: h.Event, now: float, fence: str, params: tuple[Any, ...]
-) -> bool:
-    """Delete an activity's task row by ``fence`` and, if that deleted it,
-    put its final ``event`` in its run's inbox (if the run is open; the
-    caller locked it first)."""
-    if await tx.execute(fence, params) != 1:
-        return False
-    if run is not None and run.is_open:
-        await rows.to_inbox(tx, run, event, now)
-    return True
 
 
 def _claim_order(row: tuple[Any, ...]) -> tuple[int, int]:
@@ -389,7 +376,7 @@ class SqlStore(SqlClientSide):
                 (NEVER_DUE, now + retry_in, *given, task.task_id, task.token),
             )
             if changed != 1 and isinstance(task, ActivityTask):
-                await _drop_if_cancelled(tx, task)
+                await drop_if_cancelled(tx, task)
             return changed == 1
 
         ok = await self._write(hand)
@@ -406,7 +393,7 @@ class SqlStore(SqlClientSide):
             run = await rows.run_by_id(tx, self, task.run_id)  # lock the run first
             # Deleting our own leased row is the fence: a timed-out attempt whose
             # task was re-claimed (new token) or cancelled (row gone) changes nothing.
-            return await _deliver_final(
+            return await deliver_final(
                 tx,
                 run,
                 event,
@@ -449,7 +436,7 @@ class SqlStore(SqlClientSide):
             else:
                 fence = "DELETE FROM tasks WHERE id = ? AND lease_token IS NULL AND attempt = ?"
                 params = (task.task_id, task.attempt)
-            return await _deliver_final(tx, run, event_of(state, now), now, fence, params)
+            return await deliver_final(tx, run, event_of(state, now), now, fence, params)
 
         ended = await self._write(end)
         if ended:
@@ -497,7 +484,7 @@ class SqlStore(SqlClientSide):
                 ),
             )
             if changed != 1:
-                await _drop_if_cancelled(tx, task)
+                await drop_if_cancelled(tx, task)
             return changed == 1
 
         ok = await self._write(retry)
@@ -596,12 +583,3 @@ class SqlStore(SqlClientSide):
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._read(registry.list_all)
-
-
-async def _drop_if_cancelled(tx: Tx, task: ActivityTask) -> None:
-    """An attempt's task whose activity was cancelled while it was claimed:
-    nobody wants another attempt (retry_activity, hand_back)."""
-    await tx.send(
-        "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
-        (task.task_id, task.token),
-    )

@@ -33,7 +33,7 @@ from perdure._worker.outcomes import (
 )
 from perdure._worker.outcomes import failure as _failure_dict
 from perdure._worker.streams import AttemptStreams
-from perdure._worker.threads import SPARE_THREADS, ActivityThreads, ThreadedCall
+from perdure._worker.threads import SPARE_THREADS, ActivityThreads, Escaped, ThreadedCall, in_thread
 from perdure.activity import (
     ActivityFunction,
     ActivityInfo,
@@ -80,26 +80,6 @@ class _Unopened(Exception):
     def __init__(self, error: PayloadCodecError) -> None:
         super().__init__(error)
         self.error = error
-
-
-class _Escaped(Exception):
-    """A BaseException that a plain ``def`` activity's code raised in its pool
-    thread (SystemExit, KeyboardInterrupt): signals reach only the main
-    thread, so there it is the code's own, and the attempt's failure, carried
-    to the loop as an Exception."""
-
-    def __init__(self, inner: BaseException) -> None:
-        super().__init__(inner)
-        self.inner = inner
-
-
-def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except (Exception, asyncio.CancelledError, CompleteAsyncError):
-        raise  # (CancelledError: heartbeat() stopping the attempt)
-    except BaseException as exc:
-        raise _Escaped(exc) from None
 
 
 @dataclass(slots=True)
@@ -285,7 +265,7 @@ class ActivityRunner:
         except BaseException as exc:  # an Exception, or the code's own BaseException
             # The attempt failed, not the worker: sys.exit() in a plain def
             # activity had ended the worker's process, and then every one it reached.
-            failed = exc.inner if isinstance(exc, _Escaped) else exc
+            failed = exc.inner if isinstance(exc, Escaped) else exc
             if running.streams is not None:
                 await running.streams.drain()
             await self._handle_failure(task, failed)
@@ -394,7 +374,7 @@ class ActivityRunner:
             call = ThreadedCall(self.overrunning.discard)
             awaitable = loop.run_in_executor(
                 self._pool,
-                functools.partial(ctx.run, _in_thread, call.run, activity.fn, args, kwargs),
+                functools.partial(ctx.run, in_thread, call.run, activity.fn, args, kwargs),
             )
         running.future = awaitable
         why = "it timed out"

@@ -20,7 +20,9 @@ a call past its worker's stop does not keep the process alive, as
 ``ThreadPoolExecutor``'s threads did (the interpreter joins them at exit,
 so ``perdure worker`` had not exited on SIGTERM until the call returned).
 Its attempt is retried elsewhere once its lease runs out, as after a crash.
-The standard library only.
+``in_thread`` runs the function there, and carries a BaseException of the
+code's own back to the loop as ``Escaped``. Imports the standard library
+and ``perdure.activity``'s CompleteAsyncError.
 """
 
 from __future__ import annotations
@@ -33,8 +35,16 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from perdure._worker.asyncexc import AVAILABLE, absorb, send
+from perdure.activity import CompleteAsyncError
 
-__all__ = ["SPARE_THREADS", "ActivityThreads", "AttemptEnded", "ThreadedCall"]
+__all__ = [
+    "SPARE_THREADS",
+    "ActivityThreads",
+    "AttemptEnded",
+    "Escaped",
+    "ThreadedCall",
+    "in_thread",
+]
 
 # Threads that functions whose attempt ended may hold, beyond the worker's
 # activity slots, before new attempts wait for a thread.
@@ -171,3 +181,23 @@ class ActivityThreads(Executor):
         if wait:
             for thread in threads:
                 thread.join()
+
+
+class Escaped(Exception):
+    """A BaseException that a plain ``def`` activity's code raised in its pool
+    thread (SystemExit, KeyboardInterrupt): signals reach only the main
+    thread, so there it is the code's own, and the attempt's failure, carried
+    to the loop as an Exception."""
+
+    def __init__(self, inner: BaseException) -> None:
+        super().__init__(inner)
+        self.inner = inner
+
+
+def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except (Exception, asyncio.CancelledError, CompleteAsyncError):
+        raise  # (CancelledError: heartbeat() stopping the attempt)
+    except BaseException as exc:
+        raise Escaped(exc) from None
