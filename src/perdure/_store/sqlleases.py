@@ -55,13 +55,15 @@ async def renew(tx: Tx, d: Dialect, leases: list[tuple[int, str]], until: float)
 
 async def heartbeat(tx: Tx, task_id: int, token: str, details: Any, until: float) -> str:
     """Record an activity's heartbeat and extend its lease: "ok", "cancelled"
-    (the workflow asked it to stop) or "lost" (the lease is not ours)."""
+    (the workflow asked it to stop), "paused" (an operator paused its
+    activity) or "lost" (the lease is not ours)."""
     row = await tx.one(
         "UPDATE tasks SET visible_at = ?, heartbeat = ? WHERE id = ? AND lease_token = ?"
         " AND lease_owner IS NOT NULL RETURNING cancel_requested, paused",
         (until, dumps(details), task_id, token),
     )
-    return _beat_status(row)
+    status = _beat_status(row)
+    return "paused" if status == "ok" and row is not None and row[1] else status
 
 
 async def beat_awaiting(tx: Tx, task_id: int, token: str, details: Any, until: float) -> str:
@@ -78,9 +80,7 @@ async def beat_awaiting(tx: Tx, task_id: int, token: str, details: Any, until: f
 def _beat_status(row: tuple[Any, ...] | None) -> str:
     if row is None:
         return "lost"
-    if row[0]:
-        return "cancelled"
-    return "paused" if len(row) > 1 and row[1] else "ok"
+    return "cancelled" if row[0] else "ok"
 
 
 async def await_completion(tx: Tx, task_id: int, token: str, until: float) -> bool:

@@ -157,7 +157,7 @@ _PAUSED_ACTIVITIES = (
     "SELECT runs.workflow_id, tasks.run_id, tasks.ref, tasks.payload"
     " FROM tasks JOIN runs ON runs.run_id = tasks.run_id"
     " WHERE tasks.kind = 'activity' AND tasks.queue = ? AND tasks.paused = 1"
-    " AND NOT (tasks.visible_at > ? AND tasks.lease_owner IS NOT NULL)"
+    f" AND NOT ({_LEASED_NOW})"
     " ORDER BY tasks.id LIMIT ?"
 )
 MAX_PAUSED_LISTED = 20

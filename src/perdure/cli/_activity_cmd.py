@@ -21,6 +21,7 @@ count attempts from 1 again under a running attempt exits 5.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -350,7 +351,7 @@ def pause(
     where = _by_id(workflow_id, activity_id, run_id)
     done = (
         f"Paused {escape(where.named)}: no attempt starts until "
-        f"`perdure activity unpause -w {escape(workflow_id)} -a {activity_id}`"
+        f"`perdure activity unpause -w {escape(shlex.quote(workflow_id))} -a {activity_id}`"
     )
 
     async def work(client: Client) -> None:

@@ -143,9 +143,11 @@ def list_workflows(
 SETTLE_HINT_AFTER = 3
 
 
-def _pending_lines(d: WorkflowDescription, paused: frozenset[str] = frozenset()) -> list[str]:
-    """What the run waits on, a line each (``paused``: the task queues of
-    its held activities whose limits pause them)."""
+def _pending_lines(
+    d: WorkflowDescription, paused_queues: frozenset[str] = frozenset()
+) -> list[str]:
+    """What the run waits on, a line each (``paused_queues``: the task
+    queues of its held activities whose limits pause them)."""
     lines = []
     for a in d.pending_activities:
         if a.awaiting_completion:
@@ -162,19 +164,19 @@ def _pending_lines(d: WorkflowDescription, paused: frozenset[str] = frozenset())
             where = f"attempt {a.attempt} failed, next attempt at {local_time(a.next_attempt_at)}"
         line = f"activity [bold]{escape(a.activity_type)}[/] (ref {a.activity_id}): {where}"
         queue = escape(a.task_queue)
+        by_id = escape(f"-w {shlex.quote(d.id)} -a {a.activity_id}")
         if a.paused:
-            named = escape(f"-w {shlex.quote(d.id)} -a {a.activity_id}")
             then = "runs on; " if a.running else ""
             line += (
                 f"\n    [bold yellow]paused:[/] {then}no attempt starts until "
-                f"perdure activity unpause {named}"
+                f"perdure activity unpause {by_id}"
             )
         elif a.waiting_for_worker:
             line += (
                 f"\n    [bold yellow]no live worker serves task queue {queue!r} with activity "
                 f"{escape(a.activity_type)!r}:[/] start one, or deploy one that registers it"
             )
-        elif a.held_by_limits and a.task_queue in paused:
+        elif a.held_by_limits and a.task_queue in paused_queues:
             line += (
                 f"\n    [bold yellow]waiting: task queue {queue!r} is paused[/] (max_running 0): "
                 f"perdure queue limit {escape(shlex.quote(a.task_queue))} --max-running N "
@@ -199,11 +201,10 @@ def _pending_lines(d: WorkflowDescription, paused: frozenset[str] = frozenset())
             failure = f"{a.last_failure.get('type')}: {a.last_failure.get('message')}"
             line += f"\n    [red]last error: {escape(failure)}[/]"
             if a.attempt >= SETTLE_HINT_AFTER and not a.paused:
-                where = f"-w {shlex.quote(d.id)} -a {a.activity_id}"
                 line += (
                     f"\n    [dim]failing for good? deploy a fix, pause it (perdure activity "
-                    f"pause {escape(where)}), or settle it by hand: perdure activity "
-                    f"fail|complete {escape(where)} ... (docs/operations.md)[/]"
+                    f"pause {by_id}), or settle it by hand: perdure activity "
+                    f"fail|complete {by_id} ... (docs/operations.md)[/]"
                 )
         lines.append(line)
     for t in d.pending_timers:
@@ -240,7 +241,7 @@ def _show(
     d: WorkflowDescription,
     latest: WorkflowDescription | None = None,
     streams: list[StreamInfo] | None = None,
-    paused: frozenset[str] = frozenset(),
+    paused_queues: frozenset[str] = frozenset(),
 ) -> None:
     out.print(f"[bold]{escape(d.id)}[/]  {escape(d.workflow_type)}  {status_text(d.status)}")
     facts = [
@@ -292,7 +293,7 @@ def _show(
         out.print("[bold]Streams[/]  [dim](perdure stream ID KEY)[/]")
         for s in streams:
             out.print(_stream_line(s))
-    pending = _pending_lines(d, paused)
+    pending = _pending_lines(d, paused_queues)
     if pending:
         out.print("[bold]Waiting on[/]")
         for line in pending:
