@@ -40,7 +40,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "perdure.errors",
     ),
     # The client's records (and how an update's wait reads among a run's signals).
-    "perdure._views": ("perdure._store.base", "perdure._history.updates"),
+    "perdure._views": ("perdure._store.base", "perdure._history.updates", "perdure.retry"),
     "perdure._waiting": ("perdure._store.base", "perdure.errors"),  # the client's result waiters
     "perdure._gcpolicy": (),  # the standard library only
     "perdure._checks": (),  # the standard library only

@@ -16,9 +16,11 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from perdure import _history as h
+from perdure._activityoptions import OptionsChange, planned
 from perdure._converter import DataConverter
 from perdure._store.base import ActivityState, ActivityTask, RunRecord, Store
 from perdure._worker.outcomes import (
@@ -335,6 +337,74 @@ class AsyncActivityHandle:
         if state is None:
             raise self._not_pending(run_id)
         return state
+
+    # ------------------------------------------------------------ options
+
+    async def update_options(
+        self,
+        *,
+        start_to_close_timeout: timedelta | None = None,
+        schedule_to_close_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        retry_initial_interval: timedelta | None = None,
+        retry_backoff: float | None = None,
+        retry_max_interval: timedelta | None = None,
+        retry_max_attempts: int | None = None,
+        task_queue: str | None = None,
+    ) -> None:
+        """Change the activity's options in flight (by id only), as
+        Temporal's ``activity update-options`` does: only those given
+        change (``retry_max_attempts`` 0: no limit). Nothing is added to
+        the history. Waiting for a retry, its backoff is worked out again
+        by the new policy (from when its last attempt ended); paused, the
+        new options wait with it; an attempt running now keeps its
+        timeouts, and its end is retried, or not, by the new retry policy.
+        A new schedule_to_close_timeout counts from when the activity was
+        scheduled, as the old one did (one that has passed ends it, unless
+        an attempt runs). ``task_queue``: its next attempts are taken from
+        that queue. Refused (ValueError, nothing changed): a retry policy
+        that is not one, and a ``retry_max_attempts`` that allows no
+        attempt after those made while none runs (fail it by id instead)."""
+        change = OptionsChange.of(
+            start_to_close_timeout=start_to_close_timeout,
+            schedule_to_close_timeout=schedule_to_close_timeout,
+            heartbeat_timeout=heartbeat_timeout,
+            retry_initial_interval=retry_initial_interval,
+            retry_backoff=retry_backoff,
+            retry_max_interval=retry_max_interval,
+            retry_max_attempts=retry_max_attempts,
+            task_queue=task_queue,
+        )
+        if self._key is not None:
+            raise TypeError(
+                "update_options() names an activity by id: get the handle with "
+                "get_async_activity_handle(workflow_id=..., activity_id=...)"
+            )
+        run_id = (await self._open_run()).run_id
+        where = self._named()
+
+        def plan(
+            state: ActivityState, due: float, now: float
+        ) -> tuple[dict[str, Any], float | None]:
+            task = state.task
+            idle = state.state == "idle"
+            return planned(
+                change,
+                task.options,
+                task.attempt,
+                task.attempts,
+                idle,
+                task.paused,
+                due,
+                now,
+                where,
+            )
+
+        state = await self._store.update_activity_options(
+            run_id, self.activity_id, plan, change.task_queue
+        )
+        if state is None:
+            raise self._not_pending(run_id)
 
     # ------------------------------------------------------------ heartbeats
 

@@ -291,6 +291,10 @@ class SyncAsyncActivityHandle:
     def unpause(self, *, reset_attempts: bool = False) -> None:
         self._runner.call(self.handle.unpause(reset_attempts=reset_attempts))
 
+    def update_options(self, **changes: Any) -> None:
+        """As AsyncActivityHandle.update_options (the same keyword arguments)."""
+        self._runner.call(self.handle.update_options(**changes))
+
 
 class SyncWorkflowHandle(Generic[R]):
     def __init__(self, runner: _LoopThread, handle: WorkflowHandle[R]) -> None:

@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX
@@ -24,6 +24,7 @@ from perdure._store.base import (
     WorkerRecord,
     WorkflowTaskState,
 )
+from perdure.retry import RetryPolicy
 
 __all__ = [
     "PendingActivityInfo",
@@ -172,6 +173,14 @@ class PendingActivityInfo:
     activity pause``): no attempt of it starts until it is unpaused. An
     attempt running when it was paused runs on (stopped at its next
     heartbeat); ``next_attempt_at`` is None while it is paused."""
+    retry_policy: RetryPolicy | None = None
+    """Its retry policy as it stands (an operator may have changed it:
+    ``AsyncActivityHandle.update_options``)."""
+    start_to_close_timeout: timedelta | None = None
+    schedule_to_close_timeout: timedelta | None = None
+    heartbeat_timeout: timedelta | None = None
+    deadline: datetime | None = None
+    """When its schedule_to_close_timeout ends it (None: it has none)."""
 
 
 @dataclass(frozen=True)
@@ -382,6 +391,7 @@ def describe_run(
                 _dt(a.completion_deadline),
                 display(a.heartbeat),
                 a.paused,
+                *_options(a),
             )
             for a in pending.activities
         ],
@@ -405,6 +415,24 @@ def describe_run(
         awaiting_nothing=_awaiting_nothing(run, pending, now),
         search_attributes=run.search_attributes,
         priority=run.priority,
+    )
+
+
+def _options(a: PendingActivity) -> tuple[Any, ...]:
+    """PendingActivityInfo's retry_policy, timeouts and deadline."""
+    options = a.options
+
+    def span(name: str) -> timedelta | None:
+        seconds = options.get(name)
+        return None if seconds is None else timedelta(seconds=seconds)
+
+    close_by = options.get("schedule_to_close_timeout")
+    return (
+        RetryPolicy.from_dict(options["retry"]) if "retry" in options else None,
+        span("start_to_close_timeout"),
+        span("schedule_to_close_timeout"),
+        span("heartbeat_timeout"),
+        None if close_by is None else _dt(a.scheduled_at + close_by),
     )
 
 

@@ -383,6 +383,32 @@ class Store(Wakeups, abc.ABC):
         attempt holds the task changes nothing (the state says so)."""
 
     @abc.abstractmethod
+    async def update_activity_options(
+        self,
+        run_id: str,
+        ref: int,
+        plan: Callable[[ActivityState, float, float], tuple[dict[str, Any], float | None]],
+        task_queue: str | None = None,
+    ) -> ActivityState | None:
+        """Change the options of the run's pending activity ``ref`` (an
+        operator's, in flight): ``plan(state, due, now)``, a pure function of
+        its state as activity_of_run reads it, its row's due time and the
+        time, gives its new options (as ActivityScheduled records them) and
+        its next attempt's due time (None: unchanged); ``task_queue``, if
+        given, is the queue its next attempts are taken from. Its
+        schedule_to_close deadline follows the new options. One
+        transaction; whatever ``plan`` raises is raised, nothing changed.
+        Returns the state read before the change; None if the activity is
+        not pending."""
+
+    @abc.abstractmethod
+    async def activity_options(self, task_id: int, token: str) -> dict[str, Any] | None:
+        """The options of the activity whose attempt holds task ``task_id``
+        with lease ``token``, as they are now (an operator may have changed
+        them since the attempt began: its end decides its retry by them);
+        None if that attempt no longer holds the task."""
+
+    @abc.abstractmethod
     async def beat_awaiting(self, task: ActivityTask, details: Any, until: float) -> str:
         """A heartbeat from the process that completes an attempt: save its
         details and, if it awaits completion (no worker owns it), move its

@@ -14,6 +14,7 @@ Imports the row helpers only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from perdure._store import sqlrows as rows
@@ -173,6 +174,63 @@ async def set_paused(
     return state
 
 
+# A pending activity's new options and next due time (None: unchanged),
+# from its state, its row's due time and now: Store.update_activity_options.
+OptionsPlan = Callable[[ActivityState, float, float], tuple[dict[str, Any], "float | None"]]
+
+
+async def update_options(
+    tx: Tx,
+    d: Dialect,
+    run_id: str,
+    ref: int,
+    plan: OptionsPlan,
+    task_queue: str | None,
+    now: float,
+    lock: str = "",
+) -> ActivityState | None:
+    """Store.update_activity_options, once the run's row is locked: the
+    state read (before the change), or None. The schedule_to_close
+    deadline's timer (ref -ref) moves with the option; one a firer holds
+    now is left to it, and the firer reads the new deadline from the row
+    (sqlwake's _deadline_passed)."""
+    state = await of_run(tx, run_id, ref, now, lock)
+    if state is None:
+        return None
+    task = state.task
+    row = await tx.one("SELECT payload, visible_at FROM tasks WHERE id = ?", (task.task_id,))
+    assert row is not None  # (of_run found it, and holds it)
+    options, due = plan(state, row[1], now)
+    payload = loads(row[0])
+    payload["options"] = options
+    await tx.send(
+        "UPDATE tasks SET payload = ?, queue = COALESCE(?, queue),"
+        " visible_at = COALESCE(?, visible_at) WHERE id = ?",
+        (dumps(payload), task_queue, due, task.task_id),
+    )
+    old_close, close_by = (
+        task.options.get("schedule_to_close_timeout"),
+        options.get("schedule_to_close_timeout"),
+    )
+    if close_by is not None and close_by != old_close:
+        at = task.scheduled_at + close_by
+        moved = await tx.execute(
+            f"UPDATE timers SET fire_at = ? WHERE {d.timers_not_held('run_id = ? AND ref = ?')}",
+            (at, run_id, -ref),
+        )
+        if not moved and old_close is None:
+            await tx.send(rows.INSERT_TIMER, (run_id, -ref, at, None))
+    return state
+
+
+async def options_of(tx: Tx, task_id: int, token: str) -> dict[str, Any] | None:
+    """Store.activity_options."""
+    row = await tx.one(
+        "SELECT payload FROM tasks WHERE id = ? AND lease_token = ?", (task_id, token)
+    )
+    return None if row is None else loads(row[0])["options"]
+
+
 async def claimed(tx: Tx, found: list[tuple[Any, ...]], lease: float) -> list[ActivityTask]:
     """The activity task rows a claim leased (CLAIMED_COLUMNS), as
     ActivityTasks, but those of paused activities: a claim reaches one only
@@ -214,7 +272,7 @@ async def activity_tasks(
     runs = {
         row[0]: row[1:]
         for row in await tx.all(
-            "SELECT run_id, workflow_id, workflow_type, task_queue FROM runs"
+            "SELECT run_id, workflow_id, workflow_type FROM runs"
             f" WHERE run_id IN ({rows.marks(run_ids)})",
             run_ids,
         )
@@ -236,7 +294,7 @@ async def activity_tasks(
                 workflow_type=run[1],
                 ref=r[2],
                 name=payload["name"],
-                task_queue=run[2],
+                task_queue=r[10],  # (its own: an activity's queue may not be its run's)
                 args=payload["args"],
                 kwargs=payload["kwargs"],
                 options=payload["options"],

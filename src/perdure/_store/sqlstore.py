@@ -459,6 +459,29 @@ class SqlStore(SqlClientSide):
             self._committed(WORK)  # (due now, unless an attempt holds it)
         return state
 
+    async def update_activity_options(
+        self,
+        run_id: str,
+        ref: int,
+        plan: leases_sql.OptionsPlan,
+        task_queue: str | None = None,
+    ) -> ActivityState | None:
+        now = self.clock()
+
+        async def change(tx: Tx) -> ActivityState | None:
+            await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
+            return await leases_sql.update_options(
+                tx, self, run_id, ref, plan, task_queue, now, self.for_update
+            )
+
+        state = await self._write(change)
+        if state is not None:
+            self._committed(WORK)  # (due sooner, on another queue, a deadline moved)
+        return state
+
+    async def activity_options(self, task_id: int, token: str) -> dict[str, Any] | None:
+        return await self._read(lambda tx: leases_sql.options_of(tx, task_id, token))
+
     async def retry_activity(
         self, task: ActivityTask, failure: dict[str, Any], retry_in: float
     ) -> bool:

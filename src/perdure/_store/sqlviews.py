@@ -68,7 +68,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
         " attempts, attempt_started_at, queue,"
         " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
-        " lease_owner, priority, id, heartbeat, paused"
+        " lease_owner, priority, id, heartbeat, paused, created_at"
         " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
         (run_id,),
     )
@@ -77,9 +77,10 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
     for r in found:
         leased, awaiting = r[3] is not None, r[3] is not None and r[10] is None
         paused = bool(r[14])
+        payload = loads(r[1])
         activity = PendingActivity(
             ref=r[0],
-            name=loads(r[1])["name"],
+            name=payload["name"],
             attempt=r[2],
             running=leased,
             next_attempt_at=None if leased or paused else max(r[4], now),
@@ -93,6 +94,8 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
             completion_deadline=r[4] if awaiting and r[4] < NEVER_DUE else None,
             heartbeat=loads(r[13]),
             paused=paused,
+            options=payload["options"],
+            scheduled_at=r[15],
         )
         if not leased and r[4] < now - WAITING_LONG and counted < MAX_AHEAD_COUNTED:
             counted += 1

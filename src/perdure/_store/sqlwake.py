@@ -189,19 +189,24 @@ async def _deadline_passed(tx: Tx, run_id: str, ref: int, now: float) -> h.Event
     lease is its worker's to end (it stops at the deadline): the deadline
     is looked at again when that lease runs out. Gone (it ended): nothing."""
     row = await tx.one(
-        "SELECT id, lease_token, visible_at, attempt, payload, attempts, paused FROM tasks"
-        " WHERE kind = 'activity' AND run_id = ? AND ref = ?",
+        "SELECT id, lease_token, visible_at, attempt, payload, attempts, paused, created_at"
+        " FROM tasks WHERE kind = 'activity' AND run_id = ? AND ref = ?",
         (run_id, ref),
     )
     if row is None:
         return None
-    task_id, token, visible_at, attempt, payload, attempts, paused = row
+    task_id, token, visible_at, attempt, payload, attempts, paused, scheduled_at = row
+    spec = rows.loads(payload)
+    close_by = spec["options"]["schedule_to_close_timeout"]
+    if close_by is not None and scheduled_at + close_by > now:
+        # An operator moved the deadline later while this timer was due
+        # (update_activity_options leaves a timer a firer holds to it).
+        await tx.send(rows.INSERT_TIMER, (run_id, -ref, scheduled_at + close_by, None))
+        return None
     if token is not None and visible_at > now:
         await tx.send(rows.INSERT_TIMER, (run_id, -ref, visible_at, None))
         return None
     await tx.send("DELETE FROM tasks WHERE id = ?", (task_id,))
-    spec = rows.loads(payload)
-    close_by = spec["options"]["schedule_to_close_timeout"]
     if token is not None:
         who = f"its attempt {attempt} was lost: its worker stopped or lost its lease"
     elif paused:

@@ -17,7 +17,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from perdure import _history as h
@@ -551,20 +551,31 @@ class ActivityRunner:
         delay: float | None = None,
     ) -> None:
         """Record a failed attempt: the next one after the policy's delay (or
-        ``delay``), or the activity's failure if none may follow."""
+        ``delay``), or the activity's failure if none may follow. By the
+        options as they are now: an operator may have changed them while
+        the attempt ran (AsyncActivityHandle.update_options)."""
+        task = await self._current_options(task)
         failure, retry_in = failure_outcome(task, exc, self.store.clock(), delay)
         if retry_in is not None:
             log.info(
                 "activity %s (run %s) attempt %d failed: %s; retrying in %.3gs",
-                task.name,
-                task.run_id,
-                task.attempt,
-                exc,
-                retry_in,
+                *(task.name, task.run_id, task.attempt, exc, retry_in),
             )
             await self.store.retry_activity(task, failure, retry_in)
             return
         await self._fail(task, failure, task.attempt)
+
+    async def _current_options(self, task: ActivityTask) -> ActivityTask:
+        """``task`` with its activity's options as they are now (itself if
+        unchanged or unreadable: the write that follows finds a lost lease)."""
+        try:
+            options = await self.store.activity_options(task.task_id, task.token)
+        except StoreError as exc:
+            log.warning("could not read the options of activity %s: %s", task.name, exc)
+            return task
+        if options is None or options == task.options:
+            return task
+        return replace(task, options=options)
 
 
 def _activity_info(task: ActivityTask, heartbeat_details: Any) -> ActivityInfo:
