@@ -1,6 +1,7 @@
 """The chaos driver's operator who pauses activities: now and then it pauses a
 pending activity of an open run (``AsyncActivityHandle.pause``, by id) and
-unpauses it a moment later; once the chaos ends, it unpauses every one, so
+unpauses it a moment later, having changed the retry policy of half of
+them meanwhile (``update_options``); once the chaos ends, it unpauses every one, so
 that the runs can finish. Workers die meanwhile, at random and at crash
 points, so a paused activity's attempt is lost with its worker, its retry
 parked by a claim, its task taken over by a next step.
@@ -22,6 +23,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import chaos_checks as checks
@@ -32,6 +34,7 @@ PAUSE_CHANCE = 0.05  # per pass of the driver's loop (about 50 passes a second)
 MAX_PAUSED = 4  # activities paused at once
 PAUSED_FOR = (0.05, 1.5)  # seconds, drawn for each
 LOOKS = 4  # open runs described, at most, to find a pending activity to pause
+UPDATE_CHANCE = 0.5  # that a paused activity's options are changed too
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Pauses:
     held: list[tuple[Window, float]] = field(default_factory=list)  # with when to unpause
     paused: int = 0
     refused: int = 0  # the activity ended (or its run did) before the pause
+    updated: int = 0  # of those paused, how many had their retry policy changed
 
     def step(
         self, client: perdure.SyncClient, rng: random.Random, flows: list[Any], chaotic: bool
@@ -90,6 +94,15 @@ class Pauses:
             return
         window.start = time.time()
         self.paused += 1
+        if rng.random() < UPDATE_CHANCE:
+            # Its retry policy changed while paused (update_options): the
+            # new one is the task's for the attempts after the unpause.
+            interval = timedelta(milliseconds=rng.choice((20, 80)))
+            try:
+                self._handle(client, window).update_options(retry_initial_interval=interval)
+                self.updated += 1
+            except perdure.AsyncActivityNotFoundError:
+                pass  # (it ended meanwhile)
         self.windows.append(window)
         self.held.append((window, now + rng.uniform(*PAUSED_FOR)))
 
