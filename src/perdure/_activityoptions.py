@@ -19,6 +19,9 @@ from perdure.retry import RetryPolicy
 __all__ = ["OptionsChange", "planned"]
 
 TIMEOUTS = ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout")
+# The longest span a change may give: a deadline or a retry's due time past
+# the year 9999 could not be described (datetime's range).
+MAX_SPAN = timedelta(days=36_525)  # 100 years
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,12 @@ class OptionsChange:
                 retry["max_interval"] = self.max_interval
             if self.max_attempts is not None:
                 retry["max_attempts"] = self.max_attempts or None
+            if self.max_interval is None and retry["initial_interval"] > retry["max_interval"]:
+                raise ValueError(
+                    f"retry_initial_interval {retry['initial_interval']:g}s is above the "
+                    f"policy's max_interval of {retry['max_interval']:g}s: give "
+                    f"retry_max_interval too"
+                )
             try:
                 RetryPolicy.from_dict(retry)
             except ValueError as exc:
@@ -168,4 +177,6 @@ def _seconds(name: str, value: object) -> float | None:
         raise TypeError(f"{name} must be a timedelta (or None: unchanged), not {value!r}")
     if value <= timedelta(0):
         raise ValueError(f"{name} must be a positive timedelta, not {value!r}")
+    if value > MAX_SPAN:
+        raise ValueError(f"{name} must be at most 100 years (36525 days), not {value!r}")
     return value.total_seconds()

@@ -427,12 +427,16 @@ def _options(a: PendingActivity) -> tuple[Any, ...]:
         return None if seconds is None else timedelta(seconds=seconds)
 
     close_by = options.get("schedule_to_close_timeout")
+    try:
+        deadline = None if close_by is None else _dt(a.scheduled_at + close_by)
+    except (OverflowError, ValueError, OSError):
+        deadline = None  # (past the year 9999: an activity defined with such a timeout)
     return (
         RetryPolicy.from_dict(options["retry"]) if "retry" in options else None,
         span("start_to_close_timeout"),
         span("schedule_to_close_timeout"),
         span("heartbeat_timeout"),
-        None if close_by is None else _dt(a.scheduled_at + close_by),
+        deadline,
     )
 
 

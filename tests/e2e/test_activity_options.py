@@ -185,8 +185,14 @@ async def test_fewer_attempts_than_were_made_are_refused_while_none_runs(
         named = by_id(client, "options-fewer")
         with pytest.raises(ValueError, match="has made 1 attempt and none is running"):
             await named.update_options(retry_max_attempts=1)
-        with pytest.raises(ValueError, match="max_interval"):
+        with pytest.raises(ValueError, match="above the policy's max_interval of 360000s"):
             await named.update_options(retry_initial_interval=timedelta(hours=200))
+        with pytest.raises(ValueError, match=r"not valid: RetryPolicy\.max_interval"):
+            await named.update_options(
+                retry_initial_interval=timedelta(hours=2), retry_max_interval=timedelta(hours=1)
+            )
+        with pytest.raises(ValueError, match="at most 100 years"):
+            await named.update_options(schedule_to_close_timeout=timedelta(days=40_000))
         info = (await handle.describe()).pending_activities[0]
         assert info.retry_policy == RetryPolicy(initial_interval=timedelta(hours=1))
         await named.update_options(retry_max_attempts=3)

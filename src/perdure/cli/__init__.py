@@ -7,9 +7,11 @@ signal, update, cancel, terminate, reset, migrate, delete-closed),
 ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
 (queue list/show/limit/unlimit, stats), ``_activity_cmd`` (activity
-complete/fail/heartbeat/report-cancellation). Helpers that register no command:
-``_operator`` (exit codes, output), ``_filters`` (the run filters of list
-and of the batch form of cancel/terminate/reset), ``_batch`` (that form).
+complete/fail/heartbeat/report-cancellation/pause/unpause/update-options).
+Helpers that register no command: ``_operator`` (exit codes, output),
+``_filters`` (the run filters of list and of the batch form of
+cancel/terminate/reset), ``_batch`` (that form), ``_activity_options`` (an
+activity's options in a line).
 ``--db`` defaults to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
 
 ``main()`` imports only the module of the command it runs: ``perdure worker``

@@ -7,16 +7,21 @@ either by an attempt's task token (an attempt whose function called
 ``report-cancellation`` once its workflow cancelled it. By id, ``complete``
 and ``fail`` end the activity now, whatever it waits for: an operator
 settling a step by hand; ``pause`` and ``unpause`` (by id only) hold its
-attempts back and let them go. What a webhook handler, a script of the system
-that does the work, or an operator at 3 a.m. would run.
+attempts back and let them go; ``update-options`` (by id only) changes its
+timeouts, retry policy or task queue in flight. What a webhook handler, a
+script of the system that does the work, or an operator at 3 a.m. would run.
 
-Imports the public API, typer, rich and the task token's reader
+Imports the public API, typer, rich, the task token's reader
 (``perdure._asyncactivity.parse_task_token``: a malformed token is a usage
-error, exit 2, before any database is opened); exit codes come from
-``_operator.run``. What can no longer end (``AsyncActivityNotFoundError``)
-exits 3, as an unknown workflow does; a heartbeat of an attempt its workflow
-cancelled (``AsyncActivityCancelledError``) exits 9; an unpause that cannot
-count attempts from 1 again under a running attempt exits 5.
+error, exit 2, before any database is opened), the options change's checks
+(``perdure._activityoptions.OptionsChange``, for the same reason),
+``_schedule_cmd.parse_span`` and ``_activity_options`` (the options line
+``show`` prints too); exit codes come from ``_operator.run``. What can no
+longer end (``AsyncActivityNotFoundError``) exits 3, as an unknown workflow
+does; a heartbeat of an attempt its workflow cancelled
+(``AsyncActivityCancelledError``) exits 9; an unpause that cannot count
+attempts from 1 again under a running attempt exits 5; options that make no
+retry policy, or allow no more attempts, exit 2.
 """
 
 from __future__ import annotations
@@ -24,23 +29,29 @@ from __future__ import annotations
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from perdure._activityoptions import MAX_SPAN, OptionsChange
 from perdure._asyncactivity import AsyncActivityHandle, parse_task_token
+from perdure._spans import span_text
+from perdure.cli._activity_options import options_text
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
     EPILOG,
     EXIT_CANCELLED,
     EXIT_CONFLICT,
     EXIT_NOT_FOUND,
+    EXIT_USAGE,
     fail,
     parse_json,
     run,
 )
+from perdure.cli._schedule_cmd import parse_span
 from perdure.client import Client
 from perdure.errors import (
     ApplicationError,
@@ -51,7 +62,7 @@ from perdure.errors import (
 
 out = Console(highlight=False, soft_wrap=True)
 activity_app = typer.Typer(
-    help="Complete, fail, heartbeat or pause an activity, by task token or by id.",
+    help="Complete, fail, heartbeat, pause or update an activity, by task token or by id.",
     epilog=EPILOG,
     no_args_is_help=True,
 )
@@ -393,5 +404,152 @@ def unpause(
 
     async def work(client: Client) -> None:
         await where.act(client, call, done)
+
+    run(db, work)
+
+
+# update-options: what each option changes, by the keyword update_options takes.
+_CHANGES = {
+    "start_to_close_timeout": "--start-to-close-timeout",
+    "schedule_to_close_timeout": "--schedule-to-close-timeout",
+    "heartbeat_timeout": "--heartbeat-timeout",
+    "retry_initial_interval": "--retry-initial-interval",
+    "retry_backoff": "--retry-backoff",
+    "retry_max_interval": "--retry-max-interval",
+    "retry_max_attempts": "--retry-max-attempts",
+    "task_queue": "--task-queue",
+}
+OPTIONS_HINT = "`perdure show ID` prints the activity's options as they stand"
+
+
+def _span(text: Optional[str], option: str) -> Optional[timedelta]:
+    if text is None:
+        return None
+    hint = f"'{option}'"
+    span = parse_span(text, hint)
+    if span <= timedelta(0):
+        raise typer.BadParameter(f"{text!r}: must be more than 0", param_hint=hint)
+    if span > MAX_SPAN:
+        raise typer.BadParameter(f"{text!r}: must be at most 36525d (100 years)", param_hint=hint)
+    return span
+
+
+def _changes(given: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of update_options that were given, checked as
+    it checks them (a usage error, exit 2, before any database is opened)."""
+    changes = {name: value for name, value in given.items() if value is not None}
+    if not changes:
+        raise typer.BadParameter(
+            f"give at least one option to change: {', '.join(_CHANGES.values())}"
+        )
+    try:
+        OptionsChange.of(**changes)
+    except (TypeError, ValueError) as exc:
+        option = _CHANGES.get(str(exc).split(" ", 1)[0])
+        hint = None if option is None else f"'{option}'"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
+    return changes
+
+
+def _changed_text(changes: dict[str, Any]) -> str:
+    def value(name: str, v: Any) -> str:
+        if isinstance(v, timedelta):
+            return span_text(v)
+        if name == "retry_max_attempts" and v == 0:
+            return "0 (no limit)"
+        return repr(v) if isinstance(v, str) else f"{v:g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{name} {value(name, v)}" for name, v in changes.items())
+
+
+@activity_app.command("update-options", epilog=EPILOG)
+def update_options(
+    workflow_id: str = NeededWorkflowId,
+    activity_id: int = NeededActivityId,
+    run_id: Optional[str] = RunOption,
+    start_to_close_timeout: Optional[str] = typer.Option(
+        None,
+        "--start-to-close-timeout",
+        metavar="SPAN",
+        help="Each attempt's time limit, from when it starts: 30s, 15m, 2h, 1d.",
+    ),
+    schedule_to_close_timeout: Optional[str] = typer.Option(
+        None,
+        "--schedule-to-close-timeout",
+        metavar="SPAN",
+        help="The activity's time limit, retries included, counted from when it was scheduled.",
+    ),
+    heartbeat_timeout: Optional[str] = typer.Option(
+        None,
+        "--heartbeat-timeout",
+        metavar="SPAN",
+        help="How often an attempt must heartbeat, or be lost and retried.",
+    ),
+    retry_initial_interval: Optional[str] = typer.Option(
+        None, "--retry-initial-interval", metavar="SPAN", help="The delay before the 1st retry."
+    ),
+    retry_backoff: Optional[float] = typer.Option(
+        None,
+        "--retry-backoff",
+        metavar="FACTOR",
+        help="What each delay is multiplied by for the next (at least 1.0).",
+    ),
+    retry_max_interval: Optional[str] = typer.Option(
+        None, "--retry-max-interval", metavar="SPAN", help="The longest delay between attempts."
+    ),
+    retry_max_attempts: Optional[int] = typer.Option(
+        None,
+        "--retry-max-attempts",
+        min=0,
+        max=2**31 - 1,
+        metavar="N",
+        help="Attempts at most, the first included (0: no limit).",
+    ),
+    task_queue: Optional[str] = typer.Option(
+        None, "--task-queue", help="The queue its next attempts are taken from."
+    ),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Change a pending activity's timeouts, retry policy or task queue.
+
+    -w ID -a N and at least one option; the others stay as they are (as
+    Temporal's activity update-options). A retry waiting out its backoff
+    waits the new policy's delay; an attempt running now keeps its timeouts,
+    and its failure is retried, or not, by the new policy. Not recorded in
+    the history. Exit 2 for a retry policy that is not one or a
+    --retry-max-attempts that allows no more attempts, 3 if it is not pending.
+    """
+    where = _by_id(workflow_id, activity_id, run_id)
+    changes = _changes(
+        {
+            "start_to_close_timeout": _span(start_to_close_timeout, "--start-to-close-timeout"),
+            "schedule_to_close_timeout": _span(
+                schedule_to_close_timeout, "--schedule-to-close-timeout"
+            ),
+            "heartbeat_timeout": _span(heartbeat_timeout, "--heartbeat-timeout"),
+            "retry_initial_interval": _span(retry_initial_interval, "--retry-initial-interval"),
+            "retry_backoff": retry_backoff,
+            "retry_max_interval": _span(retry_max_interval, "--retry-max-interval"),
+            "retry_max_attempts": retry_max_attempts,
+            "task_queue": task_queue,
+        }
+    )
+
+    async def call(handle: AsyncActivityHandle) -> None:
+        try:
+            await handle.update_options(**changes)
+        except ValueError as exc:  # (the policy it makes, or attempts it allows: nothing changed)
+            fail(EXIT_USAGE, str(exc), OPTIONS_HINT)
+
+    async def work(client: Client) -> None:
+        done = f"Updated {escape(where.named)}: {escape(_changed_text(changes))}"
+        await where.act(client, call, done)
+        description = await client.get_handle(workflow_id, run_id=run_id).describe()
+        now = [a for a in description.pending_activities if a.activity_id == activity_id]
+        if not now:
+            out.print("  [dim]it is no longer pending[/]")
+            return
+        text = options_text(now[0]) or "unknown"
+        out.print(f"  options now: {escape(text)}; task queue {escape(repr(now[0].task_queue))}")
 
     run(db, work)

@@ -1,8 +1,9 @@
 """``perdure list``, ``show``, ``history`` and ``result``: the read commands.
 
 Imports the public API, rich, the framework-free query helpers of
-``perdure.server._query`` (shared with the HTTP API) and the run filters'
-options (``_filters``: ``list --status``, ``--attr``...). Each has ``--json``;
+``perdure.server._query`` (shared with the HTTP API), the run filters'
+options (``_filters``: ``list --status``, ``--attr``...) and the line of a
+pending activity's options (``_activity_options``). Each has ``--json``;
 exit codes come from ``_operator.run``.
 """
 
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from perdure._history import PRIORITIES
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX, parse_update_request
+from perdure.cli._activity_options import options_text
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._filters import (
     AttrFilterOption,
@@ -206,6 +208,9 @@ def _pending_lines(
                     f"pause {by_id}), or settle it by hand: perdure activity "
                     f"fail|complete {by_id} ... (docs/operations.md)[/]"
                 )
+        options = options_text(a)
+        if options is not None:
+            line += f"\n    [dim]options: {escape(options)}[/]"
         lines.append(line)
     for t in d.pending_timers:
         lines.append(f"timer (ref {t.timer_id}): due {local_time(t.fire_at)}")

@@ -1,21 +1,24 @@
 """The bodies of the activity routes (``_activity_routes``): an attempt named
-by its task token (complete, fail, heartbeat, report-cancellation), and an
-activity's result or failure given by id. Imports pydantic and ``_models``'
-strict base.
+by its task token (complete, fail, heartbeat, report-cancellation), an
+activity's result or failure given by id, an unpause's, and the options to
+change in flight. Imports pydantic and ``_models``' strict base.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, Field, StrictBool, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
+from perdure._activityoptions import MAX_SPAN
 from perdure.server._models import Strict
 
 __all__ = [
+    "MAX_SECONDS",
     "MAX_TASK_TOKEN",
     "ActivityDone",
     "ActivityFailureRequest",
+    "ActivityOptionsRequest",
     "ActivityResultRequest",
     "CompleteActivityRequest",
     "FailActivityRequest",
@@ -26,6 +29,7 @@ __all__ = [
 ]
 
 MAX_TASK_TOKEN = 2048  # characters: a token is about 150
+MAX_SECONDS = MAX_SPAN.total_seconds()  # (a span's ceiling: 100 years)
 
 
 class TaskTokenRequest(Strict):
@@ -104,4 +108,40 @@ class UnpauseActivityRequest(Strict):
         False,
         description="Count its attempts from 1 again (a fresh max_attempts); refused (409) "
         "while an attempt of it runs.",
+    )
+
+
+def _seconds(what: str) -> Any:
+    return Field(None, strict=True, gt=0, le=MAX_SECONDS, description=f"{what} In seconds.")
+
+
+class ActivityOptionsRequest(Strict):
+    """The options of a pending activity to change in flight (as Temporal's
+    activity update-options): at least one; null or left out: unchanged.
+    Not recorded in the history."""
+
+    start_to_close_timeout: Optional[float] = _seconds("Each attempt's time limit.")
+    schedule_to_close_timeout: Optional[float] = _seconds(
+        "The activity's time limit, retries included, counted from when it was scheduled "
+        "(one that has passed ends it, unless an attempt runs)."
+    )
+    heartbeat_timeout: Optional[float] = _seconds(
+        "How often an attempt must heartbeat, or be lost and retried."
+    )
+    retry_initial_interval: Optional[float] = _seconds("The delay before the first retry.")
+    retry_backoff: Optional[float] = Field(
+        None, strict=True, ge=1.0, description="What each delay is multiplied by for the next."
+    )
+    retry_max_interval: Optional[float] = _seconds(
+        "The longest delay between attempts (at least the initial interval)."
+    )
+    retry_max_attempts: Optional[StrictInt] = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="Attempts at most, the first included; 0: no limit. Refused (422) if it "
+        "allows no attempt after those made while none runs.",
+    )
+    task_queue: Optional[StrictStr] = Field(
+        None, min_length=1, description="The queue its next attempts are taken from."
     )

@@ -7,20 +7,24 @@ once its workflow cancelled it; or say it is alive with ``heartbeat``.
 run's pending activity now, by id, whatever it waits for (an operator
 settling a step by hand, as Temporal's complete and fail by id);
 ``.../heartbeat|report-cancellation`` by id, for an attempt awaiting
-completion; ``.../pause|unpause``: hold its attempts back, and let them go. They need
-the ``admin`` role, as a signal does: a webhook that ends a step is what a
-signal's webhook is to a run.
+completion; ``.../pause|unpause``: hold its attempts back, and let them go;
+``.../options``: change its timeouts, retry policy or task queue in flight.
+They need the ``admin`` role, as a signal does: a webhook that ends a step
+is what a signal's webhook is to a run.
 
 Imports fastapi, the public Client API and errors, and ``_deps``. A token
 that is not one is a 422 saying why; what can no longer end
 (``AsyncActivityNotFoundError``) a 404 with its message; a heartbeat of an
 attempt its workflow cancelled (``AsyncActivityCancelledError``) a 409, as
-is an unpause that cannot count attempts from 1 again under a running one.
+is an unpause that cannot count attempts from 1 again under a running one;
+options that change nothing, make no retry policy or allow no more attempts
+(update_options' ValueError) a 422.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
@@ -330,6 +334,57 @@ async def unpause_activity_by_id(
         return await _ended(handle.unpause(reset_attempts=body.reset_attempts))
     except PerdureError as exc:
         raise HTTPException(409, str(exc)) from None
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/activities/{activity_id}/options",
+    response_model=am.ActivityDone,
+    dependencies=Admin,
+    responses={
+        **BY_ID_ERRORS,
+        422: {
+            "model": m.ErrorBody,
+            "description": "A body that is not as documented, or one that changes nothing; a "
+            "retry policy the change makes that is not one (max interval below the initial "
+            "interval); a retry_max_attempts that allows no attempt after those made while "
+            "none runs. Nothing is changed",
+        },
+    },
+    openapi_extra=body_doc(am.ActivityOptionsRequest),
+)
+async def update_activity_options_by_id(
+    request: Request,
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    activity_id: ActivityId,
+    run_id: RunId = None,
+) -> Any:
+    """Change the run's pending activity's options in flight (as Temporal's
+    activity update-options): only those given; the description shows them
+    as they stand. A retry waiting out its backoff waits the new policy's
+    delay; an attempt running now keeps its timeouts, and its failure is
+    retried, or not, by the new policy. Not recorded in the history."""
+    body = await optional_body(request, am.ActivityOptionsRequest)
+    handle = _by_id(client, workflow_id, activity_id, run_id)
+    change = handle.update_options(
+        start_to_close_timeout=_span(body.start_to_close_timeout),
+        schedule_to_close_timeout=_span(body.schedule_to_close_timeout),
+        heartbeat_timeout=_span(body.heartbeat_timeout),
+        retry_initial_interval=_span(body.retry_initial_interval),
+        retry_backoff=body.retry_backoff,
+        retry_max_interval=_span(body.retry_max_interval),
+        retry_max_attempts=body.retry_max_attempts,
+        task_queue=body.task_queue,
+    )
+    try:
+        return await _ended(change)
+    except ValueError as exc:  # (nothing to change, or what it makes is refused: unchanged)
+        raise HTTPException(422, str(exc)) from None
+
+
+def _span(seconds: float | None) -> timedelta | None:
+    """A body's seconds as update_options takes them."""
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 @router.get("/activities/complete", include_in_schema=False)

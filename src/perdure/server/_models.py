@@ -31,6 +31,7 @@ __all__ = [
     "PendingTimer",
     "PriorityRequest",
     "ReasonRequest",
+    "RetryPolicyOut",
     "StartRequest",
     "StartResponse",
     "StreamEntry",
@@ -347,6 +348,17 @@ class AttemptRecord(BaseModel):
     error: Optional[dict[str, Any]] = Field(description="type and message; null: it succeeded")
 
 
+class RetryPolicyOut(BaseModel):
+    """A pending activity's retry policy: the delay before attempt n + 1 is
+    initial_interval * backoff ** (n - 1), capped at max_interval (seconds)."""
+
+    initial_interval: float
+    backoff: float
+    max_interval: float
+    max_attempts: Optional[int] = Field(description="The first attempt included; null: no limit.")
+    non_retryable: list[str] = Field(description="Error types that fail it at once.")
+
+
 class PendingActivity(BaseModel):
     activity_id: int
     activity_type: str
@@ -400,6 +412,17 @@ class PendingActivity(BaseModel):
         False,
         description="An operator paused it (POST .../activities/{activity_id}/pause): no "
         "attempt of it starts until it is unpaused; an attempt running may still end.",
+    )
+    retry_policy: Optional[RetryPolicyOut] = Field(
+        None, description="As it stands (POST .../activities/{activity_id}/options changes it)."
+    )
+    start_to_close_timeout: Optional[float] = Field(None, description="Seconds; null: none.")
+    schedule_to_close_timeout: Optional[float] = Field(
+        None, description="Seconds from when it was scheduled, retries included; null: none."
+    )
+    heartbeat_timeout: Optional[float] = Field(None, description="Seconds; null: none.")
+    deadline: Optional[str] = Field(
+        None, description="When its schedule_to_close_timeout ends it; null: it has none."
     )
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "outcome_json",
     "parse_when",
     "rejected_update_json",
+    "seconds",
     "stream_entry_json",
     "stream_info_json",
     "stream_page_json",
@@ -85,6 +86,11 @@ def iso(when: datetime | None) -> str | None:
     if when is None:
         return None
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def seconds(span: timedelta | None) -> float | None:
+    """A span as the API and ``--json`` speak it: seconds (a number), or null."""
+    return None if span is None else span.total_seconds()
 
 
 def encode_cursor(execution: WorkflowExecution) -> str:
@@ -248,6 +254,11 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
                 "completion_deadline": iso(a.completion_deadline),
                 "heartbeat_details": a.heartbeat_details,
                 "paused": a.paused,
+                "retry_policy": None if a.retry_policy is None else a.retry_policy.to_dict(),
+                "start_to_close_timeout": seconds(a.start_to_close_timeout),
+                "schedule_to_close_timeout": seconds(a.schedule_to_close_timeout),
+                "heartbeat_timeout": seconds(a.heartbeat_timeout),
+                "deadline": iso(a.deadline),
             }
             for a in d.pending_activities
         ],

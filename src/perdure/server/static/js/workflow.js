@@ -2,7 +2,8 @@
 // failure, published state, streams (streams.js: followed live), search
 // attributes and the full history; signal / update (update.js) / cancel /
 // terminate for admins, complete or fail a pending activity by hand
-// (settle.js), pause or unpause one (pause.js), and reset (a new run from a
+// (settle.js), pause or unpause one (pause.js), change its options in flight
+// (options.js: its options line for anyone), and reset (a new run from a
 // point of this one's history). Refreshes every 2 s while the run is open.
 // #/workflows/<id> shows the latest run, #/workflows/<id>?run=<run id> a
 // given one. An "approve link" adds ?signal=<name>[&payload=<json>]: it
@@ -12,6 +13,7 @@ import { api, ApiError, wfHref, wfPath } from "./api.js";
 import {
   clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
 } from "./dom.js";
+import { optionsButton, optionsLine } from "./options.js";
 import { pauseButtons } from "./pause.js";
 import { openSettle } from "./settle.js";
 import { streamsPanel } from "./streams.js";
@@ -331,7 +333,11 @@ export function renderWorkflow(container, id, params, ctx) {
             onclick: () => settle(a, "fail") }),
           pauseButtons({ id, runId: desc.run_id, activity: a, onError: (text) => ctx.toast(text, "error"),
             onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } }),
+          optionsButton({ id, runId: desc.run_id, activity: a, runQueue: desc.task_queue,
+            onError: (text) => ctx.toast(text, "error"),
+            onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } }),
         ] : null,
+        optionsLine(a, desc.task_queue),
         // (Paused, it waits for nothing else: no worker, queue or backlog is why.)
         a.paused ? h("div", { class: "alert warn activity-paused" },
           h("b", { text: "Paused:" }), a.running || a.awaiting_completion
