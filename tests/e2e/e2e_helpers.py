@@ -31,6 +31,28 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
+async def pending_activity(
+    handle: perdure.WorkflowHandle[Any], holds: Callable[[Any], Any], what: str
+) -> Any:
+    """The run's first pending activity (a PendingActivityInfo) for which
+    ``holds`` is true, once there is one; fails with ``what`` after 10 s."""
+    found: list[Any] = []
+
+    async def there() -> bool:
+        found[:] = [a for a in (await handle.describe()).pending_activities if holds(a)]
+        return bool(found)
+
+    await wait_until(there, 10, what=what)
+    return found[0]
+
+
+def activity_by_id(
+    client: perdure.Client, workflow_id: str, ref: int = 1
+) -> perdure.AsyncActivityHandle:
+    """The handle of activity ``ref`` of ``workflow_id``'s latest run, by id."""
+    return client.get_async_activity_handle(workflow_id=workflow_id, activity_id=ref)
+
+
 async def settled(worker: perdure.Worker) -> None:
     """Wait until ``worker`` has nothing in flight and its poller sleeps."""
 

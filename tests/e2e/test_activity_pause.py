@@ -18,7 +18,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from e2e_helpers import activity_by_id as by_id
 from e2e_helpers import fast_worker, wait_until
+from e2e_helpers import pending_activity as pending
 
 import perdure
 from perdure import ActivityError, RetryPolicy, activity, workflow
@@ -144,22 +146,6 @@ async def cancel_on_signal(tag: str) -> str:
 
 def worker(client: perdure.Client) -> perdure.Worker:
     return fast_worker(client, [one_step, gate_then_flaky, cancel_on_signal], list(STEPS.values()))
-
-
-async def pending(handle: perdure.WorkflowHandle, holds: Any, what: str) -> Any:
-    """The run's first pending activity, once ``holds(it)``."""
-    found: list[Any] = []
-
-    async def there() -> bool:
-        found[:] = [a for a in (await handle.describe()).pending_activities if holds(a)]
-        return bool(found)
-
-    await wait_until(there, 10, what=what)
-    return found[0]
-
-
-def by_id(client: perdure.Client, workflow_id: str, ref: int = 1) -> perdure.AsyncActivityHandle:
-    return client.get_async_activity_handle(workflow_id=workflow_id, activity_id=ref)
 
 
 async def no_attempt_for(tag: str, seconds: float) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import perdure
+from perdure.client import PendingActivityInfo
 
 T = TypeVar("T")
 
@@ -102,6 +103,22 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait()
         return self.popen.returncode
+
+
+def first_activity(
+    client: perdure.SyncClient,
+    ident: str,
+    holds: Callable[[PendingActivityInfo], object],
+    what: str,
+) -> PendingActivityInfo:
+    """Workflow ``ident``'s first pending activity, once ``holds`` says yes
+    of it; fails with ``what`` after 20 s."""
+
+    def found() -> PendingActivityInfo | None:
+        pending = client.get_handle(ident).describe().pending_activities
+        return pending[0] if pending and holds(pending[0]) else None
+
+    return wait_for(found, 20, f"{ident}'s activity: {what}")
 
 
 def spawn(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Proc:

@@ -19,7 +19,7 @@ tested with the API in tests/e2e and tests/store.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,8 @@ import async_workflows as aw
 import httpx
 import pytest
 from api_both import ADMIN, BASE, READ, eventually
-from surface_helpers import Proc, cli_all, migrated_sqlite, sync_client, wait_for, worker_serving
+from surface_helpers import Proc, cli_all, migrated_sqlite, sync_client, worker_serving
+from surface_helpers import first_activity as the_activity
 
 import perdure
 from perdure.cli._operator import local_time
@@ -86,16 +87,6 @@ def sync(db: str) -> Iterator[perdure.SyncClient]:
 @pytest.fixture(scope="module")
 def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     yield from worker_serving(aw.__file__, db, tmp_path_factory.mktemp("options-worker"))
-
-
-def the_activity(
-    sync: perdure.SyncClient, ident: str, holds: Callable[[PendingActivityInfo], bool], what: str
-) -> PendingActivityInfo:
-    def found() -> PendingActivityInfo | None:
-        pending = sync.get_handle(ident).describe().pending_activities
-        return pending[0] if pending and holds(pending[0]) else None
-
-    return wait_for(found, 20, f"{ident}'s activity: {what}")
 
 
 @pytest.mark.usefixtures("worker")

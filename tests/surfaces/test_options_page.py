@@ -19,7 +19,7 @@ e2e tests.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,9 @@ from typing import Any
 import async_workflows as aw
 import pytest
 from api_both import ADMIN, READ
-from surface_helpers import wait_for
+from surface_helpers import first_activity as the_activity
 
 import perdure
-from perdure.client import PendingActivityInfo
 
 UI = tuple[Any, str, str]  # a browser, the open server's URL, the database
 
@@ -52,18 +51,6 @@ def client(ui: UI) -> Iterator[perdure.SyncClient]:
     with perdure.SyncClient.connect(ui[2]) as c:
         c.client.poll_interval = 0.02
         yield c
-
-
-def the_activity(
-    client: perdure.SyncClient, ident: str, holds: Callable[[PendingActivityInfo], Any], what: str
-) -> PendingActivityInfo:
-    """The run's pending activity once ``holds`` says yes of it."""
-
-    def found() -> PendingActivityInfo | None:
-        pending = client.get_handle(ident).describe().pending_activities
-        return pending[0] if pending and holds(pending[0]) else None
-
-    return wait_for(found, 20, f"{ident}'s activity: {what}")
 
 
 def posts_to(page: Any) -> list[tuple[str, Any]]:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import async_workflows as aw
 import pytest
 from api_both import ADMIN, READ
-from surface_helpers import wait_for
+from surface_helpers import first_activity as the_activity
 
 import perdure
 from perdure.client import PendingActivityInfo
@@ -52,18 +52,6 @@ def client(ui: UI) -> Iterator[perdure.SyncClient]:
     with perdure.SyncClient.connect(ui[2]) as c:
         c.client.poll_interval = 0.02
         yield c
-
-
-def the_activity(
-    client: perdure.SyncClient, ident: str, holds: Callable[[PendingActivityInfo], Any], what: str
-) -> PendingActivityInfo:
-    """The run's pending activity once ``holds`` says yes of it."""
-
-    def found() -> PendingActivityInfo | None:
-        pending = client.get_handle(ident).describe().pending_activities
-        return pending[0] if pending and holds(pending[0]) else None
-
-    return wait_for(found, 20, f"{ident}'s activity: {what}")
 
 
 def held_back(client: perdure.SyncClient, ident: str) -> PendingActivityInfo:

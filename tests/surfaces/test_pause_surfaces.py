@@ -20,10 +20,10 @@ import async_workflows as aw
 import httpx
 import pytest
 from api_both import ADMIN, BASE, READ, eventually
-from surface_helpers import Proc, cli_all, migrated_sqlite, sync_client, wait_for, worker_serving
+from surface_helpers import Proc, cli_all, migrated_sqlite, sync_client, worker_serving
+from surface_helpers import first_activity as the_activity
 
 import perdure
-from perdure.client import PendingActivityInfo
 from perdure.server._auth import AuthConfig
 from perdure.server.app import create_app
 
@@ -49,16 +49,6 @@ def sync(db: str) -> Iterator[perdure.SyncClient]:
 @pytest.fixture(scope="module")
 def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     yield from worker_serving(aw.__file__, db, tmp_path_factory.mktemp("pause-worker"))
-
-
-def the_activity(
-    sync: perdure.SyncClient, ident: str, holds: Any, what: str
-) -> PendingActivityInfo:
-    def found() -> PendingActivityInfo | None:
-        pending = sync.get_handle(ident).describe().pending_activities
-        return pending[0] if pending and holds(pending[0]) else None
-
-    return wait_for(found, 20, f"{ident}'s activity: {what}")
 
 
 @pytest.mark.usefixtures("worker")
