@@ -41,8 +41,18 @@ __all__ = [
 ]
 
 
+# What a time past datetime's range reads as (a timeout or retry interval of
+# millions of days, which a definition may give): the last one it can hold.
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
 def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return _LAST if ts > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 def _timestamp(when: datetime | None) -> float | None:
@@ -427,16 +437,12 @@ def _options(a: PendingActivity) -> tuple[Any, ...]:
         return None if seconds is None else timedelta(seconds=seconds)
 
     close_by = options.get("schedule_to_close_timeout")
-    try:
-        deadline = None if close_by is None else _dt(a.scheduled_at + close_by)
-    except (OverflowError, ValueError, OSError):
-        deadline = None  # (past the year 9999: an activity defined with such a timeout)
     return (
         RetryPolicy.from_dict(options["retry"]) if "retry" in options else None,
         span("start_to_close_timeout"),
         span("schedule_to_close_timeout"),
         span("heartbeat_timeout"),
-        deadline,
+        None if close_by is None else _dt(a.scheduled_at + close_by),
     )
 
 

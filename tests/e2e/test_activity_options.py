@@ -276,6 +276,32 @@ async def test_update_options_refuses_what_it_cannot_do(client: perdure.Client) 
         assert await handle.result(timeout=10) is None
 
 
+async def test_spans_past_the_calendar_are_described(client: perdure.Client) -> None:
+    """An activity defined with a retry interval of a hundred million days
+    and a timeout of three hundred million (past datetime's year 9999): describe() shows the last
+    time it can hold, rather than raising."""
+    ages = timedelta(days=10**8)
+
+    @activity.defn(
+        name="for_ages",
+        retry=RetryPolicy(initial_interval=ages, max_interval=ages),
+        schedule_to_close_timeout=ages * 3,
+    )
+    async def for_ages() -> None:
+        raise RuntimeError("down")
+
+    @workflow.defn(name="waits_for_ages")
+    async def waits() -> None:
+        await for_ages()
+
+    async with fast_worker(client, [waits], [for_ages]):
+        handle = await client.start(waits, id="options-ages")
+        info = await pending(handle, lambda a: a.attempt == 1 and not a.running, "the wait")
+    assert info.next_attempt_at.year == 9999 and info.deadline.year == 9999
+    assert info.schedule_to_close_timeout == ages * 3
+    await handle.terminate("done")
+
+
 def test_the_blocking_client_updates_options(db_url: str) -> None:
     async def waiting() -> None:
         async with await perdure.Client.connect(db_url) as client:
