@@ -6,7 +6,8 @@ them, takes durations as seconds or with a unit, refuses what it cannot
 read (nothing sent), POSTs only what was changed to
 ``/api/workflows/{id}/activities/{n}/options`` for the run shown, says so
 in a toast and refreshes the page; the server's refusal (a 422) is its word
-in an error toast, with nothing changed. A read-only viewer has no button.
+in the dialog, which stays open with what was typed, and nothing changed. A
+read-only viewer has no button.
 
 The runs are real (a ``perdure server`` and a ``perdure worker`` process
 over tests/surfaces/async_workflows.py): ``keeps_retrying``'s activity
@@ -290,11 +291,14 @@ def test_a_change_the_server_refuses_says_why_and_changes_nothing(
             )
             dialog.locator("#options-max-attempts").fill("1")
             dialog.locator("#options-ok").click()
-            expect(page.locator("#toasts .toast-error")).to_have_text(
+            # Said in the dialog, which stays open with what was typed.
+            expect(dialog.locator("#options-error")).to_have_text(
                 f"Cannot change activity down_for_ever (ref 1)'s options: {refused.value}"
             )
-            expect(dialog).to_be_hidden()
+            expect(dialog.locator("#options-max-attempts")).to_have_value("1")
             assert [body for _, body in posts] == [{"retry_max_attempts": 1}]
+            dialog.locator("#options-cancel").click()
+            expect(dialog).to_be_hidden()
             [still] = run.describe().pending_activities
             assert still.retry_policy == held.retry_policy
             assert (still.paused, still.attempt) == (True, held.attempt)

@@ -4,7 +4,7 @@
 // anyone), and, for admins, its options… button and dialog. The dialog sends
 // only the options the admin changed: POST /api/workflows/{id}/activities/
 // {activity_id}/options?run_id=RUN with their seconds, factor, count or
-// queue; the server refuses (422, its word in an error toast) a change that
+// queue; the server refuses (422, its word in the dialog) a change that
 // makes no retry policy or allows no more attempts. Durations are typed as
 // seconds (90) or with a unit (500ms, 30s, 5m, 2h, 1d, 1m 30s), read here:
 // one that is not is refused in the dialog, and nothing is sent.
@@ -203,11 +203,10 @@ function theDialog() {
  * description's pending_activities) of workflow `id`'s run `runId` — the
  * run the page shows, by its id: once that run has ended, the server says so
  * (404) rather than changing a newer run's activity. Input it cannot take
- * is refused in the dialog; on success it closes and `onDone` is called
- * with what to tell the user, on the server's refusal it closes and
- * `onError` is called with the server's word.
+ * is refused in the dialog, and so is what the server refuses (its word);
+ * on success it closes and `onDone` is called with what to tell the user.
  */
-export function openOptions({ id, runId, activity, runQueue, onDone, onError }) {
+export function openOptions({ id, runId, activity, runQueue, onDone }) {
   const dialog = theDialog();
   const error = document.getElementById("options-error");
   const ok = document.getElementById("options-ok");
@@ -282,8 +281,8 @@ export function openOptions({ id, runId, activity, runQueue, onDone, onError }) 
       dialog.close();
       onDone(`Activity ${what}'s options changed: ${told.join(", ")}.`);
     } catch (e) {
-      dialog.close();
-      onError(`Cannot change activity ${what}'s options: ${e.message}`);
+      // (In the dialog, as the settle dialog's: what was typed stays, to mend.)
+      refuse(`Cannot change activity ${what}'s options: ${e.message}`);
     } finally {
       ok.disabled = false;
     }
@@ -293,8 +292,8 @@ export function openOptions({ id, runId, activity, runQueue, onDone, onError }) 
 }
 
 /** The options… button of a pending activity (for admins): opens the dialog. */
-export function optionsButton({ id, runId, activity, runQueue, onDone, onError }) {
+export function optionsButton({ id, runId, activity, runQueue, onDone }) {
   return h("button", { type: "button", class: "link change-options", text: "options…",
     title: "Change its timeouts, retry policy or task queue in flight",
-    onclick: () => openOptions({ id, runId, activity, runQueue, onDone, onError }) });
+    onclick: () => openOptions({ id, runId, activity, runQueue, onDone }) });
 }

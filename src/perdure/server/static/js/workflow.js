@@ -334,7 +334,6 @@ export function renderWorkflow(container, id, params, ctx) {
           pauseButtons({ id, runId: desc.run_id, activity: a, onError: (text) => ctx.toast(text, "error"),
             onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } }),
           optionsButton({ id, runId: desc.run_id, activity: a, runQueue: desc.task_queue,
-            onError: (text) => ctx.toast(text, "error"),
             onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } }),
         ] : null,
         optionsLine(a, desc.task_queue),
