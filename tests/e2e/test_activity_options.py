@@ -12,6 +12,7 @@ no more attempts, a token handle, what is not pending. Both backends.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 from datetime import timedelta
 from typing import Any
@@ -71,7 +72,7 @@ async def two_tries(tag: str) -> str:
     raise RuntimeError("still down")
 
 
-@activity.defn(retry=FAST, schedule_to_close_timeout=timedelta(milliseconds=600))
+@activity.defn(retry=FAST, schedule_to_close_timeout=timedelta(milliseconds=1500))
 async def in_a_hurry(tag: str) -> str:
     calls[tag] += 1
     if tag not in healthy:
@@ -200,7 +201,8 @@ async def test_a_paused_activitys_deadline_moves_later_before_it_passes(
         info = await pending(handle, lambda a: a.paused and not a.running, "paused, idle")
         started = (await handle.describe()).created_at
         assert timedelta(seconds=59) < info.deadline - started < timedelta(seconds=61)
-        await asyncio.sleep(1.0)  # past the old deadline (600 ms after it was scheduled)
+        # Past the old deadline (1.5 s after it was scheduled), it waits on.
+        await asyncio.sleep(max(0.0, started.timestamp() + 1.8 - time.time()))
         assert (await handle.describe()).pending_activities[0].paused
         healthy.add("u")
         await named.unpause()
@@ -213,6 +215,9 @@ async def test_a_deadline_brought_forward_ends_a_paused_activity(client: perdure
         await pending(handle, lambda a: a.attempt >= 1, "an attempt")
         named = by_id(client, "options-sooner")
         await named.pause()
+        # (Idle first: an attempt still running would fail by its own error,
+        # its retry having no time left under the new deadline.)
+        await pending(handle, lambda a: a.paused and not a.running, "paused, idle")
         await named.update_options(schedule_to_close_timeout=timedelta(milliseconds=100))
         result = await handle.result(timeout=10)
     assert result["failed"] == "ActivityTimeoutError"
