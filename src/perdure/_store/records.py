@@ -346,6 +346,7 @@ class ActivityState:
     # lease has not yet been taken back); "awaiting": its attempt awaits
     # completion by another process, before its deadline.
     state: Literal["idle", "running", "awaiting"]
+    due: float = 0.0  # its row's due time (a lease's expiry while an attempt holds it)
 
 
 @dataclass

@@ -1,17 +1,20 @@
 """SqlClientSide: the Store operations of clients and operators, for every
 SQL backend: a run's signals, deliveries, termination, reset and reads, the
-listings, the stats and task queue limits. Each is one transaction on the
-backend hooks of SqlHooks, which SqlStore (the workers' side) builds on.
+listings, the stats and task queue limits, and an operator's actions on
+one pending activity by id (read, end, pause, change its options). Each is
+one transaction on the backend hooks of SqlHooks, which SqlStore (the
+workers' side) builds on.
 Imports the history model, the store records, the row helpers and errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from perdure import _history as h
+from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlpurge, sqlqueues, sqlreset, sqlstreams
 from perdure._store import sqlrows as rows
@@ -20,6 +23,7 @@ from perdure._store.base import (
     LIMITS,
     OPEN,
     WORK,
+    ActivityState,
     NewRun,
     PendingWork,
     QueueLimitsRecord,
@@ -30,6 +34,7 @@ from perdure._store.base import (
     StreamSlice,
     streamed_topic,
 )
+from perdure._store.sqlcomplete import deliver_final
 from perdure._store.sqlhooks import SqlHooks
 from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
 
@@ -233,3 +238,78 @@ class SqlClientSide(SqlHooks):
     async def queues(self, queue: str | None = None) -> list[QueueRecord]:
         now = self.clock()
         return await self._read(lambda tx: sqlqueues.queue_records(tx, self, queue, now))
+
+    # ------------------------------------------------------------ one activity, by id
+    #
+    # An operator's actions on a run's pending activity (AsyncActivityHandle
+    # by id): read it, end it, pause it, change its options. Each change
+    # locks the run's row first, then the task's (the lock order of sqlrows).
+
+    async def activity_of_run(self, run_id: str, ref: int) -> ActivityState | None:
+        now = self.clock()
+        # (A write: the read may trim a long list of lost attempts.)
+        return await self._write(lambda tx: leases_sql.of_run(tx, run_id, ref, now))
+
+    async def end_activity(
+        self, run_id: str, ref: int, event_of: Callable[[ActivityState, float], h.Event]
+    ) -> bool | None:
+        now = self.clock()
+
+        async def end(tx: Tx) -> bool | None:
+            run = await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
+            state = await leases_sql.of_run(tx, run_id, ref, now, self.for_update)
+            if state is None:
+                return None
+            task = state.task
+            # The fence is the state just read: the attempt that holds the
+            # row still does, or still none does and none has. (Nothing comes
+            # between: SQLite has one writer, and PostgreSQL's row lock makes
+            # a claim skip the row and an outcome wait, then find it gone.)
+            if task.token:
+                fence = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
+                params: tuple[Any, ...] = (task.task_id, task.token)
+            else:
+                fence = "DELETE FROM tasks WHERE id = ? AND lease_token IS NULL AND attempt = ?"
+                params = (task.task_id, task.attempt)
+            return await deliver_final(tx, run, event_of(state, now), now, fence, params)
+
+        ended = await self._write(end)
+        if ended:
+            self._committed(WORK)
+        return ended
+
+    async def set_activity_paused(
+        self, run_id: str, ref: int, paused: bool, reset_attempts: bool = False
+    ) -> ActivityState | None:
+        now = self.clock()
+
+        async def change(tx: Tx) -> ActivityState | None:
+            await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
+            return await leases_sql.set_paused(
+                tx, run_id, ref, paused, reset_attempts, now, self.for_update
+            )
+
+        state = await self._write(change)
+        if state is not None and state.task.paused and not paused:
+            self._committed(WORK)  # (due now, unless an attempt holds it)
+        return state
+
+    async def update_activity_options(
+        self,
+        run_id: str,
+        ref: int,
+        plan: leases_sql.OptionsPlan,
+        task_queue: str | None = None,
+    ) -> ActivityState | None:
+        now = self.clock()
+
+        async def change(tx: Tx) -> ActivityState | None:
+            await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
+            return await leases_sql.update_options(
+                tx, self, run_id, ref, plan, task_queue, now, self.for_update
+            )
+
+        state = await self._write(change)
+        if state is not None:
+            self._committed(WORK)  # (due sooner, on another queue, a deadline moved)
+        return state

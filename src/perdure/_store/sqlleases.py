@@ -132,8 +132,9 @@ async def of_run(tx: Tx, run_id: str, ref: int, now: float, lock: str = "") -> A
     [task] = await activity_tasks(tx, [tuple(row)], 0.0)
     if token is None:
         task.token = ""
-        return ActivityState(task, "idle")
-    return ActivityState(task, "awaiting" if owner is None and visible_at > now else "running")
+        return ActivityState(task, "idle", visible_at)
+    awaiting = owner is None and visible_at > now
+    return ActivityState(task, "awaiting" if awaiting else "running", visible_at)
 
 
 async def set_paused(
@@ -198,11 +199,8 @@ async def update_options(
     if state is None:
         return None
     task = state.task
-    row = await tx.one("SELECT payload, visible_at FROM tasks WHERE id = ?", (task.task_id,))
-    assert row is not None  # (of_run found it, and holds it)
-    options, due = plan(state, row[1], now)
-    payload = loads(row[0])
-    payload["options"] = options
+    options, due = plan(state, state.due, now)
+    payload = {"name": task.name, "args": task.args, "kwargs": task.kwargs, "options": options}
     await tx.send(
         "UPDATE tasks SET payload = ?, queue = COALESCE(?, queue),"
         " visible_at = COALESCE(?, visible_at) WHERE id = ?",

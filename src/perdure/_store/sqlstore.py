@@ -25,7 +25,6 @@ from perdure._store.base import (
     MAX_ATTEMPT_RECORDS,
     NEVER_DUE,
     WORK,
-    ActivityState,
     ActivityTask,
     IdConflict,
     NewRun,
@@ -409,75 +408,6 @@ class SqlStore(SqlClientSide):
         if ok:
             self._committed(WORK)
         return ok
-
-    async def activity_of_run(self, run_id: str, ref: int) -> ActivityState | None:
-        now = self.clock()
-        # (A write: the read may trim a long list of lost attempts.)
-        return await self._write(lambda tx: leases_sql.of_run(tx, run_id, ref, now))
-
-    async def end_activity(
-        self, run_id: str, ref: int, event_of: Callable[[ActivityState, float], h.Event]
-    ) -> bool | None:
-        now = self.clock()
-
-        async def end(tx: Tx) -> bool | None:
-            run = await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
-            state = await leases_sql.of_run(tx, run_id, ref, now, self.for_update)
-            if state is None:
-                return None
-            task = state.task
-            # The fence is the state just read: the attempt that holds the
-            # row still does, or still none does and none has. (Nothing comes
-            # between: SQLite has one writer, and PostgreSQL's row lock makes
-            # a claim skip the row and an outcome wait, then find it gone.)
-            if task.token:
-                fence = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
-                params: tuple[Any, ...] = (task.task_id, task.token)
-            else:
-                fence = "DELETE FROM tasks WHERE id = ? AND lease_token IS NULL AND attempt = ?"
-                params = (task.task_id, task.attempt)
-            return await deliver_final(tx, run, event_of(state, now), now, fence, params)
-
-        ended = await self._write(end)
-        if ended:
-            self._committed(WORK)
-        return ended
-
-    async def set_activity_paused(
-        self, run_id: str, ref: int, paused: bool, reset_attempts: bool = False
-    ) -> ActivityState | None:
-        now = self.clock()
-
-        async def change(tx: Tx) -> ActivityState | None:
-            await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
-            return await leases_sql.set_paused(
-                tx, run_id, ref, paused, reset_attempts, now, self.for_update
-            )
-
-        state = await self._write(change)
-        if state is not None and state.task.paused and not paused:
-            self._committed(WORK)  # (due now, unless an attempt holds it)
-        return state
-
-    async def update_activity_options(
-        self,
-        run_id: str,
-        ref: int,
-        plan: leases_sql.OptionsPlan,
-        task_queue: str | None = None,
-    ) -> ActivityState | None:
-        now = self.clock()
-
-        async def change(tx: Tx) -> ActivityState | None:
-            await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
-            return await leases_sql.update_options(
-                tx, self, run_id, ref, plan, task_queue, now, self.for_update
-            )
-
-        state = await self._write(change)
-        if state is not None:
-            self._committed(WORK)  # (due sooner, on another queue, a deadline moved)
-        return state
 
     async def activity_options(self, task_id: int, token: str) -> dict[str, Any] | None:
         return await self._read(lambda tx: leases_sql.options_of(tx, task_id, token))
