@@ -31,8 +31,8 @@ __all__ = ["ACTIONS", "BatchAction", "BatchResult", "batch_filters", "run_batch"
 BatchAction = Literal["cancel", "terminate", "reset"]
 ACTIONS: tuple[BatchAction, ...] = ("cancel", "terminate", "reset")
 
-_PAGE = 500  # runs read per page while choosing
-_AT_ONCE = 8  # actions in flight
+PAGE = 500  # runs read per page while choosing
+AT_ONCE = 8  # actions in flight
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ async def run_batch(
     # batch of "every open run" must not delete every schedule.
     schedules = filters["workflow"] == SCHEDULE_WORKFLOW
     while limit is None or len(matched) < limit:
-        size = _PAGE if limit is None else min(_PAGE, limit - len(matched))
+        size = PAGE if limit is None else min(PAGE, limit - len(matched))
         page = await client.list(limit=size, after=cursor, latest=True, **filters)
         matched.extend(r for r in page if schedules or r.workflow_type != SCHEDULE_WORKFLOW)
         if len(page) < size:
@@ -79,7 +79,7 @@ async def run_batch(
     if dry_run:
         return BatchResult(action, matched, dry_run=True)
     result = BatchResult(action, matched)
-    room = asyncio.Semaphore(_AT_ONCE)
+    room = asyncio.Semaphore(AT_ONCE)
 
     async def act(run: WorkflowExecution) -> None:
         handle = client.get_handle(run.id, run.run_id)

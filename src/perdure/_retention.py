@@ -17,11 +17,28 @@ from perdure.activity import ActivityFunction
 from perdure.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from perdure._store.base import Store
     from perdure.client import Client
 
-__all__ = ["DELETE_CLOSED", "add_retention", "delete_closed_workflow"]
+__all__ = ["DELETE_CLOSED", "add_retention", "delete_closed_runs", "delete_closed_workflow"]
 
 DELETE_CLOSED = "perdure.delete_closed"
+
+
+async def delete_closed_runs(store: Store, older_than: timedelta, batch: int) -> int:
+    """Client.delete_closed_runs: in transactions of ``batch`` runs until
+    none is left to delete; how many were."""
+    if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+        raise ValueError(f"older_than must be a timedelta of 0 or more, not {older_than!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
+        raise ValueError(f"batch must be an int from 1 to 10,000, not {batch!r}")
+    closed_before = store.clock() - older_than.total_seconds()
+    deleted = 0
+    while True:
+        done = await store.delete_closed_runs(closed_before, batch)
+        deleted += done
+        if done < batch:
+            return deleted
 
 
 @activity.defn(

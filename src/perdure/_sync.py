@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, 
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from perdure._activitybatch import ActivityBatchAction, ActivityBatchResult
 from perdure._batch import BatchAction, BatchResult
 from perdure._converter import DataConverter
 from perdure._streams import StreamInfo, StreamPage
@@ -161,6 +162,10 @@ class SyncClient:
     def batch(self, action: BatchAction, **options: Any) -> BatchResult:
         """As :meth:`Client.batch`."""
         return self._runner.call(self.client.batch(action, **options))
+
+    def batch_activities(self, action: ActivityBatchAction, **options: Any) -> ActivityBatchResult:
+        """As :meth:`Client.batch_activities`."""
+        return self._runner.call(self.client.batch_activities(action, **options))
 
     def delete_closed_runs(self, older_than: timedelta, *, batch: int = 500) -> int:
         """As :meth:`Client.delete_closed_runs`."""

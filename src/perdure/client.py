@@ -17,12 +17,20 @@ from typing import Any, ParamSpec, TypeVar, overload
 from perdure import _gcpolicy as gcpolicy
 from perdure import _history as h
 from perdure import queues, schedules
+from perdure._activitybatch import (
+    ActivityBatchAction,
+    ActivityBatchResult,
+    MatchedActivity,
+    activity_batch_filters,
+    run_activity_batch,
+)
 from perdure._asyncactivity import AsyncActivityHandle
 from perdure._attributes import AttributeValue, checked_attributes
 from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
 from perdure._checks import BadName, check_name, check_text, timeout_seconds
 from perdure._converter import DataConverter, default_converter
 from perdure._handle import WorkflowHandle, _checked_event, _reason
+from perdure._retention import delete_closed_runs
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
 from perdure._starts import checked_conflict, new_run
 from perdure._store import resolve_url, store_for_url
@@ -54,9 +62,11 @@ from perdure.schedules import IfExists, Overlap, ScheduleDescription, ScheduleHa
 
 __all__ = [
     "STATUSES",
+    "ActivityBatchResult",
     "AsyncActivityHandle",
     "BatchResult",
     "Client",
+    "MatchedActivity",
     "PendingActivityInfo",
     "PendingTimerInfo",
     "QueueBacklog",
@@ -522,6 +532,29 @@ class Client:
         )
         return await run_batch(self, action, filters, _reason(reason), limit, dry_run)
 
+    async def batch_activities(
+        self,
+        action: ActivityBatchAction,
+        *,
+        activity_type: str | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
+        retrying: bool = False,
+        reset_attempts: bool = False,
+        limit: int | None = None,
+        dry_run: bool = False,
+    ) -> ActivityBatchResult:
+        """Pause or unpause every pending activity of ``activity_type`` (None:
+        any) of the open runs the filters match (as ``batch`` chooses runs),
+        that the action changes; chosen, then acted on by id. See _activitybatch."""
+        filters = activity_batch_filters(
+            action, activity_type, workflow, since, until, search, search_attributes, retrying
+        )
+        return await run_activity_batch(self, action, filters, reset_attempts, limit, dry_run)
+
     async def delete_closed_runs(self, older_than: timedelta, *, batch: int = 500) -> int:
         """Delete the runs that closed more than ``older_than`` ago, with their
         histories, streams and search attributes: a retention job (run it
@@ -531,17 +564,7 @@ class Client:
         that workers' commits go on between them; returns how many runs were
         deleted. A deleted run is gone: export what you must keep first
         (``handle.history()``)."""
-        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
-            raise ValueError(f"older_than must be a timedelta of 0 or more, not {older_than!r}")
-        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
-            raise ValueError(f"batch must be an int from 1 to 10,000, not {batch!r}")
-        closed_before = self.store.clock() - older_than.total_seconds()
-        deleted = 0
-        while True:
-            done = await self.store.delete_closed_runs(closed_before, batch)
-            deleted += done
-            if done < batch:
-                return deleted
+        return await delete_closed_runs(self.store, older_than, batch)
 
     async def stats(self) -> Stats:
         """The engine at a glance, for monitoring: open and retrying runs,

@@ -20,8 +20,10 @@ from typing import Any
 
 from perdure.client import (
     STATUSES,
+    ActivityBatchResult,
     BatchResult,
     Client,
+    PendingActivityInfo,
     StreamEntry,
     StreamInfo,
     StreamPage,
@@ -36,6 +38,7 @@ __all__ = [
     "MAX_POSITION",
     "ListQuery",
     "Page",
+    "activity_batch_json",
     "attempt_json",
     "batch_json",
     "decode_cursor",
@@ -47,6 +50,7 @@ __all__ = [
     "list_page",
     "outcome_json",
     "parse_when",
+    "pending_activity_json",
     "rejected_update_json",
     "seconds",
     "stream_entry_json",
@@ -199,6 +203,56 @@ def batch_json(result: BatchResult) -> dict[str, Any]:
     }
 
 
+def pending_activity_json(a: PendingActivityInfo) -> dict[str, Any]:
+    """A pending activity as ``describe`` shows it (and an activity batch its
+    matches)."""
+    return {
+        "activity_id": a.activity_id,
+        "activity_type": a.activity_type,
+        "attempt": a.attempt,
+        "running": a.running,
+        "next_attempt_at": iso(a.next_attempt_at),
+        "last_failure": a.last_failure,
+        "started_at": iso(a.started_at),
+        "attempts": [attempt_json(r) for r in a.attempts],
+        "task_queue": a.task_queue,
+        "waiting_for_worker": a.waiting_for_worker,
+        "held_by_limits": a.held_by_limits,
+        "in_backlog": a.in_backlog,
+        "ahead": a.ahead,
+        "awaiting_completion": a.awaiting_completion,
+        "completion_deadline": iso(a.completion_deadline),
+        "heartbeat_details": a.heartbeat_details,
+        "paused": a.paused,
+        "retry_policy": None if a.retry_policy is None else a.retry_policy.to_dict(),
+        "start_to_close_timeout": seconds(a.start_to_close_timeout),
+        "schedule_to_close_timeout": seconds(a.schedule_to_close_timeout),
+        "heartbeat_timeout": seconds(a.heartbeat_timeout),
+        "deadline": iso(a.deadline),
+    }
+
+
+def activity_batch_json(result: ActivityBatchResult) -> dict[str, Any]:
+    """What an activity batch chose and did (``perdure activity pause ...
+    --json``, ``POST /api/batch/activities/{action}``): each activity with its
+    workflow id and run id, as ``describe`` shows it."""
+
+    def named(key: tuple[str, int]) -> dict[str, Any]:
+        return {"workflow_id": key[0], "activity_id": key[1]}
+
+    return {
+        "action": result.action,
+        "dry_run": result.dry_run,
+        "matched": [
+            {"workflow_id": m.workflow_id, "run_id": m.run_id, **pending_activity_json(m.activity)}
+            for m in result.matched
+        ],
+        "done": [named(key) for key in result.done],
+        "skipped": [{**named(key), "why": why} for key, why in result.skipped.items()],
+        "failed": [{**named(key), "error": error} for key, error in result.failed.items()],
+    }
+
+
 def attempt_json(record: dict[str, Any]) -> dict[str, Any]:
     """An activity attempt record with its times in ISO 8601 (history events
     keep epoch seconds, as every event time)."""
@@ -235,33 +289,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "search_attributes": d.search_attributes,
         "priority": d.priority,
         "history_length": d.history_length,
-        "pending_activities": [
-            {
-                "activity_id": a.activity_id,
-                "activity_type": a.activity_type,
-                "attempt": a.attempt,
-                "running": a.running,
-                "next_attempt_at": iso(a.next_attempt_at),
-                "last_failure": a.last_failure,
-                "started_at": iso(a.started_at),
-                "attempts": [attempt_json(r) for r in a.attempts],
-                "task_queue": a.task_queue,
-                "waiting_for_worker": a.waiting_for_worker,
-                "held_by_limits": a.held_by_limits,
-                "in_backlog": a.in_backlog,
-                "ahead": a.ahead,
-                "awaiting_completion": a.awaiting_completion,
-                "completion_deadline": iso(a.completion_deadline),
-                "heartbeat_details": a.heartbeat_details,
-                "paused": a.paused,
-                "retry_policy": None if a.retry_policy is None else a.retry_policy.to_dict(),
-                "start_to_close_timeout": seconds(a.start_to_close_timeout),
-                "schedule_to_close_timeout": seconds(a.schedule_to_close_timeout),
-                "heartbeat_timeout": seconds(a.heartbeat_timeout),
-                "deadline": iso(a.deadline),
-            }
-            for a in d.pending_activities
-        ],
+        "pending_activities": [pending_activity_json(a) for a in d.pending_activities],
         "pending_timers": [
             {"timer_id": t.timer_id, "fire_at": iso(t.fire_at)} for t in d.pending_timers
         ],
