@@ -289,6 +289,11 @@ class QueueBacklog:
     running: int
     lag: float
     due_by_priority: dict[int, int] = field(default_factory=dict)
+    paused: int = 0
+    """Activities an operator paused (``AsyncActivityHandle.pause``,
+    ``Client.batch_activities``): none starts an attempt until it is
+    unpaused. One whose attempt runs on is counted in ``running`` too; one
+    no attempt holds is not ``due``."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,7 @@ class Stats:
                     "running": b.running,
                     "lag_seconds": b.lag,
                     "due_by_priority": {str(p): n for p, n in sorted(b.due_by_priority.items())},
+                    "paused": b.paused,
                 }
                 for b in self.backlog
             ],
@@ -344,7 +350,13 @@ def stats_of(record: StatsRecord, workers: dict[str, int]) -> Stats:
         timer_lag=late(record.first_timer_at),
         backlog=[
             QueueBacklog(
-                b.queue, b.kind, b.due, b.running, late(b.oldest_due_at), dict(b.due_by_priority)
+                b.queue,
+                b.kind,
+                b.due,
+                b.running,
+                late(b.oldest_due_at),
+                dict(b.due_by_priority),
+                b.paused,
             )
             for b in record.backlog
         ],

@@ -547,9 +547,9 @@ class Client:
         limit: int | None = None,
         dry_run: bool = False,
     ) -> ActivityBatchResult:
-        """Pause or unpause every pending activity of ``activity_type`` (None:
-        any) of the open runs the filters match (as ``batch`` chooses runs),
-        that the action changes; chosen, then acted on by id. See _activitybatch."""
+        """Pause (those not paused) or unpause (the paused) every pending
+        activity of ``activity_type`` (None: any) of the open runs the filters
+        match, as ``batch`` chooses runs; chosen, then each acted on by id."""
         filters = activity_batch_filters(
             action, activity_type, workflow, since, until, search, search_attributes, retrying
         )

@@ -41,6 +41,17 @@ async def test_stats_count_runs_timers_and_each_queues_backlog(
         BacklogRecord("workflow", "q", 0, 1, None),
     ]
     assert running.run_id == "run-0"
+    # An operator pauses both: the idle one is no longer due, the running one
+    # runs on; both are counted as paused (workflow tasks never are).
+    for ref in (1, 2):
+        assert await store.set_activity_paused("run-0", ref, True) is not None
+    paused = {(b.queue, b.kind): b for b in (await store.stats()).backlog}
+    acts = paused["acts", "activity"]
+    assert (acts.due, acts.running, acts.paused, acts.oldest_due_at) == (0, 1, 2, None)
+    assert paused["q", "workflow"].paused == 0
+    for ref in (1, 2):
+        assert await store.set_activity_paused("run-0", ref, False) is not None
+    assert {b.queue: b.paused for b in (await store.stats()).backlog}["acts"] == 0
     # Its lease run out, run-2's turn is due again, since its lease's end.
     clock.advance(30)
     later = {(b.queue, b.kind): b for b in (await store.stats()).backlog}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,9 @@ from surface_helpers import cli
 from test_schedule_api import ADMIN, READ, http
 
 import perdure
+from perdure.client import QueueBacklog, Stats
 from perdure.server._auth import AuthConfig
+from perdure.server._metrics import prometheus_text
 from perdure.server.app import create_app
 
 SAMPLE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? (-?[0-9.e+]+)$")
@@ -60,6 +63,19 @@ async def test_metrics_in_prometheus_text(client: perdure.Client) -> None:
     assert ("perdure_workers", 'queue="no \\"worker\\" here"') not in found
 
 
+def test_paused_activities_are_a_gauge_by_queue() -> None:
+    at = datetime.now(UTC)
+    backlog = [
+        QueueBacklog("payments", "activity", 0, 1, 0.0, {}, paused=3),
+        QueueBacklog("payments", "workflow", 2, 0, 1.5, {3: 2}),
+    ]
+    found = samples(prometheus_text(Stats(at, 4, 0, 0, 0.0, backlog, {})))
+    assert found["perdure_activities_paused", 'queue="payments"'] == 3
+    assert [k for k in found if k[0] == "perdure_activities_paused"] == [
+        ("perdure_activities_paused", 'queue="payments"')
+    ]
+
+
 def test_perdure_stats(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'stats.db'}"
     assert cli("migrate", "--db", db).returncode == 0
@@ -71,6 +87,7 @@ def test_perdure_stats(tmp_path: Path) -> None:
     [backlog] = stats["backlog"]
     assert (backlog["task_queue"], backlog["kind"], backlog["due"]) == ("default", "workflow", 1)
     assert backlog["due_by_priority"] == {"3": 1}
+    assert backlog["paused"] == 0
     text = cli("stats", "--db", db).stdout
     assert "runs open      1" in text and "default" in text
 

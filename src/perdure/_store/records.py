@@ -501,6 +501,7 @@ class BacklogRecord:
     running: int
     oldest_due_at: float | None
     due_by_priority: dict[int, int] = field(default_factory=dict)  # (none due: left out)
+    paused: int = 0  # activities an operator paused (running or not)
 
 
 @dataclass(frozen=True)

@@ -169,13 +169,14 @@ async def ended_after(tx: Tx, position: int | None) -> tuple[int, list[str] | No
 
 def stats_queries(now: float) -> list[tuple[str, tuple[Any, ...]]]:
     """Store.stats's queries, read in one snapshot (see stats_record): each
-    queue's backlog by kind, the open runs, the retrying ones, the timers,
-    and each queue's due tasks by kind and priority."""
+    queue's backlog by kind (and its paused activities), the open runs, the
+    retrying ones, the timers, and each queue's due tasks by kind and
+    priority."""
     return [
         (
             "SELECT kind, queue, SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN visible_at > ? AND lease_owner IS NOT NULL THEN 1 ELSE 0 END),"
-            " MIN(CASE WHEN visible_at <= ? THEN visible_at END)"
+            " MIN(CASE WHEN visible_at <= ? THEN visible_at END), SUM(paused)"
             " FROM tasks GROUP BY kind, queue ORDER BY queue, kind",
             (now, now, now),
         ),
@@ -206,7 +207,13 @@ def stats_record(now: float, found: list[list[tuple[Any, ...]]]) -> StatsRecord:
         first_timer_at=timers[0][1],
         backlog=[
             BacklogRecord(
-                r[0], r[1], int(r[2] or 0), int(r[3] or 0), r[4], due.get((r[0], r[1]), {})
+                r[0],
+                r[1],
+                int(r[2] or 0),
+                int(r[3] or 0),
+                r[4],
+                due.get((r[0], r[1]), {}),
+                int(r[5] or 0),
             )
             for r in backlog
         ],

@@ -56,9 +56,12 @@ def stats(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
         if not s.backlog:
             out.print("no tasks")
             return
-        table = Table("QUEUE", "KIND", "DUE", "RUNNING", "LAG")
+        table = Table("QUEUE", "KIND", "DUE", "RUNNING", "LAG", "PAUSED")
         for b in s.backlog:
-            table.add_row(escape(b.task_queue), b.kind, str(b.due), str(b.running), f"{b.lag:.1f}s")
+            paused = str(b.paused) if b.kind == "activity" else ""
+            table.add_row(
+                escape(b.task_queue), b.kind, str(b.due), str(b.running), f"{b.lag:.1f}s", paused
+            )
         out.print(table)
 
     run(db, work)

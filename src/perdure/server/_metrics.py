@@ -74,6 +74,11 @@ def prometheus_text(stats: Stats) -> str:
         [(labels, b.lag) for labels, b in by_queue],
     )
     gauge(
+        "perdure_activities_paused",
+        "Activities an operator paused (no attempt of them starts), by task queue.",
+        [({"queue": b.task_queue}, b.paused) for b in stats.backlog if b.kind == "activity"],
+    )
+    gauge(
         "perdure_workers",
         "Live workers, by the task queue they serve.",
         [({"queue": q}, n) for q, n in stats.workers.items()],
