@@ -266,7 +266,9 @@ def test_both_forms_or_neither_is_a_usage_error_that_does_nothing(
     assert reasons(client, "cu-1", "CancelRequested") == []
 
 
-def test_one_run_by_id_as_before_and_with_json(db: str, client: perdure.SyncClient) -> None:
+def test_one_run_by_id_as_before_and_with_json(
+    db: str, client: perdure.SyncClient, worker: Proc
+) -> None:
     for ident in ("co-1", "co-2"):
         client.start("parked", ident, id=ident)
     cancelled, terminated = cli_all(
@@ -278,5 +280,10 @@ def test_one_run_by_id_as_before_and_with_json(db: str, client: perdure.SyncClie
         "action": "cancel",
     }
     assert terminated.returncode == 0 and "Terminated co-2" in terminated.stdout
-    assert reasons(client, "co-1", "CancelRequested") == ["just this one"]
+    # (The request is recorded in the history by the run's next turn.)
+    wait_for(
+        lambda: reasons(client, "co-1", "CancelRequested") == ["just this one"],
+        20,
+        "co-1's cancel request in its history",
+    )
     assert status(client, "co-2") == "terminated"

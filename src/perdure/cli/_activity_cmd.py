@@ -6,17 +6,19 @@ either by an attempt's task token (an attempt whose function called
 ``heartbeat`` to say an attempt awaiting completion is alive, and
 ``report-cancellation`` once its workflow cancelled it. By id, ``complete``
 and ``fail`` end the activity now, whatever it waits for: an operator
-settling a step by hand; ``pause`` and ``unpause`` (by id only) hold its
-attempts back and let them go; ``update-options`` (by id only) changes its
+settling a step by hand; ``pause`` and ``unpause`` hold its attempts back
+and let them go (by id, or every pending activity filters match: the batch
+form, ``_activity_batch``); ``update-options`` (by id only) changes its
 timeouts, retry policy or task queue in flight. What a webhook handler, a
 script of the system that does the work, or an operator at 3 a.m. would run.
 
-Imports the public API, typer, rich, the task token's reader
-(``perdure._asyncactivity.parse_task_token``: a malformed token is a usage
-error, exit 2, before any database is opened), the options change's checks
-(``perdure._activityoptions.OptionsChange``, for the same reason),
-``_schedule_cmd.parse_span`` and ``_activity_options`` (the options line
-``show`` prints too); exit codes come from ``_operator.run``. What can no
+Imports the public API, typer, rich, ``_activity_batch`` (the batch form),
+the task token's reader (``perdure._asyncactivity.parse_task_token``: a
+malformed token is a usage error, exit 2, before any database is opened),
+the options change's checks (``perdure._activityoptions.OptionsChange``,
+for the same reason), ``_schedule_cmd.parse_span`` and ``_activity_options``
+(the options line ``show`` prints too); exit codes come from
+``_operator.run`` (and, of the batch form, from ``_batch``). What can no
 longer end (``AsyncActivityNotFoundError``) exits 3, as an unknown workflow
 does; a heartbeat of an attempt its workflow cancelled
 (``AsyncActivityCancelledError``) exits 9; an unpause that cannot count
@@ -39,6 +41,7 @@ from rich.markup import escape
 from perdure._activityoptions import MAX_SPAN, OptionsChange
 from perdure._asyncactivity import AsyncActivityHandle, parse_task_token
 from perdure._spans import span_text
+from perdure.cli import _activity_batch as matching
 from perdure.cli._activity_options import options_text
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._operator import (
@@ -326,7 +329,7 @@ def report_cancellation(
     run(db, work)
 
 
-# pause and unpause name an activity by id only.
+# update-options names an activity by id only.
 NeededWorkflowId = typer.Option(
     ..., "--workflow-id", "-w", help="The workflow whose activity it is."
 )
@@ -340,17 +343,22 @@ NeededActivityId = typer.Option(
 )
 
 
-def _by_id(workflow_id: str, activity_id: int, run_id: Optional[str]) -> Target:
-    found, _ = target([], workflow_id, activity_id, run_id)
-    return found
-
-
 @activity_app.command("pause", epilog=EPILOG)
 def pause(
-    workflow_id: str = NeededWorkflowId,
-    activity_id: int = NeededActivityId,
+    workflow_id: Optional[str] = WorkflowIdOption,
+    activity_id: Optional[int] = ActivityIdOption,
     run_id: Optional[str] = RunOption,
     db: Optional[str] = DbOption,
+    activity_type: Optional[str] = matching.ActivityTypeOption,
+    workflow_type: Optional[str] = matching.WorkflowTypeOption,
+    since: Optional[str] = matching.SinceOption,
+    until: Optional[str] = matching.UntilOption,
+    search: Optional[str] = matching.SearchOption,
+    attrs: list[str] = matching.AttrOption,
+    retrying: bool = matching.RetryingOption,
+    limit: Optional[int] = matching.LimitOption,
+    yes: bool = matching.YesOption,
+    as_json: bool = matching.JsonOption,
 ) -> None:
     """Pause an activity: no attempt of it starts until it is unpaused.
 
@@ -358,8 +366,20 @@ def pause(
     failure is not retried while paused, and one that heartbeats is stopped at
     its next heartbeat (not counted as an attempt). Its timeouts still run.
     `perdure activity unpause` lets it go. Exit 3 if it is not pending.
+
+    With filters instead of -w and -a: every pending activity not paused of
+    the open runs they match (each workflow id's latest; no --status: only
+    open runs have pending activities), listed first; --yes pauses them
+    (exit 5 if any failed): perdure activity pause --activity-type NAME.
     """
-    where = _by_id(workflow_id, activity_id, run_id)
+    asked = matching.read_batch(
+        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
+    )
+    if matching.is_batch("pause", workflow_id, activity_id, run_id, asked):
+        matching.act("pause", asked, db, reset_attempts=False)
+        return
+    assert workflow_id is not None and activity_id is not None  # (is_batch: both)
+    where, _ = target([], workflow_id, activity_id, run_id)
     done = (
         f"Paused {escape(where.named)}: no attempt starts until "
         f"`perdure activity unpause -w {escape(shlex.quote(workflow_id))} -a {activity_id}`"
@@ -373,8 +393,8 @@ def pause(
 
 @activity_app.command("unpause", epilog=EPILOG)
 def unpause(
-    workflow_id: str = NeededWorkflowId,
-    activity_id: int = NeededActivityId,
+    workflow_id: Optional[str] = WorkflowIdOption,
+    activity_id: Optional[int] = ActivityIdOption,
     run_id: Optional[str] = RunOption,
     reset_attempts: bool = typer.Option(
         False,
@@ -383,14 +403,35 @@ def unpause(
         "attempt of it runs.",
     ),
     db: Optional[str] = DbOption,
+    activity_type: Optional[str] = matching.ActivityTypeOption,
+    workflow_type: Optional[str] = matching.WorkflowTypeOption,
+    since: Optional[str] = matching.SinceOption,
+    until: Optional[str] = matching.UntilOption,
+    search: Optional[str] = matching.SearchOption,
+    attrs: list[str] = matching.AttrOption,
+    retrying: bool = matching.RetryingOption,
+    limit: Optional[int] = matching.LimitOption,
+    yes: bool = matching.YesOption,
+    as_json: bool = matching.JsonOption,
 ) -> None:
     """Unpause an activity: its next attempt is due now, its backoff dropped.
 
     -w ID -a N. Unpausing an activity that is not paused does nothing. Exit 3
     if it is not pending, 5 if --reset-attempts meets a running attempt (it
     stays paused).
+
+    With filters instead of -w and -a: every paused activity of the open
+    runs they match, as pause takes them, listed first; --yes unpauses them
+    (exit 5 if any failed, as --reset-attempts under a running attempt).
     """
-    where = _by_id(workflow_id, activity_id, run_id)
+    asked = matching.read_batch(
+        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
+    )
+    if matching.is_batch("unpause", workflow_id, activity_id, run_id, asked):
+        matching.act("unpause", asked, db, reset_attempts=reset_attempts)
+        return
+    assert workflow_id is not None and activity_id is not None  # (is_batch: both)
+    where, _ = target([], workflow_id, activity_id, run_id)
     counted = " (attempts counted from 1 again)" if reset_attempts else ""
     done = f"Unpaused {escape(where.named)}{counted}: its next attempt is due now"
 
@@ -519,7 +560,7 @@ def update_options(
     the history. Exit 2 for a retry policy that is not one or a
     --retry-max-attempts that allows no more attempts, 3 if it is not pending.
     """
-    where = _by_id(workflow_id, activity_id, run_id)
+    where, _ = target([], workflow_id, activity_id, run_id)
     changes = _changes(
         {
             "start_to_close_timeout": _span(start_to_close_timeout, "--start-to-close-timeout"),

@@ -1,6 +1,6 @@
 """The run filters ``perdure list`` and the batch forms of ``cancel``,
-``terminate`` and ``reset`` share: their options, read once into a
-:class:`RunFilter`.
+``terminate``, ``reset`` and ``activity pause|unpause`` share: their
+options, read once into a :class:`RunFilter`.
 
 Imports typer, the search attributes' rules (``perdure._attributes``), the
 framework-free ``perdure.server._query`` (the statuses) and ``_operator``
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 import typer
 
@@ -32,6 +32,7 @@ __all__ = [
     "OpenStatusOption",
     "RetryingOption",
     "RunFilter",
+    "RunKeywords",
     "SearchOption",
     "SinceOption",
     "StatusOption",
@@ -53,7 +54,8 @@ STATUS_HELP = f"Only runs in this status ({', '.join(KNOWN_STATUSES)})."
 
 
 # Each option is made by a function: `list` shows them among its options,
-# `cancel`, `terminate` and `reset` in a panel of their own (BATCH_PANEL).
+# `cancel`, `terminate` and `reset` in a panel of their own (BATCH_PANEL),
+# `activity pause|unpause` in theirs (_activity_batch).
 
 
 def status_option(help: str = STATUS_HELP, panel: str | None = None) -> Any:
@@ -134,6 +136,18 @@ def attribute_filter(terms: list[str]) -> dict[str, str]:
         raise typer.BadParameter(str(exc)) from None
 
 
+class RunKeywords(TypedDict):
+    """A :class:`RunFilter` as the Client's batches take it, its status
+    apart (a batch of activities takes none: its runs are open ones)."""
+
+    workflow: str | None
+    since: datetime | None
+    until: datetime | None
+    search: str | None
+    search_attributes: dict[str, str] | None
+    retrying: bool
+
+
 @dataclass(frozen=True)
 class RunFilter:
     """Which runs a command names by filter (an empty text is no filter, as
@@ -159,6 +173,18 @@ class RunFilter:
             "--attr": self.search_attributes or None,
         }
         return [option for option, value in named.items() if value is not None]
+
+    def keywords(self) -> RunKeywords:
+        """The filter as ``Client.batch`` and ``batch_activities`` take it,
+        its status apart."""
+        return RunKeywords(
+            workflow=self.workflow_type,
+            since=self.since,
+            until=self.until,
+            search=self.search,
+            search_attributes=self.search_attributes or None,
+            retrying=self.retrying,
+        )
 
 
 def run_filter(
