@@ -97,12 +97,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     derandomize=True,
 )
 def test_no_route_answers_5xx(case: Case) -> None:
-    if case.operation.path == "/api/batch/{action}" and isinstance(case.body, dict):
+    batches = ("/api/batch/{action}", "/api/batch/activities/{action}")
+    if case.operation.path in batches and isinstance(case.body, dict):
         # A batch is fuzzed as a dry run: a generated filter may match every seeded
         # run, and terminating or resetting them (each test's order decides which
         # first) would change what the other routes answer from run to run. Every
         # argument is read and checked before the dry run stops: what is left out
-        # is the acting, whose errors are reported per run (test_batch_api.py).
+        # is the acting, whose errors are reported per run (test_batch_api.py) or
+        # per activity (test_activity_batch_http.py).
         case.body = {**case.body, "dry_run": True}
     if case.operation.path == "/api/workflows/{workflow_id}/updates/{name}":
         # An update is fuzzed with timeout=0: no worker answers one here, so any

@@ -1,9 +1,11 @@
 """``POST /api/batch/{action}``: cancel, terminate or reset every run a
-filter matches (``Client.batch``), or, with ``dry_run``, only say which.
-Needs the ``admin`` role, dry run or not: it names runs to act on.
+filter matches (``Client.batch``); ``POST /api/batch/activities/{action}``:
+pause or unpause every pending activity of the open runs a filter matches
+(``Client.batch_activities``). With ``dry_run``, only say which. Both need
+the ``admin`` role, dry run or not: they name what to act on.
 
-Imports fastapi, the public Client API, ``_deps``, the framework-free
-``_query`` (its JSON view) and the search attributes' rules
+Imports fastapi, the public Client API, ``_deps``, ``_batch_models``, the
+framework-free ``_query`` (the JSON views) and the search attributes' rules
 (``perdure._attributes``: the ``attr`` terms, read as the listing reads them).
 """
 
@@ -15,8 +17,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 
 from perdure._attributes import parse_filter
 from perdure.client import Client
-from perdure.server import _models as m
+from perdure.server import _batch_models as bm
 from perdure.server._deps import (
+    activity_batch_request,
     batch_request,
     body_doc,
     client_of,
@@ -24,7 +27,7 @@ from perdure.server._deps import (
     parse_time,
     require_admin,
 )
-from perdure.server._query import ListQuery, batch_json
+from perdure.server._query import ListQuery, activity_batch_json, batch_json
 
 __all__ = ["router"]
 
@@ -35,16 +38,27 @@ Action = Annotated[
     Literal["cancel", "terminate", "reset"],
     Path(description="What to do to each run: cancel, terminate or reset (another: 422)."),
 ]
+ActivityAction = Annotated[
+    Literal["pause", "unpause"],
+    Path(description="What to do to each activity: pause or unpause (another: 422)."),
+]
 BATCH_BODY = body_doc(
-    m.BatchRequest,
+    bm.BatchRequest,
     "The filters (at least one), the reason recorded in each run's history, a limit, "
     "and dry_run to act on none.",
 )
+ACTIVITY_BATCH_BODY = body_doc(
+    bm.ActivityBatchRequest,
+    "The activity type and the filters of the open runs (at least one of them), "
+    "reset_attempts (unpause only), a limit, and dry_run to act on none.",
+)
+# (Both routes' path: "/{action}" takes one segment, so "/activities/pause"
+# reaches the activities' route, whichever is declared first.)
 
 
 @router.post(
     "/{action}",
-    response_model=m.BatchOut,
+    response_model=bm.BatchOut,
     summary="Cancel, terminate or reset every run a filter matches",
     dependencies=[Depends(require_admin)],
     responses=error_responses(401, 403, 422, 503),
@@ -53,7 +67,7 @@ BATCH_BODY = body_doc(
 async def batch(
     client: ClientDep,
     action: Action,
-    body: Annotated[m.BatchRequest, Depends(batch_request)],
+    body: Annotated[bm.BatchRequest, Depends(batch_request)],
 ) -> Any:
     """Act on every run the filters match: each workflow id's latest run
     (cancel, terminate: open runs only), chosen first, then acted on a few at
@@ -61,45 +75,8 @@ async def batch(
     one whose action raised is ``failed`` with its error, and the others go
     on (still a 200). ``dry_run``: only ``matched``. 422 for no filter, a
     status other than running for cancel or terminate, or a bad filter."""
-    chosen = _filters(action, body)
-    try:
-        result = await client.batch(
-            action,
-            status=chosen.status,
-            workflow=chosen.workflow_type,
-            since=chosen.since,
-            until=chosen.until,
-            search=chosen.search,
-            search_attributes=chosen.search_attributes or None,
-            retrying=chosen.retrying,
-            reason=body.reason,
-            limit=body.limit,
-            dry_run=body.dry_run,
-        )
-    except (TypeError, ValueError) as exc:  # (an argument the Client refused: a bad reason)
-        raise HTTPException(422, str(exc)) from None
-    return batch_json(result)
-
-
-def _filters(action: str, body: m.BatchRequest) -> ListQuery:
-    """The body's filters, checked as the listing checks its query, and in
-    this API's words: at least one (an empty text is none, as in the
-    listing); cancel and terminate act on open runs only. 422 if not."""
-    try:
-        chosen = ListQuery(
-            status=body.status or None,
-            workflow_type=body.type or None,
-            since=parse_time(body.since or None, "since"),
-            until=parse_time(body.until or None, "until"),
-            search=body.search or None,
-            retrying=body.retrying,
-            search_attributes=parse_filter(body.attr or [], "attr"),
-        )
-        chosen.check()
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    named = (chosen.status, chosen.workflow_type, chosen.since, chosen.until, chosen.search)
-    if all(f is None for f in named) and not chosen.retrying and not chosen.search_attributes:
+    chosen = _runs(body, body.status or None)
+    if not _named(chosen):
         raise HTTPException(
             422,
             f"name which runs to {action}: give a filter (status, type, since, until, search, "
@@ -112,4 +89,96 @@ def _filters(action: str, body: m.BatchRequest) -> ListQuery:
             f'only open runs can be {ended}: status must be "running" (or left out), '
             f"not {chosen.status!r}",
         )
+    try:
+        result = await client.batch(
+            action,
+            status=chosen.status,
+            **_client_filters(chosen),
+            reason=body.reason,
+            limit=body.limit,
+            dry_run=body.dry_run,
+        )
+    except (TypeError, ValueError) as exc:  # (an argument the Client refused: a bad reason)
+        raise HTTPException(422, str(exc)) from None
+    return batch_json(result)
+
+
+@router.post(
+    "/activities/{action}",
+    response_model=bm.ActivityBatchOut,
+    summary="Pause or unpause every pending activity of the open runs a filter matches",
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(401, 403, 422, 503),
+    openapi_extra=ACTIVITY_BATCH_BODY,
+)
+async def batch_activities(
+    client: ClientDep,
+    action: ActivityAction,
+    body: Annotated[bm.ActivityBatchRequest, Depends(activity_batch_request)],
+) -> Any:
+    """Pause (or unpause) every pending activity of ``activity_type`` (left
+    out: any) of the open runs the filters match (each workflow id's latest)
+    that is not paused (or is): chosen first, as describe() shows them, then
+    acted on a few at a time by run id and activity id. One that ended
+    meanwhile, or whose run did, is ``skipped``; one whose action raised is
+    ``failed`` with its error (an unpause with ``reset_attempts`` while an
+    attempt of it runs), and the others go on (still a 200). ``dry_run``:
+    only ``matched``. 422 for neither an activity type nor a filter of the
+    runs, ``reset_attempts`` with pause, or a bad filter."""
+    chosen = _runs(body, None)  # (only an open run has pending activities)
+    if not body.activity_type and not _named(chosen):
+        raise HTTPException(
+            422,
+            f"name which activities to {action}: give activity_type, or a filter of their runs "
+            "(type, since, until, search, attr, retrying)",
+        )
+    try:
+        result = await client.batch_activities(
+            action,
+            activity_type=body.activity_type or None,
+            **_client_filters(chosen),
+            reset_attempts=body.reset_attempts,
+            limit=body.limit,
+            dry_run=body.dry_run,
+        )
+    except (TypeError, ValueError) as exc:  # (what the Client refused: reset_attempts on a pause)
+        raise HTTPException(422, str(exc)) from None
+    return activity_batch_json(result)
+
+
+def _runs(body: bm.RunFilters, status: str | None) -> ListQuery:
+    """The body's filters of the runs, checked as the listing checks its
+    query (an empty text is none, as there); 422 if one is bad."""
+    try:
+        chosen = ListQuery(
+            status=status,
+            workflow_type=body.type or None,
+            since=parse_time(body.since or None, "since"),
+            until=parse_time(body.until or None, "until"),
+            search=body.search or None,
+            retrying=body.retrying,
+            search_attributes=parse_filter(body.attr or [], "attr"),
+        )
+        chosen.check()
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     return chosen
+
+
+def _client_filters(chosen: ListQuery) -> dict[str, Any]:
+    """The filters of the runs (but the status) as ``Client.batch`` and
+    ``Client.batch_activities`` take them."""
+    return {
+        "workflow": chosen.workflow_type,
+        "since": chosen.since,
+        "until": chosen.until,
+        "search": chosen.search,
+        "search_attributes": chosen.search_attributes or None,
+        "retrying": chosen.retrying,
+    }
+
+
+def _named(chosen: ListQuery) -> bool:
+    """Does the query name some runs (not every run there is)?"""
+    named = (chosen.status, chosen.workflow_type, chosen.since, chosen.until, chosen.search)
+    return any(f is not None for f in named) or chosen.retrying or bool(chosen.search_attributes)

@@ -1,7 +1,8 @@
 """What the ``/api`` routes depend on: the server's state (client and tokens), the
 caller's role, lenient JSON bodies, times, and the documented error answers.
 
-Imports fastapi, pydantic, the public Client API and ``_auth``/``_query``/``_models``/``_sse``.
+Imports fastapi, pydantic, the public Client API and
+``_auth``/``_query``/``_models``/``_activity_models``/``_batch_models``/``_sse``.
 A role check raises 401 (no or unknown token) or 403 (read token, admin route).
 """
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from perdure.client import Client
 from perdure.server import _activity_models as am
+from perdure.server import _batch_models as bm
 from perdure.server import _models as m
 from perdure.server._auth import AuthConfig, Role
 from perdure.server._query import parse_when
@@ -37,6 +39,7 @@ __all__ = [
     "RunId",
     "ServerState",
     "WorkflowId",
+    "activity_batch_request",
     "activity_failure_request",
     "backfill_request",
     "batch_request",
@@ -203,7 +206,8 @@ schedule_request = required_body(m.ScheduleRequest)
 update_request = required_body(m.ScheduleUpdate)
 backfill_request = required_body(m.BackfillRequest)
 limits_request = required_body(m.QueueLimitsBody)
-batch_request = required_body(m.BatchRequest)
+batch_request = required_body(bm.BatchRequest)
+activity_batch_request = required_body(bm.ActivityBatchRequest)
 complete_activity_request = required_body(am.CompleteActivityRequest)
 fail_activity_request = required_body(am.FailActivityRequest)
 heartbeat_activity_request = required_body(am.HeartbeatActivityRequest)

@@ -1,6 +1,7 @@
 """The HTTP API's request and response bodies (pydantic), which make its OpenAPI
-document; the activity routes' are in ``_activity_models``. Imports pydantic
-only; the field names match ``_query``'s JSON views.
+document; the activity routes' are in ``_activity_models``, the batches' in
+``_batch_models``. Imports pydantic only; the field names match ``_query``'s
+JSON views.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Accepted",
-    "BatchOut",
-    "BatchRequest",
     "ErrorBody",
     "Health",
     "PendingActivity",
@@ -492,60 +491,6 @@ class WorkflowDescription(BaseModel):
         description="Open, but no activity, timer, child, signal or update wait is pending "
         "and no turn is due: only a cancel or terminate moves it.",
     )
-
-
-class BatchRequest(Strict):
-    """Which runs a batch acts on: each workflow id's latest run that the
-    filters match (at least one filter; cancel and terminate: open runs
-    only), and how. The filters are ``GET /api/workflows``'s."""
-
-    status: Optional[str] = Field(
-        None,
-        max_length=64,
-        description="Only runs in this status; cancel and terminate: running (the default).",
-    )
-    type: Optional[str] = Field(None, max_length=512, description="Workflow type.")
-    since: Optional[str] = Field(
-        None, max_length=64, description="Started at or after: ISO time or an age (2h, 3d)."
-    )
-    until: Optional[str] = Field(
-        None, max_length=64, description="Started at or before: ISO time or an age."
-    )
-    search: Optional[str] = Field(None, max_length=512, description="Text the id contains.")
-    attr: Optional[list[StrictStr]] = Field(
-        None,
-        max_length=100,
-        description="NAME=VALUE terms: only runs whose search attribute NAME has VALUE, "
-        "matched as text (as ?attr= of the listing); a run must match each.",
-    )
-    retrying: StrictBool = Field(
-        False, description="Only runs whose latest workflow task failed and is retried."
-    )
-    reason: Optional[str] = Field(
-        None, max_length=10_000, description="Recorded in each run's history."
-    )
-    limit: Optional[StrictInt] = Field(
-        None, ge=1, le=1_000_000, description="At most this many runs, newest first."
-    )
-    dry_run: StrictBool = Field(
-        False, description="Only say which runs match (matched); act on none."
-    )
-
-
-class BatchOut(BaseModel):
-    action: Literal["cancel", "terminate", "reset"]
-    dry_run: bool = Field(description="Nothing was done: matched is what would have been.")
-    matched: list[WorkflowSummary] = Field(
-        description="The runs the filters matched (each id's latest), newest first."
-    )
-    done: dict[str, str] = Field(
-        description="Workflow id -> the run acted on (for a reset: the new run)."
-    )
-    skipped: dict[str, str] = Field(
-        description="Workflow id -> why it was not acted on: it ended, or is gone, since "
-        "it was chosen."
-    )
-    failed: dict[str, str] = Field(description="Workflow id -> the error its action raised.")
 
 
 class WorkflowResult(BaseModel):

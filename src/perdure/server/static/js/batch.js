@@ -1,31 +1,47 @@
 // "Act on all matching…" on the workflow list (admins, filtered lists only):
 // cancel, terminate or reset every run the list's filters match, through
-// POST /api/batch/{action}. A dry run first says how many runs match and
-// names the first ones; a confirmation acts; the summary says what was done
-// (skipped: ended or gone since they were chosen; failed: with the error).
+// POST /api/batch/{action}; or pause or unpause the pending activities (of
+// a type, or any) of the open runs they match, through
+// POST /api/batch/activities/{action}. A dry run first says how many match
+// and names the first ones; a confirmation acts; the summary says what was
+// done (skipped: ended or gone since they were chosen; failed: with the error).
 
 import { api } from "./api.js";
 import { clear, h } from "./dom.js";
 
-const NAMED = 5; // ids the preview names
+const NAMED = 5; // runs or activities the preview names
+const RUNS = { one: "run", many: "runs" };
+const ACTIVITIES = { one: "activity", many: "activities" };
 const ACTIONS = {
   cancel: {
-    verb: "Cancel", done: "Cancellation requested for",
+    verb: "Cancel", done: "Cancellation requested for", path: "cancel", noun: RUNS,
     text: "Each open run sees a cancellation at its current step and may run " +
       "compensations before it ends.",
   },
   terminate: {
-    verb: "Terminate", done: "Terminated",
+    verb: "Terminate", done: "Terminated", path: "terminate", noun: RUNS,
     text: "Each open run ends at once: no more workflow code runs, and no compensation either.",
   },
   reset: {
-    verb: "Reset", done: "Reset",
+    verb: "Reset", done: "Reset", path: "reset", noun: RUNS,
     text: "Each run is run again in a new run from its default point (the latest turn " +
       "that took no failure), with the code deployed now; an open one is terminated.",
   },
+  "pause-activities": {
+    verb: "Pause", done: "Paused", path: "activities/pause", noun: ACTIVITIES,
+    text: "Each pending activity of the type given (empty: any type) in the open runs that " +
+      "match is paused: no attempt of it starts until it is unpaused (an attempt running " +
+      "runs on).",
+  },
+  "unpause-activities": {
+    verb: "Unpause", done: "Unpaused", path: "activities/unpause", noun: ACTIVITIES,
+    text: "Each paused activity of the type given (empty: any type) in the open runs that " +
+      "match is let go: its next attempt is due now.",
+  },
 };
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const count = (n, noun) => `${n} ${n === 1 ? noun.one : noun.many}`;
+const matches = (n, noun) => `${count(n, noun)} match${n === 1 ? "es" : ""}`;
 
 /** The filters as the batch's body takes them (the list's, but for paging). */
 function filterBody(filters) {
@@ -56,75 +72,137 @@ function describe(filters) {
     "cancel and terminate act on open runs only.";
 }
 
+/** An activity of an answer, as the dialog names it. */
+const activityName = (a) => `${a.workflow_id} ref ${a.activity_id}`;
+
+/** What a batch did, whatever it acted on: how many done, and [name, why] pairs. */
+function outcome(answer, noun) {
+  if (noun === RUNS) {
+    return {
+      done: Object.keys(answer.done).length,
+      skipped: Object.entries(answer.skipped),
+      failed: Object.entries(answer.failed),
+    };
+  }
+  return {
+    done: answer.done.length,
+    skipped: answer.skipped.map((a) => [activityName(a), a.why]),
+    failed: answer.failed.map((a) => [activityName(a), a.error]),
+  };
+}
+
 /** Open the dialog over the list's current ``filters``; ``refresh`` reloads the list. */
 export function openBatch(filters, refresh) {
   const $ = (id) => document.getElementById(id);
   const dialog = $("batch-dialog");
   const action = $("batch-action");
   const reason = $("batch-reason");
+  const activityType = $("batch-activity-type");
+  const resetAttempts = $("batch-reset-attempts");
   const preview = $("batch-preview");
   const summary = $("batch-summary");
   const error = $("batch-error");
   const check = $("batch-check");
   const confirm = $("batch-confirm");
   const chosen = filterBody(filters); // (held: the list may refresh behind the dialog)
+  const inputs = [action, reason, activityType, resetAttempts];
   let busy = false;
 
   function start() {
-    // Back to choosing: a preview holds for the action it was made for only.
-    $("batch-explain").textContent = ACTIONS[action.value].text;
+    // Back to choosing: a preview holds for the action and type it was made for only.
+    const what = ACTIONS[action.value];
+    const activities = what.noun === ACTIVITIES;
+    $("batch-explain").textContent = what.text;
+    $("batch-reason-label").hidden = activities;
+    $("batch-type-label").hidden = !activities;
+    $("batch-reset-label").hidden = action.value !== "unpause-activities";
+    check.textContent = `Find matching ${what.noun.many}`;
     preview.hidden = true;
     summary.hidden = true;
     error.hidden = true;
     confirm.hidden = true;
     check.hidden = false;
-    action.disabled = false;
-    reason.disabled = false;
+    for (const input of inputs) input.disabled = false;
   }
 
-  async function send(dryRun) {
-    busy = true;
+  function refused(message) {
+    error.textContent = message;
+    error.hidden = false;
+    return null;
+  }
+
+  /** The request's body; null (the reason said in the dialog) if it cannot be sent. */
+  function bodyOf(dryRun) {
+    if (ACTIONS[action.value].noun === RUNS) {
+      return { ...chosen, reason: reason.value || null, dry_run: dryRun };
+    }
+    const { status, ...runs } = chosen; // (the server takes open runs only: no status)
+    if (status && status !== "running") {
+      return refused("Only open runs have pending activities: filter the list by status " +
+        `running, not ${status.replaceAll("_", " ")}.`);
+    }
+    const body = { ...runs, dry_run: dryRun };
+    if (activityType.value.trim()) body.activity_type = activityType.value.trim();
+    if (action.value === "unpause-activities") body.reset_attempts = resetAttempts.checked;
+    return body;
+  }
+
+  async function send(what, dryRun) {
     error.hidden = true;
+    const body = bodyOf(dryRun);
+    if (!body) return null;
+    busy = true;
     check.disabled = confirm.disabled = true;
     try {
-      const body = { ...chosen, reason: reason.value || null, dry_run: dryRun };
-      return await api(`/batch/${action.value}`, { method: "POST", body });
+      return await api(`/batch/${what.path}`, { method: "POST", body });
     } catch (e) {
-      error.textContent = e.message;
-      error.hidden = false;
-      return null;
+      return refused(e.message);
     } finally {
       busy = false;
       check.disabled = confirm.disabled = false;
     }
   }
 
+  function showActivities(matched) {
+    const n = matched.length;
+    clear(preview).append(h("p", { text: `${matches(n, ACTIVITIES)}${n > NAMED ? ` (the first ${NAMED})` : ""}:` }),
+      h("ul", { id: "batch-activities" }, matched.slice(0, NAMED).map((a) => h("li", {},
+        h("code", { text: a.workflow_id }),
+        ` · ${a.activity_type} ref ${a.activity_id} · attempt ${a.attempt}`))));
+  }
+
   async function findMatching() {
-    const answer = await send(true);
+    const what = ACTIONS[action.value];
+    const answer = await send(what, true);
     if (!answer) return;
     const n = answer.matched.length;
-    const ids = answer.matched.slice(0, NAMED).map((run) => run.id);
-    preview.textContent = n === 0 ? "No runs match: nothing to do."
-      : `${plural(n, "run")} match${n === 1 ? "es" : ""} (first ones: ` +
-        `${ids.join(", ")}${n > NAMED ? ", …" : ""}).`;
+    if (n === 0) {
+      preview.textContent = `No ${what.noun.many} match: nothing to do.`;
+    } else if (what.noun === ACTIVITIES) {
+      showActivities(answer.matched);
+    } else {
+      const ids = answer.matched.slice(0, NAMED).map((run) => run.id);
+      preview.textContent = `${matches(n, RUNS)} (first ones: ${ids.join(", ")}${
+        n > NAMED ? ", …" : ""}).`;
+    }
     preview.hidden = false;
-    confirm.textContent = `${ACTIONS[action.value].verb} ${plural(n, "run")}`;
+    confirm.textContent = `${what.verb} ${count(n, what.noun)}`;
     confirm.hidden = n === 0;
   }
 
   async function act() {
-    const answer = await send(false);
+    const what = ACTIONS[action.value];
+    const answer = await send(what, false);
     if (!answer) return;
-    const done = Object.keys(answer.done).length;
-    const skipped = Object.entries(answer.skipped);
-    const failed = Object.entries(answer.failed);
+    const { done, skipped, failed } = outcome(answer, what.noun);
     const listed = (entries) => h("ul", {}, entries.map(([id, why]) =>
       h("li", {}, h("code", { text: id }), `: ${why}`)));
-    clear(summary).append(h("p", {}, h("b", { text: `${ACTIONS[answer.action].done} ${done} ` +
-      `of ${plural(answer.matched.length, "run")} matched` }),
+    clear(summary).append(h("p", {}, h("b", { text: `${what.done} ${done} ` +
+      `of ${count(answer.matched.length, what.noun)} matched` }),
     `: ${skipped.length} skipped, ${failed.length} failed.`));
     if (skipped.length) {
-      summary.append(h("p", { class: "muted", text: "Skipped (ended or gone since they " +
+      const since = what.noun === RUNS ? "ended or gone" : "ended, or their runs did,";
+      summary.append(h("p", { class: "muted", text: `Skipped (${since} since they ` +
         "were chosen):" }), h("div", { id: "batch-skipped" }, listed(skipped)));
     }
     if (failed.length) {
@@ -134,19 +212,21 @@ export function openBatch(filters, refresh) {
     summary.hidden = false;
     preview.hidden = true;
     confirm.hidden = check.hidden = true;
-    action.disabled = reason.disabled = true;
+    for (const input of inputs) input.disabled = true;
     refresh();
   }
 
   $("batch-filters").textContent = describe(filters);
   action.value = "cancel";
   reason.value = "";
+  activityType.value = "";
+  resetAttempts.checked = false;
   start();
-  action.onchange = start;
+  action.onchange = activityType.oninput = resetAttempts.onchange = start;
   $("batch-close").onclick = () => dialog.close();
   confirm.onclick = () => { if (!busy) act(); };
   $("batch-form").onsubmit = (event) => {
-    event.preventDefault(); // (Enter asks again which runs match; acting takes the button)
+    event.preventDefault(); // (Enter asks again which match; acting takes the button)
     if (!busy && summary.hidden) findMatching();
   };
   dialog.showModal();

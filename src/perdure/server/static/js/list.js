@@ -71,10 +71,12 @@ export function renderList(container, params, ctx) {
   let controller = null;
   let disposed = false;
 
-  // Admins act on every run a filtered list names (the dialog asks first).
+  // Admins act on every run a filtered list names, or on the runs' pending
+  // activities (the dialog asks first).
   const batch = ctx.isAdmin ? h("button", {
     type: "button", id: "batch-button", class: "danger", text: "Act on all matching…",
-    title: "Cancel, terminate or reset every run these filters match",
+    title: "Cancel, terminate or reset every run these filters match, or pause or unpause " +
+      "their pending activities",
     onclick: () => openBatch(filters, load),
   }) : null;
   const heading = h("div", { class: "page-head" },

@@ -1,0 +1,153 @@
+"""The bodies of the batch routes (``_batch_routes``): the runs' (cancel,
+terminate or reset every run a filter matches) and the activities' (pause
+or unpause every pending activity of the open runs a filter matches), with
+the filters of the runs they share. Imports pydantic and ``_models`` (the
+strict base, and the listing's and describe's models the answers reuse);
+the field names match ``_query``'s ``batch_json`` and ``activity_batch_json``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+
+from perdure.server._models import PendingActivity, Strict, WorkflowSummary
+
+__all__ = [
+    "ActivityBatchOut",
+    "ActivityBatchRequest",
+    "ActivityFailedOut",
+    "ActivityNamed",
+    "ActivityRun",
+    "ActivitySkippedOut",
+    "BatchOut",
+    "BatchRequest",
+    "MatchedActivityOut",
+    "RunFilters",
+]
+
+MAX_LIMIT = 1_000_000
+
+
+class RunFilters(Strict):
+    """The runs a batch looks at: each workflow id's latest run that the
+    filters match, as ``GET /api/workflows`` reads them (an empty text is
+    no filter, as there)."""
+
+    type: Optional[str] = Field(None, max_length=512, description="Workflow type.")
+    since: Optional[str] = Field(
+        None, max_length=64, description="Started at or after: ISO time or an age (2h, 3d)."
+    )
+    until: Optional[str] = Field(
+        None, max_length=64, description="Started at or before: ISO time or an age."
+    )
+    search: Optional[str] = Field(None, max_length=512, description="Text the id contains.")
+    attr: Optional[list[StrictStr]] = Field(
+        None,
+        max_length=100,
+        description="NAME=VALUE terms: only runs whose search attribute NAME has VALUE, "
+        "matched as text (as ?attr= of the listing); a run must match each.",
+    )
+    retrying: StrictBool = Field(
+        False, description="Only runs whose latest workflow task failed and is retried."
+    )
+
+
+class BatchRequest(RunFilters):
+    """Which runs a batch acts on (at least one filter; cancel and
+    terminate: open runs only), and how."""
+
+    status: Optional[str] = Field(
+        None,
+        max_length=64,
+        description="Only runs in this status; cancel and terminate: running (the default).",
+    )
+    reason: Optional[str] = Field(
+        None, max_length=10_000, description="Recorded in each run's history."
+    )
+    limit: Optional[StrictInt] = Field(
+        None, ge=1, le=MAX_LIMIT, description="At most this many runs, newest first."
+    )
+    dry_run: StrictBool = Field(
+        False, description="Only say which runs match (matched); act on none."
+    )
+
+
+class BatchOut(BaseModel):
+    action: Literal["cancel", "terminate", "reset"]
+    dry_run: bool = Field(description="Nothing was done: matched is what would have been.")
+    matched: list[WorkflowSummary] = Field(
+        description="The runs the filters matched (each id's latest), newest first."
+    )
+    done: dict[str, str] = Field(
+        description="Workflow id -> the run acted on (for a reset: the new run)."
+    )
+    skipped: dict[str, str] = Field(
+        description="Workflow id -> why it was not acted on: it ended, or is gone, since "
+        "it was chosen."
+    )
+    failed: dict[str, str] = Field(description="Workflow id -> the error its action raised.")
+
+
+class ActivityBatchRequest(RunFilters):
+    """Which pending activities a batch pauses or unpauses: those of
+    ``activity_type`` (left out: any) in the open runs the filters match,
+    that the action changes (a pause takes those not paused, an unpause the
+    paused). An activity type or a filter of the runs is required."""
+
+    activity_type: Optional[str] = Field(
+        None, max_length=512, description="Only activities of this type (their function's name)."
+    )
+    reset_attempts: StrictBool = Field(
+        False,
+        description="Unpause only: count each one's attempts from 1 again (a fresh "
+        "max_attempts); one whose attempt runs is failed, and stays paused.",
+    )
+    limit: Optional[StrictInt] = Field(
+        None,
+        ge=1,
+        le=MAX_LIMIT,
+        description="At most this many activities, of the newest runs first.",
+    )
+    dry_run: StrictBool = Field(
+        False, description="Only say which activities match (matched); act on none."
+    )
+
+
+class ActivityRun(BaseModel):
+    workflow_id: str
+    run_id: str = Field(description="The activity's run, the one acted on.")
+
+
+class MatchedActivityOut(PendingActivity, ActivityRun):
+    """A pending activity a batch chose, as describe() showed it then, after
+    its run's ids (a base later in the MRO: its fields come first)."""
+
+
+class ActivityNamed(BaseModel):
+    workflow_id: str
+    activity_id: int
+
+
+class ActivitySkippedOut(ActivityNamed):
+    why: str = Field(description="It ended, or its run did, since it was chosen.")
+
+
+class ActivityFailedOut(ActivityNamed):
+    error: str = Field(description="The error its action raised.")
+
+
+class ActivityBatchOut(BaseModel):
+    action: Literal["pause", "unpause"]
+    dry_run: bool = Field(description="Nothing was done: matched is what would have been.")
+    matched: list[MatchedActivityOut] = Field(
+        description="The activities chosen: their runs newest first, a run's by activity id."
+    )
+    done: list[ActivityNamed] = Field(description="Each activity paused or unpaused.")
+    skipped: list[ActivitySkippedOut] = Field(
+        description="Each activity not acted on, and why: nothing left to do."
+    )
+    failed: list[ActivityFailedOut] = Field(
+        description="Each activity whose action raised, with its error; the others went on."
+    )
