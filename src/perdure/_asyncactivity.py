@@ -323,14 +323,45 @@ class AsyncActivityHandle:
                 f"reset_attempts, or once that attempt has ended)"
             )
 
-    async def _set_paused(self, paused: bool, reset_attempts: bool = False) -> ActivityState:
+    async def reset(
+        self, *, keep_paused: bool = False, clear_heartbeat_details: bool = False
+    ) -> None:
+        """Reset the activity (by id only), as Temporal's ``activity reset``:
+        its attempts are counted from 1 again (a fresh ``max_attempts``) and
+        its backoff is dropped. Waiting for its next attempt, that attempt
+        is due now; paused, it is unpaused too, unless ``keep_paused`` (then
+        the fresh count waits for the unpause). An attempt running now (or
+        awaiting completion) runs on: its result is delivered; if it fails,
+        or is lost, the next attempt starts at once as attempt 1
+        (``describe()``'s ``reset_requested`` until then). Its heartbeat
+        details are kept for the next attempt, unless
+        ``clear_heartbeat_details``; its schedule_to_close_timeout still
+        counts from when it was scheduled. Not in the history."""
+        for name, value in (
+            ("keep_paused", keep_paused),
+            ("clear_heartbeat_details", clear_heartbeat_details),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+        run_id = await self._run_by_id("reset")
+        state = await self._store.reset_activity(
+            run_id, self.activity_id, keep_paused, clear_heartbeat_details
+        )
+        if state is None:
+            raise self._not_pending(run_id)
+
+    async def _run_by_id(self, verb: str) -> str:
+        """The id of the open run whose activity an operator's ``verb``
+        names by id (a token handle: TypeError)."""
         if self._key is not None:
-            verb = "pause" if paused else "unpause"
             raise TypeError(
                 f"{verb}() names an activity by id: get the handle with "
                 f"get_async_activity_handle(workflow_id=..., activity_id=...)"
             )
-        run_id = (await self._open_run()).run_id
+        return (await self._open_run()).run_id
+
+    async def _set_paused(self, paused: bool, reset_attempts: bool = False) -> ActivityState:
+        run_id = await self._run_by_id("pause" if paused else "unpause")
         state = await self._store.set_activity_paused(
             run_id, self.activity_id, paused, reset_attempts
         )
@@ -375,12 +406,7 @@ class AsyncActivityHandle:
             retry_max_attempts=retry_max_attempts,
             task_queue=task_queue,
         )
-        if self._key is not None:
-            raise TypeError(
-                "update_options() names an activity by id: get the handle with "
-                "get_async_activity_handle(workflow_id=..., activity_id=...)"
-            )
-        run_id = (await self._open_run()).run_id
+        run_id = await self._run_by_id("update_options")
         where = self._named()
 
         def plan(

@@ -296,6 +296,14 @@ class SyncAsyncActivityHandle:
     def unpause(self, *, reset_attempts: bool = False) -> None:
         self._runner.call(self.handle.unpause(reset_attempts=reset_attempts))
 
+    def reset(self, *, keep_paused: bool = False, clear_heartbeat_details: bool = False) -> None:
+        """As AsyncActivityHandle.reset."""
+        self._runner.call(
+            self.handle.reset(
+                keep_paused=keep_paused, clear_heartbeat_details=clear_heartbeat_details
+            )
+        )
+
     def update_options(self, **changes: Any) -> None:
         """As AsyncActivityHandle.update_options (the same keyword arguments)."""
         self._runner.call(self.handle.update_options(**changes))

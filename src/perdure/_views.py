@@ -16,6 +16,7 @@ from typing import Any
 
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX
 from perdure._store.base import (
+    RESET_REQUESTED,
     WAITING_LONG,
     PendingActivity,
     PendingWork,
@@ -191,6 +192,10 @@ class PendingActivityInfo:
     heartbeat_timeout: timedelta | None = None
     deadline: datetime | None = None
     """When its schedule_to_close_timeout ends it (None: it has none)."""
+    reset_requested: bool = False
+    """An operator reset it while an attempt ran (``AsyncActivityHandle.reset``):
+    that attempt runs on; if it fails, or is lost, the next attempt starts at
+    once, counted as attempt 1."""
 
 
 @dataclass(frozen=True)
@@ -441,7 +446,8 @@ def describe_run(
 
 
 def _options(a: PendingActivity) -> tuple[Any, ...]:
-    """PendingActivityInfo's retry_policy, timeouts and deadline."""
+    """PendingActivityInfo's retry_policy, timeouts, deadline and
+    reset_requested."""
     options = a.options
 
     def span(name: str) -> timedelta | None:
@@ -455,6 +461,7 @@ def _options(a: PendingActivity) -> tuple[Any, ...]:
         span("schedule_to_close_timeout"),
         span("heartbeat_timeout"),
         None if close_by is None else _dt(a.scheduled_at + close_by),
+        bool(options.get(RESET_REQUESTED)),
     )
 
 

@@ -87,3 +87,30 @@ async def test_the_description_shows_the_latest_heartbeat_across_attempts(
             assert await handle.result(timeout=10) == 5
         assert read[tag] == [None, {"pages": 5}]
         assert await pending(handle) is None
+
+
+@activity.defn(retry=RetryPolicy(initial_interval=timedelta(milliseconds=20), max_attempts=3))
+async def checkpoint_then_fail(tag: str) -> int:
+    """Each attempt saves how far it got, then fails at once (before the
+    throttled write of that heartbeat may run); the third returns what the
+    second saved."""
+    info = activity.info()
+    read[tag].append(info.heartbeat_details)
+    if info.attempt < 3:
+        activity.heartbeat({"pages": info.attempt * 10})
+        raise RuntimeError("disk full")
+    return int(info.heartbeat_details["pages"])
+
+
+@workflow.defn
+async def checkpointed(tag: str) -> int:
+    return await checkpoint_then_fail(tag)
+
+
+async def test_a_heartbeat_given_just_before_a_failure_reaches_the_retry(
+    client: perdure.Client,
+) -> None:
+    async with fast_worker(client, [checkpointed], [checkpoint_then_fail]):
+        handle = await client.start(checkpointed, "fast", id="checkpoint-fail")
+        assert await handle.result(timeout=10) == 20
+    assert read["fast"] == [None, {"pages": 10}, {"pages": 20}]

@@ -68,6 +68,7 @@ __all__ = [
     "MAX_ATTEMPT_RECORDS",
     "NEVER_DUE",
     "OPEN",
+    "RESET_REQUESTED",
     "STATUSES",
     "STREAMED",
     "WAITING_LONG",
@@ -117,6 +118,9 @@ HELD_GRACE = 0.3
 NEVER_DUE = 32503680000.0
 # How long a due task waits before describe() says why it waits.
 WAITING_LONG = 1.0
+# The key, in a pending activity's options, of a reset that waits for the
+# attempt running when it was asked for to end (Store.reset_activity).
+RESET_REQUESTED = "reset_requested"
 
 
 class _Tokens:
@@ -318,10 +322,17 @@ class Store(Wakeups, abc.ABC):
 
     @abc.abstractmethod
     async def retry_activity(
-        self, task: ActivityTask, failure: dict[str, Any], retry_in: float
+        self,
+        task: ActivityTask,
+        failure: dict[str, Any],
+        retry_in: float,
+        beat: tuple[Any] | None = None,
     ) -> bool:
         """Record the attempt as failed (appended to the task's attempts) and
-        make the task claimable again in ``retry_in`` seconds. Fenced."""
+        make the task claimable again in ``retry_in`` seconds. ``beat``: the
+        attempt's last heartbeat details, as ``(details,)``, saved with it (a
+        heartbeat given just before the failure may not be written yet).
+        Fenced."""
 
     @abc.abstractmethod
     async def renew_leases(self, leases: list[tuple[int, str]], lease: float) -> list[int]:
@@ -381,6 +392,22 @@ class Store(Wakeups, abc.ABC):
         (its ``task.paused`` then), in the same transaction; None if the
         activity is not pending. An unpause with ``reset_attempts`` while an
         attempt holds the task changes nothing (the state says so)."""
+
+    @abc.abstractmethod
+    async def reset_activity(
+        self, run_id: str, ref: int, keep_paused: bool, clear_heartbeat: bool
+    ) -> ActivityState | None:
+        """Reset the run's pending activity ``ref`` (an operator's, as
+        Temporal's ``activity reset``): its attempts are counted from 1
+        again and its backoff dropped. While no attempt holds it, at once:
+        its next attempt is due now (or, paused with ``keep_paused``, when
+        it is unpaused). While one does, the reset waits in its options
+        (RESET_REQUESTED) for that attempt's end: a failure is retried at
+        once (the worker's retry decision reads it), and the claim that
+        next takes the task counts it as attempt 1 and drops the request.
+        Paused, it is unpaused unless ``keep_paused``; ``clear_heartbeat``
+        drops the heartbeat details now. Returns the state read before the
+        change; None if the activity is not pending."""
 
     @abc.abstractmethod
     async def update_activity_options(

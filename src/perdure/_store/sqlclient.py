@@ -294,6 +294,22 @@ class SqlClientSide(SqlHooks):
             self._committed(WORK)  # (due now, unless an attempt holds it)
         return state
 
+    async def reset_activity(
+        self, run_id: str, ref: int, keep_paused: bool, clear_heartbeat: bool
+    ) -> ActivityState | None:
+        now = self.clock()
+
+        async def change(tx: Tx) -> ActivityState | None:
+            await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
+            return await leases_sql.reset(
+                tx, run_id, ref, keep_paused, clear_heartbeat, now, self.for_update
+            )
+
+        state = await self._write(change)
+        if state is not None:
+            self._committed(WORK)  # (due now, unless an attempt holds it)
+        return state
+
     async def update_activity_options(
         self,
         run_id: str,

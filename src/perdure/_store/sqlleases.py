@@ -18,7 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from perdure._store import sqlrows as rows
-from perdure._store.base import MAX_ATTEMPT_RECORDS, NEVER_DUE, ActivityState, ActivityTask
+from perdure._store.base import (
+    MAX_ATTEMPT_RECORDS,
+    NEVER_DUE,
+    RESET_REQUESTED,
+    ActivityState,
+    ActivityTask,
+)
 from perdure._store.sqlrows import Dialect, Tx, dumps, loads
 
 _CHUNK = 400  # (id, token) pairs per statement: two parameters each
@@ -175,6 +181,47 @@ async def set_paused(
     return state
 
 
+async def reset(
+    tx: Tx,
+    run_id: str,
+    ref: int,
+    keep_paused: bool,
+    clear_heartbeat: bool,
+    now: float,
+    lock: str = "",
+) -> ActivityState | None:
+    """Store.reset_activity, once the run's row is locked: the state read
+    (before the change), or None. A task no attempt holds is due now, its
+    attempts counted from 1 (parked at NEVER_DUE if it stays paused); one an
+    attempt holds keeps its lease, and its options carry the request to the
+    attempt's end and to the claim after it (see claimed)."""
+    state = await of_run(tx, run_id, ref, now, lock)
+    if state is None:
+        return None
+    task = state.task
+    paused = task.paused and keep_paused
+    beat = ", heartbeat = NULL" if clear_heartbeat else ""
+    if state.state == "idle":
+        options = {k: v for k, v in task.options.items() if k != RESET_REQUESTED}
+        await tx.send(
+            f"UPDATE tasks SET attempt = 0, paused = ?, visible_at = ?, payload = ?{beat}"
+            " WHERE id = ?",
+            (int(paused), NEVER_DUE if paused else now, _payload(task, options), task.task_id),
+        )
+    else:
+        options = {**task.options, RESET_REQUESTED: True}
+        await tx.send(
+            f"UPDATE tasks SET paused = ?, payload = ?{beat} WHERE id = ?",
+            (int(paused), _payload(task, options), task.task_id),
+        )
+    return state
+
+
+def _payload(task: ActivityTask, options: dict[str, Any]) -> str:
+    """A task row's payload: its activity's call, with ``options``."""
+    return dumps({"name": task.name, "args": task.args, "kwargs": task.kwargs, "options": options})
+
+
 # A pending activity's new options and next due time (None: unchanged),
 # from its state, its row's due time and now: Store.update_activity_options.
 OptionsPlan = Callable[[ActivityState, float, float], tuple[dict[str, Any], "float | None"]]
@@ -200,11 +247,10 @@ async def update_options(
         return None
     task = state.task
     options, due = plan(state, state.due, now)
-    payload = {"name": task.name, "args": task.args, "kwargs": task.kwargs, "options": options}
     await tx.send(
         "UPDATE tasks SET payload = ?, queue = COALESCE(?, queue),"
         " visible_at = COALESCE(?, visible_at) WHERE id = ?",
-        (dumps(payload), task_queue, due, task.task_id),
+        (_payload(task, options), task_queue, due, task.task_id),
     )
     old_close, close_by = (
         task.options.get("schedule_to_close_timeout"),
@@ -234,7 +280,9 @@ async def claimed(tx: Tx, found: list[tuple[Any, ...]], lease: float) -> list[Ac
     ActivityTasks, but those of paused activities: a claim reaches one only
     when the lease of the attempt that held it ran out (a paused task no
     attempt holds is not due). Those are parked, the lost attempt recorded
-    by the claim, no new attempt counted (see set_paused)."""
+    by the claim, no new attempt counted (see set_paused). A task whose
+    activity was reset while an attempt held it (RESET_REQUESTED) is taken
+    as attempt 1, and the request dropped."""
     if any(r[13] for r in found):
         parked = [(NEVER_DUE, r[0], r[6]) for r in found if r[13]]
         await tx.executemany(
@@ -243,7 +291,16 @@ async def claimed(tx: Tx, found: list[tuple[Any, ...]], lease: float) -> list[Ac
             parked,
         )
         found = [r for r in found if not r[13]]
-    return await activity_tasks(tx, found, lease)
+    tasks = await activity_tasks(tx, found, lease)
+    for task in tasks:
+        if task.options.get(RESET_REQUESTED):
+            task.options = {k: v for k, v in task.options.items() if k != RESET_REQUESTED}
+            task.attempt = 1
+            await tx.send(
+                "UPDATE tasks SET attempt = 1, payload = ? WHERE id = ?",
+                (_payload(task, task.options), task.task_id),
+            )
+    return tasks
 
 
 async def reclaim(tx: Tx, d: Dialect, owner: str, now: float) -> int:

@@ -413,9 +413,14 @@ class SqlStore(SqlClientSide):
         return await self._read(lambda tx: leases_sql.options_of(tx, task_id, token))
 
     async def retry_activity(
-        self, task: ActivityTask, failure: dict[str, Any], retry_in: float
+        self,
+        task: ActivityTask,
+        failure: dict[str, Any],
+        retry_in: float,
+        beat: tuple[Any] | None = None,
     ) -> bool:
         now = self.clock()
+        beats = () if beat is None else (dumps(beat[0]),)
 
         # The fence (our lease token) also guarantees that task.attempts, read
         # when this attempt was claimed, is still the row's list to extend.
@@ -426,12 +431,14 @@ class SqlStore(SqlClientSide):
             changed = await tx.execute(
                 f"UPDATE tasks SET visible_at = {_UNLESS_PAUSED}, lease_owner = NULL,"
                 " lease_token = NULL, last_failure = ?, attempts = ?, attempt_started_at = NULL"
-                " WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
+                + (", heartbeat = ?" if beats else "")
+                + " WHERE id = ? AND lease_token = ? AND cancel_requested = 0",
                 (
                     NEVER_DUE,
                     now + retry_in,
                     dumps(failure),
                     dumps(attempts),
+                    *beats,
                     task.task_id,
                     task.token,
                 ),

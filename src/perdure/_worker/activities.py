@@ -92,6 +92,7 @@ class _Running(_ActivityContext):
     runner: ActivityRunner
     last_beat: float = field(default_factory=time.monotonic)
     details: Any = None  # the latest heartbeat's details, encoded
+    beaten: bool = False  # the attempt has heartbeaten (details holds the last)
     dirty: bool = False
     flushing: bool = False
     stop_reason: str | None = None  # a key of _STOPPED_BECAUSE, or "lost"
@@ -268,7 +269,7 @@ class ActivityRunner:
             failed = exc.inner if isinstance(exc, Escaped) else exc
             if running.streams is not None:
                 await running.streams.drain()
-            await self._handle_failure(task, failed)
+            await self._handle_failure(task, failed, running=running)
             return
         finally:
             self.running.pop(task.task_id, None)
@@ -432,7 +433,7 @@ class ActivityRunner:
     def _beat(self, running: _Running, details: Any) -> None:
         running.last_beat = time.monotonic()
         running.details = details
-        running.dirty = True
+        running.beaten = running.dirty = True
         if not running.flushing:
             running.flushing = True
             asyncio.get_running_loop().create_task(self._flush(running))
@@ -509,7 +510,7 @@ class ActivityRunner:
                 f"activity {task.name!r} attempt {task.attempt} sent no heartbeat for "
                 f"{timeout:g}s (heartbeat_timeout)"
             )
-            await self._handle_failure(task, error)
+            await self._handle_failure(task, error, running=running)
         elif running.stop_reason == "worker_stopped":
             # Counted as an attempt, as one lost with a killed worker is (it
             # may have had effects); the next one is due at once, for the
@@ -518,7 +519,7 @@ class ActivityRunner:
                 f"activity {task.name!r} attempt {task.attempt} was stopped: "
                 f"{_STOPPED_BECAUSE['worker_stopped']}"
             )
-            await self._handle_failure(task, stopped, delay=0.0)
+            await self._handle_failure(task, stopped, delay=0.0, running=running)
         elif running.stop_reason == "paused":
             # Handed back, not counted as an attempt (the operator stopped
             # it, not a fault), as Temporal's pause does to a heartbeating
@@ -549,11 +550,14 @@ class ActivityRunner:
         exc: BaseException,
         *,
         delay: float | None = None,
+        running: _Running | None = None,
     ) -> None:
         """Record a failed attempt: the next one after the policy's delay (or
         ``delay``), or the activity's failure if none may follow. By the
         options as they are now: an operator may have changed them while
-        the attempt ran (AsyncActivityHandle.update_options)."""
+        the attempt ran (AsyncActivityHandle.update_options, reset). A retry
+        keeps the attempt's last heartbeat details (``running``'s), which
+        its throttled writes may not have saved yet."""
         task = await self._current_options(task)
         failure, retry_in = failure_outcome(task, exc, self.store.clock(), delay)
         if retry_in is not None:
@@ -561,7 +565,8 @@ class ActivityRunner:
                 "activity %s (run %s) attempt %d failed: %s; retrying in %.3gs",
                 *(task.name, task.run_id, task.attempt, exc, retry_in),
             )
-            await self.store.retry_activity(task, failure, retry_in)
+            beat = (running.details,) if running is not None and running.beaten else None
+            await self.store.retry_activity(task, failure, retry_in, beat)
             return
         await self._fail(task, failure, task.attempt)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from perdure import _history as h
-from perdure._store.base import MAX_ATTEMPT_RECORDS, NEVER_DUE, ActivityTask
+from perdure._store.base import MAX_ATTEMPT_RECORDS, NEVER_DUE, RESET_REQUESTED, ActivityTask
 from perdure.errors import ApplicationError, PayloadError, failure_from_exception
 from perdure.retry import RetryPolicy
 
@@ -57,6 +57,9 @@ def failure_outcome(
     none may follow (then the failure's ``non_retryable`` says whether the
     error or the policy's end decided it)."""
     policy = RetryPolicy.from_dict(task.options["retry"])
+    # Reset while it ran (Store.reset_activity): retried at once, its
+    # attempts counted from 1 again by the claim that takes it next.
+    reset = bool(task.options.get(RESET_REQUESTED))
     failed = failure_from_exception(exc)
     names = {cls.__name__ for cls in type(exc).__mro__}
     if isinstance(exc, ApplicationError):
@@ -67,11 +70,11 @@ def failure_outcome(
         or bool(names & set(policy.names_non_retryable()))
     )
     if delay is None:
-        delay = policy.delay_after(task.attempt)
+        delay = 0.0 if reset else policy.delay_after(task.attempt)
     close_by = task.options.get("schedule_to_close_timeout")
     if close_by is not None and now + delay >= task.scheduled_at + close_by:
         non_retryable = True  # the next attempt could not start in time
-    if not non_retryable and policy.allows_another(task.attempt):
+    if not non_retryable and (reset or policy.allows_another(task.attempt)):
         return failed, delay
     failed["non_retryable"] = non_retryable
     return failed, None

@@ -423,6 +423,12 @@ class PendingActivity(BaseModel):
     deadline: Optional[str] = Field(
         None, description="When its schedule_to_close_timeout ends it; null: it has none."
     )
+    reset_requested: bool = Field(
+        False,
+        description="An operator reset it while an attempt ran (POST "
+        ".../activities/{activity_id}/reset): if that attempt fails or is lost, the next "
+        "starts at once as attempt 1.",
+    )
 
 
 class PendingChild(BaseModel):

@@ -229,6 +229,7 @@ def pending_activity_json(a: PendingActivityInfo) -> dict[str, Any]:
         "schedule_to_close_timeout": seconds(a.schedule_to_close_timeout),
         "heartbeat_timeout": seconds(a.heartbeat_timeout),
         "deadline": iso(a.deadline),
+        "reset_requested": a.reset_requested,
     }
 
 
