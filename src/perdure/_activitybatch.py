@@ -1,13 +1,14 @@
-"""Pausing or unpausing every pending activity a filter matches
+"""Pausing, unpausing or resetting every pending activity a filter matches
 (``Client.batch_activities``), as an operator does when a service the
 activities call goes down ("pause every charge_card while the payment API
-is out") and comes back ("unpause them, their attempts counted from 1").
+is out") and comes back ("unpause them, their attempts counted from 1", or
+"reset them: try each again now, with a fresh set of attempts").
 
 The activities are chosen first: the open runs the run filters match (each
 workflow id's latest, as ``Client.batch`` chooses them), then, of each, the
 pending activities of the type given that the action would change (a pause
-takes those not paused, an unpause the paused ones), as ``describe()``
-shows them. Then each is acted on by its run id and activity id, a few at a
+takes those not paused, an unpause the paused ones, a reset every one), as
+``describe()`` shows them. Then each is acted on by its run id and activity id, a few at a
 time: one that ended meanwhile (or whose run did) is skipped, not looked
 for elsewhere. Running the same batch again acts on what still matches.
 Imports the public client API's pieces and errors only.
@@ -39,8 +40,14 @@ __all__ = [
     "run_activity_batch",
 ]
 
-ActivityBatchAction = Literal["pause", "unpause"]
-ACTIVITY_ACTIONS: tuple[ActivityBatchAction, ...] = ("pause", "unpause")
+ActivityBatchAction = Literal["pause", "unpause", "reset"]
+ACTIVITY_ACTIONS: tuple[ActivityBatchAction, ...] = ("pause", "unpause", "reset")
+# The options of each action (the keyword arguments of the handle's method).
+_OPTIONS = {
+    "pause": (),
+    "unpause": ("reset_attempts",),
+    "reset": ("keep_paused", "clear_heartbeat_details"),
+}
 
 
 @dataclass(frozen=True)
@@ -119,17 +126,22 @@ async def run_activity_batch(
     client: Client,
     action: ActivityBatchAction,
     filters: dict[str, Any],
-    reset_attempts: bool,
+    options: dict[str, bool],
     limit: int | None,
     dry_run: bool,
 ) -> ActivityBatchResult:
-    """Client.batch_activities (its filters checked there): choose, then act."""
+    """Client.batch_activities (its filters checked there): choose, then act
+    with those of ``options`` that are the action's (any other given: an
+    error)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int (or None for every match), not {limit!r}")
-    if not isinstance(reset_attempts, bool):
-        raise TypeError(f"reset_attempts must be a bool, not {reset_attempts!r}")
-    if reset_attempts and action != "unpause":
-        raise ValueError("reset_attempts goes with unpause: a pause counts no attempts")
+    for name, value in options.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, not {value!r}")
+        if value and name not in _OPTIONS[action]:
+            takes = [n for n, actions in _OPTIONS.items() if name in actions]
+            raise ValueError(f"{name} goes with {' and '.join(takes)}, not {action}")
+    given = {name: options[name] for name in _OPTIONS[action]}
     filters = dict(filters)
     activity_type = filters.pop("activity_type")
     matched = await _choose(client, action, activity_type, filters, limit)
@@ -146,10 +158,7 @@ async def run_activity_batch(
         )
         async with room:
             try:
-                if action == "pause":
-                    await handle.pause()
-                else:
-                    await handle.unpause(reset_attempts=reset_attempts)
+                await getattr(handle, action)(**given)
                 result.done.append(chosen.key)
             except AsyncActivityNotFoundError:
                 result.skipped[chosen.key] = "it has ended, or its run has"
@@ -169,7 +178,8 @@ async def _choose(
 ) -> list[MatchedActivity]:
     """The pending activities the action would change, of the open runs the
     filters match (newest first; a run's by activity id), at most ``limit``."""
-    wanted = action == "unpause"  # (a pause takes those not paused, an unpause the paused)
+    # (A pause takes those not paused, an unpause the paused, a reset all.)
+    wanted = {"pause": (False,), "unpause": (True,), "reset": (False, True)}[action]
     matched: list[MatchedActivity] = []
     cursor: str | None = None
     room = asyncio.Semaphore(AT_ONCE)
@@ -183,7 +193,7 @@ async def _choose(
         return [
             MatchedActivity(workflow_id, run_id, a)
             for a in described.pending_activities
-            if a.paused == wanted and (activity_type is None or a.activity_type == activity_type)
+            if a.paused in wanted and (activity_type is None or a.activity_type == activity_type)
         ]
 
     while limit is None or len(matched) < limit:

@@ -28,7 +28,7 @@ from perdure._asyncactivity import AsyncActivityHandle
 from perdure._attributes import AttributeValue, checked_attributes
 from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
 from perdure._checks import BadName, check_name, check_text, timeout_seconds
-from perdure._converter import DataConverter, default_converter
+from perdure._converter import DataConverter, checked_converter
 from perdure._handle import WorkflowHandle, _checked_event, _reason
 from perdure._retention import delete_closed_runs
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
@@ -90,21 +90,12 @@ log = logging.getLogger("perdure.client")
 LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
 
 
-def _checked_converter(converter: DataConverter | None) -> DataConverter:
-    if converter is not None and not isinstance(converter, DataConverter):
-        raise TypeError(
-            f"converter must be a perdure.DataConverter (or None for the default), "
-            f"not {type(converter).__name__} {converter!r}"
-        )
-    return converter or default_converter
-
-
 class Client:
     """Connects to a perdure database. Use ``await Client.connect(url)``."""
 
     def __init__(self, store: Store, converter: DataConverter | None = None) -> None:
         self.store = store
-        self.converter = _checked_converter(converter)
+        self.converter = checked_converter(converter)
         self.poll_interval = 0.2
         # One check for every result() waiter at once (see ResultWatch).
         self._results = ResultWatch(store, lambda: self.poll_interval)
@@ -128,7 +119,7 @@ class Client:
         100; never lowered; the last client or worker to stop restores them): a
         program awaiting thousands of results had spent 44% of its CPU in the
         collector (see docs/operations.md). ``False`` leaves them alone."""
-        _checked_converter(converter)  # (before anything is opened)
+        checked_converter(converter)  # (before anything is opened)
         store = store_for_url(resolve_url(url), clock=clock)
         try:
             await store.open()
@@ -544,16 +535,26 @@ class Client:
         search_attributes: Mapping[str, AttributeValue] | None = None,
         retrying: bool = False,
         reset_attempts: bool = False,
+        keep_paused: bool = False,
+        clear_heartbeat_details: bool = False,
         limit: int | None = None,
         dry_run: bool = False,
     ) -> ActivityBatchResult:
-        """Pause (those not paused) or unpause (the paused) every pending
-        activity of ``activity_type`` (None: any) of the open runs the filters
-        match, as ``batch`` chooses runs; chosen, then each acted on by id."""
+        """Pause (those not paused), unpause (the paused) or reset (every one)
+        each pending activity of ``activity_type`` (None: any) of the open
+        runs the filters match, as ``batch`` chooses runs; chosen, then each
+        acted on by id, with the options of the handle's method of that name
+        (unpause: ``reset_attempts``; reset: ``keep_paused``,
+        ``clear_heartbeat_details``)."""
         filters = activity_batch_filters(
             action, activity_type, workflow, since, until, search, search_attributes, retrying
         )
-        return await run_activity_batch(self, action, filters, reset_attempts, limit, dry_run)
+        options = {
+            "reset_attempts": reset_attempts,
+            "keep_paused": keep_paused,
+            "clear_heartbeat_details": clear_heartbeat_details,
+        }
+        return await run_activity_batch(self, action, filters, options, limit, dry_run)
 
     async def delete_closed_runs(self, older_than: timedelta, *, batch: int = 500) -> int:
         """Delete the runs that closed more than ``older_than`` ago, with their

@@ -279,3 +279,24 @@ def test_the_blocking_client_pauses_and_unpauses_too(db_url: str) -> None:
         assert back.done == [("later-0", 1)]
         [info] = sync.get_handle("later-0").describe().pending_activities
         assert not info.paused and info.next_attempt_at is not None
+
+
+async def test_reset_tries_every_waiting_activity_again_now(client: perdure.Client) -> None:
+    async with fast_worker(client, [payment_later, payment], [charge_later, charge]):
+        for i in range(2):
+            await client.start(payment_later, f"l{i}", id=f"later-{i}")
+        await wait_until(
+            now_true(lambda: calls["l0"] == 1 and calls["l1"] == 1), what="both to fail once"
+        )
+        # (each now waits an hour for its next attempt)
+        with pytest.raises(ValueError, match="keep_paused goes with reset, not unpause"):
+            await client.batch_activities("unpause", workflow="payment_later", keep_paused=True)
+        looked = await client.batch_activities("reset", workflow="payment_later", dry_run=True)
+        assert keys(looked) == {("later-0", 1), ("later-1", 1)}
+        done = await client.batch_activities(
+            "reset", activity_type="charge_later", clear_heartbeat_details=True
+        )
+        assert sorted(done.done) == [("later-0", 1), ("later-1", 1)]
+        await wait_until(
+            now_true(lambda: calls["l0"] == 2 and calls["l1"] == 2), what="both to run again"
+        )

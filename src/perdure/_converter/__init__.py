@@ -57,6 +57,7 @@ __all__ = [
     "JSON",
     "DataConverter",
     "PayloadCodec",
+    "checked_converter",
     "default_converter",
     "fresh",
 ]
@@ -364,3 +365,13 @@ def _cause(error: _Failure | RecursionError) -> BaseException | None:
 
 default_converter = DataConverter()
 """The converter used when none is configured: plain JSON, no codecs."""
+
+
+def checked_converter(converter: DataConverter | None) -> DataConverter:
+    """A client's converter: ``converter``, or the default for None."""
+    if converter is not None and not isinstance(converter, DataConverter):
+        raise TypeError(
+            f"converter must be a perdure.DataConverter (or None for the default), "
+            f"not {type(converter).__name__} {converter!r}"
+        )
+    return converter or default_converter
