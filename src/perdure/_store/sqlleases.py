@@ -200,19 +200,27 @@ async def reset(
         return None
     task = state.task
     paused = task.paused and keep_paused
-    beat = ", heartbeat = NULL" if clear_heartbeat else ""
+    # (The heartbeat column is kept unless cleared: a parameter says which.)
+    beat = "heartbeat = CASE WHEN ? = 1 THEN NULL ELSE heartbeat END"
     if state.state == "idle":
         options = {k: v for k, v in task.options.items() if k != RESET_REQUESTED}
         await tx.send(
-            f"UPDATE tasks SET attempt = 0, paused = ?, visible_at = ?, payload = ?{beat}"
-            " WHERE id = ?",
-            (int(paused), NEVER_DUE if paused else now, _payload(task, options), task.task_id),
+            "UPDATE tasks SET attempt = 0, paused = ?, visible_at = ?, payload = ?, "
+            + beat
+            + " WHERE id = ?",
+            (
+                int(paused),
+                NEVER_DUE if paused else now,
+                _payload(task, options),
+                int(clear_heartbeat),
+                task.task_id,
+            ),
         )
     else:
         options = {**task.options, RESET_REQUESTED: True}
         await tx.send(
-            f"UPDATE tasks SET paused = ?, payload = ?{beat} WHERE id = ?",
-            (int(paused), _payload(task, options), task.task_id),
+            "UPDATE tasks SET paused = ?, payload = ?, " + beat + " WHERE id = ?",
+            (int(paused), _payload(task, options), int(clear_heartbeat), task.task_id),
         )
     return state
 
