@@ -7,10 +7,13 @@ signal, update, cancel, terminate, reset, migrate, delete-closed),
 ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
 (queue list/show/limit/unlimit, stats), ``_activity_cmd`` (activity
-complete/fail/heartbeat/report-cancellation/pause/unpause/update-options).
+complete/fail/heartbeat/report-cancellation/update-options; it imports
+``_activity_retries``: activity pause/unpause/reset).
 Helpers that register no command: ``_operator`` (exit codes, output),
-``_filters`` (the run filters of list and of the batch form of
-cancel/terminate/reset), ``_batch`` (that form), ``_activity_options`` (an
+``_filters`` (the run filters of list and of the batch forms), ``_batch``
+(the batch form of cancel/terminate/reset), ``_activity_batch`` (that of
+activity pause/unpause/reset), ``_activity_target`` (the ``activity``
+group, how its commands name an activity), ``_activity_options`` (an
 activity's options in a line).
 ``--db`` defaults to ``$PERDURE_DB``, else ``sqlite:///perdure.db``.
 

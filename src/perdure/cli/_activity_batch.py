@@ -1,13 +1,13 @@
-"""The batch form of ``perdure activity pause`` and ``unpause``: with
-``-w``/``-a`` left out, every pending activity the filters match
-(``Client.batch_activities``): of the type ``--activity-type`` names (or
-any), in the open runs the run filters match. Without ``--yes`` it lists
-them and does nothing; with it, it acts and sums up.
+"""The batch form of ``perdure activity pause``, ``unpause`` and
+``reset``: with ``-w``/``-a`` left out, every pending activity the filters
+match (``Client.batch_activities``): of the type ``--activity-type`` names
+(or any), in the open runs the run filters match. Without ``--yes`` it
+lists them and does nothing; with it, it acts and sums up.
 
 Imports the public API, typer, ``_filters``, ``_batch`` (the form, the list
 and the summary, the exit codes) and the framework-free
 ``perdure.server._query`` (the JSON); registers no command
-(``_activity_cmd`` does).
+(``_activity_retries`` does).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ __all__ = [
     "read_batch",
 ]
 
-Action = Literal["pause", "unpause"]
+Action = Literal["pause", "unpause", "reset"]
 
 ACTIVITIES = Noun("activity", "activities")
 PANEL = "Filters (instead of -w and -a: act on every pending activity they match)"
@@ -167,16 +167,28 @@ def _missing(option: str, short: str, message: str) -> NoReturn:
     raise _MissingOption(message, param_hint=f"'{option}' / '{short}'")
 
 
-def act(action: Action, asked: ActivityBatch, db: Optional[str], *, reset_attempts: bool) -> None:
+def act(
+    action: Action,
+    asked: ActivityBatch,
+    db: Optional[str],
+    *,
+    reset_attempts: bool = False,
+    keep_paused: bool = False,
+    clear_heartbeat_details: bool = False,
+) -> None:
     """Without ``yes``: list the pending activities ``asked`` matches that
-    the action changes (a dry run). With it: act on them and sum up; exit 5
-    if any activity's action failed."""
+    the action changes (a dry run). With it: act on them, with the action's
+    options (unpause: ``reset_attempts``; reset: ``keep_paused``,
+    ``clear_heartbeat_details``), and sum up; exit 5 if any activity's
+    action failed."""
 
     async def matching(client: Client, dry_run: bool) -> Report:
         result = await client.batch_activities(
             action,
             activity_type=asked.activity_type,
             reset_attempts=reset_attempts,
+            keep_paused=keep_paused,
+            clear_heartbeat_details=clear_heartbeat_details,
             limit=asked.limit,
             dry_run=dry_run,
             **asked.runs.keywords(),

@@ -6,185 +6,51 @@ either by an attempt's task token (an attempt whose function called
 ``heartbeat`` to say an attempt awaiting completion is alive, and
 ``report-cancellation`` once its workflow cancelled it. By id, ``complete``
 and ``fail`` end the activity now, whatever it waits for: an operator
-settling a step by hand; ``pause`` and ``unpause`` hold its attempts back
-and let them go (by id, or every pending activity filters match: the batch
-form, ``_activity_batch``); ``update-options`` (by id only) changes its
-timeouts, retry policy or task queue in flight. What a webhook handler, a
-script of the system that does the work, or an operator at 3 a.m. would run.
+settling a step by hand; ``update-options`` (by id only) changes its
+timeouts, retry policy or task queue in flight. ``pause``, ``unpause`` and
+``reset`` are ``_activity_retries``'s, imported last here so that loading
+this module registers the whole group. What a webhook handler, a script of
+the system that does the work, or an operator at 3 a.m. would run.
 
-Imports the public API, typer, rich, ``_activity_batch`` (the batch form),
-the task token's reader (``perdure._asyncactivity.parse_task_token``: a
-malformed token is a usage error, exit 2, before any database is opened),
-the options change's checks (``perdure._activityoptions.OptionsChange``,
-for the same reason), ``_schedule_cmd.parse_span`` and ``_activity_options``
-(the options line ``show`` prints too); exit codes come from
-``_operator.run`` (and, of the batch form, from ``_batch``). What can no
-longer end (``AsyncActivityNotFoundError``) exits 3, as an unknown workflow
-does; a heartbeat of an attempt its workflow cancelled
-(``AsyncActivityCancelledError``) exits 9; an unpause that cannot count
-attempts from 1 again under a running attempt exits 5; options that make no
-retry policy, or allow no more attempts, exit 2.
+Imports the public API, typer, rich, ``_activity_target`` (the group and
+how a command names its activity: a malformed token is a usage error, exit
+2, before any database is opened), the options change's checks
+(``perdure._activityoptions.OptionsChange``, for the same reason),
+``_schedule_cmd.parse_span`` and ``_activity_options`` (the options line
+``show`` prints too); exit codes come from ``_operator.run``. What can no
+longer end exits 3, as an unknown workflow does; a heartbeat of an attempt
+its workflow cancelled exits 9 (``Target.act``); options that make no retry
+policy, or allow no more attempts, exit 2.
 """
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from perdure._activityoptions import MAX_SPAN, OptionsChange
-from perdure._asyncactivity import AsyncActivityHandle, parse_task_token
+from perdure._asyncactivity import AsyncActivityHandle
 from perdure._spans import span_text
-from perdure.cli import _activity_batch as matching
 from perdure.cli._activity_options import options_text
-from perdure.cli._app import ConverterOption, DbOption, app
-from perdure.cli._operator import (
-    EPILOG,
-    EXIT_CANCELLED,
-    EXIT_CONFLICT,
-    EXIT_NOT_FOUND,
-    EXIT_USAGE,
-    fail,
-    parse_json,
-    run,
+from perdure.cli._activity_target import (
+    ActivityIdOption,
+    NeededActivityId,
+    NeededWorkflowId,
+    RunOption,
+    TokenArg,
+    WorkflowIdOption,
+    activity_app,
+    out,
+    target,
 )
+from perdure.cli._app import ConverterOption, DbOption
+from perdure.cli._operator import EPILOG, EXIT_USAGE, fail, parse_json, run
 from perdure.cli._schedule_cmd import parse_span
 from perdure.client import Client
-from perdure.errors import (
-    ApplicationError,
-    AsyncActivityCancelledError,
-    AsyncActivityNotFoundError,
-    PerdureError,
-)
-
-out = Console(highlight=False, soft_wrap=True)
-activity_app = typer.Typer(
-    help="Complete, fail, heartbeat, pause or update an activity, by task token or by id.",
-    epilog=EPILOG,
-    no_args_is_help=True,
-)
-app.add_typer(activity_app, name="activity", rich_help_panel="Control")
-
-TOKEN_HINT = (
-    "a token names one attempt: a retry has a new one, which the activity's function "
-    "hands out again; `perdure show ID` shows whether the activity still awaits completion"
-)
-ID_HINT = "`perdure show ID` lists the run's pending activities and their ids (ref N)"
-CANCELLED_HINT = (
-    "stop its work, then record that it stopped: perdure activity report-cancellation TOKEN"
-)
-
-TokenArg = typer.Argument(
-    None,
-    metavar="TOKEN",
-    show_default=False,
-    help="The attempt's task token (activity.info().task_token, as its function handed it "
-    "out); leave it out with --workflow-id and --activity-id.",
-)
-WorkflowIdOption = typer.Option(
-    None, "--workflow-id", "-w", help="By id: the workflow whose activity it is."
-)
-ActivityIdOption = typer.Option(
-    None,
-    "--activity-id",
-    "-a",
-    min=1,
-    max=2**31 - 1,
-    help="By id: the activity's id in the run (perdure show: ref N).",
-)
-RunOption = typer.Option(
-    None, "--run-id", "-r", help="By id: a specific run (default: the workflow's latest)."
-)
-
-
-@dataclass
-class Target:
-    """What a command acts on: a task token, or an activity by id."""
-
-    token: Optional[str] = None
-    workflow_id: Optional[str] = None
-    activity_id: Optional[int] = None
-    run_id: Optional[str] = None
-
-    def handle(self, client: Client) -> AsyncActivityHandle:
-        return client.get_async_activity_handle(
-            self.token,
-            workflow_id=self.workflow_id,
-            activity_id=self.activity_id,
-            run_id=self.run_id,
-        )
-
-    @property
-    def named(self) -> str:
-        if self.token is not None:
-            key = parse_task_token(self.token)
-            return f"activity {key.ref} of run {key.run_id}"
-        run = "" if self.run_id is None else f" (run {self.run_id})"
-        return f"activity {self.activity_id} of workflow {self.workflow_id!r}{run}"
-
-    async def act(
-        self, client: Client, call: Callable[[AsyncActivityHandle], Awaitable[None]], done: str
-    ) -> None:
-        """``call`` the handle, then print ``done``; exit 3 (9) saying why it could not."""
-        try:
-            await call(self.handle(client))
-        except AsyncActivityNotFoundError as exc:
-            fail(EXIT_NOT_FOUND, str(exc), TOKEN_HINT if self.token is not None else ID_HINT)
-        except AsyncActivityCancelledError as exc:
-            fail(EXIT_CANCELLED, str(exc), CANCELLED_HINT)
-        out.print(done)
-
-
-def target(
-    positional: list[Optional[str]],
-    workflow_id: Optional[str],
-    activity_id: Optional[int],
-    run_id: Optional[str],
-    value_name: Optional[str] = None,
-) -> tuple[Target, Optional[str]]:
-    """The command's target and its value's text (``value_name``: the
-    command takes one, RESULT_JSON or DETAILS_JSON) from its positional
-    arguments and options: ``TOKEN [VALUE]``, or ``-w W -a N [VALUE]``.
-    A usage error (exit 2) says what is wrong, before any database is
-    opened."""
-    given = [p for p in positional if p is not None]
-    if workflow_id is None and activity_id is None and run_id is None:
-        if not given:
-            raise typer.BadParameter(
-                "give the attempt's TOKEN, or --workflow-id and --activity-id",
-                param_hint="'TOKEN'",
-            )
-        try:
-            parse_task_token(given[0])
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'TOKEN'") from None
-        return Target(token=given[0]), given[1] if len(given) > 1 else None
-    if workflow_id is None or activity_id is None:
-        raise typer.BadParameter(
-            "by id, give both --workflow-id and --activity-id",
-            param_hint="'--workflow-id' / '--activity-id'",
-        )
-    if not workflow_id:
-        raise typer.BadParameter("must not be empty", param_hint="'--workflow-id'")
-    if run_id == "":
-        raise typer.BadParameter(
-            "must not be empty (leave it out for the latest run)", param_hint="'--run-id'"
-        )
-    most = 1 if value_name else 0
-    if len(given) > most:
-        what = f"only {value_name}" if value_name else "no TOKEN"
-        raise typer.BadParameter(
-            f"by id (--workflow-id), give {what}: {given[most]!r} is one argument too many",
-            param_hint="'TOKEN'",
-        )
-    found = Target(workflow_id=workflow_id, activity_id=activity_id, run_id=run_id)
-    return found, given[0] if given else None
+from perdure.errors import ApplicationError
 
 
 def _a_type(value: Optional[str]) -> Optional[str]:
@@ -329,126 +195,6 @@ def report_cancellation(
     run(db, work)
 
 
-# update-options names an activity by id only.
-NeededWorkflowId = typer.Option(
-    ..., "--workflow-id", "-w", help="The workflow whose activity it is."
-)
-NeededActivityId = typer.Option(
-    ...,
-    "--activity-id",
-    "-a",
-    min=1,
-    max=2**31 - 1,
-    help="The activity's id in the run (perdure show: ref N).",
-)
-
-
-@activity_app.command("pause", epilog=EPILOG)
-def pause(
-    workflow_id: Optional[str] = WorkflowIdOption,
-    activity_id: Optional[int] = ActivityIdOption,
-    run_id: Optional[str] = RunOption,
-    db: Optional[str] = DbOption,
-    activity_type: Optional[str] = matching.ActivityTypeOption,
-    workflow_type: Optional[str] = matching.WorkflowTypeOption,
-    since: Optional[str] = matching.SinceOption,
-    until: Optional[str] = matching.UntilOption,
-    search: Optional[str] = matching.SearchOption,
-    attrs: list[str] = matching.AttrOption,
-    retrying: bool = matching.RetryingOption,
-    limit: Optional[int] = matching.LimitOption,
-    yes: bool = matching.YesOption,
-    as_json: bool = matching.JsonOption,
-) -> None:
-    """Pause an activity: no attempt of it starts until it is unpaused.
-
-    -w ID -a N. An attempt running now runs on: its result is delivered, a
-    failure is not retried while paused, and one that heartbeats is stopped at
-    its next heartbeat (not counted as an attempt). Its timeouts still run.
-    `perdure activity unpause` lets it go. Exit 3 if it is not pending.
-
-    With filters instead of -w and -a: every pending activity not paused of
-    the open runs they match (each workflow id's latest; no --status: only
-    open runs have pending activities), listed first; --yes pauses them
-    (exit 5 if any failed): perdure activity pause --activity-type NAME.
-    """
-    asked = matching.read_batch(
-        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
-    )
-    if matching.is_batch("pause", workflow_id, activity_id, run_id, asked):
-        matching.act("pause", asked, db, reset_attempts=False)
-        return
-    assert workflow_id is not None and activity_id is not None  # (is_batch: both)
-    where, _ = target([], workflow_id, activity_id, run_id)
-    done = (
-        f"Paused {escape(where.named)}: no attempt starts until "
-        f"`perdure activity unpause -w {escape(shlex.quote(workflow_id))} -a {activity_id}`"
-    )
-
-    async def work(client: Client) -> None:
-        await where.act(client, lambda h: h.pause(), done)
-
-    run(db, work)
-
-
-@activity_app.command("unpause", epilog=EPILOG)
-def unpause(
-    workflow_id: Optional[str] = WorkflowIdOption,
-    activity_id: Optional[int] = ActivityIdOption,
-    run_id: Optional[str] = RunOption,
-    reset_attempts: bool = typer.Option(
-        False,
-        "--reset-attempts",
-        help="Count its attempts from 1 again (a fresh max_attempts); only while no "
-        "attempt of it runs.",
-    ),
-    db: Optional[str] = DbOption,
-    activity_type: Optional[str] = matching.ActivityTypeOption,
-    workflow_type: Optional[str] = matching.WorkflowTypeOption,
-    since: Optional[str] = matching.SinceOption,
-    until: Optional[str] = matching.UntilOption,
-    search: Optional[str] = matching.SearchOption,
-    attrs: list[str] = matching.AttrOption,
-    retrying: bool = matching.RetryingOption,
-    limit: Optional[int] = matching.LimitOption,
-    yes: bool = matching.YesOption,
-    as_json: bool = matching.JsonOption,
-) -> None:
-    """Unpause an activity: its next attempt is due now, its backoff dropped.
-
-    -w ID -a N. Unpausing an activity that is not paused does nothing. Exit 3
-    if it is not pending, 5 if --reset-attempts meets a running attempt (it
-    stays paused).
-
-    With filters instead of -w and -a: every paused activity of the open
-    runs they match, as pause takes them, listed first; --yes unpauses them
-    (exit 5 if any failed, as --reset-attempts under a running attempt).
-    """
-    asked = matching.read_batch(
-        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
-    )
-    if matching.is_batch("unpause", workflow_id, activity_id, run_id, asked):
-        matching.act("unpause", asked, db, reset_attempts=reset_attempts)
-        return
-    assert workflow_id is not None and activity_id is not None  # (is_batch: both)
-    where, _ = target([], workflow_id, activity_id, run_id)
-    counted = " (attempts counted from 1 again)" if reset_attempts else ""
-    done = f"Unpaused {escape(where.named)}{counted}: its next attempt is due now"
-
-    async def call(handle: AsyncActivityHandle) -> None:
-        try:
-            await handle.unpause(reset_attempts=reset_attempts)
-        except (AsyncActivityNotFoundError, AsyncActivityCancelledError):
-            raise
-        except PerdureError as exc:
-            fail(EXIT_CONFLICT, str(exc))
-
-    async def work(client: Client) -> None:
-        await where.act(client, call, done)
-
-    run(db, work)
-
-
 # update-options: what each option changes, by the keyword update_options takes.
 _CHANGES = {
     "start_to_close_timeout": "--start-to-close-timeout",
@@ -585,12 +331,17 @@ def update_options(
     async def work(client: Client) -> None:
         done = f"Updated {escape(where.named)}: {escape(_changed_text(changes))}"
         await where.act(client, call, done)
-        description = await client.get_handle(workflow_id, run_id=run_id).describe()
-        now = [a for a in description.pending_activities if a.activity_id == activity_id]
-        if not now:
+        now = await where.pending(client)
+        if now is None:
             out.print("  [dim]it is no longer pending[/]")
             return
-        text = options_text(now[0]) or "unknown"
-        out.print(f"  options now: {escape(text)}; task queue {escape(repr(now[0].task_queue))}")
+        text = options_text(now) or "unknown"
+        out.print(f"  options now: {escape(text)}; task queue {escape(repr(now.task_queue))}")
 
     run(db, work)
+
+
+# Last: the commands of _activity_retries register on the group after these
+# (`perdure activity --help` lists them in that order; the group's module is
+# this one's, as perdure.cli.COMMANDS says).
+from perdure.cli import _activity_retries  # noqa: E402, F401

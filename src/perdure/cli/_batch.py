@@ -3,11 +3,11 @@ left out, every one the filters match. Without ``--yes`` it shows which and
 does nothing; with it, it acts and sums up. Here: which form a command
 takes, the list and the summary both batches print, and the batch of
 ``cancel``, ``terminate`` and ``reset`` (``Client.batch``); the batch of
-``activity pause|unpause`` is ``_activity_batch``'s.
+``activity pause|unpause|reset`` is ``_activity_batch``'s.
 
 Imports the public API, typer, rich, ``_operator`` (exit codes, output),
 ``_filters`` and the framework-free ``perdure.server._query`` (the JSON);
-registers no command (``_control_cmd`` and ``_activity_cmd`` do).
+registers no command (``_control_cmd`` and ``_activity_retries`` do).
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ out = Console(highlight=False, soft_wrap=True)
 
 PREVIEW = 20  # matches a preview lists (--json: all of them)
 FILTERS = "--status, --type, --since, --until, --search, --attr, --retrying"
-# Per action: the summary's "Terminated 3 of 3 runs matched", the spinner's
-# "terminating ...", and the error's "could not be terminated".
+# Per action (a run's; an activity's: pause, unpause, reset): the summary's
+# "Terminated 3 of 3 runs matched", the spinner's "terminating ...", and the
+# error's "could not be terminated".
 DONE = {
     "cancel": "Cancellation requested for",
     "terminate": "Terminated",

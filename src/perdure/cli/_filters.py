@@ -55,7 +55,7 @@ STATUS_HELP = f"Only runs in this status ({', '.join(KNOWN_STATUSES)})."
 
 # Each option is made by a function: `list` shows them among its options,
 # `cancel`, `terminate` and `reset` in a panel of their own (BATCH_PANEL),
-# `activity pause|unpause` in theirs (_activity_batch).
+# `activity pause|unpause|reset` in theirs (_activity_batch).
 
 
 def status_option(help: str = STATUS_HELP, panel: str | None = None) -> Any:

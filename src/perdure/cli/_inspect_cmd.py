@@ -194,6 +194,12 @@ def _pending_lines(
                 f"\n    [yellow]waiting in task queue {queue!r}'s backlog:[/] {a.ahead} due "
                 f"before it (its workers are busy)"
             )
+        if a.reset_requested:  # (reset under this attempt: `perdure activity reset`)
+            then = "as attempt 1, once unpaused" if a.paused else "at once, as attempt 1"
+            line += (
+                f"\n    [bold yellow]reset requested:[/] this attempt runs on; if it fails, or "
+                f"is lost, the next starts {then}"
+            )
         if a.heartbeat_details is not None:
             line += f"\n    [dim]last heartbeat: {escape(_brief(a.heartbeat_details))}[/]"
         if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here
