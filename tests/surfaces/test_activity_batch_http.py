@@ -186,7 +186,7 @@ async def test_bad_input_is_422_saying_what_is_wrong_and_does_nothing(
 
 async def test_a_malformed_request_is_422(api: httpx.AsyncClient) -> None:
     cases: list[tuple[str, Any, str]] = [
-        (f"{ROUTE}/stop", {"search": "x"}, "path.action: Input should be 'pause' or 'unpause'"),
+        (f"{ROUTE}/stop", {"search": "x"}, "path.action: Input should be 'pause', 'unpause' or"),
         (f"{ROUTE}/pause", None, "body: Input should be a valid dictionary"),
         (f"{ROUTE}/pause", {"search": "x", "force": True}, "body.force: Extra inputs are not"),
         (f"{ROUTE}/pause", {"search": "x", "status": "running"}, "body.status: Extra inputs"),
@@ -232,11 +232,12 @@ async def test_the_openapi_document_describes_it(api: httpx.AsyncClient) -> None
     spec = (await api.get("/api/openapi.json")).json()
     route = spec["paths"]["/api/batch/activities/{action}"]["post"]
     (action,) = route["parameters"]
-    assert action["in"] == "path" and action["schema"]["enum"] == ["pause", "unpause"]
+    assert action["in"] == "path" and action["schema"]["enum"] == ["pause", "unpause", "reset"]
     body = route["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {
         *("type", "since", "until", "search", "attr", "retrying"),
-        *("activity_type", "reset_attempts", "limit", "dry_run"),
+        *("activity_type", "reset_attempts", "keep_paused", "clear_heartbeat_details"),
+        *("limit", "dry_run"),
     }
     assert body["additionalProperties"] is False
     assert set(route["responses"]) == {"200", "401", "403", "422", "503"}

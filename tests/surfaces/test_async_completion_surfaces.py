@@ -745,7 +745,7 @@ def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str
                 expect(item).to_have_text(  # (then the admin's buttons and its options)
                     re.compile(
                         r"ask_without_a_deadline ref 1 · attempt 1 awaiting completion"
-                        r"complete…fail…pauseoptions…"
+                        r"complete…fail…pausereset…options…"
                         "retry every 50ms \u00d72 up to 5s, at most 3 attempts$"
                     )
                 )
@@ -880,7 +880,7 @@ def test_the_workflow_page_settles_an_activity_by_id(ui: tuple[Any, str, str]) -
         ),
         (
             {"held_by_limits": True, "ahead": 2, "paused": True},
-            "held: its task queue is pausedcomplete…fail…pauseoptions…retry every 50ms "
+            "held: its task queue is pausedcomplete…fail…pausereset…options…retry every 50ms "
             "\u00d72 up to 5s, at most 3 attempts · task queue “pool”Its task queue is paused. "
             "Task queue "
             "“pool” has max_running 0: no attempt starts until its limit is raised on the "

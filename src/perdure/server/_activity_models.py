@@ -1,7 +1,7 @@
 """The bodies of the activity routes (``_activity_routes``): an attempt named
 by its task token (complete, fail, heartbeat, report-cancellation), an
-activity's result or failure given by id, an unpause's, and the options to
-change in flight. Imports pydantic and ``_models``' strict base.
+activity's result or failure given by id, an unpause's, a reset's, and the
+options to change in flight. Imports pydantic and ``_models``' strict base.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "FailActivityRequest",
     "HeartbeatActivityRequest",
     "HeartbeatDetailsRequest",
+    "ResetActivityRequest",
     "TaskTokenRequest",
     "UnpauseActivityRequest",
 ]
@@ -108,6 +109,21 @@ class UnpauseActivityRequest(Strict):
         False,
         description="Count its attempts from 1 again (a fresh max_attempts); refused (409) "
         "while an attempt of it runs.",
+    )
+
+
+class ResetActivityRequest(Strict):
+    """How to reset an activity (an empty body: as given here)."""
+
+    keep_paused: StrictBool = Field(
+        False,
+        description="A paused one stays paused: its attempts are counted from 1 again once "
+        "it is unpaused (left out: it is unpaused too).",
+    )
+    clear_heartbeat_details: StrictBool = Field(
+        False,
+        description="Drop its heartbeat details: the next attempt starts without them (left "
+        "out: kept, for it to resume from).",
     )
 
 

@@ -8,6 +8,7 @@ run's pending activity now, by id, whatever it waits for (an operator
 settling a step by hand, as Temporal's complete and fail by id);
 ``.../heartbeat|report-cancellation`` by id, for an attempt awaiting
 completion; ``.../pause|unpause``: hold its attempts back, and let them go;
+``.../reset``: count its attempts from 1 again, the next one due now;
 ``.../options``: change its timeouts, retry policy or task queue in flight.
 They need the ``admin`` role, as a signal does: a webhook that ends a step
 is what a signal's webhook is to a run.
@@ -53,9 +54,15 @@ from perdure.server._deps import (
     task_token_request,
 )
 
-__all__ = ["router"]
+__all__ = ["reset_router", "router"]
 
 router = APIRouter(prefix="/api")
+# The reset by id, asked before the run routes (app.py): the run's own reset,
+# ``/workflows/{workflow_id:path}/reset``, would take ".../activities/2/reset"
+# as the reset of a run "ID/activities/2". Its activity_id is digits only, so
+# that a signal or update named "reset" (".../activities/signals/reset") still
+# reaches its route, as every other path does.
+reset_router = APIRouter(prefix="/api")
 
 ClientDep = Annotated[Client, Depends(client_of)]
 Admin = [Depends(require_admin)]
@@ -334,6 +341,36 @@ async def unpause_activity_by_id(
         return await _ended(handle.unpause(reset_attempts=body.reset_attempts))
     except PerdureError as exc:
         raise HTTPException(409, str(exc)) from None
+
+
+@reset_router.post(
+    "/workflows/{workflow_id:path}/activities/{activity_id:int}/reset",
+    response_model=am.ActivityDone,
+    dependencies=Admin,
+    responses=BY_ID_ERRORS,
+    openapi_extra=body_doc(am.ResetActivityRequest, required=False),
+)
+async def reset_activity_by_id(
+    request: Request,
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    activity_id: ActivityId,
+    run_id: RunId = None,
+) -> Any:
+    """Reset the run's pending activity (as Temporal's activity reset): its
+    attempts are counted from 1 again and its backoff dropped, so a waiting
+    one's next attempt is due now; a paused one is unpaused too, unless
+    ``keep_paused``. An attempt running now runs on: if it fails or is
+    lost, the next attempt starts at once as attempt 1 (the description's
+    ``reset_requested`` until then). Heartbeat details are kept unless
+    ``clear_heartbeat_details``. Not recorded in the history. An empty
+    body: neither."""
+    body = await optional_body(request, am.ResetActivityRequest)
+    handle = _by_id(client, workflow_id, activity_id, run_id)
+    reset = handle.reset(
+        keep_paused=body.keep_paused, clear_heartbeat_details=body.clear_heartbeat_details
+    )
+    return await _ended(reset)
 
 
 @router.post(

@@ -1,6 +1,6 @@
 """The bodies of the batch routes (``_batch_routes``): the runs' (cancel,
-terminate or reset every run a filter matches) and the activities' (pause
-or unpause every pending activity of the open runs a filter matches), with
+terminate or reset every run a filter matches) and the activities' (pause,
+unpause or reset every pending activity of the open runs a filter matches), with
 the filters of the runs they share. Imports pydantic and ``_models`` (the
 strict base, and the listing's and describe's models the answers reuse);
 the field names match ``_query``'s ``batch_json`` and ``activity_batch_json``.
@@ -91,10 +91,11 @@ class BatchOut(BaseModel):
 
 
 class ActivityBatchRequest(RunFilters):
-    """Which pending activities a batch pauses or unpauses: those of
-    ``activity_type`` (left out: any) in the open runs the filters match,
+    """Which pending activities a batch pauses, unpauses or resets: those
+    of ``activity_type`` (left out: any) in the open runs the filters match,
     that the action changes (a pause takes those not paused, an unpause the
-    paused). An activity type or a filter of the runs is required."""
+    paused, a reset every one). An activity type or a filter of the runs is
+    required. An action's option given to another action: 422."""
 
     activity_type: Optional[str] = Field(
         None, max_length=512, description="Only activities of this type (their function's name)."
@@ -103,6 +104,14 @@ class ActivityBatchRequest(RunFilters):
         False,
         description="Unpause only: count each one's attempts from 1 again (a fresh "
         "max_attempts); one whose attempt runs is failed, and stays paused.",
+    )
+    keep_paused: StrictBool = Field(
+        False,
+        description="Reset only: a paused one stays paused, its attempts counted from 1 "
+        "once it is unpaused (left out: it is unpaused too).",
+    )
+    clear_heartbeat_details: StrictBool = Field(
+        False, description="Reset only: drop each one's heartbeat details (left out: kept)."
     )
     limit: Optional[StrictInt] = Field(
         None,
@@ -139,12 +148,12 @@ class ActivityFailedOut(ActivityNamed):
 
 
 class ActivityBatchOut(BaseModel):
-    action: Literal["pause", "unpause"]
+    action: Literal["pause", "unpause", "reset"]
     dry_run: bool = Field(description="Nothing was done: matched is what would have been.")
     matched: list[MatchedActivityOut] = Field(
         description="The activities chosen: their runs newest first, a run's by activity id."
     )
-    done: list[ActivityNamed] = Field(description="Each activity paused or unpaused.")
+    done: list[ActivityNamed] = Field(description="Each activity paused, unpaused or reset.")
     skipped: list[ActivitySkippedOut] = Field(
         description="Each activity not acted on, and why: nothing left to do."
     )

@@ -1,6 +1,6 @@
 """``POST /api/batch/{action}``: cancel, terminate or reset every run a
 filter matches (``Client.batch``); ``POST /api/batch/activities/{action}``:
-pause or unpause every pending activity of the open runs a filter matches
+pause, unpause or reset every pending activity of the open runs a filter matches
 (``Client.batch_activities``). With ``dry_run``, only say which. Both need
 the ``admin`` role, dry run or not: they name what to act on.
 
@@ -39,8 +39,8 @@ Action = Annotated[
     Path(description="What to do to each run: cancel, terminate or reset (another: 422)."),
 ]
 ActivityAction = Annotated[
-    Literal["pause", "unpause"],
-    Path(description="What to do to each activity: pause or unpause (another: 422)."),
+    Literal["pause", "unpause", "reset"],
+    Path(description="What to do to each activity: pause, unpause or reset (another: 422)."),
 ]
 BATCH_BODY = body_doc(
     bm.BatchRequest,
@@ -50,7 +50,8 @@ BATCH_BODY = body_doc(
 ACTIVITY_BATCH_BODY = body_doc(
     bm.ActivityBatchRequest,
     "The activity type and the filters of the open runs (at least one of them), "
-    "reset_attempts (unpause only), a limit, and dry_run to act on none.",
+    "reset_attempts (unpause only), keep_paused and clear_heartbeat_details (reset only), "
+    "a limit, and dry_run to act on none.",
 )
 # (Both routes' path: "/{action}" takes one segment, so "/activities/pause"
 # reaches the activities' route, whichever is declared first.)
@@ -106,7 +107,7 @@ async def batch(
 @router.post(
     "/activities/{action}",
     response_model=bm.ActivityBatchOut,
-    summary="Pause or unpause every pending activity of the open runs a filter matches",
+    summary="Pause, unpause or reset every pending activity of the open runs a filter matches",
     dependencies=[Depends(require_admin)],
     responses=error_responses(401, 403, 422, 503),
     openapi_extra=ACTIVITY_BATCH_BODY,
@@ -116,15 +117,17 @@ async def batch_activities(
     action: ActivityAction,
     body: Annotated[bm.ActivityBatchRequest, Depends(activity_batch_request)],
 ) -> Any:
-    """Pause (or unpause) every pending activity of ``activity_type`` (left
-    out: any) of the open runs the filters match (each workflow id's latest)
-    that is not paused (or is): chosen first, as describe() shows them, then
-    acted on a few at a time by run id and activity id. One that ended
-    meanwhile, or whose run did, is ``skipped``; one whose action raised is
-    ``failed`` with its error (an unpause with ``reset_attempts`` while an
-    attempt of it runs), and the others go on (still a 200). ``dry_run``:
-    only ``matched``. 422 for neither an activity type nor a filter of the
-    runs, ``reset_attempts`` with pause, or a bad filter."""
+    """Pause (or unpause, or reset) every pending activity of
+    ``activity_type`` (left out: any) of the open runs the filters match
+    (each workflow id's latest) that is not paused (or is; a reset: every
+    one): chosen first, as describe() shows them, then acted on a few at a
+    time by run id and activity id, as the route of one by id does. One that
+    ended meanwhile, or whose run did, is ``skipped``; one whose action
+    raised is ``failed`` with its error (an unpause with ``reset_attempts``
+    while an attempt of it runs), and the others go on (still a 200).
+    ``dry_run``: only ``matched``. 422 for neither an activity type nor a
+    filter of the runs, an option of another action (``reset_attempts`` with
+    pause, ``keep_paused`` with unpause), or a bad filter."""
     chosen = _runs(body, None)  # (only an open run has pending activities)
     if not body.activity_type and not _named(chosen):
         raise HTTPException(
@@ -138,10 +141,12 @@ async def batch_activities(
             activity_type=body.activity_type or None,
             **_client_filters(chosen),
             reset_attempts=body.reset_attempts,
+            keep_paused=body.keep_paused,
+            clear_heartbeat_details=body.clear_heartbeat_details,
             limit=body.limit,
             dry_run=body.dry_run,
         )
-    except (TypeError, ValueError) as exc:  # (what the Client refused: reset_attempts on a pause)
+    except (TypeError, ValueError) as exc:  # (what the Client refused: an option of another action)
         raise HTTPException(422, str(exc)) from None
     return activity_batch_json(result)
 

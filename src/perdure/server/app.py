@@ -37,6 +37,7 @@ from perdure.errors import (
     WorkflowNotFoundError,
     WorkflowResetError,
 )
+from perdure.server._activity_routes import reset_router as activity_reset_router
 from perdure.server._activity_routes import router as activity_router
 from perdure.server._auth import AuthConfig, host_header_is_loopback
 from perdure.server._batch_routes import router as batch_router
@@ -111,6 +112,8 @@ def create_app(
     # First: a stream route matches by the path as sent (``_stream_routes``), and
     # routing must ask it before .../history or .../state/{key} take a key's "/".
     app.include_router(stream_router)
+    # Then an activity's reset, before a run's takes ".../activities/N/reset".
+    app.include_router(activity_reset_router)
     app.include_router(router)
     app.include_router(schedule_router)
     app.include_router(queue_router)

@@ -115,6 +115,16 @@ export async function readEvents(path, { signal, onEvent }) {
 
 export const wfPath = (id) => `/workflows/${encodeURIComponent(id)}`;
 
+/**
+ * The route of an action (complete, fail, pause, unpause, reset, options) on
+ * the pending activity `activityId` of workflow `id`'s run `runId`: by the
+ * run's id, so that once that run has ended the server says so (404) rather
+ * than acting on a newer run's activity.
+ */
+export const activityPath = (id, runId, activityId, action) =>
+  `${wfPath(id)}/activities/${encodeURIComponent(activityId)}/${action}` +
+  `?run_id=${encodeURIComponent(runId)}`;
+
 /** The UI's own link to a workflow (optionally one run of it). */
 export const wfHref = (id, runId) =>
   `#/workflows/${encodeURIComponent(id)}${runId ? `?run=${encodeURIComponent(runId)}` : ""}`;

@@ -1,7 +1,7 @@
 // "Act on all matching…" on the workflow list (admins, filtered lists only):
 // cancel, terminate or reset every run the list's filters match, through
-// POST /api/batch/{action}; or pause or unpause the pending activities (of
-// a type, or any) of the open runs they match, through
+// POST /api/batch/{action}; or pause, unpause or reset the pending
+// activities (of a type, or any) of the open runs they match, through
 // POST /api/batch/activities/{action}. A dry run first says how many match
 // and names the first ones; a confirmation acts; the summary says what was
 // done (skipped: ended or gone since they were chosen; failed: with the error).
@@ -37,8 +37,19 @@ const ACTIONS = {
     verb: "Unpause", done: "Unpaused", path: "activities/unpause", noun: ACTIVITIES,
     text: "Each paused activity of the type given (empty: any type) in the open runs that " +
       "match is let go: its next attempt is due now.",
+    options: { reset_attempts: "batch-reset-attempts" },
+  },
+  "reset-activities": {
+    verb: "Reset", done: "Reset", path: "activities/reset", noun: ACTIVITIES,
+    text: "Each pending activity of the type given (empty: any type) in the open runs that " +
+      "match, paused or not, gets its attempts counted from 1 again: its next attempt is due " +
+      "now (a paused one is unpaused, unless kept paused). An attempt running runs on; if it " +
+      "fails, the next starts at once, as attempt 1.",
+    options: { keep_paused: "batch-keep-paused", clear_heartbeat_details: "batch-clear-details" },
   },
 };
+// The activity actions' checkboxes (an action's options: the body's field -> the box's id).
+const CHECKS = ["batch-reset-attempts", "batch-keep-paused", "batch-clear-details"];
 
 const count = (n, noun) => `${n} ${n === 1 ? noun.one : noun.many}`;
 const matches = (n, noun) => `${count(n, noun)} match${n === 1 ? "es" : ""}`;
@@ -98,14 +109,14 @@ export function openBatch(filters, refresh) {
   const action = $("batch-action");
   const reason = $("batch-reason");
   const activityType = $("batch-activity-type");
-  const resetAttempts = $("batch-reset-attempts");
+  const checks = CHECKS.map($);
   const preview = $("batch-preview");
   const summary = $("batch-summary");
   const error = $("batch-error");
   const check = $("batch-check");
   const confirm = $("batch-confirm");
   const chosen = filterBody(filters); // (held: the list may refresh behind the dialog)
-  const inputs = [action, reason, activityType, resetAttempts];
+  const inputs = [action, reason, activityType, ...checks];
   let busy = false;
 
   function start() {
@@ -115,7 +126,8 @@ export function openBatch(filters, refresh) {
     $("batch-explain").textContent = what.text;
     $("batch-reason-label").hidden = activities;
     $("batch-type-label").hidden = !activities;
-    $("batch-reset-label").hidden = action.value !== "unpause-activities";
+    const options = Object.values(what.options || {});
+    for (const box of checks) box.closest("label").hidden = !options.includes(box.id);
     check.textContent = `Find matching ${what.noun.many}`;
     preview.hidden = true;
     summary.hidden = true;
@@ -143,7 +155,9 @@ export function openBatch(filters, refresh) {
     }
     const body = { ...runs, dry_run: dryRun };
     if (activityType.value.trim()) body.activity_type = activityType.value.trim();
-    if (action.value === "unpause-activities") body.reset_attempts = resetAttempts.checked;
+    for (const [field, box] of Object.entries(ACTIONS[action.value].options || {})) {
+      body[field] = $(box).checked;
+    }
     return body;
   }
 
@@ -220,9 +234,12 @@ export function openBatch(filters, refresh) {
   action.value = "cancel";
   reason.value = "";
   activityType.value = "";
-  resetAttempts.checked = false;
+  for (const box of checks) {
+    box.checked = false;
+    box.onchange = start;
+  }
   start();
-  action.onchange = activityType.oninput = resetAttempts.onchange = start;
+  action.onchange = activityType.oninput = start;
   $("batch-close").onclick = () => dialog.close();
   confirm.onclick = () => { if (!busy) act(); };
   $("batch-form").onsubmit = (event) => {

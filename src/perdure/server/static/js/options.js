@@ -9,7 +9,7 @@
 // seconds (90) or with a unit (500ms, 30s, 5m, 2h, 1d, 1m 30s), read here:
 // one that is not is refused in the dialog, and nothing is sent.
 
-import { api, wfPath } from "./api.js";
+import { activityPath, api } from "./api.js";
 import { fmtRelative, fmtTime, h } from "./dom.js";
 
 const UNITS = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
@@ -273,11 +273,9 @@ export function openOptions({ id, runId, activity, runQueue, onDone }) {
         : "options-initial-interval"));
       return;
     }
-    const path = `${wfPath(id)}/activities/${encodeURIComponent(activity.activity_id)}/options` +
-      `?run_id=${encodeURIComponent(runId)}`;
     ok.disabled = true;
     try {
-      await api(path, { method: "POST", body });
+      await api(activityPath(id, runId, activity.activity_id, "options"), { method: "POST", body });
       dialog.close();
       onDone(`Activity ${what}'s options changed: ${told.join(", ")}.`);
     } catch (e) {

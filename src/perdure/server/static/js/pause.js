@@ -6,7 +6,7 @@
 // again, refused with a 409 while one of them runs). No dialog: each undoes
 // the other; the buttons are disabled while a request is on its way.
 
-import { api, wfPath } from "./api.js";
+import { activityPath, api } from "./api.js";
 import { h } from "./dom.js";
 
 /**
@@ -20,15 +20,12 @@ import { h } from "./dom.js";
  */
 export function pauseButtons({ id, runId, activity, onDone, onError }) {
   const what = `${activity.activity_type} (ref ${activity.activity_id})`;
-  const path = (action) =>
-    `${wfPath(id)}/activities/${encodeURIComponent(activity.activity_id)}/${action}` +
-    `?run_id=${encodeURIComponent(runId)}`;
   let buttons = [];
   async function post(action, body, done, failed) {
     const was = buttons.map((b) => b.disabled);
     for (const b of buttons) b.disabled = true;
     try {
-      await api(path(action), { method: "POST", body });
+      await api(activityPath(id, runId, activity.activity_id, action), { method: "POST", body });
       onDone(done);
     } catch (e) {
       onError(`${failed}: ${e.message}`);

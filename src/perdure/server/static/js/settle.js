@@ -4,7 +4,7 @@
 // whatever the activity waits for: POST /api/workflows/{id}/activities/{activity_id}/
 // complete (with a result) or /fail (with a message and a type; not retried).
 
-import { api, wfPath } from "./api.js";
+import { activityPath, api } from "./api.js";
 
 const WORDS = {
   complete: {
@@ -71,11 +71,9 @@ export function openSettle({ id, runId, activity, action, onDone }) {
       body = { message: messageInput.value };
       if (typeInput.value.trim()) body.type = typeInput.value.trim();
     }
-    const path = `${wfPath(id)}/activities/${encodeURIComponent(activity.activity_id)}/${action}` +
-      `?run_id=${encodeURIComponent(runId)}`;
     ok.disabled = true;
     try {
-      await api(path, { method: "POST", body });
+      await api(activityPath(id, runId, activity.activity_id, action), { method: "POST", body });
       dialog.close();
       onDone(`Activity ${what} ${words.done}.`);
     } catch (e) {

@@ -2,23 +2,26 @@
 // failure, published state, streams (streams.js: followed live), search
 // attributes and the full history; signal / update (update.js) / cancel /
 // terminate for admins, complete or fail a pending activity by hand
-// (settle.js), pause or unpause one (pause.js), change its options in flight
+// (settle.js), pause or unpause one (pause.js), reset one (activityreset.js:
+// its reset-requested line for anyone), change its options in flight
 // (options.js: its options line for anyone), and reset (a new run from a
 // point of this one's history). Refreshes every 2 s while the run is open.
 // #/workflows/<id> shows the latest run, #/workflows/<id>?run=<run id> a
 // given one. An "approve link" adds ?signal=<name>[&payload=<json>]: it
 // opens the signal form.
 
+import { activityResetButton, resetRequestedLine } from "./activityreset.js";
 import { api, ApiError, wfHref, wfPath } from "./api.js";
 import {
   clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
 } from "./dom.js";
+import { eventDetail, eventKind } from "./events.js";
 import { optionsButton, optionsLine } from "./options.js";
 import { pauseButtons } from "./pause.js";
 import { openSettle } from "./settle.js";
 import { streamsPanel } from "./streams.js";
 import { buildTimeline, renderTimeline } from "./timeline.js";
-import { openUpdate, updateDetail } from "./update.js";
+import { openUpdate } from "./update.js";
 
 const REFRESH_MS = 2000;
 const BURST_MS = 250;
@@ -63,63 +66,6 @@ function searchAttributes(attributes) {
     h("tr", { "data-name": k }, h("th", { text: k }), h("td", {},
       h("a", { class: "mono", href: listed(k, v), title: "The runs with this value",
         text: json(v) }))))));
-}
-
-function eventDetail(e) {
-  const f = e.failure || {};
-  switch (e.type) {
-    case "WorkflowStarted": return `${e.workflow_type}(${(e.args || []).map((a) => json(a)).join(", ")})`;
-    case "ActivityScheduled": return `${e.name} · ref ${e.ref} · args ${json(e.args)}`;
-    case "ActivityCompleted": return `ref ${e.ref} · attempt ${e.attempt} → ${json(e.result)}`;
-    case "ActivityFailed": return `ref ${e.ref} · attempt ${e.attempt} · ${f.type}: ${f.message}`;
-    case "TimerStarted": return `ref ${e.ref} · due ${fmtTime(e.fire_at)} (${fmtDuration(e.fire_at - e.time)})`;
-    case "TimerFired": case "TimerCancelled": case "ActivityCancelled": return `ref ${e.ref}`;
-    case "SignalReceived": return updateDetail(e) ?? `${e.name} ${json(e.payload)}`;
-    case "UpdateReplied": return updateDetail(e);
-    case "StateSet": return `${e.key} = ${json(e.value)}`;
-    case "StreamWritten": return `${e.key} <- ${json(e.value)}`;
-    case "StreamClosed": return `${e.key} closed`;
-    case "SearchAttributesSet":
-      return Object.entries(e.attributes || {})
-        .map(([k, v]) => (v === null ? `${k} removed` : `${k} = ${json(v)}`)).join(" · ");
-    case "WorkflowCompleted": return json(e.result);
-    case "WorkflowFailed": return `${f.type}: ${f.message}`;
-    case "WorkflowTerminated": case "CancelRequested": return e.reason || "";
-    case "ChildWorkflowRequested": return `${e.workflow_type} · id ${e.workflow_id} · ref ${e.ref}`;
-    case "ChildWorkflowStarted": return `ref ${e.ref} · run ${e.run_id}`;
-    case "ChildWorkflowCompleted": return `ref ${e.ref} → ${json(e.result)}`;
-    case "ChildWorkflowFailed": case "ChildWorkflowStartFailed":
-      return `ref ${e.ref} · ${e.status || "failed"} · ${f.type}: ${f.message}`;
-    case "ChildWorkflowCancelRequested": return `ref ${e.ref}`;
-    case "ExternalSignalRequested": return `${e.name} ${json(e.payload)} → ${e.workflow_id} · ref ${e.ref}`;
-    case "ExternalCancelRequested": return `${e.workflow_id} · ${e.reason} · ref ${e.ref}`;
-    case "ExternalSignalDelivered":
-    case "ExternalCancelDelivered": return `ref ${e.ref} · to run ${e.run_id}`;
-    case "ExternalSignalFailed":
-    case "ExternalCancelFailed":
-      return `ref ${e.ref} · ${e.reason === "closed" ? `its run ended (${e.status})` : "no such workflow"}`;
-    case "SideEffectRecorded": return `ref ${e.ref} → ${json(e.value)}`;
-    case "PatchRecorded": return e.patch_id;
-    case "WorkflowContinuedAsNew": return `args ${json(e.args)}`;
-    case "WorkflowTimedOut": return `after ${fmtDuration(e.timeout)}`;
-    case "PriorityChanged": return `to ${e.priority}`;
-    case "WorkflowReset":
-      return `from run ${e.from_run_id} at event ${e.at_seq}${e.reason ? ` · ${e.reason}` : ""}`;
-    default: return "";
-  }
-}
-
-function eventKind(type) {
-  if (type === "TurnStarted") return "marker";
-  if (type.startsWith("ChildWorkflow")) return "child";
-  if (type.startsWith("Workflow")) return "workflow";
-  if (type.startsWith("Activity")) return "activity";
-  if (type.startsWith("Timer")) return "timer";
-  if (type === "SignalReceived" || type === "UpdateReplied" || type === "CancelRequested") {
-    return "signal";
-  }
-  if (type.startsWith("ExternalSignal") || type.startsWith("ExternalCancel")) return "signal";
-  return "other";
 }
 
 export function renderWorkflow(container, id, params, ctx) {
@@ -332,11 +278,13 @@ export function renderWorkflow(container, id, params, ctx) {
             title: "End this activity now with an error, not retried",
             onclick: () => settle(a, "fail") }),
           pauseButtons({ id, runId: desc.run_id, activity: a, onError: (text) => ctx.toast(text, "error"),
-            onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } }),
+            onDone: acted }),
+          activityResetButton({ id, runId: desc.run_id, activity: a, onDone: acted }),
           optionsButton({ id, runId: desc.run_id, activity: a, runQueue: desc.task_queue,
-            onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } }),
+            onDone: acted }),
         ] : null,
         optionsLine(a, desc.task_queue),
+        resetRequestedLine(a),
         // (Paused, it waits for nothing else: no worker, queue or backlog is why.)
         a.paused ? h("div", { class: "alert warn activity-paused" },
           h("b", { text: "Paused:" }), a.running || a.awaiting_completion
@@ -541,8 +489,14 @@ export function renderWorkflow(container, id, params, ctx) {
 
   function settle(activity, action) {
     // The run shown, by its id: an activity of a newer run is not settled by mistake.
-    openSettle({ id, runId: desc.run_id, activity, action,
-      onDone: (text) => { ctx.toast(text, "ok"); burst = 8; load(); } });
+    openSettle({ id, runId: desc.run_id, activity, action, onDone: acted });
+  }
+
+  /** An action on a pending activity was done: say so, and refresh at once. */
+  function acted(text) {
+    ctx.toast(text, "ok");
+    burst = 8;
+    load();
   }
 
   const CONFIRM = {
