@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import surface_workflows as wf
@@ -295,6 +296,32 @@ def test_tokens_read_only_and_admin(stack: Stack, page: Page) -> None:
     expect(page.locator("body")).to_contain_text("cleanup from the UI")
     page.reload()  # the token survives a reload (sessionStorage)
     expect(page.locator("#token-button")).to_have_text("Token: admin")
+
+
+def test_a_history_read_behind_its_description_is_caught_up(stack: Stack, page: Page) -> None:
+    """The page reads a run's description and its history side by side; a
+    turn that commits between the two reads leaves the history behind (a
+    reset's new run at event 1 has no event until its first turn). Here the
+    first history read answers as if it came before the run's turns: the
+    page fetches the events the description counts, rather than showing a
+    closed run (no longer refreshed) with no history."""
+    with perdure.SyncClient.connect(stack.db) as client:
+        done = client.start("double", 4, id="ui-behind")
+        assert done.result(timeout=20) == 8
+    stale: list[str] = []
+
+    def first_empty(route: Any) -> None:
+        if not stale and "after_seq" not in route.request.url:
+            stale.append(route.request.url)
+            route.fulfill(status=200, content_type="application/json", body="[]")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/workflows/ui-behind/history.*"), first_empty)
+    page.goto(f"{stack.open_url}#/workflows/ui-behind")
+    expect(page.locator(".wf-title .badge")).to_have_text("completed")
+    expect(page.locator("#history")).to_contain_text("WorkflowCompleted")
+    assert len(stale) == 1
 
 
 def test_reset_from_the_ui_goes_to_the_new_run(stack: Stack, page: Page) -> None:

@@ -112,6 +112,12 @@ export function renderWorkflow(container, id, params, ctx) {
       } else {
         events = shown ? events.concat(history) : history;
       }
+      // The two reads race: a turn committed between them leaves the history
+      // behind the description (and a run it closed is not looked at again).
+      const last = events.length ? events[events.length - 1].seq : 0;
+      if (d.history_length > last) {
+        events = events.concat(await historyOf(`?run_id=${encodeURIComponent(d.run_id)}`, last));
+      }
       const listed = await api(`${wfPath(id)}/streams?run_id=${encodeURIComponent(d.run_id)}`,
         { signal });
       paused = await pausedQueues(d, signal);
