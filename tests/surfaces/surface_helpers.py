@@ -155,3 +155,28 @@ def worker_serving(module_file: str, db: str, folder: Path) -> Iterator[Proc]:
     proc = spawn(args, folder / "worker.log")
     yield proc
     assert proc.stop() == 0, proc.output()
+
+
+# A browser, the open server's URL and the database (the activity pages' tests).
+UI = tuple[object, str, str]
+
+
+def activity_pages(folder: Path) -> Iterator[UI]:
+    """A module fixture's body for the pages of pending activities: a
+    browser, the open server's URL and the database, over a worker of
+    async_workflows (admin and read tokens for the other server); skips
+    the test without chromium, as the browser tests do."""
+    import async_workflows as aw
+    import browser_support as bs  # (importing it skips without chromium)
+    from api_both import ADMIN, READ
+
+    for browser in bs.launch():
+        for stack in bs.serve(folder, [aw.__file__], ADMIN, READ):
+            yield browser, stack.open_url, stack.db
+
+
+def pages_client(ui: UI) -> Iterator[perdure.SyncClient]:
+    """A fixture's body: a blocking client of ``ui``'s database, quick to poll."""
+    with perdure.SyncClient.connect(ui[2]) as c:
+        c.client.poll_interval = 0.02
+        yield c

@@ -20,38 +20,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import async_workflows as aw
 import pytest
-from api_both import ADMIN, READ
+from surface_helpers import UI, activity_pages, pages_client
 from surface_helpers import first_activity as the_activity
 
 import perdure
 from perdure.client import PendingActivityInfo
 
-UI = tuple[Any, str, str]  # a browser, the open server's URL, the database
 HOUR = timedelta(hours=1)
 
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
-    """A browser, the open server's URL and the database, over a worker of
-    async_workflows; skips the test without chromium, as the browser tests do."""
-    import browser_support as bs  # (importing it skips without chromium)
-
-    folder: Path = tmp_path_factory.mktemp("activity-reset-ui")
-    for browser in bs.launch():
-        for stack in bs.serve(folder, [aw.__file__], ADMIN, READ):
-            yield browser, stack.open_url, stack.db
+    yield from activity_pages(tmp_path_factory.mktemp("activity-reset-ui"))
 
 
 @pytest.fixture
 def client(ui: UI) -> Iterator[perdure.SyncClient]:
-    with perdure.SyncClient.connect(ui[2]) as c:
-        c.client.poll_interval = 0.02
-        yield c
+    yield from pages_client(ui)
 
 
 def an_hour_off(a: PendingActivityInfo) -> bool:
