@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import perdure
 from perdure.client import PendingActivityInfo
@@ -180,3 +180,14 @@ def pages_client(ui: UI) -> Iterator[perdure.SyncClient]:
     with perdure.SyncClient.connect(ui[2]) as c:
         c.client.poll_interval = 0.02
         yield c
+
+
+def migrated_database(request: Any, folder: Callable[[], Path]) -> str:
+    """A module fixture's body, parametrised over "sqlite" and "postgres":
+    a migrated database of the module's own (SQLite in ``folder()``)."""
+    if request.param == "sqlite":
+        return migrated_sqlite(folder())
+    url: str = request.getfixturevalue("pg_database").fresh_url()
+    (done,) = cli_all(("migrate", "--db", url))
+    assert done.returncode == 0, done.stderr
+    return url

@@ -25,7 +25,7 @@ from typing import Any
 
 import async_workflows as aw
 import pytest
-from surface_helpers import Proc, cli_all, migrated_sqlite, sync_client, worker_serving
+from surface_helpers import Proc, cli_all, migrated_database, sync_client, worker_serving
 from surface_helpers import first_activity as the_activity
 
 import perdure
@@ -47,12 +47,7 @@ def said(done: Any) -> str:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "sqlite":
-        return migrated_sqlite(tmp_path_factory.mktemp("activity-batch-cli"))
-    url: str = request.getfixturevalue("pg_database").fresh_url()
-    (done,) = cli_all(("migrate", "--db", url))
-    assert done.returncode == 0, done.stderr
-    return url
+    return migrated_database(request, lambda: tmp_path_factory.mktemp("activity-batch-cli"))
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import async_workflows as aw
 import httpx
 import pytest
 from api_both import ADMIN, BASE, READ, eventually
-from surface_helpers import Proc, cli_all, migrated_sqlite, sync_client, worker_serving
+from surface_helpers import Proc, cli_all, migrated_database, sync_client, worker_serving
 from surface_helpers import first_activity as the_activity
 
 import perdure
@@ -71,12 +71,7 @@ def backoff(attempt: int, initial: float, factor: float, cap: float) -> float:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "sqlite":
-        return migrated_sqlite(tmp_path_factory.mktemp("options-cli"))
-    url: str = request.getfixturevalue("pg_database").fresh_url()
-    (done,) = cli_all(("migrate", "--db", url))
-    assert done.returncode == 0, done.stderr
-    return url
+    return migrated_database(request, lambda: tmp_path_factory.mktemp("options-cli"))
 
 
 @pytest.fixture(scope="module")
