@@ -320,7 +320,8 @@ class AsyncActivityHandle:
             raise PerdureError(
                 f"{self._named()}: attempt {state.task.attempt} {holds}, so its attempts "
                 f"cannot be counted from 1 again; it is still paused (unpause it without "
-                f"reset_attempts, or once that attempt has ended)"
+                f"reset_attempts, or once that attempt has ended; or reset() it: the fresh "
+                f"count then waits for that attempt's end)"
             )
 
     async def reset(

@@ -286,8 +286,8 @@ def test_an_activity_retried_for_ever_is_settled_by_id(db: str, sync: perdure.Sy
     )
     assert (
         "failing for good? deploy a fix, pause it (perdure activity pause -w cli-id/fail -a 1), "
-        "or settle it by hand: perdure activity fail|complete -w cli-id/fail -a 1 ... "
-        "(docs/operations.md)"
+        "or settle it by hand: perdure activity fail|complete -w cli-id/fail -a 1 ...; "
+        "fixed, retry it now: perdure activity reset -w cli-id/fail -a 1 (docs/operations.md)"
     ) in " ".join(shown.stdout.split()), shown.stdout
     failed, completed = cli_all(
         ("activity", "fail", "-w", "cli-id/fail", "-a", "1", "-m", "gave up", "-t", "GaveUp",

@@ -212,7 +212,8 @@ def _pending_lines(
                 line += (
                     f"\n    [dim]failing for good? deploy a fix, pause it (perdure activity "
                     f"pause {by_id}), or settle it by hand: perdure activity "
-                    f"fail|complete {by_id} ... (docs/operations.md)[/]"
+                    f"fail|complete {by_id} ...; fixed, retry it now: perdure activity "
+                    f"reset {by_id} (docs/operations.md)[/]"
                 )
         options = options_text(a)
         if options is not None:
