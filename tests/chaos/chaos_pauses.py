@@ -1,10 +1,13 @@
 """The chaos driver's operator who pauses activities: now and then it pauses a
 pending activity of an open run (``AsyncActivityHandle.pause``, by id) and
 unpauses it a moment later, having changed the retry policy of half of
-them meanwhile (``update_options``); once the chaos ends, it unpauses every one, so
-that the runs can finish. Workers die meanwhile, at random and at crash
-points, so a paused activity's attempt is lost with its worker, its retry
-parked by a claim, its task taken over by a next step.
+them meanwhile (``update_options``); once the chaos ends, it unpauses every
+one still paused at once (``Client.batch_activities``), so that the runs can
+finish: the batch must find exactly those it paused, no other activity
+(a new step that took over a paused one's task row, say, must not be).
+Workers die meanwhile, at random and at crash points, so a paused
+activity's attempt is lost with its worker, its retry parked by a claim,
+its task taken over by a next step.
 
 What must hold (``check``): while an activity is paused, at most one of its
 executions begins, the attempt that held its task when the pause landed
@@ -23,7 +26,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import chaos_checks as checks
@@ -55,6 +58,7 @@ class Pauses:
     paused: int = 0
     refused: int = 0  # the activity ended (or its run did) before the pause
     updated: int = 0  # of those paused, how many had their retry policy changed
+    batch_unpaused: int = 0  # still paused when the chaos ended: unpaused by one batch
 
     def step(
         self, client: perdure.SyncClient, rng: random.Random, flows: list[Any], chaotic: bool
@@ -62,6 +66,8 @@ class Pauses:
         """Unpause those whose time came (every one, once not ``chaotic``),
         and now and then pause another."""
         now = time.monotonic()
+        if not chaotic and self.held:
+            self._unpause_all(client)
         keep = []
         for window, due in self.held:
             if chaotic and now < due:
@@ -105,6 +111,29 @@ class Pauses:
                 pass  # (it ended meanwhile)
         self.windows.append(window)
         self.held.append((window, now + rng.uniform(*PAUSED_FOR)))
+
+    def _unpause_all(self, client: perdure.SyncClient) -> None:
+        """Unpause every activity still paused with one batch (the chaos is
+        over: no worker is killed now), which must find those and no other."""
+        held = {(w.wf, w.ref): w for w, _ in self.held}
+        for window in held.values():
+            window.end = time.time()  # (before the batch: the window only shrinks)
+        result = client.batch_activities("unpause", since=datetime(2000, 1, 1, tzinfo=UTC))
+        strangers = [key for key in result.done if key not in held]
+        if strangers or result.failed:
+            raise checks.InvariantError(
+                f"the batch unpause found activities nobody paused ({strangers}) or "
+                f"failed ({result.failed}); paused were {sorted(held)}"
+            )
+        for key, window in held.items():  # (and none it should have found is left paused)
+            described = client.get_handle(window.wf, window.run).describe()
+            if any(a.activity_id == window.ref and a.paused for a in described.pending_activities):
+                raise checks.InvariantError(
+                    f"the batch unpause left {key} (run {window.run}) paused; it found "
+                    f"{result.done}"
+                )
+        self.batch_unpaused = len(result.done)
+        self.held = []
 
     @staticmethod
     def _handle(client: perdure.SyncClient, window: Window) -> Any:

@@ -94,6 +94,7 @@ class ChaosReport:
     async_refused: int = 0  # tokens refused: a second outcome, or an attempt lost meanwhile
     pauses: int = 0  # activities the driver paused (and unpaused: chaos_pauses)
     options_updated: int = 0  # of those, how many had their retry policy changed
+    batch_unpaused: int = 0  # of those, still paused at the chaos's end: unpaused by one batch
     paused_in_flight: int = 0  # of their executions, begun while paused (at most one each)
     counts: checks.Counts = field(default_factory=checks.Counts)
 
@@ -119,7 +120,8 @@ class ChaosReport:
             f"({self.async_completed} completed, {self.async_failed} failed and retried, "
             f"{self.async_refused} tokens refused); {self.pauses} activities paused "
             f"and unpaused ({self.paused_in_flight} of their attempts in flight at the "
-            f"pause, none begun after; {self.options_updated} given new options); "
+            f"pause, none begun after; {self.options_updated} given new options, "
+            f"{self.batch_unpaused} unpaused by one batch at the end); "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
             f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once"
@@ -501,6 +503,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         starts: dict[tuple[str, int, int], float] = {}
         executions = _verify(client, flows, fleet, side, report, hand_offs.executions(), starts)
         report.pauses, report.options_updated = pauses.paused, pauses.updated
+        report.batch_unpaused = pauses.batch_unpaused
         report.paused_in_flight = pauses.check(executions, starts)
         _verify_hand_offs(client, hand_offs)
         if url.startswith("sqlite:"):
