@@ -248,7 +248,13 @@ def test_heartbeat_shows_its_details_and_a_cancelled_attempt_is_reported(
         f"Recorded the cancellation of activity 1 of run {handle.run_id}"
     )
     no_activity_pending(sync, "cli-ac-beat")
-    [ended] = [e for e in handle.history() if e["type"] == "ActivityFailed"]
+    # (The outcome reaches the history with the run's next turn, which a
+    # loaded worker may take a moment to run: the task row goes first.)
+    ended = wait_for(
+        lambda: next((e for e in handle.history() if e["type"] == "ActivityFailed"), None),
+        20,
+        "the cancellation in the run's history",
+    )
     assert ended["failure"]["type"] == "CancelledError"
     late = cli_all(
         ("activity", "heartbeat", token, "--db", db),
