@@ -540,12 +540,10 @@ class Client:
         limit: int | None = None,
         dry_run: bool = False,
     ) -> ActivityBatchResult:
-        """Pause (those not paused), unpause (the paused) or reset (every one)
-        each pending activity of ``activity_type`` (None: any) of the open
-        runs the filters match, as ``batch`` chooses runs; chosen, then each
-        acted on by id, with the options of the handle's method of that name
-        (unpause: ``reset_attempts``; reset: ``keep_paused``,
-        ``clear_heartbeat_details``)."""
+        """Pause (those not paused), unpause (the paused) or reset (all) each
+        pending activity of ``activity_type`` (None: any) of the open runs the
+        filters match, as ``batch`` chooses runs; then each by id, with its
+        handle method's options (unpause: ``reset_attempts``; reset: the others)."""
         filters = activity_batch_filters(
             action, activity_type, workflow, since, until, search, search_attributes, retrying
         )

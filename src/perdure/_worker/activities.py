@@ -2,11 +2,12 @@
 
 An attempt's outcome is written with the attempt's lease token, so an attempt
 that lost its lease (timed out, worker presumed dead) cannot overwrite a newer
-one. Heartbeats are saved (throttled) with the task; they extend the lease of
-activities that have a ``heartbeat_timeout`` (nothing else does, so a stalled
-attempt's lease lapses and another worker retries it), and they are how a
-running attempt learns that its workflow cancelled it.
-Imports the activity definitions, retry policy, errors and the Store.
+one. Heartbeats are saved (throttled: ``heartbeats``) with the task; they
+extend the lease of activities that have a ``heartbeat_timeout`` (nothing
+else does, so a stalled attempt's lease lapses and another worker retries
+it), and they are how a running attempt learns that its workflow cancelled
+it. Imports the activity definitions, retry policy, errors, the Store and
+the worker's attempt helpers (outcomes, heartbeats, streams, threads).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import asyncio
 import contextvars
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from perdure import _history as h
@@ -25,6 +25,7 @@ from perdure._asyncactivity import task_token
 from perdure._converter import DataConverter
 from perdure._store.base import ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
+from perdure._worker.heartbeats import AttemptBeats
 from perdure._worker.outcomes import (
     attempts_ended,
     cancelled_failure,
@@ -49,7 +50,6 @@ from perdure.errors import (
 log = logging.getLogger("perdure.worker")
 
 UNKNOWN_ACTIVITY_RETRY = 5.0  # (also for arguments this worker cannot open)
-MAX_HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeat writes, at most one per task
 
 
 # Why an attempt was stopped (_Running.stop_reason), in a sentence.
@@ -90,11 +90,7 @@ class _Running(_ActivityContext):
     task: ActivityTask
     heartbeat_timeout: float | None
     runner: ActivityRunner
-    last_beat: float = field(default_factory=time.monotonic)
-    details: Any = None  # the latest heartbeat's details, encoded
-    beaten: bool = False  # the attempt has heartbeaten (details holds the last)
-    dirty: bool = False
-    flushing: bool = False
+    beats: AttemptBeats | None = None  # made by its first heartbeat (see heartbeats)
     stop_reason: str | None = None  # a key of _STOPPED_BECAUSE, or "lost"
     future: asyncio.Future[Any] | None = None
     # Set as the attempt starts: what heartbeats and info need.
@@ -125,7 +121,18 @@ class _Running(_ActivityContext):
         # Encoded here: details that JSON cannot hold fail the activity's own
         # call (PayloadError), not later, in a line of the worker's log.
         encoded = self.runner.converter.to_json(details, where="heartbeat details")
-        self.loop.call_soon_threadsafe(self.runner._beat, self, encoded)
+        self.loop.call_soon_threadsafe(self._beat, encoded)
+
+    def _beat(self, details: Any) -> None:
+        self.heartbeats().beat(details, self)
+
+    def heartbeats(self) -> AttemptBeats:
+        if self.beats is None:
+            runner = self.runner
+            self.beats = AttemptBeats(
+                self.task, runner.store, self.heartbeat_timeout, runner.lease_timeout
+            )
+        return self.beats
 
     def on_stream(self, key: str, value: Any) -> None:
         """``activity.write_stream(key, value)``. May run on an activity
@@ -235,7 +242,7 @@ class ActivityRunner:
                 await self.store.renew_leases(
                     [(task.task_id, task.token)], running.heartbeat_timeout
                 )
-                watchdog = asyncio.create_task(self._watch(running))
+                watchdog = asyncio.create_task(running.heartbeats().watch(running))
             result = await self._execute(activity, task, running, timeout)
         except asyncio.CancelledError:
             if running.stop_reason is None:
@@ -430,45 +437,6 @@ class ActivityRunner:
             )
         running.streams.add(key, value)
 
-    def _beat(self, running: _Running, details: Any) -> None:
-        running.last_beat = time.monotonic()
-        running.details = details
-        running.beaten = running.dirty = True
-        if not running.flushing:
-            running.flushing = True
-            asyncio.get_running_loop().create_task(self._flush(running))
-
-    async def _flush(self, running: _Running) -> None:
-        """Write heartbeats, at most one per MAX_HEARTBEAT_INTERVAL per attempt."""
-        task = running.task
-        lease = running.heartbeat_timeout or self.lease_timeout
-        interval = min(MAX_HEARTBEAT_INTERVAL, lease / 3)
-        try:
-            while running.dirty and running.stop_reason is None:
-                running.dirty = False
-                try:
-                    status = await self.store.record_heartbeat(
-                        task.task_id, task.token, running.details, lease
-                    )
-                except Exception as exc:
-                    log.warning("could not record a heartbeat for %s: %s", task.name, exc)
-                    status = "ok"
-                if status != "ok":
-                    running.stop(status)
-                    return
-                await asyncio.sleep(interval)
-        finally:
-            running.flushing = False
-
-    async def _watch(self, running: _Running) -> None:
-        assert running.heartbeat_timeout is not None
-        while running.stop_reason is None:
-            left = running.last_beat + running.heartbeat_timeout - time.monotonic()
-            if left <= 0:
-                running.stop("heartbeat_timeout")
-                return
-            await asyncio.sleep(left)
-
     async def _unknown(self, task: ActivityTask) -> None:
         """A claimed activity this worker does not register goes back to the
         queue, its claim not counted as an attempt (it never ran): at once
@@ -565,8 +533,10 @@ class ActivityRunner:
                 "activity %s (run %s) attempt %d failed: %s; retrying in %.3gs",
                 *(task.name, task.run_id, task.attempt, exc, retry_in),
             )
-            beat = (running.details,) if running is not None and running.beaten else None
-            await self.store.retry_activity(task, failure, retry_in, beat)
+            beats = None if running is None else running.beats
+            await self.store.retry_activity(
+                task, failure, retry_in, None if beats is None else beats.kept()
+            )
             return
         await self._fail(task, failure, task.attempt)
 
