@@ -14,7 +14,8 @@ PACKAGE = Path(perdure.__file__).parent
 # module prefix -> perdure modules it may import (prefixes)
 ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure.errors": (),
-    "perdure.retry": (),
+    "perdure.retry": ("perdure._spans",),
+    "perdure._spans": (),  # the standard library only
     "perdure._json": (),  # the standard library only
     "perdure._memo": (),  # the standard library only
     "perdure._history": ("perdure._history",),
@@ -22,6 +23,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "perdure._converter",
         "perdure._json",
         "perdure._memo",
+        "perdure._spans",
         "perdure.errors",
     ),
     "perdure._store": (
@@ -40,7 +42,12 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "perdure.errors",
     ),
     # The client's records (and how an update's wait reads among a run's signals).
-    "perdure._views": ("perdure._store.base", "perdure._history.updates", "perdure.retry"),
+    "perdure._views": (
+        "perdure._store.base",
+        "perdure._history.updates",
+        "perdure._spans",
+        "perdure.retry",
+    ),
     "perdure._waiting": ("perdure._store.base", "perdure.errors"),  # the client's result waiters
     "perdure._gcpolicy": (),  # the standard library only
     "perdure._checks": (),  # the standard library only

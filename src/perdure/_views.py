@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX
+from perdure._spans import span_of
 from perdure._store.base import (
     RESET_REQUESTED,
     WAITING_LONG,
@@ -452,7 +453,7 @@ def _options(a: PendingActivity) -> tuple[Any, ...]:
 
     def span(name: str) -> timedelta | None:
         seconds = options.get(name)
-        return None if seconds is None else timedelta(seconds=seconds)
+        return None if seconds is None else span_of(seconds)
 
     close_by = options.get("schedule_to_close_timeout")
     return (

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from perdure._spans import span_of
+
 __all__ = ["RetryPolicy"]
 
 DEFAULT_MAX_RATIO = 100  # max_interval's default, in initial_intervals (Temporal's)
@@ -39,7 +41,11 @@ class RetryPolicy:
         # the failure, and the activity waited for its lease to run out, again
         # and again), and a lone name in non_retryable was read letter by letter.
         if self.max_interval is None and isinstance(self.initial_interval, timedelta):
-            object.__setattr__(self, "max_interval", self.initial_interval * DEFAULT_MAX_RATIO)
+            try:
+                default = self.initial_interval * DEFAULT_MAX_RATIO
+            except OverflowError:  # (an initial_interval past timedelta.max / 100)
+                default = timedelta.max
+            object.__setattr__(self, "max_interval", default)
         for name in ("initial_interval", "max_interval"):
             value = getattr(self, name)
             if not isinstance(value, timedelta):
@@ -98,9 +104,9 @@ class RetryPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
         return cls(
-            initial_interval=timedelta(seconds=float(data["initial_interval"])),
+            initial_interval=span_of(float(data["initial_interval"])),
             backoff=float(data["backoff"]),
-            max_interval=timedelta(seconds=float(data["max_interval"])),
+            max_interval=span_of(float(data["max_interval"])),
             max_attempts=data.get("max_attempts"),
             non_retryable=tuple(str(n) for n in data.get("non_retryable", ())),
         )

@@ -77,11 +77,22 @@ async def call(name: str, key: str) -> str:
         "declined": declined,
         "always_fails": always_fails,
         "hangs": hangs,
+        "uncapped": uncapped,
     }[name]
     return str(await fn(key))
 
 
-ALL = [flaky, refuses, bad_key, declined, always_fails, hangs]
+@activity.defn(
+    retry=RetryPolicy(
+        initial_interval=timedelta(milliseconds=10), max_interval=timedelta.max, max_attempts=3
+    )
+)
+def uncapped(key: str) -> str:
+    _note(key)
+    raise RuntimeError("still broken")
+
+
+ALL = [flaky, refuses, bad_key, declined, always_fails, hangs, uncapped]
 
 
 async def test_fails_twice_then_succeeds_with_configured_backoff(client: perdure.Client) -> None:
@@ -159,6 +170,56 @@ async def test_max_attempts_then_activity_error(client: perdure.Client) -> None:
         result = await client.execute(catcher, timeout=20)
     assert result == "RuntimeError: still broken after 3"
     assert len(attempts["k4"]) == 3
+
+
+async def test_a_policy_without_a_cap_retries_and_is_described(client: perdure.Client) -> None:
+    # max_interval=timedelta.max ("no cap") is recorded as seconds, whose float
+    # rounds one past timedelta.max: reading the policy back had raised
+    # OverflowError in the worker at each failure (the activity was never
+    # retried nor failed) and in describe().
+    async with fast_worker(client, [call], ALL):
+        handle = await client.start(call, "uncapped", "k-uncapped")
+        with pytest.raises(perdure.WorkflowFailedError, match="still broken"):
+            await handle.result(timeout=20)
+    assert len(attempts["k-uncapped"]) == 3
+    [scheduled] = [e for e in await handle.history() if e["type"] == "ActivityScheduled"]
+    assert RetryPolicy.from_dict(scheduled["options"]["retry"]).max_interval == timedelta.max
+
+
+async def test_a_pending_activity_without_a_cap_is_described(client: perdure.Client) -> None:
+    @workflow.defn(name="uncapped_wait")
+    async def uncapped_wait() -> str:
+        slow = always_fails.options(
+            retry=RetryPolicy(initial_interval=timedelta(hours=1), max_interval=timedelta.max)
+        )
+        return await slow("k-uncapped-wait")
+
+    async with fast_worker(client, [uncapped_wait], ALL):
+        handle = await client.start(uncapped_wait)
+        deadline = time.monotonic() + 20
+        while not attempts.get("k-uncapped-wait"):
+            assert time.monotonic() < deadline, "the first attempt never ran"
+            await asyncio.sleep(0.01)
+        while True:
+            [pending] = (await handle.describe()).pending_activities
+            if pending.last_failure is not None:
+                break
+            assert time.monotonic() < deadline, "the first failure was never recorded"
+            await asyncio.sleep(0.01)
+        assert pending.retry_policy is not None
+        assert pending.retry_policy.max_interval == timedelta.max
+        assert pending.attempt == 1 and not pending.running
+        assert pending.next_attempt_at is not None  # an hour's backoff
+        await handle.terminate()
+
+
+def test_a_policy_keeps_a_huge_interval_through_its_record() -> None:
+    # 100 x an initial_interval past timedelta.max / 100 overflows: the
+    # default cap is then timedelta.max, not an OverflowError.
+    huge = RetryPolicy(initial_interval=timedelta(days=10**8))
+    assert huge.max_interval == timedelta.max
+    for policy in (huge, RetryPolicy(max_interval=timedelta.max)):
+        assert RetryPolicy.from_dict(policy.to_dict()) == policy
 
 
 async def test_start_to_close_timeout_retries_then_fails(client: perdure.Client) -> None:

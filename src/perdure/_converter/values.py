@@ -27,6 +27,7 @@ from uuid import UUID
 
 from perdure._converter.hints import _fields_of, _is_model, _is_record, _split
 from perdure._memo import by_identity
+from perdure._spans import span_of
 
 JSON = Any
 """A JSON-able Python object: dict (with str keys), list, str, int, float, bool or None."""
@@ -103,10 +104,6 @@ def _matches(value: Any, cls: Any) -> bool:
         return isinstance(value, cls)
     except TypeError:  # not usable with isinstance (a non-runtime Protocol, ...)
         return False
-
-
-def _seconds(data: float) -> timedelta:
-    return timedelta(seconds=data)
 
 
 def _check_text(text: str) -> str:
@@ -299,7 +296,7 @@ def _decode(data: JSON, hint: Any) -> Any:
             return data
     elif origin is float or origin is timedelta:
         if kind is int or kind is float:
-            return _parse(float if origin is float else _seconds, hint, data)
+            return _parse(float if origin is float else span_of, hint, data)
     elif origin in _PARSERS:
         if kind is str:
             return _parse(_PARSERS[origin], hint, data)
