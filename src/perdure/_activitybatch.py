@@ -1,13 +1,16 @@
-"""Pausing, unpausing or resetting every pending activity a filter matches
-(``Client.batch_activities``), as an operator does when a service the
-activities call goes down ("pause every charge_card while the payment API
-is out") and comes back ("unpause them, their attempts counted from 1", or
-"reset them: try each again now, with a fresh set of attempts").
+"""Pausing, unpausing, resetting or changing the options of every pending
+activity a filter matches (``Client.batch_activities``), as an operator does
+when a service the activities call goes down ("pause every charge_card while
+the payment API is out"), comes back ("unpause them, their attempts counted
+from 1", or "reset them: try each again now, with a fresh set of
+attempts"), or turns out slower than the activities were told ("give every
+charge_card two minutes, not thirty seconds").
 
 The activities are chosen first: the open runs the run filters match (each
 workflow id's latest, as ``Client.batch`` chooses them), then, of each, the
 pending activities of the type given that the action would change (a pause
-takes those not paused, an unpause the paused ones, a reset every one), as
+takes those not paused, an unpause the paused ones, a reset and a change
+of options every one), as
 ``describe()`` shows them. Then each is acted on by its run id and activity id, a few at a
 time: one that ended meanwhile (or whose run did) is skipped, not looked
 for elsewhere. Running the same batch again acts on what still matches.
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from perdure._activityoptions import UPDATE_OPTIONS, OptionsChange
 from perdure._batch import AT_ONCE, PAGE
 from perdure._checks import check_name
 from perdure._schedule_spec import SCHEDULE_WORKFLOW
@@ -40,13 +44,23 @@ __all__ = [
     "run_activity_batch",
 ]
 
-ActivityBatchAction = Literal["pause", "unpause", "reset"]
-ACTIVITY_ACTIONS: tuple[ActivityBatchAction, ...] = ("pause", "unpause", "reset")
-# The options of each action (the keyword arguments of the handle's method).
+ActivityBatchAction = Literal["pause", "unpause", "reset", "update_options"]
+ACTIVITY_ACTIONS: tuple[ActivityBatchAction, ...] = ("pause", "unpause", "reset", "update_options")
+# The flags of each action (keyword arguments of the handle's method);
+# update_options takes its new options as new_options instead.
 _OPTIONS = {
     "pause": (),
     "unpause": ("reset_attempts",),
     "reset": ("keep_paused", "clear_heartbeat_details"),
+    "update_options": (),
+}
+# Which activities each action changes, by whether they are paused: a pause
+# takes those not paused, an unpause the paused, the others all.
+_WANTED = {
+    "pause": (False,),
+    "unpause": (True,),
+    "reset": (False, True),
+    "update_options": (False, True),
 }
 
 
@@ -83,7 +97,8 @@ class ActivityBatchResult:
     failed: dict[tuple[str, int], str] = field(default_factory=dict)
     """(workflow id, activity id) -> the error its action raised (an
     unpause with ``reset_attempts`` of an activity whose attempt runs: it
-    stays paused)."""
+    stays paused; new options refused for it, such as a
+    ``retry_max_attempts`` its attempts have used up)."""
 
 
 def activity_batch_filters(
@@ -127,12 +142,13 @@ async def run_activity_batch(
     action: ActivityBatchAction,
     filters: dict[str, Any],
     options: dict[str, bool],
+    new_options: Mapping[str, object] | None,
     limit: int | None,
     dry_run: bool,
 ) -> ActivityBatchResult:
     """Client.batch_activities (its filters checked there): choose, then act
     with those of ``options`` that are the action's (any other given: an
-    error)."""
+    error), or, for update_options, with ``new_options``."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int (or None for every match), not {limit!r}")
     for name, value in options.items():
@@ -141,7 +157,11 @@ async def run_activity_batch(
         if value and name not in _OPTIONS[action]:
             takes = [n for n, actions in _OPTIONS.items() if name in actions]
             raise ValueError(f"{name} goes with {' and '.join(takes)}, not {action}")
-    given = {name: options[name] for name in _OPTIONS[action]}
+    given: dict[str, object] = {name: options[name] for name in _OPTIONS[action]}
+    if action == "update_options":
+        given = checked_new_options(new_options)
+    elif new_options is not None:
+        raise ValueError(f"new_options goes with update_options, not {action}")
     filters = dict(filters)
     activity_type = filters.pop("activity_type")
     matched = await _choose(client, action, activity_type, filters, limit)
@@ -178,8 +198,7 @@ async def _choose(
 ) -> list[MatchedActivity]:
     """The pending activities the action would change, of the open runs the
     filters match (newest first; a run's by activity id), at most ``limit``."""
-    # (A pause takes those not paused, an unpause the paused, a reset all.)
-    wanted = {"pause": (False,), "unpause": (True,), "reset": (False, True)}[action]
+    wanted = _WANTED[action]
     matched: list[MatchedActivity] = []
     cursor: str | None = None
     room = asyncio.Semaphore(AT_ONCE)
@@ -206,3 +225,24 @@ async def _choose(
             break
         cursor = page[-1].cursor
     return matched if limit is None else matched[:limit]
+
+
+def checked_new_options(new_options: Mapping[str, object] | None) -> dict[str, object]:
+    """The options a batch's update_options gives each activity, as
+    ``AsyncActivityHandle.update_options`` takes them, checked as it checks
+    them (TypeError or ValueError naming what is wrong) before anything is
+    chosen; a name it does not take, or none at all, is refused."""
+    if new_options is None or not isinstance(new_options, Mapping) or not new_options:
+        raise ValueError(
+            "update_options needs new_options: a mapping of the options to change "
+            f"({', '.join(UPDATE_OPTIONS)}), not {new_options!r}"
+        )
+    unknown = sorted(str(name) for name in new_options if name not in UPDATE_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"new_options names no option {', '.join(unknown)}: "
+            f"it takes {', '.join(UPDATE_OPTIONS)}"
+        )
+    given = {str(name): value for name, value in new_options.items()}
+    OptionsChange.of(**given)  # (raises what update_options would, for each activity)
+    return given

@@ -16,9 +16,18 @@ from typing import Any
 from perdure._checks import check_name
 from perdure.retry import RetryPolicy
 
-__all__ = ["OptionsChange", "planned"]
+__all__ = ["UPDATE_OPTIONS", "OptionsChange", "planned"]
 
 TIMEOUTS = ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout")
+# The keyword arguments of update_options (and OptionsChange.of), in order.
+UPDATE_OPTIONS = (
+    *TIMEOUTS,
+    "retry_initial_interval",
+    "retry_backoff",
+    "retry_max_interval",
+    "retry_max_attempts",
+    "task_queue",
+)
 # The longest span a change may give: a deadline or a retry's due time past
 # the year 9999 could not be described (datetime's range).
 MAX_SPAN = timedelta(days=36_525)  # 100 years

@@ -34,14 +34,7 @@ from perdure._retention import delete_closed_runs
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
 from perdure._starts import checked_conflict, new_run
 from perdure._store import resolve_url, store_for_url
-from perdure._store.base import (
-    STATUSES,
-    IdConflict,
-    NewRun,
-    RunFilter,
-    Store,
-    WorkerRecord,
-)
+from perdure._store.base import STATUSES, IdConflict, NewRun, RunFilter, Store, WorkerRecord
 from perdure._streams import StreamEntry, StreamInfo, StreamPage
 from perdure._updates import UpdateHandle, send_update
 from perdure._views import (
@@ -537,13 +530,15 @@ class Client:
         reset_attempts: bool = False,
         keep_paused: bool = False,
         clear_heartbeat_details: bool = False,
+        new_options: Mapping[str, object] | None = None,
         limit: int | None = None,
         dry_run: bool = False,
     ) -> ActivityBatchResult:
-        """Pause (those not paused), unpause (the paused) or reset (all) each
-        pending activity of ``activity_type`` (None: any) of the open runs the
-        filters match, as ``batch`` chooses runs; then each by id, with its
-        handle method's options (unpause: ``reset_attempts``; reset: the others)."""
+        """Pause (those not paused), unpause (the paused), reset or update the
+        options of (all) each pending activity of ``activity_type`` (None: any)
+        of the open runs the filters match, as ``batch`` chooses runs; then each
+        by id, with its handle method's options (unpause: ``reset_attempts``;
+        reset: the two others; update_options: ``new_options``, its keywords)."""
         filters = activity_batch_filters(
             action, activity_type, workflow, since, until, search, search_attributes, retrying
         )
@@ -552,7 +547,7 @@ class Client:
             "keep_paused": keep_paused,
             "clear_heartbeat_details": clear_heartbeat_details,
         }
-        return await run_activity_batch(self, action, filters, options, limit, dry_run)
+        return await run_activity_batch(self, action, filters, options, new_options, limit, dry_run)
 
     async def delete_closed_runs(self, older_than: timedelta, *, batch: int = 500) -> int:
         """Delete the runs that closed more than ``older_than`` ago, with their

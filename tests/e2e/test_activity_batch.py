@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -247,6 +247,32 @@ async def test_an_unpause_that_cannot_count_from_1_under_a_running_attempt_fails
         ("pause", {"activity_type": ""}, "name which activities to pause"),
         ("pause", {"activity_type": "charge", "limit": 0}, "limit must be a positive int"),
         ("pause", {"activity_type": "charge", "reset_attempts": True}, "goes with unpause"),
+        ("update_options", {"activity_type": "charge"}, "update_options needs new_options"),
+        (
+            "update_options",
+            {"activity_type": "charge", "new_options": {}},
+            "update_options needs new_options",
+        ),
+        (
+            "pause",
+            {"activity_type": "charge", "new_options": {"retry_max_attempts": 3}},
+            "new_options goes with update_options, not pause",
+        ),
+        (
+            "update_options",
+            {"activity_type": "charge", "new_options": {"start_to_close": timedelta(seconds=1)}},
+            "names no option start_to_close: it takes start_to_close_timeout",
+        ),
+        (
+            "update_options",
+            {"activity_type": "charge", "new_options": {"retry_backoff": 0.5}},
+            "retry_backoff must be a finite number >= 1.0",
+        ),
+        (
+            "update_options",
+            {"activity_type": "charge", "new_options": {"task_queue": None}},
+            "update_options changes nothing",
+        ),
     ],
 )
 async def test_bad_arguments_are_refused_and_nothing_is_done(
@@ -258,6 +284,8 @@ async def test_bad_arguments_are_refused_and_nothing_is_done(
         with pytest.raises(ValueError, match=message):
             await client.batch_activities(action, **given)  # type: ignore[arg-type]
         assert await paused_count(client, "pay-0") == [False]
+        [info] = (await client.get_handle("pay-0").describe()).pending_activities
+        assert info.retry_policy == FAST  # (nor were its options changed)
 
 
 def test_the_blocking_client_pauses_and_unpauses_too(db_url: str) -> None:
@@ -279,6 +307,13 @@ def test_the_blocking_client_pauses_and_unpauses_too(db_url: str) -> None:
         assert back.done == [("later-0", 1)]
         [info] = sync.get_handle("later-0").describe().pending_activities
         assert not info.paused and info.next_attempt_at is not None
+        longer = {"start_to_close_timeout": timedelta(minutes=5)}
+        changed = sync.batch_activities(
+            "update_options", workflow="payment_later", new_options=longer
+        )
+        assert changed.done == [("later-0", 1)]
+        [info] = sync.get_handle("later-0").describe().pending_activities
+        assert info.start_to_close_timeout == timedelta(minutes=5)
 
 
 async def test_reset_tries_every_waiting_activity_again_now(client: perdure.Client) -> None:
@@ -300,3 +335,78 @@ async def test_reset_tries_every_waiting_activity_again_now(client: perdure.Clie
         await wait_until(
             now_true(lambda: calls["l0"] == 2 and calls["l1"] == 2), what="both to run again"
         )
+
+
+async def test_update_options_gives_every_matching_activity_the_new_policy(
+    client: perdure.Client,
+) -> None:
+    async with fast_worker(client, [payment_later, delivery], [charge_later, ship]):
+        for i in range(3):
+            await client.start(payment_later, f"l{i}", id=f"later-{i}")
+        await client.start(delivery, "d0", id="ship-0")
+        await wait_until(
+            now_true(lambda: all(calls[f"l{i}"] == 1 for i in range(3)) and calls["d0"] >= 1),
+            what="each to fail once",
+        )
+        # (each charge_later now waits an hour for its next attempt; one is paused)
+        paused = client.get_async_activity_handle(workflow_id="later-2", activity_id=1)
+        await paused.pause()
+        sooner = {
+            "retry_initial_interval": timedelta(milliseconds=20),
+            "retry_max_attempts": 3,
+            "start_to_close_timeout": timedelta(minutes=2),
+        }
+        looked = await client.batch_activities(
+            "update_options", activity_type="charge_later", new_options=sooner, dry_run=True
+        )
+        assert keys(looked) == {("later-0", 1), ("later-1", 1), ("later-2", 1)}
+        assert calls["l0"] == 1  # (a dry run changes nothing)
+        done = await client.batch_activities(
+            "update_options", activity_type="charge_later", new_options=sooner
+        )
+        assert sorted(done.done) == [("later-0", 1), ("later-1", 1), ("later-2", 1)]
+        assert not done.skipped and not done.failed
+        # The backoff worked out again by the new policy: they run now, three
+        # attempts in all, and fail for good; the paused one keeps waiting.
+        for i in range(2):
+            with pytest.raises(perdure.WorkflowFailedError, match="next try is in an hour"):
+                await client.get_handle(f"later-{i}").result(timeout=20)
+            assert calls[f"l{i}"] == 3
+        [info] = (await client.get_handle("later-2").describe()).pending_activities
+        assert info.paused and calls["l2"] == 1
+        assert info.retry_policy is not None and info.retry_policy.max_attempts == 3
+        assert info.retry_policy.initial_interval == timedelta(milliseconds=20)
+        assert info.start_to_close_timeout == timedelta(minutes=2)
+        # Another type's activity was not touched.
+        [other] = (await client.get_handle("ship-0").describe()).pending_activities
+        assert other.retry_policy == FAST and other.start_to_close_timeout is None
+
+
+async def test_update_options_refused_for_one_activity_goes_on_with_the_rest(
+    client: perdure.Client,
+) -> None:
+    async with fast_worker(client, [payment, payment_later], [charge, charge_later]):
+        since = datetime.now(UTC)
+        await client.start(payment, "p0", id="pay-0")
+        await client.start(payment_later, "l0", id="later-0")
+        await wait_until(
+            now_true(lambda: calls["p0"] >= 2 and calls["l0"] == 1), what="their attempts"
+        )
+        await client.batch_activities("pause", activity_type="charge")
+
+        async def idle() -> bool:
+            [a] = (await client.get_handle("pay-0").describe()).pending_activities
+            return not a.running
+
+        await wait_until(idle, what="pay-0's attempt to end")
+        made = calls["p0"]  # (two or more attempts: a limit of 2 allows none after them)
+        result = await client.batch_activities(
+            "update_options", since=since, new_options={"retry_max_attempts": 2}
+        )
+        assert result.done == [("later-0", 1)]
+        assert list(result.failed) == [("pay-0", 1)]
+        assert result.failed[("pay-0", 1)].startswith("ValueError: ")
+        [kept] = (await client.get_handle("pay-0").describe()).pending_activities
+        assert kept.retry_policy == FAST and kept.paused and calls["p0"] == made
+        [changed] = (await client.get_handle("later-0").describe()).pending_activities
+        assert changed.retry_policy is not None and changed.retry_policy.max_attempts == 2
