@@ -368,6 +368,8 @@ class Client:
             raise ValueError(f"limit must be at least 1, not {limit}")
         if offset < 0:
             raise ValueError(f"offset must not be negative, not {offset}")
+        # (Past a 64-bit integer the drivers raise OverflowError: no more runs anyway.)
+        limit, offset = min(limit, 2**62), min(offset, 2**62)
         since_ts, until_ts = _timestamp(since), _timestamp(until)
         if since_ts is not None and until_ts is not None and since_ts > until_ts:
             raise ValueError(f"since ({since}) is after until ({until})")

@@ -46,6 +46,7 @@ from perdure._schedule_spec import (
     zone,
 )
 from perdure._schedule_workflow import UPDATABLE, schedule_workflow
+from perdure._spans import span_of
 from perdure._starts import resolve
 from perdure.errors import (
     PayloadCodecError,
@@ -183,6 +184,12 @@ def make_spec(
         raise ValueError(
             f"catchup_window must be a timedelta of at least ten seconds (a timer that "
             f"fires a little late is not an outage to skip), not {catchup_window!r}"
+        )
+    if catchup_window > MAX_EVERY:
+        # (timedelta.max had been taken, and then broke list_schedules() for
+        # every schedule: its seconds read back past what a timedelta holds)
+        raise ValueError(
+            f"catchup_window must be at most a hundred years (any outage), not {catchup_window!r}"
         )
     if not isinstance(jitter, timedelta):
         raise TypeError(f"jitter must be a timedelta, not {type(jitter).__name__} {jitter!r}")
@@ -326,9 +333,9 @@ class ScheduleHandle:
             task_queue=old.task_queue,
             overlap=old.overlap if overlap is None else overlap,
             catchup_window=(
-                timedelta(seconds=old.catchup_window) if catchup_window is None else catchup_window
+                span_of(old.catchup_window) if catchup_window is None else catchup_window
             ),
-            jitter=timedelta(seconds=old.jitter) if jitter is None else jitter,
+            jitter=span_of(old.jitter) if jitter is None else jitter,
             priority=old.priority if priority is None else priority,
         )
         # The changes only, applied by the schedule to its spec of the moment:
@@ -489,8 +496,8 @@ def describe(
         every=timedelta(seconds=spec.every) if spec.every is not None else None,
         timezone=spec.timezone,
         overlap=spec.overlap,
-        catchup_window=timedelta(seconds=spec.catchup_window),
-        jitter=timedelta(seconds=spec.jitter),
+        catchup_window=span_of(spec.catchup_window),
+        jitter=span_of(spec.jitter),
         priority=spec.priority,
         status=status,
         paused=state.paused,

@@ -348,6 +348,13 @@ async def test_a_misspelt_status_is_refused_by_list(client: perdure.Client) -> N
     assert len(await client.list(status="running")) == 1
 
 
+async def test_a_limit_past_a_64_bit_integer_lists_every_run(client: perdure.Client) -> None:
+    """The drivers had raised OverflowError for it (a "no limit" of 10**20)."""
+    await client.start(quick, "a")
+    assert len(await client.list(limit=10**20, offset=0)) == 1
+    assert await client.list(limit=10**20, offset=10**20) == []
+
+
 async def test_handle_arguments_of_the_wrong_type_are_named(client: perdure.Client) -> None:
     handle = await client.start(quick, "a")
     with pytest.raises(TypeError, match="a state key is a str \\(or None for all\\), not int 5"):

@@ -231,6 +231,8 @@ async def test_a_schedule_not_yet_run_by_a_worker_is_described_from_its_input() 
         ({"cron": "@daily", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"cron": "@daily", "overlap": "queue"}, "overlap must be 'skip' or 'allow'"),
         ({"cron": "@daily", "catchup_window": timedelta(seconds=9)}, "at least ten seconds"),
+        # (timedelta.max had been taken, and list_schedules() then failed for all)
+        ({"cron": "@daily", "catchup_window": timedelta.max}, "catchup_window must be at most"),
     ],
 )
 async def test_bad_input_is_refused_and_makes_nothing(
