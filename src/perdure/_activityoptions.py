@@ -99,6 +99,14 @@ class OptionsChange:
                 "schedule_to_close_timeout, heartbeat_timeout, retry_initial_interval, "
                 "retry_backoff, retry_max_interval, retry_max_attempts, task_queue"
             )
+        first, most = change.initial_interval, change.max_interval
+        if first is not None and most is not None and most < first:
+            # (Refused here, whatever the activity's policy: a batch refuses it
+            # before choosing anything, not once per activity.)
+            raise ValueError(
+                f"retry_max_interval ({most:g}s) must be at least retry_initial_interval "
+                f"({first:g}s)"
+            )
         return change
 
     def retry_changed(self) -> bool:

@@ -273,6 +273,17 @@ async def test_an_unpause_that_cannot_count_from_1_under_a_running_attempt_fails
             {"activity_type": "charge", "new_options": {"task_queue": None}},
             "update_options changes nothing",
         ),
+        (
+            "update_options",
+            {
+                "activity_type": "charge",
+                "new_options": {
+                    "retry_initial_interval": timedelta(seconds=10),
+                    "retry_max_interval": timedelta(seconds=1),
+                },
+            },
+            "retry_max_interval \\(1s\\) must be at least retry_initial_interval \\(10s\\)",
+        ),
     ],
 )
 async def test_bad_arguments_are_refused_and_nothing_is_done(
