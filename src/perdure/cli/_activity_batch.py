@@ -1,23 +1,33 @@
-"""The batch form of ``perdure activity pause``, ``unpause`` and
-``reset``: with ``-w``/``-a`` left out, every pending activity the filters
-match (``Client.batch_activities``): of the type ``--activity-type`` names
-(or any), in the open runs the run filters match. Without ``--yes`` it
-lists them and does nothing; with it, it acts and sums up.
+"""The batch form of ``perdure activity pause``, ``unpause``, ``reset`` and
+``update-options``: with ``-w``/``-a`` left out, every pending activity the
+filters match (``Client.batch_activities``): of the type
+``--activity-type`` names (or any), in the open runs the run filters match.
+Without ``--yes`` it lists them and does nothing; with it, it acts and sums
+up.
 
 Imports the public API, typer, ``_filters``, ``_batch`` (the form, the list
 and the summary, the exit codes) and the framework-free
 ``perdure.server._query`` (the JSON); registers no command
-(``_activity_retries`` does).
+(``_activity_retries`` and ``_activity_cmd`` do).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NoReturn, Optional
 
 import typer
 
-from perdure.cli._batch import Forms, Noun, Report, carry_out, limit_option, which_form, yes_option
+from perdure.cli._batch import (
+    Forms,
+    Noun,
+    Report,
+    carry_out,
+    limit_option,
+    which_form,
+    yes_option,
+)
 from perdure.cli._filters import (
     RunFilter,
     attr_option,
@@ -44,15 +54,23 @@ __all__ = [
     "WorkflowTypeOption",
     "YesOption",
     "act",
+    "change_options",
     "is_batch",
     "read_batch",
 ]
 
-Action = Literal["pause", "unpause", "reset"]
+Action = Literal["pause", "unpause", "reset", "update_options"]
 
 ACTIVITIES = Noun("activity", "activities")
 PANEL = "Filters (instead of -w and -a: act on every pending activity they match)"
 FILTERS = "--activity-type, --type, --since, --until, --search, --attr, --retrying"
+
+# How the messages say an action that is not one word: "to update the
+# options of every pending activity they match" (usage errors); "Updated
+# the options of 3 of 3 activities matched", "nothing to update" (the
+# list and the summary, by _batch's words for "update").
+VERB = {"update_options": "update the options of"}
+SAID = {"update_options": "update"}
 
 # The run filters of `perdure list` (but --status: only an open run has
 # pending activities), with the activities' own type, in a panel of their own.
@@ -131,9 +149,10 @@ def is_batch(
     """Which form the command takes: one activity by -w and -a (False; both
     given) or filters (True). A usage error (exit 2) for both, neither, one
     of -w and -a without the other, or -r with filters."""
-    usage = f"perdure activity {action} -w ID -a N"
+    usage = f"perdure activity {action.replace('_', '-')} -w ID -a N"
+    verb = VERB.get(action, action)
     form = which_form(
-        Forms(action, "-w ID -a N", usage, "-w and -a", ACTIVITIES),
+        Forms(verb, "-w ID -a N", usage, "-w and -a", ACTIVITIES),
         named=workflow_id is not None or activity_id is not None,
         filters=asked.filters(),
         options=asked.options(),
@@ -145,7 +164,7 @@ def is_batch(
         _missing(
             "--workflow-id",
             "-w",
-            f"Name one activity ({usage}), or give filters ({FILTERS}) to {action} every "
+            f"Name one activity ({usage}), or give filters ({FILTERS}) to {verb} every "
             "pending activity they match (listed first; --yes acts).",
         )
     if workflow_id is None:
@@ -181,6 +200,36 @@ def act(
     options (unpause: ``reset_attempts``; reset: ``keep_paused``,
     ``clear_heartbeat_details``), and sum up; exit 5 if any activity's
     action failed."""
+    _carry_out(
+        action,
+        asked,
+        db,
+        reset_attempts=reset_attempts,
+        keep_paused=keep_paused,
+        clear_heartbeat_details=clear_heartbeat_details,
+    )
+
+
+def change_options(
+    asked: ActivityBatch, db: Optional[str], new_options: Mapping[str, object]
+) -> None:
+    """``act`` for update-options: each pending activity ``asked`` matches
+    given ``new_options`` (update_options's keywords, checked by the
+    caller); exit 5 if any was refused."""
+    _carry_out("update_options", asked, db, new_options=new_options)
+
+
+def _carry_out(
+    action: Action,
+    asked: ActivityBatch,
+    db: Optional[str],
+    *,
+    reset_attempts: bool = False,
+    keep_paused: bool = False,
+    clear_heartbeat_details: bool = False,
+    new_options: Optional[Mapping[str, object]] = None,
+) -> None:
+    said = SAID.get(action, action)
 
     async def matching(client: Client, dry_run: bool) -> Report:
         result = await client.batch_activities(
@@ -189,23 +238,27 @@ def act(
             reset_attempts=reset_attempts,
             keep_paused=keep_paused,
             clear_heartbeat_details=clear_heartbeat_details,
+            new_options=new_options,
             limit=asked.limit,
             dry_run=dry_run,
             **asked.runs.keywords(),
         )
-        return _report(result)
+        return _report(result, said)
 
     carry_out(
-        action, ACTIVITIES, matching, limit=asked.limit, yes=asked.yes, db=db, as_json=asked.as_json
+        said, ACTIVITIES, matching, limit=asked.limit, yes=asked.yes, db=db, as_json=asked.as_json
     )
 
 
-def _report(result: ActivityBatchResult) -> Report:
+def _report(result: ActivityBatchResult, said: str) -> Report:
+    """The result as the list and the summary print it, the action ``said``
+    by its key in _batch's words (the JSON names it as the Client does)."""
+
     def named(key: tuple[str, int]) -> str:
         return f"{key[0]} activity {key[1]}"
 
     return Report(
-        action=result.action,
+        action=said,
         noun=ACTIVITIES,
         scope="pending in the open runs that match (each workflow id's latest), newest run first",
         columns=("WORKFLOW ID", "ACTIVITY", "TYPE", "ATTEMPT", "STATE"),

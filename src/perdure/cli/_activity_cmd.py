@@ -6,21 +6,23 @@ either by an attempt's task token (an attempt whose function called
 ``heartbeat`` to say an attempt awaiting completion is alive, and
 ``report-cancellation`` once its workflow cancelled it. By id, ``complete``
 and ``fail`` end the activity now, whatever it waits for: an operator
-settling a step by hand; ``update-options`` (by id only) changes its
-timeouts, retry policy or task queue in flight. ``pause``, ``unpause`` and
-``reset`` are ``_activity_retries``'s, imported last here so that loading
-this module registers the whole group. What a webhook handler, a script of
-the system that does the work, or an operator at 3 a.m. would run.
+settling a step by hand; ``update-options`` changes its timeouts, retry
+policy or task queue in flight (by id, or, its batch form, every pending
+activity filters match). ``pause``, ``unpause`` and ``reset`` are
+``_activity_retries``'s, imported last here so that loading this module
+registers the whole group. What a webhook handler, a script of the system
+that does the work, or an operator at 3 a.m. would run.
 
 Imports the public API, typer, rich, ``_activity_target`` (the group and
 how a command names its activity: a malformed token is a usage error, exit
 2, before any database is opened), the options change's checks
 (``perdure._activityoptions.OptionsChange``, for the same reason),
-``_schedule_cmd.parse_span`` and ``_activity_options`` (the options line
-``show`` prints too); exit codes come from ``_operator.run``. What can no
-longer end exits 3, as an unknown workflow does; a heartbeat of an attempt
-its workflow cancelled exits 9 (``Target.act``); options that make no retry
-policy, or allow no more attempts, exit 2.
+``_schedule_cmd.parse_span``, ``_activity_options`` (the options line
+``show`` prints too) and ``_activity_batch`` (the batch form); exit codes
+come from ``_operator.run``. What can no longer end exits 3, as an unknown
+workflow does; a heartbeat of an attempt its workflow cancelled exits 9
+(``Target.act``); options that make no retry policy, or allow no more
+attempts, exit 2 (in the batch form, 5: that activity failed).
 """
 
 from __future__ import annotations
@@ -34,11 +36,10 @@ from rich.markup import escape
 from perdure._activityoptions import MAX_SPAN, OptionsChange
 from perdure._asyncactivity import AsyncActivityHandle
 from perdure._spans import span_text
+from perdure.cli import _activity_batch as matching
 from perdure.cli._activity_options import options_text
 from perdure.cli._activity_target import (
     ActivityIdOption,
-    NeededActivityId,
-    NeededWorkflowId,
     RunOption,
     TokenArg,
     WorkflowIdOption,
@@ -251,8 +252,8 @@ def _changed_text(changes: dict[str, Any]) -> str:
 
 @activity_app.command("update-options", epilog=EPILOG)
 def update_options(
-    workflow_id: str = NeededWorkflowId,
-    activity_id: int = NeededActivityId,
+    workflow_id: Optional[str] = WorkflowIdOption,
+    activity_id: Optional[int] = ActivityIdOption,
     run_id: Optional[str] = RunOption,
     start_to_close_timeout: Optional[str] = typer.Option(
         None,
@@ -296,6 +297,16 @@ def update_options(
         None, "--task-queue", help="The queue its next attempts are taken from."
     ),
     db: Optional[str] = DbOption,
+    activity_type: Optional[str] = matching.ActivityTypeOption,
+    workflow_type: Optional[str] = matching.WorkflowTypeOption,
+    since: Optional[str] = matching.SinceOption,
+    until: Optional[str] = matching.UntilOption,
+    search: Optional[str] = matching.SearchOption,
+    attrs: list[str] = matching.AttrOption,
+    retrying: bool = matching.RetryingOption,
+    limit: Optional[int] = matching.LimitOption,
+    yes: bool = matching.YesOption,
+    as_json: bool = matching.JsonOption,
 ) -> None:
     """Change a pending activity's timeouts, retry policy or task queue.
 
@@ -305,8 +316,17 @@ def update_options(
     and its failure is retried, or not, by the new policy. Not recorded in
     the history. Exit 2 for a retry policy that is not one or a
     --retry-max-attempts that allows no more attempts, 3 if it is not pending.
+
+    With filters instead of -w and -a: every pending activity of the open
+    runs they match, paused or not, listed first; --yes changes each one's
+    options (exit 5 if any was refused, as one activity's exit 2).
     """
-    where, _ = target([], workflow_id, activity_id, run_id)
+    asked = matching.read_batch(
+        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
+    )
+    batch = matching.is_batch("update_options", workflow_id, activity_id, run_id, asked)
+    # (By id, a bad -w or -r is told before the options, as it always was.)
+    where = None if batch else target([], workflow_id, activity_id, run_id)[0]
     changes = _changes(
         {
             "start_to_close_timeout": _span(start_to_close_timeout, "--start-to-close-timeout"),
@@ -321,6 +341,9 @@ def update_options(
             "task_queue": task_queue,
         }
     )
+    if where is None:
+        matching.change_options(asked, db, changes)
+        return
 
     async def call(handle: AsyncActivityHandle) -> None:
         try:

@@ -27,8 +27,6 @@ from perdure.errors import AsyncActivityCancelledError, AsyncActivityNotFoundErr
 
 __all__ = [
     "ActivityIdOption",
-    "NeededActivityId",
-    "NeededWorkflowId",
     "RunOption",
     "Target",
     "TokenArg",
@@ -173,17 +171,3 @@ def target(
         )
     found = Target(workflow_id=workflow_id, activity_id=activity_id, run_id=run_id)
     return found, given[0] if given else None
-
-
-# update-options names an activity by id only.
-NeededWorkflowId = typer.Option(
-    ..., "--workflow-id", "-w", help="The workflow whose activity it is."
-)
-NeededActivityId = typer.Option(
-    ...,
-    "--activity-id",
-    "-a",
-    min=1,
-    max=2**31 - 1,
-    help="The activity's id in the run (perdure show: ref N).",
-)

@@ -3,7 +3,7 @@ left out, every one the filters match. Without ``--yes`` it shows which and
 does nothing; with it, it acts and sums up. Here: which form a command
 takes, the list and the summary both batches print, and the batch of
 ``cancel``, ``terminate`` and ``reset`` (``Client.batch``); the batch of
-``activity pause|unpause|reset`` is ``_activity_batch``'s.
+``activity pause|unpause|reset|update-options`` is ``_activity_batch``'s.
 
 Imports the public API, typer, rich, ``_operator`` (exit codes, output),
 ``_filters`` and the framework-free ``perdure.server._query`` (the JSON);
@@ -57,7 +57,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 PREVIEW = 20  # matches a preview lists (--json: all of them)
 FILTERS = "--status, --type, --since, --until, --search, --attr, --retrying"
-# Per action (a run's; an activity's: pause, unpause, reset): the summary's
+# Per action (a run's; an activity's: pause, unpause, reset, update): the summary's
 # "Terminated 3 of 3 runs matched", the spinner's "terminating ...", and the
 # error's "could not be terminated".
 DONE = {
@@ -66,6 +66,7 @@ DONE = {
     "reset": "Reset",
     "pause": "Paused",
     "unpause": "Unpaused",
+    "update": "Updated the options of",
 }
 DOING = {
     "cancel": "cancelling",
@@ -73,6 +74,7 @@ DOING = {
     "reset": "resetting",
     "pause": "pausing",
     "unpause": "unpausing",
+    "update": "updating the options of",
 }
 PAST = {
     "cancel": "cancelled",
@@ -80,6 +82,7 @@ PAST = {
     "reset": "reset",
     "pause": "paused",
     "unpause": "unpaused",
+    "update": "updated",
 }
 
 
