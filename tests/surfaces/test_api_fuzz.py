@@ -97,7 +97,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     derandomize=True,
 )
 def test_no_route_answers_5xx(case: Case) -> None:
-    batches = ("/api/batch/{action}", "/api/batch/activities/{action}")
+    batches = (
+        "/api/batch/{action}",
+        "/api/batch/activities/{action}",
+        "/api/batch/activities/update-options",
+    )
     if case.operation.path in batches and isinstance(case.body, dict):
         # A batch is fuzzed as a dry run: a generated filter may match every seeded
         # run, and terminating or resetting them (each test's order decides which

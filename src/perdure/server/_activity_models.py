@@ -1,12 +1,15 @@
 """The bodies of the activity routes (``_activity_routes``): an attempt named
 by its task token (complete, fail, heartbeat, report-cancellation), an
 activity's result or failure given by id, an unpause's, a reset's, and the
-options to change in flight. Imports pydantic and ``_models``' strict base.
+options to change in flight (their fields and their reading as
+``update_options``' arguments shared with the batch's, ``_batch_models``).
+Imports pydantic, ``_models``' strict base and the options' ceiling.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from datetime import timedelta
+from typing import Any, Literal, Optional, TypedDict
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
@@ -27,6 +30,8 @@ __all__ = [
     "ResetActivityRequest",
     "TaskTokenRequest",
     "UnpauseActivityRequest",
+    "UpdateOptionsArgs",
+    "max_attempts",
 ]
 
 MAX_TASK_TOKEN = 2048  # characters: a token is about 150
@@ -131,6 +136,36 @@ def _seconds(what: str) -> Any:
     return Field(None, strict=True, gt=0, le=MAX_SECONDS, description=f"{what} In seconds.")
 
 
+def max_attempts(refused: str) -> Any:
+    """``retry_max_attempts``' field, with what becomes of an activity whose
+    attempts made it allows no more (each route says what it answers)."""
+    return Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description=f"Attempts at most, the first included; 0: no limit. {refused}",
+    )
+
+
+def _span(seconds: float | None) -> timedelta | None:
+    """A body's seconds as update_options takes them."""
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+class UpdateOptionsArgs(TypedDict):
+    """The keyword arguments of ``AsyncActivityHandle.update_options`` (and
+    a batch's ``new_options``), None for each option left unchanged."""
+
+    start_to_close_timeout: timedelta | None
+    schedule_to_close_timeout: timedelta | None
+    heartbeat_timeout: timedelta | None
+    retry_initial_interval: timedelta | None
+    retry_backoff: float | None
+    retry_max_interval: timedelta | None
+    retry_max_attempts: int | None
+    task_queue: str | None
+
+
 class ActivityOptionsRequest(Strict):
     """The options of a pending activity to change in flight (as Temporal's
     activity update-options): at least one; null or left out: unchanged.
@@ -151,13 +186,23 @@ class ActivityOptionsRequest(Strict):
     retry_max_interval: Optional[float] = _seconds(
         "The longest delay between attempts (at least the initial interval)."
     )
-    retry_max_attempts: Optional[StrictInt] = Field(
-        None,
-        ge=0,
-        le=2**31 - 1,
-        description="Attempts at most, the first included; 0: no limit. Refused (422) if it "
-        "allows no attempt after those made while none runs.",
+    retry_max_attempts: Optional[StrictInt] = max_attempts(
+        "Refused (422) if it allows no attempt after those made while none runs."
     )
     task_queue: Optional[StrictStr] = Field(
         None, min_length=1, description="The queue its next attempts are taken from."
     )
+
+    def update_options_args(self) -> UpdateOptionsArgs:
+        """The options as update_options takes them: spans in timedeltas,
+        every one named (None: unchanged; none given, it says so)."""
+        return UpdateOptionsArgs(
+            start_to_close_timeout=_span(self.start_to_close_timeout),
+            schedule_to_close_timeout=_span(self.schedule_to_close_timeout),
+            heartbeat_timeout=_span(self.heartbeat_timeout),
+            retry_initial_interval=_span(self.retry_initial_interval),
+            retry_backoff=self.retry_backoff,
+            retry_max_interval=_span(self.retry_max_interval),
+            retry_max_attempts=self.retry_max_attempts,
+            task_queue=self.task_queue,
+        )

@@ -25,7 +25,6 @@ options that change nothing, make no retry policy or allow no more attempts
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
@@ -403,25 +402,11 @@ async def update_activity_options_by_id(
     retried, or not, by the new policy. Not recorded in the history."""
     body = await optional_body(request, am.ActivityOptionsRequest)
     handle = _by_id(client, workflow_id, activity_id, run_id)
-    change = handle.update_options(
-        start_to_close_timeout=_span(body.start_to_close_timeout),
-        schedule_to_close_timeout=_span(body.schedule_to_close_timeout),
-        heartbeat_timeout=_span(body.heartbeat_timeout),
-        retry_initial_interval=_span(body.retry_initial_interval),
-        retry_backoff=body.retry_backoff,
-        retry_max_interval=_span(body.retry_max_interval),
-        retry_max_attempts=body.retry_max_attempts,
-        task_queue=body.task_queue,
-    )
+    change = handle.update_options(**body.update_options_args())
     try:
         return await _ended(change)
     except ValueError as exc:  # (nothing to change, or what it makes is refused: unchanged)
         raise HTTPException(422, str(exc)) from None
-
-
-def _span(seconds: float | None) -> timedelta | None:
-    """A body's seconds as update_options takes them."""
-    return None if seconds is None else timedelta(seconds=seconds)
 
 
 @router.get("/activities/complete", include_in_schema=False)

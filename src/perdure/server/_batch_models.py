@@ -1,24 +1,30 @@
 """The bodies of the batch routes (``_batch_routes``): the runs' (cancel,
 terminate or reset every run a filter matches) and the activities' (pause,
-unpause or reset every pending activity of the open runs a filter matches), with
-the filters of the runs they share. Imports pydantic and ``_models`` (the
-strict base, and the listing's and describe's models the answers reuse);
-the field names match ``_query``'s ``batch_json`` and ``activity_batch_json``.
+unpause, reset or change the options of every pending activity of the open
+runs a filter matches), with the filters of the runs they share. Imports
+pydantic, ``_models`` (the strict base, and the listing's and describe's
+models the answers reuse) and ``_activity_models`` (the options to change,
+as the route of one activity takes them); the field names match
+``_query``'s ``batch_json`` and ``activity_batch_json``.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
+from perdure.server._activity_models import ActivityOptionsRequest, max_attempts
 from perdure.server._models import PendingActivity, Strict, WorkflowSummary
 
 __all__ = [
     "ActivityBatchOut",
     "ActivityBatchRequest",
     "ActivityFailedOut",
+    "ActivityFilters",
     "ActivityNamed",
+    "ActivityOptionsBatchOut",
+    "ActivityOptionsBatchRequest",
     "ActivityRun",
     "ActivitySkippedOut",
     "BatchOut",
@@ -28,6 +34,17 @@ __all__ = [
 ]
 
 MAX_LIMIT = 1_000_000
+# Every activity batch's limit and dry_run (the options' batch has no
+# pause's or reset's flags, so it cannot take them by inheritance).
+ActivityLimit = Annotated[
+    Optional[StrictInt],
+    Field(
+        ge=1, le=MAX_LIMIT, description="At most this many activities, of the newest runs first."
+    ),
+]
+ActivityDryRun = Annotated[
+    StrictBool, Field(description="Only say which activities match (matched); act on none.")
+]
 
 
 class RunFilters(Strict):
@@ -90,16 +107,22 @@ class BatchOut(BaseModel):
     failed: dict[str, str] = Field(description="Workflow id -> the error its action raised.")
 
 
-class ActivityBatchRequest(RunFilters):
+class ActivityFilters(RunFilters):
+    """The pending activities an activity batch looks at: those of
+    ``activity_type`` (left out: any) in the open runs the filters match."""
+
+    activity_type: Optional[str] = Field(
+        None, max_length=512, description="Only activities of this type (their function's name)."
+    )
+
+
+class ActivityBatchRequest(ActivityFilters):
     """Which pending activities a batch pauses, unpauses or resets: those
     of ``activity_type`` (left out: any) in the open runs the filters match,
     that the action changes (a pause takes those not paused, an unpause the
     paused, a reset every one). An activity type or a filter of the runs is
     required. An action's option given to another action: 422."""
 
-    activity_type: Optional[str] = Field(
-        None, max_length=512, description="Only activities of this type (their function's name)."
-    )
     reset_attempts: StrictBool = Field(
         False,
         description="Unpause only: count each one's attempts from 1 again (a fresh "
@@ -113,15 +136,24 @@ class ActivityBatchRequest(RunFilters):
     clear_heartbeat_details: StrictBool = Field(
         False, description="Reset only: drop each one's heartbeat details (left out: kept)."
     )
-    limit: Optional[StrictInt] = Field(
-        None,
-        ge=1,
-        le=MAX_LIMIT,
-        description="At most this many activities, of the newest runs first.",
+    limit: ActivityLimit = None
+    dry_run: ActivityDryRun = False
+
+
+class ActivityOptionsBatchRequest(ActivityOptionsRequest, ActivityFilters):
+    """Which pending activities a batch changes the options of (every one,
+    paused or not, of ``activity_type`` (left out: any) in the open runs
+    the filters match; an activity type or a filter of the runs is
+    required), and the options to change, as the route of one activity
+    takes them: at least one; null or left out: unchanged. Not recorded in
+    the history."""
+
+    retry_max_attempts: Optional[StrictInt] = max_attempts(
+        "An activity it allows no attempt after those made while none runs is failed (and "
+        "unchanged); the others go on."
     )
-    dry_run: StrictBool = Field(
-        False, description="Only say which activities match (matched); act on none."
-    )
+    limit: ActivityLimit = None
+    dry_run: ActivityDryRun = False
 
 
 class ActivityRun(BaseModel):
@@ -159,4 +191,21 @@ class ActivityBatchOut(BaseModel):
     )
     failed: list[ActivityFailedOut] = Field(
         description="Each activity whose action raised, with its error; the others went on."
+    )
+
+
+class ActivityOptionsBatchOut(BaseModel):
+    action: Literal["update_options"]
+    dry_run: bool = Field(description="Nothing was done: matched is what would have been.")
+    matched: list[MatchedActivityOut] = Field(
+        description="The activities chosen, with their options before the change: their "
+        "runs newest first, a run's by activity id."
+    )
+    done: list[ActivityNamed] = Field(description="Each activity whose options were changed.")
+    skipped: list[ActivitySkippedOut] = Field(
+        description="Each activity not changed, and why: nothing left to change."
+    )
+    failed: list[ActivityFailedOut] = Field(
+        description="Each activity whose change was refused, with the error (it is unchanged); "
+        "the others went on."
     )

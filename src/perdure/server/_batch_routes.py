@@ -1,12 +1,14 @@
 """``POST /api/batch/{action}``: cancel, terminate or reset every run a
 filter matches (``Client.batch``); ``POST /api/batch/activities/{action}``:
 pause, unpause or reset every pending activity of the open runs a filter matches
-(``Client.batch_activities``). With ``dry_run``, only say which. Both need
-the ``admin`` role, dry run or not: they name what to act on.
+(``Client.batch_activities``), and ``.../activities/update-options``: change
+their options. With ``dry_run``, only say which. All need the ``admin`` role,
+dry run or not: they name what to act on.
 
-Imports fastapi, the public Client API, ``_deps``, ``_batch_models``, the
-framework-free ``_query`` (the JSON views) and the search attributes' rules
-(``perdure._attributes``: the ``attr`` terms, read as the listing reads them).
+Imports fastapi, the public Client API, ``_deps``, ``_batch_models``,
+``_models`` (the error body), the framework-free ``_query`` (the JSON views)
+and the search attributes' rules (``perdure._attributes``: the ``attr``
+terms, read as the listing reads them).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from perdure._attributes import parse_filter
 from perdure.client import Client
 from perdure.server import _batch_models as bm
+from perdure.server import _models as m
 from perdure.server._deps import (
     activity_batch_request,
+    activity_options_batch_request,
     batch_request,
     body_doc,
     client_of,
@@ -53,8 +57,15 @@ ACTIVITY_BATCH_BODY = body_doc(
     "reset_attempts (unpause only), keep_paused and clear_heartbeat_details (reset only), "
     "a limit, and dry_run to act on none.",
 )
-# (Both routes' path: "/{action}" takes one segment, so "/activities/pause"
-# reaches the activities' route, whichever is declared first.)
+ACTIVITY_OPTIONS_BATCH_BODY = body_doc(
+    bm.ActivityOptionsBatchRequest,
+    "The activity type and the filters of the open runs (at least one of them), the options "
+    "to change (at least one; spans in seconds), a limit, and dry_run to act on none.",
+)
+# (The routes' paths: "/{action}" takes one segment, so "/activities/pause"
+# reaches the activities' route, whichever is declared first; but
+# "/activities/{action}" takes "update-options" too, so the options' route,
+# which has that path, is declared before it.)
 
 
 @router.post(
@@ -105,6 +116,61 @@ async def batch(
 
 
 @router.post(
+    "/activities/update-options",
+    response_model=bm.ActivityOptionsBatchOut,
+    summary="Change the options of every pending activity of the open runs a filter matches",
+    dependencies=[Depends(require_admin)],
+    responses={
+        **error_responses(401, 403, 422, 503),
+        422: {
+            "model": m.ErrorBody,
+            "description": "A body that is not as documented, names no activities or changes "
+            "nothing, or an option no activity can take (a task_queue with NUL). Nothing is "
+            "changed",
+        },
+    },
+    openapi_extra=ACTIVITY_OPTIONS_BATCH_BODY,
+)
+async def batch_activity_options(
+    client: ClientDep,
+    body: Annotated[bm.ActivityOptionsBatchRequest, Depends(activity_options_batch_request)],
+) -> Any:
+    """Change the options of every pending activity of ``activity_type``
+    (left out: any) of the open runs the filters match (each workflow id's
+    latest), paused or not, as the route of one by id does: only those
+    given. Chosen first, as describe() shows them, then changed a few at a
+    time by run id and activity id. One that ended meanwhile, or whose run
+    did, is ``skipped``; one whose change was refused is ``failed`` with its
+    error (a ``retry_max_attempts`` that allows it no attempt after those
+    made while none runs; a retry policy the change makes that is not one),
+    and the others go on (still a 200). ``dry_run``: only ``matched``. 422,
+    before anything is chosen, for neither an activity type nor a filter of
+    the runs, no option, an option's bad value, or a bad filter."""
+    chosen = _activities(body, "change the options of")
+    try:
+        result = await client.batch_activities(
+            "update_options",
+            activity_type=body.activity_type or None,
+            **_client_filters(chosen),
+            new_options=body.update_options_args(),
+            limit=body.limit,
+            dry_run=body.dry_run,
+        )
+    except (TypeError, ValueError) as exc:  # (refused before choosing: an option, the type)
+        raise HTTPException(422, str(exc)) from None
+    return activity_batch_json(result)
+
+
+@router.get("/activities/update-options", include_in_schema=False)
+async def post_only() -> Any:
+    """A GET (or HEAD) of the options' batch: 405, naming the method it
+    takes, as the activity routes' own (no other route has the path, so the
+    web UI's static files, mounted at ``/``, would answer 404 as for a file
+    that is not there)."""
+    raise HTTPException(405, "this route takes POST only", headers={"Allow": "POST"})
+
+
+@router.post(
     "/activities/{action}",
     response_model=bm.ActivityBatchOut,
     summary="Pause, unpause or reset every pending activity of the open runs a filter matches",
@@ -128,13 +194,7 @@ async def batch_activities(
     ``dry_run``: only ``matched``. 422 for neither an activity type nor a
     filter of the runs, an option of another action (``reset_attempts`` with
     pause, ``keep_paused`` with unpause), or a bad filter."""
-    chosen = _runs(body, None)  # (only an open run has pending activities)
-    if not body.activity_type and not _named(chosen):
-        raise HTTPException(
-            422,
-            f"name which activities to {action}: give activity_type, or a filter of their runs "
-            "(type, since, until, search, attr, retrying)",
-        )
+    chosen = _activities(body, action)
     try:
         result = await client.batch_activities(
             action,
@@ -167,6 +227,20 @@ def _runs(body: bm.RunFilters, status: str | None) -> ListQuery:
         chosen.check()
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    return chosen
+
+
+def _activities(body: bm.ActivityFilters, to: str) -> ListQuery:
+    """The body's filters of the open runs (only an open run has pending
+    activities), checked; 422 if one is bad, or if neither they nor the
+    activity type name which activities ``to`` act on."""
+    chosen = _runs(body, None)
+    if not body.activity_type and not _named(chosen):
+        raise HTTPException(
+            422,
+            f"name which activities to {to}: give activity_type, or a filter of their runs "
+            "(type, since, until, search, attr, retrying)",
+        )
     return chosen
 
 

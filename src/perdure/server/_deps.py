@@ -41,6 +41,7 @@ __all__ = [
     "WorkflowId",
     "activity_batch_request",
     "activity_failure_request",
+    "activity_options_batch_request",
     "backfill_request",
     "batch_request",
     "body_doc",
@@ -208,6 +209,7 @@ backfill_request = required_body(m.BackfillRequest)
 limits_request = required_body(m.QueueLimitsBody)
 batch_request = required_body(bm.BatchRequest)
 activity_batch_request = required_body(bm.ActivityBatchRequest)
+activity_options_batch_request = required_body(bm.ActivityOptionsBatchRequest)
 complete_activity_request = required_body(am.CompleteActivityRequest)
 fail_activity_request = required_body(am.FailActivityRequest)
 heartbeat_activity_request = required_body(am.HeartbeatActivityRequest)
