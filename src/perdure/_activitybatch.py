@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from perdure._activityoptions import UPDATE_OPTIONS, OptionsChange
+from perdure._activityoptions import UPDATE_OPTIONS, OptionsChange, jitter_seconds
 from perdure._batch import AT_ONCE, PAGE
 from perdure._checks import check_name
 from perdure._schedule_spec import SCHEDULE_WORKFLOW
@@ -46,14 +46,15 @@ __all__ = [
 
 ActivityBatchAction = Literal["pause", "unpause", "reset", "update_options"]
 ACTIVITY_ACTIONS: tuple[ActivityBatchAction, ...] = ("pause", "unpause", "reset", "update_options")
-# The flags of each action (keyword arguments of the handle's method);
+# The options of each action (keyword arguments of the handle's method);
 # update_options takes its new options as new_options instead.
 _OPTIONS = {
     "pause": (),
-    "unpause": ("reset_attempts",),
-    "reset": ("keep_paused", "clear_heartbeat_details"),
+    "unpause": ("reset_attempts", "jitter"),
+    "reset": ("keep_paused", "clear_heartbeat_details", "jitter"),
     "update_options": (),
 }
+_FLAGS = ("reset_attempts", "keep_paused", "clear_heartbeat_details")
 # Which activities each action changes, by whether they are paused: a pause
 # takes those not paused, an unpause the paused, the others all.
 _WANTED = {
@@ -141,19 +142,22 @@ async def run_activity_batch(
     client: Client,
     action: ActivityBatchAction,
     filters: dict[str, Any],
-    options: dict[str, bool],
+    options: dict[str, Any],
     new_options: Mapping[str, object] | None,
     limit: int | None,
     dry_run: bool,
 ) -> ActivityBatchResult:
     """Client.batch_activities (its filters checked there): choose, then act
     with those of ``options`` that are the action's (any other given: an
-    error), or, for update_options, with ``new_options``."""
+    error), or, for update_options, with ``new_options``. A ``jitter``
+    is drawn by each activity's own unpause or reset."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int (or None for every match), not {limit!r}")
     for name, value in options.items():
-        if not isinstance(value, bool):
+        if name in _FLAGS and not isinstance(value, bool):
             raise TypeError(f"{name} must be a bool, not {value!r}")
+        if name == "jitter":
+            jitter_seconds(value)  # (TypeError or ValueError, before anything is chosen)
         if value and name not in _OPTIONS[action]:
             takes = [n for n, actions in _OPTIONS.items() if name in actions]
             raise ValueError(f"{name} goes with {' and '.join(takes)}, not {action}")

@@ -16,7 +16,7 @@ from typing import Any
 from perdure._checks import check_name
 from perdure.retry import RetryPolicy
 
-__all__ = ["UPDATE_OPTIONS", "OptionsChange", "planned"]
+__all__ = ["UPDATE_OPTIONS", "OptionsChange", "jitter_seconds", "planned"]
 
 TIMEOUTS = ("start_to_close_timeout", "schedule_to_close_timeout", "heartbeat_timeout")
 # The keyword arguments of update_options (and OptionsChange.of), in order.
@@ -185,6 +185,22 @@ def planned(
         return new, None  # (not a retry's backoff: a hand-back's pause)
     delay = RetryPolicy.from_dict(new["retry"]).delay_after(attempt)
     return new, max(now, float(last["ended_at"]) + delay)
+
+
+def jitter_seconds(jitter: object) -> float:
+    """An unpause's or a reset's ``jitter`` (None: none) in seconds,
+    checked: the next attempt is due at a random moment that many seconds
+    from now at most, so that the activities of a batch do not all call a
+    service just back at once."""
+    if jitter is None:
+        return 0.0
+    if not isinstance(jitter, timedelta):
+        raise TypeError(
+            f"jitter must be a timedelta (or None: due now), not {type(jitter).__name__} {jitter!r}"
+        )
+    if jitter < timedelta(0) or jitter > MAX_SPAN:
+        raise ValueError(f"jitter must be from 0 to 100 years (36525 days), not {jitter!r}")
+    return jitter.total_seconds()
 
 
 def _seconds(name: str, value: object) -> float | None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 from perdure import _history as h
-from perdure._activityoptions import OptionsChange, planned
+from perdure._activityoptions import OptionsChange, jitter_seconds, planned
 from perdure._converter import DataConverter
 from perdure._store.base import ActivityState, ActivityTask, RunRecord, Store
 from perdure._worker.outcomes import (
@@ -306,15 +307,19 @@ class AsyncActivityHandle:
         cancellation and ``complete``/``fail`` by id. Idempotent."""
         await self._set_paused(True)
 
-    async def unpause(self, *, reset_attempts: bool = False) -> None:
+    async def unpause(
+        self, *, reset_attempts: bool = False, jitter: timedelta | None = None
+    ) -> None:
         """Let a paused activity run again (by id only): its next attempt is
         due now, whatever backoff it waited out (an attempt still running
-        goes on). ``reset_attempts``: count its attempts from 1 again (a
+        goes on), or, with ``jitter``, at a random moment within that span
+        from now. ``reset_attempts``: count its attempts from 1 again (a
         fresh ``max_attempts``), only while no attempt holds it. Unpausing
         an activity that is not paused does nothing."""
         if not isinstance(reset_attempts, bool):
             raise TypeError(f"reset_attempts must be a bool, not {reset_attempts!r}")
-        state = await self._set_paused(False, reset_attempts)
+        delay = random.uniform(0.0, jitter_seconds(jitter))
+        state = await self._set_paused(False, reset_attempts, delay)
         if reset_attempts and state.task.paused and state.state != "idle":
             holds = "is running on a worker" if state.state == "running" else "awaits completion"
             raise PerdureError(
@@ -325,12 +330,17 @@ class AsyncActivityHandle:
             )
 
     async def reset(
-        self, *, keep_paused: bool = False, clear_heartbeat_details: bool = False
+        self,
+        *,
+        keep_paused: bool = False,
+        clear_heartbeat_details: bool = False,
+        jitter: timedelta | None = None,
     ) -> None:
         """Reset the activity (by id only), as Temporal's ``activity reset``:
         its attempts are counted from 1 again (a fresh ``max_attempts``) and
         its backoff is dropped. Waiting for its next attempt, that attempt
-        is due now; paused, it is unpaused too, unless ``keep_paused`` (then
+        is due now (with ``jitter``, at a random moment within that span
+        from now); paused, it is unpaused too, unless ``keep_paused`` (then
         the fresh count waits for the unpause). An attempt running now (or
         awaiting completion) runs on: its result is delivered; if it fails,
         or is lost, the next attempt starts at once as attempt 1
@@ -344,9 +354,10 @@ class AsyncActivityHandle:
         ):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
+        delay = random.uniform(0.0, jitter_seconds(jitter))
         run_id = await self._run_by_id("reset")
         state = await self._store.reset_activity(
-            run_id, self.activity_id, keep_paused, clear_heartbeat_details
+            run_id, self.activity_id, keep_paused, clear_heartbeat_details, delay
         )
         if state is None:
             raise self._not_pending(run_id)
@@ -361,10 +372,12 @@ class AsyncActivityHandle:
             )
         return (await self._open_run()).run_id
 
-    async def _set_paused(self, paused: bool, reset_attempts: bool = False) -> ActivityState:
+    async def _set_paused(
+        self, paused: bool, reset_attempts: bool = False, delay: float = 0.0
+    ) -> ActivityState:
         run_id = await self._run_by_id("pause" if paused else "unpause")
         state = await self._store.set_activity_paused(
-            run_id, self.activity_id, paused, reset_attempts
+            run_id, self.activity_id, paused, reset_attempts, delay
         )
         if state is None:
             raise self._not_pending(run_id)

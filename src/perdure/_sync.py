@@ -293,14 +293,22 @@ class SyncAsyncActivityHandle:
     def pause(self) -> None:
         self._runner.call(self.handle.pause())
 
-    def unpause(self, *, reset_attempts: bool = False) -> None:
-        self._runner.call(self.handle.unpause(reset_attempts=reset_attempts))
+    def unpause(self, *, reset_attempts: bool = False, jitter: timedelta | None = None) -> None:
+        self._runner.call(self.handle.unpause(reset_attempts=reset_attempts, jitter=jitter))
 
-    def reset(self, *, keep_paused: bool = False, clear_heartbeat_details: bool = False) -> None:
+    def reset(
+        self,
+        *,
+        keep_paused: bool = False,
+        clear_heartbeat_details: bool = False,
+        jitter: timedelta | None = None,
+    ) -> None:
         """As AsyncActivityHandle.reset."""
         self._runner.call(
             self.handle.reset(
-                keep_paused=keep_paused, clear_heartbeat_details=clear_heartbeat_details
+                keep_paused=keep_paused,
+                clear_heartbeat_details=clear_heartbeat_details,
+                jitter=jitter,
             )
         )
 

@@ -532,6 +532,7 @@ class Client:
         reset_attempts: bool = False,
         keep_paused: bool = False,
         clear_heartbeat_details: bool = False,
+        jitter: timedelta | None = None,
         new_options: Mapping[str, object] | None = None,
         limit: int | None = None,
         dry_run: bool = False,
@@ -539,8 +540,9 @@ class Client:
         """Pause (those not paused), unpause (the paused), reset or update the
         options of (all) each pending activity of ``activity_type`` (None: any)
         of the open runs the filters match, as ``batch`` chooses runs; then each
-        by id, with its handle method's options (unpause: ``reset_attempts``;
-        reset: the two others; update_options: ``new_options``, its keywords)."""
+        by id, with its handle method's options (unpause: ``reset_attempts``,
+        ``jitter``; reset: ``keep_paused``, ``clear_heartbeat_details``,
+        ``jitter``; update_options: ``new_options``)."""
         filters = activity_batch_filters(
             action, activity_type, workflow, since, until, search, search_attributes, retrying
         )
@@ -548,6 +550,7 @@ class Client:
             "reset_attempts": reset_attempts,
             "keep_paused": keep_paused,
             "clear_heartbeat_details": clear_heartbeat_details,
+            "jitter": jitter,
         }
         return await run_activity_batch(self, action, filters, options, new_options, limit, dry_run)
 

@@ -248,6 +248,12 @@ async def test_an_unpause_that_cannot_count_from_1_under_a_running_attempt_fails
         ("pause", {"activity_type": "charge", "limit": 0}, "limit must be a positive int"),
         ("pause", {"activity_type": "charge", "reset_attempts": True}, "goes with unpause"),
         ("update_options", {"activity_type": "charge"}, "update_options needs new_options"),
+        ("pause", {"activity_type": "charge", "jitter": timedelta(minutes=1)}, "goes with unpause"),
+        (
+            "unpause",
+            {"activity_type": "charge", "jitter": timedelta(seconds=-1)},
+            "jitter must be from 0 to 100 years",
+        ),
         (
             "update_options",
             {"activity_type": "charge", "new_options": {}},
@@ -421,3 +427,38 @@ async def test_update_options_refused_for_one_activity_goes_on_with_the_rest(
         assert kept.retry_policy == FAST and kept.paused and calls["p0"] == made
         [changed] = (await client.get_handle("later-0").describe()).pending_activities
         assert changed.retry_policy is not None and changed.retry_policy.max_attempts == 2
+
+
+async def test_a_jittered_unpause_spreads_the_next_attempts_over_the_span(
+    client: perdure.Client,
+) -> None:
+    # After an outage, every retry at once would meet the service just back:
+    # each unpaused activity is due at its own moment within the jitter.
+    async with fast_worker(client, [payment_later], [charge_later]):
+        for i in range(8):
+            await client.start(payment_later, f"j{i}", id=f"jitter-{i}")
+        await wait_until(
+            now_true(lambda: all(calls[f"j{i}"] == 1 for i in range(8))), what="each to fail"
+        )
+        await client.batch_activities("pause", activity_type="charge_later")
+        before = datetime.now(UTC)
+        back = await client.batch_activities(
+            "unpause", activity_type="charge_later", jitter=timedelta(hours=1)
+        )
+        after = datetime.now(UTC)
+        assert len(back.done) == 8
+        due = []
+        for i in range(8):
+            [info] = (await client.get_handle(f"jitter-{i}").describe()).pending_activities
+            assert not info.paused and info.next_attempt_at is not None
+            assert before <= info.next_attempt_at <= after + timedelta(hours=1)
+            due.append(info.next_attempt_at)
+        assert len(set(due)) == 8  # (each drew its own moment)
+        assert all(calls[f"j{i}"] == 1 for i in range(8))  # (none ran now)
+        # A reset with a jitter of 0 is due now, as without one.
+        await client.batch_activities(
+            "reset", workflow="payment_later", limit=1, jitter=timedelta(0)
+        )
+        await wait_until(
+            now_true(lambda: sum(calls[f"j{i}"] for i in range(8)) == 9), what="one to run now"
+        )

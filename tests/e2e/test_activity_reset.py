@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -162,12 +162,36 @@ async def test_refusals_change_nothing(client: perdure.Client) -> None:
             await named.reset(keep_paused="yes")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="names an activity by id"):
             await client.get_async_activity_handle(tokens[0]).reset()
+        with pytest.raises(TypeError, match="jitter must be a timedelta"):
+            await named.reset(jitter=60)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="jitter must be from 0 to 100 years"):
+            await named.reset(jitter=timedelta(days=40_000))
         with pytest.raises(perdure.AsyncActivityNotFoundError, match="not pending"):
             await by_id(client, "reset-refused", ref=7).reset()
         with pytest.raises(perdure.AsyncActivityNotFoundError, match="no such run"):
             await by_id(client, "no-such-workflow").reset()
         [still] = (await handle.describe()).pending_activities
         assert still.attempt == 1 and still.next_attempt_at is not None
+
+
+async def test_a_jittered_reset_is_due_within_the_span(client: perdure.Client) -> None:
+    async with worker(client):
+        handle = await client.start(one_step, "hourly", "j", id="reset-jitter")
+        await pending(handle, lambda a: a.attempt == 1 and not a.running, "the wait")
+        before = datetime.now(UTC)
+        await by_id(client, "reset-jitter").reset(jitter=timedelta(minutes=10))
+        [info] = (await handle.describe()).pending_activities
+        assert info.attempt == 0 and info.next_attempt_at is not None
+        assert before <= info.next_attempt_at <= datetime.now(UTC) + timedelta(minutes=10)
+        # (and unpaused the same way: paused, then unpaused with a jitter)
+        named = by_id(client, "reset-jitter")
+        await named.pause()
+        before = datetime.now(UTC)
+        await named.unpause(jitter=timedelta(minutes=10))
+        [info] = (await handle.describe()).pending_activities
+        assert not info.paused and info.next_attempt_at is not None
+        assert before <= info.next_attempt_at <= datetime.now(UTC) + timedelta(minutes=10)
+        assert calls["j"] == 1
 
 
 def test_the_blocking_client_resets_too(db_url: str) -> None:

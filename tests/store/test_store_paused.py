@@ -189,3 +189,20 @@ async def test_a_queue_counts_its_paused_activities_apart(
     await store.set_activity_paused("run-1", 1, False)
     [q] = await store.queues("q")
     assert (q.running, q.waiting, q.backing_off, q.paused) == (0, 1, 0, 0)
+
+
+async def test_an_unpause_with_a_delay_is_due_that_much_later(
+    open_store: Any, clock: FakeClock
+) -> None:
+    # (An unpause's jitter: the handle draws the delay, the store applies it.)
+    store = await open_store()
+    await schedule(store, clock)
+    assert await store.retry_activity(await claim(store), FAILURE, 3600.0)  # an hour's backoff
+    await store.set_activity_paused("run-1", 1, True)
+    await store.set_activity_paused("run-1", 1, False, delay=90.0)
+    waiting = await state(store)
+    assert not waiting.paused and waiting.due_at == clock.now + 90.0
+    clock.advance(89)
+    assert await store.claim_activity_tasks(["q"], "w", 30, 10) == []
+    clock.advance(1)
+    assert (await claim(store)).attempt == 2

@@ -147,3 +147,19 @@ async def test_what_is_not_pending_cannot_be_reset(open_store: Any, clock: FakeC
     first = await claim(store)
     assert await store.complete_activity(first, h.activity_completed(1, '"ok"', 1, []))
     assert await store.reset_activity("run-1", 1, False, False) is None
+
+
+async def test_a_reset_with_a_delay_is_due_that_much_later(
+    open_store: Any, clock: FakeClock
+) -> None:
+    # (A reset's jitter: the handle draws the delay, the store applies it.)
+    store = await open_store()
+    await schedule(store, clock)
+    assert await store.retry_activity(await claim(store), FAILURE, 3600.0)  # an hour's backoff
+    await store.reset_activity("run-1", 1, keep_paused=False, clear_heartbeat=False, delay=90.0)
+    waiting = await state(store)
+    assert (waiting.attempt, waiting.due_at) == (0, clock.now + 90.0)
+    clock.advance(89)
+    assert await store.claim_activity_tasks(["q"], "w", 30, 10) == []
+    clock.advance(1)
+    assert (await claim(store)).attempt == 1

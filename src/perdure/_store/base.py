@@ -382,12 +382,18 @@ class Store(Wakeups, abc.ABC):
 
     @abc.abstractmethod
     async def set_activity_paused(
-        self, run_id: str, ref: int, paused: bool, reset_attempts: bool = False
+        self,
+        run_id: str,
+        ref: int,
+        paused: bool,
+        reset_attempts: bool = False,
+        delay: float = 0.0,
     ) -> ActivityState | None:
         """Pause the run's pending activity ``ref`` (no attempt of it starts
         until it is unpaused; one running goes on), or unpause it (its next
-        attempt is due now, its backoff dropped; with ``reset_attempts``,
-        counted from 1 again, but only while no attempt holds it). Either is
+        attempt is due now, or ``delay`` seconds from now, its backoff
+        dropped; with ``reset_attempts``, counted from 1 again, but only
+        while no attempt holds it). Either is
         idempotent. Returns the activity's state as read before the change
         (its ``task.paused`` then), in the same transaction; None if the
         activity is not pending. An unpause with ``reset_attempts`` while an
@@ -395,16 +401,22 @@ class Store(Wakeups, abc.ABC):
 
     @abc.abstractmethod
     async def reset_activity(
-        self, run_id: str, ref: int, keep_paused: bool, clear_heartbeat: bool
+        self,
+        run_id: str,
+        ref: int,
+        keep_paused: bool,
+        clear_heartbeat: bool,
+        delay: float = 0.0,
     ) -> ActivityState | None:
         """Reset the run's pending activity ``ref`` (an operator's, as
         Temporal's ``activity reset``): its attempts are counted from 1
         again and its backoff dropped. While no attempt holds it, at once:
-        its next attempt is due now (or, paused with ``keep_paused``, when
-        it is unpaused). While one does, the reset waits in its options
-        (RESET_REQUESTED) for that attempt's end: a failure is retried at
-        once (the worker's retry decision reads it), and the claim that
-        next takes the task counts it as attempt 1 and drops the request.
+        its next attempt is due now, or ``delay`` seconds from now (or,
+        paused with ``keep_paused``, when it is unpaused). While one does,
+        the reset waits in its options (RESET_REQUESTED) for that attempt's
+        end: a failure is retried at once (the worker's retry decision
+        reads it), and the claim that next takes the task counts it as
+        attempt 1 and drops the request.
         Paused, it is unpaused unless ``keep_paused``; ``clear_heartbeat``
         drops the heartbeat details now. Returns the state read before the
         change; None if the activity is not pending."""

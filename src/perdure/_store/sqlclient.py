@@ -279,14 +279,19 @@ class SqlClientSide(SqlHooks):
         return ended
 
     async def set_activity_paused(
-        self, run_id: str, ref: int, paused: bool, reset_attempts: bool = False
+        self,
+        run_id: str,
+        ref: int,
+        paused: bool,
+        reset_attempts: bool = False,
+        delay: float = 0.0,
     ) -> ActivityState | None:
         now = self.clock()
 
         async def change(tx: Tx) -> ActivityState | None:
             await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
             return await leases_sql.set_paused(
-                tx, run_id, ref, paused, reset_attempts, now, self.for_update
+                tx, run_id, ref, paused, reset_attempts, now, self.for_update, delay
             )
 
         state = await self._write(change)
@@ -295,14 +300,19 @@ class SqlClientSide(SqlHooks):
         return state
 
     async def reset_activity(
-        self, run_id: str, ref: int, keep_paused: bool, clear_heartbeat: bool
+        self,
+        run_id: str,
+        ref: int,
+        keep_paused: bool,
+        clear_heartbeat: bool,
+        delay: float = 0.0,
     ) -> ActivityState | None:
         now = self.clock()
 
         async def change(tx: Tx) -> ActivityState | None:
             await rows.run_by_id(tx, self, run_id)  # lock the run first, then the task
             return await leases_sql.reset(
-                tx, run_id, ref, keep_paused, clear_heartbeat, now, self.for_update
+                tx, run_id, ref, keep_paused, clear_heartbeat, now, self.for_update, delay
             )
 
         state = await self._write(change)

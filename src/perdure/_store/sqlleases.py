@@ -151,12 +151,14 @@ async def set_paused(
     reset_attempts: bool,
     now: float,
     lock: str = "",
+    delay: float = 0.0,
 ) -> ActivityState | None:
     """Store.set_activity_paused, once the run's row is locked: the state
     read (before the change), or None. A task no attempt holds is parked
-    at NEVER_DUE while paused, and due now once unpaused (its backoff
-    dropped, as Temporal's unpause does); one an attempt holds keeps its
-    lease expiry, and is parked when the attempt ends without completing."""
+    at NEVER_DUE while paused, and due now (or ``delay`` seconds from now)
+    once unpaused (its backoff dropped, as Temporal's unpause does); one an
+    attempt holds keeps its lease expiry, and is parked when the attempt
+    ends without completing."""
     state = await of_run(tx, run_id, ref, now, lock)
     if state is None:
         return None
@@ -176,7 +178,7 @@ async def set_paused(
             " visible_at = CASE WHEN lease_token IS NULL THEN ? ELSE visible_at END"
             + (", attempt = 0" if reset_attempts else "")
             + " WHERE id = ?",
-            (now, task.task_id),
+            (now + delay, task.task_id),
         )
     return state
 
@@ -189,9 +191,11 @@ async def reset(
     clear_heartbeat: bool,
     now: float,
     lock: str = "",
+    delay: float = 0.0,
 ) -> ActivityState | None:
     """Store.reset_activity, once the run's row is locked: the state read
-    (before the change), or None. A task no attempt holds is due now, its
+    (before the change), or None. A task no attempt holds is due now (or
+    ``delay`` seconds from now), its
     attempts counted from 1 (parked at NEVER_DUE if it stays paused); one an
     attempt holds keeps its lease, and its options carry the request to the
     attempt's end and to the claim after it (see claimed)."""
@@ -210,7 +214,7 @@ async def reset(
             + " WHERE id = ?",
             (
                 int(paused),
-                NEVER_DUE if paused else now,
+                NEVER_DUE if paused else now + delay,
                 _payload(task, options),
                 int(clear_heartbeat),
                 task.task_id,
