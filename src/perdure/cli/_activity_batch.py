@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal, NoReturn, Optional
 
 import typer
@@ -194,12 +195,14 @@ def act(
     reset_attempts: bool = False,
     keep_paused: bool = False,
     clear_heartbeat_details: bool = False,
+    jitter: Optional[timedelta] = None,
 ) -> None:
     """Without ``yes``: list the pending activities ``asked`` matches that
     the action changes (a dry run). With it: act on them, with the action's
     options (unpause: ``reset_attempts``; reset: ``keep_paused``,
-    ``clear_heartbeat_details``), and sum up; exit 5 if any activity's
-    action failed."""
+    ``clear_heartbeat_details``; both: ``jitter``, checked by the caller,
+    each activity drawing its own moment), and sum up; exit 5 if any
+    activity's action failed."""
     _carry_out(
         action,
         asked,
@@ -207,6 +210,7 @@ def act(
         reset_attempts=reset_attempts,
         keep_paused=keep_paused,
         clear_heartbeat_details=clear_heartbeat_details,
+        jitter=jitter,
     )
 
 
@@ -227,6 +231,7 @@ def _carry_out(
     reset_attempts: bool = False,
     keep_paused: bool = False,
     clear_heartbeat_details: bool = False,
+    jitter: Optional[timedelta] = None,
     new_options: Optional[Mapping[str, object]] = None,
 ) -> None:
     said = SAID.get(action, action)
@@ -238,6 +243,7 @@ def _carry_out(
             reset_attempts=reset_attempts,
             keep_paused=keep_paused,
             clear_heartbeat_details=clear_heartbeat_details,
+            jitter=jitter,
             new_options=new_options,
             limit=asked.limit,
             dry_run=dry_run,
