@@ -237,7 +237,7 @@ async def test_the_openapi_document_describes_it(api: httpx.AsyncClient) -> None
     assert set(body["properties"]) == {
         *("type", "since", "until", "search", "attr", "retrying"),
         *("activity_type", "reset_attempts", "keep_paused", "clear_heartbeat_details"),
-        *("limit", "dry_run"),
+        *("jitter_seconds", "limit", "dry_run"),
     }
     assert body["additionalProperties"] is False
     assert set(route["responses"]) == {"200", "401", "403", "422", "503"}

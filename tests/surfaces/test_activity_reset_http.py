@@ -280,7 +280,7 @@ async def test_the_openapi_document_describes_both(api: httpx.AsyncClient) -> No
     assert {p["name"] for p in one["parameters"]} == {"workflow_id", "activity_id", "run_id"}
     assert one["requestBody"]["required"] is False
     body = one["requestBody"]["content"]["application/json"]["schema"]
-    assert set(body["properties"]) == {"keep_paused", "clear_heartbeat_details"}
+    assert set(body["properties"]) == {"keep_paused", "clear_heartbeat_details", "jitter_seconds"}
     assert body["additionalProperties"] is False
     assert set(one["responses"]) == {"200", "401", "403", "404", "422", "503"}
     assert "reset_requested" in one["description"]

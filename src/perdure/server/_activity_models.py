@@ -1,8 +1,9 @@
 """The bodies of the activity routes (``_activity_routes``): an attempt named
 by its task token (complete, fail, heartbeat, report-cancellation), an
-activity's result or failure given by id, an unpause's, a reset's, and the
-options to change in flight (their fields and their reading as
-``update_options``' arguments shared with the batch's, ``_batch_models``).
+activity's result or failure given by id, an unpause's, a reset's (and
+their jitter, shared with the batch's, ``_batch_models``), and the options
+to change in flight (their fields and their reading as ``update_options``'
+arguments shared with the batch's).
 Imports pydantic, ``_models``' strict base and the options' ceiling.
 """
 
@@ -31,6 +32,8 @@ __all__ = [
     "TaskTokenRequest",
     "UnpauseActivityRequest",
     "UpdateOptionsArgs",
+    "jitter",
+    "jitter_field",
     "max_attempts",
 ]
 
@@ -107,6 +110,26 @@ class ActivityDone(BaseModel):
     ok: Literal[True] = Field(description="The outcome (or the heartbeat) was recorded.")
 
 
+def jitter_field(whose: str) -> Any:
+    """``jitter_seconds``' field, its description led by ``whose`` (the
+    activity's, or a batch's), as ``jitter`` reads it."""
+    return Field(
+        None,
+        strict=True,  # (a number: true is not 1 second, "60" not 60)
+        ge=0,
+        le=MAX_SECONDS,
+        description=f"{whose} next attempt, if it waits for one, is due at a random moment "
+        "within this many seconds from now rather than now (as Temporal's --jitter), so that "
+        "activities let go together do not all call a service at once; at most 100 years "
+        "(null, left out or 0: due now).",
+    )
+
+
+def jitter(seconds: float | None) -> timedelta | None:
+    """A body's ``jitter_seconds`` as unpause and reset take their jitter."""
+    return _span(seconds)
+
+
 class UnpauseActivityRequest(Strict):
     """How to unpause an activity (an empty body: as given here)."""
 
@@ -115,6 +138,7 @@ class UnpauseActivityRequest(Strict):
         description="Count its attempts from 1 again (a fresh max_attempts); refused (409) "
         "while an attempt of it runs.",
     )
+    jitter_seconds: Optional[float] = jitter_field("Its")
 
 
 class ResetActivityRequest(Strict):
@@ -130,6 +154,7 @@ class ResetActivityRequest(Strict):
         description="Drop its heartbeat details: the next attempt starts without them (left "
         "out: kept, for it to resume from).",
     )
+    jitter_seconds: Optional[float] = jitter_field("Its")
 
 
 def _seconds(what: str) -> Any:

@@ -331,13 +331,17 @@ async def unpause_activity_by_id(
     activity_id: ActivityId,
     run_id: RunId = None,
 ) -> Any:
-    """Unpause the run's pending activity: its next attempt is due now, its
+    """Unpause the run's pending activity: its next attempt is due now (with
+    ``jitter_seconds``, at a random moment within that span from now), its
     backoff dropped (``reset_attempts``: counted from 1 again). Unpausing
-    one that is not paused does nothing. An empty body: no reset."""
+    one that is not paused does nothing. An empty body: no reset, due now."""
     body = await optional_body(request, am.UnpauseActivityRequest)
     handle = _by_id(client, workflow_id, activity_id, run_id)
+    unpause = handle.unpause(
+        reset_attempts=body.reset_attempts, jitter=am.jitter(body.jitter_seconds)
+    )
     try:
-        return await _ended(handle.unpause(reset_attempts=body.reset_attempts))
+        return await _ended(unpause)
     except PerdureError as exc:
         raise HTTPException(409, str(exc)) from None
 
@@ -358,16 +362,19 @@ async def reset_activity_by_id(
 ) -> Any:
     """Reset the run's pending activity (as Temporal's activity reset): its
     attempts are counted from 1 again and its backoff dropped, so a waiting
-    one's next attempt is due now; a paused one is unpaused too, unless
+    one's next attempt is due now (with ``jitter_seconds``, at a random
+    moment within that span from now); a paused one is unpaused too, unless
     ``keep_paused``. An attempt running now runs on: if it fails or is
     lost, the next attempt starts at once as attempt 1 (the description's
     ``reset_requested`` until then). Heartbeat details are kept unless
     ``clear_heartbeat_details``. Not recorded in the history. An empty
-    body: neither."""
+    body: neither, due now."""
     body = await optional_body(request, am.ResetActivityRequest)
     handle = _by_id(client, workflow_id, activity_id, run_id)
     reset = handle.reset(
-        keep_paused=body.keep_paused, clear_heartbeat_details=body.clear_heartbeat_details
+        keep_paused=body.keep_paused,
+        clear_heartbeat_details=body.clear_heartbeat_details,
+        jitter=am.jitter(body.jitter_seconds),
     )
     return await _ended(reset)
 

@@ -4,7 +4,8 @@ unpause, reset or change the options of every pending activity of the open
 runs a filter matches), with the filters of the runs they share. Imports
 pydantic, ``_models`` (the strict base, and the listing's and describe's
 models the answers reuse) and ``_activity_models`` (the options to change,
-as the route of one activity takes them); the field names match
+and an unpause's or reset's jitter, as the route of one activity takes
+them); the field names match
 ``_query``'s ``batch_json`` and ``activity_batch_json``.
 """
 
@@ -14,7 +15,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
-from perdure.server._activity_models import ActivityOptionsRequest, max_attempts
+from perdure.server._activity_models import ActivityOptionsRequest, jitter_field, max_attempts
 from perdure.server._models import PendingActivity, Strict, WorkflowSummary
 
 __all__ = [
@@ -136,6 +137,7 @@ class ActivityBatchRequest(ActivityFilters):
     clear_heartbeat_details: StrictBool = Field(
         False, description="Reset only: drop each one's heartbeat details (left out: kept)."
     )
+    jitter_seconds: Optional[float] = jitter_field("Unpause and reset only: each one's")
     limit: ActivityLimit = None
     dry_run: ActivityDryRun = False
 

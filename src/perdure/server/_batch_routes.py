@@ -6,9 +6,11 @@ their options. With ``dry_run``, only say which. All need the ``admin`` role,
 dry run or not: they name what to act on.
 
 Imports fastapi, the public Client API, ``_deps``, ``_batch_models``,
-``_models`` (the error body), the framework-free ``_query`` (the JSON views)
-and the search attributes' rules (``perdure._attributes``: the ``attr``
-terms, read as the listing reads them).
+``_activity_models`` (an unpause's or reset's jitter, as one activity's
+route reads it), ``_models`` (the error body), the framework-free
+``_query`` (the JSON views) and the search attributes' rules
+(``perdure._attributes``: the ``attr`` terms, read as the listing reads
+them).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from perdure._attributes import parse_filter
 from perdure.client import Client
 from perdure.server import _batch_models as bm
 from perdure.server import _models as m
+from perdure.server._activity_models import jitter
 from perdure.server._deps import (
     activity_batch_request,
     activity_options_batch_request,
@@ -55,7 +58,7 @@ ACTIVITY_BATCH_BODY = body_doc(
     bm.ActivityBatchRequest,
     "The activity type and the filters of the open runs (at least one of them), "
     "reset_attempts (unpause only), keep_paused and clear_heartbeat_details (reset only), "
-    "a limit, and dry_run to act on none.",
+    "jitter_seconds (unpause and reset), a limit, and dry_run to act on none.",
 )
 ACTIVITY_OPTIONS_BATCH_BODY = body_doc(
     bm.ActivityOptionsBatchRequest,
@@ -191,9 +194,12 @@ async def batch_activities(
     ended meanwhile, or whose run did, is ``skipped``; one whose action
     raised is ``failed`` with its error (an unpause with ``reset_attempts``
     while an attempt of it runs), and the others go on (still a 200).
+    ``jitter_seconds``: each one's next attempt is due at a random moment
+    within that span from now, drawn for each, not all at once.
     ``dry_run``: only ``matched``. 422 for neither an activity type nor a
     filter of the runs, an option of another action (``reset_attempts`` with
-    pause, ``keep_paused`` with unpause), or a bad filter."""
+    pause, ``keep_paused`` with unpause, ``jitter_seconds`` with pause), or
+    a bad filter."""
     chosen = _activities(body, action)
     try:
         result = await client.batch_activities(
@@ -203,6 +209,7 @@ async def batch_activities(
             reset_attempts=body.reset_attempts,
             keep_paused=body.keep_paused,
             clear_heartbeat_details=body.clear_heartbeat_details,
+            jitter=jitter(body.jitter_seconds),
             limit=body.limit,
             dry_run=body.dry_run,
         )
