@@ -121,6 +121,31 @@ def first_activity(
     return wait_for(found, 20, f"{ident}'s activity: {what}")
 
 
+def said(done: Any) -> str:
+    """A command's output as one line of words (rich boxes and wraps it)."""
+    return " ".join(f"{done.stdout} {done.stderr}".replace("│", " ").split())
+
+
+# async_workflows' two workflows of a pending activity: one retried every
+# 50 ms for ever (down_for_ever), one whose attempt awaits completion.
+RETRIED = "keeps_retrying"
+AWAITING = "awaits_an_answer_for_ever"
+
+
+def started_activities(
+    sync: perdure.SyncClient, runs: dict[str, str]
+) -> dict[str, perdure.SyncWorkflowHandle[Any]]:
+    """Start each run (id -> RETRIED or AWAITING) and wait until its
+    activity has failed once or awaits completion."""
+    handles = {ident: sync.start(workflow, ident, id=ident) for ident, workflow in runs.items()}
+    for ident, workflow in runs.items():
+        ready: Callable[[PendingActivityInfo], object] = (
+            (lambda a: a.attempts) if workflow == RETRIED else (lambda a: a.awaiting_completion)
+        )
+        first_activity(sync, ident, ready, "failed once, or awaiting completion")
+    return handles
+
+
 def spawn(args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Proc:
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         popen = subprocess.Popen(

@@ -20,29 +20,30 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import async_workflows as aw
 import pytest
-from surface_helpers import Proc, cli_all, migrated_database, sync_client, worker_serving
+from surface_helpers import (
+    AWAITING,
+    RETRIED,
+    Proc,
+    cli_all,
+    migrated_database,
+    said,
+    started_activities,
+    sync_client,
+    worker_serving,
+)
 from surface_helpers import first_activity as the_activity
 
 import perdure
-from perdure.client import PendingActivityInfo
-
-RETRIED = "keeps_retrying"  # its activity: down_for_ever
-AWAITING = "awaits_an_answer_for_ever"  # its activity: ask_without_a_deadline
 
 
 def on(db: str, *args: str) -> tuple[str, ...]:
     """``perdure activity ARGS --db DB``, for cli_all."""
     return ("activity", *args, "--db", db)
-
-
-def said(done: Any) -> str:
-    """A command's output as one line of words (rich boxes and wraps it)."""
-    return " ".join(f"{done.stdout} {done.stderr}".replace("│", " ").split())
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -60,20 +61,6 @@ def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     yield from worker_serving(aw.__file__, db, tmp_path_factory.mktemp("activity-batch-worker"))
 
 
-def started(
-    sync: perdure.SyncClient, runs: dict[str, str]
-) -> dict[str, perdure.SyncWorkflowHandle[Any]]:
-    """Start each run (id -> workflow) and wait until its activity has
-    failed once (``keeps_retrying``) or awaits completion."""
-    handles = {ident: sync.start(workflow, ident, id=ident) for ident, workflow in runs.items()}
-    for ident, workflow in runs.items():
-        ready: Callable[[PendingActivityInfo], object] = (
-            (lambda a: a.attempts) if workflow == RETRIED else (lambda a: a.awaiting_completion)
-        )
-        the_activity(sync, ident, ready, "failed once, or awaiting completion")
-    return handles
-
-
 def paused(sync: perdure.SyncClient, ident: str) -> bool:
     [pending] = sync.get_handle(ident).describe().pending_activities
     return pending.paused
@@ -89,7 +76,7 @@ def test_without_yes_it_lists_what_matches_and_changes_nothing(
     db: str, sync: perdure.SyncClient
 ) -> None:
     runs = {f"al-{n:02}": AWAITING for n in range(1, 23)} | {"al-r": RETRIED}
-    handles = started(sync, runs)
+    handles = started_activities(sync, runs)
     table, as_json, limited, other, none = cli_all(
         on(db, "pause", "--activity-type", "ask_without_a_deadline", "--search", "al-"),
         on(db, "pause", "--search", "al-", "--json"),
@@ -136,7 +123,7 @@ def test_without_yes_it_lists_what_matches_and_changes_nothing(
 def test_yes_pauses_that_type_only_then_unpause_counts_attempts_from_1(
     db: str, sync: perdure.SyncClient
 ) -> None:
-    handles = started(sync, {"ay-1": RETRIED, "ay-2": RETRIED, "ay-x": AWAITING})
+    handles = started_activities(sync, {"ay-1": RETRIED, "ay-2": RETRIED, "ay-x": AWAITING})
     (done,) = cli_all(
         on(db, "pause", "--activity-type", "down_for_ever", "--search", "ay-", "--yes")
     )
@@ -166,7 +153,7 @@ def test_yes_pauses_that_type_only_then_unpause_counts_attempts_from_1(
 
 @pytest.mark.usefixtures("worker")
 def test_yes_with_json_says_what_was_done(db: str, sync: perdure.SyncClient) -> None:
-    handles = started(sync, {"aj-1": RETRIED, "aj-2": AWAITING})
+    handles = started_activities(sync, {"aj-1": RETRIED, "aj-2": AWAITING})
     (done,) = cli_all(on(db, "pause", "--search", "aj-", "--yes", "--json"))
     assert done.returncode == 0, said(done)
     result = json.loads(done.stdout)
@@ -188,7 +175,7 @@ def test_yes_with_json_says_what_was_done(db: str, sync: perdure.SyncClient) -> 
 def test_an_activity_its_action_fails_on_is_listed_and_exit_5(
     db: str, sync: perdure.SyncClient
 ) -> None:
-    handles = started(sync, {"af-r": RETRIED, "af-a": AWAITING})
+    handles = started_activities(sync, {"af-r": RETRIED, "af-a": AWAITING})
     (done,) = cli_all(on(db, "pause", "--search", "af-", "--yes"))
     assert done.returncode == 0, said(done)
     the_activity(sync, "af-r", lambda a: a.paused and not a.running, "paused, none running")
@@ -254,7 +241,7 @@ def test_usage_errors_exit_2_and_change_nothing(db: str, sync: perdure.SyncClien
 
 @pytest.mark.usefixtures("worker")
 def test_the_one_activity_form_is_as_it_was(db: str, sync: perdure.SyncClient) -> None:
-    handles = started(sync, {"ao-1": RETRIED})
+    handles = started_activities(sync, {"ao-1": RETRIED})
     (one,) = cli_all(on(db, "pause", "-w", "ao-1", "-a", "1"))
     assert one.returncode == 0, said(one)
     assert one.stdout.startswith("Paused activity 1 of workflow 'ao-1': no attempt starts")

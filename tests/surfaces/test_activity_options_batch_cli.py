@@ -23,30 +23,32 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import async_workflows as aw
 import pytest
-from surface_helpers import Proc, cli_all, migrated_database, sync_client, worker_serving
+from surface_helpers import (
+    AWAITING,
+    RETRIED,
+    Proc,
+    cli_all,
+    migrated_database,
+    said,
+    started_activities,
+    sync_client,
+    worker_serving,
+)
 from surface_helpers import first_activity as the_activity
 
 import perdure
 from perdure.client import PendingActivityInfo
 
-RETRIED = "keeps_retrying"  # its activity: down_for_ever
-AWAITING = "awaits_an_answer_for_ever"  # its activity: ask_without_a_deadline
-
 
 def on(db: str, *args: str) -> tuple[str, ...]:
     """``perdure activity update-options ARGS --db DB``, for cli_all."""
     return ("activity", "update-options", *args, "--db", db)
-
-
-def said(done: Any) -> str:
-    """A command's output as one line of words (rich boxes and wraps it)."""
-    return " ".join(f"{done.stdout} {done.stderr}".replace("│", " ").split())
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -62,20 +64,6 @@ def sync(db: str) -> Iterator[perdure.SyncClient]:
 @pytest.fixture(scope="module")
 def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     yield from worker_serving(aw.__file__, db, tmp_path_factory.mktemp("options-batch-worker"))
-
-
-def started(
-    sync: perdure.SyncClient, runs: dict[str, str]
-) -> dict[str, perdure.SyncWorkflowHandle[Any]]:
-    """Start each run (id -> workflow) and wait until its activity has
-    failed once (``keeps_retrying``) or awaits completion."""
-    handles = {ident: sync.start(workflow, ident, id=ident) for ident, workflow in runs.items()}
-    for ident, workflow in runs.items():
-        ready: Callable[[PendingActivityInfo], object] = (
-            (lambda a: a.attempts) if workflow == RETRIED else (lambda a: a.awaiting_completion)
-        )
-        the_activity(sync, ident, ready, "failed once, or awaiting completion")
-    return handles
 
 
 def pending(sync: perdure.SyncClient, ident: str) -> PendingActivityInfo:
@@ -100,7 +88,7 @@ def test_without_yes_it_lists_what_matches_and_changes_nothing(
     db: str, sync: perdure.SyncClient
 ) -> None:
     runs = {"od-1": RETRIED, "od-2": RETRIED, "od-x": AWAITING}
-    handles = started(sync, runs)
+    handles = started_activities(sync, runs)
     before = {ident: options(sync, ident) for ident in runs}
     table, as_json, limited, none = cli_all(
         on(db, "--activity-type", "down_for_ever", "--search", "od-", "--start-to-close-timeout",
@@ -153,7 +141,7 @@ def waits_an_hour(a: PendingActivityInfo) -> bool:
 def test_yes_changes_that_type_only_and_json_says_what_was_done(
     db: str, sync: perdure.SyncClient
 ) -> None:
-    handles = started(sync, {"oy-1": RETRIED, "oy-2": RETRIED, "oy-x": AWAITING})
+    handles = started_activities(sync, {"oy-1": RETRIED, "oy-2": RETRIED, "oy-x": AWAITING})
     other = options(sync, "oy-x")
     (done,) = cli_all(
         on(db, "--activity-type", "down_for_ever", "--search", "oy-", "--start-to-close-timeout",
@@ -207,7 +195,7 @@ def test_yes_changes_that_type_only_and_json_says_what_was_done(
 def test_an_activity_whose_new_options_are_refused_is_listed_and_exit_5(
     db: str, sync: perdure.SyncClient
 ) -> None:
-    handles = started(sync, {"of-r": RETRIED, "of-a": AWAITING})
+    handles = started_activities(sync, {"of-r": RETRIED, "of-a": AWAITING})
     # Paused, no attempt runs: a max_attempts of 1 allows it none after those
     # it made. of-a's first attempt awaits completion: 1 lets that one end.
     sync.get_async_activity_handle(workflow_id="of-r", activity_id=1).pause()

@@ -27,7 +27,7 @@ import async_workflows as aw
 import httpx
 import pytest
 from api_both import ADMIN, BASE, READ, eventually
-from surface_helpers import Proc, cli_all, migrated_database, sync_client, worker_serving
+from surface_helpers import Proc, cli_all, migrated_database, said, sync_client, worker_serving
 from surface_helpers import first_activity as the_activity
 
 import perdure
@@ -38,11 +38,6 @@ from perdure.server._query import iso
 from perdure.server.app import create_app
 
 HOUR = 3600.0
-
-
-def said(done: Any) -> str:
-    """A command's output as one line of words (rich boxes and wraps it)."""
-    return " ".join(f"{done.stdout} {done.stderr}".replace("│", " ").split())
 
 
 def due_after(pending: PendingActivityInfo | dict[str, Any]) -> float:

@@ -24,9 +24,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import test_activity_batch_cli as batch_cli
-from surface_helpers import cli_all
+from surface_helpers import AWAITING, RETRIED, cli_all, said
 from surface_helpers import first_activity as the_activity
-from test_activity_batch_cli import AWAITING, RETRIED, ended, on, paused, said, started
+from surface_helpers import started_activities as started
+from test_activity_batch_cli import ended, on, paused
 
 import perdure
 from perdure.client import PendingActivityInfo

@@ -20,18 +20,12 @@ import async_workflows as aw
 import httpx
 import pytest
 from api_both import ADMIN, BASE, READ, eventually
-from surface_helpers import Proc, cli_all, migrated_sqlite, sync_client, worker_serving
+from surface_helpers import Proc, cli_all, migrated_sqlite, said, sync_client, worker_serving
 from surface_helpers import first_activity as the_activity
 
 import perdure
 from perdure.server._auth import AuthConfig
 from perdure.server.app import create_app
-
-
-def said(done: Any) -> str:
-    """A command's output as one line of words (rich boxes and wraps it)."""
-    return " ".join(f"{done.stdout} {done.stderr}".replace("│", " ").split())
-
 
 # ---------------------------------------------------------------- the CLI
 
