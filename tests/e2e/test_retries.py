@@ -213,6 +213,28 @@ async def test_a_pending_activity_without_a_cap_is_described(client: perdure.Cli
         await handle.terminate()
 
 
+async def test_a_retry_policy_that_cannot_be_applied_fails_the_activity(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever the cause (options it cannot read, a bug): the attempt had
+    # been left unrecorded, so its lease ran out and it ran again, for ever
+    # with unlimited retries; the activity fails, not retried, instead.
+    import perdure._worker.activities as runner
+
+    def broken(*_: object, **__: object) -> None:
+        raise OverflowError("days=1000000000; must have magnitude <= 999999999")
+
+    monkeypatch.setattr(runner, "failure_outcome", broken)
+    async with fast_worker(client, [call], ALL):
+        handle = await client.start(call, "uncapped", "k-broken-policy")
+        with pytest.raises(perdure.WorkflowFailedError) as failed:
+            await handle.result(timeout=20)
+    assert len(attempts["k-broken-policy"]) == 1
+    message = failed.value.cause.message
+    assert "still broken (not retried: its retry policy could not be applied: " in message
+    assert "OverflowError: days=1000000000" in message
+
+
 def test_a_policy_keeps_a_huge_interval_through_its_record() -> None:
     # 100 x an initial_interval past timedelta.max / 100 overflows: the
     # default cap is then timedelta.max, not an OverflowError.

@@ -31,6 +31,7 @@ from perdure._worker.outcomes import (
     cancelled_failure,
     completion_deadline,
     failure_outcome,
+    unretried_failure,
 )
 from perdure._worker.outcomes import failure as _failure_dict
 from perdure._worker.streams import AttemptStreams
@@ -527,7 +528,17 @@ class ActivityRunner:
         keeps the attempt's last heartbeat details (``running``'s), which
         its throttled writes may not have saved yet."""
         task = await self._current_options(task)
-        failure, retry_in = failure_outcome(task, exc, self.store.clock(), delay)
+        try:
+            failure, retry_in = failure_outcome(task, exc, self.store.clock(), delay)
+        except Exception as why:
+            # (A policy its worker cannot apply had left the attempt
+            # unrecorded: lost at its lease's end and run again, for ever,
+            # with unlimited retries. It fails the activity instead.)
+            log.exception(
+                "activity %s (run %s): its retry policy could not be applied",
+                *(task.name, task.run_id),
+            )
+            failure, retry_in = unretried_failure(exc, why), None
         if retry_in is not None:
             log.info(
                 "activity %s (run %s) attempt %d failed: %s; retrying in %.3gs",

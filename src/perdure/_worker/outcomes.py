@@ -80,6 +80,19 @@ def failure_outcome(
     return failed, None
 
 
+def unretried_failure(exc: BaseException, why: BaseException) -> dict[str, Any]:
+    """The failure of an attempt whose retry could not be decided (``why``:
+    the policy could not be read or applied): the activity fails, not
+    retried, with the attempt's own error and why it was not retried."""
+    failed = failure_from_exception(exc)
+    failed["message"] = (
+        f"{failed['message']} (not retried: its retry policy could not be applied: "
+        f"{type(why).__name__}: {why})"
+    )
+    failed["non_retryable"] = True
+    return failed
+
+
 def completion_deadline(task: ActivityTask, now: float) -> float:
     """When an attempt awaiting its completion is lost if none has come: its
     start_to_close and schedule_to_close timeouts' ends, and its
