@@ -5,9 +5,14 @@
 // POST /api/batch/activities/{action}. A dry run first says how many match
 // and names the first ones; a confirmation acts; the summary says what was
 // done (skipped: ended or gone since they were chosen; failed: with the error).
+// An unpause or a reset may spread the next attempts over a span typed as
+// options.js reads one (30s, 5m, 1h), sent as jitter_seconds: a service just
+// back is then not met by every retry at once. A span that is not one is
+// refused in the dialog, and nothing is sent.
 
 import { api } from "./api.js";
 import { clear, h } from "./dom.js";
+import { parseDuration } from "./options.js";
 
 const NAMED = 5; // runs or activities the preview names
 const RUNS = { one: "run", many: "runs" };
@@ -36,20 +41,27 @@ const ACTIONS = {
   "unpause-activities": {
     verb: "Unpause", done: "Unpaused", path: "activities/unpause", noun: ACTIVITIES,
     text: "Each paused activity of the type given (empty: any type) in the open runs that " +
-      "match is let go: its next attempt is due now.",
+      "match is let go: its next attempt is due now, or at a random moment within the span " +
+      "they are spread over.",
     options: { reset_attempts: "batch-reset-attempts" },
+    spreads: true,
   },
   "reset-activities": {
     verb: "Reset", done: "Reset", path: "activities/reset", noun: ACTIVITIES,
     text: "Each pending activity of the type given (empty: any type) in the open runs that " +
       "match, paused or not, gets its attempts counted from 1 again: its next attempt is due " +
-      "now (a paused one is unpaused, unless kept paused). An attempt running runs on; if it " +
-      "fails, the next starts at once, as attempt 1.",
+      "now, or at a random moment within the span they are spread over (a paused one is " +
+      "unpaused, unless kept paused). An attempt running runs on; if it fails, the next " +
+      "starts at once, as attempt 1.",
     options: { keep_paused: "batch-keep-paused", clear_heartbeat_details: "batch-clear-details" },
+    spreads: true,
   },
 };
 // The activity actions' checkboxes (an action's options: the body's field -> the box's id).
 const CHECKS = ["batch-reset-attempts", "batch-keep-paused", "batch-clear-details"];
+// The server's ceiling for jitter_seconds (a century), said here before anything is sent.
+const MAX_SPREAD = 36525 * 86400;
+const SPAN_HELP = "seconds (90) or a number with ms, s, m, h or d (30s, 5m, 1h, 1m 30s)";
 
 const count = (n, noun) => `${n} ${n === 1 ? noun.one : noun.many}`;
 const matches = (n, noun) => `${count(n, noun)} match${n === 1 ? "es" : ""}`;
@@ -83,6 +95,14 @@ function describe(filters) {
     "cancel and terminate act on open runs only.";
 }
 
+/** The seconds a spread's text gives, or {error} saying why it gives none. */
+function spreadOf(text) {
+  const seconds = parseDuration(text);
+  if (seconds === null) return { error: `The spread, “${text}”, is not a span: ${SPAN_HELP}.` };
+  if (seconds > MAX_SPREAD) return { error: "The spread must be at most 36525d (100 years)." };
+  return { seconds };
+}
+
 /** An activity of an answer, as the dialog names it. */
 const activityName = (a) => `${a.workflow_id} ref ${a.activity_id}`;
 
@@ -110,17 +130,18 @@ export function openBatch(filters, refresh) {
   const reason = $("batch-reason");
   const activityType = $("batch-activity-type");
   const checks = CHECKS.map($);
+  const spread = $("batch-jitter");
   const preview = $("batch-preview");
   const summary = $("batch-summary");
   const error = $("batch-error");
   const check = $("batch-check");
   const confirm = $("batch-confirm");
   const chosen = filterBody(filters); // (held: the list may refresh behind the dialog)
-  const inputs = [action, reason, activityType, ...checks];
+  const inputs = [action, reason, activityType, spread, ...checks];
   let busy = false;
 
   function start() {
-    // Back to choosing: a preview holds for the action and type it was made for only.
+    // Back to choosing: a preview holds for the action, type and options it was made for only.
     const what = ACTIONS[action.value];
     const activities = what.noun === ACTIVITIES;
     $("batch-explain").textContent = what.text;
@@ -128,6 +149,7 @@ export function openBatch(filters, refresh) {
     $("batch-type-label").hidden = !activities;
     const options = Object.values(what.options || {});
     for (const box of checks) box.closest("label").hidden = !options.includes(box.id);
+    $("batch-jitter-label").hidden = !what.spreads;
     check.textContent = `Find matching ${what.noun.many}`;
     preview.hidden = true;
     summary.hidden = true;
@@ -157,6 +179,12 @@ export function openBatch(filters, refresh) {
     if (activityType.value.trim()) body.activity_type = activityType.value.trim();
     for (const [field, box] of Object.entries(ACTIONS[action.value].options || {})) {
       body[field] = $(box).checked;
+    }
+    // (Empty: not sent, each due now. The dry run sends it too, so the server checks it.)
+    if (ACTIONS[action.value].spreads && spread.value.trim()) {
+      const { seconds, error: why } = spreadOf(spread.value.trim());
+      if (why) return refused(why);
+      body.jitter_seconds = seconds;
     }
     return body;
   }
@@ -234,12 +262,13 @@ export function openBatch(filters, refresh) {
   action.value = "cancel";
   reason.value = "";
   activityType.value = "";
+  spread.value = "";
   for (const box of checks) {
     box.checked = false;
     box.onchange = start;
   }
   start();
-  action.onchange = activityType.oninput = start;
+  action.onchange = activityType.oninput = spread.oninput = start;
   $("batch-close").onclick = () => dialog.close();
   confirm.onclick = () => { if (!busy) act(); };
   $("batch-form").onsubmit = (event) => {
