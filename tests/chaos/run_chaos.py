@@ -161,6 +161,7 @@ class Fleet:
         self.workers: list[Worker] = []
         self.points: deque[str] = deque(cfg.crash_points)
         self.armed = True  # new workers get a crash point
+        self.hits = (1, 3)  # a worker dies at its point's n-th hit, n drawn from these
 
     def live(self) -> list[Worker]:
         return [w for w in self.workers if w.proc.poll() is None]
@@ -179,7 +180,7 @@ class Fleet:
         crash_at = None
         # One worker always runs unarmed, so that progress never depends on luck.
         if self.armed and self.points and len(self.live()) > 0:
-            crash_at = f"{self.points[0]}:{self.rng.randint(1, 3)}"
+            crash_at = f"{self.points[0]}:{self.rng.randint(*self.hits)}"
             self.points.rotate(-1)  # every point in turn
         name = f"worker-{len(self.workers) + 1}"
         log = self.side.parent / f"{name}.log"
@@ -204,6 +205,15 @@ class Fleet:
         self.report.workers_started += 1
         return worker
 
+    def focus(self, missing: set[str]) -> None:
+        """Past its time: arm new workers with the points not hit yet only,
+        each at its first hit (a rare one, such as an attempt awaiting
+        completion, had been missed in a slow short run: a worker armed for
+        its third hit was killed first)."""
+        if set(self.points) != missing:
+            self.points = deque(p for p in self.cfg.crash_points if p in missing)
+            self.hits = (1, 1)
+
     def kill_random(self) -> bool:
         """SIGKILL a random worker that is up and serving; False if none is (yet)."""
         candidates = [w for w in self.live() if self.ready(w)]
@@ -215,8 +225,9 @@ class Fleet:
             self.report.random_kills += 1
             if victim.crash_at:  # its crash point was not reached: the next worker gets it
                 point = victim.crash_at.split(":")[0]
-                self.points.remove(point)
-                self.points.appendleft(point)
+                if point in self.points:  # (not if focus() has dropped it since: it was hit)
+                    self.points.remove(point)
+                    self.points.appendleft(point)
         return bool(candidates)
 
     def reap(self) -> None:
@@ -442,6 +453,8 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             # crash point has been hit at least once.
             missing = set(cfg.crash_points) - set(report.crash_point_kills)
             chaotic = now < chaos_end or (bool(missing) and now < chaos_end + cfg.max_extension)
+            if now >= chaos_end and missing:
+                fleet.focus(missing)
             if chaotic:
                 calm_since = now
             else:
