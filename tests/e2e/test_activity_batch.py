@@ -403,29 +403,30 @@ async def test_update_options_refused_for_one_activity_goes_on_with_the_rest(
     client: perdure.Client,
 ) -> None:
     async with fast_worker(client, [payment, payment_later], [charge, charge_later]):
-        since = datetime.now(UTC)
-        await client.start(payment, "p0", id="pay-0")
-        await client.start(payment_later, "l0", id="later-0")
+        # (Chosen by their ids' common part: a since= from this clock may
+        # miss a run the database's clock dated a little earlier.)
+        await client.start(payment, "p0", id="refuse-pay-0")
+        await client.start(payment_later, "l0", id="refuse-later-0")
         await wait_until(
             now_true(lambda: calls["p0"] >= 2 and calls["l0"] == 1), what="their attempts"
         )
         await client.batch_activities("pause", activity_type="charge")
 
         async def idle() -> bool:
-            [a] = (await client.get_handle("pay-0").describe()).pending_activities
+            [a] = (await client.get_handle("refuse-pay-0").describe()).pending_activities
             return not a.running
 
-        await wait_until(idle, what="pay-0's attempt to end")
+        await wait_until(idle, what="its attempt to end")
         made = calls["p0"]  # (two or more attempts: a limit of 2 allows none after them)
         result = await client.batch_activities(
-            "update_options", since=since, new_options={"retry_max_attempts": 2}
+            "update_options", search="refuse-", new_options={"retry_max_attempts": 2}
         )
-        assert result.done == [("later-0", 1)]
-        assert list(result.failed) == [("pay-0", 1)]
-        assert result.failed[("pay-0", 1)].startswith("ValueError: ")
-        [kept] = (await client.get_handle("pay-0").describe()).pending_activities
+        assert result.done == [("refuse-later-0", 1)]
+        assert list(result.failed) == [("refuse-pay-0", 1)]
+        assert result.failed[("refuse-pay-0", 1)].startswith("ValueError: ")
+        [kept] = (await client.get_handle("refuse-pay-0").describe()).pending_activities
         assert kept.retry_policy == FAST and kept.paused and calls["p0"] == made
-        [changed] = (await client.get_handle("later-0").describe()).pending_activities
+        [changed] = (await client.get_handle("refuse-later-0").describe()).pending_activities
         assert changed.retry_policy is not None and changed.retry_policy.max_attempts == 2
 
 
