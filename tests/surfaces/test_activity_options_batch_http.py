@@ -13,18 +13,22 @@ tests/e2e/test_activity_batch.py; the other actions: test_activity_batch_http.py
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import async_workflows as aw
 import httpx
 import pytest
+import test_activity_batch_http as batch_http
 from api_both import ADMIN, BASE, READ, eventually
+from test_activity_batch_http import started
 
 import perdure
 from perdure.server._auth import AuthConfig
 from perdure.server.app import create_app
+
+# The activity batch module's fixture: the client, with an in-process worker.
+served = batch_http.served
 
 pytestmark = pytest.mark.both_databases
 
@@ -41,14 +45,6 @@ OPTIONS = {
 }
 
 
-@pytest.fixture
-async def served(client: perdure.Client) -> AsyncIterator[perdure.Client]:
-    """The client, with an in-process worker of async_workflows."""
-    w = perdure.Worker(client, aw.WORKFLOWS, aw.ACTIVITIES, poll_interval=0.02, lease_timeout=5.0)
-    async with w:
-        yield client
-
-
 async def change(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     answer = await api.post(ROUTE, json=body)
     assert answer.status_code == 200, answer.text
@@ -60,22 +56,6 @@ async def options(client: perdure.Client, ident: str) -> tuple[Any, ...]:
     """The run's one pending activity's options, as describe() shows them."""
     [a] = (await client.get_handle(ident).describe()).pending_activities
     return (a.retry_policy, a.start_to_close_timeout, a.heartbeat_timeout, a.task_queue)
-
-
-async def started(client: perdure.Client, runs: dict[str, Any]) -> None:
-    """Start each run (id -> workflow), then wait until each one's activity
-    has been tried: failed twice, or awaiting completion."""
-    for ident, wf in runs.items():
-        await client.start(wf, ident, id=ident)
-
-    async def tried() -> bool:
-        for ident in runs:
-            found = (await client.get_handle(ident).describe()).pending_activities
-            if not found or not (found[0].attempt >= 2 or found[0].awaiting_completion):
-                return False
-        return True
-
-    await eventually(tried, f"the activities of {sorted(runs)} to be tried")
 
 
 async def paused_and_idle(api: httpx.AsyncClient, ident: str) -> None:
