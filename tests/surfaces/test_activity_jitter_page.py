@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from surface_helpers import RETRIED, UI, activity_pages, pages_client
 from surface_helpers import first_activity as the_activity
+from test_activity_reset_page import an_hour_off
+from test_options_page import posts_to
 
 import perdure
 from perdure.client import PendingActivityInfo
@@ -42,11 +44,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
 @pytest.fixture
 def client(ui: UI) -> Iterator[perdure.SyncClient]:
     yield from pages_client(ui)
-
-
-def an_hour_off(a: PendingActivityInfo) -> bool:
-    later = datetime.now(UTC) + HOUR / 2
-    return not a.running and a.next_attempt_at is not None and a.next_attempt_at > later
 
 
 def waiting(
@@ -86,18 +83,6 @@ def within_the_span(when: float, since: float, until: float) -> bool:
     return since - SLACK <= when <= until + SPAN + SLACK
 
 
-def posted_to(page: Any) -> list[tuple[str, Any]]:
-    """What the page POSTs from now on: (the path after /api/, the body)."""
-    posts: list[tuple[str, Any]] = []
-
-    def posted(request: Any) -> None:
-        if request.method == "POST":
-            posts.append((request.url.split("/api/", 1)[1], request.post_data_json))
-
-    page.on("request", posted)
-    return posts
-
-
 def test_an_unpause_spread_over_an_hour_makes_each_due_within_it(
     ui: UI, client: perdure.SyncClient
 ) -> None:
@@ -109,7 +94,7 @@ def test_an_unpause_spread_over_an_hour_makes_each_due_within_it(
     handles = [waiting(client, ident, pause=True) for ident in idents]
     try:
         for page in bs.new_page(browser):
-            posts = posted_to(page)
+            posts = posts_to(page)
             page.goto(f"{url}#/?status=running&search=ui-jit-un-")
             expect(page.locator("tbody tr")).to_have_count(len(idents))
             page.click("#batch-button")
@@ -155,7 +140,7 @@ def test_a_reset_spread_over_an_hour_makes_it_due_within_it(
     before = the_activity(client, "ui-jit-reset", an_hour_off, "waiting an hour")
     try:
         for page in bs.new_page(browser):
-            posts = posted_to(page)
+            posts = posts_to(page)
             page.goto(f"{url}#/?status=running&search=ui-jit-reset")
             expect(page.locator("tbody tr")).to_have_count(1)
             page.click("#batch-button")
@@ -196,7 +181,7 @@ def test_the_spread_is_asked_for_unpause_and_reset_only(ui: UI) -> None:
 
     browser, url, _ = ui
     for page in bs.new_page(browser):
-        posts = posted_to(page)
+        posts = posts_to(page)
         label = page.locator("#batch-jitter-label")
         page.goto(f"{url}#/?status=running&search=ui-jit-none-")
         page.click("#batch-button")
@@ -260,7 +245,7 @@ def test_a_bad_span_is_said_in_the_dialog_and_nothing_is_done(
     before = the_activity(client, "ui-jit-bad", lambda a: a.paused, "paused")
     try:
         for page in bs.new_page(browser):
-            posts = posted_to(page)
+            posts = posts_to(page)
             error = page.locator("#batch-error")
             page.goto(f"{url}#/?status=running&search=ui-jit-bad")
             expect(page.locator("tbody tr")).to_have_count(1)

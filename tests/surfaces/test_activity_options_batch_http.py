@@ -21,7 +21,7 @@ import httpx
 import pytest
 import test_activity_batch_http as batch_http
 from api_both import ADMIN, BASE, READ, eventually
-from test_activity_batch_http import started
+from test_activity_batch_http import named, started
 
 import perdure
 from perdure.server._auth import AuthConfig
@@ -68,10 +68,6 @@ async def paused_and_idle(api: httpx.AsyncClient, ident: str) -> None:
         return shown["paused"] and not shown["running"]
 
     await eventually(idle, f"{ident}'s activity to be paused and idle")
-
-
-def named(rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    return sorted((row["workflow_id"], row["activity_id"]) for row in rows)
 
 
 async def test_a_dry_run_lists_the_activities_and_changes_nothing(

@@ -55,7 +55,6 @@ __all__ = [
     "WorkflowTypeOption",
     "YesOption",
     "act",
-    "change_options",
     "is_batch",
     "read_batch",
 ]
@@ -196,44 +195,15 @@ def act(
     keep_paused: bool = False,
     clear_heartbeat_details: bool = False,
     jitter: Optional[timedelta] = None,
+    new_options: Optional[Mapping[str, object]] = None,
 ) -> None:
     """Without ``yes``: list the pending activities ``asked`` matches that
     the action changes (a dry run). With it: act on them, with the action's
     options (unpause: ``reset_attempts``; reset: ``keep_paused``,
-    ``clear_heartbeat_details``; both: ``jitter``, checked by the caller,
-    each activity drawing its own moment), and sum up; exit 5 if any
+    ``clear_heartbeat_details``; both: ``jitter``, each activity drawing
+    its own moment; update_options: ``new_options``, update_options's
+    keywords; all checked by the caller), and sum up; exit 5 if any
     activity's action failed."""
-    _carry_out(
-        action,
-        asked,
-        db,
-        reset_attempts=reset_attempts,
-        keep_paused=keep_paused,
-        clear_heartbeat_details=clear_heartbeat_details,
-        jitter=jitter,
-    )
-
-
-def change_options(
-    asked: ActivityBatch, db: Optional[str], new_options: Mapping[str, object]
-) -> None:
-    """``act`` for update-options: each pending activity ``asked`` matches
-    given ``new_options`` (update_options's keywords, checked by the
-    caller); exit 5 if any was refused."""
-    _carry_out("update_options", asked, db, new_options=new_options)
-
-
-def _carry_out(
-    action: Action,
-    asked: ActivityBatch,
-    db: Optional[str],
-    *,
-    reset_attempts: bool = False,
-    keep_paused: bool = False,
-    clear_heartbeat_details: bool = False,
-    jitter: Optional[timedelta] = None,
-    new_options: Optional[Mapping[str, object]] = None,
-) -> None:
     said = SAID.get(action, action)
 
     async def matching(client: Client, dry_run: bool) -> Report:

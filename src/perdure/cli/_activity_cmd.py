@@ -342,7 +342,7 @@ def update_options(
         }
     )
     if where is None:
-        matching.change_options(asked, db, changes)
+        matching.act("update_options", asked, db, new_options=changes)
         return
 
     async def call(handle: AsyncActivityHandle) -> None:

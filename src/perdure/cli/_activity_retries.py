@@ -87,7 +87,15 @@ def _one(
     instead) has acted, with the action's ``jitter`` and ``flags``. A usage
     error (exit 2) for a mix of the two forms, or neither."""
     if matching.is_batch(action, workflow_id, activity_id, run_id, asked):
-        matching.act(action, asked, db, jitter=jitter, **flags)
+        matching.act(
+            action,
+            asked,
+            db,
+            reset_attempts=flags.get("reset_attempts", False),
+            keep_paused=flags.get("keep_paused", False),
+            clear_heartbeat_details=flags.get("clear_heartbeat_details", False),
+            jitter=jitter,
+        )
         return None
     where, _ = target([], workflow_id, activity_id, run_id)
     return where
