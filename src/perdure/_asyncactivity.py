@@ -341,12 +341,14 @@ class AsyncActivityHandle:
         its backoff is dropped. Waiting for its next attempt, that attempt
         is due now (with ``jitter``, at a random moment within that span
         from now); paused, it is unpaused too, unless ``keep_paused`` (then
-        the fresh count waits for the unpause). An attempt running now (or
-        awaiting completion) runs on: its result is delivered; if it fails,
-        or is lost, the next attempt starts at once as attempt 1
+        the fresh count waits for the unpause). An attempt running now is
+        stopped at its next heartbeat, uncounted, and the next starts at
+        once as attempt 1; one that does not heartbeat (or awaits
+        completion) runs on: its result is delivered; if it fails, or is
+        lost, the next attempt starts at once as attempt 1
         (``describe()``'s ``reset_requested`` until then). Its heartbeat
-        details are kept for the next attempt, unless
-        ``clear_heartbeat_details``; its schedule_to_close_timeout still
+        details, as they stand at the reset, are kept for the next attempt,
+        unless ``clear_heartbeat_details``; its schedule_to_close_timeout still
         counts from when it was scheduled. Not in the history."""
         for name, value in (
             ("keep_paused", keep_paused),

@@ -2,10 +2,11 @@
 Temporal's ``temporal activity reset``): its attempts are counted from 1
 again (a fresh ``max_attempts``) and its backoff is dropped. Waiting for a
 retry, its next attempt starts now; paused, it is unpaused too, unless
-``keep_paused``; an attempt running when it is reset runs on, and if it
-fails, the next attempt starts at once as attempt 1, even past the old
-count's end. Heartbeat details are kept unless cleared; nothing goes into
-the history. Both backends.
+``keep_paused``; an attempt running when it is reset is stopped at its next
+heartbeat and the next starts at once as attempt 1; one that does not
+heartbeat runs on, and if it fails, the next attempt starts at once as
+attempt 1, even past the old count's end. Heartbeat details are kept
+unless cleared; nothing goes into the history. Both backends.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ seen_details: defaultdict[str, list[Any]] = defaultdict(list)
 gates: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 healthy: set[str] = set()
 tokens: list[str] = []
+stopped: list[str] = []
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +41,7 @@ def _fresh() -> None:
     gates.clear()  # (an Event is bound to the loop of its first wait)
     healthy.clear()
     tokens.clear()
+    stopped.clear()
 
 
 def note(tag: str) -> None:
@@ -69,7 +72,22 @@ async def gated(tag: str) -> str:
     return f"done {tag}"
 
 
-STEPS = {"hourly": hourly, "gated": gated}
+@activity.defn(retry=RetryPolicy(max_attempts=1))
+async def beating(tag: str) -> str:
+    """Its first call heartbeats ``{"pages": 10}`` every 20 ms for ever;
+    later calls return at once."""
+    note(tag)
+    try:
+        while calls[tag] == 1:
+            activity.heartbeat({"pages": 10})
+            await asyncio.sleep(0.02)
+    except asyncio.CancelledError:
+        stopped.append(tag)
+        raise
+    return f"done {tag}"
+
+
+STEPS = {"hourly": hourly, "gated": gated, "beating": beating}
 
 
 @workflow.defn
@@ -120,6 +138,25 @@ async def test_a_running_attempts_failure_is_retried_at_once_past_the_old_count(
         healthy.add("g")
         assert await handle.result(timeout=10) == {"result": "done g"}
     assert seen_attempts["g"][:3] == [1, 2, 1]
+
+
+@pytest.mark.parametrize("clear", [False, True])
+async def test_a_heartbeating_attempt_stops_at_its_heartbeat_and_runs_again_as_attempt_1(
+    client: perdure.Client, clear: bool
+) -> None:
+    # (As Temporal's reset does: max_attempts 1 would allow no other.)
+    async with worker(client):
+        handle = await client.start(one_step, "beating", "b", id=f"reset-beating-{clear}")
+        await pending(handle, lambda a: a.heartbeat_details is not None, "a heartbeat")
+        await by_id(client, f"reset-beating-{clear}").reset(clear_heartbeat_details=clear)
+        assert await handle.result(timeout=10) == {"result": "done b"}
+    assert stopped == ["b"] and seen_attempts["b"] == [1, 1]
+    # The next attempt starts from the details as the reset left them: the
+    # heartbeats the stopped attempt sent after it did not bring them back.
+    assert seen_details["b"] == [None, None if clear else {"pages": 10}]
+    [done] = [e for e in await handle.history() if e["type"] == "ActivityCompleted"]
+    # Handed back uncounted (as a pause's is): attempt 1 is the one recorded.
+    assert [(a["attempt"], a["error"]) for a in done["attempts"]] == [(1, None)]
 
 
 async def test_without_a_reset_the_same_failure_ends_the_activity(

@@ -4,7 +4,8 @@ next attempt is due now (paused with keep_paused: when it is unpaused);
 while one does, that attempt keeps its lease and the request waits in the
 activity's options (RESET_REQUESTED) for the claim after it, which takes
 the task as attempt 1 and drops the request, whether the attempt failed,
-was handed back or was lost. Heartbeat details are kept unless cleared.
+was handed back or was lost; that attempt's next heartbeat says "reset"
+(and writes no details). Heartbeat details are kept unless cleared.
 Every backend, on a hand-moved clock."""
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ async def test_a_running_attempts_failure_is_followed_by_attempt_one(
     await schedule(store, clock)
     assert await store.retry_activity(await claim(store), FAILURE, 0.0)
     second = await claim(store)
+    assert await store.record_heartbeat(second.task_id, second.token, {"page": 4}, 30) == "ok"
     await store.set_activity_paused("run-1", 1, True)
     held = await store.reset_activity("run-1", 1, keep_paused=False, clear_heartbeat=False)
     assert held is not None and held.state == "running"
@@ -82,7 +84,7 @@ async def test_a_running_attempts_failure_is_followed_by_attempt_one(
     assert running.options[RESET_REQUESTED] is True
     options = await store.activity_options(second.task_id, second.token)
     assert options is not None and options[RESET_REQUESTED] is True
-    assert await store.record_heartbeat(second.task_id, second.token, {"page": 4}, 30) == "ok"
+    assert await store.record_heartbeat(second.task_id, second.token, {"page": 5}, 30) == "reset"
     assert await store.retry_activity(second, FAILURE, 0.0)
     third = await claim(store)
     assert third.attempt == 1 and RESET_REQUESTED not in third.options
@@ -138,6 +140,32 @@ async def test_heartbeat_details_are_kept_unless_cleared(open_store: Any, clock:
     assert await store.reset_activity("run-1", 1, keep_paused=False, clear_heartbeat=True)
     assert (await state(store)).heartbeat is None
     assert (await claim(store)).heartbeat is None
+
+
+async def test_a_running_attempts_heartbeat_says_reset_and_leaves_the_details(
+    open_store: Any, clock: FakeClock
+) -> None:
+    """The worker stops an attempt whose heartbeat says "reset" and hands its
+    task back; the next attempt starts from the details the reset left."""
+    store = await open_store()
+    await schedule(store, clock)
+    first = await claim(store)
+    assert await store.record_heartbeat(first.task_id, first.token, {"page": 9}, 30) == "ok"
+    assert await store.reset_activity("run-1", 1, keep_paused=False, clear_heartbeat=False)
+    assert await store.record_heartbeat(first.task_id, first.token, {"page": 10}, 30) == "reset"
+    assert (await state(store)).heartbeat == {"page": 9}  # as the reset found them
+    assert await store.hand_back(first, 0.0, {"type": "ActivityReset", "message": "reset"})
+    again = await claim(store)
+    assert (again.attempt, again.heartbeat) == (1, {"page": 9})
+    assert RESET_REQUESTED not in again.options
+    assert await store.record_heartbeat(again.task_id, again.token, {"page": 1}, 30) == "ok"
+    # Cleared: the heartbeats after the reset do not bring them back.
+    assert await store.reset_activity("run-1", 1, keep_paused=False, clear_heartbeat=True)
+    assert await store.record_heartbeat(again.task_id, again.token, {"page": 2}, 30) == "reset"
+    assert (await state(store)).heartbeat is None
+    # Paused as well: "paused" (the task is parked until the unpause).
+    await store.set_activity_paused("run-1", 1, True)
+    assert await store.record_heartbeat(again.task_id, again.token, {"page": 3}, 30) == "paused"
 
 
 async def test_what_is_not_pending_cannot_be_reset(open_store: Any, clock: FakeClock) -> None:

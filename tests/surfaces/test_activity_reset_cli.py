@@ -18,6 +18,7 @@ command line says and does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,9 @@ from surface_helpers import started_activities as started
 from test_activity_batch_cli import ended, on, paused
 
 import perdure
+from perdure.cli._activity_retries import _reset_then
+from perdure.cli._activity_target import Target
+from perdure.cli._inspect_cmd import _reset_ends
 from perdure.client import PendingActivityInfo
 
 # The batch form's module fixtures: a database of each backend, a client, a worker.
@@ -106,6 +110,25 @@ def test_keep_paused_resets_the_count_and_keeps_it_paused(
     )
     assert again.attempts[len(before.attempts)]["attempt"] == 1
     ended(handles)
+
+
+def test_what_it_says_of_a_running_attempt_under_a_reset(sync: perdure.SyncClient) -> None:
+    """A running attempt under a reset stops at its next heartbeat, within
+    milliseconds of the reset if it heartbeats: what the command and ``perdure
+    show`` say of one is checked on an awaiting attempt's description, made
+    running (how the worker stops it: tests/e2e/test_activity_reset.py)."""
+    started(sync, {"rt-1": AWAITING})
+    sync.get_async_activity_handle(workflow_id="rt-1", activity_id=1).reset()
+    awaiting = the_activity(sync, "rt-1", lambda a: a.reset_requested, "the reset requested")
+    running = dataclasses.replace(awaiting, awaiting_completion=False, running=True)
+    then = (
+        "stops at its next heartbeat (if it sends none, it runs on until it fails or is "
+        "lost); then the next starts at once, as attempt 1"
+    )
+    where = Target(workflow_id="rt-1", activity_id=1)
+    assert _reset_then(where, running) == f"attempt 1 (running) {then}"
+    assert _reset_ends(running) + " at once, as attempt 1" == then
+    assert _reset_ends(awaiting).startswith("runs on; if it fails, or is lost")
 
 
 def test_an_attempt_awaiting_completion_runs_on_and_show_says_a_reset_is_requested(

@@ -343,7 +343,9 @@ class Store(Wakeups, abc.ABC):
         """Save an activity's heartbeat details and extend its lease. Fenced.
         Returns "ok", "cancelled" (the workflow asked to cancel it: stop),
         "paused" (an operator paused the activity: stop, to be run again
-        once unpaused) or "lost" (this attempt no longer holds the task)."""
+        once unpaused), "reset" (an operator reset it: stop, to be run again
+        at once as attempt 1; its details are no longer written) or "lost"
+        (this attempt no longer holds the task)."""
 
     @abc.abstractmethod
     async def await_completion(self, task: ActivityTask, until: float) -> bool:

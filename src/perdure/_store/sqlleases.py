@@ -60,17 +60,25 @@ async def renew(tx: Tx, d: Dialect, leases: list[tuple[int, str]], until: float)
     return [task_id for task_id, _ in leases if task_id not in renewed]
 
 
-async def heartbeat(tx: Tx, task_id: int, token: str, details: Any, until: float) -> str:
+async def heartbeat(
+    tx: Tx, d: Dialect, task_id: int, token: str, details: Any, until: float
+) -> str:
     """Record an activity's heartbeat and extend its lease: "ok", "cancelled"
     (the workflow asked it to stop), "paused" (an operator paused its
-    activity) or "lost" (the lease is not ours)."""
+    activity), "reset" (an operator reset it) or "lost" (the lease is not
+    ours). Once a reset is requested the details stay as the reset left
+    them (kept, or cleared), for the next attempt to start from."""
     row = await tx.one(
-        "UPDATE tasks SET visible_at = ?, heartbeat = ? WHERE id = ? AND lease_token = ?"
-        " AND lease_owner IS NOT NULL RETURNING cancel_requested, paused",
+        f"UPDATE tasks SET visible_at = ?,"
+        f" heartbeat = CASE WHEN {d.reset_requested} THEN heartbeat ELSE ? END"
+        " WHERE id = ? AND lease_token = ? AND lease_owner IS NOT NULL"
+        f" RETURNING cancel_requested, paused, {d.reset_requested}",
         (until, dumps(details), task_id, token),
     )
     status = _beat_status(row)
-    return "paused" if status == "ok" and row is not None and row[1] else status
+    if status != "ok" or row is None:
+        return status
+    return "paused" if row[1] else "reset" if row[2] else "ok"
 
 
 async def beat_awaiting(tx: Tx, task_id: int, token: str, details: Any, until: float) -> str:

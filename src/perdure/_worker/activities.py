@@ -60,6 +60,7 @@ _STOPPED_BECAUSE = {
     "heartbeat_timeout": "it sent no heartbeat within its heartbeat_timeout",
     "worker_stopped": "its stopping worker ended its drain",
     "paused": "an operator paused its activity",
+    "reset": "an operator reset its activity",
 }
 
 
@@ -489,16 +490,19 @@ class ActivityRunner:
                 f"{_STOPPED_BECAUSE['worker_stopped']}"
             )
             await self._handle_failure(task, stopped, delay=0.0, running=running)
-        elif running.stop_reason == "paused":
+        elif running.stop_reason in ("paused", "reset"):
             # Handed back, not counted as an attempt (the operator stopped
-            # it, not a fault), as Temporal's pause does to a heartbeating
-            # attempt: its task is parked until the activity is unpaused.
+            # it, not a fault), as Temporal's pause and reset do to a
+            # heartbeating attempt: a paused task is parked until the
+            # activity is unpaused; a reset one is due at once, and the claim
+            # that takes it counts its attempts from 1 (sqlleases.claimed).
             message = (
                 f"activity {task.name!r} attempt {task.attempt} was stopped at its "
-                f"heartbeat: {_STOPPED_BECAUSE['paused']}"
+                f"heartbeat: {_STOPPED_BECAUSE[running.stop_reason]}"
             )
             log.info("%s", message)
-            await self.store.hand_back(task, 0.0, _failure_dict("ActivityPaused", message, False))
+            kind = "ActivityPaused" if running.stop_reason == "paused" else "ActivityReset"
+            await self.store.hand_back(task, 0.0, _failure_dict(kind, message, False))
         # "lost": another worker owns the task now; write nothing.
 
     def _attempts(

@@ -258,9 +258,10 @@ def reset(
 
     -w ID -a N, as Temporal's activity reset: a fresh max_attempts, its
     backoff dropped; paused, it is unpaused too, unless --keep-paused. An
-    attempt running now (or awaiting completion) runs on: if it fails, or is
-    lost, the next attempt starts at once as attempt 1 (`perdure show`:
-    reset requested). Its heartbeat details are kept unless
+    attempt running now stops at its next heartbeat, and the next starts at
+    once as attempt 1; one that sends none (or awaits completion) runs on:
+    if it fails, or is lost, the next attempt starts at once as attempt 1
+    (`perdure show`: reset requested). Its heartbeat details are kept unless
     --clear-heartbeat-details. --jitter SPAN: the attempt it makes due is due
     at a random moment within SPAN from now instead. Exit 3 if it is not
     pending.
@@ -321,4 +322,9 @@ def _reset_then(where: Target, a: Optional[PendingActivityInfo], jittered: bool 
         if a.paused
         else "starts at once, as attempt 1"
     )
-    return f"attempt {a.attempt} ({running}) runs on; if it fails, or is lost, the next {then}"
+    if a.awaiting_completion:
+        return f"attempt {a.attempt} ({running}) runs on; if it fails, or is lost, the next {then}"
+    return (
+        f"attempt {a.attempt} ({running}) stops at its next heartbeat (if it sends none, it "
+        f"runs on until it fails or is lost); then the next {then}"
+    )

@@ -364,7 +364,8 @@ async def reset_activity_by_id(
     attempts are counted from 1 again and its backoff dropped, so a waiting
     one's next attempt is due now (with ``jitter_seconds``, at a random
     moment within that span from now); a paused one is unpaused too, unless
-    ``keep_paused``. An attempt running now runs on: if it fails or is
+    ``keep_paused``. An attempt running now is stopped at its next
+    heartbeat; one that does not heartbeat runs on, and if it fails or is
     lost, the next attempt starts at once as attempt 1 (the description's
     ``reset_requested`` until then). Heartbeat details are kept unless
     ``clear_heartbeat_details``. Not recorded in the history. An empty

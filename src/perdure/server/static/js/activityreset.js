@@ -38,9 +38,12 @@ function words(activity, what, keepPaused) {
   const busy = activity.running || activity.awaiting_completion;
   const ask = [`Count activity ${what}'s attempts from 1 again (a fresh max_attempts) and ` +
     "drop its backoff."];
-  if (busy) {
+  if (activity.awaiting_completion) {
     ask.push(`Attempt ${activity.attempt} runs on; if it fails or is lost, the next attempt ` +
       "starts at once, as attempt 1.");
+  } else if (busy) {
+    ask.push(`Attempt ${activity.attempt} stops at its next heartbeat (if it sends none, it ` +
+      "runs on until it fails or is lost); then the next starts at once, as attempt 1.");
   } else if (!activity.paused) {
     ask.push("Its next attempt, attempt 1, is due now.");
   }

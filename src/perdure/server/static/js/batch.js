@@ -51,8 +51,8 @@ const ACTIONS = {
     text: "Each pending activity of the type given (empty: any type) in the open runs that " +
       "match, paused or not, gets its attempts counted from 1 again: its next attempt is due " +
       "now, or at a random moment within the span they are spread over (a paused one is " +
-      "unpaused, unless kept paused). An attempt running runs on; if it fails, the next " +
-      "starts at once, as attempt 1.",
+      "unpaused, unless kept paused). An attempt running stops at its next heartbeat (one " +
+      "that sends none runs on until it fails); then the next starts at once, as attempt 1.",
     options: { keep_paused: "batch-keep-paused", clear_heartbeat_details: "batch-clear-details" },
     spreads: true,
   },
