@@ -12,6 +12,7 @@ unless cleared; nothing goes into the history. Both backends.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,8 +78,9 @@ async def beating(tag: str) -> str:
     """Its first call heartbeats ``{"pages": 10}`` every 20 ms for ever;
     later calls return at once."""
     note(tag)
+    first = calls[tag] == 1
     try:
-        while calls[tag] == 1:
+        while first:
             activity.heartbeat({"pages": 10})
             await asyncio.sleep(0.02)
     except asyncio.CancelledError:
@@ -87,7 +89,27 @@ async def beating(tag: str) -> str:
     return f"done {tag}"
 
 
-STEPS = {"hourly": hourly, "gated": gated, "beating": beating}
+@activity.defn(retry=RetryPolicy(max_attempts=1))
+def beating_in_a_thread(tag: str) -> str:
+    """``beating``, a plain ``def``: its heartbeat call raises once stopped."""
+    note(tag)
+    first = calls[tag] == 1
+    try:
+        while first:
+            activity.heartbeat({"pages": 10})
+            time.sleep(0.02)
+    except asyncio.CancelledError:
+        stopped.append(tag)
+        raise
+    return f"done {tag}"
+
+
+STEPS = {
+    "hourly": hourly,
+    "gated": gated,
+    "beating": beating,
+    "beating_in_a_thread": beating_in_a_thread,
+}
 
 
 @workflow.defn
@@ -140,17 +162,22 @@ async def test_a_running_attempts_failure_is_retried_at_once_past_the_old_count(
     assert seen_attempts["g"][:3] == [1, 2, 1]
 
 
-@pytest.mark.parametrize("clear", [False, True])
+@pytest.mark.parametrize(
+    ("kind", "clear"),
+    [("beating", False), ("beating", True), ("beating_in_a_thread", False)],
+)
 async def test_a_heartbeating_attempt_stops_at_its_heartbeat_and_runs_again_as_attempt_1(
-    client: perdure.Client, clear: bool
+    client: perdure.Client, kind: str, clear: bool
 ) -> None:
     # (As Temporal's reset does: max_attempts 1 would allow no other.)
     async with worker(client):
-        handle = await client.start(one_step, "beating", "b", id=f"reset-beating-{clear}")
+        handle = await client.start(one_step, kind, "b", id=f"reset-beating-{clear}")
         await pending(handle, lambda a: a.heartbeat_details is not None, "a heartbeat")
         await by_id(client, f"reset-beating-{clear}").reset(clear_heartbeat_details=clear)
         assert await handle.result(timeout=10) == {"result": "done b"}
-    assert stopped == ["b"] and seen_attempts["b"] == [1, 1]
+    # (A thread's attempt stops at its next heartbeat call, soon after.)
+    await wait_until(lambda: asyncio.sleep(0, stopped == ["b"]), what="the first attempt stopped")
+    assert seen_attempts["b"] == [1, 1]
     # The next attempt starts from the details as the reset left them: the
     # heartbeats the stopped attempt sent after it did not bring them back.
     assert seen_details["b"] == [None, None if clear else {"pages": 10}]
