@@ -36,7 +36,6 @@ import importlib
 import json
 import os
 import runpy
-import select
 import signal
 import sys
 import threading
@@ -64,26 +63,21 @@ for _name in (
 def wait_all(pids: list[int], timeout: float) -> tuple[list[int], bool]:
     """Each child's status, in order; past ``timeout`` the rest are killed."""
     codes: dict[int, int] = {}
-    fds = {os.pidfd_open(pid): pid for pid in pids}
     deadline = time.monotonic() + timeout
     timed_out = False
-    try:
-        while len(codes) < len(pids):
-            left = deadline - time.monotonic()
-            if left <= 0 and not timed_out:
-                timed_out = True
-                for pid in pids:
-                    if pid not in codes:
-                        os.kill(pid, signal.SIGKILL)
-            ready, _, _ = select.select(list(fds), [], [], max(left, 0) if not timed_out else None)
-            for fd in ready:
-                pid = fds.pop(fd)
-                os.close(fd)
-                _, status = os.waitpid(pid, 0)
-                codes[pid] = os.waitstatus_to_exitcode(status)
-    finally:
-        for fd in fds:
-            os.close(fd)
+    while len(codes) < len(pids):
+        if time.monotonic() >= deadline and not timed_out:
+            timed_out = True
+            for pid in pids:
+                if pid not in codes:
+                    os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            if pid not in codes:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    codes[pid] = os.waitstatus_to_exitcode(status)
+        if len(codes) < len(pids):
+            time.sleep(0.002)  # (portable; a command takes tens of milliseconds)
     return [codes[pid] for pid in pids], timed_out
 
 
