@@ -70,7 +70,6 @@ SQL_FRAGMENTS = {
     "self.skip_locked": "a dialect constant",
     "d.among_run_ids": "a dialect constant: 'run_id IN (...)' of one placeholder",
     "d.among_refs": "a dialect constant: 'ref IN (...)' of one placeholder",
-    "d.reset_requested": "a dialect constant: a condition on the payload column, no value",
     "marks": "sqlrows.marks(): '?,?,?', one placeholder per queue name",
     "one": "the claim's constant select of one queue's due tasks (placeholders, lock)",
     "branches": "the claim's copies of one constant branch per priority (placeholders, lock)",

@@ -168,6 +168,24 @@ async def test_a_running_attempts_heartbeat_says_reset_and_leaves_the_details(
     assert await store.record_heartbeat(again.task_id, again.token, {"page": 3}, 30) == "paused"
 
 
+async def test_a_reset_that_meets_no_attempt_leaves_the_next_heartbeats_alone(
+    open_store: Any, clock: FakeClock
+) -> None:
+    """Reset under an attempt that then failed, and reset again while it
+    waits: the second takes effect at once, and the attempt it makes due
+    is not stopped at its heartbeats by the first's request."""
+    store = await open_store()
+    await schedule(store, clock)
+    first = await claim(store)
+    assert await store.reset_activity("run-1", 1, keep_paused=False, clear_heartbeat=False)
+    assert await store.retry_activity(first, FAILURE, 3600.0)
+    assert await store.reset_activity("run-1", 1, keep_paused=False, clear_heartbeat=False)
+    again = await claim(store)
+    assert again.attempt == 1 and RESET_REQUESTED not in again.options
+    assert await store.record_heartbeat(again.task_id, again.token, {"page": 1}, 30) == "ok"
+    assert (await state(store)).heartbeat == {"page": 1}
+
+
 async def test_what_is_not_pending_cannot_be_reset(open_store: Any, clock: FakeClock) -> None:
     store = await open_store()
     await schedule(store, clock)

@@ -90,11 +90,12 @@ def borrow_queue_tables(path: Path) -> None:
     """Today's claims read their queue's limits (v12's tables), today's
     reads of a run its search attributes (v13's column and table),
     today's writes of runs and tasks their priorities (v15's columns and
-    index), and its claims whether an activity is paused (v16's column): a
-    file of an older version borrows them while today's code writes it
-    (see give_back_queue_tables)."""
+    index), its claims whether an activity is paused (v16's column) and
+    whether it was reset under its last attempt (v17's): a file of an older
+    version borrows them while today's code writes it (see
+    give_back_queue_tables)."""
     with closing(sqlite3.connect(path)) as conn:
-        for version in (12, 13, 15, 16):
+        for version in (12, 13, 15, 16, 17):
             conn.executescript(dict(ALL_MIGRATIONS)[version])
 
 
@@ -104,6 +105,7 @@ def give_back_queue_tables(path: Path) -> None:
             conn.execute(f"DROP TABLE {table}")
         conn.execute("ALTER TABLE runs DROP COLUMN search_attributes")
         conn.execute("ALTER TABLE tasks DROP COLUMN paused")
+        conn.execute("ALTER TABLE tasks DROP COLUMN reset_requested")
         conn.execute("DROP INDEX tasks_due")
         for table in ("runs", "tasks"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN priority")

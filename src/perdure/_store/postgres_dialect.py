@@ -36,7 +36,6 @@ class PostgresDialect(Dialect):
     timer_key = "ctid"
     among_run_ids = "run_id = ANY(?::text[])"
     among_refs = "ref = ANY(?::integer[])"
-    reset_requested = "(payload::jsonb #>> '{options,reset_requested}') IS NOT DISTINCT FROM 'true'"
 
     def ids_param(self, ids: Sequence[str | int]) -> Any:
         return list(ids)

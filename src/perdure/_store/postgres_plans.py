@@ -53,7 +53,7 @@ TAKE_OVER_TASKS = (
     " lease_owner = p.lease_owner, lease_token = p.lease_token,"
     " attempt_started_at = p.attempt_started_at, payload = p.payload,"
     " created_at = p.created_at, last_failure = NULL, heartbeat = NULL,"
-    " cancel_requested = 0, attempts = NULL, paused = 0"
+    " cancel_requested = 0, attempts = NULL, paused = 0, reset_requested = 0"
     " FROM unnest(?::integer[], ?::float8[], ?::integer[], ?::text[], ?::text[],"
     " ?::float8[], ?::text[], ?::float8[], ?::bigint[], ?::text[])"
     " AS p(ref, visible_at, attempt, lease_owner, lease_token, attempt_started_at,"

@@ -60,19 +60,17 @@ async def renew(tx: Tx, d: Dialect, leases: list[tuple[int, str]], until: float)
     return [task_id for task_id, _ in leases if task_id not in renewed]
 
 
-async def heartbeat(
-    tx: Tx, d: Dialect, task_id: int, token: str, details: Any, until: float
-) -> str:
+async def heartbeat(tx: Tx, task_id: int, token: str, details: Any, until: float) -> str:
     """Record an activity's heartbeat and extend its lease: "ok", "cancelled"
     (the workflow asked it to stop), "paused" (an operator paused its
     activity), "reset" (an operator reset it) or "lost" (the lease is not
     ours). Once a reset is requested the details stay as the reset left
     them (kept, or cleared), for the next attempt to start from."""
     row = await tx.one(
-        f"UPDATE tasks SET visible_at = ?,"
-        f" heartbeat = CASE WHEN {d.reset_requested} THEN heartbeat ELSE ? END"
+        "UPDATE tasks SET visible_at = ?,"
+        " heartbeat = CASE WHEN reset_requested = 1 THEN heartbeat ELSE ? END"
         " WHERE id = ? AND lease_token = ? AND lease_owner IS NOT NULL"
-        f" RETURNING cancel_requested, paused, {d.reset_requested}",
+        " RETURNING cancel_requested, paused, reset_requested",
         (until, dumps(details), task_id, token),
     )
     status = _beat_status(row)
@@ -206,7 +204,8 @@ async def reset(
     ``delay`` seconds from now), its
     attempts counted from 1 (parked at NEVER_DUE if it stays paused); one an
     attempt holds keeps its lease, and its options carry the request to the
-    attempt's end and to the claim after it (see claimed)."""
+    attempt's end and to the claim after it (see claimed); its
+    reset_requested column, to the attempt's heartbeats (which then stop it)."""
     state = await of_run(tx, run_id, ref, now, lock)
     if state is None:
         return None
@@ -217,9 +216,8 @@ async def reset(
     if state.state == "idle":
         options = {k: v for k, v in task.options.items() if k != RESET_REQUESTED}
         await tx.send(
-            "UPDATE tasks SET attempt = 0, paused = ?, visible_at = ?, payload = ?, "
-            + beat
-            + " WHERE id = ?",
+            "UPDATE tasks SET attempt = 0, paused = ?, visible_at = ?, payload = ?,"
+            " reset_requested = 0, " + beat + " WHERE id = ?",
             (
                 int(paused),
                 NEVER_DUE if paused else now + delay,
@@ -231,7 +229,9 @@ async def reset(
     else:
         options = {**task.options, RESET_REQUESTED: True}
         await tx.send(
-            "UPDATE tasks SET paused = ?, payload = ?, " + beat + " WHERE id = ?",
+            "UPDATE tasks SET paused = ?, payload = ?, reset_requested = 1, "
+            + beat
+            + " WHERE id = ?",
             (int(paused), _payload(task, options), int(clear_heartbeat), task.task_id),
         )
     return state
@@ -317,7 +317,7 @@ async def claimed(tx: Tx, found: list[tuple[Any, ...]], lease: float) -> list[Ac
             task.options = {k: v for k, v in task.options.items() if k != RESET_REQUESTED}
             task.attempt = 1
             await tx.send(
-                "UPDATE tasks SET attempt = 1, payload = ? WHERE id = ?",
+                "UPDATE tasks SET attempt = 1, payload = ?, reset_requested = 0 WHERE id = ?",
                 (_payload(task, task.options), task.task_id),
             )
     return tasks

@@ -139,9 +139,6 @@ class Dialect:
     # statement on PostgreSQL), where "IN (?, ?, ...)" makes one per count.
     among_run_ids = "run_id IN (SELECT value FROM json_each(?))"
     among_refs = "ref IN (SELECT value FROM json_each(?))"  # (the same, of refs)
-    # A condition on a task row: its activity was reset while an attempt held
-    # it (the options' RESET_REQUESTED; see sqlleases.reset).
-    reset_requested = "json_extract(payload, '$.options.reset_requested') IS 1"
 
     def ids_param(self, ids: Sequence[str | int]) -> Any:
         """The parameter of ``among_run_ids`` (and of ``among_refs``)."""

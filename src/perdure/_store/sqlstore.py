@@ -461,7 +461,7 @@ class SqlStore(SqlClientSide):
     async def record_heartbeat(self, task_id: int, token: str, details: Any, lease: float) -> str:
         until = self.clock() + lease
         return await self._write(
-            lambda tx: leases_sql.heartbeat(tx, self, task_id, token, details, until)
+            lambda tx: leases_sql.heartbeat(tx, task_id, token, details, until)
         )
 
     async def await_completion(self, task: ActivityTask, until: float) -> bool:
