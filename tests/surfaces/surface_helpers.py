@@ -74,6 +74,8 @@ def _executed(
         except subprocess.TimeoutExpired:
             for left in procs:
                 left.kill()
+            for left in procs:
+                left.communicate()  # (reaped, its pipes closed)
             raise
         results.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
     return results
