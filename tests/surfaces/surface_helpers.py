@@ -77,7 +77,7 @@ def _executed(
             for left in procs:
                 left.communicate()  # (reaped, its pipes closed)
             raise
-        results.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
+        results.append(subprocess.CompletedProcess([*PERDURE, *args], proc.returncode, out, err))
     return results
 
 
@@ -90,6 +90,7 @@ class _ForkServer:
         self.proc: subprocess.Popen[str] | None = None
         self.folder = Path(tempfile.mkdtemp(prefix="perdure-cli-"))
         self.count = 0
+        atexit.register(self.stop)
 
     def start(self) -> subprocess.Popen[str]:
         if self.proc is not None and self.proc.poll() is None:
@@ -104,7 +105,6 @@ class _ForkServer:
             env=ENV,
         )
         log.close()
-        atexit.register(self.stop)
         return self.proc
 
     def stop(self) -> None:

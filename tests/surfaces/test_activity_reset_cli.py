@@ -31,9 +31,9 @@ from surface_helpers import started_activities as started
 from test_activity_batch_cli import ended, on, paused
 
 import perdure
+from perdure.cli._activity_options import reset_ends
 from perdure.cli._activity_retries import _reset_then
 from perdure.cli._activity_target import Target
-from perdure.cli._inspect_cmd import _reset_ends
 from perdure.client import PendingActivityInfo
 
 # The batch form's module fixtures: a database of each backend, a client, a worker.
@@ -127,8 +127,8 @@ def test_what_it_says_of_a_running_attempt_under_a_reset(sync: perdure.SyncClien
     )
     where = Target(workflow_id="rt-1", activity_id=1)
     assert _reset_then(where, running) == f"attempt 1 (running) {then}"
-    assert _reset_ends(running) + " at once, as attempt 1" == then
-    assert _reset_ends(awaiting).startswith("runs on; if it fails, or is lost")
+    assert reset_ends(running) + " starts at once, as attempt 1" == then
+    assert reset_ends(awaiting).startswith("runs on; if it fails, or is lost")
 
 
 def test_an_attempt_awaiting_completion_runs_on_and_show_says_a_reset_is_requested(

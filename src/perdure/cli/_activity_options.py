@@ -1,7 +1,8 @@
 """A pending activity's options in one line, as ``perdure show`` prints them
 under each activity and ``perdure activity update-options`` after a change:
-its timeouts (and when schedule_to_close ends it), then its retry policy.
-Plain text: the caller escapes it for rich. Imports the public views,
+its timeouts (and when schedule_to_close ends it), then its retry policy;
+and how an attempt under a reset ends, as ``perdure show`` and ``perdure
+activity reset`` say it. Plain text: the caller escapes it for rich. Imports the public views,
 ``_spans`` and ``_operator``'s local time.
 """
 
@@ -43,3 +44,14 @@ def retry_text(policy: RetryPolicy) -> str:
     if policy.max_attempts is None:
         return f"{every}, no limit on attempts"
     return f"{every}, {policy.max_attempts} attempts at most"
+
+
+def reset_ends(a: PendingActivityInfo) -> str:
+    """How the attempt a reset met ends, up to "the next" (attempt, which
+    the caller says when and how starts)."""
+    if a.awaiting_completion:  # (its heartbeats do not stop it)
+        return "runs on; if it fails, or is lost, the next"
+    return (
+        "stops at its next heartbeat (if it sends none, it runs on until it fails or is "
+        "lost); then the next"
+    )

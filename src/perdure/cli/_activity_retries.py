@@ -29,6 +29,7 @@ from rich.markup import escape
 from perdure._activityoptions import jitter_seconds
 from perdure._asyncactivity import AsyncActivityHandle
 from perdure.cli import _activity_batch as matching
+from perdure.cli._activity_options import reset_ends
 from perdure.cli._activity_target import (
     ActivityIdOption,
     RunOption,
@@ -322,9 +323,4 @@ def _reset_then(where: Target, a: Optional[PendingActivityInfo], jittered: bool 
         if a.paused
         else "starts at once, as attempt 1"
     )
-    if a.awaiting_completion:
-        return f"attempt {a.attempt} ({running}) runs on; if it fails, or is lost, the next {then}"
-    return (
-        f"attempt {a.attempt} ({running}) stops at its next heartbeat (if it sends none, it "
-        f"runs on until it fails or is lost); then the next {then}"
-    )
+    return f"attempt {a.attempt} ({running}) {reset_ends(a)} {then}"

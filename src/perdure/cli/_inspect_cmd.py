@@ -22,7 +22,7 @@ from rich.table import Table
 
 from perdure._history import PRIORITIES
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX, parse_update_request
-from perdure.cli._activity_options import options_text
+from perdure.cli._activity_options import options_text, reset_ends
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._filters import (
     AttrFilterOption,
@@ -46,7 +46,7 @@ from perdure.cli._operator import (
     run,
     when_option,
 )
-from perdure.client import Client, PendingActivityInfo, StreamInfo, WorkflowDescription
+from perdure.client import Client, StreamInfo, WorkflowDescription
 from perdure.errors import WorkflowCancelledError, WorkflowFailedError, WorkflowTerminatedError
 from perdure.server._query import (
     MAX_LIMIT,
@@ -196,7 +196,9 @@ def _pending_lines(
             )
         if a.reset_requested:  # (reset under this attempt: `perdure activity reset`)
             then = "as attempt 1, once unpaused" if a.paused else "at once, as attempt 1"
-            line += f"\n    [bold yellow]reset requested:[/] this attempt {_reset_ends(a)} {then}"
+            line += (
+                f"\n    [bold yellow]reset requested:[/] this attempt {reset_ends(a)} starts {then}"
+            )
         if a.heartbeat_details is not None:
             line += f"\n    [dim]last heartbeat: {escape(_brief(a.heartbeat_details))}[/]"
         if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here
@@ -228,16 +230,6 @@ def _pending_lines(
     for name in d.waiting_updates:
         lines.append(f"update [bold]{escape(name)}[/]")
     return lines
-
-
-def _reset_ends(a: PendingActivityInfo) -> str:
-    """How the attempt under a reset ends, before "the next starts ..."."""
-    if a.awaiting_completion:  # (its heartbeats do not stop it)
-        return "runs on; if it fails, or is lost, the next starts"
-    return (
-        "stops at its next heartbeat (if it sends none, it runs on until it fails or is "
-        "lost); then the next starts"
-    )
 
 
 def _brief(value: Any) -> str:
