@@ -6,12 +6,18 @@ probe, three 16-s workflows took 42 s after a SIGTERM instead of 17.
 
 The stopped attempt counts, as one lost with a killed worker does: it may
 have had effects (a card charged), so an activity allowed one attempt
-fails rather than runs twice."""
+fails rather than runs twice.
+
+The drain also waits for an attempt that a turn in flight at the stop
+leases to its own worker as it commits: it is not left running, its lease
+unrenewed, once the worker has ended."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from typing import Any
 
 import pytest
 from e2e_helpers import fast_worker, wait_until
@@ -60,8 +66,21 @@ async def runs_once(key: str) -> str:
         return f"failed: {exc.cause.type}"
 
 
-ACTIVITIES = [slow_async, slow_thread, once]
-WORKFLOWS = [runs, runs_once]
+@activity.defn
+async def brief(key: str) -> str:
+    started.append((key, activity.info().attempt))
+    await asyncio.sleep(1.0)
+    return f"{key} done"
+
+
+@workflow.defn
+async def on_go(key: str) -> str:
+    await workflow.wait_signal("go")
+    return await brief(key)
+
+
+ACTIVITIES = [slow_async, slow_thread, once, brief]
+WORKFLOWS = [runs, runs_once, on_go]
 
 
 async def _stop_during_attempt(
@@ -105,3 +124,40 @@ async def test_the_stopped_attempt_counts(client: perdure.Client) -> None:
     async with fast_worker(client, WORKFLOWS, ACTIVITIES, identity="successor"):
         assert await handle.result(timeout=20) == "failed: WorkerStopped"
     assert started == [("pay-1", 1)]  # never run a second time
+
+
+async def test_an_attempt_leased_by_a_turn_committing_at_the_stop_is_drained_too(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The turn that schedules ``brief`` chose to run it here before the
+    stop; its commit is held until the drain has begun. The drain waits for
+    the attempt that commit starts (it is not among the tasks in flight when
+    the drain began), so the run has completed once the worker has ended."""
+    started.clear()
+    store = client.store
+    commit_turn = store.commit_turn
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def commit_held(commit: Any) -> Any:
+        if commit.activities and not held.is_set():
+            held.set()
+            await release.wait()
+        return await commit_turn(commit)
+
+    monkeypatch.setattr(store, "commit_turn", commit_held)
+    caplog.set_level(logging.INFO, logger="perdure.worker")
+    worker = fast_worker(client, WORKFLOWS, ACTIVITIES)
+    async with worker:
+        handle = await client.start(on_go, "late", id="late-lease")
+        await handle.signal("go", None)
+        await asyncio.wait_for(held.wait(), timeout=10)
+        worker.stop()
+
+        async def draining() -> bool:
+            return any("draining" in r.getMessage() for r in caplog.records)
+
+        await wait_until(draining, what="the drain to begin")
+        release.set()
+    assert started == [("late", 1)]
+    assert (await handle.describe()).status == "completed"  # not still running
+    assert await handle.result(timeout=1) == "late done"

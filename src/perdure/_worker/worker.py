@@ -231,7 +231,7 @@ class Worker(Poller, Handoffs):
             try:
                 await drain(
                     self.identity,
-                    [*self._turns_inflight, *self._timer_turns, *self._activities_inflight],
+                    self._in_flight,
                     self.drain_timeout,
                     self._hurry,
                     self.activity_runner,
@@ -272,6 +272,10 @@ class Worker(Poller, Handoffs):
         elif self._hurry is not None and not self._hurry.is_set():
             log.warning("worker %s: stopped again; not waiting for the drain", self.identity)
             self._hurry.set()
+
+    def _in_flight(self) -> list[asyncio.Task[None]]:
+        """The turns and activity attempts running in this worker now."""
+        return [*self._turns_inflight, *self._timer_turns, *self._activities_inflight]
 
     @property
     def idle(self) -> bool:
