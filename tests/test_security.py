@@ -81,6 +81,7 @@ SQL_FRAGMENTS = {
     "lost": "sqlrows.lost_attempt(): column names and constant literals, per dialect",
     "_UNLESS_PAUSED": "sqlstore's constant CASE on the paused column, of two placeholders",
     "_LEASED_NOW": "sqlqueues' constant condition on a leased task, of one placeholder",
+    "_KEEP_DETAILS_AFTER_RESET": "sqlleases' constant SET of the heartbeat, of one placeholder",
     # ... and any module constant named *_COLUMNS: a fixed list of column names.
     "' AND '.join(clauses)": "constant clauses with placeholders ('status = ?')",
     "marks(chunk)": "sqlrows.marks(): one placeholder per run id",

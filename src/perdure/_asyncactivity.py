@@ -23,12 +23,14 @@ from typing import Any, NamedTuple
 from perdure import _history as h
 from perdure._activityoptions import OptionsChange, jitter_seconds, planned
 from perdure._converter import DataConverter
-from perdure._store.base import ActivityState, ActivityTask, RunRecord, Store
+from perdure._store.base import RESET_REQUESTED, ActivityState, ActivityTask, RunRecord, Store
 from perdure._worker.outcomes import (
+    OPERATOR_STOPS,
     attempts_ended,
     cancelled_failure,
     completion_deadline,
     failure_outcome,
+    operator_stop,
 )
 from perdure.errors import (
     AsyncActivityCancelledError,
@@ -94,7 +96,8 @@ class AsyncActivityHandle:
     ``activity.raise_complete_async()``: give its outcome with ``complete``
     or ``fail`` (once; the first outcome wins; ``fail`` is retried per the
     retry policy), say it is alive with ``heartbeat``, and
-    ``report_cancellation`` once its workflow cancelled it.
+    ``report_cancellation`` once a heartbeat said it is to stop (its
+    workflow cancelled it, or an operator paused or reset its activity).
 
     By id it names the activity, in whatever state it waits (not started,
     between attempts, running on a worker, awaiting completion): ``complete``
@@ -301,8 +304,10 @@ class AsyncActivityHandle:
         ``unpause()``, on any worker. An attempt running now runs on: its
         result is delivered, a failure is not retried while the activity is
         paused, and one that heartbeats is stopped at its next heartbeat
-        (``asyncio.CancelledError`` in its function), not counted as an
-        attempt. The activity's timeouts still run (a schedule_to_close
+        (``asyncio.CancelledError`` in its function; one awaiting
+        completion, once its completer's ``heartbeat()`` raised
+        AsyncActivityCancelledError and it called ``report_cancellation()``),
+        not counted as an attempt. The activity's timeouts still run (a schedule_to_close
         timeout ends it, paused or not), and so do its run's other work,
         cancellation and ``complete``/``fail`` by id. Idempotent."""
         await self._set_paused(True)
@@ -342,9 +347,11 @@ class AsyncActivityHandle:
         is due now (with ``jitter``, at a random moment within that span
         from now); paused, it is unpaused too, unless ``keep_paused`` (then
         the fresh count waits for the unpause). An attempt running now is
-        stopped at its next heartbeat, uncounted, and the next starts at
-        once as attempt 1; one that does not heartbeat (or awaits
-        completion) runs on: its result is delivered; if it fails, or is
+        stopped at its next heartbeat, uncounted (one awaiting completion,
+        once its completer's ``heartbeat()`` raised
+        AsyncActivityCancelledError and it called ``report_cancellation()``),
+        and the next starts at once as attempt 1; one that does not
+        heartbeat runs on: its result is delivered; if it fails, or is
         lost, the next attempt starts at once as attempt 1
         (``describe()``'s ``reset_requested`` until then). Its heartbeat
         details, as they stand at the reset, are kept for the next attempt,
@@ -454,29 +461,72 @@ class AsyncActivityHandle:
         """Say the attempt is alive, with progress ``details`` (a retry reads
         them as ``activity.info().heartbeat_details``): with a
         heartbeat_timeout, its deadline moves to that long from now. Raises
-        AsyncActivityCancelledError if its workflow cancelled it (end it
-        with ``report_cancellation()``, or any outcome)."""
+        AsyncActivityCancelledError if the attempt is to stop, as a worker's
+        attempt stops at its heartbeat: its workflow cancelled it, or an
+        operator paused or reset its activity (the error's ``reason``). Stop
+        the work and end the attempt with ``report_cancellation()`` (or any
+        outcome). Once a reset is requested, the details stay as the reset
+        left them, for the next attempt."""
         encoded = self._converter.to_json(details, where="heartbeat details")
         task = await self._awaited()
         until = completion_deadline(task, self._store.clock())
         status = await self._store.beat_awaiting(task, encoded, until)
         if status == "lost":
             raise self._not_found()
-        if status == "cancelled":
+        if status != "ok":
             raise AsyncActivityCancelledError(
-                f"activity {task.name!r} ({task.ref}) of run {task.run_id} was cancelled by "
-                f"its workflow: end it with report_cancellation()"
+                f"activity {task.name!r} ({task.ref}) of run {task.run_id} {_TO_STOP[status]}",
+                reason=status,
             )
 
-    async def report_cancellation(self) -> None:
-        """Record that the attempt stopped because its workflow cancelled it."""
-        task = await self._awaited()
-        failed = cancelled_failure()
-        attempts = attempts_ended(task, task.attempt, failed, self._store.clock())
-        await self._end(
-            task,
-            h.ActivityFailed(ref=task.ref, failure=failed, attempt=task.attempt, attempts=attempts),
+    async def report_cancellation(self) -> str:
+        """Record that the attempt stopped because it was asked to; return
+        why, as its heartbeat's error said: "cancelled", "paused" or
+        "reset". Its workflow cancelled it: the activity ends as cancelled
+        (the workflow stopped waiting for it). An operator paused or reset
+        its activity: the attempt is handed back, not counted; the next
+        starts once the activity is unpaused, or, after a reset, at once as
+        attempt 1. If nothing asked it to stop, the activity ends as
+        cancelled ("cancelled")."""
+        for _ in range(_TRIES):
+            task = await self._awaited()
+            reason = _stop_asked(task)
+            if reason not in OPERATOR_STOPS:
+                failed = cancelled_failure()
+                attempts = attempts_ended(task, task.attempt, failed, self._store.clock())
+                ended = h.ActivityFailed(
+                    ref=task.ref, failure=failed, attempt=task.attempt, attempts=attempts
+                )
+                await self._end(task, ended)
+                return "cancelled"
+            _, stopped = operator_stop(task, reason, "by the process completing it")
+            if await self._store.hand_back(task, 0.0, stopped):
+                return reason
+            # (Cancelled meanwhile, or it ended: read again.)
+        raise PerdureError(
+            f"activity {self.activity_id} of run {self.run_id} changed state {_TRIES} times "
+            f"while its cancellation was being recorded: try again"
         )
+
+
+def _stop_asked(task: ActivityTask) -> str | None:
+    """Why the attempt awaiting completion is to stop, as its heartbeat
+    says (the workflow's cancellation first), or None."""
+    if task.cancel_requested:
+        return "cancelled"
+    if task.paused:
+        return "paused"
+    return "reset" if task.options.get(RESET_REQUESTED) else None
+
+
+_TO_STOP = {
+    "cancelled": "was cancelled by its workflow: end it with report_cancellation()",
+    "paused": "was paused by an operator: stop its work and end the attempt with "
+    "report_cancellation() (not counted; the next attempt starts once the activity "
+    "is unpaused)",
+    "reset": "was reset by an operator: stop its work and end the attempt with "
+    "report_cancellation() (not counted; the next attempt starts at once, as attempt 1)",
+}
 
 
 _TRIES = 5  # ends by id tried before one gives up (each misses only on a race)

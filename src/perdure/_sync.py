@@ -287,8 +287,8 @@ class SyncAsyncActivityHandle:
     def heartbeat(self, details: Any = None) -> None:
         self._runner.call(self.handle.heartbeat(details))
 
-    def report_cancellation(self) -> None:
-        self._runner.call(self.handle.report_cancellation())
+    def report_cancellation(self) -> str:
+        return self._runner.call(self.handle.report_cancellation())
 
     def pause(self) -> None:
         self._runner.call(self.handle.pause())

@@ -195,8 +195,10 @@ class PendingActivityInfo:
     """When its schedule_to_close_timeout ends it (None: it has none)."""
     reset_requested: bool = False
     """An operator reset it while an attempt ran (``AsyncActivityHandle.reset``):
-    that attempt runs on; if it fails, or is lost, the next attempt starts at
-    once, counted as attempt 1."""
+    that attempt stops at its next heartbeat (one awaiting completion, once
+    its completer reports the cancellation), or runs on if it sends none;
+    once it stops, fails or is lost, the next attempt starts at once,
+    counted as attempt 1."""
 
 
 @dataclass(frozen=True)

@@ -160,9 +160,18 @@ class AsyncActivityNotFoundError(PerdureError):
 
 
 class AsyncActivityCancelledError(PerdureError):
-    """The workflow cancelled the activity whose attempt awaits completion
-    (``AsyncActivityHandle.heartbeat``): stop its work and end it, with
-    ``report_cancellation()`` or any outcome."""
+    """The attempt awaiting completion is to stop (its heartbeat said so,
+    ``AsyncActivityHandle.heartbeat``): its workflow cancelled it
+    (``reason`` "cancelled"), or an operator paused its activity ("paused")
+    or reset it ("reset"). Stop its work and end it with
+    ``report_cancellation()``: a cancelled attempt ends the activity as
+    cancelled; a paused or reset one is handed back, not counted as an
+    attempt, and the next starts once the activity is unpaused (or, after a
+    reset, at once, as attempt 1). Any outcome ends it too."""
+
+    def __init__(self, message: str, *, reason: str = "cancelled") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UpdateRejectedError(PerdureError):

@@ -128,10 +128,12 @@ def test_what_it_says_of_a_running_attempt_under_a_reset(sync: perdure.SyncClien
     where = Target(workflow_id="rt-1", activity_id=1)
     assert _reset_then(where, running) == f"attempt 1 (running) {then}"
     assert reset_ends(running) + " starts at once, as attempt 1" == then
-    assert reset_ends(awaiting).startswith("runs on; if it fails, or is lost")
+    assert reset_ends(awaiting).startswith(
+        "stops at its next heartbeat, once its completer reports the cancellation"
+    )
 
 
-def test_an_attempt_awaiting_completion_runs_on_and_show_says_a_reset_is_requested(
+def test_what_it_says_of_an_attempt_awaiting_completion_under_a_reset(
     db: str, sync: perdure.SyncClient
 ) -> None:
     handles = started(sync, {"rr-1": AWAITING, "rr-p": AWAITING})
@@ -144,14 +146,17 @@ def test_an_attempt_awaiting_completion_runs_on_and_show_says_a_reset_is_request
     )
     assert done.returncode == 0, said(done)
     assert done.stdout.strip() == (
-        "Reset activity 1 of workflow 'rr-1': attempt 1 (awaiting completion) runs on; if it "
-        "fails, or is lost, the next starts at once, as attempt 1; its heartbeat details dropped"
+        "Reset activity 1 of workflow 'rr-1': attempt 1 (awaiting completion) stops at its next "
+        "heartbeat, once its completer reports the cancellation (if it sends none, it runs on "
+        "until it fails or is lost); then the next starts at once, as attempt 1; its heartbeat "
+        "details dropped"
     )
     assert kept.returncode == 0, said(kept)
     assert kept.stdout.strip() == (
-        "Reset activity 1 of workflow 'rr-p': attempt 1 (awaiting completion) runs on; if it "
-        "fails, or is lost, the next is attempt 1, once `perdure activity unpause -w rr-p -a 1` "
-        "lets it start"
+        "Reset activity 1 of workflow 'rr-p': attempt 1 (awaiting completion) stops at its next "
+        "heartbeat, once its completer reports the cancellation (if it sends none, it runs on "
+        "until it fails or is lost); then the next is attempt 1, once `perdure activity unpause "
+        "-w rr-p -a 1` lets it start"
     )
     shown, shown_json, shown_kept = cli_all(
         ("show", "rr-1", "--db", db),
@@ -161,13 +166,15 @@ def test_an_attempt_awaiting_completion_runs_on_and_show_says_a_reset_is_request
     words = said(shown)
     assert "(ref 1): attempt 1 awaiting completion by its task token" in words, shown.stdout
     assert (
-        "reset requested: this attempt runs on; if it fails, or is lost, the next starts at "
-        "once, as attempt 1"
+        "reset requested: this attempt stops at its next heartbeat, once its completer reports "
+        "the cancellation (if it sends none, it runs on until it fails or is lost); then the "
+        "next starts at once, as attempt 1"
     ) in words, shown.stdout
     assert "last heartbeat" not in words
     assert (
-        "reset requested: this attempt runs on; if it fails, or is lost, the next starts as "
-        "attempt 1, once unpaused"
+        "reset requested: this attempt stops at its next heartbeat, once its completer reports "
+        "the cancellation (if it sends none, it runs on until it fails or is lost); then the "
+        "next starts as attempt 1, once unpaused"
     ) in said(shown_kept), shown_kept.stdout
     [described] = json.loads(shown_json.stdout)["pending_activities"]
     assert (described["reset_requested"], described["heartbeat_details"]) == (True, None)

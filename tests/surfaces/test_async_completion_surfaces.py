@@ -7,7 +7,9 @@ once (a second outcome: exit 3, 404); a malformed token or body is exit 2
 or a 422 saying what is wrong, and changes nothing. ``heartbeat`` (with
 details, shown by ``show``, the description and the page) and
 ``report-cancellation`` say it is alive, and end it once its workflow
-cancelled it (a heartbeat then: exit 9, a 409). The HTTP routes need the
+cancelled it (a heartbeat then: exit 9, a 409), or hand it back, not
+counted, once an operator paused or reset its activity (the same exit 9
+and 409, saying which). The HTTP routes need the
 admin role, as a signal does.
 
 The attempts are real: a worker (a ``perdure worker`` process for the CLI
@@ -276,6 +278,41 @@ def retried(sync: perdure.SyncClient, ident: str) -> None:
 
 
 @pytest.mark.usefixtures("worker")
+def test_a_heartbeat_under_a_pause_exits_9_and_the_report_hands_the_attempt_back(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    handle = sync.start("awaits_an_answer_for_ever", "hp", id="cli-ac-paused")
+    [token] = tokens(sync, "cli-ac-paused")
+    by_id = ("-w", "cli-ac-paused", "-a", "1")
+    (paused,) = cli_all(("activity", "pause", *by_id, "--db", db))
+    assert paused.returncode == 0, said(paused)
+    told, by_token = cli_all(
+        ("activity", "heartbeat", *by_id, '{"rows": 3}', "--db", db),
+        ("activity", "heartbeat", token, "--db", db),
+    )
+    assert told.returncode == 9, (told.stdout, told.stderr)
+    assert "was paused by an operator" in said(told), said(told)
+    assert "perdure activity report-cancellation -w ID -a N" in said(told)  # (the hint)
+    assert by_token.returncode == 9 and "report-cancellation TOKEN" in said(by_token)
+    (reported,) = cli_all(("activity", "report-cancellation", *by_id, "--db", db))
+    assert reported.returncode == 0, said(reported)
+    assert reported.stdout.strip() == (
+        "Handed back the attempt of activity 1 of workflow 'cli-ac-paused' (its activity is "
+        "paused): not counted; the next attempt starts once it is unpaused"
+    )
+    [info] = handle.describe().pending_activities
+    assert info.paused and not info.awaiting_completion and info.attempt == 0
+    assert info.heartbeat_details is None  # (the beats that heard of the pause carried none)
+    (unpaused,) = cli_all(("activity", "unpause", *by_id, "--db", db))
+    assert unpaused.returncode == 0, said(unpaused)
+    [again] = tokens(sync, "cli-ac-paused", 2)[1:]
+    assert awaiting(sync, "cli-ac-paused").attempt == 1  # (the handed-back one not counted)
+    (done,) = cli_all(("activity", "complete", again, '"yes"', "--db", db))
+    assert done.returncode == 0, said(done)
+    assert handle.result(timeout=20) == {"result": "yes"}
+
+
+@pytest.mark.usefixtures("worker")
 def test_an_activity_retried_for_ever_is_settled_by_id(db: str, sync: perdure.SyncClient) -> None:
     failing = sync.start("keeps_retrying", "f", id="cli-id/fail")
     completing = sync.start("keeps_retrying", "c", id="cli-id/complete")
@@ -401,8 +438,12 @@ async def served(client: perdure.Client) -> AsyncIterator[perdure.Client]:
         yield client
 
 
-async def api_token(client: perdure.Client, ident: str, count: int = 1) -> str:
-    """The task token attempt ``count`` of the run handed out, once it awaits completion."""
+async def api_token(
+    client: perdure.Client, ident: str, count: int = 1, attempt: int | None = None
+) -> str:
+    """The task token the run's ``count``-th attempt handed out, once it
+    awaits completion (as attempt ``attempt``: by default, ``count``)."""
+    attempt = count if attempt is None else attempt
 
     async def handed_out() -> Any:
         entries = (await client.get_handle(ident).stream_page("token")).entries
@@ -412,7 +453,7 @@ async def api_token(client: perdure.Client, ident: str, count: int = 1) -> str:
 
     async def awaits() -> bool:
         pending = (await client.get_handle(ident).describe()).pending_activities
-        return bool(pending) and pending[0].awaiting_completion and pending[0].attempt == count
+        return bool(pending) and pending[0].awaiting_completion and pending[0].attempt == attempt
 
     await eventually(awaits, f"attempt {count} of {ident} to await its completion")
     return token
@@ -540,6 +581,33 @@ async def test_heartbeat_and_report_cancellation_over_http(
         assert late.status_code == 404 and "can no longer end" in late.json()["detail"], late.text
     await handle.signal("finish")
     assert await handle.result(timeout=20) == {"cancelled": True}
+
+
+async def test_a_heartbeat_under_a_reset_is_a_409_and_the_report_hands_it_back(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    handle = await served.start(aw.awaits_an_answer_for_ever, "r", id="api-ac-reset")
+    token = await api_token(served, "api-ac-reset")
+    reset = await api.post("/api/workflows/api-ac-reset/activities/1/reset", json={})
+    assert reset.status_code == 200, reset.text
+    told = await api.post(
+        "/api/activities/heartbeat", json={"task_token": token, "details": {"rows": 8}}
+    )
+    assert told.status_code == 409, told.text
+    assert told.json()["detail"] == (
+        f"activity 'ask_without_a_deadline' (1) of run {handle.run_id} was reset by an "
+        "operator: stop its work and end the attempt with report_cancellation() (not counted; "
+        "the next attempt starts at once, as attempt 1)"
+    )
+    reported = await api.post("/api/activities/report-cancellation", json={"task_token": token})
+    assert reported.status_code == 200 and reported.json() == {"ok": True}, reported.text
+    again = await api_token(served, "api-ac-reset", 2, attempt=1)
+    [pending] = (await api.get("/api/workflows/api-ac-reset")).json()["pending_activities"]
+    assert (pending["attempt"], pending["reset_requested"]) == (1, False)
+    assert pending["last_failure"]["type"] == "ActivityReset"
+    done = await api.post("/api/activities/complete", json={"task_token": again, "result": "ok"})
+    assert done.status_code == 200, done.text
+    assert await handle.result(timeout=20) == {"result": "ok"}
 
 
 async def test_settle_an_activity_by_id_over_http(

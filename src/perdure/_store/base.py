@@ -453,7 +453,10 @@ class Store(Wakeups, abc.ABC):
     async def beat_awaiting(self, task: ActivityTask, details: Any, until: float) -> str:
         """A heartbeat from the process that completes an attempt: save its
         details and, if it awaits completion (no worker owns it), move its
-        deadline to ``until``. Fenced: "ok", "cancelled" or "lost"."""
+        deadline to ``until``. Fenced: "ok", "cancelled" (its workflow
+        cancelled it), "paused" (an operator paused its activity), "reset"
+        (an operator reset it: the details then stay as the reset left
+        them) or "lost"."""
 
     @abc.abstractmethod
     async def fire_due_timers(

@@ -67,33 +67,36 @@ async def heartbeat(tx: Tx, task_id: int, token: str, details: Any, until: float
     ours). Once a reset is requested the details stay as the reset left
     them (kept, or cleared), for the next attempt to start from."""
     row = await tx.one(
-        "UPDATE tasks SET visible_at = ?,"
-        " heartbeat = CASE WHEN reset_requested = 1 THEN heartbeat ELSE ? END"
+        f"UPDATE tasks SET visible_at = ?, {_KEEP_DETAILS_AFTER_RESET}"
         " WHERE id = ? AND lease_token = ? AND lease_owner IS NOT NULL"
-        " RETURNING cancel_requested, paused, reset_requested",
-        (until, dumps(details), task_id, token),
-    )
-    status = _beat_status(row)
-    if status != "ok" or row is None:
-        return status
-    return "paused" if row[1] else "reset" if row[2] else "ok"
-
-
-async def beat_awaiting(tx: Tx, task_id: int, token: str, details: Any, until: float) -> str:
-    """A heartbeat from the process that completes an attempt (see
-    Store.beat_awaiting): its deadline moves only once no worker owns it."""
-    row = await tx.one(
-        "UPDATE tasks SET visible_at = CASE WHEN lease_owner IS NULL THEN ? ELSE visible_at END,"
-        " heartbeat = ? WHERE id = ? AND lease_token = ? RETURNING cancel_requested",
+        f" RETURNING {BEAT_COLUMNS}",
         (until, dumps(details), task_id, token),
     )
     return _beat_status(row)
 
 
+async def beat_awaiting(tx: Tx, task_id: int, token: str, details: Any, until: float) -> str:
+    """A heartbeat from the process that completes an attempt (see
+    Store.beat_awaiting): its deadline moves only once no worker owns it.
+    Its statuses, and its details under a reset, as ``heartbeat``'s."""
+    row = await tx.one(
+        "UPDATE tasks SET visible_at = CASE WHEN lease_owner IS NULL THEN ? ELSE visible_at END,"
+        f" {_KEEP_DETAILS_AFTER_RESET} WHERE id = ? AND lease_token = ? RETURNING {BEAT_COLUMNS}",
+        (until, dumps(details), task_id, token),
+    )
+    return _beat_status(row)
+
+
+# A heartbeat's details, written unless a reset is requested; what it returns.
+_KEEP_DETAILS_AFTER_RESET = "heartbeat = CASE WHEN reset_requested = 1 THEN heartbeat ELSE ? END"
+BEAT_COLUMNS = "cancel_requested, paused, reset_requested"
+
+
 def _beat_status(row: tuple[Any, ...] | None) -> str:
+    """What a heartbeat's row (BEAT_COLUMNS) tells its attempt."""
     if row is None:
         return "lost"
-    return "cancelled" if row[0] else "ok"
+    return "cancelled" if row[0] else "paused" if row[1] else "reset" if row[2] else "ok"
 
 
 async def await_completion(tx: Tx, task_id: int, token: str, until: float) -> bool:

@@ -27,10 +27,12 @@ from perdure._store.base import ActivityTask, Store
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.heartbeats import AttemptBeats
 from perdure._worker.outcomes import (
+    OPERATOR_STOPS,
     attempts_ended,
     cancelled_failure,
     completion_deadline,
     failure_outcome,
+    operator_stop,
     unretried_failure,
 )
 from perdure._worker.outcomes import failure as _failure_dict
@@ -59,8 +61,7 @@ _STOPPED_BECAUSE = {
     "lost": "its lease was lost",
     "heartbeat_timeout": "it sent no heartbeat within its heartbeat_timeout",
     "worker_stopped": "its stopping worker ended its drain",
-    "paused": "an operator paused its activity",
-    "reset": "an operator reset its activity",
+    **{reason: why for reason, (_, why) in OPERATOR_STOPS.items()},
 }
 
 
@@ -496,13 +497,9 @@ class ActivityRunner:
             # heartbeating attempt: a paused task is parked until the
             # activity is unpaused; a reset one is due at once, and the claim
             # that takes it counts its attempts from 1 (sqlleases.claimed).
-            message = (
-                f"activity {task.name!r} attempt {task.attempt} was stopped at its "
-                f"heartbeat: {_STOPPED_BECAUSE[running.stop_reason]}"
-            )
+            message, stopped_by = operator_stop(task, running.stop_reason, "at its heartbeat")
             log.info("%s", message)
-            kind = "ActivityPaused" if running.stop_reason == "paused" else "ActivityReset"
-            await self.store.hand_back(task, 0.0, _failure_dict(kind, message, False))
+            await self.store.hand_back(task, 0.0, stopped_by)
         # "lost": another worker owns the task now; write nothing.
 
     def _attempts(

@@ -15,11 +15,13 @@ from perdure.errors import ApplicationError, PayloadError, failure_from_exceptio
 from perdure.retry import RetryPolicy
 
 __all__ = [
+    "OPERATOR_STOPS",
     "attempts_ended",
     "cancelled_failure",
     "completion_deadline",
     "failure",
     "failure_outcome",
+    "operator_stop",
 ]
 
 
@@ -36,6 +38,24 @@ def failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any]
 
 def cancelled_failure() -> dict[str, Any]:
     return failure("CancelledError", "activity cancelled by its workflow", True)
+
+
+# Why an operator stopped an attempt (a heartbeat's "paused" or "reset"):
+# the last failure's type, and the words.
+OPERATOR_STOPS = {
+    "paused": ("ActivityPaused", "an operator paused its activity"),
+    "reset": ("ActivityReset", "an operator reset its activity"),
+}
+
+
+def operator_stop(task: ActivityTask, reason: str, how: str) -> tuple[str, dict[str, Any]]:
+    """An attempt that an operator's pause or reset (``reason``) stopped
+    (``how``: "at its heartbeat", say): the message to log, and the failure
+    its task keeps as its last. The attempt is handed back, not counted:
+    the operator stopped it, not a fault."""
+    kind, why = OPERATOR_STOPS[reason]
+    message = f"activity {task.name!r} attempt {task.attempt} was stopped {how}: {why}"
+    return message, failure(kind, message, False)
 
 
 def attempts_ended(

@@ -4,7 +4,7 @@ either by an attempt's task token (an attempt whose function called
 (``--workflow-id/-w``, ``--activity-id/-a``, as Temporal's CLI names them):
 ``complete`` with a result, ``fail`` with an ApplicationError,
 ``heartbeat`` to say an attempt awaiting completion is alive, and
-``report-cancellation`` once its workflow cancelled it. By id, ``complete``
+``report-cancellation`` once a heartbeat said it is to stop. By id, ``complete``
 and ``fail`` end the activity now, whatever it waits for: an operator
 settling a step by hand; ``update-options`` changes its timeouts, retry
 policy or task queue in flight (by id, or, its batch form, every pending
@@ -20,7 +20,8 @@ how a command names its activity: a malformed token is a usage error, exit
 ``_schedule_cmd.parse_span``, ``_activity_options`` (the options line
 ``show`` prints too) and ``_activity_batch`` (the batch form); exit codes
 come from ``_operator.run``. What can no longer end exits 3, as an unknown
-workflow does; a heartbeat of an attempt its workflow cancelled exits 9
+workflow does; a heartbeat of an attempt that is to stop (its workflow
+cancelled it, an operator paused or reset its activity) exits 9
 (``Target.act``); options that make no retry policy, or allow no more
 attempts, exit 2 (in the batch form, 5: that activity failed).
 """
@@ -155,13 +156,14 @@ def heartbeat(
     db: Optional[str] = DbOption,
     converter: Optional[str] = ConverterOption,
 ) -> None:
-    """Say an attempt awaiting completion is alive (exit 9 if it was cancelled).
+    """Say an attempt awaiting completion is alive (exit 9 if it is to stop).
 
     TOKEN [DETAILS_JSON], or -w ID -a N [DETAILS_JSON]. With a
     heartbeat_timeout, the attempt is lost (and retried) unless a heartbeat or
     an outcome comes that often: each one moves its deadline. Exit 9 if its
-    workflow cancelled it (end it with `perdure activity report-cancellation`),
-    3 if it can no longer end (or, by id, no attempt of it awaits completion).
+    workflow cancelled it, or an operator paused or reset its activity: stop
+    the work, then `perdure activity report-cancellation`. Exit 3 if it can no
+    longer end (or, by id, no attempt of it awaits completion).
     """
     where, text = target([token, details], workflow_id, activity_id, run_id, "DETAILS_JSON")
     value: Any = None if text is None else parse_json(text, "DETAILS_JSON")
@@ -181,19 +183,37 @@ def report_cancellation(
     run_id: Optional[str] = RunOption,
     db: Optional[str] = DbOption,
 ) -> None:
-    """Record that an attempt awaiting completion stopped because it was cancelled.
+    """Record that an attempt awaiting completion stopped, as it was asked to.
 
-    TOKEN, or -w ID -a N. What to run once a heartbeat exits 9: the attempt
-    ends as cancelled, and the workflow, which stopped waiting for it, goes on.
-    (Any outcome ends it; this one says the work was not done.)
+    TOKEN, or -w ID -a N. What to run once a heartbeat exits 9. Cancelled by
+    its workflow, the attempt ends as cancelled, and the workflow, which
+    stopped waiting for it, goes on (any outcome ends it; this one says the
+    work was not done). Stopped by an operator's pause or reset, it is handed
+    back, not counted as an attempt: the next starts once the activity is
+    unpaused, or, after a reset, at once as attempt 1.
     """
     where, _ = target([token], workflow_id, activity_id, run_id)
 
     async def work(client: Client) -> None:
-        done = f"Recorded the cancellation of {escape(where.named)}"
-        await where.act(client, lambda h: h.report_cancellation(), done)
+        stopped: list[str] = []
+
+        async def call(handle: AsyncActivityHandle) -> None:
+            stopped.append(await handle.report_cancellation())
+
+        await where.act(client, call)
+        out.print(_REPORTED[stopped[0]].format(escape(where.named)))
 
     run(db, work)
+
+
+# What report-cancellation did, by why the attempt stopped.
+_REPORTED = {
+    "cancelled": "Recorded the cancellation of {}",
+    "paused": "Handed back the attempt of {} (its activity is paused): not counted; "
+    "the next attempt starts once it is unpaused",
+    "reset": "Handed back the attempt of {} (its activity was reset): not counted; "
+    "the next attempt starts now, as attempt 1",
+}
 
 
 # update-options: what each option changes, by the keyword update_options takes.

@@ -49,8 +49,11 @@ def retry_text(policy: RetryPolicy) -> str:
 def reset_ends(a: PendingActivityInfo) -> str:
     """How the attempt a reset met ends, up to "the next" (attempt, which
     the caller says when and how starts)."""
-    if a.awaiting_completion:  # (its heartbeats do not stop it)
-        return "runs on; if it fails, or is lost, the next"
+    if a.awaiting_completion:
+        return (
+            "stops at its next heartbeat, once its completer reports the cancellation (if it "
+            "sends none, it runs on until it fails or is lost); then the next"
+        )
     return (
         "stops at its next heartbeat (if it sends none, it runs on until it fails or is "
         "lost); then the next"

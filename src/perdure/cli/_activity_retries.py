@@ -259,8 +259,9 @@ def reset(
 
     -w ID -a N, as Temporal's activity reset: a fresh max_attempts, its
     backoff dropped; paused, it is unpaused too, unless --keep-paused. An
-    attempt running now stops at its next heartbeat, and the next starts at
-    once as attempt 1; one that sends none (or awaits completion) runs on:
+    attempt running now stops at its next heartbeat (one awaiting completion,
+    once its completer reports the cancellation that heartbeat asks for), and
+    the next starts at once as attempt 1; one that sends none runs on:
     if it fails, or is lost, the next attempt starts at once as attempt 1
     (`perdure show`: reset requested). Its heartbeat details are kept unless
     --clear-heartbeat-details. --jitter SPAN: the attempt it makes due is due

@@ -49,9 +49,7 @@ TOKEN_HINT = (
     "hands out again; `perdure show ID` shows whether the activity still awaits completion"
 )
 ID_HINT = "`perdure show ID` lists the run's pending activities and their ids (ref N)"
-CANCELLED_HINT = (
-    "stop its work, then record that it stopped: perdure activity report-cancellation TOKEN"
-)
+CANCELLED_HINT = "stop its work, then record that it stopped: perdure activity report-cancellation"
 
 TokenArg = typer.Argument(
     None,
@@ -112,7 +110,7 @@ class Target:
     async def act(
         self,
         client: Client,
-        call: Callable[[AsyncActivityHandle], Awaitable[None]],
+        call: Callable[[AsyncActivityHandle], Awaitable[object]],
         done: Optional[str] = None,
     ) -> None:
         """``call`` the handle, then print ``done`` (None: the caller says
@@ -122,7 +120,8 @@ class Target:
         except AsyncActivityNotFoundError as exc:
             fail(EXIT_NOT_FOUND, str(exc), TOKEN_HINT if self.token is not None else ID_HINT)
         except AsyncActivityCancelledError as exc:
-            fail(EXIT_CANCELLED, str(exc), CANCELLED_HINT)
+            named = "TOKEN" if self.token is not None else "-w ID -a N"
+            fail(EXIT_CANCELLED, str(exc), f"{CANCELLED_HINT} {named}")
         if done is not None:
             out.print(done)
 

@@ -72,7 +72,7 @@ EXIT_RUNNING = 6  # `result`: the run has not ended (no --wait, or --timeout pas
 EXIT_REJECTED = 7  # `update`: the workflow rejected the update (request.reject)
 EXIT_NO_ANSWER = 8  # `update`: no answer within --timeout (the request stays queued);
 # `stream --follow`: the stream did not end within --timeout
-EXIT_CANCELLED = 9  # `activity heartbeat`: the workflow cancelled the attempt
+EXIT_CANCELLED = 9  # `activity heartbeat`: the attempt is to stop (cancelled, paused, reset)
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 

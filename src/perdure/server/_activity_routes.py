@@ -2,7 +2,7 @@
 activity attempt that awaits completion (its function called
 ``activity.raise_complete_async()``), named by its task token: ``complete``
 with a result, ``fail`` with an ApplicationError, ``report-cancellation``
-once its workflow cancelled it; or say it is alive with ``heartbeat``.
+once a heartbeat said it is to stop; or say it is alive with ``heartbeat``.
 ``/api/workflows/{id}/activities/{activity_id}/complete|fail``: end a
 run's pending activity now, by id, whatever it waits for (an operator
 settling a step by hand, as Temporal's complete and fail by id);
@@ -16,7 +16,8 @@ is what a signal's webhook is to a run.
 Imports fastapi, the public Client API and errors, and ``_deps``. A token
 that is not one is a 422 saying why; what can no longer end
 (``AsyncActivityNotFoundError``) a 404 with its message; a heartbeat of an
-attempt its workflow cancelled (``AsyncActivityCancelledError``) a 409, as
+attempt that is to stop (``AsyncActivityCancelledError``: its workflow
+cancelled it, an operator paused or reset its activity) a 409, as
 is an unpause that cannot count attempts from 1 again under a running one;
 options that change nothing, make no retry policy or allow no more attempts
 (update_options' ValueError) a 422.
@@ -82,7 +83,7 @@ def _handle(client: Client, task_token: str) -> AsyncActivityHandle:
         raise HTTPException(422, f"task_token: {exc}") from None
 
 
-async def _ended(outcome: Awaitable[None]) -> dict[str, bool]:
+async def _ended(outcome: Awaitable[object]) -> dict[str, bool]:
     """Await one of a handle's calls: 404 if the attempt can no longer end."""
     try:
         await outcome
@@ -134,8 +135,9 @@ async def fail_activity(
         **ERRORS,
         409: {
             "model": m.ErrorBody,
-            "description": "Its workflow cancelled the attempt: stop its work and POST "
-            "/api/activities/report-cancellation",
+            "description": "The attempt is to stop (its workflow cancelled it, or an "
+            "operator paused or reset its activity; the message says which): stop its work "
+            "and POST /api/activities/report-cancellation",
         },
     },
     openapi_extra=body_doc(am.HeartbeatActivityRequest),
@@ -146,8 +148,9 @@ async def heartbeat_activity(
 ) -> Any:
     """Say the attempt the token names is alive, with progress ``details``
     (a retry reads them as ``activity.info().heartbeat_details``): with a
-    heartbeat_timeout, its deadline moves to that long from now. 409 if its
-    workflow cancelled it."""
+    heartbeat_timeout, its deadline moves to that long from now. 409 if it
+    is to stop: its workflow cancelled it, or an operator paused or reset
+    its activity."""
     try:
         return await _ended(_handle(client, body.task_token).heartbeat(body.details))
     except AsyncActivityCancelledError as exc:
@@ -165,8 +168,11 @@ async def report_activity_cancellation(
     client: ClientDep,
     body: Annotated[am.TaskTokenRequest, Depends(task_token_request)],
 ) -> Any:
-    """Record that the attempt the token names stopped because its workflow
-    cancelled it (what to send after a heartbeat's 409)."""
+    """Record that the attempt the token names stopped, as it was asked to
+    (what to send after a heartbeat's 409): cancelled by its workflow, it
+    ends as cancelled; stopped by an operator's pause or reset, it is
+    handed back, not counted, and the next attempt starts once the activity
+    is unpaused (after a reset, at once, as attempt 1)."""
     return await _ended(_handle(client, body.task_token).report_cancellation())
 
 
@@ -249,7 +255,8 @@ async def fail_activity_by_id(
         },
         409: {
             "model": m.ErrorBody,
-            "description": "Its workflow cancelled the attempt: stop its work and POST "
+            "description": "The attempt is to stop (its workflow cancelled it, or an "
+            "operator paused or reset its activity): stop its work and POST "
             ".../report-cancellation",
         },
     },
@@ -264,8 +271,8 @@ async def heartbeat_activity_by_id(
 ) -> Any:
     """Say the run's activity attempt that awaits completion is alive, by
     id (for a system that knows the ids rather than the task token), with
-    progress ``details``; as ``POST /api/activities/heartbeat``. 409 if its
-    workflow cancelled it. An empty body: null details."""
+    progress ``details``; as ``POST /api/activities/heartbeat``. 409 if it
+    is to stop (cancelled, paused or reset). An empty body: null details."""
     body = await optional_body(request, am.HeartbeatDetailsRequest)
     handle = _by_id(client, workflow_id, activity_id, run_id)
     try:
@@ -287,8 +294,8 @@ async def report_activity_cancellation_by_id(
     run_id: RunId = None,
 ) -> Any:
     """Record that the run's activity attempt that awaits completion
-    stopped because its workflow cancelled it, by id (what to send after a
-    heartbeat's 409)."""
+    stopped, as it was asked to, by id (what to send after a heartbeat's
+    409); as ``POST /api/activities/report-cancellation``."""
     return await _ended(_by_id(client, workflow_id, activity_id, run_id).report_cancellation())
 
 

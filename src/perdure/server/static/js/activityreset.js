@@ -39,8 +39,9 @@ function words(activity, what, keepPaused) {
   const ask = [`Count activity ${what}'s attempts from 1 again (a fresh max_attempts) and ` +
     "drop its backoff."];
   if (activity.awaiting_completion) {
-    ask.push(`Attempt ${activity.attempt} runs on; if it fails or is lost, the next attempt ` +
-      "starts at once, as attempt 1.");
+    ask.push(`Attempt ${activity.attempt} awaits completion: it stops at its next heartbeat, ` +
+      "once its completer reports the cancellation (if it sends none, it runs on until it " +
+      "fails or is lost); then the next starts at once, as attempt 1.");
   } else if (busy) {
     ask.push(`Attempt ${activity.attempt} stops at its next heartbeat (if it sends none, it ` +
       "runs on until it fails or is lost); then the next starts at once, as attempt 1.");

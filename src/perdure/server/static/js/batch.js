@@ -52,7 +52,9 @@ const ACTIONS = {
       "match, paused or not, gets its attempts counted from 1 again: its next attempt is due " +
       "now, or at a random moment within the span they are spread over (a paused one is " +
       "unpaused, unless kept paused). An attempt running stops at its next heartbeat (one " +
-      "that sends none runs on until it fails); then the next starts at once, as attempt 1.",
+      "that sends none runs on until it fails; one awaiting completion, once its completer " +
+      "reports the cancellation its heartbeat asks for); then the next starts at " +
+      "once, as attempt 1.",
     options: { keep_paused: "batch-keep-paused", clear_heartbeat_details: "batch-clear-details" },
     spreads: true,
   },
