@@ -288,7 +288,7 @@ def test_a_heartbeat_under_a_pause_exits_9_and_the_report_hands_the_attempt_back
     assert paused.returncode == 0, said(paused)
     told, by_token = cli_all(
         ("activity", "heartbeat", *by_id, '{"rows": 3}', "--db", db),
-        ("activity", "heartbeat", token, "--db", db),
+        ("activity", "heartbeat", token, '{"rows": 3}', "--db", db),
     )
     assert told.returncode == 9, (told.stdout, told.stderr)
     assert "was paused by an operator" in said(told), said(told)
@@ -302,7 +302,8 @@ def test_a_heartbeat_under_a_pause_exits_9_and_the_report_hands_the_attempt_back
     )
     [info] = handle.describe().pending_activities
     assert info.paused and not info.awaiting_completion and info.attempt == 0
-    assert info.heartbeat_details is None  # (the beats that heard of the pause carried none)
+    # (A heartbeat that hears of a pause is recorded, as in Temporal.)
+    assert info.heartbeat_details == {"rows": 3}
     (unpaused,) = cli_all(("activity", "unpause", *by_id, "--db", db))
     assert unpaused.returncode == 0, said(unpaused)
     [again] = tokens(sync, "cli-ac-paused", 2)[1:]
