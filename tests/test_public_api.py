@@ -82,6 +82,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "ActivityInfo",
         "ActivityOptions",
         "CompleteAsyncError",
+        "cancellation_reason",
         "defn",
         "heartbeat",
         "in_activity",

@@ -28,6 +28,7 @@ __all__ = [
     "ActivityInfo",
     "ActivityOptions",
     "CompleteAsyncError",
+    "cancellation_reason",
     "defn",
     "heartbeat",
     "in_activity",
@@ -126,6 +127,9 @@ class _ActivityContext:
     def on_heartbeat(self, details: Any) -> None:
         raise NotImplementedError
 
+    def cancellation_reason(self) -> str | None:
+        raise NotImplementedError
+
     def on_stream(self, key: str, value: Any) -> None:
         raise NotImplementedError
 
@@ -150,6 +154,24 @@ def heartbeat(details: Any = None) -> None:
     ctx = _context.get()
     if ctx is not None:
         ctx.on_heartbeat(details)
+
+
+def cancellation_reason() -> str | None:
+    """Why the worker stopped this attempt, once it has (the
+    ``asyncio.CancelledError`` an ``async def`` activity gets, or that a
+    plain ``def`` one's ``heartbeat()`` raises): "cancelled" (its workflow
+    cancelled it), "paused" or "reset" (an operator paused or reset its
+    activity: the attempt is handed back, not counted, and the work may
+    resume later), "heartbeat_timeout", "timed_out" (its
+    start_to_close_timeout or schedule_to_close_timeout passed),
+    "worker_stopped" (its worker's drain ended), "lost" (its lease was lost,
+    and another attempt may run; or its run ended). None while it has not been stopped, and
+    outside an activity. So the code that catches the stop can tell a
+    pause, after which an outside job should be left running, from a
+    cancellation, after which it should be undone (Temporal's
+    ``activity.cancellation_details()``)."""
+    ctx = _context.get()
+    return None if ctx is None else ctx.cancellation_reason()
 
 
 class CompleteAsyncError(BaseException):

@@ -55,6 +55,10 @@ log = logging.getLogger("perdure.worker")
 UNKNOWN_ACTIVITY_RETRY = 5.0  # (also for arguments this worker cannot open)
 
 
+# How early, at most, an event loop runs a timer (uvloop's clock counts
+# milliseconds): _Running.cancellation_reason's margin for its deadline.
+_TIMER_SLACK = 0.005
+
 # Why an attempt was stopped (_Running.stop_reason), in a sentence.
 _STOPPED_BECAUSE = {
     "cancelled": "its workflow cancelled it",
@@ -102,6 +106,7 @@ class _Running(_ActivityContext):
     first_details: Any = None  # the last attempt's heartbeat details, if any
     built_info: ActivityInfo | None = None
     streams: AttemptStreams | None = None  # its stream writes, once it makes one
+    deadline: float | None = None  # by the loop's clock: when its timeout stops it, if it has one
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -128,6 +133,17 @@ class _Running(_ActivityContext):
 
     def _beat(self, details: Any) -> None:
         self.heartbeats().beat(details, self)
+
+    def cancellation_reason(self) -> str | None:
+        """``activity.cancellation_reason()``. (A timeout is told by the
+        clock: asyncio.wait_for stops the attempt at its deadline, with
+        no reason given, its timer set just after ``deadline`` was.)"""
+        if self.stop_reason is not None:
+            return self.stop_reason
+        loop, deadline = self.loop, self.deadline
+        if deadline is not None and loop is not None and loop.time() >= deadline - _TIMER_SLACK:
+            return "timed_out"
+        return None
 
     def heartbeats(self) -> AttemptBeats:
         if self.beats is None:
@@ -388,6 +404,8 @@ class ActivityRunner:
                 functools.partial(ctx.run, in_thread, call.run, activity.fn, args, kwargs),
             )
         running.future = awaitable
+        if timeout is not None:
+            running.deadline = loop.time() + timeout
         why = "it timed out"
         try:
             value = await (awaitable if timeout is None else asyncio.wait_for(awaitable, timeout))
