@@ -25,7 +25,6 @@ from perdure._activityoptions import OptionsChange, jitter_seconds, planned
 from perdure._converter import DataConverter
 from perdure._store.base import RESET_REQUESTED, ActivityState, ActivityTask, RunRecord, Store
 from perdure._worker.outcomes import (
-    OPERATOR_STOPS,
     attempts_ended,
     cancelled_failure,
     completion_deadline,
@@ -479,19 +478,21 @@ class AsyncActivityHandle:
                 reason=status,
             )
 
-    async def report_cancellation(self) -> str:
+    async def report_cancellation(self) -> str | None:
         """Record that the attempt stopped because it was asked to; return
         why, as its heartbeat's error said: "cancelled", "paused" or
         "reset". Its workflow cancelled it: the activity ends as cancelled
         (the workflow stopped waiting for it). An operator paused or reset
         its activity: the attempt is handed back, not counted; the next
         starts once the activity is unpaused, or, after a reset, at once as
-        attempt 1. If nothing asked it to stop, the activity ends as
-        cancelled ("cancelled")."""
+        attempt 1. If nothing asks it to stop any more (a pause undone
+        before this call, say), it is handed back too, the next attempt due
+        at once, and None is returned: never a cancellation nobody asked
+        for, which would end the activity under its workflow."""
         for _ in range(_TRIES):
             task = await self._awaited()
             reason = _stop_asked(task)
-            if reason not in OPERATOR_STOPS:
+            if reason == "cancelled":
                 failed = cancelled_failure()
                 attempts = attempts_ended(task, task.attempt, failed, self._store.clock())
                 ended = h.ActivityFailed(

@@ -287,7 +287,7 @@ class SyncAsyncActivityHandle:
     def heartbeat(self, details: Any = None) -> None:
         self._runner.call(self.handle.heartbeat(details))
 
-    def report_cancellation(self) -> str:
+    def report_cancellation(self) -> str | None:
         return self._runner.call(self.handle.report_cancellation())
 
     def pause(self) -> None:

@@ -150,12 +150,27 @@ async def test_the_workflows_cancellation_wins_over_a_pause(client: perdure.Clie
     assert len(tokens["c"]) == 1  # (cancelled: not run again)
 
 
-async def test_a_report_with_nothing_asked_still_ends_the_activity_as_cancelled(
+async def test_a_pause_undone_before_the_report_hands_the_attempt_back_all_the_same(
     client: perdure.Client,
 ) -> None:
+    """The completer heard of a pause, and the operator unpaused before the
+    report came: the attempt is handed back (the next due at once), not
+    ended as a cancellation nobody asked for. So is a report with nothing
+    asked at all."""
     async with fast_worker(client, [approve], [ask]):
-        handle = await client.start(approve, "n", id="nothing-asked")
-        completer = client.get_async_activity_handle(await _token("n"))
-        assert await completer.report_cancellation() == "cancelled"
-        with pytest.raises(perdure.WorkflowFailedError, match="CancelledError"):
-            await handle.result(timeout=10)
+        handle = await client.start(approve, "u", id="undone")
+        completer = client.get_async_activity_handle(await _token("u"))
+        by_id = client.get_async_activity_handle(workflow_id="undone", activity_id=1)
+        await by_id.pause()
+        with pytest.raises(AsyncActivityCancelledError):
+            await completer.heartbeat()
+        await by_id.unpause()
+        assert await completer.report_cancellation() is None
+        again = client.get_async_activity_handle(await _token("u", 2))
+        info = await _pending(handle)
+        assert (info.attempt, info.last_failure["type"]) == (1, "ActivityStopped")
+        assert await again.report_cancellation() is None  # (nothing asked at all)
+        last = client.get_async_activity_handle(await _token("u", 3))
+        await last.complete("approved")
+        assert await handle.result(timeout=10) == "approved"
+    assert [attempt for attempt, _ in seen["u"]] == [1, 1, 1]

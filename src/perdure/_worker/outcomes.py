@@ -48,12 +48,15 @@ OPERATOR_STOPS = {
 }
 
 
-def operator_stop(task: ActivityTask, reason: str, how: str) -> tuple[str, dict[str, Any]]:
+def operator_stop(task: ActivityTask, reason: str | None, how: str) -> tuple[str, dict[str, Any]]:
     """An attempt that an operator's pause or reset (``reason``) stopped
     (``how``: "at its heartbeat", say): the message to log, and the failure
     its task keeps as its last. The attempt is handed back, not counted:
-    the operator stopped it, not a fault."""
-    kind, why = OPERATOR_STOPS[reason]
+    the operator stopped it, not a fault. (``reason`` None: one whose
+    completer reported a stop when none was asked for any more.)"""
+    kind, why = OPERATOR_STOPS.get(
+        reason or "", ("ActivityStopped", "its stop was reported, none being asked for now")
+    )
     message = f"activity {task.name!r} attempt {task.attempt} was stopped {how}: {why}"
     return message, failure(kind, message, False)
 

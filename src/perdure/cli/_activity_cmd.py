@@ -190,12 +190,14 @@ def report_cancellation(
     stopped waiting for it, goes on (any outcome ends it; this one says the
     work was not done). Stopped by an operator's pause or reset, it is handed
     back, not counted as an attempt: the next starts once the activity is
-    unpaused, or, after a reset, at once as attempt 1.
+    unpaused, or, after a reset, at once as attempt 1. If nothing asks it to
+    stop any more (a pause undone since), it is handed back too, the next
+    attempt due now.
     """
     where, _ = target([token], workflow_id, activity_id, run_id)
 
     async def work(client: Client) -> None:
-        stopped: list[str] = []
+        stopped: list[str | None] = []
 
         async def call(handle: AsyncActivityHandle) -> None:
             stopped.append(await handle.report_cancellation())
@@ -213,6 +215,8 @@ _REPORTED = {
     "the next attempt starts once it is unpaused",
     "reset": "Handed back the attempt of {} (its activity was reset): not counted; "
     "the next attempt starts now, as attempt 1",
+    None: "Handed back the attempt of {}: nothing asks it to stop now (a pause undone "
+    "since?); not counted; the next attempt starts now",
 }
 
 
