@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import chaos_checks as checks  # noqa: E402
+import chaos_stops  # noqa: E402
 import chaos_workloads as workloads  # noqa: E402
 from chaos_pauses import Pauses  # noqa: E402
 
@@ -92,6 +93,7 @@ class ChaosReport:
     async_completed: int = 0  # of them, completed by the driver with the token
     async_failed: int = 0  # failed by the driver (then retried, with a new token)
     async_refused: int = 0  # tokens refused: a second outcome, or an attempt lost meanwhile
+    async_stopped: Counter[str] = field(default_factory=Counter)  # by reason: chaos_stops
     pauses: int = 0  # activities the driver paused (and unpaused: chaos_pauses)
     options_updated: int = 0  # of those, how many had their retry policy changed
     batch_unpaused: int = 0  # of those, still paused at the chaos's end: unpaused by one batch
@@ -118,7 +120,9 @@ class ChaosReport:
             f"{c.stream_values} stream values; {self.priority_changes} priority changes; "
             f"{self.handed_off} attempts completed from outside by task token "
             f"({self.async_completed} completed, {self.async_failed} failed and retried, "
-            f"{self.async_refused} tokens refused); {self.pauses} activities paused "
+            f"{self.async_refused} tokens refused; stopped by a pause or a reset at their "
+            f"heartbeat and handed back: {dict(self.async_stopped)}); "
+            f"{self.pauses} activities paused "
             f"and unpaused ({self.paused_in_flight} of their attempts in flight at the "
             f"pause, none begun after; {self.options_updated} given new options, "
             f"{self.batch_unpaused} unpaused by one batch at the end); "
@@ -354,6 +358,7 @@ class HandOffs:
     seen: set[str] = field(default_factory=set)  # tokens read from the logs
     records: list[dict[str, Any]] = field(default_factory=list)  # all of them, as logged
     failed: set[str] = field(default_factory=set)  # the tokens the driver failed
+    stopped: set[str] = field(default_factory=set)  # those it stopped (chaos_stops)
     waiting: list[dict[str, Any]] = field(default_factory=list)  # not answered yet
     # (workflow id, run, ref) -> the attempt the driver completed (one per activity)
     completed: dict[tuple[str, str, int], int] = field(default_factory=dict)
@@ -370,12 +375,14 @@ class HandOffs:
 
     def executions(self) -> list[checks.Execution]:
         """The hand_off attempts as executions (see chaos_checks): an
-        attempt the driver failed is a planned failure."""
+        attempt the driver failed is a planned failure; one it stopped is
+        left out (handed back uncounted, its successor has its number)."""
         return [
             checks.Execution(
                 **{k: v for k, v in r.items() if k != "token"}, fails=r["token"] in self.failed
             )
             for r in self.records
+            if r["token"] not in self.stopped
         ]
 
     def answer(self, client: perdure.SyncClient, rng: random.Random, report: ChaosReport) -> None:
@@ -390,6 +397,12 @@ class HandOffs:
             if rng.random() < 0.6:
                 keep.append(record)
                 continue
+            if rng.random() < chaos_stops.STOP_CHANCE:
+                reason = chaos_stops.stop(client, rng, record)
+                if reason is not None:
+                    self.stopped.add(record["token"])
+                    report.async_stopped[reason] += 1
+                    continue
             remote = client.get_async_activity_handle(record["token"])
             try:
                 if record["attempt"] == 1 and record["tag"].endswith(":c0"):
