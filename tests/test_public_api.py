@@ -81,6 +81,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "ActivityFunction",
         "ActivityInfo",
         "ActivityOptions",
+        "CancellationType",
         "CompleteAsyncError",
         "cancellation_reason",
         "defn",

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure import _history as h
 from perdure._checks import check_name
@@ -27,6 +27,7 @@ __all__ = [
     "ActivityFunction",
     "ActivityInfo",
     "ActivityOptions",
+    "CancellationType",
     "CompleteAsyncError",
     "cancellation_reason",
     "defn",
@@ -40,6 +41,15 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# What cancelling the await of an activity in workflow code does, as
+# Temporal's ActivityCancellationType: "try_cancel" (the default) asks the
+# activity to stop and goes on at once; "wait_cancellation_completed" asks it
+# to stop and waits for its outcome (its attempt stopped at a heartbeat, or
+# ended on its own; at once if no attempt holds it) before the await raises
+# CancelledError; "abandon" does not ask, and goes on at once.
+CancellationType = Literal["try_cancel", "wait_cancellation_completed", "abandon"]
+CANCELLATION_TYPES: tuple[str, ...] = ("try_cancel", "wait_cancellation_completed", "abandon")
+
 
 @dataclass(frozen=True)
 class ActivityOptions:
@@ -49,6 +59,10 @@ class ActivityOptions:
     schedule_to_close_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
     priority: int | None = None  # 1 (first) to 5 (last); None: its run's
+    # What cancelling the workflow code's await of it does (CancellationType):
+    # None is "try_cancel". Not recorded in its ActivityScheduled: the code
+    # that awaits decides, and its ActivityCancelled records whether it waited.
+    cancellation_type: CancellationType | None = None
 
     def __post_init__(self) -> None:
         # Refused here, where the activity is defined or called, rather than
@@ -59,6 +73,11 @@ class ActivityOptions:
                 raise ValueError(f"{name} must be a positive timedelta (or None), not {value!r}")
         check_name("task_queue", self.task_queue, none_means="the workflow's queue")
         h.check_priority("priority", self.priority)
+        if self.cancellation_type is not None and self.cancellation_type not in CANCELLATION_TYPES:
+            raise ValueError(
+                f"cancellation_type must be one of {', '.join(map(repr, CANCELLATION_TYPES))} "
+                f"(or None: 'try_cancel'), not {self.cancellation_type!r}"
+            )
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             # (A dict here had failed the workflow at run time, with AttributeError.)
             raise TypeError(
@@ -210,7 +229,13 @@ def write_stream(key: str, value: Any) -> None:
         ctx.on_stream(key, value)
 
 
-async def _result(fn: Callable[..., Any], inst: Any, ref: int, future: Awaitable[Any]) -> Any:
+async def _result(
+    fn: Callable[..., Any],
+    inst: Any,
+    ref: int,
+    future: Awaitable[Any],
+    cancellation: str | None = None,
+) -> Any:
     """What a workflow awaits for an activity it called: its decoded result.
     (A function of its own, not a closure made at each call: no function
     object and cells per step for the collector to walk while it waits.)"""
@@ -222,7 +247,17 @@ async def _result(fn: Callable[..., Any], inst: Any, ref: int, future: Awaitable
         # cancellation reaches this await, rather than by a callback on the
         # future: a step costs one callback fewer, and the command comes at
         # the same point of the turn.
-        inst.abandon_activity(ref)
+        if cancellation != "wait_cancellation_completed":
+            inst.abandon_activity(ref, tell=cancellation != "abandon")
+            raise
+        settled = inst.cancel_activity_and_wait(ref)
+        while settled is not None and not settled.done():
+            try:
+                await asyncio.shield(settled)
+            except asyncio.CancelledError:
+                continue  # (cancelled again while it waits: it still waits)
+            except Exception:
+                break  # (its outcome: a failure, a cancelled one most likely)
         raise
     try:
         return inst.converter.decode_result(fn, data)
@@ -269,7 +304,9 @@ class ActivityFunction(Generic[P, R]):
             kw,
             self._options_json(),
         )
-        return _result(self.fn, inst, ref, future)  # type: ignore[return-value]
+        return _result(  # type: ignore[return-value]
+            self.fn, inst, ref, future, self.opts.cancellation_type
+        )
 
     def options(
         self,
@@ -280,6 +317,7 @@ class ActivityFunction(Generic[P, R]):
         schedule_to_close_timeout: timedelta | None = None,
         heartbeat_timeout: timedelta | None = None,
         priority: int | None = None,
+        cancellation_type: CancellationType | None = None,
     ) -> ActivityFunction[P, R]:
         """A copy of this activity with per-call overrides (``None`` keeps the default)."""
         old = self.opts
@@ -296,6 +334,7 @@ class ActivityFunction(Generic[P, R]):
             ),
             heartbeat_timeout=given(heartbeat_timeout, old.heartbeat_timeout),
             priority=given(priority, old.priority),
+            cancellation_type=given(cancellation_type, old.cancellation_type),
         )
         return ActivityFunction(self.fn, self.name, new)
 
@@ -315,6 +354,7 @@ def defn(
     heartbeat_timeout: timedelta | None = None,
     task_queue: str | None = None,
     priority: int | None = None,
+    cancellation_type: CancellationType | None = None,
 ) -> Callable[[Callable[P, R]], ActivityFunction[P, R]]: ...
 def defn(
     fn: Any = None,
@@ -326,10 +366,13 @@ def defn(
     heartbeat_timeout: timedelta | None = None,
     task_queue: str | None = None,
     priority: int | None = None,
+    cancellation_type: CancellationType | None = None,
 ) -> Any:
     """Mark a function (``async def`` or plain ``def``) as an activity.
     ``priority``: its tasks' place in its queue's backlog, 1 (first) to 5
-    (last); by default its run's."""
+    (last); by default its run's. ``cancellation_type``: what cancelling
+    the workflow code's await of it does (see CancellationType):
+    "try_cancel" (the default), "wait_cancellation_completed" or "abandon"."""
     check_name("name", name, none_means="the function's name")
     options = ActivityOptions(
         task_queue=task_queue,
@@ -338,6 +381,7 @@ def defn(
         schedule_to_close_timeout=schedule_to_close_timeout,
         heartbeat_timeout=heartbeat_timeout,
         priority=priority,
+        cancellation_type=cancellation_type,
     )
 
     def wrap(f: Any) -> ActivityFunction[Any, Any]:

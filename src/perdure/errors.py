@@ -215,6 +215,17 @@ class PayloadCodecError(PayloadError):
     using an attempt."""
 
 
+def cancelled_failure() -> dict[str, Any]:
+    """The failure an activity its workflow cancelled ends with."""
+    return {
+        "type": "CancelledError",
+        "message": "activity cancelled by its workflow",
+        "traceback": "",
+        "non_retryable": True,
+        "details": None,
+    }
+
+
 def failure_from_exception(exc: BaseException) -> dict[str, Any]:
     """Encode an exception as a failure dict (JSON-safe)."""
     details: Any = None

@@ -85,9 +85,10 @@ def schedule_activity(
 @dataclass(frozen=True)
 class CancelActivity(Command):
     ref: int
+    wait: bool = False  # (see ActivityCancelled.wait)
 
     def to_event(self) -> Event:
-        return ActivityCancelled(ref=self.ref)
+        return ActivityCancelled(ref=self.ref, wait=self.wait)
 
     def describe(self) -> str:
         return f"CancelActivity (ref {self.ref})"

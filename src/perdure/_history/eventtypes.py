@@ -281,7 +281,12 @@ class ActivityScheduled(Event):
 class ActivityCancelled(Event):
     TYPE: ClassVar[str] = "ActivityCancelled"
     KIND: ClassVar[str] = "command"
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("wait",)
     ref: int = 0
+    # The workflow waits for the activity's outcome before its await raises
+    # (cancellation_type "wait_cancellation_completed"): an activity no
+    # attempt holds gets a cancelled outcome from the cancel's own commit.
+    wait: bool = False
 
 
 @dataclass(frozen=True)

@@ -321,13 +321,14 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
 
     # -------------------------------------------------------------- commands
 
-    def issue(self, command: h.Command) -> None:
-        """Record a command; when replaying, check it against the history."""
+    def issue(self, command: h.Command) -> h.Event | None:
+        """Record a command; when replaying, check it against the history,
+        and return the recorded event it matched."""
         if self._discarding or self._error is not None or self.closed:
-            return  # nothing a run does after its closing command is recorded
+            return None  # nothing a run does after its closing command is recorded
         if self._expected is None:
             self._commands.append(command)
-            return
+            return None
         closing = isinstance(
             command, (h.CompleteWorkflow, h.FailWorkflow, h.CancelWorkflow, h.ContinueAsNew)
         )
@@ -340,7 +341,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
                 f"{self._where()}: the workflow code issued {command.describe()} "
                 f"{where}, but the history recorded no further command in this turn"
             )
-            return
+            return None
         recorded = self._expected.popleft()
         if not h.matches(command, recorded):
             where = "when the workflow function ended" if closing else f"at {self._located()}"
@@ -360,6 +361,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
                     f"{brief(recorded.args, recorded.kwargs)}, replayed with "
                     f"{brief(command.args, command.kwargs)}"
                 )
+        return recorded
 
     def _opened(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return self.converter.display([args, kwargs])
@@ -414,11 +416,34 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         self.issue(h.schedule_activity(ref, name, task_queue, args, kwargs, options))
         return ref, future
 
-    def abandon_activity(self, ref: int) -> None:
+    def abandon_activity(self, ref: int, tell: bool = True) -> None:
         """The code awaiting activity ``ref`` was cancelled: tell the engine its
-        result is unwanted (unless it already came)."""
-        if self._activities.pop(ref, None) is not None:
+        result is unwanted (unless it already came; ``tell`` False, for the
+        cancellation_type "abandon": forget it, and let the activity run on)."""
+        if self._activities.pop(ref, None) is not None and tell:
             self.issue(h.CancelActivity(ref=ref))
+
+    def cancel_activity_and_wait(self, ref: int) -> asyncio.Future[Any] | None:
+        """The code awaiting activity ``ref`` was cancelled, and waits for the
+        activity to end before it goes on (the cancellation_type
+        "wait_cancellation_completed"): ask the engine to cancel it, and
+        return a new future that its outcome settles (the one the code
+        awaited was cancelled with it). None if there is nothing to wait
+        for: its outcome came already, or the history being replayed
+        cancelled it without waiting (recorded by code that did not wait: no
+        outcome was asked for then)."""
+        entry = self._activities.get(ref)
+        if entry is None:
+            return None
+        recorded = self.issue(h.CancelActivity(ref=ref, wait=True))
+        if self._error is not None or (
+            isinstance(recorded, h.ActivityCancelled) and not recorded.wait
+        ):
+            del self._activities[ref]
+            return None
+        future = self.loop.create_future()
+        self._activities[ref] = (entry[0], future)
+        return future
 
     async def wait_signal(self, name: str, timeout: float | None) -> Any:
         return await self._signals.wait(self.loop, name, timeout)

@@ -91,7 +91,7 @@ class Updates:
 
     if TYPE_CHECKING:  # WorkflowInstance's
 
-        def issue(self, command: h.Command) -> None: ...
+        def issue(self, command: h.Command) -> h.Event | None: ...
 
     async def wait_update(self, name: str, timeout: float | None) -> UpdateRequest:
         signal = h.update_signal_name(name)

@@ -206,6 +206,9 @@ class TurnCommit:
     consumed_inbox: list[int]
     activities: list[NewActivity] = field(default_factory=list)
     cancelled_activities: list[int] = field(default_factory=list)
+    # Of those, the ones whose workflow waits for their outcome: one no
+    # attempt holds gets a cancelled outcome in its run's inbox (sqlturn).
+    cancel_waits: list[int] = field(default_factory=list)
     timers: list[tuple[int, float]] = field(default_factory=list)
     cancelled_timers: list[int] = field(default_factory=list)
     children: list[NewChild] = field(default_factory=list)

@@ -29,8 +29,9 @@ from perdure._store.base import (
     streamed_topic,
 )
 from perdure._store.sqlattrs import write_attributes
-from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
 from perdure._store.sqlstreams import write_turn_streams
+from perdure.errors import cancelled_failure
 
 __all__ = [
     "ADVANCE_RUN",
@@ -226,7 +227,11 @@ def queues_work(commit: TurnCommit) -> bool:
     (a timer, a child, a signal to another workflow, an activity this worker
     does not run at once)."""
     return bool(
-        commit.timers or commit.children or commit.cancelled_children or commit.signals_out
+        commit.timers
+        or commit.children
+        or commit.cancelled_children
+        or commit.signals_out
+        or commit.cancel_waits
     ) or any(a.lease is None for a in commit.activities)
 
 
@@ -458,6 +463,24 @@ async def _schedule(
             await tx.later(INSERT_ACTIVITY + " RETURNING id", params, _task_id(commit, a.ref))
         else:
             await tx.send(INSERT_ACTIVITY, params)
+    if commit.cancel_waits:
+        # The workflow waits for these to end: one no attempt holds ends
+        # now, its cancelled outcome in the run's inbox for its next turn.
+        # (One an attempt holds ends with that attempt, below.)
+        assert commit.task_queue is not None  # (add_commands names it)
+        me = rows.RunQueue(run_id, commit.task_queue, commit.priority)
+        for ref, attempt, attempts in await tx.all(
+            f"DELETE FROM tasks WHERE kind = 'activity' AND run_id = ? AND {d.among_refs}"
+            " AND lease_token IS NULL RETURNING ref, attempt, attempts",
+            (run_id, d.ids_param(commit.cancel_waits)),
+        ):
+            ended = h.ActivityFailed(
+                ref=ref,
+                failure=cancelled_failure(),
+                attempt=attempt,
+                attempts=loads(attempts) if attempts else [],
+            )
+            await rows.to_inbox(tx, me, ended, now)
     if commit.cancelled_activities:
         # A waiting attempt is simply dropped; a running one is told at its
         # next heartbeat, and its result will be ignored. (One statement each

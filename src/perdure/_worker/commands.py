@@ -53,6 +53,8 @@ def add_commands(
                     activity.lease = (here[0], new_token(), here[1])
         elif isinstance(command, h.CancelActivity):
             commit.cancelled_activities.append(command.ref)
+            if command.wait:
+                commit.cancel_waits.append(command.ref)
         elif isinstance(command, h.StartTimer):
             commit.timers.append((command.ref, command.fire_at))
         elif isinstance(command, h.CancelTimer):
@@ -117,7 +119,7 @@ def add_commands(
             commit.close_status, commit.failure = "failed", command.failure
         elif isinstance(command, h.CancelWorkflow):
             commit.close_status = "cancelled"
-    if (commit.children or commit.signals_out) and info is not None:
+    if (commit.children or commit.signals_out or commit.cancel_waits) and info is not None:
         commit.workflow_id, commit.task_queue = info.workflow_id, info.task_queue
         commit.priority = priority
     if commit.close_status is not None and info is not None:

@@ -12,6 +12,7 @@ from typing import Any
 from perdure import _history as h
 from perdure._store.base import MAX_ATTEMPT_RECORDS, NEVER_DUE, RESET_REQUESTED, ActivityTask
 from perdure.errors import ApplicationError, PayloadError, failure_from_exception
+from perdure.errors import cancelled_failure as errors_cancelled_failure
 from perdure.retry import RetryPolicy
 
 __all__ = [
@@ -37,7 +38,7 @@ def failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any]
 
 
 def cancelled_failure() -> dict[str, Any]:
-    return failure("CancelledError", "activity cancelled by its workflow", True)
+    return errors_cancelled_failure()
 
 
 # Why an operator stopped an attempt (a heartbeat's "paused" or "reset"):
