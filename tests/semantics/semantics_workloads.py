@@ -226,6 +226,18 @@ async def cancel_then_wait(job: str) -> str:
 
 
 @workflow.defn
+async def wait_out_the_cancel(job: str) -> str:
+    """Waits for its cancelled activity to end (it sends no heartbeat, so
+    only its end, or its loss, can end it) before its await raises."""
+    waited = unheeding.options(cancellation_type="wait_cancellation_completed")
+    try:
+        await asyncio.wait_for(waited(job), timeout=0.3)
+    except TimeoutError:
+        return "gave up once it had ended"
+    return "finished"
+
+
+@workflow.defn
 async def handed_off(tag: str) -> str:
     return await hand_off(tag)
 

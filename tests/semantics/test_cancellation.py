@@ -1,6 +1,9 @@
 """Cancellation and sagas: compensations run durably (even across a crash in
 the middle of one), a second cancel cannot interrupt them, and a running
-heartbeating activity is told it was cancelled."""
+heartbeating activity is told it was cancelled. A workflow that waits for
+its cancelled activity to end (cancellation_type
+"wait_cancellation_completed") goes on once the attempt is found lost with
+its worker (SIGKILL), without running it again."""
 
 from __future__ import annotations
 
@@ -81,3 +84,25 @@ def test_a_cancelled_attempt_lost_with_its_worker_is_not_run_again(
     assert len(cluster.side_events("unheeding-start")) == 1
     kinds = [e["type"] for e in handle.history()]
     assert "ActivityCompleted" not in kinds
+
+
+def test_a_wait_for_a_cancelled_activity_ends_when_its_lost_attempt_is_found(
+    cluster: SemanticsCluster,
+) -> None:
+    worker = cluster.start()
+    handle = cluster.client.start("wait_out_the_cancel", "job-3")
+
+    def cancel_recorded() -> bool:
+        return any(e["type"] == "ActivityCancelled" for e in handle.history())
+
+    cluster.wait_until(cancel_recorded, 20, what="the cancellation")
+    assert handle.describe().status == "running"  # (it waits: the attempt runs on)
+    cluster.kill(worker)
+    cluster.start()
+    assert handle.result(timeout=30) == "gave up once it had ended"
+    assert len(cluster.side_events("unheeding-start")) == 1  # (not run again)
+    history = handle.history()
+    [cancelled] = [e for e in history if e["type"] == "ActivityCancelled"]
+    [failed] = [e for e in history if e["type"] == "ActivityFailed"]
+    assert cancelled["wait"] is True and failed["seq"] > cancelled["seq"]
+    assert failed["failure"]["type"] == "CancelledError"
