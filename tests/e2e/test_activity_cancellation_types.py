@@ -61,6 +61,15 @@ async def charge(tag: str) -> str:
     return f"charged {tag}"
 
 
+@activity.defn(retry=QUICK)
+async def declined(tag: str) -> str:
+    """Sends no heartbeat, and fails (it would be retried) after a while."""
+    log.append(f"charge {tag}")
+    await asyncio.sleep(0.6)
+    log.append(f"declined {tag}")
+    raise RuntimeError("card declined")
+
+
 @activity.defn
 async def refund(tag: str) -> str:
     log.append(f"refund {tag}")
@@ -78,8 +87,17 @@ async def pay(tag: str, how: str, queue: str | None = None) -> str:
     return result
 
 
+@workflow.defn
+async def pay_declined(tag: str) -> str:
+    step = declined.options(cancellation_type="wait_cancellation_completed")
+    try:
+        return await asyncio.wait_for(step(tag), timeout=0.3)
+    except TimeoutError:
+        return await refund(tag)
+
+
 def _worker(client: perdure.Client) -> perdure.Worker:
-    return fast_worker(client, [pay], [charge, refund])
+    return fast_worker(client, [pay, pay_declined], [charge, declined, refund])
 
 
 async def _finish(handle: Any) -> str:
@@ -126,6 +144,20 @@ async def test_an_activity_no_attempt_holds_ends_with_the_cancel(client: perdure
     assert (failed["failure"]["type"], failed["attempt"]) == ("CancelledError", 0)
     assert not (await handle.describe()).pending_activities
     assert Replayer([pay]).replay(history).ok
+
+
+async def test_an_attempt_that_fails_after_the_cancel_ends_the_wait(
+    client: perdure.Client,
+) -> None:
+    """It hears nothing (no heartbeat) and fails on its own: no retry (its
+    activity is cancelled), and the workflow, which waited, goes on."""
+    async with _worker(client):
+        handle = await client.start(pay_declined, "d", id="declined")
+        assert await handle.result(timeout=10) == "refunded d"
+    assert log == ["charge d", "declined d", "refund d"]
+    [failed] = [e for e in await handle.history() if e["type"] == "ActivityFailed"]
+    assert failed["failure"]["type"] == "CancelledError"
+    assert [a["error"]["message"] for a in failed["attempts"]] == ["card declined"]
 
 
 async def test_abandon_does_not_tell_the_activity(client: perdure.Client) -> None:

@@ -234,6 +234,33 @@ async def _scheduled(store: Store, run_id: str, leased: list[int], queued: list[
     assert await store.commit_turn(commit)
 
 
+async def test_a_turn_that_waits_gives_the_unheld_cancelled_their_outcome(
+    open_store: Any,
+) -> None:
+    """cancellation_type "wait_cancellation_completed": an activity no
+    attempt holds ends with the cancel's commit (its cancelled outcome in the
+    run's inbox, and a workflow task for the turn that reads it); one an
+    attempt holds is told, and ends with that attempt."""
+    store: Store = await open_store()
+    await _scheduled(store, "run-1", leased=[1], queued=[3])
+    await store.deliver("run-1", None, h.SignalReceived(name="stop"))
+    task = await claim_one(store, "run-1")
+    waits: list[h.Command] = [
+        h.CancelActivity(ref=1, wait=True),
+        h.CancelActivity(ref=3, wait=True),
+    ]
+    commit = await turn(
+        store, task, waits, cancelled_activities=[1, 3], cancel_waits=[1, 3], task_queue="q"
+    )
+    assert await store.commit_turn(commit)
+    rows = {row["ref"]: row for row in await _tasks(store)}
+    assert set(rows) == {1} and rows[1]["cancel_requested"]
+    again = await claim_one(store, "run-1")
+    [(_, ended)] = (await store.load_turn(again.run_id, 0)).inbox
+    assert isinstance(ended, h.ActivityFailed) and ended.ref == 3
+    assert (ended.failure["type"], ended.attempt) == ("CancelledError", 0)
+
+
 async def test_a_turn_cancels_several_activities_of_its_run_only(open_store: Any) -> None:
     # A run's activity tasks are found by run_id, then ref (no index holds
     # ref: see schema 9); a turn's cancellations are one statement for all.

@@ -125,6 +125,27 @@ async def test_a_lost_attempt_of_a_paused_activity_is_parked_by_the_claim(
     assert [a["attempt"] for a in second.attempts] == [1]
 
 
+async def test_a_lost_attempt_of_a_paused_and_cancelled_activity_is_not_parked(
+    open_store: Any, clock: FakeClock
+) -> None:
+    """Cancelled by its workflow too (a turn set cancel_requested): nobody
+    will unpause it for its workflow's sake, so the claim returns the task,
+    whose worker records the cancellation (ActivityRunner.run), instead of
+    parking it; a workflow that waits for it to end then goes on."""
+    store = await open_store()
+    await schedule(store, clock)
+    await claim(store, lease=5)
+    await store.set_activity_paused("run-1", 1, True)
+
+    async def cancel(tx: Any) -> None:
+        await tx.execute("UPDATE tasks SET cancel_requested = 1 WHERE kind = 'activity'", ())
+
+    await store._write(cancel)  # type: ignore[attr-defined]
+    clock.advance(6)
+    [found] = await store.claim_activity_tasks(["q"], "w2", 30, 10)
+    assert found.cancel_requested and found.paused
+
+
 async def test_a_paused_task_of_a_limited_queue_uses_no_start(
     open_store: Any, clock: FakeClock
 ) -> None:

@@ -41,6 +41,7 @@ from perdure._store import sqlrows as rows
 from perdure._store.base import OPEN, ActivityTask, RunRecord
 from perdure._store.eventtext import event_text
 from perdure._store.sqlrows import Tx
+from perdure.errors import cancelled_failure
 
 __all__ = [
     "INBOX_IF_OPEN",
@@ -152,10 +153,26 @@ async def deliver_final(
     return True
 
 
-async def drop_if_cancelled(tx: Tx, task: ActivityTask) -> None:
+async def drop_if_cancelled(
+    tx: Tx, task: ActivityTask, now: float, attempts: list[Any] | None = None
+) -> None:
     """An attempt's task whose activity was cancelled while it was claimed:
-    nobody wants another attempt (retry_activity, hand_back)."""
-    await tx.send(
+    nobody wants another attempt (retry_activity, hand_back). Its cancelled
+    outcome goes to its run's inbox (if the run is open), with ``attempts``
+    (by default the task's): a workflow that waits for the activity to end
+    (cancellation_type "wait_cancellation_completed") goes on with it; one
+    that does not ignores it."""
+    dropped = await tx.execute(
         "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
         (task.task_id, task.token),
     )
+    if dropped != 1:
+        return
+    ended = h.ActivityFailed(
+        ref=task.ref,
+        failure=cancelled_failure(),
+        attempt=task.attempt,
+        attempts=list(task.attempts) if attempts is None else attempts,
+    )
+    await tx.send(INBOX_IF_OPEN, (event_text(ended), now, task.run_id, OPEN))
+    await tx.send(TASK_IF_OPEN, (now, now, task.run_id, OPEN))

@@ -305,15 +305,16 @@ async def claimed(tx: Tx, found: list[tuple[Any, ...]], lease: float) -> list[Ac
     attempt holds is not due). Those are parked, the lost attempt recorded
     by the claim, no new attempt counted (see set_paused). A task whose
     activity was reset while an attempt held it (RESET_REQUESTED) is taken
-    as attempt 1, and the request dropped."""
-    if any(r[13] for r in found):
-        parked = [(NEVER_DUE, r[0], r[6]) for r in found if r[13]]
+    as attempt 1, and the request dropped. (One whose activity was cancelled
+    too is not parked: its claim records the cancellation, ActivityRunner.run.)"""
+    if any(r[13] and not r[12] for r in found):
+        parked = [(NEVER_DUE, r[0], r[6]) for r in found if r[13] and not r[12]]
         await tx.executemany(
             "UPDATE tasks SET visible_at = ?, lease_owner = NULL, lease_token = NULL,"
             " attempt = attempt - 1, attempt_started_at = NULL WHERE id = ? AND lease_token = ?",
             parked,
         )
-        found = [r for r in found if not r[13]]
+        found = [r for r in found if not (r[13] and not r[12])]
     tasks = await activity_tasks(tx, found, lease)
     for task in tasks:
         if task.options.get(RESET_REQUESTED):
