@@ -199,6 +199,11 @@ class PendingActivityInfo:
     its completer reports the cancellation), or runs on if it sends none;
     once it stops, fails or is lost, the next attempt starts at once,
     counted as attempt 1."""
+    cancel_requested: bool = False
+    """Its workflow cancelled it while an attempt held it: that attempt stops
+    at its next heartbeat (one that sends none runs on until it ends). A
+    workflow whose activity's cancellation_type is
+    "wait_cancellation_completed" waits for it meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -422,6 +427,7 @@ def describe_run(
                 display(a.heartbeat),
                 a.paused,
                 *_options(a),
+                cancel_requested=a.cancel_requested,
             )
             for a in pending.activities
         ],

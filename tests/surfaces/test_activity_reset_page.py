@@ -180,7 +180,10 @@ def test_a_viewer_sees_a_requested_reset_and_no_button(ui: UI, client: perdure.S
     the_activity(client, "ui-reset/busy", lambda a: a.awaiting_completion, "awaiting")
     client.get_async_activity_handle(workflow_id="ui-reset/busy", activity_id=1).reset()
     the_activity(client, "ui-reset/busy", lambda a: a.reset_requested, "reset requested")
-    line = "Reset requested: its running attempt's failure is retried at once, as attempt 1."
+    line = (
+        "Reset requested: this attempt stops at its next heartbeat (one that sends none runs "
+        "on); once it stops, fails or is lost, the next starts at once, as attempt 1."
+    )
 
     def read_only(route: Route) -> None:
         route.fulfill(json={"role": "read", "auth_required": True})

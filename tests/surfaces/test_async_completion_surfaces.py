@@ -234,6 +234,11 @@ def test_heartbeat_shows_its_details_and_a_cancelled_attempt_is_reported(
         20,
         "the workflow to cancel its activity",
     )
+    (shown,) = cli_all(("show", "cli-ac-beat", "--db", db))
+    assert (
+        "cancel requested by its workflow: this attempt stops at its next heartbeat (if it "
+        "sends none, it runs on until it ends)"
+    ) in " ".join(shown.stdout.split()), shown.stdout
     told, bad = cli_all(
         ("activity", "heartbeat", token, '{"pages": 41}', "--db", db),
         ("activity", "heartbeat", token, "{pages: 42}", "--db", db),
@@ -564,6 +569,8 @@ async def test_heartbeat_and_report_cancellation_over_http(
         return (await handle.describe()).waiting_signals == ["finish"]
 
     await eventually(gave_up, "the workflow to cancel its activity")
+    [pending] = (await api.get("/api/workflows/api-ac-beat")).json()["pending_activities"]
+    assert pending["cancel_requested"] is True
     told = await api.post("/api/activities/heartbeat", json={"task_token": token})
     assert told.status_code == 409, told.text
     assert told.json()["detail"] == (
@@ -798,8 +805,16 @@ def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str
         client.client.poll_interval = 0.02
         client.start("awaits_an_answer", "n", id="ui-ac-timed")
         client.start("awaits_an_answer_for_ever", "o", id="ui-ac-forever")
+        cancelled = client.start("awaits_until_cancelled", "c", id="ui-ac-cancelled")
         awaiting(client, "ui-ac-timed")
         awaiting(client, "ui-ac-forever")
+        awaiting(client, "ui-ac-cancelled")
+        cancelled.cancel()
+        wait_for(
+            lambda: cancelled.describe().waiting_signals == ["finish"],
+            20,
+            "the workflow to cancel its activity",
+        )
         [token] = tokens(client, "ui-ac-timed")
         client.get_async_activity_handle(token).heartbeat({"pages": [1, 2], "of": 9})
         try:
@@ -824,8 +839,14 @@ def test_the_workflow_page_says_the_attempt_awaits_completion(ui: tuple[Any, str
                         "retry every 50ms \u00d72 up to 5s, at most 3 attempts$"
                     )
                 )
+                page.goto(f"{url}#/workflows/ui-ac-cancelled")
+                item = page.locator("#pending .pending-activity")
+                expect(item.locator(".cancel-requested")).to_have_text(
+                    "Cancel requested by its workflow: this attempt stops at its next heartbeat "
+                    "(one that sends none runs on until it ends)."
+                )
         finally:
-            for ident in ("ui-ac-timed", "ui-ac-forever"):
+            for ident in ("ui-ac-timed", "ui-ac-forever", "ui-ac-cancelled"):
                 client.get_handle(ident).terminate("done")
 
 

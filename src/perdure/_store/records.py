@@ -369,6 +369,7 @@ class PendingActivity:
     completion_deadline: float | None = None  # when it is lost without one (None: never)
     heartbeat: Any = None  # the latest heartbeat's details (stored JSON), kept across attempts
     paused: bool = False  # by an operator: no attempt starts until it is unpaused
+    cancel_requested: bool = False  # by its workflow, while an attempt held it
     options: dict[str, Any] = field(default_factory=dict)  # as they stand (ActivityScheduled's)
     scheduled_at: float = 0.0
     # Due for over a second and not running: the due tasks of its queue that

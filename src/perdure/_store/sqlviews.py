@@ -68,7 +68,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
         " attempts, attempt_started_at, queue,"
         " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
-        " lease_owner, priority, id, heartbeat, paused, created_at"
+        " lease_owner, priority, id, heartbeat, paused, created_at, cancel_requested"
         " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
         (run_id,),
     )
@@ -94,6 +94,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
             completion_deadline=r[4] if awaiting and r[4] < NEVER_DUE else None,
             heartbeat=loads(r[13]),
             paused=paused,
+            cancel_requested=bool(r[16]),
             options=payload["options"],
             scheduled_at=r[15],
         )

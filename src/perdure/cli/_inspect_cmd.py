@@ -199,6 +199,11 @@ def _pending_lines(
             line += (
                 f"\n    [bold yellow]reset requested:[/] this attempt {reset_ends(a)} starts {then}"
             )
+        if a.cancel_requested:  # (its workflow cancelled it: it may wait for its end)
+            line += (
+                "\n    [bold yellow]cancel requested[/] by its workflow: this attempt stops at "
+                "its next heartbeat (if it sends none, it runs on until it ends)"
+            )
         if a.heartbeat_details is not None:
             line += f"\n    [dim]last heartbeat: {escape(_brief(a.heartbeat_details))}[/]"
         if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here

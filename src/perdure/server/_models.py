@@ -426,8 +426,15 @@ class PendingActivity(BaseModel):
     reset_requested: bool = Field(
         False,
         description="An operator reset it while an attempt ran (POST "
-        ".../activities/{activity_id}/reset): if that attempt fails or is lost, the next "
-        "starts at once as attempt 1.",
+        ".../activities/{activity_id}/reset): that attempt stops at its next heartbeat "
+        "(one that sends none runs on); once it stops, fails or is lost, the next starts at "
+        "once as attempt 1.",
+    )
+    cancel_requested: bool = Field(
+        False,
+        description="Its workflow cancelled it while an attempt held it: that attempt stops "
+        "at its next heartbeat (one that sends none runs on until it ends); a workflow whose "
+        "activity's cancellation_type is wait_cancellation_completed waits for it meanwhile.",
     )
 
 

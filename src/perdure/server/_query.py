@@ -230,6 +230,7 @@ def pending_activity_json(a: PendingActivityInfo) -> dict[str, Any]:
         "heartbeat_timeout": seconds(a.heartbeat_timeout),
         "deadline": iso(a.deadline),
         "reset_requested": a.reset_requested,
+        "cancel_requested": a.cancel_requested,
     }
 
 

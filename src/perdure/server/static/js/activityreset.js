@@ -110,7 +110,19 @@ export function activityResetButton({ id, runId, activity, onDone }) {
 export function resetRequestedLine(activity) {
   if (!activity.reset_requested) return null;
   return h("div", { class: "alert info reset-requested",
-    title: "An operator reset it while this attempt ran: its result is delivered as usual" },
+    title: "An operator reset it while this attempt ran: a result it gives is delivered as usual" },
   h("b", { text: "Reset requested:" }),
-  " its running attempt's failure is retried at once, as attempt 1.");
+  " this attempt stops at its next heartbeat (one that sends none runs on); once it stops," +
+    " fails or is lost, the next starts at once, as attempt 1.");
+}
+
+/** The line under an activity its workflow cancelled while an attempt ran (null: none). */
+export function cancelRequestedLine(activity) {
+  if (!activity.cancel_requested) return null;
+  return h("div", { class: "alert info cancel-requested",
+    title: "A workflow that waits for its cancelled activities to end " +
+      "(cancellation_type wait_cancellation_completed) waits for this one" },
+  h("b", { text: "Cancel requested" }),
+  " by its workflow: this attempt stops at its next heartbeat (one that sends none runs on" +
+    " until it ends).");
 }

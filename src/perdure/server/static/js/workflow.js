@@ -10,7 +10,7 @@
 // given one. An "approve link" adds ?signal=<name>[&payload=<json>]: it
 // opens the signal form.
 
-import { activityResetButton, resetRequestedLine } from "./activityreset.js";
+import { activityResetButton, cancelRequestedLine, resetRequestedLine } from "./activityreset.js";
 import { api, ApiError, wfHref, wfPath } from "./api.js";
 import {
   clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
@@ -291,6 +291,7 @@ export function renderWorkflow(container, id, params, ctx) {
         ] : null,
         optionsLine(a, desc.task_queue),
         resetRequestedLine(a),
+        cancelRequestedLine(a),
         // (Paused, it waits for nothing else: no worker, queue or backlog is why.)
         a.paused ? h("div", { class: "alert warn activity-paused" },
           h("b", { text: "Paused:" }), a.running || a.awaiting_completion
