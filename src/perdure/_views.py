@@ -427,7 +427,6 @@ def describe_run(
                 display(a.heartbeat),
                 a.paused,
                 *_options(a),
-                cancel_requested=a.cancel_requested,
             )
             for a in pending.activities
         ],
@@ -455,8 +454,8 @@ def describe_run(
 
 
 def _options(a: PendingActivity) -> tuple[Any, ...]:
-    """PendingActivityInfo's retry_policy, timeouts, deadline and
-    reset_requested."""
+    """PendingActivityInfo's retry_policy, timeouts, deadline,
+    reset_requested and cancel_requested."""
     options = a.options
 
     def span(name: str) -> timedelta | None:
@@ -471,6 +470,7 @@ def _options(a: PendingActivity) -> tuple[Any, ...]:
         span("heartbeat_timeout"),
         None if close_by is None else _dt(a.scheduled_at + close_by),
         bool(options.get(RESET_REQUESTED)),
+        a.cancel_requested,
     )
 
 
