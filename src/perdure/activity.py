@@ -183,12 +183,12 @@ def cancellation_reason() -> str | None:
     activity: the attempt is handed back, not counted, and the work may
     resume later), "heartbeat_timeout", "timed_out" (its
     start_to_close_timeout or schedule_to_close_timeout passed),
-    "worker_stopped" (its worker's drain ended), "lost" (its lease was lost,
-    and another attempt may run; or its run ended). None while it has not been stopped, and
-    outside an activity. So the code that catches the stop can tell a
-    pause, after which an outside job should be left running, from a
-    cancellation, after which it should be undone (Temporal's
-    ``activity.cancellation_details()``)."""
+    "worker_stopped" (its worker's drain ended), "lost" (its lease was
+    lost, and another attempt may run; or its run ended). None while it has
+    not been stopped, and outside an activity. So the code that catches the
+    stop can tell a pause, after which an outside job should be left
+    running, from a cancellation, after which it should be undone
+    (Temporal's ``activity.cancellation_details()``)."""
     ctx = _context.get()
     return None if ctx is None else ctx.cancellation_reason()
 
