@@ -120,8 +120,13 @@ async def test_a_reset_stops_the_attempt_and_the_next_starts_at_once_as_attempt_
 
         again = await _token("r", 2)
         assert seen["r"] == [(1, None), (1, None if clear else {"page": 10})]
+
+        async def awaits() -> bool:  # (its worker lets it go just after the token is out)
+            return bool((await _pending(handle)).awaiting_completion)
+
+        await wait_until(awaits, what="attempt 1 to await completion again")
         info = await _pending(handle)
-        assert info.awaiting_completion and info.attempt == 1 and not info.reset_requested
+        assert info.attempt == 1 and not info.reset_requested
         assert info.last_failure["type"] == "ActivityReset"
         await client.get_async_activity_handle(again).heartbeat({"page": 12})  # (heard nothing)
         await client.get_async_activity_handle(again).complete("approved")
