@@ -63,11 +63,21 @@ def check_history_shape(run_id: str, history: list[dict[str, Any]]) -> list[h.Ev
 
 
 def check_activities(run_id: str, events: list[h.Event], closed: bool) -> dict[int, int]:
-    """Each scheduled activity completed at most once (exactly once in a closed run);
-    returns ref -> the attempt that completed it."""
+    """Each scheduled activity completed at most once (exactly once in a closed run),
+    but one its workflow cancelled and waited for (a canceller's hold), which ends
+    once, cancelled, after its cancel; returns ref -> the attempt that completed it."""
     scheduled = {e.ref for e in events if isinstance(e, h.ActivityScheduled)}
+    waited = {e.ref: e.seq for e in events if isinstance(e, h.ActivityCancelled) and e.wait}
+    ended: set[int] = set()
     done: dict[int, int] = {}
     for e in events:
+        if isinstance(e, h.ActivityFailed) and e.ref in waited and e.seq > waited[e.ref]:
+            if e.failure.get("type") != "CancelledError" or e.ref in ended:
+                raise InvariantError(
+                    f"run {run_id}: activity ref {e.ref} ended twice, or not cancelled: {e}"
+                )
+            ended.add(e.ref)
+            continue
         if isinstance(e, h.ActivityFailed):
             raise InvariantError(f"run {run_id}: activity ref {e.ref} failed for good: {e}")
         if isinstance(e, h.ActivityCompleted):
@@ -76,8 +86,8 @@ def check_activities(run_id: str, events: list[h.Event], closed: bool) -> dict[i
             if e.ref not in scheduled:
                 raise InvariantError(f"run {run_id}: completion of unscheduled ref {e.ref}")
             done[e.ref] = e.attempt
-    if closed and set(done) != scheduled:
-        missing = sorted(scheduled - set(done))
+    if closed and set(done) | ended != scheduled:
+        missing = sorted(scheduled - set(done) - ended)
         raise InvariantError(f"run {run_id}: closed with activities not completed: {missing}")
     return done
 
@@ -263,3 +273,42 @@ def check_executions(
         for ref in refs:
             if (run, ref) not in by_step:
                 raise InvariantError(f"run {run}: activity ref {ref} completed but never ran")
+
+
+def check_holds(
+    records: list[dict[str, Any]], executions: Iterable[Execution], killed_pids: set[int]
+) -> int:
+    """A canceller waits for the hold it gave up on to end before its undoing
+    step (cancellation_type "wait_cancellation_completed"): every attempt of
+    the hold began before that step first began, and released its hold
+    before then too, unless its process was SIGKILLed. ``records``: the
+    ``hold`` log's lines (a "begin" and a "release" per attempt, paired in
+    each process by their order). Returns how many attempts released."""
+    undo_began: dict[str, float] = {}
+    for e in executions:
+        if e.tag.endswith(":undo"):
+            undo_began[e.run] = min(e.at, undo_began.get(e.run, e.at))
+    open_ones: dict[tuple[int, str, int], dict[str, Any]] = {}
+    released = 0
+    for r in sorted(records, key=lambda r: (r["pid"], r["at"])):
+        key = (r["pid"], r["run"], r["ref"])
+        began = undo_began.get(r["run"])
+        if began is None:
+            raise InvariantError(f"run {r['run']}: its hold ran, its undoing step never: {r}")
+        if r["event"] == "begin":
+            if r["at"] >= began:
+                raise InvariantError(f"run {r['run']}: a hold began after its undoing step: {r}")
+            open_ones[key] = r
+            continue
+        if open_ones.pop(key, None) is None:
+            raise InvariantError(f"run {r['run']}: a hold released that never began: {r}")
+        if r["at"] >= began:
+            raise InvariantError(
+                f"run {r['run']}: its undoing step began at {began:.3f}, before its hold "
+                f"was released: {r}"
+            )
+        released += 1
+    for r in open_ones.values():
+        if r["pid"] not in killed_pids:
+            raise InvariantError(f"run {r['run']}: a hold never released, its process alive: {r}")
+    return released

@@ -7,13 +7,15 @@ activity failures and retries, ``asyncio.gather`` of steps on a task queue with 
 durable sleep, a side effect, state),
 ``mailbox`` (signals, with a ``wait_signal`` timeout that starts and cancels timers),
 ``family`` (child workflows), ``rollover`` (continue-as-new), ``relay`` (signals sent
-from workflow code to a child), ``desk`` (updates, retried by their ids) and
-``callback`` (activities completed by the driver with their task tokens).
+from workflow code to a child), ``desk`` (updates, retried by their ids),
+``callback`` (activities completed by the driver with their task tokens) and
+``canceller`` (a step it gives up on and waits for to end, then its undoing).
 
 Side files in ``$PERDURE_TEST_DIR``: ``exec-<pid>.log`` gets one JSON line per activity
 execution, written and fsynced *before* the activity does anything (so a line is an
 execution that happened, even if the process died right after); ``handoff-<pid>.log``
-one line per ``hand_off`` attempt, with its task token; ``ready-<pid>`` says the worker
+one line per ``hand_off`` attempt, with its task token; ``hold-<pid>.log`` one line per
+``hold`` attempt as it begins and one as it stops; ``ready-<pid>`` says the worker
 imported this module.
 """
 
@@ -171,6 +173,38 @@ async def desk(tag: str, count: int) -> list[int]:
     return got
 
 
+# How long a canceller waits for its hold before it gives up on it.
+HOLD_FOR = 0.3
+
+
+@activity.defn(retry=FAST_RETRY, heartbeat_timeout=timedelta(seconds=1))
+async def hold(tag: str) -> str:
+    """Holds a resource, heartbeating, until its attempt is stopped (its
+    workflow's cancellation, a pause, a lost lease): then releases it,
+    logging both ends (``hold-<pid>.log``) before it goes on."""
+    _log_attempt("hold", tag, event="begin")
+    try:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(0.02)
+    except asyncio.CancelledError:
+        _log_attempt("hold", tag, event="release", reason=activity.cancellation_reason())
+        raise
+
+
+@workflow.defn
+async def canceller(tag: str) -> str:
+    """Gives up on its hold after HOLD_FOR, waits for it to end (its
+    cancellation_type: chaos_checks' check_holds: no attempt of it runs on
+    once the undoing step has begun), then runs the undoing step."""
+    held = hold.options(cancellation_type="wait_cancellation_completed")
+    try:
+        await asyncio.wait_for(held(f"{tag}:h"), timeout=HOLD_FOR)
+    except TimeoutError:
+        pass
+    return await work(f"{tag}:undo", 0)
+
+
 @activity.defn(retry=FAST_RETRY)
 async def hand_off(tag: str) -> str:
     """Hands its task token to the driver (``handoff-<pid>.log``, fsynced
@@ -212,6 +246,8 @@ def expected_result(kind: str, args: list[Any], signals: list[int]) -> Any:
     if kind == "callback":
         tag, count = args
         return [handed_off_result(f"{tag}:c{i}") for i in range(count)]
+    if kind == "canceller":
+        return f"{args[0]}:undo@ok"
     raise ValueError(kind)
 
 

@@ -94,6 +94,7 @@ class ChaosReport:
     async_failed: int = 0  # failed by the driver (then retried, with a new token)
     async_refused: int = 0  # tokens refused: a second outcome, or an attempt lost meanwhile
     async_stopped: Counter[str] = field(default_factory=Counter)  # by reason: chaos_stops
+    holds_released: int = 0  # attempts of cancellers' holds released before the undoing step
     pauses: int = 0  # activities the driver paused (and unpaused: chaos_pauses)
     options_updated: int = 0  # of those, how many had their retry policy changed
     batch_unpaused: int = 0  # of those, still paused at the chaos's end: unpaused by one batch
@@ -122,6 +123,7 @@ class ChaosReport:
             f"({self.async_completed} completed, {self.async_failed} failed and retried, "
             f"{self.async_refused} tokens refused; stopped by a pause or a reset at their "
             f"heartbeat and handed back: {dict(self.async_stopped)}); "
+            f"{self.holds_released} holds released by attempts their canceller waited for; "
             f"{self.pauses} activities paused "
             f"and unpaused ({self.paused_in_flight} of their attempts in flight at the "
             f"pause, none begun after; {self.options_updated} given new options, "
@@ -297,7 +299,17 @@ class Started:
 
 
 def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
-    kinds = ("pipeline", "mailbox", "family", "rollover", "pipeline", "relay", "desk", "callback")
+    kinds = (
+        "pipeline",
+        "mailbox",
+        "family",
+        "rollover",
+        "pipeline",
+        "relay",
+        "desk",
+        "callback",
+        "canceller",
+    )
     kind = kinds[n % len(kinds)]
     tag = f"{kind}-{n}"
     if kind == "pipeline":
@@ -311,6 +323,8 @@ def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
         return kind, [tag, rng.randint(2, 6)], 0
     if kind == "callback":
         return kind, [tag, rng.randint(2, 4)], 0
+    if kind == "canceller":
+        return kind, [tag], 0
     return kind, [tag, 0, rng.randint(2, 4), []], 0
 
 
@@ -692,6 +706,12 @@ def _verify(
             checks.Execution(**json.loads(line)) for line in path.read_text().splitlines()
         ]
     checks.check_executions(executions, completed, fleet.killed_pids(), c)
+    holds = [
+        json.loads(line)
+        for path in sorted(side.glob("hold-*.log"))
+        for line in path.read_text().splitlines()
+    ]
+    r.holds_released = checks.check_holds(holds, executions, fleet.killed_pids())
     return executions
 
 

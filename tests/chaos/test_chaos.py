@@ -54,11 +54,12 @@ def _assert_meaningful(report: ChaosReport, seconds: float) -> None:
     armed = set(CRASH_POINTS) - set(STARTER_POINTS)  # (chaos workers start no runs)
     assert set(report.crash_point_kills) == armed, report.summary()
     assert report.counts.re_executions >= 1, report.summary()
-    kinds = {"pipeline", "mailbox", "family", "rollover", "relay", "desk", "callback"}
+    kinds = {"pipeline", "mailbox", "family", "rollover", "relay", "desk", "callback", "canceller"}
     assert report.workflows.keys() == kinds, report.summary()
     assert report.counts.timers_fired > 0 and report.signals_accepted > 0
     assert report.updates_answered > 0, report.summary()
     assert report.async_completed > 0 and report.async_failed > 0, report.summary()
+    assert report.holds_released > 0, report.summary()
     assert report.scheduled >= seconds / 4, report.summary()  # (a time a second, some missed)
     assert report.limited_attempts >= seconds / 2, report.summary()  # (three per pipeline)
     assert report.pauses >= seconds / 4, report.summary()  # (about one and a half a second)
