@@ -11,8 +11,12 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._store.base import MAX_ATTEMPT_RECORDS, NEVER_DUE, RESET_REQUESTED, ActivityTask
-from perdure.errors import ApplicationError, PayloadError, failure_from_exception
-from perdure.errors import cancelled_failure as errors_cancelled_failure
+from perdure.errors import (
+    ApplicationError,
+    PayloadError,
+    cancelled_failure,
+    failure_from_exception,
+)
 from perdure.retry import RetryPolicy
 
 __all__ = [
@@ -35,10 +39,6 @@ def failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any]
         "non_retryable": non_retryable,
         "details": None,
     }
-
-
-def cancelled_failure() -> dict[str, Any]:
-    return errors_cancelled_failure()
 
 
 # Why an operator stopped an attempt (a heartbeat's "paused" or "reset"):
