@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure import _history as h
 from perdure._checks import check_name
 from perdure._converter import DataConverter
 from perdure._runtime import current_instance
+from perdure._runtime.cancelwait import CancellationType, check_cancellation_type, wait_out
 from perdure.errors import PayloadCodecError
 from perdure.retry import RetryPolicy
 
@@ -40,15 +41,6 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# What cancelling the await of an activity in workflow code does, as
-# Temporal's ActivityCancellationType: "try_cancel" (the default) asks the
-# activity to stop and goes on at once; "wait_cancellation_completed" asks it
-# to stop and waits for its outcome (its attempt stopped at a heartbeat, or
-# ended on its own; at once if no attempt holds it) before the await raises
-# CancelledError; "abandon" does not ask, and goes on at once.
-CancellationType = Literal["try_cancel", "wait_cancellation_completed", "abandon"]
-CANCELLATION_TYPES: tuple[str, ...] = ("try_cancel", "wait_cancellation_completed", "abandon")
 
 
 @dataclass(frozen=True)
@@ -73,11 +65,10 @@ class ActivityOptions:
                 raise ValueError(f"{name} must be a positive timedelta (or None), not {value!r}")
         check_name("task_queue", self.task_queue, none_means="the workflow's queue")
         h.check_priority("priority", self.priority)
-        if self.cancellation_type is not None and self.cancellation_type not in CANCELLATION_TYPES:
-            raise ValueError(
-                f"cancellation_type must be one of {', '.join(map(repr, CANCELLATION_TYPES))} "
-                f"(or None: 'try_cancel'), not {self.cancellation_type!r}"
-            )
+        # (As Temporal's ActivityCancellationType: see _runtime.cancelwait. For
+        # an activity, "wait_cancellation_completed" waits for its attempt to
+        # stop at a heartbeat, or to end on its own; at once if none holds it.)
+        check_cancellation_type(self.cancellation_type)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             # (A dict here had failed the workflow at run time, with AttributeError.)
             raise TypeError(
@@ -250,14 +241,7 @@ async def _result(
         if cancellation != "wait_cancellation_completed":
             inst.abandon_activity(ref, tell=cancellation != "abandon")
             raise
-        settled = inst.cancel_activity_and_wait(ref)
-        while settled is not None and not settled.done():
-            try:
-                await asyncio.shield(settled)
-            except asyncio.CancelledError:
-                continue  # (cancelled again while it waits: it still waits)
-            except Exception:
-                break  # (its outcome: a failure, a cancelled one most likely)
+        await wait_out(inst.cancel_activity_and_wait(ref))
         raise
     try:
         return inst.converter.decode_result(fn, data)

@@ -21,6 +21,7 @@ from perdure import _history as h
 from perdure._attributes import checked_attributes
 from perdure._checks import BadName, check_name, check_text, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
+from perdure._runtime.cancelwait import CancellationType, check_cancellation_type, wait_out
 from perdure._runtime.endings import ContinueAsNewError
 from perdure._runtime.updates import UpdateRequest
 from perdure.errors import PayloadCodecError
@@ -352,12 +353,16 @@ class ChildHandle(Generic[R]):
         started: asyncio.Future[str],
         result: asyncio.Future[Any],
         converter: Any,
+        ref: int = 0,
+        cancellation: str = "try_cancel",
     ) -> None:
         self.id = workflow_id
         self._fn = fn
         self._started = started
         self._result = result
         self._converter = converter
+        self._ref = ref
+        self._cancellation = cancellation
 
     @property
     def run_id(self) -> str | None:
@@ -373,7 +378,14 @@ class ChildHandle(Generic[R]):
         return await asyncio.shield(self._started)
 
     async def result(self) -> R:
-        data = await self._result
+        try:
+            data = await self._result
+        except asyncio.CancelledError:
+            if self._cancellation == "wait_cancellation_completed":
+                inst = current_instance()
+                if inst is not None:  # (the child's end, before the await raises)
+                    await wait_out(inst.cancel_child_and_wait(self._ref))
+            raise
         try:
             if self._fn is None:
                 return self._converter.from_json(data)  # type: ignore[no-any-return]
@@ -396,6 +408,7 @@ async def start_child(
     parent_close_policy: ParentClosePolicy = "cancel",
     search_attributes: Mapping[str, str | int | float | bool] | None = None,
     priority: int | None = None,
+    cancellation_type: CancellationType = "try_cancel",
 ) -> ChildHandle[R]:
     """Start a child workflow and return once its start is recorded.
 
@@ -406,7 +419,12 @@ async def start_child(
     awaits the child's result also requests the child's cancellation.
     ``search_attributes``: the child's, as ``Client.start``'s (it does not
     inherit its parent's). ``priority``: the child's, from 1 (first) to 5
-    (last); by default its parent's.
+    (last); by default its parent's. ``cancellation_type``: what cancelling
+    the code that awaits its result does, as Temporal's
+    ChildWorkflowCancellationType: "try_cancel" (the default: request the
+    child's cancellation and raise at once), "wait_cancellation_completed"
+    (request it, and raise once the child has ended) or "abandon" (do not
+    request it: the child runs on).
     """
     inst = _instance("start_child")
     assert inst.info is not None
@@ -427,6 +445,7 @@ async def start_child(
             f"parent_close_policy must be 'cancel', 'terminate' or 'abandon', "
             f"not {parent_close_policy!r}"
         )
+    check_cancellation_type(cancellation_type)
     check_name("id", id, none_means="<parent id>/child-<n>")
     check_name("task_queue", task_queue, none_means="the parent's")
     attributes = None if search_attributes is None else checked_attributes(search_attributes)
@@ -436,10 +455,12 @@ async def start_child(
         # Each run of a continue-as-new chain numbers its commands from 1 again.
         child_id = f"{inst.info.workflow_id}/{inst.info.run_id[:8]}/child-{inst._next_ref}"
     queue = task_queue if task_queue is not None else inst.info.task_queue
-    started, result = inst.start_child(
-        name, child_id, queue, pos, kw, parent_close_policy, attributes, priority
+    ref, started, result = inst.start_child(
+        name, child_id, queue, pos, kw, parent_close_policy, attributes, priority, cancellation_type
     )
-    handle: ChildHandle[R] = ChildHandle(fn, child_id, started, result, inst.converter)
+    handle: ChildHandle[R] = ChildHandle(
+        fn, child_id, started, result, inst.converter, ref, cancellation_type
+    )
     await started
     return handle
 
@@ -452,8 +473,10 @@ async def execute_child(
     parent_close_policy: ParentClosePolicy = "cancel",
     search_attributes: Mapping[str, str | int | float | bool] | None = None,
     priority: int | None = None,
+    cancellation_type: CancellationType = "try_cancel",
 ) -> R:
-    """Start a child workflow and wait for its result."""
+    """Start a child workflow and wait for its result (``cancellation_type``:
+    as ``start_child``'s)."""
     handle: ChildHandle[R] = await start_child(
         workflow_fn,
         *args,
@@ -462,6 +485,7 @@ async def execute_child(
         parent_close_policy=parent_close_policy,
         search_attributes=search_attributes,
         priority=priority,
+        cancellation_type=cancellation_type,
     )
     return await handle.result()
 

@@ -78,12 +78,20 @@ class OtherWorkflows:
         parent_close_policy: str,
         search_attributes: dict[str, Any] | None = None,
         priority: int | None = None,
-    ) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
-        """Issue StartChild; returns futures for the child's run id and its
-        result. ``priority`` None: the parent's."""
+        cancellation: str = "try_cancel",
+    ) -> tuple[int, asyncio.Future[str], asyncio.Future[Any]]:
+        """Issue StartChild; returns its ref, and futures for the child's run
+        id and its result. ``priority`` None: the parent's. ``cancellation``:
+        what cancelling the code that awaits its result does (a
+        CancellationType; "wait_cancellation_completed": the awaiting code
+        asks, cancel_child_and_wait)."""
         ref = self.next_ref()
         child = _Child(
-            workflow_type, workflow_id, self.loop.create_future(), self.loop.create_future()
+            workflow_type,
+            workflow_id,
+            self.loop.create_future(),
+            self.loop.create_future(),
+            cancellation,
         )
         self._children[ref] = child
         self.has_children = True
@@ -102,12 +110,30 @@ class OtherWorkflows:
         )
 
         def on_done(fut: asyncio.Future[Any]) -> None:
-            # The awaiting code was cancelled: ask the child to cancel too.
-            if fut.cancelled() and self._children.pop(ref, None) is not None:
+            # The awaiting code was cancelled: ask the child to cancel too
+            # ("abandon": forget it, and let it run on).
+            if not fut.cancelled() or cancellation == "wait_cancellation_completed":
+                return
+            if self._children.pop(ref, None) is not None and cancellation != "abandon":
                 self.issue(h.CancelChild(ref=ref))
 
         child.result.add_done_callback(on_done)
-        return child.started, child.result
+        return ref, child.started, child.result
+
+    def cancel_child_and_wait(self, ref: int) -> asyncio.Future[Any] | None:
+        """The code awaiting child ``ref``'s result was cancelled, and waits
+        for the child to end before it goes on (its cancellation type
+        "wait_cancellation_completed"): ask the child to cancel (once), and
+        return the future its end settles (the one the code awaited was
+        cancelled with it). None if it has ended already. (A child always
+        tells its open parent how it ended: nothing else is needed.)"""
+        child = self._children.get(ref)
+        if child is None:
+            return None
+        if child.result.cancelled():
+            self.issue(h.CancelChild(ref=ref))
+            child.result = self.loop.create_future()
+        return child.result
 
     def signal_external(self, workflow_id: str, name: str, payload: Any) -> asyncio.Future[None]:
         """Issue SignalExternal (``payload`` is JSON); the future is done

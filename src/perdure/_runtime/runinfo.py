@@ -42,6 +42,7 @@ class _Child:
     workflow_id: str
     started: asyncio.Future[str]  # the child's run id
     result: asyncio.Future[Any]  # its JSON result, or ChildWorkflowError
+    cancellation: str = "try_cancel"  # its CancellationType (_runtime.cancelwait)
 
 
 class _Splitmix64:
