@@ -221,6 +221,15 @@ async def test_an_unpause_that_cannot_count_from_1_under_a_running_attempt_fails
             now_true(lambda: calls["p0"] >= 1 and calls["p1"] >= 1), what="both to fail"
         )
         await client.batch_activities("pause", activity_type="charge")
+
+        async def parked() -> bool:  # (an attempt in flight at the pause ends first)
+            for ident in ("pay-0", "pay-1"):
+                pending = (await client.get_handle(ident).describe()).pending_activities
+                if not pending or pending[0].running or not pending[0].paused:
+                    return False
+            return True
+
+        await wait_until(parked, what="both parked, no attempt in flight")
         original = perdure.AsyncActivityHandle.unpause
 
         async def refused(self: perdure.AsyncActivityHandle, **kw: Any) -> None:
