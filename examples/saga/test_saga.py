@@ -44,6 +44,20 @@ async def test_cancelled_order_is_compensated(client: perdure.Client) -> None:
     assert WORLD["stock"] == ["reserve o-2", "release res_o-2"]
 
 
+async def test_an_order_cancelled_at_once_undoes_whatever_ran(client: perdure.Client) -> None:
+    """Cancelled while its first step may be running: whatever that step did
+    is undone (its compensation was registered before it), and nothing else."""
+    handle = await client.start(place_order, Order("o-4", 900, ["cup"], "Oslo"))
+    await handle.cancel()
+    with pytest.raises(perdure.WorkflowCancelledError):
+        await handle.result(timeout=10)
+    charged = [p for p in WORLD["payments"] if p.startswith("charge o-4 ")]
+    assert WORLD["payments"] == ([*charged, "refund ch_o-4"] if charged else [])
+    reserved = "reserve o-4" in WORLD["stock"]
+    assert WORLD["stock"] == (["reserve o-4", "release res_o-4"] if reserved else [])
+    assert WORLD["shipments"] == []
+
+
 async def test_happy_path_ships(client: perdure.Client) -> None:
     handle = await client.start(place_order, Order("o-3", 700, ["pen"], "Lyon"))
     await _picked(handle)
