@@ -578,7 +578,10 @@ async def test_heartbeat_and_report_cancellation_over_http(
         "workflow: end it with report_cancellation()"
     )
     reported = await api.post("/api/activities/report-cancellation", json={"task_token": token})
-    assert reported.status_code == 200 and reported.json() == {"ok": True}, reported.text
+    assert reported.status_code == 200 and reported.json() == {
+        "ok": True,
+        "stopped": "cancelled",
+    }, reported.text
 
     async def ended() -> bool:
         return not (await handle.describe()).pending_activities
@@ -608,7 +611,9 @@ async def test_a_heartbeat_under_a_reset_is_a_409_and_the_report_hands_it_back(
         "the next attempt starts at once, as attempt 1)"
     )
     reported = await api.post("/api/activities/report-cancellation", json={"task_token": token})
-    assert reported.status_code == 200 and reported.json() == {"ok": True}, reported.text
+    assert reported.status_code == 200 and reported.json() == {"ok": True, "stopped": "reset"}, (
+        reported.text
+    )
     again = await api_token(served, "api-ac-reset", 2, attempt=1)
     [pending] = (await api.get("/api/workflows/api-ac-reset")).json()["pending_activities"]
     assert (pending["attempt"], pending["reset_requested"]) == (1, False)

@@ -110,6 +110,16 @@ class ActivityDone(BaseModel):
     ok: Literal[True] = Field(description="The outcome (or the heartbeat) was recorded.")
 
 
+class CancellationReported(ActivityDone):
+    stopped: Optional[Literal["cancelled", "paused", "reset"]] = Field(
+        description="Why the attempt stopped, as the heartbeat's 409 said: cancelled (it "
+        "ended as cancelled), paused or reset (handed back, not counted: the next attempt "
+        "starts once the activity is unpaused, or at once as attempt 1); null: nothing asks "
+        "it to stop any more (a pause undone since), and it was handed back all the same, "
+        "the next attempt due now."
+    )
+
+
 def jitter_field(whose: str) -> Any:
     """``jitter_seconds``' field, its description led by ``whose`` (the
     activity's, or a batch's), as ``jitter`` reads it."""

@@ -92,6 +92,15 @@ async def _ended(outcome: Awaitable[object]) -> dict[str, bool]:
     return {"ok": True}
 
 
+async def _reported(outcome: Awaitable[str | None]) -> dict[str, Any]:
+    """Await report_cancellation: what it did (404 as _ended)."""
+    try:
+        stopped = await outcome
+    except AsyncActivityNotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return {"ok": True, "stopped": stopped}
+
+
 @router.post(
     "/activities/complete",
     response_model=am.ActivityDone,
@@ -159,7 +168,7 @@ async def heartbeat_activity(
 
 @router.post(
     "/activities/report-cancellation",
-    response_model=am.ActivityDone,
+    response_model=am.CancellationReported,
     dependencies=Admin,
     responses=ERRORS,
     openapi_extra=body_doc(am.TaskTokenRequest),
@@ -173,7 +182,7 @@ async def report_activity_cancellation(
     ends as cancelled; stopped by an operator's pause or reset, it is
     handed back, not counted, and the next attempt starts once the activity
     is unpaused (after a reset, at once, as attempt 1)."""
-    return await _ended(_handle(client, body.task_token).report_cancellation())
+    return await _reported(_handle(client, body.task_token).report_cancellation())
 
 
 # ------------------------------------------------------------ by id
@@ -283,7 +292,7 @@ async def heartbeat_activity_by_id(
 
 @router.post(
     "/workflows/{workflow_id:path}/activities/{activity_id}/report-cancellation",
-    response_model=am.ActivityDone,
+    response_model=am.CancellationReported,
     dependencies=Admin,
     responses=BY_ID_ERRORS,
 )
@@ -296,7 +305,7 @@ async def report_activity_cancellation_by_id(
     """Record that the run's activity attempt that awaits completion
     stopped, as it was asked to, by id (what to send after a heartbeat's
     409); as ``POST /api/activities/report-cancellation``."""
-    return await _ended(_by_id(client, workflow_id, activity_id, run_id).report_cancellation())
+    return await _reported(_by_id(client, workflow_id, activity_id, run_id).report_cancellation())
 
 
 @router.post(
