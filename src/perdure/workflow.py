@@ -383,8 +383,10 @@ class ChildHandle(Generic[R]):
         except asyncio.CancelledError:
             if self._cancellation == "wait_cancellation_completed":
                 inst = current_instance()
-                if inst is not None:  # (the child's end, before the await raises)
-                    await wait_out(inst.cancel_child_and_wait(self._ref))
+                settled = None if inst is None else inst.cancel_child_and_wait(self._ref)
+                if settled is not None:
+                    self._result = settled  # (awaited again, the handle gives its end)
+                await wait_out(settled)  # (the child's end, before the await raises)
             raise
         try:
             if self._fn is None:

@@ -69,8 +69,27 @@ async def impatient_parent(tag: str, how: str) -> str:
     return "gave up"
 
 
+@workflow.defn
+async def parent_that_asks_again(tag: str) -> str:
+    """Gives up waiting, then awaits the handle again: it gives the end the
+    cancelled await waited out."""
+    handle = await workflow.start_child(
+        held_child, tag, id=f"child-{tag}", cancellation_type="wait_cancellation_completed"
+    )
+    try:
+        await asyncio.wait_for(handle.result(), timeout=0.3)
+    except TimeoutError:
+        pass
+    try:
+        return await handle
+    except perdure.ChildWorkflowError as exc:
+        return f"child {exc.status}"
+
+
 def _worker(client: perdure.Client) -> perdure.Worker:
-    return fast_worker(client, [held_child, impatient_parent], [clean_up, undo])
+    return fast_worker(
+        client, [held_child, impatient_parent, parent_that_asks_again], [clean_up, undo]
+    )
 
 
 async def _run(client: perdure.Client, tag: str, how: str) -> list[dict[str, object]]:
@@ -114,6 +133,13 @@ async def test_abandon_does_not_ask_the_child(client: perdure.Client) -> None:
     history = await _run(client, "a", "abandon")
     assert log == ["undo a"]  # (no cleanup: the child was never cancelled)
     assert "ChildWorkflowCancelRequested" not in [e["type"] for e in history]
+
+
+async def test_the_handle_awaited_again_gives_the_childs_end(client: perdure.Client) -> None:
+    async with _worker(client):
+        handle = await client.start(parent_that_asks_again, "g", id="parent-g")
+        assert await handle.result(timeout=10) == "child cancelled"
+    assert log == ["cleanup g"]
 
 
 async def test_a_cancellation_type_that_is_not_one_is_refused(client: perdure.Client) -> None:
