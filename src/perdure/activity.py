@@ -124,7 +124,7 @@ class ActivityInfo:
 class _ActivityContext:
     """What a running attempt offers ``activity.info()`` and ``heartbeat()``.
     The worker's own record of the attempt is one
-    (``perdure._worker.activities._Running``): nothing more is made per
+    (``perdure._worker.attempt.Attempt``): nothing more is made per
     attempt for them, and its info is built only when first asked for (most
     attempts never ask: building it for each cost about 1% of a step)."""
 

@@ -49,6 +49,7 @@ __all__ = [
     "TASK_IF_OPEN",
     "CompletePlan",
     "ParentTell",
+    "cancelled_end",
     "deliver_final",
     "drop_if_cancelled",
     "plan_complete",
@@ -153,6 +154,15 @@ async def deliver_final(
     return True
 
 
+def cancelled_end(ref: int, attempt: int, attempts: list[Any]) -> h.ActivityFailed:
+    """The end of activity ``ref``, cancelled by its workflow, that the store
+    writes itself (no attempt of it is left to): after ``attempt`` attempts,
+    their records ``attempts``."""
+    return h.ActivityFailed(
+        ref=ref, failure=cancelled_failure(), attempt=attempt, attempts=list(attempts)
+    )
+
+
 async def drop_if_cancelled(
     tx: Tx, task: ActivityTask, now: float, attempts: list[Any] | None = None
 ) -> None:
@@ -168,11 +178,6 @@ async def drop_if_cancelled(
     )
     if dropped != 1:
         return
-    ended = h.ActivityFailed(
-        ref=task.ref,
-        failure=cancelled_failure(),
-        attempt=task.attempt,
-        attempts=list(task.attempts) if attempts is None else attempts,
-    )
+    ended = cancelled_end(task.ref, task.attempt, task.attempts if attempts is None else attempts)
     await tx.send(INBOX_IF_OPEN, (event_text(ended), now, task.run_id, OPEN))
     await tx.send(TASK_IF_OPEN, (now, now, task.run_id, OPEN))

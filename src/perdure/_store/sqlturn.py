@@ -29,9 +29,9 @@ from perdure._store.base import (
     streamed_topic,
 )
 from perdure._store.sqlattrs import write_attributes
+from perdure._store.sqlcomplete import cancelled_end
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
 from perdure._store.sqlstreams import write_turn_streams
-from perdure.errors import cancelled_failure
 
 __all__ = [
     "ADVANCE_RUN",
@@ -474,12 +474,7 @@ async def _schedule(
             " AND lease_token IS NULL RETURNING ref, attempt, attempts",
             (run_id, d.ids_param(commit.cancel_waits)),
         ):
-            ended = h.ActivityFailed(
-                ref=ref,
-                failure=cancelled_failure(),
-                attempt=attempt,
-                attempts=loads(attempts) if attempts else [],
-            )
+            ended = cancelled_end(ref, attempt, loads(attempts) if attempts else [])
             await rows.to_inbox(tx, me, ended, now)
     if commit.cancelled_activities:
         # A waiting attempt is simply dropped; a running one is told at its

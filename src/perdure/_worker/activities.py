@@ -7,7 +7,8 @@ extend the lease of activities that have a ``heartbeat_timeout`` (nothing
 else does, so a stalled attempt's lease lapses and another worker retries
 it), and they are how a running attempt learns that its workflow cancelled
 it. Imports the activity definitions, retry policy, errors, the Store and
-the worker's attempt helpers (outcomes, heartbeats, streams, threads).
+the worker's attempt helpers (the attempt's record, outcomes, streams,
+threads).
 """
 
 from __future__ import annotations
@@ -17,17 +18,15 @@ import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from perdure import _history as h
-from perdure._asyncactivity import task_token
 from perdure._converter import DataConverter
 from perdure._store.base import ActivityTask, Store
+from perdure._worker.attempt import STOPPED_BECAUSE, Attempt
 from perdure._worker.crashpoints import crash_point
-from perdure._worker.heartbeats import AttemptBeats
 from perdure._worker.outcomes import (
-    OPERATOR_STOPS,
     attempts_ended,
     cancelled_failure,
     completion_deadline,
@@ -40,9 +39,7 @@ from perdure._worker.streams import AttemptStreams
 from perdure._worker.threads import SPARE_THREADS, ActivityThreads, Escaped, ThreadedCall, in_thread
 from perdure.activity import (
     ActivityFunction,
-    ActivityInfo,
     CompleteAsyncError,
-    _ActivityContext,
     _context,
 )
 from perdure.errors import (
@@ -53,20 +50,6 @@ from perdure.errors import (
 log = logging.getLogger("perdure.worker")
 
 UNKNOWN_ACTIVITY_RETRY = 5.0  # (also for arguments this worker cannot open)
-
-
-# How early, at most, an event loop runs a timer (uvloop's clock counts
-# milliseconds): _Running.cancellation_reason's margin for its deadline.
-_TIMER_SLACK = 0.005
-
-# Why an attempt was stopped (_Running.stop_reason), in a sentence.
-_STOPPED_BECAUSE = {
-    "cancelled": "its workflow cancelled it",
-    "lost": "its lease was lost",
-    "heartbeat_timeout": "it sent no heartbeat within its heartbeat_timeout",
-    "worker_stopped": "its stopping worker ended its drain",
-    **{reason: why for reason, (_, why) in OPERATOR_STOPS.items()},
-}
 
 
 class WorkerStopped(Exception):
@@ -89,82 +72,6 @@ class _Unopened(Exception):
         self.error = error
 
 
-@dataclass(slots=True)
-class _Running(_ActivityContext):
-    """One attempt in flight on this worker; also what the attempt's
-    ``activity.info()`` and ``heartbeat()`` reach (its context variable)."""
-
-    task: ActivityTask
-    heartbeat_timeout: float | None
-    runner: ActivityRunner
-    beats: AttemptBeats | None = None  # made by its first heartbeat (see heartbeats)
-    stop_reason: str | None = None  # a key of _STOPPED_BECAUSE, or "lost"
-    future: asyncio.Future[Any] | None = None
-    # Set as the attempt starts: what heartbeats and info need.
-    loop: asyncio.AbstractEventLoop | None = None
-    is_async: bool = True
-    first_details: Any = None  # the last attempt's heartbeat details, if any
-    built_info: ActivityInfo | None = None
-    streams: AttemptStreams | None = None  # its stream writes, once it makes one
-    deadline: float | None = None  # by the loop's clock: when its timeout stops it, if it has one
-
-    def stop(self, reason: str) -> None:
-        if self.stop_reason is None:
-            self.stop_reason = reason
-            if self.future is not None:
-                self.future.cancel()
-
-    @property
-    def info(self) -> ActivityInfo:
-        if self.built_info is None:
-            self.built_info = _activity_info(self.task, self.first_details)
-        return self.built_info
-
-    def on_heartbeat(self, details: Any) -> None:
-        """``activity.heartbeat(details)``. May run on an activity thread:
-        hands over to the loop."""
-        if self.stop_reason is not None and not self.is_async:
-            raise asyncio.CancelledError(f"activity {self.stop_reason}")
-        assert self.loop is not None
-        # Encoded here: details that JSON cannot hold fail the activity's own
-        # call (PayloadError), not later, in a line of the worker's log.
-        encoded = self.runner.converter.to_json(details, where="heartbeat details")
-        self.loop.call_soon_threadsafe(self._beat, encoded)
-
-    def _beat(self, details: Any) -> None:
-        self.heartbeats().beat(details, self)
-
-    def cancellation_reason(self) -> str | None:
-        """``activity.cancellation_reason()``. (A timeout is told by the
-        clock: asyncio.wait_for stops the attempt at its deadline, with
-        no reason given, its timer set just after ``deadline`` was.)"""
-        if self.stop_reason is not None:
-            return self.stop_reason
-        loop, deadline = self.loop, self.deadline
-        if deadline is not None and loop is not None and loop.time() >= deadline - _TIMER_SLACK:
-            return "timed_out"
-        return None
-
-    def heartbeats(self) -> AttemptBeats:
-        if self.beats is None:
-            runner = self.runner
-            self.beats = AttemptBeats(
-                self.task, runner.store, self.heartbeat_timeout, runner.lease_timeout
-            )
-        return self.beats
-
-    def on_stream(self, key: str, value: Any) -> None:
-        """``activity.write_stream(key, value)``. May run on an activity
-        thread: hands over to the loop (whose order keeps the writes')."""
-        # Encoded here, as heartbeat details are: a bad value fails the call.
-        encoded = self.runner.converter.to_json(value, where=f"stream {key!r}")
-        assert self.loop is not None
-        if asyncio._get_running_loop() is self.loop:  # (on the loop's own thread)
-            self.runner._stream(self, key, encoded)
-        else:
-            self.loop.call_soon_threadsafe(self.runner._stream, self, key, encoded)
-
-
 class ActivityRunner:
     def __init__(
         self,
@@ -182,7 +89,7 @@ class ActivityRunner:
         # function still running after its attempt ended (see threads.py).
         self._pool = ActivityThreads(max_threads + SPARE_THREADS, "perdure-activity")
         self.overrunning: set[ThreadedCall] = set()  # (see _overran)
-        self.running: dict[int, _Running] = {}
+        self.running: dict[int, Attempt] = {}
         self.stream_flushes: set[asyncio.Task[None]] = set()  # (see AttemptStreams)
         # The worker's loop, set when it starts serving: every attempt runs
         # on it. (Asking asyncio for the running loop or task costs a system
@@ -253,7 +160,7 @@ class ActivityRunner:
                 )
                 return
             timeout = left if timeout is None else min(timeout, left)
-        running = _Running(task, options.get("heartbeat_timeout"), self)
+        running = Attempt(task, options.get("heartbeat_timeout"), self)
         self.running[task.task_id] = running
         watchdog = None
         try:
@@ -363,7 +270,7 @@ class ActivityRunner:
         self,
         activity: ActivityFunction[Any, Any],
         task: ActivityTask,
-        running: _Running,
+        running: Attempt,
         timeout: float | None,
     ) -> Any:
         try:
@@ -410,7 +317,7 @@ class ActivityRunner:
         try:
             value = await (awaitable if timeout is None else asyncio.wait_for(awaitable, timeout))
         except asyncio.CancelledError:
-            why = _STOPPED_BECAUSE.get(running.stop_reason or "", "its worker stopped")
+            why = STOPPED_BECAUSE.get(running.stop_reason or "", "its worker stopped")
             raise
         except TimeoutError as exc:
             if timeout is None or not awaitable.cancelled():
@@ -450,7 +357,7 @@ class ActivityRunner:
 
     # ------------------------------------------------------------ heartbeats
 
-    def _stream(self, running: _Running, key: str, value: Any) -> None:
+    def _stream(self, running: Attempt, key: str, value: Any) -> None:
         if running.streams is None:
             assert running.loop is not None
             running.streams = AttemptStreams(
@@ -489,7 +396,7 @@ class ActivityRunner:
 
     # ------------------------------------------------------------ outcomes
 
-    async def _stopped(self, running: _Running) -> None:
+    async def _stopped(self, running: Attempt) -> None:
         task = running.task
         if running.stop_reason == "cancelled":
             await self._fail(task, cancelled_failure(), task.attempt)
@@ -506,7 +413,7 @@ class ActivityRunner:
             # other workers, not when this one's lease would have run out.
             stopped = WorkerStopped(
                 f"activity {task.name!r} attempt {task.attempt} was stopped: "
-                f"{_STOPPED_BECAUSE['worker_stopped']}"
+                f"{STOPPED_BECAUSE['worker_stopped']}"
             )
             await self._handle_failure(task, stopped, delay=0.0, running=running)
         elif running.stop_reason in ("paused", "reset"):
@@ -538,7 +445,7 @@ class ActivityRunner:
         exc: BaseException,
         *,
         delay: float | None = None,
-        running: _Running | None = None,
+        running: Attempt | None = None,
     ) -> None:
         """Record a failed attempt: the next one after the policy's delay (or
         ``delay``), or the activity's failure if none may follow. By the
@@ -581,22 +488,3 @@ class ActivityRunner:
         if options is None or options == task.options:
             return task
         return replace(task, options=options)
-
-
-def _activity_info(task: ActivityTask, heartbeat_details: Any) -> ActivityInfo:
-    """What ``activity.info()`` tells an attempt of ``task``."""
-    return ActivityInfo(
-        workflow_id=task.workflow_id,
-        run_id=task.run_id,
-        workflow_type=task.workflow_type,
-        activity_id=str(task.ref),
-        activity_type=task.name,
-        task_queue=task.task_queue,
-        attempt=task.attempt,
-        # (A run made by a reset keeps the keys of the run it took over from.)
-        idempotency_key=f"{task.workflow_id}/"
-        f"{task.options.get('idempotency_run_id') or task.run_id}/{task.ref}",
-        heartbeat_details=heartbeat_details,
-        priority=task.priority,
-        task_token=task_token(task),
-    )
