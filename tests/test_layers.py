@@ -119,3 +119,14 @@ def test_sqlite_path_does_not_import_postgres_driver() -> None:
         assert "psycopg" not in {i.split(".")[0] for i in imports_of(path)} or "postgres" in (
             path.name
         )
+
+
+def test_only_contrib_imports_optional_integrations() -> None:
+    """OpenTelemetry is an optional dependency: only perdure.contrib's module
+    for it imports it, and nothing imports perdure.contrib."""
+    for path in MODULES:
+        name = module_name(path)
+        imported = imports_of(path)
+        if not name.startswith("perdure.contrib"):
+            assert "opentelemetry" not in {i.split(".")[0] for i in imported}, name
+            assert not any(i.startswith("perdure.contrib") for i in imported), name

@@ -98,3 +98,15 @@ def test_errors_share_one_base() -> None:
 
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), perdure.PerdureError)
+
+
+def test_interceptors_module_is_pinned() -> None:
+    from perdure import interceptors
+
+    assert sorted(interceptors.__all__) == [
+        "ActivityCall",
+        "ActivityNext",
+        "Interceptor",
+        "MAX_HEADERS_BYTES",
+        "WorkflowStart",
+    ]

@@ -8,7 +8,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -27,6 +35,7 @@ from perdure.client import (
     WorkflowExecution,
     WorkflowHandle,
 )
+from perdure.interceptors import Interceptor
 from perdure.queues import QueueInfo, QueueLimits
 from perdure.schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 
@@ -51,6 +60,10 @@ class _LoopThread:
         self._thread.start()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        # (The task is made by a callback that runs in a copy of the calling
+        # thread's context, as call_soon_threadsafe makes it: what the caller
+        # set in its context variables, such as a current trace span, is what
+        # the call and its interceptors see.)
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def stop(self) -> None:
@@ -74,11 +87,18 @@ class SyncClient:
         converter: DataConverter | None = None,
         clock: Callable[[], float] | None = None,
         tune_gc: bool = True,
+        interceptors: Iterable[Interceptor] | None = None,
     ) -> SyncClient:
         runner = _LoopThread()
         try:
             client = runner.call(
-                Client.connect(url, converter=converter, clock=clock, tune_gc=tune_gc)
+                Client.connect(
+                    url,
+                    converter=converter,
+                    clock=clock,
+                    tune_gc=tune_gc,
+                    interceptors=interceptors,
+                )
             )
         except BaseException:
             runner.stop()

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
@@ -119,6 +119,10 @@ class ActivityInfo:
     (``Client.get_async_activity_handle``) once its function has called
     ``raise_complete_async()``. A capability: whoever holds it can complete
     or fail the attempt; pass it only to the system that will."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Its run's headers: what the client's interceptors wrote as the run
+    (or the run that started it) began, such as a trace context
+    (``perdure.interceptors``). Empty if none."""
 
 
 class _ActivityContext:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import logging
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -50,6 +50,7 @@ from perdure._views import (
     stats_of,
 )
 from perdure._waiting import EndWatch, OpenRuns, ResultWatch
+from perdure.interceptors import Interceptor, WorkflowStart, checked_interceptors, headers_for
 from perdure.queues import QueueInfo, QueueLimits
 from perdure.schedules import IfExists, Overlap, ScheduleDescription, ScheduleHandle
 
@@ -86,9 +87,16 @@ LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many
 class Client:
     """Connects to a perdure database. Use ``await Client.connect(url)``."""
 
-    def __init__(self, store: Store, converter: DataConverter | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        converter: DataConverter | None = None,
+        interceptors: Iterable[Interceptor] | None = None,
+    ) -> None:
         self.store = store
         self.converter = checked_converter(converter)
+        # (Workers made with this client run their activities inside them.)
+        self.interceptors = checked_interceptors(interceptors)
         self.poll_interval = 0.2
         # One check for every result() waiter at once (see ResultWatch).
         self._results = ResultWatch(store, lambda: self.poll_interval)
@@ -103,9 +111,14 @@ class Client:
         converter: DataConverter | None = None,
         clock: Callable[[], float] | None = None,
         tune_gc: bool = True,
+        interceptors: Iterable[Interceptor] | None = None,
     ) -> Client:
         """Open (and if needed create and migrate) the database at ``url``
         (default ``$PERDURE_DB``, else ``sqlite:///perdure.db``).
+
+        ``interceptors``: ``perdure.interceptors.Interceptor`` instances
+        around this client's starts and the activities of every Worker made
+        with it (tracing: ``perdure.contrib.opentelemetry``).
 
         ``tune_gc``: until the client is closed, raise the cyclic garbage
         collector's thresholds as a running worker does (young 20,000, middle
@@ -113,13 +126,14 @@ class Client:
         program awaiting thousands of results had spent 44% of its CPU in the
         collector (see docs/operations.md). ``False`` leaves them alone."""
         checked_converter(converter)  # (before anything is opened)
+        interceptors = checked_interceptors(interceptors)
         store = store_for_url(resolve_url(url), clock=clock)
         try:
             await store.open()
         except BaseException:
             await store.close()  # its thread, its pool: nothing outlives a failed connect
             raise
-        client = cls(store, converter)
+        client = cls(store, converter, interceptors)
         if tune_gc:
             gcpolicy.acquire()
             client._gc_tuned = True
@@ -200,11 +214,25 @@ class Client:
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
     def _new_run(
-        self, workflow: Any, args: tuple[Any, ...], id: str | None, task_queue: str, **options: Any
+        self,
+        workflow: Any,
+        args: tuple[Any, ...],
+        id: str | None,
+        task_queue: str,
+        *,
+        intercepted: bool = True,
+        **options: Any,
     ) -> tuple[Callable[..., Any] | None, NewRun]:
         """The run a start creates, with this client's converter and clock
-        (see ``perdure._starts.new_run``)."""
-        return new_run(self.converter, self.store.clock, workflow, args, id, task_queue, **options)
+        (see ``perdure._starts.new_run``), and the headers its interceptors
+        give it (none for a schedule's own run: ``intercepted`` False)."""
+        fn, new = new_run(
+            self.converter, self.store.clock, workflow, args, id, task_queue, **options
+        )
+        if intercepted and self.interceptors:
+            start = WorkflowStart(new.workflow_type, new.workflow_id, new.run_id, new.task_queue)
+            new.headers = headers_for(self.interceptors, start)
+        return fn, new
 
     async def execute(
         self,

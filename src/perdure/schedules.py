@@ -230,7 +230,9 @@ async def create(
         raise ValueError(f"if_exists must be 'fail', 'keep' or 'update', not {if_exists!r}")
     wid = schedule_workflow_id(spec.schedule_id)
     state = ScheduleState(cursor=client.store.clock(), paused=paused, note=note)
-    _, new = client._new_run(schedule_workflow, (spec, state), wid, spec.task_queue)
+    _, new = client._new_run(
+        schedule_workflow, (spec, state), wid, spec.task_queue, intercepted=False
+    )
     run, created = await client.store.create_run(new, "use_existing")
     handle = ScheduleHandle(client, spec.schedule_id)
     if not created:
@@ -248,7 +250,9 @@ async def create(
                 run_id=run.run_id,
             )
         # A deleted schedule's id: its ended run makes way for the new one.
-        _, new = client._new_run(schedule_workflow, (spec, state), wid, spec.task_queue)
+        _, new = client._new_run(
+            schedule_workflow, (spec, state), wid, spec.task_queue, intercepted=False
+        )
         await client.store.create_run(new, "terminate_existing")
     return handle
 

@@ -82,7 +82,7 @@ class TurnStarted(Event):
 class WorkflowStarted(Event):
     TYPE: ClassVar[str] = "WorkflowStarted"
     KIND: ClassVar[str] = "input"
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("search_attributes", "priority")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("search_attributes", "priority", "headers")
     workflow_type: str = ""
     workflow_id: str = ""
     run_id: str = ""
@@ -100,6 +100,10 @@ class WorkflowStarted(Event):
     # The run's priority (see priorities), 0 for the default: a run started
     # without one records none, as runs did before priorities.
     priority: int = 0
+    # The run's headers (name -> str), written by the starting client's
+    # interceptors (a trace context) or inherited from the run that started
+    # or continued to this one; its activities carry them (perdure.interceptors).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

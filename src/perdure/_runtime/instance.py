@@ -116,9 +116,11 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         self.has_children = False
         self._patches = {}
         self._cancel_requested = False
-        # A run made by a reset: the run whose activities' idempotency keys
-        # its own activities keep (see h.WorkflowReset).
-        self._keys_run: str | None = None
+        # What every activity the run schedules carries in its options, from
+        # the run's history: its headers (WorkflowStarted), and, in a run
+        # made by a reset, the run whose activities' idempotency keys its own
+        # keep (idempotency_run_id, see h.WorkflowReset).
+        self._extra_options: dict[str, Any] = {}
         self._turn = 0
         self.history_length = 0
 
@@ -232,7 +234,10 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
                 self._cancel_requested = True
                 self._main.cancel(event.reason)
         elif isinstance(event, h.WorkflowReset):
-            self._keys_run = event.idempotency_run_id or None
+            if event.idempotency_run_id:
+                self._extra_options["idempotency_run_id"] = event.idempotency_run_id
+            else:
+                self._extra_options.pop("idempotency_run_id", None)
         elif isinstance(event, h.PriorityChanged):
             assert self.info is not None
             self.info = dataclasses.replace(self.info, priority=event.priority)
@@ -253,7 +258,10 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
             parent_run_id=event.parent_run_id,
             continued_from_run_id=event.continued_from_run_id,
             priority=event.priority or h.DEFAULT_PRIORITY,
+            headers=event.headers,
         )
+        if event.headers:
+            self._extra_options["headers"] = event.headers
         self._rng = _Splitmix64(event.seed)
         self.search_attributes = dict(event.search_attributes)
         self._main = self.loop.create_task(self._run_main(event.args, event.kwargs))
@@ -411,8 +419,8 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         ref = self.next_ref()
         future = self.loop.create_future()
         self._activities[ref] = (name, future)
-        if self._keys_run is not None:
-            options = {**options, "idempotency_run_id": self._keys_run}
+        if self._extra_options:
+            options = {**options, **self._extra_options}
         self.issue(h.schedule_activity(ref, name, task_queue, args, kwargs, options))
         return ref, future
 

@@ -34,6 +34,10 @@ class WorkflowInfo:
     search_attributes: dict[str, Any] = field(default_factory=dict)
     """The run's search attributes now: those it started with, and what
     ``workflow.set_search_attributes`` has changed since."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """The run's headers: what the starting client's interceptors wrote
+    (a trace context, a request id), inherited by its children, its
+    continuation and its activities (``perdure.interceptors``)."""
 
 
 @dataclass

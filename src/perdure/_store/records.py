@@ -80,6 +80,9 @@ class NewRun:
     # and in the runs' index.
     search_attributes: dict[str, Any] = field(default_factory=dict)
     priority: int = DEFAULT_PRIORITY
+    # Its headers (name -> text: a trace context, a request id), set by the
+    # starting client's interceptors or inherited, in WorkflowStarted.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,6 +192,7 @@ class NewChild:
     seed: int
     search_attributes: dict[str, Any] = field(default_factory=dict)
     priority: int = DEFAULT_PRIORITY  # given to start_child, else the parent's
+    headers: dict[str, str] = field(default_factory=dict)  # the parent's
     # Its first turn, computed by a worker of this process before the parent's
     # commit, for that commit to write (see sqlstart.prepare_children); None:
     # the child's first workflow task is queued for any worker.

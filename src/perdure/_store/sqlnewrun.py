@@ -197,6 +197,7 @@ def child_run(child: NewChild) -> NewRun:
         seed=child.seed,
         search_attributes=child.search_attributes,
         priority=child.priority,
+        headers=child.headers,
     )
 
 
@@ -318,6 +319,7 @@ def started_event(
         continued_from_run_id=continued_from,
         search_attributes=new.search_attributes,
         priority=0 if new.priority == h.DEFAULT_PRIORITY else new.priority,
+        headers=new.headers,
         time=now,
     )
 

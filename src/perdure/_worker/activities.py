@@ -46,6 +46,7 @@ from perdure.errors import (
     PayloadCodecError,
     StoreError,
 )
+from perdure.interceptors import ActivityCall, Interceptor, intercepted
 
 log = logging.getLogger("perdure.worker")
 
@@ -102,6 +103,8 @@ class ActivityRunner:
         # activity, how long a task of it claimed here waits for it
         # (Registration.hand_back_delay); None: no such worker.
         self.hand_back_delay: Callable[[str, str, int], Awaitable[float | None]] | None = None
+        # Those of the client's interceptors that wrap each attempt.
+        self.interceptors: tuple[Interceptor, ...] = ()
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -272,15 +275,34 @@ class ActivityRunner:
         task: ActivityTask,
         running: Attempt,
         timeout: float | None,
+        intercepted_call: ActivityCall | None = None,
     ) -> Any:
-        try:
-            args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
-            if task.heartbeat is not None:
-                running.first_details = self.converter.from_json(task.heartbeat)
-        except PayloadCodecError as exc:
-            raise _Unopened(exc) from exc
-        loop = running.loop = self.loop or asyncio.get_running_loop()
-        running.is_async = activity.is_async
+        """Run the attempt's function and return its result, encoded. With
+        interceptors, this calls itself inside them, given the call they
+        passed on (``intercepted_call``), and then returns what the function
+        returned, not encoded (one coroutine serves both: a step without
+        interceptors pays for no second one)."""
+        loop: asyncio.AbstractEventLoop | None
+        if intercepted_call is None:
+            try:
+                args, kwargs = self.converter.decode_args(activity.fn, task.args, task.kwargs)
+                if task.heartbeat is not None:
+                    running.first_details = self.converter.from_json(task.heartbeat)
+            except PayloadCodecError as exc:
+                raise _Unopened(exc) from exc
+            loop = running.loop = self.loop or asyncio.get_running_loop()
+            running.is_async = activity.is_async
+            if self.interceptors:
+                value = await intercepted(
+                    self.interceptors,
+                    ActivityCall(running.info, tuple(args), kwargs),
+                    lambda call: self._execute(activity, task, running, timeout, call),
+                )
+                return self.converter.encode_result(activity.fn, value)
+        else:
+            args, kwargs = list(intercepted_call.args), intercepted_call.kwargs
+            loop = running.loop
+            assert loop is not None
         if activity.is_async and timeout is None:
             # In this task, the attempt's (see Worker._spawn; an ending
             # attempt may hand it to the next: Worker._run_inline): no second
@@ -295,6 +317,8 @@ class ActivityRunner:
             finally:
                 running.future = None
                 _context.reset(token)
+            if intercepted_call is not None:
+                return value
             return self.converter.encode_result(activity.fn, value)
         ctx = contextvars.copy_context()
         ctx.run(_context.set, running)
@@ -336,6 +360,8 @@ class ActivityRunner:
             running.future = None
             if call is not None and call.stop():
                 self._overran(call, task, why)
+        if intercepted_call is not None:
+            return value
         return self.converter.encode_result(activity.fn, value)
 
     def _overran(self, call: ThreadedCall, task: ActivityTask, why: str) -> None:

@@ -131,4 +131,5 @@ def activity_info(task: ActivityTask, heartbeat_details: Any) -> ActivityInfo:
         heartbeat_details=heartbeat_details,
         priority=task.priority,
         task_token=task_token(task),
+        headers=task.options.get("headers") or {},
     )

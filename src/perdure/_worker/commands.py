@@ -73,6 +73,7 @@ def add_commands(
                     seed=secrets.randbits(63),
                     search_attributes=command.search_attributes,
                     priority=command.priority or priority,
+                    headers=info.headers if info is not None else {},
                 )
             )
         elif isinstance(command, h.CancelChild):
@@ -108,6 +109,7 @@ def add_commands(
                 seed=secrets.randbits(63),
                 search_attributes=instance.search_attributes,
                 priority=priority,
+                headers=info.headers,
                 after_start=tuple(
                     h.SignalReceived(name=name, payload=payload)
                     for name, payload in command.signals

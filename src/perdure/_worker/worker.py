@@ -36,6 +36,7 @@ from perdure._worker.registry import Registration
 from perdure._worker.streams import finish_flushes
 from perdure._worker.turns import TurnRunner
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT, Watchdog
+from perdure.interceptors import activity_interceptors
 
 if TYPE_CHECKING:
     from perdure.client import Client
@@ -146,6 +147,7 @@ class Worker(Poller, Handoffs):
             self.store, client.converter, self.activities, max_concurrent_activities, lease_timeout
         )
         self.activity_runner.deliver = self._deliver
+        self.activity_runner.interceptors = activity_interceptors(client.interceptors)
         delay = self._registration.hand_back_delay
         self.activity_runner.hand_back_delay = self.turns.hand_back_delay = delay
         self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}

@@ -10,13 +10,14 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from perdure._converter import DataConverter
 from perdure.activity import ActivityFunction
+from perdure.interceptors import Interceptor
 from perdure.workflow import definition_of
 
-__all__ = ["ModuleLoadError", "collect", "load_converter", "load_module"]
+__all__ = ["ModuleLoadError", "collect", "load_converter", "load_interceptor", "load_module"]
 
 
 class ModuleLoadError(ValueError):
@@ -63,26 +64,39 @@ def load_converter(spec: str) -> DataConverter:
     DataConverter, or a function of no arguments that returns one (to read keys
     from the environment or a secret store when the command starts). MODULE is
     a dotted name or a ``path/to/file.py``, as for the modules a worker serves."""
+    return _load_named(spec, "--converter", DataConverter, "myapp.payloads:converter")
+
+
+def load_interceptor(spec: str) -> Interceptor:
+    """The interceptor that ``MODULE:NAME`` names (``--interceptor``): an
+    Interceptor, or a function of no arguments (a class included) that
+    returns one, as for ``--converter``."""
+    return _load_named(spec, "--interceptor", Interceptor, "myapp.tracing:interceptor")
+
+
+T = TypeVar("T")
+
+
+def _load_named(spec: str, option: str, kind: type[T], example: str) -> T:
     module_spec, colon, name = spec.rpartition(":")
     if not colon or not module_spec or not name.isidentifier():
-        raise ModuleLoadError(
-            f"--converter {spec!r} is not MODULE:NAME (for example myapp.payloads:converter)"
-        )
+        raise ModuleLoadError(f"{option} {spec!r} is not MODULE:NAME (for example {example})")
     module = load_module(module_spec)
     try:
         value = getattr(module, name)
     except AttributeError:
-        raise ModuleLoadError(f"--converter {spec!r}: {module_spec} has no {name!r}") from None
-    if not isinstance(value, DataConverter) and callable(value):
+        raise ModuleLoadError(f"{option} {spec!r}: {module_spec} has no {name!r}") from None
+    if not isinstance(value, kind) and callable(value):
         try:
             value = value()
         except Exception as exc:
             raise ModuleLoadError(
-                f"--converter {spec!r}: {name}() raised {type(exc).__name__}: {exc}"
+                f"{option} {spec!r}: {name}() raised {type(exc).__name__}: {exc}"
             ) from exc
-    if not isinstance(value, DataConverter):
+    if not isinstance(value, kind):
         raise ModuleLoadError(
-            f"--converter {spec!r} is a {type(value).__name__}, not a perdure.DataConverter "
+            f"{option} {spec!r} is a {type(value).__name__}, not a "
+            f"{kind.__module__.replace('._converter', '')}.{kind.__name__} "
             f"(or a function that returns one)"
         )
     return value

@@ -9,6 +9,14 @@ import typer
 from perdure.cli._app import ConverterOption, DbOption, ModulesArg, app
 from perdure.cli._worker_run import serve
 
+InterceptorOption = typer.Option(
+    None,
+    "--interceptor",
+    metavar="MODULE:NAME",
+    help="An Interceptor its activities run in (tracing: see docs/operations.md): "
+    "NAME in MODULE is one, or a function or class that returns one. Repeatable.",
+)
+
 
 @app.command()
 def worker(
@@ -55,6 +63,7 @@ def worker(
         "(uvloop if it is installed; see docs/operations.md).",
     ),
     converter: Optional[str] = ConverterOption,
+    interceptor: Optional[list[str]] = InterceptorOption,
 ) -> None:
     """Run a worker for every workflow and activity defined in MODULES."""
     # (What runs is perdure.cli._worker_run, also without typer: see there.)
@@ -75,6 +84,7 @@ def worker(
         processes=processes,
         loop=loop,
         converter=converter,
+        interceptors=interceptor or (),
     )
     if code:
         raise typer.Exit(code)

@@ -19,12 +19,18 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from perdure._worker.options import check_worker_options
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT
-from perdure.cli._modules import ModuleLoadError, collect, load_converter, load_module
+from perdure.cli._modules import (
+    ModuleLoadError,
+    collect,
+    load_converter,
+    load_interceptor,
+    load_module,
+)
 from perdure.errors import PerdureError
 
 __all__ = ["main", "parser", "serve"]
@@ -57,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--loop", choices=LOOPS, default="asyncio")
     p.add_argument("--converter", default=os.environ.get("PERDURE_CONVERTER") or None)
+    p.add_argument("--interceptor", dest="interceptors", action="append", default=[])
     return p
 
 
@@ -118,6 +125,7 @@ def serve(
     drain_timeout: float = 30.0,
     deadlock_timeout: float = DEFAULT_DEADLOCK_TIMEOUT,
     converter: str | None = None,
+    interceptors: Sequence[str] = (),
 ) -> int:
     """Serve every workflow and activity defined in ``modules`` until
     stopped (``db`` None: ``$PERDURE_DB``, else the default); the exit code
@@ -126,7 +134,8 @@ def serve(
     that many worker processes, each ``perdure worker`` with these options
     (see _supervise). ``loop``: one of LOOPS. ``deadlock_timeout`` 0: never
     interrupt workflow code. ``converter``: MODULE:NAME of the DataConverter
-    (codecs, keys) its clients write payloads with."""
+    (codecs, keys) its clients write payloads with; ``interceptors``: the
+    MODULE:NAME of each Interceptor its activities run in."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -152,6 +161,7 @@ def serve(
     try:
         loaded = [load_module(m) for m in modules]
         payloads = None if converter is None else load_converter(converter)
+        around = [load_interceptor(spec) for spec in interceptors]
     except ModuleLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -181,6 +191,7 @@ def serve(
             *("--loop", loop),
             *(("--db", db) if db is not None else ()),
             *(("--converter", converter) if converter is not None else ()),
+            *(arg for spec in interceptors for arg in ("--interceptor", spec)),
         ]
         worker = [sys.executable, "-m", "perdure", "worker", *modules, *options]
         return supervise(lambda k: [*worker, "--identity", f"{base}/{k}"], processes)
@@ -189,7 +200,7 @@ def serve(
     from perdure.client import Client
 
     async def run() -> None:
-        client = await Client.connect(db, tune_gc=tune_gc, converter=payloads)
+        client = await Client.connect(db, tune_gc=tune_gc, converter=payloads, interceptors=around)
         try:
             w = Worker(
                 client,

@@ -1,0 +1,2 @@
+"""Integrations with other projects, each needing that project installed:
+``perdure.contrib.opentelemetry`` (``pip install 'perdure[otel]'``)."""
