@@ -296,7 +296,9 @@ class ActivityRunner:
                 value = await intercepted(
                     self.interceptors,
                     ActivityCall(running.info, tuple(args), kwargs),
-                    lambda call: self._execute(activity, task, running, timeout, call),
+                    # (A partial, not a lambda: a closure would make this
+                    # coroutine's locals cells for every attempt.)
+                    functools.partial(self._execute, activity, task, running, timeout),
                 )
                 return self.converter.encode_result(activity.fn, value)
         else:

@@ -84,7 +84,7 @@ def worker(
         processes=processes,
         loop=loop,
         converter=converter,
-        interceptors=interceptor or (),
+        interceptors=interceptor,
     )
     if code:
         raise typer.Exit(code)

@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--loop", choices=LOOPS, default="asyncio")
     p.add_argument("--converter", default=os.environ.get("PERDURE_CONVERTER") or None)
-    p.add_argument("--interceptor", dest="interceptors", action="append", default=[])
+    p.add_argument("--interceptor", dest="interceptors", action="append", default=None)
     return p
 
 
@@ -125,7 +125,7 @@ def serve(
     drain_timeout: float = 30.0,
     deadlock_timeout: float = DEFAULT_DEADLOCK_TIMEOUT,
     converter: str | None = None,
-    interceptors: Sequence[str] = (),
+    interceptors: Sequence[str] | None = None,
 ) -> int:
     """Serve every workflow and activity defined in ``modules`` until
     stopped (``db`` None: ``$PERDURE_DB``, else the default); the exit code
@@ -161,7 +161,7 @@ def serve(
     try:
         loaded = [load_module(m) for m in modules]
         payloads = None if converter is None else load_converter(converter)
-        around = [load_interceptor(spec) for spec in interceptors]
+        around = [load_interceptor(spec) for spec in interceptors or ()]
     except ModuleLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -191,7 +191,7 @@ def serve(
             *("--loop", loop),
             *(("--db", db) if db is not None else ()),
             *(("--converter", converter) if converter is not None else ()),
-            *(arg for spec in interceptors for arg in ("--interceptor", spec)),
+            *(arg for spec in interceptors or () for arg in ("--interceptor", spec)),
         ]
         worker = [sys.executable, "-m", "perdure", "worker", *modules, *options]
         return supervise(lambda k: [*worker, "--identity", f"{base}/{k}"], processes)

@@ -9,12 +9,13 @@ reached through the small :class:`ResultWaiter` protocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from perdure._converter import DataConverter
 from perdure._store.base import Store
 from perdure.client import Client, WorkflowHandle
+from perdure.interceptors import Interceptor
 
 __all__ = ["EnvClient", "EnvHandle", "ResultWaiter"]
 
@@ -64,8 +65,14 @@ class EnvHandle(WorkflowHandle[R]):
 class EnvClient(Client):
     """A real :class:`perdure.Client` bound to one test environment."""
 
-    def __init__(self, store: Store, converter: DataConverter | None, waiter: ResultWaiter) -> None:
-        super().__init__(store, converter)
+    def __init__(
+        self,
+        store: Store,
+        converter: DataConverter | None,
+        waiter: ResultWaiter,
+        interceptors: Iterable[Interceptor] | None = None,
+    ) -> None:
+        super().__init__(store, converter, interceptors)
         self.waiter = waiter
 
     def _wrap(self, handle: WorkflowHandle[R]) -> EnvHandle[R]:

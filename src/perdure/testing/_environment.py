@@ -32,6 +32,7 @@ from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT
 from perdure._worker.worker import Worker
 from perdure.client import WorkflowHandle
 from perdure.errors import NonDeterminismError, PerdureError
+from perdure.interceptors import Interceptor
 from perdure.testing._clock import VirtualClock
 from perdure.testing._env_client import EnvClient, EnvHandle
 from perdure.testing._overrides import ActivityOverrides, apply_overrides
@@ -91,6 +92,7 @@ class WorkflowEnvironment:
         converter: DataConverter | None = None,
         start_time: datetime | None = None,
         deadlock_timeout: float | None = DEFAULT_DEADLOCK_TIMEOUT,
+        interceptors: Iterable[Interceptor] | None = None,
     ) -> None:
         if not task_queue:
             raise ValueError("task_queue must be a non-empty string")
@@ -101,7 +103,7 @@ class WorkflowEnvironment:
         self.task_queue = task_queue
         self.clock = VirtualClock(start_time)
         store = store_for_url("sqlite://:memory:", clock=self.clock)
-        self.client = EnvClient(store, converter, self)
+        self.client = EnvClient(store, converter, self, interceptors)
         self.worker = Worker(
             self.client,
             self.workflows,
