@@ -25,15 +25,17 @@ def spawn_worker(
     log: Path,
     env: dict[str, str],
     lease_timeout: float,
+    *options: str,
 ) -> subprocess.Popen[bytes]:
     """``perdure worker MODULE --db URL`` in a new process (with ``env``
     added to this one's, and the repository on its path), its output to
-    ``log``. ``lease_timeout``: how long a killed worker's claims last."""
+    ``log``. ``lease_timeout``: how long a killed worker's claims last;
+    ``options``: more of the command's options."""
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     command = [
         sys.executable, "-m", "perdure", "worker", module,
         "--db", url, "--lease-timeout", str(lease_timeout), "--poll-interval", "0.05",
-        "--log-level", "WARNING",
+        "--log-level", "WARNING", *options,
     ]  # fmt: skip
     with log.open("wb") as out:
         return subprocess.Popen(
