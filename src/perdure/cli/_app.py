@@ -61,6 +61,15 @@ ConverterOption = typer.Option(
     "MODULE is one, or a function that returns one.",
 )
 
+InterceptorOption = typer.Option(
+    None,
+    "--interceptor",
+    metavar="MODULE:NAME",
+    help="A perdure.interceptors.Interceptor around its starts (and a worker's "
+    "activities; tracing: see docs/operations.md): NAME in MODULE is one, or a function "
+    "or class that returns one. Repeatable.",
+)
+
 
 def load_module(spec: str) -> ModuleType:
     """Import ``pkg.module`` or a ``path/to/file.py`` (a usage error if not)."""

@@ -23,7 +23,7 @@ from rich.markup import escape
 from perdure._converter import DataConverter
 from perdure._store import resolve_url, sqlite_path
 from perdure.cli._app import EPILOG
-from perdure.cli._modules import ModuleLoadError, load_converter
+from perdure.cli._modules import ModuleLoadError, load_converter, load_interceptor
 from perdure.client import Client
 from perdure.errors import (
     PayloadError,
@@ -37,6 +37,7 @@ from perdure.errors import (
     WorkflowResetError,
     WorkflowTerminatedError,
 )
+from perdure.interceptors import Interceptor
 from perdure.server._query import parse_when
 
 __all__ = [
@@ -175,6 +176,15 @@ def converter_of(spec: Optional[str]) -> Optional[DataConverter]:
         return None
     try:
         return load_converter(spec)
+    except ModuleLoadError as exc:
+        fail(EXIT_USAGE, str(exc))
+
+
+def interceptors_of(specs: Optional[list[str]]) -> list[Interceptor]:
+    """The interceptors ``--interceptor`` options name; a usage error (exit 2)
+    for one that names none."""
+    try:
+        return [load_interceptor(spec) for spec in specs or ()]
     except ModuleLoadError as exc:
         fail(EXIT_USAGE, str(exc))
 

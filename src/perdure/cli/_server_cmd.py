@@ -12,13 +12,14 @@ from typing import Optional
 
 import typer
 
-from perdure.cli._app import EPILOG, ConverterOption, DbOption, app
+from perdure.cli._app import EPILOG, ConverterOption, DbOption, InterceptorOption, app
 from perdure.cli._operator import (
     EXIT_FAILED,
     EXIT_USAGE,
     converter_of,
     database_url,
     fail,
+    interceptors_of,
     run,
 )
 from perdure.client import Client
@@ -38,6 +39,7 @@ def serve(
     log_level: str,
     converter: Optional[str] = None,
     max_body_bytes: Optional[int] = None,
+    interceptors: Optional[list[str]] = None,
 ) -> None:
     """Check the tokens, the database, the converter and the port, then serve
     until Ctrl-C / SIGTERM."""
@@ -60,6 +62,7 @@ def serve(
         await client.list(limit=1)  # a bad database fails here (exit 4), not per request
 
     payloads = converter_of(converter)
+    around = interceptors_of(interceptors)
     run(url, probe)
     try:
         sock = _serve.bind(host, port)
@@ -79,6 +82,7 @@ def serve(
         on_ready=ready,
         converter=payloads,
         max_body_bytes=max_body_bytes,
+        interceptors=around,
     )
 
 
@@ -96,6 +100,7 @@ def server(
         help="Refuse (413) a request body over this many bytes (default 16 MiB): "
         "raise it for signals or starts with larger payloads.",
     ),
+    interceptor: Optional[list[str]] = InterceptorOption,
 ) -> None:
     """Serve the HTTP API and the web UI.
 
@@ -104,4 +109,4 @@ def server(
     --token-file.
     """
     url = database_url(db)
-    serve(url, host, port, token_file, log_level.lower(), converter, max_body_bytes)
+    serve(url, host, port, token_file, log_level.lower(), converter, max_body_bytes, interceptor)

@@ -6,16 +6,8 @@ from typing import Optional
 
 import typer
 
-from perdure.cli._app import ConverterOption, DbOption, ModulesArg, app
+from perdure.cli._app import ConverterOption, DbOption, InterceptorOption, ModulesArg, app
 from perdure.cli._worker_run import serve
-
-InterceptorOption = typer.Option(
-    None,
-    "--interceptor",
-    metavar="MODULE:NAME",
-    help="An Interceptor its activities run in (tracing: see docs/operations.md): "
-    "NAME in MODULE is one, or a function or class that returns one. Repeatable.",
-)
 
 
 @app.command()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
 
 from perdure._converter import DataConverter
+from perdure.interceptors import Interceptor
 from perdure.server._auth import AuthConfig, AuthSetupError, check_bind
 from perdure.server._limits import DEFAULT_MAX_BODY_BYTES
 from perdure.server.app import create_app, end_event_streams
@@ -80,6 +81,7 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     converter: DataConverter | None = None,
     max_body_bytes: int | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> None:
     """Serve the API and UI on ``sock`` until SIGINT/SIGTERM, then return.
     An open API (no token) on a socket beyond loopback raises AuthSetupError
@@ -95,6 +97,7 @@ def serve(
         auth=auth,
         converter=converter,
         max_body_bytes=DEFAULT_MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes,
+        interceptors=interceptors,
     )
     config = uvicorn.Config(app, log_level=log_level, lifespan="on")
     server = _Server(config)

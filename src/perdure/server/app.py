@@ -11,7 +11,7 @@ another site is refused (CSRF).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from perdure.errors import (
     WorkflowNotFoundError,
     WorkflowResetError,
 )
+from perdure.interceptors import Interceptor
 from perdure.server._activity_routes import reset_router as activity_reset_router
 from perdure.server._activity_routes import router as activity_router
 from perdure.server._auth import AuthConfig, host_header_is_loopback
@@ -79,10 +80,12 @@ def create_app(
     auth: AuthConfig | None = None,
     converter: DataConverter | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    interceptors: Sequence[Interceptor] = (),
 ) -> FastAPI:
     """The API + UI app over ``client`` (yours to close), or over a Client it
     connects to ``db_url`` (with ``converter``, for payloads written through
-    codecs) at startup and closes at shutdown. A request body over
+    codecs, and ``interceptors``, around the starts it makes) at startup and
+    closes at shutdown. A request body over
     ``max_body_bytes`` is refused (413) before it is read."""
     state = ServerState(client, auth or AuthConfig()) if client is not None else None
 
@@ -91,7 +94,7 @@ def create_app(
         if state is not None:
             yield
             return
-        own = await Client.connect(db_url, converter=converter)
+        own = await Client.connect(db_url, converter=converter, interceptors=interceptors)
         app.state.perdure = ServerState(own, auth or AuthConfig())
         try:
             yield
