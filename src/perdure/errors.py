@@ -40,6 +40,22 @@ __all__ = [
 class PerdureError(Exception):
     """Base class of every error perdure raises on purpose."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its args and its attributes, not by calling __init__
+        # again with the args alone: the errors whose __init__ takes
+        # keyword-only arguments (workflow_id=, cause=...) could not be
+        # unpickled, so raising one in a process pool, or returning it from
+        # another process, failed with a TypeError instead.
+        return (_rebuilt, (type(self), self.args), self.__dict__ or None)
+
+
+def _rebuilt(cls: type[PerdureError], args: tuple[Any, ...]) -> PerdureError:
+    """An error of ``cls`` with ``args``, its attributes to come from the
+    pickle's state (see PerdureError.__reduce__)."""
+    error = cls.__new__(cls, *args)
+    error.args = args  # (OSError's __new__ leaves them to __init__: UpdateTimeoutError)
+    return error
+
 
 class ApplicationError(PerdureError):
     """Raise from an activity or workflow to fail it with a message of your own.
