@@ -231,7 +231,7 @@ class Client:
         )
         if intercepted and self.interceptors:
             start = WorkflowStart(new.workflow_type, new.workflow_id, new.run_id, new.task_queue)
-            new.headers = headers_for(self.interceptors, start)
+            new.headers = dict(headers_for(self.interceptors, start))
         return fn, new
 
     async def execute(

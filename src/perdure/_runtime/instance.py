@@ -258,7 +258,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
             parent_run_id=event.parent_run_id,
             continued_from_run_id=event.continued_from_run_id,
             priority=event.priority or h.DEFAULT_PRIORITY,
-            headers=event.headers,
+            headers=dict(event.headers),  # (its own: code may change it)
         )
         if event.headers:
             self._extra_options["headers"] = event.headers
