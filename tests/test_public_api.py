@@ -59,6 +59,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "close_stream",
         "continue_as_new",
         "defn",
+        "execute_activity",
         "execute_child",
         "in_workflow",
         "info",

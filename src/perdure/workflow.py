@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import random as _random
 import uuid as _uuid
-from collections.abc import Callable, Coroutine, Generator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
@@ -24,6 +24,7 @@ from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.cancelwait import CancellationType, check_cancellation_type, wait_out
 from perdure._runtime.endings import ContinueAsNewError
 from perdure._runtime.updates import UpdateRequest
+from perdure.activity import ActivityFunction
 from perdure.errors import PayloadCodecError
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "close_stream",
     "continue_as_new",
     "defn",
+    "execute_activity",
     "execute_child",
     "in_workflow",
     "info",
@@ -490,6 +492,30 @@ async def execute_child(
         cancellation_type=cancellation_type,
     )
     return await handle.result()
+
+
+@overload
+def execute_activity(
+    activity: ActivityFunction[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+) -> Coroutine[Any, Any, R]: ...
+@overload
+def execute_activity(
+    activity: ActivityFunction[P, R], /, *args: P.args, **kwargs: P.kwargs
+) -> Awaitable[R]: ...
+def execute_activity(activity: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """``await workflow.execute_activity(send_email, to, text)`` is
+    ``await send_email(to, text)``, spelt so that a type checker sees an
+    awaitable for a plain ``def`` activity too (calling one returns an
+    awaitable in workflow code, its result outside it, and its annotation
+    can only say the latter). Options are the activity's, or
+    ``execute_activity(send_email.options(...), ...)``'s."""
+    _instance("execute_activity")
+    if not isinstance(activity, ActivityFunction):
+        raise TypeError(
+            f"execute_activity takes an activity (decorated with @activity.defn), "
+            f"not {type(activity).__name__} {activity!r}"
+        )
+    return activity(*args, **kwargs)
 
 
 def random() -> _random.Random:
