@@ -271,6 +271,9 @@ class WorkflowDescription:
     priority: int = 3
     """Its place in its queues' backlogs, 1 (first) to 5 (last): its workflow
     tasks', and its activities' and children's unless they were given one."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """What the starting client's interceptors wrote (a trace context:
+    ``traceparent``), or what it inherited (perdure.interceptors)."""
 
 
 @dataclass(frozen=True)
@@ -401,7 +404,7 @@ def describe_run(
         workflow_type=run.workflow_type,
         task_queue=run.task_queue,
         status=run.status,
-        input=display(run.input),
+        input=display(_arguments(run.input)),
         created_at=created,
         updated_at=updated,
         closed_at=_dt(run.closed_at),
@@ -450,7 +453,16 @@ def describe_run(
         awaiting_nothing=_awaiting_nothing(run, pending, now),
         search_attributes=run.search_attributes,
         priority=run.priority,
+        headers=run.input.get("headers") or {} if isinstance(run.input, dict) else {},
     )
+
+
+def _arguments(stored: Any) -> Any:
+    """A run's ``input`` as describe() shows it: its arguments (its row
+    keeps its headers beside them: sqlnewrun.input_text)."""
+    if isinstance(stored, dict) and "headers" in stored:
+        return {k: v for k, v in stored.items() if k != "headers"}
+    return stored
 
 
 def _options(a: PendingActivity) -> tuple[Any, ...]:

@@ -163,6 +163,14 @@ async def test_headers_reach_every_activity_child_and_continuation(
     assert calls.count("raised ValueError") == 2  # (two attempts)
     assert [name for name, *_ in seen].count("failing") == 2
 
+    # describe() shows them, for the run, the run it continued as and its
+    # child, beside (not in) the arguments.
+    for run_id in (None, handle.run_id):
+        described = await client.get_handle("traced", run_id).describe()
+        assert described.headers == expected
+        assert described.input == {"args": [run_id is None], "kwargs": {}}
+    assert (await client.get_handle("traced-child").describe()).headers == expected
+
     # The headers are in the history, and the history replays.
     history = await client.get_handle("traced", handle.run_id).history()
     assert history[0]["type"] == "WorkflowStarted" and history[0]["headers"] == expected
@@ -184,6 +192,7 @@ async def test_a_client_without_interceptors_records_no_headers(client: perdure.
         assert await handle.result(timeout=10) == {}
         history = await handle.history()
     assert "headers" not in history[0]
+    assert (await handle.describe()).headers == {}
     assert seen == [("plain", {}, "", False)]
 
 
@@ -230,6 +239,7 @@ async def test_a_reset_run_keeps_its_headers(traced_client: perdure.Client) -> N
         # (Started afresh by the reset, not by the client: no start_workflow.)
         again = await first.reset(to_event=1, reason="again")
         assert await again.result(timeout=10) == {"request-id": "req-2"}
+        assert (await again.describe()).headers == {"request-id": "req-2"}
     assert [(name, headers) for name, headers, *_ in seen] == [
         ("before", {"request-id": "req-2"}),
         ("before", {"request-id": "req-2"}),

@@ -12,8 +12,12 @@ from perdure.interceptors import Interceptor, WorkflowStart
 
 
 class Stamp(Interceptor):
+    def __init__(self, by: str | None = None) -> None:
+        # (Made by --interceptor with no argument: the command's name.)
+        self.by = by or (sys.argv[1] if len(sys.argv) > 1 else "?")
+
     def start_workflow(self, start: WorkflowStart) -> None:
-        start.headers["started-by"] = sys.argv[1] if len(sys.argv) > 1 else "?"
+        start.headers["started-by"] = self.by
 
 
 @workflow.defn

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import stamping
 import surface_workflows as wf
 import update_workflows as uw
 from browser_support import Stack, launch, new_page, serve  # (skips without chromium)
@@ -625,3 +626,18 @@ def test_acting_on_all_matching_runs_from_a_filtered_list(stack: Stack, page: Pa
             "ui-batch-family/kid: WorkflowResetError: workflow 'ui-batch-family/kid' is a child"
         )
         assert client.get_handle("ui-batch-family/kid").describe().status == "running"
+
+
+def test_a_runs_headers_show_on_its_page(stack: Stack, page: Page) -> None:
+    stamp = stamping.Stamp("the browser test")
+    with perdure.SyncClient.connect(stack.db, interceptors=[stamp]) as client:
+        client.start("double", 5, id="ui-headed")
+    with perdure.SyncClient.connect(stack.db) as client:
+        client.start("double", 6, id="ui-headless")
+    page.goto(f"{stack.open_url}#/workflows/ui-headed")
+    table = page.locator("#headers")
+    expect(table.locator("tr")).to_have_count(1)
+    expect(table.locator("tr[data-name='started-by'] td")).to_have_text("the browser test")
+    page.goto(f"{stack.open_url}#/workflows/ui-headless")
+    expect(page.locator("#search-attributes-none")).to_be_visible()
+    expect(page.locator("#headers")).to_have_count(0)

@@ -46,9 +46,14 @@ def test_the_server_starts_runs_through_its_interceptors(tmp_path: Path) -> None
         done = cli("result", "h-1", "--wait", "--timeout", "20", "--db", db, "--json")
         assert done.returncode == 0, done.stderr
         history = httpx.get(f"{api}/h-1/history", timeout=10).json()
+        described = httpx.get(f"{api}/h-1", timeout=10).json()
+        shown = cli("show", "h-1", "--db", db)
     finally:
         assert worker.stop() == 0, worker.output()
         assert server.stop() == 0, server.output()
     assert json.loads(done.stdout)["result"] == {"started-by": "server"}
     assert history[0]["type"] == "WorkflowStarted"
     assert history[0]["headers"] == {"started-by": "server"}
+    assert described["headers"] == {"started-by": "server"}
+    assert described["input"] == {"args": [], "kwargs": {}}
+    assert shown.returncode == 0 and "Headers\n  started-by: server\n" in shown.stdout, shown.stdout

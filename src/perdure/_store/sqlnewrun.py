@@ -293,7 +293,10 @@ def run_deadline(new: NewRun, now: float, deadline: float | None = None) -> floa
 
 
 def input_text(new: NewRun) -> str:
-    """The run's arguments as its row stores them (its ``input`` column)."""
+    """The run's arguments as its row stores them (its ``input`` column),
+    and its headers if it has any (for describe(): see _views)."""
+    if new.headers:
+        return dumps({"args": new.args, "kwargs": new.kwargs, "headers": new.headers})
     return dumps({"args": new.args, "kwargs": new.kwargs})
 
 

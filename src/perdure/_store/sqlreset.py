@@ -105,6 +105,7 @@ async def reset_run(
             started.search_attributes,
         ),
         priority=old.priority,
+        headers=started.headers,
     )
     await newrun.insert_run(tx, new, now, queued=False)
     await rows.append_events(tx, new_run_id, plan.kept)

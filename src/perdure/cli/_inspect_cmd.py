@@ -297,6 +297,10 @@ def _show(
             "cancel or terminate will move it."
         )
     out.print(f"\n[bold]Input[/]  {escape(json.dumps(d.input, ensure_ascii=False))}")
+    if d.headers:
+        out.print("[bold]Headers[/]")
+        for name, value in sorted(d.headers.items()):
+            out.print(f"  {escape(name)}: {escape(value)}")
     if d.search_attributes:
         out.print("[bold]Search attributes[/]")
         for name, value in sorted(d.search_attributes.items()):

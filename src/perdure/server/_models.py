@@ -472,6 +472,11 @@ class WorkflowDescription(BaseModel):
         description="Its place in its queues' backlogs, 1 (first) to 5 (last): its workflow "
         "tasks', and its activities' and children's unless they were given one."
     )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="What the starting client's interceptors wrote (a trace context: "
+        "traceparent), or what it inherited; its activities carry them.",
+    )
     history_length: int
     pending_activities: list[PendingActivity]
     pending_timers: list[PendingTimer]

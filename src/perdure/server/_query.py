@@ -290,6 +290,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "last_error": d.last_error,
         "search_attributes": d.search_attributes,
         "priority": d.priority,
+        "headers": d.headers,
         "history_length": d.history_length,
         "pending_activities": [pending_activity_json(a) for a in d.pending_activities],
         "pending_timers": [

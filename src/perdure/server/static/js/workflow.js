@@ -47,6 +47,13 @@ function failureBlock(failure) {
     trace);
 }
 
+/** A run's headers (a trace context): what its starting client's interceptors wrote. */
+function headersTable(headers) {
+  const entries = Object.entries(headers).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return h("table", { class: "kv", id: "headers" }, h("tbody", {}, entries.map(([k, v]) =>
+    h("tr", { "data-name": k }, h("th", { text: k }), h("td", { class: "mono", text: v })))));
+}
+
 /** The text a search attribute's value matches as (perdure._attributes.attribute_text):
  * a string as it is, a boolean true/false, a number as JSON writes it. */
 function attributeText(value) {
@@ -445,6 +452,7 @@ export function renderWorkflow(container, id, params, ctx) {
         : h("p", { class: "muted", text: "Nothing published (workflow.set_state)." })),
       streams.node,
       section("Search attributes", searchAttributes(desc.search_attributes)),
+      Object.keys(desc.headers || {}).length ? section("Headers", headersTable(desc.headers)) : null,
       historyTable(),
     ];
     root.append(...parts.filter(Boolean));
