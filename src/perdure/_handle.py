@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure import _history as h
-from perdure._checks import check_text, timeout_seconds
+from perdure._checks import BadName, check_text, timeout_seconds
+from perdure._converter import DataConverter
 from perdure._store.base import OPEN, RunRecord, new_run_id
 from perdure._streams import StreamInfo, StreamPage, read_values, stream_infos, stream_page
 from perdure._updates import UpdateHandle, send_update
@@ -53,6 +54,19 @@ def _checked_event(event: E) -> E:
     if problem is not None:
         raise TypeError(problem)
     return event
+
+
+def signal_event(converter: DataConverter, name: str, payload: Any) -> h.SignalReceived:
+    """The event a client sends as signal ``name`` (``handle.signal``,
+    ``signal_with_start``), checked: a bad name or payload raises here."""
+    if not isinstance(name, str):
+        raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
+    check_text("a signal's name", name)
+    problem = h.signal_name_problem(name)
+    if problem is not None:
+        raise BadName(problem)
+    encoded = converter.to_json(payload, where=f"payload of signal {name!r}")
+    return _checked_event(h.SignalReceived(name=name, payload=encoded))
 
 
 class WorkflowHandle(Generic[R]):
@@ -189,7 +203,7 @@ class WorkflowHandle(Generic[R]):
         """Deliver a signal to the handle's run (or the run it continued as new
         in). Once this returns it is durable and will be delivered exactly
         once, after every signal accepted before it."""
-        await self._deliver(self.client._signal_event(name, payload))
+        await self._deliver(signal_event(self.client.converter, name, payload))
 
     async def start_update(
         self, name: str, payload: Any = None, *, update_id: str | None = None

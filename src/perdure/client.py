@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
 from perdure import _gcpolicy as gcpolicy
-from perdure import _history as h
 from perdure import queues, schedules
 from perdure._activitybatch import (
     ActivityBatchAction,
@@ -25,16 +24,17 @@ from perdure._activitybatch import (
     run_activity_batch,
 )
 from perdure._asyncactivity import AsyncActivityHandle
-from perdure._attributes import AttributeValue, checked_attributes
+from perdure._attributes import AttributeValue
 from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
-from perdure._checks import BadName, check_name, check_text, timeout_seconds
+from perdure._checks import check_name, timeout_seconds
 from perdure._converter import DataConverter, checked_converter
-from perdure._handle import WorkflowHandle, _checked_event, _reason
+from perdure._handle import WorkflowHandle, _reason, signal_event
+from perdure._listing import run_filter
 from perdure._retention import delete_closed_runs
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
 from perdure._starts import checked_conflict, new_run
 from perdure._store import resolve_url, store_for_url
-from perdure._store.base import STATUSES, IdConflict, NewRun, RunFilter, Store, WorkerRecord
+from perdure._store.base import STATUSES, IdConflict, NewRun, Store, WorkerRecord
 from perdure._streams import StreamEntry, StreamInfo, StreamPage
 from perdure._updates import UpdateHandle, send_update
 from perdure._views import (
@@ -46,7 +46,6 @@ from perdure._views import (
     WorkerInfo,
     WorkflowDescription,
     WorkflowExecution,
-    _timestamp,
     stats_of,
 )
 from perdure._waiting import EndWatch, OpenRuns, ResultWatch
@@ -287,7 +286,7 @@ class Client:
         fn, new = self._new_run(
             workflow, args, id, task_queue, search_attributes=search_attributes, priority=priority
         )
-        event = self._signal_event(signal, signal_payload)
+        event = signal_event(self.converter, signal, signal_payload)
         run = await self.store.signal_with_start(new, event)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
@@ -316,16 +315,6 @@ class Client:
         # (The handle get_handle makes: a test environment's skips time.)
         sent = await send_update(self.get_handle(id), update, update_payload, update_id, new)
         return await sent.result(timeout)
-
-    def _signal_event(self, name: str, payload: Any) -> h.SignalReceived:
-        if not isinstance(name, str):
-            raise TypeError(f"a signal's name must be a str, not {type(name).__name__} {name!r}")
-        check_text("a signal's name", name)
-        problem = h.signal_name_problem(name)
-        if problem is not None:
-            raise BadName(problem)
-        encoded = self.converter.to_json(payload, where=f"payload of signal {name!r}")
-        return _checked_event(h.SignalReceived(name=name, payload=encoded))
 
     def get_handle(self, id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
         """A handle to the given run, or to the latest run of ``id``."""
@@ -385,36 +374,18 @@ class Client:
         text: ``120`` finds ``120.0`` and ``"120"``). Page with ``after``, the
         ``cursor`` of the previous page's last run (stable while runs are
         added), or with ``offset``, a number of runs to skip."""
-        if status is not None and status not in STATUSES:
-            # (A misspelt status had matched nothing: an empty list, not an error.)
-            raise ValueError(
-                f"status must be one of {', '.join(STATUSES)} (or None), not {status!r}"
-            )
-        check_name("workflow", workflow, none_means="every type")
-        check_name("search", search or None, none_means="no search")
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        if offset < 0:
-            raise ValueError(f"offset must not be negative, not {offset}")
-        # (Past a 64-bit integer the drivers raise OverflowError: no more runs anyway.)
-        limit, offset = min(limit, 2**62), min(offset, 2**62)
-        since_ts, until_ts = _timestamp(since), _timestamp(until)
-        if since_ts is not None and until_ts is not None and since_ts > until_ts:
-            raise ValueError(f"since ({since}) is after until ({until})")
-        wanted = () if search_attributes is None else checked_attributes(search_attributes)
-        keyset = None if after is None else WorkflowExecution.parse_cursor(after)
-        query = RunFilter(
-            status=status,
-            workflow_type=workflow,
-            since=since_ts,
-            until=until_ts,
-            id_contains=search or None,
-            retrying=bool(retrying),
-            latest=bool(latest),
-            search_attributes=tuple(dict(wanted).items()),
-            after=keyset,
+        query = run_filter(
+            status,
+            workflow,
+            limit,
+            since=since,
+            until=until,
+            search=search,
+            after=after,
             offset=offset,
-            limit=limit,
+            retrying=retrying,
+            latest=latest,
+            search_attributes=search_attributes,
         )
         return [WorkflowExecution.from_record(r) for r in await self.store.list_runs(query)]
 

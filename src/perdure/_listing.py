@@ -1,0 +1,65 @@
+"""A listing's filters (``Client.list``'s arguments), checked and made into
+the store's ``RunFilter``: a misspelt status, an empty workflow name, a
+negative offset or a ``since`` after its ``until`` is refused here, saying
+which, rather than matching nothing. Imports the public checks, the search
+attributes' rules, the store's records and the client's views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from perdure._attributes import AttributeValue, checked_attributes
+from perdure._checks import check_name
+from perdure._store.base import STATUSES, RunFilter
+from perdure._views import WorkflowExecution, _timestamp
+
+__all__ = ["run_filter"]
+
+
+def run_filter(
+    status: str | None,
+    workflow: str | None,
+    limit: int,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    search: str | None,
+    after: str | None,
+    offset: int,
+    retrying: bool,
+    latest: bool,
+    search_attributes: Mapping[str, AttributeValue] | None,
+) -> RunFilter:
+    """The store's filter for ``Client.list``'s arguments (see there);
+    ValueError for one that is not a filter."""
+    if status is not None and status not in STATUSES:
+        # (A misspelt status had matched nothing: an empty list, not an error.)
+        raise ValueError(f"status must be one of {', '.join(STATUSES)} (or None), not {status!r}")
+    check_name("workflow", workflow, none_means="every type")
+    check_name("search", search or None, none_means="no search")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, not {offset}")
+    # (Past a 64-bit integer the drivers raise OverflowError: no more runs anyway.)
+    limit, offset = min(limit, 2**62), min(offset, 2**62)
+    since_ts, until_ts = _timestamp(since), _timestamp(until)
+    if since_ts is not None and until_ts is not None and since_ts > until_ts:
+        raise ValueError(f"since ({since}) is after until ({until})")
+    wanted = () if search_attributes is None else checked_attributes(search_attributes)
+    keyset = None if after is None else WorkflowExecution.parse_cursor(after)
+    return RunFilter(
+        status=status,
+        workflow_type=workflow,
+        since=since_ts,
+        until=until_ts,
+        id_contains=search or None,
+        retrying=bool(retrying),
+        latest=bool(latest),
+        search_attributes=tuple(dict(wanted).items()),
+        after=keyset,
+        offset=offset,
+        limit=limit,
+    )
