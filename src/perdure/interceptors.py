@@ -2,7 +2,8 @@
 metrics or a logging context. Subclass ``Interceptor``, override what you
 need, and give instances to ``Client.connect(interceptors=[...])``: they
 apply to that client's starts and to the activity attempts of every
-``Worker`` made with it (``perdure worker --interceptor MODULE:NAME``).
+``Worker`` made with it (``perdure worker --interceptor MODULE:NAME``;
+``perdure server --interceptor`` for the runs its API starts).
 
 Two places, as Temporal's interceptors offer them for the same uses:
 
@@ -11,7 +12,8 @@ Two places, as Temporal's interceptors offer them for the same uses:
   They are recorded in the run's ``WorkflowStarted`` event, so they survive
   crashes and replays; the run's children and the run it continues as new
   inherit them, and every activity the run schedules carries them
-  (``activity.info().headers``, ``workflow.info().headers``).
+  (``activity.info().headers``, ``workflow.info().headers``,
+  ``describe().headers``).
 - ``execute_activity(call, call_next)``: around each activity attempt, on
   the worker running it, in the attempt's own context: context variables
   set around ``await call_next(call)`` are seen by the activity's code, a
