@@ -89,6 +89,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "heartbeat",
         "in_activity",
         "info",
+        "logger",
         "raise_complete_async",
         "write_stream",
     ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,6 +36,7 @@ __all__ = [
     "heartbeat",
     "in_activity",
     "info",
+    "logger",
     "raise_complete_async",
     "write_stream",
 ]
@@ -186,6 +188,37 @@ def cancellation_reason() -> str | None:
     (Temporal's ``activity.cancellation_details()``)."""
     ctx = _context.get()
     return None if ctx is None else ctx.cancellation_reason()
+
+
+class _AttemptLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Adds the running attempt to each record: its message starts with
+    ``[activity_type workflow_id #activity_id attempt N]``, and its
+    ``extra`` holds ``workflow_id``, ``run_id``, ``activity_id``,
+    ``activity_type`` and ``attempt`` (for a structured handler). Outside
+    an activity it logs as a plain logger."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        ctx = _context.get()
+        if ctx is not None:
+            info = ctx.info
+            extra = dict(kwargs.get("extra") or {})
+            extra.setdefault("workflow_id", info.workflow_id)
+            extra.setdefault("run_id", info.run_id)
+            extra.setdefault("activity_id", info.activity_id)
+            extra.setdefault("activity_type", info.activity_type)
+            extra.setdefault("attempt", info.attempt)
+            kwargs["extra"] = extra
+            msg = (
+                f"[{info.activity_type} {info.workflow_id} #{info.activity_id} "
+                f"attempt {info.attempt}] {msg}"
+            )
+        return msg, kwargs
+
+
+logger = _AttemptLogger(logging.getLogger("perdure.activity"), {})
+"""``activity.logger.info("charging %s", order)``: a logger that names the
+running attempt (as ``workflow.logger`` names the run), as Temporal's
+``activity.logger`` does. A retried attempt logs again: it runs again."""
 
 
 class CompleteAsyncError(BaseException):
