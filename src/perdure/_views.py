@@ -453,8 +453,14 @@ def describe_run(
         awaiting_nothing=_awaiting_nothing(run, pending, now),
         search_attributes=run.search_attributes,
         priority=run.priority,
-        headers=run.input.get("headers") or {} if isinstance(run.input, dict) else {},
+        headers=_headers(run.input),
     )
+
+
+def _headers(stored: Any) -> dict[str, str]:
+    """A run's headers, from its row's ``input`` (sqlnewrun.input_text)."""
+    found = stored.get("headers") if isinstance(stored, dict) else None
+    return found or {}
 
 
 def _arguments(stored: Any) -> Any:
