@@ -121,6 +121,15 @@ def test_sqlite_path_does_not_import_postgres_driver() -> None:
         )
 
 
+def test_only_the_store_speaks_sql() -> None:
+    """sqlite3 and psycopg are the store's: perdure.transactions, which runs
+    the application's transactions, leaves their SQL to the store too."""
+    for path in MODULES:
+        name = module_name(path)
+        drivers = {i.split(".")[0] for i in imports_of(path)} & {"sqlite3", "psycopg"}
+        assert not drivers or name.startswith("perdure._store"), f"{name} imports {drivers}"
+
+
 def test_only_contrib_imports_optional_integrations() -> None:
     """OpenTelemetry is an optional dependency: only perdure.contrib's module
     for it imports it, and nothing imports perdure.contrib."""

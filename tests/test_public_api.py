@@ -112,3 +112,13 @@ def test_interceptors_module_is_pinned() -> None:
         "MAX_HEADERS_BYTES",
         "WorkflowStart",
     ]
+
+
+def test_transactions_module_is_pinned() -> None:
+    from perdure import transactions
+
+    assert transactions.__all__ == ["AppDatabase"]
+    assert [name for name in vars(transactions.AppDatabase) if not name.startswith("_")] == [
+        "transaction",
+        "close",
+    ]

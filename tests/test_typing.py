@@ -1,7 +1,8 @@
 """What a type checker sees of workflow code (``mypy --strict``, as the
 project's own code is checked): awaiting an activity, a plain ``def`` one
 through ``workflow.execute_activity``, type-checks with the activity's
-result type, and wrong arguments or a wrong result type are errors."""
+result type, and wrong arguments or a wrong result type are errors; a
+transactional activity's arguments are those after its connection."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import sys
 from pathlib import Path
 
 HEADER = """
+import sqlite3
+
 from perdure import activity, workflow
+from perdure.transactions import AppDatabase
+
+shop = AppDatabase("sqlite:///shop.db")
+
+@shop.transaction(name="reserve")
+def reserve(conn: sqlite3.Connection, sku: str, qty: int) -> int:  # conn: not an argument
+    return qty
 
 @activity.defn
 async def charge(order: str, cents: int) -> str:
@@ -34,7 +44,8 @@ async def checkout(order: str) -> str:
     moved: str = await workflow.execute_activity(label.options(task_queue="labels"), order)
     await workflow.execute_activity(notify, order)
     direct: str = label(order)  # (outside workflow code: the function's own result)
-    return charge_id + same + parcel + moved + direct
+    left: int = await workflow.execute_activity(reserve, order, 2)
+    return charge_id + same + parcel + moved + direct + str(left)
 """
 
 BAD = """
@@ -43,6 +54,7 @@ async def wrong(order: str) -> None:
     await workflow.execute_activity(label, 3)
     count: int = await workflow.execute_activity(label, order)
     await workflow.execute_activity(charge, order)
+    await workflow.execute_activity(reserve, order)
 """
 
 
@@ -67,4 +79,4 @@ def test_wrong_arguments_and_results_are_type_errors(tmp_path: Path) -> None:
     done = _mypy(tmp_path, "bad", BAD)
     lines = HEADER.count("\n") + 3
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]
-    assert [int(e.split(":")[1]) - lines for e in errors] == [1, 2, 3], done.stdout
+    assert [int(e.split(":")[1]) - lines for e in errors] == [1, 2, 3, 4], done.stdout

@@ -149,6 +149,12 @@ class _ActivityContext:
     def on_stream(self, key: str, value: Any) -> None:
         raise NotImplementedError
 
+    @property
+    def converter(self) -> DataConverter:
+        """The worker's converter (what ``perdure.transactions`` records a
+        result with, as the worker records it)."""
+        raise NotImplementedError
+
 
 _context: ContextVar[_ActivityContext | None] = ContextVar("perdure_activity", default=None)
 

@@ -140,7 +140,9 @@ class Cluster:
             self.wait_until(ready.exists, timeout=30, what=f"{name} (pid {worker.pid}) to start")
         return worker
 
-    def crash_worker_at(self, crash_at: str, *extra_args: str) -> WorkerProcess:
+    def crash_worker_at(
+        self, crash_at: str, *extra_args: str, module: Path | None = None
+    ) -> WorkerProcess:
         """Start a worker armed to SIGKILL itself at ``crash_at`` (a crash
         point, ``name:N`` for its Nth passage); return it once it has, the
         point named in its output. (It may die before the harness sees it
@@ -149,7 +151,7 @@ class Cluster:
         before = os.environ.get(env_var)
         os.environ[env_var] = crash_at
         try:
-            worker = self.start_worker(*extra_args, wait_ready=False)
+            worker = self.start_worker(*extra_args, wait_ready=False, module=module)
         finally:
             if before is None:
                 os.environ.pop(env_var, None)

@@ -3,7 +3,8 @@
 ``db_url`` (and so ``client``) is parametrised over ``BACKENDS``: a fresh SQLite
 file, or a fresh schema of a PostgreSQL database made for this test session
 (see tests/postgres/pg_testdb.py). A test that opens the SQLite file itself
-is marked ``sqlite_only`` (or listed in ``SQLITE_ONLY``) and runs on SQLite only.
+is marked ``sqlite_only`` (or listed in ``SQLITE_ONLY``) and runs on SQLite only;
+one for what only PostgreSQL has is marked ``postgres_only``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SQLITE_ONLY = {"test_corrupt_history_row_is_reported_and_nothing_is_lost"}
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: runs on the SQLite backend only")
+    config.addinivalue_line("markers", "postgres_only: runs on the PostgreSQL backend only")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -34,7 +36,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.definition.get_closest_marker("sqlite_only") is not None
             or metafunc.function.__name__ in SQLITE_ONLY
         )
-        metafunc.parametrize("backend", ["sqlite"] if only_sqlite else BACKENDS)
+        if metafunc.definition.get_closest_marker("postgres_only") is not None:
+            metafunc.parametrize("backend", ["postgres"])
+        else:
+            metafunc.parametrize("backend", ["sqlite"] if only_sqlite else BACKENDS)
 
 
 # Module-level containers in which test modules record side effects; tests

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from perdure._asyncactivity import task_token
+from perdure._converter import DataConverter
 from perdure._store.base import ActivityTask
 from perdure._worker.heartbeats import AttemptBeats
 from perdure._worker.outcomes import OPERATOR_STOPS
@@ -94,6 +95,10 @@ class Attempt(_ActivityContext):
         if deadline is not None and loop is not None and loop.time() >= deadline - _TIMER_SLACK:
             return "timed_out"
         return None
+
+    @property
+    def converter(self) -> DataConverter:
+        return self.runner.converter
 
     def heartbeats(self) -> AttemptBeats:
         if self.beats is None:
