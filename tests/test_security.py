@@ -102,6 +102,12 @@ SQL_FRAGMENTS = {
     "key": "picked(): a column name, or the dialect's timer key",
     "key.strip('()')": "picked(): the same, without its parentheses",
     "rows": "picked(): 'FROM ... WHERE ...', constants and placeholders",
+    # The outputs table of perdure.transactions (apptx_shared.outputs_sql):
+    "outputs_table": "the table's name, checked by check_table(): an SQL identifier",
+    "outputs_index": "the index's name: the table's last part and a constant suffix",
+    "mark": "the dialect's placeholder, '?' or '%s' (asserted)",
+    "stamp_type": "a column type, 'REAL' or 'timestamptz' (asserted)",
+    "stamp_default": "'' or ' DEFAULT now()' (asserted)",
 }
 
 

@@ -42,7 +42,7 @@ class SqliteTransactions:
         self.keep = keep
         self.max_idle = max_idle
         self.timeout = timeout
-        self._sql = outputs_sql(table, p="?", created="REAL", now="")
+        self._sql = outputs_sql(table, mark="?", stamp_type="REAL", stamp_now="")
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._ready = False

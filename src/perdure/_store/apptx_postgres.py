@@ -63,7 +63,7 @@ class PostgresTransactions:
         self.keep = keep
         self.max_idle = max_idle
         self.isolation = ISOLATION_LEVELS[isolation] if isolation is not None else None
-        self._sql = outputs_sql(table, p="%s", created="timestamptz", now="now()")
+        self._sql = outputs_sql(table, mark="%s", stamp_type="timestamptz", stamp_now="now()")
         self._idle: list[Conn] = []
         # (By loop: an async connection serves the loop it was opened on.)
         self._idle_async: dict[asyncio.AbstractEventLoop, list[AConn]] = {}

@@ -41,25 +41,29 @@ class OutputsSql(NamedTuple):
     prune: str  # the records committed before a time
 
 
-def outputs_sql(table: str, *, p: str, created: str, now: str) -> OutputsSql:
-    """The statements for ``table`` with placeholder ``p``, the type of its
-    ``committed_at`` column, and the default that column takes (empty: the
-    caller gives it)."""
-    index = f"{table.rpartition('.')[2]}_committed_at"
-    default = f" DEFAULT {now}" if now else ""
+def outputs_sql(outputs_table: str, *, mark: str, stamp_type: str, stamp_now: str) -> OutputsSql:
+    """The statements on ``outputs_table`` (checked here: a plain SQL name),
+    with the dialect's placeholder ``mark``, the type of the ``committed_at``
+    column, and the default that column takes (empty: the caller gives it)."""
+    check_table(outputs_table)
+    assert mark in ("?", "%s") and stamp_type in ("REAL", "timestamptz"), (mark, stamp_type)
+    assert stamp_now in ("", "now()"), stamp_now
+    outputs_index = f"{outputs_table.rpartition('.')[2]}_committed_at"
+    stamp_default = f" DEFAULT {stamp_now}" if stamp_now else ""
     return OutputsSql(
         create=(
-            f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, result TEXT NOT NULL, "
-            f"committed_at {created} NOT NULL{default})",
-            f"CREATE INDEX IF NOT EXISTS {index} ON {table} (committed_at)",
+            f"CREATE TABLE IF NOT EXISTS {outputs_table} (key TEXT PRIMARY KEY, "
+            f"result TEXT NOT NULL, committed_at {stamp_type} NOT NULL{stamp_default})",
+            f"CREATE INDEX IF NOT EXISTS {outputs_index} ON {outputs_table} (committed_at)",
         ),
-        read=f"SELECT result FROM {table} WHERE key = {p}",
+        read=f"SELECT result FROM {outputs_table} WHERE key = {mark}",
         insert=(
-            f"INSERT INTO {table} (key, result) VALUES ({p}, {p})"
-            if now
-            else f"INSERT INTO {table} (key, result, committed_at) VALUES ({p}, {p}, {p})"
+            f"INSERT INTO {outputs_table} (key, result) VALUES ({mark}, {mark})"
+            if stamp_now
+            else f"INSERT INTO {outputs_table} (key, result, committed_at) "
+            f"VALUES ({mark}, {mark}, {mark})"
         ),
-        prune=f"DELETE FROM {table} WHERE committed_at < {p}",
+        prune=f"DELETE FROM {outputs_table} WHERE committed_at < {mark}",
     )
 
 
