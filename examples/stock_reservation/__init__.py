@@ -1,0 +1,2 @@
+"""A warehouse whose stock is reserved exactly once across a SIGKILL: a
+transactional activity (``perdure.transactions``)."""
