@@ -10,9 +10,9 @@ Usage::
     python benchmarks/transactions.py --url sqlite:////tmp/tx-bench/perdure.db --runs 400
     python benchmarks/transactions.py --url postgresql://postgres@127.0.0.1:5432/test
 
-On SQLite the application's table is in a file of its own beside perdure's
-(``app.db``); on PostgreSQL it is in a fresh schema of the database given,
-beside perdure's tables (dropped at the end). One worker and its client in
+On SQLite perdure's database and the application's are two new files in
+the folder of the URL given (``perdure.db``, ``app.db``); on PostgreSQL both
+go to one fresh schema of the database given, dropped at the end. One worker and its client in
 one process; the two kinds alternate in blocks of 25, so that the machine's
 drift falls on both alike. Prints the p50 and p99 of each kind's workflow,
 in milliseconds, and their ratio. Run by hand; never a test.
@@ -37,16 +37,19 @@ from perdure.transactions import AppDatabase
 BLOCK = 25
 
 
-def app_url(url: str) -> tuple[str, Any]:
-    """The application's database for ``url`` (perdure's), and how to drop it."""
+def databases(url: str) -> tuple[str, str, Any]:
+    """perdure's database and the application's for ``url``, and how to drop
+    them: on SQLite two files in the folder of ``url``'s; on PostgreSQL one
+    fresh schema of ``url``'s database for both."""
     if url.startswith("sqlite:"):
         folder = Path(url.removeprefix("sqlite:///")).parent
-        path = folder / "app.db"
-        path.unlink(missing_ok=True)
-        with sqlite3.connect(path) as conn:
+        paths = [folder / "perdure.db", folder / "app.db"]
+        for path in paths:
+            path.unlink(missing_ok=True)
+        with sqlite3.connect(paths[1]) as conn:
             conn.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, n INTEGER)")
             conn.execute("INSERT INTO counters VALUES ('orders', 0)")
-        return f"sqlite:///{path}", lambda: path.unlink(missing_ok=True)
+        return f"sqlite:///{paths[0]}", f"sqlite:///{paths[1]}", lambda: None
     import psycopg
 
     schema = f"txbench_{secrets.token_hex(4)}"
@@ -60,16 +63,19 @@ def app_url(url: str) -> tuple[str, Any]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
     joiner = "&" if "?" in url else "?"
-    return f"{url}{joiner}{urlencode({'options': f'-csearch_path={schema}'})}", drop
+    both = f"{url}{joiner}{urlencode({'options': f'-csearch_path={schema}'})}"
+    return both, both, drop
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", required=True, help="perdure's database")
+    parser.add_argument(
+        "--url", required=True, help="sqlite:///DIR/perdure.db (files in DIR) or a PostgreSQL URL"
+    )
     parser.add_argument("--runs", type=int, default=400, help="workflows of each kind")
     args = parser.parse_args()
-    url, drop = app_url(args.url)
-    db = AppDatabase(url)
+    perdure_url, app_url, drop = databases(args.url)
+    db = AppDatabase(app_url)
     mark = "?" if db.dialect == "sqlite" else "%s"
     bump = f"UPDATE counters SET n = n + 1 WHERE name = {mark}"
 
@@ -87,7 +93,7 @@ async def main() -> None:
     async def one(recorded: bool) -> int:
         return await (bump_recorded("orders") if recorded else bump_plainly("orders"))
 
-    client = await perdure.Client.connect(args.url)
+    client = await perdure.Client.connect(perdure_url)
     took: dict[bool, list[float]] = {True: [], False: []}
     try:
         async with perdure.Worker(
