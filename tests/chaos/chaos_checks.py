@@ -312,3 +312,38 @@ def check_holds(
         if r["pid"] not in killed_pids:
             raise InvariantError(f"run {r['run']}: a hold never released, its process alive: {r}")
     return released
+
+
+def check_ledger(
+    run_id: str,
+    args: list[Any],
+    result: Any,
+    rows: list[tuple[int, str]],
+    posts: list[dict[str, Any]],
+    events: list[h.Event],
+) -> tuple[int, int]:
+    """A ledger's posts were written once (``perdure.transactions``): the
+    application's table holds one row per post, the entry the run's result
+    names for it; the post function's run that wrote it is in ``posts``
+    (its side file). Returns how many posts were answered by a later
+    attempt from the record an earlier one committed (its worker killed
+    between the commit and the record of the completion), and how many runs
+    of the function were rolled back (killed mid-transaction, or the second
+    of two attempts at once)."""
+    tag, count = args
+    if not (isinstance(result, list) and len(result) == count):
+        raise InvariantError(f"run {run_id}: ledger {tag} returned {result!r}")
+    if sorted(rows) != sorted(enumerate(result)):
+        raise InvariantError(
+            f"run {run_id}: ledger {tag}'s table holds {sorted(rows)}, its run returned {result}"
+        )
+    completed = {e.result: e.attempt for e in events if isinstance(e, h.ActivityCompleted)}
+    answered = rolled_back = 0
+    runs = [p for p in posts if p["tag"] == tag]
+    for i, entry in enumerate(result):
+        wrote = [p for p in runs if p["i"] == i and p["entry"] == entry]
+        if len(wrote) != 1:
+            raise InvariantError(f"run {run_id}: ledger {tag} post {i}: written by {wrote}")
+        answered += wrote[0]["attempt"] < completed[entry]
+        rolled_back += sum(p["i"] == i and p["entry"] != entry for p in runs)
+    return answered, rolled_back

@@ -8,8 +8,11 @@ durable sleep, a side effect, state),
 ``mailbox`` (signals, with a ``wait_signal`` timeout that starts and cancels timers),
 ``family`` (child workflows), ``rollover`` (continue-as-new), ``relay`` (signals sent
 from workflow code to a child), ``desk`` (updates, retried by their ids),
-``callback`` (activities completed by the driver with their task tokens) and
-``canceller`` (a step it gives up on and waits for to end, then its undoing).
+``callback`` (activities completed by the driver with their task tokens),
+``canceller`` (a step it gives up on and waits for to end, then its undoing) and
+``ledger`` (transactional activities, ``perdure.transactions``: each posts one
+row to the application's database, ``$PERDURE_CHAOS_LEDGER``, which must hold
+it exactly once whatever the kills).
 
 Side files in ``$PERDURE_TEST_DIR``: ``exec-<pid>.log`` gets one JSON line per activity
 execution, written and fsynced *before* the activity does anything (so a line is an
@@ -25,12 +28,16 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
 from perdure import ApplicationError, RetryPolicy, activity, workflow
+from perdure.transactions import AppDatabase
 
 TEST_DIR_ENV = "PERDURE_TEST_DIR"
+LEDGER_ENV = "PERDURE_CHAOS_LEDGER"  # the application's database, for ledger's posts
+LEDGER_TABLE = "CREATE TABLE ledger_entries (tag TEXT NOT NULL, i INTEGER NOT NULL, entry TEXT)"
 # The pipeline's parallel steps run on a task queue of their own, served by a
 # worker of its own, whose limits the driver sets (max_running=LIMITED_RUNNING).
 LIMITED_QUEUE = "chaos-limited"
@@ -218,6 +225,31 @@ async def hand_off(tag: str) -> str:
 async def callback(tag: str, count: int) -> list[str]:
     """``count`` steps whose outcomes come from outside (the driver)."""
     return [await hand_off(f"{tag}:c{i}") for i in range(count)]
+
+
+# (The driver imports this module too, and posts nothing: any URL will do there.)
+ledger_db = AppDatabase(os.environ.get(LEDGER_ENV) or "sqlite:///chaos-ledger-unused.db")
+
+
+@ledger_db.transaction(retry=FAST_RETRY)
+def post(conn: Any, tag: str, i: int) -> str:
+    """Posts entry ``i`` of ``tag``: one row, whose id is new at each run of
+    this function; sleeps inside the transaction, where a kill may land."""
+    entry = uuid.uuid4().hex
+    _log_attempt("post", tag, i=i, entry=entry)
+    mark = "?" if ledger_db.dialect == "sqlite" else "%s"
+    conn.execute(
+        f"INSERT INTO ledger_entries (tag, i, entry) VALUES ({mark}, {mark}, {mark})",
+        (tag, i, entry),
+    )
+    time.sleep(STEP_DELAY)
+    return entry
+
+
+@workflow.defn
+async def ledger(tag: str, count: int) -> list[str]:
+    """``count`` posts, one after another: the entries' ids."""
+    return [await post(tag, i) for i in range(count)]
 
 
 def handed_off_result(tag: str) -> str:

@@ -54,8 +54,12 @@ def _assert_meaningful(report: ChaosReport, seconds: float) -> None:
     armed = set(CRASH_POINTS) - set(STARTER_POINTS)  # (chaos workers start no runs)
     assert set(report.crash_point_kills) == armed, report.summary()
     assert report.counts.re_executions >= 1, report.summary()
-    kinds = {"pipeline", "mailbox", "family", "rollover", "relay", "desk", "callback", "canceller"}
+    kinds = {
+        *("pipeline", "mailbox", "family", "rollover", "relay", "desk", "callback"),
+        *("canceller", "ledger"),
+    }
     assert report.workflows.keys() == kinds, report.summary()
+    assert report.ledger_posts > 0, report.summary()
     assert report.counts.timers_fired > 0 and report.signals_accepted > 0
     assert report.updates_answered > 0, report.summary()
     assert report.async_completed > 0 and report.async_failed > 0, report.summary()
