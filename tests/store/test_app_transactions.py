@@ -258,3 +258,48 @@ def test_bad_functions_are_refused(tmp_path: Path) -> None:
         db.transaction(42)
     with pytest.raises(TypeError, match="unexpected keyword argument 'retries'"):
         db.transaction(retries=3)  # type: ignore[call-overload]
+
+
+def _terminate_kept(url: str, pids: list[int]) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_kept_connection_the_server_closed_is_replaced(pg_url: str) -> None:
+    """A server restart, or an idle timeout, closes the connections kept for
+    reuse: the next transaction opens a new one instead of failing its
+    attempt (once the function has run, a lost connection is the attempt's
+    failure, as any other)."""
+    db = AppDatabase(pg_url, max_idle=2)
+    try:
+        pids = [db._backend.run(None, lambda conn: conn.info.backend_pid, None, None)]
+        _terminate_kept(pg_url, pids)
+        pid = db._backend.run("k", lambda conn: conn.info.backend_pid, str, int)
+        assert pid != pids[0]
+        assert rows(db, "SELECT key, result FROM perdure_transactions") == [("k", str(pid))]
+
+        def killed_in_the_function(conn: Any) -> None:
+            _terminate_kept(pg_url, [conn.info.backend_pid])
+            conn.execute("SELECT 1")
+
+        with pytest.raises(psycopg.OperationalError):
+            db._backend.run("k2", killed_in_the_function, str, int)
+    finally:
+        db.close()
+
+
+async def test_a_kept_async_connection_the_server_closed_is_replaced(pg_url: str) -> None:
+    db = AppDatabase(pg_url, max_idle=2)
+    try:
+
+        async def pid_of(conn: psycopg.AsyncConnection[Any]) -> int:
+            return conn.info.backend_pid
+
+        first = await db._backend.run_async(None, pid_of, None, None)
+        _terminate_kept(pg_url, [first])
+        second = await db._backend.run_async("k", pid_of, str, int)
+        assert second != first
+        assert await db._backend.run_async("k", pid_of, str, int) == second  # (recorded)
+    finally:
+        db.close()

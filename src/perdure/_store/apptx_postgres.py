@@ -83,11 +83,18 @@ class PostgresTransactions:
         """``await body(conn)`` in a transaction committed with the record of
         ``key``, or the result recorded for ``key`` by an attempt that
         committed. Without a key (outside an activity): the transaction alone."""
-        conn = await self._take_async()
+        conn, kept = await self._take_async()
+        began = _Began()
         try:
-            value = await self._transaction_async(conn, key, body, encode, decode)
-        except Exception:
-            await self._give_async(conn)
+            value = await self._transaction_async(conn, key, began.wrap_async(body), encode, decode)
+        except Exception as exc:
+            if not _lost(conn, exc):
+                await self._give_async(conn)
+                raise
+            await conn.close()
+            if kept and not began.body:  # (the server closed it while it was kept)
+                self._drop_idle_async()
+                return await self.run_async(key, body, encode, decode)
             raise
         except BaseException:  # (a stopped attempt: the connection's state is unknown)
             await conn.close()
@@ -129,13 +136,14 @@ class PostgresTransactions:
                 prune_failed(self.table, exc)
         return value
 
-    async def _take_async(self) -> AConn:
+    async def _take_async(self) -> tuple[AConn, bool]:
+        """A connection for this loop, and whether it was kept from before."""
         self._forget_closed_loops()
         idle = self._idle_async.get(asyncio.get_running_loop())
         while idle:
             conn = idle.pop()
             if not conn.closed:
-                return conn
+                return conn, True
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         try:
             if self.isolation is not None:
@@ -149,7 +157,12 @@ class PostgresTransactions:
         except BaseException:
             await conn.close()
             raise
-        return conn
+        return conn, False
+
+    def _drop_idle_async(self) -> None:
+        """Close this loop's kept connections: the server closed one of them
+        (a restart, an idle timeout), and likely the others of its age."""
+        _finish(self._idle_async.pop(asyncio.get_running_loop(), []))
 
     async def _give_async(self, conn: AConn) -> None:
         if not conn.closed and conn.info.transaction_status == _IDLE:
@@ -169,9 +182,18 @@ class PostgresTransactions:
         decode: Callable[[str], T],
     ) -> T:
         """``body(conn)``, as ``run_async`` does for an ``async def`` function."""
-        conn = self._take()
+        conn, kept = self._take()
+        began = _Began()
         try:
-            return self._transaction(conn, key, body, encode, decode)
+            return self._transaction(conn, key, began.wrap(body), encode, decode)
+        except Exception as exc:
+            if not _lost(conn, exc):
+                raise
+            conn.close()
+            if kept and not began.body:  # (the server closed it while it was kept)
+                self._drop_idle()
+                return self.run(key, body, encode, decode)
+            raise
         finally:
             self._give(conn)
 
@@ -205,12 +227,13 @@ class PostgresTransactions:
                 prune_failed(self.table, exc)
         return value
 
-    def _take(self) -> Conn:
+    def _take(self) -> tuple[Conn, bool]:
+        """A connection, and whether it was kept from before."""
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
                 if not conn.closed:
-                    return conn
+                    return conn, True
         conn = psycopg.Connection.connect(self.url, autocommit=True)
         try:
             if self.isolation is not None:
@@ -224,7 +247,14 @@ class PostgresTransactions:
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, False
+
+    def _drop_idle(self) -> None:
+        """Close the kept connections (see _drop_idle_async)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def _give(self, conn: Conn) -> None:
         if not conn.closed and conn.info.transaction_status == _IDLE:
@@ -267,6 +297,38 @@ class PostgresTransactions:
         test's, a program's earlier ``asyncio.run``)."""
         for loop in [loop for loop in self._idle_async if loop.is_closed()]:
             _finish(self._idle_async.pop(loop))
+
+
+def _lost(conn: AConn | Conn, exc: Exception) -> bool:
+    """Whether ``exc`` came from the connection's loss (not a serialization
+    failure, say, which is an OperationalError too on a healthy connection)."""
+    return isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken)
+
+
+class _Began:
+    """Whether a transaction's function has been called: a connection that
+    fails before it (at BEGIN, or reading the record) may be replaced and
+    the transaction run again; once the function ran, the failure is the
+    attempt's."""
+
+    __slots__ = ("body",)
+
+    def __init__(self) -> None:
+        self.body = False
+
+    def wrap_async(self, body: Callable[[AConn], Awaitable[T]]) -> Callable[[AConn], Awaitable[T]]:
+        def called(conn: AConn) -> Awaitable[T]:
+            self.body = True
+            return body(conn)
+
+        return called
+
+    def wrap(self, body: Callable[[Conn], T]) -> Callable[[Conn], T]:
+        def called(conn: Conn) -> T:
+            self.body = True
+            return body(conn)
+
+        return called
 
 
 def _finish(conns: list[AConn]) -> None:
