@@ -43,7 +43,7 @@ from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from perdure import activity
-from perdure._store import sqlite_path
+from perdure._store import postgres_module, sqlite_path
 from perdure._store.apptx import SqliteTransactions
 from perdure._store.apptx_shared import check_table
 from perdure.activity import CancellationType
@@ -120,7 +120,7 @@ class AppDatabase:
                 path, table=table, keep=seconds, max_idle=max_idle, timeout=float(timeout)
             )
         elif url.startswith(("postgresql:", "postgres:")):
-            postgres = _postgres_module()
+            postgres: Any = postgres_module("apptx_postgres")
             if isolation_level is not None and isolation_level not in postgres.ISOLATION_LEVELS:
                 known = ", ".join(repr(k) for k in postgres.ISOLATION_LEVELS)
                 raise ValueError(
@@ -257,16 +257,3 @@ def _recording(run: Callable[..., Any]) -> tuple[Any, ...]:
         return converter.decode_result(run, json.loads(text))
 
     return ctx.info.idempotency_key, encode, decode
-
-
-def _postgres_module() -> Any:
-    try:
-        from perdure._store import apptx_postgres
-    except ImportError as exc:
-        if not (exc.name or "").startswith("psycopg"):
-            raise
-        raise ImportError(
-            f"PostgreSQL URLs need the psycopg driver, which is not installed ({exc}): "
-            f"pip install perdure[postgres]"
-        ) from exc
-    return apptx_postgres

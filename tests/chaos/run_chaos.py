@@ -38,6 +38,7 @@ sys.path.insert(0, str(HERE))
 import chaos_checks as checks  # noqa: E402
 import chaos_stops  # noqa: E402
 import chaos_workloads as workloads  # noqa: E402
+from chaos_ledger import Ledgers  # noqa: E402
 from chaos_pauses import Pauses  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "crash"))
@@ -95,9 +96,7 @@ class ChaosReport:
     async_refused: int = 0  # tokens refused: a second outcome, or an attempt lost meanwhile
     async_stopped: Counter[str] = field(default_factory=Counter)  # by reason: chaos_stops
     holds_released: int = 0  # attempts of cancellers' holds released before the undoing step
-    ledger_posts: int = 0  # ledgers' rows, each checked written once
-    ledger_answered: int = 0  # of those, answered by a later attempt from the record
-    ledger_rolled_back: int = 0  # runs of a post's function rolled back (killed mid-way)
+    ledgers: Ledgers | None = None  # the ledgers' database, and what their checks counted
     pauses: int = 0  # activities the driver paused (and unpaused: chaos_pauses)
     options_updated: int = 0  # of those, how many had their retry policy changed
     batch_unpaused: int = 0  # of those, still paused at the chaos's end: unpaused by one batch
@@ -110,6 +109,13 @@ class ChaosReport:
 
     def summary(self) -> str:
         c = self.counts
+        lg = self.ledgers
+        ledgers = (
+            f"{lg.posts} ledger rows written once ({lg.answered} answered from the record "
+            f"after a kill, {lg.rolled_back} runs rolled back); "
+            if lg
+            else ""
+        )
         points = ", ".join(f"{p} x{n}" for p, n in sorted(self.crash_point_kills.items()))
         return (
             f"chaos on {self.url} (seed {self.seed}, {self.seconds:g}s of kills, "
@@ -127,8 +133,7 @@ class ChaosReport:
             f"{self.async_refused} tokens refused; stopped by a pause or a reset at their "
             f"heartbeat and handed back: {dict(self.async_stopped)}); "
             f"{self.holds_released} holds released by attempts their canceller waited for; "
-            f"{self.ledger_posts} ledger rows written once ({self.ledger_answered} answered "
-            f"from the record after a kill, {self.ledger_rolled_back} runs rolled back); "
+            f"{ledgers}"
             f"{self.pauses} activities paused "
             f"and unpaused ({self.paused_in_flight} of their attempts in flight at the "
             f"pause, none begun after; {self.options_updated} given new options, "
@@ -167,10 +172,10 @@ class Fleet:
     """The worker processes: started, killed, reaped and replaced."""
 
     def __init__(
-        self, cfg: ChaosConfig, url: str, side: Path, report: ChaosReport, ledger_url: str
+        self, cfg: ChaosConfig, url: str, side: Path, report: ChaosReport, ledgers: Ledgers
     ) -> None:
         self.cfg, self.url, self.side, self.report = cfg, url, side, report
-        self.ledger_url = ledger_url
+        self.ledgers = ledgers
         self.rng = random.Random(cfg.seed)
         self.workers: list[Worker] = []
         self.points: deque[str] = deque(cfg.crash_points)
@@ -200,7 +205,7 @@ class Fleet:
         log = self.side.parent / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if k not in ("PERDURE_DB", ENV_VAR)}
         env.update(PERDURE_TEST_DIR=str(self.side), PYTHONUNBUFFERED="1")
-        env[workloads.LEDGER_ENV] = self.ledger_url
+        env[workloads.LEDGER_ENV] = self.ledgers.url
         if crash_at:
             env[ENV_VAR] = crash_at
         cmd = [
@@ -468,10 +473,9 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     rng = random.Random(cfg.seed ^ 0x5EED)
     started_at = time.monotonic()
     client = perdure.SyncClient.connect(url)
-    # The ledgers' table: in a file of its own on SQLite, beside perdure's on PostgreSQL.
-    ledger_url = f"sqlite:///{side / 'ledger.db'}" if url.startswith("sqlite:") else url
-    _ledger_sql(ledger_url, workloads.LEDGER_TABLE)
-    fleet = Fleet(cfg, url, side, report, ledger_url)
+    report.ledgers = ledgers = Ledgers(url, side)
+    ledgers.create()
+    fleet = Fleet(cfg, url, side, report, ledgers)
     flows: list[Started] = []
     hand_offs = HandOffs(side)
     pauses = Pauses()
@@ -557,7 +561,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         hand_offs.read(report)  # (any logged since the last pass)
         starts: dict[tuple[str, int, int], float] = {}
         executions = _verify(
-            client, flows, fleet, side, report, hand_offs.executions(), starts, ledger_url
+            client, flows, fleet, side, report, hand_offs.executions(), starts, ledgers
         )
         report.pauses, report.options_updated = pauses.paused, pauses.updated
         report.batch_unpaused = pauses.batch_unpaused
@@ -624,7 +628,7 @@ def _verify(
     r: ChaosReport,
     executions: list[checks.Execution],
     starts: dict[tuple[str, int, int], float],
-    ledger_url: str,
+    ledgers: Ledgers,
 ) -> list[checks.Execution]:
     """Every workflow ended as expected, and every run's history and the side files
     satisfy the guarantees (see ``chaos_checks``); returns every execution, and
@@ -679,11 +683,6 @@ def _verify(
                 check_run(e.workflow_id, e.run_id)
         return d.status, d.continued_to
 
-    posts = [
-        json.loads(line)
-        for path in sorted(side.glob("post-*.log"))
-        for line in path.read_text().splitlines()
-    ]
     for f in flows:
         run_id: str | None = f.run_id
         status = "unknown"
@@ -695,19 +694,8 @@ def _verify(
         if (last := client.get_handle(f.id).describe().priority) != f.priority:
             raise checks.InvariantError(f"{f.id}: priority {last}, last set {f.priority}")
         if f.kind == "ledger":
-            # (Its posts log no executions: an attempt that finds an earlier
-            # one's record does not run the function. The table is the check.)
-            events = [h.event_from_dict(e) for e in client.get_handle(f.id).history()]
-            rows = _ledger_sql(
-                ledger_url, "SELECT i, entry FROM ledger_entries WHERE tag = ?", f.args[0]
-            )
-            answered, rolled_back = checks.check_ledger(
-                f.run_id, f.args, result, rows, posts, events
-            )
-            r.ledger_posts += len(rows)
-            r.ledger_answered += answered
-            r.ledger_rolled_back += rolled_back
-            completed.pop(f.run_id)
+            ledgers.check(client, f.id, f.run_id, f.args)
+            completed.pop(f.run_id)  # (no executions logged: see Ledgers.check)
             continue
         expected = workloads.expected_result(f.kind, f.args, f.accepted)
         if result != expected:
@@ -751,22 +739,6 @@ def _verify(
     ]
     r.holds_released = checks.check_holds(holds, executions, fleet.killed_pids())
     return executions
-
-
-def _ledger_sql(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run one statement on the ledgers' database (``?`` for its parameters)."""
-    if url.startswith("sqlite:"):
-        conn = sqlite3.connect(url[len("sqlite:///") :])
-        try:
-            with conn:  # (commits)
-                return list(conn.execute(sql, params))
-        finally:
-            conn.close()
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as pg:
-        cur = pg.execute(sql.replace("?", "%s"), params)
-        return list(cur.fetchall()) if cur.description else []
 
 
 def _integrity(path: Path) -> None:

@@ -59,7 +59,7 @@ def _assert_meaningful(report: ChaosReport, seconds: float) -> None:
         *("canceller", "ledger"),
     }
     assert report.workflows.keys() == kinds, report.summary()
-    assert report.ledger_posts > 0, report.summary()
+    assert report.ledgers is not None and report.ledgers.posts > 0, report.summary()
     assert report.counts.timers_fired > 0 and report.signals_accepted > 0
     assert report.updates_answered > 0, report.summary()
     assert report.async_completed > 0 and report.async_failed > 0, report.summary()

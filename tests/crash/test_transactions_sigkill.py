@@ -21,18 +21,22 @@ pytestmark = pytest.mark.slow
 MODULE = Path(__file__).resolve().with_name("transactions_workload.py")
 
 
-def charged_once_across_a_sigkill(
-    cluster: Cluster, transactional: bool, charges: Any
-) -> tuple[str, list[tuple[str, str]]]:
+def check_a_charge_across_a_sigkill(cluster: Cluster, transactional: bool, charges: Any) -> None:
     """Run one checkout through a worker killed at the crash point and a
-    second worker; its result and the charges table's (charge_id, order_id)."""
+    second worker; then ``charges()`` (the table's charge_id, order_id) must
+    hold one row, the run's result, for the transactional activity, and two
+    for the plain one."""
     run = cluster.client.start("checkout", "o-1", transactional, id="o-1")
     cluster.crash_worker_at("activity.before_complete:1", module=MODULE)
     cluster.start_worker(module=MODULE)
     result = run.result(timeout=60)
     completed = [e for e in run.history() if e["type"] == "ActivityCompleted"]
     assert [e["attempt"] for e in completed] == [2]
-    return result, charges()
+    rows = charges()
+    if transactional:
+        assert rows == [(result, "o-1")]
+    else:
+        assert len(rows) == 2 and result in {charge_id for charge_id, _ in rows}
 
 
 @pytest.mark.parametrize("transactional", [True, False], ids=["transaction", "plain"])
@@ -48,8 +52,4 @@ def test_a_charge_commits_once_across_a_sigkill(
         with sqlite3.connect(app_db) as conn:
             return list(conn.execute("SELECT charge_id, order_id FROM charges"))
 
-    result, rows = charged_once_across_a_sigkill(cluster, transactional, charges)
-    if transactional:
-        assert rows == [(result, "o-1")]
-    else:
-        assert len(rows) == 2 and result in {charge_id for charge_id, _ in rows}
+    check_a_charge_across_a_sigkill(cluster, transactional, charges)

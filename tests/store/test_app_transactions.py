@@ -303,3 +303,18 @@ async def test_a_kept_async_connection_the_server_closed_is_replaced(pg_url: str
         assert await db._backend.run_async("k", pid_of, str, int) == second  # (recorded)
     finally:
         db.close()
+
+
+def test_without_psycopg_a_postgresql_url_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from perdure._store import store_for_url
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # (importing it raises ImportError)
+    for module in ("perdure._store.apptx_postgres", "perdure._store.postgres"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    for make in (AppDatabase, store_for_url):
+        with pytest.raises(StoreError, match=r"need the psycopg driver.*pip install perdure\["):
+            make("postgresql://nowhere/app")

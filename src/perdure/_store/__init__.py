@@ -6,8 +6,11 @@ The PostgreSQL backend (and psycopg) is imported only for a PostgreSQL URL.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 from urllib.parse import unquote
 
 from perdure._store.base import Store
@@ -15,7 +18,7 @@ from perdure.errors import StoreError
 
 DEFAULT_URL = "sqlite:///perdure.db"
 
-__all__ = ["DEFAULT_URL", "Store", "resolve_url", "store_for_url"]
+__all__ = ["DEFAULT_URL", "Store", "postgres_module", "resolve_url", "store_for_url"]
 
 
 def resolve_url(url: str | None) -> str:
@@ -76,6 +79,21 @@ def sqlite_path(url: str) -> str:
     return unquote(rest[3:])
 
 
+def postgres_module(name: str) -> ModuleType:
+    """``perdure._store.<name>``, a module that imports psycopg: imported only
+    when a PostgreSQL URL is used, so that SQLite users never import (or
+    need) the driver; a StoreError that says how to install it if missing."""
+    try:
+        return importlib.import_module(f"perdure._store.{name}")
+    except ImportError as exc:
+        if not (exc.name or "").startswith("psycopg"):
+            raise
+        raise StoreError(
+            f"PostgreSQL URLs need the psycopg driver, which is not installed ({exc}): "
+            f"pip install perdure[postgres]"
+        ) from exc
+
+
 def store_for_url(url: str, *, clock: Callable[[], float] | None = None) -> Store:
     """A Store (not yet opened) for a database URL."""
     if url.startswith("sqlite:"):
@@ -85,17 +103,8 @@ def store_for_url(url: str, *, clock: Callable[[], float] | None = None) -> Stor
         on_loop = parameters.get("transactions", "loop") == "loop"
         return SqliteStore(path, clock=clock, rounds_on_loop=on_loop)
     if url.startswith(("postgresql:", "postgres:")):
-        # Imported here, so that SQLite users never import (or need) psycopg.
-        try:
-            from perdure._store.postgres import PostgresStore
-        except ImportError as exc:
-            if not (exc.name or "").startswith("psycopg"):
-                raise
-            raise StoreError(
-                f"PostgreSQL URLs need the psycopg driver, which is not installed ({exc}): "
-                f"pip install perdure[postgres]"
-            ) from exc
-        return PostgresStore(url, clock=clock)
+        postgres: Any = postgres_module("postgres")
+        return postgres.PostgresStore(url, clock=clock)  # type: ignore[no-any-return]
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise StoreError(
         f"unsupported database URL {url!r} (scheme {scheme!r}): expected sqlite:///path.db, "
