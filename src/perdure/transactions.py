@@ -184,7 +184,9 @@ class AppDatabase:
         )
 
         def wrap(f: Any) -> activity.ActivityFunction[Any, Any]:
-            return define(self._wrapper(f))
+            made = define(self._wrapper(f))
+            made.fn._activity_name = made.name  # type: ignore[attr-defined]
+            return made
 
         return wrap(fn) if fn is not None else wrap
 
@@ -214,12 +216,12 @@ class AppDatabase:
         backend = self._backend
 
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            key, encode, decode = _recording(run)
+            key, encode, decode = _recording(run, getattr(run, "_activity_name", None))
             body = functools.partial(_call, fn, args, kwargs)
             return await backend.run_async(key, body, encode, decode)
 
         def run_sync(*args: Any, **kwargs: Any) -> Any:
-            key, encode, decode = _recording(run)
+            key, encode, decode = _recording(run, getattr(run, "_activity_name", None))
             body = functools.partial(_call, fn, args, kwargs)
             return backend.run(key, body, encode, decode)
 
@@ -241,12 +243,14 @@ def _call(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], c
     return fn(conn, *args, **kwargs)
 
 
-def _recording(run: Callable[..., Any]) -> tuple[Any, ...]:
-    """(key, encode, decode) for the running attempt of ``run``'s activity:
-    its idempotency key, and its result to and from the record's text by
-    the worker's converter (codecs included). Outside an activity, no key."""
+def _recording(run: Callable[..., Any], name: str | None) -> tuple[Any, ...]:
+    """(key, encode, decode) for the running attempt of ``run``'s activity
+    (named ``name``): its idempotency key, and its result to and from the
+    record's text by the worker's converter (codecs included). Outside an
+    attempt of that activity (a unit test, or another activity that calls
+    the function directly, whose key is its own), no key: a plain transaction."""
     ctx = activity._context.get()
-    if ctx is None:
+    if ctx is None or ctx.info.activity_type != name:
         return None, None, None
     converter = ctx.converter
 

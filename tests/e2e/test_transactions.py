@@ -330,3 +330,25 @@ async def test_the_record_holds_the_result_as_the_worker_encodes_it(db_url: str,
     assert lose.results == [7, 7] and ran == ["reserve sku-1 3"]
     ((text,),) = app.rows("SELECT result FROM perdure_transactions")
     assert sorted(json.loads(text)) == ["__perdure_codec__", "data"]
+
+
+async def test_called_from_another_activity_it_is_a_plain_transaction(
+    client: perdure.Client, app: App
+) -> None:
+    """The calling activity's idempotency key is its own: two calls of the
+    function there must not share a record (the second would return the
+    first's result), so there it runs as a plain transaction."""
+    reserve, _ = reserving(app)
+
+    @activity.defn(name="restock_and_take")
+    def restock_and_take(sku: str) -> list[int]:
+        return [reserve(sku, 1), reserve(sku, 2)]
+
+    @workflow.defn(name="composed")
+    async def composed(sku: str) -> list[int]:
+        return await restock_and_take(sku)
+
+    async with fast_worker(client, [composed], [restock_and_take]):
+        assert await client.execute(composed, "sku-1", id="c-3", timeout=10) == [9, 7]
+    assert ran == ["reserve sku-1 1", "reserve sku-1 2"]
+    assert app.rows("SELECT key FROM perdure_transactions") == []
