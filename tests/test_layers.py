@@ -122,11 +122,11 @@ def test_sqlite_path_does_not_import_postgres_driver() -> None:
 
 
 def test_only_the_store_speaks_sql() -> None:
-    """sqlite3 and psycopg are the store's: perdure.transactions, which runs
+    """sqlite3, psycopg and SQLAlchemy are the store's: perdure.transactions, which runs
     the application's transactions, leaves their SQL to the store too."""
     for path in MODULES:
         name = module_name(path)
-        drivers = {i.split(".")[0] for i in imports_of(path)} & {"sqlite3", "psycopg"}
+        drivers = {i.split(".")[0] for i in imports_of(path)} & {"sqlite3", "psycopg", "sqlalchemy"}
         assert not drivers or name.startswith("perdure._store"), f"{name} imports {drivers}"
 
 

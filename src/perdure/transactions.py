@@ -27,9 +27,10 @@ the worker's thread pool); on SQLite plain ``def`` (a ``sqlite3.Connection``).
 The records go to a table of that database, ``perdure_transactions``
 (created on first use), and are deleted after ``keep`` (30 days).
 Called outside an activity (a unit test), the function runs in a
-transaction with no record. The database's SQL is the store's
-(``perdure._store.apptx``, ``apptx_postgres``); this module makes
-activities of it.
+transaction with no record. Given a SQLAlchemy engine instead of a URL,
+the function gets an ORM ``Session`` (DBOS's ``DBOS.sql_session``). The
+database's SQL is the store's (``perdure._store.apptx``,
+``apptx_postgres``, ``apptx_sqlalchemy``); this module makes activities of it.
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 class AppDatabase:
     """Your application's database, for transactional activities
     (``@db.transaction``): ``postgresql://...`` or ``sqlite:///path.db``
-    (it may be the same database as perdure's own).
+    (it may be the same database as perdure's own), or a SQLAlchemy
+    ``Engine`` or ``AsyncEngine``, whose functions get an ORM ``Session``
+    (``AsyncSession``) in the transaction instead of the driver's connection
+    (``max_idle`` and ``timeout`` are then the engine's business).
 
     ``table``: where the records of committed transactions go (``name`` or
     ``schema.name``; created if missing). ``keep``: how long a record is
@@ -78,7 +82,7 @@ class AppDatabase:
 
     def __init__(
         self,
-        url: str,
+        url: Any,
         *,
         table: str = "perdure_transactions",
         keep: timedelta | None = _KEEP,
@@ -86,8 +90,6 @@ class AppDatabase:
         max_idle: int = 4,
         timeout: float = 5.0,
     ) -> None:
-        if not isinstance(url, str) or not url:
-            raise ValueError(f"the database URL must be a non-empty string, not {url!r}")
         check_table(table)
         if keep is not None and not (isinstance(keep, timedelta) and keep > timedelta(0)):
             raise ValueError(f"keep must be a positive timedelta or None, not {keep!r}")
@@ -103,7 +105,24 @@ class AppDatabase:
         self.url = url
         self.table = table
         self._backend: Any
-        if url.startswith("sqlite:"):
+        self._engine: Any = None  # a SQLAlchemy engine's backend, if given one
+        if type(url).__module__.startswith("sqlalchemy."):
+            engines: Any = _sqlalchemy_module()
+            if not engines.is_engine(url):
+                raise TypeError(f"give a SQLAlchemy Engine or AsyncEngine, not {url!r}")
+            if isolation_level is not None:
+                raise ValueError(
+                    "isolation_level is the engine's: create_engine(url, isolation_level=...)"
+                )
+            self.dialect = url.dialect.name
+            self._backend = self._engine = engines.SqlAlchemyTransactions(
+                url, table=table, keep=seconds
+            )
+        elif not isinstance(url, str) or not url:
+            raise ValueError(
+                f"the database URL must be a non-empty string (or a SQLAlchemy engine), not {url!r}"
+            )
+        elif url.startswith("sqlite:"):
             path = sqlite_path(url)
             if path == ":memory:":
                 raise ValueError(
@@ -201,7 +220,15 @@ class AppDatabase:
                 f"function ({fn!r} yields)"
             )
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
-        if is_async and self.dialect == "sqlite":
+        engine = self._engine
+        if engine is not None and is_async != engine.is_async:
+            given, wanted = (
+                ("async def", "an Engine: make it a plain def (with a Session)")
+                if is_async
+                else ("a plain def", "an AsyncEngine: make it async def (with an AsyncSession)")
+            )
+            raise TypeError(f"{fn!r} is {given}, but the database is {wanted}")
+        if engine is None and is_async and self.dialect == "sqlite":
             raise TypeError(
                 f"{fn!r} is async def, but SQLite's driver has no async API: make it a plain "
                 f"def (it runs in the worker's thread pool, with a sqlite3.Connection)"
@@ -237,6 +264,17 @@ class AppDatabase:
 
     def __repr__(self) -> str:
         return f"<AppDatabase {self.dialect} table={self.table!r}>"
+
+
+def _sqlalchemy_module() -> Any:
+    try:
+        from perdure._store import apptx_sqlalchemy
+    except ImportError as exc:  # (an engine was given, so SQLAlchemy is there: greenlet?)
+        raise ImportError(
+            f"SQLAlchemy engines need SQLAlchemy 2 with asyncio support ({exc}): "
+            f"pip install 'perdure[sqlalchemy]'"
+        ) from exc
+    return apptx_sqlalchemy
 
 
 def _call(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], conn: Any) -> R:

@@ -318,3 +318,74 @@ def test_without_psycopg_a_postgresql_url_says_how_to_install_it(
     for make in (AppDatabase, store_for_url):
         with pytest.raises(StoreError, match=r"need the psycopg driver.*pip install perdure\["):
             make("postgresql://nowhere/app")
+
+
+@pytest.fixture
+def sa_engine(store_url: str) -> Iterator[Any]:
+    import sqlalchemy as sa
+
+    made = sa.create_engine(store_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with made.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (name TEXT)"))
+    yield made
+    made.dispose()
+
+
+def test_two_attempts_at_once_commit_once_through_sqlalchemy(sa_engine: Any) -> None:
+    """As test_two_attempts_at_once_commit_once, on an Engine's Session:
+    the second to record the key rolls back and returns the first's result."""
+    import sqlalchemy as sa
+
+    db = AppDatabase(sa_engine)
+    go_on, inside = threading.Event(), threading.Event()
+    results: dict[str, str] = {}
+
+    def writer_of(name: str, wait: bool) -> Any:
+        def body(session: Any) -> str:
+            session.execute(sa.text("INSERT INTO t VALUES (:name)"), {"name": name})
+            if wait:
+                inside.set()
+                assert go_on.wait(WAIT)
+            return name
+
+        return body
+
+    def first() -> None:
+        results["first"] = db._backend.run("k", writer_of("first", True), same, same)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert inside.wait(WAIT)
+    second = threading.Thread(
+        target=lambda: results.update(
+            second=db._backend.run("k", writer_of("2nd", False), same, same)
+        )
+    )
+    second.start()
+    if sa_engine.dialect.name == "postgresql":
+        second.join(WAIT)  # (it commits while the first waits between its writes and its record)
+    go_on.set()
+    thread.join(WAIT)
+    second.join(WAIT)
+    with sa_engine.connect() as conn:
+        names = [r[0] for r in conn.execute(sa.text("SELECT name FROM t"))]
+        kept = [
+            tuple(r) for r in conn.execute(sa.text("SELECT key, result FROM perdure_transactions"))
+        ]
+    winner = "2nd" if sa_engine.dialect.name == "postgresql" else "first"
+    assert results == {"first": winner, "second": winner}
+    assert names == [winner] and kept == [("k", winner)]
+
+
+def test_old_records_are_deleted_through_sqlalchemy(sa_engine: Any) -> None:
+    import sqlalchemy as sa
+
+    AppDatabase(sa_engine)._backend.run("young", lambda session: "y", same, same)
+    sqlite = sa_engine.dialect.name == "sqlite"
+    old = "unixepoch('now') - 40 * 86400" if sqlite else "now() - interval '40 days'"
+    with sa_engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO perdure_transactions VALUES ('old', '1', {old})"))
+    AppDatabase(sa_engine)._backend.run("new", lambda session: "n", same, same)  # (it prunes)
+    with sa_engine.connect() as conn:
+        keys = sorted(r[0] for r in conn.execute(sa.text("SELECT key FROM perdure_transactions")))
+    assert keys == ["new", "young"]
