@@ -3,7 +3,8 @@ killed after a charge's transaction committed and before the activity's
 completion was recorded (crash point ``activity.before_complete``). The
 next worker runs the activity's second attempt, which finds the record of
 the first's commit: one charge row, and the run's result is that row's id.
-The same work as a plain activity, killed at the same point, charges twice:
+The same with the transaction on a SQLAlchemy engine's Session. The same
+work as a plain activity, killed at the same point, charges twice:
 the crash really came after the write. SQLite here (the application's
 table in its own file); tests/postgres runs the same on PostgreSQL."""
 
@@ -39,9 +40,9 @@ def check_a_charge_across_a_sigkill(cluster: Cluster, transactional: bool, charg
         assert len(rows) == 2 and result in {charge_id for charge_id, _ in rows}
 
 
-@pytest.mark.parametrize("transactional", [True, False], ids=["transaction", "plain"])
+@pytest.mark.parametrize("form", ["transaction", "plain", "sqlalchemy"])
 def test_a_charge_commits_once_across_a_sigkill(
-    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transactional: bool
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
 ) -> None:
     app_db = tmp_path / "app.db"
     with sqlite3.connect(app_db) as conn:
@@ -52,4 +53,6 @@ def test_a_charge_commits_once_across_a_sigkill(
         with sqlite3.connect(app_db) as conn:
             return list(conn.execute("SELECT charge_id, order_id FROM charges"))
 
-    check_a_charge_across_a_sigkill(cluster, transactional, charges)
+    if form == "sqlalchemy":  # (the transaction through a SQLAlchemy engine's Session)
+        monkeypatch.setenv("PERDURE_TEST_APP_SQLALCHEMY", "1")
+    check_a_charge_across_a_sigkill(cluster, form != "plain", charges)

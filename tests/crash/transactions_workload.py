@@ -2,7 +2,8 @@
 (``perdure worker tests/crash/transactions_workload.py``), and the same
 work as a plain activity, for contrast. Each inserts one row into the
 application's ``charges`` table, in the database named by
-``$PERDURE_TEST_APP_DB`` (a SQLite file or PostgreSQL), with a charge id
+``$PERDURE_TEST_APP_DB`` (a SQLite file or PostgreSQL; through a SQLAlchemy
+engine's Session if ``$PERDURE_TEST_APP_SQLALCHEMY`` is set), with a charge id
 made anew by each execution, and returns that id. Writes
 ``ready-<pid>`` to ``$PERDURE_TEST_DIR`` on import (the harness waits for
 it)."""
@@ -17,16 +18,28 @@ from typing import Any
 from perdure import activity, workflow
 from perdure.transactions import AppDatabase
 
-app = AppDatabase(os.environ["PERDURE_TEST_APP_DB"])
+URL = os.environ["PERDURE_TEST_APP_DB"]
+INSERT = "INSERT INTO charges (charge_id, order_id, cents) VALUES ({0}, {0}, {0})"
+
+if os.environ.get("PERDURE_TEST_APP_SQLALCHEMY"):  # a SQLAlchemy engine: a Session
+    import sqlalchemy as sa
+
+    app = AppDatabase(sa.create_engine(URL.replace("postgresql://", "postgresql+psycopg://", 1)))
+
+    def _insert(session: Any, row: tuple[str, str, int]) -> None:
+        values = dict(zip(("charge_id", "order_id", "cents"), row, strict=True))
+        session.execute(sa.text(INSERT.format(":{}").format(*values)), values)
+
+else:  # the driver's connection
+    app = AppDatabase(URL)
+
+    def _insert(conn: Any, row: tuple[str, str, int]) -> None:
+        conn.execute(INSERT.format("?" if app.dialect == "sqlite" else "%s"), row)
 
 
 def _charge(conn: Any, order: str, cents: int) -> str:
     charge_id = str(uuid.uuid4())
-    mark = "?" if app.dialect == "sqlite" else "%s"
-    conn.execute(
-        f"INSERT INTO charges (charge_id, order_id, cents) VALUES ({mark}, {mark}, {mark})",
-        (charge_id, order, cents),
-    )
+    _insert(conn, (charge_id, order, cents))
     return charge_id
 
 
