@@ -27,8 +27,9 @@ the worker's thread pool); on SQLite plain ``def`` (a ``sqlite3.Connection``).
 The records go to a table of that database, ``perdure_transactions``
 (created on first use), and are deleted after ``keep`` (30 days).
 Called outside its activity (a unit test, or directly by another
-activity), the function runs in a transaction with no record. Given a SQLAlchemy engine instead of a URL,
-the function gets an ORM ``Session`` (DBOS's ``DBOS.sql_session``). The
+activity), the function runs in a transaction with no record. Given a
+SQLAlchemy engine instead of a URL, the function gets an ORM ``Session``
+(DBOS's ``DBOS.sql_session``). The
 database's SQL is the store's (``perdure._store.apptx``,
 ``apptx_postgres``, ``apptx_sqlalchemy``); this module makes activities of it.
 """
