@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import perdure
+from perdure.interceptors import ActivityCall, ActivityNext, Interceptor
 
 
 def fast_worker(
@@ -76,3 +77,20 @@ def record_claims(
 
     monkeypatch.setattr(client.store, method, recorded)
     return claimed
+
+
+class LoseFirstOutcome(Interceptor):
+    """Fails each activity's first attempt after its function returned: what
+    a worker killed between an activity's work and the record of its
+    completion leaves (tests/crash does it with SIGKILL). ``results``: what
+    each attempt's function returned."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+
+    async def execute_activity(self, call: ActivityCall, call_next: ActivityNext) -> Any:
+        result = await call_next(call)
+        self.results.append(result)
+        if call.info.attempt == 1:
+            raise RuntimeError("the outcome was lost")
+        return result

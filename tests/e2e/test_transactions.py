@@ -15,13 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from e2e_helpers import fast_worker
+from e2e_helpers import LoseFirstOutcome, fast_worker
 
 import perdure
 from perdure import DataConverter, RetryPolicy, activity, workflow
 from perdure.codecs import AesGcmCodec
 from perdure.errors import ActivityError, WorkflowFailedError
-from perdure.interceptors import ActivityCall, ActivityNext, Interceptor
 from perdure.transactions import AppDatabase
 
 FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=10), max_attempts=4)
@@ -96,26 +95,10 @@ async def test_the_writes_commit_once_with_their_record(client: perdure.Client, 
     assert app.rows("SELECT key, result FROM perdure_transactions") == [(f"o-1/{run_id}/1", "7")]
 
 
-class _LoseFirstOutcome(Interceptor):
-    """Fails each activity's first attempt after its function returned: what
-    a worker killed between the commit and the record of the completion
-    leaves (tests/crash does it with SIGKILL)."""
-
-    def __init__(self) -> None:
-        self.results: list[Any] = []
-
-    async def execute_activity(self, call: ActivityCall, call_next: ActivityNext) -> Any:
-        result = await call_next(call)
-        self.results.append(result)
-        if call.info.attempt == 1:
-            raise RuntimeError("the outcome was lost")
-        return result
-
-
 async def test_an_attempt_after_a_commit_returns_its_result_and_writes_nothing(
     db_url: str, app: App
 ) -> None:
-    lose = _LoseFirstOutcome()
+    lose = LoseFirstOutcome()
     client = await perdure.Client.connect(db_url, interceptors=[lose])
     try:
         reserve, order = reserving(app)
@@ -319,7 +302,7 @@ async def test_the_record_holds_the_result_as_the_worker_encodes_it(db_url: str,
     attempt that reads it back gets the value."""
     key = bytes(range(32))
     converter = DataConverter(codecs=[AesGcmCodec({"k1": key}, active="k1")])
-    lose = _LoseFirstOutcome()
+    lose = LoseFirstOutcome()
     client = await perdure.Client.connect(db_url, converter=converter, interceptors=[lose])
     try:
         reserve, order = reserving(app)

@@ -15,16 +15,14 @@ import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from e2e_helpers import fast_worker
+from e2e_helpers import LoseFirstOutcome, fast_worker
 from sqlalchemy.orm import Session
 
 import perdure
 from perdure import RetryPolicy, workflow
-from perdure.interceptors import ActivityCall, ActivityNext, Interceptor
 from perdure.transactions import AppDatabase
 
 SERVER = os.environ.get("PERDURE_TEST_MARIADB") or "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -57,14 +55,6 @@ def maria() -> Iterator[sa.Engine]:
         server.dispose()
 
 
-class _LoseFirstOutcome(Interceptor):
-    async def execute_activity(self, call: ActivityCall, call_next: ActivityNext) -> Any:
-        result = await call_next(call)
-        if call.info.attempt == 1:
-            raise RuntimeError("the outcome was lost")
-        return result
-
-
 async def test_a_take_on_mariadb_commits_once(maria: sa.Engine, tmp_path: Path) -> None:
     db = AppDatabase(maria)
     ran: list[int] = []
@@ -81,7 +71,7 @@ async def test_a_take_on_mariadb_commits_once(maria: sa.Engine, tmp_path: Path) 
         return [await take(sku, 1), await take(sku, 2)]
 
     client = await perdure.Client.connect(
-        f"sqlite:///{tmp_path / 'perdure.db'}", interceptors=[_LoseFirstOutcome()]
+        f"sqlite:///{tmp_path / 'perdure.db'}", interceptors=[LoseFirstOutcome()]
     )
     try:
         async with fast_worker(client, [maria_order], [take]):

@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from e2e_helpers import fast_worker
+from e2e_helpers import LoseFirstOutcome, fast_worker
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import perdure
 from perdure import RetryPolicy, workflow
 from perdure.errors import ActivityError
-from perdure.interceptors import ActivityCall, ActivityNext, Interceptor
 from perdure.transactions import AppDatabase
 
 FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=10), max_attempts=4)
@@ -63,21 +62,6 @@ def records(engine: sa.Engine) -> list[str]:
         return [r[0] for r in conn.execute(sa.text("SELECT key FROM perdure_transactions"))]
 
 
-class _LoseFirstOutcome(Interceptor):
-    """Fails each activity's first attempt after its function returned (what
-    a worker killed between the commit and the record leaves)."""
-
-    def __init__(self) -> None:
-        self.results: list[Any] = []
-
-    async def execute_activity(self, call: ActivityCall, call_next: ActivityNext) -> Any:
-        result = await call_next(call)
-        self.results.append(result)
-        if call.info.attempt == 1:
-            raise RuntimeError("the outcome was lost")
-        return result
-
-
 async def test_an_orm_session_commits_once_with_the_record(db_url: str, engine: sa.Engine) -> None:
     db = AppDatabase(engine)
 
@@ -92,7 +76,7 @@ async def test_an_orm_session_commits_once_with_the_record(db_url: str, engine: 
     async def orm_order(sku: str) -> list[int]:
         return [await take(sku, 1), await take(sku, 2)]
 
-    lose = _LoseFirstOutcome()
+    lose = LoseFirstOutcome()
     client = await perdure.Client.connect(db_url, interceptors=[lose])
     try:
         async with fast_worker(client, [orm_order], [take]):
@@ -180,7 +164,7 @@ async def test_an_async_session_on_an_async_engine(db_url: str, async_engine: An
     async def async_orm_order(sku: str) -> list[int]:
         return [await take(sku, 1), await take(sku, 2)]
 
-    lose = _LoseFirstOutcome()
+    lose = LoseFirstOutcome()
     client = await perdure.Client.connect(db_url, interceptors=[lose])
     try:
         async with fast_worker(client, [async_orm_order], [take]):
