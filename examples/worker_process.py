@@ -1,14 +1,15 @@
 """What the examples' stories share (chat_session, durable_agent,
 streaming_answer; order_fulfilment's wait): a ``perdure worker`` of an
 example's module in a process of its own (so that the story can SIGKILL it), the
-JSON lines an example's activities log, and a wait for a condition with a
-deadline."""
+JSON lines an example's activities log, a wait for a condition with a
+deadline, and the workers' stop at the end."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +45,15 @@ def spawn_worker(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the workers still running as an operator would (SIGTERM: each
+    drains and exits), waiting for each up to 30 s."""
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:

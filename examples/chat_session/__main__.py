@@ -123,10 +123,7 @@ async def story(folder: Path) -> int:
         print(f"  ada-6 reached run 2 {sent}x ({tries}); it was taken and answered once")
         print("  (the session now waits for Ada's next message; a day of silence ends it)")
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
+        worker_process.stop(workers)
         await client.close()
     return model_side(lines(calls_file), {p.pid: n for n, p in enumerate(workers, 1)}, text)
 

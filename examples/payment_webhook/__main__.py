@@ -107,10 +107,7 @@ async def story(folder: Path) -> int:
         for handle in handles:
             print(f"  {await handle.result(timeout=60)}")
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
+        worker_process.stop(workers)
         await client.close()
     ledger = provider.ledger()
     print(f"the provider's ledger: {len(ledger)} charges")

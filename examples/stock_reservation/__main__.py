@@ -76,10 +76,7 @@ async def story(folder: Path, transactional: bool) -> int:
         print(f"result: {await handle.result(timeout=60)}")
         history = await handle.history()
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
+        worker_process.stop(workers)
         await client.close()
     attempts = [e["attempt"] for e in history if e["type"] == "ActivityCompleted"]
     print(f"attempts of each step: {attempts} (the lamps' reservation had a second attempt)")

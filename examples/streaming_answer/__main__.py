@@ -116,10 +116,7 @@ async def story(folder: Path) -> int:
         progress = await read_all(handle, "progress")
         history = await handle.history()
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
+        worker_process.stop(workers)
         await client.close()
     calls = lines(folder / "model-calls.jsonl")
     return report(answer, seen, tokens, progress, history, calls, [p.pid for p in workers])

@@ -115,10 +115,7 @@ async def story(folder: Path) -> int:
         print("worker #2 starts, and takes the run over once worker #1's lease has run out")
         print(f"result: {await handle.result(timeout=60)}")
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
+        worker_process.stop(workers)
         await client.close()
     records = [r for r in spans.read() if r["trace"] == trace_id]
     print(f"the trace ({len(records)} spans, from {len({r['pid'] for r in records})} processes):")
