@@ -302,7 +302,8 @@ class PostgresTransactions:
 def _lost(conn: AConn | Conn, exc: Exception) -> bool:
     """Whether ``exc`` came from the connection's loss (not a serialization
     failure, say, which is an OperationalError too on a healthy connection)."""
-    return isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken)
+    # (psycopg closes a connection it finds broken.)
+    return isinstance(exc, psycopg.OperationalError) and conn.closed
 
 
 class _Began:
