@@ -389,3 +389,51 @@ def test_old_records_are_deleted_through_sqlalchemy(sa_engine: Any) -> None:
     with sa_engine.connect() as conn:
         keys = sorted(r[0] for r in conn.execute(sa.text("SELECT key FROM perdure_transactions")))
     assert keys == ["new", "young"]
+
+
+def test_a_serialization_failure_fails_the_attempt_and_leaves_nothing(pg_url: str) -> None:
+    """At isolation_level="serializable", a transaction that lost a race
+    raises the serialization failure (what fails the activity's attempt,
+    for its retry policy to run again), with nothing of it committed and
+    its connection kept; run again, it applies."""
+    db = AppDatabase(pg_url, isolation_level="serializable", max_idle=2)
+    try:
+        db._backend.run(None, lambda conn: conn.execute("CREATE TABLE c (n INTEGER)"), None, None)
+        db._backend.run(None, lambda conn: conn.execute("INSERT INTO c VALUES (0)"), None, None)
+        read, other_done = threading.Event(), threading.Event()
+
+        def add_one(wait: bool) -> Any:
+            def body(conn: Any) -> int:
+                (n,) = conn.execute("SELECT n FROM c").fetchone()
+                if wait:
+                    read.set()
+                    assert other_done.wait(WAIT)
+                conn.execute("UPDATE c SET n = %s", (n + 1,))
+                return int(n + 1)
+
+            return body
+
+        failure: list[BaseException] = []
+
+        def racing() -> None:
+            try:
+                db._backend.run("a", add_one(True), str, int)
+            except psycopg.errors.SerializationFailure as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=racing)
+        thread.start()
+        assert read.wait(WAIT)
+        assert db._backend.run("b", add_one(False), str, int) == 1
+        other_done.set()
+        thread.join(WAIT)
+        assert len(failure) == 1  # (the attempt fails; nothing of it was committed)
+        assert rows(db, "SELECT key FROM perdure_transactions") == [("b",)]
+        assert db._backend.run("a", add_one(False), str, int) == 2  # (the retry)
+        assert rows(db, "SELECT n FROM c") == [(2,)]
+        assert sorted(rows(db, "SELECT key, result FROM perdure_transactions")) == [
+            ("a", "2"),
+            ("b", "1"),
+        ]
+    finally:
+        db.close()
