@@ -176,32 +176,11 @@ class AppDatabase:
         priority: int | None = None,
         cancellation_type: CancellationType | None = None,
     ) -> Callable[[Callable[Concatenate[Any, P], R]], activity.ActivityFunction[P, R]]: ...
-    def transaction(
-        self,
-        fn: Any = None,
-        /,
-        *,
-        name: str | None = None,
-        retry: RetryPolicy | None = None,
-        start_to_close_timeout: timedelta | None = None,
-        schedule_to_close_timeout: timedelta | None = None,
-        heartbeat_timeout: timedelta | None = None,
-        task_queue: str | None = None,
-        priority: int | None = None,
-        cancellation_type: CancellationType | None = None,
-    ) -> Any:
+    def transaction(self, fn: Any = None, /, **options: Any) -> Any:
         """Make ``fn(conn, *args)`` an activity of ``args`` whose writes on
-        ``conn`` commit exactly once. The options are ``activity.defn``'s."""
-        define = activity.defn(
-            name=name,
-            retry=retry,
-            start_to_close_timeout=start_to_close_timeout,
-            schedule_to_close_timeout=schedule_to_close_timeout,
-            heartbeat_timeout=heartbeat_timeout,
-            task_queue=task_queue,
-            priority=priority,
-            cancellation_type=cancellation_type,
-        )
+        ``conn`` commit exactly once. The options are ``activity.defn``'s
+        (typed by the overload above; an unknown one is defn's TypeError)."""
+        define: Callable[[Any], activity.ActivityFunction[Any, Any]] = activity.defn(**options)
 
         def wrap(f: Any) -> activity.ActivityFunction[Any, Any]:
             made = define(self._wrapper(f))
