@@ -29,6 +29,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure._store": (
         "perdure._store",
         "perdure._attributes",
+        "perdure._checks",  # (the separator of a queue and a build)
         "perdure._history",
         "perdure._json",
         "perdure._memo",

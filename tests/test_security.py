@@ -82,6 +82,9 @@ SQL_FRAGMENTS = {
     "_UNLESS_PAUSED": "sqlstore's constant CASE on the paused column, of two placeholders",
     "_LEASED_NOW": "sqlqueues' constant condition on a leased task, of one placeholder",
     "_KEEP_DETAILS_AFTER_RESET": "sqlleases' constant SET of the heartbeat, of one placeholder",
+    "TURN_QUEUE": "sqlrows' constant expression of a run's workflow tasks' queue (columns)",
+    "rows.TURN_QUEUE": "sqlrows' constant expression of a run's workflow tasks' queue",
+    "runs": "sqlbuilds.builds(): a constant subquery of one placeholder, or NULL",
     # ... and any module constant named *_COLUMNS: a fixed list of column names.
     "' AND '.join(clauses)": "constant clauses with placeholders ('status = ?')",
     "marks(chunk)": "sqlrows.marks(): one placeholder per run id",

@@ -111,6 +111,7 @@ def activity_batch_filters(
     search: str | None,
     search_attributes: Mapping[str, Any] | None,
     retrying: bool,
+    build_id: str | None = None,
 ) -> dict[str, Any]:
     """The filters of an activity batch, checked: the open runs' (as
     ``Client.list`` takes them) and the activity type. Something must be
@@ -120,11 +121,12 @@ def activity_batch_filters(
     if activity_type:
         check_name("activity_type", activity_type)
     activity_type, workflow, search = activity_type or None, workflow or None, search or None
-    named = (activity_type, workflow, since, until, search, search_attributes or None)
+    build_id = build_id or None
+    named = (activity_type, workflow, since, until, search, search_attributes or None, build_id)
     if all(f is None for f in named) and not retrying:
         raise ValueError(
             f"name which activities to {action}: give activity_type, or a filter of their runs"
-            " (workflow, since, until, search, search_attributes, retrying)"
+            " (workflow, since, until, search, search_attributes, retrying, build_id)"
         )
     return {
         "activity_type": activity_type,
@@ -135,6 +137,7 @@ def activity_batch_filters(
         "search": search,
         "search_attributes": search_attributes,
         "retrying": retrying,
+        "build_id": build_id,
     }
 
 

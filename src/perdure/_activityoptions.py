@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from perdure._checks import check_name
+from perdure._checks import check_queue
 from perdure.retry import RetryPolicy
 
 __all__ = ["UPDATE_OPTIONS", "OptionsChange", "jitter_seconds", "planned"]
@@ -80,7 +80,7 @@ class OptionsChange:
             if attempts < 0:
                 raise ValueError(f"retry_max_attempts must be >= 0 (0: no limit), not {attempts}")
         if task_queue is not None:
-            check_name("task_queue", task_queue)
+            check_queue("task_queue", task_queue)
         change = cls(
             start_to_close_timeout=_seconds("start_to_close_timeout", start_to_close_timeout),
             schedule_to_close_timeout=_seconds(

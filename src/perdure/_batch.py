@@ -129,6 +129,7 @@ def batch_filters(
     search_attributes: Mapping[str, Any] | None,
     retrying: bool,
     limit: int | None,
+    build_id: str | None = None,
 ) -> dict[str, Any]:
     """The listing filters of a batch, checked: a batch names which runs it
     acts on (no filter at all is refused: ``status="running"`` says every
@@ -140,11 +141,13 @@ def batch_filters(
         raise ValueError(f"limit must be a positive int (or None for every match), not {limit!r}")
     # (An empty text filters nothing, as in list(): it names no runs.)
     status, workflow, search = status or None, workflow or None, search or None
-    named = (status, workflow, since, until, search, search_attributes or None)
+    build_id = build_id or None
+    named = (status, workflow, since, until, search, search_attributes or None, build_id)
     if all(f is None for f in named) and not retrying:
         raise ValueError(
             f"name which runs to {action}: give a filter (status, workflow, since, until,"
-            " search, search_attributes, retrying); status='running' for every open run"
+            " search, search_attributes, retrying, build_id); status='running' for every"
+            " open run"
         )
     if action in ("cancel", "terminate"):
         if status not in (None, "running"):
@@ -159,4 +162,5 @@ def batch_filters(
         "search": search,
         "search_attributes": search_attributes,
         "retrying": retrying,
+        "build_id": build_id,
     }

@@ -14,13 +14,19 @@ import numbers
 from datetime import timedelta
 
 __all__ = [
+    "BUILD_SEP",
+    "MAX_BUILD_BYTES",
     "MAX_NAME_BYTES",
     "BadName",
+    "build_problem",
+    "check_build",
     "check_name",
+    "check_queue",
     "check_text",
     "delay_seconds",
     "lone_surrogate",
     "name_problem",
+    "queue_problem",
     "timeout_seconds",
 ]
 
@@ -29,6 +35,14 @@ __all__ = [
 # index row holds at most 2,704 bytes, the name's and its other columns'.
 # (Temporal's default is 1,000.)
 MAX_NAME_BYTES = 2000
+
+# A worker's build id is at most this long (a run pinned to a build has its
+# workflow tasks in the queue "<task queue>U+001F<build id>", and that name
+# too must fit an index row).
+MAX_BUILD_BYTES = 200
+# Between a queue's name and a build id (see perdure._store.records.turn_queue):
+# no task queue's name may hold it, so no queue's name is another's pinned one.
+BUILD_SEP = "\x1f"
 
 
 class BadName(ValueError):
@@ -67,6 +81,42 @@ def name_problem(
         return None
     alternative = f" (or None for {none_means})" if none_means is not None else ""
     return f"{option} must be a non-empty string{alternative}, not {value!r}"
+
+
+def queue_problem(option: str, value: object, none_means: str | None = None) -> str | None:
+    """name_problem for a task queue's name, which must not hold BUILD_SEP."""
+    problem = name_problem(option, value, none_means)
+    if problem is None and isinstance(value, str) and BUILD_SEP in value:
+        return (
+            f"{option} must not hold the control character U+001F (at index"
+            f" {value.index(BUILD_SEP)}): perdure puts it between a queue and a build id"
+        )
+    return problem
+
+
+def check_queue(option: str, value: object, none_means: str | None = None) -> None:
+    """Raise ValueError unless ``value`` can be a task queue's name (queue_problem)."""
+    problem = queue_problem(option, value, none_means)
+    if problem is not None:
+        raise BadName(problem)
+
+
+def build_problem(option: str, value: object, none_means: str | None = None) -> str | None:
+    """name_problem for a worker's build id, at most MAX_BUILD_BYTES long."""
+    problem = name_problem(option, value, none_means)
+    if problem is None and isinstance(value, str) and len(value.encode()) > MAX_BUILD_BYTES:
+        return (
+            f"{option} must be at most {MAX_BUILD_BYTES} bytes long in UTF-8,"
+            f" not {len(value.encode()):,} (starting {value[:40]!r})"
+        )
+    return problem
+
+
+def check_build(option: str, value: object, none_means: str | None = None) -> None:
+    """Raise ValueError unless ``value`` can be a build id (build_problem)."""
+    problem = build_problem(option, value, none_means)
+    if problem is not None:
+        raise BadName(problem)
 
 
 def check_name(

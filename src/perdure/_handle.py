@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure import _history as h
-from perdure._checks import BadName, check_text, timeout_seconds
+from perdure._checks import BadName, check_build, check_text, timeout_seconds
 from perdure._converter import DataConverter
 from perdure._store.base import OPEN, RunRecord, new_run_id
 from perdure._streams import StreamInfo, StreamPage, read_values, stream_infos, stream_page
@@ -266,6 +266,19 @@ class WorkflowHandle(Generic[R]):
             lambda run_id: self.client.store.set_priority(self.id, run_id, checked)
         )
 
+    async def set_build_id(self, build_id: str | None) -> None:
+        """Pin the run to the worker build ``build_id``: its next turns go to
+        that build's workers only (a turn in flight on another is fenced
+        out and run again there). None unpins it: the queue's current build
+        takes it on, and pins it again if its workflow type is pinned. For
+        a run whose build's workers are gone, or a fix deployed as a new
+        build (docs/versioning.md). Follows continue-as-new as ``signal``
+        does; raises WorkflowClosedError once the run has ended."""
+        check_build("build_id", build_id, none_means="unpinned")
+        await self._to_open_run(
+            lambda run_id: self.client.store.set_run_build(self.id, run_id, build_id)
+        )
+
     async def _deliver(self, event: h.Event) -> RunRecord:
         """Into the run's inbox (see _to_open_run)."""
         return await self._to_open_run(
@@ -344,7 +357,9 @@ class WorkflowHandle(Generic[R]):
             waited(a, now) for a in pending.activities
         )
         workers = await self.client._live_workers() if long else []
-        return describe_run(run, pending, self.client.converter.display, now, workers)
+        builds = await self.client.store.queue_builds(run.task_queue) if long else []
+        current = builds[0][0] if builds else None
+        return describe_run(run, pending, self.client.converter.display, now, workers, current)
 
     async def state(self, key: str | None = None) -> Any:
         """Published state (``workflow.set_state``): one key, or all as a dict."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from perdure._attributes import AttributeValue, checked_attributes
-from perdure._checks import check_name
+from perdure._checks import check_build, check_name
 from perdure._store.base import STATUSES, RunFilter
 from perdure._views import WorkflowExecution, _timestamp
 
@@ -31,6 +31,7 @@ def run_filter(
     retrying: bool,
     latest: bool,
     search_attributes: Mapping[str, AttributeValue] | None,
+    build_id: str | None = None,
 ) -> RunFilter:
     """The store's filter for ``Client.list``'s arguments (see there);
     ValueError for one that is not a filter."""
@@ -39,6 +40,7 @@ def run_filter(
         raise ValueError(f"status must be one of {', '.join(STATUSES)} (or None), not {status!r}")
     check_name("workflow", workflow, none_means="every type")
     check_name("search", search or None, none_means="no search")
+    check_build("build_id", build_id, none_means="any build")
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     if offset < 0:
@@ -59,6 +61,7 @@ def run_filter(
         retrying=bool(retrying),
         latest=bool(latest),
         search_attributes=tuple(dict(wanted).items()),
+        build_id=build_id,
         after=keyset,
         offset=offset,
         limit=limit,

@@ -60,7 +60,9 @@ class _Deleter:
         return await self.client.delete_closed_runs(timedelta(seconds=older_than_seconds))
 
 
-@workflow.defn(name=DELETE_CLOSED)
+# (Auto-upgrade: its runs follow the current worker build, and its changes
+# are patched; pinned, a long-lived run would keep an old build running.)
+@workflow.defn(name=DELETE_CLOSED, versioning="auto_upgrade")
 async def delete_closed_workflow(older_than_seconds: float) -> int:
     """Delete the runs closed more than ``older_than_seconds`` ago; returns
     how many (see Client.delete_closed_runs)."""

@@ -176,7 +176,9 @@ def _publish(spec: ScheduleSpec, state: ScheduleState, due: float | None) -> Non
     workflow.set_state(STATE_KEY, {"state": asdict(state), "next_run_at": due})
 
 
-@workflow.defn(name=SCHEDULE_WORKFLOW)
+# (Auto-upgrade: its runs follow the current worker build, and its changes
+# are patched; pinned, a long-lived run would keep an old build running.)
+@workflow.defn(name=SCHEDULE_WORKFLOW, versioning="auto_upgrade")
 async def schedule_workflow(spec: ScheduleSpec, state: ScheduleState | None = None) -> None:
     """The workflow behind every schedule: sleep until the next time, start
     its run, repeat; obey the ``pause``, ``unpause``, ``trigger`` and

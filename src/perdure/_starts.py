@@ -18,7 +18,7 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._attributes import AttributeValue, checked_attributes
-from perdure._checks import check_name
+from perdure._checks import check_name, check_queue
 from perdure._converter import DataConverter
 from perdure._store.base import IdConflict, NewRun, new_run_id
 from perdure.workflow import definition_of
@@ -68,7 +68,7 @@ def new_run(
     by ``converter`` (by the function's hints, if given one), and the
     function (None for a name). Raises what a bad argument is, before
     anything is written."""
-    check_name("task_queue", task_queue)
+    check_queue("task_queue", task_queue)
     priority = h.check_priority("priority", priority)
     check_name("id", id, none_means="a new UUID")
     for option, span in (

@@ -27,6 +27,7 @@ from perdure._streams import StreamInfo, StreamPage
 from perdure._updates import UpdateHandle
 from perdure.client import (
     AsyncActivityHandle,
+    BuildInfo,
     Client,
     ResetPoints,
     Stats,
@@ -163,6 +164,7 @@ class SyncClient:
         retrying: bool = False,
         latest: bool = False,
         search_attributes: Mapping[str, Any] | None = None,
+        build_id: str | None = None,
     ) -> list[WorkflowExecution]:
         query = self.client.list(
             status,
@@ -176,6 +178,7 @@ class SyncClient:
             retrying=retrying,
             latest=latest,
             search_attributes=search_attributes,
+            build_id=build_id,
         )
         return self._runner.call(query)
 
@@ -224,6 +227,14 @@ class SyncClient:
     def list_queues(self) -> builtins.list[QueueInfo]:
         """As :meth:`Client.list_queues`."""
         return self._runner.call(self.client.list_queues())
+
+    def set_current_build(self, task_queue: str, build_id: str) -> None:
+        """As :meth:`Client.set_current_build`."""
+        self._runner.call(self.client.set_current_build(task_queue, build_id))
+
+    def builds(self, task_queue: str) -> builtins.list[BuildInfo]:
+        """As :meth:`Client.builds`."""
+        return self._runner.call(self.client.builds(task_queue))
 
     def create_schedule(
         self, schedule_id: str, workflow: Any, *args: Any, **options: Any
@@ -361,6 +372,9 @@ class SyncWorkflowHandle(Generic[R]):
 
     def set_priority(self, priority: int) -> None:
         self._runner.call(self.handle.set_priority(priority))
+
+    def set_build_id(self, build_id: str | None) -> None:
+        self._runner.call(self.handle.set_build_id(build_id))
 
     def terminate(self, reason: str | None = None) -> None:
         self._runner.call(self.handle.terminate(reason))

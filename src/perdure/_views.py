@@ -100,6 +100,8 @@ class WorkflowExecution:
     """The values ``Client.list(search_attributes=)`` finds the run by."""
     priority: int = 3
     """Its workflow tasks' place in its queue's backlog: 1 (first) to 5 (last)."""
+    build_id: str | None = None
+    """The worker build it is pinned to (docs/versioning.md); None: not pinned."""
 
     @classmethod
     def from_record(cls, run: RunRecord) -> WorkflowExecution:
@@ -118,6 +120,7 @@ class WorkflowExecution:
             run.last_error,
             run.search_attributes,
             run.priority,
+            run.build_id,
         )
 
     @staticmethod
@@ -274,6 +277,10 @@ class WorkflowDescription:
     headers: dict[str, str] = field(default_factory=dict)
     """What the starting client's interceptors wrote (a trace context:
     ``traceparent``), or what it inherited (perdure.interceptors)."""
+    build_id: str | None = None
+    """The worker build it is pinned to: only that build's workers run its
+    turns (docs/versioning.md). None: not pinned, any worker of its queue's
+    current build takes it."""
 
 
 @dataclass(frozen=True)
@@ -288,6 +295,25 @@ class WorkerInfo:
     activities: list[str]
     started_at: datetime
     heartbeat_at: datetime
+    build_id: str | None = None
+    """Its ``Worker(build_id=)``: the release of the code it runs."""
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """One build a task queue's workers have had, as ``Client.builds`` shows
+    it (docs/versioning.md)."""
+
+    build_id: str
+    current: bool
+    """Its workers take the queue's new runs (and those not pinned)."""
+    promoted_at: datetime
+    """When it became current: its first worker's start, or the last
+    ``Client.set_current_build`` that named it."""
+    open_runs: int
+    """Open runs pinned to it: its workers must run until none is left."""
+    workers: int
+    """Its live workers."""
 
 
 @dataclass(frozen=True)
@@ -386,17 +412,21 @@ def describe_run(
     display: Callable[[Any], Any],
     now: float,
     workers: Sequence[WorkerRecord] = (),
+    current_build: str | None = None,
 ) -> WorkflowDescription:
     """``handle.describe()``: the run's row and its pending work, its JSON
     values made readable by ``display`` (the converter's). ``workers``: the
     live workers, read when the run's turn or an activity has waited long
-    (its ``ahead`` is set)."""
+    (its ``ahead`` is set), and ``current_build``, its queue's then."""
     created, updated = _dt(run.created_at), _dt(run.updated_at)
     assert created is not None and updated is not None
     waits: list[str] = run.waiting.get("signals", [])
     turn = pending.workflow_task
     served = any(
-        w.task_queue == run.task_queue and run.workflow_type in w.workflows for w in workers
+        w.task_queue == run.task_queue
+        and run.workflow_type in w.workflows
+        and _takes_turns(w.build_id, run.build_id, current_build)
+        for w in workers
     )
     return WorkflowDescription(
         id=run.workflow_id,
@@ -454,7 +484,17 @@ def describe_run(
         search_attributes=run.search_attributes,
         priority=run.priority,
         headers=_headers(run.input),
+        build_id=run.build_id,
     )
+
+
+def _takes_turns(build: str | None, pinned_to: str | None, current: str | None) -> bool:
+    """Whether a worker of ``build`` claims the turns of a run pinned to
+    ``pinned_to`` (None: not pinned) while ``current`` is its queue's
+    current build."""
+    if pinned_to is not None:
+        return build == pinned_to
+    return build is None or current is None or build == current
 
 
 def _headers(stored: Any) -> dict[str, str]:

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure import _history as h
-from perdure._checks import check_name
+from perdure._checks import check_name, check_queue
 from perdure._converter import DataConverter
 from perdure._runtime import current_instance
 from perdure._runtime.cancelwait import CancellationType, check_cancellation_type, wait_out
@@ -65,7 +65,7 @@ class ActivityOptions:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, timedelta) and value > timedelta(0)):
                 raise ValueError(f"{name} must be a positive timedelta (or None), not {value!r}")
-        check_name("task_queue", self.task_queue, none_means="the workflow's queue")
+        check_queue("task_queue", self.task_queue, none_means="the workflow's queue")
         h.check_priority("priority", self.priority)
         # (As Temporal's ActivityCancellationType: see _runtime.cancelwait. For
         # an activity, "wait_cancellation_completed" waits for its attempt to

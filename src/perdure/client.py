@@ -26,7 +26,7 @@ from perdure._activitybatch import (
 from perdure._asyncactivity import AsyncActivityHandle
 from perdure._attributes import AttributeValue
 from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
-from perdure._checks import check_name, timeout_seconds
+from perdure._checks import check_build, check_name, check_queue, timeout_seconds
 from perdure._converter import DataConverter, checked_converter
 from perdure._handle import WorkflowHandle, _reason, signal_event
 from perdure._listing import run_filter
@@ -38,6 +38,7 @@ from perdure._store.base import STATUSES, IdConflict, NewRun, Store, WorkerRecor
 from perdure._streams import StreamEntry, StreamInfo, StreamPage
 from perdure._updates import UpdateHandle, send_update
 from perdure._views import (
+    BuildInfo,
     PendingActivityInfo,
     PendingTimerInfo,
     QueueBacklog,
@@ -58,6 +59,7 @@ __all__ = [
     "ActivityBatchResult",
     "AsyncActivityHandle",
     "BatchResult",
+    "BuildInfo",
     "Client",
     "MatchedActivity",
     "PendingActivityInfo",
@@ -363,6 +365,7 @@ class Client:
         retrying: bool = False,
         latest: bool = False,
         search_attributes: Mapping[str, AttributeValue] | None = None,
+        build_id: str | None = None,
     ) -> list[WorkflowExecution]:
         """Runs, newest first, optionally filtered by status, workflow type name,
         creation time (``since``/``until``, inclusive; a naive datetime is UTC)
@@ -371,7 +374,8 @@ class Client:
         (their ``last_error`` set); ``latest``: only each workflow id's latest
         run (not those a reset, a continue-as-new or a reuse of the id replaced);
         ``search_attributes``: only runs with each of these values (matched as
-        text: ``120`` finds ``120.0`` and ``"120"``). Page with ``after``, the
+        text: ``120`` finds ``120.0`` and ``"120"``); ``build_id``: only runs
+        pinned to that worker build (docs/versioning.md). Page with ``after``, the
         ``cursor`` of the previous page's last run (stable while runs are
         added), or with ``offset``, a number of runs to skip."""
         query = run_filter(
@@ -386,6 +390,7 @@ class Client:
             retrying=retrying,
             latest=latest,
             search_attributes=search_attributes,
+            build_id=build_id,
         )
         return [WorkflowExecution.from_record(r) for r in await self.store.list_runs(query)]
 
@@ -472,15 +477,45 @@ class Client:
 
     async def remove_queue_limits(self, task_queue: str) -> bool:
         """Lift every limit of ``task_queue``; whether it had any."""
-        check_name("task_queue", task_queue)
+        check_queue("task_queue", task_queue)
         return await self.store.set_queue_limits(task_queue, None)
 
     async def describe_queue(self, task_queue: str) -> QueueInfo:
         """``task_queue``'s limits and its activities now: running, waiting,
         backing off, started in the rate limit's window."""
-        check_name("task_queue", task_queue)
+        check_queue("task_queue", task_queue)
         (found,) = await self.store.queues(task_queue)
         return QueueInfo.from_record(found)
+
+    async def set_current_build(self, task_queue: str, build_id: str) -> None:
+        """Make ``build_id`` the current build of ``task_queue``: its
+        workers take the queue's new runs, and the runs no build holds, from
+        their next heartbeat on (a third of their lease timeout); the other
+        builds' workers then only finish the runs pinned to them. A build
+        becomes current by itself when its first worker starts: this is for
+        going back to an older one (a rollback), or forward again. The
+        build need not have a worker yet (docs/versioning.md)."""
+        check_queue("task_queue", task_queue)
+        check_build("build_id", build_id)
+        await self.store.set_current_build(task_queue, build_id)
+
+    async def builds(self, task_queue: str) -> builtins.list[BuildInfo]:
+        """The builds ``task_queue``'s workers have had, the current first:
+        when each became current, its open pinned runs and its live workers.
+        A build with no open run left can be shut down (docs/versioning.md)."""
+        check_queue("task_queue", task_queue)
+        found = await self.store.queue_builds(task_queue, with_runs=True)
+        live = Counter(w.build_id for w in await self._live_workers() if w.task_queue == task_queue)
+        return [
+            BuildInfo(
+                build_id,
+                i == 0,
+                datetime.fromtimestamp(promoted_at, tz=UTC),
+                open_runs or 0,
+                live[build_id],
+            )
+            for i, (build_id, promoted_at, open_runs) in enumerate(found)
+        ]
 
     async def list_queues(self) -> builtins.list[QueueInfo]:
         """Every task queue that has activity tasks or limits, by name."""
@@ -500,6 +535,7 @@ class Client:
         reason: str | None = None,
         limit: int | None = None,
         dry_run: bool = False,
+        build_id: str | None = None,
     ) -> BatchResult:
         """Cancel, terminate or reset (``action``) every run the filters
         match, as ``list(..., latest=True)`` does: each workflow id's latest
@@ -507,13 +543,24 @@ class Client:
         runs unless ``workflow="perdure.schedule"``. At least one filter is
         required (``status="running"`` names every open run); ``limit``: at
         most that many, newest first. ``dry_run``: only say which.
+        ``build_id``: the runs pinned to that worker build (after a bad
+        deploy: reset the runs its code broke, docs/versioning.md).
 
         The runs are chosen first, then acted on a few at a time, each by its
         run id: one that ended or was replaced meanwhile is ``skipped``, an
         action that raised is ``failed`` (with its error); the others go on.
         Running the same batch again acts on what still matches."""
         filters = batch_filters(
-            action, status, workflow, since, until, search, search_attributes, retrying, limit
+            action,
+            status,
+            workflow,
+            since,
+            until,
+            search,
+            search_attributes,
+            retrying,
+            limit,
+            build_id,
         )
         return await run_batch(self, action, filters, _reason(reason), limit, dry_run)
 
@@ -535,6 +582,7 @@ class Client:
         new_options: Mapping[str, object] | None = None,
         limit: int | None = None,
         dry_run: bool = False,
+        build_id: str | None = None,
     ) -> ActivityBatchResult:
         """Pause (those not paused), unpause (the paused), reset or update the
         options of (all) each pending activity of ``activity_type`` (None: any)
@@ -543,7 +591,15 @@ class Client:
         ``jitter``; reset: ``keep_paused``, ``clear_heartbeat_details``,
         ``jitter``; update_options: ``new_options``)."""
         filters = activity_batch_filters(
-            action, activity_type, workflow, since, until, search, search_attributes, retrying
+            action,
+            activity_type,
+            workflow,
+            since,
+            until,
+            search,
+            search_attributes,
+            retrying,
+            build_id,
         )
         options = {
             "reset_attempts": reset_attempts,
@@ -585,6 +641,7 @@ class Client:
                 w.activities,
                 datetime.fromtimestamp(w.started_at, tz=UTC),
                 datetime.fromtimestamp(w.heartbeat_at, tz=UTC),
+                w.build_id,
             )
             for w in await self._live_workers()
         ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from perdure._checks import check_name
+from perdure._checks import check_queue
 from perdure._spans import span_text
 from perdure._store.base import QueueLimitsRecord, QueueRecord
 
@@ -167,7 +167,7 @@ def make_limits(
 ) -> QueueLimits:
     """The limits asked for, checked: a clear ValueError or TypeError
     saying what is wrong."""
-    check_name("task_queue", task_queue)
+    check_queue("task_queue", task_queue)
     # (max_running 0 pauses the queue: no attempt starts until it is raised)
     for what, value, least in (("max_running", max_running, 0), ("max_starts", max_starts, 1)):
         if value is None:

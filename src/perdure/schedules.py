@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from perdure import _history as h
 from perdure import workflow
-from perdure._checks import check_name
+from perdure._checks import check_name, check_queue
 from perdure._converter import ENVELOPE_KEY, DataConverter
 from perdure._cron import Cron, CronError
 from perdure._schedule_spec import (
@@ -163,7 +163,7 @@ def make_spec(
 ) -> ScheduleSpec:
     """A schedule's spec from ``create_schedule``'s arguments, each checked."""
     check_name("schedule_id", schedule_id)
-    check_name("task_queue", task_queue)
+    check_queue("task_queue", task_queue)
     if (cron is None) == (every is None):
         raise ValueError(
             "a schedule needs exactly one of cron= (an expression) or every= (a timedelta)"

@@ -19,7 +19,7 @@ from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from perdure import _history as h
 from perdure._attributes import checked_attributes
-from perdure._checks import BadName, check_name, check_text, delay_seconds
+from perdure._checks import BadName, check_name, check_queue, check_text, delay_seconds
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.cancelwait import CancellationType, check_cancellation_type, wait_out
 from perdure._runtime.endings import ContinueAsNewError
@@ -58,6 +58,11 @@ __all__ = [
 ]
 
 ParentClosePolicy = Literal["cancel", "terminate", "abandon"]
+# How a workflow's runs follow a deploy of workers with build ids
+# (docs/versioning.md): "pinned" runs stay on the build that first ran them;
+# "auto_upgrade" runs go on with the queue's current build at each turn.
+Versioning = Literal["pinned", "auto_upgrade"]
+VERSIONINGS: tuple[Versioning, ...] = ("pinned", "auto_upgrade")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,18 +76,27 @@ class WorkflowDefinition:
 
     name: str
     fn: Callable[..., Coroutine[Any, Any, Any]]
+    versioning: Versioning = "pinned"
 
 
 @overload
 def defn(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
 @overload
 def defn(
-    *, name: str | None = None
+    *, name: str | None = None, versioning: Versioning = "pinned"
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]: ...
-def defn(fn: Any = None, *, name: str | None = None) -> Any:
+def defn(fn: Any = None, *, name: str | None = None, versioning: Versioning = "pinned") -> Any:
     """Mark an ``async def`` as a workflow. ``name`` (default: the function's
-    ``__name__``) is what histories record: keep it stable across deploys."""
+    ``__name__``) is what histories record: keep it stable across deploys.
+    ``versioning`` matters to workers started with a ``build_id`` only: a
+    "pinned" workflow's run stays on the build whose worker first ran it;
+    an "auto_upgrade" one's turns go to the queue's current build, and its
+    code changes are made safe by ``workflow.patched`` (docs/versioning.md)."""
     check_name("name", name, none_means="the function's name")
+    if versioning not in VERSIONINGS:
+        raise ValueError(
+            f"versioning must be one of {', '.join(map(repr, VERSIONINGS))}, not {versioning!r}"
+        )
 
     def mark(f: Any) -> Any:
         import inspect
@@ -94,7 +108,7 @@ def defn(fn: Any = None, *, name: str | None = None) -> Any:
                 f"@workflow.defn needs a plain 'async def' function (defined at module "
                 f"level, where a worker imports it), not {type(f).__name__} {f!r}"
             )
-        setattr(f, _ATTR, WorkflowDefinition(name=name or f.__name__, fn=f))
+        setattr(f, _ATTR, WorkflowDefinition(name=name or f.__name__, fn=f, versioning=versioning))
         return f
 
     return mark(fn) if fn is not None else mark
@@ -451,7 +465,7 @@ async def start_child(
         )
     check_cancellation_type(cancellation_type)
     check_name("id", id, none_means="<parent id>/child-<n>")
-    check_name("task_queue", task_queue, none_means="the parent's")
+    check_queue("task_queue", task_queue, none_means="the parent's")
     attributes = None if search_attributes is None else checked_attributes(search_attributes)
     priority = h.check_priority("priority", priority)
     child_id = id if id is not None else f"{inst.info.workflow_id}/child-{inst._next_ref}"

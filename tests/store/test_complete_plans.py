@@ -26,7 +26,7 @@ from test_sqlite_plans import _all_rows, claimed_turns
 
 from perdure import _history as h
 from perdure._store import postgres, sqlitetx
-from perdure._store.base import ActivityTask, NewActivity
+from perdure._store.base import ActivityTask, NewActivity, turn_queue
 from perdure._store.postgres_group import GROUPS
 from perdure._store.sqlcomplete import CompletePlan
 from perdure._store.sqlite import SqliteStore
@@ -68,21 +68,41 @@ async def all_at_once(store: SqlStore, writes: list[Awaitable[Any]]) -> list[Any
 
 
 async def running_activities(
-    store: SqlStore, runs: int = RUNS, per_run: int = PER_RUN
+    store: SqlStore, runs: int = RUNS, per_run: int = PER_RUN, pin: str | None = None
 ) -> list[ActivityTask]:
     """``runs`` runs, each with ``per_run`` activities for queue "q" that
-    another worker claimed and runs (refs 1, 2, ...)."""
+    another worker claimed and runs (refs 1, 2, ...); pinned to build
+    ``pin`` by that turn, if given."""
     for i in range(runs):
         run_id = f"run-{i}"
         await store.create_run(new_run(wid=run_id, run_id=run_id), "fail")
         task = await claim_one(store, run_id)
         refs = range(1, per_run + 1)
         activities = [NewActivity(ref, "charge", "q", [ref], {}, {}, None) for ref in refs]
-        commit = await turn(store, task, [schedule_charge(r) for r in refs], activities=activities)
+        commit = await turn(
+            store, task, [schedule_charge(r) for r in refs], activities=activities, pin=pin
+        )
         assert await store.commit_turn(commit)
     claimed = await store.claim_activity_tasks(["q"], "worker-2", 30, runs * per_run)
     assert len(claimed) == runs * per_run
     return sorted(claimed, key=lambda t: (t.run_id, t.ref))
+
+
+async def test_completions_wake_pinned_runs_in_their_builds_queue(
+    opener: Opener, applied: list[list[str]]
+) -> None:
+    """A run pinned to a build (docs/versioning.md) gets its next turn in
+    that build's queue, from completions applied together as from bodies."""
+    store = await opener()
+    tasks = await running_activities(store, pin="b1")
+    applied.clear()
+    results = await all_at_once(store, [store.complete_activity(t, outcome(t)) for t in tasks])
+    assert results == [True] * len(tasks)
+    assert len(max(applied, key=len)) > 1  # (some went together, as plans)
+    queues = await store._read(
+        lambda tx: tx.all("SELECT run_id, queue FROM tasks WHERE kind = 'workflow'")
+    )
+    assert sorted(queues) == sorted((f"run-{i}", turn_queue("q", "b1")) for i in range(RUNS))
 
 
 def outcome(task: ActivityTask) -> h.Event:

@@ -40,6 +40,7 @@ from perdure import activity, workflow
 from perdure._store import postgres_plans, sqlite_schema, store_for_url
 from perdure._store.postgres import SESSION_SETUP
 from perdure._store.postgres_prepared import Statements, _numbered
+from perdure._store.sqlrows import TURN_QUEUE
 
 # Every statement of postgres_plans (a group's plans).
 GROUP_STATEMENTS = [
@@ -238,7 +239,7 @@ async def test_sqlite_statements_reach_rows_by_index(
     await workload(f"sqlite:///{path}")
     monkeypatch.undo()
     # (the far workflow's outcomes were delivered as plans: sqlcomplete's statements)
-    assert any("SELECT 'workflow', task_queue, run_id" in sql for sql in sent), sent
+    assert any(f"SELECT 'workflow', {TURN_QUEUE}, run_id" in sql for sql in sent), sent
     problems = set()
     # A migration runs once per database, and may copy a whole table on purpose.
     migrating = {

@@ -91,18 +91,21 @@ def borrow_queue_tables(path: Path) -> None:
     reads of a run its search attributes (v13's column and table),
     today's writes of runs and tasks their priorities (v15's columns and
     index), its claims whether an activity is paused (v16's column) and
-    whether it was reset under its last attempt (v17's): a file of an older
-    version borrows them while today's code writes it (see
-    give_back_queue_tables)."""
+    whether it was reset under its last attempt (v17's), and its runs and
+    workers their builds (v18's): a file of an older version borrows them
+    while today's code writes it (see give_back_queue_tables)."""
     with closing(sqlite3.connect(path)) as conn:
-        for version in (12, 13, 15, 16, 17):
+        for version in (12, 13, 15, 16, 17, 18):
             conn.executescript(dict(ALL_MIGRATIONS)[version])
 
 
 def give_back_queue_tables(path: Path) -> None:
     with closing(sqlite3.connect(path)) as conn:
-        for table in ("queue_starts", "queue_limits", "run_attributes"):
+        for table in ("queue_starts", "queue_limits", "run_attributes", "queue_builds"):
             conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP INDEX runs_by_build")
+        for table in ("runs", "workers"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN build_id")
         conn.execute("ALTER TABLE runs DROP COLUMN search_attributes")
         conn.execute("ALTER TABLE tasks DROP COLUMN paused")
         conn.execute("ALTER TABLE tasks DROP COLUMN reset_requested")

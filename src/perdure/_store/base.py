@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from perdure._checks import BUILD_SEP
 from perdure._history import Event
 from perdure._store.records import (
     CLOSED_STATUSES,
@@ -47,6 +48,7 @@ from perdure._store.records import (
     WorkerRecord,
     WorkflowTask,
     WorkflowTaskState,
+    turn_queue,
 )
 from perdure._store.wakeups import (
     CLOSED,
@@ -61,6 +63,7 @@ from perdure._store.wakeups import (
 
 # The interface, and the records it trades in (defined in records.py).
 __all__ = [
+    "BUILD_SEP",
     "CLOSED",
     "CLOSED_STATUSES",
     "HELD_GRACE",
@@ -104,6 +107,7 @@ __all__ = [
     "new_run_id",
     "new_token",
     "streamed_topic",
+    "turn_queue",
 ]
 
 # Seconds past its due time that a run's workflow task, or a timer, that a
@@ -228,6 +232,29 @@ class Store(Wakeups, abc.ABC):
         activity tasks' that have no priority of their own, and put
         PriorityChanged in its inbox. Raises WorkflowNotFoundError /
         WorkflowClosedError."""
+
+    @abc.abstractmethod
+    async def set_run_build(
+        self, workflow_id: str, run_id: str | None, build_id: str | None
+    ) -> RunRecord:
+        """Pin an open run to ``build_id``, or unpin it (None): its turns go
+        to that build's workers, or to the queue's current build (which pins
+        it again if its workflow type is pinned). A turn in flight elsewhere
+        is fenced out. Raises WorkflowNotFoundError / WorkflowClosedError."""
+
+    @abc.abstractmethod
+    async def set_current_build(self, queue: str, build_id: str) -> None:
+        """Make ``build_id`` the current build of ``queue``: its workers take
+        the queue's unpinned runs (new runs, auto-upgrade ones) from their
+        next look (Worker's heartbeat), and the other builds' stop."""
+
+    @abc.abstractmethod
+    async def queue_builds(
+        self, queue: str, with_runs: bool = False
+    ) -> list[tuple[str, float, int | None]]:
+        """(build id, when promoted, and with ``with_runs`` how many open runs
+        are pinned to it) of the builds ``queue``'s workers have had, the
+        current first; none if no worker of it had a build."""
 
     @abc.abstractmethod
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None: ...
@@ -498,8 +525,10 @@ class Store(Wakeups, abc.ABC):
         workflows: list[str],
         activities: list[str],
         lease_timeout: float,
+        build_id: str | None = None,
     ) -> None:
-        """Announce a worker (or refresh its row if the identity is known)."""
+        """Announce a worker (or refresh its row if the identity is known).
+        A ``build_id`` the queue has not had yet becomes its current build."""
 
     @abc.abstractmethod
     async def reclaim_leases(self, owner: str) -> int:

@@ -30,7 +30,7 @@ from perdure._store.postgres_tx import Array
 from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlcomplete import CompletePlan, ParentTell
 from perdure._store.sqlplans import ClosePlan, Plan
-from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
+from perdure._store.sqlrows import RUN_COLUMNS, TURN_QUEUE, Dialect, Tx
 from perdure._store.sqlstart import StartPlan
 
 # The run's update (sqlturn.ADVANCE_RUN for each plan), fenced on the count.
@@ -274,10 +274,11 @@ INSERT_INBOXES_IF_OPEN = (
 )
 INSERT_TASKS_IF_OPEN = (
     "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
-    " SELECT 'workflow', r.task_queue, p.run_id, p.visible_at, p.created_at, r.priority"
+    " SELECT 'workflow', r.turn_queue, p.run_id, p.visible_at, p.created_at, r.priority"
     " FROM unnest(?::float8[], ?::float8[], ?::text[], ?::text[])"
     " AS p(visible_at, created_at, run_id, status) CROSS JOIN LATERAL"
-    " (SELECT task_queue, status, priority FROM runs WHERE runs.run_id = p.run_id OFFSET 0)"
+    f" (SELECT {TURN_QUEUE} AS turn_queue, status, priority FROM runs"
+    " WHERE runs.run_id = p.run_id OFFSET 0)"
     " AS r"
     " WHERE r.status = p.status ON CONFLICT DO NOTHING"
 )

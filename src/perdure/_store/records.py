@@ -1,6 +1,7 @@
 """The records the Store interface trades in: runs, tasks, a turn's input and
 its commit, the pending work of a run, the worker registry. Imports only the
-history model. Everything here is re-exported by ``perdure._store.base``.
+history model (and, from perdure._checks, the separator of a queue and a
+build). Everything here is re-exported by ``perdure._store.base``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from perdure._checks import BUILD_SEP
 from perdure._history import DEFAULT_PRIORITY, Event
 
 OPEN = "running"
@@ -23,6 +25,13 @@ CLOSED_STATUSES = (
 )
 STATUSES = (OPEN, *CLOSED_STATUSES)  # every status a run can have
 IdConflict = Literal["fail", "use_existing", "terminate_existing"]
+
+
+def turn_queue(task_queue: str, build_id: str | None) -> str:
+    """The queue of a run's workflow tasks: its task queue's, or, for a run
+    pinned to a build, that build's own queue, which only the build's
+    workers claim (docs/versioning.md)."""
+    return task_queue if build_id is None else f"{task_queue}{BUILD_SEP}{build_id}"
 
 
 @dataclass
@@ -49,6 +58,11 @@ class RunRecord:
     row_id: int = 0  # the runs table's own id: creation order, the listing's tie-break
     search_attributes: dict[str, Any] = field(default_factory=dict)
     priority: int = DEFAULT_PRIORITY  # its workflow tasks' (perdure._history.priorities)
+    build_id: str | None = None  # the build it is pinned to (see turn_queue)
+
+    @property
+    def turn_queue(self) -> str:
+        return turn_queue(self.task_queue, self.build_id)
 
     @property
     def is_open(self) -> bool:
@@ -83,6 +97,10 @@ class NewRun:
     # Its headers (name -> text: a trace context, a request id), set by the
     # starting client's interceptors or inherited, in WorkflowStarted.
     headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def turn_queue(self) -> str:
+        return self.task_queue  # (a new run is pinned by a turn: see TurnCommit.pin)
 
 
 @dataclass
@@ -197,6 +215,9 @@ class NewChild:
     # commit, for that commit to write (see sqlstart.prepare_children); None:
     # the child's first workflow task is queued for any worker.
     first: FirstTurn | None = None
+    # The build it is pinned to from its start: its pinned parent's, when it
+    # is on the parent's queue and of a type pinned there (see turn_queue).
+    build_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -264,11 +285,17 @@ class TurnCommit:
     # A closing run's parent, as its WorkflowStarted names it (None: it has
     # none, or the worker did not say): its end is told to the parent.
     parent_run_id: str | None = None
-    # The run's workflow id and task queue, when the turn starts children or
-    # signals other workflows (as the worker knows them): the children's rows
-    # name the parent without reading it; a signal's outcome comes back to it.
+    # The run's workflow id and the queue of its workflow tasks (its
+    # turn_queue), when the turn starts children or signals other workflows
+    # (as the worker knows them): the children's rows name the parent
+    # without reading it; a signal's outcome comes back to it.
     workflow_id: str | None = None
     task_queue: str | None = None
+    # The build to pin the run to (it was not: see turn_queue), by a worker
+    # of that build running a pinned workflow type; None: leave it as it is.
+    # A run moved meanwhile (Store.set_run_build) bumped its version: this
+    # commit's fence trips.
+    pin: str | None = None
     # The run's priority: of the workflow tasks this commit queues for it.
     priority: int = DEFAULT_PRIORITY
     # The priority of activity_done's task row: a next activity of another
@@ -440,6 +467,7 @@ class RunFilter:
     # Only runs with each of these search attributes, matched by
     # perdure._attributes.attribute_text: (name, value) pairs.
     search_attributes: tuple[tuple[str, Any], ...] = ()
+    build_id: str | None = None  # only runs pinned to this build
     after: tuple[float, int] | None = None
     offset: int = 0
     limit: int = 100
@@ -458,6 +486,7 @@ class WorkerRecord:
     lease_timeout: float
     started_at: float
     heartbeat_at: float
+    build_id: str | None = None
 
 
 @dataclass(frozen=True)

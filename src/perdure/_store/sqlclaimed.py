@@ -106,6 +106,7 @@ def plan_claimed(commit: TurnCommit, now: float, encoded: Encoded) -> ClaimedPla
     if (
         (task is None and commit.fired_timer is None)
         or commit.fresh
+        or commit.pin is not None  # (apply_turn pins)
         or commit.activity_done is not None
         or commit.close_status is not None
         or commit.continue_as_new is not None

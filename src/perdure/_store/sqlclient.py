@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from perdure import _history as h
+from perdure._store import sqlbuilds as builds
 from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlpurge, sqlqueues, sqlreset, sqlstreams
@@ -159,6 +160,25 @@ class SqlClientSide(SqlHooks):
         run = await self._write(change)
         self._committed(WORK)
         return run
+
+    async def set_run_build(
+        self, workflow_id: str, run_id: str | None, build_id: str | None
+    ) -> RunRecord:
+        now = self.clock()
+        run = await self._write(
+            lambda tx: builds.move_run(tx, self, workflow_id, run_id, build_id, now)
+        )
+        self._committed(WORK)
+        return run
+
+    async def set_current_build(self, queue: str, build_id: str) -> None:
+        now = self.clock()
+        await self._write(lambda tx: builds.promote(tx, queue, build_id, now))
+
+    async def queue_builds(
+        self, queue: str, with_runs: bool = False
+    ) -> list[tuple[str, float, int | None]]:
+        return await self._read(lambda tx: builds.builds(tx, queue, with_runs))
 
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
         now = self.clock()

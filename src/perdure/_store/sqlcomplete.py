@@ -68,7 +68,7 @@ class CompletePlan(NamedTuple):
 
 
 # The outcome into the inbox of its run, if the run is open (rows.to_inbox's
-# two statements, with the body's "run.is_open" and "run.task_queue" read by
+# two statements, with the body's "run.is_open" and "run.turn_queue" read by
 # the statements themselves).
 INBOX_IF_OPEN = (
     "INSERT INTO inbox (run_id, data, created_at)"
@@ -76,7 +76,7 @@ INBOX_IF_OPEN = (
 )
 TASK_IF_OPEN = (
     "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
-    " SELECT 'workflow', task_queue, run_id, ?, ?, priority FROM runs"
+    f" SELECT 'workflow', {rows.TURN_QUEUE}, run_id, ?, ?, priority FROM runs"
     " WHERE run_id = ? AND status = ? ON CONFLICT DO NOTHING"
 )
 

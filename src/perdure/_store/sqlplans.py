@@ -78,6 +78,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
     if (
         commit.task is not None
         or commit.fresh
+        or commit.pin is not None  # (apply_turn pins)
         or commit.activity_done is None
         or commit.close_status is not None
         or len(commit.activities) > 1
@@ -132,6 +133,8 @@ def children_rows(commit: TurnCommit, now: float) -> tuple[newrun.ChildRows, ...
         return None
     if len({c.workflow_id for c in commit.children}) != len(commit.children):
         return None
+    if any(c.build_id is not None and c.first is None for c in commit.children):
+        return None  # (the body pins them: sqlturn)
     if any(c.search_attributes for c in commit.children):
         return None  # (the body indexes them)
     parent = newrun.RunNames(commit.run_id, commit.workflow_id)

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, Protocol
 from perdure import _history as h
 from perdure._json import decoder
 from perdure._store.base import (
+    BUILD_SEP,
     OPEN,
     WORK,
     RunFilter,
@@ -50,8 +51,12 @@ _decode = decoder()  # json.loads, reusing one C scanner
 RUN_COLUMNS = (
     "run_id, workflow_id, workflow_type, task_queue, status, input, result, failure, state,"
     " waiting, last_error, version, last_seq, created_at, updated_at, closed_at,"
-    " parent_run_id, parent_ref, deadline, id, search_attributes, priority"
+    " parent_run_id, parent_ref, deadline, id, search_attributes, priority, build_id"
 )
+
+# A runs row's records.turn_queue: its task queue, or its build's queue
+# (a NULL build_id makes the concatenation NULL, in both dialects).
+TURN_QUEUE = f"COALESCE(task_queue || '{BUILD_SEP}' || build_id, task_queue)"
 
 
 class Fenced(Exception):
@@ -263,6 +268,7 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
         row_id=row[19],
         search_attributes=loads(row[20]) if row[20] is not None else {},
         priority=row[21],
+        build_id=row[22],
     )
 
 
@@ -279,6 +285,9 @@ def run_filter(query: RunFilter) -> tuple[list[str], list[Any]]:
     if query.workflow_type is not None:
         clauses.append("workflow_type = ?")
         params.append(query.workflow_type)
+    if query.build_id is not None:
+        clauses.append("build_id = ?")
+        params.append(query.build_id)
     if query.since is not None:
         clauses.append("created_at >= ?")
         params.append(query.since)
@@ -426,12 +435,12 @@ async def open_run(tx: Tx, d: Dialect, workflow_id: str, run_id: str | None) -> 
 
 class Queued(Protocol):
     """A run as its workflow task names it (a RunRecord, a NewRun, a
-    RunQueue): its queue, and its priority there."""
+    RunQueue): its queue (records.turn_queue), and its priority there."""
 
     @property
     def run_id(self) -> str: ...
     @property
-    def task_queue(self) -> str: ...
+    def turn_queue(self) -> str: ...
     @property
     def priority(self) -> int: ...
 
@@ -440,7 +449,7 @@ class RunQueue(NamedTuple):
     """A run's Queued names, as a query read them."""
 
     run_id: str
-    task_queue: str
+    turn_queue: str
     priority: int
 
 
@@ -456,7 +465,7 @@ async def to_inbox(
     await tx.send(INSERT_INBOX, (run_id, event_text(event), now))
     await tx.send(
         INSERT_WORKFLOW_TASK,
-        (run.task_queue, run_id, now if visible_at is None else visible_at, now, run.priority),
+        (run.turn_queue, run_id, now if visible_at is None else visible_at, now, run.priority),
     )
 
 
@@ -471,7 +480,7 @@ async def to_inboxes(
     await d.insert_inboxes(
         tx,
         [(run.run_id, event_text(event), now) for run, event in events],
-        [(run.task_queue, run.run_id, now, now, run.priority) for run in runs.values()],
+        [(run.turn_queue, run.run_id, now, now, run.priority) for run in runs.values()],
     )
 
 

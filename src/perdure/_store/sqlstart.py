@@ -321,6 +321,7 @@ def plan_start(
         encoded is None
         or outcome is None  # (the turn ends the run)
         or not commit.fresh
+        or commit.pin is not None  # (apply_turn pins)
         or commit.cancelled_activities
         or commit.cancelled_timers
         or commit.cancelled_children
@@ -336,6 +337,8 @@ def plan_start(
         ids = {c.workflow_id for c in commit.children} | {new.workflow_id}
         if len(ids) != len(commit.children) + 1:
             return None
+        if any(c.build_id is not None and c.first is None for c in commit.children):
+            return None  # (the body pins them: sqlturn)
         me = newrun.RunNames(new.run_id, new.workflow_id)
         children = tuple(newrun.child_rows(me, c, now) for c in commit.children if c.first is None)
         woken = (new.task_queue, new.run_id, now, now, new.priority)
@@ -398,7 +401,11 @@ def prepare_children(store: SqlStore, commit: TurnCommit, now: float) -> list[Ne
                 taker.take(None)
             if first is None:
                 continue
-            if first.commit.close_status is not None:
+            if first.commit.close_status is not None or (
+                # (A child pinned to its parent's build, computed by a worker
+                # of another build: queued for its own build instead.)
+                child.build_id is not None and first.commit.pin != child.build_id
+            ):
                 first.settle(False)
                 continue
             first.encoded = encode_turn(first.commit)

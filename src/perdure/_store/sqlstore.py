@@ -522,9 +522,10 @@ class SqlStore(SqlClientSide):
         workflows: list[str],
         activities: list[str],
         lease_timeout: float,
+        build_id: str | None = None,
     ) -> None:
         now = self.clock()
-        row = (identity, host, pid, task_queue, workflows, activities, lease_timeout)
+        row = (identity, host, pid, task_queue, workflows, activities, lease_timeout, build_id)
         await self._write(lambda tx: registry.register(tx, row, now))
 
     async def reclaim_leases(self, owner: str) -> int:

@@ -114,6 +114,8 @@ async def apply_turn(
         # result) in its SET: SQLite rewrites every index on a column an UPDATE
         # sets, even to the same value, and three indexes hold the status.
         await tx.fence(ADVANCE_RUN, advance_values(commit, now, encoded))
+    if commit.pin is not None and not closing:  # (a closing run needs no build)
+        await tx.send(PIN_RUN, (commit.pin, commit.run_id))
     # An activity task's payload is its ActivityScheduled event as recorded (the
     # claim reads name, args, kwargs and options from it): encoded once. A
     # closing turn starts no activity.
@@ -201,6 +203,10 @@ async def apply_turn(
     topics = {WORK} if queues_work(commit) else set()
     if commit.streams is not None:
         topics.add(streamed_topic(commit.run_id))  # (the readers of its streams look)
+    if commit.pin is not None:
+        # The run's workflow task, if it has one (this turn's, inputs that
+        # came meanwhile), goes to its build's queue.
+        await tx.send(PINNED_TASK, (commit.run_id, commit.run_id))
     if commit.task is None:
         # No workflow task was ours (an inline continuation: any inbox rows
         # keep their own; a new run's first turn: it has none).
@@ -281,6 +287,14 @@ CLOSE_RUN = (
     " state = ?, waiting = ?, last_error = NULL, updated_at = ?,"
     " status = ?, result = ?, failure = ?, closed_at = ?"
     " WHERE run_id = ? AND version = ?"
+)
+
+# A turn that pins its run to the worker's build (TurnCommit.pin), and then
+# moves the run's workflow task to that build's queue.
+PIN_RUN = "UPDATE runs SET build_id = ? WHERE run_id = ?"
+PINNED_TASK = (
+    f"UPDATE tasks SET queue = (SELECT {rows.TURN_QUEUE} FROM runs WHERE run_id = ?)"
+    " WHERE kind = 'workflow' AND run_id = ?"
 )
 
 # A turn that leaves its run open: fence 2 (see apply_turn).
@@ -503,13 +517,16 @@ async def _schedule(
     for child in commit.children:
         first = child.first
         if first is not None and child.workflow_id not in used:
-            await _start_prepared(tx, d, parent, child, first, now)
+            await _start_prepared(tx, d, parent, child, first, now)  # (its turn pins it)
             used[child.workflow_id] = (child.run_id, OPEN)
         else:
             await newrun.start_child(tx, d, parent, child, now, used)
+            if child.build_id is not None:  # (its parent's build: records.NewChild)
+                await tx.send(PIN_RUN, (child.build_id, child.run_id))
+                await tx.send(PINNED_TASK, (child.run_id, child.run_id))
     for ref in commit.cancelled_children:
         row = await tx.one(
-            f"SELECT run_id, task_queue, priority FROM runs WHERE parent_run_id = ?"
+            f"SELECT run_id, {rows.TURN_QUEUE}, priority FROM runs WHERE parent_run_id = ?"
             f" AND parent_ref = ? AND status = ?{d.for_update}",
             (run_id, ref, OPEN),
         )

@@ -166,7 +166,7 @@ async def fire_due(
     leased: list[WorkflowTask] = []
     inputs = TurnInputs()
     if lease is not None:
-        mine = [run for run in woken.values() if run.task_queue in lease.queues][: lease.limit]
+        mine = [run for run in woken.values() if run.turn_queue in lease.queues][: lease.limit]
         if mine:
             run_ids = [run.run_id for run in mine]
             await d.lease_turn_tasks(tx, run_ids, lease.owner, lease.seconds, now, leased.append)

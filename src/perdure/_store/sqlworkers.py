@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from perdure._store import sqlbuilds as builds
 from perdure._store.base import WorkerRecord
 from perdure._store.sqlrows import Tx, dumps, loads
 
@@ -17,23 +18,25 @@ FORGET_AFTER = 86_400.0  # seconds without a heartbeat before a row is pruned
 
 WORKER_COLUMNS = (
     "identity, host, pid, task_queue, workflows, activities, lease_timeout,"
-    " started_at, heartbeat_at"
+    " started_at, heartbeat_at, build_id"
 )
 
 
 async def register(tx: Tx, row: tuple[Any, ...], now: float) -> None:
     """Upsert ``(identity, host, pid, task_queue, workflows, activities,
-    lease_timeout)``: a worker restarting with its identity takes its row over.
-    Rows of workers silent for a day are pruned here, so a SIGKILLed worker's
-    row does not stay forever."""
-    identity, host, pid, task_queue, workflows, activities, lease_timeout = row
+    lease_timeout, build_id)``: a worker restarting with its identity takes
+    its row over. Rows of workers silent for a day are pruned here, so a
+    SIGKILLed worker's row does not stay forever. A build the queue had not
+    had becomes its current one (sqlbuilds.seen)."""
+    identity, host, pid, task_queue, workflows, activities, lease_timeout, build_id = row
     await tx.send("DELETE FROM workers WHERE heartbeat_at < ?", (now - FORGET_AFTER,))
     await tx.send(
-        f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (identity) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
         " task_queue = excluded.task_queue, workflows = excluded.workflows,"
         " activities = excluded.activities, lease_timeout = excluded.lease_timeout,"
-        " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+        " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+        " build_id = excluded.build_id",
         (
             identity,
             host,
@@ -44,8 +47,11 @@ async def register(tx: Tx, row: tuple[Any, ...], now: float) -> None:
             lease_timeout,
             now,
             now,
+            build_id,
         ),
     )
+    if build_id is not None:
+        await builds.seen(tx, task_queue, build_id, now)
 
 
 async def heartbeat(tx: Tx, identity: str, now: float) -> bool:
@@ -73,6 +79,7 @@ async def list_all(tx: Tx) -> list[WorkerRecord]:
             lease_timeout=r[6],
             started_at=r[7],
             heartbeat_at=r[8],
+            build_id=r[9],
         )
         for r in found
     ]

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from perdure._checks import name_problem
+from perdure._checks import build_problem, name_problem, queue_problem
 from perdure.activity import ActivityFunction
 from perdure.workflow import definition_of
 
@@ -48,6 +48,16 @@ def collect_workflows(items: Iterable[Any]) -> dict[str, Any]:
             raise ValueError(f"two workflows are named {definition.name!r}")
         found[definition.name] = definition.fn
     return found
+
+
+def pinned_types(workflows: dict[str, Any]) -> frozenset[str]:
+    """The names of the workflows whose runs a worker with a build pins to
+    it (``@workflow.defn(versioning="pinned")``, the default)."""
+    return frozenset(
+        name
+        for name, fn in workflows.items()
+        if (definition := definition_of(fn)) is None or definition.versioning == "pinned"
+    )
 
 
 def collect_activities(items: Iterable[Any]) -> dict[str, ActivityFunction[Any, Any]]:
@@ -93,6 +103,7 @@ def check_worker_options(
     task_queue: Any = "default",
     identity: Any = None,
     deadlock_timeout: Any = None,
+    build_id: Any = None,
     spell: Callable[[str], str] = str,
 ) -> None:
     """Raise ValueError naming every option out of its range (``spell``
@@ -120,8 +131,9 @@ def check_worker_options(
     if problem is not None:
         problems.append(problem)
     for problem in (
-        name_problem(spell("task_queue"), task_queue),
+        queue_problem(spell("task_queue"), task_queue),
         name_problem(spell("identity"), identity, none_means="host:pid:random"),
+        None if build_id is None else build_problem(spell("build_id"), build_id),
     ):
         if problem is not None:
             problems.append(problem)

@@ -36,6 +36,9 @@ class Poller:
     store: Store
     identity: str
     task_queue: str
+    # The queues of the workflow tasks it claims: its task queue's, unless
+    # another build is current; and its build's own (Worker._follow_builds).
+    turn_queues: list[str]
     lease_timeout: float
     max_turns: int
     max_activities: int
@@ -71,15 +74,14 @@ class Poller:
 
     async def _poll(self) -> None:
         assert self._stopping is not None and self._wake is not None
-        queues = [self.task_queue]
         errors = 0
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                if await self._poll_once(queues):
+                if await self._poll_once():
                     self._quiet = 0
                 else:
-                    await self._idle(queues)  # it reads the store too (next_due)
+                    await self._idle()  # it reads the store too (next_due)
                 errors = 0
             except StoreError as exc:
                 errors += 1
@@ -89,8 +91,9 @@ class Poller:
                 )
                 await self._sleep_or_wake(delay)
 
-    async def _poll_once(self, queues: list[str]) -> bool:
+    async def _poll_once(self) -> bool:
         self.polls += 1
+        turn_queues, queues = self.turn_queues, [self.task_queue]
         checked = await self._fire_inline()
         # Issued together, the three writes share one group commit.
         free_turns = self._free_turns()
@@ -107,14 +110,14 @@ class Poller:
         # firing's own commit, up to the slots the claim leaves free: no claim,
         # and no read for a run whose instance is cached here (see TurnLease).
         wake = free_turns - want_turns
-        lease = TurnLease(self.identity, self.lease_timeout, frozenset(queues), wake)
+        lease = TurnLease(self.identity, self.lease_timeout, frozenset(turn_queues), wake)
         try:
             fired, turns, acts = await asyncio.gather(
                 self.store.fire_due_timers(
                     FIRE_BATCH, lease if wake > 0 else None, checked, self.identity
                 ),
                 self.store.claim_workflow_tasks(
-                    queues, self.identity, self.lease_timeout, want_turns
+                    turn_queues, self.identity, self.lease_timeout, want_turns
                 )
                 if want_turns > 0
                 else _nothing(),
@@ -162,7 +165,7 @@ class Poller:
             await asyncio.sleep(0)  # (each turn runs to its commit's queueing)
         return self.turns.timers.bound(now)
 
-    async def _idle(self, queues: list[str]) -> None:
+    async def _idle(self) -> None:
         # Only work we have room for counts: with every slot busy, a due task
         # must not make us spin; a finishing task sets _wake instead.
         kinds = tuple(
@@ -174,13 +177,25 @@ class Poller:
             if free > 0
         )
         self._saturated = self._saturated or len(kinds) < 2
-        due = await self.store.next_due(queues, kinds, self.identity)
+        due = await self._next_due(kinds)
         delay = self._idle_wait()
         if due is not None:
             delay = max(0.0, min(delay, due - self.store.clock()))
         if delay > 0:
             woken = await self._sleep_or_wake(delay)
             self._quiet = 0 if woken else min(self._quiet + 1, 16)
+
+    async def _next_due(self, kinds: tuple[str, ...]) -> float | None:
+        """When the first task of ``kinds`` this worker claims falls due:
+        one read, unless its workflow tasks' queues leave out its task
+        queue's (another build is current), which its activities' are."""
+        turn_queues = self.turn_queues
+        if "activity" not in kinds or self.task_queue in turn_queues:
+            return await self.store.next_due(turn_queues, kinds, self.identity)
+        dues = [await self.store.next_due([self.task_queue], ("activity",), self.identity)]
+        if "workflow" in kinds:
+            dues.append(await self.store.next_due(turn_queues, ("workflow",), self.identity))
+        return min((due for due in dues if due is not None), default=None)
 
     async def _sleep_or_wake(self, delay: float) -> bool:
         """Sleep ``delay`` seconds or until woken; True if woken."""

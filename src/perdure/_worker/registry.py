@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from perdure._store.base import Store, WorkerRecord
 from perdure.errors import StoreError
@@ -40,8 +40,13 @@ class Registration:
         workflows: Iterable[str],
         activities: Iterable[str],
         lease_timeout: float,
+        build_id: str | None = None,
     ) -> None:
         self.store = store
+        self.build_id = build_id
+        # Whether this worker's build is its queue's current one (it takes
+        # the queue's unpinned runs), as its last look said (see look).
+        self.current = True
         self.identity = identity
         self.task_queue = task_queue
         self.workflows = sorted(workflows)
@@ -83,6 +88,14 @@ class Registration:
             and w.task_queue == self.task_queue
             and clock - w.heartbeat_at <= w.lease_timeout
             and name in (w.workflows if kind == "workflow" else w.activities)
+            # (A worker with a build claims runs pinned to it, and unpinned
+            # ones while it is current: a worker of another build may not
+            # take this one's workflow tasks.)
+            and (
+                kind != "workflow"
+                or None in (w.build_id, self.build_id)
+                or w.build_id == self.build_id
+            )
             for w in workers
         )
 
@@ -97,9 +110,36 @@ class Registration:
                 workflows=self.workflows,
                 activities=self.activities,
                 lease_timeout=self.lease_timeout,
+                build_id=self.build_id,
             )
         except StoreError as exc:
             log.warning("worker %s: could not register: %s", self.identity, exc)
+
+    async def look(self) -> bool:
+        """Read whether this worker's build is its queue's current build
+        (always, for a worker without one): whether ``current`` changed. On
+        a store error it stays as it was."""
+        if self.build_id is None:
+            return False
+        try:
+            builds = await self.store.queue_builds(self.task_queue)
+        except StoreError as exc:
+            log.warning("worker %s: could not read its queue's builds: %s", self.identity, exc)
+            return False
+        current = not builds or builds[0][0] == self.build_id
+        if current == self.current:
+            return False
+        self.current = current
+        log.info(
+            "worker %s (build %r): %s",
+            self.identity,
+            self.build_id,
+            "its build is current again: it takes the queue's new runs"
+            if current
+            else f"build {builds[0][0]!r} is current now: this worker takes no new runs, "
+            "only the runs pinned to its build",
+        )
+        return True
 
     async def predecessor_gone(self) -> bool:
         """At start, before registering: whether the process that registered
@@ -154,6 +194,11 @@ class Registration:
                 await self.register()  # not registered yet, or pruned
         except StoreError as exc:
             log.warning("worker %s: could not send its heartbeat: %s", self.identity, exc)
+        if await self.look() and self.on_change is not None:
+            self.on_change()
+
+    # Told when ``current`` changes (Worker: its queues and new runs).
+    on_change: Callable[[], None] | None = None
 
     async def unregister(self) -> None:
         try:

@@ -31,6 +31,7 @@ from perdure._store.base import (
     TurnCommit,
     TurnInput,
     WorkflowTask,
+    turn_queue,
 )
 from perdure._worker.commands import InlinePolicy, add_commands
 from perdure._worker.crashpoints import crash_point
@@ -74,6 +75,7 @@ class _Cached:
     version: int  # the run's version right after this instance's last commit
     last_seq: int
     marked: bool  # whether the next turn needs its TurnStarted (h.needs_marker)
+    build: str | None = None  # the build the run is pinned to (TurnCommit.pin)
 
 
 InlineSink = Callable[[ActivityTask], None]
@@ -110,8 +112,14 @@ class TurnRunner:
         on_settled: Callable[[int], None] | None = None,
         identity: str | None = None,
         watchdog: Watchdog | None = None,
+        build_id: str | None = None,
+        pinned: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
+        # The worker's build, and the workflow types whose runs its turns pin
+        # to it (TurnCommit.pin): those of versioning "pinned".
+        self.build_id = build_id
+        self.pinned = pinned
         # Runs workflow code, and interrupts code that does not await.
         self.watchdog = watchdog or Watchdog(None)
         # See ActivityRunner.hand_back_delay.
@@ -178,8 +186,9 @@ class TurnRunner:
                 marked = h.needs_marker(data.events)
             inputs = [event for _, event in data.inbox]
             commit = self._build_commit(
-                task, data.run.run_id, data.run.version, instance, last_seq, marked, inputs
-            )
+                task, data.run.run_id, data.run.version, instance, last_seq, marked, inputs,
+                build=data.run.build_id,
+            )  # fmt: skip
             commit.consumed_inbox = [inbox_id for inbox_id, _ in data.inbox]
         except UnknownWorkflowType as exc:
             # Another worker of the queue may serve it (a rolling deploy that
@@ -213,7 +222,7 @@ class TurnRunner:
             await self._fail(task, f"internal error in the worker: {exc!r}")
             return
         try:
-            committed = await self._commit(instance, commit, last_seq, marked)
+            committed = await self._commit(instance, commit, last_seq, marked, data.run.build_id)
         except StoreError as exc:
             # The database refused the turn (a value it cannot hold, or it is
             # gone): said on the run, and the task backs off, where it had
@@ -282,7 +291,9 @@ class TurnRunner:
                 commit.lease_kept = kept_lease(activity, commit)
             if waited:
                 commit.also_done = tuple((p.task.task_id, p.task.token) for p in waited)
-            committed = await self._commit(instance, commit, cached.last_seq, cached.marked)
+            committed = await self._commit(
+                instance, commit, cached.last_seq, cached.marked, cached.build
+            )
             return committed
         finally:
             for other in waited:
@@ -360,7 +371,9 @@ class TurnRunner:
                 instance.evict()
                 return False
             commit.fired_timer = ref
-            return await self._commit(instance, commit, cached.last_seq, cached.marked)
+            return await self._commit(
+                instance, commit, cached.last_seq, cached.marked, cached.build
+            )
         finally:
             self.timers.done(run_id, ref)
             self._pass_on(run_id)
@@ -403,7 +416,12 @@ class TurnRunner:
         return FirstTurn(commit, settle)
 
     async def _commit(
-        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, marked: bool
+        self,
+        instance: WorkflowInstance,
+        commit: TurnCommit,
+        last_seq: int,
+        marked: bool,
+        build: str | None = None,
     ) -> bool:
         """Commit the turn, then cache the instance and start what it leased
         here; False (the instance dropped) if it was fenced out. Either way
@@ -420,7 +438,7 @@ class TurnRunner:
                 instance.evict()
                 return False
             crash_point("turn.after_commit")
-            self._committed(instance, commit, last_seq, marked)
+            self._committed(instance, commit, last_seq, marked, build)
             return True
         finally:
             self._settle_inline(commit)
@@ -431,10 +449,16 @@ class TurnRunner:
             self.on_settled(asked)  # after _hand_over counted the ones it started
 
     def _committed(
-        self, instance: WorkflowInstance, commit: TurnCommit, last_seq: int, marked: bool
+        self,
+        instance: WorkflowInstance,
+        commit: TurnCommit,
+        last_seq: int,
+        marked: bool,
+        build: str | None = None,
     ) -> None:
         """After the turn's commit: cache the instance, start what it leased here.
-        ``last_seq`` and ``marked``: the history before the commit."""
+        ``last_seq`` and ``marked``: the history before the commit; ``build``:
+        the build the run was pinned to before it (the commit may pin it)."""
         self.turns_committed += 1
         if instance.replied:  # (it answered an update: its callers look now)
             instance.replied = False
@@ -446,7 +470,7 @@ class TurnRunner:
         if events:
             last_seq, marked = events[-1].seq, h.needs_marker(events)
         self._cache[commit.run_id] = _Cached(
-            instance, commit.expected_version + 1, last_seq, marked
+            instance, commit.expected_version + 1, last_seq, marked, commit.pin or build
         )
         while len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
@@ -535,11 +559,13 @@ class TurnRunner:
         inputs: list[h.Event],
         own_slot: bool = False,
         at: float | None = None,
+        build: str | None = None,
     ) -> TurnCommit:
         """The turn's commit. ``last_seq`` and ``marked``: the history
         so far (see h.needs_marker). ``at``: the turn's time, if not now (an inline
         outcome's turn takes its attempt's end: the same moment, give or take
-        microseconds, and one float's text written for both, not two)."""
+        microseconds, and one float's text written for both, not two).
+        ``build``: the build the run is pinned to, if it is."""
         # Workflow time never goes backwards, even if this host's clock is behind.
         now = max(self.store.clock() if at is None else at, instance.now_ts)
         commands: list[h.Command] = []
@@ -574,7 +600,26 @@ class TurnRunner:
             # lease in the commit): nobody will run those activities.
             self._settle_inline(commit)
             raise
+        if self.build_id is not None and build is None and commit.close_status is None:
+            info = instance.info
+            if info is not None and info.workflow_type in self.pinned:
+                commit.pin = build = self.build_id
+        if build is not None:
+            self._pin_children(commit, instance, build)
+            if commit.task_queue is not None:
+                commit.task_queue = turn_queue(commit.task_queue, build)
         return commit
+
+    def _pin_children(self, commit: TurnCommit, instance: WorkflowInstance, build: str) -> None:
+        """The children a run pinned to ``build`` starts on its own queue, of
+        types pinned here, start pinned to it too (Temporal's rule): the
+        parent's code and its children's stay of one release."""
+        info = instance.info
+        if info is None:
+            return
+        for child in commit.children:
+            if child.task_queue == info.task_queue and child.workflow_type in self.pinned:
+                child.build_id = build
 
     def _next_commit(
         self,
@@ -588,5 +633,5 @@ class TurnRunner:
         no workflow task (an inline outcome's, or an inline timer's)."""
         return self._build_commit(
             None, run_id, cached.version, cached.instance, cached.last_seq, cached.marked,
-            inputs, own_slot, at,
+            inputs, own_slot, at, cached.build,
         )  # fmt: skip

@@ -24,13 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 from perdure import _gcpolicy as gcpolicy
 from perdure._schedule_workflow import add_builtins
-from perdure._store.base import WORK, ActivityTask, Store, loop_waker
+from perdure._store.base import WORK, ActivityTask, Store, loop_waker, turn_queue
 from perdure._worker.activities import ActivityRunner
 from perdure._worker.drain import drain
 from perdure._worker.handoffs import Handoffs
 from perdure._worker.leases import keep_leases
 from perdure._worker.limits import LimitsWatch
-from perdure._worker.options import check_worker_options, collect_activities, collect_workflows
+from perdure._worker.options import (
+    check_worker_options,
+    collect_activities,
+    collect_workflows,
+    pinned_types,
+)
 from perdure._worker.polling import Poller
 from perdure._worker.registry import Registration
 from perdure._worker.streams import finish_flushes
@@ -76,6 +81,15 @@ class Worker(Poller, Handoffs):
     (young 20,000, middle 100; never lowered); the last worker to stop restores
     them. A quarter more throughput with thousands of workflows in flight
     (see docs/operations.md); ``False`` leaves them alone.
+    ``build_id``: this worker's build (a release of the code, such as a git
+    commit or a version). A run of a "pinned" workflow type (the default of
+    ``@workflow.defn``) is pinned to the build of the first such worker that
+    runs a turn of it, and its turns go to that build's workers only. Of a
+    queue's builds, the one whose first worker started last, or that
+    ``Client.set_current_build`` named since, is current: its workers (and
+    workers without a build) take the queue's new runs; another build's
+    workers only finish the runs pinned to it (docs/versioning.md). None:
+    no build, no pinning.
     ``deadlock_timeout``: workflow code that runs this many seconds without
     awaiting (a busy loop, a blocking call) is interrupted, and its turn fails
     and is tried again with backoff (see docs/workflows.md); None: never.
@@ -99,6 +113,7 @@ class Worker(Poller, Handoffs):
         inline_activities: bool = True,
         tune_gc: bool = True,
         deadlock_timeout: float | None = DEFAULT_DEADLOCK_TIMEOUT,
+        build_id: str | None = None,
     ) -> None:
         if not isinstance(getattr(client, "store", None), Store):
             raise TypeError(
@@ -115,6 +130,7 @@ class Worker(Poller, Handoffs):
             task_queue=task_queue,
             identity=identity or None,
             deadlock_timeout=deadlock_timeout,
+            build_id=build_id,
         )
         self.client = client
         self.store = client.store
@@ -129,9 +145,20 @@ class Worker(Poller, Handoffs):
         self.workflows = collect_workflows(workflows)
         self.activities = collect_activities(activities)
         add_builtins(self.workflows, self.activities, client)  # (schedules run on any worker)
+        self.build_id = build_id
         self._registration = Registration(
-            self.store, self.identity, task_queue, self.workflows, self.activities, lease_timeout
+            self.store,
+            self.identity,
+            task_queue,
+            self.workflows,
+            self.activities,
+            lease_timeout,
+            build_id,
         )
+        self._registration.on_change = self._follow_builds
+        self.turn_queues = [task_queue]
+        if build_id is not None:
+            self.turn_queues.append(turn_queue(task_queue, build_id))
         self.turns = TurnRunner(
             self.store,
             client.converter,
@@ -142,6 +169,8 @@ class Worker(Poller, Handoffs):
             on_settled=self._inline_settled,
             identity=self.identity,
             watchdog=Watchdog(deadlock_timeout, name=f"perdure-watchdog {self.identity}"),
+            build_id=build_id,
+            pinned=pinned_types(self.workflows) if build_id is not None else frozenset(),
         )
         self.activity_runner = ActivityRunner(
             self.store, client.converter, self.activities, max_concurrent_activities, lease_timeout
@@ -202,6 +231,8 @@ class Worker(Poller, Handoffs):
         installed = self._install_signal_handlers(loop) if handle_signals else []
         gone = await self._registration.predecessor_gone()
         await self._registration.register()
+        await self._registration.look()
+        self._follow_builds(running=False)
         if gone:
             await self._registration.reclaim()
         await self.limits.start(loop)
@@ -221,7 +252,8 @@ class Worker(Poller, Handoffs):
         self._loop = self.activity_runner.loop = loop
         self.turns.watchdog.watch_loop(loop, lambda: bool(self.activity_runner.running))
         self.turns.watchdog.start()
-        self.store.take_new_runs(self.task_queue, self)
+        if self._registration.current:
+            self.store.take_new_runs(self.task_queue, self)
         if self._serving is not None and not self._serving.done():
             self._serving.set_result(None)
         try:
@@ -290,6 +322,22 @@ class Worker(Poller, Handoffs):
             and not self._activities_inflight
             and not self._turns_reserved
         )
+
+    def _follow_builds(self, running: bool = True) -> None:
+        """This worker's build became, or stopped being, its queue's current
+        build (Registration.look): it claims the queue's unpinned workflow
+        tasks, and takes the new runs this process starts, while it is.
+        ``running``: the worker serves already (else run() starts taking)."""
+        current = self._registration.current
+        own = turn_queue(self.task_queue, self.build_id) if self.build_id is not None else None
+        self.turn_queues = [q for q in (self.task_queue if current else None, own) if q]
+        if not running:
+            return
+        if current:
+            self.store.take_new_runs(self.task_queue, self)
+        else:
+            self.store.stop_taking_new_runs(self.task_queue, self)
+        self.wake()
 
     def wake(self) -> None:
         """Poll now (the clock moved, or work was written by other means)."""

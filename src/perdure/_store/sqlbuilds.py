@@ -1,0 +1,86 @@
+"""Worker builds' SQL (docs/versioning.md, "Pinning runs to a build"),
+shared by the SQL backends: a queue's builds and which is current, and an
+open run moved to another build (or unpinned). Runs are pinned by their
+turns (sqlturn's PIN_RUN); each run's workflow tasks go to its
+records.turn_queue. Imports the store records and the row helpers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from perdure._store.base import OPEN, RunRecord
+from perdure._store.sqlrows import TURN_QUEUE, Dialect, Tx, open_run
+
+# A build first seen on a queue is promoted then: the newest build to start
+# a worker takes the queue's new runs, with no step for the operator. A
+# worker that starts again keeps its build's place (ON CONFLICT DO NOTHING).
+_SEEN = (
+    "INSERT INTO queue_builds (queue, build_id, promoted_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (queue, build_id) DO NOTHING"
+)
+_PROMOTE = (
+    "INSERT INTO queue_builds (queue, build_id, promoted_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (queue, build_id) DO UPDATE SET promoted_at = excluded.promoted_at"
+)
+
+
+async def seen(tx: Tx, queue: str, build_id: str, now: float) -> None:
+    await tx.send(_SEEN, (queue, build_id, await _after_the_last(tx, queue, now)))
+
+
+async def promote(tx: Tx, queue: str, build_id: str, now: float) -> None:
+    await tx.send(_PROMOTE, (queue, build_id, await _after_the_last(tx, queue, now)))
+
+
+async def _after_the_last(tx: Tx, queue: str, now: float) -> float:
+    """``now``, or just after the queue's last promotion if that is later
+    (written by a host whose clock is ahead of this one's)."""
+    row = await tx.one("SELECT MAX(promoted_at) FROM queue_builds WHERE queue = ?", (queue,))
+    if row is not None and row[0] is not None:
+        return max(now, float(row[0]) + 0.001)
+    return now
+
+
+async def builds(tx: Tx, queue: str, with_runs: bool) -> list[tuple[str, float, int | None]]:
+    """(build id, promoted at, open runs pinned to it if ``with_runs``) of
+    each build the queue has had, the current first."""
+    runs = (
+        "(SELECT COUNT(*) FROM runs WHERE runs.build_id = queue_builds.build_id"
+        " AND runs.status = ? AND runs.task_queue = queue_builds.queue)"
+        if with_runs
+        else "NULL"
+    )
+    found = await tx.all(
+        f"SELECT build_id, promoted_at, {runs} FROM queue_builds WHERE queue = ?"
+        " ORDER BY promoted_at DESC, build_id DESC",
+        (OPEN, queue) if with_runs else (queue,),
+    )
+    return [(r[0], r[1], r[2]) for r in found]
+
+
+async def move_run(
+    tx: Tx, d: Dialect, workflow_id: str, run_id: str | None, build_id: str | None, now: float
+) -> RunRecord:
+    """Pin an open run to ``build_id`` (None: unpin it, for the queue's
+    current build to take on, and pin again if its type is pinned). Its
+    version moves on, as a priority change's does: a turn in flight on the
+    old build is fenced out and computed again by the new one. Its workflow
+    task goes to the new queue, a lease on it let go (that turn will not
+    commit), and nothing of it stays held by the old build's worker."""
+    run = await open_run(tx, d, workflow_id, run_id)
+    # (The run's row first, then its tasks and timers: the store's lock order.)
+    await tx.send(
+        "UPDATE runs SET build_id = ?, version = version + 1, holder = NULL WHERE run_id = ?",
+        (build_id, run.run_id),
+    )
+    await tx.send(
+        f"UPDATE tasks SET queue = (SELECT {TURN_QUEUE} FROM runs WHERE run_id = ?),"
+        " visible_at = CASE WHEN lease_token IS NULL THEN visible_at ELSE ? END,"
+        " lease_owner = NULL, lease_token = NULL WHERE kind = 'workflow' AND run_id = ?",
+        (run.run_id, now, run.run_id),
+    )
+    await tx.send(
+        "UPDATE timers SET holder = NULL WHERE run_id = ? AND holder IS NOT NULL", (run.run_id,)
+    )
+    return dataclasses.replace(run, build_id=build_id, version=run.version + 1)
