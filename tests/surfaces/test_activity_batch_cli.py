@@ -172,6 +172,29 @@ def test_yes_with_json_says_what_was_done(db: str, sync: perdure.SyncClient) -> 
 
 
 @pytest.mark.usefixtures("worker")
+def test_build_id_names_the_activities_of_the_runs_pinned_to_a_build(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    """--build-id alone names activities: those of the open runs pinned to
+    that build (pinned by hand: activities run on any worker of their queue)."""
+    handles = started_activities(sync, {"ab-1": RETRIED, "ab-2": RETRIED})
+    handles["ab-1"].set_build_id("bad-1")
+    look, done = cli_all(
+        on(db, "pause", "--build-id", "bad-1", "--json"),
+        on(db, "unpause", "--build-id", "bad-1", "--yes"),  # (nothing paused yet)
+    )
+    assert look.returncode == 0, said(look)
+    found = json.loads(look.stdout)
+    assert [(m["workflow_id"], m["activity_id"]) for m in found["matched"]] == [("ab-1", 1)]
+    assert done.stdout.strip() == "No activities match: nothing to unpause."
+    (paused_one,) = cli_all(on(db, "pause", "--build-id", "bad-1", "--yes"))
+    assert paused_one.returncode == 0, said(paused_one)
+    assert paused_one.stdout.strip() == "Paused 1 of 1 activity matched: 0 skipped, 0 failed."
+    assert paused(sync, "ab-1") and not paused(sync, "ab-2")
+    ended(handles)
+
+
+@pytest.mark.usefixtures("worker")
 def test_an_activity_its_action_fails_on_is_listed_and_exit_5(
     db: str, sync: perdure.SyncClient
 ) -> None:
@@ -221,6 +244,10 @@ def test_usage_errors_exit_2_and_change_nothing(db: str, sync: perdure.SyncClien
         ("pause", "--search", "au-", "--limit", "0"): "--limit",
         ("pause", "--search", "au-", "--since", "1h", "--until", "2h"): "is after --until",
         ("pause", "--search", "au-", "--attr", "team", "--yes"): "--attr takes NAME=VALUE",
+        ("pause", "-w", "au-1", "-a", "1", "--build-id", "b-1"): (
+            f"{both} (--build-id go with filters)"
+        ),
+        ("reset", "--build-id", "x" * 201): "Invalid value for '--build-id': a build id must be",
     }
     refused = {  # (by the Client, once connected)
         ("pause", "--activity-type", "x" * 2001, "--yes"): "activity_type must be at most",

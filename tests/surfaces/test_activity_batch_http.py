@@ -141,6 +141,21 @@ async def test_pause_takes_only_the_type_named_then_unpause_counts_from_1_again(
         await eventually(from_1, f"{ident}'s attempts to count from 1 again")
 
 
+async def test_build_id_names_the_activities_of_the_runs_pinned_to_a_build(
+    served: perdure.Client, api: httpx.AsyncClient
+) -> None:
+    """build_id alone names activities: those of the open runs pinned to
+    that build (pinned by hand; activities run on any worker of their queue)."""
+    await started(served, {"bp-1": aw.keeps_retrying, "bp-2": aw.keeps_retrying})
+    await served.get_handle("bp-1").set_build_id("bad-1")
+    found = await batch(api, "pause", build_id="bad-1", dry_run=True)
+    assert named(found["matched"]) == [("bp-1", 1)]
+    paused = await batch(api, "pause", build_id="bad-1")
+    assert named(paused["done"]) == [("bp-1", 1)] and paused["failed"] == []
+    assert (await pending(api, "bp-1"))["paused"] is True
+    assert (await pending(api, "bp-2"))["paused"] is False
+
+
 async def test_an_activity_whose_unpause_fails_is_reported_and_the_others_go_on(
     served: perdure.Client, api: httpx.AsyncClient
 ) -> None:
@@ -172,6 +187,8 @@ async def test_an_activity_whose_unpause_fails_is_reported_and_the_others_go_on(
         ("pause", {"activity_type": "a\x00b"}, "activity_type must not hold the NUL character"),
         ("pause", {"attr": ["team"]}, "attr takes NAME=VALUE (a search attribute and its value)"),
         ("pause", {"since": "yesterday"}, "since: cannot read time 'yesterday'"),
+        ("pause", {"build_id": ""}, "name which activities to pause"),
+        ("pause", {"build_id": "x" * 201}, "build_id must be at most 200 bytes long"),
     ],
 )
 async def test_bad_input_is_422_saying_what_is_wrong_and_does_nothing(
@@ -235,7 +252,7 @@ async def test_the_openapi_document_describes_it(api: httpx.AsyncClient) -> None
     assert action["in"] == "path" and action["schema"]["enum"] == ["pause", "unpause", "reset"]
     body = route["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {
-        *("type", "since", "until", "search", "attr", "retrying"),
+        *("type", "since", "until", "search", "attr", "retrying", "build_id"),
         *("activity_type", "reset_attempts", "keep_paused", "clear_heartbeat_details"),
         *("jitter_seconds", "limit", "dry_run"),
     }

@@ -245,7 +245,8 @@ def test_usage_errors_exit_2_and_change_nothing(db: str, sync: perdure.SyncClien
         change: (
             "Missing option '--workflow-id' / '-w'. Name one activity (perdure activity "
             "update-options -w ID -a N), or give filters (--activity-type, --type, --since, "
-            "--until, --search, --attr, --retrying) to update the options of every pending "
+            "--until, --search, --attr, --retrying, --build-id) to update the options of every "
+            "pending "
             "activity they match"
         ),
         ("-w", "ou-1", "--activity-type", "down_for_ever", *change): (

@@ -248,7 +248,8 @@ async def test_the_openapi_document_describes_it(api: httpx.AsyncClient) -> None
     assert "parameters" not in route
     body = route["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {
-        *("type", "since", "until", "search", "attr", "retrying", "activity_type"),
+        *("type", "since", "until", "search", "attr", "retrying", "build_id"),
+        "activity_type",
         *OPTIONS,
         *("limit", "dry_run"),
     }

@@ -115,6 +115,30 @@ async def test_terminate_ends_exactly_the_matched_runs(
     assert again["matched"] == [] and again["done"] == {}
 
 
+async def test_build_id_names_the_runs_pinned_to_a_build(
+    api: httpx.AsyncClient, client: perdure.Client
+) -> None:
+    """After a bad deploy: build_id alone is a filter, and the batch takes
+    the runs pinned to that build, as ?build_id= of the listing does."""
+    pins = {"b-1": "bad-1", "b-2": "bad-1", "b-3": "good-1", "b-4": None}
+    for ident, build in pins.items():
+        handle = await client.start("parked", ident, id=ident)
+        if build is not None:
+            await handle.set_build_id(build)
+    found = await batch(api, "terminate", build_id="bad-1", dry_run=True)
+    assert [row["id"] for row in found["matched"]] == ["b-2", "b-1"]
+    listed = await api.get("/api/workflows", params={"build_id": "bad-1", "latest": "true"})
+    assert found["matched"] == listed.json()["items"]
+    done = await batch(api, "terminate", build_id="bad-1", reason="bad deploy")
+    assert sorted(done["done"]) == ["b-1", "b-2"] and done["failed"] == done["skipped"] == {}
+    assert [await status_of(client, i) for i in pins] == [
+        "terminated",
+        "terminated",
+        "running",
+        "running",
+    ]
+
+
 async def test_cancel_is_seen_by_the_matched_runs_code(
     api: httpx.AsyncClient, client: perdure.Client, batch_worker: perdure.Worker
 ) -> None:
@@ -253,6 +277,9 @@ async def test_a_run_whose_action_fails_is_reported_and_the_others_go_on(
         ("reset", {"since": "yesterday"}, "since: cannot read time 'yesterday'"),
         ("reset", {"since": "1h", "until": "2h"}, "since ("),
         ("terminate", {"search": "\x00"}, "search must not hold the NUL character"),
+        ("terminate", {"build_id": ""}, "name which runs to terminate: give a filter"),
+        ("reset", {"build_id": "x" * 201}, "build_id must be at most 200 bytes long in UTF-8"),
+        ("cancel", {"build_id": "b\x00"}, "build_id must not hold the NUL character"),
     ],
 )
 async def test_bad_input_is_422_saying_what_is_wrong_and_does_nothing(
@@ -275,6 +302,7 @@ async def test_a_malformed_request_is_422(api: httpx.AsyncClient) -> None:
         ("terminate", {"search": "x", "limit": "2"}, "body.limit: Input should be a valid int"),
         ("terminate", {"search": "x", "dry_run": "yes"}, "body.dry_run: Input should be a valid"),
         ("terminate", {"attr": "team=ops"}, "body.attr: Input should be a valid list"),
+        ("terminate", {"build_id": 7}, "body.build_id: Input should be a valid string"),
     ]
     for action, body, message in cases:
         answer = await api.post(f"/api/batch/{action}", json=body)
@@ -318,7 +346,7 @@ async def test_the_openapi_document_describes_it(api: httpx.AsyncClient) -> None
     assert action["in"] == "path" and action["schema"]["enum"] == ["cancel", "terminate", "reset"]
     body = route["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {
-        *("status", "type", "since", "until", "search", "attr", "retrying"),
+        *("status", "type", "since", "until", "search", "attr", "retrying", "build_id"),
         *("reason", "limit", "dry_run"),
     }
     assert body["additionalProperties"] is False

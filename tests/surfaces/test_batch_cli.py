@@ -97,7 +97,7 @@ def test_without_yes_it_lists_what_matches_and_does_nothing(
     row = found["matched"][0]
     assert set(row) == {
         *("id", "run_id", "workflow_type", "task_queue", "status", "created_at"),
-        *("closed_at", "last_error", "search_attributes", "priority"),
+        *("closed_at", "last_error", "search_attributes", "priority", "build_id"),
     }
     assert limited.returncode == 0 and "3 runs match (--limit)" in limited.stdout
     assert none.returncode == 0 and "No runs match: nothing to cancel." in none.stdout
@@ -129,6 +129,43 @@ def test_yes_terminates_exactly_the_matched_runs(
         assert reasons(client, ident, "WorkflowTerminated") == ["incident 7"]
     assert status(client, "ct-4") == "running" and status(client, "ct-5") == "running"
     assert reasons(client, "ct-6", "WorkflowTerminated") == ["closed before"]
+
+
+def test_build_id_names_the_runs_pinned_to_a_build(
+    db: str, client: perdure.SyncClient, worker: Proc
+) -> None:
+    """After a bad deploy: --build-id alone is a filter; the dry run and
+    --yes both take the runs pinned to that build, no other. (Pinned by
+    hand: the worker has no build, and need not run them.)"""
+    pins = {"cb-1": "bad-1", "cb-2": "bad-1", "cb-3": "good-1", "cb-4": None}
+    for ident in pins:
+        client.start("parked", ident, id=ident)
+    waiting(client, *pins)
+    for ident, build in pins.items():
+        if build is not None:
+            client.get_handle(ident).set_build_id(build)
+    look, as_json = cli_all(
+        ("terminate", "--build-id", "bad-1", "--db", db),
+        ("terminate", "--build-id", "bad-1", "--json", "--db", db),
+    )
+    assert look.returncode == 0, look.stderr
+    assert "2 runs match: each workflow id's latest run, newest first." in look.stdout
+    assert re.findall(r"^(cb-\d) +│ parked +│ running +│", look.stdout, re.M) == ["cb-2", "cb-1"]
+    found = json.loads(as_json.stdout)
+    assert [(r["id"], r["build_id"]) for r in found["matched"]] == [
+        ("cb-2", "bad-1"),
+        ("cb-1", "bad-1"),
+    ]
+    assert {status(client, ident) for ident in pins} == {"running"}
+
+    (done,) = cli_all(
+        ("terminate", "--build-id", "bad-1", "--reason", "bad deploy", "--yes", "--db", db)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Terminated 2 of 2 runs matched: 0 skipped, 0 failed." in done.stdout
+    for ident in ("cb-1", "cb-2"):
+        assert reasons(client, ident, "WorkflowTerminated") == ["bad deploy"]
+    assert status(client, "cb-3") == "running" and status(client, "cb-4") == "running"
 
 
 def test_yes_cancels_the_matched_runs_and_their_code_sees_it(
@@ -235,7 +272,14 @@ def test_both_forms_or_neither_is_a_usage_error_that_does_nothing(
         ("terminate", "cu-1", "--search", "cu-", "--attr", "a=1", "--yes"): (
             f"{both} (--search, --attr, --yes go with filters)"
         ),
-        ("terminate",): f"{neither} --search, --attr, --retrying) to terminate every run",
+        ("terminate",): (
+            f"{neither} --search, --attr, --retrying, --build-id) to terminate every run"
+        ),
+        ("terminate", "cu-1", "--build-id", "b-1"): f"{both} (--build-id go with filters)",
+        ("cancel", "--build-id", "", "--yes"): neither,
+        ("reset", "--build-id", "x" * 201): (
+            "Invalid value for '--build-id': a build id must be at most 200 bytes"
+        ),
         ("cancel", "--yes"): neither,
         ("reset", "--search", "", "--type", "", "--yes"): neither,
         ("cancel", "--status", "failed"): (

@@ -6,7 +6,8 @@ show, history, result), ``_stream_cmd`` (stream), ``_control_cmd`` (start,
 signal, update, cancel, terminate, reset, migrate, delete-closed),
 ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
-(queue list/show/limit/unlimit, stats), ``_activity_cmd`` (activity
+(queue list/show/limit/unlimit, stats), ``_build_cmd`` (build
+list/set-current/move), ``_activity_cmd`` (activity
 complete/fail/heartbeat/report-cancellation/update-options; it imports
 ``_activity_retries``: activity pause/unpause/reset).
 Helpers that register no command: ``_operator`` (exit codes, output),
@@ -59,6 +60,7 @@ COMMANDS = {
     "schedule": "_schedule_cmd",
     "queue": "_queue_cmd",
     "stats": "_queue_cmd",
+    "build": "_build_cmd",
     "activity": "_activity_cmd",
 }
 

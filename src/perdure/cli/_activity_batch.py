@@ -32,6 +32,7 @@ from perdure.cli._batch import (
 from perdure.cli._filters import (
     RunFilter,
     attr_option,
+    build_option,
     retrying_option,
     run_filter,
     search_option,
@@ -46,6 +47,7 @@ __all__ = [
     "ActivityBatch",
     "ActivityTypeOption",
     "AttrOption",
+    "BuildOption",
     "JsonOption",
     "LimitOption",
     "RetryingOption",
@@ -63,7 +65,7 @@ Action = Literal["pause", "unpause", "reset", "update_options"]
 
 ACTIVITIES = Noun("activity", "activities")
 PANEL = "Filters (instead of -w and -a: act on every pending activity they match)"
-FILTERS = "--activity-type, --type, --since, --until, --search, --attr, --retrying"
+FILTERS = "--activity-type, --type, --since, --until, --search, --attr, --retrying, --build-id"
 
 # How the messages say an action that is not one word: "to update the
 # options of every pending activity they match" (usage errors); "Updated
@@ -87,6 +89,7 @@ UntilOption = until_option(PANEL)
 SearchOption = search_option(PANEL)
 AttrOption = attr_option(PANEL)
 RetryingOption = retrying_option(PANEL)
+BuildOption = build_option(PANEL)
 LimitOption = limit_option(
     "At most N activities, those of the newest runs first (default: every match).", PANEL
 )
@@ -129,13 +132,14 @@ def read_batch(
     search: Optional[str],
     retrying: bool,
     attrs: list[str],
+    build_id: Optional[str],
     limit: Optional[int],
     yes: bool,
     as_json: bool,
 ) -> ActivityBatch:
     """The batch form's options read and checked (exit 2 naming a bad
     filter); an empty text is no filter."""
-    runs = run_filter(None, workflow_type, since, until, search, retrying, attrs)
+    runs = run_filter(None, workflow_type, since, until, search, retrying, attrs, build_id)
     return ActivityBatch(activity_type or None, runs, limit, yes, as_json)
 
 

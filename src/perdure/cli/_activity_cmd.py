@@ -328,6 +328,7 @@ def update_options(
     search: Optional[str] = matching.SearchOption,
     attrs: list[str] = matching.AttrOption,
     retrying: bool = matching.RetryingOption,
+    build_id: Optional[str] = matching.BuildOption,
     limit: Optional[int] = matching.LimitOption,
     yes: bool = matching.YesOption,
     as_json: bool = matching.JsonOption,
@@ -346,7 +347,17 @@ def update_options(
     options (exit 5 if any was refused, as one activity's exit 2).
     """
     asked = matching.read_batch(
-        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
+        activity_type,
+        workflow_type,
+        since,
+        until,
+        search,
+        retrying,
+        attrs,
+        build_id,
+        limit,
+        yes,
+        as_json,
     )
     batch = matching.is_batch("update_options", workflow_id, activity_id, run_id, asked)
     # (By id, a bad -w or -r is told before the options, as it always was.)

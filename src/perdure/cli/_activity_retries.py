@@ -124,6 +124,7 @@ def pause(
     search: Optional[str] = matching.SearchOption,
     attrs: list[str] = matching.AttrOption,
     retrying: bool = matching.RetryingOption,
+    build_id: Optional[str] = matching.BuildOption,
     limit: Optional[int] = matching.LimitOption,
     yes: bool = matching.YesOption,
     as_json: bool = matching.JsonOption,
@@ -141,7 +142,17 @@ def pause(
     (exit 5 if any failed): perdure activity pause --activity-type NAME.
     """
     asked = matching.read_batch(
-        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
+        activity_type,
+        workflow_type,
+        since,
+        until,
+        search,
+        retrying,
+        attrs,
+        build_id,
+        limit,
+        yes,
+        as_json,
     )
     where = _one("pause", asked, workflow_id, activity_id, run_id, db)
     if where is None:
@@ -174,6 +185,7 @@ def unpause(
     search: Optional[str] = matching.SearchOption,
     attrs: list[str] = matching.AttrOption,
     retrying: bool = matching.RetryingOption,
+    build_id: Optional[str] = matching.BuildOption,
     limit: Optional[int] = matching.LimitOption,
     yes: bool = matching.YesOption,
     as_json: bool = matching.JsonOption,
@@ -190,7 +202,17 @@ def unpause(
     (exit 5 if any failed, as --reset-attempts under a running attempt).
     """
     asked = matching.read_batch(
-        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
+        activity_type,
+        workflow_type,
+        since,
+        until,
+        search,
+        retrying,
+        attrs,
+        build_id,
+        limit,
+        yes,
+        as_json,
     )
     spread = _jitter(jitter)
     where = _one(
@@ -251,6 +273,7 @@ def reset(
     search: Optional[str] = matching.SearchOption,
     attrs: list[str] = matching.AttrOption,
     retrying: bool = matching.RetryingOption,
+    build_id: Optional[str] = matching.BuildOption,
     limit: Optional[int] = matching.LimitOption,
     yes: bool = matching.YesOption,
     as_json: bool = matching.JsonOption,
@@ -273,7 +296,17 @@ def reset(
     if any failed).
     """
     asked = matching.read_batch(
-        activity_type, workflow_type, since, until, search, retrying, attrs, limit, yes, as_json
+        activity_type,
+        workflow_type,
+        since,
+        until,
+        search,
+        retrying,
+        attrs,
+        build_id,
+        limit,
+        yes,
+        as_json,
     )
     spread = _jitter(jitter)
     options = {"keep_paused": keep_paused, "clear_heartbeat_details": clear_heartbeat_details}

@@ -56,7 +56,7 @@ Action = Literal["cancel", "terminate", "reset"]
 out = Console(highlight=False, soft_wrap=True)
 
 PREVIEW = 20  # matches a preview lists (--json: all of them)
-FILTERS = "--status, --type, --since, --until, --search, --attr, --retrying"
+FILTERS = "--status, --type, --since, --until, --search, --attr, --retrying, --build-id"
 # Per action (a run's; an activity's: pause, unpause, reset, update): the summary's
 # "Terminated 3 of 3 runs matched", the spinner's "terminating ...", and the
 # error's "could not be terminated".

@@ -27,6 +27,7 @@ from perdure.cli._app import ConverterOption, DbOption, PriorityOption, a_priori
 from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
 from perdure.cli._filters import (
     BatchAttrOption,
+    BatchBuildOption,
     BatchRetryingOption,
     BatchSearchOption,
     BatchSinceOption,
@@ -298,6 +299,7 @@ def cancel(
     search: Optional[str] = BatchSearchOption,
     attrs: list[str] = BatchAttrOption,
     retrying: bool = BatchRetryingOption,
+    build_id: Optional[str] = BatchBuildOption,
     limit: Optional[int] = LimitOption,
     yes: bool = YesOption,
 ) -> None:
@@ -306,7 +308,7 @@ def cancel(
     With filters instead of an ID: every open run they match (each workflow
     id's latest), listed first; --yes cancels them (exit 5 if any failed).
     """
-    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs)
+    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs, build_id)
     _end("cancel", workflow_id, run_id, chosen, reason, db, as_json, limit, yes)
 
 
@@ -324,6 +326,7 @@ def terminate(
     search: Optional[str] = BatchSearchOption,
     attrs: list[str] = BatchAttrOption,
     retrying: bool = BatchRetryingOption,
+    build_id: Optional[str] = BatchBuildOption,
     limit: Optional[int] = LimitOption,
     yes: bool = YesOption,
 ) -> None:
@@ -332,7 +335,7 @@ def terminate(
     With filters instead of an ID: every open run they match (each workflow
     id's latest), listed first; --yes terminates them (exit 5 if any failed).
     """
-    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs)
+    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs, build_id)
     _end("terminate", workflow_id, run_id, chosen, reason, db, as_json, limit, yes)
 
 
@@ -397,6 +400,7 @@ def reset(
     search: Optional[str] = BatchSearchOption,
     attrs: list[str] = BatchAttrOption,
     retrying: bool = BatchRetryingOption,
+    build_id: Optional[str] = BatchBuildOption,
     limit: Optional[int] = LimitOption,
     yes: bool = YesOption,
 ) -> None:
@@ -406,7 +410,7 @@ def reset(
     latest), each from its default point, listed first; --yes resets them
     (exit 5 if any failed): perdure reset --status failed --type NAME --since 2h.
     """
-    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs)
+    chosen = run_filter(status, workflow_type, since, until, search, retrying, attrs, build_id)
     one_run = {
         "--run-id": run_id is not None,
         "--to-event": to_event is not None,

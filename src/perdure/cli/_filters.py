@@ -1,10 +1,12 @@
 """The run filters ``perdure list`` and the batch forms of ``cancel``,
-``terminate``, ``reset`` and ``activity pause|unpause`` share: their
-options, read once into a :class:`RunFilter`.
+``terminate``, ``reset`` and ``activity pause|unpause|reset|update-options``
+share: their options, read once into a :class:`RunFilter` (``list`` reads
+its own into a ``ListQuery``).
 
-Imports typer, the search attributes' rules (``perdure._attributes``), the
-framework-free ``perdure.server._query`` (the statuses) and ``_operator``
-(times). Registers no command, so each command module may import it.
+Imports typer, the search attributes' and build ids' rules
+(``perdure._attributes``, ``perdure._checks``), the framework-free
+``perdure.server._query`` (the statuses) and ``_operator`` (times).
+Registers no command, so each command module may import it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Optional, TypedDict
 import typer
 
 from perdure._attributes import parse_filter
+from perdure._checks import build_problem
 from perdure.cli._operator import when_option
 from perdure.server._query import KNOWN_STATUSES
 
@@ -23,12 +26,14 @@ __all__ = [
     "BATCH_PANEL",
     "AttrFilterOption",
     "BatchAttrOption",
+    "BatchBuildOption",
     "BatchRetryingOption",
     "BatchSearchOption",
     "BatchSinceOption",
     "BatchStatusOption",
     "BatchTypeOption",
     "BatchUntilOption",
+    "BuildFilterOption",
     "OpenStatusOption",
     "RetryingOption",
     "RunFilter",
@@ -40,6 +45,8 @@ __all__ = [
     "UntilOption",
     "attr_option",
     "attribute_filter",
+    "build_filter",
+    "build_option",
     "retrying_option",
     "run_filter",
     "search_option",
@@ -107,6 +114,29 @@ def attr_option(panel: str | None = None) -> Any:
     )
 
 
+def build_filter(value: Optional[str]) -> Optional[str]:
+    """A ``--build-id`` filter as typed: a usage error for one no build can
+    have (over 200 bytes, a NUL); empty is no filter, as for the others."""
+    if not value:
+        return None
+    problem = build_problem("a build id", value)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def build_option(panel: str | None = None) -> Any:
+    return typer.Option(
+        None,
+        "--build-id",
+        metavar="BUILD",
+        callback=build_filter,
+        help="Only runs pinned to this worker build (perdure build list QUEUE names them).",
+        rich_help_panel=panel,
+    )
+
+
+BuildFilterOption = build_option()
 StatusOption = status_option()
 TypeOption = type_option()
 SinceOption = since_option()
@@ -126,6 +156,7 @@ BatchUntilOption = until_option(BATCH_PANEL)
 BatchSearchOption = search_option(BATCH_PANEL)
 BatchRetryingOption = retrying_option(BATCH_PANEL)
 BatchAttrOption = attr_option(BATCH_PANEL)
+BatchBuildOption = build_option(BATCH_PANEL)
 
 
 def attribute_filter(terms: list[str]) -> dict[str, str]:
@@ -146,6 +177,7 @@ class RunKeywords(TypedDict):
     search: str | None
     search_attributes: dict[str, str] | None
     retrying: bool
+    build_id: str | None
 
 
 @dataclass(frozen=True)
@@ -160,6 +192,7 @@ class RunFilter:
     search: str | None = None
     retrying: bool = False
     search_attributes: dict[str, str] = field(default_factory=dict)
+    build_id: str | None = None
 
     def given(self) -> list[str]:
         """The options that were given, as typed (``--status``, ``--attr``...)."""
@@ -171,6 +204,7 @@ class RunFilter:
             "--search": self.search,
             "--retrying": self.retrying or None,
             "--attr": self.search_attributes or None,
+            "--build-id": self.build_id,
         }
         return [option for option, value in named.items() if value is not None]
 
@@ -184,6 +218,7 @@ class RunFilter:
             search=self.search,
             search_attributes=self.search_attributes or None,
             retrying=self.retrying,
+            build_id=self.build_id,
         )
 
 
@@ -195,10 +230,12 @@ def run_filter(
     search: Optional[str],
     retrying: bool,
     attrs: list[str],
+    build_id: Optional[str],
 ) -> RunFilter:
     """The filter options read and checked: exit 2 naming the option that
     cannot be (a status perdure does not have, an unreadable time, a bad
-    ``--attr`` term, ``--since`` after ``--until``)."""
+    ``--attr`` term, ``--since`` after ``--until``; a ``--build-id`` no
+    build can have, by its option's callback, ``build_filter``)."""
     if status and status not in KNOWN_STATUSES:
         raise typer.BadParameter(
             f"must be one of {', '.join(KNOWN_STATUSES)}, not {status!r}", param_hint="--status"
@@ -211,6 +248,7 @@ def run_filter(
         search=search or None,
         retrying=retrying,
         search_attributes=attribute_filter(attrs),
+        build_id=build_id or None,
     )
     if chosen.since and chosen.until and chosen.since > chosen.until:
         raise typer.BadParameter(f"--since ({since}) is after --until ({until})")

@@ -2,9 +2,9 @@
 
 Imports the public API, rich, the framework-free query helpers of
 ``perdure.server._query`` (shared with the HTTP API), the run filters'
-options (``_filters``: ``list --status``, ``--attr``...) and the line of a
-pending activity's options (``_activity_options``). Each has ``--json``;
-exit codes come from ``_operator.run``.
+options (``_filters``: ``list --status``, ``--attr``, ``--build-id``...)
+and the line of a pending activity's options (``_activity_options``). Each
+has ``--json``; exit codes come from ``_operator.run``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from perdure.cli._activity_options import options_text, reset_ends
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._filters import (
     AttrFilterOption,
+    BuildFilterOption,
     RetryingOption,
     SearchOption,
     SinceOption,
@@ -89,6 +90,7 @@ def list_workflows(
         False, "--latest", help="Only each workflow id's latest run (not one a reset replaced)."
     ),
     attrs: list[str] = AttrFilterOption,
+    build_id: Optional[str] = BuildFilterOption,
     limit: int = typer.Option(20, min=1, max=MAX_LIMIT, help="Runs per page."),
     page: Optional[int] = typer.Option(None, min=1, help="Page number (1 = newest)."),
     cursor: Optional[str] = typer.Option(None, help="Continue after a previous page's cursor."),
@@ -108,6 +110,7 @@ def list_workflows(
         page=page,
         cursor=cursor,
         search_attributes=wanted,
+        build_id=build_id,
     )
     try:
         query.check()
@@ -124,16 +127,24 @@ def list_workflows(
             out.print("[dim]No workflow runs match.[/]")
             return
         table = Table(show_edge=False, header_style="bold", pad_edge=False)
-        for column in ("ID", "TYPE", "STATUS", "STARTED", "CLOSED"):
+        columns = ["ID", "TYPE", "STATUS", "STARTED", "CLOSED"]
+        # (A BUILD column only where some run is pinned: most queues have no builds.)
+        builds = any(e.build_id is not None for e in result.items)
+        if builds:
+            columns.append("BUILD")
+        for column in columns:
             table.add_column(column, overflow="fold")
         for e in result.items:
-            table.add_row(
+            row = [
                 escape(e.id),
                 escape(e.workflow_type),
                 status_text(e.status) + (" [yellow](retrying)[/]" if e.last_error else ""),
                 local_time(e.created_at),
                 local_time(e.closed_at),
-            )
+            ]
+            if builds:
+                row.append(escape(e.build_id or "-"))
+            table.add_row(*row)
         out.print(table)
         if result.next_cursor:
             out.print(f"[dim]More: --cursor {result.next_cursor}[/]")
@@ -264,6 +275,11 @@ def _show(
         ("run id", d.run_id),
         ("task queue", d.task_queue),
         ("priority", f"{d.priority} ({PRIORITIES[0]} first, {PRIORITIES[-1]} last)"),
+    ]
+    if d.build_id is not None:
+        pinned = "" if d.closed_at else " (pinned: only its workers run its turns)"
+        facts.append(("build", f"{d.build_id}{pinned}"))
+    facts += [
         ("started", local_time(d.created_at)),
         ("updated", local_time(d.updated_at)),
         ("closed", local_time(d.closed_at)),
@@ -280,9 +296,10 @@ def _show(
     for label, value in facts:
         out.print(f"  [dim]{label:<11}[/]{escape(value)}")
     if d.waiting_for_worker:
+        of_build = "" if d.build_id is None else f" of build {escape(d.build_id)!r}"
         out.print(
-            f"[bold yellow]No live worker serves this run:[/] start one for task queue "
-            f"{escape(d.task_queue)!r} that registers workflow {escape(d.workflow_type)!r}."
+            f"[bold yellow]No live worker serves this run:[/] start one{of_build} for task "
+            f"queue {escape(d.task_queue)!r} that registers workflow {escape(d.workflow_type)!r}."
         )
     elif d.in_backlog:
         out.print(

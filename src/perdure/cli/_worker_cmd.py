@@ -38,6 +38,15 @@ def worker(
         help="A stable name for this worker (host:pid:random by default). A worker "
         "restarted with the same identity takes its dead predecessor's leases at once.",
     ),
+    build_id: Optional[str] = typer.Option(
+        None,
+        "--build-id",
+        envvar="PERDURE_BUILD_ID",
+        metavar="BUILD",
+        help="This worker's build: a release of the code (a git commit, a version; at "
+        "most 200 bytes). The runs of pinned workflow types it runs stay on this build's "
+        "workers; the newest build takes the queue's new runs (docs/versioning.md).",
+    ),
     tune_gc: bool = typer.Option(
         True,
         "--tune-gc/--no-tune-gc",
@@ -72,6 +81,7 @@ def worker(
         deadlock_timeout=deadlock_timeout,
         log_level=log_level,
         identity=identity,
+        build_id=build_id,
         tune_gc=tune_gc,
         processes=processes,
         loop=loop,

@@ -58,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--deadlock-timeout", type=float, default=DEFAULT_DEADLOCK_TIMEOUT)
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--identity", default=None)
+    p.add_argument("--build-id", default=os.environ.get("PERDURE_BUILD_ID") or None)
     p.add_argument("--tune-gc", dest="tune_gc", action="store_true", default=True)
     p.add_argument("--no-tune-gc", dest="tune_gc", action="store_false")
     p.add_argument("--processes", type=int, default=1)
@@ -98,6 +99,7 @@ _FLAGS = {
     "deadlock_timeout": "--deadlock-timeout",
     "task_queue": "--task-queue",
     "identity": "--identity",
+    "build_id": "--build-id",
 }
 
 
@@ -118,6 +120,7 @@ def serve(
     log_level: str,
     identity: str | None,
     tune_gc: bool,
+    build_id: str | None = None,
     processes: int = 1,
     loop: str = "asyncio",
     max_workflow_tasks: int = 100,
@@ -135,12 +138,21 @@ def serve(
     (see _supervise). ``loop``: one of LOOPS. ``deadlock_timeout`` 0: never
     interrupt workflow code. ``converter``: MODULE:NAME of the DataConverter
     (codecs, keys) its clients write payloads with; ``interceptors``: the
-    MODULE:NAME of each Interceptor its activities run in."""
+    MODULE:NAME of each Interceptor its activities run in. ``build_id``: the
+    worker's build, or None (the parser's default is ``$PERDURE_BUILD_ID``);
+    an empty one is refused, as a deploy's unset variable."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if processes < 1:
         print(f"error: --processes must be at least 1, not {processes}", file=sys.stderr)
+        return 2
+    if build_id == "":  # (`--build-id "$BUILD"` with BUILD unset must not run unversioned)
+        print(
+            "error: --build-id must not be empty (leave it out, and $PERDURE_BUILD_ID "
+            "unset, for a worker without a build)",
+            file=sys.stderr,
+        )
         return 2
     try:
         check_worker_options(
@@ -153,6 +165,7 @@ def serve(
             task_queue=task_queue,
             identity=identity or None,
             deadlock_timeout=deadlock_timeout or None,
+            build_id=build_id,
             spell=_FLAGS.__getitem__,
         )
     except ValueError as exc:
@@ -190,6 +203,7 @@ def serve(
             *("--log-level", log_level, "--tune-gc" if tune_gc else "--no-tune-gc"),
             *("--loop", loop),
             *(("--db", db) if db is not None else ()),
+            *(("--build-id", build_id) if build_id is not None else ()),
             *(("--converter", converter) if converter is not None else ()),
             *(arg for spec in interceptors or () for arg in ("--interceptor", spec)),
         ]
@@ -216,10 +230,12 @@ def serve(
                 drain_timeout=drain_timeout,
                 tune_gc=tune_gc,
                 deadlock_timeout=deadlock_timeout or None,
+                build_id=build_id,
             )
             names = sorted(w.workflows) + sorted(w.activities)
+            build = "" if build_id is None else f"build {build_id}, "
             logging.getLogger("perdure.cli").info(
-                "serving %s (event loop: %s)", ", ".join(names), loop_name
+                "serving %s (%sevent loop: %s)", ", ".join(names), build, loop_name
             )
             await w.run()
         finally:

@@ -70,6 +70,12 @@ class RunFilters(Strict):
     retrying: StrictBool = Field(
         False, description="Only runs whose latest workflow task failed and is retried."
     )
+    build_id: Optional[str] = Field(
+        None,
+        max_length=512,
+        description="Only runs pinned to this worker build, as ?build_id= of the listing "
+        "(after a bad deploy: the runs the bad build holds).",
+    )
 
 
 class BatchRequest(RunFilters):

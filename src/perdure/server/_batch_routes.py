@@ -8,9 +8,9 @@ dry run or not: they name what to act on.
 Imports fastapi, the public Client API, ``_deps``, ``_batch_models``,
 ``_activity_models`` (an unpause's or reset's jitter, as one activity's
 route reads it), ``_models`` (the error body), the framework-free
-``_query`` (the JSON views) and the search attributes' rules
+``_query`` (the JSON views), the search attributes' rules
 (``perdure._attributes``: the ``attr`` terms, read as the listing reads
-them).
+them) and the build ids' (``perdure._checks``: ``build_id``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path
 
 from perdure._attributes import parse_filter
+from perdure._checks import build_problem
 from perdure.client import Client
 from perdure.server import _batch_models as bm
 from perdure.server import _models as m
@@ -95,7 +96,7 @@ async def batch(
         raise HTTPException(
             422,
             f"name which runs to {action}: give a filter (status, type, since, until, search, "
-            'attr, retrying); {"status": "running"} names every open run',
+            'attr, retrying, build_id); {"status": "running"} names every open run',
         )
     if action in ("cancel", "terminate") and chosen.status not in (None, "running"):
         ended = "cancelled" if action == "cancel" else "terminated"
@@ -220,8 +221,13 @@ async def batch_activities(
 
 def _runs(body: bm.RunFilters, status: str | None) -> ListQuery:
     """The body's filters of the runs, checked as the listing checks its
-    query (an empty text is none, as there); 422 if one is bad."""
+    query (an empty text is none, as there; a build id no build can have:
+    over 200 bytes, a NUL, is checked before anything is chosen); 422 if
+    one is bad."""
     try:
+        problem = build_problem("build_id", body.build_id or None, none_means="any build")
+        if problem is not None:
+            raise ValueError(problem)
         chosen = ListQuery(
             status=status,
             workflow_type=body.type or None,
@@ -230,6 +236,7 @@ def _runs(body: bm.RunFilters, status: str | None) -> ListQuery:
             search=body.search or None,
             retrying=body.retrying,
             search_attributes=parse_filter(body.attr or [], "attr"),
+            build_id=body.build_id or None,
         )
         chosen.check()
     except ValueError as exc:
@@ -246,7 +253,7 @@ def _activities(body: bm.ActivityFilters, to: str) -> ListQuery:
         raise HTTPException(
             422,
             f"name which activities to {to}: give activity_type, or a filter of their runs "
-            "(type, since, until, search, attr, retrying)",
+            "(type, since, until, search, attr, retrying, build_id)",
         )
     return chosen
 
@@ -261,10 +268,18 @@ def _client_filters(chosen: ListQuery) -> dict[str, Any]:
         "search": chosen.search,
         "search_attributes": chosen.search_attributes or None,
         "retrying": chosen.retrying,
+        "build_id": chosen.build_id,
     }
 
 
 def _named(chosen: ListQuery) -> bool:
     """Does the query name some runs (not every run there is)?"""
-    named = (chosen.status, chosen.workflow_type, chosen.since, chosen.until, chosen.search)
+    named = (
+        chosen.status,
+        chosen.workflow_type,
+        chosen.since,
+        chosen.until,
+        chosen.search,
+        chosen.build_id,
+    )
     return any(f is not None for f in named) or chosen.retrying or bool(chosen.search_attributes)

@@ -2,7 +2,8 @@
 caller's role, lenient JSON bodies, times, and the documented error answers.
 
 Imports fastapi, pydantic, the public Client API and
-``_auth``/``_query``/``_models``/``_activity_models``/``_batch_models``/``_sse``.
+``_auth``/``_query``/``_models``/``_activity_models``/``_batch_models``/
+``_build_models``/``_sse``.
 A role check raises 401 (no or unknown token) or 403 (read token, admin route).
 """
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from perdure.client import Client
 from perdure.server import _activity_models as am
 from perdure.server import _batch_models as bm
+from perdure.server import _build_models as builds
 from perdure.server import _models as m
 from perdure.server._auth import AuthConfig, Role
 from perdure.server._query import parse_when
@@ -30,6 +32,8 @@ from perdure.server._sse import Feeds
 M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
+    "BUILD_BODY",
+    "CURRENT_BUILD_BODY",
     "PRIORITY_BODY",
     "READ_ERRORS",
     "REASON_BODY",
@@ -47,6 +51,7 @@ __all__ = [
     "body_doc",
     "client_of",
     "complete_activity_request",
+    "current_build_request",
     "error_response",
     "error_responses",
     "fail_activity_request",
@@ -59,6 +64,7 @@ __all__ = [
     "require_admin",
     "require_read",
     "role_of",
+    "run_build_request",
     "schedule_request",
     "start_request",
     "state_of",
@@ -203,6 +209,8 @@ def required_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
 start_request = required_body(m.StartRequest)
 priority_request = required_body(m.PriorityRequest)
+run_build_request = required_body(builds.RunBuildRequest)
+current_build_request = required_body(builds.CurrentBuildRequest)
 schedule_request = required_body(m.ScheduleRequest)
 update_request = required_body(m.ScheduleUpdate)
 backfill_request = required_body(m.BackfillRequest)
@@ -256,6 +264,8 @@ REASON_BODY = body_doc(
 )
 START_BODY = body_doc(m.StartRequest)
 PRIORITY_BODY = body_doc(m.PriorityRequest)
+BUILD_BODY = body_doc(builds.RunBuildRequest)
+CURRENT_BUILD_BODY = body_doc(builds.CurrentBuildRequest)
 
 
 def parse_time(text: Optional[str], name: str) -> Optional[datetime]:

@@ -1,7 +1,7 @@
 """The HTTP API's request and response bodies (pydantic), which make its OpenAPI
 document; the activity routes' are in ``_activity_models``, the batches' in
-``_batch_models``. Imports pydantic only; the field names match ``_query``'s
-JSON views.
+``_batch_models``, the worker builds' in ``_build_models``. Imports pydantic
+only; the field names match ``_query``'s JSON views.
 """
 
 from __future__ import annotations
@@ -333,6 +333,9 @@ class WorkflowSummary(BaseModel):
         default_factory=dict, description="The values the run can be found by (?attr=)."
     )
     priority: int = Field(description="Its place in its queues' backlogs: 1 (first) to 5 (last).")
+    build_id: Optional[str] = Field(
+        description="The worker build it is pinned to (?build_id=); null: not pinned."
+    )
 
 
 class WorkflowPage(BaseModel):
@@ -471,6 +474,11 @@ class WorkflowDescription(BaseModel):
     priority: int = Field(
         description="Its place in its queues' backlogs, 1 (first) to 5 (last): its workflow "
         "tasks', and its activities' and children's unless they were given one."
+    )
+    build_id: Optional[str] = Field(
+        description="The worker build it is pinned to: only that build's workers run its "
+        "turns (POST .../build moves it). null: not pinned; a worker of its queue's current "
+        "build takes it."
     )
     headers: dict[str, str] = Field(
         default_factory=dict,

@@ -1,6 +1,6 @@
 """Operator queries shared by the CLI and the HTTP API: list filters and paging,
-time parsing, and the JSON views of runs, descriptions, batches, rejected updates
-and streams.
+time parsing, and the JSON views of runs, descriptions, batches, rejected updates,
+streams and worker builds.
 
 Framework-free on purpose (no fastapi import): ``perdure list`` uses it without
 the ``server`` extra. Imports the public Client API only.
@@ -22,6 +22,7 @@ from perdure.client import (
     STATUSES,
     ActivityBatchResult,
     BatchResult,
+    BuildInfo,
     Client,
     PendingActivityInfo,
     StreamEntry,
@@ -41,6 +42,7 @@ __all__ = [
     "activity_batch_json",
     "attempt_json",
     "batch_json",
+    "build_json",
     "decode_cursor",
     "description_json",
     "encode_cursor",
@@ -116,7 +118,8 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
 class ListQuery:
     """What to list. ``page`` (1-based) and ``cursor`` are two ways to page; not both.
     ``search_attributes``: a filter as ``perdure._attributes.parse_filter`` reads
-    one (name -> text; a run must have each)."""
+    one (name -> text; a run must have each); ``build_id``: only the runs
+    pinned to that worker build (the Client checks it)."""
 
     status: str | None = None
     workflow_type: str | None = None
@@ -129,6 +132,7 @@ class ListQuery:
     page: int | None = None
     cursor: str | None = None
     search_attributes: dict[str, str] = field(default_factory=dict)
+    build_id: str | None = None
 
     def check(self) -> None:
         """Raise ValueError naming what is wrong with the query."""
@@ -169,6 +173,7 @@ async def list_page(client: Client, query: ListQuery) -> Page:
         retrying=query.retrying,
         latest=query.latest,
         search_attributes=query.search_attributes or None,
+        build_id=query.build_id,
     )
     chosen = rows[: query.limit]
     more = len(rows) > query.limit
@@ -187,6 +192,19 @@ def execution_json(e: WorkflowExecution) -> dict[str, Any]:
         "last_error": e.last_error,
         "search_attributes": e.search_attributes,
         "priority": e.priority,
+        "build_id": e.build_id,
+    }
+
+
+def build_json(b: BuildInfo) -> dict[str, Any]:
+    """One of a task queue's worker builds (``perdure build list --json``,
+    ``GET /api/queues/{queue}/builds``)."""
+    return {
+        "build_id": b.build_id,
+        "current": b.current,
+        "promoted_at": iso(b.promoted_at),
+        "open_runs": b.open_runs,
+        "workers": b.workers,
     }
 
 
@@ -290,6 +308,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "last_error": d.last_error,
         "search_attributes": d.search_attributes,
         "priority": d.priority,
+        "build_id": d.build_id,
         "headers": d.headers,
         "history_length": d.history_length,
         "pending_activities": [pending_activity_json(a) for a in d.pending_activities],

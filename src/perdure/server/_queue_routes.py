@@ -1,8 +1,10 @@
 """The ``/api/queues`` routes (perdure.queues): the task queues' activities
-and their limits. Reading needs the ``read`` role, setting or lifting limits
-``admin``.
+and their limits, and their worker builds (docs/versioning.md). Reading
+needs the ``read`` role; setting or lifting limits, or choosing the current
+build, ``admin``.
 
-Imports fastapi, the public Client API and ``_deps``.
+Imports fastapi, the public Client API, ``_deps``, ``_query`` (a build's JSON)
+and the bodies (``_models``, ``_build_models``).
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 
 from perdure.client import Client
+from perdure.server import _build_models as builds
 from perdure.server import _models as m
 from perdure.server._deps import (
+    CURRENT_BUILD_BODY,
     body_doc,
     client_of,
+    current_build_request,
     error_responses,
     limits_request,
     require_admin,
     require_read,
 )
+from perdure.server._query import build_json
 
 __all__ = ["router"]
 
@@ -99,6 +105,58 @@ async def remove_limits(client: ClientDep, task_queue: QueueName) -> None:
         raise HTTPException(422, str(exc)) from None
     if not had:
         raise HTTPException(404, f"task queue {task_queue!r} has no limits")
+
+
+@router.get(
+    "/{task_queue:path}/builds",
+    response_model=builds.BuildList,
+    dependencies=Reader,
+    responses={**error_responses(401, 403, 422, 503), **UNROUTABLE},
+)
+async def list_builds(client: ClientDep, task_queue: QueueName) -> Any:
+    """The worker builds the queue has had, the current first: when each
+    became current, its open pinned runs and its live workers (none for a
+    queue no versioned worker served)."""
+    return {"items": [build_json(b) for b in await client.builds(task_queue)]}
+
+
+@router.get(
+    "/{task_queue:path}/builds/current",
+    response_model=builds.BuildOut,
+    dependencies=Reader,
+    responses={
+        **error_responses(401, 403, 422, 503),
+        404: {"model": m.ErrorBody, "description": "The queue has had no build"},
+    },
+)
+async def current_build(client: ClientDep, task_queue: QueueName) -> Any:
+    """The queue's current build; 404 if no worker with a build served it
+    and none was chosen."""
+    found = await client.builds(task_queue)
+    if not found:
+        raise HTTPException(404, f"task queue {task_queue!r} has had no build")
+    return build_json(found[0])
+
+
+@router.put(
+    "/{task_queue:path}/builds/current",
+    response_model=builds.BuildList,
+    dependencies=Admin,
+    responses={**error_responses(401, 403, 422, 503), **UNROUTABLE},
+    openapi_extra=CURRENT_BUILD_BODY,
+)
+async def set_current_build(
+    client: ClientDep,
+    task_queue: QueueName,
+    body: Annotated[builds.CurrentBuildRequest, Depends(current_build_request)],
+) -> Any:
+    """Make ``build_id`` the queue's current build: its workers take the
+    queue's new runs (and those pinned to none) from their next heartbeat;
+    the other builds' workers only finish the runs pinned to them. For a
+    rollback, or forward again; the build need not have a worker yet.
+    Answers the queue's builds then."""
+    await client.set_current_build(task_queue, body.build_id)
+    return {"items": [build_json(b) for b in await client.builds(task_queue)]}
 
 
 @router.get(

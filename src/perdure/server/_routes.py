@@ -3,7 +3,8 @@
 Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies), the
 framework-free ``_query`` and the search attributes' rules (``perdure._attributes``).
 Auth: every route needs the ``read`` role except ``/api/health`` and
-``/api/whoami``; start, signal, update, cancel, terminate and reset need ``admin``
+``/api/whoami``; start, signal, update, cancel, priority, build, terminate and
+reset need ``admin``
 (so do ``_batch_routes``' batches, and ``_activity_routes``' outcomes). Errors map
 to status codes in ``app.py`` (not found 404, closed or id taken 409, bad input 422);
 an update's rejection (409) and its timeout (404, as the state long-poll's) are
@@ -29,9 +30,11 @@ from perdure.errors import (
     WorkflowFailedError,
     WorkflowTerminatedError,
 )
+from perdure.server import _build_models as builds
 from perdure.server import _models as m
 from perdure.server._auth import Role
 from perdure.server._deps import (
+    BUILD_BODY,
     PRIORITY_BODY,
     READ_ERRORS,
     REASON_BODY,
@@ -52,6 +55,7 @@ from perdure.server._deps import (
     require_admin,
     require_read,
     role_of,
+    run_build_request,
     start_request,
     state_of,
 )
@@ -145,6 +149,10 @@ async def list_workflows(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     page: Annotated[Optional[int], Query(ge=1, le=1_000_000)] = None,
     cursor: Annotated[Optional[str], Query(max_length=2048)] = None,
+    build_id: Annotated[
+        Optional[str],
+        Query(max_length=512, description="Only runs pinned to this worker build"),
+    ] = None,
     attr: Annotated[
         Optional[list[str]],
         Query(
@@ -171,6 +179,7 @@ async def list_workflows(
         page=page,
         cursor=cursor or None,
         search_attributes=wanted,
+        build_id=build_id or None,
     )
     try:
         query.check()
@@ -423,6 +432,29 @@ async def set_workflow_priority(
     backlogs, and what it starts next inherits it. 409 if closed."""
     await client.get_handle(workflow_id, run_id).set_priority(body.priority)
     return {"id": workflow_id, "action": f"priority {body.priority}"}
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/build",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra=BUILD_BODY,
+)
+async def set_workflow_build(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    body: Annotated[builds.RunBuildRequest, Depends(run_build_request)],
+    run_id: RunId = None,
+) -> Any:
+    """Pin the open run to a worker build (``build_id``), or unpin it
+    (``null``): its next turns go to that build's workers only, a turn in
+    flight elsewhere is run again there. Follows continue-as-new, as a
+    signal does. 409 if closed."""
+    await client.get_handle(workflow_id, run_id).set_build_id(body.build_id)
+    action = "unpin" if body.build_id is None else f"build {body.build_id}"
+    return {"id": workflow_id, "action": action}
 
 
 @router.post(

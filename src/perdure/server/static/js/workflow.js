@@ -220,6 +220,14 @@ export function renderWorkflow(container, id, params, ctx) {
     return h("span", { id: "wf-priority" }, "priority ", select);
   }
 
+  function build() {
+    // The worker build the run is pinned to (perdure build move changes it); none: not pinned.
+    if (!desc.build_id) return null;
+    const title = desc.closed_at ? "The worker build it ran on"
+      : "Pinned: only this build's workers run its turns (perdure build move changes it)";
+    return h("span", { id: "wf-build", title }, "build ", h("b", { class: "mono", text: desc.build_id }));
+  }
+
   function header() {
     const now = Date.now() / 1000;
     const start = toSeconds(desc.created_at);
@@ -235,6 +243,7 @@ export function renderWorkflow(container, id, params, ctx) {
         h("span", {}, "run ", h("code", { text: desc.run_id })),
         h("span", {}, "task queue ", h("b", { text: desc.task_queue })),
         priority(),
+        build(),
         lineage()),
       h("div", { class: "stats" },
         stat("Started", fmtTime(desc.created_at), fmtRelative(desc.created_at, now)),
@@ -430,8 +439,8 @@ export function renderWorkflow(container, id, params, ctx) {
         h("b", { text: "Not started yet:" }), ` its first turn is due at ${fmtTime(desc.starts_at)}.`) : null,
       desc.waiting_for_worker ? h("div", { class: "alert warn", id: "no-worker" },
         h("b", { text: "No live worker serves this run." }),
-        ` Start a worker for task queue “${desc.task_queue}” that registers `,
-        h("code", { text: desc.workflow_type }), ".") : null,
+        ` Start a worker${desc.build_id ? ` of build “${desc.build_id}”` : ""} for task queue `,
+        `“${desc.task_queue}” that registers `, h("code", { text: desc.workflow_type }), ".") : null,
       desc.in_backlog ? h("div", { class: "alert info", id: "turn-in-backlog" },
         h("b", { text: "Its turn is in the backlog." }),
         ` ${desc.ahead} due before it on task queue “${desc.task_queue}”; its workers are busy.`) : null,

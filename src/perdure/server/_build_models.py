@@ -1,0 +1,58 @@
+"""The bodies of the worker builds' routes (docs/versioning.md): a queue's
+builds (``GET /api/queues/{queue}/builds``), the one to make current, and
+the build to pin a run to (``POST /api/workflows/{id}/build``). Imports
+pydantic and ``_models`` (``Strict``); the field names match
+``_query.build_json``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, Field, StrictStr
+
+from perdure.server._models import Strict
+
+__all__ = ["BuildList", "BuildOut", "CurrentBuildRequest", "RunBuildRequest"]
+
+# A build id as a body gives it: at most 200 bytes in UTF-8 (perdure._checks.
+# MAX_BUILD_BYTES; the Client checks the bytes, and what it refuses is a 422).
+_BUILD_HELP = "A worker build (Worker(build_id=), perdure worker --build-id): at most 200 bytes."
+
+
+class BuildOut(BaseModel):
+    """One build a task queue's workers have had (``client.builds``)."""
+
+    build_id: str
+    current: bool = Field(
+        description="Its workers take the queue's new runs, and those pinned to no build."
+    )
+    promoted_at: str = Field(
+        description="When it became current: its first worker's start, or the last "
+        "PUT .../builds/current that named it."
+    )
+    open_runs: int = Field(
+        description="Open runs pinned to it: its workers must run until none is left."
+    )
+    workers: int = Field(description="Its live workers on the queue.")
+
+
+class BuildList(BaseModel):
+    items: list[BuildOut] = Field(description="The queue's builds, the current first.")
+
+
+class CurrentBuildRequest(Strict):
+    build_id: StrictStr = Field(
+        min_length=1,
+        description=f"{_BUILD_HELP} It becomes the queue's current build (it need not "
+        "have a worker yet).",
+    )
+
+
+class RunBuildRequest(Strict):
+    build_id: Optional[StrictStr] = Field(
+        min_length=1,
+        description=f"{_BUILD_HELP} The run is pinned to it: only its workers run the "
+        "run's turns. null unpins it: the queue's current build takes it on (and pins it "
+        "again if its workflow type is pinned).",
+    )
