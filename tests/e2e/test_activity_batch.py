@@ -450,6 +450,18 @@ async def test_a_jittered_unpause_spreads_the_next_attempts_over_the_span(
         await wait_until(
             now_true(lambda: all(calls[f"j{i}"] == 1 for i in range(8))), what="each to fail"
         )
+
+        async def failures_recorded() -> bool:
+            # (An attempt still running through the pause and the unpause is
+            # never parked: its failure, recorded after them, schedules its
+            # retry by the policy's backoff from its end, not by the jitter.)
+            for i in range(8):
+                [info] = (await client.get_handle(f"jitter-{i}").describe()).pending_activities
+                if info.running:
+                    return False
+            return True
+
+        await wait_until(failures_recorded, what="each attempt's failure to be recorded")
         await client.batch_activities("pause", activity_type="charge_later")
         before = datetime.now(UTC)
         back = await client.batch_activities(
