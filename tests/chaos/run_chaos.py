@@ -35,9 +35,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import chaos_builds  # noqa: E402
 import chaos_checks as checks  # noqa: E402
 import chaos_stops  # noqa: E402
 import chaos_workloads as workloads  # noqa: E402
+from chaos_builds import Builds  # noqa: E402
 from chaos_ledger import Ledgers  # noqa: E402
 from chaos_pauses import Pauses  # noqa: E402
 
@@ -101,6 +103,7 @@ class ChaosReport:
     options_updated: int = 0  # of those, how many had their retry policy changed
     batch_unpaused: int = 0  # of those, still paused at the chaos's end: unpaused by one batch
     paused_in_flight: int = 0  # of their executions, begun while paused (at most one each)
+    builds: Builds = field(default_factory=Builds)  # the workers' builds: chaos_builds
     counts: checks.Counts = field(default_factory=checks.Counts)
 
     @property
@@ -140,7 +143,8 @@ class ChaosReport:
             f"{self.batch_unpaused} unpaused by one batch at the end); "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
-            f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once"
+            f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once; "
+            f"{self.builds.summary()}"
         )
 
 
@@ -154,6 +158,7 @@ class Worker:
     log: Path
     crash_at: str | None
     queue: str = "default"  # the task queue it serves
+    build: str | None = None  # its --build-id (the workflows' workers: chaos_builds)
     killed: bool = False  # by the driver
     reaped: bool = False  # its death has been accounted for
 
@@ -194,8 +199,16 @@ class Fleet:
         for queue, wanted in (("default", self.cfg.workers), (workloads.LIMITED_QUEUE, 1)):
             while sum(w.queue == queue for w in self.live()) < wanted:
                 self.start(queue)
+        # Each build keeps a live worker of the workflows (the runs pinned to it wait for one).
+        builds = {w.build for w in self.live() if w.queue == "default"}
+        for build in chaos_builds.BUILDS:
+            if build not in builds:
+                self.start("default", build)
 
-    def start(self, queue: str = "default") -> Worker:
+    def start(self, queue: str = "default", build: str | None = None) -> Worker:
+        if queue == "default" and build is None:
+            live = [w.build for w in self.live() if w.queue == queue]
+            build = self.report.builds.for_new_worker(live)
         crash_at = None
         # One worker always runs unarmed, so that progress never depends on luck.
         if self.armed and self.points and len(self.live()) > 0:
@@ -215,12 +228,13 @@ class Fleet:
             "--poll-interval", str(self.cfg.poll_interval),
             "--task-queue", queue,
             "--log-level", "WARNING",
+            *(["--build-id", build] if build else []),
         ]  # fmt: skip
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
             )
-        worker = Worker(name, proc, log, crash_at, queue)
+        worker = Worker(name, proc, log, crash_at, queue, build=build)
         self.workers.append(worker)
         self.report.workers_started += 1
         return worker
@@ -263,7 +277,7 @@ class Fleet:
                 and f"crash point {point}" in (w.output())
             ):
                 self.report.crash_point_kills[point] += 1
-                self.start(w.queue)
+                self.start(w.queue, w.build)
                 continue
             raise ChaosFailure(
                 f"{w.name} (pid {w.pid}) exited with code {w.proc.returncode} on its own"
@@ -523,6 +537,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 report.priority_changes += _change_priority(client, flow, priority)
             _call_an_update(client, open_flows, report)
             pauses.step(client, rng, open_flows, chaotic)
+            report.builds.step(client, now, chaotic)
             if any(f.kind == "callback" for f in open_flows):
                 hand_offs.answer(client, rng, report)
             for f in open_flows:
@@ -565,6 +580,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         )
         report.pauses, report.options_updated = pauses.paused, pauses.updated
         report.batch_unpaused = pauses.batch_unpaused
+        report.builds.count(client)
         report.paused_in_flight = pauses.check(executions, starts)
         _verify_hand_offs(client, hand_offs)
         if url.startswith("sqlite:"):
