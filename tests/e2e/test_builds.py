@@ -343,6 +343,27 @@ async def test_a_pinned_parents_child_stays_on_its_build(
             assert (await client.get_handle("kid-3").describe()).build_id == "build-1"
 
 
+async def test_a_type_only_an_old_build_registers_is_reported_not_handed_back(
+    client: perdure.Client, db_url: str
+) -> None:
+    """A new run of a type the current build dropped: a worker of the
+    current build claims its turn and cannot run it. Handing it back
+    would wait for build 1's worker, which takes no new runs: the turn
+    fails instead, saying why, for an operator to see."""
+    async with (
+        build_worker(db_url, "build-1", [approval_v1, two_decisions]) as one,
+        build_worker(db_url, "build-2", [approval_v2]),
+    ):
+        await wait_until(pinned_only(one), what="build 1 to see build 2 current")
+        run = await client.start(two_decisions, "x", id="dropped", task_queue=QUEUE)
+
+        async def reported() -> bool:
+            return "not registered" in ((await run.describe()).last_error or "")
+
+        await wait_until(reported, what="the turn to fail as not registered")
+        assert (await run.describe()).build_id is None
+
+
 async def test_builds_refuse_bad_input(client: perdure.Client) -> None:
     with pytest.raises(ValueError, match="build_id must be a non-empty string"):
         perdure.Worker(client, [approval_v1], build_id="")
