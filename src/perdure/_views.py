@@ -308,7 +308,7 @@ class BuildInfo:
     current: bool
     """Its workers take the queue's new runs (and those not pinned)."""
     promoted_at: datetime
-    """When it became current: its first worker's start, or the last
+    """When it became current: its first workflow worker's start, or the last
     ``Client.set_current_build`` that named it."""
     open_runs: int
     """Open runs pinned to it: its workers must run until none is left."""

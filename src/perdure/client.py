@@ -492,7 +492,8 @@ class Client:
         workers take the queue's new runs, and the runs no build holds, from
         their next heartbeat on (a third of their lease timeout); the other
         builds' workers then only finish the runs pinned to them. A build
-        becomes current by itself when its first worker starts: this is for
+        becomes current by itself when its first worker of workflows
+        starts (an activity worker makes none current): this is for
         going back to an older one (a rollback), or forward again. The
         build need not have a worker yet (docs/versioning.md)."""
         check_queue("task_queue", task_queue)

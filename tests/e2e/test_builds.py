@@ -364,6 +364,26 @@ async def test_a_type_only_an_old_build_registers_is_reported_not_handed_back(
         assert (await run.describe()).build_id is None
 
 
+async def test_an_activity_worker_of_a_newer_build_takes_no_runs_over(
+    client: perdure.Client, db_url: str
+) -> None:
+    """Activity workers deployed before the workflows' of the same release
+    (a separate pool on the queue) do not make their build current: the
+    workflows' build goes on taking new runs."""
+    async with build_worker(db_url, "build-1", [approval_v1]) as one:
+        own = await perdure.Client.connect(db_url)
+        try:
+            async with fast_worker(own, [], [check_stock], task_queue=QUEUE, build_id="build-2"):
+                run = await client.start(approval_v1, "A-1", id="still-one", task_queue=QUEUE)
+                await pinned_to(run, "build-1")
+                assert [b.build_id for b in await client.builds(QUEUE)] == ["build-1"]
+                assert QUEUE in one.turn_queues
+                workers = {w.build_id for w in await client.list_workers()}
+                assert workers == {"build-1", "build-2"}
+        finally:
+            await own.close()
+
+
 async def test_builds_refuse_bad_input(client: perdure.Client) -> None:
     with pytest.raises(ValueError, match="build_id must be a non-empty string"):
         perdure.Worker(client, [approval_v1], build_id="")

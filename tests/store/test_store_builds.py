@@ -138,6 +138,8 @@ async def test_a_queues_current_build_is_the_one_promoted_last(
     clock.advance(1)
     await store.register_worker("w3", build_id="b1", **fields)
     await store.register_worker("w4", **fields)  # (no build: none recorded)
+    # A worker that runs no workflow of its own (activities only) promotes nothing.
+    await store.register_worker("w5", build_id="b9", promotes=False, **fields)
     assert [b[0] for b in await store.queue_builds("q")] == ["b2", "b1"]
     # An operator does: even with a clock behind the promotions so far.
     clock.advance(-100)
@@ -151,6 +153,7 @@ async def test_a_queues_current_build_is_the_one_promoted_last(
         "w2": "b2",
         "w3": "b1",
         "w4": None,
+        "w5": "b9",
     }
 
 

@@ -526,9 +526,12 @@ class Store(Wakeups, abc.ABC):
         activities: list[str],
         lease_timeout: float,
         build_id: str | None = None,
+        promotes: bool = True,
     ) -> None:
         """Announce a worker (or refresh its row if the identity is known).
-        A ``build_id`` the queue has not had yet becomes its current build."""
+        A ``build_id`` the queue has not had yet becomes its current build,
+        unless the worker ``promotes`` nothing (it runs no workflow of its
+        own: an activity worker does not take a queue's runs)."""
 
     @abc.abstractmethod
     async def reclaim_leases(self, owner: str) -> int:

@@ -523,10 +523,11 @@ class SqlStore(SqlClientSide):
         activities: list[str],
         lease_timeout: float,
         build_id: str | None = None,
+        promotes: bool = True,
     ) -> None:
         now = self.clock()
         row = (identity, host, pid, task_queue, workflows, activities, lease_timeout, build_id)
-        await self._write(lambda tx: registry.register(tx, row, now))
+        await self._write(lambda tx: registry.register(tx, row, now, promotes))
 
     async def reclaim_leases(self, owner: str) -> int:
         now = self.clock()

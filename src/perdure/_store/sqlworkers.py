@@ -22,12 +22,12 @@ WORKER_COLUMNS = (
 )
 
 
-async def register(tx: Tx, row: tuple[Any, ...], now: float) -> None:
+async def register(tx: Tx, row: tuple[Any, ...], now: float, promotes: bool = True) -> None:
     """Upsert ``(identity, host, pid, task_queue, workflows, activities,
     lease_timeout, build_id)``: a worker restarting with its identity takes
     its row over. Rows of workers silent for a day are pruned here, so a
     SIGKILLed worker's row does not stay forever. A build the queue had not
-    had becomes its current one (sqlbuilds.seen)."""
+    had becomes its current one (sqlbuilds.seen), if the worker ``promotes``."""
     identity, host, pid, task_queue, workflows, activities, lease_timeout, build_id = row
     await tx.send("DELETE FROM workers WHERE heartbeat_at < ?", (now - FORGET_AFTER,))
     await tx.send(
@@ -50,7 +50,7 @@ async def register(tx: Tx, row: tuple[Any, ...], now: float) -> None:
             build_id,
         ),
     )
-    if build_id is not None:
+    if build_id is not None and promotes:
         await builds.seen(tx, task_queue, build_id, now)
 
 

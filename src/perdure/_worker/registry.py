@@ -41,9 +41,11 @@ class Registration:
         activities: Iterable[str],
         lease_timeout: float,
         build_id: str | None = None,
+        promotes: bool = True,
     ) -> None:
         self.store = store
         self.build_id = build_id
+        self.promotes = promotes  # (see Store.register_worker)
         # Whether this worker's build is its queue's current one (it takes
         # the queue's unpinned runs), as its last look said (see look).
         self.current = True
@@ -111,6 +113,7 @@ class Registration:
                 activities=self.activities,
                 lease_timeout=self.lease_timeout,
                 build_id=self.build_id,
+                promotes=self.promotes,
             )
         except StoreError as exc:
             log.warning("worker %s: could not register: %s", self.identity, exc)

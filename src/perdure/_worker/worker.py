@@ -85,7 +85,8 @@ class Worker(Poller, Handoffs):
     commit or a version). A run of a "pinned" workflow type (the default of
     ``@workflow.defn``) is pinned to the build of the first such worker that
     runs a turn of it, and its turns go to that build's workers only. Of a
-    queue's builds, the one whose first worker started last, or that
+    queue's builds, the one whose first worker with workflows of its own
+    started last, or that
     ``Client.set_current_build`` named since, is current: its workers (and
     workers without a build) take the queue's new runs; another build's
     workers only finish the runs pinned to it (docs/versioning.md). None:
@@ -143,6 +144,9 @@ class Worker(Poller, Handoffs):
         self.max_activities = max_concurrent_activities
         self.max_turns = max_concurrent_workflow_tasks
         self.workflows = collect_workflows(workflows)
+        # (Only a worker of workflows of its own makes its build its queue's
+        # current one: an activity worker takes none of the queue's runs.)
+        promotes = bool(self.workflows)
         self.activities = collect_activities(activities)
         add_builtins(self.workflows, self.activities, client)  # (schedules run on any worker)
         self.build_id = build_id
@@ -154,6 +158,7 @@ class Worker(Poller, Handoffs):
             self.activities,
             lease_timeout,
             build_id,
+            promotes,
         )
         self._registration.on_change = self._follow_builds
         self.turn_queues = [task_queue]
