@@ -206,6 +206,26 @@ def test_db_mode_replays_open_and_closed_runs(versions: dict[str, Path], databas
     assert "no runs of shop to replay" in later.stderr
 
 
+async def test_db_mode_replays_the_runs_of_one_build(
+    versions: dict[str, Path], database: str
+) -> None:
+    """Before moving a build's runs to new code (perdure build move), replay
+    just those: the open order, pinned to build 1 here, not the closed one."""
+    client = await perdure.Client.connect(database)
+    async with client:
+        await client.get_handle("open-order").set_build_id("b1")
+    cwd = versions["v1"].parent
+    bad = replay(versions["v2_incompatible"], "--db", database, "--build-id", "b1", cwd=cwd)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "INCOMPATIBLE open-order" in bad.stdout and "closed-order" not in bad.stdout
+    good = replay(versions["v3_patched"], "--db", database, "--build-id", "b1", cwd=cwd)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "replayed 1 run(s) of 1 workflow type(s): 1 compatible" in good.stdout
+    none = replay(versions["v1"], "--db", database, "--build-id", "b2", cwd=cwd)
+    assert none.returncode == 0
+    assert "no runs of shop pinned to build b2 to replay" in none.stderr
+
+
 def test_usage_errors_exit_2(
     versions: dict[str, Path], history_file: Path, database: str, tmp_path: Path
 ) -> None:
@@ -214,6 +234,8 @@ def test_usage_errors_exit_2(
         ([v1], "give --history FILE.json or --db URL"),
         ([v1, "--history", history_file, "--db", database], "not both"),
         ([v1, "--history", history_file, "--workflow", "shop"], "do not apply to --history"),
+        ([v1, "--history", history_file, "--build-id", "b1"], "do not apply to --history"),
+        ([v1, "--db", database, "--build-id", "x" * 201], "at most 200 bytes"),
         ([v1, "--history", tmp_path / "missing.json"], "cannot read history file"),
         ([v1, "--db", database, "--workflow", "nope"], "'nope' is not among"),
         ([v1, "--db", database, "--since", "yesterday-ish"], "--since"),

@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from perdure._converter import DataConverter
 from perdure.cli._app import ConverterOption, ModulesArg, app, collect, load_module
+from perdure.cli._filters import build_filter
 from perdure.cli._operator import EXIT_USAGE, converter_of, err, fail, print_json, run, when_option
 from perdure.client import Client
 from perdure.testing._replayer import Replayer, ReplayResult
@@ -54,6 +55,14 @@ def replay(
         help="With --db: only runs started at or after this ISO time (local if no offset) "
         "or age (15m, 2h, 3d).",
     ),
+    build_id: Optional[str] = typer.Option(
+        None,
+        "--build-id",
+        metavar="BUILD",
+        callback=build_filter,
+        help="With --db: only runs pinned to this worker build (before moving them to this "
+        "code: perdure build move).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per run."),
     converter: Optional[str] = ConverterOption,
 ) -> None:
@@ -70,9 +79,11 @@ def replay(
         fail(EXIT_USAGE, "give --history FILE or --db URL, not both")
     if not history and not db:
         fail(EXIT_USAGE, "nothing to replay: give --history FILE.json or --db URL")
-    if history and (workflow is not None or since is not None):
+    if history and (workflow is not None or since is not None or build_id is not None):
         fail(
-            EXIT_USAGE, "--workflow and --since select runs in --db; they do not apply to --history"
+            EXIT_USAGE,
+            "--workflow, --since and --build-id select runs in --db; they do not apply to"
+            " --history",
         )
     replayer = _replayer(modules, converter_of(converter))
     if history:
@@ -87,10 +98,16 @@ def replay(
     since_time = when_option(since, "--since")
 
     async def work(client: Client) -> int:
-        found = await replayer.replay_store(client.store, workflow=workflow, since=since_time)
+        found = await replayer.replay_store(
+            client.store, workflow=workflow, since=since_time, build_id=build_id
+        )
         if not found and not as_json:
             kinds = workflow or ", ".join(sorted(replayer.workflows))
-            err.print(f"no runs of {escape(kinds)} to replay in this database", soft_wrap=True)
+            pinned = f" pinned to build {build_id}" if build_id else ""
+            err.print(
+                f"no runs of {escape(kinds)}{escape(pinned)} to replay in this database",
+                soft_wrap=True,
+            )
         return _report([(None, r) for r in found], as_json)
 
     run(db, work)

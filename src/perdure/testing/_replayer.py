@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from perdure import _history as h
+from perdure._checks import check_build
 from perdure._converter import DataConverter, default_converter
 from perdure._runtime import replay_history
 from perdure._schedule_workflow import builtin_workflows
@@ -234,10 +235,14 @@ class Replayer:
         workflow: str | None = None,
         since: datetime | None = None,
         limit: int | None = None,
+        build_id: str | None = None,
     ) -> list[ReplayResult]:
         """Replay every run (open or closed) of the registered workflows in
         ``store``, oldest first; ``workflow`` narrows to one type, ``since`` to
-        runs created at or after it, ``limit`` to the newest N per type."""
+        runs created at or after it, ``limit`` to the newest N per type,
+        ``build_id`` to the runs pinned to that worker build (before moving
+        them to the code given here: docs/versioning.md)."""
+        check_build("build_id", build_id, none_means="any build")
         if workflow is not None:
             self._function(workflow)
         if since is not None and since.tzinfo is None:
@@ -248,6 +253,7 @@ class Replayer:
             query = RunFilter(
                 workflow_type=name,
                 since=None if since is None else since.timestamp(),
+                build_id=build_id,
                 limit=_ALL if limit is None else limit,
             )
             runs.extend(await store.list_runs(query))
@@ -283,6 +289,7 @@ class Replayer:
         workflow: str | None = None,
         since: datetime | None = None,
         limit: int | None = None,
+        build_id: str | None = None,
     ) -> list[ReplayResult]:
         """:meth:`replay_store` on the database at ``url`` (default
         ``$PERDURE_DB``). A SQLite file that does not exist is an error, not a
@@ -295,6 +302,8 @@ class Replayer:
         store = store_for_url(url)
         await store.open()
         try:
-            return await self.replay_store(store, workflow=workflow, since=since, limit=limit)
+            return await self.replay_store(
+                store, workflow=workflow, since=since, limit=limit, build_id=build_id
+            )
         finally:
             await store.close()
