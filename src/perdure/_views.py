@@ -17,6 +17,7 @@ from typing import Any
 from perdure._history.updates import UPDATE_SIGNAL_PREFIX
 from perdure._spans import span_of
 from perdure._store.base import (
+    BUILD_SEP,
     RESET_REQUESTED,
     WAITING_LONG,
     PendingActivity,
@@ -336,6 +337,11 @@ class QueueBacklog:
     ``Client.batch_activities``): none starts an attempt until it is
     unpaused. One whose attempt runs on is counted in ``running`` too; one
     no attempt holds is not ``due``."""
+    build_id: str | None = None
+    """The worker build whose pinned runs' turns these are (docs/versioning.md):
+    a queue's workflow turns are counted apart for each build they wait for
+    (a build with no live worker left shows its lag growing); None: the
+    turns of runs not pinned, and every activity."""
 
 
 @dataclass(frozen=True)
@@ -370,6 +376,7 @@ class Stats:
                     "lag_seconds": b.lag,
                     "due_by_priority": {str(p): n for p, n in sorted(b.due_by_priority.items())},
                     "paused": b.paused,
+                    "build_id": b.build_id,
                 }
                 for b in self.backlog
             ],
@@ -392,13 +399,14 @@ def stats_of(record: StatsRecord, workers: dict[str, int]) -> Stats:
         timer_lag=late(record.first_timer_at),
         backlog=[
             QueueBacklog(
-                b.queue,
+                b.queue.partition(BUILD_SEP)[0],
                 b.kind,
                 b.due,
                 b.running,
                 late(b.oldest_due_at),
                 dict(b.due_by_priority),
                 b.paused,
+                b.queue.partition(BUILD_SEP)[2] or None,  # (a build's own queue: turn_queue)
             )
             for b in record.backlog
         ],

@@ -22,6 +22,7 @@ from e2e_helpers import fast_worker, wait_until
 import perdure
 from perdure import activity, workflow
 from perdure.errors import WorkflowClosedError
+from perdure.server._metrics import prometheus_text
 
 QUEUE = "orders"
 
@@ -189,6 +190,17 @@ async def test_a_run_whose_build_is_gone_waits_until_it_is_moved(
         await wait_until(waits_for_its_build, what="the run to wait for a worker of build 1")
         described = await stuck.describe()
         assert described.status == "running" and described.build_id == "build-1"
+        # The queue's backlog counts the turn apart, for the build it waits for.
+        stats = await client.stats()
+        [waiting] = [b for b in stats.backlog if b.build_id is not None]
+        assert (waiting.task_queue, waiting.kind, waiting.build_id) == (
+            QUEUE,
+            "workflow",
+            "build-1",
+        )
+        assert waiting.due == 1 and waiting.lag > 0
+        metrics = prometheus_text(stats)
+        assert 'perdure_tasks_due{queue="orders",kind="workflow",build="build-1"} 1' in metrics
         # Build 2 runs build 1's code for this workflow: move the run there.
         await stuck.set_build_id("build-2")
         assert await stuck.result(timeout=10) == "v1 A-1 yes"

@@ -59,8 +59,10 @@ def stats(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
         table = Table("QUEUE", "KIND", "DUE", "RUNNING", "LAG", "PAUSED")
         for b in s.backlog:
             paused = str(b.paused) if b.kind == "activity" else ""
+            # (The turns of runs pinned to a worker build: a row for each build.)
+            queue = b.task_queue + (f" (build {b.build_id})" if b.build_id else "")
             table.add_row(
-                escape(b.task_queue), b.kind, str(b.due), str(b.running), f"{b.lag:.1f}s", paused
+                escape(queue), b.kind, str(b.due), str(b.running), f"{b.lag:.1f}s", paused
             )
         out.print(table)
 

@@ -48,7 +48,18 @@ def prometheus_text(stats: Stats) -> str:
         "How long past its time the first timer is (0 if none is due).",
         [({}, stats.timer_lag)],
     )
-    by_queue = [({"queue": b.task_queue, "kind": b.kind}, b) for b in stats.backlog]
+    # (A build's label on the workflow turns of the runs pinned to it only.)
+    by_queue = [
+        (
+            {
+                "queue": b.task_queue,
+                "kind": b.kind,
+                **({"build": b.build_id} if b.build_id else {}),
+            },
+            b,
+        )
+        for b in stats.backlog
+    ]
     gauge(
         "perdure_tasks_due",
         "Tasks due and waiting for a worker, by task queue and kind (workflow, activity).",
