@@ -357,8 +357,7 @@ class WorkflowHandle(Generic[R]):
             waited(a, now) for a in pending.activities
         )
         workers = await self.client._live_workers() if long else []
-        builds = await self.client.store.queue_builds(run.task_queue) if long else []
-        current = builds[0][0] if builds else None
+        current = await self.client.store.current_build(run.task_queue) if long else None
         return describe_run(run, pending, self.client.converter.display, now, workers, current)
 
     async def state(self, key: str | None = None) -> Any:

@@ -148,6 +148,8 @@ async def test_a_queues_current_build_is_the_one_promoted_last(
     await store.set_current_build("q", "b3")  # (no worker of it yet)
     assert [b[0] for b in await store.queue_builds("q")] == ["b3", "b1", "b2"]
     assert await store.queue_builds("other") == []
+    assert await store.current_build("q") == "b3"
+    assert await store.current_build("other") is None
     assert {w.identity: w.build_id for w in await store.list_workers()} == {
         "w1": "b1",
         "w2": "b2",

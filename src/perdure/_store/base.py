@@ -249,6 +249,11 @@ class Store(Wakeups, abc.ABC):
         next look (Worker's heartbeat), and the other builds' stop."""
 
     @abc.abstractmethod
+    async def current_build(self, queue: str) -> str | None:
+        """``queue``'s current build (the first of queue_builds), None if it
+        has had none: what a worker reads at each heartbeat, one row."""
+
+    @abc.abstractmethod
     async def queue_builds(
         self, queue: str, with_runs: bool = False
     ) -> list[tuple[str, float, int | None]]:

@@ -42,6 +42,16 @@ async def _after_the_last(tx: Tx, queue: str, now: float) -> float:
     return now
 
 
+async def current(tx: Tx, queue: str) -> str | None:
+    """The queue's current build: the one promoted last (None: it has had none)."""
+    row = await tx.one(
+        "SELECT build_id FROM queue_builds WHERE queue = ?"
+        " ORDER BY promoted_at DESC, build_id DESC LIMIT 1",
+        (queue,),
+    )
+    return None if row is None else str(row[0])
+
+
 async def builds(tx: Tx, queue: str, with_runs: bool) -> list[tuple[str, float, int | None]]:
     """(build id, promoted at, open runs pinned to it if ``with_runs``) of
     each build the queue has had, the current first."""

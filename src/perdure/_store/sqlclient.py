@@ -175,6 +175,9 @@ class SqlClientSide(SqlHooks):
         now = self.clock()
         await self._write(lambda tx: builds.promote(tx, queue, build_id, now))
 
+    async def current_build(self, queue: str) -> str | None:
+        return await self._read(lambda tx: builds.current(tx, queue))
+
     async def queue_builds(
         self, queue: str, with_runs: bool = False
     ) -> list[tuple[str, float, int | None]]:

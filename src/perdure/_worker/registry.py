@@ -125,11 +125,11 @@ class Registration:
         if self.build_id is None:
             return False
         try:
-            builds = await self.store.queue_builds(self.task_queue)
+            named = await self.store.current_build(self.task_queue)
         except StoreError as exc:
             log.warning("worker %s: could not read its queue's builds: %s", self.identity, exc)
             return False
-        current = not builds or builds[0][0] == self.build_id
+        current = named is None or named == self.build_id
         if current == self.current:
             return False
         self.current = current
@@ -139,7 +139,7 @@ class Registration:
             self.build_id,
             "its build is current again: it takes the queue's new runs"
             if current
-            else f"build {builds[0][0]!r} is current now: this worker takes no new runs, "
+            else f"build {named!r} is current now: this worker takes no new runs, "
             "only the runs pinned to its build",
         )
         return True
