@@ -227,6 +227,20 @@ def test_set_current_names_a_queues_build(db: str) -> None:
     assert [b["build_id"] for b in json.loads(after.stdout)] == ["v1", "v2"]
 
 
+def test_a_build_whose_runs_wait_for_nobody_is_pointed_out(
+    db: str, sync: perdure.SyncClient
+) -> None:
+    queue = "stranded"
+    sync.set_current_build(queue, "gone-1")
+    sync.start("double", 2, id="cli-stranded", task_queue=queue).set_build_id("gone-1")
+    (listed,) = cli_all(("build", "list", queue, "--db", db))
+    assert listed.returncode == 0, listed.stderr
+    assert "Build gone-1 has 1 open run(s) and no live worker: they wait" in said(listed)
+    sync.get_handle("cli-stranded").terminate("done")
+    (after,) = cli_all(("build", "list", queue, "--db", db))
+    assert "no live worker" not in said(after)
+
+
 def test_move_pins_and_unpins_an_open_run(db: str, sync: perdure.SyncClient) -> None:
     handle = sync.start("double", 2, id="cli-move", task_queue="no-worker-here")
     moved, nobody = cli_all(

@@ -83,6 +83,14 @@ def list_(
         out.print(table)
         if any(not b.current and not b.open_runs and b.workers for b in found):
             out.print("[dim]A build with no open run left can be shut down.[/]")
+        for b in found:
+            if b.open_runs and not b.workers:  # (the 3 a.m. case: runs wait for nobody)
+                out.print(
+                    f"[yellow]Build {escape(b.build_id)} has {b.open_runs} open run(s) and no "
+                    f"live worker:[/] they wait. Start a worker of it (perdure worker ... "
+                    f"--build-id {escape(b.build_id)}), or move them (perdure build move ID "
+                    f"BUILD, after perdure replay ... --build-id {escape(b.build_id)})"
+                )
 
     run(db, work)
 
