@@ -630,9 +630,17 @@ def _change_priority(client: perdure.SyncClient, flow: Started, priority: int) -
 def _describe(client: perdure.SyncClient, ids: list[str]) -> str:
     lines = []
     for wid in ids[:5]:
-        d = client.get_handle(wid).describe()
+        handle = client.get_handle(wid)
+        d = handle.describe()
         lines.append(f"{wid}: {d.status} history={d.history_length} last_error={d.last_error!r}")
+        lines.append(
+            f"  {d.workflow_type} build={d.build_id} waiting_signals={d.waiting_signals}"
+            f" waiting_updates={d.waiting_updates} timers={d.pending_timers}"
+            f" children={d.pending_children} waiting_for_worker={d.waiting_for_worker}"
+            f" in_backlog={d.in_backlog} ahead={d.ahead} awaiting_nothing={d.awaiting_nothing}"
+        )
         lines += [f"  pending {a}" for a in d.pending_activities]
+        lines.append("  history: " + ", ".join(e["type"] for e in handle.history()))
     return "\n".join(lines)
 
 
