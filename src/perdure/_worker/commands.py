@@ -10,9 +10,17 @@ from collections.abc import Callable
 
 from perdure import _history as h
 from perdure._runtime import WorkflowInstance
-from perdure._store.base import NewActivity, NewChild, NewRun, TurnCommit, new_run_id, new_token
+from perdure._store.base import (
+    NewActivity,
+    NewChild,
+    NewRun,
+    TurnCommit,
+    new_run_id,
+    new_token,
+    turn_queue,
+)
 
-__all__ = ["InlinePolicy", "add_commands"]
+__all__ = ["InlinePolicy", "add_build", "add_commands"]
 
 # (activity name, task queue, own slot) -> (owner, lease seconds) to run it
 # here, or None. "Own slot": the turn is an inline activity's continuation,
@@ -128,3 +136,31 @@ def add_commands(
         commit.has_children = instance.has_children
         commit.has_relatives = instance.has_children or info.parent_run_id is not None
         commit.parent_run_id = info.parent_run_id
+
+
+def add_build(
+    commit: TurnCommit,
+    instance: WorkflowInstance,
+    build: str | None,
+    own: str | None,
+    pinned: frozenset[str],
+) -> None:
+    """The worker build of ``commit`` (docs/versioning.md): ``build``, the
+    one the run is pinned to, if it is; else ``own``, the worker's, if the
+    run's type is ``pinned`` here and the turn leaves the run open (the
+    commit pins it). The run's own queue becomes that build's, and the
+    children it starts on that queue, of types pinned here, start pinned to
+    it too (Temporal's rule: a parent and its children of one release)."""
+    info = instance.info
+    if info is None:
+        return
+    pins = own is not None and commit.close_status is None and info.workflow_type in pinned
+    if build is None and pins:
+        commit.pin = build = own
+    if build is None:
+        return
+    for child in commit.children:
+        if child.task_queue == info.task_queue and child.workflow_type in pinned:
+            child.build_id = build
+    if commit.task_queue is not None:
+        commit.task_queue = turn_queue(commit.task_queue, build)

@@ -31,9 +31,8 @@ from perdure._store.base import (
     TurnCommit,
     TurnInput,
     WorkflowTask,
-    turn_queue,
 )
-from perdure._worker.commands import InlinePolicy, add_commands
+from perdure._worker.commands import InlinePolicy, add_build, add_commands
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.inline import ended_at, kept_lease
 from perdure._worker.timers import InlineTimers
@@ -600,26 +599,9 @@ class TurnRunner:
             # lease in the commit): nobody will run those activities.
             self._settle_inline(commit)
             raise
-        if self.build_id is not None and build is None and commit.close_status is None:
-            info = instance.info
-            if info is not None and info.workflow_type in self.pinned:
-                commit.pin = build = self.build_id
-        if build is not None:
-            self._pin_children(commit, instance, build)
-            if commit.task_queue is not None:
-                commit.task_queue = turn_queue(commit.task_queue, build)
+        if self.build_id is not None or build is not None:
+            add_build(commit, instance, build, self.build_id, self.pinned)
         return commit
-
-    def _pin_children(self, commit: TurnCommit, instance: WorkflowInstance, build: str) -> None:
-        """The children a run pinned to ``build`` starts on its own queue, of
-        types pinned here, start pinned to it too (Temporal's rule): the
-        parent's code and its children's stay of one release."""
-        info = instance.info
-        if info is None:
-            return
-        for child in commit.children:
-            if child.task_queue == info.task_queue and child.workflow_type in self.pinned:
-                child.build_id = build
 
     def _next_commit(
         self,
