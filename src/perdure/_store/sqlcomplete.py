@@ -40,7 +40,7 @@ from perdure import _history as h
 from perdure._store import sqlrows as rows
 from perdure._store.base import OPEN, ActivityTask, RunRecord
 from perdure._store.eventtext import event_text
-from perdure._store.sqlrows import Tx
+from perdure._store.sqlrows import Dialect, Tx
 from perdure.errors import cancelled_failure
 
 __all__ = [
@@ -164,20 +164,28 @@ def cancelled_end(ref: int, attempt: int, attempts: list[Any]) -> h.ActivityFail
 
 
 async def drop_if_cancelled(
-    tx: Tx, task: ActivityTask, now: float, attempts: list[Any] | None = None
+    tx: Tx, d: Dialect, task: ActivityTask, now: float, attempts: list[Any] | None = None
 ) -> None:
     """An attempt's task whose activity was cancelled while it was claimed:
     nobody wants another attempt (retry_activity, hand_back). Its cancelled
     outcome goes to its run's inbox (if the run is open), with ``attempts``
     (by default the task's): a workflow that waits for the activity to end
     (cancellation_type "wait_cancellation_completed") goes on with it; one
-    that does not ignores it."""
+    that does not ignores it.
+
+    The run's row is locked first, as every writer of an inbox does (the
+    lock order of sqlrows: the caller's fenced UPDATE that found the row
+    cancelled locked nothing). Without it, on PostgreSQL, a turn of the run
+    committing at the same moment could drop its workflow task, having read
+    the inbox before this outcome was committed, while this statement found
+    that task still there and inserted none: the outcome stranded in the
+    inbox, and the run waiting for it for ever."""
+    run = await rows.run_by_id(tx, d, task.run_id)
     dropped = await tx.execute(
         "DELETE FROM tasks WHERE id = ? AND lease_token = ? AND cancel_requested = 1",
         (task.task_id, task.token),
     )
-    if dropped != 1:
+    if dropped != 1 or run is None or not run.is_open:
         return
     ended = cancelled_end(task.ref, task.attempt, task.attempts if attempts is None else attempts)
-    await tx.send(INBOX_IF_OPEN, (event_text(ended), now, task.run_id, OPEN))
-    await tx.send(TASK_IF_OPEN, (now, now, task.run_id, OPEN))
+    await rows.to_inbox(tx, run, ended, now)

@@ -375,7 +375,7 @@ class SqlStore(SqlClientSide):
                 (NEVER_DUE, now + retry_in, *given, task.task_id, task.token),
             )
             if changed != 1 and isinstance(task, ActivityTask):
-                await drop_if_cancelled(tx, task, now)
+                await drop_if_cancelled(tx, self, task, now)
             return changed == 1
 
         ok = await self._write(hand)
@@ -444,7 +444,7 @@ class SqlStore(SqlClientSide):
                 ),
             )
             if changed != 1:
-                await drop_if_cancelled(tx, task, now, attempts)
+                await drop_if_cancelled(tx, self, task, now, attempts)
             return changed == 1
 
         ok = await self._write(retry)
