@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from perdure._store import sqlrows, store_for_url
+from perdure._store import sqlend, store_for_url
 from perdure._store.postgres import PostgresStore
 from perdure._store.postgres_prepared import _numbered
 from perdure._store.postgres_tx import _pg
@@ -80,7 +80,7 @@ async def picking_statements(store: PostgresStore, monkeypatch: pytest.MonkeyPat
     await store.fire_due_timers(500)
     await store.renew_leases([(1, "t1"), (2, "t2")], 30.0)
     await store.reclaim_leases("w1")
-    await sqlrows.drop_pending_work(recorder, store, "run-1")  # type: ignore[arg-type]
+    await sqlend.drop_pending_work(recorder, store, "run-1")  # type: ignore[arg-type]
     picking = [(sql, p) for sql, p in recorder.statements if "SKIP LOCKED" in sql]
     assert len(picking) == 6, recorder.statements
     return picking

@@ -2,7 +2,7 @@
 ParentTell (sqlplans.plan_close, sqlcomplete.tell_parent): SQLite's rounds
 and PostgreSQL's groups apply it with the other plans, the parent's inbox
 row written around the ref read from the child's row. The rows must be
-exactly those the bodies write (rows.close_run), a failed child and a
+exactly those the bodies write (sqlend.close_run), a failed child and a
 parent closed behind the child's back included; and a child's end beside
 its parent's own claimed turn must still reach the parent."""
 

@@ -156,7 +156,7 @@ async def apply_closes(tx: Tx, d: Dialect, closes: Sequence[ClosePlan]) -> dict[
             [Array(waiting)],
             hand_over,
         )
-    # (rows.drop_pending_work's, for all the runs at once; their inboxes are empty)
+    # (sqlend.drop_pending_work's, for all the runs at once; their inboxes are empty)
     await tx.send(
         "DELETE FROM tasks WHERE kind = 'workflow' AND run_id = ANY(?::text[])", [run_ids]
     )
@@ -318,7 +318,7 @@ async def apply_deliveries(
     """Write ``completes`` and ``tells`` (at least one of either) in ``tx``,
     their runs locked (lock_runs): what their bodies would write
     (complete_activity's, and the end of a child told to its parent by
-    close_run), or, a fence tripped, an aborted transaction. After every
+    sqlend.close_run), or, a fence tripped, an aborted transaction. After every
     other plan: a run's own claimed turn in the group found its inbox as
     the turn left it."""
     if completes:

@@ -36,6 +36,7 @@ from perdure._store.base import (
     streamed_topic,
 )
 from perdure._store.sqlcomplete import deliver_final
+from perdure._store.sqlend import terminate_run
 from perdure._store.sqlhooks import SqlHooks
 from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
 
@@ -188,7 +189,7 @@ class SqlClientSide(SqlHooks):
 
         async def terminate(tx: Tx) -> set[str]:
             run = await rows.open_run(tx, self, workflow_id, run_id)
-            return await rows.terminate_run(tx, self, run, reason, now)
+            return await terminate_run(tx, self, run, reason, now)
 
         self._committed(*await self._write(terminate))
 

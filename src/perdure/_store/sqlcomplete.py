@@ -94,7 +94,7 @@ def plan_complete(task: ActivityTask, event: h.Event, now: float) -> CompletePla
 
 class ParentTell(NamedTuple):
     """A child run's end told to its open parent, as parameters (see
-    tell_parent): what rows.close_run writes for a run with a parent."""
+    tell_parent): what sqlend.close_run writes for a run with a parent."""
 
     parent_run_id: str
     inbox: tuple[str, str, float, str, str, str]  # PARENT_INBOX_IF_OPEN's
@@ -103,7 +103,7 @@ class ParentTell(NamedTuple):
 
 # The child's outcome into its parent's inbox, if the parent is open: the
 # event's text with the child's ref (its parent_ref) written in between
-# (rows.close_run's "ref=run.parent_ref or 0").
+# (sqlend.close_run's "ref=run.parent_ref or 0").
 PARENT_INBOX_IF_OPEN = (
     "INSERT INTO inbox (run_id, data, created_at)"
     " SELECT p.run_id, ? || COALESCE(c.parent_ref, 0) || ?, ? FROM runs AS p, runs AS c"

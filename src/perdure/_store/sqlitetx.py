@@ -21,6 +21,7 @@ from perdure._store.sqlcomplete import (
     TASK_IF_OPEN,
     CompletePlan,
 )
+from perdure._store.sqlend import DROP_RUN_TASKS
 from perdure._store.sqlplans import ClosePlan, Plan
 from perdure._store.sqlrows import RUN_COLUMNS, Fenced, RunsAtOnce
 from perdure._store.sqlstart import AnyPlan, StartPlan
@@ -260,8 +261,8 @@ def _close(conn: sqlite3.Connection, closes: list[ClosePlan]) -> bool:
         for row in found.fetchall():
             record = rows.run_from_row(tuple(row))
             waiting[record.run_id](record)
-    # (rows.drop_pending_work's; SQLite holds no timer for a firer: see timers_not_held)
-    for sql in (*rows.DROP_RUN_TASKS, "DELETE FROM timers WHERE run_id = ?"):
+    # (sqlend.drop_pending_work's; SQLite holds no timer for a firer: see timers_not_held)
+    for sql in (*DROP_RUN_TASKS, "DELETE FROM timers WHERE run_id = ?"):
         conn.executemany(sql, ids)
     return True
 

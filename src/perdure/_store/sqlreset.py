@@ -18,6 +18,7 @@ from perdure._store import sqlnewrun as newrun
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
 from perdure._store.base import OPEN, WORK, NewRun, RunRecord
+from perdure._store.sqlend import terminate_run
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps
 from perdure._store.sqlstreams import write_turn_streams
 from perdure.errors import WorkflowNotFoundError, WorkflowResetError
@@ -83,8 +84,8 @@ async def reset_run(
             (old.run_id, OPEN),
         ):
             child = rows.run_from_row(row)
-            topics |= await rows.terminate_run(tx, d, child, f"its parent was {why}", now)
-        topics |= await rows.terminate_run(tx, d, old, why, now)
+            topics |= await terminate_run(tx, d, child, f"its parent was {why}", now)
+        topics |= await terminate_run(tx, d, old, why, now)
     started = plan.kept[0] if plan.kept else plan.inputs[0]
     assert isinstance(started, h.WorkflowStarted)
     new = NewRun(

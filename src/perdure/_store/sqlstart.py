@@ -32,6 +32,7 @@ from perdure._store.base import (
 from perdure._store.eventtext import event_text
 from perdure._store.sqlclaimed import ClaimedPlan
 from perdure._store.sqlcomplete import CompletePlan
+from perdure._store.sqlend import terminate_run
 from perdure._store.sqlplans import ClosePlan, Plan
 from perdure._store.sqlrows import RUN_COLUMNS, EventRow, Fenced, Tx
 from perdure._store.sqlturn import (
@@ -108,7 +109,7 @@ async def create_run(
                 )
             if existing.is_open:
                 reason = "replaced by a new run (terminate_existing)"
-                topics.update(await rows.terminate_run(tx, store, existing, reason, now))
+                topics.update(await terminate_run(tx, store, existing, reason, now))
         # A first turn computed here: the row is inserted with its outcome when
         # the run stays open (one statement instead of an INSERT and an UPDATE).
         # The new run's record is built from what this writes (see _record):

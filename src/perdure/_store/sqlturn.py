@@ -30,6 +30,7 @@ from perdure._store.base import (
 )
 from perdure._store.sqlattrs import write_attributes
 from perdure._store.sqlcomplete import cancelled_end
+from perdure._store.sqlend import close_run, drop_pending_work
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Fenced, Tx, dumps, loads
 from perdure._store.sqlstreams import write_turn_streams
 
@@ -181,12 +182,12 @@ async def apply_turn(
         if not commit.has_relatives and commit.continue_as_new is None:
             # (Its inbox is empty: the rows it consumed are gone, and the
             # fence above saw no other; a fresh run never had any.)
-            await rows.drop_pending_work(tx, d, commit.run_id, inbox=False)
+            await drop_pending_work(tx, d, commit.run_id, inbox=False)
             return {closed_topic(commit.run_id), *([WORK] if commit.signals_out else [])}
         run = await _locked_run(tx, d, commit.run_id)
         if commit.continue_as_new is not None:
             await _continue(tx, d, run, commit.continue_as_new, now)
-        topics = await rows.close_run(
+        topics = await close_run(
             tx,
             d,
             run,

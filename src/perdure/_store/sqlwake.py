@@ -27,6 +27,7 @@ from perdure._store.base import (
     TurnLease,
     WorkflowTask,
 )
+from perdure._store.sqlend import end_run_by_marker
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx
 
 __all__ = ["HELD_GRACE", "NOT_HELD", "TurnInputs", "fire_due", "first_input", "next_due"]
@@ -148,9 +149,7 @@ async def fire_due(
             timeout = (run.deadline or now) - run.created_at
             marker = h.WorkflowTimedOut(timeout=timeout)
             message = "the workflow's execution timeout passed"
-            topics.update(
-                await rows.end_run_by_marker(tx, d, run, marker, "timed_out", message, now)
-            )
+            topics.update(await end_run_by_marker(tx, d, run, marker, "timed_out", message, now))
             del runs[run_id]  # closed: its other due timers fire into nothing
             fired.pop(run_id, None)
         elif ref < 0:  # an activity's schedule_to_close deadline (rows.timer_rows)
