@@ -22,7 +22,8 @@ from perdure import activity, workflow
 from perdure._store.base import ActivityTask, TurnCommit
 from perdure._store.sqlplans import plan_close, plan_turn
 from perdure._store.sqlturn import encode_turn
-from perdure._worker.turns import TurnRunner, _Cached, _Parked
+from perdure._worker.inline_turns import CachedRun, Parked
+from perdure._worker.turns import TurnRunner
 
 K = 8
 ran: Counter[int] = Counter()
@@ -125,12 +126,12 @@ async def test_a_leader_cancelled_before_it_runs_hands_the_run_on() -> None:
     runner._parked["run"] = []  # a turn of the run is being committed
     leader = asyncio.ensure_future(runner.continue_inline(_task(1), object()))  # type: ignore[arg-type]
     await asyncio.sleep(0)  # it waits
-    carried = _Parked(_task(2), object(), loop.create_future())  # type: ignore[arg-type]
+    carried = Parked(_task(2), object(), loop.create_future())  # type: ignore[arg-type]
     runner._parked["run"].append(carried)
     instance = _Instance()
-    runner._cache["run"] = _Cached(instance, 3, 5, False)  # type: ignore[arg-type]
+    runner._cache["run"] = CachedRun(instance, 3, 5, False)  # type: ignore[arg-type]
     runner._pass_on("run")  # the turn ended: the first outcome leads the next
-    later = _Parked(_task(3), object(), loop.create_future())  # type: ignore[arg-type]
+    later = Parked(_task(3), object(), loop.create_future())  # type: ignore[arg-type]
     runner._parked["run"].append(later)  # and one more ends meanwhile
     leader.cancel()  # before the leader ran
     with pytest.raises(asyncio.CancelledError):

@@ -4,21 +4,19 @@ new inbox events, and commit the result in one fenced transaction.
 The fast path: a turn that schedules an activity this worker can run inserts
 it already claimed (attempt 1) and hands it to the worker at once; when the
 activity ends, its outcome is applied to the still-cached instance and the next
-turn is committed directly (``continue_inline``), fenced by the attempt's lease
-and the run's version. A sequential workflow thus costs one commit per step and
-never waits for a poll. Every fallback is the ordinary inbox path.
+turn is committed directly (``continue_inline``, inline_turns.py), fenced by the
+attempt's lease and the run's version. A sequential workflow thus costs one
+commit per step and never waits for a poll. Every fallback is the ordinary inbox path.
 
 Imports the runtime, the history model and the Store interface.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from perdure import _history as h
@@ -34,7 +32,7 @@ from perdure._store.base import (
 )
 from perdure._worker.commands import InlinePolicy, add_build, add_commands
 from perdure._worker.crashpoints import crash_point
-from perdure._worker.inline import ended_at, kept_lease
+from perdure._worker.inline_turns import CachedRun, InlineTurns, Parked
 from perdure._worker.timers import InlineTimers
 from perdure._worker.watchdog import TurnBlocked, Watchdog
 from perdure.errors import NonDeterminismError, StoreError
@@ -57,26 +55,6 @@ def _warn_blocked(instance: WorkflowInstance, took: float) -> None:
     )
 
 
-@dataclass(slots=True)
-class _Parked:
-    """An inline outcome waiting for its run's turn in flight (continue_inline)."""
-
-    task: ActivityTask
-    outcome: h.Event
-    # Its fate (True: committed by the next turn; False: take the inbox), or
-    # the run's instance and the outcomes to commit with it: it leads that turn.
-    answer: asyncio.Future[bool | tuple[_Cached, list[_Parked]]]
-
-
-@dataclass(slots=True)
-class _Cached:
-    instance: WorkflowInstance
-    version: int  # the run's version right after this instance's last commit
-    last_seq: int
-    marked: bool  # whether the next turn needs its TurnStarted (h.needs_marker)
-    build: str | None = None  # the build the run is pinned to (TurnCommit.pin)
-
-
 InlineSink = Callable[[ActivityTask], None]
 
 
@@ -97,7 +75,7 @@ def turn_retry_delay(attempt: int) -> float:
     return float(min(60, 2 ** max(0, attempt - 1)))
 
 
-class TurnRunner:
+class TurnRunner(InlineTurns):
     """Runs workflow turns for one worker; owns its bounded instance cache."""
 
     def __init__(
@@ -129,9 +107,9 @@ class TurnRunner:
         self.inline = inline
         self.on_inline = on_inline
         self.on_settled = on_settled  # told how many inline slots a commit had asked for
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache: OrderedDict[str, CachedRun] = OrderedDict()
         # Runs whose inline turn is being committed -> the outcomes waiting for it.
-        self._parked: dict[str, list[_Parked]] = {}
+        self._parked: dict[str, list[Parked]] = {}
         self.turns_committed = 0
         self.replays = 0
         self.timers = InlineTimers()  # the cached instances' timers (see fire_inline)
@@ -233,150 +211,6 @@ class TurnRunner:
             # Fenced out: free the task now rather than when its lease expires.
             await self.store.fail_turn(task, "", 0.0)
 
-    async def continue_inline(
-        self, activity: ActivityTask, outcome: h.Event, own_slot: bool = False
-    ) -> bool:
-        """Apply an inline activity's outcome to the cached instance and commit
-        the next turn at once. False if that cannot be done here (the instance
-        is gone, or the commit was fenced): the caller then delivers the
-        outcome through the run's inbox, the ordinary way. ``own_slot``: the
-        finishing attempt's slot goes to the first activity the turn
-        schedules (see InlinePolicy).
-
-        An outcome that ends while the run's previous inline turn is being
-        committed waits for that commit, and the outcomes that waited go into
-        the run's next turn together (a workflow's parallel activities end
-        about at once): no inbox row, claim or load each."""
-        run_id = activity.run_id
-        cached = self._cache.pop(run_id, None)
-        waited: list[_Parked] = []
-        if cached is None:
-            waiting = self._parked.get(run_id)
-            if waiting is None:
-                return False
-            parked = _Parked(activity, outcome, asyncio.get_running_loop().create_future())
-            waiting.append(parked)
-            try:
-                answer = await parked.answer
-            except BaseException:
-                self._abdicate(run_id, parked)
-                raise
-            if isinstance(answer, bool):
-                return answer
-            cached, waited = answer  # this outcome leads the next turn
-        else:
-            self._parked[run_id] = []  # (outcomes that end meanwhile wait for this turn)
-        instance = cached.instance
-        committed = False
-        try:
-            try:
-                commit = self._next_commit(
-                    run_id,
-                    cached,
-                    [outcome, *(other.outcome for other in waited)] if waited else [outcome],
-                    own_slot,
-                    None if waited else ended_at(outcome),
-                )
-            except (TurnBlocked, TurnNeverEnds):  # (the inbox's turn says why on the run)
-                instance.evict()
-                return False
-            except Exception:
-                log.exception("inline turn for run %s failed; using the inbox", run_id)
-                instance.evict()
-                return False
-            commit.activity_done = (activity.task_id, activity.token)
-            commit.done_priority = activity.priority
-            if activity.lease_until and commit.activities:
-                commit.lease_kept = kept_lease(activity, commit)
-            if waited:
-                commit.also_done = tuple((p.task.task_id, p.task.token) for p in waited)
-            committed = await self._commit(
-                instance, commit, cached.last_seq, cached.marked, cached.build
-            )
-            return committed
-        finally:
-            for other in waited:
-                if not other.answer.done():
-                    other.answer.set_result(committed)
-            self._pass_on(run_id)
-
-    def _abdicate(self, run_id: str, parked: _Parked) -> None:
-        """A waiting outcome's task was cancelled: if it had just been made
-        the next turn's leader, that turn is not taken (its instance is
-        dropped, and the outcomes it was to carry take the inbox), and the
-        run's later outcomes are not left waiting for it."""
-        answer = parked.answer
-        if not answer.done() or answer.cancelled() or isinstance(answer.result(), bool):
-            return
-        cached, waited = answer.result()  # type: ignore[misc]
-        cached.instance.evict()
-        for other in waited:
-            if not other.answer.done():
-                other.answer.set_result(False)
-        self._pass_on(run_id)
-
-    def _pass_on(self, run_id: str) -> None:
-        """After a run's inline turn: the outcomes that waited for it go into
-        its next turn, led by the first of them, with the instance the turn
-        cached (and later outcomes wait for that turn in turn); with no
-        instance (the turn was fenced or ended the run), each takes the inbox."""
-        waiting = self._parked.pop(run_id, None)
-        if waiting:  # (the commonest case, a sequential step's, has none)
-            waiting = [p for p in waiting if not p.answer.done()]
-        if not waiting:
-            return
-        cached = self._cache.pop(run_id, None)
-        if cached is None:
-            for parked in waiting:
-                parked.answer.set_result(False)
-            return
-        self._parked[run_id] = []
-        waiting[0].answer.set_result((cached, waiting[1:]))
-
-    def due_timers(self, now: float, limit: int) -> list[tuple[str, int]]:
-        """The remembered timers due by ``now`` (at most ``limit``) whose
-        instances are cached here and still wait for them (see InlineTimers)."""
-        return self.timers.due(now, limit, self._waits)
-
-    def _waits(self, run_id: str, ref: int) -> bool:
-        cached = self._cache.get(run_id)
-        return cached is not None and cached.instance.waits_for_timer(ref)
-
-    async def fire_inline(self, run_id: str, ref: int) -> bool:
-        """Take in the run's due timer ``ref`` from its cached instance and
-        commit the turn it wakes at once, the timer's row deleted as its
-        fence: no inbox row, workflow task, claim or read (as an inline
-        activity's outcome). False if that cannot be done here (the instance
-        is busy or gone, or a firer took the timer first: the commit is
-        fenced and the instance dropped); the timer then reaches the run
-        the ordinary way."""
-        cached = self._cache.pop(run_id, None)
-        if cached is None:
-            self.timers.done(run_id, ref)
-            return False
-        self._parked[run_id] = []  # (outcomes that end meanwhile wait for this turn)
-        instance = cached.instance
-        try:
-            now = max(self.store.clock(), instance.now_ts)
-            try:
-                commit = self._next_commit(
-                    run_id, cached, [h.TimerFired(ref=ref, time=now)], at=now
-                )
-            except (TurnBlocked, TurnNeverEnds):
-                instance.evict()
-                return False
-            except Exception:
-                log.exception("inline timer of run %s failed; using the inbox", run_id)
-                instance.evict()
-                return False
-            commit.fired_timer = ref
-            return await self._commit(
-                instance, commit, cached.last_seq, cached.marked, cached.build
-            )
-        finally:
-            self.timers.done(run_id, ref)
-            self._pass_on(run_id)
-
     def first_turn(self, data: TurnInput) -> FirstTurn | None:
         """A new run's first turn, computed before the run exists, for the
         commit that creates it to write (see RunTaker.prepare); None if it
@@ -468,7 +302,7 @@ class TurnRunner:
         events = commit.events
         if events:
             last_seq, marked = events[-1].seq, h.needs_marker(events)
-        self._cache[commit.run_id] = _Cached(
+        self._cache[commit.run_id] = CachedRun(
             instance, commit.expected_version + 1, last_seq, marked, commit.pin or build
         )
         while len(self._cache) > self.cache_size:
@@ -602,18 +436,3 @@ class TurnRunner:
         if self.build_id is not None or build is not None:
             add_build(commit, instance, build, self.build_id, self.pinned)
         return commit
-
-    def _next_commit(
-        self,
-        run_id: str,
-        cached: _Cached,
-        inputs: list[h.Event],
-        own_slot: bool = False,
-        at: float | None = None,
-    ) -> TurnCommit:
-        """The turn of a cached instance that takes in ``inputs`` here, with
-        no workflow task (an inline outcome's, or an inline timer's)."""
-        return self._build_commit(
-            None, run_id, cached.version, cached.instance, cached.last_seq, cached.marked,
-            inputs, own_slot, at, cached.build,
-        )  # fmt: skip
