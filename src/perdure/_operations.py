@@ -1,0 +1,135 @@
+"""The operator's side of a Client: task queues (their limits, their worker
+builds), the live workers, the engine's stats, and the retention of closed
+runs. ``Operations`` is the base of ``perdure.client.Client``, which these
+methods are documented on. Talks to a Store only.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from perdure import queues
+from perdure._checks import check_build, check_queue
+from perdure._retention import delete_closed_runs
+from perdure._store.base import Store, WorkerRecord
+from perdure._views import BuildInfo, Stats, WorkerInfo, stats_of
+from perdure.queues import QueueInfo, QueueLimits
+
+LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
+
+
+class Operations:
+    """Queues, builds, workers, stats and retention (see the module)."""
+
+    store: Store
+
+    async def set_queue_limits(
+        self,
+        task_queue: str,
+        *,
+        max_running: int | None = None,
+        max_starts: int | None = None,
+        per: timedelta | None = None,
+    ) -> QueueLimits:
+        """Limit ``task_queue``'s activity attempts, across every worker: at
+        most ``max_running`` running at once, at most ``max_starts`` started
+        in any window of ``per``. Replaces the queue's limits (a limit not
+        given is lifted); workers obey them from their next claim on. The
+        queue's activities then never run inline. See docs/queues.md."""
+        limits = queues.make_limits(task_queue, max_running, max_starts, per)
+        await self.store.set_queue_limits(task_queue, limits.to_record())
+        return limits
+
+    async def remove_queue_limits(self, task_queue: str) -> bool:
+        """Lift every limit of ``task_queue``; whether it had any."""
+        check_queue("task_queue", task_queue)
+        return await self.store.set_queue_limits(task_queue, None)
+
+    async def describe_queue(self, task_queue: str) -> QueueInfo:
+        """``task_queue``'s limits and its activities now: running, waiting,
+        backing off, started in the rate limit's window."""
+        check_queue("task_queue", task_queue)
+        (found,) = await self.store.queues(task_queue)
+        return QueueInfo.from_record(found)
+
+    async def set_current_build(self, task_queue: str, build_id: str) -> None:
+        """Make ``build_id`` the current build of ``task_queue``: its
+        workers take the queue's new runs, and the runs no build holds, from
+        their next heartbeat on (a third of their lease timeout); the other
+        builds' workers then only finish the runs pinned to them. A build
+        becomes current by itself when its first worker of workflows
+        starts (an activity worker makes none current): this is for
+        going back to an older one (a rollback), or forward again. The
+        build need not have a worker yet (docs/versioning.md)."""
+        check_queue("task_queue", task_queue)
+        check_build("build_id", build_id)
+        await self.store.set_current_build(task_queue, build_id)
+
+    async def builds(self, task_queue: str) -> builtins.list[BuildInfo]:
+        """The builds ``task_queue``'s workers have had, the current first:
+        when each became current, its open pinned runs and its live workers.
+        A build with no open run left can be shut down (docs/versioning.md)."""
+        check_queue("task_queue", task_queue)
+        found = await self.store.queue_builds(task_queue, with_runs=True)
+        live = Counter(w.build_id for w in await self._live_workers() if w.task_queue == task_queue)
+        return [
+            BuildInfo(
+                build_id,
+                i == 0,
+                datetime.fromtimestamp(promoted_at, tz=UTC),
+                open_runs or 0,
+                live[build_id],
+            )
+            for i, (build_id, promoted_at, open_runs) in enumerate(found)
+        ]
+
+    async def list_queues(self) -> builtins.list[QueueInfo]:
+        """Every task queue that has activity tasks or limits, by name."""
+        return [QueueInfo.from_record(r) for r in await self.store.queues()]
+
+    async def delete_closed_runs(self, older_than: timedelta, *, batch: int = 500) -> int:
+        """Delete the runs that closed more than ``older_than`` ago, with their
+        histories, streams and search attributes: a retention job (run it
+        daily, say; ``perdure delete-closed --older-than 30d``). Open runs
+        are never touched, nor a closed run whose child still runs (the child
+        reports to it). In transactions of ``batch`` runs, oldest first, so
+        that workers' commits go on between them; returns how many runs were
+        deleted. A deleted run is gone: export what you must keep first
+        (``handle.history()``)."""
+        return await delete_closed_runs(self.store, older_than, batch)
+
+    async def stats(self) -> Stats:
+        """The engine at a glance, for monitoring: open and retrying runs,
+        timers and how late the first is, each queue's backlog and lag, the
+        live workers of each task queue (see docs/operations.md#monitoring)."""
+        record = await self.store.stats()
+        live = Counter(w.task_queue for w in await self.list_workers())
+        return stats_of(record, dict(sorted(live.items())))
+
+    async def list_workers(self) -> builtins.list[WorkerInfo]:
+        """Workers that are running now (on any machine): those whose last
+        heartbeat is at most three lease timeouts old. Oldest first."""
+        return [
+            WorkerInfo(
+                w.identity,
+                w.host,
+                w.pid,
+                w.task_queue,
+                w.workflows,
+                w.activities,
+                datetime.fromtimestamp(w.started_at, tz=UTC),
+                datetime.fromtimestamp(w.heartbeat_at, tz=UTC),
+                w.build_id,
+            )
+            for w in await self._live_workers()
+        ]
+
+    async def _live_workers(self) -> builtins.list[WorkerRecord]:
+        now = self.store.clock()
+        return [
+            w
+            for w in await self.store.list_workers()
+            if now - w.heartbeat_at <= LIVE_WORKER_LEASES * w.lease_timeout
+        ]
