@@ -51,6 +51,8 @@ from perdure import _history as h  # noqa: E402
 from perdure._worker.crashpoints import CRASH_POINTS, ENV_VAR, STARTER_POINTS  # noqa: E402
 
 CLOSED = {"completed", "failed", "cancelled", "terminated", "timed_out"}
+# What a worker logs when it repairs a run a bug stranded (perdure._worker.repairs).
+STRANDED = "no workflow task to read them"
 
 
 class ChaosFailure(AssertionError):
@@ -588,6 +590,11 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
         bad = fleet.tracebacks()
         if bad:
             raise ChaosFailure("a worker logged a traceback:\n" + "\n".join(bad)[-6000:])
+        # A run the workers' safety net had to repair (perdure._worker.repairs)
+        # finished, but a bug stranded it first.
+        stranded = [w.output() for w in fleet.workers if STRANDED in w.output()]
+        if stranded:
+            raise ChaosFailure("a worker repaired a stranded run:\n" + "\n".join(stranded)[-6000:])
     finally:
         fleet.stop()
         client.close()

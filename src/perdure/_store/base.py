@@ -546,6 +546,13 @@ class Store(Wakeups, abc.ABC):
         fence the old tokens as for any expired lease). Returns how many."""
 
     @abc.abstractmethod
+    async def repair_stranded(self, older_than: float, limit: int = 100) -> list[str]:
+        """Give a workflow task back to each open run (at most ``limit``)
+        whose inbox has held an event since ``older_than`` (store clock) or
+        before, with no workflow task to read it: a state no write leaves a
+        run in, so a bug's (sqlrepair). Returns the runs repaired."""
+
+    @abc.abstractmethod
     async def heartbeat_worker(self, identity: str) -> bool:
         """Refresh a worker's heartbeat; False if it is not registered."""
 

@@ -18,6 +18,7 @@ from typing import Any
 from perdure import _history as h
 from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlqueues, sqlstart
+from perdure._store import sqlrepair as repair_sql
 from perdure._store import sqlrows as rows
 from perdure._store import sqlwake as wake
 from perdure._store import sqlworkers as registry
@@ -535,6 +536,19 @@ class SqlStore(SqlClientSide):
         if reclaimed:
             self._committed(WORK)
         return reclaimed
+
+    async def repair_stranded(self, older_than: float, limit: int = 100) -> list[str]:
+        found = await self._read(lambda tx: repair_sql.stranded(tx, older_than, limit))
+        repaired = []
+        for run_id in found:  # (each alone: a transaction never holds two runs' locks)
+            if await self._write(functools.partial(self._repair, run_id, self.clock())):
+                repaired.append(run_id)
+        if repaired:
+            self._committed(WORK)
+        return repaired
+
+    async def _repair(self, run_id: str, now: float, tx: Tx) -> bool:
+        return await repair_sql.repair(tx, self, run_id, now)
 
     async def heartbeat_worker(self, identity: str) -> bool:
         now = self.clock()

@@ -38,6 +38,7 @@ from perdure._worker.options import (
 )
 from perdure._worker.polling import Poller
 from perdure._worker.registry import Registration
+from perdure._worker.repairs import Repairs
 from perdure._worker.streams import finish_flushes
 from perdure._worker.turns import TurnRunner
 from perdure._worker.watchdog import DEFAULT_DEADLOCK_TIMEOUT, Watchdog
@@ -161,6 +162,8 @@ class Worker(Poller, Handoffs):
             promotes,
         )
         self._registration.on_change = self._follow_builds
+        # (A worker of workflows looks for runs a bug stranded: repairs.py.)
+        self.repairs = Repairs(self.store, self.identity) if promotes else None
         self.turn_queues = [task_queue]
         if build_id is not None:
             self.turn_queues.append(turn_queue(task_queue, build_id))
@@ -248,7 +251,7 @@ class Worker(Poller, Handoffs):
                 self.lease_timeout,
                 self._turns_inflight,
                 self.activity_runner,
-                self._registration.heartbeat,
+                self._heartbeat,
             )
         )
         log.info("worker %s serving task queue %r", self.identity, self.task_queue)
@@ -327,6 +330,13 @@ class Worker(Poller, Handoffs):
             and not self._activities_inflight
             and not self._turns_reserved
         )
+
+    async def _heartbeat(self) -> None:
+        """After each renewal of the leases (keep_leases): the registry's
+        row, then, now and then, the look for stranded runs."""
+        await self._registration.heartbeat()
+        if self.repairs is not None:
+            await self.repairs.look()
 
     def _follow_builds(self, running: bool = True) -> None:
         """This worker's build became, or stopped being, its queue's current
