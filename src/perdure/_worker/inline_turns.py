@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from perdure import _history as h
 from perdure._runtime import TurnNeverEnds, WorkflowInstance
-from perdure._store.base import ActivityTask, Store, TurnCommit, WorkflowTask
+from perdure._store.base import ActivityTask, Store, TurnCommit
 from perdure._worker.inline import ended_at, kept_lease
 from perdure._worker.timers import InlineTimers
 from perdure._worker.watchdog import TurnBlocked
@@ -56,6 +57,10 @@ class InlineTurns:
     # Runs whose inline turn is being committed -> the outcomes waiting for it.
     _parked: dict[str, list[Parked]]
     timers: InlineTimers  # the cached instances' timers (see fire_inline)
+    # TurnRunner's: a turn's commit built from its instance and inputs, and
+    # that commit written (the instance cached again if it was).
+    _build_commit: Callable[..., TurnCommit]
+    _commit: Callable[..., Awaitable[bool]]
 
     async def continue_inline(
         self, activity: ActivityTask, outcome: h.Event, own_slot: bool = False
@@ -215,28 +220,3 @@ class InlineTurns:
             None, run_id, cached.version, cached.instance, cached.last_seq, cached.marked,
             inputs, own_slot, at, cached.build,
         )  # fmt: skip
-
-    def _build_commit(
-        self,
-        task: WorkflowTask | None,
-        run_id: str,
-        version: int,
-        instance: WorkflowInstance,
-        last_seq: int,
-        marked: bool,
-        inputs: list[h.Event],
-        own_slot: bool = False,
-        at: float | None = None,
-        build: str | None = None,
-    ) -> TurnCommit:
-        raise NotImplementedError  # (TurnRunner's)
-
-    async def _commit(
-        self,
-        instance: WorkflowInstance,
-        commit: TurnCommit,
-        last_seq: int,
-        marked: bool,
-        build: str | None = None,
-    ) -> bool:
-        raise NotImplementedError  # (TurnRunner's)
