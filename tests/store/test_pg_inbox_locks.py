@@ -34,7 +34,6 @@ TIMER_DUE = 10.0
 @dataclass
 class Scene:
     store: PostgresStore
-    clock: FakeClock
     attempt: ActivityTask  # run-1's activity 1, held by an attempt, cancelled by its run
 
 
@@ -98,7 +97,7 @@ async def _scene(store: PostgresStore, clock: FakeClock) -> Scene:
     assert await store.commit_turn(cancel)
     assert (await store.pending_work("run-1")).workflow_task is None
     clock.advance(TIMER_DUE + 1)  # (the timer is due: only the firer writes it)
-    return Scene(store, clock, attempt)
+    return Scene(store, attempt)
 
 
 async def _waiting_for_a_lock(url: str) -> bool:
