@@ -98,20 +98,15 @@ class InlineTurns:
         instance = cached.instance
         committed = False
         try:
-            try:
-                commit = self._next_commit(
-                    run_id,
-                    cached,
-                    [outcome, *(other.outcome for other in waited)] if waited else [outcome],
-                    own_slot,
-                    None if waited else ended_at(outcome),
-                )
-            except (TurnBlocked, TurnNeverEnds):  # (the inbox's turn says why on the run)
-                instance.evict()
-                return False
-            except Exception:
-                log.exception("inline turn for run %s failed; using the inbox", run_id)
-                instance.evict()
+            commit = self._next_commit(
+                "inline turn",
+                run_id,
+                cached,
+                [outcome, *(other.outcome for other in waited)] if waited else [outcome],
+                own_slot,
+                None if waited else ended_at(outcome),
+            )
+            if commit is None:
                 return False
             commit.activity_done = (activity.task_id, activity.token)
             commit.done_priority = activity.priority
@@ -187,16 +182,10 @@ class InlineTurns:
         instance = cached.instance
         try:
             now = max(self.store.clock(), instance.now_ts)
-            try:
-                commit = self._next_commit(
-                    run_id, cached, [h.TimerFired(ref=ref, time=now)], at=now
-                )
-            except (TurnBlocked, TurnNeverEnds):
-                instance.evict()
-                return False
-            except Exception:
-                log.exception("inline timer of run %s failed; using the inbox", run_id)
-                instance.evict()
+            commit = self._next_commit(
+                "inline timer", run_id, cached, [h.TimerFired(ref=ref, time=now)], at=now
+            )
+            if commit is None:
                 return False
             commit.fired_timer = ref
             return await self._commit(
@@ -208,15 +197,25 @@ class InlineTurns:
 
     def _next_commit(
         self,
+        what: str,
         run_id: str,
         cached: CachedRun,
         inputs: list[h.Event],
         own_slot: bool = False,
         at: float | None = None,
-    ) -> TurnCommit:
+    ) -> TurnCommit | None:
         """The turn of a cached instance that takes in ``inputs`` here, with
-        no workflow task (an inline outcome's, or an inline timer's)."""
-        return self._build_commit(
-            None, run_id, cached.version, cached.instance, cached.last_seq, cached.marked,
-            inputs, own_slot, at, cached.build,
-        )  # fmt: skip
+        no workflow task (``what``: an inline outcome's, or an inline
+        timer's). None if its code could not run here: the instance is
+        dropped and the inputs take the inbox, whose turn says why on the run."""
+        try:
+            return self._build_commit(
+                None, run_id, cached.version, cached.instance, cached.last_seq, cached.marked,
+                inputs, own_slot, at, cached.build,
+            )  # fmt: skip
+        except (TurnBlocked, TurnNeverEnds):
+            pass
+        except Exception:
+            log.exception("%s for run %s failed; using the inbox", what, run_id)
+        cached.instance.evict()
+        return None
