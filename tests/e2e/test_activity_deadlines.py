@@ -12,10 +12,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from e2e_helpers import fast_worker, wait_until
+from e2e_helpers import fast_worker, pending_activity, wait_until
 
 import perdure
-from perdure import activity, workflow
+from perdure import RetryPolicy, activity, workflow
 
 
 @activity.defn(schedule_to_close_timeout=timedelta(seconds=0.5))
@@ -127,3 +127,67 @@ async def test_describe_says_which_queue_an_untaken_activity_waits_on(
         assert (pending.task_queue, pending.attempt, pending.running) == ("paymnets", 0, False)
         async with fast_worker(client, [], [unbounded], task_queue="paymnets"):
             assert await handle.result(timeout=20) == "x"
+
+
+@activity.defn(
+    retry=RetryPolicy(initial_interval=timedelta(seconds=1.5)),
+    schedule_to_close_timeout=timedelta(seconds=3),
+)
+async def flaky_service() -> str:
+    raise ConnectionError("still down")
+
+
+@workflow.defn
+async def retries_a_service() -> str:
+    try:
+        return await flaky_service.options(task_queue="flaky")()
+    except perdure.ActivityError as exc:
+        return f"{exc.cause.type}: {exc.cause.message}"
+
+
+async def test_a_deadline_between_retries_names_the_failure_being_retried(
+    client: perdure.Client,
+) -> None:
+    """The first attempt failed and was to be retried; its worker went away
+    and the retry was never taken: the deadline's timeout says so, and says
+    how the last attempt failed, which is why the activity was retrying
+    (Temporal's timeout carries the last failure as its cause)."""
+    async with fast_worker(client, [retries_a_service], []):
+        handle = await client.start(retries_a_service)
+        async with fast_worker(client, [], [flaky_service], task_queue="flaky"):
+            await pending_activity(
+                handle, lambda a: a.last_failure is not None, "the first attempt's failure"
+            )
+        said = await handle.result(timeout=20)
+    assert said == (
+        "ActivityTimeoutError: activity 'flaky_service' exceeded its schedule_to_close_timeout"
+        " of 3s (no worker took its attempt 2 in time; attempt 1 failed: ConnectionError:"
+        " still down)"
+    )
+    [failed] = [e for e in await handle.history() if e["type"] == "ActivityFailed"]
+    assert [a["error"]["type"] for a in failed["attempts"]] == ["ConnectionError"]
+
+
+async def test_an_attempt_claimed_past_the_deadline_is_not_run(tmp_path: Path) -> None:
+    """A worker that claims an attempt after the activity's deadline (its
+    timer not fired yet: here it is gone) fails the activity without
+    running it, and says why."""
+    path = tmp_path / "late.db"
+    client = await perdure.Client.connect(f"sqlite:///{path}")
+    client.poll_interval = 0.02
+    try:
+        async with fast_worker(client, [asks_nobody], []):
+            handle = await client.start(asks_nobody)
+            await pending_activity(handle, lambda a: True, "the activity")
+            with sqlite3.connect(path) as db:
+                dropped = db.execute("DELETE FROM timers WHERE ref < 0").rowcount
+            assert dropped == 1
+            await asyncio.sleep(0.6)  # past the 0.5 s deadline, which nobody fires now
+            async with fast_worker(client, [], [bounded], task_queue="nobody-serves-this"):
+                said = await handle.result(timeout=20)
+    finally:
+        await client.close()
+    assert said == (
+        "ActivityTimeoutError: activity 'bounded' exceeded its schedule_to_close_timeout"
+        " of 0.5s (its attempt 1 did not start in time)"
+    )

@@ -65,6 +65,7 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
     "field_problem",
+    "last_error",
     "turn_started",
 ]
 
@@ -96,6 +97,19 @@ def attempt_record(
             message = message[: MAX_ERROR_TEXT - 1] + "\u2026"
         error = {"type": str(failure.get("type", "")), "message": message}
     return {"attempt": attempt, "started_at": started_at, "ended_at": ended_at, "error": error}
+
+
+def last_error(attempts: list[dict[str, JSON]]) -> str:
+    """How the latest of ``attempts`` (attempt records, oldest first) failed,
+    as a clause a timeout's message ends with (``"; attempt 5 failed:
+    ConnectionError: still down"``), or "" if none failed: a deadline that
+    ends an activity between its retries would otherwise hide why it was
+    retrying at all (Temporal's timeout carries the last failure as its cause)."""
+    if not attempts or not isinstance(attempts[-1].get("error"), dict):
+        return ""
+    last = attempts[-1]
+    error: Any = last["error"]
+    return f"; attempt {last['attempt']} failed: {error.get('type')}: {error.get('message')}"
 
 
 # Quick constructors for the events every step of every workflow makes (the

@@ -214,19 +214,18 @@ async def _deadline_passed(tx: Tx, run_id: str, ref: int, now: float) -> h.Event
         who = "no worker took it"
     else:
         who = f"no worker took its attempt {attempt + 1} in time"
+    records = rows.loads(attempts) if attempts else []
     failure = {
         "type": "ActivityTimeoutError",
         "message": (
             f"activity {spec['name']!r} exceeded its schedule_to_close_timeout of "
-            f"{close_by:g}s ({who})"
+            f"{close_by:g}s ({who}{h.last_error(records)})"
         ),
         "traceback": "",
         "non_retryable": True,
         "details": None,
     }
-    return h.ActivityFailed(
-        ref=ref, failure=failure, attempt=attempt, attempts=rows.loads(attempts) if attempts else []
-    )
+    return h.ActivityFailed(ref=ref, failure=failure, attempt=attempt, attempts=records)
 
 
 # A claim's condition on a workflow task (placeholders: a due time HELD_GRACE

@@ -156,7 +156,8 @@ class ActivityRunner:
             if left <= 0:
                 message = (
                     f"activity {task.name!r} exceeded its schedule_to_close_timeout "
-                    f"of {close_by:g}s"
+                    f"of {close_by:g}s (its attempt {task.attempt} did not start in time"
+                    f"{h.last_error(task.attempts)})"
                 )
                 await self._fail(
                     task, _failure_dict("ActivityTimeoutError", message, True), task.attempt
