@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from perdure import queues
-from perdure._checks import check_build, check_queue
+from perdure._checks import BadName, check_build, check_queue
 from perdure._retention import delete_closed_runs
 from perdure._store.base import Store, WorkerRecord
 from perdure._views import BuildInfo, Stats, WorkerInfo, stats_of
@@ -67,6 +67,37 @@ class Operations:
         check_build("build_id", build_id)
         await self.store.set_current_build(task_queue, build_id)
 
+    async def set_ramping_build(
+        self, task_queue: str, build_id: str | None, percent: float | None = None
+    ) -> None:
+        """Let ``build_id`` take ``percent`` (0 to 100) of ``task_queue``'s
+        new runs beside its current build, to try a release on a share of
+        the traffic before making it current; ``build_id=None`` stops the
+        ramp. Each workflow id falls on one side for good (a hash of it):
+        raising the share only adds ids to the ramping build. The current
+        build's workers hand those runs over from their next heartbeat;
+        runs of auto-upgrade types, and children that follow their parent's
+        build, are not ramped. ``set_current_build(task_queue, build_id)``
+        ends the ramp by making the build current; one build ramps at a
+        time. The build need not have a worker yet; if it has none, its
+        share of new runs waits for one (docs/versioning.md). Raises
+        ValueError if the queue has no current build, or if ``build_id`` is
+        the current one."""
+        check_queue("task_queue", task_queue)
+        if build_id is None:
+            if percent:
+                raise BadName("percent: no share without a build (build_id=None stops the ramp)")
+            await self.store.set_ramping_build(task_queue, None, 0.0)
+            return
+        check_build("build_id", build_id)
+        if (
+            isinstance(percent, bool)
+            or not isinstance(percent, (int, float))
+            or not 0 <= percent <= 100
+        ):
+            raise BadName(f"percent must be a number from 0 to 100, not {percent!r}")
+        await self.store.set_ramping_build(task_queue, build_id, float(percent))
+
     async def builds(self, task_queue: str) -> builtins.list[BuildInfo]:
         """The builds ``task_queue``'s workers have had, the current first:
         when each became current, its open pinned runs and its live workers.
@@ -78,11 +109,12 @@ class Operations:
             BuildInfo(
                 build_id,
                 i == 0,
-                datetime.fromtimestamp(promoted_at, tz=UTC),
+                datetime.fromtimestamp(promoted_at, tz=UTC) if promoted_at else None,
                 open_runs or 0,
                 live[build_id],
+                ramp,
             )
-            for i, (build_id, promoted_at, open_runs) in enumerate(found)
+            for i, (build_id, promoted_at, open_runs, ramp) in enumerate(found)
         ]
 
     async def list_queues(self) -> builtins.list[QueueInfo]:

@@ -232,6 +232,12 @@ class SyncClient:
         """As :meth:`Client.set_current_build`."""
         self._runner.call(self.client.set_current_build(task_queue, build_id))
 
+    def set_ramping_build(
+        self, task_queue: str, build_id: str | None, percent: float | None = None
+    ) -> None:
+        """As :meth:`Client.set_ramping_build`."""
+        self._runner.call(self.client.set_ramping_build(task_queue, build_id, percent))
+
     def builds(self, task_queue: str) -> builtins.list[BuildInfo]:
         """As :meth:`Client.builds`."""
         return self._runner.call(self.client.builds(task_queue))

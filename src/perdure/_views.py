@@ -308,13 +308,17 @@ class BuildInfo:
     build_id: str
     current: bool
     """Its workers take the queue's new runs (and those not pinned)."""
-    promoted_at: datetime
+    promoted_at: datetime | None
     """When it became current: its first workflow worker's start, or the last
-    ``Client.set_current_build`` that named it."""
+    ``Client.set_current_build`` that named it; None if it never was (a
+    build set to ramp before any worker of it started)."""
     open_runs: int
     """Open runs pinned to it: its workers must run until none is left."""
     workers: int
     """Its live workers."""
+    ramp: float | None = None
+    """The share of the queue's new runs, in percent, it takes beside the
+    current build (``Client.set_ramping_build``); None if it does not ramp."""
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,9 @@ def _assert_meaningful(report: ChaosReport, seconds: float) -> None:
     assert report.scheduled >= seconds / 4, report.summary()  # (a time a second, some missed)
     assert report.limited_attempts >= seconds / 2, report.summary()  # (three per pipeline)
     assert report.pauses >= seconds / 4, report.summary()  # (about one and a half a second)
-    assert report.builds.flips >= seconds / 4, report.summary()  # (one each 2 s)
+    # (A ramp or a change of the current build each 2 s, in turn.)
+    assert report.builds.flips + report.builds.ramps >= seconds / 4, report.summary()
+    assert report.builds.flips > 0 and report.builds.ramps > 0, report.summary()
     assert min(report.builds.pinned.values()) > 0, report.summary()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from store_helpers import FakeClock, claim_one, leased_charge, new_run, schedule_charge, turn
 from test_store_inline_rows import _continuation
 
@@ -166,7 +167,52 @@ async def test_a_builds_open_runs_are_counted(open_store: Any, clock: FakeClock)
     await store.create_run(new_run("wf-2", "run-2"), "fail")
     await store.set_run_build("wf-2", None, "b1")
     await store.create_run(new_run("wf-3", "run-3"), "fail")
-    assert await store.queue_builds("q", with_runs=True) == [("b1", clock.now, 2)]
+    assert await store.queue_builds("q", with_runs=True) == [("b1", clock.now, 2, None)]
     await store.terminate("wf-2", None, "done with it")
     assert [b[2] for b in await store.queue_builds("q", with_runs=True)] == [1]
     assert [b[2] for b in await store.queue_builds("q")] == [None]
+
+
+async def test_a_ramping_build_beside_the_current_one(open_store: Any, clock: FakeClock) -> None:
+    """One build ramps at a time, never the current one and never without
+    one; a build set to ramp before its first worker starts is not made
+    current by that start; made current, it stops ramping."""
+    store: Store = await open_store()
+    refused = "task queue 'q' has no current build for 'b2' to ramp beside"
+    with pytest.raises(ValueError, match=refused):
+        await store.set_ramping_build("q", "b2", 10.0)
+    assert await store.queue_builds("q") == [] and await store.ramping_build("q") is None
+    await store.set_current_build("q", "b1")
+    with pytest.raises(ValueError, match="'b1' is the current build of task queue 'q'"):
+        await store.set_ramping_build("q", "b1", 10.0)
+    assert await store.ramping_build("q") is None
+    await store.set_ramping_build("q", "b2", 10.0)  # (no worker of it yet)
+    assert await store.ramping_build("q") == ("b2", 10.0)
+    assert await store.ramping_build("other") is None
+    assert await store.queue_builds("q") == [("b1", clock.now, None, None), ("b2", 0, None, 10.0)]
+    # Its first worker's start does not make it current: the ramp stays.
+    clock.advance(1)
+    await store.register_worker(
+        "w2", host="h", pid=1, task_queue="q", workflows=["t"], activities=[],
+        lease_timeout=30.0, build_id="b2",
+    )  # fmt: skip
+    assert await store.current_build("q") == "b1"
+    await store.set_ramping_build("q", "b2", 50.0)
+    assert await store.ramping_build("q") == ("b2", 50.0)
+    # Another build's ramp replaces it.
+    await store.set_ramping_build("q", "b3", 5.0)
+    assert await store.ramping_build("q") == ("b3", 5.0)
+    assert [(b[0], b[3]) for b in await store.queue_builds("q")] == [
+        ("b1", None), ("b3", 5.0), ("b2", None)
+    ]  # fmt: skip
+    # Made current, a ramping build stops ramping.
+    await store.set_current_build("q", "b3")
+    assert await store.ramping_build("q") is None
+    assert [(b[0], b[3]) for b in await store.queue_builds("q")] == [
+        ("b3", None), ("b1", None), ("b2", None)
+    ]  # fmt: skip
+    await store.set_ramping_build("q", "b1", 100.0)
+    assert await store.ramping_build("q") == ("b1", 100.0)
+    await store.set_ramping_build("q", None, 0.0)
+    assert await store.ramping_build("q") is None
+    assert await store.current_build("q") == "b3"

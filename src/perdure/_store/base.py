@@ -254,12 +254,26 @@ class Store(Wakeups, abc.ABC):
         has had none: what a worker reads at each heartbeat, one row."""
 
     @abc.abstractmethod
+    async def set_ramping_build(self, queue: str, build_id: str | None, percent: float) -> None:
+        """Make ``build_id`` ``queue``'s ramping build: the current build's
+        workers hand it ``percent`` of the queue's new runs of pinned types
+        (records.in_ramp) from their next look; None: no build ramps. Raises
+        ValueError if the queue has no current build, or ``build_id`` is it."""
+
+    @abc.abstractmethod
+    async def ramping_build(self, queue: str) -> tuple[str, float] | None:
+        """``queue``'s ramping build and its share of new runs in percent,
+        None if none ramps: what a worker of the current build reads at each
+        heartbeat, one row."""
+
+    @abc.abstractmethod
     async def queue_builds(
         self, queue: str, with_runs: bool = False
-    ) -> list[tuple[str, float, int | None]]:
-        """(build id, when promoted, and with ``with_runs`` how many open runs
-        are pinned to it) of the builds ``queue``'s workers have had, the
-        current first; none if no worker of it had a build."""
+    ) -> list[tuple[str, float, int | None, float | None]]:
+        """(build id, when promoted (0: never, a build set to ramp first),
+        with ``with_runs`` how many open runs are pinned to it, and its ramp
+        in percent if it ramps) of the builds ``queue``'s workers have had,
+        the current first; none if no worker of it had a build."""
 
     @abc.abstractmethod
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None: ...

@@ -6,6 +6,7 @@ build). Everything here is re-exported by ``perdure._store.base``.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -32,6 +33,16 @@ def turn_queue(task_queue: str, build_id: str | None) -> str:
     pinned to a build, that build's own queue, which only the build's
     workers claim (docs/versioning.md)."""
     return task_queue if build_id is None else f"{task_queue}{BUILD_SEP}{build_id}"
+
+
+def in_ramp(workflow_id: str, percent: float) -> bool:
+    """Whether a new run of ``workflow_id`` goes to its queue's ramping
+    build, which takes ``percent`` of the new runs: a workflow id's bucket
+    of 10,000 (CRC-32 of its UTF-8 bytes) is below ``percent`` hundredths.
+    The same id always falls the same way, on every worker and for every
+    run of it (a continue-as-new stays on its side); raising the share only
+    adds ids to the ramping build."""
+    return zlib.crc32(workflow_id.encode("utf-8", "surrogatepass")) % 10_000 < percent * 100
 
 
 @dataclass

@@ -19,9 +19,18 @@ _SEEN = (
     "INSERT INTO queue_builds (queue, build_id, promoted_at) VALUES (?, ?, ?)"
     " ON CONFLICT (queue, build_id) DO NOTHING"
 )
+# A build made current stops ramping (it takes every new run now).
 _PROMOTE = (
     "INSERT INTO queue_builds (queue, build_id, promoted_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (queue, build_id) DO UPDATE SET promoted_at = excluded.promoted_at"
+    " ON CONFLICT (queue, build_id) DO UPDATE SET promoted_at = excluded.promoted_at,"
+    " ramp = NULL"
+)
+# A build set to ramp that the queue has not had yet is written as never
+# promoted (promoted_at 0: before any current build), so that it does not
+# become current, and its first worker's start does not promote it (_SEEN).
+_RAMP = (
+    "INSERT INTO queue_builds (queue, build_id, promoted_at, ramp) VALUES (?, ?, 0, ?)"
+    " ON CONFLICT (queue, build_id) DO UPDATE SET ramp = excluded.ramp"
 )
 
 
@@ -52,9 +61,44 @@ async def current(tx: Tx, queue: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-async def builds(tx: Tx, queue: str, with_runs: bool) -> list[tuple[str, float, int | None]]:
-    """(build id, promoted at, open runs pinned to it if ``with_runs``) of
-    each build the queue has had, the current first."""
+async def ramp(tx: Tx, queue: str, build_id: str | None, percent: float) -> None:
+    """Make ``build_id`` the queue's ramping build, taking ``percent`` of its
+    new runs (None: no build ramps). Only a build other than the current
+    one ramps, and only beside a current build: ValueError otherwise."""
+    if build_id is None:
+        await tx.send("UPDATE queue_builds SET ramp = NULL WHERE queue = ?", (queue,))
+        return
+    named = await current(tx, queue)
+    if named is None:
+        raise ValueError(
+            f"task queue {queue!r} has no current build for {build_id!r} to ramp beside: "
+            "start a worker of workflows with a build id first, or make a build current"
+        )
+    if named == build_id:
+        raise ValueError(
+            f"build {build_id!r} is the current build of task queue {queue!r}: it takes "
+            "every new run already; only another build ramps"
+        )
+    await tx.send(
+        "UPDATE queue_builds SET ramp = NULL WHERE queue = ? AND build_id <> ?", (queue, build_id)
+    )
+    await tx.send(_RAMP, (queue, build_id, percent))
+
+
+async def ramping(tx: Tx, queue: str) -> tuple[str, float] | None:
+    """The queue's ramping build and its share of new runs in percent (None: none ramps)."""
+    row = await tx.one(
+        "SELECT build_id, ramp FROM queue_builds WHERE queue = ? AND ramp IS NOT NULL", (queue,)
+    )
+    return None if row is None else (str(row[0]), float(row[1]))
+
+
+async def builds(
+    tx: Tx, queue: str, with_runs: bool
+) -> list[tuple[str, float, int | None, float | None]]:
+    """(build id, promoted at (0: never), open runs pinned to it if
+    ``with_runs``, its ramp in percent if it ramps) of each build the queue
+    has had, the current first."""
     runs = (
         "(SELECT COUNT(*) FROM runs WHERE runs.build_id = queue_builds.build_id"
         " AND runs.status = ? AND runs.task_queue = queue_builds.queue)"
@@ -62,11 +106,11 @@ async def builds(tx: Tx, queue: str, with_runs: bool) -> list[tuple[str, float, 
         else "NULL"
     )
     found = await tx.all(
-        f"SELECT build_id, promoted_at, {runs} FROM queue_builds WHERE queue = ?"
+        f"SELECT build_id, promoted_at, {runs}, ramp FROM queue_builds WHERE queue = ?"
         " ORDER BY promoted_at DESC, build_id DESC",
         (OPEN, queue) if with_runs else (queue,),
     )
-    return [(r[0], r[1], r[2]) for r in found]
+    return [(r[0], r[1], r[2], r[3]) for r in found]
 
 
 async def move_run(

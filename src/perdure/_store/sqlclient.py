@@ -179,9 +179,15 @@ class SqlClientSide(SqlHooks):
     async def current_build(self, queue: str) -> str | None:
         return await self._read(lambda tx: builds.current(tx, queue))
 
+    async def set_ramping_build(self, queue: str, build_id: str | None, percent: float) -> None:
+        await self._write(lambda tx: builds.ramp(tx, queue, build_id, percent))
+
+    async def ramping_build(self, queue: str) -> tuple[str, float] | None:
+        return await self._read(lambda tx: builds.ramping(tx, queue))
+
     async def queue_builds(
         self, queue: str, with_runs: bool = False
-    ) -> list[tuple[str, float, int | None]]:
+    ) -> list[tuple[str, float, int | None, float | None]]:
         return await self._read(lambda tx: builds.builds(tx, queue, with_runs))
 
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:

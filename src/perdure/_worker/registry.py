@@ -49,6 +49,9 @@ class Registration:
         # Whether this worker's build is its queue's current one (it takes
         # the queue's unpinned runs), as its last look said (see look).
         self.current = True
+        # While it is: the queue's ramping build and its share of new runs
+        # in percent (Store.ramping_build), which it hands them to.
+        self.ramp: tuple[str, float] | None = None
         self.identity = identity
         self.task_queue = task_queue
         self.workflows = sorted(workflows)
@@ -130,6 +133,7 @@ class Registration:
             log.warning("worker %s: could not read its queue's builds: %s", self.identity, exc)
             return False
         current = named is None or named == self.build_id
+        await self._look_at_ramp(current and named is not None)
         if current == self.current:
             return False
         self.current = current
@@ -143,6 +147,30 @@ class Registration:
             "only the runs pinned to its build",
         )
         return True
+
+    async def _look_at_ramp(self, current: bool) -> None:
+        """Read the queue's ramping build, if this worker's build is the
+        current one (only its workers hand new runs to it); said in the log
+        when it changes. On a store error it stays as it was."""
+        ramp = None
+        if current:
+            try:
+                ramp = await self.store.ramping_build(self.task_queue)
+            except StoreError as exc:
+                log.warning("worker %s: could not read its queue's ramp: %s", self.identity, exc)
+                return
+        if ramp == self.ramp:
+            return
+        self.ramp = ramp
+        if ramp is not None:
+            log.info(
+                "worker %s (build %r): build %r ramps: it takes %g%% of the queue's new runs",
+                self.identity,
+                self.build_id,
+                *ramp,
+            )
+        elif current:
+            log.info("worker %s (build %r): no build ramps now", self.identity, self.build_id)
 
     async def predecessor_gone(self) -> bool:
         """At start, before registering: whether the process that registered

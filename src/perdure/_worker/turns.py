@@ -25,17 +25,24 @@ from perdure._runtime import TurnNeverEnds, WorkflowInstance, replay_history
 from perdure._store.base import (
     ActivityTask,
     FirstTurn,
+    RunRecord,
     Store,
     TurnCommit,
     TurnInput,
     WorkflowTask,
 )
+from perdure._store.records import in_ramp
 from perdure._worker.commands import InlinePolicy, add_build, add_commands
 from perdure._worker.crashpoints import crash_point
 from perdure._worker.inline_turns import CachedRun, InlineTurns, Parked
 from perdure._worker.timers import InlineTimers
 from perdure._worker.watchdog import TurnBlocked, Watchdog
-from perdure.errors import NonDeterminismError, StoreError
+from perdure.errors import (
+    NonDeterminismError,
+    StoreError,
+    WorkflowClosedError,
+    WorkflowNotFoundError,
+)
 
 log = logging.getLogger("perdure.worker")
 
@@ -97,6 +104,9 @@ class TurnRunner(InlineTurns):
         # to it (TurnCommit.pin): those of versioning "pinned".
         self.build_id = build_id
         self.pinned = pinned
+        # The queue's ramping build and its share of new runs, while this
+        # worker's build is current (Registration.ramp): see _ramped.
+        self.ramping: Callable[[], tuple[str, float] | None] = lambda: None
         # Runs workflow code, and interrupts code that does not await.
         self.watchdog = watchdog or Watchdog(None)
         # See ActivityRunner.hand_back_delay.
@@ -154,6 +164,10 @@ class TurnRunner(InlineTurns):
                 cached = None
                 data = await self.store.load_turn(task.run_id, 0)
             if not data.run.is_open:
+                return
+            ramped = self._ramped(data.run)
+            if ramped is not None:
+                await self._hand_to_ramp(data.run, ramped)
                 return
             if cached is not None:
                 instance, last_seq = cached.instance, cached.last_seq
@@ -216,6 +230,8 @@ class TurnRunner(InlineTurns):
         commit that creates it to write (see RunTaker.prepare); None if it
         cannot be computed here (then the run's task is leased the ordinary
         way and its turn reports the problem)."""
+        if self._ramped(data.run) is not None:
+            return None  # (its task is leased here the ordinary way, and handed on)
         instance: WorkflowInstance | None = None
         try:
             instance = self._replay(data)
@@ -247,6 +263,29 @@ class TurnRunner(InlineTurns):
                 self._settle_inline(commit)
 
         return FirstTurn(commit, settle)
+
+    def _ramped(self, run: RunRecord) -> str | None:
+        """The queue's ramping build, if ``run`` is a new run (no history,
+        pinned to no build, of a type this worker pins) whose workflow id
+        falls in its share (records.in_ramp): the run goes to that build
+        instead of being pinned to this one. None: it stays here."""
+        ramp = self.ramping()
+        if ramp is None or run.build_id is not None or run.last_seq != 0:
+            return None
+        build, percent = ramp
+        if build == self.build_id or run.workflow_type not in self.pinned:
+            return None
+        return build if in_ramp(run.workflow_id, percent) else None
+
+    async def _hand_to_ramp(self, run: RunRecord, build: str) -> None:
+        """Pin new run ``run``, whose task this worker holds, to the ramping
+        ``build`` (Store.set_run_build): its task moves to that build's queue,
+        this lease let go, and the build's workers take its first turn."""
+        try:
+            await self.store.set_run_build(run.workflow_id, run.run_id, build)
+        except (WorkflowNotFoundError, WorkflowClosedError):
+            return  # (ended meanwhile: a terminate, say; its task went with it)
+        log.debug("run %s goes to the ramping build %r", run.run_id, build)
 
     async def _commit(
         self,

@@ -185,6 +185,7 @@ class Worker(Poller, Handoffs):
         )
         self.activity_runner.deliver = self._deliver
         self.activity_runner.interceptors = activity_interceptors(client.interceptors)
+        self.turns.ramping = lambda: self._registration.ramp
         delay = self._registration.hand_back_delay
         self.activity_runner.hand_back_delay = self.turns.hand_back_delay = delay
         self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
