@@ -3,9 +3,10 @@ worker --build-id`` (and ``$PERDURE_BUILD_ID``) reaches the Worker, and
 each worker process's command; a bad one is exit 2 and nothing runs. A
 real ``perdure worker`` of a build pins the runs it takes: ``show`` names
 the build, ``list --build-id`` finds them, ``build list`` counts them and
-the build's live worker. ``build set-current`` and ``build move`` (to a
-build, ``--unpin``), with their exit codes: 2 for bad input, 3 for an
-unknown id, 5 for a run that has ended.
+the build's live worker. ``build set-current``, ``build ramp`` (a build,
+its share, ``--clear``) and ``build move`` (to a build, ``--unpin``), with
+their exit codes: 2 for bad input, 3 for an unknown id, 5 for a run that
+has ended (and for a ramp the queue's builds do not allow).
 
 How the builds share a queue's runs is tested in tests/e2e/test_builds.py;
 here, only that each command carries its values to the Client and shows
@@ -225,6 +226,116 @@ def test_set_current_names_a_queues_build(db: str) -> None:
         assert done.returncode == 2 and message in said(done), (done.args, said(done))
     (after,) = cli_all(("build", "list", queue, "--json", "--db", db))
     assert [b["build_id"] for b in json.loads(after.stdout)] == ["v1", "v2"]
+
+
+def ramps(db: str, queue: str) -> list[tuple[str, bool, Any, Any]]:
+    """``build list --json``'s (build, current, ramp, promoted_at) of ``queue``."""
+    (listed,) = cli_all(("build", "list", queue, "--json", "--db", db))
+    assert listed.returncode == 0, listed.stderr
+    return [
+        (b["build_id"], b["current"], b["ramp"], b["promoted_at"])
+        for b in json.loads(listed.stdout)
+    ]
+
+
+def test_ramp_lets_a_build_take_a_share_beside_the_current_one(db: str) -> None:
+    queue = "ramped"
+    (early,) = cli_all(("build", "ramp", queue, "r2", "30", "--db", db))
+    assert early.returncode == 5, said(early)
+    assert (
+        "task queue 'ramped' has no current build for 'r2' to ramp beside: start a worker"
+        in said(early)
+    )
+    assert ramps(db, queue) == []  # (refused: nothing written)
+
+    (current,) = cli_all(("build", "set-current", queue, "r1", "--db", db))
+    assert current.returncode == 0, current.stderr
+    (ramped,) = cli_all(("build", "ramp", queue, "r2", "30", "--db", db))
+    assert ramped.returncode == 0, ramped.stderr
+    assert "Build r2 ramps on task queue ramped: it takes 30% of the queue's new runs" in said(
+        ramped
+    )
+    assert (
+        "No live worker of build r2 serves the queue yet: its share of new runs waits for one"
+        in said(ramped)
+    )
+    (r1, r2) = ramps(db, queue)
+    assert r1[:3] == ("r1", True, None) and r1[3].endswith("Z")
+    assert r2 == ("r2", False, 30.0, None)  # (never current)
+    (table,) = cli_all(("build", "list", queue, "--db", db))
+    assert table.stdout.splitlines()[1].replace("┃", " ").split()[:4] == [
+        "BUILD",
+        "CURRENT",
+        "RAMP",
+        "PROMOTED",
+    ], table.stdout
+    rows = {
+        cells[0]: cells
+        for line in table.stdout.splitlines()
+        if (cells := line.replace("│", " ").split()) and cells[0] in ("r1", "r2")
+    }
+    assert rows["r2"] == ["r2", "30%", "never", "0", "0"], table.stdout
+    assert rows["r1"][:2] == ["r1", "yes"] and "%" not in " ".join(rows["r1"]), table.stdout
+
+    # Another build's ramp replaces it.
+    (other,) = cli_all(("build", "ramp", queue, "r3", "12.5", "--db", db))
+    assert other.returncode == 0 and "it takes 12.5% of" in said(other), said(other)
+    assert [(b, r) for b, _, r, _ in ramps(db, queue)] == [
+        ("r1", None),
+        ("r3", 12.5),
+        ("r2", None),
+    ]
+
+    (of_current,) = cli_all(("build", "ramp", queue, "r1", "30", "--db", db))
+    assert of_current.returncode == 5, said(of_current)
+    assert (
+        "build 'r1' is the current build of task queue 'ramped': it takes every new run "
+        "already; only another build ramps"
+    ) in said(of_current)
+    bad = cli_all(
+        ("build", "ramp", queue, "r3", "101", "--db", db),
+        ("build", "ramp", "--db", db, queue, "r3", "--", "-1"),
+        ("build", "ramp", queue, "r3", "-1", "--db", db),
+        ("build", "ramp", queue, "r3", "abc", "--db", db),
+        ("build", "ramp", queue, "r3", "--clear", "--db", db),
+        ("build", "ramp", queue, "--db", db),
+        ("build", "ramp", queue, "r3", "--db", db),
+        ("build", "ramp", queue, "", "30", "--db", db),
+        ("build", "ramp", "", "r3", "30", "--db", db),
+    )
+    messages = [
+        "percent must be a number from 0 to 100, not 101.0",
+        "percent must be a number from 0 to 100, not -1.0",
+        "No such option: -1",  # (click's reading of it; after "--", the Client's)
+        "Invalid value for 'PERCENT'",
+        "give BUILD and PERCENT, or --clear, not both",
+        "give the build to ramp and its PERCENT, or --clear",
+        "give BUILD's share of the queue's new runs, from 0 to 100",
+        "a build id must be a non-empty string, not ''",
+        "task_queue must be a non-empty string, not ''",
+    ]
+    for done, message in zip(bad, messages, strict=True):
+        assert done.returncode == 2 and message in said(done), (done.args, said(done))
+    assert [(b, c, r) for b, c, r, _ in ramps(db, queue)] == [
+        ("r1", True, None),
+        ("r3", False, 12.5),
+        ("r2", False, None),
+    ]
+
+    (cleared,) = cli_all(("build", "ramp", queue, "--clear", "--db", db))
+    assert cleared.returncode == 0, cleared.stderr
+    assert "No build ramps on task queue ramped" in said(cleared)
+    assert [r for _, _, r, _ in ramps(db, queue)] == [None, None, None]
+
+    # Making the ramping build current ends its ramp.
+    (again,) = cli_all(("build", "ramp", queue, "r3", "50", "--db", db))
+    assert again.returncode == 0, again.stderr
+    assert ("r3", False, 50.0) in [(b, c, r) for b, c, r, _ in ramps(db, queue)]
+    (promoted,) = cli_all(("build", "set-current", queue, "r3", "--db", db))
+    assert promoted.returncode == 0, promoted.stderr
+    (r3, r1, r2) = ramps(db, queue)
+    assert r3[:3] == ("r3", True, None) and r3[3] is not None
+    assert (r1[2], r2[2]) == (None, None)
 
 
 def test_a_build_whose_runs_wait_for_nobody_is_pointed_out(

@@ -3,9 +3,11 @@ PostgreSQL: ``build_id`` in the run list's rows (and its ``?build_id=``
 filter) and in the description; ``POST /api/workflows/{id}/build`` pins a
 run or unpins it (``null``), 404 for an unknown id or run, 409 for a run
 that has ended, 422 for a bad body; ``GET /api/queues/{queue}/builds`` and
-``GET``/``PUT .../builds/current``, a live worker of a build counted. A read token
-gets 403 on the two writes. The OpenAPI document describes them, and the
-workflow page's script shows the build.
+``GET``/``PUT .../builds/current``, a live worker of a build counted;
+``PUT .../builds/ramping`` lets a build take a share beside the current one
+(``null`` stops it), 409 when the queue's builds do not allow it, 422 for a
+bad body. A read token gets 403 on the three writes. The OpenAPI document
+describes them, and the workflow page's script shows the build.
 
 How the builds share a queue's runs is tested in tests/e2e/test_builds.py.
 """
@@ -168,6 +170,106 @@ async def test_choosing_the_current_build_refuses_what_cannot_be(api: httpx.Asyn
     assert (await api.get("/api/queues/q/builds")).json() == {"items": []}
 
 
+async def builds_of(api: httpx.AsyncClient, queue: str) -> list[Any]:
+    found = await api.get(f"/api/queues/{queue}/builds")
+    assert found.status_code == 200, found.text
+    items: list[Any] = found.json()["items"]
+    return items
+
+
+async def test_a_ramping_build_takes_a_share_beside_the_current_one(
+    api: httpx.AsyncClient,
+) -> None:
+    ramping = "/api/queues/ramp/builds/ramping"
+    early = await api.put(ramping, json={"build_id": "r2", "percent": 30})
+    assert early.status_code == 409, early.text
+    assert (
+        "task queue 'ramp' has no current build for 'r2' to ramp beside" in (early.json()["detail"])
+    )
+    assert await builds_of(api, "ramp") == []  # (refused: nothing written)
+
+    assert (await api.put("/api/queues/ramp/builds/current", json={"build_id": "r1"})).is_success
+    ramped = await api.put(ramping, json={"build_id": "r2", "percent": 30})
+    assert ramped.status_code == 200, ramped.text
+    listed = await builds_of(api, "ramp")
+    assert ramped.json()["items"] == listed
+    r1, r2 = listed
+    assert (r1["build_id"], r1["current"], r1["ramp"]) == ("r1", True, None)
+    assert r1["promoted_at"].endswith("Z")
+    assert r2 == {
+        "build_id": "r2",
+        "current": False,
+        "promoted_at": None,  # (never current)
+        "open_runs": 0,
+        "workers": 0,
+        "ramp": 30.0,
+    }
+
+    # Another build's ramp replaces it.
+    other = await api.put(ramping, json={"build_id": "r3", "percent": 12.5})
+    assert other.status_code == 200, other.text
+    assert [(b["build_id"], b["ramp"]) for b in other.json()["items"]] == [
+        ("r1", None),
+        ("r3", 12.5),
+        ("r2", None),
+    ]
+
+    stopped = await api.put(ramping, json={"build_id": None})
+    assert stopped.status_code == 200, stopped.text
+    assert [b["ramp"] for b in stopped.json()["items"]] == [None, None, None]
+    again = await api.put(ramping, json={"build_id": "r2", "percent": 0})
+    assert again.status_code == 200 and again.json()["items"][2]["ramp"] == 0.0, again.text
+    zero = await api.put(ramping, json={"build_id": None, "percent": 0})
+    assert zero.status_code == 200, zero.text
+    assert [b["ramp"] for b in await builds_of(api, "ramp")] == [None, None, None]
+
+
+async def test_ramping_refuses_what_cannot_be(api: httpx.AsyncClient) -> None:
+    ramping = "/api/queues/q/builds/ramping"
+    assert (await api.put("/api/queues/q/builds/current", json={"build_id": "v1"})).is_success
+    assert (await api.put(ramping, json={"build_id": "v2", "percent": 30})).is_success
+    before = await builds_of(api, "q")
+
+    cases: list[tuple[Any, str]] = [
+        ({}, "body.build_id: Field required"),
+        ({"percent": 30}, "body.build_id: Field required"),
+        ({"build_id": "", "percent": 30}, "body.build_id: String should have at least 1"),
+        ({"build_id": 7, "percent": 30}, "body.build_id: Input should be a valid string"),
+        ({"build_id": "v3", "percent": 101}, "body.percent: Input should be less than or equal"),
+        ({"build_id": "v3", "percent": -1}, "body.percent: Input should be greater than or"),
+        ({"build_id": "v3", "percent": "abc"}, "body.percent: Input should be a valid number"),
+        ({"build_id": "v3", "percent": "30"}, "body.percent: Input should be a valid number"),
+        ({"build_id": "v3", "percent": True}, "body.percent: Input should be a valid number"),
+        ({"build_id": "v3", "percent": 3, "x": 1}, "body.x: Extra inputs are not permitted"),
+        (None, "body: Input should be a valid dictionary"),
+    ]
+    for body, message in cases:
+        refused = await api.put(ramping, json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["message"].startswith(message), (body, refused.json())
+    checked: list[tuple[str, Any, str]] = [
+        ("q", {"build_id": "v3"}, "percent must be a number from 0 to 100, not None"),
+        ("q", {"build_id": None, "percent": 30}, "percent: no share without a build"),
+        ("q", {"build_id": "x" * 201, "percent": 1}, "at most 200 bytes"),
+        ("a%1Fb", {"build_id": "v3", "percent": 1}, "must not hold the control character U+001F"),
+    ]
+    for queue, body, message in checked:
+        refused = await api.put(f"/api/queues/{queue}/builds/ramping", json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert message in refused.json()["detail"], (body, refused.json())
+
+    current = await api.put(ramping, json={"build_id": "v1", "percent": 30})
+    assert current.status_code == 409, current.text
+    assert current.json()["detail"] == (
+        "build 'v1' is the current build of task queue 'q': it takes every new run already; "
+        "only another build ramps"
+    )
+    read = await api.get(ramping)  # (not a queue named "q/builds/ramping": GET .../builds)
+    assert read.status_code == 405 and read.headers["allow"] == "PUT", read.text
+    assert await builds_of(api, "q") == before
+    assert [(b["build_id"], b["ramp"]) for b in before] == [("v1", None), ("v2", 30.0)]
+
+
 async def test_a_read_token_may_look_but_not_choose(client: perdure.Client) -> None:
     app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
     async with http(app, ADMIN) as admin, http(app, READ) as reader:
@@ -176,6 +278,10 @@ async def test_a_read_token_may_look_but_not_choose(client: perdure.Client) -> N
         assert moved.status_code == 403 and "read-only" in moved.json()["detail"]
         chosen = await reader.put("/api/queues/default/builds/current", json={"build_id": "b1"})
         assert chosen.status_code == 403
+        ramped = await reader.put(
+            "/api/queues/default/builds/ramping", json={"build_id": "b1", "percent": 5}
+        )
+        assert ramped.status_code == 403
         assert (await reader.get("/api/queues/default/builds")).json() == {"items": []}
         assert (await reader.get("/api/workflows/api-b-auth")).json()["build_id"] is None
         assert (
@@ -201,8 +307,27 @@ async def test_the_openapi_document_and_the_page_know_the_build(api: httpx.Async
         field = schemas[model]["properties"]["build_id"]
         assert {"type": "null"} in field["anyOf"] and field["description"], model
         assert "build_id" in schemas[model]["required"], model
+    ramping = paths["/api/queues/{task_queue}/builds/ramping"]
+    assert set(ramping) == {"put"}
+    ramp = ramping["put"]
+    assert {"200", "403", "409", "422"} <= set(ramp["responses"])
+    assert "no current build" in ramp["responses"]["409"]["description"]
+    body = ramp["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["build_id"] and "null stops the ramp" in str(body)
+    (share, _) = body["properties"]["percent"]["anyOf"]
+    assert (share["minimum"], share["maximum"]) == (0, 100)
     built = schemas["BuildOut"]
-    assert set(built["required"]) == {"build_id", "current", "promoted_at", "open_runs", "workers"}
+    assert set(built["required"]) == {
+        "build_id",
+        "current",
+        "promoted_at",
+        "open_runs",
+        "workers",
+        "ramp",
+    }
+    for name in ("promoted_at", "ramp"):
+        field = built["properties"][name]
+        assert {"type": "null"} in field["anyOf"] and field["description"], name
 
     script = await api.get("/js/workflow.js")
     assert script.status_code == 200

@@ -1,6 +1,7 @@
 """``perdure build``: the worker builds of a task queue (docs/versioning.md):
-list them, choose the current one (a rollback, or forward again), and move
-an open run to another build or unpin it.
+list them, choose the current one (a rollback, or forward again), let
+another ramp beside it (a share of the new runs), and move an open run to
+another build or unpin it.
 
 Imports the public API, typer, rich, the build id's rule
 (``perdure._checks``) and a build's JSON (``perdure.server._query``); exit
@@ -20,6 +21,7 @@ from perdure._checks import BadName, build_problem
 from perdure.cli._app import DbOption, app
 from perdure.cli._operator import (
     EPILOG,
+    EXIT_CONFLICT,
     EXIT_USAGE,
     JsonOption,
     RunIdOption,
@@ -71,17 +73,18 @@ def list_(
         if not found:
             out.print(f"task queue {escape(task_queue)!r} has had no worker with a build")
             return
-        table = Table("BUILD", "CURRENT", "PROMOTED AT", "OPEN RUNS", "LIVE WORKERS")
+        table = Table("BUILD", "CURRENT", "RAMP", "PROMOTED AT", "OPEN RUNS", "LIVE WORKERS")
         for b in found:
             table.add_row(
                 escape(b.build_id),
                 "yes" if b.current else "",
-                local_time(b.promoted_at),
+                "" if b.ramp is None else share(b.ramp),
+                "never" if b.promoted_at is None else local_time(b.promoted_at),
                 str(b.open_runs),
                 str(b.workers),
             )
         out.print(table)
-        if any(not b.current and not b.open_runs and b.workers for b in found):
+        if any(not b.current and b.ramp is None and not b.open_runs and b.workers for b in found):
             out.print("[dim]A build with no open run left can be shut down.[/]")
         for b in found:
             if b.open_runs and not b.workers:  # (the 3 a.m. case: runs wait for nobody)
@@ -120,6 +123,79 @@ def set_current(
             )
 
     run(db, work)
+
+
+@build_app.command("ramp")
+def ramp(
+    task_queue: str = QueueArg,
+    build_id: Optional[str] = typer.Argument(
+        None,
+        metavar="BUILD",
+        show_default=False,
+        help="The build to ramp (or --clear).",
+        callback=a_build,
+    ),
+    percent: Optional[float] = typer.Argument(
+        None,
+        metavar="PERCENT",
+        show_default=False,
+        help="Its share of the queue's new runs, 0 to 100.",
+    ),
+    clear: bool = typer.Option(
+        False, "--clear", help="Stop the ramp: the current build takes every new run."
+    ),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Let BUILD take PERCENT of the queue's new runs beside the current build.
+
+    To try a release on a share of the traffic before making it current
+    (set-current): each workflow id falls on one side for good (a hash of
+    it), so raising the share only adds ids to BUILD. One build ramps at a
+    time: this replaces the one that did. Exit 5 if the queue has no
+    current build, or BUILD is it.
+    """
+    if clear and (build_id is not None or percent is not None):
+        raise typer.BadParameter("give BUILD and PERCENT, or --clear, not both", param_hint="BUILD")
+    if not clear and build_id is None:
+        raise typer.BadParameter(
+            "give the build to ramp and its PERCENT, or --clear", param_hint="BUILD"
+        )
+    if not clear and percent is None:
+        raise typer.BadParameter(
+            "give BUILD's share of the queue's new runs, from 0 to 100", param_hint="PERCENT"
+        )
+
+    async def work(client: Client) -> None:
+        try:
+            await client.set_ramping_build(task_queue, build_id, percent)
+        except BadName as exc:
+            fail(EXIT_USAGE, str(exc))
+        except ValueError as exc:  # (the queue's builds do not allow it now)
+            fail(EXIT_CONFLICT, str(exc))
+        if build_id is None or percent is None:
+            out.print(
+                f"No build ramps on task queue {escape(task_queue)}: its current build's "
+                f"workers take all its new runs from their next heartbeat"
+            )
+            return
+        out.print(
+            f"Build {escape(build_id)} ramps on task queue {escape(task_queue)}: it takes "
+            f"{share(percent)} of the queue's new runs from the current build's workers' next "
+            f"heartbeat (set-current makes it take them all)"
+        )
+        if not _live(await client.builds(task_queue), build_id):
+            out.print(
+                f"[yellow]No live worker of build {escape(build_id)} serves the queue yet:[/] "
+                f"its share of new runs waits for one (perdure worker ... --build-id "
+                f"{escape(build_id)})"
+            )
+
+    run(db, work)
+
+
+def share(percent: float) -> str:
+    """A ramp's share as the table and the sentences show it: 30%, 12.5%."""
+    return f"{percent:g}%"
 
 
 def _live(found: list[BuildInfo], build_id: str) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "BUILD_BODY",
     "CURRENT_BUILD_BODY",
     "PRIORITY_BODY",
+    "RAMPING_BUILD_BODY",
     "READ_ERRORS",
     "REASON_BODY",
     "START_BODY",
@@ -60,6 +61,7 @@ __all__ = [
     "optional_body",
     "parse_time",
     "priority_request",
+    "ramping_build_request",
     "reason_of",
     "require_admin",
     "require_read",
@@ -211,6 +213,7 @@ start_request = required_body(m.StartRequest)
 priority_request = required_body(m.PriorityRequest)
 run_build_request = required_body(builds.RunBuildRequest)
 current_build_request = required_body(builds.CurrentBuildRequest)
+ramping_build_request = required_body(builds.RampingBuildRequest)
 schedule_request = required_body(m.ScheduleRequest)
 update_request = required_body(m.ScheduleUpdate)
 backfill_request = required_body(m.BackfillRequest)
@@ -266,6 +269,7 @@ START_BODY = body_doc(m.StartRequest)
 PRIORITY_BODY = body_doc(m.PriorityRequest)
 BUILD_BODY = body_doc(builds.RunBuildRequest)
 CURRENT_BUILD_BODY = body_doc(builds.CurrentBuildRequest)
+RAMPING_BUILD_BODY = body_doc(builds.RampingBuildRequest)
 
 
 def parse_time(text: Optional[str], name: str) -> Optional[datetime]:

@@ -198,13 +198,15 @@ def execution_json(e: WorkflowExecution) -> dict[str, Any]:
 
 def build_json(b: BuildInfo) -> dict[str, Any]:
     """One of a task queue's worker builds (``perdure build list --json``,
-    ``GET /api/queues/{queue}/builds``)."""
+    ``GET /api/queues/{queue}/builds``): ``promoted_at`` null for a build
+    never current, ``ramp`` (percent) null for one that does not ramp."""
     return {
         "build_id": b.build_id,
         "current": b.current,
         "promoted_at": iso(b.promoted_at),
         "open_runs": b.open_runs,
         "workers": b.workers,
+        "ramp": b.ramp,
     }
 
 

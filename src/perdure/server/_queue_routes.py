@@ -1,10 +1,11 @@
 """The ``/api/queues`` routes (perdure.queues): the task queues' activities
 and their limits, and their worker builds (docs/versioning.md). Reading
 needs the ``read`` role; setting or lifting limits, or choosing the current
-build, ``admin``.
+or the ramping build, ``admin``.
 
-Imports fastapi, the public Client API, ``_deps``, ``_query`` (a build's JSON)
-and the bodies (``_models``, ``_build_models``).
+Imports fastapi, the public Client API, its input errors (``perdure._checks``),
+``_deps``, ``_query`` (a build's JSON) and the bodies (``_models``,
+``_build_models``).
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 
+from perdure._checks import BadName
 from perdure.client import Client
 from perdure.server import _build_models as builds
 from perdure.server import _models as m
 from perdure.server._deps import (
     CURRENT_BUILD_BODY,
+    RAMPING_BUILD_BODY,
     body_doc,
     client_of,
     current_build_request,
     error_responses,
     limits_request,
+    ramping_build_request,
     require_admin,
     require_read,
 )
@@ -157,6 +161,48 @@ async def set_current_build(
     Answers the queue's builds then."""
     await client.set_current_build(task_queue, body.build_id)
     return {"items": [build_json(b) for b in await client.builds(task_queue)]}
+
+
+@router.put(
+    "/{task_queue:path}/builds/ramping",
+    response_model=builds.BuildList,
+    dependencies=Admin,
+    responses={
+        **error_responses(401, 403, 422, 503),
+        **UNROUTABLE,
+        409: {
+            "model": m.ErrorBody,
+            "description": "The queue has no current build, or the build named is the current one",
+        },
+    },
+    openapi_extra=RAMPING_BUILD_BODY,
+)
+async def set_ramping_build(
+    client: ClientDep,
+    task_queue: QueueName,
+    body: Annotated[builds.RampingBuildRequest, Depends(ramping_build_request)],
+) -> Any:
+    """Let ``build_id`` take ``percent`` of the queue's new runs beside its
+    current build (by a hash of the workflow id), to try a release on a
+    share of the traffic; one build ramps at a time, so it replaces the one
+    that did. ``build_id`` null stops the ramp. 409 if the queue has no
+    current build, or ``build_id`` is it. Answers the queue's builds then."""
+    try:
+        await client.set_ramping_build(task_queue, body.build_id, body.percent)
+    except BadName:
+        raise  # (the caller's input: 422, as everywhere)
+    except ValueError as exc:  # (the queue's builds do not allow it now)
+        raise HTTPException(409, str(exc)) from None
+    return {"items": [build_json(b) for b in await client.builds(task_queue)]}
+
+
+@router.get("/{task_queue:path}/builds/ramping", include_in_schema=False)
+async def put_only() -> Any:
+    """A GET (or HEAD) of the ramping build's route: 405, naming the method
+    it takes, as the activity routes' own (else the catch-all below would
+    describe a queue named "QUEUE/builds/ramping"). GET .../builds shows
+    which build ramps."""
+    raise HTTPException(405, "this route takes PUT only", headers={"Allow": "PUT"})
 
 
 @router.get(
