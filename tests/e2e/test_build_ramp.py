@@ -22,7 +22,7 @@ def ramp_seen(worker: perdure.Worker, ramp: tuple[str, float] | None) -> Any:
     """Whether ``worker`` (of the current build) has read ``ramp``."""
 
     async def check() -> bool:
-        return worker._registration.ramp == ramp
+        return worker.turns.ramp == ramp
 
     return check
 

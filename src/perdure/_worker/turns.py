@@ -105,8 +105,9 @@ class TurnRunner(InlineTurns):
         self.build_id = build_id
         self.pinned = pinned
         # The queue's ramping build and its share of new runs, while this
-        # worker's build is current (Registration.ramp): see _ramped.
-        self.ramping: Callable[[], tuple[str, float] | None] = lambda: None
+        # worker's build is current (Registration.ramp, set after each look):
+        # see _ramped. None (no build, or no ramp) costs a turn one test.
+        self.ramp: tuple[str, float] | None = None
         # Runs workflow code, and interrupts code that does not await.
         self.watchdog = watchdog or Watchdog(None)
         # See ActivityRunner.hand_back_delay.
@@ -165,8 +166,7 @@ class TurnRunner(InlineTurns):
                 data = await self.store.load_turn(task.run_id, 0)
             if not data.run.is_open:
                 return
-            ramped = self._ramped(data.run)
-            if ramped is not None:
+            if self.ramp is not None and (ramped := self._ramped(data.run)) is not None:
                 await self._hand_to_ramp(data.run, ramped)
                 return
             if cached is not None:
@@ -230,7 +230,7 @@ class TurnRunner(InlineTurns):
         commit that creates it to write (see RunTaker.prepare); None if it
         cannot be computed here (then the run's task is leased the ordinary
         way and its turn reports the problem)."""
-        if self._ramped(data.run) is not None:
+        if self.ramp is not None and self._ramped(data.run) is not None:
             return None  # (its task is leased here the ordinary way, and handed on)
         instance: WorkflowInstance | None = None
         try:
@@ -269,7 +269,7 @@ class TurnRunner(InlineTurns):
         pinned to no build, of a type this worker pins) whose workflow id
         falls in its share (records.in_ramp): the run goes to that build
         instead of being pinned to this one. None: it stays here."""
-        ramp = self.ramping()
+        ramp = self.ramp
         if ramp is None or run.build_id is not None or run.last_seq != 0:
             return None
         build, percent = ramp

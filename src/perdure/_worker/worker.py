@@ -185,7 +185,6 @@ class Worker(Poller, Handoffs):
         )
         self.activity_runner.deliver = self._deliver
         self.activity_runner.interceptors = activity_interceptors(client.interceptors)
-        self.turns.ramping = lambda: self._registration.ramp
         delay = self._registration.hand_back_delay
         self.activity_runner.hand_back_delay = self.turns.hand_back_delay = delay
         self._turns_inflight: dict[asyncio.Task[None], tuple[int, str]] = {}
@@ -241,6 +240,7 @@ class Worker(Poller, Handoffs):
         gone = await self._registration.predecessor_gone()
         await self._registration.register()
         await self._registration.look()
+        self.turns.ramp = self._registration.ramp
         self._follow_builds(running=False)
         if gone:
             await self._registration.reclaim()
@@ -336,6 +336,7 @@ class Worker(Poller, Handoffs):
         """After each renewal of the leases (keep_leases): the registry's
         row, then, now and then, the look for stranded runs."""
         await self._registration.heartbeat()
+        self.turns.ramp = self._registration.ramp  # (its look reads the ramp)
         if self.repairs is not None:
             await self.repairs.look()
 
