@@ -104,18 +104,16 @@ class Operations:
         A build with no open run left can be shut down (docs/versioning.md)."""
         check_queue("task_queue", task_queue)
         found = await self.store.queue_builds(task_queue, with_runs=True)
-        live = Counter(w.build_id for w in await self._live_workers() if w.task_queue == task_queue)
-        return [
-            BuildInfo(
-                build_id,
-                i == 0,
-                datetime.fromtimestamp(promoted_at, tz=UTC) if promoted_at else None,
-                open_runs or 0,
-                live[build_id],
-                ramp,
-            )
-            for i, (build_id, promoted_at, open_runs, ramp) in enumerate(found)
-        ]
+        return _build_infos(task_queue, found, await self._live_workers())
+
+    async def builds_by_queue(self) -> dict[str, builtins.list[BuildInfo]]:
+        """The builds of every task queue that has had one, by queue name:
+        each queue's as :meth:`builds` lists them (the web UI's builds page)."""
+        live = await self._live_workers()  # (one read for every queue)
+        return {
+            queue: _build_infos(queue, await self.store.queue_builds(queue, with_runs=True), live)
+            for queue in await self.store.build_queues()
+        }
 
     async def list_queues(self) -> builtins.list[QueueInfo]:
         """Every task queue that has activity tasks or limits, by name."""
@@ -165,3 +163,24 @@ class Operations:
             for w in await self.store.list_workers()
             if now - w.heartbeat_at <= LIVE_WORKER_LEASES * w.lease_timeout
         ]
+
+
+def _build_infos(
+    task_queue: str,
+    found: list[tuple[str, float, int | None, float | None]],
+    live: list[WorkerRecord],
+) -> list[BuildInfo]:
+    """``task_queue``'s builds as the store gave them (Store.queue_builds,
+    with their runs), each with its live workers among ``live``."""
+    workers = Counter(w.build_id for w in live if w.task_queue == task_queue)
+    return [
+        BuildInfo(
+            build_id,
+            i == 0,
+            datetime.fromtimestamp(promoted_at, tz=UTC) if promoted_at else None,
+            open_runs or 0,
+            workers[build_id],
+            ramp,
+        )
+        for i, (build_id, promoted_at, open_runs, ramp) in enumerate(found)
+    ]

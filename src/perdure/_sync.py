@@ -242,6 +242,10 @@ class SyncClient:
         """As :meth:`Client.builds`."""
         return self._runner.call(self.client.builds(task_queue))
 
+    def builds_by_queue(self) -> dict[str, builtins.list[BuildInfo]]:
+        """As :meth:`Client.builds_by_queue`."""
+        return self._runner.call(self.client.builds_by_queue())
+
     def create_schedule(
         self, schedule_id: str, workflow: Any, *args: Any, **options: Any
     ) -> SyncScheduleHandle:

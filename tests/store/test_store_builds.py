@@ -216,3 +216,26 @@ async def test_a_ramping_build_beside_the_current_one(open_store: Any, clock: Fa
     await store.set_ramping_build("q", None, 0.0)
     assert await store.ramping_build("q") is None
     assert await store.current_build("q") == "b3"
+
+
+async def test_the_queues_that_have_builds(open_store: Any) -> None:
+    """A queue has builds once a worker of workflows with a build registers
+    on it, or once a build is made current or set to ramp beside one; by
+    name, in one order on both databases (code points, not a collation's:
+    "B" before "a")."""
+    store: Store = await open_store()
+    assert await store.build_queues() == []
+    fields: dict[str, Any] = {
+        "host": "h", "pid": 1, "workflows": ["t"], "activities": [], "lease_timeout": 30.0,
+    }  # fmt: skip
+    await store.register_worker("w1", task_queue="plain", **fields)  # (no build)
+    # (An activity worker's build is not recorded: it promotes nothing.)
+    await store.register_worker("w0", task_queue="acts", build_id="b1", promotes=False, **fields)
+    assert await store.build_queues() == []
+    await store.register_worker("w2", task_queue="orders", build_id="b1", **fields)
+    await store.register_worker("w3", task_queue="orders", build_id="b2", **fields)
+    await store.set_current_build("a/b", "b1")
+    await store.set_ramping_build("a/b", "b2", 10.0)
+    await store.set_current_build("B", "b1")
+    assert await store.build_queues() == ["B", "a/b", "orders"]
+    assert [b[0] for b in await store.queue_builds("orders")] == ["b2", "b1"]

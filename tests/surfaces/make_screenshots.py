@@ -5,8 +5,10 @@
 Runs the crash demo for a real order, a worker for the test workflows (an
 onboarding whose e-mail step keeps failing while it waits for approval, plus a few
 finished runs), and ``perdure server``; then photographs the list page, two
-workflow pages, with three schedules made, the schedules page, and with two
-queues limited, the queues page, in headless Chromium.
+workflow pages, with three schedules made, the schedules page, with two
+queues limited, the queues page, and with three builds' workers on a queue
+(one ramping) and a build whose workers are gone, the builds page, in
+headless Chromium.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import surface_workflows as wf
-from surface_helpers import spawn, wait_for
-from test_browser import ARGS, CHROMIUM
+from browser_support import ARGS, CHROMIUM
+from surface_helpers import Proc, spawn, wait_for
 
 import perdure
 from perdure.demo.run import run_demo
@@ -62,6 +64,46 @@ def limit_some(client: perdure.SyncClient) -> None:
     wait_for(lambda: client.describe_queue("default").held_until, 20, "the rate limit to hold")
 
 
+def build_some(client: perdure.SyncClient, db: str, folder: Path, workers: list[Proc]) -> None:
+    """orders: a deploy under way (the old build's runs finishing, the new
+    one current, the next ramping at 10%), each build with its worker (put
+    in ``workers``, to stop); billing: a run pinned to a build whose workers
+    are gone."""
+    numbers = iter(range(1040, 2000))
+
+    def start_worker(build: str) -> None:
+        args = ["worker", wf.__file__, "--db", db, "--task-queue", "orders", "--build-id", build]
+        # (A short lease: the old build's worker sees the new one is current sooner.)
+        workers.append(spawn([*args, "--lease-timeout", "2"], folder / f"worker-{build}.log"))
+        wait_for(
+            lambda: any(b.build_id == build and b.workers for b in client.builds("orders")),
+            20,
+            f"the worker of build {build}",
+        )
+
+    def order() -> str | None:
+        """Start an order; the build its first turn pinned it to."""
+        ident = f"order-{next(numbers)}"
+        client.start("awaits_an_event", ident, id=ident, task_queue="orders")
+        handle = client.get_handle(ident)
+        return wait_for(lambda: handle.describe().build_id, 20, f"{ident} pinned")
+
+    start_worker("2026-12-06.1")
+    for _ in range(3):
+        order()
+    start_worker("2026-12-07.1")  # (current from its start)
+    client.set_ramping_build("orders", "2026-12-08.1", 10)
+    start_worker("2026-12-08.1")
+    while order() == "2026-12-06.1":  # (until the old build's worker takes no new run)
+        pass
+    for _ in range(16):  # (order-1055 and order-1056 fall in the ramp's 10%)
+        order()
+    client.set_current_build("billing", "2026-11-30.2")
+    client.start("awaits_an_event", "b", id="invoice-run-77", task_queue="billing")
+    client.get_handle("invoice-run-77").set_build_id("2026-11-30.2")
+    client.set_current_build("billing", "2026-12-01.1")
+
+
 def main(out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -70,6 +112,7 @@ def main(out: Path) -> None:
     db = f"sqlite:///{folder / 'demo.db'}"
     worker = spawn(["worker", wf.__file__, "--db", db], folder / "worker.log")
     server = spawn(["server", "--port", "0", "--db", db], folder / "server.log")
+    builders: list[Proc] = []
     try:
         with perdure.SyncClient.connect(db) as client:
             populate(client)
@@ -102,8 +145,16 @@ def main(out: Path) -> None:
             page.goto(f"{url}#/queues")
             page.wait_for_selector("tr[data-queue='payments']")
             page.screenshot(path=str(out / "ui-queues.png"))
+            with perdure.SyncClient.connect(db) as client:
+                build_some(client, db, folder, builders)
+            page.set_viewport_size({"width": 1280, "height": 730})
+            page.goto(f"{url}#/builds")
+            page.wait_for_selector("section[data-queue='orders'] tr[data-build='2026-12-08.1']")
+            page.screenshot(path=str(out / "ui-builds.png"))
             browser.close()
     finally:
+        for proc in builders:
+            proc.stop()
         server.stop()
         worker.stop()
 

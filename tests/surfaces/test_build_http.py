@@ -6,7 +6,8 @@ that has ended, 422 for a bad body; ``GET /api/queues/{queue}/builds`` and
 ``GET``/``PUT .../builds/current``, a live worker of a build counted;
 ``PUT .../builds/ramping`` lets a build take a share beside the current one
 (``null`` stops it), 409 when the queue's builds do not allow it, 422 for a
-bad body. A read token gets 403 on the three writes. The OpenAPI document
+bad body; ``GET /api/builds`` lists every queue's builds, by queue. A read
+token reads them and gets 403 on the three writes. The OpenAPI document
 describes them, and the workflow page's script shows the build.
 
 How the builds share a queue's runs is tested in tests/e2e/test_builds.py.
@@ -270,6 +271,55 @@ async def test_ramping_refuses_what_cannot_be(api: httpx.AsyncClient) -> None:
     assert [(b["build_id"], b["ramp"]) for b in before] == [("v1", None), ("v2", 30.0)]
 
 
+async def test_every_queues_builds_by_queue(api: httpx.AsyncClient, client: perdure.Client) -> None:
+    assert (await api.get("/api/builds")).json() == {"items": []}
+    assert await client.builds_by_queue() == {}
+    assert (await api.put("/api/queues/pay/builds/current", json={"build_id": "p1"})).is_success
+    ramping = {"build_id": "p2", "percent": 25}
+    assert (await api.put("/api/queues/pay/builds/ramping", json=ramping)).is_success
+    await start(api, "api-b-every", queue="pay")
+    pin = await api.post("/api/workflows/api-b-every/build", json={"build_id": "p1"})
+    assert pin.is_success, pin.text
+    # (A queue named with a '/', and one whose name sorts first by code point.)
+    assert (await api.put("/api/queues/a%2Fb/builds/current", json={"build_id": "x"})).is_success
+    assert (await api.put("/api/queues/Mail/builds/current", json={"build_id": "m1"})).is_success
+
+    # A live worker counts on its own queue only (one read of the workers for all).
+    worker = perdure.Worker(
+        client, [wf.double], task_queue="Mail", build_id="m2", poll_interval=0.02
+    )
+    async with worker:
+
+        async def served() -> list[Any] | None:
+            answer = await api.get("/api/builds")
+            assert answer.status_code == 200, answer.text
+            found: list[Any] = answer.json()["items"]
+            mail = next(q["builds"] for q in found if q["task_queue"] == "Mail")
+            return found if mail[0]["workers"] == 1 else None
+
+        items = await eventually(served, "the worker of build m2 counted")
+        assert [q["task_queue"] for q in items] == ["Mail", "a/b", "pay"]
+        for queue in items:  # (each as GET /api/queues/{queue}/builds lists it)
+            own = await builds_of(api, queue["task_queue"].replace("/", "%2F"))
+            assert queue["builds"] == own, queue["task_queue"]
+        by_queue = {q["task_queue"]: q["builds"] for q in items}
+        assert [(b["build_id"], b["current"], b["workers"]) for b in by_queue["Mail"]] == [
+            ("m2", True, 1),
+            ("m1", False, 0),
+        ]
+        assert [
+            (b["build_id"], b["current"], b["ramp"], b["open_runs"]) for b in by_queue["pay"]
+        ] == [
+            ("p1", True, None, 1),
+            ("p2", False, 25.0, 0),
+        ]
+        assert by_queue["pay"][1]["promoted_at"] is None
+        assert [b["workers"] for b in by_queue["pay"] + by_queue["a/b"]] == [0, 0, 0]
+        listed = await client.builds_by_queue()
+        assert list(listed) == ["Mail", "a/b", "pay"]
+        assert listed["pay"] == await client.builds("pay")
+
+
 async def test_a_read_token_may_look_but_not_choose(client: perdure.Client) -> None:
     app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
     async with http(app, ADMIN) as admin, http(app, READ) as reader:
@@ -283,6 +333,14 @@ async def test_a_read_token_may_look_but_not_choose(client: perdure.Client) -> N
         )
         assert ramped.status_code == 403
         assert (await reader.get("/api/queues/default/builds")).json() == {"items": []}
+        assert (await reader.get("/api/builds")).json() == {"items": []}
+        assert (
+            await admin.put("/api/queues/default/builds/current", json={"build_id": "b0"})
+        ).is_success
+        (default,) = (await reader.get("/api/builds")).json()["items"]
+        assert default["task_queue"] == "default" and default["builds"][0]["build_id"] == "b0"
+        async with http(app, "") as nobody:
+            assert (await nobody.get("/api/builds")).status_code == 401
         assert (await reader.get("/api/workflows/api-b-auth")).json()["build_id"] is None
         assert (
             await admin.post("/api/workflows/api-b-auth/build", json={"build_id": "b1"})
@@ -316,6 +374,15 @@ async def test_the_openapi_document_and_the_page_know_the_build(api: httpx.Async
     assert body["required"] == ["build_id"] and "null stops the ramp" in str(body)
     (share, _) = body["properties"]["percent"]["anyOf"]
     assert (share["minimum"], share["maximum"]) == (0, 100)
+    every = paths["/api/builds"]
+    assert set(every) == {"get"}
+    assert {"200", "401", "403"} <= set(every["get"]["responses"])
+    assert "Every task queue that has had a worker build" in every["get"]["description"]
+    listed = every["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listed == {"$ref": "#/components/schemas/QueueBuildsList"}
+    (item,) = [schemas["QueueBuildsList"]["properties"]["items"]["items"]["$ref"]]
+    assert item == "#/components/schemas/QueueBuilds"
+    assert set(schemas["QueueBuilds"]["required"]) == {"task_queue", "builds"}
     built = schemas["BuildOut"]
     assert set(built["required"]) == {
         "build_id",

@@ -276,6 +276,12 @@ class Store(Wakeups, abc.ABC):
         the current first; none if no worker of it had a build."""
 
     @abc.abstractmethod
+    async def build_queues(self) -> list[str]:
+        """The queues that have had a build (those ``queue_builds`` answers
+        for: a build whose worker of workflows started, or one made current
+        or set to ramp), by name."""
+
+    @abc.abstractmethod
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None: ...
 
     @abc.abstractmethod

@@ -1,8 +1,9 @@
 """Worker builds' SQL (docs/versioning.md, "Pinning runs to a build"),
-shared by the SQL backends: a queue's builds and which is current, and an
-open run moved to another build (or unpinned). Runs are pinned by their
-turns (sqlturn's PIN_RUN); each run's workflow tasks go to its
-records.turn_queue. Imports the store records and the row helpers.
+shared by the SQL backends: a queue's builds and which is current, the
+queues that have builds, and an open run moved to another build (or
+unpinned). Runs are pinned by their turns (sqlturn's PIN_RUN); each run's
+workflow tasks go to its records.turn_queue. Imports the store records and
+the row helpers.
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ async def builds(
         (OPEN, queue) if with_runs else (queue,),
     )
     return [(r[0], r[1], r[2], r[3]) for r in found]
+
+
+async def queues(tx: Tx) -> list[str]:
+    """The queues that have had a build, by name. Sorted here, not by SQL:
+    PostgreSQL orders text by its database's collation, SQLite by code
+    point, and both backends must give one order."""
+    return sorted(str(r[0]) for r in await tx.all("SELECT DISTINCT queue FROM queue_builds"))
 
 
 async def move_run(

@@ -190,6 +190,9 @@ class SqlClientSide(SqlHooks):
     ) -> list[tuple[str, float, int | None, float | None]]:
         return await self._read(lambda tx: builds.builds(tx, queue, with_runs))
 
+    async def build_queues(self) -> list[str]:
+        return await self._read(builds.queues)
+
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
         now = self.clock()
 

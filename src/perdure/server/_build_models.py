@@ -1,8 +1,9 @@
 """The bodies of the worker builds' routes (docs/versioning.md): a queue's
-builds (``GET /api/queues/{queue}/builds``), the one to make current, the
-one to ramp beside it, and the build to pin a run to (``POST
-/api/workflows/{id}/build``). Imports pydantic and ``_models``
-(``Strict``); the field names match ``_query.build_json``.
+builds (``GET /api/queues/{queue}/builds``) and every queue's (``GET
+/api/builds``), the one to make current, the one to ramp beside it, and
+the build to pin a run to (``POST /api/workflows/{id}/build``). Imports
+pydantic and ``_models`` (``Strict``); the field names match
+``_query.build_json``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ __all__ = [
     "BuildList",
     "BuildOut",
     "CurrentBuildRequest",
+    "QueueBuilds",
+    "QueueBuildsList",
     "RampingBuildRequest",
     "RunBuildRequest",
 ]
@@ -50,6 +53,17 @@ class BuildOut(BaseModel):
 
 class BuildList(BaseModel):
     items: list[BuildOut] = Field(description="The queue's builds, the current first.")
+
+
+class QueueBuilds(BaseModel):
+    task_queue: str
+    builds: list[BuildOut] = Field(description="The queue's builds, the current first.")
+
+
+class QueueBuildsList(BaseModel):
+    items: list[QueueBuilds] = Field(
+        description="Each task queue that has had a build, by name (GET /api/builds)."
+    )
 
 
 class CurrentBuildRequest(Strict):

@@ -42,6 +42,7 @@ from perdure.server._activity_routes import reset_router as activity_reset_route
 from perdure.server._activity_routes import router as activity_router
 from perdure.server._auth import AuthConfig, host_header_is_loopback
 from perdure.server._batch_routes import router as batch_router
+from perdure.server._build_routes import router as build_router
 from perdure.server._deps import ServerState, error_response
 from perdure.server._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from perdure.server._queue_routes import router as queue_router
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(router)
     app.include_router(schedule_router)
     app.include_router(queue_router)
+    app.include_router(build_router)
     app.include_router(batch_router)
     app.include_router(activity_router)
     _add_error_handlers(app)

@@ -1,7 +1,8 @@
-// The UI shell: hash routing (#/, #/workflows/<id>, #/schedules and #/queues), the access token and
-// the toasts. Views are functions (container, params, ctx) -> dispose().
+// The UI shell: hash routing (#/, #/workflows/<id>, #/schedules, #/queues and #/builds), the
+// access token and the toasts. Views are functions (container, params, ctx) -> dispose().
 
 import { api, ApiError, getToken, setToken } from "./api.js";
+import { renderBuilds } from "./builds.js";
 import { clear, h } from "./dom.js";
 import { renderList } from "./list.js";
 import { renderQueues } from "./queues.js";
@@ -122,6 +123,9 @@ function route() {
   } else if (path === "/queues") {
     document.title = "Task queues · perdure";
     dispose = renderQueues(view, params, ctx);
+  } else if (path === "/builds") {
+    document.title = "Worker builds · perdure";
+    dispose = renderBuilds(view, params, ctx);
   } else {
     document.title = "Workflows · perdure";
     dispose = renderList(view, params, ctx);
