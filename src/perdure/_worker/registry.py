@@ -143,8 +143,9 @@ class Registration:
             self.build_id,
             "its build is current again: it takes the queue's new runs"
             if current
-            else f"build {named!r} is current now: this worker takes no new runs, "
-            "only the runs pinned to its build",
+            else f"build {named!r} is current now: this worker takes only the runs pinned "
+            "to its build (and, while its build ramps, the new runs the current build's "
+            "workers hand it)",
         )
         return True
 
