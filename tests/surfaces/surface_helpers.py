@@ -111,6 +111,8 @@ class _ForkServer:
         if self.proc is not None and self.proc.stdin is not None:
             self.proc.stdin.close()
             self.proc.wait(timeout=10)
+            if self.proc.stdout is not None:  # (else a ResourceWarning at exit)
+                self.proc.stdout.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def run(
