@@ -14,6 +14,14 @@ started with a build id (docs/versioning.md, "Pinning runs to a build").
    of the queue are printed: release 1 has no open order left, and its
    worker is stopped.
 
+``--canary PERCENT`` deploys release 2 as a canary first (docs/versioning.md,
+"Ramping a new build"): before its worker starts, release 2 is set to take
+PERCENT of the new orders beside release 1 (``perdure build ramp orders
+2026.12.2 PERCENT``). Orders c-1 to c-4 start: release 1's worker hands
+those whose ids fall in the share to release 2, and runs the others. Then
+release 2 is made current (``perdure build set-current``) and the story goes
+on from step 3.
+
 ``--no-builds`` tells the same deploy without build ids, as a rolling
 deploy: release 1's worker stops once release 2's has started, and o-1's
 next turn goes to release 2, whose code does not replay o-1's history: the
@@ -58,7 +66,41 @@ def steps(folder: Path, order: str) -> list[str]:
     return [f"{s['release']}: {s['step']}" for s in logged if s["order"] == order]
 
 
-async def story(folder: Path, with_builds: bool) -> int:
+CANARY_ORDERS = ("c-1", "c-2", "c-3", "c-4")
+
+
+async def ramp_release_2(
+    client: perdure.Client,
+    url: str,
+    folder: Path,
+    percent: float,
+    workers: list[worker_process.subprocess.Popen[bytes]],
+) -> None:
+    """Release 2 as a canary: set to take ``percent`` of the new orders,
+    then its worker started; the canary orders run on either release, as
+    their ids fall, and are approved."""
+    print(f"ramping release 2: it takes {percent:g}% of the new orders beside release 1")
+    await client.set_ramping_build(QUEUE, BUILDS[2], percent)
+    log = folder / "release-1.log"
+    await worker_process.wait_for(
+        "release 1's worker to see the ramp",
+        lambda: log.exists() and "ramps: it takes" in log.read_text(),
+    )
+    workers.append(spawn_release(2, url, folder, True))
+    handles = [await client.start("order", o, id=o, task_queue=QUEUE) for o in CANARY_ORDERS]
+    for order in CANARY_ORDERS:
+        await worker_process.wait_for(
+            f"{order} to wait for its approval",
+            lambda o=order: any(s.endswith(": reserve") for s in steps(folder, o)),
+        )
+    for handle in handles:
+        build = (await handle.describe()).build_id
+        print(f"{handle.id}: build {build}, steps {steps(folder, handle.id)}")
+        await handle.signal("approval", "approved by Barbara")
+        print(f"{handle.id}: {await handle.result(timeout=60)}")
+
+
+async def story(folder: Path, with_builds: bool, canary: float | None = None) -> int:
     url = f"sqlite:///{folder / 'shop.db'}"
     print(f"world folder: {folder}; {'with' if with_builds else 'without'} build ids")
     client = await perdure.Client.connect(url)
@@ -70,10 +112,15 @@ async def story(folder: Path, with_builds: bool) -> int:
         described = await old.describe()
         print(f"o-1: {steps(folder, 'o-1')}, waiting for its approval; build {described.build_id}")
 
-        print("deploying release 2")
-        workers.append(spawn_release(2, url, folder, with_builds))
+        log = folder / "release-1.log"
+        if canary is not None:
+            await ramp_release_2(client, url, folder, canary, workers)
+            await client.set_current_build(QUEUE, BUILDS[2])
+            print("release 2 is made current: its ramp ends, it takes every new order")
+        else:
+            print("deploying release 2")
+            workers.append(spawn_release(2, url, folder, with_builds))
         if with_builds:
-            log = folder / "release-1.log"
             await worker_process.wait_for(
                 "release 1's worker to see release 2 current",
                 lambda: log.exists() and "is current now" in log.read_text(),
@@ -123,10 +170,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", help="where the database and the log go")
     parser.add_argument("--no-builds", action="store_true", help="workers without build ids")
+    parser.add_argument(
+        "--canary", type=float, metavar="PERCENT", help="ramp release 2 to PERCENT first"
+    )
     args = parser.parse_args()
+    if args.canary is not None and args.no_builds:
+        parser.error("--canary needs build ids: leave out --no-builds")
     folder = Path(args.folder or tempfile.mkdtemp(prefix="perdure-deploy-"))
     folder.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(story(folder, with_builds=not args.no_builds))
+    return asyncio.run(story(folder, with_builds=not args.no_builds, canary=args.canary))
 
 
 if __name__ == "__main__":
