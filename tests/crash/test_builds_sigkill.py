@@ -55,3 +55,34 @@ def test_a_pinned_run_waits_for_its_build_across_a_sigkill(
     builds = [(b.build_id, b.current, b.open_runs) for b in client.builds("default")]
     assert builds == [("b2", True, 0), ("b1", False, 0)]
     cluster.assert_no_tracebacks()
+
+
+def test_a_run_handed_to_the_ramping_build_across_a_sigkill(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b2 ramps at 100% beside b1 (docs/versioning.md, "Ramping a new
+    build"): a worker of b1 that claimed a new run is killed before it
+    handed the run over. Nothing of the run ran on b1: once the lease runs
+    out, another b1 worker hands it over, and b2 runs it from its start,
+    each step once."""
+    client = cluster.client
+    client.set_current_build("default", "b1")
+    client.set_ramping_build("default", "b2", 100)
+    ramped = client.start("order", id="ramped")
+    monkeypatch.setenv("PERDURE_TEST_CODE", "1")
+    cluster.crash_worker_at("turn.before_handover:1", "--build-id", "b1", module=MODULE)
+    assert ramped.describe().build_id is None  # (not handed over: the kill came first)
+    monkeypatch.setenv("PERDURE_TEST_CODE", "2")
+    canary = cluster.start_worker("--build-id", "b2", module=MODULE)
+    monkeypatch.setenv("PERDURE_TEST_CODE", "1")
+    cluster.start_worker("--build-id", "b1", module=MODULE)
+    cluster.wait_until(
+        lambda: ramped.describe().build_id == "b2", timeout=30, what="the run handed to b2"
+    )
+    ramped.signal("ship", "soon")
+    assert ramped.result(timeout=60) == ["check@2", "reserve@2", "soon", "ship@2"]
+    steps = sorted((e.wf, e.step, e.pid == canary.pid) for e in cluster.executions())
+    assert steps == [("ramped", 0, True), ("ramped", 1, True), ("ramped", 2, True)]
+    builds = [(b.build_id, b.current, b.ramp) for b in client.builds("default")]
+    assert builds == [("b1", True, None), ("b2", False, 100.0)]
+    cluster.assert_no_tracebacks()

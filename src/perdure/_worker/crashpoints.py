@@ -20,6 +20,7 @@ ENV_VAR = "PERDURE_CRASH_AT"
 CRASH_POINTS = (
     "start.after_commit",  # a start that carried its first turn is durable; nothing ran yet
     "turn.before_commit",  # a turn's commands are computed; its transaction has not run
+    "turn.before_handover",  # a new run for the ramping build is claimed; not handed over yet
     "turn.after_commit",  # the turn is durable; the instance is not cached yet
     "activity.before_complete",  # the activity returned; its completion is not written
     "activity.after_complete",  # the completion is in the run's inbox

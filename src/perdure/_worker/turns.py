@@ -281,6 +281,7 @@ class TurnRunner(InlineTurns):
         """Pin new run ``run``, whose task this worker holds, to the ramping
         ``build`` (Store.set_run_build): its task moves to that build's queue,
         this lease let go, and the build's workers take its first turn."""
+        crash_point("turn.before_handover")
         try:
             await self.store.set_run_build(run.workflow_id, run.run_id, build)
         except (WorkflowNotFoundError, WorkflowClosedError):
