@@ -39,8 +39,19 @@ async def seen(tx: Tx, queue: str, build_id: str, now: float) -> None:
     await tx.send(_SEEN, (queue, build_id, await _after_the_last(tx, queue, now)))
 
 
-async def promote(tx: Tx, queue: str, build_id: str, now: float) -> None:
+async def promote(tx: Tx, d: Dialect, queue: str, build_id: str, now: float) -> None:
+    await _lock_current(tx, d, queue)
     await tx.send(_PROMOTE, (queue, build_id, await _after_the_last(tx, queue, now)))
+
+
+async def _lock_current(tx: Tx, d: Dialect, queue: str) -> None:
+    """Lock the queue's current build's row (PostgreSQL; SQLite serialises
+    its writers): an operator's promotions and ramps of one queue take
+    turns, so that two ramps at once leave one build ramping, and a ramp
+    never names a build made current meanwhile (each reads the current
+    build again after this)."""
+    if d.for_update:
+        await tx.one(_CURRENT + d.for_update, (queue,))
 
 
 async def _after_the_last(tx: Tx, queue: str, now: float) -> float:
@@ -52,24 +63,27 @@ async def _after_the_last(tx: Tx, queue: str, now: float) -> float:
     return now
 
 
+_CURRENT = (
+    "SELECT build_id FROM queue_builds WHERE queue = ?"
+    " ORDER BY promoted_at DESC, build_id DESC LIMIT 1"
+)
+
+
 async def current(tx: Tx, queue: str) -> str | None:
     """The queue's current build: the one promoted last (None: it has had none)."""
-    row = await tx.one(
-        "SELECT build_id FROM queue_builds WHERE queue = ?"
-        " ORDER BY promoted_at DESC, build_id DESC LIMIT 1",
-        (queue,),
-    )
+    row = await tx.one(_CURRENT, (queue,))
     return None if row is None else str(row[0])
 
 
-async def ramp(tx: Tx, queue: str, build_id: str | None, percent: float) -> None:
+async def ramp(tx: Tx, d: Dialect, queue: str, build_id: str | None, percent: float) -> None:
     """Make ``build_id`` the queue's ramping build, taking ``percent`` of its
     new runs (None: no build ramps). Only a build other than the current
     one ramps, and only beside a current build: ValueError otherwise."""
+    await _lock_current(tx, d, queue)
     if build_id is None:
         await tx.send("UPDATE queue_builds SET ramp = NULL WHERE queue = ?", (queue,))
         return
-    named = await current(tx, queue)
+    named = await current(tx, queue)  # (read again once locked: a new snapshot)
     if named is None:
         raise ValueError(
             f"task queue {queue!r} has no current build for {build_id!r} to ramp beside: "

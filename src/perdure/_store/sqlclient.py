@@ -174,13 +174,13 @@ class SqlClientSide(SqlHooks):
 
     async def set_current_build(self, queue: str, build_id: str) -> None:
         now = self.clock()
-        await self._write(lambda tx: builds.promote(tx, queue, build_id, now))
+        await self._write(lambda tx: builds.promote(tx, self, queue, build_id, now))
 
     async def current_build(self, queue: str) -> str | None:
         return await self._read(lambda tx: builds.current(tx, queue))
 
     async def set_ramping_build(self, queue: str, build_id: str | None, percent: float) -> None:
-        await self._write(lambda tx: builds.ramp(tx, queue, build_id, percent))
+        await self._write(lambda tx: builds.ramp(tx, self, queue, build_id, percent))
 
     async def ramping_build(self, queue: str) -> tuple[str, float] | None:
         return await self._read(lambda tx: builds.ramping(tx, queue))
