@@ -391,3 +391,31 @@ def test_move_pins_and_unpins_an_open_run(db: str, sync: perdure.SyncClient) -> 
     (ended,) = cli_all(("build", "move", "cli-move", "fix-4", "--db", db))
     assert ended.returncode == 5 and "terminated" in ended.stderr, ended.stderr
     assert handle.describe().build_id is None
+
+
+def test_build_list_without_a_queue_shows_every_queue(db: str, tmp_path: Path) -> None:
+    (empty,) = cli_all(("build", "list", "--db", migrated_sqlite(tmp_path)))
+    assert empty.returncode == 0 and "no task queue has had a worker with a build" in said(empty)
+    done = cli_all(
+        ("build", "set-current", "every-a", "e1", "--db", db),
+        ("build", "ramp", "every-a", "e2", "20", "--db", db),
+        ("build", "set-current", "every-b", "f1", "--db", db),
+    )
+    assert [d.returncode for d in done] == [0, 0, 0], [said(d) for d in done]
+    listed, one, table = cli_all(
+        ("build", "list", "--json", "--db", db),
+        ("build", "list", "every-a", "--json", "--db", db),
+        ("build", "list", "--db", db),
+    )
+    assert listed.returncode == 0 and table.returncode == 0, said(listed) + said(table)
+    every = {item["task_queue"]: item["builds"] for item in json.loads(listed.stdout)}
+    assert every["every-a"] == json.loads(one.stdout)
+    assert [(b["build_id"], b["current"], b["ramp"]) for b in every["every-a"]] == [
+        ("e1", True, None),
+        ("e2", False, 20.0),
+    ]
+    assert [b["build_id"] for b in every["every-b"]] == ["f1"]
+    assert list(every) == sorted(every)  # (by name)
+    text = said(table)
+    assert "task queue every-a" in text and "task queue every-b" in text, text
+    assert "e2 20% never 0 0" in text, text

@@ -58,44 +58,73 @@ QueueArg = typer.Argument(..., metavar="TASK_QUEUE", help="Task queue.")
 
 @build_app.command("list")
 def list_(
-    task_queue: str = QueueArg, db: Optional[str] = DbOption, as_json: bool = JsonOption
+    task_queue: Optional[str] = typer.Argument(
+        None,
+        metavar="[TASK_QUEUE]",
+        show_default=False,
+        help="Task queue (left out: every queue that has had a build).",
+    ),
+    db: Optional[str] = DbOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """The builds a task queue's workers have had, the current first."""
 
     async def work(client: Client) -> None:
+        if task_queue is None:
+            every = await client.builds_by_queue()
+            if as_json:
+                print_json(
+                    [
+                        {"task_queue": q, "builds": [build_json(b) for b in found]}
+                        for q, found in every.items()
+                    ]
+                )
+                return
+            if not every:
+                out.print("no task queue has had a worker with a build")
+            for queue, found in every.items():
+                _show(queue, found, titled=True)
+            return
         try:
             found = await client.builds(task_queue)
         except BadName as exc:
             fail(EXIT_USAGE, str(exc))
         if as_json:
             print_json([build_json(b) for b in found])
-            return
-        if not found:
+        elif not found:
             out.print(f"task queue {escape(task_queue)!r} has had no worker with a build")
-            return
-        table = Table("BUILD", "CURRENT", "RAMP", "PROMOTED AT", "OPEN RUNS", "LIVE WORKERS")
-        for b in found:
-            table.add_row(
-                escape(b.build_id),
-                "yes" if b.current else "",
-                "" if b.ramp is None else share(b.ramp),
-                "never" if b.promoted_at is None else local_time(b.promoted_at),
-                str(b.open_runs),
-                str(b.workers),
-            )
-        out.print(table)
-        if any(not b.current and b.ramp is None and not b.open_runs and b.workers for b in found):
-            out.print("[dim]A build with no open run left can be shut down.[/]")
-        for b in found:
-            if b.open_runs and not b.workers:  # (the 3 a.m. case: runs wait for nobody)
-                out.print(
-                    f"[yellow]Build {escape(b.build_id)} has {b.open_runs} open run(s) and no "
-                    f"live worker:[/] they wait. Start a worker of it (perdure worker ... "
-                    f"--build-id {escape(b.build_id)}), or move them (perdure build move ID "
-                    f"BUILD, after perdure replay ... --build-id {escape(b.build_id)})"
-                )
+        else:
+            _show(task_queue, found)
 
     run(db, work)
+
+
+def _show(task_queue: str, found: list[BuildInfo], titled: bool = False) -> None:
+    """One queue's builds as a table, and what an operator should know of them."""
+    table = Table(
+        "BUILD", "CURRENT", "RAMP", "PROMOTED AT", "OPEN RUNS", "LIVE WORKERS",
+        title=f"task queue {escape(task_queue)}" if titled else None,
+    )  # fmt: skip
+    for b in found:
+        table.add_row(
+            escape(b.build_id),
+            "yes" if b.current else "",
+            "" if b.ramp is None else share(b.ramp),
+            "never" if b.promoted_at is None else local_time(b.promoted_at),
+            str(b.open_runs),
+            str(b.workers),
+        )
+    out.print(table)
+    if any(not b.current and b.ramp is None and not b.open_runs and b.workers for b in found):
+        out.print("[dim]A build with no open run left can be shut down.[/]")
+    for b in found:
+        if b.open_runs and not b.workers:  # (the 3 a.m. case: runs wait for nobody)
+            out.print(
+                f"[yellow]Build {escape(b.build_id)} has {b.open_runs} open run(s) and no "
+                f"live worker:[/] they wait. Start a worker of it (perdure worker ... "
+                f"--build-id {escape(b.build_id)}), or move them (perdure build move ID "
+                f"BUILD, after perdure replay ... --build-id {escape(b.build_id)})"
+            )
 
 
 @build_app.command("set-current")
