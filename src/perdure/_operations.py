@@ -79,8 +79,10 @@ class Operations:
         runs of auto-upgrade types, and children that follow their parent's
         build, are not ramped. ``set_current_build(task_queue, build_id)``
         ends the ramp by making the build current; one build ramps at a
-        time. The build need not have a worker yet; if it has none, its
-        share of new runs waits for one (docs/versioning.md). Raises
+        time. The build need not have a worker yet (set the ramp before its
+        workers start: a build whose first worker starts first becomes
+        current); while it has none, its share of new runs waits for one
+        (docs/versioning.md). Raises
         ValueError if the queue has no current build, or if ``build_id`` is
         the current one."""
         check_queue("task_queue", task_queue)
