@@ -129,9 +129,12 @@ async def test_describe_says_which_queue_an_untaken_activity_waits_on(
             assert await handle.result(timeout=20) == "x"
 
 
+# The first attempt must fail within 2.5 s of the schedule (or its retry
+# could not start in time, and its own error would end the activity), and
+# its worker must stop within 2.5 s of that (before the retry is due).
 @activity.defn(
-    retry=RetryPolicy(initial_interval=timedelta(seconds=1.5)),
-    schedule_to_close_timeout=timedelta(seconds=3),
+    retry=RetryPolicy(initial_interval=timedelta(seconds=2.5)),
+    schedule_to_close_timeout=timedelta(seconds=5),
 )
 async def flaky_service() -> str:
     raise ConnectionError("still down")
@@ -161,7 +164,7 @@ async def test_a_deadline_between_retries_names_the_failure_being_retried(
         said = await handle.result(timeout=20)
     assert said == (
         "ActivityTimeoutError: activity 'flaky_service' exceeded its schedule_to_close_timeout"
-        " of 3s (no worker took its attempt 2 in time; attempt 1 failed: ConnectionError:"
+        " of 5s (no worker took its attempt 2 in time; attempt 1 failed: ConnectionError:"
         " still down)"
     )
     [failed] = [e for e in await handle.history() if e["type"] == "ActivityFailed"]
