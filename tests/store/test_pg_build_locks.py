@@ -10,7 +10,7 @@ what it committed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 
 import pg_testdb
 import psycopg
@@ -39,47 +39,47 @@ async def _waits_then(url: str, change: Awaitable[object], other: psycopg.AsyncC
     await writing
 
 
+@pytest.fixture
+def url(pg_database: pg_testdb.TestDatabase) -> str:
+    return pg_database.fresh_url()
+
+
+@pytest.fixture
+async def store(url: str) -> AsyncIterator[PostgresStore]:
+    """A store of database ``url`` whose queue "q" has the current build b1."""
+    opened = PostgresStore(url)
+    await opened.open()
+    try:
+        await opened.set_current_build("q", "b1")
+        yield opened
+    finally:
+        await opened.close()
+
+
 async def test_a_ramp_beside_a_promotion_of_its_build_is_refused(
-    pg_database: pg_testdb.TestDatabase,
+    store: PostgresStore, url: str
 ) -> None:
-    url = pg_database.fresh_url()
-    store = PostgresStore(url)
-    await store.open()
-    try:
-        await store.set_current_build("q", "b1")
-        await store.set_ramping_build("q", "b2", 10.0)  # (b2's row, never promoted)
-        async with await psycopg.AsyncConnection.connect(url) as other:
-            await other.execute(LOCK_CURRENT)  # (as set_current_build("q", "b2") does)
-            await other.execute(
-                "UPDATE queue_builds SET promoted_at = 1e12, ramp = NULL"
-                " WHERE queue = 'q' AND build_id = 'b2'"
-            )
-            with pytest.raises(ValueError, match="'b2' is the current build of task queue 'q'"):
-                await _waits_then(url, store.set_ramping_build("q", "b2", 50.0), other)
-        assert await store.current_build("q") == "b2"
-        assert await store.ramping_build("q") is None
-    finally:
-        await store.close()
+    await store.set_ramping_build("q", "b2", 10.0)  # (b2's row, never promoted)
+    async with await psycopg.AsyncConnection.connect(url) as other:
+        await other.execute(LOCK_CURRENT)  # (as set_current_build("q", "b2") does)
+        await other.execute(
+            "UPDATE queue_builds SET promoted_at = 1e12, ramp = NULL"
+            " WHERE queue = 'q' AND build_id = 'b2'"
+        )
+        with pytest.raises(ValueError, match="'b2' is the current build of task queue 'q'"):
+            await _waits_then(url, store.set_ramping_build("q", "b2", 50.0), other)
+    assert await store.current_build("q") == "b2"
+    assert await store.ramping_build("q") is None
 
 
-async def test_two_ramps_at_once_leave_one_build_ramping(
-    pg_database: pg_testdb.TestDatabase,
-) -> None:
-    url = pg_database.fresh_url()
-    store = PostgresStore(url)
-    await store.open()
-    try:
-        await store.set_current_build("q", "b1")
-        async with await psycopg.AsyncConnection.connect(url) as other:
-            await other.execute(LOCK_CURRENT)  # (as set_ramping_build("q", "b3", 5) does)
-            await other.execute(
-                "INSERT INTO queue_builds (queue, build_id, promoted_at, ramp)"
-                " VALUES ('q', 'b3', 0, 5)"
-            )
-            await _waits_then(url, store.set_ramping_build("q", "b2", 10.0), other)
-        assert await store.ramping_build("q") == ("b2", 10.0)
-        assert [(b[0], b[3]) for b in await store.queue_builds("q")] == [
-            ("b1", None), ("b3", None), ("b2", 10.0)
-        ]  # fmt: skip
-    finally:
-        await store.close()
+async def test_two_ramps_at_once_leave_one_build_ramping(store: PostgresStore, url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url) as other:
+        await other.execute(LOCK_CURRENT)  # (as set_ramping_build("q", "b3", 5) does)
+        await other.execute(
+            "INSERT INTO queue_builds (queue, build_id, promoted_at, ramp) VALUES ('q', 'b3', 0, 5)"
+        )
+        await _waits_then(url, store.set_ramping_build("q", "b2", 10.0), other)
+    assert await store.ramping_build("q") == ("b2", 10.0)
+    assert [(b[0], b[3]) for b in await store.queue_builds("q")] == [
+        ("b1", None), ("b3", None), ("b2", 10.0)
+    ]  # fmt: skip

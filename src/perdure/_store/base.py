@@ -1,6 +1,7 @@
 """The Store interface (and, re-exported, the records it trades in: see
-records.py, and its wake-ups within a process: wakeups.py). Imports only the
-history model.
+records.py, its wake-ups within a process: wakeups.py, and its operator's
+side, a queue's builds, the workers, limits and stats: fleet.py). Imports
+only the history model.
 
 A backend owns every byte of SQL. The worker and the client talk to the store
 through these methods only, in terms of runs, events, inbox rows and tasks.
@@ -18,6 +19,7 @@ from typing import Any
 
 from perdure._checks import BUILD_SEP
 from perdure._history import Event
+from perdure._store.fleet import Fleet
 from perdure._store.records import (
     CLOSED_STATUSES,
     MAX_ATTEMPT_RECORDS,
@@ -158,7 +160,7 @@ def new_run_id() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-class Store(Wakeups, abc.ABC):
+class Store(Wakeups, Fleet, abc.ABC):
     """The storage interface. ``clock`` is the time every backend query uses."""
 
     # Whether every commit of another process reaches this store's listeners
@@ -241,45 +243,6 @@ class Store(Wakeups, abc.ABC):
         to that build's workers, or to the queue's current build (which pins
         it again if its workflow type is pinned). A turn in flight elsewhere
         is fenced out. Raises WorkflowNotFoundError / WorkflowClosedError."""
-
-    @abc.abstractmethod
-    async def set_current_build(self, queue: str, build_id: str) -> None:
-        """Make ``build_id`` the current build of ``queue``: its workers take
-        the queue's unpinned runs (new runs, auto-upgrade ones) from their
-        next look (Worker's heartbeat), and the other builds' stop."""
-
-    @abc.abstractmethod
-    async def current_build(self, queue: str) -> str | None:
-        """``queue``'s current build (the first of queue_builds), None if it
-        has had none: what a worker reads at each heartbeat, one row."""
-
-    @abc.abstractmethod
-    async def set_ramping_build(self, queue: str, build_id: str | None, percent: float) -> None:
-        """Make ``build_id`` ``queue``'s ramping build: the current build's
-        workers hand it ``percent`` of the queue's new runs of pinned types
-        (records.in_ramp) from their next look; None: no build ramps. Raises
-        ValueError if the queue has no current build, or ``build_id`` is it."""
-
-    @abc.abstractmethod
-    async def ramping_build(self, queue: str) -> tuple[str, float] | None:
-        """``queue``'s ramping build and its share of new runs in percent,
-        None if none ramps: what a worker of the current build reads at each
-        heartbeat, one row."""
-
-    @abc.abstractmethod
-    async def queue_builds(
-        self, queue: str, with_runs: bool = False
-    ) -> list[tuple[str, float, int | None, float | None]]:
-        """(build id, when promoted (0: never, a build set to ramp first),
-        with ``with_runs`` how many open runs are pinned to it, and its ramp
-        in percent if it ramps) of the builds ``queue``'s workers have had,
-        the current first; none if no worker of it had a build."""
-
-    @abc.abstractmethod
-    async def build_queues(self) -> list[str]:
-        """The queues that have had a build (those ``queue_builds`` answers
-        for: a build whose worker of workflows started, or one made current
-        or set to ramp), by name."""
 
     @abc.abstractmethod
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None: ...
@@ -537,33 +500,7 @@ class Store(Wakeups, abc.ABC):
         timer counts from when fire_due_timers would give it to that worker
         (HELD_GRACE later if another worker holds it)."""
 
-    # -- worker registry -------------------------------------------------------
-
-    @abc.abstractmethod
-    async def register_worker(
-        self,
-        identity: str,
-        *,
-        host: str,
-        pid: int,
-        task_queue: str,
-        workflows: list[str],
-        activities: list[str],
-        lease_timeout: float,
-        build_id: str | None = None,
-        promotes: bool = True,
-    ) -> None:
-        """Announce a worker (or refresh its row if the identity is known).
-        A ``build_id`` the queue has not had yet becomes its current build,
-        unless the worker ``promotes`` nothing (it runs no workflow of its
-        own: an activity worker does not take a queue's runs)."""
-
-    @abc.abstractmethod
-    async def reclaim_leases(self, owner: str) -> int:
-        """A worker is starting under ``owner``: whatever that identity held
-        before belonged to a process that is gone, so its leases expire now
-        instead of at their timeout (claims then record the lost attempts and
-        fence the old tokens as for any expired lease). Returns how many."""
+    # -- a bug's safety net ------------------------------------------------------
 
     @abc.abstractmethod
     async def repair_stranded(self, older_than: float, limit: int = 100) -> list[str]:
@@ -571,38 +508,3 @@ class Store(Wakeups, abc.ABC):
         whose inbox has held an event since ``older_than`` (store clock) or
         before, with no workflow task to read it: a state no write leaves a
         run in, so a bug's (sqlrepair). Returns the runs repaired."""
-
-    @abc.abstractmethod
-    async def heartbeat_worker(self, identity: str) -> bool:
-        """Refresh a worker's heartbeat; False if it is not registered."""
-
-    @abc.abstractmethod
-    async def unregister_worker(self, identity: str) -> None:
-        """Remove a worker that stops gracefully."""
-
-    # -- task queue limits ------------------------------------------------------
-
-    @abc.abstractmethod
-    async def set_queue_limits(self, queue: str, limits: QueueLimitsRecord | None) -> bool:
-        """Set (None: remove) the limits on ``queue``'s activity attempts,
-        which every claim of its tasks obeys from the next one on; whether
-        the queue had limits before."""
-
-    @abc.abstractmethod
-    async def queue_limits(self, queue: str) -> QueueLimitsRecord | None:
-        """The limits set on ``queue`` (None: none)."""
-
-    @abc.abstractmethod
-    async def queues(self, queue: str | None = None) -> list[QueueRecord]:
-        """The state of ``queue`` (None: of every queue that has activity
-        tasks or limits), by name."""
-
-    @abc.abstractmethod
-    async def stats(self) -> StatsRecord:
-        """The engine's vital counts, in one snapshot (see StatsRecord): for
-        monitoring (``Client.stats``, the server's ``/metrics``)."""
-
-    @abc.abstractmethod
-    async def list_workers(self) -> list[WorkerRecord]:
-        """Every registered worker, live or not (callers judge liveness from
-        ``heartbeat_at`` and ``lease_timeout``), oldest first."""
