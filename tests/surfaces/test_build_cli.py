@@ -396,11 +396,13 @@ def test_move_pins_and_unpins_an_open_run(db: str, sync: perdure.SyncClient) -> 
 def test_build_list_without_a_queue_shows_every_queue(db: str, tmp_path: Path) -> None:
     (empty,) = cli_all(("build", "list", "--db", migrated_sqlite(tmp_path)))
     assert empty.returncode == 0 and "no task queue has had a worker with a build" in said(empty)
+    # cli_all runs its commands at once: the ramp needs every-a's current
+    # build, so it goes after.
     done = cli_all(
         ("build", "set-current", "every-a", "e1", "--db", db),
-        ("build", "ramp", "every-a", "e2", "20", "--db", db),
         ("build", "set-current", "every-b", "f1", "--db", db),
     )
+    done += cli_all(("build", "ramp", "every-a", "e2", "20", "--db", db))
     assert [d.returncode for d in done] == [0, 0, 0], [said(d) for d in done]
     listed, one, table = cli_all(
         ("build", "list", "--json", "--db", db),
