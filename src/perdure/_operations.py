@@ -111,11 +111,9 @@ class Operations:
     async def builds_by_queue(self) -> dict[str, builtins.list[BuildInfo]]:
         """The builds of every task queue that has had one, by queue name:
         each queue's as :meth:`builds` lists them (the web UI's builds page)."""
-        live = await self._live_workers()  # (one read for every queue)
-        return {
-            queue: _build_infos(queue, await self.store.queue_builds(queue, with_runs=True), live)
-            for queue in await self.store.build_queues()
-        }
+        found = await self.store.every_queue_builds(with_runs=True)
+        live = await self._live_workers()
+        return {queue: _build_infos(queue, builds, live) for queue, builds in found.items()}
 
     async def list_queues(self) -> builtins.list[QueueInfo]:
         """Every task queue that has activity tasks or limits, by name."""

@@ -199,8 +199,18 @@ async def test_a_run_whose_build_is_gone_waits_until_it_is_moved(
             "build-1",
         )
         assert waiting.due == 1 and waiting.lag > 0
-        metrics = prometheus_text(stats)
+        metrics = prometheus_text(stats, await client.builds_by_queue())
         assert 'perdure_tasks_due{queue="orders",kind="workflow",build="build-1"} 1' in metrics
+        # A build with open runs and no live worker: the gauges to alert on.
+        for line in (
+            'perdure_build_runs_open{queue="orders",build="build-1"} 1',
+            'perdure_build_workers{queue="orders",build="build-1"} 0',
+            'perdure_build_current{queue="orders",build="build-1"} 0',
+            'perdure_build_current{queue="orders",build="build-2"} 1',
+            'perdure_build_workers{queue="orders",build="build-2"} 1',
+            'perdure_build_runs_open{queue="orders",build="build-2"} 0',
+        ):
+            assert line in metrics.splitlines(), (line, metrics)
         # Build 2 runs build 1's code for this workflow: move the run there.
         await stuck.set_build_id("build-2")
         assert await stuck.result(timeout=10) == "v1 A-1 yes"

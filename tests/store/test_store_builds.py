@@ -224,18 +224,28 @@ async def test_the_queues_that_have_builds(open_store: Any) -> None:
     name, in one order on both databases (code points, not a collation's:
     "B" before "a")."""
     store: Store = await open_store()
-    assert await store.build_queues() == []
+    assert await store.every_queue_builds() == {}
     fields: dict[str, Any] = {
         "host": "h", "pid": 1, "workflows": ["t"], "activities": [], "lease_timeout": 30.0,
     }  # fmt: skip
     await store.register_worker("w1", task_queue="plain", **fields)  # (no build)
     # (An activity worker's build is not recorded: it promotes nothing.)
     await store.register_worker("w0", task_queue="acts", build_id="b1", promotes=False, **fields)
-    assert await store.build_queues() == []
+    assert await store.every_queue_builds() == {}
     await store.register_worker("w2", task_queue="orders", build_id="b1", **fields)
     await store.register_worker("w3", task_queue="orders", build_id="b2", **fields)
     await store.set_current_build("a/b", "b1")
     await store.set_ramping_build("a/b", "b2", 10.0)
     await store.set_current_build("B", "b1")
-    assert await store.build_queues() == ["B", "a/b", "orders"]
-    assert [b[0] for b in await store.queue_builds("orders")] == ["b2", "b1"]
+    every = await store.every_queue_builds()
+    assert list(every) == ["B", "a/b", "orders"]
+    assert {q: [b[0] for b in found] for q, found in every.items()} == {
+        "B": ["b1"], "a/b": ["b1", "b2"], "orders": ["b2", "b1"],
+    }  # fmt: skip
+    assert every["a/b"][1][3] == 10.0 and every["orders"] == await store.queue_builds("orders")
+    await store.create_run(new_run(queue="orders"), "fail")
+    await store.set_run_build("wf-1", None, "b1")
+    with_runs = await store.every_queue_builds(with_runs=True)
+    assert {q: [b[2] for b in found] for q, found in with_runs.items()} == {
+        "B": [0], "a/b": [0, 0], "orders": [0, 1],
+    }  # fmt: skip

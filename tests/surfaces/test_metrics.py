@@ -41,6 +41,8 @@ async def test_metrics_in_prometheus_text(client: perdure.Client) -> None:
     app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
     await client.start("double", 2, task_queue='no "worker" here')  # nobody serves it
     await client.start("double", 3, task_queue='no "worker" here', priority=1)
+    await client.set_current_build("orders", "b1")
+    await client.set_ramping_build("orders", "b2", 12.5)
     async with http(app, READ) as reader:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8765"
@@ -61,6 +63,12 @@ async def test_metrics_in_prometheus_text(client: perdure.Client) -> None:
     assert found["perdure_task_lag_seconds", queue] > 0
     assert found["perdure_workers", 'queue="default"'] == 1
     assert ("perdure_workers", 'queue="no \\"worker\\" here"') not in found
+    # The builds of each queue that has them.
+    b1, b2 = 'queue="orders",build="b1"', 'queue="orders",build="b2"'
+    assert (found["perdure_build_current", b1], found["perdure_build_current", b2]) == (1, 0)
+    assert found["perdure_build_ramp_percent", b2] == 12.5
+    assert ("perdure_build_ramp_percent", b1) not in found
+    assert found["perdure_build_runs_open", b1] == found["perdure_build_workers", b2] == 0
 
 
 def test_paused_activities_are_a_gauge_by_queue() -> None:

@@ -52,10 +52,12 @@ class Fleet(abc.ABC):
         the current first; none if no worker of it had a build."""
 
     @abc.abstractmethod
-    async def build_queues(self) -> list[str]:
-        """The queues that have had a build (those ``queue_builds`` answers
-        for: a build whose worker of workflows started, or one made current
-        or set to ramp), by name."""
+    async def every_queue_builds(
+        self, with_runs: bool = False
+    ) -> dict[str, list[tuple[str, float, int | None, float | None]]]:
+        """``queue_builds`` of every queue that has had a build (a build whose
+        worker of workflows started, or one made current or set to ramp),
+        by queue name, in one read."""
 
     # -- worker registry -------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Worker builds' SQL (docs/versioning.md, "Pinning runs to a build"),
-shared by the SQL backends: a queue's builds and which is current, the
-queues that have builds, and an open run moved to another build (or
+shared by the SQL backends: the builds of a queue, or of every queue, and
+which is current, and an open run moved to another build (or
 unpinned). Runs are pinned by their turns (sqlturn's PIN_RUN); each run's
 workflow tasks go to its records.turn_queue. Imports the store records and
 the row helpers.
@@ -108,31 +108,33 @@ async def ramping(tx: Tx, queue: str) -> tuple[str, float] | None:
     return None if row is None else (str(row[0]), float(row[1]))
 
 
-async def builds(
-    tx: Tx, queue: str, with_runs: bool
-) -> list[tuple[str, float, int | None, float | None]]:
-    """(build id, promoted at (0: never), open runs pinned to it if
-    ``with_runs``, its ramp in percent if it ramps) of each build the queue
-    has had, the current first."""
+BuildRow = tuple[str, float, int | None, float | None]
+
+
+async def builds(tx: Tx, queue: str | None, with_runs: bool) -> dict[str, list[BuildRow]]:
+    """By queue (``queue``'s alone, or every queue that has had a build,
+    sorted by name), (build id, promoted at (0: never), open runs pinned to
+    it if ``with_runs``, its ramp in percent if it ramps) of each build the
+    queue has had, the current first. One statement for all queues. Queues
+    are sorted here, not by SQL: PostgreSQL orders text by its database's
+    collation, SQLite by code point, and both backends must give one order."""
     runs = (
         "(SELECT COUNT(*) FROM runs WHERE runs.build_id = queue_builds.build_id"
         " AND runs.status = ? AND runs.task_queue = queue_builds.queue)"
         if with_runs
         else "NULL"
     )
+    where = "" if queue is None else " WHERE queue = ?"
+    params = ((OPEN,) if with_runs else ()) + (() if queue is None else (queue,))
     found = await tx.all(
-        f"SELECT build_id, promoted_at, {runs}, ramp FROM queue_builds WHERE queue = ?"
+        f"SELECT queue, build_id, promoted_at, {runs}, ramp FROM queue_builds{where}"
         " ORDER BY promoted_at DESC, build_id DESC",
-        (OPEN, queue) if with_runs else (queue,),
+        params,
     )
-    return [(r[0], r[1], r[2], r[3]) for r in found]
-
-
-async def queues(tx: Tx) -> list[str]:
-    """The queues that have had a build, by name. Sorted here, not by SQL:
-    PostgreSQL orders text by its database's collation, SQLite by code
-    point, and both backends must give one order."""
-    return sorted(str(r[0]) for r in await tx.all("SELECT DISTINCT queue FROM queue_builds"))
+    by_queue: dict[str, list[BuildRow]] = {}
+    for r in found:
+        by_queue.setdefault(str(r[0]), []).append((r[1], r[2], r[3], r[4]))
+    return dict(sorted(by_queue.items()))
 
 
 async def move_run(

@@ -185,13 +185,12 @@ class SqlClientSide(SqlHooks):
     async def ramping_build(self, queue: str) -> tuple[str, float] | None:
         return await self._read(lambda tx: builds.ramping(tx, queue))
 
-    async def queue_builds(
-        self, queue: str, with_runs: bool = False
-    ) -> list[tuple[str, float, int | None, float | None]]:
-        return await self._read(lambda tx: builds.builds(tx, queue, with_runs))
+    async def queue_builds(self, queue: str, with_runs: bool = False) -> list[builds.BuildRow]:
+        found = await self._read(lambda tx: builds.builds(tx, queue, with_runs))
+        return found.get(queue, [])
 
-    async def build_queues(self) -> list[str]:
-        return await self._read(builds.queues)
+    async def every_queue_builds(self, with_runs: bool = False) -> dict[str, list[builds.BuildRow]]:
+        return await self._read(lambda tx: builds.builds(tx, None, with_runs))
 
     async def terminate(self, workflow_id: str, run_id: str | None, reason: str | None) -> None:
         now = self.clock()

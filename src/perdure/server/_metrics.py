@@ -6,7 +6,7 @@ Imports the public Client API only.
 
 from __future__ import annotations
 
-from perdure.client import Stats
+from perdure.client import BuildInfo, Stats
 
 __all__ = ["CONTENT_TYPE", "prometheus_text"]
 
@@ -24,8 +24,9 @@ def _number(value: float) -> str:
     return repr(round(value, 6))
 
 
-def prometheus_text(stats: Stats) -> str:
-    """Every gauge of ``stats``, each with its HELP and TYPE lines."""
+def prometheus_text(stats: Stats, builds: dict[str, list[BuildInfo]] | None = None) -> str:
+    """Every gauge of ``stats`` and of the worker ``builds`` of each queue
+    (``Client.builds_by_queue``), each with its HELP and TYPE lines."""
     lines: list[str] = []
 
     def gauge(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
@@ -93,5 +94,30 @@ def prometheus_text(stats: Stats) -> str:
         "perdure_workers",
         "Live workers, by the task queue they serve.",
         [({"queue": q}, n) for q, n in stats.workers.items()],
+    )
+    of_builds = [
+        ({"queue": queue, "build": b.build_id}, b)
+        for queue, found in (builds or {}).items()
+        for b in found
+    ]
+    gauge(
+        "perdure_build_current",
+        "1 for the worker build that takes a task queue's new runs, 0 for its other builds.",
+        [(labels, int(b.current)) for labels, b in of_builds],
+    )
+    gauge(
+        "perdure_build_ramp_percent",
+        "The share of a task queue's new runs, in percent, its ramping build takes.",
+        [(labels, b.ramp) for labels, b in of_builds if b.ramp is not None],
+    )
+    gauge(
+        "perdure_build_runs_open",
+        "Open runs pinned to a worker build, by task queue and build.",
+        [(labels, b.open_runs) for labels, b in of_builds],
+    )
+    gauge(
+        "perdure_build_workers",
+        "Live workers of a worker build, by task queue and build.",
+        [(labels, b.workers) for labels, b in of_builds],
     )
     return "\n".join(lines) + "\n"

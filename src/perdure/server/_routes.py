@@ -120,8 +120,10 @@ async def whoami(request: Request, role: Annotated[Optional[Role], Depends(role_
 async def metrics(client: ClientDep) -> Any:
     """The engine's gauges in Prometheus's text format: open and retrying
     runs, timers and the first one's lag, each queue's due and running tasks
-    and its lag, live workers (see docs/operations.md#monitoring)."""
-    return PlainTextResponse(prometheus_text(await client.stats()), media_type=CONTENT_TYPE)
+    and its lag, live workers, and each worker build's open runs, live
+    workers, ramp and whether it is current (see docs/operations.md#monitoring)."""
+    text = prometheus_text(await client.stats(), await client.builds_by_queue())
+    return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
 
 # ------------------------------------------------------------------ workflows
