@@ -23,7 +23,7 @@ from perdure._converter import DataConverter
 from perdure._store.base import IdConflict, NewRun, new_run_id
 from perdure.workflow import definition_of
 
-__all__ = ["checked_conflict", "new_run", "resolve"]
+__all__ = ["checked_conflict", "debounce_spans", "new_run", "resolve"]
 
 
 def checked_conflict(id_conflict: IdConflict) -> IdConflict:
@@ -33,6 +33,24 @@ def checked_conflict(id_conflict: IdConflict) -> IdConflict:
             f"not {id_conflict!r}"
         )
     return id_conflict
+
+
+def debounce_spans(
+    key: str, delay: timedelta, max_delay: timedelta | None
+) -> tuple[float, float | None]:
+    """A debounced start's ``delay`` and ``max_delay`` in seconds, checked
+    with its ``key`` (Client.debounce)."""
+    check_name("key", key)
+    seconds: list[float] = []
+    for option, span in (("delay", delay), ("max_delay", max_delay)):
+        if span is None and option == "max_delay":
+            continue
+        if not isinstance(span, timedelta):
+            raise TypeError(f"{option} must be a timedelta, not {type(span).__name__} {span!r}")
+        if span <= timedelta(0):
+            raise ValueError(f"{option} must be positive, not {span}")
+        seconds.append(span.total_seconds())
+    return seconds[0], seconds[1] if max_delay is not None else None
 
 
 def resolve(workflow: Any) -> tuple[Callable[..., Any] | None, str]:

@@ -131,6 +131,11 @@ class SyncClient:
         handle = self._runner.call(self.client.signal_with_start(workflow, *args, **options))
         return SyncWorkflowHandle(self._runner, handle)
 
+    def debounce(self, workflow: Any, *args: Any, **options: Any) -> SyncWorkflowHandle[Any]:
+        """As :meth:`Client.debounce`."""
+        handle = self._runner.call(self.client.debounce(workflow, *args, **options))
+        return SyncWorkflowHandle(self._runner, handle)
+
     def update_with_start(self, workflow: Any, *args: Any, **options: Any) -> Any:
         return self._runner.call(self.client.update_with_start(workflow, *args, **options))
 

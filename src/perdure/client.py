@@ -31,7 +31,7 @@ from perdure._handle import WorkflowHandle, _reason, signal_event
 from perdure._listing import run_filter
 from perdure._operations import Operations
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
-from perdure._starts import checked_conflict, new_run
+from perdure._starts import checked_conflict, debounce_spans, new_run
 from perdure._store import resolve_url, store_for_url
 from perdure._store.base import STATUSES, IdConflict, NewRun, Store
 from perdure._streams import StreamEntry, StreamInfo, StreamPage
@@ -313,6 +313,40 @@ class Client(Operations):
         # (The handle get_handle makes: a test environment's skips time.)
         sent = await send_update(self.get_handle(id), update, update_payload, update_id, new)
         return await sent.result(timeout)
+
+    async def debounce(
+        self,
+        workflow: Any,
+        *args: Any,
+        key: str,
+        delay: timedelta,
+        max_delay: timedelta | None = None,
+        task_queue: str = "default",
+        execution_timeout: timedelta | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
+        priority: int | None = None,
+    ) -> WorkflowHandle[Any]:
+        """Start ``workflow(*args)`` ``delay`` from now, unless called again
+        with the same ``key`` (and workflow) before a worker takes the run:
+        each call pushes that run's start back to ``delay`` from the call
+        and gives it the call's arguments, so that a burst of calls makes
+        one run, with the last call's arguments. ``max_delay``: no push
+        goes past this long after the burst's first call. A call after a
+        worker took the run starts another (docs/workflows.md, "Debouncing").
+        The run's other options are its first call's. Returns the run's handle."""
+        seconds, most = debounce_spans(key, delay, max_delay)
+        fn, new = self._new_run(
+            workflow,
+            args,
+            None,
+            task_queue,
+            start_delay=timedelta(seconds=min(seconds, seconds if most is None else most)),
+            execution_timeout=execution_timeout,
+            search_attributes=search_attributes,
+            priority=priority,
+        )
+        run, _created = await self.store.debounce(new, key, seconds, most)
+        return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
 
     def get_handle(self, id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
         """A handle to the given run, or to the latest run of ``id``."""

@@ -190,6 +190,17 @@ class Store(Wakeups, Fleet, abc.ABC):
         Returns the run and whether it was created (False: an existing one)."""
 
     @abc.abstractmethod
+    async def debounce(
+        self, new: NewRun, key: str, delay: float, max_delay: float | None
+    ) -> tuple[RunRecord, bool]:
+        """A debounced start (``Client.debounce``): the open run of ``key``
+        and ``new``'s workflow type that no worker has taken yet, given
+        ``new``'s arguments and due ``delay`` seconds from now (but no later
+        than ``max_delay`` after it was created); else ``new`` created, due
+        at its ``start_at``, holding the key. Returns the run and whether it
+        was created."""
+
+    @abc.abstractmethod
     async def signal_with_start(self, new: NewRun, signal: Event) -> RunRecord:
         """In one transaction: deliver ``signal`` to the open run of the workflow
         id, or create ``new`` (whatever closed runs the id has) with the signal

@@ -15,9 +15,9 @@ from typing import Any
 
 from perdure import _history as h
 from perdure._store import sqlbuilds as builds
+from perdure._store import sqldebounce, sqlpurge, sqlqueues, sqlreset, sqlstreams
 from perdure._store import sqlleases as leases_sql
 from perdure._store import sqlnewrun as newrun
-from perdure._store import sqlpurge, sqlqueues, sqlreset, sqlstreams
 from perdure._store import sqlrows as rows
 from perdure._store import sqlviews as views
 from perdure._store.base import (
@@ -61,6 +61,16 @@ class SqlClientSide(SqlHooks):
         run = await self._write(signal_or_start)
         self._committed(WORK)
         return run
+
+    async def debounce(
+        self, new: NewRun, key: str, delay: float, max_delay: float | None
+    ) -> tuple[RunRecord, bool]:
+        now = self.clock()
+        found = await self._write(
+            lambda tx: sqldebounce.debounce(tx, self, new, key, delay, max_delay, now)
+        )
+        self._committed(WORK)  # (its first turn's time is new, or earlier)
+        return found
 
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
         if run_id is not None:
