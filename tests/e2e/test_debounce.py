@@ -15,6 +15,7 @@ from e2e_helpers import fast_worker
 import perdure
 from perdure import activity, workflow
 from perdure.testing import WorkflowEnvironment
+from perdure.testing._env_client import EnvHandle
 
 INDEXED: list[str] = []
 
@@ -41,11 +42,12 @@ async def test_a_burst_makes_one_run_with_the_last_arguments() -> None:
         wait = timedelta(seconds=30)
         handles = []
         for version in (1, 2, 3):  # an edit every 20 s, each within the 30 s of the last
-            handle = await env.client.debounce(reindex, "ada", version, key="ada", delay=wait)
+            handle = await env.debounce(reindex, "ada", version, key="ada", delay=wait)
             handles.append(handle)
             if version < 3:
                 await env.sleep(timedelta(seconds=20))
         assert len({(h.id, h.run_id) for h in handles}) == 1
+        assert all(isinstance(h, EnvHandle) for h in handles)  # (they skip time)
         assert INDEXED == []
         assert (await handles[0].describe()).starts_at is not None
         assert await handles[-1].result() == "ada@3"

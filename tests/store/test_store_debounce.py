@@ -98,6 +98,24 @@ async def test_a_call_after_a_worker_took_the_run_starts_another(
     assert created
 
 
+async def test_a_call_after_the_run_was_cancelled_starts_another(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await store.debounce(call(clock, 1), "k", 10.0, None)
+    await store.deliver("wf-1", None, h.SignalReceived(name="extra", payload=1))
+    # A signal to the pending run leaves it pending: the call moves it.
+    again, created = await store.debounce(call(clock, 2), "k", 10.0, None)
+    assert not created and again.run_id == "run-1"
+    await store.deliver("wf-1", None, h.CancelRequested(reason="not wanted"))
+    third, created = await store.debounce(call(clock, 3), "k", 10.0, None)
+    assert created and third.run_id == "run-3"
+    data = await store.load_turn("run-1", 0)
+    assert [type(e).__name__ for _, e in data.inbox] == [
+        "WorkflowStarted", "SignalReceived", "CancelRequested",
+    ]  # fmt: skip
+
+
 async def test_the_execution_timeout_moves_with_the_start(
     open_store: Any, clock: FakeClock
 ) -> None:

@@ -1,6 +1,7 @@
 """A debounced start's SQL (``Client.debounce``, docs/workflows.md
 "Debouncing"), shared by the SQL backends: the pending run of a key (open,
-no history, its first workflow task not taken by a worker) is pushed back
+no history, its first workflow task not taken by a worker, no cancellation
+asked for) is pushed back
 and given the call's arguments, or, if there is none, a new run is created
 holding the key. All in one transaction, calls of one key taking turns.
 Imports the history model, the store records and the row helpers.
@@ -43,24 +44,40 @@ async def debounce(
     if row is not None:
         run = run_from_row(row)
         task = await tx.one(_UNTAKEN + d.for_update, (run.run_id,))
-        if task is not None:
+        inbox = await tx.all(
+            "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id", (run.run_id,)
+        )
+        waiting = [event_from_row(data, run.run_id, f"inbox row {i}") for i, data in inbox]
+        # (A run whose cancellation was asked for is not given more work.)
+        if task is not None and not any(isinstance(e, h.CancelRequested) for e in waiting):
             start_at = now + delay
             if max_delay is not None:
                 start_at = max(now, min(start_at, run.created_at + max_delay))
-            return await _push_back(tx, run, new, start_at - float(task[0]), start_at, now), False
+            shift = start_at - float(task[0])
+            return await _push_back(
+                tx, run, new, inbox[0][0], waiting[0], shift, start_at, now
+            ), False
     await insert_run(tx, new, now)
     await tx.send("UPDATE runs SET debounce_key = ? WHERE run_id = ?", (key, new.run_id))
     return new_run_record(new, now), True
 
 
 async def _push_back(
-    tx: Tx, run: RunRecord, new: NewRun, shift: float, start_at: float, now: float
+    tx: Tx,
+    run: RunRecord,
+    new: NewRun,
+    inbox_id: int,
+    started: h.Event,
+    shift: float,
+    start_at: float,
+    now: float,
 ) -> RunRecord:
     """Give the pending ``run`` ``new``'s arguments, its first turn due at
     ``start_at`` and its execution timeout's deadline moved by ``shift``
-    with it; returns its record so changed. Its WorkflowStarted waits in its
-    inbox (no turn has taken it into the history): the inbox row is
-    rewritten, and the run's input."""
+    with it; returns its record so changed. Its WorkflowStarted (``started``,
+    inbox row ``inbox_id``) waits in its inbox, since no turn has taken it
+    into the history: that row is rewritten, and the run's input."""
+    assert isinstance(started, h.WorkflowStarted), started
     inputs = {**run.input, "args": new.args, "kwargs": new.kwargs}
     await tx.send(  # (a NULL deadline, no execution timeout, stays NULL)
         "UPDATE runs SET input = ?, updated_at = ?, deadline = deadline + ? WHERE run_id = ?",
@@ -75,13 +92,7 @@ async def _push_back(
             "UPDATE timers SET fire_at = fire_at + ? WHERE run_id = ? AND ref = 0",
             (shift, run.run_id),
         )
-    first = await tx.one(
-        "SELECT id, data FROM inbox WHERE run_id = ? ORDER BY id LIMIT 1", (run.run_id,)
-    )
-    assert first is not None, "a run no turn has taken has its WorkflowStarted in its inbox"
-    started = event_from_row(first[1], run.run_id, f"inbox row {first[0]}")
-    assert isinstance(started, h.WorkflowStarted), started
     started = dataclasses.replace(started, args=new.args, kwargs=new.kwargs)
-    await tx.send("UPDATE inbox SET data = ? WHERE id = ?", (event_text(started), first[0]))
+    await tx.send("UPDATE inbox SET data = ? WHERE id = ?", (event_text(started), inbox_id))
     deadline_at = None if run.deadline is None else run.deadline + shift
     return dataclasses.replace(run, input=inputs, updated_at=now, deadline=deadline_at)

@@ -106,6 +106,12 @@ class EnvClient(Client):
         handle = await super().signal_with_start(workflow, *args, **self._options(options))
         return self._wrap(handle)
 
+    async def debounce(self, workflow: Any, *args: Any, **options: Any) -> EnvHandle[Any]:
+        """:meth:`Client.debounce`, on the environment's task queue unless
+        ``task_queue`` says otherwise, returning a time-skipping handle."""
+        handle = await super().debounce(workflow, *args, **self._options(options))
+        return self._wrap(handle)
+
     async def update_with_start(self, workflow: Any, *args: Any, **options: Any) -> Any:
         """:meth:`Client.update_with_start`, on the environment's task queue
         unless ``task_queue`` says otherwise (time skips while it waits)."""

@@ -202,6 +202,11 @@ class WorkflowEnvironment:
         handle = await self.start(workflow, *args, **options)
         return await handle.result(timeout=timeout)
 
+    async def debounce(self, workflow: Any, *args: Any, **options: Any) -> EnvHandle[Any]:
+        """``env.client.debounce(...)``: the options are those of :meth:`Client.debounce`."""
+        self._require_running()
+        return await self.client.debounce(workflow, *args, **options)
+
     def get_handle(self, id: str, run_id: str | None = None) -> EnvHandle[Any]:
         return self.client.get_handle(id, run_id)
 
