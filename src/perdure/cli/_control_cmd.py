@@ -25,6 +25,12 @@ from perdure._attributes import AttributeValue, checked_attributes, parse_filter
 from perdure._checks import BadName
 from perdure.cli._app import ConverterOption, DbOption, PriorityOption, a_priority, app
 from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
+from perdure.cli._debounce_opts import (
+    DebounceKeyOption,
+    DebounceMaxOption,
+    DebounceOption,
+    debounce_of,
+)
 from perdure.cli._filters import (
     BatchAttrOption,
     BatchBuildOption,
@@ -119,11 +125,14 @@ def start(
     args: list[str] = ArgsOption,
     workflow_id: Optional[str] = typer.Option(None, "--id", help="Workflow id (default: a UUID)."),
     task_queue: str = typer.Option("default", "--task-queue", "-q", help="Task queue."),
-    id_conflict: str = typer.Option(
-        "fail", help="If the id is taken: fail, use_existing or terminate_existing."
+    id_conflict: Optional[str] = typer.Option(
+        None, help="If the id is taken: fail (the default), use_existing or terminate_existing."
     ),
     attrs: list[str] = AttrsOption,
     priority: Optional[int] = PriorityOption,
+    debounce_key: Optional[str] = DebounceKeyOption,
+    debounce: Optional[str] = DebounceOption,
+    debounce_max: Optional[str] = DebounceMaxOption,
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
     converter: Optional[str] = ConverterOption,
@@ -131,6 +140,10 @@ def start(
     """Start a workflow by name. A worker serving the task queue runs it."""
     values = [parse_json(a, f"--arg #{i + 1}") for i, a in enumerate(args)]
     attributes = typed_attributes(attrs)
+    spans = debounce_of(
+        debounce_key, debounce, debounce_max, ("--id", workflow_id), ("--id-conflict", id_conflict)
+    )
+    id_conflict = id_conflict or "fail"
     if id_conflict not in ("fail", "use_existing", "terminate_existing"):
         raise typer.BadParameter(
             "must be fail, use_existing or terminate_existing", param_hint="--id-conflict"
@@ -145,22 +158,36 @@ def start(
         )
 
     async def work(client: Client) -> None:
-        handle = await client.start(
-            workflow,
-            *values,
-            id=workflow_id,
-            task_queue=task_queue,
-            id_conflict=id_conflict,
-            search_attributes=attributes or None,
-            priority=priority,
-        )  # type: ignore[call-overload]
+        if spans is None:
+            handle = await client.start(
+                workflow,
+                *values,
+                id=workflow_id,
+                task_queue=task_queue,
+                id_conflict=id_conflict,
+                search_attributes=attributes or None,
+                priority=priority,
+            )  # type: ignore[call-overload]
+        else:
+            handle = await client.debounce(
+                workflow,
+                *values,
+                key=spans.key,
+                delay=spans.delay,
+                max_delay=spans.max_delay,
+                task_queue=task_queue,
+                search_attributes=attributes or None,
+                priority=priority,
+            )
         if as_json:
             print_json({"id": handle.id, "run_id": handle.run_id})
             return
         out.print(
-            f"Started [bold]{escape(workflow)}[/] id [bold]{escape(handle.id)}[/] "
-            f"(run {handle.run_id}) on task queue {escape(task_queue)}"
+            f"{'Started' if spans is None else 'Debounced'} [bold]{escape(workflow)}[/] id "
+            f"[bold]{escape(handle.id)}[/] (run {handle.run_id}) on task queue "
+            f"{escape(task_queue)}"
             + ("" if priority is None else f" at priority {priority}")
+            + ("" if spans is None else f": {spans.text()}")
         )
         out.print(
             f"[dim]perdure show {escape(handle.id)}   perdure result {escape(handle.id)} --wait[/]"

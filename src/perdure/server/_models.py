@@ -6,8 +6,8 @@ only; the field names match ``_query``'s JSON views.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal, Optional, Union
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -17,12 +17,15 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Accepted",
+    "DebounceRequest",
     "ErrorBody",
     "Health",
     "PendingActivity",
@@ -104,6 +107,61 @@ class UpdateAnswer(BaseModel):
     result: Any = Field(description="What the workflow gave request.reply(), as JSON.")
 
 
+MAX_SPAN = 100 * 366 * 86_400.0  # seconds: a century, well within what a timedelta holds
+
+
+def _a_microsecond_or_more(value: Optional[float]) -> Optional[float]:
+    # (A timedelta counts microseconds: less than one would be no delay at all.)
+    if value is not None and timedelta(seconds=value) <= timedelta(0):
+        raise PydanticCustomError(
+            "below_a_microsecond", "Input should be at least 0.000001 (a microsecond)"
+        )
+    return value
+
+
+class DebounceRequest(Strict):
+    """A start's ``debounce``: Client.debounce's key and spans, in seconds."""
+
+    key: str = Field(
+        min_length=1, description="The burst's key: calls with one key (and workflow) make one run."
+    )
+    delay_seconds: float = Field(
+        gt=0,
+        le=MAX_SPAN,
+        strict=True,  # (a number: true is not 1 second, nor "30" 30)
+        description="Start the run this long after the last call of the burst.",
+    )
+    max_delay_seconds: Optional[float] = Field(
+        None,
+        gt=0,
+        le=MAX_SPAN,
+        strict=True,
+        description="Start it no later than this long after the burst's first call; "
+        "null or left out: no limit.",
+    )
+
+    _spans = field_validator("delay_seconds", "max_delay_seconds")(_a_microsecond_or_more)
+
+    def spans(self) -> tuple[timedelta, Optional[timedelta]]:
+        """``delay`` and ``max_delay`` as Client.debounce takes them."""
+        most = self.max_delay_seconds
+        delay = timedelta(seconds=self.delay_seconds)
+        return delay, None if most is None else timedelta(seconds=most)
+
+
+# The start body's ``debounce`` in the OpenAPI document: the object inline
+# (body_doc puts a body's own schema in the document, where the "#/$defs/..."
+# a nested model's would be is no address).
+_DEBOUNCE_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [DebounceRequest.model_json_schema(), {"type": "null"}],
+        "description": 'Debounce the start (docs/workflows.md, "Debouncing"): a burst of '
+        "calls with one key makes one run, started delay_seconds after the last call with "
+        "its arguments. The run's id is generated: id and id_conflict must be left out.",
+    }
+)
+
+
 class StartRequest(Strict):
     workflow: str = Field(min_length=1, description="The workflow's type name.")
     args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
@@ -126,7 +184,28 @@ class StartRequest(Strict):
         "left out: 3. Its activities and children inherit it.",
     )
 
+    debounce: Annotated[Optional[DebounceRequest], _DEBOUNCE_SCHEMA] = None
+
     _scalar_attributes = field_validator("search_attributes", mode="before")(_scalar_values)
+
+    @model_validator(mode="after")
+    def _debounce_alone(self) -> StartRequest:
+        # A debounced run's id is generated (the pending run of the key's, or a new one).
+        given = [
+            name
+            for name, present in (
+                ("id", self.id is not None),
+                ("id_conflict", "id_conflict" in self.model_fields_set),
+            )
+            if present
+        ]
+        if self.debounce is not None and given:
+            raise PydanticCustomError(
+                "debounce_with_id",
+                f"{' and '.join(given)} cannot be given with debounce: a debounced run's id is "
+                "generated",
+            )
+        return self
 
 
 class StartResponse(BaseModel):
@@ -159,9 +238,6 @@ class ResetDone(BaseModel):
     id: str
     run_id: str = Field(description="The new run.")
     at_seq: int = Field(description="The first event of the turn the new run took again.")
-
-
-MAX_SPAN = 100 * 366 * 86_400.0  # seconds: a century, well within what a timedelta holds
 
 
 class ScheduleRequest(Strict):

@@ -202,7 +202,22 @@ async def list_workflows(
 async def start_workflow(
     client: ClientDep, body: Annotated[m.StartRequest, Depends(start_request)]
 ) -> Any:
-    """Start a workflow by type name with JSON arguments (409 if the id is taken)."""
+    """Start a workflow by type name with JSON arguments (409 if the id is taken);
+    with ``debounce``, a burst of starts with one key makes one run, with the
+    last start's arguments (Client.debounce)."""
+    if body.debounce is not None:
+        delay, max_delay = body.debounce.spans()
+        handle = await client.debounce(
+            body.workflow,
+            *body.args,
+            key=body.debounce.key,
+            delay=delay,
+            max_delay=max_delay,
+            task_queue=body.task_queue,
+            search_attributes=body.search_attributes,
+            priority=body.priority,
+        )
+        return {"id": handle.id, "run_id": handle.run_id}
     handle = await client.start(
         body.workflow,
         *body.args,
