@@ -264,6 +264,9 @@ class WorkflowDescription:
     starts_at: datetime | None = None
     """When the run's first turn is due, while that is still ahead: a run
     started with ``start_delay`` (or whose first turn failed and backs off)."""
+    debounce_key: str | None = None
+    """With ``starts_at``, for a run ``Client.debounce`` started: its key. A
+    call with it (and the run's workflow) before then moves the start back."""
     awaiting_nothing: bool = False
     """The run is open, but nothing it waits for can come: no activity,
     timer, child or signal wait is pending, and no turn is due (its code
@@ -491,7 +494,8 @@ def describe_run(
         ahead=None if turn is None else turn.ahead,
         parent_run_id=run.parent_run_id,
         continued_to=run.continued_to,
-        starts_at=_starts_at(run.last_seq, pending.workflow_task, now),
+        starts_at=(starts_at := _starts_at(run.last_seq, pending.workflow_task, now)),
+        debounce_key=pending.debounce_key if starts_at is not None else None,
         awaiting_nothing=_awaiting_nothing(run, pending, now),
         search_attributes=run.search_attributes,
         priority=run.priority,

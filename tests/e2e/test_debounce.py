@@ -49,8 +49,10 @@ async def test_a_burst_makes_one_run_with_the_last_arguments() -> None:
         assert len({(h.id, h.run_id) for h in handles}) == 1
         assert all(isinstance(h, EnvHandle) for h in handles)  # (they skip time)
         assert INDEXED == []
-        assert (await handles[0].describe()).starts_at is not None
+        pending = await handles[0].describe()
+        assert pending.starts_at is not None and pending.debounce_key == "ada"
         assert await handles[-1].result() == "ada@3"
+        assert (await handles[0].describe()).debounce_key is None  # (no start to move now)
         assert INDEXED == ["ada@3"]
         assert env.now() - began >= timedelta(seconds=40 + 30)
         # The run has begun (here: ended): the next call makes another.

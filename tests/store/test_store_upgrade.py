@@ -92,10 +92,11 @@ def borrow_queue_tables(path: Path) -> None:
     today's writes of runs and tasks their priorities (v15's columns and
     index), its claims whether an activity is paused (v16's column) and
     whether it was reset under its last attempt (v17's), and its runs and
-    workers their builds (v18's): a file of an older version borrows them
-    while today's code writes it (see give_back_queue_tables)."""
+    workers their builds (v18's), and describe() a run's debounce key
+    (v20's): a file of an older version borrows them while today's code
+    writes it (see give_back_queue_tables)."""
     with closing(sqlite3.connect(path)) as conn:
-        for version in (12, 13, 15, 16, 17, 18):
+        for version in (12, 13, 15, 16, 17, 18, 20):
             conn.executescript(dict(ALL_MIGRATIONS)[version])
 
 
@@ -104,6 +105,8 @@ def give_back_queue_tables(path: Path) -> None:
         for table in ("queue_starts", "queue_limits", "run_attributes", "queue_builds"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP INDEX runs_by_build")
+        conn.execute("DROP INDEX runs_by_debounce_key")
+        conn.execute("ALTER TABLE runs DROP COLUMN debounce_key")
         for table in ("runs", "workers"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN build_id")
         conn.execute("ALTER TABLE runs DROP COLUMN search_attributes")

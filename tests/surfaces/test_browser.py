@@ -99,8 +99,15 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         client.start("approval", "later", id="ui-later-1", start_delay=timedelta(hours=2))
         page.goto(stack.open_url + "#/workflows/ui-later-1")
         expect(page.locator("#starts-at")).to_contain_text("Not started yet")
+        expect(page.locator("#starts-at")).not_to_contain_text("Debounced")
         expect(page.locator("#no-worker")).to_have_count(0)
         expect(page.locator("#awaiting-nothing")).to_have_count(0)
+        # A debounced one names its key.
+        debounced = client.debounce("approval", "soon", key="ui-burst", delay=timedelta(hours=2))
+        page.goto(stack.open_url + f"#/workflows/{debounced.id}")
+        expect(page.locator("#starts-at")).to_contain_text(
+            'Debounced: a start with key "ui-burst" before then moves it back.'
+        )
 
         # An activity no worker takes says so (its queue has no worker).
         unserved = client.start("waits_on_an_unserved_queue", "ui", id="ui-unserved-1")

@@ -73,6 +73,7 @@ async def test_a_burst_of_starts_is_one_run_with_the_last_arguments(
         assert await handle.history() == []  # not begun
         shown = (await reader.get(f"/api/workflows/{described.id}")).json()
         assert shown["starts_at"] is not None and shown["input"]["args"] == [2]
+        assert shown["debounce_key"] == described.debounce_key == "k-a"
 
         # Another key, or another workflow with the key, is another run.
         other_key = await api.post(
@@ -215,7 +216,10 @@ def test_start_with_one_debounce_key_twice_is_one_run(db: str, sync: perdure.Syn
 
     described = sync.get_handle(ident).describe()
     assert described.input == {"args": [2], "kwargs": {}} and described.starts_at is not None
+    assert described.debounce_key == "c-a"
     assert sync.get_handle(ident).history() == []
+    (shown,) = cli_all(("show", ident, "--db", db))
+    assert "debounced  key 'c-a': a start with it moves the start" in shown.stdout, shown.stdout
 
 
 def test_debounce_max_bounds_the_start(db: str, sync: perdure.SyncClient) -> None:

@@ -453,6 +453,7 @@ class PendingWork:
     timers: list[PendingTimer]
     children: list[PendingChild]
     workflow_task: WorkflowTaskState | None
+    debounce_key: str | None = None  # the run's Client.debounce key, if it has one
 
 
 MAX_ATTEMPT_RECORDS = 100  # an activity keeps the records of its latest attempts only

@@ -118,7 +118,8 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         )
     ]
     task = await tx.one(
-        "SELECT visible_at, attempt, lease_token, queue, priority, id FROM tasks"
+        "SELECT visible_at, attempt, lease_token, queue, priority, id,"
+        " (SELECT debounce_key FROM runs WHERE runs.run_id = tasks.run_id) FROM tasks"
         " WHERE run_id = ? AND kind = 'workflow'",
         (run_id,),
     )
@@ -127,7 +128,7 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         state = WorkflowTaskState(task[0], task[1], task[2] is not None)
         if task[2] is None and task[0] < now - WAITING_LONG:
             state.ahead = await _ahead(tx, "workflow", task[3], task[4], task[0], task[5], now)
-    return PendingWork(activities, timers, children, state)
+    return PendingWork(activities, timers, children, state, None if task is None else task[6])
 
 
 # A run's waiting activities whose place in the backlog describe() counts

@@ -293,6 +293,8 @@ def _show(
         facts.append(("newer run", f"{latest.run_id} ({latest.status}) is the id's latest"))
     if d.starts_at:
         facts.append(("starts", f"{local_time(d.starts_at)} (its first turn is not due yet)"))
+    if d.debounce_key is not None:
+        facts.append(("debounced", f"key {d.debounce_key!r}: a start with it moves the start"))
     for label, value in facts:
         out.print(f"  [dim]{label:<11}[/]{escape(value)}")
     if d.waiting_for_worker:

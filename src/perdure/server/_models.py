@@ -588,6 +588,11 @@ class WorkflowDescription(BaseModel):
     starts_at: Optional[str] = Field(
         None, description="When the first turn is due, while that is ahead (start_delay)."
     )
+    debounce_key: Optional[str] = Field(
+        None,
+        description="With starts_at, for a debounced start: its key (a start with it before "
+        "then moves the run's start back).",
+    )
     awaiting_nothing: bool = Field(
         False,
         description="Open, but no activity, timer, child, signal or update wait is pending "

@@ -329,6 +329,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "parent_run_id": d.parent_run_id,
         "continued_to": d.continued_to,
         "starts_at": iso(d.starts_at),
+        "debounce_key": d.debounce_key,
         "awaiting_nothing": d.awaiting_nothing,
     }
 
