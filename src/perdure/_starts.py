@@ -41,16 +41,16 @@ def debounce_spans(
     """A debounced start's ``delay`` and ``max_delay`` in seconds, checked
     with its ``key`` (Client.debounce)."""
     check_name("key", key)
-    seconds: list[float] = []
-    for option, span in (("delay", delay), ("max_delay", max_delay)):
-        if span is None and option == "max_delay":
-            continue
-        if not isinstance(span, timedelta):
-            raise TypeError(f"{option} must be a timedelta, not {type(span).__name__} {span!r}")
-        if span <= timedelta(0):
-            raise ValueError(f"{option} must be positive, not {span}")
-        seconds.append(span.total_seconds())
-    return seconds[0], seconds[1] if max_delay is not None else None
+    seconds = _positive("delay", delay)
+    return seconds, None if max_delay is None else _positive("max_delay", max_delay)
+
+
+def _positive(option: str, span: object) -> float:
+    if not isinstance(span, timedelta):
+        raise TypeError(f"{option} must be a timedelta, not {type(span).__name__} {span!r}")
+    if span <= timedelta(0):
+        raise ValueError(f"{option} must be positive, not {span}")
+    return span.total_seconds()
 
 
 def resolve(workflow: Any) -> tuple[Callable[..., Any] | None, str]:

@@ -340,7 +340,7 @@ class Client(Operations):
             args,
             None,
             task_queue,
-            start_delay=timedelta(seconds=min(seconds, seconds if most is None else most)),
+            start_delay=delay if max_delay is None else min(delay, max_delay),
             execution_timeout=execution_timeout,
             search_attributes=search_attributes,
             priority=priority,

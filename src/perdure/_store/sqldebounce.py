@@ -1,10 +1,10 @@
 """A debounced start's SQL (``Client.debounce``, docs/workflows.md
 "Debouncing"), shared by the SQL backends: the pending run of a key (open,
 no history, its first workflow task not taken by a worker, no cancellation
-asked for) is pushed back
-and given the call's arguments, or, if there is none, a new run is created
-holding the key. All in one transaction, calls of one key taking turns.
-Imports the history model, the store records and the row helpers.
+asked for) is pushed back and given the call's arguments, or, if there is
+none, a new run is created holding the key. All in one transaction, calls
+of one key taking turns. Imports the history model, the store records and
+the row helpers.
 """
 
 from __future__ import annotations
