@@ -31,6 +31,7 @@ from perdure._worker.outcomes import (
     cancelled_failure,
     completion_deadline,
     failure_outcome,
+    lost_backoff,
     operator_stop,
     unretried_failure,
 )
@@ -164,6 +165,11 @@ class ActivityRunner:
                 )
                 return
             timeout = left if timeout is None else min(timeout, left)
+        waits = lost_backoff(task, self.store.clock())
+        if waits is not None:
+            log.warning("%s", waits[1]["message"])
+            await self.store.hand_back(task, *waits)
+            return
         running = Attempt(task, options.get("heartbeat_timeout"), self)
         self.running[task.task_id] = running
         watchdog = None

@@ -26,8 +26,15 @@ __all__ = [
     "completion_deadline",
     "failure",
     "failure_outcome",
+    "lost_backoff",
     "operator_stop",
 ]
+
+# Attempts lost in a row (their leases ran out) before the next one waits
+# out its retry policy's backoff: the first loss is retried when its lease
+# runs out (a worker killed once, or restarted under its identity, resumes
+# at once); a second in a row looks like an attempt that kills its worker.
+LOSSES_BEFORE_BACKOFF = 2
 
 
 def failure(type_name: str, message: str, non_retryable: bool) -> dict[str, Any]:
@@ -102,6 +109,37 @@ def failure_outcome(
         return failed, delay
     failed["non_retryable"] = non_retryable
     return failed, None
+
+
+def lost_backoff(task: ActivityTask, now: float) -> tuple[float, dict[str, Any]] | None:
+    """For a claimed attempt that follows two or more attempts lost in a row
+    (each one's lease ran out: its worker died, or it stalled past its
+    lease or heartbeat timeout), how long it must still wait, its retry
+    policy's backoff after the last loss, and the failure its task keeps as
+    its last meanwhile; None if it may run now. A failed attempt waits out
+    the backoff before its retry; a lost one had been taken again the moment
+    its lease ran out, so an attempt that kills its worker (out of memory,
+    a crash in native code) killed another worker every lease timeout, for
+    ever with unlimited attempts."""
+    losses = 0
+    for record in reversed(task.attempts):
+        if (record.get("error") or {}).get("type") != "LeaseExpired":
+            break
+        losses += 1
+    if losses < LOSSES_BEFORE_BACKOFF:
+        return None
+    policy = RetryPolicy.from_dict(task.options["retry"])
+    last = task.attempts[-1]
+    due = float(last.get("ended_at") or now) + policy.delay_after(losses - 1)
+    if due <= now:
+        return None
+    first = last["attempt"] - losses + 1
+    message = (
+        f"attempts {first} to {last['attempt']} of activity {task.name!r} were lost in a row "
+        f"(their workers stopped, or they stalled past their lease, while running them): "
+        f"attempt {task.attempt} waits {due - now:.3g}s, its retry policy's backoff"
+    )
+    return due - now, failure("LeaseExpired", message, False)
 
 
 def unretried_failure(exc: BaseException, why: BaseException) -> dict[str, Any]:
