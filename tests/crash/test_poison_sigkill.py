@@ -59,3 +59,27 @@ def test_attempts_that_kill_their_workers_wait_out_the_backoff(
     assert "attempt 3 waits" in waiting[0]
     logs = "".join(w.output() for w in cluster.workers)
     assert "were lost in a row" in logs, cluster.diagnostics()
+
+
+def test_a_turn_that_kills_its_workers_waits_before_its_third_attempt(cluster: Cluster) -> None:
+    """Each of two workers dies computing the run's first turn (a crash point
+    before its commit, as a worker run out of memory by the replay would);
+    the third claim puts the turn back for its backoff, saying why in the
+    run's last_error, and the claim after that runs it."""
+    handle = cluster.client.start("sequential", 3, 0.0, id="poison-turn")
+    for _ in range(2):
+        cluster.crash_worker_at("turn.before_commit:1")
+    assert handle.describe().history_length == 0  # (no turn committed)
+    survivor = cluster.start_worker()
+    said = cluster.wait_until(
+        lambda: (handle.describe().last_error or "").startswith("turn attempt 3 waits 2s"),
+        timeout=30,
+        what="the third attempt to wait",
+    )
+    assert said
+    assert handle.result(timeout=30) == [f"poison-turn#{n}" for n in (1, 2, 3)]
+    assert handle.describe().last_error is None
+    assert "turn attempt 3 waits 2s: the attempts before it were lost" in survivor.output()
+    assert sorted((e.step, e.pid) for e in cluster.executions()) == [
+        (n, survivor.pid) for n in (1, 2, 3)
+    ]  # (the dead workers ran no step: they died before their turn's commit)

@@ -2,7 +2,8 @@
 attempts before them were lost (``_worker.outcomes.lost_backoff``): only
 after two losses in a row, counted back from the last record until one that
 is not a lost lease (a failure, or an asynchronous completion that timed
-out), the backoff growing with the losses and measured from the last one."""
+out), the backoff growing with the losses and measured from the last one;
+and which claimed workflow tasks wait because their turns were lost (lost_turn_wait)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from perdure import RetryPolicy
 from perdure._store.base import ActivityTask
 from perdure._worker.outcomes import lost_backoff
+from perdure._worker.turns import lost_turn_wait
 
 NOW = 1_000.0
 LOST = {"type": "LeaseExpired", "message": "lease expired"}
@@ -62,3 +64,16 @@ def test_the_backoff_grows_with_the_losses_and_counts_from_the_last() -> None:
     assert (lost_backoff(three, NOW) or (None,))[0] == pytest.approx(2.0)  # 1 s, doubled
     # Once the backoff has passed, the attempt runs.
     assert lost_backoff(two, NOW + 1.5) is None
+
+
+def test_a_turn_waits_after_two_lost_attempts_and_runs_after_its_wait() -> None:
+    """lost_turn_wait: a workflow task's attempts count its claims since its
+    last commit; a lost one records nothing on the run, a failed one its
+    error (which backs off already), a wait its own attempt number."""
+    assert lost_turn_wait(1, None) is None and lost_turn_wait(2, None) is None
+    delay, said = lost_turn_wait(3, None) or (None, "")
+    assert delay == 2.0 and said.startswith("turn attempt 3 waits 2s: the attempts before")
+    assert lost_turn_wait(4, said) is None  # the claim after the wait runs the turn
+    assert (lost_turn_wait(5, said) or (None,))[0] == 8.0  # ... and if it is lost, waits again
+    assert (lost_turn_wait(11, said) or (None,))[0] == 60.0  # (at most a minute)
+    assert lost_turn_wait(5, "NonDeterminismError: ...") is None  # failed: backs off already

@@ -14,6 +14,7 @@ Imports the runtime, the history model and the Store interface.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -80,6 +81,36 @@ class UnknownWorkflowType(TurnFailed):
 def turn_retry_delay(attempt: int) -> float:
     """Backoff for a failing workflow task: 1 s, 2 s, 4 s ... capped at 60 s."""
     return float(min(60, 2 ** max(0, attempt - 1)))
+
+
+# A turn's last_error while it waits because the attempts before it were
+# lost (see lost_turn_wait); the attempt is how the next claim tells its
+# own wait from a loss.
+_LOST_TURNS = re.compile(r"turn attempt (\d+) waits ")
+
+
+def lost_turn_wait(attempt: int, last_error: str | None) -> tuple[float, str] | None:
+    """For a claimed workflow task whose earlier attempts were lost in a
+    row (their workers died while computing the turn, no failure recorded),
+    the backoff it waits and the run's last_error meanwhile; None: run it.
+    Two losses in a row make a turn wait (the first is taken again when its
+    lease runs out: a worker killed once resumes at once); after that wait,
+    the next attempt runs, and if it is lost too the one after waits again,
+    longer (turn_retry_delay). A turn that kills its worker (out of memory
+    replaying a history too long, say) then takes down a worker once a
+    minute at most, not one every lease timeout. A failed turn (an error
+    recorded) backs off by its failure already."""
+    if attempt < 3:
+        return None
+    waited = _LOST_TURNS.match(last_error or "")
+    if last_error is not None and (waited is None or int(waited[1]) == attempt - 1):
+        return None  # (failed, backing off already; or this claim follows our wait)
+    delay = turn_retry_delay(attempt - 1)
+    return delay, (
+        f"turn attempt {attempt} waits {delay:g}s: the attempts before it were lost with "
+        f"their workers (each stopped while computing this turn: out of memory, a history "
+        f"too long to replay?)"
+    )
 
 
 class TurnRunner(InlineTurns):
@@ -165,6 +196,10 @@ class TurnRunner(InlineTurns):
                 cached = None
                 data = await self.store.load_turn(task.run_id, 0)
             if not data.run.is_open:
+                return
+            if task.attempt >= 3 and (lost := lost_turn_wait(task.attempt, data.run.last_error)):
+                log.warning("run %s: %s", task.run_id, lost[1])
+                await self.store.fail_turn(task, lost[1], lost[0])
                 return
             if self.ramp is not None and (ramped := self._ramped(data.run)) is not None:
                 await self._hand_to_ramp(data.run, ramped)
