@@ -165,8 +165,7 @@ class ActivityRunner:
                 )
                 return
             timeout = left if timeout is None else min(timeout, left)
-        waits = lost_backoff(task, self.store.clock())
-        if waits is not None:
+        if len(task.attempts) > 1 and (waits := lost_backoff(task, self.store.clock())):
             log.warning("%s", waits[1]["message"])
             await self.store.hand_back(task, *waits)
             return
