@@ -128,10 +128,14 @@ async def workload(url: str) -> None:
             ),
             perdure.Worker(client, workflows=[], activities=[far_plus_one], task_queue="far"),
         ):
-            for _ in range(4):  # each connection prepares what it sends twice
+            for i in range(4):  # each connection prepares what it sends twice
                 handles = [await client.start(fn, 1) for fn in (steps, naps, waits, parent, far)]
                 await handles[2].signal("go", 1)
-                assert [await h.result(timeout=30) for h in handles] == [4, 1, 2, 5, 4]
+                # A debounced start, and a second call that moves it.
+                soon = {"key": f"burst-{i}", "delay": timedelta(milliseconds=300)}
+                await client.debounce(steps, 1, **soon)  # type: ignore[arg-type]
+                handles.append(await client.debounce(steps, 2, **soon))  # type: ignore[arg-type]
+                assert [await h.result(timeout=30) for h in handles] == [4, 1, 2, 5, 4, 5]
     finally:
         await client.close()
 

@@ -19,10 +19,14 @@ from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, dumps, event_from_r
 
 __all__ = ["debounce"]
 
+# (The status a constant, OPEN's value, as the partial index that holds the
+# open debounced runs only says it: a parameter would not let PostgreSQL's
+# generic plan use that index.)
 _PENDING = (
     f"SELECT {RUN_COLUMNS} FROM runs WHERE debounce_key = ? AND workflow_type = ?"
-    " AND status = ? AND last_seq = 0 ORDER BY id DESC LIMIT 1"
+    " AND status = 'running' AND last_seq = 0 ORDER BY id DESC LIMIT 1"
 )
+assert OPEN == "running", "_PENDING names the open status by its value"
 # The first workflow task of a run no worker has taken (its lease is free).
 _UNTAKEN = (
     "SELECT visible_at FROM tasks WHERE kind = 'workflow' AND run_id = ? AND lease_token IS NULL"
@@ -40,7 +44,7 @@ async def debounce(
     # turns. (On PostgreSQL the advisory lock of a hash: a workflow id or
     # another key of the same hash only makes its holder wait its turn too.)
     await d.lock_workflow_id(tx, f"debounce\x1f{new.workflow_type}\x1f{key}")
-    row = await tx.one(_PENDING + d.for_update, (key, new.workflow_type, OPEN))
+    row = await tx.one(_PENDING + d.for_update, (key, new.workflow_type))
     if row is not None:
         run = run_from_row(row)
         task = await tx.one(_UNTAKEN + d.for_update, (run.run_id,))
