@@ -64,6 +64,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "in_workflow",
         "info",
         "logger",
+        "newer_build",
         "now",
         "patched",
         "random",

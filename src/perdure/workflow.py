@@ -23,6 +23,7 @@ from perdure._checks import BadName, check_name, check_queue, check_text, delay_
 from perdure._runtime import WorkflowInfo, WorkflowInstance, current_instance
 from perdure._runtime.cancelwait import CancellationType, check_cancellation_type, wait_out
 from perdure._runtime.endings import ContinueAsNewError
+from perdure._runtime.recorded import NEWER_BUILD
 from perdure._runtime.updates import UpdateRequest
 from perdure.activity import ActivityFunction
 from perdure.errors import PayloadCodecError
@@ -42,6 +43,7 @@ __all__ = [
     "in_workflow",
     "info",
     "logger",
+    "newer_build",
     "now",
     "patched",
     "random",
@@ -347,7 +349,27 @@ def patched(change_id: str) -> bool:
     # value was written, then refused when the history was read back, and the
     # run could not be replayed.)
     check_name("change_id", change_id, in_json=True)
+    if change_id.startswith(NEWER_BUILD):
+        raise ValueError(f"change ids starting with {NEWER_BUILD!r} are perdure's own")
     return inst.patched(change_id)
+
+
+def newer_build() -> str | None:
+    """The worker build a new run of this workflow id would start on now, if
+    it is not the build this run is pinned to: a newer build was made
+    current, or this id falls in the share of a build that ramps (see
+    docs/versioning.md, "Moving a long-lived run to a new build"); None
+    otherwise, and for a run pinned to no build. A pinned run that lives for
+    weeks calls it at a safe point and continues as new, so that its next
+    run starts on the newer build::
+
+        if workflow.newer_build() is not None:
+            workflow.continue_as_new(state)
+
+    What the worker knew at the turn's start (from its heartbeat, a few
+    seconds old at most), recorded in the history when it names a build:
+    a replay returns what the first execution saw."""
+    return _instance("newer_build").newer_build_seen()
 
 
 def side_effect(compute: Callable[[], R]) -> R:

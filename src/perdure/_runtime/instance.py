@@ -115,6 +115,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         self._signals_out = {}
         self.has_children = False
         self._patches = {}
+        self.newer_build = None
         self._cancel_requested = False
         # What every activity the run schedules carries in its options, from
         # the run's history: its headers (WorkflowStarted), and, in a run

@@ -16,7 +16,11 @@ from perdure._converter import DataConverter
 from perdure._runtime.endings import _TurnAborted
 from perdure.errors import PayloadCodecError
 
-__all__ = ["RecordedValues"]
+__all__ = ["NEWER_BUILD", "RecordedValues"]
+
+# The patch marker's prefix under which newer_build records what it saw
+# (a marker of the same kind as patched's: skipped by code that no longer asks).
+NEWER_BUILD = "perdure.newer_build:"
 
 
 class RecordedValues:
@@ -31,6 +35,9 @@ class RecordedValues:
     search_attributes: dict[str, Any]  # as the run's turns have left them
     _expected: deque[h.Event] | None
     _patches: dict[str, bool]
+    # Set by the worker before each turn: the build this run's workflow id
+    # would start on now, if not the build the run is pinned to (None: none).
+    newer_build: str | None
 
     if TYPE_CHECKING:  # WorkflowInstance's
 
@@ -54,6 +61,21 @@ class RecordedValues:
                 self._expected.popleft()
         self._patches[patch_id] = value
         return value
+
+    def newer_build_seen(self) -> str | None:
+        """``workflow.newer_build()``: what the worker says (``newer_build``),
+        recorded as a patch marker when it names a build; when replaying,
+        the recorded marker's build, or None where none was recorded."""
+        if self._expected is None:
+            value = self.newer_build
+            if value is not None:
+                self.issue(h.RecordPatch(NEWER_BUILD + value))
+            return value
+        head = self._expected[0] if self._expected else None
+        if isinstance(head, h.PatchRecorded) and head.patch_id.startswith(NEWER_BUILD):
+            self._expected.popleft()
+            return head.patch_id[len(NEWER_BUILD) :]
+        return None
 
     def side_effect(self, compute: Callable[[], Any]) -> Any:
         """Run ``compute`` once and record its JSON value; replay returns the record."""

@@ -49,6 +49,8 @@ class Registration:
         # Whether this worker's build is its queue's current one (it takes
         # the queue's unpinned runs), as its last look said (see look).
         self.current = True
+        # The queue's current build as last read (None: none yet, or not read).
+        self.named: str | None = None
         # While it is: the queue's ramping build and its share of new runs
         # in percent (Store.ramping_build), which it hands them to.
         self.ramp: tuple[str, float] | None = None
@@ -133,6 +135,7 @@ class Registration:
             log.warning("worker %s: could not read its queue's builds: %s", self.identity, exc)
             return False
         current = named is None or named == self.build_id
+        self.named = named
         await self._look_at_ramp(current and named is not None)
         if current == self.current:
             return False

@@ -139,6 +139,9 @@ class TurnRunner(InlineTurns):
         # worker's build is current (Registration.ramp, set after each look):
         # see _ramped. None (no build, or no ramp) costs a turn one test.
         self.ramp: tuple[str, float] | None = None
+        # The queue's current build (Registration.named, set with the ramp):
+        # what workflow.newer_build() tells a pinned run (see _newer_build).
+        self.current_build: str | None = None
         # Runs workflow code, and interrupts code that does not await.
         self.watchdog = watchdog or Watchdog(None)
         # See ActivityRunner.hand_back_delay.
@@ -210,6 +213,10 @@ class TurnRunner(InlineTurns):
             else:
                 instance, last_seq = self._replay(data), data.run.last_seq
                 marked = h.needs_marker(data.events)
+            # (Set after the replay of the run's past: what that past saw is
+            # in its history; what this worker knows now is for what comes.)
+            run = data.run
+            instance.newer_build = None if run.build_id is None else self._newer_build(run)
             inputs = [event for _, event in data.inbox]
             commit = self._build_commit(
                 task, data.run.run_id, data.run.version, instance, last_seq, marked, inputs,
@@ -298,6 +305,19 @@ class TurnRunner(InlineTurns):
                 self._settle_inline(commit)
 
         return FirstTurn(commit, settle)
+
+    def _newer_build(self, run: RunRecord) -> str | None:
+        """The build a new run of pinned ``run``'s workflow id would start on
+        now, if not the one it is pinned to (workflow.newer_build): the
+        queue's current build, or the ramping build if the id falls in its
+        share. As this worker's last look at its queue's builds read them."""
+        current = self.current_build
+        if current is not None and current != run.build_id:
+            return current
+        ramp = self.ramp
+        if ramp is not None and ramp[0] != run.build_id and in_ramp(run.workflow_id, ramp[1]):
+            return ramp[0]
+        return None
 
     def _ramped(self, run: RunRecord) -> str | None:
         """The queue's ramping build, if ``run`` is a new run (no history,

@@ -240,7 +240,7 @@ class Worker(Poller, Handoffs):
         gone = await self._registration.predecessor_gone()
         await self._registration.register()
         await self._registration.look()
-        self.turns.ramp = self._registration.ramp
+        self._tell_turns()
         self._follow_builds(running=False)
         if gone:
             await self._registration.reclaim()
@@ -336,9 +336,15 @@ class Worker(Poller, Handoffs):
         """After each renewal of the leases (keep_leases): the registry's
         row, then, now and then, the look for stranded runs."""
         await self._registration.heartbeat()
-        self.turns.ramp = self._registration.ramp  # (its look reads the ramp)
+        self._tell_turns()  # (its look reads the builds)
         if self.repairs is not None:
             await self.repairs.look()
+
+    def _tell_turns(self) -> None:
+        """Give the turn runner what the registration's look read: the
+        queue's ramping build and its current one."""
+        self.turns.ramp = self._registration.ramp
+        self.turns.current_build = self._registration.named
 
     def _follow_builds(self, running: bool = True) -> None:
         """This worker's build became, or stopped being, its queue's current
