@@ -3,7 +3,7 @@ caller's role, lenient JSON bodies, times, and the documented error answers.
 
 Imports fastapi, pydantic, the public Client API and
 ``_auth``/``_query``/``_models``/``_activity_models``/``_batch_models``/
-``_build_models``/``_sse``.
+``_build_models``/``_schedule_models``/``_sse``.
 A role check raises 401 (no or unknown token) or 403 (read token, admin route).
 """
 
@@ -25,6 +25,7 @@ from perdure.server import _activity_models as am
 from perdure.server import _batch_models as bm
 from perdure.server import _build_models as builds
 from perdure.server import _models as m
+from perdure.server import _schedule_models as sm
 from perdure.server._auth import AuthConfig, Role
 from perdure.server._query import parse_when
 from perdure.server._sse import Feeds
@@ -214,9 +215,9 @@ priority_request = required_body(m.PriorityRequest)
 run_build_request = required_body(builds.RunBuildRequest)
 current_build_request = required_body(builds.CurrentBuildRequest)
 ramping_build_request = required_body(builds.RampingBuildRequest)
-schedule_request = required_body(m.ScheduleRequest)
-update_request = required_body(m.ScheduleUpdate)
-backfill_request = required_body(m.BackfillRequest)
+schedule_request = required_body(sm.ScheduleRequest)
+update_request = required_body(sm.ScheduleUpdate)
+backfill_request = required_body(sm.BackfillRequest)
 limits_request = required_body(m.QueueLimitsBody)
 batch_request = required_body(bm.BatchRequest)
 activity_batch_request = required_body(bm.ActivityBatchRequest)

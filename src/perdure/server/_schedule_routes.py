@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from perdure.client import Client
 from perdure.server import _models as m
+from perdure.server import _schedule_models as sm
 from perdure.server._deps import (
     READ_ERRORS,
     WRITE_ERRORS,
@@ -38,12 +39,12 @@ ClientDep = Annotated[Client, Depends(client_of)]
 Reader = [Depends(require_read)]
 Admin = [Depends(require_admin)]
 ScheduleId = Annotated[str, Path(description="The schedule id (may contain '/').")]
-NOTE_BODY = body_doc(m.NoteRequest, "Optional: why (shown with the schedule).", required=False)
+NOTE_BODY = body_doc(sm.NoteRequest, "Optional: why (shown with the schedule).", required=False)
 
 
 @router.get(
     "",
-    response_model=m.ScheduleList,
+    response_model=sm.ScheduleList,
     dependencies=Reader,
     responses=error_responses(401, 403, 422, 503),
 )
@@ -57,13 +58,13 @@ async def list_schedules(
 @router.post(
     "",
     status_code=201,
-    response_model=m.Schedule,
+    response_model=sm.Schedule,
     dependencies=Admin,
     responses=error_responses(401, 403, 409, 422, 503),
-    openapi_extra=body_doc(m.ScheduleRequest),
+    openapi_extra=body_doc(sm.ScheduleRequest),
 )
 async def create_schedule(
-    client: ClientDep, body: Annotated[m.ScheduleRequest, Depends(schedule_request)]
+    client: ClientDep, body: Annotated[sm.ScheduleRequest, Depends(schedule_request)]
 ) -> Any:
     """Create a schedule: start ``workflow`` at each time of ``cron`` (or every
     ``every_seconds``). 409 if a schedule with this id exists; 422 for a bad
@@ -95,7 +96,7 @@ async def _command(client: Client, schedule_id: str, request: Request, op: str) 
     if op == "trigger":
         await handle.trigger()
     else:
-        note = (await optional_body(request, m.NoteRequest)).note
+        note = (await optional_body(request, sm.NoteRequest)).note
         await (handle.pause if op == "pause" else handle.unpause)(note)
     return {"id": schedule_id, "action": op}
 
@@ -144,12 +145,12 @@ async def trigger_schedule(client: ClientDep, schedule_id: ScheduleId, request: 
     response_model=m.Accepted,
     dependencies=Admin,
     responses=WRITE_ERRORS,
-    openapi_extra=body_doc(m.ScheduleUpdate),
+    openapi_extra=body_doc(sm.ScheduleUpdate),
 )
 async def update_schedule(
     client: ClientDep,
     schedule_id: ScheduleId,
-    body: Annotated[m.ScheduleUpdate, Depends(update_request)],
+    body: Annotated[sm.ScheduleUpdate, Depends(update_request)],
 ) -> Any:
     """Change what the schedule starts or when (from its next time on; applied
     at its next turn in a worker). 422 for a bad expression, interval or time
@@ -177,15 +178,15 @@ async def update_schedule(
 
 @router.post(
     "/{schedule_id:path}/backfill",
-    response_model=m.Backfilled,
+    response_model=sm.Backfilled,
     dependencies=Admin,
     responses=WRITE_ERRORS,
-    openapi_extra=body_doc(m.BackfillRequest),
+    openapi_extra=body_doc(sm.BackfillRequest),
 )
 async def backfill_schedule(
     client: ClientDep,
     schedule_id: ScheduleId,
-    body: Annotated[m.BackfillRequest, Depends(backfill_request)],
+    body: Annotated[sm.BackfillRequest, Depends(backfill_request)],
 ) -> Any:
     """Start the runs of the schedule's times from ``start`` to ``end``, each
     time once (a time that has its run keeps it). 422 for a range of more than
@@ -198,7 +199,7 @@ async def backfill_schedule(
 
 
 @router.get(
-    "/{schedule_id:path}", response_model=m.Schedule, dependencies=Reader, responses=READ_ERRORS
+    "/{schedule_id:path}", response_model=sm.Schedule, dependencies=Reader, responses=READ_ERRORS
 )
 async def describe_schedule(client: ClientDep, schedule_id: ScheduleId) -> Any:
     """When it runs, its next time, the latest times it came due and their runs."""
