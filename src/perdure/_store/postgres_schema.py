@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from perdure.errors import SchemaVersionError
+from perdure.errors import SchemaVersionError, StoreError
 
 # The session-level advisory lock that serialises migrations (b"perdure\0" as a
 # bigint: outside the int4 range of the hashtext() keys that lock workflow ids).
@@ -34,12 +34,14 @@ def migrations() -> list[tuple[int, str]]:
 
 
 async def migrate(conn: Conn, where: str) -> int:
-    """Apply pending migrations, one transaction each, and return the version
-    reached. ``pg_advisory_lock`` is the lock: processes opening a new database
-    at once serialise here, and each later one sees the version the first one
-    reached. A schema newer than this perdure knows is refused, untouched.
-    ``conn`` is in autocommit mode; each BEGIN..COMMIT below is one migration,
-    so a crash leaves the database at the last whole version."""
+    """Apply the pending migrations, all in one transaction, and return the
+    version reached. ``pg_advisory_lock`` is the lock: processes opening a
+    new database at once serialise here, and each later one sees the version
+    the first one reached. A schema newer than this perdure knows is refused,
+    untouched. One transaction for all of them (PostgreSQL's DDL is
+    transactional): an upgrade that fails or is interrupted part-way leaves
+    the database at the version it had, still usable by the perdure that
+    wrote it, and a new database costs one commit, not one per migration."""
     known = migrations()
     newest = known[-1][0] if known else 0
     # An up-to-date database (every open but the first after an upgrade) is
@@ -50,36 +52,49 @@ async def migrate(conn: Conn, where: str) -> int:
         return newest
     await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
-        current = 0
-        for version, script in [(0, ""), *known]:
-            await conn.execute("BEGIN")
-            try:
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS perdure_schema (version INTEGER NOT NULL)"
+        await conn.execute("BEGIN")
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS perdure_schema (version INTEGER NOT NULL)"
+            )
+            row = await (await conn.execute("SELECT version FROM perdure_schema")).fetchone()
+            if row is None:
+                await conn.execute("INSERT INTO perdure_schema (version) VALUES (0)")
+            start = current = int(row[0]) if row else 0
+            if current > newest:
+                raise SchemaVersionError(
+                    f"database {where} has schema version {current}, but this perdure "
+                    f"knows versions up to {newest}: it was written by a newer perdure; "
+                    f"upgrade perdure"
                 )
-                row = await (await conn.execute("SELECT version FROM perdure_schema")).fetchone()
-                if row is None:
-                    await conn.execute("INSERT INTO perdure_schema (version) VALUES (0)")
-                current = int(row[0]) if row else 0
-                if current > newest:
-                    raise SchemaVersionError(
-                        f"database {where} has schema version {current}, but this perdure "
-                        f"knows versions up to {newest}: it was written by a newer perdure; "
-                        f"upgrade perdure"
-                    )
+            for version, script in known:
                 if version > current:
-                    await conn.execute(script)  # no parameters: simple protocol, many statements
-                    await conn.execute("UPDATE perdure_schema SET version = %s", (version,))
+                    await _apply(conn, version, script, start, where)
                     current = version
-            except BaseException:
-                with contextlib.suppress(psycopg.Error):  # a dead connection rolled back already
-                    await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+            await conn.execute("UPDATE perdure_schema SET version = %s", (current,))
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):  # a dead connection rolled back already
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
         return current
     finally:
         with contextlib.suppress(psycopg.Error):  # a dead session released it already
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+async def _apply(conn: Conn, version: int, script: str, start: int, where: str) -> None:
+    """One migration's script; its failure says which migration failed and
+    that the database stays at the version it had."""
+    try:
+        await conn.execute(script)  # no parameters: simple protocol, many statements
+    except psycopg.Error as exc:
+        text = " ".join(str(exc).split())
+        raise StoreError(
+            f"cannot prepare the PostgreSQL database ({where}): migration {version} "
+            f"failed, so the upgrade was rolled back and the database stays at schema "
+            f"version {start}: {text}"
+        ) from exc
 
 
 async def _version(conn: Conn) -> int | None:

@@ -62,33 +62,64 @@ def switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> None:
-    """Apply pending migrations, one transaction each. BEGIN IMMEDIATE is the
-    lock: two processes opening a new file at once serialise here, and the
-    second sees the version the first one reached."""
+    """Apply the pending migrations, all in one transaction. BEGIN IMMEDIATE
+    is the lock: two processes opening a new file at once serialise here,
+    and the second sees the version the first one reached. One transaction
+    for all of them: an upgrade that fails or is interrupted part-way leaves
+    the file at the version it had, still usable by the perdure that wrote
+    it, and a new file costs one commit, not one per migration."""
     known = migrations()
     newest = known[-1][0] if known else 0
-    for version, sql in [(0, ""), *known]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("CREATE TABLE IF NOT EXISTS perdure_schema (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM perdure_schema").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO perdure_schema (version) VALUES (0)")
-            current = row[0] if row else 0
-            if current > newest:
-                raise SchemaVersionError(
-                    f"database {path!r} has schema version {current}, but this "
-                    f"perdure knows versions up to {newest}: it was written by a newer "
-                    f"perdure; upgrade perdure"
-                )
+    # An up-to-date file (every open but the first after an upgrade) is one
+    # read, with no write lock: a version only grows.
+    if _version(conn) == newest:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS perdure_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM perdure_schema").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO perdure_schema (version) VALUES (0)")
+        start = current = row[0] if row else 0
+        if current > newest:
+            raise SchemaVersionError(
+                f"database {path!r} has schema version {current}, but this "
+                f"perdure knows versions up to {newest}: it was written by a newer "
+                f"perdure; upgrade perdure"
+            )
+        for version, sql in known:
             if version > current:
-                for statement in statements(sql):
-                    conn.execute(statement)
-                conn.execute("UPDATE perdure_schema SET version = ?", (version,))
-        except BaseException:
-            conn.execute("ROLLBACK")
+                _apply(conn, version, sql, start, path)
+                current = version
+        conn.execute("UPDATE perdure_schema SET version = ?", (current,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _apply(conn: sqlite3.Connection, version: int, sql: str, start: int, path: str) -> None:
+    """One migration's statements; its failure says which migration failed
+    and that the file stays at the version it had."""
+    try:
+        for statement in statements(sql):
+            conn.execute(statement)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"cannot prepare SQLite database {path!r}: migration {version} failed, so the "
+            f"upgrade was rolled back and the file stays at schema version {start}: {exc}"
+        ) from exc
+
+
+def _version(conn: sqlite3.Connection) -> int | None:
+    """The schema version, read without a write lock; None before the first migration."""
+    try:
+        row = conn.execute("SELECT version FROM perdure_schema").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
             raise
-        conn.execute("COMMIT")
+        return None
+    return int(row[0]) if row else None
 
 
 def busy_pragma(busy_timeout: float) -> str:
