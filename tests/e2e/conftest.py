@@ -10,7 +10,7 @@ one for what only PostgreSQL has is marked ``postgres_only``.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -53,11 +53,6 @@ def _empty_side_effect_records(request: pytest.FixtureRequest) -> None:
         record = getattr(request.module, name, None)
         if isinstance(record, (list, dict)):
             record.clear()
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[pg_testdb.TestDatabase]:
-    yield from pg_testdb.session_database()
 
 
 @pytest.fixture

@@ -32,11 +32,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[pg_testdb.TestDatabase]:
-    yield from pg_testdb.session_database()
-
-
 @pytest.fixture
 def pg_url(pg_database: pg_testdb.TestDatabase) -> str:
     return pg_database.fresh_url()

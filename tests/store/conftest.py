@@ -5,7 +5,7 @@ made for this test session (see tests/postgres/pg_testdb.py)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "postgres"))
 import pg_testdb
 
 BACKENDS = ["sqlite", "postgres"]
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[pg_testdb.TestDatabase]:
-    yield from pg_testdb.session_database()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ httpx over ASGI on the client's HTTP app (helpers for it: ``api_both``).
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,6 @@ import perdure
 from perdure.server.app import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "postgres"))
-import pg_testdb
 
 WORKFLOWS = [
     *(wf.approval, wf.countdown, wf.doomed, wf.double, wf.family, wf.onboarding),
@@ -57,11 +56,6 @@ def db_url(surface_backend: str, request: pytest.FixtureRequest, tmp_path: Path)
         url: str = request.getfixturevalue("pg_database").fresh_url()
         return url
     return f"sqlite:///{tmp_path / 'surfaces.db'}"
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[pg_testdb.TestDatabase]:
-    yield from pg_testdb.session_database()
 
 
 @pytest.fixture
