@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import random as _random
 import uuid as _uuid
@@ -54,6 +55,7 @@ __all__ = [
     "sleep",
     "start_child",
     "uuid4",
+    "wait_condition",
     "wait_signal",
     "wait_update",
     "write_stream",
@@ -148,6 +150,36 @@ async def wait_signal(name: str, *, timeout: timedelta | float | None = None) ->
     inst = _instance("wait_signal")
     _check_signal_name(name)
     return await inst.wait_signal(name, None if timeout is None else delay_seconds(timeout))
+
+
+async def wait_condition(
+    test: Callable[[], object], *, timeout: timedelta | float | None = None
+) -> None:
+    """Wait until ``test()`` is true: a function of the workflow's own state,
+    such as ``lambda: len(items) >= 10`` over a list another task of the
+    workflow fills from ``wait_signal`` (Temporal's ``wait_condition``).
+
+    Returns at once if it is true now. Otherwise it is tested again each
+    time the run has nothing left to run, in this turn and the later ones
+    (after each signal, update, activity result or timer the run's code
+    handles); the waits of a run are tested in the order they began, so a
+    replay resumes them at the same points. ``test`` must be deterministic,
+    as all workflow code, and should be cheap: it may run many times. An
+    exception it raises is raised here. With ``timeout`` (a durable timer),
+    raises :class:`TimeoutError` if the condition is not met in time.
+    """
+    inst = _instance("wait_condition")
+    if not callable(test):
+        raise TypeError(
+            f"wait_condition takes a function that returns whether to go on "
+            f"(such as lambda: approved), not {type(test).__name__} {test!r:.60}"
+        )
+    if inspect.iscoroutinefunction(test):
+        raise TypeError(
+            f"wait_condition's test must be a plain function, not the async function "
+            f"{getattr(test, '__name__', test)!r}: its coroutine would always count as true"
+        )
+    await inst.wait_condition(test, None if timeout is None else delay_seconds(timeout))
 
 
 def _check_signal_name(name: object, what: str = "a signal's name") -> None:

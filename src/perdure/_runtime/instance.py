@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from perdure import _history as h
 from perdure._converter import DataConverter, fresh
+from perdure._runtime.conditions import Conditions
 from perdure._runtime.endings import (
     ContinueAsNewError,
     ExitInWorkflow,
@@ -108,6 +109,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         self._timers: dict[int, DurableTimerHandle] = {}
         self._activities: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._signals = Signals()
+        self._conditions = Conditions()
         self._update_ids = set()  # (these three declared in Updates)
         self._unanswered = {}
         self.replied = False
@@ -173,14 +175,19 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         for event in inputs:
             self._apply(event)
         run_one = self.loop.run_one
+        settle = self._conditions.settle
         left = MAX_TURN_STEPS
         try:
-            while self._error is None and run_one():
+            while self._error is None:
+                # Idle: the waits on conditions are tested (in the order they
+                # began); one that ends makes its code ready again.
+                if not run_one() and not settle():
+                    return  # (the turn ended: nothing is ready)
                 left -= 1
                 if not left:
                     break
             else:
-                return  # (the turn ended: nothing is ready, or the code failed)
+                return  # (the code failed)
         except (SystemExit, KeyboardInterrupt) as exc:
             raise ExitInWorkflow(
                 f"workflow code raised {exc!r}{raised_at(exc)}, which would have ended the "
@@ -457,6 +464,9 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
     async def wait_signal(self, name: str, timeout: float | None) -> Any:
         return await self._signals.wait(self.loop, name, timeout)
 
+    async def wait_condition(self, test: Callable[[], object], timeout: float | None) -> None:
+        await self._conditions.wait(self.loop, test, timeout)
+
     def random_bits(self) -> int:
         return self._rng.next()
 
@@ -518,3 +528,4 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         self._timers.clear()
         self._activities.clear()
         self._signals.drop_waits()
+        self._conditions.drop_waits()

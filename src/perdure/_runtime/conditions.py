@@ -1,0 +1,74 @@
+"""A run's waits on conditions (``workflow.wait_condition``) inside its
+instance: each is a function of the workflow's own state, tested whenever
+the run's loop has nothing left to run, in the order the waits began, so a
+replay resumes them at the same points. No I/O; the standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+__all__ = ["Conditions"]
+
+
+class Conditions:
+    def __init__(self) -> None:
+        self._waits: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
+
+    async def wait(
+        self, loop: asyncio.AbstractEventLoop, test: Callable[[], object], timeout: float | None
+    ) -> None:
+        """Until ``test()`` is true: at once if it is now, else when the loop
+        next goes idle with it true. With ``timeout``, a durable timer raises
+        TimeoutError first."""
+        if test():
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        entry = (test, future)
+        self._waits.append(entry)
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, _time_out, future, timeout)
+        try:
+            await future
+        finally:
+            if entry in self._waits:
+                self._waits.remove(entry)
+            if timer is not None:
+                timer.cancel()
+
+    def settle(self) -> bool:
+        """Test every wait (the loop is idle); end those whose test is true,
+        or raised (the exception goes to the wait). True if any ended: their
+        code is now ready to run."""
+        if not self._waits:
+            return False
+        ended = False
+        for entry in list(self._waits):
+            test, future = entry
+            if future.done():  # (cancelled, or timed out: its finally removes it)
+                continue
+            try:
+                met = bool(test())
+            except Exception as exc:
+                future.set_exception(exc)
+                met = True
+            else:
+                if met:
+                    future.set_result(None)
+            if met:
+                self._waits.remove(entry)
+                ended = True
+        return ended
+
+    def pending(self) -> int:
+        return sum(1 for _, future in self._waits if not future.done())
+
+    def drop_waits(self) -> None:
+        self._waits.clear()
+
+
+def _time_out(future: asyncio.Future[None], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"the condition was not met within {timeout:g}s"))
