@@ -20,17 +20,17 @@ from perdure import _history as h
 from perdure._attributes import AttributeValue, checked_attributes
 from perdure._checks import check_name, check_queue
 from perdure._converter import DataConverter
-from perdure._store.base import IdConflict, NewRun, new_run_id
+from perdure._store.base import ID_CONFLICTS, IdConflict, NewRun, new_run_id
 from perdure.workflow import definition_of
 
-__all__ = ["checked_conflict", "debounce_spans", "new_run", "resolve"]
+__all__ = ["ID_CONFLICTS", "IdConflict", "checked_conflict", "debounce_spans", "new_run", "resolve"]
 
 
 def checked_conflict(id_conflict: IdConflict) -> IdConflict:
-    if id_conflict not in ("fail", "use_existing", "terminate_existing"):
+    if id_conflict not in ID_CONFLICTS:
+        named = ", ".join(repr(value) for value in ID_CONFLICTS[:-1])
         raise ValueError(
-            f"id_conflict must be 'fail', 'use_existing' or 'terminate_existing', "
-            f"not {id_conflict!r}"
+            f"id_conflict must be {named} or {ID_CONFLICTS[-1]!r}, not {id_conflict!r}"
         )
     return id_conflict
 

@@ -140,6 +140,17 @@ async def test_cancel_terminate_and_closed_runs(
         "/api/workflows", json={"workflow": "double", "id": "c-1", "id_conflict": "use_existing"}
     )
     assert reused.status_code == 201
+    # c-1 was cancelled: retry_failed starts a new run; asked again, it is that run.
+    retried = await api.post(
+        "/api/workflows",
+        json={"workflow": "approval", "args": ["y"], "id": "c-1", "id_conflict": "retry_failed"},
+    )
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["run_id"] != reused.json()["run_id"]
+    twice = await api.post(
+        "/api/workflows", json={"workflow": "approval", "id": "c-1", "id_conflict": "retry_failed"}
+    )
+    assert twice.status_code == 201 and twice.json()["run_id"] == retried.json()["run_id"]
 
 
 async def test_bodies_are_json_whatever_the_content_type(

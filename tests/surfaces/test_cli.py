@@ -290,14 +290,21 @@ def test_start_show_signal_result_history(
     assert "Started approval id cli-1" in done.stdout
     waiting_for_signal(client, "cli-1")
 
-    again, shown, as_json, still, timed_out = cli_all(
+    again, shown, as_json, still, timed_out, running, wrong = cli_all(
         ("start", *args),
         ("show", "cli-1", "--db", db),
         ("show", "cli-1", "--json", "--db", db),
         ("result", "cli-1", "--db", db),
         ("result", "cli-1", "--wait", "--timeout", "0.2", "--db", db),
+        ("start", *args, "--id-conflict", "retry_failed", "--json"),
+        ("start", *args, "--id-conflict", "retry"),
     )
     assert again.returncode == 5 and "already used" in again.stderr
+    # Running: retry_failed gives that run (a failed one would be started again).
+    assert running.returncode == 0, running.stderr
+    assert json.loads(running.stdout)["run_id"] == client.get_handle("cli-1").describe().run_id
+    assert wrong.returncode == 2
+    assert "must be fail, use_existing, terminate_existing or retry_failed" in wrong.stderr
     assert shown.returncode == 0
     assert "running" in shown.stdout and "signal approve" in shown.stdout
     assert 'stage = "waiting for approval"' in shown.stdout

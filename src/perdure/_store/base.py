@@ -22,6 +22,7 @@ from perdure._history import Event
 from perdure._store.fleet import Fleet
 from perdure._store.records import (
     CLOSED_STATUSES,
+    ID_CONFLICTS,
     MAX_ATTEMPT_RECORDS,
     OPEN,
     STATUSES,
@@ -69,6 +70,7 @@ __all__ = [
     "CLOSED",
     "CLOSED_STATUSES",
     "HELD_GRACE",
+    "ID_CONFLICTS",
     "LIMITS",
     "MAX_ATTEMPT_RECORDS",
     "NEVER_DUE",

@@ -25,7 +25,14 @@ CLOSED_STATUSES = (
     "continued_as_new",
 )
 STATUSES = (OPEN, *CLOSED_STATUSES)  # every status a run can have
-IdConflict = Literal["fail", "use_existing", "terminate_existing"]
+IdConflict = Literal["fail", "use_existing", "terminate_existing", "retry_failed"]
+# What a start may do when its workflow id has a run already (IdConflict's values).
+ID_CONFLICTS: tuple[IdConflict, ...] = (
+    "fail",
+    "use_existing",
+    "terminate_existing",
+    "retry_failed",
+)
 
 
 def turn_queue(task_queue: str, build_id: str | None) -> str:

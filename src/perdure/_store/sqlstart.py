@@ -99,11 +99,13 @@ async def create_run(
         if existing is not None:
             if id_conflict == "use_existing":
                 return existing
+            if id_conflict == "retry_failed" and existing.status in ("running", "completed"):
+                return existing  # (under way, or done: only a run that did not complete is redone)
             if id_conflict == "fail":
                 raise WorkflowAlreadyStartedError(
                     f"workflow id {new.workflow_id!r} is already used by run "
                     f"{existing.run_id} ({existing.status}); pass id_conflict="
-                    f"'use_existing' or 'terminate_existing' to reuse it",
+                    f"'use_existing', 'retry_failed' or 'terminate_existing' to reuse it",
                     workflow_id=new.workflow_id,
                     run_id=existing.run_id,
                 )

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from perdure._attributes import AttributeValue, checked_attributes, parse_filter
 from perdure._checks import BadName
+from perdure._starts import ID_CONFLICTS
 from perdure.cli._app import ConverterOption, DbOption, PriorityOption, a_priority, app
 from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
 from perdure.cli._debounce_opts import (
@@ -126,7 +127,9 @@ def start(
     workflow_id: Optional[str] = typer.Option(None, "--id", help="Workflow id (default: a UUID)."),
     task_queue: str = typer.Option("default", "--task-queue", "-q", help="Task queue."),
     id_conflict: Optional[str] = typer.Option(
-        None, help="If the id is taken: fail (the default), use_existing or terminate_existing."
+        None,
+        help="If the id is taken: fail (the default), use_existing, retry_failed (a new run"
+        " unless the latest is running or completed) or terminate_existing.",
     ),
     attrs: list[str] = AttrsOption,
     priority: Optional[int] = PriorityOption,
@@ -144,9 +147,10 @@ def start(
         debounce_key, debounce, debounce_max, ("--id", workflow_id), ("--id-conflict", id_conflict)
     )
     id_conflict = id_conflict or "fail"
-    if id_conflict not in ("fail", "use_existing", "terminate_existing"):
+    if id_conflict not in ID_CONFLICTS:
         raise typer.BadParameter(
-            "must be fail, use_existing or terminate_existing", param_hint="--id-conflict"
+            f"must be {', '.join(ID_CONFLICTS[:-1])} or {ID_CONFLICTS[-1]}",
+            param_hint="--id-conflict",
         )
     if not workflow.strip():
         raise typer.BadParameter("must not be empty", param_hint="WORKFLOW")
@@ -167,7 +171,7 @@ def start(
                 id_conflict=id_conflict,
                 search_attributes=attributes or None,
                 priority=priority,
-            )  # type: ignore[call-overload]
+            )
         else:
             handle = await client.debounce(
                 workflow,

@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from perdure._starts import IdConflict
+
 __all__ = [
     "MAX_SPAN",
     "Accepted",
@@ -169,8 +171,11 @@ class StartRequest(Strict):
     args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
     id: Optional[str] = Field(None, min_length=1, description="Workflow id; a UUID if omitted.")
     task_queue: str = Field("default", min_length=1)
-    id_conflict: Literal["fail", "use_existing", "terminate_existing"] = Field(
-        "fail", description="What to do when a run with this id exists."
+    id_conflict: IdConflict = Field(
+        "fail",
+        description="What to do when a run with this id exists: fail; use_existing (its "
+        "latest run); retry_failed (its latest run if running or completed, else a new "
+        "run); terminate_existing (a new run, the open one terminated).",
     )
     search_attributes: Optional[SearchAttributes] = Field(
         None,
