@@ -75,6 +75,7 @@ def test_workflow_and_activity_modules_are_pinned() -> None:
         "sleep",
         "start_child",
         "uuid4",
+        "wait_condition",
         "wait_signal",
         "wait_update",
         "write_stream",
