@@ -5,7 +5,8 @@ perdure and the standard library; the driver imports it too, for :func:`expected
 Four workflow shapes cover the engine's features: ``pipeline`` (sequential steps, planned
 activity failures and retries, ``asyncio.gather`` of steps on a task queue with limits, a
 durable sleep, a side effect, state),
-``mailbox`` (signals, with a ``wait_signal`` timeout that starts and cancels timers),
+``mailbox`` (signals taken by a task of their own, waited for with a
+``wait_condition`` timeout that starts and cancels timers),
 ``family`` (child workflows), ``rollover`` (continue-as-new), ``relay`` (signals sent
 from workflow code to a child), ``desk`` (updates, retried by their ids),
 ``callback`` (activities completed by the driver with their task tokens),
@@ -44,7 +45,7 @@ LIMITED_QUEUE = "chaos-limited"
 LIMITED_RUNNING = 2
 STEP_DELAY = 0.02
 SLEEP = 0.25  # seconds of durable sleep in pipeline and rollover
-SIGNAL_TIMEOUT = 2.0  # mailbox's wait_signal timeout: often hit, then waited again
+SIGNAL_TIMEOUT = 2.0  # mailbox's wait_condition timeout: often hit, then waited again
 
 FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff=1.0)
 
@@ -110,15 +111,26 @@ async def pipeline(tag: str, steps: int, fail_every: int) -> list[str]:
 
 @workflow.defn
 async def mailbox(tag: str, count: int) -> list[int]:
+    """A task of its own takes the signals; the main code waits for each
+    with ``wait_condition`` (its timeout often hit, then waited again)."""
     got: list[int] = []
-    while len(got) < count:
+
+    async def collect() -> None:
+        while True:
+            got.append(await workflow.wait_signal("item"))
+
+    collector = asyncio.create_task(collect())
+    handled = 0
+    while handled < count:
         try:
-            got.append(await workflow.wait_signal("item", timeout=SIGNAL_TIMEOUT))
+            await workflow.wait_condition(lambda: len(got) > handled, timeout=SIGNAL_TIMEOUT)
         except TimeoutError:
             continue  # the timer fired: wait again
-        workflow.set_state("received", len(got))
-        if len(got) % 2 == 0:
-            await work(f"{tag}:ack{len(got)}", 0)
+        handled += 1
+        workflow.set_state("received", handled)
+        if handled % 2 == 0:
+            await work(f"{tag}:ack{handled}", 0)
+    collector.cancel()
     return got
 
 
