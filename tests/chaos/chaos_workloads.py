@@ -119,11 +119,14 @@ async def mailbox(tag: str, count: int) -> list[int]:
         while True:
             got.append(await workflow.wait_signal("item"))
 
+    def more() -> bool:  # a signal not handled yet
+        return len(got) > handled
+
     collector = asyncio.create_task(collect())
     handled = 0
     while handled < count:
         try:
-            await workflow.wait_condition(lambda: len(got) > handled, timeout=SIGNAL_TIMEOUT)
+            await workflow.wait_condition(more, timeout=SIGNAL_TIMEOUT)
         except TimeoutError:
             continue  # the timer fired: wait again
         handled += 1
