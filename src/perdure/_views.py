@@ -249,6 +249,8 @@ class WorkflowDescription:
     waiting_signals: list[str] = field(default_factory=list)
     waiting_updates: list[str] = field(default_factory=list)
     """The updates a ``workflow.wait_update`` waits for (by name)."""
+    waiting_conditions: int = 0
+    """How many ``workflow.wait_condition`` waits the run's code is in."""
     waiting_for_worker: bool = False
     """The run's turn has been due for over a second and no live worker
     serves its task queue with this workflow type: start one, or deploy one
@@ -489,6 +491,7 @@ def describe_run(
         waiting_updates=[
             n[len(UPDATE_SIGNAL_PREFIX) :] for n in waits if n.startswith(UPDATE_SIGNAL_PREFIX)
         ],
+        waiting_conditions=int(run.waiting.get("conditions", 0)),
         waiting_for_worker=turn is not None and turn.ahead is not None and not served,
         in_backlog=turn is not None and turn.ahead is not None and served,
         ahead=None if turn is None else turn.ahead,

@@ -12,7 +12,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from e2e_helpers import fast_worker
+from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import activity, workflow
@@ -109,8 +109,18 @@ async def test_ten_signals_end_the_wait_and_the_timer_is_cancelled(
     shipped.clear()
     async with fast_worker(client, [batcher], [ship], cache_size=cache_size):
         handle = await client.start(batcher, 10, 1.0)
+
+        async def conditions(count: int) -> bool:
+            return (await handle.describe()).waiting_conditions == count
+
+        # The main code's wait and the two watchers': describe() counts them.
+        await wait_until(lambda: conditions(3), what="three condition waits")
+        described = await handle.describe()
+        assert described.waiting_signals == ["item"] and not described.awaiting_nothing
         for i in range(10):
             await handle.signal("item", f"i{i}")
+            if i == 1:  # the watchers' condition met: the main code's wait is left
+                await wait_until(lambda: conditions(1), what="one condition wait")
         result = await handle.result(timeout=30)
     assert result == {"batches": [10], "timed_out": False, "order": ["second", "two"]}
     assert shipped == [[f"i{i}" for i in range(10)]]

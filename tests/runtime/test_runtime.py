@@ -266,7 +266,7 @@ async def saga(order: str) -> str:
 def test_cancel_reaches_workflow_code_and_compensation_is_recorded() -> None:
     d = Driver(saga, "o-1")
     assert d.turn() == []
-    assert d.instance.waiting_signals() == ["ship"]
+    assert d.instance.waiting() == {"signals": ["ship"]}
     cmds = d.turn(h.CancelRequested(reason="customer changed mind"))
     assert kinds(cmds) == ["ScheduleActivity"] and cmds[0].name == "refund"
     cmds = d.turn(h.ActivityCompleted(ref=1, result="refunded o-1"))

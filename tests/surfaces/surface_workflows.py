@@ -95,6 +95,22 @@ async def countdown(n: int) -> str:
 
 
 @workflow.defn
+async def awaits_a_condition(name: str) -> str:
+    """Gathers ``item`` signals in a task of its own; its main code waits
+    for three of them with workflow.wait_condition."""
+    items: list[str] = []
+
+    async def gather() -> None:
+        while True:
+            items.append(await workflow.wait_signal("item"))
+
+    gathering = asyncio.create_task(gather())
+    await workflow.wait_condition(lambda: len(items) >= 3)
+    gathering.cancel()
+    return f"{name}: {', '.join(items)}"
+
+
+@workflow.defn
 async def awaits_an_event(name: str) -> str:
     """Awaits what no workflow code will ever set: it waits for nothing."""
     await make_greeting(name)

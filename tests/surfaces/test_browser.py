@@ -145,6 +145,16 @@ def test_list_workflow_page_timeline_and_a_signal_that_resumes(stack: Stack, pag
         expect(page.locator("#awaiting-nothing")).to_contain_text("waits for nothing")
         stuck.terminate("seen")
 
+        # A run whose code waits on a condition says so among what it waits on.
+        gathering = client.start("awaits_a_condition", "ui", id="ui-condition-1")
+        wait_for(lambda: gathering.describe().waiting_conditions or None, 20, "the condition")
+        page.goto(stack.open_url + "#/workflows/ui-condition-1")
+        expect(page.locator("#pending .pending-condition")).to_contain_text(
+            "a condition in its code (workflow.wait_condition)"
+        )
+        expect(page.locator("#awaiting-nothing")).to_have_count(0)
+        gathering.terminate("seen")
+
 
 def test_a_long_run_lists_its_latest_events_and_fetches_only_new_ones(
     stack: Stack, page: Page

@@ -266,6 +266,26 @@ def test_show_and_the_api_tell_when_a_delayed_start_is_due(
     assert datetime.fromisoformat(json.loads(as_json.stdout)["starts_at"]) == due
 
 
+def test_show_says_the_run_waits_on_a_condition(
+    db: str, worker: Proc, client: perdure.SyncClient
+) -> None:
+    handle = client.start("awaits_a_condition", "ada", id="condition-1")
+    wait_for(lambda: handle.describe().waiting_conditions or None, 20, "the condition wait")
+    shown, as_json = cli_all(
+        ("show", "condition-1", "--db", db),
+        ("show", "condition-1", "--json", "--db", db),
+    )
+    assert "a condition in its code (workflow.wait_condition)" in shown.stdout, shown.stdout
+    assert "signal item" in shown.stdout
+    described = json.loads(as_json.stdout)
+    assert described["waiting_conditions"] == 1 and described["waiting_signals"] == ["item"]
+    assert described["awaiting_nothing"] is False
+    for item in ("a", "b", "c"):
+        handle.signal("item", item)
+    assert handle.result(timeout=20) == "ada: a, b, c"
+    assert handle.describe().waiting_conditions == 0
+
+
 def test_show_and_the_api_tell_when_a_run_awaits_nothing(
     db: str, worker: Proc, client: perdure.SyncClient
 ) -> None:

@@ -470,8 +470,15 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
     def random_bits(self) -> int:
         return self._rng.next()
 
-    def waiting_signals(self) -> list[str]:
-        return self._signals.waited_for()
+    def waiting(self) -> dict[str, Any]:
+        """What the run's code waits on from outside, as its row keeps it
+        (``runs.waiting``): the signal names, and how many waits on
+        conditions there are (the key only when some are)."""
+        found: dict[str, Any] = {"signals": self._signals.waited_for()}
+        conditions = self._conditions.pending()
+        if conditions:
+            found["conditions"] = conditions
+        return found
 
     # -------------------------------------------------------------- lifecycle
 

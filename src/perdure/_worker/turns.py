@@ -518,7 +518,7 @@ class TurnRunner(InlineTurns):
             events=events,
             consumed_inbox=[],
             state=dict(instance.state),
-            waiting={"signals": instance.waiting_signals()},
+            waiting=instance.waiting(),
             holder=self.holder,
         )
         try:

@@ -245,6 +245,9 @@ def _pending_lines(
         lines.append(f"signal [bold]{escape(name)}[/]")
     for name in d.waiting_updates:
         lines.append(f"update [bold]{escape(name)}[/]")
+    if d.waiting_conditions:
+        times = "" if d.waiting_conditions == 1 else f" ({d.waiting_conditions} waits)"
+        lines.append(f"a condition in its code (workflow.wait_condition){times}")
     return lines
 
 

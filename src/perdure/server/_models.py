@@ -486,6 +486,9 @@ class WorkflowDescription(BaseModel):
     waiting_updates: list[str] = Field(
         default_factory=list, description="The updates a workflow.wait_update waits for."
     )
+    waiting_conditions: int = Field(
+        0, description="How many workflow.wait_condition waits the run's code is in."
+    )
     waiting_for_worker: bool = Field(
         description="Its turn has been due for over a second and no live worker serves its "
         "task queue with this workflow type."

@@ -323,6 +323,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         ],
         "waiting_signals": list(d.waiting_signals),
         "waiting_updates": list(d.waiting_updates),
+        "waiting_conditions": d.waiting_conditions,
         "waiting_for_worker": d.waiting_for_worker,
         "in_backlog": d.in_backlog,
         "ahead": d.ahead,

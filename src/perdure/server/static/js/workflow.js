@@ -354,6 +354,12 @@ export function renderWorkflow(container, id, params, ctx) {
         ctx.isAdmin ? h("button", { type: "button", class: "link", text: "send…",
           onclick: () => sendUpdate(name) }) : null));
     }
+    if (desc.waiting_conditions) {
+      items.push(h("li", { class: "pending-condition" },
+        h("span", { class: "tag tag-signal", text: "condition" }),
+        "a condition in its code (workflow.wait_condition)",
+        desc.waiting_conditions > 1 ? h("span", { class: "muted", text: ` · ${desc.waiting_conditions} waits` }) : null));
+    }
     if (!items.length) return null;
     return section("Waiting on", h("ul", { class: "pending", id: "pending" }, items));
   }
