@@ -63,6 +63,8 @@ class Conditions:
         return ended
 
     def pending(self) -> int:
+        if not self._waits:  # (every turn of a run that has none: no generator)
+            return 0
         return sum(1 for _, future in self._waits if not future.done())
 
     def drop_waits(self) -> None:
