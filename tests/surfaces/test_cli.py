@@ -12,7 +12,7 @@ import functools
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -266,18 +266,29 @@ def test_show_and_the_api_tell_when_a_delayed_start_is_due(
     assert datetime.fromisoformat(json.loads(as_json.stdout)["starts_at"]) == due
 
 
+def shown_once(
+    client: perdure.SyncClient,
+    db: str,
+    workflow: str,
+    ident: str,
+    ready: Callable[[perdure.WorkflowDescription], object],
+) -> tuple[perdure.SyncWorkflowHandle[Any], str, dict[str, Any]]:
+    """Start ``workflow("ada")`` as ``ident``; once ``ready(describe())``,
+    what `perdure show` and `perdure show --json` print."""
+    handle = client.start(workflow, "ada", id=ident)
+    wait_for(lambda: ready(handle.describe()) or None, 20, f"{ident} to be ready")
+    shown, as_json = cli_all(("show", ident, "--db", db), ("show", ident, "--json", "--db", db))
+    return handle, shown.stdout, json.loads(as_json.stdout)
+
+
 def test_show_says_the_run_waits_on_a_condition(
     db: str, worker: Proc, client: perdure.SyncClient
 ) -> None:
-    handle = client.start("awaits_a_condition", "ada", id="condition-1")
-    wait_for(lambda: handle.describe().waiting_conditions or None, 20, "the condition wait")
-    shown, as_json = cli_all(
-        ("show", "condition-1", "--db", db),
-        ("show", "condition-1", "--json", "--db", db),
+    handle, shown, described = shown_once(
+        client, db, "awaits_a_condition", "condition-1", lambda d: d.waiting_conditions
     )
-    assert "a condition in its code (workflow.wait_condition)" in shown.stdout, shown.stdout
-    assert "signal item" in shown.stdout
-    described = json.loads(as_json.stdout)
+    assert "a condition in its code (workflow.wait_condition)" in shown, shown
+    assert "signal item" in shown
     assert described["waiting_conditions"] == 1 and described["waiting_signals"] == ["item"]
     assert described["awaiting_nothing"] is False
     for item in ("a", "b", "c"):
@@ -289,15 +300,12 @@ def test_show_says_the_run_waits_on_a_condition(
 def test_show_and_the_api_tell_when_a_run_awaits_nothing(
     db: str, worker: Proc, client: perdure.SyncClient
 ) -> None:
-    handle = client.start("awaits_an_event", "ada", id="awaits-nothing-1")
-    wait_for(lambda: handle.describe().awaiting_nothing or None, 20, "the run to await nothing")
-    shown, as_json = cli_all(
-        ("show", "awaits-nothing-1", "--db", db),
-        ("show", "awaits-nothing-1", "--json", "--db", db),
+    handle, shown, described = shown_once(
+        client, db, "awaits_an_event", "awaits-nothing-1", lambda d: d.awaiting_nothing
     )
-    assert "This run waits for nothing that can come" in shown.stdout, shown.stdout
-    assert "only cancel or terminate will move it" in shown.stdout
-    assert json.loads(as_json.stdout)["awaiting_nothing"] is True
+    assert "This run waits for nothing that can come" in shown, shown
+    assert "only cancel or terminate will move it" in shown
+    assert described["awaiting_nothing"] is True
     handle.terminate("done looking")
 
 
