@@ -94,6 +94,7 @@ async def start_child(
     search_attributes: Mapping[str, str | int | float | bool] | None = None,
     priority: int | None = None,
     cancellation_type: CancellationType = "try_cancel",
+    fairness_key: str | None = None,
 ) -> ChildHandle[R]:
     """Start a child workflow and return once its start is recorded.
 
@@ -109,7 +110,9 @@ async def start_child(
     ChildWorkflowCancellationType: "try_cancel" (the default: request the
     child's cancellation and raise at once), "wait_cancellation_completed"
     (request it, and raise once the child has ended) or "abandon" (do not
-    request it: the child runs on).
+    request it: the child runs on). ``fairness_key``: whose work the child
+    is (docs/queues.md, "Fairness"); by default its parent's: a parent that
+    fans out one child per tenant gives each its tenant's key.
     """
     from perdure.workflow import _instance, definition_of  # (it imports this module)
 
@@ -137,13 +140,23 @@ async def start_child(
     check_queue("task_queue", task_queue, none_means="the parent's")
     attributes = None if search_attributes is None else checked_attributes(search_attributes)
     priority = h.check_priority("priority", priority)
+    check_name("fairness_key", fairness_key, none_means="the parent's")
     child_id = id if id is not None else f"{inst.info.workflow_id}/child-{inst._next_ref}"
     if id is None and inst.info.continued_from_run_id is not None:
         # Each run of a continue-as-new chain numbers its commands from 1 again.
         child_id = f"{inst.info.workflow_id}/{inst.info.run_id[:8]}/child-{inst._next_ref}"
     queue = task_queue if task_queue is not None else inst.info.task_queue
     ref, started, result = inst.start_child(
-        name, child_id, queue, pos, kw, parent_close_policy, attributes, priority, cancellation_type
+        name,
+        child_id,
+        queue,
+        pos,
+        kw,
+        parent_close_policy,
+        attributes,
+        priority,
+        cancellation_type,
+        fairness_key,
     )
     handle: ChildHandle[R] = ChildHandle(
         fn, child_id, started, result, inst.converter, ref, cancellation_type
@@ -161,6 +174,7 @@ async def execute_child(
     search_attributes: Mapping[str, str | int | float | bool] | None = None,
     priority: int | None = None,
     cancellation_type: CancellationType = "try_cancel",
+    fairness_key: str | None = None,
 ) -> R:
     """Start a child workflow and wait for its result (``cancellation_type``:
     as ``start_child``'s)."""
@@ -173,5 +187,6 @@ async def execute_child(
         search_attributes=search_attributes,
         priority=priority,
         cancellation_type=cancellation_type,
+        fairness_key=fairness_key,
     )
     return await handle.result()

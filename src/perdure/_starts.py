@@ -81,6 +81,7 @@ def new_run(
     execution_timeout: timedelta | None = None,
     search_attributes: Mapping[str, AttributeValue] | None = None,
     priority: int | None = None,
+    fairness_key: str | None = None,
 ) -> tuple[Callable[..., Any] | None, NewRun]:
     """The run a start of ``workflow(*args)`` creates, its arguments encoded
     by ``converter`` (by the function's hints, if given one), and the
@@ -88,6 +89,7 @@ def new_run(
     anything is written."""
     check_queue("task_queue", task_queue)
     priority = h.check_priority("priority", priority)
+    check_name("fairness_key", fairness_key, none_means="no key")
     check_name("id", id, none_means="a new UUID")
     for option, span in (
         ("start_delay", start_delay),
@@ -122,5 +124,6 @@ def new_run(
         execution_timeout=timeout,
         search_attributes=attributes,
         priority=h.DEFAULT_PRIORITY if priority is None else priority,
+        fairness_key=fairness_key or "",
     )
     return fn, new

@@ -280,6 +280,8 @@ class WorkflowDescription:
     priority: int = 3
     """Its place in its queues' backlogs, 1 (first) to 5 (last): its workflow
     tasks', and its activities' and children's unless they were given one."""
+    fairness_key: str | None = None
+    """Whose work it is, its queues' turns being by key (docs/queues.md)."""
     headers: dict[str, str] = field(default_factory=dict)
     """What the starting client's interceptors wrote (a trace context:
     ``traceparent``), or what it inherited (perdure.interceptors)."""
@@ -502,6 +504,7 @@ def describe_run(
         awaiting_nothing=_awaiting_nothing(run, pending, now),
         search_attributes=run.search_attributes,
         priority=run.priority,
+        fairness_key=run.fairness_key or None,
         headers=_headers(run.input),
         build_id=run.build_id,
     )

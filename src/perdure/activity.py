@@ -53,6 +53,7 @@ class ActivityOptions:
     schedule_to_close_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
     priority: int | None = None  # 1 (first) to 5 (last); None: its run's
+    fairness_key: str | None = None  # None: its run's (docs/queues.md "Fairness")
     # What cancelling the workflow code's await of it does (CancellationType):
     # None is "try_cancel". Not recorded in its ActivityScheduled: the code
     # that awaits decides, and its ActivityCancelled records whether it waited.
@@ -67,6 +68,7 @@ class ActivityOptions:
                 raise ValueError(f"{name} must be a positive timedelta (or None), not {value!r}")
         check_queue("task_queue", self.task_queue, none_means="the workflow's queue")
         h.check_priority("priority", self.priority)
+        check_name("fairness_key", self.fairness_key, none_means="its run's")
         # (As Temporal's ActivityCancellationType: see _runtime.cancelwait. For
         # an activity, "wait_cancellation_completed" waits for its attempt to
         # stop at a heartbeat, or to end on its own; at once if none holds it.)
@@ -84,7 +86,7 @@ class ActivityOptions:
         def secs(d: timedelta | None) -> float | None:
             return None if d is None else d.total_seconds()
 
-        recorded = {
+        recorded: dict[str, Any] = {
             "retry": (self.retry or RetryPolicy()).to_dict(),
             "start_to_close_timeout": secs(self.start_to_close_timeout),
             "schedule_to_close_timeout": secs(self.schedule_to_close_timeout),
@@ -92,6 +94,8 @@ class ActivityOptions:
         }
         if self.priority is not None:  # (none: its run's; histories before priorities)
             recorded["priority"] = self.priority
+        if self.fairness_key is not None:  # (none: its run's)
+            recorded["fairness_key"] = self.fairness_key
         return recorded
 
 
@@ -116,6 +120,8 @@ class ActivityInfo:
     heartbeat_details: Any = None
     priority: int = 3
     """Its task's priority, 1 (first) to 5 (last): its own, else its run's."""
+    fairness_key: str | None = None
+    """Its task's fairness key: its own, else its run's; None if neither has one."""
     task_token: str = ""
     """Names this attempt for another process to complete it
     (``Client.get_async_activity_handle``) once its function has called
@@ -345,8 +351,11 @@ class ActivityFunction(Generic[P, R]):
         heartbeat_timeout: timedelta | None = None,
         priority: int | None = None,
         cancellation_type: CancellationType | None = None,
+        fairness_key: str | None = None,
     ) -> ActivityFunction[P, R]:
-        """A copy of this activity with per-call overrides (``None`` keeps the default)."""
+        """A copy of this activity with per-call overrides (``None`` keeps the
+        default). ``fairness_key``: whose work this call is, if not its run's
+        (a run that works for several tenants: docs/queues.md, "Fairness")."""
         old = self.opts
 
         def given(value: Any, default: Any) -> Any:
@@ -362,6 +371,7 @@ class ActivityFunction(Generic[P, R]):
             heartbeat_timeout=given(heartbeat_timeout, old.heartbeat_timeout),
             priority=given(priority, old.priority),
             cancellation_type=given(cancellation_type, old.cancellation_type),
+            fairness_key=given(fairness_key, old.fairness_key),
         )
         return ActivityFunction(self.fn, self.name, new)
 

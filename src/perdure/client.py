@@ -164,6 +164,7 @@ class Client(Operations):
         execution_timeout: timedelta | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
         priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> WorkflowHandle[R]: ...
     @overload
     async def start(
@@ -177,6 +178,7 @@ class Client(Operations):
         execution_timeout: timedelta | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
         priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> WorkflowHandle[Any]: ...
     async def start(
         self,
@@ -189,13 +191,18 @@ class Client(Operations):
         execution_timeout: timedelta | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
         priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a run. Once this returns, the run is durable: it will run to a
         terminal state as long as some worker serves ``task_queue``.
         ``search_attributes``: values ``list(search_attributes=)`` finds the
         run by (see ``workflow.set_search_attributes``). ``priority``: its
         place in its queues' backlogs, from 1 (first) to 5 (last), 3 if not
-        given; its activities and children inherit it (docs/queues.md)."""
+        given; its activities and children inherit it (docs/queues.md).
+        ``fairness_key``: whose work the run is (a tenant, a customer): within
+        a priority, its queues serve the keys with due work in turn, so one
+        key's backlog does not hold back another's; its activities and
+        children inherit it (docs/queues.md, "Fairness")."""
         id_conflict = checked_conflict(id_conflict)
         fn, new = self._new_run(
             workflow,
@@ -206,6 +213,7 @@ class Client(Operations):
             execution_timeout=execution_timeout,
             search_attributes=search_attributes,
             priority=priority,
+            fairness_key=fairness_key,
         )
         run, _created = await self.store.create_run(new, id_conflict)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)
@@ -242,6 +250,7 @@ class Client(Operations):
         timeout: float | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
         priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> Any:
         """Start a run and wait for its result."""
         id_conflict = checked_conflict(id_conflict)
@@ -253,6 +262,7 @@ class Client(Operations):
             start_delay=start_delay,
             search_attributes=search_attributes,
             priority=priority,
+            fairness_key=fairness_key,
         )
         # Listening before the start commits, the wait can take the start's
         # own record of the run as its first look: no read. (So can a start
@@ -276,13 +286,20 @@ class Client(Operations):
         task_queue: str = "default",
         search_attributes: Mapping[str, AttributeValue] | None = None,
         priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> WorkflowHandle[Any]:
         """Signal the open run of ``id``, or start a new run (with these arguments,
         ``search_attributes`` and ``priority``) and queue the signal for it —
         atomically: either way, once this returns the signal is durable and
         will be delivered."""
         fn, new = self._new_run(
-            workflow, args, id, task_queue, search_attributes=search_attributes, priority=priority
+            workflow,
+            args,
+            id,
+            task_queue,
+            search_attributes=search_attributes,
+            priority=priority,
+            fairness_key=fairness_key,
         )
         event = signal_event(self.converter, signal, signal_payload)
         run = await self.store.signal_with_start(new, event)
@@ -300,6 +317,7 @@ class Client(Operations):
         task_queue: str = "default",
         search_attributes: Mapping[str, AttributeValue] | None = None,
         priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> Any:
         """Send update ``update`` to the open run of ``id``, or start a new
         run (with these arguments, ``search_attributes`` and ``priority``) with the request
@@ -307,7 +325,13 @@ class Client(Operations):
         for the answer and return it, as ``WorkflowHandle.update`` does (a
         cart created by its first item, answering with the new total)."""
         _, new = self._new_run(
-            workflow, args, id, task_queue, search_attributes=search_attributes, priority=priority
+            workflow,
+            args,
+            id,
+            task_queue,
+            search_attributes=search_attributes,
+            priority=priority,
+            fairness_key=fairness_key,
         )
         timeout = timeout_seconds(timeout)
         # (The handle get_handle makes: a test environment's skips time.)
@@ -325,6 +349,7 @@ class Client(Operations):
         execution_timeout: timedelta | None = None,
         search_attributes: Mapping[str, AttributeValue] | None = None,
         priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> WorkflowHandle[Any]:
         """Start ``workflow(*args)`` ``delay`` from now, unless called again
         with the same ``key`` (and workflow) before a worker takes the run:
@@ -344,6 +369,7 @@ class Client(Operations):
             execution_timeout=execution_timeout,
             search_attributes=search_attributes,
             priority=priority,
+            fairness_key=fairness_key,
         )
         run, _created = await self.store.debounce(new, key, seconds, most)
         return WorkflowHandle(self, run.workflow_id, run.run_id, fn)

@@ -51,6 +51,9 @@ from perdure import _history as h  # noqa: E402
 from perdure._worker.crashpoints import CRASH_POINTS, ENV_VAR, STARTER_POINTS  # noqa: E402
 
 CLOSED = {"completed", "failed", "cancelled", "terminated", "timed_out"}
+# The fleet's runs' fairness keys (None: none), so the workers' claims take
+# the queues' keys in turn, under the chaos too.
+FAIRNESS_KEYS = (None, "tenant-a", "tenant-b", "tenant-c")
 # What a worker logs when it repairs a run a bug stranded (perdure._worker.repairs).
 STRANDED = "no workflow task to read them"
 
@@ -326,6 +329,7 @@ class Started:
     accepted: list[int] = field(default_factory=list)
     done: bool = False
     priority: int = h.DEFAULT_PRIORITY  # as started, or as set_priority last changed it
+    fairness_key: str | None = None  # as started (its queues' turns: docs/queues.md)
 
 
 def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
@@ -536,10 +540,21 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             if chaotic and len(open_flows) < cfg.max_open:
                 kind, args, signals = new_workflow(rng, len(flows))
                 priority = rng.choice(h.PRIORITIES)
-                handle = client.start(kind, *args, id=f"chaos-{len(flows)}", priority=priority)
+                key = rng.choice(FAIRNESS_KEYS)  # (the claims then go key by key)
+                handle = client.start(
+                    kind, *args, id=f"chaos-{len(flows)}", priority=priority, fairness_key=key
+                )
                 assert handle.run_id is not None
                 flows.append(
-                    Started(handle.id, kind, args, handle.run_id, signals, priority=priority)
+                    Started(
+                        handle.id,
+                        kind,
+                        args,
+                        handle.run_id,
+                        signals,
+                        priority=priority,
+                        fairness_key=key,
+                    )
                 )
                 report.workflows[kind] += 1
             if chaotic and open_flows and rng.random() < 0.05:
@@ -730,8 +745,13 @@ def _verify(
         if status != "completed":
             raise checks.InvariantError(f"{f.id} ({f.kind} {f.args}) ended {status}")
         result = client.get_handle(f.id).result(timeout=5)
-        if (last := client.get_handle(f.id).describe().priority) != f.priority:
-            raise checks.InvariantError(f"{f.id}: priority {last}, last set {f.priority}")
+        last = client.get_handle(f.id).describe()
+        if last.priority != f.priority:
+            raise checks.InvariantError(f"{f.id}: priority {last.priority}, last set {f.priority}")
+        if last.fairness_key != f.fairness_key:  # (kept across continue-as-new and resets)
+            raise checks.InvariantError(
+                f"{f.id}: fairness key {last.fairness_key!r}, started with {f.fairness_key!r}"
+            )
         if f.kind == "ledger":
             ledgers.check(client, f.id, f.run_id, f.args)
             completed.pop(f.run_id)  # (no executions logged: see Ledgers.check)

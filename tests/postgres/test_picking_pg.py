@@ -178,7 +178,8 @@ async def test_a_claim_on_several_queues_reads_only_the_oldest_of_each(
         await conn.execute("ANALYZE tasks")
     recorder = Recorder()
     await store._claim(recorder, "activity", ["a", "b"], "w1", 30.0, 10)  # type: ignore[arg-type]
-    [(sql, params)] = recorder.statements
+    # (then the read of whether the queues have fairness keys: sqlfair)
+    (sql, params), _ = recorder.statements
     async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
         await conn.execute("BEGIN")
         cur = psycopg.AsyncClientCursor(conn)
@@ -191,3 +192,53 @@ async def test_a_claim_on_several_queues_reads_only_the_oldest_of_each(
     # Ten from each queue, ten of those claimed and fetched (the old form: 10,000).
     assert read <= 40, [(n["Node Type"], n["Actual Rows"]) for n in scans]
     assert row[0][0]["Plan"]["Actual Rows"] == 10
+
+
+async def explained(pg_url: str, sql: str, params: Sequence[Any]) -> dict[str, Any]:
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute("BEGIN")
+        cur = psycopg.AsyncClientCursor(conn)
+        await cur.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {_pg(sql)}", params)
+        row = await cur.fetchone()
+        await conn.execute("ROLLBACK")
+    assert row is not None
+    return row[0][0]["Plan"]  # type: ignore[no-any-return]
+
+
+def rows_read(plan: dict[str, Any]) -> int:
+    scans = [n for n in plan_nodes(plan) if n.get("Relation Name") == "tasks"]
+    return int(sum(n["Actual Rows"] * n["Actual Loops"] for n in scans))
+
+
+async def test_fair_claims_read_the_keys_not_the_backlog(store: PostgresStore, pg_url: str) -> None:
+    """Whether a queue has keyed tasks is one search of the partial index
+    (not a read of the queue's 10,000 unkeyed ones); a fair claim's walk
+    from key to key reads a row or two per key, not each key's tasks, and
+    passes over a key whose tasks are all leased in one search."""
+    from perdure._store import sqlfair
+
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, created_at)"
+            " SELECT 'activity', 'plain', 'r' || g, 1, g, 0 FROM generate_series(1, 10000) g"
+        )
+        await conn.execute(  # 100 keys of 100 due tasks, and 100 keys of one leased task
+            "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, created_at, fairness_key)"
+            " SELECT 'activity', 'fair', 'f' || g, 1, CASE WHEN g > 10000 THEN 1e12 ELSE g END,"
+            " 0, 'k' || (g % 100 + CASE WHEN g > 10000 THEN 100 ELSE 0 END)"
+            " FROM generate_series(1, 10100) g"
+        )
+        await conn.execute("ANALYZE tasks")
+    check, params = sqlfair.keyed_check(store.keyed_tasks, "activity", ["plain"])
+    plan = await explained(pg_url, check, params)
+    assert rows_read(plan) == 0 and plan["Actual Rows"] == 0
+
+    recorder = Recorder()
+    store._turns.keyed.add(("activity", "fair"))
+    await store._claim(recorder, "activity", ["fair"], "w1", 30.0, 10, now=5e9)  # type: ignore[arg-type]
+    # (the walk of priority 3, the tasks')
+    [(sql, params)] = [(s, p) for s, p in recorder.statements if s.startswith("WITH") and p[2] == 3]
+    plan = await explained(pg_url, sql, [*params[:-1], 1000])  # (all of them: 100 due)
+    assert plan["Actual Rows"] == 100
+    # Per key walked (200): the next key, and for the keys due the first task.
+    assert rows_read(plan) <= 3 * 200, rows_read(plan)

@@ -186,10 +186,11 @@ async def test_a_runs_update_stays_on_its_page(
     pg_url = pg_database.fresh_url()
     store = await opened(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        # (Today's store writes priorities, schema 16's columns: borrowed,
-        # which rewrites no page.)
+        # (Today's store writes priorities and fairness keys, schema 16's and
+        # 22's columns: borrowed, which rewrites no page.)
         for table in ("runs", "tasks"):
             conn.execute(f"ALTER TABLE {table} ADD COLUMN priority INTEGER NOT NULL DEFAULT 3")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN fairness_key TEXT NOT NULL DEFAULT ''")
     try:
         for i in range(120):
             await store.create_run(new_run(i), "fail")

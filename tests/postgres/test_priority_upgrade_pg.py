@@ -60,4 +60,5 @@ async def test_a_schema_15_database_upgrades(pg_url: str, monkeypatch: pytest.Mo
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'tasks_due'"
             " AND schemaname = current_schema()"
         ).fetchall()
-    assert "(kind, queue, priority, visible_at)" in index[0]
+    # (schema 22 puts the fairness key between: docs/queues.md "Fairness")
+    assert "(kind, queue, priority, fairness_key, visible_at)" in index[0]

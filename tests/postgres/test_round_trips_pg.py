@@ -203,10 +203,11 @@ async def test_claims_and_timer_firings_are_prepared_too(pg_url: str, sent: list
             assert await store.claim_workflow_tasks(["q"], "w1", 30.0, 10) == []
             assert await store.claim_activity_tasks(["q"], "w1", 30.0, 10) == []
             assert await store.fire_due_timers(100) == 0
-        # (The activity claim's COMMIT carries the read of whether its queue
-        # has limits: no round trip of its own.)
-        assert sum("EXECUTE perdure_" in q for q in sent) == 4, sent
-        assert sum(q.endswith("; COMMIT") and "EXECUTE perdure_" in q for q in sent) == 1, sent
+        # (Each claim's COMMIT carries the read of whether its queue has
+        # fairness keys, the activity claim's whether it has limits too: no
+        # round trip of their own.)
+        assert sum("EXECUTE perdure_" in q for q in sent) == 5, sent
+        assert sum(q.endswith("; COMMIT") and "EXECUTE perdure_" in q for q in sent) == 2, sent
         assert not any("SKIP LOCKED" in q for q in round_trips(sent))
     finally:
         await store.close()

@@ -92,11 +92,12 @@ def borrow_queue_tables(path: Path) -> None:
     today's writes of runs and tasks their priorities (v15's columns and
     index), its claims whether an activity is paused (v16's column) and
     whether it was reset under its last attempt (v17's), and its runs and
-    workers their builds (v18's), and describe() a run's debounce key
-    (v20's): a file of an older version borrows them while today's code
-    writes it (see give_back_queue_tables)."""
+    workers their builds (v18's), describe() a run's debounce key
+    (v20's), and runs and tasks their fairness keys (v21's): a file of an
+    older version borrows them while today's code writes it (see
+    give_back_queue_tables)."""
     with closing(sqlite3.connect(path)) as conn:
-        for version in (12, 13, 15, 16, 17, 18, 20):
+        for version in (12, 13, 15, 16, 17, 18, 20, 21):
             conn.executescript(dict(ALL_MIGRATIONS)[version])
 
 
@@ -113,8 +114,10 @@ def give_back_queue_tables(path: Path) -> None:
         conn.execute("ALTER TABLE tasks DROP COLUMN paused")
         conn.execute("ALTER TABLE tasks DROP COLUMN reset_requested")
         conn.execute("DROP INDEX tasks_due")
+        conn.execute("DROP INDEX tasks_keyed")
         for table in ("runs", "tasks"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN priority")
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN fairness_key")
         conn.execute("CREATE INDEX tasks_due ON tasks (kind, queue, visible_at)")
 
 

@@ -193,6 +193,7 @@ class StartChild(Command):
     # not need them.
     search_attributes: dict[str, JSON] = field(default_factory=dict)
     priority: int = 0
+    fairness_key: str | None = None  # (None: the parent's)
 
     def to_event(self) -> Event:
         return ChildWorkflowRequested(

@@ -82,7 +82,12 @@ class TurnStarted(Event):
 class WorkflowStarted(Event):
     TYPE: ClassVar[str] = "WorkflowStarted"
     KIND: ClassVar[str] = "input"
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("search_attributes", "priority", "headers")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "search_attributes",
+        "priority",
+        "headers",
+        "fairness_key",
+    )
     workflow_type: str = ""
     workflow_id: str = ""
     run_id: str = ""
@@ -104,6 +109,8 @@ class WorkflowStarted(Event):
     # interceptors (a trace context) or inherited from the run that started
     # or continued to this one; its activities carry them (perdure.interceptors).
     headers: dict[str, str] = field(default_factory=dict)
+    # The run's fairness key ('' for none: docs/queues.md "Fairness").
+    fairness_key: str = ""
 
 
 @dataclass(frozen=True)

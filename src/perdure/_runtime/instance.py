@@ -266,6 +266,7 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
             parent_run_id=event.parent_run_id,
             continued_from_run_id=event.continued_from_run_id,
             priority=event.priority or h.DEFAULT_PRIORITY,
+            fairness_key=event.fairness_key or None,
             headers=dict(event.headers),  # (its own: code may change it)
         )
         if event.headers:

@@ -79,9 +79,10 @@ class OtherWorkflows:
         search_attributes: dict[str, Any] | None = None,
         priority: int | None = None,
         cancellation: str = "try_cancel",
+        fairness_key: str | None = None,
     ) -> tuple[int, asyncio.Future[str], asyncio.Future[Any]]:
         """Issue StartChild; returns its ref, and futures for the child's run
-        id and its result. ``priority`` None: the parent's. ``cancellation``:
+        id and its result. ``priority``, ``fairness_key`` None: the parent's. ``cancellation``:
         what cancelling the code that awaits its result does (a
         CancellationType; "wait_cancellation_completed": the awaiting code
         asks, cancel_child_and_wait)."""
@@ -106,6 +107,7 @@ class OtherWorkflows:
                 parent_close_policy,
                 search_attributes or {},
                 priority or 0,
+                fairness_key,
             )
         )
 

@@ -34,6 +34,10 @@ class WorkflowInfo:
     search_attributes: dict[str, Any] = field(default_factory=dict)
     """The run's search attributes now: those it started with, and what
     ``workflow.set_search_attributes`` has changed since."""
+    fairness_key: str | None = None
+    """Whose work the run is (a tenant, a customer), or None: within a
+    priority, its queues serve the keys with due work in turn; its
+    activities and children inherit it unless given their own."""
     headers: dict[str, str] = field(default_factory=dict)
     """The run's headers: what the starting client's interceptors wrote
     (a trace context, a request id), inherited by its children, its

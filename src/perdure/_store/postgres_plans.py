@@ -273,11 +273,11 @@ INSERT_INBOXES_IF_OPEN = (
     " WHERE r.status = p.status ORDER BY p.n"
 )
 INSERT_TASKS_IF_OPEN = (
-    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
-    " SELECT 'workflow', r.turn_queue, p.run_id, p.visible_at, p.created_at, r.priority"
-    " FROM unnest(?::float8[], ?::float8[], ?::text[], ?::text[])"
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority, fairness_key)"
+    " SELECT 'workflow', r.turn_queue, p.run_id, p.visible_at, p.created_at, r.priority,"
+    " r.fairness_key FROM unnest(?::float8[], ?::float8[], ?::text[], ?::text[])"
     " AS p(visible_at, created_at, run_id, status) CROSS JOIN LATERAL"
-    f" (SELECT {TURN_QUEUE} AS turn_queue, status, priority FROM runs"
+    f" (SELECT {TURN_QUEUE} AS turn_queue, status, priority, fairness_key FROM runs"
     " WHERE runs.run_id = p.run_id OFFSET 0)"
     " AS r"
     " WHERE r.status = p.status ON CONFLICT DO NOTHING"
@@ -343,19 +343,19 @@ IDS_UNUSED = "SELECT perdure_fence(1 - count(*)) FROM runs WHERE workflow_id = A
 INSERT_RUNS_WITH_TURN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
-    " priority, version, last_seq, state, waiting, holder)"
+    " priority, fairness_key, version, last_seq, state, waiting, holder)"
     " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
     " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[],"
-    " ?::integer[], ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[])"
+    " ?::integer[], ?::text[], ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[])"
     " RETURNING run_id, id"
 )
 INSERT_RUNS = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
-    " priority)"
+    " priority, fairness_key)"
     " SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
     " ?::float8[], ?::float8[], ?::text[], ?::integer[], ?::text[], ?::float8[],"
-    " ?::integer[])"
+    " ?::integer[], ?::text[])"
     " RETURNING run_id, id"
 )
 # The same for the children a first turn starts (nobody waits for their ids).
@@ -365,17 +365,18 @@ INSERT_INBOXES = (
     " SELECT * FROM unnest(?::text[], ?::text[], ?::float8[])"
 )
 INSERT_WORKFLOW_TASKS = (
-    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority, fairness_key)"
     " SELECT 'workflow', * FROM unnest(?::text[], ?::text[], ?::float8[], ?::float8[],"
-    " ?::integer[]) ON CONFLICT DO NOTHING"
+    " ?::integer[], ?::text[]) ON CONFLICT DO NOTHING"
 )
 
 # sqlturn.INSERT_ACTIVITY, for many.
 INSERT_ACTIVITIES = (
     "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
-    " lease_token, attempt_started_at, payload, created_at, priority)"
+    " lease_token, attempt_started_at, payload, created_at, priority, fairness_key)"
     " SELECT 'activity', * FROM unnest(?::text[], ?::text[], ?::integer[], ?::float8[],"
-    " ?::integer[], ?::text[], ?::text[], ?::float8[], ?::text[], ?::float8[], ?::integer[])"
+    " ?::integer[], ?::text[], ?::text[], ?::float8[], ?::text[], ?::float8[], ?::integer[],"
+    " ?::text[])"
     " RETURNING run_id, ref, id"
 )
 INSERT_TIMERS = (

@@ -77,6 +77,7 @@ class RunRecord:
     search_attributes: dict[str, Any] = field(default_factory=dict)
     priority: int = DEFAULT_PRIORITY  # its workflow tasks' (perdure._history.priorities)
     build_id: str | None = None  # the build it is pinned to (see turn_queue)
+    fairness_key: str = ""  # its workflow tasks' ('': none; docs/queues.md "Fairness")
 
     @property
     def turn_queue(self) -> str:
@@ -112,6 +113,7 @@ class NewRun:
     # and in the runs' index.
     search_attributes: dict[str, Any] = field(default_factory=dict)
     priority: int = DEFAULT_PRIORITY
+    fairness_key: str = ""
     # Its headers (name -> text: a trace context, a request id), set by the
     # starting client's interceptors or inherited, in WorkflowStarted.
     headers: dict[str, str] = field(default_factory=dict)
@@ -211,8 +213,10 @@ class NewActivity:
     # (owner, token, lease seconds): inserted already claimed as attempt 1, for
     # a worker that runs the activity itself right after the commit.
     lease: tuple[str, str, float] | None = None
-    # Its task's: its options' "priority", else its run's.
+    # Its task's: its options' "priority", else its run's; the same of its
+    # fairness key.
     priority: int = DEFAULT_PRIORITY
+    fairness_key: str = ""
 
 
 @dataclass
@@ -228,6 +232,7 @@ class NewChild:
     seed: int
     search_attributes: dict[str, Any] = field(default_factory=dict)
     priority: int = DEFAULT_PRIORITY  # given to start_child, else the parent's
+    fairness_key: str = ""  # likewise
     headers: dict[str, str] = field(default_factory=dict)  # the parent's
     # Its first turn, computed by a worker of this process before the parent's
     # commit, for that commit to write (see sqlstart.prepare_children); None:
@@ -314,11 +319,15 @@ class TurnCommit:
     # A run moved meanwhile (Store.set_run_build) bumped its version: this
     # commit's fence trips.
     pin: str | None = None
-    # The run's priority: of the workflow tasks this commit queues for it.
+    # The run's priority and fairness key: of the workflow tasks this commit
+    # queues for it.
     priority: int = DEFAULT_PRIORITY
-    # The priority of activity_done's task row: a next activity of another
-    # priority does not take that row over (its index entry would move).
+    fairness_key: str = ""
+    # The priority and fairness key of activity_done's task row: a next
+    # activity of another does not take that row over (its index entry would
+    # move).
     done_priority: int = DEFAULT_PRIORITY
+    done_fairness_key: str = ""
     # A new run's first turn, written by the commit that creates the run (see
     # RunTaker.prepare): no workflow task and no inbox rows exist to fence on.
     fresh: bool = False
@@ -380,6 +389,7 @@ class ActivityTask:
     # claim, and for the attempts a worker runs inline (TurnRunner._hand_over).
     lease_until: float = 0.0
     priority: int = DEFAULT_PRIORITY  # its task row's
+    fairness_key: str = ""  # its task row's ('': none)
     # Its workflow cancelled it while an earlier attempt held the task, and
     # that attempt's lease ran out (its worker died): not to be run again.
     cancel_requested: bool = False

@@ -75,8 +75,8 @@ INBOX_IF_OPEN = (
     " SELECT run_id, ?, ? FROM runs WHERE run_id = ? AND status = ?"
 )
 TASK_IF_OPEN = (
-    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority)"
-    f" SELECT 'workflow', {rows.TURN_QUEUE}, run_id, ?, ?, priority FROM runs"
+    "INSERT INTO tasks (kind, queue, run_id, visible_at, created_at, priority, fairness_key)"
+    f" SELECT 'workflow', {rows.TURN_QUEUE}, run_id, ?, ?, priority, fairness_key FROM runs"
     " WHERE run_id = ? AND status = ? ON CONFLICT DO NOTHING"
 )
 

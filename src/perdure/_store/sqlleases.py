@@ -113,7 +113,7 @@ async def await_completion(tx: Tx, task_id: int, token: str, until: float) -> bo
 # returns the same).
 CLAIMED_COLUMNS = (
     "id, run_id, ref, attempt, payload, heartbeat, lease_token, created_at,"
-    " attempt_started_at, attempts, queue, priority, cancel_requested, paused"
+    " attempt_started_at, attempts, queue, priority, cancel_requested, paused, fairness_key"
 )
 
 
@@ -386,6 +386,7 @@ async def activity_tasks(
                 priority=r[11],
                 cancel_requested=bool(r[12]),
                 paused=bool(r[13]),
+                fairness_key=r[14],
             )
         )
     return tasks

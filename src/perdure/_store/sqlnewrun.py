@@ -197,6 +197,7 @@ def child_run(child: NewChild) -> NewRun:
         seed=child.seed,
         search_attributes=child.search_attributes,
         priority=child.priority,
+        fairness_key=child.fairness_key,
         headers=child.headers,
     )
 
@@ -224,7 +225,7 @@ class ChildRows(NamedTuple):
     workflow_id: str
     row: tuple[Any, ...]  # INSERT_RUN's
     inbox: tuple[str, str, float]  # INSERT_INBOX's: its WorkflowStarted
-    task: tuple[str, str, float, float, int]  # INSERT_WORKFLOW_TASK's: its first workflow task
+    task: tuple[str, str, float, float, int, str]  # INSERT_WORKFLOW_TASK's: its first workflow task
     timer: tuple[str, int, float, None] | None  # INSERT_TIMER's: its deadline, if it has one
     told: tuple[str, str, float]  # INSERT_INBOX's: ChildWorkflowStarted, for the parent
 
@@ -237,7 +238,7 @@ def child_rows(parent: Parent, child: NewChild, now: float) -> ChildRows:
         child.workflow_id,
         run_values(new, now, deadline, parent, child.ref, child.parent_close_policy),
         (new.run_id, event_text(started_event(new, now, parent)), now),
-        (new.task_queue, new.run_id, now, now, new.priority),
+        (new.task_queue, new.run_id, now, now, new.priority, new.fairness_key),
         None if deadline is None else (new.run_id, 0, deadline, None),
         (parent.run_id, event_text(child_started(child)), now),
     )
@@ -266,21 +267,22 @@ def run_values(
         parent_close_policy,
         deadline,
         new.priority,
+        new.fairness_key,
     )
 
 
 INSERT_RUN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
-    " priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " priority, fairness_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The same row with its first turn's outcome (what the turn's update of the
 # row would set: see sqlturn.first_outcome), for the commonest start.
 INSERT_RUN_WITH_TURN = (
     "INSERT INTO runs (run_id, workflow_id, workflow_type, task_queue, status, input,"
     " created_at, updated_at, parent_run_id, parent_ref, parent_close_policy, deadline,"
-    " priority, version, last_seq, state, waiting, holder)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " priority, fairness_key, version, last_seq, state, waiting, holder)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -322,6 +324,7 @@ def started_event(
         continued_from_run_id=continued_from,
         search_attributes=new.search_attributes,
         priority=0 if new.priority == h.DEFAULT_PRIORITY else new.priority,
+        fairness_key=new.fairness_key,
         headers=new.headers,
         time=now,
     )
@@ -351,4 +354,5 @@ def new_run_record(new: NewRun, now: float, inputs: Any = None) -> RunRecord:
         deadline=run_deadline(new, now),
         search_attributes=dict(new.search_attributes),
         priority=new.priority,
+        fairness_key=new.fairness_key,
     )

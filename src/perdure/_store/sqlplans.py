@@ -21,6 +21,7 @@ from perdure._store.sqlturn import (
     advance_values,
     close_values,
     payloads,
+    take_over_heir,
     take_over_values,
 )
 
@@ -50,7 +51,7 @@ class Plan(NamedTuple):
     # then the run's workflow task, for the ChildWorkflowStarted they add to
     # its inbox (INSERT_WORKFLOW_TASK's)
     children: tuple[newrun.ChildRows, ...] = ()
-    woken: tuple[str, str, float, float, int] | None = None
+    woken: tuple[str, str, float, float, int, str] | None = None
     # The children whose first turns come with it (sqlstart.plan_children),
     # written as new runs' starts are
     first_turns: tuple[StartPlan, ...] = ()
@@ -83,7 +84,7 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
         or commit.close_status is not None
         or len(commit.activities) > 1
         or (commit.activities and commit.activities[0].lease is None)
-        or (commit.activities and commit.activities[0].priority != commit.done_priority)
+        or (commit.activities and take_over_heir(commit) is None)
         or commit.consumed_inbox
         or commit.cancelled_activities
         or commit.timers
@@ -103,7 +104,14 @@ def plan_turn(commit: TurnCommit, now: float, encoded: Encoded) -> Plan | None:
     woken = None
     if commit.children:
         assert commit.task_queue is not None  # (children_rows checked it)
-        woken = (commit.task_queue, commit.run_id, now, now, commit.priority)
+        woken = (
+            commit.task_queue,
+            commit.run_id,
+            now,
+            now,
+            commit.priority,
+            commit.fairness_key,
+        )
     done = commit.also_done
     if commit.activities:
         heir = commit.activities[0]

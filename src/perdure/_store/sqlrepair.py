@@ -40,5 +40,8 @@ async def repair(tx: Tx, d: Dialect, run_id: str, now: float) -> bool:
     held = "SELECT 1 FROM tasks WHERE kind = 'workflow' AND run_id = ?"
     if await tx.one(held, (run_id,)) is not None:
         return False
-    await tx.send(rows.INSERT_WORKFLOW_TASK, (run.turn_queue, run_id, now, now, run.priority))
+    await tx.send(
+        rows.INSERT_WORKFLOW_TASK,
+        (run.turn_queue, run_id, now, now, run.priority, run.fairness_key),
+    )
     return True

@@ -106,6 +106,7 @@ async def reset_run(
             started.search_attributes,
         ),
         priority=old.priority,
+        fairness_key=old.fairness_key,
         headers=started.headers,
     )
     await newrun.insert_run(tx, new, now, queued=False)

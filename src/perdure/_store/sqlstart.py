@@ -256,7 +256,7 @@ class StartPlan(NamedTuple):
     # and then the run's workflow task, for the ChildWorkflowStarted they add
     # to its inbox (INSERT_WORKFLOW_TASK's)
     children: tuple[newrun.ChildRows, ...] = ()
-    woken: tuple[str, str, float, float, int] | None = None
+    woken: tuple[str, str, float, float, int, str] | None = None
     # The children whose first turns come with it (plan_children)
     first_turns: tuple[StartPlan, ...] = ()
     # A child's (a StartPlan in its parent's first_turns): INSERT_INBOX's
@@ -314,7 +314,7 @@ def plan_start(
             [],
             timers,
             (new.run_id, started, now),
-            (new.task_queue, new.run_id, visible_at, now, new.priority),
+            (new.task_queue, new.run_id, visible_at, now, new.priority, new.fairness_key),
             made,
             _no_activity,
             attributes=attributes,
@@ -344,7 +344,7 @@ def plan_start(
             return None  # (the body pins them: sqlturn)
         me = newrun.RunNames(new.run_id, new.workflow_id)
         children = tuple(newrun.child_rows(me, c, now) for c in commit.children if c.first is None)
-        woken = (new.task_queue, new.run_id, now, now, new.priority)
+        woken = (new.task_queue, new.run_id, now, now, new.priority, new.fairness_key)
     scheduled = payloads(commit, encoded)
     leases = {a.ref for a in commit.activities if a.lease is not None}
 

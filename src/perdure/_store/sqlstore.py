@@ -16,8 +16,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from perdure import _history as h
+from perdure._store import sqlfair, sqlqueues, sqlstart
 from perdure._store import sqlleases as leases_sql
-from perdure._store import sqlqueues, sqlstart
 from perdure._store import sqlrepair as repair_sql
 from perdure._store import sqlrows as rows
 from perdure._store import sqlwake as wake
@@ -83,6 +83,10 @@ class SqlStore(SqlClientSide):
 
     # ------------------------------------------------------------ claiming
 
+    @functools.cached_property
+    def _turns(self) -> sqlfair.Turns:
+        return sqlfair.Turns()
+
     async def _claim(
         self,
         tx: Tx,
@@ -101,7 +105,9 @@ class SqlStore(SqlClientSide):
         # row that still has a lease token is one whose lease expired: its
         # attempt was lost, and is recorded as such in the same statement.
         # ``caps``: at most so many of a queue's tasks (its limits' room);
-        # ``unlimited``: none of a queue that has limits.
+        # ``unlimited``: none of a queue that has limits. A queue whose tasks
+        # have fairness keys is claimed key by key (sqlfair); the others'
+        # tasks are all of key ''.
         now = self.clock() if now is None else now
         caps = caps or {}
         token = new_token()
@@ -109,22 +115,68 @@ class SqlStore(SqlClientSide):
         # A workflow task of a run another worker holds (it keeps the run's
         # instance: runs.holder) is left to that worker for HELD_GRACE (base).
         held = kind == "workflow"
+        tail = (wake.NOT_HELD if held else "") + (sqlqueues.NOT_LIMITED if unlimited else "")
+        given = (now - wake.HELD_GRACE, owner) if held else ()
+
+        async def leased(due: str, picking: list[Any]) -> list[tuple[Any, ...]]:
+            return await tx.all(
+                f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
+                f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
+                f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
+                f" attempt = attempt + 1 WHERE {due}"
+                f" RETURNING {CLAIMED_COLUMNS}",
+                (now + lease, owner, token, now, *picking),
+            )
+
+        fair = self._turns.keyed
+        plain = [q for q in queues if (kind, q) not in fair]
+        claimed = await self._claim_plain(tx, kind, plain, limit, now, caps, tail, given, leased)
+        if plain:  # (whether they have keyed tasks: with the commit, no round trip)
+            check, params = sqlfair.keyed_check(self.keyed_tasks, kind, plain)
+            await tx.later_all(
+                check, params, lambda found: fair.update((kind, r[0]) for r in found)
+            )
+        for q in queues:
+            room = min(caps.get(q, limit), limit - len(claimed))
+            if (kind, q) not in fair or room <= 0:
+                continue
+            claim = sqlfair.Claim(kind, q, now, tail, given, self.skip_locked, self.keyed_tasks)
+
+            async def lease_ids(ids: str, picking: list[Any]) -> list[tuple[Any, ...]]:
+                return await leased(self.picked("id", f"FROM ({ids}) AS due", locked=True), picking)
+
+            claimed += await sqlfair.claim_fair(tx.all, lease_ids, self._turns, claim, room)
+        return claimed
+
+    async def _claim_plain(
+        self,
+        tx: Tx,
+        kind: str,
+        queues: list[str],
+        limit: int,
+        now: float,
+        caps: dict[str, int],
+        tail: str,
+        given: tuple[Any, ...],
+        leased: Callable[[str, list[Any]], Coroutine[Any, Any, list[tuple[Any, ...]]]],
+    ) -> list[tuple[Any, ...]]:
+        """_claim's tasks of ``queues`` that have no fairness keys."""
+        if not queues:
+            return []
         # The due tasks of each queue by priority, then by due time, read
-        # from tasks_due (kind, queue, priority, visible_at) one range per
-        # priority, each only as far as its first task not yet due: tasks not
-        # due (leased, backing off) never hold back those due of a later
-        # priority, and no backlog is sorted. SQLite walks "priority IN
+        # from tasks_due (kind, queue, priority, fairness_key, visible_at) one
+        # range per priority, each only as far as its first task not yet due:
+        # tasks not due (leased, backing off) never hold back those due of a
+        # later priority, and no backlog is sorted. SQLite walks "priority IN
         # (...)" that way, value by value in order; PostgreSQL's planner
         # reads an IN list as a filter on one range, so there each priority
         # is a branch of its own, merged.
-        tail = (wake.NOT_HELD if held else "") + (sqlqueues.NOT_LIMITED if unlimited else "")
-        given = (now - wake.HELD_GRACE, owner) if held else ()
         picking: list[Any] = []
         if self.ordered_in:
             one = (
                 "SELECT id, priority, visible_at FROM tasks WHERE kind = ? AND queue = ? AND "
                 + PRIORITY_IN
-                + " AND visible_at <= ?"
+                + " AND fairness_key = '' AND visible_at <= ?"
                 + tail
                 + " ORDER BY priority, visible_at LIMIT ?"
             )
@@ -133,7 +185,8 @@ class SqlStore(SqlClientSide):
         else:
             branch = (
                 "SELECT id, priority, visible_at FROM (SELECT id, priority, visible_at FROM tasks"
-                " WHERE kind = ? AND queue = ? AND priority = ? AND visible_at <= ?"
+                " WHERE kind = ? AND queue = ? AND priority = ? AND fairness_key = ''"
+                " AND visible_at <= ?"
                 + tail
                 + " ORDER BY visible_at LIMIT ?"
                 + self.skip_locked
@@ -161,14 +214,7 @@ class SqlStore(SqlClientSide):
                 "id", f"FROM ({union}) AS due ORDER BY priority, visible_at LIMIT ?", locked=True
             )
             picking.append(limit)
-        claimed = await tx.all(
-            f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
-            f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
-            f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
-            f" attempt = attempt + 1 WHERE {due}"
-            f" RETURNING {CLAIMED_COLUMNS}",
-            (now + lease, owner, token, now, *picking),
-        )
+        claimed = await leased(due, picking)
         # (RETURNING follows the table's order: the claim's is by priority,
         # then by age, which the rows' ids follow within a priority.)
         if len(claimed) > 1:

@@ -251,7 +251,7 @@ async def _signal_others(tx: Tx, d: Dialect, commit: TurnCommit, now: float, clo
     outcomes are not written: nothing will read them (its close would refuse
     a non-empty inbox)."""
     assert commit.task_queue is not None  # (add_commands names it)
-    me = rows.RunQueue(commit.run_id, commit.task_queue, commit.priority)
+    me = rows.RunQueue(commit.run_id, commit.task_queue, commit.priority, commit.fairness_key)
     for ref, workflow_id, signal in commit.signals_out:
         target = await rows.get_run(tx, d, workflow_id, None)
         # (A cancel request, workflow.cancel_workflow's, has outcomes of its own.)
@@ -356,8 +356,8 @@ DELETE_DONE = "DELETE FROM tasks WHERE id = ? AND lease_token = ?"
 
 INSERT_ACTIVITY = (
     "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, attempt, lease_owner,"
-    " lease_token, attempt_started_at, payload, created_at, priority)"
-    " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " lease_token, attempt_started_at, payload, created_at, priority, fairness_key)"
+    " VALUES ('activity', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The same activity task written over a finished one's row (of the same run
 # and queue, fenced by that attempt's lease token: a worker runs the activities
@@ -389,10 +389,12 @@ def payloads(commit: TurnCommit, encoded: Encoded) -> dict[int, str]:
 def take_over_heir(commit: TurnCommit) -> NewActivity | None:
     """The activity of ``commit`` that takes over the finished one's task
     row (see activity_done): the first it leases here, if of that row's
-    priority (else the row's index entry would move: a new row costs as
-    much). None: the row is deleted."""
+    priority and fairness key (else the row's index entry would move: a new
+    row costs as much). None: the row is deleted."""
     heir = next((a for a in commit.activities if a.lease is not None), None)
-    return heir if heir is not None and heir.priority == commit.done_priority else None
+    if heir is None or heir.priority != commit.done_priority:
+        return None
+    return heir if heir.fairness_key == commit.done_fairness_key else None
 
 
 def take_over_values(
@@ -441,6 +443,7 @@ def activity_values(
         _payload(a, scheduled),
         now,
         a.priority,
+        a.fairness_key,
     )
 
 
@@ -483,7 +486,7 @@ async def _schedule(
         # now, its cancelled outcome in the run's inbox for its next turn.
         # (One an attempt holds ends with that attempt, below.)
         assert commit.task_queue is not None  # (add_commands names it)
-        me = rows.RunQueue(run_id, commit.task_queue, commit.priority)
+        me = rows.RunQueue(run_id, commit.task_queue, commit.priority, commit.fairness_key)
         for ref, attempt, attempts in await tx.all(
             f"DELETE FROM tasks WHERE kind = 'activity' AND run_id = ? AND {d.among_refs}"
             " AND lease_token IS NULL RETURNING ref, attempt, attempts",
@@ -527,7 +530,8 @@ async def _schedule(
                 await tx.send(PINNED_TASK, (child.run_id, child.run_id))
     for ref in commit.cancelled_children:
         row = await tx.one(
-            f"SELECT run_id, {rows.TURN_QUEUE}, priority FROM runs WHERE parent_run_id = ?"
+            f"SELECT run_id, {rows.TURN_QUEUE}, priority, fairness_key FROM runs"
+            " WHERE parent_run_id = ?"
             f" AND parent_ref = ? AND status = ?{d.for_update}",
             (run_id, ref, OPEN),
         )

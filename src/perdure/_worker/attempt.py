@@ -135,6 +135,7 @@ def activity_info(task: ActivityTask, heartbeat_details: Any) -> ActivityInfo:
         f"{task.options.get('idempotency_run_id') or task.run_id}/{task.ref}",
         heartbeat_details=heartbeat_details,
         priority=task.priority,
+        fairness_key=task.fairness_key or None,
         task_token=task_token(task),
         headers=task.options.get("headers") or {},
     )

@@ -40,6 +40,7 @@ def add_commands(
     cancellations, and the run's end or continuation."""
     info = instance.info
     priority = h.DEFAULT_PRIORITY if info is None else info.priority
+    key = (info.fairness_key if info is not None else None) or ""
     for command in commands:
         if isinstance(command, h.ScheduleActivity):
             options = command.options
@@ -52,6 +53,7 @@ def add_commands(
                 options,
                 None,
                 options.get("priority") or priority,
+                options.get("fairness_key") or key,
             )
             commit.activities.append(activity)
             if inline is not None:  # (a slot reserved here is counted in the commit)
@@ -81,6 +83,7 @@ def add_commands(
                     seed=secrets.randbits(63),
                     search_attributes=command.search_attributes,
                     priority=command.priority or priority,
+                    fairness_key=key if command.fairness_key is None else command.fairness_key,
                     headers=info.headers if info is not None else {},
                 )
             )
@@ -117,6 +120,7 @@ def add_commands(
                 seed=secrets.randbits(63),
                 search_attributes=instance.search_attributes,
                 priority=priority,
+                fairness_key=key,
                 headers=info.headers,
                 after_start=tuple(
                     h.SignalReceived(name=name, payload=payload)
@@ -131,7 +135,7 @@ def add_commands(
             commit.close_status = "cancelled"
     if (commit.children or commit.signals_out or commit.cancel_waits) and info is not None:
         commit.workflow_id, commit.task_queue = info.workflow_id, info.task_queue
-        commit.priority = priority
+        commit.priority, commit.fairness_key = priority, key
     if commit.close_status is not None and info is not None:
         commit.has_children = instance.has_children
         commit.has_relatives = instance.has_children or info.parent_run_id is not None

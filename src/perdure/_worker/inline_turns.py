@@ -110,6 +110,7 @@ class InlineTurns:
                 return False
             commit.activity_done = (activity.task_id, activity.token)
             commit.done_priority = activity.priority
+            commit.done_fairness_key = activity.fairness_key
             if activity.lease_until and commit.activities:
                 commit.lease_kept = kept_lease(activity, commit)
             if waited:

@@ -443,6 +443,7 @@ class TurnRunner(InlineTurns):
                     started_at=now,
                     lease_until=until,
                     priority=activity.priority,
+                    fairness_key=activity.fairness_key,
                 )
             )
 

@@ -133,6 +133,12 @@ def start(
     ),
     attrs: list[str] = AttrsOption,
     priority: Optional[int] = PriorityOption,
+    fairness_key: Optional[str] = typer.Option(
+        None,
+        "--fairness-key",
+        help="Whose work the run is (a tenant, a customer): within a priority, its queues"
+        " serve the keys with due work in turn. Its activities and children inherit it.",
+    ),
     debounce_key: Optional[str] = DebounceKeyOption,
     debounce: Optional[str] = DebounceOption,
     debounce_max: Optional[str] = DebounceMaxOption,
@@ -171,6 +177,7 @@ def start(
                 id_conflict=id_conflict,
                 search_attributes=attributes or None,
                 priority=priority,
+                fairness_key=fairness_key,
             )
         else:
             handle = await client.debounce(
@@ -182,6 +189,7 @@ def start(
                 task_queue=task_queue,
                 search_attributes=attributes or None,
                 priority=priority,
+                fairness_key=fairness_key,
             )
         if as_json:
             print_json({"id": handle.id, "run_id": handle.run_id})
@@ -191,6 +199,7 @@ def start(
             f"[bold]{escape(handle.id)}[/] (run {handle.run_id}) on task queue "
             f"{escape(task_queue)}"
             + ("" if priority is None else f" at priority {priority}")
+            + ("" if fairness_key is None else f" for key {escape(fairness_key)}")
             + ("" if spans is None else f": {spans.text()}")
         )
         out.print(

@@ -279,6 +279,8 @@ def _show(
         ("task queue", d.task_queue),
         ("priority", f"{d.priority} ({PRIORITIES[0]} first, {PRIORITIES[-1]} last)"),
     ]
+    if d.fairness_key is not None:
+        facts.append(("fairness", f"key {d.fairness_key}"))
     if d.build_id is not None:
         pinned = "" if d.closed_at else " (pinned: only its workers run its turns)"
         facts.append(("build", f"{d.build_id}{pinned}"))

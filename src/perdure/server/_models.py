@@ -190,6 +190,13 @@ class StartRequest(Strict):
         description="Its place in its queues' backlogs: 1 (first) to 5 (last); null or "
         "left out: 3. Its activities and children inherit it.",
     )
+    fairness_key: Optional[StrictStr] = Field(
+        None,
+        description="Whose work the run is (a tenant, a customer): within a priority, its "
+        "queues serve the keys with due work in turn, so that one key's backlog does not "
+        "hold back another's. Its activities and children inherit it. null or left out: "
+        "none.",
+    )
 
     debounce: Annotated[Optional[DebounceRequest], _DEBOUNCE_SCHEMA] = None
 
@@ -467,6 +474,9 @@ class WorkflowDescription(BaseModel):
     priority: int = Field(
         description="Its place in its queues' backlogs, 1 (first) to 5 (last): its workflow "
         "tasks', and its activities' and children's unless they were given one."
+    )
+    fairness_key: Optional[str] = Field(
+        None, description="Whose work it is: its queues take turns by key. null: none."
     )
     build_id: Optional[str] = Field(
         description="The worker build it is pinned to: only that build's workers run its "

@@ -310,6 +310,7 @@ def description_json(d: WorkflowDescription) -> dict[str, Any]:
         "last_error": d.last_error,
         "search_attributes": d.search_attributes,
         "priority": d.priority,
+        "fairness_key": d.fairness_key,
         "build_id": d.build_id,
         "headers": d.headers,
         "history_length": d.history_length,

@@ -216,6 +216,7 @@ async def start_workflow(
             task_queue=body.task_queue,
             search_attributes=body.search_attributes,
             priority=body.priority,
+            fairness_key=body.fairness_key,
         )
         return {"id": handle.id, "run_id": handle.run_id}
     handle = await client.start(
@@ -226,6 +227,7 @@ async def start_workflow(
         id_conflict=body.id_conflict,
         search_attributes=body.search_attributes,
         priority=body.priority,
+        fairness_key=body.fairness_key,
     )
     return {"id": handle.id, "run_id": handle.run_id}
 

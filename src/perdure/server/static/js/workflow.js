@@ -228,6 +228,12 @@ export function renderWorkflow(container, id, params, ctx) {
     return h("span", { id: "wf-build", title }, "build ", h("b", { class: "mono", text: desc.build_id }));
   }
 
+  function fairness() {
+    if (!desc.fairness_key) return null;
+    const title = "Whose work it is: within a priority, its queues serve the keys in turn";
+    return h("span", { id: "wf-fairness", title }, "key ", h("b", { class: "mono", text: desc.fairness_key }));
+  }
+
   function header() {
     const now = Date.now() / 1000;
     const start = toSeconds(desc.created_at);
@@ -243,6 +249,7 @@ export function renderWorkflow(container, id, params, ctx) {
         h("span", {}, "run ", h("code", { text: desc.run_id })),
         h("span", {}, "task queue ", h("b", { text: desc.task_queue })),
         priority(),
+        fairness(),
         build(),
         lineage()),
       h("div", { class: "stats" },

@@ -1,0 +1,100 @@
+"""Fairness keys (docs/queues.md "Fairness"): within a priority, a queue
+serves the keys with due work in turn, so one tenant's backlog does not hold
+back another's; a run's key reaches its activities and children (unless
+given their own), workflow.info() and activity.info() tell it, describe()
+shows it; a bad key is refused before anything is written."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from e2e_helpers import fast_worker, wait_until
+
+import perdure
+from perdure import activity, workflow
+
+ran: list[str] = []
+
+
+@activity.defn(task_queue="model")
+async def summarise(tenant: str, doc: int) -> str:
+    ran.append(f"{tenant}/{doc}")
+    return f"{tenant}/{doc}"
+
+
+@workflow.defn
+async def digest(tenant: str, docs: int) -> list[str]:
+    return list(await asyncio.gather(*(summarise(tenant, i) for i in range(docs))))
+
+
+async def test_one_tenants_backlog_does_not_hold_back_another(client: perdure.Client) -> None:
+    ran.clear()
+    async with fast_worker(client, [digest], []):
+        # The big tenant's thirty calls are queued first, then the small
+        # one's three; no worker serves the model's queue yet.
+        big = await client.start(digest, "big", 30, fairness_key="big")
+        small = await client.start(digest, "small", 3, fairness_key="small")
+
+        async def all_queued() -> bool:
+            return (await client.describe_queue("model")).waiting == 33
+
+        await wait_until(all_queued, what="the 33 calls queued")
+        one_at_a_time = fast_worker(
+            client, [], [summarise], task_queue="model", max_concurrent_activities=1
+        )
+        async with one_at_a_time:
+            assert len(await small.result(timeout=30)) == 3
+            assert len(await big.result(timeout=60)) == 30
+    # In turn: the small tenant's three went among the big one's first,
+    # not after its thirty (as they would without keys: they came last).
+    assert ran[:6] == ["big/0", "small/0", "big/1", "small/1", "big/2", "small/2"], ran
+    assert ran[6:] == [f"big/{i}" for i in range(3, 30)]
+
+
+@activity.defn
+async def whose() -> str | None:
+    return activity.info().fairness_key
+
+
+@workflow.defn
+async def keyed_child() -> str | None:
+    return workflow.info().fairness_key
+
+
+@workflow.defn
+async def keyed_parent() -> dict[str, str | None]:
+    return {
+        "run": workflow.info().fairness_key,
+        "activity": await whose(),
+        "activity_own": await whose.options(fairness_key="tenant-9")(),
+        "child": await workflow.execute_child(keyed_child),
+        "child_own": await workflow.execute_child(keyed_child, fairness_key="tenant-8"),
+    }
+
+
+async def test_a_runs_key_reaches_its_activities_and_children(client: perdure.Client) -> None:
+    async with fast_worker(client, [keyed_parent, keyed_child], [whose]):
+        handle = await client.start(keyed_parent, fairness_key="tenant-7")
+        assert await handle.result(timeout=30) == {
+            "run": "tenant-7",
+            "activity": "tenant-7",
+            "activity_own": "tenant-9",
+            "child": "tenant-7",
+            "child_own": "tenant-8",
+        }
+        assert (await handle.describe()).fairness_key == "tenant-7"
+        unkeyed = await client.start(keyed_parent)
+        assert (await unkeyed.result(timeout=30))["run"] is None
+        assert (await unkeyed.describe()).fairness_key is None
+
+
+@pytest.mark.parametrize("bad", ["", "a\x00b", 7])
+async def test_a_bad_key_is_refused_and_nothing_is_written(
+    client: perdure.Client, bad: object
+) -> None:
+    with pytest.raises(ValueError, match="fairness_key"):
+        await client.start(keyed_parent, fairness_key=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fairness_key"):
+        whose.options(fairness_key=bad)  # type: ignore[arg-type]
+    assert await client.list() == []

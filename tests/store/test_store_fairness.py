@@ -1,0 +1,208 @@
+"""The Store contract for fairness keys (docs/queues.md "Fairness"): within
+a priority, a queue's claims serve the keys with due tasks in turn, so one
+key's backlog does not hold back another's work; unkeyed tasks are one key
+among the others; a key whose tasks are not due (leased, delayed) is passed
+over; a claim's room is shared among the keys, and what a key cannot use
+goes to those that can; priorities still come first; a queue whose keyed
+tasks are all gone is claimed as before; a run's key reaches its workflow
+tasks and its activities (unless they have their own)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store_helpers import FakeClock, claim_one, new_run, turn
+
+from perdure import _history as h
+from perdure._store import sqlfair
+from perdure._store.base import NewActivity, NewRun, QueueLimitsRecord, Store
+
+
+def keyed(run_id: str, key: str = "", priority: int = 3, start_at: float | None = None) -> NewRun:
+    new = new_run(wid=f"wf-{run_id}", run_id=run_id)
+    new.fairness_key, new.priority, new.start_at = key, priority, start_at
+    return new
+
+
+async def claimed_runs(store: Store, limit: int, queue: str = "q") -> list[str]:
+    return [t.run_id for t in await store.claim_workflow_tasks([queue], "w", 30, limit)]
+
+
+async def backlog(store: Store, clock: FakeClock, counts: dict[str, int]) -> None:
+    """``counts[key]`` runs of each key, each key's all started before the
+    next key's (the oldest tasks are the first key's)."""
+    for key, count in counts.items():
+        for i in range(count):
+            clock.advance(0.01)
+            await store.create_run(keyed(f"{key or 'none'}-{i}", key), "fail")
+
+
+def key_of(run_id: str) -> str:
+    return run_id.rsplit("-", 1)[0]
+
+
+async def test_one_keys_backlog_does_not_hold_back_another(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await backlog(store, clock, {"big": 40, "small": 3, "": 2})
+    order = []
+    for _ in range(12):
+        order += await claimed_runs(store, 1)
+    # Without keys the 40 of "big" went first (the oldest). The first claim
+    # cannot know the queue has keys (it takes an unkeyed task, and learns
+    # it); from then on the keys take turns, each its oldest first.
+    assert order == [
+        "none-0",
+        *["none-1", "big-0", "small-0", "big-1", "small-1", "big-2", "small-2"],
+        *["big-3", "big-4", "big-5", "big-6"],
+    ]
+
+
+async def test_a_claims_room_is_shared_and_what_a_key_cannot_use_goes_on(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await backlog(store, clock, {"big": 30, "small": 3})
+    assert await claimed_runs(store, 1) == []  # (none unkeyed: learns of the keys)
+    # Ten: five each, but "small" has three; its other two go to "big". In
+    # turn: each key's first, then each one's second...
+    assert await claimed_runs(store, 10) == [
+        *["big-0", "small-0", "big-1", "small-1", "big-2", "small-2"],
+        *["big-3", "big-4", "big-5", "big-6"],
+    ]
+    assert await claimed_runs(store, 3) == ["big-7", "big-8", "big-9"]
+
+
+async def test_more_keys_than_room_are_served_in_turn(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    await backlog(store, clock, {f"k{i:02}": 2 for i in range(25)})
+    assert await claimed_runs(store, 1) == []
+    # Ten keys a claim, one task each, the turn going on where it stopped:
+    # every key has its first task claimed before any has its second.
+    claims = [await claimed_runs(store, 10) for _ in range(3)]
+    assert claims == [
+        [f"k{i:02}-0" for i in range(10)],
+        [f"k{i:02}-0" for i in range(10, 20)],
+        [*(f"k{i:02}-0" for i in range(20, 25)), *(f"k{i:02}-1" for i in range(5))],
+    ]
+
+
+async def test_a_key_with_nothing_due_is_passed_over(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    for i in range(5):  # a key whose runs start in a minute
+        await store.create_run(keyed(f"later-{i}", "later", start_at=clock.now + 60), "fail")
+    await backlog(store, clock, {"now": 4})
+    assert await claimed_runs(store, 1) == []
+    assert await claimed_runs(store, 10) == ["now-0", "now-1", "now-2", "now-3"]
+    assert await claimed_runs(store, 10) == []  # (all leased or not due)
+    clock.advance(61)  # (the leases ran out too: every task due again)
+    assert await claimed_runs(store, 100) == [
+        *["later-0", "now-0", "later-1", "now-1", "later-2", "now-2", "later-3", "now-3"],
+        "later-4",
+    ]
+
+
+async def test_priorities_come_before_keys(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    await store.create_run(keyed("late-0", "c", priority=5), "fail")
+    await backlog(store, clock, {"a": 3, "b": 3})
+    await store.create_run(keyed("urgent-0", "b", priority=1), "fail")
+    assert await claimed_runs(store, 1) == []
+    assert await claimed_runs(store, 20) == [
+        "urgent-0",
+        *["a-0", "b-0", "a-1", "b-1", "a-2", "b-2"],
+        "late-0",
+    ]
+
+
+async def test_the_queue_leaves_the_fair_mode_when_its_keys_are_gone(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    turns: sqlfair.Turns = store._turns  # type: ignore[attr-defined]
+    await backlog(store, clock, {"a": 2})
+    assert await claimed_runs(store, 10) == []
+    assert ("workflow", "q") in turns.keyed
+    tasks = await store.claim_workflow_tasks(["q"], "w", 30, 10)
+    assert [t.run_id for t in tasks] == ["a-0", "a-1"]
+    await backlog(store, clock, {"": 2})
+    # Leased keyed tasks keep the mode (they may come back); the unkeyed are
+    # a key of the turn.
+    assert await claimed_runs(store, 1) == ["none-0"]
+    assert ("workflow", "q") in turns.keyed
+    for task in tasks:  # the keyed runs end: no keyed task is left
+        done = await turn(store, task, [h.CompleteWorkflow(result=None)], close_status="completed")
+        assert await store.commit_turn(done)
+    assert await claimed_runs(store, 1) == ["none-1"]
+    assert ("workflow", "q") not in turns.keyed
+
+
+async def test_a_runs_key_reaches_its_activities_unless_they_have_their_own(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await store.create_run(keyed("run-1", "tenant-7"), "fail")
+    task = await claim_one(store, "run-1")
+    activities = [NewActivity(1, "charge", "q", [], {}, {}, fairness_key="tenant-7")]
+    activities.append(
+        NewActivity(2, "charge", "q", [], {}, {"fairness_key": "tenant-9"}, fairness_key="tenant-9")
+    )
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    assert await store.claim_activity_tasks(["q"], "w", 30, 10) == []  # (learns of the keys)
+    claimed = await store.claim_activity_tasks(["q"], "w", 30, 10)
+    assert [(t.ref, t.fairness_key) for t in claimed] == [(1, "tenant-7"), (2, "tenant-9")]
+    run = await store.get_run("wf-run-1", None)
+    assert run is not None and run.fairness_key == "tenant-7"
+
+
+async def test_a_limited_queues_room_is_shared_among_its_keys(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await store.create_run(keyed("run-1", "a"), "fail")
+    task = await claim_one(store, "run-1")
+    activities = [
+        NewActivity(ref, "charge", "q", [], {}, {}, fairness_key="a") for ref in range(1, 9)
+    ]
+    activities += [
+        NewActivity(ref, "charge", "q", [], {}, {"fairness_key": "b"}, fairness_key="b")
+        for ref in (9, 10)
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running=4))
+    # Room for four: two each, though "a" has eight waiting. (The claim's
+    # first part, of the queue's unkeyed tasks if it had no limits, learns
+    # of the keys before its limited part runs.)
+    first = await store.claim_activity_tasks(["q"], "w", 30, 10)
+    assert [(t.ref, t.fairness_key) for t in first] == [(1, "a"), (9, "b"), (2, "a"), (10, "b")]
+    assert await store.claim_activity_tasks(["q"], "w", 30, 10) == []  # (full)
+
+
+def test_shares() -> None:
+    assert sqlfair.shares(["a", "b", "c"], 2) == [("a", 1), ("b", 1)]
+    assert sqlfair.shares(["a", "b", "c"], 7) == [("a", 3), ("b", 2), ("c", 2)]
+    assert sqlfair.shares(["a"], 5) == [("a", 5)]
+
+
+async def test_sqlite_reads_the_keyed_tasks_by_their_own_index(tmp_path: Any) -> None:
+    """SQLite's planner (no statistics) would read whether a queue has keyed
+    tasks through tasks_due, every task of the queue (1.2 ms for 20,000);
+    the dialect names the partial index, a search."""
+    import sqlite3
+
+    from perdure._store import store_for_url
+
+    path = tmp_path / "keyed.db"
+    store = store_for_url(f"sqlite:///{path}")
+    await store.open()
+    try:
+        check, params = sqlfair.keyed_check(store.keyed_tasks, "activity", ["q"])  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        plan = " ".join(str(r) for r in conn.execute(f"EXPLAIN QUERY PLAN {check}", params))
+    finally:
+        conn.close()
+    assert "USING INDEX tasks_keyed" in plan, plan

@@ -1,0 +1,134 @@
+"""Fairness keys on the operator surfaces: ``perdure start --fairness-key``
+(through the real entry point, on SQLite) and what ``show`` and ``show
+--json`` print; the HTTP API's start body (``fairness_key``) and its
+description, on SQLite and PostgreSQL; the workflow page's key (headless
+chromium, skipped without it as the other browser tests are). A bad key is refused saying what is
+wrong, and nothing is started.
+
+How claims take turns by key is tested in tests/store/test_store_fairness.py
+and tests/e2e/test_fairness.py; here, only that each surface carries the
+key to the Client and shows what the run holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import surface_workflows as wf
+from surface_helpers import cli_all, migrated_sqlite, sync_client
+
+import perdure
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return migrated_sqlite(tmp_path_factory.mktemp("fairness-cli"))
+
+
+@pytest.fixture(scope="module")
+def sync(db: str) -> Iterator[perdure.SyncClient]:
+    yield from sync_client(db)
+
+
+def test_start_fairness_key_is_stored_and_shown(db: str, sync: perdure.SyncClient) -> None:
+    keyed, plain = cli_all(
+        ("start", "double", "--arg", "2", "--id", "cli-f-1", "--fairness-key", "acme", "--db", db),
+        ("start", "double", "--arg", "2", "--id", "cli-f-plain", "--db", db),
+    )
+    for done in (keyed, plain):
+        assert done.returncode == 0, (done.args, done.stderr)
+    assert "on task queue default for key acme" in keyed.stdout
+    assert "key" not in plain.stdout
+    assert sync.get_handle("cli-f-1").describe().fairness_key == "acme"
+    assert sync.get_handle("cli-f-plain").describe().fairness_key is None
+
+    shown, shown_json, plain_shown, plain_json = cli_all(
+        ("show", "cli-f-1", "--db", db),
+        ("show", "cli-f-1", "--json", "--db", db),
+        ("show", "cli-f-plain", "--db", db),
+        ("show", "cli-f-plain", "--json", "--db", db),
+    )
+    assert "  fairness   key acme" in shown.stdout.splitlines(), shown.stdout
+    assert json.loads(shown_json.stdout)["fairness_key"] == "acme"
+    assert "fairness" not in plain_shown.stdout
+    assert json.loads(plain_json.stdout)["fairness_key"] is None
+
+
+def test_a_bad_fairness_key_starts_nothing(db: str, sync: perdure.SyncClient) -> None:
+    (done,) = cli_all(("start", "double", "--id", "cli-f-bad", "--fairness-key=", "--db", db))
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    said = " ".join(done.stderr.replace("│", " ").split())
+    assert "fairness_key must be a non-empty string" in said, said
+    with pytest.raises(perdure.WorkflowNotFoundError):
+        sync.get_handle("cli-f-bad").describe()
+
+
+async def start(api: httpx.AsyncClient, ident: str, **fields: Any) -> httpx.Response:
+    body = {"workflow": "double", "args": [1], "id": ident, **fields}
+    return await api.post("/api/workflows", json=body)
+
+
+@pytest.mark.both_databases
+async def test_a_start_fairness_key_is_described(api: httpx.AsyncClient) -> None:
+    for ident, fields in (
+        ("api-f-acme", {"fairness_key": "acme"}),
+        ("api-f-plain", {}),
+        ("api-f-null", {"fairness_key": None}),
+    ):
+        started = await start(api, ident, **fields)
+        assert started.status_code == 201, started.text
+    described = {}
+    for ident in ("api-f-acme", "api-f-plain", "api-f-null"):
+        answer = await api.get(f"/api/workflows/{ident}")
+        assert answer.status_code == 200, answer.text
+        described[ident] = answer.json()["fairness_key"]
+    assert described == {"api-f-acme": "acme", "api-f-plain": None, "api-f-null": None}
+
+
+@pytest.mark.both_databases
+async def test_a_bad_fairness_key_is_refused_and_starts_nothing(api: httpx.AsyncClient) -> None:
+    for n, (value, says) in enumerate(
+        [
+            ("", "fairness_key must be a non-empty string"),
+            ("a\x00b", "fairness_key must not hold the NUL character"),
+            (7, "body.fairness_key: Input should be a valid string"),
+            (["acme"], "body.fairness_key: Input should be a valid string"),
+        ]
+    ):
+        refused = await start(api, f"api-f-bad-{n}", fairness_key=value)
+        assert refused.status_code == 422, (value, refused.text)
+        assert says in refused.text, (value, refused.text)
+        assert (await api.get(f"/api/workflows/api-f-bad-{n}")).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, str]]:
+    """A browser page maker, the open server's URL and the database (the
+    browser tests' stack); skips the test without chromium, as they do."""
+    import browser_support as bs  # (importing it skips without chromium)
+
+    folder: Path = tmp_path_factory.mktemp("fairness-ui")
+    for browser in bs.launch():
+        for stack in bs.serve(folder, [wf.__file__], "a" * 24, "r" * 24):
+            yield browser, stack.open_url, stack.db
+
+
+def test_the_workflow_page_shows_the_key(ui: tuple[Any, str, str]) -> None:
+    import browser_support as bs
+    from playwright.sync_api import expect
+
+    browser, url, db = ui
+    with perdure.SyncClient.connect(db) as client:
+        client.start("double", 1, id="ui-f-acme", fairness_key="acme").result(timeout=20)
+        client.start("double", 1, id="ui-f-plain").result(timeout=20)
+    for page in bs.new_page(browser):
+        page.goto(f"{url}#/workflows/ui-f-acme")
+        expect(page.locator("#wf-fairness")).to_have_text("key acme")
+        page.goto(f"{url}#/workflows/ui-f-plain")
+        expect(page.locator("#wf-priority")).to_have_text("priority 3")
+        expect(page.locator("#wf-fairness")).to_have_count(0)
