@@ -1,27 +1,42 @@
 """The operator's side of a Client: task queues (their limits, their worker
-builds), the live workers, the engine's stats, and the retention of closed
-runs. ``Operations`` is the base of ``perdure.client.Client``, which these
-methods are documented on. Talks to a Store only.
+builds), the live workers, the engine's stats, the retention of closed
+runs, and batch operations on runs and activities. ``Operations`` is the
+base of ``perdure.client.Client``, which these methods are documented on.
+Talks to a Store only.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 from perdure import queues
+from perdure._activitybatch import (
+    ActivityBatchAction,
+    ActivityBatchResult,
+    activity_batch_filters,
+    run_activity_batch,
+)
+from perdure._attributes import AttributeValue
+from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
 from perdure._checks import BadName, check_build, check_queue
+from perdure._handle import _reason
 from perdure._retention import delete_closed_runs
 from perdure._store.base import Store, WorkerRecord
 from perdure._views import BuildInfo, Stats, WorkerInfo, stats_of
 from perdure.queues import QueueInfo, QueueLimits
 
+if TYPE_CHECKING:
+    from perdure.client import Client
+
 LIVE_WORKER_LEASES = 3  # a worker is live while its last heartbeat is this many leases old at most
 
 
 class Operations:
-    """Queues, builds, workers, stats and retention (see the module)."""
+    """Queues, builds, workers, stats, retention and batches (see the module)."""
 
     store: Store
 
@@ -164,6 +179,96 @@ class Operations:
             if now - w.heartbeat_at <= LIVE_WORKER_LEASES * w.lease_timeout
         ]
 
+    async def batch(
+        self,
+        action: BatchAction,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
+        retrying: bool = False,
+        reason: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+        build_id: str | None = None,
+    ) -> BatchResult:
+        """Cancel, terminate or reset (``action``) every run the filters
+        match, as ``list(..., latest=True)`` does: each workflow id's latest
+        run (cancel and terminate: its open runs only), but schedules' own
+        runs unless ``workflow="perdure.schedule"``. At least one filter is
+        required (``status="running"`` names every open run); ``limit``: at
+        most that many, newest first. ``dry_run``: only say which.
+        ``build_id``: the runs pinned to that worker build (after a bad
+        deploy: reset the runs its code broke, docs/versioning.md).
+
+        The runs are chosen first, then acted on a few at a time, each by its
+        run id: one that ended or was replaced meanwhile is ``skipped``, an
+        action that raised is ``failed`` (with its error); the others go on.
+        Running the same batch again acts on what still matches."""
+        filters = batch_filters(
+            action,
+            status,
+            workflow,
+            since,
+            until,
+            search,
+            search_attributes,
+            retrying,
+            limit,
+            build_id,
+        )
+        return await run_batch(_client(self), action, filters, _reason(reason), limit, dry_run)
+
+    async def batch_activities(
+        self,
+        action: ActivityBatchAction,
+        *,
+        activity_type: str | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+        search_attributes: Mapping[str, AttributeValue] | None = None,
+        retrying: bool = False,
+        reset_attempts: bool = False,
+        keep_paused: bool = False,
+        clear_heartbeat_details: bool = False,
+        jitter: timedelta | None = None,
+        new_options: Mapping[str, object] | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+        build_id: str | None = None,
+    ) -> ActivityBatchResult:
+        """Pause (those not paused), unpause (the paused), reset or update the
+        options of (all) each pending activity of ``activity_type`` (None: any)
+        of the open runs the filters match, as ``batch`` chooses runs; then each
+        by id, with its handle method's options (unpause: ``reset_attempts``,
+        ``jitter``; reset: ``keep_paused``, ``clear_heartbeat_details``,
+        ``jitter``; update_options: ``new_options``)."""
+        filters = activity_batch_filters(
+            action,
+            activity_type,
+            workflow,
+            since,
+            until,
+            search,
+            search_attributes,
+            retrying,
+            build_id,
+        )
+        options = {
+            "reset_attempts": reset_attempts,
+            "keep_paused": keep_paused,
+            "clear_heartbeat_details": clear_heartbeat_details,
+            "jitter": jitter,
+        }
+        return await run_activity_batch(
+            _client(self), action, filters, options, new_options, limit, dry_run
+        )
+
 
 def _build_infos(
     task_queue: str,
@@ -184,3 +289,8 @@ def _build_infos(
         )
         for i, (build_id, promoted_at, open_runs, ramp) in enumerate(found)
     ]
+
+
+def _client(operations: Operations) -> Client:
+    """The Client these methods are part of (Operations is its base)."""
+    return cast("Client", operations)

@@ -16,18 +16,15 @@ from typing import Any, ParamSpec, TypeVar, overload
 from perdure import _gcpolicy as gcpolicy
 from perdure import schedules
 from perdure._activitybatch import (
-    ActivityBatchAction,
     ActivityBatchResult,
     MatchedActivity,
-    activity_batch_filters,
-    run_activity_batch,
 )
 from perdure._asyncactivity import AsyncActivityHandle
 from perdure._attributes import AttributeValue
-from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
+from perdure._batch import BatchResult
 from perdure._checks import check_name, timeout_seconds
 from perdure._converter import DataConverter, checked_converter
-from perdure._handle import WorkflowHandle, _reason, signal_event
+from perdure._handle import WorkflowHandle, signal_event
 from perdure._listing import run_filter
 from perdure._operations import Operations
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
@@ -513,91 +510,3 @@ class Client(Operations):
             if described.status == "running":  # (not deleted meanwhile)
                 found.append(described)
         return found
-
-    async def batch(
-        self,
-        action: BatchAction,
-        *,
-        status: str | None = None,
-        workflow: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        search: str | None = None,
-        search_attributes: Mapping[str, AttributeValue] | None = None,
-        retrying: bool = False,
-        reason: str | None = None,
-        limit: int | None = None,
-        dry_run: bool = False,
-        build_id: str | None = None,
-    ) -> BatchResult:
-        """Cancel, terminate or reset (``action``) every run the filters
-        match, as ``list(..., latest=True)`` does: each workflow id's latest
-        run (cancel and terminate: its open runs only), but schedules' own
-        runs unless ``workflow="perdure.schedule"``. At least one filter is
-        required (``status="running"`` names every open run); ``limit``: at
-        most that many, newest first. ``dry_run``: only say which.
-        ``build_id``: the runs pinned to that worker build (after a bad
-        deploy: reset the runs its code broke, docs/versioning.md).
-
-        The runs are chosen first, then acted on a few at a time, each by its
-        run id: one that ended or was replaced meanwhile is ``skipped``, an
-        action that raised is ``failed`` (with its error); the others go on.
-        Running the same batch again acts on what still matches."""
-        filters = batch_filters(
-            action,
-            status,
-            workflow,
-            since,
-            until,
-            search,
-            search_attributes,
-            retrying,
-            limit,
-            build_id,
-        )
-        return await run_batch(self, action, filters, _reason(reason), limit, dry_run)
-
-    async def batch_activities(
-        self,
-        action: ActivityBatchAction,
-        *,
-        activity_type: str | None = None,
-        workflow: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        search: str | None = None,
-        search_attributes: Mapping[str, AttributeValue] | None = None,
-        retrying: bool = False,
-        reset_attempts: bool = False,
-        keep_paused: bool = False,
-        clear_heartbeat_details: bool = False,
-        jitter: timedelta | None = None,
-        new_options: Mapping[str, object] | None = None,
-        limit: int | None = None,
-        dry_run: bool = False,
-        build_id: str | None = None,
-    ) -> ActivityBatchResult:
-        """Pause (those not paused), unpause (the paused), reset or update the
-        options of (all) each pending activity of ``activity_type`` (None: any)
-        of the open runs the filters match, as ``batch`` chooses runs; then each
-        by id, with its handle method's options (unpause: ``reset_attempts``,
-        ``jitter``; reset: ``keep_paused``, ``clear_heartbeat_details``,
-        ``jitter``; update_options: ``new_options``)."""
-        filters = activity_batch_filters(
-            action,
-            activity_type,
-            workflow,
-            since,
-            until,
-            search,
-            search_attributes,
-            retrying,
-            build_id,
-        )
-        options = {
-            "reset_attempts": reset_attempts,
-            "keep_paused": keep_paused,
-            "clear_heartbeat_details": clear_heartbeat_details,
-            "jitter": jitter,
-        }
-        return await run_activity_batch(self, action, filters, options, new_options, limit, dry_run)
