@@ -112,7 +112,10 @@ class QueueInfo:
     priorities none waits at left out); ``paused``: the activities an
     operator paused (``AsyncActivityHandle.pause``) that no attempt runs,
     which neither ``waiting`` nor ``backing_off`` counts, and the first 20
-    of them, oldest first, in ``paused_activities``."""
+    of them, oldest first, in ``paused_activities``; ``waiting_keys``: how
+    many fairness keys have tasks waiting (docs/queues.md, "Fairness"), and
+    ``waiting_by_key`` the waiting of the ten with the most (unkeyed tasks
+    are in neither)."""
 
     task_queue: str
     limits: QueueLimits | None
@@ -124,6 +127,8 @@ class QueueInfo:
     waiting_by_priority: dict[int, int] = field(default_factory=dict)
     paused: int = 0
     paused_activities: list[PausedActivity] = field(default_factory=list)
+    waiting_by_key: dict[str, int] = field(default_factory=dict)
+    waiting_keys: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API)."""
@@ -139,6 +144,8 @@ class QueueInfo:
             "waiting_by_priority": {str(p): n for p, n in self.waiting_by_priority.items()},
             "paused": self.paused,
             "paused_activities": [a.to_json() for a in self.paused_activities],
+            "waiting_keys": self.waiting_keys,
+            "waiting_by_key": dict(self.waiting_by_key),
         }
 
     @classmethod
@@ -156,6 +163,8 @@ class QueueInfo:
             dict(record.waiting_by_priority),
             record.paused,
             [PausedActivity(*a) for a in record.paused_activities],
+            dict(record.waiting_by_key),
+            record.waiting_keys,
         )
 
 

@@ -179,6 +179,28 @@ async def test_a_limited_queues_room_is_shared_among_its_keys(
     assert await store.claim_activity_tasks(["q"], "w", 30, 10) == []  # (full)
 
 
+async def test_a_queues_record_counts_the_waiting_by_key(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    await store.create_run(keyed("run-1", "a"), "fail")
+    task = await claim_one(store, "run-1")
+    keys = ["a"] * 5 + ["b"] * 3 + [f"k{i:02}" for i in range(12)] + [""] * 4
+    activities = [
+        NewActivity(ref, "charge", "q", [], {}, {}, fairness_key=key)
+        for ref, key in enumerate(keys, start=1)
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    [record] = await store.queues("q")
+    assert record.waiting == 24
+    assert record.waiting_keys == 14  # (the unkeyed four are in neither)
+    assert record.waiting_by_key == {
+        "a": 5,
+        "b": 3,
+        **{f"k{i:02}": 1 for i in range(8)},  # (ten keys: the most, then by name)
+    }
+    [plain] = await store.queues("other")
+    assert (plain.waiting_keys, plain.waiting_by_key) == (0, {})
+
+
 def test_shares() -> None:
     assert sqlfair.shares(["a", "b", "c"], 2) == [("a", 1), ("b", 1)]
     assert sqlfair.shares(["a", "b", "c"], 7) == [("a", 3), ("b", 2), ("c", 2)]

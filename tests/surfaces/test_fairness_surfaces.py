@@ -1,9 +1,10 @@
 """Fairness keys on the operator surfaces: ``perdure start --fairness-key``
-(through the real entry point, on SQLite) and what ``show`` and ``show
---json`` print; the HTTP API's start body (``fairness_key``) and its
-description, on SQLite and PostgreSQL; the workflow page's key (headless
-chromium, skipped without it as the other browser tests are). A bad key is refused saying what is
-wrong, and nothing is started.
+(through the real entry point, on SQLite), what ``show`` and ``show
+--json`` print, and ``perdure queue show``'s keys; the HTTP API's start
+body (``fairness_key``) and its description, on SQLite and PostgreSQL; the
+workflow page's key (headless chromium, skipped without it as the other
+browser tests are). A bad key is refused saying what is wrong, and nothing
+is started.
 
 How claims take turns by key is tested in tests/store/test_store_fairness.py
 and tests/e2e/test_fairness.py; here, only that each surface carries the
@@ -12,7 +13,9 @@ key to the Client and shows what the run holds.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,28 @@ def test_a_bad_fairness_key_starts_nothing(db: str, sync: perdure.SyncClient) ->
     assert "fairness_key must be a non-empty string" in said, said
     with pytest.raises(perdure.WorkflowNotFoundError):
         sync.get_handle("cli-f-bad").describe()
+
+
+async def test_a_queues_waiting_is_shown_by_key(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'keys.db'}"
+    unserved = "nobody-serves-this-queue"
+    client = await perdure.Client.connect(db)
+    # The runs' first turns queue a step each on a queue no worker serves.
+    async with client, perdure.Worker(client, [wf.waits_on_an_unserved_queue]):
+        for n, key in enumerate(["acme", "acme", "globex", None]):
+            await client.start(wf.waits_on_an_unserved_queue, f"n{n}", fairness_key=key)
+        deadline = time.monotonic() + 15
+        while (await client.describe_queue(unserved)).waiting < 4:
+            assert time.monotonic() < deadline, "the four steps never queued"
+            await asyncio.sleep(0.02)
+    shown, as_json = cli_all(
+        ("queue", "show", unserved, "--db", db),
+        ("queue", "show", unserved, "--json", "--db", db),
+    )
+    said = shown.stdout.splitlines()
+    assert "  keys         2 with tasks waiting, served in turn   (acme: 2, globex: 1)" in said
+    answer = json.loads(as_json.stdout)
+    assert (answer["waiting_keys"], answer["waiting_by_key"]) == (2, {"acme": 2, "globex": 1})
 
 
 async def start(api: httpx.AsyncClient, ident: str, **fields: Any) -> httpx.Response:

@@ -49,6 +49,8 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         "waiting_by_priority": {},
         "paused": 0,
         "paused_activities": [],
+        "waiting_keys": 0,
+        "waiting_by_key": {},
     }
     text = cli("queue", "show", "llm", "--db", db).stdout
     assert "at most 8 running" in text and "0 in the rate limit's window" in text

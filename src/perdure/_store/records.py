@@ -552,6 +552,10 @@ class QueueRecord:
     # The first of them (sqlqueues.MAX_PAUSED_LISTED), oldest first:
     # (workflow id, run id, activity ref, activity name).
     paused_activities: list[tuple[str, str, int, str]] = field(default_factory=list)
+    # The waiting by fairness key: the keys with the most (sqlqueues.
+    # MAX_KEYS_LISTED), and how many keys have some waiting (unkeyed: none).
+    waiting_by_key: dict[str, int] = field(default_factory=dict)
+    waiting_keys: int = 0
 
 
 @dataclass(frozen=True)

@@ -170,10 +170,22 @@ _WAITING_BY_PRIORITY = (
 )
 
 
+# Each queue's due activity tasks that have a fairness key, by key: a read
+# of the keyed tasks' index only (a queue without keys costs one search).
+def _waiting_by_key(keyed_tasks: str, only: str) -> str:
+    return (
+        f"SELECT queue, fairness_key, COUNT(*) FROM {keyed_tasks} WHERE kind = 'activity'"
+        f" AND fairness_key <> '' AND visible_at <= ? AND paused = 0{only}"
+        " GROUP BY queue, fairness_key"
+    )
+
+
+MAX_KEYS_LISTED = 10  # a queue's keys with the most waiting, in its record
+
+
 async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> list[QueueRecord]:
     """``Store.queues``: the queues with activity tasks or limits (or just
     ``queue``), by name."""
-    del d  # (the same SQL on every backend)
     only = "" if queue is None else " AND queue = ?"
     counts = {
         r[0]: (int(r[1] or 0), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0))
@@ -184,6 +196,9 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
         _WAITING_BY_PRIORITY.format(only), (now, *_one(queue))
     ):
         by_priority.setdefault(name, {})[int(priority)] = int(count)
+    by_key: dict[str, list[tuple[str, int]]] = {}
+    for name, key, count in await tx.all(_waiting_by_key(d.keyed_tasks, only), (now, *_one(queue))):
+        by_key.setdefault(name, []).append((key, int(count)))
     limited = {
         r[0]: QueueLimitsRecord(r[1], r[2], r[3])
         for r in await tx.all(
@@ -207,6 +222,7 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
                 _PAUSED_ACTIVITIES, (name, now, MAX_PAUSED_LISTED)
             ):
                 listed.append((workflow_id, run_id, int(ref), loads(payload)["name"]))
+        keys = sorted(by_key.get(name, []), key=lambda kc: (-kc[1], kc[0]))
         found.append(
             QueueRecord(
                 name,
@@ -219,6 +235,8 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
                 by_priority.get(name, {}),
                 paused,
                 listed,
+                dict(keys[:MAX_KEYS_LISTED]),
+                len(keys),
             )
         )
     return found

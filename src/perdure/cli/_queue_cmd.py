@@ -115,6 +115,8 @@ def show(
         out.print(f"  running      {q.running}")
         out.print(f"  waiting      {q.waiting}{_by_priority(q)}")
         out.print(f"  backing off  {q.backing_off}   (a retry's wait)")
+        if q.waiting_keys:
+            out.print(f"  keys         {escape(_by_key(q))}")
         if q.paused:
             out.print(f"  paused       {q.paused}   (by an operator; unpause each with:)")
             for a in q.paused_activities:
@@ -180,6 +182,17 @@ def unlimit(task_queue: str = QueueArg, db: Optional[str] = DbOption) -> None:
         )
 
     run(db, work)
+
+
+def _by_key(q: QueueInfo) -> str:
+    """The fairness keys with tasks waiting: how many, and the first ones."""
+    listed = ", ".join(f"{key}: {n}" for key, n in q.waiting_by_key.items())
+    more = q.waiting_keys - len(q.waiting_by_key)
+    return (
+        f"{q.waiting_keys} with tasks waiting, served in turn   ({listed}"
+        + (f", and {more} more" if more else "")
+        + ")"
+    )
 
 
 def _by_priority(q: QueueInfo) -> str:

@@ -301,6 +301,13 @@ class Queue(BaseModel):
         default_factory=list,
         description="The first 20 of the paused, oldest first, by their ids.",
     )
+    waiting_keys: int = Field(
+        0, description="How many fairness keys have tasks waiting (unkeyed tasks: none)."
+    )
+    waiting_by_key: dict[str, int] = Field(
+        default_factory=dict,
+        description="The waiting tasks of the ten fairness keys with the most, by key.",
+    )
 
 
 class QueueList(BaseModel):
