@@ -59,6 +59,9 @@ class ScheduleSpec:
     # The priority of the runs it starts (perdure._history.priorities), and
     # of its start activity's tasks: 3, the default, in schedules made before.
     priority: int = 3
+    # The fairness key of the runs it starts (docs/queues.md "Fairness"), and
+    # of its start activity's tasks; None: none (as in schedules made before).
+    fairness_key: str | None = None
 
 
 @dataclass

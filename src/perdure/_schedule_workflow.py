@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from perdure import _history as h
 from perdure import activity, workflow
+from perdure._checks import check_name
 from perdure._retention import add_retention, delete_closed_workflow
 from perdure._schedule_spec import (
     MAX_EVERY,
@@ -90,7 +91,7 @@ class _Starter:
                 running = False
             if running:
                 return _Started(None, f"{request.previous[0]} was still running")
-        # The schedule's priority is this attempt's own (see _run_once).
+        # The schedule's priority and key are this attempt's own (see _run_once).
         handle = await client.start(
             request.workflow,
             *request.args,
@@ -98,6 +99,7 @@ class _Starter:
             task_queue=request.task_queue,
             id_conflict="use_existing",
             priority=activity.info().priority,
+            fairness_key=activity.info().fairness_key,
         )
         return _Started(handle.run_id)
 
@@ -137,12 +139,14 @@ async def _run_once(
     run = ScheduledRun(due, f"{spec.schedule_id}@{iso(due)}{suffix}", trigger=trigger)
     previous = state.last if spec.overlap == "skip" else None
     request = _StartRequest(spec.workflow, spec.args, spec.task_queue, run.workflow_id, previous)
-    # The schedule's priority travels as its start's own (in the activity's
-    # options, which replay does not compare: a schedule made before
-    # priorities replays as it ran), and the start gives it to the run.
+    # The schedule's priority and fairness key travel as its start's own (in
+    # the activity's options, which replay does not compare: a schedule made
+    # before them replays as it ran), and the start gives them to the run.
     start = _start_run
     if spec.priority != h.DEFAULT_PRIORITY:
-        start = _start_run.options(priority=spec.priority)
+        start = start.options(priority=spec.priority)
+    if spec.fairness_key is not None:
+        start = start.options(fairness_key=spec.fairness_key)
     started = await start(request)
     run.run_id, run.skipped = started.run_id, started.skipped
     if started.run_id is not None:
@@ -246,6 +250,7 @@ UPDATABLE = {
     "catchup_window",
     "jitter",
     "priority",
+    "fairness_key",
 }
 
 
@@ -265,6 +270,7 @@ def _updated(spec: ScheduleSpec, raw: Any) -> ScheduleSpec | None:
             raise ValueError(f"a catch-up window of {new.catchup_window!r} seconds")
         check_jitter(new, workflow.now().timestamp())
         h.check_priority("priority", new.priority)
+        check_name("fairness_key", new.fairness_key, none_means="none")
         next_time(new, workflow.now().timestamp())  # (a bad cron or time zone)
     except (TypeError, ValueError, ArithmeticError) as error:
         workflow.logger.warning(

@@ -460,6 +460,7 @@ class Client(Operations):
         catchup_window: timedelta = timedelta(days=1),
         jitter: timedelta = timedelta(0),
         priority: int | None = None,
+        fairness_key: str | None = None,
         paused: bool = False,
         note: str | None = None,
         if_exists: IfExists = "fail",
@@ -473,7 +474,8 @@ class Client(Operations):
         ``catchup_window``. ``jitter``: each run may start up to that much
         after its time (an offset of its own per time, so that schedules of
         the same times spread their runs). ``priority``: the runs' (1 first,
-        5 last, 3 by default; docs/queues.md). If a schedule with this id exists,
+        5 last, 3 by default; docs/queues.md), ``fairness_key`` their key
+        (docs/queues.md, "Fairness"). If a schedule with this id exists,
         ``if_exists="fail"`` raises ``WorkflowAlreadyStartedError``, ``"keep"``
         leaves it, ``"update"`` updates it to these arguments (for a script
         run at each deploy). See docs/schedules.md."""
@@ -490,6 +492,7 @@ class Client(Operations):
             catchup_window=catchup_window,
             jitter=jitter,
             priority=priority,
+            fairness_key=fairness_key,
         )
         return await schedules.create(self, spec, paused, note, if_exists)
 

@@ -92,6 +92,8 @@ class ScheduleDescription:
     """How much later than its time each run may start (its own offset per time)."""
     priority: int
     """The priority of the runs it starts (1 first, 5 last; docs/queues.md)."""
+    fairness_key: str | None
+    """The fairness key of the runs it starts (docs/queues.md); None: none."""
     status: str
     """The schedule's own run: ``running``, or ``terminated`` once deleted."""
     paused: bool
@@ -120,6 +122,7 @@ class ScheduleDescription:
             "catchup_window_seconds": self.catchup_window.total_seconds(),
             "jitter_seconds": self.jitter.total_seconds(),
             "priority": self.priority,
+            "fairness_key": self.fairness_key,
             "status": self.status,
             "paused": self.paused,
             "note": self.note,
@@ -159,6 +162,7 @@ def make_spec(
     catchup_window: timedelta,
     jitter: timedelta = timedelta(0),
     priority: int | None = None,
+    fairness_key: str | None = None,
     now: float | None = None,
 ) -> ScheduleSpec:
     """A schedule's spec from ``create_schedule``'s arguments, each checked."""
@@ -194,6 +198,7 @@ def make_spec(
     if not isinstance(jitter, timedelta):
         raise TypeError(f"jitter must be a timedelta, not {type(jitter).__name__} {jitter!r}")
     priority = h.check_priority("priority", priority)
+    check_name("fairness_key", fairness_key, none_means="none")
     fn, name = resolve(workflow_fn)
     if fn is not None:
         # Encoded by the function's hints now, into plain JSON: the run the
@@ -214,6 +219,7 @@ def make_spec(
         max_history=MAX_HISTORY,
         jitter=jitter.total_seconds(),
         priority=h.DEFAULT_PRIORITY if priority is None else priority,
+        fairness_key=fairness_key,
     )
     check_jitter(spec, client.store.clock() if now is None else now)
     return spec
@@ -310,8 +316,10 @@ class ScheduleHandle:
         catchup_window: timedelta | None = None,
         jitter: timedelta | None = None,
         priority: int | None = None,
+        fairness_key: str | None = None,
     ) -> None:
-        """Change what the schedule starts or when, or its runs' priority: what is not given stays
+        """Change what the schedule starts or when, or its runs' priority or
+        fairness key (``""``: none): what is not given stays
         (``cron`` replaces an interval and ``every`` a cron). From the next
         time on; checked here as ``create_schedule`` checks it, and applied at
         the schedule's next turn in a worker, which continues it as new with
@@ -341,6 +349,7 @@ class ScheduleHandle:
             ),
             jitter=span_of(old.jitter) if jitter is None else jitter,
             priority=old.priority if priority is None else priority,
+            fairness_key=old.fairness_key if fairness_key is None else (fairness_key or None),
         )
         # The changes only, applied by the schedule to its spec of the moment:
         # two updates sent one after the other both apply.
@@ -357,6 +366,7 @@ class ScheduleHandle:
             ("catchup_window", catchup_window),
             ("jitter", jitter),
             ("priority", priority),
+            ("fairness_key", fairness_key),
         ):
             if given is not None:
                 changes[name] = getattr(new, name)
@@ -400,6 +410,7 @@ class ScheduleHandle:
                 run.workflow_id,
                 spec.task_queue,
                 priority=spec.priority,  # (as the schedule's own starts have)
+                fairness_key=spec.fairness_key,
             )
             made, created = await self.client.store.create_run(new, "use_existing")
             run.run_id = made.run_id
@@ -503,6 +514,7 @@ def describe(
         catchup_window=span_of(spec.catchup_window),
         jitter=span_of(spec.jitter),
         priority=spec.priority,
+        fairness_key=spec.fairness_key,
         status=status,
         paused=state.paused,
         note=state.note,

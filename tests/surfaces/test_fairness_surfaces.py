@@ -157,3 +157,23 @@ def test_the_workflow_page_shows_the_key(ui: tuple[Any, str, str]) -> None:
         page.goto(f"{url}#/workflows/ui-f-plain")
         expect(page.locator("#wf-priority")).to_have_text("priority 3")
         expect(page.locator("#wf-fairness")).to_have_count(0)
+
+
+def test_a_schedules_key_through_the_cli(tmp_path: Path) -> None:
+    db = migrated_sqlite(tmp_path)
+    made, plain = cli_all(
+        ("schedule", "create", "acme-nightly", "double", "--every", "1h", "--fairness-key",
+         "acme", "--db", db),
+        ("schedule", "create", "plain", "double", "--every", "1h", "--db", db),
+    )  # fmt: skip
+    assert made.returncode == 0 and plain.returncode == 0, (made.stderr, plain.stderr)
+    shown, shown_json, plain_shown, bad = cli_all(
+        ("schedule", "show", "acme-nightly", "--db", db),
+        ("schedule", "show", "acme-nightly", "--json", "--db", db),
+        ("schedule", "show", "plain", "--db", db),
+        ("schedule", "create", "bad", "double", "--every", "1h", "--fairness-key=", "--db", db),
+    )
+    assert "on task queue default at priority 3, key acme" in shown.stdout, shown.stdout
+    assert json.loads(shown_json.stdout)["fairness_key"] == "acme"
+    assert "key" not in plain_shown.stdout
+    assert bad.returncode == 2 and "fairness_key must be a non-empty string" in bad.stderr

@@ -52,6 +52,8 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
             "negative": ({"every_seconds": 60, "jitter_seconds": -1}, "greater than or equal"),
             "priority": ({"every_seconds": 60, "priority": 6}, "less than or equal to 5"),
             "priority-bool": ({"every_seconds": 60, "priority": True}, "valid integer"),
+            "key": ({"every_seconds": 60, "fairness_key": ""}, "fairness_key must be"),
+            "key-type": ({"every_seconds": 60, "fairness_key": 7}, "valid string"),
         }
         for name, (fields, says) in bad.items():
             sent = {"schedule_id": name, "workflow": "double", **fields}
@@ -67,6 +69,7 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
         assert made.status_code == 201, made.text
         assert made.json()["schedule_id"] == "team/often" and made.json()["every_seconds"] == 1.0
         assert made.json()["jitter_seconds"] == 0.0 and made.json()["priority"] == 3
+        assert made.json()["fairness_key"] is None
         again = await api.post("/api/schedules", json=body)
         assert again.status_code == 409 and "already exists" in again.json()["detail"]
         kept = await api.post("/api/schedules", json={**body, "if_exists": "keep"})
@@ -101,11 +104,17 @@ async def test_schedules_through_the_api(client: perdure.Client) -> None:
         assert (await reader.post("/api/schedules/team/often/update", json={})).status_code == 403
         moved = await api.post(
             "/api/schedules/team/often/update",
-            json={"every_seconds": 2, "args": [5], "jitter_seconds": 0.5, "priority": 1},
+            json={
+                "every_seconds": 2,
+                "args": [5],
+                "jitter_seconds": 0.5,
+                "priority": 1,
+                "fairness_key": "team",
+            },
         )
         assert moved.status_code == 202 and moved.json()["action"] == "update"
         d = await until(reader, "team/often", lambda d: d["every_seconds"] == 2.0, "the update")
-        assert d["jitter_seconds"] == 0.5 and d["priority"] == 1
+        assert d["jitter_seconds"] == 0.5 and d["priority"] == 1 and d["fairness_key"] == "team"
         bad = await api.post("/api/schedules/team/often/update", json={"cron": "0 0 31 2 *"})
         assert bad.status_code == 422 and "never matches" in bad.json()["detail"]
         assert (

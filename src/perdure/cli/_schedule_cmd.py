@@ -93,6 +93,9 @@ def create(
         "0s", "--jitter", help="Start each run up to this much after its time (its own offset)."
     ),
     priority: Optional[int] = PriorityOption,
+    fairness_key: Optional[str] = typer.Option(
+        None, "--fairness-key", help="The runs' fairness key (whose work they are)."
+    ),
     paused: bool = typer.Option(False, "--paused", help="Create it paused."),
     if_exists: str = typer.Option(
         "fail", "--if-exists", help="If it exists: fail, keep it, or update it to these."
@@ -122,6 +125,7 @@ def create(
                 catchup_window=window,
                 jitter=spread,
                 priority=priority,
+                fairness_key=fairness_key,
                 paused=paused,
                 note=note,
                 if_exists=if_exists,  # type: ignore[arg-type]
@@ -155,6 +159,9 @@ def update(
     catchup_window: Optional[str] = typer.Option(None, help="A new catch-up window."),
     jitter: Optional[str] = typer.Option(None, "--jitter", help="A new jitter (0s: none)."),
     priority: Optional[int] = PriorityOption,
+    fairness_key: Optional[str] = typer.Option(
+        None, "--fairness-key", help="The runs' new fairness key ('': none)."
+    ),
     db: Optional[str] = DbOption,
     converter: Optional[str] = ConverterOption,
 ) -> None:
@@ -176,6 +183,7 @@ def update(
                 catchup_window=window,
                 jitter=spread,
                 priority=priority,
+                fairness_key=fairness_key,
             )
         except ValueError as exc:
             fail(EXIT_USAGE, str(exc))
@@ -237,6 +245,7 @@ def show(
         out.print(
             f"  starts     {escape(d.workflow)} on task queue {escape(d.task_queue)}"
             f" at priority {d.priority}"
+            + ("" if d.fairness_key is None else f", key {escape(d.fairness_key)}")
         )
         spread = f"; each run up to {span_text(d.jitter)} late" if d.jitter else ""
         out.print(f"  when       {escape(_when(d))}; overlap {d.overlap}{spread}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from perdure.server._models import MAX_SPAN, Strict
 
@@ -47,6 +47,9 @@ class ScheduleRequest(Strict):
     priority: Optional[StrictInt] = Field(
         None, ge=1, le=5, description="Its runs' priority: 1 (first) to 5 (last); null: 3."
     )
+    fairness_key: Optional[StrictStr] = Field(
+        None, description="Its runs' fairness key (whose work they are); null: none."
+    )
     paused: StrictBool = False
     note: Optional[str] = Field(None, max_length=10_000)
     if_exists: Literal["fail", "keep", "update"] = Field(
@@ -66,6 +69,9 @@ class ScheduleUpdate(Strict):
     catchup_window_seconds: Optional[float] = Field(None, ge=10, le=MAX_SPAN)
     jitter_seconds: Optional[float] = Field(None, ge=0, le=86_400, strict=True)
     priority: Optional[StrictInt] = Field(None, ge=1, le=5, description="Its runs' priority.")
+    fairness_key: Optional[StrictStr] = Field(
+        None, description="Its runs' fairness key; an empty string: none."
+    )
 
 
 class BackfillRequest(Strict):
@@ -101,6 +107,7 @@ class Schedule(BaseModel):
     catchup_window_seconds: float
     jitter_seconds: float = Field(description="Each run starts up to this much after its time.")
     priority: int = Field(description="The priority of the runs it starts: 1 (first) to 5 (last).")
+    fairness_key: Optional[str] = Field(None, description="The runs' fairness key; null: none.")
     status: str = Field(description="The schedule's own run: running, or terminated (deleted).")
     paused: bool
     note: Optional[str]

@@ -82,6 +82,7 @@ async def create_schedule(
             catchup_window=timedelta(seconds=body.catchup_window_seconds),
             jitter=timedelta(seconds=body.jitter_seconds),
             priority=body.priority,
+            fairness_key=body.fairness_key,
             paused=body.paused,
             note=body.note,
             if_exists=body.if_exists,
@@ -170,6 +171,7 @@ async def update_schedule(
             catchup_window=span(body.catchup_window_seconds),
             jitter=span(body.jitter_seconds),
             priority=body.priority,
+            fairness_key=body.fairness_key,
         )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
