@@ -78,6 +78,8 @@ SQL_FRAGMENTS = {
     "ids": "sqlfair's copies of one constant branch per key (placeholders, the dialect's lock)",
     "op": "sqlfair._keys_sql(): '>' or '>=', constants of listed()",
     "_HEAP": "sqlfair's constant condition on the attempt column",
+    "keyed_tasks": "sqlqueues._waiting_by_key(): the dialect's keyed_tasks constant",
+    "only": "sqlqueues: '' or ' AND queue = ?'",
     "table": "sqlfair.keyed_check(): the dialect's keyed_tasks constant",
     "upto": "sqlfair._keys_sql(): '' or ' AND fairness_key <= ?'",
     "tail": "a claim's constant conditions (sqlwake.NOT_HELD, sqlqueues.NOT_LIMITED)",
