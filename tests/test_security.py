@@ -79,6 +79,7 @@ SQL_FRAGMENTS = {
     "op": "sqlfair._keys_sql(): '>' or '>=', constants of listed()",
     "_HEAP": "sqlfair's constant condition on the attempt column",
     "keyed_tasks": "sqlqueues._waiting_by_key(): the dialect's keyed_tasks constant",
+    "d.keyed_tasks": "the dialect's keyed_tasks constant",
     "only": "sqlqueues: '' or ' AND queue = ?'",
     "table": "sqlfair.keyed_check(): the dialect's keyed_tasks constant",
     "upto": "sqlfair._keys_sql(): '' or ' AND fairness_key <= ?'",

@@ -201,6 +201,28 @@ async def test_a_queues_record_counts_the_waiting_by_key(open_store: Any, clock:
     assert (plain.waiting_keys, plain.waiting_by_key) == (0, {})
 
 
+async def test_a_waiting_runs_place_counts_the_turns_of_the_other_keys(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await backlog(store, clock, {"big": 30, "small": 3})
+    clock.advance(5)  # (a place is counted for a task that has waited a while)
+
+    async def ahead(run_id: str) -> int | None:
+        task = (await store.pending_work(run_id)).workflow_task
+        assert task is not None
+        return task.ahead
+
+    # Served in turn: the small key's third task after two of each key's.
+    assert await ahead("small-2") == 4
+    assert await ahead("big-0") == 0
+    assert await ahead("big-9") == 9 + 3  # (the small key has three only)
+    # Unkeyed tasks are a key of the turn like the others.
+    await backlog(store, clock, {"": 5})
+    clock.advance(5)
+    assert await ahead("none-3") == 3 + 3 + 3
+
+
 def test_shares() -> None:
     assert sqlfair.shares(["a", "b", "c"], 2) == [("a", 1), ("b", 1)]
     assert sqlfair.shares(["a", "b", "c"], 7) == [("a", 3), ("b", 2), ("c", 2)]

@@ -237,7 +237,7 @@ class SqlClientSide(SqlHooks):
 
     async def pending_work(self, run_id: str) -> PendingWork:
         now = self.clock()
-        return await self._read(lambda tx: views.pending_work(tx, run_id, now))
+        return await self._read(lambda tx: views.pending_work(tx, self, run_id, now))
 
     # ------------------------------------------------------------ monitoring
 

@@ -6,7 +6,7 @@ row. Imports the history model, the store records and the row helpers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from perdure import _history as h
 from perdure._store import sqlrows as rows
@@ -25,7 +25,7 @@ from perdure._store.base import (
     WorkflowTaskState,
 )
 from perdure._store.sqlattrs import filtered_listing, most_selective_first
-from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
+from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, loads
 
 
 async def list_runs(tx: Tx, query: RunFilter) -> list[RunRecord]:
@@ -62,14 +62,14 @@ async def history(tx: Tx, run_id: str, after_seq: int, of_type: str | None = Non
     return [rows.event_from_row(r[1], run_id, f"event #{r[0]}") for r in found]
 
 
-async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
+async def pending_work(tx: Tx, d: Dialect, run_id: str, now: float) -> PendingWork:
     """The activities, timers and children a run waits on, and its workflow task."""
     found = await tx.all(
         "SELECT ref, payload, attempt, lease_token, visible_at, last_failure,"
         " attempts, attempt_started_at, queue,"
         " EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue),"
-        " lease_owner, priority, id, heartbeat, paused, created_at, cancel_requested"
-        " FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
+        " lease_owner, priority, id, heartbeat, paused, created_at, cancel_requested,"
+        " fairness_key FROM tasks WHERE run_id = ? AND kind = 'activity' ORDER BY ref",
         (run_id,),
     )
     activities = []
@@ -100,7 +100,8 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
         )
         if not leased and r[4] < now - WAITING_LONG and counted < MAX_AHEAD_COUNTED:
             counted += 1
-            activity.ahead = await _ahead(tx, "activity", r[8], r[11], r[4], r[12], now)
+            place = Place("activity", r[8], r[11], r[17], r[4], r[12])
+            activity.ahead = await _ahead(tx, d, place, now)
         activities.append(activity)
     timers = [
         PendingTimer(ref=r[0], fire_at=r[1])
@@ -119,15 +120,16 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
     ]
     task = await tx.one(
         "SELECT visible_at, attempt, lease_token, queue, priority, id,"
-        " (SELECT debounce_key FROM runs WHERE runs.run_id = tasks.run_id) FROM tasks"
-        " WHERE run_id = ? AND kind = 'workflow'",
+        " (SELECT debounce_key FROM runs WHERE runs.run_id = tasks.run_id), fairness_key"
+        " FROM tasks WHERE run_id = ? AND kind = 'workflow'",
         (run_id,),
     )
     state = None
     if task is not None:
         state = WorkflowTaskState(task[0], task[1], task[2] is not None)
         if task[2] is None and task[0] < now - WAITING_LONG:
-            state.ahead = await _ahead(tx, "workflow", task[3], task[4], task[0], task[5], now)
+            place = Place("workflow", task[3], task[4], task[7], task[0], task[5])
+            state.ahead = await _ahead(tx, d, place, now)
     return PendingWork(activities, timers, children, state, None if task is None else task[6])
 
 
@@ -136,21 +138,46 @@ async def pending_work(tx: Tx, run_id: str, now: float) -> PendingWork:
 MAX_AHEAD_COUNTED = 20
 
 
-async def _ahead(
-    tx: Tx, kind: str, queue: str, priority: int, due_at: float, task_id: int, now: float
-) -> int:
-    """The due tasks of ``kind`` on ``queue`` that a claim takes before the
-    task ``task_id`` of ``priority`` due at ``due_at``: of a higher priority,
-    or of its own and due earlier (or at once, made before it): two ranges
-    of tasks_due."""
+class Place(NamedTuple):
+    """A waiting task, as _ahead finds its place in its queue."""
+
+    kind: str
+    queue: str
+    priority: int
+    key: str  # its fairness key ('': none)
+    due_at: float
+    task_id: int
+
+
+async def _ahead(tx: Tx, d: Dialect, t: Place, now: float) -> int:
+    """The due tasks a claim takes before the task ``t``: of a higher
+    priority, or of its own and its key and due earlier (or at once, made
+    before it). Where the queue's tasks have fairness keys, the claims serve
+    the keys in turn (sqlfair): then also, from each other key of its
+    priority, as many tasks as its own key has before it, or all that key
+    has due (give or take one per key: the turn's order differs by worker)."""
+    where = (t.kind, t.queue, t.priority)
     row = await tx.one(
         "SELECT (SELECT COUNT(*) FROM tasks WHERE kind = ? AND queue = ?"
         " AND priority < ? AND visible_at <= ?), (SELECT COUNT(*) FROM tasks"
-        " WHERE kind = ? AND queue = ? AND priority = ? AND visible_at <= ?"
-        " AND (visible_at < ? OR id < ?))",
-        (kind, queue, priority, now, kind, queue, priority, due_at, due_at, task_id),
+        " WHERE kind = ? AND queue = ? AND priority = ? AND fairness_key = ?"
+        " AND visible_at <= ? AND (visible_at < ? OR id < ?)),"
+        f" EXISTS (SELECT 1 FROM {d.keyed_tasks} WHERE kind = ? AND queue = ?"
+        " AND fairness_key <> '')",
+        (*where, now, *where, t.key, t.due_at, t.due_at, t.task_id, t.kind, t.queue),
     )
-    return 0 if row is None else int(row[0]) + int(row[1])
+    if row is None:
+        return 0
+    higher, own = int(row[0]), int(row[1])
+    if not row[2]:
+        return higher + own
+    others = await tx.one(
+        "SELECT SUM(CASE WHEN n < ? THEN n ELSE ? END) FROM (SELECT COUNT(*) AS n FROM tasks"
+        " WHERE kind = ? AND queue = ? AND priority = ? AND visible_at <= ?"
+        " AND fairness_key <> ? GROUP BY fairness_key) AS k",
+        (own, own, *where, now, t.key),
+    )
+    return higher + own + (int(others[0] or 0) if others is not None else 0)
 
 
 async def ended_after(tx: Tx, position: int | None) -> tuple[int, list[str] | None]:
