@@ -327,6 +327,10 @@ def test_start_show_signal_result_history(
         ("start", *args, "--id-conflict", "retry_failed", "--json"),
         ("start", *args, "--id-conflict", "retry"),
     )
+    (found,) = cli_all(("start", *args, "--id-conflict", "use_existing"))
+    assert found.returncode == 0, found.stderr
+    assert "Found cli-1 (run " in found.stdout and "running" in found.stdout, found.stdout
+    assert "not started again (--id-conflict use_existing)" in found.stdout
     assert again.returncode == 5 and "already used" in again.stderr
     # Running: retry_failed gives that run (a failed one would be started again).
     assert running.returncode == 0, running.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any, Literal, Optional
 
 import typer
@@ -54,6 +55,7 @@ from perdure.cli._operator import (
     database_url,
     err,
     fail,
+    local_time,
     parse_json,
     print_json,
     run,
@@ -168,6 +170,7 @@ def start(
         )
 
     async def work(client: Client) -> None:
+        asked = time.time()
         if spans is None:
             handle = await client.start(
                 workflow,
@@ -194,6 +197,17 @@ def start(
         if as_json:
             print_json({"id": handle.id, "run_id": handle.run_id})
             return
+        if id_conflict in ("use_existing", "retry_failed"):
+            # The id's latest run, if it was not this start's: made before it
+            # (a run this start makes has this process's time, from now on).
+            found = await handle.describe()
+            if found.created_at.timestamp() < asked:
+                out.print(
+                    f"Found [bold]{escape(handle.id)}[/] (run {handle.run_id}, {found.status},"
+                    f" started {local_time(found.created_at)}): not started again"
+                    f" (--id-conflict {id_conflict})"
+                )
+                return
         out.print(
             f"{'Started' if spans is None else 'Debounced'} [bold]{escape(workflow)}[/] id "
             f"[bold]{escape(handle.id)}[/] (run {handle.run_id}) on task queue "
