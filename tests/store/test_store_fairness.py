@@ -250,3 +250,40 @@ async def test_sqlite_reads_the_keyed_tasks_by_their_own_index(tmp_path: Any) ->
     finally:
         conn.close()
     assert "USING INDEX tasks_keyed" in plan, plan
+
+
+async def test_a_limited_keyed_queue_is_walked_by_its_limited_claim_only(tmp_path: Any) -> None:
+    """An activity claim first takes the queues without limits (the tasks of
+    a limited queue excluded), then the limited ones: a keyed queue with
+    limits is not walked key by key in the first part, where every key would
+    be passed over for having nothing due there."""
+    from perdure._store import store_for_url
+    from perdure._store.sqlite import SqliteStore
+
+    store = store_for_url(f"sqlite:///{tmp_path / 'limited.db'}")
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    try:
+        await store.create_run(keyed("run-1", "a"), "fail")
+        task = await claim_one(store, "run-1")
+        activities = [
+            NewActivity(
+                ref, "charge", "q", [], {}, {"fairness_key": f"k{ref}"}, fairness_key=f"k{ref}"
+            )
+            for ref in range(1, 31)
+        ]
+        assert await store.commit_turn(await turn(store, task, activities=activities))
+        await store.set_queue_limits("q", QueueLimitsRecord(max_running=3))
+        first = await store.claim_activity_tasks(["q"], "w", 30, 10)
+        assert len(first) == 3  # (its room; the queue is full now)
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        claimed = await store.claim_activity_tasks(["q"], "w", 30, 10)
+        store._conn.set_trace_callback(None)
+    finally:
+        await store.close()
+    # No room: the limited part claims nothing, and the first part walked no
+    # key (it had walked the queue's keys of all five priorities).
+    assert claimed == []
+    assert not [s for s in statements if s.startswith("WITH RECURSIVE")], statements

@@ -33,6 +33,9 @@ def _claim_order(row: tuple[Any, ...]) -> tuple[int, int]:
     return (row[11], row[0])
 
 
+_HAS_LIMITS = "SELECT 1 FROM queue_limits WHERE queue = ?"
+
+
 class SqlClaims(SqlClientSide):
     @functools.cached_property
     def _turns(self) -> sqlfair.Turns:
@@ -91,6 +94,8 @@ class SqlClaims(SqlClientSide):
             room = min(caps.get(q, limit), limit - len(claimed))
             if (kind, q) not in fair or room <= 0:
                 continue
+            if unlimited and await tx.one(_HAS_LIMITS, (q,)) is not None:
+                continue  # (its tasks are all NOT_LIMITED's: the walks would find none)
             claim = sqlfair.Claim(kind, q, now, tail, given, self.skip_locked, self.keyed_tasks)
 
             async def lease_ids(ids: str, picking: list[Any]) -> list[tuple[Any, ...]]:

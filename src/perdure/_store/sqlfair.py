@@ -17,12 +17,12 @@ recursive query walks from key to key). A claim of a queue in this mode:
    it again among the keys that filled theirs.
 
 Unkeyed tasks ('') are one key among the others. A queue none of whose
-tasks has a key is claimed as before (SqlStore._claim's one range read, of
-key ''); whether it has keyed tasks is one search of the partial index
+tasks has a key is claimed as before (sqlclaims' one range read, of key
+''); whether it has keyed tasks is one search of the partial index
 tasks_keyed, read with each such claim, and a fair claim that finds no
-keyed task due and none left at all puts the queue back. The turns are this store's (one per worker
-process): two workers each serve the keys in turn, not in one shared order.
-Imports the history model and the row helpers only.
+keyed task due and none left at all puts the queue back. The turns are
+this store's (one per worker process): two workers each serve the keys in
+turn, not in one shared order. Imports the history model only.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from typing import Any
 
 from perdure import _history as h
 
-__all__ = ["KEYS_LISTED", "Turns", "claim_fair", "keyed_check"]
+__all__ = ["KEYS_WALKED", "Turns", "claim_fair", "keyed_check"]
 
 # At most so many keys of one priority walked by one claim's search for keys
 # with a task due (the keys after its turn, then from the first key on): two
 # index searches per key walked.
-KEYS_LISTED = 1000
+KEYS_WALKED = 1000
 
-# (the room a round shares, the rounds of one priority)
+# At most so many leasing rounds for one priority in one claim (step 3).
 _ROUNDS = 3
 
 
@@ -131,7 +131,7 @@ async def _walk(
     where = [c.kind, c.queue, priority]
     bound = [] if upto is None else [upto]
     sql = _keys_sql(op, "" if upto is None else " AND fairness_key <= ?", c.tail)
-    params = [*where, start, *bound, *where, *bound, KEYS_LISTED]
+    params = [*where, start, *bound, *where, *bound, KEYS_WALKED]
     params += (*where, c.now, *c.given, most)
     return [r[0] for r in await read(sql, params)]
 
