@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,3 +178,32 @@ def test_a_schedules_key_through_the_cli(tmp_path: Path) -> None:
     assert json.loads(shown_json.stdout)["fairness_key"] == "acme"
     assert "key" not in plain_shown.stdout
     assert bad.returncode == 2 and "fairness_key must be a non-empty string" in bad.stderr
+
+
+def test_the_queues_page_shows_the_keys_waiting(ui: tuple[Any, str, str]) -> None:
+    import browser_support as bs
+    from playwright.sync_api import expect
+
+    browser, url, db = ui
+    unserved = "nobody-serves-this-queue"
+
+    async def queue_them() -> None:
+        client = await perdure.Client.connect(db)
+        async with client, perdure.Worker(client, [wf.waits_on_an_unserved_queue]):
+            for n, key in enumerate(["acme", "acme", "globex"]):
+                await client.start(wf.waits_on_an_unserved_queue, f"ui-k{n}", fairness_key=key)
+            deadline = time.monotonic() + 15
+            while (await client.describe_queue(unserved)).waiting < 3:
+                assert time.monotonic() < deadline, "the three steps never queued"
+                await asyncio.sleep(0.02)
+
+    # (In a thread of its own: the browser's driver runs an event loop here.)
+    queuing = threading.Thread(target=asyncio.run, args=(queue_them(),))
+    queuing.start()
+    queuing.join(timeout=30)
+    assert not queuing.is_alive()
+    for page in bs.new_page(browser):
+        page.goto(f"{url}#/queues")
+        keys = page.locator(f'tr[data-queue="{unserved}"] .waiting-keys')
+        expect(keys).to_have_text("2 keys")
+        assert "acme: 2, globex: 1" in (keys.get_attribute("title") or "")

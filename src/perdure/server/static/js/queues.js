@@ -116,6 +116,13 @@ export function renderQueues(container, params, ctx) {
     return parts.length ? parts.join(", ") : "";
   }
 
+  function byKey(q) {
+    const parts = Object.entries(q.waiting_by_key || {}).map(([k, n]) => `${k}: ${n}`);
+    const more = q.waiting_keys - parts.length;
+    return ["Served in turn; the keys with the most waiting:", parts.join(", ")
+      + (more > 0 ? `, and ${more} more` : "")].join("\n");
+  }
+
   function show(items) {
     clear(body);
     const now = Date.now() / 1000;
@@ -128,7 +135,11 @@ export function renderQueues(container, params, ctx) {
         h("td", { title: byPriority(q.waiting_by_priority) }, String(q.waiting),
           // (Paused by an operator: neither waiting nor backing off.)
           q.paused ? h("div", { class: "muted paused-count", text: `${q.paused} paused`,
-            title: pausedTitle(q) }) : null),
+            title: pausedTitle(q) }) : null,
+          // (Fairness keys with work waiting, served in turn; the top ones as its tooltip.)
+          q.waiting_keys ? h("div", { class: "muted waiting-keys",
+            text: `${q.waiting_keys} key${q.waiting_keys === 1 ? "" : "s"}`,
+            title: byKey(q) }) : null),
         h("td", { text: String(q.backing_off), title: "waiting for a retry's time" }),
         h("td", {}, limitsText(q.limits),
           q.limits && q.limits.max_starts !== null
