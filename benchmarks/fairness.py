@@ -23,16 +23,13 @@ Run by hand; never a test.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import functools
 import json
-import statistics
 from typing import Any
 
-from priorities import timed_claims
+from priorities import claims_parser, compare, opened
 
-from perdure._store import store_for_url
-from perdure._store.base import NewRun
 from perdure._store.sqlstore import SqlStore
 
 PAYLOAD = json.dumps({"name": "step", "args": [], "kwargs": {}, "options": {}})
@@ -64,21 +61,10 @@ async def fill(store: SqlStore, backlog: int, key_of: Any, idle_keys: int) -> No
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--backlog", type=int, default=20_000)
-    parser.add_argument("--claims", type=int, default=300)
-    parser.add_argument("--take", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    store = store_for_url(args.url)
-    assert isinstance(store, SqlStore)
-    await store.open()
+    args = claims_parser(__doc__).parse_args()
+    store = await opened(args.url)
     backlog = args.backlog
     try:
-        for i in range(100):  # (the runs the tasks belong to: a claim reads them)
-            run = NewRun(f"bench-{i}", f"bench-run-{i}", "bench", "q", [], {}, seed=i)
-            await store.create_run(run, "use_existing")
         cases = {
             "no keys": (lambda i: "", 0),
             "2 keys": (lambda i: "big" if i < backlog - 10 else "small", 0),
@@ -86,16 +72,11 @@ async def main() -> None:
             "1000 keys": (lambda i: f"k{i % 1000}", 0),
             "900 keys not due": (lambda i: f"k{i % 100}", 900),
         }
-        results: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.rounds):
-            for name, (key_of, idle) in cases.items():
-                await fill(store, backlog, key_of, idle)
-                results[name].append(await timed_claims(store, args.claims, args.take))
-        base = statistics.median(results["no keys"])
-        print(f"{args.url.split(':')[0]}: claims of {args.take} from a backlog of {backlog}")
-        for name, values in results.items():
-            median = statistics.median(values)
-            print(f"  {name:18} {median:8.1f} µs per claim  ({median / base:.2f}x)")
+        fills = {
+            name: functools.partial(fill, store, backlog, key_of, idle)
+            for name, (key_of, idle) in cases.items()
+        }
+        await compare(store, fills, args)
     finally:
         await store.close()
 

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from perdure._store import store_for_url
@@ -77,38 +79,65 @@ async def timed_claims(store: SqlStore, claims: int, take: int) -> float:
     return statistics.median(times) * 1e6
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+async def compare(
+    store: SqlStore, fills: dict[str, Callable[[], Awaitable[None]]], args: argparse.Namespace
+) -> None:
+    """Time ``args.claims`` claims of ``args.take`` after each case's fill,
+    the cases alternating for ``args.rounds`` rounds (the machine's noise
+    spreads over them), and print each case's median against the first's."""
+    results: dict[str, list[float]] = {name: [] for name in fills}
+    for _ in range(args.rounds):
+        for name, filled in fills.items():
+            await filled()
+            results[name].append(await timed_claims(store, args.claims, args.take))
+    base = statistics.median(next(iter(results.values())))
+    print(f"{args.url.split(':')[0]}: claims of {args.take} from a backlog of {args.backlog}")
+    for name, values in results.items():
+        median = statistics.median(values)
+        print(f"  {name:18} {median:8.1f} µs per claim  ({median / base:.2f}x)")
+
+
+def claims_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of a benchmark of claims from a backlog (this one's, and
+    fairness.py's)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--backlog", type=int, default=20_000)
-    parser.add_argument("--ahead", type=int, default=5_000)
     parser.add_argument("--claims", type=int, default=300)
     parser.add_argument("--take", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    store = store_for_url(args.url)
+    return parser
+
+
+async def opened(url: str) -> SqlStore:
+    """The store of ``url``, open, with the 100 runs the tasks belong to (a
+    claim reads them)."""
+    store = store_for_url(url)
     assert isinstance(store, SqlStore)
     await store.open()
+    for i in range(100):
+        run = NewRun(f"bench-{i}", f"bench-run-{i}", "bench", "q", [], {}, seed=i)
+        await store.create_run(run, "use_existing")
+    return store
+
+
+async def main() -> None:
+    parser = claims_parser(__doc__)
+    parser.add_argument("--ahead", type=int, default=5_000)
+    args = parser.parse_args()
+    store = await opened(args.url)
     try:
-        for i in range(100):  # (the runs the tasks belong to: a claim reads them)
-            run = NewRun(f"bench-{i}", f"bench-run-{i}", "bench", "q", [], {}, seed=i)
-            await store.create_run(run, "use_existing")
         cases = {
             "one priority": (False, 0, args.backlog),
             "five priorities": (True, 0, args.backlog),
             "not due ahead": (True, args.ahead, args.backlog),
             "empty": (False, 0, 0),
         }
-        results: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.rounds):  # (the cases alternate: the machine's noise spreads)
-            for name, (spread, ahead, backlog) in cases.items():
-                await fill(store, backlog, spread, ahead)
-                results[name].append(await timed_claims(store, args.claims, args.take))
-        base = statistics.median(results["one priority"])
-        print(f"{args.url.split(':')[0]}: claims of {args.take} from a backlog of {args.backlog}")
-        for name, values in results.items():
-            median = statistics.median(values)
-            print(f"  {name:16} {median:8.1f} µs per claim  ({median / base:.2f}x)")
+        fills = {
+            name: functools.partial(fill, store, backlog, spread, ahead)
+            for name, (spread, ahead, backlog) in cases.items()
+        }
+        await compare(store, fills, args)
     finally:
         await store.close()
 

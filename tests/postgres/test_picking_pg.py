@@ -180,18 +180,10 @@ async def test_a_claim_on_several_queues_reads_only_the_oldest_of_each(
     await store._claim(recorder, "activity", ["a", "b"], "w1", 30.0, 10)  # type: ignore[arg-type]
     # (then the read of whether the queues have fairness keys: sqlfair)
     (sql, params), _ = recorder.statements
-    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
-        await conn.execute("BEGIN")
-        cur = psycopg.AsyncClientCursor(conn)
-        await cur.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {_pg(sql)}", params)
-        row = await cur.fetchone()
-        await conn.execute("ROLLBACK")
-    assert row is not None
-    scans = [n for n in plan_nodes(row[0][0]["Plan"]) if n.get("Relation Name") == "tasks"]
-    read = sum(n["Actual Rows"] * n["Actual Loops"] for n in scans)
+    plan = await explained(pg_url, sql, params)
     # Ten from each queue, ten of those claimed and fetched (the old form: 10,000).
-    assert read <= 40, [(n["Node Type"], n["Actual Rows"]) for n in scans]
-    assert row[0][0]["Plan"]["Actual Rows"] == 10
+    assert rows_read(plan) <= 40, plan
+    assert plan["Actual Rows"] == 10
 
 
 async def explained(pg_url: str, sql: str, params: Sequence[Any]) -> dict[str, Any]:

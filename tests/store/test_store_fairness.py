@@ -24,6 +24,21 @@ def keyed(run_id: str, key: str = "", priority: int = 3, start_at: float | None 
     return new
 
 
+async def scheduled(store: Store, run_key: str, keys: list[str]) -> None:
+    """run-1 (of ``run_key``) and its first turn, which schedules one
+    activity of each of ``keys``, ref 1 on: its own key, else the run's."""
+    await store.create_run(keyed("run-1", run_key), "fail")
+    task = await claim_one(store, "run-1")
+    activities = [
+        NewActivity(
+            ref, "charge", "q", [], {}, {"fairness_key": key} if key != run_key else {},
+            fairness_key=key,
+        )
+        for ref, key in enumerate(keys, start=1)
+    ]  # fmt: skip
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+
+
 async def claimed_runs(store: Store, limit: int, queue: str = "q") -> list[str]:
     return [t.run_id for t in await store.claim_workflow_tasks([queue], "w", 30, limit)]
 
@@ -142,13 +157,7 @@ async def test_a_runs_key_reaches_its_activities_unless_they_have_their_own(
     open_store: Any, clock: FakeClock
 ) -> None:
     store: Store = await open_store()
-    await store.create_run(keyed("run-1", "tenant-7"), "fail")
-    task = await claim_one(store, "run-1")
-    activities = [NewActivity(1, "charge", "q", [], {}, {}, fairness_key="tenant-7")]
-    activities.append(
-        NewActivity(2, "charge", "q", [], {}, {"fairness_key": "tenant-9"}, fairness_key="tenant-9")
-    )
-    assert await store.commit_turn(await turn(store, task, activities=activities))
+    await scheduled(store, "tenant-7", ["tenant-7", "tenant-9"])
     assert await store.claim_activity_tasks(["q"], "w", 30, 10) == []  # (learns of the keys)
     claimed = await store.claim_activity_tasks(["q"], "w", 30, 10)
     assert [(t.ref, t.fairness_key) for t in claimed] == [(1, "tenant-7"), (2, "tenant-9")]
@@ -160,16 +169,7 @@ async def test_a_limited_queues_room_is_shared_among_its_keys(
     open_store: Any, clock: FakeClock
 ) -> None:
     store: Store = await open_store()
-    await store.create_run(keyed("run-1", "a"), "fail")
-    task = await claim_one(store, "run-1")
-    activities = [
-        NewActivity(ref, "charge", "q", [], {}, {}, fairness_key="a") for ref in range(1, 9)
-    ]
-    activities += [
-        NewActivity(ref, "charge", "q", [], {}, {"fairness_key": "b"}, fairness_key="b")
-        for ref in (9, 10)
-    ]
-    assert await store.commit_turn(await turn(store, task, activities=activities))
+    await scheduled(store, "a", ["a"] * 8 + ["b"] * 2)
     await store.set_queue_limits("q", QueueLimitsRecord(max_running=4))
     # Room for four: two each, though "a" has eight waiting. (The claim's
     # first part, of the queue's unkeyed tasks if it had no limits, learns
@@ -181,14 +181,7 @@ async def test_a_limited_queues_room_is_shared_among_its_keys(
 
 async def test_a_queues_record_counts_the_waiting_by_key(open_store: Any, clock: FakeClock) -> None:
     store: Store = await open_store()
-    await store.create_run(keyed("run-1", "a"), "fail")
-    task = await claim_one(store, "run-1")
-    keys = ["a"] * 5 + ["b"] * 3 + [f"k{i:02}" for i in range(12)] + [""] * 4
-    activities = [
-        NewActivity(ref, "charge", "q", [], {}, {}, fairness_key=key)
-        for ref, key in enumerate(keys, start=1)
-    ]
-    assert await store.commit_turn(await turn(store, task, activities=activities))
+    await scheduled(store, "a", ["a"] * 5 + ["b"] * 3 + [f"k{i:02}" for i in range(12)] + [""] * 4)
     [record] = await store.queues("q")
     assert record.waiting == 24
     assert record.waiting_keys == 14  # (the unkeyed four are in neither)
@@ -264,15 +257,7 @@ async def test_a_limited_keyed_queue_is_walked_by_its_limited_claim_only(tmp_pat
     assert isinstance(store, SqliteStore)
     await store.open()
     try:
-        await store.create_run(keyed("run-1", "a"), "fail")
-        task = await claim_one(store, "run-1")
-        activities = [
-            NewActivity(
-                ref, "charge", "q", [], {}, {"fairness_key": f"k{ref}"}, fairness_key=f"k{ref}"
-            )
-            for ref in range(1, 31)
-        ]
-        assert await store.commit_turn(await turn(store, task, activities=activities))
+        await scheduled(store, "a", [f"k{ref}" for ref in range(1, 31)])
         await store.set_queue_limits("q", QueueLimitsRecord(max_running=3))
         first = await store.claim_activity_tasks(["q"], "w", 30, 10)
         assert len(first) == 3  # (its room; the queue is full now)
