@@ -7,6 +7,7 @@ shows it; a bad key is refused before anything is written."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from e2e_helpers import fast_worker, wait_until
@@ -98,3 +99,16 @@ async def test_a_bad_key_is_refused_and_nothing_is_written(
     with pytest.raises(ValueError, match="fairness_key"):
         whose.options(fairness_key=bad)  # type: ignore[arg-type]
     assert await client.list() == []
+
+
+async def test_every_start_takes_a_key(client: perdure.Client) -> None:
+    """The starts that make a run take its key as start does: signal_with_start,
+    a debounced start (no worker here: the runs wait)."""
+    signalled = await client.signal_with_start(
+        keyed_parent, signal="go", id="signalled", fairness_key="acme"
+    )
+    debounced = await client.debounce(
+        keyed_parent, key="d-1", delay=timedelta(minutes=5), fairness_key="globex"
+    )
+    assert (await signalled.describe()).fairness_key == "acme"
+    assert (await debounced.describe()).fairness_key == "globex"
