@@ -229,13 +229,17 @@ def throughput(mode: str, n: int, k: int, wall: float, cpu: float, **extra: Any)
     }
 
 
-async def remote(url: str, n: int, k: int, max_running: int | None = None) -> dict[str, Any]:
+async def remote(
+    url: str, n: int, k: int, max_running: int | None = None, keys: int = 0
+) -> dict[str, Any]:
     """n workflows of k steps started at once, their activities on a task
     queue served by a second worker of this process (not the workflows'):
     every step is an activity claimed from its queue, its completion sent
     to the run's inbox, and a claimed turn, with no inline activity.
     ``max_running``: the queue has that limit (Client.set_queue_limits), so
-    each claim counts the attempts running first."""
+    each claim counts the attempts running first. ``keys``: the runs are
+    started with that many fairness keys in turn (docs/queues.md
+    "Fairness"), so the claims of both queues go key by key."""
     client = await perdure.Client.connect(url)
     if max_running is not None:
         await client.set_queue_limits(w.REMOTE_QUEUE, max_running=max_running)
@@ -248,7 +252,12 @@ async def remote(url: str, n: int, k: int, max_running: int | None = None) -> di
     try:
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        handles = await asyncio.gather(*(client.start(w.far_steps, k) for _ in range(n)))
+        handles = await asyncio.gather(
+            *(
+                client.start(w.far_steps, k, fairness_key=f"k{i % keys}" if keys else None)
+                for i in range(n)
+            )
+        )
         await asyncio.gather(*(h.result(timeout=600) for h in handles))
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
@@ -261,6 +270,7 @@ async def remote(url: str, n: int, k: int, max_running: int | None = None) -> di
         "n": n,
         "k": k,
         "max_running": max_running,
+        "keys": keys,
         "steps_per_s": n * k / wall,
         "wf_per_s": n / wall,
         "cpu_us_per_step": cpu / (n * k) * 1e6,
@@ -497,6 +507,12 @@ def main() -> None:
         " many attempts at once (Client.set_queue_limits)",
     )
     parser.add_argument(
+        "--keys",
+        type=int,
+        default=0,
+        help="remote: the runs started with this many fairness keys in turn (0: none)",
+    )
+    parser.add_argument(
         "--no-tune-gc", action="store_true", help="concurrent: Worker and Client with tune_gc=False"
     )
     parser.add_argument(
@@ -533,7 +549,7 @@ def main() -> None:
         n = args.n or 2000
         result = run(concurrent(url, n, args.k, slots=args.slots, parallel=True))
     elif args.mode == "remote":
-        result = run(remote(url, args.n or 1000, args.k, args.max_running))
+        result = run(remote(url, args.n or 1000, args.k, args.max_running, args.keys))
     elif args.mode == "fanout":
         result = run(fanout(url, args.n or 500, args.k, args.after_step))
     elif args.mode == "sleep":
