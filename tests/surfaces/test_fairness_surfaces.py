@@ -84,10 +84,13 @@ async def test_a_queues_waiting_is_shown_by_key(tmp_path: Path) -> None:
         while (await client.describe_queue(unserved)).waiting < 4:
             assert time.monotonic() < deadline, "the four steps never queued"
             await asyncio.sleep(0.02)
-    shown, as_json = cli_all(
+    shown, as_json, listed = cli_all(
         ("queue", "show", unserved, "--db", db),
         ("queue", "show", unserved, "--json", "--db", db),
+        ("queue", "list", "--db", db),
     )
+    row = next(line for line in listed.stdout.splitlines() if unserved in line)
+    assert "4 (2 keys)" in row, listed.stdout
     said = shown.stdout.splitlines()
     assert "  keys         2 with tasks waiting, served in turn   (acme: 2, globex: 1)" in said
     answer = json.loads(as_json.stdout)

@@ -83,10 +83,12 @@ def list_(db: Optional[str] = DbOption, as_json: bool = JsonOption) -> None:
             return
         table = Table("QUEUE", "RUNNING", "WAITING", "BACKING OFF", "LIMITS", "HELD UNTIL")
         for q in found:
+            # (The fairness keys with tasks waiting, when there are: served in turn.)
+            keys = f" ({q.waiting_keys} key{'' if q.waiting_keys == 1 else 's'})"
             table.add_row(
                 escape(q.task_queue),
                 str(q.running),
-                str(q.waiting),
+                str(q.waiting) + (keys if q.waiting_keys else ""),
                 str(q.backing_off),
                 escape(_limits(q)),
                 "" if q.held_until is None else local_time(q.held_until),
