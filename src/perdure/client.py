@@ -286,7 +286,7 @@ class Client(Operations):
         fairness_key: str | None = None,
     ) -> WorkflowHandle[Any]:
         """Signal the open run of ``id``, or start a new run (with these arguments,
-        ``search_attributes`` and ``priority``) and queue the signal for it —
+        ``search_attributes``, ``priority`` and ``fairness_key``) and queue the signal for it —
         atomically: either way, once this returns the signal is durable and
         will be delivered."""
         fn, new = self._new_run(
@@ -317,7 +317,8 @@ class Client(Operations):
         fairness_key: str | None = None,
     ) -> Any:
         """Send update ``update`` to the open run of ``id``, or start a new
-        run (with these arguments, ``search_attributes`` and ``priority``) with the request
+        run (with these arguments, ``search_attributes``, ``priority`` and
+        ``fairness_key``) with the request
         queued for it, atomically as ``signal_with_start`` does; then wait
         for the answer and return it, as ``WorkflowHandle.update`` does (a
         cart created by its first item, answering with the new total)."""
