@@ -118,6 +118,24 @@ async def test_a_key_with_nothing_due_is_passed_over(open_store: Any, clock: Fak
     ]
 
 
+async def test_a_walk_cut_short_goes_on_from_where_it_stopped(
+    open_store: Any, clock: FakeClock, monkeypatch: Any
+) -> None:
+    """A claim walks so many keys at most (KEYS_WALKED); when as many keys
+    in a row have nothing due (their tasks running, backing off), the next
+    claim goes on after the last one walked: the keys beyond are reached."""
+    monkeypatch.setattr(sqlfair, "KEYS_WALKED", 4)
+    store: Store = await open_store()
+    for i in range(9):  # nine keys before "z", none of them due
+        await store.create_run(keyed(f"a{i}-0", f"a{i}", start_at=clock.now + 60), "fail")
+    await backlog(store, clock, {"z": 3})
+    assert await claimed_runs(store, 1) == []  # (learns of the keys)
+    claims = [await claimed_runs(store, 10) for _ in range(4)]
+    # a0..a3, then a4..a7 walked; the third walk reaches "z" (before, every
+    # claim walked a0..a3 again: "z" waited until a key came due).
+    assert claims == [[], [], ["z-0", "z-1", "z-2"], []]
+
+
 async def test_priorities_come_before_keys(open_store: Any, clock: FakeClock) -> None:
     store: Store = await open_store()
     await store.create_run(keyed("late-0", "c", priority=5), "fail")

@@ -22,7 +22,8 @@ tasks has a key is claimed as before (sqlclaims' one range read, of key
 tasks_keyed, read with each such claim, and a fair claim that finds no
 keyed task due and none left at all puts the queue back. The turns are
 this store's (one per worker process): two workers each serve the keys in
-turn, not in one shared order. Imports the history model only.
+turn, not in one shared order. Imports the history model and the row
+helpers.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perdure import _history as h
+from perdure._store.sqlrows import marks
 
 __all__ = ["KEYS_WALKED", "Turns", "claim_fair", "keyed_check"]
 
@@ -76,16 +78,23 @@ def keyed_check(table: str, kind: str, queues: Sequence[str]) -> tuple[str, list
 _HEAP = " AND attempt >= 0"
 
 
-def _keys_sql(op: str, upto: str, tail: str) -> str:
+def _keys_sql(op: str, upto: str, tail: str, capped: str) -> str:
     """The keys of a queue's priority that have a task due (``tail``: the
-    claim's conditions on a task), in order from a key on (``op``: ">"
-    after it, ">=" from it), up to a key (``upto``: " AND fairness_key <=
-    ?", or ""). The recursive part finds the next key by one search of
-    tasks_due, and stops after so many keys (n); the outer LIMIT stops it
-    once enough keys with a task due are found (both databases run it
-    lazily). Whether a key has a task due is a subquery of LIMIT 1, one
+    claim's conditions on a task) and are not at their limit (``capped``:
+    "" or "k.key NOT IN (?, ...) AND "), in order from a key on (``op``:
+    ">" after it, ">=" from it), up to a key (``upto``: " AND fairness_key
+    <= ?", or ""): rows (key, n, due). The recursive part finds the next key
+    by one search of tasks_due, and stops after so many keys (n); the outer
+    LIMIT stops it once enough keys with a task due are found (both
+    databases run it lazily). The last key walked comes too if the walk
+    stopped there, due or not (due: 1, else NULL), so that the turn can go
+    on from it. Whether a key has a task due is a subquery of LIMIT 1, one
     search per key: PostgreSQL made an EXISTS a hash join with every due
     task of the queue (29 ms for 17,000)."""
+    has_due = (
+        "(SELECT 1 FROM tasks WHERE kind = ? AND queue = ? AND priority = ?"
+        f" AND fairness_key = k.key AND visible_at <= ?{tail}{_HEAP} LIMIT 1)"
+    )
     return (
         "WITH RECURSIVE k(key, n) AS ("
         "SELECT (SELECT fairness_key FROM tasks WHERE kind = ? AND queue = ? AND priority = ?"
@@ -93,9 +102,8 @@ def _keys_sql(op: str, upto: str, tail: str) -> str:
         " UNION ALL SELECT (SELECT fairness_key FROM tasks WHERE kind = ? AND queue = ?"
         f" AND priority = ? AND fairness_key > k.key{upto}{_HEAP} ORDER BY fairness_key LIMIT 1),"
         " k.n + 1 FROM k WHERE k.key IS NOT NULL AND k.n < ?)"
-        " SELECT key FROM k WHERE key IS NOT NULL AND (SELECT 1 FROM tasks"
-        " WHERE kind = ? AND queue = ? AND priority = ? AND fairness_key = k.key"
-        f" AND visible_at <= ?{tail}{_HEAP} LIMIT 1) = 1 LIMIT ?"
+        f" SELECT key, n, CASE WHEN n = ? THEN {has_due} ELSE 1 END FROM k"
+        f" WHERE key IS NOT NULL AND (n = ? OR ({capped}{has_due} = 1)) LIMIT ?"
     )
 
 
@@ -123,64 +131,114 @@ class Claim:
     given: tuple[Any, ...]
     lock: str  # the dialect's "FOR UPDATE SKIP LOCKED", or ""
     keyed_tasks: str  # the dialect's
+    # The queue's max_running_per_key (None: none), and the attempts running
+    # of each key that has some.
+    per_key: int | None = None
+    running: dict[str, int] = field(default_factory=dict)
+
+    def room_of(self) -> dict[str, int] | None:
+        """What each key with attempts running may still start (None: no
+        limit per key; a key not in it: the whole limit)."""
+        if self.per_key is None:
+            return None
+        return {key: max(self.per_key - n, 0) for key, n in self.running.items()}
 
 
 async def _walk(
     read: Read, c: Claim, priority: int, start: str, op: str, upto: str | None, most: int
-) -> list[str]:
+) -> tuple[list[str], str | None]:
+    """The keys with a task due (``most`` at most) from ``start``, and the
+    last key walked if the walk stopped at KEYS_WALKED before it found them."""
     where = [c.kind, c.queue, priority]
     bound = [] if upto is None else [upto]
-    sql = _keys_sql(op, "" if upto is None else " AND fairness_key <= ?", c.tail)
-    params = [*where, start, *bound, *where, *bound, KEYS_WALKED]
-    params += (*where, c.now, *c.given, most)
-    return [r[0] for r in await read(sql, params)]
+    full = [key for key, room in (c.room_of() or {}).items() if room <= 0]
+    capped = f"k.key NOT IN ({marks(full)}) AND " if full else ""
+    sql = _keys_sql(op, "" if upto is None else " AND fairness_key <= ?", c.tail, capped)
+    due = [*where, c.now, *c.given]
+    params = [*where, start, *bound, *where, *bound, KEYS_WALKED, KEYS_WALKED, *due]
+    params += (KEYS_WALKED, *full, *due, most + 1)
+    keys: list[str] = []
+    cut: str | None = None
+    for key, n, is_due in await read(sql, params):
+        if is_due == 1 and key not in full and len(keys) < most:
+            keys.append(key)
+        elif n == KEYS_WALKED:
+            cut = key
+    return keys, (cut if len(keys) < most else None)
 
 
-async def due_keys(read: Read, c: Claim, priority: int, after: str | None, most: int) -> list[str]:
+async def due_keys(
+    read: Read, c: Claim, priority: int, after: str | None, most: int
+) -> tuple[list[str], str | None]:
     """Up to ``most`` keys of ``priority`` with a task due, in turn from the
     one after ``after`` (from the first, if None), going round to the first
-    key after the last."""
+    key after the last; and, if a walk stopped at KEYS_WALKED keys before it
+    found as many, the last key it walked (the turn goes on from there)."""
     if after is None:
         return await _walk(read, c, priority, "", ">=", None, most)
-    found = await _walk(read, c, priority, after, ">", None, most)
-    if len(found) < most:  # (round to the first key, up to ``after``)
-        found += await _walk(read, c, priority, "", ">=", after, most - len(found))
-    return found
+    found, cut = await _walk(read, c, priority, after, ">", None, most)
+    if len(found) < most and cut is None:  # (round to the first key, up to ``after``)
+        more, cut = await _walk(read, c, priority, "", ">=", after, most - len(found))
+        found += more
+    return found, cut
 
 
-def shares(keys: Sequence[str], room: int) -> list[tuple[str, int]]:
+def shares(
+    keys: Sequence[str], room: int, room_of: dict[str, int] | None = None
+) -> list[tuple[str, int]]:
     """``room`` shared among ``keys`` in their order: one each for the first
-    ``room`` if there are more keys, else evenly, the first ones one more."""
-    if len(keys) >= room:
-        return [(key, 1) for key in keys[:room]]
-    each, extra = divmod(room, len(keys))
-    return [(key, each + (1 if i < extra else 0)) for i, key in enumerate(keys)]
+    ``room`` if there are more keys, else evenly, the first ones one more;
+    none more than ``room_of`` allows it (a key not in it: no bound), what
+    it cannot take shared again among the others."""
+    given = dict.fromkeys(keys, 0)
+
+    def bound(key: str) -> int:
+        return room if room_of is None else room_of.get(key, room)
+
+    left = room
+    open_keys = [key for key in keys if bound(key) > 0]
+    while left > 0 and open_keys:
+        if len(open_keys) >= left:
+            for key in open_keys[:left]:
+                given[key] += 1
+            break
+        each, extra = divmod(left, len(open_keys))
+        for i, key in enumerate(open_keys):
+            more = min(each + (1 if i < extra else 0), bound(key) - given[key])
+            given[key] += more
+            left -= more
+        open_keys = [key for key in open_keys if given[key] < bound(key)]
+    return [(key, n) for key, n in given.items() if n > 0]
 
 
 async def claim_fair(
     read: Read, lease: Lease, turns: Turns, c: Claim, room: int
 ) -> list[tuple[Any, ...]]:
     """Lease up to ``room`` due tasks of ``c.queue``, priority by priority,
-    each priority's keys in turn. ``lease(ids, params)`` leases the tasks
-    whose ids a query selects and returns them as claimed rows, their key
-    last. The queue leaves the fair mode when it has no key but ''."""
+    each priority's keys in turn, none beyond its key's limit. ``lease(ids,
+    params)`` leases the tasks whose ids a query selects and returns them
+    as claimed rows, their key last. The queue leaves the fair mode when it
+    has no key but ''."""
     claimed: list[tuple[Any, ...]] = []
     keyed_due = False
+    room_of = c.room_of()
     for priority in h.PRIORITIES:
         if room <= 0:
             break
         spot = (c.kind, c.queue, priority)
-        due = await due_keys(read, c, priority, turns.after.get(spot), room)
+        due, cut = await due_keys(read, c, priority, turns.after.get(spot), room)
+        if cut is not None:  # (every key up to it walked: served, or nothing due)
+            turns.after[spot] = cut
         if not due:
             continue
         keyed_due = keyed_due or any(due)
         rank = {key: i for i, key in enumerate(due)}
-        given = shares(due, room)
+        given = shares(due, room, room_of)
         # The next claim of this priority starts after the last key served
         # (or given one more than the rest): the turn moves on.
-        if len(due) >= room:
+        if cut is None and len(due) >= room:
             turns.after[spot] = due[-1]
-        elif room % len(due):
+        elif cut is None and room % len(due):
             turns.after[spot] = due[room % len(due) - 1]
         got: list[tuple[Any, ...]] = []
         for _ in range(_ROUNDS):
@@ -188,10 +246,15 @@ async def claim_fair(
             got += rows
             room -= len(rows)
             taken = Counter(r[-1] for r in rows)
+            if room_of is not None:
+                for key, n in taken.items():
+                    room_of[key] = room_of.get(key, c.per_key or 0) - n
             full = [key for key, n in given if taken[key] >= n]
             if room <= 0 or not full:
                 break
-            given = shares(full, room)  # (those may have more due)
+            given = shares(full, room, room_of)  # (those may have more due)
+            if not given:
+                break
         claimed += _in_turn(got, rank)
     if not keyed_due and not await read(*keyed_check(c.keyed_tasks, c.kind, [c.queue])):
         turns.keyed.discard((c.kind, c.queue))
