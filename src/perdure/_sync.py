@@ -214,10 +214,15 @@ class SyncClient:
         max_running: int | None = None,
         max_starts: int | None = None,
         per: timedelta | None = None,
+        max_running_per_key: int | None = None,
     ) -> QueueLimits:
         """As :meth:`Client.set_queue_limits`."""
         call = self.client.set_queue_limits(
-            task_queue, max_running=max_running, max_starts=max_starts, per=per
+            task_queue,
+            max_running=max_running,
+            max_starts=max_starts,
+            per=per,
+            max_running_per_key=max_running_per_key,
         )
         return self._runner.call(call)
 

@@ -39,21 +39,23 @@ MAX_PER = timedelta(days=31)
 class QueueLimits:
     """A task queue's limits: at most ``max_running`` of its activity
     attempts running at once (0: the queue is paused, none starts); at
-    most ``max_starts`` started in any window of ``per``. None: no such
-    limit."""
+    most ``max_starts`` started in any window of ``per``; at most
+    ``max_running_per_key`` of one fairness key's running at once (the
+    unkeyed ones are one key). None: no such limit."""
 
     max_running: int | None = None
     max_starts: int | None = None
     per: timedelta | None = None
+    max_running_per_key: int | None = None
 
     @classmethod
     def from_record(cls, record: QueueLimitsRecord) -> QueueLimits:
         per = None if record.per is None else timedelta(seconds=record.per)
-        return cls(record.max_running, record.max_starts, per)
+        return cls(record.max_running, record.max_starts, per, record.max_running_per_key)
 
     def to_record(self) -> QueueLimitsRecord:
         per = None if self.per is None else self.per.total_seconds()
-        return QueueLimitsRecord(self.max_running, self.max_starts, per)
+        return QueueLimitsRecord(self.max_running, self.max_starts, per, self.max_running_per_key)
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API): ``per`` in
@@ -62,6 +64,7 @@ class QueueLimits:
             "max_running": self.max_running,
             "max_starts": self.max_starts,
             "per_seconds": None if self.per is None else self.per.total_seconds(),
+            "max_running_per_key": self.max_running_per_key,
         }
 
     @property
@@ -77,6 +80,8 @@ class QueueLimits:
             parts.append(f"at most {self.max_running} running")
         if self.max_starts is not None and self.per is not None:
             parts.append(f"at most {self.max_starts} started per {span_text(self.per)}")
+        if self.max_running_per_key is not None and not self.paused:
+            parts.append(f"at most {self.max_running_per_key} running per fairness key")
         return ", ".join(parts)
 
 
@@ -115,7 +120,10 @@ class QueueInfo:
     of them, oldest first, in ``paused_activities``; ``waiting_keys``: how
     many fairness keys have tasks waiting (docs/queues.md, "Fairness"), and
     ``waiting_by_key`` the waiting of the ten with the most (unkeyed tasks
-    are in neither)."""
+    are in neither); ``running_by_key``: the attempts running of the ten
+    keys with the most; ``keys_at_limit``: how many keys have
+    ``max_running_per_key`` attempts running (the unkeyed tasks counted as
+    one key; 0 without that limit)."""
 
     task_queue: str
     limits: QueueLimits | None
@@ -129,6 +137,8 @@ class QueueInfo:
     paused_activities: list[PausedActivity] = field(default_factory=list)
     waiting_by_key: dict[str, int] = field(default_factory=dict)
     waiting_keys: int = 0
+    running_by_key: dict[str, int] = field(default_factory=dict)
+    keys_at_limit: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API)."""
@@ -146,6 +156,8 @@ class QueueInfo:
             "paused_activities": [a.to_json() for a in self.paused_activities],
             "waiting_keys": self.waiting_keys,
             "waiting_by_key": dict(self.waiting_by_key),
+            "running_by_key": dict(self.running_by_key),
+            "keys_at_limit": self.keys_at_limit,
         }
 
     @classmethod
@@ -165,6 +177,8 @@ class QueueInfo:
             [PausedActivity(*a) for a in record.paused_activities],
             dict(record.waiting_by_key),
             record.waiting_keys,
+            dict(record.running_by_key),
+            record.keys_at_limit,
         )
 
 
@@ -173,12 +187,18 @@ def make_limits(
     max_running: int | None,
     max_starts: int | None,
     per: timedelta | None,
+    max_running_per_key: int | None = None,
 ) -> QueueLimits:
     """The limits asked for, checked: a clear ValueError or TypeError
     saying what is wrong."""
     check_queue("task_queue", task_queue)
-    # (max_running 0 pauses the queue: no attempt starts until it is raised)
-    for what, value, least in (("max_running", max_running, 0), ("max_starts", max_starts, 1)):
+    # (max_running 0 pauses the queue: no attempt starts until it is raised;
+    # a limit per key of 0 would pause it too, by other means: refused)
+    for what, value, least in (
+        ("max_running", max_running, 0),
+        ("max_starts", max_starts, 1),
+        ("max_running_per_key", max_running_per_key, 1),
+    ):
         if value is None:
             continue
         if type(value) is not int:
@@ -194,9 +214,9 @@ def make_limits(
         )
     if per is not None and not MIN_PER <= per <= MAX_PER:
         raise ValueError(f"per must be between {MIN_PER} and {MAX_PER.days} days, not {per}")
-    if max_running is None and max_starts is None:
+    if max_running is None and max_starts is None and max_running_per_key is None:
         raise ValueError(
-            "give max_running, or max_starts and per, or both "
-            "(remove_queue_limits removes a queue's limits)"
+            "give max_running, or max_starts and per, or max_running_per_key, or "
+            "several of them (remove_queue_limits removes a queue's limits)"
         )
-    return QueueLimits(max_running, max_starts, per)
+    return QueueLimits(max_running, max_starts, per, max_running_per_key)

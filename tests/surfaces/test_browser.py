@@ -503,8 +503,13 @@ def test_the_queues_page_sets_edits_and_lifts_limits(stack: Stack, page: Page) -
         expect(form.locator("input[name='queue']")).to_have_value("ui-limited")
         expect(form.locator("input[name='per_seconds']")).to_have_value("60")
         form.locator("input[name='max_running']").fill("4")
+        form.locator("input[name='max_running_per_key']").fill("2")
         form.locator("[data-action='set-limits']").click()
-        expect(row).to_contain_text("at most 4 running")
+        expect(row).to_contain_text("at most 4 running, at most 10 started per 1 m 0 s, at most 2")
+        expect(row.locator(".keys-at-limit")).to_have_text("0 keys at the limit")
+        per_key = client.describe_queue("ui-limited").limits
+        assert per_key is not None and per_key.max_running_per_key == 2
+        form.locator("input[name='max_running_per_key']").fill("")
         form.locator("input[name='max_running']").fill("0")  # (pauses the queue)
         form.locator("[data-action='set-limits']").click()
         expect(row).to_contain_text("paused: no attempt starts, at most 10 started per")

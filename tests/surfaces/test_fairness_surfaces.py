@@ -72,18 +72,26 @@ def test_a_bad_fairness_key_starts_nothing(db: str, sync: perdure.SyncClient) ->
         sync.get_handle("cli-f-bad").describe()
 
 
-async def test_a_queues_waiting_is_shown_by_key(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'keys.db'}"
-    unserved = "nobody-serves-this-queue"
+UNSERVED = "nobody-serves-this-queue"
+
+
+async def four_queued(db: str) -> None:
+    """Four runs' first turns queue a step each on a queue no worker serves:
+    two of key acme, one of globex, one unkeyed."""
     client = await perdure.Client.connect(db)
-    # The runs' first turns queue a step each on a queue no worker serves.
     async with client, perdure.Worker(client, [wf.waits_on_an_unserved_queue]):
         for n, key in enumerate(["acme", "acme", "globex", None]):
             await client.start(wf.waits_on_an_unserved_queue, f"n{n}", fairness_key=key)
         deadline = time.monotonic() + 15
-        while (await client.describe_queue(unserved)).waiting < 4:
+        while (await client.describe_queue(UNSERVED)).waiting < 4:
             assert time.monotonic() < deadline, "the four steps never queued"
             await asyncio.sleep(0.02)
+
+
+async def test_a_queues_waiting_is_shown_by_key(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'keys.db'}"
+    unserved = UNSERVED
+    await four_queued(db)
     shown, as_json, listed = cli_all(
         ("queue", "show", unserved, "--db", db),
         ("queue", "show", unserved, "--json", "--db", db),
@@ -95,6 +103,33 @@ async def test_a_queues_waiting_is_shown_by_key(tmp_path: Path) -> None:
     assert "  keys         2 with tasks waiting, served in turn   (acme: 2, globex: 1)" in said
     answer = json.loads(as_json.stdout)
     assert (answer["waiting_keys"], answer["waiting_by_key"]) == (2, {"acme": 2, "globex": 1})
+
+
+async def test_a_limit_per_key_is_set_and_shown(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'key-limits.db'}"
+    await four_queued(db)
+    [limited, refused] = cli_all(
+        ("queue", "limit", UNSERVED, "--max-running-per-key", "1", "--db", db),
+        ("queue", "limit", UNSERVED, "--max-running-per-key", "0", "--db", db),
+    )
+    assert limited.returncode == 0, limited.stderr
+    assert f"Task queue {UNSERVED}: at most 1 running per fairness key" in limited.stdout
+    assert refused.returncode == 2
+    assert "max_running_per_key must be between 1 and 1,000,000, not 0" in refused.stderr
+    # A worker's claim (of up to ten) starts one of each key: acme's second waits.
+    client = await perdure.Client.connect(db)
+    async with client:
+        taken = await client.store.claim_activity_tasks([UNSERVED], "w", 600, 10)
+    assert sorted(t.fairness_key for t in taken) == ["", "acme", "globex"]
+    shown, as_json = cli_all(
+        ("queue", "show", UNSERVED, "--db", db), ("queue", "show", UNSERVED, "--json", "--db", db)
+    )
+    said = shown.stdout.splitlines()
+    assert "  limits       at most 1 running per fairness key" in said, shown.stdout
+    assert "  running by key   acme: 1, globex: 1   (3 at the limit of 1)" in said, shown.stdout
+    answer = json.loads(as_json.stdout)
+    assert (answer["running"], answer["waiting"], answer["keys_at_limit"]) == (3, 1, 3)
+    assert answer["running_by_key"] == {"acme": 1, "globex": 1}
 
 
 async def start(api: httpx.AsyncClient, ident: str, **fields: Any) -> httpx.Response:
@@ -183,7 +218,9 @@ def test_a_schedules_key_through_the_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "fairness_key must be a non-empty string" in bad.stderr
 
 
-def test_the_queues_page_shows_the_keys_waiting(ui: tuple[Any, str, str]) -> None:
+def test_the_queues_page_shows_the_keys_waiting_and_at_their_limit(
+    ui: tuple[Any, str, str],
+) -> None:
     import browser_support as bs
     from playwright.sync_api import expect
 
@@ -199,6 +236,9 @@ def test_the_queues_page_shows_the_keys_waiting(ui: tuple[Any, str, str]) -> Non
             while (await client.describe_queue(unserved)).waiting < 3:
                 assert time.monotonic() < deadline, "the three steps never queued"
                 await asyncio.sleep(0.02)
+            # One of each key at most: a claim starts acme's first and globex's.
+            await client.set_queue_limits(unserved, max_running_per_key=1)
+            assert len(await client.store.claim_activity_tasks([unserved], "w", 600, 10)) == 2
 
     # (In a thread of its own: the browser's driver runs an event loop here.)
     queuing = threading.Thread(target=asyncio.run, args=(queue_them(),))
@@ -208,5 +248,10 @@ def test_the_queues_page_shows_the_keys_waiting(ui: tuple[Any, str, str]) -> Non
     for page in bs.new_page(browser):
         page.goto(f"{url}#/queues")
         keys = page.locator(f'tr[data-queue="{unserved}"] .waiting-keys')
-        expect(keys).to_have_text("2 keys")
-        assert "acme: 2, globex: 1" in (keys.get_attribute("title") or "")
+        expect(keys).to_have_text("1 key")
+        assert "acme: 1" in (keys.get_attribute("title") or "")
+        row = page.locator(f'tr[data-queue="{unserved}"]')
+        expect(row).to_contain_text("at most 1 running per key")
+        at_limit = row.locator(".keys-at-limit")
+        expect(at_limit).to_have_text("2 keys at the limit")
+        assert at_limit.get_attribute("title") == "Running, by key: acme: 1, globex: 1"

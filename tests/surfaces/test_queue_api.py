@@ -41,6 +41,7 @@ async def test_queue_limits_through_the_api(client: perdure.Client) -> None:
             "half": ({"max_starts": 5}, "a rate limit needs both max_starts and per"),
             "long": ({"max_starts": 5, "per_seconds": 1e9}, "less than or equal to"),
             "typo": ({"max_runing": 5}, "Extra inputs are not permitted"),
+            "none per key": ({"max_running_per_key": 0}, "greater than or equal to 1"),
         }
         for name, (body, says) in bad.items():
             refused = await api.put("/api/queues/default/limits", json=body)
@@ -50,7 +51,12 @@ async def test_queue_limits_through_the_api(client: perdure.Client) -> None:
 
         put = await api.put("/api/queues/default/limits", json=one_an_hour)
         assert put.status_code == 200, put.text
-        assert put.json() == {"max_running": None, "max_starts": 1, "per_seconds": 3600.0}
+        assert put.json() == {
+            "max_running": None,
+            "max_starts": 1,
+            "per_seconds": 3600.0,
+            "max_running_per_key": None,
+        }
         assert (await reader.get("/api/queues/default/limits")).json() == put.json()
         # approval's first step starts; its second waits for the next hour.
         handle = await client.start("approval", "Ada", 0)
@@ -65,5 +71,11 @@ async def test_queue_limits_through_the_api(client: perdure.Client) -> None:
         assert (await api.delete("/api/queues/default/limits")).status_code == 404
         lifted = await until(reader, lambda q: q["waiting"] == 0, "the second step to start")
         assert (lifted["limits"], lifted["held_until"]) == (None, None)
+        assert (lifted["running_by_key"], lifted["keys_at_limit"]) == ({}, 0)
+        per_key = await api.put("/api/queues/other/limits", json={"max_running_per_key": 2})
+        assert per_key.status_code == 200, per_key.text
+        assert per_key.json()["max_running_per_key"] == 2
+        shown = (await reader.get("/api/queues/other")).json()
+        assert shown["limits"] == per_key.json() and shown["keys_at_limit"] == 0
         await handle.signal("approve", "ops")
         assert (await handle.result(timeout=30))["approved_by"] == "ops"

@@ -40,7 +40,12 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
     assert "Task queue llm: at most 8 running, at most 50 started per 1m" in made.stdout
     assert shown(db, "llm") == {
         "task_queue": "llm",
-        "limits": {"max_running": 8, "max_starts": 50, "per_seconds": 60.0},
+        "limits": {
+            "max_running": 8,
+            "max_starts": 50,
+            "per_seconds": 60.0,
+            "max_running_per_key": None,
+        },
         "running": 0,
         "waiting": 0,
         "backing_off": 0,
@@ -51,6 +56,8 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         "paused_activities": [],
         "waiting_keys": 0,
         "waiting_by_key": {},
+        "running_by_key": {},
+        "keys_at_limit": 0,
     }
     text = cli("queue", "show", "llm", "--db", db).stdout
     assert "at most 8 running" in text and "0 in the rate limit's window" in text
@@ -58,7 +65,12 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
     assert [q["task_queue"] for q in listed] == ["llm"]
     # A new limit replaces the old ones.
     assert cli("queue", "limit", "llm", "--max-running", "2", "--db", db).returncode == 0
-    assert shown(db, "llm")["limits"] == {"max_running": 2, "max_starts": None, "per_seconds": None}
+    assert shown(db, "llm")["limits"] == {
+        "max_running": 2,
+        "max_starts": None,
+        "per_seconds": None,
+        "max_running_per_key": None,
+    }
 
     lifted = cli("queue", "unlimit", "llm", "--db", db)
     assert lifted.returncode == 0 and "limits lifted" in lifted.stdout

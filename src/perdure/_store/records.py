@@ -522,11 +522,14 @@ class WorkerRecord:
 class QueueLimitsRecord:
     """A task queue's limits on its activity attempts, shared by every
     worker: at most ``max_running`` running at once, at most ``max_starts``
-    started in any ``per`` seconds. None: no such limit."""
+    started in any ``per`` seconds, at most ``max_running_per_key`` of one
+    fairness key running at once (unkeyed: one key, ''). None: no such
+    limit."""
 
     max_running: int | None = None
     max_starts: int | None = None
     per: float | None = None
+    max_running_per_key: int | None = None
 
 
 @dataclass(frozen=True)
@@ -556,6 +559,10 @@ class QueueRecord:
     # MAX_KEYS_LISTED), and how many keys have some waiting (unkeyed: none).
     waiting_by_key: dict[str, int] = field(default_factory=dict)
     waiting_keys: int = 0
+    # The attempts running by fairness key (the keys with the most), and
+    # how many keys (unkeyed: one, '') are at max_running_per_key.
+    running_by_key: dict[str, int] = field(default_factory=dict)
+    keys_at_limit: int = 0
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class SqlClaims(SqlClientSide):
         now: float | None = None,
         caps: dict[str, int] | None = None,
         unlimited: bool = False,
+        per_key: dict[str, tuple[int, dict[str, int]]] | None = None,
     ) -> list[tuple[Any, ...]]:
         # The lease is the new visible_at: an expired lease is claimable again.
         # SQLite serialises writers, so no task goes to two workers; PostgreSQL
@@ -59,11 +60,13 @@ class SqlClaims(SqlClientSide):
         # row that still has a lease token is one whose lease expired: its
         # attempt was lost, and is recorded as such in the same statement.
         # ``caps``: at most so many of a queue's tasks (its limits' room);
-        # ``unlimited``: none of a queue that has limits. A queue whose tasks
-        # have fairness keys is claimed key by key (sqlfair); the others'
-        # tasks are all of key ''.
+        # ``unlimited``: none of a queue that has limits; ``per_key``: a
+        # queue's max_running_per_key and its keys' attempts running. A
+        # queue whose tasks have fairness keys is claimed key by key
+        # (sqlfair); the others' tasks are all of key ''.
         now = self.clock() if now is None else now
-        caps = caps or {}
+        caps = dict(caps or {})
+        per_key = per_key or {}
         token = new_token()
         lost = rows.lost_attempt(self)
         # A workflow task of a run another worker holds (it keeps the run's
@@ -84,6 +87,10 @@ class SqlClaims(SqlClientSide):
 
         fair = self._turns.keyed
         plain = [q for q in queues if (kind, q) not in fair]
+        for q in plain:
+            if q in per_key:  # (its tasks are all of key '')
+                most, running = per_key[q]
+                caps[q] = min(caps.get(q, limit), max(most - running.get("", 0), 0))
         claimed = await self._claim_plain(tx, kind, plain, limit, now, caps, tail, given, leased)
         if plain:  # (whether they have keyed tasks: with the commit, no round trip)
             check, params = sqlfair.keyed_check(self.keyed_tasks, kind, plain)
@@ -96,7 +103,9 @@ class SqlClaims(SqlClientSide):
                 continue
             if unlimited and await tx.one(_HAS_LIMITS, (q,)) is not None:
                 continue  # (its tasks are all NOT_LIMITED's: the walks would find none)
-            claim = sqlfair.Claim(kind, q, now, tail, given, self.skip_locked, self.keyed_tasks)
+            claim = sqlfair.Claim(
+                kind, q, now, tail, given, self.skip_locked, self.keyed_tasks, *per_key.get(q, ())
+            )
 
             async def lease_ids(ids: str, picking: list[Any]) -> list[tuple[Any, ...]]:
                 return await leased(self.picked("id", f"FROM ({ids}) AS due", locked=True), picking)
@@ -243,10 +252,14 @@ class SqlClaims(SqlClientSide):
         found = [(q, await sqlqueues.read_limits(tx, q, self.for_update)) for q in queues]
         counted = self.clock()
         limited = {}
+        per_key = {}
         for queue, limits in found:
             if limits is not None:  # (else removed meanwhile: no cap)
-                room = (await sqlqueues.gate(tx, queue, limits, counted)).room
-                limited[queue] = (limits, min(room, limit))
+                g = await sqlqueues.gate(tx, queue, limits, counted)
+                limited[queue] = (limits, min(g.room, limit))
+                if limits.max_running_per_key is not None:
+                    running = {key: n for key, (n, _) in g.by_key.items()}
+                    per_key[queue] = (limits.max_running_per_key, running)
         # The starts' time is read after the count: an attempt counted as
         # ended had its outcome committed before it, so each start is after
         # every end that made room for it (the count at the earlier time
@@ -255,7 +268,9 @@ class SqlClaims(SqlClientSide):
         caps = {q: room for q, (_, room) in limited.items()}
         open_queues = [q for q in queues if caps.get(q, limit) > 0]
         claimed = (
-            await self._claim(tx, "activity", open_queues, owner, lease, limit, now, caps)
+            await self._claim(
+                tx, "activity", open_queues, owner, lease, limit, now, caps, per_key=per_key
+            )
             if open_queues
             else []
         )

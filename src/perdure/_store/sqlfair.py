@@ -132,16 +132,20 @@ class Claim:
     lock: str  # the dialect's "FOR UPDATE SKIP LOCKED", or ""
     keyed_tasks: str  # the dialect's
     # The queue's max_running_per_key (None: none), and the attempts running
-    # of each key that has some.
+    # of each key that has some (those the claim leases are added).
     per_key: int | None = None
     running: dict[str, int] = field(default_factory=dict)
 
-    def room_of(self) -> dict[str, int] | None:
-        """What each key with attempts running may still start (None: no
-        limit per key; a key not in it: the whole limit)."""
+    def room_of(self, keys: Sequence[str]) -> dict[str, int] | None:
+        """What each of ``keys`` may still start (None: no limit per key)."""
         if self.per_key is None:
             return None
-        return {key: max(self.per_key - n, 0) for key, n in self.running.items()}
+        return {key: max(self.per_key - self.running.get(key, 0), 0) for key in keys}
+
+    def full(self) -> list[str]:
+        """The keys at their limit."""
+        most = self.per_key
+        return [] if most is None else [key for key, n in self.running.items() if n >= most]
 
 
 async def _walk(
@@ -151,7 +155,7 @@ async def _walk(
     last key walked if the walk stopped at KEYS_WALKED before it found them."""
     where = [c.kind, c.queue, priority]
     bound = [] if upto is None else [upto]
-    full = [key for key, room in (c.room_of() or {}).items() if room <= 0]
+    full = c.full()
     capped = f"k.key NOT IN ({marks(full)}) AND " if full else ""
     sql = _keys_sql(op, "" if upto is None else " AND fairness_key <= ?", c.tail, capped)
     due = [*where, c.now, *c.given]
@@ -188,12 +192,12 @@ def shares(
 ) -> list[tuple[str, int]]:
     """``room`` shared among ``keys`` in their order: one each for the first
     ``room`` if there are more keys, else evenly, the first ones one more;
-    none more than ``room_of`` allows it (a key not in it: no bound), what
-    it cannot take shared again among the others."""
+    none more than ``room_of`` allows it (None: no bound), what it cannot
+    take shared again among the others."""
     given = dict.fromkeys(keys, 0)
 
     def bound(key: str) -> int:
-        return room if room_of is None else room_of.get(key, room)
+        return room if room_of is None else room_of[key]
 
     left = room
     open_keys = [key for key in keys if bound(key) > 0]
@@ -221,7 +225,6 @@ async def claim_fair(
     has no key but ''."""
     claimed: list[tuple[Any, ...]] = []
     keyed_due = False
-    room_of = c.room_of()
     for priority in h.PRIORITIES:
         if room <= 0:
             break
@@ -233,7 +236,9 @@ async def claim_fair(
             continue
         keyed_due = keyed_due or any(due)
         rank = {key: i for i, key in enumerate(due)}
-        given = shares(due, room, room_of)
+        given = shares(due, room, c.room_of(due))
+        if not given:  # (the keys found reached their limit in an earlier priority)
+            continue
         # The next claim of this priority starts after the last key served
         # (or given one more than the rest): the turn moves on.
         if cut is None and len(due) >= room:
@@ -246,13 +251,12 @@ async def claim_fair(
             got += rows
             room -= len(rows)
             taken = Counter(r[-1] for r in rows)
-            if room_of is not None:
-                for key, n in taken.items():
-                    room_of[key] = room_of.get(key, c.per_key or 0) - n
+            for key, n in taken.items():
+                c.running[key] = c.running.get(key, 0) + n
             full = [key for key, n in given if taken[key] >= n]
             if room <= 0 or not full:
                 break
-            given = shares(full, room, room_of)  # (those may have more due)
+            given = shares(full, room, c.room_of(full))  # (those may have more due)
             if not given:
                 break
         claimed += _in_turn(got, rank)

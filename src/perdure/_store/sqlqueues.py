@@ -31,7 +31,12 @@ __all__ = [
     "write_limits",
 ]
 
-_LIMITS = "SELECT max_running, max_starts, per FROM queue_limits WHERE queue = ?"
+# The room of a queue whose only limit is per key (its keys bound it).
+MAX_ROOM = 1_000_000_000
+
+_LIMITS = (
+    "SELECT max_running, max_starts, per, max_running_per_key FROM queue_limits WHERE queue = ?"
+)
 # A claim's condition on tasks: their queue has no limits (those are claimed
 # by a claim that counts first).
 NOT_LIMITED = " AND NOT EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue)"
@@ -39,6 +44,11 @@ NOT_LIMITED = " AND NOT EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.qu
 _RUNNING = (
     "SELECT COUNT(*), MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?"
     " AND visible_at > ? AND lease_owner IS NOT NULL"
+)
+# The same by fairness key (for a limit per key).
+_RUNNING_BY_KEY = (
+    "SELECT fairness_key, COUNT(*), MIN(visible_at) FROM tasks WHERE kind = 'activity'"
+    " AND queue = ? AND visible_at > ? AND lease_owner IS NOT NULL GROUP BY fairness_key"
 )
 _STARTED = "SELECT COUNT(*) FROM queue_starts WHERE queue = ? AND started_at > ?"
 # The start whose leaving the window makes room for one more.
@@ -57,6 +67,18 @@ class Gate(NamedTuple):
     free_at: float | None
     started: int  # the starts in the rate limit's window (0 without one)
     opens: float | None  # when the rate limit lets one more start, if it holds them back
+    # With a limit per key: each key with attempts running, how many, and
+    # the first of their leases to run out.
+    by_key: dict[str, tuple[int, float]]
+
+    def capped(self, limits: QueueLimitsRecord) -> dict[str, float]:
+        """The keys at ``limits``' max_running_per_key, and when each may
+        free a slot (its first lease to run out; an attempt that ends wakes
+        the workers before)."""
+        most = limits.max_running_per_key
+        if most is None:
+            return {}
+        return {key: first for key, (n, first) in self.by_key.items() if n >= most}
 
 
 async def read_limits(tx: Tx, queue: str, lock: str = "") -> QueueLimitsRecord | None:
@@ -64,7 +86,7 @@ async def read_limits(tx: Tx, queue: str, lock: str = "") -> QueueLimitsRecord |
     row = await tx.one(_LIMITS + lock, (queue,))
     if row is None:
         return None
-    return QueueLimitsRecord(row[0], row[1], row[2])
+    return QueueLimitsRecord(row[0], row[1], row[2], row[3])
 
 
 async def gate(tx: Tx, queue: str, limits: QueueLimitsRecord, now: float) -> Gate:
@@ -73,10 +95,18 @@ async def gate(tx: Tx, queue: str, limits: QueueLimitsRecord, now: float) -> Gat
     free_at: float | None = now
     started = 0
     opens = None
+    by_key: dict[str, tuple[int, float]] = {}
+    if limits.max_running_per_key is not None:
+        for key, n, first in await tx.all(_RUNNING_BY_KEY, (queue, now)):
+            by_key[key] = (int(n), first)
     if limits.max_running is not None:
-        row = await tx.one(_RUNNING, (queue, now))
-        assert row is not None
-        running, first_expiry = row
+        if limits.max_running_per_key is not None:  # (the same count, by key)
+            running = sum(n for n, _ in by_key.values())
+            first_expiry = min((first for _, first in by_key.values()), default=None)
+        else:
+            row = await tx.one(_RUNNING, (queue, now))
+            assert row is not None
+            running, first_expiry = row
         room = limits.max_running - running
         if room <= 0:
             # An attempt that ends wakes the workers; one whose worker died
@@ -95,10 +125,11 @@ async def gate(tx: Tx, queue: str, limits: QueueLimitsRecord, now: float) -> Gat
                 opens = nth[0] + limits.per
                 free_at = opens if free_at is None else max(free_at, opens)
         room = left if room is None else min(room, left)
-    assert room is not None  # (limits have at least one)
+    if room is None:  # (a limit per key only)
+        room = MAX_ROOM
     if room > 0:
         free_at = now
-    return Gate(max(room, 0), free_at, started, opens)
+    return Gate(max(room, 0), free_at, started, opens, by_key)
 
 
 async def record_starts(
@@ -126,11 +157,19 @@ async def write_limits(tx: Tx, queue: str, limits: QueueLimitsRecord | None, now
         await tx.send("DELETE FROM queue_limits WHERE queue = ?", (queue,))
     else:
         await tx.send(
-            "INSERT INTO queue_limits (queue, max_running, max_starts, per, updated_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
+            "INSERT INTO queue_limits (queue, max_running, max_starts, per, max_running_per_key,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
             " max_running = excluded.max_running, max_starts = excluded.max_starts,"
-            " per = excluded.per, updated_at = excluded.updated_at",
-            (queue, limits.max_running, limits.max_starts, limits.per, now),
+            " per = excluded.per, max_running_per_key = excluded.max_running_per_key,"
+            " updated_at = excluded.updated_at",
+            (
+                queue,
+                limits.max_running,
+                limits.max_starts,
+                limits.per,
+                limits.max_running_per_key,
+                now,
+            ),
         )
     if limits is None or limits.max_starts is None:
         await tx.send("DELETE FROM queue_starts WHERE queue = ?", (queue,))
@@ -170,17 +209,33 @@ _WAITING_BY_PRIORITY = (
 )
 
 
-# Each queue's due activity tasks that have a fairness key, by key: a read
-# of the keyed tasks' index only (a queue without keys costs one search).
-def _waiting_by_key(keyed_tasks: str, only: str) -> str:
+# Each queue's activity tasks that have a fairness key, due and waiting (or
+# running), by key: a read of the keyed tasks' index only (a queue without
+# keys costs one search).
+_WAITING = "visible_at <= ? AND paused = 0"
+
+
+def _by_key(keyed_tasks: str, state: str, only: str) -> str:
     return (
         f"SELECT queue, fairness_key, COUNT(*) FROM {keyed_tasks} WHERE kind = 'activity'"
-        f" AND fairness_key <> '' AND visible_at <= ? AND paused = 0{only}"
-        " GROUP BY queue, fairness_key"
+        f" AND fairness_key <> '' AND {state}{only} GROUP BY queue, fairness_key"
     )
 
 
-MAX_KEYS_LISTED = 10  # a queue's keys with the most waiting, in its record
+MAX_KEYS_LISTED = 10  # a queue's keys with the most waiting (running), in its record
+
+
+async def _keyed_counts(
+    tx: Tx, d: Dialect, state: str, only: str, now: float, queue: str | None
+) -> dict[str, list[tuple[str, int]]]:
+    """Each queue's keys (of tasks in ``state``) with the most such tasks
+    (MAX_KEYS_LISTED), and their count."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for name, key, count in await tx.all(_by_key(d.keyed_tasks, state, only), (now, *_one(queue))):
+        found.setdefault(name, []).append((key, int(count)))
+    for keys in found.values():
+        keys.sort(key=lambda kc: (-kc[1], kc[0]))
+    return found
 
 
 async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> list[QueueRecord]:
@@ -196,13 +251,12 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
         _WAITING_BY_PRIORITY.format(only), (now, *_one(queue))
     ):
         by_priority.setdefault(name, {})[int(priority)] = int(count)
-    by_key: dict[str, list[tuple[str, int]]] = {}
-    for name, key, count in await tx.all(_waiting_by_key(d.keyed_tasks, only), (now, *_one(queue))):
-        by_key.setdefault(name, []).append((key, int(count)))
+    waiting_by_key = await _keyed_counts(tx, d, _WAITING, only, now, queue)
+    running_by_key = await _keyed_counts(tx, d, _LEASED_NOW, only, now, queue)
     limited = {
-        r[0]: QueueLimitsRecord(r[1], r[2], r[3])
+        r[0]: QueueLimitsRecord(r[1], r[2], r[3], r[4])
         for r in await tx.all(
-            "SELECT queue, max_running, max_starts, per FROM queue_limits"
+            "SELECT queue, max_running, max_starts, per, max_running_per_key FROM queue_limits"
             + ("" if queue is None else " WHERE queue = ?"),
             _one(queue),
         )
@@ -212,17 +266,17 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
     for name in names:
         running, waiting, backing_off, paused = counts.get(name, (0, 0, 0, 0))
         limits = limited.get(name)
-        held_until, started = None, 0
+        held_until, started, at_limit = None, 0, 0
         if limits is not None:
             g = await gate(tx, name, limits, now)
-            started, held_until = g.started, g.opens
+            started, held_until, at_limit = g.started, g.opens, len(g.capped(limits))
         listed: list[tuple[str, str, int, str]] = []
         if paused:
             for workflow_id, run_id, ref, payload in await tx.all(
                 _PAUSED_ACTIVITIES, (name, now, MAX_PAUSED_LISTED)
             ):
                 listed.append((workflow_id, run_id, int(ref), loads(payload)["name"]))
-        keys = sorted(by_key.get(name, []), key=lambda kc: (-kc[1], kc[0]))
+        keys = waiting_by_key.get(name, [])
         found.append(
             QueueRecord(
                 name,
@@ -237,6 +291,8 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
                 listed,
                 dict(keys[:MAX_KEYS_LISTED]),
                 len(keys),
+                dict(running_by_key.get(name, [])[:MAX_KEYS_LISTED]),
+                at_limit,
             )
         )
     return found

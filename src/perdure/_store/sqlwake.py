@@ -241,12 +241,11 @@ async def _next_activity(tx: Tx, queues: list[str], now: float) -> list[float]:
     """When the earliest activity task of each of ``queues`` may be claimed:
     when it is due, or later if its queue's limits hold it back (see
     sqlqueues.gate). A queue whose limits wait for an attempt to end has
-    none: its end wakes the workers."""
+    none: its end wakes the workers. So has a key at its limit per key:
+    its tasks count from when its first lease may run out."""
     times = []
     for queue in queues:
-        row = await tx.one(
-            "SELECT MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?", (queue,)
-        )
+        row = await tx.one(_FIRST_ACTIVITY, (queue,))
         if row is None or row[0] is None:
             continue
         first = row[0]
@@ -257,8 +256,19 @@ async def _next_activity(tx: Tx, queues: list[str], now: float) -> list[float]:
                 if held.free_at is None:
                     continue
                 first = max(first, held.free_at)
+            elif capped := held.capped(limits):
+                keys = list(capped)
+                row = await tx.one(
+                    f"{_FIRST_ACTIVITY} AND fairness_key NOT IN ({rows.marks(keys)})",
+                    (queue, *keys),
+                )
+                frees = min(capped.values())
+                first = frees if row is None or row[0] is None else min(row[0], frees)
         times.append(first)
     return times
+
+
+_FIRST_ACTIVITY = "SELECT MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?"
 
 
 async def next_due(

@@ -119,6 +119,8 @@ def show(
         out.print(f"  backing off  {q.backing_off}   (a retry's wait)")
         if q.waiting_keys:
             out.print(f"  keys         {escape(_by_key(q))}")
+        if q.running_by_key:
+            out.print(f"  running by key   {escape(_running_by_key(q))}")
         if q.paused:
             out.print(f"  paused       {q.paused}   (by an operator; unpause each with:)")
             for a in q.paused_activities:
@@ -149,6 +151,11 @@ def limit(
         None, "--max-starts", help="At most this many attempts started per --per."
     ),
     per: Optional[str] = typer.Option(None, "--per", help="The rate limit's window: 1s, 1m, 1h."),
+    max_running_per_key: Optional[int] = typer.Option(
+        None,
+        "--max-running-per-key",
+        help="At most this many attempts of one fairness key running at once.",
+    ),
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -158,7 +165,11 @@ def limit(
     async def work(client: Client) -> None:
         try:
             limits = await client.set_queue_limits(
-                task_queue, max_running=max_running, max_starts=max_starts, per=window
+                task_queue,
+                max_running=max_running,
+                max_starts=max_starts,
+                per=window,
+                max_running_per_key=max_running_per_key,
             )
         except (TypeError, ValueError) as exc:
             fail(EXIT_USAGE, str(exc))
@@ -195,6 +206,16 @@ def _by_key(q: QueueInfo) -> str:
         + (f", and {more} more" if more else "")
         + ")"
     )
+
+
+def _running_by_key(q: QueueInfo) -> str:
+    """The keys with the most attempts running, and how many keys are at
+    the limit per key (if the queue has one)."""
+    listed = ", ".join(f"{key}: {n}" for key, n in q.running_by_key.items())
+    most = None if q.limits is None else q.limits.max_running_per_key
+    if most is None:
+        return listed
+    return f"{listed}   ({q.keys_at_limit} at the limit of {most})"
 
 
 def _by_priority(q: QueueInfo) -> str:

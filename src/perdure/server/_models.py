@@ -257,19 +257,28 @@ class ResetDone(BaseModel):
 class QueueLimitsBody(Strict):
     """A task queue's limits (they replace its old ones): at most
     ``max_running`` attempts running at once; at most ``max_starts`` started
-    in any window of ``per_seconds``. Null or left out: no such limit."""
+    in any window of ``per_seconds``; at most ``max_running_per_key`` of one
+    fairness key running at once. Null or left out: no such limit."""
 
     max_running: Optional[StrictInt] = Field(
         None, ge=0, le=1_000_000, description="0 pauses the queue: no attempt starts."
     )
     max_starts: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
     per_seconds: Optional[float] = Field(None, ge=0.001, le=31 * 86_400.0)
+    max_running_per_key: Optional[StrictInt] = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="At most this many attempts of one fairness key running at once "
+        "(the unkeyed ones: one key).",
+    )
 
 
 class QueueLimitsOut(BaseModel):
     max_running: Optional[int]
     max_starts: Optional[int]
     per_seconds: Optional[float]
+    max_running_per_key: Optional[int] = None
 
 
 class PausedActivityOut(BaseModel):
@@ -307,6 +316,15 @@ class Queue(BaseModel):
     waiting_by_key: dict[str, int] = Field(
         default_factory=dict,
         description="The waiting tasks of the ten fairness keys with the most, by key.",
+    )
+    running_by_key: dict[str, int] = Field(
+        default_factory=dict,
+        description="The attempts running of the ten fairness keys with the most, by key.",
+    )
+    keys_at_limit: int = Field(
+        0,
+        description="How many keys have max_running_per_key attempts running (the "
+        "unkeyed tasks: one key); 0 without that limit.",
     )
 
 

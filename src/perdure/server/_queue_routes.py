@@ -88,7 +88,11 @@ async def set_limits(
     per = None if body.per_seconds is None else timedelta(seconds=body.per_seconds)
     try:
         limits = await client.set_queue_limits(
-            task_queue, max_running=body.max_running, max_starts=body.max_starts, per=per
+            task_queue,
+            max_running=body.max_running,
+            max_starts=body.max_starts,
+            per=per,
+            max_running_per_key=body.max_running_per_key,
         )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None

@@ -17,6 +17,9 @@ function limitsText(limits) {
   if (limits.max_starts !== null) {
     parts.push(`at most ${limits.max_starts} started per ${fmtDuration(limits.per_seconds)}`);
   }
+  if (limits.max_running_per_key != null && limits.max_running !== 0) {
+    parts.push(`at most ${limits.max_running_per_key} running per key`);
+  }
   return parts.join(", ");
 }
 
@@ -34,7 +37,10 @@ export function renderQueues(container, params, ctx) {
     field("max_starts", "", { type: "number", min: 1, placeholder: "–" }),
     field("per_seconds", "started per", { type: "number", min: 0.001, step: "any",
       placeholder: "60" }),
-    h("span", { text: "seconds" }),
+    h("span", { text: "seconds; at most" }),
+    field("max_running_per_key", "", { type: "number", min: 1, placeholder: "–",
+      title: "of one fairness key running at once (the unkeyed: one key)" }),
+    h("span", { text: "running per key" }),
     h("button", { type: "submit", "data-action": "set-limits", text: "Set limits" }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -60,7 +66,7 @@ export function renderQueues(container, params, ctx) {
   async function setLimits() {
     const queue = form.elements.queue.value.trim();
     const body = { max_running: number("max_running"), max_starts: number("max_starts"),
-      per_seconds: number("per_seconds") };
+      per_seconds: number("per_seconds"), max_running_per_key: number("max_running_per_key") };
     try {
       const set = await api(limitsPath(queue), { method: "PUT", body });
       ctx.toast(`Task queue ${queue}: ${limitsText(set)}.`, "ok");
@@ -84,7 +90,7 @@ export function renderQueues(container, params, ctx) {
   function edit(q) {
     const limits = q.limits || {};
     form.elements.queue.value = q.task_queue;
-    for (const name of ["max_running", "max_starts", "per_seconds"]) {
+    for (const name of ["max_running", "max_starts", "per_seconds", "max_running_per_key"]) {
       form.elements[name].value = limits[name] ?? "";
     }
     form.elements.max_running.focus();
@@ -123,6 +129,15 @@ export function renderQueues(container, params, ctx) {
       + (more > 0 ? `, and ${more} more` : "")].join("\n");
   }
 
+  function atLimit(q) {
+    // (Under the limits: the keys at their limit per key; the most running as its tooltip.)
+    if (!q.limits || q.limits.max_running_per_key == null) return null;
+    const parts = Object.entries(q.running_by_key || {}).map(([k, n]) => `${k}: ${n}`);
+    return h("div", { class: "muted keys-at-limit",
+      text: `${q.keys_at_limit} key${q.keys_at_limit === 1 ? "" : "s"} at the limit`,
+      title: parts.length ? `Running, by key: ${parts.join(", ")}` : "" });
+  }
+
   function show(items) {
     clear(body);
     const now = Date.now() / 1000;
@@ -143,7 +158,8 @@ export function renderQueues(container, params, ctx) {
         h("td", { text: String(q.backing_off), title: "waiting for a retry's time" }),
         h("td", {}, limitsText(q.limits),
           q.limits && q.limits.max_starts !== null
-            ? h("div", { class: "muted", text: `${q.started} started in the window` }) : null),
+            ? h("div", { class: "muted", text: `${q.started} started in the window` }) : null,
+          atLimit(q)),
         h("td", { title: q.held_until ? fmtRelative(q.held_until, now) : "",
           text: q.held_until ? fmtTime(q.held_until) : "–" })));
     }

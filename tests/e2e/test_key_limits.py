@@ -1,0 +1,108 @@
+"""A limit per fairness key with real workers (docs/queues.md, "A limit per
+key"): two workers (each with its own connection, as two processes have)
+never run more of one key's attempts at once than ``max_running_per_key``,
+while the other keys' run alongside; the queue shows who is at the limit;
+a bad limit is refused and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_helpers import fast_worker, wait_until
+
+import perdure
+from perdure import activity, workflow
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "crash"))
+from crash_harness import attempt_spans, peak_running
+
+
+@activity.defn
+async def summarise(doc: int, seconds: float) -> int:
+    await asyncio.sleep(seconds)
+    return doc
+
+
+@workflow.defn
+async def digest(docs: int, seconds: float) -> int:
+    return sum(await asyncio.gather(*(summarise(i, seconds) for i in range(docs))))
+
+
+async def test_each_key_runs_no_more_than_its_limit(client: perdure.Client, db_url: str) -> None:
+    await client.set_queue_limits("default", max_running_per_key=2)
+    other = await perdure.Client.connect(db_url)
+    keys = ["acme", "globex", "initech"]
+    try:
+        async with (
+            fast_worker(client, [digest], [summarise]),
+            fast_worker(other, [digest], [summarise]),
+        ):
+            handles = {key: await client.start(digest, 6, 0.05, fairness_key=key) for key in keys}
+            for handle in handles.values():
+                assert await handle.result(timeout=60) == sum(range(6))
+    finally:
+        await other.close()
+    spans = {
+        key: attempt_spans([await client.get_handle(h.id).history()]) for key, h in handles.items()
+    }
+    # Two of a key at once at most, and two indeed (the limit is not one);
+    # and the keys ran alongside each other: it is no limit of the queue.
+    assert {key: peak_running(s) for key, s in spans.items()} == dict.fromkeys(keys, 2)
+    assert peak_running([span for s in spans.values() for span in s]) > 2
+
+
+release: dict[str, asyncio.Event] = {}  # (one a test: an event is of one loop)
+
+
+@activity.defn
+async def held(doc: int) -> int:
+    await release["event"].wait()
+    return doc
+
+
+@workflow.defn
+async def held_digest(docs: int) -> int:
+    return sum(await asyncio.gather(*(held(i) for i in range(docs))))
+
+
+async def test_the_queue_shows_the_keys_at_their_limit(client: perdure.Client) -> None:
+    limits = await client.set_queue_limits("default", max_running=10, max_running_per_key=1)
+    assert str(limits) == "at most 10 running, at most 1 running per fairness key"
+    release["event"] = asyncio.Event()
+    async with fast_worker(client, [held_digest], [held]):
+        first = await client.start(held_digest, 3, fairness_key="acme")
+        second = await client.start(held_digest, 2, fairness_key="globex")
+
+        async def held_back() -> bool:
+            q = await client.describe_queue("default")
+            return (q.running, q.waiting) == (2, 3)
+
+        await wait_until(held_back, what="one of each key running, the other three waiting")
+        q = await client.describe_queue("default")
+        assert q.running_by_key == {"acme": 1, "globex": 1}
+        assert q.keys_at_limit == 2
+        assert q.to_json()["limits"]["max_running_per_key"] == 1
+        release["event"].set()
+        assert await first.result(timeout=30) == 3
+        assert await second.result(timeout=30) == 1
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"max_running_per_key": 0}, "max_running_per_key must be between 1 and 1,000,000, not 0"),
+        ({"max_running_per_key": 2.5}, "max_running_per_key must be an int or None, not float"),
+        ({}, "give max_running, or max_starts and per, or max_running_per_key"),
+    ],
+)
+async def test_a_bad_limit_is_refused(
+    client: perdure.Client, given: dict[str, object], message: str
+) -> None:
+    await client.set_queue_limits("default", max_running=4)
+    with pytest.raises((TypeError, ValueError), match=message):
+        await client.set_queue_limits("default", **given)  # type: ignore[arg-type]
+    limits = (await client.describe_queue("default")).limits
+    assert limits is not None and (limits.max_running, limits.max_running_per_key) == (4, None)

@@ -1,0 +1,153 @@
+"""The Store contract for a limit per fairness key (docs/queues.md, "A
+limit per key"): claims from any connection never start more attempts of
+one key than ``max_running_per_key``; a key at its limit is passed over for
+the others; the unkeyed tasks are one key; the limit holds with the
+queue's other limits; the next due time does not count the tasks of keys
+at their limit (idle workers would poll for nothing); ``queues`` reports
+the running by key and the keys at their limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from store_helpers import FakeClock, claim_one, new_run, turn
+
+from perdure._store import sqlfair
+from perdure._store.base import ActivityTask, NewActivity, QueueLimitsRecord, Store
+
+ERROR = {"type": "ConnectionError", "message": "down"}
+HINTED = [False]
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["found", "hinted"])
+def _hinted(request: pytest.FixtureRequest) -> None:
+    """Each test twice: claims that find the limits, and claims told to
+    expect them (what a worker passes once it knows its queue has limits)."""
+    HINTED[0] = request.param
+
+
+async def schedule(store: Store, keys: list[str], run: str = "run-1") -> None:
+    """A run with one activity of each of ``keys`` (ref 1 on), none claimed;
+    then a claim of none, which learns whether the queue has keys (a claim
+    would learn it otherwise, having taken the unkeyed tasks as before)."""
+    await store.create_run(new_run(wid=f"wf-{run}", run_id=run), "fail")
+    task = await claim_one(store, run)
+    activities = [
+        NewActivity(ref, "charge", "q", [], {}, {}, fairness_key=key)
+        for ref, key in enumerate(keys, start=1)
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    assert await store.claim_activity_tasks(["q"], "w", 30, 0) == []
+
+
+async def claim(store: Store, want: int = 10) -> list[ActivityTask]:
+    return await store.claim_activity_tasks(["q"], "w", 30, want, HINTED[0])
+
+
+def keys_of(tasks: list[ActivityTask]) -> list[str]:
+    return [t.fairness_key for t in tasks]
+
+
+async def test_a_key_at_its_limit_is_passed_over(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    await schedule(store, ["a"] * 6 + ["b"] * 2 + ["c"])
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running_per_key=2))
+    t0 = clock.now
+    first = await claim(store)
+    # Two of "a" though it has six and the claim room for ten; in turn.
+    assert [(t.fairness_key, t.ref) for t in first] == [
+        ("a", 1), ("b", 7), ("c", 9), ("a", 2), ("b", 8),
+    ]  # fmt: skip
+    assert await claim(store) == []
+    # Idle workers wait: not for "a"'s due tasks, for the first lease of a
+    # key at its limit to run out (an attempt that ends wakes them first).
+    assert await store.next_due(["q"], ("activity",)) == clock.now + 30
+    clock.advance(1)
+    assert await store.retry_activity(first[0], ERROR, 60)  # one of "a"'s ends
+    assert await store.next_due(["q"], ("activity",)) == t0  # ("a"'s third: due since)
+    assert [(t.fairness_key, t.ref) for t in await claim(store)] == [("a", 3)]
+
+
+async def test_the_unkeyed_tasks_are_one_key(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    await schedule(store, [""] * 5)
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running_per_key=2))
+    assert keys_of(await claim(store)) == ["", ""]
+    assert await claim(store) == []
+    assert await store.next_due(["q"], ("activity",)) == clock.now + 30
+    # Then keyed work comes: its key has room, the unkeyed have none.
+    await schedule(store, ["a"] * 3, run="run-2")
+    assert keys_of(await claim(store)) == ["a", "a"]
+
+
+async def test_the_queues_limits_and_the_keys_limit_together(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await schedule(store, ["a"] * 5 + ["b"] * 5)
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running=3, max_running_per_key=2))
+    first = await claim(store)
+    assert Counter(keys_of(first)) == {"a": 2, "b": 1}  # the queue's three
+    assert await claim(store) == []
+    clock.advance(1)
+    assert await store.retry_activity(first[0], ERROR, 60)  # (one of "a"'s)
+    # Room for one: "b" is next in turn, and "a" has room too; one is taken.
+    assert len(await claim(store)) == 1
+    await store.set_queue_limits("q", None)  # lifted: the rest at once
+    assert len(await claim(store, want=20)) == 10 - 4
+
+
+async def test_keys_at_their_limit_are_walked_past(
+    open_store: Any, clock: FakeClock, monkeypatch: Any
+) -> None:
+    """A claim that walks past a run of keys at their limit (longer than it
+    walks at once) goes on from the last it walked, and finds none left."""
+    monkeypatch.setattr(sqlfair, "KEYS_WALKED", 3)
+    store: Store = await open_store()
+    await schedule(store, [f"k{i}" for i in range(6) for _ in range(2)])
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running_per_key=1))
+    claims = [await claim(store, want=3) for _ in range(4)]
+    assert [keys_of(c) for c in claims] == [["k0", "k1", "k2"], ["k3", "k4", "k5"], [], []]
+    assert await store.next_due(["q"], ("activity",)) == clock.now + 30
+    # One of k4's attempts ends: the walks pass over the keys at their limit
+    # (a key at its limit is not one found: the claims would find k0..k2
+    # again and again, and take nothing) and reach k4 within two claims.
+    clock.advance(1)
+    assert await store.retry_activity(claims[1][1], ERROR, 60)
+    assert [keys_of(await claim(store, want=3)) for _ in range(3)] == [[], ["k4"], []]
+
+
+async def test_many_connections_claiming_at_once_keep_each_keys_limit(
+    open_store: Any, clock: FakeClock
+) -> None:
+    stores = [await open_store() for _ in range(4)]
+    await schedule(stores[0], ["a"] * 10 + ["b"] * 10 + [""] * 10)
+    await stores[0].set_queue_limits("q", QueueLimitsRecord(max_running_per_key=3))
+    for s in stores[1:]:  # (each learns that the queue has keys)
+        assert await s.claim_activity_tasks(["q"], "w", 30, 0) == []
+    for _ in range(3):
+        taken = await asyncio.gather(*(claim(s, want=2) for s in stores for _ in range(3)))
+        running = [t for batch in taken for t in batch]
+        # (On PostgreSQL the claims take turns at the limits row.)
+        assert Counter(keys_of(running)) == {"a": 3, "b": 3, "": 3}
+        for task in running:
+            assert await stores[0].retry_activity(task, ERROR, 1000)
+
+
+async def test_queues_reports_the_running_by_key(open_store: Any, clock: FakeClock) -> None:
+    store: Store = await open_store()
+    await schedule(store, ["a"] * 4 + ["b"] * 3 + ["c"] + [""] * 3)
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running_per_key=2))
+    assert len(await claim(store)) == 7  # a, b and '' two each, c one
+    [record] = await store.queues("q")
+    assert record.limits == QueueLimitsRecord(max_running_per_key=2)
+    assert (record.running, record.waiting) == (7, 4)
+    assert record.running_by_key == {"a": 2, "b": 2, "c": 1}  # (the unkeyed: in none)
+    assert record.keys_at_limit == 3  # a, b, and the unkeyed
+    assert await store.queue_limits("q") == QueueLimitsRecord(max_running_per_key=2)
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running=5))
+    [record] = await store.queues("q")
+    assert (record.keys_at_limit, record.running_by_key["a"]) == (0, 2)
