@@ -14,7 +14,9 @@ __all__ = ["Conditions"]
 
 class Conditions:
     def __init__(self) -> None:
-        self._waits: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
+        # (None until a wait begins: most runs never wait on a condition,
+        # and an empty list is one more object per run for the collector.)
+        self._waits: list[tuple[Callable[[], object], asyncio.Future[None]]] | None = None
 
     async def wait(
         self, loop: asyncio.AbstractEventLoop, test: Callable[[], object], timeout: float | None
@@ -26,6 +28,8 @@ class Conditions:
             return
         future: asyncio.Future[None] = loop.create_future()
         entry = (test, future)
+        if self._waits is None:
+            self._waits = []
         self._waits.append(entry)
         timer = None
         if timeout is not None:
@@ -33,7 +37,7 @@ class Conditions:
         try:
             await future
         finally:
-            if entry in self._waits:
+            if self._waits is not None and entry in self._waits:
                 self._waits.remove(entry)
             if timer is not None:
                 timer.cancel()
@@ -42,10 +46,11 @@ class Conditions:
         """Test every wait (the loop is idle); end those whose test is true,
         or raised (the exception goes to the wait). True if any ended: their
         code is now ready to run."""
-        if not self._waits:
+        waits = self._waits
+        if not waits:
             return False
         ended = False
-        for entry in list(self._waits):
+        for entry in list(waits):
             test, future = entry
             if future.done():  # (cancelled, or timed out: its finally removes it)
                 continue
@@ -58,7 +63,7 @@ class Conditions:
                 if met:
                     future.set_result(None)
             if met:
-                self._waits.remove(entry)
+                waits.remove(entry)
                 ended = True
         return ended
 
@@ -68,7 +73,7 @@ class Conditions:
         return sum(1 for _, future in self._waits if not future.done())
 
     def drop_waits(self) -> None:
-        self._waits.clear()
+        self._waits = None
 
 
 def _time_out(future: asyncio.Future[None], timeout: float) -> None:
