@@ -36,9 +36,11 @@ async def test_each_key_runs_no_more_than_its_limit(client: perdure.Client, db_u
     other = await perdure.Client.connect(db_url)
     keys = ["acme", "globex", "initech"]
     try:
+        # (Leases long enough that no attempt is lost to a loaded machine's
+        # stall: a lease that runs out frees its slot, by design.)
         async with (
-            fast_worker(client, [digest], [summarise]),
-            fast_worker(other, [digest], [summarise]),
+            fast_worker(client, [digest], [summarise], lease_timeout=60.0),
+            fast_worker(other, [digest], [summarise], lease_timeout=60.0),
         ):
             handles = {key: await client.start(digest, 6, 0.05, fairness_key=key) for key in keys}
             for handle in handles.values():

@@ -234,3 +234,42 @@ async def test_fair_claims_read_the_keys_not_the_backlog(store: PostgresStore, p
     assert plan["Actual Rows"] == 100
     # Per key walked (200): the next key, and for the keys due the first task.
     assert rows_read(plan) <= 3 * 200, rows_read(plan)
+
+
+async def test_a_limit_per_key_counts_the_running_not_the_backlog(
+    store: PostgresStore, pg_url: str
+) -> None:
+    """With max_running_per_key, the walk counts each due key's attempts
+    running in the partial index of leased activity tasks (tasks_running),
+    not through its due tasks; and the claim's count of the queue's running
+    reads the leased tasks only, not the 10,000 waiting."""
+    from perdure._store import sqlqueues
+
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute(  # 100 keys of 100 due tasks, each key with 2 attempts running
+            "INSERT INTO tasks (kind, queue, run_id, ref, visible_at, created_at, fairness_key,"
+            " lease_owner) SELECT 'activity', 'fair', 'f' || g, 1,"
+            " CASE WHEN g > 10000 THEN 1e12 ELSE g END, 0, 'k' || (g % 100),"
+            " CASE WHEN g > 10000 THEN 'w2' END FROM generate_series(1, 10200) g"
+        )
+        await conn.execute("ANALYZE tasks")
+    recorder = Recorder()
+    store._turns.keyed.add(("activity", "fair"))
+    per_key = {"fair": (3, 0)}
+    await store._claim(recorder, "activity", ["fair"], "w1", 30.0, 10, 5e9, per_key=per_key)  # type: ignore[arg-type]
+    [(sql, params)] = [(s, p) for s, p in recorder.statements if s.startswith("WITH") and p[2] == 3]
+    plan = await explained(pg_url, sql, [*params[:-1], 1000])
+    assert plan["Actual Rows"] == 100  # (every key: 2 running of 3)
+    indexes = {n.get("Index Name") for n in plan_nodes(plan)}
+    assert "tasks_running" in indexes, indexes
+    # Per key: the next key, its first due task, its two running counted
+    # (and counted again for the keys the claim returns: all, here).
+    assert rows_read(plan) <= 6 * 100 + 1, rows_read(plan)
+
+    # The gate's counts (of the queue; of the keys at their limit).
+    for sql, given in [
+        (sqlqueues._running(store.running_tasks, False), ("fair", 5e9)),
+        (sqlqueues._running(store.running_tasks, True), ("fair", 5e9, 3)),
+    ]:
+        plan = await explained(pg_url, sql, given)
+        assert rows_read(plan) == 200, (sql, rows_read(plan))

@@ -120,6 +120,21 @@ async def test_keys_at_their_limit_are_walked_past(
     assert [keys_of(await claim(store, want=3)) for _ in range(3)] == [[], ["k4"], []]
 
 
+async def test_a_claim_of_one_finds_the_key_with_room_behind_those_at_their_limit(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    await schedule(store, [key for key in "abcd" for _ in range(2)])
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running_per_key=1))
+    first = [await claim(store, want=1) for _ in range(4)]
+    assert [keys_of(c) for c in first] == [["a"], ["b"], ["c"], ["d"]]
+    clock.advance(1)
+    assert await store.retry_activity(first[3][0], ERROR, 60)  # d's ends
+    # a, b and c are at their limit: the walk passes them (it does not stop
+    # at the first two keys with a task due) to d, the one with room.
+    assert keys_of(await claim(store, want=1)) == ["d"]
+
+
 async def test_many_connections_claiming_at_once_keep_each_keys_limit(
     open_store: Any, clock: FakeClock
 ) -> None:
