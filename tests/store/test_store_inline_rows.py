@@ -19,10 +19,9 @@ from perdure._store.sqlrows import Tx
 OWN = {"id", "run_id", "lease_token"}
 # Columns the take-over leaves as they are: the next activity is of the same
 # run and queue (a worker runs its own queue's activities only), priority and
-# fairness key (sqlturn.take_over_heir), and its lease is the same worker's
-# (the finished attempt's, which the token fences, was), so writing them would
-# only cost their indexes' pages (sqlturn.REUSE_ACTIVITY).
-KEPT = {"queue", "priority", "fairness_key", "lease_owner"}
+# fairness key (sqlturn.take_over_heir), so writing them would only cost their
+# indexes' pages (sqlturn.REUSE_ACTIVITY).
+KEPT = {"queue", "priority", "fairness_key"}
 
 
 async def _first_activity(store: Store, run_id: str, token: str) -> tuple[TurnCommit, int]:

@@ -31,7 +31,6 @@ class PostgresDialect(Dialect):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     ordered_in = False
     keyed_tasks = "tasks"  # (its planner picks the partial index: test_picking_pg)
-    running_tasks = "tasks"  # (the same: tasks_running)
     json_object = "jsonb_build_object"
     # Timer rows are inserted and deleted, never updated, so a row's ctid
     # stays the same while it lives (and while a picker holds its lock).

@@ -50,13 +50,13 @@ ADVANCE_RUNS = (
 TAKE_OVER_TASKS = (
     "WITH done AS (UPDATE tasks SET ref = p.ref,"
     " visible_at = COALESCE(p.visible_at, tasks.visible_at), attempt = p.attempt,"
-    " lease_token = p.lease_token,"
+    " lease_owner = p.lease_owner, lease_token = p.lease_token,"
     " attempt_started_at = p.attempt_started_at, payload = p.payload,"
     " created_at = p.created_at, last_failure = NULL, heartbeat = NULL,"
     " cancel_requested = 0, attempts = NULL, paused = 0, reset_requested = 0"
-    " FROM unnest(?::integer[], ?::float8[], ?::integer[], ?::text[],"
+    " FROM unnest(?::integer[], ?::float8[], ?::integer[], ?::text[], ?::text[],"
     " ?::float8[], ?::text[], ?::float8[], ?::bigint[], ?::text[])"
-    " AS p(ref, visible_at, attempt, lease_token, attempt_started_at,"
+    " AS p(ref, visible_at, attempt, lease_owner, lease_token, attempt_started_at,"
     " payload, created_at, id, old_token)"
     " WHERE tasks.id = p.id AND tasks.lease_token = p.old_token RETURNING 1)"
     " SELECT perdure_fence(count(*) - ? + 1) FROM done"
@@ -94,7 +94,7 @@ INSERT_EVENTS = (
 
 # Which columns are floats (written as such even when a value is an int).
 _ADVANCE_FLOATS = (3,)
-_TAKE_OVER_FLOATS = (1, 4, 6)
+_TAKE_OVER_FLOATS = (1, 5, 7)
 _EVENT_FLOATS = (3,)
 
 

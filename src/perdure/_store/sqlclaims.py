@@ -52,7 +52,7 @@ class SqlClaims(SqlClientSide):
         now: float | None = None,
         caps: dict[str, int] | None = None,
         unlimited: bool = False,
-        per_key: dict[str, tuple[int, int]] | None = None,
+        per_key: dict[str, tuple[int, dict[str, int]]] | None = None,
     ) -> list[tuple[Any, ...]]:
         # The lease is the new visible_at: an expired lease is claimable again.
         # SQLite serialises writers, so no task goes to two workers; PostgreSQL
@@ -61,7 +61,7 @@ class SqlClaims(SqlClientSide):
         # attempt was lost, and is recorded as such in the same statement.
         # ``caps``: at most so many of a queue's tasks (its limits' room);
         # ``unlimited``: none of a queue that has limits; ``per_key``: a
-        # queue's max_running_per_key and its unkeyed attempts running. A
+        # queue's max_running_per_key and its keys' attempts running. A
         # queue whose tasks have fairness keys is claimed key by key
         # (sqlfair); the others' tasks are all of key ''.
         now = self.clock() if now is None else now
@@ -90,7 +90,7 @@ class SqlClaims(SqlClientSide):
         for q in plain:
             if q in per_key:  # (its tasks are all of key '')
                 most, running = per_key[q]
-                caps[q] = min(caps.get(q, limit), max(most - running, 0))
+                caps[q] = min(caps.get(q, limit), max(most - running.get("", 0), 0))
         claimed = await self._claim_plain(tx, kind, plain, limit, now, caps, tail, given, leased)
         if plain:  # (whether they have keyed tasks: with the commit, no round trip)
             check, params = sqlfair.keyed_check(self.keyed_tasks, kind, plain)
@@ -103,9 +103,9 @@ class SqlClaims(SqlClientSide):
                 continue
             if unlimited and await tx.one(_HAS_LIMITS, (q,)) is not None:
                 continue  # (its tasks are all NOT_LIMITED's: the walks would find none)
-            claim = sqlfair.Claim(kind, q, now, tail, given, self.skip_locked, self.keyed_tasks)
-            claim.running_tasks = self.running_tasks
-            claim.per_key = per_key[q][0] if q in per_key else None
+            claim = sqlfair.Claim(
+                kind, q, now, tail, given, self.skip_locked, self.keyed_tasks, *per_key.get(q, ())
+            )
 
             async def lease_ids(ids: str, picking: list[Any]) -> list[tuple[Any, ...]]:
                 return await leased(self.picked("id", f"FROM ({ids}) AS due", locked=True), picking)
@@ -255,11 +255,11 @@ class SqlClaims(SqlClientSide):
         per_key = {}
         for queue, limits in found:
             if limits is not None:  # (else removed meanwhile: no cap)
-                g = await sqlqueues.gate(tx, self, queue, limits, counted)
+                g = await sqlqueues.gate(tx, queue, limits, counted)
                 limited[queue] = (limits, min(g.room, limit))
                 if limits.max_running_per_key is not None:
-                    unkeyed = await sqlqueues.running_of(tx, self, queue, "", counted)
-                    per_key[queue] = (limits.max_running_per_key, unkeyed)
+                    running = {key: n for key, (n, _) in g.by_key.items()}
+                    per_key[queue] = (limits.max_running_per_key, running)
         # The starts' time is read after the count: an attempt counted as
         # ended had its outcome committed before it, so each start is after
         # every end that made room for it (the count at the earlier time

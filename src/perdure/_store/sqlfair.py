@@ -22,7 +22,8 @@ tasks has a key is claimed as before (sqlclaims' one range read, of key
 tasks_keyed, read with each such claim, and a fair claim that finds no
 keyed task due and none left at all puts the queue back. The turns are
 this store's (one per worker process): two workers each serve the keys in
-turn, not in one shared order. Imports the history model only.
+turn, not in one shared order. Imports the history model and the row
+helpers.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perdure import _history as h
+from perdure._store.sqlrows import marks
 
 __all__ = ["KEYS_WALKED", "Turns", "claim_fair", "keyed_check"]
 
@@ -76,26 +78,23 @@ def keyed_check(table: str, kind: str, queues: Sequence[str]) -> tuple[str, list
 _HEAP = " AND attempt >= 0"
 
 
-def _keys_sql(op: str, upto: str, tail: str, running: str) -> str:
+def _keys_sql(op: str, upto: str, tail: str, capped: str) -> str:
     """The keys of a queue's priority that have a task due (``tail``: the
-    claim's conditions on a task), in order from a key on (``op``: ">"
-    after it, ">=" from it), up to a key (``upto``: " AND fairness_key <=
-    ?", or ""): rows (key, n, due, running). The recursive part finds the
-    next key by one search of tasks_due, and stops after so many keys (n);
-    the outer LIMIT stops it once enough keys with a task due are found
-    (both databases run it lazily). The last key walked comes too if the
-    walk stopped there, due or not (due: 1, else NULL), so that the turn
-    can go on from it. Whether a key has a task due is a subquery of LIMIT
-    1, one search per key: PostgreSQL made an EXISTS a hash join with every
-    due task of the queue (29 ms for 17,000). ``running``: with a limit per
-    key, a subquery of a key's attempts running (one range of
-    tasks_running), and a key is found only if they are fewer than the
-    limit; else "0"."""
+    claim's conditions on a task) and are not at their limit (``capped``:
+    "" or "k.key NOT IN (?, ...) AND "), in order from a key on (``op``:
+    ">" after it, ">=" from it), up to a key (``upto``: " AND fairness_key
+    <= ?", or ""): rows (key, n, due). The recursive part finds the next key
+    by one search of tasks_due, and stops after so many keys (n); the outer
+    LIMIT stops it once enough keys with a task due are found (both
+    databases run it lazily). The last key walked comes too if the walk
+    stopped there, due or not (due: 1, else NULL), so that the turn can go
+    on from it. Whether a key has a task due is a subquery of LIMIT 1, one
+    search per key: PostgreSQL made an EXISTS a hash join with every due
+    task of the queue (29 ms for 17,000)."""
     has_due = (
         "(SELECT 1 FROM tasks WHERE kind = ? AND queue = ? AND priority = ?"
         f" AND fairness_key = k.key AND visible_at <= ?{tail}{_HEAP} LIMIT 1)"
     )
-    below = "" if running == "0" else f" AND {running} < ?"
     return (
         "WITH RECURSIVE k(key, n) AS ("
         "SELECT (SELECT fairness_key FROM tasks WHERE kind = ? AND queue = ? AND priority = ?"
@@ -103,18 +102,8 @@ def _keys_sql(op: str, upto: str, tail: str, running: str) -> str:
         " UNION ALL SELECT (SELECT fairness_key FROM tasks WHERE kind = ? AND queue = ?"
         f" AND priority = ? AND fairness_key > k.key{upto}{_HEAP} ORDER BY fairness_key LIMIT 1),"
         " k.n + 1 FROM k WHERE k.key IS NOT NULL AND k.n < ?)"
-        f" SELECT key, n, CASE WHEN n = ? THEN {has_due} ELSE 1 END, {running} FROM k"
-        f" WHERE key IS NOT NULL AND (n = ? OR ({has_due} = 1{below})) LIMIT ?"
-    )
-
-
-def _running_sql(running_tasks: str) -> str:
-    """A key's attempts running: its leased activity tasks whose lease has
-    not run out (``running_tasks``: the dialect's, the partial index
-    tasks_running)."""
-    return (
-        f"(SELECT COUNT(*) FROM {running_tasks} WHERE kind = 'activity' AND queue = ?"
-        " AND fairness_key = k.key AND lease_owner IS NOT NULL AND visible_at > ?)"
+        f" SELECT key, n, CASE WHEN n = ? THEN {has_due} ELSE 1 END FROM k"
+        f" WHERE key IS NOT NULL AND (n = ? OR ({capped}{has_due} = 1)) LIMIT ?"
     )
 
 
@@ -142,33 +131,41 @@ class Claim:
     given: tuple[Any, ...]
     lock: str  # the dialect's "FOR UPDATE SKIP LOCKED", or ""
     keyed_tasks: str  # the dialect's
-    running_tasks: str = "tasks"  # the dialect's
-    per_key: int | None = None  # the queue's max_running_per_key
+    # The queue's max_running_per_key (None: none), and the attempts running
+    # of each key that has some (those the claim leases are added).
+    per_key: int | None = None
+    running: dict[str, int] = field(default_factory=dict)
+
+    def room_of(self, keys: Sequence[str]) -> dict[str, int] | None:
+        """What each of ``keys`` may still start (None: no limit per key)."""
+        if self.per_key is None:
+            return None
+        return {key: max(self.per_key - self.running.get(key, 0), 0) for key in keys}
+
+    def full(self) -> list[str]:
+        """The keys at their limit."""
+        most = self.per_key
+        return [] if most is None else [key for key, n in self.running.items() if n >= most]
 
 
 async def _walk(
     read: Read, c: Claim, priority: int, start: str, op: str, upto: str | None, most: int
-) -> tuple[dict[str, int], str | None]:
-    """The keys with a task due and room (``most`` at most) from ``start``,
-    each with the attempts it may start (its room: ``most`` without a
-    limit per key); and the last key walked if the walk stopped at
-    KEYS_WALKED before it found as many."""
+) -> tuple[list[str], str | None]:
+    """The keys with a task due (``most`` at most) from ``start``, and the
+    last key walked if the walk stopped at KEYS_WALKED before it found them."""
     where = [c.kind, c.queue, priority]
     bound = [] if upto is None else [upto]
-    per_key = c.per_key
-    running = "0" if per_key is None else _running_sql(c.running_tasks)
-    counted = [] if per_key is None else [c.queue, c.now]
-    sql = _keys_sql(op, "" if upto is None else " AND fairness_key <= ?", c.tail, running)
+    full = c.full()
+    capped = f"k.key NOT IN ({marks(full)}) AND " if full else ""
+    sql = _keys_sql(op, "" if upto is None else " AND fairness_key <= ?", c.tail, capped)
     due = [*where, c.now, *c.given]
-    params = [*where, start, *bound, *where, *bound, KEYS_WALKED]
-    params += (KEYS_WALKED, *due, *counted, KEYS_WALKED, *due)
-    params += (*counted, *([] if per_key is None else [per_key]), most + 1)
-    keys: dict[str, int] = {}
+    params = [*where, start, *bound, *where, *bound, KEYS_WALKED, KEYS_WALKED, *due]
+    params += (KEYS_WALKED, *full, *due, most + 1)
+    keys: list[str] = []
     cut: str | None = None
-    for key, n, is_due, runs in await read(sql, params):
-        room = most if per_key is None else per_key - int(runs)
-        if is_due == 1 and room > 0 and len(keys) < most:
-            keys[key] = room
+    for key, n, is_due in await read(sql, params):
+        if is_due == 1 and key not in full and len(keys) < most:
+            keys.append(key)
         elif n == KEYS_WALKED:
             cut = key
     return keys, (cut if len(keys) < most else None)
@@ -176,18 +173,17 @@ async def _walk(
 
 async def due_keys(
     read: Read, c: Claim, priority: int, after: str | None, most: int
-) -> tuple[dict[str, int], str | None]:
-    """Up to ``most`` keys of ``priority`` with a task due and room, in turn
-    from the one after ``after`` (from the first, if None), going round to
-    the first key after the last, each with its room; and, if a walk
-    stopped at KEYS_WALKED keys before it found as many, the last key it
-    walked (the turn goes on from there)."""
+) -> tuple[list[str], str | None]:
+    """Up to ``most`` keys of ``priority`` with a task due, in turn from the
+    one after ``after`` (from the first, if None), going round to the first
+    key after the last; and, if a walk stopped at KEYS_WALKED keys before it
+    found as many, the last key it walked (the turn goes on from there)."""
     if after is None:
         return await _walk(read, c, priority, "", ">=", None, most)
     found, cut = await _walk(read, c, priority, after, ">", None, most)
     if len(found) < most and cut is None:  # (round to the first key, up to ``after``)
         more, cut = await _walk(read, c, priority, "", ">=", after, most - len(found))
-        found.update(more)
+        found += more
     return found, cut
 
 
@@ -201,7 +197,7 @@ def shares(
     given = dict.fromkeys(keys, 0)
 
     def bound(key: str) -> int:
-        return room if room_of is None else min(room_of[key], room)
+        return room if room_of is None else room_of[key]
 
     left = room
     open_keys = [key for key in keys if bound(key) > 0]
@@ -239,17 +235,16 @@ async def claim_fair(
         if not due:
             continue
         keyed_due = keyed_due or any(due)
-        keys = list(due)
-        rank = {key: i for i, key in enumerate(keys)}
-        # (Each key's room: its limit's, or the claim's without a limit per
-        # key. A later priority's walk counts the attempts leased here.)
-        given = shares(keys, room, due)
+        rank = {key: i for i, key in enumerate(due)}
+        given = shares(due, room, c.room_of(due))
+        if not given:  # (the keys found reached their limit in an earlier priority)
+            continue
         # The next claim of this priority starts after the last key served
         # (or given one more than the rest): the turn moves on.
-        if cut is None and len(keys) >= room:
-            turns.after[spot] = keys[-1]
-        elif cut is None and room % len(keys):
-            turns.after[spot] = keys[room % len(keys) - 1]
+        if cut is None and len(due) >= room:
+            turns.after[spot] = due[-1]
+        elif cut is None and room % len(due):
+            turns.after[spot] = due[room % len(due) - 1]
         got: list[tuple[Any, ...]] = []
         for _ in range(_ROUNDS):
             rows = await lease(*_shares_query(c, priority, given))
@@ -257,11 +252,13 @@ async def claim_fair(
             room -= len(rows)
             taken = Counter(r[-1] for r in rows)
             for key, n in taken.items():
-                due[key] -= n
-            full = [key for key, n in given if taken[key] >= n and due[key] > 0]
+                c.running[key] = c.running.get(key, 0) + n
+            full = [key for key, n in given if taken[key] >= n]
             if room <= 0 or not full:
                 break
-            given = shares(full, room, due)  # (those may have more due)
+            given = shares(full, room, c.room_of(full))  # (those may have more due)
+            if not given:
+                break
         claimed += _in_turn(got, rank)
     if not keyed_due and not await read(*keyed_check(c.keyed_tasks, c.kind, [c.queue])):
         turns.keyed.discard((c.kind, c.queue))

@@ -40,32 +40,16 @@ _LIMITS = (
 # A claim's condition on tasks: their queue has no limits (those are claimed
 # by a claim that counts first).
 NOT_LIMITED = " AND NOT EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue)"
-
-
-def _running(running_tasks: str, by_key: bool) -> str:
-    """The attempts running, and the first lease of theirs to run out (a
-    read of the leased activity tasks only, and of their rows for the lease
-    expiry: ``running_tasks``, the dialect's, is the partial index
-    tasks_running); ``by_key``: of each key that has at least so many (a
-    placeholder) running."""
-    grouped = "fairness_key, " if by_key else ""
-    return (
-        f"SELECT {grouped}COUNT(*), MIN(visible_at) FROM {running_tasks} WHERE kind = 'activity'"
-        " AND queue = ? AND lease_owner IS NOT NULL AND visible_at > ?"
-        + (" GROUP BY fairness_key HAVING COUNT(*) >= ?" if by_key else "")
-    )
-
-
-async def running_of(tx: Tx, d: Dialect, queue: str, key: str, now: float) -> int:
-    """The attempts of ``key`` running on ``queue``."""
-    row = await tx.one(
-        f"SELECT COUNT(*) FROM {d.running_tasks} WHERE kind = 'activity' AND queue = ?"
-        " AND fairness_key = ? AND lease_owner IS NOT NULL AND visible_at > ?",
-        (queue, key, now),
-    )
-    return 0 if row is None else int(row[0])
-
-
+# The attempts running, and the first lease of theirs to run out.
+_RUNNING = (
+    "SELECT COUNT(*), MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?"
+    " AND visible_at > ? AND lease_owner IS NOT NULL"
+)
+# The same by fairness key (for a limit per key).
+_RUNNING_BY_KEY = (
+    "SELECT fairness_key, COUNT(*), MIN(visible_at) FROM tasks WHERE kind = 'activity'"
+    " AND queue = ? AND visible_at > ? AND lease_owner IS NOT NULL GROUP BY fairness_key"
+)
 _STARTED = "SELECT COUNT(*) FROM queue_starts WHERE queue = ? AND started_at > ?"
 # The start whose leaving the window makes room for one more.
 _NTH_START = (
@@ -83,10 +67,18 @@ class Gate(NamedTuple):
     free_at: float | None
     started: int  # the starts in the rate limit's window (0 without one)
     opens: float | None  # when the rate limit lets one more start, if it holds them back
-    # With a limit per key: the keys at it, and when each may free a slot
-    # (its first lease to run out; an attempt that ends wakes the workers
-    # before).
-    capped: dict[str, float]
+    # With a limit per key: each key with attempts running, how many, and
+    # the first of their leases to run out.
+    by_key: dict[str, tuple[int, float]]
+
+    def capped(self, limits: QueueLimitsRecord) -> dict[str, float]:
+        """The keys at ``limits``' max_running_per_key, and when each may
+        free a slot (its first lease to run out; an attempt that ends wakes
+        the workers before)."""
+        most = limits.max_running_per_key
+        if most is None:
+            return {}
+        return {key: first for key, (n, first) in self.by_key.items() if n >= most}
 
 
 async def read_limits(tx: Tx, queue: str, lock: str = "") -> QueueLimitsRecord | None:
@@ -97,22 +89,24 @@ async def read_limits(tx: Tx, queue: str, lock: str = "") -> QueueLimitsRecord |
     return QueueLimitsRecord(row[0], row[1], row[2], row[3])
 
 
-async def gate(tx: Tx, d: Dialect, queue: str, limits: QueueLimitsRecord, now: float) -> Gate:
-    """The room ``limits`` leave ``queue`` at ``now`` (``d``: the store's
-    dialect)."""
+async def gate(tx: Tx, queue: str, limits: QueueLimitsRecord, now: float) -> Gate:
+    """The room ``limits`` leave ``queue`` at ``now``."""
     room: int | None = None
     free_at: float | None = now
     started = 0
     opens = None
-    capped: dict[str, float] = {}
+    by_key: dict[str, tuple[int, float]] = {}
     if limits.max_running_per_key is not None:
-        params = (queue, now, limits.max_running_per_key)
-        for key, _, first in await tx.all(_running(d.running_tasks, True), params):
-            capped[key] = first
+        for key, n, first in await tx.all(_RUNNING_BY_KEY, (queue, now)):
+            by_key[key] = (int(n), first)
     if limits.max_running is not None:
-        row = await tx.one(_running(d.running_tasks, False), (queue, now))
-        assert row is not None
-        running, first_expiry = row
+        if limits.max_running_per_key is not None:  # (the same count, by key)
+            running = sum(n for n, _ in by_key.values())
+            first_expiry = min((first for _, first in by_key.values()), default=None)
+        else:
+            row = await tx.one(_RUNNING, (queue, now))
+            assert row is not None
+            running, first_expiry = row
         room = limits.max_running - running
         if room <= 0:
             # An attempt that ends wakes the workers; one whose worker died
@@ -135,7 +129,7 @@ async def gate(tx: Tx, d: Dialect, queue: str, limits: QueueLimitsRecord, now: f
         room = MAX_ROOM
     if room > 0:
         free_at = now
-    return Gate(max(room, 0), free_at, started, opens, capped)
+    return Gate(max(room, 0), free_at, started, opens, by_key)
 
 
 async def record_starts(
@@ -274,8 +268,8 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
         limits = limited.get(name)
         held_until, started, at_limit = None, 0, 0
         if limits is not None:
-            g = await gate(tx, d, name, limits, now)
-            started, held_until, at_limit = g.started, g.opens, len(g.capped)
+            g = await gate(tx, name, limits, now)
+            started, held_until, at_limit = g.started, g.opens, len(g.capped(limits))
         listed: list[tuple[str, str, int, str]] = []
         if paused:
             for workflow_id, run_id, ref, payload in await tx.all(

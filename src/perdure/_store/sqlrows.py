@@ -139,9 +139,6 @@ class Dialect:
     # for tasks_due, whose prefix also matches, reading every task of the
     # queue (1.2 ms for 20,000, against 4 µs: see sqlfair.keyed_check).
     keyed_tasks = "tasks INDEXED BY tasks_keyed"
-    # The same for a count of a queue's leased activity tasks (its attempts
-    # running): the partial index tasks_running, not the queue's backlog.
-    running_tasks = "tasks INDEXED BY tasks_running"
     json_object = "json_object"  # builds a JSON object from 'key', value pairs
     timer_key = "(run_id, ref)"  # what picks out one row of timers (see picked)
     # A WHERE condition: run_id is one of the ids in the one parameter that

@@ -366,12 +366,9 @@ INSERT_ACTIVITY = (
 # column by column, so a new column cannot be forgotten here. No indexed column
 # is written but the lease expiry, and that only when the row's own is not kept
 # (REUSE_ACTIVITY_KEEPING; see TurnCommit.lease_kept): an unchanged index costs
-# SQLite no page and lets PostgreSQL's update be heap-only. The lease's owner
-# is not written either: the finished attempt's lease, which the token fences,
-# was this worker's, as the new one is; written, it would make SQLite rewrite
-# the entry of tasks_running (whose condition reads it) at every step.
+# SQLite no page and lets PostgreSQL's update be heap-only.
 _REUSE = (
-    "UPDATE tasks SET ref = ?,{} attempt = ?, lease_token = ?,"
+    "UPDATE tasks SET ref = ?,{} attempt = ?, lease_owner = ?, lease_token = ?,"
     " attempt_started_at = ?, payload = ?, created_at = ?, last_failure = NULL,"
     " heartbeat = NULL, cancel_requested = 0, attempts = NULL, paused = 0, reset_requested = 0"
     " WHERE id = ? AND lease_token = ?"
@@ -407,11 +404,12 @@ def take_over_values(
     activity's row. The lease expiry is None where the row keeps its own
     (TurnCommit.lease_kept): reuse_statement then leaves it out."""
     assert commit.activity_done is not None and heir.lease is not None
-    _, token, lease = heir.lease  # (the owner: the row's already)
+    owner, token, lease = heir.lease
     return (
         heir.ref,
         None if commit.lease_kept else now + lease,
         1,
+        owner,
         token,
         now,
         _payload(heir, scheduled),

@@ -237,7 +237,7 @@ NOT_HELD = (
 )
 
 
-async def _next_activity(tx: Tx, d: Dialect, queues: list[str], now: float) -> list[float]:
+async def _next_activity(tx: Tx, queues: list[str], now: float) -> list[float]:
     """When the earliest activity task of each of ``queues`` may be claimed:
     when it is due, or later if its queue's limits hold it back (see
     sqlqueues.gate). A queue whose limits wait for an attempt to end has
@@ -251,12 +251,12 @@ async def _next_activity(tx: Tx, d: Dialect, queues: list[str], now: float) -> l
         first = row[0]
         limits = await sqlqueues.read_limits(tx, queue)
         if limits is not None:
-            held = await sqlqueues.gate(tx, d, queue, limits, now)
+            held = await sqlqueues.gate(tx, queue, limits, now)
             if held.room <= 0:
                 if held.free_at is None:
                     continue
                 first = max(first, held.free_at)
-            elif capped := held.capped:
+            elif capped := held.capped(limits):
                 keys = list(capped)
                 row = await tx.one(
                     f"{_FIRST_ACTIVITY} AND fairness_key NOT IN ({rows.marks(keys)})",
@@ -273,7 +273,6 @@ _FIRST_ACTIVITY = "SELECT MIN(visible_at) FROM tasks WHERE kind = 'activity' AND
 
 async def next_due(
     tx: Tx,
-    d: Dialect,
     queues: list[str],
     kinds: tuple[str, ...],
     worker: str | None = None,
@@ -286,7 +285,7 @@ async def next_due(
     times = []
     for kind in kinds:
         if kind != "workflow":
-            times.extend(await _next_activity(tx, d, queues, now))
+            times.extend(await _next_activity(tx, queues, now))
             continue
         # The earliest workflow task, and the earliest within its grace whose
         # run no other worker holds (one round trip).
