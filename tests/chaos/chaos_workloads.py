@@ -40,9 +40,11 @@ TEST_DIR_ENV = "PERDURE_TEST_DIR"
 LEDGER_ENV = "PERDURE_CHAOS_LEDGER"  # the application's database, for ledger's posts
 LEDGER_TABLE = "CREATE TABLE ledger_entries (tag TEXT NOT NULL, i INTEGER NOT NULL, entry TEXT)"
 # The pipeline's parallel steps run on a task queue of their own, served by a
-# worker of its own, whose limits the driver sets (max_running=LIMITED_RUNNING).
+# worker of its own, whose limits the driver sets (max_running=LIMITED_RUNNING,
+# and max_running_per_key=LIMITED_PER_KEY: the runs' fairness keys).
 LIMITED_QUEUE = "chaos-limited"
 LIMITED_RUNNING = 2
+LIMITED_PER_KEY = 1
 STEP_DELAY = 0.02
 SLEEP = 0.25  # seconds of durable sleep in pipeline and rollover
 SIGNAL_TIMEOUT = 2.0  # mailbox's wait_condition timeout: often hit, then waited again

@@ -95,6 +95,7 @@ class ChaosReport:
     scheduled: int = 0  # runs the schedule started (one per time)
     limited_attempts: int = 0  # attempts on the limited queue (LIMITED_QUEUE)
     limited_peak: int = 0  # the most of them running at once, by their records
+    limited_keys: int = 0  # the fairness keys among their runs (each one at a time)
     missed: int = 0  # times it missed (no worker ran it then)
     priority_changes: int = 0  # set_priority calls that reached an open run
     handed_off: int = 0  # hand_off attempts that gave the driver their task token
@@ -148,7 +149,8 @@ class ChaosReport:
             f"{self.batch_unpaused} unpaused by one batch at the end); "
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
-            f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once; "
+            f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once, "
+            f"and to {workloads.LIMITED_PER_KEY} of each of their {self.limited_keys} keys; "
             f"{self.builds.summary()}"
         )
 
@@ -507,7 +509,11 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     pauses = Pauses()
     try:
         # The pipeline's parallel steps run on a queue of their own, with limits.
-        client.set_queue_limits(workloads.LIMITED_QUEUE, max_running=workloads.LIMITED_RUNNING)
+        client.set_queue_limits(
+            workloads.LIMITED_QUEUE,
+            max_running=workloads.LIMITED_RUNNING,
+            max_running_per_key=workloads.LIMITED_PER_KEY,
+        )
         fleet.fill()
         _wait(lambda: all(fleet.ready(w) for w in fleet.live()), 30, fleet, "workers to start")
         beat = client.create_schedule(
@@ -691,6 +697,7 @@ def _verify(
     completed: dict[str, dict[int, int]] = {}
     c = r.counts
     limited: list[tuple[float, float]] = []  # the attempts on the limited queue
+    limited_by_key: dict[str, list[tuple[float, float]]] = {}  # (the same, by the run's key)
 
     def check_run(
         wid: str, run_id: str, accepted: list[int] | None = None, kind: str = ""
@@ -699,7 +706,9 @@ def _verify(
         handle = client.get_handle(wid, run_id)
         d = handle.describe()
         history = handle.history()
-        limited.extend(attempt_spans([history], workloads.LIMITED_QUEUE))
+        spans = attempt_spans([history], workloads.LIMITED_QUEUE)
+        limited.extend(spans)
+        limited_by_key.setdefault(d.fairness_key or "", []).extend(spans)
         events = checks.check_history_shape(run_id, history)
         closed = d.status != "running"
         completed[run_id] = checks.check_activities(run_id, events, closed)
@@ -784,6 +793,14 @@ def _verify(
             f"{r.limited_peak} attempts ran at once on {workloads.LIMITED_QUEUE}, limited to "
             f"{workloads.LIMITED_RUNNING}: {sorted(limited)}"
         )
+    for key, spans in limited_by_key.items():  # (the unkeyed: one key, '')
+        if peak_running(spans) > workloads.LIMITED_PER_KEY:
+            raise checks.InvariantError(
+                f"{peak_running(spans)} attempts of key {key!r} ran at once on "
+                f"{workloads.LIMITED_QUEUE}, limited to {workloads.LIMITED_PER_KEY} per key: "
+                f"{sorted(spans)}"
+            )
+    r.limited_keys = len(limited_by_key)
     for run in client.list(workflow="perdure.schedule", search=BEAT, limit=100_000):
         checks.check_history_shape(run.run_id, client.get_handle(run.id, run.run_id).history())
     for path in sorted(side.glob("exec-*.log")):
