@@ -3,7 +3,7 @@ caller's role, lenient JSON bodies, times, and the documented error answers.
 
 Imports fastapi, pydantic, the public Client API and
 ``_auth``/``_query``/``_models``/``_activity_models``/``_batch_models``/
-``_build_models``/``_schedule_models``/``_sse``.
+``_build_models``/``_queue_models``/``_schedule_models``/``_sse``.
 A role check raises 401 (no or unknown token) or 403 (read token, admin route).
 """
 
@@ -28,6 +28,7 @@ from perdure.server import _models as m
 from perdure.server import _schedule_models as sm
 from perdure.server._auth import AuthConfig, Role
 from perdure.server._query import parse_when
+from perdure.server._queue_models import QueueLimitsBody
 from perdure.server._sse import Feeds
 
 M = TypeVar("M", bound=BaseModel)
@@ -218,7 +219,7 @@ ramping_build_request = required_body(builds.RampingBuildRequest)
 schedule_request = required_body(sm.ScheduleRequest)
 update_request = required_body(sm.ScheduleUpdate)
 backfill_request = required_body(sm.BackfillRequest)
-limits_request = required_body(m.QueueLimitsBody)
+limits_request = required_body(QueueLimitsBody)
 batch_request = required_body(bm.BatchRequest)
 activity_batch_request = required_body(bm.ActivityBatchRequest)
 activity_options_batch_request = required_body(bm.ActivityOptionsBatchRequest)

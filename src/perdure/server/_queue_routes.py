@@ -5,7 +5,7 @@ or the ramping build, ``admin``.
 
 Imports fastapi, the public Client API, its input errors (``perdure._checks``),
 ``_deps``, ``_query`` (a build's JSON) and the bodies (``_models``,
-``_build_models``).
+``_queue_models``, ``_build_models``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from perdure._checks import BadName
 from perdure.client import Client
 from perdure.server import _build_models as builds
 from perdure.server import _models as m
+from perdure.server import _queue_models as qm
 from perdure.server._deps import (
     CURRENT_BUILD_BODY,
     RAMPING_BUILD_BODY,
@@ -49,7 +50,7 @@ UNROUTABLE: dict[int | str, dict[str, Any]] = {
 
 
 @router.get(
-    "", response_model=m.QueueList, dependencies=Reader, responses=error_responses(401, 403, 503)
+    "", response_model=qm.QueueList, dependencies=Reader, responses=error_responses(401, 403, 503)
 )
 async def list_queues(client: ClientDep) -> Any:
     """The task queues that have activity tasks or limits, by name."""
@@ -58,7 +59,7 @@ async def list_queues(client: ClientDep) -> Any:
 
 @router.get(
     "/{task_queue:path}/limits",
-    response_model=m.QueueLimitsOut,
+    response_model=qm.QueueLimitsOut,
     dependencies=Reader,
     responses=error_responses(401, 403, 404, 422, 503),
 )
@@ -72,15 +73,15 @@ async def get_limits(client: ClientDep, task_queue: QueueName) -> Any:
 
 @router.put(
     "/{task_queue:path}/limits",
-    response_model=m.QueueLimitsOut,
+    response_model=qm.QueueLimitsOut,
     dependencies=Admin,
     responses={**error_responses(401, 403, 422, 503), **UNROUTABLE},
-    openapi_extra=body_doc(m.QueueLimitsBody),
+    openapi_extra=body_doc(qm.QueueLimitsBody),
 )
 async def set_limits(
     client: ClientDep,
     task_queue: QueueName,
-    body: Annotated[m.QueueLimitsBody, Depends(limits_request)],
+    body: Annotated[qm.QueueLimitsBody, Depends(limits_request)],
 ) -> Any:
     """Set the queue's limits, replacing its old ones; every worker obeys
     them from its next claim. 422 if none is given, or ``max_starts``
@@ -211,7 +212,7 @@ async def put_only() -> Any:
 
 @router.get(
     "/{task_queue:path}",
-    response_model=m.Queue,
+    response_model=qm.Queue,
     dependencies=Reader,
     responses={**error_responses(401, 403, 422, 503), **UNROUTABLE},
 )

@@ -1,0 +1,94 @@
+"""The bodies of the task queues' routes (docs/http-api.md, "Task queues"):
+a queue's limits as set (``PUT /api/queues/{queue}/limits``) and shown, and
+a queue's activities now (``GET /api/queues``, ``GET /api/queues/{queue}``).
+Imports pydantic and ``_models`` (``Strict``); the field names match
+``QueueLimits.to_json`` and ``QueueInfo.to_json``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, Field, StrictInt
+
+from perdure.server._models import Strict
+
+__all__ = ["PausedActivityOut", "Queue", "QueueLimitsBody", "QueueLimitsOut", "QueueList"]
+
+
+class QueueLimitsBody(Strict):
+    """A task queue's limits (they replace its old ones): at most
+    ``max_running`` attempts running at once; at most ``max_starts`` started
+    in any window of ``per_seconds``; at most ``max_running_per_key`` of one
+    fairness key running at once. Null or left out: no such limit."""
+
+    max_running: Optional[StrictInt] = Field(
+        None, ge=0, le=1_000_000, description="0 pauses the queue: no attempt starts."
+    )
+    max_starts: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
+    per_seconds: Optional[float] = Field(None, ge=0.001, le=31 * 86_400.0)
+    max_running_per_key: Optional[StrictInt] = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="At most this many attempts of one fairness key running at once "
+        "(the unkeyed ones: one key).",
+    )
+
+
+class QueueLimitsOut(BaseModel):
+    max_running: Optional[int]
+    max_starts: Optional[int]
+    per_seconds: Optional[float]
+    max_running_per_key: Optional[int] = None
+
+
+class PausedActivityOut(BaseModel):
+    workflow_id: str
+    run_id: str
+    activity_id: int
+    activity_type: str
+
+
+class Queue(BaseModel):
+    task_queue: str
+    limits: Optional[QueueLimitsOut] = Field(description="Null: the queue has no limits.")
+    running: int = Field(description="Attempts running (leased to a worker).")
+    waiting: int = Field(description="Tasks due, waiting to start.")
+    backing_off: int = Field(description="Tasks waiting for a retry's time.")
+    started: int = Field(description="Attempts started within the rate limit's window.")
+    held_until: Optional[str] = Field(
+        description="While the rate limit holds starts back: when it lets the next one."
+    )
+    waiting_by_priority: dict[str, int] = Field(
+        description="The waiting tasks by priority ('1' first to '5' last; none: left out)."
+    )
+    paused: int = Field(
+        0,
+        description="Activities an operator paused that no attempt runs (neither waiting "
+        "nor backing_off counts them): POST .../activities/{activity_id}/unpause lets one go.",
+    )
+    paused_activities: list[PausedActivityOut] = Field(
+        default_factory=list,
+        description="The first 20 of the paused, oldest first, by their ids.",
+    )
+    waiting_keys: int = Field(
+        0, description="How many fairness keys have tasks waiting (unkeyed tasks: none)."
+    )
+    waiting_by_key: dict[str, int] = Field(
+        default_factory=dict,
+        description="The waiting tasks of the ten fairness keys with the most, by key.",
+    )
+    running_by_key: dict[str, int] = Field(
+        default_factory=dict,
+        description="The attempts running of the ten fairness keys with the most, by key.",
+    )
+    keys_at_limit: int = Field(
+        0,
+        description="How many keys have max_running_per_key attempts running (the "
+        "unkeyed tasks: one key); 0 without that limit.",
+    )
+
+
+class QueueList(BaseModel):
+    items: list[Queue]
