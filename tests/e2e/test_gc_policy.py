@@ -192,7 +192,8 @@ async def holding(k: int) -> int:
 # attempt; its waiter's coroutines and event): 70 objects in session 25 on
 # CPython 3.11, 87 before closures made at each step or wait became
 # functions with partials and an attempt's record became its own context
-# for activity.info() and heartbeat(). In a burst of thousands of
+# for activity.info() and heartbeat(); 78 in session 65 (79 until a
+# run's waits on conditions kept no list before the first). In a burst of thousands of
 # workflows these are what the middle collections walk (docs/decisions.md,
 # session 25). Room is left for interpreters that count a few more.
 MAX_TRACKED_PER_WORKFLOW = 80
