@@ -132,6 +132,24 @@ async def test_a_limit_per_key_is_set_and_shown(tmp_path: Path) -> None:
     assert answer["running_by_key"] == {"acme": 1, "globex": 1}
 
 
+def test_the_running_by_key_line_says_when_only_the_unkeyed_are_at_the_limit() -> None:
+    from perdure.cli._queue_cmd import _running_by_key
+    from perdure.queues import QueueInfo, QueueLimits
+
+    def info(limits: QueueLimits | None, running: dict[str, int], at_limit: int) -> QueueInfo:
+        return QueueInfo(
+            "q", limits, 2, 3, 0, 0, None, running_by_key=running, keys_at_limit=at_limit
+        )
+
+    per_key = QueueLimits(max_running_per_key=2)
+    assert (
+        _running_by_key(info(per_key, {}, 1)) == "none keyed   (1 at the limit of 2: the unkeyed)"
+    )
+    assert _running_by_key(info(per_key, {"acme": 2}, 1)) == "acme: 2   (1 at the limit of 2)"
+    assert _running_by_key(info(per_key, {}, 0)) == ""  # (no line)
+    assert _running_by_key(info(None, {"acme": 2}, 0)) == "acme: 2"
+
+
 async def start(api: httpx.AsyncClient, ident: str, **fields: Any) -> httpx.Response:
     body = {"workflow": "double", "args": [1], "id": ident, **fields}
     return await api.post("/api/workflows", json=body)

@@ -119,8 +119,9 @@ def show(
         out.print(f"  backing off  {q.backing_off}   (a retry's wait)")
         if q.waiting_keys:
             out.print(f"  keys         {escape(_by_key(q))}")
-        if q.running_by_key:
-            out.print(f"  running by key   {escape(_running_by_key(q))}")
+        running_by_key = _running_by_key(q)
+        if running_by_key:
+            out.print(f"  running by key   {escape(running_by_key)}")
         if q.paused:
             out.print(f"  paused       {q.paused}   (by an operator; unpause each with:)")
             for a in q.paused_activities:
@@ -210,12 +211,14 @@ def _by_key(q: QueueInfo) -> str:
 
 def _running_by_key(q: QueueInfo) -> str:
     """The keys with the most attempts running, and how many keys are at
-    the limit per key (if the queue has one)."""
+    the limit per key (if the queue has one); "" when there is nothing to
+    say (no keyed attempt runs, and no key is at a limit)."""
     listed = ", ".join(f"{key}: {n}" for key, n in q.running_by_key.items())
     most = None if q.limits is None else q.limits.max_running_per_key
-    if most is None:
+    if most is None or not (listed or q.keys_at_limit):
         return listed
-    return f"{listed}   ({q.keys_at_limit} at the limit of {most})"
+    at_limit = f"{q.keys_at_limit} at the limit of {most}"
+    return f"{listed}   ({at_limit})" if listed else f"none keyed   ({at_limit}: the unkeyed)"
 
 
 def _by_priority(q: QueueInfo) -> str:
