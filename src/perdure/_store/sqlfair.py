@@ -9,9 +9,11 @@ recursive query walks from key to key). A claim of a queue in this mode:
 1. walks the keys of each priority (first to last) from where this store's
    previous claim of that priority stopped (its turn), to find as many
    with a task due (not leased, not backing off, not held by another
-   worker) as it has room for;
+   worker) and below the queue's limit per key, if it has one, as it has
+   room for; a walk that stops at KEYS_WALKED keys short of that moves the
+   turn to the last key it walked;
 2. shares its room among them: one each if it found as many as its room,
-   else the room split evenly;
+   else the room split evenly, no key more than its limit leaves it;
 3. leases each key's share, its oldest due tasks first, in one statement; a
    round that leaves room (a key had fewer due tasks than its share) shares
    it again among the keys that filled theirs.
