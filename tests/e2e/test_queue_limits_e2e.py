@@ -114,6 +114,54 @@ async def test_a_limited_queues_activities_are_claimed_not_run_inline(
         assert len(claimed) == before + 3
 
 
+gate = {"open": asyncio.Event()}
+
+
+@activity.defn
+async def held_open() -> int:
+    await gate["open"].wait()
+    return 1
+
+
+@workflow.defn
+async def holds() -> int:
+    return await held_open()
+
+
+async def test_only_a_limited_queues_claims_mark_the_attempts_they_count(
+    client: perdure.Client,
+) -> None:
+    """The count of a limited queue's attempts running reads the rows its
+    claims marked (tasks_limited): an inline attempt, on a queue without
+    limits, is not marked (and writes no entry there); a claimed one of a
+    limited queue is."""
+    gate["open"] = asyncio.Event()
+
+    async def marks() -> list[int]:
+        read = client.store._read  # type: ignore[attr-defined]
+        found = await read(lambda tx: tx.all("SELECT limited FROM tasks WHERE kind = 'activity'"))
+        return [r[0] for r in found]
+
+    async with fast_worker(client, [holds], [held_open]):
+        inline = await client.start(holds)
+        await wait_until(lambda: _running(client), what="the inline attempt to run")
+        assert await marks() == [0]
+        gate["open"].set()
+        assert await inline.result(timeout=30) == 1
+        gate["open"] = asyncio.Event()
+        await client.set_queue_limits("default", max_running=5)
+        claimed = await client.start(holds)
+        await wait_until(lambda: _running(client), what="the claimed attempt to run")
+        assert await marks() == [1]
+        assert (await client.describe_queue("default")).running == 1
+        gate["open"].set()
+        assert await claimed.result(timeout=30) == 1
+
+
+async def _running(client: perdure.Client) -> bool:
+    return (await client.describe_queue("default")).running == 1
+
+
 async def test_lifting_a_limit_starts_what_it_held_back(client: perdure.Client) -> None:
     await client.set_queue_limits("default", max_starts=1, per=timedelta(days=1))
     async with fast_worker(client, [calls], [call]):

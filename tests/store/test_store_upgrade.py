@@ -93,11 +93,12 @@ def borrow_queue_tables(path: Path) -> None:
     index), its claims whether an activity is paused (v16's column) and
     whether it was reset under its last attempt (v17's), and its runs and
     workers their builds (v18's), describe() a run's debounce key
-    (v20's), and runs and tasks their fairness keys (v21's): a file of an
-    older version borrows them while today's code writes it (see
-    give_back_queue_tables)."""
+    (v20's), runs and tasks their fairness keys (v21's), and an inline
+    step's take-over of a task row the mark of a limited queue's claims
+    (v23's): a file of an older version borrows them while today's code
+    writes it (see give_back_queue_tables)."""
     with closing(sqlite3.connect(path)) as conn:
-        for version in (12, 13, 15, 16, 17, 18, 20, 21):
+        for version in (12, 13, 15, 16, 17, 18, 20, 21, 23):
             conn.executescript(dict(ALL_MIGRATIONS)[version])
 
 
@@ -115,6 +116,8 @@ def give_back_queue_tables(path: Path) -> None:
         conn.execute("ALTER TABLE tasks DROP COLUMN reset_requested")
         conn.execute("DROP INDEX tasks_due")
         conn.execute("DROP INDEX tasks_keyed")
+        conn.execute("DROP INDEX tasks_limited")
+        conn.execute("ALTER TABLE tasks DROP COLUMN limited")
         for table in ("runs", "tasks"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN priority")
             conn.execute(f"ALTER TABLE {table} DROP COLUMN fairness_key")

@@ -37,6 +37,7 @@ class PostgresDialect(Dialect):
     timer_key = "ctid"
     among_run_ids = "run_id = ANY(?::text[])"
     among_refs = "ref = ANY(?::integer[])"
+    not_among = " <> ALL(?::text[])"
 
     def ids_param(self, ids: Sequence[str | int]) -> Any:
         return list(ids)

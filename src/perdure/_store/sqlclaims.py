@@ -53,6 +53,7 @@ class SqlClaims(SqlClientSide):
         caps: dict[str, int] | None = None,
         unlimited: bool = False,
         per_key: dict[str, tuple[int, dict[str, int]]] | None = None,
+        limited: bool = False,
     ) -> list[tuple[Any, ...]]:
         # The lease is the new visible_at: an expired lease is claimable again.
         # SQLite serialises writers, so no task goes to two workers; PostgreSQL
@@ -63,7 +64,8 @@ class SqlClaims(SqlClientSide):
         # ``unlimited``: none of a queue that has limits; ``per_key``: a
         # queue's max_running_per_key and its keys' attempts running. A
         # queue whose tasks have fairness keys is claimed key by key
-        # (sqlfair); the others' tasks are all of key ''.
+        # (sqlfair); the others' tasks are all of key ''. ``limited``: a
+        # claim of queues with limits.
         now = self.clock() if now is None else now
         caps = dict(caps or {})
         per_key = per_key or {}
@@ -75,9 +77,13 @@ class SqlClaims(SqlClientSide):
         tail = (wake.NOT_HELD if held else "") + (sqlqueues.NOT_LIMITED if unlimited else "")
         given = (now - wake.HELD_GRACE, owner) if held else ()
 
+        # A limited queue's attempts are marked: its claims count them
+        # (sqlqueues.gate).
+        counted = ", limited = 1" if limited else ""
+
         async def leased(due: str, picking: list[Any]) -> list[tuple[Any, ...]]:
             return await tx.all(
-                f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?,"
+                f"UPDATE tasks SET visible_at = ?, lease_owner = ?, lease_token = ?{counted},"
                 f" attempts = CASE WHEN kind = 'activity' AND lease_token IS NOT NULL"
                 f" THEN {lost} ELSE attempts END, attempt_started_at = ?,"
                 f" attempt = attempt + 1 WHERE {due}"
@@ -103,9 +109,7 @@ class SqlClaims(SqlClientSide):
                 continue
             if unlimited and await tx.one(_HAS_LIMITS, (q,)) is not None:
                 continue  # (its tasks are all NOT_LIMITED's: the walks would find none)
-            claim = sqlfair.Claim(
-                kind, q, now, tail, given, self.skip_locked, self.keyed_tasks, *per_key.get(q, ())
-            )
+            claim = sqlfair.Claim(kind, q, now, tail, given, self, *per_key.get(q, ()))
 
             async def lease_ids(ids: str, picking: list[Any]) -> list[tuple[Any, ...]]:
                 return await leased(self.picked("id", f"FROM ({ids}) AS due", locked=True), picking)
@@ -269,7 +273,16 @@ class SqlClaims(SqlClientSide):
         open_queues = [q for q in queues if caps.get(q, limit) > 0]
         claimed = (
             await self._claim(
-                tx, "activity", open_queues, owner, lease, limit, now, caps, per_key=per_key
+                tx,
+                "activity",
+                open_queues,
+                owner,
+                lease,
+                limit,
+                now,
+                caps,
+                per_key=per_key,
+                limited=True,
             )
             if open_queues
             else []

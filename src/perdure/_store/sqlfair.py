@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perdure import _history as h
-from perdure._store.sqlrows import marks
+from perdure._store.sqlrows import Dialect
 
 __all__ = ["KEYS_WALKED", "Turns", "claim_fair", "keyed_check"]
 
@@ -83,7 +83,7 @@ _HEAP = " AND attempt >= 0"
 def _keys_sql(op: str, upto: str, tail: str, capped: str) -> str:
     """The keys of a queue's priority that have a task due (``tail``: the
     claim's conditions on a task) and are not at their limit (``capped``:
-    "" or "k.key NOT IN (?, ...) AND "), in order from a key on (``op``:
+    "" or "k.key NOT IN <the keys> AND "), in order from a key on (``op``:
     ">" after it, ">=" from it), up to a key (``upto``: " AND fairness_key
     <= ?", or ""): rows (key, n, due). The recursive part finds the next key
     by one search of tasks_due, and stops after so many keys (n); the outer
@@ -131,8 +131,7 @@ class Claim:
     now: float
     tail: str  # conditions on a task (SqlStore._claim's), with their parameters
     given: tuple[Any, ...]
-    lock: str  # the dialect's "FOR UPDATE SKIP LOCKED", or ""
-    keyed_tasks: str  # the dialect's
+    d: Dialect  # (its row locks, its search of keyed tasks, its lists of keys)
     # The queue's max_running_per_key (None: none), and the attempts running
     # of each key that has some (those the claim leases are added).
     per_key: int | None = None
@@ -158,11 +157,11 @@ async def _walk(
     where = [c.kind, c.queue, priority]
     bound = [] if upto is None else [upto]
     full = c.full()
-    capped = f"k.key NOT IN ({marks(full)}) AND " if full else ""
+    capped = f"k.key{c.d.not_among} AND " if full else ""
     sql = _keys_sql(op, "" if upto is None else " AND fairness_key <= ?", c.tail, capped)
     due = [*where, c.now, *c.given]
     params = [*where, start, *bound, *where, *bound, KEYS_WALKED, KEYS_WALKED, *due]
-    params += (KEYS_WALKED, *full, *due, most + 1)
+    params += (KEYS_WALKED, *([c.d.ids_param(full)] if full else []), *due, most + 1)
     keys: list[str] = []
     cut: str | None = None
     for key, n, is_due in await read(sql, params):
@@ -262,7 +261,7 @@ async def claim_fair(
             if not given:
                 break
         claimed += _in_turn(got, rank)
-    if not keyed_due and not await read(*keyed_check(c.keyed_tasks, c.kind, [c.queue])):
+    if not keyed_due and not await read(*keyed_check(c.d.keyed_tasks, c.kind, [c.queue])):
         turns.keyed.discard((c.kind, c.queue))
     return claimed
 
@@ -281,7 +280,7 @@ def _in_turn(got: list[tuple[Any, ...]], rank: dict[str, int]) -> list[tuple[Any
 
 
 def _shares_query(c: Claim, priority: int, given: list[tuple[str, int]]) -> tuple[str, list[Any]]:
-    branch = _share_sql(c.tail, c.lock)
+    branch = _share_sql(c.tail, c.d.skip_locked)
     params: list[Any] = []
     for key, n in given:
         params += (c.kind, c.queue, priority, key, c.now, *c.given, n)

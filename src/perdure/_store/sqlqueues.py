@@ -5,7 +5,11 @@ setting and reading the limits, and what ``Store.queues`` reports.
 A queue's attempts running are its activity task rows leased to a worker
 whose lease has not run out (``lease_owner`` set, ``visible_at``, the lease
 expiry, in the future): an attempt whose worker died still counts until its
-lease runs out and a claim takes it again. The rate limit's window is kept
+lease runs out and a claim takes it again. The rows a limited queue's claims
+lease are marked (``limited``), as are the attempts running when its limits
+are set, and counted from an index of their own (``tasks_limited``), so a
+claim reads the attempts running, not the queue's backlog; inline attempts
+(never on a limited queue) are not in it. The rate limit's window is kept
 in ``queue_starts``, one row per attempt started, which claims prune. On
 PostgreSQL a claim locks the queue's limits row (``Dialect.for_update``)
 before counting, so that two workers' claims of one limited queue take
@@ -40,15 +44,19 @@ _LIMITS = (
 # A claim's condition on tasks: their queue has no limits (those are claimed
 # by a claim that counts first).
 NOT_LIMITED = " AND NOT EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue)"
-# The attempts running, and the first lease of theirs to run out.
-_RUNNING = (
-    "SELECT COUNT(*), MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?"
-    " AND visible_at > ? AND lease_owner IS NOT NULL"
-)
+# The attempts running, and the first lease of theirs to run out: a read of
+# tasks_limited (the condition is its own), which holds only leased rows.
+_COUNTED = "limited = 1 AND lease_owner IS NOT NULL AND queue = ? AND visible_at > ?"
+_RUNNING = f"SELECT COUNT(*), MIN(visible_at) FROM tasks WHERE {_COUNTED}"
 # The same by fairness key (for a limit per key).
 _RUNNING_BY_KEY = (
-    "SELECT fairness_key, COUNT(*), MIN(visible_at) FROM tasks WHERE kind = 'activity'"
-    " AND queue = ? AND visible_at > ? AND lease_owner IS NOT NULL GROUP BY fairness_key"
+    f"SELECT fairness_key, COUNT(*), MIN(visible_at) FROM tasks WHERE {_COUNTED}"
+    " GROUP BY fairness_key"
+)
+# Setting a queue's limits: its attempts running count from then on.
+_COUNT_RUNNING = (
+    "UPDATE tasks SET limited = 1 WHERE kind = 'activity' AND queue = ? AND visible_at > ?"
+    " AND lease_owner IS NOT NULL AND limited = 0"
 )
 _STARTED = "SELECT COUNT(*) FROM queue_starts WHERE queue = ? AND started_at > ?"
 # The start whose leaving the window makes room for one more.
@@ -171,6 +179,7 @@ async def write_limits(tx: Tx, queue: str, limits: QueueLimitsRecord | None, now
                 now,
             ),
         )
+        await tx.send(_COUNT_RUNNING, (queue, now))
     if limits is None or limits.max_starts is None:
         await tx.send("DELETE FROM queue_starts WHERE queue = ?", (queue,))
     return had

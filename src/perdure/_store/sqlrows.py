@@ -146,6 +146,10 @@ class Dialect:
     # statement on PostgreSQL), where "IN (?, ?, ...)" makes one per count.
     among_run_ids = "run_id IN (SELECT value FROM json_each(?))"
     among_refs = "ref IN (SELECT value FROM json_each(?))"  # (the same, of refs)
+    # After a column: its value is none of the strings of the one parameter
+    # ids_param() makes (any number: "NOT IN (?, ?, ...)" would pass the
+    # database's bound on a statement's parameters, 32,766 on SQLite).
+    not_among = " NOT IN (SELECT value FROM json_each(?))"
 
     def ids_param(self, ids: Sequence[str | int]) -> Any:
         """The parameter of ``among_run_ids`` (and of ``among_refs``)."""

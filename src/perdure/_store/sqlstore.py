@@ -319,7 +319,7 @@ class SqlStore(SqlClaims):
         self, queues: list[str], kinds: tuple[str, ...], worker: str | None = None
     ) -> float | None:
         now = self.clock()
-        return await self._read(lambda tx: wake.next_due(tx, queues, kinds, worker, now))
+        return await self._read(lambda tx: wake.next_due(tx, self, queues, kinds, worker, now))
 
     # ------------------------------------------------------------ worker registry
 

@@ -370,8 +370,8 @@ INSERT_ACTIVITY = (
 _REUSE = (
     "UPDATE tasks SET ref = ?,{} attempt = ?, lease_owner = ?, lease_token = ?,"
     " attempt_started_at = ?, payload = ?, created_at = ?, last_failure = NULL,"
-    " heartbeat = NULL, cancel_requested = 0, attempts = NULL, paused = 0, reset_requested = 0"
-    " WHERE id = ? AND lease_token = ?"
+    " heartbeat = NULL, cancel_requested = 0, attempts = NULL, paused = 0, reset_requested = 0,"
+    " limited = 0 WHERE id = ? AND lease_token = ?"
 )
 REUSE_ACTIVITY = _REUSE.format(" visible_at = ?,")
 REUSE_ACTIVITY_KEEPING = _REUSE.format("")

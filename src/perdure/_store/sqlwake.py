@@ -237,7 +237,7 @@ NOT_HELD = (
 )
 
 
-async def _next_activity(tx: Tx, queues: list[str], now: float) -> list[float]:
+async def _next_activity(tx: Tx, d: Dialect, queues: list[str], now: float) -> list[float]:
     """When the earliest activity task of each of ``queues`` may be claimed:
     when it is due, or later if its queue's limits hold it back (see
     sqlqueues.gate). A queue whose limits wait for an attempt to end has
@@ -245,25 +245,25 @@ async def _next_activity(tx: Tx, queues: list[str], now: float) -> list[float]:
     its tasks count from when its first lease may run out."""
     times = []
     for queue in queues:
+        # The limits first: the first task of a queue held until an attempt
+        # ends is not looked for (a read of its whole range of tasks_due).
+        limits = await sqlqueues.read_limits(tx, queue)
+        held = None if limits is None else await sqlqueues.gate(tx, queue, limits, now)
+        if held is not None and held.room <= 0 and held.free_at is None:
+            continue
         row = await tx.one(_FIRST_ACTIVITY, (queue,))
         if row is None or row[0] is None:
             continue
         first = row[0]
-        limits = await sqlqueues.read_limits(tx, queue)
-        if limits is not None:
-            held = await sqlqueues.gate(tx, queue, limits, now)
-            if held.room <= 0:
-                if held.free_at is None:
-                    continue
-                first = max(first, held.free_at)
-            elif capped := held.capped(limits):
-                keys = list(capped)
-                row = await tx.one(
-                    f"{_FIRST_ACTIVITY} AND fairness_key NOT IN ({rows.marks(keys)})",
-                    (queue, *keys),
-                )
-                frees = min(capped.values())
-                first = frees if row is None or row[0] is None else min(row[0], frees)
+        if held is None or limits is None:
+            pass
+        elif held.room <= 0:
+            first = max(first, held.free_at or first)
+        elif capped := held.capped(limits):
+            others = f"{_FIRST_ACTIVITY} AND fairness_key{d.not_among}"
+            row = await tx.one(others, (queue, d.ids_param(list(capped))))
+            frees = min(capped.values())
+            first = frees if row is None or row[0] is None else min(row[0], frees)
         times.append(first)
     return times
 
@@ -273,6 +273,7 @@ _FIRST_ACTIVITY = "SELECT MIN(visible_at) FROM tasks WHERE kind = 'activity' AND
 
 async def next_due(
     tx: Tx,
+    d: Dialect,
     queues: list[str],
     kinds: tuple[str, ...],
     worker: str | None = None,
@@ -285,7 +286,7 @@ async def next_due(
     times = []
     for kind in kinds:
         if kind != "workflow":
-            times.extend(await _next_activity(tx, queues, now))
+            times.extend(await _next_activity(tx, d, queues, now))
             continue
         # The earliest workflow task, and the earliest within its grace whose
         # run no other worker holds (one round trip).
