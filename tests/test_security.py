@@ -74,6 +74,7 @@ SQL_FRAGMENTS = {
     "c.d.not_among": "the same, of a fair claim's dialect",
     "counted": "sqlclaims._claim(): '' or the constant ', limited = 1'",
     "_COUNTED": "sqlqueues: the count's constant condition (placeholders only)",
+    "_WEIGHT": "sqlfair: the walk's constant subquery of a key's weight (placeholders only)",
     "marks": "sqlrows.marks(): '?,?,?', one placeholder per queue name",
     "one": "the claim's constant select of one queue's due tasks (placeholders, lock)",
     "branches": "the claim's copies of one constant branch per priority (placeholders, lock)",

@@ -65,6 +65,16 @@ class Operations:
         check_queue("task_queue", task_queue)
         return await self.store.set_queue_limits(task_queue, None)
 
+    async def set_fairness_weight(self, task_queue: str, fairness_key: str, weight: int) -> int:
+        """Give the fairness key ``fairness_key`` of ``task_queue`` a weight:
+        in its turn, it takes up to ``weight`` tasks for each one a key of
+        weight 1 takes (1 to 1,000; keys not given one weigh 1, and 1 removes
+        it). The queue's workflow tasks and activity tasks alike follow it,
+        from each worker's next claim on. Returns the key's weight before.
+        See docs/queues.md, "Weights"."""
+        queues.check_weight(task_queue, fairness_key, weight)
+        return await self.store.set_fairness_weight(task_queue, fairness_key, weight)
+
     async def describe_queue(self, task_queue: str) -> QueueInfo:
         """``task_queue``'s limits and its activities now: running, waiting,
         backing off, started in the rate limit's window."""

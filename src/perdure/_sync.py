@@ -230,6 +230,10 @@ class SyncClient:
         """As :meth:`Client.remove_queue_limits`."""
         return self._runner.call(self.client.remove_queue_limits(task_queue))
 
+    def set_fairness_weight(self, task_queue: str, fairness_key: str, weight: int) -> int:
+        """As :meth:`Client.set_fairness_weight`."""
+        return self._runner.call(self.client.set_fairness_weight(task_queue, fairness_key, weight))
+
     def describe_queue(self, task_queue: str) -> QueueInfo:
         """As :meth:`Client.describe_queue`."""
         return self._runner.call(self.client.describe_queue(task_queue))

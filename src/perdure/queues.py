@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from perdure._checks import check_queue
+from perdure._checks import check_name, check_queue
 from perdure._spans import span_text
 from perdure._store.base import QueueLimitsRecord, QueueRecord
 
@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 MAX_LIMIT = 1_000_000  # the largest max_running or max_starts
+MAX_WEIGHT = 1_000  # the largest fairness weight
 MIN_PER = timedelta(milliseconds=1)
 MAX_PER = timedelta(days=31)
 
@@ -123,7 +124,8 @@ class QueueInfo:
     are in neither); ``running_by_key``: the attempts running of the ten
     keys with the most; ``keys_at_limit``: how many keys have
     ``max_running_per_key`` attempts running (the unkeyed tasks counted as
-    one key; 0 without that limit)."""
+    one key; 0 without that limit); ``fairness_weights``: the keys given a
+    weight other than 1 (``Client.set_fairness_weight``), by key."""
 
     task_queue: str
     limits: QueueLimits | None
@@ -139,6 +141,7 @@ class QueueInfo:
     waiting_keys: int = 0
     running_by_key: dict[str, int] = field(default_factory=dict)
     keys_at_limit: int = 0
+    fairness_weights: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API)."""
@@ -158,6 +161,7 @@ class QueueInfo:
             "waiting_by_key": dict(self.waiting_by_key),
             "running_by_key": dict(self.running_by_key),
             "keys_at_limit": self.keys_at_limit,
+            "fairness_weights": dict(self.fairness_weights),
         }
 
     @classmethod
@@ -179,6 +183,20 @@ class QueueInfo:
             record.waiting_keys,
             dict(record.running_by_key),
             record.keys_at_limit,
+            dict(record.fairness_weights),
+        )
+
+
+def check_weight(task_queue: str, fairness_key: str, weight: int) -> None:
+    """A fairness weight asked for, checked: a clear ValueError or
+    TypeError saying what is wrong."""
+    check_queue("task_queue", task_queue)
+    check_name("fairness_key", fairness_key)
+    if type(weight) is not int:
+        raise TypeError(f"weight must be an int, not {type(weight).__name__}")
+    if not 1 <= weight <= MAX_WEIGHT:
+        raise ValueError(
+            f"weight must be between 1 and {MAX_WEIGHT:,} (1: the default), not {weight}"
         )
 
 

@@ -53,6 +53,31 @@ async def test_one_tenants_backlog_does_not_hold_back_another(client: perdure.Cl
     assert ran[6:] == [f"big/{i}" for i in range(3, 30)]
 
 
+async def test_a_heavier_tenant_takes_its_weight_in_each_turn(client: perdure.Client) -> None:
+    """Weights (docs/queues.md "Weights"): with both tenants' calls queued,
+    one of weight 3 takes three for each one of weight 1."""
+    ran.clear()
+    assert await client.set_fairness_weight("model", "gold", 3) == 1
+    async with fast_worker(client, [digest], []):
+        gold = await client.start(digest, "gold", 12, fairness_key="gold")
+        basic = await client.start(digest, "basic", 12, fairness_key="basic")
+
+        async def all_queued() -> bool:
+            return (await client.describe_queue("model")).waiting == 24
+
+        await wait_until(all_queued, what="the 24 calls queued")
+        assert (await client.describe_queue("model")).fairness_weights == {"gold": 3}
+        one_at_a_time = fast_worker(
+            client, [], [summarise], task_queue="model", max_concurrent_activities=1
+        )
+        async with one_at_a_time:
+            assert len(await gold.result(timeout=60)) == 12
+            assert len(await basic.result(timeout=60)) == 12
+    # The keys' turn goes by name (basic, then gold); once gold's twelve are
+    # done, basic takes every slot.
+    assert "".join(run[0] for run in ran) == "bggg" * 4 + "b" * 8, ran
+
+
 @activity.defn
 async def whose() -> str | None:
     return activity.info().fairness_key
@@ -112,3 +137,25 @@ async def test_every_start_takes_a_key(client: perdure.Client) -> None:
     )
     assert (await signalled.describe()).fairness_key == "acme"
     assert (await debounced.describe()).fairness_key == "globex"
+
+
+async def test_bad_weights_are_refused_and_change_nothing(
+    client: perdure.Client, db_url: str
+) -> None:
+    await client.set_fairness_weight("model", "gold", 3)
+    refused: dict[tuple[object, object, object], tuple[type[Exception], str]] = {
+        ("model", "gold", 0): (ValueError, "weight must be between 1 and 1,000"),
+        ("model", "gold", 1001): (ValueError, "weight must be between 1 and 1,000"),
+        ("model", "gold", 2.5): (TypeError, "weight must be an int, not float"),
+        ("model", "gold", True): (TypeError, "weight must be an int, not bool"),
+        ("model", "", 2): (ValueError, "fairness_key must be a non-empty string"),
+        ("model", "a\x00b", 2): (ValueError, "fairness_key"),
+        ("", "gold", 2): (ValueError, "task_queue"),
+    }
+    for args, (error, says) in refused.items():
+        with pytest.raises(error, match=says):
+            await client.set_fairness_weight(*args)  # type: ignore[arg-type]
+    assert (await client.describe_queue("model")).fairness_weights == {"gold": 3}
+    with perdure.SyncClient.connect(db_url) as sync:  # (the same through the sync client)
+        assert sync.set_fairness_weight("model", "gold", 1) == 3
+        assert sync.describe_queue("model").fairness_weights == {}

@@ -236,7 +236,7 @@ def test_a_schedules_key_through_the_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "fairness_key must be a non-empty string" in bad.stderr
 
 
-def test_the_queues_page_shows_the_keys_waiting_and_at_their_limit(
+def test_the_queues_page_shows_the_keys_waiting_weighted_and_at_their_limit(
     ui: tuple[Any, str, str],
 ) -> None:
     import browser_support as bs
@@ -256,6 +256,7 @@ def test_the_queues_page_shows_the_keys_waiting_and_at_their_limit(
                 await asyncio.sleep(0.02)
             # One of each key at most: a claim starts acme's first and globex's.
             await client.set_queue_limits(unserved, max_running_per_key=1)
+            await client.set_fairness_weight(unserved, "globex", 3)
             assert len(await client.store.claim_activity_tasks([unserved], "w", 600, 10)) == 2
 
     # (In a thread of its own: the browser's driver runs an event loop here.)
@@ -273,3 +274,6 @@ def test_the_queues_page_shows_the_keys_waiting_and_at_their_limit(
         at_limit = row.locator(".keys-at-limit")
         expect(at_limit).to_have_text("2 keys at the limit")
         assert at_limit.get_attribute("title") == "Running, by key: acme: 1, globex: 1"
+        weights = row.locator(".weighted-keys")
+        expect(weights).to_have_text("1 key weighted")
+        assert weights.get_attribute("title") == "Tasks per turn (the other keys: 1): globex: 3"

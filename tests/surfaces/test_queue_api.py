@@ -79,3 +79,32 @@ async def test_queue_limits_through_the_api(client: perdure.Client) -> None:
         assert shown["limits"] == per_key.json() and shown["keys_at_limit"] == 0
         await handle.signal("approve", "ops")
         assert (await handle.result(timeout=30))["approved_by"] == "ops"
+
+
+async def test_fairness_weights_through_the_api(client: perdure.Client) -> None:
+    app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
+    async with http(app, ADMIN) as api, http(app, READ) as reader:
+        three = {"fairness_key": "acme", "weight": 3}
+        assert (await reader.put("/api/queues/llm/weights", json=three)).status_code == 403
+        bad = {
+            "zero": ({"fairness_key": "acme", "weight": 0}, "greater than or equal to 1"),
+            "big": ({"fairness_key": "acme", "weight": 1001}, "less than or equal to 1000"),
+            "text": ({"fairness_key": "acme", "weight": "3"}, "Input should be a valid integer"),
+            "no key": ({"fairness_key": "", "weight": 3}, "at least 1 character"),
+            "nul": ({"fairness_key": "a\x00b", "weight": 3}, "fairness_key"),
+            "typo": ({"fairness_key": "acme", "wieght": 3}, "Extra inputs are not permitted"),
+        }
+        for name, (body, says) in bad.items():
+            refused = await api.put("/api/queues/llm/weights", json=body)
+            assert refused.status_code == 422 and says in refused.text, (name, refused.text)
+        assert (await reader.get("/api/queues")).json() == {"items": []}
+
+        put = await api.put("/api/queues/llm/weights", json=three)
+        assert put.status_code == 200, put.text
+        assert put.json() == {"fairness_key": "acme", "weight": 3, "weight_before": 1}
+        assert (await reader.get("/api/queues/llm")).json()["fairness_weights"] == {"acme": 3}
+        weights = await reader.get("/api/queues/llm/weights")
+        assert weights.json() == {"fairness_weights": {"acme": 3}}
+        again = await api.put("/api/queues/llm/weights", json={"fairness_key": "acme", "weight": 1})
+        assert again.json()["weight_before"] == 3
+        assert (await reader.get("/api/queues/llm")).json()["fairness_weights"] == {}

@@ -1,5 +1,5 @@
-"""``perdure queue``: limit, show, list and unlimit through the real entry
-point; bad input refused with exit code 2 and nothing changed."""
+"""``perdure queue``: limit, show, list, unlimit and weight through the real
+entry point; bad input refused with exit code 2 and nothing changed."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         "waiting_by_key": {},
         "running_by_key": {},
         "keys_at_limit": 0,
+        "fairness_weights": {},
     }
     text = cli("queue", "show", "llm", "--db", db).stdout
     assert "at most 8 running" in text and "0 in the rate limit's window" in text
@@ -78,3 +79,29 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
     assert again.returncode == 0 and "had no limits" in again.stdout
     assert shown(db, "llm")["limits"] is None
     assert cli("queue", "show", "", "--db", db).returncode == 2
+
+
+def test_fairness_weights_end_to_end(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'weights.db'}"
+    assert cli("migrate", "--db", db).returncode == 0
+    refused = {
+        ("acme", "0"): "weight must be between 1 and 1,000 (1: the default), not 0",
+        ("acme", "1001"): "weight must be between 1 and 1,000",
+        ("", "3"): "fairness_key must be a non-empty string",
+        ("acme", "x"): "Invalid value for 'WEIGHT'",
+    }
+    for args, says in refused.items():
+        done = cli("queue", "weight", "llm", *args, "--db", db)
+        assert (done.returncode, says in done.stderr) == (2, True), (args, done.stderr)
+    assert json.loads(cli("queue", "list", "--json", "--db", db).stdout) == []
+
+    made = cli("queue", "weight", "llm", "acme", "3", "--db", db)
+    assert made.returncode == 0, made.stderr
+    assert "Task queue llm: key acme weighs 3 (it weighed 1)" in made.stdout
+    assert cli("queue", "weight", "llm", "globex", "2", "--db", db).returncode == 0
+    assert shown(db, "llm")["fairness_weights"] == {"acme": 3, "globex": 2}
+    text = cli("queue", "show", "llm", "--db", db).stdout
+    assert "weights      acme: 3, globex: 2   (the other keys: 1)" in text
+    back = cli("queue", "weight", "llm", "acme", "1", "--db", db)
+    assert "weighs 1 (it weighed 3)" in back.stdout
+    assert shown(db, "llm")["fairness_weights"] == {"globex": 2}

@@ -104,6 +104,12 @@ class Fleet(abc.ABC):
         the queue had limits before."""
 
     @abc.abstractmethod
+    async def set_fairness_weight(self, queue: str, key: str, weight: int) -> int:
+        """Set the weight of fairness key ``key`` on ``queue`` (1, the
+        default, removes it), which every fair claim of its tasks follows
+        from the next one on; the key's weight before."""
+
+    @abc.abstractmethod
     async def queue_limits(self, queue: str) -> QueueLimitsRecord | None:
         """The limits set on ``queue`` (None: none)."""
 

@@ -563,6 +563,7 @@ class QueueRecord:
     # how many keys (unkeyed: one, '') are at max_running_per_key.
     running_by_key: dict[str, int] = field(default_factory=dict)
     keys_at_limit: int = 0
+    fairness_weights: dict[str, int] = field(default_factory=dict)  # (keys not of weight 1)
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,10 @@ class SqlClientSide(SqlHooks):
         self._committed(WORK, LIMITS)
         return had
 
+    async def set_fairness_weight(self, queue: str, key: str, weight: int) -> int:
+        now = self.clock()
+        return await self._write(lambda tx: sqlqueues.write_weight(tx, queue, key, weight, now))
+
     async def queue_limits(self, queue: str) -> QueueLimitsRecord | None:
         return await self._read(lambda tx: sqlqueues.read_limits(tx, queue))
 

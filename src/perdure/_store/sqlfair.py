@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from perdure import _history as h
 from perdure._store.sqlrows import Dialect
@@ -56,6 +56,9 @@ class Turns:
 
     keyed: set[tuple[str, str]] = field(default_factory=set)
     after: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    # A key of weight > 1 whose share the last claim's room cut short, and
+    # what it is still owed: the turn stands before it.
+    owed: dict[tuple[str, str, int], tuple[str, int]] = field(default_factory=dict)
 
 
 def keyed_check(table: str, kind: str, queues: Sequence[str]) -> tuple[str, list[Any]]:
@@ -92,7 +95,8 @@ def _keys_sql(op: str, upto: str, tail: str, capped: str) -> str:
     stopped there, due or not (due: 1, else NULL), so that the turn can go
     on from it. Whether a key has a task due is a subquery of LIMIT 1, one
     search per key: PostgreSQL made an EXISTS a hash join with every due
-    task of the queue (29 ms for 17,000)."""
+    task of the queue (29 ms for 17,000). Each row also has the key's
+    weight (1 unless the queue gives it one)."""
     has_due = (
         "(SELECT 1 FROM tasks WHERE kind = ? AND queue = ? AND priority = ?"
         f" AND fairness_key = k.key AND visible_at <= ?{tail}{_HEAP} LIMIT 1)"
@@ -104,9 +108,12 @@ def _keys_sql(op: str, upto: str, tail: str, capped: str) -> str:
         " UNION ALL SELECT (SELECT fairness_key FROM tasks WHERE kind = ? AND queue = ?"
         f" AND priority = ? AND fairness_key > k.key{upto}{_HEAP} ORDER BY fairness_key LIMIT 1),"
         " k.n + 1 FROM k WHERE k.key IS NOT NULL AND k.n < ?)"
-        f" SELECT key, n, CASE WHEN n = ? THEN {has_due} ELSE 1 END FROM k"
+        f" SELECT key, n, CASE WHEN n = ? THEN {has_due} ELSE 1 END, {_WEIGHT} FROM k"
         f" WHERE key IS NOT NULL AND (n = ? OR ({capped}{has_due} = 1)) LIMIT ?"
     )
+
+
+_WEIGHT = "COALESCE((SELECT weight FROM queue_weights WHERE queue = ? AND fairness_key = k.key), 1)"
 
 
 def _share_sql(tail: str, lock: str) -> str:
@@ -136,6 +143,8 @@ class Claim:
     # of each key that has some (those the claim leases are added).
     per_key: int | None = None
     running: dict[str, int] = field(default_factory=dict)
+    # The weight of each key the walks found (see _walk).
+    weights: dict[str, int] = field(default_factory=dict)
 
     def room_of(self, keys: Sequence[str]) -> dict[str, int] | None:
         """What each of ``keys`` may still start (None: no limit per key)."""
@@ -160,13 +169,14 @@ async def _walk(
     capped = f"k.key{c.d.not_among} AND " if full else ""
     sql = _keys_sql(op, "" if upto is None else " AND fairness_key <= ?", c.tail, capped)
     due = [*where, c.now, *c.given]
-    params = [*where, start, *bound, *where, *bound, KEYS_WALKED, KEYS_WALKED, *due]
+    params = [*where, start, *bound, *where, *bound, KEYS_WALKED, KEYS_WALKED, *due, c.queue]
     params += (KEYS_WALKED, *([c.d.ids_param(full)] if full else []), *due, most + 1)
     keys: list[str] = []
     cut: str | None = None
-    for key, n, is_due in await read(sql, params):
+    for key, n, is_due, weight in await read(sql, params):
         if is_due == 1 and key not in full and len(keys) < most:
             keys.append(key)
+            c.weights[key] = int(weight)
         elif n == KEYS_WALKED:
             cut = key
     return keys, (cut if len(keys) < most else None)
@@ -188,32 +198,58 @@ async def due_keys(
     return found, cut
 
 
+class Shares(NamedTuple):
+    """A claim's room shared among keys (see share_out)."""
+
+    given: list[tuple[str, int]]  # (key, how many), in the keys' order
+    last: str | None  # the last key given one (the turn goes on after it)
+    short: tuple[str, int] | None  # a key the room cut short, and what it is still owed
+
+
+def share_out(
+    keys: Sequence[str],
+    room: int,
+    room_of: dict[str, int] | None = None,
+    weights: dict[str, int] | None = None,
+    credit: int | None = None,
+) -> Shares:
+    """``room`` shared among ``keys`` in turn: pass after pass over them in
+    their order, each key given up to its weight in each pass (1 unless
+    ``weights`` says; the first key, in the first pass, ``credit`` if not
+    None: what an earlier claim left it owed), none beyond what ``room_of``
+    allows it (None: no bound), until the room is used or no key can take
+    more. So with more keys than room, the first ones get one each (their
+    weight each); with fewer, the room is split evenly (by weight)."""
+    given = dict.fromkeys(keys, 0)
+    left, last, short, first_pass = room, None, None, True
+    while left > 0:
+        moved = False
+        for i, key in enumerate(keys):
+            weight = (weights or {}).get(key, 1)
+            if first_pass and i == 0 and credit is not None:
+                weight = credit
+            bound = left if room_of is None else room_of[key] - given[key]
+            n = min(weight, bound, left)
+            if n <= 0:
+                continue
+            given[key] += n
+            left -= n
+            moved, last = True, key
+            if left == 0:
+                if n < weight and (room_of is None or given[key] < room_of[key]):
+                    short = (key, weight - n)  # (cut short by the room, not its limit)
+                break
+        first_pass = False
+        if not moved:
+            break
+    return Shares([(key, n) for key, n in given.items() if n > 0], last, short)
+
+
 def shares(
     keys: Sequence[str], room: int, room_of: dict[str, int] | None = None
 ) -> list[tuple[str, int]]:
-    """``room`` shared among ``keys`` in their order: one each for the first
-    ``room`` if there are more keys, else evenly, the first ones one more;
-    none more than ``room_of`` allows it (None: no bound), what it cannot
-    take shared again among the others."""
-    given = dict.fromkeys(keys, 0)
-
-    def bound(key: str) -> int:
-        return room if room_of is None else room_of[key]
-
-    left = room
-    open_keys = [key for key in keys if bound(key) > 0]
-    while left > 0 and open_keys:
-        if len(open_keys) >= left:
-            for key in open_keys[:left]:
-                given[key] += 1
-            break
-        each, extra = divmod(left, len(open_keys))
-        for i, key in enumerate(open_keys):
-            more = min(each + (1 if i < extra else 0), bound(key) - given[key])
-            given[key] += more
-            left -= more
-        open_keys = [key for key in open_keys if given[key] < bound(key)]
-    return [(key, n) for key, n in given.items() if n > 0]
+    """``room`` shared among ``keys`` of equal weight (see share_out)."""
+    return share_out(keys, room, room_of).given
 
 
 async def claim_fair(
@@ -237,15 +273,21 @@ async def claim_fair(
             continue
         keyed_due = keyed_due or any(due)
         rank = {key: i for i, key in enumerate(due)}
-        given = shares(due, room, c.room_of(due))
+        owed = turns.owed.pop(spot, None)
+        credit = owed[1] if owed is not None and owed[0] == due[0] else None
+        split = share_out(due, room, c.room_of(due), c.weights, credit)
+        given = split.given
         if not given:  # (the keys found reached their limit in an earlier priority)
             continue
-        # The next claim of this priority starts after the last key served
-        # (or given one more than the rest): the turn moves on.
-        if cut is None and len(due) >= room:
-            turns.after[spot] = due[-1]
-        elif cut is None and room % len(due):
-            turns.after[spot] = due[room % len(due) - 1]
+        # The next claim of this priority starts after the last key served:
+        # the turn moves on. A key the room cut short of its weight is next
+        # again, for what it is still owed.
+        if cut is None and split.short is not None:
+            turns.owed[spot] = split.short
+            if (at := rank[split.short[0]]) > 0:
+                turns.after[spot] = due[at - 1]
+        elif cut is None and split.last is not None:
+            turns.after[spot] = split.last
         got: list[tuple[Any, ...]] = []
         for _ in range(_ROUNDS):
             rows = await lease(*_shares_query(c, priority, given))
@@ -257,7 +299,8 @@ async def claim_fair(
             full = [key for key, n in given if taken[key] >= n]
             if room <= 0 or not full:
                 break
-            given = shares(full, room, c.room_of(full))  # (those may have more due)
+            # (those may have more due)
+            given = share_out(full, room, c.room_of(full), c.weights).given
             if not given:
                 break
         claimed += _in_turn(got, rank)

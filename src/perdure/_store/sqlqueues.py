@@ -1,6 +1,8 @@
 """Task queue limits in SQL: the room a queue's limits leave its next claim
 (``gate``), the starts a claim records for a rate limit (``record_starts``),
-setting and reading the limits, and what ``Store.queues`` reports.
+setting and reading the limits, setting a fairness key's weight
+(``write_weight``; the fair claims read them: sqlfair), and what
+``Store.queues`` reports.
 
 A queue's attempts running are its activity task rows leased to a worker
 whose lease has not run out (``lease_owner`` set, ``visible_at``, the lease
@@ -33,6 +35,7 @@ __all__ = [
     "read_limits",
     "record_starts",
     "write_limits",
+    "write_weight",
 ]
 
 # The room of a queue whose only limit is per key (its keys bound it).
@@ -185,6 +188,27 @@ async def write_limits(tx: Tx, queue: str, limits: QueueLimitsRecord | None, now
     return had
 
 
+_WEIGHT = "SELECT weight FROM queue_weights WHERE queue = ? AND fairness_key = ?"
+
+
+async def write_weight(tx: Tx, queue: str, key: str, weight: int, now: float) -> int:
+    """Set ``key``'s weight on ``queue`` (1: the default, its row removed);
+    return its weight before."""
+    row = await tx.one(_WEIGHT, (queue, key))
+    if weight == 1:
+        await tx.send(
+            "DELETE FROM queue_weights WHERE queue = ? AND fairness_key = ?", (queue, key)
+        )
+    else:
+        await tx.send(
+            "INSERT INTO queue_weights (queue, fairness_key, weight, updated_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (queue, fairness_key) DO UPDATE SET"
+            " weight = excluded.weight, updated_at = excluded.updated_at",
+            (queue, key, weight, now),
+        )
+    return 1 if row is None else int(row[0])
+
+
 # Each queue's activity tasks: running; due and waiting, not due yet, and
 # paused (an operator's pause: not running, whatever their due time), the
 # three of those not running.
@@ -270,7 +294,15 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
             _one(queue),
         )
     }
-    names = sorted(set(counts) | set(limited) | set(_one(queue)))
+    weights: dict[str, dict[str, int]] = {}
+    for name, key, weight in await tx.all(
+        "SELECT queue, fairness_key, weight FROM queue_weights"
+        + ("" if queue is None else " WHERE queue = ?")
+        + " ORDER BY queue, fairness_key",
+        _one(queue),
+    ):
+        weights.setdefault(name, {})[key] = int(weight)
+    names = sorted(set(counts) | set(limited) | set(weights) | set(_one(queue)))
     found = []
     for name in names:
         running, waiting, backing_off, paused = counts.get(name, (0, 0, 0, 0))
@@ -302,6 +334,7 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
                 len(keys),
                 dict(running_by_key.get(name, [])[:MAX_KEYS_LISTED]),
                 at_limit,
+                weights.get(name, {}),
             )
         )
     return found

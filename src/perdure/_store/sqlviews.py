@@ -155,7 +155,10 @@ async def _ahead(tx: Tx, d: Dialect, t: Place, now: float) -> int:
     before it). Where the queue's tasks have fairness keys, the claims serve
     the keys in turn (sqlfair): then also, from each other key of its
     priority, as many tasks as its own key has before it, or all that key
-    has due (give or take one per key: the turn's order differs by worker)."""
+    has due (give or take one per key: the turn's order differs by worker);
+    with fairness weights, as many as the other key takes in the turns its
+    own key's tasks before it fill (their number by its weight, times the
+    other key's weight)."""
     where = (t.kind, t.queue, t.priority)
     row = await tx.one(
         "SELECT (SELECT COUNT(*) FROM tasks WHERE kind = ? AND queue = ?"
@@ -171,11 +174,17 @@ async def _ahead(tx: Tx, d: Dialect, t: Place, now: float) -> int:
     higher, own = int(row[0]), int(row[1])
     if not row[2]:
         return higher + own
+    weight = await tx.one(
+        "SELECT weight FROM queue_weights WHERE queue = ? AND fairness_key = ?", (t.queue, t.key)
+    )
+    turns = own // (1 if weight is None else int(weight[0]))
     others = await tx.one(
-        "SELECT SUM(CASE WHEN n < ? THEN n ELSE ? END) FROM (SELECT COUNT(*) AS n FROM tasks"
-        " WHERE kind = ? AND queue = ? AND priority = ? AND visible_at <= ?"
-        " AND fairness_key <> ? GROUP BY fairness_key) AS k",
-        (own, own, *where, now, t.key),
+        "SELECT SUM(CASE WHEN k.n < ? * COALESCE(w.weight, 1) THEN k.n"
+        " ELSE ? * COALESCE(w.weight, 1) END) FROM (SELECT fairness_key, COUNT(*) AS n"
+        " FROM tasks WHERE kind = ? AND queue = ? AND priority = ? AND visible_at <= ?"
+        " AND fairness_key <> ? GROUP BY fairness_key) AS k LEFT JOIN queue_weights AS w"
+        " ON w.queue = ? AND w.fairness_key = k.fairness_key",
+        (turns, turns, *where, now, t.key, t.queue),
     )
     return higher + own + (int(others[0] or 0) if others is not None else 0)
 

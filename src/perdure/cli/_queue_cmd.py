@@ -1,7 +1,8 @@
 """``perdure queue``: the task queues' activities (running, waiting, backing
-off) and their limits, shared by every worker (perdure.queues): list, show,
-limit, unlimit. And ``perdure stats``: the engine at a glance (open and
-retrying runs, timers, each queue's backlog and lag, live workers).
+off), their limits, shared by every worker, and their fairness weights
+(perdure.queues): list, show, limit, unlimit, weight. And ``perdure
+stats``: the engine at a glance (open and retrying runs, timers, each
+queue's backlog and lag, live workers).
 
 Imports the public API, typer, rich and the default priority (``perdure._history``:
 the waiting by priority is shown when some wait at another); exit codes come
@@ -122,6 +123,8 @@ def show(
         running_by_key = _running_by_key(q)
         if running_by_key:
             out.print(f"  running by key   {escape(running_by_key)}")
+        if q.fairness_weights:
+            out.print(f"  weights      {escape(_weights(q))}")
         if q.paused:
             out.print(f"  paused       {q.paused}   (by an operator; unpause each with:)")
             for a in q.paused_activities:
@@ -182,6 +185,31 @@ def limit(
     run(db, work)
 
 
+@queue_app.command("weight")
+def weight(
+    task_queue: str = QueueArg,
+    fairness_key: str = typer.Argument(..., metavar="FAIRNESS_KEY", help="Fairness key."),
+    weight: int = typer.Argument(
+        ..., metavar="WEIGHT", help="1 to 1,000: its tasks per turn (1, the default, removes it)."
+    ),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Give a fairness key a weight on a task queue: in its turn, it takes
+    WEIGHT tasks for each one a key of weight 1 takes."""
+
+    async def work(client: Client) -> None:
+        try:
+            before = await client.set_fairness_weight(task_queue, fairness_key, weight)
+        except (TypeError, ValueError) as exc:
+            fail(EXIT_USAGE, str(exc))
+        out.print(
+            f"Task queue {escape(task_queue)}: key {escape(fairness_key)} weighs {weight}"
+            f" (it weighed {before})"
+        )
+
+    run(db, work)
+
+
 @queue_app.command("unlimit")
 def unlimit(task_queue: str = QueueArg, db: Optional[str] = DbOption) -> None:
     """Lift a task queue's limits."""
@@ -207,6 +235,14 @@ def _by_key(q: QueueInfo) -> str:
         + (f", and {more} more" if more else "")
         + ")"
     )
+
+
+def _weights(q: QueueInfo) -> str:
+    """The keys given a weight, the first ten by name (the others weigh 1)."""
+    listed = list(q.fairness_weights.items())
+    shown = ", ".join(f"{key}: {w}" for key, w in listed[:10])
+    more = f", and {len(listed) - 10} more" if len(listed) > 10 else ""
+    return f"{shown}{more}   (the other keys: 1)"
 
 
 def _running_by_key(q: QueueInfo) -> str:

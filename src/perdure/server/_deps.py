@@ -28,7 +28,7 @@ from perdure.server import _models as m
 from perdure.server import _schedule_models as sm
 from perdure.server._auth import AuthConfig, Role
 from perdure.server._query import parse_when
-from perdure.server._queue_models import QueueLimitsBody
+from perdure.server._queue_models import FairnessWeightBody, QueueLimitsBody
 from perdure.server._sse import Feeds
 
 M = TypeVar("M", bound=BaseModel)
@@ -220,6 +220,7 @@ schedule_request = required_body(sm.ScheduleRequest)
 update_request = required_body(sm.ScheduleUpdate)
 backfill_request = required_body(sm.BackfillRequest)
 limits_request = required_body(QueueLimitsBody)
+weight_request = required_body(FairnessWeightBody)
 batch_request = required_body(bm.BatchRequest)
 activity_batch_request = required_body(bm.ActivityBatchRequest)
 activity_options_batch_request = required_body(bm.ActivityOptionsBatchRequest)

@@ -1,6 +1,7 @@
 """The bodies of the task queues' routes (docs/http-api.md, "Task queues"):
-a queue's limits as set (``PUT /api/queues/{queue}/limits``) and shown, and
-a queue's activities now (``GET /api/queues``, ``GET /api/queues/{queue}``).
+a queue's limits as set (``PUT /api/queues/{queue}/limits``) and shown, a
+fairness key's weight (``PUT /api/queues/{queue}/weights``), and a queue's
+activities now (``GET /api/queues``, ``GET /api/queues/{queue}``).
 Imports pydantic and ``_models`` (``Strict``); the field names match
 ``QueueLimits.to_json`` and ``QueueInfo.to_json``.
 """
@@ -13,7 +14,16 @@ from pydantic import BaseModel, Field, StrictInt
 
 from perdure.server._models import Strict
 
-__all__ = ["PausedActivityOut", "Queue", "QueueLimitsBody", "QueueLimitsOut", "QueueList"]
+__all__ = [
+    "FairnessWeightBody",
+    "FairnessWeightOut",
+    "FairnessWeightsOut",
+    "PausedActivityOut",
+    "Queue",
+    "QueueLimitsBody",
+    "QueueLimitsOut",
+    "QueueList",
+]
 
 
 class QueueLimitsBody(Strict):
@@ -88,6 +98,32 @@ class Queue(BaseModel):
         description="How many keys have max_running_per_key attempts running (the "
         "unkeyed tasks: one key); 0 without that limit.",
     )
+    fairness_weights: dict[str, int] = Field(
+        default_factory=dict,
+        description="The fairness keys given a weight other than 1, by key.",
+    )
+
+
+class FairnessWeightBody(Strict):
+    """A fairness key's weight on the queue: in its turn, it takes up to
+    ``weight`` tasks for each one a key of weight 1 takes."""
+
+    fairness_key: str = Field(min_length=1, description="The fairness key.")
+    weight: StrictInt = Field(
+        ge=1, le=1_000, description="1 to 1,000; 1 (the default) removes the key's weight."
+    )
+
+
+class FairnessWeightsOut(BaseModel):
+    fairness_weights: dict[str, int] = Field(
+        description="The fairness keys given a weight other than 1, by key."
+    )
+
+
+class FairnessWeightOut(BaseModel):
+    fairness_key: str
+    weight: int
+    weight_before: int = Field(description="The key's weight before (1: it had none).")
 
 
 class QueueList(BaseModel):

@@ -1,7 +1,8 @@
 """The ``/api/queues`` routes (perdure.queues): the task queues' activities
-and their limits, and their worker builds (docs/versioning.md). Reading
-needs the ``read`` role; setting or lifting limits, or choosing the current
-or the ramping build, ``admin``.
+and their limits, their fairness weights, and their worker builds
+(docs/versioning.md). Reading needs the ``read`` role; setting or lifting
+limits, setting a weight, or choosing the current or the ramping build,
+``admin``.
 
 Imports fastapi, the public Client API, its input errors (``perdure._checks``),
 ``_deps``, ``_query`` (a build's JSON) and the bodies (``_models``,
@@ -31,6 +32,7 @@ from perdure.server._deps import (
     ramping_build_request,
     require_admin,
     require_read,
+    weight_request,
 )
 from perdure.server._query import build_json
 
@@ -114,6 +116,39 @@ async def remove_limits(client: ClientDep, task_queue: QueueName) -> None:
         raise HTTPException(422, str(exc)) from None
     if not had:
         raise HTTPException(404, f"task queue {task_queue!r} has no limits")
+
+
+@router.get(
+    "/{task_queue:path}/weights",
+    response_model=qm.FairnessWeightsOut,
+    dependencies=Reader,
+    responses={**error_responses(401, 403, 422, 503), **UNROUTABLE},
+)
+async def get_weights(client: ClientDep, task_queue: QueueName) -> Any:
+    """The fairness keys given a weight on the queue (the others weigh 1)."""
+    return {"fairness_weights": (await _describe(client, task_queue))["fairness_weights"]}
+
+
+@router.put(
+    "/{task_queue:path}/weights",
+    response_model=qm.FairnessWeightOut,
+    dependencies=Admin,
+    responses={**error_responses(401, 403, 422, 503), **UNROUTABLE},
+    openapi_extra=body_doc(qm.FairnessWeightBody),
+)
+async def set_weight(
+    client: ClientDep,
+    task_queue: QueueName,
+    body: Annotated[qm.FairnessWeightBody, Depends(weight_request)],
+) -> Any:
+    """Give a fairness key a weight on the queue (docs/queues.md,
+    "Weights"); every worker's next claim follows it. 422 for a bad key or
+    weight."""
+    try:
+        before = await client.set_fairness_weight(task_queue, body.fairness_key, body.weight)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"fairness_key": body.fairness_key, "weight": body.weight, "weight_before": before}
 
 
 @router.get(

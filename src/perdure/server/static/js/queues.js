@@ -129,6 +129,15 @@ export function renderQueues(container, params, ctx) {
       + (more > 0 ? `, and ${more} more` : "")].join("\n");
   }
 
+  function weighted(q) {
+    // (Under the waiting: the keys given a weight; their weights as its tooltip.)
+    const parts = Object.entries(q.fairness_weights || {}).map(([k, w]) => `${k}: ${w}`);
+    if (!parts.length) return null;
+    return h("div", { class: "muted weighted-keys",
+      text: `${parts.length} key${parts.length === 1 ? "" : "s"} weighted`,
+      title: `Tasks per turn (the other keys: 1): ${parts.join(", ")}` });
+  }
+
   function atLimit(q) {
     // (Under the limits: the keys at their limit per key; the most running as its tooltip.)
     if (!q.limits || q.limits.max_running_per_key == null) return null;
@@ -154,7 +163,8 @@ export function renderQueues(container, params, ctx) {
           // (Fairness keys with work waiting, served in turn; the top ones as its tooltip.)
           q.waiting_keys ? h("div", { class: "muted waiting-keys",
             text: `${q.waiting_keys} key${q.waiting_keys === 1 ? "" : "s"}`,
-            title: byKey(q) }) : null),
+            title: byKey(q) }) : null,
+          weighted(q)),
         h("td", { text: String(q.backing_off), title: "waiting for a retry's time" }),
         h("td", {}, limitsText(q.limits),
           q.limits && q.limits.max_starts !== null
