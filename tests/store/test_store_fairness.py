@@ -235,9 +235,9 @@ async def test_a_waiting_runs_place_counts_the_turns_of_the_other_keys(
 
 
 def test_shares() -> None:
-    assert sqlfair.shares(["a", "b", "c"], 2) == [("a", 1), ("b", 1)]
-    assert sqlfair.shares(["a", "b", "c"], 7) == [("a", 3), ("b", 2), ("c", 2)]
-    assert sqlfair.shares(["a"], 5) == [("a", 5)]
+    assert sqlfair.share_out(["a", "b", "c"], 2).given == [("a", 1), ("b", 1)]
+    assert sqlfair.share_out(["a", "b", "c"], 7).given == [("a", 3), ("b", 2), ("c", 2)]
+    assert sqlfair.share_out(["a"], 5).given == [("a", 5)]
 
 
 async def test_sqlite_reads_the_keyed_tasks_by_their_own_index(tmp_path: Any) -> None:

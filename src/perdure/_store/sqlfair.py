@@ -12,8 +12,12 @@ recursive query walks from key to key). A claim of a queue in this mode:
    worker) and below the queue's limit per key, if it has one, as it has
    room for; a walk that stops at KEYS_WALKED keys short of that moves the
    turn to the last key it walked;
-2. shares its room among them: one each if it found as many as its room,
-   else the room split evenly, no key more than its limit leaves it;
+2. shares its room among them in passes, each key taking up to its weight
+   (1 unless the queue gives it one: queue_weights) in each pass, no key
+   more than its limit leaves it: one each if it found as many as its room
+   and all weigh 1, else the room split evenly by weight; a key the room
+   cuts short of its weight is served first by the next claim, for the
+   rest;
 3. leases each key's share, its oldest due tasks first, in one statement; a
    round that leaves room (a key had fewer due tasks than its share) shares
    it again among the keys that filled theirs.
@@ -88,15 +92,15 @@ def _keys_sql(op: str, upto: str, tail: str, capped: str) -> str:
     claim's conditions on a task) and are not at their limit (``capped``:
     "" or "k.key NOT IN <the keys> AND "), in order from a key on (``op``:
     ">" after it, ">=" from it), up to a key (``upto``: " AND fairness_key
-    <= ?", or ""): rows (key, n, due). The recursive part finds the next key
+    <= ?", or ""): rows (key, n, due, weight). The recursive part finds the next key
     by one search of tasks_due, and stops after so many keys (n); the outer
     LIMIT stops it once enough keys with a task due are found (both
     databases run it lazily). The last key walked comes too if the walk
     stopped there, due or not (due: 1, else NULL), so that the turn can go
     on from it. Whether a key has a task due is a subquery of LIMIT 1, one
     search per key: PostgreSQL made an EXISTS a hash join with every due
-    task of the queue (29 ms for 17,000). Each row also has the key's
-    weight (1 unless the queue gives it one)."""
+    task of the queue (29 ms for 17,000). A key's weight is one search of
+    queue_weights (1 unless the queue gives it one)."""
     has_due = (
         "(SELECT 1 FROM tasks WHERE kind = ? AND queue = ? AND priority = ?"
         f" AND fairness_key = k.key AND visible_at <= ?{tail}{_HEAP} LIMIT 1)"
@@ -243,13 +247,6 @@ def share_out(
         if not moved:
             break
     return Shares([(key, n) for key, n in given.items() if n > 0], last, short)
-
-
-def shares(
-    keys: Sequence[str], room: int, room_of: dict[str, int] | None = None
-) -> list[tuple[str, int]]:
-    """``room`` shared among ``keys`` of equal weight (see share_out)."""
-    return share_out(keys, room, room_of).given
 
 
 async def claim_fair(
