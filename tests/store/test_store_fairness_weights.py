@@ -2,7 +2,8 @@
 key of weight w takes up to w tasks for each one a key of weight 1 takes,
 in turn, claim after claim, whatever the claims' room (a key the room cuts
 short of its weight is served first by the next claim, for what it is
-still owed); keys without a weight weigh 1; a weight set to 1 is removed;
+still owed), its workflow tasks as its activities; keys without a weight
+weigh 1; a weight set to 1 is removed;
 a limit per key still bounds a heavy key; ``queues`` reports the weights;
 a waiting task's place counts the turns of weighted keys."""
 
@@ -61,6 +62,22 @@ async def test_a_claims_room_is_shared_by_weight(open_store: Any, clock: FakeClo
     assert keys_of(await claim(store, 2)) == "aa"
     assert keys_of(await claim(store, 3)) == "aba"  # a's last one, b, then a again
     assert keys_of(await claim(store, 2)) == "aa"
+
+
+async def test_a_queues_workflow_tasks_follow_its_weights(
+    open_store: Any, clock: FakeClock
+) -> None:
+    store: Store = await open_store()
+    for key in ("a", "b"):
+        for i in range(6):
+            clock.advance(0.01)
+            run = new_run(wid=f"wf-{key}{i}", run_id=f"{key}-{i}")
+            run.fairness_key = key
+            await store.create_run(run, "fail")
+    await store.set_fairness_weight("q", "b", 2)
+    assert await store.claim_workflow_tasks(["q"], "w", 30, 0) == []  # (learns of the keys)
+    order = [(await store.claim_workflow_tasks(["q"], "w", 30, 1))[0].run_id[0] for _ in range(9)]
+    assert "".join(order) == "abbabbabb"
 
 
 async def test_weights_change_and_one_removes_a_weight(open_store: Any, clock: FakeClock) -> None:
