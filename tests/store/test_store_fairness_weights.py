@@ -9,13 +9,16 @@ a waiting task's place counts the turns of weighted keys."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from typing import Any
 
 from store_helpers import FakeClock, claim_one, new_run, turn
 
+import perdure._store.sqlite
 from perdure._store import sqlfair
 from perdure._store.base import ActivityTask, NewActivity, QueueLimitsRecord, Store
+from perdure._store.sqlite import SqliteStore
 
 
 async def schedule(store: Store, keys: list[str], run: str = "run-1") -> None:
@@ -136,3 +139,35 @@ def test_share_out() -> None:
     # Keys of weight 1 share as before: evenly, the first ones one more.
     assert sqlfair.share_out(["a", "b", "c"], 7) == ([("a", 3), ("b", 2), ("c", 2)], "a", None)
     assert sqlfair.share_out(["a", "b"], 5, {"a": 1, "b": 9}) == ([("a", 1), ("b", 4)], "b", None)
+
+
+async def test_a_claim_that_served_every_key_leaves_the_turn_for_one_walk(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Claims with room for more than the keys that have work serve them
+    all, evenly: the turn stays where it was, so each next claim walks the
+    keys once, not once to the end and again from the first key (its
+    priority's walk, as the first claim's)."""
+    sent: list[str] = []
+    connect = perdure._store.sqlite.sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(sent.append)
+        return conn
+
+    monkeypatch.setattr(perdure._store.sqlite.sqlite3, "connect", traced)
+    store = SqliteStore(str(tmp_path / "walks.db"))
+    await store.open()
+    try:
+        await schedule(store, ["a"] * 30 + ["b"] * 30)
+        walks = []
+        for _ in range(3):
+            sent.clear()
+            assert Counter(keys_of(await claim(store, 10))) == {"a": 5, "b": 5}
+            walks.append(sum("WITH RECURSIVE" in sql for sql in sent))
+        # As many as the first claim's, which starts from no turn (one walk
+        # of each priority up to the keys' own: 1, 2 and 3).
+        assert walks == [3, 3, 3], walks
+    finally:
+        await store.close()

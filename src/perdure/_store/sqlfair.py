@@ -278,12 +278,16 @@ async def claim_fair(
             continue
         # The next claim of this priority starts after the last key served:
         # the turn moves on. A key the room cut short of its weight is next
-        # again, for what it is still owed.
+        # again, for what it is still owed. (A walk that found fewer keys
+        # than its room found every key with work: if the last pass ended
+        # with the last of them, the turn stays, which saves the next claim
+        # a walk round to the first key.)
+        went_round = len(due) < room  # (the walk found every key with work)
         if cut is None and split.short is not None:
             turns.owed[spot] = split.short
             if (at := rank[split.short[0]]) > 0:
                 turns.after[spot] = due[at - 1]
-        elif cut is None and split.last is not None:
+        elif cut is None and split.last is not None and not (went_round and split.last == due[-1]):
             turns.after[spot] = split.last
         got: list[tuple[Any, ...]] = []
         for _ in range(_ROUNDS):
