@@ -75,6 +75,8 @@ SQL_FRAGMENTS = {
     "counted": "sqlclaims._claim(): '' or the constant ', limited = 1'",
     "_COUNTED": "sqlqueues: the count's constant condition (placeholders only)",
     "_WEIGHT": "sqlfair: the walk's constant subquery of a key's weight (placeholders only)",
+    "level": "sqlwake._first_activity(): one of the constant ints of h.PRIORITIES",
+    "priorities": "sqlwake._first_activity(): constant rows of h.PRIORITIES' ints",
     "marks": "sqlrows.marks(): '?,?,?', one placeholder per queue name",
     "one": "the claim's constant select of one queue's due tasks (placeholders, lock)",
     "branches": "the claim's copies of one constant branch per priority (placeholders, lock)",

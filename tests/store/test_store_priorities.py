@@ -150,3 +150,37 @@ async def test_a_queues_waiting_is_counted_by_priority(open_store: Any, clock: F
     await store.claim_activity_tasks(["q"], "w", 30, 2)  # (the two of priority 1)
     [queue] = await store.queues("q")
     assert queue.running == 2 and queue.waiting_by_priority == {3: 1, 5: 3}
+
+
+async def test_the_next_due_time_is_the_first_of_every_priority_and_key(
+    open_store: Any, clock: FakeClock
+) -> None:
+    """An idle worker's next due time finds a queue's first task by one
+    search per priority (and one of the keyed tasks): the earliest of them
+    all, whichever priority or key it has."""
+    store: Store = await open_store()
+    await store.create_run(prioritised("run-1", 3), "fail")
+    task = await claim_one(store, "run-1")
+    activities = [
+        NewActivity(1, "charge", "q", [], {}, {}, priority=5),
+        NewActivity(2, "charge", "q", [], {}, {}, priority=1),
+        NewActivity(3, "charge", "q", [], {}, {}, priority=3, fairness_key="k"),
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    error = {"type": "ConnectionError", "message": "down"}
+    t0 = clock.now
+    # (The first claim takes the unkeyed ones and learns of the keyed one.)
+    claimed = await store.claim_activity_tasks(["q"], "w", 30, 10)
+    claimed += await store.claim_activity_tasks(["q"], "w", 30, 10)
+    tasks = {t.ref: t for t in claimed}
+    for ref, wait in ((1, 10), (2, 20), (3, 40)):
+        assert await store.retry_activity(tasks[ref], error, wait)
+    assert await store.next_due(["q"], ("activity",)) == t0 + 10  # (priority 5's)
+    # Each in turn comes due, is claimed and backs off for long: the next
+    # due time is then priority 1's, then the keyed one's.
+    for ref, due, then in ((1, t0 + 10, t0 + 20), (2, t0 + 20, t0 + 40)):
+        clock.advance(due - clock.now)
+        [again] = await store.claim_activity_tasks(["q"], "w", 30, 1)
+        assert again.ref == ref
+        assert await store.retry_activity(again, error, 1000)
+        assert await store.next_due(["q"], ("activity",)) == then

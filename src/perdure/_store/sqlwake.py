@@ -246,12 +246,12 @@ async def _next_activity(tx: Tx, d: Dialect, queues: list[str], now: float) -> l
     times = []
     for queue in queues:
         # The limits first: the first task of a queue held until an attempt
-        # ends is not looked for (a read of its whole range of tasks_due).
+        # ends is not looked for.
         limits = await sqlqueues.read_limits(tx, queue)
         held = None if limits is None else await sqlqueues.gate(tx, queue, limits, now)
         if held is not None and held.room <= 0 and held.free_at is None:
             continue
-        row = await tx.one(_FIRST_ACTIVITY, (queue,))
+        row = await tx.one(_first_activity(d), (queue, queue))
         if row is None or row[0] is None:
             continue
         first = row[0]
@@ -269,6 +269,27 @@ async def _next_activity(tx: Tx, d: Dialect, queues: list[str], now: float) -> l
 
 
 _FIRST_ACTIVITY = "SELECT MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?"
+
+
+def _first_activity(d: Dialect) -> str:
+    """When a queue's first activity task is due: tasks_due orders a queue's
+    tasks by priority and key before their due time, so the first of each
+    priority's unkeyed tasks is one search, and the keyed tasks' first a
+    read of the partial index of keyed tasks (nothing for a queue without
+    keys). _FIRST_ACTIVITY read the queue's whole range: 11 ms on SQLite
+    and 25 ms on PostgreSQL with 100,000 tasks backing off, at each idle
+    worker's every wait. (One subquery run for each priority, not one per
+    priority: PostgreSQL plans each anew, 0.6 ms for five. ORDER BY ...
+    LIMIT 1, not MIN: its planner reads every entry for a MIN where it
+    expects one row, as in a table never analyzed.)"""
+    priorities = " UNION ALL ".join(f"SELECT {level} AS priority" for level in h.PRIORITIES)
+    return (
+        "SELECT MIN(first) FROM (SELECT (SELECT visible_at FROM tasks WHERE kind = 'activity'"
+        " AND queue = ? AND priority = p.priority AND fairness_key = '' ORDER BY visible_at"
+        f" LIMIT 1) AS first FROM ({priorities}) AS p UNION ALL SELECT (SELECT MIN(visible_at)"
+        f" FROM {d.keyed_tasks} WHERE kind = 'activity' AND queue = ? AND fairness_key <> '')"
+        ") AS firsts"
+    )
 
 
 async def next_due(
