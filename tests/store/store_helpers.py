@@ -169,3 +169,18 @@ async def inbox_runs(store: SqlStore) -> list[str]:
         return [row[0] for row in await tx.all("SELECT run_id FROM inbox ORDER BY id")]
 
     return await store._read(body)
+
+
+async def schedule_keyed(store: Store, keys: list[str], run: str = "run-1") -> None:
+    """A run with one activity on queue "q" for each of ``keys`` (ref 1 on;
+    '' for none), none claimed; then a claim of none, which learns whether
+    the queue has keys (a claim would learn it otherwise, having taken the
+    unkeyed tasks as before)."""
+    await store.create_run(new_run(wid=f"wf-{run}", run_id=run), "fail")
+    task = await claim_one(store, run)
+    activities = [
+        NewActivity(ref, "charge", "q", [], {}, {}, fairness_key=key)
+        for ref, key in enumerate(keys, start=1)
+    ]
+    assert await store.commit_turn(await turn(store, task, activities=activities))
+    assert await store.claim_activity_tasks(["q"], "w", 30, 0) == []

@@ -14,27 +14,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from store_helpers import FakeClock, claim_one, new_run, turn
+from store_helpers import FakeClock
+from store_helpers import schedule_keyed as schedule
 
 import perdure._store.sqlite
 from perdure._store import postgres_schema, sqlite_schema, sqlqueues, store_for_url
-from perdure._store.base import ActivityTask, NewActivity, QueueLimitsRecord, Store
+from perdure._store.base import ActivityTask, QueueLimitsRecord, Store
 from perdure._store.postgres import SESSION_SETUP
 
 ERROR = {"type": "ConnectionError", "message": "down"}
-
-
-async def schedule(store: Store, keys: list[str], run: str = "run-1") -> None:
-    """A run with one activity on queue "q" for each of ``keys``, none claimed
-    (and a claim of none, which learns whether the queue has keys)."""
-    await store.create_run(new_run(wid=f"wf-{run}", run_id=run), "fail")
-    task = await claim_one(store, run)
-    activities = [
-        NewActivity(ref, "charge", "q", [], {}, {}, fairness_key=key)
-        for ref, key in enumerate(keys, start=1)
-    ]
-    assert await store.commit_turn(await turn(store, task, activities=activities))
-    assert await store.claim_activity_tasks(["q"], "w", 30, 0) == []
 
 
 async def claim(store: Store, want: int = 10, hinted: bool = False) -> list[ActivityTask]:

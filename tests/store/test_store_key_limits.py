@@ -13,10 +13,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from store_helpers import FakeClock, claim_one, new_run, turn
+from store_helpers import FakeClock
+from store_helpers import schedule_keyed as schedule
 
 from perdure._store import sqlfair
-from perdure._store.base import ActivityTask, NewActivity, QueueLimitsRecord, Store
+from perdure._store.base import ActivityTask, QueueLimitsRecord, Store
 
 ERROR = {"type": "ConnectionError", "message": "down"}
 HINTED = [False]
@@ -27,20 +28,6 @@ def _hinted(request: pytest.FixtureRequest) -> None:
     """Each test twice: claims that find the limits, and claims told to
     expect them (what a worker passes once it knows its queue has limits)."""
     HINTED[0] = request.param
-
-
-async def schedule(store: Store, keys: list[str], run: str = "run-1") -> None:
-    """A run with one activity of each of ``keys`` (ref 1 on), none claimed;
-    then a claim of none, which learns whether the queue has keys (a claim
-    would learn it otherwise, having taken the unkeyed tasks as before)."""
-    await store.create_run(new_run(wid=f"wf-{run}", run_id=run), "fail")
-    task = await claim_one(store, run)
-    activities = [
-        NewActivity(ref, "charge", "q", [], {}, {}, fairness_key=key)
-        for ref, key in enumerate(keys, start=1)
-    ]
-    assert await store.commit_turn(await turn(store, task, activities=activities))
-    assert await store.claim_activity_tasks(["q"], "w", 30, 0) == []
 
 
 async def claim(store: Store, want: int = 10) -> list[ActivityTask]:
