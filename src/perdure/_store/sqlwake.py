@@ -255,11 +255,9 @@ async def _next_activity(tx: Tx, d: Dialect, queues: list[str], now: float) -> l
         if row is None or row[0] is None:
             continue
         first = row[0]
-        if held is None or limits is None:
-            pass
-        elif held.room <= 0:
-            first = max(first, held.free_at or first)
-        elif capped := held.capped(limits):
+        if held is not None and held.free_at is not None and held.room <= 0:
+            first = max(first, held.free_at)  # (a slot frees: the window moves, a lease ends)
+        elif held is not None and limits is not None and (capped := held.capped(limits)):
             others = f"{_FIRST_ACTIVITY} AND fairness_key{d.not_among}"
             row = await tx.one(others, (queue, d.ids_param(list(capped))))
             frees = min(capped.values())
