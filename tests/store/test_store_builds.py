@@ -15,6 +15,7 @@ from test_store_inline_rows import _continuation
 
 from perdure import _history as h
 from perdure._store.base import NewActivity, Store, turn_queue
+from perdure._worker.turns import lost_turn_wait
 
 B1 = turn_queue("q", "b1")
 B2 = turn_queue("q", "b2")
@@ -87,6 +88,39 @@ async def test_a_move_fences_the_turn_in_flight_and_frees_its_task(
     assert (await store.get_run("wf-1", None)).build_id is None  # type: ignore[union-attr]
     assert await runs_due(store, B2) == []
     assert await runs_due(store, "q") == ["run-1"]
+
+
+async def test_a_run_handed_on_keeps_its_count_of_lost_attempts(
+    open_store: Any, clock: FakeClock
+) -> None:
+    """A worker of the old build that moves a new run to the ramping build
+    (TurnRunner._hand_to_ramp) lets go of the lease it held: the new build's
+    claim is that attempt again, not one more. Counted, the move of a run
+    whose turn had lost two attempts (and waited) read as a third loss, and
+    the run waited again, for 8 s, then 32 s (seen in a chaos run)."""
+    store: Store = await open_store()
+    await store.create_run(new_run(), "fail")
+    for _ in range(2):  # (two attempts lost with their workers: their leases ran out)
+        await claim_one(store, "run-1")
+        clock.advance(31)
+    third = await claim_one(store, "run-1")
+    run = await store.get_run("wf-1", None)
+    assert run is not None and third.attempt == 3
+    wait = lost_turn_wait(third.attempt, run.last_error)
+    assert wait is not None
+    assert await store.fail_turn(third, wait[1], wait[0])
+    clock.advance(wait[0])
+    fourth = await claim_one(store, "run-1")
+    run = await store.get_run("wf-1", None)
+    assert run is not None and lost_turn_wait(fourth.attempt, run.last_error) is None
+    await store.set_run_build("wf-1", None, "b2")  # (handed on, not run)
+    again = await claim_one(store, "run-1", B2)
+    assert again.attempt == fourth.attempt == 4
+    assert lost_turn_wait(again.attempt, run.last_error) is None  # (it runs, at once)
+    # A task no lease holds keeps its count: its claims were all attempts.
+    assert await store.fail_turn(again, "", 0.0)
+    await store.set_run_build("wf-1", None, None)
+    assert (await claim_one(store, "run-1")).attempt == 5
 
 
 async def test_a_move_fences_an_inline_turn_of_the_old_build(open_store: Any) -> None:

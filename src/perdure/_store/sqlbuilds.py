@@ -145,7 +145,11 @@ async def move_run(
     version moves on, as a priority change's does: a turn in flight on the
     old build is fenced out and computed again by the new one. Its workflow
     task goes to the new queue, a lease on it let go (that turn will not
-    commit), and nothing of it stays held by the old build's worker."""
+    commit), and nothing of it stays held by the old build's worker: the
+    claim that leased it is not counted as an attempt, as a hand-back's is
+    not (a worker of the old build that hands a new run to the ramping build
+    moves it so: counted, the handing would read as a lost attempt, and a
+    run that had lost two would wait again, lost_turn_wait)."""
     run = await open_run(tx, d, workflow_id, run_id)
     # (The run's row first, then its tasks and timers: the store's lock order.)
     await tx.send(
@@ -155,6 +159,7 @@ async def move_run(
     await tx.send(
         f"UPDATE tasks SET queue = (SELECT {TURN_QUEUE} FROM runs WHERE run_id = ?),"
         " visible_at = CASE WHEN lease_token IS NULL THEN visible_at ELSE ? END,"
+        " attempt = CASE WHEN lease_token IS NULL THEN attempt ELSE attempt - 1 END,"
         " lease_owner = NULL, lease_token = NULL WHERE kind = 'workflow' AND run_id = ?",
         (run.run_id, now, run.run_id),
     )
