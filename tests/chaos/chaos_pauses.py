@@ -22,6 +22,7 @@ any run, so a pause must not lose, repeat or strand a step either.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import defaultdict
@@ -33,7 +34,10 @@ import chaos_checks as checks
 
 import perdure
 
-PAUSE_CHANCE = 0.05  # per pass of the driver's loop (about 50 passes a second)
+# Tries at pausing one, a second: each pass of the driver's loop tries with
+# the chance of its time since the last pass (about 50 passes a second on an
+# idle machine, a few on a loaded one), so that a slow hour pauses as many.
+PAUSE_RATE = 2.5
 MAX_PAUSED = 4  # activities paused at once
 PAUSED_FOR = (0.05, 1.5)  # seconds, drawn for each
 LOOKS = 4  # open runs described, at most, to find a pending activity to pause
@@ -59,6 +63,7 @@ class Pauses:
     refused: int = 0  # the activity ended (or its run did) before the pause
     updated: int = 0  # of those paused, how many had their retry policy changed
     batch_unpaused: int = 0  # still paused when the chaos ended: unpaused by one batch
+    last_pass: float | None = None  # (monotonic)
 
     def step(
         self, client: perdure.SyncClient, rng: random.Random, flows: list[Any], chaotic: bool
@@ -66,6 +71,8 @@ class Pauses:
         """Unpause those whose time came (every one, once not ``chaotic``),
         and now and then pause another."""
         now = time.monotonic()
+        since = 0.02 if self.last_pass is None else now - self.last_pass
+        self.last_pass = now
         if not chaotic and self.held:
             self._unpause_all(client)
         keep = []
@@ -81,7 +88,7 @@ class Pauses:
         self.held = keep
         if not chaotic or not flows or len(self.held) >= MAX_PAUSED:
             return
-        if rng.random() >= PAUSE_CHANCE:
+        if rng.random() >= 1 - math.exp(-PAUSE_RATE * since):
             return
         # (Most steps take milliseconds: a few runs are looked at for one.)
         for flow in rng.sample(flows, min(len(flows), LOOKS)):
