@@ -24,17 +24,18 @@ demo: $(STAMP)
 chromium:
 	command -v chromium || (dpkg --configure -a && apt-get update && apt-get install -y chromium)
 
-# The suite runs in three processes (pytest-xdist): its tests spend much of
-# their time waiting on worker processes, the disk and timers, so a third
-# fills the two cores' gaps (session 50, one machine, back to back: 500 s in
-# two, 385 s in three; session 45: 742 s in one). TEST_PROCESSES=0 runs it
-# in one.
+# The suite runs in four processes (pytest-xdist): its tests spend much of
+# their time waiting on worker processes, the disk and timers, so more than
+# two fill the two cores' gaps (session 50, one machine, back to back: 500 s
+# in two, 385 s in three; session 45: 742 s in one; session 67, 3,805 tests:
+# 561-594 s in three, the cores idle 17% of the time, 532-538 s in four,
+# idle 8%). TEST_PROCESSES=0 runs it in one.
 # The tests start hundreds of `perdure` processes (the CLI, workers, the
 # chaos fleet). With PYTHONDONTWRITEBYTECODE set (as on some CI machines),
 # each compiled perdure's modules from source again: 0.11 s of a 0.47 s
 # command (session 54). Compiled once here, they are read from __pycache__
 # (the flag stops writing, not reading).
-TEST_PROCESSES ?= 3
+TEST_PROCESSES ?= 4
 test: $(STAMP) $(CHROMIUM_STEP)
 	$(BIN)/python -m compileall -q -j 0 src tests examples > /dev/null
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES)
