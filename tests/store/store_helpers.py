@@ -4,9 +4,13 @@ built by hand (what a worker would commit), so tests drive the Store directly.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import closing
 from typing import Any
+
+import psycopg
 
 from perdure import _history as h
 from perdure._store.base import NewActivity, NewChild, NewRun, Store, TurnCommit, WorkflowTask
@@ -184,3 +188,31 @@ async def schedule_keyed(store: Store, keys: list[str], run: str = "run-1") -> N
     ]
     assert await store.commit_turn(await turn(store, task, activities=activities))
     assert await store.claim_activity_tasks(["q"], "w", 30, 0) == []
+
+
+async def query_plans(store_url: str, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[str]:
+    """Each query's plan for its parameters, as text: SQLite's, and
+    PostgreSQL's generic plan (made once for any values, as for the
+    store's prepared statements)."""
+    from perdure._store.postgres import SESSION_SETUP
+
+    if store_url.startswith("sqlite"):
+        with closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as conn:
+            return [
+                " | ".join(r[-1] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+                for sql, params in queries
+            ]
+    found = []
+    async with await psycopg.AsyncConnection.connect(store_url, autocommit=True) as conn:
+        await conn.execute(SESSION_SETUP)
+        await conn.execute("ANALYZE tasks")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        inline = psycopg.AsyncClientCursor(conn)  # (EXECUTE's arguments as literals)
+        for number, (sql, params) in enumerate(queries):
+            parts = sql.split("?")
+            numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+            await conn.execute(f"PREPARE planned{number} AS {numbered}")
+            marks = ", ".join(["%s"] * len(params))
+            await inline.execute(f"EXPLAIN EXECUTE planned{number}({marks})", list(params))
+            found.append(" | ".join(r[0] for r in await inline.fetchall()))
+    return found

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from contextlib import closing
 from typing import Any
 
-import psycopg
 import pytest
-from store_helpers import FakeClock
+from store_helpers import FakeClock, query_plans
 from store_helpers import schedule_keyed as schedule
 
 import perdure._store.sqlite
 from perdure._store import postgres_schema, sqlite_schema, sqlqueues, store_for_url
 from perdure._store.base import ActivityTask, QueueLimitsRecord, Store
-from perdure._store.postgres import SESSION_SETUP
 
 ERROR = {"type": "ConnectionError", "message": "down"}
 
@@ -95,28 +92,6 @@ async def test_an_upgraded_database_counts_the_attempts_running_on_its_limited_q
         await store.close()
 
 
-async def _plans(store_url: str, queries: list[str]) -> list[str]:
-    """Each of ``queries``' plan (for queue "q", now 0), as text: SQLite's,
-    and PostgreSQL's generic plan (made once for any values)."""
-    if store_url.startswith("sqlite"):
-        with closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as conn:
-            return [
-                " | ".join(r[-1] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("q", 0)))
-                for sql in queries
-            ]
-    found = []
-    async with await psycopg.AsyncConnection.connect(store_url, autocommit=True) as conn:
-        await conn.execute(SESSION_SETUP)
-        await conn.execute("ANALYZE tasks")
-        await conn.execute("SET plan_cache_mode = force_generic_plan")
-        for number, sql in enumerate(queries):
-            numbered = sql.replace("?", "$1", 1).replace("?", "$2", 1)
-            await conn.execute(f"PREPARE counted{number} AS {numbered}")
-            cur = await conn.execute(f"EXPLAIN EXECUTE counted{number}('q', 0)")
-            found.append(" | ".join(r[0] for r in await cur.fetchall()))
-    return found
-
-
 async def test_the_count_reads_the_attempts_running_not_the_backlog(
     open_store: Any, store_url: str, clock: FakeClock
 ) -> None:
@@ -124,7 +99,8 @@ async def test_the_count_reads_the_attempts_running_not_the_backlog(
     await schedule(store, [f"k{i % 7}" for i in range(400)])
     await store.set_queue_limits("q", QueueLimitsRecord(max_running=1000, max_running_per_key=50))
     assert len(await claim(store, want=5, hinted=True)) == 5
-    for plan in await _plans(store_url, [sqlqueues._RUNNING, sqlqueues._RUNNING_BY_KEY]):
+    counts = [(sqlqueues._RUNNING, ("q", 0)), (sqlqueues._RUNNING_BY_KEY, ("q", 0))]
+    for plan in await query_plans(store_url, counts):
         assert "tasks_limited" in plan, plan
         assert "tasks_due" not in plan and "Seq Scan" not in plan, plan
 

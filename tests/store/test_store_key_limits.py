@@ -13,10 +13,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from store_helpers import FakeClock
+from store_helpers import FakeClock, query_plans
 from store_helpers import schedule_keyed as schedule
 
-from perdure._store import sqlfair
+from perdure._store import sqlfair, sqlwake
 from perdure._store.base import ActivityTask, QueueLimitsRecord, Store
 
 ERROR = {"type": "ConnectionError", "message": "down"}
@@ -53,9 +53,35 @@ async def test_a_key_at_its_limit_is_passed_over(open_store: Any, clock: FakeClo
     # key at its limit to run out (an attempt that ends wakes them first).
     assert await store.next_due(["q"], ("activity",)) == clock.now + 30
     clock.advance(1)
-    assert await store.retry_activity(first[0], ERROR, 60)  # one of "a"'s ends
-    assert await store.next_due(["q"], ("activity",)) == t0  # ("a"'s third: due since)
+    # One of "a"'s ends (its commit wakes the workers): their claim takes
+    # "a"'s third, due since t0.
+    assert await store.retry_activity(first[0], ERROR, 60)
+    assert t0 < clock.now
     assert [(t.fairness_key, t.ref) for t in await claim(store)] == [("a", 3)]
+
+
+async def test_the_next_due_time_passes_the_backlog_of_the_keys_at_their_limit(
+    open_store: Any, clock: FakeClock
+) -> None:
+    """With keys at their limit, an idle worker's next due time counts
+    another key's task due later, or due since a moment ago (one that fell
+    due after the worker's claim), searched past the keys at their limit
+    by the keyed tasks' index in due order: not their backlog, due since
+    long ago, which a read of the queue's whole range went through."""
+    store: Store = await open_store()
+    await schedule(store, ["a"] * 6 + ["b"] * 2 + ["c"])
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running_per_key=2))
+    t0 = clock.now
+    first = {t.ref: t for t in await claim(store)}
+    assert sorted(first) == [1, 2, 7, 8, 9]  # ("a" and "b" at their limit)
+    assert await store.retry_activity(first[9], ERROR, 5)  # "c"'s backs off
+    clock.advance(3)
+    assert await store.next_due(["q"], ("activity",)) == t0 + 5  # (not "a"'s, due at t0)
+    clock.advance(2.5)  # ("c"'s fell due half a second ago)
+    assert await store.next_due(["q"], ("activity",)) == t0 + 5
+    assert keys_of(await claim(store)) == ["c"]
+    # Then only the first lease of a key at its limit to run out.
+    assert await store.next_due(["q"], ("activity",)) == t0 + 30
 
 
 async def test_the_unkeyed_tasks_are_one_key(open_store: Any, clock: FakeClock) -> None:
@@ -153,3 +179,62 @@ async def test_queues_reports_the_running_by_key(open_store: Any, clock: FakeClo
     await store.set_queue_limits("q", QueueLimitsRecord(max_running=5))
     [record] = await store.queues("q")
     assert (record.keys_at_limit, record.running_by_key["a"]) == (0, 2)
+
+
+async def test_a_key_at_its_limit_with_tasks_due_later_is_passed_by_a_bounded_look(
+    open_store: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tasks a key at its limit has due later (retries backing off) do
+    not count either: the worker would wake for each and claim nothing. The
+    look past them reads a bounded number of keyed tasks (_AHEAD); if none
+    of those is another key's, the answer is the last it read (the worker
+    wakes then, and looks further)."""
+    store: Store = await open_store()
+    await schedule(store, ["a"] * 3 + ["b"] * 3 + ["c"])
+    await store.set_queue_limits("q", QueueLimitsRecord(max_running_per_key=1))
+    t0 = clock.now
+    running = {t.fairness_key: t for t in await claim(store)}
+    assert sorted(running) == ["a", "b", "c"]
+    assert await store.retry_activity(running["c"], ERROR, 5)  # ("c": no attempt running)
+
+    async def later(tx: Any) -> None:  # ("b"'s waiting tasks: retries due later)
+        rows = await tx.all(
+            "SELECT id FROM tasks WHERE fairness_key = 'b' AND lease_owner IS NULL ORDER BY id", ()
+        )
+        for n, (task_id,) in enumerate(rows, start=2):
+            await tx.send("UPDATE tasks SET visible_at = ? WHERE id = ?", (t0 + n, task_id))
+
+    await store._write(later)  # type: ignore[attr-defined]
+    assert await store.next_due(["q"], ("activity",)) == t0 + 5  # (not "b"'s, at t0 + 2)
+    monkeypatch.setattr(sqlwake, "_AHEAD", 2)
+    assert await store.next_due(["q"], ("activity",)) == t0 + 3  # ("b"'s two, then no more)
+    monkeypatch.setattr(sqlwake, "_AHEAD", 3)
+    assert await store.next_due(["q"], ("activity",)) == t0 + 5
+
+
+async def test_the_next_due_time_searches_the_keyed_tasks_in_due_order(
+    open_store: Any, store_url: str, clock: FakeClock
+) -> None:
+    """The keyed tasks' first due, and with keys at their limit the next
+    keyed tasks from a time on, are read by their partial index in due
+    order, from that time (SQLite's plan and PostgreSQL's generic one): no
+    read of every keyed task, no sort."""
+    store: Store = await open_store()
+    await schedule(store, [f"k{i % 7}" for i in range(400)])
+    now = clock.now
+    keys = store.ids_param(["k1", "k2"])  # type: ignore[attr-defined]
+    plans = await query_plans(
+        store_url,
+        [
+            (sqlwake._first_activity(store), ("q", "q")),  # type: ignore[arg-type]
+            (
+                sqlwake._uncapped_sql(store),  # type: ignore[arg-type]
+                ("q", now, keys, "q", now - 1, now, 1000, keys, "q", now, 1000),
+            ),
+        ],
+    )
+    for plan in plans:
+        assert "tasks_keyed" in plan, plan
+        assert "B-TREE" not in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
+    searched = "visible_at>?" if store_url.startswith("sqlite") else "visible_at >"
+    assert plans[1].count(searched) >= 2, plans[1]  # (both reads of keyed tasks from a time)

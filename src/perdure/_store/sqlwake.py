@@ -242,7 +242,8 @@ async def _next_activity(tx: Tx, d: Dialect, queues: list[str], now: float) -> l
     when it is due, or later if its queue's limits hold it back (see
     sqlqueues.gate). A queue whose limits wait for an attempt to end has
     none: its end wakes the workers. So has a key at its limit per key:
-    its tasks count from when its first lease may run out."""
+    its tasks count from when its first lease may run out, and the other
+    keys' from when they are due (see _first_uncapped)."""
     times = []
     for queue in queues:
         # The limits first: the first task of a queue held until an attempt
@@ -251,42 +252,105 @@ async def _next_activity(tx: Tx, d: Dialect, queues: list[str], now: float) -> l
         held = None if limits is None else await sqlqueues.gate(tx, queue, limits, now)
         if held is not None and held.room <= 0 and held.free_at is None:
             continue
+        capped = {} if held is None or held.room <= 0 or limits is None else held.capped(limits)
+        if capped:
+            times.append(await _first_uncapped(tx, d, queue, capped, now))
+            continue
         row = await tx.one(_first_activity(d), (queue, queue))
         if row is None or row[0] is None:
             continue
         first = row[0]
         if held is not None and held.free_at is not None and held.room <= 0:
             first = max(first, held.free_at)  # (a slot frees: the window moves, a lease ends)
-        elif held is not None and limits is not None and (capped := held.capped(limits)):
-            others = f"{_FIRST_ACTIVITY} AND fairness_key{d.not_among}"
-            row = await tx.one(others, (queue, d.ids_param(list(capped))))
-            frees = min(capped.values())
-            first = frees if row is None or row[0] is None else min(row[0], frees)
         times.append(first)
     return times
-
-
-_FIRST_ACTIVITY = "SELECT MIN(visible_at) FROM tasks WHERE kind = 'activity' AND queue = ?"
 
 
 def _first_activity(d: Dialect) -> str:
     """When a queue's first activity task is due: tasks_due orders a queue's
     tasks by priority and key before their due time, so the first of each
-    priority's unkeyed tasks is one search, and the keyed tasks' first a
-    read of the partial index of keyed tasks (nothing for a queue without
-    keys). _FIRST_ACTIVITY read the queue's whole range: 11 ms on SQLite
-    and 25 ms on PostgreSQL with 100,000 tasks backing off, at each idle
-    worker's every wait. (One subquery run for each priority, not one per
+    priority's unkeyed tasks is one search, and the keyed tasks' first one
+    search of their partial index, which orders them by due time (nothing
+    for a queue without keys). MIN(visible_at) of the queue read its whole
+    range: 11 ms on SQLite and 25 ms on PostgreSQL with 100,000 tasks
+    backing off, at each idle worker's every wait; and of its keyed tasks
+    every one (19 ms). (One subquery run for each priority, not one per
     priority: PostgreSQL plans each anew, 0.6 ms for five. ORDER BY ...
     LIMIT 1, not MIN: its planner reads every entry for a MIN where it
     expects one row, as in a table never analyzed.)"""
+    unkeyed = _first_unkeyed("")
+    return (
+        f"SELECT MIN(first) FROM ({unkeyed} UNION ALL SELECT (SELECT visible_at"
+        f" FROM {d.keyed_tasks} WHERE kind = 'activity' AND queue = ? AND fairness_key <> ''"
+        " ORDER BY visible_at LIMIT 1)) AS firsts"
+    )
+
+
+def _first_unkeyed(where: str) -> str:
+    """The first unkeyed task of each priority (``where``: more conditions)."""
     priorities = " UNION ALL ".join(f"SELECT {level} AS priority" for level in h.PRIORITIES)
     return (
-        "SELECT MIN(first) FROM (SELECT (SELECT visible_at FROM tasks WHERE kind = 'activity'"
-        " AND queue = ? AND priority = p.priority AND fairness_key = '' ORDER BY visible_at"
-        f" LIMIT 1) AS first FROM ({priorities}) AS p UNION ALL SELECT (SELECT MIN(visible_at)"
-        f" FROM {d.keyed_tasks} WHERE kind = 'activity' AND queue = ? AND fairness_key <> '')"
-        ") AS firsts"
+        "SELECT (SELECT visible_at FROM tasks WHERE kind = 'activity' AND queue = ?"
+        f" AND priority = p.priority AND fairness_key = ''{where} ORDER BY visible_at LIMIT 1)"
+        f" AS first FROM ({priorities}) AS p"
+    )
+
+
+# With keys at their limit per key, an idle worker's next due time counts
+# the other keys' tasks due at most so long ago (s), and looks at so many
+# keyed tasks at most (see _first_uncapped).
+_RECENT = 1.0
+_AHEAD = 1000
+
+
+async def _first_uncapped(
+    tx: Tx, d: Dialect, queue: str, capped: dict[str, float], now: float
+) -> float:
+    """The next due time of a queue with keys at their limit (``capped``:
+    each, and when its first lease runs out): their due tasks, however
+    many, must not count (the worker would wake for nothing, again and
+    again), and a read of the queue's tasks with them left out went
+    through their backlog (50 ms for 100,000 tasks behind 1,000 keys). It
+    is the first of: the first lease of such a key to run out; the first
+    unkeyed task (due later, if the unkeyed are at their limit); and the
+    first keyed task of another key due since a moment ago (_RECENT: one
+    that fell due since the worker's claim) or later, found among the next
+    _AHEAD keyed tasks in due order, or if none is, the last of those
+    (the worker wakes then, and looks further). Not counted: a task of a
+    key not at its limit due longer ago, which the worker's claim did not
+    take: a key that came off its limit since (the attempt's end woke the
+    workers, who claim again), or one the claim's walk did not reach
+    (sqlfair.KEYS_WALKED: the next wake's claim goes on)."""
+    frees = min(capped.values())
+    after = now if "" in capped else _EVER
+    keys = d.ids_param(list(capped))
+    since = (keys, queue, now - _RECENT, now, _AHEAD)
+    row = await tx.one(_uncapped_sql(d), (queue, after, *since, keys, queue, now, _AHEAD))
+    assert row is not None
+    unkeyed, recent, later, last, seen = row
+    if later is None and seen == _AHEAD:
+        later = last  # (after now: the worker does not wake at once for nothing)
+    return min(t for t in (frees, unkeyed, recent, later) if t is not None)
+
+
+_EVER = float("-inf")
+
+
+def _uncapped_sql(d: Dialect) -> str:
+    """_first_uncapped's read: the first unkeyed task after a time; of the
+    keyed tasks due between two times (at most so many, in due order), the
+    first of a key not among some; and of those due after a time (at most
+    so many), the first of such a key, the last, and how many."""
+    unkeyed = _first_unkeyed(" AND visible_at > ?")
+    first = f"MIN(CASE WHEN fairness_key{d.not_among} THEN visible_at END)"
+    keyed = (
+        f"SELECT visible_at, fairness_key FROM {d.keyed_tasks} WHERE kind = 'activity'"
+        " AND queue = ? AND fairness_key <> '' AND visible_at > ?"
+    )
+    return (
+        f"SELECT (SELECT MIN(first) FROM ({unkeyed}) AS firsts), (SELECT {first} FROM"
+        f" ({keyed} AND visible_at <= ? ORDER BY visible_at LIMIT ?) AS recent), {first},"
+        f" MAX(visible_at), COUNT(*) FROM ({keyed} ORDER BY visible_at LIMIT ?) AS later"
     )
 
 
