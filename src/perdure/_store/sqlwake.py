@@ -301,6 +301,7 @@ def _first_unkeyed(where: str) -> str:
 # keyed tasks at most (see _first_uncapped).
 _RECENT = 1.0
 _AHEAD = 1000
+_EVER = float("-inf")  # (a due time before any)
 
 
 async def _first_uncapped(
@@ -331,9 +332,6 @@ async def _first_uncapped(
     if later is None and seen == _AHEAD:
         later = last  # (after now: the worker does not wake at once for nothing)
     return min(t for t in (frees, unkeyed, recent, later) if t is not None)
-
-
-_EVER = float("-inf")
 
 
 def _uncapped_sql(d: Dialect) -> str:
