@@ -28,8 +28,8 @@ chromium:
 # their time waiting on worker processes, the disk and timers, so more than
 # two fill the two cores' gaps (session 50, one machine, back to back: 500 s
 # in two, 385 s in three; session 45: 742 s in one; session 67, 3,805 tests:
-# 561-594 s in three, the cores idle 17% of the time, 532-538 s in four,
-# idle 8%). TEST_PROCESSES=0 runs it in one.
+# 561-594 s in three, the cores idle 17% of the time, 532-552 s in four,
+# idle 7-8%). TEST_PROCESSES=0 runs it in one.
 # The tests start hundreds of `perdure` processes (the CLI, workers, the
 # chaos fleet). With PYTHONDONTWRITEBYTECODE set (as on some CI machines),
 # each compiled perdure's modules from source again: 0.11 s of a 0.47 s
