@@ -255,3 +255,44 @@ async def test_set_priority_refuses_an_ended_run_and_bad_values(client: perdure.
             await waiting.set_priority(bad)
     assert (await waiting.describe()).priority == 3
     assert [e["type"] for e in await waiting.history()] == []  # (nothing recorded yet)
+
+
+async def _waits_for_go(handle: perdure.WorkflowHandle) -> bool:
+    return (await handle.describe()).waiting_signals == ["go"]
+
+
+@workflow.defn
+async def waits_for_go() -> int:
+    await workflow.wait_signal("go")
+    return workflow.info().priority
+
+
+async def test_a_turn_fenced_by_a_change_of_priority_is_not_a_lost_attempt(
+    client: perdure.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change of priority while a turn is computed fences the turn out;
+    the worker hands its task back as a claim that did not count (a failed
+    attempt would wipe the run's last error and lengthen a later failure's
+    backoff), and the next claim, the same attempt, commits the change."""
+    original = client.store.commit_turn
+    attempts: list[tuple[int, bool]] = []
+    changes: list[Any] = []
+
+    async def changed_meanwhile(commit: Any) -> bool:
+        if commit.task is not None and not changes:
+            changes.append(await client.store.set_priority("fenced", None, 2))
+        committed = await original(commit)
+        if commit.task is not None:
+            attempts.append((commit.task.attempt, committed))
+        return committed
+
+    async with fast_worker(client, [waits_for_go], []):
+        handle = await client.start(waits_for_go, id="fenced")
+        await wait_until(lambda: _waits_for_go(handle), what="the run to wait for its signal")
+        monkeypatch.setattr(client.store, "commit_turn", changed_meanwhile)
+        await handle.signal("go")
+        assert await handle.result(timeout=20) == 2
+    assert len(changes) == 1
+    [(first, fenced), (again, committed)] = attempts
+    assert (fenced, committed) == (False, True)
+    assert again == first

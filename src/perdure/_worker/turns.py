@@ -264,8 +264,11 @@ class TurnRunner(InlineTurns):
             await self._fail(task, f"the database refused this turn's commit: {exc}")
             return
         if not committed:
-            # Fenced out: free the task now rather than when its lease expires.
-            await self.store.fail_turn(task, "", 0.0)
+            # Fenced out (the run changed under the turn: a new priority, say):
+            # free the task now rather than when its lease expires, as a claim
+            # that did not count. Nothing failed: the run's last error stays,
+            # and a later failure's backoff does not grow by this attempt.
+            await self.store.hand_back(task, 0.0)
 
     def first_turn(self, data: TurnInput) -> FirstTurn | None:
         """A new run's first turn, computed before the run exists, for the
