@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from surface_helpers import Proc, cli, spawn
+from surface_helpers import Proc, cli, spawn, stop_serving_worker
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -86,7 +86,8 @@ def serve(folder: Path, modules: Sequence[str], admin: str, read: str) -> Iterat
         tokens = {"PERDURE_ADMIN_TOKEN": admin, "PERDURE_TOKEN": read}
         procs.append(spawn(["server", "--port", "0", "--db", db], folder / "auth.log", tokens))
         yield Stack(db, procs[1].url(), procs[2].url())
-        for proc in procs:
+        stop_serving_worker(procs[0], db)
+        for proc in procs[1:]:
             assert proc.stop() == 0, proc.output()
     finally:
         for proc in procs:

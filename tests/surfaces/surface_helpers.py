@@ -285,6 +285,24 @@ def worker_serving(module_file: str, db: str, folder: Path) -> Iterator[Proc]:
     args = ["worker", module_file, "--db", db, "--poll-interval", "0.05", "--log-level", "ERROR"]
     proc = spawn(args, folder / "worker.log")
     yield proc
+    stop_serving_worker(proc, db)
+
+
+def stop_serving_worker(proc: Proc, db: str) -> None:
+    """Stop a ``perdure worker`` process with SIGTERM once it serves (it is
+    in the worker registry, its drain set up) and check that it exits 0.
+    A module whose tests never waited on the worker once stopped it while
+    its interpreter was still starting, under a loaded machine: SIGTERM's
+    default action, exit -15 (session 68)."""
+    with perdure.SyncClient.connect(db) as client:
+        wait_for(
+            lambda: (
+                proc.popen.poll() is not None
+                or any(w.pid == proc.popen.pid for w in client.list_workers())
+            ),
+            30,
+            "the worker to serve",
+        )
     assert proc.stop() == 0, proc.output()
 
 

@@ -23,7 +23,16 @@ from typing import Any
 
 import pytest
 import surface_workflows as wf
-from surface_helpers import Proc, cli_all, migrated_sqlite, said, spawn, sync_client, wait_for
+from surface_helpers import (
+    Proc,
+    cli_all,
+    migrated_sqlite,
+    said,
+    spawn,
+    stop_serving_worker,
+    sync_client,
+    wait_for,
+)
 
 import perdure
 import perdure._worker.worker as worker_module
@@ -141,7 +150,7 @@ def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     log = tmp_path_factory.mktemp("build-worker") / "worker.log"
     proc = spawn([*args, "--log-level", "INFO"], log, env={"PERDURE_BUILD_ID": "cli-b1"})
     yield proc
-    assert proc.stop() == 0, proc.output()
+    stop_serving_worker(proc, db)
 
 
 def test_a_workers_build_pins_its_runs_and_is_shown(

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import surface_workflows as wf
-from surface_helpers import ENV, PERDURE, Proc, cli, cli_all, spawn, wait_for
+from surface_helpers import ENV, PERDURE, Proc, cli, cli_all, spawn, stop_serving_worker, wait_for
 
 import perdure
 from perdure.cli import COMMANDS
@@ -41,7 +41,7 @@ def worker(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     args = ["worker", wf.__file__, "--db", db, "--poll-interval", "0.05", "--log-level", "ERROR"]
     proc = spawn(args, log)
     yield proc
-    assert proc.stop() == 0, proc.output()
+    stop_serving_worker(proc, db)
 
 
 @pytest.fixture(scope="module")
