@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from perdure import _history as h
-from perdure._checks import BadName, check_build, check_text, timeout_seconds
+from perdure._checks import BadName, check_build, check_name, check_text, timeout_seconds
 from perdure._converter import DataConverter
 from perdure._store.base import OPEN, RunRecord, new_run_id
 from perdure._streams import StreamInfo, StreamPage, read_values, stream_infos, stream_page
@@ -264,6 +264,21 @@ class WorkflowHandle(Generic[R]):
             raise TypeError("priority must be an int from 1 (first) to 5 (last), not None")
         await self._to_open_run(
             lambda run_id: self.client.store.set_priority(self.id, run_id, checked)
+        )
+
+    async def set_fairness_key(self, fairness_key: str | None) -> None:
+        """Change whose work the run is (``fairness_key``; None for no key):
+        its workflow task and its activities' tasks that have the run's key
+        (not their own) move to the new key's turn in their queues now, an
+        attempt running counts against the new key's limit, and what the
+        run starts next inherits it. Recorded in its history
+        (``FairnessKeyChanged``), where ``workflow.info().fairness_key``
+        changes. Follows continue-as-new as ``signal`` does; raises
+        WorkflowClosedError once the run has ended."""
+        check_name("fairness_key", fairness_key, none_means="no key")
+        key = fairness_key or ""
+        await self._to_open_run(
+            lambda run_id: self.client.store.set_fairness_key(self.id, run_id, key)
         )
 
     async def set_build_id(self, build_id: str | None) -> None:

@@ -397,6 +397,9 @@ class SyncWorkflowHandle(Generic[R]):
     def set_priority(self, priority: int) -> None:
         self._runner.call(self.handle.set_priority(priority))
 
+    def set_fairness_key(self, fairness_key: str | None) -> None:
+        self._runner.call(self.handle.set_fairness_key(fairness_key))
+
     def set_build_id(self, build_id: str | None) -> None:
         self._runner.call(self.handle.set_build_id(build_id))
 

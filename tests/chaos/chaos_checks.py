@@ -179,6 +179,22 @@ def check_priority(run_id: str, events: list[h.Event], status: str, kept: int) -
         raise InvariantError(f"run {run_id}: priority {kept}, but its history says {recorded}")
 
 
+def check_fairness_key(run_id: str, events: list[h.Event], status: str, kept: str | None) -> None:
+    """As check_priority, of the run's fairness key (its start's, or the
+    last FairnessKeyChanged)."""
+    if status not in ("completed", "continued_as_new"):
+        return
+    started = next(e for e in events if isinstance(e, h.WorkflowStarted))
+    recorded = started.fairness_key
+    for event in events:
+        if isinstance(event, h.FairnessKeyChanged):
+            recorded = event.fairness_key
+    if (kept or "") != recorded:
+        raise InvariantError(
+            f"run {run_id}: fairness key {kept!r}, but its history says {recorded!r}"
+        )
+
+
 def check_streams(
     run_id: str,
     events: list[h.Event],

@@ -98,6 +98,7 @@ class ChaosReport:
     limited_keys: int = 0  # the fairness keys among their runs (each one at a time)
     missed: int = 0  # times it missed (no worker ran it then)
     priority_changes: int = 0  # set_priority calls that reached an open run
+    key_changes: int = 0  # set_fairness_key calls that reached an open run (not a pipeline)
     handed_off: int = 0  # hand_off attempts that gave the driver their task token
     async_completed: int = 0  # of them, completed by the driver with the token
     async_failed: int = 0  # failed by the driver (then retried, with a new token)
@@ -137,6 +138,7 @@ class ChaosReport:
             f"retried); {self.signals_accepted} signals; {self.updates_answered} updates "
             f"answered ({self.update_calls} calls); {c.timers_fired} timers fired; "
             f"{c.stream_values} stream values; {self.priority_changes} priority changes; "
+            f"{self.key_changes} fairness key changes; "
             f"{self.handed_off} attempts completed from outside by task token "
             f"({self.async_completed} completed, {self.async_failed} failed and retried, "
             f"{self.async_refused} tokens refused; stopped by a pause or a reset at their "
@@ -331,7 +333,10 @@ class Started:
     accepted: list[int] = field(default_factory=list)
     done: bool = False
     priority: int = h.DEFAULT_PRIORITY  # as started, or as set_priority last changed it
-    fairness_key: str | None = None  # as started (its queues' turns: docs/queues.md)
+    # As started, or as set_fairness_key last changed it (its queues' turns:
+    # docs/queues.md). A pipeline's never changes: its attempts on the limited
+    # queue are checked against the limit per key by its run's key.
+    fairness_key: str | None = None
 
 
 def new_workflow(rng: random.Random, n: int) -> tuple[str, list[Any], int]:
@@ -566,6 +571,10 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             if chaotic and open_flows and rng.random() < 0.05:
                 flow, priority = rng.choice(open_flows), rng.choice(h.PRIORITIES)
                 report.priority_changes += _change_priority(client, flow, priority)
+            keyable = [f for f in open_flows if f.kind != "pipeline"]
+            if chaotic and keyable and rng.random() < 0.03:
+                flow, key = rng.choice(keyable), rng.choice(FAIRNESS_KEYS)
+                report.key_changes += _change_key(client, flow, key)
             _call_an_update(client, open_flows, report)
             pauses.step(client, rng, open_flows, chaotic)
             report.builds.step(client, now, chaotic)
@@ -653,6 +662,16 @@ def _wait(predicate: Any, timeout: float, fleet: Fleet, what: str) -> None:
         time.sleep(0.05)
 
 
+def _change_key(client: perdure.SyncClient, flow: Started, key: str | None) -> bool:
+    """set_fairness_key on a flow's run (the latest of its chain), if still open."""
+    try:
+        client.get_handle(flow.id).set_fairness_key(key)
+    except perdure.WorkflowClosedError:
+        return False
+    flow.fairness_key = key
+    return True
+
+
 def _change_priority(client: perdure.SyncClient, flow: Started, priority: int) -> bool:
     """set_priority on a flow's run (the latest of its chain), if still open."""
     try:
@@ -715,6 +734,7 @@ def _verify(
         c.timers_fired += checks.check_timers(run_id, events, closed)
         checks.check_search_attributes(run_id, events, d.search_attributes)
         checks.check_priority(run_id, events, d.status, d.priority)
+        checks.check_fairness_key(run_id, events, d.status, d.fairness_key)
         streams = {
             info.key: [
                 (e.position, e.value, e.source)
@@ -759,7 +779,7 @@ def _verify(
             raise checks.InvariantError(f"{f.id}: priority {last.priority}, last set {f.priority}")
         if last.fairness_key != f.fairness_key:  # (kept across continue-as-new and resets)
             raise checks.InvariantError(
-                f"{f.id}: fairness key {last.fairness_key!r}, started with {f.fairness_key!r}"
+                f"{f.id}: fairness key {last.fairness_key!r}, last set {f.fairness_key!r}"
             )
         if f.kind == "ledger":
             ledgers.check(client, f.id, f.run_id, f.args)

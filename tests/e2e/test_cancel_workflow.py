@@ -15,7 +15,7 @@ from e2e_helpers import fast_worker
 
 import perdure
 from perdure import workflow
-from perdure.cli._inspect_cmd import summarize
+from perdure.cli._summaries import summarize
 from perdure.testing import Replayer, WorkflowEnvironment
 
 

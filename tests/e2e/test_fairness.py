@@ -14,6 +14,8 @@ from e2e_helpers import fast_worker, wait_until
 
 import perdure
 from perdure import activity, workflow
+from perdure.cli._summaries import summarize
+from perdure.testing import Replayer
 
 ran: list[str] = []
 
@@ -113,6 +115,62 @@ async def test_a_runs_key_reaches_its_activities_and_children(client: perdure.Cl
         unkeyed = await client.start(keyed_parent)
         assert (await unkeyed.result(timeout=30))["run"] is None
         assert (await unkeyed.describe()).fairness_key is None
+
+
+@workflow.defn
+async def rekeyed() -> dict[str, str | None]:
+    """Its key before and after a change made while it waits for "go", and
+    the key an activity and a child it starts after the change inherit."""
+    before = workflow.info().fairness_key
+    await workflow.wait_signal("go")
+    return {
+        "before": before,
+        "after": workflow.info().fairness_key,
+        "activity": await whose(),
+        "child": await workflow.execute_child(keyed_child),
+    }
+
+
+async def _waits_for_go(handle: perdure.WorkflowHandle) -> bool:
+    return (await handle.describe()).waiting_signals == ["go"]
+
+
+@pytest.mark.parametrize(("first", "then"), [("acme", "globex"), ("acme", None), (None, "acme")])
+async def test_a_runs_key_changes_in_flight(
+    client: perdure.Client, first: str | None, then: str | None
+) -> None:
+    async with fast_worker(client, [rekeyed, keyed_child], [whose]):
+        handle = await client.start(rekeyed, fairness_key=first)
+        await wait_until(lambda: _waits_for_go(handle), what="the run to wait for its signal")
+        await handle.set_fairness_key(then)
+        assert (await handle.describe()).fairness_key == then
+        await handle.signal("go")
+        assert await handle.result(timeout=30) == {
+            "before": first,
+            "after": then,
+            "activity": then,
+            "child": then,
+        }
+    events = await handle.history()
+    [changed] = [e for e in events if e["type"] == "FairnessKeyChanged"]
+    assert changed["fairness_key"] == (then or "")
+    assert summarize(changed) == (f"to {then}" if then else "to no key")  # (perdure history)
+    assert Replayer([rekeyed, keyed_child]).replay(events).ok
+    with pytest.raises(perdure.WorkflowClosedError):
+        await handle.set_fairness_key("late")
+    with pytest.raises(perdure.WorkflowNotFoundError):
+        await client.get_handle("nobody").set_fairness_key("acme")
+
+
+@pytest.mark.parametrize("bad", ["", "a\x00b", 7])
+async def test_a_bad_new_key_is_refused_and_changes_nothing(
+    client: perdure.Client, bad: object
+) -> None:
+    handle = await client.start(keyed_parent, id="waiting", fairness_key="acme")  # (no worker)
+    with pytest.raises(ValueError, match="fairness_key"):
+        await handle.set_fairness_key(bad)  # type: ignore[arg-type]
+    assert (await handle.describe()).fairness_key == "acme"
+    assert await handle.history() == []
 
 
 @pytest.mark.parametrize("bad", ["", "a\x00b", 7])

@@ -27,7 +27,7 @@ import perdure._streams
 from perdure import RetryPolicy, activity, workflow
 from perdure._store.base import ActivityTask
 from perdure._worker.streams import AttemptStreams, finish_flushes
-from perdure.cli._inspect_cmd import summarize
+from perdure.cli._summaries import summarize
 from perdure.client import StreamEntry, StreamInfo, StreamPage
 from perdure.codecs import ZlibCodec
 from perdure.testing import Replayer, WorkflowEnvironment

@@ -18,7 +18,7 @@ from e2e_helpers import fast_worker, wait_until
 import perdure
 import perdure._updates
 from perdure import activity, workflow
-from perdure.cli._inspect_cmd import summarize
+from perdure.cli._summaries import summarize
 from perdure.testing import Replayer, WorkflowEnvironment
 
 

@@ -198,6 +198,16 @@ async def golden_bumped(order_id: str) -> list[Any]:
     return [before, workflow.info().priority, label]
 
 
+@workflow.defn
+async def golden_rekeyed(order_id: str) -> list[Any]:
+    """A run whose fairness key an operator changes while it waits (session
+    68: set_fairness_key, FairnessKeyChanged): its key before and after."""
+    before = workflow.info().fairness_key
+    await workflow.wait_signal("go")
+    label = await ship(order_id)
+    return [before, workflow.info().fairness_key, label]
+
+
 WORKFLOWS = [
     golden_order,
     golden_cancel,
@@ -210,5 +220,6 @@ WORKFLOWS = [
     golden_streamer,
     golden_prioritised,
     golden_bumped,
+    golden_rekeyed,
 ]
 ACTIVITIES = [charge, ship, slow_lookup, flaky, narrate]

@@ -95,6 +95,13 @@ async def main() -> None:
         await bumped.set_priority(2)
         await bumped.signal("go")
         runs["priority_changed"] = bumped
+        rekeyed = await client.start(
+            g.golden_rekeyed, "o-14", id="golden-rekeyed", fairness_key="acme"
+        )
+        await asyncio.sleep(0.2)
+        await rekeyed.set_fairness_key("globex")
+        await rekeyed.signal("go")
+        runs["fairness_key_changed"] = rekeyed
         for name, handle in runs.items():
             try:
                 await handle.result(timeout=20)

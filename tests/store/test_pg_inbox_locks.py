@@ -67,6 +67,10 @@ WRITERS: dict[str, tuple[Write, type[h.Event]]] = {
         h.SignalReceived,
     ),
     "set_priority": (lambda s: s.store.set_priority("wf-1", None, 1), h.PriorityChanged),
+    "set_fairness_key": (
+        lambda s: s.store.set_fairness_key("wf-1", None, "acme"),
+        h.FairnessKeyChanged,
+    ),
     "fire_due_timers": (lambda s: s.store.fire_due_timers(10), h.TimerFired),
 }
 

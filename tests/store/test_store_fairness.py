@@ -290,3 +290,48 @@ async def test_a_limited_keyed_queue_is_walked_by_its_limited_claim_only(tmp_pat
     # key (it had walked the queue's keys of all five priorities).
     assert claimed == []
     assert not [s for s in statements if s.startswith("WITH RECURSIVE")], statements
+
+
+async def test_a_change_of_key_moves_the_runs_tasks_and_fences_its_turn(
+    open_store: Any, clock: FakeClock
+) -> None:
+    """set_fairness_key: the run's row, its workflow task and the activity
+    tasks that took the run's key (running or not; not one given its own)
+    take the new key; the version moves on, so a turn computed before is
+    fenced out; FairnessKeyChanged waits in the inbox; '' takes it away."""
+    store: Store = await open_store()
+    await scheduled(store, "acme", ["acme", "own", "acme"])  # (refs 1, 2 and 3)
+    assert await store.claim_activity_tasks(["q"], "w", 30, 1) == []  # (learns of the keys)
+    [running] = await store.claim_activity_tasks(["q"], "w", 30, 1)
+    assert (running.ref, running.fairness_key) == (1, "acme")
+    await store.deliver("wf-run-1", None, h.SignalReceived(name="go"))
+    task = await claim_one(store, "run-1")
+    in_flight = await turn(store, task, activities=[NewActivity(4, "charge", "q", [], {}, {})])
+
+    changed = await store.set_fairness_key("wf-run-1", None, "globex")
+    assert changed.fairness_key == "globex"
+    assert not await store.commit_turn(in_flight)
+    data = await store.load_turn("run-1", 0)
+    assert data.run.fairness_key == "globex"
+    assert [type(e).__name__ for _, e in data.inbox] == ["SignalReceived", "FairnessKeyChanged"]
+    assert data.inbox[-1][1].fairness_key == "globex"  # type: ignore[attr-defined]
+
+    async def keys() -> list[tuple[str, Any, str]]:
+        held = await store._read(  # type: ignore[attr-defined]
+            lambda tx: tx.all("SELECT kind, ref, fairness_key FROM tasks ORDER BY id")
+        )
+        return sorted(tuple(r) for r in held)  # type: ignore[misc]
+
+    assert await keys() == [
+        ("activity", 1, "globex"),  # (running: it counts against globex now)
+        ("activity", 2, "own"),
+        ("activity", 3, "globex"),
+        ("workflow", None, "globex"),
+    ]
+    assert (await store.set_fairness_key("wf-run-1", None, "")).fairness_key == ""
+    assert await keys() == [
+        ("activity", 1, ""),
+        ("activity", 2, "own"),
+        ("activity", 3, ""),
+        ("workflow", None, ""),
+    ]

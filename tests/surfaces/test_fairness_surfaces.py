@@ -150,6 +150,35 @@ def test_the_running_by_key_line_says_when_only_the_unkeyed_are_at_the_limit() -
     assert _running_by_key(info(None, {"acme": 2}, 0)) == "acme: 2"
 
 
+def test_set_fairness_key_changes_an_open_runs_key(db: str, sync: perdure.SyncClient) -> None:
+    (started,) = cli_all(
+        ("start", "double", "--arg", "2", "--id", "cli-sk", "--fairness-key", "acme", "--db", db)
+    )
+    assert started.returncode == 0, started.stderr
+    (moved,) = cli_all(("set-fairness-key", "cli-sk", "globex", "--db", db))
+    assert moved.returncode == 0 and "now has fairness key 'globex'" in moved.stdout, moved.stderr
+    assert sync.get_handle("cli-sk").describe().fairness_key == "globex"
+    neither, both, empty, nobody = cli_all(
+        ("set-fairness-key", "cli-sk", "--db", db),
+        ("set-fairness-key", "cli-sk", "initech", "--no-key", "--db", db),
+        ("set-fairness-key", "cli-sk", "", "--db", db),
+        ("set-fairness-key", "cli-nobody", "acme", "--db", db),
+    )
+    for bad in (neither, both):
+        said = " ".join(bad.stderr.replace("│", " ").split())
+        assert bad.returncode == 2 and "give a KEY or --no-key" in said, said
+    said = " ".join(empty.stderr.replace("│", " ").split())
+    assert empty.returncode == 2 and "fairness_key must be a non-empty string" in said, said
+    assert nobody.returncode == 3, nobody.stderr
+    assert sync.get_handle("cli-sk").describe().fairness_key == "globex"
+    (cleared,) = cli_all(("set-fairness-key", "cli-sk", "--no-key", "--db", db))
+    assert cleared.returncode == 0 and "now has no fairness key" in cleared.stdout, cleared.stderr
+    assert sync.get_handle("cli-sk").describe().fairness_key is None
+    sync.get_handle("cli-sk").terminate("done")
+    (ended,) = cli_all(("set-fairness-key", "cli-sk", "acme", "--db", db))
+    assert ended.returncode == 5 and "terminated" in ended.stderr, ended.stderr
+
+
 async def start(api: httpx.AsyncClient, ident: str, **fields: Any) -> httpx.Response:
     body = {"workflow": "double", "args": [1], "id": ident, **fields}
     return await api.post("/api/workflows", json=body)
@@ -170,6 +199,34 @@ async def test_a_start_fairness_key_is_described(api: httpx.AsyncClient) -> None
         assert answer.status_code == 200, answer.text
         described[ident] = answer.json()["fairness_key"]
     assert described == {"api-f-acme": "acme", "api-f-plain": None, "api-f-null": None}
+
+
+@pytest.mark.both_databases
+async def test_set_fairness_key_over_http(api: httpx.AsyncClient) -> None:
+    assert (await start(api, "api-sk", fairness_key="acme")).status_code == 201
+    path = "/api/workflows/api-sk/fairness-key"
+
+    async def key() -> Any:
+        return (await api.get("/api/workflows/api-sk")).json()["fairness_key"]
+
+    moved = await api.post(path, json={"fairness_key": "globex"})
+    assert moved.status_code == 202, moved.text
+    assert moved.json() == {"id": "api-sk", "action": "fairness key globex"}
+    assert await key() == "globex"
+    for body in ({"fairness_key": ""}, {"fairness_key": 7}, {"fairness_key": ["a"]}, {}, None):
+        refused = await api.post(path, json=body)
+        assert refused.status_code == 422, (body, refused.text)
+    nul = await api.post(path, json={"fairness_key": "a\x00b"})
+    assert nul.status_code == 422 and "must not hold the NUL character" in nul.text, nul.text
+    assert await key() == "globex"
+    cleared = await api.post(path, json={"fairness_key": None})
+    assert cleared.status_code == 202 and cleared.json()["action"] == "no fairness key"
+    assert await key() is None
+    nobody = await api.post("/api/workflows/api-nobody/fairness-key", json={"fairness_key": "a"})
+    assert nobody.status_code == 404
+    assert (await api.post("/api/workflows/api-sk/terminate")).status_code == 200
+    ended = await api.post(path, json={"fairness_key": "acme"})
+    assert ended.status_code == 409, ended.text
 
 
 @pytest.mark.both_databases

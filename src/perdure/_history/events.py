@@ -38,6 +38,7 @@ __all__ = [
     "ExternalSignalDelivered",
     "ExternalSignalFailed",
     "ExternalSignalRequested",
+    "FairnessKeyChanged",
     "HistoryFormatError",
     "PatchRecorded",
     "PriorityChanged",

@@ -29,6 +29,7 @@ __all__ = [
     "ExternalSignalDelivered",
     "ExternalSignalFailed",
     "ExternalSignalRequested",
+    "FairnessKeyChanged",
     "PatchRecorded",
     "PriorityChanged",
     "SearchAttributesSet",
@@ -166,6 +167,17 @@ class PriorityChanged(Event):
     TYPE: ClassVar[str] = "PriorityChanged"
     KIND: ClassVar[str] = "input"
     priority: int = 3
+
+
+@dataclass(frozen=True)
+class FairnessKeyChanged(Event):
+    """An operator changed the run's fairness key (``handle.set_fairness_key``;
+    '' for none): its later workflow tasks, and the activities and children
+    it starts from this turn on that are given none, have this one."""
+
+    TYPE: ClassVar[str] = "FairnessKeyChanged"
+    KIND: ClassVar[str] = "input"
+    fairness_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -491,6 +503,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SignalReceived,
         CancelRequested,
         PriorityChanged,
+        FairnessKeyChanged,
         WorkflowReset,
         ChildWorkflowStarted,
         ChildWorkflowStartFailed,

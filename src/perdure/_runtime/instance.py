@@ -249,6 +249,9 @@ class WorkflowInstance(OtherWorkflows, RecordedValues, Updates):
         elif isinstance(event, h.PriorityChanged):
             assert self.info is not None
             self.info = dataclasses.replace(self.info, priority=event.priority)
+        elif isinstance(event, h.FairnessKeyChanged):
+            assert self.info is not None
+            self.info = dataclasses.replace(self.info, fairness_key=event.fairness_key or None)
         elif isinstance(event, FROM_OTHERS):
             self._apply_from_others(event)
         else:

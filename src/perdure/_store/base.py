@@ -249,6 +249,13 @@ class Store(Wakeups, Fleet, abc.ABC):
         WorkflowClosedError."""
 
     @abc.abstractmethod
+    async def set_fairness_key(self, workflow_id: str, run_id: str | None, key: str) -> RunRecord:
+        """Change an open run's fairness key ('' for none), with its workflow
+        task's and its activity tasks' that have no key of their own, and put
+        FairnessKeyChanged in its inbox. Raises WorkflowNotFoundError /
+        WorkflowClosedError."""
+
+    @abc.abstractmethod
     async def set_run_build(
         self, workflow_id: str, run_id: str | None, build_id: str | None
     ) -> RunRecord:

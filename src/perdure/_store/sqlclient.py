@@ -172,6 +172,43 @@ class SqlClientSide(SqlHooks):
         self._committed(WORK)
         return run
 
+    async def set_fairness_key(self, workflow_id: str, run_id: str | None, key: str) -> RunRecord:
+        now = self.clock()
+
+        async def change(tx: Tx) -> RunRecord:
+            run = await rows.open_run(tx, self, workflow_id, run_id)
+            # As set_priority: the run's row, then its tasks; the version moves
+            # on, so that a turn in flight (whose new tasks would carry the old
+            # key) is fenced out and computed again with the change.
+            await tx.send(
+                "UPDATE runs SET fairness_key = ?, version = version + 1 WHERE run_id = ?",
+                (key, run.run_id),
+            )
+            await tx.send(
+                "UPDATE tasks SET fairness_key = ? WHERE kind = 'workflow' AND run_id = ?",
+                (key, run.run_id),
+            )
+            # Its activities' tasks that took the run's key, not one of their
+            # own, running or not: an attempt running counts against the new
+            # key's limit from now on (see docs/queues.md "A limit per key").
+            inherited = [
+                (key, task_id)
+                for task_id, payload in await tx.all(
+                    "SELECT id, payload FROM tasks WHERE kind = 'activity' AND run_id = ?",
+                    (run.run_id,),
+                )
+                if not (loads(payload).get("options") or {}).get("fairness_key")
+            ]
+            if inherited:
+                await tx.executemany("UPDATE tasks SET fairness_key = ? WHERE id = ?", inherited)
+            changed = dataclasses.replace(run, fairness_key=key, version=run.version + 1)
+            await rows.to_inbox(tx, changed, h.FairnessKeyChanged(fairness_key=key), now)
+            return changed
+
+        run = await self._write(change)
+        self._committed(WORK)
+        return run
+
     async def set_run_build(
         self, workflow_id: str, run_id: str | None, build_id: str | None
     ) -> RunRecord:

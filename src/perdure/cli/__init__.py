@@ -51,6 +51,7 @@ COMMANDS = {
     "update": "_control_cmd",
     "cancel": "_control_cmd",
     "set-priority": "_control_cmd",
+    "set-fairness-key": "_control_cmd",
     "terminate": "_control_cmd",
     "reset": "_control_cmd",
     "migrate": "_control_cmd",

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from perdure._attributes import AttributeValue, checked_attributes, parse_filter
-from perdure._checks import BadName
+from perdure._checks import BadName, check_name
 from perdure._starts import ID_CONFLICTS
 from perdure.cli._app import ConverterOption, DbOption, PriorityOption, a_priority, app
 from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
@@ -259,6 +259,32 @@ def set_priority(
     async def work(client: Client) -> None:
         await client.get_handle(workflow_id, run_id).set_priority(priority)
         out.print(f"Run of {escape(workflow_id)} moved to priority {priority}")
+
+    run(db, work)
+
+
+@app.command("set-fairness-key", epilog=EPILOG, rich_help_panel="Control")
+def set_fairness_key(
+    workflow_id: str = IdArg,
+    key: Optional[str] = typer.Argument(
+        None, metavar="KEY", show_default=False, help="Whose work the run is now."
+    ),
+    no_key: bool = typer.Option(False, "--no-key", help="Take the run's key away instead."),
+    db: Optional[str] = DbOption,
+    run_id: Optional[str] = RunIdOption,
+) -> None:
+    """Change an open run's fairness key in its queues (exit 5 if it has ended)."""
+    if (key is None) == (not no_key):
+        raise typer.BadParameter("give a KEY or --no-key (one of the two)")
+    try:
+        check_name("fairness_key", key, none_means="no key")
+    except BadName as exc:
+        fail(EXIT_USAGE, str(exc))
+
+    async def work(client: Client) -> None:
+        await client.get_handle(workflow_id, run_id).set_fairness_key(key)
+        said = f"fairness key {escape(repr(key))}" if key is not None else "no fairness key"
+        out.print(f"Run of {escape(workflow_id)} now has {said}")
 
     run(db, work)
 

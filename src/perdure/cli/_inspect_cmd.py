@@ -2,9 +2,10 @@
 
 Imports the public API, rich, the framework-free query helpers of
 ``perdure.server._query`` (shared with the HTTP API), the run filters'
-options (``_filters``: ``list --status``, ``--attr``, ``--build-id``...)
-and the line of a pending activity's options (``_activity_options``). Each
-has ``--json``; exit codes come from ``_operator.run``.
+options (``_filters``: ``list --status``, ``--attr``, ``--build-id``...),
+the line of a pending activity's options (``_activity_options``) and of a
+history event (``_summaries``). Each has ``--json``; exit codes come from
+``_operator.run``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from perdure._history import PRIORITIES
-from perdure._history.updates import UPDATE_SIGNAL_PREFIX, parse_update_request
 from perdure.cli._activity_options import options_text, reset_ends
 from perdure.cli._app import ConverterOption, DbOption, app
 from perdure.cli._filters import (
@@ -47,6 +47,7 @@ from perdure.cli._operator import (
     run,
     when_option,
 )
+from perdure.cli._summaries import brief, summarize
 from perdure.client import Client, StreamInfo, WorkflowDescription
 from perdure.errors import WorkflowCancelledError, WorkflowFailedError, WorkflowTerminatedError
 from perdure.server._query import (
@@ -216,7 +217,7 @@ def _pending_lines(
                 "its next heartbeat (if it sends none, it runs on until it ends)"
             )
         if a.heartbeat_details is not None:
-            line += f"\n    [dim]last heartbeat: {escape(_brief(a.heartbeat_details))}[/]"
+            line += f"\n    [dim]last heartbeat: {escape(brief(a.heartbeat_details))}[/]"
         if len(a.attempts) > 1:  # the last failure is shown below; the earlier ones here
             earlier = [f"#{r.get('attempt')} {_attempt_error(r)}" for r in a.attempts[:-1]]
             line += f"\n    [dim]earlier attempts: {escape('; '.join(earlier))}[/]"
@@ -249,12 +250,6 @@ def _pending_lines(
         times = "" if d.waiting_conditions == 1 else f" ({d.waiting_conditions} waits)"
         lines.append(f"a condition in its code (workflow.wait_condition){times}")
     return lines
-
-
-def _brief(value: Any) -> str:
-    """A JSON value on one line, cut at 80 characters."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _attempt_error(record: dict[str, Any]) -> str:
@@ -387,90 +382,6 @@ async def _paused_queues(client: Client, d: WorkflowDescription) -> frozenset[st
     held = {a.task_queue for a in d.pending_activities if a.held_by_limits}
     found = [await client.describe_queue(queue) for queue in sorted(held)]
     return frozenset(q.task_queue for q in found if q.limits is not None and q.limits.paused)
-
-
-def summarize(event: dict[str, Any]) -> str:
-    """One line saying what a history event records."""
-
-    kind, ref = event.get("type"), event.get("ref")
-    failure = event.get("failure") or {}
-    if kind == "WorkflowStarted":
-        return f"{event.get('workflow_type')} args={_brief(event.get('args'))}"
-    if kind == "ActivityScheduled":
-        return f"{event.get('name')} (ref {ref}) args={_brief(event.get('args'))}"
-    if kind == "ActivityCompleted":
-        return f"ref {ref} attempt {event.get('attempt')} -> {_brief(event.get('result'))}"
-    if kind == "ActivityFailed":
-        why = f"{failure.get('type')}: {failure.get('message')}"
-        return f"ref {ref} attempt {event.get('attempt')} failed: {why}"
-    if kind == "TimerStarted":
-        fire_at = datetime.fromtimestamp(float(event.get("fire_at", 0))).astimezone()
-        return f"ref {ref}, fires at {local_time(fire_at)}"
-    if kind in ("TimerFired", "TimerCancelled", "ActivityCancelled"):
-        return f"ref {ref}"
-    if kind == "SignalReceived":
-        name, payload = str(event.get("name")), event.get("payload")
-        request = parse_update_request(payload) if name.startswith(UPDATE_SIGNAL_PREFIX) else None
-        if request is not None:  # (an update's request)
-            update = name[len(UPDATE_SIGNAL_PREFIX) :]
-            return f"update {update} ({request[0]}) {_brief(request[1])}"
-        return f"{name} {_brief(payload)}"
-    if kind == "UpdateReplied":
-        answer = event.get("failure")
-        told = f"rejected: {answer}" if answer is not None else f"-> {_brief(event.get('result'))}"
-        return f"{event.get('name')} ({event.get('update_id')}) {told}"
-    if kind == "StateSet":
-        return f"{event.get('key')} = {_brief(event.get('value'))}"
-    if kind == "StreamWritten":
-        return f"{event.get('key')} <- {_brief(event.get('value'))}"
-    if kind == "StreamClosed":
-        return f"{event.get('key')} closed"
-    if kind == "SearchAttributesSet":
-        changes = event.get("attributes") or {}
-        return ", ".join(f"{name}={_brief(value)}" for name, value in changes.items())
-    if kind == "WorkflowCompleted":
-        return _brief(event.get("result"))
-    if kind == "WorkflowFailed":
-        return f"{failure.get('type')}: {failure.get('message')}"
-    if kind in ("WorkflowTerminated", "CancelRequested"):
-        return str(event.get("reason") or "")
-    if kind == "ChildWorkflowRequested":
-        return f"{event.get('workflow_type')} id={event.get('workflow_id')} (ref {ref})"
-    if kind == "ChildWorkflowStarted":
-        return f"ref {ref} run {event.get('run_id')}"
-    if kind == "ChildWorkflowCompleted":
-        return f"ref {ref} -> {_brief(event.get('result'))}"
-    if kind in ("ChildWorkflowFailed", "ChildWorkflowStartFailed"):
-        why = f"{failure.get('type')}: {failure.get('message')}"
-        return f"ref {ref} {event.get('status', 'failed')}: {why}"
-    if kind in ("ChildWorkflowCancelRequested",):
-        return f"ref {ref}"
-    if kind == "ExternalSignalRequested":
-        payload = _brief(event.get("payload"))
-        return f"{event.get('name')} {payload} to {event.get('workflow_id')} (ref {ref})"
-    if kind == "ExternalCancelRequested":
-        return f"{event.get('workflow_id')}: {event.get('reason')} (ref {ref})"
-    if kind in ("ExternalSignalDelivered", "ExternalCancelDelivered"):
-        return f"ref {ref} to run {event.get('run_id')}"
-    if kind in ("ExternalSignalFailed", "ExternalCancelFailed"):
-        closed = event.get("reason") == "closed"
-        return f"ref {ref}: " + (
-            f"its run ended ({event.get('status')})" if closed else "no such workflow"
-        )
-    if kind == "SideEffectRecorded":
-        return f"ref {ref} -> {_brief(event.get('value'))}"
-    if kind == "PatchRecorded":
-        return str(event.get("patch_id"))
-    if kind == "WorkflowContinuedAsNew":
-        return f"args={_brief(event.get('args'))}"
-    if kind == "WorkflowTimedOut":
-        return f"after {event.get('timeout')}s"
-    if kind == "PriorityChanged":
-        return f"to {event.get('priority')}"
-    if kind == "WorkflowReset":
-        why = f": {event.get('reason')}" if event.get("reason") else ""
-        return f"from run {event.get('from_run_id')} at event {event.get('at_seq')}{why}"
-    return ""
 
 
 def _event_line(event: dict[str, Any]) -> str:

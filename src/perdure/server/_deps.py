@@ -36,6 +36,7 @@ M = TypeVar("M", bound=BaseModel)
 __all__ = [
     "BUILD_BODY",
     "CURRENT_BUILD_BODY",
+    "FAIRNESS_KEY_BODY",
     "PRIORITY_BODY",
     "RAMPING_BUILD_BODY",
     "READ_ERRORS",
@@ -58,6 +59,7 @@ __all__ = [
     "error_response",
     "error_responses",
     "fail_activity_request",
+    "fairness_key_request",
     "heartbeat_activity_request",
     "json_body",
     "optional_body",
@@ -213,6 +215,7 @@ def required_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
 start_request = required_body(m.StartRequest)
 priority_request = required_body(m.PriorityRequest)
+fairness_key_request = required_body(m.FairnessKeyRequest)
 run_build_request = required_body(builds.RunBuildRequest)
 current_build_request = required_body(builds.CurrentBuildRequest)
 ramping_build_request = required_body(builds.RampingBuildRequest)
@@ -270,6 +273,7 @@ REASON_BODY = body_doc(
 )
 START_BODY = body_doc(m.StartRequest)
 PRIORITY_BODY = body_doc(m.PriorityRequest)
+FAIRNESS_KEY_BODY = body_doc(m.FairnessKeyRequest)
 BUILD_BODY = body_doc(builds.RunBuildRequest)
 CURRENT_BUILD_BODY = body_doc(builds.CurrentBuildRequest)
 RAMPING_BUILD_BODY = body_doc(builds.RampingBuildRequest)

@@ -260,6 +260,15 @@ class PriorityRequest(Strict):
     )
 
 
+class FairnessKeyRequest(Strict):
+    fairness_key: Optional[StrictStr] = Field(
+        min_length=1,
+        description="Whose work the run is now (a tenant, a customer): its queued tasks "
+        "take this key's turn in their queues, and what it starts next inherits it. null: "
+        "no key.",
+    )
+
+
 class Accepted(BaseModel):
     id: str
     action: str = Field(description="What was accepted, e.g. 'signal approval'.")

@@ -35,6 +35,7 @@ from perdure.server import _models as m
 from perdure.server._auth import Role
 from perdure.server._deps import (
     BUILD_BODY,
+    FAIRNESS_KEY_BODY,
     PRIORITY_BODY,
     READ_ERRORS,
     REASON_BODY,
@@ -47,6 +48,7 @@ from perdure.server._deps import (
     client_of,
     error_response,
     error_responses,
+    fairness_key_request,
     json_body,
     optional_body,
     parse_time,
@@ -451,6 +453,31 @@ async def set_workflow_priority(
     backlogs, and what it starts next inherits it. 409 if closed."""
     await client.get_handle(workflow_id, run_id).set_priority(body.priority)
     return {"id": workflow_id, "action": f"priority {body.priority}"}
+
+
+@router.post(
+    "/workflows/{workflow_id:path}/fairness-key",
+    status_code=202,
+    response_model=m.Accepted,
+    dependencies=Admin,
+    responses=WRITE_ERRORS,
+    openapi_extra=FAIRNESS_KEY_BODY,
+)
+async def set_workflow_fairness_key(
+    client: ClientDep,
+    workflow_id: WorkflowId,
+    body: Annotated[m.FairnessKeyRequest, Depends(fairness_key_request)],
+    run_id: RunId = None,
+) -> Any:
+    """Change whose work the open run is (``fairness_key``; ``null``: no
+    key): its queued tasks take the new key's turn in their queues, and
+    what it starts next inherits it. 409 if closed."""
+    key = body.fairness_key
+    await client.get_handle(workflow_id, run_id).set_fairness_key(key)
+    return {
+        "id": workflow_id,
+        "action": "no fairness key" if key is None else f"fairness key {key}",
+    }
 
 
 @router.post(

@@ -44,6 +44,7 @@ export function eventDetail(e) {
     case "WorkflowContinuedAsNew": return `args ${json(e.args)}`;
     case "WorkflowTimedOut": return `after ${fmtDuration(e.timeout)}`;
     case "PriorityChanged": return `to ${e.priority}`;
+    case "FairnessKeyChanged": return e.fairness_key ? `to ${e.fairness_key}` : "to no key";
     case "WorkflowReset":
       return `from run ${e.from_run_id} at event ${e.at_seq}${e.reason ? ` · ${e.reason}` : ""}`;
     default: return "";
