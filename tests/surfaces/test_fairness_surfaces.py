@@ -273,6 +273,60 @@ def test_the_workflow_page_shows_the_key(ui: tuple[Any, str, str]) -> None:
         expect(page.locator("#wf-fairness")).to_have_count(0)
 
 
+def test_an_admin_changes_an_open_runs_key_from_its_page(ui: tuple[Any, str, str]) -> None:
+    import browser_support as bs
+    from playwright.sync_api import expect
+
+    browser, url, db = ui
+    with perdure.SyncClient.connect(db) as client:
+        waiting = client.start("awaits_an_event", "x", id="ui-f-move", fairness_key="acme")
+        plain = client.start("awaits_an_event", "y", id="ui-f-unkeyed")
+        try:
+            for page in bs.new_page(browser):
+                page.goto(f"{url}#/workflows/ui-f-move")
+                chip = page.locator("#wf-fairness")
+                expect(chip).to_contain_text("key acme")
+                page.locator("#key-button").click()
+                expect(page.locator("#key-input")).to_have_value("acme")
+                page.locator("#key-input").fill("  ")
+                page.locator("#key-set").click()
+                expect(page.locator("#key-error")).to_contain_text("non-empty")
+                page.locator("#key-input").fill("globex")
+                page.locator("#key-set").click()
+                expect(page.locator(".toast")).to_contain_text("Key globex")
+                expect(chip).to_contain_text("key globex")
+                assert waiting.describe().fairness_key == "globex"
+                page.locator("#key-button").click()
+                page.locator("#key-remove").click()
+                expect(chip).to_contain_text("no key")
+                assert waiting.describe().fairness_key is None
+                # An unkeyed open run: the admin may give it one.
+                page.goto(f"{url}#/workflows/ui-f-unkeyed")
+                expect(page.locator("#wf-fairness")).to_contain_text("no key")
+                page.locator("#key-button").click()
+                expect(page.locator("#key-remove")).to_be_hidden()
+                page.locator("#key-input").fill("initech")
+                page.locator("#key-set").click()
+                expect(page.locator("#wf-fairness")).to_contain_text("key initech")
+            assert plain.describe().fairness_key == "initech"
+            changed = [
+                e["fairness_key"] for e in waiting.history() if e["type"] == "FairnessKeyChanged"
+            ]
+            deadline = time.monotonic() + 15  # (the worker takes both changes in)
+            while len(changed) < 2:
+                assert time.monotonic() < deadline, f"FairnessKeyChanged recorded {changed}"
+                time.sleep(0.05)
+                changed = [
+                    e["fairness_key"]
+                    for e in waiting.history()
+                    if e["type"] == "FairnessKeyChanged"
+                ]
+            assert changed == ["globex", ""]
+        finally:
+            waiting.terminate("done")
+            plain.terminate("done")
+
+
 def test_a_schedules_key_through_the_cli(tmp_path: Path) -> None:
     db = migrated_sqlite(tmp_path)
     made, plain = cli_all(

@@ -4,8 +4,8 @@
 // terminate for admins, complete or fail a pending activity by hand
 // (settle.js), pause or unpause one (pause.js), reset one (activityreset.js:
 // its reset-requested line for anyone), change its options in flight
-// (options.js: its options line for anyone), and reset (a new run from a
-// point of this one's history). Refreshes every 2 s while the run is open.
+// (options.js: its options line for anyone), change its fairness key
+// (runkey.js), and reset (a new run from a point of this one's history). Refreshes every 2 s while the run is open.
 // #/workflows/<id> shows the latest run, #/workflows/<id>?run=<run id> a
 // given one. An "approve link" adds ?signal=<name>[&payload=<json>]: it
 // opens the signal form.
@@ -18,6 +18,7 @@ import {
 import { eventDetail, eventKind } from "./events.js";
 import { optionsButton, optionsLine } from "./options.js";
 import { pauseButtons } from "./pause.js";
+import { keyChip } from "./runkey.js";
 import { openSettle } from "./settle.js";
 import { streamsPanel } from "./streams.js";
 import { buildTimeline, renderTimeline } from "./timeline.js";
@@ -228,12 +229,6 @@ export function renderWorkflow(container, id, params, ctx) {
     return h("span", { id: "wf-build", title }, "build ", h("b", { class: "mono", text: desc.build_id }));
   }
 
-  function fairness() {
-    if (!desc.fairness_key) return null;
-    const title = "Whose work it is: within a priority, its queues serve the keys in turn";
-    return h("span", { id: "wf-fairness", title }, "key ", h("b", { class: "mono", text: desc.fairness_key }));
-  }
-
   function header() {
     const now = Date.now() / 1000;
     const start = toSeconds(desc.created_at);
@@ -249,7 +244,7 @@ export function renderWorkflow(container, id, params, ctx) {
         h("span", {}, "run ", h("code", { text: desc.run_id })),
         h("span", {}, "task queue ", h("b", { text: desc.task_queue })),
         priority(),
-        fairness(),
+        keyChip({ id, q, desc, isAdmin: ctx.isAdmin, toast: ctx.toast, onChanged: load }),
         build(),
         lineage()),
       h("div", { class: "stats" },
