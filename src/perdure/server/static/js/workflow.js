@@ -1,17 +1,19 @@
 // One workflow run: status, what it waits on, timeline, input, result or
 // failure, published state, streams (streams.js: followed live), search
-// attributes and the full history; signal / update (update.js) / cancel /
-// terminate for admins, complete or fail a pending activity by hand
-// (settle.js), pause or unpause one (pause.js), reset one (activityreset.js:
-// its reset-requested line for anyone), change its options in flight
-// (options.js: its options line for anyone), change its fairness key
-// (runkey.js), and reset (a new run from a point of this one's history). Refreshes every 2 s while the run is open.
+// attributes and the full history; for admins, signal / update (update.js)
+// / cancel / terminate (confirm.js asks first), complete or fail a pending
+// activity by hand (settle.js), pause or unpause one (pause.js), reset one
+// (activityreset.js: its reset-requested line for anyone), change its
+// options in flight (options.js: its options line for anyone), change the
+// run's fairness key (runkey.js), and reset (a new run from a point of this
+// one's history; confirm.js). Refreshes every 2 s while the run is open.
 // #/workflows/<id> shows the latest run, #/workflows/<id>?run=<run id> a
 // given one. An "approve link" adds ?signal=<name>[&payload=<json>]: it
 // opens the signal form.
 
 import { activityResetButton, cancelRequestedLine, resetRequestedLine } from "./activityreset.js";
 import { api, ApiError, wfHref, wfPath } from "./api.js";
+import { confirmAction } from "./confirm.js";
 import {
   clear, fmtClock, fmtDuration, fmtRelative, fmtTime, h, json, statusBadge, toSeconds, truncate,
 } from "./dom.js";
@@ -28,8 +30,6 @@ const REFRESH_MS = 2000;
 const BURST_MS = 250;
 // The history table shows a long run's latest events, the rest on request.
 const HISTORY_ROWS = 500;
-// The reset dialog lists the latest of the events a reset may go back to.
-const SHOWN_POINTS = 12;
 
 function section(title, ...children) {
   return h("section", { class: "card" }, h("h2", { text: title }), ...children);
@@ -183,7 +183,7 @@ export function renderWorkflow(container, id, params, ctx) {
     // and not a child: its parent waits on it (reset the parent).
     const reset = desc.continued_to || desc.parent_run_id ? null
       : h("button", { type: "button", id: "reset-button", text: "Reset…",
-        onclick: () => confirmAction("reset") });
+        onclick: () => askFirst("reset") });
     if (desc.closed_at) return reset ? h("div", { class: "actions" }, reset) : null;
     // (The one the run waits for is the primary button.)
     const updates = desc.waiting_updates.length && !desc.waiting_signals.length;
@@ -193,10 +193,10 @@ export function renderWorkflow(container, id, params, ctx) {
       h("button", { type: "button", id: "update-button", class: updates ? "primary" : "",
         text: "Update…", onclick: () => sendUpdate(desc.waiting_updates[0] || "") }),
       h("button", { type: "button", id: "cancel-button", text: "Cancel…",
-        onclick: () => confirmAction("cancel") }),
+        onclick: () => askFirst("cancel") }),
       reset,
       h("button", { type: "button", id: "terminate-button", class: "danger", text: "Terminate…",
-        onclick: () => confirmAction("terminate") }));
+        onclick: () => askFirst("terminate") }));
   }
 
   function priority() {
@@ -532,83 +532,11 @@ export function renderWorkflow(container, id, params, ctx) {
     load();
   }
 
-  const CONFIRM = {
-    cancel: {
-      title: "Cancel", ok: "Cancel workflow", keep: "Keep it running", done: "Cancellation requested.",
-      text: "The workflow sees a cancellation at its current step and may run compensations before it ends.",
-    },
-    terminate: {
-      title: "Terminate", ok: "Terminate", keep: "Keep it running", done: "Workflow terminated.",
-      text: "The run ends at once: no more workflow code runs, and no compensation either.",
-    },
-    reset: {
-      title: "Reset", ok: "Reset", keep: "Leave it as it is",
-      text: "A new run takes over this run's history up to a turn and runs on from there with the " +
-        "code deployed now: steps before it are not run again, and activities keep their " +
-        "idempotency keys. An open run is terminated.",
-    },
-  };
-
-  async function showResetPoints(where) {
-    // The events a reset may go back to: the latest few, and the default.
-    try {
-      const found = await api(`${wfPath(id)}/reset-points?run_id=${encodeURIComponent(desc.run_id)}`);
-      const shown = found.points.slice(-SHOWN_POINTS);
-      const earlier = found.points.length - shown.length;
-      where.textContent = found.points.length
-        ? `It may go back to event ${earlier ? "… " : ""}${shown.join(", ")}` +
-          (earlier ? ` (and ${earlier} earlier)` : "") +
-          (found.default ? `; by default, ${found.default}.` : "; name one (no default).")
-        : "No event of this run can be gone back to.";
-      where.hidden = false;
-    } catch {
-      where.hidden = true; // (the reset itself says what is wrong)
-    }
+  /** Cancel, terminate or reset the run, once the operator confirms (confirm.js). */
+  function askFirst(action) {
+    confirmAction({ action, id, q, desc, toast: ctx.toast, onDone: () => { burst = 8; load(); } });
   }
 
-  function confirmAction(action) {
-    const dialog = document.getElementById("confirm-dialog");
-    const reason = document.getElementById("confirm-reason");
-    const error = document.getElementById("confirm-error");
-    const eventLabel = document.getElementById("confirm-event-label");
-    const eventInput = document.getElementById("confirm-event");
-    const words = CONFIRM[action];
-    document.getElementById("confirm-title").textContent = `${words.title} ${desc.id}?`;
-    document.getElementById("confirm-text").textContent = words.text;
-    document.getElementById("confirm-ok").textContent = words.ok;
-    document.getElementById("confirm-cancel").textContent = words.keep;
-    eventLabel.hidden = action !== "reset";
-    eventInput.value = "";
-    const points = document.getElementById("confirm-points");
-    points.hidden = true;
-    if (action === "reset") showResetPoints(points);
-    reason.value = "";
-    error.hidden = true;
-    document.getElementById("confirm-cancel").onclick = () => dialog.close();
-    document.getElementById("confirm-form").onsubmit = async (event) => {
-      event.preventDefault();
-      const body = { reason: reason.value || null };
-      if (action === "reset") body.to_event = eventInput.value ? Number(eventInput.value) : null;
-      try {
-        // The run shown, by its id: a second click finds it is no longer the latest.
-        const target = action === "reset" ? `?run_id=${encodeURIComponent(desc.run_id)}` : q;
-        const answer = await api(`${wfPath(id)}/${action}${target}`, { method: "POST", body });
-        dialog.close();
-        if (action === "reset") {
-          ctx.toast(`Reset: run ${answer.run_id.slice(0, 8)}… goes on from event ${answer.at_seq}.`, "ok");
-          location.hash = wfHref(id, answer.run_id);
-          return;
-        }
-        ctx.toast(words.done, "ok");
-        burst = 8;
-        load();
-      } catch (e) {
-        error.textContent = e.message;
-        error.hidden = false;
-      }
-    };
-    dialog.showModal();
-  }
 
   const onResize = () => { if (desc) draw(); };
   window.addEventListener("resize", onResize);
