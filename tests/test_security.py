@@ -76,6 +76,7 @@ SQL_FRAGMENTS = {
     "_COUNTED": "sqlqueues: the count's constant condition (placeholders only)",
     "_WEIGHT": "sqlfair: the walk's constant subquery of a key's weight (placeholders only)",
     "level": "sqlwake._first_unkeyed(): one of the constant ints of h.PRIORITIES",
+    "column": "sqlclient._set_inherited(): 'priority' or 'fairness_key' (asserted)",
     "priorities": "sqlwake._first_unkeyed(): constant rows of h.PRIORITIES' ints",
     "marks": "sqlrows.marks(): '?,?,?', one placeholder per queue name",
     "one": "the claim's constant select of one queue's due tasks (placeholders, lock)",

@@ -570,11 +570,11 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
                 report.workflows[kind] += 1
             if chaotic and open_flows and rng.random() < 0.05:
                 flow, priority = rng.choice(open_flows), rng.choice(h.PRIORITIES)
-                report.priority_changes += _change_priority(client, flow, priority)
+                report.priority_changes += _change(client, flow, "priority", priority)
             keyable = [f for f in open_flows if f.kind != "pipeline"]
             if chaotic and keyable and rng.random() < 0.03:
                 flow, key = rng.choice(keyable), rng.choice(FAIRNESS_KEYS)
-                report.key_changes += _change_key(client, flow, key)
+                report.key_changes += _change(client, flow, "fairness_key", key)
             _call_an_update(client, open_flows, report)
             pauses.step(client, rng, open_flows, chaotic)
             report.builds.step(client, now, chaotic)
@@ -662,23 +662,16 @@ def _wait(predicate: Any, timeout: float, fleet: Fleet, what: str) -> None:
         time.sleep(0.05)
 
 
-def _change_key(client: perdure.SyncClient, flow: Started, key: str | None) -> bool:
-    """set_fairness_key on a flow's run (the latest of its chain), if still open."""
+def _change(client: perdure.SyncClient, flow: Started, option: str, value: Any) -> bool:
+    """set_priority or set_fairness_key (``option``: "priority" or
+    "fairness_key") on a flow's run, the latest of its chain, if still open;
+    the flow remembers it for the final checks."""
+    handle = client.get_handle(flow.id)
     try:
-        client.get_handle(flow.id).set_fairness_key(key)
+        getattr(handle, f"set_{option}")(value)
     except perdure.WorkflowClosedError:
         return False
-    flow.fairness_key = key
-    return True
-
-
-def _change_priority(client: perdure.SyncClient, flow: Started, priority: int) -> bool:
-    """set_priority on a flow's run (the latest of its chain), if still open."""
-    try:
-        client.get_handle(flow.id).set_priority(priority)
-    except perdure.WorkflowClosedError:
-        return False
-    flow.priority = priority
+    setattr(flow, option, value)
     return True
 
 

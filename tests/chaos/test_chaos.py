@@ -63,7 +63,12 @@ def _assert_meaningful(report: ChaosReport, seconds: float) -> None:
     assert report.counts.timers_fired > 0 and report.signals_accepted > 0
     assert report.updates_answered > 0, report.summary()
     assert report.async_completed > 0 and report.async_failed > 0, report.summary()
-    assert report.holds_released > 0, report.summary()
+    # A canceller's hold is released only if its attempt began within HOLD_FOR
+    # (0.3 s) and its worker was not killed meanwhile: a short run on a loaded
+    # machine (CI, session 68: 24 workflows in 27 s) had two cancellers and
+    # neither hold released. Required where there are enough to draw on.
+    if report.workflows["canceller"] >= 4:
+        assert report.holds_released > 0, report.summary()
     assert report.scheduled >= seconds / 4, report.summary()  # (a time a second, some missed)
     assert report.limited_attempts >= seconds / 2, report.summary()  # (three per pipeline)
     assert report.pauses >= seconds / 4, report.summary()  # (about one and a half a second)

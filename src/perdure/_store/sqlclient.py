@@ -40,6 +40,11 @@ from perdure._store.sqlend import terminate_run
 from perdure._store.sqlhooks import SqlHooks
 from perdure._store.sqlrows import RUN_COLUMNS, Tx, loads
 
+# The options of a run that its activities inherit unless given their own:
+# a column of runs and of tasks, a key of ActivityScheduled's options, a
+# field of RunRecord (see SqlClientSide._set_inherited).
+_INHERITED = ("priority", "fairness_key")
+
 
 class SqlClientSide(SqlHooks):
     # ------------------------------------------------------------ client side
@@ -136,73 +141,55 @@ class SqlClientSide(SqlHooks):
         return run
 
     async def set_priority(self, workflow_id: str, run_id: str | None, priority: int) -> RunRecord:
+        return await self._set_inherited(
+            workflow_id, run_id, "priority", priority, h.PriorityChanged(priority=priority)
+        )
+
+    async def set_fairness_key(self, workflow_id: str, run_id: str | None, key: str) -> RunRecord:
+        # An attempt running takes the new key too: it counts against the new
+        # key's limit from now on (see docs/queues.md "A limit per key").
+        return await self._set_inherited(
+            workflow_id, run_id, "fairness_key", key, h.FairnessKeyChanged(fairness_key=key)
+        )
+
+    async def _set_inherited(
+        self, workflow_id: str, run_id: str | None, column: str, value: Any, event: h.Event
+    ) -> RunRecord:
+        """Change an open run's ``column`` ("priority" or "fairness_key": an
+        option its activities and children inherit unless they name their
+        own), with its tasks', and put ``event`` in its inbox."""
+        assert column in _INHERITED
         now = self.clock()
 
         async def change(tx: Tx) -> RunRecord:
             run = await rows.open_run(tx, self, workflow_id, run_id)
             # (The run's row first, then its tasks: the store's lock order.)
             # The version moves on, as a terminate's does: a turn in flight,
-            # computed with the old priority, is fenced out and computed again
+            # computed with the old value, is fenced out and computed again
             # with the change, so no task it starts keeps the old one.
             await tx.send(
-                "UPDATE runs SET priority = ?, version = version + 1 WHERE run_id = ?",
-                (priority, run.run_id),
+                f"UPDATE runs SET {column} = ?, version = version + 1 WHERE run_id = ?",
+                (value, run.run_id),
             )
             await tx.send(
-                "UPDATE tasks SET priority = ? WHERE kind = 'workflow' AND run_id = ?",
-                (priority, run.run_id),
+                f"UPDATE tasks SET {column} = ? WHERE kind = 'workflow' AND run_id = ?",
+                (value, run.run_id),
             )
-            # Its activities' tasks that took the run's priority, not their own
-            # (their options, in the ActivityScheduled each holds, name none).
+            # Its activities' tasks that took the run's value, not their own
+            # (their options, in the ActivityScheduled each holds, name none;
+            # as _worker.commands reads them).
             inherited = [
-                (priority, task_id)
+                (value, task_id)
                 for task_id, payload in await tx.all(
                     "SELECT id, payload FROM tasks WHERE kind = 'activity' AND run_id = ?",
                     (run.run_id,),
                 )
-                if "priority" not in (loads(payload).get("options") or {})
+                if not (loads(payload).get("options") or {}).get(column)
             ]
             if inherited:
-                await tx.executemany("UPDATE tasks SET priority = ? WHERE id = ?", inherited)
-            changed = dataclasses.replace(run, priority=priority, version=run.version + 1)
-            await rows.to_inbox(tx, changed, h.PriorityChanged(priority=priority), now)
-            return changed
-
-        run = await self._write(change)
-        self._committed(WORK)
-        return run
-
-    async def set_fairness_key(self, workflow_id: str, run_id: str | None, key: str) -> RunRecord:
-        now = self.clock()
-
-        async def change(tx: Tx) -> RunRecord:
-            run = await rows.open_run(tx, self, workflow_id, run_id)
-            # As set_priority: the run's row, then its tasks; the version moves
-            # on, so that a turn in flight (whose new tasks would carry the old
-            # key) is fenced out and computed again with the change.
-            await tx.send(
-                "UPDATE runs SET fairness_key = ?, version = version + 1 WHERE run_id = ?",
-                (key, run.run_id),
-            )
-            await tx.send(
-                "UPDATE tasks SET fairness_key = ? WHERE kind = 'workflow' AND run_id = ?",
-                (key, run.run_id),
-            )
-            # Its activities' tasks that took the run's key, not one of their
-            # own, running or not: an attempt running counts against the new
-            # key's limit from now on (see docs/queues.md "A limit per key").
-            inherited = [
-                (key, task_id)
-                for task_id, payload in await tx.all(
-                    "SELECT id, payload FROM tasks WHERE kind = 'activity' AND run_id = ?",
-                    (run.run_id,),
-                )
-                if not (loads(payload).get("options") or {}).get("fairness_key")
-            ]
-            if inherited:
-                await tx.executemany("UPDATE tasks SET fairness_key = ? WHERE id = ?", inherited)
-            changed = dataclasses.replace(run, fairness_key=key, version=run.version + 1)
-            await rows.to_inbox(tx, changed, h.FairnessKeyChanged(fairness_key=key), now)
+                await tx.executemany(f"UPDATE tasks SET {column} = ? WHERE id = ?", inherited)
+            changed = dataclasses.replace(run, version=run.version + 1, **{column: value})
+            await rows.to_inbox(tx, changed, event, now)
             return changed
 
         run = await self._write(change)
