@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -275,7 +276,7 @@ def test_the_workflow_page_shows_the_key(ui: tuple[Any, str, str]) -> None:
 
 def test_an_admin_changes_an_open_runs_key_from_its_page(ui: tuple[Any, str, str]) -> None:
     import browser_support as bs
-    from playwright.sync_api import expect
+    from playwright.sync_api import Route, expect
 
     browser, url, db = ui
     with perdure.SyncClient.connect(db) as client:
@@ -309,6 +310,16 @@ def test_an_admin_changes_an_open_runs_key_from_its_page(ui: tuple[Any, str, str
                 page.locator("#key-set").click()
                 expect(page.locator("#wf-fairness")).to_contain_text("key initech")
             assert plain.describe().fairness_key == "initech"
+            for page in bs.new_page(browser):  # a read-only viewer: the key, no button
+
+                def read_only(route: Route) -> None:
+                    route.fulfill(json={"role": "read", "auth_required": True})
+
+                page.route(re.compile(r".*/api/whoami$"), read_only)
+                page.goto(f"{url}#/workflows/ui-f-unkeyed")
+                expect(page.locator("#token-button")).to_have_text("Token: read")
+                expect(page.locator("#wf-fairness")).to_have_text("key initech")
+                expect(page.locator("#key-button")).to_have_count(0)
             changed = [
                 e["fairness_key"] for e in waiting.history() if e["type"] == "FairnessKeyChanged"
             ]
