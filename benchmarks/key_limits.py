@@ -1,6 +1,7 @@
-"""A limit per fairness key: what a claim of a limited queue costs when it
-counts each key's running attempts (docs/queues.md "A limit per key"),
-against the same queue limited without it, and without limits.
+"""Limits per fairness key: what a claim of a limited queue costs when it
+counts each key's running attempts (docs/queues.md "A limit per key"), or
+each key's starts in the rate limit's window ("A rate limit per key"),
+against the same queue limited without them, and without limits.
 
 Usage::
 
@@ -20,7 +21,15 @@ its tasks are put back (untimed), so every claim sees the same backlog:
 - ``per key, none at it``: and at most 1,000 per key (the count is by key;
   no key is at its limit);
 - ``per key, 900 at it``: at most 1 per key: the 900 keys with an attempt
-  running are at their limit, and each claim's walk passes over them.
+  running are at their limit, and each claim's walk passes over them;
+- ``rate per key, none at it``: no limit of attempts running, at most
+  1,000 of a key started per hour, the 900 keys with one start each in the
+  window (each claim reads the window's 900 starts);
+- ``rate per key, 900 at it``: at most 1 of a key started per hour: the
+  900 keys are at their rate, and each claim's walk passes over them.
+
+The starts a claim records are put back too (deleted), so every claim sees
+the same window.
 
 Run by hand; never a test.
 """
@@ -66,6 +75,15 @@ async def fill(store: SqlStore, backlog: int, limits: QueueLimitsRecord | None) 
 
     await store._write(body)
     await store.set_queue_limits("q", limits)
+    if limits is not None and limits.max_starts_per_key is not None:
+
+        async def started(tx: Any) -> None:  # (one start of each busy key)
+            await tx.executemany(
+                "INSERT INTO queue_starts (queue, started_at, fairness_key) VALUES ('q', ?, ?)",
+                [(now, f"busy{i:03}") for i in range(BUSY_KEYS)],
+            )
+
+        await store._write(started)
     await store.claim_activity_tasks(["q"], "bench", 30, 0)  # (learns of the keys)
 
 
@@ -78,6 +96,7 @@ async def put_back(store: SqlStore) -> None:
             " WHERE lease_owner = 'bench'",
             (now - 1,),
         )
+        await tx.send("DELETE FROM queue_starts WHERE fairness_key LIKE ?", ("k%",))
 
     await store._write(body)
 
@@ -101,6 +120,8 @@ async def main() -> None:
         "max_running": QueueLimitsRecord(max_running=1_000_000),
         "per key, none at it": QueueLimitsRecord(max_running=1_000_000, max_running_per_key=1000),
         "per key, 900 at it": QueueLimitsRecord(max_running=1_000_000, max_running_per_key=1),
+        "rate per key, none at it": QueueLimitsRecord(max_starts_per_key=1000, per=3600.0),
+        "rate per key, 900 at it": QueueLimitsRecord(max_starts_per_key=1, per=3600.0),
     }
     results: dict[str, list[float]] = {name: [] for name in cases}
     try:
@@ -114,7 +135,7 @@ async def main() -> None:
     print(f"{args.url.split(':')[0]}: claims of {args.take} from a backlog of {args.backlog}")
     for name, values in results.items():
         median = statistics.median(values)
-        print(f"  {name:20} {median:8.1f} µs per claim  ({median / base:.2f}x)")
+        print(f"  {name:24} {median:8.1f} µs per claim  ({median / base:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -48,15 +48,19 @@ class Operations:
         max_starts: int | None = None,
         per: timedelta | None = None,
         max_running_per_key: int | None = None,
+        max_starts_per_key: int | None = None,
     ) -> QueueLimits:
         """Limit ``task_queue``'s activity attempts, across every worker: at
         most ``max_running`` running at once, at most ``max_starts`` started
         in any window of ``per``, at most ``max_running_per_key`` of one
-        fairness key running at once (the unkeyed: one key). Replaces the
+        fairness key running at once, at most ``max_starts_per_key`` of one
+        key started in any window of ``per`` (the unkeyed: one key). Replaces the
         queue's limits (a limit not given is lifted); workers obey them from
         their next claim on. The queue's activities then never run inline.
         See docs/queues.md."""
-        limits = queues.make_limits(task_queue, max_running, max_starts, per, max_running_per_key)
+        limits = queues.make_limits(
+            task_queue, max_running, max_starts, per, max_running_per_key, max_starts_per_key
+        )
         await self.store.set_queue_limits(task_queue, limits.to_record())
         return limits
 

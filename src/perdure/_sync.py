@@ -215,6 +215,7 @@ class SyncClient:
         max_starts: int | None = None,
         per: timedelta | None = None,
         max_running_per_key: int | None = None,
+        max_starts_per_key: int | None = None,
     ) -> QueueLimits:
         """As :meth:`Client.set_queue_limits`."""
         call = self.client.set_queue_limits(
@@ -223,6 +224,7 @@ class SyncClient:
             max_starts=max_starts,
             per=per,
             max_running_per_key=max_running_per_key,
+            max_starts_per_key=max_starts_per_key,
         )
         return self._runner.call(call)
 

@@ -41,22 +41,36 @@ class QueueLimits:
     """A task queue's limits: at most ``max_running`` of its activity
     attempts running at once (0: the queue is paused, none starts); at
     most ``max_starts`` started in any window of ``per``; at most
-    ``max_running_per_key`` of one fairness key's running at once (the
-    unkeyed ones are one key). None: no such limit."""
+    ``max_running_per_key`` of one fairness key's running at once, and at
+    most ``max_starts_per_key`` of one key's started in any window of
+    ``per`` (the unkeyed ones are one key). None: no such limit."""
 
     max_running: int | None = None
     max_starts: int | None = None
     per: timedelta | None = None
     max_running_per_key: int | None = None
+    max_starts_per_key: int | None = None
 
     @classmethod
     def from_record(cls, record: QueueLimitsRecord) -> QueueLimits:
         per = None if record.per is None else timedelta(seconds=record.per)
-        return cls(record.max_running, record.max_starts, per, record.max_running_per_key)
+        return cls(
+            record.max_running,
+            record.max_starts,
+            per,
+            record.max_running_per_key,
+            record.max_starts_per_key,
+        )
 
     def to_record(self) -> QueueLimitsRecord:
         per = None if self.per is None else self.per.total_seconds()
-        return QueueLimitsRecord(self.max_running, self.max_starts, per, self.max_running_per_key)
+        return QueueLimitsRecord(
+            self.max_running,
+            self.max_starts,
+            per,
+            self.max_running_per_key,
+            self.max_starts_per_key,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API): ``per`` in
@@ -66,6 +80,7 @@ class QueueLimits:
             "max_starts": self.max_starts,
             "per_seconds": None if self.per is None else self.per.total_seconds(),
             "max_running_per_key": self.max_running_per_key,
+            "max_starts_per_key": self.max_starts_per_key,
         }
 
     @property
@@ -83,6 +98,11 @@ class QueueLimits:
             parts.append(f"at most {self.max_starts} started per {span_text(self.per)}")
         if self.max_running_per_key is not None and not self.paused:
             parts.append(f"at most {self.max_running_per_key} running per fairness key")
+        if self.max_starts_per_key is not None and self.per is not None and not self.paused:
+            parts.append(
+                f"at most {self.max_starts_per_key} of one fairness key started per"
+                f" {span_text(self.per)}"
+            )
         return ", ".join(parts)
 
 
@@ -122,10 +142,13 @@ class QueueInfo:
     many fairness keys have tasks waiting (docs/queues.md, "Fairness"), and
     ``waiting_by_key`` the waiting of the ten with the most (unkeyed tasks
     are in neither); ``running_by_key``: the attempts running of the ten
-    keys with the most; ``keys_at_limit``: how many keys have
-    ``max_running_per_key`` attempts running (the unkeyed tasks counted as
-    one key; 0 without that limit); ``fairness_weights``: the keys given a
-    weight other than 1 (``Client.set_fairness_weight``), by key."""
+    keys with the most; ``keys_at_limit``: how many keys are at a limit per
+    key (``max_running_per_key`` attempts running, or
+    ``max_starts_per_key`` started in the window; the unkeyed tasks counted
+    as one key, ''; 0 without those limits); ``fairness_weights``: the keys
+    given a weight other than 1 (``Client.set_fairness_weight``), by key;
+    ``started_by_key``: with ``max_starts_per_key``, the starts within the
+    window of the ten keys with the most."""
 
     task_queue: str
     limits: QueueLimits | None
@@ -142,6 +165,7 @@ class QueueInfo:
     running_by_key: dict[str, int] = field(default_factory=dict)
     keys_at_limit: int = 0
     fairness_weights: dict[str, int] = field(default_factory=dict)
+    started_by_key: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (``perdure queue show --json``, the HTTP API)."""
@@ -162,6 +186,7 @@ class QueueInfo:
             "running_by_key": dict(self.running_by_key),
             "keys_at_limit": self.keys_at_limit,
             "fairness_weights": dict(self.fairness_weights),
+            "started_by_key": dict(self.started_by_key),
         }
 
     @classmethod
@@ -184,6 +209,7 @@ class QueueInfo:
             dict(record.running_by_key),
             record.keys_at_limit,
             dict(record.fairness_weights),
+            dict(record.started_by_key),
         )
 
 
@@ -206,6 +232,7 @@ def make_limits(
     max_starts: int | None,
     per: timedelta | None,
     max_running_per_key: int | None = None,
+    max_starts_per_key: int | None = None,
 ) -> QueueLimits:
     """The limits asked for, checked: a clear ValueError or TypeError
     saying what is wrong."""
@@ -216,6 +243,7 @@ def make_limits(
         ("max_running", max_running, 0),
         ("max_starts", max_starts, 1),
         ("max_running_per_key", max_running_per_key, 1),
+        ("max_starts_per_key", max_starts_per_key, 1),
     ):
         if value is None:
             continue
@@ -225,16 +253,19 @@ def make_limits(
             raise ValueError(f"{what} must be between {least} and {MAX_LIMIT:,}, not {value}")
     if per is not None and not isinstance(per, timedelta):
         raise TypeError(f"per must be a datetime.timedelta, not {type(per).__name__}")
-    if (max_starts is None) != (per is None):
+    rated = max_starts is not None or max_starts_per_key is not None
+    if rated != (per is not None):
         raise ValueError(
-            "a rate limit needs both max_starts and per (at most max_starts attempts "
+            "a rate limit needs both max_starts and per, or max_starts_per_key and per "
+            "(at most max_starts attempts, or max_starts_per_key of one fairness key's, "
             "started in any window of per)"
         )
     if per is not None and not MIN_PER <= per <= MAX_PER:
         raise ValueError(f"per must be between {MIN_PER} and {MAX_PER.days} days, not {per}")
-    if max_running is None and max_starts is None and max_running_per_key is None:
+    if max_running is None and not rated and max_running_per_key is None:
         raise ValueError(
             "give max_running, or max_starts and per, or max_running_per_key, or "
-            "several of them (remove_queue_limits removes a queue's limits)"
+            "max_starts_per_key and per, or several of them (remove_queue_limits removes "
+            "a queue's limits)"
         )
-    return QueueLimits(max_running, max_starts, per, max_running_per_key)
+    return QueueLimits(max_running, max_starts, per, max_running_per_key, max_starts_per_key)

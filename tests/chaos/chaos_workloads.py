@@ -41,10 +41,14 @@ LEDGER_ENV = "PERDURE_CHAOS_LEDGER"  # the application's database, for ledger's 
 LEDGER_TABLE = "CREATE TABLE ledger_entries (tag TEXT NOT NULL, i INTEGER NOT NULL, entry TEXT)"
 # The pipeline's parallel steps run on a task queue of their own, served by a
 # worker of its own, whose limits the driver sets (max_running=LIMITED_RUNNING,
-# and max_running_per_key=LIMITED_PER_KEY: the runs' fairness keys).
+# max_running_per_key=LIMITED_PER_KEY: the runs' fairness keys, and
+# max_starts_per_key=LIMITED_STARTS_PER_KEY per LIMITED_WINDOW seconds: a
+# pipeline's three steps, one at a time, often start faster than that).
 LIMITED_QUEUE = "chaos-limited"
 LIMITED_RUNNING = 2
 LIMITED_PER_KEY = 1
+LIMITED_STARTS_PER_KEY = 2
+LIMITED_WINDOW = 0.2
 STEP_DELAY = 0.02
 SLEEP = 0.25  # seconds of durable sleep in pipeline and rollover
 SIGNAL_TIMEOUT = 2.0  # mailbox's wait_condition timeout: often hit, then waited again

@@ -44,7 +44,7 @@ from chaos_ledger import Ledgers  # noqa: E402
 from chaos_pauses import Pauses  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "crash"))
-from crash_harness import attempt_spans, peak_running  # noqa: E402
+from crash_harness import attempt_spans, most_started, peak_running  # noqa: E402
 
 import perdure  # noqa: E402
 from perdure import _history as h  # noqa: E402
@@ -96,6 +96,7 @@ class ChaosReport:
     limited_attempts: int = 0  # attempts on the limited queue (LIMITED_QUEUE)
     limited_peak: int = 0  # the most of them running at once, by their records
     limited_keys: int = 0  # the fairness keys among their runs (each one at a time)
+    limited_rate_peak: int = 0  # the most of one key's started in any LIMITED_WINDOW
     missed: int = 0  # times it missed (no worker ran it then)
     priority_changes: int = 0  # set_priority calls that reached an open run
     key_changes: int = 0  # set_fairness_key calls that reached an open run (not a pipeline)
@@ -152,7 +153,9 @@ class ChaosReport:
             f"a 1 s schedule started {self.scheduled} runs, one per time "
             f"({self.missed} times missed); {self.limited_attempts} attempts on a queue "
             f"limited to {workloads.LIMITED_RUNNING} at once, at most {self.limited_peak} at once, "
-            f"and to {workloads.LIMITED_PER_KEY} of each of their {self.limited_keys} keys; "
+            f"and to {workloads.LIMITED_PER_KEY} of each of their {self.limited_keys} keys, "
+            f"{workloads.LIMITED_STARTS_PER_KEY} of a key started per "
+            f"{workloads.LIMITED_WINDOW} s (at most {self.limited_rate_peak}); "
             f"{self.builds.summary()}"
         )
 
@@ -518,6 +521,8 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
             workloads.LIMITED_QUEUE,
             max_running=workloads.LIMITED_RUNNING,
             max_running_per_key=workloads.LIMITED_PER_KEY,
+            max_starts_per_key=workloads.LIMITED_STARTS_PER_KEY,
+            per=timedelta(seconds=workloads.LIMITED_WINDOW),
         )
         fleet.fill()
         _wait(lambda: all(fleet.ready(w) for w in fleet.live()), 30, fleet, "workers to start")
@@ -813,6 +818,16 @@ def _verify(
                 f"{workloads.LIMITED_QUEUE}, limited to {workloads.LIMITED_PER_KEY} per key: "
                 f"{sorted(spans)}"
             )
+        # (An attempt's recorded start is the time its claim counted the
+        # window at: the store's own comparison, made again.)
+        started = most_started(spans, workloads.LIMITED_WINDOW)
+        if started > workloads.LIMITED_STARTS_PER_KEY:
+            raise checks.InvariantError(
+                f"{started} attempts of key {key!r} started within {workloads.LIMITED_WINDOW} s "
+                f"on {workloads.LIMITED_QUEUE}, limited to {workloads.LIMITED_STARTS_PER_KEY}: "
+                f"{sorted(spans)}"
+            )
+        r.limited_rate_peak = max(r.limited_rate_peak, started)
     r.limited_keys = len(limited_by_key)
     for run in client.list(workflow="perdure.schedule", search=BEAT, limit=100_000):
         checks.check_history_shape(run.run_id, client.get_handle(run.id, run.run_id).history())

@@ -509,6 +509,12 @@ def test_the_queues_page_sets_edits_and_lifts_limits(stack: Stack, page: Page) -
         expect(row.locator(".keys-at-limit")).to_have_text("0 keys at the limit")
         per_key = client.describe_queue("ui-limited").limits
         assert per_key is not None and per_key.max_running_per_key == 2
+        form.locator("input[name='max_starts_per_key']").fill("5")  # (and a rate per key)
+        form.locator("[data-action='set-limits']").click()
+        expect(row).to_contain_text("at most 2 running per key, at most 5 of a key started per")
+        rated = client.describe_queue("ui-limited").limits
+        assert rated is not None and (rated.max_starts_per_key, rated.max_starts) == (5, 10)
+        form.locator("input[name='max_starts_per_key']").fill("")
         form.locator("input[name='max_running_per_key']").fill("")
         form.locator("input[name='max_running']").fill("0")  # (pauses the queue)
         form.locator("[data-action='set-limits']").click()

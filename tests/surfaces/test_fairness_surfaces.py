@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,43 @@ async def test_a_limit_per_key_is_set_and_shown(tmp_path: Path) -> None:
     assert answer["running_by_key"] == {"acme": 1, "globex": 1}
 
 
+async def test_a_rate_limit_per_key_is_set_and_shown(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'key-rates.db'}"
+    await four_queued(db)
+    [limited, refused] = cli_all(
+        ("queue", "limit", UNSERVED, "--max-starts-per-key", "1", "--per", "1h", "--db", db),
+        ("queue", "limit", UNSERVED, "--max-starts-per-key", "1", "--db", db),
+    )
+    assert limited.returncode == 0, limited.stderr
+    said = f"Task queue {UNSERVED}: at most 1 of one fairness key started per 1h"
+    assert said in limited.stdout, limited.stdout
+    assert refused.returncode == 2
+    assert "a rate limit needs both max_starts and per, or max_starts_per_key and per" in (
+        refused.stderr
+    )
+    # A worker's claim starts one of each key; acme's second waits for the
+    # window, though the first attempt ended.
+    client = await perdure.Client.connect(db)
+    async with client:
+        taken = await client.store.claim_activity_tasks([UNSERVED], "w", 600, 10)
+        assert sorted(t.fairness_key for t in taken) == ["", "acme", "globex"]
+        error = {"type": "ConnectionError", "message": "down"}
+        assert await client.store.retry_activity(taken[0], error, 3600)
+    shown, as_json = cli_all(
+        ("queue", "show", UNSERVED, "--db", db), ("queue", "show", UNSERVED, "--json", "--db", db)
+    )
+    said = shown.stdout.splitlines()
+    assert "  limits       at most 1 of one fairness key started per 1h" in said, shown.stdout
+    assert "  started      3 in the rate limit's window" in said, shown.stdout
+    assert (
+        "  started by key   (unkeyed): 1, acme: 1, globex: 1   (3 at the limit of 1 per 1h)" in said
+    ), shown.stdout
+    answer = json.loads(as_json.stdout)
+    assert (answer["running"], answer["keys_at_limit"], answer["started"]) == (2, 3, 3)
+    assert answer["started_by_key"] == {"": 1, "acme": 1, "globex": 1}
+    assert answer["limits"]["max_starts_per_key"] == 1
+
+
 def test_the_running_by_key_line_says_when_only_the_unkeyed_are_at_the_limit() -> None:
     from perdure.cli._queue_cmd import _running_by_key
     from perdure.queues import QueueInfo, QueueLimits
@@ -149,6 +187,9 @@ def test_the_running_by_key_line_says_when_only_the_unkeyed_are_at_the_limit() -
     assert _running_by_key(info(per_key, {"acme": 2}, 1)) == "acme: 2   (1 at the limit of 2)"
     assert _running_by_key(info(per_key, {}, 0)) == ""  # (no line)
     assert _running_by_key(info(None, {"acme": 2}, 0)) == "acme: 2"
+    # With a rate limit per key too, a key at either limit counts.
+    both = QueueLimits(max_running_per_key=2, max_starts_per_key=5, per=timedelta(minutes=1))
+    assert _running_by_key(info(both, {"acme": 1}, 2)) == "acme: 1   (2 at a limit per key)"
 
 
 def test_set_fairness_key_changes_an_open_runs_key(db: str, sync: perdure.SyncClient) -> None:

@@ -42,6 +42,11 @@ async def test_queue_limits_through_the_api(client: perdure.Client) -> None:
             "long": ({"max_starts": 5, "per_seconds": 1e9}, "less than or equal to"),
             "typo": ({"max_runing": 5}, "Extra inputs are not permitted"),
             "none per key": ({"max_running_per_key": 0}, "greater than or equal to 1"),
+            "no starts per key": (
+                {"max_starts_per_key": 0, "per_seconds": 60},
+                "greater than or equal to 1",
+            ),
+            "half per key": ({"max_starts_per_key": 5}, "or max_starts_per_key and per"),
         }
         for name, (body, says) in bad.items():
             refused = await api.put("/api/queues/default/limits", json=body)
@@ -56,6 +61,7 @@ async def test_queue_limits_through_the_api(client: perdure.Client) -> None:
             "max_starts": 1,
             "per_seconds": 3600.0,
             "max_running_per_key": None,
+            "max_starts_per_key": None,
         }
         assert (await reader.get("/api/queues/default/limits")).json() == put.json()
         # approval's first step starts; its second waits for the next hour.
@@ -77,6 +83,18 @@ async def test_queue_limits_through_the_api(client: perdure.Client) -> None:
         assert per_key.json()["max_running_per_key"] == 2
         shown = (await reader.get("/api/queues/other")).json()
         assert shown["limits"] == per_key.json() and shown["keys_at_limit"] == 0
+        rated = {"max_starts_per_key": 3, "per_seconds": 60}
+        per_key = await api.put("/api/queues/other/limits", json=rated)
+        assert per_key.status_code == 200, per_key.text
+        assert per_key.json() == {
+            "max_running": None,
+            "max_starts": None,
+            "per_seconds": 60.0,
+            "max_running_per_key": None,
+            "max_starts_per_key": 3,
+        }
+        shown = (await reader.get("/api/queues/other")).json()
+        assert (shown["limits"], shown["started_by_key"]) == (per_key.json(), {})
         await handle.signal("approve", "ops")
         assert (await handle.result(timeout=30))["approved_by"] == "ops"
 

@@ -45,6 +45,7 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
             "max_starts": 50,
             "per_seconds": 60.0,
             "max_running_per_key": None,
+            "max_starts_per_key": None,
         },
         "running": 0,
         "waiting": 0,
@@ -59,6 +60,7 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         "running_by_key": {},
         "keys_at_limit": 0,
         "fairness_weights": {},
+        "started_by_key": {},
     }
     text = cli("queue", "show", "llm", "--db", db).stdout
     assert "at most 8 running" in text and "0 in the rate limit's window" in text
@@ -71,6 +73,7 @@ def test_queue_commands_end_to_end(tmp_path: Path) -> None:
         "max_starts": None,
         "per_seconds": None,
         "max_running_per_key": None,
+        "max_starts_per_key": None,
     }
 
     lifted = cli("queue", "unlimit", "llm", "--db", db)

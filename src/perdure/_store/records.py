@@ -523,13 +523,14 @@ class QueueLimitsRecord:
     """A task queue's limits on its activity attempts, shared by every
     worker: at most ``max_running`` running at once, at most ``max_starts``
     started in any ``per`` seconds, at most ``max_running_per_key`` of one
-    fairness key running at once (unkeyed: one key, ''). None: no such
-    limit."""
+    fairness key running at once and ``max_starts_per_key`` of one started
+    in any ``per`` seconds (unkeyed: one key, ''). None: no such limit."""
 
     max_running: int | None = None
     max_starts: int | None = None
     per: float | None = None
     max_running_per_key: int | None = None
+    max_starts_per_key: int | None = None
 
 
 @dataclass(frozen=True)
@@ -560,10 +561,14 @@ class QueueRecord:
     waiting_by_key: dict[str, int] = field(default_factory=dict)
     waiting_keys: int = 0
     # The attempts running by fairness key (the keys with the most), and
-    # how many keys (unkeyed: one, '') are at max_running_per_key.
+    # how many keys (unkeyed: one, '') are at a limit per key
+    # (max_running_per_key, max_starts_per_key).
     running_by_key: dict[str, int] = field(default_factory=dict)
     keys_at_limit: int = 0
     fairness_weights: dict[str, int] = field(default_factory=dict)  # (keys not of weight 1)
+    # With max_starts_per_key: the starts in the window by key (the keys
+    # with the most; unkeyed: '').
+    started_by_key: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

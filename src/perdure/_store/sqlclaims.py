@@ -52,7 +52,7 @@ class SqlClaims(SqlClientSide):
         now: float | None = None,
         caps: dict[str, int] | None = None,
         unlimited: bool = False,
-        per_key: dict[str, tuple[int, dict[str, int]]] | None = None,
+        per_key: dict[str, list[sqlqueues.KeyBound]] | None = None,
         limited: bool = False,
     ) -> list[tuple[Any, ...]]:
         # The lease is the new visible_at: an expired lease is claimable again.
@@ -62,7 +62,7 @@ class SqlClaims(SqlClientSide):
         # attempt was lost, and is recorded as such in the same statement.
         # ``caps``: at most so many of a queue's tasks (its limits' room);
         # ``unlimited``: none of a queue that has limits; ``per_key``: a
-        # queue's max_running_per_key and its keys' attempts running. A
+        # queue's limits per key, with its keys' counts (sqlqueues.Gate). A
         # queue whose tasks have fairness keys is claimed key by key
         # (sqlfair); the others' tasks are all of key ''. ``limited``: a
         # claim of queues with limits.
@@ -94,9 +94,8 @@ class SqlClaims(SqlClientSide):
         fair = self._turns.keyed
         plain = [q for q in queues if (kind, q) not in fair]
         for q in plain:
-            if q in per_key:  # (its tasks are all of key '')
-                most, running = per_key[q]
-                caps[q] = min(caps.get(q, limit), max(most - running.get("", 0), 0))
+            for bound in per_key.get(q, ()):  # (its tasks are all of key '')
+                caps[q] = min(caps.get(q, limit), max(bound.most - bound.counts.get("", 0), 0))
         claimed = await self._claim_plain(tx, kind, plain, limit, now, caps, tail, given, leased)
         if plain:  # (whether they have keyed tasks: with the commit, no round trip)
             check, params = sqlfair.keyed_check(self.keyed_tasks, kind, plain)
@@ -109,7 +108,7 @@ class SqlClaims(SqlClientSide):
                 continue
             if unlimited and await tx.one(_HAS_LIMITS, (q,)) is not None:
                 continue  # (its tasks are all NOT_LIMITED's: the walks would find none)
-            claim = sqlfair.Claim(kind, q, now, tail, given, self, *per_key.get(q, ()))
+            claim = sqlfair.Claim(kind, q, now, tail, given, self, per_key.get(q, ()))
 
             async def lease_ids(ids: str, picking: list[Any]) -> list[tuple[Any, ...]]:
                 return await leased(self.picked("id", f"FROM ({ids}) AS due", locked=True), picking)
@@ -259,11 +258,9 @@ class SqlClaims(SqlClientSide):
         per_key = {}
         for queue, limits in found:
             if limits is not None:  # (else removed meanwhile: no cap)
-                g = await sqlqueues.gate(tx, queue, limits, counted)
+                g = await sqlqueues.gate(tx, queue, limits, counted, limit)
                 limited[queue] = (limits, min(g.room, limit))
-                if limits.max_running_per_key is not None:
-                    running = {key: n for key, (n, _) in g.by_key.items()}
-                    per_key[queue] = (limits.max_running_per_key, running)
+                per_key[queue] = g.bounds(limits)
         # The starts' time is read after the count: an attempt counted as
         # ended had its outcome committed before it, so each start is after
         # every end that made room for it (the count at the earlier time
@@ -288,6 +285,7 @@ class SqlClaims(SqlClientSide):
             else []
         )
         for queue, (limits, _) in limited.items():
-            count = sum(1 for r in claimed if r[10] == queue and not r[13])  # (13: paused)
-            await sqlqueues.record_starts(tx, queue, limits, now, count)
+            # (10: the queue, 13: paused, 14: the key)
+            keys = [r[14] for r in claimed if r[10] == queue and not r[13]]
+            await sqlqueues.record_starts(tx, queue, limits, now, keys)
         return await leases_sql.claimed(tx, claimed, lease)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from perdure import _history as h
+from perdure._store.sqlqueues import KeyBound
 from perdure._store.sqlrows import Dialect
 
 __all__ = ["KEYS_WALKED", "Turns", "claim_fair", "keyed_check"]
@@ -143,23 +144,29 @@ class Claim:
     tail: str  # conditions on a task (SqlStore._claim's), with their parameters
     given: tuple[Any, ...]
     d: Dialect  # (its row locks, its search of keyed tasks, its lists of keys)
-    # The queue's max_running_per_key (None: none), and the attempts running
-    # of each key that has some (those the claim leases are added).
-    per_key: int | None = None
-    running: dict[str, int] = field(default_factory=dict)
+    # The queue's limits per key (max_running_per_key, max_starts_per_key),
+    # with each key's count (those the claim leases are added).
+    bounds: Sequence[KeyBound] = ()
     # The weight of each key the walks found (see _walk).
     weights: dict[str, int] = field(default_factory=dict)
 
     def room_of(self, keys: Sequence[str]) -> dict[str, int] | None:
         """What each of ``keys`` may still start (None: no limit per key)."""
-        if self.per_key is None:
+        if not self.bounds:
             return None
-        return {key: max(self.per_key - self.running.get(key, 0), 0) for key in keys}
+        return {
+            key: max(min(b.most - b.counts.get(key, 0) for b in self.bounds), 0) for key in keys
+        }
 
     def full(self) -> list[str]:
-        """The keys at their limit."""
-        most = self.per_key
-        return [] if most is None else [key for key, n in self.running.items() if n >= most]
+        """The keys at a limit."""
+        return sorted({key for b in self.bounds for key, n in b.counts.items() if n >= b.most})
+
+    def took(self, key: str, n: int) -> None:
+        """The claim leased ``n`` of ``key``'s tasks: ``n`` more running, and
+        started."""
+        for b in self.bounds:
+            b.counts[key] = b.counts.get(key, 0) + n
 
 
 async def _walk(
@@ -296,7 +303,7 @@ async def claim_fair(
             room -= len(rows)
             taken = Counter(r[-1] for r in rows)
             for key, n in taken.items():
-                c.running[key] = c.running.get(key, 0) + n
+                c.took(key, n)
             full = [key for key, n in given if taken[key] >= n]
             if room <= 0 or not full:
                 break

@@ -12,7 +12,8 @@ lease are marked (``limited``), as are the attempts running when its limits
 are set, and counted from an index of their own (``tasks_limited``), so a
 claim reads the attempts running, not the queue's backlog; inline attempts
 (never on a limited queue) are not in it. The rate limit's window is kept
-in ``queue_starts``, one row per attempt started, which claims prune. On
+in ``queue_starts``, one row per attempt started (with its fairness key,
+for a rate limit per key), which claims prune. On
 PostgreSQL a claim locks the queue's limits row (``Dialect.for_update``)
 before counting, so that two workers' claims of one limited queue take
 turns; SQLite serialises every writer anyway.
@@ -22,7 +23,7 @@ Imports the store's records and the row helpers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from perdure._store.records import QueueLimitsRecord, QueueRecord
 from perdure._store.sqlrows import Dialect, Tx, loads
@@ -30,8 +31,10 @@ from perdure._store.sqlrows import Dialect, Tx, loads
 __all__ = [
     "NOT_LIMITED",
     "Gate",
+    "KeyBound",
     "gate",
     "queue_records",
+    "rated",
     "read_limits",
     "record_starts",
     "write_limits",
@@ -41,9 +44,8 @@ __all__ = [
 # The room of a queue whose only limit is per key (its keys bound it).
 MAX_ROOM = 1_000_000_000
 
-_LIMITS = (
-    "SELECT max_running, max_starts, per, max_running_per_key FROM queue_limits WHERE queue = ?"
-)
+LIMITS_COLUMNS = "max_running, max_starts, per, max_running_per_key, max_starts_per_key"
+_LIMITS = f"SELECT {LIMITS_COLUMNS} FROM queue_limits WHERE queue = ?"
 # A claim's condition on tasks: their queue has no limits (those are claimed
 # by a claim that counts first).
 NOT_LIMITED = " AND NOT EXISTS (SELECT 1 FROM queue_limits WHERE queue_limits.queue = tasks.queue)"
@@ -67,6 +69,32 @@ _NTH_START = (
     "SELECT started_at FROM queue_starts WHERE queue = ? AND started_at > ?"
     " ORDER BY started_at LIMIT 1 OFFSET ?"
 )
+# The same by fairness key (for a rate limit per key), read from the index
+# of the queue's starts by key (queue_starts_by_key): each key's starts in
+# the window, of the keys with more than so many (a claim of n tasks needs
+# only those within n of the limit: it takes no more of the others).
+_STARTED_BY_KEY = (
+    "SELECT fairness_key, COUNT(*), NULL FROM queue_starts WHERE queue = ? AND started_at > ?"
+    " GROUP BY fairness_key HAVING COUNT(*) > ?"
+)
+# And for a key at the limit (n or more), its nth latest: the start whose
+# leaving the window makes room for one more (one search of the index each;
+# a window function over the window's starts cost SQLite 5 µs a start).
+_STARTED_BY_KEY_NEXT = (
+    "SELECT fairness_key, COUNT(*), CASE WHEN COUNT(*) >= ? THEN (SELECT s.started_at"
+    " FROM queue_starts s WHERE s.queue = ? AND s.fairness_key = w.fairness_key"
+    " AND s.started_at > ? ORDER BY s.started_at DESC LIMIT 1 OFFSET ?) END"
+    " FROM queue_starts w WHERE queue = ? AND started_at > ? GROUP BY fairness_key"
+)
+
+
+class KeyBound(NamedTuple):
+    """A limit per key as a claim applies it: at most ``most`` of each key,
+    ``counts`` holding each key's count (attempts running, or started in
+    the window) that has some; a claim adds what it leases."""
+
+    most: int
+    counts: dict[str, int]
 
 
 class Gate(NamedTuple):
@@ -76,20 +104,43 @@ class Gate(NamedTuple):
 
     room: int
     free_at: float | None
-    started: int  # the starts in the rate limit's window (0 without one)
+    started: int  # the starts in the rate limits' window (0 without one)
     opens: float | None  # when the rate limit lets one more start, if it holds them back
     # With a limit per key: each key with attempts running, how many, and
     # the first of their leases to run out.
     by_key: dict[str, tuple[int, float]]
+    # With a rate limit per key: each key with starts in the window, how
+    # many, and (at its limit) when the window lets it start one more.
+    started_by_key: dict[str, tuple[int, float | None]]
 
     def capped(self, limits: QueueLimitsRecord) -> dict[str, float]:
-        """The keys at ``limits``' max_running_per_key, and when each may
-        free a slot (its first lease to run out; an attempt that ends wakes
-        the workers before)."""
+        """The keys at a limit per key, and when each may start one more:
+        at ``limits``' max_running_per_key, when its first lease runs out
+        (an attempt that ends wakes the workers before); at its
+        max_starts_per_key, when the window moves on; at both, the later.
+        (Of a gate read for the next due time or a report: a claim's has no
+        such times, and applies ``bounds``.)"""
+        found: dict[str, float] = {}
         most = limits.max_running_per_key
-        if most is None:
-            return {}
-        return {key: first for key, (n, first) in self.by_key.items() if n >= most}
+        if most is not None:
+            found = {key: first for key, (n, first) in self.by_key.items() if n >= most}
+        rate = limits.max_starts_per_key
+        if rate is not None:
+            for key, (n, opens) in self.started_by_key.items():
+                if n >= rate and opens is not None:
+                    found[key] = max(found.get(key, opens), opens)
+        return found
+
+    def bounds(self, limits: QueueLimitsRecord) -> list[KeyBound]:
+        """``limits``' limits per key, with this count's keys."""
+        found = []
+        if limits.max_running_per_key is not None:
+            running = {key: n for key, (n, _) in self.by_key.items()}
+            found.append(KeyBound(limits.max_running_per_key, running))
+        if limits.max_starts_per_key is not None:
+            started = {key: n for key, (n, _) in self.started_by_key.items()}
+            found.append(KeyBound(limits.max_starts_per_key, started))
+        return found
 
 
 async def read_limits(tx: Tx, queue: str, lock: str = "") -> QueueLimitsRecord | None:
@@ -97,16 +148,22 @@ async def read_limits(tx: Tx, queue: str, lock: str = "") -> QueueLimitsRecord |
     row = await tx.one(_LIMITS + lock, (queue,))
     if row is None:
         return None
-    return QueueLimitsRecord(row[0], row[1], row[2], row[3])
+    return QueueLimitsRecord(*row)
 
 
-async def gate(tx: Tx, queue: str, limits: QueueLimitsRecord, now: float) -> Gate:
-    """The room ``limits`` leave ``queue`` at ``now``."""
+async def gate(
+    tx: Tx, queue: str, limits: QueueLimitsRecord, now: float, claim: int | None = None
+) -> Gate:
+    """The room ``limits`` leave ``queue`` at ``now``: for a claim of up to
+    ``claim`` tasks, the starts by key of only the keys that it could take
+    to their rate limit, and not when those at it may start again (the
+    claim passes them over); else every key's, and when."""
     room: int | None = None
     free_at: float | None = now
     started = 0
     opens = None
     by_key: dict[str, tuple[int, float]] = {}
+    started_by_key: dict[str, tuple[int, float | None]] = {}
     if limits.max_running_per_key is not None:
         for key, n, first in await tx.all(_RUNNING_BY_KEY, (queue, now)):
             by_key[key] = (int(n), first)
@@ -136,26 +193,47 @@ async def gate(tx: Tx, queue: str, limits: QueueLimitsRecord, now: float) -> Gat
                 opens = nth[0] + limits.per
                 free_at = opens if free_at is None else max(free_at, opens)
         room = left if room is None else min(room, left)
+    if limits.max_starts_per_key is not None:
+        assert limits.per is not None
+        most, since = limits.max_starts_per_key, now - limits.per
+        params: tuple[Any, ...]
+        if claim is None:
+            sql, params = _STARTED_BY_KEY_NEXT, (most, queue, since, most - 1, queue, since)
+        else:
+            sql, params = _STARTED_BY_KEY, (queue, since, most - claim)
+        for key, n, nth in await tx.all(sql, params):
+            started_by_key[key] = (int(n), None if nth is None else nth + limits.per)
+        if limits.max_starts is None and claim is None:  # (the same count, by key)
+            started = sum(n for n, _ in started_by_key.values())
     if room is None:  # (a limit per key only)
         room = MAX_ROOM
     if room > 0:
         free_at = now
-    return Gate(max(room, 0), free_at, started, opens, by_key)
+    return Gate(max(room, 0), free_at, started, opens, by_key, started_by_key)
+
+
+def rated(limits: QueueLimitsRecord | None) -> bool:
+    """Whether ``limits`` have a rate limit (the queue's, or per key)."""
+    return limits is not None and (
+        limits.max_starts is not None or limits.max_starts_per_key is not None
+    )
 
 
 async def record_starts(
-    tx: Tx, queue: str, limits: QueueLimitsRecord, now: float, count: int
+    tx: Tx, queue: str, limits: QueueLimitsRecord, now: float, keys: Sequence[str]
 ) -> None:
-    """``count`` attempts of ``queue`` started at ``now``: kept for its rate
-    limit's window, and the starts that left the window dropped."""
-    if limits.max_starts is None or limits.per is None:
+    """Attempts of ``queue`` started at ``now``, one of each of ``keys``
+    (their fairness keys): kept for its rate limits' window, and the starts
+    that left the window dropped."""
+    if not rated(limits) or limits.per is None:
         return
     await tx.send(
         "DELETE FROM queue_starts WHERE queue = ? AND started_at <= ?", (queue, now - limits.per)
     )
-    if count:
+    if keys:
         await tx.executemany(
-            "INSERT INTO queue_starts (queue, started_at) VALUES (?, ?)", [(queue, now)] * count
+            "INSERT INTO queue_starts (queue, started_at, fairness_key) VALUES (?, ?, ?)",
+            [(queue, now, key) for key in keys],
         )
 
 
@@ -168,22 +246,23 @@ async def write_limits(tx: Tx, queue: str, limits: QueueLimitsRecord | None, now
         await tx.send("DELETE FROM queue_limits WHERE queue = ?", (queue,))
     else:
         await tx.send(
-            "INSERT INTO queue_limits (queue, max_running, max_starts, per, max_running_per_key,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
+            f"INSERT INTO queue_limits (queue, {LIMITS_COLUMNS}, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
             " max_running = excluded.max_running, max_starts = excluded.max_starts,"
             " per = excluded.per, max_running_per_key = excluded.max_running_per_key,"
-            " updated_at = excluded.updated_at",
+            " max_starts_per_key = excluded.max_starts_per_key, updated_at = excluded.updated_at",
             (
                 queue,
                 limits.max_running,
                 limits.max_starts,
                 limits.per,
                 limits.max_running_per_key,
+                limits.max_starts_per_key,
                 now,
             ),
         )
         await tx.send(_COUNT_RUNNING, (queue, now))
-    if limits is None or limits.max_starts is None:
+    if not rated(limits):
         await tx.send("DELETE FROM queue_starts WHERE queue = ?", (queue,))
     return had
 
@@ -287,9 +366,9 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
     waiting_by_key = await _keyed_counts(tx, d, _WAITING, only, now, queue)
     running_by_key = await _keyed_counts(tx, d, _LEASED_NOW, only, now, queue)
     limited = {
-        r[0]: QueueLimitsRecord(r[1], r[2], r[3], r[4])
+        r[0]: QueueLimitsRecord(*r[1:])
         for r in await tx.all(
-            "SELECT queue, max_running, max_starts, per, max_running_per_key FROM queue_limits"
+            f"SELECT queue, {LIMITS_COLUMNS} FROM queue_limits"
             + ("" if queue is None else " WHERE queue = ?"),
             _one(queue),
         )
@@ -307,10 +386,12 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
     for name in names:
         running, waiting, backing_off, paused = counts.get(name, (0, 0, 0, 0))
         limits = limited.get(name)
-        held_until, started, at_limit = None, 0, 0
+        held_until, started, at_limit, started_by_key = None, 0, 0, {}
         if limits is not None:
             g = await gate(tx, name, limits, now)
             started, held_until, at_limit = g.started, g.opens, len(g.capped(limits))
+            most = sorted(g.started_by_key.items(), key=lambda kv: (-kv[1][0], kv[0]))
+            started_by_key = {key: n for key, (n, _) in most[:MAX_KEYS_LISTED]}
         listed: list[tuple[str, str, int, str]] = []
         if paused:
             for workflow_id, run_id, ref, payload in await tx.all(
@@ -335,6 +416,7 @@ async def queue_records(tx: Tx, d: Dialect, queue: str | None, now: float) -> li
                 dict(running_by_key.get(name, [])[:MAX_KEYS_LISTED]),
                 at_limit,
                 weights.get(name, {}),
+                started_by_key,
             )
         )
     return found

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from perdure._history import DEFAULT_PRIORITY
+from perdure._spans import span_text
 from perdure.cli._app import DbOption, app
 from perdure.cli._operator import EPILOG, EXIT_USAGE, JsonOption, fail, local_time, print_json, run
 from perdure.cli._schedule_cmd import parse_span
@@ -123,6 +124,9 @@ def show(
         running_by_key = _running_by_key(q)
         if running_by_key:
             out.print(f"  running by key   {escape(running_by_key)}")
+        started_by_key = _started_by_key(q)
+        if started_by_key:
+            out.print(f"  started by key   {escape(started_by_key)}")
         if q.fairness_weights:
             out.print(f"  weights      {escape(_weights(q))}")
         if q.paused:
@@ -135,7 +139,7 @@ def show(
                 )
             if q.paused > len(q.paused_activities):
                 out.print(f"    [dim]... and {q.paused - len(q.paused_activities)} more[/]")
-        if q.limits is not None and q.limits.max_starts is not None:
+        if q.limits is not None and q.limits.per is not None:
             out.print(f"  started      {q.started} in the rate limit's window")
         if q.held_until is not None:
             out.print(f"  held until   {local_time(q.held_until)}   (by the rate limit)")
@@ -160,6 +164,11 @@ def limit(
         "--max-running-per-key",
         help="At most this many attempts of one fairness key running at once.",
     ),
+    max_starts_per_key: Optional[int] = typer.Option(
+        None,
+        "--max-starts-per-key",
+        help="At most this many attempts of one fairness key started per --per.",
+    ),
     db: Optional[str] = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -174,6 +183,7 @@ def limit(
                 max_starts=max_starts,
                 per=window,
                 max_running_per_key=max_running_per_key,
+                max_starts_per_key=max_starts_per_key,
             )
         except (TypeError, ValueError) as exc:
             fail(EXIT_USAGE, str(exc))
@@ -250,10 +260,38 @@ def _running_by_key(q: QueueInfo) -> str:
     the limit per key (if the queue has one); "" when there is nothing to
     say (no keyed attempt runs, and no key is at a limit)."""
     listed = ", ".join(f"{key}: {n}" for key, n in q.running_by_key.items())
-    most = None if q.limits is None else q.limits.max_running_per_key
-    if most is None or not (listed or q.keys_at_limit):
+    limits = q.limits
+    if limits is None or limits.max_running_per_key is None:
         return listed
-    at_limit = f"{q.keys_at_limit} at the limit of {most}"
+    return _with_at_limit(q, listed, limits.max_running_per_key, "")
+
+
+def _started_by_key(q: QueueInfo) -> str:
+    """With a rate limit per key: the keys with the most starts in its
+    window, and (without a limit per key of attempts running, whose line
+    says it) how many keys are at a limit; "" when there is nothing to say."""
+    limits = q.limits
+    if limits is None or limits.max_starts_per_key is None or limits.per is None:
+        return ""
+    listed = ", ".join(f"{key or '(unkeyed)'}: {n}" for key, n in q.started_by_key.items())
+    if limits.max_running_per_key is not None:
+        return listed
+    per = span_text(limits.per)
+    return _with_at_limit(q, listed, limits.max_starts_per_key, f" per {per}")
+
+
+def _with_at_limit(q: QueueInfo, listed: str, most: int, per: str) -> str:
+    """``listed`` keys, then how many keys are at a limit per key (both
+    limits per key: at either)."""
+    if not (listed or q.keys_at_limit):
+        return listed
+    limits = q.limits
+    both = limits is not None and None not in (
+        limits.max_running_per_key,
+        limits.max_starts_per_key,
+    )
+    limit = "a limit per key" if both else f"the limit of {most}{per}"
+    at_limit = f"{q.keys_at_limit} at {limit}"
     return f"{listed}   ({at_limit})" if listed else f"none keyed   ({at_limit}: the unkeyed)"
 
 

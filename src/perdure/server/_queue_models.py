@@ -30,7 +30,9 @@ class QueueLimitsBody(Strict):
     """A task queue's limits (they replace its old ones): at most
     ``max_running`` attempts running at once; at most ``max_starts`` started
     in any window of ``per_seconds``; at most ``max_running_per_key`` of one
-    fairness key running at once. Null or left out: no such limit."""
+    fairness key running at once; at most ``max_starts_per_key`` of one key
+    started in any window of ``per_seconds``. Null or left out: no such
+    limit."""
 
     max_running: Optional[StrictInt] = Field(
         None, ge=0, le=1_000_000, description="0 pauses the queue: no attempt starts."
@@ -44,6 +46,13 @@ class QueueLimitsBody(Strict):
         description="At most this many attempts of one fairness key running at once "
         "(the unkeyed ones: one key).",
     )
+    max_starts_per_key: Optional[StrictInt] = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="At most this many attempts of one fairness key started in any window "
+        "of per_seconds (the unkeyed ones: one key).",
+    )
 
 
 class QueueLimitsOut(BaseModel):
@@ -51,6 +60,7 @@ class QueueLimitsOut(BaseModel):
     max_starts: Optional[int]
     per_seconds: Optional[float]
     max_running_per_key: Optional[int] = None
+    max_starts_per_key: Optional[int] = None
 
 
 class PausedActivityOut(BaseModel):
@@ -66,7 +76,7 @@ class Queue(BaseModel):
     running: int = Field(description="Attempts running (leased to a worker).")
     waiting: int = Field(description="Tasks due, waiting to start.")
     backing_off: int = Field(description="Tasks waiting for a retry's time.")
-    started: int = Field(description="Attempts started within the rate limit's window.")
+    started: int = Field(description="Attempts started within the rate limits' window.")
     held_until: Optional[str] = Field(
         description="While the rate limit holds starts back: when it lets the next one."
     )
@@ -95,12 +105,18 @@ class Queue(BaseModel):
     )
     keys_at_limit: int = Field(
         0,
-        description="How many keys have max_running_per_key attempts running (the "
-        "unkeyed tasks: one key); 0 without that limit.",
+        description="How many keys are at a limit per key: max_running_per_key attempts "
+        "running, or max_starts_per_key started in the window (the unkeyed tasks: one "
+        "key, ''); 0 without those limits.",
     )
     fairness_weights: dict[str, int] = Field(
         default_factory=dict,
         description="The fairness keys given a weight other than 1, by key.",
+    )
+    started_by_key: dict[str, int] = Field(
+        default_factory=dict,
+        description="With max_starts_per_key: the starts within the window of the ten keys "
+        "with the most, by key (the unkeyed: '').",
     )
 
 

@@ -86,8 +86,9 @@ async def set_limits(
     body: Annotated[qm.QueueLimitsBody, Depends(limits_request)],
 ) -> Any:
     """Set the queue's limits, replacing its old ones; every worker obeys
-    them from its next claim. 422 if none is given, or ``max_starts``
-    without ``per_seconds`` (or the other way round)."""
+    them from its next claim. 422 if none is given, or ``max_starts`` or
+    ``max_starts_per_key`` without ``per_seconds`` (or the other way
+    round)."""
     per = None if body.per_seconds is None else timedelta(seconds=body.per_seconds)
     try:
         limits = await client.set_queue_limits(
@@ -96,6 +97,7 @@ async def set_limits(
             max_starts=body.max_starts,
             per=per,
             max_running_per_key=body.max_running_per_key,
+            max_starts_per_key=body.max_starts_per_key,
         )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None

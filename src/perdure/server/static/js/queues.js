@@ -20,6 +20,10 @@ function limitsText(limits) {
   if (limits.max_running_per_key != null && limits.max_running !== 0) {
     parts.push(`at most ${limits.max_running_per_key} running per key`);
   }
+  if (limits.max_starts_per_key != null && limits.max_running !== 0) {
+    parts.push(`at most ${limits.max_starts_per_key} of a key started per `
+      + fmtDuration(limits.per_seconds));
+  }
   return parts.join(", ");
 }
 
@@ -40,7 +44,10 @@ export function renderQueues(container, params, ctx) {
     h("span", { text: "seconds; at most" }),
     field("max_running_per_key", "", { type: "number", min: 1, placeholder: "–",
       title: "of one fairness key running at once (the unkeyed: one key)" }),
-    h("span", { text: "running per key" }),
+    h("span", { text: "running per key; at most" }),
+    field("max_starts_per_key", "", { type: "number", min: 1, placeholder: "–",
+      title: "of one fairness key started per the seconds above (the unkeyed: one key)" }),
+    h("span", { text: "of a key started per those seconds" }),
     h("button", { type: "submit", "data-action": "set-limits", text: "Set limits" }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -66,7 +73,8 @@ export function renderQueues(container, params, ctx) {
   async function setLimits() {
     const queue = form.elements.queue.value.trim();
     const body = { max_running: number("max_running"), max_starts: number("max_starts"),
-      per_seconds: number("per_seconds"), max_running_per_key: number("max_running_per_key") };
+      per_seconds: number("per_seconds"), max_running_per_key: number("max_running_per_key"),
+      max_starts_per_key: number("max_starts_per_key") };
     try {
       const set = await api(limitsPath(queue), { method: "PUT", body });
       ctx.toast(`Task queue ${queue}: ${limitsText(set)}.`, "ok");
@@ -90,7 +98,9 @@ export function renderQueues(container, params, ctx) {
   function edit(q) {
     const limits = q.limits || {};
     form.elements.queue.value = q.task_queue;
-    for (const name of ["max_running", "max_starts", "per_seconds", "max_running_per_key"]) {
+    const names = ["max_running", "max_starts", "per_seconds", "max_running_per_key",
+      "max_starts_per_key"];
+    for (const name of names) {
       form.elements[name].value = limits[name] ?? "";
     }
     form.elements.max_running.focus();
@@ -140,11 +150,20 @@ export function renderQueues(container, params, ctx) {
 
   function atLimit(q) {
     // (Under the limits: the keys at their limit per key; the most running as its tooltip.)
-    if (!q.limits || q.limits.max_running_per_key == null) return null;
-    const parts = Object.entries(q.running_by_key || {}).map(([k, n]) => `${k}: ${n}`);
+    const limits = q.limits;
+    if (!limits || (limits.max_running_per_key == null && limits.max_starts_per_key == null)) {
+      return null;
+    }
+    const listed = (found) => Object.entries(found || {})
+      .map(([k, n]) => `${k || "(unkeyed)"}: ${n}`);
+    const running = listed(q.running_by_key);
+    const started = listed(q.started_by_key);
+    const title = [
+      running.length ? `Running, by key: ${running.join(", ")}` : "",
+      started.length ? `Started in the window, by key: ${started.join(", ")}` : "",
+    ].filter(Boolean).join("\n");
     return h("div", { class: "muted keys-at-limit",
-      text: `${q.keys_at_limit} key${q.keys_at_limit === 1 ? "" : "s"} at the limit`,
-      title: parts.length ? `Running, by key: ${parts.join(", ")}` : "" });
+      text: `${q.keys_at_limit} key${q.keys_at_limit === 1 ? "" : "s"} at the limit`, title });
   }
 
   function show(items) {
