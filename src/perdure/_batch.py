@@ -1,6 +1,7 @@
 """Acting on every run a filter matches (``Client.batch``): cancel,
 terminate or reset them at once, as an operator does after an incident
-("reset every payment that failed since the bad deploy").
+("reset every payment that failed since the bad deploy"), or change their
+priority or fairness key ("move every open run of acme to priority 1").
 
 The runs are chosen first (each workflow id's latest run that matches, as
 ``Client.list(latest=True)`` pages through them), then acted on, a few at a
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from perdure import _history as h
+from perdure._checks import check_name
 from perdure._schedule_spec import SCHEDULE_WORKFLOW
 from perdure._views import WorkflowExecution
 from perdure.errors import WorkflowClosedError, WorkflowNotFoundError, WorkflowResetError
@@ -26,10 +29,21 @@ from perdure.errors import WorkflowClosedError, WorkflowNotFoundError, WorkflowR
 if TYPE_CHECKING:
     from perdure.client import Client
 
-__all__ = ["ACTIONS", "BatchAction", "BatchResult", "batch_filters", "run_batch"]
+__all__ = [
+    "ACTIONS",
+    "RUN_OPTIONS",
+    "BatchAction",
+    "BatchResult",
+    "batch_filters",
+    "checked_run_options",
+    "run_batch",
+]
 
-BatchAction = Literal["cancel", "terminate", "reset"]
-ACTIONS: tuple[BatchAction, ...] = ("cancel", "terminate", "reset")
+BatchAction = Literal["cancel", "terminate", "reset", "update_options"]
+ACTIONS: tuple[BatchAction, ...] = ("cancel", "terminate", "reset", "update_options")
+# What update_options changes (its new_options' keys): a run's inherited
+# options, as WorkflowHandle.set_priority and set_fairness_key do.
+RUN_OPTIONS = ("priority", "fairness_key")
 
 PAGE = 500  # runs read per page while choosing
 AT_ONCE = 8  # actions in flight
@@ -62,8 +76,10 @@ async def run_batch(
     reason: str | None,
     limit: int | None,
     dry_run: bool,
+    new_options: dict[str, Any] | None = None,
 ) -> BatchResult:
-    """Client.batch (its arguments checked there): choose, then act."""
+    """Client.batch (its arguments checked there): choose, then act
+    (update_options: with ``new_options``, checked_run_options')."""
     matched: list[WorkflowExecution] = []
     cursor: str | None = None
     # A schedule's own workflow is left alone unless its type is named: a
@@ -90,6 +106,13 @@ async def run_batch(
                     result.done[run.id] = run.run_id
                 elif action == "terminate":
                     await handle.terminate(reason)
+                    result.done[run.id] = run.run_id
+                elif action == "update_options":
+                    assert new_options is not None
+                    if "priority" in new_options:
+                        await handle.set_priority(new_options["priority"])
+                    if "fairness_key" in new_options:
+                        await handle.set_fairness_key(new_options["fairness_key"])
                     result.done[run.id] = run.run_id
                 else:
                     new = await handle.reset(reason=reason)
@@ -133,8 +156,8 @@ def batch_filters(
 ) -> dict[str, Any]:
     """The listing filters of a batch, checked: a batch names which runs it
     acts on (no filter at all is refused: ``status="running"`` says every
-    open run; an empty string or dict is no filter); cancel and terminate act
-    on open runs only."""
+    open run; an empty string or dict is no filter); cancel, terminate and
+    update_options act on open runs only."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -149,9 +172,9 @@ def batch_filters(
             " search, search_attributes, retrying, build_id); status='running' for every"
             " open run"
         )
-    if action in ("cancel", "terminate"):
+    if action in ("cancel", "terminate", "update_options"):
         if status not in (None, "running"):
-            done = "cancelled" if action == "cancel" else "terminated"
+            done = {"cancel": "cancelled", "terminate": "terminated"}.get(action, "changed")
             raise ValueError(f"only open runs can be {done}: status must be 'running' (or None)")
         status = "running"
     return {
@@ -164,3 +187,28 @@ def batch_filters(
         "retrying": retrying,
         "build_id": build_id,
     }
+
+
+def checked_run_options(new_options: Mapping[str, object] | None) -> dict[str, Any]:
+    """update_options' ``new_options``, checked: a mapping of at least one of
+    RUN_OPTIONS, ``priority`` an int from 1 to 5, ``fairness_key`` a name or
+    None (no key). A clear ValueError or TypeError saying what is wrong."""
+    if new_options is None or not isinstance(new_options, Mapping) or not new_options:
+        raise ValueError(
+            "update_options needs new_options: a mapping of the options to change "
+            f"({', '.join(RUN_OPTIONS)}), not {new_options!r}"
+        )
+    unknown = sorted(str(name) for name in new_options if name not in RUN_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"new_options names no option {', '.join(unknown)}: a run's are "
+            f"{', '.join(RUN_OPTIONS)}"
+        )
+    given = {str(name): value for name, value in new_options.items()}
+    if "priority" in given:
+        option = "new_options['priority']"
+        if h.check_priority(option, given["priority"]) is None:
+            raise TypeError(f"{option} must be an int from 1 (first) to 5 (last), not None")
+    if "fairness_key" in given:
+        check_name("new_options['fairness_key']", given["fairness_key"], none_means="no key")
+    return given

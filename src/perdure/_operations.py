@@ -21,7 +21,13 @@ from perdure._activitybatch import (
     run_activity_batch,
 )
 from perdure._attributes import AttributeValue
-from perdure._batch import BatchAction, BatchResult, batch_filters, run_batch
+from perdure._batch import (
+    BatchAction,
+    BatchResult,
+    batch_filters,
+    checked_run_options,
+    run_batch,
+)
 from perdure._checks import BadName, check_build, check_queue
 from perdure._handle import _reason
 from perdure._retention import delete_closed_runs
@@ -211,11 +217,15 @@ class Operations:
         limit: int | None = None,
         dry_run: bool = False,
         build_id: str | None = None,
+        new_options: Mapping[str, object] | None = None,
     ) -> BatchResult:
         """Cancel, terminate or reset (``action``) every run the filters
         match, as ``list(..., latest=True)`` does: each workflow id's latest
         run (cancel and terminate: its open runs only), but schedules' own
-        runs unless ``workflow="perdure.schedule"``. At least one filter is
+        runs unless ``workflow="perdure.schedule"``. ``"update_options"``
+        changes the open runs' ``priority`` or ``fairness_key`` (None: no
+        key), given in ``new_options`` (``{"priority": 1}``), as
+        ``WorkflowHandle.set_priority`` and ``set_fairness_key`` do. At least one filter is
         required (``status="running"`` names every open run); ``limit``: at
         most that many, newest first. ``dry_run``: only say which.
         ``build_id``: the runs pinned to that worker build (after a bad
@@ -237,7 +247,18 @@ class Operations:
             limit,
             build_id,
         )
-        return await run_batch(_client(self), action, filters, _reason(reason), limit, dry_run)
+        given = None
+        if action == "update_options":
+            given = checked_run_options(new_options)
+            if reason is not None:
+                raise ValueError(
+                    "reason goes with cancel, terminate and reset: a change of options records none"
+                )
+        elif new_options is not None:
+            raise ValueError(f"new_options goes with update_options, not {action}")
+        return await run_batch(
+            _client(self), action, filters, _reason(reason), limit, dry_run, given
+        )
 
     async def batch_activities(
         self,

@@ -354,3 +354,86 @@ async def test_the_openapi_document_describes_it(api: httpx.AsyncClient) -> None
     out = spec["components"]["schemas"]["BatchOut"]["properties"]
     assert set(out) == {"action", "dry_run", "matched", "done", "skipped", "failed"}
     assert out["matched"]["items"] == {"$ref": "#/components/schemas/WorkflowSummary"}
+    options = spec["paths"]["/api/batch/update-options"]["post"]
+    body = options["requestBody"]["content"]["application/json"]["schema"]
+    assert "new_options" in body["required"] and body["additionalProperties"] is False
+    assert set(options["responses"]) == {"200", "401", "403", "422", "503"}
+
+
+async def options_of(client: perdure.Client, ident: str) -> tuple[int, str | None]:
+    d = await client.get_handle(ident).describe()
+    return d.priority, d.fairness_key
+
+
+async def test_update_options_changes_exactly_the_matched_open_runs(
+    api: httpx.AsyncClient, client: perdure.Client
+) -> None:
+    for ident in ("o-1", "o-2"):
+        await client.start("parked", ident, id=ident, fairness_key="acme")
+    await client.start("held", "o-3", id="o-3", fairness_key="acme")  # another type
+    await client.start("parked", "o-4", id="o-4", fairness_key="acme")
+    await client.get_handle("o-4").terminate("closed before")  # closed: not matched
+    moving = {"priority": 1, "fairness_key": "acme-gold"}
+
+    seen = await batch(api, "update-options", type="parked", new_options=moving, dry_run=True)
+    assert [row["id"] for row in seen["matched"]] == ["o-2", "o-1"]
+    assert (seen["action"], seen["dry_run"], seen["done"]) == ("update_options", True, {})
+    assert await options_of(client, "o-1") == (3, "acme")
+
+    done = await batch(api, "update-options", type="parked", new_options=moving)
+    assert sorted(done["done"]) == ["o-1", "o-2"] and done["skipped"] == done["failed"] == {}
+    assert [await options_of(client, i) for i in ("o-1", "o-2", "o-3")] == [
+        (1, "acme-gold"),
+        (1, "acme-gold"),
+        (3, "acme"),
+    ]
+    # null takes the key away; the priority left out stays.
+    done = await batch(api, "update-options", search="o-", new_options={"fairness_key": None})
+    assert sorted(done["done"]) == ["o-1", "o-2", "o-3"]
+    assert [await options_of(client, i) for i in ("o-1", "o-2", "o-3")] == [
+        (1, None),
+        (1, None),
+        (3, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"new_options": {"priority": 1}}, "name which runs to change: give a filter"),
+        ({"search": "kept", "new_options": {}}, "update_options needs new_options"),
+        ({"search": "kept", "new_options": {"priority": 0}}, "new_options['priority'] must be"),
+        ({"search": "kept", "new_options": {"priority": None}}, "new_options['priority'] must"),
+        (
+            {"search": "kept", "new_options": {"fairness_key": ""}},
+            "new_options['fairness_key'] must be a non-empty string",
+        ),
+        (
+            {"search": "kept", "status": "failed", "new_options": {"priority": 2}},
+            "only open runs can be changed",
+        ),
+    ],
+)
+async def test_bad_options_are_422_saying_what_is_wrong_and_change_nothing(
+    api: httpx.AsyncClient, client: perdure.Client, body: Any, message: str
+) -> None:
+    await client.start("parked", "kept", id="kept", fairness_key="acme")
+    before = await snapshot(client, "kept")
+    answer = await api.post("/api/batch/update-options", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith(message), answer.json()
+    assert await snapshot(client, "kept") == before
+    assert await options_of(client, "kept") == (3, "acme")
+
+
+async def test_a_malformed_options_request_is_422(api: httpx.AsyncClient) -> None:
+    cases: list[tuple[Any, str]] = [
+        ({"search": "x"}, "body.new_options: Field required"),
+        ({"search": "x", "new_options": {"queue": "q"}}, "body.new_options.queue: Extra inputs"),
+        ({"search": "x", "new_options": {"priority": "1"}}, "body.new_options.priority: Input"),
+        ({"search": "x", "new_options": {"priority": 1}, "reason": "r"}, "body.reason: Extra"),
+    ]
+    for body, message in cases:
+        answer = await api.post("/api/batch/update-options", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["message"].startswith(message), answer.json()

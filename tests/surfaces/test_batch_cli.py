@@ -331,3 +331,66 @@ def test_one_run_by_id_as_before_and_with_json(
         "co-1's cancel request in its history",
     )
     assert status(client, "co-2") == "terminated"
+
+
+def options_of(client: perdure.SyncClient, ident: str) -> tuple[int, str | None]:
+    d = client.get_handle(ident).describe()
+    return d.priority, d.fairness_key
+
+
+def test_update_options_changes_one_run_or_the_matched_runs(
+    db: str, client: perdure.SyncClient, worker: Proc
+) -> None:
+    for ident in ("uo-1", "uo-2"):
+        client.start("parked", ident, id=ident, fairness_key="acme")
+    client.start("held", "uo-x", id="uo-x", fairness_key="acme")
+    listed, one = cli_all(
+        ("update-options", "--type", "parked", "--search", "uo-", "--priority", "1", "--db", db),
+        ("update-options", "uo-x", "--priority", "5", "--no-fairness-key", "--db", db),
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "2 runs match: each workflow id's latest run, newest first." in listed.stdout
+    assert "Nothing was done. To update them, run this again with --yes." in listed.stdout
+    assert options_of(client, "uo-1") == (3, "acme")
+    assert one.returncode == 0, one.stderr
+    assert "Run of uo-x now has priority 5 and no fairness key" in one.stdout
+    assert options_of(client, "uo-x") == (5, None)
+
+    [done] = cli_all(
+        ("update-options", "--type", "parked", "--search", "uo-", "--priority", "1",
+         "--fairness-key", "acme-gold", "--yes", "--db", db),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Updated the options of 2 of 2 runs matched: 0 skipped, 0 failed." in done.stdout
+    assert [options_of(client, i) for i in ("uo-1", "uo-2", "uo-x")] == [
+        (1, "acme-gold"),
+        (1, "acme-gold"),
+        (5, None),
+    ]
+
+
+def test_update_options_usage_errors_change_nothing(db: str, client: perdure.SyncClient) -> None:
+    client.start("parked", "ue-1", id="ue-1", fairness_key="acme")
+    cases: dict[tuple[str, ...], str] = {
+        ("update-options", "ue-1"): "give the options to change: --priority N, --fairness-key",
+        ("update-options", "ue-1", "--fairness-key", "k", "--no-fairness-key"): (
+            "give --fairness-key KEY or --no-fairness-key, not both"
+        ),
+        ("update-options", "ue-1", "--fairness-key", ""): "fairness_key must be a non-empty",
+        ("update-options", "ue-1", "--priority", "9"): "must be from 1 (first) to 5 (last)",
+        ("update-options", "ue-1", "--search", "ue-", "--priority", "1"): (
+            "give a workflow id or filters, not both (--search go with filters)"
+        ),
+        ("update-options", "--priority", "1", "--yes"): "name a workflow id, or give filters",
+        ("update-options", "--status", "failed", "--priority", "1"): (
+            "only open runs can be updated: leave it out or give running, not 'failed'"
+        ),
+        ("update-options", "--search", "ue-", "--run-id", "r-1", "--priority", "1"): (
+            "--run-id is for one run"
+        ),
+    }
+    results = cli_all(*((*args, "--db", db) for args in cases))
+    for (args, message), done in zip(cases.items(), results, strict=True):
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert message in text(done), (args, done.stderr)
+    assert options_of(client, "ue-1") == (3, "acme")

@@ -379,6 +379,53 @@ def test_an_admin_changes_an_open_runs_key_from_its_page(ui: tuple[Any, str, str
             plain.terminate("done")
 
 
+def test_an_admin_changes_the_matching_runs_options_from_the_list(
+    ui: tuple[Any, str, str],
+) -> None:
+    import browser_support as bs
+    from playwright.sync_api import expect
+
+    browser, url, db = ui
+    with perdure.SyncClient.connect(db) as client:
+        runs = [
+            client.start("awaits_an_event", f"b{n}", id=f"ui-fb-{n}", fairness_key="acme")
+            for n in range(2)
+        ]
+        try:
+            for page in bs.new_page(browser):
+                page.goto(f"{url}#/?status=running&search=ui-fb-")
+                expect(page.locator("tbody tr")).to_have_count(2)
+                page.click("#batch-button")
+                page.select_option("#batch-action", "update-options")
+                expect(page.locator("#batch-reason-label")).to_be_hidden()
+                page.click("#batch-check")  # (nothing chosen: said in the dialog)
+                expect(page.locator("#batch-error")).to_contain_text("Choose a priority")
+                page.select_option("#batch-priority", "1")
+                page.fill("#batch-key", "acme-gold")
+                page.check("#batch-no-key")
+                page.click("#batch-check")
+                expect(page.locator("#batch-error")).to_contain_text("not both")
+                page.uncheck("#batch-no-key")
+                page.click("#batch-check")  # a dry run: says which, changes nothing
+                expect(page.locator("#batch-preview")).to_have_text(
+                    "2 runs match (first ones: ui-fb-1, ui-fb-0)."
+                )
+                expect(page.locator("#batch-confirm")).to_have_text("Update 2 runs")
+                assert {(r.describe().priority, r.describe().fairness_key) for r in runs} == {
+                    (3, "acme")
+                }
+                page.click("#batch-confirm")
+                expect(page.locator("#batch-summary")).to_have_text(
+                    "Updated the options of 2 of 2 runs matched: 0 skipped, 0 failed."
+                )
+            assert {(r.describe().priority, r.describe().fairness_key) for r in runs} == {
+                (1, "acme-gold")
+            }
+        finally:
+            for handle in runs:
+                handle.terminate("done")
+
+
 def test_a_schedules_key_through_the_cli(tmp_path: Path) -> None:
     db = migrated_sqlite(tmp_path)
     made, plain = cli_all(

@@ -4,6 +4,7 @@ One module per command group, each registering its commands on ``app``:
 ``_worker_cmd`` (worker), ``_demo_cmd`` (demo), ``_inspect_cmd`` (list,
 show, history, result), ``_stream_cmd`` (stream), ``_control_cmd`` (start,
 signal, update, cancel, terminate, reset, migrate, delete-closed),
+``_options_cmd`` (set-priority, set-fairness-key, update-options),
 ``_replay_cmd`` (replay), ``_server_cmd`` (server), ``_schedule_cmd``
 (schedule create/list/show/pause/unpause/trigger/delete), ``_queue_cmd``
 (queue list/show/limit/unlimit, stats), ``_build_cmd`` (build
@@ -12,7 +13,7 @@ complete/fail/heartbeat/report-cancellation/update-options; it imports
 ``_activity_retries``: activity pause/unpause/reset).
 Helpers that register no command: ``_operator`` (exit codes, output),
 ``_filters`` (the run filters of list and of the batch forms), ``_batch``
-(the batch form of cancel/terminate/reset), ``_activity_batch`` (that of
+(the batch form of cancel/terminate/reset/update-options), ``_activity_batch`` (that of
 activity pause/unpause/reset), ``_activity_target`` (the ``activity``
 group, how its commands name an activity), ``_activity_options`` (an
 activity's options in a line).
@@ -50,8 +51,9 @@ COMMANDS = {
     "signal": "_control_cmd",
     "update": "_control_cmd",
     "cancel": "_control_cmd",
-    "set-priority": "_control_cmd",
-    "set-fairness-key": "_control_cmd",
+    "set-priority": "_options_cmd",
+    "set-fairness-key": "_options_cmd",
+    "update-options": "_options_cmd",
     "terminate": "_control_cmd",
     "reset": "_control_cmd",
     "migrate": "_control_cmd",

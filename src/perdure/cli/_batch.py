@@ -51,7 +51,9 @@ __all__ = [
     "yes_option",
 ]
 
-Action = Literal["cancel", "terminate", "reset"]
+Action = Literal["cancel", "terminate", "reset", "update_options"]
+# What a batch form's command is called (update_options: update-options).
+Command = Literal["cancel", "terminate", "reset", "update-options"]
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -165,7 +167,7 @@ def which_form(
 
 
 def is_batch(
-    action: Action,
+    action: Command,
     workflow_id: Optional[str],
     chosen: RunFilter,
     *,
@@ -192,10 +194,10 @@ def is_batch(
             f"e.g. perdure {action} --status {'failed' if action == 'reset' else 'running'} "
             "--type NAME (lists them; --yes acts)",
         )
-    if form and action in ("cancel", "terminate") and chosen.status not in (None, "running"):
+    if form and action != "reset" and chosen.status not in (None, "running"):
+        done = PAST["update" if action == "update-options" else action]
         raise typer.BadParameter(
-            f"only open runs can be {PAST[action]}: leave it out or give running, not "
-            f"{chosen.status!r}",
+            f"only open runs can be {done}: leave it out or give running, not {chosen.status!r}",
             param_hint="--status",
         )
     return form
@@ -264,6 +266,7 @@ def act_on_matching(
     reason: Optional[str],
     db: Optional[str],
     as_json: bool,
+    new_options: Optional[Mapping[str, Any]] = None,
 ) -> None:
     """Without ``yes``: list the runs ``chosen`` matches (a dry run). With it:
     act on them and sum up; exit 5 if any run's action failed."""
@@ -275,16 +278,18 @@ def act_on_matching(
             reason=reason,
             limit=limit,
             dry_run=dry_run,
+            new_options=new_options,
             **chosen.keywords(),
         )
         return _runs_report(result)
 
-    carry_out(action, RUNS, batch, limit=limit, yes=yes, db=db, as_json=as_json)
+    said = "update" if action == "update_options" else action
+    carry_out(said, RUNS, batch, limit=limit, yes=yes, db=db, as_json=as_json)
 
 
 def _runs_report(result: BatchResult) -> Report:
     return Report(
-        action=result.action,
+        action="update" if result.action == "update_options" else result.action,
         noun=RUNS,
         scope="each workflow id's latest run, newest first",
         columns=("ID", "TYPE", "STATUS", "STARTED"),

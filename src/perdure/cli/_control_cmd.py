@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from perdure._attributes import AttributeValue, checked_attributes, parse_filter
-from perdure._checks import BadName, check_name
+from perdure._checks import BadName
 from perdure._starts import ID_CONFLICTS
-from perdure.cli._app import ConverterOption, DbOption, PriorityOption, a_priority, app
+from perdure.cli._app import ConverterOption, DbOption, PriorityOption, app
 from perdure.cli._batch import LimitOption, YesOption, act_on_matching, is_batch
 from perdure.cli._debounce_opts import (
     DebounceKeyOption,
@@ -42,6 +42,7 @@ from perdure.cli._filters import (
     BatchStatusOption,
     BatchTypeOption,
     BatchUntilOption,
+    IdOrFiltersArg,
     OpenStatusOption,
     run_filter,
 )
@@ -70,12 +71,6 @@ from perdure.server._query import rejected_update_json
 out = Console(highlight=False, soft_wrap=True)
 
 IdArg = typer.Argument(..., metavar="ID", help="Workflow id.")
-IdOrFiltersArg = typer.Argument(
-    None,
-    metavar="ID",
-    show_default=False,
-    help="Workflow id. Leave it out to name runs by filter instead (see below).",
-)
 ReasonOption = typer.Option(None, "--reason", "-r", help="Why (recorded in the history).")
 ArgsOption = typer.Option(
     [], "--arg", "-a", help="A positional argument as JSON; repeat for more: --arg '\"o-1\"'."
@@ -243,50 +238,6 @@ def signal(
         out.print(f"Signal [bold]{escape(name)}[/] delivered to {escape(workflow_id)}")
 
     run(db, work, converter=converter)
-
-
-@app.command("set-priority", epilog=EPILOG, rich_help_panel="Control")
-def set_priority(
-    workflow_id: str = IdArg,
-    priority: int = typer.Argument(
-        ..., metavar="PRIORITY", help="1 (first) to 5 (last)", callback=a_priority
-    ),
-    db: Optional[str] = DbOption,
-    run_id: Optional[str] = RunIdOption,
-) -> None:
-    """Change an open run's priority in its queues' backlogs (exit 5 if it has ended)."""
-
-    async def work(client: Client) -> None:
-        await client.get_handle(workflow_id, run_id).set_priority(priority)
-        out.print(f"Run of {escape(workflow_id)} moved to priority {priority}")
-
-    run(db, work)
-
-
-@app.command("set-fairness-key", epilog=EPILOG, rich_help_panel="Control")
-def set_fairness_key(
-    workflow_id: str = IdArg,
-    key: Optional[str] = typer.Argument(
-        None, metavar="KEY", show_default=False, help="Whose work the run is now."
-    ),
-    no_key: bool = typer.Option(False, "--no-key", help="Take the run's key away instead."),
-    db: Optional[str] = DbOption,
-    run_id: Optional[str] = RunIdOption,
-) -> None:
-    """Change an open run's fairness key in its queues (exit 5 if it has ended)."""
-    if (key is None) == (not no_key):
-        raise typer.BadParameter("give a KEY or --no-key (one of the two)")
-    try:
-        check_name("fairness_key", key, none_means="no key")
-    except BadName as exc:
-        fail(EXIT_USAGE, str(exc))
-
-    async def work(client: Client) -> None:
-        await client.get_handle(workflow_id, run_id).set_fairness_key(key)
-        said = f"fairness key {escape(repr(key))}" if key is not None else "no fairness key"
-        out.print(f"Run of {escape(workflow_id)} now has {said}")
-
-    run(db, work)
 
 
 def _an_update_id(value: str | None) -> str | None:

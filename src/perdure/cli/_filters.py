@@ -1,7 +1,7 @@
 """The run filters ``perdure list`` and the batch forms of ``cancel``,
-``terminate``, ``reset`` and ``activity pause|unpause|reset|update-options``
-share: their options, read once into a :class:`RunFilter` (``list`` reads
-its own into a ``ListQuery``).
+``terminate``, ``reset``, ``update-options`` and ``activity
+pause|unpause|reset|update-options`` share: their options, read once into
+a :class:`RunFilter` (``list`` reads its own into a ``ListQuery``).
 
 Imports typer, the search attributes' and build ids' rules
 (``perdure._attributes``, ``perdure._checks``), the framework-free
@@ -34,6 +34,7 @@ __all__ = [
     "BatchTypeOption",
     "BatchUntilOption",
     "BuildFilterOption",
+    "IdOrFiltersArg",
     "OpenStatusOption",
     "RetryingOption",
     "RunFilter",
@@ -157,6 +158,13 @@ BatchSearchOption = search_option(BATCH_PANEL)
 BatchRetryingOption = retrying_option(BATCH_PANEL)
 BatchAttrOption = attr_option(BATCH_PANEL)
 BatchBuildOption = build_option(BATCH_PANEL)
+# The id of a command that acts on one run by id or on the runs filters match.
+IdOrFiltersArg = typer.Argument(
+    None,
+    metavar="ID",
+    show_default=False,
+    help="Workflow id. Leave it out to name runs by filter instead (see below).",
+)
 
 
 def attribute_filter(terms: list[str]) -> dict[str, str]:

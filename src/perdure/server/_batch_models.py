@@ -1,5 +1,6 @@
 """The bodies of the batch routes (``_batch_routes``): the runs' (cancel,
-terminate or reset every run a filter matches) and the activities' (pause,
+terminate or reset every run a filter matches, or change the priority or
+fairness key of every open one) and the activities' (pause,
 unpause, reset or change the options of every pending activity of the open
 runs a filter matches), with the filters of the runs they share. Imports
 pydantic, ``_models`` (the strict base, and the listing's and describe's
@@ -28,10 +29,12 @@ __all__ = [
     "ActivityOptionsBatchRequest",
     "ActivityRun",
     "ActivitySkippedOut",
+    "BatchOptionsRequest",
     "BatchOut",
     "BatchRequest",
     "MatchedActivityOut",
     "RunFilters",
+    "RunOptions",
 ]
 
 MAX_LIMIT = 1_000_000
@@ -98,8 +101,37 @@ class BatchRequest(RunFilters):
     )
 
 
+class RunOptions(Strict):
+    """A run's options to change: those given (at least one). A
+    ``fairness_key`` of null takes the key away."""
+
+    priority: Optional[StrictInt] = Field(None, description="1 (first) to 5 (last).")
+    fairness_key: Optional[StrictStr] = Field(
+        None, description="The new fairness key; null: no key."
+    )
+
+    def given(self) -> dict[str, object]:
+        """The options the body gave, as ``Client.batch``'s new_options."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+class BatchOptionsRequest(RunFilters):
+    """Which open runs to change (at least one filter), and the options."""
+
+    status: Optional[str] = Field(
+        None, max_length=64, description="Only open runs: running (the default)."
+    )
+    new_options: RunOptions = Field(description="The options to change, at least one.")
+    limit: Optional[StrictInt] = Field(
+        None, ge=1, le=MAX_LIMIT, description="At most this many runs, newest first."
+    )
+    dry_run: StrictBool = Field(
+        False, description="Only say which runs match (matched); change none."
+    )
+
+
 class BatchOut(BaseModel):
-    action: Literal["cancel", "terminate", "reset"]
+    action: Literal["cancel", "terminate", "reset", "update_options"]
     dry_run: bool = Field(description="Nothing was done: matched is what would have been.")
     matched: list[WorkflowSummary] = Field(
         description="The runs the filters matched (each id's latest), newest first."

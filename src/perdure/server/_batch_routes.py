@@ -1,5 +1,7 @@
 """``POST /api/batch/{action}``: cancel, terminate or reset every run a
-filter matches (``Client.batch``); ``POST /api/batch/activities/{action}``:
+filter matches (``Client.batch``), and ``POST /api/batch/update-options``:
+change the priority or fairness key of every open one; ``POST
+/api/batch/activities/{action}``:
 pause, unpause or reset every pending activity of the open runs a filter matches
 (``Client.batch_activities``), and ``.../activities/update-options``: change
 their options. With ``dry_run``, only say which. All need the ``admin`` role,
@@ -28,6 +30,7 @@ from perdure.server._activity_models import jitter
 from perdure.server._deps import (
     activity_batch_request,
     activity_options_batch_request,
+    batch_options_request,
     batch_request,
     body_doc,
     client_of,
@@ -66,10 +69,58 @@ ACTIVITY_OPTIONS_BATCH_BODY = body_doc(
     "The activity type and the filters of the open runs (at least one of them), the options "
     "to change (at least one; spans in seconds), a limit, and dry_run to act on none.",
 )
+OPTIONS_BATCH_BODY = body_doc(
+    bm.BatchOptionsRequest,
+    "The filters (at least one) of the open runs, the options to change (at least one), "
+    "a limit, and dry_run to act on none.",
+)
 # (The routes' paths: "/{action}" takes one segment, so "/activities/pause"
 # reaches the activities' route, whichever is declared first; but
 # "/activities/{action}" takes "update-options" too, so the options' route,
-# which has that path, is declared before it.)
+# which has that path, is declared before it; as is "/update-options",
+# before "/{action}".)
+
+
+@router.post(
+    "/update-options",
+    response_model=bm.BatchOut,
+    summary="Change the priority or fairness key of every open run a filter matches",
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(401, 403, 422, 503),
+    openapi_extra=OPTIONS_BATCH_BODY,
+)
+async def batch_options(
+    client: ClientDep,
+    body: Annotated[bm.BatchOptionsRequest, Depends(batch_options_request)],
+) -> Any:
+    """Change the options given in ``new_options`` (``priority``,
+    ``fairness_key``: null takes the key away) of every open run the
+    filters match (each workflow id's latest), as the routes of one run do:
+    chosen first, then changed a few at a time by run id. A run that ended
+    or is gone meanwhile is ``skipped``; one whose change raised is
+    ``failed`` with its error, and the others go on (still a 200).
+    ``dry_run``: only ``matched``. 422, before anything is chosen, for no
+    filter, no option, an option's bad value, a status other than running,
+    or a bad filter."""
+    chosen = _runs(body, body.status or None)
+    if not _named(chosen):
+        raise HTTPException(
+            422,
+            "name which runs to change: give a filter (status, type, since, until, search, "
+            'attr, retrying, build_id); {"status": "running"} names every open run',
+        )
+    try:
+        result = await client.batch(
+            "update_options",
+            status=chosen.status,
+            **_client_filters(chosen),
+            new_options=body.new_options.given(),
+            limit=body.limit,
+            dry_run=body.dry_run,
+        )
+    except (TypeError, ValueError) as exc:  # (refused before choosing: an option, the status)
+        raise HTTPException(422, str(exc)) from None
+    return batch_json(result)
 
 
 @router.post(

@@ -51,6 +51,7 @@ __all__ = [
     "activity_failure_request",
     "activity_options_batch_request",
     "backfill_request",
+    "batch_options_request",
     "batch_request",
     "body_doc",
     "client_of",
@@ -225,6 +226,7 @@ backfill_request = required_body(sm.BackfillRequest)
 limits_request = required_body(QueueLimitsBody)
 weight_request = required_body(FairnessWeightBody)
 batch_request = required_body(bm.BatchRequest)
+batch_options_request = required_body(bm.BatchOptionsRequest)
 activity_batch_request = required_body(bm.ActivityBatchRequest)
 activity_options_batch_request = required_body(bm.ActivityOptionsBatchRequest)
 complete_activity_request = required_body(am.CompleteActivityRequest)

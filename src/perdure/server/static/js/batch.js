@@ -1,6 +1,7 @@
 // "Act on all matching…" on the workflow list (admins, filtered lists only):
 // cancel, terminate or reset every run the list's filters match, through
-// POST /api/batch/{action}; or pause, unpause or reset the pending
+// POST /api/batch/{action}, or change the priority or fairness key of the
+// open ones, through POST /api/batch/update-options; or pause, unpause or reset the pending
 // activities (of a type, or any) of the open runs they match, through
 // POST /api/batch/activities/{action}. A dry run first says how many match
 // and names the first ones; a confirmation acts; the summary says what was
@@ -31,6 +32,13 @@ const ACTIONS = {
     verb: "Reset", done: "Reset", path: "reset", noun: RUNS,
     text: "Each run is run again in a new run from its default point (the latest turn " +
       "that took no failure), with the code deployed now; an open one is terminated.",
+  },
+  "update-options": {
+    verb: "Update", done: "Updated the options of", path: "update-options", noun: RUNS,
+    text: "Each open run takes the priority or the fairness key given (or both), as its " +
+      "page's change… does: its waiting tasks move in their queues now, and what it starts " +
+      "next inherits them.",
+    runOptions: true,
   },
   "pause-activities": {
     verb: "Pause", done: "Paused", path: "activities/pause", noun: ACTIVITIES,
@@ -133,13 +141,16 @@ export function openBatch(filters, refresh) {
   const activityType = $("batch-activity-type");
   const checks = CHECKS.map($);
   const spread = $("batch-jitter");
+  const priority = $("batch-priority");
+  const key = $("batch-key");
+  const noKey = $("batch-no-key");
   const preview = $("batch-preview");
   const summary = $("batch-summary");
   const error = $("batch-error");
   const check = $("batch-check");
   const confirm = $("batch-confirm");
   const chosen = filterBody(filters); // (held: the list may refresh behind the dialog)
-  const inputs = [action, reason, activityType, spread, ...checks];
+  const inputs = [action, reason, activityType, spread, priority, key, noKey, ...checks];
   let busy = false;
 
   function start() {
@@ -147,7 +158,10 @@ export function openBatch(filters, refresh) {
     const what = ACTIONS[action.value];
     const activities = what.noun === ACTIVITIES;
     $("batch-explain").textContent = what.text;
-    $("batch-reason-label").hidden = activities;
+    $("batch-reason-label").hidden = activities || Boolean(what.runOptions);
+    for (const id of ["batch-priority-label", "batch-key-label", "batch-no-key-label"]) {
+      $(id).hidden = !what.runOptions;
+    }
     $("batch-type-label").hidden = !activities;
     const options = Object.values(what.options || {});
     for (const box of checks) box.closest("label").hidden = !options.includes(box.id);
@@ -169,6 +183,7 @@ export function openBatch(filters, refresh) {
 
   /** The request's body; null (the reason said in the dialog) if it cannot be sent. */
   function bodyOf(dryRun) {
+    if (ACTIONS[action.value].runOptions) return optionsBody(dryRun);
     if (ACTIONS[action.value].noun === RUNS) {
       return { ...chosen, reason: reason.value || null, dry_run: dryRun };
     }
@@ -189,6 +204,25 @@ export function openBatch(filters, refresh) {
       body.jitter_seconds = seconds;
     }
     return body;
+  }
+
+  /** update-options' body: the open runs (the list's status must allow them), the options. */
+  function optionsBody(dryRun) {
+    if (chosen.status && chosen.status !== "running") {
+      return refused("Only open runs can be changed: filter the list by status running, not " +
+        `${chosen.status.replaceAll("_", " ")}.`);
+    }
+    const options = {};
+    if (priority.value) options.priority = Number(priority.value);
+    if (noKey.checked && key.value.trim()) {
+      return refused("Give a fairness key or take the key away, not both.");
+    }
+    if (noKey.checked) options.fairness_key = null;
+    else if (key.value.trim()) options.fairness_key = key.value.trim();
+    if (!Object.keys(options).length) {
+      return refused("Choose a priority, a fairness key, or take the key away.");
+    }
+    return { ...chosen, new_options: options, dry_run: dryRun };
   }
 
   async function send(what, dryRun) {
@@ -265,12 +299,15 @@ export function openBatch(filters, refresh) {
   reason.value = "";
   activityType.value = "";
   spread.value = "";
+  priority.value = key.value = "";
+  noKey.checked = false;
   for (const box of checks) {
     box.checked = false;
     box.onchange = start;
   }
   start();
   action.onchange = activityType.oninput = spread.oninput = start;
+  priority.onchange = key.oninput = noKey.onchange = start;
   $("batch-close").onclick = () => dialog.close();
   confirm.onclick = () => { if (!busy) act(); };
   $("batch-form").onsubmit = (event) => {
