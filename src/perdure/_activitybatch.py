@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from perdure._activityoptions import UPDATE_OPTIONS, OptionsChange, jitter_seconds
-from perdure._batch import AT_ONCE, PAGE
+from perdure._batch import AT_ONCE, PAGE, checked_options
 from perdure._checks import check_name
 from perdure._schedule_spec import SCHEDULE_WORKFLOW
 from perdure._views import PendingActivityInfo
@@ -239,17 +239,6 @@ def checked_new_options(new_options: Mapping[str, object] | None) -> dict[str, o
     ``AsyncActivityHandle.update_options`` takes them, checked as it checks
     them (TypeError or ValueError naming what is wrong) before anything is
     chosen; a name it does not take, or none at all, is refused."""
-    if new_options is None or not isinstance(new_options, Mapping) or not new_options:
-        raise ValueError(
-            "update_options needs new_options: a mapping of the options to change "
-            f"({', '.join(UPDATE_OPTIONS)}), not {new_options!r}"
-        )
-    unknown = sorted(str(name) for name in new_options if name not in UPDATE_OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"new_options names no option {', '.join(unknown)}: "
-            f"it takes {', '.join(UPDATE_OPTIONS)}"
-        )
-    given = {str(name): value for name, value in new_options.items()}
+    given = checked_options(new_options, UPDATE_OPTIONS)
     OptionsChange.of(**given)  # (raises what update_options would, for each activity)
     return given

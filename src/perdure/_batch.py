@@ -35,6 +35,7 @@ __all__ = [
     "BatchAction",
     "BatchResult",
     "batch_filters",
+    "checked_options",
     "checked_run_options",
     "run_batch",
 ]
@@ -189,22 +190,30 @@ def batch_filters(
     }
 
 
+def checked_options(
+    new_options: Mapping[str, object] | None, known: tuple[str, ...]
+) -> dict[str, Any]:
+    """A batch's update_options' ``new_options`` as a dict: a mapping of at
+    least one of the ``known`` options' names (a ValueError saying what is
+    wrong); their values are the caller's to check."""
+    if new_options is None or not isinstance(new_options, Mapping) or not new_options:
+        raise ValueError(
+            "update_options needs new_options: a mapping of the options to change "
+            f"({', '.join(known)}), not {new_options!r}"
+        )
+    unknown = sorted(str(name) for name in new_options if name not in known)
+    if unknown:
+        raise ValueError(
+            f"new_options names no option {', '.join(unknown)}: it takes {', '.join(known)}"
+        )
+    return {str(name): value for name, value in new_options.items()}
+
+
 def checked_run_options(new_options: Mapping[str, object] | None) -> dict[str, Any]:
     """update_options' ``new_options``, checked: a mapping of at least one of
     RUN_OPTIONS, ``priority`` an int from 1 to 5, ``fairness_key`` a name or
     None (no key). A clear ValueError or TypeError saying what is wrong."""
-    if new_options is None or not isinstance(new_options, Mapping) or not new_options:
-        raise ValueError(
-            "update_options needs new_options: a mapping of the options to change "
-            f"({', '.join(RUN_OPTIONS)}), not {new_options!r}"
-        )
-    unknown = sorted(str(name) for name in new_options if name not in RUN_OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"new_options names no option {', '.join(unknown)}: a run's are "
-            f"{', '.join(RUN_OPTIONS)}"
-        )
-    given = {str(name): value for name, value in new_options.items()}
+    given = checked_options(new_options, RUN_OPTIONS)
     if "priority" in given:
         option = "new_options['priority']"
         if h.check_priority(option, given["priority"]) is None:

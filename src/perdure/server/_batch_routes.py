@@ -102,13 +102,7 @@ async def batch_options(
     ``dry_run``: only ``matched``. 422, before anything is chosen, for no
     filter, no option, an option's bad value, a status other than running,
     or a bad filter."""
-    chosen = _runs(body, body.status or None)
-    if not _named(chosen):
-        raise HTTPException(
-            422,
-            "name which runs to change: give a filter (status, type, since, until, search, "
-            'attr, retrying, build_id); {"status": "running"} names every open run',
-        )
+    chosen = _named_runs(body, body.status or None, "change")
     try:
         result = await client.batch(
             "update_options",
@@ -142,13 +136,7 @@ async def batch(
     one whose action raised is ``failed`` with its error, and the others go
     on (still a 200). ``dry_run``: only ``matched``. 422 for no filter, a
     status other than running for cancel or terminate, or a bad filter."""
-    chosen = _runs(body, body.status or None)
-    if not _named(chosen):
-        raise HTTPException(
-            422,
-            f"name which runs to {action}: give a filter (status, type, since, until, search, "
-            'attr, retrying, build_id); {"status": "running"} names every open run',
-        )
+    chosen = _named_runs(body, body.status or None, action)
     if action in ("cancel", "terminate") and chosen.status not in (None, "running"):
         ended = "cancelled" if action == "cancel" else "terminated"
         raise HTTPException(
@@ -292,6 +280,19 @@ def _runs(body: bm.RunFilters, status: str | None) -> ListQuery:
         chosen.check()
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    return chosen
+
+
+def _named_runs(body: bm.RunFilters, status: str | None, to: str) -> ListQuery:
+    """The body's filters of the runs, checked (see _runs); 422 if they name
+    no runs (every run there is)."""
+    chosen = _runs(body, status)
+    if not _named(chosen):
+        raise HTTPException(
+            422,
+            f"name which runs to {to}: give a filter (status, type, since, until, search, "
+            'attr, retrying, build_id); {"status": "running"} names every open run',
+        )
     return chosen
 
 
