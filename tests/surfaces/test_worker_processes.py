@@ -201,10 +201,16 @@ def test_an_attempt_whose_lease_ran_out_while_it_held_the_loop_says_so(
     first = spawn(args, tmp_path / "first.log", env=env)
     second = None
     try:
-        wait_for(lambda: bool(client.list_workers()) or None, 20, "the first worker to serve")
-        client.start("waits_on_a_loop_holder", 1)
-        wait_for(lambda: marker.exists() or None, 20, "the activity to hold the loop")
+        # Both serve before the run starts: the one the activity does not
+        # hold takes its task over once the lease runs out. (The second was
+        # started once the activity held the first's loop: on a loaded
+        # machine it took longer to start than the activity took to end,
+        # and a result whose lease ran out but that no worker took over is
+        # still recorded.)
         second = spawn(args, tmp_path / "second.log", env=env)
+        wait_for(lambda: len(client.list_workers()) == 2 or None, 20, "both workers to serve")
+        client.start("waits_on_a_loop_holder", 1)
+        wait_for(lambda: marker.exists() or None, 20, "the activity to hold a loop")
         said = "completed, but its result was not recorded: its lease had run out"
 
         def told() -> bool | None:
