@@ -80,8 +80,10 @@ async def test_each_keys_starts_are_spaced_by_its_rate(client: perdure.Client, d
         starts = sorted(start for start, _ in spans[key])
         assert most_started(spans[key], 0.4) == 2, key
         assert starts[-1] - starts[0] >= 0.8  # (six starts, two a window: three windows)
-    # The keys started alongside each other: it is no rate of the queue.
-    assert most_started([span for s in spans.values() for span in s], 0.4) == 4
+    # The keys started alongside each other: it is no rate of the queue
+    # (which would let 2 start in any 0.4 s; both keys' first two start
+    # together unless one key's steps come late on a loaded machine).
+    assert most_started([span for s in spans.values() for span in s], 0.4) >= 3
 
 
 release: dict[str, asyncio.Event] = {}  # (one a test: an event is of one loop)
