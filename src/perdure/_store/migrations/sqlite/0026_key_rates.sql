@@ -4,7 +4,7 @@
 -- its key ('' for the unkeyed, and for the starts recorded before), so that
 -- one row serves the queue's rate limit and its key's; a claim counts the
 -- window's starts by key (sqlqueues.gate) from the index by key, which
--- holds the columns it reads (no row is read) and finds a key's latest
+-- holds the columns it reads (SQLite reads no row) and finds a key's latest
 -- starts in one search.
 ALTER TABLE queue_limits ADD COLUMN max_starts_per_key INTEGER;
 ALTER TABLE queue_starts ADD COLUMN fairness_key TEXT NOT NULL DEFAULT '';
