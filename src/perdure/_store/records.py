@@ -566,8 +566,7 @@ class QueueRecord:
     running_by_key: dict[str, int] = field(default_factory=dict)
     keys_at_limit: int = 0
     fairness_weights: dict[str, int] = field(default_factory=dict)  # (keys not of weight 1)
-    # With max_starts_per_key: the starts in the window by key (the keys
-    # with the most; unkeyed: '').
+    # With max_starts_per_key: the window's starts of the keys with the most ('': unkeyed).
     started_by_key: dict[str, int] = field(default_factory=dict)
 
 
