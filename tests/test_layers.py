@@ -29,6 +29,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure._store": (
         "perdure._store",
         "perdure._attributes",
+        "perdure._attrfilters",
         "perdure._checks",  # (the separator of a queue and a build)
         "perdure._history",
         "perdure._json",
@@ -53,6 +54,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "perdure._gcpolicy": (),  # the standard library only
     "perdure._checks": (),  # the standard library only
     "perdure._attributes": ("perdure._checks",),  # search attributes' rules
+    # A listing's attribute filters (values and ranges).
+    "perdure._attrfilters": ("perdure._attributes", "perdure._checks"),
     "perdure._cron": (),  # the standard library only
 }
 # Names the runtime must never import: it has no clock, no randomness, no I/O.

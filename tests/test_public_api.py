@@ -13,6 +13,7 @@ def test_top_level_all_is_pinned() -> None:
         "AsyncActivityCancelledError",
         "AsyncActivityHandle",
         "AsyncActivityNotFoundError",
+        "AttributeRange",
         "ChildWorkflowError",
         "Client",
         "DataConverter",

@@ -16,6 +16,7 @@ from perdure._sync import SyncAsyncActivityHandle, SyncClient, SyncWorkflowHandl
 from perdure._worker.worker import Worker
 from perdure.client import (
     AsyncActivityHandle,
+    AttributeRange,
     Client,
     WorkflowDescription,
     WorkflowExecution,
@@ -54,6 +55,7 @@ __all__ = [
     "AsyncActivityCancelledError",
     "AsyncActivityHandle",
     "AsyncActivityNotFoundError",
+    "AttributeRange",
     "ChildWorkflowError",
     "Client",
     "DataConverter",

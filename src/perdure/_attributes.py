@@ -12,6 +12,7 @@ that a filter typed on a command line or in a URL finds what code stored:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -23,10 +24,13 @@ __all__ = [
     "MAX_SEARCH_ATTRIBUTES",
     "MAX_VALUE_CHARS",
     "AttributeValue",
+    "attribute_kind",
+    "attribute_name_problem",
     "attribute_text",
     "checked_attributes",
     "merged",
-    "parse_filter",
+    "parse_terms",
+    "typed_value",
 ]
 
 AttributeValue = str | int | float | bool
@@ -74,6 +78,54 @@ def _value_problem(name: str, value: object, removal: bool) -> str | None:
     return f"search attribute {name!r} must be {allowed}, not {type(value).__name__} {value!r:.60}"
 
 
+def attribute_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a search attribute, or None if it can."""
+    if not isinstance(name, str):
+        return f"a search attribute's name must be a str, not {type(name).__name__} {name!r:.60}"
+    problem = name_problem("a search attribute's name", name)
+    if problem is None and len(name) > MAX_NAME_CHARS:
+        problem = (
+            f"a search attribute's name is at most {MAX_NAME_CHARS} characters, not {len(name)}"
+        )
+    return problem
+
+
+def attribute_kind(value: AttributeValue) -> tuple[str, float | None]:
+    """How the store orders a value in a range (``AttributeRange``): ``"n"``
+    and the number for an int or a float (an int past a float's range as an
+    infinity of its sign), ``"s"`` for a string, ``"b"`` for a bool (never
+    in a range), with no number."""
+    if isinstance(value, bool):
+        return "b", None
+    if isinstance(value, int):
+        try:
+            return "n", float(value)
+        except OverflowError:
+            return "n", math.inf if value > 0 else -math.inf
+    if isinstance(value, float):
+        return "n", value
+    return "s", None
+
+
+def typed_value(text: str) -> AttributeValue:
+    """A search attribute's value typed as text (a command line's, a URL's):
+    the int, float or bool it reads as in JSON (``120``, ``0.5``, ``-3``,
+    ``true``), the string inside JSON quotes (``"1001"``: so that a string
+    of digits can be given as one), else the text itself (``c-42``, ``007``,
+    ``NaN``, ``null``, `` 7`` with its space)."""
+    if text != text.strip():
+        return text
+    try:
+        value = json.loads(text, parse_constant=lambda constant: text)
+    except ValueError:
+        return text
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return text  # (1e999, a JSON array, object or null: the text as typed)
+
+
 def checked_attributes(
     attributes: object, *, removal: bool = False, what: str = "search_attributes"
 ) -> dict[str, Any]:
@@ -87,20 +139,12 @@ def checked_attributes(
         )
     out: dict[str, Any] = {}
     for name, value in attributes.items():
-        if not isinstance(name, str):
-            raise TypeError(
-                f"a search attribute's name must be a str, not {type(name).__name__} {name!r:.60}"
-            )
-        problem = name_problem("a search attribute's name", name)
-        if problem is None and len(name) > MAX_NAME_CHARS:
-            problem = (
-                f"a search attribute's name is at most {MAX_NAME_CHARS} characters, not {len(name)}"
-            )
-        if problem is None:
-            problem = _value_problem(name, value, removal)
+        problem = attribute_name_problem(name)
         if problem is not None:
-            error = TypeError if "must be a str, int" in problem else BadName
-            raise error(problem)
+            raise (BadName if isinstance(name, str) else TypeError)(problem)
+        problem = _value_problem(name, value, removal)
+        if problem is not None:
+            raise (TypeError if "must be a str, int" in problem else BadName)(problem)
         out[name] = value
     if len(out) > MAX_SEARCH_ATTRIBUTES:
         raise BadName(
@@ -126,11 +170,10 @@ def merged(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def parse_filter(terms: list[str], what: str = "--attr") -> dict[str, str]:
-    """``NAME=VALUE`` terms (a command line's, a URL's) as a filter: each
-    value is text, matched as ``attribute_text`` writes stored values.
-    Raises ValueError for a term without ``=``, with an empty name, or
-    naming one given before."""
+def parse_terms(terms: list[str], what: str = "--attr") -> dict[str, str]:
+    """``NAME=VALUE`` terms (a command line's) as a run's attributes, each
+    value as text (``typed_value`` types it). Raises ValueError for a term
+    without ``=``, with an empty name, or naming one given before."""
     out: dict[str, str] = {}
     for term in terms:
         name, sep, value = term.partition("=")

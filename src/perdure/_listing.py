@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from perdure._attributes import AttributeValue, checked_attributes
+from perdure._attrfilters import AttributeFilter, checked_filter
 from perdure._checks import check_build, check_name
 from perdure._store.base import STATUSES, RunFilter
 from perdure._views import WorkflowExecution, _timestamp
@@ -30,7 +30,7 @@ def run_filter(
     offset: int,
     retrying: bool,
     latest: bool,
-    search_attributes: Mapping[str, AttributeValue] | None,
+    search_attributes: Mapping[str, AttributeFilter] | None,
     build_id: str | None = None,
 ) -> RunFilter:
     """The store's filter for ``Client.list``'s arguments (see there);
@@ -50,7 +50,7 @@ def run_filter(
     since_ts, until_ts = _timestamp(since), _timestamp(until)
     if since_ts is not None and until_ts is not None and since_ts > until_ts:
         raise ValueError(f"since ({since}) is after until ({until})")
-    wanted = () if search_attributes is None else checked_attributes(search_attributes)
+    wanted = () if search_attributes is None else checked_filter(search_attributes)
     keyset = None if after is None else WorkflowExecution.parse_cursor(after)
     return RunFilter(
         status=status,

@@ -20,7 +20,7 @@ from perdure._activitybatch import (
     activity_batch_filters,
     run_activity_batch,
 )
-from perdure._attributes import AttributeValue
+from perdure._attrfilters import AttributeFilter
 from perdure._batch import (
     BatchAction,
     BatchResult,
@@ -211,7 +211,7 @@ class Operations:
         since: datetime | None = None,
         until: datetime | None = None,
         search: str | None = None,
-        search_attributes: Mapping[str, AttributeValue] | None = None,
+        search_attributes: Mapping[str, AttributeFilter] | None = None,
         retrying: bool = False,
         reason: str | None = None,
         limit: int | None = None,
@@ -269,7 +269,7 @@ class Operations:
         since: datetime | None = None,
         until: datetime | None = None,
         search: str | None = None,
-        search_attributes: Mapping[str, AttributeValue] | None = None,
+        search_attributes: Mapping[str, AttributeFilter] | None = None,
         retrying: bool = False,
         reset_attempts: bool = False,
         keep_paused: bool = False,

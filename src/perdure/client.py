@@ -20,6 +20,7 @@ from perdure._activitybatch import (
     MatchedActivity,
 )
 from perdure._asyncactivity import AsyncActivityHandle
+from perdure._attrfilters import AttributeFilter, AttributeRange
 from perdure._attributes import AttributeValue
 from perdure._batch import BatchResult
 from perdure._checks import check_name, timeout_seconds
@@ -52,6 +53,7 @@ __all__ = [
     "STATUSES",
     "ActivityBatchResult",
     "AsyncActivityHandle",
+    "AttributeRange",
     "BatchResult",
     "BuildInfo",
     "Client",
@@ -418,7 +420,7 @@ class Client(Operations):
         offset: int = 0,
         retrying: bool = False,
         latest: bool = False,
-        search_attributes: Mapping[str, AttributeValue] | None = None,
+        search_attributes: Mapping[str, AttributeFilter] | None = None,
         build_id: str | None = None,
     ) -> list[WorkflowExecution]:
         """Runs, newest first, optionally filtered by status, workflow type name,
@@ -428,7 +430,9 @@ class Client(Operations):
         (their ``last_error`` set); ``latest``: only each workflow id's latest
         run (not those a reset, a continue-as-new or a reuse of the id replaced);
         ``search_attributes``: only runs with each of these values (matched as
-        text: ``120`` finds ``120.0`` and ``"120"``); ``build_id``: only runs
+        text: ``120`` finds ``120.0`` and ``"120"``) or with a value in each
+        ``AttributeRange`` (``{"total": AttributeRange(ge=1000)}``: numbers by
+        value, strings by code point); ``build_id``: only runs
         pinned to that worker build (docs/versioning.md). Page with ``after``, the
         ``cursor`` of the previous page's last run (stable while runs are
         added), or with ``offset``, a number of runs to skip."""

@@ -332,8 +332,9 @@ async def test_attributes_in_the_time_skipping_environment() -> None:
 
 def test_the_index_matches_the_runs_after_every_change(tmp_path: Path) -> None:
     """Checked on the SQLite file itself: one index row per attribute of
-    each run, holding the value's text and the run's place in the listing
-    order; none left behind by removed names."""
+    each run, holding the value's text, how it orders in a range (its kind,
+    and a number's value) and the run's place in the listing order; none
+    left behind by removed names."""
     path = f"{tmp_path}/index.db"
 
     async def run() -> None:
@@ -353,15 +354,20 @@ def test_the_index_matches_the_runs_after_every_change(tmp_path: Path) -> None:
     asyncio.run(run())
     with closing(sqlite3.connect(path)) as conn:
         rows = conn.execute(
-            "SELECT runs.workflow_id, a.name, a.value, a.run_created = runs.created_at"
+            "SELECT runs.workflow_id, a.name, a.value, a.kind, a.number,"
+            " a.run_created = runs.created_at"
             " FROM run_attributes AS a JOIN runs ON runs.id = a.run_row ORDER BY 1, 2"
         ).fetchall()
         kept = conn.execute("SELECT workflow_id, search_attributes FROM runs ORDER BY 1").fetchall()
     assert rows == [
-        (f"ix-{n}", name, value, 1)
+        (f"ix-{n}", name, *value, 1)
         for n in range(3)
         for name, value in sorted(
-            {"amount": str(n), "customer": f"c-{n}", "stage": "shipped"}.items()
+            {
+                "amount": (str(n), "n", n),
+                "customer": (f"c-{n}", "s", None),
+                "stage": ("shipped", "s", None),
+            }.items()
         )
     ]
     assert [(w, json.loads(t)) for w, t in kept] == [

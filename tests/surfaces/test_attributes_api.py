@@ -125,14 +125,22 @@ async def test_what_workflow_code_sets_is_shown_and_found(
 async def test_a_bad_filter_is_422_with_the_message(api: httpx.AsyncClient) -> None:
     assert (await start(api, "kept", {"customer": "c-1"})).status_code == 201
     for term, message in (
-        ("customer", "attr takes NAME=VALUE (a search attribute and its value), not 'customer'"),
-        ("=c-1", "attr takes NAME=VALUE (a search attribute and its value), not '=c-1'"),
+        ("customer", "attr takes NAME=VALUE (a search attribute and its value), or a bound"),
+        ("=c-1", "attr takes NAME=VALUE (a search attribute and its value), or a bound"),
+        (">=1", "attr takes NAME=VALUE (a search attribute and its value), or a bound"),
+        ("customer>=c", "attr gives 'customer' a value and a bound: give the value alone"),
+        ("total>=true", "attr 'total>=true' needs a number or a string after '>=', not 'true'"),
+        ("total<", "attr 'total<' needs a number or a string after '<', not ''"),
+        ("total>x&total<5", "attr 'total': an AttributeRange's bounds must be all numbers or"),
+        ("total>5&total<5", "attr 'total': AttributeRange(gt=5, lt=5) matches nothing"),
+        ("total>1&total>=2", "attr gives 'total' two lower bounds: give one"),
         ("n" * 101 + "=1", "a search attribute's name is at most 100 characters, not 101"),
         ("note=" + "x" * 401, "search attribute 'note' is a string of 401 characters"),
         ("note=c\x00", "search attribute 'note' must not hold the NUL character"),
         ("customer=c-2", "attr names 'customer' twice: a run has one value for each name"),
     ):
-        answer = await api.get("/api/workflows", params=[("attr", "customer=c-1"), ("attr", term)])
+        terms = [("attr", t) for t in term.split("&")]  # (one or two terms)
+        answer = await api.get("/api/workflows", params=[("attr", "customer=c-1"), *terms])
         assert answer.status_code == 422, (term, answer.text)
         assert answer.json()["detail"].startswith(message), answer.json()
     # An empty value is a value (a run whose attribute is the empty string).

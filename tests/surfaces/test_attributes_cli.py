@@ -167,6 +167,38 @@ def test_list_finds_the_runs_with_every_attribute_as_text(
     assert json.loads(plain.stdout)["items"][0]["search_attributes"] == {}
 
 
+def test_list_finds_the_runs_in_a_range(db: str, client: perdure.SyncClient) -> None:
+    """``--attr NAME>=VALUE`` (``>``, ``<=``, ``<``): a number compares the
+    runs' numbers, other text their strings (by code point), a quoted one
+    is a string; a name's two bounds make one range; with a value too."""
+    # (Names of their own: the module's runs share one database.)
+    runs: dict[str, dict[str, Any]] = {
+        "r-1": {"price": 50, "due": "2026-11-30", "postcode": "10000"},
+        "r-2": {"price": 120.5, "due": "2026-12-01", "postcode": "9"},
+        "r-3": {"price": "120", "due": "2026-12-24", "outlet": "o-1"},
+        "r-4": {"price": 999, "due": "2027-01-01", "outlet": "o-1"},
+        "r-5": {"price": True, "due": 20261224},
+    }
+    for ident, attributes in runs.items():
+        client.start("double", 1, id=ident, search_attributes=attributes)
+    numbers, below, days, zips, with_value, a_page, helped = cli_all(
+        ("list", "--attr", "price>=100", "--json", "--db", db),
+        ("list", "--attr", "price>50", "--attr", "price<=999", "--json", "--db", db),
+        ("list", "--attr", "due>=2026-12-01", "--attr", "due<2027-01-01", "--json", "--db", db),
+        ("list", "--attr", 'postcode<"5"', "--json", "--db", db),
+        ("list", "--attr", "price>100", "--attr", "outlet=o-1", "--json", "--db", db),
+        ("list", "--attr", "price>=0", "--limit", "1", "--json", "--db", db),
+        ("list", "--help"),
+    )
+    assert listed(numbers) == ["r-4", "r-2"]  # (not "120", a string, nor True)
+    assert listed(below) == ["r-4", "r-2"]
+    assert listed(days) == ["r-3", "r-2"]  # (not 20261224, a number)
+    assert listed(zips) == ["r-1"]  # "10000" < "5" < "9" as text
+    assert listed(with_value) == ["r-4"]
+    assert [item["id"] for item in json.loads(a_page.stdout)["items"]] == ["r-4"]
+    assert "NAME>=VALUE" in " ".join(helped.stdout.split())
+
+
 def test_what_workflow_code_sets_is_shown_and_found(
     db: str, client: perdure.SyncClient, worker: Proc
 ) -> None:
@@ -206,6 +238,11 @@ def test_a_bad_term_exits_2_with_the_message_and_writes_nothing(
         ("list", "--attr", "shop"): "--attr takes NAME=VALUE (a search attribute and its value)",
         ("list", "--attr", "=s-1"): "--attr takes NAME=VALUE (a search attribute and its value)",
         ("list", "--attr", "n" * 101 + "=1"): "a search attribute's name is at most 100",
+        ("list", "--attr", "total>=x", "--attr", "total<9"): "all numbers or all strings",
+        ("list", "--attr", "total>9", "--attr", "total<=9"): "matches nothing",
+        ("list", "--attr", "total>=1", "--attr", "total>2"): "gives 'total' two lower bounds",
+        ("list", "--attr", "vip<=false"): "needs a number or a string after '<='",
+        ("list", "--attr", "shop=s-1", "--attr", "shop<t"): "gives 'shop' a value and a bound",
         ("start", "double", "--id", "cli-bad-1", "--attr", "shop"): "--attr takes NAME=VALUE",
         ("start", "double", "--id", "cli-bad-2", "--attr", "note=" + "x" * 401): (
             "search attribute 'note' is a string of 401 characters"

@@ -551,6 +551,16 @@ def test_search_attributes_filter_the_list_and_show_on_a_run(stack: Stack, page:
     page.fill("#attr-filter", 'city="New York"')
     expect(page.locator("tbody tr")).to_have_count(1)
     expect(page.locator("tbody tr")).to_have_attribute("data-id", "ui-attr-3")
+    # Bounds: a number compares the runs' numbers ("7" is a string).
+    page.fill("#attr-filter", "total>=5 total<200")
+    expect(page).to_have_url(re.compile(r"attr=total%3E%3D5&attr=total%3C200"))
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_have_attribute("data-id", "ui-attr-1")
+    page.fill("#attr-filter", 'city>="New"')
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_have_attribute("data-id", "ui-attr-3")
+    page.reload()  # (the field is filled in from the link, the bound kept)
+    expect(page.locator("#attr-filter")).to_have_value("city>=New")
     page.fill("#attr-filter", "shop")  # no '=': the server's message is shown
     expect(page.locator(".empty.error")).to_contain_text("attr takes NAME=VALUE")
     # A shared link fills the field in.

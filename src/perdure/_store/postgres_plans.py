@@ -389,9 +389,10 @@ SET_RUNS_ATTRIBUTES = (
     " AS p(kept, run_id) WHERE runs.run_id = p.run_id"
 )
 INDEX_RUNS_ATTRIBUTES = (
-    "INSERT INTO run_attributes (name, value, run_created, run_row)"
-    " SELECT p.name, p.value, runs.created_at, runs.id FROM unnest(?::text[], ?::text[],"
-    " ?::text[]) AS p(name, value, run_id) JOIN runs ON runs.run_id = p.run_id"
+    "INSERT INTO run_attributes (name, value, kind, number, run_created, run_row)"
+    " SELECT p.name, p.value, p.kind, p.number, runs.created_at, runs.id FROM unnest(?::text[],"
+    " ?::text[], ?::text[], ?::float8[], ?::text[]) AS p(name, value, kind, number, run_id)"
+    " JOIN runs ON runs.run_id = p.run_id"
 )
 _RUN_FLOATS = (6, 7, 11)
 _ACTIVITY_FLOATS = (3, 7, 9)
@@ -445,7 +446,7 @@ async def apply_starts(
     if attributed:
         await tx.send(SET_RUNS_ATTRIBUTES, columns([kept for kept, _ in attributed], ()))
         index = [row for _, rows_ in attributed for row in rows_]
-        await tx.send(INDEX_RUNS_ATTRIBUTES, columns(index, ()))
+        await tx.send(INDEX_RUNS_ATTRIBUTES, columns(index, (3,)))
     events = [row for s in starts for row in s.events]
     if events:
         await tx.send(INSERT_EVENTS, columns(events, _EVENT_FLOATS))

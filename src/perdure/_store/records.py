@@ -493,8 +493,8 @@ class RunFilter:
     id_contains: str | None = None
     retrying: bool = False  # only runs whose latest workflow task failed (last_error)
     latest: bool = False  # only each workflow id's latest run (not one a reset or reuse replaced)
-    # Only runs with each of these search attributes, matched by
-    # perdure._attributes.attribute_text: (name, value) pairs.
+    # Only runs with each of these search attributes: (name, value) pairs,
+    # matched by perdure._attributes.attribute_text, or (name, AttributeRange).
     search_attributes: tuple[tuple[str, Any], ...] = ()
     build_id: str | None = None  # only runs pinned to this build
     after: tuple[float, int] | None = None

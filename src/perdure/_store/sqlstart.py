@@ -264,7 +264,7 @@ class StartPlan(NamedTuple):
     told: tuple[str, str, float] | None = None
     # The run's search attributes (sqlattrs.attribute_rows): SET_ATTRIBUTES'
     # values and INDEX_ATTRIBUTE's, written after its row
-    attributes: tuple[tuple[str, str], list[tuple[str, str, str]]] | None = None
+    attributes: tuple[tuple[str, str], list[sqlattrs.IndexRow]] | None = None
 
     def workflow_ids(self) -> set[str]:
         """The workflow ids it takes: the run's and its children's."""

@@ -12,8 +12,6 @@ a missing SQLite file.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 from typing import Any, Literal, Optional
@@ -22,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from perdure._attributes import AttributeValue, checked_attributes, parse_filter
+from perdure._attributes import AttributeValue, checked_attributes, parse_terms, typed_value
 from perdure._checks import BadName
 from perdure._starts import ID_CONFLICTS
 from perdure.cli._app import ConverterOption, DbOption, PriorityOption, app
@@ -87,30 +85,11 @@ AttrsOption = typer.Option(
 )
 
 
-def typed_value(text: str) -> AttributeValue:
-    """A search attribute's value typed on a command line: the int, float or
-    bool it reads as in JSON (``120``, ``0.5``, ``-3``, ``true``), the string
-    inside JSON quotes (``"1001"``: so that a string of digits can be stored
-    as one), else the text itself (``c-42``, ``007``, ``NaN``, ``null``,
-    `` 7`` with its space)."""
-    if text != text.strip():
-        return text
-    try:
-        value = json.loads(text, parse_constant=lambda constant: text)
-    except ValueError:
-        return text
-    if isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    return text  # (1e999, a JSON array, object or null: the text as typed)
-
-
 def typed_attributes(terms: list[str]) -> dict[str, AttributeValue]:
     """``--attr NAME=VALUE`` terms as a start's search attributes (see
     ``typed_value``); a usage error (exit 2) for a bad term."""
     try:
-        found = parse_filter(terms, "--attr")
+        found = parse_terms(terms, "--attr")
         # (Checked again once typed: JSON quotes may hold what text may not, "\u0000".)
         return checked_attributes({name: typed_value(value) for name, value in found.items()})
     except (TypeError, ValueError) as exc:

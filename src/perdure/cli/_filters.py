@@ -17,7 +17,7 @@ from typing import Any, Optional, TypedDict
 
 import typer
 
-from perdure._attributes import parse_filter
+from perdure._attrfilters import parse_filter
 from perdure._checks import build_problem
 from perdure.cli._operator import when_option
 from perdure.server._query import KNOWN_STATUSES
@@ -110,7 +110,10 @@ def attr_option(panel: str | None = None) -> Any:
         "--attr",
         metavar="NAME=VALUE",
         help="Only runs whose search attribute NAME has VALUE, matched as text (120 finds "
-        "120, 120.0 and '120'; true finds True); repeat for more: a run must match each.",
+        "120, 120.0 and '120'; true finds True), or a bound: NAME>=VALUE, NAME>VALUE, "
+        "NAME<=VALUE, NAME<VALUE (a number compares numbers, other text strings by code "
+        "point: --attr 'total>=1000' --attr 'day<2027-01-01'); repeat for more: a run must "
+        "match each.",
         rich_help_panel=panel,
     )
 

@@ -68,7 +68,8 @@ class RunFilters(Strict):
         None,
         max_length=100,
         description="NAME=VALUE terms: only runs whose search attribute NAME has VALUE, "
-        "matched as text (as ?attr= of the listing); a run must match each.",
+        "matched as text, or bounds NAME>=VALUE, NAME>VALUE, NAME<=VALUE, NAME<VALUE (as "
+        "?attr= of the listing); a run must match each.",
     )
     retrying: StrictBool = Field(
         False, description="Only runs whose latest workflow task failed and is retried."

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 
-from perdure._attributes import parse_filter
+from perdure._attrfilters import parse_filter
 from perdure._checks import build_problem
 from perdure.client import Client
 from perdure.server import _batch_models as bm

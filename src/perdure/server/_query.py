@@ -117,8 +117,8 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
 @dataclass(frozen=True)
 class ListQuery:
     """What to list. ``page`` (1-based) and ``cursor`` are two ways to page; not both.
-    ``search_attributes``: a filter as ``perdure._attributes.parse_filter`` reads
-    one (name -> text; a run must have each); ``build_id``: only the runs
+    ``search_attributes``: a filter as ``perdure._attrfilters.parse_filter`` reads
+    one (name -> text or AttributeRange; a run must match each); ``build_id``: only the runs
     pinned to that worker build (the Client checks it)."""
 
     status: str | None = None
@@ -131,7 +131,7 @@ class ListQuery:
     limit: int = 50
     page: int | None = None
     cursor: str | None = None
-    search_attributes: dict[str, str] = field(default_factory=dict)
+    search_attributes: dict[str, Any] = field(default_factory=dict)
     build_id: str | None = None
 
     def check(self) -> None:

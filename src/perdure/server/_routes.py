@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from perdure._attributes import parse_filter
+from perdure._attrfilters import parse_filter
 from perdure._checks import MAX_NAME_BYTES
 from perdure.client import Client
 from perdure.errors import (
@@ -161,8 +161,10 @@ async def list_workflows(
         Optional[list[str]],
         Query(
             description="NAME=VALUE: only runs whose search attribute NAME has VALUE, "
-            'matched as text (120 finds 120, 120.0 and "120"; true finds true); '
-            "repeat for more: a run must match each"
+            'matched as text (120 finds 120, 120.0 and "120"; true finds true); or a '
+            "bound NAME>=VALUE, NAME>VALUE, NAME<=VALUE, NAME<VALUE: a VALUE that reads as "
+            "a number in JSON compares the runs' numbers, other text their strings, by "
+            "code point (total>=1000, day<2027-01-01); repeat for more: a run must match each"
         ),
     ] = None,
 ) -> Any:

@@ -107,7 +107,9 @@ export function renderList(container, params, ctx) {
     value: formatTerms(filters.attr), "aria-label": "Search attributes", spellcheck: "false",
     title: "Only runs with these search attributes: name=value terms separated by spaces " +
       "or commas, each one required (customer=c-42 region=eu). Values match as text: " +
-      "amount=120 finds 120 and \"120\". Quote a value with spaces: city=\"New York\".",
+      "amount=120 finds 120 and \"120\". Quote a value with spaces: city=\"New York\". " +
+      "Bounds too: total>=1000 total<5000 (numbers by value), day>=2026-12-01 (text by " +
+      "character).",
   });
   const since = h("select", { id: "since", "aria-label": "Started" },
     RANGES.map(([value, label]) =>
