@@ -28,7 +28,7 @@ __all__ = ["AttributeFilter", "AttributeRange", "checked_filter", "parse_filter"
 Bound = Union[int, float, str]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class AttributeRange:
     """Runs whose search attribute lies in a range, for a listing's
     ``search_attributes`` filter: ``AttributeRange(ge=1000)``,
@@ -92,6 +92,9 @@ class AttributeRange:
 
     def __str__(self) -> str:
         return ", ".join(f"{f}={v!r}" for f, v in self._fields() if v is not None)
+
+    def __repr__(self) -> str:
+        return f"AttributeRange({self})"
 
     def terms(self, name: str) -> list[str]:
         """Its bounds as ``--attr`` terms (``total>=1000``); a string bound

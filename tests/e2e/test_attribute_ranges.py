@@ -120,32 +120,45 @@ FILTERS = st.dictionaries(
 )
 
 
+def plans(monkeypatch: pytest.MonkeyPatch, cap: int, window: int) -> None:
+    """Make the listing choose its plan by these numbers: the count of a
+    filter's rows it judges by, and the first rows of an ordered walk it
+    checks before it walks a range (sqlattrs.list_by_attributes)."""
+    monkeypatch.setattr(sqlattrs, "_COUNT_UP_TO", cap)
+    monkeypatch.setattr(sqlattrs, "_WINDOW_LEAST", window)
+    monkeypatch.setattr(sqlattrs, "_WINDOW_PER_RUN", 0)
+
+
 def test_a_listing_by_ranges_finds_what_the_model_finds(
     sync_client: perdure.SyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Random filters of values and ranges over 60 runs of random values,
     on each database, listed with each plan (the count a listing judges by
-    capped at 1, 3 or 1,000 rows: a range is walked under the cap, the runs
-    themselves above it): the same runs as the model, newest first."""
+    capped at 1, 3 or 1,000 rows: a range is walked under the cap; above
+    it the first 1 or 5 rows of a value's walk, or the runs', then a range
+    if they do not fill the page): the same runs as the model, newest
+    first, a whole listing and its first page of five."""
     runs = started(sync_client, 60, seed=20261208)
 
-    @settings(max_examples=80, deadline=None, database=None)
-    @given(filters=FILTERS, cap=st.sampled_from([1, 3, 1000]))
-    def check(filters: dict[str, Any], cap: int) -> None:
-        monkeypatch.setattr(sqlattrs, "_COUNT_UP_TO", cap)
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(filters=FILTERS, cap=st.sampled_from([1, 3, 1000]), window=st.sampled_from([1, 5]))
+    def check(filters: dict[str, Any], cap: int, window: int) -> None:
+        plans(monkeypatch, cap, window)
         assert listed(sync_client, filters) == expected(runs, filters), filters
+        wanted = expected(runs, filters)[:5]
+        assert listed(sync_client, filters, limit=5) == wanted, filters
 
     check()
 
 
-@pytest.mark.parametrize("cap", [1, 1000])
+@pytest.mark.parametrize(("cap", "window"), [(1, 2), (1, 1000), (1000, 2)])
 def test_pages_of_a_range_have_no_gaps_or_repeats(
-    sync_client: perdure.SyncClient, monkeypatch: pytest.MonkeyPatch, cap: int
+    sync_client: perdure.SyncClient, monkeypatch: pytest.MonkeyPatch, cap: int, window: int
 ) -> None:
     """Paged by cursor and by offset, four at a time, with a range alone and
     with a value: the pages join into the whole listing, newest first,
-    whether the range's rows or the runs are walked."""
-    monkeypatch.setattr(sqlattrs, "_COUNT_UP_TO", cap)
+    whether the range's rows, the value's or the runs are walked."""
+    plans(monkeypatch, cap, window)
     for n in range(30):
         attributes = {"total": n * 10, "region": "eu" if n % 3 else "us"}
         sync_client.start(held, id=f"p-{n:02}", search_attributes=attributes)

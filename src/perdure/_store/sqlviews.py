@@ -24,7 +24,7 @@ from perdure._store.base import (
     StatsRecord,
     WorkflowTaskState,
 )
-from perdure._store.sqlattrs import attribute_listing
+from perdure._store.sqlattrs import list_by_attributes
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, loads
 
 
@@ -32,8 +32,7 @@ async def list_runs(tx: Tx, query: RunFilter) -> list[RunRecord]:
     """One page of runs matching ``query``, newest first."""
     clauses, params = rows.run_filter(query)
     if query.search_attributes:
-        sql, values = await attribute_listing(tx, query.search_attributes, clauses, params)
-        found = await tx.all(sql, (*values, query.limit, query.offset))
+        found = await list_by_attributes(tx, query, clauses, params)
         return [rows.run_from_row(r) for r in found]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     # Newest first along an index: runs_newest, or runs_by_status/_type when
