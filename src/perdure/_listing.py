@@ -1,21 +1,43 @@
-"""A listing's filters (``Client.list``'s arguments), checked and made into
-the store's ``RunFilter``: a misspelt status, an empty workflow name, a
-negative offset or a ``since`` after its ``until`` is refused here, saying
-which, rather than matching nothing. Imports the public checks, the search
-attributes' rules, the store's records and the client's views.
+"""A listing's filters (``Client.list``'s and ``Client.count``'s arguments),
+checked and made into the store's ``RunFilter``: a misspelt status, an
+empty workflow name, a negative offset or a ``since`` after its ``until`` is
+refused here, saying which, rather than matching nothing; and what a count
+says (``WorkflowCount``). Imports the public checks, the search attributes'
+rules, the store's records and the client's views.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from perdure._attrfilters import AttributeFilter, checked_filter
 from perdure._checks import check_build, check_name
 from perdure._store.base import STATUSES, RunFilter
 from perdure._views import WorkflowExecution, _timestamp
 
-__all__ = ["run_filter"]
+__all__ = ["WorkflowCount", "run_filter"]
+
+
+@dataclass(frozen=True)
+class WorkflowCount:
+    """What ``Client.count`` found: how many runs match, and how many of
+    each status (every status, 0 for none: ``by_status["failed"]``)."""
+
+    count: int
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, found: Mapping[str, int]) -> WorkflowCount:
+        """From the store's counts by status (a status none has left out)."""
+        by_status = {status: found.get(status, 0) for status in STATUSES}
+        return cls(count=sum(by_status.values()), by_status=by_status)
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON (``perdure count --json``, ``GET /api/workflow-count``)."""
+        return {"count": self.count, "by_status": dict(self.by_status)}
 
 
 def run_filter(

@@ -32,6 +32,7 @@ from perdure.client import (
     ResetPoints,
     Stats,
     WorkerInfo,
+    WorkflowCount,
     WorkflowDescription,
     WorkflowExecution,
     WorkflowHandle,
@@ -186,6 +187,12 @@ class SyncClient:
             build_id=build_id,
         )
         return self._runner.call(query)
+
+    def count(
+        self, status: str | None = None, workflow: str | None = None, **filters: Any
+    ) -> WorkflowCount:
+        """As :meth:`Client.count`."""
+        return self._runner.call(self.client.count(status, workflow, **filters))
 
     def batch(self, action: BatchAction, **options: Any) -> BatchResult:
         """As :meth:`Client.batch`."""

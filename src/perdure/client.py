@@ -26,7 +26,7 @@ from perdure._batch import BatchResult
 from perdure._checks import check_name, timeout_seconds
 from perdure._converter import DataConverter, checked_converter
 from perdure._handle import WorkflowHandle, signal_event
-from perdure._listing import run_filter
+from perdure._listing import WorkflowCount, run_filter
 from perdure._operations import Operations
 from perdure._schedule_spec import ID_PREFIX, SCHEDULE_WORKFLOW
 from perdure._starts import checked_conflict, debounce_spans, new_run
@@ -68,6 +68,7 @@ __all__ = [
     "StreamPage",
     "UpdateHandle",
     "WorkerInfo",
+    "WorkflowCount",
     "WorkflowDescription",
     "WorkflowExecution",
     "WorkflowHandle",
@@ -451,6 +452,41 @@ class Client(Operations):
             build_id=build_id,
         )
         return [WorkflowExecution.from_record(r) for r in await self.store.list_runs(query)]
+
+    async def count(
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        search: str | None = None,
+        retrying: bool = False,
+        latest: bool = False,
+        search_attributes: Mapping[str, AttributeFilter] | None = None,
+        build_id: str | None = None,
+    ) -> WorkflowCount:
+        """How many runs match the filters (as :meth:`list` takes them), and
+        how many of each status: ``(await client.count(workflow="payment",
+        status="failed")).count``, ``(await client.count(search_attributes=
+        {"customer": "c-42"})).by_status``. The store counts the matching
+        rows of the narrowest index it has (a status's, a type's, a search
+        attribute's), so the cost grows with the runs counted."""
+        query = run_filter(
+            status,
+            workflow,
+            1,
+            since=since,
+            until=until,
+            search=search,
+            after=None,
+            offset=0,
+            retrying=retrying,
+            latest=latest,
+            search_attributes=search_attributes,
+            build_id=build_id,
+        )
+        return WorkflowCount.of(await self.store.count_runs(query))
 
     async def create_schedule(
         self,

@@ -137,7 +137,7 @@ def test_a_listing_by_ranges_finds_what_the_model_finds(
     capped at 1, 3 or 1,000 rows: a range is walked under the cap; above
     it the first 1 or 5 rows of a value's walk, or the runs', then a range
     if they do not fill the page): the same runs as the model, newest
-    first, a whole listing and its first page of five."""
+    first, a whole listing and its first page of five; and as many counted."""
     runs = started(sync_client, 60, seed=20261208)
 
     @settings(max_examples=100, deadline=None, database=None)
@@ -147,6 +147,8 @@ def test_a_listing_by_ranges_finds_what_the_model_finds(
         assert listed(sync_client, filters) == expected(runs, filters), filters
         wanted = expected(runs, filters)[:5]
         assert listed(sync_client, filters, limit=5) == wanted, filters
+        counted = sync_client.count(search_attributes=filters)
+        assert (counted.count, counted.by_status["running"]) == (len(expected(runs, filters)),) * 2
 
     check()
 

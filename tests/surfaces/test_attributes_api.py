@@ -200,11 +200,47 @@ async def test_a_read_token_lists_by_attribute_only_admin_starts(client: perdure
         assert [item["id"] for item in listed.json()["items"]] == ["tok-1"]
 
 
+async def test_the_count_takes_the_listings_filters(client: perdure.Client) -> None:
+    """``GET /api/workflow-count``: the runs the listing's filters match, by
+    status; bad filters 422 as the listing's; the read role is enough."""
+    app = create_app(client, auth=AuthConfig({ADMIN: "admin", READ: "read"}))
+    transport = httpx.ASGITransport(app=app)
+    read = {"Authorization": f"Bearer {READ}"}
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=read) as api:
+        for n in range(5):
+            await client.start("double", n, id=f"c-{n}", search_attributes={"n": n})
+        await client.get_handle("c-0").terminate()
+
+        async def counted(*params: tuple[str, str]) -> Any:
+            answer = await api.get("/api/workflow-count", params=list(params))
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        every = await counted()
+        assert every["count"] == 5 and every["by_status"]["running"] == 4
+        assert every["by_status"]["terminated"] == 1 and every["by_status"]["failed"] == 0
+        assert (await counted(("attr", "n>=2")))["count"] == 3
+        assert (await counted(("attr", "n<2"), ("status", "terminated")))["count"] == 1
+        assert (await counted(("search", "c-4"), ("type", "double")))["count"] == 1
+        for params, message in (
+            ([("status", "done")], "status must be one of"),
+            ([("attr", "n")], "attr takes NAME=VALUE"),
+            ([("since", "soon")], "since"),
+        ):
+            answer = await api.get("/api/workflow-count", params=params)
+            assert answer.status_code == 422 and message in answer.text, answer.text
+        anonymous = await api.get("/api/workflow-count", headers={"Authorization": ""})
+        assert anonymous.status_code == 401
+
+
 async def test_the_openapi_document_describes_them(api: httpx.AsyncClient) -> None:
     spec = (await api.get("/api/openapi.json")).json()
-    listing = spec["paths"]["/api/workflows"]["get"]["parameters"]
-    attr = next(p for p in listing if p["name"] == "attr")
-    assert attr["in"] == "query" and "NAME=VALUE" in attr["description"]
+    for path in ("/api/workflows", "/api/workflow-count"):
+        listing = spec["paths"][path]["get"]["parameters"]
+        attr = next(p for p in listing if p["name"] == "attr")
+        assert attr["in"] == "query" and "NAME=VALUE" in attr["description"], path
+    counted = spec["components"]["schemas"]["WorkflowCountResponse"]["properties"]
+    assert sorted(counted) == ["by_status", "count"]
     schemas = spec["components"]["schemas"]
     for model in ("WorkflowSummary", "WorkflowDescription"):
         assert "search_attributes" in schemas[model]["properties"], model

@@ -197,6 +197,19 @@ def test_list_finds_the_runs_in_a_range(db: str, client: perdure.SyncClient) -> 
     assert listed(with_value) == ["r-4"]
     assert [item["id"] for item in json.loads(a_page.stdout)["items"]] == ["r-4"]
     assert "NAME>=VALUE" in " ".join(helped.stdout.split())
+    client.get_handle("r-2").terminate()
+    counted, as_json, none, bad = cli_all(
+        ("count", "--attr", "price>=100", "--db", db),
+        ("count", "--attr", "price>=100", "--json", "--db", db),
+        ("count", "--attr", "price>=100000", "--db", db),
+        ("count", "--status", "done", "--db", db),
+    )
+    assert counted.returncode == 0, counted.stderr
+    assert counted.stdout.split() == ["2", "runs", "match:", "running", "1,", "terminated", "1"]
+    assert json.loads(as_json.stdout)["count"] == 2
+    assert json.loads(as_json.stdout)["by_status"]["terminated"] == 1
+    assert none.stdout.strip() == "0 runs match"
+    assert bad.returncode == 2 and "status must be one of" in " ".join(bad.stderr.split())
 
 
 def test_what_workflow_code_sets_is_shown_and_found(

@@ -237,6 +237,11 @@ class Store(Wakeups, Fleet, abc.ABC):
         """Runs matching ``query``, newest first (see RunFilter)."""
 
     @abc.abstractmethod
+    async def count_runs(self, query: RunFilter) -> dict[str, int]:
+        """How many runs of each status match ``query`` (its ``after``,
+        ``offset`` and ``limit`` apart); statuses none has are left out."""
+
+    @abc.abstractmethod
     async def deliver(self, workflow_id: str, run_id: str | None, event: Event) -> RunRecord:
         """Put a signal or cancel request in an open run's inbox.
         Raises WorkflowNotFoundError / WorkflowClosedError."""

@@ -19,6 +19,7 @@ __all__ = [
     "SET_ATTRIBUTES",
     "IndexRow",
     "attribute_rows",
+    "count_by_attributes",
     "list_by_attributes",
     "write_attributes",
 ]
@@ -191,12 +192,13 @@ def _walk(
     walked: int | None,
     clauses: list[str],
     params: list[Any],
-    page: tuple[int, int],
+    page: tuple[int, int] | None,
     edge: tuple[float, int] | None = None,
 ) -> tuple[str, list[Any]]:
     """A listing that walks the index rows of ``filters[walked]`` (None:
     the runs), no further than ``edge`` if given (_edge's), with the other
-    filters and ``clauses`` checked run by run; LIMIT and OFFSET ``page``."""
+    filters and ``clauses`` checked run by run; LIMIT and OFFSET ``page``,
+    or, with no page, the count of the runs of each status it finds."""
     clauses, values = list(clauses), list(params)
     if edge is not None and walked is None:
         # (The time alone as well: PostgreSQL's planner estimates it, not the
@@ -216,20 +218,42 @@ def _walk(
             matches.append("b.run_row = runs.id")
         clauses.append(_exists(matches))
         values += [other, *matched]
+    head = f"SELECT {RUN_COLUMNS}" if page is not None else "SELECT runs.status, COUNT(*)"
+    tail = [*page] if page is not None else []
     if walked is None:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return (
-            f"SELECT {RUN_COLUMNS} FROM runs {where}"
-            " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-        ), [*values, *page]
+        order = " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        return head + f" FROM runs {where}" + (order if page else " GROUP BY runs.status"), [
+            *values,
+            *tail,
+        ]
     name, wanted = filters[walked]
     own, mine = _matches("a", wanted)
     if edge is not None:  # (where the walk stops; the time alone for the planner)
         own.append("a.run_created >= ? AND (a.run_created, a.run_row) >= (?, ?)")
         mine += [edge[0], *edge]
     clauses = ["a.name = ?", *own, *clauses]
+    order = " ORDER BY a.run_created DESC, a.run_row DESC LIMIT ? OFFSET ?"
     return (
-        f"SELECT {RUN_COLUMNS} FROM run_attributes AS a JOIN runs ON runs.id = a.run_row"
-        f" WHERE {' AND '.join(clauses)}"
-        " ORDER BY a.run_created DESC, a.run_row DESC LIMIT ? OFFSET ?"
-    ), [name, *mine, *values, *page]
+        head
+        + " FROM run_attributes AS a JOIN runs ON runs.id = a.run_row"
+        + f" WHERE {' AND '.join(clauses)}"
+        + (order if page else " GROUP BY runs.status")
+    ), [name, *mine, *values, *tail]
+
+
+async def count_by_attributes(
+    tx: Tx, query: RunFilter, clauses: list[str], params: list[Any]
+) -> list[Any]:
+    """How many runs of each status (rows of status and count) match the
+    query's search attribute filters and the listing's other ``clauses``:
+    the filter the fewest index rows match is walked (each counted up to
+    _COUNT_UP_TO), whole, and the others checked run by run. Its cost is in
+    proportion to the runs that filter holds."""
+    filters = query.search_attributes
+    ranged = [isinstance(w, AttributeRange) for _, w in filters]
+    counts = [0]
+    if len(filters) > 1:
+        counts = [await _counted(tx, name, wanted) for name, wanted in filters]
+    walked = min(range(len(filters)), key=lambda i: (counts[i], ranged[i]))
+    return await tx.all(*_walk(filters, walked, clauses, params, None))

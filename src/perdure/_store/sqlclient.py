@@ -128,6 +128,9 @@ class SqlClientSide(SqlHooks):
     async def list_runs(self, query: RunFilter) -> list[RunRecord]:
         return await self._read(lambda tx: views.list_runs(tx, query))
 
+    async def count_runs(self, query: RunFilter) -> dict[str, int]:
+        return await self._read(lambda tx: views.count_runs(tx, query))
+
     async def deliver(self, workflow_id: str, run_id: str | None, event: h.Event) -> RunRecord:
         now = self.clock()
 

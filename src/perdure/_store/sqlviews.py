@@ -24,7 +24,7 @@ from perdure._store.base import (
     StatsRecord,
     WorkflowTaskState,
 )
-from perdure._store.sqlattrs import list_by_attributes
+from perdure._store.sqlattrs import count_by_attributes, list_by_attributes
 from perdure._store.sqlrows import RUN_COLUMNS, Dialect, Tx, loads
 
 
@@ -43,6 +43,19 @@ async def list_runs(tx: Tx, query: RunFilter) -> list[RunRecord]:
         (*params, query.limit, query.offset),
     )
     return [rows.run_from_row(r) for r in found]
+
+
+async def count_runs(tx: Tx, query: RunFilter) -> dict[str, int]:
+    """How many runs of each status match ``query`` (its page and cursor
+    apart); a status none has is left out."""
+    clauses, params = rows.run_filter(query)
+    if query.search_attributes:
+        found = await count_by_attributes(tx, query, clauses, params)
+    else:
+        # Along runs_by_status (or runs_by_type when that filter is given).
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        found = await tx.all(f"SELECT status, COUNT(*) FROM runs {where} GROUP BY status", params)
+    return {status: int(count) for status, count in found}
 
 
 async def history(tx: Tx, run_id: str, after_seq: int, of_type: str | None = None) -> list[h.Event]:

@@ -1,4 +1,4 @@
-"""``perdure list``, ``show``, ``history`` and ``result``: the read commands.
+"""``perdure list``, ``count``, ``show``, ``history`` and ``result``: the read commands.
 
 Imports the public API, rich, the framework-free query helpers of
 ``perdure.server._query`` (shared with the HTTP API), the run filters'
@@ -53,6 +53,7 @@ from perdure.errors import WorkflowCancelledError, WorkflowFailedError, Workflow
 from perdure.server._query import (
     MAX_LIMIT,
     ListQuery,
+    count_matching,
     description_json,
     execution_json,
     final_description,
@@ -149,6 +150,51 @@ def list_workflows(
         out.print(table)
         if result.next_cursor:
             out.print(f"[dim]More: --cursor {result.next_cursor}[/]")
+
+    run(db, work)
+
+
+@app.command("count", epilog=EPILOG, rich_help_panel="Inspect")
+def count_workflows(
+    db: Optional[str] = DbOption,
+    status: Optional[str] = StatusOption,
+    workflow_type: Optional[str] = TypeOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
+    search: Optional[str] = SearchOption,
+    retrying: bool = RetryingOption,
+    latest: bool = typer.Option(
+        False, "--latest", help="Only each workflow id's latest run (not one a reset replaced)."
+    ),
+    attrs: list[str] = AttrFilterOption,
+    build_id: Optional[str] = BuildFilterOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Count the workflow runs the filters match (as list takes them), by status."""
+    query = ListQuery(
+        status=status,
+        workflow_type=workflow_type,
+        since=when_option(since, "--since"),
+        until=when_option(until, "--until"),
+        search=search,
+        retrying=retrying,
+        latest=latest,
+        search_attributes=attribute_filter(attrs),
+        build_id=build_id,
+    )
+    try:
+        query.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    async def work(client: Client) -> None:
+        found = await count_matching(client, query)
+        if as_json:
+            print_json(found.to_json())
+            return
+        runs = "run matches" if found.count == 1 else "runs match"
+        parts = [f"{status_text(s)} {n:,}" for s, n in found.by_status.items() if n]
+        out.print(f"{found.count:,} {runs}" + (f": {', '.join(parts)}" if parts else ""))
 
     run(db, work)
 

@@ -10,8 +10,8 @@ dry run or not: they name what to act on.
 Imports fastapi, the public Client API, ``_deps``, ``_batch_models``,
 ``_activity_models`` (an unpause's or reset's jitter, as one activity's
 route reads it), ``_models`` (the error body), the framework-free
-``_query`` (the JSON views), the search attributes' rules
-(``perdure._attributes``: the ``attr`` terms, read as the listing reads
+``_query`` (the JSON views), the search attribute filters' terms
+(``perdure._attrfilters``: the ``attr`` terms, read as the listing reads
 them) and the build ids' (``perdure._checks``: ``build_id``).
 """
 

@@ -299,6 +299,13 @@ class WorkflowPage(BaseModel):
     next_cursor: Optional[str] = Field(description="Pass as ?cursor= for the next page.")
 
 
+class WorkflowCountResponse(BaseModel):
+    count: int = Field(description="Runs the filters match.")
+    by_status: dict[str, int] = Field(
+        description="How many of each status: every status, 0 for none."
+    )
+
+
 class AttemptRecord(BaseModel):
     attempt: int
     started_at: Optional[str]

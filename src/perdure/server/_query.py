@@ -28,6 +28,7 @@ from perdure.client import (
     StreamEntry,
     StreamInfo,
     StreamPage,
+    WorkflowCount,
     WorkflowDescription,
     WorkflowExecution,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "attempt_json",
     "batch_json",
     "build_json",
+    "count_matching",
     "decode_cursor",
     "description_json",
     "encode_cursor",
@@ -178,6 +180,22 @@ async def list_page(client: Client, query: ListQuery) -> Page:
     chosen = rows[: query.limit]
     more = len(rows) > query.limit
     return Page(chosen, encode_cursor(chosen[-1]) if more and chosen else None)
+
+
+async def count_matching(client: Client, query: ListQuery) -> WorkflowCount:
+    """How many runs match ``query`` (its page, limit and cursor apart)."""
+    query.check()
+    return await client.count(
+        query.status,
+        query.workflow_type,
+        since=query.since,
+        until=query.until,
+        search=query.search,
+        retrying=query.retrying,
+        latest=query.latest,
+        search_attributes=query.search_attributes or None,
+        build_id=query.build_id,
+    )
 
 
 def execution_json(e: WorkflowExecution) -> dict[str, Any]:

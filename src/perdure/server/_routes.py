@@ -1,7 +1,7 @@
 """The ``/api`` routes: each one is a few calls on the Client and a JSON view.
 
-Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies), the
-framework-free ``_query`` and the search attributes' rules (``perdure._attributes``).
+Imports fastapi, the public Client API, ``_deps`` (state, roles, bodies) and the
+framework-free ``_query``. (The listing and the count: ``_listing_routes``.)
 Auth: every route needs the ``read`` role except ``/api/health`` and
 ``/api/whoami``; start, signal, update, cancel, priority, build, terminate and
 reset need ``admin``
@@ -18,7 +18,6 @@ from typing import Annotated, Any, Optional
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from perdure._attrfilters import parse_filter
 from perdure._checks import MAX_NAME_BYTES
 from perdure.client import Client
 from perdure.errors import (
@@ -51,7 +50,6 @@ from perdure.server._deps import (
     fairness_key_request,
     json_body,
     optional_body,
-    parse_time,
     priority_request,
     reason_of,
     require_admin,
@@ -63,12 +61,8 @@ from perdure.server._deps import (
 )
 from perdure.server._metrics import CONTENT_TYPE, prometheus_text
 from perdure.server._query import (
-    MAX_LIMIT,
-    ListQuery,
     description_json,
-    execution_json,
     final_description,
-    list_page,
     outcome_json,
     rejected_update_json,
 )
@@ -129,70 +123,6 @@ async def metrics(client: ClientDep) -> Any:
 
 
 # ------------------------------------------------------------------ workflows
-
-
-@router.get(
-    "/workflows",
-    response_model=m.WorkflowPage,
-    dependencies=Reader,
-    responses=error_responses(401, 403, 422, 503),
-)
-async def list_workflows(
-    client: ClientDep,
-    status: Annotated[Optional[str], Query(max_length=64)] = None,
-    type: Annotated[Optional[str], Query(max_length=512, description="Workflow type")] = None,
-    since: Annotated[Optional[str], Query(description="ISO time or age: 2h, 3d")] = None,
-    until: Annotated[Optional[str], Query(description="ISO time or age")] = None,
-    search: Annotated[Optional[str], Query(max_length=512, description="Text in the id")] = None,
-    retrying: Annotated[
-        bool, Query(description="Only runs whose latest workflow task failed and is retried")
-    ] = False,
-    latest: Annotated[
-        bool, Query(description="Only each workflow id's latest run (not one a reset replaced)")
-    ] = False,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    page: Annotated[Optional[int], Query(ge=1, le=1_000_000)] = None,
-    cursor: Annotated[Optional[str], Query(max_length=2048)] = None,
-    build_id: Annotated[
-        Optional[str],
-        Query(max_length=512, description="Only runs pinned to this worker build"),
-    ] = None,
-    attr: Annotated[
-        Optional[list[str]],
-        Query(
-            description="NAME=VALUE: only runs whose search attribute NAME has VALUE, "
-            'matched as text (120 finds 120, 120.0 and "120"; true finds true); or a '
-            "bound NAME>=VALUE, NAME>VALUE, NAME<=VALUE, NAME<VALUE: a VALUE that reads as "
-            "a number in JSON compares the runs' numbers, other text their strings, by "
-            "code point (total>=1000, day<2027-01-01); repeat for more: a run must match each"
-        ),
-    ] = None,
-) -> Any:
-    """Runs, newest first, filtered; page with ``cursor`` (or ``page``)."""
-    try:
-        wanted = parse_filter(attr or [], "attr")
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    query = ListQuery(
-        status=status or None,
-        workflow_type=type or None,
-        since=parse_time(since, "since"),
-        until=parse_time(until, "until"),
-        search=search or None,
-        retrying=retrying,
-        latest=latest,
-        limit=limit,
-        page=page,
-        cursor=cursor or None,
-        search_attributes=wanted,
-        build_id=build_id or None,
-    )
-    try:
-        query.check()
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    result = await list_page(client, query)
-    return {"items": [execution_json(e) for e in result.items], "next_cursor": result.next_cursor}
 
 
 @router.post(

@@ -45,6 +45,7 @@ from perdure.server._batch_routes import router as batch_router
 from perdure.server._build_routes import router as build_router
 from perdure.server._deps import ServerState, error_response
 from perdure.server._limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from perdure.server._listing_routes import router as listing_router
 from perdure.server._queue_routes import router as queue_router
 from perdure.server._routes import router
 from perdure.server._schedule_routes import router as schedule_router
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(stream_router)
     # Then an activity's reset, before a run's takes ".../activities/N/reset".
     app.include_router(activity_reset_router)
+    app.include_router(listing_router)
     app.include_router(router)
     app.include_router(schedule_router)
     app.include_router(queue_router)
