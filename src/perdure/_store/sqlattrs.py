@@ -99,15 +99,15 @@ def _exists(clauses: list[str]) -> str:
     return f"EXISTS (SELECT 1 FROM run_attributes AS b WHERE {' AND '.join(clauses)})"
 
 
-async def _counted(tx: Tx, name: str, wanted: Any) -> int:
-    """How many index rows match one filter, counted up to _COUNT_UP_TO (a
-    read of at most that many index entries: of the primary key for a value
+async def _counted(tx: Tx, name: str, wanted: Any, up_to: int = 0) -> int:
+    """How many index rows match one filter, counted up to ``up_to`` (by
+    default _COUNT_UP_TO: a read of at most that many index entries: of the primary key for a value
     or a string range, of run_attributes_by_number for a number range)."""
     clauses, params = _matches("a", wanted)
     row = await tx.one(
         "SELECT COUNT(*) FROM (SELECT 1 FROM run_attributes AS a WHERE a.name = ? AND"
         f" {' AND '.join(clauses)} LIMIT ?) AS held",
-        (name, *params, _COUNT_UP_TO),
+        (name, *params, up_to or _COUNT_UP_TO),
     )
     return row[0] if row else 0
 
@@ -143,7 +143,8 @@ async def list_by_attributes(
     order = sorted(range(len(filters)), key=lambda i: (counts[i], ranged[i]))
     first, page = order[0], (query.limit, query.offset)
     if counts[first] < _COUNT_UP_TO:
-        return await tx.all(*_walk(filters, first, clauses, params, page))
+        few = _COUNT_UP_TO if len(filters) > 1 or ranged[0] else None  # (counted: few)
+        return await tx.all(*_walk(filters, first, clauses, params, page, few=few))
     if not ranged[first]:  # (a value held by many runs, maybe beside ranges)
         walked: int | None = first
     else:  # (ranges only, each held by many runs)
@@ -194,11 +195,13 @@ def _walk(
     params: list[Any],
     page: tuple[int, int] | None,
     edge: tuple[float, int] | None = None,
+    few: int | None = None,
 ) -> tuple[str, list[Any]]:
     """A listing that walks the index rows of ``filters[walked]`` (None:
     the runs), no further than ``edge`` if given (_edge's), with the other
     filters and ``clauses`` checked run by run; LIMIT and OFFSET ``page``,
-    or, with no page, the count of the runs of each status it finds."""
+    or, with no page, the count of the runs of each status it finds.
+    ``few``: the walked filter holds fewer rows than that (_first_rows)."""
     clauses, values = list(clauses), list(params)
     if edge is not None and walked is None:
         # (The time alone as well: PostgreSQL's planner estimates it, not the
@@ -229,17 +232,40 @@ def _walk(
         ]
     name, wanted = filters[walked]
     own, mine = _matches("a", wanted)
+    own, mine = ["a.name = ?", *own], [name, *mine]
     if edge is not None:  # (where the walk stops; the time alone for the planner)
         own.append("a.run_created >= ? AND (a.run_created, a.run_row) >= (?, ?)")
         mine += [edge[0], *edge]
-    clauses = ["a.name = ?", *own, *clauses]
+    if few is None:
+        source = "run_attributes AS a"
+        clauses, values = [*own, *clauses], [*mine, *values]
+    else:
+        source = _first_rows(own, isinstance(wanted, AttributeRange) and wanted.numeric)
+        values = [*mine, few, *values]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     order = " ORDER BY a.run_created DESC, a.run_row DESC LIMIT ? OFFSET ?"
     return (
         head
-        + " FROM run_attributes AS a JOIN runs ON runs.id = a.run_row"
-        + f" WHERE {' AND '.join(clauses)}"
+        + f" FROM {source} JOIN runs ON runs.id = a.run_row {where}"
         + (order if page else " GROUP BY runs.status")
-    ), [name, *mine, *values, *tail]
+    ), [*values, *tail]
+
+
+def _first_rows(clauses: list[str], numeric: bool) -> str:
+    """The index rows of ``clauses`` (a filter's, on ``a``), read in the
+    order of the index that holds them and at most as many as a parameter
+    says (LIMIT ?): so PostgreSQL's planner reads them from that index, the
+    few they are (counted before), and does not scan the table. It
+    estimates a range of one name's values from the values of every name
+    (a range of 273 dates, judged 16,000 rows: a scan of every attribute,
+    15-35 ms for 100,000 runs)."""
+    order = " ORDER BY a.name, a.number LIMIT ?" if numeric else " ORDER BY a.name, a.value LIMIT ?"
+    return (
+        "(SELECT a.run_created, a.run_row FROM run_attributes AS a"
+        + f" WHERE {' AND '.join(clauses)}"
+        + order
+        + ") AS a"
+    )
 
 
 async def count_by_attributes(
@@ -252,8 +278,10 @@ async def count_by_attributes(
     proportion to the runs that filter holds."""
     filters = query.search_attributes
     ranged = [isinstance(w, AttributeRange) for _, w in filters]
-    counts = [0]
-    if len(filters) > 1:
-        counts = [await _counted(tx, name, wanted) for name, wanted in filters]
+    # (Counted further than a listing does: a count reads every run the
+    # walked filter holds, where a listing stops at its page.)
+    up_to = _COUNT_UP_TO * 100 if len(filters) > 1 else _COUNT_UP_TO
+    counts = [await _counted(tx, name, wanted, up_to) for name, wanted in filters]
     walked = min(range(len(filters)), key=lambda i: (counts[i], ranged[i]))
-    return await tx.all(*_walk(filters, walked, clauses, params, None))
+    few = up_to if counts[walked] < up_to else None
+    return await tx.all(*_walk(filters, walked, clauses, params, None, few=few))
