@@ -187,16 +187,13 @@ def parse_filter(terms: list[str], what: str = "--attr") -> dict[str, Any]:
         name, rest = term[:at], term[at:]
         op = next(o for o in _OPERATORS if rest.startswith(o))
         text = rest[len(op) :]
+        if name in (bounds if op == "=" else values):
+            raise BadName(f"{what} gives {name!r} a value and a bound: give the value alone")
         if op == "=":
-            if name in values or name in bounds:
-                raise BadName(
-                    f"{what} names {name!r} twice: a run has one value for each name"
-                    + (" (a value and a bound: give the value alone)" if name in bounds else "")
-                )
+            if name in values:
+                raise BadName(f"{what} names {name!r} twice: a run has one value for each name")
             values[name] = text
             continue
-        if name in values:
-            raise BadName(f"{what} gives {name!r} a value and a bound: give the value alone")
         bound = typed_value(text)
         if text == "" or isinstance(bound, bool):
             raise BadName(

@@ -101,8 +101,9 @@ def _exists(clauses: list[str]) -> str:
 
 async def _counted(tx: Tx, name: str, wanted: Any, up_to: int = 0) -> int:
     """How many index rows match one filter, counted up to ``up_to`` (by
-    default _COUNT_UP_TO: a read of at most that many index entries: of the primary key for a value
-    or a string range, of run_attributes_by_number for a number range)."""
+    default _COUNT_UP_TO): a read of at most that many index entries, of the
+    primary key for a value or a string range, of run_attributes_by_number
+    for a number range."""
     clauses, params = _matches("a", wanted)
     row = await tx.one(
         "SELECT COUNT(*) FROM (SELECT 1 FROM run_attributes AS a WHERE a.name = ? AND"
@@ -136,19 +137,16 @@ async def list_by_attributes(
     the range holds, not to the database's size."""
     filters = query.search_attributes
     ranged = [isinstance(w, AttributeRange) for _, w in filters]
-    if len(filters) > 1 or ranged[0]:
-        counts = [await _counted(tx, name, wanted) for name, wanted in filters]
-    else:  # (one value: walked whatever its count)
-        counts = [0]
+    counted = len(filters) > 1 or ranged[0]  # (one value is walked whatever its count)
+    counts = [await _counted(tx, n, w) for n, w in filters] if counted else [0]
     order = sorted(range(len(filters)), key=lambda i: (counts[i], ranged[i]))
     first, page = order[0], (query.limit, query.offset)
     if counts[first] < _COUNT_UP_TO:
-        few = _COUNT_UP_TO if len(filters) > 1 or ranged[0] else None  # (counted: few)
+        few = _COUNT_UP_TO if counted else None
         return await tx.all(*_walk(filters, first, clauses, params, page, few=few))
-    if not ranged[first]:  # (a value held by many runs, maybe beside ranges)
-        walked: int | None = first
-    else:  # (ranges only, each held by many runs)
-        walked = None
+    # A value held by many runs (maybe beside ranges), or, with ranges only,
+    # each held by many runs, the runs themselves: walked in order.
+    walked = None if ranged[first] else first
     if not any(ranged):
         return await tx.all(*_walk(filters, walked, clauses, params, page))
     window = max(_WINDOW_LEAST, _WINDOW_PER_RUN * (query.limit + query.offset))

@@ -43,6 +43,7 @@ COMMANDS = {
     "worker": "_worker_cmd",
     "demo": "_demo_cmd",
     "list": "_inspect_cmd",
+    "count": "_inspect_cmd",
     "show": "_inspect_cmd",
     "history": "_inspect_cmd",
     "result": "_inspect_cmd",

@@ -79,6 +79,44 @@ def status_text(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'bold')}]{escape(status)}[/]"
 
 
+LatestOption = typer.Option(
+    False, "--latest", help="Only each workflow id's latest run (not one a reset replaced)."
+)
+
+
+def listing_query(
+    status: Optional[str],
+    workflow_type: Optional[str],
+    since: Optional[str],
+    until: Optional[str],
+    search: Optional[str],
+    retrying: bool,
+    latest: bool,
+    attrs: list[str],
+    build_id: Optional[str],
+    **page: Any,
+) -> ListQuery:
+    """``list``'s and ``count``'s filter options (and ``list``'s page) as a
+    checked query; exit 2 naming what is wrong."""
+    query = ListQuery(
+        status=status,
+        workflow_type=workflow_type,
+        since=when_option(since, "--since"),
+        until=when_option(until, "--until"),
+        search=search,
+        retrying=retrying,
+        latest=latest,
+        search_attributes=attribute_filter(attrs),
+        build_id=build_id,
+        **page,
+    )
+    try:
+        query.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return query
+
+
 @app.command("list", epilog=EPILOG, rich_help_panel="Inspect")
 def list_workflows(
     db: Optional[str] = DbOption,
@@ -88,9 +126,7 @@ def list_workflows(
     until: Optional[str] = UntilOption,
     search: Optional[str] = SearchOption,
     retrying: bool = RetryingOption,
-    latest: bool = typer.Option(
-        False, "--latest", help="Only each workflow id's latest run (not one a reset replaced)."
-    ),
+    latest: bool = LatestOption,
     attrs: list[str] = AttrFilterOption,
     build_id: Optional[str] = BuildFilterOption,
     limit: int = typer.Option(20, min=1, max=MAX_LIMIT, help="Runs per page."),
@@ -99,25 +135,8 @@ def list_workflows(
     as_json: bool = JsonOption,
 ) -> None:
     """List workflow runs, newest first."""
-    wanted = attribute_filter(attrs)
-    query = ListQuery(
-        status=status,
-        workflow_type=workflow_type,
-        since=when_option(since, "--since"),
-        until=when_option(until, "--until"),
-        search=search,
-        retrying=retrying,
-        latest=latest,
-        limit=limit,
-        page=page,
-        cursor=cursor,
-        search_attributes=wanted,
-        build_id=build_id,
-    )
-    try:
-        query.check()
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    filters = (status, workflow_type, since, until, search, retrying, latest, attrs, build_id)
+    query = listing_query(*filters, limit=limit, page=page, cursor=cursor)
 
     async def work(client: Client) -> None:
         result = await list_page(client, query)
@@ -163,29 +182,14 @@ def count_workflows(
     until: Optional[str] = UntilOption,
     search: Optional[str] = SearchOption,
     retrying: bool = RetryingOption,
-    latest: bool = typer.Option(
-        False, "--latest", help="Only each workflow id's latest run (not one a reset replaced)."
-    ),
+    latest: bool = LatestOption,
     attrs: list[str] = AttrFilterOption,
     build_id: Optional[str] = BuildFilterOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Count the workflow runs the filters match (as list takes them), by status."""
-    query = ListQuery(
-        status=status,
-        workflow_type=workflow_type,
-        since=when_option(since, "--since"),
-        until=when_option(until, "--until"),
-        search=search,
-        retrying=retrying,
-        latest=latest,
-        search_attributes=attribute_filter(attrs),
-        build_id=build_id,
-    )
-    try:
-        query.check()
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    filters = (status, workflow_type, since, until, search, retrying, latest, attrs, build_id)
+    query = listing_query(*filters)
 
     async def work(client: Client) -> None:
         found = await count_matching(client, query)

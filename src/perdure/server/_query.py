@@ -136,6 +136,19 @@ class ListQuery:
     search_attributes: dict[str, Any] = field(default_factory=dict)
     build_id: str | None = None
 
+    def keywords(self) -> dict[str, Any]:
+        """Its filters but the status and the type, as ``Client.list`` and
+        ``Client.count`` take them."""
+        return {
+            "since": self.since,
+            "until": self.until,
+            "search": self.search,
+            "retrying": self.retrying,
+            "latest": self.latest,
+            "search_attributes": self.search_attributes or None,
+            "build_id": self.build_id,
+        }
+
     def check(self) -> None:
         """Raise ValueError naming what is wrong with the query."""
         if self.status is not None and self.status not in KNOWN_STATUSES:
@@ -167,15 +180,9 @@ async def list_page(client: Client, query: ListQuery) -> Page:
         query.status,
         query.workflow_type,
         query.limit + 1,  # one more than the page tells whether a next page exists
-        since=query.since,
-        until=query.until,
-        search=query.search,
         after=query.cursor,
         offset=(query.page - 1) * query.limit if query.page is not None else 0,
-        retrying=query.retrying,
-        latest=query.latest,
-        search_attributes=query.search_attributes or None,
-        build_id=query.build_id,
+        **query.keywords(),
     )
     chosen = rows[: query.limit]
     more = len(rows) > query.limit
@@ -185,17 +192,7 @@ async def list_page(client: Client, query: ListQuery) -> Page:
 async def count_matching(client: Client, query: ListQuery) -> WorkflowCount:
     """How many runs match ``query`` (its page, limit and cursor apart)."""
     query.check()
-    return await client.count(
-        query.status,
-        query.workflow_type,
-        since=query.since,
-        until=query.until,
-        search=query.search,
-        retrying=query.retrying,
-        latest=query.latest,
-        search_attributes=query.search_attributes or None,
-        build_id=query.build_id,
-    )
+    return await client.count(query.status, query.workflow_type, **query.keywords())
 
 
 def execution_json(e: WorkflowExecution) -> dict[str, Any]:
